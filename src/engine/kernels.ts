@@ -1,0 +1,133 @@
+/**
+ * The kernel core's interface: the exports of wasm/assembly/index.ts, typed.
+ *
+ * Every pointer (`Ptr`) is a byte offset into the arena's WebAssembly.Memory; every size counts
+ * f32 elements; flags are 0/1. Outputs come first, then inputs, then sizes (llm.c order).
+ * The same interface is implemented by the WASM module (instantiateKernels) and by the plain
+ * TypeScript reference twins (createReferenceKernels in reference.ts), which the tests compare.
+ *
+ * Runtime-agnostic: the compiled WebAssembly.Module is injected by the runtime entry.
+ */
+
+/** A byte offset into the arena's memory. */
+export type Ptr = number;
+/** 0 or 1. */
+export type Flag = number;
+
+export interface Kernels {
+  /** out[M,N] = a[M,K] · b[N,K]^T + bias[N] (bias 0: none); scratch holds K*N floats. */
+  matmul_nt(out: Ptr, a: Ptr, b: Ptr, bias: Ptr, scratch: Ptr, M: number, N: number, K: number): void;
+  /** out[M,N] (+)= a[M,K] · b[K,N] */
+  matmul_nn(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, accumulate: Flag): void;
+  /** out[M,N] (+)= a[K,M]^T · b[K,N] */
+  matmul_tn(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, accumulate: Flag): void;
+  /** out[rows,cols] = inp[cols,rows]^T */
+  transpose(out: Ptr, inp: Ptr, rows: number, cols: number): void;
+
+  /** dbias[cols] += sum_r dout[r, cols] */
+  bias_grad(dbias: Ptr, dout: Ptr, rows: number, cols: number): void;
+  relu_forward(out: Ptr, inp: Ptr, n: number): void;
+  relu_backward(dinp: Ptr, dout: Ptr, out: Ptr, n: number): void;
+  leaky_relu_forward(out: Ptr, inp: Ptr, slope: number, n: number): void;
+  leaky_relu_backward(dinp: Ptr, dout: Ptr, inp: Ptr, slope: number, n: number): void;
+  gelu_forward(out: Ptr, inp: Ptr, n: number): void;
+  gelu_backward(dinp: Ptr, dout: Ptr, inp: Ptr, n: number): void;
+  gelu_tanh_forward(out: Ptr, inp: Ptr, n: number): void;
+  gelu_tanh_backward(dinp: Ptr, dout: Ptr, inp: Ptr, n: number): void;
+  tanh_forward(out: Ptr, inp: Ptr, n: number): void;
+  tanh_backward(dinp: Ptr, dout: Ptr, out: Ptr, n: number): void;
+  sigmoid_forward(out: Ptr, inp: Ptr, n: number): void;
+  sigmoid_backward(dinp: Ptr, dout: Ptr, out: Ptr, n: number): void;
+  /** mask = 1/(1-p) or 0 from a hash of (seed, i); out = inp * mask */
+  dropout_forward(out: Ptr, mask: Ptr, inp: Ptr, p: number, seed: number, n: number): void;
+  /** out = a * b */
+  mul(out: Ptr, a: Ptr, b: Ptr, n: number): void;
+  /** x *= s */
+  scale(x: Ptr, s: number, n: number): void;
+  fill(out: Ptr, value: number, n: number): void;
+  copy(out: Ptr, x: Ptr, n: number): void;
+  /** out += alpha * x */
+  axpy(out: Ptr, x: Ptr, alpha: number, n: number): void;
+  /** out[r,:] = src[indices[r],:], indices i32 */
+  gather_rows(out: Ptr, src: Ptr, indices: Ptr, rows: number, cols: number): void;
+  /** 1 when every element is finite */
+  all_finite(x: Ptr, n: number): number;
+
+  /** Losses: return the mean loss; write dL/dpred into grad unless grad is 0. */
+  mse_loss(grad: Ptr, pred: Ptr, target: Ptr, n: number): number;
+  l1_loss(grad: Ptr, pred: Ptr, target: Ptr, n: number): number;
+  huber_loss(grad: Ptr, pred: Ptr, target: Ptr, delta: number, n: number): number;
+  smooth_l1_loss(grad: Ptr, pred: Ptr, target: Ptr, beta: number, n: number): number;
+  cross_entropy_loss(
+    grad: Ptr, logits: Ptr, target: Ptr, weight: Ptr, B: number, C: number, ignore_index: number, label_smoothing: number,
+  ): number;
+  bce_with_logits_loss(grad: Ptr, logits: Ptr, target: Ptr, pos_weight: Ptr, B: number, C: number): number;
+  hinge_loss(grad: Ptr, pred: Ptr, target: Ptr, n: number): number;
+  multi_margin_loss(
+    grad: Ptr, logits: Ptr, target: Ptr, weight: Ptr, B: number, C: number, p: number, margin: number,
+  ): number;
+
+  sgd_step(
+    param: Ptr, grad: Ptr, buf: Ptr, n: number,
+    lr: number, momentum: number, dampening1m: number, weight_decay: number,
+    nesterov: Flag, maximize: Flag, first: Flag,
+  ): void;
+  adam_step(
+    param: Ptr, grad: Ptr, m: Ptr, v: Ptr, vmax: Ptr, n: number,
+    step_size: number, beta1: number, beta1m: number, beta2: number, beta2m: number, bias_correction2_sqrt: number,
+    eps: number, weight_decay: number, decay_factor: number, amsgrad: Flag, maximize: Flag, decoupled: Flag,
+  ): void;
+  rmsprop_step(
+    param: Ptr, grad: Ptr, square_avg: Ptr, grad_avg: Ptr, buf: Ptr, n: number,
+    lr: number, alpha: number, alpha1m: number, eps: number, weight_decay: number, momentum: number,
+    centered: Flag, maximize: Flag,
+  ): void;
+  adagrad_step(param: Ptr, grad: Ptr, sum: Ptr, n: number, clr: number, eps: number, weight_decay: number, maximize: Flag): void;
+
+  sum_squares(x: Ptr, n: number): number;
+  sum_abs_pow(x: Ptr, p: number, n: number): number;
+  max_abs(x: Ptr, n: number): number;
+
+  /** First byte the arena may hand out. */
+  heap_base(): number;
+}
+
+/** The names of every kernel, for checks that an instance is complete. */
+export const KERNEL_NAMES = [
+  "matmul_nt", "matmul_nn", "matmul_tn", "transpose", "bias_grad",
+  "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
+  "gelu_forward", "gelu_backward", "gelu_tanh_forward", "gelu_tanh_backward",
+  "tanh_forward", "tanh_backward", "sigmoid_forward", "sigmoid_backward",
+  "dropout_forward", "mul", "scale", "fill", "copy", "axpy", "gather_rows", "all_finite",
+  "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "cross_entropy_loss",
+  "bce_with_logits_loss", "hinge_loss", "multi_margin_loss",
+  "sgd_step", "adam_step", "rmsprop_step", "adagrad_step",
+  "sum_squares", "sum_abs_pow", "max_abs", "heap_base",
+] as const satisfies readonly (keyof Kernels)[];
+
+/** Which build of the kernel core is running. */
+export type KernelVariant = "wasm-simd" | "wasm-relaxed-simd" | "js-reference";
+
+/** WebAssembly page size in bytes. */
+export const WASM_PAGE = 65536;
+
+/**
+ * Instantiates the kernel core over a memory the caller owns.
+ *
+ * @example
+ * ```ts
+ * const memory = new WebAssembly.Memory({ initial: 16, maximum: 65536 });
+ * const kernels = await instantiateKernels(module, memory);
+ * kernels.relu_forward(outPtr, inPtr, n);
+ * ```
+ */
+export async function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<Kernels> {
+  const instance = await WebAssembly.instantiate(module, { env: { memory } });
+  const exports = instance.exports as unknown as Kernels;
+  for (const name of KERNEL_NAMES) {
+    if (typeof exports[name] !== "function") {
+      throw new Error(`kernel module lacks export ${name}: rebuild it with npm run build:wasm`);
+    }
+  }
+  return exports;
+}

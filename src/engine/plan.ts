@@ -1,0 +1,151 @@
+/**
+ * The plan of a run, computed before any memory is touched: steps, FLOPs and the bytes of
+ * WebAssembly memory it will need. The API uses it to decide whether a job fits the in-Worker
+ * budget; the engine uses the same numbers to reserve memory once.
+ */
+import type { FineTuneRequest } from "../schema/request.js";
+import type { Plan } from "../schema/result.js";
+import { UnprocessableError, type FieldIssue } from "../errors.js";
+import type { ModelSpec } from "./model.js";
+import { optimizerStatePerParam, hasMomentum } from "./optimizers.js";
+import { scheduleInterval } from "./schedules.js";
+
+/** What the plan needs to know about the data (no values). */
+export interface DataShape {
+  trainRows: number;
+  validationRows: number;
+  features: number;
+  targets: number;
+}
+
+/** The full plan: the public fields of `Plan` plus what the engine needs to run. */
+export interface RunPlan extends Omit<Plan, "placement"> {
+  stepsPerEpoch: number;
+  /** Rows per batch buffer: min(batch_size, train rows). */
+  maxRows: number;
+  interval: "epoch" | "step";
+  totalSchedulerSteps: number;
+}
+
+/** Optimizer steps per epoch, as a DataLoader with this batch_size and drop_last yields batches. */
+export function stepsPerEpoch(rows: number, batchSize: number, dropLast: boolean): number {
+  return dropLast ? Math.floor(rows / batchSize) : Math.ceil(rows / batchSize);
+}
+
+/**
+ * Plans a run: checks what can only be checked with the data's shape (batches per epoch,
+ * schedule lengths) and estimates FLOPs and memory.
+ *
+ * @example
+ * ```ts
+ * const plan = planRun(request, describeModel(request.model.layers, request.trainable), { trainRows: 1000, validationRows: 0, features: 10, targets: 1 });
+ * plan.steps; // 640 for 20 epochs of batch 32
+ * ```
+ */
+export function planRun(request: FineTuneRequest, model: ModelSpec, data: DataShape): RunPlan {
+  const t = request.training;
+  const issues: FieldIssue[] = [];
+  const perEpoch = stepsPerEpoch(data.trainRows, t.batch_size, t.drop_last);
+  if (perEpoch === 0) {
+    issues.push({
+      path: "training.batch_size",
+      message: `is ${t.batch_size} but there are only ${data.trainRows} training rows and drop_last is true: no batch would run`,
+    });
+  }
+  const interval = scheduleInterval(t.schedule);
+  if (t.schedule.type === "plateau" && t.schedule.interval === "step") {
+    issues.push({ path: "training.schedule.interval", message: "plateau steps once per epoch on a metric; use \"epoch\"" });
+  }
+  const totalSchedulerSteps = interval === "epoch" ? t.epochs : t.epochs * perEpoch;
+  const s = t.schedule;
+  if (s.type === "onecycle") {
+    // torch raises once the scheduler steps past total_steps; the last step of a run is allowed
+    if (s.total_steps !== undefined && s.total_steps < totalSchedulerSteps) {
+      issues.push({
+        path: "training.schedule.total_steps",
+        message: `is ${s.total_steps} but the run takes ${totalSchedulerSteps} scheduler steps (${interval === "step" ? `${t.epochs} epochs x ${perEpoch} batches` : `${t.epochs} epochs`})`,
+      });
+    }
+    if (s.cycle_momentum && !hasMomentum(t.optimizer)) {
+      issues.push({
+        path: "training.schedule.cycle_momentum",
+        message: `${t.optimizer.type} has no momentum or beta1 to cycle; set cycle_momentum to false`,
+      });
+    }
+  }
+  if (s.type === "sequential") {
+    if (s.milestones.length !== s.schedulers.length - 1) {
+      issues.push({
+        path: "training.schedule.milestones",
+        message: `needs ${s.schedulers.length - 1} milestones for ${s.schedulers.length} schedulers, got ${s.milestones.length}`,
+      });
+    }
+    s.milestones.forEach((m, i) => {
+      if (i > 0 && m <= s.milestones[i - 1]!) issues.push({ path: `training.schedule.milestones[${i}]`, message: "milestones must increase" });
+    });
+  }
+  const needsValidation = (metric: string | undefined) => metric === "val_loss" || metric === "val_accuracy";
+  if (t.early_stopping && needsValidation(t.early_stopping.monitor) && data.validationRows === 0) {
+    issues.push({
+      path: "training.early_stopping.monitor",
+      message: `is ${t.early_stopping.monitor} but there is no validation data (give data.validation or data.validation_split, or monitor train_loss)`,
+    });
+  }
+  if (s.type === "plateau" && needsValidation(s.monitor) && data.validationRows === 0) {
+    issues.push({ path: "training.schedule.monitor", message: `is ${s.monitor} but there is no validation data` });
+  }
+  if (issues.length > 0) throw new UnprocessableError("invalid_plan", issues);
+
+  const maxRows = Math.min(t.batch_size, data.trainRows);
+  const rowsPerEpoch = t.drop_last ? perEpoch * t.batch_size : data.trainRows;
+  const steps = t.epochs * perEpoch;
+  const flops =
+    t.epochs * (rowsPerEpoch * (model.forwardFlopsPerRow + model.backwardFlopsPerRow) + data.validationRows * model.forwardFlopsPerRow) +
+    steps * 12 * model.trainableCount;
+  return {
+    params: model.paramCount,
+    trainable_params: model.trainableCount,
+    flops,
+    memory_bytes: estimateMemoryBytes(request, model, data, maxRows),
+    steps,
+    stepsPerEpoch: perEpoch,
+    maxRows,
+    interval,
+    totalSchedulerSteps,
+  };
+}
+
+/**
+ * Bytes of WebAssembly memory a run allocates (mirrors the allocations of train.ts and
+ * model.ts, each rounded up to 16 bytes), plus the kernel module's static data.
+ */
+export function estimateMemoryBytes(request: FineTuneRequest, model: ModelSpec, data: DataShape, maxRows: number): number {
+  const t = request.training;
+  const trainable = model.trainableCount;
+  const widths = model.layers.map((l) => (l.kind === "linear" ? l.outFeatures : l.width));
+  const dropoutWidths = model.layers.map((l) => (l.kind === "dropout" && l.p > 0 ? l.width : 0));
+  const targetWidth = data.targets;
+  const lossVectors = model.outFeatures; // class weight or pos_weight, at most one
+  const elements = [
+    data.trainRows * data.features, // dataset x
+    data.trainRows * targetWidth, // dataset y
+    data.validationRows * data.features,
+    data.validationRows * targetWidth,
+    data.validationRows * model.outFeatures, // validation logits
+    maxRows * data.features, // batch x
+    maxRows * targetWidth, // batch y
+    maxRows, // batch indices (i32)
+    model.paramCount, // params
+    trainable, // grads
+    trainable, // last finite params (divergence)
+    t.early_stopping ? trainable : 0, // best params
+    trainable * optimizerStatePerParam(t.optimizer),
+    ...widths.map((w) => maxRows * w), // layer outputs
+    ...dropoutWidths.map((w) => maxRows * w), // dropout masks
+    2 * maxRows * model.maxWidth, // activation gradients
+    model.maxWeight, // W^T scratch
+    lossVectors,
+  ];
+  const bytes = elements.reduce((s, n) => s + Math.ceil((n * 4) / 16) * 16, 0);
+  return bytes + 64 * 1024; // the module's static data and stack live below the arena's base
+}

@@ -1,0 +1,400 @@
+/**
+ * Plain-TypeScript reference twins of every kernel in wasm/assembly: the same signatures over
+ * the same memory, written as the formulas read (scalar loops, f32 rounding via Math.fround).
+ * Tests run each WASM kernel and its twin on identical inputs and compare; the engine can also
+ * run on these twins (kernel "js-reference") to separate engine bugs from kernel bugs.
+ */
+import type { Kernels, Ptr } from "./kernels.js";
+
+const f = Math.fround;
+
+/**
+ * Kernels implemented in TypeScript over `memory` (views re-derived on every call, so growth is safe).
+ *
+ * @example
+ * ```ts
+ * const ref = createReferenceKernels(memory, 1024);
+ * ref.mse_loss(gradPtr, predPtr, targetPtr, n);
+ * ```
+ */
+export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 1024): Kernels {
+  const F = (): Float32Array => new Float32Array(memory.buffer);
+  const I = (): Int32Array => new Int32Array(memory.buffer);
+  const at = (p: Ptr) => p >>> 2;
+
+  /** out[M,N] = init + sum_k A(i,k) B(k,j) with A(i,k) at a + i*ars + k*acs (elements). */
+  function gemm(out: Ptr, a: Ptr, ars: number, acs: number, b: Ptr, bias: Ptr, M: number, N: number, K: number, init: 0 | 1 | 2) {
+    const m = F();
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let s = init === 1 ? m[at(out) + i * N + j]! : init === 2 ? m[at(bias) + j]! : 0;
+        for (let k = 0; k < K; k++) s = f(s + f(m[at(a) + i * ars + k * acs]! * m[at(b) + k * N + j]!));
+        m[at(out) + i * N + j] = s;
+      }
+    }
+  }
+
+  const erf32 = (x: number): number => {
+    // Abramowitz & Stegun 7.1.26, as torch's vectorised CPU erf
+    const ax = Math.abs(x);
+    const t = f(1 / f(f(0.3275911 * ax) + 1));
+    const r = f(f(f(f(f(f(f(f(f(1.061405429 * t) - 1.453152027) * t) + 1.421413741) * t) - 0.284496736) * t) + 0.254829592));
+    const y = f(1 - f(f(r * t) * f(Math.exp(f(-x * x)))));
+    return x < 0 ? -y : y;
+  };
+
+  const unary = (out: Ptr, inp: Ptr, n: number, fn: (x: number) => number) => {
+    const m = F();
+    for (let i = 0; i < n; i++) m[at(out) + i] = fn(m[at(inp) + i]!);
+  };
+  const binary = (out: Ptr, a: Ptr, b: Ptr, n: number, fn: (x: number, y: number) => number) => {
+    const m = F();
+    for (let i = 0; i < n; i++) m[at(out) + i] = fn(m[at(a) + i]!, m[at(b) + i]!);
+  };
+
+  const mix32 = (h: number): number => {
+    h = (h ^ (h >>> 16)) >>> 0;
+    h = Math.imul(h, 0x85ebca6b) >>> 0;
+    h = (h ^ (h >>> 13)) >>> 0;
+    h = Math.imul(h, 0xc2b2ae35) >>> 0;
+    return (h ^ (h >>> 16)) >>> 0;
+  };
+
+  /** Elementwise loss over n elements: term(d) -> [loss, grad * n]. */
+  const pointwiseLoss = (grad: Ptr, pred: Ptr, target: Ptr, n: number, term: (x: number, y: number, inv: number) => [number, number]) => {
+    if (n === 0) return 0;
+    const m = F();
+    const inv = f(1 / n);
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const [l, g] = term(m[at(pred) + i]!, m[at(target) + i]!, inv);
+      sum += l;
+      if (grad !== 0) m[at(grad) + i] = g;
+    }
+    return sum / n;
+  };
+
+  const kernels: Kernels = {
+    matmul_nt(out, a, b, bias, _scratch, M, N, K) {
+      // b is [N,K]: B(k,j) = b[j*K + k]; express as A·B with an explicit transposed read
+      const m = F();
+      for (let i = 0; i < M; i++) {
+        for (let j = 0; j < N; j++) {
+          let s = bias !== 0 ? m[at(bias) + j]! : 0;
+          for (let k = 0; k < K; k++) s = f(s + f(m[at(a) + i * K + k]! * m[at(b) + j * K + k]!));
+          m[at(out) + i * N + j] = s;
+        }
+      }
+    },
+    matmul_nn(out, a, b, M, N, K, accumulate) {
+      gemm(out, a, K, 1, b, 0, M, N, K, accumulate ? 1 : 0);
+    },
+    matmul_tn(out, a, b, M, N, K, accumulate) {
+      gemm(out, a, 1, M, b, 0, M, N, K, accumulate ? 1 : 0);
+    },
+    transpose(out, inp, rows, cols) {
+      const m = F();
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) m[at(out) + r * cols + c] = m[at(inp) + c * rows + r]!;
+    },
+    bias_grad(dbias, dout, rows, cols) {
+      const m = F();
+      for (let c = 0; c < cols; c++) {
+        let s = m[at(dbias) + c]!;
+        for (let r = 0; r < rows; r++) s = f(s + m[at(dout) + r * cols + c]!);
+        m[at(dbias) + c] = s;
+      }
+    },
+    relu_forward: (out, inp, n) => unary(out, inp, n, (x) => (x > 0 || Number.isNaN(x) ? x : 0)),
+    relu_backward: (dinp, dout, out, n) => binary(dinp, dout, out, n, (g, y) => (y > 0 ? g : 0)),
+    leaky_relu_forward: (out, inp, slope, n) => unary(out, inp, n, (x) => (x > 0 ? x : f(x * slope))),
+    leaky_relu_backward: (dinp, dout, inp, slope, n) => binary(dinp, dout, inp, n, (g, x) => (x > 0 ? g : f(g * slope))),
+    gelu_forward: (out, inp, n) => unary(out, inp, n, (x) => f(f(x * 0.5) * f(1 + erf32(f(x * Math.SQRT1_2))))),
+    gelu_backward(dinp, dout, inp, n) {
+      binary(dinp, dout, inp, n, (g, x) => {
+        const cdf = f(0.5 * f(1 + erf32(f(x * Math.SQRT1_2))));
+        const pdf = f(f(1 / Math.sqrt(2 * Math.PI)) * f(Math.exp(f(f(-0.5 * x) * x))));
+        return f(g * f(cdf + f(x * pdf)));
+      });
+    },
+    gelu_tanh_forward(out, inp, n) {
+      const k = f(Math.sqrt(2 / Math.PI));
+      unary(out, inp, n, (x) => f(f(0.5 * x) * f(1 + f(Math.tanh(f(k * f(x + f(f(f(0.044715 * x) * x) * x))))))));
+    },
+    gelu_tanh_backward(dinp, dout, inp, n) {
+      const k = f(Math.sqrt(2 / Math.PI));
+      binary(dinp, dout, inp, n, (g, x) => {
+        const xSq = f(x * x);
+        const th = f(Math.tanh(f(k * f(x + f(f(0.044715 * xSq) * x)))));
+        const left = f(0.5 * x);
+        const leftDerivative = f(0.5 * f(1 + th));
+        const rightDerivative = f(f(f(left * f(1 - f(th * th))) * k) * f(1 + f(f(3 * 0.044715) * xSq)));
+        return f(g * f(leftDerivative + rightDerivative));
+      });
+    },
+    tanh_forward: (out, inp, n) => unary(out, inp, n, (x) => f(Math.tanh(x))),
+    tanh_backward: (dinp, dout, out, n) => binary(dinp, dout, out, n, (g, y) => f(g * f(1 - f(y * y)))),
+    sigmoid_forward: (out, inp, n) => unary(out, inp, n, (x) => f(1 / f(1 + f(Math.exp(-x))))),
+    sigmoid_backward: (dinp, dout, out, n) => binary(dinp, dout, out, n, (g, y) => f(f(g * f(1 - y)) * y)),
+    dropout_forward(out, mask, inp, p, seed, n) {
+      const m = F();
+      const scale = p < 1 ? f(1 / (1 - f(p))) : 0;
+      const threshold = Math.ceil(f(p) * 16777216);
+      const base = mix32((seed ^ 0x9e3779b9) >>> 0);
+      for (let i = 0; i < n; i++) {
+        const u = mix32((base + Math.imul(i, 0x9e3779b9)) >>> 0) >>> 8;
+        const keep = u >= threshold ? scale : 0;
+        m[at(mask) + i] = keep;
+        m[at(out) + i] = f(m[at(inp) + i]! * keep);
+      }
+    },
+    mul: (out, a, b, n) => binary(out, a, b, n, (x, y) => f(x * y)),
+    scale: (x, s, n) => unary(x, x, n, (v) => f(v * f(s))),
+    fill(out, value, n) {
+      F().fill(f(value), at(out), at(out) + n);
+    },
+    copy(out, x, n) {
+      F().copyWithin(at(out), at(x), at(x) + n);
+    },
+    axpy(out, x, alpha, n) {
+      binary(out, out, x, n, (o, v) => f(o + f(f(alpha) * v)));
+    },
+    gather_rows(out, src, indices, rows, cols) {
+      const m = F();
+      const idx = I();
+      for (let r = 0; r < rows; r++) {
+        const i = idx[at(indices) + r]!;
+        m.copyWithin(at(out) + r * cols, at(src) + i * cols, at(src) + (i + 1) * cols);
+      }
+    },
+    all_finite(x, n) {
+      const m = F();
+      for (let i = 0; i < n; i++) if (!Number.isFinite(m[at(x) + i]!)) return 0;
+      return 1;
+    },
+
+    mse_loss(grad, pred, target, n) {
+      if (n === 0) return 0;
+      const norm = f(2 / n);
+      return pointwiseLoss(grad, pred, target, n, (x, y) => {
+        const d = f(x - y);
+        return [f(d * d), f(norm * d)];
+      });
+    },
+    l1_loss: (grad, pred, target, n) =>
+      pointwiseLoss(grad, pred, target, n, (x, y, inv) => {
+        const d = f(x - y);
+        return [Math.abs(d), d > 0 ? inv : d < 0 ? -inv : 0];
+      }),
+    huber_loss: (grad, pred, target, delta, n) =>
+      pointwiseLoss(grad, pred, target, n, (x, y, inv) => {
+        const dl = f(delta);
+        const d = f(x - y);
+        const ad = Math.abs(d);
+        const l = ad < dl ? f(f(0.5 * d) * d) : f(dl * f(ad - f(0.5 * dl)));
+        const g = d < -dl ? f(-inv * dl) : d > dl ? f(inv * dl) : f(inv * d);
+        return [l, g];
+      }),
+    smooth_l1_loss(grad, pred, target, beta, n) {
+      if (beta === 0) return kernels.l1_loss(grad, pred, target, n);
+      const b = f(beta);
+      return pointwiseLoss(grad, pred, target, n, (x, y, inv) => {
+        const d = f(x - y);
+        const ad = Math.abs(d);
+        const l = ad < b ? f(f(f(0.5 * d) * d) / b) : f(ad - f(0.5 * b));
+        const g = d < -b ? -inv : d > b ? inv : f(f(inv * d) / b);
+        return [l, g];
+      });
+    },
+    cross_entropy_loss(grad, logits, target, weight, B, C, ignoreIndex, labelSmoothing) {
+      const m = F();
+      const eps = f(labelSmoothing);
+      const w = (c: number) => (weight !== 0 ? m[at(weight) + c]! : 1);
+      let sumW = 0;
+      for (let c = 0; c < C; c++) sumW += w(c);
+      let nll = 0;
+      let smooth = 0;
+      let W = 0;
+      for (let i = 0; i < B; i++) {
+        const row = at(logits) + i * C;
+        const y = Math.trunc(m[at(target) + i]!);
+        if (y === ignoreIndex) {
+          if (grad !== 0) for (let c = 0; c < C; c++) m[at(grad) + i * C + c] = 0;
+          continue;
+        }
+        let mx = -Infinity;
+        for (let c = 0; c < C; c++) mx = Math.max(mx, m[row + c]!);
+        let se = 0;
+        for (let c = 0; c < C; c++) se += Math.exp(m[row + c]! - mx);
+        const lse = mx + Math.log(se);
+        W += w(y);
+        nll -= w(y) * (m[row + y]! - lse);
+        for (let c = 0; c < C; c++) smooth -= w(c) * (m[row + c]! - lse);
+        if (grad !== 0) {
+          for (let c = 0; c < C; c++) {
+            const p = Math.exp(m[row + c]! - lse);
+            m[at(grad) + i * C + c] = (1 - eps) * w(y) * (p - (c === y ? 1 : 0)) + (eps / C) * (sumW * p - w(c));
+          }
+        }
+      }
+      if (grad !== 0) {
+        const invW = f(1 / W);
+        for (let k = 0; k < B * C; k++) m[at(grad) + k] = f(m[at(grad) + k]! * invW);
+      }
+      return ((1 - eps) * nll + (eps / C) * (eps > 0 ? smooth : 0)) / W;
+    },
+    bce_with_logits_loss(grad, logits, target, posWeight, B, C) {
+      const n = B * C;
+      if (n === 0) return 0;
+      const m = F();
+      const inv = f(1 / n);
+      let sum = 0;
+      for (let k = 0; k < n; k++) {
+        const x = m[at(logits) + k]!;
+        const y = m[at(target) + k]!;
+        const pw = posWeight !== 0 ? m[at(posWeight) + (k % C)]! : 1;
+        const lw = f(f(f(pw - 1) * y) + 1);
+        const softplusNeg = f(f(Math.log1p(Math.exp(-Math.abs(x)))) + Math.max(-x, 0));
+        sum += f(f(f(1 - y) * x) + f(lw * softplusNeg));
+        if (grad !== 0) {
+          const s = f(1 / (1 + Math.exp(-x)));
+          m[at(grad) + k] = f(f(f(lw * s) - f(pw * y)) * inv);
+        }
+      }
+      return sum / n;
+    },
+    hinge_loss: (grad, pred, target, n) =>
+      pointwiseLoss(grad, pred, target, n, (x, y, inv) => {
+        const t = y === 1 ? 1 : -1;
+        const z = f(1 - t * x);
+        return [Math.max(z, 0), z >= 0 ? -t * inv : 0];
+      }),
+    multi_margin_loss(grad, logits, target, weight, B, C, p, margin) {
+      if (B === 0) return 0;
+      const m = F();
+      const g = f(1 / (B * C));
+      let sum = 0;
+      for (let i = 0; i < B; i++) {
+        const row = at(logits) + i * C;
+        const y = Math.trunc(m[at(target) + i]!);
+        const wy = weight !== 0 ? m[at(weight) + y]! : 1;
+        let rowSum = 0;
+        let gy = 0;
+        for (let c = 0; c < C; c++) {
+          if (c === y) continue;
+          const z = f(f(f(margin) - m[row + y]!) + m[row + c]!);
+          let h = 0;
+          if (z > 0) {
+            rowSum = f(rowSum + f((p === 1 ? z : f(z * z)) * wy));
+            h = f((p === 1 ? g : f(f(2 * g) * z)) * wy);
+            gy = f(gy - h);
+          }
+          if (grad !== 0) m[at(grad) + i * C + c] = h;
+        }
+        if (grad !== 0) m[at(grad) + i * C + y] = gy;
+        sum += f(rowSum / C);
+      }
+      return sum / B;
+    },
+
+    sgd_step(param, grad, buf, n, lr, momentum, dampening1m, weightDecay, nesterov, maximize, first) {
+      const m = F();
+      for (let i = 0; i < n; i++) {
+        const p = m[at(param) + i]!;
+        let g = m[at(grad) + i]!;
+        if (maximize) g = -g;
+        if (weightDecay !== 0) g = f(g + f(f(weightDecay) * p));
+        if (momentum !== 0) {
+          const b = first ? g : f(f(m[at(buf) + i]! * f(momentum)) + f(f(dampening1m) * g));
+          m[at(buf) + i] = b;
+          g = nesterov ? f(g + f(f(momentum) * b)) : b;
+        }
+        m[at(param) + i] = f(p + f(f(-lr) * g));
+      }
+    },
+    adam_step(param, grad, mBuf, vBuf, vmaxBuf, n, stepSize, beta1, beta1m, beta2, beta2m, bc2Sqrt, eps, weightDecay, decayFactor, amsgrad, maximize, decoupled) {
+      const m = F();
+      for (let i = 0; i < n; i++) {
+        let p = m[at(param) + i]!;
+        let g = m[at(grad) + i]!;
+        if (maximize) g = -g;
+        if (decoupled) p = f(p * f(decayFactor));
+        else if (weightDecay !== 0) g = f(g + f(f(weightDecay) * p));
+        const mi = f(f(m[at(mBuf) + i]! * f(beta1)) + f(f(beta1m) * g));
+        const vi = f(f(m[at(vBuf) + i]! * f(beta2)) + f(f(f(beta2m) * g) * g));
+        m[at(mBuf) + i] = mi;
+        m[at(vBuf) + i] = vi;
+        let s = vi;
+        if (amsgrad) {
+          s = Math.max(m[at(vmaxBuf) + i]!, vi);
+          m[at(vmaxBuf) + i] = s;
+        }
+        const denom = f(f(f(Math.sqrt(s)) / f(bc2Sqrt)) + f(eps));
+        m[at(param) + i] = f(p + f(f(f(-stepSize) * mi) / denom));
+      }
+    },
+    rmsprop_step(param, grad, squareAvg, gradAvg, buf, n, lr, alpha, alpha1m, eps, weightDecay, momentum, centered, maximize) {
+      const m = F();
+      for (let i = 0; i < n; i++) {
+        const p = m[at(param) + i]!;
+        let g = m[at(grad) + i]!;
+        if (maximize) g = -g;
+        if (weightDecay !== 0) g = f(g + f(f(weightDecay) * p));
+        const sq = f(f(m[at(squareAvg) + i]! * f(alpha)) + f(f(f(alpha1m) * g) * g));
+        m[at(squareAvg) + i] = sq;
+        let avg: number;
+        if (centered) {
+          const ga = f(f(m[at(gradAvg) + i]! * f(alpha)) + f(f(alpha1m) * g));
+          m[at(gradAvg) + i] = ga;
+          avg = f(Math.sqrt(f(sq - f(ga * ga))));
+        } else {
+          avg = f(Math.sqrt(sq));
+        }
+        avg = f(avg + f(eps));
+        if (momentum > 0) {
+          const b = f(f(m[at(buf) + i]! * f(momentum)) + f(g / avg));
+          m[at(buf) + i] = b;
+          m[at(param) + i] = f(p + f(f(-lr) * b));
+        } else {
+          m[at(param) + i] = f(p + f(f(f(-lr) * g) / avg));
+        }
+      }
+    },
+    adagrad_step(param, grad, sum, n, clr, eps, weightDecay, maximize) {
+      const m = F();
+      for (let i = 0; i < n; i++) {
+        const p = m[at(param) + i]!;
+        let g = m[at(grad) + i]!;
+        if (maximize) g = -g;
+        if (weightDecay !== 0) g = f(g + f(f(weightDecay) * p));
+        const s = f(m[at(sum) + i]! + f(g * g));
+        m[at(sum) + i] = s;
+        m[at(param) + i] = f(p + f(f(f(-clr) * g) / f(f(Math.sqrt(s)) + f(eps))));
+      }
+    },
+
+    sum_squares(x, n) {
+      const m = F();
+      let s = 0;
+      for (let i = 0; i < n; i++) s += m[at(x) + i]! * m[at(x) + i]!;
+      return s;
+    },
+    sum_abs_pow(x, p, n) {
+      const m = F();
+      let s = 0;
+      for (let i = 0; i < n; i++) s += Math.abs(m[at(x) + i]!) ** p;
+      return s;
+    },
+    max_abs(x, n) {
+      const m = F();
+      let mx = 0;
+      for (let i = 0; i < n; i++) {
+        const a = Math.abs(m[at(x) + i]!);
+        if (Number.isNaN(a)) return NaN;
+        mx = Math.max(mx, a);
+      }
+      return mx;
+    },
+    heap_base: () => heapBase,
+  };
+  return kernels;
+}

@@ -1,0 +1,508 @@
+/**
+ * train(): one request in, one result out. The same function runs in the Worker, on GPU nodes
+ * and in-process; the runtime entry injects the compiled kernel module.
+ *
+ *   validate (zod) -> decode weights and data -> plan -> memory (arena) -> epochs of
+ *   { forward, loss, zero_grad, backward, clip, update, schedule } -> validate -> result
+ */
+import { FineTuneRequest, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
+import type { EngineInfo, EpochMetrics, FineTuneResult, Plan, ProgressEvent, RunError } from "../schema/result.js";
+import { NonFiniteNormError, RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
+import { decodeBase64, encodeBase64 } from "../formats/base64.js";
+import { checkTargets, tableFromInline, type Table } from "../formats/dataset.js";
+import { parseSafetensors, readTensorF32, writeSafetensors } from "../formats/safetensors.js";
+import { Arena, type Region } from "./arena.js";
+import { instantiateKernels, type Kernels, type KernelVariant } from "./kernels.js";
+import { createLoss, checkLossSpec, type Loss } from "./losses.js";
+import { describeModel, Model, type ModelSpec } from "./model.js";
+import { createOptimizer } from "./optimizers.js";
+import { planRun, type RunPlan } from "./plan.js";
+import { createReferenceKernels } from "./reference.js";
+import { MT19937, fillUniform, mixSeed, shuffleInPlace } from "./rng.js";
+import { createScheduler } from "./schedules.js";
+
+/** What the runtime entry injects: the compiled kernel core and where it runs. */
+export interface EngineRuntime {
+  /** The compiled kernel module (build/wasm/simd.wasm or relaxed-simd.wasm). */
+  module: WebAssembly.Module;
+  /** Which build `module` is. */
+  variant: Exclude<KernelVariant, "js-reference">;
+  runtime: EngineInfo["runtime"];
+}
+
+export interface TrainOptions {
+  /** Worker threads (Node only; the in-Worker engine always uses 1). */
+  threads?: number;
+  /** "auto" and "wasm" run the WASM kernel core; "js-reference" runs the TypeScript twins (slow, for tests). */
+  kernel?: "auto" | "wasm" | "js-reference";
+  /** Cancels the run between steps; the result then has status "cancelled". */
+  signal?: AbortSignal;
+  /** Called after every epoch, and after every step when `stepEvents` is true. */
+  onProgress?: (event: ProgressEvent) => void;
+  stepEvents?: boolean;
+  /** The result's id (default: a new "ft_..." id). */
+  id?: string;
+  /** Reported in result.plan.placement (default "local"). */
+  placement?: Plan["placement"];
+  /** Data already parsed from CSV/JSONL file parts; used instead of request.data.train / validation. */
+  tables?: { train?: Table; validation?: Table };
+}
+
+/** A request as `train()` accepts it: the API's JSON, or with weights as raw safetensors bytes. */
+export type TrainRequest = Omit<FineTuneRequestInput, "weights"> & { weights?: string | Uint8Array | null };
+
+/**
+ * Everything a run needs, validated: the parsed request, the model, initial parameters, data.
+ * Building it performs every check that can fail on user input, before any training starts.
+ */
+export interface PreparedRun {
+  request: Request;
+  model: ModelSpec;
+  initialParameters: Map<string, Float32Array>;
+  train: Table;
+  validation: Table | null;
+  plan: RunPlan;
+}
+
+/**
+ * Validates a request and everything it refers to (weights, data, plan) without training.
+ * Throws RequestValidationError (400) or UnprocessableError subclasses (422) naming the field.
+ *
+ * @example
+ * ```ts
+ * const prepared = prepareRun(request);
+ * prepared.plan.flops; // decide where to run it
+ * ```
+ */
+export function prepareRun(input: TrainRequest, tables: TrainOptions["tables"] = {}): PreparedRun {
+  const rawWeights = input.weights;
+  const parsed = FineTuneRequest.safeParse({ ...input, weights: typeof rawWeights === "string" ? rawWeights : null });
+  if (!parsed.success) throw new RequestValidationError(parsed.error.issues.map(zodIssue));
+  const request = parsed.data;
+  const model = describeModel(request.model.layers, request.trainable);
+  checkLossSpec(request.training.loss, model.outFeatures);
+
+  const initialParameters =
+    rawWeights === undefined || rawWeights === null
+      ? defaultInit(model, request.training.seed)
+      : loadWeights(model, typeof rawWeights === "string" ? decodeBase64(rawWeights, "weights") : rawWeights);
+
+  let train = tables.train ?? (request.data.train ? tableFromInline(request.data.train, "data.train") : null);
+  if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
+  let validation = tables.validation ?? (request.data.validation ? tableFromInline(request.data.validation, "data.validation") : null);
+  checkFeatures(train, model, "data.train");
+  checkTargets(train, request.training.loss, model.outFeatures, "data.train");
+  if (validation) {
+    if (request.data.validation_split !== undefined) {
+      throw new RequestValidationError([{ path: "data.validation_split", message: "give either data.validation or data.validation_split, not both" }]);
+    }
+    checkFeatures(validation, model, "data.validation");
+    checkTargets(validation, request.training.loss, model.outFeatures, "data.validation");
+  } else if (request.data.validation_split !== undefined) {
+    [train, validation] = splitTable(train, request.data.validation_split, request.training.seed);
+  }
+  const plan = planRun(request, model, {
+    trainRows: train.rows,
+    validationRows: validation?.rows ?? 0,
+    features: train.features,
+    targets: train.targets,
+  });
+  return { request, model, initialParameters, train, validation, plan };
+}
+
+/**
+ * Creates the engine for a runtime: `train(request, options)` bound to an injected kernel module.
+ *
+ * @example
+ * ```ts
+ * const engine = createEngine({ module, variant: "wasm-simd", runtime: "node" });
+ * const result = await engine.train({ model, data, training: { epochs: 5 } });
+ * ```
+ */
+export function createEngine(runtime: EngineRuntime) {
+  return {
+    /** Fine-tunes the model of `request`; resolves with the result (also for diverged or cancelled runs). */
+    train(request: TrainRequest, options: TrainOptions = {}): Promise<FineTuneResult> {
+      return train(runtime, request, options);
+    },
+    /** Validates and plans a request without training it. */
+    prepare: prepareRun,
+    runtime,
+  };
+}
+
+/** The engine's train(): see createEngine. */
+export async function train(runtime: EngineRuntime, request: TrainRequest, options: TrainOptions = {}): Promise<FineTuneResult> {
+  const started = now();
+  const prepared = prepareRun(request, options.tables);
+  return runPrepared(runtime, prepared, options, started);
+}
+
+/** Trains a prepared run. */
+export async function runPrepared(
+  runtime: EngineRuntime,
+  prepared: PreparedRun,
+  options: TrainOptions = {},
+  started = now(),
+): Promise<FineTuneResult> {
+  const { request, model: spec, plan, train: trainTable, validation: validationTable } = prepared;
+  const t = request.training;
+  const useReference = options.kernel === "js-reference";
+
+  // ---- memory: one arena, grown once to the planned size
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const kernels: Kernels = useReference
+    ? createReferenceKernels(memory, 1024)
+    : await instantiateKernels(runtime.module, memory);
+  const arena = new Arena(memory, kernels.heap_base());
+  arena.reserve(plan.memory_bytes);
+
+  const data = loadTable(arena, trainTable); // x [N, F], y [N, T]
+  const valData = validationTable ? loadTable(arena, validationTable) : null;
+  const valLogits = validationTable ? arena.alloc(validationTable.rows * spec.outFeatures) : null; // [V, out]
+  const batchX = arena.alloc(plan.maxRows * trainTable.features); // [B, F]
+  const batchY = arena.alloc(plan.maxRows * trainTable.targets); // [B, T]
+  const batchIndex = arena.alloc(plan.maxRows); // [B] i32
+
+  const model = new Model(spec, arena, kernels, plan.maxRows);
+  model.loadParameters(prepared.initialParameters);
+  const trainableN = spec.trainableCount;
+  const lastFinite = arena.alloc(trainableN); // params before the latest update
+  const best = t.early_stopping ? arena.alloc(trainableN) : null;
+  const optimizer = createOptimizer(t.optimizer, kernels, arena, model.params.ptr, model.grads.ptr, trainableN);
+  const loss = createLoss(t.loss, kernels, arena, spec.outFeatures);
+  const scheduler = createScheduler(t.schedule, optimizer.group, {
+    interval: plan.interval,
+    totalSchedulerSteps: plan.totalSchedulerSteps,
+  });
+
+  // ---- the training loop
+  const history: EpochMetrics[] = [];
+  const order = Int32Array.from({ length: trainTable.rows }, (_, i) => i);
+  const shuffleRng = new MT19937(mixSeed(t.seed, 0x5348_5546)); // "SHUF"
+  const early = t.early_stopping;
+  const earlyMode = early ? (early.mode === "auto" ? (early.monitor === "val_accuracy" ? "max" : "min") : early.mode) : "min";
+  let earlyBest = earlyMode === "min" ? Infinity : -Infinity;
+  let earlyBestEpoch: number | null = null;
+  let wait = 0;
+  let step = 0;
+  let samples = 0;
+  let status = "succeeded" as FineTuneResult["status"];
+  let error: RunError | undefined;
+  let lastYield = now();
+
+  const stop = (s: FineTuneResult["status"], e: RunError) => {
+    status = s;
+    error = e;
+  };
+
+  epochs: for (let epoch = 1; epoch <= t.epochs; epoch++) {
+    if (t.shuffle) shuffleInPlace(shuffleRng, order);
+    let lossSum = 0;
+    let lossRows = 0;
+    let lastLr = optimizer.group.lr;
+    for (let b = 0; b < plan.stepsPerEpoch; b++) {
+      if (options.signal?.aborted) {
+        stop("cancelled", { code: "cancelled", message: "cancelled by the caller", step, epoch });
+        break epochs;
+      }
+      const start = b * t.batch_size;
+      const rows = Math.min(t.batch_size, trainTable.rows - start);
+      // ---- batch: rows in order (a view into the dataset) or gathered by the shuffled order
+      let xPtr: number;
+      let yPtr: number;
+      if (t.shuffle) {
+        arena.i32(batchIndex).set(order.subarray(start, start + rows));
+        kernels.gather_rows(batchX.ptr, data.x.ptr, batchIndex.ptr, rows, trainTable.features);
+        kernels.gather_rows(batchY.ptr, data.y.ptr, batchIndex.ptr, rows, trainTable.targets);
+        xPtr = batchX.ptr;
+        yPtr = batchY.ptr;
+      } else {
+        xPtr = data.x.ptr + start * trainTable.features * 4;
+        yPtr = data.y.ptr + start * trainTable.targets * 4;
+      }
+      step += 1;
+
+      // ---- forward, loss (fused with dL/dlogits)
+      const logits = model.forward(xPtr, rows, true, mixSeed(t.seed, step));
+      const batchLoss = loss.compute(model.logitsGrad.ptr, logits, yPtr, rows);
+      if (!Number.isFinite(batchLoss)) {
+        stop("diverged", { code: "diverged", message: `the loss became ${batchLoss} at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
+        break epochs;
+      }
+      // ---- zero_grad, backward
+      model.zeroGrad();
+      model.backward(rows);
+      if (!kernels.all_finite(model.grads.ptr, trainableN)) {
+        stop("diverged", { code: "diverged", message: `a gradient became non-finite at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
+        break epochs;
+      }
+      // ---- clip_grad_norm_
+      if (t.clip_grad_norm !== null) {
+        const clip = typeof t.clip_grad_norm === "number" ? { max_norm: t.clip_grad_norm, norm_type: 2 as const, error_if_nonfinite: false } : t.clip_grad_norm;
+        clipGradNorm(kernels, model.grads, clip.max_norm, clip.norm_type, clip.error_if_nonfinite);
+      }
+      // ---- update (keeping the last finite parameters)
+      kernels.copy(lastFinite.ptr, model.params.ptr, trainableN);
+      lastLr = optimizer.group.lr;
+      optimizer.step();
+      if (!kernels.all_finite(model.params.ptr, trainableN)) {
+        kernels.copy(model.params.ptr, lastFinite.ptr, trainableN);
+        stop("diverged", { code: "diverged", message: `a weight became non-finite at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
+        break epochs;
+      }
+      if (plan.interval === "step") scheduler?.step();
+
+      lossSum += batchLoss * rows;
+      lossRows += rows;
+      samples += rows;
+      if (options.stepEvents) options.onProgress?.({ type: "step", step, epoch, loss: batchLoss, lr: lastLr });
+      if (options.signal && now() - lastYield > 50) {
+        // let the event loop deliver an abort
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        lastYield = now();
+      }
+    }
+
+    // ---- end of epoch: validation, metrics, schedule, early stopping
+    const metrics: EpochMetrics = { epoch, train_loss: lossSum / lossRows, lr: lastLr };
+    if (valData && valLogits && validationTable) {
+      const { valLoss, valAccuracy } = evaluate(model, loss, kernels, arena, valData, valLogits, validationTable);
+      metrics.val_loss = valLoss;
+      if (valAccuracy !== undefined) metrics.val_accuracy = valAccuracy;
+    }
+    history.push(metrics);
+    options.onProgress?.({ type: "epoch", ...metrics });
+
+    if (plan.interval === "epoch" && scheduler) {
+      if (t.schedule.type === "plateau") scheduler.step(monitorValue(metrics, t.schedule.monitor ?? (valData ? "val_loss" : "train_loss")));
+      else scheduler.step();
+    }
+
+    if (early && best) {
+      const current = monitorValue(metrics, early.monitor);
+      const improved = earlyMode === "min" ? current < earlyBest - early.min_delta : current > earlyBest + early.min_delta;
+      if (improved) {
+        earlyBest = current;
+        earlyBestEpoch = epoch;
+        wait = 0;
+        kernels.copy(best.ptr, model.params.ptr, trainableN);
+      } else {
+        wait += 1;
+        if (wait >= early.patience) break;
+      }
+    }
+    if (options.signal && now() - lastYield > 50) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      lastYield = now();
+    }
+  }
+
+  if (early?.restore_best_weights && best && earlyBestEpoch !== null && status === "succeeded") {
+    kernels.copy(model.params.ptr, best.ptr, trainableN);
+  }
+
+  // ---- result
+  const weights = writeSafetensors(model.readParameters(), {
+    dtype: request.output.dtype,
+    metadata: { format: "pt", producer: "edgetune" },
+  });
+  const duration = now() - started;
+  return {
+    id: options.id ?? newId(),
+    status,
+    metrics: {
+      history,
+      best_epoch: early ? earlyBestEpoch : bestEpoch(history),
+      steps: step - (status === "diverged" ? 1 : 0),
+      samples_per_second: duration > 0 ? (samples / duration) * 1000 : 0,
+      duration_ms: duration,
+    },
+    plan: {
+      params: plan.params,
+      trainable_params: plan.trainable_params,
+      flops: plan.flops,
+      memory_bytes: plan.memory_bytes,
+      steps: plan.steps,
+      placement: options.placement ?? "local",
+    },
+    engine: {
+      kernel: useReference ? "js-reference" : runtime.variant,
+      threads: 1,
+      runtime: runtime.runtime,
+    },
+    weights: encodeBase64(weights),
+    ...(error ? { error } : {}),
+  };
+}
+
+// ------------------------------------------------------------------ pieces of the loop
+
+/** torch.nn.utils.clip_grad_norm_: total = ||g||_p over all grads; g *= min(1, max_norm / (total + 1e-6)). */
+function clipGradNorm(k: Kernels, grads: Region, maxNorm: number, normType: number | "inf", errorIfNonfinite: boolean): number {
+  let total: number;
+  if (normType === "inf") total = k.max_abs(grads.ptr, grads.length);
+  else if (normType === 2) total = Math.sqrt(k.sum_squares(grads.ptr, grads.length));
+  else total = k.sum_abs_pow(grads.ptr, normType, grads.length) ** (1 / normType);
+  total = Math.fround(total);
+  if (errorIfNonfinite && !Number.isFinite(total)) {
+    throw new NonFiniteNormError(`the total norm of order ${normType} of the gradients is non-finite, so it cannot be clipped`);
+  }
+  const coef = Math.fround(maxNorm / Math.fround(total + 1e-6));
+  k.scale(grads.ptr, Math.min(coef, 1), grads.length);
+  return total;
+}
+
+/** Validation in eval mode (no dropout), in chunks of the batch buffer, one loss over all rows. */
+function evaluate(
+  model: Model, loss: Loss, k: Kernels, arena: Arena,
+  data: { x: Region; y: Region }, logits: Region, table: Table,
+): { valLoss: number; valAccuracy: number | undefined } {
+  const out = model.spec.outFeatures;
+  for (let start = 0; start < table.rows; start += model.maxRows) {
+    const rows = Math.min(model.maxRows, table.rows - start);
+    const chunk = model.forward(data.x.ptr + start * table.features * 4, rows, false);
+    k.copy(logits.ptr + start * out * 4, chunk, rows * out);
+  }
+  const valLoss = loss.compute(0, logits.ptr, data.y.ptr, table.rows);
+  const valAccuracy = loss.accuracy(arena.f32(logits), arena.f32(data.y), table.rows);
+  return { valLoss, valAccuracy };
+}
+
+function monitorValue(m: EpochMetrics, monitor: "val_loss" | "train_loss" | "val_accuracy"): number {
+  return m[monitor] ?? NaN;
+}
+
+/** The first epoch with the lowest val_loss (or train_loss without validation). */
+function bestEpoch(history: EpochMetrics[]): number | null {
+  let best: EpochMetrics | null = null;
+  for (const h of history) {
+    const v = h.val_loss ?? h.train_loss;
+    if (best === null || v < (best.val_loss ?? best.train_loss)) best = h;
+  }
+  return best?.epoch ?? null;
+}
+
+// ------------------------------------------------------------------ inputs
+
+/** Copies a table into the arena: x [rows, features], y [rows, targets]. */
+function loadTable(arena: Arena, table: Table): { x: Region; y: Region } {
+  const x = arena.alloc(table.rows * table.features);
+  arena.f32(x).set(table.x);
+  const y = arena.alloc(table.rows * table.targets);
+  arena.f32(y).set(table.y);
+  return { x, y };
+}
+
+/** PyTorch's default nn.Linear init after torch.manual_seed(seed): kaiming_uniform_(a=sqrt(5)) weights, U(+-1/sqrt(in)) bias. */
+export function defaultInit(model: ModelSpec, seed: number): Map<string, Float32Array> {
+  const rng = new MT19937(seed);
+  const values = new Map<string, Float32Array>();
+  for (const layer of model.layers) {
+    if (layer.kind !== "linear") continue;
+    const fanIn = layer.inFeatures;
+    // torch.nn.init.kaiming_uniform_: gain = calculate_gain('leaky_relu', sqrt(5)), std = gain / sqrt(fan_in), bound = sqrt(3) * std
+    const gain = Math.sqrt(2.0 / (1 + Math.sqrt(5) ** 2));
+    const bound = Math.sqrt(3.0) * (gain / Math.sqrt(fanIn));
+    const weight = new Float32Array(layer.weight.size);
+    fillUniform(rng, weight, -bound, bound);
+    values.set(layer.weight.name, weight);
+    if (layer.bias) {
+      const biasBound = fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
+      const bias = new Float32Array(layer.bias.size);
+      fillUniform(rng, bias, -biasBound, biasBound);
+      values.set(layer.bias.name, bias);
+    }
+  }
+  return values;
+}
+
+/** Reads safetensors weights and checks them against the model as load_state_dict(strict=True) does. */
+function loadWeights(model: ModelSpec, bytes: Uint8Array): Map<string, Float32Array> {
+  const file = parseSafetensors(bytes, { field: "weights" });
+  const issues: FieldIssue[] = [];
+  const values = new Map<string, Float32Array>();
+  const expected = new Set(model.parameters.map((p) => p.name));
+  for (const p of model.parameters) {
+    const info = file.tensors.get(p.name);
+    if (!info) {
+      issues.push({ path: "weights", message: `missing tensor "${p.name}" (shape [${p.shape.join(", ")}])` });
+      continue;
+    }
+    if (info.shape.length !== p.shape.length || info.shape.some((d, i) => d !== p.shape[i])) {
+      issues.push({
+        path: `weights[${JSON.stringify(p.name)}]`,
+        message: `has shape [${info.shape.join(", ")}] but the model expects [${p.shape.join(", ")}]`,
+      });
+      continue;
+    }
+    const data = readTensorF32(file, p.name, "weights");
+    const bad = data.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      issues.push({ path: `weights[${JSON.stringify(p.name)}]`, message: `element ${bad} is ${data[bad]}: weights must be finite` });
+      continue;
+    }
+    values.set(p.name, data);
+  }
+  for (const name of file.tensors.keys()) {
+    if (!expected.has(name)) {
+      issues.push({
+        path: `weights[${JSON.stringify(name)}]`,
+        message: `is not a parameter of the model (its parameters are ${[...expected].join(", ")})`,
+      });
+    }
+  }
+  if (issues.length > 0) throw new UnprocessableError("weights_mismatch", issues);
+  return values;
+}
+
+function checkFeatures(table: Table, model: ModelSpec, field: string): void {
+  if (table.features !== model.inFeatures) {
+    throw new UnprocessableError("shape_mismatch", [
+      {
+        path: `${field}.x`,
+        message: `rows have ${table.features} features but the first linear layer has in_features ${model.inFeatures}`,
+      },
+    ]);
+  }
+}
+
+/** validation_split: a seeded random split, the first floor(n * (1 - split)) rows of the permutation train. */
+function splitTable(table: Table, split: number, seed: number): [Table, Table] {
+  const trainRows = Math.floor(table.rows * (1 - split));
+  const valRows = table.rows - trainRows;
+  if (trainRows === 0 || valRows === 0) {
+    throw new UnprocessableError("invalid_dataset", [
+      { path: "data.validation_split", message: `splits ${table.rows} rows into ${trainRows} training and ${valRows} validation rows; both need at least one` },
+    ]);
+  }
+  const order = Int32Array.from({ length: table.rows }, (_, i) => i);
+  shuffleInPlace(new MT19937(mixSeed(seed, 0x53504c54)), order); // "SPLT"
+  const take = (idx: Int32Array): Table => {
+    const x = new Float32Array(idx.length * table.features);
+    const y = new Float32Array(idx.length * table.targets);
+    idx.forEach((r, i) => {
+      x.set(table.x.subarray(r * table.features, (r + 1) * table.features), i * table.features);
+      y.set(table.y.subarray(r * table.targets, (r + 1) * table.targets), i * table.targets);
+    });
+    return { ...table, rows: idx.length, x, y };
+  };
+  return [take(order.subarray(0, trainRows)), take(order.subarray(trainRows))];
+}
+
+function zodIssue(issue: { path: PropertyKey[]; message: string }): FieldIssue {
+  let path = "";
+  for (const p of issue.path) {
+    if (typeof p === "number") path += `[${p}]`;
+    else path += path === "" ? String(p) : `.${String(p)}`;
+  }
+  return { path: path || "(body)", message: issue.message };
+}
+
+function newId(): string {
+  return `ft_${globalThis.crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+function now(): number {
+  return globalThis.performance.now();
+}

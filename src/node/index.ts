@@ -1,0 +1,29 @@
+/**
+ * edgetune for Node: `train()` with the kernel core loaded from the package's build/wasm.
+ *
+ * @example
+ * ```ts
+ * import { train } from "edgetune";
+ * const result = await train({
+ *   model: { layers: [{ type: "linear", in_features: 10, out_features: 1 }] },
+ *   data: { train: { x: rows, y: targets } },
+ *   training: { epochs: 20, optimizer: { type: "adam", lr: 1e-3 } },
+ * });
+ * console.log(result.metrics.history.at(-1)?.train_loss);
+ * ```
+ */
+import { train as trainWith, type TrainOptions, type TrainRequest } from "../engine/train.js";
+import type { FineTuneResult } from "../schema/result.js";
+import { loadNodeRuntime } from "./kernel-module.js";
+
+export * from "../index.js";
+export { loadNodeRuntime } from "./kernel-module.js";
+
+/**
+ * Fine-tunes a model in this process (WASM SIMD kernels) and resolves with the result.
+ * Bad input rejects with an EdgetuneError (status 400/422 and the offending field paths);
+ * a diverged or cancelled run resolves with that status and the last finite weights.
+ */
+export async function train(request: TrainRequest, options: TrainOptions = {}): Promise<FineTuneResult> {
+  return trainWith(await loadNodeRuntime(), request, options);
+}

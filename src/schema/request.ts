@@ -1,0 +1,356 @@
+/**
+ * The fine-tune request: the single zod schema shared by `train()`, the HTTP API, the SDK
+ * and the generated OpenAPI document.
+ *
+ * Names and defaults follow PyTorch (torch.nn, torch.optim, torch.optim.lr_scheduler,
+ * DataLoader). Where PyTorch has no default (epochs, loss, optimizer, batch size for a
+ * training API), the defaults are the example request of SPEC section 3; docs/semantics.md
+ * lists every one of them.
+ */
+import { z } from "zod";
+
+const int = () => z.number().int();
+const positive = () => z.number().positive();
+const nonNegative = () => z.number().min(0);
+/** A probability-like fraction in [0, 1]. */
+const unit = () => z.number().min(0).max(1);
+
+// ---------------------------------------------------------------- model
+
+/** A layer's `name` becomes the `state_dict` prefix (`fc1.weight`); unnamed layers use their index, as nn.Sequential does. */
+const layerName = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/, "letters, digits and _ separated by dots");
+
+/** torch.nn.Linear: weight [out_features, in_features], bias [out_features]. */
+export const LinearLayer = z.object({
+  type: z.literal("linear"),
+  name: layerName.optional(),
+  in_features: int().min(1).max(1 << 20),
+  out_features: int().min(1).max(1 << 20),
+  bias: z.boolean().default(true),
+});
+export const ReluLayer = z.object({ type: z.literal("relu"), name: layerName.optional() });
+/** torch.nn.LeakyReLU(negative_slope=0.01). */
+export const LeakyReluLayer = z.object({
+  type: z.literal("leaky_relu"),
+  name: layerName.optional(),
+  negative_slope: z.number().default(0.01),
+});
+/** torch.nn.GELU(approximate='none'): the exact erf form; 'tanh' is the tanh approximation. */
+export const GeluLayer = z.object({
+  type: z.literal("gelu"),
+  name: layerName.optional(),
+  approximate: z.enum(["none", "tanh"]).default("none"),
+});
+export const TanhLayer = z.object({ type: z.literal("tanh"), name: layerName.optional() });
+export const SigmoidLayer = z.object({ type: z.literal("sigmoid"), name: layerName.optional() });
+/** torch.nn.Dropout(p=0.5): active while training, identity for validation. */
+export const DropoutLayer = z.object({
+  type: z.literal("dropout"),
+  name: layerName.optional(),
+  p: unit().default(0.5),
+});
+
+export const Layer = z.discriminatedUnion("type", [
+  LinearLayer,
+  ReluLayer,
+  LeakyReluLayer,
+  GeluLayer,
+  TanhLayer,
+  SigmoidLayer,
+  DropoutLayer,
+]);
+
+/** An nn.Sequential of the layers above. */
+export const Model = z.object({
+  layers: z.array(Layer).min(1).max(256),
+});
+
+// ---------------------------------------------------------------- loss
+
+const classWeight = z.array(z.number().min(0)).min(1).nullable().default(null);
+
+export const Loss = z.discriminatedUnion("type", [
+  /** torch.nn.MSELoss(reduction='mean') */
+  z.object({ type: z.literal("mse") }),
+  /** torch.nn.L1Loss */
+  z.object({ type: z.literal("l1") }),
+  /** torch.nn.HuberLoss(delta=1.0) */
+  z.object({ type: z.literal("huber"), delta: positive().default(1.0) }),
+  /** torch.nn.SmoothL1Loss(beta=1.0); beta 0 is L1 */
+  z.object({ type: z.literal("smooth_l1"), beta: nonNegative().default(1.0) }),
+  /** torch.nn.CrossEntropyLoss(weight=None, ignore_index=-100, label_smoothing=0.0); targets are class indices */
+  z.object({
+    type: z.literal("cross_entropy"),
+    weight: classWeight,
+    ignore_index: int().default(-100),
+    label_smoothing: unit().default(0.0),
+  }),
+  /** torch.nn.BCEWithLogitsLoss(pos_weight=None); targets in [0, 1] */
+  z.object({
+    type: z.literal("bce_with_logits"),
+    pos_weight: z.union([z.number().min(0), z.array(z.number().min(0)).min(1)]).nullable().default(null),
+  }),
+  /** Binary SVM hinge, mean(max(0, 1 - t*x)) with t in {-1, +1}; labels 0/1 or -1/+1 */
+  z.object({ type: z.literal("hinge") }),
+  /** torch.nn.MultiMarginLoss(p=1, margin=1.0, weight=None) */
+  z.object({
+    type: z.literal("multi_margin"),
+    p: z.union([z.literal(1), z.literal(2)]).default(1),
+    margin: z.number().default(1.0),
+    weight: classWeight,
+  }),
+]);
+
+// ---------------------------------------------------------------- optimizer
+
+const lr = (value: number) => nonNegative().default(value);
+const betas = z
+  .tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)])
+  .default([0.9, 0.999]);
+
+export const Optimizer = z.discriminatedUnion("type", [
+  /** torch.optim.SGD */
+  z.object({
+    type: z.literal("sgd"),
+    lr: lr(1e-3),
+    momentum: nonNegative().default(0),
+    dampening: z.number().default(0),
+    nesterov: z.boolean().default(false),
+    weight_decay: nonNegative().default(0),
+    maximize: z.boolean().default(false),
+  }),
+  /** torch.optim.Adam */
+  z.object({
+    type: z.literal("adam"),
+    lr: lr(1e-3),
+    betas,
+    eps: nonNegative().default(1e-8),
+    weight_decay: nonNegative().default(0),
+    amsgrad: z.boolean().default(false),
+    maximize: z.boolean().default(false),
+  }),
+  /** torch.optim.AdamW (decoupled weight decay) */
+  z.object({
+    type: z.literal("adamw"),
+    lr: lr(1e-3),
+    betas,
+    eps: nonNegative().default(1e-8),
+    weight_decay: nonNegative().default(1e-2),
+    amsgrad: z.boolean().default(false),
+    maximize: z.boolean().default(false),
+  }),
+  /** torch.optim.RMSprop */
+  z.object({
+    type: z.literal("rmsprop"),
+    lr: lr(1e-2),
+    alpha: nonNegative().default(0.99),
+    eps: nonNegative().default(1e-8),
+    weight_decay: nonNegative().default(0),
+    momentum: nonNegative().default(0),
+    centered: z.boolean().default(false),
+    maximize: z.boolean().default(false),
+  }),
+  /** torch.optim.Adagrad */
+  z.object({
+    type: z.literal("adagrad"),
+    lr: lr(1e-2),
+    lr_decay: nonNegative().default(0),
+    weight_decay: nonNegative().default(0),
+    initial_accumulator_value: nonNegative().default(0),
+    eps: nonNegative().default(1e-10),
+    maximize: z.boolean().default(false),
+  }),
+]);
+
+// ---------------------------------------------------------------- schedule
+
+/** When the scheduler steps: after every epoch (PyTorch's usual loop) or after every optimizer step. */
+const interval = z.enum(["epoch", "step"]);
+
+/** No schedule; with `factor`/`total_iters` it is torch ConstantLR (factor applies until total_iters). */
+const ConstantSchedule = z.object({
+  type: z.literal("constant"),
+  factor: z.number().gt(0).max(1).default(1),
+  total_iters: int().min(0).default(5),
+});
+/** torch StepLR(step_size, gamma=0.1) */
+const StepSchedule = z.object({ type: z.literal("step"), step_size: int().min(1), gamma: nonNegative().default(0.1) });
+/** torch MultiStepLR(milestones, gamma=0.1) */
+const MultiStepSchedule = z.object({
+  type: z.literal("multistep"),
+  milestones: z.array(int().min(0)).min(1).max(10_000),
+  gamma: nonNegative().default(0.1),
+});
+/** torch ExponentialLR(gamma) */
+const ExponentialSchedule = z.object({ type: z.literal("exponential"), gamma: nonNegative() });
+/** torch CosineAnnealingLR(T_max, eta_min=0); T_max defaults to the number of scheduler steps in the run */
+const CosineSchedule = z.object({
+  type: z.literal("cosine"),
+  T_max: int().min(1).optional(),
+  eta_min: nonNegative().default(0),
+});
+/** torch LinearLR(start_factor=1/3, end_factor=1.0, total_iters=5) */
+const LinearSchedule = z.object({
+  type: z.literal("linear"),
+  start_factor: z.number().gt(0).max(1).default(1 / 3),
+  end_factor: z.number().min(0).max(1).default(1),
+  total_iters: int().min(0).default(5),
+});
+/** torch OneCycleLR; max_lr defaults to the optimizer's lr, total_steps to the run's scheduler steps */
+const OneCycleSchedule = z.object({
+  type: z.literal("onecycle"),
+  max_lr: positive().optional(),
+  total_steps: int().min(1).optional(),
+  pct_start: unit().default(0.3),
+  anneal_strategy: z.enum(["cos", "linear"]).default("cos"),
+  cycle_momentum: z.boolean().default(true),
+  base_momentum: unit().default(0.85),
+  max_momentum: unit().default(0.95),
+  div_factor: positive().default(25),
+  final_div_factor: positive().default(1e4),
+  three_phase: z.boolean().default(false),
+});
+/** torch ReduceLROnPlateau, stepped once per epoch on `monitor` (default val_loss, or train_loss without validation) */
+const PlateauSchedule = z.object({
+  type: z.literal("plateau"),
+  monitor: z.enum(["val_loss", "train_loss", "val_accuracy"]).optional(),
+  mode: z.enum(["min", "max"]).default("min"),
+  factor: z.number().gt(0).lt(1).default(0.1),
+  patience: int().min(0).default(10),
+  threshold: nonNegative().default(1e-4),
+  threshold_mode: z.enum(["rel", "abs"]).default("rel"),
+  cooldown: int().min(0).default(0),
+  min_lr: nonNegative().default(0),
+  eps: nonNegative().default(1e-8),
+});
+
+/** Schedules with a closed form: the ones allowed inside `sequential`. */
+export const ClosedFormSchedule = z.discriminatedUnion("type", [
+  ConstantSchedule,
+  StepSchedule,
+  MultiStepSchedule,
+  ExponentialSchedule,
+  CosineSchedule,
+  LinearSchedule,
+]);
+
+/** torch SequentialLR(schedulers, milestones): e.g. a linear warm-up, then cosine */
+const SequentialSchedule = z.object({
+  type: z.literal("sequential"),
+  schedulers: z.array(ClosedFormSchedule).min(1).max(16),
+  milestones: z.array(int().min(1)).max(15),
+});
+
+const withInterval = { interval: interval.optional() };
+
+/** A learning-rate schedule; `interval` defaults to "epoch" ("step" for onecycle; plateau is always per epoch). */
+export const Schedule = z.discriminatedUnion("type", [
+  ConstantSchedule.extend(withInterval),
+  StepSchedule.extend(withInterval),
+  MultiStepSchedule.extend(withInterval),
+  ExponentialSchedule.extend(withInterval),
+  CosineSchedule.extend(withInterval),
+  LinearSchedule.extend(withInterval),
+  OneCycleSchedule.extend(withInterval),
+  PlateauSchedule.extend(withInterval),
+  SequentialSchedule.extend(withInterval),
+]);
+
+// ---------------------------------------------------------------- data
+
+const row = z.array(z.number()).max(1 << 20);
+/** A target: a class index, a 0/1 label, a number, or a row of numbers (multi-output regression, multi-label). */
+const target = z.union([z.number(), row]);
+
+/** Inline dataset: `x` rows of features, `y` one target per row. */
+export const Dataset = z.object({
+  x: z.array(row).min(1),
+  y: z.array(target).min(1),
+});
+
+export const Data = z.object({
+  train: Dataset.optional(),
+  validation: Dataset.optional(),
+  validation_split: z.number().gt(0).lt(1).optional(),
+  /** CSV: the target column's header name (or names, for several outputs); every other column is a feature. */
+  target: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).default("y"),
+});
+
+// ---------------------------------------------------------------- training
+
+export const ClipGradNorm = z.union([
+  positive(),
+  z.object({
+    max_norm: positive(),
+    norm_type: z.union([positive(), z.literal("inf")]).default(2),
+    error_if_nonfinite: z.boolean().default(false),
+  }),
+]);
+
+export const EarlyStopping = z.object({
+  monitor: z.enum(["val_loss", "train_loss", "val_accuracy"]).default("val_loss"),
+  patience: int().min(0).default(3),
+  min_delta: nonNegative().default(0),
+  mode: z.enum(["auto", "min", "max"]).default("auto"),
+  restore_best_weights: z.boolean().default(true),
+});
+
+export const Training = z.object({
+  epochs: int().min(1).max(100_000).default(20),
+  batch_size: int().min(1).max(1 << 20).default(32),
+  shuffle: z.boolean().default(true),
+  drop_last: z.boolean().default(false),
+  seed: int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  loss: Loss.prefault({ type: "mse" }),
+  optimizer: Optimizer.prefault({ type: "adam", lr: 1e-3 }),
+  schedule: Schedule.prefault({ type: "constant" }),
+  clip_grad_norm: ClipGradNorm.nullable().default(null),
+  early_stopping: EarlyStopping.nullable().default(null),
+});
+
+// ---------------------------------------------------------------- request
+
+/**
+ * POST /v1/fine-tunes body, and the input of `train()`.
+ *
+ * @example
+ * ```ts
+ * const request = FineTuneRequest.parse({
+ *   model: { layers: [{ type: "linear", name: "fc1", in_features: 10, out_features: 10 }, { type: "relu" },
+ *                     { type: "linear", name: "fc2", in_features: 10, out_features: 1 }] },
+ *   data: { train: { x: [[...]], y: [0.5] } },
+ *   training: { epochs: 20, optimizer: { type: "adam", lr: 1e-3 } },
+ * });
+ * ```
+ */
+export const FineTuneRequest = z.object({
+  model: Model,
+  /** Base64 safetensors with state_dict names; omitted or null: PyTorch default init from `training.seed`. */
+  weights: z.string().nullable().optional(),
+  data: Data,
+  training: Training.prefault({}),
+  /** Layer names (or parameter names such as "fc2.bias") to train; everything else is frozen. null trains all. */
+  trainable: z.array(z.string().min(1)).min(1).nullable().default(null),
+  output: z
+    .object({ dtype: z.enum(["float32", "float16", "bfloat16"]).default("float32") })
+    .prefault({}),
+  mode: z.enum(["auto", "sync", "async"]).default("auto"),
+  placement: z.enum(["auto", "edge", "gpu-node"]).default("auto"),
+});
+
+/** The request as a caller writes it (defaults optional). */
+export type FineTuneRequestInput = z.input<typeof FineTuneRequest>;
+/** The request after validation, every default filled in. */
+export type FineTuneRequest = z.output<typeof FineTuneRequest>;
+export type LayerSpec = z.output<typeof Layer>;
+export type LossSpec = z.output<typeof Loss>;
+export type OptimizerSpec = z.output<typeof Optimizer>;
+export type ScheduleSpec = z.output<typeof Schedule>;
+export type ClosedFormScheduleSpec = z.output<typeof ClosedFormSchedule>;
+export type ClipGradNormSpec = z.output<typeof ClipGradNorm>;
+export type EarlyStoppingSpec = z.output<typeof EarlyStopping>;
+export type DatasetSpec = z.output<typeof Dataset>;

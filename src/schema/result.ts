@@ -1,0 +1,79 @@
+/**
+ * The fine-tune result: what `train()` resolves with and what POST /v1/fine-tunes answers
+ * for a sync run. Shared by the engine, the API, the SDK and OpenAPI.
+ */
+import { z } from "zod";
+
+/** One epoch of the training history. `lr` is the learning rate of the epoch's last optimizer step. */
+export const EpochMetrics = z.object({
+  epoch: z.number().int(),
+  /** Sample-weighted mean of the epoch's batch losses (each batch loss is the loss's mean reduction). */
+  train_loss: z.number(),
+  val_loss: z.number().optional(),
+  /** Fraction of validation rows classified correctly (classification losses only). */
+  val_accuracy: z.number().optional(),
+  lr: z.number(),
+});
+
+export const Metrics = z.object({
+  history: z.array(EpochMetrics),
+  /** The epoch with the best monitored metric (early_stopping.monitor, else val_loss, else train_loss). */
+  best_epoch: z.number().int().nullable(),
+  /** Optimizer steps taken. */
+  steps: z.number().int(),
+  samples_per_second: z.number(),
+  duration_ms: z.number(),
+});
+
+export const Plan = z.object({
+  params: z.number().int(),
+  trainable_params: z.number().int(),
+  /** Floating-point operations of the whole run (forward + backward + validation). */
+  flops: z.number(),
+  /** Bytes of WebAssembly memory the run needs (parameters, optimizer state, activations, data). */
+  memory_bytes: z.number().int(),
+  steps: z.number().int(),
+  /** Where it ran: the Worker, a GPU node, or in-process through the library. */
+  placement: z.enum(["edge", "gpu-node", "local"]),
+});
+
+export const EngineInfo = z.object({
+  kernel: z.enum(["wasm-simd", "wasm-relaxed-simd", "webgpu", "js-reference"]),
+  threads: z.number().int(),
+  runtime: z.enum(["workerd", "node", "browser", "unknown"]),
+});
+
+/** Why a run did not succeed: divergence (with the step), cancellation, or a failure. */
+export const RunError = z.object({
+  code: z.string(),
+  message: z.string(),
+  /** Optimizer step (1-based) at which a non-finite loss, gradient or weight appeared. */
+  step: z.number().int().optional(),
+  epoch: z.number().int().optional(),
+});
+
+export const FineTuneStatus = z.enum(["queued", "running", "succeeded", "failed", "cancelled", "diverged"]);
+
+export const FineTuneResult = z.object({
+  id: z.string(),
+  status: z.enum(["succeeded", "failed", "cancelled", "diverged"]),
+  metrics: Metrics,
+  plan: Plan,
+  engine: EngineInfo,
+  /** Base64 safetensors with state_dict names, in output.dtype. On `diverged`: the last finite weights. */
+  weights: z.string(),
+  error: RunError.optional(),
+});
+
+export type EpochMetrics = z.infer<typeof EpochMetrics>;
+export type Metrics = z.infer<typeof Metrics>;
+export type Plan = z.infer<typeof Plan>;
+export type EngineInfo = z.infer<typeof EngineInfo>;
+export type RunError = z.infer<typeof RunError>;
+export type FineTuneStatus = z.infer<typeof FineTuneStatus>;
+export type FineTuneResult = z.infer<typeof FineTuneResult>;
+
+/** Progress events passed to `options.onProgress` (and, for jobs, sent as SSE). */
+export type ProgressEvent =
+  | ({ type: "epoch" } & EpochMetrics)
+  | { type: "step"; step: number; epoch: number; loss: number; lr: number };

@@ -1,0 +1,1129 @@
+#!/usr/bin/env python3
+"""Generate the PyTorch parity fixtures under test/parity/fixtures/.
+
+Run with the interpreter that has PyTorch 1.13 (Debian's python3-torch):
+
+    /usr/bin/python3 test/parity/generate.py            # all groups
+    /usr/bin/python3 test/parity/generate.py --only adam_amsgrad,l1   # print only, write nothing
+
+Every case is trained with PyTorch's own nn / optim / lr_scheduler classes, in float32,
+on one thread, with the training-loop semantics that edgetune implements (see
+test/parity/README.md). Each case is also re-run in float64 from the same initial
+weights, and a case is only accepted when it is well conditioned: the float64 run agrees
+with the float32 run to within a quarter of the parity tolerance, every discrete decision
+(ReLU/L1/hinge kinks, argmax for accuracy, plateau / early-stopping / best-epoch
+comparisons) has a safe margin, and nothing is NaN. A case that fails is retried with
+another seed (the seed used is recorded); a case that never passes aborts the script.
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "fixtures")
+GENERATOR = "test/parity/generate.py"
+
+# The parity tolerance of SPEC section 4: |a-b| <= ATOL + RTOL*|b|.
+ATOL, RTOL = 1e-5, 1e-4
+# A case is accepted when float32 and float64 runs agree within this fraction of it.
+SHADOW_FRACTION = 0.25
+# Minimum distance of any gradient kink (ReLU input, L1 residual, hinge margin, ...) from 0.
+KINK_MARGIN = 1e-5
+# Minimum distance of logits from an accuracy decision (argmax gap, logit sign).
+ACC_MARGIN = 1e-4
+# Minimum relative margin of plateau / early-stopping / best-epoch comparisons.
+DECISION_MARGIN = 2e-5
+MIN_STEPS = 100
+
+CLASS_LOSSES = ("cross_entropy", "multi_margin")
+BINARY_LOSSES = ("bce_with_logits", "hinge")
+
+# --------------------------------------------------------------------------- defaults
+# The explicit values written into every request (they equal PyTorch's defaults and the
+# schema's defaults, but the fixtures never rely on defaults).
+
+OPT_DEFAULTS = {
+    "sgd": dict(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False),
+    "adam": dict(lr=1e-3, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False),
+    "adamw": dict(lr=1e-3, betas=[0.9, 0.999], eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False),
+    "rmsprop": dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False),
+    "adagrad": dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False),
+}
+LOSS_DEFAULTS = {
+    "mse": {},
+    "l1": {},
+    "huber": dict(delta=1.0),
+    "smooth_l1": dict(beta=1.0),
+    "cross_entropy": dict(weight=None, ignore_index=-100, label_smoothing=0.0),
+    "bce_with_logits": dict(pos_weight=None),
+    "hinge": {},
+    "multi_margin": dict(p=1, margin=1.0, weight=None),
+}
+SCHED_DEFAULTS = {
+    "constant": dict(factor=1.0, total_iters=5),
+    "step": dict(gamma=0.1),
+    "multistep": dict(gamma=0.1),
+    "exponential": {},
+    "cosine": dict(eta_min=0.0),  # T_max: derived when absent
+    "linear": dict(start_factor=1.0 / 3, end_factor=1.0, total_iters=5),
+    "onecycle": dict(pct_start=0.3, anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85,
+                     max_momentum=0.95, div_factor=25.0, final_div_factor=1e4, three_phase=False),
+    "plateau": dict(mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                    cooldown=0, min_lr=0.0, eps=1e-8),
+    "sequential": {},
+}
+ES_DEFAULTS = dict(monitor="val_loss", patience=3, min_delta=0.0, mode="auto", restore_best_weights=True)
+
+
+def with_defaults(defaults, spec):
+    out = dict(type=spec["type"])
+    out.update(copy.deepcopy(defaults[spec["type"]]))
+    out.update(copy.deepcopy(spec))
+    return out
+
+
+def full_schedule(spec):
+    s = with_defaults(SCHED_DEFAULTS, spec)
+    if s["type"] == "sequential":
+        s["schedulers"] = [with_defaults(SCHED_DEFAULTS, sub) for sub in s["schedulers"]]
+    if "interval" not in s:
+        s["interval"] = "step" if s["type"] == "onecycle" else "epoch"
+    if s["type"] == "plateau":
+        assert s["interval"] == "epoch"
+    return s
+
+
+def full_training(t):
+    t = copy.deepcopy(t)
+    out = OrderedDict()
+    out["epochs"] = t.pop("epochs")
+    out["batch_size"] = t.pop("batch_size", 8)
+    out["shuffle"] = False
+    out["drop_last"] = t.pop("drop_last", False)
+    out["seed"] = t.pop("seed")
+    out["loss"] = with_defaults(LOSS_DEFAULTS, t.pop("loss"))
+    out["optimizer"] = with_defaults(OPT_DEFAULTS, t.pop("optimizer"))
+    out["schedule"] = full_schedule(t.pop("schedule", {"type": "constant"}))
+    clip = t.pop("clip_grad_norm", None)
+    if isinstance(clip, dict):
+        clip = dict(dict(norm_type=2, error_if_nonfinite=False), **clip)
+    out["clip_grad_norm"] = clip
+    es = t.pop("early_stopping", None)
+    out["early_stopping"] = dict(ES_DEFAULTS, **es) if es is not None else None
+    assert not t, "unknown training fields: %r" % (t,)
+    return out
+
+
+# --------------------------------------------------------------------------- data
+
+def q(a, step):
+    """Round to a binary grid: exact in float32 and short in JSON."""
+    return np.round(np.asarray(a, dtype=np.float64) / step) * step
+
+
+def make_data(seed, task, n_train=64, n_val=0, d_in=6, k=1, noise=0.1, ignore=None, hidden=8, labels01=True):
+    """x ~ N(0,1) (on a 1/256 grid), targets from a random tanh teacher network plus noise.
+
+    task: regression (float targets, 1/1024 grid) | class (argmax of k teacher outputs) |
+    binary (k 0/1 labels, or -1/+1 when labels01 is False).
+    ignore: (label, every) relabels rows i with i % every == 3 to `label` (class tasks).
+    """
+    rs = np.random.RandomState(seed)
+    n = n_train + n_val
+    x = q(rs.randn(n, d_in), 1.0 / 256)
+    w1 = rs.randn(d_in, hidden) / math.sqrt(d_in)
+    b1 = 0.3 * rs.randn(hidden)
+    w2 = rs.randn(hidden, k) * (1.5 / math.sqrt(hidden))
+    t = np.tanh(x @ w1 + b1) @ w2 + noise * rs.randn(n, k)
+    if task == "regression":
+        yv = q(t, 1.0 / 1024)
+        y = [float(v[0]) for v in yv] if k == 1 else [[float(a) for a in v] for v in yv]
+    elif task == "class":
+        lab = np.argmax(t, axis=1)
+        y = [int(v) for v in lab]
+        if ignore is not None:
+            label, every = ignore
+            for i in range(n):
+                if i % every == 3:
+                    y[i] = label
+    elif task == "binary":
+        pos = t > np.median(t, axis=0, keepdims=True) * 0.5
+        neg = 0 if labels01 else -1
+        yv = np.where(pos, 1, neg)
+        y = [int(v[0]) for v in yv] if k == 1 else [[int(a) for a in v] for v in yv]
+    else:
+        raise ValueError(task)
+    xs = [[float(a) for a in row] for row in x]
+    data = OrderedDict(train=OrderedDict(x=xs[:n_train], y=y[:n_train]))
+    if n_val:
+        data["validation"] = OrderedDict(x=xs[n_train:], y=y[n_train:])
+    return data
+
+
+# --------------------------------------------------------------------------- model / loss / optim
+
+def layer_name(i, layer):
+    return layer.get("name", str(i))
+
+
+def build_model(layers):
+    mods = []
+    for i, L in enumerate(layers):
+        t = L["type"]
+        if t == "linear":
+            m = nn.Linear(L["in_features"], L["out_features"], bias=L.get("bias", True))
+        elif t == "relu":
+            m = nn.ReLU()
+        elif t == "leaky_relu":
+            m = nn.LeakyReLU(L.get("negative_slope", 0.01))
+        elif t == "gelu":
+            m = nn.GELU(approximate=L.get("approximate", "none"))
+        elif t == "tanh":
+            m = nn.Tanh()
+        elif t == "sigmoid":
+            m = nn.Sigmoid()
+        elif t == "dropout":
+            m = nn.Dropout(L.get("p", 0.5))
+        else:
+            raise ValueError(t)
+        mods.append((layer_name(i, L), m))
+    return nn.Sequential(OrderedDict(mods))
+
+
+class Hinge(nn.Module):
+    """Binary SVM hinge: mean(clamp(1 - t*x, min=0)), t = +1 where y == 1 else -1."""
+
+    def forward(self, out, y):
+        t = torch.where(y == 1, torch.ones_like(y), -torch.ones_like(y))
+        return torch.clamp(1 - t * out, min=0).mean()
+
+
+def make_loss(spec, dtype):
+    t = spec["type"]
+    if t == "mse":
+        return nn.MSELoss()
+    if t == "l1":
+        return nn.L1Loss()
+    if t == "huber":
+        return nn.HuberLoss(delta=spec["delta"])
+    if t == "smooth_l1":
+        return nn.SmoothL1Loss(beta=spec["beta"])
+    if t == "cross_entropy":
+        w = None if spec["weight"] is None else torch.tensor(spec["weight"], dtype=dtype)
+        return nn.CrossEntropyLoss(weight=w, ignore_index=spec["ignore_index"],
+                                   label_smoothing=spec["label_smoothing"])
+    if t == "bce_with_logits":
+        pw = spec["pos_weight"]
+        if pw is not None:
+            pw = torch.tensor([pw] if isinstance(pw, (int, float)) else pw, dtype=dtype)
+        return nn.BCEWithLogitsLoss(pos_weight=pw)
+    if t == "hinge":
+        return Hinge()
+    if t == "multi_margin":
+        w = None if spec["weight"] is None else torch.tensor(spec["weight"], dtype=dtype)
+        return nn.MultiMarginLoss(p=spec["p"], margin=spec["margin"], weight=w)
+    raise ValueError(t)
+
+
+def make_targets(y, loss_type, dtype):
+    if loss_type in CLASS_LOSSES:
+        return torch.tensor(y, dtype=torch.long)
+    a = np.asarray(y, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    return torch.tensor(a, dtype=dtype)
+
+
+def make_optimizer(spec, params):
+    s = dict(spec)
+    t = s.pop("type")
+    if t == "sgd":
+        return torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], dampening=s["dampening"],
+                               weight_decay=s["weight_decay"], nesterov=s["nesterov"], maximize=s["maximize"])
+    if t in ("adam", "adamw"):
+        cls = torch.optim.Adam if t == "adam" else torch.optim.AdamW
+        return cls(params, lr=s["lr"], betas=tuple(s["betas"]), eps=s["eps"], weight_decay=s["weight_decay"],
+                   amsgrad=s["amsgrad"], maximize=s["maximize"])
+    if t == "rmsprop":
+        return torch.optim.RMSprop(params, lr=s["lr"], alpha=s["alpha"], eps=s["eps"],
+                                   weight_decay=s["weight_decay"], momentum=s["momentum"],
+                                   centered=s["centered"], maximize=s["maximize"])
+    if t == "adagrad":
+        return torch.optim.Adagrad(params, lr=s["lr"], lr_decay=s["lr_decay"], weight_decay=s["weight_decay"],
+                                   initial_accumulator_value=s["initial_accumulator_value"], eps=s["eps"],
+                                   maximize=s["maximize"])
+    raise ValueError(t)
+
+
+LR = torch.optim.lr_scheduler
+
+
+def make_closed_form(spec, opt, total):
+    t = spec["type"]
+    if t == "constant":
+        return LR.ConstantLR(opt, factor=spec["factor"], total_iters=spec["total_iters"])
+    if t == "step":
+        return LR.StepLR(opt, step_size=spec["step_size"], gamma=spec["gamma"])
+    if t == "multistep":
+        return LR.MultiStepLR(opt, milestones=spec["milestones"], gamma=spec["gamma"])
+    if t == "exponential":
+        return LR.ExponentialLR(opt, gamma=spec["gamma"])
+    if t == "cosine":
+        if spec.get("T_max") is None and total is None:
+            raise ValueError("cosine inside sequential needs an explicit T_max in these fixtures")
+        return LR.CosineAnnealingLR(opt, T_max=spec.get("T_max") or total, eta_min=spec["eta_min"])
+    if t == "linear":
+        return LR.LinearLR(opt, start_factor=spec["start_factor"], end_factor=spec["end_factor"],
+                           total_iters=spec["total_iters"])
+    raise ValueError(t)
+
+
+def make_scheduler(spec, opt, total):
+    """Returns the scheduler or None (constant with factor 1)."""
+    t = spec["type"]
+    if t == "constant" and spec["factor"] == 1:
+        return None
+    if t == "onecycle":
+        return LR.OneCycleLR(
+            opt, max_lr=spec.get("max_lr") or opt.param_groups[0]["lr"],
+            total_steps=spec.get("total_steps") or total, pct_start=spec["pct_start"],
+            anneal_strategy=spec["anneal_strategy"], cycle_momentum=spec["cycle_momentum"],
+            base_momentum=spec["base_momentum"], max_momentum=spec["max_momentum"],
+            div_factor=spec["div_factor"], final_div_factor=spec["final_div_factor"],
+            three_phase=spec["three_phase"])
+    if t == "plateau":
+        return LR.ReduceLROnPlateau(
+            opt, mode=spec["mode"], factor=spec["factor"], patience=spec["patience"],
+            threshold=spec["threshold"], threshold_mode=spec["threshold_mode"], cooldown=spec["cooldown"],
+            min_lr=spec["min_lr"], eps=spec["eps"])
+    if t == "sequential":
+        subs = [make_closed_form(s, opt, None) for s in spec["schedulers"]]
+        return LR.SequentialLR(opt, schedulers=subs, milestones=spec["milestones"])
+    return make_closed_form(spec, opt, total)
+
+
+# --------------------------------------------------------------------------- training loop
+
+def state_to_json(sd):
+    return OrderedDict((k, OrderedDict(shape=list(v.shape), data=v.detach().to(torch.float32).reshape(-1).tolist()))
+                       for k, v in sd.items())
+
+
+def resolve_trainable(names, trainable):
+    if trainable is None:
+        return list(names)
+    sel = set()
+    for t in trainable:
+        hit = [n for n in names if n == t or n.startswith(t + ".")]
+        assert hit, "trainable entry %r matches no parameter" % t
+        sel.update(hit)
+    return [n for n in names if n in sel]
+
+
+class Margins:
+    """The closest any discrete decision came to flipping during a run."""
+
+    def __init__(self):
+        self.kink = math.inf
+        self.acc = math.inf
+        self.decision = math.inf
+        self.clipped = 0
+
+    def as_json(self):
+        f = lambda v: None if v == math.inf else float("%.3g" % v)
+        return OrderedDict(kink=f(self.kink), accuracy=f(self.acc), decision=f(self.decision))
+
+
+def rel_margin(a, b):
+    return abs(a - b) / max(abs(a), abs(b), 1e-12)
+
+
+def is_better_es(cur, best, mode, min_delta):
+    return cur < best - min_delta if mode == "min" else cur > best + min_delta
+
+
+def train(request, init_state, dtype):
+    """Run the edgetune training-loop semantics with PyTorch. Returns (expected, margins)."""
+    tr = request["training"]
+    loss_spec, opt_spec, sched_spec = tr["loss"], tr["optimizer"], tr["schedule"]
+    lt = loss_spec["type"]
+    margins = Margins()
+
+    model = build_model(request["model"]["layers"]).to(dtype)
+    model.load_state_dict({k: v.to(dtype) for k, v in init_state.items()})
+    names = [n for n, _ in model.named_parameters()]
+    train_names = resolve_trainable(names, request.get("trainable"))
+    params = []
+    for n, p in model.named_parameters():
+        if n in train_names:
+            params.append(p)
+        else:
+            p.requires_grad_(False)
+
+    # kink tracking on ReLU / LeakyReLU inputs during training forwards
+    tracking = {"on": False}
+
+    def hook(_mod, inp):
+        if tracking["on"]:
+            margins.kink = min(margins.kink, float(inp[0].detach().abs().min()))
+
+    for m in model.modules():
+        if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
+            m.register_forward_pre_hook(hook)
+
+    loss_fn = make_loss(loss_spec, dtype)
+    train_set = request["data"]["train"]
+    X = torch.tensor(np.asarray(train_set["x"], dtype=np.float64), dtype=dtype)
+    Y = make_targets(train_set["y"], lt, dtype)
+    val = request["data"].get("validation")
+    if val is not None:
+        Xv = torch.tensor(np.asarray(val["x"], dtype=np.float64), dtype=dtype)
+        Yv = make_targets(val["y"], lt, dtype)
+
+    n = X.shape[0]
+    bs = tr["batch_size"]
+    spe = n // bs if tr["drop_last"] else -(-n // bs)
+    epochs = tr["epochs"]
+    interval = sched_spec["interval"]
+    total_sched = epochs if interval == "epoch" else epochs * spe
+
+    opt = make_optimizer(opt_spec, params)
+    sched = make_scheduler(sched_spec, opt, total_sched)
+    plateau = isinstance(sched, LR.ReduceLROnPlateau)
+    plateau_monitor = sched_spec.get("monitor") or ("val_loss" if val is not None else "train_loss")
+
+    clip = tr["clip_grad_norm"]
+    if clip is not None and not isinstance(clip, dict):
+        clip = dict(max_norm=clip, norm_type=2, error_if_nonfinite=False)
+
+    es = tr["early_stopping"]
+    if es is not None:
+        es_mode = es["mode"] if es["mode"] != "auto" else ("max" if es["monitor"] == "val_accuracy" else "min")
+        es_best = math.inf if es_mode == "min" else -math.inf
+        es_wait, es_best_epoch, es_snapshot = 0, None, None
+
+    history, steps = [], 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        total, rows = 0.0, 0
+        for b in range(spe):
+            xb, yb = X[b * bs:(b + 1) * bs], Y[b * bs:(b + 1) * bs]
+            opt.zero_grad()
+            tracking["on"] = True
+            out = model(xb)
+            tracking["on"] = False
+            loss = loss_fn(out, yb)
+            loss.backward()
+            track_loss_kinks(loss_spec, out.detach(), yb, margins)
+            if clip is not None:
+                nt = float("inf") if clip["norm_type"] == "inf" else float(clip["norm_type"])
+                tn = torch.nn.utils.clip_grad_norm_(params, clip["max_norm"], nt, clip["error_if_nonfinite"])
+                if float(tn) > clip["max_norm"]:
+                    margins.clipped += 1
+            opt.step()
+            steps += 1
+            lr_now = opt.param_groups[0]["lr"]
+            if sched is not None and not plateau and interval == "step":
+                sched.step()
+            lv = loss.item()
+            assert math.isfinite(lv), "non-finite loss"
+            total += lv * xb.shape[0]
+            rows += xb.shape[0]
+        rec = OrderedDict(epoch=epoch, train_loss=total / rows)
+        if val is not None:
+            model.eval()
+            with torch.no_grad():
+                out = model(Xv)
+                rec["val_loss"] = loss_fn(out, Yv).item()
+                acc = accuracy(loss_spec, out, Yv, margins)
+                if acc is not None:
+                    rec["val_accuracy"] = acc
+        rec["lr"] = lr_now
+        if sched is not None:
+            if plateau:
+                metric = rec[plateau_monitor]
+                if sched.best not in (math.inf, -math.inf) and not (plateau_monitor == "val_accuracy" and
+                                                                      metric == sched.best):
+                    thr = sched.threshold
+                    if sched.threshold_mode == "rel":
+                        bound = sched.best * (1 - thr) if sched.mode == "min" else sched.best * (1 + thr)
+                    else:
+                        bound = sched.best - thr if sched.mode == "min" else sched.best + thr
+                    margins.decision = min(margins.decision, rel_margin(metric, bound))
+                sched.step(metric)
+            elif interval == "epoch":
+                sched.step()
+        history.append(rec)
+        if es is not None:
+            cur = rec[es["monitor"]]
+            if es_best not in (math.inf, -math.inf) and not (es["monitor"] == "val_accuracy" and cur == es_best):
+                # (an exact accuracy tie is exact: accuracies are ratios of counts)
+                bound = es_best - es["min_delta"] if es_mode == "min" else es_best + es["min_delta"]
+                margins.decision = min(margins.decision, rel_margin(cur, bound))
+            if is_better_es(cur, es_best, es_mode, es["min_delta"]):
+                es_best, es_best_epoch, es_wait = cur, epoch, 0
+                es_snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                es_wait += 1
+                if es_wait >= es["patience"]:
+                    break
+
+    if es is not None:
+        best_epoch = es_best_epoch
+        if es["restore_best_weights"] and es_snapshot is not None:
+            model.load_state_dict(es_snapshot)
+    else:
+        key = "val_loss" if val is not None else "train_loss"
+        vals = [h[key] for h in history]
+        best_epoch = 1 + int(np.argmin(vals))  # first minimum
+        m = vals[best_epoch - 1]
+        others = [v for i, v in enumerate(vals) if i != best_epoch - 1]
+        if others:
+            margins.decision = min(margins.decision, min(rel_margin(m, v) for v in others))
+
+    sd = model.state_dict()
+    for k, v in sd.items():
+        assert torch.isfinite(v).all(), "non-finite weight " + k
+    expected = OrderedDict(weights=sd, history=history, steps=steps, best_epoch=best_epoch)
+    return expected, margins
+
+
+def track_loss_kinks(spec, out, y, margins):
+    t = spec["type"]
+    if t == "l1" or (t == "smooth_l1" and spec["beta"] == 0):
+        margins.kink = min(margins.kink, float((out - y).abs().min()))
+    elif t == "hinge":
+        s = torch.where(y == 1, torch.ones_like(y), -torch.ones_like(y))
+        margins.kink = min(margins.kink, float((1 - s * out).abs().min()))
+    elif t == "multi_margin" and spec["p"] == 1:
+        xy = out.gather(1, y[:, None])
+        m = (spec["margin"] - xy + out).abs()
+        m = m.masked_fill(torch.nn.functional.one_hot(y, out.shape[1]).bool(), math.inf)
+        margins.kink = min(margins.kink, float(m.min()))
+
+
+def accuracy(spec, out, y, margins):
+    t = spec["type"]
+    if t in CLASS_LOSSES:
+        mask = torch.ones_like(y, dtype=torch.bool)
+        if t == "cross_entropy":
+            mask = y != spec["ignore_index"]
+        top2 = out[mask].topk(2, dim=1).values
+        margins.acc = min(margins.acc, float((top2[:, 0] - top2[:, 1]).min()))
+        pred = out.argmax(1)
+        correct = int(((pred == y) & mask).sum())
+        return correct / int(mask.sum())
+    if t in BINARY_LOSSES:
+        pos = y > 0.5 if t == "bce_with_logits" else y == 1
+        margins.acc = min(margins.acc, float(out.abs().min()))
+        return int(((out > 0) == pos).sum()) / y.numel()
+    return None
+
+
+# --------------------------------------------------------------------------- stability check
+
+def close(a, b, frac):
+    return abs(a - b) <= frac * (ATOL + RTOL * abs(b))
+
+
+def compare(e32, e64):
+    """Largest deviation of the float64 run from the float32 run, as a fraction of the tolerance."""
+    if e32["steps"] != e64["steps"] or e32["best_epoch"] != e64["best_epoch"] or len(e32["history"]) != len(e64["history"]):
+        return math.inf
+    worst = 0.0
+    for k, v in e32["weights"].items():
+        a = v.double().reshape(-1)
+        b = e64["weights"][k].reshape(-1)
+        d = ((a - b).abs() / (ATOL + RTOL * a.abs())).max().item() if a.numel() else 0.0
+        worst = max(worst, d)
+    for h32, h64 in zip(e32["history"], e64["history"]):
+        for k, v in h32.items():
+            if k == "epoch":
+                continue
+            if k not in h64:
+                return math.inf
+            worst = max(worst, abs(v - h64[k]) / (ATOL + RTOL * abs(v)))
+    return worst
+
+
+def check(case, request, init_state, e32, m32, e64):
+    problems = []
+    if e32["steps"] < MIN_STEPS:
+        problems.append("only %d steps" % e32["steps"])
+    dev = compare(e32, e64)
+    if dev > SHADOW_FRACTION:
+        problems.append("float64 deviation %.3g of tolerance" % dev)
+    if m32.kink < KINK_MARGIN:
+        problems.append("kink margin %.3g" % m32.kink)
+    if m32.acc < ACC_MARGIN:
+        problems.append("accuracy margin %.3g" % m32.acc)
+    if m32.decision < DECISION_MARGIN:
+        problems.append("decision margin %.3g" % m32.decision)
+    for fn in case.get("checks", []):
+        msg = fn(request, init_state, e32, m32)
+        if msg:
+            problems.append(msg)
+    return problems, dev
+
+
+# --------------------------------------------------------------------------- case building
+
+def mlp(d_in=6, h=8, k=1, act=None, bias1=True):
+    fc1 = OrderedDict(type="linear", name="fc1", in_features=d_in, out_features=h)
+    if not bias1:
+        fc1["bias"] = False
+    return [fc1, act or {"type": "relu"}, OrderedDict(type="linear", name="fc2", in_features=h, out_features=k)]
+
+
+def case(name, description, layers=None, data=None, training=None, trainable=None, checks=(), seed=0):
+    return dict(name=name, description=description, layers=layers or mlp(), data=data or {},
+                training=training, trainable=trainable, checks=list(checks), seed=seed)
+
+
+def realize(c, seed):
+    """The request and the initial weights of a case for a given seed."""
+    d = dict(task="regression")
+    d.update(c["data"])
+    data = make_data(seed + 1000, **d)
+    t = dict(c["training"])
+    t["seed"] = seed
+    training = full_training(t)
+    request = OrderedDict(model=OrderedDict(layers=c["layers"]), data=data, training=training)
+    if c["trainable"] is not None:
+        request["trainable"] = c["trainable"]
+    torch.manual_seed(seed)
+    init_state = OrderedDict((k, v.detach().clone()) for k, v in build_model(c["layers"]).state_dict().items())
+    return request, init_state
+
+
+def run_case(c, seeds=12):
+    last = None
+    for attempt in range(seeds):
+        seed = c["seed"] + 101 * attempt
+        request, init_state = realize(c, seed)
+        try:
+            with warnings.catch_warnings(record=True) as wl:
+                warnings.simplefilter("always")
+                e32, m32 = train(request, init_state, torch.float32)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                e64, _ = train(request, init_state, torch.float64)
+        except AssertionError as err:
+            last = ["seed %d: %s" % (seed, err)]
+            print("  retry %s: %s" % (c["name"], last[0]), file=sys.stderr)
+            continue
+        problems, dev = check(c, request, init_state, e32, m32, e64)
+        if not problems:
+            warn_msgs = sorted(set(str(w.message).split("\n")[0][:160] for w in wl))
+            return request, init_state, e32, m32, dev, seed, warn_msgs
+        last = ["seed %d: %s" % (seed, "; ".join(problems))]
+        print("  retry %s: %s" % (c["name"], last[0]), file=sys.stderr)
+    raise SystemExit("case %s: no well-conditioned seed found (%s)" % (c["name"], last))
+
+
+def fixture_case(c, request, init_state, expected, margins, dev, seed):
+    hist = []
+    for h in expected["history"]:
+        hist.append(OrderedDict((k, v) for k, v in h.items()))
+    return OrderedDict(
+        name=c["name"], description=c["description"], request=request,
+        initial_weights=state_to_json(init_state),
+        expected=OrderedDict(weights=state_to_json(expected["weights"]), history=hist,
+                             steps=expected["steps"], best_epoch=expected["best_epoch"]),
+        meta=OrderedDict(init_seed=seed, data_seed=seed + 1000, float64_deviation=float("%.3g" % dev),
+                         margins=margins.as_json(), clipped_steps=margins.clipped),
+    )
+
+
+# --------------------------------------------------------------------------- checks used by cases
+
+def lr_changes(req, init, e, m):
+    lrs = [h["lr"] for h in e["history"]]
+    if len(set(lrs)) < 2:
+        return "lr never changed"
+
+
+def lr_reduced_twice(req, init, e, m):
+    lrs = [h["lr"] for h in e["history"]]
+    if len(set(lrs)) < 3:
+        return "plateau reduced the lr fewer than 2 times (%r)" % sorted(set(lrs))
+
+
+def clipped(req, init, e, m):
+    if m.clipped < 10:
+        return "clipping happened only %d times" % m.clipped
+
+
+def stopped_early(req, init, e, m):
+    if len(e["history"]) >= req["training"]["epochs"]:
+        return "early stopping did not trigger"
+
+
+def restored(req, init, e, m):
+    if e["best_epoch"] == len(e["history"]):
+        return "best epoch is the last epoch (restore does nothing)"
+
+
+def frozen(prefixes):
+    def fn(req, init, e, m):
+        for k, v in init.items():
+            if any(k == p or k.startswith(p + ".") for p in prefixes):
+                if not torch.equal(v, e["weights"][k]):
+                    return "frozen %s changed" % k
+    return fn
+
+
+def not_frozen(req, init, e, m):
+    for k, v in init.items():
+        if torch.equal(v, e["weights"][k]):
+            return "%s did not change" % k
+
+
+# --------------------------------------------------------------------------- the cases
+
+def optimizer_cases():
+    def c(name, desc, opt, epochs=15, data=None, **kw):
+        return case(name, desc, data=data or dict(n_train=64, k=1),
+                    training=dict(epochs=epochs, batch_size=8, loss={"type": "mse"}, optimizer=opt), **kw)
+    return [
+        c("sgd_plain", "SGD without momentum", {"type": "sgd", "lr": 0.05}, seed=1),
+        c("sgd_momentum", "SGD momentum 0.9", {"type": "sgd", "lr": 0.02, "momentum": 0.9}, seed=2),
+        c("sgd_momentum_dampening", "SGD momentum 0.9 with dampening 0.3 (first step: buf = g, no dampening)",
+          {"type": "sgd", "lr": 0.02, "momentum": 0.9, "dampening": 0.3}, seed=3),
+        c("sgd_nesterov", "SGD Nesterov momentum 0.9", {"type": "sgd", "lr": 0.02, "momentum": 0.9, "nesterov": True}, seed=4),
+        c("sgd_weight_decay", "SGD with L2 weight decay 0.05", {"type": "sgd", "lr": 0.05, "weight_decay": 0.05}, seed=5),
+        c("sgd_maximize", "SGD maximize (gradient ascent on MSE, tiny lr)", {"type": "sgd", "lr": 1e-3, "maximize": True}, seed=6),
+        c("sgd_maximize_momentum_wd", "SGD maximize with momentum 0.5 and weight decay 0.1: torch 1.13 negates the "
+          "gradient before adding weight decay", {"type": "sgd", "lr": 1e-3, "momentum": 0.5, "weight_decay": 0.1,
+                                                  "maximize": True}, seed=7),
+        c("adam_default", "Adam, default betas/eps", {"type": "adam", "lr": 0.005}, seed=8),
+        c("adam_weight_decay", "Adam with L2 weight decay 0.05 (added to the gradient)",
+          {"type": "adam", "lr": 0.005, "weight_decay": 0.05}, seed=9),
+        c("adam_amsgrad", "Adam amsgrad", {"type": "adam", "lr": 0.01, "amsgrad": True}, seed=10),
+        c("adam_maximize", "Adam maximize (tiny lr)", {"type": "adam", "lr": 1e-4, "maximize": True}, seed=11),
+        c("adamw_default", "AdamW with its default weight decay 0.01", {"type": "adamw", "lr": 0.005}, seed=12),
+        c("adamw_amsgrad_betas_eps", "AdamW amsgrad, betas (0.8, 0.99), eps 1e-6, weight decay 0.1",
+          {"type": "adamw", "lr": 0.005, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1, "amsgrad": True}, seed=13),
+        c("rmsprop_default", "RMSprop, default alpha/eps", {"type": "rmsprop", "lr": 0.002}, seed=14),
+        c("rmsprop_centered", "RMSprop centered", {"type": "rmsprop", "lr": 0.001, "centered": True}, seed=15),
+        c("rmsprop_momentum", "RMSprop momentum 0.9", {"type": "rmsprop", "lr": 0.001, "momentum": 0.9}, seed=16),
+        c("rmsprop_centered_momentum_wd", "RMSprop centered + momentum 0.8 + weight decay 0.01, alpha 0.95",
+          {"type": "rmsprop", "lr": 5e-4, "alpha": 0.95, "centered": True, "momentum": 0.8, "weight_decay": 0.01}, seed=17),
+        c("rmsprop_maximize", "RMSprop maximize (tiny lr)", {"type": "rmsprop", "lr": 1e-4, "maximize": True}, seed=18),
+        c("adagrad_default", "Adagrad", {"type": "adagrad", "lr": 0.05}, seed=19),
+        c("adagrad_options", "Adagrad with lr_decay 0.01, initial_accumulator_value 0.1, weight decay 0.01, eps 1e-8",
+          {"type": "adagrad", "lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01,
+           "eps": 1e-8}, seed=20),
+        c("adagrad_maximize", "Adagrad maximize (tiny lr)", {"type": "adagrad", "lr": 1e-3, "maximize": True}, seed=21),
+        case("adam_classification", "Adam on a 3-class cross-entropy problem with validation",
+             layers=mlp(k=3), data=dict(task="class", k=3, n_train=64, n_val=32),
+             training=dict(epochs=15, batch_size=8, loss={"type": "cross_entropy"},
+                           optimizer={"type": "adam", "lr": 0.01}), seed=22),
+    ]
+
+
+def loss_cases():
+    def c(name, desc, loss, data, k=1, opt=None, epochs=15, **kw):
+        return case(name, desc, layers=kw.pop("layers", mlp(k=k)), data=dict(data, k=k),
+                    training=dict(epochs=epochs, batch_size=8, loss=loss,
+                                  optimizer=opt or {"type": "adam", "lr": 0.01}), **kw)
+    reg = dict(task="regression", n_train=64, n_val=32)
+    cls = dict(task="class", n_train=64, n_val=32)
+    binary = dict(task="binary", n_train=64, n_val=32)
+    sgd = lambda lr: {"type": "sgd", "lr": lr}
+    return [
+        c("mse_multi_output", "MSE on 3 regression outputs, y rows", {"type": "mse"}, reg, k=3, seed=31),
+        c("l1", "L1 loss (small lr: sign gradient)", {"type": "l1"}, reg, opt=sgd(0.02), seed=32),
+        c("huber_delta_0_5", "Huber delta 0.5, 2 outputs", {"type": "huber", "delta": 0.5}, reg, k=2,
+          opt=sgd(0.1), seed=33),
+        c("smooth_l1_beta_0_5", "SmoothL1 beta 0.5", {"type": "smooth_l1", "beta": 0.5}, reg, opt=sgd(0.1), seed=34),
+        c("smooth_l1_beta_0", "SmoothL1 beta 0 (= L1)", {"type": "smooth_l1", "beta": 0.0}, reg, opt=sgd(0.02), seed=35),
+        c("cross_entropy_plain", "cross-entropy, 3 classes, validation accuracy", {"type": "cross_entropy"}, cls, k=3,
+          seed=36),
+        c("cross_entropy_weight", "cross-entropy with class weights (mean divides by the sum of target weights)",
+          {"type": "cross_entropy", "weight": [1.0, 2.0, 0.5]}, cls, k=3, seed=37),
+        c("cross_entropy_ignore_index_minus1", "cross-entropy, rows labelled -1 ignored (ignore_index -1), "
+          "in training and in validation loss/accuracy", {"type": "cross_entropy", "ignore_index": -1},
+          dict(cls, ignore=(-1, 7)), k=3, seed=38),
+        c("cross_entropy_ignore_index_default", "cross-entropy, rows labelled -100 present in the data, "
+          "default ignore_index -100", {"type": "cross_entropy", "ignore_index": -100},
+          dict(cls, ignore=(-100, 7)), k=3, seed=39),
+        c("cross_entropy_ignore_index_in_range", "cross-entropy with ignore_index 1, a real class: rows of class 1 "
+          "are ignored", {"type": "cross_entropy", "ignore_index": 1}, cls, k=3, seed=40),
+        c("cross_entropy_label_smoothing", "cross-entropy with label smoothing 0.1",
+          {"type": "cross_entropy", "label_smoothing": 0.1}, cls, k=3, seed=41),
+        c("cross_entropy_weight_smoothing_ignore", "cross-entropy with class weights, label smoothing 0.2 and "
+          "ignore_index -1 together, 4 classes",
+          {"type": "cross_entropy", "weight": [0.5, 1.5, 1.0, 2.0], "ignore_index": -1, "label_smoothing": 0.2},
+          dict(cls, ignore=(-1, 6)), k=4, seed=42),
+        c("bce_single", "BCE with logits, one output, scalar 0/1 targets", {"type": "bce_with_logits"}, binary, seed=43),
+        c("bce_multilabel", "BCE with logits, 3 outputs (multi-label), y rows",
+          {"type": "bce_with_logits"}, binary, k=3, seed=44),
+        c("bce_pos_weight_scalar", "BCE with logits, pos_weight 2.0 (a number, broadcast)",
+          {"type": "bce_with_logits", "pos_weight": 2.0}, binary, k=2, seed=45),
+        c("bce_pos_weight_list", "BCE with logits, pos_weight per output [0.5, 2.0, 1.5]",
+          {"type": "bce_with_logits", "pos_weight": [0.5, 2.0, 1.5]}, binary, k=3, seed=46),
+        c("hinge_01", "binary hinge with 0/1 labels (0 -> -1)", {"type": "hinge"}, binary, opt=sgd(0.02), seed=47),
+        c("hinge_pm1", "binary hinge with -1/+1 labels, 2 outputs", {"type": "hinge"},
+          dict(binary, labels01=False), k=2, opt=sgd(0.02), seed=48),
+        c("multi_margin_p1", "MultiMarginLoss p=1 margin 1, 4 classes", {"type": "multi_margin", "p": 1, "margin": 1.0},
+          cls, k=4, opt=sgd(0.02), seed=49),
+        c("multi_margin_p2_margin_0_5", "MultiMarginLoss p=2 margin 0.5",
+          {"type": "multi_margin", "p": 2, "margin": 0.5}, cls, k=4, opt=sgd(0.05), seed=50),
+        c("multi_margin_weight", "MultiMarginLoss p=1 with class weights",
+          {"type": "multi_margin", "p": 1, "margin": 1.0, "weight": [1.0, 0.5, 2.0, 1.0]}, cls, k=4,
+          opt=sgd(0.02), seed=51),
+        c("multi_margin_p2_weight", "MultiMarginLoss p=2 margin 1 with class weights",
+          {"type": "multi_margin", "p": 2, "margin": 1.0, "weight": [2.0, 1.0, 0.5]}, cls, k=3,
+          opt=sgd(0.03), seed=52),
+    ]
+
+
+def schedule_cases():
+    def c(name, desc, sched, opt=None, epochs=16, data=None, loss=None, k=1, checks=(lr_changes,), **kw):
+        return case(name, desc, layers=kw.pop("layers", mlp(k=k)),
+                    data=data or dict(task="regression", n_train=64, n_val=32, k=k),
+                    training=dict(epochs=epochs, batch_size=8, loss=loss or {"type": "mse"},
+                                  optimizer=opt or {"type": "sgd", "lr": 0.05, "momentum": 0.5},
+                                  schedule=sched), checks=checks, **kw)
+    adam = lambda lr: {"type": "adam", "lr": lr}
+    cls = dict(task="class", n_train=64, n_val=32, k=3)
+    return [
+        c("constant_default", "constant schedule with factor 1 (no scheduler)",
+          {"type": "constant", "factor": 1, "total_iters": 5}, checks=(), seed=61),
+        c("step_lr", "StepLR step_size 4 gamma 0.5, per epoch", {"type": "step", "step_size": 4, "gamma": 0.5}, seed=62),
+        c("multistep_lr", "MultiStepLR milestones [3, 7, 12] gamma 0.3",
+          {"type": "multistep", "milestones": [3, 7, 12], "gamma": 0.3}, seed=63),
+        c("exponential_lr", "ExponentialLR gamma 0.85", {"type": "exponential", "gamma": 0.85}, seed=64),
+        c("cosine_epoch_past_tmax", "CosineAnnealingLR T_max 6 eta_min 0.001 over 16 epochs (the recursive form "
+          "goes back up past T_max)", {"type": "cosine", "T_max": 6, "eta_min": 0.001}, opt=adam(0.01), seed=65),
+        c("cosine_step_default_tmax", "CosineAnnealingLR per step, T_max absent = epochs * steps_per_epoch",
+          {"type": "cosine", "eta_min": 0.0, "interval": "step"}, opt=adam(0.01), seed=66),
+        c("linear_warmup", "LinearLR start 0.25 end 1.0 over 6 epochs",
+          {"type": "linear", "start_factor": 0.25, "end_factor": 1.0, "total_iters": 6}, seed=67),
+        c("linear_step_decay", "LinearLR per step from 1.0 to 0.1 over 80 steps",
+          {"type": "linear", "start_factor": 1.0, "end_factor": 0.1, "total_iters": 80, "interval": "step"},
+          opt=adam(0.01), seed=68),
+        c("constant_factor", "ConstantLR factor 0.5 for 3 epochs", {"type": "constant", "factor": 0.5, "total_iters": 3},
+          seed=69),
+        c("onecycle_cos_adam", "OneCycleLR cos per step with Adam (beta1 cycles 0.95 -> 0.85 -> 0.95); max_lr and "
+          "total_steps absent = optimizer lr and epochs * steps_per_epoch",
+          {"type": "onecycle", "anneal_strategy": "cos"}, opt=adam(0.01), seed=70),
+        c("onecycle_linear_sgd_momentum", "OneCycleLR linear with SGD momentum 0.9 (momentum cycles), explicit "
+          "max_lr 0.1 and total_steps = the run's steps",
+          {"type": "onecycle", "max_lr": 0.1, "total_steps": 128, "anneal_strategy": "linear"},
+          opt={"type": "sgd", "lr": 0.05, "momentum": 0.9}, seed=71),
+        c("onecycle_three_phase", "OneCycleLR three_phase, pct_start 0.25, div_factor 10, final_div_factor 100",
+          {"type": "onecycle", "max_lr": 0.02, "three_phase": True, "pct_start": 0.25, "div_factor": 10.0,
+           "final_div_factor": 100.0}, opt=adam(0.01), seed=72),
+        c("onecycle_no_cycle_momentum", "OneCycleLR with cycle_momentum false (SGD momentum stays 0.9), total_steps "
+          "200 larger than the run",
+          {"type": "onecycle", "max_lr": 0.05, "total_steps": 200, "cycle_momentum": False},
+          opt={"type": "sgd", "lr": 0.05, "momentum": 0.9}, seed=73),
+        c("onecycle_rmsprop_momentum", "OneCycleLR with RMSprop: cycles RMSprop's momentum (base 0.8, max 0.9)",
+          {"type": "onecycle", "max_lr": 0.002, "base_momentum": 0.8, "max_momentum": 0.9},
+          opt={"type": "rmsprop", "lr": 0.001, "momentum": 0.9}, seed=74),
+        c("onecycle_sgd_zero_momentum", "OneCycleLR (cycle_momentum true, the default) with SGD momentum 0: torch "
+          "sets and cycles SGD's momentum anyway (0.95 -> 0.85 -> 0.95), so this SGD runs with momentum",
+          {"type": "onecycle", "max_lr": 0.05}, opt={"type": "sgd", "lr": 0.05, "momentum": 0.0}, seed=82),
+        c("onecycle_epoch_interval", "OneCycleLR stepped per epoch (total_steps absent = epochs), div_factor 5, "
+          "final_div_factor 5",
+          {"type": "onecycle", "interval": "epoch", "max_lr": 0.01, "div_factor": 5.0,
+                                               "final_div_factor": 5.0}, opt=adam(0.01), seed=75),
+        c("plateau_val_loss", "ReduceLROnPlateau min on val_loss, patience 1, factor 0.5",
+          {"type": "plateau", "mode": "min", "patience": 1, "factor": 0.5}, opt=adam(0.03), epochs=20,
+          checks=(lr_reduced_twice,), seed=76),
+        c("plateau_val_accuracy_max", "ReduceLROnPlateau max on val_accuracy, threshold 0.01 abs, cooldown 1, "
+          "patience 1, factor 0.5", {"type": "plateau", "monitor": "val_accuracy", "mode": "max", "patience": 1,
+                                     "factor": 0.5, "threshold": 0.01, "threshold_mode": "abs", "cooldown": 1},
+          opt=adam(0.01), data=cls, k=3, loss={"type": "cross_entropy"}, epochs=20,
+          checks=(lr_reduced_twice,), seed=77),
+        c("plateau_train_loss", "ReduceLROnPlateau without validation data: monitors train_loss; threshold 0.1 rel, "
+          "patience 1, factor 0.3, min_lr 0.002",
+          {"type": "plateau", "patience": 1, "factor": 0.3, "threshold": 0.1, "min_lr": 0.002},
+          opt=adam(0.02), data=dict(task="regression", n_train=64), epochs=20, checks=(lr_reduced_twice,), seed=78),
+        c("sequential_warmup_cosine_epoch", "SequentialLR: LinearLR warm-up (0.1 -> 1 over 3 epochs), then "
+          "CosineAnnealingLR T_max 12 eta_min 1e-4, milestone 3, per epoch",
+          {"type": "sequential", "schedulers": [
+              {"type": "linear", "start_factor": 0.1, "end_factor": 1.0, "total_iters": 3},
+              {"type": "cosine", "T_max": 12, "eta_min": 1e-4}], "milestones": [3], "interval": "epoch"},
+          opt=adam(0.01), seed=79),
+        c("sequential_step_milestones", "SequentialLR per step: ConstantLR 0.5 (10 its), LinearLR 0.5 -> 1 "
+          "(20 its), ExponentialLR 0.99; milestones [10, 30]",
+          {"type": "sequential", "schedulers": [
+              {"type": "constant", "factor": 0.5, "total_iters": 10},
+              {"type": "linear", "start_factor": 0.5, "end_factor": 1.0, "total_iters": 20},
+              {"type": "exponential", "gamma": 0.99}], "milestones": [10, 30], "interval": "step"},
+          opt=adam(0.01), seed=80),
+        c("sequential_step_cosine", "SequentialLR per step: StepLR (step 5, gamma 0.5) for 20 steps, then "
+          "CosineAnnealingLR T_max 60 eta_min 0.001 (past T_max at the end)",
+          {"type": "sequential", "schedulers": [
+              {"type": "step", "step_size": 5, "gamma": 0.5},
+              {"type": "cosine", "T_max": 60, "eta_min": 0.001}], "milestones": [20], "interval": "step"},
+          opt={"type": "sgd", "lr": 0.05, "momentum": 0.9}, seed=81),
+    ]
+
+
+def training_cases():
+    def c(name, desc, layers=None, data=None, opt=None, loss=None, epochs=15, bs=8, **kw):
+        t = dict(epochs=epochs, batch_size=bs, loss=loss or {"type": "mse"},
+                 optimizer=opt or {"type": "adam", "lr": 0.01})
+        for key in ("drop_last", "clip_grad_norm", "early_stopping", "schedule"):
+            if key in kw:
+                t[key] = kw.pop(key)
+        return case(name, desc, layers=layers, data=data or dict(task="regression", n_train=64, n_val=32),
+                    training=t, **kw)
+    act = lambda a, **kw: mlp(act=dict(type=a, **kw))
+    sgd = lambda lr, **kw: dict(type="sgd", lr=lr, **kw)
+    return [
+        c("clip_norm_2_number", "clip_grad_norm 0.5 given as a number (2-norm); clips most steps",
+          opt=sgd(0.1, momentum=0.5), clip_grad_norm=0.5, checks=(clipped,), seed=91),
+        c("clip_norm_1", "clip_grad_norm max_norm 1.0, norm_type 1, error_if_nonfinite true",
+          opt=sgd(0.1), clip_grad_norm={"max_norm": 1.0, "norm_type": 1, "error_if_nonfinite": True},
+          checks=(clipped,), seed=92),
+        c("clip_norm_inf", "clip_grad_norm max_norm 0.1, norm_type \"inf\" (max |g|)",
+          opt=sgd(0.2), clip_grad_norm={"max_norm": 0.1, "norm_type": "inf"}, checks=(clipped,), seed=93),
+        c("clip_adam", "clip_grad_norm 0.3 with Adam", clip_grad_norm={"max_norm": 0.3},
+          checks=(clipped,), seed=94),
+        c("trainable_fc2", "trainable [\"fc2\"]: fc1 stays equal to its initial values", trainable=["fc2"],
+          checks=(frozen(["fc1"]),), seed=95),
+        c("trainable_fc1_bias_fc2", "trainable [\"fc1.bias\", \"fc2\"]: fc1.weight frozen",
+          trainable=["fc1.bias", "fc2"], opt=sgd(0.05, momentum=0.9), checks=(frozen(["fc1.weight"]),), seed=96),
+        c("act_leaky_relu_0_2", "LeakyReLU negative_slope 0.2", layers=act("leaky_relu", negative_slope=0.2), seed=97),
+        c("act_gelu_none", "GELU exact (erf)", layers=act("gelu", approximate="none"), seed=98),
+        c("act_gelu_tanh", "GELU tanh approximation", layers=act("gelu", approximate="tanh"), seed=99),
+        c("act_tanh", "Tanh", layers=act("tanh"), seed=100),
+        c("act_sigmoid", "Sigmoid", layers=act("sigmoid"), opt={"type": "adam", "lr": 0.02}, seed=101),
+        c("act_relu", "ReLU", layers=act("relu"), seed=102),
+        c("no_bias_layer", "fc1 with bias false (no fc1.bias in the state_dict)", layers=mlp(bias1=False), seed=103),
+        c("unnamed_3_layer", "3 linear layers without names and a dropout p=0: state_dict keys 0., 3., 5.",
+          layers=[dict(type="linear", in_features=6, out_features=10), dict(type="tanh"),
+                  dict(type="dropout", p=0.0), dict(type="linear", in_features=10, out_features=6),
+                  dict(type="relu"), dict(type="linear", in_features=6, out_features=2)],
+          data=dict(task="regression", n_train=64, n_val=32, k=2), seed=104),
+        c("mixed_names", "named and unnamed layers mixed, 2 outputs",
+          layers=[dict(type="linear", name="encoder", in_features=6, out_features=8), dict(type="gelu"),
+                  dict(type="linear", in_features=8, out_features=2)],
+          data=dict(task="regression", n_train=64, n_val=32, k=2), seed=105),
+        c("drop_last", "60 rows, batch 8, drop_last true: 7 steps per epoch, the last 4 rows never used",
+          data=dict(task="regression", n_train=60, n_val=16), drop_last=True, epochs=16, seed=106),
+        c("partial_last_batch", "60 rows, batch 8, drop_last false: a last batch of 4 rows; train_loss weights "
+          "batches by rows", data=dict(task="regression", n_train=60, n_val=16), epochs=13, seed=107),
+        c("batch_size_1", "batch_size 1, 50 rows, 3 epochs (150 steps)", data=dict(task="regression", n_train=50),
+          opt=sgd(0.01), bs=1, epochs=3, seed=108),
+        c("full_batch", "one batch per epoch (batch_size 64 = rows), 100 epochs",
+          data=dict(task="regression", n_train=64, n_val=16), bs=64, epochs=100, seed=109),
+        c("validation_regression_best_epoch", "validation without early stopping: best_epoch is the epoch of the "
+          "lowest val_loss", data=dict(task="regression", n_train=48, n_val=32, noise=0.5),
+          layers=mlp(h=24), opt={"type": "adam", "lr": 0.03}, epochs=20, seed=110),
+        c("early_stopping_restore", "early stopping on val_loss, patience 2, restore_best_weights: triggers, and the "
+          "weights are those of the best epoch", data=dict(task="regression", n_train=48, n_val=32, noise=0.6),
+          layers=mlp(h=32), opt={"type": "adam", "lr": 0.004}, bs=4, epochs=40,
+          early_stopping={"monitor": "val_loss", "patience": 2, "restore_best_weights": True},
+          checks=(stopped_early, restored), seed=111),
+        c("early_stopping_val_accuracy", "early stopping on val_accuracy (mode auto = max), patience 3, no restore",
+          data=dict(task="class", n_train=64, n_val=32, k=3, noise=0.3), layers=mlp(k=3),
+          loss={"type": "cross_entropy"}, opt={"type": "adam", "lr": 0.005}, bs=4, epochs=40,
+          early_stopping={"monitor": "val_accuracy", "patience": 3, "restore_best_weights": False},
+          checks=(stopped_early,), seed=112),
+        c("early_stopping_train_loss_min_delta", "early stopping on train_loss (no validation), min_delta 0.002, "
+          "mode min, patience 2, restore", data=dict(task="regression", n_train=64),
+          opt=sgd(0.05), epochs=60,
+          early_stopping={"monitor": "train_loss", "patience": 2, "min_delta": 0.002, "mode": "min",
+                          "restore_best_weights": True},
+          checks=(stopped_early,), seed=113),
+        c("early_stopping_with_schedule", "early stopping on val_loss with a per-epoch StepLR and clipping together",
+          data=dict(task="regression", n_train=48, n_val=32, noise=0.6), layers=mlp(h=32),
+          opt={"type": "adam", "lr": 0.006}, bs=4, epochs=40, schedule={"type": "step", "step_size": 3, "gamma": 0.7},
+          clip_grad_norm=1.0,
+          early_stopping={"monitor": "val_loss", "patience": 3, "min_delta": 0.001},
+          checks=(stopped_early,), seed=114),
+    ]
+
+
+# --------------------------------------------------------------------------- init.json
+
+def kaiming_bounds(fan_in):
+    a = math.sqrt(5)
+    gain = math.sqrt(2.0 / (1 + a ** 2))
+    std = gain / math.sqrt(fan_in)
+    return math.sqrt(3.0) * std, 1 / math.sqrt(fan_in)
+
+
+def init_fixture():
+    lin = lambda i, o, name=None, bias=True: OrderedDict(
+        [("type", "linear")] + ([("name", name)] if name else []) + [("in_features", i), ("out_features", o)] +
+        ([] if bias else [("bias", False)]))
+    specs = [
+        (0, [lin(6, 8, "fc1"), {"type": "relu"}, lin(8, 1, "fc2")]),
+        (1, [lin(1, 4), {"type": "tanh"}, lin(4, 1)]),
+        (42, [lin(10, 10, "a"), {"type": "relu"}, lin(10, 10, "b", bias=False), {"type": "gelu"}, lin(10, 3, "c")]),
+        (12345, [lin(3, 1)]),
+        (7, [lin(100, 5, "wide"), {"type": "sigmoid"}, lin(5, 2, "head")]),
+        (2 ** 31 - 1, [lin(2, 3), {"type": "leaky_relu", "negative_slope": 0.1}, lin(3, 3), {"type": "relu"},
+                       lin(3, 1, bias=False)]),
+        (2 ** 32 + 5, [lin(6, 8, "fc1"), {"type": "relu"}, lin(8, 1, "fc2")]),
+        (5, [lin(6, 8, "fc1"), {"type": "relu"}, lin(8, 1, "fc2")]),
+    ]
+    cases = []
+    for seed, layers in specs:
+        torch.manual_seed(seed)
+        model = build_model(layers)
+        bounds = OrderedDict()
+        for i, L in enumerate(layers):
+            if L["type"] == "linear":
+                wb, bb = kaiming_bounds(L["in_features"])
+                bounds[layer_name(i, L)] = OrderedDict(weight=wb, bias=bb if L.get("bias", True) else None)
+        cases.append(OrderedDict(seed=seed, layers=layers, bounds=bounds, weights=state_to_json(model.state_dict())))
+    a, b = cases[-2]["weights"], cases[-1]["weights"]
+    assert a == b, "seed 2**32 + 5 should equal seed 5 (torch keeps the low 32 bits)"
+
+    mt = OrderedDict()
+    for s in (0, 1, 42, 5489, 12345, 2 ** 31 - 1):
+        g = torch.Generator().manual_seed(s)
+        v = torch.empty(5, dtype=torch.int64).random_(-2 ** 63, None, generator=g).tolist()
+        raw = []
+        for x in v:
+            u = x & (2 ** 64 - 1)
+            raw += [u >> 32, u & 0xFFFFFFFF]
+        ref = np.random.RandomState(s).randint(0, 2 ** 32, size=10, dtype=np.uint64).tolist()
+        assert raw == ref, "torch mt19937 differs from numpy's init_genrand stream"
+        mt[str(s)] = raw
+
+    uniform = []
+    for s, lo, hi, n in ((0, -0.5, 0.5, 16), (1, 0.0, 1.0, 16), (42, -1.0 / math.sqrt(6), 1.0 / math.sqrt(6), 16),
+                         (12345, -0.1, 0.7, 16), (3, kaiming_bounds(7)[0] * -1, kaiming_bounds(7)[0], 16)):
+        torch.manual_seed(s)
+        vals = torch.empty(n).uniform_(lo, hi)
+        # verify the documented formula (computed in double, then rounded to float32)
+        raw = np.random.RandomState(s).randint(0, 2 ** 32, size=n, dtype=np.uint64)
+        f, t = np.float32(lo), np.float32(hi)
+        rng = np.float32(t - f)
+        mine = ((raw & 0xFFFFFF).astype(np.float64) * 2.0 ** -24 * np.float64(rng) + np.float64(f)).astype(np.float32)
+        assert (mine == vals.numpy()).all(), "uniform_ formula mismatch"
+        uniform.append(OrderedDict(seed=s, low=lo, high=hi, values=vals.tolist()))
+
+    return OrderedDict(
+        generator=GENERATOR, torch_version=torch.__version__,
+        description=("PyTorch default initialisation. torch.manual_seed(seed) seeds mt19937 with the low 32 bits of "
+                     "the seed (init_genrand); each nn.Linear, in layer order, fills weight [out,in] row-major and then "
+                     "bias with uniform_(-bound, bound): one 32-bit output r per element, "
+                     "value = float32((r & 0xFFFFFF) * 2^-24 * float32(float32(high) - float32(low)) + float32(low)) "
+                     "evaluated in double. weight bound = sqrt(3) * (sqrt(2 / (1 + sqrt(5)^2)) / sqrt(fan_in)), "
+                     "bias bound = 1 / sqrt(fan_in) (both in double, as torch computes them)."),
+        cases=cases, mt19937=mt, uniform=uniform)
+
+
+# --------------------------------------------------------------------------- main
+
+GROUPS = OrderedDict(
+    optimizers=optimizer_cases,
+    losses=loss_cases,
+    schedules=schedule_cases,
+    training=training_cases,
+)
+
+
+def write_json(path, obj, per_case=True):
+    """Compact JSON, one case per line (valid JSON, diff-friendly)."""
+    with open(path, "w") as f:
+        head = OrderedDict((k, v) for k, v in obj.items() if k != "cases")
+        f.write("{\n")
+        for k, v in head.items():
+            f.write("%s: %s,\n" % (json.dumps(k), json.dumps(v, separators=(",", ":"), allow_nan=False)))
+        f.write('"cases": [\n')
+        for i, cse in enumerate(obj["cases"]):
+            f.write(json.dumps(cse, separators=(",", ":"), allow_nan=False))
+            f.write(",\n" if i + 1 < len(obj["cases"]) else "\n")
+        f.write("]\n}\n")
+    json.load(open(path))  # sanity
+
+
+def is_f32(v):
+    return float(np.float32(v)) == v
+
+
+def verify():
+    """Replay every written fixture from its JSON alone and require a bit-identical result."""
+    n = 0
+    for group in GROUPS:
+        path = os.path.join(FIXTURES, group + ".json")
+        doc = json.load(open(path))
+        for c in doc["cases"]:
+            init = OrderedDict()
+            for k, v in c["initial_weights"].items():
+                assert all(is_f32(a) for a in v["data"]), (c["name"], k)
+                init[k] = torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"])
+            for ds in c["request"]["data"].values():
+                assert all(is_f32(a) for row in ds["x"] for a in row)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                e, _ = train(c["request"], init, torch.float32)
+            got = json.loads(json.dumps(OrderedDict(
+                weights=state_to_json(e["weights"]), history=e["history"], steps=e["steps"],
+                best_epoch=e["best_epoch"])))
+            assert got == c["expected"], "replay of %s/%s differs" % (group, c["name"])
+            for k, v in c["expected"]["weights"].items():
+                assert all(is_f32(a) for a in v["data"]), (c["name"], k)
+            assert c["expected"]["steps"] >= MIN_STEPS
+            n += 1
+    print("verified %d cases: replayed from JSON, bit-identical, all weights float32-exact" % n)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", help="comma-separated case names: run and print, write nothing")
+    ap.add_argument("--verify", action="store_true", help="only replay the existing fixtures from their JSON")
+    args = ap.parse_args()
+    if args.verify:
+        return verify()
+    only = set(args.only.split(",")) if args.only else None
+
+    os.makedirs(FIXTURES, exist_ok=True)
+    all_warnings = set()
+    for group, fn in GROUPS.items():
+        cases = fn()
+        names = [c["name"] for c in cases]
+        assert len(names) == len(set(names)), "duplicate case names in " + group
+        out = []
+        for c in cases:
+            if only is not None and c["name"] not in only:
+                continue
+            request, init_state, e, m, dev, seed, wl = run_case(c)
+            all_warnings.update(wl)
+            assert e["steps"] >= MIN_STEPS
+            h = e["history"][-1]
+            print("%-11s %-40s seed %-6d steps %4d epochs %3d train_loss %.6g%s  f64-dev %.2g kink %s"
+                  % (group, c["name"], seed, e["steps"], len(e["history"]), h["train_loss"],
+                     (" val_loss %.6g" % h["val_loss"]) if "val_loss" in h else "", dev,
+                     m.as_json()["kink"]))
+            out.append(fixture_case(c, request, init_state, e, m, dev, seed))
+        if only is None:
+            write_json(os.path.join(FIXTURES, group + ".json"),
+                       OrderedDict(generator=GENERATOR, torch_version=torch.__version__, cases=out))
+    if only is None:
+        init = init_fixture()
+        path = os.path.join(FIXTURES, "init.json")
+        write_json(path, init)
+        print("init        %d cases, mt19937 for %d seeds, %d uniform_ samples" %
+              (len(init["cases"]), len(init["mt19937"]), len(init["uniform"])))
+    for w in sorted(all_warnings):
+        print("torch warning:", w)
+    if only is None:
+        verify()
+
+
+if __name__ == "__main__":
+    main()

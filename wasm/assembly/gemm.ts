@@ -1,0 +1,209 @@
+// f32 matrix multiply in the three layouts a linear layer needs.
+//
+//   forward      y[B,out]  = x[B,in] · W[out,in]^T + b     matmul_nt (with bias)
+//   backward dx  dx[B,in]  = dy[B,out] · W[out,in]          matmul_nn
+//   backward dW  dW[out,in] += dy[B,out]^T · x[B,in]        matmul_tn (accumulate)
+//
+// All three run one register-blocked core: 4 rows x 8 columns of the output live in eight
+// f32x4 accumulators while k runs over the shared dimension. A is read through strides, so
+// the same core serves A and A^T; B must be [K,N] row-major, so matmul_nt first packs
+// W^T into caller-provided scratch (kernels never allocate).
+//
+// Every pointer is a byte offset into linear memory; every size counts f32 elements.
+import { F32, madd } from "./simd";
+
+/** What the accumulators start from. */
+const INIT_ZERO: i32 = 0;
+const INIT_OUT: i32 = 1; // accumulate into out
+const INIT_BIAS: i32 = 2; // out = bias broadcast over rows, then accumulate
+
+// @ts-ignore: decorator
+@inline
+function initVec(mode: i32, out: usize, bias: usize, col: usize): v128 {
+  if (mode == INIT_OUT) return v128.load(out);
+  if (mode == INIT_BIAS) return v128.load(bias + col * F32);
+  return f32x4.splat(0);
+}
+
+// @ts-ignore: decorator
+@inline
+function initScalar(mode: i32, out: usize, bias: usize, col: usize): f32 {
+  if (mode == INIT_OUT) return load<f32>(out);
+  if (mode == INIT_BIAS) return load<f32>(bias + col * F32);
+  return 0;
+}
+
+/**
+ * out[M,N] = init + A·B, where A(i,k) sits at a + (i*ars + k*acs)*4 and B is [K,N] row-major.
+ */
+function gemmCore(
+  out: usize, a: usize, ars: usize, acs: usize, b: usize, bias: usize,
+  M: i32, N: i32, K: i32, mode: i32,
+): void {
+  const n = <usize>N;
+  const bRow = n * F32; // bytes between consecutive k rows of B
+  const aRow = ars * F32; // bytes between rows of A
+  const aCol = acs * F32; // bytes between consecutive k of A
+  let i: i32 = 0;
+  // ---- 4-row panels
+  for (; i + 4 <= M; i += 4) {
+    const pa = a + <usize>i * aRow;
+    const po = out + <usize>i * n * F32;
+    let j: i32 = 0;
+    for (; j + 8 <= N; j += 8) {
+      const cj = <usize>j;
+      const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
+      let c00 = initVec(mode, o0, bias, cj), c01 = initVec(mode, o0 + 16, bias, cj + 4);
+      let c10 = initVec(mode, o1, bias, cj), c11 = initVec(mode, o1 + 16, bias, cj + 4);
+      let c20 = initVec(mode, o2, bias, cj), c21 = initVec(mode, o2 + 16, bias, cj + 4);
+      let c30 = initVec(mode, o3, bias, cj), c31 = initVec(mode, o3 + 16, bias, cj + 4);
+      let pb = b + cj * F32;
+      let pk = pa;
+      for (let k: i32 = 0; k < K; k++) {
+        const b0 = v128.load(pb), b1 = v128.load(pb, 16);
+        const a0 = f32x4.splat(load<f32>(pk));
+        const a1 = f32x4.splat(load<f32>(pk + aRow));
+        const a2 = f32x4.splat(load<f32>(pk + 2 * aRow));
+        const a3 = f32x4.splat(load<f32>(pk + 3 * aRow));
+        c00 = madd(a0, b0, c00); c01 = madd(a0, b1, c01);
+        c10 = madd(a1, b0, c10); c11 = madd(a1, b1, c11);
+        c20 = madd(a2, b0, c20); c21 = madd(a2, b1, c21);
+        c30 = madd(a3, b0, c30); c31 = madd(a3, b1, c31);
+        pb += bRow;
+        pk += aCol;
+      }
+      v128.store(o0, c00); v128.store(o0, c01, 16);
+      v128.store(o1, c10); v128.store(o1, c11, 16);
+      v128.store(o2, c20); v128.store(o2, c21, 16);
+      v128.store(o3, c30); v128.store(o3, c31, 16);
+    }
+    for (; j + 4 <= N; j += 4) {
+      const cj = <usize>j;
+      const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
+      let c0 = initVec(mode, o0, bias, cj), c1 = initVec(mode, o1, bias, cj);
+      let c2 = initVec(mode, o2, bias, cj), c3 = initVec(mode, o3, bias, cj);
+      let pb = b + cj * F32;
+      let pk = pa;
+      for (let k: i32 = 0; k < K; k++) {
+        const b0 = v128.load(pb);
+        c0 = madd(f32x4.splat(load<f32>(pk)), b0, c0);
+        c1 = madd(f32x4.splat(load<f32>(pk + aRow)), b0, c1);
+        c2 = madd(f32x4.splat(load<f32>(pk + 2 * aRow)), b0, c2);
+        c3 = madd(f32x4.splat(load<f32>(pk + 3 * aRow)), b0, c3);
+        pb += bRow;
+        pk += aCol;
+      }
+      v128.store(o0, c0); v128.store(o1, c1); v128.store(o2, c2); v128.store(o3, c3);
+    }
+    // scalar tail: the last N % 4 columns of the panel
+    for (; j < N; j++) {
+      const cj = <usize>j;
+      const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
+      let s0 = initScalar(mode, o0, bias, cj), s1 = initScalar(mode, o1, bias, cj);
+      let s2 = initScalar(mode, o2, bias, cj), s3 = initScalar(mode, o3, bias, cj);
+      let pb = b + cj * F32;
+      let pk = pa;
+      for (let k: i32 = 0; k < K; k++) {
+        const bv = load<f32>(pb);
+        s0 += load<f32>(pk) * bv;
+        s1 += load<f32>(pk + aRow) * bv;
+        s2 += load<f32>(pk + 2 * aRow) * bv;
+        s3 += load<f32>(pk + 3 * aRow) * bv;
+        pb += bRow;
+        pk += aCol;
+      }
+      store<f32>(o0, s0); store<f32>(o1, s1); store<f32>(o2, s2); store<f32>(o3, s3);
+    }
+  }
+  // ---- remaining M % 4 rows, one at a time
+  for (; i < M; i++) {
+    const pa = a + <usize>i * aRow;
+    const po = out + <usize>i * n * F32;
+    let j: i32 = 0;
+    for (; j + 8 <= N; j += 8) {
+      const cj = <usize>j;
+      const o0 = po + cj * F32;
+      let c0 = initVec(mode, o0, bias, cj), c1 = initVec(mode, o0 + 16, bias, cj + 4);
+      let pb = b + cj * F32;
+      let pk = pa;
+      for (let k: i32 = 0; k < K; k++) {
+        const av = f32x4.splat(load<f32>(pk));
+        c0 = madd(av, v128.load(pb), c0);
+        c1 = madd(av, v128.load(pb, 16), c1);
+        pb += bRow;
+        pk += aCol;
+      }
+      v128.store(o0, c0); v128.store(o0, c1, 16);
+    }
+    for (; j + 4 <= N; j += 4) {
+      const cj = <usize>j;
+      const o0 = po + cj * F32;
+      let c0 = initVec(mode, o0, bias, cj);
+      let pb = b + cj * F32;
+      let pk = pa;
+      for (let k: i32 = 0; k < K; k++) {
+        c0 = madd(f32x4.splat(load<f32>(pk)), v128.load(pb), c0);
+        pb += bRow;
+        pk += aCol;
+      }
+      v128.store(o0, c0);
+    }
+    for (; j < N; j++) {
+      const cj = <usize>j;
+      const o0 = po + cj * F32;
+      let s = initScalar(mode, o0, bias, cj);
+      let pb = b + cj * F32;
+      let pk = pa;
+      for (let k: i32 = 0; k < K; k++) {
+        s += load<f32>(pk) * load<f32>(pb);
+        pb += bRow;
+        pk += aCol;
+      }
+      store<f32>(o0, s);
+    }
+  }
+}
+
+/**
+ * out[rows, cols] = inp[cols, rows]^T. A plain blocked transpose (used to pack W^T).
+ */
+export function transpose(out: usize, inp: usize, rows: i32, cols: i32): void {
+  // out is [rows, cols]; inp is [cols, rows]
+  const R = <usize>rows, C = <usize>cols;
+  for (let c0: usize = 0; c0 < C; c0 += 16) {
+    const c1 = min(c0 + 16, C);
+    for (let r0: usize = 0; r0 < R; r0 += 16) {
+      const r1 = min(r0 + 16, R);
+      for (let c = c0; c < c1; c++) {
+        for (let r = r0; r < r1; r++) {
+          store<f32>(out + (r * C + c) * F32, load<f32>(inp + (c * R + r) * F32));
+        }
+      }
+    }
+  }
+}
+
+/**
+ * out[M,N] = a[M,K] · b[N,K]^T + bias[N]   (bias 0 = none)
+ * The linear layer's forward (b = weight [out,in]). `scratch` holds K*N floats for b^T.
+ */
+export function matmul_nt(out: usize, a: usize, b: usize, bias: usize, scratch: usize, M: i32, N: i32, K: i32): void {
+  transpose(scratch, b, K, N); // scratch[K,N] = b[N,K]^T
+  gemmCore(out, a, <usize>K, 1, scratch, bias, M, N, K, bias != 0 ? INIT_BIAS : INIT_ZERO);
+}
+
+/**
+ * out[M,N] (+)= a[M,K] · b[K,N]   (accumulate != 0: add into out)
+ * The linear layer's input gradient: dx[B,in] = dy[B,out] · W[out,in].
+ */
+export function matmul_nn(out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, accumulate: i32): void {
+  gemmCore(out, a, <usize>K, 1, b, 0, M, N, K, accumulate != 0 ? INIT_OUT : INIT_ZERO);
+}
+
+/**
+ * out[M,N] (+)= a[K,M]^T · b[K,N]   (accumulate != 0: add into out)
+ * The linear layer's weight gradient: dW[out,in] += dy[B,out]^T · x[B,in].
+ */
+export function matmul_tn(out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, accumulate: i32): void {
+  gemmCore(out, a, 1, <usize>M, b, 0, M, N, K, accumulate != 0 ? INIT_OUT : INIT_ZERO);
+}

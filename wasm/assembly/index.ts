@@ -1,0 +1,25 @@
+// The edgetune kernel core. Every export is a plain function over linear memory that the
+// TypeScript arena owns (imported as env.memory): outputs first, then inputs, then sizes.
+// Kernels never allocate. See src/engine/kernels.ts for the typed view of these exports.
+export { matmul_nt, matmul_nn, matmul_tn, transpose } from "./gemm";
+export {
+  bias_grad,
+  relu_forward, relu_backward,
+  leaky_relu_forward, leaky_relu_backward,
+  gelu_forward, gelu_backward, gelu_tanh_forward, gelu_tanh_backward,
+  tanh_forward, tanh_backward,
+  sigmoid_forward, sigmoid_backward,
+  dropout_forward, mul,
+  scale, fill, copy, axpy, gather_rows, all_finite,
+} from "./elementwise";
+export {
+  mse_loss, l1_loss, huber_loss, smooth_l1_loss,
+  cross_entropy_loss, bce_with_logits_loss, hinge_loss, multi_margin_loss,
+} from "./losses";
+export { sgd_step, adam_step, rmsprop_step, adagrad_step } from "./optimizers";
+export { sum_squares, sum_abs_pow, max_abs } from "./norms";
+
+/** First byte the arena may use: everything below belongs to the module's static data. */
+export function heap_base(): usize {
+  return __heap_base;
+}

@@ -146,13 +146,6 @@ export class UnsupportedMediaTypeError extends EdgetuneError {
   }
 }
 
-/** Raised inside training when clip_grad_norm has error_if_nonfinite and the norm is not finite. */
-export class NonFiniteNormError extends EdgetuneError {
-  constructor(message: string) {
-    super(422, "non_finite_norm", message, [{ path: "training.clip_grad_norm", message }]);
-  }
-}
-
 function summarize(prefix: string, errors: FieldIssue[]): string {
   if (errors.length === 0) return prefix;
   const first = errors[0]!;

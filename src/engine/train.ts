@@ -7,7 +7,7 @@
  */
 import { FineTuneRequest, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
 import type { EngineInfo, EpochMetrics, FineTuneResult, Plan, ProgressEvent, RunError } from "../schema/result.js";
-import { NonFiniteNormError, RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
+import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
 import { decodeBase64, encodeBase64 } from "../formats/base64.js";
 import { checkTargets, tableFromInline, type Table } from "../formats/dataset.js";
 import { parseSafetensors, readTensorF32, writeSafetensors } from "../formats/safetensors.js";
@@ -46,6 +46,8 @@ export interface TrainOptions {
   placement?: Plan["placement"];
   /** Data already parsed from CSV/JSONL file parts; used instead of request.data.train / validation. */
   tables?: { train?: Table; validation?: Table };
+  /** Filled in by the run: bytes of WebAssembly memory used (to check the plan's estimate). */
+  diagnostics?: { memoryBytes?: number; arenaBytes?: number };
 }
 
 /** A request as `train()` accepts it: the API's JSON, or with weights as raw safetensors bytes. */
@@ -175,6 +177,10 @@ export async function runPrepared(
     interval: plan.interval,
     totalSchedulerSteps: plan.totalSchedulerSteps,
   });
+  if (options.diagnostics) {
+    options.diagnostics.arenaBytes = arena.used;
+    options.diagnostics.memoryBytes = memory.buffer.byteLength;
+  }
 
   // ---- the training loop
   const history: EpochMetrics[] = [];
@@ -240,7 +246,15 @@ export async function runPrepared(
       // ---- clip_grad_norm_
       if (t.clip_grad_norm !== null) {
         const clip = typeof t.clip_grad_norm === "number" ? { max_norm: t.clip_grad_norm, norm_type: 2 as const, error_if_nonfinite: false } : t.clip_grad_norm;
-        clipGradNorm(kernels, model.grads, clip.max_norm, clip.norm_type, clip.error_if_nonfinite);
+        const total = gradNorm(kernels, model.grads, clip.norm_type);
+        if (clip.error_if_nonfinite && !Number.isFinite(total)) {
+          // torch raises here; a numeric fault ends the run as diverged with the last finite weights
+          stop("diverged", { code: "non_finite_norm", message: `the total gradient norm (order ${clip.norm_type}) is ${total} at step ${step} (epoch ${epoch}); clip_grad_norm.error_if_nonfinite is set`, step, epoch });
+          break epochs;
+        }
+        // clip_coef = max_norm / (total + 1e-6) in float32, clamped at 1 (an infinite norm scales by 0, as in torch)
+        const coef = Math.fround(clip.max_norm / Math.fround(total + 1e-6));
+        kernels.scale(model.grads.ptr, Math.min(coef, 1), trainableN);
       }
       // ---- update (keeping the last finite parameters)
       kernels.copy(lastFinite.ptr, model.params.ptr, trainableN);
@@ -338,19 +352,11 @@ export async function runPrepared(
 
 // ------------------------------------------------------------------ pieces of the loop
 
-/** torch.nn.utils.clip_grad_norm_: total = ||g||_p over all grads; g *= min(1, max_norm / (total + 1e-6)). */
-function clipGradNorm(k: Kernels, grads: Region, maxNorm: number, normType: number | "inf", errorIfNonfinite: boolean): number {
-  let total: number;
-  if (normType === "inf") total = k.max_abs(grads.ptr, grads.length);
-  else if (normType === 2) total = Math.sqrt(k.sum_squares(grads.ptr, grads.length));
-  else total = k.sum_abs_pow(grads.ptr, normType, grads.length) ** (1 / normType);
-  total = Math.fround(total);
-  if (errorIfNonfinite && !Number.isFinite(total)) {
-    throw new NonFiniteNormError(`the total norm of order ${normType} of the gradients is non-finite, so it cannot be clipped`);
-  }
-  const coef = Math.fround(maxNorm / Math.fround(total + 1e-6));
-  k.scale(grads.ptr, Math.min(coef, 1), grads.length);
-  return total;
+/** The total norm of torch.nn.utils.clip_grad_norm_: ||all grads||_p (p = "inf": max |g|), as float32. */
+function gradNorm(k: Kernels, grads: Region, normType: number | "inf"): number {
+  if (normType === "inf") return Math.fround(k.max_abs(grads.ptr, grads.length));
+  if (normType === 2) return Math.fround(Math.sqrt(k.sum_squares(grads.ptr, grads.length)));
+  return Math.fround(k.sum_abs_pow(grads.ptr, normType, grads.length) ** (1 / normType));
 }
 
 /** Validation in eval mode (no dropout), in chunks of the batch buffer, one loss over all rows. */

@@ -2,25 +2,8 @@ import { describe, expect, it } from "vitest";
 import { train } from "../../src/node/index.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
+import { classifierRequest, seedRequest } from "../helpers.js";
 
-/** The seed example of SPEC: Linear(10,10)-ReLU-Linear(10,1), MSE, Adam 1e-3, batch 32, 1,000 rows. */
-function seedRequest(rows = 1000) {
-  let s = 12345;
-  const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32) * 2 - 1;
-  const x = Array.from({ length: rows }, () => Array.from({ length: 10 }, rand));
-  const y = x.map((r) => r.reduce((a, v, i) => a + v * (i % 3 === 0 ? 0.5 : -0.25), 0.1));
-  return {
-    model: {
-      layers: [
-        { type: "linear" as const, name: "fc1", in_features: 10, out_features: 10 },
-        { type: "relu" as const },
-        { type: "linear" as const, name: "fc2", in_features: 10, out_features: 1 },
-      ],
-    },
-    data: { train: { x, y } },
-    training: { epochs: 20, batch_size: 32, optimizer: { type: "adam" as const, lr: 1e-3 }, loss: { type: "mse" as const } },
-  };
-}
 
 describe("train() on the seed example", () => {
   it("trains, the loss falls, and the weights come back as safetensors with state_dict names", async () => {
@@ -35,5 +18,188 @@ describe("train() on the seed example", () => {
     expect(readTensorF32(file, "fc1.weight").every(Number.isFinite)).toBe(true);
     expect(result.engine).toMatchObject({ kernel: "wasm-simd", runtime: "node", threads: 1 });
     expect(result.plan).toMatchObject({ params: 121, trainable_params: 121, steps: 640, placement: "local" });
+  });
+});
+
+const weightsOf = (result: { weights: string }) => {
+  const file = parseSafetensors(decodeBase64(result.weights));
+  return Object.fromEntries([...file.tensors.keys()].map((name) => [name, readTensorF32(file, name)]));
+};
+
+describe("determinism", () => {
+  it("the same request and seed give bit-identical weights (shuffle and dropout on)", async () => {
+    const request = seedRequest(200, {
+      model: {
+        layers: [
+          { type: "linear", name: "fc1", in_features: 10, out_features: 16 },
+          { type: "relu" },
+          { type: "dropout", p: 0.3 },
+          { type: "linear", name: "fc2", in_features: 16, out_features: 1 },
+        ],
+      },
+    });
+    request.training = { ...request.training, epochs: 3, shuffle: true, seed: 11 };
+    const [a, b] = [await train(request), await train(request)];
+    expect(a.weights).toBe(b.weights);
+    expect(a.metrics.history).toEqual(b.metrics.history);
+    const c = await train({ ...request, training: { ...request.training, seed: 12 } });
+    expect(c.weights).not.toBe(a.weights);
+  });
+
+  it("without weights, initialises as torch.manual_seed(seed) would and reports it", async () => {
+    const a = await train(seedRequest(64, { training: { epochs: 1, seed: 3 } }));
+    const b = await train(seedRequest(64, { training: { epochs: 1, seed: 4 } }));
+    expect(a.status).toBe("succeeded");
+    expect(a.weights).not.toBe(b.weights);
+  });
+});
+
+describe("numeric faults end as diverged with the last finite weights", () => {
+  it("an exploding learning rate", async () => {
+    const request = seedRequest(256, { training: { epochs: 50, batch_size: 32, optimizer: { type: "sgd", lr: 1e6 }, shuffle: false } });
+    const result = await train(request);
+    expect(result.status).toBe("diverged");
+    expect(result.error?.code).toBe("diverged");
+    expect(result.error?.step).toBeGreaterThan(0);
+    expect(result.error?.message).toMatch(/step \d+/);
+    expect(result.metrics.steps).toBe(result.error!.step! - 1);
+    for (const [, values] of Object.entries(weightsOf(result))) expect(values.every(Number.isFinite)).toBe(true);
+  });
+
+  it("a NaN loss on the first step keeps the initial weights (every target ignored)", async () => {
+    const request = classifierRequest(32, { epochs: 2, shuffle: false });
+    request.data.train!.y = request.data.train!.y.map(() => -100);
+    const initial = await train({ ...request, training: { ...request.training, epochs: 1, optimizer: { type: "sgd", lr: 0 } } });
+    const result = await train({ ...request, weights: decodeBase64(initial.weights) });
+    expect(result.status).toBe("diverged");
+    expect(result.error).toMatchObject({ code: "diverged", step: 1, epoch: 1 });
+    expect(result.weights).toBe(initial.weights);
+  });
+});
+
+describe("cancellation", () => {
+  it("an already-aborted signal ends the run as cancelled before any step", async () => {
+    const result = await train(seedRequest(100), { signal: AbortSignal.abort() });
+    expect(result.status).toBe("cancelled");
+    expect(result.metrics.steps).toBe(0);
+    expect(result.metrics.history).toEqual([]);
+  });
+
+  it("aborting during training stops within the epoch and returns the weights so far", async () => {
+    const controller = new AbortController();
+    const epochs: number[] = [];
+    const result = await train(seedRequest(500, { training: { epochs: 200 } }), {
+      signal: controller.signal,
+      onProgress: (e) => {
+        if (e.type === "epoch") {
+          epochs.push(e.epoch);
+          if (e.epoch === 2) controller.abort();
+        }
+      },
+    });
+    expect(result.status).toBe("cancelled");
+    expect(result.metrics.history.map((h) => h.epoch)).toEqual([1, 2]);
+    expect(epochs).toEqual([1, 2]);
+  });
+});
+
+describe("progress events", () => {
+  it("one epoch event per epoch, and step events when asked", async () => {
+    const events: string[] = [];
+    const result = await train(seedRequest(64, { training: { epochs: 3, batch_size: 32 } }), {
+      stepEvents: true,
+      onProgress: (e) => events.push(e.type === "epoch" ? `epoch ${e.epoch}` : `step ${e.step}`),
+    });
+    expect(result.metrics.steps).toBe(6);
+    expect(events).toEqual(["step 1", "step 2", "epoch 1", "step 3", "step 4", "epoch 2", "step 5", "step 6", "epoch 3"]);
+  });
+});
+
+describe("validation, early stopping and the best epoch", () => {
+  it("validation_split holds out a seeded random fraction and reports val_loss and val_accuracy", async () => {
+    const request = classifierRequest(100, { epochs: 5 });
+    request.data.validation_split = 0.2;
+    const result = await train(request);
+    expect(result.status).toBe("succeeded");
+    expect(result.metrics.steps).toBe(5 * Math.ceil(80 / 16));
+    for (const h of result.metrics.history) {
+      expect(h.val_loss).toBeGreaterThan(0);
+      expect(h.val_accuracy).toBeGreaterThanOrEqual(0);
+      expect(h.val_accuracy).toBeLessThanOrEqual(1);
+    }
+    expect(result.metrics.history.at(-1)!.val_accuracy).toBeGreaterThan(0.6);
+  });
+
+  it("early stopping stops after `patience` epochs without improvement and restores the best weights", async () => {
+    const request = classifierRequest(100, {
+      epochs: 200,
+      optimizer: { type: "sgd", lr: 0.5, momentum: 0.9 },
+      early_stopping: { monitor: "val_loss", patience: 2 },
+    });
+    request.data.validation_split = 0.3;
+    const result = await train(request);
+    const h = result.metrics.history;
+    expect(h.length).toBeLessThan(200);
+    const best = result.metrics.best_epoch!;
+    expect(h.length).toBe(best + 2);
+    const bestLoss = Math.min(...h.map((e) => e.val_loss!));
+    expect(h[best - 1]!.val_loss).toBe(bestLoss);
+  });
+});
+
+describe("output dtypes", () => {
+  for (const dtype of ["float16", "bfloat16"] as const) {
+    it(`${dtype} output is the float32 result rounded`, async () => {
+      const f32 = await train(seedRequest(64, { training: { epochs: 2 } }));
+      const half = await train(seedRequest(64, { training: { epochs: 2 }, output: { dtype } }));
+      const file = parseSafetensors(decodeBase64(half.weights));
+      expect(file.tensors.get("fc1.weight")!.dtype).toBe(dtype === "float16" ? "F16" : "BF16");
+      const a = weightsOf(f32)["fc1.weight"]!;
+      const b = readTensorF32(file, "fc1.weight");
+      const ulp = dtype === "float16" ? 2 ** -10 : 2 ** -7;
+      a.forEach((v, i) => expect(Math.abs(b[i]! - v)).toBeLessThanOrEqual(Math.abs(v) * ulp + 1e-7));
+    });
+  }
+});
+
+describe("freezing", () => {
+  it("frozen parameters come back unchanged, trainable ones change", async () => {
+    const base = await train(seedRequest(64, { training: { epochs: 1, optimizer: { type: "sgd", lr: 0 } } }));
+    const result = await train(seedRequest(128, { weights: base.weights, trainable: ["fc2"], training: { epochs: 3 } }));
+    const [before, after] = [weightsOf(base), weightsOf(result)];
+    expect(after["fc1.weight"]).toEqual(before["fc1.weight"]);
+    expect(after["fc1.bias"]).toEqual(before["fc1.bias"]);
+    expect(after["fc2.weight"]).not.toEqual(before["fc2.weight"]);
+    expect(result.plan.trainable_params).toBe(11);
+  });
+});
+
+describe("the plan", () => {
+  const shapes: [string, () => Parameters<typeof train>[0]][] = [
+    ["seed MLP", () => seedRequest(300)],
+    ["classifier with validation and early stopping", () => {
+      const r = classifierRequest(90, { early_stopping: { patience: 3 }, optimizer: { type: "adam", amsgrad: true } });
+      r.data.validation_split = 0.25;
+      return r;
+    }],
+    ["dropout and rmsprop centered", () => seedRequest(100, {
+      model: { layers: [{ type: "linear", in_features: 10, out_features: 33 }, { type: "dropout", p: 0.2 }, { type: "gelu" }, { type: "linear", in_features: 33, out_features: 1 }] },
+      training: { epochs: 1, optimizer: { type: "rmsprop", centered: true } },
+    })],
+  ];
+  for (const [what, make] of shapes) {
+    it(`estimates the memory a run allocates (${what})`, async () => {
+      const diagnostics: { arenaBytes?: number } = {};
+      const result = await train(make(), { diagnostics });
+      expect(result.status).toBe("succeeded");
+      expect(result.plan.memory_bytes).toBeGreaterThanOrEqual(diagnostics.arenaBytes!);
+      expect(result.plan.memory_bytes).toBeLessThan(diagnostics.arenaBytes! * 1.1 + 70_000);
+    });
+  }
+
+  it("counts steps and FLOPs from the shapes", async () => {
+    const result = await train(seedRequest(1000));
+    // per row: forward 2*10*10 + 10 + 4*10 (relu) + 2*10*1 + 1 = 271, backward twice that
+    expect(result.plan.flops).toBe(20 * 1000 * 271 * 3 + 640 * 12 * 121);
   });
 });

@@ -2,31 +2,38 @@ import { describe, it, expect } from "vitest";
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const formatsDir = fileURLToPath(new URL("../../../src/formats/", import.meta.url));
-const sources = readdirSync(formatsDir)
-  .filter((name) => name.endsWith(".ts"))
-  .map((name) => ({ name, text: readFileSync(formatsDir + name, "utf8") }));
+/** The runtime-agnostic folders: the runtime entries (worker/, src/node/) inject what is runtime-specific. */
+const AGNOSTIC = ["engine", "formats", "schema"];
+const sources = AGNOSTIC.flatMap((dir) => {
+  const path = fileURLToPath(new URL(`../../src/${dir}/`, import.meta.url));
+  return readdirSync(path)
+    .filter((name) => name.endsWith(".ts"))
+    .map((name) => ({ dir, name: `${dir}/${name}`, text: readFileSync(path + name, "utf8") }));
+});
 
 /** Source without comments, so prose like "no Buffer here" does not count. */
 const stripComments = (text: string) => text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|[^:"'`])\/\/.*$/gm, "$1");
 
-describe("src/formats stays runtime-agnostic and documented", () => {
+describe("src/engine, src/formats and src/schema stay runtime-agnostic", () => {
   it("has the expected modules", () => {
-    expect(sources.map((s) => s.name).sort()).toEqual(expect.arrayContaining(["base64.ts", "dataset.ts", "dtype.ts", "safetensors.ts"]));
+    expect(sources.map((s) => s.name).sort()).toEqual(
+      expect.arrayContaining(["formats/base64.ts", "formats/dataset.ts", "formats/safetensors.ts", "engine/train.ts", "schema/request.ts"]),
+    );
   });
 
-  for (const { name, text } of sources) {
+  for (const { dir, name, text } of sources) {
     it(`${name} uses no Node- or Workers-only API`, () => {
       const code = stripComments(text);
       for (const forbidden of [/["']node:/, /["']cloudflare:/, /\bBuffer\b/, /\bprocess\b/, /\brequire\(/, /\bglobalThis\.(process|Buffer)\b/]) {
         expect(code).not.toMatch(forbidden);
       }
-      // Relative imports only, each ending in .js (NodeNext ESM), and no packages.
+      // Relative imports ending in .js (NodeNext ESM); the only package is zod (the shared schemas).
       for (const [, specifier] of code.matchAll(/from\s+["']([^"']+)["']/g)) {
-        expect(specifier).toMatch(/^\.\.?\/.*\.js$/);
+        expect(specifier).toMatch(/^(\.\.?\/.*\.js|zod)$/);
       }
     });
 
+    if (dir !== "formats") continue;
     it(`${name}: every exported function and type has JSDoc with an @example`, () => {
       const exported = [...text.matchAll(/^export (?:function|interface|type|class) (\w+)/gm)];
       expect(exported.length).toBeGreaterThan(0);

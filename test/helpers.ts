@@ -1,0 +1,58 @@
+/** Shared fixtures for tests: small seeded datasets and requests. */
+import type { TrainRequest } from "../src/engine/train.js";
+
+/** A deterministic uniform(-1, 1) generator (LCG) for test data. */
+export function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+}
+
+/** Rows of `features` uniform(-1,1) values and a linear-ish regression target. */
+export function regressionData(rows: number, features = 10, seed = 12345) {
+  const rand = lcg(seed);
+  const x = Array.from({ length: rows }, () => Array.from({ length: features }, rand));
+  const y = x.map((r) => r.reduce((a, v, i) => a + v * (i % 3 === 0 ? 0.5 : -0.25), 0.1));
+  return { x, y };
+}
+
+/** Three-class data: the class is the argmax of three fixed projections. */
+export function classificationData(rows: number, features = 4, seed = 7) {
+  const rand = lcg(seed);
+  const x = Array.from({ length: rows }, () => Array.from({ length: features }, rand));
+  const y = x.map((r) => {
+    const scores = [r[0]! + r[1]!, r[2]! - r[0]!, r[3]! - r[1]!];
+    return scores.indexOf(Math.max(...scores));
+  });
+  return { x, y };
+}
+
+/** The SPEC seed example: Linear(10,10)-ReLU-Linear(10,1), MSE, Adam 1e-3, batch 32. */
+export function seedRequest(rows = 1000, overrides: Partial<TrainRequest> = {}): TrainRequest {
+  return {
+    model: {
+      layers: [
+        { type: "linear", name: "fc1", in_features: 10, out_features: 10 },
+        { type: "relu" },
+        { type: "linear", name: "fc2", in_features: 10, out_features: 1 },
+      ],
+    },
+    data: { train: regressionData(rows) },
+    training: { epochs: 20, batch_size: 32, optimizer: { type: "adam", lr: 1e-3 }, loss: { type: "mse" } },
+    ...overrides,
+  };
+}
+
+/** A 4-16-3 classifier request with cross-entropy. */
+export function classifierRequest(rows = 120, training: TrainRequest["training"] = {}): TrainRequest {
+  return {
+    model: {
+      layers: [
+        { type: "linear", name: "fc1", in_features: 4, out_features: 16 },
+        { type: "relu" },
+        { type: "linear", name: "fc2", in_features: 16, out_features: 3 },
+      ],
+    },
+    data: { train: classificationData(rows) },
+    training: { epochs: 10, batch_size: 16, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: 1e-2 }, ...training },
+  };
+}

@@ -6,6 +6,7 @@
  *   { forward, loss, zero_grad, backward, clip, update, schedule } -> validate -> result
  */
 import { FineTuneRequest, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
+import { zodIssues } from "../schema/issues.js";
 import type { EngineInfo, EpochMetrics, FineTuneResult, Plan, ProgressEvent, RunError } from "../schema/result.js";
 import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
 import { decodeBase64, encodeBase64 } from "../formats/base64.js";
@@ -79,7 +80,7 @@ export interface PreparedRun {
 export function prepareRun(input: TrainRequest, tables: TrainOptions["tables"] = {}): PreparedRun {
   const rawWeights = input.weights;
   const parsed = FineTuneRequest.safeParse({ ...input, weights: typeof rawWeights === "string" ? rawWeights : null });
-  if (!parsed.success) throw new RequestValidationError(parsed.error.issues.map(zodIssue));
+  if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
   const request = parsed.data;
   const model = describeModel(request.model.layers, request.trainable);
   checkLossSpec(request.training.loss, model.outFeatures);
@@ -140,13 +141,38 @@ export async function train(runtime: EngineRuntime, request: TrainRequest, optio
   return runPrepared(runtime, prepared, options, started);
 }
 
-/** Trains a prepared run. */
+/** Trains a prepared run; the result's weights are base64 safetensors. */
 export async function runPrepared(
   runtime: EngineRuntime,
   prepared: PreparedRun,
   options: TrainOptions = {},
   started = now(),
 ): Promise<FineTuneResult> {
+  const { result, weights } = await runPreparedRaw(runtime, prepared, options, started);
+  return { ...result, weights: encodeBase64(weights) };
+}
+
+/** A finished run with its weights as safetensors bytes (what storage wants). */
+export interface RawRunResult {
+  result: Omit<FineTuneResult, "weights">;
+  weights: Uint8Array;
+}
+
+/**
+ * Trains a prepared run and returns the weights as raw safetensors bytes.
+ *
+ * @example
+ * ```ts
+ * const { result, weights } = await runPreparedRaw(runtime, prepareRun(request));
+ * await bucket.put(`weights/${result.id}.safetensors`, weights);
+ * ```
+ */
+export async function runPreparedRaw(
+  runtime: EngineRuntime,
+  prepared: PreparedRun,
+  options: TrainOptions = {},
+  started = now(),
+): Promise<RawRunResult> {
   const { request, model: spec, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
   const useReference = options.kernel === "js-reference";
@@ -322,7 +348,7 @@ export async function runPrepared(
     metadata: { format: "pt", producer: "edgetune" },
   });
   const duration = now() - started;
-  return {
+  const result: RawRunResult["result"] = {
     id: options.id ?? newId(),
     status,
     metrics: {
@@ -345,9 +371,9 @@ export async function runPrepared(
       threads: 1,
       runtime: runtime.runtime,
     },
-    weights: encodeBase64(weights),
     ...(error ? { error } : {}),
   };
+  return { result, weights };
 }
 
 // ------------------------------------------------------------------ pieces of the loop
@@ -496,19 +522,18 @@ function splitTable(table: Table, split: number, seed: number): [Table, Table] {
   return [take(order.subarray(0, trainRows)), take(order.subarray(trainRows))];
 }
 
-function zodIssue(issue: { path: PropertyKey[]; message: string }): FieldIssue {
-  let path = "";
-  for (const p of issue.path) {
-    if (typeof p === "number") path += `[${p}]`;
-    else path += path === "" ? String(p) : `.${String(p)}`;
-  }
-  return { path: path || "(body)", message: issue.message };
-}
-
-function newId(): string {
-  return `ft_${globalThis.crypto.randomUUID().replaceAll("-", "")}`;
+/**
+ * A new fine-tune id: "ft_" and 32 hex digits.
+ *
+ * @example
+ * ```ts
+ * newId(); // "ft_4f0c9d2e..."
+ * ```
+ */
+export function newId(): string {
+  return `ft_${crypto.randomUUID().replaceAll("-", "")}`;
 }
 
 function now(): number {
-  return globalThis.performance.now();
+  return performance.now();
 }

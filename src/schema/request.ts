@@ -25,30 +25,30 @@ const layerName = z
   .regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/, "letters, digits and _ separated by dots");
 
 /** torch.nn.Linear: weight [out_features, in_features], bias [out_features]. */
-export const LinearLayer = z.object({
+export const LinearLayer = z.strictObject({
   type: z.literal("linear"),
   name: layerName.optional(),
   in_features: int().min(1).max(1 << 20),
   out_features: int().min(1).max(1 << 20),
   bias: z.boolean().default(true),
 });
-export const ReluLayer = z.object({ type: z.literal("relu"), name: layerName.optional() });
+export const ReluLayer = z.strictObject({ type: z.literal("relu"), name: layerName.optional() });
 /** torch.nn.LeakyReLU(negative_slope=0.01). */
-export const LeakyReluLayer = z.object({
+export const LeakyReluLayer = z.strictObject({
   type: z.literal("leaky_relu"),
   name: layerName.optional(),
   negative_slope: z.number().default(0.01),
 });
 /** torch.nn.GELU(approximate='none'): the exact erf form; 'tanh' is the tanh approximation. */
-export const GeluLayer = z.object({
+export const GeluLayer = z.strictObject({
   type: z.literal("gelu"),
   name: layerName.optional(),
   approximate: z.enum(["none", "tanh"]).default("none"),
 });
-export const TanhLayer = z.object({ type: z.literal("tanh"), name: layerName.optional() });
-export const SigmoidLayer = z.object({ type: z.literal("sigmoid"), name: layerName.optional() });
+export const TanhLayer = z.strictObject({ type: z.literal("tanh"), name: layerName.optional() });
+export const SigmoidLayer = z.strictObject({ type: z.literal("sigmoid"), name: layerName.optional() });
 /** torch.nn.Dropout(p=0.5): active while training, identity for validation. */
-export const DropoutLayer = z.object({
+export const DropoutLayer = z.strictObject({
   type: z.literal("dropout"),
   name: layerName.optional(),
   p: unit().default(0.5),
@@ -65,7 +65,7 @@ export const Layer = z.discriminatedUnion("type", [
 ]);
 
 /** An nn.Sequential of the layers above. */
-export const Model = z.object({
+export const Model = z.strictObject({
   layers: z.array(Layer).min(1).max(256),
 });
 
@@ -75,29 +75,29 @@ const classWeight = z.array(z.number().min(0)).min(1).nullable().default(null);
 
 export const Loss = z.discriminatedUnion("type", [
   /** torch.nn.MSELoss(reduction='mean') */
-  z.object({ type: z.literal("mse") }),
+  z.strictObject({ type: z.literal("mse") }),
   /** torch.nn.L1Loss */
-  z.object({ type: z.literal("l1") }),
+  z.strictObject({ type: z.literal("l1") }),
   /** torch.nn.HuberLoss(delta=1.0) */
-  z.object({ type: z.literal("huber"), delta: positive().default(1.0) }),
+  z.strictObject({ type: z.literal("huber"), delta: positive().default(1.0) }),
   /** torch.nn.SmoothL1Loss(beta=1.0); beta 0 is L1 */
-  z.object({ type: z.literal("smooth_l1"), beta: nonNegative().default(1.0) }),
+  z.strictObject({ type: z.literal("smooth_l1"), beta: nonNegative().default(1.0) }),
   /** torch.nn.CrossEntropyLoss(weight=None, ignore_index=-100, label_smoothing=0.0); targets are class indices */
-  z.object({
+  z.strictObject({
     type: z.literal("cross_entropy"),
     weight: classWeight,
     ignore_index: int().default(-100),
     label_smoothing: unit().default(0.0),
   }),
   /** torch.nn.BCEWithLogitsLoss(pos_weight=None); targets in [0, 1] */
-  z.object({
+  z.strictObject({
     type: z.literal("bce_with_logits"),
     pos_weight: z.union([z.number().min(0), z.array(z.number().min(0)).min(1)]).nullable().default(null),
   }),
   /** Binary SVM hinge, mean(max(0, 1 - t*x)) with t in {-1, +1}; labels 0/1 or -1/+1 */
-  z.object({ type: z.literal("hinge") }),
+  z.strictObject({ type: z.literal("hinge") }),
   /** torch.nn.MultiMarginLoss(p=1, margin=1.0, weight=None) */
-  z.object({
+  z.strictObject({
     type: z.literal("multi_margin"),
     p: z.union([z.literal(1), z.literal(2)]).default(1),
     margin: z.number().default(1.0),
@@ -114,7 +114,7 @@ const betas = z
 
 export const Optimizer = z.discriminatedUnion("type", [
   /** torch.optim.SGD */
-  z.object({
+  z.strictObject({
     type: z.literal("sgd"),
     lr: lr(1e-3),
     momentum: nonNegative().default(0),
@@ -124,7 +124,7 @@ export const Optimizer = z.discriminatedUnion("type", [
     maximize: z.boolean().default(false),
   }),
   /** torch.optim.Adam */
-  z.object({
+  z.strictObject({
     type: z.literal("adam"),
     lr: lr(1e-3),
     betas,
@@ -134,7 +134,7 @@ export const Optimizer = z.discriminatedUnion("type", [
     maximize: z.boolean().default(false),
   }),
   /** torch.optim.AdamW (decoupled weight decay) */
-  z.object({
+  z.strictObject({
     type: z.literal("adamw"),
     lr: lr(1e-3),
     betas,
@@ -144,7 +144,7 @@ export const Optimizer = z.discriminatedUnion("type", [
     maximize: z.boolean().default(false),
   }),
   /** torch.optim.RMSprop */
-  z.object({
+  z.strictObject({
     type: z.literal("rmsprop"),
     lr: lr(1e-2),
     alpha: nonNegative().default(0.99),
@@ -155,7 +155,7 @@ export const Optimizer = z.discriminatedUnion("type", [
     maximize: z.boolean().default(false),
   }),
   /** torch.optim.Adagrad */
-  z.object({
+  z.strictObject({
     type: z.literal("adagrad"),
     lr: lr(1e-2),
     lr_decay: nonNegative().default(0),
@@ -172,36 +172,36 @@ export const Optimizer = z.discriminatedUnion("type", [
 const interval = z.enum(["epoch", "step"]);
 
 /** No schedule; with `factor`/`total_iters` it is torch ConstantLR (factor applies until total_iters). */
-const ConstantSchedule = z.object({
+const ConstantSchedule = z.strictObject({
   type: z.literal("constant"),
   factor: z.number().gt(0).max(1).default(1),
   total_iters: int().min(0).default(5),
 });
 /** torch StepLR(step_size, gamma=0.1) */
-const StepSchedule = z.object({ type: z.literal("step"), step_size: int().min(1), gamma: nonNegative().default(0.1) });
+const StepSchedule = z.strictObject({ type: z.literal("step"), step_size: int().min(1), gamma: nonNegative().default(0.1) });
 /** torch MultiStepLR(milestones, gamma=0.1) */
-const MultiStepSchedule = z.object({
+const MultiStepSchedule = z.strictObject({
   type: z.literal("multistep"),
   milestones: z.array(int().min(0)).min(1).max(10_000),
   gamma: nonNegative().default(0.1),
 });
 /** torch ExponentialLR(gamma) */
-const ExponentialSchedule = z.object({ type: z.literal("exponential"), gamma: nonNegative() });
+const ExponentialSchedule = z.strictObject({ type: z.literal("exponential"), gamma: nonNegative() });
 /** torch CosineAnnealingLR(T_max, eta_min=0); T_max defaults to the number of scheduler steps in the run */
-const CosineSchedule = z.object({
+const CosineSchedule = z.strictObject({
   type: z.literal("cosine"),
   T_max: int().min(1).optional(),
   eta_min: nonNegative().default(0),
 });
 /** torch LinearLR(start_factor=1/3, end_factor=1.0, total_iters=5) */
-const LinearSchedule = z.object({
+const LinearSchedule = z.strictObject({
   type: z.literal("linear"),
   start_factor: z.number().gt(0).max(1).default(1 / 3),
   end_factor: z.number().min(0).max(1).default(1),
   total_iters: int().min(0).default(5),
 });
 /** torch OneCycleLR; max_lr defaults to the optimizer's lr, total_steps to the run's scheduler steps */
-const OneCycleSchedule = z.object({
+const OneCycleSchedule = z.strictObject({
   type: z.literal("onecycle"),
   max_lr: positive().optional(),
   total_steps: int().min(1).optional(),
@@ -215,7 +215,7 @@ const OneCycleSchedule = z.object({
   three_phase: z.boolean().default(false),
 });
 /** torch ReduceLROnPlateau, stepped once per epoch on `monitor` (default val_loss, or train_loss without validation) */
-const PlateauSchedule = z.object({
+const PlateauSchedule = z.strictObject({
   type: z.literal("plateau"),
   monitor: z.enum(["val_loss", "train_loss", "val_accuracy"]).optional(),
   mode: z.enum(["min", "max"]).default("min"),
@@ -239,7 +239,7 @@ export const ClosedFormSchedule = z.discriminatedUnion("type", [
 ]);
 
 /** torch SequentialLR(schedulers, milestones): e.g. a linear warm-up, then cosine */
-const SequentialSchedule = z.object({
+const SequentialSchedule = z.strictObject({
   type: z.literal("sequential"),
   schedulers: z.array(ClosedFormSchedule).min(1).max(16),
   milestones: z.array(int().min(1)).max(15),
@@ -267,12 +267,12 @@ const row = z.array(z.number()).max(1 << 20);
 const target = z.union([z.number(), row]);
 
 /** Inline dataset: `x` rows of features, `y` one target per row. */
-export const Dataset = z.object({
+export const Dataset = z.strictObject({
   x: z.array(row).min(1),
   y: z.array(target).min(1),
 });
 
-export const Data = z.object({
+export const Data = z.strictObject({
   train: Dataset.optional(),
   validation: Dataset.optional(),
   validation_split: z.number().gt(0).lt(1).optional(),
@@ -284,14 +284,14 @@ export const Data = z.object({
 
 export const ClipGradNorm = z.union([
   positive(),
-  z.object({
+  z.strictObject({
     max_norm: positive(),
     norm_type: z.union([positive(), z.literal("inf")]).default(2),
     error_if_nonfinite: z.boolean().default(false),
   }),
 ]);
 
-export const EarlyStopping = z.object({
+export const EarlyStopping = z.strictObject({
   monitor: z.enum(["val_loss", "train_loss", "val_accuracy"]).default("val_loss"),
   patience: int().min(0).default(3),
   min_delta: nonNegative().default(0),
@@ -299,7 +299,7 @@ export const EarlyStopping = z.object({
   restore_best_weights: z.boolean().default(true),
 });
 
-export const Training = z.object({
+export const Training = z.strictObject({
   epochs: int().min(1).max(100_000).default(20),
   batch_size: int().min(1).max(1 << 20).default(32),
   shuffle: z.boolean().default(true),
@@ -327,7 +327,7 @@ export const Training = z.object({
  * });
  * ```
  */
-export const FineTuneRequest = z.object({
+export const FineTuneRequest = z.strictObject({
   model: Model,
   /** Base64 safetensors with state_dict names; omitted or null: PyTorch default init from `training.seed`. */
   weights: z.string().nullable().optional(),

@@ -70,3 +70,11 @@ describe("bad requests get typed errors naming the field", () => {
     });
   }
 });
+
+describe("unknown fields are refused, each at its own path", () => {
+  it("a misspelt optimizer option", async () => {
+    const e = await rejection(seedRequest(10, { training: { optimizer: { type: "adam", learning_rate: 0.1 } as never } }));
+    expect(e.status).toBe(400);
+    expect(e.errors).toContainEqual({ path: "training.optimizer.learning_rate", message: "is not a known field" });
+  });
+});

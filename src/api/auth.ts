@@ -1,0 +1,85 @@
+/**
+ * Bearer-key authentication. Keys come from EDGETUNE_API_KEYS (comma-separated). Keys are
+ * compared as SHA-256 digests in constant time, and every configured key is compared on every
+ * request, so timing reveals neither a key's prefix nor its length. The digest of the
+ * presented key is the job owner: each job belongs to the key that created it.
+ * With no key configured the API is open (owner ""), and a warning is logged once.
+ */
+import type { MiddlewareHandler } from "hono";
+import { problem, problemResponse } from "./problem.js";
+
+const digestCache = new Map<string, Promise<Uint8Array[]>>();
+let warnedOpen = false;
+
+/**
+ * Logs, once per process or isolate, that the API is open when no key is configured.
+ *
+ * @example
+ * ```ts
+ * warnIfOpen(parseApiKeys(env.EDGETUNE_API_KEYS)); // at start-up
+ * ```
+ */
+export function warnIfOpen(keys: readonly string[]): void {
+  if (keys.length > 0 || warnedOpen) return;
+  warnedOpen = true;
+  console.warn("edgetune: EDGETUNE_API_KEYS is not set, so the API is open to anyone who can reach it.");
+}
+
+/** Parses EDGETUNE_API_KEYS: comma-separated, whitespace trimmed, empties dropped. */
+export function parseApiKeys(value: string | undefined): string[] {
+  return (value ?? "")
+    .split(",")
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
+}
+
+async function sha256(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+
+/** Constant-time equality of two 32-byte digests. */
+function digestsEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ (b[i] ?? 0);
+  return diff === 0;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Middleware: 401 problem+json unless the request carries a configured key; sets `owner`.
+ *
+ * @example
+ * ```ts
+ * app.use("/v1/*", apiKeyAuth((c) => c.var.deps.apiKeys));
+ * ```
+ */
+export function apiKeyAuth<E extends { Variables: { owner: string } }>(keys: (c: Parameters<MiddlewareHandler<E>>[0]) => string[]): MiddlewareHandler<E> {
+  return async (c, next) => {
+    const configured = keys(c);
+    if (configured.length === 0) {
+      warnIfOpen(configured);
+      c.set("owner", "");
+      return next();
+    }
+    const cacheKey = configured.join(",");
+    let digests = digestCache.get(cacheKey);
+    if (!digests) {
+      digests = Promise.all(configured.map(sha256));
+      digestCache.set(cacheKey, digests);
+    }
+    const header = c.req.header("authorization") ?? "";
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const unauthorized = (detail: string) =>
+      problemResponse(problem(401, "unauthorized", detail), { "WWW-Authenticate": 'Bearer realm="edgetune"' });
+    if (!match) return unauthorized("Send an API key as `Authorization: Bearer <key>`.");
+    const presented = await sha256(match[1]!);
+    let ok = false;
+    for (const d of await digests) ok = digestsEqual(presented, d) || ok; // no early exit
+    if (!ok) return unauthorized("The API key is not valid.");
+    c.set("owner", hex(presented));
+    return next();
+  };
+}

@@ -1,0 +1,147 @@
+/**
+ * Reads a POST /v1/fine-tunes body: JSON, or multipart/form-data with a `request` JSON part,
+ * a `weights` safetensors part and `train` / `validation` CSV or JSONL parts (SPEC section 3).
+ * The result is what train() takes: the request (weights as bytes) and pre-parsed tables.
+ */
+import { PayloadTooLargeError, RequestValidationError, UnsupportedMediaTypeError } from "../errors.js";
+import { parseCsv, parseJsonl, type Table } from "../formats/dataset.js";
+import type { TrainRequest } from "../engine/train.js";
+
+/** A create request as read from the wire. */
+export interface CreateBody {
+  request: TrainRequest;
+  tables: { train?: Table; validation?: Table };
+}
+
+const PARTS = new Set(["request", "weights", "train", "validation"]);
+
+/**
+ * Parses the body by its content type; 415 for anything but JSON and multipart.
+ *
+ * @example
+ * ```ts
+ * const { request, tables } = await readCreateBody(c.req.raw, 64 << 20);
+ * ```
+ */
+export async function readCreateBody(req: Request, maxBytes: number): Promise<CreateBody> {
+  const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  const length = Number(req.headers.get("content-length") ?? "NaN");
+  if (Number.isFinite(length) && length > maxBytes) {
+    throw new PayloadTooLargeError("(body)", `The body is ${length} bytes; the limit is ${maxBytes} bytes.`);
+  }
+  if (type === "application/json" || type.endsWith("+json")) {
+    return { request: parseJsonObject(await limitedText(req, maxBytes), "(body)") as TrainRequest, tables: {} };
+  }
+  if (type === "multipart/form-data") return readMultipart(req, maxBytes);
+  throw new UnsupportedMediaTypeError(
+    "content-type",
+    `Content-Type ${type || "(none)"} is not supported: send application/json, or multipart/form-data with request, weights, train and validation parts.`,
+  );
+}
+
+async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody> {
+  await ensureWithinLimit(req, maxBytes);
+  let form: FormData;
+  try {
+    form = await req.formData();
+  } catch {
+    throw new RequestValidationError([{ path: "(body)", message: "is not valid multipart/form-data" }]);
+  }
+  for (const name of form.keys()) {
+    if (!PARTS.has(name)) {
+      throw new RequestValidationError([{ path: name, message: "unknown part: send request, weights, train and validation" }]);
+    }
+  }
+  const requestPart = form.get("request");
+  if (requestPart === null) {
+    throw new RequestValidationError([{ path: "request", message: "the multipart body needs a `request` part with the JSON request" }]);
+  }
+  const request = parseJsonObject(typeof requestPart === "string" ? requestPart : await requestPart.text(), "request") as TrainRequest & {
+    data?: Record<string, unknown>;
+  };
+  const data = (request.data ?? {}) as Record<string, unknown>;
+  const weightsPart = form.get("weights");
+  if (weightsPart !== null) {
+    if (request.weights !== undefined && request.weights !== null) {
+      throw new RequestValidationError([{ path: "weights", message: "given both as a part and in the request JSON; send one" }]);
+    }
+    request.weights = typeof weightsPart === "string" ? weightsPart : new Uint8Array(await weightsPart.arrayBuffer());
+  }
+  const target = (data.target ?? "y") as string | string[];
+  const tables: CreateBody["tables"] = {};
+  for (const name of ["train", "validation"] as const) {
+    const part = form.get(name);
+    if (part === null) continue;
+    if (data[name] !== undefined) {
+      throw new RequestValidationError([{ path: `data.${name}`, message: `given both as a part and in the request JSON; send one` }]);
+    }
+    const text = typeof part === "string" ? part : await part.text();
+    const format = dataFormat(part, name, text);
+    tables[name] = format === "csv" ? parseCsv(text, { target, field: `data.${name}` }) : parseJsonl(text, { field: `data.${name}` });
+  }
+  request.data = data as TrainRequest["data"];
+  return { request, tables };
+}
+
+/** CSV or JSONL, from the part's content type, else its file name, else its first character. */
+function dataFormat(part: string | File, name: string, text: string): "csv" | "jsonl" {
+  const type = typeof part === "string" ? "" : (part.type ?? "").split(";")[0]!.trim().toLowerCase();
+  const file = typeof part === "string" ? "" : (part.name ?? "").toLowerCase();
+  if (type === "text/csv" || type === "application/csv") return "csv";
+  if (["application/jsonl", "application/x-ndjson", "application/ndjson", "application/json-lines", "application/x-jsonlines"].includes(type)) return "jsonl";
+  if (file.endsWith(".csv")) return "csv";
+  if (file.endsWith(".jsonl") || file.endsWith(".ndjson")) return "jsonl";
+  if (type === "" || type === "application/octet-stream" || type === "text/plain") {
+    return text.trimStart().startsWith("{") ? "jsonl" : "csv";
+  }
+  throw new UnsupportedMediaTypeError(name, `part ${name} has content type ${type}; send text/csv or application/jsonl`);
+}
+
+function parseJsonObject(text: string, path: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new RequestValidationError([{ path, message: `is not valid JSON (${(e as Error).message})` }]);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new RequestValidationError([{ path, message: "must be a JSON object" }]);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Reads a text body, refusing (413) once more than maxBytes arrive, whatever Content-Length said. */
+async function limitedText(req: Request, maxBytes: number): Promise<string> {
+  const bytes = await limitedBytes(req, maxBytes);
+  return new TextDecoder().decode(bytes);
+}
+
+async function limitedBytes(req: Request, maxBytes: number): Promise<Uint8Array> {
+  if (!req.body) return new Uint8Array(0);
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw new PayloadTooLargeError("(body)", `The body is larger than the limit of ${maxBytes} bytes.`);
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}
+
+/** Multipart bodies are parsed by the platform; without a Content-Length, the size is checked by reading a clone. */
+async function ensureWithinLimit(req: Request, maxBytes: number): Promise<void> {
+  if (req.headers.get("content-length") !== null) return;
+  await limitedBytes(req.clone(), maxBytes);
+}

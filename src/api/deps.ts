@@ -1,0 +1,22 @@
+/**
+ * What the API needs from its runtime, injected per request by the entry (worker/index.ts,
+ * or a Node process): the kernel module, storage, keys, budgets.
+ */
+import type { EngineRuntime } from "../engine/train.js";
+import type { JobStore } from "../jobs/store.js";
+import type { EdgeBudget } from "./budget.js";
+
+export interface AppDeps {
+  runtime: EngineRuntime;
+  store: JobStore;
+  /** Configured API keys (EDGETUNE_API_KEYS); empty = open API. */
+  apiKeys: string[];
+  budget: EdgeBudget;
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes: number;
+  /** The build, reported by /healthz. */
+  version: string;
+}
+
+/** Hono environment of the edgetune app: deps and the authenticated owner. */
+export type AppEnv = { Variables: { deps: AppDeps; owner: string } };

@@ -1,0 +1,155 @@
+/**
+ * The OpenAPI 3.1 document, generated from the same zod schemas that validate requests
+ * (zod 4's JSON Schema output is draft 2020-12, the dialect of OpenAPI 3.1).
+ */
+import { z } from "zod";
+import { FineTuneRequest } from "../schema/request.js";
+import { FineTuneResult } from "../schema/result.js";
+import { Job, JobList, Problem } from "../schema/job.js";
+
+type JsonSchema = Record<string, unknown>;
+
+function component(schema: z.ZodType, io: "input" | "output"): JsonSchema {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io, target: "draft-2020-12", unrepresentable: "any" }) as JsonSchema;
+  return rest;
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const problemResponses = (...statuses: number[]) =>
+  Object.fromEntries(
+    statuses.map((s) => [String(s), { description: PROBLEM_DESCRIPTIONS[s] ?? "Error", content: { "application/problem+json": { schema: ref("Problem") } } }]),
+  );
+const PROBLEM_DESCRIPTIONS: Record<number, string> = {
+  400: "The request does not match the schema; `errors[].path` names each field.",
+  401: "No API key, or an unknown one.",
+  404: "No such fine-tune (or not yours).",
+  409: "The job is not in a state that allows this.",
+  413: "The body is larger than the limit.",
+  415: "The body's content type is not JSON or multipart.",
+  422: "Well-formed but cannot be trained as asked (shapes, labels, budget).",
+  501: "Asynchronous jobs are not available in this deployment.",
+};
+const idParam = { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^ft_[0-9a-f]{32}$" } };
+const bearer = [{ bearer: [] }];
+
+/**
+ * Builds the OpenAPI document for a server URL.
+ *
+ * @example
+ * ```ts
+ * const doc = openApiDocument("http://localhost:8787", "0.1.0");
+ * doc.paths["/v1/fine-tunes"].post.operationId; // "createFineTune"
+ * ```
+ */
+export function openApiDocument(serverUrl: string, version: string) {
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "edgetune",
+      version,
+      description:
+        "Serverless edge fine-tuning with PyTorch semantics. POST a model, weights (safetensors) and data; get the fine-tuned weights and metrics. Errors are RFC 9457 problem+json.",
+    },
+    servers: [{ url: serverUrl }],
+    security: bearer,
+    paths: {
+      "/v1/fine-tunes": {
+        post: {
+          operationId: "createFineTune",
+          summary: "Create a fine-tune",
+          description:
+            'mode "sync" trains now and answers 200 with the result; "auto" (default) does so when the plan fits the in-Worker budget.',
+          requestBody: {
+            required: true,
+            content: {
+              "application/json": { schema: ref("FineTuneRequest") },
+              "multipart/form-data": {
+                schema: {
+                  type: "object",
+                  required: ["request"],
+                  properties: {
+                    request: { type: "string", description: "The request JSON, without weights and without data.train / data.validation when those are parts." },
+                    weights: { type: "string", format: "binary", description: "safetensors with state_dict names" },
+                    train: { type: "string", format: "binary", description: "CSV (header row; target column data.target, default y) or JSONL ({\"x\":[...],\"y\":...} per line)" },
+                    validation: { type: "string", format: "binary", description: "as train" },
+                  },
+                },
+              },
+            },
+          },
+          responses: {
+            "200": {
+              description: "The finished run (sync). Location points at the stored job.",
+              headers: { Location: { schema: { type: "string" } } },
+              content: { "application/json": { schema: ref("FineTuneResult") } },
+            },
+            ...problemResponses(400, 401, 413, 415, 422, 501),
+          },
+        },
+        get: {
+          operationId: "listFineTunes",
+          summary: "List your fine-tunes, newest first",
+          parameters: [
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
+            { name: "cursor", in: "query", schema: { type: "string" }, description: "next_cursor of the previous page" },
+          ],
+          responses: { "200": { description: "A page of jobs", content: { "application/json": { schema: ref("JobList") } } }, ...problemResponses(400, 401) },
+        },
+      },
+      "/v1/fine-tunes/{id}": {
+        get: {
+          operationId: "retrieveFineTune",
+          summary: "Retrieve a fine-tune",
+          parameters: [idParam],
+          responses: { "200": { description: "The job", content: { "application/json": { schema: ref("Job") } } }, ...problemResponses(401, 404) },
+        },
+      },
+      "/v1/fine-tunes/{id}/weights": {
+        get: {
+          operationId: "downloadFineTuneWeights",
+          summary: "Download the fine-tuned weights (safetensors)",
+          parameters: [idParam],
+          responses: {
+            "200": { description: "safetensors bytes", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
+            ...problemResponses(401, 404, 409),
+          },
+        },
+      },
+      "/v1/fine-tunes/{id}/events": {
+        get: {
+          operationId: "streamFineTuneEvents",
+          summary: "Server-Sent Events: status, epoch, then done or error",
+          description: "A new connection replays the job's events from the start, or after Last-Event-ID (header) / last_event_id (query).",
+          parameters: [idParam, { name: "Last-Event-ID", in: "header", schema: { type: "string" } }],
+          responses: { "200": { description: "text/event-stream", content: { "text/event-stream": { schema: { type: "string" } } } }, ...problemResponses(401, 404) },
+        },
+      },
+      "/v1/fine-tunes/{id}/cancel": {
+        post: {
+          operationId: "cancelFineTune",
+          summary: "Cancel a queued or running fine-tune",
+          parameters: [idParam],
+          responses: { "200": { description: "The job", content: { "application/json": { schema: ref("Job") } } }, ...problemResponses(401, 404, 409) },
+        },
+      },
+      "/healthz": {
+        get: {
+          operationId: "health",
+          summary: "Liveness, build and kernel variant",
+          security: [],
+          responses: { "200": { description: "OK", content: { "application/json": { schema: { type: "object" } } } } },
+        },
+      },
+    },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "A key from EDGETUNE_API_KEYS" } },
+      schemas: {
+        FineTuneRequest: component(FineTuneRequest, "input"),
+        FineTuneResult: component(FineTuneResult, "output"),
+        Job: component(Job, "output"),
+        JobList: component(JobList, "output"),
+        Problem: component(Problem, "output"),
+      },
+    },
+  };
+}

@@ -1,0 +1,253 @@
+/**
+ * The HTTP API in Node through app.request(): every route, mode and error class.
+ * (The same app runs inside workerd in test/worker/.)
+ */
+import { describe, expect, it } from "vitest";
+import { encodeBase64, decodeBase64 } from "../../src/formats/base64.js";
+import { parseSafetensors, writeSafetensors } from "../../src/formats/safetensors.js";
+import { regressionData, seedRequest, classifierRequest } from "../helpers.js";
+import { testApp } from "./app.js";
+
+const json = (body: unknown, headers: Record<string, string> = {}) => ({
+  method: "POST",
+  headers: { "content-type": "application/json", ...headers },
+  body: JSON.stringify(body),
+});
+
+async function expectProblem(res: Response, status: number, code: string, path?: string) {
+  expect(res.status).toBe(status);
+  expect(res.headers.get("content-type")).toBe("application/problem+json");
+  const body = (await res.json()) as { status: number; code: string; title: string; detail: string; type: string; errors?: { path: string }[] };
+  expect(body).toMatchObject({ status, code });
+  expect(body.title.length).toBeGreaterThan(0);
+  expect(body.detail).not.toMatch(/\n\s+at /); // no stack trace
+  if (path) expect(body.errors?.map((e) => e.path)).toContain(path);
+  return body;
+}
+
+const smallRequest = () => seedRequest(64, { training: { epochs: 3, batch_size: 16 } });
+
+describe("open routes", () => {
+  it("GET /healthz reports the build and the kernel variant", async () => {
+    const { app } = await testApp({ apiKeys: ["k1"] });
+    const res = await app.request("/healthz");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok", version: "test", kernel: "wasm-simd", runtime: "node" });
+  });
+
+  it("GET /openapi.json is OpenAPI 3.1 generated from the schemas", async () => {
+    const { app } = await testApp({ apiKeys: ["k1"] });
+    const doc = (await (await app.request("http://x.test/openapi.json")).json()) as Record<string, any>;
+    expect(doc.openapi).toBe("3.1.0");
+    expect(doc.servers[0].url).toBe("http://x.test");
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/fine-tunes", "/v1/fine-tunes/{id}", "/v1/fine-tunes/{id}/weights"]));
+    const request = doc.components.schemas.FineTuneRequest;
+    expect(request.required).toEqual(["model", "data"]);
+    const optimizer = request.properties.training.properties.optimizer;
+    expect(JSON.stringify(optimizer)).toContain('"amsgrad"');
+    expect(doc.paths["/v1/fine-tunes"].post.responses["422"].content["application/problem+json"].schema.$ref).toBe("#/components/schemas/Problem");
+  });
+
+  it("GET /docs is a self-contained page listing the problem codes", async () => {
+    const { app } = await testApp();
+    const html = await (await app.request("/docs")).text();
+    expect(html).toContain("<title>edgetune API</title>");
+    expect(html).toContain('id="problem-weights_mismatch"');
+    expect(html).not.toMatch(/<script[^>]+src=/); // nothing from a CDN
+  });
+});
+
+describe("POST /v1/fine-tunes (sync)", () => {
+  it("trains a JSON request and stores the job and weights", async () => {
+    const { app } = await testApp();
+    const res = await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "sync" }));
+    expect(res.status).toBe(200);
+    const result = (await res.json()) as { id: string; status: string; weights: string; metrics: { history: unknown[] }; plan: { placement: string }; engine: { runtime: string } };
+    expect(result).toMatchObject({ status: "succeeded", plan: { placement: "edge" }, engine: { runtime: "node" } });
+    expect(result.metrics.history).toHaveLength(3);
+    expect(res.headers.get("location")).toBe(`/v1/fine-tunes/${result.id}`);
+
+    const job = (await (await app.request(`/v1/fine-tunes/${result.id}`)).json()) as Record<string, unknown>;
+    expect(job).toMatchObject({ id: result.id, object: "fine_tune", status: "succeeded", mode: "sync", weights_url: `/v1/fine-tunes/${result.id}/weights` });
+
+    const weights = await app.request(`/v1/fine-tunes/${result.id}/weights`);
+    expect(weights.headers.get("content-type")).toBe("application/octet-stream");
+    expect(encodeBase64(new Uint8Array(await weights.arrayBuffer()))).toBe(result.weights);
+  });
+
+  it("trains a multipart request: request JSON, safetensors weights, CSV train and JSONL validation parts", async () => {
+    const { app } = await testApp();
+    const initial = writeSafetensors([
+      { name: "fc1.weight", shape: [10, 10], data: new Float32Array(100).fill(0.05) },
+      { name: "fc1.bias", shape: [10], data: new Float32Array(10) },
+      { name: "fc2.weight", shape: [1, 10], data: new Float32Array(10).fill(0.1) },
+      { name: "fc2.bias", shape: [1], data: new Float32Array(1) },
+    ]);
+    const { x, y } = regressionData(80);
+    const header = [...Array.from({ length: 10 }, (_, i) => `f${i}`), "y"].join(",");
+    const csv = [header, ...x.slice(0, 60).map((r, i) => [...r, y[i]].join(","))].join("\n");
+    const jsonl = x.slice(60).map((r, i) => JSON.stringify({ x: r, y: y[60 + i] })).join("\n");
+    const { data: _data, ...rest } = smallRequest();
+    const form = new FormData();
+    form.set("request", JSON.stringify({ ...rest, data: { target: "y" } }));
+    form.set("weights", new Blob([initial as BlobPart]), "weights.safetensors");
+    form.set("train", new Blob([csv], { type: "text/csv" }), "train.csv");
+    form.set("validation", new Blob([jsonl]), "val.jsonl");
+    const res = await app.request("/v1/fine-tunes", { method: "POST", body: form });
+    expect(res.status).toBe(200);
+    const result = (await res.json()) as { metrics: { history: { val_loss?: number }[] }; plan: { steps: number } };
+    expect(result.plan.steps).toBe(3 * 4);
+    expect(result.metrics.history.every((h) => typeof h.val_loss === "number")).toBe(true);
+  });
+
+  it("a multipart CSV error names the part, the line and the column", async () => {
+    const { app } = await testApp();
+    const form = new FormData();
+    form.set("request", JSON.stringify({ model: smallRequest().model }));
+    form.set("train", new Blob(["a,b,c,d,e,f,g,h,i,j,y\n1,2,3,4,5,6,7,8,9,10,1\n1,2,x,4,5,6,7,8,9,10,1\n"], { type: "text/csv" }), "t.csv");
+    const body = await expectProblem(await app.request("/v1/fine-tunes", { method: "POST", body: form }), 422, "invalid_dataset", "data.train");
+    expect(body.errors![0]).toMatchObject({ line: 3, column: "c" });
+  });
+
+  it("diverged runs answer 200 with status diverged and finite weights", async () => {
+    const { app } = await testApp();
+    const res = await app.request("/v1/fine-tunes", json(seedRequest(128, { training: { epochs: 20, optimizer: { type: "sgd", lr: 1e6 } } })));
+    const result = (await res.json()) as { status: string; error: { step: number }; weights: string };
+    expect(res.status).toBe(200);
+    expect(result.status).toBe("diverged");
+    expect(result.error.step).toBeGreaterThan(0);
+    expect(parseSafetensors(decodeBase64(result.weights)).tensors.size).toBe(4);
+  });
+});
+
+describe("modes and budgets", () => {
+  const tiny = { maxFlops: 1e5, maxMemoryBytes: 1e9 };
+  it("sync over the in-Worker budget is refused with 422 naming mode", async () => {
+    const { app } = await testApp({ budget: tiny });
+    const body = await expectProblem(await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "sync" })), 422, "over_budget", "mode");
+    expect(body.detail).toMatch(/FLOPs/);
+  });
+  it("auto over budget would offload: 501 until async jobs are deployed", async () => {
+    const { app } = await testApp({ budget: tiny });
+    await expectProblem(await app.request("/v1/fine-tunes", json(smallRequest())), 501, "offload_unavailable", "mode");
+  });
+  it("async is not available yet (501)", async () => {
+    const { app } = await testApp();
+    await expectProblem(await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "async" })), 501, "offload_unavailable");
+  });
+  it("sync on a GPU node is a contradiction (422)", async () => {
+    const { app } = await testApp();
+    await expectProblem(await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "sync", placement: "gpu-node" })), 422, "sync_on_gpu_node", "placement");
+  });
+});
+
+describe("errors are problem+json naming the field", () => {
+  it("bad JSON -> 400", async () => {
+    const { app } = await testApp();
+    await expectProblem(await app.request("/v1/fine-tunes", { method: "POST", headers: { "content-type": "application/json" }, body: "{nope" }), 400, "invalid_request", "(body)");
+  });
+  it("a JSON array -> 400", async () => {
+    const { app } = await testApp();
+    await expectProblem(await app.request("/v1/fine-tunes", json([1, 2])), 400, "invalid_request", "(body)");
+  });
+  it("a schema violation -> 400 with the path", async () => {
+    const { app } = await testApp();
+    await expectProblem(await app.request("/v1/fine-tunes", json(seedRequest(10, { training: { optimizer: { type: "adam", betas: [0.9, 1.5] } } }))), 400, "invalid_request", "training.optimizer.betas[1]");
+  });
+  it("weights that do not fit the model -> 422 naming the tensor", async () => {
+    const { app } = await testApp();
+    const weights = encodeBase64(writeSafetensors([{ name: "fc1.weight", shape: [3, 3], data: new Float32Array(9) }]));
+    await expectProblem(await app.request("/v1/fine-tunes", json({ ...smallRequest(), weights })), 422, "weights_mismatch", 'weights["fc1.weight"]');
+  });
+  it("a label out of range -> 422 naming the row", async () => {
+    const { app } = await testApp();
+    const r = classifierRequest(20);
+    r.data.train!.y[4] = 9;
+    await expectProblem(await app.request("/v1/fine-tunes", json(r)), 422, "invalid_dataset", "data.train.y[4]");
+  });
+  it("an unsupported content type -> 415", async () => {
+    const { app } = await testApp();
+    await expectProblem(await app.request("/v1/fine-tunes", { method: "POST", headers: { "content-type": "text/plain" }, body: "hi" }), 415, "unsupported_media_type", "content-type");
+  });
+  it("a body over the limit -> 413, with or without Content-Length", async () => {
+    const { app } = await testApp({ maxBodyBytes: 1000 });
+    const big = JSON.stringify({ ...smallRequest() });
+    await expectProblem(await app.request("/v1/fine-tunes", { method: "POST", headers: { "content-type": "application/json", "content-length": String(big.length) }, body: big }), 413, "payload_too_large");
+    const stream = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode(big)); c.close(); } });
+    await expectProblem(await app.request("/v1/fine-tunes", { method: "POST", headers: { "content-type": "application/json" }, body: stream, duplex: "half" } as RequestInit), 413, "payload_too_large");
+  });
+  it("an unknown multipart part -> 400 naming it", async () => {
+    const { app } = await testApp();
+    const form = new FormData();
+    form.set("request", "{}");
+    form.set("extra", "1");
+    await expectProblem(await app.request("/v1/fine-tunes", { method: "POST", body: form }), 400, "invalid_request", "extra");
+  });
+  it("unknown routes and ids -> 404", async () => {
+    const { app } = await testApp();
+    await expectProblem(await app.request("/v2/nothing"), 404, "not_found");
+    await expectProblem(await app.request("/v1/fine-tunes/ft_0123456789abcdef0123456789abcdef"), 404, "not_found");
+    await expectProblem(await app.request("/v1/fine-tunes/../../etc/passwd"), 404, "not_found");
+  });
+  it("a bad listing limit -> 400", async () => {
+    const { app } = await testApp();
+    await expectProblem(await app.request("/v1/fine-tunes?limit=0"), 400, "invalid_request", "limit");
+  });
+});
+
+describe("auth", () => {
+  it("without a key, with a wrong key -> 401 with WWW-Authenticate; open routes stay open", async () => {
+    const { app } = await testApp({ apiKeys: ["k1", "k2"] });
+    const none = await app.request("/v1/fine-tunes");
+    await expectProblem(none, 401, "unauthorized");
+    expect(none.headers.get("www-authenticate")).toMatch(/^Bearer/);
+    await expectProblem(await app.request("/v1/fine-tunes", { headers: { authorization: "Bearer k3" } }), 401, "unauthorized");
+    expect((await app.request("/healthz")).status).toBe(200);
+    expect((await app.request("/v1/fine-tunes", { headers: { authorization: "Bearer k2" } })).status).toBe(200);
+  });
+
+  it("each job belongs to its key: another key gets 404 and does not see it listed", async () => {
+    const { app } = await testApp({ apiKeys: ["k1", "k2"] });
+    const res = await app.request("/v1/fine-tunes", json(smallRequest(), { authorization: "Bearer k1" }));
+    const { id } = (await res.json()) as { id: string };
+    expect((await app.request(`/v1/fine-tunes/${id}`, { headers: { authorization: "Bearer k1" } })).status).toBe(200);
+    await expectProblem(await app.request(`/v1/fine-tunes/${id}`, { headers: { authorization: "Bearer k2" } }), 404, "not_found");
+    await expectProblem(await app.request(`/v1/fine-tunes/${id}/weights`, { headers: { authorization: "Bearer k2" } }), 404, "not_found");
+    const list = (await (await app.request("/v1/fine-tunes", { headers: { authorization: "Bearer k2" } })).json()) as { data: unknown[] };
+    expect(list.data).toEqual([]);
+  });
+});
+
+describe("listing, events, cancel", () => {
+  it("lists newest first with a cursor", async () => {
+    const { app } = await testApp();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await app.request("/v1/fine-tunes", json(seedRequest(16, { training: { epochs: 1 } })));
+      ids.push(((await res.json()) as { id: string }).id);
+      await new Promise((r) => setTimeout(r, 2)); // distinct creation times
+    }
+    const page1 = (await (await app.request("/v1/fine-tunes?limit=2")).json()) as { data: { id: string }[]; next_cursor: string };
+    const page2 = (await (await app.request(`/v1/fine-tunes?limit=2&cursor=${page1.next_cursor}`)).json()) as { data: { id: string }[]; next_cursor: string };
+    const page3 = (await (await app.request(`/v1/fine-tunes?limit=2&cursor=${page2.next_cursor}`)).json()) as { data: { id: string }[]; next_cursor: string | null };
+    expect([...page1.data, ...page2.data, ...page3.data].map((j) => j.id)).toEqual(ids.reverse());
+    expect(page3.next_cursor).toBeNull();
+  });
+
+  it("replays a finished job's events, and resumes after Last-Event-ID", async () => {
+    const { app } = await testApp();
+    const { id } = (await (await app.request("/v1/fine-tunes", json(smallRequest()))).json()) as { id: string };
+    const res = await app.request(`/v1/fine-tunes/${id}/events`);
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const text = await res.text();
+    expect([...text.matchAll(/^event: (\w+)$/gm)].map((m) => m[1])).toEqual(["status", "epoch", "epoch", "epoch", "status", "done"]);
+    const resumed = await (await app.request(`/v1/fine-tunes/${id}/events`, { headers: { "last-event-id": "4" } })).text();
+    expect([...resumed.matchAll(/^id: (\d+)$/gm)].map((m) => m[1])).toEqual(["5", "6"]);
+  });
+
+  it("cancelling a finished job -> 409", async () => {
+    const { app } = await testApp();
+    const { id } = (await (await app.request("/v1/fine-tunes", json(smallRequest()))).json()) as { id: string };
+    await expectProblem(await app.request(`/v1/fine-tunes/${id}/cancel`, { method: "POST" }), 409, "already_finished");
+  });
+});

@@ -1,0 +1,490 @@
+/**
+ * Finite-difference checks of every backward pass.
+ *
+ * Method (and why): the analytic gradient comes from the kernel under test (the WASM build, and
+ * the reference twin as well); the numeric one is a central difference, h = 1e-5, of the
+ * forward formula written out here in float64 from the PyTorch documentation (not from either
+ * implementation). In f64 the truncation error (h^2/6 |f'''|, about 1e-11) and the rounding error
+ * (1e-16 |f| / h, about 1e-11) are both far below f32 resolution, so the numeric gradient is
+ * exact to f32 purposes and the tolerance only has to absorb the kernel's own f32 rounding:
+ * |analytic - numeric| <= RTOL |numeric| + ATOL * scale, with RTOL = 1e-5 and ATOL = 1e-6 of the
+ * tensor's gradient scale (e.g. tanh'(x) = 1 - y^2 from an f32 y near 1 loses ~5e-5 relative,
+ * but only ~6e-8 absolute). A wrong sign, factor, index or a missing term is off by far more.
+ * Points within 1e-2 of a kink (relu/leaky at 0, l1 at d = 0, huber/smooth_l1 at |d| = delta,
+ * hinge at t x = 1, multi_margin at z = 0) are moved away first.
+ *
+ * Dropout is the one exception: its mask comes from a hash inside the kernel, so its check
+ * differences the WASM forward itself in f32 (h = 1e-2, dividing by the actually representable
+ * step), where rounding of x*mask gives ~1e-5 relative error: RTOL 1e-4 there.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { instantiateKernels, type Kernels, type Ptr } from "../../src/engine/kernels.js";
+import { createReferenceKernels } from "../../src/engine/reference.js";
+import { Rng, Stats, loadVariant, moduleOf } from "./harness.js";
+
+const H = 1e-5;
+const RTOL = 1e-5;
+const ATOL = 1e-6;
+const f = Math.fround;
+
+const stats = new Stats();
+afterAll(() => console.log(stats.report("gradcheck: largest |analytic - numeric| / (gradient scale)")));
+
+// ------------------------------------------------------------------ the implementations under test
+
+/** One memory and a bump allocator: the kernels under test see byte offsets into it. */
+class Lab {
+  private top: number;
+  constructor(readonly k: Kernels, readonly mem: WebAssembly.Memory, private readonly base: number) {
+    this.top = base;
+  }
+  reset(): void {
+    this.top = this.base;
+  }
+  alloc(n: number): Ptr {
+    const ptr = this.top;
+    this.top = Math.ceil((ptr + n * 4 + 16) / 16) * 16;
+    if (this.top > this.mem.buffer.byteLength) this.mem.grow(Math.ceil((this.top - this.mem.buffer.byteLength) / 65536));
+    return ptr;
+  }
+  put(data: ArrayLike<number>): Ptr {
+    const ptr = this.alloc(data.length);
+    new Float32Array(this.mem.buffer, ptr, data.length).set(data);
+    return ptr;
+  }
+  get(ptr: Ptr, n: number): Float32Array {
+    return new Float32Array(this.mem.buffer, ptr, n).slice();
+  }
+}
+
+interface Impl {
+  name: string;
+  skip: string;
+  make: () => Promise<Lab>;
+}
+
+const simd = loadVariant("simd");
+const relaxed = loadVariant("relaxed-simd");
+const wasmImpl = (v: typeof simd): Impl => ({
+  name: `${v.name}.wasm`,
+  skip: v.skipReason,
+  make: async () => {
+    const mem = new WebAssembly.Memory({ initial: 4 });
+    const k = await instantiateKernels(moduleOf(v), mem);
+    return new Lab(k, mem, Math.ceil(k.heap_base() / 16) * 16);
+  },
+});
+const IMPLS: Impl[] = [
+  wasmImpl(simd),
+  wasmImpl(relaxed),
+  {
+    name: "reference twin",
+    skip: "",
+    make: async () => {
+      const mem = new WebAssembly.Memory({ initial: 4 });
+      return new Lab(createReferenceKernels(mem, 1024), mem, 1024);
+    },
+  },
+];
+
+// ------------------------------------------------------------------ comparison
+
+/** Collects |analytic - numeric| <= RTOL |numeric| + ATOL scale violations. */
+function compare(family: string, analytic: ArrayLike<number>, numeric: ArrayLike<number>, scale: number, rtol = RTOL, atol = ATOL): string[] {
+  const bad: string[] = [];
+  let worst = 0;
+  for (let i = 0; i < numeric.length; i++) {
+    const d = Math.abs(analytic[i]! - numeric[i]!);
+    worst = Math.max(worst, d / scale);
+    if (!(d <= rtol * Math.abs(numeric[i]!) + atol * scale)) {
+      if (bad.length < 4) bad.push(`${family}[${i}]: analytic ${analytic[i]} numeric ${numeric[i]} |diff| ${d.toExponential(2)}`);
+    }
+  }
+  stats.record(family, { ratio: worst });
+  return bad;
+}
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+}
+
+/** Central difference of a scalar function of a vector, one coordinate at a time, in f64. */
+function numericGrad(x: ArrayLike<number>, fn: (x: Float64Array) => number): Float64Array {
+  const v = Float64Array.from(x);
+  const g = new Float64Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x0 = v[i]!;
+    v[i] = x0 + H;
+    const up = fn(v);
+    v[i] = x0 - H;
+    const down = fn(v);
+    v[i] = x0;
+    g[i] = (up - down) / (2 * H);
+  }
+  return g;
+}
+
+// ------------------------------------------------------------------ f64 formulas
+
+/** erf to ~1e-15 for |x| < 3.5 (Maclaurin series; the tests stay within |x| < 3). */
+function erf64(x: number): number {
+  let term = x, sum = x;
+  for (let n = 1; n < 200; n++) {
+    term *= (-x * x) / n;
+    const t = term / (2 * n + 1);
+    sum += t;
+    if (Math.abs(t) < 1e-17 * Math.abs(sum)) break;
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
+
+const ACTIVATIONS = {
+  relu: (x: number) => Math.max(x, 0),
+  leaky_relu_001: (x: number) => (x > 0 ? x : 0.01 * x),
+  leaky_relu_02: (x: number) => (x > 0 ? x : 0.2 * x),
+  gelu: (x: number) => 0.5 * x * (1 + erf64(x / Math.SQRT2)),
+  gelu_tanh: (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
+  tanh: Math.tanh,
+  sigmoid: (x: number) => 1 / (1 + Math.exp(-x)),
+};
+type Activation = keyof typeof ACTIVATIONS;
+
+/** Runs the kernel's forward then backward; returns [out, dinp]. */
+function runActivation(lab: Lab, act: Activation, x: Float32Array, dout: Float32Array): [Float32Array, Float32Array] {
+  const n = x.length;
+  const k = lab.k;
+  const px = lab.put(x), pg = lab.put(dout), out = lab.alloc(n), dinp = lab.alloc(n);
+  switch (act) {
+    case "relu": k.relu_forward(out, px, n); k.relu_backward(dinp, pg, out, n); break;
+    case "leaky_relu_001": k.leaky_relu_forward(out, px, 0.01, n); k.leaky_relu_backward(dinp, pg, px, 0.01, n); break;
+    case "leaky_relu_02": k.leaky_relu_forward(out, px, 0.2, n); k.leaky_relu_backward(dinp, pg, px, 0.2, n); break;
+    case "gelu": k.gelu_forward(out, px, n); k.gelu_backward(dinp, pg, px, n); break;
+    case "gelu_tanh": k.gelu_tanh_forward(out, px, n); k.gelu_tanh_backward(dinp, pg, px, n); break;
+    case "tanh": k.tanh_forward(out, px, n); k.tanh_backward(dinp, pg, out, n); break;
+    case "sigmoid": k.sigmoid_forward(out, px, n); k.sigmoid_backward(dinp, pg, out, n); break;
+  }
+  return [lab.get(out, n), lab.get(dinp, n)];
+}
+
+// losses: each takes the (f64) prediction and returns the mean loss as PyTorch defines it
+
+interface LossCase {
+  name: string;
+  /** (lab, grad ptr, pred ptr) -> loss value from the kernel */
+  run: (lab: Lab, grad: Ptr, pred: Ptr) => number;
+  ref: (pred: Float64Array) => number;
+  pred: Float32Array;
+}
+
+function pointwiseLosses(rng: Rng): LossCase[] {
+  const n = 65;
+  const out: LossCase[] = [];
+  /** target and pred with d = pred - target at least 1e-2 away from every kink in `kinks` (in |d|) */
+  const make = (kinks: number[]) => {
+    const t = rng.f32(n, -2, 2);
+    const p = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      let v: number;
+      do v = f(t[i]! + rng.uniform(-2.5, 2.5));
+      while (kinks.some((k) => Math.abs(Math.abs(v - t[i]!) - k) < 1e-2));
+      p[i] = v;
+    }
+    return [p, t] as const;
+  };
+  {
+    const [p, t] = make([]);
+    out.push({
+      name: "mse_loss", pred: p,
+      run: (lab, g, pp) => lab.k.mse_loss(g, pp, lab.put(t), n),
+      ref: (x) => x.reduce((s, v, i) => s + (v - t[i]!) ** 2, 0) / n,
+    });
+  }
+  {
+    const [p, t] = make([0]);
+    out.push({
+      name: "l1_loss", pred: p,
+      run: (lab, g, pp) => lab.k.l1_loss(g, pp, lab.put(t), n),
+      ref: (x) => x.reduce((s, v, i) => s + Math.abs(v - t[i]!), 0) / n,
+    });
+  }
+  for (const delta of [1, 0.5]) {
+    const [p, t] = make([delta]);
+    out.push({
+      name: `huber_loss delta=${delta}`, pred: p,
+      run: (lab, g, pp) => lab.k.huber_loss(g, pp, lab.put(t), delta, n),
+      ref: (x) => x.reduce((s, v, i) => {
+        const d = Math.abs(v - t[i]!);
+        return s + (d < delta ? 0.5 * d * d : delta * (d - 0.5 * delta));
+      }, 0) / n,
+    });
+  }
+  for (const beta of [1, 0.5, 0]) {
+    const [p, t] = make([beta]);
+    out.push({
+      name: `smooth_l1_loss beta=${beta}`, pred: p,
+      run: (lab, g, pp) => lab.k.smooth_l1_loss(g, pp, lab.put(t), beta, n),
+      ref: (x) => x.reduce((s, v, i) => {
+        const d = Math.abs(v - t[i]!);
+        return s + (d < beta ? (0.5 * d * d) / beta : d - 0.5 * beta);
+      }, 0) / n,
+    });
+  }
+  {
+    // labels 1 -> +1, else -1; kink at t x = 1
+    const t = Float32Array.from({ length: n }, (_, i) => [1, 0, -1][i % 3]!);
+    const sign = (i: number) => (t[i] === 1 ? 1 : -1);
+    const p = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      let v: number;
+      do v = f(rng.uniform(-3, 3));
+      while (Math.abs(1 - sign(i) * v) < 1e-2);
+      p[i] = v;
+    }
+    out.push({
+      name: "hinge_loss", pred: p,
+      run: (lab, g, pp) => lab.k.hinge_loss(g, pp, lab.put(t), n),
+      ref: (x) => x.reduce((s, v, i) => s + Math.max(0, 1 - sign(i) * v), 0) / n,
+    });
+  }
+  return out;
+}
+
+function classLosses(rng: Rng): LossCase[] {
+  const out: LossCase[] = [];
+  const B = 9;
+  for (const C of [1, 3, 5]) {
+    for (const weighted of [false, true]) {
+      for (const eps of [0, 0.1]) {
+        for (const ignore of [-100, 2]) {
+          const logits = rng.f32(B * C, -3, 3);
+          const target = Float32Array.from({ length: B }, () => rng.int(C));
+          target[1] = ignore; // at least one ignored row
+          if (B > 4) target[4] = ignore;
+          target[0] = 0; // at least one counted row (ignore_index 2 is never 0)
+          const w = rng.f32(C, 0.2, 2);
+          const wc = (c: number) => (weighted ? w[c]! : 1);
+          const epsF = f(eps);
+          out.push({
+            name: `cross_entropy C=${C} weight=${weighted} label_smoothing=${eps} ignore_index=${ignore}`,
+            pred: logits,
+            run: (lab, g, pp) => lab.k.cross_entropy_loss(g, pp, lab.put(target), weighted ? lab.put(w) : 0, B, C, ignore, eps),
+            ref: (x) => {
+              // torch: [(1-eps) sum_i -w_y logp_iy + eps/C sum_i sum_c -w_c logp_ic] / sum_i w_y (rows != ignore_index)
+              let nll = 0, smooth = 0, W = 0;
+              for (let i = 0; i < B; i++) {
+                const y = target[i]!;
+                if (y === ignore) continue;
+                const row = x.subarray(i * C, i * C + C);
+                const m = Math.max(...row);
+                const lse = m + Math.log(row.reduce((s, v) => s + Math.exp(v - m), 0));
+                nll -= wc(y) * (row[y]! - lse);
+                for (let c = 0; c < C; c++) smooth -= wc(c) * (row[c]! - lse);
+                W += wc(y);
+              }
+              return ((1 - epsF) * nll + (epsF / C) * smooth) / W;
+            },
+          });
+        }
+      }
+    }
+  }
+  for (const C of [1, 2, 3]) {
+    for (const withPw of [false, true]) {
+      const n = B * C;
+      const logits = rng.f32(n, -5, 5);
+      const target = Float32Array.from({ length: n }, (_, k) => (k % 3 === 2 ? rng.next() : rng.int(2)));
+      const pw = rng.f32(C, 0.1, 4);
+      out.push({
+        name: `bce_with_logits C=${C} pos_weight=${withPw}`,
+        pred: logits,
+        run: (lab, g, pp) => lab.k.bce_with_logits_loss(g, pp, lab.put(target), withPw ? lab.put(pw) : 0, B, C),
+        ref: (x) => {
+          // torch: -[pw y log s(x) + (1 - y) log(1 - s(x))], mean
+          let s = 0;
+          for (let k = 0; k < n; k++) {
+            const y = target[k]!, p = withPw ? pw[k % C]! : 1, v = x[k]!;
+            const logSig = -Math.log1p(Math.exp(-Math.abs(v))) + Math.min(v, 0);
+            const log1mSig = logSig - v;
+            s -= p * y * logSig + (1 - y) * log1mSig;
+          }
+          return s / n;
+        },
+      });
+    }
+  }
+  for (const C of [2, 3, 5]) {
+    for (const p of [1, 2]) {
+      for (const weighted of [false, true]) {
+        for (const margin of [1, 0.5]) {
+          const target = Float32Array.from({ length: B }, () => rng.int(C));
+          const logits = new Float32Array(B * C);
+          // z = margin - x_y + x_j kept 1e-2 away from 0 for every j != y
+          for (let i = 0; i < B; i++) {
+            const y = target[i]!;
+            logits[i * C + y] = f(rng.uniform(-2, 2));
+            for (let j = 0; j < C; j++) {
+              if (j === y) continue;
+              let v: number;
+              do v = f(rng.uniform(-2, 2));
+              while (Math.abs(margin - logits[i * C + y]! + v) < 1e-2);
+              logits[i * C + j] = v;
+            }
+          }
+          const w = rng.f32(C, 0.2, 2);
+          out.push({
+            name: `multi_margin C=${C} p=${p} weight=${weighted} margin=${margin}`,
+            pred: logits,
+            run: (lab, g, pp) => lab.k.multi_margin_loss(g, pp, lab.put(target), weighted ? lab.put(w) : 0, B, C, p, margin),
+            ref: (x) => {
+              // torch: sum_{j != y} w_y max(0, margin - x_y + x_j)^p / C, mean over rows
+              let s = 0;
+              for (let i = 0; i < B; i++) {
+                const y = target[i]!;
+                for (let j = 0; j < C; j++) {
+                  if (j !== y) s += (weighted ? w[y]! : 1) * Math.max(0, margin - x[i * C + y]! + x[i * C + j]!) ** p / C;
+                }
+              }
+              return s / B;
+            },
+          });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ the tests
+
+for (const impl of IMPLS) {
+  const suffix = impl.skip ? ` ${impl.skip}` : "";
+  describe(`gradcheck: ${impl.name}`, () => {
+    describe("activation backward passes", () => {
+      for (const act of Object.keys(ACTIVATIONS) as Activation[]) {
+        it.skipIf(!!impl.skip)(`${act}${suffix}`, async () => {
+          const lab = await impl.make();
+          const rng = new Rng(act.length * 7919);
+          const n = 65; // f32x4 body and a scalar tail
+          // |x| in [1e-2, 3]: no point within 1e-2 of the relu / leaky_relu kink at 0
+          const x = Float32Array.from({ length: n }, () => rng.uniform(0.01, 3) * (rng.next() < 0.5 ? -1 : 1));
+          const dout = rng.f32(n, -2, 2);
+          const [out, dinp] = runActivation(lab, act, x, dout);
+          const F = ACTIVATIONS[act];
+          const numeric = Float64Array.from(x, (v, i) => (dout[i]! * (F(v + H) - F(v - H))) / (2 * H));
+          const bad = compare(`activation ${act}`, dinp, numeric, maxAbs(dout));
+          // the forward agrees with the formula too (gelu: A&S erf is within 1.5e-7, times |x|/2)
+          const fwd = compare(`activation ${act} forward`, out, Float64Array.from(x, F), 3, 1e-6, 2e-7);
+          expect([...bad, ...fwd]).toEqual([]);
+        });
+      }
+    });
+
+    describe("loss gradients", () => {
+      const cases = [...pointwiseLosses(new Rng(11)), ...classLosses(new Rng(12))];
+      for (const c of cases) {
+        it.skipIf(!!impl.skip)(`${c.name}${suffix}`, async () => {
+          const lab = await impl.make();
+          const n = c.pred.length;
+          const pp = lab.put(c.pred);
+          const grad = lab.put(new Float32Array(n).fill(-777)); // every element must be written
+          const value = c.run(lab, grad, pp);
+          const analytic = lab.get(grad, n);
+          const numeric = numericGrad(c.pred, c.ref);
+          const bad = compare(`loss ${c.name.split(" ")[0]}`, analytic, numeric, maxAbs(numeric) || 1);
+          const expected = c.ref(Float64Array.from(c.pred));
+          const valueErr = Math.abs(value - expected);
+          stats.record(`loss ${c.name.split(" ")[0]} value`, { abs: valueErr, ratio: valueErr / (Math.abs(expected) + 1e-12) });
+          if (!(valueErr <= 1e-5 * Math.abs(expected) + 1e-7)) bad.push(`loss value ${value}, formula ${expected}`);
+          expect(bad).toEqual([]);
+        });
+      }
+    });
+
+    describe("linear layer backward through a scalar objective", () => {
+      // y = x W^T + b (matmul_nt), L = 0.5 sum (y - t)^2, dy = y - t;
+      // dW = dy^T x (matmul_tn), db = sum_rows dy (bias_grad), dx = dy W (matmul_nn)
+      for (const [B, IN, OUT] of [[5, 9, 13], [8, 17, 3], [1, 4, 1]] as const) {
+        it.skipIf(!!impl.skip)(`B=${B} in=${IN} out=${OUT}: dW, db, dx${suffix}`, async () => {
+          const lab = await impl.make();
+          const k = lab.k;
+          const rng = new Rng(B * 1000 + IN * 10 + OUT);
+          const x = rng.f32(B * IN), W = rng.f32(OUT * IN), b = rng.f32(OUT), t = rng.f32(B * OUT);
+          const px = lab.put(x), pW = lab.put(W), pb = lab.put(b);
+          const y = lab.alloc(B * OUT), scratch = lab.alloc(IN * OUT);
+          k.matmul_nt(y, px, pW, pb, scratch, B, OUT, IN);
+          const yv = lab.get(y, B * OUT);
+          const dy = lab.put(yv.map((v, i) => v - t[i]!));
+          const dW = lab.put(new Float32Array(OUT * IN).fill(-777)); // accumulate 0 overwrites
+          const db = lab.put(new Float32Array(OUT)); // bias_grad accumulates into zeros
+          const dx = lab.put(new Float32Array(B * IN).fill(-777));
+          k.matmul_tn(dW, dy, px, OUT, IN, B, 0);
+          k.bias_grad(db, dy, B, OUT);
+          k.matmul_nn(dx, dy, pW, B, IN, OUT, 0);
+
+          const loss = (xv: ArrayLike<number>, Wv: ArrayLike<number>, bv: ArrayLike<number>) => {
+            let L = 0;
+            for (let r = 0; r < B; r++) {
+              for (let o = 0; o < OUT; o++) {
+                let s = bv[o]!;
+                for (let i = 0; i < IN; i++) s += xv[r * IN + i]! * Wv[o * IN + i]!;
+                L += 0.5 * (s - t[r * OUT + o]!) ** 2;
+              }
+            }
+            return L;
+          };
+          const nW = numericGrad(W, (v) => loss(x, v, b));
+          const nb = numericGrad(b, (v) => loss(x, W, v));
+          const nx = numericGrad(x, (v) => loss(v, W, b));
+          // dy carries the f32 rounding of the forward (~1e-7 of |y|): 1e-5 of the scale absorbs it
+          const bad = [
+            ...compare("linear dW (matmul_tn)", lab.get(dW, OUT * IN), nW, maxAbs(nW), 1e-4, 1e-5),
+            ...compare("linear db (bias_grad)", lab.get(db, OUT), nb, maxAbs(nb), 1e-4, 1e-5),
+            ...compare("linear dx (matmul_nn)", lab.get(dx, B * IN), nx, maxAbs(nx), 1e-4, 1e-5),
+          ];
+          // gradient accumulation: a second backward with accumulate 1 (and bias_grad's +=) doubles dW and db
+          k.matmul_tn(dW, dy, px, OUT, IN, B, 1);
+          k.bias_grad(db, dy, B, OUT);
+          bad.push(
+            ...compare("linear dW accumulated", lab.get(dW, OUT * IN), nW.map((v) => 2 * v), 2 * maxAbs(nW), 1e-4, 1e-5),
+            ...compare("linear db accumulated", lab.get(db, OUT), nb.map((v) => 2 * v), 2 * maxAbs(nb), 1e-4, 1e-5),
+          );
+          expect(bad).toEqual([]);
+        });
+      }
+    });
+
+    it.skipIf(!!impl.skip)(`dropout backward (mul with the mask) against differences of dropout_forward${suffix}`, async () => {
+      const lab = await impl.make();
+      const k = lab.k;
+      const rng = new Rng(99);
+      const n = 65, p = 0.3, seed = 1234;
+      const x = rng.f32(n, -2, 2), G = rng.f32(n, -1, 1);
+      const mask = lab.alloc(n), out = lab.alloc(n);
+      // L(x) = sum G * dropout(x) with the same seed (the mask depends on (seed, i) only)
+      const L = (xv: Float32Array) => {
+        k.dropout_forward(out, mask, lab.put(xv), p, seed, n);
+        return lab.get(out, n).reduce((s, v, i) => s + G[i]! * v, 0);
+      };
+      L(x);
+      const m = lab.get(mask, n);
+      const dx = lab.alloc(n);
+      k.mul(dx, lab.put(G), mask, n);
+      const numeric = new Float64Array(n);
+      const h = 1e-2;
+      for (let i = 0; i < n; i++) {
+        const up = x.slice(), down = x.slice();
+        up[i] = x[i]! + h;
+        down[i] = x[i]! - h;
+        numeric[i] = (L(up) - L(down)) / (up[i]! - down[i]!); // the f32 step actually taken
+      }
+      const bad = compare("dropout backward", lab.get(dx, n), numeric, maxAbs(numeric) || 1, 1e-4, 1e-6);
+      // and the mask is what the forward used: 0 or 1/(1-p), with both present
+      const keep = f(1 / (1 - f(p)));
+      if (!m.every((v) => v === 0 || v === keep)) bad.push(`mask values ${[...new Set(m)]}`);
+      if (!m.includes(0) || !m.includes(keep)) bad.push("mask is all 0 or all kept for n=65, p=0.3");
+      expect(bad).toEqual([]);
+    });
+  });
+}

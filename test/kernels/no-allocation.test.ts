@@ -1,0 +1,245 @@
+/**
+ * Kernels never allocate: the module imports only env.memory, exports no allocator, and no
+ * kernel grows (or detaches) the memory when it runs. And the arena, the one owner of that
+ * memory, re-derives its views after growth.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { Arena } from "../../src/engine/arena.js";
+import { KERNEL_NAMES, instantiateKernels, type Kernels } from "../../src/engine/kernels.js";
+import { Rng, loadVariant, moduleOf } from "./harness.js";
+
+type KernelName = (typeof KERNEL_NAMES)[number];
+
+const VARIANTS = [loadVariant("simd"), loadVariant("relaxed-simd")];
+
+/** The AssemblyScript runtime's allocator / GC exports (any runtime other than "stub" brings some). */
+const ALLOCATOR_EXPORTS = ["__new", "__alloc", "__pin", "__unpin", "__collect", "__renew", "__free", "__realloc", "__retain", "__release", "__rtti_base"];
+
+// ------------------------------------------------------------------ a minimal reader of the import and export sections
+// (reads the bytes directly, so the relaxed-SIMD build is checked even where this V8 cannot compile it)
+
+interface WasmImport { module: string; name: string; kind: string; limits?: { min: number; max?: number } }
+interface WasmExport { name: string; kind: string }
+
+function readSections(bytes: Uint8Array): { imports: WasmImport[]; exports: WasmExport[] } {
+  let p = 8; // magic + version
+  const u32 = (): number => {
+    let result = 0, shift = 0, b: number;
+    do {
+      b = bytes[p++]!;
+      result += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (b & 0x80);
+    return result;
+  };
+  const name = (): string => {
+    const len = u32();
+    const s = new TextDecoder().decode(bytes.subarray(p, p + len));
+    p += len;
+    return s;
+  };
+  const limits = () => {
+    const flag = bytes[p++]!;
+    const min = u32();
+    return flag & 1 ? { min, max: u32() } : { min };
+  };
+  const KINDS = ["function", "table", "memory", "global", "tag"];
+  const imports: WasmImport[] = [];
+  const exports: WasmExport[] = [];
+  while (p < bytes.length) {
+    const id = bytes[p++]!;
+    const size = u32();
+    const end = p + size;
+    if (id === 2) {
+      for (let n = u32(); n > 0; n--) {
+        const module = name(), field = name(), kind = bytes[p++]!;
+        const entry: WasmImport = { module, name: field, kind: KINDS[kind] ?? `kind ${kind}` };
+        if (kind === 0) u32();
+        else if (kind === 1) (p++, limits());
+        else if (kind === 2) entry.limits = limits();
+        else if (kind === 3) p += 2;
+        else if (kind === 4) (p++, u32());
+        imports.push(entry);
+      }
+    } else if (id === 7) {
+      for (let n = u32(); n > 0; n--) {
+        const field = name(), kind = bytes[p++]!;
+        u32();
+        exports.push({ name: field, kind: KINDS[kind] ?? `kind ${kind}` });
+      }
+    }
+    p = end;
+  }
+  return { imports, exports };
+}
+
+// ------------------------------------------------------------------ one valid call of every kernel
+
+const n = 65;
+const [M, N, K] = [9, 13, 7];
+
+/** Buffers for every call, laid out from the arena base; indices are i32. */
+function layout(memory: WebAssembly.Memory, base: number) {
+  const arena = new Arena(memory, base);
+  const rng = new Rng(5);
+  const buf = (len: number, lo = -1, hi = 1) => {
+    const r = arena.alloc(len);
+    arena.f32(r).set(rng.f32(len, lo, hi));
+    return r.ptr;
+  };
+  const classes = (rows: number, C: number) => {
+    const r = arena.alloc(rows);
+    arena.f32(r).set(Float32Array.from({ length: rows }, (_, i) => i % C));
+    return r.ptr;
+  };
+  const idx = arena.alloc(n);
+  arena.i32(idx).set(Int32Array.from({ length: n }, (_, i) => (i * 7) % 5));
+  return {
+    arena,
+    x: buf(n), y: buf(n), z: buf(n), w: buf(n), pos: buf(n, 0, 1), pos2: buf(n, 0, 1), pos3: buf(n, 0, 1),
+    a: buf(M * K), b: buf(K * N), bias: buf(N), out: buf(M * N), scratch: buf(K * N),
+    src: buf(5 * n), idx: idx.ptr, rows: buf(n * 4), labels: classes(n, 4), cw: buf(4, 0.5, 2), binary: classes(n, 2),
+  };
+}
+
+function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels) => unknown> {
+  const { x, y, z, w, pos, pos2, pos3, a, b, bias, out, scratch, src, idx, rows, labels, cw, binary } = L;
+  return {
+    matmul_nt: (k) => k.matmul_nt(out, a, b, bias, scratch, M, N, K),
+    matmul_nn: (k) => k.matmul_nn(out, a, b, M, N, K, 1),
+    matmul_tn: (k) => k.matmul_tn(out, a, b, M, N, K, 0),
+    transpose: (k) => k.transpose(scratch, b, N, K),
+    bias_grad: (k) => k.bias_grad(bias, out, M, N),
+    relu_forward: (k) => k.relu_forward(y, x, n),
+    relu_backward: (k) => k.relu_backward(z, w, y, n),
+    leaky_relu_forward: (k) => k.leaky_relu_forward(y, x, 0.01, n),
+    leaky_relu_backward: (k) => k.leaky_relu_backward(z, w, x, 0.01, n),
+    gelu_forward: (k) => k.gelu_forward(y, x, n),
+    gelu_backward: (k) => k.gelu_backward(z, w, x, n),
+    gelu_tanh_forward: (k) => k.gelu_tanh_forward(y, x, n),
+    gelu_tanh_backward: (k) => k.gelu_tanh_backward(z, w, x, n),
+    tanh_forward: (k) => k.tanh_forward(y, x, n),
+    tanh_backward: (k) => k.tanh_backward(z, w, y, n),
+    sigmoid_forward: (k) => k.sigmoid_forward(y, x, n),
+    sigmoid_backward: (k) => k.sigmoid_backward(z, w, y, n),
+    dropout_forward: (k) => k.dropout_forward(y, z, x, 0.3, 17, n),
+    mul: (k) => k.mul(y, x, w, n),
+    scale: (k) => k.scale(y, 0.5, n),
+    fill: (k) => k.fill(y, 1.5, n),
+    copy: (k) => k.copy(y, x, n),
+    axpy: (k) => k.axpy(y, x, 0.25, n),
+    gather_rows: (k) => k.gather_rows(rows, src, idx, n, 4),
+    all_finite: (k) => k.all_finite(x, n),
+    mse_loss: (k) => k.mse_loss(z, x, w, n),
+    l1_loss: (k) => k.l1_loss(z, x, w, n),
+    huber_loss: (k) => k.huber_loss(z, x, w, 1, n),
+    smooth_l1_loss: (k) => k.smooth_l1_loss(z, x, w, 0.5, n),
+    cross_entropy_loss: (k) => k.cross_entropy_loss(rows, src, labels, cw, n, 4, -100, 0.1),
+    bce_with_logits_loss: (k) => k.bce_with_logits_loss(z, x, binary, 0, n, 1),
+    hinge_loss: (k) => k.hinge_loss(z, x, binary, n),
+    multi_margin_loss: (k) => k.multi_margin_loss(rows, src, labels, cw, n, 4, 2, 1),
+    sgd_step: (k) => k.sgd_step(x, w, y, n, 0.1, 0.9, 1, 0.01, 1, 0, 0),
+    adam_step: (k) => k.adam_step(x, w, y, pos, pos2, n, 1e-3, 0.9, 0.1, 0.999, 0.001, 0.03, 1e-8, 0.01, 1, 1, 0, 0),
+    rmsprop_step: (k) => k.rmsprop_step(x, w, pos3, z, y, n, 0.01, 0.99, 0.01, 1e-8, 0, 0.9, 0, 0),
+    adagrad_step: (k) => k.adagrad_step(x, w, pos, n, 0.01, 1e-10, 0, 0),
+    sum_squares: (k) => k.sum_squares(x, n),
+    sum_abs_pow: (k) => k.sum_abs_pow(x, 3, n),
+    max_abs: (k) => k.max_abs(x, n),
+    heap_base: (k) => k.heap_base(),
+  };
+}
+
+for (const variant of VARIANTS) {
+  const suffix = variant.skipReason ? ` ${variant.skipReason}` : "";
+  describe(`${variant.name}.wasm never allocates`, () => {
+    it("imports only env.memory and exports no allocator (read from the binary)", () => {
+      const { imports, exports } = readSections(variant.bytes);
+      expect(imports.map(({ module, name, kind }) => ({ module, name, kind }))).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
+      const names = exports.map((e) => e.name);
+      for (const a of ALLOCATOR_EXPORTS) expect(names, `exports ${a}`).not.toContain(a);
+      // the exported functions are exactly the kernels (plus the memory, re-exported)
+      expect(exports.filter((e) => e.kind === "function").map((e) => e.name).sort()).toEqual([...KERNEL_NAMES].sort());
+      expect(exports.filter((e) => e.kind !== "function")).toEqual([{ name: "memory", kind: "memory" }]);
+    });
+
+    it.skipIf(!variant.valid)(`WebAssembly.Module.imports/exports agree${suffix}`, () => {
+      const module = moduleOf(variant);
+      expect(WebAssembly.Module.imports(module)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
+      const names = WebAssembly.Module.exports(module).map((e) => e.name);
+      for (const a of ALLOCATOR_EXPORTS) expect(names).not.toContain(a);
+    });
+
+    const wat = variant.file.replace(/\.wasm$/, ".wat");
+    it.skipIf(!existsSync(wat))(`contains no memory.grow instruction (${variant.name}.wat)${existsSync(wat) ? "" : " [SKIPPED: no .wat next to the .wasm]"}`, () => {
+      const text = readFileSync(wat, "utf8");
+      expect(text).toContain("(func"); // it is the disassembly
+      expect(text.match(/memory\.grow/g) ?? []).toEqual([]);
+    });
+
+    it.skipIf(!variant.valid)(`no kernel grows or detaches the memory when called on valid inputs${suffix}`, async () => {
+      const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536 });
+      const kernels = await instantiateKernels(moduleOf(variant), memory);
+      const L = layout(memory, kernels.heap_base());
+      const bytes = memory.buffer.byteLength;
+      expect(L.arena.used).toBeLessThanOrEqual(bytes); // everything fits: a grow could only come from a kernel
+      const buffer = memory.buffer;
+      const calls = callsFor(L);
+      const grew: string[] = [];
+      for (const name of KERNEL_NAMES) {
+        calls[name](kernels);
+        // growth detaches the old ArrayBuffer, so identity is checked as well as length
+        if (memory.buffer !== buffer || memory.buffer.byteLength !== bytes) grew.push(`${name}: ${bytes} -> ${memory.buffer.byteLength}`);
+      }
+      expect(grew).toEqual([]);
+      expect(Object.keys(calls).sort()).toEqual([...KERNEL_NAMES].sort());
+    });
+  });
+}
+
+describe("the arena re-derives views after memory growth", () => {
+  it("values written through arena.f32 / arena.i32 read back through new views after a growing alloc; old views are detached", () => {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+    const arena = new Arena(memory, 11520);
+    const r = arena.alloc(100);
+    const ri = arena.alloc(7);
+    expect(r.ptr % 16).toBe(0);
+    expect(ri.ptr % 16).toBe(0);
+    expect(r.ptr).toBeGreaterThanOrEqual(11520);
+    const values = Float32Array.from({ length: 100 }, (_, i) => i * 0.5 - 7.25);
+    const old = arena.f32(r);
+    old.set(values);
+    arena.i32(ri).set([1, -2, 3, -4, 5, -6, 7]);
+    const oldBuffer = memory.buffer;
+
+    const big = arena.alloc(300_000); // 1.2 MB: the memory must grow
+    expect(memory.buffer).not.toBe(oldBuffer);
+    expect(memory.buffer.byteLength).toBeGreaterThanOrEqual(big.ptr + 4 * big.length);
+    expect(oldBuffer.byteLength).toBe(0); // detached
+    expect(old.length).toBe(0); // so is every view over it
+
+    expect(Array.from(arena.f32(r))).toEqual(Array.from(values));
+    expect(Array.from(arena.f32(r.ptr, r.length))).toEqual(Array.from(values));
+    expect(Array.from(arena.i32(ri))).toEqual([1, -2, 3, -4, 5, -6, 7]);
+    expect(big.ptr).toBeGreaterThanOrEqual(ri.ptr + 4 * ri.length);
+    expect(arena.f32(big).every((v) => v === 0)).toBe(true); // zero on first use
+  });
+
+  it("a kernel instantiated before the growth works on the grown memory through the same pointers", async () => {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+    const kernels = await instantiateKernels(moduleOf(VARIANTS[0]!), memory);
+    const arena = new Arena(memory, kernels.heap_base());
+    const r = arena.alloc(65);
+    const values = Float32Array.from({ length: 65 }, (_, i) => i - 30);
+    arena.f32(r).set(values);
+    const before = memory.buffer.byteLength;
+    const big = arena.alloc(200_000);
+    const grown = memory.buffer.byteLength;
+    expect(grown).toBeGreaterThan(before);
+    kernels.fill(big.ptr + 4 * (big.length - 65), 3, 65); // the newly grown pages are addressable
+    kernels.scale(r.ptr, 2, 65);
+    expect(Array.from(arena.f32(r))).toEqual(Array.from(values, (v) => 2 * v));
+    expect(arena.f32(big.ptr + 4 * (big.length - 65), 65).every((v) => v === 3)).toBe(true);
+    expect(memory.buffer.byteLength).toBe(grown); // unchanged by the kernels
+  });
+});

@@ -1,0 +1,685 @@
+/**
+ * Every WASM kernel against its plain-TypeScript reference twin (src/engine/reference.ts).
+ *
+ * Each kernel runs on the WASM build (over a memory this file owns) and on its twin (over a
+ * second memory with identical contents), on identical seeded random inputs, at the house-rule
+ * lengths 0, 1, 3, 4, 5, 63, 64, 65 (so the f32x4 body, the scalar tail and both together
+ * run), and every output buffer (and the returned value of losses and norms) is compared.
+ * Every buffer is fenced by sentinel guards (see harness.ts): a tail that writes past the end,
+ * a write to an input, a read past the end of an input, or a write through a null pointer fails.
+ *
+ * Tolerances:
+ *  - pure IEEE arithmetic (relu, leaky_relu, mul, scale, fill, copy, axpy, dropout, optimizers,
+ *    pointwise loss gradients, multi_margin, bias_grad order-equal sums, transpose, gather):
+ *    exact. Both sides round every operation to f32 in the same order (double rounding of
+ *    f64 + - * / sqrt to f32 is innocuous), so any difference is a real divergence.
+ *  - transcendental activations (Mathf.exp/tanh vs V8's Math.exp/tanh): a few ulps, or a tiny
+ *    absolute error where the result crosses zero (gelu'(x) has a root near x = -0.75).
+ *  - GEMM and reductions: |diff| <= 1e-5 * (|init| + sum_k |a_ik b_kj|).
+ *  - losses: returned value within 1e-6 relative.
+ * The relaxed-SIMD build fuses a*b+c (relaxed_madd) in GEMM and axpy: those use the scaled
+ * tolerance there (one rounding of each product may be skipped).
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { KERNEL_NAMES, type Kernels } from "../../src/engine/kernels.js";
+import { LENGTHS, Pair, Rng, Stats, f32Bits, loadVariant, moduleOf, type Variant } from "./harness.js";
+
+type KernelName = (typeof KERNEL_NAMES)[number];
+type Tested = Exclude<KernelName, "heap_base">;
+
+const VARIANTS = [loadVariant("simd"), loadVariant("relaxed-simd")];
+const STATS: Record<string, Stats> = { simd: new Stats(), "relaxed-simd": new Stats() };
+afterAll(() => {
+  for (const v of VARIANTS) {
+    if (v.valid) console.log(STATS[v.name]!.report(`twins, ${v.name}.wasm vs reference: largest observed differences`));
+  }
+});
+
+/** The elementwise kernels also get one long run (more random values through the formulas). */
+const EL = [...LENGTHS, 1027];
+const f = Math.fround;
+
+/** Runs body for each n in lengths as its own case (fresh buffers, checks after). */
+function each(P: Pair, lengths: readonly number[], body: (n: number) => void, label = (n: number) => `n=${n}`): void {
+  for (const n of lengths) P.run(label(n), () => body(n));
+}
+
+/** Random values with a few special ones at fixed positions (zeros of both signs, tiny, large). */
+function withSpecials(a: Float32Array): Float32Array {
+  const specials = [0, -0, 1e-7, -1e-7, 3.999, -3.999];
+  for (let i = 2, s = 0; i < a.length; i += 7, s++) a[i] = specials[s % specials.length]!;
+  return a;
+}
+
+type Case = (P: Pair, rng: Rng, v: Variant) => void;
+
+// ------------------------------------------------------------------ GEMM
+
+const DIMS = [0, 1, 3, 4, 5, 7, 8, 9, 63, 64, 65];
+/** K only sets the trip count of the inner loop (no vector or tail split on K). */
+const KDIMS = [0, 1, 3, 4, 5, 9, 65];
+
+/** out[M,N] (+)= A·B with A(i,k) = a[i*ars + k*acs], B(k,j) = b[k*bks + j*bjs]; returns the tolerance scale. */
+function gemmScale(
+  init: ArrayLike<number> | null, bias: ArrayLike<number> | null,
+  a: ArrayLike<number>, ars: number, acs: number, b: ArrayLike<number>, bks: number, bjs: number,
+  M: number, N: number, K: number,
+): Float64Array {
+  const s = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let t = init ? Math.abs(init[i * N + j]!) : bias ? Math.abs(bias[j]!) : 0;
+      for (let k = 0; k < K; k++) t += Math.abs(a[i * ars + k * acs]! * b[k * bks + j * bjs]!);
+      s[i * N + j] = t + 1e-30;
+    }
+  }
+  return s;
+}
+
+function gemmCase(kind: "nt" | "nt_bias" | "nn0" | "nn1" | "tn0" | "tn1"): Case {
+  return (P, rng) => {
+    const fam = `gemm matmul_${kind}`;
+    for (const M of DIMS) {
+      for (const N of DIMS) {
+        for (const K of KDIMS) {
+          P.run(`M=${M} N=${N} K=${K}`, () => {
+            const outInit = rng.f32(M * N);
+            const out = P.output(M * N, outInit);
+            if (kind === "nt" || kind === "nt_bias") {
+              const a = rng.f32(M * K), b = rng.f32(N * K), biasV = rng.f32(N);
+              const pa = P.input(a, "a"), pb = P.input(b, "b");
+              const pbias = kind === "nt_bias" ? P.input(biasV, "bias") : 0;
+              const scratch = P.alloc(K * N); // written by the WASM kernel only (not compared), fenced
+              P.both((k) => k.matmul_nt(out, pa, pb, pbias, scratch, M, N, K));
+              P.scaled(fam, "out", out, M * N, gemmScale(null, kind === "nt_bias" ? biasV : null, a, K, 1, b, 1, K, M, N, K), 1e-5);
+            } else {
+              const acc = kind.endsWith("1") ? 1 : 0;
+              const tn = kind.startsWith("tn");
+              const a = rng.f32(M * K), b = rng.f32(K * N);
+              const pa = P.input(a, "a"), pb = P.input(b, "b");
+              P.both((k) => (tn ? k.matmul_tn(out, pa, pb, M, N, K, acc) : k.matmul_nn(out, pa, pb, M, N, K, acc)));
+              const scale = gemmScale(acc ? outInit : null, null, a, tn ? 1 : K, tn ? M : 1, b, N, 1, M, N, K);
+              P.scaled(fam, "out", out, M * N, scale, 1e-5);
+            }
+          });
+        }
+      }
+    }
+  };
+}
+
+// ------------------------------------------------------------------ activations
+
+const activationInput = (rng: Rng, n: number) => withSpecials(rng.f32(n, -4, 4));
+
+/**
+ * Transcendental activations: 2 ulps, or 5e-7 absolute. Inputs are |x| <= 4, |dout| <= 2. The
+ * kernels use f32 constants and Mathf.exp/tanh, the twins f64 constants and Math.exp/tanh, so
+ * erf/tanh differ by an ulp or two; those sit near +-1 (ulp 6e-8) and are then multiplied by
+ * x and dout, and 1 + erf(x) cancels for negative x, so near a root of the result the ulp
+ * count is meaningless while the absolute difference stays below 4 ulp(1) * |x| * |dout| / 2.
+ */
+const TRANS_ULPS = 2;
+const TRANS_ATOL = 5e-7;
+
+function unaryCase(name: "gelu_forward" | "gelu_tanh_forward" | "tanh_forward" | "sigmoid_forward"): Case {
+  return (P, rng) =>
+    each(P, EL, (n) => {
+      const inp = P.input(activationInput(rng, n));
+      const out = P.output(n);
+      P.both((k) => k[name](out, inp, n));
+      P.ulps(name, "out", out, n, TRANS_ULPS, TRANS_ATOL);
+    });
+}
+
+function backwardFromInputCase(name: "gelu_backward" | "gelu_tanh_backward"): Case {
+  return (P, rng) =>
+    each(P, EL, (n) => {
+      const dout = P.input(rng.f32(n, -2, 2), "dout");
+      const inp = P.input(activationInput(rng, n), "inp");
+      const dinp = P.output(n);
+      P.both((k) => k[name](dinp, dout, inp, n));
+      P.ulps(name, "dinp", dinp, n, TRANS_ULPS, TRANS_ATOL);
+    });
+}
+
+function backwardFromOutputCase(name: "tanh_backward" | "sigmoid_backward"): Case {
+  return (P, rng) =>
+    each(P, EL, (n) => {
+      const x = activationInput(rng, n);
+      const y = x.map((v) => (name === "tanh_backward" ? f(Math.tanh(v)) : f(1 / (1 + Math.exp(-v)))));
+      const dout = P.input(rng.f32(n, -2, 2), "dout");
+      const out = P.input(y, "out");
+      const dinp = P.output(n);
+      P.both((k) => k[name](dinp, dout, out, n));
+      P.exact(name, "dinp", dinp, n);
+    });
+}
+
+// ------------------------------------------------------------------ losses
+
+/** pred/target with exact kinks at fixed positions: d == 0 and d == +-param. */
+function pointwiseInputs(rng: Rng, n: number, param: number): [Float32Array, Float32Array] {
+  const pred = rng.f32(n, -3, 3);
+  const target = rng.f32(n, -3, 3);
+  for (let i = 0; i < n; i++) {
+    if (i % 5 === 1) target[i] = pred[i]!; // d == 0
+    if (i % 5 === 2) (target[i] = 0.5), (pred[i] = 0.5 + param); // d == +param exactly
+    if (i % 5 === 3) (target[i] = 0.5), (pred[i] = 0.5 - param); // d == -param exactly
+  }
+  return [pred, target];
+}
+
+type Pointwise = "mse_loss" | "l1_loss" | "huber_loss" | "smooth_l1_loss" | "hinge_loss";
+
+function pointwiseCase(name: Pointwise, params: number[]): Case {
+  return (P, rng) => {
+    for (const param of params) {
+      for (const withGrad of [true, false]) {
+        each(P, EL, (n) => {
+          let [pred, target] = pointwiseInputs(rng, n, param);
+          if (name === "hinge_loss") {
+            // labels: 1 is +1, anything else -1; put exact kinks (t x == 1) at some positions
+            target = Float32Array.from({ length: n }, (_, i) => [1, 0, -1, 0.5][i % 4]!);
+            for (let i = 0; i < n; i += 6) pred[i] = target[i] === 1 ? 1 : -1;
+          }
+          const pp = P.input(pred, "pred"), pt = P.input(target, "target");
+          const grad = withGrad ? P.output(n) : 0;
+          const call = (k: Kernels): number => {
+            switch (name) {
+              case "mse_loss": return k.mse_loss(grad, pp, pt, n);
+              case "l1_loss": return k.l1_loss(grad, pp, pt, n);
+              case "huber_loss": return k.huber_loss(grad, pp, pt, param, n);
+              case "smooth_l1_loss": return k.smooth_l1_loss(grad, pp, pt, param, n);
+              case "hinge_loss": return k.hinge_loss(grad, pp, pt, n);
+            }
+          };
+          const [lw, lr] = P.both(call);
+          P.scalar(`${name} value`, "loss", lw, lr, 1e-6, Math.abs(lr) + 1e-30);
+          if (withGrad) P.exact(`${name} grad`, "grad", grad, n);
+        }, (n) => `param=${param} grad=${withGrad} n=${n}`);
+      }
+    }
+  };
+}
+
+const CLASSES = [1, 2, 3, 5];
+
+const crossEntropy: Case = (P, rng) => {
+  for (const C of CLASSES) {
+    for (const weighted of [false, true]) {
+      for (const eps of [0, 0.1]) {
+        for (const ignore of [-100, 1]) {
+          each(P, LENGTHS, (B) => {
+            const logits = rng.f32(B * C, -3, 3);
+            const target = Float32Array.from({ length: B }, () => rng.int(C));
+            // about one row in four ignored (ignore_index -100: an out-of-range label; 1: a real class)
+            for (let i = 0; i < B; i++) if (rng.next() < 0.25) target[i] = ignore;
+            const w = rng.f32(C, 0.2, 2);
+            const pl = P.input(logits, "logits"), pt = P.input(target, "target");
+            const pw = weighted ? P.input(w, "weight") : 0;
+            const grad = P.output(B * C);
+            const [lw, lr] = P.both((k) => k.cross_entropy_loss(grad, pl, pt, pw, B, C, ignore, eps));
+            P.scalar("cross_entropy value", "loss", lw, lr, 1e-6, Math.abs(lr) + 1e-30);
+            // each gradient element is [(1-eps) w_y (p - [c==y]) + eps/C (S_w p - w_c)] / W
+            const wc = (c: number) => (weighted ? w[c]! : 1);
+            let W = 0, Sw = 0;
+            for (let c = 0; c < C; c++) Sw += wc(c);
+            for (let i = 0; i < B; i++) if (target[i] !== ignore) W += wc(target[i]!);
+            const scale = Float64Array.from({ length: B * C }, (_, k) => {
+              const y = target[Math.floor(k / C)]!;
+              const wy = y === ignore ? 0 : wc(y);
+              return (2 * wy + (eps / C) * (Sw + wc(k % C))) / W + 1e-30;
+            });
+            P.scaled("cross_entropy grad", "grad", grad, B * C, scale, 1e-6);
+          }, (B) => `C=${C} weight=${weighted} eps=${eps} ignore_index=${ignore} B=${B}`);
+        }
+      }
+    }
+    // loss only (grad pointer 0): nothing is written anywhere (static data below heap_base is checked)
+    each(P, [5, 65], (B) => {
+      const pl = P.input(rng.f32(B * C, -3, 3)), pt = P.input(Float32Array.from({ length: B }, () => rng.int(C)));
+      const [lw, lr] = P.both((k) => k.cross_entropy_loss(0, pl, pt, 0, B, C, -100, 0.1));
+      P.scalar("cross_entropy value", "loss (grad 0)", lw, lr, 1e-6);
+    }, (B) => `C=${C} grad=0 B=${B}`);
+  }
+};
+
+const bceWithLogits: Case = (P, rng) => {
+  for (const C of CLASSES) {
+    for (const withPw of [false, true]) {
+      for (const withGrad of [true, false]) {
+        each(P, LENGTHS, (B) => {
+          const n = B * C;
+          const logits = rng.f32(n, -6, 6);
+          // hard labels and soft targets mixed
+          const target = Float32Array.from({ length: n }, (_, k) => (k % 3 === 2 ? rng.next() : rng.int(2)));
+          const pl = P.input(logits, "logits"), pt = P.input(target, "target");
+          const ppw = withPw ? P.input(rng.f32(C, 0.1, 4), "pos_weight") : 0;
+          const grad = withGrad ? P.output(n) : 0;
+          const [lw, lr] = P.both((k) => k.bce_with_logits_loss(grad, pl, pt, ppw, B, C));
+          P.scalar("bce_with_logits value", "loss", lw, lr, 1e-6, Math.abs(lr) + 1e-30);
+          // f64 exp/log1p are libm calls on both sides (AssemblyScript's and V8's): 2 ulps
+          if (withGrad) P.ulps("bce_with_logits grad", "grad", grad, n, 2, 1e-9);
+        }, (B) => `C=${C} pos_weight=${withPw} grad=${withGrad} B=${B}`);
+      }
+    }
+  }
+};
+
+const multiMargin: Case = (P, rng) => {
+  for (const C of CLASSES) {
+    for (const p of [1, 2]) {
+      for (const weighted of [false, true]) {
+        for (const margin of [1, 0.5]) {
+          each(P, LENGTHS, (B) => {
+            const logits = rng.f32(B * C, -2, 2);
+            const target = Float32Array.from({ length: B }, () => rng.int(C));
+            const pl = P.input(logits, "logits"), pt = P.input(target, "target");
+            const pw = weighted ? P.input(rng.f32(C, 0.2, 2), "weight") : 0;
+            const grad = P.output(B * C);
+            const [lw, lr] = P.both((k) => k.multi_margin_loss(grad, pl, pt, pw, B, C, p, margin));
+            P.scalar("multi_margin value", "loss", lw, lr, 1e-6, Math.abs(lr) + 1e-30);
+            P.exact("multi_margin grad", "grad", grad, B * C);
+          }, (B) => `C=${C} p=${p} weight=${weighted} margin=${margin} B=${B}`);
+        }
+      }
+    }
+  }
+};
+
+// ------------------------------------------------------------------ optimizers
+
+/** Every combination of 0/1 for `k` flags. */
+const flagCombos = (k: number): number[][] =>
+  Array.from({ length: 1 << k }, (_, m) => Array.from({ length: k }, (_, j) => (m >> j) & 1));
+
+const sgd: Case = (P, rng) => {
+  // flags: momentum on, nesterov, first step, maximize, weight decay on, dampening on
+  for (const [mom, nesterov, first, maximize, wdOn, dampOn] of flagCombos(6)) {
+    const momentum = mom ? 0.9 : 0;
+    const wd = wdOn ? 0.01 : 0;
+    const damp1m = dampOn ? f(1 - 0.1) : 1;
+    each(P, LENGTHS, (n) => {
+      const param = P.output(n, rng.f32(n));
+      const grad = P.input(rng.f32(n), "grad");
+      const buf = P.output(n, rng.f32(n));
+      P.both((k) => k.sgd_step(param, grad, buf, n, 0.1, momentum, damp1m, wd, nesterov!, maximize!, first!));
+      P.exact("sgd_step", "param", param, n);
+      P.exact("sgd_step", "buf", buf, n);
+    }, (n) => `momentum=${momentum} nesterov=${nesterov} first=${first} maximize=${maximize} wd=${wd} dampening1m=${damp1m} n=${n}`);
+  }
+};
+
+const adam: Case = (P, rng) => {
+  const lr = 1e-3, b1 = 0.9, b2 = 0.999, t = 3;
+  for (const [amsgrad, maximize, decoupled, wdOn] of flagCombos(4)) {
+    const wd = wdOn ? 0.01 : 0;
+    const args = [
+      f(lr / (1 - b1 ** t)), f(b1), f(1 - b1), f(b2), f(1 - b2), f(Math.sqrt(1 - b2 ** t)), 1e-8, wd, f(1 - lr * wd),
+    ] as const;
+    each(P, LENGTHS, (n) => {
+      const param = P.output(n, rng.f32(n));
+      const grad = P.input(rng.f32(n), "grad");
+      const m = P.output(n, rng.f32(n, -0.1, 0.1));
+      const v = P.output(n, rng.f32(n, 0, 0.01));
+      const vmax = P.output(n, rng.f32(n, 0, 0.01));
+      P.both((k) => k.adam_step(param, grad, m, v, vmax, n, ...args, amsgrad!, maximize!, decoupled!));
+      for (const [what, ptr] of [["param", param], ["m", m], ["v", v], ["vmax", vmax]] as const) P.exact("adam_step", what, ptr, n);
+    }, (n) => `amsgrad=${amsgrad} maximize=${maximize} decoupled=${decoupled} wd=${wd} n=${n}`);
+  }
+};
+
+const rmsprop: Case = (P, rng) => {
+  for (const [centered, mom, maximize, wdOn] of flagCombos(4)) {
+    const momentum = mom ? 0.9 : 0;
+    const wd = wdOn ? 0.01 : 0;
+    each(P, LENGTHS, (n) => {
+      const param = P.output(n, rng.f32(n));
+      const grad = P.input(rng.f32(n), "grad");
+      const ga = rng.f32(n, -0.1, 0.1);
+      // square_avg >= grad_avg^2 so the centered variance stays positive
+      const sq = ga.map((g) => g * g + rng.uniform(0.01, 1));
+      const psq = P.output(n, sq), pga = P.output(n, ga), buf = P.output(n, rng.f32(n, -0.1, 0.1));
+      P.both((k) => k.rmsprop_step(param, grad, psq, pga, buf, n, 0.01, 0.99, f(1 - 0.99), 1e-8, wd, momentum, centered!, maximize!));
+      for (const [what, ptr] of [["param", param], ["square_avg", psq], ["grad_avg", pga], ["buf", buf]] as const) P.exact("rmsprop_step", what, ptr, n);
+    }, (n) => `centered=${centered} momentum=${momentum} maximize=${maximize} wd=${wd} n=${n}`);
+  }
+};
+
+const adagrad: Case = (P, rng) => {
+  for (const [maximize, wdOn] of flagCombos(2)) {
+    const wd = wdOn ? 0.01 : 0;
+    each(P, LENGTHS, (n) => {
+      const param = P.output(n, rng.f32(n));
+      const grad = P.input(rng.f32(n), "grad");
+      const sum = P.output(n, rng.f32(n, 0, 1));
+      P.both((k) => k.adagrad_step(param, grad, sum, n, f(0.01 / (1 + 2 * 0.001)), 1e-10, wd, maximize!));
+      P.exact("adagrad_step", "param", param, n);
+      P.exact("adagrad_step", "sum", sum, n);
+    }, (n) => `maximize=${maximize} wd=${wd} n=${n}`);
+  }
+};
+
+// ------------------------------------------------------------------ the table: one entry per kernel
+
+const CASES: Record<Tested, Case> = {
+  matmul_nt: (P, rng, v) => {
+    gemmCase("nt")(P, rng, v);
+    gemmCase("nt_bias")(P, rng, v);
+  },
+  matmul_nn: (P, rng, v) => {
+    gemmCase("nn0")(P, rng, v);
+    gemmCase("nn1")(P, rng, v);
+  },
+  matmul_tn: (P, rng, v) => {
+    gemmCase("tn0")(P, rng, v);
+    gemmCase("tn1")(P, rng, v);
+  },
+  transpose: (P, rng) => {
+    // blocks of 16: also 15, 16, 17, 31, 32, 33
+    const dims = [0, 1, 3, 4, 5, 15, 16, 17, 31, 32, 33, 63, 64, 65];
+    for (const rows of dims) {
+      for (const cols of dims) {
+        P.run(`rows=${rows} cols=${cols}`, () => {
+          const inp = P.input(rng.f32(rows * cols));
+          const out = P.output(rows * cols);
+          P.both((k) => k.transpose(out, inp, rows, cols));
+          P.exact("transpose", "out", out, rows * cols);
+        });
+      }
+    }
+  },
+  bias_grad: (P, rng) => {
+    for (const rows of [0, 1, 3, 8]) {
+      each(P, LENGTHS, (cols) => {
+        const init = rng.f32(cols);
+        const dout = rng.f32(rows * cols);
+        const dbias = P.output(cols, init);
+        const pd = P.input(dout, "dout");
+        P.both((k) => k.bias_grad(dbias, pd, rows, cols));
+        const scale = Float64Array.from(init, (v, c) => {
+          let s = Math.abs(v);
+          for (let r = 0; r < rows; r++) s += Math.abs(dout[r * cols + c]!);
+          return s + 1e-30;
+        });
+        P.scaled("bias_grad", "dbias", dbias, cols, scale, 1e-5);
+      }, (cols) => `rows=${rows} cols=${cols}`);
+    }
+  },
+  relu_forward: (P, rng) =>
+    each(P, EL, (n) => {
+      const inp = P.input(activationInput(rng, n));
+      const out = P.output(n);
+      P.both((k) => k.relu_forward(out, inp, n));
+      P.exact("relu", "out", out, n);
+    }),
+  relu_backward: (P, rng) =>
+    each(P, EL, (n) => {
+      const y = rng.f32(n, -2, 2).map((v, i) => (i % 3 === 0 ? 0 : v)); // exact zeros: the y > 0 boundary
+      const dout = P.input(rng.f32(n, -2, 2), "dout");
+      const out = P.input(y, "out");
+      const dinp = P.output(n);
+      P.both((k) => k.relu_backward(dinp, dout, out, n));
+      P.exact("relu", "dinp", dinp, n);
+    }),
+  leaky_relu_forward: (P, rng) => {
+    for (const slope of [0.25, 0, 0.01]) {
+      each(P, EL, (n) => {
+        const inp = P.input(activationInput(rng, n));
+        const out = P.output(n);
+        P.both((k) => k.leaky_relu_forward(out, inp, slope, n));
+        // 0.01 is not an f32: the kernel multiplies by f32(0.01), the twin by the double 0.01 (then rounds)
+        if (slope === f(slope)) P.exact("leaky_relu", "out", out, n);
+        else P.ulps("leaky_relu (slope not an f32)", "out", out, n, 1);
+      }, (n) => `slope=${slope} n=${n}`);
+    }
+  },
+  leaky_relu_backward: (P, rng) => {
+    for (const slope of [0.25, 0, 0.01]) {
+      each(P, EL, (n) => {
+        const dout = P.input(rng.f32(n, -2, 2), "dout");
+        const inp = P.input(activationInput(rng, n), "inp");
+        const dinp = P.output(n);
+        P.both((k) => k.leaky_relu_backward(dinp, dout, inp, slope, n));
+        if (slope === f(slope)) P.exact("leaky_relu", "dinp", dinp, n);
+        else P.ulps("leaky_relu (slope not an f32)", "dinp", dinp, n, 1);
+      }, (n) => `slope=${slope} n=${n}`);
+    }
+  },
+  gelu_forward: unaryCase("gelu_forward"),
+  gelu_backward: backwardFromInputCase("gelu_backward"),
+  gelu_tanh_forward: unaryCase("gelu_tanh_forward"),
+  gelu_tanh_backward: backwardFromInputCase("gelu_tanh_backward"),
+  tanh_forward: unaryCase("tanh_forward"),
+  tanh_backward: backwardFromOutputCase("tanh_backward"),
+  sigmoid_forward: unaryCase("sigmoid_forward"),
+  sigmoid_backward: backwardFromOutputCase("sigmoid_backward"),
+  dropout_forward: (P, rng) => {
+    for (const p of [0, 0.1, 0.3, 0.5, 0.999, 1]) {
+      for (const seed of [0, 1, 12345, 0xdeadbeef]) {
+        each(P, EL, (n) => {
+          const inp = P.input(rng.f32(n, -2, 2));
+          const out = P.output(n), mask = P.output(n);
+          P.both((k) => k.dropout_forward(out, mask, inp, p, seed, n));
+          P.exact("dropout", "mask", mask, n);
+          P.exact("dropout", "out", out, n);
+        }, (n) => `p=${p} seed=${seed} n=${n}`);
+      }
+    }
+  },
+  mul: (P, rng) =>
+    each(P, EL, (n) => {
+      const a = P.input(rng.f32(n, -3, 3), "a"), b = P.input(rng.f32(n, -3, 3), "b");
+      const out = P.output(n);
+      P.both((k) => k.mul(out, a, b, n));
+      P.exact("mul", "out", out, n);
+    }),
+  scale: (P, rng) => {
+    for (const s of [0.5, -1.3, 0]) {
+      each(P, EL, (n) => {
+        const x = P.output(n, rng.f32(n, -3, 3)); // in place
+        P.both((k) => k.scale(x, s, n));
+        P.exact("scale", "x", x, n);
+      }, (n) => `s=${s} n=${n}`);
+    }
+  },
+  fill: (P) => {
+    for (const value of [2.5, 0.1, -0]) {
+      each(P, EL, (n) => {
+        const out = P.output(n);
+        P.both((k) => k.fill(out, value, n));
+        P.exact("fill", "out", out, n);
+      }, (n) => `value=${value} n=${n}`);
+    }
+  },
+  copy: (P, rng) => {
+    each(P, EL, (n) => {
+      const x = P.input(rng.f32(n));
+      const out = P.output(n);
+      P.both((k) => k.copy(out, x, n));
+      P.exact("copy", "out", out, n);
+    });
+    // overlapping ranges (memmove semantics on both sides): shift by 3 elements either way
+    for (const shift of [3, -3]) {
+      each(P, EL, (n) => {
+        const whole = P.output(n + 3, rng.f32(n + 3));
+        const [dst, src] = shift > 0 ? [whole + 12, whole] : [whole, whole + 12];
+        P.both((k) => k.copy(dst, src, n));
+        P.exact("copy", "overlapping buffer", whole, n + 3);
+      }, (n) => `overlap shift=${shift} n=${n}`);
+    }
+  },
+  axpy: (P, rng, v) => {
+    for (const alpha of [0.7, -1.25]) {
+      each(P, EL, (n) => {
+        const init = rng.f32(n, -3, 3), xv = rng.f32(n, -3, 3);
+        const out = P.output(n, init);
+        const x = P.input(xv, "x");
+        P.both((k) => k.axpy(out, x, alpha, n));
+        if (!v.fused) P.exact("axpy", "out", out, n);
+        // relaxed_madd may skip the rounding of alpha*x: half an ulp of that product, plus one of the sum
+        else P.scaled("axpy (fused)", "out", out, n, Float64Array.from(init, (o, i) => Math.abs(o) + Math.abs(f(alpha) * xv[i]!)), 2 ** -23);
+      }, (n) => `alpha=${alpha} n=${n}`);
+    }
+  },
+  gather_rows: (P, rng) => {
+    for (const cols of [1, 3, 4, 5, 17]) {
+      each(P, LENGTHS, (rows) => {
+        const srcRows = 7;
+        const src = P.input(rng.f32(srcRows * cols), "src");
+        const idx = P.inputI32(Int32Array.from({ length: rows }, () => rng.int(srcRows)));
+        const out = P.output(rows * cols);
+        P.both((k) => k.gather_rows(out, src, idx, rows, cols));
+        P.exact("gather_rows", "out", out, rows * cols);
+      }, (rows) => `cols=${cols} rows=${rows}`);
+    }
+  },
+  all_finite: (P, rng) => {
+    for (const n of EL) {
+      P.run(`n=${n}`, () => {
+        const data = rng.f32(n, -1e3, 1e3);
+        for (let i = 0; i < n; i += 5) data[i] = i % 2 ? 3.4e38 : -3.4e38; // huge but finite: x*0 is still 0
+        const x = P.buffer(data);
+        const expectOne = (what: string, want: number) => {
+          const [w, r] = P.both((k) => k.all_finite(x, n));
+          if (w !== want || r !== want) P.fail(`${what}: wasm ${w} ref ${r}, want ${want}`);
+        };
+        expectOne("all finite", 1);
+        const positions = n <= 65 ? Array.from({ length: n }, (_, i) => i) : [0, 1, 511, 1023, 1024, 1025, 1026];
+        for (const i of positions) {
+          for (const bad of [NaN, Infinity, -Infinity]) {
+            P.write(x + 4 * i, [bad]);
+            expectOne(`x[${i}] = ${bad}`, 0);
+            P.write(x + 4 * i, [data[i]!]);
+          }
+        }
+      });
+    }
+  },
+  mse_loss: pointwiseCase("mse_loss", [1]),
+  l1_loss: pointwiseCase("l1_loss", [1]),
+  huber_loss: pointwiseCase("huber_loss", [1, 0.5]),
+  smooth_l1_loss: pointwiseCase("smooth_l1_loss", [1, 0.5, 0]),
+  cross_entropy_loss: crossEntropy,
+  bce_with_logits_loss: bceWithLogits,
+  hinge_loss: pointwiseCase("hinge_loss", [1]),
+  multi_margin_loss: multiMargin,
+  sgd_step: sgd,
+  adam_step: adam,
+  rmsprop_step: rmsprop,
+  adagrad_step: adagrad,
+  sum_squares: (P, rng) =>
+    each(P, EL, (n) => {
+      const xv = rng.f32(n, -3, 3);
+      const x = P.input(xv);
+      const [w, r] = P.both((k) => k.sum_squares(x, n));
+      P.scalar("sum_squares", "value", w, r, 1e-5, xv.reduce((s, v) => s + v * v, 0) + 1e-30);
+    }),
+  sum_abs_pow: (P, rng) => {
+    for (const p of [1, 2, 3, 0.5, 1.5]) {
+      each(P, EL, (n) => {
+        const xv = rng.f32(n, -3, 3);
+        const x = P.input(xv);
+        const [w, r] = P.both((k) => k.sum_abs_pow(x, p, n));
+        // f64 all the way; the only difference is the libm pow (AssemblyScript's vs V8's)
+        P.scalar("sum_abs_pow", "value", w, r, 1e-12, xv.reduce((s, v) => s + Math.abs(v) ** p, 0) + 1e-300);
+      }, (n) => `p=${p} n=${n}`);
+    }
+  },
+  max_abs: (P, rng) => {
+    each(P, EL, (n) => {
+      const xv = rng.f32(n, -3, 3);
+      const x = P.input(xv);
+      const [w, r] = P.both((k) => k.max_abs(x, n));
+      if (f32Bits(w) !== f32Bits(r)) P.fail(`max_abs: wasm ${w} ref ${r}`);
+      P.stats.record("max_abs", { abs: Math.abs(w - r) });
+    });
+    // NaN-propagating: a NaN anywhere (body or tail) gives NaN
+    for (const n of LENGTHS) {
+      for (let i = 0; i < n; i++) {
+        P.run(`NaN at ${i} of n=${n}`, () => {
+          const xv = rng.f32(n, -3, 3);
+          xv[i] = NaN;
+          const x = P.input(xv);
+          const [w, r] = P.both((k) => k.max_abs(x, n));
+          if (!Number.isNaN(w) || !Number.isNaN(r)) P.fail(`max_abs with a NaN: wasm ${w} ref ${r}`);
+        });
+      }
+    }
+  },
+};
+
+function seedOf(name: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+describe("coverage", () => {
+  it("every kernel in KERNEL_NAMES (except heap_base) has a twin comparison", () => {
+    expect(KERNEL_NAMES.filter((k) => k !== "heap_base").sort()).toEqual(Object.keys(CASES).sort());
+  });
+});
+
+for (const variant of VARIANTS) {
+  const suffix = variant.skipReason ? ` ${variant.skipReason}` : "";
+  describe(`${variant.name}.wasm vs reference twins`, () => {
+    for (const name of Object.keys(CASES) as Tested[]) {
+      it.skipIf(!variant.valid)(`${name}${suffix}`, async () => {
+        const P = await Pair.create(moduleOf(variant), STATS[variant.name]!);
+        CASES[name](P, new Rng(seedOf(name)), variant);
+        expect(P.failures.slice(0, 8), `${P.failures.length} failing case(s)`).toEqual([]);
+      });
+    }
+
+    describe("dropout_forward behaviour", () => {
+      const N = 100_000;
+      const run = async (p: number, seed: number, n = N) => {
+        const P = await Pair.create(moduleOf(variant), STATS[variant.name]!, 32);
+        const rng = new Rng(seed);
+        P.reset(`p=${p} seed=${seed}`);
+        const xv = rng.f32(n, 0.5, 2); // never zero: kept <=> out != 0
+        const x = P.input(xv);
+        const out = P.output(n), mask = P.output(n);
+        P.wasm.dropout_forward(out, mask, x, p, seed, n);
+        P.check();
+        expect(P.failures).toEqual([]);
+        return { xv, out: P.readW(out, n), mask: P.readW(mask, n) };
+      };
+
+      it.skipIf(!variant.valid)(`p=0 keeps every element unscaled${suffix}`, async () => {
+        const { xv, out, mask } = await run(0, 7, 1027);
+        expect(mask.every((m) => m === 1)).toBe(true);
+        expect(Array.from(out)).toEqual(Array.from(xv));
+      });
+
+      it.skipIf(!variant.valid)(`p=1 zeroes every element${suffix}`, async () => {
+        const { out, mask } = await run(1, 7, 1027);
+        expect(mask.every((m) => m === 0)).toBe(true);
+        expect(out.every((o) => o === 0)).toBe(true);
+      });
+
+      it.skipIf(!variant.valid)(`p=0.3 keeps about 70% of n=100000, scaled by 1/0.7, reproducibly${suffix}`, async () => {
+        const p = 0.3;
+        const { xv, out, mask } = await run(p, 42);
+        const scale = f(1 / (1 - f(p)));
+        let kept = 0;
+        for (let i = 0; i < N; i++) {
+          if (mask[i] !== 0) {
+            kept++;
+            if (mask[i] !== scale) throw new Error(`mask[${i}] = ${mask[i]}, want 0 or ${scale}`);
+          }
+          if (out[i] !== f(xv[i]! * mask[i]!)) throw new Error(`out[${i}] = ${out[i]} != inp * mask`);
+        }
+        // Binomial(N, 0.7): sd = sqrt(0.21 / N) = 0.00145; 0.01 is ~7 sd (a fair hash never fails it)
+        expect(Math.abs(kept / N - 0.7)).toBeLessThan(0.01);
+        // counter-based: same seed, same mask; a prefix of a longer run is the shorter run; another seed differs
+        const again = await run(p, 42, 1000);
+        expect(Array.from(again.mask)).toEqual(Array.from(mask.subarray(0, 1000)));
+        const other = await run(p, 43, 1000);
+        expect(Array.from(other.mask)).not.toEqual(Array.from(mask.subarray(0, 1000)));
+      });
+    });
+  });
+}

@@ -4,12 +4,14 @@
  *
  *   /healthz, /openapi.json, /docs      open
  *   /v1/fine-tunes/...                  bearer key (EDGETUNE_API_KEYS)
+ *   /v1/nodes/...                       node token (EDGETUNE_NODE_TOKENS): the GPU-node pull protocol
  */
 import { Hono, type Context } from "hono";
-import { apiKeyAuth } from "./auth.js";
+import { apiKeyAuth, nodeTokenAuth } from "./auth.js";
 import type { AppDeps, AppEnv } from "./deps.js";
 import { docsPage } from "./docs.js";
 import { fineTunes } from "./fine-tunes.js";
+import { nodes } from "./nodes.js";
 import { openApiDocument } from "./openapi.js";
 import { problem, problemResponse, toProblem } from "./problem.js";
 
@@ -45,8 +47,11 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     })
     .get("/openapi.json", (c) => c.json(openApiDocument(new URL(c.req.url).origin, c.var.deps.version)))
     .get("/docs", (c) => c.html(docsPage()))
-    .use("/v1/*", apiKeyAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.apiKeys))
-    .route("/v1/fine-tunes", fineTunes);
+    .use("/v1/fine-tunes/*", apiKeyAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.apiKeys))
+    .use("/v1/fine-tunes", apiKeyAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.apiKeys))
+    .use("/v1/nodes/*", nodeTokenAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.nodeTokens))
+    .route("/v1/fine-tunes", fineTunes)
+    .route("/v1/nodes", nodes);
   return routes;
 }
 

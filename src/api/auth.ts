@@ -49,6 +49,33 @@ function hex(bytes: Uint8Array): string {
 }
 
 /**
+ * Checks an Authorization header against configured keys; returns the hex SHA-256 of the
+ * presented key when it is one of them, else null.
+ *
+ * @example
+ * ```ts
+ * const owner = await verifyBearer(c.req.header("authorization"), ["k1", "k2"]);
+ * ```
+ */
+export async function verifyBearer(header: string | undefined, configured: readonly string[]): Promise<string | null> {
+  const cacheKey = configured.join(",");
+  let digests = digestCache.get(cacheKey);
+  if (!digests) {
+    digests = Promise.all(configured.map(sha256));
+    digestCache.set(cacheKey, digests);
+  }
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+  if (!match) return null;
+  const presented = await sha256(match[1]!);
+  let ok = false;
+  for (const d of await digests) ok = digestsEqual(presented, d) || ok; // no early exit
+  return ok ? hex(presented) : null;
+}
+
+const unauthorized = (detail: string) =>
+  problemResponse(problem(401, "unauthorized", detail), { "WWW-Authenticate": 'Bearer realm="edgetune"' });
+
+/**
  * Middleware: 401 problem+json unless the request carries a configured key; sets `owner`.
  *
  * @example
@@ -64,22 +91,30 @@ export function apiKeyAuth<E extends { Variables: { owner: string } }>(keys: (c:
       c.set("owner", "");
       return next();
     }
-    const cacheKey = configured.join(",");
-    let digests = digestCache.get(cacheKey);
-    if (!digests) {
-      digests = Promise.all(configured.map(sha256));
-      digestCache.set(cacheKey, digests);
-    }
-    const header = c.req.header("authorization") ?? "";
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const unauthorized = (detail: string) =>
-      problemResponse(problem(401, "unauthorized", detail), { "WWW-Authenticate": 'Bearer realm="edgetune"' });
-    if (!match) return unauthorized("Send an API key as `Authorization: Bearer <key>`.");
-    const presented = await sha256(match[1]!);
-    let ok = false;
-    for (const d of await digests) ok = digestsEqual(presented, d) || ok; // no early exit
-    if (!ok) return unauthorized("The API key is not valid.");
-    c.set("owner", hex(presented));
+    const header = c.req.header("authorization");
+    if (!header) return unauthorized("Send an API key as `Authorization: Bearer <key>`.");
+    const owner = await verifyBearer(header, configured);
+    if (owner === null) return unauthorized("The API key is not valid.");
+    c.set("owner", owner);
+    return next();
+  };
+}
+
+/** The node token GPU nodes use when EDGETUNE_NODE_TOKENS is not set (development only). */
+export const DEV_NODE_TOKEN = "edgetune-dev-node-token";
+
+/**
+ * Middleware for the GPU-node API: 401 unless the request carries a node token.
+ *
+ * @example
+ * ```ts
+ * app.use("/v1/nodes/*", nodeTokenAuth((c) => c.var.deps.nodeTokens));
+ * ```
+ */
+export function nodeTokenAuth<E extends object>(tokens: (c: Parameters<MiddlewareHandler<E>>[0]) => string[]): MiddlewareHandler<E> {
+  return async (c, next) => {
+    const ok = (await verifyBearer(c.req.header("authorization"), tokens(c))) !== null;
+    if (!ok) return unauthorized("GPU nodes authenticate with `Authorization: Bearer <node token>` (EDGETUNE_NODE_TOKENS).");
     return next();
   };
 }

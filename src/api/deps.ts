@@ -4,6 +4,7 @@
  */
 import type { EngineRuntime } from "../engine/train.js";
 import type { JobStore } from "../jobs/store.js";
+import type { LeasePolicy } from "../jobs/state.js";
 import type { EdgeBudget } from "./budget.js";
 
 export interface AppDeps {
@@ -16,6 +17,12 @@ export interface AppDeps {
   maxBodyBytes: number;
   /** The build, reported by /healthz. */
   version: string;
+  /** Lease length and retries of asynchronous jobs. */
+  lease: LeasePolicy;
+  /** Tokens GPU nodes authenticate with (EDGETUNE_NODE_TOKENS). */
+  nodeTokens: string[];
+  /** How often an SSE stream looks for new events, in ms. */
+  pollMs: number;
 }
 
 /** Hono environment of the edgetune app: deps and the authenticated owner. */

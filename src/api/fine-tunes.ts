@@ -7,8 +7,12 @@ import { EdgetuneError, RequestValidationError } from "../errors.js";
 import { encodeBase64 } from "../formats/base64.js";
 import { newId, prepareRun, runPreparedRaw } from "../engine/train.js";
 import { eventsOfFinishedJob, isFinal, jobFromResult } from "../jobs/job.js";
-import type { JobRecord } from "../jobs/store.js";
-import type { JobList } from "../schema/job.js";
+import type { JobRecord, JobStore } from "../jobs/store.js";
+import { createQueued } from "../jobs/state.js";
+import { encodeRunInput } from "../jobs/run-input.js";
+import type { RunPlan } from "../engine/plan.js";
+import type { Job, JobList } from "../schema/job.js";
+import type { Plan } from "../schema/result.js";
 import { zodIssues } from "../schema/issues.js";
 import { readCreateBody } from "./body.js";
 import { decide } from "./budget.js";
@@ -57,18 +61,28 @@ export const fineTunes = new Hono<AppEnv>()
     const { request, tables } = await readCreateBody(c.req.raw, deps.maxBodyBytes);
     const prepared = prepareRun(request, tables);
     const decision = decide(prepared.request, prepared.plan, deps.budget);
-    if (decision.run === "async") {
-      return problemResponse(
-        problem(
-          501,
-          "offload_unavailable",
-          `This job would run asynchronously on ${decision.placement === "gpu-node" ? "a GPU node" : "the edge"}, ` +
-            `but this deployment has no job queue yet. Send a job that fits the in-Worker budget with mode "sync".`,
-          [{ path: "mode", message: "async jobs are not available in this deployment" }],
-        ),
-      );
-    }
     const id = newId();
+    if (decision.run === "async") {
+      // accepted = stored and dispatched: from here the job reaches a final state whatever happens
+      const job: Job = {
+        id,
+        object: "fine_tune",
+        status: "queued",
+        mode: "async",
+        created_at: createdAt,
+        started_at: null,
+        finished_at: null,
+        plan: planOf(prepared.plan, decision.placement),
+        metrics: null,
+        engine: null,
+        error: null,
+        weights_url: null,
+      };
+      const { state } = createQueued(job, c.var.owner, decision.placement, `inputs/${id}.safetensors`, Date.now(), deps.lease);
+      await deps.store.submit(state, encodeRunInput(prepared));
+      c.header("Location", `/v1/fine-tunes/${id}`);
+      return c.json(state.job, 202);
+    }
     const startedAt = new Date().toISOString();
     const { result, weights } = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
     const job = jobFromResult(result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
@@ -116,20 +130,61 @@ export const fineTunes = new Hono<AppEnv>()
     });
   })
 
-  /** GET /v1/fine-tunes/{id}/events: Server-Sent Events, replayed from the start or after Last-Event-ID. */
+  /** GET /v1/fine-tunes/{id}/events: Server-Sent Events, replayed from the start or after Last-Event-ID, then live. */
   .get("/:id/events", async (c) => {
     const { job } = await ownJob(c, c.req.param("id"));
     const after = resumeAfter(c.req.header("last-event-id"), c.req.query("last_event_id"));
-    const events = eventsOfFinishedJob(job).filter((e) => e.id > after);
-    return new Response(sseText(events), { headers: SSE_HEADERS });
+    if (job.mode === "sync") {
+      return new Response(sseText(eventsOfFinishedJob(job).filter((e) => e.id > after)), { headers: SSE_HEADERS });
+    }
+    return new Response(followEvents(c.var.deps.store, job.id, after, c.var.deps.pollMs, c.req.raw.signal), { headers: SSE_HEADERS });
   })
 
-  /** POST /v1/fine-tunes/{id}/cancel: cancel a queued or running job. */
+  /** POST /v1/fine-tunes/{id}/cancel: a queued job ends at once; a running one stops within an epoch. */
   .post("/:id/cancel", async (c) => {
     const { job } = await ownJob(c, c.req.param("id"));
     if (isFinal(job.status)) {
       return problemResponse(problem(409, "already_finished", `Fine-tune ${job.id} has already ended (${job.status}).`));
     }
-    return c.json(job);
+    return c.json((await c.var.deps.store.cancel(job.id)) ?? job);
   });
+
+/** The plan as the job reports it. */
+function planOf(plan: RunPlan, placement: Plan["placement"]): Plan {
+  return { params: plan.params, trainable_params: plan.trainable_params, flops: plan.flops, memory_bytes: plan.memory_bytes, steps: plan.steps, placement };
+}
+
+/**
+ * An SSE body that replays the job's events after `after`, then polls for new ones until the
+ * final event has been sent (or the client goes away). Comments keep idle connections open.
+ */
+function followEvents(store: JobStore, id: string, after: number, pollMs: number, clientGone: AbortSignal): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  let last = after;
+  let idle = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      for (;;) {
+        if (clientGone.aborted) return controller.close();
+        const page = await store.events(id, last);
+        if (page === null) return controller.close();
+        if (page.events.length > 0) {
+          last = page.events.at(-1)!.id;
+          controller.enqueue(encoder.encode(sseText(page.events)));
+          const ended = page.events.some((e) => e.event === "done" || e.event === "error");
+          if (ended) controller.close();
+          return;
+        }
+        if (page.final) return controller.close();
+        idle += pollMs;
+        if (idle >= 15_000) {
+          idle = 0;
+          controller.enqueue(encoder.encode(": keep-alive\n\n"));
+          return;
+        }
+        await new Promise((r) => setTimeout(r, pollMs));
+      }
+    },
+  });
+}
 

@@ -1,44 +1,173 @@
 /**
- * An in-process JobStore: jobs and weights in Maps. For Node processes and tests; nothing
- * survives the process.
+ * An in-process JobStore: the same state machine as the Durable Objects (src/jobs/state.ts)
+ * over Maps, a FIFO of jobs waiting for a GPU node, and timers driven by `tick()`. For Node
+ * processes and tests; nothing survives the process.
  */
-import { listingKey, type JobPage, type JobRecord, type JobStore } from "./store.js";
+import type { Job } from "../schema/job.js";
+import { listingKey, type Claim, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
+import * as machine from "./state.js";
+import { isFinal } from "./job.js";
 
 /**
  * @example
  * ```ts
- * const app = createApp(() => ({ ...deps, store: new MemoryJobStore() }));
+ * const store = new MemoryJobStore({ leaseMs: 1000, maxAttempts: 3 });
+ * const app = createApp(() => ({ ...deps, store }));
  * ```
  */
 export class MemoryJobStore implements JobStore {
   private readonly records = new Map<string, JobRecord>();
-  private readonly weights = new Map<string, Uint8Array>();
+  private readonly states = new Map<string, machine.JobState>();
+  private readonly alarms = new Map<string, number>();
+  private readonly blobs = new Map<string, Uint8Array>();
+  /** Ids waiting for a GPU node, oldest first. */
+  private readonly waiting: string[] = [];
+  /** Ids of queued edge jobs for an in-process consumer (`takeEdgeJob`). */
+  private readonly edgeQueue: string[] = [];
+  readonly channel: WorkerChannel;
+
+  constructor(private readonly policy: machine.LeasePolicy = machine.DEFAULT_LEASE_POLICY) {
+    this.channel = {
+      readInput: async (id, leaseId) => (this.holds(id, leaseId) ? (this.blobs.get(this.states.get(id)!.inputKey) ?? null) : null),
+      progress: async (id, leaseId, epochs, engine) => this.apply(id, (s, now) => machine.progress(s, leaseId, epochs, now, this.policy, engine)),
+      heartbeat: async (id, leaseId) => this.apply(id, (s, now) => machine.heartbeat(s, leaseId, now, this.policy)),
+      saveWeights: async (id, leaseId, bytes) => {
+        if (!this.holds(id, leaseId)) return null;
+        const key = `weights/${id}/${leaseId}.safetensors`;
+        this.blobs.set(key, bytes.slice());
+        return key;
+      },
+      complete: async (id, leaseId, outcome, weightsKey) => this.apply(id, (s, now) => machine.complete(s, leaseId, outcome, weightsKey, now)),
+    };
+  }
+
+  // ---------------------------------------------------------------- sync jobs
 
   async put(record: JobRecord): Promise<void> {
     this.records.set(record.job.id, structuredClone(record));
   }
 
   async get(id: string): Promise<JobRecord | null> {
+    const state = this.states.get(id);
+    if (state) return structuredClone({ job: state.job, owner: state.owner });
     const r = this.records.get(id);
     return r ? structuredClone(r) : null;
   }
 
   async list(owner: string, options: { limit: number; cursor?: string | undefined }): Promise<JobPage> {
-    const keyed = [...this.records.values()]
-      .filter((r) => r.owner === owner)
+    const all = [...this.records.keys(), ...this.states.keys()];
+    const keyed = (await Promise.all(all.map((id) => this.get(id))))
+      .filter((r): r is JobRecord => r !== null && r.owner === owner)
       .map((r) => ({ key: listingKey(r.job.created_at, r.job.id), r }))
       .sort((a, b) => (a.key < b.key ? -1 : 1))
       .filter((e) => options.cursor === undefined || e.key > options.cursor);
     const page = keyed.slice(0, options.limit);
-    const more = keyed.length > options.limit;
-    return { records: page.map((e) => structuredClone(e.r)), nextCursor: more ? page.at(-1)!.key : null };
+    return { records: page.map((e) => e.r), nextCursor: keyed.length > options.limit ? page.at(-1)!.key : null };
   }
 
   async putWeights(id: string, bytes: Uint8Array): Promise<void> {
-    this.weights.set(id, bytes.slice());
+    this.blobs.set(`weights/${id}.safetensors`, bytes.slice());
   }
 
   async getWeights(id: string): Promise<Uint8Array | null> {
-    return this.weights.get(id) ?? null;
+    const state = this.states.get(id);
+    const key = state ? state.weightsKey : `weights/${id}.safetensors`;
+    return key ? (this.blobs.get(key) ?? null) : null;
+  }
+
+  // ---------------------------------------------------------------- async jobs
+
+  async submit(state: machine.JobState, input: Uint8Array): Promise<void> {
+    this.blobs.set(state.inputKey, input.slice());
+    this.states.set(state.job.id, state);
+    this.alarms.set(state.job.id, Date.now() + this.policy.leaseMs);
+    this.dispatch(state.job.id);
+  }
+
+  async events(id: string, after: number) {
+    const state = this.states.get(id);
+    if (!state) return null;
+    return { events: state.events.filter((e) => e.id > after), final: isFinal(state.job.status) };
+  }
+
+  async cancel(id: string): Promise<Job | null> {
+    if (!this.states.has(id)) return null;
+    await this.apply(id, (s, now) => machine.requestCancel(s, now));
+    return this.states.get(id)!.job;
+  }
+
+  async claimNext(worker: string): Promise<Claim | null> {
+    while (this.waiting.length > 0) {
+      const id = this.waiting.shift()!;
+      const claim = this.claim(id, worker);
+      if (claim) return claim;
+    }
+    return null;
+  }
+
+  /** An in-process consumer takes the next queued edge job (the Worker uses its Queue instead). */
+  async takeEdgeJob(worker: string): Promise<Claim | null> {
+    while (this.edgeQueue.length > 0) {
+      const claim = this.claim(this.edgeQueue.shift()!, worker);
+      if (claim) return claim;
+    }
+    return null;
+  }
+
+  /** Fires due timers (lapsed leases, lost dispatches), as Durable Object alarms do. */
+  async tick(now = Date.now()): Promise<void> {
+    for (const [id, at] of [...this.alarms]) {
+      if (at <= now) {
+        this.alarms.delete(id);
+        this.transition(id, (s) => machine.onAlarm(s, now, this.policy));
+      }
+    }
+  }
+
+  /** The lease of a running job (for tests that play a worker that dies). */
+  leaseOf(id: string): string | null {
+    return this.states.get(id)?.lease?.id ?? null;
+  }
+
+  private claim(id: string, worker: string): Claim | null {
+    const r = this.transition(id, (s, now) => machine.claim(s, worker, now, this.policy, crypto.randomUUID()));
+    if (!r || !r.lease) return null;
+    const state = this.states.get(id)!;
+    return { job: structuredClone(state.job), leaseId: r.lease.id, leaseMs: this.policy.leaseMs, attempt: state.attempt };
+  }
+
+  private holds(id: string, leaseId: string): boolean {
+    const s = this.states.get(id);
+    return s !== undefined && machine.holdsLease(s, leaseId);
+  }
+
+  private dispatch(id: string): void {
+    const state = this.states.get(id)!;
+    const queue = state.placement === "gpu-node" ? this.waiting : this.edgeQueue;
+    if (!queue.includes(id)) queue.push(id);
+  }
+
+  private transition<T extends { state: machine.JobState; effects: machine.Effects }>(
+    id: string,
+    fn: (s: machine.JobState, now: number) => T,
+  ): T | null {
+    const state = this.states.get(id);
+    if (!state) return null;
+    const r = fn(state, Date.now());
+    this.states.set(id, r.state);
+    if (r.effects.alarmAt === null) this.alarms.delete(id);
+    else if (r.effects.alarmAt !== undefined) this.alarms.set(id, r.effects.alarmAt);
+    if (r.effects.enqueue) this.dispatch(id);
+    return r;
+  }
+
+  private async apply<T extends { state: machine.JobState; effects: machine.Effects }>(
+    id: string,
+    fn: (s: machine.JobState, now: number) => T,
+  ): Promise<Omit<T, "state" | "effects">> {
+    const r = this.transition(id, fn);
+    if (!r) return { ok: false, cancel: false, accepted: false, changed: false } as unknown as Omit<T, "state" | "effects">;
+    const { state: _s, effects: _e, ...rest } = r;
+    return rest;
   }
 }

@@ -4,6 +4,9 @@
  * Node processes and tests use the in-process MemoryJobStore.
  */
 import type { Job } from "../schema/job.js";
+import type { EpochMetrics, FineTuneResult } from "../schema/result.js";
+import type { JobEvent } from "./job.js";
+import type { JobState } from "./state.js";
 
 /** A job as stored: the public resource plus who owns it. */
 export interface JobRecord {
@@ -16,6 +19,39 @@ export interface JobRecord {
 export interface JobPage {
   records: JobRecord[];
   nextCursor: string | null;
+}
+
+/** A worker's hold on a job: run it, report under `leaseId`, renew within `leaseMs`. */
+export interface Claim {
+  job: Job;
+  leaseId: string;
+  leaseMs: number;
+  attempt: number;
+}
+
+/** The answer to a progress report or heartbeat. */
+export interface LeaseStatus {
+  /** false: the lease was lost (the job was reassigned or ended); stop without completing. */
+  ok: boolean;
+  /** true: the owner cancelled; stop and complete with the run's cancelled result. */
+  cancel: boolean;
+}
+
+/** How a run ended, as its worker reports it (the weights are stored separately). */
+export type RunOutcome = Omit<FineTuneResult, "weights" | "id"> | { failure: string };
+
+/**
+ * What a worker (a GPU node over HTTP, or the Worker's queue consumer in-process) needs to
+ * run a claimed job. The store implements it directly; GPU nodes reach it through the
+ * /v1/nodes API.
+ */
+export interface WorkerChannel {
+  readInput(id: string, leaseId: string): Promise<Uint8Array | null>;
+  progress(id: string, leaseId: string, epochs: EpochMetrics[], engine?: Job["engine"]): Promise<LeaseStatus>;
+  heartbeat(id: string, leaseId: string): Promise<LeaseStatus>;
+  /** Stores the weights under this lease; null when the lease is no longer held. */
+  saveWeights(id: string, leaseId: string, bytes: Uint8Array): Promise<string | null>;
+  complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }>;
 }
 
 /**
@@ -37,6 +73,19 @@ export interface JobStore {
   putWeights(id: string, bytes: Uint8Array): Promise<void>;
   /** The weights file, or null when the job has none. */
   getWeights(id: string): Promise<ReadableStream<Uint8Array> | Uint8Array | null>;
+
+  // ---- asynchronous jobs
+
+  /** Stores the run input, creates the queued job and dispatches it. */
+  submit(state: JobState, input: Uint8Array): Promise<void>;
+  /** Events after `after` (0 = all), and whether the job has ended. null: no such job. */
+  events(id: string, after: number): Promise<{ events: JobEvent[]; final: boolean } | null>;
+  /** Cancels a queued job, or asks its worker to stop. Returns the job as it now stands. */
+  cancel(id: string): Promise<Job | null>;
+  /** A GPU node asks for the next job waiting for one; null when none is waiting. */
+  claimNext(worker: string): Promise<Claim | null>;
+  /** The worker side of a claimed job. */
+  readonly channel: WorkerChannel;
 }
 
 /**

@@ -2,11 +2,15 @@
 import { createApp } from "../../src/api/app.js";
 import { DEFAULT_EDGE_BUDGET, type EdgeBudget } from "../../src/api/budget.js";
 import { MemoryJobStore } from "../../src/jobs/memory-store.js";
+import { DEFAULT_LEASE_POLICY, type LeasePolicy } from "../../src/jobs/state.js";
 import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 
-export async function testApp(options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number } = {}) {
+export const NODE_TOKEN = "test-node-token";
+
+export async function testApp(options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy } = {}) {
   const runtime = await loadNodeRuntime();
-  const store = new MemoryJobStore();
+  const lease = options.lease ?? DEFAULT_LEASE_POLICY;
+  const store = new MemoryJobStore(lease);
   const app = createApp(() => ({
     runtime,
     store,
@@ -14,6 +18,9 @@ export async function testApp(options: { apiKeys?: string[]; budget?: EdgeBudget
     budget: options.budget ?? DEFAULT_EDGE_BUDGET,
     maxBodyBytes: options.maxBodyBytes ?? 8 * 1024 * 1024,
     version: "test",
+    lease,
+    nodeTokens: [NODE_TOKEN],
+    pollMs: 10,
   }));
-  return { app, store };
+  return { app, store, runtime };
 }

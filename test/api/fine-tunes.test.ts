@@ -127,13 +127,20 @@ describe("modes and budgets", () => {
     const body = await expectProblem(await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "sync" })), 422, "over_budget", "mode");
     expect(body.detail).toMatch(/FLOPs/);
   });
-  it("auto over budget would offload: 501 until async jobs are deployed", async () => {
+  it("auto over budget is offloaded: 202, queued for a GPU node", async () => {
     const { app } = await testApp({ budget: tiny });
-    await expectProblem(await app.request("/v1/fine-tunes", json(smallRequest())), 501, "offload_unavailable", "mode");
+    const res = await app.request("/v1/fine-tunes", json(smallRequest()));
+    expect(res.status).toBe(202);
+    const job = (await res.json()) as { id: string; status: string; mode: string; plan: { placement: string } };
+    expect(job).toMatchObject({ status: "queued", mode: "async", plan: { placement: "gpu-node" } });
+    expect(res.headers.get("location")).toBe(`/v1/fine-tunes/${job.id}`);
   });
-  it("async is not available yet (501)", async () => {
+  it("async within budget stays on the edge; placement edge over budget is refused", async () => {
     const { app } = await testApp();
-    await expectProblem(await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "async" })), 501, "offload_unavailable");
+    const res = await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "async" }));
+    expect(((await res.json()) as { plan: { placement: string } }).plan.placement).toBe("edge");
+    const { app: small } = await testApp({ budget: tiny });
+    await expectProblem(await small.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "async", placement: "edge" })), 422, "over_budget", "placement");
   });
   it("sync on a GPU node is a contradiction (422)", async () => {
     const { app } = await testApp();

@@ -40,7 +40,7 @@ export function loadVariant(name: VariantName): Variant {
   const skipReason = valid
     ? ""
     : `[SKIPPED: WebAssembly.validate rejects ${name}.wasm in Node ${process.version}; ` +
-      `run node with --experimental-wasm-relaxed-simd to cover it]`;
+      `cover it with: node --experimental-wasm-relaxed-simd node_modules/vitest/vitest.mjs run --project node --pool=threads test/kernels]`;
   return { name, file, bytes, valid, skipReason, fused: name === "relaxed-simd" };
 }
 

@@ -1,0 +1,287 @@
+// edgetune side of `npm run bench`: one workload per process, one JSON line on stdout.
+//   node bench/edgetune.mjs tiny|mlp|gemm|instantiate|memory|profile [--repeats N]
+// Imports the built package (dist/, build/wasm); run `npm run build` first (bench/run.mjs does).
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  MEMORY, MLP, TINY, dist, memoryRequest, mlpRequest, nowMs, randomClassification, root, seedMlp, stats, tinyRequest,
+} from "./lib.mjs";
+
+const { train, loadNodeRuntime, prepareRun, runPrepared, tableFromInline } = await import(dist("src/node/index.js"));
+const { instantiateKernels } = await import(dist("src/engine/kernels.js"));
+const { Arena } = await import(dist("src/engine/arena.js"));
+
+const [workload, ...rest] = process.argv.slice(2);
+const arg = (name, fallback) => {
+  const i = rest.indexOf(`--${name}`);
+  return i >= 0 ? rest[i + 1] : fallback;
+};
+const out = (o) => console.log(JSON.stringify(o));
+
+async function timeCalls(fn, repeats) {
+  await fn(); // warm-up call
+  const times = [];
+  let last;
+  for (let i = 0; i < repeats; i++) {
+    const t0 = nowMs();
+    last = await fn();
+    times.push(nowMs() - t0);
+  }
+  return { times, last };
+}
+
+// ------------------------------------------------------------------ tiny
+async function tiny() {
+  const repeats = Number(arg("repeats", 5));
+  const runtime = await loadNodeRuntime();
+  const request = tinyRequest(seedMlp());
+  const { times, last } = await timeCalls(() => train(request), repeats);
+  const s = stats(times);
+  // phases of one call: validation + planning (prepareRun), then training + encoding (runPrepared)
+  const prep = [];
+  const run = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = nowMs();
+    const p = prepareRun(request);
+    const t1 = nowMs();
+    await runPrepared(runtime, p);
+    prep.push(t1 - t0);
+    run.push(nowMs() - t1);
+  }
+  out({
+    workload: "tiny", variant: runtime.variant, steps: last.metrics.steps, status: last.status,
+    final_loss: last.metrics.history.at(-1).train_loss,
+    call_ms: s, steps_per_s: (TINY.steps / s.median) * 1000,
+    phases_ms: { prepare: stats(prep).median, run_and_encode: stats(run).median },
+  });
+}
+
+// ------------------------------------------------------------------ mlp
+async function mlp() {
+  const repeats = Number(arg("repeats", 3));
+  const epochs = Number(arg("epochs", MLP.epochs));
+  const runtime = await loadNodeRuntime();
+  const data = randomClassification(MLP.rows, MLP.features, MLP.classes, 1);
+  const request = mlpRequest(data, epochs);
+  const samples = MLP.rows * epochs;
+  const result = {};
+  // whole train() calls on the inline JSON request (what SPEC section 6 times)
+  {
+    const { times, last } = await timeCalls(() => train(request), repeats);
+    const s = stats(times);
+    result.inline = { call_ms: s, samples_per_s: (samples / s.median) * 1000, status: last.status, steps: last.metrics.steps,
+      final_loss: last.metrics.history.at(-1).train_loss };
+  }
+  // the same with data already parsed into a Table (as a CSV upload arrives): no per-number zod validation
+  {
+    const table = tableFromInline(data, "data.train");
+    const req = { ...request, data: {} };
+    const { times } = await timeCalls(() => train(req, { tables: { train: table } }), repeats);
+    const s = stats(times);
+    result.tables = { call_ms: s, samples_per_s: (samples / s.median) * 1000 };
+  }
+  // TrainOptions.threads = 2 (whatever the engine does with it)
+  {
+    const { times, last } = await timeCalls(() => train(request, { threads: 2 }), repeats);
+    const s = stats(times);
+    result.threads2 = { call_ms: s, samples_per_s: (samples / s.median) * 1000, engine_threads: last.engine?.threads };
+  }
+  const t0 = nowMs();
+  prepareRun(request);
+  result.prepare_ms = nowMs() - t0;
+  out({ workload: "mlp", variant: runtime.variant, epochs, samples, flops_per_sample: MLP.flopsPerSample, ...result });
+}
+
+// ------------------------------------------------------------------ gemm + peak
+async function compilePeak(relaxed) {
+  const { default: asc } = await import("assemblyscript/asc");
+  const { mkdirSync } = await import("node:fs");
+  const dir = join(root, "bench/.build");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, relaxed ? "peak-relaxed.wasm" : "peak-simd.wasm");
+  const flags = ["--enable", "simd", ...(relaxed ? ["--enable", "relaxed-simd"] : [])];
+  const { error, stderr } = await asc.main([
+    join(root, "bench/assembly/peak.ts"), "--runtime", "stub", "--noAssert", "--use", "abort=",
+    "--optimizeLevel", "3", "--shrinkLevel", "0", ...flags, "--outFile", file,
+  ]);
+  if (error) throw new Error(`peak build failed: ${stderr.toString()}`);
+  return readFileSync(file);
+}
+
+/** GFLOP/s of a register-only loop of independent f32x4 multiply-adds (12 accumulators). */
+async function measurePeak(relaxed) {
+  const bytes = await compilePeak(relaxed);
+  const { instance } = await WebAssembly.instantiate(bytes, {});
+  const { peak, FLOPS_PER_ITER } = instance.exports;
+  const flopsPerIter = FLOPS_PER_ITER.value;
+  peak(1_000_000, 0.5); // tier up
+  let iters = 1_000_000;
+  for (;;) {
+    const t0 = nowMs();
+    peak(iters, 0.5);
+    if (nowMs() - t0 > 100) break;
+    iters *= 2;
+  }
+  const rates = [];
+  for (let r = 0; r < 7; r++) {
+    const t0 = nowMs();
+    peak(iters, 0.5);
+    const ms = nowMs() - t0;
+    rates.push((iters * flopsPerIter) / (ms * 1e6));
+  }
+  const s = stats(rates);
+  return { gflops: s.max, median: s.median, accumulators: 12, flops_per_iter: flopsPerIter };
+}
+
+async function gemm() {
+  const M = 256, N = 256, K = 256;
+  const variant = arg("variant", undefined);
+  const runtime = await loadNodeRuntime(variant ? { variant } : {});
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const k = await instantiateKernels(runtime.module, memory);
+  const arena = new Arena(memory, k.heap_base());
+  const a = arena.alloc(M * K), b = arena.alloc(K * N), o = arena.alloc(M * N), scratch = arena.alloc(K * N);
+  const r = (() => { let s = 7; return () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) - 0.5; })();
+  arena.f32(a).forEach((_, i, arr) => (arr[i] = r()));
+  arena.f32(b).forEach((_, i, arr) => (arr[i] = r()));
+  const A = arena.f32(a).slice(), B = arena.f32(b).slice();
+  // out = A·B (nn: b is [K,N]); nt: b read as [N,K]; tn: a read as [K,M]
+  const ops = {
+    matmul_nn: () => k.matmul_nn(o.ptr, a.ptr, b.ptr, M, N, K, 0),
+    matmul_nt: () => k.matmul_nt(o.ptr, a.ptr, b.ptr, 0, scratch.ptr, M, N, K),
+    matmul_tn: () => k.matmul_tn(o.ptr, a.ptr, b.ptr, M, N, K, 0),
+  };
+  const ref = {
+    matmul_nn: (i, j) => { let s = 0; for (let q = 0; q < K; q++) s += A[i * K + q] * B[q * N + j]; return s; },
+    matmul_nt: (i, j) => { let s = 0; for (let q = 0; q < K; q++) s += A[i * K + q] * B[j * K + q]; return s; },
+    matmul_tn: (i, j) => { let s = 0; for (let q = 0; q < K; q++) s += A[q * M + i] * B[q * N + j]; return s; },
+  };
+  const flops = 2 * M * N * K;
+  const results = {};
+  for (const [name, fn] of Object.entries(ops)) {
+    fn();
+    const got = arena.f32(o);
+    let maxErr = 0;
+    for (const [i, j] of [[0, 0], [17, 203], [255, 255], [128, 3]]) maxErr = Math.max(maxErr, Math.abs(got[i * N + j] - ref[name](i, j)));
+    for (let w = 0; w < 20; w++) fn(); // tier up
+    let reps = 10;
+    for (;;) {
+      const t0 = nowMs();
+      for (let i = 0; i < reps; i++) fn();
+      if (nowMs() - t0 > 60) break;
+      reps *= 2;
+    }
+    const rates = [];
+    for (let t = 0; t < 7; t++) {
+      const t0 = nowMs();
+      for (let i = 0; i < reps; i++) fn();
+      rates.push((flops * reps) / ((nowMs() - t0) * 1e6));
+    }
+    const s = stats(rates);
+    results[name] = { gflops: s.median, best: s.max, max_abs_error: maxErr };
+  }
+  const peak = await measurePeak(runtime.variant === "wasm-relaxed-simd");
+  out({ workload: "gemm", variant: runtime.variant, shape: [M, N, K], ...results, peak });
+}
+
+// ------------------------------------------------------------------ WASM instantiation
+async function instantiate() {
+  const bytes = readFileSync(join(root, "build/wasm/simd.wasm"));
+  const c0 = nowMs();
+  const module = await WebAssembly.compile(bytes);
+  const compileMs = nowMs() - c0;
+  const times = [];
+  for (let i = 0; i < 220; i++) {
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const t0 = nowMs();
+    await WebAssembly.instantiate(module, { env: { memory } });
+    if (i >= 20) times.push(nowMs() - t0); // first 20 warm the call path
+  }
+  const coldMemory = new WebAssembly.Memory({ initial: 1 });
+  out({ workload: "instantiate", bytes: bytes.length, compile_ms: compileMs, instantiate_ms: stats(times), module_ok: !!coldMemory });
+}
+
+// ------------------------------------------------------------------ memory
+async function memory() {
+  const mb = (x) => x / 2 ** 20;
+  await loadNodeRuntime();
+  global.gc?.();
+  const base = process.memoryUsage();
+  const data = randomClassification(MEMORY.rows, MEMORY.features, MEMORY.classes, 3);
+  const request = memoryRequest(data);
+  global.gc?.();
+  const withRequest = process.memoryUsage();
+  const diagnostics = {};
+  const t0 = nowMs();
+  const result = await train(request, { diagnostics });
+  const ms = nowMs() - t0;
+  const after = process.memoryUsage();
+  const maxRss = process.resourceUsage().maxRSS * 1024; // peak resident set of the whole process
+  out({
+    workload: "memory", params: result.plan.params, rows: MEMORY.rows, features: MEMORY.features, epochs: MEMORY.epochs,
+    status: result.status, train_ms: ms, samples_per_s: (MEMORY.rows * MEMORY.epochs) / (ms / 1000),
+    plan_memory_mb: mb(result.plan.memory_bytes),
+    wasm_memory_mb: mb(diagnostics.memoryBytes), arena_mb: mb(diagnostics.arenaBytes),
+    request_heap_mb: mb(withRequest.heapUsed - base.heapUsed),
+    heap_used_after_mb: mb(after.heapUsed), heap_used_before_mb: mb(withRequest.heapUsed),
+    rss_base_mb: mb(base.rss), rss_with_request_mb: mb(withRequest.rss), rss_peak_mb: mb(maxRss),
+    rss_peak_delta_mb: mb(maxRss - base.rss), rss_peak_train_delta_mb: mb(maxRss - withRequest.rss),
+  });
+}
+
+// ------------------------------------------------------------------ profile: where the time goes
+// Wraps every kernel export with a timer by intercepting WebAssembly.instantiate for the
+// kernel module, then runs the real train() and attributes time to kernels and to the rest.
+async function profile() {
+  const which = arg("of", "mlp");
+  const runtime = await loadNodeRuntime();
+  const totals = new Map();
+  let calls = 0;
+  const realInstantiate = WebAssembly.instantiate.bind(WebAssembly);
+  WebAssembly.instantiate = async (mod, imports) => {
+    const result = await realInstantiate(mod, imports);
+    const instance = result instanceof WebAssembly.Instance ? result : result.instance;
+    if (mod !== runtime.module) return result;
+    const wrapped = {};
+    for (const [name, fn] of Object.entries(instance.exports)) {
+      if (typeof fn !== "function") { wrapped[name] = fn; continue; }
+      wrapped[name] = (...args) => {
+        const t0 = performance.now();
+        const r = fn(...args);
+        const dt = performance.now() - t0;
+        const e = totals.get(name) ?? { ms: 0, calls: 0 };
+        e.ms += dt; e.calls += 1; calls += 1;
+        totals.set(name, e);
+        return r;
+      };
+    }
+    return { exports: wrapped };
+  };
+  // timer overhead per wrapped call
+  const noop = () => 0;
+  const t0 = performance.now();
+  for (let i = 0; i < 1e5; i++) { const a = performance.now(); noop(); const b = performance.now(); if (b < a) throw 0; }
+  const overheadMs = (performance.now() - t0) / 1e5;
+
+  const request = which === "tiny" ? tinyRequest(seedMlp()) : mlpRequest(randomClassification(MLP.rows, MLP.features, MLP.classes, 1), 1);
+  await train(request); // warm-up
+  totals.clear(); calls = 0;
+  const p0 = performance.now();
+  const prepared = prepareRun(request);
+  const p1 = performance.now();
+  await runPrepared(runtime, prepared);
+  const p2 = performance.now();
+  const kernelMs = [...totals.values()].reduce((s, e) => s + e.ms, 0);
+  out({
+    workload: `profile-${which}`, total_ms: p2 - p0, prepare_ms: p1 - p0, run_ms: p2 - p1, kernel_ms: kernelMs,
+    kernel_calls: calls, timer_overhead_us_per_call: overheadMs * 1000,
+    kernels: Object.fromEntries([...totals.entries()].sort((a, b) => b[1].ms - a[1].ms).map(([n, e]) => [n, { ms: e.ms, calls: e.calls }])),
+  });
+}
+
+const workloads = { tiny, mlp, gemm, instantiate, memory, profile };
+if (!workloads[workload]) {
+  console.error(`usage: node bench/edgetune.mjs ${Object.keys(workloads).join("|")}`);
+  process.exit(2);
+}
+await workloads[workload]();

@@ -1,0 +1,191 @@
+// Shared helpers for `npm run bench`: timing statistics, workload definitions, data.
+// Plain Node ESM; everything imported from the built package lives under dist/.
+import { readFileSync, existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import os from "node:os";
+
+export const root = dirname(dirname(fileURLToPath(import.meta.url)));
+export const dist = (p) => join(root, "dist", p);
+
+/** Median, min, max of a list of numbers. */
+export function stats(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  const pct = (p) => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+  return { n: s.length, median, min: s[0], max: s[s.length - 1], p50: pct(50), p90: pct(90), p99: pct(99) };
+}
+
+export const nowMs = () => performance.now();
+
+/** Deterministic uniform [0,1) stream (mulberry32), so every run builds the same data. */
+export function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// ------------------------------------------------------------------ workloads (SPEC section 6)
+
+/** tiny: Linear(10,10)-ReLU-Linear(10,1), MSE, Adam 1e-3, batch 32, 1,000 rows, 20 epochs, no shuffle. */
+export const TINY = { rows: 1000, features: 10, hidden: 10, outputs: 1, batch: 32, epochs: 20, lr: 1e-3 };
+TINY.stepsPerEpoch = Math.ceil(TINY.rows / TINY.batch);
+TINY.steps = TINY.stepsPerEpoch * TINY.epochs;
+
+/** mlp: 784-256-10, cross-entropy, Adam 1e-3, batch 64, 4,096 rows of random data (10 classes), no shuffle. */
+export const MLP = { rows: 4096, features: 784, hidden: 256, classes: 10, batch: 64, lr: 1e-3, epochs: 2 };
+/** FLOPs of one training sample (forward 2*in*out per linear, backward twice that). */
+MLP.flopsPerSample = 3 * 2 * (MLP.features * MLP.hidden + MLP.hidden * MLP.classes);
+
+/** memory: ~1M parameters (100-1000-900-10), 10,000 x 100 rows, 1 epoch. */
+export const MEMORY = { rows: 10000, features: 100, widths: [1000, 900], classes: 10, batch: 32, epochs: 1 };
+MEMORY.params = (() => {
+  let p = 0, inp = MEMORY.features;
+  for (const w of [...MEMORY.widths, MEMORY.classes]) (p += inp * w + w), (inp = w);
+  return p;
+})();
+
+/** The examples/seed-mlp data (1,000 rows x 10 features, y) and its PyTorch-exported weights. */
+export function seedMlp() {
+  const csv = readFileSync(join(root, "examples/seed-mlp/train.csv"), "utf8").trim().split("\n");
+  const header = csv[0].split(",");
+  const yCol = header.indexOf("y");
+  const x = [];
+  const y = [];
+  for (const line of csv.slice(1)) {
+    const cells = line.split(",").map(Number);
+    y.push(cells[yCol]);
+    x.push(cells.filter((_, i) => i !== yCol));
+  }
+  const weights = new Uint8Array(readFileSync(join(root, "examples/seed-mlp/weights.safetensors")));
+  return { x, y, weights };
+}
+
+/** The tiny request, as a caller of train() holds it in memory (weights as safetensors bytes or base64). */
+export function tinyRequest({ x, y, weights }, extra = {}) {
+  return {
+    model: {
+      layers: [
+        { type: "linear", name: "fc1", in_features: TINY.features, out_features: TINY.hidden },
+        { type: "relu" },
+        { type: "linear", name: "fc2", in_features: TINY.hidden, out_features: TINY.outputs },
+      ],
+    },
+    weights,
+    data: { train: { x, y } },
+    training: {
+      epochs: TINY.epochs,
+      batch_size: TINY.batch,
+      shuffle: false,
+      loss: { type: "mse" },
+      optimizer: { type: "adam", lr: TINY.lr },
+    },
+    ...extra,
+  };
+}
+
+/** Random classification rows: x uniform [0,1), y a class index. */
+export function randomClassification(rows, features, classes, seed) {
+  const r = rng(seed);
+  const x = new Array(rows);
+  const y = new Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const row = new Array(features);
+    for (let j = 0; j < features; j++) row[j] = Math.fround(r());
+    x[i] = row;
+    y[i] = Math.floor(r() * classes);
+  }
+  return { x, y };
+}
+
+export function mlpRequest({ x, y }, epochs) {
+  return {
+    model: {
+      layers: [
+        { type: "linear", name: "fc1", in_features: MLP.features, out_features: MLP.hidden },
+        { type: "relu" },
+        { type: "linear", name: "fc2", in_features: MLP.hidden, out_features: MLP.classes },
+      ],
+    },
+    data: { train: { x, y } },
+    training: {
+      epochs,
+      batch_size: MLP.batch,
+      shuffle: false,
+      loss: { type: "cross_entropy" },
+      optimizer: { type: "adam", lr: MLP.lr },
+    },
+  };
+}
+
+export function memoryRequest({ x, y }) {
+  const layers = [];
+  let inp = MEMORY.features;
+  MEMORY.widths.forEach((w, i) => {
+    layers.push({ type: "linear", name: `fc${i + 1}`, in_features: inp, out_features: w }, { type: "relu" });
+    inp = w;
+  });
+  layers.push({ type: "linear", name: "out", in_features: inp, out_features: MEMORY.classes });
+  return {
+    model: { layers },
+    data: { train: { x, y } },
+    training: {
+      epochs: MEMORY.epochs,
+      batch_size: MEMORY.batch,
+      shuffle: false,
+      loss: { type: "cross_entropy" },
+      optimizer: { type: "adam", lr: 1e-3 },
+    },
+  };
+}
+
+// ------------------------------------------------------------------ machine
+
+export function machineInfo() {
+  let cpuModel = os.cpus()[0]?.model ?? "unknown";
+  let flags = [];
+  try {
+    const info = readFileSync("/proc/cpuinfo", "utf8");
+    cpuModel = /model name\s*:\s*(.*)/.exec(info)?.[1]?.trim() ?? cpuModel;
+    flags = (/flags\s*:\s*(.*)/.exec(info)?.[1] ?? "").split(/\s+/);
+  } catch {
+    // not Linux
+  }
+  const mhz = os.cpus()[0]?.speed ?? null;
+  return {
+    cpu: cpuModel,
+    cores: os.cpus().length,
+    mhz,
+    simd: ["sse4_1", "avx2", "fma", "avx512f"].filter((f) => flags.includes(f)),
+    memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    date: new Date().toISOString(),
+  };
+}
+
+/** The last line of a child's stdout that parses as JSON. */
+export function lastJson(text) {
+  const lines = text.trim().split("\n").reverse();
+  for (const l of lines) {
+    const t = l.trim();
+    if (!t.startsWith("{")) continue;
+    try {
+      return JSON.parse(t);
+    } catch {
+      // keep looking
+    }
+  }
+  throw new Error(`no JSON result in output:\n${text.slice(-2000)}`);
+}
+
+export function haveDist() {
+  return existsSync(dist("src/node/index.js")) && existsSync(join(root, "build/wasm/simd.wasm"));
+}

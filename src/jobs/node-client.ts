@@ -1,0 +1,86 @@
+/**
+ * The GPU node's side of /v1/nodes: claim a job and serve as its WorkerChannel over HTTP.
+ * Uses only fetch (injectable), so tests can drive it against app.request().
+ */
+import type { EpochMetrics } from "../schema/result.js";
+import type { Job } from "../schema/job.js";
+import type { ClaimResponse } from "../schema/node.js";
+import type { Claim, LeaseStatus, RunOutcome, WorkerChannel } from "./store.js";
+
+export interface NodeClientOptions {
+  /** The edge's base URL, e.g. http://127.0.0.1:8787 */
+  baseUrl: string;
+  token: string;
+  fetch?: (input: string, init?: RequestInit) => Promise<Response>;
+}
+
+/** An answer the protocol does not expect (not a lost lease): the node logs it and retries later. */
+export class NodeProtocolError extends Error {}
+
+/**
+ * A client of the GPU-node protocol.
+ *
+ * @example
+ * ```ts
+ * const client = new NodeClient({ baseUrl: "http://127.0.0.1:8787", token });
+ * const claim = await client.claim("node-1");
+ * if (claim) await runClaimedJob(client, claim, runtime, { placement: "gpu-node" });
+ * ```
+ */
+export class NodeClient implements WorkerChannel {
+  private readonly base: string;
+  private readonly doFetch: NonNullable<NodeClientOptions["fetch"]>;
+
+  constructor(private readonly options: NodeClientOptions) {
+    this.base = options.baseUrl.replace(/\/+$/, "");
+    this.doFetch = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  private async call(method: string, path: string, body?: unknown, raw?: Uint8Array): Promise<Response> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.options.token}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (raw !== undefined) headers["content-type"] = "application/octet-stream";
+    const res = await this.doFetch(`${this.base}${path}`, {
+      method,
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : raw !== undefined ? { body: raw as BodyInit } : {}),
+    });
+    if (res.status >= 400 && res.status !== 409) {
+      throw new NodeProtocolError(`${method} ${path}: ${res.status} ${await res.text()}`);
+    }
+    return res;
+  }
+
+  /** Asks for the next job waiting for a GPU node; null when none is waiting. */
+  async claim(node: string): Promise<Claim | null> {
+    const res = await this.call("POST", "/v1/nodes/claim", { node });
+    if (res.status === 204) return null;
+    const c = (await res.json()) as ClaimResponse;
+    return { job: c.job as Job, leaseId: c.lease_id, leaseMs: c.lease_ms, attempt: c.attempt };
+  }
+
+  async readInput(id: string, leaseId: string): Promise<Uint8Array | null> {
+    const res = await this.call("GET", `/v1/nodes/jobs/${id}/input?lease_id=${encodeURIComponent(leaseId)}`);
+    return res.status === 409 ? null : new Uint8Array(await res.arrayBuffer());
+  }
+
+  async progress(id: string, leaseId: string, epochs: EpochMetrics[], engine?: Job["engine"]): Promise<LeaseStatus> {
+    const res = await this.call("POST", `/v1/nodes/jobs/${id}/progress`, { lease_id: leaseId, epochs, ...(engine ? { engine } : {}) });
+    return res.status === 409 ? { ok: false, cancel: false } : ((await res.json()) as LeaseStatus);
+  }
+
+  async heartbeat(id: string, leaseId: string): Promise<LeaseStatus> {
+    const res = await this.call("POST", `/v1/nodes/jobs/${id}/heartbeat`, { lease_id: leaseId });
+    return res.status === 409 ? { ok: false, cancel: false } : ((await res.json()) as LeaseStatus);
+  }
+
+  async saveWeights(id: string, leaseId: string, bytes: Uint8Array): Promise<string | null> {
+    const res = await this.call("PUT", `/v1/nodes/jobs/${id}/weights?lease_id=${encodeURIComponent(leaseId)}`, undefined, bytes);
+    return res.status === 409 ? null : ((await res.json()) as { weights_key: string }).weights_key;
+  }
+
+  async complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }> {
+    const res = await this.call("POST", `/v1/nodes/jobs/${id}/complete`, { lease_id: leaseId, outcome, weights_key: weightsKey });
+    return (await res.json()) as { accepted: boolean };
+  }
+}

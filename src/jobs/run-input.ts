@@ -1,0 +1,78 @@
+/**
+ * The input of an asynchronous run as one file: a safetensors whose tensors are the initial
+ * parameters (state_dict names) and the data (`@train.x`, `@train.y`, `@validation.x`,
+ * `@validation.y`; `@` cannot start a parameter name), with the validated request in the
+ * metadata. It is written once at submission (R2), and read by whoever runs the job, which
+ * validates it again with prepareRun.
+ */
+import { prepareRun, type PreparedRun } from "../engine/train.js";
+import { parseSafetensors, readTensorF32, writeSafetensors, type WritableTensor } from "../formats/safetensors.js";
+import type { Table } from "../formats/dataset.js";
+import { UnprocessableError } from "../errors.js";
+
+const MARKER = "edgetune-run-input/1";
+
+/**
+ * Encodes a prepared run (after validation_split) for storage.
+ *
+ * @example
+ * ```ts
+ * await bucket.put(`inputs/${id}.safetensors`, encodeRunInput(prepared));
+ * ```
+ */
+export function encodeRunInput(prepared: PreparedRun): Uint8Array {
+  const { data, weights: _weights, ...request } = prepared.request;
+  const stored = { ...request, data: { target: data.target } };
+  const tensors: WritableTensor[] = prepared.model.parameters.map((p) => ({
+    name: p.name,
+    shape: [...p.shape],
+    data: prepared.initialParameters.get(p.name)!,
+  }));
+  const table = (name: string, t: Table) => [
+    { name: `@${name}.x`, shape: [t.rows, t.features], data: t.x },
+    { name: `@${name}.y`, shape: [t.rows, t.targets], data: t.y },
+  ];
+  tensors.push(...table("train", prepared.train));
+  if (prepared.validation) tensors.push(...table("validation", prepared.validation));
+  return writeSafetensors(tensors, { metadata: { format: MARKER, request: JSON.stringify(stored) } });
+}
+
+/**
+ * Decodes and re-validates a stored run input.
+ *
+ * @example
+ * ```ts
+ * const prepared = decodeRunInput(new Uint8Array(await object.arrayBuffer()));
+ * const result = await runPrepared(runtime, prepared);
+ * ```
+ */
+export function decodeRunInput(bytes: Uint8Array): PreparedRun {
+  const file = parseSafetensors(bytes, { field: "input" });
+  if (file.metadata?.format !== MARKER || typeof file.metadata.request !== "string") {
+    throw new UnprocessableError("invalid_input", [{ path: "input", message: `is not an ${MARKER} file` }]);
+  }
+  const request = JSON.parse(file.metadata.request) as Record<string, unknown>;
+  const params: WritableTensor[] = [];
+  for (const [name, info] of file.tensors) {
+    if (!name.startsWith("@")) params.push({ name, shape: info.shape, data: readTensorF32(file, name, "input") });
+  }
+  const table = (name: string): Table | undefined => {
+    const x = file.tensors.get(`@${name}.x`);
+    const y = file.tensors.get(`@${name}.y`);
+    if (!x || !y) return undefined;
+    return {
+      rows: x.shape[0]!,
+      features: x.shape[1]!,
+      targets: y.shape[1]!,
+      x: readTensorF32(file, `@${name}.x`, "input"),
+      y: readTensorF32(file, `@${name}.y`, "input"),
+      targetsWereScalar: y.shape[1] === 1,
+    };
+  };
+  const train = table("train");
+  const validation = table("validation");
+  return prepareRun(
+    { ...(request as object), weights: writeSafetensors(params) } as Parameters<typeof prepareRun>[0],
+    { ...(train ? { train } : {}), ...(validation ? { validation } : {}) },
+  );
+}

@@ -1,0 +1,83 @@
+/**
+ * Runs a claimed job: read its input, train with progress reported after every epoch (which
+ * also renews the lease and carries cancellation back), keep the lease alive with heartbeats,
+ * store the weights, complete. The same function runs in the Worker's queue consumer (channel =
+ * the store) and on GPU nodes (channel = the /v1/nodes HTTP API).
+ */
+import { EdgetuneError } from "../errors.js";
+import { runPreparedRaw, type EngineRuntime } from "../engine/train.js";
+import type { ProgressEvent } from "../schema/result.js";
+import { decodeRunInput } from "./run-input.js";
+import type { Claim, WorkerChannel } from "./store.js";
+
+/** How a run on a worker ended. */
+export type RunReport = "completed" | "lease_lost" | "failed";
+
+/**
+ * Runs one claimed job to completion (or until its lease is lost).
+ *
+ * @example
+ * ```ts
+ * const claim = await store.claimNext("node-1");
+ * if (claim) await runClaimedJob(store.channel, claim, runtime, { placement: "gpu-node" });
+ * ```
+ */
+export async function runClaimedJob(
+  channel: WorkerChannel,
+  claim: Claim,
+  runtime: EngineRuntime,
+  options: { placement: "edge" | "gpu-node"; log?: (line: string) => void; threads?: number },
+): Promise<RunReport> {
+  const { job, leaseId } = claim;
+  const log = options.log ?? (() => {});
+  const controller = new AbortController();
+  let leaseLost = false;
+  const onLease = (status: { ok: boolean; cancel: boolean }) => {
+    if (!status.ok) leaseLost = true;
+    if (!status.ok || status.cancel) controller.abort();
+  };
+  // heartbeats keep the lease while an epoch takes longer than a third of it
+  const beat = setInterval(() => {
+    channel.heartbeat(job.id, leaseId).then(onLease, (e) => log(`heartbeat failed: ${String(e)}`));
+  }, Math.max(250, claim.leaseMs / 3));
+
+  try {
+    const bytes = await channel.readInput(job.id, leaseId);
+    if (bytes === null) return "lease_lost";
+    let prepared;
+    try {
+      prepared = decodeRunInput(bytes);
+    } catch (e) {
+      const reason = e instanceof EdgetuneError ? e.message : `the stored input could not be read: ${String(e)}`;
+      await channel.complete(job.id, leaseId, { failure: reason }, null);
+      return "failed";
+    }
+    const engine = { kernel: runtime.variant, threads: options.threads ?? 1, runtime: runtime.runtime };
+    const reports: Promise<void>[] = [];
+    const onProgress = (event: ProgressEvent) => {
+      if (event.type !== "epoch") return;
+      const { type: _type, ...metrics } = event;
+      reports.push(channel.progress(job.id, leaseId, [metrics], engine).then(onLease, (e) => log(`progress report failed: ${String(e)}`)));
+    };
+    log(`job ${job.id}: training (attempt ${claim.attempt})`);
+    const { result, weights } = await runPreparedRaw(runtime, prepared, {
+      id: job.id,
+      placement: options.placement,
+      signal: controller.signal,
+      onProgress,
+    });
+    await Promise.all(reports);
+    if (leaseLost) {
+      log(`job ${job.id}: lease lost; abandoning this attempt`);
+      return "lease_lost";
+    }
+    const weightsKey = await channel.saveWeights(job.id, leaseId, weights);
+    if (weightsKey === null) return "lease_lost";
+    const { id: _id, ...outcome } = result;
+    const { accepted } = await channel.complete(job.id, leaseId, outcome, weightsKey);
+    log(`job ${job.id}: ${result.status}${accepted ? "" : " (completion ignored: the job had moved on)"}`);
+    return accepted ? "completed" : "lease_lost";
+  } finally {
+    clearInterval(beat);
+  }
+}

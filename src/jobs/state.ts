@@ -1,0 +1,252 @@
+/**
+ * The lifecycle of an asynchronous job as a pure state machine:
+ *
+ *   queued --claim--> running --complete--> succeeded | diverged | cancelled | failed
+ *     ^                 |  \--lease lapses (node died)--> queued (attempt + 1) or failed
+ *     |                 \--cancel requested--> cancelled (the worker stops within an epoch)
+ *     \--cancel--> cancelled
+ *
+ * Every transition is a function from (state, input, now) to a new state plus what the caller
+ * must do, so the Durable Object (worker/job-object.ts) and the in-process store run the same
+ * rules, and the rules are tested without a runtime. Completing twice, claiming a job that is
+ * not queued, or a node with a stale lease are all answered, never applied twice.
+ */
+import type { Job } from "../schema/job.js";
+import type { EpochMetrics, FineTuneResult } from "../schema/result.js";
+import { finalEvent, isFinal, type JobEvent } from "./job.js";
+
+/** Lease timing and retry policy. */
+export interface LeasePolicy {
+  /** How long a claim holds the job without a heartbeat. */
+  leaseMs: number;
+  /** Attempts (claims) before a job whose workers keep dying fails. */
+  maxAttempts: number;
+}
+
+export const DEFAULT_LEASE_POLICY: LeasePolicy = { leaseMs: 30_000, maxAttempts: 3 };
+
+/** Everything stored for one job. */
+export interface JobState {
+  job: Job;
+  owner: string;
+  placement: "edge" | "gpu-node";
+  /** Storage key of the run input (request, initial weights, data). */
+  inputKey: string;
+  /** Append-only event log (the SSE stream); ids are 1-based and dense. */
+  events: JobEvent[];
+  /** Claims so far (1 while the first worker runs). */
+  attempt: number;
+  lease: { id: string; worker: string; expiresAt: number } | null;
+  cancelRequested: boolean;
+  /** Storage key of the final weights, once completed with weights. */
+  weightsKey: string | null;
+}
+
+/** What a transition asks the caller to do besides storing the new state. */
+export interface Effects {
+  /** Put the job (back) on the dispatch queue. */
+  enqueue?: boolean;
+  /** When to run the next timer check (ms since epoch), or null for none. */
+  alarmAt?: number | null;
+}
+
+type Outcome<T = object> = { state: JobState; effects: Effects } & T;
+
+function emit(state: JobState, event: JobEvent["event"], data: unknown): JobState {
+  return { ...state, events: [...state.events, { id: state.events.length + 1, event, data }] };
+}
+
+function setStatus(state: JobState, status: Job["status"], at: string, extra: Partial<Job> = {}): JobState {
+  const job: Job = { ...state.job, ...extra, status };
+  if (status === "running" && job.started_at === null) job.started_at = at;
+  if (isFinal(status)) job.finished_at = at;
+  const withEvent = emit({ ...state, job }, "status", { status, attempt: state.attempt });
+  return isFinal(status) ? emit(withEvent, finalEvent(job).event, job) : withEvent;
+}
+
+/**
+ * A new queued job.
+ *
+ * @example
+ * ```ts
+ * const { state, effects } = createQueued(job, owner, "gpu-node", `inputs/${job.id}`, Date.now(), policy);
+ * // effects.enqueue === true
+ * ```
+ */
+export function createQueued(job: Job, owner: string, placement: JobState["placement"], inputKey: string, now: number, policy: LeasePolicy): Outcome {
+  const state: JobState = {
+    job: { ...job, status: "queued" },
+    owner,
+    placement,
+    inputKey,
+    events: [],
+    attempt: 0,
+    lease: null,
+    cancelRequested: false,
+    weightsKey: null,
+  };
+  return { state: emit(state, "status", { status: "queued", attempt: 0 }), effects: { enqueue: true, alarmAt: now + policy.leaseMs } };
+}
+
+/**
+ * A worker (GPU node or the Worker's queue consumer) claims a queued job for one lease.
+ *
+ * @example
+ * ```ts
+ * const r = claim(state, "node-1", Date.now(), policy, crypto.randomUUID());
+ * if (r.lease) startTraining(r.lease.id);
+ * ```
+ */
+export function claim(state: JobState, worker: string, now: number, policy: LeasePolicy, leaseId: string): Outcome<{ lease: JobState["lease"] }> {
+  if (state.job.status !== "queued") return { state, effects: {}, lease: null };
+  const lease = { id: leaseId, worker, expiresAt: now + policy.leaseMs };
+  let next: JobState = { ...state, attempt: state.attempt + 1, lease };
+  // a new attempt starts its history afresh: exactly one history entry per epoch
+  next = { ...next, job: { ...next.job, metrics: null, engine: null } };
+  next = setStatus(next, "running", new Date(now).toISOString());
+  return { state: next, effects: { alarmAt: lease.expiresAt }, lease };
+}
+
+/** Whether `leaseId` is the job's current lease. */
+export function holdsLease(state: JobState, leaseId: string): boolean {
+  return state.job.status === "running" && state.lease !== null && state.lease.id === leaseId;
+}
+
+/**
+ * The lease holder renews its lease; the answer says whether to stop (cancel requested).
+ *
+ * @example
+ * ```ts
+ * const r = heartbeat(state, leaseId, Date.now(), policy);
+ * if (!r.ok) abandon(); else if (r.cancel) abort();
+ * ```
+ */
+export function heartbeat(state: JobState, leaseId: string, now: number, policy: LeasePolicy): Outcome<{ ok: boolean; cancel: boolean }> {
+  if (!holdsLease(state, leaseId)) return { state, effects: {}, ok: false, cancel: false };
+  const lease = { ...state.lease!, expiresAt: now + policy.leaseMs };
+  return { state: { ...state, lease }, effects: { alarmAt: lease.expiresAt }, ok: true, cancel: state.cancelRequested };
+}
+
+/**
+ * The lease holder reports progress: epoch metrics (each epoch once per attempt) and the
+ * engine it runs on. Also renews the lease.
+ *
+ * @example
+ * ```ts
+ * progress(state, leaseId, [{ epoch: 1, train_loss: 0.3, lr: 0.001 }], Date.now(), policy);
+ * ```
+ */
+export function progress(
+  state: JobState,
+  leaseId: string,
+  epochs: EpochMetrics[],
+  now: number,
+  policy: LeasePolicy,
+  engine?: Job["engine"],
+): Outcome<{ ok: boolean; cancel: boolean }> {
+  const beat = heartbeat(state, leaseId, now, policy);
+  if (!beat.ok) return beat;
+  let next = beat.state;
+  const history = [...(next.job.metrics?.history ?? [])];
+  for (const e of epochs) {
+    if (history.length > 0 && e.epoch <= history.at(-1)!.epoch) continue; // a retried report
+    history.push(e);
+    next = emit(next, "epoch", { ...e, attempt: next.attempt });
+  }
+  const metrics = { ...(next.job.metrics ?? { best_epoch: null, steps: 0, samples_per_second: 0, duration_ms: 0 }), history };
+  next = { ...next, job: { ...next.job, metrics, ...(engine ? { engine } : {}) } };
+  return { ...beat, state: next };
+}
+
+/**
+ * The lease holder finishes: the run's result (weights already stored at `weightsKey`), or a
+ * failure. A second completion, or one from a stale lease, changes nothing.
+ *
+ * @example
+ * ```ts
+ * const r = complete(state, leaseId, result, `weights/${id}/${leaseId}.safetensors`, Date.now());
+ * r.accepted; // false when the job had already ended or the lease was lost
+ * ```
+ */
+export function complete(
+  state: JobState,
+  leaseId: string,
+  result: Omit<FineTuneResult, "weights" | "id"> | { failure: string },
+  weightsKey: string | null,
+  now: number,
+): Outcome<{ accepted: boolean }> {
+  if (!holdsLease(state, leaseId)) return { state, effects: {}, accepted: false };
+  const at = new Date(now).toISOString();
+  let next: JobState = { ...state, lease: null };
+  if ("failure" in result) {
+    next = setStatus(next, "failed", at, { error: { code: "failed", message: result.failure } });
+    return { state: next, effects: { alarmAt: null }, accepted: true };
+  }
+  next = { ...next, weightsKey };
+  next = setStatus(next, result.status, at, {
+    metrics: result.metrics,
+    engine: result.engine,
+    plan: { ...state.job.plan, placement: result.plan.placement },
+    error: result.error ?? null,
+    weights_url: weightsKey ? `/v1/fine-tunes/${state.job.id}/weights` : null,
+  });
+  return { state: next, effects: { alarmAt: null }, accepted: true };
+}
+
+/**
+ * The owner asks to cancel: a queued job ends at once; a running one is flagged, and its
+ * worker stops at its next report (within an epoch).
+ *
+ * @example
+ * ```ts
+ * const r = requestCancel(state, Date.now());
+ * r.state.job.status; // "cancelled" if it was queued, still "running" otherwise
+ * ```
+ */
+export function requestCancel(state: JobState, now: number): Outcome<{ changed: boolean }> {
+  if (isFinal(state.job.status)) return { state, effects: {}, changed: false };
+  if (state.job.status === "queued") {
+    return { state: setStatus(state, "cancelled", new Date(now).toISOString()), effects: { alarmAt: null }, changed: true };
+  }
+  return { state: { ...state, cancelRequested: true }, effects: {}, changed: !state.cancelRequested };
+}
+
+/**
+ * The timer: a running job whose lease lapsed goes back to the queue (or fails after
+ * maxAttempts, or ends cancelled if that was asked); a queued job is re-dispatched, since a
+ * queue message may have been lost (a restarted dev server, a dead consumer).
+ *
+ * @example
+ * ```ts
+ * const r = onAlarm(state, Date.now(), policy);
+ * if (r.effects.enqueue) await queue.send({ id });
+ * ```
+ */
+export function onAlarm(state: JobState, now: number, policy: LeasePolicy): Outcome {
+  const at = new Date(now).toISOString();
+  if (state.job.status === "queued") return { state, effects: { enqueue: true, alarmAt: now + policy.leaseMs } };
+  if (state.job.status !== "running" || state.lease === null) return { state, effects: { alarmAt: null } };
+  if (state.lease.expiresAt > now) return { state, effects: { alarmAt: state.lease.expiresAt } };
+  const lost = { ...state, lease: null };
+  if (state.cancelRequested) return { state: setStatus(lost, "cancelled", at), effects: { alarmAt: null } };
+  if (state.attempt >= policy.maxAttempts) {
+    const error = { code: "worker_lost", message: `the worker running this job stopped reporting ${state.attempt} times; giving up` };
+    return { state: setStatus(lost, "failed", at, { error }), effects: { alarmAt: null } };
+  }
+  const requeued = setStatus(lost, "queued", at);
+  return { state: requeued, effects: { enqueue: true, alarmAt: now + policy.leaseMs } };
+}
+
+/**
+ * A message that keeps failing (dead-lettered, or input that cannot be read) ends the job.
+ *
+ * @example
+ * ```ts
+ * fail(state, "the input could not be decoded", Date.now());
+ * ```
+ */
+export function fail(state: JobState, reason: string, now: number): Outcome<{ changed: boolean }> {
+  if (isFinal(state.job.status)) return { state, effects: {}, changed: false };
+  const next = setStatus({ ...state, lease: null }, "failed", new Date(now).toISOString(), { error: { code: "failed", message: reason } });
+  return { state: next, effects: { alarmAt: null }, changed: true };
+}

@@ -202,8 +202,10 @@ async function instantiate() {
 }
 
 // ------------------------------------------------------------------ memory
+// Run with --expose-gc (bench/run.mjs does) so the baselines exclude garbage.
 async function memory() {
   const mb = (x) => x / 2 ** 20;
+  const v8 = await import("node:v8");
   await loadNodeRuntime();
   global.gc?.();
   const base = process.memoryUsage();
@@ -212,20 +214,33 @@ async function memory() {
   global.gc?.();
   const withRequest = process.memoryUsage();
   const diagnostics = {};
+  let heapPeak = withRequest.heapUsed;
+  let samples = 0;
+  const sample = () => {
+    const h = v8.getHeapStatistics().used_heap_size;
+    if (h > heapPeak) heapPeak = h;
+    samples += 1;
+  };
   const t0 = nowMs();
-  const result = await train(request, { diagnostics });
+  // step events only to sample the JS heap while training (a cheap callback per step)
+  const result = await train(request, { diagnostics, stepEvents: true, onProgress: sample });
   const ms = nowMs() - t0;
+  sample();
   const after = process.memoryUsage();
   const maxRss = process.resourceUsage().maxRSS * 1024; // peak resident set of the whole process
+  const wasmBytes = diagnostics.memoryBytes;
   out({
     workload: "memory", params: result.plan.params, rows: MEMORY.rows, features: MEMORY.features, epochs: MEMORY.epochs,
-    status: result.status, train_ms: ms, samples_per_s: (MEMORY.rows * MEMORY.epochs) / (ms / 1000),
+    batch: MEMORY.batch, status: result.status, train_ms: ms, samples_per_s: (MEMORY.rows * MEMORY.epochs) / (ms / 1000),
+    gc_exposed: typeof global.gc === "function", heap_samples: samples,
     plan_memory_mb: mb(result.plan.memory_bytes),
-    wasm_memory_mb: mb(diagnostics.memoryBytes), arena_mb: mb(diagnostics.arenaBytes),
-    request_heap_mb: mb(withRequest.heapUsed - base.heapUsed),
-    heap_used_after_mb: mb(after.heapUsed), heap_used_before_mb: mb(withRequest.heapUsed),
+    wasm_memory_mb: mb(wasmBytes), arena_mb: mb(diagnostics.arenaBytes),
+    heap_base_mb: mb(base.heapUsed), request_heap_mb: mb(withRequest.heapUsed - base.heapUsed),
+    heap_peak_mb: mb(heapPeak), heap_total_after_mb: mb(after.heapTotal),
+    result_weights_mb: mb(result.weights.length),
+    isolate_estimate_mb: mb(heapPeak + wasmBytes),
     rss_base_mb: mb(base.rss), rss_with_request_mb: mb(withRequest.rss), rss_peak_mb: mb(maxRss),
-    rss_peak_delta_mb: mb(maxRss - base.rss), rss_peak_train_delta_mb: mb(maxRss - withRequest.rss),
+    rss_peak_delta_mb: mb(maxRss - base.rss),
   });
 }
 

@@ -53,7 +53,7 @@ MEMORY.params = (() => {
 
 /** The examples/seed-mlp data (1,000 rows x 10 features, y) and its PyTorch-exported weights. */
 export function seedMlp() {
-  const csv = readFileSync(join(root, "examples/seed-mlp/train.csv"), "utf8").trim().split("\n");
+  const csv = readFileSync(join(root, "examples/seed-mlp/train.csv"), "utf8").trim().split(/\r?\n/);
   const header = csv[0].split(",");
   const yCol = header.indexOf("y");
   const x = [];

@@ -1,19 +1,24 @@
 /**
- * The Cloudflare Worker: the edgetune app with its Worker dependencies. The kernel core is
- * imported as a compiled WebAssembly.Module (Workers refuse to compile bytes at run time).
+ * The Cloudflare Worker: the edgetune app (fetch) and the dispatch queue's consumer (queue).
+ * The kernel core is imported as a compiled WebAssembly.Module (Workers refuse to compile
+ * bytes at run time).
  */
-import { env } from "cloudflare:workers";
+import { env as startupEnv } from "cloudflare:workers";
 import simdKernels from "../build/wasm/simd.wasm";
 import { createApp } from "../src/api/app.js";
-import { parseApiKeys, warnIfOpen } from "../src/api/auth.js";
+import { DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
 import { DEFAULT_EDGE_BUDGET } from "../src/api/budget.js";
 import type { EngineRuntime } from "../src/engine/train.js";
-import { CloudflareJobStore } from "./store.js";
+import { runClaimedJob } from "../src/jobs/runner.js";
+import { CloudflareJobStore, leasePolicy, type DispatchMessage } from "./store.js";
 
-export { FineTuneJob, JobIndex } from "./store.js";
+export { FineTuneJob, JobIndex, JobDispatcher } from "./store.js";
 
-// wrangler dev prints this at start-up when no key is configured (.dev.vars or --var)
-warnIfOpen(parseApiKeys(env.EDGETUNE_API_KEYS));
+// wrangler dev prints these at start-up
+warnIfOpen(parseApiKeys(startupEnv.EDGETUNE_API_KEYS));
+if (parseApiKeys(startupEnv.EDGETUNE_NODE_TOKENS).length === 0) {
+  console.warn(`edgetune: EDGETUNE_NODE_TOKENS is not set; GPU nodes authenticate with the development token "${DEV_NODE_TOKEN}".`);
+}
 
 const runtime: EngineRuntime = { module: simdKernels, variant: "wasm-simd", runtime: "workerd" };
 const VERSION = "0.1.0";
@@ -21,6 +26,11 @@ const VERSION = "0.1.0";
 const number = (value: string | undefined, fallback: number) => {
   const n = Number(value);
   return value !== undefined && Number.isFinite(n) && n > 0 ? n : fallback;
+};
+
+const nodeTokens = (env: Env) => {
+  const tokens = parseApiKeys(env.EDGETUNE_NODE_TOKENS);
+  return tokens.length > 0 ? tokens : [DEV_NODE_TOKEN];
 };
 
 const app = createApp<Env>((c) => ({
@@ -33,8 +43,35 @@ const app = createApp<Env>((c) => ({
   },
   maxBodyBytes: number(c.env.MAX_BODY_BYTES, 64 * 1024 * 1024),
   version: VERSION,
+  lease: leasePolicy(c.env),
+  nodeTokens: nodeTokens(c.env),
+  pollMs: number(c.env.SSE_POLL_MS, 500),
 }));
+
+/**
+ * The dispatch queue: a GPU job is handed to the dispatcher for nodes to claim; an edge job
+ * is claimed and trained right here. A message that fails max_retries times lands in the
+ * dead-letter queue, whose consumer ends the job as failed with the reason.
+ */
+async function queue(batch: MessageBatch<DispatchMessage>, env: Env, _ctx: ExecutionContext): Promise<void> {
+  const store = new CloudflareJobStore(env);
+  for (const message of batch.messages) {
+    const { id } = message.body;
+    if (batch.queue.endsWith("-dlq")) {
+      await store.job(id).fail(`the job could not be dispatched after ${message.attempts} deliveries`);
+      message.ack();
+      continue;
+    }
+    const route = await store.route(id);
+    if (route === "edge") {
+      const claim = await store.job(id).claim("edge-queue-consumer");
+      if (claim) await runClaimedJob(store.channel, claim, runtime, { placement: "edge" });
+    }
+    message.ack();
+  }
+}
 
 export default {
   fetch: app.fetch,
-} satisfies ExportedHandler<Env>;
+  queue,
+} satisfies ExportedHandler<Env, DispatchMessage>;

@@ -1,18 +1,140 @@
 /**
- * The JobStore on Cloudflare: a Durable Object per job (its record), a Durable Object per
- * API key (its listing, newest first), and R2 for the weights.
+ * The JobStore on Cloudflare: a Durable Object per job (its record, or the state machine of an
+ * asynchronous job with its lease and alarm), a Durable Object per API key (its listing), one
+ * dispatcher Durable Object (jobs waiting for a GPU node), R2 for inputs and weights, and the
+ * Queue for dispatch.
  */
 import { DurableObject } from "cloudflare:workers";
-import { listingKey, type JobPage, type JobRecord, type JobStore } from "../src/jobs/store.js";
+import type { Job } from "../src/schema/job.js";
+import type { EpochMetrics } from "../src/schema/result.js";
+import { isFinal, type JobEvent } from "../src/jobs/job.js";
+import * as machine from "../src/jobs/state.js";
+import {
+  listingKey,
+  type Claim,
+  type JobPage,
+  type JobRecord,
+  type JobStore,
+  type LeaseStatus,
+  type RunOutcome,
+  type WorkerChannel,
+} from "../src/jobs/store.js";
 
-/** One job's record, strongly consistent, in the object's SQLite-backed storage. */
+/** The queue message: only the id; everything else is in the job's Durable Object and R2. */
+export interface DispatchMessage {
+  id: string;
+}
+
+/** Lease policy from the Worker's vars (LEASE_SECONDS, MAX_ATTEMPTS). */
+export function leasePolicy(env: Env): machine.LeasePolicy {
+  const seconds = Number(env.LEASE_SECONDS);
+  const attempts = Number(env.MAX_ATTEMPTS);
+  return {
+    leaseMs: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : machine.DEFAULT_LEASE_POLICY.leaseMs,
+    maxAttempts: Number.isInteger(attempts) && attempts > 0 ? attempts : machine.DEFAULT_LEASE_POLICY.maxAttempts,
+  };
+}
+
+/** One job: a finished sync record, or an async job's state machine with its alarm. */
 export class FineTuneJob extends DurableObject<Env> {
+  private async state(): Promise<machine.JobState | undefined> {
+    return this.ctx.storage.get<machine.JobState>("state");
+  }
+
+  /** Applies a transition, stores it, and carries out its effects (queue send, alarm). */
+  private async transition<T extends { state: machine.JobState; effects: machine.Effects }>(
+    fn: (s: machine.JobState, now: number, policy: machine.LeasePolicy) => T,
+  ): Promise<Omit<T, "state" | "effects"> | null> {
+    const current = await this.state();
+    if (!current) return null;
+    const r = fn(current, Date.now(), leasePolicy(this.env));
+    if (r.state !== current) await this.ctx.storage.put("state", r.state);
+    await this.apply(r.state, r.effects);
+    const { state: _s, effects: _e, ...rest } = r;
+    return rest;
+  }
+
+  private async apply(state: machine.JobState, effects: machine.Effects): Promise<void> {
+    if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
+    else if (effects.alarmAt !== undefined) await this.ctx.storage.setAlarm(effects.alarmAt);
+    if (effects.enqueue) await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
+  }
+
+  // ---- sync records
   async put(record: JobRecord): Promise<void> {
     await this.ctx.storage.put("record", record);
   }
 
   async get(): Promise<JobRecord | null> {
+    const state = await this.state();
+    if (state) return { job: state.job, owner: state.owner };
     return (await this.ctx.storage.get<JobRecord>("record")) ?? null;
+  }
+
+  /** The R2 key of the job's weights, if it has any. */
+  async weightsKey(): Promise<string | null> {
+    const state = await this.state();
+    if (state) return state.weightsKey;
+    const record = await this.ctx.storage.get<JobRecord>("record");
+    return record ? `weights/${record.job.id}.safetensors` : null;
+  }
+
+  // ---- async jobs
+  async create(state: machine.JobState, effects: machine.Effects): Promise<void> {
+    if (await this.state()) return; // a retried submit
+    await this.ctx.storage.put("state", state);
+    await this.apply(state, effects);
+  }
+
+  async dispatchInfo(): Promise<{ status: Job["status"]; placement: machine.JobState["placement"] } | null> {
+    const state = await this.state();
+    return state ? { status: state.job.status, placement: state.placement } : null;
+  }
+
+  async events(after: number): Promise<{ events: JobEvent[]; final: boolean } | null> {
+    const state = await this.state();
+    if (!state) return null;
+    return { events: state.events.filter((e) => e.id > after), final: isFinal(state.job.status) };
+  }
+
+  async cancel(): Promise<Job | null> {
+    await this.transition((s, now) => machine.requestCancel(s, now));
+    return (await this.state())?.job ?? null;
+  }
+
+  async claim(worker: string): Promise<Claim | null> {
+    const leaseId = crypto.randomUUID();
+    const r = await this.transition((s, now, policy) => machine.claim(s, worker, now, policy, leaseId));
+    if (!r?.lease) return null;
+    const state = (await this.state())!;
+    return { job: state.job, leaseId, leaseMs: leasePolicy(this.env).leaseMs, attempt: state.attempt };
+  }
+
+  /** The input key when `leaseId` holds the job, else null. */
+  async inputFor(leaseId: string): Promise<string | null> {
+    const state = await this.state();
+    return state && machine.holdsLease(state, leaseId) ? state.inputKey : null;
+  }
+
+  async progress(leaseId: string, epochs: EpochMetrics[], engine?: Job["engine"]): Promise<LeaseStatus> {
+    return (await this.transition((s, now, policy) => machine.progress(s, leaseId, epochs, now, policy, engine))) ?? { ok: false, cancel: false };
+  }
+
+  async heartbeat(leaseId: string): Promise<LeaseStatus> {
+    return (await this.transition((s, now, policy) => machine.heartbeat(s, leaseId, now, policy))) ?? { ok: false, cancel: false };
+  }
+
+  async complete(leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }> {
+    return (await this.transition((s, now) => machine.complete(s, leaseId, outcome, weightsKey, now))) ?? { accepted: false };
+  }
+
+  async fail(reason: string): Promise<void> {
+    await this.transition((s, now) => machine.fail(s, reason, now));
+  }
+
+  /** Lapsed leases go back to the queue; queued jobs are re-dispatched in case a message was lost. */
+  override async alarm(): Promise<void> {
+    await this.transition((s, now, policy) => machine.onAlarm(s, now, policy));
   }
 }
 
@@ -37,24 +159,65 @@ export class JobIndex extends DurableObject<Env> {
   }
 }
 
+/** Jobs waiting for a GPU node, oldest first; each id at most once. */
+export class JobDispatcher extends DurableObject<Env> {
+  async push(id: string): Promise<void> {
+    if (await this.ctx.storage.get(`id:${id}`)) return;
+    const seq = ((await this.ctx.storage.get<number>("seq")) ?? 0) + 1;
+    await this.ctx.storage.put({ seq, [`id:${id}`]: seq, [`w:${String(seq).padStart(12, "0")}`]: id });
+  }
+
+  async pop(): Promise<string | null> {
+    const first = await this.ctx.storage.list<string>({ prefix: "w:", limit: 1 });
+    const [key, id] = [...first][0] ?? [];
+    if (key === undefined || id === undefined) return null;
+    await this.ctx.storage.delete([key, `id:${id}`]);
+    return id;
+  }
+}
+
 /**
- * JobStore over the JOBS and JOB_INDEX namespaces and the BLOBS bucket.
+ * JobStore over the Durable Objects, R2 and the Queue.
  *
  * @example
  * ```ts
  * const store = new CloudflareJobStore(env);
- * await store.put({ job, owner });
+ * await store.submit(state, input);
  * ```
  */
 export class CloudflareJobStore implements JobStore {
-  constructor(private readonly env: Env) {}
+  readonly channel: WorkerChannel;
 
-  private job(id: string) {
+  constructor(private readonly env: Env) {
+    this.channel = {
+      readInput: async (id, leaseId) => {
+        const key = await this.job(id).inputFor(leaseId);
+        if (key === null) return null;
+        const object = await this.env.BLOBS.get(key);
+        return object ? new Uint8Array(await object.arrayBuffer()) : null;
+      },
+      progress: (id, leaseId, epochs, engine) => this.job(id).progress(leaseId, epochs, engine),
+      heartbeat: (id, leaseId) => this.job(id).heartbeat(leaseId),
+      saveWeights: async (id, leaseId, bytes) => {
+        if ((await this.job(id).inputFor(leaseId)) === null) return null;
+        const key = `weights/${id}/${leaseId}.safetensors`;
+        await this.env.BLOBS.put(key, bytes);
+        return key;
+      },
+      complete: (id, leaseId, outcome, weightsKey) => this.job(id).complete(leaseId, outcome, weightsKey),
+    };
+  }
+
+  job(id: string) {
     return this.env.JOBS.get(this.env.JOBS.idFromName(id));
   }
 
   private index(owner: string) {
     return this.env.JOB_INDEX.get(this.env.JOB_INDEX.idFromName(`owner:${owner}`));
+  }
+
+  private dispatcher() {
+    return this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName("gpu-nodes"));
   }
 
   async put(record: JobRecord): Promise<void> {
@@ -77,7 +240,43 @@ export class CloudflareJobStore implements JobStore {
   }
 
   async getWeights(id: string): Promise<ReadableStream<Uint8Array> | null> {
-    const object = await this.env.BLOBS.get(`weights/${id}.safetensors`);
+    const key = await this.job(id).weightsKey();
+    const object = key ? await this.env.BLOBS.get(key) : null;
     return object ? (object.body as ReadableStream<Uint8Array>) : null;
+  }
+
+  async submit(state: machine.JobState, input: Uint8Array): Promise<void> {
+    // input first: a job that exists always has its input
+    await this.env.BLOBS.put(state.inputKey, input);
+    await this.job(state.job.id).create(state, { enqueue: true, alarmAt: Date.now() + leasePolicy(this.env).leaseMs });
+    await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
+  }
+
+  async events(id: string, after: number) {
+    return this.job(id).events(after);
+  }
+
+  async cancel(id: string): Promise<Job | null> {
+    return this.job(id).cancel();
+  }
+
+  async claimNext(worker: string): Promise<Claim | null> {
+    for (;;) {
+      const id = await this.dispatcher().pop();
+      if (id === null) return null;
+      const claim = await this.job(id).claim(worker); // null: cancelled or taken meanwhile
+      if (claim) return claim;
+    }
+  }
+
+  /** Routes a dispatch message: GPU jobs wait for a node; edge jobs are claimed by the caller. */
+  async route(id: string): Promise<"gpu-node" | "edge" | "done"> {
+    const info = await this.job(id).dispatchInfo();
+    if (!info || info.status !== "queued") return "done";
+    if (info.placement === "gpu-node") {
+      await this.dispatcher().push(id);
+      return "gpu-node";
+    }
+    return "edge";
   }
 }

@@ -9,5 +9,7 @@ declare namespace Cloudflare {
   interface Env {
     /** Comma-separated API keys; unset = open API. */
     EDGETUNE_API_KEYS?: string;
+    /** Comma-separated GPU-node tokens; unset = the development token. */
+    EDGETUNE_NODE_TOKENS?: string;
   }
 }

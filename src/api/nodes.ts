@@ -38,8 +38,13 @@ const leaseLost = (id: string) =>
 export const nodes = new Hono<AppEnv>()
   /** POST /v1/nodes/claim: the next job waiting for a GPU node, with a lease; 204 when none. */
   .post("/claim", async (c) => {
-    const { node } = await body(c.req.raw, ClaimRequest);
-    const claim = await c.var.deps.store.claimNext(node);
+    const { node, wait_ms } = await body(c.req.raw, ClaimRequest);
+    const deadline = Date.now() + wait_ms;
+    let claim = await c.var.deps.store.claimNext(node);
+    while (!claim && Date.now() < deadline && !c.req.raw.signal.aborted) {
+      await new Promise((r) => setTimeout(r, Math.min(250, c.var.deps.pollMs)));
+      claim = await c.var.deps.store.claimNext(node);
+    }
     if (!claim) return c.body(null, 204);
     const response: ClaimResponse = { job: claim.job, lease_id: claim.leaseId, lease_ms: claim.leaseMs, attempt: claim.attempt };
     return c.json(response);

@@ -38,8 +38,12 @@ export interface TrainOptions {
   kernel?: "auto" | "wasm" | "js-reference";
   /** Cancels the run between steps; the result then has status "cancelled". */
   signal?: AbortSignal;
-  /** Called after every epoch, and after every step when `stepEvents` is true. */
-  onProgress?: (event: ProgressEvent) => void;
+  /**
+   * Called after every epoch, and after every step when `stepEvents` is true. When it returns a
+   * promise for an epoch event, the next epoch starts once it settles: a job runner reports the
+   * epoch and learns of a cancellation before training on (so a cancel stops within one epoch).
+   */
+  onProgress?: (event: ProgressEvent) => void | Promise<void>;
   stepEvents?: boolean;
   /** The result's id (default: a new "ft_..." id). */
   id?: string;
@@ -312,7 +316,8 @@ export async function runPreparedRaw(
       if (valAccuracy !== undefined) metrics.val_accuracy = valAccuracy;
     }
     history.push(metrics);
-    options.onProgress?.({ type: "epoch", ...metrics });
+    const reported = options.onProgress?.({ type: "epoch", ...metrics });
+    if (reported instanceof Promise) await reported.catch(() => undefined);
 
     if (plan.interval === "epoch" && scheduler) {
       if (t.schedule.type === "plateau") scheduler.step(monitorValue(metrics, t.schedule.monitor ?? (valData ? "val_loss" : "train_loss")));

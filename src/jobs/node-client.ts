@@ -51,9 +51,9 @@ export class NodeClient implements WorkerChannel {
     return res;
   }
 
-  /** Asks for the next job waiting for a GPU node; null when none is waiting. */
-  async claim(node: string): Promise<Claim | null> {
-    const res = await this.call("POST", "/v1/nodes/claim", { node });
+  /** Asks for the next job waiting for a GPU node, waiting up to `waitMs`; null when none came. */
+  async claim(node: string, waitMs = 0): Promise<Claim | null> {
+    const res = await this.call("POST", "/v1/nodes/claim", { node, wait_ms: waitMs });
     if (res.status === 204) return null;
     const c = (await res.json()) as ClaimResponse;
     return { job: c.job as Job, leaseId: c.lease_id, leaseMs: c.lease_ms, attempt: c.attempt };

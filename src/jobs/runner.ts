@@ -53,11 +53,11 @@ export async function runClaimedJob(
       return "failed";
     }
     const engine = { kernel: runtime.variant, threads: options.threads ?? 1, runtime: runtime.runtime };
-    const reports: Promise<void>[] = [];
-    const onProgress = (event: ProgressEvent) => {
-      if (event.type !== "epoch") return;
+    // each epoch is reported before the next starts: the answer renews the lease and carries a cancel
+    const onProgress = (event: ProgressEvent): Promise<void> | undefined => {
+      if (event.type !== "epoch") return undefined;
       const { type: _type, ...metrics } = event;
-      reports.push(channel.progress(job.id, leaseId, [metrics], engine).then(onLease, (e) => log(`progress report failed: ${String(e)}`)));
+      return channel.progress(job.id, leaseId, [metrics], engine).then(onLease, (e) => log(`progress report failed: ${String(e)}`));
     };
     log(`job ${job.id}: training (attempt ${claim.attempt})`);
     const { result, weights } = await runPreparedRaw(runtime, prepared, {
@@ -66,7 +66,6 @@ export async function runClaimedJob(
       signal: controller.signal,
       onProgress,
     });
-    await Promise.all(reports);
     if (leaseLost) {
       log(`job ${job.id}: lease lost; abandoning this attempt`);
       return "lease_lost";

@@ -14,7 +14,11 @@ import { Job } from "./job.js";
  * { "node": "gpu-node-7f3a" }
  * ```
  */
-export const ClaimRequest = z.strictObject({ node: z.string().min(1).max(128) });
+export const ClaimRequest = z.strictObject({
+  node: z.string().min(1).max(128),
+  /** Long poll: wait up to this long for a job before answering 204. */
+  wait_ms: z.number().int().min(0).max(25_000).default(0),
+});
 
 /** 200 from /v1/nodes/claim: the job and the lease to report under. (204: nothing waiting.) */
 export const ClaimResponse = z.object({

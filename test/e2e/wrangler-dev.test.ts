@@ -3,63 +3,17 @@
  * persisted to a temporary directory), the README's curl command run as written (only the port
  * changed), the weights checked, and the job still there after wrangler dev restarts.
  */
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors } from "../../src/formats/safetensors.js";
+import { freePort, root, startWranglerDev, stop, type Proc } from "./processes.js";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "edgetune-e2e-"));
 const persist = join(work, "state");
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
-/** Starts `wrangler dev` and resolves once /healthz answers. */
-async function startWranglerDev(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist], {
-    cwd: root,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout!.on("data", (d) => (output += d));
-  child.stderr!.on("data", (d) => (output += d));
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${output}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (res.ok) return child;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  child.kill("SIGKILL");
-  throw new Error(`wrangler dev did not become ready:\n${output}`);
-}
-
-async function stop(child: ChildProcess | undefined) {
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-  if (child.exitCode === null) child.kill("SIGKILL");
-}
 
 /** The README's quick-start curl command, exactly as written there. */
 function readmeCurl(): string {
@@ -86,12 +40,12 @@ const torchAvailable = (() => {
 
 describe("wrangler dev, as a new user runs it", () => {
   let port = 0;
-  let dev: ChildProcess | undefined;
+  let dev: Proc | undefined;
   let result: { id: string; status: string; weights: string; metrics: { history: { train_loss: number; val_loss?: number }[]; steps: number } };
 
   beforeAll(async () => {
     port = await freePort();
-    dev = await startWranglerDev(port);
+    dev = await startWranglerDev(port, persist);
   });
   afterAll(async () => {
     await stop(dev);
@@ -118,7 +72,7 @@ describe("wrangler dev, as a new user runs it", () => {
 
   it("the job and its weights survive a restart of wrangler dev", async () => {
     await stop(dev);
-    dev = await startWranglerDev(port);
+    dev = await startWranglerDev(port, persist);
     const job = (await (await fetch(`http://127.0.0.1:${port}/v1/fine-tunes/${result.id}`)).json()) as { status: string; metrics: { steps: number } };
     expect(job.status).toBe("succeeded");
     expect(job.metrics.steps).toBe(result.metrics.steps);

@@ -108,7 +108,9 @@ describe("progress events", () => {
     const events: string[] = [];
     const result = await train(seedRequest(64, { training: { epochs: 3, batch_size: 32 } }), {
       stepEvents: true,
-      onProgress: (e) => events.push(e.type === "epoch" ? `epoch ${e.epoch}` : `step ${e.step}`),
+      onProgress: (e) => {
+        events.push(e.type === "epoch" ? `epoch ${e.epoch}` : `step ${e.step}`);
+      },
     });
     expect(result.metrics.steps).toBe(6);
     expect(events).toEqual(["step 1", "step 2", "epoch 1", "step 3", "step 4", "epoch 2", "step 5", "step 6", "epoch 3"]);

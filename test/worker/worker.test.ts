@@ -2,7 +2,7 @@
  * The Worker inside workerd (@cloudflare/vitest-pool-workers): the real fetch handler, the
  * kernel module imported as a compiled WebAssembly.Module, Durable Objects and R2.
  */
-import { SELF, env } from "cloudflare:test";
+import { SELF, env, createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
 import { seedRequest } from "../helpers.js";
@@ -59,5 +59,99 @@ describe("the Worker in workerd", () => {
     const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
     const res = await worker.fetch(new Request("http://edgetune.test/healthz"), env, ctx);
     expect(res.status).toBe(200);
+  });
+});
+
+describe("asynchronous jobs in workerd (Queue, Durable Objects, R2)", () => {
+  const nodeAuth = { authorization: "Bearer edgetune-dev-node-token", "content-type": "application/json" };
+
+  async function claimWithin(ms: number) {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      const res = await SELF.fetch("http://edgetune.test/v1/nodes/claim", { method: "POST", headers: nodeAuth, body: JSON.stringify({ node: "test-node" }) });
+      if (res.status === 200) return (await res.json()) as { job: { id: string }; lease_id: string };
+      expect(res.status).toBe(204);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error("no job was dispatched to GPU nodes");
+  }
+
+  it("a gpu-node job is queued, dispatched through the Queue, claimed and completed over /v1/nodes", async () => {
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(64, { training: { epochs: 2 } }), mode: "async", placement: "gpu-node" }));
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const claim = await claimWithin(10_000);
+    expect(claim.job.id).toBe(id);
+    const input = await SELF.fetch(`http://edgetune.test/v1/nodes/jobs/${id}/input?lease_id=${claim.lease_id}`, { headers: nodeAuth });
+    expect(input.status).toBe(200);
+    expect((await input.arrayBuffer()).byteLength).toBeGreaterThan(1000);
+    const progress = await SELF.fetch(`http://edgetune.test/v1/nodes/jobs/${id}/progress`, {
+      method: "POST", headers: nodeAuth, body: JSON.stringify({ lease_id: claim.lease_id, epochs: [{ epoch: 1, train_loss: 0.5, lr: 0.001 }] }),
+    });
+    expect(await progress.json()).toEqual({ ok: true, cancel: false });
+    const job = (await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}`, { headers: auth })).json()) as { status: string; metrics: { history: unknown[] } };
+    expect(job.status).toBe("running");
+    expect(job.metrics.history).toHaveLength(1);
+    const stale = await SELF.fetch(`http://edgetune.test/v1/nodes/jobs/${id}/heartbeat`, { method: "POST", headers: nodeAuth, body: JSON.stringify({ lease_id: "not-the-lease" }) });
+    expect(stale.status).toBe(409);
+  });
+
+  it("an edge async job is trained by the queue consumer", async () => {
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(64, { training: { epochs: 2 } }), mode: "async" }));
+    const { id } = (await res.json()) as { id: string };
+    const deadline = Date.now() + 10_000;
+    let status = "queued";
+    while (Date.now() < deadline && status !== "succeeded") {
+      await new Promise((r) => setTimeout(r, 100));
+      status = ((await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}`, { headers: auth })).json()) as { status: string }).status;
+    }
+    expect(status).toBe("succeeded");
+    expect((await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}/weights`, { headers: auth })).status).toBe(200);
+  });
+});
+
+describe("queue deliveries are idempotent", () => {
+  const nodeAuth = { authorization: "Bearer edgetune-dev-node-token", "content-type": "application/json" };
+  const deliver = async (queue: string, id: string) => {
+    const batch = createMessageBatch(queue, [{ id: crypto.randomUUID(), timestamp: new Date(), attempts: 2, body: { id } }]);
+    const ctx = createExecutionContext();
+    await worker.queue(batch as never, env, ctx);
+    return getQueueResult(batch, ctx);
+  };
+  const jobOf = async (id: string) => (await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}`, { headers: auth })).json()) as Record<string, any>;
+  const claim = () => SELF.fetch("http://edgetune.test/v1/nodes/claim", { method: "POST", headers: nodeAuth, body: JSON.stringify({ node: "n", wait_ms: 3000 }) });
+
+  it("a redelivered message for a finished edge job does not run it again", async () => {
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(32, { training: { epochs: 1 } }), mode: "async" }));
+    const { id } = (await res.json()) as { id: string };
+    let job = await jobOf(id);
+    for (let i = 0; i < 100 && job.status !== "succeeded"; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      job = await jobOf(id);
+    }
+    expect(job.status).toBe("succeeded");
+    const result = await deliver("edgetune-jobs", id);
+    expect(result.explicitAcks).toHaveLength(1);
+    expect(await jobOf(id)).toEqual(job);
+  });
+
+  it("redelivered messages for a GPU job give one claim, not two", async () => {
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(32, { training: { epochs: 1 } }), mode: "async", placement: "gpu-node" }));
+    const { id } = (await res.json()) as { id: string };
+    await deliver("edgetune-jobs", id);
+    await deliver("edgetune-jobs", id);
+    const first = await claim();
+    expect(first.status).toBe(200);
+    expect(((await first.json()) as { job: { id: string } }).job.id).toBe(id);
+    await deliver("edgetune-jobs", id); // a late redelivery while it runs
+    expect((await claim()).status).toBe(204);
+    expect((await jobOf(id)).status).toBe("running");
+  });
+
+  it("a dead-lettered message ends its job failed with the reason", async () => {
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(32, { training: { epochs: 1 } }), mode: "async", placement: "gpu-node" }));
+    const { id } = (await res.json()) as { id: string };
+    await deliver("edgetune-jobs-dlq", id);
+    expect(await jobOf(id)).toMatchObject({ status: "failed", error: { code: "failed", message: expect.stringMatching(/could not be dispatched/) } });
   });
 });

@@ -1,0 +1,330 @@
+// `npm run bench`: SPEC section 6, side by side on this machine in one run.
+//   npm run bench                         every workload (about 2 minutes)
+//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, gemm, edge, memory
+//   npm run bench -- --no-build           skip `npm run build` (dist/ and build/wasm must exist)
+// Each measurement runs in its own child process, one after another (never two at once):
+// edgetune (bench/edgetune.mjs), tfjs-backend-wasm (bench/tfjs.mjs), PyTorch through
+// /usr/bin/python3 (bench/torch_bench.py), wrangler dev (bench/edge.mjs).
+// Prints the table, writes bench/results/latest.json and the results sections of BENCHMARKS.md.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
+
+const ALL = ["gemm", "tiny", "mlp", "edge", "memory"];
+const argv = process.argv.slice(2);
+const onlyArg = argv.find((a) => a.startsWith("--only"));
+let only = ALL;
+if (onlyArg) {
+  const value = onlyArg.includes("=") ? onlyArg.split("=")[1] : argv[argv.indexOf(onlyArg) + 1];
+  only = (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const bad = only.filter((w) => !ALL.includes(w));
+  if (bad.length || only.length === 0) {
+    console.error(`--only takes a comma-separated list of ${ALL.join(", ")} (got ${value})`);
+    process.exit(2);
+  }
+}
+const noBuild = argv.includes("--no-build");
+const began = performance.now();
+const say = (s) => process.stderr.write(`${s}\n`);
+
+// ------------------------------------------------------------------ build
+if (!noBuild || !haveDist()) {
+  say("bench: npm run build");
+  const b = spawnSync("npm", ["run", "build"], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  if (b.status !== 0) {
+    if (!haveDist()) {
+      process.stderr.write(b.stdout + b.stderr);
+      console.error("bench: the build failed and there is no dist/ to measure");
+      process.exit(1);
+    }
+    say(`bench: warning: npm run build exited ${b.status} (type errors?); measuring what it emitted:\n${(b.stdout + b.stderr).split("\n").filter((l) => /error/i.test(l)).slice(0, 5).join("\n")}`);
+  }
+}
+
+// ------------------------------------------------------------------ children
+const failures = [];
+function runChild(label, cmd, args, { env = {}, timeout = 240_000 } = {}) {
+  const t0 = performance.now();
+  say(`bench: ${label} ...`);
+  const r = spawnSync(cmd, args, {
+    cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout, maxBuffer: 64 << 20,
+    env: { ...process.env, ...env },
+  });
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  if (r.error || r.status !== 0) {
+    const why = r.error ? r.error.message : `exit ${r.status}`;
+    say(`bench: ${label} failed (${why}, ${secs} s)\n${(r.stderr || "").slice(-1500)}`);
+    return { error: `${why}: ${(r.stderr || r.stdout || "").trim().split("\n").slice(-3).join(" | ").slice(0, 400)}` };
+  }
+  try {
+    const json = lastJson(r.stdout);
+    say(`bench: ${label} done (${secs} s)`);
+    return json;
+  } catch (e) {
+    return { error: e.message.slice(0, 400) };
+  }
+}
+const node = (label, script, args = [], nodeFlags = []) => {
+  const r = runChild(label, process.execPath, [...nodeFlags, join(root, "bench", script), ...args]);
+  if (r.error) failures.push(`${label}: ${r.error}`);
+  return r;
+};
+
+const machine = machineInfo();
+const avx512 = machine.simd.includes("avx512f");
+const python = "/usr/bin/python3";
+let torchInfo = { available: false, error: `${python} not found` };
+const torchEnv = (threads, blasThreads = threads, coretype = avx512 ? "SkylakeX" : undefined) => ({
+  OMP_NUM_THREADS: String(threads),
+  OPENBLAS_NUM_THREADS: String(blasThreads),
+  ...(coretype ? { OPENBLAS_CORETYPE: coretype } : {}),
+});
+const torch = (label, args, env) => {
+  if (!torchInfo.available) return { available: false, error: torchInfo.error };
+  const r = runChild(label, python, [join(root, "bench/torch_bench.py"), ...args], { env });
+  return r.error ? { available: false, error: r.error } : r;
+};
+if (existsSync(python)) {
+  const r = runChild("PyTorch info", python, [join(root, "bench/torch_bench.py"), "info"], { env: torchEnv(1) });
+  torchInfo = r.error ? { available: false, error: r.error } : r;
+}
+
+// ------------------------------------------------------------------ workloads
+const now = () => new Date().toISOString();
+const measured = {};
+
+if (only.includes("gemm")) {
+  const simd = node("gemm (wasm-simd) + peak", "edgetune.mjs", ["gemm"]);
+  const relaxed = node("gemm (relaxed-simd, --experimental-wasm-relaxed-simd) + peak", "edgetune.mjs", ["gemm"], ["--experimental-wasm-relaxed-simd"]);
+  measured.gemm = { measured_at: now(), simd, relaxed };
+}
+
+if (only.includes("tiny")) {
+  measured.tiny = {
+    measured_at: now(),
+    edgetune: node("tiny edgetune", "edgetune.mjs", ["tiny", "--repeats", "30"]),
+    pytorch: torch("tiny PyTorch (1 thread)", ["tiny", "--threads", "1", "--repeats", "5"], torchEnv(1)),
+    tfjs: node("tiny tfjs-backend-wasm", "tfjs.mjs", ["tiny", "--repeats", "3"]),
+    profile: node("tiny profile (instrumented)", "edgetune.mjs", ["profile", "--of", "tiny"]),
+  };
+}
+
+if (only.includes("mlp")) {
+  const epochs = String(MLP.epochs);
+  measured.mlp = {
+    measured_at: now(),
+    edgetune: node("mlp edgetune", "edgetune.mjs", ["mlp", "--epochs", epochs, "--repeats", "5"]),
+    tfjs: node("mlp tfjs-backend-wasm", "tfjs.mjs", ["mlp", "--epochs", epochs, "--repeats", "3"]),
+    pytorch_1t: torch("mlp PyTorch 1 thread (AVX-512 OpenBLAS)", ["mlp", "--threads", "1", "--epochs", epochs, "--profile"], torchEnv(1)),
+    pytorch_1t_default: torch("mlp PyTorch 1 thread (OpenBLAS default core detection)", ["mlp", "--threads", "1", "--epochs", epochs], torchEnv(1, 1, null)),
+    pytorch_2t: torch("mlp PyTorch 2 threads (OpenMP 2, OpenBLAS 1)", ["mlp", "--threads", "2", "--epochs", epochs], torchEnv(2, 1)),
+    pytorch_2t_both: torch("mlp PyTorch 2 threads (OpenMP 2, OpenBLAS 2)", ["mlp", "--threads", "2", "--epochs", epochs, "--repeats", "3"], torchEnv(2, 2)),
+    profile: node("mlp profile (instrumented)", "edgetune.mjs", ["profile", "--of", "mlp"]),
+  };
+}
+
+if (only.includes("edge")) {
+  measured.edge = {
+    measured_at: now(),
+    wrangler: node("edge: wrangler dev, sync POSTs", "edge.mjs", ["--requests", "30", "--warmup", "3"]),
+    instantiate: node("edge: WebAssembly.instantiate", "edgetune.mjs", ["instantiate"]),
+  };
+}
+
+if (only.includes("memory")) {
+  measured.memory = { measured_at: now(), edgetune: node("memory (1M params)", "edgetune.mjs", ["memory"], ["--expose-gc"]) };
+}
+
+// ------------------------------------------------------------------ merge with earlier results
+const resultsDir = join(root, "bench/results");
+mkdirSync(resultsDir, { recursive: true });
+const latestPath = join(resultsDir, "latest.json");
+let previous = {};
+try {
+  previous = JSON.parse(readFileSync(latestPath, "utf8"));
+} catch {
+  // first run
+}
+const workloads = { ...(previous.workloads ?? {}), ...measured };
+const tfjsBackend = measured.mlp?.tfjs?.backend ?? measured.tiny?.tfjs?.backend ?? previous.tfjs ?? null;
+const pytorch = torchInfo.available || !previous.pytorch ? torchInfo : previous.pytorch;
+
+// ------------------------------------------------------------------ rows
+const fmt = (x, d = 0) => (typeof x === "number" && Number.isFinite(x) ? x.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d }) : "n/a");
+const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && b > 0 ? a / b : null);
+const rows = [];
+const row = (workload, edgetune, baseline, r, target, met) => rows.push({ workload, edgetune, baseline, ratio: r, target, met });
+const metStr = (m) => (m === null || m === undefined ? "-" : m ? "yes" : "NO");
+const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.slice(0, 60)})` : null);
+
+{
+  const w = workloads.tiny;
+  if (w) {
+    const e = w.edgetune?.steps_per_s;
+    const p = w.pytorch?.steps_per_s;
+    const t = w.tfjs?.steps_per_s;
+    const rp = ratio(e, p);
+    row("tiny 10-10-1, 640 steps", `${fmt(e)} steps/s`, p ? `PyTorch 1t ${fmt(p)} steps/s` : unavailable(w.pytorch, "PyTorch") ?? "PyTorch n/a",
+      rp ? `${fmt(rp, 1)}x` : "n/a", ">= 50x PyTorch", rp === null ? null : rp >= 50);
+    const rt = ratio(e, t);
+    row("tiny 10-10-1 vs tfjs", `${fmt(e)} steps/s`, t ? `tfjs-wasm ${fmt(t)} steps/s` : "tfjs n/a", rt ? `${fmt(rt, 1)}x` : "n/a", "(info)", null);
+  }
+}
+{
+  const w = workloads.mlp;
+  if (w) {
+    const e = w.edgetune?.inline?.samples_per_s;
+    const t = w.tfjs?.samples_per_s;
+    const p1 = w.pytorch_1t?.samples_per_s;
+    const p2 = Math.max(w.pytorch_2t?.samples_per_s ?? 0, w.pytorch_2t_both?.samples_per_s ?? 0) || undefined;
+    const e2 = w.edgetune?.threads2?.samples_per_s;
+    const rt = ratio(e, t), r1 = ratio(e, p1), r2 = ratio(e2, p2);
+    row("mlp 784-256-10 vs tfjs", `${fmt(e)} samples/s`, t ? `tfjs-wasm SIMD 1t ${fmt(t)} samples/s` : "tfjs n/a", rt ? `${fmt(rt, 2)}x` : "n/a", ">= 4x tfjs", rt === null ? null : rt >= 4);
+    row("mlp 784-256-10 vs PyTorch 1t", `${fmt(e)} samples/s`, p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a", r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.3x PyTorch 1t", r1 === null ? null : r1 >= 0.3);
+    row("mlp 784-256-10, 2 threads", `${fmt(e2)} samples/s (threads: 2)`, p2 ? `PyTorch 2t ${fmt(p2)} samples/s` : "PyTorch n/a", r2 ? `${fmt(r2, 2)}x` : "n/a", ">= 0.5x PyTorch 2t", r2 === null ? null : r2 >= 0.5);
+  }
+}
+{
+  const w = workloads.gemm;
+  if (w?.simd && !w.simd.error) {
+    const peak = w.simd.peak.gflops;
+    for (const k of ["matmul_nn", "matmul_nt", "matmul_tn"]) {
+      const g = w.simd[k].gflops;
+      row(`gemm 256^3 ${k}`, `${fmt(g, 1)} GFLOP/s`, `WASM-SIMD peak ${fmt(peak, 1)} GFLOP/s`, `${fmt((100 * g) / peak, 0)}% of peak`, ">= 70% of peak", g / peak >= 0.7);
+    }
+    if (w.relaxed && !w.relaxed.error) {
+      const rp = w.relaxed.peak.gflops;
+      const g = Math.min(...["matmul_nn", "matmul_nt", "matmul_tn"].map((k) => w.relaxed[k].gflops));
+      row("gemm relaxed-SIMD build (min of 3)", `${fmt(g, 1)} GFLOP/s`, `relaxed_madd peak ${fmt(rp, 1)} GFLOP/s`, `${fmt((100 * g) / rp, 0)}% of peak`, "(info: Node flag)", null);
+    }
+  }
+}
+{
+  const w = workloads.edge;
+  if (w) {
+    const l = w.wrangler?.latency_ms;
+    row("edge: tiny as sync POST, wrangler dev", l ? `p50 ${fmt(l.p50, 1)} ms, p90 ${fmt(l.p90, 1)} ms` : `n/a${w.wrangler?.error ? " (" + w.wrangler.error.slice(0, 60) + ")" : ""}`,
+      workloads.tiny?.edgetune?.call_ms ? `in-process train() ${fmt(workloads.tiny.edgetune.call_ms.median, 1)} ms` : "-", "-", "p50 reported", l ? true : null);
+    const i = w.instantiate?.instantiate_ms;
+    row("edge: WASM instantiation (Node proxy)", i ? `${fmt(i.median, 3)} ms median (p99 ${fmt(i.p99, 3)})` : "n/a", w.instantiate?.compile_ms ? `compile ${fmt(w.instantiate.compile_ms, 2)} ms (once)` : "-", "-", "<= 10 ms", i ? i.median <= 10 : null);
+  }
+}
+{
+  const m = workloads.memory?.edgetune;
+  if (m) {
+    row("memory: 1.01M params, 10,000 x 100, 1 epoch", m.error ? "n/a" : `${fmt(m.isolate_estimate_mb, 1)} MB (JS heap ${fmt(m.heap_peak_mb, 1)} + WASM ${fmt(m.wasm_memory_mb, 1)})`,
+      m.error ? "-" : `RSS peak +${fmt(m.rss_peak_delta_mb, 0)} MB`, "-", "< 128 MB", m.error ? null : m.isolate_estimate_mb < 128);
+  }
+}
+
+// ------------------------------------------------------------------ print
+const header = ["workload", "edgetune", "baseline", "ratio", "target", "met?"];
+const cells = rows.map((r) => [r.workload, r.edgetune, r.baseline, r.ratio, r.target, metStr(r.met)]);
+const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => String(c[i]).length)));
+const line = (c) => c.map((x, i) => String(x).padEnd(widths[i])).join("  ");
+console.log("");
+console.log(`edgetune bench — ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.date}`);
+console.log(`PyTorch: ${pytorch.available ? `${pytorch.torch}, ${pytorch.blas}, ${pytorch.openblas_config ?? ""}` : `unavailable (${pytorch.error})`}`);
+console.log(`tfjs: ${tfjsBackend ? `${tfjsBackend.version} wasm backend, SIMD ${tfjsBackend.simd}, threads ${tfjsBackend.threads}` : "not run"}`);
+console.log("");
+console.log(line(header));
+console.log(widths.map((w) => "-".repeat(w)).join("  "));
+for (const c of cells) console.log(line(c));
+console.log("");
+
+// ------------------------------------------------------------------ write results
+const results = {
+  command: `npm run bench${onlyArg ? ` -- --only ${only.join(",")}` : ""}`,
+  generated_at: machine.date,
+  machine,
+  pytorch,
+  tfjs: tfjsBackend,
+  workloads,
+  rows,
+  failures,
+  duration_s: (performance.now() - began) / 1000,
+};
+writeFileSync(latestPath, JSON.stringify(results, null, 2) + "\n");
+say(`bench: wrote ${latestPath.replace(root + "/", "")}`);
+
+const mdTable = [
+  `| ${header.join(" | ")} |`,
+  `| ${header.map(() => "---").join(" | ")} |`,
+  ...cells.map((c) => `| ${c.join(" | ")} |`),
+].join("\n");
+
+function profileMarkdown() {
+  const out = [];
+  const w = workloads;
+  const ms = (x, d = 1) => `${fmt(x, d)} ms`;
+  if (w.tiny?.profile && !w.tiny.profile.error && w.tiny.edgetune && !w.tiny.edgetune.error) {
+    const p = w.tiny.profile;
+    const e = w.tiny.edgetune;
+    const top = Object.entries(p.kernels).slice(0, 4).map(([n, k]) => `${n} ${ms(k.ms, 2)}`).join(", ");
+    const overhead = (p.kernel_calls * p.timer_overhead_us_per_call) / 1000;
+    out.push(`- **tiny** (one train() call ${ms(e.call_ms.median, 2)} median, ${fmt((e.call_ms.median * 1000) / e.steps, 2)} us/step): ` +
+      `validation and planning (prepareRun) ${ms(e.phases_ms.prepare, 2)}, training and encoding ${ms(e.phases_ms.run_and_encode, 2)}. ` +
+      `Instrumented run: ${fmt(p.kernel_calls)} kernel calls (${fmt(p.kernel_calls / e.steps, 0)} per step) take ${ms(p.kernel_ms - overhead, 2)} net of the timer ` +
+      `(${top}); the rest of a step is the JS loop and call boundary. ` +
+      (w.tiny.pytorch?.us_per_step ? `PyTorch spends ${fmt(w.tiny.pytorch.us_per_step, 0)} us per step in eager dispatch and autograd; ` : "") +
+      (w.tiny.tfjs?.us_per_step ? `tfjs ${fmt(w.tiny.tfjs.us_per_step, 0)} us.` : ""));
+  }
+  if (w.mlp?.profile && !w.mlp.profile.error) {
+    const p = w.mlp.profile;
+    const e = w.mlp.edgetune;
+    const kernels = Object.entries(p.kernels).slice(0, 5).map(([n, k]) => `${n} ${ms(k.ms)} (${fmt((100 * k.ms) / p.total_ms, 0)}%)`).join(", ");
+    const fwdFlops = 2 * (MLP.features * MLP.hidden + MLP.hidden * MLP.classes) * MLP.rows;
+    const nt = p.kernels.matmul_nt, tn = p.kernels.matmul_tn;
+    out.push(`- **mlp** (one epoch, instrumented: ${ms(p.total_ms)}): validation of the inline JSON (zod over ${fmt(MLP.rows * MLP.features)} numbers) ` +
+      `${ms(p.prepare_ms)} (${fmt((100 * p.prepare_ms) / p.total_ms, 0)}%); kernels ${kernels}; everything else ${ms(p.run_ms - p.kernel_ms)}. ` +
+      (nt && tn ? `Forward GEMMs (matmul_nt, which first transposes W into scratch) run at ${fmt(fwdFlops / (nt.ms * 1e6), 1)} GFLOP/s and the weight-gradient GEMMs (matmul_tn) at ${fmt(fwdFlops / (tn.ms * 1e6), 1)} GFLOP/s, ` +
+        `against ${fmt(w.gemm?.simd?.matmul_nn?.gflops, 1)} GFLOP/s for 256^3: with M = 64 rows per batch and K = 784 the operands stream from L2/L3 rather than staying in L1, and matmul_nt repacks the 784x256 weight every step. ` : "") +
+      (e?.tables ? `With the data already parsed (a CSV upload, TrainOptions.tables) the same calls reach ${fmt(e.tables.samples_per_s)} samples/s instead of ${fmt(e.inline.samples_per_s)}. ` : "") +
+      (w.mlp.pytorch_1t?.profile_top ? `PyTorch (1 thread, one epoch under the autograd profiler): ${w.mlp.pytorch_1t.profile_top.slice(0, 4).map((o) => `${o.op} ${ms(o.self_ms)}`).join(", ")}.` : ""));
+  }
+  if (w.gemm?.simd && !w.gemm.simd.error) {
+    const g = w.gemm.simd;
+    out.push(`- **gemm**: the 4x8 register tile issues 8 f32x4.mul + 8 f32x4.add per k against 2 B-vector loads and 4 A splats, so its FP issue rate can match the peak loop (12 independent mul+add chains, no memory); ` +
+      `measured ${fmt(g.matmul_nn.gflops, 1)} / ${fmt(g.matmul_nt.gflops, 1)} / ${fmt(g.matmul_tn.gflops, 1)} GFLOP/s (nn / nt / tn) of ${fmt(g.peak.gflops, 1)}. ` +
+      `matmul_nt pays for the W^T transpose; matmul_tn reads A with a stride of M. ` +
+      (w.gemm.relaxed && !w.gemm.relaxed.error ? `The relaxed-SIMD build (relaxed_madd, Node needs --experimental-wasm-relaxed-simd) reaches ${fmt(w.gemm.relaxed.matmul_nn.gflops, 1)} GFLOP/s of a ${fmt(w.gemm.relaxed.peak.gflops, 1)} GFLOP/s fused peak.` : ""));
+  }
+  if (w.edge?.wrangler && !w.edge.wrangler.error) {
+    const e = w.edge.wrangler;
+    out.push(`- **edge**: a sync POST of the tiny request (${fmt(e.body_bytes / 1024, 0)} KiB of JSON) takes ${ms(e.latency_ms.p50)} at p50, of which the Worker reports ${ms(e.server_train_ms.p50, 0)} of training (workerd's clock is coarse); ` +
+      `the rest is the request's JSON parse and validation, storing the job (Durable Object) and weights (R2, local emulation) and the loopback HTTP round trip. First request after start-up: ${ms(e.first_ms)}.`);
+  }
+  if (w.memory?.edgetune && !w.memory.edgetune.error) {
+    const m = w.memory.edgetune;
+    out.push(`- **memory**: the arena is ${fmt(m.arena_mb, 1)} MB (the plan estimated ${fmt(m.plan_memory_mb, 1)} MB): parameters, gradients, Adam m and v and the last-finite copy are 5 x ${fmt((m.params * 4) / 2 ** 20, 1)} MB, the dataset ${fmt((m.rows * (m.features + 1) * 4) / 2 ** 20, 1)} MB. ` +
+      `The JS heap peaks at ${fmt(m.heap_peak_mb, 1)} MB (sampled each step; the request's arrays alone are ${fmt(m.request_heap_mb, 1)} MB, the validated copy and the Float32 table add to that, the base64 result is ${fmt(m.result_weights_mb, 1)} MB). ` +
+      `V8's committed heap after the run is ${fmt(m.heap_total_after_mb, 1)} MB (garbage not yet collected) and the whole Node process peaked ${fmt(m.rss_peak_delta_mb, 0)} MB above its start. Training ran at ${fmt(m.samples_per_s)} samples/s.`);
+  }
+  return out.join("\n");
+}
+
+const mdMachine = `\`${results.command}\` on ${machine.cpu} (${machine.cores} cores${machine.simd.length ? `, ${machine.simd.join("/")}` : ""}, ${machine.memory_gib} GiB), ` +
+  `Node ${machine.node} (V8 ${machine.v8}), ${machine.platform}; ${machine.date}. ` +
+  `PyTorch: ${pytorch.available ? `${pytorch.torch} (Python ${pytorch.python}), ${pytorch.blas} — \`${pytorch.openblas_config ?? ""}\`, torch build ${pytorch.torch_build_blas}, ${pytorch.cpu_capability}` : `unavailable (${pytorch.error})`}. ` +
+  `tfjs: ${tfjsBackend ? `@tensorflow/tfjs ${tfjsBackend.version} + tfjs-backend-wasm, SIMD ${tfjsBackend.simd}, ${tfjsBackend.threads} thread` : "not run"}. ` +
+  (Object.values(workloads).some((x) => x.measured_at && x.measured_at < machine.date.slice(0, 10)) || onlyArg ? `Measured per workload: ${Object.entries(workloads).map(([k, v]) => `${k} ${v.measured_at}`).join(", ")}.` : "");
+
+const mdPath = join(root, "BENCHMARKS.md");
+let md = existsSync(mdPath) ? readFileSync(mdPath, "utf8") : "# Benchmarks\n";
+const replace = (text, name, body) => {
+  const begin = `<!-- bench:${name}:begin -->`;
+  const end = `<!-- bench:${name}:end -->`;
+  const block = `${begin}\n${body}\n${end}`;
+  const i = text.indexOf(begin), j = text.indexOf(end);
+  return i >= 0 && j > i ? text.slice(0, i) + block + text.slice(j + end.length) : `${text.trimEnd()}\n\n${block}\n`;
+};
+md = replace(md, "machine", mdMachine);
+md = replace(md, "table", mdTable);
+md = replace(md, "profile", profileMarkdown());
+writeFileSync(mdPath, md);
+say(`bench: updated BENCHMARKS.md (${((performance.now() - began) / 1000).toFixed(0)} s in all)`);
+if (failures.length) {
+  say(`bench: ${failures.length} edgetune measurement(s) failed:\n  ${failures.join("\n  ")}`);
+  process.exit(1);
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""PyTorch side of `npm run bench`: CPU eager training loops on tensors already in memory.
+
+    /usr/bin/python3 bench/torch_bench.py info
+    /usr/bin/python3 bench/torch_bench.py tiny --threads 1
+    /usr/bin/python3 bench/torch_bench.py mlp --threads 2 --epochs 3
+
+Prints one JSON line. Thread counts: torch.set_num_threads(n) for ATen/OpenMP; the caller also
+sets OMP_NUM_THREADS and OPENBLAS_NUM_THREADS to n, because Debian's torch calls BLAS through
+libblas.so.3 (OpenBLAS's pthread build when libopenblas0-pthread is installed), whose own thread
+pool ignores torch.set_num_threads.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def blas_info(torch):
+    """Which BLAS the process actually loaded, from /proc/self/maps after a matmul."""
+    a = torch.rand(64, 64)
+    (a @ a).sum().item()
+    libs = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                if "blas" in path.lower() or "lapack" in path.lower():
+                    libs.add(os.path.realpath(path))
+    except OSError:
+        pass
+    libs = sorted(libs)
+    if any("openblas" in p for p in libs):
+        kind = "OpenBLAS" + (" (pthread)" if any("openblas-pthread" in p for p in libs) else "")
+    elif any("/blas/" in p for p in libs):
+        kind = "reference BLAS (slow: install libopenblas0-pthread)"
+    elif libs:
+        kind = "other"
+    else:
+        kind = "none loaded (MKL-DNN/internal)"
+    config = torch.__config__.show()
+    blas_line = next((l.strip() for l in config.splitlines() if "BLAS_INFO" in l), "")
+    cap = next((l.strip() for l in config.splitlines() if "CPU capability" in l), "")
+    openblas_config = None
+    try:
+        import ctypes
+        for p in libs:
+            if "openblas" in p:
+                lib = ctypes.CDLL(p)
+                lib.openblas_get_config.restype = ctypes.c_char_p
+                openblas_config = lib.openblas_get_config().decode()
+                lib.openblas_get_num_threads.restype = ctypes.c_int
+                openblas_config += f" threads={lib.openblas_get_num_threads()}"
+                break
+    except Exception:  # noqa: BLE001 - diagnostics only
+        pass
+    return {
+        "blas": kind,
+        "blas_libraries": libs,
+        "openblas_config": openblas_config,
+        "torch_build_blas": "BLAS_INFO=" + blas_line.split("BLAS_INFO=")[1].split(",")[0] if "BLAS_INFO=" in blas_line else None,
+        "cpu_capability": cap.replace("- ", ""),
+    }
+
+
+def run_epochs(model, loss_fn, opt, batches, epochs):
+    total = 0.0
+    for _ in range(epochs):
+        for x, y in batches:
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+    return total
+
+
+def tiny(torch, args):
+    import numpy as np
+    nn = torch.nn
+    data = np.loadtxt(os.path.join(ROOT, "examples/seed-mlp/train.csv"), delimiter=",", skiprows=1, dtype=np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(data[:, :10]))
+    y = torch.from_numpy(np.ascontiguousarray(data[:, 10:11]))
+    batch, epochs = 32, 20
+    batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, x.shape[0], batch)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.MSELoss()
+    run_epochs(model, loss_fn, opt, batches, 1)  # warm-up pass
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        run_epochs(model, loss_fn, opt, batches, epochs)
+        times.append(time.perf_counter() - t0)
+    steps = len(batches) * epochs
+    med = statistics.median(times)
+    return {"steps": steps, "run_ms": {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)},
+            "steps_per_s": steps / med, "us_per_step": med / steps * 1e6}
+
+
+def mlp(torch, args):
+    nn = torch.nn
+    rows, features, hidden, classes, batch = 4096, 784, 256, 10, 64
+    torch.manual_seed(1)
+    x = torch.rand(rows, features)
+    y = torch.randint(0, classes, (rows,))
+    batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, rows, batch)]
+    model = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    run_epochs(model, loss_fn, opt, batches, 1)  # warm-up epoch
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        run_epochs(model, loss_fn, opt, batches, args.epochs)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    samples = rows * args.epochs
+    flops = 3 * 2 * (features * hidden + hidden * classes) * samples
+    # where the time goes: one epoch under the autograd profiler
+    prof_top = None
+    if args.profile:
+        from torch.autograd import profiler
+        with profiler.profile() as prof:
+            run_epochs(model, loss_fn, opt, batches, 1)
+        evs = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+        prof_top = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in evs]
+    return {"epochs": args.epochs, "samples": samples, "run_ms": {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)},
+            "samples_per_s": samples / med, "gflops": flops / med / 1e9, "profile_top": prof_top}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("workload", choices=["info", "tiny", "mlp"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args()
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001 - the bench reports PyTorch as unavailable
+        print(json.dumps({"available": False, "error": f"{type(e).__name__}: {e}"}))
+        return
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    out = {"available": True, "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+           "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
+    out.update(blas_info(torch))
+    try:
+        import numpy
+        out["numpy"] = numpy.__version__
+    except Exception:  # noqa: BLE001
+        pass
+    if args.workload == "tiny":
+        out.update(tiny(torch, args))
+    elif args.workload == "mlp":
+        out.update(mlp(torch, args))
+    out["workload"] = args.workload
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

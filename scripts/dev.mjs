@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// `npm run dev`: wrangler dev (the edge: local R2, Durable Objects, Queues under
+// .wrangler/state) and one local GPU node that pulls offloaded jobs from it. Arguments go to
+// wrangler dev (`npm run dev -- --port 9000`). Ctrl-C stops both.
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const args = process.argv.slice(2);
+const portFlag = args.findIndex((a) => a === "--port" || a.startsWith("--port="));
+const port = portFlag < 0 ? "8787" : args[portFlag].includes("=") ? args[portFlag].split("=")[1] : args[portFlag + 1];
+
+const children = [];
+const stopAll = (code) => {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+  process.exitCode = code;
+};
+
+const edge = spawn(process.execPath, [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", ...args], { cwd: root, stdio: "inherit" });
+children.push(edge);
+edge.on("exit", (code) => stopAll(code ?? 0));
+
+// start the node once the edge answers
+const url = `http://127.0.0.1:${port}`;
+const deadline = Date.now() + 120_000;
+while (Date.now() < deadline && edge.exitCode === null) {
+  try {
+    if ((await fetch(`${url}/healthz`)).ok) break;
+  } catch {
+    // not up yet
+  }
+  await new Promise((r) => setTimeout(r, 300));
+}
+if (edge.exitCode === null) {
+  const node = spawn(process.execPath, [join(root, "dist/src/node/gpu-node-cli.js")], {
+    cwd: root,
+    stdio: "inherit",
+    env: { ...process.env, EDGETUNE_URL: process.env.EDGETUNE_URL ?? url },
+  });
+  children.push(node);
+  node.on("exit", (code) => {
+    if (code) console.error(`gpu node exited with ${code}`);
+  });
+}
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => stopAll(0));

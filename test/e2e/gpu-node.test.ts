@@ -1,0 +1,148 @@
+/**
+ * Offloaded jobs end to end, with real processes: `wrangler dev` (local Queues, Durable
+ * Objects, R2) and GPU node processes that pull work over HTTP. Leases are 2 s here
+ * (`--var LEASE_SECONDS:2`) so that a dead node is noticed quickly.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { NodeClient } from "../../src/jobs/node-client.js";
+import { DEV_NODE_TOKEN } from "../../src/api/auth.js";
+import { classificationData, lcg } from "../helpers.js";
+import { eventually, freePort, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
+
+const work = mkdtempSync(join(tmpdir(), "edgetune-gpu-e2e-"));
+const persist = join(work, "state");
+const VARS = { LEASE_SECONDS: "2", SSE_POLL_MS: "100" };
+
+/** A job that trains for a few seconds: 64 -> 256 -> 10 classifier on 2,000 rows. */
+function slowJob(epochs: number) {
+  const rand = lcg(99);
+  const x = Array.from({ length: 2000 }, () => Array.from({ length: 64 }, () => Math.round(rand() * 256) / 256));
+  const y = x.map((r) => (r[0]! > 0 ? 1 : 0) + (r[1]! > 0 ? 2 : 0) + (r[2]! > 0 ? 4 : 0));
+  return {
+    mode: "async",
+    placement: "gpu-node",
+    model: {
+      layers: [
+        { type: "linear", name: "fc1", in_features: 64, out_features: 256 },
+        { type: "relu" },
+        { type: "linear", name: "fc2", in_features: 256, out_features: 10 },
+      ],
+    },
+    data: { train: { x, y } },
+    training: { epochs, batch_size: 32, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: 1e-3 } },
+  };
+}
+
+function smallJob() {
+  return {
+    mode: "async",
+    placement: "gpu-node",
+    model: { layers: [{ type: "linear", in_features: 4, out_features: 8 }, { type: "relu" }, { type: "linear", in_features: 8, out_features: 3 }] },
+    data: { train: classificationData(64) },
+    training: { epochs: 3, batch_size: 16, loss: { type: "cross_entropy" } },
+  };
+}
+
+describe("GPU-node offload with real processes", () => {
+  let port = 0;
+  let base = "";
+  let edge: Proc | undefined;
+  const nodes: Proc[] = [];
+
+  const submit = async (body: unknown) => {
+    const res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect(res.status).toBe(202);
+    expect(res.headers.get("location")).toMatch(/^\/v1\/fine-tunes\/ft_/);
+    return ((await res.json()) as { id: string }).id;
+  };
+  const job = async (id: string) => (await (await fetch(`${base}/v1/fine-tunes/${id}`)).json()) as Record<string, any>;
+  const finished = (id: string, ms = 60_000) =>
+    eventually(`${id} to finish`, ms, async () => {
+      const j = await job(id);
+      return ["succeeded", "failed", "cancelled", "diverged"].includes(j.status) ? j : undefined;
+    });
+  const node = (name: string) => {
+    const proc = startGpuNode(port, name);
+    nodes.push(proc);
+    return proc;
+  };
+
+  beforeAll(async () => {
+    port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    edge = await startWranglerDev(port, persist, VARS);
+  });
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((n) => stop(n, "SIGKILL")));
+  });
+  afterAll(async () => {
+    await stop(edge);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("an async job runs on a GPU node: 202, SSE for every epoch, succeeded, weights", async () => {
+    node("node-1");
+    const id = await submit(slowJob(4));
+    const res = await fetch(`${base}/v1/fine-tunes/${id}/events`);
+    expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
+    const text = await res.text(); // the stream ends after the final event
+    const events = [...text.matchAll(/^event: (\w+)\ndata: (.*)$/gm)].map((m) => ({ event: m[1]!, data: JSON.parse(m[2]!) }));
+    expect(events.filter((e) => e.event === "epoch").map((e) => e.data.epoch)).toEqual([1, 2, 3, 4]);
+    expect(events.at(-1)!.event).toBe("done");
+    const done = await job(id);
+    expect(done).toMatchObject({ status: "succeeded", plan: { placement: "gpu-node" }, engine: { runtime: "node" } });
+    const weights = await fetch(`${base}/v1/fine-tunes/${id}/weights`);
+    expect(weights.status).toBe(200);
+    expect((await weights.arrayBuffer()).byteLength).toBeGreaterThan(64 * 256 * 4);
+  });
+
+  it("SIGKILL the node mid-job, start another: the job succeeds with one history entry per epoch", async () => {
+    const first = node("node-doomed");
+    const id = await submit(slowJob(12));
+    await eventually("two epochs on the first node", 60_000, async () => ((await job(id)).metrics?.history.length >= 2 ? true : undefined));
+    const killedAt = Date.now();
+    await stop(first, "SIGKILL");
+    node("node-rescue");
+    const done = await finished(id);
+    expect(done.status).toBe("succeeded");
+    expect(done.metrics.history.map((h: { epoch: number }) => h.epoch)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    const events = await (await fetch(`${base}/v1/fine-tunes/${id}/events`)).text();
+    expect(events).toMatch(/"status":"running","attempt":2/);
+    console.log(`[e2e] lease recovery: job finished ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the node was killed (lease 2 s)`);
+  });
+
+  it("a second completion from the same node is ignored", async () => {
+    const client = new NodeClient({ baseUrl: base, token: DEV_NODE_TOKEN });
+    const id = await submit(smallJob());
+    const claim = await eventually("a claim", 20_000, async () => (await client.claim("manual-node", 1000)) ?? undefined);
+    expect(claim.job.id).toBe(id);
+    const outcome = { failure: "first completion" };
+    expect((await client.complete(id, claim.leaseId, outcome, null)).accepted).toBe(true);
+    expect((await client.complete(id, claim.leaseId, { failure: "second completion" }, null)).accepted).toBe(false);
+    const final = await job(id);
+    expect(final).toMatchObject({ status: "failed", error: { message: "first completion" } });
+  });
+
+  it("cancelling a running job stops it within one epoch", async () => {
+    node("node-2");
+    const id = await submit(slowJob(200));
+    await eventually("the job to start", 60_000, async () => ((await job(id)).metrics?.history.length >= 1 ? true : undefined));
+    const res = await fetch(`${base}/v1/fine-tunes/${id}/cancel`, { method: "POST" });
+    expect(res.status).toBe(200);
+    const epochsAtCancel = ((await res.json()) as { metrics: { history: unknown[] } }).metrics.history.length;
+    const done = await finished(id);
+    expect(done.status).toBe("cancelled");
+    expect(done.metrics.history.length).toBeLessThanOrEqual(epochsAtCancel + 1);
+  });
+
+  it("jobs queued while wrangler dev restarts still complete", async () => {
+    const ids = [await submit(smallJob()), await submit(smallJob())];
+    await stop(edge);
+    edge = await startWranglerDev(port, persist, VARS);
+    node("node-after-restart");
+    for (const id of ids) expect((await finished(id)).status).toBe("succeeded");
+  });
+});

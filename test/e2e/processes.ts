@@ -1,0 +1,83 @@
+/** Real processes for end-to-end tests: wrangler dev and GPU nodes, on free ports, killed afterwards. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const root = fileURLToPath(new URL("../..", import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+/** A child process with its combined output kept for failure messages. */
+export interface Proc {
+  child: ChildProcess;
+  output: () => string;
+}
+
+function start(args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (d) => (output += d));
+  child.stderr!.on("data", (d) => (output += d));
+  return { child, output: () => output };
+}
+
+/** Starts `wrangler dev` (state persisted under `persist`) and resolves once /healthz answers. */
+export async function startWranglerDev(port: number, persist: string, vars: Record<string, string> = {}): Promise<Proc> {
+  const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  const proc = start([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...varArgs]);
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (proc.child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${proc.output()}`);
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return proc;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  proc.child.kill("SIGKILL");
+  throw new Error(`wrangler dev did not become ready:\n${proc.output()}`);
+}
+
+/** Starts a GPU node process (dist/src/node/gpu-node-cli.js) against the edge at `port`. */
+export function startGpuNode(port: number, nodeId: string): Proc {
+  return start([join(root, "dist/src/node/gpu-node-cli.js")], {
+    EDGETUNE_URL: `http://127.0.0.1:${port}`,
+    EDGETUNE_NODE_ID: nodeId,
+    EDGETUNE_POLL_MS: "100",
+    EDGETUNE_CLAIM_WAIT_MS: "2000",
+  });
+}
+
+export async function stop(proc: Proc | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  const exited = new Promise((r) => proc.child.once("exit", r));
+  proc.child.kill(signal);
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill("SIGKILL");
+}
+
+/** Polls until `check` returns a value (not undefined), or fails after `ms`. */
+export async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

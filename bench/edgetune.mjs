@@ -180,8 +180,37 @@ async function gemm() {
     const s = stats(rates);
     results[name] = { gflops: s.median, best: s.max, max_abs_error: maxErr };
   }
+  // the mlp bench's GEMMs (batch 64, 784-256-10), to explain where its step time goes
+  const shapes = {};
+  const R = 64; // rows per batch
+  const sa = arena.alloc(R * 784), sw = arena.alloc(784 * 256), so = arena.alloc(784 * 256), ss = arena.alloc(784 * 256);
+  const rate = (fn, flops) => {
+    for (let w = 0; w < 20; w++) fn();
+    let reps = 10;
+    for (;;) {
+      const t0 = nowMs();
+      for (let i = 0; i < reps; i++) fn();
+      if (nowMs() - t0 > 40) break;
+      reps *= 2;
+    }
+    const us = [];
+    for (let t = 0; t < 5; t++) {
+      const t0 = nowMs();
+      for (let i = 0; i < reps; i++) fn();
+      us.push(((nowMs() - t0) * 1000) / reps);
+    }
+    const m = stats(us).median;
+    return { us: m, gflops: flops ? flops / (m * 1000) : null };
+  };
+  // forward fc1: out[64,256] = x[64,784] . W[256,784]^T (+ the W^T packing inside matmul_nt)
+  shapes["fc1 forward matmul_nt 64x256x784"] = rate(() => k.matmul_nt(so.ptr, sa.ptr, sw.ptr, 0, ss.ptr, R, 256, 784), 2 * R * 256 * 784);
+  shapes["  of which transpose W 256x784"] = rate(() => k.transpose(ss.ptr, sw.ptr, 784, 256), 0);
+  shapes["fc1 forward matmul_nn on packed W^T 64x256x784"] = rate(() => k.matmul_nn(so.ptr, sa.ptr, ss.ptr, R, 256, 784, 0), 2 * R * 256 * 784);
+  // weight gradient fc1: dW[256,784] += dy[64,256]^T . x[64,784]
+  shapes["fc1 dW matmul_tn 256x784x64"] = rate(() => k.matmul_tn(so.ptr, sa.ptr, sw.ptr, 256, 784, R, 1), 2 * R * 256 * 784);
+  shapes["fc2 forward matmul_nt 64x10x256"] = rate(() => k.matmul_nt(so.ptr, sa.ptr, sw.ptr, 0, ss.ptr, R, 10, 256), 2 * R * 10 * 256);
   const peak = await measurePeak(runtime.variant === "wasm-relaxed-simd");
-  out({ workload: "gemm", variant: runtime.variant, shape: [M, N, K], ...results, peak });
+  out({ workload: "gemm", variant: runtime.variant, shape: [M, N, K], ...results, mlp_shapes: shapes, peak });
 }
 
 // ------------------------------------------------------------------ WASM instantiation

@@ -21,7 +21,9 @@ export const PROBLEM_CODES: Record<string, string> = {
   invalid_plan: "422: the schedule, batch size or early stopping cannot run on this data.",
   over_budget: "422: a sync job exceeds the in-Worker budget; use mode async.",
   sync_on_gpu_node: "422: sync jobs run in the Worker, not on GPU nodes.",
-  offload_unavailable: "501: asynchronous jobs are not available in this deployment.",
+  lease_lost: "409 (GPU nodes): this node no longer holds the job's lease; abandon the attempt.",
+  worker_lost: "a job's workers stopped reporting MAX_ATTEMPTS times; the job failed (error.code of the job).",
+  diverged: "a non-finite loss, gradient or weight ended the run (error.code of the job; weights are the last finite ones).",
   internal_error: "500: a bug; it was logged.",
 };
 

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
 import { Job, JobList, Problem } from "../schema/job.js";
+import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest } from "../schema/node.js";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -27,7 +28,6 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   413: "The body is larger than the limit.",
   415: "The body's content type is not JSON or multipart.",
   422: "Well-formed but cannot be trained as asked (shapes, labels, budget).",
-  501: "Asynchronous jobs are not available in this deployment.",
 };
 const idParam = { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^ft_[0-9a-f]{32}$" } };
 const bearer = [{ bearer: [] }];
@@ -58,7 +58,7 @@ export function openApiDocument(serverUrl: string, version: string) {
           operationId: "createFineTune",
           summary: "Create a fine-tune",
           description:
-            'mode "sync" trains now and answers 200 with the result; "auto" (default) does so when the plan fits the in-Worker budget.',
+            'mode "sync" trains now and answers 200 with the result; "async" answers 202 with the queued job (it runs in the Worker\'s queue consumer, or on a GPU node with placement "gpu-node"); "auto" (default) runs sync when the plan fits the in-Worker budget and offloads to a GPU node otherwise.',
           requestBody: {
             required: true,
             content: {
@@ -83,7 +83,12 @@ export function openApiDocument(serverUrl: string, version: string) {
               headers: { Location: { schema: { type: "string" } } },
               content: { "application/json": { schema: ref("FineTuneResult") } },
             },
-            ...problemResponses(400, 401, 413, 415, 422, 501),
+            "202": {
+              description: "Accepted (async): the queued job; follow it at Location, its events, or poll it.",
+              headers: { Location: { schema: { type: "string" } } },
+              content: { "application/json": { schema: ref("Job") } },
+            },
+            ...problemResponses(400, 401, 413, 415, 422),
           },
         },
         get: {
@@ -132,6 +137,68 @@ export function openApiDocument(serverUrl: string, version: string) {
           responses: { "200": { description: "The job", content: { "application/json": { schema: ref("Job") } } }, ...problemResponses(401, 404, 409) },
         },
       },
+      "/v1/nodes/claim": {
+        post: {
+          operationId: "claimJob",
+          summary: "GPU nodes: claim the next offloaded job (long poll with wait_ms)",
+          security: [{ nodeToken: [] }],
+          requestBody: { required: true, content: { "application/json": { schema: ref("ClaimRequest") } } },
+          responses: {
+            "200": { description: "A job and its lease", content: { "application/json": { schema: ref("ClaimResponse") } } },
+            "204": { description: "No job is waiting" },
+            ...problemResponses(400, 401),
+          },
+        },
+      },
+      "/v1/nodes/jobs/{id}/input": {
+        get: {
+          operationId: "readJobInput",
+          summary: "GPU nodes: the run input (safetensors with the request, initial weights and data)",
+          security: [{ nodeToken: [] }],
+          parameters: [idParam, { name: "lease_id", in: "query", required: true, schema: { type: "string" } }],
+          responses: { "200": { description: "bytes", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } }, ...problemResponses(401, 409) },
+        },
+      },
+      "/v1/nodes/jobs/{id}/progress": {
+        post: {
+          operationId: "reportProgress",
+          summary: "GPU nodes: finished epochs; renews the lease; says whether to stop",
+          security: [{ nodeToken: [] }],
+          parameters: [idParam],
+          requestBody: { required: true, content: { "application/json": { schema: ref("ProgressRequest") } } },
+          responses: { "200": { description: "Lease status", content: { "application/json": { schema: ref("LeaseStatus") } } }, ...problemResponses(400, 401, 409) },
+        },
+      },
+      "/v1/nodes/jobs/{id}/heartbeat": {
+        post: {
+          operationId: "heartbeat",
+          summary: "GPU nodes: renew the lease",
+          security: [{ nodeToken: [] }],
+          parameters: [idParam],
+          requestBody: { required: true, content: { "application/json": { schema: ref("HeartbeatRequest") } } },
+          responses: { "200": { description: "Lease status", content: { "application/json": { schema: ref("LeaseStatus") } } }, ...problemResponses(400, 401, 409) },
+        },
+      },
+      "/v1/nodes/jobs/{id}/weights": {
+        put: {
+          operationId: "uploadWeights",
+          summary: "GPU nodes: upload the fine-tuned safetensors under the lease",
+          security: [{ nodeToken: [] }],
+          parameters: [idParam, { name: "lease_id", in: "query", required: true, schema: { type: "string" } }],
+          requestBody: { required: true, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
+          responses: { "200": { description: "Stored", content: { "application/json": { schema: { type: "object", properties: { weights_key: { type: "string" } } } } } }, ...problemResponses(401, 409) },
+        },
+      },
+      "/v1/nodes/jobs/{id}/complete": {
+        post: {
+          operationId: "completeJob",
+          summary: "GPU nodes: finish the job (idempotent: a repeat or a stale lease is not applied)",
+          security: [{ nodeToken: [] }],
+          parameters: [idParam],
+          requestBody: { required: true, content: { "application/json": { schema: ref("CompleteRequest") } } },
+          responses: { "200": { description: "Whether it was applied", content: { "application/json": { schema: { type: "object", properties: { accepted: { type: "boolean" } } } } } }, ...problemResponses(400, 401) },
+        },
+      },
       "/healthz": {
         get: {
           operationId: "health",
@@ -142,13 +209,22 @@ export function openApiDocument(serverUrl: string, version: string) {
       },
     },
     components: {
-      securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "A key from EDGETUNE_API_KEYS" } },
+      securitySchemes: {
+        bearer: { type: "http", scheme: "bearer", description: "A key from EDGETUNE_API_KEYS" },
+        nodeToken: { type: "http", scheme: "bearer", description: "A GPU-node token from EDGETUNE_NODE_TOKENS" },
+      },
       schemas: {
         FineTuneRequest: component(FineTuneRequest, "input"),
         FineTuneResult: component(FineTuneResult, "output"),
         Job: component(Job, "output"),
         JobList: component(JobList, "output"),
         Problem: component(Problem, "output"),
+        ClaimRequest: component(ClaimRequest, "input"),
+        ClaimResponse: component(ClaimResponse, "output"),
+        ProgressRequest: component(ProgressRequest, "input"),
+        HeartbeatRequest: component(HeartbeatRequest, "input"),
+        LeaseStatus: component(LeaseStatus, "output"),
+        CompleteRequest: component(CompleteRequest, "input"),
       },
     },
   };

@@ -39,7 +39,7 @@ TINY.stepsPerEpoch = Math.ceil(TINY.rows / TINY.batch);
 TINY.steps = TINY.stepsPerEpoch * TINY.epochs;
 
 /** mlp: 784-256-10, cross-entropy, Adam 1e-3, batch 64, 4,096 rows of random data (10 classes), no shuffle. */
-export const MLP = { rows: 4096, features: 784, hidden: 256, classes: 10, batch: 64, lr: 1e-3, epochs: 2 };
+export const MLP = { rows: 4096, features: 784, hidden: 256, classes: 10, batch: 64, lr: 1e-3, epochs: 3 };
 /** FLOPs of one training sample (forward 2*in*out per linear, backward twice that). */
 MLP.flopsPerSample = 3 * 2 * (MLP.features * MLP.hidden + MLP.hidden * MLP.classes);
 
@@ -157,11 +157,32 @@ export function machineInfo() {
   } catch {
     // not Linux
   }
-  const mhz = os.cpus()[0]?.speed ?? null;
+  let mhz = os.cpus()[0]?.speed || null;
+  let family = null;
+  const caches = {};
+  try {
+    const info = readFileSync("/proc/cpuinfo", "utf8");
+    mhz = Number(/cpu MHz\s*:\s*([\d.]+)/.exec(info)?.[1]) || mhz;
+    const fam = /cpu family\s*:\s*(\d+)/.exec(info)?.[1];
+    const mod = /^model\s*:\s*(\d+)/m.exec(info)?.[1];
+    if (fam) family = `family ${fam} model ${mod}`;
+    for (let i = 0; i < 8; i++) {
+      const dir = `/sys/devices/system/cpu/cpu0/cache/index${i}`;
+      if (!existsSync(dir)) break;
+      const level = readFileSync(`${dir}/level`, "utf8").trim();
+      const type = readFileSync(`${dir}/type`, "utf8").trim();
+      if (type === "Instruction") continue;
+      caches[`L${level}`] = readFileSync(`${dir}/size`, "utf8").trim();
+    }
+  } catch {
+    // not Linux
+  }
   return {
     cpu: cpuModel,
     cores: os.cpus().length,
+    family,
     mhz,
+    caches_per_core: caches,
     simd: ["sse4_1", "avx2", "fma", "avx512f"].filter((f) => flags.includes(f)),
     memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     node: process.version,

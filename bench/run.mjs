@@ -177,12 +177,15 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     const e = w.edgetune?.inline?.samples_per_s;
     const t = w.tfjs?.samples_per_s;
     const p1 = w.pytorch_1t?.samples_per_s;
-    const p2 = Math.max(w.pytorch_2t?.samples_per_s ?? 0, w.pytorch_2t_both?.samples_per_s ?? 0) || undefined;
+    const p2a = w.pytorch_2t?.samples_per_s ?? 0, p2b = w.pytorch_2t_both?.samples_per_s ?? 0;
+    const p2 = Math.max(p2a, p2b) || undefined; // the faster 2-thread configuration
+    const p2config = p2a >= p2b ? "OpenMP 2, OpenBLAS 1" : "OpenMP 2, OpenBLAS 2";
+    const engineThreads = w.edgetune?.threads2?.engine_threads;
     const e2 = w.edgetune?.threads2?.samples_per_s;
     const rt = ratio(e, t), r1 = ratio(e, p1), r2 = ratio(e2, p2);
     row("mlp 784-256-10 vs tfjs", `${fmt(e)} samples/s`, t ? `tfjs-wasm SIMD 1t ${fmt(t)} samples/s` : "tfjs n/a", rt ? `${fmt(rt, 2)}x` : "n/a", ">= 4x tfjs", rt === null ? null : rt >= 4);
     row("mlp 784-256-10 vs PyTorch 1t", `${fmt(e)} samples/s`, p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a", r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.3x PyTorch 1t", r1 === null ? null : r1 >= 0.3);
-    row("mlp 784-256-10, 2 threads", `${fmt(e2)} samples/s (threads: 2)`, p2 ? `PyTorch 2t ${fmt(p2)} samples/s` : "PyTorch n/a", r2 ? `${fmt(r2, 2)}x` : "n/a", ">= 0.5x PyTorch 2t", r2 === null ? null : r2 >= 0.5);
+    row("mlp 784-256-10, 2 threads", `${fmt(e2)} samples/s (threads: 2; engine ran ${engineThreads ?? "?"})`, p2 ? `PyTorch 2t ${fmt(p2)} samples/s (${p2config})` : "PyTorch n/a", r2 ? `${fmt(r2, 2)}x` : "n/a", ">= 0.5x PyTorch 2t", r2 === null ? null : r2 >= 0.5);
   }
 }
 {
@@ -205,7 +208,7 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
   if (w) {
     const l = w.wrangler?.latency_ms;
     row("edge: tiny as sync POST, wrangler dev", l ? `p50 ${fmt(l.p50, 1)} ms, p90 ${fmt(l.p90, 1)} ms` : `n/a${w.wrangler?.error ? " (" + w.wrangler.error.slice(0, 60) + ")" : ""}`,
-      workloads.tiny?.edgetune?.call_ms ? `in-process train() ${fmt(workloads.tiny.edgetune.call_ms.median, 1)} ms` : "-", "-", "p50 reported", l ? true : null);
+      workloads.tiny?.edgetune?.call_ms ? `in-process train() ${fmt(workloads.tiny.edgetune.call_ms.median, 1)} ms` : "-", "-", "p50 reported", null);
     const i = w.instantiate?.instantiate_ms;
     row("edge: WASM instantiation (Node proxy)", i ? `${fmt(i.median, 3)} ms median (p99 ${fmt(i.p99, 3)})` : "n/a", w.instantiate?.compile_ms ? `compile ${fmt(w.instantiate.compile_ms, 2)} ms (once)` : "-", "-", "<= 10 ms", i ? i.median <= 10 : null);
   }
@@ -261,7 +264,7 @@ function profileMarkdown() {
   if (w.tiny?.profile && !w.tiny.profile.error && w.tiny.edgetune && !w.tiny.edgetune.error) {
     const p = w.tiny.profile;
     const e = w.tiny.edgetune;
-    const top = Object.entries(p.kernels).slice(0, 4).map(([n, k]) => `${n} ${ms(k.ms, 2)}`).join(", ");
+    const top = Object.entries(p.kernels).slice(0, 4).map(([n, k]) => `${n} ${ms(k.ms - (k.calls * p.timer_overhead_us_per_call) / 1000, 2)}`).join(", ");
     const overhead = (p.kernel_calls * p.timer_overhead_us_per_call) / 1000;
     out.push(`- **tiny** (one train() call ${ms(e.call_ms.median, 2)} median, ${fmt((e.call_ms.median * 1000) / e.steps, 2)} us/step): ` +
       `validation and planning (prepareRun) ${ms(e.phases_ms.prepare, 2)}, training and encoding ${ms(e.phases_ms.run_and_encode, 2)}. ` +
@@ -276,10 +279,13 @@ function profileMarkdown() {
     const kernels = Object.entries(p.kernels).slice(0, 5).map(([n, k]) => `${n} ${ms(k.ms)} (${fmt((100 * k.ms) / p.total_ms, 0)}%)`).join(", ");
     const fwdFlops = 2 * (MLP.features * MLP.hidden + MLP.hidden * MLP.classes) * MLP.rows;
     const nt = p.kernels.matmul_nt, tn = p.kernels.matmul_tn;
+    const shapes = w.gemm?.simd?.mlp_shapes;
     out.push(`- **mlp** (one epoch, instrumented: ${ms(p.total_ms)}): validation of the inline JSON (zod over ${fmt(MLP.rows * MLP.features)} numbers) ` +
       `${ms(p.prepare_ms)} (${fmt((100 * p.prepare_ms) / p.total_ms, 0)}%); kernels ${kernels}; everything else ${ms(p.run_ms - p.kernel_ms)}. ` +
-      (nt && tn ? `Forward GEMMs (matmul_nt, which first transposes W into scratch) run at ${fmt(fwdFlops / (nt.ms * 1e6), 1)} GFLOP/s and the weight-gradient GEMMs (matmul_tn) at ${fmt(fwdFlops / (tn.ms * 1e6), 1)} GFLOP/s, ` +
-        `against ${fmt(w.gemm?.simd?.matmul_nn?.gflops, 1)} GFLOP/s for 256^3: with M = 64 rows per batch and K = 784 the operands stream from L2/L3 rather than staying in L1, and matmul_nt repacks the 784x256 weight every step. ` : "") +
+      (nt && tn ? `In the loop the forward GEMMs (matmul_nt) run at ${fmt(fwdFlops / (nt.ms * 1e6), 1)} GFLOP/s and the weight-gradient GEMMs (matmul_tn) at ${fmt(fwdFlops / (tn.ms * 1e6), 1)} GFLOP/s` +
+        (shapes ? `; the same fc1 shapes in isolation (warm caches) reach ${fmt(shapes["fc1 forward matmul_nt 64x256x784"].gflops, 1)} (matmul_nt, of which the per-step W^T packing is ` +
+          `${fmt(shapes["  of which transpose W 256x784"].us, 0)} of ${fmt(shapes["fc1 forward matmul_nt 64x256x784"].us, 0)} us; ${fmt(shapes["fc1 forward matmul_nn on packed W^T 64x256x784"].gflops, 1)} GFLOP/s without it) and ` +
+          `${fmt(shapes["fc1 dW matmul_tn 256x784x64"].gflops, 1)} (matmul_tn). The gap between the two is most likely cache traffic: each step streams the 0.8 MB fc1 weight, its gradient and Adam's m and v (3.2 MB together) through a ${machine.caches_per_core?.L2 ?? "?"} L2` : "") + ". " : "") +
       (e?.tables ? `With the data already parsed (a CSV upload, TrainOptions.tables) the same calls reach ${fmt(e.tables.samples_per_s)} samples/s instead of ${fmt(e.inline.samples_per_s)}. ` : "") +
       (w.mlp.pytorch_1t?.profile_top ? `PyTorch (1 thread, one epoch under the autograd profiler): ${w.mlp.pytorch_1t.profile_top.slice(0, 4).map((o) => `${o.op} ${ms(o.self_ms)}`).join(", ")}.` : ""));
   }
@@ -304,7 +310,7 @@ function profileMarkdown() {
   return out.join("\n");
 }
 
-const mdMachine = `\`${results.command}\` on ${machine.cpu} (${machine.cores} cores${machine.simd.length ? `, ${machine.simd.join("/")}` : ""}, ${machine.memory_gib} GiB), ` +
+const mdMachine = `\`${results.command}\` on ${machine.cpu}${machine.family ? ` (${machine.family})` : ""}, ${machine.cores} cores (${fmt(machine.mhz)} MHz nominal, L2 ${machine.caches_per_core?.L2 ?? "?"} per core${machine.simd.length ? `, ${machine.simd.join("/")}` : ""}, ${machine.memory_gib} GiB), ` +
   `Node ${machine.node} (V8 ${machine.v8}), ${machine.platform}; ${machine.date}. ` +
   `PyTorch: ${pytorch.available ? `${pytorch.torch} (Python ${pytorch.python}), ${pytorch.blas} — \`${pytorch.openblas_config ?? ""}\`, torch build ${pytorch.torch_build_blas}, ${pytorch.cpu_capability}` : `unavailable (${pytorch.error})`}. ` +
   `tfjs: ${tfjsBackend ? `@tensorflow/tfjs ${tfjsBackend.version} + tfjs-backend-wasm, SIMD ${tfjsBackend.simd}, ${tfjsBackend.threads} thread` : "not run"}. ` +

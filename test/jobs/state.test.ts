@@ -1,0 +1,92 @@
+/** The job state machine, transition by transition (no runtime). */
+import { describe, expect, it } from "vitest";
+import * as m from "../../src/jobs/state.js";
+import type { Job } from "../../src/schema/job.js";
+
+const policy: m.LeasePolicy = { leaseMs: 1000, maxAttempts: 2 };
+const job: Job = {
+  id: "ft_0123456789abcdef0123456789abcdef", object: "fine_tune", status: "queued", mode: "async",
+  created_at: "2026-11-29T00:00:00.000Z", started_at: null, finished_at: null,
+  plan: { params: 1, trainable_params: 1, flops: 1, memory_bytes: 1, steps: 1, placement: "gpu-node" },
+  metrics: null, engine: null, error: null, weights_url: null,
+};
+const queued = () => m.createQueued(job, "owner", "gpu-node", "inputs/x", 0, policy).state;
+const outcome = { status: "succeeded" as const, metrics: { history: [], best_epoch: null, steps: 1, samples_per_second: 1, duration_ms: 1 }, plan: job.plan, engine: { kernel: "wasm-simd" as const, threads: 1, runtime: "node" as const } };
+
+describe("job state machine", () => {
+  it("create: queued, one status event, dispatch and an alarm", () => {
+    const r = m.createQueued(job, "owner", "gpu-node", "inputs/x", 5, policy);
+    expect(r.state.job.status).toBe("queued");
+    expect(r.state.events.map((e) => e.event)).toEqual(["status"]);
+    expect(r.effects).toEqual({ enqueue: true, alarmAt: 1005 });
+  });
+
+  it("claim: only a queued job, once", () => {
+    const a = m.claim(queued(), "n1", 10, policy, "L1");
+    expect(a.lease).toEqual({ id: "L1", worker: "n1", expiresAt: 1010 });
+    expect(a.state.job.status).toBe("running");
+    expect(a.state.job.started_at).toBe(new Date(10).toISOString());
+    expect(m.claim(a.state, "n2", 11, policy, "L2").lease).toBeNull();
+  });
+
+  it("progress: renews the lease, records each epoch once, refuses a stale lease", () => {
+    const running = m.claim(queued(), "n1", 0, policy, "L1").state;
+    const p = m.progress(running, "L1", [{ epoch: 1, train_loss: 1, lr: 0.1 }, { epoch: 2, train_loss: 0.5, lr: 0.1 }], 500, policy);
+    expect(p.ok).toBe(true);
+    expect(p.state.lease!.expiresAt).toBe(1500);
+    const again = m.progress(p.state, "L1", [{ epoch: 2, train_loss: 0.5, lr: 0.1 }], 600, policy);
+    expect(again.state.job.metrics!.history.map((h) => h.epoch)).toEqual([1, 2]);
+    expect(m.progress(p.state, "other", [], 600, policy).ok).toBe(false);
+  });
+
+  it("complete: first completion wins; repeats and stale leases are not applied", () => {
+    const running = m.claim(queued(), "n1", 0, policy, "L1").state;
+    const done = m.complete(running, "L1", outcome, "weights/k", 50);
+    expect(done.accepted).toBe(true);
+    expect(done.state.job.status).toBe("succeeded");
+    expect(done.state.events.at(-1)!.event).toBe("done");
+    expect(done.effects.alarmAt).toBeNull();
+    const twice = m.complete(done.state, "L1", { failure: "again" }, null, 60);
+    expect(twice.accepted).toBe(false);
+    expect(twice.state).toBe(done.state);
+  });
+
+  it("alarm: a lapsed lease requeues (new attempt), then fails after maxAttempts", () => {
+    let s = m.claim(queued(), "n1", 0, policy, "L1").state;
+    expect(m.onAlarm(s, 999, policy).state).toBe(s); // not lapsed yet
+    const r1 = m.onAlarm(s, 1001, policy);
+    expect(r1.state.job.status).toBe("queued");
+    expect(r1.effects.enqueue).toBe(true);
+    s = m.claim(r1.state, "n2", 1100, policy, "L2").state;
+    expect(s.attempt).toBe(2);
+    expect(s.job.metrics).toBeNull(); // the new attempt starts its history afresh
+    const r2 = m.onAlarm(s, 2200, policy);
+    expect(r2.state.job).toMatchObject({ status: "failed", error: { code: "worker_lost" } });
+  });
+
+  it("alarm: a queued job is re-dispatched (a lost message)", () => {
+    expect(m.onAlarm(queued(), 5000, policy).effects).toEqual({ enqueue: true, alarmAt: 6000 });
+  });
+
+  it("cancel: queued ends at once; running is flagged and told; a dead worker ends it cancelled", () => {
+    expect(m.requestCancel(queued(), 1).state.job.status).toBe("cancelled");
+    const running = m.claim(queued(), "n1", 0, policy, "L1").state;
+    const flagged = m.requestCancel(running, 10).state;
+    expect(flagged.job.status).toBe("running");
+    expect(m.heartbeat(flagged, "L1", 20, policy).cancel).toBe(true);
+    expect(m.onAlarm(flagged, 5000, policy).state.job.status).toBe("cancelled");
+  });
+
+  it("fail: ends a job unless it already ended", () => {
+    const failed = m.fail(queued(), "poison", 1);
+    expect(failed.state.job).toMatchObject({ status: "failed", error: { message: "poison" } });
+    expect(m.fail(failed.state, "again", 2).changed).toBe(false);
+  });
+
+  it("event ids are dense and 1-based", () => {
+    const running = m.claim(queued(), "n1", 0, policy, "L1").state;
+    const p = m.progress(running, "L1", [{ epoch: 1, train_loss: 1, lr: 0.1 }], 1, policy).state;
+    const done = m.complete(p, "L1", outcome, "k", 2).state;
+    expect(done.events.map((e) => e.id)).toEqual([1, 2, 3, 4, 5]);
+  });
+});

@@ -45,12 +45,13 @@ export class Arena {
     return this.top;
   }
 
-  /** Reserves `length` 4-byte elements, growing the memory when needed. Contents are zero on first use. */
+  /** Reserves `length` 4-byte elements, zeroed (memory is reused across runs), growing the memory when needed. */
   alloc(length: number): Region {
     if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`arena: bad length ${length}`);
     const ptr = this.top;
     this.top = alignUp(ptr + length * 4, ALIGN);
     this.reserve(this.top);
+    new Uint8Array(this.memory.buffer, ptr, length * 4).fill(0);
     return { ptr, length };
   }
 

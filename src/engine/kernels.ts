@@ -131,3 +131,41 @@ export async function instantiateKernels(module: WebAssembly.Module, memory: Web
   }
   return exports;
 }
+
+/** A kernel instance with the memory it owns. */
+export interface KernelInstance {
+  memory: WebAssembly.Memory;
+  kernels: Kernels;
+}
+
+/** Instances whose memory grew past this are dropped after a run instead of kept for reuse. */
+const KEEP_MEMORY_BYTES = 32 * 1024 * 1024;
+const idle = new WeakMap<WebAssembly.Module, KernelInstance[]>();
+
+/**
+ * Takes an idle kernel instance for `module`, or instantiates one. Reusing instances matters
+ * for small jobs: V8 tiers JS-to-Wasm call wrappers up per instance, so a fresh instance per
+ * run would pay the slow generic wrapper on thousands of calls. Give it back with
+ * releaseKernels; concurrent runs each get their own instance.
+ *
+ * @example
+ * ```ts
+ * const instance = await acquireKernels(module);
+ * try { run(instance.kernels, instance.memory); } finally { releaseKernels(module, instance); }
+ * ```
+ */
+export async function acquireKernels(module: WebAssembly.Module): Promise<KernelInstance> {
+  const pool = idle.get(module);
+  const reused = pool?.pop();
+  if (reused) return reused;
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  return { memory, kernels: await instantiateKernels(module, memory) };
+}
+
+/** Returns an instance to the pool (unless its memory grew large: then it is left to the GC). */
+export function releaseKernels(module: WebAssembly.Module, instance: KernelInstance): void {
+  if (instance.memory.buffer.byteLength > KEEP_MEMORY_BYTES) return;
+  let pool = idle.get(module);
+  if (!pool) idle.set(module, (pool = []));
+  if (pool.length < 4) pool.push(instance);
+}

@@ -239,7 +239,9 @@ export class Model {
     const k = this.k;
     let inp = x;
     this.trainingForward = training;
-    this.spec.layers.forEach((l, i) => {
+    const layers = this.spec.layers;
+    for (let i = 0; i < layers.length; i++) {
+      const l = layers[i]!;
       this.inputs[i] = inp;
       const out = this.outputs[i]!.ptr;
       switch (l.kind) {
@@ -270,7 +272,7 @@ export class Model {
           break;
       }
       inp = out;
-    });
+    }
     return inp;
   }
 

@@ -107,14 +107,23 @@ export function shuffleInPlace(rng: MT19937, order: Int32Array): void {
   }
 }
 
-/** Mixes several 32-bit words into one (for per-step dropout seeds). */
-export function mixSeed(...words: number[]): number {
+/**
+ * Mixes two 32-bit words into one (per-step dropout seeds, derived RNG streams).
+ *
+ * @example
+ * ```ts
+ * mixSeed(seed, step); // a well-mixed u32
+ * ```
+ */
+export function mixSeed(a: number, b: number): number {
   let h = 0x811c9dc5;
-  for (const w of words) {
-    h = Math.imul(h ^ (w >>> 0), 0x01000193) >>> 0;
-    h ^= h >>> 15;
-    h = Math.imul(h, 0x2c1b3c6d) >>> 0;
-    h ^= h >>> 12;
-  }
+  h = Math.imul(h ^ (a >>> 0), 0x01000193) >>> 0;
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d) >>> 0;
+  h ^= h >>> 12;
+  h = Math.imul(h ^ (b >>> 0), 0x01000193) >>> 0;
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d) >>> 0;
+  h ^= h >>> 12;
   return h >>> 0;
 }

@@ -5,7 +5,7 @@
  *   validate (zod) -> decode weights and data -> plan -> memory (arena) -> epochs of
  *   { forward, loss, zero_grad, backward, clip, update, schedule } -> validate -> result
  */
-import { FineTuneRequest, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
+import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
 import { zodIssues } from "../schema/issues.js";
 import type { EngineInfo, EpochMetrics, FineTuneResult, Plan, ProgressEvent, RunError } from "../schema/result.js";
 import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
@@ -13,7 +13,7 @@ import { decodeBase64, encodeBase64 } from "../formats/base64.js";
 import { checkTargets, tableFromInline, type Table } from "../formats/dataset.js";
 import { parseSafetensors, readTensorF32, writeSafetensors } from "../formats/safetensors.js";
 import { Arena, type Region } from "./arena.js";
-import { instantiateKernels, type Kernels, type KernelVariant } from "./kernels.js";
+import { acquireKernels, releaseKernels, type KernelInstance, type Kernels, type KernelVariant } from "./kernels.js";
 import { createLoss, checkLossSpec, type Loss } from "./losses.js";
 import { describeModel, Model, type ModelSpec } from "./model.js";
 import { createOptimizer } from "./optimizers.js";
@@ -83,7 +83,14 @@ export interface PreparedRun {
  */
 export function prepareRun(input: TrainRequest, tables: TrainOptions["tables"] = {}): PreparedRun {
   const rawWeights = input.weights;
-  const parsed = FineTuneRequest.safeParse({ ...input, weights: typeof rawWeights === "string" ? rawWeights : null });
+  // Inline rows are validated once, by tableFromInline (row and column paths, NaN/Inf, ragged
+  // rows): running zod over every number as well would double the cost of a small job.
+  const data = isObject(input.data) ? input.data : undefined;
+  const parsed = FineTuneRequest.safeParse({
+    ...input,
+    weights: typeof rawWeights === "string" ? rawWeights : null,
+    data: data ? { ...data, train: undefined, validation: undefined } : input.data,
+  });
   if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
   const request = parsed.data;
   const model = describeModel(request.model.layers, request.trainable);
@@ -94,9 +101,9 @@ export function prepareRun(input: TrainRequest, tables: TrainOptions["tables"] =
       ? defaultInit(model, request.training.seed)
       : loadWeights(model, typeof rawWeights === "string" ? decodeBase64(rawWeights, "weights") : rawWeights);
 
-  let train = tables.train ?? (request.data.train ? tableFromInline(request.data.train, "data.train") : null);
+  let train = tables.train ?? inlineTable(data?.train, "data.train");
   if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
-  let validation = tables.validation ?? (request.data.validation ? tableFromInline(request.data.validation, "data.validation") : null);
+  let validation = tables.validation ?? inlineTable(data?.validation, "data.validation");
   checkFeatures(train, model, "data.train");
   checkTargets(train, request.training.loss, model.outFeatures, "data.train");
   if (validation) {
@@ -177,15 +184,35 @@ export async function runPreparedRaw(
   options: TrainOptions = {},
   started = now(),
 ): Promise<RawRunResult> {
+  const useReference = options.kernel === "js-reference";
+  // ---- memory: a kernel instance (reused across runs) and one arena over it, grown once to the plan
+  const instance: KernelInstance = useReference
+    ? referenceInstance()
+    : await acquireKernels(runtime.module);
+  try {
+    return await trainOn(instance, runtime, prepared, options, started);
+  } finally {
+    if (!useReference) releaseKernels(runtime.module, instance);
+  }
+}
+
+function referenceInstance(): KernelInstance {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  return { memory, kernels: createReferenceKernels(memory, 1024) };
+}
+
+/** The run itself, on one kernel instance. */
+async function trainOn(
+  instance: KernelInstance,
+  runtime: EngineRuntime,
+  prepared: PreparedRun,
+  options: TrainOptions,
+  started: number,
+): Promise<RawRunResult> {
   const { request, model: spec, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
   const useReference = options.kernel === "js-reference";
-
-  // ---- memory: one arena, grown once to the planned size
-  const memory = new WebAssembly.Memory({ initial: 1 });
-  const kernels: Kernels = useReference
-    ? createReferenceKernels(memory, 1024)
-    : await instantiateKernels(runtime.module, memory);
+  const { memory, kernels } = instance;
   const arena = new Arena(memory, kernels.heap_base());
   arena.reserve(plan.memory_bytes);
 
@@ -491,6 +518,19 @@ function loadWeights(model: ModelSpec, bytes: Uint8Array): Map<string, Float32Ar
   }
   if (issues.length > 0) throw new UnprocessableError("weights_mismatch", issues);
   return values;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** An inline dataset ({x, y}) as a Table, or null when absent. */
+function inlineTable(value: unknown, field: string): Table | null {
+  if (value === undefined || value === null) return null;
+  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets}" }]);
+  const unknown = Object.keys(value).filter((k) => k !== "x" && k !== "y");
+  if (unknown.length > 0) throw new RequestValidationError(unknown.map((k) => ({ path: `${field}.${k}`, message: "is not a known field" })));
+  return tableFromInline(value as DatasetSpec, field);
 }
 
 function checkFeatures(table: Table, model: ModelSpec, field: string): void {

@@ -205,3 +205,15 @@ describe("the plan", () => {
     expect(result.plan.flops).toBe(20 * 1000 * 271 * 3 + 640 * 12 * 121);
   });
 });
+
+describe("kernel instances are reused, never shared", () => {
+  it("concurrent runs that yield to each other give the same weights as sequential runs", async () => {
+    const a = seedRequest(300, { training: { epochs: 30, seed: 1 } });
+    const b = classifierRequest(200, { epochs: 30, seed: 2 });
+    const sequential = [await train(a), await train(b)];
+    // a signal makes each run yield to the event loop, so the two interleave
+    const signal = new AbortController().signal;
+    const concurrent = await Promise.all([train(a, { signal }), train(b, { signal })]);
+    expect(concurrent.map((r) => r.weights)).toEqual(sequential.map((r) => r.weights));
+  });
+});

@@ -148,7 +148,7 @@ try {
 }
 const workloads = { ...(previous.workloads ?? {}), ...measured };
 const tfjsBackend = measured.mlp?.tfjs?.backend ?? measured.tiny?.tfjs?.backend ?? previous.tfjs ?? null;
-const pytorch = torchInfo.available || !previous.pytorch ? torchInfo : previous.pytorch;
+const pytorch = torchInfo;
 
 // ------------------------------------------------------------------ rows
 const fmt = (x, d = 0) => (typeof x === "number" && Number.isFinite(x) ? x.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d }) : "n/a");

@@ -211,9 +211,14 @@ describe("kernel instances are reused, never shared", () => {
     const a = seedRequest(300, { training: { epochs: 30, seed: 1 } });
     const b = classifierRequest(200, { epochs: 30, seed: 2 });
     const sequential = [await train(a), await train(b)];
-    // a signal makes each run yield to the event loop, so the two interleave
-    const signal = new AbortController().signal;
-    const concurrent = await Promise.all([train(a, { signal }), train(b, { signal })]);
+    // awaiting a progress promise after each epoch lets the other run continue: they interleave
+    const order: string[] = [];
+    const progress = (name: string) => async () => {
+      order.push(name);
+      await new Promise((r) => setTimeout(r, 0));
+    };
+    const concurrent = await Promise.all([train(a, { onProgress: progress("a") }), train(b, { onProgress: progress("b") })]);
+    expect(order.slice(0, 4).sort()).toEqual(["a", "a", "b", "b"]);
     expect(concurrent.map((r) => r.weights)).toEqual(sequential.map((r) => r.weights));
   });
 });

@@ -52,6 +52,14 @@ async function stop() {
   rmSync(work, { recursive: true, force: true });
 }
 
+// never leave wrangler dev behind: on a signal, or if the whole run takes too long
+for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => stop().then(() => process.exit(130)));
+const watchdog = setTimeout(() => {
+  console.error("bench/edge: gave up after 150 s");
+  stop().then(() => process.exit(1));
+}, 150_000);
+watchdog.unref();
+
 try {
   const deadline = Date.now() + 90_000;
   let ready = false;
@@ -82,7 +90,10 @@ try {
     });
     const json = await res.json();
     const ms = performance.now() - t0;
-    if (res.status !== 200 || json.status !== "succeeded") throw new Error(`POST answered ${res.status}: ${JSON.stringify(json).slice(0, 500)}`);
+    if (res.status !== 200 || json.status !== "succeeded") {
+      await new Promise((r) => setTimeout(r, 500)); // let wrangler's log of the error arrive
+      throw new Error(`POST answered ${res.status}: ${JSON.stringify(json).slice(0, 500)}\nwrangler dev said:\n${output.slice(-2500)}`);
+    }
     return { ms, serverMs: json.metrics.duration_ms, steps: json.metrics.steps };
   };
   const first = await post();

@@ -1,5 +1,5 @@
 // `npm run bench`: SPEC section 6, side by side on this machine in one run.
-//   npm run bench                         every workload (about 2 minutes)
+//   npm run bench                         every workload (about a minute on 2 cores)
 //   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, gemm, edge, memory
 //   npm run bench -- --no-build           skip `npm run build` (dist/ and build/wasm must exist)
 // Each measurement runs in its own child process, one after another (never two at once):
@@ -55,7 +55,9 @@ function runChild(label, cmd, args, { env = {}, timeout = 240_000 } = {}) {
   if (r.error || r.status !== 0) {
     const why = r.error ? r.error.message : `exit ${r.status}`;
     say(`bench: ${label} failed (${why}, ${secs} s)\n${(r.stderr || "").slice(-1500)}`);
-    return { error: `${why}: ${(r.stderr || r.stdout || "").trim().split("\n").slice(-3).join(" | ").slice(0, 400)}` };
+    const text = (r.stderr || r.stdout || "").trim();
+    const firstError = text.split("\n").find((l) => /^\w*Error\b|Error:/.test(l.trim()));
+    return { error: `${why}: ${(firstError ?? text.split("\n").slice(-3).join(" | ")).trim().slice(0, 400)}` };
   }
   try {
     const json = lastJson(r.stdout);
@@ -104,8 +106,8 @@ if (only.includes("tiny")) {
   measured.tiny = {
     measured_at: now(),
     edgetune: node("tiny edgetune", "edgetune.mjs", ["tiny", "--repeats", "30"]),
-    pytorch: torch("tiny PyTorch (1 thread)", ["tiny", "--threads", "1", "--repeats", "5"], torchEnv(1)),
-    tfjs: node("tiny tfjs-backend-wasm", "tfjs.mjs", ["tiny", "--repeats", "3"]),
+    pytorch: torch("tiny PyTorch (1 thread)", ["tiny", "--threads", "1", "--repeats", "9"], torchEnv(1)),
+    tfjs: node("tiny tfjs-backend-wasm", "tfjs.mjs", ["tiny", "--repeats", "5"]),
     profile: node("tiny profile (instrumented)", "edgetune.mjs", ["profile", "--of", "tiny"]),
   };
 }

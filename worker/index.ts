@@ -10,9 +10,9 @@ import { DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
 import { DEFAULT_EDGE_BUDGET } from "../src/api/budget.js";
 import type { EngineRuntime } from "../src/engine/train.js";
 import { runClaimedJob } from "../src/jobs/runner.js";
-import { CloudflareJobStore, leasePolicy, type DispatchMessage } from "./store.js";
+import { CloudflareJobStore, DurableRateLimiter, leasePolicy, type DispatchMessage } from "./store.js";
 
-export { FineTuneJob, JobIndex, JobDispatcher } from "./store.js";
+export { FineTuneJob, JobIndex, JobDispatcher, RateLimitBucket } from "./store.js";
 
 // wrangler dev prints these at start-up
 warnIfOpen(parseApiKeys(startupEnv.EDGETUNE_API_KEYS));
@@ -46,6 +46,11 @@ const app = createApp<Env>((c) => ({
   lease: leasePolicy(c.env),
   nodeTokens: nodeTokens(c.env),
   pollMs: number(c.env.SSE_POLL_MS, 500),
+  rateLimiter:
+    c.env.RATE_LIMIT_PER_MINUTE === "0"
+      ? null
+      : new DurableRateLimiter(c.env, { burst: number(c.env.RATE_LIMIT_BURST, 60), perMinute: number(c.env.RATE_LIMIT_PER_MINUTE, 600) }),
+  corsOrigins: parseApiKeys(c.env.CORS_ORIGINS),
 }));
 
 /**

@@ -8,6 +8,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Job } from "../src/schema/job.js";
 import type { EpochMetrics } from "../src/schema/result.js";
 import { isFinal, type JobEvent } from "../src/jobs/job.js";
+import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
 import {
   listingKey,
@@ -278,5 +279,30 @@ export class CloudflareJobStore implements JobStore {
       return "gpu-node";
     }
     return "edge";
+  }
+}
+
+/** One key's token bucket: exact across isolates, since one object serves each key. */
+export class RateLimitBucket extends DurableObject<Env> {
+  async take(policy: RateLimitPolicy): Promise<RateDecision> {
+    const { bucket, decision } = takeToken(await this.ctx.storage.get<Bucket>("bucket"), Date.now(), policy);
+    await this.ctx.storage.put("bucket", bucket);
+    return decision;
+  }
+}
+
+/**
+ * Rate limits over one RateLimitBucket object per key.
+ *
+ * @example
+ * ```ts
+ * const limiter = new DurableRateLimiter(env, { burst: 60, perMinute: 120 });
+ * ```
+ */
+export class DurableRateLimiter implements RateLimiter {
+  constructor(private readonly env: Env, private readonly policy: RateLimitPolicy) {}
+
+  take(owner: string): Promise<RateDecision> {
+    return this.env.RATE_LIMITS.get(this.env.RATE_LIMITS.idFromName(owner)).take(this.policy);
   }
 }

@@ -7,6 +7,8 @@
  *   /v1/nodes/...                       node token (EDGETUNE_NODE_TOKENS): the GPU-node pull protocol
  */
 import { Hono, type Context } from "hono";
+import { cors } from "hono/cors";
+import { secureHeaders } from "hono/secure-headers";
 import { apiKeyAuth, nodeTokenAuth } from "./auth.js";
 import type { AppDeps, AppEnv } from "./deps.js";
 import { docsPage } from "./docs.js";
@@ -14,6 +16,7 @@ import { fineTunes } from "./fine-tunes.js";
 import { nodes } from "./nodes.js";
 import { openApiDocument } from "./openapi.js";
 import { problem, problemResponse, toProblem } from "./problem.js";
+import { rateLimit } from "./rate-limit.js";
 
 /**
  * Creates the app. `deps` is called once per request with the Hono context (its `env`
@@ -39,6 +42,14 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     c.set("deps", deps(c));
     await next();
   });
+  // nosniff, frame and referrer policies, HSTS...; /docs keeps its inline script under a strict CSP
+  app.use(
+    secureHeaders({
+      contentSecurityPolicy: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'"], styleSrc: ["'self'", "'unsafe-inline'"], frameAncestors: ["'none'"] },
+      crossOriginResourcePolicy: "cross-origin",
+    }),
+  );
+  app.use("/v1/fine-tunes/*", (c, next) => corsFor(c.var.deps.corsOrigins)(c, next));
 
   const routes = app
     .get("/healthz", (c) => {
@@ -47,12 +58,31 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     })
     .get("/openapi.json", (c) => c.json(openApiDocument(new URL(c.req.url).origin, c.var.deps.version)))
     .get("/docs", (c) => c.html(docsPage()))
+    // "/v1/fine-tunes/*" also matches "/v1/fine-tunes" itself
     .use("/v1/fine-tunes/*", apiKeyAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.apiKeys))
-    .use("/v1/fine-tunes", apiKeyAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.apiKeys))
+    .use("/v1/fine-tunes/*", rateLimit<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.rateLimiter))
     .use("/v1/nodes/*", nodeTokenAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.nodeTokens))
     .route("/v1/fine-tunes", fineTunes)
     .route("/v1/nodes", nodes);
   return routes;
+}
+
+const corsCache = new Map<string, ReturnType<typeof cors>>();
+/** CORS for the allowed origins (none: no CORS headers, so browsers on other origins are refused). */
+function corsFor(origins: string[]) {
+  const key = origins.join(",");
+  let handler = corsCache.get(key);
+  if (!handler) {
+    handler = cors({
+      origin: origins.includes("*") ? "*" : (origin) => (origins.includes(origin) ? origin : null),
+      allowHeaders: ["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+      allowMethods: ["GET", "POST", "OPTIONS"],
+      exposeHeaders: ["Location", "Retry-After", "RateLimit-Remaining"],
+      maxAge: 600,
+    });
+    corsCache.set(key, handler);
+  }
+  return handler;
 }
 
 /** The app's type, for typed clients (`hc<AppType>`). */

@@ -6,6 +6,7 @@ import type { EngineRuntime } from "../engine/train.js";
 import type { JobStore } from "../jobs/store.js";
 import type { LeasePolicy } from "../jobs/state.js";
 import type { EdgeBudget } from "./budget.js";
+import type { RateLimiter } from "./rate-limit.js";
 
 export interface AppDeps {
   runtime: EngineRuntime;
@@ -23,6 +24,10 @@ export interface AppDeps {
   nodeTokens: string[];
   /** How often an SSE stream looks for new events, in ms. */
   pollMs: number;
+  /** Per-key request limits for /v1/fine-tunes (null: unlimited). */
+  rateLimiter: RateLimiter | null;
+  /** Origins allowed to call the API from a browser (CORS); ["*"] for any, [] for none. */
+  corsOrigins: string[];
 }
 
 /** Hono environment of the edgetune app: deps and the authenticated owner. */

@@ -3,14 +3,18 @@ import { createApp } from "../../src/api/app.js";
 import { DEFAULT_EDGE_BUDGET, type EdgeBudget } from "../../src/api/budget.js";
 import { MemoryJobStore } from "../../src/jobs/memory-store.js";
 import { DEFAULT_LEASE_POLICY, type LeasePolicy } from "../../src/jobs/state.js";
+import { MemoryRateLimiter, type RateLimitPolicy } from "../../src/api/rate-limit.js";
 import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 
 export const NODE_TOKEN = "test-node-token";
 
-export async function testApp(options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy } = {}) {
+export async function testApp(
+  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[] } = {},
+) {
   const runtime = await loadNodeRuntime();
   const lease = options.lease ?? DEFAULT_LEASE_POLICY;
   const store = new MemoryJobStore(lease);
+  const rateLimiter = options.rateLimit ? new MemoryRateLimiter(options.rateLimit) : null;
   const app = createApp(() => ({
     runtime,
     store,
@@ -21,6 +25,8 @@ export async function testApp(options: { apiKeys?: string[]; budget?: EdgeBudget
     lease,
     nodeTokens: [NODE_TOKEN],
     pollMs: 10,
+    rateLimiter,
+    corsOrigins: options.corsOrigins ?? [],
   }));
   return { app, store, runtime };
 }

@@ -258,3 +258,39 @@ describe("listing, events, cancel", () => {
     await expectProblem(await app.request(`/v1/fine-tunes/${id}/cancel`, { method: "POST" }), 409, "already_finished");
   });
 });
+
+describe("rate limits, CORS and security headers", () => {
+  it("each key has its own bucket: past the burst -> 429 with Retry-After", async () => {
+    const { app } = await testApp({ apiKeys: ["k1", "k2"], rateLimit: { burst: 3, perMinute: 6 } });
+    const get = (key: string) => app.request("/v1/fine-tunes", { headers: { authorization: `Bearer ${key}` } });
+    for (let i = 0; i < 3; i++) expect((await get("k1")).status).toBe(200);
+    const limited = await get("k1");
+    const body = await expectProblem(limited, 429, "rate_limited");
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(body.detail).toMatch(/retry in \d+ s/);
+    expect((await get("k2")).status).toBe(200); // another key is not affected
+    expect((await app.request("/healthz")).status).toBe(200); // open routes are not limited
+  });
+
+  it("CORS: an allowed origin gets the headers and a preflight answer; others get none", async () => {
+    const { app } = await testApp({ corsOrigins: ["https://app.example"] });
+    const preflight = await app.request("/v1/fine-tunes", {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type" },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(preflight.headers.get("access-control-allow-headers")).toMatch(/Authorization/i);
+    const other = await app.request("/v1/fine-tunes", { headers: { origin: "https://evil.example" } });
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  it("every response carries the security headers", async () => {
+    const { app } = await testApp();
+    for (const path of ["/healthz", "/docs", "/v1/fine-tunes/nope"]) {
+      const res = await app.request(path);
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(res.headers.get("content-security-policy")).toMatch(/frame-ancestors 'none'/);
+    }
+  });
+});

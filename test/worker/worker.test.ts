@@ -155,3 +155,18 @@ describe("queue deliveries are idempotent", () => {
     expect(await jobOf(id)).toMatchObject({ status: "failed", error: { code: "failed", message: expect.stringMatching(/could not be dispatched/) } });
   });
 });
+
+describe("rate limits in workerd", () => {
+  it("a key's Durable Object bucket refuses past its burst with 429 and Retry-After", async () => {
+    const key = { authorization: "Bearer worker-test-key" };
+    let limited: Response | undefined;
+    for (let i = 0; i < 80 && !limited; i++) {
+      const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes?limit=1", { headers: key });
+      if (res.status === 429) limited = res;
+      else expect(res.status).toBe(200);
+    }
+    expect(limited).toBeDefined();
+    expect(Number(limited!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(limited!.headers.get("content-type")).toBe("application/problem+json");
+  });
+});

@@ -1,0 +1,357 @@
+/**
+ * `client.fineTunes`: the /v1/fine-tunes resource.
+ */
+import type { FineTuneRequestInput } from "../schema/request.js";
+import type { FineTuneResult } from "../schema/result.js";
+import type { Job, JobList } from "../schema/job.js";
+import { APIClient, sleep, type RequestOptions } from "./core.js";
+import { APIConnectionError, APITimeoutError, APIUserAbortError, InternalServerError } from "./errors.js";
+import { EventStream } from "./events.js";
+import { JobListPromise } from "./pagination.js";
+import { isFinalStatus, type CreateResponse, type DataFile, type FineTuneCreateParams, type FineTuneEvent, type InlineDataset, type WeightsInput } from "./types.js";
+
+/**
+ * Options of `create()`: the per-call options plus the Idempotency-Key.
+ *
+ * @example
+ * ```ts
+ * await client.fineTunes.create(params, { idempotencyKey: `user-42-${day}`, timeout: 60_000 });
+ * ```
+ */
+export interface CreateOptions extends RequestOptions {
+  /**
+   * Sent as `Idempotency-Key`. By default the SDK generates one per `create()` call and reuses it
+   * across that call's retries; a create is retried only when it carries one. `null` sends none
+   * and disables retries for this call.
+   */
+  idempotencyKey?: string | null;
+}
+
+/**
+ * Parameters of `list()`.
+ *
+ * @example
+ * ```ts
+ * const params: ListParams = { limit: 50, cursor: previous.next_cursor ?? undefined };
+ * ```
+ */
+export interface ListParams {
+  /** Jobs per page, 1 to 100 (server default 20). */
+  limit?: number;
+  /** `next_cursor` of the previous page. */
+  cursor?: string;
+}
+
+/**
+ * Options of `events()`.
+ *
+ * @example
+ * ```ts
+ * client.fineTunes.events(id, { lastEventId: 6, signal: controller.signal });
+ * ```
+ */
+export interface EventsOptions extends RequestOptions {
+  /** Resume after this event id (the stream replays from the start without it). */
+  lastEventId?: number;
+}
+
+/**
+ * Options of `waitForCompletion()`.
+ *
+ * @example
+ * ```ts
+ * await client.fineTunes.waitForCompletion(id, { timeout: 30 * 60_000, onEvent: (e) => console.log(e.event) });
+ * ```
+ */
+export interface WaitOptions {
+  /** Milliseconds between polls when the event stream is unavailable. Default 1000. */
+  pollInterval?: number;
+  /** Give up (APITimeoutError) after this many ms. Default: wait as long as it takes. */
+  timeout?: number;
+  /** Called with every event: from the stream, or synthesised (`id` 0) while polling. */
+  onEvent?: (event: FineTuneEvent) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+/**
+ * The fine-tunes resource: `client.fineTunes`.
+ *
+ * @example
+ * ```ts
+ * const client = new Edgetune({ baseURL: "http://localhost:8787" });
+ * const result = await client.fineTunes.create({ ...request, mode: "sync" });
+ * const job = await client.fineTunes.retrieve(result.id);
+ * ```
+ */
+export class FineTunes {
+  constructor(private readonly client: APIClient) {}
+
+  /**
+   * Creates a fine-tune. `mode: "sync"` resolves with the result (the run happened in the
+   * request); `"async"` with the queued job; `"auto"` (default) with either: check `isJob()`.
+   * Weights given as bytes and data given as CSV/JSONL text, bytes or Blobs go as multipart
+   * parts (`request`, `weights`, `train`, `validation`); everything else as one JSON body.
+   *
+   * @example
+   * ```ts
+   * const result = await client.fineTunes.create({
+   *   model: { layers: [{ type: "linear", name: "fc1", in_features: 10, out_features: 1 }] },
+   *   weights: await readFile("weights.safetensors"),
+   *   data: { train: await readFile("train.csv", "utf8"), validation_split: 0.1 },
+   *   training: { epochs: 20, optimizer: { type: "adam", lr: 1e-3 } },
+   *   mode: "sync",
+   * });
+   * console.log(result.status, result.metrics.history.at(-1)?.train_loss);
+   * ```
+   */
+  create(params: FineTuneCreateParams & { mode: "sync" }, options?: CreateOptions): Promise<FineTuneResult>;
+  create(params: FineTuneCreateParams & { mode: "async" }, options?: CreateOptions): Promise<Job>;
+  create(params: FineTuneCreateParams, options?: CreateOptions): Promise<CreateResponse>;
+  async create(params: FineTuneCreateParams, options: CreateOptions = {}): Promise<CreateResponse> {
+    const { idempotencyKey, ...rest } = options;
+    const key = idempotencyKey === undefined ? newIdempotencyKey() : idempotencyKey;
+    const body = encodeCreateBody(params);
+    // NOTE: the server does not deduplicate on Idempotency-Key yet. A retry after a connection
+    // error or 5xx that the server had in fact processed creates a second job (harmless for
+    // the result, but it runs twice). Pass `idempotencyKey: null` to never retry a create.
+    const { data } = await this.client.requestJSON<CreateResponse>(
+      {
+        method: "POST",
+        path: "/v1/fine-tunes",
+        ...body,
+        retryable: key !== null,
+        headers: key === null ? {} : { "idempotency-key": key },
+      },
+      rest,
+    );
+    return data;
+  }
+
+  /**
+   * The job: status, plan, metrics so far, error.
+   *
+   * @example
+   * ```ts
+   * const job = await client.fineTunes.retrieve("ft_0123456789abcdef0123456789abcdef");
+   * console.log(job.status, job.metrics?.history.length);
+   * ```
+   */
+  async retrieve(id: string, options?: RequestOptions): Promise<Job> {
+    const { data } = await this.client.requestJSON<Job>({ method: "GET", path: jobPath(id), retryable: true }, options);
+    return data;
+  }
+
+  /**
+   * The caller's jobs, newest first. `await` it for one page; `for await` over it for every job
+   * (pages are fetched as the loop needs them); `.pages()` iterates pages.
+   *
+   * @example
+   * ```ts
+   * const { data, next_cursor } = await client.fineTunes.list({ limit: 10 });
+   * for await (const job of client.fineTunes.list()) if (job.status === "running") console.log(job.id);
+   * ```
+   */
+  list(params: ListParams = {}, options?: RequestOptions): JobListPromise {
+    const fetchPage = async (cursor: string | undefined) => {
+      const { data } = await this.client.requestJSON<JobList>(
+        { method: "GET", path: "/v1/fine-tunes", query: { limit: params.limit, cursor }, retryable: true },
+        options,
+      );
+      return data;
+    };
+    return new JobListPromise(fetchPage, params.cursor);
+  }
+
+  /**
+   * Cancels a queued job at once, or a running one within an epoch; resolves with the job as it
+   * is now. An ended job answers `ConflictError` (`already_finished`).
+   *
+   * @example
+   * ```ts
+   * const job = await client.fineTunes.cancel(id);
+   * console.log(job.status); // "cancelled", or still "running" until the worker stops
+   * ```
+   */
+  async cancel(id: string, options?: RequestOptions): Promise<Job> {
+    const { data } = await this.client.requestJSON<Job>({ method: "POST", path: `${jobPath(id)}/cancel`, retryable: true }, options);
+    return data;
+  }
+
+  /**
+   * The job's events as an async iterator: `status`, `epoch`, `step`, then `done` or `error`.
+   * It replays from the start (or after `lastEventId`), follows live events, resumes with
+   * Last-Event-ID when the connection drops, and aborts the request when the loop breaks.
+   *
+   * @example
+   * ```ts
+   * for await (const event of client.fineTunes.events(id)) {
+   *   if (event.event === "epoch") console.log(event.data.epoch, event.data.train_loss);
+   *   else if (event.event === "done") console.log("succeeded", event.data.metrics?.best_epoch);
+   * }
+   * ```
+   */
+  events(id: string, options: EventsOptions = {}): EventStream {
+    const { lastEventId, signal, ...rest } = options;
+    return new EventStream(
+      (after, streamSignal) =>
+        this.client.openStream(
+          {
+            method: "GET",
+            path: `${jobPath(id)}/events`,
+            retryable: true,
+            accept: "text/event-stream",
+            headers: after === undefined ? {} : { "last-event-id": String(after) },
+          },
+          { ...rest, signal: streamSignal },
+        ),
+      { lastEventId, signal, maxRetries: options.maxRetries ?? this.client.maxRetries },
+    );
+  }
+
+  /**
+   * The fine-tuned weights: safetensors bytes with PyTorch `state_dict` names. A job that has
+   * not ended answers `ConflictError` (`weights_not_ready`).
+   *
+   * @example
+   * ```ts
+   * await writeFile("tuned.safetensors", await client.fineTunes.weights(id));
+   * ```
+   */
+  async weights(id: string, options?: RequestOptions): Promise<Uint8Array> {
+    return this.client.requestBytes({ method: "GET", path: `${jobPath(id)}/weights`, retryable: true, accept: "application/octet-stream" }, options);
+  }
+
+  /**
+   * Waits for a job to reach a final state and resolves with the job. It follows `events()`,
+   * passing each to `onEvent`; if the stream is unavailable (connection errors, 5xx) it polls
+   * `retrieve()` every `pollInterval` ms instead, synthesising `status`/`epoch`/final events.
+   * It resolves whatever the final status is: check `job.status`.
+   *
+   * @example
+   * ```ts
+   * const job = await client.fineTunes.waitForCompletion(created.id, {
+   *   onEvent: (e) => { if (e.event === "epoch") console.log(e.data.epoch, e.data.train_loss); },
+   * });
+   * if (job.status === "succeeded") await writeFile("tuned.safetensors", await client.fineTunes.weights(job.id));
+   * ```
+   */
+  async waitForCompletion(id: string, options: WaitOptions = {}): Promise<Job> {
+    const { pollInterval = 1000, timeout, onEvent, signal } = options;
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal?.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+    let timedOut = false;
+    const timer =
+      timeout === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            controller.abort();
+          }, timeout);
+    const ended = (err: unknown) => {
+      if (timedOut) return new APITimeoutError(`Fine-tune ${id} did not finish within ${timeout} ms.`, err);
+      return err;
+    };
+    let lastStatus: string | undefined;
+    let lastEpoch = 0;
+    try {
+      try {
+        for await (const event of this.events(id, { signal: controller.signal })) {
+          if (event.event === "status") lastStatus = event.data.status;
+          if (event.event === "epoch") lastEpoch = event.data.epoch;
+          await onEvent?.(event);
+          if (event.event === "done" || event.event === "error") return event.data;
+        }
+      } catch (err) {
+        if (err instanceof APIUserAbortError) throw err;
+        if (!(err instanceof APIConnectionError) && !(err instanceof InternalServerError)) throw err;
+        // the stream is unavailable (a proxy that buffers, a dependency down): poll instead
+      }
+      for (;;) {
+        const job = await this.retrieve(id, { signal: controller.signal });
+        const history = job.metrics?.history ?? [];
+        if (job.status !== lastStatus) {
+          lastStatus = job.status;
+          if (!isFinalStatus(job.status)) await onEvent?.({ id: 0, event: "status", data: { status: job.status } });
+        }
+        for (const h of history) {
+          if (h.epoch > lastEpoch) {
+            lastEpoch = h.epoch;
+            await onEvent?.({ id: 0, event: "epoch", data: h });
+          }
+        }
+        if (isFinalStatus(job.status)) {
+          await onEvent?.({ id: 0, event: "status", data: { status: job.status } });
+          await onEvent?.({ id: 0, event: job.status === "succeeded" ? "done" : "error", data: job });
+          return job;
+        }
+        await sleep(pollInterval, controller.signal);
+      }
+    } catch (err) {
+      throw ended(err);
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+}
+
+function jobPath(id: string): string {
+  return `/v1/fine-tunes/${encodeURIComponent(id)}`;
+}
+
+/** A random Idempotency-Key (a UUID where crypto.randomUUID exists). */
+function newIdempotencyKey(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (typeof c?.randomUUID === "function") return c.randomUUID();
+  return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}${Math.random().toString(16).slice(2)}`;
+}
+
+const isBinary = (w: WeightsInput | undefined): w is Uint8Array | ArrayBuffer | Blob =>
+  w instanceof Uint8Array || w instanceof ArrayBuffer || (typeof Blob !== "undefined" && w instanceof Blob);
+
+const isDataFile = (d: InlineDataset | DataFile | undefined): d is DataFile =>
+  typeof d === "string" || d instanceof Uint8Array || (typeof Blob !== "undefined" && d instanceof Blob);
+
+/**
+ * The body of a create: JSON when everything is inline, else multipart with a `request` part
+ * (the JSON without what travels as parts) and `weights` / `train` / `validation` parts.
+ */
+function encodeCreateBody(params: FineTuneCreateParams): { json: FineTuneRequestInput } | { form: FormData } {
+  const { weights, data, ...rest } = params;
+  const { train, validation, ...dataRest } = data ?? ({} as FineTuneCreateParams["data"]);
+  if (!isBinary(weights) && !isDataFile(train) && !isDataFile(validation)) {
+    return { json: params as FineTuneRequestInput };
+  }
+  const request: Record<string, unknown> = { ...rest, data: { ...dataRest } };
+  const requestData = request.data as Record<string, unknown>;
+  const form = new FormData();
+  if (weights !== undefined && !isBinary(weights)) request.weights = weights;
+  for (const [name, value] of [["train", train], ["validation", validation]] as const) {
+    if (value !== undefined && !isDataFile(value)) requestData[name] = value;
+  }
+  form.set("request", JSON.stringify(request));
+  if (isBinary(weights)) {
+    const blob = weights instanceof Blob ? weights : new Blob([weights as BlobPart], { type: "application/octet-stream" });
+    form.set("weights", blob, "weights.safetensors");
+  }
+  for (const [name, value] of [["train", train], ["validation", validation]] as const) {
+    if (isDataFile(value)) form.set(name, ...dataPart(name, value));
+  }
+  return { form };
+}
+
+/** A data file as a form part with a file name that tells its format. */
+function dataPart(name: string, value: DataFile): [Blob, string] {
+  if (typeof Blob !== "undefined" && value instanceof Blob) {
+    const fileName = (value as { name?: unknown }).name;
+    if (typeof fileName === "string" && fileName !== "") return [value, fileName];
+    const type = value.type.split(";")[0]!.trim().toLowerCase();
+    const ext = type.includes("csv") ? "csv" : type.includes("json") ? "jsonl" : "";
+    return [value, ext ? `${name}.${ext}` : name]; // no hint: the server looks at the first character
+  }
+  const text = typeof value === "string" ? value : new TextDecoder().decode(value as Uint8Array);
+  const jsonl = text.trimStart().startsWith("{");
+  return [new Blob([text], { type: jsonl ? "application/jsonl" : "text/csv" }), `${name}.${jsonl ? "jsonl" : "csv"}`];
+}

@@ -4,7 +4,9 @@
  * bytes at run time).
  */
 import { env as startupEnv } from "cloudflare:workers";
-import simdKernels from "../build/wasm/simd.wasm";
+// workerd's V8 has relaxed SIMD: the build with fused multiply-add (relaxed_madd), whose parity
+// with PyTorch test/worker/parity.test.ts checks inside workerd
+import relaxedKernels from "../build/wasm/relaxed-simd.wasm";
 import { createApp } from "../src/api/app.js";
 import { DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
 import { DEFAULT_EDGE_BUDGET } from "../src/api/budget.js";
@@ -20,7 +22,7 @@ if (parseApiKeys(startupEnv.EDGETUNE_NODE_TOKENS).length === 0) {
   console.warn(`edgetune: EDGETUNE_NODE_TOKENS is not set; GPU nodes authenticate with the development token "${DEV_NODE_TOKEN}".`);
 }
 
-const runtime: EngineRuntime = { module: simdKernels, variant: "wasm-simd", runtime: "workerd" };
+const runtime: EngineRuntime = { module: relaxedKernels, variant: "wasm-relaxed-simd", runtime: "workerd" };
 const VERSION = "0.1.0";
 
 const number = (value: string | undefined, fallback: number) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { train } from "../../src/node/index.js";
+import { loadNodeRuntime, train } from "../../src/node/index.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
 import { classifierRequest, seedRequest } from "../helpers.js";
@@ -16,7 +16,7 @@ describe("train() on the seed example", () => {
     const file = parseSafetensors(decodeBase64(result.weights));
     expect([...file.tensors.keys()]).toEqual(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
     expect(readTensorF32(file, "fc1.weight").every(Number.isFinite)).toBe(true);
-    expect(result.engine).toMatchObject({ kernel: "wasm-simd", runtime: "node", threads: 1 });
+    expect(result.engine).toMatchObject({ kernel: (await loadNodeRuntime()).variant, runtime: "node", threads: 1 });
     expect(result.plan).toMatchObject({ params: 121, trainable_params: 121, steps: 640, placement: "local" });
   });
 });

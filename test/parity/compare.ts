@@ -1,0 +1,66 @@
+/**
+ * Replays a PyTorch parity case through a train() function and measures the worst error
+ * against SPEC section 4's tolerance |a - b| <= 1e-5 + 1e-4 |b|. Runtime-agnostic: used by
+ * the Node parity test and by the workerd parity test (relaxed-SIMD build).
+ */
+import { decodeBase64 } from "../../src/formats/base64.js";
+import { parseSafetensors, readTensorF32, writeSafetensors } from "../../src/formats/safetensors.js";
+import type { TrainRequest } from "../../src/engine/train.js";
+import type { FineTuneResult } from "../../src/schema/result.js";
+
+export interface Tensor {
+  shape: number[];
+  data: number[];
+}
+export interface ParityCase {
+  name: string;
+  description: string;
+  request: Record<string, unknown>;
+  initial_weights: Record<string, Tensor>;
+  expected: {
+    weights: Record<string, Tensor>;
+    history: { epoch: number; train_loss: number; val_loss?: number; val_accuracy?: number; lr: number }[];
+    steps: number;
+    best_epoch: number | null;
+  };
+}
+
+export const ATOL = 1e-5;
+export const RTOL = 1e-4;
+export const GROUPS = ["optimizers", "losses", "schedules", "training"] as const;
+
+/** Largest |a-b| / (atol + rtol |b|) over a list: <= 1 passes. */
+export function worstRatio(actual: ArrayLike<number>, expected: ArrayLike<number>): { ratio: number; index: number; abs: number } {
+  let worst = { ratio: 0, index: -1, abs: 0 };
+  for (let i = 0; i < expected.length; i++) {
+    const abs = Math.abs(actual[i]! - expected[i]!);
+    const ratio = Number.isNaN(abs) ? Infinity : abs / (ATOL + RTOL * Math.abs(expected[i]!));
+    if (ratio > worst.ratio) worst = { ratio, index: i, abs };
+  }
+  return worst;
+}
+
+/** Runs one case and reports the worst error per tensor and per history metric. */
+export async function replay(c: ParityCase, train: (request: TrainRequest) => Promise<FineTuneResult>) {
+  const weights = writeSafetensors(
+    Object.entries(c.initial_weights).map(([name, t]) => ({ name, shape: t.shape, data: Float32Array.from(t.data) })),
+  );
+  const result = await train({ ...(c.request as object), weights } as TrainRequest);
+  const file = parseSafetensors(decodeBase64(result.weights));
+  const report: string[] = [];
+  let worst = 0;
+  for (const [name, t] of Object.entries(c.expected.weights)) {
+    const w = worstRatio(readTensorF32(file, name), t.data);
+    worst = Math.max(worst, w.ratio);
+    report.push(`${name} ${w.abs.toExponential(2)} (${(w.ratio * 100).toFixed(1)}%)`);
+  }
+  for (const key of ["train_loss", "val_loss", "val_accuracy", "lr"] as const) {
+    const expected = c.expected.history.map((h) => h[key]);
+    if (expected.every((v) => v === undefined)) continue;
+    const actual = result.metrics.history.map((h) => h[key] ?? NaN);
+    const w = worstRatio(actual, expected as number[]);
+    worst = Math.max(worst, w.ratio);
+    report.push(`${key} ${w.abs.toExponential(2)} (${(w.ratio * 100).toFixed(1)}%)`);
+  }
+  return { result, worst, report };
+}

@@ -1,0 +1,271 @@
+/**
+ * The SDK against the real app (app.request() as the injected fetch): create (JSON, multipart,
+ * sync, async), retrieve, list pagination, events (typed, resumed, aborted on break),
+ * waitForCompletion (stream and polling), weights, cancel.
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { parseSafetensors } from "../../src/formats/safetensors.js";
+import { encodeBase64 } from "../../src/formats/base64.js";
+import { ConflictError, decodeWeights, isJob, type FineTuneEvent, type Job } from "../../src/sdk/index.js";
+import { seedRequest } from "../helpers.js";
+import { header, sdkSetup } from "./helpers.js";
+
+const seedDir = new URL("../../examples/seed-mlp/", import.meta.url);
+const seedWeights = new Uint8Array(readFileSync(new URL("weights.safetensors", seedDir)));
+const seedCsv = readFileSync(new URL("train.csv", seedDir), "utf8");
+const seedModel = JSON.parse(readFileSync(new URL("request.json", seedDir), "utf8")).model;
+
+const small = (epochs = 3) => seedRequest(64, { training: { epochs, batch_size: 16 } });
+
+describe("create", () => {
+  it("mode sync: a JSON body answers the result; weights() gives the same bytes", async () => {
+    const { client, calls } = await sdkSetup();
+    const result = await client.fineTunes.create({ ...small(), mode: "sync" });
+    expect(result).toMatchObject({ status: "succeeded", plan: { placement: "edge" }, engine: { runtime: "node" } });
+    expect(result.metrics.history.map((h) => h.epoch)).toEqual([1, 2, 3]);
+    expect(header(calls[0]!, "content-type")).toBe("application/json");
+    expect(header(calls[0]!, "idempotency-key")).toMatch(/^[0-9a-f-]{36}$/);
+    const bytes = await client.fineTunes.weights(result.id);
+    expect(encodeBase64(bytes)).toBe(result.weights);
+    expect(decodeWeights(result)).toEqual(bytes);
+    expect([...parseSafetensors(bytes).tensors.keys()]).toEqual(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
+  });
+
+  it("weights as bytes and data as CSV text / JSONL text go as multipart parts", async () => {
+    const { client, calls } = await sdkSetup();
+    const lines = seedCsv.trim().split("\n");
+    const train = lines.slice(0, 201).join("\n");
+    const validation = lines
+      .slice(201, 261)
+      .map((l) => l.split(",").map(Number))
+      .map((r) => JSON.stringify({ x: r.slice(0, 10), y: r[10] }))
+      .join("\n");
+    const result = await client.fineTunes.create({
+      model: seedModel,
+      weights: seedWeights,
+      data: { train, validation, target: "y" },
+      training: { epochs: 2, batch_size: 50, shuffle: false },
+      mode: "sync",
+    });
+    const body = calls[0]!.init.body as FormData;
+    expect(body).toBeInstanceOf(FormData);
+    expect([...body.keys()].sort()).toEqual(["request", "train", "validation", "weights"]);
+    expect((body.get("train") as File).name).toBe("train.csv");
+    expect((body.get("validation") as File).name).toBe("validation.jsonl");
+    expect(JSON.parse(body.get("request") as string)).toEqual({ model: seedModel, data: { target: "y" }, training: { epochs: 2, batch_size: 50, shuffle: false }, mode: "sync" });
+    expect(result.plan.steps).toBe(2 * 4);
+    expect(result.metrics.history.every((h) => typeof h.val_loss === "number")).toBe(true);
+  });
+
+  it("Blob and File data parts, base64 weights and inline validation mix in one multipart body", async () => {
+    const { client, calls } = await sdkSetup();
+    const { data } = small();
+    const result = await client.fineTunes.create({
+      model: seedModel,
+      weights: encodeBase64(seedWeights),
+      data: { train: new File([seedCsv], "rows.csv", { type: "text/csv" }), validation: data.train! },
+      training: { epochs: 1 },
+      mode: "sync",
+    });
+    const form = calls[0]!.init.body as FormData;
+    expect([...form.keys()].sort()).toEqual(["request", "train"]);
+    expect(JSON.parse(form.get("request") as string).weights).toBe(encodeBase64(seedWeights));
+    expect(result.status).toBe("succeeded");
+    expect(result.metrics.history[0]!.val_loss).toBeTypeOf("number");
+
+    const blob = await client.fineTunes.create({ model: seedModel, weights: new Blob([seedWeights as BlobPart]), data: { train: new Blob([seedCsv]) }, training: { epochs: 1 }, mode: "sync" });
+    expect(blob.status).toBe("succeeded");
+  });
+
+  it("mode async answers the queued job (202); auto answers whichever the server chose", async () => {
+    const { client } = await sdkSetup();
+    const job = await client.fineTunes.create({ ...small(), mode: "async" });
+    expect(isJob(job)).toBe(true);
+    expect(job).toMatchObject({ object: "fine_tune", status: "queued", mode: "async" });
+    const auto = await client.fineTunes.create(small());
+    expect(isJob(auto)).toBe(false);
+    const { client: tight } = await sdkSetup({ app: { budget: { maxFlops: 1e5, maxMemoryBytes: 1e9 } } });
+    const offloaded = await tight.fineTunes.create(small());
+    expect(isJob(offloaded) && offloaded.plan.placement).toBe("gpu-node");
+  });
+});
+
+describe("retrieve, list, weights, cancel", () => {
+  it("retrieve answers the job", async () => {
+    const { client } = await sdkSetup();
+    const { id } = await client.fineTunes.create({ ...small(), mode: "sync" });
+    const job = await client.fineTunes.retrieve(id);
+    expect(job).toMatchObject({ id, object: "fine_tune", status: "succeeded", mode: "sync", weights_url: `/v1/fine-tunes/${id}/weights` });
+  });
+
+  it("list: await gives a page; for await walks every page, newest first", async () => {
+    const { client, calls } = await sdkSetup();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push((await client.fineTunes.create({ ...seedRequest(16, { training: { epochs: 1 } }), mode: "sync" })).id);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const page = await client.fineTunes.list({ limit: 2 });
+    expect(page.data.map((j) => j.id)).toEqual([ids[4], ids[3]]);
+    expect(page.next_cursor).toEqual(expect.any(String));
+
+    const before = calls.length;
+    const seen: string[] = [];
+    for await (const job of client.fineTunes.list({ limit: 2 })) seen.push(job.id);
+    expect(seen).toEqual([...ids].reverse());
+    expect(calls.length - before).toBe(3);
+
+    const pages = [];
+    for await (const p of client.fineTunes.list({ limit: 2, cursor: page.next_cursor! }).pages()) pages.push(p.data.length);
+    expect(pages).toEqual([2, 1]);
+
+    // a loop that stops early fetches no further pages
+    const start = calls.length;
+    for await (const job of client.fineTunes.list({ limit: 2 })) if (job) break;
+    expect(calls.length - start).toBe(1);
+  });
+
+  it("cancel ends a queued job; cancelling again is a ConflictError", async () => {
+    const { client, runNext } = await sdkSetup();
+    const job = await client.fineTunes.create({ ...small(), mode: "async" });
+    const cancelled = await client.fineTunes.cancel(job.id);
+    expect(cancelled.status).toBe("cancelled");
+    expect(await runNext()).toBe(false); // nothing left to run
+    const err = await client.fineTunes.cancel(job.id).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConflictError);
+    expect(err).toMatchObject({ status: 409, code: "already_finished" });
+  });
+});
+
+describe("events", () => {
+  it("an async job's events are typed: status, epoch per epoch, then done with the job", async () => {
+    const { client, runNext } = await sdkSetup();
+    const job = await client.fineTunes.create({ ...small(4), mode: "async" });
+    const events: FineTuneEvent[] = [];
+    const consume = (async () => {
+      for await (const e of client.fineTunes.events(job.id)) events.push(e);
+    })();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await runNext()).toBe(true);
+    await consume;
+    expect(events.map((e) => e.event)).toEqual(["status", "status", "epoch", "epoch", "epoch", "epoch", "status", "done"]);
+    expect(events.map((e) => e.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    const epochs = events.flatMap((e) => (e.event === "epoch" ? [e.data.epoch] : []));
+    expect(epochs).toEqual([1, 2, 3, 4]);
+    const last = events.at(-1)!;
+    expect(last.event === "done" && last.data.status).toBe("succeeded");
+    const first = events[0]!;
+    expect(first.event === "status" && first.data.status).toBe("queued");
+  });
+
+  it("lastEventId resumes after that event", async () => {
+    const { client, calls } = await sdkSetup();
+    const { id } = await client.fineTunes.create({ ...small(3), mode: "sync" });
+    const ids: number[] = [];
+    for await (const e of client.fineTunes.events(id, { lastEventId: 4 })) ids.push(e.id);
+    expect(ids).toEqual([5, 6]);
+    expect(header(calls.at(-1)!, "last-event-id")).toBe("4");
+  });
+
+  it("breaking out of the loop aborts the request", async () => {
+    const { client, calls } = await sdkSetup();
+    const job = await client.fineTunes.create({ ...small(), mode: "async" });
+    const stream = client.fineTunes.events(job.id);
+    for await (const e of stream) {
+      expect(e).toMatchObject({ id: 1, event: "status", data: { status: "queued" } });
+      break;
+    }
+    const request = calls.at(-1)!;
+    expect(request.url).toBe(`http://edge.test/v1/fine-tunes/${job.id}/events`);
+    expect(request.init.signal!.aborted).toBe(true);
+    expect(stream.controller.signal.aborted).toBe(true);
+    expect(() => stream[Symbol.asyncIterator]()).toThrow(/iterated once/);
+  });
+
+  it("a connection that drops before the final event is resumed with Last-Event-ID, without repeats", async () => {
+    let cut = true;
+    const { client, calls } = await sdkSetup({
+      wrap: (url, _init, res) => {
+        if (!url.endsWith("/events") || !cut) return res;
+        cut = false;
+        // pass the first three events through, then break the connection
+        let seen = 0;
+        const reader = res.body!.getReader();
+        const body = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            if (seen >= 3) {
+              void reader.cancel();
+              return controller.error(new TypeError("terminated")); // after the queued events were read
+            }
+            const { done, value } = await reader.read();
+            if (done) return controller.close();
+            const text = new TextDecoder().decode(value);
+            const blocks = text.split("\n\n").filter(Boolean);
+            const keep = blocks.slice(0, Math.max(0, 3 - seen));
+            seen += keep.length;
+            if (keep.length > 0) controller.enqueue(new TextEncoder().encode(keep.map((b) => `${b}\n\n`).join("")));
+          },
+        });
+        return new Response(body, { headers: res.headers });
+      },
+    });
+    const { id } = await client.fineTunes.create({ ...small(3), mode: "sync" });
+    const ids: number[] = [];
+    const names: string[] = [];
+    for await (const e of client.fineTunes.events(id)) {
+      ids.push(e.id);
+      names.push(e.event);
+    }
+    expect(ids).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(names.at(-1)).toBe("done");
+    const streams = calls.filter((c) => c.url.endsWith("/events"));
+    expect(streams).toHaveLength(2);
+    expect(header(streams[0]!, "last-event-id")).toBeNull();
+    expect(header(streams[1]!, "last-event-id")).toBe("3");
+  });
+});
+
+describe("waitForCompletion", () => {
+  it("follows the events to the final state and passes each to onEvent", async () => {
+    const { client, runNext } = await sdkSetup();
+    const job = await client.fineTunes.create({ ...small(5), mode: "async" });
+    const seen: FineTuneEvent[] = [];
+    const waiting = client.fineTunes.waitForCompletion(job.id, { onEvent: (e) => void seen.push(e) });
+    await new Promise((r) => setTimeout(r, 20));
+    await runNext();
+    const done = await waiting;
+    expect(done).toMatchObject({ id: job.id, status: "succeeded" });
+    expect(done.metrics!.history).toHaveLength(5);
+    expect(seen.filter((e) => e.event === "epoch")).toHaveLength(5);
+    expect(seen.at(-1)!.event).toBe("done");
+    expect(await client.fineTunes.weights(job.id)).toBeInstanceOf(Uint8Array);
+  });
+
+  it("falls back to polling when the event stream is unavailable, synthesising events", async () => {
+    const { client, runNext, calls } = await sdkSetup({
+      client: { maxRetries: 0 },
+      wrap: (url, _init, res) =>
+        url.endsWith("/events") ? new Response(JSON.stringify({ type: "about:blank", title: "Service unavailable", status: 503, detail: "down", code: "down" }), { status: 503, headers: { "content-type": "application/problem+json" } }) : res,
+    });
+    const job = await client.fineTunes.create({ ...small(3), mode: "async" });
+    const seen: FineTuneEvent[] = [];
+    const waiting = client.fineTunes.waitForCompletion(job.id, { pollInterval: 10, onEvent: (e) => void seen.push(e) });
+    await new Promise((r) => setTimeout(r, 30));
+    await runNext();
+    const done: Job = await waiting;
+    expect(done.status).toBe("succeeded");
+    expect(calls.filter((c) => c.url.endsWith(`/v1/fine-tunes/${job.id}`)).length).toBeGreaterThanOrEqual(2);
+    expect(seen.every((e) => e.id === 0)).toBe(true);
+    expect(seen.filter((e) => e.event === "epoch").map((e) => (e.data as { epoch: number }).epoch)).toEqual([1, 2, 3]);
+    expect(seen.map((e) => e.event).slice(-2)).toEqual(["status", "done"]);
+  });
+
+  it("resolves for a job that ended otherwise (cancelled) and times out on one that never ends", async () => {
+    const { client } = await sdkSetup();
+    const job = await client.fineTunes.create({ ...small(), mode: "async" });
+    await expect(client.fineTunes.waitForCompletion(job.id, { timeout: 80 })).rejects.toMatchObject({ name: "APITimeoutError" });
+    await client.fineTunes.cancel(job.id);
+    expect((await client.fineTunes.waitForCompletion(job.id)).status).toBe("cancelled");
+  });
+});

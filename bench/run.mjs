@@ -130,7 +130,8 @@ if (only.includes("edge")) {
   measured.edge = {
     measured_at: now(),
     wrangler: node("edge: wrangler dev, sync POSTs", "edge.mjs", ["--requests", "30", "--warmup", "3"]),
-    instantiate: node("edge: WebAssembly.instantiate", "edgetune.mjs", ["instantiate"]),
+    instantiate: node("edge: WebAssembly.instantiate simd.wasm", "edgetune.mjs", ["instantiate"]),
+    instantiate_relaxed: node("edge: WebAssembly.instantiate relaxed-simd.wasm", "edgetune.mjs", ["instantiate", "--file", "relaxed-simd.wasm"], ["--experimental-wasm-relaxed-simd"]),
   };
 }
 
@@ -201,7 +202,7 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     if (w.relaxed && !w.relaxed.error) {
       const rp = w.relaxed.peak.gflops;
       const g = Math.min(...["matmul_nn", "matmul_nt", "matmul_tn"].map((k) => w.relaxed[k].gflops));
-      row("gemm relaxed-SIMD build (min of 3)", `${fmt(g, 1)} GFLOP/s`, `relaxed_madd peak ${fmt(rp, 1)} GFLOP/s`, `${fmt((100 * g) / rp, 0)}% of peak`, "(info: Node flag)", null);
+      row("gemm relaxed-SIMD build (min of 3)", `${fmt(g, 1)} GFLOP/s`, `relaxed_madd peak ${fmt(rp, 1)} GFLOP/s`, `${fmt((100 * g) / rp, 0)}% of peak`, "(info: the Worker's build; Node 20 needs a flag)", null);
     }
   }
 }
@@ -212,7 +213,9 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     row("edge: tiny as sync POST, wrangler dev", l ? `p50 ${fmt(l.p50, 1)} ms, p90 ${fmt(l.p90, 1)} ms` : `n/a${w.wrangler?.error ? " (" + w.wrangler.error.slice(0, 60) + ")" : ""}`,
       workloads.tiny?.edgetune?.call_ms ? `in-process train() ${fmt(workloads.tiny.edgetune.call_ms.median, 1)} ms` : "-", "-", "p50 reported", null);
     const i = w.instantiate?.instantiate_ms;
-    row("edge: WASM instantiation (Node proxy)", i ? `${fmt(i.median, 3)} ms median (p99 ${fmt(i.p99, 3)})` : "n/a", w.instantiate?.compile_ms ? `compile ${fmt(w.instantiate.compile_ms, 2)} ms (once)` : "-", "-", "<= 10 ms", i ? i.median <= 10 : null);
+    const ir = w.instantiate_relaxed?.instantiate_ms;
+    row("edge: WASM instantiation (Node proxy)", i ? `simd.wasm ${fmt(i.median, 3)} ms median (p99 ${fmt(i.p99, 3)})` + (ir ? `; relaxed-simd.wasm ${fmt(ir.median, 3)} ms` : "") : "n/a",
+      w.instantiate?.compile_ms ? `compile ${fmt(w.instantiate.compile_ms, 2)} ms (once, at deploy in Workers)` : "-", "-", "<= 10 ms", i ? Math.max(i.median, ir?.median ?? 0) <= 10 : null);
   }
 }
 {

@@ -60,7 +60,14 @@ export interface RequestOptions {
   headers?: Record<string, string | null | undefined>;
 }
 
-/** A request as the resources describe it. */
+/**
+ * A request as the resources describe it (internal to the SDK; not exported from edgetune/sdk).
+ *
+ * @example
+ * ```ts
+ * const req: APIRequest = { method: "GET", path: "/v1/fine-tunes", query: { limit: 10 }, retryable: true };
+ * ```
+ */
 export interface APIRequest {
   method: "GET" | "POST";
   path: string;
@@ -75,7 +82,15 @@ export interface APIRequest {
   accept?: string;
 }
 
-/** An open streaming response; `close()` aborts its request. */
+/**
+ * An open streaming response; `close()` aborts its request.
+ *
+ * @example
+ * ```ts
+ * const stream: OpenStream = await client.openStream({ method: "GET", path: `/v1/fine-tunes/${id}/events`, retryable: true });
+ * stream.close();
+ * ```
+ */
 export interface OpenStream {
   response: Response;
   close(): void;

@@ -165,21 +165,34 @@ function gemmCore(
 }
 
 /**
- * out[rows, cols] = inp[cols, rows]^T. A plain blocked transpose (used to pack W^T).
+ * out[rows, cols] = inp[cols, rows]^T: 4x4 blocks transposed in registers (two rounds of
+ * shuffles), scalar edges for the last rows % 4 and cols % 4.
  */
 export function transpose(out: usize, inp: usize, rows: i32, cols: i32): void {
   // out is [rows, cols]; inp is [cols, rows]
   const R = <usize>rows, C = <usize>cols;
-  for (let c0: usize = 0; c0 < C; c0 += 16) {
-    const c1 = min(c0 + 16, C);
-    for (let r0: usize = 0; r0 < R; r0 += 16) {
-      const r1 = min(r0 + 16, R);
-      for (let c = c0; c < c1; c++) {
-        for (let r = r0; r < r1; r++) {
-          store<f32>(out + (r * C + c) * F32, load<f32>(inp + (c * R + r) * F32));
-        }
-      }
+  const R4 = R & ~(<usize>3), C4 = C & ~(<usize>3);
+  for (let c: usize = 0; c < C4; c += 4) {
+    for (let r: usize = 0; r < R4; r += 4) {
+      // four rows of inp: inp[c+i, r..r+4]
+      const p = inp + (c * R + r) * F32;
+      const a0 = v128.load(p), a1 = v128.load(p + R * F32), a2 = v128.load(p + 2 * R * F32), a3 = v128.load(p + 3 * R * F32);
+      const t0 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5); // a0[0] a1[0] a0[1] a1[1]
+      const t1 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5);
+      const t2 = v128.shuffle<f32>(a0, a1, 2, 6, 3, 7);
+      const t3 = v128.shuffle<f32>(a2, a3, 2, 6, 3, 7);
+      const q = out + (r * C + c) * F32;
+      v128.store(q, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
+      v128.store(q + C * F32, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
+      v128.store(q + 2 * C * F32, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
+      v128.store(q + 3 * C * F32, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
     }
+    for (let r = R4; r < R; r++) {
+      for (let i: usize = 0; i < 4; i++) store<f32>(out + (r * C + c + i) * F32, load<f32>(inp + ((c + i) * R + r) * F32));
+    }
+  }
+  for (let c = C4; c < C; c++) {
+    for (let r: usize = 0; r < R; r++) store<f32>(out + (r * C + c) * F32, load<f32>(inp + (c * R + r) * F32));
   }
 }
 

@@ -52,6 +52,8 @@ async function tiny() {
     workload: "tiny", variant: runtime.variant, steps: last.metrics.steps, status: last.status,
     final_loss: last.metrics.history.at(-1).train_loss,
     call_ms: s, steps_per_s: (TINY.steps / s.median) * 1000,
+    // V8 is still optimising the validation and training code during the first calls after the warm-up
+    first10_call_ms: stats(times.slice(0, 10)).median, last_half_call_ms: stats(times.slice(times.length >> 1)).median,
     phases_ms: { prepare: stats(prep).median, run_and_encode: stats(run).median },
   });
 }

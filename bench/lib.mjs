@@ -210,3 +210,20 @@ export function lastJson(text) {
 export function haveDist() {
   return existsSync(dist("src/node/index.js")) && existsSync(join(root, "build/wasm/simd.wasm"));
 }
+
+/** Share of the machine's CPU time that other processes used over `ms` while this one waited (Linux /proc/stat). */
+export async function backgroundCpu(ms = 1000) {
+  const read = () => {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3] + (f[4] ?? 0);
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  };
+  try {
+    const a = read();
+    await new Promise((r) => setTimeout(r, ms));
+    const b = read();
+    return Math.round((1 - (b.idle - a.idle) / Math.max(1, b.total - a.total)) * 1000) / 10;
+  } catch {
+    return null;
+  }
+}

@@ -9,7 +9,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
+import { backgroundCpu, haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
 
 const ALL = ["gemm", "tiny", "mlp", "edge", "memory"];
 const argv = process.argv.slice(2);
@@ -74,6 +74,11 @@ const node = (label, script, args = [], nodeFlags = []) => {
 };
 
 const machine = machineInfo();
+// other processes competing for the cores make every figure noisy: measure and say so
+machine.background_cpu_percent = await backgroundCpu(1000);
+if (machine.background_cpu_percent > 10) {
+  say(`bench: warning: other processes used ${machine.background_cpu_percent}% of the CPU during a 1 s idle check: the figures will be noisy`);
+}
 const avx512 = machine.simd.includes("avx512f");
 const python = process.env.BENCH_PYTHON ?? "/usr/bin/python3"; // override only to test the no-PyTorch path
 let torchInfo = { available: false, error: `${python} not found` };
@@ -105,7 +110,7 @@ if (only.includes("gemm")) {
 if (only.includes("tiny")) {
   measured.tiny = {
     measured_at: now(),
-    edgetune: node("tiny edgetune", "edgetune.mjs", ["tiny", "--repeats", "30"]),
+    edgetune: node("tiny edgetune", "edgetune.mjs", ["tiny", "--repeats", "100"]),
     pytorch: torch("tiny PyTorch (1 thread)", ["tiny", "--threads", "1", "--repeats", "9"], torchEnv(1)),
     tfjs: node("tiny tfjs-backend-wasm", "tfjs.mjs", ["tiny", "--repeats", "5"]),
     profile: node("tiny profile (instrumented)", "edgetune.mjs", ["profile", "--of", "tiny"]),
@@ -138,6 +143,9 @@ if (only.includes("edge")) {
 if (only.includes("memory")) {
   measured.memory = { measured_at: now(), edgetune: node("memory (1M params)", "edgetune.mjs", ["memory"], ["--expose-gc"]) };
 }
+
+machine.background_cpu_percent_after = await backgroundCpu(1000);
+if (machine.background_cpu_percent_after > 10) say(`bench: warning: other processes used ${machine.background_cpu_percent_after}% of the CPU right after the run`);
 
 // ------------------------------------------------------------------ merge with earlier results
 const resultsDir = join(root, "bench/results");
@@ -179,16 +187,24 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
   if (w) {
     const e = w.edgetune?.inline?.samples_per_s;
     const t = w.tfjs?.samples_per_s;
-    const p1 = w.pytorch_1t?.samples_per_s;
+    // PyTorch 1 thread: the faster of OpenBLAS's AVX-512 kernels (SPEC's baseline) and its own core detection
+    const p1a = w.pytorch_1t?.samples_per_s ?? 0, p1b = w.pytorch_1t_default?.samples_per_s ?? 0;
+    const p1 = Math.max(p1a, p1b) || undefined;
+    const p1config = p1a >= p1b ? "OpenBLAS SkylakeX/AVX-512" : "OpenBLAS auto-detected core";
     const p2a = w.pytorch_2t?.samples_per_s ?? 0, p2b = w.pytorch_2t_both?.samples_per_s ?? 0;
     const p2 = Math.max(p2a, p2b) || undefined; // the faster 2-thread configuration
     const p2config = p2a >= p2b ? "OpenMP 2, OpenBLAS 1" : "OpenMP 2, OpenBLAS 2";
     const engineThreads = w.edgetune?.threads2?.engine_threads;
+    const p2run = p2a >= p2b ? w.pytorch_2t?.run_ms : w.pytorch_2t_both?.run_ms;
+    // OpenMP's spinning threads collapse when another process takes a core: say so instead of trusting the ratio
+    const p2unstable = Boolean(p2run && (p2run.max / p2run.min > 1.5 || (p1 && p2 < 0.5 * p1)));
     const e2 = w.edgetune?.threads2?.samples_per_s;
     const rt = ratio(e, t), r1 = ratio(e, p1), r2 = ratio(e2, p2);
     row("mlp 784-256-10 vs tfjs", `${fmt(e)} samples/s`, t ? `tfjs-wasm SIMD 1t ${fmt(t)} samples/s` : "tfjs n/a", rt ? `${fmt(rt, 2)}x` : "n/a", ">= 4x tfjs", rt === null ? null : rt >= 4);
-    row("mlp 784-256-10 vs PyTorch 1t", `${fmt(e)} samples/s`, p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a", r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.3x PyTorch 1t", r1 === null ? null : r1 >= 0.3);
-    row("mlp 784-256-10, 2 threads", `${fmt(e2)} samples/s (threads: 2; engine ran ${engineThreads ?? "?"})`, p2 ? `PyTorch 2t ${fmt(p2)} samples/s (${p2config})` : "PyTorch n/a", r2 ? `${fmt(r2, 2)}x` : "n/a", ">= 0.5x PyTorch 2t", r2 === null ? null : r2 >= 0.5);
+    row("mlp 784-256-10 vs PyTorch 1t", `${fmt(e)} samples/s`, p1 ? `PyTorch 1t ${fmt(p1)} samples/s (${p1config})` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a", r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.3x PyTorch 1t", r1 === null ? null : r1 >= 0.3);
+    row("mlp 784-256-10, 2 threads", `${fmt(e2)} samples/s (threads: 2; engine ran ${engineThreads ?? "?"})`,
+      p2 ? `PyTorch 2t ${fmt(p2)} samples/s (${p2config})${p2unstable ? `; UNSTABLE: runs spread ${fmt(p2run.min, 0)}-${fmt(p2run.max, 0)} ms, cores contended` : ""}` : "PyTorch n/a",
+      r2 ? `${fmt(r2, 2)}x` : "n/a", ">= 0.5x PyTorch 2t", r2 === null || p2unstable ? null : r2 >= 0.5);
   }
 }
 {
@@ -273,7 +289,8 @@ function profileMarkdown() {
     const e = w.tiny.edgetune;
     const top = Object.entries(p.kernels).slice(0, 4).map(([n, k]) => `${n} ${ms(k.ms - (k.calls * p.timer_overhead_us_per_call) / 1000, 2)}`).join(", ");
     const overhead = (p.kernel_calls * p.timer_overhead_us_per_call) / 1000;
-    out.push(`- **tiny** (one train() call ${ms(e.call_ms.median, 2)} median, ${fmt((e.call_ms.median * 1000) / e.steps, 2)} us/step): ` +
+    out.push(`- **tiny** (one train() call ${ms(e.call_ms.median, 2)} median, ${fmt((e.call_ms.median * 1000) / e.steps, 2)} us/step; ` +
+      (e.first10_call_ms ? `the first 10 calls after the warm-up take ${ms(e.first10_call_ms, 2)} while V8 is still optimising, the last 50 ${ms(e.last_half_call_ms, 2)}; p90 ${ms(e.call_ms.p90, 2)} with GC pauses): ` : "): ") +
       `validation and planning (prepareRun) ${ms(e.phases_ms.prepare, 2)}, training and encoding ${ms(e.phases_ms.run_and_encode, 2)}. ` +
       `Instrumented run: ${fmt(p.kernel_calls)} kernel calls (${fmt(p.kernel_calls / e.steps, 0)} per step) take ${ms(p.kernel_ms - overhead, 2)} net of the timer ` +
       `(${top}); the rest of a step is the JS loop and call boundary. ` +
@@ -321,7 +338,7 @@ function profileMarkdown() {
 }
 
 const mdMachine = `\`${results.command}\` on ${machine.cpu}${machine.family ? ` (${machine.family})` : ""}, ${machine.cores} cores (${fmt(machine.mhz)} MHz nominal, L2 ${machine.caches_per_core?.L2 ?? "?"} per core${machine.simd.length ? `, ${machine.simd.join("/")}` : ""}, ${machine.memory_gib} GiB), ` +
-  `Node ${machine.node} (V8 ${machine.v8}), ${machine.platform}; ${machine.date}. ` +
+  `Node ${machine.node} (V8 ${machine.v8}), ${machine.platform}; ${machine.date}; other processes used ${machine.background_cpu_percent ?? "?"}% of the CPU in a 1 s check before measuring and ${machine.background_cpu_percent_after ?? "?"}% after. ` +
   `PyTorch: ${pytorch.available ? `${pytorch.torch} (Python ${pytorch.python}), ${pytorch.blas} — \`${pytorch.openblas_config ?? ""}\`, torch build ${pytorch.torch_build_blas}, ${pytorch.cpu_capability}` : `unavailable (${pytorch.error})`}. ` +
   `tfjs: ${tfjsBackend ? `@tensorflow/tfjs ${tfjsBackend.version} + tfjs-backend-wasm, SIMD ${tfjsBackend.simd}, ${tfjsBackend.threads} thread` : "not run"}. ` +
   (Object.values(workloads).some((x) => x.measured_at && x.measured_at < machine.date.slice(0, 10)) || onlyArg ? `Measured per workload: ${Object.entries(workloads).map(([k, v]) => `${k} ${v.measured_at}`).join(", ")}.` : "");

@@ -1,6 +1,7 @@
 // Builds the kernel core variants with the AssemblyScript compiler:
 //   build/wasm/simd.wasm          f32x4 SIMD (runs everywhere: workerd, Node 20, browsers)
 //   build/wasm/relaxed-simd.wasm  + relaxed_madd (chosen at run time when WebAssembly.validate accepts it)
+//   build/wasm/*-threads.wasm     the same over a shared memory, for data-parallel training on worker_threads
 // Memory is imported (env.memory), so the TypeScript arena owns it; the runtime is the stub
 // (no GC, no allocator) and there is no abort import: kernels never allocate or trap on purpose.
 import asc from "assemblyscript/asc";
@@ -25,9 +26,13 @@ const common = [
   "--enable", "simd",
 ];
 
+// the -threads builds declare their imported memory shared (worker_threads on Node share it)
+const threads = ["--enable", "threads", "--sharedMemory", "--maximumMemory", "65536"];
 const variants = [
   { name: "simd", flags: [] },
   { name: "relaxed-simd", flags: ["--enable", "relaxed-simd"] },
+  { name: "simd-threads", flags: threads },
+  { name: "relaxed-simd-threads", flags: ["--enable", "relaxed-simd", ...threads] },
 ];
 
 for (const variant of variants) {

@@ -15,6 +15,7 @@ import { docsPage } from "./docs.js";
 import { fineTunes } from "./fine-tunes.js";
 import { nodes } from "./nodes.js";
 import { openApiDocument } from "./openapi.js";
+import { playgroundPage } from "./playground.js";
 import { problem, problemResponse, toProblem } from "./problem.js";
 import { rateLimit } from "./rate-limit.js";
 
@@ -58,6 +59,7 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     })
     .get("/openapi.json", (c) => c.json(openApiDocument(new URL(c.req.url).origin, c.var.deps.version)))
     .get("/docs", (c) => c.html(docsPage()))
+    .get("/", (c) => c.html(playgroundPage()))
     // "/v1/fine-tunes/*" also matches "/v1/fine-tunes" itself
     .use("/v1/fine-tunes/*", apiKeyAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.apiKeys))
     .use("/v1/fine-tunes/*", rateLimit<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.rateLimiter))

@@ -53,7 +53,7 @@ export function table(header: string[], rows: string[][], left: number[] = []): 
  * ```
  */
 export function historyTable(history: EpochMetrics[]): string {
-  if (history.length === 0) return "(no epochs yet)\n";
+  if (history.length === 0) return "(no completed epoch)\n";
   const hasVal = history.some((h) => h.val_loss !== undefined);
   const hasAcc = history.some((h) => h.val_accuracy !== undefined);
   const header = ["epoch", "train_loss", ...(hasVal ? ["val_loss"] : []), ...(hasAcc ? ["val_accuracy"] : []), "lr"];

@@ -169,50 +169,82 @@ export function describeModel(layerSpecs: readonly LayerSpec[], trainable: reado
 }
 
 /**
- * A model with memory: parameters, gradients, per-layer activations for up to `maxRows` rows.
+ * Where a model's buffers sit in the arena. Plain data (pointers and lengths), so another
+ * thread sharing the memory can run the same model over the same parameters.
+ */
+export interface ModelLayout {
+  maxRows: number;
+  /** [paramCount] all parameters, trainable ones first */
+  params: Region;
+  /** [trainableCount] gradients of the trainable parameters */
+  grads: Region;
+  /** outputs[l]: [maxRows, width_l] output of layer l */
+  outputs: Region[];
+  /** masks[l]: [maxRows, width] dropout mask of the last training forward (dropout layers with p > 0) */
+  masks: (Region | null)[];
+  /** two [maxRows, maxWidth] buffers for activation gradients, used alternately */
+  gradA: Region;
+  gradB: Region;
+  /** [maxWeight] W^T packing scratch for matmul_nt */
+  scratch: Region;
+}
+
+/**
+ * Allocates a model's buffers for up to `maxRows` rows; `params` shares existing parameters
+ * (a data-parallel shard) instead of allocating them.
  *
  * @example
  * ```ts
- * const model = new Model(spec, arena, kernels, batchSize);
+ * const layout = allocateModel(spec, arena, 64);
+ * const shard = allocateModel(spec, arena, 32, layout.params);
+ * ```
+ */
+export function allocateModel(spec: ModelSpec, arena: Arena, maxRows: number, params?: Region): ModelLayout {
+  return {
+    maxRows,
+    params: params ?? arena.alloc(spec.paramCount),
+    grads: arena.alloc(spec.trainableCount),
+    outputs: spec.layers.map((l) => arena.alloc(maxRows * (l.kind === "linear" ? l.outFeatures : l.width))),
+    masks: spec.layers.map((l) => (l.kind === "dropout" && l.p > 0 ? arena.alloc(maxRows * l.width) : null)),
+    gradA: arena.alloc(maxRows * spec.maxWidth),
+    gradB: arena.alloc(maxRows * spec.maxWidth),
+    scratch: arena.alloc(spec.maxWeight),
+  };
+}
+
+/**
+ * A model with memory: its forward and backward passes as kernel calls over a layout.
+ *
+ * @example
+ * ```ts
+ * const model = new Model(spec, kernels, memory, allocateModel(spec, arena, batchSize));
  * const logits = model.forward(xPtr, rows, true, seed);
- * model.backward(dlogitsPtr, rows);
+ * model.backward(rows);
  * ```
  */
 export class Model {
   readonly spec: ModelSpec;
+  readonly layout: ModelLayout;
   /** [paramCount] all parameters, trainable ones first */
   readonly params: Region;
   /** [trainableCount] gradients of the trainable parameters */
   readonly grads: Region;
   readonly maxRows: number;
-  /** outputs[l]: [maxRows, width_l] output of layer l */
-  private readonly outputs: Region[];
-  /** two [maxRows, maxWidth] buffers for activation gradients, used alternately */
-  private readonly gradA: Region;
-  private readonly gradB: Region;
-  /** [maxWeight] W^T packing scratch for matmul_nt */
-  private readonly scratch: Region;
-  /** masks[l]: [maxRows, width] dropout mask of the last training forward (dropout layers with p > 0) */
-  private readonly masks: (Region | null)[];
   /** whether the last forward applied dropout masks */
   private trainingForward = false;
   /** input of the last forward, per layer (layer 0 reads the batch) */
   private readonly inputs: Ptr[];
-  private readonly arena: Arena;
+  private readonly memory: WebAssembly.Memory;
   private readonly k: Kernels;
 
-  constructor(spec: ModelSpec, arena: Arena, kernels: Kernels, maxRows: number) {
+  constructor(spec: ModelSpec, kernels: Kernels, memory: WebAssembly.Memory, layout: ModelLayout) {
     this.spec = spec;
-    this.arena = arena;
     this.k = kernels;
-    this.maxRows = maxRows;
-    this.params = arena.alloc(spec.paramCount);
-    this.grads = arena.alloc(spec.trainableCount);
-    this.outputs = spec.layers.map((l) => arena.alloc(maxRows * (l.kind === "linear" ? l.outFeatures : l.width)));
-    this.masks = spec.layers.map((l) => (l.kind === "dropout" && l.p > 0 ? arena.alloc(maxRows * l.width) : null));
-    this.gradA = arena.alloc(maxRows * spec.maxWidth);
-    this.gradB = arena.alloc(maxRows * spec.maxWidth);
-    this.scratch = arena.alloc(spec.maxWeight);
+    this.memory = memory;
+    this.layout = layout;
+    this.maxRows = layout.maxRows;
+    this.params = layout.params;
+    this.grads = layout.grads;
     this.inputs = spec.layers.map(() => 0);
   }
 
@@ -228,7 +260,12 @@ export class Model {
 
   /** The gradient buffer the loss writes dL/dlogits into: [maxRows, outFeatures]. */
   get logitsGrad(): Region {
-    return this.gradA;
+    return this.layout.gradA;
+  }
+
+  /** The output buffer of the last layer: [maxRows, outFeatures]. */
+  get logits(): Region {
+    return this.layout.outputs.at(-1)!;
   }
 
   /**
@@ -243,10 +280,10 @@ export class Model {
     for (let i = 0; i < layers.length; i++) {
       const l = layers[i]!;
       this.inputs[i] = inp;
-      const out = this.outputs[i]!.ptr;
+      const out = this.layout.outputs[i]!.ptr;
       switch (l.kind) {
         case "linear":
-          k.matmul_nt(out, inp, this.paramPtr(l.weight), l.bias ? this.paramPtr(l.bias) : 0, this.scratch.ptr, rows, l.outFeatures, l.inFeatures);
+          k.matmul_nt(out, inp, this.paramPtr(l.weight), l.bias ? this.paramPtr(l.bias) : 0, this.layout.scratch.ptr, rows, l.outFeatures, l.inFeatures);
           break;
         case "relu":
           k.relu_forward(out, inp, rows * l.width);
@@ -267,7 +304,7 @@ export class Model {
           k.sigmoid_forward(out, inp, rows * l.width);
           break;
         case "dropout":
-          if (training && this.masks[i]) k.dropout_forward(out, this.masks[i]!.ptr, inp, l.p, (seed + i * 0x9e3779b9) >>> 0, rows * l.width);
+          if (training && this.layout.masks[i]) k.dropout_forward(out, this.layout.masks[i]!.ptr, inp, l.p, (seed + i * 0x9e3779b9) >>> 0, rows * l.width);
           else k.copy(out, inp, rows * l.width);
           break;
       }
@@ -283,12 +320,12 @@ export class Model {
   backward(rows: number): void {
     const k = this.k;
     const layers = this.spec.layers;
-    let dout = this.gradA.ptr;
-    let dinp = this.gradB.ptr;
+    let dout = this.layout.gradA.ptr;
+    let dinp = this.layout.gradB.ptr;
     for (let i = layers.length - 1; i >= 0 && i >= this.spec.firstTrainableLayer; i--) {
       const l = layers[i]!;
       const inp = this.inputs[i]!;
-      const out = this.outputs[i]!.ptr;
+      const out = this.layout.outputs[i]!.ptr;
       // the input gradient is needed only if a layer below still has trainable parameters
       const needInputGrad = i > this.spec.firstTrainableLayer;
       switch (l.kind) {
@@ -316,7 +353,7 @@ export class Model {
           k.sigmoid_backward(dinp, dout, out, rows * l.width);
           break;
         case "dropout":
-          if (this.trainingForward && this.masks[i]) k.mul(dinp, dout, this.masks[i]!.ptr, rows * l.width);
+          if (this.trainingForward && this.layout.masks[i]) k.mul(dinp, dout, this.layout.masks[i]!.ptr, rows * l.width);
           else k.copy(dinp, dout, rows * l.width);
           break;
       }
@@ -333,7 +370,7 @@ export class Model {
 
   /** Copies parameter values in from state_dict tensors (already shape-checked). */
   loadParameters(values: ReadonlyMap<string, Float32Array>): void {
-    for (const p of this.spec.parameters) this.arena.f32(this.paramPtr(p), p.size).set(values.get(p.name)!);
+    for (const p of this.spec.parameters) new Float32Array(this.memory.buffer, this.paramPtr(p), p.size).set(values.get(p.name)!);
   }
 
   /** The current parameter values, state_dict order (copies). */
@@ -341,7 +378,7 @@ export class Model {
     return this.spec.parameters.map((p) => ({
       name: p.name,
       shape: [...p.shape],
-      data: this.arena.f32(this.paramPtr(p), p.size).slice(),
+      data: new Float32Array(this.memory.buffer, this.paramPtr(p), p.size).slice(),
     }));
   }
 }

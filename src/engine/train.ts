@@ -15,7 +15,8 @@ import { parseSafetensors, readTensorF32, writeSafetensors } from "../formats/sa
 import { Arena, type Region } from "./arena.js";
 import { acquireKernels, releaseKernels, type KernelInstance, type Kernels, type KernelVariant } from "./kernels.js";
 import { createLoss, checkLossSpec, type Loss } from "./losses.js";
-import { describeModel, Model, type ModelSpec } from "./model.js";
+import { allocateModel, describeModel, Model, type ModelSpec } from "./model.js";
+import type { Network, Parallelism } from "./parallel.js";
 import { createOptimizer } from "./optimizers.js";
 import { planRun, type RunPlan } from "./plan.js";
 import { createReferenceKernels } from "./reference.js";
@@ -51,6 +52,8 @@ export interface TrainOptions {
   placement?: Plan["placement"];
   /** Data already parsed from CSV/JSONL file parts; used instead of request.data.train / validation. */
   tables?: { train?: Table; validation?: Table };
+  /** Data-parallel threads (Node); used when the job is large enough to gain from them. */
+  parallel?: Parallelism;
   /** Filled in by the run: bytes of WebAssembly memory used (to check the plan's estimate). */
   diagnostics?: { memoryBytes?: number; arenaBytes?: number };
 }
@@ -185,14 +188,18 @@ export async function runPreparedRaw(
   started = now(),
 ): Promise<RawRunResult> {
   const useReference = options.kernel === "js-reference";
+  const parallel =
+    !useReference && options.parallel && options.parallel.threads > 1 && options.parallel.worthIt(prepared.plan.flops / Math.max(1, prepared.plan.steps))
+      ? options.parallel
+      : null;
   // ---- memory: a kernel instance (reused across runs) and one arena over it, grown once to the plan
-  const instance: KernelInstance = useReference
-    ? referenceInstance()
-    : await acquireKernels(runtime.module);
+  const shared = parallel ? await parallel.acquire() : null;
+  const instance: KernelInstance = shared ?? (useReference ? referenceInstance() : await acquireKernels(runtime.module));
   try {
-    return await trainOn(instance, runtime, prepared, options, started);
+    return await trainOn(instance, runtime, prepared, options, started, shared ? parallel : null);
   } finally {
-    if (!useReference) releaseKernels(runtime.module, instance);
+    if (shared) parallel!.release(shared);
+    else if (!useReference) releaseKernels(runtime.module, instance);
   }
 }
 
@@ -208,6 +215,7 @@ async function trainOn(
   prepared: PreparedRun,
   options: TrainOptions,
   started: number,
+  parallel: Parallelism | null,
 ): Promise<RawRunResult> {
   const { request, model: spec, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
@@ -223,189 +231,195 @@ async function trainOn(
   const batchY = arena.alloc(plan.maxRows * trainTable.targets); // [B, T]
   const batchIndex = arena.alloc(plan.maxRows); // [B] i32
 
-  const model = new Model(spec, arena, kernels, plan.maxRows);
+  const model = new Model(spec, kernels, memory, allocateModel(spec, arena, plan.maxRows));
   model.loadParameters(prepared.initialParameters);
-  const trainableN = spec.trainableCount;
-  const lastFinite = arena.alloc(trainableN); // params before the latest update
-  const best = t.early_stopping ? arena.alloc(trainableN) : null;
-  const optimizer = createOptimizer(t.optimizer, kernels, arena, model.params.ptr, model.grads.ptr, trainableN);
-  const loss = createLoss(t.loss, kernels, arena, spec.outFeatures);
-  const scheduler = createScheduler(t.schedule, optimizer.group, {
-    interval: plan.interval,
-    totalSchedulerSteps: plan.totalSchedulerSteps,
-  });
-  if (options.diagnostics) {
-    options.diagnostics.arenaBytes = arena.used;
-    options.diagnostics.memoryBytes = memory.buffer.byteLength;
-  }
+  const distributed = parallel ? await parallel.distribute(model, arena, instance) : null;
+  const network: Network = distributed ?? model;
+  try {
+    const trainableN = spec.trainableCount;
+    const lastFinite = arena.alloc(trainableN); // params before the latest update
+    const best = t.early_stopping ? arena.alloc(trainableN) : null;
+    const optimizer = createOptimizer(t.optimizer, kernels, arena, model.params.ptr, model.grads.ptr, trainableN);
+    const loss = createLoss(t.loss, kernels, arena, spec.outFeatures);
+    const scheduler = createScheduler(t.schedule, optimizer.group, {
+      interval: plan.interval,
+      totalSchedulerSteps: plan.totalSchedulerSteps,
+    });
+    if (options.diagnostics) {
+      options.diagnostics.arenaBytes = arena.used;
+      options.diagnostics.memoryBytes = memory.buffer.byteLength;
+    }
 
-  // ---- the training loop
-  const history: EpochMetrics[] = [];
-  const order = Int32Array.from({ length: trainTable.rows }, (_, i) => i);
-  const shuffleRng = new MT19937(mixSeed(t.seed, 0x5348_5546)); // "SHUF"
-  const early = t.early_stopping;
-  const earlyMode = early ? (early.mode === "auto" ? (early.monitor === "val_accuracy" ? "max" : "min") : early.mode) : "min";
-  let earlyBest = earlyMode === "min" ? Infinity : -Infinity;
-  let earlyBestEpoch: number | null = null;
-  let wait = 0;
-  let step = 0;
-  let samples = 0;
-  let status = "succeeded" as FineTuneResult["status"];
-  let error: RunError | undefined;
-  let lastYield = now();
+    // ---- the training loop
+    const history: EpochMetrics[] = [];
+    const order = Int32Array.from({ length: trainTable.rows }, (_, i) => i);
+    const shuffleRng = new MT19937(mixSeed(t.seed, 0x5348_5546)); // "SHUF"
+    const early = t.early_stopping;
+    const earlyMode = early ? (early.mode === "auto" ? (early.monitor === "val_accuracy" ? "max" : "min") : early.mode) : "min";
+    let earlyBest = earlyMode === "min" ? Infinity : -Infinity;
+    let earlyBestEpoch: number | null = null;
+    let wait = 0;
+    let step = 0;
+    let samples = 0;
+    let status = "succeeded" as FineTuneResult["status"];
+    let error: RunError | undefined;
+    let lastYield = now();
 
-  const stop = (s: FineTuneResult["status"], e: RunError) => {
-    status = s;
-    error = e;
-  };
+    const stop = (s: FineTuneResult["status"], e: RunError) => {
+      status = s;
+      error = e;
+    };
 
-  epochs: for (let epoch = 1; epoch <= t.epochs; epoch++) {
-    if (t.shuffle) shuffleInPlace(shuffleRng, order);
-    let lossSum = 0;
-    let lossRows = 0;
-    let lastLr = optimizer.group.lr;
-    for (let b = 0; b < plan.stepsPerEpoch; b++) {
-      if (options.signal?.aborted) {
-        stop("cancelled", { code: "cancelled", message: "cancelled by the caller", step, epoch });
-        break epochs;
-      }
-      const start = b * t.batch_size;
-      const rows = Math.min(t.batch_size, trainTable.rows - start);
-      // ---- batch: rows in order (a view into the dataset) or gathered by the shuffled order
-      let xPtr: number;
-      let yPtr: number;
-      if (t.shuffle) {
-        arena.i32(batchIndex).set(order.subarray(start, start + rows));
-        kernels.gather_rows(batchX.ptr, data.x.ptr, batchIndex.ptr, rows, trainTable.features);
-        kernels.gather_rows(batchY.ptr, data.y.ptr, batchIndex.ptr, rows, trainTable.targets);
-        xPtr = batchX.ptr;
-        yPtr = batchY.ptr;
-      } else {
-        xPtr = data.x.ptr + start * trainTable.features * 4;
-        yPtr = data.y.ptr + start * trainTable.targets * 4;
-      }
-      step += 1;
-
-      // ---- forward, loss (fused with dL/dlogits)
-      const logits = model.forward(xPtr, rows, true, mixSeed(t.seed, step));
-      const batchLoss = loss.compute(model.logitsGrad.ptr, logits, yPtr, rows);
-      if (!Number.isFinite(batchLoss)) {
-        stop("diverged", { code: "diverged", message: `the loss became ${batchLoss} at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
-        break epochs;
-      }
-      // ---- zero_grad, backward
-      model.zeroGrad();
-      model.backward(rows);
-      if (!kernels.all_finite(model.grads.ptr, trainableN)) {
-        stop("diverged", { code: "diverged", message: `a gradient became non-finite at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
-        break epochs;
-      }
-      // ---- clip_grad_norm_
-      if (t.clip_grad_norm !== null) {
-        const clip = typeof t.clip_grad_norm === "number" ? { max_norm: t.clip_grad_norm, norm_type: 2 as const, error_if_nonfinite: false } : t.clip_grad_norm;
-        const total = gradNorm(kernels, model.grads, clip.norm_type);
-        if (clip.error_if_nonfinite && !Number.isFinite(total)) {
-          // torch raises here; a numeric fault ends the run as diverged with the last finite weights
-          stop("diverged", { code: "non_finite_norm", message: `the total gradient norm (order ${clip.norm_type}) is ${total} at step ${step} (epoch ${epoch}); clip_grad_norm.error_if_nonfinite is set`, step, epoch });
+    epochs: for (let epoch = 1; epoch <= t.epochs; epoch++) {
+      if (t.shuffle) shuffleInPlace(shuffleRng, order);
+      let lossSum = 0;
+      let lossRows = 0;
+      let lastLr = optimizer.group.lr;
+      for (let b = 0; b < plan.stepsPerEpoch; b++) {
+        if (options.signal?.aborted) {
+          stop("cancelled", { code: "cancelled", message: "cancelled by the caller", step, epoch });
           break epochs;
         }
-        // clip_coef = max_norm / (total + 1e-6) in float32, clamped at 1 (an infinite norm scales by 0, as in torch)
-        const coef = Math.fround(clip.max_norm / Math.fround(total + 1e-6));
-        kernels.scale(model.grads.ptr, Math.min(coef, 1), trainableN);
-      }
-      // ---- update (keeping the last finite parameters)
-      kernels.copy(lastFinite.ptr, model.params.ptr, trainableN);
-      lastLr = optimizer.group.lr;
-      optimizer.step();
-      if (!kernels.all_finite(model.params.ptr, trainableN)) {
-        kernels.copy(model.params.ptr, lastFinite.ptr, trainableN);
-        stop("diverged", { code: "diverged", message: `a weight became non-finite at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
-        break epochs;
-      }
-      if (plan.interval === "step") scheduler?.step();
+        const start = b * t.batch_size;
+        const rows = Math.min(t.batch_size, trainTable.rows - start);
+        // ---- batch: rows in order (a view into the dataset) or gathered by the shuffled order
+        let xPtr: number;
+        let yPtr: number;
+        if (t.shuffle) {
+          arena.i32(batchIndex).set(order.subarray(start, start + rows));
+          kernels.gather_rows(batchX.ptr, data.x.ptr, batchIndex.ptr, rows, trainTable.features);
+          kernels.gather_rows(batchY.ptr, data.y.ptr, batchIndex.ptr, rows, trainTable.targets);
+          xPtr = batchX.ptr;
+          yPtr = batchY.ptr;
+        } else {
+          xPtr = data.x.ptr + start * trainTable.features * 4;
+          yPtr = data.y.ptr + start * trainTable.targets * 4;
+        }
+        step += 1;
 
-      lossSum += batchLoss * rows;
-      lossRows += rows;
-      samples += rows;
-      if (options.stepEvents) options.onProgress?.({ type: "step", step, epoch, loss: batchLoss, lr: lastLr });
+        // ---- forward, loss (fused with dL/dlogits)
+        const logits = network.forward(xPtr, rows, true, mixSeed(t.seed, step));
+        const batchLoss = loss.compute(model.logitsGrad.ptr, logits, yPtr, rows);
+        if (!Number.isFinite(batchLoss)) {
+          stop("diverged", { code: "diverged", message: `the loss became ${batchLoss} at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
+          break epochs;
+        }
+        // ---- zero_grad, backward
+        network.zeroGrad();
+        network.backward(rows);
+        if (!kernels.all_finite(model.grads.ptr, trainableN)) {
+          stop("diverged", { code: "diverged", message: `a gradient became non-finite at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
+          break epochs;
+        }
+        // ---- clip_grad_norm_
+        if (t.clip_grad_norm !== null) {
+          const clip = typeof t.clip_grad_norm === "number" ? { max_norm: t.clip_grad_norm, norm_type: 2 as const, error_if_nonfinite: false } : t.clip_grad_norm;
+          const total = gradNorm(kernels, model.grads, clip.norm_type);
+          if (clip.error_if_nonfinite && !Number.isFinite(total)) {
+            // torch raises here; a numeric fault ends the run as diverged with the last finite weights
+            stop("diverged", { code: "non_finite_norm", message: `the total gradient norm (order ${clip.norm_type}) is ${total} at step ${step} (epoch ${epoch}); clip_grad_norm.error_if_nonfinite is set`, step, epoch });
+            break epochs;
+          }
+          // clip_coef = max_norm / (total + 1e-6) in float32, clamped at 1 (an infinite norm scales by 0, as in torch)
+          const coef = Math.fround(clip.max_norm / Math.fround(total + 1e-6));
+          kernels.scale(model.grads.ptr, Math.min(coef, 1), trainableN);
+        }
+        // ---- update (keeping the last finite parameters)
+        kernels.copy(lastFinite.ptr, model.params.ptr, trainableN);
+        lastLr = optimizer.group.lr;
+        optimizer.step();
+        if (!kernels.all_finite(model.params.ptr, trainableN)) {
+          kernels.copy(model.params.ptr, lastFinite.ptr, trainableN);
+          stop("diverged", { code: "diverged", message: `a weight became non-finite at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
+          break epochs;
+        }
+        if (plan.interval === "step") scheduler?.step();
+
+        lossSum += batchLoss * rows;
+        lossRows += rows;
+        samples += rows;
+        if (options.stepEvents) options.onProgress?.({ type: "step", step, epoch, loss: batchLoss, lr: lastLr });
+        if (options.signal && now() - lastYield > 50) {
+          // let the event loop deliver an abort
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          lastYield = now();
+        }
+      }
+
+      // ---- end of epoch: validation, metrics, schedule, early stopping
+      const metrics: EpochMetrics = { epoch, train_loss: lossSum / lossRows, lr: lastLr };
+      if (valData && valLogits && validationTable) {
+        const { valLoss, valAccuracy } = evaluate(model, loss, kernels, arena, valData, valLogits, validationTable);
+        metrics.val_loss = valLoss;
+        if (valAccuracy !== undefined) metrics.val_accuracy = valAccuracy;
+      }
+      history.push(metrics);
+      const reported = options.onProgress?.({ type: "epoch", ...metrics });
+      if (reported instanceof Promise) await reported.catch(() => undefined);
+
+      if (plan.interval === "epoch" && scheduler) {
+        if (t.schedule.type === "plateau") scheduler.step(monitorValue(metrics, t.schedule.monitor ?? (valData ? "val_loss" : "train_loss")));
+        else scheduler.step();
+      }
+
+      if (early && best) {
+        const current = monitorValue(metrics, early.monitor);
+        const improved = earlyMode === "min" ? current < earlyBest - early.min_delta : current > earlyBest + early.min_delta;
+        if (improved) {
+          earlyBest = current;
+          earlyBestEpoch = epoch;
+          wait = 0;
+          kernels.copy(best.ptr, model.params.ptr, trainableN);
+        } else {
+          wait += 1;
+          if (wait >= early.patience) break;
+        }
+      }
       if (options.signal && now() - lastYield > 50) {
-        // let the event loop deliver an abort
         await new Promise((resolve) => setTimeout(resolve, 0));
         lastYield = now();
       }
     }
 
-    // ---- end of epoch: validation, metrics, schedule, early stopping
-    const metrics: EpochMetrics = { epoch, train_loss: lossSum / lossRows, lr: lastLr };
-    if (valData && valLogits && validationTable) {
-      const { valLoss, valAccuracy } = evaluate(model, loss, kernels, arena, valData, valLogits, validationTable);
-      metrics.val_loss = valLoss;
-      if (valAccuracy !== undefined) metrics.val_accuracy = valAccuracy;
-    }
-    history.push(metrics);
-    const reported = options.onProgress?.({ type: "epoch", ...metrics });
-    if (reported instanceof Promise) await reported.catch(() => undefined);
-
-    if (plan.interval === "epoch" && scheduler) {
-      if (t.schedule.type === "plateau") scheduler.step(monitorValue(metrics, t.schedule.monitor ?? (valData ? "val_loss" : "train_loss")));
-      else scheduler.step();
+    if (early?.restore_best_weights && best && earlyBestEpoch !== null && status === "succeeded") {
+      kernels.copy(model.params.ptr, best.ptr, trainableN);
     }
 
-    if (early && best) {
-      const current = monitorValue(metrics, early.monitor);
-      const improved = earlyMode === "min" ? current < earlyBest - early.min_delta : current > earlyBest + early.min_delta;
-      if (improved) {
-        earlyBest = current;
-        earlyBestEpoch = epoch;
-        wait = 0;
-        kernels.copy(best.ptr, model.params.ptr, trainableN);
-      } else {
-        wait += 1;
-        if (wait >= early.patience) break;
-      }
-    }
-    if (options.signal && now() - lastYield > 50) {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      lastYield = now();
-    }
+    // ---- result
+    const weights = writeSafetensors(model.readParameters(), {
+      dtype: request.output.dtype,
+      metadata: { format: "pt", producer: "edgetune" },
+    });
+    const duration = now() - started;
+    const result: RawRunResult["result"] = {
+      id: options.id ?? newId(),
+      status,
+      metrics: {
+        history,
+        best_epoch: early ? earlyBestEpoch : bestEpoch(history),
+        steps: step - (status === "diverged" ? 1 : 0),
+        samples_per_second: duration > 0 ? (samples / duration) * 1000 : 0,
+        duration_ms: duration,
+      },
+      plan: {
+        params: plan.params,
+        trainable_params: plan.trainable_params,
+        flops: plan.flops,
+        memory_bytes: plan.memory_bytes,
+        steps: plan.steps,
+        placement: options.placement ?? "local",
+      },
+      engine: {
+        kernel: useReference ? "js-reference" : runtime.variant,
+        threads: distributed ? parallel!.threads : 1,
+        runtime: runtime.runtime,
+      },
+      ...(error ? { error } : {}),
+    };
+    return { result, weights };
+  } finally {
+    distributed?.close();
   }
-
-  if (early?.restore_best_weights && best && earlyBestEpoch !== null && status === "succeeded") {
-    kernels.copy(model.params.ptr, best.ptr, trainableN);
-  }
-
-  // ---- result
-  const weights = writeSafetensors(model.readParameters(), {
-    dtype: request.output.dtype,
-    metadata: { format: "pt", producer: "edgetune" },
-  });
-  const duration = now() - started;
-  const result: RawRunResult["result"] = {
-    id: options.id ?? newId(),
-    status,
-    metrics: {
-      history,
-      best_epoch: early ? earlyBestEpoch : bestEpoch(history),
-      steps: step - (status === "diverged" ? 1 : 0),
-      samples_per_second: duration > 0 ? (samples / duration) * 1000 : 0,
-      duration_ms: duration,
-    },
-    plan: {
-      params: plan.params,
-      trainable_params: plan.trainable_params,
-      flops: plan.flops,
-      memory_bytes: plan.memory_bytes,
-      steps: plan.steps,
-      placement: options.placement ?? "local",
-    },
-    engine: {
-      kernel: useReference ? "js-reference" : runtime.variant,
-      threads: 1,
-      runtime: runtime.runtime,
-    },
-    ...(error ? { error } : {}),
-  };
-  return { result, weights };
 }
 
 // ------------------------------------------------------------------ pieces of the loop

@@ -6,6 +6,7 @@
  */
 import { EdgetuneError } from "../errors.js";
 import { runPreparedRaw, type EngineRuntime } from "../engine/train.js";
+import type { Parallelism } from "../engine/parallel.js";
 import type { ProgressEvent } from "../schema/result.js";
 import { decodeRunInput } from "./run-input.js";
 import type { Claim, WorkerChannel } from "./store.js";
@@ -26,7 +27,7 @@ export async function runClaimedJob(
   channel: WorkerChannel,
   claim: Claim,
   runtime: EngineRuntime,
-  options: { placement: "edge" | "gpu-node"; log?: (line: string) => void; threads?: number },
+  options: { placement: "edge" | "gpu-node"; log?: (line: string) => void; parallel?: Parallelism },
 ): Promise<RunReport> {
   const { job, leaseId } = claim;
   const log = options.log ?? (() => {});
@@ -52,7 +53,7 @@ export async function runClaimedJob(
       await channel.complete(job.id, leaseId, { failure: reason }, null);
       return "failed";
     }
-    const engine = { kernel: runtime.variant, threads: options.threads ?? 1, runtime: runtime.runtime };
+    const engine = { kernel: runtime.variant, threads: options.parallel?.threads ?? 1, runtime: runtime.runtime };
     // each epoch is reported before the next starts: the answer renews the lease and carries a cancel
     const onProgress = (event: ProgressEvent): Promise<void> | undefined => {
       if (event.type !== "epoch") return undefined;
@@ -65,6 +66,7 @@ export async function runClaimedJob(
       placement: options.placement,
       signal: controller.signal,
       onProgress,
+      ...(options.parallel ? { parallel: options.parallel } : {}),
     });
     if (leaseLost) {
       log(`job ${job.id}: lease lost; abandoning this attempt`);

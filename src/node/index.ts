@@ -15,15 +15,29 @@
 import { train as trainWith, type TrainOptions, type TrainRequest } from "../engine/train.js";
 import type { FineTuneResult } from "../schema/result.js";
 import { loadNodeRuntime } from "./kernel-module.js";
+import { ThreadPool } from "./threads.js";
 
 export * from "../index.js";
 export { loadNodeRuntime } from "./kernel-module.js";
+export { ThreadPool } from "./threads.js";
+
+const pools = new Map<number, Promise<ThreadPool>>();
+
+/** The process-wide pool of `threads` threads (started on first use). */
+export function threadPool(threads: number): Promise<ThreadPool> {
+  let pool = pools.get(threads);
+  if (!pool) pools.set(threads, (pool = ThreadPool.create(threads)));
+  return pool;
+}
 
 /**
  * Fine-tunes a model in this process (WASM SIMD kernels) and resolves with the result.
+ * `threads: n` trains data-parallel on n threads when the job is large enough to gain from it.
  * Bad input rejects with an EdgetuneError (status 400/422 and the offending field paths);
  * a diverged or cancelled run resolves with that status and the last finite weights.
  */
 export async function train(request: TrainRequest, options: TrainOptions = {}): Promise<FineTuneResult> {
-  return trainWith(await loadNodeRuntime(), request, options);
+  const threads = options.threads ?? 1;
+  const parallel = options.parallel ?? (threads > 1 ? await threadPool(threads) : undefined);
+  return trainWith(await loadNodeRuntime(), request, { ...options, ...(parallel ? { parallel } : {}) });
 }

@@ -15,7 +15,8 @@ import type { Job, JobList } from "../schema/job.js";
  * for await (const page of client.fineTunes.list().pages()) console.log(page.data.length);
  * ```
  */
-export class JobListPromise implements PromiseLike<JobList>, AsyncIterable<Job> {
+export class JobListPromise implements Promise<JobList>, AsyncIterable<Job> {
+  readonly [Symbol.toStringTag] = "JobListPromise";
   private first: Promise<JobList> | null = null;
 
   constructor(
@@ -34,6 +35,10 @@ export class JobListPromise implements PromiseLike<JobList>, AsyncIterable<Job> 
 
   catch<B = never>(onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<JobList | B> {
     return this.firstPage().catch(onrejected);
+  }
+
+  finally(onfinally?: (() => void) | null): Promise<JobList> {
+    return this.firstPage().finally(onfinally);
   }
 
   /** Every page, starting with the first, until `next_cursor` is null. */

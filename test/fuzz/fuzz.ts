@@ -42,7 +42,8 @@ export async function checkProperty<Ts>(name: string, property: fc.IRawProperty<
   console.log(`[fuzz] ${name}: ${report.runs} runs in ${report.ms} ms (seed ${report.seed})`);
   if (details.failed) {
     const message = (await fc.asyncDefaultReportMessage(details)) ?? "property failed";
-    throw new Error(`${name}\n${message}\nReplay: FUZZ_SEED=${details.seed} npx vitest run --project node test/fuzz`);
+    const cause = details.errorInstance;
+    throw new Error(`${name}\n${message}\nFailure: ${describeThrown(cause)}\nReplay: FUZZ_SEED=${details.seed} npx vitest run --project node test/fuzz`, { cause });
   }
   return report;
 }

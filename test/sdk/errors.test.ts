@@ -107,6 +107,23 @@ describe("every error class from the real app's problem+json", () => {
     expect(bad.errors[0]).toMatchObject({ path: "data.train", line: 3, column: "c" });
   });
 
+  it("429 RateLimitError from the app's rate limiter; a retry waits its Retry-After and passes", async () => {
+    const { client, calls } = await sdkSetup({ app: { rateLimit: { burst: 1, perMinute: 60 } }, client: { maxRetries: 0 } });
+    await client.fineTunes.list();
+    const err = await failure(client.fineTunes.list());
+    expect(err).toBeInstanceOf(RateLimitError);
+    expect(err).toMatchObject({ status: 429 });
+    expect(Number(err.headers!.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(calls).toHaveLength(2);
+
+    const patient = await sdkSetup({ app: { rateLimit: { burst: 1, perMinute: 60 } } });
+    await patient.client.fineTunes.list();
+    const started = Date.now();
+    expect((await patient.client.fineTunes.list()).object).toBe("list");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(patient.calls).toHaveLength(3);
+  });
+
   it("a non-problem error body still becomes a typed error", async () => {
     const client = new Edgetune({ baseURL: "http://edge.test", maxRetries: 0, fetch: async () => new Response("<html>bad gateway</html>", { status: 502, statusText: "Bad Gateway" }) });
     const err = await failure(client.fineTunes.retrieve("ft_x"));

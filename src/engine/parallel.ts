@@ -1,0 +1,42 @@
+/**
+ * Data parallelism, as the engine sees it: a runtime that has threads (Node's worker_threads,
+ * src/node/threads.ts) injects a Parallelism; the engine then runs each batch's forward and
+ * backward through the Network it returns, and everything else (loss, clipping, the update,
+ * metrics) exactly as on one thread. Runtime-agnostic: no thread API here.
+ */
+import type { Arena } from "./arena.js";
+import type { KernelInstance, Ptr } from "./kernels.js";
+import type { Model } from "./model.js";
+
+/**
+ * The part of a model the training loop drives each step. The Model itself is one; a
+ * data-parallel network splits the rows of each batch over threads and sums their gradients
+ * into `model.grads`.
+ */
+export interface Network {
+  /** Logits of `rows` rows at `x`, contiguous [rows, out] (the model's own logits buffer). */
+  forward(x: Ptr, rows: number, training: boolean, seed: number): Ptr;
+  /** Gradients of the last forward from dL/dlogits in model.logitsGrad, summed into model.grads. */
+  backward(rows: number): void;
+  zeroGrad(): void;
+}
+
+/**
+ * Threads for data-parallel training.
+ *
+ * @example
+ * ```ts
+ * const result = await engine.train(request, { parallel: await threadPool(2) });
+ * result.engine.threads; // 2 when the job was large enough to gain from them
+ * ```
+ */
+export interface Parallelism {
+  readonly threads: number;
+  /** Whether spreading steps of this many FLOPs over the threads pays for their synchronisation. */
+  worthIt(flopsPerStep: number): boolean;
+  /** A kernel instance over memory the threads share, or null when busy (the run then uses one thread). */
+  acquire(): Promise<KernelInstance | null>;
+  release(instance: KernelInstance): void;
+  /** Puts the threads to work on `model` for one run; close() ends the run. */
+  distribute(model: Model, arena: Arena, instance: KernelInstance): Promise<Network & { close(): void }>;
+}

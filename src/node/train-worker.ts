@@ -1,0 +1,54 @@
+/**
+ * A helper thread of ThreadPool (threads.ts): runs the forward and backward passes of its
+ * shard of each batch over the shared memory, as the control block commands.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { instantiateKernels, type Kernels } from "../engine/kernels.js";
+import { Model } from "../engine/model.js";
+import { CMD, CTL, shardSeed, type RunMessage } from "./threads.js";
+
+const index = (workerData as { index: number }).index;
+let memory: WebAssembly.Memory;
+let kernels: Kernels;
+
+function run(message: RunMessage): void {
+  const model = new Model(message.spec, kernels, memory, message.layout);
+  const out = message.spec.outFeatures;
+  const inp = message.spec.inFeatures;
+  let generation = 0; // the control block is fresh: the first command is generation 1
+  for (;;) {
+    const ctl = new Int32Array(memory.buffer, message.ctl, CTL.SHARDS + 2 * message.threads);
+    Atomics.wait(ctl, CTL.GEN, generation);
+    generation = Atomics.load(ctl, CTL.GEN);
+    const cmd = Atomics.load(ctl, CTL.CMD);
+    try {
+      const start = ctl[CTL.SHARDS + 2 * index]!;
+      const rows = ctl[CTL.SHARDS + 2 * index + 1]!;
+      if (cmd === CMD.FORWARD && rows > 0) {
+        const logits = model.forward(ctl[CTL.X]! + start * inp * 4, rows, ctl[CTL.TRAINING] === 1, shardSeed(ctl[CTL.SEED]! >>> 0, index));
+        kernels.copy(message.logits + start * out * 4, logits, rows * out);
+      } else if (cmd === CMD.BACKWARD) {
+        // dL/dlogits of this shard was copied into model.logitsGrad by the main thread
+        model.zeroGrad();
+        if (rows > 0) model.backward(rows);
+      }
+    } catch (e) {
+      console.error(`edgetune training thread ${index}:`, e);
+      Atomics.store(ctl, CTL.ERROR, 1);
+    }
+    Atomics.add(ctl, CTL.DONE, 1);
+    Atomics.notify(ctl, CTL.DONE);
+    if (cmd === CMD.END_RUN) return;
+  }
+}
+
+parentPort!.on("message", async (message: { type: "init"; module: WebAssembly.Module; memory: WebAssembly.Memory } | RunMessage) => {
+  if (message.type === "init") {
+    memory = message.memory;
+    kernels = await instantiateKernels(message.module, memory);
+    parentPort!.postMessage("ready");
+    return;
+  }
+  parentPort!.postMessage("running");
+  run(message);
+});

@@ -1,0 +1,64 @@
+/**
+ * Data-parallel training on worker_threads (src/node/threads.ts): PyTorch parity within the
+ * tolerance on 2 threads, determinism, and a busy pool falling back to one thread.
+ * The helper threads run the compiled dist/ modules, which `npm test` builds first.
+ */
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ThreadPool, train } from "../../src/node/index.js";
+import { GROUPS, replay, type ParityCase } from "../parity/compare.js";
+import { classifierRequest, seedRequest } from "../helpers.js";
+
+let pool: ThreadPool;
+beforeAll(async () => {
+  pool = await ThreadPool.create(2, { minFlopsPerStep: 0 }); // every run uses the threads
+});
+afterAll(async () => {
+  await pool.close();
+});
+
+describe("PyTorch parity on 2 threads", () => {
+  for (const group of GROUPS) {
+    const cases = (JSON.parse(readFileSync(new URL(`../parity/fixtures/${group}.json`, import.meta.url), "utf8")) as { cases: ParityCase[] }).cases;
+    for (const c of cases) {
+      it(`${group}/${c.name}`, async () => {
+        const { result, worst } = await replay(c, (request) => train(request, { parallel: pool }));
+        expect(result.engine.threads).toBe(2);
+        expect(result.metrics.steps).toBe(c.expected.steps);
+        expect(result.metrics.best_epoch).toBe(c.expected.best_epoch);
+        expect(worst).toBeLessThanOrEqual(1);
+      });
+    }
+  }
+});
+
+describe("threads", () => {
+  it("the same request gives bit-identical weights on the same number of threads, dropout included", async () => {
+    const request = seedRequest(300, {
+      model: {
+        layers: [
+          { type: "linear", in_features: 10, out_features: 32 },
+          { type: "dropout", p: 0.2 },
+          { type: "gelu" },
+          { type: "linear", in_features: 32, out_features: 1 },
+        ],
+      },
+      training: { epochs: 3, batch_size: 33, shuffle: true, seed: 5 },
+    });
+    const [a, b] = [await train(request, { parallel: pool }), await train(request, { parallel: pool })];
+    expect(a.engine.threads).toBe(2);
+    expect(a.weights).toBe(b.weights);
+  });
+
+  it("a run that finds the pool busy trains on one thread, with the same result as without threads", async () => {
+    const request = classifierRequest(200, { epochs: 5, shuffle: false });
+    const alone = await train(request);
+    const [first, second] = await Promise.all([
+      train(request, { parallel: pool, onProgress: () => new Promise((r) => setTimeout(r, 1)) }),
+      train(request, { parallel: pool }),
+    ]);
+    expect([first.engine.threads, second.engine.threads].sort()).toEqual([1, 2]);
+    const single = first.engine.threads === 1 ? first : second;
+    expect(single.weights).toBe(alone.weights);
+  });
+});

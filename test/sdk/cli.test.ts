@@ -1,0 +1,237 @@
+/**
+ * The CLI as a user runs it: `node dist/src/cli/index.js` (built from src; rebuilt here when
+ * stale) against the real app served over HTTP on a free port, on the examples/seed-mlp files.
+ */
+import { spawn, execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseSafetensors } from "../../src/formats/safetensors.js";
+import { startServer } from "./server.js";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const cli = join(root, "dist/src/cli/index.js");
+const seed = (name: string) => join(root, "examples/seed-mlp", name);
+const KEY = "cli-test-key";
+
+/** Rebuilds dist when the CLI or SDK sources are newer than the built CLI (npm test builds first anyway). */
+async function ensureBuilt() {
+  const newest = ["src/cli", "src/sdk"].flatMap((d) => readdirSync(join(root, d)).map((f) => statSync(join(root, d, f)).mtimeMs));
+  if (existsSync(cli) && statSync(cli).mtimeMs >= Math.max(...newest)) return;
+  await promisify(execFile)(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", join(root, "tsconfig.build.json")], { cwd: root }).catch(() => {
+    // type errors elsewhere in src still emit; the check below is what matters
+  });
+  if (!existsSync(cli)) throw new Error(`${cli} was not built`);
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let server: Awaited<ReturnType<typeof startServer>>;
+let work: string;
+
+function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      cwd: work,
+      env: { PATH: process.env.PATH ?? "", EDGETUNE_URL: server.url, EDGETUNE_API_KEY: KEY, ...env },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+beforeAll(async () => {
+  await ensureBuilt();
+  server = await startServer({ apiKeys: [KEY] });
+  work = mkdtempSync(join(tmpdir(), "edgetune-cli-"));
+}, 180_000);
+
+afterAll(async () => {
+  await server?.close();
+});
+
+const seedArgs = ["--request", seed("request.json"), "--weights", seed("weights.safetensors"), "--train", seed("train.csv")];
+
+describe("edgetune fine-tune", () => {
+  it("sync: trains examples/seed-mlp, prints the summary table, writes the weights", async () => {
+    const r = await run(["fine-tune", ...seedArgs, "--epochs", "5", "--mode", "sync", "--out", "sync.safetensors"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split("\n");
+    expect(lines[0]).toMatch(/^epoch\s+train_loss\s+val_loss\s+lr$/);
+    expect(lines.slice(1, 6).map((l) => l.trim().split(/\s+/)[0])).toEqual(["1", "2", "3", "4", "5"]);
+    expect(r.stdout).toMatch(/^status\s+succeeded/m);
+    expect(r.stdout).toMatch(/^placement\s+edge \(sync\) · wasm-simd/m);
+    expect(r.stdout).toMatch(/^weights\s+sync\.safetensors \(\d+ bytes\)/m);
+    const tensors = parseSafetensors(new Uint8Array(readFileSync(join(work, "sync.safetensors")))).tensors;
+    expect([...tensors.keys()]).toEqual(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
+    // the loss fell
+    const losses = lines.slice(1, 6).map((l) => Number(l.trim().split(/\s+/)[1]));
+    expect(losses[4]!).toBeLessThan(losses[0]!);
+  });
+
+  it("async: a progress line per epoch on stderr, the summary table on stdout, the weights file (default name)", async () => {
+    const r = await run(["fine-tune", "--model", seed("request.json"), "--weights", seed("weights.safetensors"), "--train", seed("train.csv"), "--validation-split", "0.2", "--epochs", "6", "--batch-size", "64", "--lr", "0.01", "--mode", "async"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^ft_[0-9a-f]{32} queued for the edge/m);
+    const progress = r.stderr.split("\n").filter((l) => l.startsWith("epoch "));
+    expect(progress.map((l) => l.split(/\s+/)[1])).toEqual(["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]);
+    expect(progress[0]).toMatch(/train_loss [\d.e-]+\s+val_loss [\d.e-]+/);
+    expect(r.stderr).toMatch(/^status running$/m);
+    expect(r.stdout).toMatch(/^epoch\s+train_loss\s+val_loss\s+lr$/m);
+    expect(r.stdout).toMatch(/^\s+6\s+[\d.]+\s+[\d.]+\s+0\.01$/m);
+    expect(r.stdout).toMatch(/^placement\s+edge \(async\)/m);
+    expect(r.stdout).toMatch(/^weights\s+tuned\.safetensors/m);
+    expect(parseSafetensors(new Uint8Array(readFileSync(join(work, "tuned.safetensors")))).tensors.size).toBe(4);
+  });
+
+  it("--json prints the run as JSON (without inline weights)", async () => {
+    const r = await run(["fine-tune", ...seedArgs, "--epochs", "2", "--json", "--out", "j.safetensors"]);
+    expect(r.code).toBe(0);
+    const body = JSON.parse(r.stdout);
+    expect(body).toMatchObject({ status: "succeeded", weights_file: "j.safetensors" });
+    expect(body.weights).toBeUndefined();
+    expect(body.metrics.history).toHaveLength(2);
+  });
+
+  it("a run that diverges exits 1 and still writes the last finite weights", async () => {
+    const r = await run(["fine-tune", ...seedArgs, "--epochs", "3", "--optimizer", "sgd", "--lr", "1e6", "--out", "d.safetensors"]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^status\s+diverged/m);
+    expect(r.stdout).toMatch(/^error\s+\w+ at step \d+/m);
+    expect(existsSync(join(work, "d.safetensors"))).toBe(true);
+  });
+
+  it("an API error exits 3 with the problem's detail and field paths", async () => {
+    const r = await run(["fine-tune", ...seedArgs, "--optimizer", "adam", "--lr=-1"]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^edgetune: 400 Invalid request \(invalid_request\): .*training\.optimizer\.lr: /);
+
+    const model = JSON.parse(readFileSync(seed("request.json"), "utf8")).model;
+    writeFileSync(join(work, "many.json"), JSON.stringify({ model, data: {}, training: { epochs: 0, batch_size: 0 } }));
+    const csv = join(work, "bad.csv");
+    writeFileSync(csv, "x0,x1,x2,x3,x4,x5,x6,x7,x8,x9,y\n1,2,3,4,5,6,7,8,9,10,1\n1,2,oops,4,5,6,7,8,9,10,1\n");
+    const bad = await run(["fine-tune", "--model", seed("request.json"), "--train", csv]);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/^edgetune: 422 .*\(invalid_dataset\): .*data\.train \(line 3, column "x2"\)/);
+
+    // several offending fields: each on its own line with its path
+    const many = await run(["fine-tune", "--request", join(work, "many.json"), "--train", seed("train.csv")]);
+    expect(many.code).toBe(3);
+    expect(many.stderr).toMatch(/^ {2}training\.epochs: /m);
+    expect(many.stderr).toMatch(/^ {2}training\.batch_size: /m);
+
+    const unauthorized = await run(["jobs", "list"], { EDGETUNE_API_KEY: "wrong" });
+    expect(unauthorized.code).toBe(3);
+    expect(unauthorized.stderr).toMatch(/401 .*unauthorized/);
+  });
+
+  it("usage errors exit 2", async () => {
+    for (const args of [[], ["fine-tune", "--epochs", "x", ...seedArgs], ["fine-tune", "--bogus"], ["fine-tune", "--train", seed("train.csv")], ["fine-tune", ...seedArgs, "--weights", "missing.safetensors"], ["jobs"], ["jobs", "get"], ["jobs", "list", "--epochs", "3"], ["launch"]]) {
+      const r = await run(args);
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      expect(r.stderr).toMatch(/edgetune|Usage/);
+    }
+    const help = await run(["fine-tune", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/--batch-size/);
+  });
+
+  it("a server that cannot be reached exits 4", async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const r = await run(["jobs", "list"], { EDGETUNE_URL: `http://127.0.0.1:${port}` });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain(`cannot reach http://127.0.0.1:${port}: connect ECONNREFUSED`);
+  }, 20_000);
+});
+
+describe("edgetune jobs", () => {
+  it("list, get, events, weights, cancel", async () => {
+    const created = await run(["fine-tune", ...seedArgs, "--epochs", "3", "--mode", "sync", "--json", "--out", "x.safetensors"]);
+    const id = JSON.parse(created.stdout).id as string;
+
+    const list = await run(["jobs", "list", "--limit", "100"]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^id\s+status\s+mode\s+placement\s+created\s+epochs\s+train_loss$/m);
+    expect(list.stdout).toContain(id);
+    const all = JSON.parse((await run(["jobs", "list", "--all", "--limit", "2", "--json"])).stdout);
+    expect(all.data.map((j: { id: string }) => j.id)).toContain(id);
+
+    const get = await run(["jobs", "get", id]);
+    expect(get.code).toBe(0);
+    expect(get.stdout).toMatch(/^status\s+succeeded/m);
+    expect(get.stdout).toMatch(new RegExp(`^id\\s+${id}$`, "m"));
+
+    const events = await run(["jobs", "events", id]);
+    expect(events.code).toBe(0);
+    expect(events.stdout.trim().split("\n").map((l) => l.trim().split(/\s+/)[1])).toEqual(["status", "epoch", "epoch", "epoch", "status", "done"]);
+    const resumed = await run(["jobs", "events", id, "--last-event-id", "4", "--json"]);
+    expect(resumed.stdout.trim().split("\n").map((l) => JSON.parse(l).id)).toEqual([5, 6]);
+
+    const weights = await run(["jobs", "weights", id, "--out", "w.safetensors"]);
+    expect(weights.code).toBe(0);
+    expect(readFileSync(join(work, "w.safetensors"))).toEqual(readFileSync(join(work, "x.safetensors")));
+
+    const cancel = await run(["jobs", "cancel", id]);
+    expect(cancel.code).toBe(3);
+    expect(cancel.stderr).toMatch(/409 Conflict \(already_finished\)/);
+
+    const missing = await run(["jobs", "get", "ft_0123456789abcdef0123456789abcdef"]);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toMatch(/404 Not found \(not_found\)/);
+  });
+
+  it("cancel a queued job; its events end with error and exit 1", async () => {
+    const detached = await run(["fine-tune", ...seedArgs, "--epochs", "2000", "--mode", "async", "--placement", "gpu-node", "--detach"]);
+    expect(detached.code).toBe(0);
+    const id = detached.stdout.match(/^(ft_[0-9a-f]{32}) queued/)![1]!;
+    const cancel = await run(["jobs", "cancel", id]);
+    expect(cancel.code).toBe(0);
+    expect(cancel.stdout).toBe(`${id} cancelled\n`);
+    const events = await run(["jobs", "events", id]);
+    expect(events.code).toBe(1);
+    expect(events.stdout.trim().split("\n").at(-1)).toMatch(/error\s+cancelled/);
+  });
+});
+
+describe("examples/sdk-roundtrip", () => {
+  it("roundtrip.mjs fine-tunes seed-mlp through the built SDK and writes tuned.safetensors that PyTorch loads", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "edgetune-roundtrip-"));
+    const r = await new Promise<Run>((resolve, reject) => {
+      const child = spawn(process.execPath, [join(root, "examples/sdk-roundtrip/roundtrip.mjs")], { cwd: dir, env: { PATH: process.env.PATH ?? "", EDGETUNE_URL: server.url, EDGETUNE_API_KEY: KEY } });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n").filter((l) => l.startsWith("epoch"))).toHaveLength(20);
+    expect(r.stdout).toMatch(/wrote tuned\.safetensors/);
+    const tuned = join(dir, "tuned.safetensors");
+    expect(parseSafetensors(new Uint8Array(readFileSync(tuned))).tensors.size).toBe(4);
+
+    const torch = await promisify(execFile)("/usr/bin/python3", ["-c", "import torch"]).then(() => true, () => false);
+    if (!torch) return; // PyTorch is optional: the load-back check runs where it is installed
+    const { stdout } = await promisify(execFile)("/usr/bin/python3", [join(root, "examples/seed-mlp/check.py"), tuned]);
+    expect(stdout).toMatch(/the fine-tuned weights load into PyTorch and the loss fell/);
+  }, 60_000);
+});

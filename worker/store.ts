@@ -11,7 +11,9 @@ import { isFinal, type JobEvent } from "../src/jobs/job.js";
 import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
 import {
+  IDEMPOTENCY_TTL_MS,
   listingKey,
+  type IdempotencyRecord,
   type Claim,
   type JobPage,
   type JobRecord,
@@ -139,8 +141,23 @@ export class FineTuneJob extends DurableObject<Env> {
   }
 }
 
-/** One owner's job ids, keyed so that listing in key order is newest first. */
+/** One owner's job ids (keyed so that listing in key order is newest first) and Idempotency-Keys. */
 export class JobIndex extends DurableObject<Env> {
+  /** Atomic: a Durable Object handles one call at a time, so two racing creates get one winner. */
+  async reserve(key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null> {
+    const slot = `idem:${key}`;
+    const existing = await this.ctx.storage.get<IdempotencyRecord>(slot);
+    const now = Date.now();
+    if (existing && now - existing.at < IDEMPOTENCY_TTL_MS) return existing;
+    await this.ctx.storage.put(slot, { id, fingerprint, at: now });
+    return null;
+  }
+
+  async release(key: string, id: string): Promise<void> {
+    const slot = `idem:${key}`;
+    if ((await this.ctx.storage.get<IdempotencyRecord>(slot))?.id === id) await this.ctx.storage.delete(slot);
+  }
+
   async add(key: string, id: string): Promise<void> {
     await this.ctx.storage.put(`job:${key}`, id);
   }
@@ -255,6 +272,14 @@ export class CloudflareJobStore implements JobStore {
 
   async events(id: string, after: number) {
     return this.job(id).events(after);
+  }
+
+  async reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null> {
+    return this.index(owner).reserve(key, id, fingerprint);
+  }
+
+  async releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void> {
+    await this.index(owner).release(key, id);
   }
 
   async cancel(id: string): Promise<Job | null> {

@@ -1,7 +1,7 @@
 /**
  * /v1/fine-tunes: create (sync runs in the Worker), retrieve, list, weights, events, cancel.
  */
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { EdgetuneError, RequestValidationError } from "../errors.js";
 import { encodeBase64 } from "../formats/base64.js";
@@ -12,7 +12,7 @@ import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
 import type { RunPlan } from "../engine/plan.js";
 import type { Job, JobList } from "../schema/job.js";
-import type { Plan } from "../schema/result.js";
+import type { FineTuneResult, Plan } from "../schema/result.js";
 import { zodIssues } from "../schema/issues.js";
 import { readCreateBody } from "./body.js";
 import { decide } from "./budget.js";
@@ -58,10 +58,18 @@ export const fineTunes = new Hono<AppEnv>()
   .post("/", async (c) => {
     const { deps } = c.var;
     const createdAt = new Date().toISOString();
+    const idempotencyKey = idempotencyKeyOf(c.req.header("idempotency-key"));
     const { request, tables } = await readCreateBody(c.req.raw, deps.maxBodyBytes);
     const prepared = prepareRun(request, tables);
     const decision = decide(prepared.request, prepared.plan, deps.budget);
     const id = newId();
+    const input = decision.run === "async" || idempotencyKey ? encodeRunInput(prepared) : null;
+    if (idempotencyKey) {
+      // a retried create gets the first one's answer instead of a second job
+      const fingerprint = await sha256Hex(input!);
+      const first = await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint);
+      if (first) return replay(c, first.id, first.fingerprint === fingerprint);
+    }
     if (decision.run === "async") {
       // accepted = stored and dispatched: from here the job reaches a final state whatever happens
       const job: Job = {
@@ -79,15 +87,22 @@ export const fineTunes = new Hono<AppEnv>()
         weights_url: null,
       };
       const { state } = createQueued(job, c.var.owner, decision.placement, `inputs/${id}.safetensors`, Date.now(), deps.lease);
-      await deps.store.submit(state, encodeRunInput(prepared));
+      await deps.store.submit(state, input!);
       c.header("Location", `/v1/fine-tunes/${id}`);
       return c.json(state.job, 202);
     }
     const startedAt = new Date().toISOString();
-    const { result, weights } = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
-    const job = jobFromResult(result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
-    await deps.store.putWeights(id, weights);
-    await deps.store.put({ job, owner: c.var.owner });
+    let run;
+    try {
+      run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
+      const job = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
+      await deps.store.putWeights(id, run.weights);
+      await deps.store.put({ job, owner: c.var.owner });
+    } catch (e) {
+      if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
+      throw e;
+    }
+    const { result, weights } = run;
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json({ ...result, weights: encodeBase64(weights) }, 200);
   })
@@ -143,11 +158,57 @@ export const fineTunes = new Hono<AppEnv>()
   /** POST /v1/fine-tunes/{id}/cancel: a queued job ends at once; a running one stops within an epoch. */
   .post("/:id/cancel", async (c) => {
     const { job } = await ownJob(c, c.req.param("id"));
+    if (job.status === "cancelled") return c.json(job); // a retried cancel
     if (isFinal(job.status)) {
       return problemResponse(problem(409, "already_finished", `Fine-tune ${job.id} has already ended (${job.status}).`));
     }
     return c.json((await c.var.deps.store.cancel(job.id)) ?? job);
   });
+
+/** An Idempotency-Key header, checked: 1-255 visible ASCII characters. */
+function idempotencyKeyOf(header: string | undefined): string | null {
+  if (header === undefined) return null;
+  if (!/^[\x21-\x7e]{1,255}$/.test(header)) {
+    throw new RequestValidationError([{ path: "Idempotency-Key", message: "must be 1 to 255 visible ASCII characters" }]);
+  }
+  return header;
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The answer of the create that first used an Idempotency-Key. */
+async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Promise<Response> {
+  if (!sameRequest) {
+    return problemResponse(
+      problem(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request; use a new key.", [
+        { path: "Idempotency-Key", message: "already used for a different request" },
+      ]),
+    );
+  }
+  const record = await c.var.deps.store.get(id);
+  if (!record) {
+    return problemResponse(problem(409, "request_in_progress", "A request with this Idempotency-Key is still running; retry shortly."), { "Retry-After": "1" });
+  }
+  const { job } = record;
+  c.header("Location", `/v1/fine-tunes/${id}`);
+  c.header("Idempotent-Replayed", "true");
+  if (job.mode === "async") return c.json(job, 202);
+  const weights = await c.var.deps.store.getWeights(id);
+  const bytes = weights instanceof Uint8Array ? weights : weights ? new Uint8Array(await new Response(weights).arrayBuffer()) : new Uint8Array(0);
+  const result: FineTuneResult = {
+    id: job.id,
+    status: job.status as FineTuneResult["status"],
+    metrics: job.metrics!,
+    plan: job.plan,
+    engine: job.engine!,
+    weights: encodeBase64(bytes),
+    ...(job.error ? { error: job.error } : {}),
+  };
+  return c.json(result, 200);
+}
 
 /** The plan as the job reports it. */
 function planOf(plan: RunPlan, placement: Plan["placement"]): Plan {

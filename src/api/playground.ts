@@ -42,7 +42,7 @@ label{display:block;margin:.45rem 0 .15rem;font-weight:500}
 .row{display:grid;grid-template-columns:1fr 1fr;gap:0 .7rem}
 input,select,textarea,button{font:inherit}
 input[type=number],input[type=text],input[type=password],select,textarea{width:100%;padding:.28rem .4rem;border:1px solid #c3cad3;border-radius:5px;background:#fff}
-textarea{font:12px/1.4 ui-monospace,monospace;min-height:6.5rem;resize:vertical}
+textarea{font:12px/1.4 ui-monospace,monospace;min-height:8.5rem;resize:vertical}
 input[type=file]{width:100%;font-size:12.5px}
 .hint{color:#6b7280;font-size:12.5px;margin:.2rem 0}
 .buttons{display:flex;gap:.6rem;margin-top:.8rem;flex-wrap:wrap}
@@ -89,7 +89,7 @@ const BODY = `
 </section>
 <section><h2>Model</h2>
 <label for="model">Layers (JSON; PyTorch nn.Sequential order)</label>
-<textarea id="model" spellcheck="false"></textarea>
+<textarea id="model" spellcheck="false" wrap="off"></textarea>
 </section>
 <section><h2>Training</h2>
 <div class="row">
@@ -113,12 +113,12 @@ const BODY = `
 <label for="schedule-params">Schedule options (JSON)</label><input id="schedule-params" type="text" value="{}" spellcheck="false">
 </section>
 <section><h2>Run</h2>
-<div class="row">
+<form class="row" autocomplete="off" onsubmit="return false">
 <div><label for="placement">Placement</label><select id="placement">
 <option value="edge">edge (in the Worker)</option><option value="auto">auto</option><option value="gpu-node">gpu-node</option></select></div>
 <div><label for="api-key">API key</label><input id="api-key" type="password" autocomplete="off" placeholder="none if the API is open"></div>
-</div>
-<div class="buttons"><button id="start">Start fine-tune</button><button id="cancel" class="secondary" disabled>Cancel</button></div>
+</form>
+<div class="buttons"><button id="start" type="button">Start fine-tune</button><button id="cancel" type="button" class="secondary" disabled>Cancel</button></div>
 <details><summary class="hint">Request sent</summary><pre id="request-preview">(nothing sent yet)</pre></details>
 </section>
 </div>
@@ -152,7 +152,7 @@ var ET = window.__edgetune = {
   status: "idle", final: false, jobId: null, epochsPlotted: 0, points: [], lastJob: null,
   weightsUrl: null, weightsBytes: 0, transport: null, error: null, plannedEpochs: 0
 };
-var run = null; // { id, abort, es }
+var run = null; // the job being followed: { id, lastId (last SSE id seen), ctrl (AbortController), es (EventSource) }
 
 // ---------------------------------------------------------------- demo data (seeded)
 function mulberry32(a) {
@@ -203,21 +203,30 @@ var SCHEDULE_PARAMS = {
   onecycle: { pct_start: 0.3 }, plateau: { factor: 0.5, patience: 3 },
   sequential: { schedulers: [{ type: "linear", start_factor: 0.1, total_iters: 5 }, { type: "cosine", T_max: 25 }], milestones: [5] }
 };
+function scheduleParams(type) {
+  var p = JSON.parse(JSON.stringify(SCHEDULE_PARAMS[type] || {}));
+  if (type === "sequential") p.schedulers[1].T_max = Math.max(1, (Number($("epochs").value) || 30) - 5); // cosine over the epochs after the warm-up
+  return JSON.stringify(p);
+}
+/** The model one layer a line. */
+function modelText(model) {
+  return '{"layers": [\n' + model.layers.map(function (l) { return "  " + JSON.stringify(l); }).join(",\n") + "\n]}";
+}
 
 function setTraining(t) {
   if (t.loss) $("loss").value = t.loss;
   if (t.optimizer) $("optimizer").value = t.optimizer;
   if (t.lr !== undefined) $("lr").value = t.lr;
-  if (t.schedule) { $("schedule").value = t.schedule; $("schedule-params").value = JSON.stringify(t.scheduleParams || SCHEDULE_PARAMS[t.schedule] || {}); }
   if (t.batch !== undefined) $("batch").value = t.batch;
   if (t.epochs !== undefined) $("epochs").value = t.epochs;
+  if (t.schedule) { $("schedule").value = t.schedule; $("schedule-params").value = t.scheduleParams ? JSON.stringify(t.scheduleParams) : scheduleParams(t.schedule); }
   if (t.split !== undefined) $("val-split").value = t.split;
 }
 function pickDemo() {
   var name = $("demo").value, demo = DEMOS[name];
   $("upload-fields").hidden = name !== "upload";
   if (demo) {
-    $("model").value = JSON.stringify(demo.model, null, 1);
+    $("model").value = modelText(demo.model);
     setTraining(demo.training);
     $("data-summary").textContent = demo.summary;
   } else {
@@ -226,7 +235,7 @@ function pickDemo() {
   }
 }
 $("demo").onchange = pickDemo;
-$("schedule").onchange = function () { $("schedule-params").value = JSON.stringify(SCHEDULE_PARAMS[$("schedule").value] || {}); };
+$("schedule").onchange = function () { $("schedule-params").value = scheduleParams($("schedule").value); };
 
 // ---------------------------------------------------------------- uploads
 function targets() { return $("target").value.split(",").map(function (s) { return s.trim(); }).filter(Boolean); }
@@ -248,7 +257,7 @@ async function inspectCsv() {
   $("data-summary").textContent = file.name + ": " + (lines.length - 1) + " rows, " + features + " features, " +
     (classify ? classes + " classes (cross_entropy suggested)" : tcols.length + " regression target(s)");
   if (!$("model-file").files.length) {
-    $("model").value = JSON.stringify({ layers: [linear("fc1", features, 32), { type: "relu" }, linear("fc2", 32, outputs)] }, null, 1);
+    $("model").value = modelText({ layers: [linear("fc1", features, 32), { type: "relu" }, linear("fc2", 32, outputs)] });
     $("loss").value = classify ? "cross_entropy" : "mse";
   }
 }
@@ -261,7 +270,7 @@ $("model-file").onchange = async function () {
     var doc = JSON.parse(await file.text());
     var model = doc.model || (doc.layers ? { layers: doc.layers } : null);
     if (!model) throw new Error("it has neither model nor layers");
-    $("model").value = JSON.stringify(model, null, 1);
+    $("model").value = Array.isArray(model.layers) ? modelText(model) : JSON.stringify(model, null, 1);
     var t = doc.training || {};
     setTraining({
       loss: t.loss && t.loss.type, optimizer: t.optimizer && t.optimizer.type, lr: t.optimizer && t.optimizer.lr,
@@ -335,7 +344,9 @@ function problemText(res, body) {
   if (!body) return res.status + " " + res.statusText;
   var text = res.status + " " + (body.code || body.title || "") + ": " + (body.detail || "");
   if (res.status === 401) text += " Type an API key in the Run box.";
-  if (body.errors && body.errors.length) text += " [" + body.errors.slice(0, 5).map(function (e) { return e.path + (e.line ? " line " + e.line : "") + ": " + e.message; }).join("; ") + "]";
+  var more = (body.errors || []).map(function (e) { return e.path + (e.line ? " line " + e.line : "") + ": " + e.message; })
+    .filter(function (line) { return (body.detail || "").indexOf(line) < 0; });
+  if (more.length) text += " [" + more.slice(0, 5).join("; ") + (more.length > 5 ? "; …" : "") + "]";
   return text;
 }
 
@@ -355,6 +366,7 @@ function log(line) {
 function reset() {
   ET.final = false; ET.jobId = null; ET.epochsPlotted = 0; ET.points = []; ET.lastJob = null;
   ET.weightsUrl = null; ET.weightsBytes = 0; ET.error = null; ET.transport = null;
+  rowsByEpoch = {}; newRows = []; if (frame) cancelAnimationFrame(frame); frame = 0;
   $("history").replaceChildren(); $("log").textContent = ""; $("result").hidden = true;
   $("download").hidden = true; $("tensors").hidden = true;
   var a = $("download"); if (a.href && a.href.indexOf("blob:") === 0) URL.revokeObjectURL(a.href);
@@ -461,29 +473,42 @@ function onEvent(r, name, id, raw) {
     finish(r, data);
   }
 }
+// data updates at once (the hooks count them); the DOM and the canvas once per frame, so that
+// a burst of replayed events costs one layout, not one per epoch
+var rowsByEpoch = {}, newRows = [], frame = 0;
 function plotEpoch(e) {
   var point = { epoch: e.epoch, train: e.train_loss, val: e.val_loss, acc: e.val_accuracy, lr: e.lr, attempt: e.attempt };
-  var at = ET.points.findIndex(function (p) { return p.epoch === e.epoch; });
-  if (at >= 0) ET.points[at] = point; // a retried attempt reports the epoch again
-  else { ET.points.push(point); ET.points.sort(function (a, b) { return a.epoch - b.epoch; }); }
-  ET.epochsPlotted = ET.points.length;
-  var row = document.getElementById("epoch-" + e.epoch) || document.createElement("tr");
-  row.id = "epoch-" + e.epoch;
+  var pts = ET.points, last = pts[pts.length - 1];
+  if (!last || last.epoch < e.epoch) pts.push(point);
+  else {
+    var at = pts.findIndex(function (p) { return p.epoch === e.epoch; });
+    if (at >= 0) pts[at] = point; // a retried attempt reports the epoch again
+    else { pts.push(point); pts.sort(function (a, b) { return a.epoch - b.epoch; }); }
+  }
+  ET.epochsPlotted = pts.length;
+  var row = rowsByEpoch[e.epoch];
+  if (!row) { row = rowsByEpoch[e.epoch] = document.createElement("tr"); row.id = "epoch-" + e.epoch; newRows.push(row); }
   row.replaceChildren.apply(row, [e.epoch, fmt(e.train_loss), fmt(e.val_loss), e.val_accuracy === undefined ? "" : (100 * e.val_accuracy).toFixed(1) + "%", fmt(e.lr), e.attempt || ""].map(function (v) {
     var td = document.createElement("td"); td.textContent = String(v); return td;
   }));
-  if (!row.parentNode) $("history").append(row);
+  if (!frame) frame = requestAnimationFrame(render);
+}
+function render() {
+  if (frame) cancelAnimationFrame(frame);
+  frame = 0;
+  if (newRows.length) { $("history").append.apply($("history"), newRows); newRows = []; }
   drawChart();
 }
 async function finish(r, job) {
   ET.lastJob = job;
   if (r.es) r.es.close();
   r.ctrl.abort();
+  render();
   var m = job.metrics, h = m ? m.history : [];
   var rows = [["status", job.status], ["job", job.id], ["placement", job.plan.placement],
     ["parameters", job.plan.params + " (" + job.plan.trainable_params + " trainable)"]];
   if (m) {
-    rows.push(["epochs", h.length + (h.length < ET.plannedEpochs ? " of " + ET.plannedEpochs + " (stopped early)" : "")]);
+    rows.push(["epochs", h.length + (h.length < ET.plannedEpochs ? " of " + ET.plannedEpochs + (job.status === "succeeded" ? " (early stopping)" : "") : "")]);
     if (h.length) rows.push(["train_loss", fmt(h[0].train_loss) + " → " + fmt(h[h.length - 1].train_loss)]);
     if (h.length && h[h.length - 1].val_loss !== undefined) rows.push(["val_loss", fmt(h[0].val_loss) + " → " + fmt(h[h.length - 1].val_loss)]);
     if (h.length && h[h.length - 1].val_accuracy !== undefined) rows.push(["val_accuracy", (100 * h[h.length - 1].val_accuracy).toFixed(1) + "%"]);

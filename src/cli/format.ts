@@ -119,6 +119,8 @@ export class ProgressBar {
   private attempt = 1;
   private last: EpochMetrics | null = null;
   private drawn = false;
+  private drawnAt = 0;
+  private stale = false;
 
   constructor(
     private readonly out: Out,
@@ -138,7 +140,12 @@ export class ProgressBar {
     } else if (event.event === "epoch") {
       this.epoch = event.data.epoch;
       this.last = event.data;
-      if (this.out.isTTY) this.draw();
+      if (this.out.isTTY) {
+        // redraw at most every 50 ms: fast jobs send epochs in bursts
+        const now = Date.now();
+        if (now - this.drawnAt >= 50 || this.epoch === 1 || this.epoch >= this.total) this.draw();
+        else this.stale = true;
+      }
       else {
         const every = Math.max(1, Math.ceil(this.total / 20));
         if (this.epoch % every === 0 || this.epoch === 1 || this.epoch >= this.total) this.out.write(`epoch ${this.epoch}/${this.total}  ${this.losses()}\n`);
@@ -148,6 +155,7 @@ export class ProgressBar {
 
   /** Ends the bar's line. */
   done(): void {
+    if (this.out.isTTY && this.stale) this.draw();
     if (this.out.isTTY && this.drawn) this.out.write("\n");
     this.drawn = false;
   }
@@ -170,9 +178,15 @@ export class ProgressBar {
     const width = 24;
     const filled = Math.min(width, Math.round((this.epoch / Math.max(1, this.total)) * width));
     const bar = `[${"#".repeat(filled)}${".".repeat(width - filled)}]`;
-    const text = this.epoch === 0 ? `${bar} ${this.status}...` : `${bar} ${this.epoch}/${this.total} epochs  ${this.losses()}`;
-    const max = (this.out.columns ?? 100) - 1;
+    const max = (this.out.columns && this.out.columns > 20 ? this.out.columns : 100) - 1;
+    let text = this.epoch === 0 ? `${bar} ${this.status}...` : `${bar} ${this.epoch}/${this.total} epochs`;
+    // as many of the losses as fit the terminal, whole
+    for (const part of this.epoch === 0 ? [] : this.losses().split("  ")) {
+      if (part && text.length + 2 + part.length <= max) text += `  ${part}`;
+    }
     this.out.write(`\r\x1b[2K${text.slice(0, max)}`);
     this.drawn = true;
+    this.drawnAt = Date.now();
+    this.stale = false;
   }
 }

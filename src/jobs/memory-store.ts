@@ -4,7 +4,7 @@
  * processes and tests; nothing survives the process.
  */
 import type { Job } from "../schema/job.js";
-import { listingKey, type Claim, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
+import { IDEMPOTENCY_TTL_MS, listingKey, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
 import * as machine from "./state.js";
 import { isFinal } from "./job.js";
 
@@ -112,6 +112,21 @@ export class MemoryJobStore implements JobStore {
       if (claim) return claim;
     }
     return null;
+  }
+
+  private readonly idempotency = new Map<string, IdempotencyRecord>();
+
+  async reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null> {
+    const slot = `${owner}:${key}`;
+    const existing = this.idempotency.get(slot);
+    const now = Date.now();
+    if (existing && now - existing.at < IDEMPOTENCY_TTL_MS) return existing;
+    this.idempotency.set(slot, { id, fingerprint, at: now });
+    return null;
+  }
+
+  async releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void> {
+    if (this.idempotency.get(`${owner}:${key}`)?.id === id) this.idempotency.delete(`${owner}:${key}`);
   }
 
   /** Fires due timers (lapsed leases, lost dispatches), as Durable Object alarms do. */

@@ -86,7 +86,26 @@ export interface JobStore {
   claimNext(worker: string): Promise<Claim | null>;
   /** The worker side of a claimed job. */
   readonly channel: WorkerChannel;
+
+  /**
+   * Reserves the owner's Idempotency-Key for job `id`; returns null when it was free (or
+   * expired), else what it was reserved for. Reservations last IDEMPOTENCY_TTL_MS.
+   */
+  reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null>;
+  /** Frees a reservation whose request failed before creating job `id`. */
+  releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void>;
 }
+
+/** What an Idempotency-Key was first used for. */
+export interface IdempotencyRecord {
+  id: string;
+  /** SHA-256 (hex) of the request as trained: a key reused for another request is refused. */
+  fingerprint: string;
+  at: number;
+}
+
+/** How long an Idempotency-Key is remembered: 24 hours. */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
 /**
  * A listing key that sorts newest first: the creation time inverted, then the id.

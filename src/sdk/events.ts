@@ -41,10 +41,15 @@ export class EventStream implements AsyncIterable<FineTuneEvent> {
     this.maxRetries = options.maxRetries;
     const { signal } = options;
     if (signal?.aborted) this.controller.abort(signal.reason);
-    else signal?.addEventListener("abort", () => this.controller.abort(signal.reason), { once: true });
+    else if (signal) {
+      const onAbort = () => this.controller.abort(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.unlink = () => signal.removeEventListener("abort", onAbort);
+    }
   }
 
   private readonly maxRetries: number;
+  private unlink: () => void = () => {};
 
   /** Stops the stream and aborts its request. */
   abort(reason?: unknown): void {
@@ -100,6 +105,7 @@ export class EventStream implements AsyncIterable<FineTuneEvent> {
     } finally {
       // reached on the final event, on errors, and when the caller breaks out of its loop
       this.controller.abort();
+      this.unlink();
     }
   }
 }

@@ -294,3 +294,55 @@ describe("rate limits, CORS and security headers", () => {
     }
   });
 });
+
+describe("Idempotency-Key", () => {
+  const withKey = (body: unknown, key: string) => json(body, { "idempotency-key": key });
+
+  it("a retried sync create answers the first result instead of training again", async () => {
+    const { app } = await testApp();
+    const first = await app.request("/v1/fine-tunes", withKey(smallRequest(), "retry-1"));
+    const again = await app.request("/v1/fine-tunes", withKey(smallRequest(), "retry-1"));
+    expect(again.status).toBe(200);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    const [a, b] = [(await first.json()) as Record<string, unknown>, (await again.json()) as Record<string, unknown>];
+    expect(b.id).toBe(a.id);
+    expect(b.weights).toBe(a.weights);
+    const list = (await (await app.request("/v1/fine-tunes")).json()) as { data: unknown[] };
+    expect(list.data).toHaveLength(1);
+  });
+
+  it("a retried async create answers 202 with the same job", async () => {
+    const { app } = await testApp();
+    const body = { ...smallRequest(), mode: "async" };
+    const a = (await (await app.request("/v1/fine-tunes", withKey(body, "k-async"))).json()) as { id: string };
+    const res = await app.request("/v1/fine-tunes", withKey(body, "k-async"));
+    expect(res.status).toBe(202);
+    expect(((await res.json()) as { id: string }).id).toBe(a.id);
+  });
+
+  it("the same key for a different request is refused (422); keys are per API key", async () => {
+    const { app } = await testApp({ apiKeys: ["k1", "k2"] });
+    const auth = (k: string) => ({ authorization: `Bearer ${k}`, "idempotency-key": "shared" });
+    await app.request("/v1/fine-tunes", json(smallRequest(), auth("k1")));
+    const other = seedRequest(64, { training: { epochs: 4, batch_size: 16 } });
+    await expectProblem(await app.request("/v1/fine-tunes", json(other, auth("k1"))), 422, "idempotency_key_reused", "Idempotency-Key");
+    expect((await app.request("/v1/fine-tunes", json(other, auth("k2")))).status).toBe(200);
+  });
+
+  it("an invalid request does not use up its key; a malformed key is refused", async () => {
+    const { app } = await testApp();
+    const bad = seedRequest(10, { training: { epochs: -1 } });
+    await expectProblem(await app.request("/v1/fine-tunes", withKey(bad, "k-bad")), 400, "invalid_request");
+    expect((await app.request("/v1/fine-tunes", withKey(smallRequest(), "k-bad"))).status).toBe(200);
+    await expectProblem(await app.request("/v1/fine-tunes", withKey(smallRequest(), "has space")), 400, "invalid_request", "Idempotency-Key");
+  });
+
+  it("a retried cancel of a cancelled job answers 200 with the job", async () => {
+    const { app } = await testApp();
+    const { id } = (await (await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "async", placement: "gpu-node" }))).json()) as { id: string };
+    expect((await app.request(`/v1/fine-tunes/${id}/cancel`, { method: "POST" })).status).toBe(200);
+    const again = await app.request(`/v1/fine-tunes/${id}/cancel`, { method: "POST" });
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { status: string }).status).toBe("cancelled");
+  });
+});

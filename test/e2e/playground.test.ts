@@ -97,7 +97,7 @@ describe("the playground page in headless Chromium", () => {
     return res;
   };
 
-  it.skipIf(!hasChromium)("two moons: the chart gets every epoch live, the loss falls, the weights download as safetensors (needs /usr/bin/chromium)", async () => {
+  it.skipIf(!hasChromium)("two moons: the chart gets every epoch from SSE, the loss falls, the weights download as safetensors (needs /usr/bin/chromium)", async () => {
     const { page, requested, errors, close } = await openPlayground();
     await page.selectOption("#demo", "moons");
     await page.fill("#epochs", "15");

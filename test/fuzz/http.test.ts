@@ -11,7 +11,7 @@ import { encodeBase64 } from "../../src/formats/base64.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { testApp } from "../api/app.js";
 import { anyString, checkProperty, printReports, tokenString } from "./fuzz.js";
-import { fuzzedRequest, knownBug, type Json } from "./requests.js";
+import { fuzzedRequest, knownBug, validRequest, type Json } from "./requests.js";
 
 afterAll(() => printReports("http"));
 
@@ -38,15 +38,20 @@ async function send(target: App, path: string, init: RequestInit): Promise<numbe
   });
   try {
     const response = await Promise.race([target.request(path, init), timeout]);
-    await Promise.race([checkResponse(response, `${init.method ?? "GET"} ${path}`), timeout]);
+    await Promise.race([checkResponse(response, `${init.method ?? "GET"} ${path}`, init.method === "HEAD"), timeout]);
     return response.status;
   } finally {
     clearTimeout(timer);
   }
 }
 
-async function checkResponse(response: Response, what: string): Promise<void> {
+async function checkResponse(response: Response, what: string, head = false): Promise<void> {
   const { status } = response;
+  if (head) {
+    await response.body?.cancel();
+    if (status >= 500) throw new Error(`${what} answered ${status}`);
+    return;
+  }
   const type = response.headers.get("content-type") ?? "";
   if (response.headers.get("content-type")?.startsWith("text/event-stream")) {
     await response.body?.cancel();
@@ -100,12 +105,13 @@ const datasetText = fc.oneof(
   tokenString(["a", "b", "y", "x", ",", "\n", "1", "2.5", '"', "{", "}", '"x":[1,2]', '"y":1', "nan", "\r\n", " "], 40),
   anyString,
 );
-const partName = fc.oneof(fc.constantFrom("request", "weights", "train", "validation", "request", "train"), fc.constantFrom("Request", "file", "data", "", "__proto__", "weights[]"));
+// "" is left out: see "BUG: a multipart part named \"\"" below
+const partName = fc.oneof(fc.constantFrom("request", "weights", "train", "validation", "request", "train"), fc.constantFrom("Request", "file", "data", " ", "__proto__", "weights[]"));
 const partType = fc.constantFrom(undefined, "", "text/csv", "application/jsonl", "application/x-ndjson", "application/json", "application/octet-stream", "text/plain", "image/png", "text/csv; charset=utf-8");
 const fileName = fc.constantFrom(undefined, "train.csv", "train.jsonl", "data.ndjson", "weights.safetensors", "x.pt", "", "a\"b.csv", "../../etc/passwd");
 
 /** A request part for multipart: the request JSON without data.train (the file part brings it), or junk. */
-const requestPart = fuzzedRequest.filter((r) => knownBug(r) === null).map((r) => {
+const requestPart = fc.oneof(fuzzedRequest.filter((r) => knownBug(r) === null), validRequest as fc.Arbitrary<Json>).map((r) => {
   if (r !== null && typeof r === "object" && !Array.isArray(r) && r.data !== null && typeof r.data === "object" && !Array.isArray(r.data)) {
     const data = { ...(r.data as Record<string, Json>) };
     delete data.train;
@@ -114,18 +120,28 @@ const requestPart = fuzzedRequest.filter((r) => knownBug(r) === null).map((r) =>
   return JSON.stringify(r);
 });
 
-const multipartParts = fc.array(
-  fc.record({
-    name: partName,
-    content: fc.oneof(requestPart, datasetText, safetensorsBytes, anyString),
-    type: partType,
-    file: fileName,
-    asFile: fc.boolean(),
-  }),
-  { maxLength: 5 },
+type Part = { name: string; content: string | Uint8Array; type: string | undefined; file: string | undefined; asFile: boolean };
+const part = (name: fc.Arbitrary<string>, content: fc.Arbitrary<string | Uint8Array>): fc.Arbitrary<Part> =>
+  fc.record({ name, content, type: partType, file: fileName, asFile: fc.boolean() });
+const multipartParts: fc.Arbitrary<Part[]> = fc.oneof(
+  // anything goes
+  fc.array(part(partName, fc.oneof(requestPart, datasetText, safetensorsBytes, anyString)), { maxLength: 5 }),
+  // the expected shape: request, weights?, train, validation?, in some order
+  fc
+    .tuple(
+      part(fc.constant("request"), requestPart),
+      fc.option(part(fc.constant("weights"), safetensorsBytes), { nil: undefined }),
+      part(fc.constant("train"), datasetText),
+      fc.option(part(fc.constant("validation"), datasetText), { nil: undefined }),
+      fc.boolean(),
+    )
+    .map(([request, weights, train, validation, reverse]) => {
+      const parts = [request, weights, train, validation].filter((p): p is Part => p !== undefined);
+      return reverse ? parts.reverse() : parts;
+    }),
 );
 
-function formData(parts: { name: string; content: string | Uint8Array; type: string | undefined; file: string | undefined; asFile: boolean }[]): FormData {
+function formData(parts: Part[]): FormData {
   const form = new FormData();
   for (const p of parts) {
     if (p.asFile || typeof p.content !== "string") {
@@ -218,6 +234,7 @@ describe("fuzz: POST /v1/fine-tunes never answers 5xx", () => {
       training: { epochs: 2, batch_size: 4 },
       mode: "sync",
     });
+    const statuses = new Map<number, number>();
     await checkProperty(
       "http: multipart with fuzzed data parts",
       fc.asyncProperty(datasetText, fc.option(datasetText, { nil: undefined }), partType, fileName, async (train, validation, type, file) => {
@@ -225,10 +242,13 @@ describe("fuzz: POST /v1/fine-tunes never answers 5xx", () => {
         form.append("request", request);
         form.append("train", new Blob([train], type === undefined ? {} : { type }), file ?? "train");
         if (validation !== undefined) form.append("validation", validation);
-        await send(app, "/v1/fine-tunes", { method: "POST", body: form });
+        const status = await send(app, "/v1/fine-tunes", { method: "POST", body: form });
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }),
       300,
     );
+    console.log(`[fuzz] http multipart data statuses: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`).join(", ")}`);
+    expect(statuses.get(200) ?? 0, "some requests must train").toBeGreaterThan(0);
   });
 });
 
@@ -276,9 +296,10 @@ describe("fuzz: every route, method, query and header", () => {
             if (body !== undefined && m !== "GET" && m !== "HEAD") init.body = body;
             const status = await send(target(), `${p}${q}`, init);
             statuses.set(status, (statuses.get(status) ?? 0) + 1);
-            if (name === "keyed" && p.startsWith("/v1/fine-tunes") && m !== "OPTIONS") {
+            const pathname = new URL(`${p}${q}`, "http://localhost").pathname;
+            if (name === "keyed" && /^\/v1\/fine-tunes(\/|$)/.test(pathname) && m !== "OPTIONS") {
               const valid = auth !== undefined && /^bearer\s+key-(one|two)\s*$/i.test(auth);
-              if (!valid) expect(status, `${m} ${p} with Authorization ${JSON.stringify(auth)}`).toBe(401);
+              if (!valid) expect(status, `${m} ${pathname} with Authorization ${JSON.stringify(auth)}`).toBe(401);
             }
           },
         ),
@@ -295,10 +316,13 @@ describe("bodies of known size", () => {
     expect(await send(app, "/v1/fine-tunes", { method: "POST", body, headers: { "content-type": "application/json" } })).toBe(413);
     const stream = new Blob([body]).stream();
     expect(await send(app, "/v1/fine-tunes", { method: "POST", body: stream, headers: { "content-type": "application/json" }, duplex: "half" } as RequestInit)).toBe(413);
+    // multipart with Content-Length: refused before reading (without it, see the BUG below)
     const form = new FormData();
     form.append("request", "{}");
     form.append("train", new Blob([body]), "train.csv");
-    expect(await send(app, "/v1/fine-tunes", { method: "POST", body: form })).toBe(413);
+    const sized = new Request("http://localhost/v1/fine-tunes", { method: "POST", body: form });
+    const bytes = new Uint8Array(await sized.arrayBuffer());
+    expect(await send(app, "/v1/fine-tunes", { method: "POST", body: bytes, headers: { "content-type": sized.headers.get("content-type")!, "content-length": String(bytes.length) } })).toBe(413);
   });
 
   it("weights of the wrong kind in a JSON body", async () => {
@@ -307,7 +331,30 @@ describe("bodies of known size", () => {
   });
 });
 
-describe("BUG reproducers through HTTP (each is a 500 today)", () => {
+describe("BUG reproducers through HTTP", () => {
+  // BUG (issue 7, item 1): readMultipart -> ensureWithinLimit reads req.clone() and, past the
+  // limit, awaits reader.cancel() on the clone. Cancelling one branch of a tee'd stream only
+  // settles once the other branch is cancelled too (WHATWG streams), and the original body is
+  // never read or cancelled, so the request hangs forever (holding the whole body in the tee's
+  // queue) instead of answering 413. Any multipart body over MAX_BODY_BYTES sent without a
+  // Content-Length (chunked transfer-encoding) does this on Node. Fails until the limit is
+  // enforced without awaiting the clone's cancel (or by reading the original stream once).
+  it("BUG: a multipart body over the limit without Content-Length is a 413, not a hang", async () => {
+    const form = new FormData();
+    form.append("request", "{}");
+    form.append("train", new Blob(["a".repeat(MAX_BODY + 1)]), "train.csv");
+    expect(new Request("http://x/", { method: "POST", body: form }).headers.get("content-length")).toBeNull();
+    expect(await send(app, "/v1/fine-tunes", { method: "POST", body: form })).toBe(413);
+  });
+
+  // BUG (minor): a multipart part named "" is refused with an issue whose path is "" (every
+  // issue must name its field). Fails until it gets a path such as "(body)" or 'part ""'.
+  it("BUG: a multipart part named \"\" is refused with an issue that has a path", async () => {
+    const form = new FormData();
+    form.append("", "x");
+    expect(await send(app, "/v1/fine-tunes", { method: "POST", body: form })).toBe(400);
+  });
+
   const post = (body: unknown) => send(app, "/v1/fine-tunes", { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
   const layer = { type: "linear", in_features: 1, out_features: 1 };
 

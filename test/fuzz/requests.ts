@@ -65,8 +65,8 @@ export const validRequest: fc.Arbitrary<Record<string, Json>> = fc
     shuffle: fc.boolean(),
   })
   .map((r) => {
-    const first = r.named ? { type: "linear", name: "fc1", in_features: r.inputs, out_features: r.hidden } : { type: "linear", in_features: r.inputs, out_features: r.hidden };
-    const second = r.named ? { type: "linear", name: "fc2", in_features: r.hidden, out_features: r.outputs } : { type: "linear", in_features: r.hidden, out_features: r.outputs };
+    const first: Json = r.named ? { type: "linear", name: "fc1", in_features: r.inputs, out_features: r.hidden } : { type: "linear", in_features: r.inputs, out_features: r.hidden };
+    const second: Json = r.named ? { type: "linear", name: "fc2", in_features: r.hidden, out_features: r.outputs } : { type: "linear", in_features: r.hidden, out_features: r.outputs };
     const names = r.named ? ["fc1", "fc2"] : ["0", "2"];
     let state = r.seed * 7919 + 1;
     const rand = () => ((state = (state * 48271) % 2147483647) / 2147483647) * 2 - 1;

@@ -3,7 +3,7 @@
  * stale) against the real app served over HTTP on a free port, on the examples/seed-mlp files.
  */
 import { spawn, execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -37,6 +37,7 @@ interface Run {
 
 let server: Awaited<ReturnType<typeof startServer>>;
 let work: string;
+const temps: string[] = [];
 
 function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
@@ -57,10 +58,12 @@ beforeAll(async () => {
   await ensureBuilt();
   server = await startServer({ apiKeys: [KEY] });
   work = mkdtempSync(join(tmpdir(), "edgetune-cli-"));
+  temps.push(work);
 }, 180_000);
 
 afterAll(async () => {
   await server?.close();
+  for (const dir of temps) rmSync(dir, { recursive: true, force: true });
 });
 
 const seedArgs = ["--request", seed("request.json"), "--weights", seed("weights.safetensors"), "--train", seed("train.csv")];
@@ -213,6 +216,7 @@ describe("edgetune jobs", () => {
 describe("examples/sdk-roundtrip", () => {
   it("roundtrip.mjs fine-tunes seed-mlp through the built SDK and writes tuned.safetensors that PyTorch loads", async () => {
     const dir = mkdtempSync(join(tmpdir(), "edgetune-roundtrip-"));
+    temps.push(dir);
     const r = await new Promise<Run>((resolve, reject) => {
       const child = spawn(process.execPath, [join(root, "examples/sdk-roundtrip/roundtrip.mjs")], { cwd: dir, env: { PATH: process.env.PATH ?? "", EDGETUNE_URL: server.url, EDGETUNE_API_KEY: KEY } });
       let stdout = "";

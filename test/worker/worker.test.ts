@@ -158,7 +158,7 @@ describe("queue deliveries are idempotent", () => {
 
 describe("rate limits in workerd", () => {
   it("a key's Durable Object bucket refuses past its burst with 429 and Retry-After", async () => {
-    const key = { authorization: "Bearer worker-test-key" };
+    const key = { authorization: "Bearer rate-test-key" }; // its own bucket: the other tests keep theirs
     let limited: Response | undefined;
     for (let i = 0; i < 80 && !limited; i++) {
       const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes?limit=1", { headers: key });
@@ -168,5 +168,17 @@ describe("rate limits in workerd", () => {
     expect(limited).toBeDefined();
     expect(Number(limited!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     expect(limited!.headers.get("content-type")).toBe("application/problem+json");
+  });
+});
+
+describe("Idempotency-Key in workerd", () => {
+  it("a retried create returns the first job, reserved in the key's Durable Object", async () => {
+    const body = { ...seedRequest(32, { training: { epochs: 1 } }), mode: "async", placement: "gpu-node" };
+    const init = () => ({ method: "POST", headers: { "content-type": "application/json", "idempotency-key": "wk-1", ...auth }, body: JSON.stringify(body) });
+    const a = (await (await SELF.fetch("http://edgetune.test/v1/fine-tunes", init())).json()) as { id: string };
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", init());
+    expect(res.status).toBe(202);
+    expect(res.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await res.json()) as { id: string }).id).toBe(a.id);
   });
 });

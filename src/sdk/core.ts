@@ -33,7 +33,7 @@ export interface ClientOptions {
   apiKey?: string | null;
   /** The fetch to call (default: the global one). */
   fetch?: Fetch;
-  /** Retries after a retryable failure (connection error, timeout, 408, 429, 5xx other than 501). Default 2. */
+  /** Retries after a retryable failure (connection error, timeout, 408, 429, 409 request_in_progress, 5xx other than 501). Default 2. */
   maxRetries?: number;
   /** Milliseconds each attempt may take before it is aborted (for event streams: until the response starts). Default 10 minutes. */
   timeout?: number;
@@ -273,8 +273,9 @@ async function errorFromResponse(response: Response): Promise<EdgetuneAPIError> 
 
 /**
  * How long to wait before retrying after `err`, or null when it must not be retried.
- * Retried: connection errors and timeouts, 408, 429, and 5xx other than 501 (not deployed).
- * 409 is not retried: this API uses it for job-state conflicts that waiting does not fix.
+ * Retried: connection errors and timeouts, 408, 429, 5xx other than 501 (not deployed), and
+ * 409 `request_in_progress` (the first create with this Idempotency-Key is still running).
+ * Other 409s are not retried: they are job-state conflicts that waiting does not fix.
  * `Retry-After` (seconds or an HTTP date, or `retry-after-ms`) is honoured up to 60 s; a longer
  * one throws the error for the caller to decide.
  */
@@ -283,7 +284,8 @@ function retryDelay(err: unknown, attempt: number): number | null {
   if (!(err instanceof APIConnectionError)) {
     if (!(err instanceof EdgetuneAPIError) || err.status === undefined) return null;
     const s = err.status;
-    if (!(s === 408 || s === 429 || (s >= 500 && s !== 501))) return null;
+    const inProgress = s === 409 && err.code === "request_in_progress";
+    if (!(s === 408 || s === 429 || inProgress || (s >= 500 && s !== 501))) return null;
     const after = retryAfterMs(err.headers);
     if (after !== null) return after <= MAX_RETRY_AFTER_MS ? after : null;
   }

@@ -111,9 +111,8 @@ export class FineTunes {
     const { idempotencyKey, ...rest } = options;
     const key = idempotencyKey === undefined ? newIdempotencyKey() : idempotencyKey;
     const body = encodeCreateBody(params);
-    // NOTE: the server does not deduplicate on Idempotency-Key yet. A retry after a connection
-    // error or 5xx that the server had in fact processed creates a second job (harmless for
-    // the result, but it runs twice). Pass `idempotencyKey: null` to never retry a create.
+    // The server remembers an Idempotency-Key for 24 h per API key: a retry of a create it had
+    // already processed gets the first answer (Idempotent-Replayed: true), not a second job.
     const { data } = await this.client.requestJSON<CreateResponse>(
       {
         method: "POST",

@@ -126,13 +126,15 @@ describe("retrieve, list, weights, cancel", () => {
     expect(calls.length - start).toBe(1);
   });
 
-  it("cancel ends a queued job; cancelling again is a ConflictError", async () => {
+  it("cancel ends a queued job; cancelling again answers the job; a finished job is a ConflictError", async () => {
     const { client, runNext } = await sdkSetup();
     const job = await client.fineTunes.create({ ...small(), mode: "async" });
     const cancelled = await client.fineTunes.cancel(job.id);
     expect(cancelled.status).toBe("cancelled");
     expect(await runNext()).toBe(false); // nothing left to run
-    const err = await client.fineTunes.cancel(job.id).catch((e: unknown) => e);
+    expect((await client.fineTunes.cancel(job.id)).status).toBe("cancelled");
+    const finished = await client.fineTunes.create({ ...small(), mode: "sync" });
+    const err = await client.fineTunes.cancel(finished.id).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConflictError);
     expect(err).toMatchObject({ status: 409, code: "already_finished" });
   });

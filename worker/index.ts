@@ -40,8 +40,10 @@ const app = createApp<Env>((c) => ({
   store: new CloudflareJobStore(c.env),
   apiKeys: parseApiKeys(c.env.EDGETUNE_API_KEYS),
   budget: {
-    maxFlops: number(c.env.EDGE_MAX_FLOPS, DEFAULT_EDGE_BUDGET.maxFlops),
+    maxCpuMs: number(c.env.EDGE_MAX_CPU_MS, DEFAULT_EDGE_BUDGET.maxCpuMs),
     maxMemoryBytes: number(c.env.EDGE_MAX_MEMORY_BYTES, DEFAULT_EDGE_BUDGET.maxMemoryBytes),
+    flopsPerMs: number(c.env.EDGE_FLOPS_PER_MS, DEFAULT_EDGE_BUDGET.flopsPerMs),
+    stepOverheadMs: number(c.env.EDGE_STEP_OVERHEAD_MS, DEFAULT_EDGE_BUDGET.stepOverheadMs),
   },
   maxBodyBytes: number(c.env.MAX_BODY_BYTES, 64 * 1024 * 1024),
   version: VERSION,

@@ -1,12 +1,13 @@
 /** Where a job runs: the budget decision, directly. */
 import { describe, expect, it } from "vitest";
-import { decide, type EdgeBudget } from "../../src/api/budget.js";
+import { decide, estimateCpuMs, DEFAULT_EDGE_BUDGET, type EdgeBudget } from "../../src/api/budget.js";
 import { UnprocessableError } from "../../src/errors.js";
 import type { FineTuneRequest } from "../../src/schema/request.js";
 import type { RunPlan } from "../../src/engine/plan.js";
 
-const budget: EdgeBudget = { maxFlops: 1000, maxMemoryBytes: 1000 };
-const plan = (flops: number, memory = 10) => ({ flops, memory_bytes: memory }) as RunPlan;
+// 1 FLOP per ms and no step cost: the CPU estimate in ms equals the FLOPs
+const budget: EdgeBudget = { maxCpuMs: 1000, maxMemoryBytes: 1000, flopsPerMs: 1, stepOverheadMs: 0 };
+const plan = (flops: number, memory = 10) => ({ flops, memory_bytes: memory, steps: 1 }) as RunPlan;
 const req = (mode: string, placement: string) => ({ mode, placement }) as FineTuneRequest;
 
 describe("decide()", () => {
@@ -45,4 +46,15 @@ describe("decide()", () => {
       }
     });
   }
+});
+
+describe("the CPU estimate", () => {
+  it("adds FLOPs at the sustained rate and a cost per step", () => {
+    expect(estimateCpuMs({ flops: 2e9, steps: 640 }, DEFAULT_EDGE_BUDGET)).toBeCloseTo(100 + 19.2, 6);
+  });
+  it("a tiny job with very many steps is bounded by its step cost", () => {
+    const b = { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 1000 };
+    expect(() => decide(req("sync", "auto"), { flops: 1e6, memory_bytes: 1, steps: 100_000 } as RunPlan, b)).toThrow(UnprocessableError);
+    expect(decide(req("sync", "auto"), { flops: 1e6, memory_bytes: 1, steps: 1000 } as RunPlan, b)).toEqual({ run: "sync" });
+  });
 });

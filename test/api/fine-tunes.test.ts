@@ -7,6 +7,7 @@ import { encodeBase64, decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors, writeSafetensors } from "../../src/formats/safetensors.js";
 import { regressionData, seedRequest, classifierRequest } from "../helpers.js";
 import { testApp } from "./app.js";
+import { DEFAULT_EDGE_BUDGET } from "../../src/api/budget.js";
 
 const json = (body: unknown, headers: Record<string, string> = {}) => ({
   method: "POST",
@@ -121,11 +122,11 @@ describe("POST /v1/fine-tunes (sync)", () => {
 });
 
 describe("modes and budgets", () => {
-  const tiny = { maxFlops: 1e5, maxMemoryBytes: 1e9 };
+  const tiny = { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 0.001 };
   it("sync over the in-Worker budget is refused with 422 naming mode", async () => {
     const { app } = await testApp({ budget: tiny });
     const body = await expectProblem(await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "sync" })), 422, "over_budget", "mode");
-    expect(body.detail).toMatch(/FLOPs/);
+    expect(body.detail).toMatch(/s of CPU/);
   });
   it("auto over budget is offloaded: 202, queued for a GPU node", async () => {
     const { app } = await testApp({ budget: tiny });

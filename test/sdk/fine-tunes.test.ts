@@ -3,6 +3,7 @@
  * sync, async), retrieve, list pagination, events (typed, resumed, aborted on break),
  * waitForCompletion (stream and polling), weights, cancel.
  */
+import { DEFAULT_EDGE_BUDGET } from "../../src/api/budget.js";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parseSafetensors } from "../../src/formats/safetensors.js";
@@ -85,7 +86,7 @@ describe("create", () => {
     expect(job).toMatchObject({ object: "fine_tune", status: "queued", mode: "async" });
     const auto = await client.fineTunes.create(small());
     expect(isJob(auto)).toBe(false);
-    const { client: tight } = await sdkSetup({ app: { budget: { maxFlops: 1e5, maxMemoryBytes: 1e9 } } });
+    const { client: tight } = await sdkSetup({ app: { budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 0.001 } } });
     const offloaded = await tight.fineTunes.create(small());
     expect(isJob(offloaded) && offloaded.plan.placement).toBe("gpu-node");
   });

@@ -48,14 +48,65 @@ async function tiny() {
     prep.push(t1 - t0);
     run.push(nowMs() - t1);
   }
+  const floor = await tinyKernelFloor(runtime);
   out({
-    workload: "tiny", variant: runtime.variant, steps: last.metrics.steps, status: last.status,
+    workload: "tiny", variant: runtime.variant, kernel_floor: floor, steps: last.metrics.steps, status: last.status,
     final_loss: last.metrics.history.at(-1).train_loss,
     call_ms: s, steps_per_s: (TINY.steps / s.median) * 1000,
     // V8 is still optimising the validation and training code during the first calls after the warm-up
     first10_call_ms: stats(times.slice(0, 10)).median, last_half_call_ms: stats(times.slice(times.length >> 1)).median,
     phases_ms: { prepare: stats(prep).median, run_and_encode: stats(run).median },
   });
+}
+
+/**
+ * The kernel work of one tiny step called straight from JS, without the engine around it:
+ * the 15 kernel calls a step makes (forward, MSE, zero_grad, backward, finiteness checks,
+ * last-finite copy, Adam), 640 times. The floor any JS-driven step loop over these kernels pays.
+ */
+async function tinyKernelFloor(runtime) {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const k = await instantiateKernels(runtime.module, memory);
+  const arena = new Arena(memory, k.heap_base());
+  const B = TINY.batch, F = TINY.features, H = TINY.hidden, O = TINY.outputs;
+  const P = H * F + H + O * H + O;
+  const x = arena.alloc(TINY.rows * F), y = arena.alloc(TINY.rows * O);
+  const params = arena.alloc(P), grads = arena.alloc(P), m = arena.alloc(P), v = arena.alloc(P), last = arena.alloc(P);
+  const h = arena.alloc(B * H), a = arena.alloc(B * H), out = arena.alloc(B * O), gA = arena.alloc(B * H), gB = arena.alloc(B * H);
+  const scratch = arena.alloc(H * F);
+  arena.f32(x).fill(0.5); arena.f32(y).fill(0.25); arena.f32(params).fill(0.01);
+  const w1 = params.ptr, b1 = w1 + H * F * 4, w2 = b1 + H * 4, b2 = w2 + O * H * 4;
+  const dw1 = grads.ptr, db1 = dw1 + H * F * 4, dw2 = db1 + H * 4, db2 = dw2 + O * H * 4;
+  const epoch = () => {
+    for (let s = 0; s < TINY.stepsPerEpoch; s++) {
+      const rows = Math.min(B, TINY.rows - s * B);
+      const xp = x.ptr + s * B * F * 4, yp = y.ptr + s * B * O * 4;
+      k.matmul_nt(h.ptr, xp, w1, b1, scratch.ptr, rows, H, F);
+      k.relu_forward(a.ptr, h.ptr, rows * H);
+      k.matmul_nt(out.ptr, a.ptr, w2, b2, scratch.ptr, rows, O, H);
+      k.mse_loss(gA.ptr, out.ptr, yp, rows * O);
+      k.fill(grads.ptr, 0, P);
+      k.matmul_tn(dw2, gA.ptr, a.ptr, O, H, rows, 1);
+      k.bias_grad(db2, gA.ptr, rows, O);
+      k.matmul_nn(gB.ptr, gA.ptr, w2, rows, H, O, 0);
+      k.relu_backward(gA.ptr, gB.ptr, a.ptr, rows * H);
+      k.matmul_tn(dw1, gA.ptr, xp, H, F, rows, 1);
+      k.bias_grad(db1, gA.ptr, rows, H);
+      k.all_finite(grads.ptr, P);
+      k.copy(last.ptr, params.ptr, P);
+      k.adam_step(params.ptr, grads.ptr, m.ptr, v.ptr, 0, P, 1e-3, 0.9, 0.1, 0.999, 0.001, 1, 1e-8, 0, 1, 0, 0, 0);
+      k.all_finite(params.ptr, P);
+    }
+  };
+  for (let i = 0; i < 20; i++) epoch(); // tier up
+  const runs = [];
+  for (let r = 0; r < 15; r++) {
+    const t0 = nowMs();
+    for (let e = 0; e < TINY.epochs; e++) epoch();
+    runs.push(nowMs() - t0);
+  }
+  const ms = stats(runs).median;
+  return { calls_per_step: 15, run_ms: ms, us_per_step: (ms * 1000) / TINY.steps };
 }
 
 // ------------------------------------------------------------------ mlp

@@ -113,7 +113,6 @@ if (only.includes("tiny")) {
     edgetune: node("tiny edgetune", "edgetune.mjs", ["tiny", "--repeats", "100"]),
     pytorch: torch("tiny PyTorch (1 thread)", ["tiny", "--threads", "1", "--repeats", "9"], torchEnv(1)),
     tfjs: node("tiny tfjs-backend-wasm", "tfjs.mjs", ["tiny", "--repeats", "5"]),
-    profile: node("tiny profile (instrumented)", "edgetune.mjs", ["profile", "--of", "tiny"]),
   };
 }
 
@@ -284,16 +283,14 @@ function profileMarkdown() {
   const out = [];
   const w = workloads;
   const ms = (x, d = 1) => `${fmt(x, d)} ms`;
-  if (w.tiny?.profile && !w.tiny.profile.error && w.tiny.edgetune && !w.tiny.edgetune.error) {
-    const p = w.tiny.profile;
+  if (w.tiny?.edgetune && !w.tiny.edgetune.error) {
     const e = w.tiny.edgetune;
-    const top = Object.entries(p.kernels).slice(0, 4).map(([n, k]) => `${n} ${ms(k.ms - (k.calls * p.timer_overhead_us_per_call) / 1000, 2)}`).join(", ");
-    const overhead = (p.kernel_calls * p.timer_overhead_us_per_call) / 1000;
+    const f = e.kernel_floor;
     out.push(`- **tiny** (one train() call ${ms(e.call_ms.median, 2)} median, ${fmt((e.call_ms.median * 1000) / e.steps, 2)} us/step; ` +
       (e.first10_call_ms ? `the first 10 calls after the warm-up take ${ms(e.first10_call_ms, 2)} while V8 is still optimising, the last 50 ${ms(e.last_half_call_ms, 2)}; p90 ${ms(e.call_ms.p90, 2)} with GC pauses): ` : "): ") +
       `validation and planning (prepareRun) ${ms(e.phases_ms.prepare, 2)}, training and encoding ${ms(e.phases_ms.run_and_encode, 2)}. ` +
-      `Instrumented run: ${fmt(p.kernel_calls)} kernel calls (${fmt(p.kernel_calls / e.steps, 0)} per step) take ${ms(p.kernel_ms - overhead, 2)} net of the timer ` +
-      `(${top}); the rest of a step is the JS loop and call boundary. ` +
+      (f ? `The ${f.calls_per_step} kernel calls of a step, made straight from a JS loop with nothing else, take ${fmt(f.us_per_step, 2)} us per step (${ms(f.run_ms, 2)} for the 640 steps): ` +
+        `that floor is ${fmt((100 * f.run_ms) / e.call_ms.median, 0)}% of a train() call, the rest is validation, set-up, the engine's own per-step work and encoding. ` : "") +
       (w.tiny.pytorch?.us_per_step ? `PyTorch spends ${fmt(w.tiny.pytorch.us_per_step, 0)} us per step in eager dispatch and autograd; ` : "") +
       (w.tiny.tfjs?.us_per_step ? `tfjs ${fmt(w.tiny.tfjs.us_per_step, 0)} us.` : ""));
   }

@@ -11,6 +11,7 @@ import { isFinal, type JobEvent } from "../src/jobs/job.js";
 import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
 import {
+  weightsKeyOf,
   IDEMPOTENCY_TTL_MS,
   listingKey,
   type IdempotencyRecord,
@@ -218,7 +219,7 @@ export class CloudflareJobStore implements JobStore {
       heartbeat: (id, leaseId) => this.job(id).heartbeat(leaseId),
       saveWeights: async (id, leaseId, bytes) => {
         if ((await this.job(id).inputFor(leaseId)) === null) return null;
-        const key = `weights/${id}/${leaseId}.safetensors`;
+        const key = weightsKeyOf(id, leaseId);
         await this.env.BLOBS.put(key, bytes);
         return key;
       },

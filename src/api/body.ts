@@ -40,16 +40,17 @@ export async function readCreateBody(req: Request, maxBytes: number): Promise<Cr
 }
 
 async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody> {
-  await ensureWithinLimit(req, maxBytes);
+  // read the bytes under the limit first (Content-Length may be absent), then parse them
+  const bytes = await limitedBytes(req, maxBytes);
   let form: FormData;
   try {
-    form = await req.formData();
+    form = await new Response(bytes as BodyInit, { headers: { "content-type": req.headers.get("content-type")! } }).formData();
   } catch {
     throw new RequestValidationError([{ path: "(body)", message: "is not valid multipart/form-data" }]);
   }
   for (const name of form.keys()) {
     if (!PARTS.has(name)) {
-      throw new RequestValidationError([{ path: name, message: "unknown part: send request, weights, train and validation" }]);
+      throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, train and validation" }]);
     }
   }
   const requestPart = form.get("request");
@@ -138,10 +139,4 @@ async function limitedBytes(req: Request, maxBytes: number): Promise<Uint8Array>
     offset += c.byteLength;
   }
   return out;
-}
-
-/** Multipart bodies are parsed by the platform; without a Content-Length, the size is checked by reading a clone. */
-async function ensureWithinLimit(req: Request, maxBytes: number): Promise<void> {
-  if (req.headers.get("content-length") !== null) return;
-  await limitedBytes(req.clone(), maxBytes);
 }

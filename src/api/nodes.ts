@@ -6,7 +6,9 @@
  */
 import { Hono } from "hono";
 import type { z } from "zod";
-import { RequestValidationError } from "../errors.js";
+import { PayloadTooLargeError, RequestValidationError } from "../errors.js";
+import { parseSafetensors } from "../formats/safetensors.js";
+import { weightsKeyOf } from "../jobs/store.js";
 import { zodIssues } from "../schema/issues.js";
 import { ClaimRequest, CompleteRequest, HeartbeatRequest, ProgressRequest, type ClaimResponse } from "../schema/node.js";
 import type { AppEnv } from "./deps.js";
@@ -74,10 +76,14 @@ export const nodes = new Hono<AppEnv>()
     return status.ok ? c.json(status) : leaseLost(id);
   })
 
-  /** PUT /v1/nodes/jobs/{id}/weights?lease_id=...: the fine-tuned safetensors, stored under the lease. */
+  /** PUT /v1/nodes/jobs/{id}/weights?lease_id=...: the fine-tuned safetensors (checked), stored under the lease. */
   .put("/jobs/:id/weights", async (c) => {
     const id = c.req.param("id");
+    const length = Number(c.req.header("content-length") ?? "0");
+    if (length > c.var.deps.maxBodyBytes) throw new PayloadTooLargeError("(body)", `weights over ${c.var.deps.maxBodyBytes} bytes`);
     const bytes = new Uint8Array(await c.req.arrayBuffer());
+    if (bytes.byteLength > c.var.deps.maxBodyBytes) throw new PayloadTooLargeError("(body)", `weights over ${c.var.deps.maxBodyBytes} bytes`);
+    parseSafetensors(bytes, { field: "(body)" }); // a node must upload a valid file
     const key = await c.var.deps.store.channel.saveWeights(id, c.req.query("lease_id") ?? "", bytes);
     return key === null ? leaseLost(id) : c.json({ weights_key: key });
   })
@@ -86,6 +92,10 @@ export const nodes = new Hono<AppEnv>()
   .post("/jobs/:id/complete", async (c) => {
     const id = c.req.param("id");
     const { lease_id, outcome, weights_key } = await body(c.req.raw, CompleteRequest);
+    // the weights must be this lease's own upload, never another job's file
+    if (weights_key !== null && weights_key !== weightsKeyOf(id, lease_id)) {
+      throw new RequestValidationError([{ path: "weights_key", message: "is not the key returned by this lease's weights upload" }]);
+    }
     const { accepted } = await c.var.deps.store.channel.complete(id, lease_id, outcome, weights_key);
     return c.json({ accepted });
   });

@@ -68,7 +68,8 @@ export type TrainRequest = Omit<FineTuneRequestInput, "weights"> & { weights?: s
 export interface PreparedRun {
   request: Request;
   model: ModelSpec;
-  initialParameters: Map<string, Float32Array>;
+  /** The given weights, or null: PyTorch's default init from training.seed, done by the run. */
+  initialParameters: Map<string, Float32Array> | null;
   train: Table;
   validation: Table | null;
   plan: RunPlan;
@@ -85,24 +86,21 @@ export interface PreparedRun {
  * ```
  */
 export function prepareRun(input: TrainRequest, tables: TrainOptions["tables"] = {}): PreparedRun {
+  if (!isObject(input)) throw new RequestValidationError([{ path: "(body)", message: "must be a JSON object" }]);
   const rawWeights = input.weights;
   // Inline rows are validated once, by tableFromInline (row and column paths, NaN/Inf, ragged
   // rows): running zod over every number as well would double the cost of a small job.
   const data = isObject(input.data) ? input.data : undefined;
   const parsed = FineTuneRequest.safeParse({
     ...input,
-    weights: typeof rawWeights === "string" ? rawWeights : null,
+    weights: rawWeights instanceof Uint8Array ? null : rawWeights,
     data: data ? { ...data, train: undefined, validation: undefined } : input.data,
   });
   if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
   const request = parsed.data;
   const model = describeModel(request.model.layers, request.trainable);
   checkLossSpec(request.training.loss, model.outFeatures);
-
-  const initialParameters =
-    rawWeights === undefined || rawWeights === null
-      ? defaultInit(model, request.training.seed)
-      : loadWeights(model, typeof rawWeights === "string" ? decodeBase64(rawWeights, "weights") : rawWeights);
+  checkModelSize(model);
 
   let train = tables.train ?? inlineTable(data?.train, "data.train");
   if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
@@ -124,7 +122,33 @@ export function prepareRun(input: TrainRequest, tables: TrainOptions["tables"] =
     features: train.features,
     targets: train.targets,
   });
+  if (plan.memory_bytes > MAX_MEMORY_BYTES) {
+    throw new UnprocessableError("too_large", [
+      {
+        path: "model.layers",
+        message: `the run needs ${(plan.memory_bytes / 2 ** 30).toFixed(2)} GiB of memory; WebAssembly memory is limited to ${MAX_MEMORY_BYTES / 2 ** 30} GiB`,
+      },
+    ]);
+  }
+  // weights are read only once the plan is known to fit; without weights, the run initialises
+  // them itself (from training.seed), so nothing of the model's size is allocated here
+  const initialParameters =
+    rawWeights === undefined || rawWeights === null
+      ? null
+      : loadWeights(model, typeof rawWeights === "string" ? decodeBase64(rawWeights, "weights") : rawWeights);
   return { request, model, initialParameters, train, validation, plan };
+}
+
+/** The most memory a run may plan: WebAssembly's 32-bit memories stop at 4 GiB; keep a margin. */
+const MAX_MEMORY_BYTES = 3.5 * 2 ** 30;
+
+/** Refuses models whose parameters alone cannot fit, before anything is allocated for them. */
+function checkModelSize(model: ModelSpec): void {
+  if (model.paramCount * 4 * 3 > MAX_MEMORY_BYTES) {
+    throw new UnprocessableError("too_large", [
+      { path: "model.layers", message: `${model.paramCount.toLocaleString("en-US")} parameters do not fit in a WebAssembly memory (at most about ${Math.floor(MAX_MEMORY_BYTES / 12).toLocaleString("en-US")} with their gradients and optimizer state)` },
+    ]);
+  }
 }
 
 /**
@@ -232,7 +256,7 @@ async function trainOn(
   const batchIndex = arena.alloc(plan.maxRows); // [B] i32
 
   const model = new Model(spec, kernels, memory, allocateModel(spec, arena, plan.maxRows));
-  model.loadParameters(prepared.initialParameters);
+  model.loadParameters(prepared.initialParameters ?? defaultInit(spec, t.seed));
   const distributed = parallel ? await parallel.distribute(model, arena, instance) : null;
   const network: Network = distributed ?? model;
   try {

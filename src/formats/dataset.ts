@@ -11,6 +11,7 @@
  *
  * Runtime-agnostic: strings and typed arrays only.
  */
+import { describeValue, listNames } from "./describe.js";
 import { DatasetError, type FieldIssue } from "../errors.js";
 import type { DatasetSpec, LossSpec } from "../schema/request.js";
 
@@ -85,6 +86,9 @@ class IssueList {
 }
 
 /** Grows two float32 buffers row by row; rows are written in place through `x`/`y`. */
+/** Elements a table reserves before rows arrive (4 MiB of float32). */
+const INITIAL_ELEMENTS = 1 << 20;
+
 class TableBuilder {
   x: Float32Array;
   y: Float32Array;
@@ -96,7 +100,9 @@ class TableBuilder {
     readonly targets: number,
     capacityHint: number,
   ) {
-    this.capacity = Math.max(1, capacityHint);
+    // the hint (rows or lines counted in the input) is trusted only up to a few MB: a table grows
+    // by doubling as real rows arrive, so memory follows the data, not a claimed size
+    this.capacity = Math.max(1, Math.min(capacityHint, Math.floor(INITIAL_ELEMENTS / Math.max(1, features + targets))));
     this.x = new Float32Array(this.capacity * features);
     this.y = new Float32Array(this.capacity * targets);
   }
@@ -146,10 +152,7 @@ function explainBadValue(value: unknown): string {
 }
 
 function describeJson(value: unknown): string {
-  if (value === undefined) return "missing";
-  if (Array.isArray(value)) return "a list";
-  const json = JSON.stringify(value);
-  return json.length > 40 ? `${json.slice(0, 37)}...` : json;
+  return describeValue(value);
 }
 
 // ---------------------------------------------------------------- inline JSON
@@ -185,10 +188,20 @@ export function tableFromInline(dataset: DatasetSpec, field: string): Table {
   const targets = Array.isArray(firstTarget) ? firstTarget.length : 1;
   if (y.length > 0 && targets === 0) issues.fatal({ path: `${field}.y[0]`, message: "is empty; each row needs at least one target" });
 
-  const builder = new TableBuilder(features, targets, rows);
+  // reserve only for rows that can be filled (lists of the right width): a claimed row count of
+  // scalars must not make the table allocate rows x width
+  let fillable = 0;
+  for (let r = 0; r < rows; r++) if (Array.isArray(x[r]) && (x[r] as unknown[]).length === features) fillable++;
+  const builder = new TableBuilder(features, targets, fillable);
   for (let r = 0; r < rows && !issues.full; r++) {
+    const value: unknown = x[r];
+    if (!Array.isArray(value) || value.length !== features) {
+      // reported without reserving a row: a malformed row costs no memory
+      copyInlineRow(value, `${field}.x[${r}]`, features, "values", builder.x, 0, issues);
+      continue;
+    }
     const row = builder.addRow();
-    copyInlineRow(x[r], `${field}.x[${r}]`, features, "values", builder.x, row * features, issues);
+    copyInlineRow(value, `${field}.x[${r}]`, features, "values", builder.x, row * features, issues);
   }
   for (let r = 0; r < Math.min(rows, y.length) && !issues.full; r++) {
     const target: unknown = y[r];
@@ -299,10 +312,10 @@ export function parseCsv(text: string, options: CsvOptions): Table {
   targetNames.forEach((name, t) => {
     const column = columnOfName.get(name);
     if (column === undefined) {
-      const listed = names.map((n) => JSON.stringify(n)).join(", ");
-      issues.add({ path: field, line: headerLine, column: name, message: `target column ${JSON.stringify(name)} not found; the header has ${listed}` });
+      const listed = listNames(names);
+      issues.add({ path: field, line: headerLine, column: String(name), message: `target column ${describeValue(name, 60)} not found; the header has ${listed}` });
     } else if (isTarget[column]) {
-      issues.add({ path: field, line: headerLine, column: name, message: `target column ${JSON.stringify(name)} is named twice` });
+      issues.add({ path: field, line: headerLine, column: String(name), message: `target column ${describeValue(name, 60)} is named twice` });
     } else {
       isTarget[column] = 1;
       slotOfColumn[column] = -(t + 1);
@@ -317,7 +330,8 @@ export function parseCsv(text: string, options: CsvOptions): Table {
   const targets = targetNames.length;
   const columns = names.length;
 
-  const builder = new TableBuilder(features, targets, countLines(text, reader.position));
+  // every row needs at least one character per column: lines beyond that are blank or malformed
+  const builder = new TableBuilder(features, targets, Math.min(countLines(text, reader.position), Math.ceil(text.length / (features + targets))));
   for (let record = reader.next(); record !== null; record = reader.next()) {
     const line = reader.recordLine;
     if (reader.recordBroken) continue; // already reported by the reader
@@ -623,7 +637,7 @@ export function parseJsonl(text: string, options: JsonlOptions): Table {
         continue;
       }
       targetsWereScalar = !yIsList;
-      builder = new TableBuilder(x.length, yIsList ? y.length : 1, countLines(text, position));
+      builder = new TableBuilder(x.length, yIsList ? y.length : 1, Math.min(countLines(text, position), Math.ceil(text.length / (2 * x.length + 2))));
       shapeLine = line;
     }
     if (x.length !== builder.features) {

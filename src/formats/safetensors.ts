@@ -9,6 +9,7 @@
  * Parsing never copies the data section: the result keeps a reference to the input and
  * tensor positions, so memory stays bounded by the input size. Runtime-agnostic.
  */
+import { describeValue } from "./describe.js";
 import { SafetensorsError, type SafetensorsRule } from "../errors.js";
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "./dtype.js";
 
@@ -199,7 +200,7 @@ function readEntry(name: string, value: unknown, fail: Fail): TensorInfo {
   const { dtype, shape, data_offsets: offsets } = entry;
   if (typeof dtype !== "string") return fail("invalid_entry", `dtype must be a string, got ${describe(dtype)}`, name);
   if (!Object.hasOwn(DTYPE_SIZES, dtype)) {
-    fail("unknown_dtype", `dtype ${JSON.stringify(dtype)} is not a safetensors dtype (${Object.keys(DTYPE_SIZES).join(", ")})`, name);
+    fail("unknown_dtype", `dtype ${describeValue(dtype)} is not a safetensors dtype (${Object.keys(DTYPE_SIZES).join(", ")})`, name);
   }
   if (!Array.isArray(shape)) return fail("invalid_shape", `shape must be an array of non-negative integers, got ${describe(shape)}`, name);
   shape.forEach((dim: unknown, axis) => {
@@ -268,9 +269,7 @@ function isNonNegativeSafeInteger(value: unknown): value is number {
 }
 
 function describe(value: unknown): string {
-  if (value === undefined) return "nothing";
-  const json = JSON.stringify(value);
-  return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+  return value === undefined ? "nothing" : describeValue(value, 60);
 }
 
 interface KeyScan {

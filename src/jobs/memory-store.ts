@@ -4,7 +4,7 @@
  * processes and tests; nothing survives the process.
  */
 import type { Job } from "../schema/job.js";
-import { IDEMPOTENCY_TTL_MS, listingKey, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
+import { IDEMPOTENCY_TTL_MS, listingKey, weightsKeyOf, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
 import * as machine from "./state.js";
 import { isFinal } from "./job.js";
 
@@ -33,7 +33,7 @@ export class MemoryJobStore implements JobStore {
       heartbeat: async (id, leaseId) => this.apply(id, (s, now) => machine.heartbeat(s, leaseId, now, this.policy)),
       saveWeights: async (id, leaseId, bytes) => {
         if (!this.holds(id, leaseId)) return null;
-        const key = `weights/${id}/${leaseId}.safetensors`;
+        const key = weightsKeyOf(id, leaseId);
         this.blobs.set(key, bytes.slice());
         return key;
       },

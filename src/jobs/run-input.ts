@@ -23,11 +23,10 @@ const MARKER = "edgetune-run-input/1";
 export function encodeRunInput(prepared: PreparedRun): Uint8Array {
   const { data, weights: _weights, ...request } = prepared.request;
   const stored = { ...request, data: { target: data.target } };
-  const tensors: WritableTensor[] = prepared.model.parameters.map((p) => ({
-    name: p.name,
-    shape: [...p.shape],
-    data: prepared.initialParameters.get(p.name)!,
-  }));
+  // without given weights the runner initialises from training.seed (bit-identical), so none are stored
+  const tensors: WritableTensor[] = prepared.initialParameters
+    ? prepared.model.parameters.map((p) => ({ name: p.name, shape: [...p.shape], data: prepared.initialParameters!.get(p.name)! }))
+    : [];
   const table = (name: string, t: Table) => [
     { name: `@${name}.x`, shape: [t.rows, t.features], data: t.x },
     { name: `@${name}.y`, shape: [t.rows, t.targets], data: t.y },
@@ -72,7 +71,7 @@ export function decodeRunInput(bytes: Uint8Array): PreparedRun {
   const train = table("train");
   const validation = table("validation");
   return prepareRun(
-    { ...(request as object), weights: writeSafetensors(params) } as Parameters<typeof prepareRun>[0],
+    { ...(request as object), weights: params.length > 0 ? writeSafetensors(params) : null } as Parameters<typeof prepareRun>[0],
     { ...(train ? { train } : {}), ...(validation ? { validation } : {}) },
   );
 }

@@ -119,3 +119,16 @@ export function listingKey(createdAt: string, id: string): string {
   const inverted = 9_999_999_999_999 - Date.parse(createdAt);
   return `${String(inverted).padStart(13, "0")}:${id}`;
 }
+
+/**
+ * Where a lease's weights upload is stored: unique per attempt, so a late worker never
+ * overwrites the winner's file.
+ *
+ * @example
+ * ```ts
+ * weightsKeyOf("ft_1", "lease-2"); // "weights/ft_1/lease-2.safetensors"
+ * ```
+ */
+export function weightsKeyOf(id: string, leaseId: string): string {
+  return `weights/${id}/${leaseId}.safetensors`;
+}

@@ -336,7 +336,7 @@ export const FineTuneRequest = z.strictObject({
   /** Layer names (or parameter names such as "fc2.bias") to train; everything else is frozen. null trains all. */
   trainable: z.array(z.string().min(1)).min(1).nullable().default(null),
   output: z
-    .object({ dtype: z.enum(["float32", "float16", "bfloat16"]).default("float32") })
+    .strictObject({ dtype: z.enum(["float32", "float16", "bfloat16"]).default("float32") })
     .prefault({}),
   mode: z.enum(["auto", "sync", "async"]).default("auto"),
   placement: z.enum(["auto", "edge", "gpu-node"]).default("auto"),

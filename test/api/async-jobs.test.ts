@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { NodeClient } from "../../src/jobs/node-client.js";
 import { runClaimedJob } from "../../src/jobs/runner.js";
+import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { seedRequest } from "../helpers.js";
 import { NODE_TOKEN, testApp } from "./app.js";
 
@@ -82,7 +83,7 @@ describe("asynchronous GPU-node jobs", () => {
     expect(done.metrics.history[0].train_loss).not.toBe(9);
     // the dead node comes back: its lease is gone
     expect((await node.progress(id, dead.leaseId, [{ epoch: 2, train_loss: 1, lr: 0.001 }])).ok).toBe(false);
-    expect(await node.saveWeights(id, dead.leaseId, new Uint8Array(8))).toBeNull();
+    expect(await node.saveWeights(id, dead.leaseId, writeSafetensors([{ name: "w", shape: [1], data: new Float32Array(1) }]))).toBeNull();
   });
 
   it("a job whose workers keep dying fails after maxAttempts", async () => {
@@ -139,5 +140,23 @@ describe("asynchronous GPU-node jobs", () => {
     const events = sseEvents(await stream);
     expect(events.filter((e) => e.event === "epoch").map((e) => e.data.epoch)).toEqual([1, 2, 3, 4, 5]);
     expect(events.at(-1)!.event).toBe("done");
+  });
+});
+
+describe("the node protocol checks what nodes send", () => {
+  it("an upload that is not safetensors is refused (422); a weights_key of another lease is refused (400)", async () => {
+    const { node, submit, app } = await setup();
+    const id = await submit(gpuRequest(1));
+    const claim = (await node.claim("node-a"))!;
+    const bad = await app.request(`/v1/nodes/jobs/${id}/weights?lease_id=${claim.leaseId}`, {
+      method: "PUT", headers: { authorization: `Bearer ${NODE_TOKEN}`, "content-type": "application/octet-stream" }, body: new Uint8Array(8),
+    });
+    expect(bad.status).toBe(422);
+    const stolen = await app.request(`/v1/nodes/jobs/${id}/complete`, {
+      method: "POST", headers: { authorization: `Bearer ${NODE_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ lease_id: claim.leaseId, weights_key: "weights/ft_other/lease.safetensors", outcome: { failure: "x" } }),
+    });
+    expect(stolen.status).toBe(400);
+    expect(((await stolen.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe("weights_key");
   });
 });

@@ -151,7 +151,7 @@ describe("fuzz: the dataset parsers only ever throw DatasetError", () => {
           for (const issue of result.errors) expect(issue.path).toBe("data.train");
         } else accepted++;
       }),
-      1500,
+      3000,
     );
     expect(accepted, "some texts must parse, or only error paths are fuzzed").toBeGreaterThan(report.runs / 100);
   });
@@ -166,7 +166,7 @@ describe("fuzz: the dataset parsers only ever throw DatasetError", () => {
           for (const issue of result.errors) expect(issue.path).toBe("data.validation");
         } else accepted++;
       }),
-      1500,
+      3000,
     );
     expect(accepted, "some texts must parse, or only error paths are fuzzed").toBeGreaterThan(report.runs / 100);
   });
@@ -181,7 +181,7 @@ describe("fuzz: the dataset parsers only ever throw DatasetError", () => {
           for (const issue of result.errors) expect(issue.path.startsWith("data.train.")).toBe(true);
         } else accepted++;
       }),
-      1500,
+      3000,
     );
     expect(accepted, "some datasets must parse, or only error paths are fuzzed").toBeGreaterThan(report.runs / 100);
   });
@@ -235,7 +235,7 @@ describe("round trips: a numeric table survives CSV, JSONL and inline JSON exact
           expectSameF32(parsed.y, table.targets.flat(), "y");
         },
       ),
-      500,
+      1000,
     );
   });
 
@@ -254,7 +254,7 @@ describe("round trips: a numeric table survives CSV, JSONL and inline JSON exact
         expectSameF32(parsed.x, table.rows.flat(), "x");
         expectSameF32(parsed.y, scalar ? table.targets.map((t) => t[0]!) : table.targets.flat(), "y");
       }),
-      500,
+      1000,
     );
   });
 
@@ -270,7 +270,7 @@ describe("round trips: a numeric table survives CSV, JSONL and inline JSON exact
         expectSameF32(parsed.x.map((v) => (v === 0 ? 0 : v)), plain(table.rows.flat()), "x");
         expectSameF32(parsed.y.map((v) => (v === 0 ? 0 : v)), plain(scalar ? table.targets.map((t) => t[0]!) : table.targets.flat()), "y");
       }),
-      500,
+      1000,
     );
   });
 });

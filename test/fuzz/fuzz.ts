@@ -11,6 +11,7 @@
  *   the input size" is asserted exactly rather than through a noisy RSS reading.
  */
 import fc from "fast-check";
+import { DEFAULT_EDGE_BUDGET, type EdgeBudget } from "../../src/api/budget.js";
 import { EdgetuneError } from "../../src/errors.js";
 
 const seedVariable = process.env.FUZZ_SEED;
@@ -193,3 +194,17 @@ export const nastyNumber: fc.Arbitrary<number> = fc.oneof(
   fc.constantFrom(0, -0, 0.5, -1, 1.5, 2 ** 31, 2 ** 32, 2 ** 40, 2 ** 53, 2 ** 53 + 2, 2 ** 64, 1e21, 1e308, -1e308, 5e-324, 3.4028235677973366e38, 1e39),
   fc.double(),
 );
+
+// ---------------------------------------------------------------- app budget
+
+/**
+ * A small in-Worker budget for the fuzzed app: a valid generated job trains in milliseconds,
+ * bigger ones go async (202) or are refused (422). Built from DEFAULT_EDGE_BUDGET so that it
+ * follows the budget's shape (a FLOP cap, or a CPU-time cap with its cost model).
+ */
+export function smallBudget(): EdgeBudget {
+  const budget: Record<string, number> = { ...(DEFAULT_EDGE_BUDGET as unknown as Record<string, number>), maxMemoryBytes: 16 << 20 };
+  if ("maxCpuMs" in budget) budget.maxCpuMs = 50;
+  if ("maxFlops" in budget) budget.maxFlops = 5e7;
+  return budget as unknown as EdgeBudget;
+}

@@ -10,7 +10,7 @@ import fc from "fast-check";
 import { encodeBase64 } from "../../src/formats/base64.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { testApp } from "../api/app.js";
-import { anyString, checkProperty, printReports, tokenString } from "./fuzz.js";
+import { anyString, checkProperty, printReports, smallBudget, tokenString } from "./fuzz.js";
 import { fuzzedRequest, knownBug, validRequest, type Json } from "./requests.js";
 
 afterAll(() => printReports("http"));
@@ -20,7 +20,7 @@ let app: App;
 let keyed: App;
 
 /** Small budget: a valid sync job of the generators trains in milliseconds; bigger ones go async (202) or are refused (422). */
-const BUDGET = { maxFlops: 5e7, maxMemoryBytes: 16 << 20 };
+const BUDGET = smallBudget();
 const MAX_BODY = 1 << 20;
 /** Per request, generous for CI; a hang or a runaway job takes far longer. */
 const REQUEST_MS = 5_000;
@@ -82,6 +82,12 @@ const jsonTypes = fc.constantFrom("application/json", "application/json; charset
 const otherTypes = fc.oneof(
   fc.constantFrom("", "text/plain", "text/csv", "application/octet-stream", "application/x-www-form-urlencoded", "multipart/form-data", "multipart/form-data; boundary=", "multipart/form-data; boundary=x", "multipart/mixed; boundary=x", "application/jsonl", "*/*", "application/json-seq", "json", ";", "application/json;;;", "text/html; charset=utf-8"),
   fc.stringMatching(/^[a-z]{1,8}\/[a-z+.-]{1,12}(; ?[a-z]{1,8}=[a-z0-9]{0,8})?$/),
+);
+
+/** Idempotency-Key headers: a few reused ones (replays, and reuse for another request), fresh ones, invalid ones. */
+const idempotencyKey = fc.option(
+  fc.oneof(fc.constantFrom("key-a", "key-b", "key-c", "", " ", "a b", "x".repeat(256), "\u007f"), fc.stringMatching(/^[\x21-\x7e]{1,40}$/)),
+  { nil: undefined, freq: 2 },
 );
 
 /** A JSON body: a mutated request, sometimes with the text itself damaged. */
@@ -173,11 +179,13 @@ describe("fuzz: POST /v1/fine-tunes never answers 5xx", () => {
     const statuses = new Map<number, number>();
     await checkProperty(
       "http: JSON requests",
-      fc.asyncProperty(jsonBody, jsonTypes, async (body, type) => {
-        const status = await send(app, "/v1/fine-tunes", { method: "POST", body: body as BodyInit, headers: { "content-type": type } });
+      fc.asyncProperty(jsonBody, jsonTypes, idempotencyKey, async (body, type, key) => {
+        const headers: Record<string, string> = { "content-type": type };
+        if (key !== undefined) headers["idempotency-key"] = key;
+        const status = await send(app, "/v1/fine-tunes", { method: "POST", body: body as BodyInit, headers });
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }),
-      400,
+      1000,
     );
     console.log(`[fuzz] http JSON statuses: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`).join(", ")}`);
     expect(statuses.get(200) ?? 0, "some requests must train").toBeGreaterThan(0);
@@ -197,7 +205,7 @@ describe("fuzz: POST /v1/fine-tunes never answers 5xx", () => {
           await send(app, "/v1/fine-tunes", { method: "POST", body: body as BodyInit, headers });
         },
       ),
-      400,
+      1000,
     );
   });
 
@@ -209,7 +217,7 @@ describe("fuzz: POST /v1/fine-tunes never answers 5xx", () => {
         const status = await send(app, "/v1/fine-tunes", { method: "POST", body: formData(parts) });
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }),
-      300,
+      800,
     );
     console.log(`[fuzz] http multipart statuses: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`).join(", ")}`);
   });
@@ -224,7 +232,7 @@ describe("fuzz: POST /v1/fine-tunes never answers 5xx", () => {
           headers: { "content-type": declare ? `multipart/form-data; boundary="${boundary}"` : `multipart/form-data; boundary=${boundary}` },
         });
       }),
-      300,
+      600,
     );
   });
 
@@ -245,7 +253,7 @@ describe("fuzz: POST /v1/fine-tunes never answers 5xx", () => {
         const status = await send(app, "/v1/fine-tunes", { method: "POST", body: form });
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }),
-      300,
+      600,
     );
     console.log(`[fuzz] http multipart data statuses: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`).join(", ")}`);
     expect(statuses.get(200) ?? 0, "some requests must train").toBeGreaterThan(0);
@@ -303,7 +311,7 @@ describe("fuzz: every route, method, query and header", () => {
             }
           },
         ),
-        300,
+        600,
       );
       console.log(`[fuzz] http ${name} route statuses: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`).join(", ")}`);
     });

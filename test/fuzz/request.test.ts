@@ -42,7 +42,7 @@ describe("fuzz: prepareRun only ever throws typed 400/422 errors naming a field"
         // weights "mismatch"/"garbage", a split of few rows, or onecycle without momentum may be refused; the rest must pass
         if (!(result instanceof EdgetuneError)) accepted++;
       }),
-      500,
+      1000,
     );
     expect(accepted).toBeGreaterThan(report.runs / 2);
   });
@@ -59,7 +59,7 @@ describe("fuzz: prepareRun only ever throws typed 400/422 errors naming a field"
           seen.set(key, (seen.get(key) ?? 0) + 1);
         },
       ),
-      1500,
+      4000,
     );
     console.log(`[fuzz] request outcomes: ${[...seen].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(", ")}`);
     expect(seen.get("ok") ?? 0, "some mutated requests must still be valid").toBeGreaterThan(0);

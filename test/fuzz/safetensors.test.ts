@@ -393,7 +393,7 @@ describe("fuzz: parseSafetensors only ever throws SafetensorsError, in bounded t
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
         checkParse(bytes);
       }),
-      1000,
+      3000,
     );
   });
 
@@ -404,7 +404,7 @@ describe("fuzz: parseSafetensors only ever throws SafetensorsError, in bounded t
       fc.property(headerTextArb, fc.uint8Array({ maxLength: 64 }), fc.integer({ min: 0, max: 7 }), (text, data, padding) => {
         checkParse(assemble(text, data, padding));
       }),
-      1000,
+      3000,
     );
   });
 
@@ -416,7 +416,7 @@ describe("fuzz: parseSafetensors only ever throws SafetensorsError, in bounded t
         for (const d of damages) bytes = applyDamage(bytes, d);
         checkParse(bytes);
       }),
-      1000,
+      3000,
     );
   });
 });
@@ -440,7 +440,7 @@ describe("fuzz: structured mutations are accepted exactly when the format's rule
           expect({ dtype: info.dtype, shape: info.shape, begin: info.begin, end: info.end }).toEqual({ dtype, shape, begin: data_offsets[0], end: data_offsets[1] });
         }
       }),
-      500,
+      1000,
     );
   });
 
@@ -459,7 +459,7 @@ describe("fuzz: structured mutations are accepted exactly when the format's rule
         }
         if (got) accepted++;
       }),
-      2000,
+      5000,
     );
     // the mutations must not all be fatal, or this would test nothing but rejection
     expect(accepted).toBeGreaterThan(report.runs / 20);
@@ -604,7 +604,7 @@ describe("round trip: writeSafetensors -> parseSafetensors -> readTensorF32", ()
           }
         },
       ),
-      500,
+      1000,
     );
   });
 });

@@ -5,7 +5,7 @@
  * - A table they return is consistent: `rows × features` finite float32 values, and so on.
  * - Round trips: a numeric table written as CSV (any column order, quoting, spacing, line ends,
  *   number spellings), as JSONL or inline comes back with exactly the same float32 values.
- * - BUG reproducers (failing until fixed) for memory amplification and deep nesting.
+ * - regression tests for the memory amplification and deep nesting bugs they found (fixed).
  */
 import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
@@ -295,16 +295,16 @@ function amplifier(format: "inline" | "csv" | "jsonl", width: number, rows: numb
 }
 
 describe("memory is bounded by the input's size", () => {
-  // BUG (issue 7, item 1): TableBuilder allocates capacity × features up front, with capacity =
+  // Fixed (found by this fuzzer, issue 7): TableBuilder allocates capacity × features up front, with capacity =
   // rows of the inline x (however short the other rows are) or every "\n" of a CSV/JSONL part
   // (blank lines included), and features = the first row's width. A ~2 MB request
   // (`x: [[0 × 100,000], 0 × 1,000,000]`, or a CSV header of 100,000 columns and 1,000,000
   // blank lines) asks for 4e11 bytes: RangeError "Invalid typed array length", a 500 through
-  // POST /v1/fine-tunes; smaller ones (10,000 × 100,000) really allocate 4 GB. Fails until the
+  // POST /v1/fine-tunes; smaller ones (10,000 × 100,000) really allocate 4 GB. (Fixed: the)
   // capacity is bounded by what the input can hold (e.g. min(lines, text.length / (2 × columns))).
-  it("BUG: inline, CSV and JSONL tables never ask for more than 16 bytes per input character", async () => {
+  it("regression: inline, CSV and JSONL tables never ask for more than 16 bytes per input character", async () => {
     await checkProperty(
-      "dataset: BUG allocation amplification",
+      "dataset: allocation amplification",
       fc.property(fc.constantFrom("inline" as const, "csv" as const, "jsonl" as const), fc.integer({ min: 50, max: 3000 }), fc.integer({ min: 50, max: 3000 }), (format, width, rows) => {
         const { run, size } = amplifier(format, width, rows);
         const { report, error } = meterAllocations(run, { capBytes: 1 << 28 });
@@ -317,7 +317,7 @@ describe("memory is bounded by the input's size", () => {
     );
   });
 
-  it("BUG (reproducer): x = [[0 × 100,000], 0 × 1,000,000] is a DatasetError, not a RangeError", () => {
+  it("regression: x = [[0 × 100,000], 0 × 1,000,000] is a DatasetError, not a RangeError", () => {
     // 4e11 bytes is past the typed-array limit, so this throws at once rather than allocating
     const { run } = amplifier("inline", 100_000, 1_000_000);
     let error: unknown;
@@ -333,13 +333,13 @@ describe("memory is bounded by the input's size", () => {
 describe("deep nesting", () => {
   const deepObject = (depth: number) => JSON.parse(`${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`) as unknown;
 
-  // BUG (issue 7, item 1): describeJson() in src/formats/dataset.ts JSON.stringify()s the offending
+  // Fixed (found by this fuzzer, issue 7): describeJson() in src/formats/dataset.ts JSON.stringify()s the offending
   // value (a row, a target, JSONL's "x"/"y"); one nested ~10,000 deep overflows the stack:
   // RangeError instead of DatasetError, a 500 through the API. parseCsv has the same problem
   // with a deep `data.target` from a multipart request (JSON.stringify(name) in its messages).
-  it("BUG: a deeply nested row, target or JSONL value is a DatasetError, not a stack overflow", async () => {
+  it("regression: a deeply nested row, target or JSONL value is a DatasetError, not a stack overflow", async () => {
     await checkProperty(
-      "dataset: BUG deep nesting in described values",
+      "dataset: deep nesting in described values",
       fc.property(fc.constantFrom("inline x row", "inline y", "jsonl x", "jsonl y", "csv target"), fc.integer({ min: 10_000, max: 50_000 }), (where, depth) => {
         const deep = deepObject(depth);
         const run = (): Table => {

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { EdgetuneError, RequestValidationError, UnprocessableError } from "../../src/errors.js";
 import { checkProperty, describeThrown, expectTyped, meterAllocations, printReports } from "./fuzz.js";
-import { fuzzedRequest, knownBug, validRequest } from "./requests.js";
+import { fuzzedRequest, validRequest } from "./requests.js";
 
 afterAll(() => printReports("request"));
 
@@ -52,7 +52,7 @@ describe("fuzz: prepareRun only ever throws typed 400/422 errors naming a field"
     await checkProperty(
       "request: mutated requests",
       fc.property(
-        fuzzedRequest.filter((v) => v !== null && typeof v === "object" && knownBug(v) === null),
+        fuzzedRequest.filter((v) => v !== null && typeof v === "object"),
         (request) => {
           const result = checkPrepare(request);
           const key = result instanceof EdgetuneError ? `${result.status} ${result.code}` : "ok";
@@ -65,11 +65,11 @@ describe("fuzz: prepareRun only ever throws typed 400/422 errors naming a field"
     expect(seen.get("ok") ?? 0, "some mutated requests must still be valid").toBeGreaterThan(0);
   });
 
-  // BUG (minor; library API): prepareRun / train() read `input.weights` before validating, so
+  // Fixed (found by this fuzzer): prepareRun / train() read `input.weights` before validating, so
   // train(null) or train(undefined) from JavaScript throws TypeError ("Cannot read properties of
   // null") instead of RequestValidationError. The HTTP API is not affected (bodies must be JSON
-  // objects). Fails until prepareRun checks that its input is an object.
-  it("BUG: any top-level JSON value, null included, is a typed error", () => {
+  // objects). (Fixed: prepareRun checks that its input is an object.)
+  it("regression: any top-level JSON value, null included, is a typed error", () => {
     for (const input of [null, undefined, 0, "", "model", [], [1], true]) {
       let error: unknown;
       try {
@@ -83,13 +83,13 @@ describe("fuzz: prepareRun only ever throws typed 400/422 errors naming a field"
 });
 
 describe("weights", () => {
-  // BUG (issue 7, item 1): prepareRun validates `weights` with the schema only when it is a string
+  // Fixed (found by this fuzzer, issue 7): prepareRun validates `weights` with the schema only when it is a string
   // (it passes null to zod otherwise) and then hands any other non-null value to
   // parseSafetensors as if it were bytes. A JSON body with "weights": 0, true, {} or an array
   // of 8+ numbers throws TypeError ("First argument to DataView constructor must be an
   // ArrayBuffer"): a 500 from POST /v1/fine-tunes. A short array ([1,2,3]) is even parsed as a
-  // 3-byte file. Fails until non-string weights from JSON are refused with 400 at "weights".
-  it("BUG: weights that are not a string (or bytes from a multipart part) are a 400 at weights", () => {
+  // 3-byte file. (Fixed: non-string weights from JSON are refused with 400 at "weights".)
+  it("regression: weights that are not a string (or bytes from a multipart part) are a 400 at weights", () => {
     const base = { model: { layers: [{ type: "linear", in_features: 1, out_features: 1 }] }, data: { train: { x: [[1]], y: [1] } } };
     for (const weights of [0, 1, true, {}, { "0": 1 }, [1, 2, 3], [0, 0, 0, 0, 0, 0, 0, 0, 0]]) {
       let error: unknown;
@@ -110,19 +110,19 @@ describe("requests whose size is out of proportion to their bytes", () => {
     data: { train: { x: [[1]], y: [[1]] } },
   });
 
-  // BUG (issue 7, items 1-2): without weights, prepareRun fills the model with PyTorch's default
+  // Fixed (found by this fuzzer, issue 7): without weights, prepareRun fills the model with PyTorch's default
   // init (defaultInit in src/engine/train.ts) before planRun and the budget see the model. The
   // schema allows in_features and out_features up to 2^20, so a 150-byte request asks for
   // 2^40 floats: RangeError "Invalid typed array length", a 500 from POST /v1/fine-tunes.
   // With 2^15 x 2^15 it really allocates and fills 4 GiB (about 20 s of CPU here) before the
-  // data check refuses it. Fails until the plan (parameter count and memory) is checked, and
+  // data check refuses it. (Fixed: the plan (parameter count and memory) is checked, and)
   // refused past a hard limit, before any parameter is allocated.
-  it("BUG: a 2^20 x 2^20 linear layer without weights is a 4xx, not a RangeError", () => {
+  it("regression: a 2^20 x 2^20 linear layer without weights is a 4xx, not a RangeError", () => {
     const { error } = meterAllocations(() => prepareRun(model(2 ** 20) as TrainRequest), { capBytes: 1 << 28 });
     expect(describeThrown(error)).toMatch(/^(RequestValidationError|UnprocessableError)/);
   });
 
-  it("BUG: a 2^15 x 2^15 model is refused before its 4 GiB of parameters are allocated", () => {
+  it("regression: a 2^15 x 2^15 model is refused before its 4 GiB of parameters are allocated", () => {
     const { error, report } = meterAllocations(() => prepareRun(model(2 ** 15) as TrainRequest), { capBytes: 1 << 28 });
     expect(report.largestBytes, `asked for ${report.largestBytes} bytes (${report.largestKind}) for a ${JSON.stringify(model(2 ** 15)).length}-byte request`).toBeLessThan(64 << 20);
     expect(error).toBeInstanceOf(EdgetuneError);

@@ -180,14 +180,3 @@ export const fuzzedRequest: fc.Arbitrary<Json> = fc.oneof(
 
 export type { Json };
 
-/**
- * Requests that hit a bug already reproduced by a failing "BUG:" test. The generic properties
- * skip them so they keep looking for new bugs; delete a line here once its bug is fixed.
- */
-export function knownBug(request: Json): string | null {
-  if (request === null || typeof request !== "object" || Array.isArray(request)) return null;
-  const weights = (request as Record<string, Json>).weights;
-  // request.test.ts "BUG: weights that are not a string" (prepareRun treats them as bytes)
-  if (weights !== undefined && weights !== null && typeof weights !== "string") return "non-string weights";
-  return null;
-}

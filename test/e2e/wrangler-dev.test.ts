@@ -70,6 +70,18 @@ describe("wrangler dev, as a new user runs it", () => {
     expect(out).toMatch(/the loss fell/);
   });
 
+  it("the per-user head example personalises two users, training only the head", () => {
+    const out = execFileSync(process.execPath, [join(root, "examples/per-user-head/personalise.mjs")], {
+      cwd: work,
+      env: { ...process.env, EDGETUNE_URL: `http://127.0.0.1:${port}` },
+      encoding: "utf8",
+    });
+    expect(out).toMatch(/ada: head-only fine-tune, .* 51 of 195 parameters trained/);
+    const [ada, lin] = ["ada", "lin"].map((u) => parseSafetensors(new Uint8Array(readFileSync(join(work, `head-${u}.safetensors`)))));
+    const encoder = (f: ReturnType<typeof parseSafetensors>) => f.bytes.slice(f.dataStart + f.tensors.get("encoder.weight")!.begin, f.dataStart + f.tensors.get("encoder.weight")!.end);
+    expect(encoder(ada!)).toEqual(encoder(lin!));
+  });
+
   it("the job and its weights survive a restart of wrangler dev", async () => {
     await stop(dev);
     dev = await startWranglerDev(port, persist);

@@ -308,7 +308,7 @@ function profileMarkdown() {
           `${fmt(shapes["  of which transpose W 256x784"].us, 0)} of ${fmt(shapes["fc1 forward matmul_nt 64x256x784"].us, 0)} us; ${fmt(shapes["fc1 forward matmul_nn on packed W^T 64x256x784"].gflops, 1)} GFLOP/s without it) and ` +
           `${fmt(shapes["fc1 dW matmul_tn 256x784x64"].gflops, 1)} (matmul_tn)` +
           (fwdFlops / (nt.ms * 1e6) < 0.85 * shapes["fc1 forward matmul_nt 64x256x784"].gflops
-            ? `; the in-loop shortfall is most likely cache traffic: each step also streams the 0.8 MB fc1 weight, its gradient and Adam's m and v (3.2 MB together) through a ${machine.caches_per_core?.L2 ?? "?"} L2`
+            ? `; the in-loop shortfall, when it is not noise from other processes, is most likely cache traffic: each step also streams the 0.8 MB fc1 weight, its gradient and Adam's m and v (3.2 MB together) through a ${machine.caches_per_core?.L2 ?? "?"} L2`
             : `, so in the loop the GEMMs run at the kernel's own speed for these shapes`) : "") + ". " : "") +
       (e?.tables ? `With the data already parsed (a CSV upload, TrainOptions.tables) the same calls reach ${fmt(e.tables.samples_per_s)} samples/s instead of ${fmt(e.inline.samples_per_s)}. ` : "") +
       (w.mlp.pytorch_1t?.profile_top ? `PyTorch (1 thread, one epoch under the autograd profiler): ${w.mlp.pytorch_1t.profile_top.slice(0, 4).map((o) => `${o.op} ${ms(o.self_ms)}`).join(", ")}.` : ""));

@@ -79,10 +79,8 @@ export class ThreadPool implements Parallelism {
     const script = workerScript();
     const workers = await Promise.all(
       Array.from({ length: Math.max(0, threads - 1) }, (_, i) => {
-        const worker = new Worker(script, {
-          workerData: { index: i + 1 },
-          execArgv: relaxed ? ["--experimental-wasm-relaxed-simd"] : [],
-        });
+        // V8 flags (such as --experimental-wasm-relaxed-simd) are process-wide: workers share them
+        const worker = new Worker(script, { workerData: { index: i + 1 } });
         worker.unref();
         return new Promise<Worker>((resolve, reject) => {
           worker.once("message", () => resolve(worker));

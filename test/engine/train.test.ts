@@ -218,7 +218,7 @@ describe("kernel instances are reused, never shared", () => {
       await new Promise((r) => setTimeout(r, 0));
     };
     const concurrent = await Promise.all([train(a, { onProgress: progress("a") }), train(b, { onProgress: progress("b") })]);
-    expect(order.slice(0, 4).sort()).toEqual(["a", "a", "b", "b"]);
+    expect(order.indexOf("b")).toBeLessThan(order.lastIndexOf("a")); // b ran epochs while a was still running
     expect(concurrent.map((r) => r.weights)).toEqual(sequential.map((r) => r.weights));
   });
 });

@@ -267,7 +267,7 @@ class ReduceLROnPlateau implements LrScheduler {
 class SequentialLR implements LrScheduler {
   private lastEpoch = 0;
   constructor(
-    private readonly group: ParamGroup,
+    group: ParamGroup,
     private readonly schedulers: ChainableScheduler[],
     private readonly milestones: readonly number[],
   ) {

@@ -2,8 +2,11 @@
  * train(): one request in, one result out. The same function runs in the Worker, on GPU nodes
  * and in-process; the runtime entry injects the compiled kernel module.
  *
- *   validate (zod) -> decode weights and data -> plan -> memory (arena) -> epochs of
- *   { forward, loss, zero_grad, backward, clip, update, schedule } -> validate -> result
+ *   prepareRun: validate (zod) -> data -> plan -> weights
+ *   runLoop:    epochs of { backend.step: forward, loss, zero_grad, backward, clip, update;
+ *                           schedule } -> validation, events, early stopping -> result
+ *   backends:   wasm-backend.ts (the kernel core, optionally on threads); the loop does not
+ *               know where the numbers live.
  */
 import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
 import { zodIssues } from "../schema/issues.js";
@@ -12,12 +15,12 @@ import { RequestValidationError, UnprocessableError, type FieldIssue } from "../
 import { decodeBase64, encodeBase64 } from "../formats/base64.js";
 import { checkTargets, tableFromInline, type Table } from "../formats/dataset.js";
 import { parseSafetensors, readTensorF32, writeSafetensors } from "../formats/safetensors.js";
-import { Arena, type Region } from "./arena.js";
-import { acquireKernels, releaseKernels, type KernelInstance, type Kernels, type KernelVariant } from "./kernels.js";
-import { createLoss, checkLossSpec, type Loss } from "./losses.js";
-import { allocateModel, describeModel, Model, type ModelSpec } from "./model.js";
-import type { Network, Parallelism } from "./parallel.js";
-import { createOptimizer } from "./optimizers.js";
+import { acquireKernels, releaseKernels, type KernelInstance, type KernelVariant } from "./kernels.js";
+import { checkLossSpec } from "./losses.js";
+import { describeModel, type ModelSpec } from "./model.js";
+import type { Parallelism } from "./parallel.js";
+import type { TrainingBackend } from "./backend.js";
+import { createWasmBackend } from "./wasm-backend.js";
 import { planRun, type RunPlan } from "./plan.js";
 import { createReferenceKernels } from "./reference.js";
 import { MT19937, fillUniform, mixSeed, shuffleInPlace } from "./rng.js";
@@ -220,7 +223,12 @@ export async function runPreparedRaw(
   const shared = parallel ? await parallel.acquire() : null;
   const instance: KernelInstance = shared ?? (useReference ? referenceInstance() : await acquireKernels(runtime.module));
   try {
-    return await trainOn(instance, runtime, prepared, options, started, shared ? parallel : null);
+    const backend = await createWasmBackend(instance, prepared, prepared.initialParameters ?? defaultInit(prepared.model, prepared.request.training.seed), {
+      variant: useReference ? "js-reference" : runtime.variant,
+      parallel: shared ? parallel : null,
+      diagnostics: options.diagnostics,
+    });
+    return await runLoop(backend, runtime, prepared, options, started);
   } finally {
     if (shared) parallel!.release(shared);
     else if (!useReference) releaseKernels(runtime.module, instance);
@@ -232,49 +240,24 @@ function referenceInstance(): KernelInstance {
   return { memory, kernels: createReferenceKernels(memory, 1024) };
 }
 
-/** The run itself, on one kernel instance. */
-async function trainOn(
-  instance: KernelInstance,
-  runtime: EngineRuntime,
+/**
+ * The training loop over a backend: epochs of batches in order or shuffled, the schedule, the
+ * per-epoch metrics and events, early stopping, cancellation, and the result.
+ */
+export async function runLoop(
+  backend: TrainingBackend,
+  runtime: Pick<EngineRuntime, "runtime">,
   prepared: PreparedRun,
   options: TrainOptions,
   started: number,
-  parallel: Parallelism | null,
 ): Promise<RawRunResult> {
-  const { request, model: spec, plan, train: trainTable, validation: validationTable } = prepared;
+  const { request, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
-  const useReference = options.kernel === "js-reference";
-  const { memory, kernels } = instance;
-  const arena = new Arena(memory, kernels.heap_base());
-  arena.reserve(plan.memory_bytes);
-
-  const data = loadTable(arena, trainTable); // x [N, F], y [N, T]
-  const valData = validationTable ? loadTable(arena, validationTable) : null;
-  const valLogits = validationTable ? arena.alloc(validationTable.rows * spec.outFeatures) : null; // [V, out]
-  const batchX = arena.alloc(plan.maxRows * trainTable.features); // [B, F]
-  const batchY = arena.alloc(plan.maxRows * trainTable.targets); // [B, T]
-  const batchIndex = arena.alloc(plan.maxRows); // [B] i32
-
-  const model = new Model(spec, kernels, memory, allocateModel(spec, arena, plan.maxRows));
-  model.loadParameters(prepared.initialParameters ?? defaultInit(spec, t.seed));
-  const distributed = parallel ? await parallel.distribute(model, arena, instance) : null;
-  const network: Network = distributed ?? model;
   try {
-    const trainableN = spec.trainableCount;
-    const lastFinite = arena.alloc(trainableN); // params before the latest update
-    const best = t.early_stopping ? arena.alloc(trainableN) : null;
-    const optimizer = createOptimizer(t.optimizer, kernels, arena, model.params.ptr, model.grads.ptr, trainableN);
-    const loss = createLoss(t.loss, kernels, arena, spec.outFeatures);
-    const scheduler = createScheduler(t.schedule, optimizer.group, {
+    const scheduler = createScheduler(t.schedule, backend.group, {
       interval: plan.interval,
       totalSchedulerSteps: plan.totalSchedulerSteps,
     });
-    if (options.diagnostics) {
-      options.diagnostics.arenaBytes = arena.used;
-      options.diagnostics.memoryBytes = memory.buffer.byteLength;
-    }
-
-    // ---- the training loop
     const history: EpochMetrics[] = [];
     const order = Int32Array.from({ length: trainTable.rows }, (_, i) => i);
     const shuffleRng = new MT19937(mixSeed(t.seed, 0x5348_5546)); // "SHUF"
@@ -289,80 +272,38 @@ async function trainOn(
     let error: RunError | undefined;
     let lastYield = now();
 
-    const stop = (s: FineTuneResult["status"], e: RunError) => {
-      status = s;
-      error = e;
-    };
-
     epochs: for (let epoch = 1; epoch <= t.epochs; epoch++) {
       if (t.shuffle) shuffleInPlace(shuffleRng, order);
       let lossSum = 0;
       let lossRows = 0;
-      let lastLr = optimizer.group.lr;
+      let lastLr = backend.group.lr;
       for (let b = 0; b < plan.stepsPerEpoch; b++) {
         if (options.signal?.aborted) {
-          stop("cancelled", { code: "cancelled", message: "cancelled by the caller", step, epoch });
+          status = "cancelled";
+          error = { code: "cancelled", message: "cancelled by the caller", step, epoch };
           break epochs;
         }
         const start = b * t.batch_size;
         const rows = Math.min(t.batch_size, trainTable.rows - start);
-        // ---- batch: rows in order (a view into the dataset) or gathered by the shuffled order
-        let xPtr: number;
-        let yPtr: number;
-        if (t.shuffle) {
-          arena.i32(batchIndex).set(order.subarray(start, start + rows));
-          kernels.gather_rows(batchX.ptr, data.x.ptr, batchIndex.ptr, rows, trainTable.features);
-          kernels.gather_rows(batchY.ptr, data.y.ptr, batchIndex.ptr, rows, trainTable.targets);
-          xPtr = batchX.ptr;
-          yPtr = batchY.ptr;
-        } else {
-          xPtr = data.x.ptr + start * trainTable.features * 4;
-          yPtr = data.y.ptr + start * trainTable.targets * 4;
-        }
         step += 1;
-
-        // ---- forward, loss (fused with dL/dlogits)
-        const logits = network.forward(xPtr, rows, true, mixSeed(t.seed, step));
-        const batchLoss = loss.compute(model.logitsGrad.ptr, logits, yPtr, rows);
-        if (!Number.isFinite(batchLoss)) {
-          stop("diverged", { code: "diverged", message: `the loss became ${batchLoss} at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
-          break epochs;
-        }
-        // ---- zero_grad, backward
-        network.zeroGrad();
-        network.backward(rows);
-        if (!kernels.all_finite(model.grads.ptr, trainableN)) {
-          stop("diverged", { code: "diverged", message: `a gradient became non-finite at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
-          break epochs;
-        }
-        // ---- clip_grad_norm_
-        if (t.clip_grad_norm !== null) {
-          const clip = typeof t.clip_grad_norm === "number" ? { max_norm: t.clip_grad_norm, norm_type: 2 as const, error_if_nonfinite: false } : t.clip_grad_norm;
-          const total = gradNorm(kernels, model.grads, clip.norm_type);
-          if (clip.error_if_nonfinite && !Number.isFinite(total)) {
-            // torch raises here; a numeric fault ends the run as diverged with the last finite weights
-            stop("diverged", { code: "non_finite_norm", message: `the total gradient norm (order ${clip.norm_type}) is ${total} at step ${step} (epoch ${epoch}); clip_grad_norm.error_if_nonfinite is set`, step, epoch });
-            break epochs;
-          }
-          // clip_coef = max_norm / (total + 1e-6) in float32, clamped at 1 (an infinite norm scales by 0, as in torch)
-          const coef = Math.fround(clip.max_norm / Math.fround(total + 1e-6));
-          kernels.scale(model.grads.ptr, Math.min(coef, 1), trainableN);
-        }
-        // ---- update (keeping the last finite parameters)
-        kernels.copy(lastFinite.ptr, model.params.ptr, trainableN);
-        lastLr = optimizer.group.lr;
-        optimizer.step();
-        if (!kernels.all_finite(model.params.ptr, trainableN)) {
-          kernels.copy(model.params.ptr, lastFinite.ptr, trainableN);
-          stop("diverged", { code: "diverged", message: `a weight became non-finite at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch });
+        lastLr = backend.group.lr;
+        const pending = backend.step({ order: t.shuffle ? order : null, start, rows }, mixSeed(t.seed, step));
+        const outcome = pending instanceof Promise ? await pending : pending;
+        if ("fault" in outcome) {
+          status = "diverged";
+          error = {
+            code: outcome.fault.code,
+            message: `${outcome.fault.what} at step ${step} (epoch ${epoch}); weights are those before this step`,
+            step,
+            epoch,
+          };
           break epochs;
         }
         if (plan.interval === "step") scheduler?.step();
-
-        lossSum += batchLoss * rows;
+        lossSum += outcome.loss * rows;
         lossRows += rows;
         samples += rows;
-        if (options.stepEvents) options.onProgress?.({ type: "step", step, epoch, loss: batchLoss, lr: lastLr });
+        if (options.stepEvents) options.onProgress?.({ type: "step", step, epoch, loss: outcome.loss, lr: lastLr });
         if (options.signal && now() - lastYield > 50) {
           // let the event loop deliver an abort
           await new Promise((resolve) => setTimeout(resolve, 0));
@@ -372,28 +313,28 @@ async function trainOn(
 
       // ---- end of epoch: validation, metrics, schedule, early stopping
       const metrics: EpochMetrics = { epoch, train_loss: lossSum / lossRows, lr: lastLr };
-      if (valData && valLogits && validationTable) {
-        const { valLoss, valAccuracy } = evaluate(model, loss, kernels, arena, valData, valLogits, validationTable);
-        metrics.val_loss = valLoss;
-        if (valAccuracy !== undefined) metrics.val_accuracy = valAccuracy;
+      const evaluation = validationTable ? await backend.evaluate() : null;
+      if (evaluation) {
+        metrics.val_loss = evaluation.valLoss;
+        if (evaluation.valAccuracy !== undefined) metrics.val_accuracy = evaluation.valAccuracy;
       }
       history.push(metrics);
       const reported = options.onProgress?.({ type: "epoch", ...metrics });
       if (reported instanceof Promise) await reported.catch(() => undefined);
 
       if (plan.interval === "epoch" && scheduler) {
-        if (t.schedule.type === "plateau") scheduler.step(monitorValue(metrics, t.schedule.monitor ?? (valData ? "val_loss" : "train_loss")));
+        if (t.schedule.type === "plateau") scheduler.step(monitorValue(metrics, t.schedule.monitor ?? (evaluation ? "val_loss" : "train_loss")));
         else scheduler.step();
       }
 
-      if (early && best) {
+      if (early) {
         const current = monitorValue(metrics, early.monitor);
         const improved = earlyMode === "min" ? current < earlyBest - early.min_delta : current > earlyBest + early.min_delta;
         if (improved) {
           earlyBest = current;
           earlyBestEpoch = epoch;
           wait = 0;
-          kernels.copy(best.ptr, model.params.ptr, trainableN);
+          await backend.saveBest();
         } else {
           wait += 1;
           if (wait >= early.patience) break;
@@ -405,12 +346,10 @@ async function trainOn(
       }
     }
 
-    if (early?.restore_best_weights && best && earlyBestEpoch !== null && status === "succeeded") {
-      kernels.copy(model.params.ptr, best.ptr, trainableN);
-    }
+    if (early?.restore_best_weights && earlyBestEpoch !== null && status === "succeeded") await backend.restoreBest();
 
     // ---- result
-    const weights = writeSafetensors(model.readParameters(), {
+    const weights = writeSafetensors(await backend.parameters(), {
       dtype: request.output.dtype,
       metadata: { format: "pt", producer: "edgetune" },
     });
@@ -433,43 +372,18 @@ async function trainOn(
         steps: plan.steps,
         placement: options.placement ?? "local",
       },
-      engine: {
-        kernel: useReference ? "js-reference" : runtime.variant,
-        threads: distributed ? parallel!.threads : 1,
-        runtime: runtime.runtime,
-      },
+      engine: { kernel: backend.kernel, threads: backend.threads, runtime: runtime.runtime },
       ...(error ? { error } : {}),
     };
     return { result, weights };
   } finally {
-    distributed?.close();
+    backend.close();
   }
 }
 
 // ------------------------------------------------------------------ pieces of the loop
 
-/** The total norm of torch.nn.utils.clip_grad_norm_: ||all grads||_p (p = "inf": max |g|), as float32. */
-function gradNorm(k: Kernels, grads: Region, normType: number | "inf"): number {
-  if (normType === "inf") return Math.fround(k.max_abs(grads.ptr, grads.length));
-  if (normType === 2) return Math.fround(Math.sqrt(k.sum_squares(grads.ptr, grads.length)));
-  return Math.fround(k.sum_abs_pow(grads.ptr, normType, grads.length) ** (1 / normType));
-}
 
-/** Validation in eval mode (no dropout), in chunks of the batch buffer, one loss over all rows. */
-function evaluate(
-  model: Model, loss: Loss, k: Kernels, arena: Arena,
-  data: { x: Region; y: Region }, logits: Region, table: Table,
-): { valLoss: number; valAccuracy: number | undefined } {
-  const out = model.spec.outFeatures;
-  for (let start = 0; start < table.rows; start += model.maxRows) {
-    const rows = Math.min(model.maxRows, table.rows - start);
-    const chunk = model.forward(data.x.ptr + start * table.features * 4, rows, false);
-    k.copy(logits.ptr + start * out * 4, chunk, rows * out);
-  }
-  const valLoss = loss.compute(0, logits.ptr, data.y.ptr, table.rows);
-  const valAccuracy = loss.accuracy(arena.f32(logits), arena.f32(data.y), table.rows);
-  return { valLoss, valAccuracy };
-}
 
 function monitorValue(m: EpochMetrics, monitor: "val_loss" | "train_loss" | "val_accuracy"): number {
   return m[monitor] ?? NaN;
@@ -487,14 +401,6 @@ function bestEpoch(history: EpochMetrics[]): number | null {
 
 // ------------------------------------------------------------------ inputs
 
-/** Copies a table into the arena: x [rows, features], y [rows, targets]. */
-function loadTable(arena: Arena, table: Table): { x: Region; y: Region } {
-  const x = arena.alloc(table.rows * table.features);
-  arena.f32(x).set(table.x);
-  const y = arena.alloc(table.rows * table.targets);
-  arena.f32(y).set(table.y);
-  return { x, y };
-}
 
 /** PyTorch's default nn.Linear init after torch.manual_seed(seed): kaiming_uniform_(a=sqrt(5)) weights, U(+-1/sqrt(in)) bias. */
 export function defaultInit(model: ModelSpec, seed: number): Map<string, Float32Array> {

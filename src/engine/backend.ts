@@ -1,0 +1,73 @@
+/**
+ * A training backend: where the numbers live and how one optimizer step runs on them. The
+ * training loop (train.ts) owns everything a backend need not know (epochs, batch order,
+ * schedules, metrics, early stopping, events, cancellation); a backend owns parameters,
+ * gradients, optimizer state and data, and runs
+ *
+ *   forward -> loss -> zero_grad -> backward -> checks -> clip_grad_norm_ -> update
+ *
+ * for one batch. The WASM kernel core is one backend (wasm-backend.ts); WebGPU is another.
+ * A backend may answer synchronously (WASM: no await per step) or with promises (a GPU).
+ */
+import type { EngineInfo } from "../schema/result.js";
+import type { ParamGroup } from "./schedules.js";
+
+/** Rows of one batch: positions [start, start + rows) of the epoch's order (null: rows in order). */
+export interface BatchRef {
+  order: Int32Array | null;
+  start: number;
+  rows: number;
+}
+
+/** Why a step did not update: the run ends as diverged with the weights before this step. */
+export interface StepFault {
+  code: "diverged" | "non_finite_norm";
+  /** What went non-finite, e.g. "the loss became NaN". */
+  what: string;
+}
+
+/** A finished step (its mean batch loss), or a fault (nothing was updated). */
+export type StepOutcome = { loss: number } | { fault: StepFault };
+
+/** Validation metrics of the current weights. */
+export interface Evaluation {
+  valLoss: number;
+  valAccuracy: number | undefined;
+}
+
+/** One tensor of the state_dict. */
+export interface NamedTensor {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * What the training loop drives.
+ *
+ * @example
+ * ```ts
+ * const outcome = await backend.step({ order: null, start: 0, rows: 32 }, seed);
+ * if ("fault" in outcome) stop(outcome.fault);
+ * ```
+ */
+export interface TrainingBackend {
+  /** The optimizer's parameter group: the scheduler writes lr and momentum (beta1) here. */
+  readonly group: ParamGroup;
+  readonly kernel: EngineInfo["kernel"];
+  readonly threads: number;
+  /** One optimizer step on a batch; `seed` seeds its dropout masks. */
+  step(batch: BatchRef, seed: number): MaybePromise<StepOutcome>;
+  /** Validation loss and accuracy (eval mode), or null without validation data. */
+  evaluate(): MaybePromise<Evaluation | null>;
+  /** Keeps the current weights as the best so far (early stopping). */
+  saveBest(): MaybePromise<void>;
+  /** Puts the best weights back. */
+  restoreBest(): MaybePromise<void>;
+  /** The current weights, state_dict order. */
+  parameters(): MaybePromise<NamedTensor[]>;
+  /** Releases what the run holds (threads, device buffers). */
+  close(): void;
+}

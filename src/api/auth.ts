@@ -1,6 +1,7 @@
 /**
- * Bearer-key authentication. Keys come from EDGETUNE_API_KEYS (comma-separated). Keys are
- * compared as SHA-256 digests in constant time, and every configured key is compared on every
+ * Bearer-key authentication. Keys come from EDGETUNE_API_KEYS (comma-separated; an entry
+ * "sha256:<hex>" is a key stored as its SHA-256 digest). Keys are compared as SHA-256 digests in
+ * constant time, and every configured key is compared on every
  * request, so timing reveals neither a key's prefix nor its length. The digest of the
  * presented key is the job owner: each job belongs to the key that created it.
  * With no key configured the API is open (owner ""), and a warning is logged once.
@@ -37,6 +38,16 @@ async function sha256(text: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
 }
 
+/**
+ * The digest a configured entry stands for: "sha256:<64 hex digits>" is a key stored hashed
+ * (the secret then never holds the key itself); anything else is a key, hashed here.
+ */
+async function configuredDigest(entry: string): Promise<Uint8Array> {
+  const stored = /^sha256:([0-9a-f]{64})$/i.exec(entry);
+  if (!stored) return sha256(entry);
+  return Uint8Array.from(stored[1]!.match(/../g)!, (byte) => Number.parseInt(byte, 16));
+}
+
 /** Constant-time equality of two 32-byte digests. */
 function digestsEqual(a: Uint8Array, b: Uint8Array): boolean {
   let diff = a.length ^ b.length;
@@ -61,7 +72,7 @@ export async function verifyBearer(header: string | undefined, configured: reado
   const cacheKey = configured.join(",");
   let digests = digestCache.get(cacheKey);
   if (!digests) {
-    digests = Promise.all(configured.map(sha256));
+    digests = Promise.all(configured.map(configuredDigest));
     digestCache.set(cacheKey, digests);
   }
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");

@@ -2,6 +2,7 @@
  * The HTTP API in Node through app.request(): every route, mode and error class.
  * (The same app runs inside workerd in test/worker/.)
  */
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { encodeBase64, decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors, writeSafetensors } from "../../src/formats/safetensors.js";
@@ -345,5 +346,14 @@ describe("Idempotency-Key", () => {
     const again = await app.request(`/v1/fine-tunes/${id}/cancel`, { method: "POST" });
     expect(again.status).toBe(200);
     expect(((await again.json()) as { status: string }).status).toBe("cancelled");
+  });
+});
+
+describe("keys stored hashed", () => {
+  it("an EDGETUNE_API_KEYS entry sha256:<hex> accepts the key whose digest it is, and owns the same jobs", async () => {
+    const digest = createHash("sha256").update("secret-key").digest("hex");
+    const { app } = await testApp({ apiKeys: [`sha256:${digest}`] });
+    expect((await app.request("/v1/fine-tunes", { headers: { authorization: "Bearer secret-key" } })).status).toBe(200);
+    expect((await app.request("/v1/fine-tunes", { headers: { authorization: `Bearer sha256:${digest}` } })).status).toBe(401);
   });
 });

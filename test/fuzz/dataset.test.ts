@@ -16,14 +16,13 @@ import { anyString, checkProperty, describeThrown, expectTyped, meterAllocations
 
 afterAll(() => printReports("dataset"));
 
-/** Per parse of a small input. */
-const PARSE_MS = 250;
-
-/** Runs a parser under the meter (capped at 256 MiB per allocation) and a time bound; returns the table or the DatasetError. */
+/**
+ * Runs a parser under the allocation meter (capped at 256 MiB per allocation); returns the table
+ * or the DatasetError. No wall-clock bound (timings belong in the bench): a parser that hangs
+ * fails by the test's timeout.
+ */
 function checkParser(run: () => Table): Table | DatasetError {
-  const started = performance.now();
   const { value, error } = meterAllocations(run, { capBytes: 1 << 28 });
-  expect(performance.now() - started, "parse time").toBeLessThan(PARSE_MS);
   if (error !== undefined) {
     const typed = expectTyped(error, [DatasetError]);
     expect(typed.status).toBe(422);

@@ -12,13 +12,9 @@ import { fuzzedRequest, validRequest } from "./requests.js";
 
 afterAll(() => printReports("request"));
 
-const PREPARE_MS = 500;
-
-/** prepareRun under the meter (256 MiB cap per allocation) and a time bound; the run or the typed error. */
+/** prepareRun under the allocation meter (256 MiB cap per allocation); the run or the typed error. */
 function checkPrepare(input: unknown): ReturnType<typeof prepareRun> | EdgetuneError {
-  const started = performance.now();
   const { value, error } = meterAllocations(() => prepareRun(input as TrainRequest), { capBytes: 1 << 28 });
-  expect(performance.now() - started, "prepareRun time").toBeLessThan(PREPARE_MS);
   if (error !== undefined) {
     const typed = expectTyped(error, [RequestValidationError, UnprocessableError]);
     expect([400, 422]).toContain(typed.status);

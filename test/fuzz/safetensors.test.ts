@@ -22,8 +22,6 @@ afterAll(() => printReports("safetensors"));
 const encoder = new TextEncoder();
 const DTYPES = Object.keys(DTYPE_SIZES) as (keyof typeof DTYPE_SIZES)[];
 const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
-/** Per parse: generous for CI noise, tiny next to what a 2^40-byte allocation or a quadratic scan would take. */
-const PARSE_MS = 250;
 
 // ---------------------------------------------------------------- building files
 
@@ -156,10 +154,7 @@ function oracleAccepts(pairs: Pairs, dataLength: number, duplicateInside: boolea
  * consistent (no copy of the input, tensors inside it, readTensorF32 sized by the shape).
  */
 function checkParse(bytes: Uint8Array): SafetensorsFile | SafetensorsError {
-  const started = performance.now();
   const { report, value, error } = meterAllocations(() => parseSafetensors(bytes));
-  const ms = performance.now() - started;
-  expect(ms, "parse time").toBeLessThan(PARSE_MS);
   // Parsing never copies the data section: the only buffers are small (the header length view).
   expect(report.totalBytes, `parse asked for ${report.largestBytes} bytes (${report.largestKind}) at once`).toBeLessThanOrEqual(64 + bytes.length);
   if (error !== undefined) {
@@ -480,12 +475,10 @@ describe("tiny files that claim huge sizes are refused without allocating", () =
     it(name, () => {
       const bytes = build();
       const before = process.memoryUsage().arrayBuffers;
-      const started = performance.now();
       for (let i = 0; i < 20; i++) {
         const result = checkParse(bytes);
         expect(result).toBeInstanceOf(SafetensorsError);
       }
-      expect(performance.now() - started).toBeLessThan(20 * PARSE_MS);
       // the meter (in checkParse) is exact; this is the coarse, process-wide view of the same fact
       expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 << 20);
     });

@@ -1,0 +1,14 @@
+import { create, globals } from "webgpu";
+Object.assign(globalThis, globals);
+const gpu = create(["backend=vulkan"]);
+const adapter = await gpu.requestAdapter();
+console.log(adapter && adapter.info, adapter && [...adapter.features], adapter?.limits.maxComputeWorkgroupStorageSize, adapter?.limits.maxStorageBuffersPerShaderStage, adapter?.limits.maxStorageBufferBindingSize, adapter?.limits.maxBufferSize, adapter?.limits.maxComputeInvocationsPerWorkgroup);
+const device = await adapter.requestDevice();
+const m = device.createShaderModule({code: `@group(0) @binding(0) var<storage, read_write> a: array<f32>; @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u){ if (g.x < arrayLength(&a)) { a[g.x] = a[g.x]*2.0 + exp(1.0); } }`});
+const p = device.createComputePipeline({layout:"auto", compute:{module:m, entryPoint:"main"}});
+const b = device.createBuffer({size: 16, usage: GPUBufferUsage.STORAGE|GPUBufferUsage.COPY_SRC|GPUBufferUsage.COPY_DST});
+device.queue.writeBuffer(b, 0, new Float32Array([1,2,3,4]));
+const r = device.createBuffer({size:16, usage: GPUBufferUsage.MAP_READ|GPUBufferUsage.COPY_DST});
+const e = device.createCommandEncoder(); const pass = e.beginComputePass(); pass.setPipeline(p); pass.setBindGroup(0, device.createBindGroup({layout:p.getBindGroupLayout(0), entries:[{binding:0, resource:{buffer:b}}]})); pass.dispatchWorkgroups(1); pass.end(); e.copyBufferToBuffer(b,0,r,0,16); device.queue.submit([e.finish()]);
+await r.mapAsync(GPUMapMode.READ); console.log(new Float32Array(r.getMappedRange()));
+device.destroy();

@@ -7,8 +7,13 @@
  * events (EventSource, or fetch with a stream reader when an API key must be sent), plots
  * every epoch's losses live on a <canvas>, shows the final metrics and offers the weights.
  *
+ * "Train on: this device" runs the same request in the browser instead: the page imports
+ * /lib/edgetune.js (the browser library, served as a static asset) and trains in its module Web
+ * Worker (/lib/edgetune-worker.js); epochs come from onProgress instead of SSE, the weights
+ * download from a Blob, and nothing is sent to the server.
+ *
  * For tests and curious users the page keeps its state in `window.__edgetune`:
- * `{ status, final, jobId, epochsPlotted, points, lastJob, weightsUrl, weightsBytes, transport, error }`,
+ * `{ status, final, where, jobId, epochsPlotted, points, lastJob, kernel, weightsUrl, weightsBytes, transport, error }`,
  * and mirrors `status` and `final` on `#status` as `data-status` / `data-final`.
  */
 
@@ -65,7 +70,7 @@ pre{background:#f4f6f8;padding:.5rem;overflow:auto;max-height:14rem;font:12px/1.
 `;
 
 const BODY = `
-<header><h1>edgetune playground</h1><span>fine-tune a small model in the Worker and watch it learn</span>
+<header><h1>edgetune playground</h1><span>fine-tune a small model in the Worker or on this device and watch it learn</span>
 <a href="/docs">API docs</a><a href="/openapi.json">openapi.json</a></header>
 <main>
 <div>
@@ -113,7 +118,12 @@ const BODY = `
 <label for="schedule-params">Schedule options (JSON)</label><input id="schedule-params" type="text" value="{}" spellcheck="false">
 </section>
 <section><h2>Run</h2>
-<form class="row" autocomplete="off" onsubmit="return false">
+<label for="where">Train on</label><select id="where">
+<option value="server">the server (an async job)</option><option value="device">this device (nothing uploaded)</option></select>
+<div id="device-fields" hidden><label for="device-kernel">Kernels</label><select id="device-kernel">
+<option value="wasm">WebAssembly SIMD (CPU)</option><option value="webgpu">WebGPU (GPU)</option></select>
+<p class="hint">The data, weights and results stay in this browser: the page loads the edgetune library and its WASM kernels from /lib/ and trains in a Web Worker.</p></div>
+<form class="row" id="server-fields" autocomplete="off" onsubmit="return false">
 <div><label for="placement">Placement</label><select id="placement">
 <option value="edge">edge (in the Worker)</option><option value="auto">auto</option><option value="gpu-node">gpu-node</option></select></div>
 <div><label for="api-key">API key</label><input id="api-key" type="password" autocomplete="off" placeholder="none if the API is open"></div>
@@ -149,10 +159,12 @@ const SCRIPT = String.raw`
 var $ = function (id) { return document.getElementById(id); };
 var FINAL = { succeeded: 1, failed: 1, cancelled: 1, diverged: 1 };
 var ET = window.__edgetune = {
-  status: "idle", final: false, jobId: null, epochsPlotted: 0, points: [], lastJob: null,
+  status: "idle", final: false, where: "server", jobId: null, epochsPlotted: 0, points: [], lastJob: null, kernel: null,
   weightsUrl: null, weightsBytes: 0, transport: null, error: null, plannedEpochs: 0
 };
-var run = null; // the job being followed: { id, lastId (last SSE id seen), ctrl (AbortController), es (EventSource) }
+// the run being followed: { id, lastId (last SSE id seen), ctrl (AbortController), es (EventSource) };
+// an on-device run has device: true and, once done, weights (the safetensors bytes)
+var run = null;
 
 // ---------------------------------------------------------------- demo data (seeded)
 function mulberry32(a) {
@@ -235,6 +247,11 @@ function pickDemo() {
   }
 }
 $("demo").onchange = pickDemo;
+$("where").onchange = function () {
+  var device = $("where").value === "device";
+  $("server-fields").hidden = device; $("device-fields").hidden = !device;
+};
+if (!navigator.gpu) { $("device-kernel").options[1].disabled = true; $("device-kernel").options[1].textContent += ": not in this browser"; }
 $("schedule").onchange = function () { $("schedule-params").value = scheduleParams($("schedule").value); };
 
 // ---------------------------------------------------------------- uploads
@@ -364,8 +381,8 @@ function log(line) {
   el.scrollTop = el.scrollHeight;
 }
 function reset() {
-  ET.final = false; ET.jobId = null; ET.epochsPlotted = 0; ET.points = []; ET.lastJob = null;
-  ET.weightsUrl = null; ET.weightsBytes = 0; ET.error = null; ET.transport = null;
+  ET.final = false; ET.jobId = null; ET.epochsPlotted = 0; ET.points = []; ET.lastJob = null; ET.kernel = null;
+  ET.where = $("where").value; ET.weightsUrl = null; ET.weightsBytes = 0; ET.error = null; ET.transport = null;
   rowsByEpoch = {}; newRows = []; if (frame) cancelAnimationFrame(frame); frame = 0;
   $("history").replaceChildren(); $("log").textContent = ""; $("result").hidden = true;
   $("download").hidden = true; $("tensors").hidden = true;
@@ -377,6 +394,7 @@ $("start").onclick = async function () {
   if (run) return;
   reset();
   $("start").disabled = true;
+  if (ET.where === "device") return trainOnDevice();
   setStatus("submitting", "Submitting…");
   try {
     var job = await createJob();
@@ -392,6 +410,7 @@ $("start").onclick = async function () {
 };
 $("cancel").onclick = async function () {
   if (!run) return;
+  if (run.device) { run.ctrl.abort(); log("cancel: asked the training worker to stop"); return; }
   var res = await fetch("/v1/fine-tunes/" + run.id + "/cancel", { method: "POST", headers: headers() });
   log("cancel: " + res.status);
 };
@@ -404,6 +423,66 @@ function end() {
   if (run) { run.ctrl.abort(); if (run.es) run.es.close(); }
   run = null;
   $("start").disabled = false; $("cancel").disabled = true;
+}
+
+// ---------------------------------------------------------------- training on this device
+var edgetuneLib = null;
+function loadLibrary() {
+  edgetuneLib = edgetuneLib || import("/lib/edgetune.js").catch(function (e) {
+    edgetuneLib = null;
+    throw new Error("The browser library /lib/edgetune.js did not load (" + (e && e.message) + "); build it with npm run build.");
+  });
+  return edgetuneLib;
+}
+/** The same request as for the server, trained in this browser: nothing goes to the API. */
+async function trainOnDevice() {
+  var r = run = { id: null, device: true, lastId: 0, ctrl: new AbortController(), es: null, weights: null };
+  $("cancel").disabled = false;
+  setStatus("loading", "Loading the edgetune library and its WASM kernels…");
+  try {
+    var lib = await loadLibrary();
+    var request = buildRequest(), name = $("demo").value, tables = {};
+    delete request.mode; delete request.placement;
+    if (DEMOS[name]) {
+      request.data.train = DEMOS[name].data();
+      preview(request);
+    } else {
+      var csv = $("csv").files[0], val = $("val-csv").files[0], weights = $("weights").files[0];
+      if (!csv) throw new Error("Choose a training CSV first.");
+      var target = targets().length === 1 ? targets()[0] : targets();
+      tables.train = lib.readDataset(await csv.text(), { name: csv.name, target: target, field: "data.train" });
+      if (val) { delete request.data.validation_split; tables.validation = lib.readDataset(await val.text(), { name: val.name, target: target, field: "data.validation" }); }
+      if (weights) request.weights = new Uint8Array(await weights.arrayBuffer());
+      preview(Object.assign({}, request, { weights: weights ? "(" + weights.name + ", " + weights.size + " bytes)" : undefined,
+        "(files, read in the page)": ["train: " + csv.name].concat(val ? ["validation: " + val.name] : []) }));
+    }
+    ET.plannedEpochs = request.training.epochs;
+    // a module Web Worker keeps the page responsive; without Worker, the page's own thread trains
+    var inWorker = typeof Worker === "function";
+    ET.transport = inWorker ? "worker" : "main-thread";
+    setStatus("running", "Training on this device…");
+    log("training on this device (" + (inWorker ? "Web Worker" : "main thread") + "); nothing is sent to the server");
+    var result = await (inWorker ? lib.trainInWorker : lib.train)(request, {
+      tables: tables, signal: r.ctrl.signal, kernel: $("device-kernel").value,
+      onProgress: function (e) {
+        if (run !== r || e.type !== "epoch") return;
+        plotEpoch(e);
+        setStatus("running", "this device: epoch " + e.epoch + "/" + ET.plannedEpochs + ", train_loss " + fmt(e.train_loss) +
+          (e.val_loss !== undefined ? ", val_loss " + fmt(e.val_loss) : ""));
+      }
+    });
+    if (run !== r) return;
+    r.id = ET.jobId = result.id;
+    r.weights = lib.decodeBase64(result.weights);
+    ET.kernel = result.engine.kernel;
+    var job = Object.assign({}, result);
+    delete job.weights;
+    log("done: " + result.status + " on this device, kernel " + result.engine.kernel + (result.error ? " (" + result.error.code + ": " + result.error.message + ")" : ""));
+    await finish(r, job);
+  } catch (e) {
+    if (run !== r) return;
+    fail(e && e.status ? new Error(e.status + " " + e.code + ": " + e.message) : e);
+  }
 }
 function follow(r) {
   var url = "/v1/fine-tunes/" + r.id + "/events";
@@ -505,7 +584,7 @@ async function finish(r, job) {
   r.ctrl.abort();
   render();
   var m = job.metrics, h = m ? m.history : [];
-  var rows = [["status", job.status], ["job", job.id], ["placement", job.plan.placement],
+  var rows = [["status", job.status], ["job", job.id], ["placement", r.device ? "this device (" + job.engine.runtime + ")" : job.plan.placement],
     ["parameters", job.plan.params + " (" + job.plan.trainable_params + " trainable)"]];
   if (m) {
     rows.push(["epochs", h.length + (h.length < ET.plannedEpochs ? " of " + ET.plannedEpochs + (job.status === "succeeded" ? " (early stopping)" : "") : "")]);
@@ -522,8 +601,10 @@ async function finish(r, job) {
     return [dt, dd];
   })));
   $("result").hidden = false;
-  if (job.status !== "failed") await fetchWeights(job);
-  setStatus(job.status, job.id + ": " + job.status + (m ? " after " + h.length + " epochs" : "") + (job.error ? " (" + job.error.code + ")" : ""));
+  if (r.device) showWeights(job.id, r.weights);
+  else if (job.status !== "failed") await fetchWeights(job);
+  setStatus(job.status, job.id + ": " + job.status + (m ? " after " + h.length + " epochs" : "") + (r.device ? " on this device (" + job.engine.kernel + ")" : "") +
+    (job.error ? " (" + job.error.code + ")" : ""));
   end();
 }
 async function fetchWeights(job) {
@@ -532,18 +613,22 @@ async function fetchWeights(job) {
   try {
     var res = await fetch(url, { headers: headers() });
     if (!res.ok) throw new Error(problemText(res, await res.json().catch(function () { return null; })));
-    var bytes = new Uint8Array(await res.arrayBuffer());
-    ET.weightsBytes = bytes.length;
-    var a = $("download");
-    a.href = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
-    a.download = job.id + ".safetensors";
-    a.textContent = "Download weights (" + (bytes.length / 1024).toFixed(1) + " KiB, " + job.id + ".safetensors)";
-    a.hidden = false;
-    $("tensors").textContent = describeSafetensors(bytes);
-    $("tensors").hidden = false;
+    showWeights(job.id, new Uint8Array(await res.arrayBuffer()));
   } catch (e) {
     log("weights: " + e.message);
   }
+}
+/** The download link (a Blob URL) and the tensors' names, dtypes and shapes. */
+function showWeights(id, bytes) {
+  ET.weightsBytes = bytes.length;
+  var a = $("download");
+  a.href = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+  if (ET.where === "device") ET.weightsUrl = a.href;
+  a.download = id + ".safetensors";
+  a.textContent = "Download weights (" + (bytes.length / 1024).toFixed(1) + " KiB, " + id + ".safetensors)";
+  a.hidden = false;
+  $("tensors").textContent = describeSafetensors(bytes);
+  $("tensors").hidden = false;
 }
 function describeSafetensors(bytes) {
   var view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

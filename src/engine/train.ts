@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 /**
  * train(): one request in, one result out. The same function runs in the Worker, on GPU nodes
  * and in-process; the runtime entry injects the compiled kernel module.
@@ -5,7 +6,8 @@
  *   prepareRun: validate (zod) -> data -> plan -> weights
  *   runLoop:    epochs of { backend.step: forward, loss, zero_grad, backward, clip, update;
  *                           schedule } -> validation, events, early stopping -> result
- *   backends:   wasm-backend.ts (the kernel core, optionally on threads); the loop does not
+ *   backends:   wasm-backend.ts (the kernel core, optionally on threads), webgpu/ (a GPUDevice
+ *               given in options.gpu); the loop does not
  *               know where the numbers live.
  */
 import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
@@ -25,6 +27,7 @@ import { planRun, type RunPlan } from "./plan.js";
 import { createReferenceKernels } from "./reference.js";
 import { MT19937, fillUniform, mixSeed, shuffleInPlace } from "./rng.js";
 import { createScheduler } from "./schedules.js";
+import { useWebGpu } from "./webgpu/select.js";
 
 /** What the runtime entry injects: the compiled kernel core and where it runs. */
 export interface EngineRuntime {
@@ -38,8 +41,16 @@ export interface EngineRuntime {
 export interface TrainOptions {
   /** Worker threads (Node only; the in-Worker engine always uses 1). */
   threads?: number;
-  /** "auto" and "wasm" run the WASM kernel core; "js-reference" runs the TypeScript twins (slow, for tests). */
-  kernel?: "auto" | "wasm" | "js-reference";
+  /**
+   * "wasm" runs the WASM kernel core; "webgpu" the WebGPU kernels on `gpu` (required);
+   * "auto" (default) WebGPU when `gpu` is given and the steps are large enough
+   * (`gpuMinFlopsPerStep`), else WASM; "js-reference" runs the TypeScript twins (slow, for tests).
+   */
+  kernel?: "auto" | "wasm" | "webgpu" | "js-reference";
+  /** A WebGPU device for the "webgpu" kernel (Node: requestWebGpuDevice(); browsers: navigator.gpu). */
+  gpu?: GPUDevice | null;
+  /** With kernel "auto" and a `gpu`: the FLOPs per step from which WebGPU is used (default WEBGPU_MIN_FLOPS_PER_STEP, 1e9). */
+  gpuMinFlopsPerStep?: number;
   /** Cancels the run between steps; the result then has status "cancelled". */
   signal?: AbortSignal;
   /**
@@ -214,6 +225,16 @@ export async function runPreparedRaw(
   options: TrainOptions = {},
   started = now(),
 ): Promise<RawRunResult> {
+  if (useWebGpu(prepared, options)) {
+    const { createWebGpuBackend } = await import("./webgpu/backend.js");
+    const initial = prepared.initialParameters ?? defaultInit(prepared.model, prepared.request.training.seed);
+    // "auto" falls back to WASM when the device cannot hold the run; "webgpu" reports why
+    const backend = await createWebGpuBackend(options.gpu!, prepared, initial).catch((e: unknown) => {
+      if (options.kernel === "webgpu") throw e;
+      return null;
+    });
+    if (backend) return runLoop(backend, runtime, prepared, options, started);
+  }
   const useReference = options.kernel === "js-reference";
   const parallel =
     !useReference && options.parallel && options.parallel.threads > 1 && options.parallel.worthIt(prepared.plan.flops / Math.max(1, prepared.plan.steps))

@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 /**
  * Runs a claimed job: read its input, train with progress reported after every epoch (which
  * also renews the lease and carries cancellation back), keep the lease alive with heartbeats,
@@ -6,6 +7,7 @@
  */
 import { EdgetuneError } from "../errors.js";
 import { runPreparedRaw, type EngineRuntime } from "../engine/train.js";
+import { useWebGpu } from "../engine/webgpu/select.js";
 import type { Parallelism } from "../engine/parallel.js";
 import type { ProgressEvent } from "../schema/result.js";
 import { decodeRunInput } from "./run-input.js";
@@ -27,7 +29,14 @@ export async function runClaimedJob(
   channel: WorkerChannel,
   claim: Claim,
   runtime: EngineRuntime,
-  options: { placement: "edge" | "gpu-node"; log?: (line: string) => void; parallel?: Parallelism },
+  options: {
+    placement: "edge" | "gpu-node";
+    log?: (line: string) => void;
+    parallel?: Parallelism;
+    /** A WebGPU device (GPU nodes): jobs with large enough steps train on it (see engine/webgpu/select.ts). */
+    gpu?: GPUDevice | null;
+    gpuMinFlopsPerStep?: number;
+  },
 ): Promise<RunReport> {
   const { job, leaseId } = claim;
   const log = options.log ?? (() => {});
@@ -53,20 +62,24 @@ export async function runClaimedJob(
       await channel.complete(job.id, leaseId, { failure: reason }, null);
       return "failed";
     }
-    const engine = { kernel: runtime.variant, threads: options.parallel?.threads ?? 1, runtime: runtime.runtime };
+    const onGpu = useWebGpu(prepared, options);
+    const engine = onGpu
+      ? { kernel: "webgpu" as const, threads: 1, runtime: runtime.runtime }
+      : { kernel: runtime.variant, threads: options.parallel?.threads ?? 1, runtime: runtime.runtime };
     // each epoch is reported before the next starts: the answer renews the lease and carries a cancel
     const onProgress = (event: ProgressEvent): Promise<void> | undefined => {
       if (event.type !== "epoch") return undefined;
       const { type: _type, ...metrics } = event;
       return channel.progress(job.id, leaseId, [metrics], engine).then(onLease, (e) => log(`progress report failed: ${String(e)}`));
     };
-    log(`job ${job.id}: training (attempt ${claim.attempt})`);
+    log(`job ${job.id}: training (attempt ${claim.attempt}) on ${engine.kernel}${engine.threads > 1 ? ` x${engine.threads} threads` : ""}`);
     const { result, weights } = await runPreparedRaw(runtime, prepared, {
       id: job.id,
       placement: options.placement,
       signal: controller.signal,
       onProgress,
       ...(options.parallel ? { parallel: options.parallel } : {}),
+      ...(onGpu ? { gpu: options.gpu, gpuMinFlopsPerStep: options.gpuMinFlopsPerStep } : {}),
     });
     if (leaseLost) {
       log(`job ${job.id}: lease lost; abandoning this attempt`);

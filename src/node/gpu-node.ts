@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 /**
  * A GPU node: a Node.js process that pulls offloaded jobs from the edge and trains them.
  * It needs only outbound HTTP to EDGETUNE_URL. It claims a job (a lease), trains it with
@@ -11,6 +12,8 @@ import { NodeClient } from "../jobs/node-client.js";
 import { runClaimedJob } from "../jobs/runner.js";
 import { loadNodeRuntime } from "./kernel-module.js";
 import { ThreadPool } from "./threads.js";
+import { findWebGpuDevice } from "./webgpu.js";
+import { WEBGPU_MIN_FLOPS_PER_STEP } from "../engine/webgpu/select.js";
 
 export interface GpuNodeOptions {
   /** The edge, e.g. http://127.0.0.1:8787 */
@@ -23,11 +26,22 @@ export interface GpuNodeOptions {
   waitMs: number;
   /** Threads per job (data-parallel over each batch, for jobs large enough to gain). */
   threads: number;
+  /**
+   * WebGPU: "auto" (default) trains jobs with large enough steps on a hardware adapter when one
+   * is present; "off" never; "software" also accepts a software adapter (SwiftShader: tests only).
+   */
+  webgpu?: "auto" | "off" | "software";
+  /** FLOPs per step from which a job goes to the GPU (default WEBGPU_MIN_FLOPS_PER_STEP). */
+  gpuMinFlopsPerStep?: number;
   signal?: AbortSignal;
   log?: (line: string) => void;
 }
 
-/** Options from the environment: EDGETUNE_URL, EDGETUNE_NODE_TOKEN, EDGETUNE_NODE_ID, EDGETUNE_POLL_MS, EDGETUNE_CLAIM_WAIT_MS, EDGETUNE_THREADS. */
+/**
+ * Options from the environment: EDGETUNE_URL, EDGETUNE_NODE_TOKEN, EDGETUNE_NODE_ID, EDGETUNE_POLL_MS,
+ * EDGETUNE_CLAIM_WAIT_MS, EDGETUNE_THREADS, EDGETUNE_WEBGPU (0 or off: never; software: accept
+ * SwiftShader), EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP.
+ */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): GpuNodeOptions {
   return {
     url: env.EDGETUNE_URL ?? "http://127.0.0.1:8787",
@@ -36,6 +50,8 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): GpuNodeOpt
     pollMs: Number(env.EDGETUNE_POLL_MS ?? 500),
     waitMs: Number(env.EDGETUNE_CLAIM_WAIT_MS ?? 10_000),
     threads: Number(env.EDGETUNE_THREADS ?? availableParallelism()),
+    webgpu: env.EDGETUNE_WEBGPU === "0" || env.EDGETUNE_WEBGPU === "off" ? "off" : env.EDGETUNE_WEBGPU === "software" ? "software" : "auto",
+    ...(env.EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP ? { gpuMinFlopsPerStep: Number(env.EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP) } : {}),
   };
 }
 
@@ -59,7 +75,8 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
   const runtime = await loadNodeRuntime();
   const parallel = options.threads > 1 ? await ThreadPool.create(options.threads) : undefined;
   const client = new NodeClient({ baseUrl: options.url, token: options.token });
-  log(`pulling jobs from ${options.url} (kernels: ${runtime.variant}, threads: ${options.threads})`);
+  const gpu = await openGpu(options, log);
+  log(`pulling jobs from ${options.url} (kernels: ${runtime.variant}, threads: ${options.threads}${gpu.device ? ", webgpu" : ""})`);
   let failures = 0;
   while (!options.signal?.aborted) {
     try {
@@ -70,7 +87,12 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
         continue;
       }
       log(`claimed ${claim.job.id} (attempt ${claim.attempt}, lease ${claim.leaseMs} ms)`);
-      await runClaimedJob(client, claim, runtime, { placement: "gpu-node", log, ...(parallel ? { parallel } : {}) });
+      await runClaimedJob(client, claim, runtime, {
+        placement: "gpu-node",
+        log,
+        ...(parallel ? { parallel } : {}),
+        ...(gpu.device ? { gpu: gpu.device, gpuMinFlopsPerStep: options.gpuMinFlopsPerStep } : {}),
+      });
     } catch (e) {
       // the edge is down or restarting: back off and try again
       failures += 1;
@@ -80,5 +102,36 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
     }
   }
   await parallel?.close();
+  gpu.device?.destroy();
   log("stopped");
+}
+
+/**
+ * The node's WebGPU device, or none (then every job trains on threaded WASM). Logs which; a
+ * lost device (driver reset) sends later jobs to WASM.
+ */
+async function openGpu(options: GpuNodeOptions, log: (line: string) => void): Promise<{ device: GPUDevice | null }> {
+  const state: { device: GPUDevice | null } = { device: null };
+  if (options.webgpu === "off") {
+    log("WebGPU: off (EDGETUNE_WEBGPU=0); jobs train on WASM");
+    return state;
+  }
+  const found = await findWebGpuDevice({ allowSoftware: options.webgpu === "software" });
+  if (!found.device) {
+    log(`WebGPU: not used (${found.description}); jobs train on WASM`);
+    return state;
+  }
+  const device = found.device;
+  state.device = device;
+  const min = options.gpuMinFlopsPerStep ?? WEBGPU_MIN_FLOPS_PER_STEP;
+  log(
+    `WebGPU: ${found.description}${found.software ? " (a software adapter: for testing, never for speed)" : ""}; ` +
+      `jobs of at least ${min.toExponential(1)} FLOP per step train on it, smaller ones on WASM`,
+  );
+  void device.lost.then((info) => {
+    if (state.device !== device) return;
+    state.device = null;
+    if (info.reason !== "destroyed") log(`WebGPU device lost (${info.message}); jobs train on WASM from now on`);
+  });
+  return state;
 }

@@ -20,6 +20,8 @@ import { ThreadPool } from "./threads.js";
 export * from "../index.js";
 export { loadNodeRuntime } from "./kernel-module.js";
 export { ThreadPool } from "./threads.js";
+export { findWebGpuDevice, requestWebGpuDevice, type WebGpuDeviceOptions, type WebGpuDeviceResult } from "./webgpu.js";
+export { WEBGPU_MIN_FLOPS_PER_STEP } from "../engine/webgpu/select.js";
 
 const pools = new Map<number, Promise<ThreadPool>>();
 

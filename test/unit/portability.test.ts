@@ -3,7 +3,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 /** The runtime-agnostic folders: the runtime entries (worker/, src/node/) inject what is runtime-specific. */
-const AGNOSTIC = ["engine", "formats", "schema"];
+const AGNOSTIC = ["engine", "engine/webgpu", "formats", "schema"];
 const sources = AGNOSTIC.flatMap((dir) => {
   const path = fileURLToPath(new URL(`../../src/${dir}/`, import.meta.url));
   return readdirSync(path)

@@ -1,0 +1,589 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The WebGPU backend: parameters, gradients, optimizer state and the dataset live in GPU
+ * buffers for the whole run. One step is one command buffer:
+ *
+ *   clear status and grads; batch rows (a buffer copy in order, or a gather by the shuffled
+ *   order); forward; loss fused with dL/dlogits, reduced on the GPU; backward; all-finite
+ *   check of the gradients; clip_grad_norm_ (norm reduced and coefficient computed on the
+ *   GPU); optimizer update (skipped on the GPU when a check failed; keeps the last finite
+ *   parameters); all-finite check of the parameters and restore; 32 status bytes copied out.
+ *
+ * and one readback (mapAsync of those 32 bytes: loss, fault bits, norm). The only data written
+ * per step is the 256-byte scalar block (lr, momentum/beta1, bias corrections, the dropout seed)
+ * and, when shuffling, the batch's row indices. Validation is one command buffer and one
+ * readback per epoch (loss and accuracy counts); the weights are read back once, at the end.
+ *
+ * The maths and its order are those of wasm-backend.ts and the WASM kernels; see wgsl.ts for
+ * where f32-only WGSL differs. Runtime-agnostic: the GPUDevice is injected.
+ */
+import type { BatchRef, Evaluation, NamedTensor, StepOutcome, TrainingBackend } from "../backend.js";
+import type { ModelSpec } from "../model.js";
+import type { ParamGroup } from "../schedules.js";
+import type { PreparedRun } from "../train.js";
+import { BufferSet, MAP_READ, Program, USAGE, checked, gridGroups, type DispatchSpec } from "./context.js";
+import { ACT, FAULT, LOSS, NORM, STATUS, STATUS_BYTES, STEP_BYTES } from "./wgsl.js";
+
+export interface WebGpuBackendOptions {
+  /** Filled in: bytes of GPU buffers the run allocated. */
+  diagnostics?: { gpuBytes?: number } | undefined;
+}
+
+type Layer = ModelSpec["layers"][number];
+const width = (l: Layer) => (l.kind === "linear" ? l.outFeatures : l.width);
+const f = (v: number) => ({ f: v });
+const i32 = (v: number) => ({ i: v });
+const fr = Math.fround;
+
+/** Per-invocation output tile of the GEMM for a dimension: 1, 2 or 4 (tiles of 16, 32, 64). */
+const tile = (d: number) => (d <= 16 ? 1 : d <= 32 ? 2 : 4);
+
+/** Below this many multiply-adds a product runs on gemm_small (no workgroup memory, no barriers). */
+export const SMALL_GEMM_MACS = 1 << 18;
+
+/**
+ * The dispatch of C[M,N] = init + A·B (see wgsl.ts GEMM for the layouts): the tiled kernel, or
+ * gemm_small for small products (bit-identical results: the same order of operations).
+ *
+ * @example
+ * ```ts
+ * gemmSpec(0, 2, rows, out, inp, [dst, x, params, params], { bOff: w.offset, biasOff: b.offset });
+ * ```
+ */
+export function gemmSpec(
+  layout: 0 | 1 | 2, init: 0 | 1 | 2, M: number, N: number, K: number, buffers: GPUBuffer[],
+  offsets: { aOff?: number; bOff?: number; biasOff?: number; outOff?: number } = {},
+  small = M * N * K < SMALL_GEMM_MACS,
+): DispatchSpec {
+  const params = [M, N, K, offsets.aOff ?? 0, offsets.bOff ?? 0, offsets.biasOff ?? 0, offsets.outOff ?? 0, 0];
+  if (small) {
+    return { kernel: "gemm_small", constants: { LAYOUT: layout, INIT: init }, buffers, params, x: Math.min(Math.ceil((M * N) / 64), 4096) };
+  }
+  return {
+    kernel: "gemm",
+    constants: { LAYOUT: layout, INIT: init, TM: tile(M), TN: tile(N) },
+    buffers,
+    params,
+    x: Math.ceil(N / (16 * tile(N))),
+    y: Math.ceil(M / (16 * tile(M))),
+  };
+}
+
+/**
+ * Builds the WebGPU backend of a run on a device.
+ *
+ * @example
+ * ```ts
+ * const backend = await createWebGpuBackend(device, prepared, initialParameters);
+ * const outcome = await backend.step({ order: null, start: 0, rows: 32 }, seed);
+ * ```
+ */
+export async function createWebGpuBackend(
+  device: GPUDevice,
+  prepared: PreparedRun,
+  initialParameters: Map<string, Float32Array>,
+  options: WebGpuBackendOptions = {},
+): Promise<TrainingBackend> {
+  const { request, model: spec, plan, train: trainTable, validation: validationTable } = prepared;
+  const t = request.training;
+  const queue = device.queue;
+  const buffers = new BufferSet(device);
+  const programs: Program[] = [];
+  const program = (specs: DispatchSpec[]) => {
+    const p = new Program(device, specs);
+    programs.push(p);
+    return p;
+  };
+  const T = spec.trainableCount;
+  const out = spec.outFeatures;
+  const F = trainTable.features;
+  const TG = trainTable.targets;
+  const maxRows = plan.maxRows;
+  const V = validationTable?.rows ?? 0;
+  const layers = spec.layers;
+  let gpuBytes = 0;
+  const storage = (label: string, elements: number, data?: Float32Array | Uint32Array) => {
+    gpuBytes += elements * 4;
+    return buffers.storage(label, elements, data);
+  };
+
+  try {
+    return await checked(device, "setup", () => {
+      // ---- buffers: data, parameters, state, activations
+      const dataX = storage("train.x", trainTable.rows * F, trainTable.x);
+      const dataY = storage("train.y", trainTable.rows * TG, trainTable.y);
+      const valX = validationTable ? storage("validation.x", V * F, validationTable.x) : null;
+      const valY = validationTable ? storage("validation.y", V * TG, validationTable.y) : null;
+      const valLogits = validationTable ? storage("validation logits", V * out) : null;
+      const batchX = storage("batch.x", maxRows * F);
+      const batchY = storage("batch.y", maxRows * TG);
+      const batchIdx = storage("batch indices", maxRows);
+
+      const initial = new Float32Array(spec.paramCount);
+      for (const p of spec.parameters) initial.set(initialParameters.get(p.name)!, p.offset);
+      const params = storage("params", spec.paramCount, initial);
+      const grads = storage("grads", T);
+      const last = storage("last finite params", T);
+      const best = t.early_stopping ? storage("best params", T) : null;
+      const outputs = layers.map((l, i) => storage(`layer ${i} output`, maxRows * width(l)));
+      const masks = layers.map((l, i) => (l.kind === "dropout" && l.p > 0 ? storage(`layer ${i} mask`, maxRows * l.width) : null));
+      const gradA = storage("activation grad A", maxRows * spec.maxWidth);
+      const gradB = storage("activation grad B", maxRows * spec.maxWidth);
+      const terms = storage("loss terms", Math.max(maxRows, V) * Math.max(out, 3));
+      const status = buffers.raw("status", STATUS_BYTES, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST);
+      const readback = buffers.raw("status readback", STATUS_BYTES, USAGE.MAP_READ | USAGE.COPY_DST);
+      const stepBuf = buffers.raw("step scalars", STEP_BYTES, USAGE.UNIFORM | USAGE.COPY_DST);
+      const dummy = (label: string) => buffers.raw(label, 16, USAGE.STORAGE);
+      const normGroups = Math.max(1, Math.min(Math.ceil(T / 256), 256));
+      const partials = storage("norm partials", normGroups);
+
+      // ---- the loss
+      const loss = t.loss;
+      const lossVector = (values: readonly number[] | null) => {
+        if (values === null) return null;
+        const v = new Float32Array(out);
+        for (let c = 0; c < out; c++) v[c] = values.length === 1 ? values[0]! : values[c]!;
+        return storage("loss weights", out, v);
+      };
+      const classWeight = loss.type === "cross_entropy" || loss.type === "multi_margin" ? lossVector(loss.weight) : null;
+      const posWeight =
+        loss.type === "bce_with_logits"
+          ? lossVector(loss.pos_weight === null ? null : typeof loss.pos_weight === "number" ? [loss.pos_weight] : loss.pos_weight)
+          : null;
+      const vectorBuf = classWeight ?? posWeight ?? dummy("no loss weights");
+      const noGrad = dummy("no gradient");
+
+      /** The loss over `rows` rows of logits: terms, reduction into status[slot], CE's 1/W scaling. */
+      const lossSpecs = (logits: GPUBuffer, target: GPUBuffer, rows: number, training: boolean): DispatchSpec[] => {
+        const grad = training ? gradA : noGrad;
+        const slot = training ? STATUS.loss : STATUS.valLoss;
+        const faultBit = training ? FAULT.loss : 0;
+        const n = rows * out;
+        const elementwise = (kind: number, a: number, b = 0): DispatchSpec[] => [
+          {
+            kernel: "loss_elementwise",
+            constants: { LOSS: kind, WRITE_GRAD: training },
+            buffers: [grad, logits, target, vectorBuf, terms],
+            params: [n, f(a), f(b), out, posWeight ? 1 : 0, 0, 0, 0],
+            x: gridGroups(n),
+          },
+          { kernel: "loss_reduce", constants: { MODE: 0 }, buffers: [terms, status], params: [n, f(n), slot, faultBit, 0, 0, 0, 0], x: 1 },
+        ];
+        switch (loss.type) {
+          case "mse":
+            return elementwise(LOSS.mse, 2 / n);
+          case "l1":
+            return elementwise(LOSS.l1, 1 / n);
+          case "huber":
+            return elementwise(LOSS.huber, 1 / n, loss.delta);
+          case "smooth_l1":
+            return fr(loss.beta) === 0 ? elementwise(LOSS.l1, 1 / n) : elementwise(LOSS.smooth_l1, 1 / n, loss.beta);
+          case "hinge":
+            return elementwise(LOSS.hinge, 1 / n);
+          case "bce_with_logits":
+            return elementwise(LOSS.bce, 1 / n);
+          case "cross_entropy": {
+            const eps = fr(loss.label_smoothing);
+            let sumW = 0;
+            for (let c = 0; c < out; c++) sumW += loss.weight ? fr(loss.weight[c]!) : 1;
+            const specs: DispatchSpec[] = [
+              {
+                kernel: "cross_entropy",
+                constants: { WRITE_GRAD: training },
+                buffers: [grad, logits, target, vectorBuf, terms],
+                params: [rows, out, i32(loss.ignore_index), classWeight ? 1 : 0, f(eps), f(1 - eps), f(eps / out), f(sumW)],
+                x: gridGroups(rows),
+              },
+              {
+                kernel: "loss_reduce",
+                constants: { MODE: 1 },
+                buffers: [terms, status],
+                params: [rows, f(0), slot, faultBit, f(1 - eps), f(eps / out), 0, 0],
+                x: 1,
+              },
+            ];
+            if (training) specs.push({ kernel: "ce_scale", buffers: [gradA, status], params: [n, 0, 0, 0], x: gridGroups(n) });
+            return specs;
+          }
+          case "multi_margin":
+            return [
+              {
+                kernel: "multi_margin",
+                constants: { P_EXP: loss.p, WRITE_GRAD: training },
+                buffers: [grad, logits, target, vectorBuf, terms],
+                params: [rows, out, classWeight ? 1 : 0, f(loss.margin), f(1 / (rows * out)), 0, 0, 0],
+                x: gridGroups(rows),
+              },
+              { kernel: "loss_reduce", constants: { MODE: 0 }, buffers: [terms, status], params: [rows, f(rows), slot, faultBit, 0, 0, 0, 0], x: 1 },
+            ];
+        }
+      };
+      const accuracySpec = (rows: number): DispatchSpec | null => {
+        if (!valLogits || !valY) return null;
+        const base = { kernel: "accuracy" as const, buffers: [valLogits, valY, status], x: 1 };
+        switch (loss.type) {
+          case "cross_entropy":
+            return { ...base, constants: { KIND: 0 }, params: [rows, out, 1, i32(loss.ignore_index)] };
+          case "multi_margin":
+            return { ...base, constants: { KIND: 0 }, params: [rows, out, 0, i32(0)] };
+          case "bce_with_logits":
+            return { ...base, constants: { KIND: 1 }, params: [rows, out, 0, i32(0)] };
+          case "hinge":
+            return { ...base, constants: { KIND: 2 }, params: [rows, out, 0, i32(0)] };
+          default:
+            return null;
+        }
+      };
+
+      // ---- forward and backward of the model (Model.forward / Model.backward)
+      const inputOf = (i: number) => (i === 0 ? batchX : outputs[i - 1]!);
+      const forwardSpecs = (rows: number, training: boolean): DispatchSpec[] =>
+        layers.map((l, i): DispatchSpec => {
+          const dst = outputs[i]!;
+          const inp = inputOf(i);
+          const n = rows * width(l);
+          switch (l.kind) {
+            case "linear":
+              return gemmSpec(0, l.bias ? 2 : 0, rows, l.outFeatures, l.inFeatures, [dst, inp, params, l.bias ? params : inp], {
+                bOff: l.weight.offset,
+                biasOff: l.bias?.offset ?? 0,
+              });
+            case "dropout": {
+              const mask = masks[i];
+              if (training && mask) {
+                const p = fr(l.p);
+                const scale = p < 1 ? fr(1 / (1 - p)) : 0;
+                return {
+                  kernel: "dropout",
+                  buffers: [dst, mask, inp],
+                  params: [n, Math.ceil(p * 16777216), f(scale), Math.imul(i, 0x9e3779b9) >>> 0],
+                  step: stepBuf,
+                  x: gridGroups(n),
+                };
+              }
+              return { kernel: "copy", buffers: [dst, inp], params: [n, 0, 0, 0], x: gridGroups(n) };
+            }
+            default:
+              return { kernel: "act_forward", constants: { ACT: ACT[l.kind] }, buffers: [dst, inp], params: [n, f(l.slope), 0, 0], x: gridGroups(n) };
+          }
+        });
+      const backwardSpecs = (rows: number): DispatchSpec[] => {
+        const specs: DispatchSpec[] = [];
+        let dout = gradA;
+        let dinp = gradB;
+        for (let i = layers.length - 1; i >= 0 && i >= spec.firstTrainableLayer; i--) {
+          const l = layers[i]!;
+          const inp = inputOf(i);
+          const dst = outputs[i]!;
+          const needInputGrad = i > spec.firstTrainableLayer;
+          const n = rows * width(l);
+          switch (l.kind) {
+            case "linear":
+              if (l.weight.trainable) {
+                specs.push(gemmSpec(2, 1, l.outFeatures, l.inFeatures, rows, [grads, dout, inp, dout], { outOff: l.weight.offset }));
+              }
+              if (l.bias?.trainable) {
+                specs.push({ kernel: "bias_grad", buffers: [grads, dout], params: [l.outFeatures, rows, l.bias.offset, 0], x: gridGroups(l.outFeatures) });
+              }
+              if (needInputGrad) {
+                specs.push(gemmSpec(1, 0, rows, l.inFeatures, l.outFeatures, [dinp, dout, params, dout], { bOff: l.weight.offset }));
+              }
+              break;
+            case "dropout": {
+              const mask = masks[i];
+              specs.push(
+                mask
+                  ? { kernel: "mul", buffers: [dinp, dout, mask], params: [n, 0, 0, 0], x: gridGroups(n) }
+                  : { kernel: "copy", buffers: [dinp, dout], params: [n, 0, 0, 0], x: gridGroups(n) },
+              );
+              break;
+            }
+            default: {
+              // relu, tanh and sigmoid differentiate through their output; the others through their input
+              const src = l.kind === "relu" || l.kind === "tanh" || l.kind === "sigmoid" ? dst : inp;
+              specs.push({ kernel: "act_backward", constants: { ACT: ACT[l.kind] }, buffers: [dinp, dout, src], params: [n, f(l.slope), 0, 0], x: gridGroups(n) });
+            }
+          }
+          [dout, dinp] = [dinp, dout];
+        }
+        return specs;
+      };
+
+      // ---- clip_grad_norm_
+      const clip =
+        t.clip_grad_norm === null
+          ? null
+          : typeof t.clip_grad_norm === "number"
+            ? { max_norm: t.clip_grad_norm, norm_type: 2 as number | "inf", error_if_nonfinite: false }
+            : t.clip_grad_norm;
+      const clipSpecs = (): DispatchSpec[] => {
+        if (!clip) return [];
+        const p = clip.norm_type;
+        const kind = p === "inf" ? NORM.maxAbs : p === 2 ? NORM.sumSquares : p === 1 ? NORM.sumAbs : NORM.sumAbsPow;
+        const pw = typeof p === "number" ? p : 1;
+        return [
+          { kernel: "norm_partial", constants: { NORM: kind }, buffers: [grads, partials], params: [T, f(pw), 0, 0], x: normGroups },
+          {
+            kernel: "norm_final",
+            constants: { NORM: kind },
+            buffers: [partials, status],
+            params: [normGroups, f(clip.max_norm), f(1 / pw), clip.error_if_nonfinite ? 1 : 0],
+            x: 1,
+          },
+        ];
+      };
+
+      // ---- the optimizer: its state, its per-step scalars (computed in f64 as optimizers.ts does)
+      const o = t.optimizer;
+      const stepBytes = new ArrayBuffer(STEP_BYTES);
+      const stepView = new DataView(stepBytes);
+      const setU = (k: number, v: number) => stepView.setUint32(8 + 4 * k, v >>> 0, true); // u0..u3
+      const setA = (k: number, v: number) => stepView.setFloat32(32 + 4 * k, v, true); // a0..a11
+      const flag = (b: boolean) => (b ? 1 : 0);
+      let group: ParamGroup;
+      let optimizerSpec: DispatchSpec;
+      /** Writes this step's scalars; returns what to commit once the update has run. */
+      let prepareScalars: () => () => void;
+      const optimizerGroups = gridGroups(T);
+      switch (o.type) {
+        case "sgd": {
+          group = { lr: o.lr, momentum: o.momentum };
+          const buf = storage("sgd momentum", T);
+          let initialised = false;
+          optimizerSpec = { kernel: "sgd", buffers: [params, grads, buf, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
+          prepareScalars = () => {
+            const first = group.momentum !== 0 && !initialised;
+            setA(0, group.lr), setA(1, group.momentum), setA(2, 1 - o.dampening), setA(3, o.weight_decay);
+            setU(0, flag(o.nesterov)), setU(1, flag(o.maximize)), setU(2, flag(first));
+            return () => {
+              if (group.momentum !== 0) initialised = true;
+            };
+          };
+          break;
+        }
+        case "adam":
+        case "adamw": {
+          group = { lr: o.lr, momentum: o.betas[0] };
+          const m = storage("adam m", T);
+          const v = storage("adam v", T);
+          const vmax = o.amsgrad ? storage("adam vmax", T) : dummy("no vmax");
+          const beta2 = o.betas[1];
+          let step = 0;
+          optimizerSpec = { kernel: "adam", buffers: [params, grads, m, v, vmax, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
+          prepareScalars = () => {
+            const tt = step + 1;
+            const beta1 = group.momentum;
+            const biasCorrection1 = 1 - beta1 ** tt;
+            const biasCorrection2 = 1 - beta2 ** tt;
+            setA(0, group.lr / biasCorrection1), setA(1, beta1), setA(2, 1 - beta1), setA(3, beta2), setA(4, 1 - beta2);
+            setA(5, Math.sqrt(biasCorrection2)), setA(6, o.eps), setA(7, o.weight_decay), setA(8, 1 - group.lr * o.weight_decay);
+            setU(0, flag(o.amsgrad)), setU(1, flag(o.maximize)), setU(2, flag(o.type === "adamw"));
+            return () => {
+              step = tt;
+            };
+          };
+          break;
+        }
+        case "rmsprop": {
+          group = { lr: o.lr, momentum: o.momentum };
+          const squareAvg = storage("rmsprop square_avg", T);
+          const gradAvg = o.centered ? storage("rmsprop grad_avg", T) : dummy("no grad_avg");
+          const buf = storage("rmsprop momentum", T);
+          optimizerSpec = { kernel: "rmsprop", buffers: [params, grads, squareAvg, gradAvg, buf, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
+          prepareScalars = () => {
+            setA(0, group.lr), setA(1, o.alpha), setA(2, 1 - o.alpha), setA(3, o.eps), setA(4, o.weight_decay), setA(5, group.momentum);
+            setU(0, flag(o.centered)), setU(1, flag(o.maximize));
+            return () => {};
+          };
+          break;
+        }
+        case "adagrad": {
+          group = { lr: o.lr, momentum: 0 };
+          const sum = storage("adagrad sum", T);
+          if (o.initial_accumulator_value !== 0) {
+            const fill = program([{ kernel: "fill", buffers: [sum], params: [T, f(o.initial_accumulator_value), 0, 0], x: gridGroups(T) }]);
+            const enc = device.createCommandEncoder();
+            const pass = enc.beginComputePass();
+            fill.encode(pass);
+            pass.end();
+            queue.submit([enc.finish()]);
+          }
+          let step = 0;
+          optimizerSpec = { kernel: "adagrad", buffers: [params, grads, sum, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
+          prepareScalars = () => {
+            const tt = step + 1;
+            setA(0, group.lr / (1 + (tt - 1) * o.lr_decay)), setA(1, o.eps), setA(2, o.weight_decay);
+            setU(1, flag(o.maximize));
+            return () => {
+              step = tt;
+            };
+          };
+          break;
+        }
+      }
+      optimizerSpec.step = stepBuf;
+      stepView.setUint32(4, clip ? 1 : 0, true);
+
+      // ---- programs, one per distinct batch size (at most two: the batch and the last partial one)
+      const trainPrograms = new Map<string, Program>();
+      const trainProgram = (rows: number, shuffled: boolean): Program => {
+        const key = `${rows}:${shuffled}`;
+        let p = trainPrograms.get(key);
+        if (!p) {
+          const specs: DispatchSpec[] = [];
+          if (shuffled) {
+            specs.push({ kernel: "gather", buffers: [batchX, dataX, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) });
+            specs.push({ kernel: "gather", buffers: [batchY, dataY, batchIdx], params: [rows * TG, TG, 0, 0], x: gridGroups(rows * TG) });
+          }
+          specs.push(...forwardSpecs(rows, true));
+          specs.push(...lossSpecs(outputs.at(-1)!, batchY, rows, true));
+          specs.push(...backwardSpecs(rows));
+          specs.push({ kernel: "all_finite", buffers: [grads, status], params: [T, FAULT.grad, 0, 0], x: gridGroups(T) });
+          specs.push(...clipSpecs());
+          specs.push(optimizerSpec);
+          specs.push({ kernel: "all_finite", buffers: [params, status], params: [T, FAULT.weight, 0, 0], x: gridGroups(T) });
+          specs.push({ kernel: "restore", buffers: [params, last, status], params: [T, 0, 0, 0], x: gridGroups(T) });
+          trainPrograms.set(key, (p = program(specs)));
+        }
+        return p;
+      };
+      const evalForward = new Map<number, Program>();
+      const evalForwardProgram = (rows: number): Program => {
+        let p = evalForward.get(rows);
+        if (!p) evalForward.set(rows, (p = program(forwardSpecs(rows, false))));
+        return p;
+      };
+      let evalTail: Program | null = null;
+      const evalTailProgram = (): Program => {
+        if (!evalTail) {
+          const acc = accuracySpec(V);
+          evalTail = program([...lossSpecs(valLogits!, valY!, V, false), ...(acc ? [acc] : [])]);
+        }
+        return evalTail;
+      };
+      const hasAccuracy = accuracySpec(V) !== null;
+
+      /** Copies the status words out and reads them (the one readback of a step). */
+      const readStatus = async (enc: GPUCommandEncoder): Promise<{ f32: Float32Array; u32: Uint32Array }> => {
+        enc.copyBufferToBuffer(status, 0, readback, 0, STATUS_BYTES);
+        queue.submit([enc.finish()]);
+        await readback.mapAsync(MAP_READ, 0, STATUS_BYTES);
+        const bytes = readback.getMappedRange(0, STATUS_BYTES).slice(0);
+        readback.unmap();
+        return { f32: new Float32Array(bytes), u32: new Uint32Array(bytes) };
+      };
+      let firstStep = true;
+      let firstEvaluation = true;
+      const fault = (code: "diverged" | "non_finite_norm", what: string): StepOutcome => ({ fault: { code, what } });
+      if (options.diagnostics) options.diagnostics.gpuBytes = gpuBytes;
+
+      const runStep = async (batch: BatchRef, seed: number): Promise<StepOutcome> => {
+        const { rows, start } = batch;
+        const shuffled = batch.order !== null;
+        if (batch.order) queue.writeBuffer(batchIdx, 0, batch.order as Int32Array<ArrayBuffer>, start, rows);
+        stepView.setUint32(0, seed >>> 0, true);
+        const commit = prepareScalars();
+        queue.writeBuffer(stepBuf, 0, stepBytes);
+        const enc = device.createCommandEncoder();
+        enc.clearBuffer(status);
+        enc.clearBuffer(grads);
+        if (!shuffled) {
+          enc.copyBufferToBuffer(dataX, start * F * 4, batchX, 0, rows * F * 4);
+          enc.copyBufferToBuffer(dataY, start * TG * 4, batchY, 0, rows * TG * 4);
+        }
+        const pass = enc.beginComputePass();
+        trainProgram(rows, shuffled).encode(pass);
+        pass.end();
+        const { f32, u32 } = await readStatus(enc);
+        const bits = u32[STATUS.fault]!;
+        const batchLoss = f32[STATUS.loss]!;
+        if (bits & FAULT.loss) return fault("diverged", `the loss became ${batchLoss}`);
+        if (bits & FAULT.grad) return fault("diverged", "a gradient became non-finite");
+        if (bits & FAULT.norm) {
+          // torch raises here; a numeric fault ends the run as diverged with the last finite weights
+          return fault("non_finite_norm", `the total gradient norm (order ${clip!.norm_type}) is ${f32[STATUS.norm]} and clip_grad_norm.error_if_nonfinite is set`);
+        }
+        commit();
+        if (bits & FAULT.weight) return fault("diverged", "a weight became non-finite");
+        return { loss: batchLoss };
+      };
+
+      const copyParams = (from: GPUBuffer, to: GPUBuffer) => {
+        const enc = device.createCommandEncoder();
+        enc.copyBufferToBuffer(from, 0, to, 0, T * 4);
+        queue.submit([enc.finish()]);
+      };
+
+      const backend: TrainingBackend = {
+        group,
+        kernel: "webgpu",
+        threads: 1,
+
+        step(batch: BatchRef, seed: number): Promise<StepOutcome> {
+          if (!firstStep) return runStep(batch, seed);
+          firstStep = false;
+          return checked(device, "training step", () => runStep(batch, seed));
+        },
+
+        async evaluate(): Promise<Evaluation | null> {
+          if (!validationTable || !valX || !valLogits) return null;
+          const run = async () => {
+            const enc = device.createCommandEncoder();
+            enc.clearBuffer(status);
+            for (let start = 0; start < V; start += maxRows) {
+              const rows = Math.min(maxRows, V - start);
+              enc.copyBufferToBuffer(valX, start * F * 4, batchX, 0, rows * F * 4);
+              const pass = enc.beginComputePass();
+              evalForwardProgram(rows).encode(pass);
+              pass.end();
+              enc.copyBufferToBuffer(outputs.at(-1)!, 0, valLogits, start * out * 4, rows * out * 4);
+            }
+            const pass = enc.beginComputePass();
+            evalTailProgram().encode(pass);
+            pass.end();
+            const { f32, u32 } = await readStatus(enc);
+            const counted = u32[STATUS.counted]!;
+            return {
+              valLoss: f32[STATUS.valLoss]!,
+              valAccuracy: hasAccuracy ? (counted === 0 ? 0 : u32[STATUS.correct]! / counted) : undefined,
+            };
+          };
+          if (!firstEvaluation) return run();
+          firstEvaluation = false;
+          return checked(device, "validation", run);
+        },
+
+        saveBest() {
+          copyParams(params, best!);
+        },
+
+        restoreBest() {
+          copyParams(best!, params);
+        },
+
+        async parameters(): Promise<NamedTensor[]> {
+          const bytes = spec.paramCount * 4;
+          const staging = buffers.raw("params readback", bytes, USAGE.MAP_READ | USAGE.COPY_DST);
+          const enc = device.createCommandEncoder();
+          enc.copyBufferToBuffer(params, 0, staging, 0, Math.ceil(bytes / 4) * 4);
+          queue.submit([enc.finish()]);
+          await staging.mapAsync(MAP_READ, 0, bytes);
+          const all = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+          staging.unmap();
+          staging.destroy();
+          return spec.parameters.map((p) => ({ name: p.name, shape: [...p.shape], data: all.slice(p.offset, p.offset + p.size) }));
+        },
+
+        close() {
+          for (const p of programs) p.destroy();
+          buffers.destroy();
+        },
+      };
+      return backend;
+    });
+  } catch (e) {
+    for (const p of programs) p.destroy();
+    buffers.destroy();
+    throw e;
+  }
+}

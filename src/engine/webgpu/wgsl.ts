@@ -1,0 +1,978 @@
+/**
+ * The WebGPU kernel set: WGSL compute shaders (as strings) for everything one training step
+ * needs, each the twin of a WASM kernel (wasm/assembly/*.ts) with the same formula in the same
+ * order of operations. Differences that WGSL forces, and why they stay inside SPEC's tolerance:
+ *
+ *  - no f64: the WASM losses accumulate in f64 and evaluate exp/log in f64 for cross-entropy
+ *    and BCE; here everything is f32 (sums are tree reductions: error ~log2(n) ulp).
+ *  - the GPU may contract a*b+c into one fused multiply-add (as the relaxed-SIMD build does).
+ *  - transcendental built-ins (exp, log, sqrt) are a few ulp, not correctly rounded; tanh is
+ *    computed here (Cephes tanhf) rather than by the built-in, which some drivers evaluate as
+ *    (e^2x - 1) / (e^2x + 1) (NaN for large |x|, cancellation for small |x|).
+ *  - NaN/Inf: WGSL lets implementations assume values are finite, so every finiteness test
+ *    inspects the bits (bitcast), never x != x or x * 0.
+ *
+ * Layout rules shared by every kernel: storage buffers at bindings 0..k, the kernel's own
+ * parameters (a uniform of 4-byte fields) at binding 16, the per-step scalars at binding 17.
+ * Elementwise kernels run 256 invocations per workgroup over a grid-stride loop, so any
+ * length works with a capped number of workgroups. Runtime-agnostic: plain strings.
+ */
+
+/** Helpers every kernel may use. */
+const PRELUDE = /* wgsl */ `
+fn finite32(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
+fn isnan32(x: f32) -> bool {
+  let b = bitcast<u32>(x);
+  return (b & 0x7f800000u) == 0x7f800000u && (b & 0x007fffffu) != 0u;
+}
+// a runtime NaN (a constant NaN is a shader-creation error in WGSL)
+var<private> NAN_BITS: u32 = 0x7fc00000u;
+fn nan32() -> f32 { return bitcast<f32>(NAN_BITS); }
+
+// erf, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): wasm/assembly/elementwise.ts erf32
+fn erf32(x: f32) -> f32 {
+  let ax = abs(x);
+  let t = 1.0 / (0.3275911 * ax + 1.0);
+  let r = (((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592;
+  let y = 1.0 - r * t * exp(-x * x);
+  return select(y, -y, x < 0.0);
+}
+
+// tanh (Cephes tanhf): a polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above, +-1 from 9 on
+fn tanh32(x: f32) -> f32 {
+  let ax = abs(x);
+  if (ax >= 9.0) { return select(1.0, -1.0, x < 0.0); }
+  if (ax < 0.625) {
+    let z = x * x;
+    return ((((-5.70498872745e-3 * z + 2.06390887954e-2) * z - 5.37397155531e-2) * z + 1.33314422036e-1) * z - 3.33332819422e-1) * z * x + x;
+  }
+  let t = 1.0 - 2.0 / (exp(2.0 * ax) + 1.0);
+  return select(t, -t, x < 0.0);
+}
+
+// 1 / (1 + e^-x) without overflowing e^-x
+fn sigmoid32(x: f32) -> f32 {
+  return 1.0 / (1.0 + exp(min(-x, 88.0)));
+}
+
+// MurmurHash3's 32-bit finaliser (dropout masks): wasm/assembly/elementwise.ts mix32
+fn mix32(v: u32) -> u32 {
+  var h = v;
+  h = h ^ (h >> 16u);
+  h = h * 0x85ebca6bu;
+  h = h ^ (h >> 13u);
+  h = h * 0xc2b2ae35u;
+  h = h ^ (h >> 16u);
+  return h;
+}
+`;
+
+/** The per-step scalars (binding 17): written with queue.writeBuffer before each st. */
+export const STEP_STRUCT = /* wgsl */ `
+struct Step {
+  seed: u32, clip: u32, u0: u32, u1: u32, u2: u32, u3: u32, pad0: u32, pad1: u32,
+  a0: f32, a1: f32, a2: f32, a3: f32, a4: f32, a5: f32, a6: f32, a7: f32, a8: f32, a9: f32, a10: f32, a11: f32,
+}
+`;
+/** Bytes of the Step struct's buffer (80 used, padded). */
+export const STEP_BYTES = 256;
+
+/**
+ * The status words every step writes and reads back (one 32-byte readback per step):
+ * 0 loss (f32), 1 fault bits (u32), 2 gradient norm (f32), 3 clip coefficient (f32),
+ * 4 1/W of cross-entropy (f32), 5 validation loss (f32), 6 correct and 7 counted (u32, accuracy).
+ */
+export const STATUS = { loss: 0, fault: 1, norm: 2, coef: 3, invW: 4, valLoss: 5, correct: 6, counted: 7 } as const;
+export const STATUS_BYTES = 32;
+/** Fault bits, in the order the WASM backend checks them. */
+export const FAULT = { loss: 1, grad: 2, norm: 4, weight: 8 } as const;
+
+const GRID = /* wgsl */ `
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let stride = nwg.x * 256u;
+  for (var i = gid.x; i < p.n; i += stride) {
+    body(i);
+  }
+}
+`;
+
+/** One workgroup-wide sum / max of 256 values (call in uniform control flow). */
+const REDUCE = /* wgsl */ `
+var<workgroup> red: array<f32, 256>;
+var<workgroup> redu: array<u32, 256>;
+fn wgSum(v: f32, tid: u32) -> f32 {
+  red[tid] = v;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s = s >> 1u) {
+    if (tid < s) { red[tid] = red[tid] + red[tid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+// NaN-propagating max (as f32x4.max)
+fn max32(a: f32, b: f32) -> f32 {
+  if (isnan32(a)) { return a; }
+  if (isnan32(b)) { return b; }
+  return select(b, a, a > b);
+}
+fn wgMax(v: f32, tid: u32) -> f32 {
+  red[tid] = v;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s = s >> 1u) {
+    if (tid < s) { red[tid] = max32(red[tid], red[tid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn wgSumU(v: u32, tid: u32) -> u32 {
+  redu[tid] = v;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s = s >> 1u) {
+    if (tid < s) { redu[tid] = redu[tid] + redu[tid + s]; }
+    workgroupBarrier();
+  }
+  let r = redu[0];
+  workgroupBarrier();
+  return r;
+}
+`;
+
+// ------------------------------------------------------------------ GEMM
+
+/**
+ * C[M,N] = init + A·B in the three layouts of a linear layer, tiled through workgroup memory:
+ * a 16x16 workgroup computes a (16 TM) x (16 TN) tile of C, each invocation TM x TN outputs
+ * (rows lid.y + 16 i, columns lid.x + 16 j), over K in slices of 16 staged in workgroup memory.
+ * Every output accumulates k = 0, 1, ..., K-1 in order from its initial value, as the WASM
+ * core does (zero padding past K adds exact zeros).
+ *   LAYOUT 0 (NT, forward):   A = x[M,K] at aOff,  B(k,j) = W[j,k] (W [N,K] at bOff), INIT 2 adds bias
+ *   LAYOUT 1 (NN, dX):        A = dy[M,K],         B = W[K,N]
+ *   LAYOUT 2 (TN, dW):        A(i,k) = dy[k,i] (dy [K,M]), B = x[K,N], INIT 1 accumulates into C
+ */
+const GEMM = /* wgsl */ `
+override LAYOUT: u32 = 0u;
+override INIT: u32 = 0u;
+override TM: u32 = 4u;
+override TN: u32 = 4u;
+struct P { M: u32, N: u32, K: u32, aOff: u32, bOff: u32, biasOff: u32, outOff: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> C: array<f32>;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+const BK = 16u;
+// [BK][BM + 1] and [BK][BN + 1]: the padding puts the 16 k-rows of a column in 16 different
+// banks (the NT/NN loads write a column per 16 invocations)
+var<workgroup> As: array<f32, 16u * (16u * TM + 1u)>;
+var<workgroup> Bs: array<f32, 16u * (16u * TN + 1u)>;
+
+fn loadA(m: u32, k: u32) -> f32 {
+  if (m >= p.M || k >= p.K) { return 0.0; }
+  if (LAYOUT == 2u) { return A[p.aOff + k * p.M + m]; }
+  return A[p.aOff + m * p.K + k];
+}
+fn loadB(k: u32, n: u32) -> f32 {
+  if (k >= p.K || n >= p.N) { return 0.0; }
+  if (LAYOUT == 0u) { return B[p.bOff + n * p.K + k]; }
+  return B[p.bOff + k * p.N + n];
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let BM = 16u * TM;
+  let BN = 16u * TN;
+  let SA = BM + 1u;
+  let SB = BN + 1u;
+  let row0 = wg.y * BM;
+  let col0 = wg.x * BN;
+  var acc: array<f32, 16>;
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j++) {
+      let r = row0 + lid.y + 16u * i;
+      let c = col0 + lid.x + 16u * j;
+      var v = 0.0;
+      if (r < p.M && c < p.N) {
+        if (INIT == 1u) { v = C[p.outOff + r * p.N + c]; }
+        if (INIT == 2u) { v = bias[p.biasOff + c]; }
+      }
+      acc[i * 4u + j] = v;
+    }
+  }
+  let tiles = (p.K + BK - 1u) / BK;
+  for (var t = 0u; t < tiles; t++) {
+    let k0 = t * BK;
+    for (var r = 0u; r < TM; r++) {
+      let e = tid + r * 256u;
+      if (LAYOUT == 2u) {
+        let kk = e / BM; let m = e % BM;
+        As[kk * SA + m] = loadA(row0 + m, k0 + kk);
+      } else {
+        let m = e / BK; let kk = e % BK;
+        As[kk * SA + m] = loadA(row0 + m, k0 + kk);
+      }
+    }
+    for (var r = 0u; r < TN; r++) {
+      let e = tid + r * 256u;
+      if (LAYOUT == 0u) {
+        let n = e / BK; let kk = e % BK;
+        Bs[kk * SB + n] = loadB(k0 + kk, col0 + n);
+      } else {
+        let kk = e / BN; let n = e % BN;
+        Bs[kk * SB + n] = loadB(k0 + kk, col0 + n);
+      }
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < TM; i++) { a[i] = As[kk * SA + lid.y + 16u * i]; }
+      for (var j = 0u; j < TN; j++) { b[j] = Bs[kk * SB + lid.x + 16u * j]; }
+      for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+          acc[i * 4u + j] = acc[i * 4u + j] + a[i] * b[j];
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j++) {
+      let r = row0 + lid.y + 16u * i;
+      let c = col0 + lid.x + 16u * j;
+      if (r < p.M && c < p.N) { C[p.outOff + r * p.N + c] = acc[i * 4u + j]; }
+    }
+  }
+}
+`;
+
+/**
+ * The same product for small matrices: one invocation per output, k in order, no workgroup
+ * memory and no barriers (which cost more than they save on a few thousand multiply-adds, and
+ * dominate on software adapters). Bit-identical to GEMM: the same order of operations.
+ */
+const GEMM_SMALL = /* wgsl */ `
+override LAYOUT: u32 = 0u;
+override INIT: u32 = 0u;
+struct P { M: u32, N: u32, K: u32, aOff: u32, bOff: u32, biasOff: u32, outOff: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> C: array<f32>;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let total = p.M * p.N;
+  for (var o = gid.x; o < total; o += nwg.x * 64u) {
+    let r = o / p.N;
+    let c = o - r * p.N;
+    var acc = 0.0;
+    if (INIT == 1u) { acc = C[p.outOff + o]; }
+    if (INIT == 2u) { acc = bias[p.biasOff + c]; }
+    for (var k = 0u; k < p.K; k++) {
+      var a: f32;
+      var b: f32;
+      if (LAYOUT == 2u) { a = A[p.aOff + k * p.M + r]; } else { a = A[p.aOff + r * p.K + k]; }
+      if (LAYOUT == 0u) { b = B[p.bOff + c * p.K + k]; } else { b = B[p.bOff + k * p.N + c]; }
+      acc = acc + a * b;
+    }
+    C[p.outOff + o] = acc;
+  }
+}
+`;
+
+// ------------------------------------------------------------------ elementwise
+
+/** dbias[off + c] += sum_r dout[r, c], rows in order (one invocation per column). */
+const BIAS_GRAD = /* wgsl */ `
+struct P { n: u32, rows: u32, off: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(c: u32) {
+  var s = dbias[p.off + c];
+  for (var r = 0u; r < p.rows; r++) { s = s + dout[r * p.n + c]; }
+  dbias[p.off + c] = s;
+}
+${GRID}`;
+
+/** Activation constants of wasm/assembly/elementwise.ts. */
+const ACT_CONSTANTS = /* wgsl */ `
+const SQRT1_2: f32 = 0.7071067811865476;
+const INV_SQRT_2PI: f32 = 0.3989422804014327;
+const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+const GELU_KAPPA: f32 = 0.044715;
+`;
+
+/** Activation kinds (the ACT override of act_forward / act_backward). */
+export const ACT = { relu: 0, leaky_relu: 1, gelu: 2, gelu_tanh: 3, tanh: 4, sigmoid: 5 } as const;
+
+/** out = act(inp). */
+const ACT_FORWARD = /* wgsl */ `
+override ACT: u32 = 0u;
+struct P { n: u32, slope: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+${ACT_CONSTANTS}
+fn body(i: u32) {
+  let x = inp[i];
+  var y: f32;
+  switch ACT {
+    case 0u: { y = select(0.0, x, x > 0.0 || isnan32(x)); }
+    case 1u: { y = select(x * p.slope, x, x > 0.0); }
+    case 2u: { y = x * 0.5 * (1.0 + erf32(x * SQRT1_2)); }
+    case 3u: {
+      let inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x);
+      y = 0.5 * x * (1.0 + tanh32(inner));
+    }
+    case 4u: { y = tanh32(x); }
+    default: { y = sigmoid32(x); }
+  }
+  dst[i] = y;
+}
+${GRID}`;
+
+/** dinp = dout * act'(.); src is the layer's output (relu, tanh, sigmoid) or input (the others). */
+const ACT_BACKWARD = /* wgsl */ `
+override ACT: u32 = 0u;
+struct P { n: u32, slope: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read_write> dinp: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+${ACT_CONSTANTS}
+fn body(i: u32) {
+  let g = dout[i];
+  let x = src[i];
+  var d: f32;
+  switch ACT {
+    case 0u: { d = select(0.0, g, x > 0.0); }
+    case 1u: { d = select(g * p.slope, g, x > 0.0); }
+    case 2u: {
+      let cdf = 0.5 * (1.0 + erf32(x * SQRT1_2));
+      let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
+      d = g * (cdf + x * pdf);
+    }
+    case 3u: {
+      let xSq = x * x;
+      let inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * xSq * x);
+      let th = tanh32(inner);
+      let left = 0.5 * x;
+      let right = 1.0 + th;
+      let leftDerivative = 0.5 * right;
+      let rightDerivative = left * (1.0 - th * th) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_KAPPA * xSq);
+      d = g * (leftDerivative + rightDerivative);
+    }
+    case 4u: { d = g * (1.0 - x * x); }
+    default: { d = g * (1.0 - x) * x; }
+  }
+  dinp[i] = d;
+}
+${GRID}`;
+
+/**
+ * Dropout: mask = 1/(1-p) or 0 from the counter-based hash of (seed, i) of the WASM kernel
+ * (the same masks bit for bit); out = inp * mask. The layer's seed is st.seed + salt.
+ */
+const DROPOUT = /* wgsl */ `
+struct P { n: u32, threshold: u32, scale: f32, salt: u32 }
+${STEP_STRUCT}
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mask: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+@group(0) @binding(17) var<uniform> st: Step;
+fn body(i: u32) {
+  let seed = st.seed + p.salt;
+  let u = mix32(mix32(seed ^ 0x9e3779b9u) + i * 0x9e3779b9u) >> 8u;
+  let m = select(0.0, p.scale, u >= p.threshold);
+  mask[i] = m;
+  dst[i] = inp[i] * m;
+}
+${GRID}`;
+
+/** out = a * b (dropout backward). */
+const MUL = /* wgsl */ `
+struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) { dst[i] = a[i] * b[i]; }
+${GRID}`;
+
+/** dst[outOff + i] = inp[inOff + i]. */
+const COPY = /* wgsl */ `
+struct P { n: u32, outOff: u32, inOff: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) { dst[p.outOff + i] = inp[p.inOff + i]; }
+${GRID}`;
+
+/** out = value. */
+const FILL = /* wgsl */ `
+struct P { n: u32, value: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) { dst[i] = p.value; }
+${GRID}`;
+
+/** x *= s. */
+const SCALE = /* wgsl */ `
+struct P { n: u32, s: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) { x[i] = x[i] * p.s; }
+${GRID}`;
+
+/** dst[r, c] = src[idx[r], c] over n = rows * cols elements. */
+const GATHER = /* wgsl */ `
+struct P { n: u32, cols: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> idx: array<u32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) {
+  let r = i / p.cols;
+  let c = i - r * p.cols;
+  dst[i] = src[idx[r] * p.cols + c];
+}
+${GRID}`;
+
+// ------------------------------------------------------------------ checks and norms
+
+/** status[1] |= bit when any x[off + i] is not finite (bits, not arithmetic). */
+const ALL_FINITE = /* wgsl */ `
+struct P { n: u32, bit: u32, off: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> status: array<atomic<u32>>;
+@group(0) @binding(16) var<uniform> p: P;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let stride = nwg.x * 256u;
+  var bad = false;
+  for (var i = gid.x; i < p.n; i += stride) {
+    if (!finite32(x[p.off + i])) { bad = true; }
+  }
+  if (bad) { atomicOr(&status[1], p.bit); }
+}
+`;
+
+/** Norm kinds (the NORM override): sum x^2, max |x|, sum |x|^p, sum |x|. */
+export const NORM = { sumSquares: 0, maxAbs: 1, sumAbsPow: 2, sumAbs: 3 } as const;
+
+/** One partial per workgroup: partials[wg] = sum x^2 | max |x| | sum |x|^p | sum |x|. */
+const NORM_PARTIAL = /* wgsl */ `
+override NORM: u32 = 0u;
+struct P { n: u32, pw: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+${REDUCE}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wg: vec3u) {
+  let stride = nwg.x * 256u;
+  var s = 0.0;
+  for (var i = gid.x; i < p.n; i += stride) {
+    let v = x[i];
+    switch NORM {
+      case 0u: { s = s + v * v; }
+      case 1u: { s = max32(s, abs(v)); }
+      case 2u: { let a = abs(v); if (a > 0.0) { s = s + pow(a, p.pw); } }
+      default: { s = s + abs(v); }
+    }
+  }
+  var r: f32;
+  if (NORM == 1u) { r = wgMax(s, tid); } else { r = wgSum(s, tid); }
+  if (tid == 0u) { partials[wg.x] = r; }
+}
+`;
+
+/**
+ * The global norm from the partials, then clip_grad_norm_'s coefficient, on the GPU so the
+ * update needs no round trip: norm = sqrt(sum) | max | sum^(1/p); coef = min(max_norm /
+ * (norm + 1e-6), 1) (0 for an infinite norm, as torch); fault bit 4 when the norm is not
+ * finite and error_if_nonfinite is set.
+ */
+const NORM_FINAL = /* wgsl */ `
+override NORM: u32 = 0u;
+struct P { count: u32, maxNorm: f32, invP: f32, errorIfNonfinite: u32 }
+@group(0) @binding(0) var<storage, read> partials: array<f32>;
+@group(0) @binding(1) var<storage, read_write> status: array<u32>;
+@group(0) @binding(16) var<uniform> p: P;
+${REDUCE}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) tid: u32) {
+  var s = 0.0;
+  for (var i = tid; i < p.count; i += 256u) {
+    if (NORM == 1u) { s = max32(s, partials[i]); } else { s = s + partials[i]; }
+  }
+  var total: f32;
+  if (NORM == 1u) { total = wgMax(s, tid); } else { total = wgSum(s, tid); }
+  if (tid == 0u) {
+    var norm = total;
+    if (NORM == 0u) { norm = sqrt(total); }
+    if (NORM == 2u && total > 0.0) { norm = pow(total, p.invP); } // pow(0, y) is exp2(y log2 0): not exact everywhere
+    var coef = p.maxNorm / (norm + 1e-6);
+    if (!finite32(norm) && !isnan32(norm)) { coef = 0.0; }
+    if (!isnan32(coef) && !(coef < 1.0)) { coef = 1.0; }
+    status[2] = bitcast<u32>(norm);
+    status[3] = bitcast<u32>(coef);
+    if (p.errorIfNonfinite != 0u && !finite32(norm)) { status[1] = status[1] | 4u; }
+  }
+}
+`;
+
+// ------------------------------------------------------------------ losses
+
+/**
+ * Per-element losses (mse, l1, huber, smooth_l1, hinge, bce_with_logits): terms[i] = the
+ * element's loss, grad[i] = dL/dpred (when WRITE_GRAD). a = 2/n (mse) or 1/n; b = delta / beta.
+ */
+export const LOSS = { mse: 0, l1: 1, huber: 2, smooth_l1: 3, hinge: 4, bce: 5 } as const;
+const LOSS_ELEMENTWISE = /* wgsl */ `
+override LOSS: u32 = 0u;
+override WRITE_GRAD: bool = true;
+struct P { n: u32, a: f32, b: f32, C: u32, hasPosWeight: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(1) var<storage, read> pred: array<f32>;
+@group(0) @binding(2) var<storage, read> tgt: array<f32>;
+@group(0) @binding(3) var<storage, read> posWeight: array<f32>;
+@group(0) @binding(4) var<storage, read_write> terms: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+// log(1 + e) for e in [0, 1], accurate for small e
+fn log1p32(e: f32) -> f32 {
+  let u = 1.0 + e;
+  if (u == 1.0) { return e; }
+  return log(u) * e / (u - 1.0);
+}
+fn body(i: u32) {
+  let x = pred[i];
+  let y = tgt[i];
+  let inv = p.a;
+  var term: f32;
+  var g: f32;
+  switch LOSS {
+    case 0u: { let d = x - y; term = d * d; g = p.a * d; }
+    case 1u: {
+      let d = x - y;
+      term = abs(d);
+      g = select(select(0.0, -inv, d < 0.0), inv, d > 0.0);
+    }
+    case 2u: {
+      let d = x - y; let ad = abs(d); let delta = p.b;
+      term = select(delta * (ad - 0.5 * delta), 0.5 * d * d, ad < delta);
+      g = select(select(inv * d, inv * delta, d > delta), -inv * delta, d < -delta);
+    }
+    case 3u: {
+      let d = x - y; let ad = abs(d); let beta = p.b;
+      term = select(ad - 0.5 * beta, 0.5 * d * d / beta, ad < beta);
+      g = select(select(inv * d / beta, inv, d > beta), -inv, d < -beta);
+    }
+    case 4u: {
+      let t = select(-1.0, 1.0, y == 1.0);
+      let z = 1.0 - t * x;
+      term = select(0.0, z, z > 0.0 || isnan32(z));
+      g = select(0.0, -t * inv, z >= 0.0);
+    }
+    default: {
+      var pw = 1.0;
+      if (p.hasPosWeight != 0u) { pw = posWeight[i % p.C]; }
+      let lw = (pw - 1.0) * y + 1.0;
+      let softplusNeg = log1p32(exp(-abs(x))) + max(-x, 0.0);
+      term = (1.0 - y) * x + lw * softplusNeg;
+      var s: f32;
+      if (x >= 0.0) { s = 1.0 / (1.0 + exp(-x)); } else { let e = exp(x); s = e / (1.0 + e); }
+      g = (lw * s - pw * y) * inv;
+    }
+  }
+  terms[i] = term;
+  if (WRITE_GRAD) { grad[i] = g; }
+}
+${GRID}`;
+
+/**
+ * Cross-entropy, one invocation per row (n = B rows of C logits): log-softmax, the row's
+ * -w_y logp_y (terms[i]), -sum_c w_c logp_c (terms[B + i], label smoothing) and w_y
+ * (terms[2B + i]), and the gradient before its division by W (ce_scale does that once W is known).
+ */
+const CROSS_ENTROPY = /* wgsl */ `
+override WRITE_GRAD: bool = true;
+struct P { n: u32, C: u32, ignoreIndex: i32, hasWeight: u32, eps: f32, oneMinusEps: f32, epsOverC: f32, sumW: f32 }
+@group(0) @binding(0) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> tgt: array<f32>;
+@group(0) @binding(3) var<storage, read> weight: array<f32>;
+@group(0) @binding(4) var<storage, read_write> terms: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn w(c: u32) -> f32 {
+  if (p.hasWeight != 0u) { return weight[c]; }
+  return 1.0;
+}
+fn body(i: u32) {
+  let C = p.C;
+  let row = i * C;
+  let y = i32(tgt[i]);
+  if (y == p.ignoreIndex) {
+    terms[i] = 0.0; terms[p.n + i] = 0.0; terms[2u * p.n + i] = 0.0;
+    if (WRITE_GRAD) { for (var c = 0u; c < C; c++) { grad[row + c] = 0.0; } }
+    return;
+  }
+  var m = logits[row];
+  for (var c = 1u; c < C; c++) {
+    let v = logits[row + c];
+    if (isnan32(v) || v > m) { m = select(v, m, isnan32(m)); }
+  }
+  var se = 0.0;
+  for (var c = 0u; c < C; c++) { se = se + exp(logits[row + c] - m); }
+  let lse = m + log(se);
+  let yu = u32(y);
+  let wy = w(yu);
+  terms[i] = -wy * (logits[row + yu] - lse);
+  var sm = 0.0;
+  if (p.eps > 0.0) {
+    for (var c = 0u; c < C; c++) { sm = sm - w(c) * (logits[row + c] - lse); }
+  }
+  terms[p.n + i] = sm;
+  terms[2u * p.n + i] = wy;
+  if (WRITE_GRAD) {
+    for (var c = 0u; c < C; c++) {
+      let pc = exp(logits[row + c] - lse);
+      var g = p.oneMinusEps * wy * (pc - select(0.0, 1.0, c == yu));
+      if (p.eps > 0.0) { g = g + p.epsOverC * (p.sumW * pc - w(c)); }
+      grad[row + c] = g;
+    }
+  }
+}
+${GRID}`;
+
+/** grad *= 1/W (status[4]) after the cross-entropy reduction. */
+const CE_SCALE = /* wgsl */ `
+struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(1) var<storage, read> status: array<u32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) { grad[i] = grad[i] * bitcast<f32>(status[4]); }
+${GRID}`;
+
+/**
+ * MultiMarginLoss, one invocation per row: grad[c] = h for violating classes, grad[y] = -sum h;
+ * terms[i] = the row's sum / C.
+ */
+const MULTI_MARGIN = /* wgsl */ `
+override P_EXP: u32 = 1u;
+override WRITE_GRAD: bool = true;
+struct P { n: u32, C: u32, hasWeight: u32, margin: f32, g: f32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> tgt: array<f32>;
+@group(0) @binding(3) var<storage, read> weight: array<f32>;
+@group(0) @binding(4) var<storage, read_write> terms: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) {
+  let C = p.C;
+  let row = i * C;
+  let y = u32(i32(tgt[i]));
+  let xy = logits[row + y];
+  var wy = 1.0;
+  if (p.hasWeight != 0u) { wy = weight[y]; }
+  var rowSum = 0.0;
+  var gy = 0.0;
+  for (var c = 0u; c < C; c++) {
+    if (c == y) { continue; }
+    let z = p.margin - xy + logits[row + c];
+    var h = 0.0;
+    if (z > 0.0) {
+      if (P_EXP == 1u) { rowSum = rowSum + z * wy; h = p.g * wy; }
+      else { rowSum = rowSum + z * z * wy; h = 2.0 * p.g * z * wy; }
+      gy = gy - h;
+    }
+    if (WRITE_GRAD) { grad[row + c] = h; }
+  }
+  if (WRITE_GRAD) { grad[row + y] = gy; }
+  terms[i] = rowSum / f32(C);
+}
+${GRID}`;
+
+/**
+ * The loss from its terms, in one workgroup: MODE 0: sum / divisor; MODE 1 (cross-entropy):
+ * ((1-eps) nll + eps/C smooth) / W and 1/W into status[4]. The loss goes to status[slot]; a
+ * non-finite loss sets faultBit (0: none, in validation).
+ */
+const LOSS_REDUCE = /* wgsl */ `
+override MODE: u32 = 0u;
+struct P { count: u32, divisor: f32, slot: u32, faultBit: u32, oneMinusEps: f32, epsOverC: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read> terms: array<f32>;
+@group(0) @binding(1) var<storage, read_write> status: array<u32>;
+@group(0) @binding(16) var<uniform> p: P;
+${REDUCE}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) tid: u32) {
+  var loss: f32;
+  if (MODE == 0u) {
+    var s = 0.0;
+    for (var i = tid; i < p.count; i += 256u) { s = s + terms[i]; }
+    loss = wgSum(s, tid) / p.divisor;
+  } else {
+    var a = 0.0; var b = 0.0; var c = 0.0;
+    for (var i = tid; i < p.count; i += 256u) {
+      a = a + terms[i]; b = b + terms[p.count + i]; c = c + terms[2u * p.count + i];
+    }
+    let nll = wgSum(a, tid);
+    let sm = wgSum(b, tid);
+    let W = wgSum(c, tid);
+    loss = (p.oneMinusEps * nll + p.epsOverC * sm) / W;
+    if (W == 0.0) { loss = nan32(); }
+    if (tid == 0u) { status[4] = bitcast<u32>(1.0 / W); }
+  }
+  if (tid == 0u) {
+    status[p.slot] = bitcast<u32>(loss);
+    if (!finite32(loss)) { status[1] = status[1] | p.faultBit; }
+  }
+}
+`;
+
+/**
+ * Validation accuracy counts, in one workgroup: KIND 0: argmax == label per row (rows
+ * labelled ignoreIndex skipped when hasIgnore); 1: (x > 0) == (y > 0.5) per element (BCE);
+ * 2: (x > 0) == (y == 1) per element (hinge). status[6] = correct, status[7] = counted.
+ */
+const ACCURACY = /* wgsl */ `
+override KIND: u32 = 0u;
+struct P { rows: u32, C: u32, hasIgnore: u32, ignoreIndex: i32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> status: array<u32>;
+@group(0) @binding(16) var<uniform> p: P;
+${REDUCE}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) tid: u32) {
+  var correct = 0u;
+  var counted = 0u;
+  if (KIND == 0u) {
+    for (var i = tid; i < p.rows; i += 256u) {
+      let t = y[i];
+      if (p.hasIgnore != 0u && i32(t) == p.ignoreIndex) { continue; }
+      var best = 0u;
+      for (var c = 1u; c < p.C; c++) { if (x[i * p.C + c] > x[i * p.C + best]) { best = c; } }
+      counted = counted + 1u;
+      if (f32(best) == t) { correct = correct + 1u; }
+    }
+  } else {
+    let n = p.rows * p.C;
+    for (var i = tid; i < n; i += 256u) {
+      var positive: bool;
+      if (KIND == 1u) { positive = y[i] > 0.5; } else { positive = y[i] == 1.0; }
+      counted = counted + 1u;
+      if ((x[i] > 0.0) == positive) { correct = correct + 1u; }
+    }
+  }
+  let a = wgSumU(correct, tid);
+  let b = wgSumU(counted, tid);
+  if (tid == 0u) { status[6] = a; status[7] = b; }
+}
+`;
+
+// ------------------------------------------------------------------ optimizers
+
+/**
+ * Shared by the optimizer kernels: nothing happens when an earlier check faulted (status[1]);
+ * the gradient is scaled by clip_grad_norm_'s coefficient (status[3]) when clipping; the
+ * parameter before the update is kept in last[] (restored if the update goes non-finite).
+ */
+const OPT_HEAD = /* wgsl */ `
+struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+${STEP_STRUCT}
+@group(0) @binding(16) var<uniform> p: P;
+@group(0) @binding(17) var<uniform> st: Step;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  if (status[1] != 0u) { return; }
+  let coef = bitcast<f32>(status[3]);
+  let stride = nwg.x * 256u;
+  for (var i = gid.x; i < p.n; i += stride) {
+    var g = grad[i];
+    if (st.clip != 0u) { g = g * coef; }
+    let p0 = param[i];
+    last[i] = p0;
+    update(i, p0, g);
+  }
+}
+`;
+
+/**
+ * torch.optim.SGD: a0 lr, a1 momentum, a2 1 - dampening, a3 weight_decay; u0 nesterov,
+ * u1 maximize, u2 first (the momentum buffer starts as the gradient).
+ */
+const SGD = /* wgsl */ `
+@group(0) @binding(0) var<storage, read_write> param: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> buf: array<f32>;
+@group(0) @binding(3) var<storage, read_write> last: array<f32>;
+@group(0) @binding(4) var<storage, read> status: array<u32>;
+${OPT_HEAD}
+fn update(i: u32, p0: f32, g0: f32) {
+  let lr = st.a0; let momentum = st.a1; let d1m = st.a2; let wd = st.a3;
+  var g = g0;
+  if (st.u1 != 0u) { g = -g; }
+  if (wd != 0.0) { g = g + wd * p0; }
+  if (momentum != 0.0) {
+    var b: f32;
+    if (st.u2 != 0u) { b = g; } else { b = buf[i] * momentum + d1m * g; }
+    buf[i] = b;
+    if (st.u0 != 0u) { g = g + momentum * b; } else { g = b; }
+  }
+  param[i] = p0 + -lr * g;
+}
+`;
+
+/**
+ * torch.optim.Adam / AdamW: a0 step_size (lr / bias_correction1), a1 beta1, a2 1 - beta1,
+ * a3 beta2, a4 1 - beta2, a5 sqrt(bias_correction2), a6 eps, a7 weight_decay, a8 1 - lr wd;
+ * u0 amsgrad, u1 maximize, u2 decoupled (AdamW).
+ */
+const ADAM = /* wgsl */ `
+@group(0) @binding(0) var<storage, read_write> param: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> vmax: array<f32>;
+@group(0) @binding(5) var<storage, read_write> last: array<f32>;
+@group(0) @binding(6) var<storage, read> status: array<u32>;
+${OPT_HEAD}
+fn update(i: u32, p0: f32, g0: f32) {
+  var pv = p0;
+  var g = g0;
+  if (st.u1 != 0u) { g = -g; }
+  if (st.u2 != 0u) { pv = pv * st.a8; } else if (st.a7 != 0.0) { g = g + st.a7 * pv; }
+  let mi = m[i] * st.a1 + st.a2 * g;
+  let vi = v[i] * st.a3 + st.a4 * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  var s = vi;
+  if (st.u0 != 0u) {
+    let old = vmax[i];
+    s = select(select(vi, old, old > vi), old, isnan32(old));
+    if (isnan32(vi)) { s = vi; }
+    vmax[i] = s;
+  }
+  let denom = sqrt(s) / st.a5 + st.a6;
+  param[i] = pv + (-st.a0 * mi) / denom;
+}
+`;
+
+/**
+ * torch.optim.RMSprop: a0 lr, a1 alpha, a2 1 - alpha, a3 eps, a4 weight_decay, a5 momentum;
+ * u0 centered, u1 maximize.
+ */
+const RMSPROP = /* wgsl */ `
+@group(0) @binding(0) var<storage, read_write> param: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> squareAvg: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gradAvg: array<f32>;
+@group(0) @binding(4) var<storage, read_write> buf: array<f32>;
+@group(0) @binding(5) var<storage, read_write> last: array<f32>;
+@group(0) @binding(6) var<storage, read> status: array<u32>;
+${OPT_HEAD}
+fn update(i: u32, p0: f32, g0: f32) {
+  let lr = st.a0; let alpha = st.a1; let alpha1m = st.a2; let eps = st.a3; let wd = st.a4; let momentum = st.a5;
+  var g = g0;
+  if (st.u1 != 0u) { g = -g; }
+  if (wd != 0.0) { g = g + wd * p0; }
+  let sq = squareAvg[i] * alpha + alpha1m * g * g;
+  squareAvg[i] = sq;
+  var avg: f32;
+  if (st.u0 != 0u) {
+    let ga = gradAvg[i] * alpha + alpha1m * g;
+    gradAvg[i] = ga;
+    avg = sqrt(sq - ga * ga);
+  } else {
+    avg = sqrt(sq);
+  }
+  avg = avg + eps;
+  if (momentum > 0.0) {
+    let b = buf[i] * momentum + g / avg;
+    buf[i] = b;
+    param[i] = p0 + -lr * b;
+  } else {
+    param[i] = p0 + (-lr * g) / avg;
+  }
+}
+`;
+
+/** torch.optim.Adagrad: a0 clr (lr / (1 + (t - 1) lr_decay)), a1 eps, a2 weight_decay; u1 maximize. */
+const ADAGRAD = /* wgsl */ `
+@group(0) @binding(0) var<storage, read_write> param: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sum: array<f32>;
+@group(0) @binding(3) var<storage, read_write> last: array<f32>;
+@group(0) @binding(4) var<storage, read> status: array<u32>;
+${OPT_HEAD}
+fn update(i: u32, p0: f32, g0: f32) {
+  let clr = st.a0; let eps = st.a1; let wd = st.a2;
+  var g = g0;
+  if (st.u1 != 0u) { g = -g; }
+  if (wd != 0.0) { g = g + wd * p0; }
+  let s = sum[i] + g * g;
+  sum[i] = s;
+  param[i] = p0 + (-clr * g) / (sqrt(s) + eps);
+}
+`;
+
+/** params[i] = last[i] when the update made a weight non-finite (fault bit 8). */
+const RESTORE = /* wgsl */ `
+struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> param: array<f32>;
+@group(0) @binding(1) var<storage, read> last: array<f32>;
+@group(0) @binding(2) var<storage, read> status: array<u32>;
+@group(0) @binding(16) var<uniform> p: P;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  if ((status[1] & 8u) == 0u) { return; }
+  let stride = nwg.x * 256u;
+  for (var i = gid.x; i < p.n; i += stride) { param[i] = last[i]; }
+}
+`;
+
+/** Every kernel: its WGSL, with the prelude. */
+export const KERNELS = {
+  gemm: GEMM,
+  gemm_small: GEMM_SMALL,
+  bias_grad: BIAS_GRAD,
+  act_forward: ACT_FORWARD,
+  act_backward: ACT_BACKWARD,
+  dropout: DROPOUT,
+  mul: MUL,
+  copy: COPY,
+  fill: FILL,
+  scale: SCALE,
+  gather: GATHER,
+  all_finite: ALL_FINITE,
+  norm_partial: NORM_PARTIAL,
+  norm_final: NORM_FINAL,
+  loss_elementwise: LOSS_ELEMENTWISE,
+  cross_entropy: CROSS_ENTROPY,
+  ce_scale: CE_SCALE,
+  multi_margin: MULTI_MARGIN,
+  loss_reduce: LOSS_REDUCE,
+  accuracy: ACCURACY,
+  sgd: SGD,
+  adam: ADAM,
+  rmsprop: RMSPROP,
+  adagrad: ADAGRAD,
+  restore: RESTORE,
+} as const;
+
+export type KernelName = keyof typeof KERNELS;
+
+/** The full WGSL source of a kernel. */
+export function kernelSource(name: KernelName): string {
+  return PRELUDE + KERNELS[name];
+}

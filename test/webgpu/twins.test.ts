@@ -1,0 +1,587 @@
+/**
+ * Every WGSL kernel against its WASM twin (the plain SIMD build: no fused multiply-add), on
+ * identical seeded inputs at the house-rule lengths 0, 1, 3, 4, 5, 63, 64, 65 (and 1027 for the
+ * elementwise kernels), with the padding around each GPU output checked untouched.
+ *
+ * Tolerances (the largest observed differences are printed at the end):
+ *  - bit-exact: relu, leaky_relu, dropout (mask and output: the same hash), mul, copy, fill,
+ *    scale, gather, bias_grad (the same order of additions), the all-finite flag.
+ *  - GEMM: |diff| <= 1e-5 (|init| + sum of |terms|) (a GPU may fuse a*b+c).
+ *  - activations with exp/erf/tanh: 8 ulps or 1e-6 absolute (WGSL's exp is a few ulps; tanh is
+ *    Cephes' tanhf, not Mathf.tanh); their backward passes likewise.
+ *  - losses: the loss 1e-5 relative (f32 tree sums vs f64 sums), gradients 8 ulps or 1e-6 of
+ *    the gradient scale (cross-entropy: f32 exp/log vs f64).
+ *  - optimizers: 4 ulps (sqrt and division need not be correctly rounded in WGSL).
+ *  - norms: 1e-5 relative.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { instantiateKernels, type Kernels } from "../../src/engine/kernels.js";
+import { BufferSet, MAP_READ, Program, USAGE, gridGroups, type DispatchSpec } from "../../src/engine/webgpu/context.js";
+import { ACT, LOSS, NORM, STEP_BYTES } from "../../src/engine/webgpu/wgsl.js";
+import { gemmSpec } from "../../src/engine/webgpu/backend.js";
+import { loadNodeRuntime } from "../../src/node/index.js";
+import { LENGTHS, Rng, Stats, ulpDistance } from "../kernels/harness.js";
+import { SKIP_REASON, adapterDescription, device } from "./device.js";
+
+const EL = [...LENGTHS, 1027];
+const STATS = new Stats();
+afterAll(() => {
+  if (device) console.log(STATS.report(`WGSL kernels on ${adapterDescription} vs simd.wasm: largest observed differences`));
+});
+
+// ------------------------------------------------------------------ the WASM side
+
+const wasmModule = (await loadNodeRuntime({ variant: "wasm-simd" })).module;
+
+class Wasm {
+  readonly memory = new WebAssembly.Memory({ initial: 256 });
+  k!: Kernels;
+  private top = 0;
+  async init() {
+    this.k = await instantiateKernels(wasmModule, this.memory);
+    this.top = this.k.heap_base();
+    return this;
+  }
+  put(a: Float32Array | Int32Array): number {
+    const ptr = (this.top = Math.ceil(this.top / 16) * 16);
+    new Uint8Array(this.memory.buffer, ptr, a.byteLength).set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    this.top += Math.max(16, a.byteLength);
+    return ptr;
+  }
+  get(ptr: number, n: number): Float32Array {
+    return new Float32Array(this.memory.buffer, ptr, n).slice();
+  }
+}
+const wasm = () => new Wasm().init();
+
+// ------------------------------------------------------------------ the GPU side
+
+const PAD = 4; // guard elements after every GPU buffer
+const GUARD = 12345.5;
+
+/**
+ * Runs dispatches over named buffers (each followed by PAD guard values) and reads every buffer
+ * back (guards checked untouched).
+ */
+async function gpu(
+  arrays: Record<string, Float32Array | Uint32Array>,
+  specs: (b: Record<string, GPUBuffer>, step: GPUBuffer) => DispatchSpec[],
+  stepWords: { u?: number[]; a?: number[]; seed?: number; clip?: number } = {},
+): Promise<Record<string, Float32Array>> {
+  const d = device!;
+  const set = new BufferSet(d);
+  const buffers: Record<string, GPUBuffer> = {};
+  for (const [name, a] of Object.entries(arrays)) {
+    const padded = new Float32Array(a.length + PAD);
+    padded.set(new Float32Array(a.buffer, a.byteOffset, a.length));
+    padded.fill(GUARD, a.length);
+    buffers[name] = set.storage(name, padded.length, padded);
+  }
+  const step = set.raw("step", STEP_BYTES, USAGE.UNIFORM | USAGE.COPY_DST);
+  const view = new DataView(new ArrayBuffer(STEP_BYTES));
+  view.setUint32(0, stepWords.seed ?? 0, true);
+  view.setUint32(4, stepWords.clip ?? 0, true);
+  (stepWords.u ?? []).forEach((v, k) => view.setUint32(8 + 4 * k, v, true));
+  (stepWords.a ?? []).forEach((v, k) => view.setFloat32(32 + 4 * k, v, true));
+  d.queue.writeBuffer(step, 0, view.buffer);
+  const program = new Program(d, specs(buffers, step));
+  const enc = d.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  program.encode(pass);
+  pass.end();
+  const staging: Record<string, GPUBuffer> = {};
+  for (const [name, a] of Object.entries(arrays)) {
+    staging[name] = set.raw(`${name} readback`, (a.length + PAD) * 4, USAGE.MAP_READ | USAGE.COPY_DST);
+    enc.copyBufferToBuffer(buffers[name]!, 0, staging[name]!, 0, (a.length + PAD) * 4);
+  }
+  d.queue.submit([enc.finish()]);
+  const out: Record<string, Float32Array> = {};
+  for (const [name, a] of Object.entries(arrays)) {
+    const s = staging[name]!;
+    await s.mapAsync(MAP_READ);
+    const all = new Float32Array(s.getMappedRange().slice(0));
+    s.unmap();
+    for (let i = a.length; i < a.length + PAD; i++) expect(all[i], `${name}: a write past the end`).toBe(GUARD);
+    out[name] = all.subarray(0, a.length);
+  }
+  program.destroy();
+  set.destroy();
+  return out;
+}
+
+// ------------------------------------------------------------------ comparisons
+
+const same = (x: number, y: number) => (Number.isNaN(x) && Number.isNaN(y)) || Object.is(x === 0 ? 0 : x, y === 0 ? 0 : y);
+
+function exact(family: string, actual: ArrayLike<number>, expected: ArrayLike<number>) {
+  expect(actual.length).toBe(expected.length);
+  let bad = -1;
+  for (let i = 0; i < expected.length; i++) if (!same(actual[i]!, expected[i]!)) { bad = i; break; }
+  STATS.record(family, { ulps: bad < 0 ? 0 : ulpDistance(actual[bad]!, expected[bad]!) });
+  expect(bad, bad >= 0 ? `${family}[${bad}]: ${actual[bad]} vs ${expected[bad]}` : "").toBe(-1);
+}
+
+/** Within `ulps` ulps, or `abs` absolute. */
+function close(family: string, actual: ArrayLike<number>, expected: ArrayLike<number>, ulps: number, abs: number) {
+  expect(actual.length).toBe(expected.length);
+  let worstUlps = 0;
+  let worstAbs = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!, b = expected[i]!;
+    const u = ulpDistance(a, b);
+    const diff = Math.abs(a - b);
+    worstUlps = Math.max(worstUlps, Math.min(u, 1e9));
+    if (u > ulps) worstAbs = Math.max(worstAbs, diff);
+    expect(u <= ulps || diff <= abs, `${family}[${i}]: ${a} vs ${b} (${u} ulps)`).toBe(true);
+  }
+  STATS.record(family, { ulps: worstUlps, abs: worstAbs });
+}
+
+function scaled(family: string, actual: ArrayLike<number>, expected: ArrayLike<number>, scale: ArrayLike<number>, tol: number) {
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const r = Math.abs(actual[i]! - expected[i]!) / scale[i]!;
+    worst = Math.max(worst, Number.isNaN(r) ? Infinity : r);
+  }
+  STATS.record(family, { ratio: worst });
+  expect(worst, family).toBeLessThanOrEqual(tol);
+}
+
+function relative(family: string, actual: number, expected: number, tol: number) {
+  const r = Math.abs(actual - expected) / Math.max(Math.abs(expected), 1e-30);
+  STATS.record(family, { ratio: r });
+  expect(r, `${family}: ${actual} vs ${expected}`).toBeLessThanOrEqual(tol);
+}
+
+/** Random values with specials (zeros of both signs, tiny, large) at fixed positions. */
+function values(rng: Rng, n: number, lo = -4, hi = 4): Float32Array {
+  const a = rng.f32(n, lo, hi);
+  const specials = [0, -0, 1e-7, -1e-7, 3.999, -3.999, 12, -12];
+  for (let i = 2, s = 0; i < n; i += 7, s++) a[i] = specials[s % specials.length]!;
+  return a;
+}
+
+const f = (v: number) => ({ f: v });
+
+// ------------------------------------------------------------------ the tests
+
+describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => {
+  const DIMS: [number, number, number][] = [
+    [1, 1, 1], [3, 5, 4], [4, 4, 4], [5, 3, 65], [0, 3, 4], [3, 0, 4], [4, 3, 0],
+    [17, 33, 9], [63, 64, 65], [65, 63, 64], [64, 65, 1], [1, 130, 70], [67, 130, 3],
+  ];
+  for (const [layout, small] of (["nt", "nt+bias", "nn", "tn+acc"] as const).flatMap((l) => [[l, false], [l, true]] as const)) {
+    it(`${small ? "gemm_small" : "gemm"} ${layout}`, async () => {
+      const rng = new Rng(11);
+      for (const [M, N, K] of DIMS) {
+        const w = await wasm();
+        const [aOff, bOff, biasOff, outOff] = [3, 5, 7, 2];
+        // A is [M,K] (tn: [K,M]); B is [N,K] (nt) or [K,N]
+        const a = rng.f32(M * K), b = rng.f32(N * K), bias = rng.f32(N), init = rng.f32(M * N);
+        const outPtr = w.put(init.slice());
+        const [ap, bp, biasp] = [w.put(a), w.put(b), w.put(bias)];
+        if (layout === "nt") w.k.matmul_nt(outPtr, ap, bp, 0, w.put(new Float32Array(N * K)), M, N, K);
+        if (layout === "nt+bias") w.k.matmul_nt(outPtr, ap, bp, biasp, w.put(new Float32Array(N * K)), M, N, K);
+        if (layout === "nn") w.k.matmul_nn(outPtr, ap, bp, M, N, K, 0);
+        if (layout === "tn+acc") w.k.matmul_tn(outPtr, ap, bp, M, N, K, 1);
+        const expected = w.get(outPtr, M * N);
+        const at = (x: Float32Array, off: number) => {
+          const y = new Float32Array(x.length + off);
+          y.set(x, off);
+          return y;
+        };
+        const LAYOUT = layout.startsWith("nt") ? 0 : layout === "nn" ? 1 : 2;
+        const INIT = layout === "nt+bias" ? 2 : layout === "tn+acc" ? 1 : 0;
+        const got = await gpu({ c: at(init, outOff), a: at(a, aOff), b: at(b, bOff), bias: at(bias, biasOff) }, (B): DispatchSpec[] => [
+          gemmSpec(LAYOUT, INIT, M, N, K, [B.c!, B.a!, B.b!, B.bias!], { aOff, bOff, biasOff, outOff }, small),
+        ]);
+        const family = `${small ? "gemm_small" : "gemm"} ${layout}`;
+        exact(`${family} (prefix untouched)`, got.c!.subarray(0, outOff), new Float32Array(outOff));
+        const scale = new Float64Array(M * N);
+        for (let i = 0; i < M; i++) {
+          for (let j = 0; j < N; j++) {
+            let s = INIT === 1 ? Math.abs(init[i * N + j]!) : INIT === 2 ? Math.abs(bias[j]!) : 0;
+            for (let k = 0; k < K; k++) {
+              const av = LAYOUT === 2 ? a[k * M + i]! : a[i * K + k]!;
+              const bv = LAYOUT === 0 ? b[j * K + k]! : b[k * N + j]!;
+              s += Math.abs(av * bv);
+            }
+            scale[i * N + j] = s + 1e-30;
+          }
+        }
+        const actual = got.c!.subarray(outOff);
+        // an output the kernel must not touch (M or N is 0) keeps its initial value
+        scaled(family, M * N === 0 ? expected : actual, expected, scale, 1e-5);
+      }
+    });
+  }
+
+  it("bias_grad (accumulates; the same order of additions)", async () => {
+    const rng = new Rng(12);
+    for (const cols of LENGTHS) {
+      for (const rows of [0, 1, 5, 65]) {
+        const w = await wasm();
+        const dbias = rng.f32(cols), dout = rng.f32(rows * cols);
+        const p = w.put(dbias.slice());
+        w.k.bias_grad(p, w.put(dout), rows, cols);
+        const off = 3;
+        const padded = new Float32Array(cols + off);
+        padded.set(dbias, off);
+        const got = await gpu({ dbias: padded, dout }, (B): DispatchSpec[] => [
+          { kernel: "bias_grad", buffers: [B.dbias!, B.dout!], params: [cols, rows, off, 0], x: gridGroups(cols) },
+        ]);
+        exact("bias_grad", got.dbias!.subarray(off), w.get(p, cols));
+      }
+    }
+  });
+
+  for (const kind of Object.keys(ACT) as (keyof typeof ACT)[]) {
+    it(`${kind} forward and backward`, async () => {
+      const rng = new Rng(13 + ACT[kind]);
+      const slope = kind === "leaky_relu" ? Math.fround(0.2) : 0;
+      for (const n of EL) {
+        const w = await wasm();
+        const x = values(rng, n), dout = rng.f32(n);
+        const xp = w.put(x), outp = w.put(new Float32Array(n)), doutp = w.put(dout), dinp = w.put(new Float32Array(n));
+        const k = w.k;
+        switch (kind) {
+          case "relu": k.relu_forward(outp, xp, n); k.relu_backward(dinp, doutp, outp, n); break;
+          case "leaky_relu": k.leaky_relu_forward(outp, xp, slope, n); k.leaky_relu_backward(dinp, doutp, xp, slope, n); break;
+          case "gelu": k.gelu_forward(outp, xp, n); k.gelu_backward(dinp, doutp, xp, n); break;
+          case "gelu_tanh": k.gelu_tanh_forward(outp, xp, n); k.gelu_tanh_backward(dinp, doutp, xp, n); break;
+          case "tanh": k.tanh_forward(outp, xp, n); k.tanh_backward(dinp, doutp, outp, n); break;
+          case "sigmoid": k.sigmoid_forward(outp, xp, n); k.sigmoid_backward(dinp, doutp, outp, n); break;
+        }
+        const expectedOut = w.get(outp, n), expectedDinp = w.get(dinp, n);
+        const throughOutput = kind === "relu" || kind === "tanh" || kind === "sigmoid";
+        // the backward pass is fed the WASM forward output, so each pass is compared on its own
+        const got = await gpu({ out: new Float32Array(n), x, dout, y: expectedOut, dinp: new Float32Array(n) }, (B): DispatchSpec[] => [
+          { kernel: "act_forward", constants: { ACT: ACT[kind] }, buffers: [B.out!, B.x!], params: [n, f(slope), 0, 0], x: gridGroups(n) },
+          { kernel: "act_backward", constants: { ACT: ACT[kind] }, buffers: [B.dinp!, B.dout!, throughOutput ? B.y! : B.x!], params: [n, f(slope), 0, 0], x: gridGroups(n) },
+        ]);
+        if (kind === "relu" || kind === "leaky_relu") {
+          exact(`${kind} forward`, got.out!, expectedOut);
+          exact(`${kind} backward`, got.dinp!, expectedDinp);
+        } else {
+          close(`${kind} forward`, got.out!, expectedOut, 8, 1e-6);
+          close(`${kind} backward`, got.dinp!, expectedDinp, 8, 1e-6);
+        }
+      }
+    });
+  }
+
+  it("dropout: the same masks as the WASM kernel, bit for bit; mul (its backward)", async () => {
+    const rng = new Rng(21);
+    for (const p of [0, 0.2, 0.5, 1]) {
+      for (const n of EL) {
+        const w = await wasm();
+        const x = rng.f32(n), dout = rng.f32(n);
+        const seed = rng.u32();
+        const salt = Math.imul(3, 0x9e3779b9) >>> 0; // layer 3
+        const outp = w.put(new Float32Array(n)), maskp = w.put(new Float32Array(n)), dinp = w.put(new Float32Array(n));
+        w.k.dropout_forward(outp, maskp, w.put(x), p, (seed + salt) >>> 0, n);
+        w.k.mul(dinp, w.put(dout), maskp, n);
+        const pf = Math.fround(p);
+        const got = await gpu(
+          { out: new Float32Array(n), mask: new Float32Array(n), x, dout, dinp: new Float32Array(n) },
+          (B, step): DispatchSpec[] => [
+            { kernel: "dropout", buffers: [B.out!, B.mask!, B.x!], params: [n, Math.ceil(pf * 16777216), f(pf < 1 ? Math.fround(1 / (1 - pf)) : 0), salt], step, x: gridGroups(n) },
+            { kernel: "mul", buffers: [B.dinp!, B.dout!, B.mask!], params: [n, 0, 0, 0], x: gridGroups(n) },
+          ],
+          { seed },
+        );
+        exact("dropout mask", got.mask!, w.get(maskp, n));
+        exact("dropout out", got.out!, w.get(outp, n));
+        exact("mul", got.dinp!, w.get(dinp, n));
+      }
+    }
+  });
+
+  it("copy, fill, scale, gather", async () => {
+    const rng = new Rng(22);
+    for (const n of EL) {
+      const w = await wasm();
+      const x = rng.f32(n), s = Math.fround(rng.uniform(-2, 2));
+      const xs = w.put(x.slice());
+      w.k.scale(xs, s, n);
+      const cols = 3, rows = n;
+      const src = rng.f32(70 * cols);
+      const idx = Int32Array.from({ length: rows }, () => rng.int(70));
+      const gp = w.put(new Float32Array(rows * cols));
+      w.k.gather_rows(gp, w.put(src), w.put(idx), rows, cols);
+      const got = await gpu(
+        { copy: new Float32Array(n + 2), x, fill: new Float32Array(n), scaled: x.slice(), gathered: new Float32Array(rows * cols), src, idx: new Uint32Array(idx.buffer) },
+        (B): DispatchSpec[] => [
+          { kernel: "copy", buffers: [B.copy!, B.x!], params: [n, 2, 0, 0], x: gridGroups(n) },
+          { kernel: "fill", buffers: [B.fill!], params: [n, f(0.75), 0, 0], x: gridGroups(n) },
+          { kernel: "scale", buffers: [B.scaled!], params: [n, f(s), 0, 0], x: gridGroups(n) },
+          { kernel: "gather", buffers: [B.gathered!, B.src!, B.idx!], params: [rows * cols, cols, 0, 0], x: gridGroups(rows * cols) },
+        ],
+      );
+      exact("copy", got.copy!, Float32Array.from([0, 0, ...x]));
+      exact("fill", got.fill!, new Float32Array(n).fill(0.75));
+      exact("scale", got.scaled!, w.get(xs, n));
+      exact("gather", got.gathered!, w.get(gp, rows * cols));
+    }
+  });
+
+  it("all_finite flags NaN and +-Inf only", async () => {
+    for (const n of LENGTHS) {
+      for (const bad of [null, NaN, Infinity, -Infinity, 3.4e38]) {
+        const x = new Rng(n).f32(n);
+        if (bad !== null && n > 0) x[n - 1] = bad;
+        const w = await wasm();
+        const expected = w.k.all_finite(w.put(x), n) === 1 ? 0 : 2;
+        const got = await gpu({ x, status: new Uint32Array(8) }, (B): DispatchSpec[] => [
+          { kernel: "all_finite", buffers: [B.x!, B.status!], params: [n, 2, 0, 0], x: gridGroups(n) },
+        ]);
+        exact("all_finite", [new Uint32Array(got.status!.buffer, got.status!.byteOffset, 8)[1]!], [expected]);
+      }
+    }
+  });
+
+  it("global norms (sum of squares, max |g|, sum |g|^p) and the clip coefficient", async () => {
+    const rng = new Rng(23);
+    for (const n of [...LENGTHS, 70000]) {
+      for (const type of [2, "inf", 1, 3] as const) {
+        const w = await wasm();
+        const g = rng.f32(n, -2, 2);
+        const gp = w.put(g);
+        const total =
+          type === "inf" ? Math.fround(w.k.max_abs(gp, n))
+          : type === 2 ? Math.fround(Math.sqrt(w.k.sum_squares(gp, n)))
+          : Math.fround(w.k.sum_abs_pow(gp, type, n) ** (1 / type));
+        const kind = type === "inf" ? NORM.maxAbs : type === 2 ? NORM.sumSquares : type === 1 ? NORM.sumAbs : NORM.sumAbsPow;
+        const groups = Math.max(1, Math.min(Math.ceil(n / 256), 256));
+        const pw = typeof type === "number" ? type : 1;
+        const got = await gpu({ g, partials: new Float32Array(groups), status: new Uint32Array(8) }, (B): DispatchSpec[] => [
+          { kernel: "norm_partial", constants: { NORM: kind }, buffers: [B.g!, B.partials!], params: [n, f(pw), 0, 0], x: groups },
+          { kernel: "norm_final", constants: { NORM: kind }, buffers: [B.partials!, B.status!], params: [groups, f(0.5), f(1 / pw), 0], x: 1 },
+        ]);
+        relative(`norm ${type}`, got.status![2]!, total, 1e-5);
+        relative(`clip coef ${type}`, got.status![3]!, Math.min(Math.fround(0.5 / Math.fround(total + 1e-6)), 1), 1e-5);
+      }
+    }
+  });
+
+  // ---------------------------------------------------------------- losses
+
+  const elementwiseLosses = [
+    { name: "mse", kind: LOSS.mse, b: 0 },
+    { name: "l1", kind: LOSS.l1, b: 0 },
+    { name: "huber", kind: LOSS.huber, b: 0.7 },
+    { name: "smooth_l1", kind: LOSS.smooth_l1, b: 0.5 },
+    { name: "hinge", kind: LOSS.hinge, b: 0 },
+    { name: "bce_with_logits", kind: LOSS.bce, b: 0 },
+    { name: "bce_with_logits pos_weight", kind: LOSS.bce, b: 0 },
+  ] as const;
+  for (const loss of elementwiseLosses) {
+    it(`${loss.name}: loss and gradient`, async () => {
+      const rng = new Rng(31 + loss.kind);
+      const C = 3;
+      for (const n of LENGTHS.filter((n) => n > 0).map((n) => n * C)) {
+        const w = await wasm();
+        const x = values(rng, n, -3, 3);
+        const y = loss.kind === LOSS.hinge || loss.kind === LOSS.bce ? Float32Array.from({ length: n }, () => rng.int(2)) : rng.f32(n, -3, 3);
+        const pw = loss.name.endsWith("pos_weight") ? Float32Array.from([0.5, 2, 3]) : null;
+        const gp = w.put(new Float32Array(n));
+        const [xp, yp] = [w.put(x), w.put(y)];
+        const k = w.k;
+        const value =
+          loss.kind === LOSS.mse ? k.mse_loss(gp, xp, yp, n)
+          : loss.kind === LOSS.l1 ? k.l1_loss(gp, xp, yp, n)
+          : loss.kind === LOSS.huber ? k.huber_loss(gp, xp, yp, loss.b, n)
+          : loss.kind === LOSS.smooth_l1 ? k.smooth_l1_loss(gp, xp, yp, loss.b, n)
+          : loss.kind === LOSS.hinge ? k.hinge_loss(gp, xp, yp, n)
+          : k.bce_with_logits_loss(gp, xp, yp, pw ? w.put(pw) : 0, n / C, C);
+        const got = await gpu(
+          { grad: new Float32Array(n), x, y, pw: pw ?? new Float32Array(1), terms: new Float32Array(n), status: new Uint32Array(8) },
+          (B): DispatchSpec[] => [
+            {
+              kernel: "loss_elementwise",
+              constants: { LOSS: loss.kind, WRITE_GRAD: true },
+              buffers: [B.grad!, B.x!, B.y!, B.pw!, B.terms!],
+              params: [n, f(loss.kind === LOSS.mse ? 2 / n : 1 / n), f(loss.b), C, pw ? 1 : 0, 0, 0, 0],
+              x: gridGroups(n),
+            },
+            { kernel: "loss_reduce", constants: { MODE: 0 }, buffers: [B.terms!, B.status!], params: [n, f(n), 0, 1, 0, 0, 0, 0], x: 1 },
+          ],
+        );
+        relative(`${loss.name} loss`, got.status![0]!, value, 1e-5);
+        close(`${loss.name} grad`, got.grad!, w.get(gp, n), 8, 1e-6 / n);
+      }
+    });
+  }
+
+  it("cross_entropy (weight, ignore_index, label smoothing): loss and gradient", async () => {
+    const rng = new Rng(41);
+    for (const [B, C] of [[1, 1], [1, 3], [3, 4], [5, 10], [65, 3], [64, 5]] as const) {
+      for (const opts of [
+        { weight: false, ignore: -100, eps: 0 },
+        { weight: true, ignore: 1, eps: 0 },
+        { weight: true, ignore: -100, eps: 0.1 },
+      ]) {
+        const w = await wasm();
+        const x = values(rng, B * C, -5, 5);
+        const y = Float32Array.from({ length: B }, () => rng.int(C));
+        if (B > 2) y[1] = opts.ignore; // one ignored row (or a real class)
+        if (y.every((v) => v === opts.ignore)) continue; // W = 0: NaN on both sides
+        const weight = opts.weight ? rng.f32(C, 0.2, 2) : null;
+        const gp = w.put(new Float32Array(B * C));
+        const eps = Math.fround(opts.eps);
+        const value = w.k.cross_entropy_loss(gp, w.put(x), w.put(y), weight ? w.put(weight) : 0, B, C, opts.ignore, eps);
+        let sumW = 0;
+        for (let c = 0; c < C; c++) sumW += weight ? weight[c]! : 1;
+        const got = await gpu(
+          { grad: new Float32Array(B * C), x, y, weight: weight ?? new Float32Array(1), terms: new Float32Array(3 * B), status: new Uint32Array(8) },
+          (b): DispatchSpec[] => [
+            {
+              kernel: "cross_entropy",
+              constants: { WRITE_GRAD: true },
+              buffers: [b.grad!, b.x!, b.y!, b.weight!, b.terms!],
+              params: [B, C, { i: opts.ignore }, weight ? 1 : 0, f(eps), f(1 - eps), f(eps / C), f(sumW)],
+              x: gridGroups(B),
+            },
+            { kernel: "loss_reduce", constants: { MODE: 1 }, buffers: [b.terms!, b.status!], params: [B, f(0), 0, 1, f(1 - eps), f(eps / C), 0, 0], x: 1 },
+            { kernel: "ce_scale", buffers: [b.grad!, b.status!], params: [B * C, 0, 0, 0], x: gridGroups(B * C) },
+          ],
+        );
+        relative("cross_entropy loss", got.status![0]!, value, 1e-5);
+        const expected = w.get(gp, B * C);
+        const scale = Math.max(...Array.from(expected, Math.abs), 1e-30);
+        close("cross_entropy grad", got.grad!, expected, 16, 1e-6 * scale);
+      }
+    }
+  });
+
+  it("multi_margin (p 1 and 2, weight, margin): loss and gradient", async () => {
+    const rng = new Rng(42);
+    for (const [B, C] of [[1, 2], [3, 4], [5, 10], [65, 3]] as const) {
+      for (const opts of [{ p: 1, margin: 1, weight: false }, { p: 2, margin: 0.5, weight: true }]) {
+        const w = await wasm();
+        const x = values(rng, B * C, -2, 2);
+        const y = Float32Array.from({ length: B }, () => rng.int(C));
+        const weight = opts.weight ? rng.f32(C, 0.2, 2) : null;
+        const gp = w.put(new Float32Array(B * C));
+        const value = w.k.multi_margin_loss(gp, w.put(x), w.put(y), weight ? w.put(weight) : 0, B, C, opts.p, opts.margin);
+        const got = await gpu(
+          { grad: new Float32Array(B * C), x, y, weight: weight ?? new Float32Array(1), terms: new Float32Array(B), status: new Uint32Array(8) },
+          (b): DispatchSpec[] => [
+            {
+              kernel: "multi_margin",
+              constants: { P_EXP: opts.p, WRITE_GRAD: true },
+              buffers: [b.grad!, b.x!, b.y!, b.weight!, b.terms!],
+              params: [B, C, weight ? 1 : 0, f(opts.margin), f(1 / (B * C)), 0, 0, 0],
+              x: gridGroups(B),
+            },
+            { kernel: "loss_reduce", constants: { MODE: 0 }, buffers: [b.terms!, b.status!], params: [B, f(B), 0, 1, 0, 0, 0, 0], x: 1 },
+          ],
+        );
+        relative("multi_margin loss", got.status![0]!, value, 1e-5);
+        close("multi_margin grad", got.grad!, w.get(gp, B * C), 4, 0);
+      }
+    }
+  });
+
+  // ---------------------------------------------------------------- optimizers
+
+  /** One update of n parameters with random state; the GPU kernel's status says "no fault, coef 1". */
+  async function optimizerCase(
+    name: string, n: number, rng: Rng, state: string[],
+    wasmStep: (w: Wasm, p: number, g: number, s: number[]) => void,
+    kernel: "sgd" | "adam" | "rmsprop" | "adagrad",
+    scalars: { u: number[]; a: number[] },
+  ) {
+    const w = await wasm();
+    const p = rng.f32(n), g = rng.f32(n);
+    const s = state.map(() => rng.f32(n, 0.01, 1));
+    const pp = w.put(p.slice()), gp = w.put(g);
+    const sp = s.map((a) => w.put(a.slice()));
+    wasmStep(w, pp, gp, sp);
+    const status = new Uint32Array(8);
+    status[3] = new Uint32Array(Float32Array.of(1).buffer)[0]!;
+    const arrays: Record<string, Float32Array | Uint32Array> = { p: p.slice(), g, last: new Float32Array(n), status };
+    s.forEach((a, i) => (arrays[`s${i}`] = a.slice()));
+    const got = await gpu(
+      arrays,
+      (B, step) => {
+        const st = state.map((_, i) => B[`s${i}`]!);
+        const buffers = kernel === "adam" ? [B.p!, B.g!, st[0]!, st[1]!, st[2]!, B.last!, B.status!]
+          : kernel === "rmsprop" ? [B.p!, B.g!, st[0]!, st[1]!, st[2]!, B.last!, B.status!]
+          : [B.p!, B.g!, st[0]!, B.last!, B.status!];
+        return [{ kernel, buffers, params: [n, 0, 0, 0], step, x: gridGroups(n) }];
+      },
+      { ...scalars, clip: 1 },
+    );
+    close(`${name} param`, got.p!, w.get(pp, n), 4, 0);
+    sp.forEach((ptr, i) => close(`${name} state ${i}`, got[`s${i}`]!, w.get(ptr, n), 4, 0));
+    exact(`${name} last`, got.last!, p);
+  }
+
+  it("sgd: momentum, dampening, nesterov, weight decay, maximize, first step", async () => {
+    const rng = new Rng(51);
+    const cases = [
+      { lr: 0.1, mu: 0, d1m: 1, wd: 0, nesterov: 0, maximize: 0, first: 0 },
+      { lr: 0.1, mu: 0.9, d1m: 0.7, wd: 0.01, nesterov: 0, maximize: 1, first: 0 },
+      { lr: 0.05, mu: 0.9, d1m: 1, wd: 0, nesterov: 1, maximize: 0, first: 1 },
+    ];
+    for (const c of cases) {
+      for (const n of EL) {
+        await optimizerCase("sgd", n, rng, ["buf"], (w, p, g, [buf]) => w.k.sgd_step(p, g, buf!, n, c.lr, c.mu, c.d1m, c.wd, c.nesterov, c.maximize, c.first), "sgd", {
+          a: [c.lr, c.mu, c.d1m, c.wd],
+          u: [c.nesterov, c.maximize, c.first],
+        });
+      }
+    }
+  });
+
+  it("adam / adamw / amsgrad / maximize", async () => {
+    const rng = new Rng(52);
+    for (const c of [
+      { amsgrad: 0, maximize: 0, decoupled: 0, wd: 0 },
+      { amsgrad: 1, maximize: 1, decoupled: 0, wd: 0.01 },
+      { amsgrad: 1, maximize: 0, decoupled: 1, wd: 0.01 },
+    ]) {
+      const [lr, b1, b2, eps, t] = [1e-3, 0.9, 0.999, 1e-8, 3];
+      const bc1 = 1 - b1 ** t, bc2 = 1 - b2 ** t;
+      const a = [lr / bc1, b1, 1 - b1, b2, 1 - b2, Math.sqrt(bc2), eps, c.wd, 1 - lr * c.wd];
+      for (const n of EL) {
+        await optimizerCase("adam", n, rng, ["m", "v", "vmax"], (w, p, g, [m, v, vmax]) =>
+          w.k.adam_step(p, g, m!, v!, vmax!, n, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, c.amsgrad, c.maximize, c.decoupled), "adam", {
+          a,
+          u: [c.amsgrad, c.maximize, c.decoupled],
+        });
+      }
+    }
+  });
+
+  it("rmsprop: centered, momentum, weight decay, maximize", async () => {
+    const rng = new Rng(53);
+    for (const c of [
+      { centered: 0, mu: 0, wd: 0, maximize: 0 },
+      { centered: 1, mu: 0.5, wd: 0.01, maximize: 1 },
+    ]) {
+      const a = [0.01, 0.99, 1 - 0.99, 1e-8, c.wd, c.mu];
+      for (const n of EL) {
+        await optimizerCase("rmsprop", n, rng, ["sq", "ga", "buf"], (w, p, g, [sq, ga, buf]) =>
+          w.k.rmsprop_step(p, g, sq!, ga!, buf!, n, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, c.centered, c.maximize), "rmsprop", {
+          a,
+          u: [c.centered, c.maximize],
+        });
+      }
+    }
+  });
+
+  it("adagrad: weight decay, maximize", async () => {
+    const rng = new Rng(54);
+    for (const c of [{ wd: 0, maximize: 0 }, { wd: 0.01, maximize: 1 }]) {
+      const a = [0.01 / (1 + 2 * 0.001), 1e-10, c.wd];
+      for (const n of EL) {
+        await optimizerCase("adagrad", n, rng, ["sum"], (w, p, g, [sum]) => w.k.adagrad_step(p, g, sum!, n, a[0]!, a[1]!, a[2]!, c.maximize), "adagrad", {
+          a,
+          u: [0, c.maximize],
+        });
+      }
+    }
+  });
+});

@@ -6,9 +6,8 @@
  *   prepareRun: validate (zod) -> data -> plan -> weights
  *   runLoop:    epochs of { backend.step: forward, loss, zero_grad, backward, clip, update;
  *                           schedule } -> validation, events, early stopping -> result
- *   backends:   wasm-backend.ts (the kernel core, optionally on threads), webgpu/ (a GPUDevice
- *               given in options.gpu); the loop does not
- *               know where the numbers live.
+ *   backends:   wasm-backend.ts (the kernel core, optionally on threads) and webgpu/ (a
+ *               GPUDevice given in options.gpu); the loop does not know where the numbers live.
  */
 import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
 import { zodIssues } from "../schema/issues.js";

@@ -12,7 +12,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEngine, type TrainRequest } from "../../src/engine/train.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
@@ -20,9 +20,8 @@ import { parseCsv } from "../../src/formats/dataset.js";
 import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
 import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 import type { FineTuneResult } from "../../src/schema/result.js";
-import { freePort, root, startWranglerDev, stop, type Proc } from "./processes.js";
+import { freePort, root, startWranglerDev, stop, type Proc, CHROMIUM, launchChromium } from "./processes.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = existsSync(CHROMIUM);
 const seed = join(root, "examples/seed-mlp");
 const lib = join(root, "build/public/lib");
@@ -86,7 +85,6 @@ const IN_PAGE_WEBGPU = `async ({ short }) => {
 }`;
 
 /** Chromium's software WebGPU: Dawn on SwiftShader's Vulkan (../shared/REFERENCE.md, "WebGPU without a GPU"). */
-const SWIFTSHADER_WEBGPU = ["--enable-unsafe-webgpu", "--enable-unsafe-swiftshader", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan", "--use-angle=swiftshader"];
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-browser-"));
 const persist = join(work, "state");
@@ -104,11 +102,7 @@ describe("fine-tuning on the user's device: the browser library in headless Chro
     base = `http://127.0.0.1:${port}`;
     [dev, browser] = await Promise.all([
       startWranglerDev(port, persist, { RATE_LIMIT_PER_MINUTE: "0" }),
-      chromium.launch({
-        executablePath: CHROMIUM,
-        // as root: no sandbox; the rest keeps Chromium from calling out of this closed network
-        args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-      }),
+      launchChromium(),
     ]);
   });
   afterAll(async () => {
@@ -302,10 +296,7 @@ describe("fine-tuning on the user's device: the browser library in headless Chro
   });
 
   it.skipIf(!hasChromium)('kernel "webgpu" on SwiftShader WebGPU in Chromium, in the page and in the worker, matches Node\'s WASM run within the parity tolerance; the playground runs it on this device (needs /usr/bin/chromium)', async () => {
-    const gpuBrowser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--no-sandbox", ...SWIFTSHADER_WEBGPU, "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
+    const gpuBrowser = await launchChromium({ webgpu: true });
     try {
       const page = await (await gpuBrowser.newContext({ acceptDownloads: true })).newPage();
       const errors: string[] = [];

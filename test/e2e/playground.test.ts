@@ -7,12 +7,11 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
-import { freePort, root, startWranglerDev, stop, type Proc } from "./processes.js";
+import { freePort, root, startWranglerDev, stop, type Proc, CHROMIUM, launchChromium } from "./processes.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = existsSync(CHROMIUM);
 const API_KEY = "sk-playground-test";
 
@@ -47,11 +46,7 @@ describe("the playground page in headless Chromium", () => {
     base = `http://127.0.0.1:${port}`;
     [dev, browser] = await Promise.all([
       startWranglerDev(port, persist, VARS),
-      chromium.launch({
-        executablePath: CHROMIUM,
-        // as root: no sandbox; the rest keeps Chromium from calling out of this closed network
-        args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-      }),
+      launchChromium(),
     ]);
   });
   afterAll(async () => {

@@ -81,3 +81,30 @@ export async function eventually<T>(what: string, ms: number, check: () => Promi
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Debian's Chromium, installed by .ci/run; the browser tests skip (with the reason in their names) without it. */
+export const CHROMIUM = "/usr/bin/chromium";
+
+/** As root no sandbox; the rest keeps Chromium from calling out of this closed network. */
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+/** WebGPU on SwiftShader in headless Chromium (REFERENCE: "WebGPU without a GPU"). */
+export const SWIFTSHADER_WEBGPU = [
+  "--enable-unsafe-webgpu",
+  "--enable-unsafe-swiftshader",
+  "--use-webgpu-adapter=swiftshader",
+  "--enable-features=Vulkan",
+  "--use-angle=swiftshader",
+];
+
+/**
+ * Launches headless Chromium through playwright-core; `webgpu` gives it a SwiftShader WebGPU
+ * adapter, otherwise the GPU is off.
+ */
+export async function launchChromium(options: { webgpu?: boolean } = {}) {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [...CHROMIUM_ARGS, ...(options.webgpu ? SWIFTSHADER_WEBGPU : ["--disable-gpu"])],
+  });
+}

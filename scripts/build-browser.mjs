@@ -3,6 +3,7 @@
 // Static Assets, [assets] in wrangler.toml) at /lib/*:
 //   build/public/lib/edgetune.js          src/browser/index.ts bundled (ESM, minified) + .map
 //   build/public/lib/edgetune-worker.js   src/browser/worker.ts, a module Web Worker importing ./edgetune.js + .map
+//   build/public/lib/sdk.js               src/sdk/index.ts: the API client for browser apps (fetch only) + .map
 //   build/public/lib/simd.wasm            copies of build/wasm (npm run build:wasm): the kernel core
 //   build/public/lib/relaxed-simd.wasm
 // Run after build:wasm. esbuild is a devDependency; its platform binary comes as an optional
@@ -66,6 +67,9 @@ await build({
     },
   ],
 });
+
+// the SDK alone (no engine): what a browser app needs to call an edgetune server
+await build({ ...common, entryPoints: { sdk: "src/sdk/index.ts" }, outdir: out });
 
 for (const file of ["simd.wasm", "relaxed-simd.wasm"]) {
   const from = join(root, "build", "wasm", file);

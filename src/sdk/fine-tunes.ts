@@ -332,7 +332,7 @@ function encodeCreateBody(params: FineTuneCreateParams): { json: FineTuneRequest
   }
   form.set("request", JSON.stringify(request));
   if (isBinary(weights)) {
-    const blob = weights instanceof Blob ? weights : new Blob([weights as BlobPart], { type: "application/octet-stream" });
+    const blob = weights instanceof Blob ? weights : new Blob([weights as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" });
     form.set("weights", blob, "weights.safetensors");
   }
   for (const [name, value] of [["train", train], ["validation", validation]] as const) {

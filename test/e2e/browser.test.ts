@@ -124,6 +124,26 @@ describe("fine-tuning on the user's device: the browser library in headless Chro
     return { page, requested, errors, close: () => context.close() };
   }
 
+  it.skipIf(!hasChromium)("the SDK in a page: /lib/sdk.js creates a fine-tune, retrieves it, downloads its weights and throws typed errors (needs /usr/bin/chromium)", async () => {
+    const { page, errors, close } = await open();
+    const { request, csv } = seedRequest(2);
+    const out = (await page.evaluate(`(async (request, csv) => {
+      const { Edgetune, NotFoundError } = await import("/lib/sdk.js");
+      const client = new Edgetune({ baseURL: location.origin, maxRetries: 0 });
+      // the CSV as text: the SDK sends it as a multipart part
+      const result = await client.fineTunes.create({ ...request, data: { ...request.data, train: csv }, mode: "sync" });
+      const job = await client.fineTunes.retrieve(result.id);
+      const weights = await client.fineTunes.weights(result.id);
+      let notFound = false;
+      try { await client.fineTunes.retrieve("ft_0123456789abcdef0123456789abcdef"); } catch (e) { notFound = e instanceof NotFoundError; }
+      return { status: job.status, bytes: weights.byteLength, notFound };
+    })(${JSON.stringify(request)}, ${JSON.stringify(csv)})`)) as { status: string; bytes: number; notFound: boolean };
+    expect(out).toMatchObject({ status: "succeeded", notFound: true });
+    expect(out.bytes).toBeGreaterThan(500);
+    expect(errors).toEqual([]);
+    await close();
+  });
+
   it.skipIf(!hasChromium)("the static assets: /lib/edgetune.js, its worker and both kernel builds are served as files, the API routes still run the Worker (needs /usr/bin/chromium)", async () => {
     for (const [path, type] of [
       ["/lib/edgetune.js", /javascript/],

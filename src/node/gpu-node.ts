@@ -33,6 +33,8 @@ export interface GpuNodeOptions {
   webgpu?: "auto" | "off" | "software";
   /** FLOPs per step from which a job goes to the GPU (default WEBGPU_MIN_FLOPS_PER_STEP). */
   gpuMinFlopsPerStep?: number;
+  /** Serve GET /healthz on this port (127.0.0.1): the node's kernels and the job in hand. */
+  healthPort?: number;
   signal?: AbortSignal;
   log?: (line: string) => void;
 }
@@ -40,7 +42,7 @@ export interface GpuNodeOptions {
 /**
  * Options from the environment: EDGETUNE_URL, EDGETUNE_NODE_TOKEN, EDGETUNE_NODE_ID, EDGETUNE_POLL_MS,
  * EDGETUNE_CLAIM_WAIT_MS, EDGETUNE_THREADS, EDGETUNE_WEBGPU (0 or off: never; software: accept
- * SwiftShader), EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP.
+ * SwiftShader), EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP, EDGETUNE_HEALTH_PORT.
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): GpuNodeOptions {
   return {
@@ -52,6 +54,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): GpuNodeOpt
     threads: Number(env.EDGETUNE_THREADS ?? availableParallelism()),
     webgpu: env.EDGETUNE_WEBGPU === "0" || env.EDGETUNE_WEBGPU === "off" ? "off" : env.EDGETUNE_WEBGPU === "software" ? "software" : "auto",
     ...(env.EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP ? { gpuMinFlopsPerStep: Number(env.EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP) } : {}),
+    ...(env.EDGETUNE_HEALTH_PORT ? { healthPort: Number(env.EDGETUNE_HEALTH_PORT) } : {}),
   };
 }
 
@@ -77,6 +80,16 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
   const client = new NodeClient({ baseUrl: options.url, token: options.token });
   const gpu = await openGpu(options, log);
   log(`pulling jobs from ${options.url} (kernels: ${runtime.variant}, threads: ${options.threads}${gpu.device ? ", webgpu" : ""})`);
+  // what GET /healthz reports: the kernels this node trains with, and the job in hand
+  const health = {
+    status: "ok",
+    node: options.nodeId,
+    edge: options.url,
+    kernels: { wasm: runtime.variant, threads: options.threads, webgpu: gpu.device !== null },
+    job: null as string | null,
+    jobs_run: 0,
+  };
+  const server = options.healthPort === undefined ? null : await serveHealth(options.healthPort, () => health, log);
   let failures = 0;
   while (!options.signal?.aborted) {
     try {
@@ -87,12 +100,15 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
         continue;
       }
       log(`claimed ${claim.job.id} (attempt ${claim.attempt}, lease ${claim.leaseMs} ms)`);
+      health.job = claim.job.id;
       await runClaimedJob(client, claim, runtime, {
         placement: "gpu-node",
         log,
         ...(parallel ? { parallel } : {}),
         ...(gpu.device ? { gpu: gpu.device, gpuMinFlopsPerStep: options.gpuMinFlopsPerStep } : {}),
       });
+      health.job = null;
+      health.jobs_run += 1;
     } catch (e) {
       // the edge is down or restarting: back off and try again
       failures += 1;
@@ -103,7 +119,21 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
   }
   await parallel?.close();
   gpu.device?.destroy();
+  server?.close();
   log("stopped");
+}
+
+/** A loopback HTTP server answering GET /healthz with the node's state. */
+async function serveHealth(port: number, state: () => object, log: (line: string) => void) {
+  const { createServer } = await import("node:http");
+  const server = createServer((req, res) => {
+    const ok = req.method === "GET" && req.url === "/healthz";
+    res.writeHead(ok ? 200 : 404, { "content-type": "application/json" });
+    res.end(JSON.stringify(ok ? state() : { status: 404, title: "Not found" }));
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  log(`health at http://127.0.0.1:${port}/healthz`);
+  return server;
 }
 
 /**

@@ -64,8 +64,8 @@ describe("GPU-node offload with real processes", () => {
       const j = await job(id);
       return ["succeeded", "failed", "cancelled", "diverged"].includes(j.status) ? j : undefined;
     });
-  const node = (name: string) => {
-    const proc = startGpuNode(port, name);
+  const node = (name: string, env: Record<string, string> = {}) => {
+    const proc = startGpuNode(port, name, env);
     nodes.push(proc);
     return proc;
   };
@@ -83,8 +83,19 @@ describe("GPU-node offload with real processes", () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  it("an async job runs on a GPU node: 202, SSE for every epoch, succeeded, weights", async () => {
-    node("node-1");
+  it("an async job runs on a GPU node: 202, SSE for every epoch, succeeded, weights; the node's /healthz", async () => {
+    const healthPort = await freePort();
+    node("node-1", { EDGETUNE_HEALTH_PORT: String(healthPort) });
+    const health = (jobsRun: number) =>
+      eventually(`the node's /healthz to count ${jobsRun} jobs`, 20_000, async () => {
+        try {
+          const h = (await (await fetch(`http://127.0.0.1:${healthPort}/healthz`)).json()) as { node: string; jobs_run: number; kernels: { wasm: string } };
+          return h.jobs_run === jobsRun ? h : undefined;
+        } catch {
+          return undefined; // not listening yet
+        }
+      });
+    expect(await health(0)).toMatchObject({ node: "node-1", kernels: { wasm: expect.stringMatching(/^wasm-/) } });
     const id = await submit(slowJob(4));
     const res = await fetch(`${base}/v1/fine-tunes/${id}/events`);
     expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
@@ -97,6 +108,7 @@ describe("GPU-node offload with real processes", () => {
     const weights = await fetch(`${base}/v1/fine-tunes/${id}/weights`);
     expect(weights.status).toBe(200);
     expect((await weights.arrayBuffer()).byteLength).toBeGreaterThan(64 * 256 * 4);
+    expect((await health(1)).node).toBe("node-1");
   });
 
   it("SIGKILL the node mid-job, start another: the job succeeds with one history entry per epoch", async () => {

@@ -54,12 +54,13 @@ export async function startWranglerDev(port: number, persist: string, vars: Reco
 }
 
 /** Starts a GPU node process (dist/src/node/gpu-node-cli.js) against the edge at `port`. */
-export function startGpuNode(port: number, nodeId: string): Proc {
+export function startGpuNode(port: number, nodeId: string, env: Record<string, string> = {}): Proc {
   return start([join(root, "dist/src/node/gpu-node-cli.js")], {
     EDGETUNE_URL: `http://127.0.0.1:${port}`,
     EDGETUNE_NODE_ID: nodeId,
     EDGETUNE_POLL_MS: "100",
     EDGETUNE_CLAIM_WAIT_MS: "2000",
+    ...env,
   });
 }
 

@@ -12,7 +12,7 @@ export default defineConfig({
   plugins: [
     cloudflareTest({
       wrangler: { configPath: fileURLToPath(new URL("../../wrangler.toml", import.meta.url)) },
-      miniflare: { bindings: { EDGETUNE_API_KEYS: "worker-test-key,rate-test-key" } },
+      miniflare: { bindings: { EDGETUNE_API_KEYS: "worker-test-key,rate-test-key,parity-key-0,parity-key-1" } },
     }),
   ],
   test: {

@@ -20,7 +20,7 @@ import { parseCsv } from "../../src/formats/dataset.js";
 import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
 import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 import type { FineTuneResult } from "../../src/schema/result.js";
-import { freePort, root, startWranglerDev, stop, type Proc, CHROMIUM, launchChromium } from "./processes.js";
+import { freePort, root, startWranglerDev, stop, type Proc, CHROMIUM, launchChromium, openRecordedPage } from "./processes.js";
 
 const hasChromium = existsSync(CHROMIUM);
 const seed = join(root, "examples/seed-mlp");
@@ -112,17 +112,7 @@ describe("fine-tuning on the user's device: the browser library in headless Chro
   });
 
   /** A fresh page at `/` (the playground: the Worker's CSP applies) that records every URL it asks for. */
-  async function open() {
-    const context = await browser!.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
-    const page = await context.newPage();
-    const requested: string[] = [];
-    const errors: string[] = [];
-    page.on("request", (r) => requested.push(r.url()));
-    page.on("pageerror", (e) => errors.push(String(e)));
-    const res = await page.goto(`${base}/`);
-    expect(res!.status()).toBe(200);
-    return { page, requested, errors, close: () => context.close() };
-  }
+  const open = () => openRecordedPage(browser!, `${base}/`);
 
   it.skipIf(!hasChromium)("the SDK in a page: /lib/sdk.js creates a fine-tune, retrieves it, downloads its weights and throws typed errors (needs /usr/bin/chromium)", async () => {
     const { page, errors, close } = await open();

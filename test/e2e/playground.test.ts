@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
-import { freePort, root, startWranglerDev, stop, type Proc, CHROMIUM, launchChromium } from "./processes.js";
+import { freePort, root, startWranglerDev, stop, type Proc, CHROMIUM, launchChromium, openRecordedPage } from "./processes.js";
 
 const hasChromium = existsSync(CHROMIUM);
 const API_KEY = "sk-playground-test";
@@ -57,16 +57,9 @@ describe("the playground page in headless Chromium", () => {
 
   /** A fresh page on the playground that records every URL it asks for. */
   async function openPlayground() {
-    const context = await browser!.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
-    const page = await context.newPage();
-    const requested: string[] = [];
-    const errors: string[] = [];
-    page.on("request", (r) => requested.push(r.url()));
-    page.on("pageerror", (e) => errors.push(String(e)));
-    const res = await page.goto(`${base}/`);
-    expect(res!.status()).toBe(200);
-    expect(res!.headers()["content-type"]).toMatch(/text\/html/);
-    return { page, requested, errors, close: () => context.close() };
+    const opened = await openRecordedPage(browser!, `${base}/`);
+    expect(opened.response!.headers()["content-type"]).toMatch(/text\/html/);
+    return opened;
   }
 
   const hooks = (page: Page) => page.evaluate(() => (window as unknown as { __edgetune: Hooks }).__edgetune);

@@ -109,3 +109,19 @@ export async function launchChromium(options: { webgpu?: boolean } = {}) {
     args: [...CHROMIUM_ARGS, ...(options.webgpu ? SWIFTSHADER_WEBGPU : ["--disable-gpu"])],
   });
 }
+
+/**
+ * A fresh browser context on `url` that records every URL the page asks for and every page
+ * error; fails unless the page answers 200.
+ */
+export async function openRecordedPage(browser: import("playwright-core").Browser, url: string) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const requested: string[] = [];
+  const errors: string[] = [];
+  page.on("request", (r) => requested.push(r.url()));
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const response = await page.goto(url);
+  if (response?.status() !== 200) throw new Error(`${url} answered ${response?.status()}`);
+  return { page, requested, errors, response, close: () => context.close() };
+}

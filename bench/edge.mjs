@@ -2,12 +2,10 @@
 // (local workerd, Durable Objects and R2 persisted to a temporary directory), N requests after
 // warm-up; p50/p90 latency as the client sees it, and the server's own training time.
 //   node bench/edge.mjs [--requests N] [--warmup N]
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { root, seedMlp, stats, tinyRequest } from "./lib.mjs";
+import { freePort, root, seedMlp, startWranglerDev, stats, stopProcess, tinyRequest, waitReady } from "./lib.mjs";
 
 const rest = process.argv.slice(2);
 const arg = (name, fallback) => {
@@ -18,37 +16,14 @@ const REQUESTS = Number(arg("requests", 30));
 const WARMUP = Number(arg("warmup", 3));
 const KEY = "bench-key";
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
 const work = mkdtempSync(join(tmpdir(), "edgetune-bench-"));
 const port = await freePort();
 const started = performance.now();
-const child = spawn(
-  process.execPath,
-  [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1",
-    "--persist-to", join(work, "state"), "--var", `EDGETUNE_API_KEYS:${KEY}`],
-  { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: ["ignore", "pipe", "pipe"] },
-);
-let output = "";
-child.stdout.on("data", (d) => (output += d));
-child.stderr.on("data", (d) => (output += d));
+const dev = await startWranglerDev(port, join(work, "state"), { EDGETUNE_API_KEYS: KEY });
+const output = () => dev.output();
 
 async function stop() {
-  if (child.exitCode === null) {
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    if (child.exitCode === null) child.kill("SIGKILL");
-  }
+  await stopProcess(dev);
   rmSync(work, { recursive: true, force: true });
 }
 
@@ -61,21 +36,7 @@ const watchdog = setTimeout(() => {
 watchdog.unref();
 
 try {
-  const deadline = Date.now() + 90_000;
-  let ready = false;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${output.slice(-3000)}`);
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) {
-        ready = true;
-        break;
-      }
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  if (!ready) throw new Error(`wrangler dev did not become ready:\n${output.slice(-3000)}`);
+  await waitReady(dev, `http://127.0.0.1:${port}`, "wrangler dev");
   const startupMs = performance.now() - started;
 
   const seed = seedMlp();
@@ -92,7 +53,7 @@ try {
     const ms = performance.now() - t0;
     if (res.status !== 200 || json.status !== "succeeded") {
       await new Promise((r) => setTimeout(r, 500)); // let wrangler's log of the error arrive
-      throw new Error(`POST answered ${res.status}: ${JSON.stringify(json).slice(0, 500)}\nwrangler dev said:\n${output.slice(-2500)}`);
+      throw new Error(`POST answered ${res.status}: ${JSON.stringify(json).slice(0, 500)}\nwrangler dev said:\n${output().slice(-2500)}`);
     }
     return { ms, serverMs: json.metrics.duration_ms, steps: json.metrics.steps };
   };

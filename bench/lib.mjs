@@ -227,3 +227,62 @@ export async function backgroundCpu(ms = 1000) {
     return null;
   }
 }
+
+// ---------------------------------------------------------------- processes (edge bench, load test)
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort() {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+/** A Node child process (`args` after the node binary) with its output kept for error messages. */
+export async function startProcess(args, env = {}) {
+  const { spawn } = await import("node:child_process");
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  return { child, output: () => output };
+}
+
+/** `wrangler dev` on 127.0.0.1:`port`, state under `persist`, `--var` for each of `vars`. */
+export function startWranglerDev(port, persist, vars = {}) {
+  const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  return startProcess([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...varArgs]);
+}
+
+/** Resolves once `${url}/healthz` answers 200; throws with the process's output if it exits or takes 90 s. */
+export async function waitReady(proc, url, what) {
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    if (proc.child.exitCode !== null) throw new Error(`${what} exited early:\n${proc.output().slice(-3000)}`);
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} did not become ready:\n${proc.output().slice(-3000)}`);
+}
+
+/** SIGTERM, then SIGKILL after 5 s. */
+export async function stopProcess(proc) {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  const exited = new Promise((r) => proc.child.once("exit", r));
+  proc.child.kill("SIGTERM");
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill("SIGKILL");
+}

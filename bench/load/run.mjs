@@ -15,12 +15,12 @@
 // The wrangler runs: one with rate limits off (throughput), then a short one with the shipped
 // limits (RATE_LIMIT_BURST 60, RATE_LIMIT_PER_MINUTE 600), where 429 is an expected answer.
 import autocannon from "autocannon";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort, startProcess, startWranglerDev, stopProcess as stop, waitReady } from "../lib.mjs";
 import { encodeBase64 } from "../../dist/src/formats/base64.js";
 import { writeSafetensors } from "../../dist/src/formats/safetensors.js";
 
@@ -81,51 +81,6 @@ const CYCLE = [
 ];
 
 // ---------------------------------------------------------------- processes
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
-function start(args, env = {}) {
-  const child = spawn(process.execPath, args, {
-    cwd: root,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.on("data", (d) => (output += d));
-  child.stderr.on("data", (d) => (output += d));
-  return { child, output: () => output };
-}
-
-async function waitReady(proc, url, what) {
-  const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline) {
-    if (proc.child.exitCode !== null) throw new Error(`${what} exited early:\n${proc.output()}`);
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${what} did not become ready:\n${proc.output()}`);
-}
-
-async function stop(proc) {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  const exited = new Promise((r) => proc.child.once("exit", r));
-  proc.child.kill("SIGTERM");
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-  if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill("SIGKILL");
-}
 
 /** Resident memory (MiB) of a process and of its whole tree (wrangler runs workerd as a child). */
 function rss(pid) {
@@ -234,7 +189,7 @@ async function load(label, url, pid, id, { duration, rateLimited }) {
 
 async function nodeTarget() {
   const port = await freePort();
-  const proc = start([join(root, "bench/load/node-server.mjs"), String(port)]);
+  const proc = await startProcess([join(root, "bench/load/node-server.mjs"), String(port)]);
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitReady(proc, url, "node server");
@@ -259,8 +214,7 @@ async function wranglerTarget(rateLimited, attempt = 1) {
 async function wranglerRun(rateLimited) {
   const port = await freePort();
   const persist = mkdtempSync(join(tmpdir(), "edgetune-load-"));
-  const vars = rateLimited ? [] : ["--var", "RATE_LIMIT_PER_MINUTE:0"];
-  const proc = start([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...vars]);
+  const proc = await startWranglerDev(port, persist, rateLimited ? {} : { RATE_LIMIT_PER_MINUTE: "0" });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitReady(proc, url, "wrangler dev");

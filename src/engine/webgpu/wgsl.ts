@@ -97,49 +97,33 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
+/** A workgroup-wide tree reduction of 256 values in `buffer`, combining with `combine(a, b)`. */
+const reduction = (name: string, type: "f32" | "u32", buffer: string, combine: (a: string, b: string) => string) => `
+fn ${name}(v: ${type}, tid: u32) -> ${type} {
+  ${buffer}[tid] = v;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s = s >> 1u) {
+    if (tid < s) { ${buffer}[tid] = ${combine(`${buffer}[tid]`, `${buffer}[tid + s]`)}; }
+    workgroupBarrier();
+  }
+  let r = ${buffer}[0];
+  workgroupBarrier();
+  return r;
+}`;
+
 /** One workgroup-wide sum / max of 256 values (call in uniform control flow). */
 const REDUCE = /* wgsl */ `
 var<workgroup> red: array<f32, 256>;
 var<workgroup> redu: array<u32, 256>;
-fn wgSum(v: f32, tid: u32) -> f32 {
-  red[tid] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s = s >> 1u) {
-    if (tid < s) { red[tid] = red[tid] + red[tid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
 // NaN-propagating max (as f32x4.max)
 fn max32(a: f32, b: f32) -> f32 {
   if (isnan32(a)) { return a; }
   if (isnan32(b)) { return b; }
   return select(b, a, a > b);
 }
-fn wgMax(v: f32, tid: u32) -> f32 {
-  red[tid] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s = s >> 1u) {
-    if (tid < s) { red[tid] = max32(red[tid], red[tid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn wgSumU(v: u32, tid: u32) -> u32 {
-  redu[tid] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s = s >> 1u) {
-    if (tid < s) { redu[tid] = redu[tid] + redu[tid + s]; }
-    workgroupBarrier();
-  }
-  let r = redu[0];
-  workgroupBarrier();
-  return r;
-}
+${reduction("wgSum", "f32", "red", (a, b) => `${a} + ${b}`)}
+${reduction("wgMax", "f32", "red", (a, b) => `max32(${a}, ${b})`)}
+${reduction("wgSumU", "u32", "redu", (a, b) => `${a} + ${b}`)}
 `;
 
 // ------------------------------------------------------------------ GEMM

@@ -82,14 +82,14 @@ async function tinyKernelFloor(runtime) {
       const rows = Math.min(B, TINY.rows - s * B);
       const xp = x.ptr + s * B * F * 4, yp = y.ptr + s * B * O * 4;
       k.matmul_nt(h.ptr, xp, w1, b1, scratch.ptr, rows, H, F);
-      k.relu_forward(a.ptr, h.ptr, rows * H);
+      k.activation_forward(a.ptr, h.ptr, 0, 0, rows * H); // relu
       k.matmul_nt(out.ptr, a.ptr, w2, b2, scratch.ptr, rows, O, H);
       k.mse_loss(gA.ptr, out.ptr, yp, rows * O);
       k.fill(grads.ptr, 0, P);
       k.matmul_tn(dw2, gA.ptr, a.ptr, O, H, rows, 1);
       k.bias_grad(db2, gA.ptr, rows, O);
       k.matmul_nn(gB.ptr, gA.ptr, w2, rows, H, O, 0);
-      k.relu_backward(gA.ptr, gB.ptr, a.ptr, rows * H);
+      k.activation_backward(gA.ptr, gB.ptr, h.ptr, a.ptr, 0, 0, rows * H); // relu
       k.matmul_tn(dw1, gA.ptr, xp, H, F, rows, 1);
       k.bias_grad(db1, gA.ptr, rows, H);
       k.all_finite(grads.ptr, P);

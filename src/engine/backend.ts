@@ -35,11 +35,12 @@ export interface Evaluation {
   valAccuracy: number | undefined;
 }
 
-/** One tensor of the state_dict. */
+/** One tensor of the state_dict (I64: stored as 64-bit integers, e.g. num_batches_tracked). */
 export interface NamedTensor {
   name: string;
   shape: number[];
   data: Float32Array;
+  dtype?: "I64";
 }
 
 type MaybePromise<T> = T | Promise<T>;

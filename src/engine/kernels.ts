@@ -26,22 +26,16 @@ export interface Kernels {
 
   /** dbias[cols] += sum_r dout[r, cols] */
   bias_grad(dbias: Ptr, dout: Ptr, rows: number, cols: number): void;
-  relu_forward(out: Ptr, inp: Ptr, n: number): void;
-  relu_backward(dinp: Ptr, dout: Ptr, out: Ptr, n: number): void;
-  leaky_relu_forward(out: Ptr, inp: Ptr, slope: number, n: number): void;
-  leaky_relu_backward(dinp: Ptr, dout: Ptr, inp: Ptr, slope: number, n: number): void;
-  gelu_forward(out: Ptr, inp: Ptr, n: number): void;
-  gelu_backward(dinp: Ptr, dout: Ptr, inp: Ptr, n: number): void;
-  gelu_tanh_forward(out: Ptr, inp: Ptr, n: number): void;
-  gelu_tanh_backward(dinp: Ptr, dout: Ptr, inp: Ptr, n: number): void;
-  tanh_forward(out: Ptr, inp: Ptr, n: number): void;
-  tanh_backward(dinp: Ptr, dout: Ptr, out: Ptr, n: number): void;
-  sigmoid_forward(out: Ptr, inp: Ptr, n: number): void;
-  sigmoid_backward(dinp: Ptr, dout: Ptr, out: Ptr, n: number): void;
+  /** out = f(inp), f the activation with code `fn` (layers/activations.ts); slope: LeakyReLU's */
+  activation_forward(out: Ptr, inp: Ptr, fn: number, slope: number, n: number): void;
+  /** dinp = dout * f'(.), reading the activation's input or output as f' needs */
+  activation_backward(dinp: Ptr, dout: Ptr, inp: Ptr, out: Ptr, fn: number, slope: number, n: number): void;
   /** mask = 1/(1-p) or 0 from a hash of (seed, i); out = inp * mask */
   dropout_forward(out: Ptr, mask: Ptr, inp: Ptr, p: number, seed: number, n: number): void;
   /** out = a * b */
   mul(out: Ptr, a: Ptr, b: Ptr, n: number): void;
+  /** out = a + b */
+  add(out: Ptr, a: Ptr, b: Ptr, n: number): void;
   /** x *= s */
   scale(x: Ptr, s: number, n: number): void;
   fill(out: Ptr, value: number, n: number): void;
@@ -95,10 +89,8 @@ export interface Kernels {
 /** The names of every kernel, for checks that an instance is complete. */
 export const KERNEL_NAMES = [
   "matmul_nt", "matmul_nn", "matmul_tn", "transpose", "bias_grad",
-  "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
-  "gelu_forward", "gelu_backward", "gelu_tanh_forward", "gelu_tanh_backward",
-  "tanh_forward", "tanh_backward", "sigmoid_forward", "sigmoid_backward",
-  "dropout_forward", "mul", "scale", "fill", "copy", "axpy", "gather_rows", "all_finite",
+  "activation_forward", "activation_backward",
+  "dropout_forward", "mul", "add", "scale", "fill", "copy", "axpy", "gather_rows", "all_finite",
   "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "cross_entropy_loss",
   "bce_with_logits_loss", "hinge_loss", "multi_margin_loss",
   "sgd_step", "adam_step", "rmsprop_step", "adagrad_step",
@@ -118,7 +110,7 @@ export const WASM_PAGE = 65536;
  * ```ts
  * const memory = new WebAssembly.Memory({ initial: 16, maximum: 65536 });
  * const kernels = await instantiateKernels(module, memory);
- * kernels.relu_forward(outPtr, inPtr, n);
+ * kernels.activation_forward(outPtr, inPtr, 0, 0, n); // relu
  * ```
  */
 export async function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<Kernels> {

@@ -54,7 +54,7 @@ export function checkLossSpec(spec: LossSpec, outputs: number): void {
  *
  * @example
  * ```ts
- * const loss = createLoss(spec.training.loss, kernels, arena, model.spec.outFeatures);
+ * const loss = createLoss(request.training.loss, kernels, arena, prepared.output.classes);
  * const value = loss.compute(model.logitsGrad.ptr, logits, yPtr, rows);
  * ```
  */

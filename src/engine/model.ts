@@ -1,215 +1,88 @@
 /**
- * The model: an nn.Sequential built from the request's layer list, with its parameters,
- * gradients and activations in the arena, and its forward and backward passes as kernel calls.
+ * The model on the kernel core: a CompiledModel (graph/compile.ts) with its memory in the arena,
+ * its forward pass (ops in order) and backward pass (the compiler's schedule) as kernel calls.
+ * The same class runs the WASM builds and the TypeScript twins, and on each training thread.
  *
- * Parameter layout: trainable tensors first (in state_dict order), frozen ones after, so the
- * optimizer, the gradient norm and the divergence checks each cover one contiguous range.
+ * State layout: [trainable parameters | buffers | frozen parameters], so the optimizer and the
+ * gradient norm cover [0, trainableCount), and the last-finite snapshot [0, trainable + buffers).
  */
-import type { LayerSpec } from "../schema/request.js";
-import { UnprocessableError } from "../errors.js";
 import type { Arena, Region } from "./arena.js";
+import type { NamedTensor } from "./backend.js";
+import type { CompiledModel, StateTensor } from "./graph/types.js";
 import type { Kernels, Ptr } from "./kernels.js";
-
-/** One parameter tensor of the state_dict. */
-export interface Parameter {
-  /** state_dict key, e.g. "fc1.weight" or "0.bias". */
-  readonly name: string;
-  readonly shape: readonly number[];
-  readonly size: number;
-  readonly trainable: boolean;
-  /** Offset of the tensor within the parameter block, in elements. */
-  offset: number;
-}
-
-interface LinearLayer {
-  kind: "linear";
-  name: string;
-  inFeatures: number;
-  outFeatures: number;
-  weight: Parameter;
-  bias: Parameter | null;
-}
-interface ActivationLayer {
-  kind: "relu" | "leaky_relu" | "gelu" | "gelu_tanh" | "tanh" | "sigmoid";
-  name: string;
-  width: number;
-  slope: number;
-}
-interface DropoutLayer {
-  kind: "dropout";
-  name: string;
-  width: number;
-  p: number;
-}
-type Layer = LinearLayer | ActivationLayer | DropoutLayer;
-
-/** The static description of a model (no memory): layers, parameters, widths. */
-export interface ModelSpec {
-  readonly layers: readonly Layer[];
-  /** Every parameter in state_dict order. */
-  readonly parameters: readonly Parameter[];
-  readonly inFeatures: number;
-  readonly outFeatures: number;
-  readonly paramCount: number;
-  readonly trainableCount: number;
-  /** Widest activation, in features. */
-  readonly maxWidth: number;
-  /** Largest in*out of any linear layer (scratch for W^T). */
-  readonly maxWeight: number;
-  /** Index of the first layer that owns a trainable parameter (backward stops there). */
-  readonly firstTrainableLayer: number;
-  /** FLOPs of one forward and one backward pass per row. */
-  readonly forwardFlopsPerRow: number;
-  readonly backwardFlopsPerRow: number;
-}
-
-/**
- * Builds the model description from the request's layers, naming unnamed layers by their
- * index as nn.Sequential does, and applying `trainable` (layer or parameter names).
- *
- * @example
- * ```ts
- * const spec = describeModel(request.model.layers, ["fc2"]);
- * spec.parameters.map((p) => p.name); // ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
- * ```
- */
-export function describeModel(layerSpecs: readonly LayerSpec[], trainable: readonly string[] | null): ModelSpec {
-  const issues: { path: string; message: string }[] = [];
-  const names = new Set<string>();
-  const layers: Layer[] = [];
-  let width: number | null = null;
-  let inFeatures = 0;
-
-  const isTrainable = (layerName: string, paramName: string) =>
-    trainable === null || trainable.includes(layerName) || trainable.includes(paramName);
-
-  layerSpecs.forEach((spec, index) => {
-    const name = spec.name ?? String(index);
-    const path = `model.layers[${index}]`;
-    if (names.has(name)) issues.push({ path: `${path}.name`, message: `duplicate layer name "${name}"` });
-    names.add(name);
-    if (spec.type === "linear") {
-      if (width === null) inFeatures = spec.in_features;
-      else if (spec.in_features !== width) {
-        issues.push({
-          path: `${path}.in_features`,
-          message: `is ${spec.in_features} but the previous layer outputs ${width} features`,
-        });
-      }
-      const weightName = `${name}.weight`;
-      const biasName = `${name}.bias`;
-      const weight: Parameter = {
-        name: weightName,
-        shape: [spec.out_features, spec.in_features],
-        size: spec.out_features * spec.in_features,
-        trainable: isTrainable(name, weightName),
-        offset: 0,
-      };
-      const bias: Parameter | null = spec.bias
-        ? { name: biasName, shape: [spec.out_features], size: spec.out_features, trainable: isTrainable(name, biasName), offset: 0 }
-        : null;
-      layers.push({ kind: "linear", name, inFeatures: spec.in_features, outFeatures: spec.out_features, weight, bias });
-      width = spec.out_features;
-      return;
-    }
-    if (width === null) {
-      issues.push({ path: `${path}.type`, message: `the first layer must be linear (got ${spec.type})` });
-      width = 0;
-    }
-    if (spec.type === "dropout") {
-      layers.push({ kind: "dropout", name, width, p: spec.p });
-    } else {
-      const kind = spec.type === "gelu" && spec.approximate === "tanh" ? "gelu_tanh" : spec.type;
-      const slope = spec.type === "leaky_relu" ? spec.negative_slope : 0;
-      layers.push({ kind, name, width, slope });
-    }
-  });
-
-  const parameters = layers.flatMap((l) => (l.kind === "linear" ? (l.bias ? [l.weight, l.bias] : [l.weight]) : []));
-  if (trainable !== null) {
-    const known = new Set([...layers.map((l) => l.name), ...parameters.map((p) => p.name)]);
-    trainable.forEach((t, i) => {
-      if (!known.has(t)) {
-        issues.push({ path: `trainable[${i}]`, message: `"${t}" is not a layer or parameter of the model (have: ${[...known].join(", ")})` });
-      }
-    });
-    if (parameters.every((p) => !p.trainable) && issues.length === 0) {
-      issues.push({ path: "trainable", message: "selects no parameters: nothing would be trained" });
-    }
-  }
-  if (issues.length > 0) throw new UnprocessableError("invalid_model", issues);
-
-  // trainable tensors first, then frozen ones, each group in state_dict order
-  let offset = 0;
-  for (const p of parameters) if (p.trainable) (p.offset = offset), (offset += p.size);
-  const trainableCount = offset;
-  for (const p of parameters) if (!p.trainable) (p.offset = offset), (offset += p.size);
-
-  const linears = layers.filter((l): l is LinearLayer => l.kind === "linear");
-  const firstTrainableLayer = layers.findIndex(
-    (l) => l.kind === "linear" && (l.weight.trainable || (l.bias?.trainable ?? false)),
-  );
-  const forwardFlopsPerRow = layers.reduce(
-    (s, l) => s + (l.kind === "linear" ? 2 * l.inFeatures * l.outFeatures + (l.bias ? l.outFeatures : 0) : 4 * l.width),
-    0,
-  );
-  return {
-    layers,
-    parameters,
-    inFeatures,
-    outFeatures: width ?? 0,
-    paramCount: offset,
-    trainableCount,
-    maxWidth: Math.max(inFeatures, ...layers.map((l) => (l.kind === "linear" ? l.outFeatures : l.width))),
-    maxWeight: Math.max(...linears.map((l) => l.inFeatures * l.outFeatures)),
-    firstTrainableLayer,
-    forwardFlopsPerRow,
-    backwardFlopsPerRow: 2 * forwardFlopsPerRow,
-  };
-}
+import { OPS } from "./ops/index.js";
+import type { KernelOpContext, Op } from "./ops/types.js";
 
 /**
  * Where a model's buffers sit in the arena. Plain data (pointers and lengths), so another
- * thread sharing the memory can run the same model over the same parameters.
+ * thread sharing the memory can run the same model over the same state.
  */
 export interface ModelLayout {
   maxRows: number;
-  /** [paramCount] all parameters, trainable ones first */
-  params: Region;
+  /** [stateCount] parameters and buffers */
+  state: Region;
   /** [trainableCount] gradients of the trainable parameters */
   grads: Region;
-  /** outputs[l]: [maxRows, width_l] output of layer l */
-  outputs: Region[];
-  /** masks[l]: [maxRows, width] dropout mask of the last training forward (dropout layers with p > 0) */
-  masks: (Region | null)[];
-  /** two [maxRows, maxWidth] buffers for activation gradients, used alternately */
-  gradA: Region;
-  gradB: Region;
-  /** [maxWeight] W^T packing scratch for matmul_nt */
-  scratch: Region;
+  /** values[v]: [maxRows, size_v], null for the graph's inputs (they point into the batch) */
+  values: (Region | null)[];
+  /** saved[s]: [maxRows * perRow + fixed] */
+  saved: Region[];
+  /** gradient slots: [maxRows, size] each, reused along the backward pass */
+  gradSlots: Region[];
+  /** scratch shared by every op */
+  workspace: Region;
+}
+
+/** Workspace elements the ops of a model need for `rows` samples. */
+export function workspaceElements(compiled: CompiledModel, rows: number): number {
+  let most = 0;
+  for (const op of compiled.ops) {
+    const def = OPS[op.kind] as { workspace?: (op: Op, rows: number) => number };
+    if (def.workspace) most = Math.max(most, def.workspace(op, rows));
+  }
+  return most;
 }
 
 /**
- * Allocates a model's buffers for up to `maxRows` rows; `params` shares existing parameters
+ * Elements a model allocates for `maxRows` samples, per allocation (each rounded up to 16 bytes
+ * by the arena), without the state (which a shard shares).
+ */
+export function modelAllocations(compiled: CompiledModel, maxRows: number): number[] {
+  return [
+    compiled.trainableCount,
+    ...compiled.values.filter((v) => !v.input).map((v) => maxRows * v.size),
+    ...compiled.saved.map((s) => maxRows * s.perRow + s.fixed),
+    ...compiled.gradSlots.map((size) => maxRows * size),
+    workspaceElements(compiled, maxRows),
+  ];
+}
+
+/**
+ * Allocates a model's buffers for up to `maxRows` rows; `state` shares existing parameters
  * (a data-parallel shard) instead of allocating them.
  *
  * @example
  * ```ts
- * const layout = allocateModel(spec, arena, 64);
- * const shard = allocateModel(spec, arena, 32, layout.params);
+ * const layout = allocateModel(compiled, arena, 64);
+ * const shard = allocateModel(compiled, arena, 32, layout.state);
  * ```
  */
-export function allocateModel(spec: ModelSpec, arena: Arena, maxRows: number, params?: Region): ModelLayout {
+export function allocateModel(compiled: CompiledModel, arena: Arena, maxRows: number, state?: Region): ModelLayout {
   return {
     maxRows,
-    params: params ?? arena.alloc(spec.paramCount),
-    grads: arena.alloc(spec.trainableCount),
-    outputs: spec.layers.map((l) => arena.alloc(maxRows * (l.kind === "linear" ? l.outFeatures : l.width))),
-    masks: spec.layers.map((l) => (l.kind === "dropout" && l.p > 0 ? arena.alloc(maxRows * l.width) : null)),
-    gradA: arena.alloc(maxRows * spec.maxWidth),
-    gradB: arena.alloc(maxRows * spec.maxWidth),
-    scratch: arena.alloc(spec.maxWeight),
+    state: state ?? arena.alloc(compiled.stateCount),
+    grads: arena.alloc(compiled.trainableCount),
+    values: compiled.values.map((v) => (v.input ? null : arena.alloc(maxRows * v.size))),
+    saved: compiled.saved.map((s) => arena.alloc(maxRows * s.perRow + s.fixed)),
+    gradSlots: compiled.gradSlots.map((size) => arena.alloc(maxRows * size)),
+    workspace: arena.alloc(workspaceElements(compiled, maxRows)),
   };
+}
+
+/** The graph's inputs for one batch: x [rows, input size] and the mask [rows, T] (0: none). */
+export interface ModelInputs {
+  x: Ptr;
+  mask: Ptr;
 }
 
 /**
@@ -217,149 +90,94 @@ export function allocateModel(spec: ModelSpec, arena: Arena, maxRows: number, pa
  *
  * @example
  * ```ts
- * const model = new Model(spec, kernels, memory, allocateModel(spec, arena, batchSize));
- * const logits = model.forward(xPtr, rows, true, seed);
+ * const model = new Model(compiled, kernels, memory, allocateModel(compiled, arena, batchSize));
+ * const logits = model.forward({ x: xPtr, mask: 0 }, rows, true, seed);
+ * model.zeroGrad();
  * model.backward(rows);
  * ```
  */
 export class Model {
-  readonly spec: ModelSpec;
+  readonly compiled: CompiledModel;
   readonly layout: ModelLayout;
-  /** [paramCount] all parameters, trainable ones first */
-  readonly params: Region;
+  /** [stateCount] parameters and buffers */
+  readonly state: Region;
   /** [trainableCount] gradients of the trainable parameters */
   readonly grads: Region;
   readonly maxRows: number;
-  /** whether the last forward applied dropout masks */
-  private trainingForward = false;
-  /** input of the last forward, per layer (layer 0 reads the batch) */
-  private readonly inputs: Ptr[];
   private readonly memory: WebAssembly.Memory;
   private readonly k: Kernels;
+  /** value id -> pointer (the inputs' entries are set by each forward) */
+  private readonly valuePtr: Ptr[];
+  private readonly context: KernelOpContext & { training: boolean; seed: number };
+  /** the backward schedule with its slots resolved to pointers */
+  private readonly steps: { op: Op; dy: Ptr[]; dx: Ptr[]; accumulate: { into: Ptr; from: Ptr; size: number }[] }[];
 
-  constructor(spec: ModelSpec, kernels: Kernels, memory: WebAssembly.Memory, layout: ModelLayout) {
-    this.spec = spec;
+  constructor(compiled: CompiledModel, kernels: Kernels, memory: WebAssembly.Memory, layout: ModelLayout) {
+    this.compiled = compiled;
     this.k = kernels;
     this.memory = memory;
     this.layout = layout;
     this.maxRows = layout.maxRows;
-    this.params = layout.params;
+    this.state = layout.state;
     this.grads = layout.grads;
-    this.inputs = spec.layers.map(() => 0);
+    this.valuePtr = layout.values.map((r) => r?.ptr ?? 0);
+    const statePtr = compiled.state.map((t) => layout.state.ptr + t.offset * 4);
+    const gradPtr = compiled.state.map((t) => (t.trainable ? layout.grads.ptr + t.offset * 4 : 0));
+    const savedPtr = layout.saved.map((r) => r.ptr);
+    const values = this.valuePtr;
+    this.context = {
+      k: kernels,
+      value: (id) => values[id]!,
+      state: (i) => (i < 0 ? 0 : statePtr[i]!),
+      grad: (i) => (i < 0 ? 0 : gradPtr[i]!),
+      saved: (id) => (id < 0 ? 0 : savedPtr[id]!),
+      workspace: layout.workspace.ptr,
+      training: false,
+      seed: 0,
+    };
+    const slot = (s: number) => (s < 0 ? 0 : layout.gradSlots[s]!.ptr);
+    this.steps = compiled.backward.map((s) => ({
+      op: compiled.ops[s.op]!,
+      dy: s.dy.map(slot),
+      dx: s.dx.map(slot),
+      accumulate: s.accumulate.map((a) => ({ into: slot(a.into), from: slot(a.from), size: a.size })),
+    }));
   }
 
-  /** Byte offset of a parameter tensor. */
-  paramPtr(p: Parameter): Ptr {
-    return this.params.ptr + p.offset * 4;
-  }
-
-  /** Byte offset of a trainable parameter's gradient (0 when frozen). */
-  gradPtr(p: Parameter): Ptr {
-    return p.trainable ? this.grads.ptr + p.offset * 4 : 0;
-  }
-
-  /** The gradient buffer the loss writes dL/dlogits into: [maxRows, outFeatures]. */
+  /** The gradient buffer the loss writes dL/dlogits into: [maxRows, outputs]. */
   get logitsGrad(): Region {
-    return this.layout.gradA;
+    return this.layout.gradSlots[this.compiled.outputGradSlot]!;
   }
 
-  /** The output buffer of the last layer: [maxRows, outFeatures]. */
+  /** The output buffer: [maxRows, outputs]. */
   get logits(): Region {
-    return this.layout.outputs.at(-1)!;
+    const v = this.compiled.output.value;
+    return this.layout.values[v] ?? { ptr: this.valuePtr[v]!, length: this.maxRows * this.compiled.values[v]!.size };
   }
 
   /**
-   * Forward pass over `rows` rows at `x` ([rows, inFeatures]); returns the logits pointer
-   * ([rows, outFeatures]). `training` enables dropout, with masks derived from `seed`.
+   * Forward pass over `rows` samples; returns the logits pointer ([rows, outputs]). `training`
+   * enables dropout (masks derived from `seed`) and batch statistics.
    */
-  forward(x: Ptr, rows: number, training: boolean, seed = 0): Ptr {
-    const k = this.k;
-    let inp = x;
-    this.trainingForward = training;
-    const layers = this.spec.layers;
-    for (let i = 0; i < layers.length; i++) {
-      const l = layers[i]!;
-      this.inputs[i] = inp;
-      const out = this.layout.outputs[i]!.ptr;
-      switch (l.kind) {
-        case "linear":
-          k.matmul_nt(out, inp, this.paramPtr(l.weight), l.bias ? this.paramPtr(l.bias) : 0, this.layout.scratch.ptr, rows, l.outFeatures, l.inFeatures);
-          break;
-        case "relu":
-          k.relu_forward(out, inp, rows * l.width);
-          break;
-        case "leaky_relu":
-          k.leaky_relu_forward(out, inp, l.slope, rows * l.width);
-          break;
-        case "gelu":
-          k.gelu_forward(out, inp, rows * l.width);
-          break;
-        case "gelu_tanh":
-          k.gelu_tanh_forward(out, inp, rows * l.width);
-          break;
-        case "tanh":
-          k.tanh_forward(out, inp, rows * l.width);
-          break;
-        case "sigmoid":
-          k.sigmoid_forward(out, inp, rows * l.width);
-          break;
-        case "dropout":
-          if (training && this.layout.masks[i]) k.dropout_forward(out, this.layout.masks[i]!.ptr, inp, l.p, (seed + i * 0x9e3779b9) >>> 0, rows * l.width);
-          else k.copy(out, inp, rows * l.width);
-          break;
-      }
-      inp = out;
-    }
-    return inp;
+  forward(inputs: ModelInputs, rows: number, training: boolean, seed = 0): Ptr {
+    this.valuePtr[this.compiled.input.value] = inputs.x;
+    if (this.compiled.mask !== null) this.valuePtr[this.compiled.mask] = inputs.mask;
+    const c = this.context;
+    c.training = training;
+    c.seed = seed;
+    for (const op of this.compiled.ops) (OPS[op.kind].kernel.forward as (c: KernelOpContext, op: Op, rows: number) => void)(c, op, rows);
+    return this.valuePtr[this.compiled.output.value]!;
   }
 
   /**
-   * Backward pass of the last training forward: reads dL/dlogits from `logitsGrad`,
-   * accumulates (+=) parameter gradients into `grads`. Call zeroGrad() first.
+   * Backward pass of the last forward: reads dL/dlogits from `logitsGrad`, accumulates (+=)
+   * parameter gradients into `grads`. Call zeroGrad() first.
    */
   backward(rows: number): void {
-    const k = this.k;
-    const layers = this.spec.layers;
-    let dout = this.layout.gradA.ptr;
-    let dinp = this.layout.gradB.ptr;
-    for (let i = layers.length - 1; i >= 0 && i >= this.spec.firstTrainableLayer; i--) {
-      const l = layers[i]!;
-      const inp = this.inputs[i]!;
-      const out = this.layout.outputs[i]!.ptr;
-      // the input gradient is needed only if a layer below still has trainable parameters
-      const needInputGrad = i > this.spec.firstTrainableLayer;
-      switch (l.kind) {
-        case "linear":
-          if (l.weight.trainable) k.matmul_tn(this.gradPtr(l.weight), dout, inp, l.outFeatures, l.inFeatures, rows, 1);
-          if (l.bias?.trainable) k.bias_grad(this.gradPtr(l.bias), dout, rows, l.outFeatures);
-          if (needInputGrad) k.matmul_nn(dinp, dout, this.paramPtr(l.weight), rows, l.inFeatures, l.outFeatures, 0);
-          break;
-        case "relu":
-          k.relu_backward(dinp, dout, out, rows * l.width);
-          break;
-        case "leaky_relu":
-          k.leaky_relu_backward(dinp, dout, inp, l.slope, rows * l.width);
-          break;
-        case "gelu":
-          k.gelu_backward(dinp, dout, inp, rows * l.width);
-          break;
-        case "gelu_tanh":
-          k.gelu_tanh_backward(dinp, dout, inp, rows * l.width);
-          break;
-        case "tanh":
-          k.tanh_backward(dinp, dout, out, rows * l.width);
-          break;
-        case "sigmoid":
-          k.sigmoid_backward(dinp, dout, out, rows * l.width);
-          break;
-        case "dropout":
-          if (this.trainingForward && this.layout.masks[i]) k.mul(dinp, dout, this.layout.masks[i]!.ptr, rows * l.width);
-          else k.copy(dinp, dout, rows * l.width);
-          break;
-      }
-      const t = dout;
-      dout = dinp;
-      dinp = t;
+    const c = this.context;
+    for (const s of this.steps) {
+      (OPS[s.op.kind].kernel.backward as (c: KernelOpContext, op: Op, rows: number, dy: Ptr[], dx: Ptr[]) => void)(c, s.op, rows, s.dy, s.dx);
+      for (const a of s.accumulate) this.k.axpy(a.into, a.from, 1, rows * a.size);
     }
   }
 
@@ -368,17 +186,35 @@ export class Model {
     this.k.fill(this.grads.ptr, 0, this.grads.length);
   }
 
-  /** Copies parameter values in from state_dict tensors (already shape-checked). */
-  loadParameters(values: ReadonlyMap<string, Float32Array>): void {
-    for (const p of this.spec.parameters) new Float32Array(this.memory.buffer, this.paramPtr(p), p.size).set(values.get(p.name)!);
+  /** Byte offset of a state tensor. */
+  statePtr(t: StateTensor): Ptr {
+    return this.state.ptr + t.offset * 4;
   }
 
-  /** The current parameter values, state_dict order (copies). */
-  readParameters(): { name: string; shape: number[]; data: Float32Array }[] {
-    return this.spec.parameters.map((p) => ({
-      name: p.name,
-      shape: [...p.shape],
-      data: new Float32Array(this.memory.buffer, this.paramPtr(p), p.size).slice(),
-    }));
+  /** Copies state values in from state_dict tensors (already shape-checked). */
+  loadState(values: ReadonlyMap<string, Float32Array>): void {
+    for (const t of this.compiled.state) new Float32Array(this.memory.buffer, this.statePtr(t), t.size).set(values.get(t.name)!);
   }
+
+  /** The current parameters and buffers, state_dict order (copies). */
+  readState(): NamedTensor[] {
+    return readState(this.compiled, new Float32Array(this.memory.buffer, this.state.ptr, this.compiled.stateCount));
+  }
+}
+
+/**
+ * The state_dict of a model from its state block (any backend's copy of it).
+ *
+ * @example
+ * ```ts
+ * const tensors = readState(compiled, stateBlock); // [{ name: "fc1.weight", shape: [10, 10], data }, ...]
+ * ```
+ */
+export function readState(compiled: CompiledModel, block: Float32Array): NamedTensor[] {
+  return compiled.state.map((t) => ({
+    name: t.name,
+    shape: [...t.shape],
+    data: block.slice(t.offset, t.offset + t.size),
+    ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}),
+  }));
 }

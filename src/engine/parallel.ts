@@ -6,7 +6,7 @@
  */
 import type { Arena } from "./arena.js";
 import type { KernelInstance, Ptr } from "./kernels.js";
-import type { Model } from "./model.js";
+import type { Model, ModelInputs } from "./model.js";
 
 /**
  * The part of a model the training loop drives each step. The Model itself is one; a
@@ -14,8 +14,8 @@ import type { Model } from "./model.js";
  * into `model.grads`.
  */
 export interface Network {
-  /** Logits of `rows` rows at `x`, contiguous [rows, out] (the model's own logits buffer). */
-  forward(x: Ptr, rows: number, training: boolean, seed: number): Ptr;
+  /** Logits of `rows` rows of inputs, contiguous [rows, out] (the model's own logits buffer). */
+  forward(inputs: ModelInputs, rows: number, training: boolean, seed: number): Ptr;
   /** Gradients of the last forward from dL/dlogits in model.logitsGrad, summed into model.grads. */
   backward(rows: number): void;
   zeroGrad(): void;
@@ -32,7 +32,7 @@ export interface Network {
  */
 export interface Parallelism {
   readonly threads: number;
-  /** Whether spreading steps of this many FLOPs over the threads pays for their synchronisation. */
+  /** Whether spreading steps of this many FLOPs over the threads pays for their synchronisation (never for a model whose ops couple the rows of a batch). */
   worthIt(flopsPerStep: number): boolean;
   /** A kernel instance over memory the threads share, or null when busy (the run then uses one thread). */
   acquire(): Promise<KernelInstance | null>;

@@ -6,7 +6,9 @@
 import type { FineTuneRequest } from "../schema/request.js";
 import type { Plan } from "../schema/result.js";
 import { UnprocessableError, type FieldIssue } from "../errors.js";
-import type { ModelSpec } from "./model.js";
+import type { CompiledModel } from "./graph/types.js";
+import { modelAllocations } from "./model.js";
+import type { OutputLayout } from "./prepare.js";
 import { optimizerStatePerParam, hasMomentum } from "./optimizers.js";
 import { scheduleInterval } from "./schedules.js";
 
@@ -16,6 +18,8 @@ export interface DataShape {
   validationRows: number;
   features: number;
   targets: number;
+  /** Token rows come with an attention mask ([rows, features]). */
+  mask?: boolean;
 }
 
 /** The full plan: the public fields of `Plan` plus what the engine needs to run. */
@@ -38,11 +42,12 @@ export function stepsPerEpoch(rows: number, batchSize: number, dropLast: boolean
  *
  * @example
  * ```ts
- * const plan = planRun(request, describeModel(request.model.layers, request.trainable), { trainRows: 1000, validationRows: 0, features: 10, targets: 1 });
+ * const compiled = compileModel(request.model, request.trainable, { features: 10 });
+ * const plan = planRun(request, compiled, { positions: 1, classes: 1 }, { trainRows: 1000, validationRows: 0, features: 10, targets: 1 });
  * plan.steps; // 640 for 20 epochs of batch 32
  * ```
  */
-export function planRun(request: FineTuneRequest, model: ModelSpec, data: DataShape): RunPlan {
+export function planRun(request: FineTuneRequest, model: CompiledModel, output: OutputLayout, data: DataShape): RunPlan {
   const t = request.training;
   const issues: FieldIssue[] = [];
   const perEpoch = stepsPerEpoch(data.trainRows, t.batch_size, t.drop_last);
@@ -106,7 +111,7 @@ export function planRun(request: FineTuneRequest, model: ModelSpec, data: DataSh
     params: model.paramCount,
     trainable_params: model.trainableCount,
     flops,
-    memory_bytes: estimateMemoryBytes(request, model, data, maxRows),
+    memory_bytes: estimateMemoryBytes(request, model, output, data, maxRows),
     steps,
     stepsPerEpoch: perEpoch,
     maxRows,
@@ -116,35 +121,32 @@ export function planRun(request: FineTuneRequest, model: ModelSpec, data: DataSh
 }
 
 /**
- * Bytes of WebAssembly memory a run allocates (mirrors the allocations of train.ts and
+ * Bytes of WebAssembly memory a run allocates (mirrors the allocations of wasm-backend.ts and
  * model.ts, each rounded up to 16 bytes), plus the kernel module's static data.
  */
-export function estimateMemoryBytes(request: FineTuneRequest, model: ModelSpec, data: DataShape, maxRows: number): number {
+export function estimateMemoryBytes(request: FineTuneRequest, model: CompiledModel, output: OutputLayout, data: DataShape, maxRows: number): number {
   const t = request.training;
   const trainable = model.trainableCount;
-  const widths = model.layers.map((l) => (l.kind === "linear" ? l.outFeatures : l.width));
-  const dropoutWidths = model.layers.map((l) => (l.kind === "dropout" && l.p > 0 ? l.width : 0));
-  const targetWidth = data.targets;
-  const lossVectors = model.outFeatures; // class weight or pos_weight, at most one
+  const snapshot = trainable + model.bufferCount;
+  const masks = data.mask ? 1 : 0;
   const elements = [
     data.trainRows * data.features, // dataset x
-    data.trainRows * targetWidth, // dataset y
+    data.trainRows * data.targets, // dataset y
+    masks * data.trainRows * data.features, // dataset mask
     data.validationRows * data.features,
-    data.validationRows * targetWidth,
-    data.validationRows * model.outFeatures, // validation logits
+    data.validationRows * data.targets,
+    masks * data.validationRows * data.features,
+    data.validationRows * output.positions * output.classes, // validation logits
     maxRows * data.features, // batch x
-    maxRows * targetWidth, // batch y
+    maxRows * data.targets, // batch y
+    masks * maxRows * data.features, // batch mask
     maxRows, // batch indices (i32)
-    model.paramCount, // params
-    trainable, // grads
-    trainable, // last finite params (divergence)
-    t.early_stopping ? trainable : 0, // best params
+    model.stateCount, // parameters and buffers
+    ...modelAllocations(model, maxRows), // gradients, activations, saved, gradient slots, workspace
+    snapshot, // last finite state (divergence)
+    t.early_stopping ? snapshot : 0, // best state
     trainable * optimizerStatePerParam(t.optimizer),
-    ...widths.map((w) => maxRows * w), // layer outputs
-    ...dropoutWidths.map((w) => maxRows * w), // dropout masks
-    2 * maxRows * model.maxWidth, // activation gradients
-    model.maxWeight, // W^T scratch
-    lossVectors,
+    output.classes, // class weight or pos_weight, at most one
   ];
   const bytes = elements.reduce((s, n) => s + Math.ceil((n * 4) / 16) * 16, 0);
   return bytes + 64 * 1024; // the module's static data and stack live below the arena's base

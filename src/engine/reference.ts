@@ -8,6 +8,67 @@ import type { Kernels, Ptr } from "./kernels.js";
 
 const f = Math.fround;
 
+/** erf(x), Abramowitz & Stegun 7.1.26, as torch's vectorised CPU erf (and the WASM kernel). */
+function erf32(x: number): number {
+  const ax = Math.abs(x);
+  const t = f(1 / f(f(0.3275911 * ax) + 1));
+  const r = f(f(f(f(f(f(f(f(f(1.061405429 * t) - 1.453152027) * t) + 1.421413741) * t) - 0.284496736) * t) + 0.254829592));
+  const y = f(1 - f(f(r * t) * f(Math.exp(f(-x * x)))));
+  return x < 0 ? -y : y;
+}
+
+const GELU_TANH_K = f(Math.sqrt(2 / Math.PI));
+
+/**
+ * The twin of each activation in wasm/assembly/activations.ts, by its code (layers/activations.ts):
+ * forward(x), and backward(dout, x, y) = dout * f'(.) from the input x or the output y.
+ */
+const ACTIVATION_TWINS: Record<number, { forward(x: number, slope: number): number; backward(g: number, x: number, y: number, slope: number): number }> = {
+  // relu: max(0, x), NaN propagates; dinp = dout where y > 0
+  0: { forward: (x) => (x > 0 || Number.isNaN(x) ? x : 0), backward: (g, _x, y) => (y > 0 ? g : 0) },
+  // leaky_relu
+  1: { forward: (x, slope) => (x > 0 ? x : f(x * slope)), backward: (g, x, _y, slope) => (x > 0 ? g : f(g * slope)) },
+  // gelu (erf): x * Phi(x); dinp = dout * (Phi(x) + x phi(x))
+  2: {
+    forward: (x) => f(f(x * 0.5) * f(1 + erf32(f(x * Math.SQRT1_2)))),
+    backward(g, x) {
+      const cdf = f(0.5 * f(1 + erf32(f(x * Math.SQRT1_2))));
+      const pdf = f(f(1 / Math.sqrt(2 * Math.PI)) * f(Math.exp(f(f(-0.5 * x) * x))));
+      return f(g * f(cdf + f(x * pdf)));
+    },
+  },
+  // gelu (tanh approximation), backward as torch's GeluBackwardKernel
+  3: {
+    forward: (x) => f(f(0.5 * x) * f(1 + f(Math.tanh(f(GELU_TANH_K * f(x + f(f(f(0.044715 * x) * x) * x))))))),
+    backward(g, x) {
+      const xSq = f(x * x);
+      const th = f(Math.tanh(f(GELU_TANH_K * f(x + f(f(0.044715 * xSq) * x)))));
+      const left = f(0.5 * x);
+      const leftDerivative = f(0.5 * f(1 + th));
+      const rightDerivative = f(f(f(left * f(1 - f(th * th))) * GELU_TANH_K) * f(1 + f(f(3 * 0.044715) * xSq)));
+      return f(g * f(leftDerivative + rightDerivative));
+    },
+  },
+  // tanh; dinp = dout (1 - y^2)
+  4: { forward: (x) => f(Math.tanh(x)), backward: (g, _x, y) => f(g * f(1 - f(y * y))) },
+  // sigmoid; dinp = dout (1 - y) y
+  5: { forward: (x) => f(1 / f(1 + f(Math.exp(-x)))), backward: (g, _x, y) => f(f(g * f(1 - y)) * y) },
+  // silu: x / (1 + exp(-x)); dinp = dout s (1 + x (1 - s))
+  6: {
+    forward: (x) => f(x / f(1 + f(Math.exp(-x)))),
+    backward(g, x) {
+      const s = f(1 / f(1 + f(Math.exp(-x))));
+      return f(f(g * s) * f(1 + f(x * f(1 - s))));
+    },
+  },
+};
+
+function activationTwin(fn: number) {
+  const twin = ACTIVATION_TWINS[fn];
+  if (!twin) throw new RangeError(`no activation with code ${fn}`);
+  return twin;
+}
+
 /**
  * Kernels implemented in TypeScript over `memory` (views re-derived on every call, so growth is safe).
  *
@@ -33,15 +94,6 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
       }
     }
   }
-
-  const erf32 = (x: number): number => {
-    // Abramowitz & Stegun 7.1.26, as torch's vectorised CPU erf
-    const ax = Math.abs(x);
-    const t = f(1 / f(f(0.3275911 * ax) + 1));
-    const r = f(f(f(f(f(f(f(f(f(1.061405429 * t) - 1.453152027) * t) + 1.421413741) * t) - 0.284496736) * t) + 0.254829592));
-    const y = f(1 - f(f(r * t) * f(Math.exp(f(-x * x)))));
-    return x < 0 ? -y : y;
-  };
 
   const unary = (out: Ptr, inp: Ptr, n: number, fn: (x: number) => number) => {
     const m = F();
@@ -104,37 +156,15 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
         m[at(dbias) + c] = s;
       }
     },
-    relu_forward: (out, inp, n) => unary(out, inp, n, (x) => (x > 0 || Number.isNaN(x) ? x : 0)),
-    relu_backward: (dinp, dout, out, n) => binary(dinp, dout, out, n, (g, y) => (y > 0 ? g : 0)),
-    leaky_relu_forward: (out, inp, slope, n) => unary(out, inp, n, (x) => (x > 0 ? x : f(x * slope))),
-    leaky_relu_backward: (dinp, dout, inp, slope, n) => binary(dinp, dout, inp, n, (g, x) => (x > 0 ? g : f(g * slope))),
-    gelu_forward: (out, inp, n) => unary(out, inp, n, (x) => f(f(x * 0.5) * f(1 + erf32(f(x * Math.SQRT1_2))))),
-    gelu_backward(dinp, dout, inp, n) {
-      binary(dinp, dout, inp, n, (g, x) => {
-        const cdf = f(0.5 * f(1 + erf32(f(x * Math.SQRT1_2))));
-        const pdf = f(f(1 / Math.sqrt(2 * Math.PI)) * f(Math.exp(f(f(-0.5 * x) * x))));
-        return f(g * f(cdf + f(x * pdf)));
-      });
+    activation_forward(out, inp, fn, slope, n) {
+      const twin = activationTwin(fn);
+      unary(out, inp, n, (x) => twin.forward(x, slope));
     },
-    gelu_tanh_forward(out, inp, n) {
-      const k = f(Math.sqrt(2 / Math.PI));
-      unary(out, inp, n, (x) => f(f(0.5 * x) * f(1 + f(Math.tanh(f(k * f(x + f(f(f(0.044715 * x) * x) * x))))))));
+    activation_backward(dinp, dout, inp, out, fn, slope, n) {
+      const twin = activationTwin(fn);
+      const m = F();
+      for (let i = 0; i < n; i++) m[at(dinp) + i] = twin.backward(m[at(dout) + i]!, m[at(inp) + i]!, m[at(out) + i]!, slope);
     },
-    gelu_tanh_backward(dinp, dout, inp, n) {
-      const k = f(Math.sqrt(2 / Math.PI));
-      binary(dinp, dout, inp, n, (g, x) => {
-        const xSq = f(x * x);
-        const th = f(Math.tanh(f(k * f(x + f(f(0.044715 * xSq) * x)))));
-        const left = f(0.5 * x);
-        const leftDerivative = f(0.5 * f(1 + th));
-        const rightDerivative = f(f(f(left * f(1 - f(th * th))) * k) * f(1 + f(f(3 * 0.044715) * xSq)));
-        return f(g * f(leftDerivative + rightDerivative));
-      });
-    },
-    tanh_forward: (out, inp, n) => unary(out, inp, n, (x) => f(Math.tanh(x))),
-    tanh_backward: (dinp, dout, out, n) => binary(dinp, dout, out, n, (g, y) => f(g * f(1 - f(y * y)))),
-    sigmoid_forward: (out, inp, n) => unary(out, inp, n, (x) => f(1 / f(1 + f(Math.exp(-x))))),
-    sigmoid_backward: (dinp, dout, out, n) => binary(dinp, dout, out, n, (g, y) => f(f(g * f(1 - y)) * y)),
     dropout_forward(out, mask, inp, p, seed, n) {
       const m = F();
       const scale = p < 1 ? f(1 / (1 - f(p))) : 0;
@@ -148,6 +178,7 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
       }
     },
     mul: (out, a, b, n) => binary(out, a, b, n, (x, y) => f(x * y)),
+    add: (out, a, b, n) => binary(out, a, b, n, (x, y) => f(x + y)),
     scale: (x, s, n) => unary(x, x, n, (v) => f(v * f(s))),
     fill(out, value, n) {
       F().fill(f(value), at(out), at(out) + n);

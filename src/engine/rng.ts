@@ -66,6 +66,17 @@ export class MT19937 {
     return f(x * f(f(to) - lo) + lo);
   }
 
+  /** torch's cached second Box-Muller sample of normal_distribution<double> (reset by manual_seed). */
+  nextDoubleNormal: number | null = null;
+
+  /** One double in [0, 1): 53 bits of random64() (two draws, the first the high word), as at::uniform_real_distribution<double>. */
+  uniformF64(): number {
+    const hi = this.nextU32();
+    const lo = this.nextU32();
+    // (hi << 32 | lo) & (2^53 - 1), times 2^-53
+    return ((hi & 0x1fffff) * 2 ** 32 + lo) * 2 ** -53;
+  }
+
   /** A uniform integer in [0, n) without modulo bias (rejection sampling). */
   nextBelow(n: number): number {
     if (n <= 1) return 0;
@@ -87,6 +98,59 @@ export class MT19937 {
  */
 export function fillUniform(rng: MT19937, out: Float32Array, from: number, to: number): void {
   for (let i = 0; i < out.length; i++) out[i] = rng.uniformF32(from, to);
+}
+
+/**
+ * Fills `out` with tensor.normal_(mean, std) samples as torch 1.13 draws them on CPU: for 16 or
+ * more contiguous floats, every element first gets a uniform float, then each block of 16 is
+ * turned into 8 Box-Muller pairs (normal_fill_16; a partial last block is redrawn as the last 16
+ * elements); below 16 elements, one normal_distribution<double> draw per element (with its
+ * cached second sample). The stream consumed is torch's exactly, so draws after this one stay
+ * bit-exact; the values differ from torch's in the last bit now and then, because torch
+ * evaluates log/cos/sin in float (AVX2 builds with avx_mathfun) where this uses Math in double.
+ *
+ * @example
+ * ```ts
+ * fillNormal(new MT19937(0), embeddingWeight, 0, 1);
+ * ```
+ */
+export function fillNormal(rng: MT19937, out: Float32Array, mean: number, std: number): void {
+  const f = Math.fround;
+  const size = out.length;
+  if (size >= 16) {
+    for (let i = 0; i < size; i++) out[i] = rng.uniformF32(0, 1);
+    const block = (base: number) => {
+      for (let j = 0; j < 8; j++) {
+        const u1 = f(1 - out[base + j]!);
+        const u2 = out[base + j + 8]!;
+        const radius = f(Math.sqrt(f(-2 * f(Math.log(u1)))));
+        const theta = f(2.0 * Math.PI * u2);
+        out[base + j] = f(f(f(radius * f(Math.cos(theta))) * f(std)) + f(mean));
+        out[base + j + 8] = f(f(f(radius * f(Math.sin(theta))) * f(std)) + f(mean));
+      }
+    };
+    for (let i = 0; i + 16 <= size; i += 16) block(i);
+    if (size % 16 !== 0) {
+      for (let i = size - 16; i < size; i++) out[i] = rng.uniformF32(0, 1);
+      block(size - 16);
+    }
+    return;
+  }
+  for (let i = 0; i < size; i++) {
+    let z: number;
+    if (rng.nextDoubleNormal !== null) {
+      z = rng.nextDoubleNormal;
+      rng.nextDoubleNormal = null;
+    } else {
+      const u1 = rng.uniformF64();
+      const u2 = rng.uniformF64();
+      const r = Math.sqrt(-2.0 * Math.log(1.0 - u2));
+      const theta = 2.0 * Math.PI * u1;
+      rng.nextDoubleNormal = r * Math.sin(theta);
+      z = r * Math.cos(theta);
+    }
+    out[i] = z * std + mean;
+  }
 }
 
 /**

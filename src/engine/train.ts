@@ -3,30 +3,29 @@
  * train(): one request in, one result out. The same function runs in the Worker, on GPU nodes
  * and in-process; the runtime entry injects the compiled kernel module.
  *
- *   prepareRun: validate (zod) -> data -> plan -> weights
+ *   prepareRun (prepare.ts): validate (zod) -> data -> compile the model (graph/) -> plan -> weights
  *   runLoop:    epochs of { backend.step: forward, loss, zero_grad, backward, clip, update;
  *                           schedule } -> validation, events, early stopping -> result
  *   backends:   wasm-backend.ts (the kernel core, optionally on threads) and webgpu/ (a
  *               GPUDevice given in options.gpu); the loop does not know where the numbers live.
  */
-import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
-import { zodIssues } from "../schema/issues.js";
 import type { EngineInfo, EpochMetrics, FineTuneResult, Plan, ProgressEvent, RunError } from "../schema/result.js";
-import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
-import { decodeBase64, encodeBase64 } from "../formats/base64.js";
-import { checkTargets, tableFromInline, type Table } from "../formats/dataset.js";
-import { parseSafetensors, readTensorF32, writeSafetensors } from "../formats/safetensors.js";
+import { encodeBase64 } from "../formats/base64.js";
+import type { Table } from "../formats/dataset.js";
+import { writeSafetensors } from "../formats/safetensors.js";
 import { acquireKernels, releaseKernels, type KernelInstance, type KernelVariant } from "./kernels.js";
-import { checkLossSpec } from "./losses.js";
-import { describeModel, type ModelSpec } from "./model.js";
+import { defaultInit } from "./init.js";
 import type { Parallelism } from "./parallel.js";
 import type { TrainingBackend } from "./backend.js";
 import { createWasmBackend } from "./wasm-backend.js";
-import { planRun, type RunPlan } from "./plan.js";
+import { prepareRun, type PreparedRun, type TrainRequest } from "./prepare.js";
 import { createReferenceKernels } from "./reference.js";
-import { MT19937, fillUniform, mixSeed, shuffleInPlace } from "./rng.js";
+import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
+
+export { prepareRun, type PreparedRun, type TrainRequest } from "./prepare.js";
+export { defaultInit } from "./init.js";
 
 /** What the runtime entry injects: the compiled kernel core and where it runs. */
 export interface EngineRuntime {
@@ -69,99 +68,6 @@ export interface TrainOptions {
   parallel?: Parallelism;
   /** Filled in by the run: bytes of WebAssembly memory used (to check the plan's estimate). */
   diagnostics?: { memoryBytes?: number; arenaBytes?: number };
-}
-
-/** A request as `train()` accepts it: the API's JSON, or with weights as raw safetensors bytes. */
-export type TrainRequest = Omit<FineTuneRequestInput, "weights"> & { weights?: string | Uint8Array | null };
-
-/**
- * Everything a run needs, validated: the parsed request, the model, initial parameters, data.
- * Building it performs every check that can fail on user input, before any training starts.
- */
-export interface PreparedRun {
-  request: Request;
-  model: ModelSpec;
-  /** The given weights, or null: PyTorch's default init from training.seed, done by the run. */
-  initialParameters: Map<string, Float32Array> | null;
-  train: Table;
-  validation: Table | null;
-  plan: RunPlan;
-}
-
-/**
- * Validates a request and everything it refers to (weights, data, plan) without training.
- * Throws RequestValidationError (400) or UnprocessableError subclasses (422) naming the field.
- *
- * @example
- * ```ts
- * const prepared = prepareRun(request);
- * prepared.plan.flops; // decide where to run it
- * ```
- */
-export function prepareRun(input: TrainRequest, tables: TrainOptions["tables"] = {}): PreparedRun {
-  if (!isObject(input)) throw new RequestValidationError([{ path: "(body)", message: "must be a JSON object" }]);
-  const rawWeights = input.weights;
-  // Inline rows are validated once, by tableFromInline (row and column paths, NaN/Inf, ragged
-  // rows): running zod over every number as well would double the cost of a small job.
-  const data = isObject(input.data) ? input.data : undefined;
-  const parsed = FineTuneRequest.safeParse({
-    ...input,
-    weights: rawWeights instanceof Uint8Array ? null : rawWeights,
-    data: data ? { ...data, train: undefined, validation: undefined } : input.data,
-  });
-  if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
-  const request = parsed.data;
-  const model = describeModel(request.model.layers, request.trainable);
-  checkLossSpec(request.training.loss, model.outFeatures);
-  checkModelSize(model);
-
-  let train = tables.train ?? inlineTable(data?.train, "data.train");
-  if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
-  let validation = tables.validation ?? inlineTable(data?.validation, "data.validation");
-  checkFeatures(train, model, "data.train");
-  checkTargets(train, request.training.loss, model.outFeatures, "data.train");
-  if (validation) {
-    if (request.data.validation_split !== undefined) {
-      throw new RequestValidationError([{ path: "data.validation_split", message: "give either data.validation or data.validation_split, not both" }]);
-    }
-    checkFeatures(validation, model, "data.validation");
-    checkTargets(validation, request.training.loss, model.outFeatures, "data.validation");
-  } else if (request.data.validation_split !== undefined) {
-    [train, validation] = splitTable(train, request.data.validation_split, request.training.seed);
-  }
-  const plan = planRun(request, model, {
-    trainRows: train.rows,
-    validationRows: validation?.rows ?? 0,
-    features: train.features,
-    targets: train.targets,
-  });
-  if (plan.memory_bytes > MAX_MEMORY_BYTES) {
-    throw new UnprocessableError("too_large", [
-      {
-        path: "model.layers",
-        message: `the run needs ${(plan.memory_bytes / 2 ** 30).toFixed(2)} GiB of memory; WebAssembly memory is limited to ${MAX_MEMORY_BYTES / 2 ** 30} GiB`,
-      },
-    ]);
-  }
-  // weights are read only once the plan is known to fit; without weights, the run initialises
-  // them itself (from training.seed), so nothing of the model's size is allocated here
-  const initialParameters =
-    rawWeights === undefined || rawWeights === null
-      ? null
-      : loadWeights(model, typeof rawWeights === "string" ? decodeBase64(rawWeights, "weights") : rawWeights);
-  return { request, model, initialParameters, train, validation, plan };
-}
-
-/** The most memory a run may plan: WebAssembly's 32-bit memories stop at 4 GiB; keep a margin. */
-const MAX_MEMORY_BYTES = 3.5 * 2 ** 30;
-
-/** Refuses models whose parameters alone cannot fit, before anything is allocated for them. */
-function checkModelSize(model: ModelSpec): void {
-  if (model.paramCount * 4 * 3 > MAX_MEMORY_BYTES) {
-    throw new UnprocessableError("too_large", [
-      { path: "model.layers", message: `${model.paramCount.toLocaleString("en-US")} parameters do not fit in a WebAssembly memory (at most about ${Math.floor(MAX_MEMORY_BYTES / 12).toLocaleString("en-US")} with their gradients and optimizer state)` },
-    ]);
-  }
 }
 
 /**
@@ -226,7 +132,7 @@ export async function runPreparedRaw(
 ): Promise<RawRunResult> {
   if (useWebGpu(prepared, options)) {
     const { createWebGpuBackend } = await import("./webgpu/backend.js");
-    const initial = prepared.initialParameters ?? defaultInit(prepared.model, prepared.request.training.seed);
+    const initial = prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed);
     // "auto" falls back to WASM when the device cannot hold the run; "webgpu" reports why
     const backend = await createWebGpuBackend(options.gpu!, prepared, initial).catch((e: unknown) => {
       if (options.kernel === "webgpu") throw e;
@@ -236,14 +142,15 @@ export async function runPreparedRaw(
   }
   const useReference = options.kernel === "js-reference";
   const parallel =
-    !useReference && options.parallel && options.parallel.threads > 1 && options.parallel.worthIt(prepared.plan.flops / Math.max(1, prepared.plan.steps))
+    !useReference && options.parallel && options.parallel.threads > 1 && !prepared.model.couplesRows &&
+    options.parallel.worthIt(prepared.plan.flops / Math.max(1, prepared.plan.steps))
       ? options.parallel
       : null;
   // ---- memory: a kernel instance (reused across runs) and one arena over it, grown once to the plan
   const shared = parallel ? await parallel.acquire() : null;
   const instance: KernelInstance = shared ?? (useReference ? referenceInstance() : await acquireKernels(runtime.module));
   try {
-    const backend = await createWasmBackend(instance, prepared, prepared.initialParameters ?? defaultInit(prepared.model, prepared.request.training.seed), {
+    const backend = await createWasmBackend(instance, prepared, prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed), {
       variant: useReference ? "js-reference" : runtime.variant,
       parallel: shared ? parallel : null,
       diagnostics: options.diagnostics,
@@ -417,118 +324,6 @@ function bestEpoch(history: EpochMetrics[]): number | null {
     if (best === null || v < (best.val_loss ?? best.train_loss)) best = h;
   }
   return best?.epoch ?? null;
-}
-
-// ------------------------------------------------------------------ inputs
-
-
-/** PyTorch's default nn.Linear init after torch.manual_seed(seed): kaiming_uniform_(a=sqrt(5)) weights, U(+-1/sqrt(in)) bias. */
-export function defaultInit(model: ModelSpec, seed: number): Map<string, Float32Array> {
-  const rng = new MT19937(seed);
-  const values = new Map<string, Float32Array>();
-  for (const layer of model.layers) {
-    if (layer.kind !== "linear") continue;
-    const fanIn = layer.inFeatures;
-    // torch.nn.init.kaiming_uniform_: gain = calculate_gain('leaky_relu', sqrt(5)), std = gain / sqrt(fan_in), bound = sqrt(3) * std
-    const gain = Math.sqrt(2.0 / (1 + Math.sqrt(5) ** 2));
-    const bound = Math.sqrt(3.0) * (gain / Math.sqrt(fanIn));
-    const weight = new Float32Array(layer.weight.size);
-    fillUniform(rng, weight, -bound, bound);
-    values.set(layer.weight.name, weight);
-    if (layer.bias) {
-      const biasBound = fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
-      const bias = new Float32Array(layer.bias.size);
-      fillUniform(rng, bias, -biasBound, biasBound);
-      values.set(layer.bias.name, bias);
-    }
-  }
-  return values;
-}
-
-/** Reads safetensors weights and checks them against the model as load_state_dict(strict=True) does. */
-function loadWeights(model: ModelSpec, bytes: Uint8Array): Map<string, Float32Array> {
-  const file = parseSafetensors(bytes, { field: "weights" });
-  const issues: FieldIssue[] = [];
-  const values = new Map<string, Float32Array>();
-  const expected = new Set(model.parameters.map((p) => p.name));
-  for (const p of model.parameters) {
-    const info = file.tensors.get(p.name);
-    if (!info) {
-      issues.push({ path: "weights", message: `missing tensor "${p.name}" (shape [${p.shape.join(", ")}])` });
-      continue;
-    }
-    if (info.shape.length !== p.shape.length || info.shape.some((d, i) => d !== p.shape[i])) {
-      issues.push({
-        path: `weights[${JSON.stringify(p.name)}]`,
-        message: `has shape [${info.shape.join(", ")}] but the model expects [${p.shape.join(", ")}]`,
-      });
-      continue;
-    }
-    const data = readTensorF32(file, p.name, "weights");
-    const bad = data.findIndex((v) => !Number.isFinite(v));
-    if (bad >= 0) {
-      issues.push({ path: `weights[${JSON.stringify(p.name)}]`, message: `element ${bad} is ${data[bad]}: weights must be finite` });
-      continue;
-    }
-    values.set(p.name, data);
-  }
-  for (const name of file.tensors.keys()) {
-    if (!expected.has(name)) {
-      issues.push({
-        path: `weights[${JSON.stringify(name)}]`,
-        message: `is not a parameter of the model (its parameters are ${[...expected].join(", ")})`,
-      });
-    }
-  }
-  if (issues.length > 0) throw new UnprocessableError("weights_mismatch", issues);
-  return values;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** An inline dataset ({x, y}) as a Table, or null when absent. */
-function inlineTable(value: unknown, field: string): Table | null {
-  if (value === undefined || value === null) return null;
-  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets}" }]);
-  const unknown = Object.keys(value).filter((k) => k !== "x" && k !== "y");
-  if (unknown.length > 0) throw new RequestValidationError(unknown.map((k) => ({ path: `${field}.${k}`, message: "is not a known field" })));
-  return tableFromInline(value as DatasetSpec, field);
-}
-
-function checkFeatures(table: Table, model: ModelSpec, field: string): void {
-  if (table.features !== model.inFeatures) {
-    throw new UnprocessableError("shape_mismatch", [
-      {
-        path: `${field}.x`,
-        message: `rows have ${table.features} features but the first linear layer has in_features ${model.inFeatures}`,
-      },
-    ]);
-  }
-}
-
-/** validation_split: a seeded random split, the first floor(n * (1 - split)) rows of the permutation train. */
-function splitTable(table: Table, split: number, seed: number): [Table, Table] {
-  const trainRows = Math.floor(table.rows * (1 - split));
-  const valRows = table.rows - trainRows;
-  if (trainRows === 0 || valRows === 0) {
-    throw new UnprocessableError("invalid_dataset", [
-      { path: "data.validation_split", message: `splits ${table.rows} rows into ${trainRows} training and ${valRows} validation rows; both need at least one` },
-    ]);
-  }
-  const order = Int32Array.from({ length: table.rows }, (_, i) => i);
-  shuffleInPlace(new MT19937(mixSeed(seed, 0x53504c54)), order); // "SPLT"
-  const take = (idx: Int32Array): Table => {
-    const x = new Float32Array(idx.length * table.features);
-    const y = new Float32Array(idx.length * table.targets);
-    idx.forEach((r, i) => {
-      x.set(table.x.subarray(r * table.features, (r + 1) * table.features), i * table.features);
-      y.set(table.y.subarray(r * table.targets, (r + 1) * table.targets), i * table.targets);
-    });
-    return { ...table, rows: idx.length, x, y };
-  };
-  return [take(order.subarray(0, trainRows)), take(order.subarray(trainRows))];
 }
 
 /**

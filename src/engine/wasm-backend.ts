@@ -1,7 +1,7 @@
 /**
- * The WASM backend: parameters, gradients, optimizer state and data in one arena over the
- * kernel core's memory; each step is a handful of kernel calls, answered synchronously (no
- * await per step), optionally spread over threads (Parallelism).
+ * The WASM backend: state, gradients, optimizer state and data in one arena over the kernel
+ * core's memory; each step is the compiled model's ops as kernel calls, answered synchronously
+ * (no await per step), optionally spread over threads (Parallelism).
  */
 import type { Table } from "../formats/dataset.js";
 import { Arena, type Region } from "./arena.js";
@@ -11,53 +11,62 @@ import { createLoss, type Loss } from "./losses.js";
 import { allocateModel, Model } from "./model.js";
 import { createOptimizer } from "./optimizers.js";
 import type { Network, Parallelism } from "./parallel.js";
-import type { PreparedRun } from "./train.js";
+import type { PreparedRun } from "./prepare.js";
+import { clipCoefficient, clipSpec } from "./step.js";
+
+/** A table in the arena: x [N, F], y [N, T], the mask [N, F] of token rows. */
+interface TableRegions {
+  x: Region;
+  y: Region;
+  mask: Region | null;
+}
 
 /**
  * Builds the WASM backend of a run on a kernel instance.
  *
  * @example
  * ```ts
- * const backend = await createWasmBackend(instance, prepared, initialParameters, { variant: "wasm-simd" });
+ * const backend = await createWasmBackend(instance, prepared, initialState, { variant: "wasm-simd" });
  * backend.step({ order: null, start: 0, rows: 32 }, seed);
  * ```
  */
 export async function createWasmBackend(
   instance: KernelInstance,
   prepared: PreparedRun,
-  initialParameters: Map<string, Float32Array>,
+  initialState: Map<string, Float32Array>,
   options: {
     variant: KernelVariant;
     parallel?: Parallelism | null;
     diagnostics?: { memoryBytes?: number; arenaBytes?: number } | undefined;
   },
 ): Promise<TrainingBackend> {
-  const { request, model: spec, plan, train: trainTable, validation: validationTable } = prepared;
+  const { request, model: compiled, output, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
   const { memory, kernels } = instance;
   const arena = new Arena(memory, kernels.heap_base());
   arena.reserve(plan.memory_bytes);
 
-  const data = loadTable(arena, trainTable); // x [N, F], y [N, T]
+  const F = trainTable.features;
+  const TG = trainTable.targets;
+  const outSize = output.positions * output.classes;
+  const data = loadTable(arena, trainTable);
   const valData = validationTable ? loadTable(arena, validationTable) : null;
-  const valLogits = validationTable ? arena.alloc(validationTable.rows * spec.outFeatures) : null; // [V, out]
-  const batchX = arena.alloc(plan.maxRows * trainTable.features); // [B, F]
-  const batchY = arena.alloc(plan.maxRows * trainTable.targets); // [B, T]
+  const valLogits = validationTable ? arena.alloc(validationTable.rows * outSize) : null; // [V, out]
+  const batchX = arena.alloc(plan.maxRows * F); // [B, F]
+  const batchY = arena.alloc(plan.maxRows * TG); // [B, T]
+  const batchMask = trainTable.mask ? arena.alloc(plan.maxRows * F) : null; // [B, F]
   const batchIndex = arena.alloc(plan.maxRows); // [B] i32
 
-  const model = new Model(spec, kernels, memory, allocateModel(spec, arena, plan.maxRows));
-  model.loadParameters(initialParameters);
-  const trainableN = spec.trainableCount;
-  const lastFinite = arena.alloc(trainableN); // [T] params before the latest update
-  const best = t.early_stopping ? arena.alloc(trainableN) : null; // [T] best epoch's params
-  const optimizer = createOptimizer(t.optimizer, kernels, arena, model.params.ptr, model.grads.ptr, trainableN);
-  const loss = createLoss(t.loss, kernels, arena, spec.outFeatures);
-  const clip =
-    t.clip_grad_norm === null
-      ? null
-      : typeof t.clip_grad_norm === "number"
-        ? { max_norm: t.clip_grad_norm, norm_type: 2 as const, error_if_nonfinite: false }
-        : t.clip_grad_norm;
+  const model = new Model(compiled, kernels, memory, allocateModel(compiled, arena, plan.maxRows));
+  model.loadState(initialState);
+  const trainableN = compiled.trainableCount;
+  // the trainable parameters and the buffers (running statistics): what a step changes
+  const snapshotN = trainableN + compiled.bufferCount;
+  const lastFinite = arena.alloc(snapshotN); // [S] state before the step
+  const best = t.early_stopping ? arena.alloc(snapshotN) : null; // [S] best epoch's state
+  const optimizer = createOptimizer(t.optimizer, kernels, arena, model.state.ptr, model.grads.ptr, trainableN);
+  const loss = createLoss(t.loss, kernels, arena, output.classes);
+  const clip = clipSpec(t.clip_grad_norm);
   if (options.diagnostics) {
     options.diagnostics.arenaBytes = arena.used;
     options.diagnostics.memoryBytes = memory.buffer.byteLength;
@@ -65,7 +74,11 @@ export async function createWasmBackend(
   // threads get their shards' buffers after the run's own allocations
   const distributed = options.parallel ? await options.parallel.distribute(model, arena, instance) : null;
   const network: Network = distributed ?? model;
-  const fault = (code: "diverged" | "non_finite_norm", what: string): StepOutcome => ({ fault: { code, what } });
+  const fault = (code: "diverged" | "non_finite_norm", what: string): StepOutcome => {
+    // the state before this step: a forward in training mode may have moved the running statistics
+    kernels.copy(model.state.ptr, lastFinite.ptr, snapshotN);
+    return { fault: { code, what } };
+  };
 
   return {
     group: optimizer.group,
@@ -74,22 +87,27 @@ export async function createWasmBackend(
 
     step(batch: BatchRef, seed: number): StepOutcome {
       const { rows, start } = batch;
+      kernels.copy(lastFinite.ptr, model.state.ptr, snapshotN);
       // ---- batch: rows in order (a view into the dataset) or gathered by the shuffled order
       let xPtr: number;
       let yPtr: number;
+      let maskPtr = 0;
       if (batch.order) {
         arena.i32(batchIndex).set(batch.order.subarray(start, start + rows));
-        kernels.gather_rows(batchX.ptr, data.x.ptr, batchIndex.ptr, rows, trainTable.features);
-        kernels.gather_rows(batchY.ptr, data.y.ptr, batchIndex.ptr, rows, trainTable.targets);
+        kernels.gather_rows(batchX.ptr, data.x.ptr, batchIndex.ptr, rows, F);
+        kernels.gather_rows(batchY.ptr, data.y.ptr, batchIndex.ptr, rows, TG);
+        if (batchMask) kernels.gather_rows(batchMask.ptr, data.mask!.ptr, batchIndex.ptr, rows, F);
         xPtr = batchX.ptr;
         yPtr = batchY.ptr;
+        maskPtr = batchMask?.ptr ?? 0;
       } else {
-        xPtr = data.x.ptr + start * trainTable.features * 4;
-        yPtr = data.y.ptr + start * trainTable.targets * 4;
+        xPtr = data.x.ptr + start * F * 4;
+        yPtr = data.y.ptr + start * TG * 4;
+        maskPtr = data.mask ? data.mask.ptr + start * F * 4 : 0;
       }
       // ---- forward, loss (fused with dL/dlogits)
-      const logits = network.forward(xPtr, rows, true, seed);
-      const batchLoss = loss.compute(model.logitsGrad.ptr, logits, yPtr, rows);
+      const logits = network.forward({ x: xPtr, mask: maskPtr }, rows, true, seed);
+      const batchLoss = loss.compute(model.logitsGrad.ptr, logits, yPtr, rows * output.positions);
       if (!Number.isFinite(batchLoss)) return fault("diverged", `the loss became ${batchLoss}`);
       // ---- zero_grad, backward
       network.zeroGrad();
@@ -102,35 +120,29 @@ export async function createWasmBackend(
           // torch raises here; a numeric fault ends the run as diverged with the last finite weights
           return fault("non_finite_norm", `the total gradient norm (order ${clip.norm_type}) is ${total} and clip_grad_norm.error_if_nonfinite is set`);
         }
-        // clip_coef = max_norm / (total + 1e-6) in float32, clamped at 1 (an infinite norm scales by 0, as in torch)
-        const coef = Math.fround(clip.max_norm / Math.fround(total + 1e-6));
-        kernels.scale(model.grads.ptr, Math.min(coef, 1), trainableN);
+        kernels.scale(model.grads.ptr, clipCoefficient(clip.max_norm, total), trainableN);
       }
-      // ---- update, keeping the last finite parameters
-      kernels.copy(lastFinite.ptr, model.params.ptr, trainableN);
+      // ---- update
       optimizer.step();
-      if (!kernels.all_finite(model.params.ptr, trainableN)) {
-        kernels.copy(model.params.ptr, lastFinite.ptr, trainableN);
-        return fault("diverged", "a weight became non-finite");
-      }
+      if (!kernels.all_finite(model.state.ptr, trainableN)) return fault("diverged", "a weight became non-finite");
       return { loss: batchLoss };
     },
 
     evaluate(): Evaluation | null {
       if (!valData || !valLogits || !validationTable) return null;
-      return evaluate(model, loss, kernels, arena, valData, valLogits, validationTable);
+      return evaluate(model, loss, kernels, arena, valData, valLogits, validationTable, output.positions);
     },
 
     saveBest() {
-      kernels.copy(best!.ptr, model.params.ptr, trainableN);
+      kernels.copy(best!.ptr, model.state.ptr, snapshotN);
     },
 
     restoreBest() {
-      kernels.copy(model.params.ptr, best!.ptr, trainableN);
+      kernels.copy(model.state.ptr, best!.ptr, snapshotN);
     },
 
     parameters() {
-      return model.readParameters();
+      return model.readState();
     },
 
     close() {
@@ -146,27 +158,34 @@ function gradNorm(k: Kernels, grads: Region, normType: number | "inf"): number {
   return Math.fround(k.sum_abs_pow(grads.ptr, normType, grads.length) ** (1 / normType));
 }
 
-/** Validation in eval mode (no dropout), in chunks of the batch buffer, one loss over all rows. */
+/** Validation in eval mode (no dropout, running statistics), in chunks of the batch buffers, one loss over all rows. */
 function evaluate(
   model: Model, loss: Loss, k: Kernels, arena: Arena,
-  data: { x: Region; y: Region }, logits: Region, table: Table,
+  data: TableRegions, logits: Region, table: Table, positions: number,
 ): Evaluation {
-  const out = model.spec.outFeatures;
+  const out = model.compiled.values[model.compiled.output.value]!.size;
+  const F = table.features;
   for (let start = 0; start < table.rows; start += model.maxRows) {
     const rows = Math.min(model.maxRows, table.rows - start);
-    const chunk = model.forward(data.x.ptr + start * table.features * 4, rows, false);
+    const chunk = model.forward({ x: data.x.ptr + start * F * 4, mask: data.mask ? data.mask.ptr + start * F * 4 : 0 }, rows, false);
     k.copy(logits.ptr + start * out * 4, chunk, rows * out);
   }
-  const valLoss = loss.compute(0, logits.ptr, data.y.ptr, table.rows);
-  const valAccuracy = loss.accuracy(arena.f32(logits), arena.f32(data.y), table.rows);
+  const lossRows = table.rows * positions;
+  const valLoss = loss.compute(0, logits.ptr, data.y.ptr, lossRows);
+  const valAccuracy = loss.accuracy(arena.f32(logits), arena.f32(data.y), lossRows);
   return { valLoss, valAccuracy };
 }
 
-/** Copies a table into the arena: x [rows, features], y [rows, targets]. */
-function loadTable(arena: Arena, table: Table): { x: Region; y: Region } {
+/** Copies a table into the arena: x [rows, features], y [rows, targets], the mask [rows, features]. */
+function loadTable(arena: Arena, table: Table): TableRegions {
   const x = arena.alloc(table.rows * table.features);
   arena.f32(x).set(table.x);
   const y = arena.alloc(table.rows * table.targets);
   arena.f32(y).set(table.y);
-  return { x, y };
+  let mask: Region | null = null;
+  if (table.mask) {
+    mask = arena.alloc(table.rows * table.features);
+    arena.f32(mask).set(table.mask);
+  }
+  return { x, y, mask };
 }

@@ -33,6 +33,10 @@ export interface Table {
   x: Float32Array;
   y: Float32Array;
   targetsWereScalar: boolean;
+  /** `x` holds token ids (`input_ids`, integers stored as f32), `features` of them per row. */
+  ids?: boolean;
+  /** The attention mask of token rows, [rows, features]: 1 = token, 0 = padding. */
+  mask?: Float32Array | null;
 }
 
 /** Issues reported before parsing stops. */
@@ -687,8 +691,8 @@ function copyJsonlValues(
 // ---------------------------------------------------------------- targets vs loss
 
 /**
- * Checks that a table's targets fit the loss and the model's output width (`outputs`, the
- * out_features of the last linear layer). Throws DatasetError with paths `${field}.y` (shape)
+ * Checks that a table's targets fit the loss and the model's output: `outputs` values (classes)
+ * at each of `positions` positions per sample (1, or the tokens of a per-token output [T, C]). Throws DatasetError with paths `${field}.y` (shape)
  * or `${field}.y[row]` (a value; the message repeats the row index).
  *
  * @example
@@ -697,18 +701,26 @@ function copyJsonlValues(
  * // throws if a label is 7: "row 7: label 7 is out of range for 3 classes (0..2)"
  * ```
  */
-export function checkTargets(table: Table, loss: LossSpec, outputs: number, field: string): void {
+export function checkTargets(table: Table, loss: LossSpec, outputs: number, field: string, positions = 1): void {
   const issues: IssueList = new IssueList();
+  const perToken = positions > 1 ? ` (${positions} positions x ${outputs} outputs: the model outputs one prediction per token)` : "";
   const checkWidth = (what: string): boolean => {
-    if (table.targets === outputs) return true;
+    if (table.targets === outputs * positions) return true;
     issues.add({
       path: `${field}.y`,
-      message: `${loss.type} needs ${outputs} target value${outputs === 1 ? "" : "s"} per row (${what}), but the rows have ${table.targets}`,
+      message: `${loss.type} needs ${outputs * positions} target value${outputs * positions === 1 ? "" : "s"} per row (${what})${perToken}, but the rows have ${table.targets}`,
     });
     return false;
   };
   const checkClassIndex = (classCount: number, what: string): boolean => {
-    if (table.targets === 1) return true;
+    if (table.targets === positions) return true;
+    if (positions > 1) {
+      issues.add({
+        path: `${field}.y`,
+        message: `${what}: the model outputs [${positions}, ${classCount}] per sample (one prediction per token), so each row needs ${positions} class indices (-100 to ignore a token), but the rows have ${table.targets} target values; for one label per sample, pool the tokens first`,
+      });
+      return false;
+    }
     const hint = table.targets === classCount ? "; give the class index, not one value per class" : "";
     issues.add({ path: `${field}.y`, message: `${what} needs one class index per row, but the rows have ${table.targets} target values${hint}` });
     return false;

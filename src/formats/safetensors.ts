@@ -347,7 +347,9 @@ function scanKeys(text: string): KeyScan {
 
 /**
  * Reads a float tensor (F32, F16, BF16 or F64) into a new Float32Array; F64 rounds to nearest
- * float32 as `tensor.float()` does. Other dtypes throw SafetensorsError("unsupported_dtype").
+ * float32 as `tensor.float()` does. With `integers: true`, integer tensors (I64, I32, I16, I8,
+ * U8; BatchNorm's num_batches_tracked, token ids) are read too, exactly up to 2^24 and rounded
+ * beyond, as `tensor.float()` does. Other dtypes throw SafetensorsError("unsupported_dtype").
  * Offsets may be unaligned: the bytes are copied before being viewed.
  *
  * @example
@@ -355,7 +357,7 @@ function scanKeys(text: string): KeyScan {
  * const weight = readTensorF32(file, "fc1.weight"); // Float32Array of 10*10 values
  * ```
  */
-export function readTensorF32(file: SafetensorsFile, name: string, field = "weights"): Float32Array {
+export function readTensorF32(file: SafetensorsFile, name: string, field = "weights", options: { integers?: boolean } = {}): Float32Array {
   const info = file.tensors.get(name);
   if (!info) {
     // A missing tensor is the caller's model/weights mismatch, named like the other tensor errors.
@@ -386,6 +388,12 @@ export function readTensorF32(file: SafetensorsFile, name: string, field = "weig
       return out;
     }
     default:
+      if (options.integers && isIntegerDtype(info.dtype)) {
+        const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+        const read = INTEGER_READERS[info.dtype];
+        for (let i = 0; i < count; i++) out[i] = read(view, i);
+        return out;
+      }
       throw new SafetensorsError(
         "unsupported_dtype",
         `dtype ${info.dtype} is not supported for training weights; use F32, F16, BF16 or F64`,
@@ -395,8 +403,22 @@ export function readTensorF32(file: SafetensorsFile, name: string, field = "weig
   }
 }
 
+/** Little-endian element readers of the integer dtypes. */
+const INTEGER_READERS = {
+  I64: (v: DataView, i: number) => Number(v.getBigInt64(i * 8, true)),
+  I32: (v: DataView, i: number) => v.getInt32(i * 4, true),
+  I16: (v: DataView, i: number) => v.getInt16(i * 2, true),
+  I8: (v: DataView, i: number) => v.getInt8(i),
+  U8: (v: DataView, i: number) => v.getUint8(i),
+} as const;
+
+function isIntegerDtype(dtype: SafetensorsDtype): dtype is keyof typeof INTEGER_READERS {
+  return Object.hasOwn(INTEGER_READERS, dtype);
+}
+
 /**
- * One tensor to write: a row-major float32 array and its shape.
+ * One tensor to write: a row-major float32 array and its shape; `dtype: "I64"` stores it as
+ * 64-bit integers (its values must be integers), whatever the file's float dtype.
  *
  * @example
  * ```ts
@@ -407,6 +429,7 @@ export interface WritableTensor {
   name: string;
   shape: number[];
   data: Float32Array;
+  dtype?: "I64";
 }
 
 /**
@@ -440,8 +463,7 @@ const STORED_DTYPE = { float32: "F32", float16: "F16", bfloat16: "BF16" } as con
  * ```
  */
 export function writeSafetensors(tensors: WritableTensor[], options: WriteSafetensorsOptions = {}): Uint8Array {
-  const dtype = STORED_DTYPE[options.dtype ?? "float32"];
-  const elementSize = DTYPE_SIZES[dtype];
+  const floatDtype = STORED_DTYPE[options.dtype ?? "float32"];
   const names = new Set<string>();
   // Built as text so key order is exactly ours (object literals would move integer-like names first).
   const headerParts: string[] = [];
@@ -464,7 +486,11 @@ export function writeSafetensors(tensors: WritableTensor[], options: WriteSafete
     if (count !== tensor.data.length) {
       throw new RangeError(`tensor ${JSON.stringify(tensor.name)} has ${tensor.data.length} values, shape ${JSON.stringify(tensor.shape)} needs ${count}`);
     }
-    const end = offset + count * elementSize;
+    const dtype = tensor.dtype ?? floatDtype;
+    if (dtype === "I64" && tensor.data.some((v) => !Number.isInteger(v))) {
+      throw new RangeError(`tensor ${JSON.stringify(tensor.name)} is stored as I64 but holds a value that is not an integer`);
+    }
+    const end = offset + count * DTYPE_SIZES[dtype];
     headerParts.push(
       `${JSON.stringify(tensor.name)}:{"dtype":"${dtype}","shape":${JSON.stringify(tensor.shape)},"data_offsets":[${offset},${end}]}`,
     );
@@ -481,15 +507,21 @@ export function writeSafetensors(tensors: WritableTensor[], options: WriteSafete
 
   let position = dataStart;
   for (const tensor of tensors) {
-    const encoded = encodeTensor(tensor.data, dtype);
+    const encoded = encodeTensor(tensor.data, tensor.dtype ?? floatDtype);
     out.set(encoded, position);
     position += encoded.length;
   }
   return out;
 }
 
-function encodeTensor(data: Float32Array, dtype: "F32" | "F16" | "BF16"): Uint8Array {
+function encodeTensor(data: Float32Array, dtype: "F32" | "F16" | "BF16" | "I64"): Uint8Array {
   let bytes: Uint8Array;
+  if (dtype === "I64") {
+    bytes = new Uint8Array(data.length * 8);
+    const view = new DataView(bytes.buffer);
+    for (let i = 0; i < data.length; i++) view.setBigInt64(i * 8, BigInt(data[i]!), true);
+    return bytes;
+  }
   if (dtype === "F32") {
     bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     if (LITTLE_ENDIAN_HOST) return bytes;

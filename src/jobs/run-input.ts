@@ -1,8 +1,8 @@
 /**
  * The input of an asynchronous run as one file: a safetensors whose tensors are the initial
- * parameters (state_dict names) and the data (`@train.x`, `@train.y`, `@validation.x`,
- * `@validation.y`; `@` cannot start a parameter name), with the validated request in the
- * metadata. It is written once at submission (R2), and read by whoever runs the job, which
+ * state (state_dict names, buffers included) and the data (`@train.x` or `@train.input_ids`,
+ * `@train.y`, `@train.attention_mask`, and the same for `@validation`; `@` cannot start a
+ * parameter name), with the validated request in the metadata. It is written once at submission (R2), and read by whoever runs the job, which
  * validates it again with prepareRun.
  */
 import { prepareRun, type PreparedRun } from "../engine/train.js";
@@ -24,12 +24,14 @@ export function encodeRunInput(prepared: PreparedRun): Uint8Array {
   const { data, weights: _weights, ...request } = prepared.request;
   const stored = { ...request, data: { target: data.target } };
   // without given weights the runner initialises from training.seed (bit-identical), so none are stored
-  const tensors: WritableTensor[] = prepared.initialParameters
-    ? prepared.model.parameters.map((p) => ({ name: p.name, shape: [...p.shape], data: prepared.initialParameters!.get(p.name)! }))
+  const state = prepared.initialState;
+  const tensors: WritableTensor[] = state
+    ? prepared.model.state.map((t) => ({ name: t.name, shape: [...t.shape], data: state.get(t.name)!, ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}) }))
     : [];
-  const table = (name: string, t: Table) => [
-    { name: `@${name}.x`, shape: [t.rows, t.features], data: t.x },
+  const table = (name: string, t: Table): WritableTensor[] => [
+    { name: `@${name}.${t.ids ? "input_ids" : "x"}`, shape: [t.rows, t.features], data: t.x },
     { name: `@${name}.y`, shape: [t.rows, t.targets], data: t.y },
+    ...(t.mask ? [{ name: `@${name}.attention_mask`, shape: [t.rows, t.features], data: t.mask }] : []),
   ];
   tensors.push(...table("train", prepared.train));
   if (prepared.validation) tensors.push(...table("validation", prepared.validation));
@@ -53,19 +55,26 @@ export function decodeRunInput(bytes: Uint8Array): PreparedRun {
   const request = JSON.parse(file.metadata.request) as Record<string, unknown>;
   const params: WritableTensor[] = [];
   for (const [name, info] of file.tensors) {
-    if (!name.startsWith("@")) params.push({ name, shape: info.shape, data: readTensorF32(file, name, "input") });
+    if (name.startsWith("@")) continue;
+    const integer = info.dtype === "I64";
+    params.push({ name, shape: info.shape, data: readTensorF32(file, name, "input", { integers: integer }), ...(integer ? { dtype: "I64" as const } : {}) });
   }
   const table = (name: string): Table | undefined => {
-    const x = file.tensors.get(`@${name}.x`);
+    const ids = file.tensors.has(`@${name}.input_ids`);
+    const xName = `@${name}.${ids ? "input_ids" : "x"}`;
+    const x = file.tensors.get(xName);
     const y = file.tensors.get(`@${name}.y`);
     if (!x || !y) return undefined;
+    const mask = file.tensors.has(`@${name}.attention_mask`) ? readTensorF32(file, `@${name}.attention_mask`, "input") : null;
     return {
       rows: x.shape[0]!,
       features: x.shape[1]!,
       targets: y.shape[1]!,
-      x: readTensorF32(file, `@${name}.x`, "input"),
+      x: readTensorF32(file, xName, "input"),
       y: readTensorF32(file, `@${name}.y`, "input"),
       targetsWereScalar: y.shape[1] === 1,
+      ...(ids ? { ids } : {}),
+      ...(mask ? { mask } : {}),
     };
   };
   const train = table("train");

@@ -18,13 +18,13 @@ import { mixSeed } from "../engine/rng.js";
 import { wasmDirectory } from "./kernel-module.js";
 
 /** Control block (Int32 slots in shared memory). */
-export const CTL = { GEN: 0, CMD: 1, DONE: 2, ERROR: 3, X: 4, ROWS: 5, SEED: 6, TRAINING: 7, SHARDS: 8 } as const;
+export const CTL = { GEN: 0, CMD: 1, DONE: 2, ERROR: 3, X: 4, ROWS: 5, SEED: 6, TRAINING: 7, MASK: 8, SHARDS: 9 } as const;
 export const CMD = { FORWARD: 1, BACKWARD: 2, END_RUN: 9 } as const;
 
 /** What a helper thread needs for one run (plain data: it is posted). */
 export interface RunMessage {
   type: "run";
-  spec: Model["spec"];
+  compiled: Model["compiled"];
   layout: ModelLayout;
   ctl: Ptr;
   threads: number;
@@ -111,7 +111,7 @@ export class ThreadPool implements Parallelism {
     const k = instance.kernels;
     const ctlRegion = arena.alloc(CTL.SHARDS + 2 * T);
     const shardMax = Math.ceil(model.maxRows / T);
-    const layouts = this.workers.map(() => allocateModel(model.spec, arena, shardMax, model.params));
+    const layouts = this.workers.map(() => allocateModel(model.compiled, arena, shardMax, model.state));
     // a fresh (zeroed) control block: every helper starts waiting for generation 1
     const ctl = () => new Int32Array(instance.memory.buffer, ctlRegion.ptr, ctlRegion.length);
     await Promise.all(
@@ -120,7 +120,7 @@ export class ThreadPool implements Parallelism {
           new Promise<void>((resolve) => {
             w.once("message", () => resolve());
             const message: RunMessage = {
-              type: "run", spec: model.spec, layout: layouts[i]!, ctl: ctlRegion.ptr, threads: T,
+              type: "run", compiled: model.compiled, layout: layouts[i]!, ctl: ctlRegion.ptr, threads: T,
               logits: model.logits.ptr,
             };
             w.postMessage(message);
@@ -156,28 +156,30 @@ export class ThreadPool implements Parallelism {
     };
 
     return {
-      forward(x, rows, training, seed) {
+      forward(inputs, rows, training, seed) {
         const c = ctl();
         split(c, rows);
-        c[CTL.X] = x;
+        c[CTL.X] = inputs.x;
+        c[CTL.MASK] = inputs.mask;
         c[CTL.ROWS] = rows;
         c[CTL.SEED] = seed | 0;
         c[CTL.TRAINING] = training ? 1 : 0;
         dispatch(c, CMD.FORWARD);
         // shard 0 on this thread, straight into the model's logits buffer
         const n0 = c[CTL.SHARDS + 1]!;
-        if (n0 > 0) model.forward(x, n0, training, seed);
+        if (n0 > 0) model.forward(inputs, n0, training, seed);
         join(c);
         return model.logits.ptr;
       },
       backward() {
         const c = ctl();
         // hand each helper its rows of dL/dlogits first: this thread's backward reuses that buffer
-        const out = model.spec.outFeatures;
+        const out = model.compiled.values[model.compiled.output.value]!.size;
+        const slot = model.compiled.outputGradSlot;
         layouts.forEach((layout, i) => {
           const start = c[CTL.SHARDS + 2 * (i + 1)]!;
           const rows = c[CTL.SHARDS + 2 * (i + 1) + 1]!;
-          if (rows > 0) k.copy(layout.gradA.ptr, model.logitsGrad.ptr + start * out * 4, rows * out);
+          if (rows > 0) k.copy(layout.gradSlots[slot]!.ptr, model.logitsGrad.ptr + start * out * 4, rows * out);
         });
         dispatch(c, CMD.BACKWARD);
         const n0 = c[CTL.SHARDS + 1]!;

@@ -12,9 +12,11 @@ let memory: WebAssembly.Memory;
 let kernels: Kernels;
 
 function run(message: RunMessage): void {
-  const model = new Model(message.spec, kernels, memory, message.layout);
-  const out = message.spec.outFeatures;
-  const inp = message.spec.inFeatures;
+  const compiled = message.compiled;
+  const model = new Model(compiled, kernels, memory, message.layout);
+  const out = compiled.values[compiled.output.value]!.size;
+  const inp = compiled.values[compiled.input.value]!.size;
+  const maskWidth = compiled.mask === null ? 0 : compiled.values[compiled.mask]!.size;
   let generation = 0; // the control block is fresh: the first command is generation 1
   for (;;) {
     const ctl = new Int32Array(memory.buffer, message.ctl, CTL.SHARDS + 2 * message.threads);
@@ -25,7 +27,8 @@ function run(message: RunMessage): void {
       const start = ctl[CTL.SHARDS + 2 * index]!;
       const rows = ctl[CTL.SHARDS + 2 * index + 1]!;
       if (cmd === CMD.FORWARD && rows > 0) {
-        const logits = model.forward(ctl[CTL.X]! + start * inp * 4, rows, ctl[CTL.TRAINING] === 1, shardSeed(ctl[CTL.SEED]! >>> 0, index));
+        const inputs = { x: ctl[CTL.X]! + start * inp * 4, mask: maskWidth ? ctl[CTL.MASK]! + start * maskWidth * 4 : 0 };
+        const logits = model.forward(inputs, rows, ctl[CTL.TRAINING] === 1, shardSeed(ctl[CTL.SEED]! >>> 0, index));
         kernels.copy(message.logits + start * out * 4, logits, rows * out);
       } else if (cmd === CMD.BACKWARD) {
         // dL/dlogits of this shard was copied into model.logitsGrad by the main thread

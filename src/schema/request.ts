@@ -8,64 +8,20 @@
  * lists every one of them.
  */
 import { z } from "zod";
+import { Layer, type LayerSpec } from "../engine/layers/index.js";
+import { int, nonNegative, positive, size, unit } from "./fields.js";
 
-const int = () => z.number().int();
-const positive = () => z.number().positive();
-const nonNegative = () => z.number().min(0);
-/** A probability-like fraction in [0, 1]. */
-const unit = () => z.number().min(0).max(1);
+export { Layer, type LayerSpec };
 
 // ---------------------------------------------------------------- model
 
-/** A layer's `name` becomes the `state_dict` prefix (`fc1.weight`); unnamed layers use their index, as nn.Sequential does. */
-const layerName = z
-  .string()
-  .min(1)
-  .max(128)
-  .regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/, "letters, digits and _ separated by dots");
-
-/** torch.nn.Linear: weight [out_features, in_features], bias [out_features]. */
-export const LinearLayer = z.strictObject({
-  type: z.literal("linear"),
-  name: layerName.optional(),
-  in_features: int().min(1).max(1 << 20),
-  out_features: int().min(1).max(1 << 20),
-  bias: z.boolean().default(true),
-});
-export const ReluLayer = z.strictObject({ type: z.literal("relu"), name: layerName.optional() });
-/** torch.nn.LeakyReLU(negative_slope=0.01). */
-export const LeakyReluLayer = z.strictObject({
-  type: z.literal("leaky_relu"),
-  name: layerName.optional(),
-  negative_slope: z.number().default(0.01),
-});
-/** torch.nn.GELU(approximate='none'): the exact erf form; 'tanh' is the tanh approximation. */
-export const GeluLayer = z.strictObject({
-  type: z.literal("gelu"),
-  name: layerName.optional(),
-  approximate: z.enum(["none", "tanh"]).default("none"),
-});
-export const TanhLayer = z.strictObject({ type: z.literal("tanh"), name: layerName.optional() });
-export const SigmoidLayer = z.strictObject({ type: z.literal("sigmoid"), name: layerName.optional() });
-/** torch.nn.Dropout(p=0.5): active while training, identity for validation. */
-export const DropoutLayer = z.strictObject({
-  type: z.literal("dropout"),
-  name: layerName.optional(),
-  p: unit().default(0.5),
-});
-
-export const Layer = z.discriminatedUnion("type", [
-  LinearLayer,
-  ReluLayer,
-  LeakyReluLayer,
-  GeluLayer,
-  TanhLayer,
-  SigmoidLayer,
-  DropoutLayer,
-]);
-
-/** An nn.Sequential of the layers above. */
+/**
+ * The model: an nn.Sequential of layers (every type is declared once, in src/engine/layers),
+ * and optionally the per-sample shape that each flat row of `x` is read as (C order).
+ */
 export const Model = z.strictObject({
+  /** Per-sample input shape, e.g. [1, 28, 28] (channels first) or [T, D]; default: one row of features. */
+  input: z.strictObject({ shape: z.array(size()).min(1).max(4) }).optional(),
   layers: z.array(Layer).min(1).max(256),
 });
 
@@ -346,7 +302,6 @@ export const FineTuneRequest = z.strictObject({
 export type FineTuneRequestInput = z.input<typeof FineTuneRequest>;
 /** The request after validation, every default filled in. */
 export type FineTuneRequest = z.output<typeof FineTuneRequest>;
-export type LayerSpec = z.output<typeof Layer>;
 export type LossSpec = z.output<typeof Loss>;
 export type OptimizerSpec = z.output<typeof Optimizer>;
 export type ScheduleSpec = z.output<typeof Schedule>;

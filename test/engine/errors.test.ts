@@ -35,7 +35,7 @@ const seedWeights = (overrides: Record<string, { shape: number[] }> = {}, extra:
 
 const cases: [string, () => unknown, number, string, RegExp?][] = [
   ["a beta out of range", () => seedRequest(10, { training: { optimizer: { type: "adam", betas: [0.9, 2] } } }), 400, "training.optimizer.betas[1]"],
-  ["an unknown layer type", () => ({ ...seedRequest(10), model: { layers: [{ type: "conv2d" }] } }), 400, "model.layers[0].type"],
+  ["an unknown layer type", () => ({ ...seedRequest(10), model: { layers: [{ type: "conv3d" }] } }), 400, "model.layers[0].type"],
   ["a negative epoch count", () => seedRequest(10, { training: { epochs: -1 } }), 400, "training.epochs"],
   ["no training data", () => ({ ...seedRequest(10), data: {} }), 400, "data.train"],
   ["weights that are not base64", () => seedRequest(10, { weights: "not base64!!" }), 400, "weights"],
@@ -44,7 +44,7 @@ const cases: [string, () => unknown, number, string, RegExp?][] = [
   ["a weight the model lacks", () => seedRequest(10, { weights: seedWeights({}, ["fc3.weight"]) }), 422, 'weights["fc3.weight"]'],
   ["a missing weight", () => seedRequest(10, { weights: writeSafetensors([{ name: "fc1.weight", shape: [10, 10], data: new Float32Array(100) }]) }), 422, "weights", /fc1\.bias/],
   ["layers whose widths do not chain", () => ({ ...seedRequest(10), model: { layers: [{ type: "linear", in_features: 10, out_features: 5 }, { type: "linear", in_features: 6, out_features: 1 }] } }), 422, "model.layers[1].in_features"],
-  ["an activation first", () => ({ ...seedRequest(10), model: { layers: [{ type: "relu" }, { type: "linear", in_features: 10, out_features: 1 }] } }), 422, "model.layers[0].type"],
+  ["an output that is not [classes] or [tokens, classes]", () => ({ ...seedRequest(10), model: { input: { shape: [2, 5, 1] }, layers: [{ type: "linear", in_features: 1, out_features: 1 }] } }), 422, "model.layers[0]"],
   ["a ragged row", () => { const r = seedRequest(10); r.data.train!.x[3] = [1, 2]; return r; }, 422, "data.train.x[3]"],
   ["rows narrower than the model", () => ({ ...seedRequest(10), data: { train: { x: [[1, 2]], y: [1] } } }), 422, "data.train.x"],
   ["a class label out of range", () => { const r = classifierRequest(20); r.data.train!.y[5] = 7; return r; }, 422, "data.train.y[5]", /7/],

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { MT19937 } from "../../src/engine/rng.js";
 import { defaultInit } from "../../src/engine/train.js";
-import { describeModel } from "../../src/engine/model.js";
+import { compileModel } from "../../src/engine/graph/compile.js";
 import { Layer } from "../../src/schema/request.js";
 
 const fixture = JSON.parse(readFileSync(new URL("../parity/fixtures/init.json", import.meta.url), "utf8")) as {
@@ -33,8 +33,9 @@ describe("PyTorch's CPU generator", () => {
 describe("default init = torch.manual_seed(seed); nn.Sequential(...)", () => {
   for (const c of fixture.cases) {
     it(`seed ${c.seed}, ${c.layers.length} layers`, () => {
-      const spec = describeModel(c.layers.map((l) => Layer.parse(l)), null);
-      const values = defaultInit(spec, c.seed);
+      const layers = c.layers.map((l) => Layer.parse(l));
+      const first = layers[0] as { in_features: number };
+      const values = defaultInit(compileModel({ layers }, null, { features: first.in_features }), c.seed);
       expect([...values.keys()]).toEqual(Object.keys(c.weights));
       for (const [name, t] of Object.entries(c.weights)) {
         expect(Array.from(values.get(name)!), name).toEqual(t.data);

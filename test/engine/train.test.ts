@@ -201,8 +201,9 @@ describe("the plan", () => {
 
   it("counts steps and FLOPs from the shapes", async () => {
     const result = await train(seedRequest(1000));
-    // per row: forward 2*10*10 + 10 + 4*10 (relu) + 2*10*1 + 1 = 271, backward twice that
-    expect(result.plan.flops).toBe(20 * 1000 * 271 * 3 + 640 * 12 * 121);
+    // per row: forward 2*10*10 + 10 + 4*10 (relu) + 2*10*1 + 1 = 271; backward twice each linear's
+    // forward (dW and dx) plus the relu's 4*10: 2*210 + 40 + 2*21 = 502; 12 FLOPs per parameter update
+    expect(result.plan.flops).toBe(20 * 1000 * (271 + 502) + 640 * 12 * 121);
   });
 });
 

@@ -19,6 +19,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { instantiateKernels, type Kernels, type Ptr } from "../../src/engine/kernels.js";
+import { ACTIVATIONS } from "../../src/engine/layers/activations.js";
 import { createReferenceKernels } from "../../src/engine/reference.js";
 import { Rng, Stats, loadVariant, moduleOf } from "./harness.js";
 
@@ -129,42 +130,26 @@ function numericGrad(x: ArrayLike<number>, fn: (x: Float64Array) => number): Flo
 // ------------------------------------------------------------------ f64 formulas
 
 /** erf to ~1e-15 for |x| < 3.5 (Maclaurin series; the tests stay within |x| < 3). */
-function erf64(x: number): number {
-  let term = x, sum = x;
-  for (let n = 1; n < 200; n++) {
-    term *= (-x * x) / n;
-    const t = term / (2 * n + 1);
-    sum += t;
-    if (Math.abs(t) < 1e-17 * Math.abs(sum)) break;
-  }
-  return (2 / Math.sqrt(Math.PI)) * sum;
-}
-
-const ACTIVATIONS = {
-  relu: (x: number) => Math.max(x, 0),
-  leaky_relu_001: (x: number) => (x > 0 ? x : 0.01 * x),
-  leaky_relu_02: (x: number) => (x > 0 ? x : 0.2 * x),
-  gelu: (x: number) => 0.5 * x * (1 + erf64(x / Math.SQRT2)),
-  gelu_tanh: (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
-  tanh: Math.tanh,
-  sigmoid: (x: number) => 1 / (1 + Math.exp(-x)),
-};
-type Activation = keyof typeof ACTIVATIONS;
+/**
+ * Every activation of the registry, with its float64 formula from the registry (written from
+ * the PyTorch docs, not from either implementation); LeakyReLU at two slopes.
+ */
+const ACTIVATION_CASES = Object.entries(ACTIVATIONS).flatMap(([name, a]) =>
+  (name === "leaky_relu" ? [0.01, 0.2] : [0]).map((slope) => ({
+    label: name === "leaky_relu" ? `${name} slope ${slope}` : name,
+    code: a.code,
+    slope,
+    F: (x: number) => a.f64(x, slope),
+  })),
+);
 
 /** Runs the kernel's forward then backward; returns [out, dinp]. */
-function runActivation(lab: Lab, act: Activation, x: Float32Array, dout: Float32Array): [Float32Array, Float32Array] {
+function runActivation(lab: Lab, code: number, slope: number, x: Float32Array, dout: Float32Array): [Float32Array, Float32Array] {
   const n = x.length;
   const k = lab.k;
   const px = lab.put(x), pg = lab.put(dout), out = lab.alloc(n), dinp = lab.alloc(n);
-  switch (act) {
-    case "relu": k.relu_forward(out, px, n); k.relu_backward(dinp, pg, out, n); break;
-    case "leaky_relu_001": k.leaky_relu_forward(out, px, 0.01, n); k.leaky_relu_backward(dinp, pg, px, 0.01, n); break;
-    case "leaky_relu_02": k.leaky_relu_forward(out, px, 0.2, n); k.leaky_relu_backward(dinp, pg, px, 0.2, n); break;
-    case "gelu": k.gelu_forward(out, px, n); k.gelu_backward(dinp, pg, px, n); break;
-    case "gelu_tanh": k.gelu_tanh_forward(out, px, n); k.gelu_tanh_backward(dinp, pg, px, n); break;
-    case "tanh": k.tanh_forward(out, px, n); k.tanh_backward(dinp, pg, out, n); break;
-    case "sigmoid": k.sigmoid_forward(out, px, n); k.sigmoid_backward(dinp, pg, out, n); break;
-  }
+  k.activation_forward(out, px, code, slope, n);
+  k.activation_backward(dinp, pg, px, out, code, slope, n);
   return [lab.get(out, n), lab.get(dinp, n)];
 }
 
@@ -362,20 +347,20 @@ for (const impl of IMPLS) {
   const suffix = impl.skip ? ` ${impl.skip}` : "";
   describe(`gradcheck: ${impl.name}`, () => {
     describe("activation backward passes", () => {
-      for (const act of Object.keys(ACTIVATIONS) as Activation[]) {
-        it.skipIf(!!impl.skip)(`${act}${suffix}`, async () => {
+      for (const act of ACTIVATION_CASES) {
+        it.skipIf(!!impl.skip)(`${act.label}${suffix}`, async () => {
           const lab = await impl.make();
-          const rng = new Rng(act.length * 7919);
+          const rng = new Rng(act.label.length * 7919);
           const n = 65; // f32x4 body and a scalar tail
           // |x| in [1e-2, 3]: no point within 1e-2 of the relu / leaky_relu kink at 0
           const x = Float32Array.from({ length: n }, () => rng.uniform(0.01, 3) * (rng.next() < 0.5 ? -1 : 1));
           const dout = rng.f32(n, -2, 2);
-          const [out, dinp] = runActivation(lab, act, x, dout);
-          const F = ACTIVATIONS[act];
+          const [out, dinp] = runActivation(lab, act.code, act.slope, x, dout);
+          const F = act.F;
           const numeric = Float64Array.from(x, (v, i) => (dout[i]! * (F(v + H) - F(v - H))) / (2 * H));
-          const bad = compare(`activation ${act}`, dinp, numeric, maxAbs(dout));
+          const bad = compare(`activation ${act.label}`, dinp, numeric, maxAbs(dout));
           // the forward agrees with the formula too (gelu: A&S erf is within 1.5e-7, times |x|/2)
-          const fwd = compare(`activation ${act} forward`, out, Float64Array.from(x, F), 3, 1e-6, 2e-7);
+          const fwd = compare(`activation ${act.label} forward`, out, Float64Array.from(x, F), 3, 1e-6, 2e-7);
           expect([...bad, ...fwd]).toEqual([]);
         });
       }

@@ -26,6 +26,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { KERNEL_NAMES, type Kernels } from "../../src/engine/kernels.js";
+import { ACTIVATIONS, type ActivationName } from "../../src/engine/layers/activations.js";
 import { LENGTHS, Pair, Rng, Stats, f32Bits, loadVariant, moduleOf, type Variant } from "./harness.js";
 
 type KernelName = (typeof KERNEL_NAMES)[number];
@@ -126,39 +127,65 @@ const activationInput = (rng: Rng, n: number) => withSpecials(rng.f32(n, -4, 4))
 const TRANS_ULPS = 2;
 const TRANS_ATOL = 5e-7;
 
-function unaryCase(name: "gelu_forward" | "gelu_tanh_forward" | "tanh_forward" | "sigmoid_forward"): Case {
-  return (P, rng) =>
-    each(P, EL, (n) => {
-      const inp = P.input(activationInput(rng, n));
-      const out = P.output(n);
-      P.both((k) => k[name](out, inp, n));
-      P.ulps(name, "out", out, n, TRANS_ULPS, TRANS_ATOL);
-    });
-}
+/** Activations whose kernels and twins agree bit for bit (piecewise linear, or derivatives from y). */
+const EXACT_FORWARD = new Set<ActivationName>(["relu", "leaky_relu"]);
+const EXACT_BACKWARD = new Set<ActivationName>(["relu", "leaky_relu", "tanh", "sigmoid"]);
+/** Slopes tried for activations that take one (LeakyReLU): an f32, zero, and 0.01 (not an f32). */
+const SLOPES: Partial<Record<ActivationName, number[]>> = { leaky_relu: [0.25, 0, 0.01] };
 
-function backwardFromInputCase(name: "gelu_backward" | "gelu_tanh_backward"): Case {
-  return (P, rng) =>
-    each(P, EL, (n) => {
-      const dout = P.input(rng.f32(n, -2, 2), "dout");
-      const inp = P.input(activationInput(rng, n), "inp");
-      const dinp = P.output(n);
-      P.both((k) => k[name](dinp, dout, inp, n));
-      P.ulps(name, "dinp", dinp, n, TRANS_ULPS, TRANS_ATOL);
-    });
-}
+/** Every activation of the registry through activation_forward (x: |x| <= 4 and specials). */
+const activationForward: Case = (P, rng) => {
+  for (const [name, a] of Object.entries(ACTIVATIONS) as [ActivationName, (typeof ACTIVATIONS)[ActivationName]][]) {
+    for (const slope of SLOPES[name] ?? [0]) {
+      each(P, EL, (n) => {
+        const inp = P.input(activationInput(rng, n));
+        const out = P.output(n);
+        P.both((k) => k.activation_forward(out, inp, a.code, slope, n));
+        // a slope that is not an f32 (0.01): the kernel multiplies by f32(0.01), the twin by the double, then rounds
+        if (EXACT_FORWARD.has(name) && slope === f(slope)) P.exact(name, "out", out, n);
+        else if (EXACT_FORWARD.has(name)) P.ulps(`${name} (slope not an f32)`, "out", out, n, 1);
+        else P.ulps(name, "out", out, n, TRANS_ULPS, TRANS_ATOL);
+      }, (n) => `${name} slope=${slope} n=${n}`);
+    }
+  }
+  // NaN propagates through relu (torch's does), in the f32x4 body (f32x4.max) and in the scalar tail alike
+  for (const n of LENGTHS) {
+    for (let i = 0; i < n; i++) {
+      P.run(`relu NaN at ${i} of n=${n}`, () => {
+        const xv = rng.f32(n, -3, 3);
+        xv[i] = NaN;
+        const inp = P.input(xv);
+        const out = P.output(n);
+        P.both((k) => k.activation_forward(out, inp, ACTIVATIONS.relu.code, 0, n));
+        P.ulps("relu", "out", out, n, 0); // NaN matches NaN whatever its payload
+        if (!Number.isNaN(P.readW(out + 4 * i, 1)[0]!)) P.fail(`relu(NaN) at ${i} is not NaN`);
+      });
+    }
+  }
+};
 
-function backwardFromOutputCase(name: "tanh_backward" | "sigmoid_backward"): Case {
-  return (P, rng) =>
-    each(P, EL, (n) => {
-      const x = activationInput(rng, n);
-      const y = x.map((v) => (name === "tanh_backward" ? f(Math.tanh(v)) : f(1 / (1 + Math.exp(-v)))));
-      const dout = P.input(rng.f32(n, -2, 2), "dout");
-      const out = P.input(y, "out");
-      const dinp = P.output(n);
-      P.both((k) => k[name](dinp, dout, out, n));
-      P.exact(name, "dinp", dinp, n);
-    });
-}
+/**
+ * Every activation through activation_backward, given x and y = f(x) (the float64 formula,
+ * rounded: both implementations read the same x and y); y has exact zeros for relu's boundary.
+ */
+const activationBackward: Case = (P, rng) => {
+  for (const [name, a] of Object.entries(ACTIVATIONS) as [ActivationName, (typeof ACTIVATIONS)[ActivationName]][]) {
+    for (const slope of SLOPES[name] ?? [0]) {
+      each(P, EL, (n) => {
+        const xv = activationInput(rng, n).map((v, i) => (i % 3 === 0 && a.kinks.length > 0 ? a.kinks[0]! : v));
+        const yv = xv.map((v) => f(a.f64(v, slope)));
+        const dout = P.input(rng.f32(n, -2, 2), "dout");
+        const inp = P.input(xv, "inp");
+        const out = P.input(yv, "out");
+        const dinp = P.output(n);
+        P.both((k) => k.activation_backward(dinp, dout, inp, out, a.code, slope, n));
+        if (EXACT_BACKWARD.has(name) && slope === f(slope)) P.exact(name, "dinp", dinp, n);
+        else if (EXACT_BACKWARD.has(name)) P.ulps(`${name} (slope not an f32)`, "dinp", dinp, n, 1);
+        else P.ulps(name, "dinp", dinp, n, TRANS_ULPS, TRANS_ATOL);
+      }, (n) => `${name} slope=${slope} n=${n}`);
+    }
+  }
+};
 
 // ------------------------------------------------------------------ losses
 
@@ -411,69 +438,8 @@ const CASES: Record<Tested, Case> = {
       }, (cols) => `rows=${rows} cols=${cols}`);
     }
   },
-  relu_forward: (P, rng) => {
-    each(P, EL, (n) => {
-      const inp = P.input(activationInput(rng, n));
-      const out = P.output(n);
-      P.both((k) => k.relu_forward(out, inp, n));
-      P.exact("relu", "out", out, n);
-    });
-    // NaN propagates (torch relu does), in the f32x4 body (f32x4.max) and in the scalar tail alike
-    for (const n of LENGTHS) {
-      for (let i = 0; i < n; i++) {
-        P.run(`NaN at ${i} of n=${n}`, () => {
-          const xv = rng.f32(n, -3, 3);
-          xv[i] = NaN;
-          const inp = P.input(xv);
-          const out = P.output(n);
-          P.both((k) => k.relu_forward(out, inp, n));
-          P.ulps("relu", "out", out, n, 0); // NaN matches NaN whatever its payload
-          if (!Number.isNaN(P.readW(out + 4 * i, 1)[0]!)) P.fail(`relu(NaN) at ${i} is not NaN`);
-        });
-      }
-    }
-  },
-  relu_backward: (P, rng) =>
-    each(P, EL, (n) => {
-      const y = rng.f32(n, -2, 2).map((v, i) => (i % 3 === 0 ? 0 : v)); // exact zeros: the y > 0 boundary
-      const dout = P.input(rng.f32(n, -2, 2), "dout");
-      const out = P.input(y, "out");
-      const dinp = P.output(n);
-      P.both((k) => k.relu_backward(dinp, dout, out, n));
-      P.exact("relu", "dinp", dinp, n);
-    }),
-  leaky_relu_forward: (P, rng) => {
-    for (const slope of [0.25, 0, 0.01]) {
-      each(P, EL, (n) => {
-        const inp = P.input(activationInput(rng, n));
-        const out = P.output(n);
-        P.both((k) => k.leaky_relu_forward(out, inp, slope, n));
-        // 0.01 is not an f32: the kernel multiplies by f32(0.01), the twin by the double 0.01 (then rounds)
-        if (slope === f(slope)) P.exact("leaky_relu", "out", out, n);
-        else P.ulps("leaky_relu (slope not an f32)", "out", out, n, 1);
-      }, (n) => `slope=${slope} n=${n}`);
-    }
-  },
-  leaky_relu_backward: (P, rng) => {
-    for (const slope of [0.25, 0, 0.01]) {
-      each(P, EL, (n) => {
-        const dout = P.input(rng.f32(n, -2, 2), "dout");
-        const inp = P.input(activationInput(rng, n), "inp");
-        const dinp = P.output(n);
-        P.both((k) => k.leaky_relu_backward(dinp, dout, inp, slope, n));
-        if (slope === f(slope)) P.exact("leaky_relu", "dinp", dinp, n);
-        else P.ulps("leaky_relu (slope not an f32)", "dinp", dinp, n, 1);
-      }, (n) => `slope=${slope} n=${n}`);
-    }
-  },
-  gelu_forward: unaryCase("gelu_forward"),
-  gelu_backward: backwardFromInputCase("gelu_backward"),
-  gelu_tanh_forward: unaryCase("gelu_tanh_forward"),
-  gelu_tanh_backward: backwardFromInputCase("gelu_tanh_backward"),
-  tanh_forward: unaryCase("tanh_forward"),
-  tanh_backward: backwardFromOutputCase("tanh_backward"),
-  sigmoid_forward: unaryCase("sigmoid_forward"),
-  sigmoid_backward: backwardFromOutputCase("sigmoid_backward"),
+  activation_forward: activationForward,
+  activation_backward: activationBackward,
   dropout_forward: (P, rng) => {
     for (const p of [0, 0.1, 0.3, 0.5, 0.999, 1]) {
       for (const seed of [0, 1, 12345, 0xdeadbeef]) {
@@ -493,6 +459,13 @@ const CASES: Record<Tested, Case> = {
       const out = P.output(n);
       P.both((k) => k.mul(out, a, b, n));
       P.exact("mul", "out", out, n);
+    }),
+  add: (P, rng) =>
+    each(P, EL, (n) => {
+      const a = P.input(rng.f32(n, -3, 3), "a"), b = P.input(rng.f32(n, -3, 3), "b");
+      const out = P.output(n);
+      P.both((k) => k.add(out, a, b, n));
+      P.exact("add", "out", out, n);
     }),
   scale: (P, rng) => {
     for (const s of [0.5, -1.3, 0]) {

@@ -243,21 +243,13 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
         const w = await wasm();
         const x = values(rng, n), dout = rng.f32(n);
         const xp = w.put(x), outp = w.put(new Float32Array(n)), doutp = w.put(dout), dinp = w.put(new Float32Array(n));
-        const k = w.k;
-        switch (kind) {
-          case "relu": k.relu_forward(outp, xp, n); k.relu_backward(dinp, doutp, outp, n); break;
-          case "leaky_relu": k.leaky_relu_forward(outp, xp, slope, n); k.leaky_relu_backward(dinp, doutp, xp, slope, n); break;
-          case "gelu": k.gelu_forward(outp, xp, n); k.gelu_backward(dinp, doutp, xp, n); break;
-          case "gelu_tanh": k.gelu_tanh_forward(outp, xp, n); k.gelu_tanh_backward(dinp, doutp, xp, n); break;
-          case "tanh": k.tanh_forward(outp, xp, n); k.tanh_backward(dinp, doutp, outp, n); break;
-          case "sigmoid": k.sigmoid_forward(outp, xp, n); k.sigmoid_backward(dinp, doutp, outp, n); break;
-        }
+        w.k.activation_forward(outp, xp, ACT[kind], slope, n);
+        w.k.activation_backward(dinp, doutp, xp, outp, ACT[kind], slope, n);
         const expectedOut = w.get(outp, n), expectedDinp = w.get(dinp, n);
-        const throughOutput = kind === "relu" || kind === "tanh" || kind === "sigmoid";
         // the backward pass is fed the WASM forward output, so each pass is compared on its own
         const got = await gpu({ out: new Float32Array(n), x, dout, y: expectedOut, dinp: new Float32Array(n) }, (B): DispatchSpec[] => [
           { kernel: "act_forward", constants: { ACT: ACT[kind] }, buffers: [B.out!, B.x!], params: [n, f(slope), 0, 0], x: gridGroups(n) },
-          { kernel: "act_backward", constants: { ACT: ACT[kind] }, buffers: [B.dinp!, B.dout!, throughOutput ? B.y! : B.x!], params: [n, f(slope), 0, 0], x: gridGroups(n) },
+          { kernel: "act_backward", constants: { ACT: ACT[kind] }, buffers: [B.dinp!, B.dout!, B.x!, B.y!], params: [n, f(slope), 0, 0], x: gridGroups(n) },
         ]);
         if (kind === "relu" || kind === "leaky_relu") {
           exact(`${kind} forward`, got.out!, expectedOut);

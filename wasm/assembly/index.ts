@@ -2,14 +2,10 @@
 // TypeScript arena owns (imported as env.memory): outputs first, then inputs, then sizes.
 // Kernels never allocate. See src/engine/kernels.ts for the typed view of these exports.
 export { matmul_nt, matmul_nn, matmul_tn, transpose } from "./gemm";
+export { activation_forward, activation_backward } from "./activations";
 export {
   bias_grad,
-  relu_forward, relu_backward,
-  leaky_relu_forward, leaky_relu_backward,
-  gelu_forward, gelu_backward, gelu_tanh_forward, gelu_tanh_backward,
-  tanh_forward, tanh_backward,
-  sigmoid_forward, sigmoid_backward,
-  dropout_forward, mul,
+  dropout_forward, mul, add,
   scale, fill, copy, axpy, gather_rows, all_finite,
 } from "./elementwise";
 export {

@@ -18,55 +18,29 @@
  * where f32-only WGSL differs. Runtime-agnostic: the GPUDevice is injected.
  */
 import type { BatchRef, Evaluation, NamedTensor, StepOutcome, TrainingBackend } from "../backend.js";
-import type { ModelSpec } from "../model.js";
+import { readState } from "../model.js";
+import type { Op } from "../ops/types.js";
+import type { PreparedRun } from "../prepare.js";
 import type { ParamGroup } from "../schedules.js";
-import type { PreparedRun } from "../train.js";
+import { clipSpec } from "../step.js";
 import { BufferSet, MAP_READ, Program, USAGE, checked, gridGroups, type DispatchSpec } from "./context.js";
-import { ACT, FAULT, LOSS, NORM, STATUS, STATUS_BYTES, STEP_BYTES } from "./wgsl.js";
+import { GPU_OPS, unsupportedOnGpu, type GpuOp, type GpuOpContext } from "./ops.js";
+import { FAULT, LOSS, NORM, STATUS, STATUS_BYTES, STEP_BYTES } from "./wgsl.js";
 
-export interface WebGpuBackendOptions {
-  /** Filled in: bytes of GPU buffers the run allocated. */
-  diagnostics?: { gpuBytes?: number } | undefined;
+export { gemmSpec, SMALL_GEMM_MACS } from "./ops.js";
+
+/** A run has an op without WGSL: WebGPU cannot train it (kernel "auto" falls back to WASM). */
+export class WebGpuUnsupportedError extends Error {
+  override name = "WebGpuUnsupportedError";
 }
 
-type Layer = ModelSpec["layers"][number];
-const width = (l: Layer) => (l.kind === "linear" ? l.outFeatures : l.width);
 const f = (v: number) => ({ f: v });
 const i32 = (v: number) => ({ i: v });
 const fr = Math.fround;
 
-/** Per-invocation output tile of the GEMM for a dimension: 1, 2 or 4 (tiles of 16, 32, 64). */
-const tile = (d: number) => (d <= 16 ? 1 : d <= 32 ? 2 : 4);
-
-/** Below this many multiply-adds a product runs on gemm_small (no workgroup memory, no barriers). */
-export const SMALL_GEMM_MACS = 1 << 18;
-
-/**
- * The dispatch of C[M,N] = init + A·B (see wgsl.ts GEMM for the layouts): the tiled kernel, or
- * gemm_small for small products (bit-identical results: the same order of operations).
- *
- * @example
- * ```ts
- * gemmSpec(0, 2, rows, out, inp, [dst, x, params, params], { bOff: w.offset, biasOff: b.offset });
- * ```
- */
-export function gemmSpec(
-  layout: 0 | 1 | 2, init: 0 | 1 | 2, M: number, N: number, K: number, buffers: GPUBuffer[],
-  offsets: { aOff?: number; bOff?: number; biasOff?: number; outOff?: number } = {},
-  small = M * N * K < SMALL_GEMM_MACS,
-): DispatchSpec {
-  const params = [M, N, K, offsets.aOff ?? 0, offsets.bOff ?? 0, offsets.biasOff ?? 0, offsets.outOff ?? 0, 0];
-  if (small) {
-    return { kernel: "gemm_small", constants: { LAYOUT: layout, INIT: init }, buffers, params, x: Math.min(Math.ceil((M * N) / 64), 4096) };
-  }
-  return {
-    kernel: "gemm",
-    constants: { LAYOUT: layout, INIT: init, TM: tile(M), TN: tile(N) },
-    buffers,
-    params,
-    x: Math.ceil(N / (16 * tile(N))),
-    y: Math.ceil(M / (16 * tile(M))),
-  };
+export interface WebGpuBackendOptions {
+  /** Filled in: bytes of GPU buffers the run allocated. */
+  diagnostics?: { gpuBytes?: number } | undefined;
 }
 
 /**
@@ -74,18 +48,20 @@ export function gemmSpec(
  *
  * @example
  * ```ts
- * const backend = await createWebGpuBackend(device, prepared, initialParameters);
+ * const backend = await createWebGpuBackend(device, prepared, initialState);
  * const outcome = await backend.step({ order: null, start: 0, rows: 32 }, seed);
  * ```
  */
 export async function createWebGpuBackend(
   device: GPUDevice,
   prepared: PreparedRun,
-  initialParameters: Map<string, Float32Array>,
+  initialState: Map<string, Float32Array>,
   options: WebGpuBackendOptions = {},
 ): Promise<TrainingBackend> {
-  const { request, model: spec, plan, train: trainTable, validation: validationTable } = prepared;
+  const { request, model: compiled, output, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
+  const missing = unsupportedOnGpu(compiled.ops.map((op) => op.kind));
+  if (missing.length > 0) throw new WebGpuUnsupportedError(`no WebGPU kernels yet for ${missing.join(", ")}: this model trains on WASM`);
   const queue = device.queue;
   const buffers = new BufferSet(device);
   const programs: Program[] = [];
@@ -94,13 +70,13 @@ export async function createWebGpuBackend(
     programs.push(p);
     return p;
   };
-  const T = spec.trainableCount;
-  const out = spec.outFeatures;
+  const T = compiled.trainableCount;
+  const out = output.classes;
+  const outSize = output.positions * output.classes;
   const F = trainTable.features;
   const TG = trainTable.targets;
   const maxRows = plan.maxRows;
   const V = validationTable?.rows ?? 0;
-  const layers = spec.layers;
   let gpuBytes = 0;
   const storage = (label: string, elements: number, data?: Float32Array | Uint32Array) => {
     gpuBytes += elements * 4;
@@ -114,22 +90,26 @@ export async function createWebGpuBackend(
       const dataY = storage("train.y", trainTable.rows * TG, trainTable.y);
       const valX = validationTable ? storage("validation.x", V * F, validationTable.x) : null;
       const valY = validationTable ? storage("validation.y", V * TG, validationTable.y) : null;
-      const valLogits = validationTable ? storage("validation logits", V * out) : null;
+      const valLogits = validationTable ? storage("validation logits", V * outSize) : null;
+      const valMask = validationTable?.mask ? storage("validation.attention_mask", V * F, validationTable.mask) : null;
+      const dataMask = trainTable.mask ? storage("train.attention_mask", trainTable.rows * F, trainTable.mask) : null;
       const batchX = storage("batch.x", maxRows * F);
       const batchY = storage("batch.y", maxRows * TG);
+      const batchMask = dataMask ? storage("batch.attention_mask", maxRows * F) : null;
       const batchIdx = storage("batch indices", maxRows);
 
-      const initial = new Float32Array(spec.paramCount);
-      for (const p of spec.parameters) initial.set(initialParameters.get(p.name)!, p.offset);
-      const params = storage("params", spec.paramCount, initial);
+      const initial = new Float32Array(compiled.stateCount);
+      for (const p of compiled.state) initial.set(initialState.get(p.name)!, p.offset);
+      const params = storage("state", compiled.stateCount, initial);
       const grads = storage("grads", T);
       const last = storage("last finite params", T);
-      const best = t.early_stopping ? storage("best params", T) : null;
-      const outputs = layers.map((l, i) => storage(`layer ${i} output`, maxRows * width(l)));
-      const masks = layers.map((l, i) => (l.kind === "dropout" && l.p > 0 ? storage(`layer ${i} mask`, maxRows * l.width) : null));
-      const gradA = storage("activation grad A", maxRows * spec.maxWidth);
-      const gradB = storage("activation grad B", maxRows * spec.maxWidth);
-      const terms = storage("loss terms", Math.max(maxRows, V) * Math.max(out, 3));
+      const best = t.early_stopping ? storage("best params", compiled.stateCount) : null;
+      const values = compiled.values.map((v, i) => (v.input ? null : storage(`value ${i}`, maxRows * v.size)));
+      const saved = compiled.saved.map((sv, i) => storage(`saved ${i}`, maxRows * sv.perRow + sv.fixed));
+      const gradSlots = compiled.gradSlots.map((size, i) => storage(`gradient slot ${i}`, maxRows * size));
+      const logitsGrad = gradSlots[compiled.outputGradSlot]!;
+      const logitsOf = () => (values[compiled.output.value] ?? batchX);
+      const terms = storage("loss terms", Math.max(maxRows, V) * output.positions * Math.max(out, 3));
       const status = buffers.raw("status", STATUS_BYTES, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST);
       const readback = buffers.raw("status readback", STATUS_BYTES, USAGE.MAP_READ | USAGE.COPY_DST);
       const stepBuf = buffers.raw("step scalars", STEP_BYTES, USAGE.UNIFORM | USAGE.COPY_DST);
@@ -155,7 +135,7 @@ export async function createWebGpuBackend(
 
       /** The loss over `rows` rows of logits: terms, reduction into status[slot], CE's 1/W scaling. */
       const lossSpecs = (logits: GPUBuffer, target: GPUBuffer, rows: number, training: boolean): DispatchSpec[] => {
-        const grad = training ? gradA : noGrad;
+        const grad = training ? logitsGrad : noGrad;
         const slot = training ? STATUS.loss : STATUS.valLoss;
         const faultBit = training ? FAULT.loss : 0;
         const n = rows * out;
@@ -202,7 +182,7 @@ export async function createWebGpuBackend(
                 x: 1,
               },
             ];
-            if (training) specs.push({ kernel: "ce_scale", buffers: [gradA, status], params: [n, 0, 0, 0], x: gridGroups(n) });
+            if (training) specs.push({ kernel: "ce_scale", buffers: [logitsGrad, status], params: [n, 0, 0, 0], x: gridGroups(n) });
             return specs;
           }
           case "multi_margin":
@@ -235,87 +215,33 @@ export async function createWebGpuBackend(
         }
       };
 
-      // ---- forward and backward of the model (Model.forward / Model.backward)
-      const inputOf = (i: number) => (i === 0 ? batchX : outputs[i - 1]!);
-      const forwardSpecs = (rows: number, training: boolean): DispatchSpec[] =>
-        layers.map((l, i): DispatchSpec => {
-          const dst = outputs[i]!;
-          const inp = inputOf(i);
-          const n = rows * width(l);
-          switch (l.kind) {
-            case "linear":
-              return gemmSpec(0, l.bias ? 2 : 0, rows, l.outFeatures, l.inFeatures, [dst, inp, params, l.bias ? params : inp], {
-                bOff: l.weight.offset,
-                biasOff: l.bias?.offset ?? 0,
-              });
-            case "dropout": {
-              const mask = masks[i];
-              if (training && mask) {
-                const p = fr(l.p);
-                const scale = p < 1 ? fr(1 / (1 - p)) : 0;
-                return {
-                  kernel: "dropout",
-                  buffers: [dst, mask, inp],
-                  params: [n, Math.ceil(p * 16777216), f(scale), Math.imul(i, 0x9e3779b9) >>> 0],
-                  step: stepBuf,
-                  x: gridGroups(n),
-                };
-              }
-              return { kernel: "copy", buffers: [dst, inp], params: [n, 0, 0, 0], x: gridGroups(n) };
-            }
-            default:
-              return { kernel: "act_forward", constants: { ACT: ACT[l.kind] }, buffers: [dst, inp], params: [n, f(l.slope), 0, 0], x: gridGroups(n) };
-          }
-        });
-      const backwardSpecs = (rows: number): DispatchSpec[] => {
-        const specs: DispatchSpec[] = [];
-        let dout = gradA;
-        let dinp = gradB;
-        for (let i = layers.length - 1; i >= 0 && i >= spec.firstTrainableLayer; i--) {
-          const l = layers[i]!;
-          const inp = inputOf(i);
-          const dst = outputs[i]!;
-          const needInputGrad = i > spec.firstTrainableLayer;
-          const n = rows * width(l);
-          switch (l.kind) {
-            case "linear":
-              if (l.weight.trainable) {
-                specs.push(gemmSpec(2, 1, l.outFeatures, l.inFeatures, rows, [grads, dout, inp, dout], { outOff: l.weight.offset }));
-              }
-              if (l.bias?.trainable) {
-                specs.push({ kernel: "bias_grad", buffers: [grads, dout], params: [l.outFeatures, rows, l.bias.offset, 0], x: gridGroups(l.outFeatures) });
-              }
-              if (needInputGrad) {
-                specs.push(gemmSpec(1, 0, rows, l.inFeatures, l.outFeatures, [dinp, dout, params, dout], { bOff: l.weight.offset }));
-              }
-              break;
-            case "dropout": {
-              const mask = masks[i];
-              specs.push(
-                mask
-                  ? { kernel: "mul", buffers: [dinp, dout, mask], params: [n, 0, 0, 0], x: gridGroups(n) }
-                  : { kernel: "copy", buffers: [dinp, dout], params: [n, 0, 0, 0], x: gridGroups(n) },
-              );
-              break;
-            }
-            default: {
-              // relu, tanh and sigmoid differentiate through their output; the others through their input
-              const src = l.kind === "relu" || l.kind === "tanh" || l.kind === "sigmoid" ? dst : inp;
-              specs.push({ kernel: "act_backward", constants: { ACT: ACT[l.kind] }, buffers: [dinp, dout, src], params: [n, f(l.slope), 0, 0], x: gridGroups(n) });
-            }
-          }
-          [dout, dinp] = [dinp, dout];
-        }
-        return specs;
+      // ---- forward and backward of the model: the compiled ops (model.ts Model.forward / Model.backward)
+      const context: GpuOpContext = {
+        value: (id) => values[id] ?? (id === compiled.input.value ? batchX : batchMask!),
+        state: params,
+        grads,
+        offset: (i) => compiled.state[i]!.offset,
+        trainable: (i) => compiled.state[i]!.trainable,
+        saved: (id) => saved[id]!,
+        step: stepBuf,
+        none: dummy("unused binding"),
       };
+      const gpuOp = (op: Op) => GPU_OPS[op.kind] as GpuOp<Op>;
+      const forwardSpecs = (rows: number, training: boolean): DispatchSpec[] =>
+        compiled.ops.flatMap((op) => gpuOp(op).forward(context, op, rows, training));
+      const backwardSpecs = (rows: number): DispatchSpec[] =>
+        compiled.backward.flatMap((step) => {
+          const op = compiled.ops[step.op]!;
+          const specs = gpuOp(op).backward(context, op, rows, step.dy.map((slot) => gradSlots[slot]!), step.dx.map((slot) => (slot < 0 ? null : gradSlots[slot]!)));
+          for (const a of step.accumulate) {
+            const n = rows * a.size;
+            specs.push({ kernel: "accumulate", buffers: [gradSlots[a.into]!, gradSlots[a.from]!], params: [n, 0, 0, 0], x: gridGroups(n) });
+          }
+          return specs;
+        });
 
       // ---- clip_grad_norm_
-      const clip =
-        t.clip_grad_norm === null
-          ? null
-          : typeof t.clip_grad_norm === "number"
-            ? { max_norm: t.clip_grad_norm, norm_type: 2 as number | "inf", error_if_nonfinite: false }
-            : t.clip_grad_norm;
+      const clip = clipSpec(t.clip_grad_norm);
       const clipSpecs = (): DispatchSpec[] => {
         if (!clip) return [];
         const p = clip.norm_type;
@@ -434,9 +360,10 @@ export async function createWebGpuBackend(
           if (shuffled) {
             specs.push({ kernel: "gather", buffers: [batchX, dataX, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) });
             specs.push({ kernel: "gather", buffers: [batchY, dataY, batchIdx], params: [rows * TG, TG, 0, 0], x: gridGroups(rows * TG) });
+            if (batchMask) specs.push({ kernel: "gather", buffers: [batchMask, dataMask!, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) });
           }
           specs.push(...forwardSpecs(rows, true));
-          specs.push(...lossSpecs(outputs.at(-1)!, batchY, rows, true));
+          specs.push(...lossSpecs(logitsOf(), batchY, rows * output.positions, true));
           specs.push(...backwardSpecs(rows));
           specs.push({ kernel: "all_finite", buffers: [grads, status], params: [T, FAULT.grad, 0, 0], x: gridGroups(T) });
           specs.push(...clipSpecs());
@@ -456,12 +383,12 @@ export async function createWebGpuBackend(
       let evalTail: Program | null = null;
       const evalTailProgram = (): Program => {
         if (!evalTail) {
-          const acc = accuracySpec(V);
-          evalTail = program([...lossSpecs(valLogits!, valY!, V, false), ...(acc ? [acc] : [])]);
+          const acc = accuracySpec(V * output.positions);
+          evalTail = program([...lossSpecs(valLogits!, valY!, V * output.positions, false), ...(acc ? [acc] : [])]);
         }
         return evalTail;
       };
-      const hasAccuracy = accuracySpec(V) !== null;
+      const hasAccuracy = accuracySpec(V * output.positions) !== null;
 
       /** Copies the status words out and reads them (the one readback of a step). */
       const readStatus = async (enc: GPUCommandEncoder): Promise<{ f32: Float32Array; u32: Uint32Array }> => {
@@ -490,6 +417,7 @@ export async function createWebGpuBackend(
         if (!shuffled) {
           enc.copyBufferToBuffer(dataX, start * F * 4, batchX, 0, rows * F * 4);
           enc.copyBufferToBuffer(dataY, start * TG * 4, batchY, 0, rows * TG * 4);
+          if (batchMask) enc.copyBufferToBuffer(dataMask!, start * F * 4, batchMask, 0, rows * F * 4);
         }
         const pass = enc.beginComputePass();
         trainProgram(rows, shuffled).encode(pass);
@@ -510,7 +438,7 @@ export async function createWebGpuBackend(
 
       const copyParams = (from: GPUBuffer, to: GPUBuffer) => {
         const enc = device.createCommandEncoder();
-        enc.copyBufferToBuffer(from, 0, to, 0, T * 4);
+        enc.copyBufferToBuffer(from, 0, to, 0, compiled.stateCount * 4);
         queue.submit([enc.finish()]);
       };
 
@@ -533,10 +461,11 @@ export async function createWebGpuBackend(
             for (let start = 0; start < V; start += maxRows) {
               const rows = Math.min(maxRows, V - start);
               enc.copyBufferToBuffer(valX, start * F * 4, batchX, 0, rows * F * 4);
+              if (valMask) enc.copyBufferToBuffer(valMask, start * F * 4, batchMask!, 0, rows * F * 4);
               const pass = enc.beginComputePass();
               evalForwardProgram(rows).encode(pass);
               pass.end();
-              enc.copyBufferToBuffer(outputs.at(-1)!, 0, valLogits, start * out * 4, rows * out * 4);
+              enc.copyBufferToBuffer(logitsOf(), 0, valLogits, start * outSize * 4, rows * outSize * 4);
             }
             const pass = enc.beginComputePass();
             evalTailProgram().encode(pass);
@@ -562,7 +491,7 @@ export async function createWebGpuBackend(
         },
 
         async parameters(): Promise<NamedTensor[]> {
-          const bytes = spec.paramCount * 4;
+          const bytes = compiled.stateCount * 4;
           const staging = buffers.raw("params readback", bytes, USAGE.MAP_READ | USAGE.COPY_DST);
           const enc = device.createCommandEncoder();
           enc.copyBufferToBuffer(params, 0, staging, 0, Math.ceil(bytes / 4) * 4);
@@ -571,7 +500,7 @@ export async function createWebGpuBackend(
           const all = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
           staging.unmap();
           staging.destroy();
-          return spec.parameters.map((p) => ({ name: p.name, shape: [...p.shape], data: all.slice(p.offset, p.offset + p.size) }));
+          return readState(compiled, all);
         },
 
         close() {

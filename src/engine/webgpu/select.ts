@@ -7,7 +7,7 @@
  * millisecond, whatever the step's size. Kept apart from the kernels so that the training
  * loop can decide without loading them.
  */
-import type { PreparedRun } from "../train.js";
+import type { PreparedRun } from "../prepare.js";
 
 /**
  * The default crossover for `kernel: "auto"`: 1 GFLOP per optimizer step (forward, backward
@@ -27,15 +27,17 @@ export const WEBGPU_MIN_FLOPS_PER_STEP = 1e9;
  * ```
  */
 export function largestBufferBytes(prepared: PreparedRun): number {
-  const { model, plan, train, validation } = prepared;
+  const { model, output, plan, train, validation } = prepared;
   const rows = Math.max(plan.maxRows, validation?.rows ?? 0);
+  const outSize = output.positions * output.classes;
   return 4 * Math.max(
-    model.paramCount,
+    model.stateCount,
     train.rows * train.features,
     train.rows * train.targets,
-    (validation?.rows ?? 0) * Math.max(validation?.features ?? 0, model.outFeatures),
-    plan.maxRows * model.maxWidth,
-    rows * Math.max(model.outFeatures, 3),
+    (validation?.rows ?? 0) * Math.max(validation?.features ?? 0, outSize),
+    ...model.values.map((v) => plan.maxRows * v.size),
+    ...model.saved.map((s) => plan.maxRows * s.perRow + s.fixed),
+    rows * output.positions * Math.max(output.classes, 3),
   );
 }
 

@@ -18,6 +18,8 @@
  * length works with a capped number of workgroups. Runtime-agnostic: plain strings.
  */
 
+import { ACTIVATIONS } from "../layers/activations.js";
+
 /** Helpers every kernel may use. */
 const PRELUDE = /* wgsl */ `
 fn finite32(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
@@ -292,8 +294,15 @@ const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 const GELU_KAPPA: f32 = 0.044715;
 `;
 
-/** Activation kinds (the ACT override of act_forward / act_backward). */
-export const ACT = { relu: 0, leaky_relu: 1, gelu: 2, gelu_tanh: 3, tanh: 4, sigmoid: 5 } as const;
+/** Activation kinds: the ACT override of act_forward / act_backward is the code of layers/activations.ts. */
+export const ACT = Object.fromEntries(Object.entries(ACTIVATIONS).map(([name, a]) => [name, a.code])) as {
+  readonly [K in keyof typeof ACTIVATIONS]: (typeof ACTIVATIONS)[K]["code"];
+};
+
+/** WGSL "const ACT_NAME: u32 = code;" for every activation, so the switches below read as the table. */
+const ACT_CODES = Object.entries(ACT)
+  .map(([name, code]) => `const ACT_${name.toUpperCase()}: u32 = ${code}u;`)
+  .join("\n");
 
 /** out = act(inp). */
 const ACT_FORWARD = /* wgsl */ `
@@ -303,46 +312,52 @@ struct P { n: u32, slope: f32, pad0: u32, pad1: u32 }
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(16) var<uniform> p: P;
 ${ACT_CONSTANTS}
+${ACT_CODES}
 fn body(i: u32) {
   let x = inp[i];
   var y: f32;
   switch ACT {
-    case 0u: { y = select(0.0, x, x > 0.0 || isnan32(x)); }
-    case 1u: { y = select(x * p.slope, x, x > 0.0); }
-    case 2u: { y = x * 0.5 * (1.0 + erf32(x * SQRT1_2)); }
-    case 3u: {
+    case ACT_RELU: { y = select(0.0, x, x > 0.0 || isnan32(x)); }
+    case ACT_LEAKY_RELU: { y = select(x * p.slope, x, x > 0.0); }
+    case ACT_GELU: { y = x * 0.5 * (1.0 + erf32(x * SQRT1_2)); }
+    case ACT_GELU_TANH: {
       let inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x);
       y = 0.5 * x * (1.0 + tanh32(inner));
     }
-    case 4u: { y = tanh32(x); }
-    default: { y = sigmoid32(x); }
+    case ACT_TANH: { y = tanh32(x); }
+    case ACT_SIGMOID: { y = sigmoid32(x); }
+    case ACT_SILU: { y = x / (1.0 + exp(min(-x, 88.0))); }
+    default: { y = nan32(); }
   }
   dst[i] = y;
 }
 ${GRID}`;
 
-/** dinp = dout * act'(.); src is the layer's output (relu, tanh, sigmoid) or input (the others). */
+/** dinp = dout * act'(.), from the activation's input or output, whichever act' reads. */
 const ACT_BACKWARD = /* wgsl */ `
 override ACT: u32 = 0u;
 struct P { n: u32, slope: f32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<storage, read_write> dinp: array<f32>;
 @group(0) @binding(1) var<storage, read> dout: array<f32>;
-@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> out: array<f32>;
 @group(0) @binding(16) var<uniform> p: P;
 ${ACT_CONSTANTS}
+${ACT_CODES}
 fn body(i: u32) {
   let g = dout[i];
-  let x = src[i];
   var d: f32;
   switch ACT {
-    case 0u: { d = select(0.0, g, x > 0.0); }
-    case 1u: { d = select(g * p.slope, g, x > 0.0); }
-    case 2u: {
+    case ACT_RELU: { d = select(0.0, g, out[i] > 0.0); }
+    case ACT_LEAKY_RELU: { d = select(g * p.slope, g, inp[i] > 0.0); }
+    case ACT_GELU: {
+      let x = inp[i];
       let cdf = 0.5 * (1.0 + erf32(x * SQRT1_2));
       let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
       d = g * (cdf + x * pdf);
     }
-    case 3u: {
+    case ACT_GELU_TANH: {
+      let x = inp[i];
       let xSq = x * x;
       let inner = SQRT_2_OVER_PI * (x + GELU_KAPPA * xSq * x);
       let th = tanh32(inner);
@@ -352,8 +367,14 @@ fn body(i: u32) {
       let rightDerivative = left * (1.0 - th * th) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_KAPPA * xSq);
       d = g * (leftDerivative + rightDerivative);
     }
-    case 4u: { d = g * (1.0 - x * x); }
-    default: { d = g * (1.0 - x) * x; }
+    case ACT_TANH: { let y = out[i]; d = g * (1.0 - y * y); }
+    case ACT_SIGMOID: { let y = out[i]; d = g * (1.0 - y) * y; }
+    case ACT_SILU: {
+      let x = inp[i];
+      let s = 1.0 / (1.0 + exp(min(-x, 88.0)));
+      d = g * s * (1.0 + x * (1.0 - s));
+    }
+    default: { d = nan32(); }
   }
   dinp[i] = d;
 }
@@ -388,6 +409,25 @@ struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(16) var<uniform> p: P;
 fn body(i: u32) { dst[i] = a[i] * b[i]; }
+${GRID}`;
+
+/** out = a + b (residual connections). */
+const ADD = /* wgsl */ `
+struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) { dst[i] = a[i] + b[i]; }
+${GRID}`;
+
+/** dst += x (a value's gradient summed over the ops that read it). */
+const ACCUMULATE = /* wgsl */ `
+struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) { dst[i] = dst[i] + x[i]; }
 ${GRID}`;
 
 /** dst[outOff + i] = inp[inOff + i]. */
@@ -934,6 +974,8 @@ export const KERNELS = {
   act_backward: ACT_BACKWARD,
   dropout: DROPOUT,
   mul: MUL,
+  add: ADD,
+  accumulate: ACCUMULATE,
   copy: COPY,
   fill: FILL,
   scale: SCALE,

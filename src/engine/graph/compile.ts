@@ -1,0 +1,315 @@
+/**
+ * The compiler: a request's `model` (layers, input shape) and the data's shape in, a
+ * CompiledModel out. It runs before any memory is touched, so every shape mismatch is a 422
+ * naming the layer path and both shapes, and the planner knows FLOPs and memory exactly.
+ *
+ *   1. shape inference and lowering: each layer's `build` (layers/*.ts) over its input shape
+ *   2. names and `trainable`: state_dict keys as nn.Module names them; the selected parameters
+ *   3. state layout: [trainable parameters | buffers | frozen parameters] (one contiguous range
+ *      each for the optimizer, the last-finite snapshot and the frozen rest)
+ *   4. which values need gradients, and the backward schedule over liveness-planned slots
+ */
+import { UnprocessableError, type FieldIssue } from "../../errors.js";
+import type { LayerBuilder } from "../layers/define.js";
+import { numel, showShape } from "../layers/define.js";
+import { layerDef, type LayerSpec } from "../layers/index.js";
+import { OPS } from "../ops/index.js";
+import type { Op } from "../ops/types.js";
+import type { BackwardStep, CompiledModel, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
+
+/** The request's `model`, as far as the compiler reads it. */
+export interface ModelDescription {
+  layers: readonly LayerSpec[];
+  input?: { shape: readonly number[] } | undefined;
+}
+
+/** The data's shape: features per row (token ids per row for token data) and whether a mask comes with it. */
+export interface DataDescription {
+  features: number;
+  /** Rows are token ids (`input_ids`), not features. */
+  tokens?: boolean;
+  /** An attention mask comes with the token ids. */
+  mask?: boolean;
+}
+
+/**
+ * Compiles a model for data of a given shape.
+ *
+ * @example
+ * ```ts
+ * const compiled = compileModel({ layers: request.model.layers }, null, { features: 10 });
+ * compiled.state.map((t) => t.name); // ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+ * ```
+ */
+export function compileModel(model: ModelDescription, trainable: readonly string[] | null, data: DataDescription): CompiledModel {
+  const graph = new GraphState();
+  const tokens = data.tokens ?? false;
+  // ---- the inputs: x (features or token ids) and the attention mask
+  let shape: Shape = [data.features];
+  if (model.input) {
+    shape = model.input.shape;
+    if (numel(shape) !== data.features) {
+      throw new UnprocessableError("shape_mismatch", [
+        {
+          path: "model.input.shape",
+          message: `${showShape(shape)} holds ${numel(shape)} values per sample but the data has ${data.features} ${tokens ? "token ids" : "features"} per row`,
+        },
+      ]);
+    }
+  }
+  const x: TensorRef = { ...graph.input(numel(shape)), shape, ids: tokens };
+  const mask = data.mask ? graph.input(data.features).value : null;
+
+  // ---- 1. shape inference and lowering
+  const root = new Builder(graph, "model", "", mask);
+  let y = x;
+  const siblings = new Set<string>();
+  model.layers.forEach((spec, index) => {
+    try {
+      y = root.child(spec, y, index, `model.layers[${index}]`, siblings);
+    } catch (e) {
+      // a layer that cannot take the data's rows as they are: say so at the data too
+      if (e instanceof UnprocessableError && y.value === x.value && !model.input) {
+        const rows = tokens ? "data.train.input_ids" : "data.train.x";
+        e.errors.push({ path: rows, message: `rows have ${data.features} ${tokens ? "token ids" : "features"}, which ${e.errors[0]?.path ?? "the first layer"} does not take (give model.input.shape to read each row as a shaped sample)` });
+      }
+      throw e;
+    }
+  });
+  if (graph.state.every((t) => t.kind !== "parameter")) {
+    throw new UnprocessableError("invalid_model", [{ path: "model.layers", message: "the model has no parameters to train" }]);
+  }
+
+  // ---- 2. trainable
+  const params = graph.state.filter((t) => t.kind === "parameter");
+  if (trainable !== null) {
+    const issues: FieldIssue[] = [];
+    const selected = new Set<StateTensor>();
+    trainable.forEach((entry, i) => {
+      const hits = params.filter((p) => p.name === entry || p.name.startsWith(`${entry}.`));
+      if (hits.length === 0) {
+        const modules = [...new Set(params.flatMap((p) => prefixes(p.name)))];
+        issues.push({
+          path: `trainable[${i}]`,
+          message: `"${entry}" is not a layer or parameter of the model (have: ${[...modules, ...params.map((p) => p.name)].join(", ")})`,
+        });
+      }
+      for (const h of hits) selected.add(h);
+    });
+    if (issues.length > 0) throw new UnprocessableError("invalid_model", issues);
+    for (const p of params) (p as { trainable: boolean }).trainable = selected.has(p);
+  }
+
+  // ---- 3. state layout: trainable parameters, buffers, frozen parameters
+  let offset = 0;
+  for (const t of graph.state) if (t.trainable) (t.offset = offset), (offset += t.size);
+  const trainableCount = offset;
+  for (const t of graph.state) if (t.kind === "buffer") (t.offset = offset), (offset += t.size);
+  const bufferCount = offset - trainableCount;
+  for (const t of graph.state) if (t.kind === "parameter" && !t.trainable) (t.offset = offset), (offset += t.size);
+
+  // ---- 4. gradients: which values need one, and the backward schedule
+  for (const op of graph.ops) {
+    const needs = op.params.some((p) => graph.state[p]!.trainable) || op.inputs.some((v) => graph.values[v]!.requiresGrad);
+    for (const v of op.outputs) graph.values[v]!.requiresGrad = needs;
+  }
+  const schedule = scheduleBackward(graph.ops, graph.values, y.value);
+
+  let forwardFlops = 0;
+  let backwardFlops = 0;
+  let couplesRows = false;
+  for (const op of graph.ops) {
+    const def = OPS[op.kind] as (typeof OPS)[Op["kind"]] & { flops(op: Op): { forward: number; backward: number } };
+    const flops = def.flops(op);
+    forwardFlops += flops.forward;
+    if (schedule.steps.some((s) => graph.ops[s.op] === op)) backwardFlops += flops.backward;
+    couplesRows ||= def.couplesRows === true;
+  }
+
+  return {
+    state: graph.state,
+    init: graph.initSteps,
+    values: graph.values,
+    saved: graph.saved,
+    ops: graph.ops.map(({ params: _params, ...op }) => op as Op),
+    backward: schedule.steps,
+    gradSlots: schedule.slots,
+    outputGradSlot: schedule.outputSlot,
+    input: { value: x.value, shape, ids: tokens },
+    mask,
+    output: { value: y.value, shape: y.shape },
+    stateCount: offset,
+    trainableCount,
+    bufferCount,
+    paramCount: params.reduce((s, p) => s + p.size, 0),
+    forwardFlopsPerRow: forwardFlops,
+    backwardFlopsPerRow: backwardFlops,
+    couplesRows,
+  };
+}
+
+/** "a.b.c" -> ["a", "a.b"] */
+function prefixes(name: string): string[] {
+  const parts = name.split(".");
+  return parts.slice(1).map((_, i) => parts.slice(0, i + 1).join("."));
+}
+
+/** An op while the graph is built: with the parameters it trains (for requiresGrad). */
+type PendingOp = Op & { params: readonly number[] };
+
+/** Everything the builders append to. */
+class GraphState {
+  readonly state: StateTensor[] = [];
+  readonly initSteps: { tensor: number; recipe: InitRecipe }[] = [];
+  readonly values: ValueInfo[] = [];
+  readonly saved: SavedInfo[] = [];
+  readonly ops: PendingOp[] = [];
+  private readonly names = new Set<string>();
+
+  input(size: number): TensorRef {
+    this.values.push({ size, input: true, requiresGrad: false });
+    return { value: this.values.length - 1, shape: [size] };
+  }
+
+  value(shape: Shape): TensorRef {
+    this.values.push({ size: numel(shape), input: false, requiresGrad: false });
+    return { value: this.values.length - 1, shape: [...shape] };
+  }
+
+  tensor(name: string, shape: readonly number[], kind: StateTensor["kind"], dtype: StateTensor["dtype"]): number {
+    if (this.names.has(name)) throw new Error(`layer registry: "${name}" declared twice`);
+    this.names.add(name);
+    this.state.push({ name, shape: [...shape], size: numel(shape), kind, trainable: kind === "parameter", dtype, offset: 0 });
+    return this.state.length - 1;
+  }
+}
+
+/** A LayerBuilder at one place of the model. */
+class Builder implements LayerBuilder {
+  constructor(
+    private readonly graph: GraphState,
+    readonly path: string,
+    readonly name: string,
+    readonly mask: number | null,
+  ) {}
+
+  private qualified(local: string): string {
+    return this.name ? `${this.name}.${local}` : local;
+  }
+
+  parameter(local: string, shape: readonly number[]): number {
+    return this.graph.tensor(this.qualified(local), shape, "parameter", "float");
+  }
+
+  buffer(local: string, shape: readonly number[], dtype: "float" | "I64" = "float"): number {
+    return this.graph.tensor(this.qualified(local), shape, "buffer", dtype);
+  }
+
+  init(tensor: number, recipe: InitRecipe): void {
+    this.graph.initSteps.push({ tensor, recipe });
+  }
+
+  value(shape: Shape): TensorRef {
+    return this.graph.value(shape);
+  }
+
+  saved(perRow: number, fixed = 0): number {
+    this.graph.saved.push({ perRow, fixed });
+    return this.graph.saved.length - 1;
+  }
+
+  op(op: Op): void {
+    const params = Object.entries(op)
+      .filter(([key, v]) => PARAM_FIELDS.has(key) && typeof v === "number" && v >= 0)
+      .map(([, v]) => v as number)
+      .filter((i) => this.graph.state[i]!.kind === "parameter");
+    this.graph.ops.push({ ...op, params });
+  }
+
+  fail(field: string, message: string): never {
+    throw new UnprocessableError("invalid_model", [{ path: field ? `${this.path}.${field}` : this.path, message }]);
+  }
+
+  module(local: string): LayerBuilder {
+    return new Builder(this.graph, this.path, this.qualified(local), this.mask);
+  }
+
+  layer(spec: { type: string; name?: string | undefined }, x: TensorRef, index: number): TensorRef {
+    return this.child(spec as LayerSpec, x, index, `${this.path}.layers[${index}]`, this.siblingNames());
+  }
+
+  private siblings: Set<string> | null = null;
+  private siblingNames(): Set<string> {
+    return (this.siblings ??= new Set());
+  }
+
+  /** Builds one layer below this module. */
+  child(spec: LayerSpec, x: TensorRef, index: number, path: string, siblings: Set<string>): TensorRef {
+    const local = spec.name ?? String(index);
+    if (siblings.has(local)) this.failAt(`${path}.name`, `duplicate layer name "${local}"`);
+    siblings.add(local);
+    const def = layerDef(spec.type);
+    const b = new Builder(this.graph, path, this.qualified(local), this.mask);
+    if (x.ids && !def.takesIds) {
+      b.fail("type", `${spec.type} needs features, but its input is token ids ${showShape(x.shape)}: a token model starts with an embedding`);
+    }
+    if (!x.ids && def.takesIds) {
+      b.fail("type", `${spec.type} takes token ids (data input_ids), but its input is features ${showShape(x.shape)}`);
+    }
+    return def.build(spec as never, b, x);
+  }
+
+  private failAt(path: string, message: string): never {
+    throw new UnprocessableError("invalid_model", [{ path, message }]);
+  }
+}
+
+/** Op fields that hold state tensor indices (a parameter there trains with the op). */
+const PARAM_FIELDS = new Set(["weight", "bias"]);
+
+/**
+ * The backward schedule: ops in reverse, each reading its outputs' gradient slots and writing
+ * its inputs' (allocated from a pool of free slots of the same size, freed after their last
+ * reader). A value read by several ops (a residual's input) gets its first gradient in its own
+ * slot and the others in temporary slots summed into it.
+ */
+function scheduleBackward(ops: readonly PendingOp[], values: readonly ValueInfo[], output: number) {
+  const slots: number[] = [];
+  const free = new Map<number, number[]>();
+  const alloc = (size: number): number => {
+    const reuse = free.get(size)?.pop();
+    if (reuse !== undefined) return reuse;
+    slots.push(size);
+    return slots.length - 1;
+  };
+  const release = (slot: number) => {
+    const size = slots[slot]!;
+    let list = free.get(size);
+    if (!list) free.set(size, (list = []));
+    list.push(slot);
+  };
+  const gradOf = new Map<number, number>();
+  const outputSlot = alloc(values[output]!.size);
+  gradOf.set(output, outputSlot);
+  const steps: BackwardStep[] = [];
+  for (let i = ops.length - 1; i >= 0; i--) {
+    const op = ops[i]!;
+    const dy = op.outputs.map((v) => gradOf.get(v) ?? -1);
+    if (!op.outputs.some((v) => values[v]!.requiresGrad) || dy.every((s) => s < 0)) continue;
+    const accumulate: { into: number; from: number; size: number }[] = [];
+    const dx = op.inputs.map((v) => {
+      const info = values[v]!;
+      if (!info.requiresGrad) return -1;
+      const existing = gradOf.get(v);
+      const slot = alloc(info.size);
+      if (existing === undefined) gradOf.set(v, slot);
+      else accumulate.push({ into: existing, from: slot, size: info.size });
+      return slot;
+    });
+    if (dy.some((s) => s < 0)) throw new Error(`graph compiler: an output of op ${i} (${op.kind}) has no gradient`);
+    steps.push({ op: i, dy, dx, accumulate });
+    for (const s of dy) release(s);
+    for (const a of accumulate) release(a.from);
+  }
+  return { steps, slots, outputSlot };
+}

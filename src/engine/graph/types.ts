@@ -1,0 +1,115 @@
+/**
+ * The compiled model: what the layer registry lowers a request's `model` into, once, before any
+ * memory is touched. Plain data only (it is posted to training threads and read by every
+ * backend): tensors of the state_dict, activation values, saved buffers, and the list of ops
+ * that the WASM kernel core and the WebGPU backend both execute.
+ *
+ *   request.model.layers --(layers/*.ts build)--> CompiledModel { state, values, ops, backward }
+ *   backends: model.ts (WASM / TS twins) and webgpu/ops.ts run ops[] forward, backward[] in reverse
+ */
+import type { Op } from "../ops/types.js";
+
+/** A per-sample shape: the batch dimension is implicit and leading ([C, H, W], [T, D], [F]). */
+export type Shape = readonly number[];
+
+/**
+ * A tensor flowing between layers while the graph is built: an activation value and the
+ * per-sample shape it is read as (flatten changes the shape, not the value).
+ */
+export interface TensorRef {
+  readonly value: number;
+  readonly shape: Shape;
+  /** Token ids (integers stored as f32) rather than features: only an embedding takes them. */
+  readonly ids?: boolean;
+}
+
+/** How a state tensor starts when the request has no weights: PyTorch's init, in construction order. */
+export type InitRecipe =
+  /** nn.init.kaiming_uniform_(w, a=sqrt(5)): U(-b, b), b = sqrt(3) * gain / sqrt(fan_in), gain = sqrt(2 / (1 + 5)) */
+  | { kind: "kaiming_uniform"; fanIn: number }
+  /** nn.init.uniform_(w, -bound, bound) (Linear/Conv bias: bound = 1 / sqrt(fan_in)) */
+  | { kind: "uniform"; bound: number }
+  /** nn.init.xavier_uniform_(w): U(-a, a), a = sqrt(3) * sqrt(2 / (fan_in + fan_out)) */
+  | { kind: "xavier_uniform"; fanIn: number; fanOut: number }
+  /** nn.init.normal_(w, mean, std) (nn.Embedding: N(0, 1)) */
+  | { kind: "normal"; mean: number; std: number }
+  /** w.fill_(value): ones, zeros, running statistics */
+  | { kind: "fill"; value: number }
+  /** w[row].fill_(0) (nn.Embedding's padding_idx); consumes no randomness */
+  | { kind: "zero_row"; row: number; width: number };
+
+/** One tensor of the state_dict: a parameter or a buffer (BatchNorm's running statistics). */
+export interface StateTensor {
+  /** state_dict key, e.g. "fc1.weight", "encoder.0.self_attn.in_proj_weight", "bn.running_mean". */
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly size: number;
+  readonly kind: "parameter" | "buffer";
+  /** Parameters selected by `trainable` (all by default); buffers never are. */
+  readonly trainable: boolean;
+  /** How safetensors stores it: F32 (the output dtype applies), or I64 (num_batches_tracked). */
+  readonly dtype: "float" | "I64";
+  /** Offset within the state block, in elements (set by the compiler). */
+  offset: number;
+}
+
+/** An activation value: [rows, size] f32, one per op output (plus the graph's inputs). */
+export interface ValueInfo {
+  /** Elements per sample. */
+  readonly size: number;
+  /** Filled by the data, not by an op (the input x, the attention mask). */
+  readonly input: boolean;
+  /** Whether a gradient flows back into it (it depends on a trainable parameter). */
+  requiresGrad: boolean;
+}
+
+/** A buffer an op keeps from forward to backward (a dropout mask, LayerNorm's mean and rstd). */
+export interface SavedInfo {
+  /** Elements per sample, and elements independent of the batch (BatchNorm's per-channel stats). */
+  readonly perRow: number;
+  readonly fixed: number;
+}
+
+/**
+ * The backward pass, as the compiler scheduled it: for each op (reverse order) the gradient
+ * slots of its outputs (read) and inputs (written, or -1 when not needed), and the slots to sum
+ * afterwards where a value feeds several ops (a residual's input).
+ */
+export interface BackwardStep {
+  readonly op: number;
+  readonly dy: readonly number[];
+  readonly dx: readonly number[];
+  /** After this op: slot `into` += slot `from` (n elements per row). */
+  readonly accumulate: readonly { into: number; from: number; size: number }[];
+}
+
+/** The model, compiled: state, values, ops, the backward schedule and what the plan needs. */
+export interface CompiledModel {
+  /** Every state tensor, state_dict order. */
+  readonly state: readonly StateTensor[];
+  /** Default init steps, in PyTorch's construction order (later steps overwrite earlier ones). */
+  readonly init: readonly { tensor: number; recipe: InitRecipe }[];
+  readonly values: readonly ValueInfo[];
+  readonly saved: readonly SavedInfo[];
+  readonly ops: readonly Op[];
+  readonly backward: readonly BackwardStep[];
+  /** Gradient slots: [rows, size] buffers reused across the backward pass (liveness-planned). */
+  readonly gradSlots: readonly number[];
+  /** The gradient slot the loss writes dL/d(output) into. */
+  readonly outputGradSlot: number;
+  /** The graph's inputs: x (features or token ids) and the attention mask (null: none). */
+  readonly input: { readonly value: number; readonly shape: Shape; readonly ids: boolean };
+  readonly mask: number | null;
+  /** The model's output (the logits). */
+  readonly output: { readonly value: number; readonly shape: Shape };
+  /** Elements of the state block; its layout is [trainable parameters | buffers | frozen parameters]. */
+  readonly stateCount: number;
+  readonly trainableCount: number;
+  readonly bufferCount: number;
+  readonly paramCount: number;
+  /** FLOPs of one forward and one backward pass per sample. */
+  readonly forwardFlopsPerRow: number;
+  readonly backwardFlopsPerRow: number;
+  /** Some op mixes rows of a batch (BatchNorm's statistics): the batch cannot be split over threads. */
+  readonly couplesRows: boolean;
+}

@@ -1,0 +1,61 @@
+/**
+ * PyTorch's default initialisation: `torch.manual_seed(seed)`, then the model's modules built
+ * in order, each drawing from the one CPU generator (rng.ts). The compiler lists the draws in
+ * construction order (CompiledModel.init); replaying them gives the same weights as PyTorch
+ * bit for bit for uniform draws (Linear, Conv, attention's xavier_uniform_). normal_ (nn.Embedding)
+ * follows torch's algorithm and consumes the same stream; see rng.ts for how close its values are.
+ */
+import type { CompiledModel, InitRecipe } from "./graph/types.js";
+import { MT19937, fillNormal, fillUniform } from "./rng.js";
+
+/**
+ * The initial state of a model without given weights: every parameter and buffer by name.
+ *
+ * @example
+ * ```ts
+ * const values = defaultInit(compiled, 0); // as torch.manual_seed(0); nn.Sequential(...)
+ * values.get("fc1.weight"); // Float32Array [out * in]
+ * ```
+ */
+export function defaultInit(compiled: CompiledModel, seed: number): Map<string, Float32Array> {
+  const rng = new MT19937(seed);
+  const values = new Map<string, Float32Array>();
+  for (const t of compiled.state) values.set(t.name, new Float32Array(t.size));
+  for (const step of compiled.init) {
+    const t = compiled.state[step.tensor]!;
+    apply(rng, values.get(t.name)!, step.recipe);
+  }
+  return values;
+}
+
+function apply(rng: MT19937, out: Float32Array, recipe: InitRecipe): void {
+  switch (recipe.kind) {
+    case "kaiming_uniform": {
+      // torch.nn.init.kaiming_uniform_(a=sqrt(5)): gain = calculate_gain('leaky_relu', sqrt(5)),
+      // std = gain / sqrt(fan_in), bound = sqrt(3) * std (Python floats, in this order)
+      const gain = Math.sqrt(2.0 / (1 + Math.sqrt(5) ** 2));
+      const bound = Math.sqrt(3.0) * (gain / Math.sqrt(recipe.fanIn));
+      fillUniform(rng, out, -bound, bound);
+      return;
+    }
+    case "uniform":
+      fillUniform(rng, out, -recipe.bound, recipe.bound);
+      return;
+    case "xavier_uniform": {
+      // torch.nn.init.xavier_uniform_(gain=1): std = gain * sqrt(2 / (fan_in + fan_out)), a = sqrt(3) * std
+      const std = 1.0 * Math.sqrt(2.0 / (recipe.fanIn + recipe.fanOut));
+      const a = Math.sqrt(3.0) * std;
+      fillUniform(rng, out, -a, a);
+      return;
+    }
+    case "normal":
+      fillNormal(rng, out, recipe.mean, recipe.std);
+      return;
+    case "fill":
+      out.fill(recipe.value);
+      return;
+    case "zero_row":
+      out.fill(0, recipe.row * recipe.width, (recipe.row + 1) * recipe.width);
+      return;
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Nesting: `sequential` (an nn.Sequential inside the model) and `residual` (x + f(x), f an
+ * nn.Sequential). Their layers are named `<name>.<index or name>`, as nn.Module names children,
+ * so `encoder.0.weight` loads with load_state_dict into the same structure built in PyTorch.
+ */
+import { z } from "zod";
+import { layerName } from "../../schema/fields.js";
+import { defineLayer, showShape } from "./define.js";
+import { Layer, type LayerSpec } from "./index.js";
+
+/** The children of a container: the recursive layer union, resolved when first parsed. */
+const children = () => z.array(z.lazy(() => Layer)).min(1).max(256);
+
+export interface SequentialSpec {
+  type: "sequential";
+  name?: string | undefined;
+  layers: LayerSpec[];
+}
+export interface ResidualSpec {
+  type: "residual";
+  name?: string | undefined;
+  layers: LayerSpec[];
+}
+
+/** nn.Sequential(*layers) */
+export const sequential = defineLayer<SequentialSpec>({
+  type: "sequential",
+  schema: z.strictObject({
+    type: z.literal("sequential"),
+    name: layerName.optional(),
+    get layers() {
+      return children();
+    },
+  }) as unknown as z.ZodType<SequentialSpec>,
+  build(spec, b, x) {
+    let y = x;
+    spec.layers.forEach((layer, i) => {
+      y = b.layer(layer, y, i);
+    });
+    return y;
+  },
+});
+
+/** x + f(x), f = nn.Sequential(*layers): f must keep the shape of x. */
+export const residual = defineLayer<ResidualSpec>({
+  type: "residual",
+  schema: z.strictObject({
+    type: z.literal("residual"),
+    name: layerName.optional(),
+    get layers() {
+      return children();
+    },
+  }) as unknown as z.ZodType<ResidualSpec>,
+  build(spec, b, x) {
+    let fx = x;
+    spec.layers.forEach((layer, i) => {
+      fx = b.layer(layer, fx, i);
+    });
+    if (fx.shape.length !== x.shape.length || fx.shape.some((d, i) => d !== x.shape[i])) {
+      b.fail("layers", `must keep the shape of their input to be added to it: input ${showShape(x.shape)}, output ${showShape(fx.shape)}`);
+    }
+    const y = b.value(x.shape);
+    b.op({ kind: "add", inputs: [x.value, fx.value], outputs: [y.value], n: fx.shape.reduce((a, c) => a * c, 1) });
+    return y;
+  },
+});

@@ -1,0 +1,48 @@
+/**
+ * Elementwise ops on the kernel core: activations, dropout, and the residual sum.
+ */
+import type { ActivationOp, AddOp, DropoutOp, OpDef } from "./types.js";
+
+/** y = f(x); dx = dy * f'(.) (the kernel reads x or y, whichever f' needs). */
+export const activationOp: OpDef<ActivationOp> = {
+  flops: (op) => ({ forward: 4 * op.n, backward: 4 * op.n }),
+  kernel: {
+    forward(c, op, rows) {
+      c.k.activation_forward(c.value(op.outputs[0]!), c.value(op.inputs[0]!), op.fn, op.slope, rows * op.n);
+    },
+    backward(c, op, rows, dy, dx) {
+      if (dx[0]) c.k.activation_backward(dx[0], dy[0]!, c.value(op.inputs[0]!), c.value(op.outputs[0]!), op.fn, op.slope, rows * op.n);
+    },
+  },
+};
+
+/** Training: y = x * mask, mask = 1/(1-p) or 0 from a hash of (step seed, salt, i); evaluation: y = x. */
+export const dropoutOp: OpDef<DropoutOp> = {
+  flops: (op) => ({ forward: op.n, backward: op.n }),
+  kernel: {
+    forward(c, op, rows) {
+      const y = c.value(op.outputs[0]!);
+      const x = c.value(op.inputs[0]!);
+      if (c.training && op.mask >= 0) c.k.dropout_forward(y, c.saved(op.mask), x, op.p, (c.seed + Math.imul(op.salt, 0x9e3779b9)) >>> 0, rows * op.n);
+      else c.k.copy(y, x, rows * op.n);
+    },
+    backward(c, op, rows, dy, dx) {
+      if (!dx[0]) return;
+      if (c.training && op.mask >= 0) c.k.mul(dx[0], dy[0]!, c.saved(op.mask), rows * op.n);
+      else c.k.copy(dx[0], dy[0]!, rows * op.n);
+    },
+  },
+};
+
+/** y = a + b; da = dy, db = dy. */
+export const addOp: OpDef<AddOp> = {
+  flops: (op) => ({ forward: op.n, backward: 0 }),
+  kernel: {
+    forward(c, op, rows) {
+      c.k.add(c.value(op.outputs[0]!), c.value(op.inputs[0]!), c.value(op.inputs[1]!), rows * op.n);
+    },
+    backward(c, op, rows, dy, dx) {
+      for (const d of dx) if (d) c.k.copy(d, dy[0]!, rows * op.n);
+    },
+  },
+};

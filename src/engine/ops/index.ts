@@ -1,0 +1,19 @@
+/**
+ * Every op kind with its definition on the kernel core. The record is total over OpKind, so
+ * an op without a kernel-core implementation does not compile.
+ */
+import { activationOp, addOp, dropoutOp } from "./elementwise.js";
+import { linearOp } from "./linear.js";
+import type { OpDef, OpKind, OpOf } from "./types.js";
+
+export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
+  linear: linearOp,
+  activation: activationOp,
+  dropout: dropoutOp,
+  add: addOp,
+};
+
+/** The definition of an op kind, typed for a generic op. */
+export function opDef<O extends { kind: OpKind }>(op: O): OpDef<OpOf<O["kind"]>> {
+  return OPS[op.kind] as OpDef<OpOf<O["kind"]>>;
+}

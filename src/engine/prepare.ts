@@ -1,0 +1,245 @@
+/**
+ * Preparing a run: every check that can fail on user input, done before any training starts.
+ *
+ *   request (zod) -> data tables -> compiled model (shapes, names, ops) -> targets vs outputs
+ *   -> plan (steps, FLOPs, memory) -> weights (safetensors, as load_state_dict(strict=True))
+ *
+ * The result, a PreparedRun, is what every backend and the training loop consume; nothing here
+ * knows where the run will execute.
+ */
+import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
+import { zodIssues } from "../schema/issues.js";
+import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
+import { decodeBase64 } from "../formats/base64.js";
+import { checkTargets, tableFromInline, type Table } from "../formats/dataset.js";
+import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
+import { compileModel } from "./graph/compile.js";
+import type { CompiledModel } from "./graph/types.js";
+import { showShape } from "./layers/define.js";
+import { checkLossSpec } from "./losses.js";
+import { planRun, type RunPlan } from "./plan.js";
+import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
+
+/** A request as `train()` accepts it: the API's JSON, or with weights as raw safetensors bytes. */
+export type TrainRequest = Omit<FineTuneRequestInput, "weights"> & { weights?: string | Uint8Array | null };
+
+/**
+ * What the loss sees of the model's output: `positions` predictions of `classes` values per
+ * sample (one position for [C] outputs; T for a per-token [T, C] output).
+ */
+export interface OutputLayout {
+  positions: number;
+  classes: number;
+}
+
+/**
+ * Everything a run needs, validated: the parsed request, the compiled model, initial state, data.
+ */
+export interface PreparedRun {
+  request: Request;
+  model: CompiledModel;
+  output: OutputLayout;
+  /** The given weights (and buffers), or null: PyTorch's default init from training.seed, done by the run. */
+  initialState: Map<string, Float32Array> | null;
+  train: Table;
+  validation: Table | null;
+  plan: RunPlan;
+}
+
+/**
+ * Validates a request and everything it refers to (weights, data, plan) without training.
+ * Throws RequestValidationError (400) or UnprocessableError subclasses (422) naming the field.
+ *
+ * @example
+ * ```ts
+ * const prepared = prepareRun(request);
+ * prepared.plan.flops; // decide where to run it
+ * ```
+ */
+export function prepareRun(input: TrainRequest, tables: { train?: Table; validation?: Table } = {}): PreparedRun {
+  if (!isObject(input)) throw new RequestValidationError([{ path: "(body)", message: "must be a JSON object" }]);
+  const rawWeights = input.weights;
+  // Inline rows are validated once, by tableFromInline (row and column paths, NaN/Inf, ragged
+  // rows): running zod over every number as well would double the cost of a small job.
+  const data = isObject(input.data) ? input.data : undefined;
+  const parsed = FineTuneRequest.safeParse({
+    ...input,
+    weights: rawWeights instanceof Uint8Array ? null : rawWeights,
+    data: data ? { ...data, train: undefined, validation: undefined } : input.data,
+  });
+  if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
+  const request = parsed.data;
+
+  let train = tables.train ?? inlineTable(data?.train, "data.train");
+  if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
+  let validation = tables.validation ?? inlineTable(data?.validation, "data.validation");
+  if (validation) {
+    if (request.data.validation_split !== undefined) {
+      throw new RequestValidationError([{ path: "data.validation_split", message: "give either data.validation or data.validation_split, not both" }]);
+    }
+    checkSameColumns(train, validation);
+  }
+
+  // ---- the model, compiled for the data's shape
+  const model = compileModel(request.model, request.trainable, { features: train.features, tokens: train.ids ?? false, mask: !!train.mask });
+  const output = outputLayout(model, request);
+  checkLossSpec(request.training.loss, output.classes);
+  checkModelSize(model);
+  checkTargets(train, request.training.loss, output.classes, "data.train", output.positions);
+  if (validation) checkTargets(validation, request.training.loss, output.classes, "data.validation", output.positions);
+  else if (request.data.validation_split !== undefined) {
+    [train, validation] = splitTable(train, request.data.validation_split, request.training.seed);
+  }
+  const plan = planRun(request, model, output, {
+    trainRows: train.rows,
+    validationRows: validation?.rows ?? 0,
+    features: train.features,
+    targets: train.targets,
+    mask: !!train.mask,
+  });
+  if (plan.memory_bytes > MAX_MEMORY_BYTES) {
+    throw new UnprocessableError("too_large", [
+      {
+        path: "model.layers",
+        message: `the run needs ${(plan.memory_bytes / 2 ** 30).toFixed(2)} GiB of memory; WebAssembly memory is limited to ${MAX_MEMORY_BYTES / 2 ** 30} GiB`,
+      },
+    ]);
+  }
+  // weights are read only once the plan is known to fit; without weights, the run initialises
+  // them itself (from training.seed), so nothing of the model's size is allocated here
+  const initialState =
+    rawWeights === undefined || rawWeights === null
+      ? null
+      : loadWeights(model, typeof rawWeights === "string" ? decodeBase64(rawWeights, "weights") : rawWeights);
+  return { request, model, output, initialState, train, validation, plan };
+}
+
+/** The most memory a run may plan: WebAssembly's 32-bit memories stop at 4 GiB; keep a margin. */
+const MAX_MEMORY_BYTES = 3.5 * 2 ** 30;
+
+/** Refuses models whose parameters alone cannot fit, before anything is allocated for them. */
+function checkModelSize(model: CompiledModel): void {
+  if (model.stateCount * 4 * 3 > MAX_MEMORY_BYTES) {
+    throw new UnprocessableError("too_large", [
+      { path: "model.layers", message: `${model.paramCount.toLocaleString("en-US")} parameters do not fit in a WebAssembly memory (at most about ${Math.floor(MAX_MEMORY_BYTES / 12).toLocaleString("en-US")} with their gradients and optimizer state)` },
+    ]);
+  }
+}
+
+/**
+ * How the loss reads the model's output: [C] is one prediction per sample; [T, C] one per
+ * position (per-token targets); anything of higher rank must be flattened or pooled first.
+ */
+function outputLayout(model: CompiledModel, request: Request): OutputLayout {
+  const shape = model.output.shape;
+  if (shape.length === 1) return { positions: 1, classes: shape[0]! };
+  if (shape.length === 2) return { positions: shape[0]!, classes: shape[1]! };
+  const last = request.model.layers.length - 1;
+  throw new UnprocessableError("shape_mismatch", [
+    {
+      path: `model.layers[${last}]`,
+      message: `the model outputs ${showShape(shape)} per sample; the loss takes [classes] or [tokens, classes]: add a flatten (or a pooling) layer and a linear head`,
+    },
+  ]);
+}
+
+/** Reads safetensors weights and checks them against the model as load_state_dict(strict=True) does. */
+function loadWeights(model: CompiledModel, bytes: Uint8Array): Map<string, Float32Array> {
+  const file = parseSafetensors(bytes, { field: "weights" });
+  const issues: FieldIssue[] = [];
+  const values = new Map<string, Float32Array>();
+  const expected = new Set(model.state.map((p) => p.name));
+  for (const t of model.state) {
+    const info = file.tensors.get(t.name);
+    if (!info) {
+      issues.push({ path: "weights", message: `missing tensor "${t.name}" (shape [${t.shape.join(", ")}])` });
+      continue;
+    }
+    if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
+      issues.push({
+        path: `weights[${JSON.stringify(t.name)}]`,
+        message: `has shape [${info.shape.join(", ")}] but the model expects [${t.shape.join(", ")}]`,
+      });
+      continue;
+    }
+    const data = readTensorF32(file, t.name, "weights", { integers: t.kind === "buffer" });
+    const bad = data.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      issues.push({ path: `weights[${JSON.stringify(t.name)}]`, message: `element ${bad} is ${data[bad]}: weights must be finite` });
+      continue;
+    }
+    values.set(t.name, data);
+  }
+  for (const name of file.tensors.keys()) {
+    if (!expected.has(name)) {
+      issues.push({
+        path: `weights[${JSON.stringify(name)}]`,
+        message: `is not a parameter of the model (its parameters are ${[...expected].join(", ")})`,
+      });
+    }
+  }
+  if (issues.length > 0) throw new UnprocessableError("weights_mismatch", issues);
+  return values;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** An inline dataset ({x, y}) as a Table, or null when absent. */
+function inlineTable(value: unknown, field: string): Table | null {
+  if (value === undefined || value === null) return null;
+  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets}" }]);
+  const unknown = Object.keys(value).filter((k) => k !== "x" && k !== "y");
+  if (unknown.length > 0) throw new RequestValidationError(unknown.map((k) => ({ path: `${field}.${k}`, message: "is not a known field" })));
+  return tableFromInline(value as DatasetSpec, field);
+}
+
+/** Validation rows must be read as the training rows are: as many features (or token ids), of the same kind. */
+function checkSameColumns(train: Table, validation: Table): void {
+  const kind = (t: Table) => (t.ids ? "token ids" : "features");
+  if (validation.features !== train.features || (validation.ids ?? false) !== (train.ids ?? false)) {
+    throw new UnprocessableError("shape_mismatch", [
+      {
+        path: validation.ids ? "data.validation.input_ids" : "data.validation.x",
+        message: `rows have ${validation.features} ${kind(validation)} but the training rows have ${train.features} ${kind(train)}`,
+      },
+    ]);
+  }
+  if (!!validation.mask !== !!train.mask) {
+    throw new UnprocessableError("shape_mismatch", [
+      { path: "data.validation.attention_mask", message: `is ${validation.mask ? "given" : "missing"} but the training data ${train.mask ? "has" : "has none"}` },
+    ]);
+  }
+}
+
+/** validation_split: a seeded random split, the first floor(n * (1 - split)) rows of the permutation train. */
+function splitTable(table: Table, split: number, seed: number): [Table, Table] {
+  const trainRows = Math.floor(table.rows * (1 - split));
+  const valRows = table.rows - trainRows;
+  if (trainRows === 0 || valRows === 0) {
+    throw new UnprocessableError("invalid_dataset", [
+      { path: "data.validation_split", message: `splits ${table.rows} rows into ${trainRows} training and ${valRows} validation rows; both need at least one` },
+    ]);
+  }
+  const order = Int32Array.from({ length: table.rows }, (_, i) => i);
+  shuffleInPlace(new MT19937(mixSeed(seed, 0x53504c54)), order); // "SPLT"
+  const take = (idx: Int32Array): Table => {
+    const pick = (src: Float32Array, width: number) => {
+      const out = new Float32Array(idx.length * width);
+      idx.forEach((r, i) => out.set(src.subarray(r * width, (r + 1) * width), i * width));
+      return out;
+    };
+    return {
+      ...table,
+      rows: idx.length,
+      x: pick(table.x, table.features),
+      y: pick(table.y, table.targets),
+      ...(table.mask ? { mask: pick(table.mask, table.features) } : {}),
+    };
+  };
+  return [take(order.subarray(0, trainRows)), take(order.subarray(trainRows))];
+}
+
+
+

@@ -178,28 +178,65 @@ def layer_name(i, layer):
     return layer.get("name", str(i))
 
 
+class Sequential(nn.Sequential):
+    """nn.Sequential that hands the attention mask (1 = token, 0 = padding) to the children that
+    take one (their `takes_mask` is True). Its state_dict keys are nn.Sequential's."""
+
+    def forward(self, x, mask=None):
+        for m in self:
+            x = m(x, mask) if getattr(m, "takes_mask", False) else m(x)
+        return x
+
+    takes_mask = True
+
+
+class Residual(Sequential):
+    """x + f(x), f = the Sequential of its layers (edgetune's `residual`)."""
+
+    def forward(self, x, mask=None):
+        return x + super().forward(x, mask)
+
+
+def build_layers(layers):
+    return OrderedDict((layer_name(i, L), build_module(L)) for i, L in enumerate(layers))
+
+
+# One factory per layer type: the PyTorch module that an edgetune layer spec describes, with
+# PyTorch's names and defaults. A layer family adds its entries here.
+MODULES = {
+    "linear": lambda L: nn.Linear(L["in_features"], L["out_features"], bias=L.get("bias", True)),
+    "relu": lambda L: nn.ReLU(),
+    "leaky_relu": lambda L: nn.LeakyReLU(L.get("negative_slope", 0.01)),
+    "gelu": lambda L: nn.GELU(approximate=L.get("approximate", "none")),
+    "tanh": lambda L: nn.Tanh(),
+    "sigmoid": lambda L: nn.Sigmoid(),
+    "silu": lambda L: nn.SiLU(),
+    "dropout": lambda L: nn.Dropout(L.get("p", 0.5)),
+    "flatten": lambda L: nn.Flatten(L.get("start_dim", 1), L.get("end_dim", -1)),
+    "sequential": lambda L: Sequential(build_layers(L["layers"])),
+    "residual": lambda L: Residual(build_layers(L["layers"])),
+}
+
+
+def build_module(L):
+    return MODULES[L["type"]](L)
+
+
 def build_model(layers):
-    mods = []
-    for i, L in enumerate(layers):
-        t = L["type"]
-        if t == "linear":
-            m = nn.Linear(L["in_features"], L["out_features"], bias=L.get("bias", True))
-        elif t == "relu":
-            m = nn.ReLU()
-        elif t == "leaky_relu":
-            m = nn.LeakyReLU(L.get("negative_slope", 0.01))
-        elif t == "gelu":
-            m = nn.GELU(approximate=L.get("approximate", "none"))
-        elif t == "tanh":
-            m = nn.Tanh()
-        elif t == "sigmoid":
-            m = nn.Sigmoid()
-        elif t == "dropout":
-            m = nn.Dropout(L.get("p", 0.5))
-        else:
-            raise ValueError(t)
-        mods.append((layer_name(i, L), m))
-    return nn.Sequential(OrderedDict(mods))
+    return Sequential(build_layers(layers))
+
+
+def model_inputs(request, ds, dtype):
+    """The model's input tensors for a dataset: x (reshaped to model.input.shape) or token ids, and the mask."""
+    shape = request["model"].get("input", {}).get("shape")
+    if "input_ids" in ds:
+        x = torch.tensor(ds["input_ids"], dtype=torch.long)
+        mask = torch.tensor(ds["attention_mask"], dtype=dtype) if "attention_mask" in ds else None
+        return x, mask
+    x = torch.tensor(np.asarray(ds["x"], dtype=np.float64), dtype=dtype)
+    if shape:
+        x = x.reshape(-1, *shape)
+    return x, None
 
 
 class Hinge(nn.Module):
@@ -239,7 +276,7 @@ def make_loss(spec, dtype):
 
 def make_targets(y, loss_type, dtype):
     if loss_type in CLASS_LOSSES:
-        return torch.tensor(y, dtype=torch.long)
+        return torch.tensor(y, dtype=torch.long)  # [N], or [N, T] per token
     a = np.asarray(y, dtype=np.float64)
     if a.ndim == 1:
         a = a[:, None]
@@ -383,13 +420,20 @@ def train(request, init_state, dtype):
         if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
             m.register_forward_pre_hook(hook)
 
-    loss_fn = make_loss(loss_spec, dtype)
+    base_loss = make_loss(loss_spec, dtype)
+
+    def loss_fn(out, y):
+        # a per-token output [N, T, C] with per-token targets [N, T]: the loss runs over every token
+        if out.dim() == 3:
+            return base_loss(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        return base_loss(out, y)
+
     train_set = request["data"]["train"]
-    X = torch.tensor(np.asarray(train_set["x"], dtype=np.float64), dtype=dtype)
+    X, M = model_inputs(request, train_set, dtype)
     Y = make_targets(train_set["y"], lt, dtype)
     val = request["data"].get("validation")
     if val is not None:
-        Xv = torch.tensor(np.asarray(val["x"], dtype=np.float64), dtype=dtype)
+        Xv, Mv = model_inputs(request, val, dtype)
         Yv = make_targets(val["y"], lt, dtype)
 
     n = X.shape[0]
@@ -420,13 +464,17 @@ def train(request, init_state, dtype):
         total, rows = 0.0, 0
         for b in range(spe):
             xb, yb = X[b * bs:(b + 1) * bs], Y[b * bs:(b + 1) * bs]
+            mb = None if M is None else M[b * bs:(b + 1) * bs]
             opt.zero_grad()
             tracking["on"] = True
-            out = model(xb)
+            out = model(xb, mb)
             tracking["on"] = False
             loss = loss_fn(out, yb)
             loss.backward()
-            track_loss_kinks(loss_spec, out.detach(), yb, margins)
+            if out.dim() == 3:
+                track_loss_kinks(loss_spec, out.detach().reshape(-1, out.shape[-1]), yb.reshape(-1), margins)
+            else:
+                track_loss_kinks(loss_spec, out.detach(), yb, margins)
             if clip is not None:
                 nt = float("inf") if clip["norm_type"] == "inf" else float(clip["norm_type"])
                 tn = torch.nn.utils.clip_grad_norm_(params, clip["max_norm"], nt, clip["error_if_nonfinite"])
@@ -445,9 +493,13 @@ def train(request, init_state, dtype):
         if val is not None:
             model.eval()
             with torch.no_grad():
-                out = model(Xv)
+                out = model(Xv, Mv)
                 rec["val_loss"] = loss_fn(out, Yv).item()
-                acc = accuracy(loss_spec, out, Yv, margins)
+                if out.dim() == 3:
+                    out, Yv_flat = out.reshape(-1, out.shape[-1]), Yv.reshape(-1)
+                else:
+                    Yv_flat = Yv
+                acc = accuracy(loss_spec, out, Yv_flat, margins)
                 if acc is not None:
                     rec["val_accuracy"] = acc
         rec["lr"] = lr_now
@@ -587,9 +639,9 @@ def mlp(d_in=6, h=8, k=1, act=None, bias1=True):
     return [fc1, act or {"type": "relu"}, OrderedDict(type="linear", name="fc2", in_features=h, out_features=k)]
 
 
-def case(name, description, layers=None, data=None, training=None, trainable=None, checks=(), seed=0):
+def case(name, description, layers=None, data=None, training=None, trainable=None, checks=(), seed=0, input=None):
     return dict(name=name, description=description, layers=layers or mlp(), data=data or {},
-                training=training, trainable=trainable, checks=list(checks), seed=seed)
+                training=training, trainable=trainable, checks=list(checks), seed=seed, input=input)
 
 
 def realize(c, seed):
@@ -600,7 +652,10 @@ def realize(c, seed):
     t = dict(c["training"])
     t["seed"] = seed
     training = full_training(t)
-    request = OrderedDict(model=OrderedDict(layers=c["layers"]), data=data, training=training)
+    model = OrderedDict(layers=c["layers"])
+    if c.get("input") is not None:
+        model = OrderedDict(input=OrderedDict(shape=c["input"]), layers=c["layers"])
+    request = OrderedDict(model=model, data=data, training=training)
     if c["trainable"] is not None:
         request["trainable"] = c["trainable"]
     torch.manual_seed(seed)
@@ -953,6 +1008,43 @@ def training_cases():
     ]
 
 
+def graph_cases():
+    """The module graph: nesting, residual connections, flatten and shaped inputs, SiLU."""
+    lin = lambda i, o, name=None: OrderedDict([("type", "linear")] + ([("name", name)] if name else []) +
+                                              [("in_features", i), ("out_features", o)])
+    adam = lambda lr=0.01: {"type": "adam", "lr": lr}
+    return [
+        case("residual_silu", "a residual block x + Linear(SiLU(Linear(x))) between two linear layers",
+             layers=[lin(6, 8, "inp"), {"type": "silu"},
+                     OrderedDict(type="residual", name="block", layers=[lin(8, 8), {"type": "silu"}, lin(8, 8)]),
+                     lin(8, 1, "head")],
+             data=dict(n_train=64, n_val=16),
+             training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=adam()), seed=201),
+        case("nested_sequential_trainable", "nested sequential containers (state_dict keys body.0.weight, body.2.1.weight) "
+             "with only the body trained (trainable: a container's name)",
+             layers=[OrderedDict(type="sequential", name="body", layers=[
+                         lin(6, 8), {"type": "tanh"},
+                         OrderedDict(type="sequential", layers=[{"type": "gelu"}, lin(8, 8)])]),
+                     {"type": "relu"}, lin(8, 3, "head")],
+             data=dict(task="class", k=3, n_train=64, n_val=16), trainable=["body"],
+             training=dict(epochs=15, batch_size=8, loss={"type": "cross_entropy"}, optimizer=adam()),
+             checks=(frozen(["head"]),), seed=202),
+        case("shaped_input_flatten", "rows read as [2, 3, 2] samples (model.input.shape): a linear over the last "
+             "dimension, then flatten and a linear head",
+             input=[2, 3, 2], layers=[lin(2, 4, "per_position"), {"type": "silu"}, {"type": "flatten"}, lin(24, 1, "head")],
+             data=dict(d_in=12, n_train=64, n_val=16),
+             training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=adam()), seed=203),
+        case("two_residuals", "two residual blocks in a row, the second reading the first's output twice (x + f(x))",
+             layers=[lin(6, 8, "inp"),
+                     OrderedDict(type="residual", name="r1", layers=[{"type": "tanh"}, lin(8, 8)]),
+                     OrderedDict(type="residual", name="r2", layers=[{"type": "silu"}, lin(8, 8), {"type": "gelu",
+                                                                                                 "approximate": "tanh"}]),
+                     lin(8, 2, "head")],
+             data=dict(n_train=64, k=2),
+             training=dict(epochs=15, batch_size=8, loss={"type": "huber", "delta": 0.5}, optimizer=adam(0.005)), seed=204),
+    ]
+
+
 # --------------------------------------------------------------------------- init.json
 
 def kaiming_bounds(fan_in):
@@ -1033,6 +1125,7 @@ GROUPS = OrderedDict(
     losses=loss_cases,
     schedules=schedule_cases,
     training=training_cases,
+    graph=graph_cases,
 )
 
 
@@ -1067,7 +1160,7 @@ def verify():
                 assert all(is_f32(a) for a in v["data"]), (c["name"], k)
                 init[k] = torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"])
             for ds in c["request"]["data"].values():
-                assert all(is_f32(a) for row in ds["x"] for a in row)
+                assert all(is_f32(a) for row in ds.get("x", ds.get("input_ids", [])) for a in row)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 e, _ = train(c["request"], init, torch.float32)

@@ -14,12 +14,15 @@ import optimizers from "../parity/fixtures/optimizers.json";
 import losses from "../parity/fixtures/losses.json";
 import schedules from "../parity/fixtures/schedules.json";
 import training from "../parity/fixtures/training.json";
+import graph from "../parity/fixtures/graph.json";
 
-const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training };
+const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph };
+/** As many keys as test/worker/vitest.config.ts configures (parity-key-0..5): a burst of 60 sync POSTs each. */
+const PARITY_KEYS = 6;
 const engine = createEngine({ module: relaxed, variant: "wasm-relaxed-simd", runtime: "workerd" });
 
 describe("PyTorch parity in workerd (wasm-relaxed-simd)", () => {
-  // two keys, so that 90 sync POSTs stay within each key's rate-limit burst
+  // several keys, so that every sync POST stays within its key's rate-limit burst
   let posts = 0;
   for (const group of GROUPS) {
     for (const c of fixtures[group].cases as ParityCase[]) {
@@ -35,7 +38,7 @@ describe("PyTorch parity in workerd (wasm-relaxed-simd)", () => {
           const weights = request.weights instanceof Uint8Array ? encodeBase64(request.weights) : request.weights;
           const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", {
             method: "POST",
-            headers: { "content-type": "application/json", authorization: `Bearer parity-key-${posts++ % 2}` },
+            headers: { "content-type": "application/json", authorization: `Bearer parity-key-${posts++ % PARITY_KEYS}` },
             body: JSON.stringify({ ...request, weights, mode: "sync" }),
           });
           expect(res.status).toBe(200);

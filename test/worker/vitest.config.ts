@@ -7,12 +7,15 @@ import { fileURLToPath } from "node:url";
 // the pool to start; these tests do not fetch /lib/*, so an empty one will do before a build
 mkdirSync(fileURLToPath(new URL("../../build/public", import.meta.url)), { recursive: true });
 
+/** Keys for test/worker/parity.test.ts: each sync POST takes a token of its key's bucket (burst 60). */
+export const PARITY_KEYS = 6;
+
 /** The Worker in the real workerd runtime, with its wrangler.toml bindings (R2, Durable Objects). */
 export default defineConfig({
   plugins: [
     cloudflareTest({
       wrangler: { configPath: fileURLToPath(new URL("../../wrangler.toml", import.meta.url)) },
-      miniflare: { bindings: { EDGETUNE_API_KEYS: "worker-test-key,rate-test-key,parity-key-0,parity-key-1" } },
+      miniflare: { bindings: { EDGETUNE_API_KEYS: ["worker-test-key", "rate-test-key", ...Array.from({ length: PARITY_KEYS }, (_, i) => `parity-key-${i}`)].join(",") } },
     }),
   ],
   test: {

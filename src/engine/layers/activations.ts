@@ -101,3 +101,6 @@ export const gelu = defineLayer({
   schema: z.strictObject({ type: z.literal("gelu"), name: layerName.optional(), approximate: z.enum(["none", "tanh"]).default("none") }),
   build: (spec, b, x) => activation(b, x, spec.approximate === "tanh" ? "gelu_tanh" : "gelu"),
 });
+
+/** Every activation layer type (the registry lists them all). */
+export const ACTIVATION_LAYERS = [relu, leakyRelu, gelu, tanh, sigmoid, silu] as const;

@@ -4,7 +4,7 @@
  * from LAYERS; add a layer by adding its definition here.
  */
 import { z } from "zod";
-import { gelu, leakyRelu, relu, sigmoid, silu, tanh } from "./activations.js";
+import { ACTIVATION_LAYERS } from "./activations.js";
 import { residual, sequential, type ResidualSpec, type SequentialSpec } from "./containers.js";
 import type { LayerDef } from "./define.js";
 import { dropout } from "./dropout.js";
@@ -12,7 +12,7 @@ import { flatten } from "./flatten.js";
 import { linear } from "./linear.js";
 
 /** Every layer type without children. */
-export const LEAF_LAYERS = [linear, relu, leakyRelu, gelu, tanh, sigmoid, silu, dropout, flatten] as const;
+export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten] as const;
 
 /** Every layer type. */
 export const LAYERS = [...LEAF_LAYERS, sequential, residual] as const;

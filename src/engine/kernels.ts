@@ -21,6 +21,11 @@ export interface Kernels {
   matmul_nn(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, accumulate: Flag): void;
   /** out[M,N] (+)= a[K,M]^T · b[K,N] */
   matmul_tn(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, accumulate: Flag): void;
+  /**
+   * out[i*ldo + j] (+)= sum_k a[i*ars + k*acs] · b[k*ldb + j] (i < M, j < N, k < K): the GEMM over
+   * strided views (a head of a projection, a transposed operand, a group of channels).
+   */
+  matmul_strided(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, ars: number, acs: number, ldb: number, ldo: number, accumulate: Flag): void;
   /** out[rows,cols] = inp[cols,rows]^T */
   transpose(out: Ptr, inp: Ptr, rows: number, cols: number): void;
 
@@ -88,7 +93,7 @@ export interface Kernels {
 
 /** The names of every kernel, for checks that an instance is complete. */
 export const KERNEL_NAMES = [
-  "matmul_nt", "matmul_nn", "matmul_tn", "transpose", "bias_grad",
+  "matmul_nt", "matmul_nn", "matmul_tn", "matmul_strided", "transpose", "bias_grad",
   "activation_forward", "activation_backward",
   "dropout_forward", "mul", "add", "scale", "fill", "copy", "axpy", "gather_rows", "all_finite",
   "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "cross_entropy_loss",

@@ -83,14 +83,17 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
   const I = (): Int32Array => new Int32Array(memory.buffer);
   const at = (p: Ptr) => p >>> 2;
 
-  /** out[M,N] = init + sum_k A(i,k) B(k,j) with A(i,k) at a + i*ars + k*acs (elements). */
-  function gemm(out: Ptr, a: Ptr, ars: number, acs: number, b: Ptr, bias: Ptr, M: number, N: number, K: number, init: 0 | 1 | 2) {
+  /**
+   * out[M,N] = init + sum_k A(i,k) B(k,j) with A(i,k) at a + i*ars + k*acs, B(k,j) at b + k*ldb + j
+   * and out(i,j) at out + i*ldo + j (elements; ldb = ldo = N by default).
+   */
+  function gemm(out: Ptr, a: Ptr, ars: number, acs: number, b: Ptr, bias: Ptr, M: number, N: number, K: number, init: 0 | 1 | 2, ldb = N, ldo = N) {
     const m = F();
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
-        let s = init === 1 ? m[at(out) + i * N + j]! : init === 2 ? m[at(bias) + j]! : 0;
-        for (let k = 0; k < K; k++) s = f(s + f(m[at(a) + i * ars + k * acs]! * m[at(b) + k * N + j]!));
-        m[at(out) + i * N + j] = s;
+        let s = init === 1 ? m[at(out) + i * ldo + j]! : init === 2 ? m[at(bias) + j]! : 0;
+        for (let k = 0; k < K; k++) s = f(s + f(m[at(a) + i * ars + k * acs]! * m[at(b) + k * ldb + j]!));
+        m[at(out) + i * ldo + j] = s;
       }
     }
   }
@@ -143,6 +146,9 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
     },
     matmul_tn(out, a, b, M, N, K, accumulate) {
       gemm(out, a, 1, M, b, 0, M, N, K, accumulate ? 1 : 0);
+    },
+    matmul_strided(out, a, b, M, N, K, ars, acs, ldb, ldo, accumulate) {
+      gemm(out, a, ars, acs, b, 0, M, N, K, accumulate ? 1 : 0, ldb, ldo);
     },
     transpose(out, inp, rows, cols) {
       const m = F();

@@ -109,6 +109,7 @@ function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels)
     matmul_nt: (k) => k.matmul_nt(out, a, b, bias, scratch, M, N, K),
     matmul_nn: (k) => k.matmul_nn(out, a, b, M, N, K, 1),
     matmul_tn: (k) => k.matmul_tn(out, a, b, M, N, K, 0),
+    matmul_strided: (k) => k.matmul_strided(out, a, b, M, N, K, K, 1, N, N, 1),
     transpose: (k) => k.transpose(scratch, b, N, K),
     bias_grad: (k) => k.bias_grad(bias, out, M, N),
     activation_forward: (k) => k.activation_forward(y, x, 2, 0, n),

@@ -407,6 +407,38 @@ const CASES: Record<Tested, Case> = {
     gemmCase("tn0")(P, rng, v);
     gemmCase("tn1")(P, rng, v);
   },
+  matmul_strided: (P, rng) => {
+    // views: A rows padded (ars = K + 2) or A read transposed (ars = 1, acs = M + 1), B rows
+    // padded (ldb = N + 5), out rows padded (ldo = N + 3): the padding must come back untouched
+    for (const transposed of [false, true]) {
+      for (const acc of [0, 1]) {
+        for (const M of [0, 1, 4, 5, 9, 65]) {
+          for (const N of [0, 1, 3, 4, 8, 9, 65]) {
+            for (const K of [0, 1, 5, 9]) {
+              P.run(`M=${M} N=${N} K=${K} transposed=${transposed} accumulate=${acc}`, () => {
+                const [ars, acs] = transposed ? [1, M + 1] : [K + 2, 1];
+                const ldb = N + 5, ldo = N + 3;
+                const aRows = transposed ? K : M, aCols = transposed ? M + 1 : K + 2;
+                const a = rng.f32(aRows * aCols), b = rng.f32(K * ldb), outInit = rng.f32(M * ldo);
+                const pa = P.input(a, "a"), pb = P.input(b, "b");
+                const out = P.output(M * ldo, outInit);
+                P.both((k) => k.matmul_strided(out, pa, pb, M, N, K, ars, acs, ldb, ldo, acc));
+                const scale = new Float64Array(M * ldo);
+                for (let i = 0; i < M; i++) {
+                  for (let j = 0; j < ldo; j++) {
+                    let t = acc || j >= N ? Math.abs(outInit[i * ldo + j]!) : 0;
+                    if (j < N) for (let k = 0; k < K; k++) t += Math.abs(a[i * ars + k * acs]! * b[k * ldb + j]!);
+                    scale[i * ldo + j] = t + 1e-30;
+                  }
+                }
+                P.scaled("gemm matmul_strided", "out", out, M * ldo, scale, 1e-5);
+              });
+            }
+          }
+        }
+      }
+    }
+  },
   transpose: (P, rng) => {
     // blocks of 16: also 15, 16, 17, 31, 32, 33
     const dims = [0, 1, 3, 4, 5, 15, 16, 17, 31, 32, 33, 63, 64, 65];

@@ -34,14 +34,15 @@ function initScalar(mode: i32, out: usize, bias: usize, col: usize): f32 {
 }
 
 /**
- * out[M,N] = init + A·B, where A(i,k) sits at a + (i*ars + k*acs)*4 and B is [K,N] row-major.
+ * out[M,N] = init + A·B, where A(i,k) sits at a + (i*ars + k*acs)*4, B(k,j) at b + (k*ldb + j)*4
+ * (rows of B contiguous along N) and out(i,j) at out + (i*ldo + j)*4.
  */
 function gemmCore(
-  out: usize, a: usize, ars: usize, acs: usize, b: usize, bias: usize,
+  out: usize, a: usize, ars: usize, acs: usize, b: usize, ldb: usize, ldo: usize, bias: usize,
   M: i32, N: i32, K: i32, mode: i32,
 ): void {
-  const n = <usize>N;
-  const bRow = n * F32; // bytes between consecutive k rows of B
+  const n = ldo; // elements between rows of out
+  const bRow = ldb * F32; // bytes between consecutive k rows of B
   const aRow = ars * F32; // bytes between rows of A
   const aCol = acs * F32; // bytes between consecutive k of A
   let i: i32 = 0;
@@ -202,7 +203,7 @@ export function transpose(out: usize, inp: usize, rows: i32, cols: i32): void {
  */
 export function matmul_nt(out: usize, a: usize, b: usize, bias: usize, scratch: usize, M: i32, N: i32, K: i32): void {
   transpose(scratch, b, K, N); // scratch[K,N] = b[N,K]^T
-  gemmCore(out, a, <usize>K, 1, scratch, bias, M, N, K, bias != 0 ? INIT_BIAS : INIT_ZERO);
+  gemmCore(out, a, <usize>K, 1, scratch, <usize>N, <usize>N, bias, M, N, K, bias != 0 ? INIT_BIAS : INIT_ZERO);
 }
 
 /**
@@ -210,7 +211,7 @@ export function matmul_nt(out: usize, a: usize, b: usize, bias: usize, scratch: 
  * The linear layer's input gradient: dx[B,in] = dy[B,out] · W[out,in].
  */
 export function matmul_nn(out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, accumulate: i32): void {
-  gemmCore(out, a, <usize>K, 1, b, 0, M, N, K, accumulate != 0 ? INIT_OUT : INIT_ZERO);
+  gemmCore(out, a, <usize>K, 1, b, <usize>N, <usize>N, 0, M, N, K, accumulate != 0 ? INIT_OUT : INIT_ZERO);
 }
 
 /**
@@ -218,5 +219,17 @@ export function matmul_nn(out: usize, a: usize, b: usize, M: i32, N: i32, K: i32
  * The linear layer's weight gradient: dW[out,in] += dy[B,out]^T · x[B,in].
  */
 export function matmul_tn(out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, accumulate: i32): void {
-  gemmCore(out, a, 1, <usize>M, b, 0, M, N, K, accumulate != 0 ? INIT_OUT : INIT_ZERO);
+  gemmCore(out, a, 1, <usize>M, b, <usize>N, <usize>N, 0, M, N, K, accumulate != 0 ? INIT_OUT : INIT_ZERO);
+}
+
+/**
+ * out[i*ldo + j] (+)= sum_k a[i*ars + k*acs] · b[k*ldb + j], for i < M, j < N, k < K
+ * (accumulate != 0: add into out). Views into larger tensors: one head of a [T, 3D] projection
+ * (ars = 3D), a transposed operand (ars = 1, acs = rows), one group of a convolution's output.
+ * B's rows must be contiguous along N (pack a transposed B first); no bias.
+ */
+export function matmul_strided(
+  out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, ars: i32, acs: i32, ldb: i32, ldo: i32, accumulate: i32,
+): void {
+  gemmCore(out, a, <usize>ars, <usize>acs, b, <usize>ldb, <usize>ldo, 0, M, N, K, accumulate != 0 ? INIT_OUT : INIT_ZERO);
 }

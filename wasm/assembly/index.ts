@@ -1,7 +1,7 @@
 // The edgetune kernel core. Every export is a plain function over linear memory that the
 // TypeScript arena owns (imported as env.memory): outputs first, then inputs, then sizes.
 // Kernels never allocate. See src/engine/kernels.ts for the typed view of these exports.
-export { matmul_nt, matmul_nn, matmul_tn, transpose } from "./gemm";
+export { matmul_nt, matmul_nn, matmul_tn, matmul_strided, transpose } from "./gemm";
 export { activation_forward, activation_backward } from "./activations";
 export {
   bias_grad,

@@ -10,9 +10,26 @@ import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseSt
 
 type JsonSchema = Record<string, unknown>;
 
-function component(schema: z.ZodType, io: "input" | "output"): JsonSchema {
-  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io, target: "draft-2020-12", unrepresentable: "any" }) as JsonSchema;
-  return rest;
+/**
+ * The components of the document: each zod schema as JSON Schema. Schemas that zod emits as
+ * `$defs` (the recursive layer union) become components of their own, and their references
+ * point there: in OpenAPI "#/..." resolves against the whole document, not the schema.
+ */
+function schemaComponents(entries: Record<string, [z.ZodType, "input" | "output"]>): Record<string, JsonSchema> {
+  const out: Record<string, JsonSchema> = {};
+  const relink = (node: unknown): JsonSchema => JSON.parse(JSON.stringify(node).replaceAll('"#/$defs/', '"#/components/schemas/')) as JsonSchema;
+  for (const [name, [schema, io]] of Object.entries(entries)) {
+    const { $schema: _dialect, $defs, ...rest } = z.toJSONSchema(schema, { io, target: "draft-2020-12", unrepresentable: "any" }) as JsonSchema;
+    for (const [defName, def] of Object.entries(($defs ?? {}) as Record<string, unknown>)) {
+      const linked = relink(def);
+      if (out[defName] !== undefined && JSON.stringify(out[defName]) !== JSON.stringify(linked)) {
+        throw new Error(`openapi: two different schemas are both named ${defName}`);
+      }
+      out[defName] = linked;
+    }
+    out[name] = relink(rest);
+  }
+  return out;
 }
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -213,19 +230,19 @@ export function openApiDocument(serverUrl: string, version: string) {
         bearer: { type: "http", scheme: "bearer", description: "A key from EDGETUNE_API_KEYS" },
         nodeToken: { type: "http", scheme: "bearer", description: "A GPU-node token from EDGETUNE_NODE_TOKENS" },
       },
-      schemas: {
-        FineTuneRequest: component(FineTuneRequest, "input"),
-        FineTuneResult: component(FineTuneResult, "output"),
-        Job: component(Job, "output"),
-        JobList: component(JobList, "output"),
-        Problem: component(Problem, "output"),
-        ClaimRequest: component(ClaimRequest, "input"),
-        ClaimResponse: component(ClaimResponse, "output"),
-        ProgressRequest: component(ProgressRequest, "input"),
-        HeartbeatRequest: component(HeartbeatRequest, "input"),
-        LeaseStatus: component(LeaseStatus, "output"),
-        CompleteRequest: component(CompleteRequest, "input"),
-      },
+      schemas: schemaComponents({
+        FineTuneRequest: [FineTuneRequest, "input"],
+        FineTuneResult: [FineTuneResult, "output"],
+        Job: [Job, "output"],
+        JobList: [JobList, "output"],
+        Problem: [Problem, "output"],
+        ClaimRequest: [ClaimRequest, "input"],
+        ClaimResponse: [ClaimResponse, "output"],
+        ProgressRequest: [ProgressRequest, "input"],
+        HeartbeatRequest: [HeartbeatRequest, "input"],
+        LeaseStatus: [LeaseStatus, "output"],
+        CompleteRequest: [CompleteRequest, "input"],
+      }),
     },
   };
 }

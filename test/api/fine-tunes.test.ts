@@ -50,6 +50,23 @@ describe("open routes", () => {
     expect(doc.paths["/v1/fine-tunes"].post.responses["422"].content["application/problem+json"].schema.$ref).toBe("#/components/schemas/Problem");
   });
 
+  it("every $ref of /openapi.json resolves in the document; the recursive layer union is the Layer component", async () => {
+    const { app } = await testApp();
+    const doc = (await (await app.request("http://x.test/openapi.json")).json()) as Record<string, any>;
+    const refs = [...JSON.stringify(doc).matchAll(/"\$ref":"([^"]+)"/g)].map((m) => m[1]!);
+    expect(refs.length).toBeGreaterThan(0);
+    for (const ref of new Set(refs)) {
+      expect(ref.startsWith("#/"), ref).toBe(true);
+      const target = ref.slice(2).split("/").reduce<any>((node, key) => node?.[key], doc);
+      expect(target, `${ref} resolves`).toBeDefined();
+    }
+    expect(doc.components.schemas.FineTuneRequest.properties.model.properties.layers.items.$ref).toBe("#/components/schemas/Layer");
+    const types = doc.components.schemas.Layer.oneOf.map((s: any) => s.properties.type.const);
+    expect(types).toEqual(expect.arrayContaining(["linear", "sequential", "residual", "flatten", "silu"]));
+    const residual = doc.components.schemas.Layer.oneOf.find((s: any) => s.properties.type.const === "residual");
+    expect(residual.properties.layers.items.$ref).toBe("#/components/schemas/Layer");
+  });
+
   it("GET /docs is a self-contained page listing the problem codes", async () => {
     const { app } = await testApp();
     const html = await (await app.request("/docs")).text();

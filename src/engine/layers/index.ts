@@ -21,13 +21,10 @@ type LeafSpec = (typeof LEAF_LAYERS)[number] extends infer D ? (D extends LayerD
 /** One layer of `model.layers`, after validation (defaults filled in). */
 export type LayerSpec = LeafSpec | SequentialSpec | ResidualSpec;
 
-/** The zod union of every layer type (recursive through the containers). */
-export const Layer: z.ZodType<LayerSpec> = z.lazy(() =>
-  z.discriminatedUnion(
-    "type",
-    LAYERS.map((d) => d.schema) as unknown as [z.ZodObject, ...z.ZodObject[]],
-  ),
-) as unknown as z.ZodType<LayerSpec>;
+/** The zod union of every layer type (recursive through the containers; "Layer" in the OpenAPI document). */
+export const Layer: z.ZodType<LayerSpec> = z
+  .lazy(() => z.discriminatedUnion("type", LAYERS.map((d) => d.schema) as unknown as [z.ZodObject, ...z.ZodObject[]]))
+  .meta({ id: "Layer", description: "One layer of an nn.Sequential: PyTorch's module, argument names and defaults." }) as unknown as z.ZodType<LayerSpec>;
 
 const byType = new Map<string, LayerDef>(LAYERS.map((d) => [d.type, d as unknown as LayerDef]));
 

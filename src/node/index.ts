@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 /**
  * edgetune for Node: `train()` with the kernel core loaded from the package's build/wasm.
  *
@@ -16,6 +17,7 @@ import { train as trainWith, type TrainOptions, type TrainRequest } from "../eng
 import type { FineTuneResult } from "../schema/result.js";
 import { loadNodeRuntime } from "./kernel-module.js";
 import { ThreadPool } from "./threads.js";
+import { findWebGpuDevice } from "./webgpu.js";
 
 export * from "../index.js";
 export { loadNodeRuntime } from "./kernel-module.js";
@@ -32,14 +34,32 @@ export function threadPool(threads: number): Promise<ThreadPool> {
   return pool;
 }
 
+let processGpu: Promise<GPUDevice> | null = null;
+
+/**
+ * The process's WebGPU device for `kernel: "webgpu"` without `gpu`: a hardware adapter, or a
+ * software one (SwiftShader) when EDGETUNE_WEBGPU=software, as for GPU nodes. Opened once.
+ */
+function defaultGpu(): Promise<GPUDevice> {
+  processGpu ??= findWebGpuDevice({ allowSoftware: process.env.EDGETUNE_WEBGPU === "software" }).then((found) => {
+    if (found.device) return found.device;
+    processGpu = null; // a later call may find one (a driver installed meanwhile)
+    throw new Error(`kernel "webgpu": no WebGPU device (${found.description}); set EDGETUNE_WEBGPU=software to accept a software adapter, or pass options.gpu`);
+  });
+  return processGpu;
+}
+
 /**
  * Fine-tunes a model in this process (WASM SIMD kernels) and resolves with the result.
  * `threads: n` trains data-parallel on n threads when the job is large enough to gain from it.
- * Bad input rejects with an EdgetuneError (status 400/422 and the offending field paths);
- * a diverged or cancelled run resolves with that status and the last finite weights.
+ * `kernel: "webgpu"` trains on `options.gpu`, or on this process's own device when none is
+ * given (found on first use). Bad input rejects with an EdgetuneError (status 400/422 and the
+ * offending field paths); a diverged or cancelled run resolves with that status and the last
+ * finite weights.
  */
 export async function train(request: TrainRequest, options: TrainOptions = {}): Promise<FineTuneResult> {
   const threads = options.threads ?? 1;
   const parallel = options.parallel ?? (threads > 1 ? await threadPool(threads) : undefined);
-  return trainWith(await loadNodeRuntime(), request, { ...options, ...(parallel ? { parallel } : {}) });
+  const gpu = options.kernel === "webgpu" && !options.gpu ? await defaultGpu() : options.gpu;
+  return trainWith(await loadNodeRuntime(), request, { ...options, ...(parallel ? { parallel } : {}), ...(gpu ? { gpu } : {}) });
 }

@@ -13,7 +13,8 @@ import { WEBGPU_MIN_FLOPS_PER_STEP, useWebGpu } from "../../src/engine/webgpu/se
 import { prepareRun } from "../../src/engine/train.js";
 import { worstRatio } from "../parity/compare.js";
 import { classifierRequest, lcg, seedRequest } from "../helpers.js";
-import { SKIP_REASON, device } from "./device.js";
+import { SKIP_REASON, device, software } from "./device.js";
+import { train as trainWith } from "../../src/engine/train.js";
 
 const weightsOf = (result: { weights: string }) => {
   const file = parseSafetensors(decodeBase64(result.weights));
@@ -153,8 +154,22 @@ describe.skipIf(!device)(`WebGPU backend (${SKIP_REASON})`, () => {
 });
 
 describe("choosing the WebGPU backend (no adapter needed)", () => {
-  it('kernel "webgpu" without a device is a clear error', async () => {
-    await expect(train(seedRequest(32, { training: { epochs: 1 } }), { kernel: "webgpu" })).rejects.toThrow(/needs a GPUDevice in options.gpu/);
+  it('the engine\'s kernel "webgpu" without a device is a clear error', async () => {
+    const runtime = await loadNodeRuntime();
+    await expect(trainWith(runtime, seedRequest(32, { training: { epochs: 1 } }), { kernel: "webgpu" })).rejects.toThrow(/needs a GPUDevice in options.gpu/);
+  });
+
+  it.skipIf(!software)('Node\'s train() with kernel "webgpu" and no device opens one itself: hardware only, unless EDGETUNE_WEBGPU=software', async () => {
+    const request = seedRequest(32, { training: { epochs: 1 } });
+    await expect(train(request, { kernel: "webgpu" })).rejects.toThrow(/no WebGPU device \(only a software adapter.*EDGETUNE_WEBGPU=software/);
+    process.env.EDGETUNE_WEBGPU = "software";
+    try {
+      const result = await train(request, { kernel: "webgpu" });
+      expect(result.engine.kernel).toBe("webgpu");
+      expect(result.status).toBe("succeeded");
+    } finally {
+      delete process.env.EDGETUNE_WEBGPU;
+    }
   });
 
   it("kernel auto without a device, or kernel wasm with one, runs the WASM core", () => {

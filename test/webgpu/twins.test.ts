@@ -17,7 +17,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { instantiateKernels, type Kernels } from "../../src/engine/kernels.js";
 import { BufferSet, MAP_READ, Program, USAGE, gridGroups, type DispatchSpec } from "../../src/engine/webgpu/context.js";
-import { ACT, LOSS, NORM, STEP_BYTES } from "../../src/engine/webgpu/wgsl.js";
+import { ACT, KERNELS, LOSS, NORM, STEP_BYTES } from "../../src/engine/webgpu/wgsl.js";
 import { gemmSpec } from "../../src/engine/webgpu/backend.js";
 import { loadNodeRuntime } from "../../src/node/index.js";
 import { LENGTHS, Rng, Stats, ulpDistance } from "../kernels/harness.js";
@@ -57,6 +57,8 @@ const wasm = () => new Wasm().init();
 // ------------------------------------------------------------------ the GPU side
 
 const PAD = 4; // guard elements after every GPU buffer
+/** Every WGSL kernel some test below ran (the coverage test at the end wants all of KERNELS). */
+const DISPATCHED = new Set<string>();
 const GUARD = 12345.5;
 
 /**
@@ -84,7 +86,9 @@ async function gpu(
   (stepWords.u ?? []).forEach((v, k) => view.setUint32(8 + 4 * k, v, true));
   (stepWords.a ?? []).forEach((v, k) => view.setFloat32(32 + 4 * k, v, true));
   d.queue.writeBuffer(step, 0, view.buffer);
-  const program = new Program(d, specs(buffers, step));
+  const dispatches = specs(buffers, step);
+  for (const spec of dispatches) DISPATCHED.add(spec.kernel);
+  const program = new Program(d, dispatches);
   const enc = d.createCommandEncoder();
   const pass = enc.beginComputePass();
   program.encode(pass);
@@ -314,6 +318,71 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
       exact("fill", got.fill!, new Float32Array(n).fill(0.75));
       exact("scale", got.scaled!, w.get(xs, n));
       exact("gather", got.gathered!, w.get(gp, rows * cols));
+    }
+  });
+
+  it("add and accumulate (residual sums, and a value's gradient from several readers)", async () => {
+    const rng = new Rng(23);
+    for (const n of EL) {
+      const w = await wasm();
+      const a = rng.f32(n), b = rng.f32(n), into = rng.f32(n);
+      const sum = w.put(new Float32Array(n)), acc = w.put(into.slice());
+      w.k.add(sum, w.put(a), w.put(b), n);
+      w.k.axpy(acc, w.put(b), 1, n);
+      const got = await gpu({ sum: new Float32Array(n), a, b, acc: into.slice() }, (B): DispatchSpec[] => [
+        { kernel: "add", buffers: [B.sum!, B.a!, B.b!], params: [n, 0, 0, 0], x: gridGroups(n) },
+        { kernel: "accumulate", buffers: [B.acc!, B.b!], params: [n, 0, 0, 0], x: gridGroups(n) },
+      ]);
+      exact("add", got.sum!, w.get(sum, n));
+      exact("accumulate", got.acc!, w.get(acc, n));
+    }
+  });
+
+  it("accuracy: argmax with ignore_index (class losses), logit signs against 0/1 or +-1 labels (binary losses)", async () => {
+    const rng = new Rng(24);
+    const C = 3;
+    for (const rows of [0, 1, 5, 300]) {
+      const x = rng.f32(rows * C, -2, 2);
+      const labels = Float32Array.from({ length: rows }, (_, i) => (i % 7 === 3 ? -100 : rng.int(C)));
+      const binary = Float32Array.from({ length: rows * C }, () => rng.int(2));
+      const signed = Float32Array.from({ length: rows * C }, () => rng.int(3) - 1);
+      // the rule of losses.ts (argmaxAccuracy, signAccuracy), written out
+      let correct = 0, counted = 0;
+      for (let i = 0; i < rows; i++) {
+        if (labels[i] === -100) continue;
+        let best = 0;
+        for (let c = 1; c < C; c++) if (x[i * C + c]! > x[i * C + best]!) best = c;
+        counted++;
+        if (best === labels[i]) correct++;
+      }
+      const signs = (y: Float32Array, positive: (t: number) => boolean) => x.reduce((n, v, i) => n + (v > 0 === positive(y[i]!) ? 1 : 0), 0);
+      const statusOf = (got: Float32Array) => new Uint32Array(got.buffer, got.byteOffset, 8);
+      for (const [kind, y, params, expected] of [
+        [0, labels, [rows, C, 1, { i: -100 }], [correct, counted]],
+        [1, binary, [rows, C, 0, { i: 0 }], [signs(binary, (t) => t > 0.5), rows * C]],
+        [2, signed, [rows, C, 0, { i: 0 }], [signs(signed, (t) => t === 1), rows * C]],
+      ] as const) {
+        const got = await gpu({ x, y, status: new Uint32Array(8) }, (B): DispatchSpec[] => [
+          { kernel: "accuracy", constants: { KIND: kind }, buffers: [B.x!, B.y!, B.status!], params: [...params], x: 1 },
+        ]);
+        const status = statusOf(got.status!);
+        expect([status[6], status[7]], `accuracy KIND ${kind} rows ${rows}`).toEqual([...expected]);
+      }
+    }
+  });
+
+  it("restore: the last finite parameters come back only when the weight fault bit is set", async () => {
+    const rng = new Rng(25);
+    for (const n of EL) {
+      const params = rng.f32(n), last = rng.f32(n);
+      for (const bits of [0, 1 | 2 | 4, 8, 8 | 1]) {
+        const status = new Uint32Array(8);
+        status[1] = bits;
+        const got = await gpu({ params: params.slice(), last, status }, (B): DispatchSpec[] => [
+          { kernel: "restore", buffers: [B.params!, B.last!, B.status!], params: [n, 0, 0, 0], x: gridGroups(n) },
+        ]);
+        exact(`restore bits=${bits}`, got.params!, bits & 8 ? last : params);
+      }
     }
   });
 
@@ -575,5 +644,9 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
         });
       }
     }
+  });
+
+  it("coverage: every WGSL kernel in KERNELS was compared with its WASM twin above", () => {
+    expect([...DISPATCHED].sort()).toEqual(Object.keys(KERNELS).sort());
   });
 });

@@ -21,6 +21,7 @@ import type { BatchRef, Evaluation, NamedTensor, StepOutcome, TrainingBackend } 
 import { readState } from "../model.js";
 import type { Op } from "../ops/types.js";
 import type { PreparedRun } from "../prepare.js";
+import { optimizerSteps } from "../optimizers.js";
 import type { ParamGroup } from "../schedules.js";
 import { clipSpec } from "../step.js";
 import { BufferSet, MAP_READ, Program, USAGE, checked, gridGroups, type DispatchSpec } from "./context.js";
@@ -259,72 +260,38 @@ export async function createWebGpuBackend(
         ];
       };
 
-      // ---- the optimizer: its state, its per-step scalars (computed in f64 as optimizers.ts does)
+      // ---- the optimizer: its state, and each step's scalars (optimizers.ts, shared with the kernel core)
       const o = t.optimizer;
       const stepBytes = new ArrayBuffer(STEP_BYTES);
       const stepView = new DataView(stepBytes);
       const setU = (k: number, v: number) => stepView.setUint32(8 + 4 * k, v >>> 0, true); // u0..u3
       const setA = (k: number, v: number) => stepView.setFloat32(32 + 4 * k, v, true); // a0..a11
-      const flag = (b: boolean) => (b ? 1 : 0);
-      let group: ParamGroup;
+      const steps = optimizerSteps(o);
+      const group: ParamGroup = steps.group;
       let optimizerSpec: DispatchSpec;
-      /** Writes this step's scalars; returns what to commit once the update has run. */
-      let prepareScalars: () => () => void;
       const optimizerGroups = gridGroups(T);
       switch (o.type) {
         case "sgd": {
-          group = { lr: o.lr, momentum: o.momentum };
           const buf = storage("sgd momentum", T);
-          let initialised = false;
           optimizerSpec = { kernel: "sgd", buffers: [params, grads, buf, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
-          prepareScalars = () => {
-            const first = group.momentum !== 0 && !initialised;
-            setA(0, group.lr), setA(1, group.momentum), setA(2, 1 - o.dampening), setA(3, o.weight_decay);
-            setU(0, flag(o.nesterov)), setU(1, flag(o.maximize)), setU(2, flag(first));
-            return () => {
-              if (group.momentum !== 0) initialised = true;
-            };
-          };
           break;
         }
         case "adam":
         case "adamw": {
-          group = { lr: o.lr, momentum: o.betas[0] };
           const m = storage("adam m", T);
           const v = storage("adam v", T);
           const vmax = o.amsgrad ? storage("adam vmax", T) : dummy("no vmax");
-          const beta2 = o.betas[1];
-          let step = 0;
           optimizerSpec = { kernel: "adam", buffers: [params, grads, m, v, vmax, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
-          prepareScalars = () => {
-            const tt = step + 1;
-            const beta1 = group.momentum;
-            const biasCorrection1 = 1 - beta1 ** tt;
-            const biasCorrection2 = 1 - beta2 ** tt;
-            setA(0, group.lr / biasCorrection1), setA(1, beta1), setA(2, 1 - beta1), setA(3, beta2), setA(4, 1 - beta2);
-            setA(5, Math.sqrt(biasCorrection2)), setA(6, o.eps), setA(7, o.weight_decay), setA(8, 1 - group.lr * o.weight_decay);
-            setU(0, flag(o.amsgrad)), setU(1, flag(o.maximize)), setU(2, flag(o.type === "adamw"));
-            return () => {
-              step = tt;
-            };
-          };
           break;
         }
         case "rmsprop": {
-          group = { lr: o.lr, momentum: o.momentum };
           const squareAvg = storage("rmsprop square_avg", T);
           const gradAvg = o.centered ? storage("rmsprop grad_avg", T) : dummy("no grad_avg");
           const buf = storage("rmsprop momentum", T);
           optimizerSpec = { kernel: "rmsprop", buffers: [params, grads, squareAvg, gradAvg, buf, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
-          prepareScalars = () => {
-            setA(0, group.lr), setA(1, o.alpha), setA(2, 1 - o.alpha), setA(3, o.eps), setA(4, o.weight_decay), setA(5, group.momentum);
-            setU(0, flag(o.centered)), setU(1, flag(o.maximize));
-            return () => {};
-          };
           break;
         }
         case "adagrad": {
-          group = { lr: o.lr, momentum: 0 };
           const sum = storage("adagrad sum", T);
           if (o.initial_accumulator_value !== 0) {
             const fill = program([{ kernel: "fill", buffers: [sum], params: [T, f(o.initial_accumulator_value), 0, 0], x: gridGroups(T) }]);
@@ -334,19 +301,33 @@ export async function createWebGpuBackend(
             pass.end();
             queue.submit([enc.finish()]);
           }
-          let step = 0;
           optimizerSpec = { kernel: "adagrad", buffers: [params, grads, sum, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
-          prepareScalars = () => {
-            const tt = step + 1;
-            setA(0, group.lr / (1 + (tt - 1) * o.lr_decay)), setA(1, o.eps), setA(2, o.weight_decay);
-            setU(1, flag(o.maximize));
-            return () => {
-              step = tt;
-            };
-          };
           break;
         }
       }
+      /** Writes the next step's scalars into the step block (the layout the WGSL optimizers read). */
+      const writeScalars = () => {
+        const s = steps.next();
+        switch (s.type) {
+          case "sgd":
+            setA(0, s.lr), setA(1, s.momentum), setA(2, s.dampening1m), setA(3, s.weightDecay);
+            setU(0, s.nesterov), setU(1, s.maximize), setU(2, s.first);
+            return;
+          case "adam":
+            setA(0, s.stepSize), setA(1, s.beta1), setA(2, s.beta1m), setA(3, s.beta2), setA(4, s.beta2m);
+            setA(5, s.biasCorrection2Sqrt), setA(6, s.eps), setA(7, s.weightDecay), setA(8, s.decayFactor);
+            setU(0, s.amsgrad), setU(1, s.maximize), setU(2, s.decoupled);
+            return;
+          case "rmsprop":
+            setA(0, s.lr), setA(1, s.alpha), setA(2, s.alpha1m), setA(3, s.eps), setA(4, s.weightDecay), setA(5, s.momentum);
+            setU(0, s.centered), setU(1, s.maximize);
+            return;
+          case "adagrad":
+            setA(0, s.clr), setA(1, s.eps), setA(2, s.weightDecay);
+            setU(1, s.maximize);
+            return;
+        }
+      };
       optimizerSpec.step = stepBuf;
       stepView.setUint32(4, clip ? 1 : 0, true);
 
@@ -409,7 +390,8 @@ export async function createWebGpuBackend(
         const shuffled = batch.order !== null;
         if (batch.order) queue.writeBuffer(batchIdx, 0, batch.order as Int32Array<ArrayBuffer>, start, rows);
         stepView.setUint32(0, seed >>> 0, true);
-        const commit = prepareScalars();
+        // the scalars count this step even if it faults: a faulted step ends the run
+        writeScalars();
         queue.writeBuffer(stepBuf, 0, stepBytes);
         const enc = device.createCommandEncoder();
         enc.clearBuffer(status);
@@ -431,7 +413,6 @@ export async function createWebGpuBackend(
           // torch raises here; a numeric fault ends the run as diverged with the last finite weights
           return fault("non_finite_norm", `the total gradient norm (order ${clip!.norm_type}) is ${f32[STATUS.norm]} and clip_grad_norm.error_if_nonfinite is set`);
         }
-        commit();
         if (bits & FAULT.weight) return fault("diverged", "a weight became non-finite");
         return { loss: batchLoss };
       };

@@ -20,8 +20,25 @@
 
 import { ACTIVATIONS } from "../layers/activations.js";
 
+/**
+ * The status words every step writes and reads back (one 32-byte readback per step):
+ * 0 loss (f32), 1 fault bits (u32), 2 gradient norm (f32), 3 clip coefficient (f32),
+ * 4 1/W of cross-entropy (f32), 5 validation loss (f32), 6 correct and 7 counted (u32, accuracy).
+ */
+export const STATUS = { loss: 0, fault: 1, norm: 2, coef: 3, invW: 4, valLoss: 5, correct: 6, counted: 7 } as const;
+export const STATUS_BYTES = 32;
+/** Fault bits, in the order the WASM backend checks them. */
+export const FAULT = { loss: 1, grad: 2, norm: 4, weight: 8 } as const;
+
+/** The STATUS slots and FAULT bits as WGSL constants (STATUS_LOSS, FAULT_WEIGHT, ...): one source for both sides. */
+const STATUS_CONSTANTS = [
+  ...Object.entries(STATUS).map(([k, v]) => `const STATUS_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}: u32 = ${v}u;`),
+  ...Object.entries(FAULT).map(([k, v]) => `const FAULT_${k.toUpperCase()}: u32 = ${v}u;`),
+].join("\n");
+
 /** Helpers every kernel may use. */
 const PRELUDE = /* wgsl */ `
+${STATUS_CONSTANTS}
 fn finite32(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
 fn isnan32(x: f32) -> bool {
   let b = bitcast<u32>(x);
@@ -78,16 +95,6 @@ struct Step {
 `;
 /** Bytes of the Step struct's buffer (80 used, padded). */
 export const STEP_BYTES = 256;
-
-/**
- * The status words every step writes and reads back (one 32-byte readback per step):
- * 0 loss (f32), 1 fault bits (u32), 2 gradient norm (f32), 3 clip coefficient (f32),
- * 4 1/W of cross-entropy (f32), 5 validation loss (f32), 6 correct and 7 counted (u32, accuracy).
- */
-export const STATUS = { loss: 0, fault: 1, norm: 2, coef: 3, invW: 4, valLoss: 5, correct: 6, counted: 7 } as const;
-export const STATUS_BYTES = 32;
-/** Fault bits, in the order the WASM backend checks them. */
-export const FAULT = { loss: 1, grad: 2, norm: 4, weight: 8 } as const;
 
 const GRID = /* wgsl */ `
 @compute @workgroup_size(256)
@@ -484,7 +491,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   for (var i = gid.x; i < p.n; i += stride) {
     if (!finite32(x[p.off + i])) { bad = true; }
   }
-  if (bad) { atomicOr(&status[1], p.bit); }
+  if (bad) { atomicOr(&status[STATUS_FAULT], p.bit); }
 }
 `;
 
@@ -547,9 +554,9 @@ fn main(@builtin(local_invocation_index) tid: u32) {
     var coef = p.maxNorm / (norm + 1e-6);
     if (!finite32(norm) && !isnan32(norm)) { coef = 0.0; }
     if (!isnan32(coef) && !(coef < 1.0)) { coef = 1.0; }
-    status[2] = bitcast<u32>(norm);
-    status[3] = bitcast<u32>(coef);
-    if (p.errorIfNonfinite != 0u && !finite32(norm)) { status[1] = status[1] | 4u; }
+    status[STATUS_NORM] = bitcast<u32>(norm);
+    status[STATUS_COEF] = bitcast<u32>(coef);
+    if (p.errorIfNonfinite != 0u && !finite32(norm)) { status[STATUS_FAULT] = status[STATUS_FAULT] | FAULT_NORM; }
   }
 }
 `;
@@ -683,7 +690,7 @@ struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(1) var<storage, read> status: array<u32>;
 @group(0) @binding(16) var<uniform> p: P;
-fn body(i: u32) { grad[i] = grad[i] * bitcast<f32>(status[4]); }
+fn body(i: u32) { grad[i] = grad[i] * bitcast<f32>(status[STATUS_INV_W]); }
 ${GRID}`;
 
 /**
@@ -754,11 +761,11 @@ fn main(@builtin(local_invocation_index) tid: u32) {
     let W = wgSum(c, tid);
     loss = (p.oneMinusEps * nll + p.epsOverC * sm) / W;
     if (W == 0.0) { loss = nan32(); }
-    if (tid == 0u) { status[4] = bitcast<u32>(1.0 / W); }
+    if (tid == 0u) { status[STATUS_INV_W] = bitcast<u32>(1.0 / W); }
   }
   if (tid == 0u) {
     status[p.slot] = bitcast<u32>(loss);
-    if (!finite32(loss)) { status[1] = status[1] | p.faultBit; }
+    if (!finite32(loss)) { status[STATUS_FAULT] = status[STATUS_FAULT] | p.faultBit; }
   }
 }
 `;
@@ -800,7 +807,7 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   }
   let a = wgSumU(correct, tid);
   let b = wgSumU(counted, tid);
-  if (tid == 0u) { status[6] = a; status[7] = b; }
+  if (tid == 0u) { status[STATUS_CORRECT] = a; status[STATUS_COUNTED] = b; }
 }
 `;
 
@@ -818,8 +825,8 @@ ${STEP_STRUCT}
 @group(0) @binding(17) var<uniform> st: Step;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  if (status[1] != 0u) { return; }
-  let coef = bitcast<f32>(status[3]);
+  if (status[STATUS_FAULT] != 0u) { return; }
+  let coef = bitcast<f32>(status[STATUS_COEF]);
   let stride = nwg.x * 256u;
   for (var i = gid.x; i < p.n; i += stride) {
     var g = grad[i];
@@ -950,7 +957,7 @@ fn update(i: u32, p0: f32, g0: f32) {
 }
 `;
 
-/** params[i] = last[i] when the update made a weight non-finite (fault bit 8). */
+/** params[i] = last[i] when the update made a weight non-finite (FAULT_WEIGHT). */
 const RESTORE = /* wgsl */ `
 struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
@@ -959,7 +966,7 @@ struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(16) var<uniform> p: P;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  if ((status[1] & 8u) == 0u) { return; }
+  if ((status[STATUS_FAULT] & FAULT_WEIGHT) == 0u) { return; }
   let stride = nwg.x * 256u;
   for (var i = gid.x; i < p.n; i += stride) { param[i] = last[i]; }
 }

@@ -106,6 +106,7 @@ export function planRun(request: FineTuneRequest, model: CompiledModel, output: 
   const steps = t.epochs * perEpoch;
   const flops =
     t.epochs * (rowsPerEpoch * (model.forwardFlopsPerRow + model.backwardFlopsPerRow) + data.validationRows * model.forwardFlopsPerRow) +
+    data.validationRows * model.forwardFlopsPerRow + // the starting weights' validation (metrics.initial)
     steps * 12 * model.trainableCount;
   return {
     params: model.paramCount,

@@ -199,6 +199,10 @@ export async function runLoop(
     let error: RunError | undefined;
     let lastYield = now();
 
+    // the starting weights' validation metrics: what fine-tuning is compared against
+    const before = validationTable ? await backend.evaluate() : null;
+    const initial = before ? { val_loss: before.valLoss, ...(before.valAccuracy !== undefined ? { val_accuracy: before.valAccuracy } : {}) } : undefined;
+
     epochs: for (let epoch = 1; epoch <= t.epochs; epoch++) {
       if (t.shuffle) shuffleInPlace(shuffleRng, order);
       let lossSum = 0;
@@ -285,6 +289,7 @@ export async function runLoop(
       id: options.id ?? newId(),
       status,
       metrics: {
+        ...(initial ? { initial } : {}),
         history,
         best_epoch: early ? earlyBestEpoch : bestEpoch(history),
         steps: step - (status === "diverged" ? 1 : 0),

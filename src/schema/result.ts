@@ -16,6 +16,8 @@ export const EpochMetrics = z.object({
 });
 
 export const Metrics = z.object({
+  /** Validation metrics of the starting weights, before the first step (runs with validation data). */
+  initial: z.object({ val_loss: z.number(), val_accuracy: z.number().optional() }).optional(),
   history: z.array(EpochMetrics),
   /** The epoch with the best monitored metric (early_stopping.monitor, else val_loss, else train_loss). */
   best_epoch: z.number().int().nullable(),

@@ -132,6 +132,18 @@ describe("validation, early stopping and the best epoch", () => {
     expect(result.metrics.history.at(-1)!.val_accuracy).toBeGreaterThan(0.6);
   });
 
+  it("metrics.initial are the starting weights' validation metrics (equal to epoch 1's when the lr is 0)", async () => {
+    const frozen = classifierRequest(100, { epochs: 2, optimizer: { type: "sgd", lr: 0 } });
+    frozen.data.validation_split = 0.2;
+    const still = await train(frozen);
+    expect(still.metrics.initial).toEqual({ val_loss: still.metrics.history[0]!.val_loss, val_accuracy: still.metrics.history[0]!.val_accuracy });
+    const learning = classifierRequest(100, { epochs: 5 });
+    learning.data.validation_split = 0.2;
+    const result = await train(learning);
+    expect(result.metrics.initial!.val_loss).toBeGreaterThan(result.metrics.history.at(-1)!.val_loss!);
+    expect((await train(classifierRequest(100, { epochs: 1 }))).metrics.initial).toBeUndefined(); // no validation data
+  });
+
   it("early stopping stops after `patience` epochs without improvement and restores the best weights", async () => {
     const request = classifierRequest(100, {
       epochs: 200,

@@ -93,7 +93,7 @@ const BODY = `
 <p class="hint" id="data-summary"></p>
 </section>
 <section><h2>Model</h2>
-<label for="model">Layers (JSON; PyTorch nn.Sequential order)</label>
+<label for="model">Model (JSON: the layers in PyTorch nn.Sequential order, and an optional input shape such as {"input": {"shape": [1, 8, 8]}, "layers": [...]})</label>
 <textarea id="model" spellcheck="false" wrap="off"></textarea>
 </section>
 <section><h2>Training</h2>
@@ -220,9 +220,10 @@ function scheduleParams(type) {
   if (type === "sequential") p.schedulers[1].T_max = Math.max(1, (Number($("epochs").value) || 30) - 5); // cosine over the epochs after the warm-up
   return JSON.stringify(p);
 }
-/** The model one layer a line. */
+/** The model one layer a line (and its input shape, when it has one). */
 function modelText(model) {
-  return '{"layers": [\n' + model.layers.map(function (l) { return "  " + JSON.stringify(l); }).join(",\n") + "\n]}";
+  var head = model.input ? '{"input": ' + JSON.stringify(model.input) + ',\n "layers": [\n' : '{"layers": [\n';
+  return head + model.layers.map(function (l) { return "  " + JSON.stringify(l); }).join(",\n") + "\n]}";
 }
 
 function setTraining(t) {

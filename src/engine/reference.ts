@@ -154,6 +154,57 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
       const m = F();
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) m[at(out) + r * cols + c] = m[at(inp) + c * rows + r]!;
     },
+    transpose_strided(out, inp, rows, cols, ld, alpha) {
+      const m = F();
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) m[at(out) + r * cols + c] = f(f(alpha) * m[at(inp) + c * ld + r]!);
+    },
+    attention_softmax(probs, scores, mask, rows, cols, causal) {
+      // softmax over the visible keys (mask[j] != 0, and j <= i when causal); 0 elsewhere; a row
+      // that sees no key is all 0 (PyTorch: NaN)
+      const m = F();
+      const visible = (j: number) => mask === 0 || m[at(mask) + j] !== 0;
+      for (let i = 0; i < rows; i++) {
+        const s = at(scores) + i * cols;
+        const p = at(probs) + i * cols;
+        const n = causal ? Math.min(i + 1, cols) : cols;
+        let mx = -Infinity;
+        let any = false;
+        for (let j = 0; j < n; j++) {
+          if (visible(j)) {
+            mx = Math.max(mx, m[s + j]!);
+            any = true;
+          }
+        }
+        if (!any) {
+          for (let j = 0; j < cols; j++) m[p + j] = 0;
+          continue;
+        }
+        let sum = 0;
+        for (let j = 0; j < n; j++) {
+          const e = visible(j) ? f(Math.exp(f(m[s + j]! - mx))) : 0;
+          m[p + j] = e;
+          sum = f(sum + e);
+        }
+        const inv = f(1 / sum);
+        for (let j = 0; j < n; j++) m[p + j] = f(m[p + j]! * inv);
+        for (let j = n; j < cols; j++) m[p + j] = 0;
+      }
+    },
+    attention_softmax_backward(dscores, dprobs, probs, scale, rows, cols) {
+      // dS = scale * (P * (dP - r)), r = sum_j dP_j P_j summed as the kernel does: four lanes
+      // over the f32x4 body, combined (l0 + l1) + (l2 + l3), then the tail in order
+      const m = F();
+      const sc = f(scale);
+      for (let i = 0; i < rows; i++) {
+        const g = at(dprobs) + i * cols, p = at(probs) + i * cols, d = at(dscores) + i * cols;
+        const lanes = [0, 0, 0, 0];
+        const body = cols - (cols % 4);
+        for (let j = 0; j < body; j++) lanes[j % 4] = f(lanes[j % 4]! + f(m[g + j]! * m[p + j]!));
+        let r = f(f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!));
+        for (let j = body; j < cols; j++) r = f(r + f(m[g + j]! * m[p + j]!));
+        for (let j = 0; j < cols; j++) m[d + j] = f(f(m[p + j]! * f(m[g + j]! - r)) * sc);
+      }
+    },
     bias_grad(dbias, dout, rows, cols) {
       const m = F();
       for (let c = 0; c < cols; c++) {

@@ -19,6 +19,8 @@
  *    Math.exp/tanh): 2 ulps, or 5e-7 absolute near a root of the result.
  *  - bce_with_logits gradient: 2 ulps (libm exp/log1p on both sides).
  *  - GEMM, bias_grad, sum_squares: |diff| <= 1e-5 * (|init| + sum of |terms|).
+ *  - transpose_strided and attention_softmax_backward: bit-exact (the twin sums a row in the
+ *    kernel's lane order); attention_softmax: 4 ulps (Mathf.exp vs Math.exp, each within an ulp).
  *  - cross_entropy gradient: 1e-6 of each element's term scale; loss values: 1e-6 relative;
  *    sum_abs_pow (f64 throughout): 1e-12 relative.
  * The relaxed-SIMD build fuses a*b+c (relaxed_madd) in GEMM and axpy: axpy uses the scaled
@@ -452,6 +454,96 @@ const CASES: Record<Tested, Case> = {
         });
       }
     }
+  },
+  transpose_strided: (P, rng) => {
+    // a head's columns of a [cols, ld] projection (ld > rows: the rest of the row must not be
+    // read into out), scaled by 1, 1/sqrt(dh) for dh = 4 and 3 (the latter not a power of 2)
+    for (const alpha of [1, f(1 / Math.sqrt(4)), f(1 / Math.sqrt(3))]) {
+      for (const rows of LENGTHS) {
+        for (const cols of LENGTHS) {
+          P.run(`rows=${rows} cols=${cols} alpha=${alpha}`, () => {
+            const ld = rows + 3;
+            const inp = P.input(rng.f32(cols * ld));
+            const out = P.output(rows * cols);
+            P.both((k) => k.transpose_strided(out, inp, rows, cols, ld, alpha));
+            P.exact("transpose_strided", "out", out, rows * cols);
+          });
+        }
+      }
+    }
+  },
+  attention_softmax: (P, rng) => {
+    // scores |s| <= 6 (the twin: Math.exp rounded, the kernel: Mathf.exp, each within an ulp of
+    // e^x; sums of up to 65 terms in the same order): 4 ulps. Rows x keys over the house lengths,
+    // with and without a key-padding mask (about a third of the keys padded), causal or not, in
+    // place or into another buffer.
+    for (const causal of [0, 1]) {
+      for (const masked of [false, true]) {
+        for (const rows of [1, 3, 5, 65]) {
+          each(P, LENGTHS, (cols) => {
+            const sv = rng.f32(rows * cols, -6, 6);
+            const mv = Float32Array.from({ length: cols }, () => (rng.next() < 0.35 ? 0 : 1));
+            const mask = masked ? P.input(mv, "mask") : 0;
+            const inPlace = rows % 2 === 1 && cols % 2 === 1;
+            const scores = inPlace ? P.output(rows * cols, sv) : P.input(sv, "scores");
+            const probs = inPlace ? scores : P.output(rows * cols);
+            P.both((k) => k.attention_softmax(probs, scores, mask, rows, cols, causal));
+            P.ulps("attention_softmax", "probs", probs, rows * cols, 4);
+            // hidden keys are exactly 0, every visible row sums to 1
+            const w = P.readW(probs, rows * cols);
+            for (let i = 0; i < rows; i++) {
+              let sum = 0;
+              let visible = 0;
+              for (let j = 0; j < cols; j++) {
+                const hidden = (masked && mv[j] === 0) || (causal === 1 && j > i);
+                if (hidden && w[i * cols + j] !== 0) P.fail(`hidden key ${j} of row ${i} has weight ${w[i * cols + j]}`);
+                if (!hidden) visible++;
+                sum += w[i * cols + j]!;
+              }
+              if (visible > 0 && Math.abs(sum - 1) > 1e-5) P.fail(`row ${i} sums to ${sum}`);
+              if (visible === 0 && sum !== 0) P.fail(`row ${i} sees no key but sums to ${sum}`);
+            }
+          }, (cols) => `rows=${rows} cols=${cols} causal=${causal} masked=${masked}`);
+        }
+      }
+    }
+    // every key padded: all rows are 0 (PyTorch gives NaN), never NaN
+    for (const cols of [1, 4, 5]) {
+      P.run(`all padding cols=${cols}`, () => {
+        const scores = P.input(rng.f32(3 * cols, -2, 2), "scores");
+        const mask = P.input(new Float32Array(cols), "mask");
+        const probs = P.output(3 * cols);
+        P.both((k) => k.attention_softmax(probs, scores, mask, 3, cols, 0));
+        P.exact("attention_softmax", "probs", probs, 3 * cols);
+        if (P.readW(probs, 3 * cols).some((v) => v !== 0)) P.fail("an all-padding row is not 0");
+      });
+    }
+  },
+  attention_softmax_backward: (P, rng) => {
+    // bit-exact: the twin sums the row in the kernel's order (four lanes, then the tail)
+    for (const scale of [1, f(1 / Math.sqrt(2)), 0.25]) {
+      for (const rows of [1, 3, 5, 65]) {
+        each(P, LENGTHS, (cols) => {
+          const pv = rng.f32(rows * cols, 0, 1).map((v, i) => (i % 5 === 2 ? 0 : v)); // some hidden keys
+          const gv = rng.f32(rows * cols, -2, 2);
+          const probs = P.input(pv, "probs");
+          // aliasing as the op calls it (dscores over dprobs) on odd lengths, a separate output otherwise
+          const alias = cols % 2 === 1;
+          const dprobs = alias ? P.output(rows * cols, gv) : P.input(gv, "dprobs");
+          const dscores = alias ? dprobs : P.output(rows * cols);
+          P.both((k) => k.attention_softmax_backward(dscores, dprobs, probs, scale, rows, cols));
+          P.exact("attention_softmax_backward", "dscores", dscores, rows * cols);
+        }, (cols) => `rows=${rows} cols=${cols} scale=${scale}`);
+      }
+    }
+    // in place over P, as the attention op calls it
+    each(P, LENGTHS, (cols) => {
+      const pv = rng.f32(4 * cols, 0, 1);
+      const probs = P.output(4 * cols, pv);
+      const dprobs = P.input(rng.f32(4 * cols, -2, 2), "dprobs");
+      P.both((k) => k.attention_softmax_backward(probs, dprobs, probs, 0.5, 4, cols));
+      P.exact("attention_softmax_backward", "dscores over probs", probs, 4 * cols);
+    }, (cols) => `over probs cols=${cols}`);
   },
   bias_grad: (P, rng) => {
     for (const rows of [0, 1, 3, 8]) {

@@ -51,6 +51,42 @@ export function transpose_strided(out: usize, inp: usize, rows: i32, cols: i32, 
   }
 }
 
+// e^x, four lanes at a time (Cephes expf): e^x = 2^n e^r with n = nearest(x log2 e) and
+// r = x - n ln 2 (ln 2 in two parts, so r is exact), e^r = 1 + r + r^2 P(r) with Cephes' degree-5
+// P; within 2 ulps of e^x for x in [-87.3, 88.7]. n is rounded half to even by adding and
+// subtracting 1.5 * 2^23, whose sum also holds n in its low mantissa bits: (bits + 127) << 23 is
+// 2^n. x < -87.33654 (e^x below the smallest normal) gives 0 (torch gives a subnormal there:
+// below 1.2e-38, invisible next to a softmax sum >= 1); a NaN x stays NaN.
+// Plain multiplies and adds (no madd), so both builds and the TypeScript twin agree bit for bit.
+const EXP_LO: f32 = -87.33654;
+const EXP_ROUND: f32 = 12582912.0; // 1.5 * 2^23
+const LOG2E: f32 = 1.44269504088896341;
+const LN2_HI: f32 = 0.693359375;
+const LN2_LO: f32 = -2.12194440e-4;
+const EXP_P0: f32 = 1.9875691500e-4;
+const EXP_P1: f32 = 1.3981999507e-3;
+const EXP_P2: f32 = 8.3334519073e-3;
+const EXP_P3: f32 = 4.1665795894e-2;
+const EXP_P4: f32 = 1.6666665459e-1;
+const EXP_P5: f32 = 5.0000001201e-1;
+
+// @ts-ignore: decorator
+@inline
+function exp4(x: v128): v128 {
+  const shifted = f32x4.add(f32x4.mul(x, f32x4.splat(LOG2E)), f32x4.splat(EXP_ROUND));
+  const n = f32x4.sub(shifted, f32x4.splat(EXP_ROUND));
+  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI))), f32x4.mul(n, f32x4.splat(LN2_LO)));
+  let y = f32x4.add(f32x4.mul(f32x4.splat(EXP_P0), r), f32x4.splat(EXP_P1));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P2));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P3));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P4));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P5));
+  y = f32x4.add(f32x4.add(f32x4.mul(y, f32x4.mul(r, r)), r), f32x4.splat(1));
+  const scale = i32x4.shl(i32x4.add(shifted, i32x4.splat(127)), 23);
+  // below the normal range (n + 127 < 1 would wrap): 0
+  return v128.andnot(f32x4.mul(y, scale), f32x4.lt(x, f32x4.splat(EXP_LO)));
+}
+
 /**
  * The masked softmax of attention, row by row: probs[i, j] = exp(s_ij - m_i) / sum_j' exp(s_ij' - m_i)
  * over the keys j that query i may see, 0 for the others, where a key is hidden when
@@ -59,6 +95,7 @@ export function transpose_strided(out: usize, inp: usize, rows: i32, cols: i32, 
  * torch adds -inf for both and takes softmax(dim=-1) (max, exp(x - max), sum, times 1/sum);
  * exp(-inf) = 0 gives the zeros here. A query that sees no key at all is NaN in PyTorch
  * (0/0); here its row is all zeros (its output is 0 and no gradient flows through it).
+ * The sum runs in four lanes over the f32x4 body, combined (l0 + l1) + (l2 + l3), then the tail.
  * scores [rows, cols], probs [rows, cols] (may be the same buffer), mask [cols] or 0.
  */
 export function attention_softmax(probs: usize, scores: usize, mask: usize, rows: i32, cols: i32, causal: i32): void {
@@ -70,7 +107,8 @@ export function attention_softmax(probs: usize, scores: usize, mask: usize, rows
     const p = probs + i * C * F32;
     // keys j < n are not hidden by causality
     const n: usize = causal != 0 ? min(i + 1, C) : C;
-    // ---- the largest visible score (NaN propagates, as torch's max does)
+    // ---- the largest visible score (pmax, one instruction, may pass over a NaN; a NaN score
+    // still makes its row NaN, as in torch, through exp(NaN - m) in the sum)
     let mv = negInf;
     let seen = zero; // lanes that saw a visible key (all ones)
     let j: usize = 0;
@@ -78,10 +116,10 @@ export function attention_softmax(probs: usize, scores: usize, mask: usize, rows
       for (; j + 4 <= n; j += 4) {
         const visible = f32x4.ne(v128.load(mask + j * F32), zero);
         seen = v128.or(seen, visible);
-        mv = f32x4.max(mv, v128.bitselect(v128.load(s + j * F32), negInf, visible));
+        mv = f32x4.pmax(mv, v128.bitselect(v128.load(s + j * F32), negInf, visible));
       }
     } else {
-      for (; j + 4 <= n; j += 4) mv = f32x4.max(mv, v128.load(s + j * F32));
+      for (; j + 4 <= n; j += 4) mv = f32x4.pmax(mv, v128.load(s + j * F32));
       if (n >= 4) seen = v128.not(zero);
     }
     let m = hmax(mv);
@@ -97,11 +135,19 @@ export function attention_softmax(probs: usize, scores: usize, mask: usize, rows
       for (let k: usize = 0; k < C; k++) store<f32>(p + k * F32, 0);
       continue;
     }
-    // ---- exp(s - m) and their sum, keys in order
-    let sum: f32 = 0;
-    for (j = 0; j < n; j++) {
+    // ---- exp(s - m) (0 for padded keys) and their sum
+    const mvec = f32x4.splat(m);
+    let acc = zero;
+    for (j = 0; j + 4 <= n; j += 4) {
+      let e = exp4(f32x4.sub(v128.load(s + j * F32), mvec));
+      if (mask != 0) e = v128.and(e, f32x4.ne(v128.load(mask + j * F32), zero));
+      v128.store(p + j * F32, e);
+      acc = f32x4.add(acc, e);
+    }
+    let sum: f32 = f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1) + (f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3));
+    for (; j < n; j++) {
       let e: f32 = 0;
-      if (mask == 0 || load<f32>(mask + j * F32) != 0) e = Mathf.exp(load<f32>(s + j * F32) - m);
+      if (mask == 0 || load<f32>(mask + j * F32) != 0) e = f32x4.extract_lane(exp4(f32x4.splat(load<f32>(s + j * F32) - m)), 0);
       store<f32>(p + j * F32, e);
       sum += e;
     }

@@ -320,6 +320,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wg: ve
  * attention_softmax (wasm/assembly/attention.ts) over n = samples * heads * T rows of T scores,
  * in place, one invocation per row: softmax over the keys the query sees (mask[sample, j] != 0
  * when HAS_MASK; j <= i when CAUSAL), 0 for hidden keys, an all-zero row when it sees none.
+ * exp is the kernel's Cephes polynomial (not the built-in, a few ulps off on some adapters), and
+ * the sum runs in its four lanes then the tail, so only contraction into fma can differ.
  */
 const ATTN_SOFTMAX = /* wgsl */ `
 override HAS_MASK: bool = false;
@@ -331,6 +333,20 @@ struct P { n: u32, T: u32, heads: u32, pad: u32 }
 fn visible(s: u32, j: u32) -> bool {
   if (HAS_MASK) { return mask[s * p.T + j] != 0.0; }
   return true;
+}
+// wasm/assembly/attention.ts exp4: e^x = 2^n e^r, n = round(x log2 e) (half to even),
+// r = x - n ln 2 in two parts, e^r = 1 + r + r^2 P(r); 0 below -87.33654
+fn expf(x: f32) -> f32 {
+  if (x < -87.33654) { return 0.0; }
+  let n = round(x * 1.44269504088896341);
+  let r = (x - n * 0.693359375) - n * -2.12194440e-4;
+  var y = 1.9875691500e-4 * r + 1.3981999507e-3;
+  y = y * r + 8.3334519073e-3;
+  y = y * r + 4.1665795894e-2;
+  y = y * r + 1.6666665459e-1;
+  y = y * r + 5.0000001201e-1;
+  y = (y * (r * r) + r) + 1.0;
+  return y * bitcast<f32>(u32(i32(n) + 127) << 23u);
 }
 fn body(r: u32) {
   let T = p.T;
@@ -353,13 +369,16 @@ fn body(r: u32) {
     for (var j = 0u; j < T; j++) { probs[base + j] = 0.0; }
     return;
   }
-  var sum = 0.0;
+  var lanes = vec4f(0.0);
+  let body4 = n - n % 4u;
   for (var j = 0u; j < n; j++) {
     var e = 0.0;
-    if (visible(s, j)) { e = exp(probs[base + j] - m); }
+    if (visible(s, j)) { e = expf(probs[base + j] - m); }
     probs[base + j] = e;
-    sum = sum + e;
+    if (j < body4) { lanes[j % 4u] = lanes[j % 4u] + e; }
   }
+  var sum = (lanes.x + lanes.y) + (lanes.z + lanes.w);
+  for (var j = body4; j < n; j++) { sum = sum + probs[base + j]; }
   let inv = 1.0 / sum;
   for (var j = 0u; j < n; j++) { probs[base + j] = probs[base + j] * inv; }
   for (var j = n; j < T; j++) { probs[base + j] = 0.0; }

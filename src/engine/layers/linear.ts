@@ -41,7 +41,14 @@ export function linearModule(b: LayerBuilder, x: TensorRef, inF: number, outF: n
   return linearApply(b, x, linearParameters(b, inF, outF, bias));
 }
 
-/** The state tensors of a linear map (indices into the state; bias -1 when absent) and its sizes. */
+/**
+ * The state tensors of a linear map (indices into the state; bias -1 when absent) and its sizes.
+ *
+ * @example
+ * ```ts
+ * const p: LinearParameters = { weight: b.parameter("in_proj_weight", [3 * E, E]), bias: -1, in: E, out: 3 * E };
+ * ```
+ */
 export interface LinearParameters {
   readonly weight: number;
   readonly bias: number;

@@ -34,6 +34,16 @@ function shape(op: AttentionOp) {
 /** Whether the forward ran dropout on the weights (and the backward must follow it). */
 const dropping = (c: KernelOpContext, op: AttentionOp) => c.training && op.dropMask >= 0;
 
+/**
+ * The attention op's definition on the kernel core (registered in ops/index.ts OPS).
+ *
+ * @example
+ * ```ts
+ * // run one op by hand over a KernelOpContext (the gradient check does this)
+ * attentionOp.kernel.forward(c, op, rows); // out [rows, T, D], P saved
+ * attentionOp.kernel.backward(c, op, rows, [dOut], [dQkv, 0]); // dQkv [rows, T, 3D] written
+ * ```
+ */
 export const attentionOp: OpDef<AttentionOp> = {
   flops: (op) => {
     const { T, D, H } = shape(op);

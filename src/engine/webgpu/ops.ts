@@ -161,7 +161,16 @@ const add: GpuOp<OpOf<"add">> = {
   },
 };
 
-/** A strided view of a batched operand of bgemm: X(r, c) at off + sample * sample_ + head * head_ + r * rs + c * cs. */
+/**
+ * A strided view of a batched operand of bgemm: X(r, c) at off + s * sample + h * head + r * rs + c * cs
+ * for sample s and head h (element offsets into `buffer`).
+ *
+ * @example
+ * ```ts
+ * // K_h^T of a [rows, T, 3D] projection: element (d, j) is K[j, h * dh + d]
+ * const kT: StridedView = { buffer: qkv, off: D, rs: 1, cs: 3 * D, sample: T * 3 * D, head: dh };
+ * ```
+ */
 export interface StridedView {
   buffer: GPUBuffer;
   off: number;

@@ -28,6 +28,15 @@ export interface Kernels {
   matmul_strided(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, ars: number, acs: number, ldb: number, ldo: number, accumulate: Flag): void;
   /** out[rows,cols] = inp[cols,rows]^T */
   transpose(out: Ptr, inp: Ptr, rows: number, cols: number): void;
+  /** out[r*cols + c] = alpha * inp[c*ld + r]: a strided [cols, rows] view (one attention head), transposed and scaled */
+  transpose_strided(out: Ptr, inp: Ptr, rows: number, cols: number, ld: number, alpha: number): void;
+  /**
+   * probs[rows,cols] = softmax over each row of scores, keys hidden by the key-padding `mask`
+   * ([cols], 0 = padding; 0: none) or by `causal` (j > i) getting 0; a row with no visible key is 0.
+   */
+  attention_softmax(probs: Ptr, scores: Ptr, mask: Ptr, rows: number, cols: number, causal: Flag): void;
+  /** dscores = scale * P * (dP - rowsum(dP * P)) (may alias dprobs or probs) */
+  attention_softmax_backward(dscores: Ptr, dprobs: Ptr, probs: Ptr, scale: number, rows: number, cols: number): void;
 
   /** dbias[cols] += sum_r dout[r, cols] */
   bias_grad(dbias: Ptr, dout: Ptr, rows: number, cols: number): void;
@@ -94,6 +103,7 @@ export interface Kernels {
 /** The names of every kernel, for checks that an instance is complete. */
 export const KERNEL_NAMES = [
   "matmul_nt", "matmul_nn", "matmul_tn", "matmul_strided", "transpose", "bias_grad",
+  "transpose_strided", "attention_softmax", "attention_softmax_backward",
   "activation_forward", "activation_backward",
   "dropout_forward", "mul", "add", "scale", "fill", "copy", "axpy", "gather_rows", "all_finite",
   "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "cross_entropy_loss",

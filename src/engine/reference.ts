@@ -19,6 +19,30 @@ function erf32(x: number): number {
 
 const GELU_TANH_K = f(Math.sqrt(2 / Math.PI));
 
+const bitsBox = new Float32Array(1);
+const bitsView = new Uint32Array(bitsBox.buffer);
+
+/**
+ * e^x as attention_softmax's exp4 (wasm/assembly/attention.ts, Cephes expf), step for step in
+ * f32: n = nearest(x log2 e) by adding and subtracting 1.5 * 2^23, r = x - n ln 2 (two parts),
+ * e^r = 1 + r + r^2 P(r), times 2^n from the shifted sum's bits; 0 below -87.33654.
+ */
+function expf(x: number): number {
+  const shifted = f(f(x * f(1.44269504088896341)) + 12582912);
+  const n = f(shifted - 12582912);
+  const r = f(f(x - f(n * 0.693359375)) - f(n * f(-2.1219444e-4)));
+  let y = f(f(f(1.98756915e-4) * r) + f(1.3981999507e-3));
+  y = f(f(y * r) + f(8.3334519073e-3));
+  y = f(f(y * r) + f(4.1665795894e-2));
+  y = f(f(y * r) + f(1.6666665459e-1));
+  y = f(f(y * r) + f(5.0000001201e-1));
+  y = f(f(f(y * f(r * r)) + r) + 1);
+  bitsBox[0] = shifted;
+  bitsView[0] = Math.imul((bitsView[0]! + 127) >>> 0, 1 << 23) >>> 0;
+  const result = f(y * bitsBox[0]!);
+  return x < f(-87.33654) ? 0 : result;
+}
+
 /**
  * The twin of each activation in wasm/assembly/activations.ts, by its code (layers/activations.ts):
  * forward(x), and backward(dout, x, y) = dout * f'(.) from the input x or the output y.
@@ -153,6 +177,58 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
     transpose(out, inp, rows, cols) {
       const m = F();
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) m[at(out) + r * cols + c] = m[at(inp) + c * rows + r]!;
+    },
+    transpose_strided(out, inp, rows, cols, ld, alpha) {
+      const m = F();
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) m[at(out) + r * cols + c] = f(f(alpha) * m[at(inp) + c * ld + r]!);
+    },
+    attention_softmax(probs, scores, mask, rows, cols, causal) {
+      // softmax over the visible keys (mask[j] != 0, and j <= i when causal); 0 elsewhere; a row
+      // that sees no key is all 0 (PyTorch: NaN). The sum in the kernel's order: four lanes over
+      // the f32x4 body, (l0 + l1) + (l2 + l3), then the tail.
+      const m = F();
+      const visible = (j: number) => mask === 0 || m[at(mask) + j] !== 0;
+      for (let i = 0; i < rows; i++) {
+        const s = at(scores) + i * cols;
+        const p = at(probs) + i * cols;
+        const n = causal ? Math.min(i + 1, cols) : cols;
+        let mx = -Infinity;
+        let any = false;
+        for (let j = 0; j < n; j++) {
+          if (visible(j)) {
+            mx = Math.max(mx, m[s + j]!);
+            any = true;
+          }
+        }
+        if (!any) {
+          for (let j = 0; j < cols; j++) m[p + j] = 0;
+          continue;
+        }
+        for (let j = 0; j < n; j++) m[p + j] = visible(j) ? expf(f(m[s + j]! - mx)) : 0;
+        const lanes = [0, 0, 0, 0];
+        const body = n - (n % 4);
+        for (let j = 0; j < body; j++) lanes[j % 4] = f(lanes[j % 4]! + m[p + j]!);
+        let sum = f(f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!));
+        for (let j = body; j < n; j++) sum = f(sum + m[p + j]!);
+        const inv = f(1 / sum);
+        for (let j = 0; j < n; j++) m[p + j] = f(m[p + j]! * inv);
+        for (let j = n; j < cols; j++) m[p + j] = 0;
+      }
+    },
+    attention_softmax_backward(dscores, dprobs, probs, scale, rows, cols) {
+      // dS = scale * (P * (dP - r)), r = sum_j dP_j P_j summed as the kernel does: four lanes
+      // over the f32x4 body, combined (l0 + l1) + (l2 + l3), then the tail in order
+      const m = F();
+      const sc = f(scale);
+      for (let i = 0; i < rows; i++) {
+        const g = at(dprobs) + i * cols, p = at(probs) + i * cols, d = at(dscores) + i * cols;
+        const lanes = [0, 0, 0, 0];
+        const body = cols - (cols % 4);
+        for (let j = 0; j < body; j++) lanes[j % 4] = f(lanes[j % 4]! + f(m[g + j]! * m[p + j]!));
+        let r = f(f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!));
+        for (let j = body; j < cols; j++) r = f(r + f(m[g + j]! * m[p + j]!));
+        for (let j = 0; j < cols; j++) m[d + j] = f(f(m[p + j]! * f(m[g + j]! - r)) * sc);
+      }
     },
     bias_grad(dbias, dout, rows, cols) {
       const m = F();

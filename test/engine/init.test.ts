@@ -1,5 +1,6 @@
 /**
- * Default initialisation reproduces torch.manual_seed(seed) + nn.Linear bit for bit
+ * Default initialisation reproduces torch.manual_seed(seed) + nn.Linear bit for bit, and
+ * nn.MultiheadAttention's (out_proj drawn first, then xavier_uniform_(in_proj_weight), biases 0)
  * (fixtures from test/parity/generate.py, torch 1.13).
  */
 import { readFileSync } from "node:fs";
@@ -12,7 +13,7 @@ import { Layer } from "../../src/schema/request.js";
 const fixture = JSON.parse(readFileSync(new URL("../parity/fixtures/init.json", import.meta.url), "utf8")) as {
   mt19937: Record<string, number[]>;
   uniform: { seed: number; low: number; high: number; values: number[] }[];
-  cases: { seed: number; layers: unknown[]; weights: Record<string, { shape: number[]; data: number[] }> }[];
+  cases: { seed: number; layers: unknown[]; input?: { shape: number[] }; weights: Record<string, { shape: number[]; data: number[] }> }[];
 };
 
 describe("PyTorch's CPU generator", () => {
@@ -32,10 +33,12 @@ describe("PyTorch's CPU generator", () => {
 
 describe("default init = torch.manual_seed(seed); nn.Sequential(...)", () => {
   for (const c of fixture.cases) {
-    it(`seed ${c.seed}, ${c.layers.length} layers`, () => {
+    const types = [...new Set(JSON.stringify(c.layers).match(/"type":"[a-z_]+"/g)!.map((t) => t.slice(8, -1)))];
+    it(`seed ${c.seed}, ${c.layers.length} layers (${types.join(", ")})`, () => {
       const layers = c.layers.map((l) => Layer.parse(l));
       const first = layers[0] as { in_features: number };
-      const values = defaultInit(compileModel({ layers }, null, { features: first.in_features }), c.seed);
+      const features = c.input ? c.input.shape.reduce((a, b) => a * b, 1) : first.in_features;
+      const values = defaultInit(compileModel({ layers, input: c.input }, null, { features }), c.seed);
       expect([...values.keys()]).toEqual(Object.keys(c.weights));
       for (const [name, t] of Object.entries(c.weights)) {
         expect(Array.from(values.get(name)!), name).toEqual(t.data);

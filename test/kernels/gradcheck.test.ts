@@ -20,6 +20,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { instantiateKernels, type Kernels, type Ptr } from "../../src/engine/kernels.js";
 import { ACTIVATIONS } from "../../src/engine/layers/activations.js";
+import { attentionOp } from "../../src/engine/ops/attention.js";
+import type { AttentionOp, KernelOpContext } from "../../src/engine/ops/types.js";
 import { createReferenceKernels } from "../../src/engine/reference.js";
 import { Rng, Stats, loadVariant, moduleOf } from "./harness.js";
 
@@ -341,6 +343,97 @@ function classLosses(rng: Rng): LossCase[] {
   return out;
 }
 
+
+// ------------------------------------------------------------------ attention (the whole op)
+
+interface AttentionCase {
+  label: string;
+  rows: number;
+  T: number;
+  D: number;
+  heads: number;
+  causal: boolean;
+  /** [rows, T] key-padding mask (1 token, 0 padding), or null */
+  mask: number[][] | null;
+  p?: number;
+}
+
+const ATTENTION_CASES: AttentionCase[] = [
+  { label: "2 heads of 3", rows: 2, T: 5, D: 6, heads: 2, causal: false, mask: null },
+  { label: "causal, 2 heads of 3", rows: 2, T: 5, D: 6, heads: 2, causal: true, mask: null },
+  { label: "1 head of 4, T = 1", rows: 3, T: 1, D: 4, heads: 1, causal: false, mask: null },
+  // padding at the end, in the middle, and a sample that is all padding (its queries see nothing)
+  { label: "key padding, 3 heads of 2", rows: 3, T: 5, D: 6, heads: 3, causal: false, mask: [[1, 1, 1, 0, 0], [1, 0, 1, 1, 0], [0, 0, 0, 0, 0]] },
+  // left padding with causal: the first queries of sample 0 see no key at all
+  { label: "key padding and causal", rows: 2, T: 6, D: 4, heads: 2, causal: true, mask: [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 0, 1]] },
+  { label: "dropout p = 0.3 on the weights", rows: 2, T: 5, D: 6, heads: 2, causal: true, mask: [[1, 1, 1, 1, 1], [1, 1, 0, 1, 1]], p: 0.3 },
+];
+
+/**
+ * The float64 formula of nn.MultiheadAttention's core (torch multi_head_attention_forward
+ * between in_proj and out_proj), written from the PyTorch docs: per sample and head,
+ * S = (q / sqrt(dh)) k^T + masks (-inf for padded keys and, causal, keys after the query),
+ * P = softmax(S), dropout (P * keep, keep = 0 or 1/(1-p), given), O = P v, heads concatenated.
+ * A query with every key hidden is 0 here (PyTorch: NaN), as documented for the op.
+ */
+function attentionF64(c: AttentionCase, qkv: ArrayLike<number>, keep: ArrayLike<number> | null): Float64Array {
+  const { rows, T, D, heads } = c;
+  const dh = D / heads, W = 3 * D;
+  const out = new Float64Array(rows * T * D);
+  for (let b = 0; b < rows; b++) {
+    for (let h = 0; h < heads; h++) {
+      const at = (t: number, part: number, d: number) => qkv[b * T * W + t * W + part * D + h * dh + d]!;
+      for (let i = 0; i < T; i++) {
+        const s = new Float64Array(T).fill(-Infinity);
+        for (let j = 0; j < T; j++) {
+          if ((c.mask && c.mask[b]![j] === 0) || (c.causal && j > i)) continue;
+          let dot = 0;
+          for (let d = 0; d < dh; d++) dot += (at(i, 0, d) / Math.sqrt(dh)) * at(j, 1, d);
+          s[j] = dot;
+        }
+        const m = Math.max(...s);
+        if (m === -Infinity) continue; // every key hidden: 0
+        const e = s.map((v) => Math.exp(v - m));
+        const z = e.reduce((a, v) => a + v, 0);
+        for (let j = 0; j < T; j++) {
+          const pij = (e[j]! / z) * (keep ? keep[((b * heads + h) * T + i) * T + j]! : 1);
+          for (let d = 0; d < dh; d++) out[b * T * D + i * D + h * dh + d] += pij * at(j, 2, d);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Runs the attention op's forward and backward on `lab`'s kernels; returns [out, dqkv, dropout mask]. */
+function runAttention(lab: Lab, c: AttentionCase, qkv: Float32Array, G: Float32Array, seed: number) {
+  const { rows, T, D, heads } = c;
+  const dropping = (c.p ?? 0) > 0;
+  const op: AttentionOp = {
+    kind: "attention", inputs: c.mask ? [0, 1] : [0], outputs: [2], tokens: T, dim: D, heads, causal: c.causal,
+    probs: 0, p: c.p ?? 0, dropMask: dropping ? 1 : -1, dropped: dropping ? 2 : -1, salt: 7,
+  };
+  const weights = rows * heads * T * T;
+  const values = [lab.put(qkv), c.mask ? lab.put(c.mask.flat()) : 0, lab.put(new Float32Array(rows * T * D).fill(-777))];
+  const saved = [lab.alloc(weights), lab.alloc(weights), lab.alloc(weights)];
+  const context: KernelOpContext = {
+    k: lab.k,
+    value: (id) => values[id]!,
+    state: () => 0,
+    grad: () => 0,
+    saved: (id) => (id < 0 ? 0 : saved[id]!),
+    workspace: lab.alloc(attentionOp.workspace!(op, rows)),
+    training: true,
+    seed,
+  };
+  attentionOp.kernel.forward(context, op, rows);
+  const out = lab.get(values[2]!, rows * T * D);
+  const keep = dropping ? lab.get(saved[1]!, weights) : null;
+  const dqkv = lab.put(new Float32Array(qkv.length).fill(-777)); // every element must be written
+  attentionOp.kernel.backward(context, op, rows, [lab.put(G)], [dqkv, 0]);
+  return { out, dqkv: lab.get(dqkv, qkv.length), keep };
+}
+
 // ------------------------------------------------------------------ the tests
 
 for (const impl of IMPLS) {
@@ -435,6 +528,41 @@ for (const impl of IMPLS) {
             ...compare("linear dW accumulated", lab.get(dW, OUT * IN), nW.map((v) => 2 * v), 2 * maxAbs(nW), 1e-4, 1e-5),
             ...compare("linear db accumulated", lab.get(db, OUT), nb.map((v) => 2 * v), 2 * maxAbs(nb), 1e-4, 1e-5),
           );
+          expect(bad).toEqual([]);
+        });
+      }
+    });
+
+    describe("attention op (ops/attention.ts): backward of the whole op against the float64 formula", () => {
+      // L = sum G * attention(qkv): dL/dqkv from the op's backward (dy = G) against central
+      // differences of attentionF64; the forward agrees with the formula too. The op's f32 path
+      // (scaled q, S, softmax, P V) carries ~1e-7 relative rounding into dqkv: 1e-4 / 1e-5.
+      for (const c of ATTENTION_CASES) {
+        it.skipIf(!!impl.skip)(`${c.label}${suffix}`, async () => {
+          const lab = await impl.make();
+          const rng = new Rng(c.T * 131 + c.D * 17 + c.heads + (c.causal ? 1000 : 0) + (c.mask ? 5000 : 0));
+          const qkv = rng.f32(c.rows * c.T * 3 * c.D, -1.5, 1.5);
+          const G = rng.f32(c.rows * c.T * c.D, -1, 1);
+          const { out, dqkv, keep } = runAttention(lab, c, qkv, G, 99);
+          const expected = attentionF64(c, qkv, keep);
+          const bad = compare(`attention forward`, out, expected, maxAbs(expected), 1e-5, 1e-6);
+          const L = (v: Float64Array) => attentionF64(c, v, keep).reduce((s, o, i) => s + G[i]! * o, 0);
+          const numeric = numericGrad(qkv, L);
+          bad.push(...compare(`attention dqkv`, dqkv, numeric, maxAbs(numeric), 1e-4, 1e-5));
+          if (c.mask?.some((row) => row.every((m) => m === 0))) {
+            // the all-padding sample: output 0, no gradient (PyTorch: NaN)
+            const b = c.mask.findIndex((row) => row.every((m) => m === 0));
+            const n = c.T * c.D;
+            if (out.subarray(b * n, (b + 1) * n).some((v) => v !== 0)) bad.push("an all-padding sample's output is not 0");
+            const w = 3 * n;
+            if (dqkv.subarray(b * w, (b + 1) * w).some((v) => v !== 0)) bad.push("an all-padding sample has a gradient");
+          }
+          if (out.some((v) => !Number.isFinite(v)) || dqkv.some((v) => !Number.isFinite(v))) bad.push("a non-finite value");
+          if (keep) {
+            const scale = f(1 / (1 - f(c.p!)));
+            if (!keep.every((v) => v === 0 || v === scale)) bad.push(`dropout mask values ${[...new Set(keep)].slice(0, 5)}`);
+            if (!keep.includes(0) || !keep.includes(scale)) bad.push("dropout mask is all 0 or all kept");
+          }
           expect(bad).toEqual([]);
         });
       }

@@ -111,6 +111,10 @@ function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels)
     matmul_tn: (k) => k.matmul_tn(out, a, b, M, N, K, 0),
     matmul_strided: (k) => k.matmul_strided(out, a, b, M, N, K, K, 1, N, N, 1),
     transpose: (k) => k.transpose(scratch, b, N, K),
+    // b [K, N] read as K rows of a strided view (ld N), transposed into scratch [N, K]
+    transpose_strided: (k) => k.transpose_strided(scratch, b, N, K, N, 0.5),
+    attention_softmax: (k) => k.attention_softmax(out, a, pos, M, K, 1),
+    attention_softmax_backward: (k) => k.attention_softmax_backward(out, a, pos2, 0.5, M, K),
     bias_grad: (k) => k.bias_grad(bias, out, M, N),
     activation_forward: (k) => k.activation_forward(y, x, 2, 0, n),
     activation_backward: (k) => k.activation_backward(z, w, x, y, 2, 0, n),

@@ -19,6 +19,8 @@
  *    Math.exp/tanh): 2 ulps, or 5e-7 absolute near a root of the result.
  *  - bce_with_logits gradient: 2 ulps (libm exp/log1p on both sides).
  *  - GEMM, bias_grad, sum_squares: |diff| <= 1e-5 * (|init| + sum of |terms|).
+ *  - transpose_strided, attention_softmax and attention_softmax_backward: bit-exact (the twin
+ *    sums a row in the kernel's lane order and evaluates its polynomial exp step for step).
  *  - cross_entropy gradient: 1e-6 of each element's term scale; loss values: 1e-6 relative;
  *    sum_abs_pow (f64 throughout): 1e-12 relative.
  * The relaxed-SIMD build fuses a*b+c (relaxed_madd) in GEMM and axpy: axpy uses the scaled
@@ -452,6 +454,99 @@ const CASES: Record<Tested, Case> = {
         });
       }
     }
+  },
+  transpose_strided: (P, rng) => {
+    // a head's columns of a [cols, ld] projection (ld > rows: the rest of the row must not be
+    // read into out), scaled by 1, 1/sqrt(dh) for dh = 4 and 3 (the latter not a power of 2)
+    for (const alpha of [1, f(1 / Math.sqrt(4)), f(1 / Math.sqrt(3))]) {
+      for (const rows of LENGTHS) {
+        for (const cols of LENGTHS) {
+          P.run(`rows=${rows} cols=${cols} alpha=${alpha}`, () => {
+            const ld = rows + 3;
+            const inp = P.input(rng.f32(cols * ld));
+            const out = P.output(rows * cols);
+            P.both((k) => k.transpose_strided(out, inp, rows, cols, ld, alpha));
+            P.exact("transpose_strided", "out", out, rows * cols);
+          });
+        }
+      }
+    }
+  },
+  attention_softmax: (P, rng) => {
+    // bit-exact (the twin evaluates the kernel's Cephes exp and sums in its lane order), and
+    // within 1e-6 relative of the float64 softmax (the exp is within 2 ulps). Scores |s| <= 6 or 60;
+    // rows x keys over the house lengths, with and without a key-padding mask (about a third of
+    // the keys padded), causal or not, in place or into another buffer.
+    for (const causal of [0, 1]) {
+      for (const masked of [false, true]) {
+        for (const rows of [1, 3, 5, 65]) {
+          each(P, LENGTHS, (cols) => {
+            // wide scores on odd rows counts: exp far down its range, and below it (x < -87.3: 0)
+            const sv = rows % 2 === 1 ? rng.f32(rows * cols, -60, 60) : rng.f32(rows * cols, -6, 6);
+            const mv = Float32Array.from({ length: cols }, () => (rng.next() < 0.35 ? 0 : 1));
+            const mask = masked ? P.input(mv, "mask") : 0;
+            const inPlace = rows % 2 === 1 && cols % 2 === 1;
+            const scores = inPlace ? P.output(rows * cols, sv) : P.input(sv, "scores");
+            const probs = inPlace ? scores : P.output(rows * cols);
+            P.both((k) => k.attention_softmax(probs, scores, mask, rows, cols, causal));
+            P.exact("attention_softmax", "probs", probs, rows * cols);
+            // hidden keys are exactly 0, a row that sees no key is 0, the others are the float64 softmax
+            const w = P.readW(probs, rows * cols);
+            for (let i = 0; i < rows; i++) {
+              const hidden = (j: number) => (masked && mv[j] === 0) || (causal === 1 && j > i);
+              const keys = Array.from({ length: cols }, (_, j) => j).filter((j) => !hidden(j));
+              const mx = Math.max(...keys.map((j) => sv[i * cols + j]!));
+              // from the f32 difference s - m the kernel forms (its rounding alone is 2e-6 relative at |x| = 60)
+              const e = (j: number) => Math.exp(f(sv[i * cols + j]! - mx));
+              const z = keys.reduce((a, j) => a + e(j), 0);
+              for (let j = 0; j < cols; j++) {
+                const want = hidden(j) ? 0 : e(j) / z;
+                const got = w[i * cols + j]!;
+                // 1.2e-38: e^x below the smallest normal f32 is 0
+                if (hidden(j) ? got !== 0 : !(Math.abs(got - want) <= 1e-6 * want + 1.2e-38)) P.fail(`probs[${i}, ${j}] = ${got}, softmax ${want}`);
+              }
+            }
+          }, (cols) => `rows=${rows} cols=${cols} causal=${causal} masked=${masked}`);
+        }
+      }
+    }
+    // every key padded: all rows are 0 (PyTorch gives NaN), never NaN
+    for (const cols of [1, 4, 5]) {
+      P.run(`all padding cols=${cols}`, () => {
+        const scores = P.input(rng.f32(3 * cols, -2, 2), "scores");
+        const mask = P.input(new Float32Array(cols), "mask");
+        const probs = P.output(3 * cols);
+        P.both((k) => k.attention_softmax(probs, scores, mask, 3, cols, 0));
+        P.exact("attention_softmax", "probs", probs, 3 * cols);
+        if (P.readW(probs, 3 * cols).some((v) => v !== 0)) P.fail("an all-padding row is not 0");
+      });
+    }
+  },
+  attention_softmax_backward: (P, rng) => {
+    // bit-exact: the twin sums the row in the kernel's order (four lanes, then the tail)
+    for (const scale of [1, f(1 / Math.sqrt(2)), 0.25]) {
+      for (const rows of [1, 3, 5, 65]) {
+        each(P, LENGTHS, (cols) => {
+          const pv = rng.f32(rows * cols, 0, 1).map((v, i) => (i % 5 === 2 ? 0 : v)); // some hidden keys
+          const gv = rng.f32(rows * cols, -2, 2);
+          const probs = P.input(pv, "probs");
+          // aliasing as the op calls it (dscores over dprobs) on odd lengths, a separate output otherwise
+          const alias = cols % 2 === 1;
+          const dprobs = alias ? P.output(rows * cols, gv) : P.input(gv, "dprobs");
+          const dscores = alias ? dprobs : P.output(rows * cols);
+          P.both((k) => k.attention_softmax_backward(dscores, dprobs, probs, scale, rows, cols));
+          P.exact("attention_softmax_backward", "dscores", dscores, rows * cols);
+        }, (cols) => `rows=${rows} cols=${cols} scale=${scale}`);
+      }
+    }
+    // in place over P, as the attention op calls it
+    each(P, LENGTHS, (cols) => {
+      const pv = rng.f32(4 * cols, 0, 1);
+      const probs = P.output(4 * cols, pv);
+      const dprobs = P.input(rng.f32(4 * cols, -2, 2), "dprobs");
+      P.both((k) => k.attention_softmax_backward(probs, dprobs, probs, 0.5, 4, cols));
+      P.exact("attention_softmax_backward", "dscores over probs", probs, 4 * cols);
+    }, (cols) => `over probs cols=${cols}`);
   },
   bias_grad: (P, rng) => {
     for (const rows of [0, 1, 3, 8]) {

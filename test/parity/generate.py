@@ -197,6 +197,27 @@ class Residual(Sequential):
         return x + super().forward(x, mask)
 
 
+class SelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention(batch_first=True) used as self-attention (edgetune's
+    `multihead_attention`): attn(x, x, x, key_padding_mask=(mask == 0), attn_mask=causal mask)[0].
+    A subclass rather than a wrapper, so its state_dict keys are nn.MultiheadAttention's
+    (in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias)."""
+
+    takes_mask = True
+
+    def __init__(self, L):
+        super().__init__(L["embed_dim"], L["num_heads"], dropout=L.get("dropout", 0.0), bias=L.get("bias", True),
+                         batch_first=True)
+        self.causal = L.get("causal", False)
+
+    def forward(self, x, mask=None):
+        T = x.shape[1]
+        # nn.Transformer.generate_square_subsequent_mask(T), in the input's dtype (float64 shadow runs)
+        causal = torch.triu(torch.full((T, T), float("-inf"), dtype=x.dtype), diagonal=1) if self.causal else None
+        kpm = None if mask is None else (mask == 0)
+        return super().forward(x, x, x, key_padding_mask=kpm, attn_mask=causal, need_weights=False)[0]
+
+
 def build_layers(layers):
     return OrderedDict((layer_name(i, L), build_module(L)) for i, L in enumerate(layers))
 
@@ -215,6 +236,7 @@ MODULES = {
     "flatten": lambda L: nn.Flatten(L.get("start_dim", 1), L.get("end_dim", -1)),
     "sequential": lambda L: Sequential(build_layers(L["layers"])),
     "residual": lambda L: Residual(build_layers(L["layers"])),
+    "multihead_attention": SelfAttention,
 }
 
 
@@ -1045,6 +1067,43 @@ def graph_cases():
     ]
 
 
+def attention_cases():
+    """nn.MultiheadAttention as self-attention over shaped inputs [T, D] = [6, 8]: plain, causal, in a
+    residual block, without bias, with 4 heads. (Key padding needs token data: the op-level tests cover it.)
+
+    SGD with momentum, not Adam: the key part of in_proj_bias shifts every score of a query by the
+    same q . b_k, which softmax ignores, so its gradient is 0 up to rounding noise; Adam divides
+    that noise by its own magnitude and random-walks b_k (float32 and float64 runs then disagree
+    by thousands of tolerances), while SGD leaves it where the noise puts it, ~1e-9."""
+    T, D = 6, 8
+    lin = lambda i, o, name=None, **kw: OrderedDict([("type", "linear")] + ([("name", name)] if name else []) +
+                                                    [("in_features", i), ("out_features", o)] + list(kw.items()))
+    mha = lambda name=None, heads=2, **kw: OrderedDict([("type", "multihead_attention")] + ([("name", name)] if name else []) +
+                                                       [("embed_dim", D), ("num_heads", heads)] + list(kw.items()))
+    sgd = lambda lr=0.02: {"type": "sgd", "lr": lr, "momentum": 0.9}
+    data = lambda **kw: dict(dict(d_in=T * D, n_train=64), **kw)
+    return [
+        case("mha", "MultiheadAttention(8, 2) over 6 tokens, flatten, a linear regression head",
+             input=[T, D], layers=[mha("attn"), {"type": "flatten"}, lin(T * D, 1, "head")],
+             data=data(n_val=16), training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=sgd()), seed=301),
+        case("mha_causal", "causal MultiheadAttention (keys after the query masked with -inf), flatten, a linear head",
+             input=[T, D], layers=[mha("attn", causal=True), {"type": "flatten"}, lin(T * D, 1, "head")],
+             data=data(n_val=16), training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=sgd()), seed=302),
+        case("mha_residual", "x + MultiheadAttention(x) in a residual block, a linear per token with SiLU, flatten, "
+             "a linear head (unnamed attention: block.0.in_proj_weight)",
+             input=[T, D], layers=[OrderedDict(type="residual", name="block", layers=[mha()]),
+                                   lin(D, 4, "per_token"), {"type": "silu"}, {"type": "flatten"}, lin(T * 4, 1, "head")],
+             data=data(), training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=sgd()), seed=303),
+        case("mha_no_bias", "MultiheadAttention(8, 2, bias=False): no in_proj_bias, no out_proj.bias",
+             input=[T, D], layers=[mha("attn", bias=False), {"type": "flatten"}, lin(T * D, 1, "head")],
+             data=data(), training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=sgd()), seed=304),
+        case("mha_4_heads", "MultiheadAttention(8, 4) (head_dim 2), causal, flatten, 3-class cross-entropy head",
+             input=[T, D], layers=[mha("attn", heads=4, causal=True), {"type": "flatten"}, lin(T * D, 3, "head")],
+             data=data(task="class", k=3, n_val=16),
+             training=dict(epochs=15, batch_size=8, loss={"type": "cross_entropy"}, optimizer=sgd(0.02)), seed=305),
+    ]
+
+
 # --------------------------------------------------------------------------- init.json
 
 def kaiming_bounds(fan_in):
@@ -1069,8 +1128,17 @@ def init_fixture():
         (2 ** 32 + 5, [lin(6, 8, "fc1"), {"type": "relu"}, lin(8, 1, "fc2")]),
         (5, [lin(6, 8, "fc1"), {"type": "relu"}, lin(8, 1, "fc2")]),
     ]
+    # nn.MultiheadAttention: out_proj (an nn.Linear: kaiming_uniform_ and uniform_ draws) is built
+    # before _reset_parameters draws xavier_uniform_(in_proj_weight) and zeroes both biases
+    mha = lambda E, H, name=None, **kw: OrderedDict([("type", "multihead_attention")] + ([("name", name)] if name else []) +
+                                                    [("embed_dim", E), ("num_heads", H)] + list(kw.items()))
+    shaped = [
+        (3, [6, 8], [mha(8, 2, "attn"), {"type": "flatten"}, lin(48, 1, "head")]),
+        (17, [4, 6], [lin(6, 6, "inp"), mha(6, 3, bias=False, causal=True), mha(6, 1, "second")]),
+        (2 ** 31 - 1, [5, 4], [OrderedDict(type="residual", name="block", layers=[mha(4, 2)]), lin(4, 2)]),
+    ]
     cases = []
-    for seed, layers in specs:
+    for seed, shape, layers in [(s, None, L) for s, L in specs] + shaped:
         torch.manual_seed(seed)
         model = build_model(layers)
         bounds = OrderedDict()
@@ -1078,8 +1146,11 @@ def init_fixture():
             if L["type"] == "linear":
                 wb, bb = kaiming_bounds(L["in_features"])
                 bounds[layer_name(i, L)] = OrderedDict(weight=wb, bias=bb if L.get("bias", True) else None)
-        cases.append(OrderedDict(seed=seed, layers=layers, bounds=bounds, weights=state_to_json(model.state_dict())))
-    a, b = cases[-2]["weights"], cases[-1]["weights"]
+        c = OrderedDict(seed=seed, layers=layers, bounds=bounds, weights=state_to_json(model.state_dict()))
+        if shape is not None:
+            c["input"] = OrderedDict(shape=shape)
+        cases.append(c)
+    a, b = cases[len(specs) - 2]["weights"], cases[len(specs) - 1]["weights"]
     assert a == b, "seed 2**32 + 5 should equal seed 5 (torch keeps the low 32 bits)"
 
     mt = OrderedDict()
@@ -1114,7 +1185,9 @@ def init_fixture():
                      "bias with uniform_(-bound, bound): one 32-bit output r per element, "
                      "value = float32((r & 0xFFFFFF) * 2^-24 * float32(float32(high) - float32(low)) + float32(low)) "
                      "evaluated in double. weight bound = sqrt(3) * (sqrt(2 / (1 + sqrt(5)^2)) / sqrt(fan_in)), "
-                     "bias bound = 1 / sqrt(fan_in) (both in double, as torch computes them)."),
+                     "bias bound = 1 / sqrt(fan_in) (both in double, as torch computes them). "
+                     "nn.MultiheadAttention (cases with `input`): out_proj, an nn.Linear, draws first; then "
+                     "xavier_uniform_(in_proj_weight) with a = sqrt(3) * sqrt(2 / (fan_in + fan_out)); both biases 0."),
         cases=cases, mt19937=mt, uniform=uniform)
 
 
@@ -1126,6 +1199,7 @@ GROUPS = OrderedDict(
     schedules=schedule_cases,
     training=training_cases,
     graph=graph_cases,
+    attention=attention_cases,
 )
 
 

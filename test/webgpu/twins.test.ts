@@ -6,7 +6,12 @@
  * Tolerances (the largest observed differences are printed at the end):
  *  - bit-exact: relu, leaky_relu, dropout (mask and output: the same hash), mul, copy, fill,
  *    scale, gather, bias_grad (the same order of additions), the all-finite flag.
- *  - GEMM: |diff| <= 1e-5 (|init| + sum of |terms|) (a GPU may fuse a*b+c).
+ *  - GEMM (and the batched strided GEMM of attention): |diff| <= 1e-5 (|init| + sum of |terms|)
+ *    (a GPU may fuse a*b+c).
+ *  - attention's softmax: 4 ulps (the same polynomial exp and order of sums; the GPU may contract
+ *    its multiply-adds into fma); its score gradient: 1e-5 of
+ *    scale * P (sum |dO V| + sum_k |dP_k| P_k); the whole op (forward and backward, with key
+ *    padding, causal, dropout): 1e-5 of each tensor's largest magnitude.
  *  - activations with exp/erf/tanh: 8 ulps or 1e-6 absolute (WGSL's exp is a few ulps; tanh is
  *    Cephes' tanhf, not Mathf.tanh); their backward passes likewise.
  *  - losses: the loss 1e-5 relative (f32 tree sums vs f64 sums), gradients 8 ulps or 1e-6 of
@@ -19,6 +24,9 @@ import { instantiateKernels, type Kernels } from "../../src/engine/kernels.js";
 import { BufferSet, MAP_READ, Program, USAGE, gridGroups, type DispatchSpec } from "../../src/engine/webgpu/context.js";
 import { ACT, KERNELS, LOSS, NORM, STEP_BYTES } from "../../src/engine/webgpu/wgsl.js";
 import { gemmSpec } from "../../src/engine/webgpu/backend.js";
+import { GPU_OPS, bgemmSpec, type GpuOpContext } from "../../src/engine/webgpu/ops.js";
+import { attentionOp } from "../../src/engine/ops/attention.js";
+import type { AttentionOp, KernelOpContext } from "../../src/engine/ops/types.js";
 import { loadNodeRuntime } from "../../src/node/index.js";
 import { LENGTHS, Rng, Stats, ulpDistance } from "../kernels/harness.js";
 import { SKIP_REASON, adapterDescription, device } from "./device.js";
@@ -219,6 +227,169 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
       }
     });
   }
+
+  it("bgemm: batched strided GEMM over samples x heads (vs matmul_strided per sample and head)", async () => {
+    const rng = new Rng(14);
+    // [samples, heads, M, N, K, transposed A, alpha, accumulate]
+    const CASES: [number, number, number, number, number, boolean, number, boolean][] = [
+      [1, 1, 1, 1, 1, false, 1, false], [2, 3, 5, 4, 3, false, 1, false], [3, 2, 4, 5, 4, true, 1, true],
+      [2, 2, 64, 65, 5, false, Math.fround(1 / Math.sqrt(3)), false], [1, 4, 65, 3, 64, true, 1, false], [2, 1, 0, 3, 4, false, 1, false],
+      [1, 2, 3, 0, 4, false, 1, true], [2, 2, 3, 4, 0, true, 1, true], [3, 1, 17, 33, 9, true, 0.5, true],
+    ];
+    for (const [S, H, M, N, K, trans, alpha, acc] of CASES) {
+      const w = await wasm();
+      // per (sample, head): A [M, K] (or [K, M] read transposed) with padded rows, B [K, N] read
+      // through strides (bcs = 2: every other column), C [M, N] with padded rows
+      const [aLd, bLd, cLd] = [(trans ? M : K) + 2, 2 * N + 1, N + 3];
+      const aBlock = (trans ? K : M) * aLd, bBlock = K * bLd, cBlock = M * cLd;
+      const [aOff, bOff, cOff] = [3, 1, 2];
+      const a = rng.f32(aOff + S * H * aBlock), b = rng.f32(bOff + S * H * bBlock), c0 = rng.f32(cOff + S * H * cBlock);
+      const as = a.map((v) => Math.fround(alpha * v));
+      const cp = w.put(c0.slice()), ap = w.put(as), bp = w.put(b);
+      const [ars, acs] = trans ? [1, aLd] : [aLd, 1];
+      // WASM: B must be contiguous along N, so pack its strided columns first
+      for (let z = 0; z < S * H; z++) {
+        const packed = new Float32Array(K * N);
+        for (let k = 0; k < K; k++) for (let j = 0; j < N; j++) packed[k * N + j] = b[bOff + z * bBlock + k * bLd + 2 * j]!;
+        w.k.matmul_strided(cp + 4 * (cOff + z * cBlock), ap + 4 * (aOff + z * aBlock), w.put(packed), M, N, K, ars, acs, N, cLd, acc ? 1 : 0);
+      }
+      const expected = w.get(cp, c0.length);
+      const got = await gpu({ c: c0, a, b }, (B): DispatchSpec[] => [
+        bgemmSpec(M, N, K, S * H, H, alpha,
+          { buffer: B.a!, off: aOff, rs: ars, cs: acs, sample: H * aBlock, head: aBlock },
+          { buffer: B.b!, off: bOff, rs: bLd, cs: 2, sample: H * bBlock, head: bBlock },
+          { buffer: B.c!, off: cOff, rs: cLd, cs: 1, sample: H * cBlock, head: cBlock }, acc),
+      ]);
+      const scale = new Float64Array(c0.length).fill(1e-30);
+      for (let z = 0; z < S * H; z++) {
+        for (let i = 0; i < M; i++) {
+          for (let j = 0; j < cLd; j++) {
+            const o = cOff + z * cBlock + i * cLd + j;
+            let t = acc || j >= N ? Math.abs(c0[o]!) : 0;
+            if (j < N) for (let k = 0; k < K; k++) t += Math.abs(as[aOff + z * aBlock + i * ars + k * acs]! * b[bOff + z * bBlock + k * bLd + 2 * j]!);
+            scale[o] = t + 1e-30;
+          }
+        }
+      }
+      for (let o = 0; o < cOff; o++) scale[o] = Math.abs(c0[o]!) + 1e-30; // untouched prefix
+      scaled("bgemm", got.c!, expected, scale, 1e-5);
+    }
+  });
+
+  it("attn_softmax: masked softmax per (sample, head, query) row (vs attention_softmax)", async () => {
+    const rng = new Rng(15);
+    for (const causal of [false, true]) {
+      for (const masked of [false, true]) {
+        for (const T of LENGTHS.filter((t) => t > 0)) {
+          const S = 3, H = 2;
+          const w = await wasm();
+          const scores = rng.f32(S * H * T * T, -6, 6);
+          const mask = Float32Array.from({ length: S * T }, (_, i) => (i < T ? 0 : rng.next() < 0.35 ? 0 : 1)); // sample 0: all padding
+          const pp = w.put(scores.slice()), mp = w.put(mask);
+          for (let z = 0; z < S * H; z++) {
+            const sample = Math.floor(z / H);
+            w.k.attention_softmax(pp + 4 * z * T * T, pp + 4 * z * T * T, masked ? mp + 4 * sample * T : 0, T, T, causal ? 1 : 0);
+          }
+          const got = await gpu({ probs: scores, mask }, (B): DispatchSpec[] => [
+            { kernel: "attn_softmax", constants: { HAS_MASK: masked, CAUSAL: causal }, buffers: [B.probs!, B.mask!], params: [S * H * T, T, H, 0], x: gridGroups(S * H * T) },
+          ]);
+          close(`attn_softmax${causal ? " causal" : ""}${masked ? " masked" : ""}`, got.probs!, w.get(pp, scores.length), 4, 0);
+        }
+      }
+    }
+  });
+
+  it("attn_dscores: the scores' gradient over P (vs matmul_strided + attention_softmax_backward)", async () => {
+    const rng = new Rng(16);
+    for (const dropout of [false, true]) {
+      for (const T of LENGTHS.filter((t) => t > 0)) {
+        const S = 2, H = 2, dh = 3, D = H * dh, W = 3 * D;
+        const scale = Math.fround(1 / Math.sqrt(dh));
+        const w = await wasm();
+        const probs = rng.f32(S * H * T * T, 0, 1).map((v, i) => (i % 7 === 3 ? 0 : v));
+        const dout = rng.f32(S * T * D), qkv = rng.f32(S * T * W);
+        const dmask = Float32Array.from({ length: S * H * T * T }, () => (rng.next() < 0.3 ? 0 : Math.fround(1 / 0.7)));
+        const pp = w.put(probs.slice()), dp = w.put(new Float32Array(T * T)), vT = w.put(new Float32Array(dh * T));
+        const [op, qp, mp] = [w.put(dout), w.put(qkv), w.put(dmask)];
+        const magnitude = new Float64Array(probs.length);
+        for (let z = 0; z < S * H; z++) {
+          const s = Math.floor(z / H), h = z % H;
+          w.k.transpose_strided(vT, qp + 4 * (s * T * W + 2 * D + h * dh), dh, T, W, 1);
+          w.k.matmul_strided(dp, op + 4 * (s * T * D + h * dh), vT, T, T, dh, D, 1, T, T, 0);
+          if (dropout) w.k.mul(dp, dp, mp + 4 * z * T * T, T * T);
+          w.k.attention_softmax_backward(pp + 4 * z * T * T, dp, pp + 4 * z * T * T, scale, T, T);
+          for (let i = 0; i < T; i++) {
+            const abs = (j: number) => {
+              let t = 0;
+              for (let d = 0; d < dh; d++) t += Math.abs(dout[(s * T + i) * D + h * dh + d]! * qkv[(s * T + j) * W + 2 * D + h * dh + d]!);
+              return dropout ? t * dmask[(z * T + i) * T + j]! : t;
+            };
+            let row = 0;
+            for (let k = 0; k < T; k++) row += abs(k) * probs[(z * T + i) * T + k]!;
+            for (let j = 0; j < T; j++) magnitude[(z * T + i) * T + j] = scale * probs[(z * T + i) * T + j]! * (abs(j) + row) + 1e-30;
+          }
+        }
+        const got = await gpu({ probs, dout, qkv, dmask }, (B): DispatchSpec[] => [
+          {
+            kernel: "attn_dscores", constants: { DROPOUT: dropout }, buffers: [B.probs!, B.dout!, B.qkv!, B.dmask!],
+            params: [S * H * T, T, D, H, dh, f(scale), 0, 0], x: gridGroups(S * H * T),
+          },
+        ]);
+        scaled(`attn_dscores${dropout ? " dropout" : ""}`, got.probs!, w.get(pp, probs.length), magnitude, 1e-5);
+      }
+    }
+  });
+
+  it("the attention op: forward and backward on WebGPU (GPU_OPS.attention) vs the WASM op", async () => {
+    const rng = new Rng(17);
+    // [rows, T, D, heads, causal, masked, p]
+    const CASES: [number, number, number, number, boolean, boolean, number][] = [
+      [3, 5, 6, 2, false, false, 0], [3, 6, 8, 4, true, true, 0], [2, 65, 8, 2, true, false, 0], [4, 7, 6, 3, false, true, 0.25], [2, 4, 4, 1, true, true, 0.5],
+    ];
+    for (const [rows, T, D, heads, causal, masked, p] of CASES) {
+      const dropping = p > 0;
+      const op: AttentionOp = {
+        kind: "attention", inputs: masked ? [0, 1] : [0], outputs: [2], tokens: T, dim: D, heads, causal,
+        probs: 0, p, dropMask: dropping ? 1 : -1, dropped: dropping ? 2 : -1, salt: 5,
+      };
+      const weights = rows * heads * T * T;
+      const qkv = rng.f32(rows * T * 3 * D, -2, 2), dout = rng.f32(rows * T * D);
+      const mask = Float32Array.from({ length: rows * T }, (_, i) => (i < T ? (i === 0 ? 0 : 1) : rng.next() < 0.3 ? 0 : 1));
+      const seed = 1234;
+      // WASM
+      const w = await wasm();
+      const values = [w.put(qkv), w.put(mask), w.put(new Float32Array(rows * T * D))];
+      const saved = [w.put(new Float32Array(weights)), w.put(new Float32Array(weights)), w.put(new Float32Array(weights))];
+      const dqkvW = w.put(new Float32Array(qkv.length));
+      const ctx: KernelOpContext = {
+        k: w.k, value: (id) => values[id]!, state: () => 0, grad: () => 0, saved: (id) => (id < 0 ? 0 : saved[id]!),
+        workspace: w.put(new Float32Array(attentionOp.workspace!(op, rows))), training: true, seed,
+      };
+      attentionOp.kernel.forward(ctx, op, rows);
+      const outW = w.get(values[2]!, rows * T * D);
+      attentionOp.kernel.backward(ctx, op, rows, [w.put(dout)], [dqkvW, 0]);
+      const dqkvExpected = w.get(dqkvW, qkv.length);
+      // WebGPU
+      const gpuOp = GPU_OPS.attention!;
+      const got = await gpu(
+        { qkv, mask, out: new Float32Array(rows * T * D), probs: new Float32Array(weights), dropMask: new Float32Array(weights), dropped: new Float32Array(weights), dout, dqkv: new Float32Array(qkv.length) },
+        (B, step): DispatchSpec[] => {
+          const c: GpuOpContext = {
+            value: (id) => [B.qkv!, B.mask!, B.out!][id]!, state: B.qkv!, grads: B.qkv!, offset: () => 0, trainable: () => false,
+            saved: (id) => [B.probs!, B.dropMask!, B.dropped!][id]!, step, none: B.mask!,
+          };
+          return [...gpuOp.forward(c, op, rows, true), ...gpuOp.backward(c, op, rows, [B.dout!], [B.dqkv!, null])];
+        },
+        { seed },
+      );
+      const label = `attention op T=${T} D=${D} heads=${heads}${causal ? " causal" : ""}${masked ? " masked" : ""}${dropping ? ` dropout ${p}` : ""}`;
+      const flat = (n: number, v: number) => new Float64Array(n).fill(v + 1e-30);
+      const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      if (dropping) exact(`${label}: dropout mask`, got.dropMask!, w.get(saved[1]!, weights));
+      scaled(`${label}: out`, got.out!, outW, flat(outW.length, maxAbs(outW)), 1e-5);
+      scaled(`${label}: dqkv`, got.dqkv!, dqkvExpected, flat(qkv.length, maxAbs(dqkvExpected)), 1e-5);
+    }
+  });
 
   it("bias_grad (accumulates; the same order of additions)", async () => {
     const rng = new Rng(12);

@@ -3,6 +3,7 @@
 // Kernels never allocate. See src/engine/kernels.ts for the typed view of these exports.
 export { matmul_nt, matmul_nn, matmul_tn, matmul_strided, transpose } from "./gemm";
 export { activation_forward, activation_backward } from "./activations";
+export { transpose_strided, attention_softmax, attention_softmax_backward } from "./attention";
 export {
   bias_grad,
   dropout_forward, mul, add,

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { ACTIVATION_LAYERS } from "./activations.js";
+import { multiheadAttention } from "./attention.js";
 import { residual, sequential, type ResidualSpec, type SequentialSpec } from "./containers.js";
 import type { LayerDef } from "./define.js";
 import { dropout } from "./dropout.js";
@@ -12,7 +13,7 @@ import { flatten } from "./flatten.js";
 import { linear } from "./linear.js";
 
 /** Every layer type without children. */
-export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten] as const;
+export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, multiheadAttention] as const;
 
 /** Every layer type. */
 export const LAYERS = [...LEAF_LAYERS, sequential, residual] as const;

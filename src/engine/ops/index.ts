@@ -2,6 +2,7 @@
  * Every op kind with its definition on the kernel core. The record is total over OpKind, so
  * an op without a kernel-core implementation does not compile.
  */
+import { attentionOp } from "./attention.js";
 import { activationOp, addOp, dropoutOp } from "./elementwise.js";
 import { linearOp } from "./linear.js";
 import type { OpDef, OpKind, OpOf } from "./types.js";
@@ -11,6 +12,7 @@ export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
   activation: activationOp,
   dropout: dropoutOp,
   add: addOp,
+  attention: attentionOp,
 };
 
 /** The definition of an op kind, typed for a generic op. */

@@ -54,8 +54,35 @@ export interface AddOp extends OpBase {
   readonly n: number;
 }
 
+/**
+ * Multi-head self-attention between the in- and out-projections of nn.MultiheadAttention:
+ * inputs [qkv [T, 3D] (q | k | v, heads of dh = D / heads columns each), mask [T] (optional:
+ * the graph's attention mask, 0 = padding key)], output [T, D] (heads side by side). Per sample
+ * and head: P = softmax(Q K^T / sqrt(dh) + masks), dropout(P) in training, O = P V.
+ * https://pytorch.org/docs/stable/generated/torch.nn.MultiheadAttention.html
+ */
+export interface AttentionOp extends OpBase {
+  readonly kind: "attention";
+  /** T: tokens per sample. */
+  readonly tokens: number;
+  /** D: embed_dim (the output's width; the input's is 3D). */
+  readonly dim: number;
+  readonly heads: number;
+  /** Keys after the query are hidden (the upper-triangular mask). */
+  readonly causal: boolean;
+  /** Saved P [rows, heads * T * T]: the attention weights, read by the backward (which overwrites them with dS). */
+  readonly probs: number;
+  /** Dropout on the attention weights (training only). */
+  readonly p: number;
+  /** Saved dropout mask and dropped weights [rows, heads * T * T] each (-1 when p is 0). */
+  readonly dropMask: number;
+  readonly dropped: number;
+  /** Mixed into the step's seed, as DropoutOp's. */
+  readonly salt: number;
+}
+
 /** Every op. */
-export type Op = LinearOp | ActivationOp | DropoutOp | AddOp;
+export type Op = LinearOp | ActivationOp | DropoutOp | AddOp | AttentionOp;
 export type OpKind = Op["kind"];
 export type OpOf<K extends OpKind> = Extract<Op, { kind: K }>;
 

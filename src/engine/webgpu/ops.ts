@@ -8,7 +8,7 @@
  * An op kind whose entry is null has no WGSL yet: a run that contains it cannot use this
  * backend (kernel "auto" falls back to WASM; kernel "webgpu" is refused with the op's name).
  */
-import type { OpKind, OpOf } from "../ops/types.js";
+import type { AttentionOp, OpKind, OpOf } from "../ops/types.js";
 import { gridGroups, type DispatchSpec } from "./context.js";
 
 /** Where an op's buffers are, for building its dispatches. */
@@ -161,12 +161,141 @@ const add: GpuOp<OpOf<"add">> = {
   },
 };
 
+/**
+ * A strided view of a batched operand of bgemm: X(r, c) at off + s * sample + h * head + r * rs + c * cs
+ * for sample s and head h (element offsets into `buffer`).
+ *
+ * @example
+ * ```ts
+ * // K_h^T of a [rows, T, 3D] projection: element (d, j) is K[j, h * dh + d]
+ * const kT: StridedView = { buffer: qkv, off: D, rs: 1, cs: 3 * D, sample: T * 3 * D, head: dh };
+ * ```
+ */
+export interface StridedView {
+  buffer: GPUBuffer;
+  off: number;
+  rs: number;
+  cs: number;
+  sample: number;
+  head: number;
+}
+
+/**
+ * The dispatch of the batched strided GEMM (wgsl.ts BGEMM): for `count` = samples * heads
+ * (z = sample * heads + head), C(i,j) (+)= sum_k (alpha A(i,k)) B(k,j); C's columns are contiguous.
+ *
+ * @example
+ * ```ts
+ * // S = (Q / sqrt(dh)) K^T for every sample and head of a [rows, T, 3D] projection
+ * bgemmSpec(T, T, dh, rows * H, H, scale, { buffer: qkv, off: 0, rs: 3 * D, cs: 1, sample: T * 3 * D, head: dh },
+ *   { buffer: qkv, off: D, rs: 1, cs: 3 * D, sample: T * 3 * D, head: dh }, { buffer: probs, off: 0, rs: T, cs: 1, sample: H * T * T, head: T * T });
+ * ```
+ */
+export function bgemmSpec(
+  M: number, N: number, K: number, count: number, heads: number, alpha: number,
+  a: StridedView, b: StridedView, c: StridedView, accumulate = false,
+): DispatchSpec {
+  return {
+    kernel: "bgemm",
+    constants: { INIT: accumulate ? 1 : 0 },
+    buffers: [c.buffer, a.buffer, b.buffer],
+    params: [
+      M, N, K, count, heads, f(alpha), 0, 0,
+      a.off, a.rs, a.cs, a.sample, a.head,
+      b.off, b.rs, b.cs, b.sample, b.head,
+      c.off, c.rs, c.sample, c.head, 0, 0,
+    ],
+    x: Math.max(1, Math.min(Math.ceil((M * N) / 64), 4096)),
+    y: Math.max(1, Math.min(count, 65535)),
+  };
+}
+
+/** The geometry of an attention op (as ops/attention.ts). */
+function attentionShape(op: AttentionOp) {
+  const T = op.tokens, D = op.dim, H = op.heads;
+  const dh = D / H;
+  return { T, D, H, dh, W: 3 * D, block: T * T, scale: fr(1 / Math.sqrt(dh)) };
+}
+
+/**
+ * Self-attention (ops/attention.ts), every sample and head in one dispatch per step:
+ * forward S = (Q/sqrt(dh)) K^T (bgemm, alpha = 1/sqrt(dh)), P = masked softmax (attn_softmax, in
+ * place), dropout of P in training, O = P V (bgemm); backward dV = Pd^T dO (bgemm), dS over P
+ * (attn_dscores), dQ = dS K, dK = dS^T Q (bgemm).
+ */
+const attention: GpuOp<AttentionOp> = {
+  forward(c, op, rows, training) {
+    const { T, D, H, dh, W, block, scale } = attentionShape(op);
+    const count = rows * H;
+    const qkv = c.value(op.inputs[0]!);
+    const probs = c.saved(op.probs);
+    const q = { buffer: qkv, off: 0, rs: W, cs: 1, sample: T * W, head: dh };
+    const kT = { buffer: qkv, off: D, rs: 1, cs: W, sample: T * W, head: dh };
+    const v = { buffer: qkv, off: 2 * D, rs: W, cs: 1, sample: T * W, head: dh };
+    const weightsOf = (buffer: GPUBuffer) => ({ buffer, off: 0, rs: T, cs: 1, sample: H * block, head: block });
+    const specs: DispatchSpec[] = [
+      bgemmSpec(T, T, dh, count, H, scale, q, kT, weightsOf(probs)),
+      {
+        kernel: "attn_softmax",
+        constants: { HAS_MASK: op.inputs.length > 1, CAUSAL: op.causal },
+        buffers: [probs, op.inputs.length > 1 ? c.value(op.inputs[1]!) : c.none],
+        params: [count * T, T, H, 0],
+        x: gridGroups(count * T),
+      },
+    ];
+    let weights = probs;
+    if (training && op.dropMask >= 0) {
+      const p = fr(op.p);
+      const n = count * block;
+      weights = c.saved(op.dropped);
+      specs.push({
+        kernel: "dropout",
+        buffers: [weights, c.saved(op.dropMask), probs],
+        params: [n, Math.ceil(p * 16777216), f(p < 1 ? fr(1 / (1 - p)) : 0), Math.imul(op.salt, 0x9e3779b9) >>> 0],
+        step: c.step,
+        x: gridGroups(n),
+      });
+    }
+    const out = { buffer: c.value(op.outputs[0]!), off: 0, rs: D, cs: 1, sample: T * D, head: dh };
+    specs.push(bgemmSpec(T, dh, T, count, H, 1, weightsOf(weights), v, out));
+    return specs;
+  },
+  backward(c, op, rows, dy, dx) {
+    const dqkv = dx[0];
+    if (!dqkv) return [];
+    const { T, D, H, dh, W, block, scale } = attentionShape(op);
+    const count = rows * H;
+    const qkv = c.value(op.inputs[0]!);
+    const probs = c.saved(op.probs);
+    const dropping = op.dropMask >= 0; // a backward follows a training forward
+    const weights = dropping ? c.saved(op.dropped) : probs;
+    const view = (buffer: GPUBuffer, off: number, rs: number, cs: number, sample: number, head: number) => ({ buffer, off, rs, cs, sample, head });
+    const transposed = (buffer: GPUBuffer) => view(buffer, 0, 1, T, H * block, block);
+    const dO = view(dy[0]!, 0, D, 1, T * D, dh);
+    return [
+      // dV_h = Pd^T dO_h (before dS overwrites P)
+      bgemmSpec(T, dh, T, count, H, 1, transposed(weights), dO, view(dqkv, 2 * D, W, 1, T * W, dh)),
+      {
+        kernel: "attn_dscores",
+        constants: { DROPOUT: dropping },
+        buffers: [probs, dy[0]!, qkv, dropping ? c.saved(op.dropMask) : c.none],
+        params: [count * T, T, D, H, dh, f(scale), 0, 0],
+        x: gridGroups(count * T),
+      },
+      // dQ_h = dS K_h; dK_h = dS^T Q_h
+      bgemmSpec(T, dh, T, count, H, 1, view(probs, 0, T, 1, H * block, block), view(qkv, D, W, 1, T * W, dh), view(dqkv, 0, W, 1, T * W, dh)),
+      bgemmSpec(T, dh, T, count, H, 1, transposed(probs), view(qkv, 0, W, 1, T * W, dh), view(dqkv, D, W, 1, T * W, dh)),
+    ];
+  },
+};
+
 /** Every op kind on WebGPU (null: no WGSL yet). */
 export const GPU_OPS: { readonly [K in OpKind]: GpuOp<OpOf<K>> | null } = {
   linear,
   activation,
   dropout,
   add,
+  attention,
 };
 
 /** The op kinds of a model that have no WebGPU implementation yet. */

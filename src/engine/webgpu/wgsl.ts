@@ -278,6 +278,162 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
+// ------------------------------------------------------------------ attention
+
+/**
+ * The batched GEMM over strided views of attention (the twin of matmul_strided, called per
+ * sample and head there): for z < count (z = sample * heads + head),
+ *   C(i,j) (+)= sum_k (alpha A(i,k)) B(k,j),  i < M, j < N, k in order,
+ * with X(r,c) at off + sample * xSample + head * xHead + r * xrs + c * xcs (C: column stride 1).
+ * alpha scales A's elements before the product (q / sqrt(dh), as the WASM op packs Q^T).
+ * One invocation per output (x: grid-stride over M*N; y: grid-stride over z); INIT 1 accumulates.
+ */
+const BGEMM = /* wgsl */ `
+override INIT: u32 = 0u;
+struct P {
+  M: u32, N: u32, K: u32, count: u32, heads: u32, alpha: f32, pad0: u32, pad1: u32,
+  aOff: u32, ars: u32, acs: u32, aSample: u32, aHead: u32,
+  bOff: u32, brs: u32, bcs: u32, bSample: u32, bHead: u32,
+  cOff: u32, crs: u32, cSample: u32, cHead: u32, pad2: u32, pad3: u32,
+}
+@group(0) @binding(0) var<storage, read_write> C: array<f32>;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let total = p.M * p.N;
+  for (var z = wg.y; z < p.count; z += nwg.y) {
+    let s = z / p.heads;
+    let h = z - s * p.heads;
+    let a0 = p.aOff + s * p.aSample + h * p.aHead;
+    let b0 = p.bOff + s * p.bSample + h * p.bHead;
+    let c0 = p.cOff + s * p.cSample + h * p.cHead;
+    for (var o = gid.x; o < total; o += nwg.x * 64u) {
+      let i = o / p.N;
+      let j = o - i * p.N;
+      var acc = 0.0;
+      if (INIT == 1u) { acc = C[c0 + i * p.crs + j]; }
+      for (var k = 0u; k < p.K; k++) {
+        acc = acc + (p.alpha * A[a0 + i * p.ars + k * p.acs]) * B[b0 + k * p.brs + j * p.bcs];
+      }
+      C[c0 + i * p.crs + j] = acc;
+    }
+  }
+}
+`;
+
+/**
+ * attention_softmax (wasm/assembly/attention.ts) over n = samples * heads * T rows of T scores,
+ * in place, one invocation per row: softmax over the keys the query sees (mask[sample, j] != 0
+ * when HAS_MASK; j <= i when CAUSAL), 0 for hidden keys, an all-zero row when it sees none.
+ * exp is the kernel's Cephes polynomial (not the built-in, a few ulps off on some adapters), and
+ * the sum runs in its four lanes then the tail, so only contraction into fma can differ.
+ */
+const ATTN_SOFTMAX = /* wgsl */ `
+override HAS_MASK: bool = false;
+override CAUSAL: bool = false;
+struct P { n: u32, T: u32, heads: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(1) var<storage, read> mask: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn visible(s: u32, j: u32) -> bool {
+  if (HAS_MASK) { return mask[s * p.T + j] != 0.0; }
+  return true;
+}
+// wasm/assembly/attention.ts exp4: e^x = 2^n e^r, n = round(x log2 e) (half to even),
+// r = x - n ln 2 in two parts, e^r = 1 + r + r^2 P(r); 0 below -87.33654
+fn expf(x: f32) -> f32 {
+  if (x < -87.33654) { return 0.0; }
+  let n = round(x * 1.44269504088896341);
+  let r = (x - n * 0.693359375) - n * -2.12194440e-4;
+  var y = 1.9875691500e-4 * r + 1.3981999507e-3;
+  y = y * r + 8.3334519073e-3;
+  y = y * r + 4.1665795894e-2;
+  y = y * r + 1.6666665459e-1;
+  y = y * r + 5.0000001201e-1;
+  y = (y * (r * r) + r) + 1.0;
+  return y * bitcast<f32>(u32(i32(n) + 127) << 23u);
+}
+fn body(r: u32) {
+  let T = p.T;
+  let z = r / T;
+  let i = r - z * T;
+  let s = z / p.heads;
+  let base = r * T;
+  var n = T;
+  if (CAUSAL) { n = min(i + 1u, T); }
+  var m = 0.0;
+  var any = false;
+  for (var j = 0u; j < n; j++) {
+    if (!visible(s, j)) { continue; }
+    let v = probs[base + j];
+    // NaN propagates, as torch's max
+    if (!any || isnan32(v) || (!isnan32(m) && v > m)) { m = v; }
+    any = true;
+  }
+  if (!any) {
+    for (var j = 0u; j < T; j++) { probs[base + j] = 0.0; }
+    return;
+  }
+  var lanes = vec4f(0.0);
+  let body4 = n - n % 4u;
+  for (var j = 0u; j < n; j++) {
+    var e = 0.0;
+    if (visible(s, j)) { e = expf(probs[base + j] - m); }
+    probs[base + j] = e;
+    if (j < body4) { lanes[j % 4u] = lanes[j % 4u] + e; }
+  }
+  var sum = (lanes.x + lanes.y) + (lanes.z + lanes.w);
+  for (var j = body4; j < n; j++) { sum = sum + probs[base + j]; }
+  let inv = 1.0 / sum;
+  for (var j = 0u; j < n; j++) { probs[base + j] = probs[base + j] * inv; }
+  for (var j = n; j < T; j++) { probs[base + j] = 0.0; }
+}
+${GRID}`;
+
+/**
+ * The scores' gradient of attention, in place over P, one invocation per row (sample s, head
+ * h, query i; n = samples * heads * T rows): dP_ij = (dO_i . V_j) (times the dropout mask
+ * when DROPOUT), r = sum_j dP_ij P_ij (four lanes then the tail, as the WASM kernel), then
+ * P_ij <- scale * P_ij (dP_ij - r). The WASM op computes dP with matmul_strided and this with
+ * attention_softmax_backward; here dP is recomputed on the second pass instead of stored.
+ */
+const ATTN_DSCORES = /* wgsl */ `
+override DROPOUT: bool = false;
+struct P { n: u32, T: u32, D: u32, heads: u32, dh: u32, scale: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> qkv: array<f32>;
+@group(0) @binding(3) var<storage, read> dmask: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn dp(r: u32, s: u32, h: u32, i: u32, j: u32) -> f32 {
+  let o = (s * p.T + i) * p.D + h * p.dh;
+  let v = (s * p.T + j) * 3u * p.D + 2u * p.D + h * p.dh;
+  var acc = 0.0;
+  for (var d = 0u; d < p.dh; d++) { acc = acc + dout[o + d] * qkv[v + d]; }
+  if (DROPOUT) { acc = acc * dmask[r * p.T + j]; }
+  return acc;
+}
+fn body(r: u32) {
+  let T = p.T;
+  let z = r / T;
+  let i = r - z * T;
+  let s = z / p.heads;
+  let h = z - s * p.heads;
+  let base = r * T;
+  var lanes = vec4f(0.0);
+  let body4 = T - T % 4u;
+  for (var j = 0u; j < body4; j++) { lanes[j % 4u] = lanes[j % 4u] + dp(r, s, h, i, j) * probs[base + j]; }
+  var rs = (lanes.x + lanes.y) + (lanes.z + lanes.w);
+  for (var j = body4; j < T; j++) { rs = rs + dp(r, s, h, i, j) * probs[base + j]; }
+  for (var j = 0u; j < T; j++) {
+    let pj = probs[base + j];
+    probs[base + j] = pj * (dp(r, s, h, i, j) - rs) * p.scale;
+  }
+}
+${GRID}`;
+
 // ------------------------------------------------------------------ elementwise
 
 /** dbias[off + c] += sum_r dout[r, c], rows in order (one invocation per column). */
@@ -976,6 +1132,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 export const KERNELS = {
   gemm: GEMM,
   gemm_small: GEMM_SMALL,
+  bgemm: BGEMM,
+  attn_softmax: ATTN_SOFTMAX,
+  attn_dscores: ATTN_DSCORES,
   bias_grad: BIAS_GRAD,
   act_forward: ACT_FORWARD,
   act_backward: ACT_BACKWARD,

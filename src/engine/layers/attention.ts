@@ -1,0 +1,108 @@
+/**
+ * nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first=True) as
+ * self-attention: y = attn(x, x, x, key_padding_mask = (attention_mask == 0),
+ * attn_mask = causal ? generate_square_subsequent_mask(T) : None)[0], over [T, embed_dim] per sample.
+ * https://pytorch.org/docs/stable/generated/torch.nn.MultiheadAttention.html
+ *
+ * Lowering: in_proj (a linear op, [T, D] -> [T, 3D], parameters `in_proj_weight` [3D, D] and
+ * `in_proj_bias` [3D]), the attention op (ops/attention.ts, [T, 3D] -> [T, D]), and out_proj
+ * (a linear op, `out_proj.weight` [D, D], `out_proj.bias` [D]).
+ */
+import { z } from "zod";
+import { layerName, size, unit } from "../../schema/fields.js";
+import type { TensorRef } from "../graph/types.js";
+import { defineLayer, showShape, type LayerBuilder } from "./define.js";
+import { linearApply, linearParameters } from "./linear.js";
+
+/**
+ * The `multihead_attention` layer type.
+ *
+ * @example
+ * ```ts
+ * // model.input.shape [6, 8]: 6 tokens of 8 features, 2 heads of 4
+ * const layers = [{ type: "multihead_attention", name: "attn", embed_dim: 8, num_heads: 2, causal: true }];
+ * compileModel({ input: { shape: [6, 8] }, layers: layers.map((l) => Layer.parse(l)) }, null, { features: 48 });
+ * ```
+ */
+export const multiheadAttention = defineLayer({
+  type: "multihead_attention",
+  schema: z.strictObject({
+    type: z.literal("multihead_attention"),
+    name: layerName.optional(),
+    embed_dim: size(),
+    num_heads: size(),
+    bias: z.boolean().default(true),
+    /** Keys after the query are hidden (nn.Transformer.generate_square_subsequent_mask as attn_mask). */
+    causal: z.boolean().default(false),
+    /** Dropout on the attention weights, in training. */
+    dropout: unit().default(0),
+  }),
+  build(spec, b, x) {
+    const E = spec.embed_dim, H = spec.num_heads;
+    if (x.shape.length !== 2) {
+      b.fail("", `takes a sequence [T, embed_dim] = [T, ${E}] per sample, but its input is ${showShape(x.shape)} (give model.input.shape [T, ${E}] for feature rows)`);
+    }
+    const D = x.shape[1]!;
+    if (D !== E) b.fail("embed_dim", `is ${E} but the input ${showShape(x.shape)} has ${D} features per token`);
+    if (E % H !== 0) b.fail("num_heads", `embed_dim ${E} is not divisible by num_heads ${H}`);
+    return selfAttention(b, x, { embedDim: E, numHeads: H, bias: spec.bias, causal: spec.causal, dropout: spec.dropout });
+  },
+});
+
+/** nn.MultiheadAttention's arguments, for selfAttention. */
+export interface SelfAttentionOptions {
+  embedDim: number;
+  numHeads: number;
+  bias: boolean;
+  causal: boolean;
+  dropout: number;
+}
+
+/**
+ * nn.MultiheadAttention(batch_first=True) as self-attention under `b`'s name, for layers that
+ * contain one (`transformer_encoder_layer`'s `self_attn`): declares in_proj_weight, in_proj_bias,
+ * out_proj.* with PyTorch's init order and emits in_proj, the attention op (with the graph's
+ * key-padding mask when the data has one) and out_proj. The caller has checked that x is
+ * [T, embedDim] and that numHeads divides embedDim (naming its own fields).
+ *
+ * @example
+ * ```ts
+ * const a = selfAttention(b.module("self_attn"), x, { embedDim: d_model, numHeads: nhead, bias: true, causal, dropout });
+ * ```
+ */
+export function selfAttention(b: LayerBuilder, x: TensorRef, o: SelfAttentionOptions): TensorRef {
+  const E = o.embedDim, H = o.numHeads;
+  const T = x.shape[0]!;
+  // state_dict order (nn.MultiheadAttention.__init__): in_proj_weight, in_proj_bias, out_proj.*
+  const inProjWeight = b.parameter("in_proj_weight", [3 * E, E]);
+  const inProjBias = o.bias ? b.parameter("in_proj_bias", [3 * E]) : -1;
+  // out_proj is an nn.Linear built in __init__ (its kaiming_uniform_ and uniform_ draws are
+  // consumed), then _reset_parameters: xavier_uniform_(in_proj_weight), both biases to 0
+  const outProj = linearParameters(b.module("out_proj"), E, E, o.bias);
+  b.init(inProjWeight, { kind: "xavier_uniform", fanIn: E, fanOut: 3 * E });
+  if (o.bias) {
+    b.init(inProjBias, { kind: "fill", value: 0 });
+    b.init(outProj.bias, { kind: "fill", value: 0 });
+  }
+
+  const qkv = linearApply(b, x, { weight: inProjWeight, bias: inProjBias, in: E, out: 3 * E });
+  const attended = b.value([T, E]);
+  const weights = H * T * T;
+  const dropping = o.dropout > 0;
+  b.op({
+    kind: "attention",
+    // the graph's mask value is [rows, T] when the data has one: T tokens in, T tokens here
+    inputs: b.mask === null ? [qkv.value] : [qkv.value, b.mask],
+    outputs: [attended.value],
+    tokens: T,
+    dim: E,
+    heads: H,
+    causal: o.causal,
+    probs: b.saved(weights),
+    p: o.dropout,
+    dropMask: dropping ? b.saved(weights) : -1,
+    dropped: dropping ? b.saved(weights) : -1,
+    salt: attended.value,
+  });
+  return linearApply(b, attended, outProj);
+}

@@ -4,6 +4,7 @@
  */
 import { activationOp, addOp, dropoutOp } from "./elementwise.js";
 import { linearOp } from "./linear.js";
+import { batchNormOp, layerNormOp } from "./norm.js";
 import type { OpDef, OpKind, OpOf } from "./types.js";
 
 export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
@@ -11,6 +12,8 @@ export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
   activation: activationOp,
   dropout: dropoutOp,
   add: addOp,
+  layer_norm: layerNormOp,
+  batch_norm: batchNormOp,
 };
 
 /** The definition of an op kind, typed for a generic op. */

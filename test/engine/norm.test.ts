@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { decodeBase64 } from "../../src/formats/base64.js";
-import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
+import { parseSafetensors, readTensorF32, writeSafetensors } from "../../src/formats/safetensors.js";
 import { EdgetuneError } from "../../src/errors.js";
 import { train } from "../../src/node/index.js";
 import type { TrainRequest } from "../../src/engine/train.js";
@@ -134,6 +134,21 @@ describe("state_dict names, default init and the I64 buffer", () => {
     const resumed = await train({ ...request, weights: decodeBase64(again.weights), training: { ...request.training, optimizer: { type: "sgd", lr: 0 } } });
     const [a, b] = [tensor(both, "norm.running_mean"), tensor(resumed, "norm.running_mean")];
     a.forEach((v, i) => expect(Math.abs(b[i]! - v)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(v))));
+  });
+});
+
+describe("weights without num_batches_tracked", () => {
+  it("load with it at 0, as load_state_dict of a state_dict without a version does; other buffers stay required", async () => {
+    const request = normRequest(bn, 64, { epochs: 1 });
+    const first = await train(request);
+    const file = fileOf(first);
+    const without = (skip: string) =>
+      writeSafetensors([...file.tensors.keys()].filter((n) => n !== skip).map((name) => ({ name, shape: [...file.tensors.get(name)!.shape], data: tensor(first, name) })));
+    const resumed = await train({ ...request, weights: without("norm.num_batches_tracked") });
+    expect(resumed.status).toBe("succeeded");
+    expect(tensor(resumed, "norm.num_batches_tracked")).toEqual(Float32Array.of(8));
+    const e = await rejection({ ...request, weights: without("norm.running_var") });
+    expect(e.errors).toEqual([{ path: "weights", message: expect.stringMatching(/missing tensor "norm.running_var"/) }]);
   });
 });
 

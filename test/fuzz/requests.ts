@@ -40,7 +40,7 @@ const schedule = fc.oneof(
 );
 
 /** A normalisation layer after the first linear layer (over `hidden` features), without state so that the weights stay those of the two linear layers. */
-const norm = fc.constantFrom(
+const norm = fc.constantFrom<{ [key: string]: Json } | null>(
   null,
   { type: "layer_norm", elementwise_affine: false },
   { type: "rms_norm", eps: null, elementwise_affine: false },
@@ -78,7 +78,7 @@ export const validRequest: fc.Arbitrary<Record<string, Json>> = fc
     const second: Json = r.named ? { type: "linear", name: "fc2", in_features: r.hidden, out_features: r.outputs } : { type: "linear", in_features: r.hidden, out_features: r.outputs };
     const names = r.named ? ["fc1", "fc2"] : ["0", r.norm ? "3" : "2"];
     const normLayer: Json[] =
-      r.norm === null ? [] : [{ ...(r.norm as Record<string, Json>), ...(r.norm.type === "batch_norm1d" ? { num_features: r.hidden } : { normalized_shape: [r.hidden] }) }];
+      r.norm === null ? [] : [{ ...r.norm, ...(r.norm.type === "batch_norm1d" ? { num_features: r.hidden } : { normalized_shape: [r.hidden] }) }];
     let state = r.seed * 7919 + 1;
     const rand = () => ((state = (state * 48271) % 2147483647) / 2147483647) * 2 - 1;
     const table = (rows: number) => {

@@ -374,14 +374,20 @@ export function batch_norm_backward(
       v128.store(sums + (ch + c) * F32, sdyx);
       if (dweight != 0) v128.store(dweight + c * F32, f32x4.add(v128.load(dweight + c * F32), sdyx));
       if (dbias != 0) v128.store(dbias + c * F32, f32x4.add(v128.load(dbias + c * F32), sdy));
-      if (dinp == 0) continue;
-      const av = f32x4.div(sdy, cnt);
-      const bv = f32x4.div(sdyx, cnt);
-      const kv = weight != 0 ? f32x4.mul(v128.load(weight + c * F32), rsv) : rsv;
+    }
+    if (dinp != 0) {
+      // dx row by row (stores down a column are several times slower); the per-channel factors
+      // are recomputed per row with the same operations, so the values are the same
       for (let r: usize = 0; r < n; r++) {
-        const at = (r * ch + c) * F32;
-        const xh = f32x4.mul(f32x4.sub(v128.load(inp + at), mv), rsv);
-        v128.store(dinp + at, f32x4.mul(f32x4.sub(f32x4.sub(v128.load(dout + at), av), f32x4.mul(xh, bv)), kv));
+        for (let b: usize = 0; b < c; b += 4) {
+          const rsv = f32x4.div(one, f32x4.sqrt(f32x4.add(v128.load(variance + b * F32), epsv)));
+          const av = f32x4.div(v128.load(sums + b * F32), cnt);
+          const bv = f32x4.div(v128.load(sums + (ch + b) * F32), cnt);
+          const kv = weight != 0 ? f32x4.mul(v128.load(weight + b * F32), rsv) : rsv;
+          const at = (r * ch + b) * F32;
+          const xh = f32x4.mul(f32x4.sub(v128.load(inp + at), v128.load(mean + b * F32)), rsv);
+          v128.store(dinp + at, f32x4.mul(f32x4.sub(f32x4.sub(v128.load(dout + at), av), f32x4.mul(xh, bv)), kv));
+        }
       }
     }
   }

@@ -116,7 +116,14 @@ export interface CompiledModel {
   readonly batchRows: readonly BatchRowsRequirement[];
 }
 
-/** A layer's least number of samples per batch, checked by the plan against the run's batches. */
+/**
+ * A layer's least number of samples per batch, checked by the plan against the run's batches.
+ *
+ * @example
+ * ```ts
+ * const need: BatchRowsRequirement = { rows: 2, path: "model.layers[1]", why: "BatchNorm over [C] samples", evaluation: false };
+ * ```
+ */
 export interface BatchRowsRequirement {
   readonly rows: number;
   /** The layer's place in the request ("model.layers[1]"). */

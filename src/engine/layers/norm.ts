@@ -19,7 +19,14 @@ import { layerName, nonNegative, size, unit } from "../../schema/fields.js";
 import type { TensorRef } from "../graph/types.js";
 import { defineLayer, numel, showShape, type LayerBuilder } from "./define.js";
 
-/** torch.finfo(torch.float32).eps: RMSNorm's eps when it is None. */
+/**
+ * torch.finfo(torch.float32).eps: RMSNorm's eps when it is None.
+ *
+ * @example
+ * ```ts
+ * const eps = spec.eps ?? FLOAT32_EPS; // 1.1920928955078125e-7
+ * ```
+ */
 export const FLOAT32_EPS = 2 ** -23;
 
 /** An int or a list of ints, as nn.LayerNorm takes it: the trailing dims to normalise over. */
@@ -64,7 +71,14 @@ export function layerNormModule(
   return y;
 }
 
-/** nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True) */
+/**
+ * nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True)
+ *
+ * @example
+ * ```ts
+ * const spec = { type: "layer_norm", name: "norm", normalized_shape: [768], eps: 1e-12 }; // "norm.weight", "norm.bias"
+ * ```
+ */
 export const layerNorm = defineLayer({
   type: "layer_norm",
   schema: z.strictObject({
@@ -77,7 +91,14 @@ export const layerNorm = defineLayer({
   build: (spec, b, x) => layerNormModule(b, x, dims(spec.normalized_shape), spec.eps, spec.elementwise_affine, true),
 });
 
-/** torch.nn.RMSNorm(normalized_shape, eps=None, elementwise_affine=True); eps null = 2^-23 (float32's eps). */
+/**
+ * torch.nn.RMSNorm(normalized_shape, eps=None, elementwise_affine=True); eps null = 2^-23 (float32's eps).
+ *
+ * @example
+ * ```ts
+ * const spec = { type: "rms_norm", name: "input_layernorm", normalized_shape: 4096, eps: 1e-6 }; // "input_layernorm.weight"
+ * ```
+ */
 export const rmsNorm = defineLayer({
   type: "rms_norm",
   schema: z.strictObject({
@@ -152,7 +173,14 @@ function checkChannels(spec: BatchNormSpec, b: LayerBuilder, x: TensorRef): void
   }
 }
 
-/** nn.BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True) on [C] or [C, L] samples. */
+/**
+ * nn.BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True) on [C] or [C, L] samples.
+ *
+ * @example
+ * ```ts
+ * const spec = { type: "batch_norm1d", name: "bn", num_features: 64, momentum: null }; // bn.running_mean, ...
+ * ```
+ */
 export const batchNorm1d = defineLayer({
   type: "batch_norm1d",
   schema: z.strictObject({ type: z.literal("batch_norm1d"), ...batchNormFields }),
@@ -165,7 +193,14 @@ export const batchNorm1d = defineLayer({
   },
 });
 
-/** nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True) on [C, H, W] samples. */
+/**
+ * nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True) on [C, H, W] samples.
+ *
+ * @example
+ * ```ts
+ * const spec = { type: "batch_norm2d", name: "bn1", num_features: 16 }; // after a conv2d with 16 output channels
+ * ```
+ */
 export const batchNorm2d = defineLayer({
   type: "batch_norm2d",
   schema: z.strictObject({ type: z.literal("batch_norm2d"), ...batchNormFields }),
@@ -178,5 +213,12 @@ export const batchNorm2d = defineLayer({
   },
 });
 
-/** Every normalisation layer type. */
+/**
+ * Every normalisation layer type (listed in LEAF_LAYERS).
+ *
+ * @example
+ * ```ts
+ * export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, ...NORM_LAYERS] as const;
+ * ```
+ */
 export const NORM_LAYERS = [layerNorm, rmsNorm, batchNorm1d, batchNorm2d] as const;

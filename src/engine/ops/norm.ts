@@ -10,7 +10,14 @@
  */
 import type { BatchNormOp, LayerNormOp, OpDef } from "./types.js";
 
-/** nn.LayerNorm / RMSNorm. https://pytorch.org/docs/stable/generated/torch.nn.LayerNorm.html */
+/**
+ * nn.LayerNorm / RMSNorm. https://pytorch.org/docs/stable/generated/torch.nn.LayerNorm.html
+ *
+ * @example
+ * ```ts
+ * layerNormOp.kernel.forward(context, op, rows); // y, and the saved mean and rstd of rows * op.tokens groups
+ * ```
+ */
 export const layerNormOp: OpDef<LayerNormOp> = {
   flops: (op) => ({ forward: 8 * op.tokens * op.size, backward: 14 * op.tokens * op.size }),
   kernel: {
@@ -32,6 +39,11 @@ export const layerNormOp: OpDef<LayerNormOp> = {
 /**
  * nn.BatchNorm1d / BatchNorm2d. Its statistics mix the rows of a batch: a model with it trains
  * on one thread. https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm1d.html
+ *
+ * @example
+ * ```ts
+ * batchNormOp.kernel.forward({ ...context, training: true }, op, rows); // batch statistics; running ones updated
+ * ```
  */
 export const batchNormOp: OpDef<BatchNormOp> = {
   flops: (op) => ({ forward: 8 * op.channels * op.positions, backward: 12 * op.channels * op.positions }),

@@ -1081,8 +1081,11 @@ struct P { n: u32, rows: u32, center: u32, wOff: u32, bOff: u32, hasWeight: u32,
 @group(0) @binding(4) var<storage, read> rstd: array<f32>;
 @group(0) @binding(16) var<uniform> p: P;
 fn body(j: u32) {
-  var sw = grads[p.wOff + j];
-  var sb = grads[p.bOff + j];
+  // only a flagged gradient is read (an absent or frozen one may lie past the end of grads)
+  var sw = 0.0;
+  var sb = 0.0;
+  if (p.hasWeight != 0u) { sw = grads[p.wOff + j]; }
+  if (p.hasBias != 0u) { sb = grads[p.bOff + j]; }
   for (var r = 0u; r < p.rows; r++) {
     let gv = dout[r * p.n + j];
     var mu = 0.0;

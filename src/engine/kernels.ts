@@ -96,6 +96,35 @@ export interface Kernels {
   sum_abs_pow(x: Ptr, p: number, n: number): number;
   max_abs(x: Ptr, n: number): number;
 
+  /**
+   * LayerNorm / RMSNorm over rows of D: out = (x - mean) * rstd * weight + bias, mean = 0 when
+   * center is 0 (RMSNorm); writes mean[rows] (center 1) and rstd[rows]. weight, bias 0: none.
+   */
+  layer_norm_forward(out: Ptr, mean: Ptr, rstd: Ptr, inp: Ptr, weight: Ptr, bias: Ptr, rows: number, D: number, eps: number, center: Flag): void;
+  /** Its backward: writes dinp, accumulates dweight and dbias (each 0 when not wanted). */
+  layer_norm_backward(
+    dinp: Ptr, dweight: Ptr, dbias: Ptr, dout: Ptr, inp: Ptr, weight: Ptr, mean: Ptr, rstd: Ptr, rows: number, D: number, center: Flag,
+  ): void;
+  /** BatchNorm's per-channel mean[C] and biased variance[C] of inp [N, C, L]. */
+  batch_norm_stats(mean: Ptr, variance: Ptr, inp: Ptr, N: number, C: number, L: number): void;
+  /**
+   * The running statistics after a batch of `count` values per channel: num_batches_tracked += 1,
+   * running = m * stat + (1 - m) * running (unbiased variance); momentum < 0: m = 1 / num_batches_tracked.
+   */
+  batch_norm_update(
+    running_mean: Ptr, running_var: Ptr, num_batches_tracked: Ptr, mean: Ptr, variance: Ptr, C: number, momentum: number, count: number,
+  ): void;
+  /** out = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c] over inp [N, C, L]. */
+  batch_norm_forward(out: Ptr, inp: Ptr, mean: Ptr, variance: Ptr, weight: Ptr, bias: Ptr, N: number, C: number, L: number, eps: number): void;
+  /**
+   * Its backward with batch statistics: writes dinp and sums [2C] (sum dout, sum dout * xhat per
+   * channel), accumulates dweight and dbias.
+   */
+  batch_norm_backward(
+    dinp: Ptr, dweight: Ptr, dbias: Ptr, sums: Ptr, dout: Ptr, inp: Ptr, mean: Ptr, variance: Ptr, weight: Ptr,
+    N: number, C: number, L: number, eps: number,
+  ): void;
+
   /** First byte the arena may hand out. */
   heap_base(): number;
 }
@@ -109,7 +138,10 @@ export const KERNEL_NAMES = [
   "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "cross_entropy_loss",
   "bce_with_logits_loss", "hinge_loss", "multi_margin_loss",
   "sgd_step", "adam_step", "rmsprop_step", "adagrad_step",
-  "sum_squares", "sum_abs_pow", "max_abs", "heap_base",
+  "sum_squares", "sum_abs_pow", "max_abs",
+  "layer_norm_forward", "layer_norm_backward",
+  "batch_norm_stats", "batch_norm_update", "batch_norm_forward", "batch_norm_backward",
+  "heap_base",
 ] as const satisfies readonly (keyof Kernels)[];
 
 /** Which build of the kernel core is running. */

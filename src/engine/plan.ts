@@ -99,9 +99,10 @@ export function planRun(request: FineTuneRequest, model: CompiledModel, output: 
   if (s.type === "plateau" && needsValidation(s.monitor) && data.validationRows === 0) {
     issues.push({ path: "training.schedule.monitor", message: `is ${s.monitor} but there is no validation data` });
   }
+  const maxRows = Math.min(t.batch_size, data.trainRows);
+  issues.push(...batchRowIssues(model, t.batch_size, t.drop_last, data, maxRows));
   if (issues.length > 0) throw new UnprocessableError("invalid_plan", issues);
 
-  const maxRows = Math.min(t.batch_size, data.trainRows);
   const rowsPerEpoch = t.drop_last ? perEpoch * t.batch_size : data.trainRows;
   const steps = t.epochs * perEpoch;
   const flops =
@@ -119,6 +120,35 @@ export function planRun(request: FineTuneRequest, model: CompiledModel, output: 
     interval,
     totalSchedulerSteps,
   };
+}
+
+/**
+ * The run's batches against the layers' least rows per batch (BatchNorm over [C] samples needs
+ * 2): the smallest training batch (a last partial batch, or all rows when there are fewer than
+ * batch_size) and, for layers with batch statistics in evaluation, the smallest validation chunk.
+ */
+function batchRowIssues(model: CompiledModel, batchSize: number, dropLast: boolean, data: DataShape, maxRows: number): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  const smallest = (rows: number, size: number) => (rows < size ? rows : rows % size === 0 ? size : rows % size);
+  // drop_last keeps full batches only (none at all is reported above)
+  const train = dropLast ? (data.trainRows >= batchSize ? batchSize : 0) : smallest(data.trainRows, batchSize);
+  const validation = data.validationRows > 0 ? smallest(data.validationRows, maxRows) : Infinity;
+  for (const need of model.batchRows) {
+    if (train > 0 && train < need.rows) {
+      const how = data.trainRows < batchSize ? `all ${data.trainRows} training rows make one batch` : `${data.trainRows} training rows in batches of ${batchSize} leave a last batch of ${train}`;
+      issues.push({
+        path: "training.batch_size",
+        message: `is ${batchSize}: ${how}, but ${need.path} needs at least ${need.rows} rows per batch (${need.why}); choose a batch_size that leaves no such batch, or set drop_last`,
+      });
+    }
+    if (need.evaluation && validation < need.rows) {
+      issues.push({
+        path: "training.batch_size",
+        message: `is ${batchSize}: validation runs in chunks of ${maxRows} rows and its ${data.validationRows} rows leave a chunk of ${validation}, but ${need.path} uses batch statistics in evaluation too and needs at least ${need.rows} rows (${need.why})`,
+      });
+    }
+  }
+  return issues;
 }
 
 /**

@@ -151,6 +151,12 @@ function loadWeights(model: CompiledModel, bytes: Uint8Array): Map<string, Float
   const expected = new Set(model.state.map((p) => p.name));
   for (const t of model.state) {
     const info = file.tensors.get(t.name);
+    if (!info && t.kind === "buffer" && t.dtype === "I64" && t.name.endsWith("num_batches_tracked")) {
+      // as BatchNorm's _load_from_state_dict does for a state_dict without a version (safetensors
+      // files carry none): a missing num_batches_tracked loads as 0
+      values.set(t.name, new Float32Array(t.size));
+      continue;
+    }
     if (!info) {
       issues.push({ path: "weights", message: `missing tensor "${t.name}" (shape [${t.shape.join(", ")}])` });
       continue;

@@ -87,6 +87,35 @@ const ACTIVATION_TWINS: Record<number, { forward(x: number, slope: number): numb
   },
 };
 
+/**
+ * A sum of term(0..n-1) in the order the normalisation kernels (wasm/assembly/normalization.ts)
+ * document: four f32 lanes over the 4-aligned body (lane j takes the terms i = j mod 4), combined
+ * as (l0 + l1) + (l2 + l3), then the tail added in order.
+ */
+function laneSum(n: number, term: (i: number) => number): number {
+  const lanes = [0, 0, 0, 0];
+  const body = n - (n % 4);
+  for (let i = 0; i < body; i++) lanes[i % 4] = f(lanes[i % 4]! + term(i));
+  let s = f(f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!));
+  for (let i = body; i < n; i++) s = f(s + term(i));
+  return s;
+}
+
+/**
+ * A BatchNorm channel's sum of term(n, l) over N runs of L (the kernels' order): the runs'
+ * 4-aligned bodies into four lanes, their tails into t in order; lanes + t when L >= 4, else t.
+ */
+function channelSum(N: number, L: number, term: (n: number, l: number) => number): number {
+  const lanes = [0, 0, 0, 0];
+  const body = L - (L % 4);
+  let t = 0;
+  for (let n = 0; n < N; n++) {
+    for (let l = 0; l < body; l++) lanes[l % 4] = f(lanes[l % 4]! + term(n, l));
+    for (let l = body; l < L; l++) t = f(t + term(n, l));
+  }
+  return L >= 4 ? f(f(f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!)) + t) : t;
+}
+
 function activationTwin(fn: number) {
   const twin = ACTIVATION_TWINS[fn];
   if (!twin) throw new RangeError(`no activation with code ${fn}`);
@@ -506,6 +535,116 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
         mx = Math.max(mx, a);
       }
       return mx;
+    },
+
+    layer_norm_forward(out, mean, rstd, inp, weight, bias, rows, D, eps, center) {
+      const m = F();
+      const epsF = f(eps);
+      for (let r = 0; r < rows; r++) {
+        const x = at(inp) + r * D;
+        const mu = center ? f(laneSum(D, (j) => m[x + j]!) / D) : 0;
+        const variance = laneSum(D, (j) => {
+          const d = f(m[x + j]! - mu);
+          return f(d * d);
+        });
+        const rs = f(1 / f(Math.sqrt(f(f(variance / D) + epsF))));
+        if (center) m[at(mean) + r] = mu;
+        m[at(rstd) + r] = rs;
+        for (let j = 0; j < D; j++) {
+          let v = f(f(m[x + j]! - mu) * rs);
+          if (weight !== 0) v = f(v * m[at(weight) + j]!);
+          if (bias !== 0) v = f(v + m[at(bias) + j]!);
+          m[at(out) + r * D + j] = v;
+        }
+      }
+    },
+    layer_norm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, rows, D, center) {
+      const m = F();
+      for (let r = 0; r < rows; r++) {
+        const x = at(inp) + r * D;
+        const dy = at(dout) + r * D;
+        const mu = center ? m[at(mean) + r]! : 0;
+        const rs = m[at(rstd) + r]!;
+        const xh = (j: number) => f(f(m[x + j]! - mu) * rs);
+        const g = (j: number) => (weight !== 0 ? f(m[dy + j]! * m[at(weight) + j]!) : m[dy + j]!);
+        if (dinp !== 0) {
+          const a = center ? f(laneSum(D, g) / D) : 0;
+          const b = f(laneSum(D, (j) => f(g(j) * xh(j))) / D);
+          for (let j = 0; j < D; j++) m[at(dinp) + r * D + j] = f(f(f(g(j) - a) - f(xh(j) * b)) * rs);
+        }
+        for (let j = 0; j < D; j++) {
+          if (dweight !== 0) m[at(dweight) + j] = f(m[at(dweight) + j]! + f(m[dy + j]! * xh(j)));
+          if (dbias !== 0) m[at(dbias) + j] = f(m[at(dbias) + j]! + m[dy + j]!);
+        }
+      }
+    },
+    batch_norm_stats(mean, variance, inp, N, C, L) {
+      const m = F();
+      const count = f(N * L);
+      const x = (c: number) => (n: number, l: number) => m[at(inp) + (n * C + c) * L + l]!;
+      for (let c = 0; c < C; c++) {
+        const mu = f(channelSum(N, L, x(c)) / count);
+        m[at(mean) + c] = mu;
+        m[at(variance) + c] = f(
+          channelSum(N, L, (n, l) => {
+            const d = f(x(c)(n, l) - mu);
+            return f(d * d);
+          }) / count,
+        );
+      }
+    },
+    batch_norm_update(runningMean, runningVar, numBatchesTracked, mean, variance, C, momentum, count) {
+      const m = F();
+      const tracked = m[at(numBatchesTracked)]! + 1;
+      m[at(numBatchesTracked)] = tracked;
+      const k = momentum < 0 ? 1 / tracked : momentum;
+      const unbias = count / (count - 1);
+      for (let c = 0; c < C; c++) {
+        m[at(runningMean) + c] = k * m[at(mean) + c]! + (1 - k) * m[at(runningMean) + c]!;
+        m[at(runningVar) + c] = k * (m[at(variance) + c]! * unbias) + (1 - k) * m[at(runningVar) + c]!;
+      }
+    },
+    batch_norm_forward(out, inp, mean, variance, weight, bias, N, C, L, eps) {
+      const m = F();
+      for (let c = 0; c < C; c++) {
+        const mu = m[at(mean) + c]!;
+        const rs = f(1 / f(Math.sqrt(f(m[at(variance) + c]! + f(eps)))));
+        for (let n = 0; n < N; n++) {
+          for (let l = 0; l < L; l++) {
+            const i = (n * C + c) * L + l;
+            let v = f(f(m[at(inp) + i]! - mu) * rs);
+            if (weight !== 0) v = f(v * m[at(weight) + c]!);
+            if (bias !== 0) v = f(v + m[at(bias) + c]!);
+            m[at(out) + i] = v;
+          }
+        }
+      }
+    },
+    batch_norm_backward(dinp, dweight, dbias, sums, dout, inp, mean, variance, weight, N, C, L, eps) {
+      const m = F();
+      const count = f(N * L);
+      for (let c = 0; c < C; c++) {
+        const mu = m[at(mean) + c]!;
+        const rs = f(1 / f(Math.sqrt(f(m[at(variance) + c]! + f(eps)))));
+        const index = (n: number, l: number) => (n * C + c) * L + l;
+        const xh = (i: number) => f(f(m[at(inp) + i]! - mu) * rs);
+        const sdy = channelSum(N, L, (n, l) => m[at(dout) + index(n, l)]!);
+        const sdyx = channelSum(N, L, (n, l) => f(m[at(dout) + index(n, l)]! * xh(index(n, l))));
+        m[at(sums) + c] = sdy;
+        m[at(sums) + C + c] = sdyx;
+        if (dweight !== 0) m[at(dweight) + c] = f(m[at(dweight) + c]! + sdyx);
+        if (dbias !== 0) m[at(dbias) + c] = f(m[at(dbias) + c]! + sdy);
+        if (dinp === 0) continue;
+        const a = f(sdy / count);
+        const b = f(sdyx / count);
+        const k = f((weight !== 0 ? m[at(weight) + c]! : 1) * rs);
+        for (let n = 0; n < N; n++) {
+          for (let l = 0; l < L; l++) {
+            const i = index(n, l);
+            m[at(dinp) + i] = f(f(f(m[at(dout) + i]! - a) - f(xh(i) * b)) * k);
+          }
+        }
+      }
     },
     heap_base: () => heapBase,
   };

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { ThreadPool, train } from "../../src/node/index.js";
 import { GROUPS, replay, type ParityCase } from "../parity/compare.js";
 import { classifierRequest, seedRequest } from "../helpers.js";
@@ -23,7 +24,8 @@ describe("PyTorch parity on 2 threads", () => {
     for (const c of cases) {
       it(`${group}/${c.name}`, async () => {
         const { result, worst } = await replay(c, (request) => train(request, { parallel: pool }));
-        expect(result.engine.threads).toBe(2);
+        // BatchNorm mixes the rows of a batch: such a model trains on one thread
+        expect(result.engine.threads).toBe(prepareRun(c.request as TrainRequest).model.couplesRows ? 1 : 2);
         expect(result.metrics.steps).toBe(c.expected.steps);
         expect(result.metrics.best_epoch).toBe(c.expected.best_epoch);
         expect(worst).toBeLessThanOrEqual(1);
@@ -48,6 +50,28 @@ describe("threads", () => {
     const [a, b] = [await train(request, { parallel: pool }), await train(request, { parallel: pool })];
     expect(a.engine.threads).toBe(2);
     expect(a.weights).toBe(b.weights);
+  });
+
+  it("a batch-norm model trains on one thread with a pool (its statistics mix the rows), as without one", async () => {
+    const request = seedRequest(300, {
+      model: {
+        layers: [
+          { type: "linear", in_features: 10, out_features: 32, bias: false },
+          { type: "batch_norm1d", num_features: 32 },
+          { type: "gelu" },
+          { type: "linear", in_features: 32, out_features: 1 },
+        ],
+      },
+      training: { epochs: 3, batch_size: 33, shuffle: true, seed: 5 },
+    });
+    expect(prepareRun(request).model.couplesRows).toBe(true);
+    const [pooled, alone] = [await train(request, { parallel: pool }), await train(request)];
+    expect(pooled.engine.threads).toBe(1);
+    expect(pooled.weights).toBe(alone.weights);
+    // a layer norm keeps rows apart: the same model with it uses both threads
+    const layerNorm = structuredClone(request);
+    layerNorm.model.layers[1] = { type: "layer_norm", normalized_shape: 32 };
+    expect((await train(layerNorm, { parallel: pool })).engine.threads).toBe(2);
   });
 
   it("a run that finds the pool busy trains on one thread, with the same result as without threads", async () => {

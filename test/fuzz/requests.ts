@@ -39,6 +39,14 @@ const schedule = fc.oneof(
   fc.constant({ type: "sequential", schedulers: [{ type: "linear", start_factor: 0.5, total_iters: 2 }, { type: "cosine" }], milestones: [2] }),
 );
 
+/** A normalisation layer after the first linear layer (over `hidden` features), without state so that the weights stay those of the two linear layers. */
+const norm = fc.constantFrom<{ [key: string]: Json } | null>(
+  null,
+  { type: "layer_norm", elementwise_affine: false },
+  { type: "rms_norm", eps: null, elementwise_affine: false },
+  { type: "batch_norm1d", affine: false, track_running_stats: false, momentum: null },
+);
+
 type LossKind = "mse" | "l1" | "huber" | "smooth_l1" | "cross_entropy" | "bce_with_logits" | "hinge" | "multi_margin";
 
 /** A valid request (as JSON) for a 2-layer MLP; weights null, omitted, matching or mismatching. */
@@ -50,6 +58,7 @@ export const validRequest: fc.Arbitrary<Record<string, Json>> = fc
     rows: fc.integer({ min: 2, max: 12 }),
     named: fc.boolean(),
     activation,
+    norm,
     loss: fc.constantFrom<LossKind>("mse", "l1", "huber", "smooth_l1", "cross_entropy", "bce_with_logits", "hinge", "multi_margin"),
     optimizer,
     schedule,
@@ -67,7 +76,9 @@ export const validRequest: fc.Arbitrary<Record<string, Json>> = fc
   .map((r) => {
     const first: Json = r.named ? { type: "linear", name: "fc1", in_features: r.inputs, out_features: r.hidden } : { type: "linear", in_features: r.inputs, out_features: r.hidden };
     const second: Json = r.named ? { type: "linear", name: "fc2", in_features: r.hidden, out_features: r.outputs } : { type: "linear", in_features: r.hidden, out_features: r.outputs };
-    const names = r.named ? ["fc1", "fc2"] : ["0", "2"];
+    const names = r.named ? ["fc1", "fc2"] : ["0", r.norm ? "3" : "2"];
+    const normLayer: Json[] =
+      r.norm === null ? [] : [{ ...r.norm, ...(r.norm.type === "batch_norm1d" ? { num_features: r.hidden } : { normalized_shape: [r.hidden] }) }];
     let state = r.seed * 7919 + 1;
     const rand = () => ((state = (state * 48271) % 2147483647) / 2147483647) * 2 - 1;
     const table = (rows: number) => {
@@ -88,7 +99,7 @@ export const validRequest: fc.Arbitrary<Record<string, Json>> = fc
       return { x, y };
     };
     const request: Record<string, Json> = {
-      model: { layers: [first, r.activation as Json, second] },
+      model: { layers: [first, ...normLayer, r.activation as Json, second] },
       data: { train: table(r.rows) },
       training: {
         epochs: r.epochs,

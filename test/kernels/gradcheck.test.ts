@@ -568,6 +568,117 @@ for (const impl of IMPLS) {
       }
     });
 
+    describe("normalisation backward passes through L = sum(G * y)", () => {
+      // The float64 formulas, from the PyTorch docs:
+      //   nn.LayerNorm: y = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias over the last D (Var biased)
+      //   nn.RMSNorm:   y = x / sqrt(mean(x^2) + eps) * weight
+      //   nn.BatchNorm1d/2d (training): y = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias per
+      //   channel, E and Var (biased) over the batch and the positions
+      // The kernels' f32 rounding (statistics, the cancellation in g - mean(g) - xhat mean(g xhat))
+      // stays near 3e-7 of the gradient scale here: the default tolerance holds.
+      const EPS = 1e-5;
+      const sumG = (G: Float32Array, y: ArrayLike<number>) => {
+        let s = 0;
+        for (let i = 0; i < y.length; i++) s += G[i]! * y[i]!;
+        return s;
+      };
+      const layerNorm64 = (x: ArrayLike<number>, w: ArrayLike<number> | null, b: ArrayLike<number> | null, rows: number, D: number, center: boolean) => {
+        const y = new Float64Array(rows * D);
+        for (let r = 0; r < rows; r++) {
+          let mu = 0;
+          if (center) {
+            for (let j = 0; j < D; j++) mu += x[r * D + j]!;
+            mu /= D;
+          }
+          let v = 0;
+          for (let j = 0; j < D; j++) v += (x[r * D + j]! - mu) ** 2;
+          const rs = 1 / Math.sqrt(v / D + EPS);
+          for (let j = 0; j < D; j++) y[r * D + j] = (x[r * D + j]! - mu) * rs * (w ? w[j]! : 1) + (b ? b[j]! : 0);
+        }
+        return y;
+      };
+      for (const [rows, D, center, affine] of [[4, 9, true, true], [3, 65, true, true], [2, 7, true, false], [4, 9, false, true], [3, 64, false, true], [2, 5, false, false]] as const) {
+        const label = `${center ? "layer_norm" : "rms_norm"} rows=${rows} D=${D} affine=${affine}`;
+        it.skipIf(!!impl.skip)(`${label}: dx, dweight, dbias${suffix}`, async () => {
+          const lab = await impl.make();
+          const k = lab.k;
+          const rng = new Rng(rows * 100 + D + (center ? 7 : 0));
+          const x = rng.f32(rows * D, -2, 2).map((v, i) => v + (i % 3)); // a mean away from 0
+          const w = rng.f32(D, 0.5, 1.5), b = rng.f32(D), G = rng.f32(rows * D);
+          const px = lab.put(x), pw = affine ? lab.put(w) : 0, pb = affine && center ? lab.put(b) : 0;
+          const out = lab.alloc(rows * D), mean = lab.alloc(rows), rstd = lab.alloc(rows);
+          k.layer_norm_forward(out, mean, rstd, px, pw, pb, rows, D, EPS, center ? 1 : 0);
+          const dx = lab.put(new Float32Array(rows * D).fill(-777)); // written
+          const dw = affine ? lab.put(new Float32Array(D)) : 0; // accumulated
+          const db = affine && center ? lab.put(new Float32Array(D)) : 0;
+          k.layer_norm_backward(dx, dw, db, lab.put(G), px, pw, mean, rstd, rows, D, center ? 1 : 0);
+          const W = affine ? w : null, B = affine && center ? b : null;
+          const nx = numericGrad(x, (v) => sumG(G, layerNorm64(v, W, B, rows, D, center)));
+          const bad = [
+            ...compare(`${center ? "layer_norm" : "rms_norm"} forward`, lab.get(out, rows * D), layerNorm64(x, W, B, rows, D, center), 3, 1e-5, 1e-6),
+            ...compare(`${center ? "layer_norm" : "rms_norm"} dx`, lab.get(dx, rows * D), nx, maxAbs(nx)),
+          ];
+          if (affine) {
+            const nw = numericGrad(w, (v) => sumG(G, layerNorm64(x, v, B, rows, D, center)));
+            bad.push(...compare(`${center ? "layer_norm" : "rms_norm"} dweight`, lab.get(dw, D), nw, maxAbs(nw)));
+          }
+          if (affine && center) {
+            const nb = numericGrad(b, (v) => sumG(G, layerNorm64(x, W, v, rows, D, center)));
+            bad.push(...compare("layer_norm dbias", lab.get(db, D), nb, maxAbs(nb)));
+          }
+          expect(bad).toEqual([]);
+        });
+      }
+
+      const batchNorm64 = (x: ArrayLike<number>, w: ArrayLike<number> | null, b: ArrayLike<number> | null, N: number, C: number, L: number) => {
+        const y = new Float64Array(N * C * L);
+        const at = (n: number, c: number, l: number) => (n * C + c) * L + l;
+        for (let c = 0; c < C; c++) {
+          let mu = 0;
+          for (let n = 0; n < N; n++) for (let l = 0; l < L; l++) mu += x[at(n, c, l)]!;
+          mu /= N * L;
+          let v = 0;
+          for (let n = 0; n < N; n++) for (let l = 0; l < L; l++) v += (x[at(n, c, l)]! - mu) ** 2;
+          const rs = 1 / Math.sqrt(v / (N * L) + EPS);
+          for (let n = 0; n < N; n++) for (let l = 0; l < L; l++) y[at(n, c, l)] = (x[at(n, c, l)]! - mu) * rs * (w ? w[c]! : 1) + (b ? b[c]! : 0);
+        }
+        return y;
+      };
+      for (const [N, C, L, affine] of [[6, 5, 1, true], [9, 4, 1, true], [3, 2, 9, true], [4, 3, 2, true], [5, 3, 1, false], [2, 2, 6, false]] as const) {
+        it.skipIf(!!impl.skip)(`batch_norm N=${N} C=${C} L=${L} affine=${affine}: dx, dweight, dbias${suffix}`, async () => {
+          const lab = await impl.make();
+          const k = lab.k;
+          const rng = new Rng(N * 1000 + C * 10 + L);
+          const x = rng.f32(N * C * L, -2, 2).map((v, i) => v + (Math.floor(i / L) % C)); // per-channel means
+          const w = rng.f32(C, 0.5, 1.5), b = rng.f32(C), G = rng.f32(N * C * L);
+          const px = lab.put(x), pw = affine ? lab.put(w) : 0, pb = affine ? lab.put(b) : 0;
+          const mean = lab.alloc(C), variance = lab.alloc(C), out = lab.alloc(N * C * L);
+          k.batch_norm_stats(mean, variance, px, N, C, L);
+          k.batch_norm_forward(out, px, mean, variance, pw, pb, N, C, L, EPS);
+          const dx = lab.put(new Float32Array(N * C * L).fill(-777));
+          const dw = affine ? lab.put(new Float32Array(C)) : 0;
+          const db = affine ? lab.put(new Float32Array(C)) : 0;
+          const sums = lab.alloc(2 * C);
+          k.batch_norm_backward(dx, dw, db, sums, lab.put(G), px, mean, variance, pw, N, C, L, EPS);
+          const W = affine ? w : null, B = affine ? b : null;
+          const nx = numericGrad(x, (v) => sumG(G, batchNorm64(v, W, B, N, C, L)));
+          const bad = [
+            ...compare("batch_norm forward", lab.get(out, N * C * L), batchNorm64(x, W, B, N, C, L), 3, 1e-5, 1e-6),
+            ...compare("batch_norm dx", lab.get(dx, N * C * L), nx, maxAbs(nx)),
+          ];
+          if (affine) {
+            const nw = numericGrad(w, (v) => sumG(G, batchNorm64(x, v, B, N, C, L)));
+            const nb = numericGrad(b, (v) => sumG(G, batchNorm64(x, W, v, N, C, L)));
+            bad.push(...compare("batch_norm dweight", lab.get(dw, C), nw, maxAbs(nw)));
+            bad.push(...compare("batch_norm dbias", lab.get(db, C), nb, maxAbs(nb)));
+            // the sums handed to the second pass are dbias and dweight of one batch
+            bad.push(...compare("batch_norm sums", lab.get(sums, 2 * C), [...nb, ...nw], Math.max(maxAbs(nw), maxAbs(nb))));
+          }
+          expect(bad).toEqual([]);
+        });
+      }
+    });
+
     it.skipIf(!!impl.skip)(`dropout backward (mul with the mask) against differences of dropout_forward${suffix}`, async () => {
       const lab = await impl.make();
       const k = lab.k;

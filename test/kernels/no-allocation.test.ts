@@ -142,6 +142,13 @@ function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels)
     sum_squares: (k) => k.sum_squares(x, n),
     sum_abs_pow: (k) => k.sum_abs_pow(x, 3, n),
     max_abs: (k) => k.max_abs(x, n),
+    // x as [5 rows, 13] (layer norm) and as [N 5, C 13, L 1] or [N 1, C 5, L 13] (batch norm)
+    layer_norm_forward: (k) => k.layer_norm_forward(y, pos, pos2, x, w, z, 5, 13, 1e-5, 1),
+    layer_norm_backward: (k) => k.layer_norm_backward(z, pos3, bias, w, x, w, pos, pos2, 5, 13, 1),
+    batch_norm_stats: (k) => k.batch_norm_stats(pos, pos2, x, 5, 13, 1),
+    batch_norm_update: (k) => k.batch_norm_update(z, w, pos3, pos, pos2, 13, -1, 65),
+    batch_norm_forward: (k) => k.batch_norm_forward(y, x, pos, pos2, w, bias, 1, 5, 13, 1e-5),
+    batch_norm_backward: (k) => k.batch_norm_backward(z, y, bias, scratch, w, x, pos, pos2, w, 1, 5, 13, 1e-5),
     heap_base: (k) => k.heap_base(),
   };
 }

@@ -21,6 +21,8 @@
  *  - GEMM, bias_grad, sum_squares: |diff| <= 1e-5 * (|init| + sum of |terms|).
  *  - transpose_strided, attention_softmax and attention_softmax_backward: bit-exact (the twin
  *    sums a row in the kernel's lane order and evaluates its polynomial exp step for step).
+ *  - normalisation (layer_norm, batch_norm): 0 ulps. The kernels' reductions are f32 in one
+ *    documented lane order, which the twins repeat, and neither build fuses a*b+c there.
  *  - cross_entropy gradient: 1e-6 of each element's term scale; loss values: 1e-6 relative;
  *    sum_abs_pow (f64 throughout): 1e-12 relative.
  * The relaxed-SIMD build fuses a*b+c (relaxed_madd) in GEMM and axpy: axpy uses the scaled
@@ -394,6 +396,157 @@ const adagrad: Case = (P, rng) => {
   }
 };
 
+// ------------------------------------------------------------------ normalisation
+
+/**
+ * The normalisation kernels: every reduction is f32 in the documented lane order on both sides
+ * (no fused multiply-add in either build), so every output is compared exactly (0 ulps; NaN
+ * equals NaN, which D = 0 or N = 0 produce from 0/0).
+ */
+const NORM_AFFINE = [
+  { weight: false, bias: false },
+  { weight: true, bias: false },
+  { weight: true, bias: true },
+] as const;
+
+/** Rows of x: random, and every third row shifted by 50 (centering matters). */
+function normRows(rng: Rng, rows: number, D: number): Float32Array {
+  const x = rng.f32(rows * D, -3, 3);
+  for (let r = 0; r < rows; r += 3) for (let j = 0; j < D; j++) x[r * D + j] = f(x[r * D + j]! + 50);
+  return x;
+}
+
+const layerNormForward: Case = (P, rng) => {
+  for (const center of [1, 0]) {
+    for (const affine of NORM_AFFINE) {
+      for (const rows of [0, 1, 3]) {
+        each(P, LENGTHS, (D) => {
+          const inp = P.input(normRows(rng, rows, D), "inp");
+          const weight = affine.weight ? P.input(rng.f32(D, 0.5, 1.5), "weight") : 0;
+          const bias = affine.bias ? P.input(rng.f32(D), "bias") : 0;
+          const out = P.output(rows * D), mean = P.output(rows), rstd = P.output(rows);
+          P.both((k) => k.layer_norm_forward(out, mean, rstd, inp, weight, bias, rows, D, 1e-5, center));
+          P.ulps("layer_norm_forward", "out", out, rows * D, 0);
+          P.ulps("layer_norm_forward", "rstd", rstd, rows, 0);
+          P.ulps("layer_norm_forward", "mean", mean, rows, 0); // untouched junk when center is 0
+        }, (D) => `center=${center} weight=${affine.weight} bias=${affine.bias} rows=${rows} D=${D}`);
+      }
+    }
+  }
+};
+
+const layerNormBackward: Case = (P, rng) => {
+  for (const center of [1, 0]) {
+    for (const affine of NORM_AFFINE) {
+      for (const wanted of [{ dinp: true, params: true }, { dinp: false, params: true }, { dinp: true, params: false }]) {
+        each(P, LENGTHS, (D) => {
+          const rows = 3;
+          const xv = normRows(rng, rows, D);
+          // the statistics as the forward would save them (any consistent values will do)
+          const meanV = Float32Array.from({ length: rows }, (_, r) => (center ? xv.subarray(r * D, r * D + D).reduce((a, b) => a + b, 0) / Math.max(D, 1) : 0));
+          const rstdV = rng.f32(rows, 0.3, 2);
+          const inp = P.input(xv, "inp"), dout = P.input(rng.f32(rows * D), "dout");
+          const mean = P.input(meanV, "mean"), rstd = P.input(rstdV, "rstd");
+          const weight = affine.weight ? P.input(rng.f32(D, 0.5, 1.5), "weight") : 0;
+          const dinp = wanted.dinp ? P.output(rows * D) : 0;
+          const dweight = wanted.params && affine.weight ? P.output(D, rng.f32(D)) : 0;
+          const dbias = wanted.params && affine.bias ? P.output(D, rng.f32(D)) : 0;
+          P.both((k) => k.layer_norm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, rows, D, center));
+          if (dinp) P.ulps("layer_norm_backward", "dinp", dinp, rows * D, 0);
+          if (dweight) P.ulps("layer_norm_backward", "dweight", dweight, D, 0);
+          if (dbias) P.ulps("layer_norm_backward", "dbias", dbias, D, 0);
+        }, (D) => `center=${center} weight=${affine.weight} bias=${affine.bias} dinp=${wanted.dinp} params=${wanted.params} D=${D}`);
+      }
+    }
+  }
+};
+
+/** BatchNorm shapes [N, C, L]: L through the house lengths (runs), and C through them at L = 1 ([N, C]: channels per f32x4). */
+const BN_SHAPES: [number, number, number][] = [
+  ...LENGTHS.flatMap((L) => [[3, 3, L], [2, 5, L]] as [number, number, number][]),
+  ...LENGTHS.flatMap((C) => [[1, C, 1], [5, C, 1]] as [number, number, number][]),
+  [0, 3, 1], [0, 2, 5], [17, 9, 1], [4, 2, 9],
+];
+
+/** Channel values with a per-channel offset (so the mean is not ~0). */
+function channelInput(rng: Rng, N: number, C: number, L: number): Float32Array {
+  const x = rng.f32(N * C * L, -2, 2);
+  for (let i = 0; i < x.length; i++) x[i] = f(x[i]! + (Math.floor(i / L) % C) * 3 - 4);
+  return x;
+}
+
+const batchNormStats: Case = (P, rng) => {
+  for (const [N, C, L] of BN_SHAPES) {
+    P.run(`N=${N} C=${C} L=${L}`, () => {
+      const inp = P.input(channelInput(rng, N, C, L), "inp");
+      const mean = P.output(C), variance = P.output(C);
+      P.both((k) => k.batch_norm_stats(mean, variance, inp, N, C, L));
+      P.ulps("batch_norm_stats", "mean", mean, C, 0);
+      P.ulps("batch_norm_stats", "var", variance, C, 0);
+    });
+  }
+};
+
+const batchNormUpdate: Case = (P, rng) => {
+  for (const momentum of [0.1, 0.5, -1]) {
+    for (const tracked of [0, 7]) {
+      for (const count of [2, 9]) {
+        each(P, LENGTHS, (C) => {
+          const rm = P.output(C, rng.f32(C)), rv = P.output(C, rng.f32(C, 0.5, 2)), nbt = P.output(1, [tracked]);
+          const mean = P.input(rng.f32(C), "mean"), variance = P.input(rng.f32(C, 0, 3), "var");
+          P.both((k) => k.batch_norm_update(rm, rv, nbt, mean, variance, C, momentum, count));
+          P.ulps("batch_norm_update", "running_mean", rm, C, 0);
+          P.ulps("batch_norm_update", "running_var", rv, C, 0);
+          P.exact("batch_norm_update", "num_batches_tracked", nbt, 1);
+          if (P.readW(nbt, 1)[0] !== tracked + 1) P.fail(`num_batches_tracked ${P.readW(nbt, 1)[0]}, want ${tracked + 1}`);
+        }, (C) => `momentum=${momentum} tracked=${tracked} count=${count} C=${C}`);
+      }
+    }
+  }
+};
+
+const batchNormForward: Case = (P, rng) => {
+  for (const affine of NORM_AFFINE) {
+    for (const [N, C, L] of BN_SHAPES) {
+      P.run(`weight=${affine.weight} bias=${affine.bias} N=${N} C=${C} L=${L}`, () => {
+        const inp = P.input(channelInput(rng, N, C, L), "inp");
+        const mean = P.input(Float32Array.from({ length: C }, (_, c) => c * 3 - 4 + rng.uniform(-0.5, 0.5)), "mean");
+        const variance = P.input(rng.f32(C, 0.2, 2), "var");
+        const weight = affine.weight ? P.input(rng.f32(C, 0.5, 1.5), "weight") : 0;
+        const bias = affine.bias ? P.input(rng.f32(C), "bias") : 0;
+        const out = P.output(N * C * L);
+        P.both((k) => k.batch_norm_forward(out, inp, mean, variance, weight, bias, N, C, L, 1e-5));
+        P.ulps("batch_norm_forward", "out", out, N * C * L, 0);
+      });
+    }
+  }
+};
+
+const batchNormBackward: Case = (P, rng) => {
+  for (const affine of NORM_AFFINE) {
+    for (const wanted of [{ dinp: true, params: true }, { dinp: false, params: true }, { dinp: true, params: false }]) {
+      for (const [N, C, L] of BN_SHAPES) {
+        P.run(`weight=${affine.weight} bias=${affine.bias} dinp=${wanted.dinp} params=${wanted.params} N=${N} C=${C} L=${L}`, () => {
+          const inp = P.input(channelInput(rng, N, C, L), "inp");
+          const dout = P.input(rng.f32(N * C * L), "dout");
+          const mean = P.input(Float32Array.from({ length: C }, (_, c) => c * 3 - 4 + rng.uniform(-0.5, 0.5)), "mean");
+          const variance = P.input(rng.f32(C, 0.2, 2), "var");
+          const weight = affine.weight ? P.input(rng.f32(C, 0.5, 1.5), "weight") : 0;
+          const dinp = wanted.dinp ? P.output(N * C * L) : 0;
+          const sums = P.output(2 * C);
+          const dweight = wanted.params && affine.weight ? P.output(C, rng.f32(C)) : 0;
+          const dbias = wanted.params && affine.bias ? P.output(C, rng.f32(C)) : 0;
+          P.both((k) => k.batch_norm_backward(dinp, dweight, dbias, sums, dout, inp, mean, variance, weight, N, C, L, 1e-5));
+          if (dinp) P.ulps("batch_norm_backward", "dinp", dinp, N * C * L, 0);
+          P.ulps("batch_norm_backward", "sums", sums, 2 * C, 0);
+          if (dweight) P.ulps("batch_norm_backward", "dweight", dweight, C, 0);
+          if (dbias) P.ulps("batch_norm_backward", "dbias", dbias, C, 0);
+        });
+      }
+    }
+  }
+};
+
 // ------------------------------------------------------------------ the table: one entry per kernel
 
 const CASES: Record<Tested, Case> = {
@@ -706,6 +859,12 @@ const CASES: Record<Tested, Case> = {
       }, (n) => `p=${p} n=${n}`);
     }
   },
+  layer_norm_forward: layerNormForward,
+  layer_norm_backward: layerNormBackward,
+  batch_norm_stats: batchNormStats,
+  batch_norm_update: batchNormUpdate,
+  batch_norm_forward: batchNormForward,
+  batch_norm_backward: batchNormBackward,
   max_abs: (P, rng) => {
     each(P, EL, (n) => {
       const xv = rng.f32(n, -3, 3);

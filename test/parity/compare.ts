@@ -27,7 +27,7 @@ export interface ParityCase {
 
 export const ATOL = 1e-5;
 export const RTOL = 1e-4;
-export const GROUPS = ["optimizers", "losses", "schedules", "training", "graph", "attention"] as const;
+export const GROUPS = ["optimizers", "losses", "schedules", "training", "graph", "attention", "norm"] as const;
 
 /** Largest |a-b| / (atol + rtol |b|) over a list: <= 1 passes. */
 export function worstRatio(actual: ArrayLike<number>, expected: ArrayLike<number>): { ratio: number; index: number; abs: number } {
@@ -50,7 +50,8 @@ export async function replay(c: ParityCase, train: (request: TrainRequest) => Pr
   const report: string[] = [];
   let worst = 0;
   for (const [name, t] of Object.entries(c.expected.weights)) {
-    const w = worstRatio(readTensorF32(file, name), t.data);
+    // integers: num_batches_tracked comes back as I64, as PyTorch stores it
+    const w = worstRatio(readTensorF32(file, name, "weights", { integers: true }), t.data);
     worst = Math.max(worst, w.ratio);
     report.push(`${name} ${w.abs.toExponential(2)} (${(w.ratio * 100).toFixed(1)}%)`);
   }

@@ -218,6 +218,30 @@ class SelfAttention(nn.MultiheadAttention):
         return super().forward(x, x, x, key_padding_mask=kpm, attn_mask=causal, need_weights=False)[0]
 
 
+class RMSNorm(nn.Module):
+    """torch.nn.RMSNorm (torch >= 2.4; 1.13 lacks it) in plain PyTorch, as its docs define it:
+    y = x * rsqrt(mean(x^2 over the normalized dims) + eps) * weight, eps None meaning
+    torch.finfo(float32).eps (the float32 run's eps: the float64 shadow run keeps it, so that
+    both runs compute the same function)."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True):
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(self.normalized_shape)) if elementwise_affine else None
+
+    def forward(self, x):
+        dims = tuple(range(-len(self.normalized_shape), 0))
+        eps = self.eps if self.eps is not None else torch.finfo(torch.float32).eps
+        y = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps)
+        return y * self.weight if self.weight is not None else y
+
+
+def batch_norm(cls, L):
+    return cls(L["num_features"], eps=L.get("eps", 1e-5), momentum=L.get("momentum", 0.1), affine=L.get("affine", True),
+               track_running_stats=L.get("track_running_stats", True))
+
+
 def build_layers(layers):
     return OrderedDict((layer_name(i, L), build_module(L)) for i, L in enumerate(layers))
 
@@ -237,6 +261,11 @@ MODULES = {
     "sequential": lambda L: Sequential(build_layers(L["layers"])),
     "residual": lambda L: Residual(build_layers(L["layers"])),
     "multihead_attention": SelfAttention,
+    "layer_norm": lambda L: nn.LayerNorm(L["normalized_shape"], eps=L.get("eps", 1e-5),
+                                         elementwise_affine=L.get("elementwise_affine", True)),
+    "rms_norm": lambda L: RMSNorm(L["normalized_shape"], eps=L.get("eps"), elementwise_affine=L.get("elementwise_affine", True)),
+    "batch_norm1d": lambda L: batch_norm(nn.BatchNorm1d, L),
+    "batch_norm2d": lambda L: batch_norm(nn.BatchNorm2d, L),
 }
 
 
@@ -1104,6 +1133,116 @@ def attention_cases():
     ]
 
 
+BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
+def frozen_parameters(prefixes):
+    """Parameters under the prefixes keep their initial values (buffers are not parameters: BatchNorm's
+    running statistics still move in training mode, as in PyTorch)."""
+    def fn(req, init, e, m):
+        for k, v in init.items():
+            if k.endswith(BUFFER_SUFFIXES):
+                continue
+            if any(k == p or k.startswith(p + ".") for p in prefixes):
+                if not torch.equal(v, e["weights"][k]):
+                    return "frozen %s changed" % k
+    return fn
+
+
+def running_stats_moved(req, init, e, m):
+    names = [k for k in init if k.endswith(BUFFER_SUFFIXES)]
+    if not names:
+        return "no running statistics"
+    for k in names:
+        if torch.equal(init[k], e["weights"][k]):
+            return "%s did not change" % k
+    tracked = [k for k in names if k.endswith(".num_batches_tracked")]
+    for k in tracked:
+        if int(e["weights"][k]) != e["steps"]:
+            return "%s is %d after %d steps" % (k, int(e["weights"][k]), e["steps"])
+
+
+def norm_cases():
+    """Normalisation layers: LayerNorm (after a residual block, per token, over several dims), RMSNorm,
+    BatchNorm1d/2d (running statistics in validation, the cumulative average, frozen, untracked)."""
+    lin = lambda i, o, name=None, bias=True: OrderedDict(
+        [("type", "linear")] + ([("name", name)] if name else []) + [("in_features", i), ("out_features", o)] +
+        ([] if bias else [("bias", False)]))
+    # a linear layer right before BatchNorm has no bias: the batch mean cancels it, its gradient is
+    # rounding noise, and Adam would turn that noise into steps of lr (as in ResNets: conv without bias, then BN)
+    pre_bn = lambda i, o: lin(i, o, "fc1", bias=False)
+    adam = lambda lr=0.01: {"type": "adam", "lr": lr}
+    bn = lambda t, c, name="bn", **kw: OrderedDict([("type", t), ("name", name), ("num_features", c)] + list(kw.items()))
+    return [
+        case("residual_layer_norm", "a residual block x + Linear(GELU(Linear(x))) followed by nn.LayerNorm(8) "
+             "(post-norm, as a transformer block)",
+             layers=[lin(6, 8, "inp"),
+                     OrderedDict(type="residual", name="block", layers=[lin(8, 16), {"type": "gelu"}, lin(16, 8)]),
+                     OrderedDict(type="layer_norm", name="norm", normalized_shape=8), lin(8, 1, "head")],
+             data=dict(n_train=64, n_val=16),
+             training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=adam()), seed=301),
+        case("layer_norm_tokens", "[4, 6] samples (model.input.shape): a per-token linear, LayerNorm over each "
+             "token (normalized_shape [8], a list), SiLU, then LayerNorm over both dims ([4, 8], eps 1e-3), flatten "
+             "and a linear head with 2 outputs",
+             input=[4, 6],
+             layers=[lin(6, 8, "proj"), OrderedDict(type="layer_norm", name="token_norm", normalized_shape=[8]),
+                     {"type": "silu"},
+                     OrderedDict(type="layer_norm", name="sample_norm", normalized_shape=[4, 8], eps=1e-3),
+                     {"type": "flatten"}, lin(32, 2, "head")],
+             data=dict(d_in=24, n_train=64, n_val=16, k=2),
+             training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=adam(0.005)), seed=302),
+        case("rms_norm_tokens", "[3, 4] samples: a per-token linear, RMSNorm over each token with the default eps "
+             "(None: float32's eps), GELU, flatten, a linear head",
+             input=[3, 4],
+             layers=[lin(4, 8, "proj"), OrderedDict(type="rms_norm", name="norm", normalized_shape=[8]),
+                     {"type": "gelu"}, {"type": "flatten"}, lin(24, 1, "head")],
+             data=dict(d_in=12, n_train=64, n_val=16),
+             training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=adam()), seed=303),
+        case("rms_norm_no_affine", "RMSNorm(8, eps=1e-6, elementwise_affine=False) between two linear layers",
+             layers=[lin(6, 8, "fc1"), OrderedDict(type="rms_norm", normalized_shape=8, eps=1e-6,
+                                                   elementwise_affine=False), {"type": "tanh"}, lin(8, 1, "fc2")],
+             data=dict(n_train=64, n_val=16),
+             training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=adam()), seed=304),
+        case("batch_norm1d_validation", "Linear(6, 8, bias=False), BatchNorm1d(8) in an MLP classifier: batch statistics in training, the "
+             "running ones for validation; the expected state has running_mean, running_var and num_batches_tracked",
+             layers=[pre_bn(6, 8), bn("batch_norm1d", 8), {"type": "tanh"}, lin(8, 3, "fc2")],
+             data=dict(task="class", k=3, n_train=64, n_val=32),
+             training=dict(epochs=15, batch_size=8, loss={"type": "cross_entropy"}, optimizer=adam()),
+             checks=(running_stats_moved,), seed=305),
+        case("batch_norm1d_cumulative", "BatchNorm1d(8, momentum=None): the running statistics are the cumulative "
+             "average (factor 1 / num_batches_tracked); 60 rows in batches of 8 leave a last batch of 4 (its "
+             "unbiased variance divides by 3)",
+             layers=[pre_bn(6, 8), bn("batch_norm1d", 8, momentum=None), {"type": "silu"}, lin(8, 1, "fc2")],
+             data=dict(n_train=60, n_val=16),
+             training=dict(epochs=13, batch_size=8, loss={"type": "mse"}, optimizer={"type": "sgd", "lr": 0.05,
+                                                                                     "momentum": 0.5}),
+             checks=(running_stats_moved,), seed=306),
+        case("batch_norm2d", "[2, 3, 3] samples: a linear over the last dim, BatchNorm2d(2) (statistics over the "
+             "batch and the 3x3 positions), SiLU, flatten and a linear head; validation on the running statistics",
+             input=[2, 3, 3],
+             layers=[lin(3, 3, "mix"), bn("batch_norm2d", 2), {"type": "silu"}, {"type": "flatten"},
+                     lin(18, 1, "head")],
+             data=dict(d_in=18, n_train=64, n_val=16),
+             training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=adam()),
+             checks=(running_stats_moved,), seed=307),
+        case("batch_norm_frozen", "BatchNorm1d(8, momentum 0.3) frozen (trainable: fc1 and fc2): its weight and "
+             "bias stay, its running statistics still move in training mode",
+             layers=[pre_bn(6, 8), bn("batch_norm1d", 8, momentum=0.3), {"type": "gelu"}, lin(8, 1, "fc2")],
+             data=dict(n_train=64, n_val=16), trainable=["fc1", "fc2"],
+             training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=adam()),
+             checks=(frozen_parameters(["bn"]), running_stats_moved), seed=308),
+        case("batch_norm1d_untracked", "BatchNorm1d(8, affine=False, track_running_stats=False) on [8, 2] samples "
+             "([C, L]): batch statistics in training and in validation (16 validation rows: one chunk of "
+             "batch_size 16, as PyTorch's one validation batch), no buffers",
+             input=[8, 2],
+             layers=[lin(2, 2, "mix"),
+                     OrderedDict(type="batch_norm1d", name="bn", num_features=8, affine=False, track_running_stats=False),
+                     {"type": "tanh"}, {"type": "flatten"}, lin(16, 1, "head")],
+             data=dict(d_in=16, n_train=64, n_val=16),
+             training=dict(epochs=30, batch_size=16, loss={"type": "mse"}, optimizer=adam()), seed=309),
+    ]
+
+
 # --------------------------------------------------------------------------- init.json
 
 def kaiming_bounds(fan_in):
@@ -1200,6 +1339,7 @@ GROUPS = OrderedDict(
     training=training_cases,
     graph=graph_cases,
     attention=attention_cases,
+    norm=norm_cases,
 )
 
 

@@ -12,13 +12,13 @@ import type { TrainRequest } from "../../src/engine/train.js";
 import { WEBGPU_MIN_FLOPS_PER_STEP, useWebGpu } from "../../src/engine/webgpu/select.js";
 import { prepareRun } from "../../src/engine/train.js";
 import { worstRatio } from "../parity/compare.js";
-import { classifierRequest, lcg, seedRequest } from "../helpers.js";
+import { classifierRequest, lcg, regressionData, seedRequest } from "../helpers.js";
 import { SKIP_REASON, device, software } from "./device.js";
 import { train as trainWith } from "../../src/engine/train.js";
 
 const weightsOf = (result: { weights: string }) => {
   const file = parseSafetensors(decodeBase64(result.weights));
-  return Object.fromEntries([...file.tensors.keys()].map((name) => [name, readTensorF32(file, name)]));
+  return Object.fromEntries([...file.tensors.keys()].map((name) => [name, readTensorF32(file, name, "weights", { integers: true })]));
 };
 const gpu = { kernel: "webgpu" as const, gpu: device };
 
@@ -115,6 +115,31 @@ describe.skipIf(!device)(`WebGPU backend (${SKIP_REASON})`, () => {
     expect(onGpu.status).toBe("diverged");
     expect(onGpu.error).toEqual(onWasm.error);
     expect(onGpu.weights).toBe(initial.weights);
+  });
+
+  it("a diverging batch-norm run keeps the running statistics of the last finite step, as on WASM", async () => {
+    // one batch per epoch: the run that diverges at step k ends with the state of a (k - 1)-epoch run
+    const exploding = (epochs: number): TrainRequest => ({
+      model: {
+        layers: [
+          { type: "linear", name: "fc1", in_features: 4, out_features: 8, bias: false },
+          { type: "batch_norm1d", name: "bn", num_features: 8 },
+          { type: "tanh" },
+          { type: "linear", name: "fc2", in_features: 8, out_features: 1 },
+        ],
+      },
+      data: { train: regressionData(32, 4) },
+      training: { epochs, batch_size: 32, shuffle: false, optimizer: { type: "sgd", lr: 3e5 }, loss: { type: "mse" } },
+    });
+    const [onGpu, onWasm] = [await train(exploding(30), gpu), await train(exploding(30), { kernel: "wasm" })];
+    expect(onGpu.engine.kernel).toBe("webgpu");
+    expect(onGpu.status).toBe("diverged");
+    const k = onGpu.error!.step!;
+    expect(k).toBe(onWasm.error?.step);
+    expect(weightsOf(onGpu)["bn.num_batches_tracked"]).toEqual(Float32Array.of(k - 1)); // the faulty step's forward counted a batch: undone
+    const stopped = await train(exploding(k - 1), gpu);
+    expect(onGpu.weights).toBe(stopped.weights); // running_mean and running_var too, bit for bit
+    expect(worstAgainst(onGpu, onWasm)).toBeLessThanOrEqual(1);
   });
 
   it("a NaN loss on the first step keeps the initial weights (every target ignored)", async () => {

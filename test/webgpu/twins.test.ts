@@ -18,6 +18,9 @@
  *    the gradient scale (cross-entropy: f32 exp/log vs f64).
  *  - optimizers: 4 ulps (sqrt and division need not be correctly rounded in WGSL).
  *  - norms: 1e-5 relative.
+ *  - layer_norm, rms_norm, batch_norm: the same sums in the same order; WGSL's sqrt and division
+ *    are a few ulps, so rstd within 8 ulps and what it scales within 16 ulps, or 1e-6 of the
+ *    tensor's scale (1e-5 for BatchNorm's dx, which goes through the GPU's own statistics).
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { instantiateKernels, type Kernels } from "../../src/engine/kernels.js";
@@ -550,7 +553,7 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
         const status = new Uint32Array(8);
         status[1] = bits;
         const got = await gpu({ params: params.slice(), last, status }, (B): DispatchSpec[] => [
-          { kernel: "restore", buffers: [B.params!, B.last!, B.status!], params: [n, 0, 0, 0], x: gridGroups(n) },
+          { kernel: "restore", buffers: [B.params!, B.last!, B.status!], params: [n, 8, 0, 0], x: gridGroups(n) }, // faults: FAULT_WEIGHT
         ]);
         exact(`restore bits=${bits}`, got.params!, bits & 8 ? last : params);
       }
@@ -711,6 +714,124 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
         );
         relative("multi_margin loss", got.status![0]!, value, 1e-5);
         close("multi_margin grad", got.grad!, w.get(gp, B * C), 4, 0);
+      }
+    }
+  });
+
+  // ---------------------------------------------------------------- normalisation
+
+  // The same sums in the same order as the WASM kernels (one invocation per row or channel);
+  // what differs is WGSL's sqrt and division (not correctly rounded: a few ulps of rstd), which
+  // then scale everything downstream, and a GPU's freedom to fuse a*b+c.
+
+  it("layer_norm / rms_norm: forward, input gradient, weight and bias gradients", async () => {
+    const rng = new Rng(61);
+    for (const center of [1, 0]) {
+      for (const affine of [false, true]) {
+        for (const rows of [0, 1, 3, 17]) {
+          for (const D of LENGTHS.filter((d) => d > 0)) {
+            const w = await wasm();
+            const x = rng.f32(rows * D, -3, 3).map((v, i) => v + (Math.floor(i / D) % 3) * 20); // rows with means 0, 20, 40
+            const weight = rng.f32(D, 0.5, 1.5), bias = rng.f32(D), dout = rng.f32(rows * D), dw0 = rng.f32(D), db0 = rng.f32(D);
+            const hasBias = affine && center === 1;
+            const xp = w.put(x), wp = affine ? w.put(weight) : 0, bp = hasBias ? w.put(bias) : 0;
+            const outp = w.put(new Float32Array(rows * D)), meanp = w.put(new Float32Array(rows)), rstdp = w.put(new Float32Array(rows));
+            w.k.layer_norm_forward(outp, meanp, rstdp, xp, wp, bp, rows, D, 1e-5, center);
+            const dxp = w.put(new Float32Array(rows * D)), dwp = w.put(dw0.slice()), dbp = w.put(db0.slice());
+            w.k.layer_norm_backward(dxp, affine ? dwp : 0, hasBias ? dbp : 0, w.put(dout), xp, wp, meanp, rstdp, rows, D, center);
+            const mean = w.get(meanp, rows), rstd = w.get(rstdp, rows);
+            // the state block holds weight at 3 and bias at 3 + D; the gradients dweight at 1 and dbias at 1 + D
+            const state = new Float32Array(3 + 2 * D);
+            state.set(weight, 3);
+            state.set(bias, 3 + D);
+            const grads = new Float32Array(1 + 2 * D);
+            grads.set(dw0, 1);
+            grads.set(db0, 1 + D);
+            const got = await gpu(
+              { out: new Float32Array(rows * D), mean: new Float32Array(rows), rstd: new Float32Array(rows), x, state, dout, dx: new Float32Array(rows * D), grads, wasmMean: mean, wasmRstd: rstd },
+              (B): DispatchSpec[] => [
+                {
+                  kernel: "layer_norm_forward",
+                  buffers: [B.out!, B.mean!, B.rstd!, B.x!, B.state!],
+                  params: [rows, D, f(1e-5), center, 3, 3 + D, affine ? 1 : 0, hasBias ? 1 : 0],
+                  x: gridGroups(rows),
+                },
+                // the backward passes read the WASM forward's statistics: each pass is compared on its own
+                { kernel: "layer_norm_backward", buffers: [B.dx!, B.dout!, B.x!, B.state!, B.wasmMean!, B.wasmRstd!], params: [rows, D, center, 3, affine ? 1 : 0, 0, 0, 0], x: gridGroups(rows) },
+                {
+                  kernel: "layer_norm_param_grad",
+                  buffers: [B.grads!, B.dout!, B.x!, B.wasmMean!, B.wasmRstd!],
+                  params: [D, rows, center, 1, 1 + D, affine ? 1 : 0, hasBias ? 1 : 0, 0],
+                  x: gridGroups(D),
+                },
+              ],
+            );
+            const family = center ? "layer_norm" : "rms_norm";
+            if (center) close(`${family} mean`, got.mean!, mean, 4, 1e-6 * 40);
+            close(`${family} rstd`, got.rstd!, rstd, 8, 0);
+            close(`${family} forward`, got.out!, w.get(outp, rows * D), 16, 1e-6);
+            const dx = w.get(dxp, rows * D);
+            close(`${family} dx`, got.dx!, dx, 16, 1e-6 * Math.max(1e-30, ...Array.from(dx, Math.abs)));
+            close(`${family} dweight`, got.grads!.subarray(1, 1 + D), affine ? w.get(dwp, D) : dw0, 16, 1e-6);
+            close(`${family} dbias`, got.grads!.subarray(1 + D), hasBias ? w.get(dbp, D) : db0, 16, 1e-6);
+          }
+        }
+      }
+    }
+  });
+
+  it("batch_norm: statistics, running update, forward (batch and running statistics), backward", async () => {
+    const rng = new Rng(62);
+    const shapes: [number, number, number][] = [[2, 3, 1], [5, 4, 1], [17, 9, 1], [3, 65, 1], [2, 5, 4], [3, 2, 9], [1, 3, 65], [4, 5, 3], [2, 3, 64], [4, 2, 5]];
+    for (const [N, C, L] of shapes) {
+      for (const momentum of [0.1, -1]) {
+        const w = await wasm();
+        const n = N * C * L;
+        const x = rng.f32(n, -2, 2).map((v, i) => v + (Math.floor(i / L) % C) * 3 - 4);
+        const weight = rng.f32(C, 0.5, 1.5), bias = rng.f32(C), dout = rng.f32(n), dw0 = rng.f32(C), db0 = rng.f32(C);
+        const rm0 = rng.f32(C), rv0 = rng.f32(C, 0.5, 2);
+        const xp = w.put(x), wp = w.put(weight), bp = w.put(bias);
+        const meanp = w.put(new Float32Array(C)), varp = w.put(new Float32Array(C));
+        w.k.batch_norm_stats(meanp, varp, xp, N, C, L);
+        const rmp = w.put(rm0.slice()), rvp = w.put(rv0.slice()), nbtp = w.put(Float32Array.of(3));
+        w.k.batch_norm_update(rmp, rvp, nbtp, meanp, varp, C, momentum, N * L);
+        const outp = w.put(new Float32Array(n)), evalp = w.put(new Float32Array(n));
+        w.k.batch_norm_forward(outp, xp, meanp, varp, wp, bp, N, C, L, 1e-5);
+        w.k.batch_norm_forward(evalp, xp, rmp, rvp, wp, bp, N, C, L, 1e-5);
+        const dxp = w.put(new Float32Array(n)), dwp = w.put(dw0.slice()), dbp = w.put(db0.slice()), sumsp = w.put(new Float32Array(2 * C));
+        w.k.batch_norm_backward(dxp, dwp, dbp, sumsp, w.put(dout), xp, meanp, varp, wp, N, C, L, 1e-5);
+        // state: [pad 2 | weight | bias | running_mean | running_var | num_batches_tracked]; grads: [pad 1 | dweight | dbias]
+        const [wOff, bOff, rmOff, rvOff, nOff] = [2, 2 + C, 2 + 2 * C, 2 + 3 * C, 2 + 4 * C];
+        const state = new Float32Array(3 + 4 * C);
+        state.set(weight, wOff), state.set(bias, bOff), state.set(rm0, rmOff), state.set(rv0, rvOff), (state[nOff] = 3);
+        const grads = new Float32Array(1 + 2 * C);
+        grads.set(dw0, 1), grads.set(db0, 1 + C);
+        const count = N * L;
+        const got = await gpu(
+          { stats: new Float32Array(4 * C), state, x, out: new Float32Array(n), evalOut: new Float32Array(n), grads, dout, dx: new Float32Array(n) },
+          (B): DispatchSpec[] => [
+            { kernel: "batch_norm_stats", buffers: [B.stats!, B.x!], params: [C, N, L, 0], x: gridGroups(C) },
+            { kernel: "batch_norm_update", buffers: [B.state!, B.stats!], params: [C, rmOff, rvOff, nOff, f(momentum), f(count / (count - 1)), 0, 0], x: 1 },
+            { kernel: "batch_norm_forward", buffers: [B.out!, B.x!, B.stats!, B.state!], params: [n, C, L, 0, C, wOff, bOff, 3, f(1e-5), 0, 0, 0], x: gridGroups(n) },
+            { kernel: "batch_norm_forward", buffers: [B.evalOut!, B.x!, B.state!, B.state!], params: [n, C, L, rmOff, rvOff, wOff, bOff, 3, f(1e-5), 0, 0, 0], x: gridGroups(n) },
+            { kernel: "batch_norm_grad_sums", buffers: [B.stats!, B.grads!, B.dout!, B.x!], params: [C, N, L, 1, 1 + C, 3, f(1e-5), 0], x: gridGroups(C) },
+            { kernel: "batch_norm_backward", buffers: [B.dx!, B.dout!, B.x!, B.stats!, B.state!], params: [n, C, L, wOff, 1, f(count), f(1e-5), 0], x: gridGroups(n) },
+          ],
+        );
+        close("batch_norm mean", got.stats!.subarray(0, C), w.get(meanp, C), 4, 1e-6 * 4);
+        close("batch_norm var", got.stats!.subarray(C, 2 * C), w.get(varp, C), 4, 0);
+        close("batch_norm running_mean", got.state!.subarray(rmOff, rmOff + C), w.get(rmp, C), 4, 1e-6);
+        close("batch_norm running_var", got.state!.subarray(rvOff, rvOff + C), w.get(rvp, C), 4, 0);
+        exact("batch_norm num_batches_tracked", [got.state![nOff]!], [4]);
+        close("batch_norm forward", got.out!, w.get(outp, n), 16, 1e-6);
+        close("batch_norm forward (running statistics)", got.evalOut!, w.get(evalp, n), 16, 1e-6);
+        const sums = w.get(sumsp, 2 * C);
+        const sumScale = 1e-6 * count * 3;
+        close("batch_norm sums", got.stats!.subarray(2 * C), sums, 16, sumScale);
+        close("batch_norm dweight", got.grads!.subarray(1, 1 + C), w.get(dwp, C), 16, sumScale);
+        close("batch_norm dbias", got.grads!.subarray(1 + C), w.get(dbp, C), 16, sumScale);
+        const dx = w.get(dxp, n);
+        close("batch_norm dx", got.dx!, dx, 16, 1e-5 * Math.max(1e-30, ...Array.from(dx, Math.abs)));
       }
     }
   });

@@ -15,6 +15,10 @@ export {
 } from "./losses";
 export { sgd_step, adam_step, rmsprop_step, adagrad_step } from "./optimizers";
 export { sum_squares, sum_abs_pow, max_abs } from "./norms";
+export {
+  layer_norm_forward, layer_norm_backward,
+  batch_norm_stats, batch_norm_update, batch_norm_forward, batch_norm_backward,
+} from "./normalization";
 
 /** First byte the arena may use: everything below belongs to the module's static data. */
 export function heap_base(): usize {

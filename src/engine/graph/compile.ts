@@ -15,7 +15,7 @@ import { numel, showShape } from "../layers/define.js";
 import { layerDef, type LayerSpec } from "../layers/index.js";
 import { OPS } from "../ops/index.js";
 import type { Op } from "../ops/types.js";
-import type { BackwardStep, CompiledModel, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
+import type { BackwardStep, BatchRowsRequirement, CompiledModel, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
 
 /** The request's `model`, as far as the compiler reads it. */
 export interface ModelDescription {
@@ -145,6 +145,7 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     forwardFlopsPerRow: forwardFlops,
     backwardFlopsPerRow: backwardFlops,
     couplesRows,
+    batchRows: graph.batchRows,
   };
 }
 
@@ -164,6 +165,7 @@ class GraphState {
   readonly values: ValueInfo[] = [];
   readonly saved: SavedInfo[] = [];
   readonly ops: PendingOp[] = [];
+  readonly batchRows: BatchRowsRequirement[] = [];
   private readonly names = new Set<string>();
 
   input(size: number): TensorRef {
@@ -224,6 +226,10 @@ class Builder implements LayerBuilder {
       .map(([, v]) => v as number)
       .filter((i) => this.graph.state[i]!.kind === "parameter");
     this.graph.ops.push({ ...op, params });
+  }
+
+  requireBatchRows(rows: number, why: string, evaluation = false): void {
+    this.graph.batchRows.push({ rows, path: this.path, why, evaluation });
   }
 
   fail(field: string, message: string): never {

@@ -112,4 +112,23 @@ export interface CompiledModel {
   readonly backwardFlopsPerRow: number;
   /** Some op mixes rows of a batch (BatchNorm's statistics): the batch cannot be split over threads. */
   readonly couplesRows: boolean;
+  /** Layers that need batches of at least `rows` samples (layers/define.ts requireBatchRows). */
+  readonly batchRows: readonly BatchRowsRequirement[];
+}
+
+/**
+ * A layer's least number of samples per batch, checked by the plan against the run's batches.
+ *
+ * @example
+ * ```ts
+ * const need: BatchRowsRequirement = { rows: 2, path: "model.layers[1]", why: "BatchNorm over [C] samples", evaluation: false };
+ * ```
+ */
+export interface BatchRowsRequirement {
+  readonly rows: number;
+  /** The layer's place in the request ("model.layers[1]"). */
+  readonly path: string;
+  readonly why: string;
+  /** Validation chunks need them too (batch statistics in evaluation). */
+  readonly evaluation: boolean;
 }

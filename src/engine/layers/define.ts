@@ -33,6 +33,12 @@ export interface LayerBuilder {
   saved(perRow: number, fixed?: number): number;
   /** Appends an op to the graph. */
   op(op: Op): void;
+  /**
+   * Requires every training batch (with `evaluation`, every validation chunk too) to hold at
+   * least `rows` samples; the plan refuses a run whose batches could hold fewer, saying `why`
+   * (BatchNorm over [C] samples: PyTorch raises "Expected more than 1 value per channel").
+   */
+  requireBatchRows(rows: number, why: string, evaluation?: boolean): void;
   /** Refuses the model: a 422 at `<path>.<field>` (or at the layer when field is ""). */
   fail(field: string, message: string): never;
   /** A child module of a composite layer ("self_attn", "linear1"): names get `<name>.<local>`. */

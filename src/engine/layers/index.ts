@@ -11,9 +11,10 @@ import type { LayerDef } from "./define.js";
 import { dropout } from "./dropout.js";
 import { flatten } from "./flatten.js";
 import { linear } from "./linear.js";
+import { NORM_LAYERS } from "./norm.js";
 
 /** Every layer type without children. */
-export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, multiheadAttention] as const;
+export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, ...NORM_LAYERS, multiheadAttention] as const;
 
 /** Every layer type. */
 export const LAYERS = [...LEAF_LAYERS, sequential, residual] as const;

@@ -5,6 +5,7 @@
 import { attentionOp } from "./attention.js";
 import { activationOp, addOp, dropoutOp } from "./elementwise.js";
 import { linearOp } from "./linear.js";
+import { batchNormOp, layerNormOp } from "./norm.js";
 import type { OpDef, OpKind, OpOf } from "./types.js";
 
 export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
@@ -13,6 +14,8 @@ export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
   dropout: dropoutOp,
   add: addOp,
   attention: attentionOp,
+  layer_norm: layerNormOp,
+  batch_norm: batchNormOp,
 };
 
 /** The definition of an op kind, typed for a generic op. */

@@ -81,8 +81,59 @@ export interface AttentionOp extends OpBase {
   readonly salt: number;
 }
 
+/**
+ * LayerNorm or RMSNorm over groups of `size` contiguous elements, `tokens` groups per sample:
+ * y = (x - mean) * rstd * weight + bias, rstd = 1 / sqrt(Var + eps) (Var biased); RMSNorm
+ * (center false) leaves the mean out: y = x / sqrt(mean(x^2) + eps) * weight.
+ * https://pytorch.org/docs/stable/generated/torch.nn.LayerNorm.html
+ * https://pytorch.org/docs/stable/generated/torch.nn.RMSNorm.html
+ */
+export interface LayerNormOp extends OpBase {
+  readonly kind: "layer_norm";
+  readonly weight: number;
+  readonly bias: number;
+  /** Elements normalised together: the product of normalized_shape. */
+  readonly size: number;
+  /** Groups per sample (positions of a sequence; 1 when the whole sample is normalised). */
+  readonly tokens: number;
+  readonly eps: number;
+  /** Subtract the mean (LayerNorm) or not (RMSNorm). */
+  readonly center: boolean;
+  /** Saved [rows, tokens] means (-1 for RMSNorm) and reciprocal standard deviations. */
+  readonly mean: number;
+  readonly rstd: number;
+}
+
+/**
+ * BatchNorm over samples [C, L] (L = 1 for [C] samples, H*W for BatchNorm2d): per channel,
+ * y = (x - mean) / sqrt(var + eps) * weight + bias with the batch's statistics in training
+ * (running statistics updated) and the running ones in evaluation; without running statistics
+ * (track_running_stats false) the batch's in both.
+ * https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm1d.html
+ */
+export interface BatchNormOp extends OpBase {
+  readonly kind: "batch_norm";
+  readonly weight: number;
+  readonly bias: number;
+  /** Buffers (-1 without track_running_stats). */
+  readonly runningMean: number;
+  readonly runningVar: number;
+  readonly numBatchesTracked: number;
+  readonly channels: number;
+  /** Positions per channel and sample (L). */
+  readonly positions: number;
+  readonly eps: number;
+  /** The running statistics' momentum; null: the cumulative average (1 / num_batches_tracked). */
+  readonly momentum: number | null;
+  /**
+   * Saved per-channel statistics [4, C]: the batch's mean and biased variance (forward), and the
+   * sums of dy and dy * xhat (written by the backward, read by the WebGPU backward's second pass).
+   */
+  readonly stats: number;
+}
+
 /** Every op. */
-export type Op = LinearOp | ActivationOp | DropoutOp | AddOp | AttentionOp;
+export type Op = LinearOp | ActivationOp | DropoutOp | AddOp | AttentionOp | LayerNormOp | BatchNormOp;
 export type OpKind = Op["kind"];
 export type OpOf<K extends OpKind> = Extract<Op, { kind: K }>;
 

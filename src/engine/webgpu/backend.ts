@@ -3,11 +3,12 @@
  * The WebGPU backend: parameters, gradients, optimizer state and the dataset live in GPU
  * buffers for the whole run. One step is one command buffer:
  *
- *   clear status and grads; batch rows (a buffer copy in order, or a gather by the shuffled
- *   order); forward; loss fused with dL/dlogits, reduced on the GPU; backward; all-finite
- *   check of the gradients; clip_grad_norm_ (norm reduced and coefficient computed on the
- *   GPU); optimizer update (skipped on the GPU when a check failed; keeps the last finite
- *   parameters); all-finite check of the parameters and restore; 32 status bytes copied out.
+ *   clear status and grads; copy the buffers (running statistics) aside; batch rows (a buffer
+ *   copy in order, or a gather by the shuffled order); forward; loss fused with dL/dlogits,
+ *   reduced on the GPU; backward; all-finite check of the gradients; clip_grad_norm_ (norm
+ *   reduced and coefficient computed on the GPU); optimizer update (skipped on the GPU when a
+ *   check failed; keeps the last finite parameters); all-finite check of the parameters and
+ *   restore; the buffers restored on any fault; 32 status bytes copied out.
  *
  * and one readback (mapAsync of those 32 bytes: loss, fault bits, norm). The only data written
  * per step is the 256-byte scalar block (lr, momentum/beta1, bias corrections, the dropout seed)
@@ -104,6 +105,10 @@ export async function createWebGpuBackend(
       const params = storage("state", compiled.stateCount, initial);
       const grads = storage("grads", T);
       const last = storage("last finite params", T);
+      // the buffers (running statistics) at the step's start: a training forward moves them, and
+      // a step that faults must leave them as they were (the WASM backend's snapshot covers both)
+      const bufferCount = compiled.bufferCount;
+      const lastBuffers = bufferCount > 0 ? storage("last finite buffers", bufferCount) : null;
       const best = t.early_stopping ? storage("best params", compiled.stateCount) : null;
       const values = compiled.values.map((v, i) => (v.input ? null : storage(`value ${i}`, maxRows * v.size)));
       const saved = compiled.saved.map((sv, i) => storage(`saved ${i}`, maxRows * sv.perRow + sv.fixed));
@@ -350,7 +355,11 @@ export async function createWebGpuBackend(
           specs.push(...clipSpecs());
           specs.push(optimizerSpec);
           specs.push({ kernel: "all_finite", buffers: [params, status], params: [T, FAULT.weight, 0, 0], x: gridGroups(T) });
-          specs.push({ kernel: "restore", buffers: [params, last, status], params: [T, 0, 0, 0], x: gridGroups(T) });
+          specs.push({ kernel: "restore", buffers: [params, last, status], params: [T, FAULT.weight, 0, 0], x: gridGroups(T) });
+          if (lastBuffers) {
+            const anyFault = FAULT.loss | FAULT.grad | FAULT.norm | FAULT.weight;
+            specs.push({ kernel: "restore", buffers: [params, lastBuffers, status], params: [bufferCount, anyFault, T, 0], x: gridGroups(bufferCount) });
+          }
           trainPrograms.set(key, (p = program(specs)));
         }
         return p;
@@ -396,6 +405,7 @@ export async function createWebGpuBackend(
         const enc = device.createCommandEncoder();
         enc.clearBuffer(status);
         enc.clearBuffer(grads);
+        if (lastBuffers) enc.copyBufferToBuffer(params, T * 4, lastBuffers, 0, bufferCount * 4);
         if (!shuffled) {
           enc.copyBufferToBuffer(dataX, start * F * 4, batchX, 0, rows * F * 4);
           enc.copyBufferToBuffer(dataY, start * TG * 4, batchY, 0, rows * TG * 4);

@@ -289,6 +289,110 @@ const attention: GpuOp<AttentionOp> = {
   },
 };
 
+/** LayerNorm / RMSNorm (ops/norm.ts): one invocation per row forward and for dx; per column for dweight, dbias. */
+const layerNorm: GpuOp<OpOf<"layer_norm">> = {
+  forward(c, op, rows) {
+    const m = rows * op.tokens;
+    return [
+      {
+        kernel: "layer_norm_forward",
+        buffers: [c.value(op.outputs[0]!), op.mean >= 0 ? c.saved(op.mean) : c.none, c.saved(op.rstd), c.value(op.inputs[0]!), c.state],
+        params: [
+          m, op.size, f(op.eps), op.center ? 1 : 0,
+          op.weight >= 0 ? c.offset(op.weight) : 0, op.bias >= 0 ? c.offset(op.bias) : 0, op.weight >= 0 ? 1 : 0, op.bias >= 0 ? 1 : 0,
+        ],
+        x: gridGroups(m),
+      },
+    ];
+  },
+  backward(c, op, rows, dy, dx) {
+    const m = rows * op.tokens;
+    const mean = op.mean >= 0 ? c.saved(op.mean) : c.none;
+    const specs: DispatchSpec[] = [];
+    if (dx[0]) {
+      specs.push({
+        kernel: "layer_norm_backward",
+        buffers: [dx[0], dy[0]!, c.value(op.inputs[0]!), c.state, mean, c.saved(op.rstd)],
+        params: [m, op.size, op.center ? 1 : 0, op.weight >= 0 ? c.offset(op.weight) : 0, op.weight >= 0 ? 1 : 0, 0, 0, 0],
+        x: gridGroups(m),
+      });
+    }
+    const dw = op.weight >= 0 && c.trainable(op.weight);
+    const db = op.bias >= 0 && c.trainable(op.bias);
+    if (dw || db) {
+      specs.push({
+        kernel: "layer_norm_param_grad",
+        buffers: [c.grads, dy[0]!, c.value(op.inputs[0]!), mean, c.saved(op.rstd)],
+        params: [op.size, m, op.center ? 1 : 0, dw ? c.offset(op.weight) : 0, db ? c.offset(op.bias) : 0, dw ? 1 : 0, db ? 1 : 0, 0],
+        x: gridGroups(op.size),
+      });
+    }
+    return specs;
+  },
+};
+
+/**
+ * BatchNorm (ops/norm.ts): statistics one invocation per channel into the saved [4, C] buffer,
+ * the running update in one invocation, the normalisation one per element; backward: the
+ * per-channel sums (and dweight, dbias), then dx per element.
+ */
+const batchNorm: GpuOp<OpOf<"batch_norm">> = {
+  forward(c, op, rows, training) {
+    const C = op.channels;
+    const n = rows * C * op.positions;
+    const y = c.value(op.outputs[0]!);
+    const x = c.value(op.inputs[0]!);
+    const flags = (op.weight >= 0 ? 1 : 0) | (op.bias >= 0 ? 2 : 0);
+    const wOff = op.weight >= 0 ? c.offset(op.weight) : 0;
+    const bOff = op.bias >= 0 ? c.offset(op.bias) : 0;
+    const tracked = op.runningMean >= 0;
+    const normalize = (stats: GPUBuffer, meanOff: number, varOff: number): DispatchSpec => ({
+      kernel: "batch_norm_forward",
+      buffers: [y, x, stats, c.state],
+      params: [n, C, op.positions, meanOff, varOff, wOff, bOff, flags, f(op.eps), 0, 0, 0],
+      x: gridGroups(n),
+    });
+    if (!training && tracked) return [normalize(c.state, c.offset(op.runningMean), c.offset(op.runningVar))];
+    const stats = c.saved(op.stats);
+    const specs: DispatchSpec[] = [{ kernel: "batch_norm_stats", buffers: [stats, x], params: [C, rows, op.positions, 0], x: gridGroups(C) }];
+    if (training && tracked) {
+      const count = rows * op.positions;
+      specs.push({
+        kernel: "batch_norm_update",
+        buffers: [c.state, stats],
+        params: [C, c.offset(op.runningMean), c.offset(op.runningVar), c.offset(op.numBatchesTracked), f(op.momentum ?? -1), f(count / (count - 1)), 0, 0],
+        x: 1,
+      });
+    }
+    specs.push(normalize(stats, 0, C));
+    return specs;
+  },
+  backward(c, op, rows, dy, dx) {
+    const C = op.channels;
+    const n = rows * C * op.positions;
+    const stats = c.saved(op.stats);
+    const dw = op.weight >= 0 && c.trainable(op.weight);
+    const db = op.bias >= 0 && c.trainable(op.bias);
+    const specs: DispatchSpec[] = [
+      {
+        kernel: "batch_norm_grad_sums",
+        buffers: [stats, c.grads, dy[0]!, c.value(op.inputs[0]!)],
+        params: [C, rows, op.positions, dw ? c.offset(op.weight) : 0, db ? c.offset(op.bias) : 0, (dw ? 1 : 0) | (db ? 2 : 0), f(op.eps), 0],
+        x: gridGroups(C),
+      },
+    ];
+    if (dx[0]) {
+      specs.push({
+        kernel: "batch_norm_backward",
+        buffers: [dx[0], dy[0]!, c.value(op.inputs[0]!), stats, c.state],
+        params: [n, C, op.positions, op.weight >= 0 ? c.offset(op.weight) : 0, op.weight >= 0 ? 1 : 0, f(rows * op.positions), f(op.eps), 0],
+        x: gridGroups(n),
+      });
+    }
+    return specs;
+  },
+};
+
 /** Every op kind on WebGPU (null: no WGSL yet). */
 export const GPU_OPS: { readonly [K in OpKind]: GpuOp<OpOf<K>> | null } = {
   linear,
@@ -296,6 +400,8 @@ export const GPU_OPS: { readonly [K in OpKind]: GpuOp<OpOf<K>> | null } = {
   dropout,
   add,
   attention,
+  layer_norm: layerNorm,
+  batch_norm: batchNorm,
 };
 
 /** The op kinds of a model that have no WebGPU implementation yet. */

@@ -1113,20 +1113,265 @@ fn update(i: u32, p0: f32, g0: f32) {
 }
 `;
 
-/** params[i] = last[i] when the update made a weight non-finite (FAULT_WEIGHT). */
+/**
+ * param[off + i] = last[i] when a fault bit in `faults` is set: the weights when the update made
+ * one non-finite (FAULT_WEIGHT), the buffers (running statistics, which a training forward moves) on
+ * any fault.
+ */
 const RESTORE = /* wgsl */ `
-struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+struct P { n: u32, faults: u32, off: u32, pad: u32 }
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read> last: array<f32>;
 @group(0) @binding(2) var<storage, read> status: array<u32>;
 @group(0) @binding(16) var<uniform> p: P;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  if ((status[STATUS_FAULT] & FAULT_WEIGHT) == 0u) { return; }
+  if ((status[STATUS_FAULT] & p.faults) == 0u) { return; }
   let stride = nwg.x * 256u;
-  for (var i = gid.x; i < p.n; i += stride) { param[i] = last[i]; }
+  for (var i = gid.x; i < p.n; i += stride) { param[p.off + i] = last[i]; }
 }
 `;
+
+// ------------------------------------------------------------------ normalisation
+// The twins of wasm/assembly/normalization.ts: every sum in that file's documented order (four
+// lanes over the 4-aligned body, (l0 + l1) + (l2 + l3), then the tail; for a BatchNorm channel
+// the runs' bodies into the lanes and their tails into t), one invocation per row or channel.
+
+/** WGSL declaring `result`: the sum of term(i) for i in [0, n) in the documented lane order. */
+const laneSum = (result: string, n: string, term: (i: string) => string) => `
+  var ${result}: f32;
+  {
+    var l0 = 0.0; var l1 = 0.0; var l2 = 0.0; var l3 = 0.0;
+    let aligned = ${n} - ${n} % 4u;
+    for (var i = 0u; i < aligned; i += 4u) {
+      l0 = l0 + ${term("i")}; l1 = l1 + ${term("i + 1u")}; l2 = l2 + ${term("i + 2u")}; l3 = l3 + ${term("i + 3u")};
+    }
+    ${result} = (l0 + l1) + (l2 + l3);
+    for (var i = aligned; i < ${n}; i++) { ${result} = ${result} + ${term("i")}; }
+  }`;
+
+/** WGSL declaring `result`: the sum of term(index) over channel c of [N, C, L] (C = p.n) in the documented order. */
+const channelSum = (result: string, term: (i: string) => string) => `
+  var ${result}: f32;
+  {
+    var l0 = 0.0; var l1 = 0.0; var l2 = 0.0; var l3 = 0.0; var t = 0.0;
+    let aligned = p.L - p.L % 4u;
+    for (var s = 0u; s < p.N; s++) {
+      let run = (s * p.n + c) * p.L;
+      for (var l = 0u; l < aligned; l += 4u) {
+        l0 = l0 + ${term("run + l")}; l1 = l1 + ${term("run + l + 1u")}; l2 = l2 + ${term("run + l + 2u")}; l3 = l3 + ${term("run + l + 3u")};
+      }
+      for (var l = aligned; l < p.L; l++) { t = t + ${term("run + l")}; }
+    }
+    if (p.L >= 4u) { ${result} = ((l0 + l1) + (l2 + l3)) + t; } else { ${result} = t; }
+  }`;
+
+/**
+ * LayerNorm / RMSNorm forward, one invocation per row of D: wasm layer_norm_forward. mean is
+ * written when center is 1; weight and bias are read from the state block at wOff / bOff.
+ */
+const LAYER_NORM_FORWARD = /* wgsl */ `
+struct P { n: u32, D: u32, eps: f32, center: u32, wOff: u32, bOff: u32, hasWeight: u32, hasBias: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(3) var<storage, read> inp: array<f32>;
+@group(0) @binding(4) var<storage, read> state: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(r: u32) {
+  let base = r * p.D;
+  var mu = 0.0;
+  if (p.center != 0u) {
+    ${laneSum("sx", "p.D", (i) => `inp[base + ${i}]`)}
+    mu = sx / f32(p.D);
+  }
+  ${laneSum("sq", "p.D", (i) => `(inp[base + ${i}] - mu) * (inp[base + ${i}] - mu)`)}
+  let rs = 1.0 / sqrt(sq / f32(p.D) + p.eps);
+  if (p.center != 0u) { mean[r] = mu; }
+  rstd[r] = rs;
+  for (var j = 0u; j < p.D; j++) {
+    var y = (inp[base + j] - mu) * rs;
+    if (p.hasWeight != 0u) { y = y * state[p.wOff + j]; }
+    if (p.hasBias != 0u) { y = y + state[p.bOff + j]; }
+    dst[base + j] = y;
+  }
+}
+${GRID}`;
+
+/**
+ * The input gradient of LayerNorm / RMSNorm, one invocation per row: wasm layer_norm_backward's
+ * dinp = ((g - a) - xhat b) rstd, g = dout * weight, a = sum(g) / D (0 for RMSNorm), b = sum(g xhat) / D.
+ */
+const LAYER_NORM_BACKWARD = /* wgsl */ `
+struct P { n: u32, D: u32, center: u32, wOff: u32, hasWeight: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> dinp: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> state: array<f32>;
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> rstd: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+var<private> base: u32;
+var<private> mu: f32;
+var<private> rs: f32;
+fn g(j: u32) -> f32 {
+  var v = dout[base + j];
+  if (p.hasWeight != 0u) { v = v * state[p.wOff + j]; }
+  return v;
+}
+fn xh(j: u32) -> f32 { return (inp[base + j] - mu) * rs; }
+fn body(r: u32) {
+  base = r * p.D;
+  mu = 0.0;
+  if (p.center != 0u) { mu = mean[r]; }
+  rs = rstd[r];
+  ${laneSum("sg", "p.D", (i) => `g(${i})`)}
+  ${laneSum("sgx", "p.D", (i) => `g(${i}) * xh(${i})`)}
+  var a = 0.0;
+  if (p.center != 0u) { a = sg / f32(p.D); }
+  let b = sgx / f32(p.D);
+  for (var j = 0u; j < p.D; j++) { dinp[base + j] = ((g(j) - a) - xh(j) * b) * rs; }
+}
+${GRID}`;
+
+/** LayerNorm's dweight += sum_r dout xhat and dbias += sum_r dout, one invocation per column, rows in order (as wasm). */
+const LAYER_NORM_PARAM_GRAD = /* wgsl */ `
+struct P { n: u32, rows: u32, center: u32, wOff: u32, bOff: u32, hasWeight: u32, hasBias: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> mean: array<f32>;
+@group(0) @binding(4) var<storage, read> rstd: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(j: u32) {
+  // only a flagged gradient is read (an absent or frozen one may lie past the end of grads)
+  var sw = 0.0;
+  var sb = 0.0;
+  if (p.hasWeight != 0u) { sw = grads[p.wOff + j]; }
+  if (p.hasBias != 0u) { sb = grads[p.bOff + j]; }
+  for (var r = 0u; r < p.rows; r++) {
+    let gv = dout[r * p.n + j];
+    var mu = 0.0;
+    if (p.center != 0u) { mu = mean[r]; }
+    sw = sw + gv * ((inp[r * p.n + j] - mu) * rstd[r]);
+    sb = sb + gv;
+  }
+  if (p.hasWeight != 0u) { grads[p.wOff + j] = sw; }
+  if (p.hasBias != 0u) { grads[p.bOff + j] = sb; }
+}
+${GRID}`;
+
+/**
+ * BatchNorm's batch statistics, one invocation per channel of [N, C, L] (n = C): wasm
+ * batch_norm_stats. stats[c] = mean, stats[C + c] = biased variance.
+ */
+const BATCH_NORM_STATS = /* wgsl */ `
+struct P { n: u32, N: u32, L: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(c: u32) {
+  let count = f32(p.N * p.L);
+  ${channelSum("sx", (i) => `inp[${i}]`)}
+  let m = sx / count;
+  ${channelSum("sq", (i) => `(inp[${i}] - m) * (inp[${i}] - m)`)}
+  stats[c] = m;
+  stats[p.n + c] = sq / count;
+}
+${GRID}`;
+
+/**
+ * The running statistics after a training batch, in one invocation (num_batches_tracked is read
+ * and written once): wasm batch_norm_update, in f32 (WGSL has no f64). momentum < 0: the
+ * cumulative average 1 / num_batches_tracked. unbias = count / (count - 1).
+ */
+const BATCH_NORM_UPDATE = /* wgsl */ `
+struct P { C: u32, rmOff: u32, rvOff: u32, nOff: u32, momentum: f32, unbias: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<storage, read_write> state: array<f32>;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+@compute @workgroup_size(1)
+fn main() {
+  let tracked = state[p.nOff] + 1.0;
+  state[p.nOff] = tracked;
+  var m = p.momentum;
+  if (m < 0.0) { m = 1.0 / tracked; }
+  for (var c = 0u; c < p.C; c++) {
+    state[p.rmOff + c] = m * stats[c] + (1.0 - m) * state[p.rmOff + c];
+    state[p.rvOff + c] = m * (stats[p.C + c] * p.unbias) + (1.0 - m) * state[p.rvOff + c];
+  }
+}
+`;
+
+/**
+ * BatchNorm forward over [N, C, L], one invocation per element: wasm batch_norm_forward with the
+ * mean and variance at stats[meanOff + c] / stats[varOff + c] (the batch's, in a saved buffer, or
+ * the running ones, in the state block), weight and bias in the state block.
+ */
+const BATCH_NORM_FORWARD = /* wgsl */ `
+struct P { n: u32, C: u32, L: u32, meanOff: u32, varOff: u32, wOff: u32, bOff: u32, flags: u32, eps: f32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> stats: array<f32>;
+@group(0) @binding(3) var<storage, read> state: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) {
+  let c = (i / p.L) % p.C;
+  let rs = 1.0 / sqrt(stats[p.varOff + c] + p.eps);
+  var y = (inp[i] - stats[p.meanOff + c]) * rs;
+  if ((p.flags & 1u) != 0u) { y = y * state[p.wOff + c]; }
+  if ((p.flags & 2u) != 0u) { y = y + state[p.bOff + c]; }
+  dst[i] = y;
+}
+${GRID}`;
+
+/**
+ * BatchNorm backward, first pass, one invocation per channel (n = C): sdy = sum(dout) and
+ * sdyx = sum(dout xhat) in the documented order into stats[2C + c] and stats[3C + c];
+ * dweight += sdyx, dbias += sdy (the grads at wOff / bOff, when flagged).
+ */
+const BATCH_NORM_GRAD_SUMS = /* wgsl */ `
+struct P { n: u32, N: u32, L: u32, wOff: u32, bOff: u32, flags: u32, eps: f32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> inp: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(c: u32) {
+  let m = stats[c];
+  let rs = 1.0 / sqrt(stats[p.n + c] + p.eps);
+  ${channelSum("sdy", (i) => `dout[${i}]`)}
+  ${channelSum("sdyx", (i) => `dout[${i}] * ((inp[${i}] - m) * rs)`)}
+  stats[2u * p.n + c] = sdy;
+  stats[3u * p.n + c] = sdyx;
+  if ((p.flags & 1u) != 0u) { grads[p.wOff + c] = grads[p.wOff + c] + sdyx; }
+  if ((p.flags & 2u) != 0u) { grads[p.bOff + c] = grads[p.bOff + c] + sdy; }
+}
+${GRID}`;
+
+/**
+ * BatchNorm backward, second pass, one invocation per element of [N, C, L]:
+ * dinp = ((dout - sdy / count) - xhat (sdyx / count)) (weight rstd), as wasm batch_norm_backward.
+ */
+const BATCH_NORM_BACKWARD = /* wgsl */ `
+struct P { n: u32, C: u32, L: u32, wOff: u32, hasWeight: u32, count: f32, eps: f32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> dinp: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read> state: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) {
+  let c = (i / p.L) % p.C;
+  let rs = 1.0 / sqrt(stats[p.C + c] + p.eps);
+  let a = stats[2u * p.C + c] / p.count;
+  let b = stats[3u * p.C + c] / p.count;
+  var w = 1.0;
+  if (p.hasWeight != 0u) { w = state[p.wOff + c]; }
+  let xh = (inp[i] - stats[c]) * rs;
+  dinp[i] = ((dout[i] - a) - xh * b) * (w * rs);
+}
+${GRID}`;
 
 /** Every kernel: its WGSL, with the prelude. */
 export const KERNELS = {
@@ -1160,6 +1405,14 @@ export const KERNELS = {
   rmsprop: RMSPROP,
   adagrad: ADAGRAD,
   restore: RESTORE,
+  layer_norm_forward: LAYER_NORM_FORWARD,
+  layer_norm_backward: LAYER_NORM_BACKWARD,
+  layer_norm_param_grad: LAYER_NORM_PARAM_GRAD,
+  batch_norm_stats: BATCH_NORM_STATS,
+  batch_norm_update: BATCH_NORM_UPDATE,
+  batch_norm_forward: BATCH_NORM_FORWARD,
+  batch_norm_grad_sums: BATCH_NORM_GRAD_SUMS,
+  batch_norm_backward: BATCH_NORM_BACKWARD,
 } as const;
 
 export type KernelName = keyof typeof KERNELS;

@@ -45,7 +45,7 @@ const cases: [string, () => unknown, number, string, RegExp?][] = [
   ["a missing weight", () => seedRequest(10, { weights: writeSafetensors([{ name: "fc1.weight", shape: [10, 10], data: new Float32Array(100) }]) }), 422, "weights", /fc1\.bias/],
   ["layers whose widths do not chain", () => ({ ...seedRequest(10), model: { layers: [{ type: "linear", in_features: 10, out_features: 5 }, { type: "linear", in_features: 6, out_features: 1 }] } }), 422, "model.layers[1].in_features"],
   ["an output that is not [classes] or [tokens, classes]", () => ({ ...seedRequest(10), model: { input: { shape: [2, 5, 1] }, layers: [{ type: "linear", in_features: 1, out_features: 1 }] } }), 422, "model.layers[0]"],
-  ["a ragged row", () => { const r = seedRequest(10); r.data.train!.x[3] = [1, 2]; return r; }, 422, "data.train.x[3]"],
+  ["a ragged row", () => { const r = seedRequest(10); (r.data.train as { x: number[][] }).x[3] = [1, 2]; return r; }, 422, "data.train.x[3]"],
   ["rows narrower than the model", () => ({ ...seedRequest(10), data: { train: { x: [[1, 2]], y: [1] } } }), 422, "data.train.x"],
   ["a class label out of range", () => { const r = classifierRequest(20); r.data.train!.y[5] = 7; return r; }, 422, "data.train.y[5]", /7/],
   ["class weights of the wrong length", () => classifierRequest(20, { loss: { type: "cross_entropy", weight: [1, 2] } }), 422, "training.loss.weight"],

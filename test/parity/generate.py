@@ -172,6 +172,44 @@ def make_data(seed, task, n_train=64, n_val=0, d_in=6, k=1, noise=0.1, ignore=No
     return data
 
 
+def make_token_data(seed, n_train=64, n_val=0, T=6, vocab=16, k=3, per_token=False, mask=True, min_len=2,
+                    hidden=6, noise=0.3, task="tokens"):
+    """Token rows: ids uniform in [1, vocab), right-padded with id 0 to T (lengths uniform in
+    [min_len, T]), with the attention mask when `mask`; without a mask every row is full length.
+    Labels from a random teacher: an embedding table E [vocab, hidden] and a projection W
+    [hidden, k]; per sample the argmax of mean(E[ids]) W + noise, or per token (per_token) the
+    argmax of E[id] W + noise, with -100 (ignore_index) on padding."""
+    assert task == "tokens"
+    rs = np.random.RandomState(seed)
+    n = n_train + n_val
+    emb = rs.randn(vocab, hidden)
+    w = rs.randn(hidden, k)
+    ids, masks, ys = [], [], []
+    for _ in range(n):
+        length = int(rs.randint(min_len, T + 1)) if mask else T
+        row = [int(v) for v in rs.randint(1, vocab, size=length)] + [0] * (T - length)
+        ids.append(row)
+        masks.append([1] * length + [0] * (T - length))
+        if per_token:
+            logits = emb[row[:length]] @ w + noise * rs.randn(length, k)
+            ys.append([int(v) for v in np.argmax(logits, axis=1)] + [-100] * (T - length))
+        else:
+            logits = emb[row[:length]].mean(0) @ w + noise * rs.randn(k)
+            ys.append(int(np.argmax(logits)))
+
+    def part(a, b):
+        d = OrderedDict(input_ids=ids[a:b])
+        if mask:
+            d["attention_mask"] = masks[a:b]
+        d["y"] = ys[a:b]
+        return d
+
+    data = OrderedDict(train=part(0, n_train))
+    if n_val:
+        data["validation"] = part(n_train, n)
+    return data
+
+
 # --------------------------------------------------------------------------- model / loss / optim
 
 def layer_name(i, layer):
@@ -201,6 +239,44 @@ def build_layers(layers):
     return OrderedDict((layer_name(i, L), build_module(L)) for i, L in enumerate(layers))
 
 
+class PositionEmbedding(nn.Module):
+    """edgetune's position_embedding: learned positions added to the input, x + weight[:T], with
+    weight [num_embeddings, embedding_dim] initialised as nn.Embedding's (normal_(0, 1))."""
+
+    def __init__(self, num_embeddings, embedding_dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_embeddings, embedding_dim))
+        nn.init.normal_(self.weight)
+
+    def forward(self, x):
+        return x + self.weight[: x.shape[1]]
+
+
+class Pool(nn.Module):
+    """edgetune's pool: [N, T, D] -> [N, D] over the tokens whose mask is 1 (every token without a
+    mask): mean = sum / count, max (the gradient goes to the first maximum, as torch.max(dim)
+    returns it), cls = token 0, last = the last token with mask 1."""
+
+    takes_mask = True
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x, mask=None):
+        n, t = x.shape[0], x.shape[1]
+        if mask is None:
+            mask = torch.ones(n, t, dtype=x.dtype)
+        if self.mode == "mean":
+            return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        if self.mode == "max":
+            return x.masked_fill(mask[..., None] == 0, float("-inf")).max(dim=1).values
+        if self.mode == "cls":
+            return x[:, 0]
+        last = (mask * torch.arange(t, dtype=mask.dtype)).argmax(1)
+        return x[torch.arange(n), last]
+
+
 # One factory per layer type: the PyTorch module that an edgetune layer spec describes, with
 # PyTorch's names and defaults. A layer family adds its entries here.
 MODULES = {
@@ -215,6 +291,9 @@ MODULES = {
     "flatten": lambda L: nn.Flatten(L.get("start_dim", 1), L.get("end_dim", -1)),
     "sequential": lambda L: Sequential(build_layers(L["layers"])),
     "residual": lambda L: Residual(build_layers(L["layers"])),
+    "embedding": lambda L: nn.Embedding(L["num_embeddings"], L["embedding_dim"], padding_idx=L.get("padding_idx")),
+    "position_embedding": lambda L: PositionEmbedding(L["num_embeddings"], L["embedding_dim"]),
+    "pool": lambda L: Pool(L.get("mode", "mean")),
 }
 
 
@@ -419,6 +498,20 @@ def train(request, init_state, dtype):
     for m in model.modules():
         if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
             m.register_forward_pre_hook(hook)
+
+    def max_pool_hook(mod, inp, _out):
+        # pool(max) picks one token per feature: the runner-up must stay clear of it
+        if tracking["on"] and mod.mode == "max" and inp[0].shape[1] > 1:
+            x = inp[0].detach()
+            mask = inp[1] if len(inp) > 1 and inp[1] is not None else torch.ones(x.shape[:2], dtype=x.dtype)
+            top2 = x.masked_fill(mask[..., None] == 0, float("-inf")).topk(2, dim=1).values
+            gap = (top2[:, 0] - top2[:, 1])[torch.isfinite(top2[:, 1])]
+            if gap.numel():
+                margins.kink = min(margins.kink, float(gap.min()))
+
+    for m in model.modules():
+        if isinstance(m, Pool):
+            m.register_forward_hook(max_pool_hook)
 
     base_loss = make_loss(loss_spec, dtype)
 
@@ -648,7 +741,7 @@ def realize(c, seed):
     """The request and the initial weights of a case for a given seed."""
     d = dict(task="regression")
     d.update(c["data"])
-    data = make_data(seed + 1000, **d)
+    data = make_token_data(seed + 1000, **d) if d["task"] == "tokens" else make_data(seed + 1000, **d)
     t = dict(c["training"])
     t["seed"] = seed
     training = full_training(t)
@@ -1045,6 +1138,53 @@ def graph_cases():
     ]
 
 
+def token_cases():
+    """Token models: embedding, position_embedding and pool (mean, max, cls, last) over padded rows
+    with an attention mask, and a per-token tagger whose padding is labelled -100."""
+    lin = lambda i, o, name=None: OrderedDict([("type", "linear")] + ([("name", name)] if name else []) +
+                                              [("in_features", i), ("out_features", o)])
+    emb = lambda num, dim, name="emb", padding_idx=None: OrderedDict(
+        [("type", "embedding"), ("name", name), ("num_embeddings", num), ("embedding_dim", dim)] +
+        ([("padding_idx", padding_idx)] if padding_idx is not None else []))
+    pos = lambda num, dim: OrderedDict(type="position_embedding", name="pos", num_embeddings=num, embedding_dim=dim)
+    pool = lambda mode: OrderedDict(type="pool", mode=mode)
+    ce = {"type": "cross_entropy"}
+    adam = lambda lr=0.01: {"type": "adam", "lr": lr}
+    tok = lambda **kw: dict(dict(task="tokens", n_train=64, n_val=32), **kw)
+    return [
+        case("embedding_mean_pool_classifier", "embedding (no padding_idx) + pool(mean) over padded rows with an "
+             "attention mask + linear head; cross-entropy with validation",
+             layers=[emb(16, 8), pool("mean"), lin(8, 3, "head")], data=tok(),
+             training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()), seed=301),
+        case("padding_idx_positions_max_pool", "embedding with padding_idx 0 (its row gets no gradient) + "
+             "position_embedding + pool(max) + tanh + linear head",
+             layers=[emb(16, 8, padding_idx=0), pos(8, 8), pool("max"), {"type": "tanh"}, lin(8, 3, "head")],
+             data=tok(T=8), training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam(0.005)), seed=302),
+        case("cls_pool", "embedding + position_embedding + a per-token linear and GELU, then pool(cls): token 0",
+             layers=[emb(12, 6), pos(6, 6), lin(6, 6, "mix"), {"type": "gelu"}, pool("cls"), lin(6, 3, "head")],
+             data=tok(vocab=12), training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()), seed=303),
+        case("last_pool", "embedding with padding_idx 0 + position_embedding + pool(last): the last token with mask 1 "
+             "(rows of different lengths)",
+             layers=[emb(12, 6, padding_idx=0), pos(7, 6), pool("last"), lin(6, 3, "head")],
+             data=tok(vocab=12, T=7, min_len=1), training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()),
+             seed=304),
+        case("mean_pool_without_mask", "full-length rows without attention_mask (every token counts): embedding + "
+             "pool(mean) + linear, SGD with momentum", layers=[emb(10, 5), pool("mean"), lin(5, 2, "head")],
+             data=tok(vocab=10, k=2, mask=False, T=5),
+             training=dict(epochs=15, batch_size=8, loss=ce, optimizer={"type": "sgd", "lr": 0.2, "momentum": 0.9}),
+             seed=305),
+        case("token_tagger", "per-token targets: embedding + linear + tanh + linear per token ([T, C] output), y a "
+             "row of class indices with -100 on padding; the loss and val_accuracy count only the labelled tokens",
+             layers=[emb(16, 8, padding_idx=0), lin(8, 8, "hidden"), {"type": "tanh"}, lin(8, 4, "tag")],
+             data=tok(k=4, per_token=True), training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()),
+             seed=306),
+        case("frozen_embedding", "trainable [\"head\"]: the embedding stays at its initial values (no backward "
+             "through it); pool(mean) + linear", layers=[emb(16, 8), pool("mean"), lin(8, 3, "head")],
+             data=tok(), trainable=["head"], training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()),
+             checks=(frozen(["emb"]),), seed=307),
+    ]
+
+
 # --------------------------------------------------------------------------- init.json
 
 def kaiming_bounds(fan_in):
@@ -1126,6 +1266,7 @@ GROUPS = OrderedDict(
     schedules=schedule_cases,
     training=training_cases,
     graph=graph_cases,
+    tokens=token_cases,
 )
 
 

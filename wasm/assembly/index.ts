@@ -14,6 +14,9 @@ export {
 } from "./losses";
 export { sgd_step, adam_step, rmsprop_step, adagrad_step } from "./optimizers";
 export { sum_squares, sum_abs_pow, max_abs } from "./norms";
+export {
+  embedding_forward, embedding_backward, add_broadcast, token_pool_forward, token_pool_backward,
+} from "./tokens";
 
 /** First byte the arena may use: everything below belongs to the module's static data. */
 export function heap_base(): usize {

@@ -10,9 +10,10 @@ import type { LayerDef } from "./define.js";
 import { dropout } from "./dropout.js";
 import { flatten } from "./flatten.js";
 import { linear } from "./linear.js";
+import { TOKEN_LAYERS } from "./tokens.js";
 
 /** Every layer type without children. */
-export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten] as const;
+export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, ...TOKEN_LAYERS] as const;
 
 /** Every layer type. */
 export const LAYERS = [...LEAF_LAYERS, sequential, residual] as const;

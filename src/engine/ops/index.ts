@@ -4,6 +4,7 @@
  */
 import { activationOp, addOp, dropoutOp } from "./elementwise.js";
 import { linearOp } from "./linear.js";
+import { addPositionOp, embeddingOp, tokenPoolOp } from "./tokens.js";
 import type { OpDef, OpKind, OpOf } from "./types.js";
 
 export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
@@ -11,6 +12,9 @@ export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
   activation: activationOp,
   dropout: dropoutOp,
   add: addOp,
+  embedding: embeddingOp,
+  add_position: addPositionOp,
+  token_pool: tokenPoolOp,
 };
 
 /** The definition of an op kind, typed for a generic op. */

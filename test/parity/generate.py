@@ -1209,6 +1209,19 @@ def init_fixture():
         (2 ** 32 + 5, [lin(6, 8, "fc1"), {"type": "relu"}, lin(8, 1, "fc2")]),
         (5, [lin(6, 8, "fc1"), {"type": "relu"}, lin(8, 1, "fc2")]),
     ]
+    # token layers: nn.Embedding's normal_ below 16 elements (double Box-Muller), at 16, at a size
+    # that is not a multiple of 16 (the last block redrawn), with padding_idx (the row zeroed after
+    # the draw); the linear after them checks that the stream continues where torch's does
+    emb = lambda num, dim, name=None, padding_idx=None: OrderedDict(
+        [("type", "embedding")] + ([("name", name)] if name else []) + [("num_embeddings", num), ("embedding_dim", dim)] +
+        ([("padding_idx", padding_idx)] if padding_idx is not None else []))
+    pos = lambda num, dim: OrderedDict(type="position_embedding", name="pos", num_embeddings=num, embedding_dim=dim)
+    token_specs = [
+        (0, [emb(3, 4, "emb"), lin(4, 2, "head")]),
+        (1, [emb(4, 4, "emb", padding_idx=2), lin(4, 3, "head")]),
+        (42, [emb(7, 5, "emb", padding_idx=-1), pos(6, 5), {"type": "pool", "mode": "mean"}, lin(5, 3, "head")]),
+        (7, [emb(100, 16, "emb", padding_idx=0), pos(3, 16), lin(16, 4, "head")]),
+    ]
     cases = []
     for seed, layers in specs:
         torch.manual_seed(seed)
@@ -1221,6 +1234,18 @@ def init_fixture():
         cases.append(OrderedDict(seed=seed, layers=layers, bounds=bounds, weights=state_to_json(model.state_dict())))
     a, b = cases[-2]["weights"], cases[-1]["weights"]
     assert a == b, "seed 2**32 + 5 should equal seed 5 (torch keeps the low 32 bits)"
+    for seed, layers in token_specs:
+        torch.manual_seed(seed)
+        model = build_model(layers)
+        cases.append(OrderedDict(seed=seed, layers=layers, bounds=OrderedDict(), weights=state_to_json(model.state_dict())))
+
+    # edgetune reproduces the AVX2 kernel's float32 arithmetic (rng.ts fillNormal): another build of
+    # torch (AVX-512 dispatch, no AVX2) draws other values
+    assert "CPU capability usage: AVX2" in torch.__config__.show(), "normal_ fixtures expect torch's AVX2 CPU kernels"
+    normal = []
+    for s, n, mean, std in ((0, 12, 0.0, 1.0), (3, 16, 0.0, 1.0), (5, 35, 0.5, 2.0), (9, 1000, -1.0, 0.1), (11, 2048, 0.0, 1.0)):
+        torch.manual_seed(s)
+        normal.append(OrderedDict(seed=s, n=n, mean=mean, std=std, values=torch.empty(n).normal_(mean, std).tolist()))
 
     mt = OrderedDict()
     for s in (0, 1, 42, 5489, 12345, 2 ** 31 - 1):
@@ -1254,8 +1279,11 @@ def init_fixture():
                      "bias with uniform_(-bound, bound): one 32-bit output r per element, "
                      "value = float32((r & 0xFFFFFF) * 2^-24 * float32(float32(high) - float32(low)) + float32(low)) "
                      "evaluated in double. weight bound = sqrt(3) * (sqrt(2 / (1 + sqrt(5)^2)) / sqrt(fan_in)), "
-                     "bias bound = 1 / sqrt(fan_in) (both in double, as torch computes them)."),
-        cases=cases, mt19937=mt, uniform=uniform)
+                     "bias bound = 1 / sqrt(fan_in) (both in double, as torch computes them). nn.Embedding (and "
+                     "position_embedding) draw normal_(0, 1): torch's CPU normal_ (AVX2 build: float32 Box-Muller "
+                     "over blocks of 16 uniforms from 16 elements on, double Box-Muller below); `normal` holds "
+                     "normal_(mean, std) samples of n elements after manual_seed(seed)."),
+        cases=cases, mt19937=mt, uniform=uniform, normal=normal)
 
 
 # --------------------------------------------------------------------------- main
@@ -1351,8 +1379,8 @@ def main():
         init = init_fixture()
         path = os.path.join(FIXTURES, "init.json")
         write_json(path, init)
-        print("init        %d cases, mt19937 for %d seeds, %d uniform_ samples" %
-              (len(init["cases"]), len(init["mt19937"]), len(init["uniform"])))
+        print("init        %d cases, mt19937 for %d seeds, %d uniform_ samples, %d normal_ samples" %
+              (len(init["cases"]), len(init["mt19937"]), len(init["uniform"]), len(init["normal"])))
     for w in sorted(all_warnings):
         print("torch warning:", w)
     if only is None:

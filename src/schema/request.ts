@@ -235,7 +235,7 @@ export const FeatureDataset = z.strictObject({
  */
 export const TokenDataset = z.strictObject({
   input_ids: z.array(z.array(int().min(0).max(2 ** 24 - 1)).max(1 << 20)).min(1),
-  attention_mask: z.array(z.array(z.union([z.literal(0), z.literal(1)])).max(1 << 20)).min(1).optional(),
+  attention_mask: z.array(z.array(int().min(0).max(1)).max(1 << 20)).min(1).optional(),
   y: z.array(target).min(1),
 });
 

@@ -139,11 +139,6 @@ class TableBuilder {
     return this.rows++;
   }
 
-  /** Gives back the last reserved row (it turned out malformed). */
-  dropRow(): void {
-    this.rows--;
-  }
-
   finish(targetsWereScalar: boolean, ids = false): Table {
     const fits = this.rows === this.capacity;
     // Copy when over-allocated so the table holds no dead capacity for its lifetime.
@@ -265,7 +260,14 @@ function copyInlineTargets(
 
 // ---------------------------------------------------------------- token rows
 
-/** Token ids are stored as float32, which holds every integer below 2^24 exactly. */
+/**
+ * Token ids are stored as float32, which holds every integer below 2^24 exactly.
+ *
+ * @example
+ * ```ts
+ * id < TOKEN_ID_LIMIT; // 16777216
+ * ```
+ */
 export const TOKEN_ID_LIMIT = 2 ** 24;
 
 /** Why a value is not a token id (an integer in [0, 2^24)), or null when it is one. */
@@ -1093,7 +1095,12 @@ export function checkTargets(table: Table, loss: LossSpec, outputs: number, fiel
       });
       return false;
     }
-    const hint = table.targets === classCount ? "; give the class index, not one value per class" : "";
+    const hint =
+      table.ids && table.targets === table.features
+        ? `; these look like per-token labels (${table.features}, one per token): those need a model that outputs one prediction per token, [tokens, classes], without a pool`
+        : table.targets === classCount
+          ? "; give the class index, not one value per class"
+          : "";
     issues.add({ path: `${field}.y`, message: `${what} needs one class index per row, but the rows have ${table.targets} target values${hint}` });
     return false;
   };

@@ -130,7 +130,7 @@ describe("per-token targets", () => {
 
   it("per-token labels for a pooled model, and one label per row for a per-token model, are explained", async () => {
     const pooled = await rejection({ ...tagger(), model: layers(emb(), { type: "pool" }, { type: "linear", in_features: 8, out_features: 4 }) });
-    expect(pooled.errors[0]).toMatchObject({ path: "data.train.y", message: expect.stringMatching(/cross_entropy needs one class index per row, but the rows have 6 target values/) });
+    expect(pooled.errors[0]).toMatchObject({ path: "data.train.y", message: expect.stringMatching(/cross_entropy needs one class index per row, but the rows have 6 target values; these look like per-token labels \(6, one per token\): those need a model that outputs one prediction per token, \[tokens, classes\], without a pool/) });
     const perToken = await rejection({ ...tagger(), data: { train: tokenData(16, 6, 20, 4) } });
     expect(perToken.errors[0]).toMatchObject({
       path: "data.train.y",

@@ -11,17 +11,44 @@ import { z } from "zod";
 import { int, layerName, size } from "../../schema/fields.js";
 import { defineLayer, numel, showShape } from "./define.js";
 
-/** An id is stored as f32, exact for integers below 2^24: a vocabulary may not be larger. */
+/**
+ * An id is stored as f32, exact for integers below 2^24: a vocabulary may not be larger.
+ *
+ * @example
+ * ```ts
+ * num_embeddings <= MAX_VOCABULARY; // 16777216
+ * ```
+ */
 export const MAX_VOCABULARY = 1 << 24;
 
-/** The pooling modes, by their code in the token_pool kernels (wasm/assembly/tokens.ts). */
+/**
+ * The pooling modes, by their code in the token_pool kernels (wasm/assembly/tokens.ts).
+ *
+ * @example
+ * ```ts
+ * b.op({ kind: "token_pool", mode: POOL_MODES.max, ... });
+ * ```
+ */
 export const POOL_MODES = { mean: 0, max: 1, cls: 2, last: 3 } as const;
+/**
+ * A pooling mode's name.
+ *
+ * @example
+ * ```ts
+ * const mode: PoolMode = "last";
+ * ```
+ */
 export type PoolMode = keyof typeof POOL_MODES;
 
 /**
  * nn.Embedding(num_embeddings, embedding_dim, padding_idx=None): weight [num_embeddings,
  * embedding_dim], init normal_(0, 1) and then the padding_idx row zeroed; that row gets no
  * gradient. Reads the token ids [T] of the data and returns [T, embedding_dim].
+ *
+ * @example
+ * ```json
+ * { "type": "embedding", "name": "tok", "num_embeddings": 30522, "embedding_dim": 128, "padding_idx": 0 }
+ * ```
  */
 export const embedding = defineLayer({
   type: "embedding",
@@ -57,6 +84,11 @@ export const embedding = defineLayer({
  * Learned positions: y = x + weight[:T] for x [T, D]; weight [num_embeddings, D], initialised
  * as nn.Embedding's (normal_(0, 1)), so a model with up to num_embeddings tokens. GPT-2's
  * `wpe` used as `x + wpe(arange(T))`.
+ *
+ * @example
+ * ```json
+ * { "type": "position_embedding", "name": "pos", "num_embeddings": 512, "embedding_dim": 128 }
+ * ```
  */
 export const positionEmbedding = defineLayer({
   type: "position_embedding",
@@ -89,6 +121,11 @@ export const positionEmbedding = defineLayer({
  * Pooling over tokens, [T, D] -> [D], counting only tokens with attention_mask 1 (every token
  * without a mask): mean (sum / count), max (gradient to the first maximum), cls (token 0),
  * last (the last token with mask 1).
+ *
+ * @example
+ * ```json
+ * { "type": "pool", "mode": "mean" }
+ * ```
  */
 export const pool = defineLayer({
   type: "pool",
@@ -113,5 +150,12 @@ export const pool = defineLayer({
   },
 });
 
-/** Every token layer type. */
+/**
+ * Every token layer type (listed in LEAF_LAYERS).
+ *
+ * @example
+ * ```ts
+ * export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, ...TOKEN_LAYERS] as const;
+ * ```
+ */
 export const TOKEN_LAYERS = [embedding, positionEmbedding, pool] as const;

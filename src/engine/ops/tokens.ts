@@ -12,7 +12,14 @@
  */
 import type { AddPositionOp, EmbeddingOp, OpDef, TokenPoolOp } from "./types.js";
 
-/** nn.Embedding: a row copy per token; the backward adds each token's gradient to its row. */
+/**
+ * nn.Embedding: a row copy per token; the backward adds each token's gradient to its row.
+ *
+ * @example
+ * ```ts
+ * embeddingOp.kernel.forward(context, { kind: "embedding", inputs: [ids], outputs: [y], weight: 0, tokens: 6, dim: 8, paddingIdx: 0 }, rows);
+ * ```
+ */
 export const embeddingOp: OpDef<EmbeddingOp> = {
   flops: (op) => ({ forward: op.tokens * op.dim, backward: op.tokens * op.dim }),
   kernel: {
@@ -26,7 +33,14 @@ export const embeddingOp: OpDef<EmbeddingOp> = {
   },
 };
 
-/** x + weight[:T]: the weight's gradient is the batch sum of dy (as a bias's), x's is dy. */
+/**
+ * x + weight[:T]: the weight's gradient is the batch sum of dy (as a bias's), x's is dy.
+ *
+ * @example
+ * ```ts
+ * addPositionOp.flops({ kind: "add_position", inputs: [x], outputs: [y], weight: 1, n: 6 * 8 }); // { forward: 48, backward: 48 }
+ * ```
+ */
 export const addPositionOp: OpDef<AddPositionOp> = {
   flops: (op) => ({ forward: op.n, backward: op.n }),
   kernel: {
@@ -41,7 +55,14 @@ export const addPositionOp: OpDef<AddPositionOp> = {
   },
 };
 
-/** Pooling over tokens; the mask (inputs[1], when the data has one) selects the tokens that count. */
+/**
+ * Pooling over tokens; the mask (inputs[1], when the data has one) selects the tokens that count.
+ *
+ * @example
+ * ```ts
+ * tokenPoolOp.kernel.backward(context, op, rows, [dy], [dx]); // dx written for every token
+ * ```
+ */
 export const tokenPoolOp: OpDef<TokenPoolOp> = {
   flops: (op) => ({ forward: op.tokens * op.dim, backward: op.tokens * op.dim }),
   kernel: {

@@ -1,7 +1,8 @@
 /**
  * Token models end to end: token data (inline, JSONL, CSV) through validation, the embedding,
  * position_embedding and pool layers, per-token targets, and the paths the mask travels
- * (shuffling, validation_split, threads, async run inputs).
+ * (shuffling, validation_split, async run inputs; threads: the tokens parity group in
+ * threads.test.ts).
  */
 import { describe, expect, it } from "vitest";
 import { train } from "../../src/node/index.js";
@@ -13,7 +14,7 @@ import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
 
 /** The tensors of a result's weights. */
-export function tensorsOf(weights: string): Map<string, Float32Array> {
+function tensorsOf(weights: string): Map<string, Float32Array> {
   const file = parseSafetensors(decodeBase64(weights));
   return new Map([...file.tensors.keys()].map((name) => [name, readTensorF32(file, name)]));
 }

@@ -56,3 +56,39 @@ export function classifierRequest(rows = 120, training: TrainRequest["training"]
     training: { epochs: 10, batch_size: 16, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: 1e-2 }, ...training },
   };
 }
+
+/**
+ * Token rows right-padded to T with id 0: lengths in [1, T], ids in [1, vocab), the attention
+ * mask, and the label (first id) mod classes.
+ */
+export function tokenData(rows: number, T: number, vocab: number, classes: number, seed = 1) {
+  const rand = lcg(seed);
+  const below = (n: number) => Math.floor(((rand() + 1) / 2) * n);
+  const input_ids: number[][] = [];
+  const attention_mask: number[][] = [];
+  const y: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    const length = 1 + below(T);
+    const ids = Array.from({ length: T }, (_, t) => (t < length ? 1 + below(vocab - 1) : 0));
+    input_ids.push(ids);
+    attention_mask.push(ids.map((_, t) => (t < length ? 1 : 0)));
+    y.push(ids[0]! % classes);
+  }
+  return { input_ids, attention_mask, y };
+}
+
+/** embedding(20, 8, padding_idx 0) + pool(mode) + linear(8, 3) over tokenData(48, 6, 20, 3), cross-entropy. */
+export function tokenClassifier(mode = "mean", overrides: Partial<TrainRequest> = {}): TrainRequest {
+  return {
+    model: {
+      layers: [
+        { type: "embedding", name: "emb", num_embeddings: 20, embedding_dim: 8, padding_idx: 0 },
+        { type: "pool", mode },
+        { type: "linear", name: "head", in_features: 8, out_features: 3 },
+      ],
+    },
+    data: { train: tokenData(48, 6, 20, 3) },
+    training: { epochs: 3, batch_size: 8, optimizer: { type: "adam", lr: 0.01 }, loss: { type: "cross_entropy" } },
+    ...overrides,
+  } as TrainRequest;
+}

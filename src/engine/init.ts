@@ -2,8 +2,8 @@
  * PyTorch's default initialisation: `torch.manual_seed(seed)`, then the model's modules built
  * in order, each drawing from the one CPU generator (rng.ts). The compiler lists the draws in
  * construction order (CompiledModel.init); replaying them gives the same weights as PyTorch
- * bit for bit for uniform draws (Linear, Conv, attention's xavier_uniform_). normal_ (nn.Embedding)
- * follows torch's algorithm and consumes the same stream; see rng.ts for how close its values are.
+ * bit for bit: uniform draws (Linear, Conv, attention's xavier_uniform_) and normal_ (nn.Embedding,
+ * position_embedding) as torch's AVX2 CPU kernel computes it (rng.ts fillNormal).
  */
 import type { CompiledModel, InitRecipe } from "./graph/types.js";
 import { MT19937, fillNormal, fillUniform } from "./rng.js";

@@ -92,6 +92,20 @@ export interface Kernels {
   ): void;
   adagrad_step(param: Ptr, grad: Ptr, sum: Ptr, n: number, clr: number, eps: number, weight_decay: number, maximize: Flag): void;
 
+  /** out[t, :] = weight[ids[t], :] for t < n; ids f32 integers below the vocabulary */
+  embedding_forward(out: Ptr, weight: Ptr, ids: Ptr, n: number, dim: number): void;
+  /** dweight[ids[t], :] += dout[t, :] in token order, skipping padding_idx (-1: none) */
+  embedding_backward(dweight: Ptr, dout: Ptr, ids: Ptr, n: number, dim: number, padding_idx: number): void;
+  /** out[r, c] = inp[r, c] + b[c] */
+  add_broadcast(out: Ptr, inp: Ptr, b: Ptr, rows: number, cols: number): void;
+  /**
+   * out[r, :] = pool over the tokens of x[r] ([T, D]) with mask[r, t] = 1 (mask 0: all);
+   * mode 0 mean, 1 max (argmax[r, d] = the token taken, f32), 2 cls, 3 last
+   */
+  token_pool_forward(out: Ptr, argmax: Ptr, x: Ptr, mask: Ptr, mode: number, rows: number, T: number, D: number): void;
+  /** dx = the pooling's gradient (written, every element) */
+  token_pool_backward(dx: Ptr, dout: Ptr, argmax: Ptr, mask: Ptr, mode: number, rows: number, T: number, D: number): void;
+
   sum_squares(x: Ptr, n: number): number;
   sum_abs_pow(x: Ptr, p: number, n: number): number;
   max_abs(x: Ptr, n: number): number;
@@ -138,10 +152,10 @@ export const KERNEL_NAMES = [
   "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "cross_entropy_loss",
   "bce_with_logits_loss", "hinge_loss", "multi_margin_loss",
   "sgd_step", "adam_step", "rmsprop_step", "adagrad_step",
-  "sum_squares", "sum_abs_pow", "max_abs",
   "layer_norm_forward", "layer_norm_backward",
   "batch_norm_stats", "batch_norm_update", "batch_norm_forward", "batch_norm_backward",
-  "heap_base",
+  "embedding_forward", "embedding_backward", "add_broadcast", "token_pool_forward", "token_pool_backward",
+  "sum_squares", "sum_abs_pow", "max_abs", "heap_base",
 ] as const satisfies readonly (keyof Kernels)[];
 
 /** Which build of the kernel core is running. */

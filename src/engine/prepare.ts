@@ -11,7 +11,7 @@ import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type Fine
 import { zodIssues } from "../schema/issues.js";
 import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
 import { decodeBase64 } from "../formats/base64.js";
-import { checkTargets, tableFromInline, type Table } from "../formats/dataset.js";
+import { checkTargets, checkTokenIds, tableFromInline, type Table } from "../formats/dataset.js";
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
 import { compileModel } from "./graph/compile.js";
 import type { CompiledModel } from "./graph/types.js";
@@ -85,6 +85,10 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   const output = outputLayout(model, request);
   checkLossSpec(request.training.loss, output.classes);
   checkModelSize(model);
+  if (model.vocabulary) {
+    checkTokenIds(train, model.vocabulary, "data.train");
+    if (validation) checkTokenIds(validation, model.vocabulary, "data.validation");
+  }
   checkTargets(train, request.training.loss, output.classes, "data.train", output.positions);
   if (validation) checkTargets(validation, request.training.loss, output.classes, "data.validation", output.positions);
   else if (request.data.validation_split !== undefined) {
@@ -192,10 +196,11 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** An inline dataset ({x, y}) as a Table, or null when absent. */
+/** An inline dataset ({x, y} or {input_ids, attention_mask?, y}) as a Table, or null when absent. */
 function inlineTable(value: unknown, field: string): Table | null {
   if (value === undefined || value === null) return null;
-  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets}" }]);
+  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets} (or {input_ids, attention_mask, y} for token rows)" }]);
+  if ("input_ids" in value) return tableFromInline(value as DatasetSpec, field); // it names its own unknown fields
   const unknown = Object.keys(value).filter((k) => k !== "x" && k !== "y");
   if (unknown.length > 0) throw new RequestValidationError(unknown.map((k) => ({ path: `${field}.${k}`, message: "is not a known field" })));
   return tableFromInline(value as DatasetSpec, field);
@@ -236,8 +241,9 @@ function splitTable(table: Table, split: number, seed: number): [Table, Table] {
       idx.forEach((r, i) => out.set(src.subarray(r * width, (r + 1) * width), i * width));
       return out;
     };
+    const { lines: _lines, ...rest } = table; // rows move: their source lines no longer apply
     return {
-      ...table,
+      ...rest,
       rows: idx.length,
       x: pick(table.x, table.features),
       y: pick(table.y, table.targets),

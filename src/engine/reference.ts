@@ -43,6 +43,17 @@ function expf(x: number): number {
   return x < f(-87.33654) ? 0 : result;
 }
 
+/** The pooling modes of token_pool_forward / token_pool_backward (layers/tokens.ts POOL_MODES). */
+const POOL = { mean: 0, max: 1, cls: 2, last: 3 } as const;
+
+/** The token cls (0) or last (the last with mask 1; T - 1 without a mask; 0 when none has) pools from. */
+function pooledToken(m: Float32Array, mode: number, mask: Ptr, r: number, T: number): number {
+  if (mode === POOL.cls) return 0;
+  if (mask === 0) return T - 1;
+  for (let t = T - 1; t >= 0; t--) if (m[(mask >>> 2) + r * T + t] !== 0) return t;
+  return 0;
+}
+
 /**
  * The twin of each activation in wasm/assembly/activations.ts, by its code (layers/activations.ts):
  * forward(x), and backward(dout, x, y) = dout * f'(.) from the input x or the output y.
@@ -511,6 +522,79 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
         const s = f(m[at(sum) + i]! + f(g * g));
         m[at(sum) + i] = s;
         m[at(param) + i] = f(p + f(f(f(-clr) * g) / f(f(Math.sqrt(s)) + f(eps))));
+      }
+    },
+
+    embedding_forward(out, weight, ids, n, dim) {
+      const m = F();
+      for (let t = 0; t < n; t++) {
+        const id = Math.trunc(m[at(ids) + t]!);
+        m.copyWithin(at(out) + t * dim, at(weight) + id * dim, at(weight) + (id + 1) * dim);
+      }
+    },
+    embedding_backward(dweight, dout, ids, n, dim, paddingIdx) {
+      const m = F();
+      for (let t = 0; t < n; t++) {
+        const id = Math.trunc(m[at(ids) + t]!);
+        if (id === paddingIdx) continue;
+        for (let j = 0; j < dim; j++) m[at(dweight) + id * dim + j] = f(m[at(dweight) + id * dim + j]! + m[at(dout) + t * dim + j]!);
+      }
+    },
+    add_broadcast(out, inp, b, rows, cols) {
+      const m = F();
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) m[at(out) + r * cols + c] = f(m[at(inp) + r * cols + c]! + m[at(b) + c]!);
+      }
+    },
+    token_pool_forward(out, argmax, x, mask, mode, rows, T, D) {
+      const m = F();
+      for (let r = 0; r < rows; r++) {
+        const counts = (t: number) => mask === 0 || m[at(mask) + r * T + t] !== 0;
+        const xAt = (t: number, j: number) => m[at(x) + (r * T + t) * D + j]!;
+        for (let j = 0; j < D; j++) {
+          let value: number;
+          if (mode === POOL.mean) {
+            let sum = 0;
+            let count = 0;
+            for (let t = 0; t < T; t++) if (counts(t)) (sum = f(sum + xAt(t, j))), count++;
+            value = f(sum / count);
+          } else if (mode === POOL.max) {
+            let best = -Infinity;
+            let taken = -1;
+            for (let t = 0; t < T; t++) {
+              if (!counts(t)) continue;
+              const v = xAt(t, j);
+              if (taken < 0 || v > best || (Number.isNaN(v) && !Number.isNaN(best))) (best = v), (taken = t);
+            }
+            value = best;
+            m[at(argmax) + r * D + j] = taken;
+          } else {
+            value = xAt(pooledToken(m, mode, mask, r, T), j);
+          }
+          m[at(out) + r * D + j] = value;
+        }
+      }
+    },
+    token_pool_backward(dx, dout, argmax, mask, mode, rows, T, D) {
+      const m = F();
+      m.fill(0, at(dx), at(dx) + rows * T * D);
+      for (let r = 0; r < rows; r++) {
+        const counts = (t: number) => mask === 0 || m[at(mask) + r * T + t] !== 0;
+        const g = (j: number) => m[at(dout) + r * D + j]!;
+        const dxAt = (t: number, j: number) => at(dx) + (r * T + t) * D + j;
+        if (mode === POOL.mean) {
+          let count = 0;
+          for (let t = 0; t < T; t++) if (counts(t)) count++;
+          for (let t = 0; t < T; t++) if (counts(t)) for (let j = 0; j < D; j++) m[dxAt(t, j)] = f(g(j) / count);
+        } else if (mode === POOL.max) {
+          for (let j = 0; j < D; j++) {
+            const taken = m[at(argmax) + r * D + j]!;
+            if (taken >= 0) m[dxAt(taken, j)] = g(j);
+          }
+        } else {
+          const t = pooledToken(m, mode, mask, r, T);
+          for (let j = 0; j < D; j++) m[dxAt(t, j)] = g(j);
+        }
       }
     },
 

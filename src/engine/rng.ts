@@ -101,13 +101,15 @@ export function fillUniform(rng: MT19937, out: Float32Array, from: number, to: n
 }
 
 /**
- * Fills `out` with tensor.normal_(mean, std) samples as torch 1.13 draws them on CPU: for 16 or
- * more contiguous floats, every element first gets a uniform float, then each block of 16 is
- * turned into 8 Box-Muller pairs (normal_fill_16; a partial last block is redrawn as the last 16
- * elements); below 16 elements, one normal_distribution<double> draw per element (with its
- * cached second sample). The stream consumed is torch's exactly, so draws after this one stay
- * bit-exact; the values differ from torch's in the last bit now and then, because torch
- * evaluates log/cos/sin in float (AVX2 builds with avx_mathfun) where this uses Math in double.
+ * Fills `out` with tensor.normal_(mean, std) samples exactly as torch 1.13 draws them on an x86
+ * CPU with AVX2 (CPU capability "AVX2", what torch picks on any AVX2 machine): for 16 or more
+ * contiguous floats, every element first gets a uniform float, then each block of 16 becomes 8
+ * Box-Muller pairs (normal_fill_16_AVX2; a partial last block is redrawn as the last 16
+ * elements), with log and sin/cos from avx_mathfun (log256_ps, sincos256_ps) in float32, whose
+ * multiply-adds GCC contracts into FMAs (reproduced by fmaf). Below 16 elements, one
+ * normal_distribution<double> draw per element (with its cached second sample), in double.
+ * Bit-exact against torch.randn on this machine for 2^20 samples (test/parity/generate.py's
+ * init fixture checks embeddings of 12, 16 and 35 elements).
  *
  * @example
  * ```ts
@@ -115,24 +117,13 @@ export function fillUniform(rng: MT19937, out: Float32Array, from: number, to: n
  * ```
  */
 export function fillNormal(rng: MT19937, out: Float32Array, mean: number, std: number): void {
-  const f = Math.fround;
   const size = out.length;
   if (size >= 16) {
     for (let i = 0; i < size; i++) out[i] = rng.uniformF32(0, 1);
-    const block = (base: number) => {
-      for (let j = 0; j < 8; j++) {
-        const u1 = f(1 - out[base + j]!);
-        const u2 = out[base + j + 8]!;
-        const radius = f(Math.sqrt(f(-2 * f(Math.log(u1)))));
-        const theta = f(2.0 * Math.PI * u2);
-        out[base + j] = f(f(f(radius * f(Math.cos(theta))) * f(std)) + f(mean));
-        out[base + j + 8] = f(f(f(radius * f(Math.sin(theta))) * f(std)) + f(mean));
-      }
-    };
-    for (let i = 0; i + 16 <= size; i += 16) block(i);
+    for (let i = 0; i + 16 <= size; i += 16) normalFill16(out, i, mean, std);
     if (size % 16 !== 0) {
       for (let i = size - 16; i < size; i++) out[i] = rng.uniformF32(0, 1);
-      block(size - 16);
+      normalFill16(out, size - 16, mean, std);
     }
     return;
   }
@@ -150,6 +141,103 @@ export function fillNormal(rng: MT19937, out: Float32Array, mean: number, std: n
       z = r * Math.cos(theta);
     }
     out[i] = z * std + mean;
+  }
+}
+
+// ---------------------------------------------------------------- torch's AVX2 normal_ in float32
+// aten/src/ATen/native/cpu/DistributionTemplates.h normal_fill_16_AVX2 and the avx_mathfun.h it
+// includes (Cephes' logf and sincosf as 8-lane code). Every step is one float32 operation; the
+// ones GCC fuses (a*b + c where the product has no other use) are fmaf.
+
+const fr = Math.fround;
+
+/** fl32(a * b + c) with one rounding (an FMA), for float32 a, b, c. */
+function fmaf(a: number, b: number, c: number): number {
+  const p = a * b; // exact: two 24-bit significands fit in 53 bits
+  const s = p + c;
+  const bb = s - p;
+  const err = p - (s - bb) + (c - bb); // s + err = p + c exactly (TwoSum)
+  const r1 = fr(s);
+  if (err !== 0 && r1 !== s) {
+    // s may sit exactly between two floats only because it was rounded: err says which side the exact sum is on
+    const r2 = 2 * s - r1;
+    if (fr(r2) === r2 && (r1 + r2) / 2 === s) return err > 0 ? Math.max(r1, r2) : Math.min(r1, r2);
+  }
+  return r1;
+}
+
+const F32_BITS = new Float32Array(1);
+const U32_BITS = new Uint32Array(F32_BITS.buffer);
+const bitsOf = (x: number) => ((F32_BITS[0] = x), U32_BITS[0]!);
+const fromBits = (b: number) => ((U32_BITS[0] = b), F32_BITS[0]!);
+
+const LOG_P = [7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1].map(fr);
+const SQRTHF = fr(0.707106781186547524);
+const LOG_Q1 = fr(-2.12194440e-4);
+const LOG_Q2 = fr(0.693359375);
+
+/** avx_mathfun log256_ps for x in (0, 1] (Box-Muller's 1 - u). */
+function log256f(x0: number): number {
+  let x = Math.max(x0, fromBits(0x00800000));
+  const exponent = bitsOf(x) >>> 23;
+  x = fromBits((bitsOf(x) & ~0x7f800000) | 0x3f000000); // the mantissa in [0.5, 1)
+  let e = fr(fr(exponent - 127) + 1);
+  const small = x < SQRTHF;
+  x = fr(fr(x - 1) + (small ? x : 0));
+  if (small) e = fr(e - 1);
+  const z = fr(x * x);
+  let y = LOG_P[0]!;
+  for (let i = 1; i < LOG_P.length; i++) y = fmaf(y, x, LOG_P[i]!);
+  y = fr(y * x);
+  y = fmaf(y, z, fr(e * LOG_Q1));
+  y = fmaf(-z, 0.5, y);
+  return fmaf(e, LOG_Q2, fr(x + y));
+}
+
+const FOPI = fr(1.27323954473516);
+const DP1 = fr(-0.78515625);
+const DP2 = fr(-2.4187564849853515625e-4);
+const DP3 = fr(-3.77489497744594108e-8);
+const SIN_P = [-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1].map(fr);
+const COS_P = [2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2].map(fr);
+
+/** avx_mathfun sincos256_ps for theta >= 0: [sin, cos]. */
+function sincos256f(theta: number): [number, number] {
+  let x = theta;
+  let j = Math.trunc(fr(x * FOPI));
+  j = (j + 1) & ~1;
+  const y = fr(j);
+  x = fmaf(y, DP1, x);
+  x = fmaf(y, DP2, x);
+  x = fmaf(y, DP3, x);
+  const z = fr(x * x);
+  let c = fmaf(COS_P[0]!, z, COS_P[1]!);
+  c = fmaf(c, z, COS_P[2]!);
+  c = fr(c * z);
+  c = fmaf(c, z, -fr(z * 0.5));
+  c = fr(c + 1);
+  let s = fmaf(SIN_P[0]!, z, SIN_P[1]!);
+  s = fmaf(s, z, SIN_P[2]!);
+  s = fr(s * z);
+  s = fmaf(s, x, x);
+  const sinPoly = (j & 2) === 0;
+  const sin = sinPoly ? s : c;
+  const cos = sinPoly ? c : s;
+  return [(j & 4) !== 0 ? -sin : sin, (~(j - 2) & 4) !== 0 ? -cos : cos];
+}
+
+const TWO_PI_F32 = fr(2 * Math.PI);
+
+/** normal_fill_16_AVX2: out[base + j], out[base + j + 8] (uniforms) -> a Box-Muller pair, j < 8. */
+function normalFill16(out: Float32Array, base: number, mean: number, std: number): void {
+  const m = fr(mean);
+  const sd = fr(std);
+  for (let j = 0; j < 8; j++) {
+    const u1 = fr(1 - out[base + j]!);
+    const radius = fr(Math.sqrt(fr(-2 * log256f(u1))));
+    const [sin, cos] = sincos256f(fr(TWO_PI_F32 * out[base + j + 8]!));
+    out[base + j] = fmaf(fr(radius * cos), sd, m);
+    out[base + j + 8] = fmaf(fr(radius * sin), sd, m);
   }
 }
 

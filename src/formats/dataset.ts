@@ -37,6 +37,11 @@ export interface Table {
   ids?: boolean;
   /** The attention mask of token rows, [rows, features]: 1 = token, 0 = padding. */
   mask?: Float32Array | null;
+  /**
+   * Token rows read from a CSV or JSONL part: the line each row came from, so that checks made
+   * once the model is known (an id outside the vocabulary) point at the line.
+   */
+  lines?: Int32Array;
 }
 
 /** Issues reported before parsing stops. */
@@ -89,13 +94,17 @@ class IssueList {
   }
 }
 
-/** Grows two float32 buffers row by row; rows are written in place through `x`/`y`. */
 /** Elements a table reserves before rows arrive (4 MiB of float32). */
 const INITIAL_ELEMENTS = 1 << 20;
 
+/**
+ * Grows the float32 buffers of a table row by row (x, y, and for token rows with an attention
+ * mask, mask); rows are written in place through `x`/`y`/`mask`.
+ */
 class TableBuilder {
   x: Float32Array;
   y: Float32Array;
+  mask: Float32Array | null;
   rows = 0;
   private capacity: number;
 
@@ -103,38 +112,46 @@ class TableBuilder {
     readonly features: number,
     readonly targets: number,
     capacityHint: number,
+    withMask = false,
   ) {
     // the hint (rows or lines counted in the input) is trusted only up to a few MB: a table grows
     // by doubling as real rows arrive, so memory follows the data, not a claimed size
-    this.capacity = Math.max(1, Math.min(capacityHint, Math.floor(INITIAL_ELEMENTS / Math.max(1, features + targets))));
+    const perRow = features * (withMask ? 2 : 1) + targets;
+    this.capacity = Math.max(1, Math.min(capacityHint, Math.floor(INITIAL_ELEMENTS / Math.max(1, perRow))));
     this.x = new Float32Array(this.capacity * features);
     this.y = new Float32Array(this.capacity * targets);
+    this.mask = withMask ? new Float32Array(this.capacity * features) : null;
   }
 
   /** Reserves the next row and returns its index. */
   addRow(): number {
     if (this.rows === this.capacity) {
       this.capacity *= 2;
-      const x = new Float32Array(this.capacity * this.features);
-      x.set(this.x);
-      const y = new Float32Array(this.capacity * this.targets);
-      y.set(this.y);
-      this.x = x;
-      this.y = y;
+      const grow = (a: Float32Array, width: number) => {
+        const b = new Float32Array(this.capacity * width);
+        b.set(a);
+        return b;
+      };
+      this.x = grow(this.x, this.features);
+      this.y = grow(this.y, this.targets);
+      if (this.mask) this.mask = grow(this.mask, this.features);
     }
     return this.rows++;
   }
 
-  finish(targetsWereScalar: boolean): Table {
+  finish(targetsWereScalar: boolean, ids = false): Table {
     const fits = this.rows === this.capacity;
     // Copy when over-allocated so the table holds no dead capacity for its lifetime.
+    const trim = (a: Float32Array, width: number) => (fits ? a : a.slice(0, this.rows * width));
     return {
       rows: this.rows,
       features: this.features,
       targets: this.targets,
-      x: fits ? this.x : this.x.slice(0, this.rows * this.features),
-      y: fits ? this.y : this.y.slice(0, this.rows * this.targets),
+      x: trim(this.x, this.features),
+      y: trim(this.y, this.targets),
       targetsWereScalar,
+      ...(ids ? { ids: true } : {}),
+      ...(this.mask ? { mask: trim(this.mask, this.features) } : {}),
     };
   }
 }
@@ -162,9 +179,10 @@ function describeJson(value: unknown): string {
 // ---------------------------------------------------------------- inline JSON
 
 /**
- * Converts an inline dataset (`{x: number[][], y: (number | number[])[]}`) into a Table.
- * `field` is where it sits in the request, e.g. "data.train"; issue paths extend it
- * (`data.train.x[12]`, `data.train.y[5]`, `data.train.x[12][3]`).
+ * Converts an inline dataset into a Table: feature rows `{x: number[][], y}`, or token rows
+ * `{input_ids: number[][], attention_mask?: number[][], y}` (see tokenTableFromInline), with
+ * `y` one target per row (`number | number[]`). `field` is where it sits in the request, e.g.
+ * "data.train"; issue paths extend it (`data.train.x[12]`, `data.train.y[5]`, `data.train.x[12][3]`).
  *
  * @example
  * ```ts
@@ -173,30 +191,25 @@ function describeJson(value: unknown): string {
  * ```
  */
 export function tableFromInline(dataset: DatasetSpec, field: string): Table {
+  if ("input_ids" in dataset) return tokenTableFromInline(dataset, field);
   const issues: IssueList = new IssueList();
   const { x, y } = dataset as { x: unknown; y: unknown };
   if (!Array.isArray(x) || x.length === 0) {
     issues.fatal({ path: `${field}.x`, message: Array.isArray(x) ? "has no rows; at least one is required" : "must be a list of rows" });
   }
-  if (!Array.isArray(y)) issues.fatal({ path: `${field}.y`, message: "must be a list of targets" });
   const rows = x.length;
-  if (y.length !== rows) issues.add({ path: `${field}.y`, message: `has ${y.length} targets, but x has ${rows} rows` });
+  const targetShape = inlineTargetShape(y, rows, "x", field, issues);
 
   const firstRow: unknown = x[0];
   if (!Array.isArray(firstRow)) issues.fatal({ path: `${field}.x[0]`, message: "must be a list of numbers" });
   const features = firstRow.length;
   if (features === 0) issues.fatal({ path: `${field}.x[0]`, message: "is empty; each row needs at least one feature" });
 
-  const firstTarget: unknown = y[0];
-  const targetsWereScalar = !Array.isArray(firstTarget);
-  const targets = Array.isArray(firstTarget) ? firstTarget.length : 1;
-  if (y.length > 0 && targets === 0) issues.fatal({ path: `${field}.y[0]`, message: "is empty; each row needs at least one target" });
-
   // reserve only for rows that can be filled (lists of the right width): a claimed row count of
   // scalars must not make the table allocate rows x width
   let fillable = 0;
   for (let r = 0; r < rows; r++) if (Array.isArray(x[r]) && (x[r] as unknown[]).length === features) fillable++;
-  const builder = new TableBuilder(features, targets, fillable);
+  const builder = new TableBuilder(features, targetShape.targets, fillable);
   for (let r = 0; r < rows && !issues.full; r++) {
     const value: unknown = x[r];
     if (!Array.isArray(value) || value.length !== features) {
@@ -207,10 +220,31 @@ export function tableFromInline(dataset: DatasetSpec, field: string): Table {
     const row = builder.addRow();
     copyInlineRow(value, `${field}.x[${r}]`, features, "values", builder.x, row * features, issues);
   }
+  copyInlineTargets(y as unknown[], rows, targetShape, builder, field, issues);
+  issues.throwIfAny();
+  return builder.finish(targetShape.scalar);
+}
+
+/** The shape of inline targets, from y[0]: a number per row, or a list of `targets` numbers. */
+function inlineTargetShape(y: unknown, rows: number, rowsName: string, field: string, issues: IssueList): { scalar: boolean; targets: number } {
+  if (!Array.isArray(y)) issues.fatal({ path: `${field}.y`, message: "must be a list of targets" });
+  if (y.length !== rows) issues.add({ path: `${field}.y`, message: `has ${y.length} targets, but ${rowsName} has ${rows} rows` });
+  const first: unknown = y[0];
+  const targets = Array.isArray(first) ? first.length : 1;
+  if (y.length > 0 && targets === 0) issues.fatal({ path: `${field}.y[0]`, message: "is empty; each row needs at least one target" });
+  return { scalar: !Array.isArray(first), targets };
+}
+
+/** Copies inline targets into the table (row r of y into row r of the builder). */
+function copyInlineTargets(
+  y: unknown[], rows: number, shape: { scalar: boolean; targets: number }, builder: TableBuilder, field: string, issues: IssueList,
+): void {
+  const { targets } = shape;
+  // (a row past the builder's rows belongs to a malformed table: its writes fall off the end, its issues count)
   for (let r = 0; r < Math.min(rows, y.length) && !issues.full; r++) {
     const target: unknown = y[r];
     const path = `${field}.y[${r}]`;
-    if (targetsWereScalar) {
+    if (shape.scalar) {
       if (Array.isArray(target)) {
         issues.add({ path, message: `is a list, but y[0] is a number: every target must have the same shape` });
         continue;
@@ -222,8 +256,150 @@ export function tableFromInline(dataset: DatasetSpec, field: string): Table {
       copyInlineRow(target, path, targets, "values", builder.y, r * targets, issues, "y[0]");
     }
   }
+}
+
+// ---------------------------------------------------------------- token rows
+
+/**
+ * Token ids are stored as float32, which holds every integer below 2^24 exactly.
+ *
+ * @example
+ * ```ts
+ * id < TOKEN_ID_LIMIT; // 16777216
+ * ```
+ */
+export const TOKEN_ID_LIMIT = 2 ** 24;
+
+/** Why a value is not a token id (an integer in [0, 2^24)), or null when it is one. */
+function tokenIdProblem(value: unknown): string | null {
+  if (typeof value !== "number") return `is ${describeJson(value)}, not a token id (an integer)`;
+  if (!Number.isInteger(value)) return `is ${value}, not an integer token id`;
+  if (value < 0) return `is ${value}; token ids are >= 0`;
+  if (value >= TOKEN_ID_LIMIT) return `is ${value}; token ids must be below 2^24 = 16777216 (they are stored as float32, exact only up to there)`;
+  return null;
+}
+
+/** Why a value is not an attention-mask entry (0 or 1), or null. */
+function maskValueProblem(value: unknown): string | null {
+  return value === 0 || value === 1 ? null : `is ${describeJson(value)}; attention_mask holds 1 (a token) or 0 (padding)`;
+}
+
+const NO_TOKEN_MESSAGE = "has no token with mask 1: every row needs at least one (a row of padding only has nothing to pool or predict)";
+
+/** Whether row `row` of a [rows, T] mask has at least one 1. */
+function rowHasToken(mask: Float32Array, row: number, T: number): boolean {
+  for (let t = 0; t < T; t++) if (mask[row * T + t] !== 0) return true;
+  return false;
+}
+
+/**
+ * Converts inline token rows `{input_ids, attention_mask?, y}` into a token Table (`ids`: x
+ * holds the ids as float32). Rows are padded to one length T; attention_mask (same shape, 1 =
+ * token, 0 = padding) is optional: without it every token counts. Issues name the row:
+ * `data.train.input_ids[3]` (a ragged row), `data.train.input_ids[3][7]` (not an integer id),
+ * `data.train.attention_mask[3]` (only padding). Whether an id is inside the vocabulary is
+ * known only with the model: prepareRun checks it (checkTokenIds).
+ *
+ * @example
+ * ```ts
+ * const table = tokenTableFromInline({ input_ids: [[5, 9, 0], [7, 0, 0]], attention_mask: [[1, 1, 0], [1, 0, 0]], y: [1, 0] }, "data.train");
+ * // { rows: 2, features: 3, ids: true, mask: Float32Array [1, 1, 0, 1, 0, 0], ... }
+ * ```
+ */
+export function tokenTableFromInline(dataset: Record<string, unknown>, field: string): Table {
+  const issues: IssueList = new IssueList();
+  const known = new Set(["input_ids", "attention_mask", "y"]);
+  for (const key of Object.keys(dataset)) {
+    if (!known.has(key)) {
+      issues.add({ path: `${field}.${key}`, message: key === "x" ? "token rows take input_ids instead of x; give one of them" : "is not a field of token data (input_ids, attention_mask, y)" });
+    }
+  }
   issues.throwIfAny();
-  return builder.finish(targetsWereScalar);
+  const { input_ids: ids, attention_mask: mask, y } = dataset as { input_ids: unknown; attention_mask?: unknown; y: unknown };
+  if (!Array.isArray(ids) || ids.length === 0) {
+    issues.fatal({ path: `${field}.input_ids`, message: Array.isArray(ids) ? "has no rows; at least one is required" : "must be a list of rows of token ids" });
+  }
+  const rows = ids.length;
+  const first: unknown = ids[0];
+  if (!Array.isArray(first)) issues.fatal({ path: `${field}.input_ids[0]`, message: `is ${describeJson(first)}, expected a list of token ids` });
+  const T = first.length;
+  if (T === 0) issues.fatal({ path: `${field}.input_ids[0]`, message: "is empty; each row needs at least one token" });
+  const hasMask = mask !== undefined && mask !== null;
+  if (hasMask && !Array.isArray(mask)) issues.fatal({ path: `${field}.attention_mask`, message: "must be a list of rows of 0/1, one per row of input_ids" });
+  if (hasMask && (mask as unknown[]).length !== rows) {
+    issues.add({ path: `${field}.attention_mask`, message: `has ${(mask as unknown[]).length} rows, but input_ids has ${rows}` });
+  }
+  const targetShape = inlineTargetShape(y, rows, "input_ids", field, issues);
+
+  let fillable = 0;
+  for (let r = 0; r < rows; r++) if (Array.isArray(ids[r]) && (ids[r] as unknown[]).length === T) fillable++;
+  const builder = new TableBuilder(T, targetShape.targets, fillable, hasMask);
+  for (let r = 0; r < rows && !issues.full; r++) {
+    const row: unknown = ids[r];
+    const path = `${field}.input_ids[${r}]`;
+    if (!Array.isArray(row)) {
+      issues.add({ path, message: `is ${describeJson(row)}, expected a list of ${T} token ids like input_ids[0]` });
+      continue;
+    }
+    if (row.length !== T) {
+      issues.add({ path, message: `has ${row.length} token ids, but input_ids[0] has ${T}: pad every row to one length (and mark the padding with attention_mask 0)` });
+      continue;
+    }
+    const at = builder.addRow() * T;
+    for (let t = 0; t < T; t++) {
+      const problem = tokenIdProblem(row[t]);
+      if (problem === null) builder.x[at + t] = row[t] as number;
+      else if (!issues.add({ path: `${path}[${t}]`, message: problem })) break;
+    }
+    if (!builder.mask) continue;
+    const maskRow: unknown = (mask as unknown[])[r];
+    const maskPath = `${field}.attention_mask[${r}]`;
+    if (!Array.isArray(maskRow) || maskRow.length !== T) {
+      const got = Array.isArray(maskRow) ? `has ${maskRow.length} values` : `is ${describeJson(maskRow)}`;
+      issues.add({ path: maskPath, message: `${got}, but input_ids[${r}] has ${T} token ids: the mask has one 0/1 per token` });
+      continue;
+    }
+    let bad = false;
+    for (let t = 0; t < T; t++) {
+      const problem = maskValueProblem(maskRow[t]);
+      if (problem === null) builder.mask[at + t] = maskRow[t] as number;
+      else if (((bad = true), !issues.add({ path: `${maskPath}[${t}]`, message: problem }))) break;
+    }
+    if (!bad && !rowHasToken(builder.mask, at / T, T)) issues.add({ path: maskPath, message: NO_TOKEN_MESSAGE });
+  }
+  copyInlineTargets(y as unknown[], rows, targetShape, builder, field, issues);
+  issues.throwIfAny();
+  return builder.finish(targetShape.scalar, true);
+}
+
+/**
+ * Checks a token table's ids against the vocabulary of the embedding that reads them (an id
+ * must be below num_embeddings): a DatasetError naming the row, the id and the vocabulary.
+ *
+ * @example
+ * ```ts
+ * checkTokenIds(table, { size: 1000, path: "model.layers[0]" }, "data.train");
+ * // throws on an id 1000: "data.train.input_ids[12]: row 12: token id 1000 (position 3) ..."
+ * ```
+ */
+export function checkTokenIds(table: Table, vocabulary: { size: number; path: string }, field: string): void {
+  const issues: IssueList = new IssueList();
+  const T = table.features;
+  const { x } = table;
+  for (let i = 0; i < x.length && !issues.full; i++) {
+    const id = x[i]!;
+    if (id < vocabulary.size) continue;
+    const row = Math.floor(i / T);
+    const message = `token id ${id} (position ${i % T}) is outside the vocabulary of ${vocabulary.path}: num_embeddings is ${vocabulary.size}, so ids are 0..${vocabulary.size - 1}`;
+    const line = table.lines?.[row];
+    issues.add(
+      line !== undefined
+        ? { path: field, line, column: "input_ids", message: `row ${row}: ${message}` }
+        : { path: `${field}.input_ids[${row}]`, message: `row ${row}: ${message}` },
+    );
+    i = (row + 1) * T - 1; // one issue per row
+  }
+  issues.throwIfAny();
 }
 
 function copyInlineRow(
@@ -326,6 +502,10 @@ export function parseCsv(text: string, options: CsvOptions): Table {
     }
   });
   issues.throwIfAny();
+  if (columnOfName.has("input_ids")) {
+    const targetColumns = targetNames.map((name) => columnOfName.get(name)!);
+    return readTokenCsv(reader, names, targetColumns, typeof options.target === "string" ? options.target : null, field, issues, text);
+  }
   let features = 0;
   for (let column = 0; column < names.length; column++) {
     if (!isTarget[column]) slotOfColumn[column] = features++;
@@ -362,6 +542,60 @@ export function parseCsv(text: string, options: CsvOptions): Table {
   }
   issues.throwIfAny();
   return builder.finish(!Array.isArray(options.target));
+}
+
+/**
+ * A CSV of token rows (a header with an `input_ids` column): `input_ids` and, optionally,
+ * `attention_mask` hold a row of integers each, separated by spaces ("101 2023 102"); a list
+ * as pandas writes it ("[101, 2023, 102]", quoted) reads the same. The target column holds a
+ * number per row, or (one target column named by a string) a row of per-token labels written
+ * the same way; several target columns hold a number each. No other columns are allowed.
+ */
+function readTokenCsv(
+  reader: CsvRecordReader, names: string[], targetColumns: number[], singleTarget: string | null, field: string, issues: IssueList, text: string,
+): Table {
+  const idsColumn = names.indexOf("input_ids");
+  const maskColumn = names.indexOf("attention_mask");
+  const headerLine = reader.recordLine;
+  names.forEach((name, column) => {
+    if (column !== idsColumn && column !== maskColumn && !targetColumns.includes(column)) {
+      issues.add({ path: field, line: headerLine, column: name, message: `a token CSV has the columns input_ids, attention_mask (optional) and the target column(s); ${JSON.stringify(name)} is none of them` });
+    }
+  });
+  issues.throwIfAny();
+  const yName = singleTarget ?? "y";
+  const rows = new TokenRowReader(field, issues, Math.min(countLines(text, reader.position), Math.ceil(text.length / 8)), yName);
+  const keys = ["input_ids", ...(maskColumn >= 0 ? ["attention_mask"] : []), yName];
+  for (let record = reader.next(); record !== null && !issues.full; record = reader.next()) {
+    const line = reader.recordLine;
+    if (reader.recordBroken) continue; // already reported by the reader
+    if (record.length !== names.length) {
+      issues.add({ path: field, line, message: `has ${record.length} fields, header has ${names.length}` });
+      continue;
+    }
+    let y: unknown;
+    if (singleTarget !== null) {
+      const labels = integerListCell(record[targetColumns[0]!]!);
+      y = labels.length === 1 ? labels[0] : labels;
+    } else {
+      y = targetColumns.map((column) => {
+        const value = parseNumberCell(record[column]!);
+        return Number.isNaN(value) ? record[column]!.trim() : value;
+      });
+    }
+    rows.add(line, integerListCell(record[idsColumn]!), maskColumn >= 0 ? integerListCell(record[maskColumn]!) : undefined, y, keys);
+  }
+  return rows.finish();
+}
+
+/** "1 2 3", "1,2,3" or "[1, 2, 3]" -> [1, 2, 3]; a piece that is not a decimal number stays a string (for the message). */
+function integerListCell(cell: string): unknown[] {
+  let text = cell.trim();
+  if (text.startsWith("[") && text.endsWith("]")) text = text.slice(1, -1);
+  return text
+    .split(/[\s,]+/)
+    .filter((piece) => piece !== "")
+    .map((piece) => (isDecimalNumber(piece, 0, piece.length) ? Number(piece) : piece));
 }
 
 /**
@@ -566,6 +800,130 @@ function explainBadCell(cell: string): string {
   return `is not a number: ${JSON.stringify(shown)}`;
 }
 
+// ---------------------------------------------------------------- token rows from files
+
+/**
+ * Token rows of a JSONL or CSV part, one record at a time: input_ids (a row of token ids),
+ * attention_mask (optional; given on every row or on none) and y. The first good row fixes the
+ * length T, whether a mask comes with the rows and the target shape. Issues carry the line and
+ * the column ("input_ids", "attention_mask", "y"); the table records each row's line, so later
+ * checks (an id outside the vocabulary) can name it too.
+ */
+class TokenRowReader {
+  private builder: TableBuilder | null = null;
+  private lines = new Int32Array(0);
+  private targetsWereScalar = true;
+  private hasMask = false;
+  /** The line that fixed the shape. */
+  firstLine = 0;
+
+  constructor(
+    private readonly field: string,
+    private readonly issues: IssueList,
+    private readonly capacityHint: number,
+    /** What the target is called where it came from: "y" in JSONL, the target column's name in CSV. */
+    private readonly yName = "y",
+  ) {}
+
+  /** Adds one record (values as the file holds them: arrays of numbers, or strings already split by the CSV reader). */
+  add(line: number, ids: unknown, mask: unknown, y: unknown, keys: readonly string[]): void {
+    const { field, issues } = this;
+    for (const key of keys) {
+      if (key !== "input_ids" && key !== "attention_mask" && key !== this.yName) {
+        issues.add({ path: field, line, column: key, message: `${JSON.stringify(key)} is not a field of token rows (input_ids, attention_mask, y)` });
+        return;
+      }
+    }
+    if (!Array.isArray(ids)) {
+      issues.add({ path: field, line, column: "input_ids", message: ids === undefined ? `has no "input_ids"` : `"input_ids" is ${describeJson(ids)}, expected a list of token ids` });
+      return;
+    }
+    if (y === undefined) {
+      issues.add({ path: field, line, column: this.yName, message: `has no "${this.yName}"` });
+      return;
+    }
+    const maskGiven = mask !== undefined && mask !== null;
+    const yIsList = Array.isArray(y);
+    let builder = this.builder;
+    if (!builder) {
+      if (ids.length === 0) {
+        issues.add({ path: field, line, column: "input_ids", message: `"input_ids" is empty; each row needs at least one token` });
+        return;
+      }
+      if (yIsList && y.length === 0) {
+        issues.add({ path: field, line, column: this.yName, message: `"${this.yName}" is empty; each row needs at least one target` });
+        return;
+      }
+      this.targetsWereScalar = !yIsList;
+      this.hasMask = maskGiven;
+      this.firstLine = line;
+      builder = this.builder = new TableBuilder(ids.length, yIsList ? y.length : 1, this.capacityHint, maskGiven);
+    }
+    const T = builder.features;
+    if (ids.length !== T) {
+      issues.add({ path: field, line, column: "input_ids", message: `"input_ids" has ${ids.length} token ids, expected ${T} (as on line ${this.firstLine}): pad every row to one length and mark the padding with attention_mask 0` });
+      return;
+    }
+    if (maskGiven !== this.hasMask) {
+      issues.add({
+        path: field, line, column: "attention_mask",
+        message: maskGiven ? `"attention_mask" is given, but line ${this.firstLine} has none: give it on every row or on none` : `has no "attention_mask", but line ${this.firstLine} has one: give it on every row or on none`,
+      });
+      return;
+    }
+    if (maskGiven && (!Array.isArray(mask) || mask.length !== T)) {
+      issues.add({ path: field, line, column: "attention_mask", message: `"attention_mask" ${Array.isArray(mask) ? `has ${mask.length} values` : `is ${describeJson(mask)}`}, expected ${T}: one 0/1 per token of input_ids` });
+      return;
+    }
+    if (yIsList === this.targetsWereScalar || (yIsList && y.length !== builder.targets)) {
+      const expected = this.targetsWereScalar ? "a number" : `a list of ${builder.targets} numbers`;
+      issues.add({ path: field, line, column: this.yName, message: `"${this.yName}" is ${yIsList ? `a list of ${y.length}` : describeJson(y)}, expected ${expected} (as on line ${this.firstLine})` });
+      return;
+    }
+    const row = builder.addRow();
+    if (this.lines.length < builder.x.length / Math.max(1, T)) {
+      const grown = new Int32Array(Math.max(16, builder.x.length / Math.max(1, T)));
+      grown.set(this.lines);
+      this.lines = grown;
+    }
+    this.lines[row] = line;
+    const at = row * T;
+    for (let t = 0; t < T; t++) {
+      const problem = tokenIdProblem(ids[t]);
+      if (problem === null) builder.x[at + t] = ids[t] as number;
+      else if (!issues.add({ path: field, line, column: "input_ids", message: `"input_ids"[${t}] ${problem}` })) return;
+    }
+    if (builder.mask) {
+      let bad = false;
+      for (let t = 0; t < T; t++) {
+        const value = (mask as unknown[])[t];
+        const problem = maskValueProblem(value);
+        if (problem === null) builder.mask[at + t] = value as number;
+        else if (((bad = true), !issues.add({ path: field, line, column: "attention_mask", message: `"attention_mask"[${t}] ${problem}` }))) return;
+      }
+      if (!bad && !rowHasToken(builder.mask, row, T)) issues.add({ path: field, line, column: "attention_mask", message: `"attention_mask" ${NO_TOKEN_MESSAGE}` });
+    }
+    if (yIsList) copyJsonlValues(y, this.yName, builder.y, row * builder.targets, field, line, issues);
+    else {
+      const value = toFiniteF32(y);
+      if (Number.isNaN(value)) issues.add({ path: field, line, column: this.yName, message: `"${this.yName}" ${explainBadValue(y)}` });
+      else builder.y[row] = value;
+    }
+  }
+
+  /** The table (or the issues). */
+  finish(): Table {
+    const { field, issues } = this;
+    if (!this.builder && issues.issues.length === 0) {
+      issues.add({ path: field, message: "has no rows of token ids" });
+    }
+    issues.throwIfAny();
+    const table = this.builder!.finish(this.targetsWereScalar, true);
+    table.lines = this.lines.slice(0, table.rows);
+    return table;
+  }
+}
+
 // ---------------------------------------------------------------- JSONL
 
 /**
@@ -598,6 +956,7 @@ export function parseJsonl(text: string, options: JsonlOptions): Table {
   let builder: TableBuilder | null = null;
   let targetsWereScalar = true;
   let shapeLine = 0; // the line that fixed the shape, for messages
+  let tokenRows: TokenRowReader | false | null = null; // decided by the first object: "input_ids" or "x"
   let position = text.charCodeAt(0) === CHAR.bom ? 1 : 0;
   for (let line = 1; position <= text.length && !issues.full; line++) {
     const newline = text.indexOf("\n", position);
@@ -617,7 +976,21 @@ export function parseJsonl(text: string, options: JsonlOptions): Table {
       issues.add({ path: field, line, message: `is ${describeJson(parsed)}, expected an object like {"x": [...], "y": ...}` });
       continue;
     }
-    const { x, y } = parsed as { x?: unknown; y?: unknown };
+    const record = parsed as Record<string, unknown>;
+    tokenRows ??= "input_ids" in record ? new TokenRowReader(field, issues, Math.min(countLines(text, position), Math.ceil(text.length / 16))) : false;
+    if (tokenRows) {
+      if ("x" in record && !("input_ids" in record)) {
+        issues.add({ path: field, line, column: "x", message: `has "x", but the rows are token rows ("input_ids", first on line ${tokenRows.firstLine}): every line is one kind` });
+        continue;
+      }
+      tokenRows.add(line, record.input_ids, record.attention_mask, record.y, Object.keys(record));
+      continue;
+    }
+    if ("input_ids" in record) {
+      issues.add({ path: field, line, column: "input_ids", message: `has "input_ids", but the rows are feature rows ("x", first on line ${shapeLine || "1"}): every line is one kind` });
+      continue;
+    }
+    const { x, y } = record as { x?: unknown; y?: unknown };
     let broken = false;
     for (const [name, value] of [["x", x], ["y", y]] as const) {
       if (value === undefined) {
@@ -662,8 +1035,9 @@ export function parseJsonl(text: string, options: JsonlOptions): Table {
       else builder.y[row] = value;
     }
   }
+  if (tokenRows) return tokenRows.finish();
   if (!builder && issues.issues.length === 0) {
-    issues.add({ path: field, message: "has no rows; each line should be {\"x\": [...], \"y\": ...}" });
+    issues.add({ path: field, message: "has no rows; each line should be {\"x\": [...], \"y\": ...} (or {\"input_ids\": [...], \"attention_mask\": [...], \"y\": ...})" });
   }
   issues.throwIfAny();
   return builder!.finish(targetsWereScalar);
@@ -671,7 +1045,7 @@ export function parseJsonl(text: string, options: JsonlOptions): Table {
 
 function copyJsonlValues(
   values: unknown[],
-  name: "x" | "y",
+  name: string,
   out: Float32Array,
   offset: number,
   field: string,
@@ -721,7 +1095,12 @@ export function checkTargets(table: Table, loss: LossSpec, outputs: number, fiel
       });
       return false;
     }
-    const hint = table.targets === classCount ? "; give the class index, not one value per class" : "";
+    const hint =
+      table.ids && table.targets === table.features
+        ? `; these look like per-token labels (${table.features}, one per token): those need a model that outputs one prediction per token, [tokens, classes], without a pool`
+        : table.targets === classCount
+          ? "; give the class index, not one value per class"
+          : "";
     issues.add({ path: `${field}.y`, message: `${what} needs one class index per row, but the rows have ${table.targets} target values${hint}` });
     return false;
   };

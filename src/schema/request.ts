@@ -223,10 +223,24 @@ const row = z.array(z.number()).max(1 << 20);
 const target = z.union([z.number(), row]);
 
 /** Inline dataset: `x` rows of features, `y` one target per row. */
-export const Dataset = z.strictObject({
+export const FeatureDataset = z.strictObject({
   x: z.array(row).min(1),
   y: z.array(target).min(1),
 });
+
+/**
+ * Inline token rows: `input_ids` rows of token ids padded to one length T, an optional
+ * `attention_mask` of the same shape (1 = token, 0 = padding; absent: every token counts), and
+ * `y`: a target per row, or a row of T class indices (per-token targets, -100 ignored).
+ */
+export const TokenDataset = z.strictObject({
+  input_ids: z.array(z.array(int().min(0).max(2 ** 24 - 1)).max(1 << 20)).min(1),
+  attention_mask: z.array(z.array(int().min(0).max(1)).max(1 << 20)).min(1).optional(),
+  y: z.array(target).min(1),
+});
+
+/** An inline dataset: feature rows or token rows. */
+export const Dataset = z.union([FeatureDataset, TokenDataset]);
 
 export const Data = z.strictObject({
   train: Dataset.optional(),

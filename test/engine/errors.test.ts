@@ -48,7 +48,7 @@ const cases: [string, () => unknown, number, string, RegExp?][] = [
   ["attention heads that do not divide embed_dim", () => ({ ...seedRequest(10), model: { input: { shape: [2, 5] }, layers: [{ type: "multihead_attention", embed_dim: 5, num_heads: 2 }, { type: "flatten" }, { type: "linear", in_features: 10, out_features: 1 }] } }), 422, "model.layers[0].num_heads", /embed_dim 5 .*num_heads 2/],
   ["attention over tokens of another width", () => ({ ...seedRequest(10), model: { input: { shape: [2, 5] }, layers: [{ type: "multihead_attention", embed_dim: 4, num_heads: 2 }] } }), 422, "model.layers[0].embed_dim", /4.*\[2, 5\]/],
   ["attention over flat features", () => ({ ...seedRequest(10), model: { layers: [{ type: "multihead_attention", embed_dim: 10, num_heads: 2 }] } }), 422, "model.layers[0]", /\[T, 10\].*\[10\]/],
-  ["a ragged row", () => { const r = seedRequest(10); r.data.train!.x[3] = [1, 2]; return r; }, 422, "data.train.x[3]"],
+  ["a ragged row", () => { const r = seedRequest(10); (r.data.train as { x: number[][] }).x[3] = [1, 2]; return r; }, 422, "data.train.x[3]"],
   ["rows narrower than the model", () => ({ ...seedRequest(10), data: { train: { x: [[1, 2]], y: [1] } } }), 422, "data.train.x"],
   ["a class label out of range", () => { const r = classifierRequest(20); r.data.train!.y[5] = 7; return r; }, 422, "data.train.y[5]", /7/],
   ["class weights of the wrong length", () => classifierRequest(20, { loss: { type: "cross_entropy", weight: [1, 2] } }), 422, "training.loss.weight"],

@@ -193,6 +193,69 @@ function expectSameF32(got: Float32Array, expected: number[], what: string): voi
   }
 }
 
+// ---------------------------------------------------------------- token rows
+
+/** An id: mostly small integers, sometimes anything. */
+const tokenId = fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max: 30 }) }, { weight: 1, arbitrary: nastyNumber }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 1 }) });
+const maskValue = fc.oneof({ weight: 8, arbitrary: fc.constantFrom(0, 1) }, { weight: 1, arbitrary: nastyNumber }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 1 }) });
+/** Token datasets near the valid shape: rows of ids of (mostly) one length, a mask (or not), targets. */
+const tokenDataset = fc.integer({ min: 1, max: 5 }).chain((T) =>
+  fc.record(
+    {
+      input_ids: fc.oneof({ weight: 6, arbitrary: fc.array(fc.array(tokenId, { minLength: T, maxLength: T }), { minLength: 0, maxLength: 6 }) }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }) }),
+      attention_mask: fc.oneof(fc.array(fc.array(maskValue, { minLength: T - 1, maxLength: T }), { maxLength: 6 }), fc.constant(undefined), fc.jsonValue({ maxDepth: 2 })),
+      y: fc.oneof(fc.array(fc.integer({ min: -100, max: 3 }), { maxLength: 6 }), fc.array(fc.array(fc.integer({ min: -100, max: 3 }), { minLength: T, maxLength: T }), { maxLength: 6 }), fc.jsonValue({ maxDepth: 2 })),
+    },
+    { requiredKeys: ["input_ids"] },
+  ),
+);
+
+/** A token table is consistent: integer ids below 2^24, a 0/1 mask of the ids' shape with a 1 in every row. */
+function checkTokenTable(t: Table): void {
+  expect(t.ids).toBe(true);
+  for (const v of t.x) if (!(Number.isInteger(v) && v >= 0 && v < 2 ** 24)) throw new Error(`id ${v}`);
+  if (t.mask) {
+    expect(t.mask.length).toBe(t.x.length);
+    for (let r = 0; r < t.rows; r++) {
+      const row = t.mask.subarray(r * t.features, (r + 1) * t.features);
+      if (!row.every((v) => v === 0 || v === 1) || !row.includes(1)) throw new Error(`mask row ${r}: ${[...row]}`);
+    }
+  }
+}
+
+describe("fuzz: token rows only ever throw DatasetError, and accepted tables are consistent", () => {
+  it("inline, JSONL and CSV token rows", async () => {
+    let accepted = 0;
+    const report = await checkProperty(
+      "dataset: token rows in every format",
+      fc.property(tokenDataset, fc.constantFrom("inline", "jsonl", "csv"), (d, format) => {
+        const rows = Array.isArray(d.input_ids) ? (d.input_ids as unknown[]) : [];
+        const cell = (v: unknown) => `"${(Array.isArray(v) ? v.map((x) => String(x)).join(" ") : String(v)).replace(/"/g, '""')}"`;
+        const at = (a: unknown, r: number) => (Array.isArray(a) ? a[r] : undefined);
+        const run = (): Table => {
+          if (format === "inline") return tableFromInline(d as unknown as DatasetSpec, "data.train");
+          if (format === "jsonl") {
+            const text = rows.map((ids, r) => JSON.stringify({ input_ids: ids, ...(d.attention_mask !== undefined ? { attention_mask: at(d.attention_mask, r) } : {}), y: at(d.y, r) })).join("\n");
+            return parseJsonl(text, { field: "data.train" });
+          }
+          const header = d.attention_mask !== undefined ? "input_ids,attention_mask,y" : "input_ids,y";
+          const text = [header, ...rows.map((ids, r) => [cell(ids), ...(d.attention_mask !== undefined ? [cell(at(d.attention_mask, r))] : []), cell(at(d.y, r))].join(","))].join("\n");
+          return parseCsv(text, { target: "y", field: "data.train" });
+        };
+        const result = checkParser(run);
+        if (result instanceof DatasetError) {
+          for (const issue of result.errors) expect(issue.path.startsWith("data.train")).toBe(true);
+        } else {
+          checkTokenTable(result);
+          accepted++;
+        }
+      }),
+      2000,
+    );
+    expect(accepted, "some token datasets must parse").toBeGreaterThan(report.runs / 100);
+  });
+});
+
 describe("round trips: a numeric table survives CSV, JSONL and inline JSON exactly", () => {
   it("CSV: any column order, quoting, spacing, number spelling, line ends, blank lines, BOM", async () => {
     await checkProperty(

@@ -679,6 +679,114 @@ for (const impl of IMPLS) {
       }
     });
 
+    describe("token layers", () => {
+      // nn.Embedding: y[t] = W[ids[t]]; "the entries at padding_idx do not contribute to the
+      // gradient" (the row acts as a constant). L = sum_t sum_j c[t, j] y[t, j].
+      for (const paddingIdx of [-1, 1]) {
+        it.skipIf(!!impl.skip)(`embedding dW (padding_idx ${paddingIdx})${suffix}`, async () => {
+          const lab = await impl.make();
+          const rng = new Rng(500 + paddingIdx);
+          const V = 5, D = 6, n = 13;
+          const ids = Float32Array.from({ length: n }, (_, t) => (t % 4 === 0 ? 1 : rng.int(V))); // repeats, padding
+          const W = rng.f32(V * D), c = rng.f32(n * D);
+          const dW = lab.put(new Float32Array(V * D));
+          lab.k.embedding_backward(dW, lab.put(c), lab.put(ids), n, D, paddingIdx);
+          const L = (w: Float64Array) => {
+            let s = 0;
+            for (let t = 0; t < n; t++) {
+              const id = ids[t]!;
+              for (let j = 0; j < D; j++) s += c[t * D + j]! * (id === paddingIdx ? W[id * D + j]! : w[id * D + j]!);
+            }
+            return s;
+          };
+          const numeric = numericGrad(W, L);
+          const y = lab.alloc(n * D);
+          lab.k.embedding_forward(y, lab.put(W), lab.put(ids), n, D);
+          const forward = Float64Array.from({ length: n * D }, (_, i) => W[ids[Math.floor(i / D)]! * D + (i % D)]!);
+          expect([
+            ...compare("embedding dW", lab.get(dW, V * D), numeric, maxAbs(numeric)),
+            ...compare("embedding forward", lab.get(y, n * D), forward, 1, 0, 0),
+          ]).toEqual([]);
+        });
+      }
+
+      // position_embedding: y = x + W[:T] for each row; dW[:T] = sum_rows dy (bias_grad), dx = dy
+      it.skipIf(!!impl.skip)(`position_embedding dW and dx${suffix}`, async () => {
+        const lab = await impl.make();
+        const rng = new Rng(510);
+        const rows = 3, T = 4, D = 5, num = 6, n = T * D;
+        const x = rng.f32(rows * n), W = rng.f32(num * D), c = rng.f32(rows * n);
+        const L = (xv: ArrayLike<number>, w: ArrayLike<number>) => {
+          let s = 0;
+          for (let r = 0; r < rows; r++) for (let i = 0; i < n; i++) s += c[r * n + i]! * (xv[r * n + i]! + w[i]!);
+          return s;
+        };
+        const y = lab.alloc(rows * n);
+        lab.k.add_broadcast(y, lab.put(x), lab.put(W), rows, n);
+        const pc = lab.put(c);
+        const dW = lab.put(new Float32Array(num * D));
+        const dx = lab.put(new Float32Array(rows * n).fill(-777));
+        lab.k.bias_grad(dW, pc, rows, n);
+        lab.k.copy(dx, pc, rows * n);
+        const nW = numericGrad(W, (w) => L(x, w));
+        const nx = numericGrad(x, (v) => L(v, W));
+        const forward = Float64Array.from({ length: rows * n }, (_, i) => x[i]! + W[i % n]!);
+        expect([
+          ...compare("position_embedding dW", lab.get(dW, num * D), nW, maxAbs(nW)),
+          ...compare("position_embedding dx", lab.get(dx, rows * n), nx, maxAbs(nx)),
+          ...compare("position_embedding forward", lab.get(y, rows * n), forward, 4, 1e-6, 0),
+        ]).toEqual([]);
+      });
+
+      // pool: L = sum_r sum_d c[r, d] pool(x)[r, d], pool as edgetune defines it over the tokens with
+      // mask 1: mean (sum / count), max, cls (token 0), last (the last token with mask 1)
+      const modes = [["mean", 0], ["max", 1], ["cls", 2], ["last", 3]] as const;
+      for (const [name, mode] of modes) {
+        for (const masked of [false, true]) {
+          it.skipIf(!!impl.skip)(`pool ${name} dx (mask ${masked})${suffix}`, async () => {
+            const lab = await impl.make();
+            const rng = new Rng(520 + mode * 2 + (masked ? 1 : 0));
+            const rows = 3, T = 5, D = 6;
+            const mask = Float32Array.from({ length: rows * T }, (_, i) => (!masked || i % T === 0 || rng.next() < 0.5 ? 1 : 0));
+            // distinct values per (row, feature), at least 0.05 apart: no max within 1e-2 of a tie
+            const x = new Float32Array(rows * T * D);
+            for (let r = 0; r < rows; r++) {
+              for (let d = 0; d < D; d++) {
+                const order = Array.from({ length: T }, (_, t) => t).sort(() => rng.next() - 0.5);
+                order.forEach((t, k) => (x[(r * T + t) * D + d] = f(-1 + 0.1 * k + rng.uniform(0, 0.05))));
+              }
+            }
+            const c = rng.f32(rows * D);
+            const valid = (r: number, t: number) => mask[r * T + t] !== 0;
+            const pooled = (v: ArrayLike<number>, r: number, d: number): number => {
+              const ts = Array.from({ length: T }, (_, t) => t).filter((t) => valid(r, t));
+              const at = (t: number) => v[(r * T + t) * D + d]!;
+              if (name === "mean") return ts.reduce((s, t) => s + at(t), 0) / ts.length;
+              if (name === "max") return Math.max(...ts.map(at));
+              if (name === "cls") return at(0);
+              return at(ts.at(-1)!);
+            };
+            const L = (v: ArrayLike<number>) => {
+              let s = 0;
+              for (let r = 0; r < rows; r++) for (let d = 0; d < D; d++) s += c[r * D + d]! * pooled(v, r, d);
+              return s;
+            };
+            const px = lab.put(x), pm = masked ? lab.put(mask) : 0;
+            const out = lab.alloc(rows * D), argmax = lab.alloc(rows * D);
+            lab.k.token_pool_forward(out, argmax, px, pm, mode, rows, T, D);
+            const dx = lab.put(new Float32Array(rows * T * D).fill(-777)); // every element written
+            lab.k.token_pool_backward(dx, lab.put(c), argmax, pm, mode, rows, T, D);
+            const numeric = numericGrad(x, L);
+            const forward = Float64Array.from({ length: rows * D }, (_, i) => pooled(x, Math.floor(i / D), i % D));
+            expect([
+              ...compare(`pool ${name} dx`, lab.get(dx, rows * T * D), numeric, maxAbs(numeric)),
+              ...compare(`pool ${name} forward`, lab.get(out, rows * D), forward, 1, 1e-6, 0),
+            ]).toEqual([]);
+          });
+        }
+      }
+    });
+
     it.skipIf(!!impl.skip)(`dropout backward (mul with the mask) against differences of dropout_forward${suffix}`, async () => {
       const lab = await impl.make();
       const k = lab.k;

@@ -11,6 +11,7 @@
  * Tolerances (chosen per kernel; the largest observed differences are printed at the end):
  *  - bit-exact: relu, leaky_relu (f32 slope), tanh/sigmoid backward, dropout (mask and out), mul,
  *    scale, fill, copy, axpy (plain SIMD build), gather_rows, transpose, every optimizer state,
+ *    the token kernels (embedding lookup and scatter-add, add_broadcast, token pooling),
  *    the gradients of mse/l1/huber/smooth_l1/hinge/multi_margin, max_abs, all_finite. Both
  *    sides round every operation to f32 in the same order (double rounding of an f64 + - * /
  *    or sqrt to f32 is innocuous), so any difference is a real divergence.
@@ -435,6 +436,46 @@ const layerNormForward: Case = (P, rng) => {
   }
 };
 
+// ------------------------------------------------------------------ token kernels
+
+/** Token ids in [0, vocab) as f32, with repeats (the scatter-add sums them in token order). */
+const tokenIds = (rng: Rng, n: number, vocab: number) => Float32Array.from({ length: n }, () => rng.int(vocab));
+
+/** A [rows, T] mask of 0/1 with at least one 1 per row (a row of padding only is refused by validation). */
+function tokenMask(rng: Rng, rows: number, T: number): Float32Array {
+  const m = Float32Array.from({ length: rows * T }, () => (rng.next() < 0.6 ? 1 : 0));
+  for (let r = 0; r < rows; r++) m[r * T + rng.int(T)] = 1;
+  return m;
+}
+
+const VOCAB = 7;
+
+const embeddingForward: Case = (P, rng) => {
+  for (const n of [0, 1, 9]) {
+    each(P, LENGTHS, (dim) => {
+      const weight = P.input(rng.f32(VOCAB * dim), "weight");
+      const ids = P.input(tokenIds(rng, n, VOCAB), "ids");
+      const out = P.output(n * dim);
+      P.both((k) => k.embedding_forward(out, weight, ids, n, dim));
+      P.exact("embedding_forward", "out", out, n * dim);
+    }, (dim) => `tokens=${n} dim=${dim}`);
+  }
+};
+
+const embeddingBackward: Case = (P, rng) => {
+  for (const paddingIdx of [-1, 2]) {
+    for (const n of [0, 1, 9, 40]) {
+      each(P, LENGTHS, (dim) => {
+        const dweight = P.output(VOCAB * dim, rng.f32(VOCAB * dim)); // accumulates
+        const dout = P.input(rng.f32(n * dim), "dout");
+        const ids = P.input(tokenIds(rng, n, VOCAB), "ids");
+        P.both((k) => k.embedding_backward(dweight, dout, ids, n, dim, paddingIdx));
+        P.exact("embedding_backward", "dweight", dweight, VOCAB * dim);
+      }, (dim) => `padding_idx=${paddingIdx} tokens=${n} dim=${dim}`);
+    }
+  }
+};
+
 const layerNormBackward: Case = (P, rng) => {
   for (const center of [1, 0]) {
     for (const affine of NORM_AFFINE) {
@@ -546,6 +587,55 @@ const batchNormBackward: Case = (P, rng) => {
     }
   }
 };
+
+const addBroadcast: Case = (P, rng) => {
+  for (const rows of [0, 1, 3]) {
+    each(P, LENGTHS, (cols) => {
+      const inp = P.input(rng.f32(rows * cols), "inp");
+      const b = P.input(rng.f32(cols), "b");
+      const out = P.output(rows * cols);
+      P.both((k) => k.add_broadcast(out, inp, b, rows, cols));
+      P.exact("add_broadcast", "out", out, rows * cols);
+    }, (cols) => `rows=${rows} cols=${cols}`);
+  }
+};
+
+/** Every pooling mode, with and without a mask; D over the house lengths; x with ties (max keeps the first). */
+function tokenPoolCase(direction: "forward" | "backward"): Case {
+  return (P, rng) => {
+    for (const mode of [0, 1, 2, 3]) {
+      for (const masked of [false, true]) {
+        for (const [rows, T] of [[1, 1], [3, 5], [2, 9]] as const) {
+          each(P, LENGTHS, (D) => {
+            const xv = rng.f32(rows * T * D, -2, 2);
+            for (let i = 0; i < xv.length; i += 5) xv[i] = 1.5; // ties across tokens
+            const x = P.input(xv, "x");
+            const mask = masked ? P.input(tokenMask(rng, rows, T), "mask") : 0;
+            if (direction === "forward") {
+              const out = P.output(rows * D);
+              const argmax = mode === 1 ? P.output(rows * D) : 0;
+              P.both((k) => k.token_pool_forward(out, argmax, x, mask, mode, rows, T, D));
+              P.exact("token_pool_forward", "out", out, rows * D);
+              if (argmax) P.exact("token_pool_forward", "argmax", argmax, rows * D);
+            } else {
+              // argmax as the forward wrote it (from the twin: the forward comparison checks it)
+              let argmax = 0;
+              if (mode === 1) {
+                const am = P.alloc(rows * D), out = P.alloc(rows * D);
+                P.ref.token_pool_forward(out, am, x, mask, mode, rows, T, D);
+                argmax = P.input(P.readR(am, rows * D), "argmax");
+              }
+              const dout = P.input(rng.f32(rows * D), "dout");
+              const dx = P.output(rows * T * D);
+              P.both((k) => k.token_pool_backward(dx, dout, argmax, mask, mode, rows, T, D));
+              P.exact("token_pool_backward", "dx", dx, rows * T * D);
+            }
+          }, (D) => `mode=${mode} mask=${masked} rows=${rows} T=${T} D=${D}`);
+        }
+      }
+    }
+  };
+}
 
 // ------------------------------------------------------------------ the table: one entry per kernel
 
@@ -841,6 +931,11 @@ const CASES: Record<Tested, Case> = {
   adam_step: adam,
   rmsprop_step: rmsprop,
   adagrad_step: adagrad,
+  embedding_forward: embeddingForward,
+  embedding_backward: embeddingBackward,
+  add_broadcast: addBroadcast,
+  token_pool_forward: tokenPoolCase("forward"),
+  token_pool_backward: tokenPoolCase("backward"),
   sum_squares: (P, rng) =>
     each(P, EL, (n) => {
       const xv = rng.f32(n, -3, 3);

@@ -172,6 +172,44 @@ def make_data(seed, task, n_train=64, n_val=0, d_in=6, k=1, noise=0.1, ignore=No
     return data
 
 
+def make_token_data(seed, n_train=64, n_val=0, T=6, vocab=16, k=3, per_token=False, mask=True, min_len=2,
+                    hidden=6, noise=0.3, task="tokens"):
+    """Token rows: ids uniform in [1, vocab), right-padded with id 0 to T (lengths uniform in
+    [min_len, T]), with the attention mask when `mask`; without a mask every row is full length.
+    Labels from a random teacher: an embedding table E [vocab, hidden] and a projection W
+    [hidden, k]; per sample the argmax of mean(E[ids]) W + noise, or per token (per_token) the
+    argmax of E[id] W + noise, with -100 (ignore_index) on padding."""
+    assert task == "tokens"
+    rs = np.random.RandomState(seed)
+    n = n_train + n_val
+    emb = rs.randn(vocab, hidden)
+    w = rs.randn(hidden, k)
+    ids, masks, ys = [], [], []
+    for _ in range(n):
+        length = int(rs.randint(min_len, T + 1)) if mask else T
+        row = [int(v) for v in rs.randint(1, vocab, size=length)] + [0] * (T - length)
+        ids.append(row)
+        masks.append([1] * length + [0] * (T - length))
+        if per_token:
+            logits = emb[row[:length]] @ w + noise * rs.randn(length, k)
+            ys.append([int(v) for v in np.argmax(logits, axis=1)] + [-100] * (T - length))
+        else:
+            logits = emb[row[:length]].mean(0) @ w + noise * rs.randn(k)
+            ys.append(int(np.argmax(logits)))
+
+    def part(a, b):
+        d = OrderedDict(input_ids=ids[a:b])
+        if mask:
+            d["attention_mask"] = masks[a:b]
+        d["y"] = ys[a:b]
+        return d
+
+    data = OrderedDict(train=part(0, n_train))
+    if n_val:
+        data["validation"] = part(n_train, n)
+    return data
+
+
 # --------------------------------------------------------------------------- model / loss / optim
 
 def layer_name(i, layer):
@@ -246,6 +284,44 @@ def build_layers(layers):
     return OrderedDict((layer_name(i, L), build_module(L)) for i, L in enumerate(layers))
 
 
+class PositionEmbedding(nn.Module):
+    """edgetune's position_embedding: learned positions added to the input, x + weight[:T], with
+    weight [num_embeddings, embedding_dim] initialised as nn.Embedding's (normal_(0, 1))."""
+
+    def __init__(self, num_embeddings, embedding_dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_embeddings, embedding_dim))
+        nn.init.normal_(self.weight)
+
+    def forward(self, x):
+        return x + self.weight[: x.shape[1]]
+
+
+class Pool(nn.Module):
+    """edgetune's pool: [N, T, D] -> [N, D] over the tokens whose mask is 1 (every token without a
+    mask): mean = sum / count, max (the gradient goes to the first maximum, as torch.max(dim)
+    returns it), cls = token 0, last = the last token with mask 1."""
+
+    takes_mask = True
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x, mask=None):
+        n, t = x.shape[0], x.shape[1]
+        if mask is None:
+            mask = torch.ones(n, t, dtype=x.dtype)
+        if self.mode == "mean":
+            return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        if self.mode == "max":
+            return x.masked_fill(mask[..., None] == 0, float("-inf")).max(dim=1).values
+        if self.mode == "cls":
+            return x[:, 0]
+        last = (mask * torch.arange(t, dtype=mask.dtype)).argmax(1)
+        return x[torch.arange(n), last]
+
+
 # One factory per layer type: the PyTorch module that an edgetune layer spec describes, with
 # PyTorch's names and defaults. A layer family adds its entries here.
 MODULES = {
@@ -266,6 +342,9 @@ MODULES = {
     "rms_norm": lambda L: RMSNorm(L["normalized_shape"], eps=L.get("eps"), elementwise_affine=L.get("elementwise_affine", True)),
     "batch_norm1d": lambda L: batch_norm(nn.BatchNorm1d, L),
     "batch_norm2d": lambda L: batch_norm(nn.BatchNorm2d, L),
+    "embedding": lambda L: nn.Embedding(L["num_embeddings"], L["embedding_dim"], padding_idx=L.get("padding_idx")),
+    "position_embedding": lambda L: PositionEmbedding(L["num_embeddings"], L["embedding_dim"]),
+    "pool": lambda L: Pool(L.get("mode", "mean")),
 }
 
 
@@ -470,6 +549,20 @@ def train(request, init_state, dtype):
     for m in model.modules():
         if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
             m.register_forward_pre_hook(hook)
+
+    def max_pool_hook(mod, inp, _out):
+        # pool(max) picks one token per feature: the runner-up must stay clear of it
+        if tracking["on"] and mod.mode == "max" and inp[0].shape[1] > 1:
+            x = inp[0].detach()
+            mask = inp[1] if len(inp) > 1 and inp[1] is not None else torch.ones(x.shape[:2], dtype=x.dtype)
+            top2 = x.masked_fill(mask[..., None] == 0, float("-inf")).topk(2, dim=1).values
+            gap = (top2[:, 0] - top2[:, 1])[torch.isfinite(top2[:, 1])]
+            if gap.numel():
+                margins.kink = min(margins.kink, float(gap.min()))
+
+    for m in model.modules():
+        if isinstance(m, Pool):
+            m.register_forward_hook(max_pool_hook)
 
     base_loss = make_loss(loss_spec, dtype)
 
@@ -699,7 +792,7 @@ def realize(c, seed):
     """The request and the initial weights of a case for a given seed."""
     d = dict(task="regression")
     d.update(c["data"])
-    data = make_data(seed + 1000, **d)
+    data = make_token_data(seed + 1000, **d) if d["task"] == "tokens" else make_data(seed + 1000, **d)
     t = dict(c["training"])
     t["seed"] = seed
     training = full_training(t)
@@ -1243,6 +1336,53 @@ def norm_cases():
     ]
 
 
+def token_cases():
+    """Token models: embedding, position_embedding and pool (mean, max, cls, last) over padded rows
+    with an attention mask, and a per-token tagger whose padding is labelled -100."""
+    lin = lambda i, o, name=None: OrderedDict([("type", "linear")] + ([("name", name)] if name else []) +
+                                              [("in_features", i), ("out_features", o)])
+    emb = lambda num, dim, name="emb", padding_idx=None: OrderedDict(
+        [("type", "embedding"), ("name", name), ("num_embeddings", num), ("embedding_dim", dim)] +
+        ([("padding_idx", padding_idx)] if padding_idx is not None else []))
+    pos = lambda num, dim: OrderedDict(type="position_embedding", name="pos", num_embeddings=num, embedding_dim=dim)
+    pool = lambda mode: OrderedDict(type="pool", mode=mode)
+    ce = {"type": "cross_entropy"}
+    adam = lambda lr=0.01: {"type": "adam", "lr": lr}
+    tok = lambda **kw: dict(dict(task="tokens", n_train=64, n_val=32), **kw)
+    return [
+        case("embedding_mean_pool_classifier", "embedding (no padding_idx) + pool(mean) over padded rows with an "
+             "attention mask + linear head; cross-entropy with validation",
+             layers=[emb(16, 8), pool("mean"), lin(8, 3, "head")], data=tok(),
+             training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()), seed=301),
+        case("padding_idx_positions_max_pool", "embedding with padding_idx 0 (its row gets no gradient) + "
+             "position_embedding + pool(max) + tanh + linear head",
+             layers=[emb(16, 8, padding_idx=0), pos(8, 8), pool("max"), {"type": "tanh"}, lin(8, 3, "head")],
+             data=tok(T=8), training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam(0.005)), seed=302),
+        case("cls_pool", "embedding + position_embedding + a per-token linear and GELU, then pool(cls): token 0",
+             layers=[emb(12, 6), pos(6, 6), lin(6, 6, "mix"), {"type": "gelu"}, pool("cls"), lin(6, 3, "head")],
+             data=tok(vocab=12), training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()), seed=303),
+        case("last_pool", "embedding with padding_idx 0 + position_embedding + pool(last): the last token with mask 1 "
+             "(rows of different lengths)",
+             layers=[emb(12, 6, padding_idx=0), pos(7, 6), pool("last"), lin(6, 3, "head")],
+             data=tok(vocab=12, T=7, min_len=1), training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()),
+             seed=304),
+        case("mean_pool_without_mask", "full-length rows without attention_mask (every token counts): embedding + "
+             "pool(mean) + linear, SGD with momentum", layers=[emb(10, 5), pool("mean"), lin(5, 2, "head")],
+             data=tok(vocab=10, k=2, mask=False, T=5),
+             training=dict(epochs=15, batch_size=8, loss=ce, optimizer={"type": "sgd", "lr": 0.2, "momentum": 0.9}),
+             seed=305),
+        case("token_tagger", "per-token targets: embedding + linear + tanh + linear per token ([T, C] output), y a "
+             "row of class indices with -100 on padding; the loss and val_accuracy count only the labelled tokens",
+             layers=[emb(16, 8, padding_idx=0), lin(8, 8, "hidden"), {"type": "tanh"}, lin(8, 4, "tag")],
+             data=tok(k=4, per_token=True), training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()),
+             seed=306),
+        case("frozen_embedding", "trainable [\"head\"]: the embedding stays at its initial values (no backward "
+             "through it); pool(mean) + linear", layers=[emb(16, 8), pool("mean"), lin(8, 3, "head")],
+             data=tok(), trainable=["head"], training=dict(epochs=15, batch_size=8, loss=ce, optimizer=adam()),
+             checks=(frozen(["emb"]),), seed=307),
+    ]
+
+
 # --------------------------------------------------------------------------- init.json
 
 def kaiming_bounds(fan_in):
@@ -1276,6 +1416,19 @@ def init_fixture():
         (17, [4, 6], [lin(6, 6, "inp"), mha(6, 3, bias=False, causal=True), mha(6, 1, "second")]),
         (2 ** 31 - 1, [5, 4], [OrderedDict(type="residual", name="block", layers=[mha(4, 2)]), lin(4, 2)]),
     ]
+    # token layers: nn.Embedding's normal_ below 16 elements (double Box-Muller), at 16, at a size
+    # that is not a multiple of 16 (the last block redrawn), with padding_idx (the row zeroed after
+    # the draw); the linear after them checks that the stream continues where torch's does
+    emb = lambda num, dim, name=None, padding_idx=None: OrderedDict(
+        [("type", "embedding")] + ([("name", name)] if name else []) + [("num_embeddings", num), ("embedding_dim", dim)] +
+        ([("padding_idx", padding_idx)] if padding_idx is not None else []))
+    pos = lambda num, dim: OrderedDict(type="position_embedding", name="pos", num_embeddings=num, embedding_dim=dim)
+    token_specs = [
+        (0, [emb(3, 4, "emb"), lin(4, 2, "head")]),
+        (1, [emb(4, 4, "emb", padding_idx=2), lin(4, 3, "head")]),
+        (42, [emb(7, 5, "emb", padding_idx=-1), pos(6, 5), {"type": "pool", "mode": "mean"}, lin(5, 3, "head")]),
+        (7, [emb(100, 16, "emb", padding_idx=0), pos(3, 16), lin(16, 4, "head")]),
+    ]
     cases = []
     for seed, shape, layers in [(s, None, L) for s, L in specs] + shaped:
         torch.manual_seed(seed)
@@ -1291,6 +1444,18 @@ def init_fixture():
         cases.append(c)
     a, b = cases[len(specs) - 2]["weights"], cases[len(specs) - 1]["weights"]
     assert a == b, "seed 2**32 + 5 should equal seed 5 (torch keeps the low 32 bits)"
+    for seed, layers in token_specs:
+        torch.manual_seed(seed)
+        model = build_model(layers)
+        cases.append(OrderedDict(seed=seed, layers=layers, bounds=OrderedDict(), weights=state_to_json(model.state_dict())))
+
+    # edgetune reproduces the AVX2 kernel's float32 arithmetic (rng.ts fillNormal): another build of
+    # torch (AVX-512 dispatch, no AVX2) draws other values
+    assert "CPU capability usage: AVX2" in torch.__config__.show(), "normal_ fixtures expect torch's AVX2 CPU kernels"
+    normal = []
+    for s, n, mean, std in ((0, 12, 0.0, 1.0), (3, 16, 0.0, 1.0), (5, 35, 0.5, 2.0), (9, 1000, -1.0, 0.1), (11, 2048, 0.0, 1.0)):
+        torch.manual_seed(s)
+        normal.append(OrderedDict(seed=s, n=n, mean=mean, std=std, values=torch.empty(n).normal_(mean, std).tolist()))
 
     mt = OrderedDict()
     for s in (0, 1, 42, 5489, 12345, 2 ** 31 - 1):
@@ -1326,8 +1491,11 @@ def init_fixture():
                      "evaluated in double. weight bound = sqrt(3) * (sqrt(2 / (1 + sqrt(5)^2)) / sqrt(fan_in)), "
                      "bias bound = 1 / sqrt(fan_in) (both in double, as torch computes them). "
                      "nn.MultiheadAttention (cases with `input`): out_proj, an nn.Linear, draws first; then "
-                     "xavier_uniform_(in_proj_weight) with a = sqrt(3) * sqrt(2 / (fan_in + fan_out)); both biases 0."),
-        cases=cases, mt19937=mt, uniform=uniform)
+                     "xavier_uniform_(in_proj_weight) with a = sqrt(3) * sqrt(2 / (fan_in + fan_out)); both biases 0. "
+                     "nn.Embedding (and position_embedding) draw normal_(0, 1): torch's CPU normal_ (AVX2 build: "
+                     "float32 Box-Muller over blocks of 16 uniforms from 16 elements on, double Box-Muller below); "
+                     "`normal` holds normal_(mean, std) samples of n elements after manual_seed(seed)."),
+        cases=cases, mt19937=mt, uniform=uniform, normal=normal)
 
 
 # --------------------------------------------------------------------------- main
@@ -1340,6 +1508,7 @@ GROUPS = OrderedDict(
     graph=graph_cases,
     attention=attention_cases,
     norm=norm_cases,
+    tokens=token_cases,
 )
 
 
@@ -1424,8 +1593,8 @@ def main():
         init = init_fixture()
         path = os.path.join(FIXTURES, "init.json")
         write_json(path, init)
-        print("init        %d cases, mt19937 for %d seeds, %d uniform_ samples" %
-              (len(init["cases"]), len(init["mt19937"]), len(init["uniform"])))
+        print("init        %d cases, mt19937 for %d seeds, %d uniform_ samples, %d normal_ samples" %
+              (len(init["cases"]), len(init["mt19937"]), len(init["uniform"]), len(init["normal"])))
     for w in sorted(all_warnings):
         print("torch warning:", w)
     if only is None:

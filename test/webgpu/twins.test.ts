@@ -5,7 +5,9 @@
  *
  * Tolerances (the largest observed differences are printed at the end):
  *  - bit-exact: relu, leaky_relu, dropout (mask and output: the same hash), mul, copy, fill,
- *    scale, gather, bias_grad (the same order of additions), the all-finite flag.
+ *    scale, gather, bias_grad (the same order of additions), the all-finite flag, the embedding
+ *    lookup and scatter-add, add_broadcast, token pooling except the mean.
+ *  - the mean of token pooling: 3 ulps (WGSL's division is within 2.5 ulps).
  *  - GEMM (and the batched strided GEMM of attention): |diff| <= 1e-5 (|init| + sum of |terms|)
  *    (a GPU may fuse a*b+c).
  *  - attention's softmax: 4 ulps (the same polynomial exp and order of sums; the GPU may contract
@@ -556,6 +558,76 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
           { kernel: "restore", buffers: [B.params!, B.last!, B.status!], params: [n, 8, 0, 0], x: gridGroups(n) }, // faults: FAULT_WEIGHT
         ]);
         exact(`restore bits=${bits}`, got.params!, bits & 8 ? last : params);
+      }
+    }
+  });
+
+  it("embedding forward and backward (the same order of additions), add_broadcast", async () => {
+    const rng = new Rng(23);
+    const V = 7, off = 5; // the weight sits at an offset of the state block, as in a model
+    for (const dim of LENGTHS) {
+      for (const [tokens, paddingIdx] of [[0, -1], [1, -1], [9, 2], [40, -1]] as const) {
+        const w = await wasm();
+        const weight = rng.f32(V * dim), ids = Float32Array.from({ length: tokens }, () => rng.int(V));
+        const dout = rng.f32(tokens * dim), grads = rng.f32(V * dim);
+        const outp = w.put(new Float32Array(tokens * dim)), idsp = w.put(ids), gradp = w.put(grads.slice());
+        w.k.embedding_forward(outp, w.put(weight), idsp, tokens, dim);
+        w.k.embedding_backward(gradp, w.put(dout), idsp, tokens, dim, paddingIdx);
+        const rows = 3, inp = rng.f32(rows * dim);
+        const sump = w.put(new Float32Array(rows * dim));
+        w.k.add_broadcast(sump, w.put(inp), w.put(weight), rows, dim);
+        const at = (x: Float32Array) => Float32Array.from([...new Float32Array(off).fill(9), ...x]);
+        const got = await gpu(
+          { out: new Float32Array(tokens * dim), state: at(weight), ids, grads: at(grads), dout, sum: new Float32Array(rows * dim), inp },
+          (B): DispatchSpec[] => [
+            { kernel: "embedding_forward", buffers: [B.out!, B.state!, B.ids!], params: [tokens * dim, dim, off, 0], x: gridGroups(tokens * dim) },
+            { kernel: "embedding_backward", buffers: [B.grads!, B.dout!, B.ids!], params: [dim, tokens, off, { i: paddingIdx }], x: gridGroups(dim) },
+            { kernel: "add_broadcast", buffers: [B.sum!, B.inp!, B.state!], params: [rows * dim, dim, off, 0], x: gridGroups(rows * dim) },
+          ],
+        );
+        exact("embedding_forward", got.out!, w.get(outp, tokens * dim));
+        exact("embedding_backward", got.grads!, at(w.get(gradp, V * dim)));
+        exact("add_broadcast", got.sum!, w.get(sump, rows * dim));
+      }
+    }
+  });
+
+  it("token_pool forward and backward: every mode, with and without a mask", async () => {
+    const rng = new Rng(24);
+    for (const mode of [0, 1, 2, 3]) {
+      for (const masked of [false, true]) {
+        for (const [rows, T] of [[1, 1], [3, 5], [2, 9]] as const) {
+          for (const D of LENGTHS) {
+            const w = await wasm();
+            const x = rng.f32(rows * T * D, -2, 2);
+            for (let i = 0; i < x.length; i += 5) x[i] = 1.5; // ties: max keeps the first
+            const mask = Float32Array.from({ length: rows * T }, () => (masked && rng.next() < 0.4 ? 0 : 1));
+            for (let r = 0; r < rows; r++) mask[r * T + rng.int(T)] = 1;
+            const dout = rng.f32(rows * D);
+            const xp = w.put(x), mp = masked ? w.put(mask) : 0;
+            const outp = w.put(new Float32Array(rows * D)), amp = w.put(new Float32Array(rows * D)), dxp = w.put(new Float32Array(rows * T * D));
+            w.k.token_pool_forward(outp, amp, xp, mp, mode, rows, T, D);
+            w.k.token_pool_backward(dxp, w.put(dout), amp, mp, mode, rows, T, D);
+            const params = (n: number) => [n, T, D, mode, masked ? 1 : 0, 0, 0, 0];
+            const got = await gpu(
+              { out: new Float32Array(rows * D), argmax: new Float32Array(rows * D), x, mask, dout, dx: new Float32Array(rows * T * D).fill(-7) },
+              (B): DispatchSpec[] => [
+                { kernel: "token_pool_forward", buffers: [B.out!, B.argmax!, B.x!, B.mask!], params: params(rows * D), x: gridGroups(rows * D) },
+                { kernel: "token_pool_backward", buffers: [B.dx!, B.dout!, B.argmax!, B.mask!], params: params(rows * T * D), x: gridGroups(rows * T * D) },
+              ],
+            );
+            const expected = w.get(outp, rows * D), expectedDx = w.get(dxp, rows * T * D);
+            if (mode === 0) {
+              // the mean divides (WGSL's division is within 2.5 ulps, not correctly rounded)
+              close("token_pool_forward mean", got.out!, expected, 3, 0);
+              close("token_pool_backward mean", got.dx!, expectedDx, 3, 0);
+            } else {
+              exact("token_pool_forward", got.out!, expected);
+              exact("token_pool_backward", got.dx!, expectedDx);
+            }
+            if (mode === 1) exact("token_pool_forward argmax", got.argmax!, w.get(amp, rows * D));
+          }
+        }
       }
     }
   });

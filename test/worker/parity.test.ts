@@ -17,8 +17,9 @@ import training from "../parity/fixtures/training.json";
 import graph from "../parity/fixtures/graph.json";
 import attention from "../parity/fixtures/attention.json";
 import norm from "../parity/fixtures/norm.json";
+import tokens from "../parity/fixtures/tokens.json";
 
-const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm };
+const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens };
 /** As many keys as test/worker/vitest.config.ts configures (parity-key-0..5): a burst of 60 sync POSTs each. */
 const PARITY_KEYS = 6;
 const engine = createEngine({ module: relaxed, variant: "wasm-relaxed-simd", runtime: "workerd" });

@@ -19,6 +19,9 @@ export {
   layer_norm_forward, layer_norm_backward,
   batch_norm_stats, batch_norm_update, batch_norm_forward, batch_norm_backward,
 } from "./normalization";
+export {
+  embedding_forward, embedding_backward, add_broadcast, token_pool_forward, token_pool_backward,
+} from "./tokens";
 
 /** First byte the arena may use: everything below belongs to the module's static data. */
 export function heap_base(): usize {

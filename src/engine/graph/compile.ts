@@ -48,6 +48,11 @@ export function compileModel(model: ModelDescription, trainable: readonly string
   let shape: Shape = [data.features];
   if (model.input) {
     shape = model.input.shape;
+    if (tokens && shape.length !== 1) {
+      throw new UnprocessableError("shape_mismatch", [
+        { path: "model.input.shape", message: `is ${showShape(shape)}, but token ids are read as one sequence [tokens] per row (input_ids rows of ${data.features})` },
+      ]);
+    }
     if (numel(shape) !== data.features) {
       throw new UnprocessableError("shape_mismatch", [
         {
@@ -61,7 +66,7 @@ export function compileModel(model: ModelDescription, trainable: readonly string
   const mask = data.mask ? graph.input(data.features).value : null;
 
   // ---- 1. shape inference and lowering
-  const root = new Builder(graph, "model", "", mask);
+  const root = new Builder(graph, "model", "", mask, mask === null ? 0 : data.features);
   let y = x;
   const siblings = new Set<string>();
   model.layers.forEach((spec, index) => {
@@ -137,6 +142,7 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     outputGradSlot: schedule.outputSlot,
     input: { value: x.value, shape, ids: tokens },
     mask,
+    vocabulary: graph.vocabulary,
     output: { value: y.value, shape: y.shape },
     stateCount: offset,
     trainableCount,
@@ -166,6 +172,8 @@ class GraphState {
   readonly saved: SavedInfo[] = [];
   readonly ops: PendingOp[] = [];
   readonly batchRows: BatchRowsRequirement[] = [];
+  /** The strictest vocabulary of the layers that read token ids. */
+  vocabulary: { size: number; path: string } | null = null;
   private readonly names = new Set<string>();
 
   input(size: number): TensorRef {
@@ -193,6 +201,7 @@ class Builder implements LayerBuilder {
     readonly path: string,
     readonly name: string,
     readonly mask: number | null,
+    readonly maskTokens: number,
   ) {}
 
   private qualified(local: string): string {
@@ -220,6 +229,13 @@ class Builder implements LayerBuilder {
     return this.graph.saved.length - 1;
   }
 
+  private readIds = false;
+  readsIds(vocabulary: number): void {
+    this.readIds = true;
+    const seen = this.graph.vocabulary;
+    if (seen === null || vocabulary < seen.size) this.graph.vocabulary = { size: vocabulary, path: this.path };
+  }
+
   op(op: Op): void {
     const params = Object.entries(op)
       .filter(([key, v]) => PARAM_FIELDS.has(key) && typeof v === "number" && v >= 0)
@@ -237,7 +253,7 @@ class Builder implements LayerBuilder {
   }
 
   module(local: string): LayerBuilder {
-    return new Builder(this.graph, this.path, this.qualified(local), this.mask);
+    return new Builder(this.graph, this.path, this.qualified(local), this.mask, this.maskTokens);
   }
 
   layer(spec: { type: string; name?: string | undefined }, x: TensorRef, index: number): TensorRef {
@@ -255,14 +271,16 @@ class Builder implements LayerBuilder {
     if (siblings.has(local)) this.failAt(`${path}.name`, `duplicate layer name "${local}"`);
     siblings.add(local);
     const def = layerDef(spec.type);
-    const b = new Builder(this.graph, path, this.qualified(local), this.mask);
+    const b = new Builder(this.graph, path, this.qualified(local), this.mask, this.maskTokens);
     if (x.ids && !def.takesIds) {
       b.fail("type", `${spec.type} needs features, but its input is token ids ${showShape(x.shape)}: a token model starts with an embedding`);
     }
     if (!x.ids && def.takesIds) {
       b.fail("type", `${spec.type} takes token ids (data input_ids), but its input is features ${showShape(x.shape)}`);
     }
-    return def.build(spec as never, b, x);
+    const y = def.build(spec as never, b, x);
+    if (x.ids && !b.readIds) throw new Error(`layer registry: ${spec.type} takes ids but did not declare its vocabulary (readsIds)`);
+    return y;
   }
 
   private failAt(path: string, message: string): never {

@@ -100,6 +100,11 @@ export interface CompiledModel {
   /** The graph's inputs: x (features or token ids) and the attention mask (null: none). */
   readonly input: { readonly value: number; readonly shape: Shape; readonly ids: boolean };
   readonly mask: number | null;
+  /**
+   * What the token ids index: the smallest num_embeddings of the layers that read them, and
+   * where that layer is (for messages); null for feature data. Ids must be below `size`.
+   */
+  readonly vocabulary: { readonly size: number; readonly path: string } | null;
   /** The model's output (the logits). */
   readonly output: { readonly value: number; readonly shape: Shape };
   /** Elements of the state block; its layout is [trainable parameters | buffers | frozen parameters]. */

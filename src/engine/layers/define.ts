@@ -21,6 +21,8 @@ export interface LayerBuilder {
   readonly name: string;
   /** The graph's attention mask value ([rows, T], 1 = token, 0 = padding), or null without one. */
   readonly mask: number | null;
+  /** Tokens per row of the attention mask (T); 0 without one. */
+  readonly maskTokens: number;
   /** Declares parameter `<name>.<local>` of `shape` (state_dict order = call order); returns its index. */
   parameter(local: string, shape: readonly number[]): number;
   /** Declares a buffer (running statistics); I64 buffers are stored as I64 in safetensors. */
@@ -31,6 +33,11 @@ export interface LayerBuilder {
   value(shape: Shape): TensorRef;
   /** A buffer kept from forward to backward: `perRow` elements per sample plus `fixed`. */
   saved(perRow: number, fixed?: number): number;
+  /**
+   * Declares that this layer reads the data's token ids as indices below `vocabulary` (an
+   * embedding's num_embeddings): prepareRun refuses rows with larger ids, naming the row.
+   */
+  readsIds(vocabulary: number): void;
   /** Appends an op to the graph. */
   op(op: Op): void;
   /**

@@ -12,9 +12,10 @@ import { dropout } from "./dropout.js";
 import { flatten } from "./flatten.js";
 import { linear } from "./linear.js";
 import { NORM_LAYERS } from "./norm.js";
+import { TOKEN_LAYERS } from "./tokens.js";
 
 /** Every layer type without children. */
-export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, ...NORM_LAYERS, multiheadAttention] as const;
+export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, ...NORM_LAYERS, ...TOKEN_LAYERS, multiheadAttention] as const;
 
 /** Every layer type. */
 export const LAYERS = [...LEAF_LAYERS, sequential, residual] as const;

@@ -6,6 +6,7 @@ import { attentionOp } from "./attention.js";
 import { activationOp, addOp, dropoutOp } from "./elementwise.js";
 import { linearOp } from "./linear.js";
 import { batchNormOp, layerNormOp } from "./norm.js";
+import { addPositionOp, embeddingOp, tokenPoolOp } from "./tokens.js";
 import type { OpDef, OpKind, OpOf } from "./types.js";
 
 export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
@@ -16,6 +17,9 @@ export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
   attention: attentionOp,
   layer_norm: layerNormOp,
   batch_norm: batchNormOp,
+  embedding: embeddingOp,
+  add_position: addPositionOp,
+  token_pool: tokenPoolOp,
 };
 
 /** The definition of an op kind, typed for a generic op. */

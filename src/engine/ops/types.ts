@@ -132,8 +132,46 @@ export interface BatchNormOp extends OpBase {
   readonly stats: number;
 }
 
+/**
+ * y[m, :] = weight[ids[m], :] for m = rows * tokens (nn.Embedding); the gradient scatter-adds
+ * into the rows of weight in token order, except padding_idx's row.
+ * https://pytorch.org/docs/stable/generated/torch.nn.Embedding.html
+ */
+export interface EmbeddingOp extends OpBase {
+  readonly kind: "embedding";
+  readonly weight: number;
+  /** Token ids per sample (T). */
+  readonly tokens: number;
+  /** embedding_dim (D). */
+  readonly dim: number;
+  /** The row that gets no gradient (padding_idx, made non-negative), or -1. */
+  readonly paddingIdx: number;
+}
+
+/** y = x + weight[:T] over x [T, D] (learned positions): the first n = T * D elements of weight. */
+export interface AddPositionOp extends OpBase {
+  readonly kind: "add_position";
+  readonly weight: number;
+  readonly n: number;
+}
+
+/**
+ * Pooling over the tokens of x [T, D] into [D], honouring the attention mask when `inputs` has
+ * it (inputs[1]): mode 0 mean, 1 max, 2 cls, 3 last (layers/tokens.ts POOL_MODES).
+ */
+export interface TokenPoolOp extends OpBase {
+  readonly kind: "token_pool";
+  readonly mode: number;
+  readonly tokens: number;
+  readonly dim: number;
+  /** Saved [rows, D]: the token each max took (-1 for the other modes). */
+  readonly argmax: number;
+}
+
 /** Every op. */
-export type Op = LinearOp | ActivationOp | DropoutOp | AddOp | AttentionOp | LayerNormOp | BatchNormOp;
+export type Op =
+  | LinearOp | ActivationOp | DropoutOp | AddOp | AttentionOp | LayerNormOp | BatchNormOp
+  | EmbeddingOp | AddPositionOp | TokenPoolOp;
 export type OpKind = Op["kind"];
 export type OpOf<K extends OpKind> = Extract<Op, { kind: K }>;
 

@@ -393,6 +393,76 @@ const batchNorm: GpuOp<OpOf<"batch_norm">> = {
   },
 };
 
+/** y[m] = W[ids[m]]; dW[ids[m]] += dy[m] in token order, one invocation per column (ops/tokens.ts). */
+const embedding: GpuOp<OpOf<"embedding">> = {
+  forward(c, op, rows) {
+    const n = rows * op.tokens * op.dim;
+    return [
+      {
+        kernel: "embedding_forward",
+        buffers: [c.value(op.outputs[0]!), c.state, c.value(op.inputs[0]!)],
+        params: [n, op.dim, c.offset(op.weight), 0],
+        x: gridGroups(n),
+      },
+    ];
+  },
+  backward(c, op, rows, dy) {
+    if (!c.trainable(op.weight)) return [];
+    return [
+      {
+        kernel: "embedding_backward",
+        buffers: [c.grads, dy[0]!, c.value(op.inputs[0]!)],
+        params: [op.dim, rows * op.tokens, c.offset(op.weight), { i: op.paddingIdx }],
+        x: gridGroups(op.dim),
+      },
+    ];
+  },
+};
+
+/** y = x + W[:T]; dW[:T] += sum_rows dy (bias_grad); dx = dy. */
+const addPosition: GpuOp<OpOf<"add_position">> = {
+  forward(c, op, rows) {
+    const n = rows * op.n;
+    return [{ kernel: "add_broadcast", buffers: [c.value(op.outputs[0]!), c.value(op.inputs[0]!), c.state], params: [n, op.n, c.offset(op.weight), 0], x: gridGroups(n) }];
+  },
+  backward(c, op, rows, dy, dx) {
+    const specs: DispatchSpec[] = [];
+    if (c.trainable(op.weight)) specs.push({ kernel: "bias_grad", buffers: [c.grads, dy[0]!], params: [op.n, rows, c.offset(op.weight), 0], x: gridGroups(op.n) });
+    if (dx[0]) specs.push({ kernel: "copy", buffers: [dx[0], dy[0]!], params: [rows * op.n, 0, 0, 0], x: gridGroups(rows * op.n) });
+    return specs;
+  },
+};
+
+/** Pooling over tokens with the mask (inputs[1]) when the data has one. */
+const tokenPool: GpuOp<OpOf<"token_pool">> = {
+  forward(c, op, rows) {
+    const n = rows * op.dim;
+    const masked = op.inputs.length > 1;
+    return [
+      {
+        kernel: "token_pool_forward",
+        // an unused mask binding takes x (read-only, never read): c.none is already argmax's (read_write) and may not alias
+        buffers: [c.value(op.outputs[0]!), op.argmax >= 0 ? c.saved(op.argmax) : c.none, c.value(op.inputs[0]!), c.value(op.inputs[masked ? 1 : 0]!)],
+        params: [n, op.tokens, op.dim, op.mode, masked ? 1 : 0, 0, 0, 0],
+        x: gridGroups(n),
+      },
+    ];
+  },
+  backward(c, op, rows, dy, dx) {
+    if (!dx[0]) return [];
+    const n = rows * op.tokens * op.dim;
+    const masked = op.inputs.length > 1;
+    return [
+      {
+        kernel: "token_pool_backward",
+        buffers: [dx[0], dy[0]!, op.argmax >= 0 ? c.saved(op.argmax) : c.none, masked ? c.value(op.inputs[1]!) : c.none],
+        params: [n, op.tokens, op.dim, op.mode, masked ? 1 : 0, 0, 0, 0],
+        x: gridGroups(n),
+      },
+    ];
+  },
+};
+
 /** Every op kind on WebGPU (null: no WGSL yet). */
 export const GPU_OPS: { readonly [K in OpKind]: GpuOp<OpOf<K>> | null } = {
   linear,
@@ -402,6 +472,9 @@ export const GPU_OPS: { readonly [K in OpKind]: GpuOp<OpOf<K>> | null } = {
   attention,
   layer_norm: layerNorm,
   batch_norm: batchNorm,
+  embedding,
+  add_position: addPosition,
+  token_pool: tokenPool,
 };
 
 /** The op kinds of a model that have no WebGPU implementation yet. */

@@ -632,6 +632,136 @@ fn body(i: u32) {
 }
 ${GRID}`;
 
+// ------------------------------------------------------------------ tokens (wasm/assembly/tokens.ts)
+
+/** out[t, j] = state[off + ids[t] * dim + j] over n = tokens * dim elements (nn.Embedding). */
+const EMBEDDING_FORWARD = /* wgsl */ `
+struct P { n: u32, dim: u32, off: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> state: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) {
+  let t = i / p.dim;
+  let j = i - t * p.dim;
+  dst[i] = state[p.off + u32(ids[t]) * p.dim + j];
+}
+${GRID}`;
+
+/**
+ * grads[off + ids[t] * dim + j] += dout[t, j] for t in token order, skipping padding_idx (-1:
+ * none): one invocation per column j, so each element sums in the WASM kernel's order.
+ */
+const EMBEDDING_BACKWARD = /* wgsl */ `
+struct P { n: u32, tokens: u32, off: u32, padding: i32 }
+@group(0) @binding(0) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(j: u32) {
+  for (var t = 0u; t < p.tokens; t++) {
+    let id = i32(ids[t]);
+    if (id == p.padding) { continue; }
+    let k = p.off + u32(id) * p.n + j;
+    grads[k] = grads[k] + dout[t * p.n + j];
+  }
+}
+${GRID}`;
+
+/** out[r, c] = inp[r, c] + state[off + c] over n = rows * cols elements (x + weight[:T]). */
+const ADD_BROADCAST = /* wgsl */ `
+struct P { n: u32, cols: u32, off: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> state: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(i: u32) { dst[i] = inp[i] + state[p.off + i % p.cols]; }
+${GRID}`;
+
+/** The pooling modes of the token_pool kernels (layers/tokens.ts POOL_MODES). */
+const POOL_COMMON = /* wgsl */ `
+struct P { n: u32, T: u32, D: u32, mode: u32, masked: u32, pad0: u32, pad1: u32, pad2: u32 }
+const POOL_MEAN: u32 = 0u;
+const POOL_MAX: u32 = 1u;
+const POOL_CLS: u32 = 2u;
+fn counts(r: u32, t: u32) -> bool { return p.masked == 0u || mask[r * p.T + t] != 0.0; }
+fn count_valid(r: u32) -> u32 {
+  var c = 0u;
+  for (var t = 0u; t < p.T; t++) { if (counts(r, t)) { c++; } }
+  return c;
+}
+// cls: token 0; last: the last token with mask 1 (T - 1 without a mask; 0 when none has)
+fn selected(r: u32) -> u32 {
+  if (p.mode == POOL_CLS) { return 0u; }
+  for (var t = i32(p.T) - 1; t >= 0; t--) { if (counts(r, u32(t))) { return u32(t); } }
+  return 0u;
+}
+`;
+
+/** out[r, d] = the pooled tokens of x[r] (one invocation per (r, d)); max writes argmax[r, d]. */
+const TOKEN_POOL_FORWARD = /* wgsl */ `
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read_write> argmax: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> mask: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+${POOL_COMMON}
+// -Infinity, a max over no token (a constant infinity is a shader-creation error in WGSL)
+var<private> NEG_INF_BITS: u32 = 0xff800000u;
+fn body(i: u32) {
+  let r = i / p.D;
+  let d = i - r * p.D;
+  let base = r * p.T * p.D + d;
+  if (p.mode == POOL_MEAN) {
+    var s = 0.0;
+    for (var t = 0u; t < p.T; t++) { if (counts(r, t)) { s = s + x[base + t * p.D]; } }
+    dst[i] = s / f32(count_valid(r));
+  } else if (p.mode == POOL_MAX) {
+    // ties keep the first maximum; a NaN is taken (torch.max propagates it)
+    var best = 0.0;
+    var at = -1;
+    for (var t = 0u; t < p.T; t++) {
+      if (!counts(r, t)) { continue; }
+      let v = x[base + t * p.D];
+      if (at < 0 || v > best || (isnan32(v) && !isnan32(best))) {
+        best = v;
+        at = i32(t);
+      }
+    }
+    dst[i] = select(best, bitcast<f32>(NEG_INF_BITS), at < 0);
+    argmax[i] = f32(at);
+  } else {
+    dst[i] = x[base + selected(r) * p.D];
+  }
+}
+${GRID}`;
+
+/** dx[r, t, d] = the pooling's gradient, every element written (one invocation per element). */
+const TOKEN_POOL_BACKWARD = /* wgsl */ `
+@group(0) @binding(0) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> argmax: array<f32>;
+@group(0) @binding(3) var<storage, read> mask: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+${POOL_COMMON}
+fn body(i: u32) {
+  let d = i % p.D;
+  let rt = i / p.D;
+  let t = rt % p.T;
+  let r = rt / p.T;
+  let g = dout[r * p.D + d];
+  var v = 0.0;
+  if (p.mode == POOL_MEAN) {
+    if (counts(r, t)) { v = g / f32(count_valid(r)); }
+  } else if (p.mode == POOL_MAX) {
+    if (i32(argmax[r * p.D + d]) == i32(t)) { v = g; }
+  } else if (selected(r) == t) {
+    v = g;
+  }
+  dx[i] = v;
+}
+${GRID}`;
+
 // ------------------------------------------------------------------ checks and norms
 
 /** status[1] |= bit when any x[off + i] is not finite (bits, not arithmetic). */
@@ -1391,6 +1521,11 @@ export const KERNELS = {
   fill: FILL,
   scale: SCALE,
   gather: GATHER,
+  embedding_forward: EMBEDDING_FORWARD,
+  embedding_backward: EMBEDDING_BACKWARD,
+  add_broadcast: ADD_BROADCAST,
+  token_pool_forward: TOKEN_POOL_FORWARD,
+  token_pool_backward: TOKEN_POOL_BACKWARD,
   all_finite: ALL_FINITE,
   norm_partial: NORM_PARTIAL,
   norm_final: NORM_FINAL,

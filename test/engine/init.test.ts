@@ -1,5 +1,5 @@
 /**
- * Default initialisation reproduces torch.manual_seed(seed) + nn.Linear bit for bit
+ * Default initialisation reproduces torch.manual_seed(seed) + nn.Linear / nn.Conv1d / nn.Conv2d bit for bit
  * (fixtures from test/parity/generate.py, torch 1.13).
  */
 import { readFileSync } from "node:fs";
@@ -12,7 +12,7 @@ import { Layer } from "../../src/schema/request.js";
 const fixture = JSON.parse(readFileSync(new URL("../parity/fixtures/init.json", import.meta.url), "utf8")) as {
   mt19937: Record<string, number[]>;
   uniform: { seed: number; low: number; high: number; values: number[] }[];
-  cases: { seed: number; layers: unknown[]; weights: Record<string, { shape: number[]; data: number[] }> }[];
+  cases: { seed: number; input?: number[]; layers: unknown[]; weights: Record<string, { shape: number[]; data: number[] }> }[];
 };
 
 describe("PyTorch's CPU generator", () => {
@@ -32,10 +32,13 @@ describe("PyTorch's CPU generator", () => {
 
 describe("default init = torch.manual_seed(seed); nn.Sequential(...)", () => {
   for (const c of fixture.cases) {
-    it(`seed ${c.seed}, ${c.layers.length} layers`, () => {
+    const types = [...new Set(c.layers.map((l) => (l as { type: string }).type))].join(", ");
+    it(`seed ${c.seed}, ${c.layers.length} layers (${types})${c.input ? `, input [${c.input.join(", ")}]` : ""}`, () => {
       const layers = c.layers.map((l) => Layer.parse(l));
-      const first = layers[0] as { in_features: number };
-      const values = defaultInit(compileModel({ layers }, null, { features: first.in_features }), c.seed);
+      // a shaped input (convolutions) or the first linear layer's width
+      const features = c.input ? c.input.reduce((a, b) => a * b, 1) : (layers[0] as { in_features: number }).in_features;
+      const model = c.input ? { layers, input: { shape: c.input } } : { layers };
+      const values = defaultInit(compileModel(model, null, { features }), c.seed);
       expect([...values.keys()]).toEqual(Object.keys(c.weights));
       for (const [name, t] of Object.entries(c.weights)) {
         expect(Array.from(values.get(name)!), name).toEqual(t.data);

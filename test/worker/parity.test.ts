@@ -15,8 +15,9 @@ import losses from "../parity/fixtures/losses.json";
 import schedules from "../parity/fixtures/schedules.json";
 import training from "../parity/fixtures/training.json";
 import graph from "../parity/fixtures/graph.json";
+import conv from "../parity/fixtures/conv.json";
 
-const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph };
+const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, conv };
 /** As many keys as test/worker/vitest.config.ts configures (parity-key-0..5): a burst of 60 sync POSTs each. */
 const PARITY_KEYS = 6;
 const engine = createEngine({ module: relaxed, variant: "wasm-relaxed-simd", runtime: "workerd" });

@@ -6,13 +6,15 @@
 import { z } from "zod";
 import { ACTIVATION_LAYERS } from "./activations.js";
 import { residual, sequential, type ResidualSpec, type SequentialSpec } from "./containers.js";
+import { conv1d, conv2d } from "./conv.js";
 import type { LayerDef } from "./define.js";
 import { dropout } from "./dropout.js";
 import { flatten } from "./flatten.js";
 import { linear } from "./linear.js";
+import { POOL_LAYERS } from "./pool.js";
 
 /** Every layer type without children. */
-export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten] as const;
+export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, conv1d, conv2d, ...POOL_LAYERS] as const;
 
 /** Every layer type. */
 export const LAYERS = [...LEAF_LAYERS, sequential, residual] as const;

@@ -2,8 +2,10 @@
  * Every op kind with its definition on the kernel core. The record is total over OpKind, so
  * an op without a kernel-core implementation does not compile.
  */
+import { convOp } from "./conv.js";
 import { activationOp, addOp, dropoutOp } from "./elementwise.js";
 import { linearOp } from "./linear.js";
+import { avgPoolOp, maxPoolOp } from "./pool.js";
 import type { OpDef, OpKind, OpOf } from "./types.js";
 
 export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
@@ -11,6 +13,9 @@ export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
   activation: activationOp,
   dropout: dropoutOp,
   add: addOp,
+  conv: convOp,
+  max_pool: maxPoolOp,
+  avg_pool: avgPoolOp,
 };
 
 /** The definition of an op kind, typed for a generic op. */

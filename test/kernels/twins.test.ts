@@ -435,6 +435,7 @@ const POOLS = [
   [3, 2, 1, 2, 1, 0, 2, 1, false],
   [1, 3, 1, 2, 0, 1, 1, 2, true],
   [2, 3, 3, 3, 1, 1, 1, 1, true],
+  [2, 3, 1, 1, 1, 1, 1, 1, false],
 ] as const;
 
 /** aten's pooling_output_shape (0 when the window does not fit, or for an empty input as torch refuses it). */

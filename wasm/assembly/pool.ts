@@ -1,8 +1,8 @@
 // Pooling over planes [planes, H, W] (planes = rows * channels; 1-d pooling is H = 1), in
 // PyTorch's CPU kernels' order of operations (aten/src/ATen/native/cpu/MaxPoolKernel.cpp,
 // AvgPoolKernel.cpp, AdaptiveAvgPoolKernel.cpp, torch 1.13). Windows are strided and mostly
-// 2 or 3 wide, and the max carries an index and NaN rules per element: these kernels stay
-// scalar (f32x4 would need a shuffle per window for little work).
+// 2 or 3 wide: the averages stay scalar; the max, which wasm's scalar compare-and-select makes
+// slow, runs four windows per f32x4 where they lie inside the image.
 //
 // Backward passes WRITE the input gradient: they zero it, then scatter each output's gradient
 // in output order (oh, ow), as PyTorch does.
@@ -16,11 +16,20 @@ import { F32 } from "./simd";
  * indices(p, oh, ow) = ih*W + iw of the first maximum in row-major order, or of the last NaN
  * (a NaN always replaces the running max: `val > max || isnan(val)`). A window whose taps are all
  * -inf keeps -inf and the index of its first tap.
+ *
+ * Four outputs of a row whose windows lie inside the image horizontally run in f32x4 lanes
+ * (their taps gathered with a load for stride 1, two loads and a shuffle for stride 2);
+ * the rule is applied per lane with compare masks, so lanes and the scalar edges agree.
  */
 export function max_pool_forward(
   out: usize, indices: usize, x: usize, planes: i32, H: i32, W: i32,
   KH: i32, KW: i32, SH: i32, SW: i32, PH: i32, PW: i32, DH: i32, DW: i32, OH: i32, OW: i32,
 ): void {
+  // outputs [owLo, owHi) have every tap column inside [0, W)
+  const span = (KW - 1) * DW;
+  const owLo = min(OW, (PW + SW - 1) / SW);
+  const owHi = max(owLo, min(OW, W - 1 - span + PW >= 0 ? (W - 1 - span + PW) / SW + 1 : 0));
+  const lanes = i32x4(0, SW, 2 * SW, 3 * SW);
   let o = out;
   let q = indices;
   for (let p: i32 = 0; p < planes; p++) {
@@ -29,9 +38,40 @@ export function max_pool_forward(
       let ih0 = oh * SH - PH;
       const ih1 = min(ih0 + (KH - 1) * DH + 1, H);
       while (ih0 < 0) ih0 += DH;
-      for (let ow: i32 = 0; ow < OW; ow++) {
+      let ow: i32 = 0;
+      for (; ow < OW; ow++) {
+        if (ow >= owLo && ow + 4 <= owHi) {
+          // four windows side by side: columns iw0 + j*SW + kw*DW, j = lane
+          const iw0 = ow * SW - PW;
+          let best = f32x4.splat(-Infinity);
+          let at = i32x4.add(i32x4.splat(ih0 * W + iw0), lanes);
+          for (let ih = ih0; ih < ih1; ih += DH) {
+            for (let kw: i32 = 0; kw < KW; kw++) {
+              const first = ih * W + iw0 + kw * DW;
+              const t = img + <usize>first * F32;
+              let v: v128;
+              if (SW == 1) v = v128.load(t);
+              else if (SW == 2) v = v128.shuffle<f32>(v128.load(t), v128.load(t, 12), 0, 2, 5, 7); // reads taps 0..6 only
+              else {
+                v = f32x4.splat(load<f32>(t));
+                v = f32x4.replace_lane(v, 1, load<f32>(t + <usize>SW * F32));
+                v = f32x4.replace_lane(v, 2, load<f32>(t + <usize>(2 * SW) * F32));
+                v = f32x4.replace_lane(v, 3, load<f32>(t + <usize>(3 * SW) * F32));
+              }
+              const take = v128.or(f32x4.gt(v, best), f32x4.ne(v, v));
+              best = v128.bitselect(v, best, take);
+              at = v128.bitselect(i32x4.add(i32x4.splat(first), lanes), at, take);
+            }
+          }
+          v128.store(o, best);
+          v128.store(q, at);
+          o += 4 * F32;
+          q += 16;
+          ow += 3;
+          continue;
+        }
         let iw0 = ow * SW - PW;
-        const iw1 = min(iw0 + (KW - 1) * DW + 1, W);
+        const iw1 = min(iw0 + span + 1, W);
         while (iw0 < 0) iw0 += DW;
         let best: f32 = -Infinity;
         let at: i32 = ih0 * W + iw0;

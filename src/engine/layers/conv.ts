@@ -62,7 +62,15 @@ export function imageOf(b: LayerBuilder, shape: Shape, dims: 1 | 2, type: string
     (rank === 1 ? `: give model.input.shape (e.g. ${example}) to read each row of x as ${dims === 1 ? "a sequence" : "an image"}` : ""));
 }
 
-/** Output length of a sliding window: floor((in + pads - dilation*(k-1) - 1) / stride) + 1 (torch's formula). */
+/**
+ * Output length of a sliding window: floor((in + pads - dilation*(k-1) - 1) / stride) + 1 (torch's formula).
+ *
+ * @example
+ * ```ts
+ * windowOutput(28, 1, 1, 3, 1, 1); // 28: a 3x3 convolution with padding 1 keeps the size
+ * windowOutput(5, 0, 0, 7, 1, 1);  // -1: the kernel does not fit (refused)
+ * ```
+ */
 export function windowOutput(input: number, padBefore: number, padAfter: number, kernel: number, stride: number, dilation: number): number {
   return Math.floor((input + padBefore + padAfter - dilation * (kernel - 1) - 1) / stride) + 1;
 }
@@ -85,7 +93,9 @@ function convSchema<T extends "conv1d" | "conv2d">(type: T, dims: 1 | 2) {
   });
 }
 
+/** The conv1d request schema (nn.Conv1d's arguments and defaults). */
 export const Conv1dLayer = convSchema("conv1d", 1);
+/** The conv2d request schema (nn.Conv2d's arguments and defaults). */
 export const Conv2dLayer = convSchema("conv2d", 2);
 type ConvSpec = z.output<typeof Conv1dLayer> | z.output<typeof Conv2dLayer>;
 
@@ -150,7 +160,21 @@ function defineConv<S extends ConvSpec>(type: S["type"], schema: z.ZodType<S>, d
   });
 }
 
-/** nn.Conv1d over samples [C, L]. */
+/**
+ * nn.Conv1d over samples [C, L].
+ *
+ * @example
+ * ```ts
+ * { type: "conv1d", in_channels: 4, out_channels: 8, kernel_size: 3, dilation: 2, groups: 2 } // weight [8, 2, 3]
+ * ```
+ */
 export const conv1d = defineConv("conv1d", Conv1dLayer, 1);
-/** nn.Conv2d over samples [C, H, W]. */
+/**
+ * nn.Conv2d over samples [C, H, W].
+ *
+ * @example
+ * ```ts
+ * { type: "conv2d", name: "conv1", in_channels: 1, out_channels: 8, kernel_size: 3, padding: 1 } // [1, 28, 28] -> [8, 28, 28]
+ * ```
+ */
 export const conv2d = defineConv("conv2d", Conv2dLayer, 2);

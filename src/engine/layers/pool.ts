@@ -142,11 +142,59 @@ function adaptiveAvgPool<T extends "adaptive_avg_pool1d" | "adaptive_avg_pool2d"
   });
 }
 
+/**
+ * nn.MaxPool1d.
+ *
+ * @example
+ * ```ts
+ * { type: "max_pool1d", kernel_size: 3, stride: 2, padding: 1 } // [4, 10] -> [4, 5]
+ * ```
+ */
 export const maxPool1d = maxPool("max_pool1d", 1);
+/**
+ * nn.MaxPool2d.
+ *
+ * @example
+ * ```ts
+ * { type: "max_pool2d", kernel_size: 2 } // [8, 28, 28] -> [8, 14, 14]
+ * ```
+ */
 export const maxPool2d = maxPool("max_pool2d", 2);
+/**
+ * nn.AvgPool1d (no divisor_override in torch 1.13).
+ *
+ * @example
+ * ```ts
+ * { type: "avg_pool1d", kernel_size: 2, ceil_mode: true } // [4, 5] -> [4, 3]
+ * ```
+ */
 export const avgPool1d = avgPool("avg_pool1d", 1);
+/**
+ * nn.AvgPool2d.
+ *
+ * @example
+ * ```ts
+ * { type: "avg_pool2d", kernel_size: 3, stride: 2, padding: 1, count_include_pad: false } // [3, 7, 7] -> [3, 4, 4]
+ * ```
+ */
 export const avgPool2d = avgPool("avg_pool2d", 2);
+/**
+ * nn.AdaptiveAvgPool1d.
+ *
+ * @example
+ * ```ts
+ * { type: "adaptive_avg_pool1d", output_size: 2 } // [4, 7] -> [4, 2]
+ * ```
+ */
 export const adaptiveAvgPool1d = adaptiveAvgPool("adaptive_avg_pool1d", 1);
+/**
+ * nn.AdaptiveAvgPool2d; a null entry keeps that dimension.
+ *
+ * @example
+ * ```ts
+ * { type: "adaptive_avg_pool2d", output_size: [null, 4] } // [3, 6, 6] -> [3, 6, 4]
+ * ```
+ */
 export const adaptiveAvgPool2d = adaptiveAvgPool("adaptive_avg_pool2d", 2);
 
 /** Every pooling layer type. */

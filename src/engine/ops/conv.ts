@@ -11,9 +11,12 @@
  * with L = OH*OW output positions, K = C*KH*KW taps (K_g = K / groups per group).
  * https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html
  *
- * im2col + GEMM measured faster than a direct f32x4 loop on the bench CNN's shapes (see the
- * report in BENCHMARKS.md's cnn row): the GEMM's 4x8 register tile reuses every loaded value 4
- * or 8 times, a direct loop over taps reloads the image for each output channel.
+ * Why im2col + GEMM rather than a direct loop: on the bench CNN (`npm run bench -- --only cnn`,
+ * which measures both; bench/assembly/conv_direct.ts is a direct 4-channel x 8-column
+ * register-blocked f32x4 loop over a zero-padded copy) the direct loop wins only for one input
+ * channel (conv 1->8 at 28x28, batch 64: 0.31 ms against 0.43 ms) and loses 2.7x at 8->16
+ * 14x14 (3.7 ms against 1.3 ms: its narrow rows leave scalar tails); one path keeps one set of
+ * kernels, twins and WGSL.
  */
 import type { ConvGeometry } from "../kernels.js";
 import type { ConvOp, OpDef, WindowGeometry } from "./types.js";
@@ -43,6 +46,15 @@ function geometry(op: WindowGeometry, oh0: number, oh1: number): ConvGeometry {
   return [op.C, op.H, op.W, op.KH, op.KW, op.SH, op.SW, op.PH, op.PW, op.DH, op.DW, op.OW, oh0, oh1];
 }
 
+/**
+ * The conv op's FLOPs, workspace and kernel calls (see the file comment).
+ *
+ * @example
+ * ```ts
+ * convOp.kernel.forward(context, op, rows); // y = conv(x) + bias for `rows` samples
+ * convOp.workspace!(op, rows);              // C*KH*KW * rowChunk*OW elements, whatever `rows`
+ * ```
+ */
 export const convOp: OpDef<ConvOp> = {
   flops: (op) => {
     const macs = op.O * op.OH * op.OW * (taps(op) / op.groups);

@@ -11,6 +11,14 @@
  */
 import type { AvgPoolOp, MaxPoolOp, OpDef } from "./types.js";
 
+/**
+ * Max pooling: one kernel call over rows * C planes each way.
+ *
+ * @example
+ * ```ts
+ * maxPoolOp.kernel.forward(context, op, rows); // y and the saved argmax indices
+ * ```
+ */
 export const maxPoolOp: OpDef<MaxPoolOp> = {
   flops: (op) => ({ forward: op.C * op.OH * op.OW * op.KH * op.KW, backward: op.C * op.OH * op.OW }),
   kernel: {
@@ -33,6 +41,14 @@ function avgTaps(op: AvgPoolOp): number {
   return op.C * op.OH * op.OW * (kh * kw + 1);
 }
 
+/**
+ * Average pooling, fixed or adaptive windows (op.adaptive).
+ *
+ * @example
+ * ```ts
+ * avgPoolOp.kernel.backward(context, op, rows, [dy], [dx]); // dx written
+ * ```
+ */
 export const avgPoolOp: OpDef<AvgPoolOp> = {
   flops: (op) => ({ forward: avgTaps(op), backward: avgTaps(op) }),
   kernel: {

@@ -11,7 +11,9 @@
  * Tolerances (chosen per kernel; the largest observed differences are printed at the end):
  *  - bit-exact: relu, leaky_relu (f32 slope), tanh/sigmoid backward, dropout (mask and out), mul,
  *    scale, fill, copy, axpy (plain SIMD build), gather_rows, transpose, every optimizer state,
- *    the gradients of mse/l1/huber/smooth_l1/hinge/multi_margin, max_abs, all_finite. Both
+ *    the gradients of mse/l1/huber/smooth_l1/hinge/multi_margin, max_abs, all_finite, the
+ *    convolution's im2col / im2col_t / col2im / bias kernels and every pooling kernel (max
+ *    pooling with NaN, -inf, +inf and ties in its windows, its f32x4 lanes and scalar edges). Both
  *    sides round every operation to f32 in the same order (double rounding of an f64 + - * /
  *    or sqrt to f32 is innocuous), so any difference is a real divergence.
  *  - leaky_relu with slope 0.01 (not an f32): 1 ulp (the twin multiplies by the double 0.01).

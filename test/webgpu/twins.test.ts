@@ -7,6 +7,10 @@
  *  - bit-exact: relu, leaky_relu, dropout (mask and output: the same hash), mul, copy, fill,
  *    scale, gather, bias_grad (the same order of additions), the all-finite flag.
  *  - GEMM: |diff| <= 1e-5 (|init| + sum of |terms|) (a GPU may fuse a*b+c).
+ *  - convolutions (forward, dW, dx against the WASM op's im2col + GEMM): the same, the scale
+ *    being the op run on absolute values; the bias gradient bit-exact (the same additions);
+ *    max pooling bit-exact (values, argmax indices, gradients); average pooling 2 ulps
+ *    (WGSL's division need not be correctly rounded).
  *  - activations with exp/erf/tanh: 8 ulps or 1e-6 absolute (WGSL's exp is a few ulps; tanh is
  *    Cephes' tanhf, not Mathf.tanh); their backward passes likewise.
  *  - losses: the loss 1e-5 relative (f32 tree sums vs f64 sums), gradients 8 ulps or 1e-6 of

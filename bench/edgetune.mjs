@@ -1,15 +1,16 @@
 // edgetune side of `npm run bench`: one workload per process, one JSON line on stdout.
-//   node bench/edgetune.mjs tiny|mlp|gemm|instantiate|memory|profile [--repeats N]
+//   node bench/edgetune.mjs tiny|mlp|cnn|gemm|instantiate|memory|profile [--repeats N]
 // Imports the built package (dist/, build/wasm); run `npm run build` first (bench/run.mjs does).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  MEMORY, MLP, TINY, dist, memoryRequest, mlpRequest, nowMs, randomClassification, root, seedMlp, stats, tinyRequest,
+  CNN, MEMORY, MLP, TINY, cnnRequest, dist, memoryRequest, mlpRequest, nowMs, randomClassification, root, seedMlp, stats, tinyRequest,
 } from "./lib.mjs";
 
 const { train, loadNodeRuntime, prepareRun, runPrepared, tableFromInline } = await import(dist("src/node/index.js"));
 const { instantiateKernels } = await import(dist("src/engine/kernels.js"));
 const { Arena } = await import(dist("src/engine/arena.js"));
+const { convOp } = await import(dist("src/engine/ops/conv.js"));
 
 const [workload, ...rest] = process.argv.slice(2);
 const arg = (name, fallback) => {
@@ -143,6 +144,106 @@ async function mlp() {
   prepareRun(request);
   result.prepare_ms = nowMs() - t0;
   out({ workload: "mlp", variant: runtime.variant, epochs, samples, flops_per_sample: MLP.flopsPerSample, ...result });
+}
+
+// ------------------------------------------------------------------ cnn
+async function cnn() {
+  const repeats = Number(arg("repeats", 3));
+  const epochs = Number(arg("epochs", CNN.epochs));
+  const runtime = await loadNodeRuntime();
+  const data = randomClassification(CNN.rows, CNN.side * CNN.side, CNN.classes, 4);
+  const request = cnnRequest(data, epochs);
+  const samples = CNN.rows * epochs;
+  const { times, last } = await timeCalls(() => train(request), repeats);
+  const s = stats(times);
+  const inline = { call_ms: s, samples_per_s: (samples / s.median) * 1000, status: last.status, steps: last.metrics.steps,
+    final_loss: last.metrics.history.at(-1).train_loss, kernel: last.engine?.kernel };
+  const table = tableFromInline(data, "data.train");
+  const tabled = await timeCalls(() => train({ ...request, data: {} }, { tables: { train: table } }), repeats);
+  const tables = { call_ms: stats(tabled.times), samples_per_s: (samples / stats(tabled.times).median) * 1000 };
+  out({ workload: "cnn", variant: runtime.variant, epochs, samples, flops_per_sample: CNN.flopsPerSample, inline, tables, conv: await convShapes(runtime) });
+}
+
+async function compileBenchKernel(name, relaxed) {
+  const { default: asc } = await import("assemblyscript/asc");
+  const { mkdirSync } = await import("node:fs");
+  const dir = join(root, "bench/.build");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}${relaxed ? "-relaxed" : ""}.wasm`);
+  const flags = ["--enable", "simd", ...(relaxed ? ["--enable", "relaxed-simd"] : [])];
+  const { error, stderr } = await asc.main([
+    join(root, `bench/assembly/${name}.ts`), "--runtime", "stub", "--noAssert", "--use", "abort=", "--importMemory",
+    "--optimizeLevel", "3", "--shrinkLevel", "0", ...flags, "--outFile", file,
+  ]);
+  if (error) throw new Error(`${name} build failed: ${stderr.toString()}`);
+  return readFileSync(file);
+}
+
+/**
+ * The two convolutions of the bench CNN, forward over a batch of 64: the kernel core's
+ * im2col + GEMM (the conv op itself) against a direct register-blocked f32x4 loop over a
+ * zero-padded copy (bench/assembly/conv_direct.ts); and the op's backward (dW, db, dx).
+ */
+async function convShapes(runtime) {
+  const relaxed = runtime.variant === "wasm-relaxed-simd";
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const k = await instantiateKernels(runtime.module, memory);
+  const arena = new Arena(memory, k.heap_base());
+  const { instance } = await WebAssembly.instantiate(await compileBenchKernel("conv_direct", relaxed), { env: { memory } });
+  const direct = instance.exports;
+  const R = CNN.batch;
+  const time = (fn) => {
+    for (let w = 0; w < 5; w++) fn();
+    let reps = 2;
+    for (;;) {
+      const t0 = nowMs();
+      for (let i = 0; i < reps; i++) fn();
+      if (nowMs() - t0 > 60) break;
+      reps *= 2;
+    }
+    const us = [];
+    for (let t = 0; t < 7; t++) {
+      const t0 = nowMs();
+      for (let i = 0; i < reps; i++) fn();
+      us.push(((nowMs() - t0) * 1000) / reps);
+    }
+    return stats(us).median;
+  };
+  const r = (() => { let v = 3; return () => ((v = (v * 1103515245 + 12345) >>> 0) / 2 ** 32) - 0.5; })();
+  const shapes = {};
+  for (const [label, C, O, side] of [["conv1 1->8 28x28", 1, 8, 28], ["conv2 8->16 14x14", 8, 16, 14]]) {
+    const geo = { C, H: side, W: side, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, OH: side, OW: side };
+    const op = { kind: "conv", inputs: [0], outputs: [1], weight: 0, bias: 1, O, groups: 1, ...geo, rowChunk: side };
+    const image = C * side * side, outs = O * side * side, taps = C * 9;
+    const fill = (reg) => { const a = arena.f32(reg); for (let i = 0; i < a.length; i++) a[i] = r(); return reg.ptr; };
+    const x = fill(arena.alloc(R * image)), w = fill(arena.alloc(O * taps)), b = fill(arena.alloc(O)), dy = fill(arena.alloc(R * outs));
+    const y = arena.alloc(R * outs).ptr, y2 = arena.alloc(R * outs).ptr, dx = arena.alloc(R * image).ptr;
+    const dW = arena.alloc(O * taps).ptr, db = arena.alloc(O).ptr;
+    const ws = arena.alloc(convOp.workspace(op, R)).ptr;
+    const xp = arena.alloc(C * (side + 2) ** 2).ptr;
+    const c = { k, value: (id) => (id === 0 ? x : y), state: (i) => (i === 0 ? w : i === 1 ? b : 0), grad: (i) => (i === 0 ? dW : i === 1 ? db : 0), saved: () => 0, workspace: ws, training: true, seed: 0 };
+    const im2colForward = () => convOp.kernel.forward(c, op, R);
+    const directForward = () => {
+      for (let n = 0; n < R; n++) {
+        direct.conv_pad(xp, x + n * image * 4, C, side, side, 1);
+        direct.conv_direct(y2 + n * outs * 4, xp, w, b, C, side + 2, side + 2, O, 3, 3, side, side);
+      }
+    };
+    im2colForward();
+    directForward();
+    const a = arena.f32(y, R * outs), d = arena.f32(y2, R * outs);
+    let maxDiff = 0;
+    for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - d[i]));
+    const flops = 2 * R * outs * taps;
+    const tIm2col = time(im2colForward), tDirect = time(directForward);
+    const tBackward = time(() => convOp.kernel.backward(c, op, R, [dy], [C > 1 ? dx : 0]));
+    shapes[label] = {
+      forward_im2col_gemm_us: tIm2col, forward_direct_us: tDirect,
+      forward_im2col_gemm_gflops: flops / (tIm2col * 1000), forward_direct_gflops: flops / (tDirect * 1000),
+      backward_us: tBackward, backward_has_dx: C > 1, max_abs_diff: maxDiff,
+    };
+  }
+  return shapes;
 }
 
 // ------------------------------------------------------------------ gemm + peak
@@ -360,7 +461,9 @@ async function profile() {
   for (let i = 0; i < 1e5; i++) { const a = performance.now(); noop(); const b = performance.now(); if (b < a) throw 0; }
   const overheadMs = (performance.now() - t0) / 1e5;
 
-  const request = which === "tiny" ? tinyRequest(seedMlp()) : mlpRequest(randomClassification(MLP.rows, MLP.features, MLP.classes, 1), 1);
+  const request = which === "tiny" ? tinyRequest(seedMlp())
+    : which === "cnn" ? cnnRequest(randomClassification(CNN.rows, CNN.side * CNN.side, CNN.classes, 4), 1)
+    : mlpRequest(randomClassification(MLP.rows, MLP.features, MLP.classes, 1), 1);
   await train(request); // warm-up
   totals.clear(); calls = 0;
   const p0 = performance.now();
@@ -376,7 +479,7 @@ async function profile() {
   });
 }
 
-const workloads = { tiny, mlp, gemm, instantiate, memory, profile };
+const workloads = { tiny, mlp, cnn, gemm, instantiate, memory, profile };
 if (!workloads[workload]) {
   console.error(`usage: node bench/edgetune.mjs ${Object.keys(workloads).join("|")}`);
   process.exit(2);

@@ -43,6 +43,43 @@ export const MLP = { rows: 4096, features: 784, hidden: 256, classes: 10, batch:
 /** FLOPs of one training sample (forward 2*in*out per linear, backward twice that). */
 MLP.flopsPerSample = 3 * 2 * (MLP.features * MLP.hidden + MLP.hidden * MLP.classes);
 
+/**
+ * cnn: a small CNN on 28x28 inputs, conv2d(1,8,3,padding=1)-relu-max_pool2d(2)-conv2d(8,16,3,padding=1)-relu-
+ * max_pool2d(2)-flatten-linear(784,10), cross-entropy, Adam 1e-3, batch 64, 2,048 random rows, no shuffle.
+ */
+export const CNN = { rows: 2048, side: 28, classes: 10, batch: 64, lr: 1e-3, epochs: 2 };
+/** FLOPs of one training sample: forward MACs x 2, backward about twice that (conv1 needs no dx). */
+CNN.flopsPerSample = (() => {
+  const conv1 = 8 * 9 * 28 * 28, conv2 = 16 * 72 * 14 * 14, fc = 784 * 10;
+  return 2 * (conv1 + conv2 + fc) + 2 * (conv1 + 2 * conv2 + 2 * fc);
+})();
+
+export function cnnRequest({ x, y }, epochs) {
+  return {
+    model: {
+      input: { shape: [1, CNN.side, CNN.side] },
+      layers: [
+        { type: "conv2d", name: "conv1", in_channels: 1, out_channels: 8, kernel_size: 3, padding: 1 },
+        { type: "relu" },
+        { type: "max_pool2d", kernel_size: 2 },
+        { type: "conv2d", name: "conv2", in_channels: 8, out_channels: 16, kernel_size: 3, padding: 1 },
+        { type: "relu" },
+        { type: "max_pool2d", kernel_size: 2 },
+        { type: "flatten" },
+        { type: "linear", name: "fc", in_features: 16 * 7 * 7, out_features: CNN.classes },
+      ],
+    },
+    data: { train: { x, y } },
+    training: {
+      epochs,
+      batch_size: CNN.batch,
+      shuffle: false,
+      loss: { type: "cross_entropy" },
+      optimizer: { type: "adam", lr: CNN.lr },
+    },
+  };
+}
+
 /** memory: ~1M parameters (100-1000-900-10), 10,000 x 100 rows, 1 epoch. */
 export const MEMORY = { rows: 10000, features: 100, widths: [1000, 900], classes: 10, batch: 32, epochs: 1 };
 MEMORY.params = (() => {

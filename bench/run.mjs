@@ -1,6 +1,6 @@
 // `npm run bench`: SPEC section 6, side by side on this machine in one run.
 //   npm run bench                         every workload (about a minute on 2 cores)
-//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, gemm, edge, memory
+//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, cnn, gemm, edge, memory
 //   npm run bench -- --no-build           skip `npm run build` (dist/ and build/wasm must exist)
 // Each measurement runs in its own child process, one after another (never two at once):
 // edgetune (bench/edgetune.mjs), tfjs-backend-wasm (bench/tfjs.mjs), PyTorch through
@@ -9,9 +9,9 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backgroundCpu, haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
+import { backgroundCpu, CNN, haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
 
-const ALL = ["gemm", "tiny", "mlp", "edge", "memory"];
+const ALL = ["gemm", "tiny", "mlp", "cnn", "edge", "memory"];
 const argv = process.argv.slice(2);
 const onlyArg = argv.find((a) => a.startsWith("--only"));
 let only = ALL;
@@ -130,6 +130,16 @@ if (only.includes("mlp")) {
   };
 }
 
+if (only.includes("cnn")) {
+  const epochs = String(CNN.epochs);
+  measured.cnn = {
+    measured_at: now(),
+    edgetune: node("cnn edgetune", "edgetune.mjs", ["cnn", "--epochs", epochs, "--repeats", "3"]),
+    pytorch_1t: torch("cnn PyTorch 1 thread", ["cnn", "--threads", "1", "--epochs", epochs, "--repeats", "3", "--profile"], torchEnv(1)),
+    profile: node("cnn profile (instrumented)", "edgetune.mjs", ["profile", "--of", "cnn"]),
+  };
+}
+
 if (only.includes("edge")) {
   measured.edge = {
     measured_at: now(),
@@ -204,6 +214,17 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     row("mlp 784-256-10, 2 threads", `${fmt(e2)} samples/s (threads: 2; engine ran ${engineThreads ?? "?"})`,
       p2 ? `PyTorch 2t ${fmt(p2)} samples/s (${p2config})${p2unstable ? `; UNSTABLE: runs spread ${fmt(p2run.min, 0)}-${fmt(p2run.max, 0)} ms, cores contended` : ""}` : "PyTorch n/a",
       r2 ? `${fmt(r2, 2)}x` : "n/a", ">= 0.5x PyTorch 2t", r2 === null || p2unstable ? null : r2 >= 0.5);
+  }
+}
+{
+  const w = workloads.cnn;
+  if (w) {
+    const e = w.edgetune?.inline?.samples_per_s;
+    const p1 = w.pytorch_1t?.samples_per_s;
+    const r1 = ratio(e, p1);
+    row("cnn 28x28 conv-pool-conv-pool-linear vs PyTorch 1t", `${fmt(e)} samples/s`,
+      p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a",
+      r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
   }
 }
 {
@@ -312,6 +333,16 @@ function profileMarkdown() {
             : `, so in the loop the GEMMs run at the kernel's own speed for these shapes`) : "") + ". " : "") +
       (e?.tables ? `With the data already parsed (a CSV upload, TrainOptions.tables) the same calls reach ${fmt(e.tables.samples_per_s)} samples/s instead of ${fmt(e.inline.samples_per_s)}. ` : "") +
       (w.mlp.pytorch_1t?.profile_top ? `PyTorch (1 thread, one epoch under the autograd profiler): ${w.mlp.pytorch_1t.profile_top.slice(0, 4).map((o) => `${o.op} ${ms(o.self_ms)}`).join(", ")}.` : ""));
+  }
+  if (w.cnn?.edgetune && !w.cnn.edgetune.error) {
+    const e = w.cnn.edgetune;
+    const p = w.cnn.profile && !w.cnn.profile.error ? w.cnn.profile : null;
+    const shapes = Object.entries(e.conv ?? {}).map(([label, c]) =>
+      `${label}: im2col + GEMM ${ms(c.forward_im2col_gemm_us / 1000, 2)} (${fmt(c.forward_im2col_gemm_gflops, 1)} GFLOP/s), direct ${ms(c.forward_direct_us / 1000, 2)} (${fmt(c.forward_direct_gflops, 1)} GFLOP/s), backward ${ms(c.backward_us / 1000, 2)}${c.backward_has_dx ? "" : " (no dx: the first layer)"}`).join("; ");
+    out.push(`- **cnn** (${fmt(e.inline.samples_per_s)} samples/s from inline JSON, ${fmt(e.tables.samples_per_s)} with the data already parsed): ` +
+      (shapes ? `forward over a batch of 64 per convolution, ${shapes}. ` : "") +
+      (p ? `One epoch instrumented (${ms(p.total_ms)}): validation ${ms(p.prepare_ms)}; kernels ${Object.entries(p.kernels).slice(0, 6).map(([n, k]) => `${n} ${ms(k.ms)}`).join(", ")}. ` : "") +
+      (w.cnn.pytorch_1t?.profile_top ? `PyTorch (1 thread, one epoch under the autograd profiler): ${w.cnn.pytorch_1t.profile_top.slice(0, 4).map((o) => `${o.op} ${ms(o.self_ms)}`).join(", ")}.` : ""));
   }
   if (w.gemm?.simd && !w.gemm.simd.error) {
     const g = w.gemm.simd;

@@ -4,6 +4,7 @@
     /usr/bin/python3 bench/torch_bench.py info
     /usr/bin/python3 bench/torch_bench.py tiny --threads 1
     /usr/bin/python3 bench/torch_bench.py mlp --threads 2 --epochs 3
+    /usr/bin/python3 bench/torch_bench.py cnn --threads 1 --epochs 2
 
 Prints one JSON line. Thread counts: torch.set_num_threads(n) for ATen/OpenMP; the caller also
 sets OMP_NUM_THREADS and OPENBLAS_NUM_THREADS to n, because Debian's torch calls BLAS through
@@ -135,9 +136,40 @@ def mlp(torch, args):
             "samples_per_s": samples / med, "gflops": flops / med / 1e9, "profile_top": prof_top}
 
 
+def cnn(torch, args):
+    nn = torch.nn
+    rows, side, classes, batch = 2048, 28, 10, 64
+    torch.manual_seed(4)
+    x = torch.rand(rows, 1, side, side)
+    y = torch.randint(0, classes, (rows,))
+    batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, rows, batch)]
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(16 * 7 * 7, classes))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    run_epochs(model, loss_fn, opt, batches, 1)  # warm-up epoch
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        run_epochs(model, loss_fn, opt, batches, args.epochs)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    samples = rows * args.epochs
+    prof_top = None
+    if args.profile:
+        from torch.autograd import profiler
+        with profiler.profile() as prof:
+            run_epochs(model, loss_fn, opt, batches, 1)
+        evs = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+        prof_top = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in evs]
+    return {"epochs": args.epochs, "samples": samples, "run_ms": {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)},
+            "samples_per_s": samples / med, "mkldnn": torch.backends.mkldnn.is_available(), "profile_top": prof_top}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("workload", choices=["info", "tiny", "mlp"])
+    p.add_argument("workload", choices=["info", "tiny", "mlp", "cnn"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--epochs", type=int, default=3)
@@ -162,6 +194,8 @@ def main():
         out.update(tiny(torch, args))
     elif args.workload == "mlp":
         out.update(mlp(torch, args))
+    elif args.workload == "cnn":
+        out.update(cnn(torch, args))
     out["workload"] = args.workload
     print(json.dumps(out))
 

@@ -14,6 +14,16 @@ export type Ptr = number;
 /** 0 or 1. */
 export type Flag = number;
 
+/**
+ * The geometry arguments of the convolution kernels, in order: C, H, W (the sample's image),
+ * KH, KW, SH, SW, PH, PW, DH, DW (kernel, stride, top/left padding, dilation), OW (output width)
+ * and the output rows [oh0, oh1) to unfold.
+ */
+export type ConvGeometry = [
+  C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, PH: number, PW: number,
+  DH: number, DW: number, OW: number, oh0: number, oh1: number,
+];
+
 export interface Kernels {
   /** out[M,N] = a[M,K] · b[N,K]^T + bias[N] (bias 0: none); scratch holds K*N floats. */
   matmul_nt(out: Ptr, a: Ptr, b: Ptr, bias: Ptr, scratch: Ptr, M: number, N: number, K: number): void;
@@ -138,6 +148,44 @@ export interface Kernels {
     dinp: Ptr, dweight: Ptr, dbias: Ptr, sums: Ptr, dout: Ptr, inp: Ptr, mean: Ptr, variance: Ptr, weight: Ptr,
     N: number, C: number, L: number, eps: number,
   ): void;
+  // Convolution data movement (wasm/assembly/conv.ts): one sample's image [C, H, W] and a
+  // range [oh0, oh1) of output rows (ConvGeometry); the column matrix has C*KH*KW rows
+  // k = (c*KH + kh)*KW + kw and (oh1 - oh0)*OW columns.
+  /** col[C*KH*KW, (oh1 - oh0)*OW] = the taps of x (0 in the padding) */
+  conv_im2col(col: Ptr, x: Ptr, ...geometry: ConvGeometry): void;
+  /** colT[(oh1 - oh0)*OW, C*KH*KW] = the same, transposed */
+  conv_im2col_t(colT: Ptr, x: Ptr, ...geometry: ConvGeometry): void;
+  /** dx[C, H, W] += dcol folded back onto the image (accumulates) */
+  conv_col2im(dx: Ptr, dcol: Ptr, ...geometry: ConvGeometry): void;
+  /** out[rows, channels, L] = bias[channels] broadcast */
+  conv_bias_forward(out: Ptr, bias: Ptr, rows: number, channels: number, L: number): void;
+  /** dbias[c] += sum over rows and L of dout[rows, channels, L] */
+  conv_bias_backward(dbias: Ptr, dout: Ptr, rows: number, channels: number, L: number): void;
+
+  // Pooling over planes x[planes, H, W] (wasm/assembly/pool.ts). Backward passes write dx.
+  /** out = the max of each window; indices (i32) = ih*W + iw of its first maximum, or of its last NaN */
+  max_pool_forward(
+    out: Ptr, indices: Ptr, x: Ptr, planes: number, H: number, W: number,
+    KH: number, KW: number, SH: number, SW: number, PH: number, PW: number, DH: number, DW: number, OH: number, OW: number,
+  ): void;
+  /** dx = 0, dx[indices] += dy */
+  max_pool_backward(dx: Ptr, dy: Ptr, indices: Ptr, planes: number, H: number, W: number, OH: number, OW: number): void;
+  /** out = the sum of each window's taps inside the image / its divisor (divisor_override, or the count with or without padding) */
+  avg_pool_forward(
+    out: Ptr, x: Ptr, planes: number, H: number, W: number,
+    KH: number, KW: number, SH: number, SW: number, PH: number, PW: number, OH: number, OW: number,
+    count_include_pad: Flag, divisor_override: number,
+  ): void;
+  /** dx = 0, then dy / divisor added to each window's taps inside the image */
+  avg_pool_backward(
+    dx: Ptr, dy: Ptr, planes: number, H: number, W: number,
+    KH: number, KW: number, SH: number, SW: number, PH: number, PW: number, OH: number, OW: number,
+    count_include_pad: Flag, divisor_override: number,
+  ): void;
+  /** out = the mean of windows [floor(o*I/O), ceil((o+1)*I/O)) (sum / kh / kw) */
+  adaptive_avg_pool_forward(out: Ptr, x: Ptr, planes: number, H: number, W: number, OH: number, OW: number): void;
+  /** dx = 0, then dy / kh / kw added to each window's taps */
+  adaptive_avg_pool_backward(dx: Ptr, dy: Ptr, planes: number, H: number, W: number, OH: number, OW: number): void;
 
   /** First byte the arena may hand out. */
   heap_base(): number;
@@ -155,6 +203,9 @@ export const KERNEL_NAMES = [
   "layer_norm_forward", "layer_norm_backward",
   "batch_norm_stats", "batch_norm_update", "batch_norm_forward", "batch_norm_backward",
   "embedding_forward", "embedding_backward", "add_broadcast", "token_pool_forward", "token_pool_backward",
+  "conv_im2col", "conv_im2col_t", "conv_col2im", "conv_bias_forward", "conv_bias_backward",
+  "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+  "adaptive_avg_pool_forward", "adaptive_avg_pool_backward",
   "sum_squares", "sum_abs_pow", "max_abs", "heap_base",
 ] as const satisfies readonly (keyof Kernels)[];
 

@@ -4,7 +4,7 @@
  * Tests run each WASM kernel and its twin on identical inputs and compare; the engine can also
  * run on these twins (kernel "js-reference") to separate engine bugs from kernel bugs.
  */
-import type { Kernels, Ptr } from "./kernels.js";
+import type { ConvGeometry, Kernels, Ptr } from "./kernels.js";
 
 const f = Math.fround;
 
@@ -131,6 +131,79 @@ function activationTwin(fn: number) {
   const twin = ACTIVATION_TWINS[fn];
   if (!twin) throw new RangeError(`no activation with code ${fn}`);
   return twin;
+}
+
+/**
+ * Every tap of a convolution's column matrix, in the kernels' order: visit(k, l, index) for
+ * rows k = (c*KH + kh)*KW + kw and columns l = (oh - oh0)*OW + ow, with the element index into
+ * the image [C, H, W] of the tap, or -1 when it falls in the padding.
+ */
+function convTaps(g: ConvGeometry, visit: (k: number, l: number, index: number) => void): void {
+  const [C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OW, oh0, oh1] = g;
+  let k = 0;
+  for (let c = 0; c < C; c++) {
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++, k++) {
+        for (let oh = oh0; oh < oh1; oh++) {
+          for (let ow = 0; ow < OW; ow++) {
+            const ih = oh * SH + kh * DH - PH;
+            const iw = ow * SW + kw * DW - PW;
+            const inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+            visit(k, (oh - oh0) * OW + ow, inside ? (c * H + ih) * W + iw : -1);
+          }
+        }
+      }
+    }
+  }
+}
+
+/** A pooling window cut to the image [h0, h1) x [w0, w1), and its divisor. */
+interface PoolWindow {
+  h0: number;
+  h1: number;
+  w0: number;
+  w1: number;
+  divisor: number;
+}
+
+/** nn.AvgPool2d's windows in output order: visit(plane, output element, window). */
+function avgWindows(
+  planes: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, PH: number, PW: number,
+  OH: number, OW: number, countIncludePad: number, divisorOverride: number,
+  visit: (p: number, e: number, w: PoolWindow) => void,
+): void {
+  for (let p = 0; p < planes; p++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        // torch: the padded window ends at H + PH; its size is counted there, the sum stops at H
+        const hs = oh * SH - PH;
+        const ws = ow * SW - PW;
+        const he = Math.min(hs + KH, H + PH);
+        const we = Math.min(ws + KW, W + PW);
+        const w = { h0: Math.max(hs, 0), h1: Math.min(he, H), w0: Math.max(ws, 0), w1: Math.min(we, W), divisor: 0 };
+        w.divisor = divisorOverride !== 0 ? divisorOverride : countIncludePad ? (he - hs) * (we - ws) : (w.h1 - w.h0) * (w.w1 - w.w0);
+        visit(p, (p * OH + oh) * OW + ow, w);
+      }
+    }
+  }
+}
+
+/** nn.AdaptiveAvgPool2d's windows [floor(o*I/O), ceil((o+1)*I/O)) in output order. */
+function adaptiveWindows(planes: number, H: number, W: number, OH: number, OW: number, visit: (p: number, e: number, w: PoolWindow) => void): void {
+  for (let p = 0; p < planes; p++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        const w = {
+          h0: Math.floor((oh * H) / OH),
+          h1: Math.ceil(((oh + 1) * H) / OH),
+          w0: Math.floor((ow * W) / OW),
+          w1: Math.ceil(((ow + 1) * W) / OW),
+          divisor: 0,
+        };
+        visit(p, (p * OH + oh) * OW + ow, w);
+      }
+    }
+  }
 }
 
 /**
@@ -704,6 +777,77 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
         }
       }
     },
+    conv_im2col(col, x, ...g) {
+      const L = (g[13] - g[12]) * g[11];
+      convTaps(g, (k, l, src) => {
+        const m = F();
+        m[at(col) + k * L + l] = src < 0 ? 0 : m[at(x) + src]!;
+      });
+    },
+    conv_im2col_t(colT, x, ...g) {
+      const K = g[0] * g[3] * g[4];
+      convTaps(g, (k, l, src) => {
+        const m = F();
+        m[at(colT) + l * K + k] = src < 0 ? 0 : m[at(x) + src]!;
+      });
+    },
+    conv_col2im(dx, dcol, ...g) {
+      const L = (g[13] - g[12]) * g[11];
+      convTaps(g, (k, l, dst) => {
+        const m = F();
+        if (dst >= 0) m[at(dx) + dst] = f(m[at(dx) + dst]! + m[at(dcol) + k * L + l]!);
+      });
+    },
+    conv_bias_forward(out, bias, rows, channels, L) {
+      const m = F();
+      for (let n = 0; n < rows; n++) for (let c = 0; c < channels; c++) m.fill(m[at(bias) + c]!, at(out) + (n * channels + c) * L, at(out) + (n * channels + c + 1) * L);
+    },
+    conv_bias_backward(dbias, dout, rows, channels, L) {
+      // the kernel's order: four lane sums over l, (l0 + l1) + (l2 + l3), the tail, then into s
+      const m = F();
+      for (let c = 0; c < channels; c++) {
+        let s = m[at(dbias) + c]!;
+        for (let n = 0; n < rows; n++) {
+          const p = at(dout) + (n * channels + c) * L;
+          const lanes = [0, 0, 0, 0];
+          const L4 = L - (L % 4);
+          for (let l = 0; l < L4; l++) lanes[l % 4] = f(lanes[l % 4]! + m[p + l]!);
+          let r = f(f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!));
+          for (let l = L4; l < L; l++) r = f(r + m[p + l]!);
+          s = f(s + r);
+        }
+        m[at(dbias) + c] = s;
+      }
+    },
+
+    max_pool_forward(out, indices, x, planes, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW) {
+      const m = F();
+      const idx = I();
+      for (let p = 0; p < planes; p++) {
+        for (let oh = 0; oh < OH; oh++) {
+          for (let ow = 0; ow < OW; ow++) {
+            // torch: taps from the first inside the image, every dilation step, up to the image's end
+            let ih0 = oh * SH - PH;
+            let iw0 = ow * SW - PW;
+            const ih1 = Math.min(ih0 + (KH - 1) * DH + 1, H);
+            const iw1 = Math.min(iw0 + (KW - 1) * DW + 1, W);
+            while (ih0 < 0) ih0 += DH;
+            while (iw0 < 0) iw0 += DW;
+            let best = -Infinity;
+            let arg = ih0 * W + iw0;
+            for (let ih = ih0; ih < ih1; ih += DH) {
+              for (let iw = iw0; iw < iw1; iw += DW) {
+                const v = m[at(x) + p * H * W + ih * W + iw]!;
+                if (v > best || Number.isNaN(v)) (best = v), (arg = ih * W + iw);
+              }
+            }
+            const e = (p * OH + oh) * OW + ow;
+            m[at(out) + e] = best;
+            idx[at(indices) + e] = arg;
+          }
+        }
+      }
+    },
     batch_norm_backward(dinp, dweight, dbias, sums, dout, inp, mean, variance, weight, N, C, L, eps) {
       const m = F();
       const count = f(N * L);
@@ -729,6 +873,57 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
           }
         }
       }
+    },
+    max_pool_backward(dx, dy, indices, planes, H, W, OH, OW) {
+      const m = F();
+      const idx = I();
+      m.fill(0, at(dx), at(dx) + planes * H * W);
+      for (let e = 0; e < planes * OH * OW; e++) {
+        const t = at(dx) + Math.floor(e / (OH * OW)) * H * W + idx[at(indices) + e]!;
+        m[t] = f(m[t]! + m[at(dy) + e]!);
+      }
+    },
+    avg_pool_forward(out, x, planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW, countIncludePad, divisorOverride) {
+      const m = F();
+      avgWindows(planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW, countIncludePad, divisorOverride, (p, e, w) => {
+        let s = 0;
+        for (let ih = w.h0; ih < w.h1; ih++) for (let iw = w.w0; iw < w.w1; iw++) s = f(s + m[at(x) + p * H * W + ih * W + iw]!);
+        m[at(out) + e] = w.h0 < w.h1 && w.w0 < w.w1 ? f(s / w.divisor) : 0;
+      });
+    },
+    avg_pool_backward(dx, dy, planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW, countIncludePad, divisorOverride) {
+      const m = F();
+      m.fill(0, at(dx), at(dx) + planes * H * W);
+      avgWindows(planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW, countIncludePad, divisorOverride, (p, e, w) => {
+        const delta = f(m[at(dy) + e]! / w.divisor);
+        for (let ih = w.h0; ih < w.h1; ih++) {
+          for (let iw = w.w0; iw < w.w1; iw++) {
+            const t = at(dx) + p * H * W + ih * W + iw;
+            m[t] = f(m[t]! + delta);
+          }
+        }
+      });
+    },
+    adaptive_avg_pool_forward(out, x, planes, H, W, OH, OW) {
+      const m = F();
+      adaptiveWindows(planes, H, W, OH, OW, (p, e, w) => {
+        let s = 0;
+        for (let ih = w.h0; ih < w.h1; ih++) for (let iw = w.w0; iw < w.w1; iw++) s = f(s + m[at(x) + p * H * W + ih * W + iw]!);
+        m[at(out) + e] = f(f(s / (w.h1 - w.h0)) / (w.w1 - w.w0));
+      });
+    },
+    adaptive_avg_pool_backward(dx, dy, planes, H, W, OH, OW) {
+      const m = F();
+      m.fill(0, at(dx), at(dx) + planes * H * W);
+      adaptiveWindows(planes, H, W, OH, OW, (p, e, w) => {
+        const delta = f(f(m[at(dy) + e]! / (w.h1 - w.h0)) / (w.w1 - w.w0));
+        for (let ih = w.h0; ih < w.h1; ih++) {
+          for (let iw = w.w0; iw < w.w1; iw++) {
+            const t = at(dx) + p * H * W + ih * W + iw;
+            m[t] = f(m[t]! + delta);
+          }
+        }
+      });
     },
     heap_base: () => heapBase,
   };

@@ -1,7 +1,8 @@
 /**
- * Default initialisation reproduces torch.manual_seed(seed) + nn.Linear and nn.Embedding bit for
- * bit, and nn.MultiheadAttention's (out_proj drawn first, then xavier_uniform_(in_proj_weight),
- * biases 0) (fixtures from test/parity/generate.py, torch 1.13 with its AVX2 CPU kernels).
+ * Default initialisation reproduces torch.manual_seed(seed) + nn.Linear, nn.Conv1d/2d and
+ * nn.Embedding bit for bit, and nn.MultiheadAttention's (out_proj drawn first, then
+ * xavier_uniform_(in_proj_weight), biases 0) (fixtures from test/parity/generate.py, torch 1.13
+ * with its AVX2 CPU kernels).
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";

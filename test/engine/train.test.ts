@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { loadNodeRuntime, train } from "../../src/node/index.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
-import { classifierRequest, seedRequest } from "../helpers.js";
+import { classifierRequest, lcg, seedRequest } from "../helpers.js";
 
 
 describe("train() on the seed example", () => {
@@ -200,6 +200,24 @@ describe("the plan", () => {
       model: { layers: [{ type: "linear", in_features: 10, out_features: 33 }, { type: "dropout", p: 0.2 }, { type: "gelu" }, { type: "linear", in_features: 33, out_features: 1 }] },
       training: { epochs: 1, optimizer: { type: "rmsprop", centered: true } },
     })],
+    ["a CNN: conv2d, max_pool2d, avg and adaptive pools (the workspace, saved argmax indices)", () => {
+      const rand = lcg(9);
+      const x = Array.from({ length: 40 }, () => Array.from({ length: 2 * 12 * 12 }, rand));
+      return {
+        model: {
+          input: { shape: [2, 12, 12] },
+          layers: [
+            { type: "conv2d", in_channels: 2, out_channels: 6, kernel_size: 3, padding: 1 }, { type: "relu" },
+            { type: "max_pool2d", kernel_size: 2 },
+            { type: "conv2d", in_channels: 6, out_channels: 8, kernel_size: 3, groups: 2 }, { type: "tanh" },
+            { type: "avg_pool2d", kernel_size: 2, ceil_mode: true }, { type: "adaptive_avg_pool2d", output_size: [2, null] },
+            { type: "flatten" }, { type: "linear", in_features: 8 * 2 * 2, out_features: 3 },
+          ],
+        },
+        data: { train: { x, y: x.map((_, i) => i % 3) } },
+        training: { epochs: 1, batch_size: 16, loss: { type: "cross_entropy" }, optimizer: { type: "adam" } },
+      } as Parameters<typeof train>[0];
+    }],
   ];
   for (const [what, make] of shapes) {
     it(`estimates the memory a run allocates (${what})`, async () => {

@@ -21,7 +21,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { instantiateKernels, type Kernels, type Ptr } from "../../src/engine/kernels.js";
 import { ACTIVATIONS } from "../../src/engine/layers/activations.js";
 import { attentionOp } from "../../src/engine/ops/attention.js";
-import type { AttentionOp, KernelOpContext } from "../../src/engine/ops/types.js";
+import { opDef } from "../../src/engine/ops/index.js";
+import type { AttentionOp, AvgPoolOp, ConvOp, KernelOpContext, MaxPoolOp } from "../../src/engine/ops/types.js";
 import { createReferenceKernels } from "../../src/engine/reference.js";
 import { Rng, Stats, loadVariant, moduleOf } from "./harness.js";
 
@@ -434,6 +435,137 @@ function runAttention(lab: Lab, c: AttentionCase, qkv: Float32Array, G: Float32A
   return { out, dqkv: lab.get(dqkv, qkv.length), keep };
 }
 
+// ------------------------------------------------------------------ convolution and pooling
+
+/** A convolution to check: geometry as the op sees it (conv1d: H = KH = 1), PH/PW top/left padding. */
+interface ConvCheck {
+  label: string;
+  rows: number; C: number; O: number; groups: number; H: number; W: number;
+  KH: number; KW: number; SH: number; SW: number; PH: number; PW: number; DH: number; DW: number;
+  OH: number; OW: number;
+  /** Output rows per unfold (smaller than OH: the chunked path). */
+  rowChunk: number;
+}
+
+const CONV_GRADCHECKS: ConvCheck[] = [
+  { label: "3x3 padding 1, 2 samples", rows: 2, C: 2, O: 3, groups: 1, H: 5, W: 6, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, OH: 5, OW: 6, rowChunk: 5 },
+  { label: "stride 2x1, dilation 1x2, groups 2, rows in chunks of 2", rows: 2, C: 4, O: 6, groups: 2, H: 7, W: 9, KH: 2, KW: 3, SH: 2, SW: 1, PH: 1, PW: 2, DH: 1, DW: 2, OH: 4, OW: 9, rowChunk: 2 },
+  { label: "'same' with kernel 2x4 (one more padding at the bottom and right)", rows: 1, C: 1, O: 2, groups: 1, H: 4, W: 5, KH: 2, KW: 4, SH: 1, SW: 1, PH: 0, PW: 1, DH: 1, DW: 1, OH: 4, OW: 5, rowChunk: 3 },
+  { label: "conv1d stride 2 dilation 2 groups 3 (H = 1)", rows: 3, C: 3, O: 3, groups: 3, H: 1, W: 11, KH: 1, KW: 3, SH: 1, SW: 2, PH: 0, PW: 1, DH: 1, DW: 2, OH: 1, OW: 5, rowChunk: 1 },
+];
+
+function convOpOf(g: ConvCheck): ConvOp {
+  const { C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, O, groups, rowChunk } = g;
+  return { kind: "conv", inputs: [0], outputs: [1], weight: 0, bias: 1, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, O, groups, rowChunk };
+}
+
+/** The convolution in float64, straight from the formula (zero outside the image). */
+function convRef(g: ConvCheck, x: ArrayLike<number>, W: ArrayLike<number>, b: ArrayLike<number>): Float64Array {
+  const Cg = g.C / g.groups, Og = g.O / g.groups;
+  const y = new Float64Array(g.rows * g.O * g.OH * g.OW);
+  let e = 0;
+  for (let n = 0; n < g.rows; n++) {
+    for (let o = 0; o < g.O; o++) {
+      const grp = Math.floor(o / Og);
+      for (let oh = 0; oh < g.OH; oh++) {
+        for (let ow = 0; ow < g.OW; ow++) {
+          let s = b[o]!;
+          for (let c = 0; c < Cg; c++) {
+            for (let kh = 0; kh < g.KH; kh++) {
+              for (let kw = 0; kw < g.KW; kw++) {
+                const ih = oh * g.SH - g.PH + kh * g.DH, iw = ow * g.SW - g.PW + kw * g.DW;
+                if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                s += W[((o * Cg + c) * g.KH + kh) * g.KW + kw]! * x[((n * g.C + grp * Cg + c) * g.H + ih) * g.W + iw]!;
+              }
+            }
+          }
+          y[e++] = s;
+        }
+      }
+    }
+  }
+  return y;
+}
+
+interface PoolCheck {
+  label: string;
+  kind: "max_pool" | "avg_pool" | "adaptive_avg_pool";
+  rows: number; C: number; H: number; W: number;
+  KH: number; KW: number; SH: number; SW: number; PH: number; PW: number; DH: number; DW: number;
+  OH: number; OW: number;
+  countIncludePad: boolean; divisor: number;
+}
+const pool = (p: Partial<PoolCheck> & Pick<PoolCheck, "label" | "kind" | "H" | "W" | "OH" | "OW">): PoolCheck => ({
+  rows: 2, C: 2, KH: 0, KW: 0, SH: 1, SW: 1, PH: 0, PW: 0, DH: 1, DW: 1, countIncludePad: true, divisor: 0, ...p,
+});
+const POOL_GRADCHECKS: PoolCheck[] = [
+  pool({ label: "2x2", kind: "max_pool", H: 6, W: 7, KH: 2, KW: 2, SH: 2, SW: 2, OH: 3, OW: 3 }),
+  pool({ label: "3x3 stride 2 padding 1 ceil_mode", kind: "max_pool", H: 6, W: 6, KH: 3, KW: 3, SH: 2, SW: 2, PH: 1, PW: 1, OH: 4, OW: 4 }),
+  pool({ label: "2x3 dilation 2x1 overlapping (stride 1)", kind: "max_pool", H: 5, W: 6, KH: 2, KW: 3, DH: 2, OH: 3, OW: 4 }),
+  pool({ label: "3x3 stride 2 padding 1 ceil_mode count_include_pad", kind: "avg_pool", H: 6, W: 5, KH: 3, KW: 3, SH: 2, SW: 2, PH: 1, PW: 1, OH: 4, OW: 3 }),
+  pool({ label: "3x3 stride 2 padding 1 ceil_mode, count_include_pad false", kind: "avg_pool", H: 6, W: 5, KH: 3, KW: 3, SH: 2, SW: 2, PH: 1, PW: 1, OH: 4, OW: 3, countIncludePad: false }),
+  pool({ label: "2x2 divisor_override 3", kind: "avg_pool", H: 4, W: 4, KH: 2, KW: 2, SH: 2, SW: 2, OH: 2, OW: 2, divisor: 3 }),
+  pool({ label: "5x7 -> 3x4", kind: "adaptive_avg_pool", H: 5, W: 7, OH: 3, OW: 4 }),
+  pool({ label: "3x2 -> 4x5 (windows overlap and repeat)", kind: "adaptive_avg_pool", H: 3, W: 2, OH: 4, OW: 5 }),
+];
+
+function poolOpOf(p: PoolCheck): MaxPoolOp | AvgPoolOp {
+  const { C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW } = p;
+  const geo = { inputs: [0], outputs: [1], C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW };
+  if (p.kind === "max_pool") return { kind: "max_pool", ...geo, indices: 0 };
+  return { kind: "avg_pool", ...geo, adaptive: p.kind === "adaptive_avg_pool", countIncludePad: p.countIncludePad, divisor: p.divisor };
+}
+
+/**
+ * Pooling in float64 from the docs: max over the window's taps inside the image; the mean over
+ * the taps inside the image divided by the padded window's size (cut at H + PH), the count of
+ * taps inside (count_include_pad false) or divisor_override; adaptive windows
+ * [floor(o I / O), ceil((o + 1) I / O)).
+ */
+function poolRef(p: PoolCheck, planes: number, x: ArrayLike<number>): Float64Array {
+  const y = new Float64Array(planes * p.OH * p.OW);
+  let e = 0;
+  for (let q = 0; q < planes; q++) {
+    for (let oh = 0; oh < p.OH; oh++) {
+      for (let ow = 0; ow < p.OW; ow++) {
+        const taps: number[] = [];
+        let size = 0;
+        if (p.kind === "adaptive_avg_pool") {
+          for (let ih = Math.floor((oh * p.H) / p.OH); ih < Math.ceil(((oh + 1) * p.H) / p.OH); ih++) {
+            for (let iw = Math.floor((ow * p.W) / p.OW); iw < Math.ceil(((ow + 1) * p.W) / p.OW); iw++) taps.push(x[(q * p.H + ih) * p.W + iw]!);
+          }
+          size = taps.length;
+        } else {
+          for (let kh = 0; kh < p.KH; kh++) {
+            for (let kw = 0; kw < p.KW; kw++) {
+              const ih = oh * p.SH - p.PH + kh * p.DH, iw = ow * p.SW - p.PW + kw * p.DW;
+              if (ih < p.H + p.PH && iw < p.W + p.PW) size++;
+              if (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) taps.push(x[(q * p.H + ih) * p.W + iw]!);
+            }
+          }
+        }
+        if (p.kind === "max_pool") y[e++] = Math.max(...taps);
+        else y[e++] = taps.reduce((s, v) => s + v, 0) / (p.divisor || (p.countIncludePad ? size : taps.length));
+      }
+    }
+  }
+  return y;
+}
+
+/** A kernel-op context over the lab's memory: values, state, gradients, saved buffers, workspace. */
+function opContext(lab: Lab, values: Ptr[], state: Ptr[], grads: Ptr[], saved: Ptr[], workspace: number): KernelOpContext {
+  return {
+    k: lab.k,
+    value: (id) => values[id]!,
+    state: (i) => (i < 0 ? 0 : state[i]!),
+    grad: (i) => (i < 0 ? 0 : grads[i]!),
+    saved: (id) => (id < 0 ? 0 : saved[id]!),
+    workspace: lab.alloc(Math.max(1, workspace)),
+    training: true,
+    seed: 0,
+  };
+}
+
 // ------------------------------------------------------------------ the tests
 
 for (const impl of IMPLS) {
@@ -784,6 +916,77 @@ for (const impl of IMPLS) {
             ]).toEqual([]);
           });
         }
+      }
+    });
+
+    describe("convolution and pooling ops backward through a scalar objective", () => {
+      // the ops of src/engine/ops (conv: im2col + matmul_strided + col2im; pools) run over the
+      // lab's memory; L = 0.5 sum (y - t)^2 with y from the float64 formula of the PyTorch docs:
+      // conv  y(n,o,oh,ow) = b(o) + sum_{c,kh,kw} W(o,c,kh,kw) x(n, g C/G + c, oh SH - PH + kh DH, ow SW - PW + kw DW)
+      // pools y = max / mean of the window (see poolRef)
+      for (const g of CONV_GRADCHECKS) {
+        it.skipIf(!!impl.skip)(`conv ${g.label}: dW, db, dx${suffix}`, async () => {
+          const lab = await impl.make();
+          const rng = new Rng(g.label.length * 31 + g.OH);
+          const op = convOpOf(g);
+          const image = g.C * g.H * g.W, outs = g.O * g.OH * g.OW, wn = g.O * (g.C / g.groups) * g.KH * g.KW;
+          const x = rng.f32(g.rows * image), W = rng.f32(wn), b = rng.f32(g.O), t = rng.f32(g.rows * outs);
+          const px = lab.put(x), pW = lab.put(W), pb = lab.put(b);
+          const y = lab.alloc(g.rows * outs);
+          const dW = lab.put(new Float32Array(wn)), db = lab.put(new Float32Array(g.O));
+          const dx = lab.put(new Float32Array(g.rows * image).fill(-777)); // written
+          const c = opContext(lab, [px, y], [pW, pb], [dW, db], [], opDef(op).workspace!(op, g.rows));
+          opDef(op).kernel.forward(c, op, g.rows);
+          const dy = lab.put(lab.get(y, g.rows * outs).map((v, i) => v - t[i]!));
+          opDef(op).kernel.backward(c, op, g.rows, [dy], [dx]);
+          const loss = (xv: ArrayLike<number>, Wv: ArrayLike<number>, bv: ArrayLike<number>) => {
+            const yv = convRef(g, xv, Wv, bv);
+            return yv.reduce((s, v, i) => s + 0.5 * (v - t[i]!) ** 2, 0);
+          };
+          const nW = numericGrad(W, (v) => loss(x, v, b));
+          const nb = numericGrad(b, (v) => loss(x, W, v));
+          const nx = numericGrad(x, (v) => loss(v, W, b));
+          const bad = [
+            ...compare("conv forward", lab.get(y, g.rows * outs), convRef(g, x, W, b), maxAbs(t) + 3, 1e-5, 1e-6),
+            ...compare("conv dW", lab.get(dW, wn), nW, maxAbs(nW), 1e-4, 1e-5),
+            ...compare("conv db", lab.get(db, g.O), nb, maxAbs(nb), 1e-4, 1e-5),
+            ...compare("conv dx", lab.get(dx, g.rows * image), nx, maxAbs(nx), 1e-4, 1e-5),
+          ];
+          // parameter gradients accumulate: a second backward doubles them
+          opDef(op).kernel.backward(c, op, g.rows, [dy], [0]);
+          bad.push(
+            ...compare("conv dW accumulated", lab.get(dW, wn), nW.map((v) => 2 * v), 2 * maxAbs(nW), 1e-4, 1e-5),
+            ...compare("conv db accumulated", lab.get(db, g.O), nb.map((v) => 2 * v), 2 * maxAbs(nb), 1e-4, 1e-5),
+          );
+          expect(bad).toEqual([]);
+        });
+      }
+      for (const p of POOL_GRADCHECKS) {
+        it.skipIf(!!impl.skip)(`${p.kind} ${p.label}: dx${suffix}`, async () => {
+          const lab = await impl.make();
+          const rng = new Rng(p.label.length * 17 + p.W);
+          const planes = p.rows * p.C, image = p.C * p.H * p.W, outs = p.C * p.OH * p.OW;
+          // distinct values 2e-2 apart (shuffled): no max window is within a step of a tie
+          const x = Float32Array.from(rng.f32(p.rows * image).map((_, i) => f((i * 0.02) - 1)));
+          for (let i = x.length - 1; i > 0; i--) {
+            const j = rng.int(i + 1);
+            [x[i], x[j]] = [x[j]!, x[i]!];
+          }
+          const t = rng.f32(p.rows * outs);
+          const op = poolOpOf(p);
+          const saved = lab.alloc(p.rows * outs);
+          const px = lab.put(x), y = lab.alloc(p.rows * outs);
+          const dx = lab.put(new Float32Array(p.rows * image).fill(-777));
+          const c = opContext(lab, [px, y], [], [], [saved], 0);
+          opDef(op).kernel.forward(c, op, p.rows);
+          const dy = lab.put(lab.get(y, p.rows * outs).map((v, i) => v - t[i]!));
+          opDef(op).kernel.backward(c, op, p.rows, [dy], [dx]);
+          const nx = numericGrad(x, (v) => poolRef(p, planes, v).reduce((s, yv, i) => s + 0.5 * (yv - t[i]!) ** 2, 0));
+          expect([
+            ...compare(`${p.kind} forward`, lab.get(y, p.rows * outs), poolRef(p, planes, x), 2, 1e-6, 1e-7),
+            ...compare(`${p.kind} dx`, lab.get(dx, p.rows * image), nx, maxAbs(nx), 1e-4, 1e-5),
+          ]).toEqual([]);
+        });
       }
     });
 

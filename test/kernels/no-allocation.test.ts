@@ -100,11 +100,14 @@ function layout(memory: WebAssembly.Memory, base: number) {
     x: buf(n), y: buf(n), z: buf(n), w: buf(n), pos: buf(n, 0, 1), pos2: buf(n, 0, 1), pos3: buf(n, 0, 1),
     a: buf(M * K), b: buf(K * N), bias: buf(N), out: buf(M * N), scratch: buf(K * N),
     src: buf(5 * n), idx: idx.ptr, rows: buf(n * 4), labels: classes(n, 4), cw: buf(4, 0.5, 2), binary: classes(n, 2),
+    col: buf(9 * n), pooled: arena.alloc(n).ptr,
   };
 }
 
 function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels) => unknown> {
-  const { x, y, z, w, pos, pos2, pos3, a, b, bias, out, scratch, src, idx, rows, labels, cw, binary } = L;
+  const { x, y, z, w, pos, pos2, pos3, a, b, bias, out, scratch, src, idx, rows, labels, cw, binary, col, pooled } = L;
+  // x as an image [1, 5, 13]: a 3x3 convolution with padding 1 keeps 5 x 13; 2x2 pooling gives 2 x 6
+  const conv = [1, 5, 13, 3, 3, 1, 1, 1, 1, 1, 1, 13, 0, 5] as const;
   return {
     matmul_nt: (k) => k.matmul_nt(out, a, b, bias, scratch, M, N, K),
     matmul_nn: (k) => k.matmul_nn(out, a, b, M, N, K, 1),
@@ -154,6 +157,17 @@ function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels)
     batch_norm_update: (k) => k.batch_norm_update(z, w, pos3, pos, pos2, 13, -1, 65),
     batch_norm_forward: (k) => k.batch_norm_forward(y, x, pos, pos2, w, bias, 1, 5, 13, 1e-5),
     batch_norm_backward: (k) => k.batch_norm_backward(z, y, bias, scratch, w, x, pos, pos2, w, 1, 5, 13, 1e-5),
+    conv_im2col: (k) => k.conv_im2col(col, x, ...conv),
+    conv_im2col_t: (k) => k.conv_im2col_t(col, x, ...conv),
+    conv_col2im: (k) => k.conv_col2im(y, col, ...conv),
+    conv_bias_forward: (k) => k.conv_bias_forward(col, bias, 3, 3, 65),
+    conv_bias_backward: (k) => k.conv_bias_backward(bias, col, 3, 3, 65),
+    max_pool_forward: (k) => k.max_pool_forward(z, pooled, x, 1, 5, 13, 2, 2, 2, 2, 0, 0, 1, 1, 2, 6),
+    max_pool_backward: (k) => k.max_pool_backward(y, z, pooled, 1, 5, 13, 2, 6),
+    avg_pool_forward: (k) => k.avg_pool_forward(z, x, 1, 5, 13, 3, 3, 2, 2, 1, 1, 3, 7, 0, 0),
+    avg_pool_backward: (k) => k.avg_pool_backward(y, z, 1, 5, 13, 3, 3, 2, 2, 1, 1, 3, 7, 1, 0),
+    adaptive_avg_pool_forward: (k) => k.adaptive_avg_pool_forward(z, x, 1, 5, 13, 3, 4),
+    adaptive_avg_pool_backward: (k) => k.adaptive_avg_pool_backward(y, z, 1, 5, 13, 3, 4),
     heap_base: (k) => k.heap_base(),
   };
 }

@@ -12,7 +12,9 @@
  *  - bit-exact: relu, leaky_relu (f32 slope), tanh/sigmoid backward, dropout (mask and out), mul,
  *    scale, fill, copy, axpy (plain SIMD build), gather_rows, transpose, every optimizer state,
  *    the token kernels (embedding lookup and scatter-add, add_broadcast, token pooling),
- *    the gradients of mse/l1/huber/smooth_l1/hinge/multi_margin, max_abs, all_finite. Both
+ *    the gradients of mse/l1/huber/smooth_l1/hinge/multi_margin, max_abs, all_finite, the
+ *    convolution's im2col / im2col_t / col2im / bias kernels and every pooling kernel (max
+ *    pooling with NaN, -inf, +inf and ties in its windows, its f32x4 lanes and scalar edges). Both
  *    sides round every operation to f32 in the same order (double rounding of an f64 + - * /
  *    or sqrt to f32 is innocuous), so any difference is a real divergence.
  *  - leaky_relu with slope 0.01 (not an f32): 1 ulp (the twin multiplies by the double 0.01).
@@ -30,7 +32,7 @@
  * tolerance there (the rounding of alpha*x may be skipped); GEMM's 1e-5 covers it.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { KERNEL_NAMES, type Kernels } from "../../src/engine/kernels.js";
+import { KERNEL_NAMES, type ConvGeometry, type Kernels } from "../../src/engine/kernels.js";
 import { ACTIVATIONS, type ActivationName } from "../../src/engine/layers/activations.js";
 import { LENGTHS, Pair, Rng, Stats, f32Bits, loadVariant, moduleOf, type Variant } from "./harness.js";
 
@@ -637,6 +639,100 @@ function tokenPoolCase(direction: "forward" | "backward"): Case {
   };
 }
 
+// ------------------------------------------------------------------ convolution and pooling
+
+/** A window geometry of the conv and pool kernels (1-d ones have H = KH = 1). */
+interface Geo {
+  C: number; H: number; KH: number; KW: number; SH: number; SW: number; PH: number; PW: number; DH: number; DW: number;
+  /** Extra bottom/right padding (padding "same" with an odd total). */
+  extra: number;
+}
+const GEOS: Geo[] = [
+  { C: 1, H: 3, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, extra: 0 },
+  { C: 2, H: 4, KH: 2, KW: 3, SH: 2, SW: 1, PH: 0, PW: 1, DH: 1, DW: 1, extra: 1 },
+  { C: 3, H: 5, KH: 3, KW: 3, SH: 1, SW: 2, PH: 1, PW: 1, DH: 2, DW: 2, extra: 0 },
+  { C: 2, H: 1, KH: 1, KW: 5, SH: 1, SW: 3, PH: 0, PW: 2, DH: 1, DW: 2, extra: 0 },
+  { C: 1, H: 2, KH: 2, KW: 2, SH: 1, SW: 1, PH: 0, PW: 0, DH: 1, DW: 3, extra: 1 },
+];
+const outSize = (n: number, k: number, s: number, p: number, d: number, extra: number) => Math.max(0, Math.floor((n + 2 * p + extra - d * (k - 1) - 1) / s) + 1);
+
+/**
+ * Each geometry at every house-rule width W (the f32x4 dimension of the image rows), over all
+ * output rows and over an inner range of them: body(geometry args, image size, column matrix size).
+ */
+function convCases(P: Pair, body: (g: ConvGeometry, image: number, K: number, L: number) => void): void {
+  for (const [gi, g] of GEOS.entries()) {
+    for (const W of LENGTHS) {
+      const OH = outSize(g.H, g.KH, g.SH, g.PH, g.DH, g.extra);
+      const OW = outSize(W, g.KW, g.SW, g.PW, g.DW, g.extra);
+      for (const [oh0, oh1] of OH >= 3 ? [[0, OH], [1, OH - 1]] : [[0, OH]]) {
+        P.run(`geometry ${gi} W=${W} OH=${OH} OW=${OW} rows ${oh0}..${oh1}`, () => {
+          const geo: ConvGeometry = [g.C, g.H, W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.DH, g.DW, OW, oh0!, oh1!];
+          body(geo, g.C * g.H * W, g.C * g.KH * g.KW, (oh1! - oh0!) * OW);
+        });
+      }
+    }
+  }
+}
+
+/** Pooling windows: [KH, KW, SH, SW, PH, PW, DH, DW, ceil_mode]. */
+const POOLS = [
+  [2, 2, 2, 2, 0, 0, 1, 1, false],
+  [3, 3, 2, 2, 1, 1, 1, 1, true],
+  [3, 2, 1, 2, 1, 0, 2, 1, false],
+  [1, 3, 1, 2, 0, 1, 1, 2, true],
+  [2, 3, 3, 3, 1, 1, 1, 1, true],
+  [2, 3, 1, 1, 1, 1, 1, 1, false],
+] as const;
+
+/** aten's pooling_output_shape (0 when the window does not fit, or for an empty input as torch refuses it). */
+function poolOut(n: number, k: number, s: number, p: number, d: number, ceil: boolean): number {
+  if (n === 0) return 0;
+  let o = Math.floor((n + 2 * p - d * (k - 1) - 1 + (ceil ? s - 1 : 0)) / s) + 1;
+  if (ceil && (o - 1) * s >= n + p) o--;
+  return Math.max(0, o);
+}
+
+/** Each pooling window over planes of height 1, 3 and 4 and every house-rule width. */
+function poolCases(P: Pair, body: (a: { planes: number; H: number; W: number; w: (typeof POOLS)[number]; OH: number; OW: number }) => void): void {
+  for (const [wi, w] of POOLS.entries()) {
+    for (const [planes, H] of [[1, 1], [3, 3], [2, 4]] as const) {
+      for (const W of LENGTHS) {
+        const OH = poolOut(H, w[0], w[2], w[4], w[6], w[8]);
+        const OW = poolOut(W, w[1], w[3], w[5], w[7], w[8]);
+        P.run(`window ${wi} planes=${planes} H=${H} W=${W} OH=${OH} OW=${OW}`, () => body({ planes, H, W, w, OH, OW }));
+      }
+    }
+  }
+}
+
+/** Values with ties, NaN, -inf and +inf at fixed positions (max pooling's special cases). */
+function poolInput(rng: Rng, n: number): Float32Array {
+  const a = rng.f32(n, -2, 2);
+  for (let i = 0; i < n; i++) {
+    if (i % 11 === 3) a[i] = 1.5; // ties with each other
+    if (i % 13 === 5) a[i] = -Infinity;
+    if (i % 17 === 7) a[i] = NaN;
+    if (i % 19 === 9) a[i] = Infinity;
+  }
+  return a;
+}
+
+const convCase = (which: "conv_im2col" | "conv_im2col_t" | "conv_col2im"): Case => (P, rng) =>
+  convCases(P, (geo, image, K, L) => {
+    if (which === "conv_col2im") {
+      const dx = P.output(image, rng.f32(image));
+      const dcol = P.input(rng.f32(K * L), "dcol");
+      P.both((k) => k.conv_col2im(dx, dcol, ...geo));
+      P.exact(which, "dx", dx, image);
+    } else {
+      const x = P.input(rng.f32(image), "x");
+      const col = P.output(K * L);
+      P.both((k) => k[which](col, x, ...geo));
+      P.exact(which, "col", col, K * L);
+    }
+  });
+
 // ------------------------------------------------------------------ the table: one entry per kernel
 
 const CASES: Record<Tested, Case> = {
@@ -936,6 +1032,95 @@ const CASES: Record<Tested, Case> = {
   add_broadcast: addBroadcast,
   token_pool_forward: tokenPoolCase("forward"),
   token_pool_backward: tokenPoolCase("backward"),
+  conv_im2col: convCase("conv_im2col"),
+  conv_im2col_t: convCase("conv_im2col_t"),
+  conv_col2im: convCase("conv_col2im"),
+  conv_bias_forward: (P, rng) => {
+    for (const [rows, channels] of [[0, 2], [1, 1], [3, 5]] as const) {
+      each(P, LENGTHS, (L) => {
+        const bias = P.input(rng.f32(channels), "bias");
+        const out = P.output(rows * channels * L);
+        P.both((k) => k.conv_bias_forward(out, bias, rows, channels, L));
+        P.exact("conv_bias_forward", "out", out, rows * channels * L);
+      }, (L) => `rows=${rows} channels=${channels} L=${L}`);
+    }
+  },
+  conv_bias_backward: (P, rng) => {
+    for (const [rows, channels] of [[0, 2], [1, 1], [3, 5]] as const) {
+      each(P, LENGTHS, (L) => {
+        const dbias = P.output(channels, rng.f32(channels));
+        const dout = P.input(rng.f32(rows * channels * L), "dout");
+        P.both((k) => k.conv_bias_backward(dbias, dout, rows, channels, L));
+        P.exact("conv_bias_backward", "dbias", dbias, channels); // the same order of additions
+      }, (L) => `rows=${rows} channels=${channels} L=${L}`);
+    }
+  },
+  max_pool_forward: (P, rng) =>
+    poolCases(P, ({ planes, H, W, w, OH, OW }) => {
+      const x = P.input(poolInput(rng, planes * H * W), "x");
+      const out = P.output(planes * OH * OW), idx = P.output(planes * OH * OW);
+      P.both((k) => k.max_pool_forward(out, idx, x, planes, H, W, w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], OH, OW));
+      P.exact("max_pool_forward", "out", out, planes * OH * OW);
+      P.exact("max_pool_forward", "indices", idx, planes * OH * OW);
+    }),
+  max_pool_backward: (P, rng) =>
+    poolCases(P, ({ planes, H, W, OH, OW }) => {
+      const n = planes * OH * OW;
+      const dy = P.input(rng.f32(n), "dy");
+      // several outputs may pick the same tap: their gradients add up
+      const idx = P.inputI32(Int32Array.from({ length: n }, () => rng.int(Math.min(H * W, 5))));
+      const dx = P.output(planes * H * W);
+      P.both((k) => k.max_pool_backward(dx, dy, idx, planes, H, W, OH, OW));
+      P.exact("max_pool_backward", "dx", dx, planes * H * W);
+    }),
+  avg_pool_forward: (P, rng) => {
+    for (const [countIncludePad, divisor] of [[1, 0], [0, 0], [1, 3]] as const) {
+      poolCases(P, ({ planes, H, W, w, OH, OW }) => {
+        const x = P.input(rng.f32(planes * H * W), "x");
+        const out = P.output(planes * OH * OW);
+        P.both((k) => k.avg_pool_forward(out, x, planes, H, W, w[0], w[1], w[2], w[3], w[4], w[5], OH, OW, countIncludePad, divisor));
+        P.exact("avg_pool_forward", "out", out, planes * OH * OW);
+      });
+    }
+  },
+  avg_pool_backward: (P, rng) => {
+    for (const [countIncludePad, divisor] of [[1, 0], [0, 0], [1, 3]] as const) {
+      poolCases(P, ({ planes, H, W, w, OH, OW }) => {
+        const dy = P.input(rng.f32(planes * OH * OW), "dy");
+        const dx = P.output(planes * H * W);
+        P.both((k) => k.avg_pool_backward(dx, dy, planes, H, W, w[0], w[1], w[2], w[3], w[4], w[5], OH, OW, countIncludePad, divisor));
+        P.exact("avg_pool_backward", "dx", dx, planes * H * W);
+      });
+    }
+  },
+  adaptive_avg_pool_forward: (P, rng) => {
+    for (const [planes, H, OH] of [[1, 1, 1], [2, 5, 3], [3, 4, 7]] as const) {
+      for (const W of LENGTHS.filter((v) => v > 0)) {
+        for (const OW of [1, 3, W, W + 2]) {
+          P.run(`planes=${planes} ${H}x${W} -> ${OH}x${OW}`, () => {
+            const x = P.input(rng.f32(planes * H * W), "x");
+            const out = P.output(planes * OH * OW);
+            P.both((k) => k.adaptive_avg_pool_forward(out, x, planes, H, W, OH, OW));
+            P.exact("adaptive_avg_pool_forward", "out", out, planes * OH * OW);
+          });
+        }
+      }
+    }
+  },
+  adaptive_avg_pool_backward: (P, rng) => {
+    for (const [planes, H, OH] of [[1, 1, 1], [2, 5, 3], [3, 4, 7]] as const) {
+      for (const W of LENGTHS.filter((v) => v > 0)) {
+        for (const OW of [1, 3, W, W + 2]) {
+          P.run(`planes=${planes} ${H}x${W} -> ${OH}x${OW}`, () => {
+            const dy = P.input(rng.f32(planes * OH * OW), "dy");
+            const dx = P.output(planes * H * W);
+            P.both((k) => k.adaptive_avg_pool_backward(dx, dy, planes, H, W, OH, OW));
+            P.exact("adaptive_avg_pool_backward", "dx", dx, planes * H * W);
+          });
+        }
+      }
+    }
+  },
   sum_squares: (P, rng) =>
     each(P, EL, (n) => {
       const xv = rng.f32(n, -3, 3);

@@ -345,7 +345,67 @@ MODULES = {
     "embedding": lambda L: nn.Embedding(L["num_embeddings"], L["embedding_dim"], padding_idx=L.get("padding_idx")),
     "position_embedding": lambda L: PositionEmbedding(L["num_embeddings"], L["embedding_dim"]),
     "pool": lambda L: Pool(L.get("mode", "mean")),
+    "conv1d": lambda L: conv_module(nn.Conv1d, L),
+    "conv2d": lambda L: conv_module(nn.Conv2d, L),
+    "max_pool1d": lambda L: max_pool_module(nn.MaxPool1d, L),
+    "max_pool2d": lambda L: max_pool_module(nn.MaxPool2d, L),
+    "avg_pool1d": lambda L: nn.AvgPool1d(tup(L["kernel_size"]), stride=tup(L.get("stride")), padding=tup(L.get("padding", 0)),
+                                         ceil_mode=L.get("ceil_mode", False), count_include_pad=L.get("count_include_pad", True)),
+    "avg_pool2d": lambda L: nn.AvgPool2d(tup(L["kernel_size"]), stride=tup(L.get("stride")), padding=tup(L.get("padding", 0)),
+                                         ceil_mode=L.get("ceil_mode", False), count_include_pad=L.get("count_include_pad", True),
+                                         divisor_override=L.get("divisor_override")),
+    "adaptive_avg_pool1d": lambda L: nn.AdaptiveAvgPool1d(tup(L["output_size"])),
+    "adaptive_avg_pool2d": lambda L: nn.AdaptiveAvgPool2d(tup(L["output_size"])),
 }
+
+
+def tup(v):
+    """A JSON list argument as the tuple torch takes (ints, strings and None pass through)."""
+    return tuple(v) if isinstance(v, list) else v
+
+
+def conv_module(cls, L):
+    return cls(L["in_channels"], L["out_channels"], tup(L["kernel_size"]), stride=tup(L.get("stride", 1)),
+               padding=tup(L.get("padding", 0)), dilation=tup(L.get("dilation", 1)), groups=L.get("groups", 1),
+               bias=L.get("bias", True), padding_mode=L.get("padding_mode", "zeros"))
+
+
+def max_pool_module(cls, L):
+    return cls(tup(L["kernel_size"]), stride=tup(L.get("stride")), padding=tup(L.get("padding", 0)),
+               dilation=tup(L.get("dilation", 1)), ceil_mode=L.get("ceil_mode", False))
+
+
+def max_pool_margin(m, x):
+    """The smallest gap between the largest and the second largest tap of any window of a max
+    pool (its kink: the gradient goes to the argmax). Exact ties of zeros (ReLU outputs) are
+    left out: the ReLU before the pool sends no gradient through them whichever wins."""
+    x = x.detach()
+    if isinstance(m, nn.MaxPool1d):
+        x = x.unsqueeze(-2)
+        pair = lambda v: (1, v[0] if isinstance(v, tuple) else v)
+        k, s, p, d = pair(m.kernel_size), pair(m.stride), (0, pair(m.padding)[1]), pair(m.dilation)
+    else:
+        pair = lambda v: v if isinstance(v, tuple) else (v, v)
+        k, s, p, d = pair(m.kernel_size), pair(m.stride), pair(m.padding), pair(m.dilation)
+    if k[0] * k[1] < 2:
+        return math.inf
+    x = x.reshape(-1, 1, x.shape[-2], x.shape[-1])
+    H, W = x.shape[-2:]
+    out = torch.nn.functional.max_pool2d(x, k, s, p, d, ceil_mode=m.ceil_mode)
+    OH, OW = out.shape[-2:]
+    # -inf padding, enough on the bottom and right for ceil_mode's last windows
+    extra = [max(0, (o - 1) * st + dd * (kk - 1) + 1 - n - pp) for o, st, dd, kk, n, pp in
+             ((OH, s[0], d[0], k[0], H, p[0]), (OW, s[1], d[1], k[1], W, p[1]))]
+    xp = torch.nn.functional.pad(x, (p[1], extra[1], p[0], extra[0]), value=-math.inf)
+    cols = torch.nn.functional.unfold(xp, k, dilation=d, stride=s)  # [planes, taps, windows]
+    lh = (xp.shape[-2] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    lw = (xp.shape[-1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    cols = cols.reshape(cols.shape[0], cols.shape[1], lh, lw)[:, :, :OH, :OW]
+    top = cols.topk(2, dim=1).values
+    gap = top[:, 0] - top[:, 1]
+    relu_tie = (top[:, 0] == 0) & (top[:, 1] == 0)
+    gap = gap[~relu_tie & torch.isfinite(gap)]
+    return float(gap.min()) if gap.numel() else math.inf
 
 
 def build_module(L):
@@ -546,9 +606,15 @@ def train(request, init_state, dtype):
         if tracking["on"]:
             margins.kink = min(margins.kink, float(inp[0].detach().abs().min()))
 
+    def pool_hook(mod, inp):
+        if tracking["on"]:
+            margins.kink = min(margins.kink, max_pool_margin(mod, inp[0]))
+
     for m in model.modules():
         if isinstance(m, (nn.ReLU, nn.LeakyReLU)):
             m.register_forward_pre_hook(hook)
+        if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
+            m.register_forward_pre_hook(pool_hook)
 
     def max_pool_hook(mod, inp, _out):
         # pool(max) picks one token per feature: the runner-up must stay clear of it
@@ -1383,6 +1449,65 @@ def token_cases():
     ]
 
 
+def conv_cases():
+    """Convolutions and pooling: conv1d/2d (stride, dilation, groups, padding 'same'), max / average /
+    adaptive pooling with padding, ceil_mode and count_include_pad, on shaped inputs. Small on
+    purpose: every ReLU input and every max-pool window is a kink whose margin the generator checks,
+    and the margin shrinks with the number of them (32 rows in batches of 4: 104 steps)."""
+    adam = lambda lr=0.01: {"type": "adam", "lr": lr}
+    lin = lambda i, o, name="head": OrderedDict(type="linear", name=name, in_features=i, out_features=o)
+    conv = lambda kind, cin, cout, k, name=None, **kw: OrderedDict(
+        [("type", kind)] + ([("name", name)] if name else []) +
+        [("in_channels", cin), ("out_channels", cout), ("kernel_size", k)] + list(kw.items()))
+    flat = {"type": "flatten"}
+    train = lambda loss="mse": dict(epochs=13, batch_size=4, loss={"type": loss}, optimizer=adam())
+    data = lambda d_in, **kw: dict(d_in=d_in, n_train=32, n_val=16, **kw)
+    return [
+        case("cnn_max_pool", "a small CNN: conv2d 3x3, ReLU, max_pool2d 2, flatten, linear; cross-entropy",
+             input=[1, 6, 6],
+             layers=[conv("conv2d", 1, 2, 3, "conv"), {"type": "relu"}, {"type": "max_pool2d", "kernel_size": 2},
+                     flat, lin(8, 3)],
+             data=data(36, task="class", k=3), training=train("cross_entropy"), seed=301),
+        case("conv1d_stride_dilation_groups", "conv1d with kernel 3, stride 2, dilation 2 and groups 2, tanh, a linear head",
+             input=[4, 12],
+             layers=[conv("conv1d", 4, 6, 3, "conv", stride=2, dilation=2, groups=2), {"type": "tanh"}, flat, lin(24, 1)],
+             data=data(48), training=train(), seed=302),
+        case("avg_pool_padding_ceil", "avg_pool2d 3x3 stride 2 padding 1 ceil_mode without the padding in the count, "
+             "then avg_pool2d 2 with divisor_override 3",
+             input=[2, 7, 7],
+             layers=[conv("conv2d", 2, 3, 3, "conv", padding=1), {"type": "tanh"},
+                     OrderedDict(type="avg_pool2d", kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+                     OrderedDict(type="avg_pool2d", kernel_size=2, divisor_override=3), flat, lin(12, 2)],
+             data=data(98, k=2), training=train(), seed=303),
+        case("adaptive_avg_pool_uneven", "adaptive_avg_pool2d from 5x7 to 3x4 (windows of uneven size that overlap)",
+             input=[1, 7, 9],
+             layers=[conv("conv2d", 1, 3, 3, "conv"), {"type": "tanh"},
+                     OrderedDict(type="adaptive_avg_pool2d", output_size=[3, 4]), flat, lin(36, 1)],
+             data=data(63), training=train(), seed=304),
+        case("conv2d_same", "conv2d padding 'same' with kernel [2, 3] and dilation [1, 2] (the odd total padding goes "
+             "to the bottom), then adaptive_avg_pool2d [None, 4] (None keeps the height)",
+             input=[2, 6, 6],
+             layers=[conv("conv2d", 2, 3, [2, 3], "conv", padding="same", dilation=[1, 2]), {"type": "silu"},
+                     OrderedDict(type="adaptive_avg_pool2d", output_size=[None, 4]), flat, lin(72, 1)],
+             data=data(72), training=train(), seed=305),
+        case("max_pool_ceil_mode", "max_pool2d 3x3 stride 2 with ceil_mode (the last windows hang over the bottom "
+             "and right) straight after a 2x2 convolution; cross-entropy",
+             input=[1, 5, 5],
+             layers=[conv("conv2d", 1, 2, 2, "conv"),
+                     OrderedDict(type="max_pool2d", kernel_size=3, stride=2, ceil_mode=True), flat, lin(8, 3)],
+             data=data(25, task="class", k=3), training=train("cross_entropy"), seed=306),
+        case("pool1d", "conv1d padding 1, max_pool1d 3 stride 2 padding 1, a 1x1 conv1d without bias, avg_pool1d 2 "
+             "with ceil_mode, adaptive_avg_pool1d 2",
+             input=[2, 10],
+             layers=[conv("conv1d", 2, 3, 3, "conv1", padding=1), {"type": "tanh"},
+                     OrderedDict(type="max_pool1d", kernel_size=3, stride=2, padding=1),
+                     conv("conv1d", 3, 4, 1, "conv2", bias=False), {"type": "tanh"},
+                     OrderedDict(type="avg_pool1d", kernel_size=2, ceil_mode=True),
+                     OrderedDict(type="adaptive_avg_pool1d", output_size=2), flat, lin(8, 1)],
+             data=data(20), training=train(), seed=307),
+    ]
+
+
 # --------------------------------------------------------------------------- init.json
 
 def kaiming_bounds(fan_in):
@@ -1429,6 +1554,16 @@ def init_fixture():
         (42, [emb(7, 5, "emb", padding_idx=-1), pos(6, 5), {"type": "pool", "mode": "mean"}, lin(5, 3, "head")]),
         (7, [emb(100, 16, "emb", padding_idx=0), pos(3, 16), lin(16, 4, "head")]),
     ]
+    # convolutions: fan_in = in_channels / groups * prod(kernel_size); (seed, input shape, layers)
+    conv = lambda kind, cin, cout, k, name=None, **kw: OrderedDict(
+        [("type", kind)] + ([("name", name)] if name else []) +
+        [("in_channels", cin), ("out_channels", cout), ("kernel_size", k)] + list(kw.items()))
+    conv_specs = [
+        (3, [1, 8, 8], [conv("conv2d", 1, 4, 3, "conv1", padding=1), {"type": "relu"}, {"type": "max_pool2d", "kernel_size": 2},
+                        conv("conv2d", 4, 6, [2, 3], "conv2", groups=2), {"type": "flatten"}, lin(6 * 3 * 2, 2, "head")]),
+        (11, [6, 20], [conv("conv1d", 6, 4, 5, stride=2, groups=2, bias=False), {"type": "tanh"},
+                       conv("conv1d", 4, 3, 1), {"type": "flatten"}, lin(24, 1)]),
+    ]
     cases = []
     for seed, shape, layers in [(s, None, L) for s, L in specs] + shaped:
         torch.manual_seed(seed)
@@ -1456,6 +1591,20 @@ def init_fixture():
     for s, n, mean, std in ((0, 12, 0.0, 1.0), (3, 16, 0.0, 1.0), (5, 35, 0.5, 2.0), (9, 1000, -1.0, 0.1), (11, 2048, 0.0, 1.0)):
         torch.manual_seed(s)
         normal.append(OrderedDict(seed=s, n=n, mean=mean, std=std, values=torch.empty(n).normal_(mean, std).tolist()))
+
+    for seed, shape, layers in conv_specs:
+        torch.manual_seed(seed)
+        model = build_model(layers)
+        bounds = OrderedDict()
+        for i, L in enumerate(layers):
+            if L["type"] in ("linear", "conv1d", "conv2d"):
+                ks = L.get("kernel_size", 1)
+                fan_in = L["in_features"] if L["type"] == "linear" else \
+                    L["in_channels"] // L.get("groups", 1) * int(np.prod(ks if isinstance(ks, list) else [ks]))
+                wb, bb = kaiming_bounds(fan_in)
+                bounds[layer_name(i, L)] = OrderedDict(weight=wb, bias=bb if L.get("bias", True) else None)
+        model(torch.zeros(2, *shape))  # the shapes chain
+        cases.append(OrderedDict(seed=seed, input=OrderedDict(shape=shape), layers=layers, bounds=bounds, weights=state_to_json(model.state_dict())))
 
     mt = OrderedDict()
     for s in (0, 1, 42, 5489, 12345, 2 ** 31 - 1):
@@ -1489,12 +1638,13 @@ def init_fixture():
                      "bias with uniform_(-bound, bound): one 32-bit output r per element, "
                      "value = float32((r & 0xFFFFFF) * 2^-24 * float32(float32(high) - float32(low)) + float32(low)) "
                      "evaluated in double. weight bound = sqrt(3) * (sqrt(2 / (1 + sqrt(5)^2)) / sqrt(fan_in)), "
-                     "bias bound = 1 / sqrt(fan_in) (both in double, as torch computes them). "
-                     "nn.MultiheadAttention (cases with `input`): out_proj, an nn.Linear, draws first; then "
-                     "xavier_uniform_(in_proj_weight) with a = sqrt(3) * sqrt(2 / (fan_in + fan_out)); both biases 0. "
-                     "nn.Embedding (and position_embedding) draw normal_(0, 1): torch's CPU normal_ (AVX2 build: "
-                     "float32 Box-Muller over blocks of 16 uniforms from 16 elements on, double Box-Muller below); "
-                     "`normal` holds normal_(mean, std) samples of n elements after manual_seed(seed)."),
+                     "bias bound = 1 / sqrt(fan_in) (both in double, as torch computes them). nn.Conv1d/2d the same "
+                     "over weight [out, in/groups, k...] with fan_in = in/groups * prod(kernel_size). "
+                     "nn.MultiheadAttention: out_proj, an nn.Linear, draws first; then xavier_uniform_(in_proj_weight) "
+                     "with a = sqrt(3) * sqrt(2 / (fan_in + fan_out)); both biases 0. Cases with `input` read rows as "
+                     "that shape. nn.Embedding (and position_embedding) draw normal_(0, 1): torch's CPU normal_ (AVX2 "
+                     "build: float32 Box-Muller over blocks of 16 uniforms from 16 elements on, double Box-Muller "
+                     "below); `normal` holds normal_(mean, std) samples of n elements after manual_seed(seed)."),
         cases=cases, mt19937=mt, uniform=uniform, normal=normal)
 
 
@@ -1509,6 +1659,7 @@ GROUPS = OrderedDict(
     attention=attention_cases,
     norm=norm_cases,
     tokens=token_cases,
+    conv=conv_cases,
 )
 
 

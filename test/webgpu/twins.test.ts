@@ -14,6 +14,10 @@
  *    its multiply-adds into fma); its score gradient: 1e-5 of
  *    scale * P (sum |dO V| + sum_k |dP_k| P_k); the whole op (forward and backward, with key
  *    padding, causal, dropout): 1e-5 of each tensor's largest magnitude.
+ *  - convolutions (forward, dW, dx against the WASM op's im2col + GEMM): the same as GEMM, the scale
+ *    being the op run on absolute values; the bias gradient bit-exact (the same additions);
+ *    max pooling bit-exact (values, argmax indices, gradients); average pooling 2 ulps
+ *    (WGSL's division need not be correctly rounded).
  *  - activations with exp/erf/tanh: 8 ulps or 1e-6 absolute (WGSL's exp is a few ulps; tanh is
  *    Cephes' tanhf, not Mathf.tanh); their backward passes likewise.
  *  - losses: the loss 1e-5 relative (f32 tree sums vs f64 sums), gradients 8 ulps or 1e-6 of
@@ -29,9 +33,11 @@ import { instantiateKernels, type Kernels } from "../../src/engine/kernels.js";
 import { BufferSet, MAP_READ, Program, USAGE, gridGroups, type DispatchSpec } from "../../src/engine/webgpu/context.js";
 import { ACT, KERNELS, LOSS, NORM, STEP_BYTES } from "../../src/engine/webgpu/wgsl.js";
 import { gemmSpec } from "../../src/engine/webgpu/backend.js";
-import { GPU_OPS, bgemmSpec, type GpuOpContext } from "../../src/engine/webgpu/ops.js";
+import { GPU_OPS, bgemmSpec, type GpuOp, type GpuOpContext } from "../../src/engine/webgpu/ops.js";
 import { attentionOp } from "../../src/engine/ops/attention.js";
-import type { AttentionOp, KernelOpContext } from "../../src/engine/ops/types.js";
+import { convOp } from "../../src/engine/ops/conv.js";
+import { avgPoolOp, maxPoolOp } from "../../src/engine/ops/pool.js";
+import type { AttentionOp, AvgPoolOp, ConvOp, KernelOpContext, MaxPoolOp } from "../../src/engine/ops/types.js";
 import { loadNodeRuntime } from "../../src/node/index.js";
 import { LENGTHS, Rng, Stats, ulpDistance } from "../kernels/harness.js";
 import { SKIP_REASON, adapterDescription, device } from "./device.js";
@@ -670,6 +676,134 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
       }
     }
   });
+
+  // ---------------------------------------------------------------- convolution and pooling
+  // The WASM side runs the ops of src/engine/ops (im2col + GEMM, the pool kernels); the GPU side
+  // the dispatches GPU_OPS builds for the same op, over a state block with offsets.
+
+  /** A WASM kernel-op context: values and state by pointer, and a workspace. */
+  const wasmOp = (w: Wasm, values: number[], state: number[], grads: number[], saved: number[], workspace: number): KernelOpContext => ({
+    k: w.k,
+    value: (id) => values[id]!,
+    state: (i) => (i < 0 ? 0 : state[i]!),
+    grad: (i) => (i < 0 ? 0 : grads[i]!),
+    saved: (id) => saved[id]!,
+    workspace: w.put(new Float32Array(Math.max(4, workspace))),
+    training: true,
+    seed: 0,
+  });
+  /** A GPU op context over named test buffers: value 0 is x, value 1 is y; state 0 the weight, 1 the bias. */
+  const gpuOp = (B: Record<string, GPUBuffer>, step: GPUBuffer, offsets: number[]): GpuOpContext => ({
+    value: (id) => (id === 0 ? B.x! : B.y!),
+    state: B.state!,
+    grads: B.grads!,
+    offset: (i) => offsets[i]!,
+    trainable: () => true,
+    saved: () => B.saved!,
+    step,
+    none: B.x!,
+  });
+
+  const CONVS: (Omit<ConvOp, "kind" | "inputs" | "outputs" | "weight" | "bias" | "W" | "OW"> & { label: string })[] = [
+    { label: "3x3 padding 1", C: 2, O: 3, groups: 1, H: 4, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, OH: 4, rowChunk: 4 },
+    { label: "2x3 stride 2x1 dilation 1x2 groups 2, chunks of 2 rows", C: 4, O: 6, groups: 2, H: 7, KH: 2, KW: 3, SH: 2, SW: 1, PH: 1, PW: 2, DH: 1, DW: 2, OH: 4, rowChunk: 2 },
+    { label: "1-d kernel 3 stride 2 groups 3", C: 3, O: 3, groups: 3, H: 1, KH: 1, KW: 3, SH: 1, SW: 2, PH: 0, PW: 1, DH: 1, DW: 1, OH: 1, rowChunk: 1 },
+  ];
+  for (const geo of CONVS) {
+    it(`conv ${geo.label}: forward, dW, db, dx vs the WASM op (im2col + GEMM)`, async () => {
+      const rng = new Rng(41 + geo.C);
+      for (const W of LENGTHS) {
+        for (const rows of [1, 3]) {
+          const OW = Math.max(0, Math.floor((W + 2 * geo.PW - geo.DW * (geo.KW - 1) - 1) / geo.SW) + 1);
+          const op: ConvOp = { ...geo, kind: "conv", inputs: [0], outputs: [1], weight: 0, bias: 1, W, OW };
+          const image = geo.C * geo.H * W, outs = geo.O * geo.OH * OW, wn = geo.O * (geo.C / geo.groups) * geo.KH * geo.KW;
+          const x = rng.f32(rows * image), Wt = rng.f32(wn), b = rng.f32(geo.O), dy = rng.f32(rows * outs);
+          const dW0 = rng.f32(wn), db0 = rng.f32(geo.O);
+          // the WASM op, and again on absolute values: each output's sum of |terms| (the tolerance's scale)
+          const run = async (xv: Float32Array, Wv: Float32Array, bv: Float32Array, dyv: Float32Array, dWv: Float32Array, dbv: Float32Array) => {
+            const w = await wasm();
+            const ptr = { x: w.put(xv), y: w.put(new Float32Array(rows * outs)), W: w.put(Wv), b: w.put(bv), dy: w.put(dyv), dW: w.put(dWv.slice()), db: w.put(dbv.slice()), dx: w.put(new Float32Array(rows * image)) };
+            const c = wasmOp(w, [ptr.x, ptr.y], [ptr.W, ptr.b], [ptr.dW, ptr.db], [], convOp.workspace!(op, rows));
+            convOp.kernel.forward(c, op, rows);
+            convOp.kernel.backward(c, op, rows, [ptr.dy], [ptr.dx]);
+            return { y: w.get(ptr.y, rows * outs), dW: w.get(ptr.dW, wn), db: w.get(ptr.db, geo.O), dx: w.get(ptr.dx, rows * image) };
+          };
+          const expected = await run(x, Wt, b, dy, dW0, db0);
+          const abs = (a: Float32Array) => a.map(Math.abs);
+          const scale = await run(abs(x), abs(Wt), abs(b), abs(dy), abs(dW0), abs(db0));
+          const wOff = 3, bOff = 3 + wn + 2;
+          const state = new Float32Array(bOff + geo.O + 1), grads = new Float32Array(bOff + geo.O + 1);
+          state.set(Wt, wOff), state.set(b, bOff), grads.set(dW0, wOff), grads.set(db0, bOff);
+          const got = await gpu({ x, y: new Float32Array(rows * outs), state, grads, dy, dx: new Float32Array(rows * image) }, (B, step) => {
+            const c = gpuOp(B, step, [wOff, bOff]);
+            return [...GPU_OPS.conv!.forward(c, op, rows, true), ...GPU_OPS.conv!.backward(c, op, rows, [B.dy!], [B.dx!])];
+          });
+          const tiny = (a: Float32Array) => Float64Array.from(a, (v) => v + 1e-30);
+          scaled(`conv ${geo.label} forward`, got.y!, expected.y, tiny(scale.y), 1e-5);
+          scaled(`conv ${geo.label} dx`, got.dx!, expected.dx, tiny(scale.dx), 1e-5);
+          scaled(`conv ${geo.label} dW`, got.grads!.subarray(wOff, wOff + wn), expected.dW, tiny(scale.dW), 1e-5);
+          exact(`conv ${geo.label} db (the same order of additions)`, got.grads!.subarray(bOff, bOff + geo.O), expected.db);
+          exact(`conv ${geo.label} state untouched`, got.state!, state);
+        }
+      }
+    });
+  }
+
+  /** Pooling windows: [KH, KW, SH, SW, PH, PW, DH, DW, ceil_mode]. */
+  const POOL_WINDOWS = [
+    [2, 2, 2, 2, 0, 0, 1, 1, false],
+    [3, 3, 2, 2, 1, 1, 1, 1, true],
+    [2, 3, 1, 2, 1, 1, 2, 1, false],
+  ] as const;
+  const poolOut = (n: number, k: number, st: number, pd: number, d: number, ceil: boolean) => {
+    if (n === 0) return 0;
+    let o = Math.floor((n + 2 * pd - d * (k - 1) - 1 + (ceil ? st - 1 : 0)) / st) + 1;
+    if (ceil && (o - 1) * st >= n + pd) o--;
+    return Math.max(0, o);
+  };
+  for (const kind of ["max_pool", "avg_pool", "avg_pool count_include_pad=false divisor", "adaptive_avg_pool"] as const) {
+    it(`${kind}: forward and backward vs the WASM kernels`, async () => {
+      const rng = new Rng(51 + kind.length);
+      for (const win of POOL_WINDOWS) {
+        for (const W of LENGTHS) {
+          const [C, H, rows] = [2, 5, 2];
+          const adaptive = kind === "adaptive_avg_pool";
+          const [KH, KW, SH, SW, PH, PW, , , ceil] = win;
+          const [DH, DW] = kind === "max_pool" ? [win[6], win[7]] : [1, 1];
+          const OH = adaptive ? 3 : poolOut(H, KH, SH, PH, DH, ceil);
+          const OW = adaptive ? (W === 0 ? 0 : Math.max(1, W - 2)) : poolOut(W, KW, SW, PW, DW, ceil);
+          const geo = { inputs: [0], outputs: [1], C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW };
+          const op: MaxPoolOp | AvgPoolOp = kind === "max_pool"
+            ? { kind: "max_pool", ...geo, indices: 0 }
+            : { kind: "avg_pool", ...geo, adaptive, countIncludePad: kind === "avg_pool", divisor: kind.includes("divisor") ? 3 : 0 };
+          const image = C * H * W, outs = C * OH * OW;
+          const x = values(rng, rows * image), dy = rng.f32(rows * outs);
+          for (let i = 5; i < x.length; i += 13) x[i] = x[i - 2]!; // ties
+          if (x.length > 9) (x[3] = NaN), (x[9] = -Infinity);
+          const w = await wasm();
+          const ptr = { x: w.put(x), y: w.put(new Float32Array(rows * outs)), saved: w.put(new Float32Array(rows * outs)), dy: w.put(dy), dx: w.put(new Float32Array(rows * image)) };
+          const c = wasmOp(w, [ptr.x, ptr.y], [], [], [ptr.saved], 0);
+          const def = op.kind === "max_pool" ? maxPoolOp : avgPoolOp;
+          (def.kernel.forward as (c: KernelOpContext, op: MaxPoolOp | AvgPoolOp, rows: number) => void)(c, op, rows);
+          (def.kernel.backward as (c: KernelOpContext, op: MaxPoolOp | AvgPoolOp, rows: number, dy: number[], dx: number[]) => void)(c, op, rows, [ptr.dy], [ptr.dx]);
+          const got = await gpu({ x, y: new Float32Array(rows * outs), saved: new Float32Array(rows * outs), dy, dx: new Float32Array(rows * image), state: new Float32Array(4), grads: new Float32Array(4) }, (B, step) => {
+            const g = gpuOp(B, step, []);
+            const gop = (op.kind === "max_pool" ? GPU_OPS.max_pool : GPU_OPS.avg_pool) as GpuOp<MaxPoolOp | AvgPoolOp>;
+            return [...gop.forward(g, op, rows, true), ...gop.backward(g, op, rows, [B.dy!], [B.dx!])];
+          });
+          if (op.kind === "max_pool") {
+            exact("max_pool forward", got.y!, w.get(ptr.y, rows * outs));
+            exact("max_pool indices", new Int32Array(got.saved!.buffer, got.saved!.byteOffset, rows * outs), new Int32Array(w.memory.buffer, ptr.saved, rows * outs).slice());
+            exact("max_pool backward (the same order of additions)", got.dx!, w.get(ptr.dx, rows * image));
+          } else {
+            // WGSL's division need not be correctly rounded
+            close(`${kind} forward`, got.y!, w.get(ptr.y, rows * outs), 2, 0);
+            close(`${kind} backward`, got.dx!, w.get(ptr.dx, rows * image), 2, 0);
+          }
+        }
+      }
+    });
+  }
 
   // ---------------------------------------------------------------- losses
 

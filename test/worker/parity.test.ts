@@ -18,8 +18,9 @@ import graph from "../parity/fixtures/graph.json";
 import attention from "../parity/fixtures/attention.json";
 import norm from "../parity/fixtures/norm.json";
 import tokens from "../parity/fixtures/tokens.json";
+import conv from "../parity/fixtures/conv.json";
 
-const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens };
+const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens, conv };
 /** As many keys as test/worker/vitest.config.ts configures (parity-key-0..5): a burst of 60 sync POSTs each. */
 const PARITY_KEYS = 6;
 const engine = createEngine({ module: relaxed, variant: "wasm-relaxed-simd", runtime: "workerd" });

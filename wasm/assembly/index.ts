@@ -22,6 +22,11 @@ export {
 export {
   embedding_forward, embedding_backward, add_broadcast, token_pool_forward, token_pool_backward,
 } from "./tokens";
+export { conv_im2col, conv_im2col_t, conv_col2im, conv_bias_forward, conv_bias_backward } from "./conv";
+export {
+  max_pool_forward, max_pool_backward, avg_pool_forward, avg_pool_backward,
+  adaptive_avg_pool_forward, adaptive_avg_pool_backward,
+} from "./pool";
 
 /** First byte the arena may use: everything below belongs to the module's static data. */
 export function heap_base(): usize {

@@ -7,15 +7,19 @@ import { z } from "zod";
 import { ACTIVATION_LAYERS } from "./activations.js";
 import { multiheadAttention } from "./attention.js";
 import { residual, sequential, type ResidualSpec, type SequentialSpec } from "./containers.js";
+import { conv1d, conv2d } from "./conv.js";
 import type { LayerDef } from "./define.js";
 import { dropout } from "./dropout.js";
 import { flatten } from "./flatten.js";
 import { linear } from "./linear.js";
 import { NORM_LAYERS } from "./norm.js";
+import { POOL_LAYERS } from "./pool.js";
 import { TOKEN_LAYERS } from "./tokens.js";
 
 /** Every layer type without children. */
-export const LEAF_LAYERS = [linear, ...ACTIVATION_LAYERS, dropout, flatten, ...NORM_LAYERS, ...TOKEN_LAYERS, multiheadAttention] as const;
+export const LEAF_LAYERS = [
+  linear, ...ACTIVATION_LAYERS, dropout, flatten, conv1d, conv2d, ...POOL_LAYERS, ...NORM_LAYERS, ...TOKEN_LAYERS, multiheadAttention,
+] as const;
 
 /** Every layer type. */
 export const LAYERS = [...LEAF_LAYERS, sequential, residual] as const;

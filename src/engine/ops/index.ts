@@ -3,9 +3,11 @@
  * an op without a kernel-core implementation does not compile.
  */
 import { attentionOp } from "./attention.js";
+import { convOp } from "./conv.js";
 import { activationOp, addOp, dropoutOp } from "./elementwise.js";
 import { linearOp } from "./linear.js";
 import { batchNormOp, layerNormOp } from "./norm.js";
+import { avgPoolOp, maxPoolOp } from "./pool.js";
 import { addPositionOp, embeddingOp, tokenPoolOp } from "./tokens.js";
 import type { OpDef, OpKind, OpOf } from "./types.js";
 
@@ -20,6 +22,9 @@ export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
   embedding: embeddingOp,
   add_position: addPositionOp,
   token_pool: tokenPoolOp,
+  conv: convOp,
+  max_pool: maxPoolOp,
+  avg_pool: avgPoolOp,
 };
 
 /** The definition of an op kind, typed for a generic op. */

@@ -168,10 +168,70 @@ export interface TokenPoolOp extends OpBase {
   readonly argmax: number;
 }
 
+/**
+ * Where a sliding window reads a sample's image [C, H, W] (1-d ops: H = KH = SH = DH = 1, PH = 0):
+ * output (oh, ow) reads rows oh*SH - PH + kh*DH for kh < KH and columns ow*SW - PW + kw*DW for
+ * kw < KW. PH and PW are the top and left padding; the bottom and right follow from OH and OW
+ * (padding "same" pads one more at the bottom and right when the total is odd, as torch does).
+ */
+export interface WindowGeometry {
+  readonly C: number;
+  readonly H: number;
+  readonly W: number;
+  readonly KH: number;
+  readonly KW: number;
+  readonly SH: number;
+  readonly SW: number;
+  readonly PH: number;
+  readonly PW: number;
+  readonly DH: number;
+  readonly DW: number;
+  readonly OH: number;
+  readonly OW: number;
+}
+
+/**
+ * nn.Conv1d / nn.Conv2d (padding_mode "zeros"): y[O, OH, OW] from x[C, H, W] with
+ * weight [O, C/groups, KH, KW] and bias [O]. https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html
+ */
+export interface ConvOp extends OpBase, WindowGeometry {
+  readonly kind: "conv";
+  readonly weight: number;
+  readonly bias: number;
+  /** Output channels. */
+  readonly O: number;
+  readonly groups: number;
+  /** Output rows unfolded into the workspace at a time (ops/conv.ts convRowChunk). */
+  readonly rowChunk: number;
+}
+
+/**
+ * nn.MaxPool1d / nn.MaxPool2d over each of C planes; the argmax of every output (i32, ih*W + iw)
+ * is saved for the backward pass. https://pytorch.org/docs/stable/generated/torch.nn.MaxPool2d.html
+ */
+export interface MaxPoolOp extends OpBase, WindowGeometry {
+  readonly kind: "max_pool";
+  /** Saved argmax indices [rows, C*OH*OW]. */
+  readonly indices: number;
+}
+
+/**
+ * nn.AvgPool1d / nn.AvgPool2d over each of C planes (DH = DW = 1), or, when `adaptive`,
+ * nn.AdaptiveAvgPool1d/2d (windows from H, W, OH, OW only; K, S, P unused).
+ * https://pytorch.org/docs/stable/generated/torch.nn.AvgPool2d.html
+ */
+export interface AvgPoolOp extends OpBase, WindowGeometry {
+  readonly kind: "avg_pool";
+  readonly adaptive: boolean;
+  readonly countIncludePad: boolean;
+  /** divisor_override, 0 for none. */
+  readonly divisor: number;
+}
+
 /** Every op. */
 export type Op =
   | LinearOp | ActivationOp | DropoutOp | AddOp | AttentionOp | LayerNormOp | BatchNormOp
-  | EmbeddingOp | AddPositionOp | TokenPoolOp;
+  | EmbeddingOp | AddPositionOp | TokenPoolOp | ConvOp | MaxPoolOp | AvgPoolOp;
 export type OpKind = Op["kind"];
 export type OpOf<K extends OpKind> = Extract<Op, { kind: K }>;
 

@@ -433,6 +433,40 @@ const addPosition: GpuOp<OpOf<"add_position">> = {
   },
 };
 
+/** The convolution's parameter words (wgsl.ts CONV_PARAMS): n invocations, its geometry, offsets. */
+function convParams(op: OpOf<"conv">, n: number, rows: number, wOff: number, bOff: number) {
+  return [n, op.C, op.H, op.W, op.KH, op.KW, op.SH, op.SW, op.PH, op.PW, op.DH, op.DW, op.OH, op.OW, op.O, op.groups, wOff, bOff, op.bias >= 0 ? 1 : 0, rows];
+}
+
+/**
+ * y = conv(x) + bias (one invocation per output); dW and db (one per weight or channel, each a
+ * serial chain over the batch as the WASM GEMMs sum it); dx (one per input element).
+ */
+const conv: GpuOp<OpOf<"conv">> = {
+  forward(c, op, rows) {
+    const n = rows * op.O * op.OH * op.OW;
+    const bOff = op.bias >= 0 ? c.offset(op.bias) : 0;
+    return [{ kernel: "conv_forward", buffers: [c.value(op.outputs[0]!), c.value(op.inputs[0]!), c.state], params: convParams(op, n, rows, c.offset(op.weight), bOff), x: gridGroups(n) }];
+  },
+  backward(c, op, rows, dy, dx) {
+    const specs: DispatchSpec[] = [];
+    const wOff = c.offset(op.weight);
+    const bOff = op.bias >= 0 ? c.offset(op.bias) : 0;
+    if (c.trainable(op.weight)) {
+      const n = op.O * (op.C / op.groups) * op.KH * op.KW;
+      specs.push({ kernel: "conv_backward_weight", buffers: [c.grads, dy[0]!, c.value(op.inputs[0]!)], params: convParams(op, n, rows, wOff, bOff), x: gridGroups(n) });
+    }
+    if (op.bias >= 0 && c.trainable(op.bias)) {
+      specs.push({ kernel: "conv_bias_grad", buffers: [c.grads, dy[0]!], params: convParams(op, op.O, rows, wOff, bOff), x: gridGroups(op.O) });
+    }
+    if (dx[0]) {
+      const n = rows * op.C * op.H * op.W;
+      specs.push({ kernel: "conv_backward_input", buffers: [dx[0], dy[0]!, c.state], params: convParams(op, n, rows, wOff, bOff), x: gridGroups(n) });
+    }
+    return specs;
+  },
+};
+
 /** Pooling over tokens with the mask (inputs[1]) when the data has one. */
 const tokenPool: GpuOp<OpOf<"token_pool">> = {
   forward(c, op, rows) {
@@ -463,6 +497,38 @@ const tokenPool: GpuOp<OpOf<"token_pool">> = {
   },
 };
 
+/** The pooling parameter words (wgsl.ts POOL_PARAMS). */
+function poolParams(op: OpOf<"max_pool"> | OpOf<"avg_pool">, n: number, planes: number) {
+  const avg = op.kind === "avg_pool" ? op : null;
+  return [n, planes, op.H, op.W, op.KH, op.KW, op.SH, op.SW, op.PH, op.PW, op.DH, op.DW, op.OH, op.OW, avg?.countIncludePad ? 1 : 0, avg?.divisor ?? 0];
+}
+
+/** Max pooling: the max and its argmax per output; dx gathers the gradients of the outputs it won. */
+const maxPool: GpuOp<OpOf<"max_pool">> = {
+  forward(c, op, rows) {
+    const n = rows * op.C * op.OH * op.OW;
+    return [{ kernel: "max_pool_forward", buffers: [c.value(op.outputs[0]!), c.saved(op.indices), c.value(op.inputs[0]!)], params: poolParams(op, n, rows * op.C), x: gridGroups(n) }];
+  },
+  backward(c, op, rows, dy, dx) {
+    if (!dx[0]) return [];
+    const n = rows * op.C * op.H * op.W;
+    return [{ kernel: "max_pool_backward", buffers: [dx[0], dy[0]!, c.saved(op.indices)], params: poolParams(op, n, rows * op.C), x: gridGroups(n) }];
+  },
+};
+
+/** Average (or adaptive average) pooling; dx gathers dy / divisor of every window that holds it. */
+const avgPool: GpuOp<OpOf<"avg_pool">> = {
+  forward(c, op, rows) {
+    const n = rows * op.C * op.OH * op.OW;
+    return [{ kernel: "avg_pool_forward", constants: { ADAPTIVE: op.adaptive }, buffers: [c.value(op.outputs[0]!), c.value(op.inputs[0]!)], params: poolParams(op, n, rows * op.C), x: gridGroups(n) }];
+  },
+  backward(_c, op, rows, dy, dx) {
+    if (!dx[0]) return [];
+    const n = rows * op.C * op.H * op.W;
+    return [{ kernel: "avg_pool_backward", constants: { ADAPTIVE: op.adaptive }, buffers: [dx[0], dy[0]!], params: poolParams(op, n, rows * op.C), x: gridGroups(n) }];
+  },
+};
+
 /** Every op kind on WebGPU (null: no WGSL yet). */
 export const GPU_OPS: { readonly [K in OpKind]: GpuOp<OpOf<K>> | null } = {
   linear,
@@ -475,6 +541,9 @@ export const GPU_OPS: { readonly [K in OpKind]: GpuOp<OpOf<K>> | null } = {
   embedding,
   add_position: addPosition,
   token_pool: tokenPool,
+  conv,
+  max_pool: maxPool,
+  avg_pool: avgPool,
 };
 
 /** The op kinds of a model that have no WebGPU implementation yet. */

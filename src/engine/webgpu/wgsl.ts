@@ -648,6 +648,59 @@ fn body(i: u32) {
 }
 ${GRID}`;
 
+// ------------------------------------------------------------------ convolution and pooling
+
+/**
+ * The geometry of a convolution (the twin of ops/conv.ts): images x[rows, C, H, W], outputs
+ * [rows, O, OH, OW], weight [O, C/G, KH, KW] at wOff and bias at bOff in the state (or their
+ * gradients in grads). Signed coordinates: rows oh*SH - PH + kh*DH may fall in the padding.
+ */
+const CONV_PARAMS = /* wgsl */ `
+struct P {
+  n: u32, C: u32, H: u32, W: u32, KH: u32, KW: u32, SH: u32, SW: u32,
+  PH: u32, PW: u32, DH: u32, DW: u32, OH: u32, OW: u32, O: u32, G: u32,
+  wOff: u32, bOff: u32, hasBias: u32, rows: u32,
+}
+@group(0) @binding(16) var<uniform> p: P;
+fn inImage(ih: i32, iw: i32) -> bool { return ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W); }
+`;
+
+/**
+ * Convolution forward, one invocation per output: bias, then the taps in the column matrix's
+ * order (c, kh, kw) with zeros for the padding, as im2col + the GEMM accumulate them.
+ */
+const CONV_FORWARD = /* wgsl */ `
+${CONV_PARAMS}
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> state: array<f32>;
+fn body(i: u32) {
+  let ow = i % p.OW;
+  var t = i / p.OW;
+  let oh = t % p.OH;
+  t = t / p.OH;
+  let o = t % p.O;
+  let nn = t / p.O;
+  let Cg = p.C / p.G;
+  let c0 = (o / (p.O / p.G)) * Cg;
+  var acc = 0.0;
+  if (p.hasBias != 0u) { acc = state[p.bOff + o]; }
+  for (var c = 0u; c < Cg; c++) {
+    let img = (nn * p.C + c0 + c) * p.H * p.W;
+    for (var kh = 0u; kh < p.KH; kh++) {
+      let ih = i32(oh * p.SH + kh * p.DH) - i32(p.PH);
+      for (var kw = 0u; kw < p.KW; kw++) {
+        let iw = i32(ow * p.SW + kw * p.DW) - i32(p.PW);
+        var xv = 0.0;
+        if (inImage(ih, iw)) { xv = x[img + u32(ih) * p.W + u32(iw)]; }
+        acc = acc + state[p.wOff + ((o * Cg + c) * p.KH + kh) * p.KW + kw] * xv;
+      }
+    }
+  }
+  out[i] = acc;
+}
+${GRID}`;
+
 /**
  * grads[off + ids[t] * dim + j] += dout[t, j] for t in token order, skipping padding_idx (-1:
  * none): one invocation per column j, so each element sums in the WASM kernel's order.
@@ -759,6 +812,305 @@ fn body(i: u32) {
     v = g;
   }
   dx[i] = v;
+}
+${GRID}`;
+
+/**
+ * Convolution input gradient, one invocation per input element (n = rows*C*H*W): for each tap
+ * (kh, kw) that reads it, the column-matrix entry sum_o W(o, c, kh, kw) dy(o, oh, ow) (o in
+ * order from 0, as the dcol GEMM), added in (kh, kw) order as col2im adds them.
+ */
+const CONV_BACKWARD_INPUT = /* wgsl */ `
+${CONV_PARAMS}
+@group(0) @binding(0) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> state: array<f32>;
+fn body(i: u32) {
+  let iw = i % p.W;
+  var t = i / p.W;
+  let ih = t % p.H;
+  t = t / p.H;
+  let c = t % p.C;
+  let nn = t / p.C;
+  let Cg = p.C / p.G;
+  let Og = p.O / p.G;
+  let o0 = (c / Cg) * Og;
+  let cl = c % Cg;
+  var acc = 0.0;
+  for (var kh = 0u; kh < p.KH; kh++) {
+    let th = i32(ih + p.PH) - i32(kh * p.DH);
+    if (th < 0 || th % i32(p.SH) != 0) { continue; }
+    let oh = u32(th) / p.SH;
+    if (oh >= p.OH) { continue; }
+    for (var kw = 0u; kw < p.KW; kw++) {
+      let tw = i32(iw + p.PW) - i32(kw * p.DW);
+      if (tw < 0 || tw % i32(p.SW) != 0) { continue; }
+      let ow = u32(tw) / p.SW;
+      if (ow >= p.OW) { continue; }
+      var d = 0.0;
+      for (var og = 0u; og < Og; og++) {
+        let o = o0 + og;
+        d = d + state[p.wOff + ((o * Cg + cl) * p.KH + kh) * p.KW + kw] * dy[((nn * p.O + o) * p.OH + oh) * p.OW + ow];
+      }
+      acc = acc + d;
+    }
+  }
+  dx[i] = acc;
+}
+${GRID}`;
+
+/**
+ * Convolution weight gradient, one invocation per weight element (n = O*C/G*KH*KW): dW +=
+ * dy(n, o, l) * tap(n, l) over samples, then output positions, in order (the WASM GEMMs'
+ * order: one accumulation chain from the old dW).
+ */
+const CONV_BACKWARD_WEIGHT = /* wgsl */ `
+${CONV_PARAMS}
+@group(0) @binding(0) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+fn body(i: u32) {
+  let kw = i % p.KW;
+  var t = i / p.KW;
+  let kh = t % p.KH;
+  t = t / p.KH;
+  let Cg = p.C / p.G;
+  let cl = t % Cg;
+  let o = t / Cg;
+  let c = (o / (p.O / p.G)) * Cg + cl;
+  var acc = grads[p.wOff + i];
+  for (var nn = 0u; nn < p.rows; nn++) {
+    let img = (nn * p.C + c) * p.H * p.W;
+    let g = (nn * p.O + o) * p.OH * p.OW;
+    for (var oh = 0u; oh < p.OH; oh++) {
+      let ih = i32(oh * p.SH + kh * p.DH) - i32(p.PH);
+      for (var ow = 0u; ow < p.OW; ow++) {
+        let iw = i32(ow * p.SW + kw * p.DW) - i32(p.PW);
+        var xv = 0.0;
+        if (inImage(ih, iw)) { xv = x[img + u32(ih) * p.W + u32(iw)]; }
+        acc = acc + dy[g + oh * p.OW + ow] * xv;
+      }
+    }
+  }
+  grads[p.wOff + i] = acc;
+}
+${GRID}`;
+
+/**
+ * Convolution bias gradient, one invocation per channel (n = O): per sample four lane sums over
+ * the positions, (l0 + l1) + (l2 + l3), the tail, then into the gradient (conv_bias_backward's order).
+ */
+const CONV_BIAS_GRAD = /* wgsl */ `
+${CONV_PARAMS}
+@group(0) @binding(0) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+fn body(o: u32) {
+  let L = p.OH * p.OW;
+  let L4 = L - L % 4u;
+  var s = grads[p.bOff + o];
+  for (var nn = 0u; nn < p.rows; nn++) {
+    let base = (nn * p.O + o) * L;
+    var l0 = 0.0; var l1 = 0.0; var l2 = 0.0; var l3 = 0.0;
+    for (var l = 0u; l < L4; l += 4u) {
+      l0 = l0 + dy[base + l];
+      l1 = l1 + dy[base + l + 1u];
+      l2 = l2 + dy[base + l + 2u];
+      l3 = l3 + dy[base + l + 3u];
+    }
+    var r = (l0 + l1) + (l2 + l3);
+    for (var l = L4; l < L; l++) { r = r + dy[base + l]; }
+    s = s + r;
+  }
+  grads[p.bOff + o] = s;
+}
+${GRID}`;
+
+/** Pooling over planes [planes, H, W] (wasm/assembly/pool.ts); divisor 0: none. */
+const POOL_PARAMS = /* wgsl */ `
+struct P {
+  n: u32, planes: u32, H: u32, W: u32, KH: u32, KW: u32, SH: u32, SW: u32,
+  PH: u32, PW: u32, DH: u32, DW: u32, OH: u32, OW: u32, countIncludePad: u32, divisor: u32,
+}
+@group(0) @binding(16) var<uniform> p: P;
+// ceil(a / b) for b > 0 (i32 division truncates toward zero)
+fn ceilDiv(a: i32, b: i32) -> i32 {
+  if (a >= 0) { return (a + b - 1) / b; }
+  return -((-a) / b);
+}
+`;
+
+/**
+ * Max pooling forward, one invocation per output: taps from the first inside the image by
+ * dilation steps; a tap replaces the max when it is larger or NaN (a NaN max is only replaced
+ * by a later NaN: tested on the bits, never by comparing with a NaN).
+ */
+const MAX_POOL_FORWARD = /* wgsl */ `
+${POOL_PARAMS}
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> indices: array<i32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+var<private> NEG_INF_BITS: u32 = 0xff800000u;
+fn body(i: u32) {
+  let ow = i % p.OW;
+  let t = i / p.OW;
+  let oh = t % p.OH;
+  let img = (t / p.OH) * p.H * p.W;
+  var ih0 = i32(oh * p.SH) - i32(p.PH);
+  var iw0 = i32(ow * p.SW) - i32(p.PW);
+  let ih1 = min(ih0 + i32((p.KH - 1u) * p.DH + 1u), i32(p.H));
+  let iw1 = min(iw0 + i32((p.KW - 1u) * p.DW + 1u), i32(p.W));
+  while (ih0 < 0) { ih0 += i32(p.DH); }
+  while (iw0 < 0) { iw0 += i32(p.DW); }
+  var best = bitcast<f32>(NEG_INF_BITS);
+  var at = ih0 * i32(p.W) + iw0;
+  for (var ih = ih0; ih < ih1; ih += i32(p.DH)) {
+    for (var iw = iw0; iw < iw1; iw += i32(p.DW)) {
+      let index = ih * i32(p.W) + iw;
+      let v = x[img + u32(index)];
+      if (isnan32(v) || (!isnan32(best) && v > best)) {
+        best = v;
+        at = index;
+      }
+    }
+  }
+  out[i] = best;
+  indices[i] = at;
+}
+${GRID}`;
+
+/**
+ * Max pooling backward, one invocation per input element: the gradients of the outputs whose
+ * argmax it is, in output order (the WASM kernel's scatter order), from 0.
+ */
+const MAX_POOL_BACKWARD = /* wgsl */ `
+${POOL_PARAMS}
+@group(0) @binding(0) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> indices: array<i32>;
+fn body(i: u32) {
+  let iw = i % p.W;
+  let t = i / p.W;
+  let ih = t % p.H;
+  let plane = t / p.H;
+  let top = i32(ih + p.PH);
+  let left = i32(iw + p.PW);
+  let oh0 = max(0, ceilDiv(top - i32((p.KH - 1u) * p.DH), i32(p.SH)));
+  let oh1 = min(i32(p.OH) - 1, top / i32(p.SH));
+  let ow0 = max(0, ceilDiv(left - i32((p.KW - 1u) * p.DW), i32(p.SW)));
+  let ow1 = min(i32(p.OW) - 1, left / i32(p.SW));
+  let me = i32(ih * p.W + iw);
+  var acc = 0.0;
+  for (var oh = oh0; oh <= oh1; oh++) {
+    for (var ow = ow0; ow <= ow1; ow++) {
+      let e = (plane * p.OH + u32(oh)) * p.OW + u32(ow);
+      if (indices[e] == me) { acc = acc + dy[e]; }
+    }
+  }
+  dx[i] = acc;
+}
+${GRID}`;
+
+/**
+ * The window of output (oh, ow) of average pooling, cut to the image, and its divisor:
+ * ADAPTIVE 0 is nn.AvgPool2d (padded size at H + PH, count_include_pad, divisor_override),
+ * ADAPTIVE 1 nn.AdaptiveAvgPool2d ([floor(o I / O), ceil((o + 1) I / O)), divided by kh then kw).
+ */
+const AVG_WINDOW = /* wgsl */ `
+override ADAPTIVE: bool = false;
+struct Window { h0: i32, h1: i32, w0: i32, w1: i32, divisor: f32 }
+fn avgWindow(oh: u32, ow: u32) -> Window {
+  var w: Window;
+  if (ADAPTIVE) {
+    w.h0 = i32((oh * p.H) / p.OH);
+    w.h1 = i32(((oh + 1u) * p.H + p.OH - 1u) / p.OH);
+    w.w0 = i32((ow * p.W) / p.OW);
+    w.w1 = i32(((ow + 1u) * p.W + p.OW - 1u) / p.OW);
+    return w;
+  }
+  let hs = i32(oh * p.SH) - i32(p.PH);
+  let ws = i32(ow * p.SW) - i32(p.PW);
+  let he = min(hs + i32(p.KH), i32(p.H + p.PH));
+  let we = min(ws + i32(p.KW), i32(p.W + p.PW));
+  let poolSize = (he - hs) * (we - ws);
+  w.h0 = max(hs, 0);
+  w.w0 = max(ws, 0);
+  w.h1 = min(he, i32(p.H));
+  w.w1 = min(we, i32(p.W));
+  if (p.divisor != 0u) { w.divisor = f32(p.divisor); }
+  else if (p.countIncludePad != 0u) { w.divisor = f32(poolSize); }
+  else { w.divisor = f32((w.h1 - w.h0) * (w.w1 - w.w0)); }
+  return w;
+}
+fn mean(s: f32, w: Window) -> f32 {
+  if (ADAPTIVE) { return s / f32(w.h1 - w.h0) / f32(w.w1 - w.w0); }
+  return s / w.divisor;
+}
+`;
+
+/** Average pooling forward, one invocation per output: the taps in row-major order, then the division. */
+const AVG_POOL_FORWARD = /* wgsl */ `
+${POOL_PARAMS}
+${AVG_WINDOW}
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+fn body(i: u32) {
+  let ow = i % p.OW;
+  let t = i / p.OW;
+  let oh = t % p.OH;
+  let img = (t / p.OH) * p.H * p.W;
+  let w = avgWindow(oh, ow);
+  var s = 0.0;
+  if (w.h0 < w.h1 && w.w0 < w.w1) {
+    for (var ih = w.h0; ih < w.h1; ih++) {
+      for (var iw = w.w0; iw < w.w1; iw++) { s = s + x[img + u32(ih) * p.W + u32(iw)]; }
+    }
+    s = mean(s, w);
+  }
+  out[i] = s;
+}
+${GRID}`;
+
+/**
+ * Average pooling backward, one invocation per input element: dy / divisor of every output
+ * whose window holds it, in output order, from 0.
+ */
+const AVG_POOL_BACKWARD = /* wgsl */ `
+${POOL_PARAMS}
+${AVG_WINDOW}
+@group(0) @binding(0) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+fn body(i: u32) {
+  let iw = i % p.W;
+  let t = i / p.W;
+  let ih = t % p.H;
+  let plane = t / p.H;
+  // the outputs whose window can hold (ih, iw)
+  var oh0: i32; var oh1: i32; var ow0: i32; var ow1: i32;
+  if (ADAPTIVE) {
+    oh0 = i32((ih * p.OH) / p.H);
+    oh1 = i32(((ih + 1u) * p.OH + p.H - 1u) / p.H) - 1;
+    ow0 = i32((iw * p.OW) / p.W);
+    ow1 = i32(((iw + 1u) * p.OW + p.W - 1u) / p.W) - 1;
+  } else {
+    oh0 = ceilDiv(i32(ih + p.PH) - i32(p.KH) + 1, i32(p.SH));
+    oh1 = i32(ih + p.PH) / i32(p.SH);
+    ow0 = ceilDiv(i32(iw + p.PW) - i32(p.KW) + 1, i32(p.SW));
+    ow1 = i32(iw + p.PW) / i32(p.SW);
+  }
+  oh0 = max(oh0, 0);
+  ow0 = max(ow0, 0);
+  oh1 = min(oh1, i32(p.OH) - 1);
+  ow1 = min(ow1, i32(p.OW) - 1);
+  var acc = 0.0;
+  for (var oh = oh0; oh <= oh1; oh++) {
+    for (var ow = ow0; ow <= ow1; ow++) {
+      let w = avgWindow(u32(oh), u32(ow));
+      if (i32(ih) >= w.h0 && i32(ih) < w.h1 && i32(iw) >= w.w0 && i32(iw) < w.w1) {
+        acc = acc + mean(dy[(plane * p.OH + u32(oh)) * p.OW + u32(ow)], w);
+      }
+    }
+  }
+  dx[i] = acc;
 }
 ${GRID}`;
 
@@ -1526,6 +1878,14 @@ export const KERNELS = {
   add_broadcast: ADD_BROADCAST,
   token_pool_forward: TOKEN_POOL_FORWARD,
   token_pool_backward: TOKEN_POOL_BACKWARD,
+  conv_forward: CONV_FORWARD,
+  conv_backward_input: CONV_BACKWARD_INPUT,
+  conv_backward_weight: CONV_BACKWARD_WEIGHT,
+  conv_bias_grad: CONV_BIAS_GRAD,
+  max_pool_forward: MAX_POOL_FORWARD,
+  max_pool_backward: MAX_POOL_BACKWARD,
+  avg_pool_forward: AVG_POOL_FORWARD,
+  avg_pool_backward: AVG_POOL_BACKWARD,
   all_finite: ALL_FINITE,
   norm_partial: NORM_PARTIAL,
   norm_final: NORM_FINAL,

@@ -210,6 +210,32 @@ def make_token_data(seed, n_train=64, n_val=0, T=6, vocab=16, k=3, per_token=Fal
     return data
 
 
+def make_lm_data(seed, n_train=64, n_val=0, T=8, vocab=12, min_len=4, task="lm"):
+    """Next-token prediction: sequences from a random first-order Markov chain over ids [1, vocab)
+    (each id prefers a few successors), right-padded with id 0 to T, with the attention mask; the
+    target of token t is token t+1, and -100 (ignore_index) after the last real token."""
+    assert task == "lm"
+    rs = np.random.RandomState(seed)
+    logits = 2.5 * rs.randn(vocab, vocab)
+    logits[:, 0] = -np.inf  # never the padding id
+    trans = np.exp(logits - logits.max(1, keepdims=True))
+    trans /= trans.sum(1, keepdims=True)
+    ids, masks, ys = [], [], []
+    for _ in range(n_train + n_val):
+        length = int(rs.randint(min_len, T + 1))
+        row = [int(rs.randint(1, vocab))]
+        while len(row) < length:
+            row.append(int(rs.choice(vocab, p=trans[row[-1]])))
+        ids.append(row + [0] * (T - length))
+        masks.append([1] * length + [0] * (T - length))
+        ys.append(row[1:] + [-100] * (T - length + 1))
+    part = lambda a, b: OrderedDict(input_ids=ids[a:b], attention_mask=masks[a:b], y=ys[a:b])
+    data = OrderedDict(train=part(0, n_train))
+    if n_val:
+        data["validation"] = part(n_train, n_train + n_val)
+    return data
+
+
 # --------------------------------------------------------------------------- model / loss / optim
 
 def layer_name(i, layer):
@@ -254,6 +280,27 @@ class SelfAttention(nn.MultiheadAttention):
         causal = torch.triu(torch.full((T, T), float("-inf"), dtype=x.dtype), diagonal=1) if self.causal else None
         kpm = None if mask is None else (mask == 0)
         return super().forward(x, x, x, key_padding_mask=kpm, attn_mask=causal, need_weights=False)[0]
+
+
+class EncoderLayer(nn.TransformerEncoderLayer):
+    """nn.TransformerEncoderLayer(batch_first=True) (edgetune's `transformer_encoder_layer`): the data's
+    mask as src_key_padding_mask (mask == 0), `causal` as src_mask = generate_square_subsequent_mask(T).
+    A subclass, so its state_dict keys are PyTorch's (self_attn.*, linear1.*, linear2.*, norm1.*, norm2.*)."""
+
+    takes_mask = True
+
+    def __init__(self, L):
+        super().__init__(L["d_model"], L["nhead"], dim_feedforward=L.get("dim_feedforward", 2048),
+                         dropout=L.get("dropout", 0.1), activation=L.get("activation", "relu"),
+                         layer_norm_eps=L.get("layer_norm_eps", 1e-5), batch_first=True,
+                         norm_first=L.get("norm_first", False))
+        self.causal = L.get("causal", False)
+
+    def forward(self, x, mask=None):
+        T = x.shape[1]
+        causal = torch.triu(torch.full((T, T), float("-inf"), dtype=x.dtype), diagonal=1) if self.causal else None
+        kpm = None if mask is None else (mask == 0)
+        return super().forward(x, src_mask=causal, src_key_padding_mask=kpm)
 
 
 class RMSNorm(nn.Module):
@@ -337,6 +384,7 @@ MODULES = {
     "sequential": lambda L: Sequential(build_layers(L["layers"])),
     "residual": lambda L: Residual(build_layers(L["layers"])),
     "multihead_attention": SelfAttention,
+    "transformer_encoder_layer": EncoderLayer,
     "layer_norm": lambda L: nn.LayerNorm(L["normalized_shape"], eps=L.get("eps", 1e-5),
                                          elementwise_affine=L.get("elementwise_affine", True)),
     "rms_norm": lambda L: RMSNorm(L["normalized_shape"], eps=L.get("eps"), elementwise_affine=L.get("elementwise_affine", True)),
@@ -858,7 +906,8 @@ def realize(c, seed):
     """The request and the initial weights of a case for a given seed."""
     d = dict(task="regression")
     d.update(c["data"])
-    data = make_token_data(seed + 1000, **d) if d["task"] == "tokens" else make_data(seed + 1000, **d)
+    makers = dict(tokens=make_token_data, lm=make_lm_data)
+    data = makers.get(d["task"], make_data)(seed + 1000, **d)
     t = dict(c["training"])
     t["seed"] = seed
     training = full_training(t)
@@ -1508,6 +1557,52 @@ def conv_cases():
     ]
 
 
+def transformer_cases():
+    """nn.TransformerEncoderLayer: over shaped float inputs (post-norm, ReLU; two layers, pre-norm, GELU),
+    over embeddings with padded rows (the key-padding mask, mean pooling), and a small causal LM
+    (token and position embeddings, a causal pre-norm layer, a per-token head over the vocabulary,
+    next-token targets with -100 after each sequence). dropout 0 (our masks are not torch's).
+    SGD with momentum, not Adam: see attention_cases (the key bias's gradient is rounding noise)."""
+    T, D = 6, 8
+    lin = lambda i, o, name=None: OrderedDict([("type", "linear")] + ([("name", name)] if name else []) +
+                                              [("in_features", i), ("out_features", o)])
+    enc = lambda name=None, **kw: OrderedDict([("type", "transformer_encoder_layer")] + ([("name", name)] if name else []) +
+                                              [("d_model", D), ("nhead", 2), ("dim_feedforward", 16), ("dropout", 0.0)] +
+                                              list(kw.items()))
+    emb = lambda num, name="emb": OrderedDict(type="embedding", name=name, num_embeddings=num, embedding_dim=D)
+    pos = lambda num: OrderedDict(type="position_embedding", name="pos", num_embeddings=num, embedding_dim=D)
+    sgd = lambda lr=0.02: {"type": "sgd", "lr": lr, "momentum": 0.9}
+    ce = {"type": "cross_entropy"}
+    return [
+        case("encoder_post_norm", "TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0) over [6, 8] feature "
+             "rows (post-norm, ReLU), flatten, a linear regression head",
+             input=[T, D], layers=[enc("encoder"), {"type": "flatten"}, lin(T * D, 1, "head")],
+             data=dict(d_in=T * D, n_train=64, n_val=16),
+             training=dict(epochs=15, batch_size=8, loss={"type": "mse"}, optimizer=sgd()), seed=501),
+        case("encoder_two_layers_pre_norm", "two TransformerEncoderLayers in a sequential (encoder.0, encoder.1), "
+             "pre-norm (norm_first) with GELU and layer_norm_eps 1e-6, then a 3-class head on the flattened tokens",
+             input=[T, D], layers=[OrderedDict(type="sequential", name="encoder", layers=[
+                 enc(norm_first=True, activation="gelu", layer_norm_eps=1e-6),
+                 enc(norm_first=True, activation="gelu", layer_norm_eps=1e-6)]),
+                 {"type": "flatten"}, lin(T * D, 3, "head")],
+             data=dict(d_in=T * D, n_train=64, n_val=16, task="class", k=3),
+             training=dict(epochs=15, batch_size=8, loss=ce, optimizer=sgd(0.01)), seed=502),
+        case("embedding_encoder_padding", "token ids with padding: embedding, position_embedding, a "
+             "TransformerEncoderLayer given the mask as src_key_padding_mask, mean pooling over the real tokens, "
+             "a 3-class head",
+             layers=[emb(16), pos(T), enc("encoder"), OrderedDict(type="pool", mode="mean"), lin(D, 3, "head")],
+             data=dict(task="tokens", n_train=64, n_val=32, T=T, vocab=16, k=3),
+             training=dict(epochs=15, batch_size=8, loss=ce, optimizer=sgd()), seed=503),
+        case("causal_lm", "a small causal language model: token and position embeddings, a causal pre-norm "
+             "TransformerEncoderLayer (GELU), a linear head over the 12-token vocabulary at every position; "
+             "next-token targets, -100 after each sequence's end",
+             layers=[OrderedDict(type="embedding", name="tok", num_embeddings=12, embedding_dim=D),
+                     pos(8), enc("block", causal=True, norm_first=True, activation="gelu"), lin(D, 12, "lm_head")],
+             data=dict(task="lm", n_train=64, n_val=16, T=8, vocab=12),
+             training=dict(epochs=15, batch_size=8, loss=ce, optimizer=sgd(0.05)), seed=504),
+    ]
+
+
 # --------------------------------------------------------------------------- init.json
 
 def kaiming_bounds(fan_in):
@@ -1660,6 +1755,7 @@ GROUPS = OrderedDict(
     norm=norm_cases,
     tokens=token_cases,
     conv=conv_cases,
+    transformer=transformer_cases,
 )
 
 

@@ -19,8 +19,9 @@ import attention from "../parity/fixtures/attention.json";
 import norm from "../parity/fixtures/norm.json";
 import tokens from "../parity/fixtures/tokens.json";
 import conv from "../parity/fixtures/conv.json";
+import transformer from "../parity/fixtures/transformer.json";
 
-const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens, conv };
+const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens, conv, transformer };
 /** As many keys as test/worker/vitest.config.ts configures (parity-key-0..5): a burst of 60 sync POSTs each. */
 const PARITY_KEYS = 6;
 const engine = createEngine({ module: relaxed, variant: "wasm-relaxed-simd", runtime: "workerd" });

@@ -12,7 +12,7 @@ import { z } from "zod";
 import { layerName, size, unit } from "../../schema/fields.js";
 import type { TensorRef } from "../graph/types.js";
 import { defineLayer, showShape, type LayerBuilder } from "./define.js";
-import { linearApply, linearParameters } from "./linear.js";
+import { linearApply, linearParameters, type LinearParameters } from "./linear.js";
 
 /**
  * The `multihead_attention` layer type.
@@ -71,8 +71,29 @@ export interface SelfAttentionOptions {
  * ```
  */
 export function selfAttention(b: LayerBuilder, x: TensorRef, o: SelfAttentionOptions): TensorRef {
-  const E = o.embedDim, H = o.numHeads;
-  const T = x.shape[0]!;
+  return selfAttentionApply(b, x, selfAttentionParameters(b, o), o);
+}
+
+/** The state of one self-attention: in_proj_weight, in_proj_bias and out_proj's (see selfAttention). */
+export interface SelfAttentionParameters {
+  inProjWeight: number;
+  inProjBias: number;
+  outProj: LinearParameters;
+}
+
+/**
+ * Declares a self-attention's parameters under `b`'s name, in nn.MultiheadAttention's
+ * state_dict order, with its init order: for layers whose forward uses it later than their
+ * constructor builds it (a pre-norm transformer layer normalises first).
+ *
+ * @example
+ * ```ts
+ * const attn = selfAttentionParameters(b.module("self_attn"), options);
+ * const y = selfAttentionApply(b.module("self_attn"), normed, attn, options);
+ * ```
+ */
+export function selfAttentionParameters(b: LayerBuilder, o: SelfAttentionOptions): SelfAttentionParameters {
+  const E = o.embedDim;
   // state_dict order (nn.MultiheadAttention.__init__): in_proj_weight, in_proj_bias, out_proj.*
   const inProjWeight = b.parameter("in_proj_weight", [3 * E, E]);
   const inProjBias = o.bias ? b.parameter("in_proj_bias", [3 * E]) : -1;
@@ -84,8 +105,14 @@ export function selfAttention(b: LayerBuilder, x: TensorRef, o: SelfAttentionOpt
     b.init(inProjBias, { kind: "fill", value: 0 });
     b.init(outProj.bias, { kind: "fill", value: 0 });
   }
+  return { inProjWeight, inProjBias, outProj };
+}
 
-  const qkv = linearApply(b, x, { weight: inProjWeight, bias: inProjBias, in: E, out: 3 * E });
+/** Emits in_proj, the attention op and out_proj over x [T, embedDim] (see selfAttention). */
+export function selfAttentionApply(b: LayerBuilder, x: TensorRef, p: SelfAttentionParameters, o: SelfAttentionOptions): TensorRef {
+  const E = o.embedDim, H = o.numHeads;
+  const T = x.shape[0]!;
+  const qkv = linearApply(b, x, { weight: p.inProjWeight, bias: p.inProjBias, in: E, out: 3 * E });
   const attended = b.value([T, E]);
   const weights = H * T * T;
   const dropping = o.dropout > 0;
@@ -104,5 +131,5 @@ export function selfAttention(b: LayerBuilder, x: TensorRef, o: SelfAttentionOpt
     dropped: dropping ? b.saved(weights) : -1,
     salt: attended.value,
   });
-  return linearApply(b, attended, outProj);
+  return linearApply(b, attended, p.outProj);
 }

@@ -5,7 +5,8 @@
  */
 import { z } from "zod";
 import { layerName } from "../../schema/fields.js";
-import { defineLayer, showShape } from "./define.js";
+import type { TensorRef } from "../graph/types.js";
+import { defineLayer, numel, showShape, type LayerBuilder } from "./define.js";
 import { Layer, type LayerSpec } from "./index.js";
 
 /** The children of a container: the recursive layer union, resolved when first parsed. */
@@ -59,8 +60,20 @@ export const residual = defineLayer<ResidualSpec>({
     if (fx.shape.length !== x.shape.length || fx.shape.some((d, i) => d !== x.shape[i])) {
       b.fail("layers", `must keep the shape of their input to be added to it: input ${showShape(x.shape)}, output ${showShape(fx.shape)}`);
     }
-    const y = b.value(x.shape);
-    b.op({ kind: "add", inputs: [x.value, fx.value], outputs: [y.value], n: fx.shape.reduce((a, c) => a * c, 1) });
-    return y;
+    return residualSum(b, x, fx);
   },
 });
+
+/**
+ * x + f(x): the residual sum of two tensors of one shape (an `add` op).
+ *
+ * @example
+ * ```ts
+ * const h = residualSum(b, x, attentionOutput);
+ * ```
+ */
+export function residualSum(b: LayerBuilder, x: TensorRef, fx: TensorRef): TensorRef {
+  const y = b.value(x.shape);
+  b.op({ kind: "add", inputs: [x.value, fx.value], outputs: [y.value], n: numel(x.shape) });
+  return y;
+}

@@ -15,10 +15,12 @@ import { linear } from "./linear.js";
 import { NORM_LAYERS } from "./norm.js";
 import { POOL_LAYERS } from "./pool.js";
 import { TOKEN_LAYERS } from "./tokens.js";
+import { transformerEncoderLayer } from "./transformer.js";
 
 /** Every layer type without children. */
 export const LEAF_LAYERS = [
   linear, ...ACTIVATION_LAYERS, dropout, flatten, conv1d, conv2d, ...POOL_LAYERS, ...NORM_LAYERS, ...TOKEN_LAYERS, multiheadAttention,
+  transformerEncoderLayer,
 ] as const;
 
 /** Every layer type. */

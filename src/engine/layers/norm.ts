@@ -49,6 +49,39 @@ function dims(shape: number | readonly number[]): number[] {
 export function layerNormModule(
   b: LayerBuilder, x: TensorRef, normalized: readonly number[], eps: number, affine: boolean, center: boolean,
 ): TensorRef {
+  const norm = layerNormParameters(b, normalized, affine, center);
+  return layerNormApply(b, x, norm, eps);
+}
+
+/** A LayerNorm's (or RMSNorm's) parameters: `weight` and `bias` (-1 when absent) over `normalized`. */
+export interface LayerNormParameters {
+  normalized: readonly number[];
+  weight: number;
+  bias: number;
+  center: boolean;
+}
+
+/**
+ * Declares a LayerNorm's `weight` (ones) and `bias` (zeros; none for RMSNorm) under `b`'s name:
+ * for layers whose forward uses the norm in another order than their constructor builds it.
+ *
+ * @example
+ * ```ts
+ * const norm1 = layerNormParameters(b.module("norm1"), [d_model], true, true);
+ * const y = layerNormApply(b.module("norm1"), x, norm1, 1e-5);
+ * ```
+ */
+export function layerNormParameters(b: LayerBuilder, normalized: readonly number[], affine: boolean, center: boolean): LayerNormParameters {
+  const weight = affine ? b.parameter("weight", normalized) : -1;
+  const bias = affine && center ? b.parameter("bias", normalized) : -1;
+  if (weight >= 0) b.init(weight, { kind: "fill", value: 1 });
+  if (bias >= 0) b.init(bias, { kind: "fill", value: 0 });
+  return { normalized, weight, bias, center };
+}
+
+/** Emits the norm over the trailing `normalized` dims of x (a 422 at `normalized_shape` when x does not end with them). */
+export function layerNormApply(b: LayerBuilder, x: TensorRef, p: LayerNormParameters, eps: number): TensorRef {
+  const normalized = p.normalized;
   const k = normalized.length;
   const trailing = x.shape.slice(-k);
   if (x.shape.length < k || trailing.some((d, i) => d !== normalized[i])) {
@@ -57,16 +90,12 @@ export function layerNormModule(
       `is ${showShape(normalized)} but the input ${showShape(x.shape)} does not end with those dimensions: it normalises over the last ${k} dimension(s) of each sample`,
     );
   }
-  const weight = affine ? b.parameter("weight", normalized) : -1;
-  const bias = affine && center ? b.parameter("bias", normalized) : -1;
-  if (weight >= 0) b.init(weight, { kind: "fill", value: 1 });
-  if (bias >= 0) b.init(bias, { kind: "fill", value: 0 });
   const sizeOf = numel(normalized);
   const tokens = numel(x.shape) / sizeOf;
   const y = b.value(x.shape);
   b.op({
-    kind: "layer_norm", inputs: [x.value], outputs: [y.value], weight, bias, size: sizeOf, tokens, eps, center,
-    mean: center ? b.saved(tokens) : -1, rstd: b.saved(tokens),
+    kind: "layer_norm", inputs: [x.value], outputs: [y.value], weight: p.weight, bias: p.bias, size: sizeOf, tokens, eps, center: p.center,
+    mean: p.center ? b.saved(tokens) : -1, rstd: b.saved(tokens),
   });
   return y;
 }

@@ -1,10 +1,10 @@
 // edgetune side of `npm run bench`: one workload per process, one JSON line on stdout.
-//   node bench/edgetune.mjs tiny|mlp|cnn|gemm|instantiate|memory|profile [--repeats N]
+//   node bench/edgetune.mjs tiny|mlp|cnn|encoder|gemm|instantiate|memory|profile [--repeats N]
 // Imports the built package (dist/, build/wasm); run `npm run build` first (bench/run.mjs does).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  CNN, MEMORY, MLP, TINY, cnnRequest, dist, memoryRequest, mlpRequest, nowMs, randomClassification, root, seedMlp, stats, tinyRequest,
+  CNN, ENCODER, MEMORY, MLP, TINY, cnnRequest, encoderRequest, randomTokens, dist, memoryRequest, mlpRequest, nowMs, randomClassification, root, seedMlp, stats, tinyRequest,
 } from "./lib.mjs";
 
 const { train, loadNodeRuntime, prepareRun, runPrepared, tableFromInline } = await import(dist("src/node/index.js"));
@@ -162,6 +162,23 @@ async function cnn() {
   const tabled = await timeCalls(() => train({ ...request, data: {} }, { tables: { train: table } }), repeats);
   const tables = { call_ms: stats(tabled.times), samples_per_s: (samples / stats(tabled.times).median) * 1000 };
   out({ workload: "cnn", variant: runtime.variant, epochs, samples, flops_per_sample: CNN.flopsPerSample, inline, tables, conv: await convShapes(runtime) });
+}
+
+// ------------------------------------------------------------------ encoder
+async function encoder() {
+  const repeats = Number(arg("repeats", 3));
+  const epochs = Number(arg("epochs", ENCODER.epochs));
+  const runtime = await loadNodeRuntime();
+  const E = ENCODER;
+  const request = encoderRequest(randomTokens(E.rows, E.tokens, E.vocab, E.classes, 5), epochs);
+  const samples = E.rows * epochs;
+  const { times, last } = await timeCalls(() => train(request), repeats);
+  const s = stats(times);
+  out({
+    workload: "encoder", variant: runtime.variant, epochs, samples,
+    inline: { call_ms: s, samples_per_s: (samples / s.median) * 1000, status: last.status, steps: last.metrics.steps,
+      final_loss: last.metrics.history.at(-1).train_loss, kernel: last.engine?.kernel },
+  });
 }
 
 async function compileBenchKernel(name, relaxed) {
@@ -463,6 +480,7 @@ async function profile() {
 
   const request = which === "tiny" ? tinyRequest(seedMlp())
     : which === "cnn" ? cnnRequest(randomClassification(CNN.rows, CNN.side * CNN.side, CNN.classes, 4), 1)
+    : which === "encoder" ? encoderRequest(randomTokens(ENCODER.rows, ENCODER.tokens, ENCODER.vocab, ENCODER.classes, 5), 1)
     : mlpRequest(randomClassification(MLP.rows, MLP.features, MLP.classes, 1), 1);
   await train(request); // warm-up
   totals.clear(); calls = 0;
@@ -479,7 +497,7 @@ async function profile() {
   });
 }
 
-const workloads = { tiny, mlp, cnn, gemm, instantiate, memory, profile };
+const workloads = { tiny, mlp, cnn, encoder, gemm, instantiate, memory, profile };
 if (!workloads[workload]) {
   console.error(`usage: node bench/edgetune.mjs ${Object.keys(workloads).join("|")}`);
   process.exit(2);

@@ -80,6 +80,45 @@ export function cnnRequest({ x, y }, epochs) {
   };
 }
 
+/**
+ * encoder: token classification with a 2-layer transformer encoder over 64 tokens: embedding(1000, 64)
+ * + position_embedding(64, 64), two transformer_encoder_layer(d_model 64, nhead 4, dim_feedforward 128,
+ * dropout 0), mean pooling over the attention mask, linear(64, 2); cross-entropy, Adam 1e-3,
+ * batch 32, 512 random rows of 48-64 real tokens (right padding), no shuffle.
+ */
+export const ENCODER = { rows: 512, tokens: 64, vocab: 1000, dModel: 64, heads: 4, ff: 128, layers: 2, classes: 2, batch: 32, lr: 1e-3, epochs: 1 };
+
+/** Random token rows as the encoder bench (and its PyTorch twin in torch_bench.py) use them: ids, mask, labels. */
+export function randomTokens(rows, tokens, vocab, classes, seed) {
+  const r = rng(seed);
+  const input_ids = [], attention_mask = [], y = [];
+  for (let i = 0; i < rows; i++) {
+    const length = 48 + Math.floor(r() * (tokens - 48 + 1));
+    input_ids.push(Array.from({ length: tokens }, (_, t) => (t < length ? 1 + Math.floor(r() * (vocab - 1)) : 0)));
+    attention_mask.push(Array.from({ length: tokens }, (_, t) => (t < length ? 1 : 0)));
+    y.push(Math.floor(r() * classes));
+  }
+  return { input_ids, attention_mask, y };
+}
+
+export function encoderRequest(data, epochs) {
+  const E = ENCODER;
+  const layer = { type: "transformer_encoder_layer", d_model: E.dModel, nhead: E.heads, dim_feedforward: E.ff, dropout: 0 };
+  return {
+    model: {
+      layers: [
+        { type: "embedding", name: "emb", num_embeddings: E.vocab, embedding_dim: E.dModel },
+        { type: "position_embedding", name: "pos", num_embeddings: E.tokens, embedding_dim: E.dModel },
+        { type: "sequential", name: "encoder", layers: Array.from({ length: E.layers }, () => layer) },
+        { type: "pool", mode: "mean" },
+        { type: "linear", name: "head", in_features: E.dModel, out_features: E.classes },
+      ],
+    },
+    data: { train: data },
+    training: { epochs, batch_size: E.batch, shuffle: false, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: E.lr } },
+  };
+}
+
 /** memory: ~1M parameters (100-1000-900-10), 10,000 x 100 rows, 1 epoch. */
 export const MEMORY = { rows: 10000, features: 100, widths: [1000, 900], classes: 10, batch: 32, epochs: 1 };
 MEMORY.params = (() => {

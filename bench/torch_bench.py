@@ -167,9 +167,61 @@ def cnn(torch, args):
             "samples_per_s": samples / med, "mkldnn": torch.backends.mkldnn.is_available(), "profile_top": prof_top}
 
 
+def encoder(torch, args):
+    """The encoder bench of bench/lib.mjs (ENCODER): token and position embeddings, two
+    nn.TransformerEncoderLayer(64, 4, 128, dropout=0, batch_first=True) with the padding mask,
+    mean pooling over the real tokens, a linear head; Adam 1e-3, batch 32, 512 rows of 64 tokens."""
+    nn = torch.nn
+    rows, T, vocab, D, H, ff, classes, batch = 512, 64, 1000, 64, 4, 128, 2, 32
+    torch.manual_seed(5)
+    lengths = torch.randint(48, T + 1, (rows,))
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).float()
+    ids = torch.randint(1, vocab, (rows, T)) * mask.long()
+    y = torch.randint(0, classes, (rows,))
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, D)
+            self.pos = nn.Parameter(torch.randn(T, D))
+            self.layers = nn.ModuleList([nn.TransformerEncoderLayer(D, H, ff, dropout=0.0, batch_first=True) for _ in range(2)])
+            self.head = nn.Linear(D, classes)
+
+        def forward(self, x, m):
+            h = self.emb(x) + self.pos
+            for layer in self.layers:
+                h = layer(h, src_key_padding_mask=(m == 0))
+            pooled = (h * m[:, :, None]).sum(1) / m.sum(1, keepdim=True)
+            return self.head(pooled)
+
+    model = Encoder()
+    batches = [((ids[i:i + batch], mask[i:i + batch]), y[i:i + batch]) for i in range(0, rows, batch)]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def epochs(n):
+        for _ in range(n):
+            for (x, m), t in batches:
+                opt.zero_grad()
+                loss = loss_fn(model(x, m), t)
+                loss.backward()
+                opt.step()
+
+    epochs(1)  # warm-up epoch
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        epochs(args.epochs)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    samples = rows * args.epochs
+    return {"epochs": args.epochs, "samples": samples, "run_ms": {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)},
+            "samples_per_s": samples / med}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("workload", choices=["info", "tiny", "mlp", "cnn"])
+    p.add_argument("workload", choices=["info", "tiny", "mlp", "cnn", "encoder"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--epochs", type=int, default=3)
@@ -196,6 +248,8 @@ def main():
         out.update(mlp(torch, args))
     elif args.workload == "cnn":
         out.update(cnn(torch, args))
+    elif args.workload == "encoder":
+        out.update(encoder(torch, args))
     out["workload"] = args.workload
     print(json.dumps(out))
 

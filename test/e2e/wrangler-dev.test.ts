@@ -82,6 +82,23 @@ describe("wrangler dev, as a new user runs it", () => {
     expect(encoder(ada!)).toEqual(encoder(lin!));
   });
 
+  it("the digits CNN example fine-tunes a PyTorch-pretrained CNN and the held-out accuracy rises", () => {
+    const out = execFileSync(process.execPath, [join(root, "examples/digits-cnn/finetune.mjs")], {
+      cwd: work,
+      env: { ...process.env, EDGETUNE_URL: `http://127.0.0.1:${port}` },
+      encoding: "utf8",
+    });
+    const [, before, after] = out.match(/held-out accuracy on the new user's digits: ([\d.]+) pretrained -> ([\d.]+) fine-tuned/) ?? [];
+    expect(Number(before)).toBeLessThan(0.6);
+    expect(Number(after)).toBeGreaterThan(0.85);
+    expect(parseSafetensors(new Uint8Array(readFileSync(join(work, "digits-tuned.safetensors")))).tensors.has("conv1.weight")).toBe(true);
+  });
+
+  it.skipIf(!torchAvailable)("the digits CNN's fine-tuned weights load into PyTorch and score the same there (needs /usr/bin/python3 with torch)", () => {
+    const out = execFileSync("/usr/bin/python3", [join(root, "examples/digits-cnn/check.py"), join(work, "digits-tuned.safetensors")], { encoding: "utf8" });
+    expect(out).toMatch(/fine-tuned by edgetune/);
+  });
+
   it("the job and its weights survive a restart of wrangler dev", async () => {
     await stop(dev);
     dev = await startWranglerDev(port, persist);

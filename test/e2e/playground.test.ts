@@ -170,6 +170,32 @@ describe("the playground page in headless Chromium", () => {
     await close();
   });
 
+  it.skipIf(!hasChromium)("upload: the digits CNN (model.input.shape, conv2d, max_pool2d) trains from the page from its PyTorch weights (needs /usr/bin/chromium)", async () => {
+    const { page, errors, close } = await openPlayground();
+    const digits = join(root, "examples/digits-cnn");
+    await page.selectOption("#demo", "upload");
+    await page.setInputFiles("#csv", join(digits, "train.csv"));
+    await page.setInputFiles("#model-file", join(digits, "request.json"));
+    await page.setInputFiles("#weights", join(digits, "weights.safetensors"));
+    await page.waitForFunction(() => document.getElementById("data-summary")!.textContent!.includes("rows"));
+    expect(await page.textContent("#data-summary")).toContain("400 rows, 64 features");
+    const model = JSON.parse(await page.inputValue("#model")) as { input: { shape: number[] }; layers: { type: string }[] };
+    expect(model.input.shape).toEqual([1, 8, 8]);
+    expect(model.layers.map((l) => l.type)).toContain("conv2d");
+    await page.fill("#epochs", "3");
+    const h = await runToEnd(page);
+
+    expect(h.error).toBeNull();
+    expect(h.status).toBe("succeeded");
+    expect(h.lastJob!.metrics!.history).toHaveLength(3);
+    expect(h.points.at(-1)!.train).toBeLessThan(h.points[0]!.train);
+    const tuned = parseSafetensors(await download(page));
+    expect([...tuned.tensors.keys()]).toEqual(["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "head.weight", "head.bias"]);
+    expect(tuned.tensors.get("conv2.weight")!.shape).toEqual([16, 8, 3, 3]);
+    expect(errors).toEqual([]);
+    await close();
+  });
+
   it.skipIf(!hasChromium)("with API keys configured: 401 shown until a key is typed, then the events stream over fetch with the key (needs /usr/bin/chromium)", async () => {
     await stop(dev);
     dev = await startWranglerDev(port, persist, { ...VARS, EDGETUNE_API_KEYS: API_KEY });

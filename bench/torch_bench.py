@@ -81,6 +81,17 @@ def run_epochs(model, loss_fn, opt, batches, epochs):
     return total
 
 
+def timed(run, repeats):
+    """The median time of `repeats` calls of run() (after the caller's warm-up), and its summary in ms."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return med, {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)}
+
+
 def tiny(torch, args):
     import numpy as np
     nn = torch.nn
@@ -101,7 +112,7 @@ def tiny(torch, args):
         times.append(time.perf_counter() - t0)
     steps = len(batches) * epochs
     med = statistics.median(times)
-    return {"steps": steps, "run_ms": {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)},
+    return {"steps": steps, "run_ms": run_ms,
             "steps_per_s": steps / med, "us_per_step": med / steps * 1e6}
 
 
@@ -116,12 +127,7 @@ def mlp(torch, args):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     run_epochs(model, loss_fn, opt, batches, 1)  # warm-up epoch
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        run_epochs(model, loss_fn, opt, batches, args.epochs)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    med, run_ms = timed(lambda: run_epochs(model, loss_fn, opt, batches, args.epochs), args.repeats)
     samples = rows * args.epochs
     flops = 3 * 2 * (features * hidden + hidden * classes) * samples
     # where the time goes: one epoch under the autograd profiler
@@ -132,7 +138,7 @@ def mlp(torch, args):
             run_epochs(model, loss_fn, opt, batches, 1)
         evs = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
         prof_top = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in evs]
-    return {"epochs": args.epochs, "samples": samples, "run_ms": {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)},
+    return {"epochs": args.epochs, "samples": samples, "run_ms": run_ms,
             "samples_per_s": samples / med, "gflops": flops / med / 1e9, "profile_top": prof_top}
 
 
@@ -149,12 +155,7 @@ def cnn(torch, args):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     run_epochs(model, loss_fn, opt, batches, 1)  # warm-up epoch
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        run_epochs(model, loss_fn, opt, batches, args.epochs)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    med, run_ms = timed(lambda: run_epochs(model, loss_fn, opt, batches, args.epochs), args.repeats)
     samples = rows * args.epochs
     prof_top = None
     if args.profile:
@@ -163,7 +164,7 @@ def cnn(torch, args):
             run_epochs(model, loss_fn, opt, batches, 1)
         evs = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
         prof_top = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in evs]
-    return {"epochs": args.epochs, "samples": samples, "run_ms": {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)},
+    return {"epochs": args.epochs, "samples": samples, "run_ms": run_ms,
             "samples_per_s": samples / med, "mkldnn": torch.backends.mkldnn.is_available(), "profile_top": prof_top}
 
 
@@ -187,7 +188,8 @@ def encoder(torch, args):
             self.layers = nn.ModuleList([nn.TransformerEncoderLayer(D, H, ff, dropout=0.0, batch_first=True) for _ in range(2)])
             self.head = nn.Linear(D, classes)
 
-        def forward(self, x, m):
+        def forward(self, batch):
+            x, m = batch
             h = self.emb(x) + self.pos
             for layer in self.layers:
                 h = layer(h, src_key_padding_mask=(m == 0))
@@ -198,25 +200,10 @@ def encoder(torch, args):
     batches = [((ids[i:i + batch], mask[i:i + batch]), y[i:i + batch]) for i in range(0, rows, batch)]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-
-    def epochs(n):
-        for _ in range(n):
-            for (x, m), t in batches:
-                opt.zero_grad()
-                loss = loss_fn(model(x, m), t)
-                loss.backward()
-                opt.step()
-
-    epochs(1)  # warm-up epoch
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        epochs(args.epochs)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    run_epochs(model, loss_fn, opt, batches, 1)  # warm-up epoch
+    med, run_ms = timed(lambda: run_epochs(model, loss_fn, opt, batches, args.epochs), args.repeats)
     samples = rows * args.epochs
-    return {"epochs": args.epochs, "samples": samples, "run_ms": {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)},
-            "samples_per_s": samples / med}
+    return {"epochs": args.epochs, "samples": samples, "run_ms": run_ms, "samples_per_s": samples / med}
 
 
 def main():

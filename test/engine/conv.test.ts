@@ -3,11 +3,10 @@
  * shapes, output shapes (padding "same", ceil_mode, adaptive None), and every refusal as a 422
  * naming the field and both shapes. Training itself is covered by the parity group `conv`.
  */
+import { rejection } from "./refusals.js";
 import { describe, expect, it } from "vitest";
-import { EdgetuneError } from "../../src/errors.js";
 import { compileModel } from "../../src/engine/graph/compile.js";
 import type { TrainRequest } from "../../src/engine/train.js";
-import { train } from "../../src/node/index.js";
 import { Layer } from "../../src/schema/request.js";
 import { lcg } from "../helpers.js";
 
@@ -28,15 +27,6 @@ function imageRequest(shape: number[], layers: unknown[], rows = 24): TrainReque
   } as TrainRequest;
 }
 
-async function rejection(request: TrainRequest): Promise<EdgetuneError> {
-  try {
-    await train(request);
-  } catch (e) {
-    expect(e).toBeInstanceOf(EdgetuneError);
-    return e as EdgetuneError;
-  }
-  throw new Error("train() accepted a bad request");
-}
 
 describe("state_dict names and shapes, as torch builds them", () => {
   it("conv2d: weight [out, in/groups, kh, kw] and bias [out]; conv1d without bias: weight [out, in/groups, k]", () => {

@@ -2,6 +2,7 @@
  * Bad input never crashes train(): it rejects with a typed EdgetuneError whose status (400/422)
  * and field paths the API turns into problem+json.
  */
+import { rejection } from "./refusals.js";
 import { describe, expect, it } from "vitest";
 import { train } from "../../src/node/index.js";
 import { EdgetuneError } from "../../src/errors.js";
@@ -9,15 +10,6 @@ import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { classifierRequest, seedRequest } from "../helpers.js";
 import type { TrainRequest } from "../../src/engine/train.js";
 
-async function rejection(request: unknown): Promise<EdgetuneError> {
-  try {
-    await train(request as TrainRequest);
-  } catch (e) {
-    expect(e).toBeInstanceOf(EdgetuneError);
-    return e as EdgetuneError;
-  }
-  throw new Error("train() accepted a bad request");
-}
 
 const seedWeights = (overrides: Record<string, { shape: number[] }> = {}, extra: string[] = []) =>
   writeSafetensors(

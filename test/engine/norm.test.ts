@@ -4,10 +4,10 @@
  * num_batches_tracked in and out of safetensors, and a diverging batch-norm run keeping the
  * running statistics of the last finite step.
  */
+import { rejection } from "./refusals.js";
 import { describe, expect, it } from "vitest";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors, readTensorF32, writeSafetensors } from "../../src/formats/safetensors.js";
-import { EdgetuneError } from "../../src/errors.js";
 import { train } from "../../src/node/index.js";
 import type { TrainRequest } from "../../src/engine/train.js";
 import { regressionData } from "../helpers.js";
@@ -30,15 +30,6 @@ function normRequest(norm: Record<string, unknown>, rows = 64, training: TrainRe
 
 const bn = { type: "batch_norm1d", num_features: 8 };
 
-async function rejection(request: TrainRequest): Promise<EdgetuneError> {
-  try {
-    await train(request);
-  } catch (e) {
-    expect(e).toBeInstanceOf(EdgetuneError);
-    return e as EdgetuneError;
-  }
-  throw new Error("train() accepted a bad request");
-}
 
 const fileOf = (result: { weights: string }) => parseSafetensors(decodeBase64(result.weights));
 const tensor = (result: { weights: string }, name: string) => readTensorF32(fileOf(result), name, "weights", { integers: true });

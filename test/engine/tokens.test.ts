@@ -4,10 +4,10 @@
  * (shuffling, validation_split, async run inputs; threads: the tokens parity group in
  * threads.test.ts).
  */
+import { rejection } from "./refusals.js";
 import { describe, expect, it } from "vitest";
 import { train } from "../../src/node/index.js";
 import { tokenClassifier, tokenData } from "../helpers.js";
-import { EdgetuneError } from "../../src/errors.js";
 import { prepareRun } from "../../src/engine/train.js";
 import type { TrainRequest } from "../../src/engine/train.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
@@ -43,15 +43,6 @@ describe("a token classifier trains", () => {
 
 // ------------------------------------------------------------------ refusals: 422 naming the field
 
-async function rejection(request: unknown): Promise<EdgetuneError> {
-  try {
-    await train(request as TrainRequest);
-  } catch (e) {
-    expect(e).toBeInstanceOf(EdgetuneError);
-    return e as EdgetuneError;
-  }
-  throw new Error("train() accepted a bad request");
-}
 
 const layers = (...l: unknown[]) => ({ layers: l });
 const emb = (extra: Record<string, unknown> = {}) => ({ type: "embedding", num_embeddings: 20, embedding_dim: 8, ...extra });

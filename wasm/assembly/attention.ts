@@ -14,7 +14,7 @@
 // https://pytorch.org/docs/stable/generated/torch.nn.MultiheadAttention.html
 //
 // Every pointer is a byte offset into linear memory; every size counts f32 elements.
-import { F32, hmax } from "./simd";
+import { F32, hmax, storeTransposed4x4 } from "./simd";
 
 /**
  * out[r*cols + c] = alpha * inp[c*ld + r] for r < rows, c < cols: the transpose of a strided
@@ -32,15 +32,7 @@ export function transpose_strided(out: usize, inp: usize, rows: i32, cols: i32, 
       const p = inp + (c * L + r) * F32;
       const a0 = f32x4.mul(v128.load(p), a), a1 = f32x4.mul(v128.load(p + L * F32), a);
       const a2 = f32x4.mul(v128.load(p + 2 * L * F32), a), a3 = f32x4.mul(v128.load(p + 3 * L * F32), a);
-      const t0 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5);
-      const t1 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5);
-      const t2 = v128.shuffle<f32>(a0, a1, 2, 6, 3, 7);
-      const t3 = v128.shuffle<f32>(a2, a3, 2, 6, 3, 7);
-      const q = out + (r * C + c) * F32;
-      v128.store(q, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
-      v128.store(q + C * F32, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
-      v128.store(q + 2 * C * F32, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
-      v128.store(q + 3 * C * F32, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+      storeTransposed4x4(out + (r * C + c) * F32, C * F32, a0, a1, a2, a3);
     }
     for (let r = R4; r < R; r++) {
       for (let i: usize = 0; i < 4; i++) store<f32>(out + (r * C + c + i) * F32, alpha * load<f32>(inp + ((c + i) * L + r) * F32));

@@ -10,7 +10,7 @@
 // W^T into caller-provided scratch (kernels never allocate).
 //
 // Every pointer is a byte offset into linear memory; every size counts f32 elements.
-import { F32, madd } from "./simd";
+import { F32, madd, storeTransposed4x4 } from "./simd";
 
 /** What the accumulators start from. */
 const INIT_ZERO: i32 = 0;
@@ -178,15 +178,7 @@ export function transpose(out: usize, inp: usize, rows: i32, cols: i32): void {
       // four rows of inp: inp[c+i, r..r+4]
       const p = inp + (c * R + r) * F32;
       const a0 = v128.load(p), a1 = v128.load(p + R * F32), a2 = v128.load(p + 2 * R * F32), a3 = v128.load(p + 3 * R * F32);
-      const t0 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5); // a0[0] a1[0] a0[1] a1[1]
-      const t1 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5);
-      const t2 = v128.shuffle<f32>(a0, a1, 2, 6, 3, 7);
-      const t3 = v128.shuffle<f32>(a2, a3, 2, 6, 3, 7);
-      const q = out + (r * C + c) * F32;
-      v128.store(q, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
-      v128.store(q + C * F32, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
-      v128.store(q + 2 * C * F32, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
-      v128.store(q + 3 * C * F32, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+      storeTransposed4x4(out + (r * C + c) * F32, C * F32, a0, a1, a2, a3);
     }
     for (let r = R4; r < R; r++) {
       for (let i: usize = 0; i < 4; i++) store<f32>(out + (r * C + c + i) * F32, load<f32>(inp + ((c + i) * R + r) * F32));

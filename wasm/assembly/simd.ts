@@ -32,3 +32,20 @@ export function hsum(v: v128): f32 {
 export function hmax(v: v128): f32 {
   return max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
 }
+
+/**
+ * Stores the transpose of the 4x4 block whose rows are a0..a3 at q, q + stride, q + 2*stride,
+ * q + 3*stride (stride in bytes): two rounds of shuffles, no memory in between.
+ */
+// @ts-ignore: decorator
+@inline
+export function storeTransposed4x4(q: usize, stride: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  const t0 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5); // a0[0] a1[0] a0[1] a1[1]
+  const t1 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5);
+  const t2 = v128.shuffle<f32>(a0, a1, 2, 6, 3, 7);
+  const t3 = v128.shuffle<f32>(a2, a3, 2, 6, 3, 7);
+  v128.store(q, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
+  v128.store(q + stride, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
+  v128.store(q + 2 * stride, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
+  v128.store(q + 3 * stride, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+}

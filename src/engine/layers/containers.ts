@@ -9,8 +9,16 @@ import type { TensorRef } from "../graph/types.js";
 import { defineLayer, numel, showShape, type LayerBuilder } from "./define.js";
 import { Layer, type LayerSpec } from "./index.js";
 
-/** The children of a container: the recursive layer union, resolved when first parsed. */
-const children = () => z.array(z.lazy(() => Layer)).min(1).max(256);
+/** A container's schema: `{type, name?, layers}`, its children the recursive layer union (resolved when first parsed). */
+function containerSchema<S>(type: "sequential" | "residual"): z.ZodType<S> {
+  return z.strictObject({
+    type: z.literal(type),
+    name: layerName.optional(),
+    get layers() {
+      return z.array(z.lazy(() => Layer)).min(1).max(256);
+    },
+  }) as unknown as z.ZodType<S>;
+}
 
 export interface SequentialSpec {
   type: "sequential";
@@ -26,13 +34,7 @@ export interface ResidualSpec {
 /** nn.Sequential(*layers) */
 export const sequential = defineLayer<SequentialSpec>({
   type: "sequential",
-  schema: z.strictObject({
-    type: z.literal("sequential"),
-    name: layerName.optional(),
-    get layers() {
-      return children();
-    },
-  }) as unknown as z.ZodType<SequentialSpec>,
+  schema: containerSchema<SequentialSpec>("sequential"),
   build(spec, b, x) {
     let y = x;
     spec.layers.forEach((layer, i) => {
@@ -45,13 +47,7 @@ export const sequential = defineLayer<SequentialSpec>({
 /** x + f(x), f = nn.Sequential(*layers): f must keep the shape of x. */
 export const residual = defineLayer<ResidualSpec>({
   type: "residual",
-  schema: z.strictObject({
-    type: z.literal("residual"),
-    name: layerName.optional(),
-    get layers() {
-      return children();
-    },
-  }) as unknown as z.ZodType<ResidualSpec>,
+  schema: containerSchema<ResidualSpec>("residual"),
   build(spec, b, x) {
     let fx = x;
     spec.layers.forEach((layer, i) => {

@@ -70,6 +70,7 @@ describe("token requests are refused with the field and both shapes", () => {
     ["a shaped input for token ids", () => tokenClassifier("mean", { model: { input: { shape: [2, 3] }, ...layers(emb(), { type: "pool" }, head) } }), "model.input.shape", /token ids are read as one sequence/],
     ["validation rows of another length", () => ({ ...tokenClassifier(), data: { train: tokenData(16, 6, 20, 3), validation: tokenData(8, 5, 20, 3) } }), "data.validation.input_ids", /5 token ids but the training rows have 6 token ids/],
     ["validation rows without the mask the training rows have", () => ({ ...tokenClassifier(), data: { train: tokenData(16, 6, 20, 3), validation: { input_ids: tokenData(8, 6, 20, 3).input_ids, y: tokenData(8, 6, 20, 3).y } } }), "data.validation.attention_mask", /is missing but the training data has/],
+    ["attention over fewer tokens than the mask covers", () => tokenClassifier("mean", { model: layers(emb(), { type: "conv1d", in_channels: 6, out_channels: 3, kernel_size: 1 }, { type: "multihead_attention", embed_dim: 8, num_heads: 2 }, { type: "flatten" }, { type: "linear", in_features: 24, out_features: 3 }) }), "model.layers[2]", /attends over 3 tokens \(input \[3, 8\]\) but the attention mask has 6 per row/],
     ["token rows with x", () => ({ ...tokenClassifier(), data: { train: { ...tokenData(8, 6, 20, 3), x: [[1]] } } }), "data.train.x", /input_ids instead of x/],
   ];
   for (const [what, request, path, message] of cases) {

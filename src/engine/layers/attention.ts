@@ -112,6 +112,9 @@ export function selfAttentionParameters(b: LayerBuilder, o: SelfAttentionOptions
 export function selfAttentionApply(b: LayerBuilder, x: TensorRef, p: SelfAttentionParameters, o: SelfAttentionOptions): TensorRef {
   const E = o.embedDim, H = o.numHeads;
   const T = x.shape[0]!;
+  if (b.mask !== null && T !== b.maskTokens) {
+    b.fail("", `attends over ${T} tokens (input ${showShape(x.shape)}) but the attention mask has ${b.maskTokens} per row: the key-padding mask must cover the same tokens`);
+  }
   const qkv = linearApply(b, x, { weight: p.inProjWeight, bias: p.inProjBias, in: E, out: 3 * E });
   const attended = b.value([T, E]);
   const weights = H * T * T;

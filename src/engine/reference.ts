@@ -95,7 +95,16 @@ const ACTIVATION_TWINS: Record<number, { forward(x: number, slope: number): numb
       const s = f(1 / f(1 + f(Math.exp(-x))));
       return f(f(g * s) * f(1 + f(x * f(1 - s))));
     },
+  },  // mish: x tanh(log1p(exp(x))); dinp = dout (t + x s (1 - t^2))
+  7: {
+    forward: (x) => f(x * f(Math.tanh(f(Math.log1p(f(Math.exp(x))))))),
+    backward(g, x) {
+      const s = f(1 / f(1 + f(Math.exp(-x))));
+      const t = f(Math.tanh(f(Math.log1p(f(Math.exp(x))))));
+      return f(g * f(t + f(f(x * s) * f(1 - f(t * t)))));
+    },
   },
+
 };
 
 /**

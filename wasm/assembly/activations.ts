@@ -12,6 +12,7 @@ const GELU_TANH: i32 = 3;
 const TANH: i32 = 4;
 const SIGMOID: i32 = 5;
 const SILU: i32 = 6;
+const MISH: i32 = 7;
 
 /** out = f(inp), f the activation `fn` (slope: LeakyReLU's negative_slope). */
 export function activation_forward(out: usize, inp: usize, fn: i32, slope: f32, n: i32): void {
@@ -23,6 +24,7 @@ export function activation_forward(out: usize, inp: usize, fn: i32, slope: f32, 
     case TANH: tanh_forward(out, inp, n); break;
     case SIGMOID: sigmoid_forward(out, inp, n); break;
     case SILU: silu_forward(out, inp, n); break;
+    case MISH: mish_forward(out, inp, n); break;
     default: break;
   }
 }
@@ -37,6 +39,7 @@ export function activation_backward(dinp: usize, dout: usize, inp: usize, out: u
     case TANH: tanh_backward(dinp, dout, out, n); break;
     case SIGMOID: sigmoid_backward(dinp, dout, out, n); break;
     case SILU: silu_backward(dinp, dout, inp, n); break;
+    case MISH: mish_backward(dinp, dout, inp, n); break;
     default: break;
   }
 }
@@ -218,5 +221,24 @@ function silu_backward(dinp: usize, dout: usize, inp: usize, n: i32): void {
     const x = load<f32>(inp + i * F32);
     const s: f32 = 1.0 / (1.0 + Mathf.exp(-x));
     store<f32>(dinp + i * F32, load<f32>(dout + i * F32) * s * (1.0 + x * (1.0 - s)));
+  }
+}
+
+// https://pytorch.org/docs/stable/generated/torch.nn.Mish.html : x * tanh(softplus(x)), as torch's
+// CPU kernel writes it: x * tanh(log1p(exp(x))) (exp overflows to inf for large x: tanh(inf) = 1)
+function mish_forward(out: usize, inp: usize, n: i32): void {
+  for (let i: usize = 0; i < <usize>n; i++) {
+    const x = load<f32>(inp + i * F32);
+    store<f32>(out + i * F32, x * Mathf.tanh(Mathf.log1p(Mathf.exp(x))));
+  }
+}
+
+/** dinp = dout * (t + x * s * (1 - t^2)), t = tanh(softplus(x)), s = sigmoid(x) (torch mish_backward) */
+function mish_backward(dinp: usize, dout: usize, inp: usize, n: i32): void {
+  for (let i: usize = 0; i < <usize>n; i++) {
+    const x = load<f32>(inp + i * F32);
+    const s: f32 = 1.0 / (1.0 + Mathf.exp(-x));
+    const t = Mathf.tanh(Mathf.log1p(Mathf.exp(x)));
+    store<f32>(dinp + i * F32, load<f32>(dout + i * F32) * (t + x * s * (1.0 - t * t)));
   }
 }

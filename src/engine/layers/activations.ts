@@ -56,6 +56,8 @@ export const ACTIVATIONS = {
   sigmoid: { code: 5, torch: "nn.Sigmoid", f64: (x: number) => 1 / (1 + Math.exp(-x)), kinks: [] },
   /** nn.SiLU: x * sigmoid(x) */
   silu: { code: 6, torch: "nn.SiLU", f64: (x: number) => x / (1 + Math.exp(-x)), kinks: [] },
+  /** nn.Mish: x * tanh(softplus(x)) */
+  mish: { code: 7, torch: "nn.Mish", f64: (x: number) => x * Math.tanh(Math.log1p(Math.exp(x))), kinks: [] },
 } as const satisfies Record<string, { code: number; torch: string; f64: (x: number, slope: number) => number; kinks: readonly number[] }>;
 
 export type ActivationName = keyof typeof ACTIVATIONS;
@@ -75,7 +77,7 @@ export function activation(b: LayerBuilder, x: TensorRef, name: ActivationName, 
 }
 
 /** A parameterless activation layer `{type, name?}`. */
-function plain<T extends "relu" | "tanh" | "sigmoid" | "silu">(type: T) {
+function plain<T extends "relu" | "tanh" | "sigmoid" | "silu" | "mish">(type: T) {
   return defineLayer({
     type,
     schema: z.strictObject({ type: z.literal(type), name: layerName.optional() }),
@@ -87,6 +89,7 @@ export const relu = plain("relu");
 export const tanh = plain("tanh");
 export const sigmoid = plain("sigmoid");
 export const silu = plain("silu");
+export const mish = plain("mish");
 
 /** nn.LeakyReLU(negative_slope=0.01) */
 export const leakyRelu = defineLayer({
@@ -103,4 +106,4 @@ export const gelu = defineLayer({
 });
 
 /** Every activation layer type (the registry lists them all). */
-export const ACTIVATION_LAYERS = [relu, leakyRelu, gelu, tanh, sigmoid, silu] as const;
+export const ACTIVATION_LAYERS = [relu, leakyRelu, gelu, tanh, sigmoid, silu, mish] as const;

@@ -451,6 +451,14 @@ ${GRID}`;
 
 /** Activation constants of wasm/assembly/elementwise.ts. */
 const ACT_CONSTANTS = /* wgsl */ `
+// log(1 + e^x) (softplus), accurate where 1 + e^x rounds (x below -16) and x itself from 20 on
+fn softplus32(x: f32) -> f32 {
+  if (x > 20.0) { return x; }
+  let e = exp(x);
+  let u = 1.0 + e;
+  if (u == 1.0) { return e; }
+  return log(u) * e / (u - 1.0);
+}
 const SQRT1_2: f32 = 0.7071067811865476;
 const INV_SQRT_2PI: f32 = 0.3989422804014327;
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
@@ -490,6 +498,7 @@ fn body(i: u32) {
     case ACT_TANH: { y = tanh32(x); }
     case ACT_SIGMOID: { y = sigmoid32(x); }
     case ACT_SILU: { y = x / (1.0 + exp(min(-x, 88.0))); }
+    case ACT_MISH: { y = x * tanh32(softplus32(x)); }
     default: { y = nan32(); }
   }
   dst[i] = y;
@@ -536,6 +545,12 @@ fn body(i: u32) {
       let x = inp[i];
       let s = 1.0 / (1.0 + exp(min(-x, 88.0)));
       d = g * s * (1.0 + x * (1.0 - s));
+    }
+    case ACT_MISH: {
+      let x = inp[i];
+      let sg = 1.0 / (1.0 + exp(min(-x, 88.0)));
+      let t = tanh32(softplus32(x));
+      d = g * (t + x * sg * (1.0 - t * t));
     }
     default: { d = nan32(); }
   }

@@ -105,13 +105,8 @@ def tiny(torch, args):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.MSELoss()
     run_epochs(model, loss_fn, opt, batches, 1)  # warm-up pass
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        run_epochs(model, loss_fn, opt, batches, epochs)
-        times.append(time.perf_counter() - t0)
+    med, run_ms = timed(lambda: run_epochs(model, loss_fn, opt, batches, epochs), args.repeats)
     steps = len(batches) * epochs
-    med = statistics.median(times)
     return {"steps": steps, "run_ms": run_ms,
             "steps_per_s": steps / med, "us_per_step": med / steps * 1e6}
 

@@ -1560,6 +1560,13 @@ def conv_cases():
                      OrderedDict(type="avg_pool1d", kernel_size=2, ceil_mode=True),
                      OrderedDict(type="adaptive_avg_pool1d", output_size=2), flat, lin(8, 1)],
              data=data(20), training=train(), seed=307),
+        case("cnn_batch_norm", "a batch-norm CNN: conv2d without bias, BatchNorm2d (batch statistics in training, running "
+             "ones for validation, num_batches_tracked), ReLU, max_pool2d, flatten, linear; cross-entropy",
+             input=[1, 6, 6],
+             layers=[conv("conv2d", 1, 3, 3, "conv", padding=1, bias=False),
+                     OrderedDict(type="batch_norm2d", name="bn", num_features=3), {"type": "relu"},
+                     {"type": "max_pool2d", "kernel_size": 2}, flat, lin(27, 3)],
+             data=data(36, task="class", k=3), training=train("cross_entropy"), checks=(running_stats_moved,), seed=308),
     ]
 
 
@@ -1637,8 +1644,12 @@ def init_fixture():
     # before _reset_parameters draws xavier_uniform_(in_proj_weight) and zeroes both biases
     mha = lambda E, H, name=None, **kw: OrderedDict([("type", "multihead_attention")] + ([("name", name)] if name else []) +
                                                     [("embed_dim", E), ("num_heads", H)] + list(kw.items()))
+    # nn.TransformerEncoderLayer: self_attn (as above), then linear1 and linear2 draw; the norms do not
+    enc = lambda **kw: OrderedDict([("type", "transformer_encoder_layer"), ("name", "encoder"), ("d_model", 8), ("nhead", 2),
+                                    ("dim_feedforward", 12), ("dropout", 0.0)] + list(kw.items()))
     shaped = [
         (3, [6, 8], [mha(8, 2, "attn"), {"type": "flatten"}, lin(48, 1, "head")]),
+        (21, [5, 8], [enc(), enc(name="second", norm_first=True, activation="gelu"), {"type": "flatten"}, lin(40, 2, "head")]),
         (17, [4, 6], [lin(6, 6, "inp"), mha(6, 3, bias=False, causal=True), mha(6, 1, "second")]),
         (2 ** 31 - 1, [5, 4], [OrderedDict(type="residual", name="block", layers=[mha(4, 2)]), lin(4, 2)]),
     ]

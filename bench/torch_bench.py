@@ -92,6 +92,15 @@ def timed(run, repeats):
     return med, {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)}
 
 
+def profile_epoch(model, loss_fn, opt, batches):
+    """Where the time goes: the 8 costliest ops of one epoch under the autograd profiler."""
+    from torch.autograd import profiler
+    with profiler.profile() as prof:
+        run_epochs(model, loss_fn, opt, batches, 1)
+    evs = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+    return [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in evs]
+
+
 def tiny(torch, args):
     import numpy as np
     nn = torch.nn
@@ -125,14 +134,7 @@ def mlp(torch, args):
     med, run_ms = timed(lambda: run_epochs(model, loss_fn, opt, batches, args.epochs), args.repeats)
     samples = rows * args.epochs
     flops = 3 * 2 * (features * hidden + hidden * classes) * samples
-    # where the time goes: one epoch under the autograd profiler
-    prof_top = None
-    if args.profile:
-        from torch.autograd import profiler
-        with profiler.profile() as prof:
-            run_epochs(model, loss_fn, opt, batches, 1)
-        evs = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
-        prof_top = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in evs]
+    prof_top = profile_epoch(model, loss_fn, opt, batches) if args.profile else None
     return {"epochs": args.epochs, "samples": samples, "run_ms": run_ms,
             "samples_per_s": samples / med, "gflops": flops / med / 1e9, "profile_top": prof_top}
 
@@ -152,13 +154,7 @@ def cnn(torch, args):
     run_epochs(model, loss_fn, opt, batches, 1)  # warm-up epoch
     med, run_ms = timed(lambda: run_epochs(model, loss_fn, opt, batches, args.epochs), args.repeats)
     samples = rows * args.epochs
-    prof_top = None
-    if args.profile:
-        from torch.autograd import profiler
-        with profiler.profile() as prof:
-            run_epochs(model, loss_fn, opt, batches, 1)
-        evs = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
-        prof_top = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in evs]
+    prof_top = profile_epoch(model, loss_fn, opt, batches) if args.profile else None
     return {"epochs": args.epochs, "samples": samples, "run_ms": run_ms,
             "samples_per_s": samples / med, "mkldnn": torch.backends.mkldnn.is_available(), "profile_top": prof_top}
 

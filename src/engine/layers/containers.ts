@@ -35,13 +35,7 @@ export interface ResidualSpec {
 export const sequential = defineLayer<SequentialSpec>({
   type: "sequential",
   schema: containerSchema<SequentialSpec>("sequential"),
-  build(spec, b, x) {
-    let y = x;
-    spec.layers.forEach((layer, i) => {
-      y = b.layer(layer, y, i);
-    });
-    return y;
-  },
+  build: (spec, b, x) => chain(spec.layers, b, x),
 });
 
 /** x + f(x), f = nn.Sequential(*layers): f must keep the shape of x. */
@@ -49,16 +43,18 @@ export const residual = defineLayer<ResidualSpec>({
   type: "residual",
   schema: containerSchema<ResidualSpec>("residual"),
   build(spec, b, x) {
-    let fx = x;
-    spec.layers.forEach((layer, i) => {
-      fx = b.layer(layer, fx, i);
-    });
+    const fx = chain(spec.layers, b, x);
     if (fx.shape.length !== x.shape.length || fx.shape.some((d, i) => d !== x.shape[i])) {
       b.fail("layers", `must keep the shape of their input to be added to it: input ${showShape(x.shape)}, output ${showShape(fx.shape)}`);
     }
     return residualSum(b, x, fx);
   },
 });
+
+/** The container's layers applied in order (each named by its index or name under the container). */
+function chain(layers: readonly LayerSpec[], b: LayerBuilder, x: TensorRef): TensorRef {
+  return layers.reduce((y, layer, i) => b.layer(layer, y, i), x);
+}
 
 /**
  * x + f(x): the residual sum of two tensors of one shape (an `add` op).

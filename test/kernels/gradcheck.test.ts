@@ -411,7 +411,7 @@ function runAttention(lab: Lab, c: AttentionCase, qkv: Float32Array, G: Float32A
   const { rows, T, D, heads } = c;
   const dropping = (c.p ?? 0) > 0;
   const op: AttentionOp = {
-    kind: "attention", inputs: c.mask ? [0, 1] : [0], outputs: [2], tokens: T, dim: D, heads, causal: c.causal,
+    kind: "attention", layout: "packed", kvHeads: heads, inputs: c.mask ? [0, 1] : [0], outputs: [2], tokens: T, dim: D, heads, causal: c.causal,
     probs: 0, p: c.p ?? 0, dropMask: dropping ? 1 : -1, dropped: dropping ? 2 : -1, salt: 7,
   };
   const weights = rows * heads * T * T;

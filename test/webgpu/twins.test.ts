@@ -360,7 +360,7 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
     for (const [rows, T, D, heads, causal, masked, p] of CASES) {
       const dropping = p > 0;
       const op: AttentionOp = {
-        kind: "attention", inputs: masked ? [0, 1] : [0], outputs: [2], tokens: T, dim: D, heads, causal,
+        kind: "attention", layout: "packed", kvHeads: heads, inputs: masked ? [0, 1] : [0], outputs: [2], tokens: T, dim: D, heads, causal,
         probs: 0, p, dropMask: dropping ? 1 : -1, dropped: dropping ? 2 : -1, salt: 5,
       };
       const weights = rows * heads * T * T;

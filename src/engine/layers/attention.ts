@@ -121,12 +121,14 @@ export function selfAttentionApply(b: LayerBuilder, x: TensorRef, p: SelfAttenti
   const dropping = o.dropout > 0;
   b.op({
     kind: "attention",
+    layout: "packed",
     // the graph's mask value is [rows, T] when the data has one: T tokens in, T tokens here
     inputs: b.mask === null ? [qkv.value] : [qkv.value, b.mask],
     outputs: [attended.value],
     tokens: T,
     dim: E,
     heads: H,
+    kvHeads: H,
     causal: o.causal,
     probs: b.saved(weights),
     p: o.dropout,

@@ -55,19 +55,31 @@ export interface AddOp extends OpBase {
 }
 
 /**
- * Multi-head self-attention between the in- and out-projections of nn.MultiheadAttention:
- * inputs [qkv [T, 3D] (q | k | v, heads of dh = D / heads columns each), mask [T] (optional:
- * the graph's attention mask, 0 = padding key)], output [T, D] (heads side by side). Per sample
- * and head: P = softmax(Q K^T / sqrt(dh) + masks), dropout(P) in training, O = P V.
+ * Multi-head self-attention between the projections: P = softmax(Q K^T / sqrt(dh) + masks) per
+ * sample and query head, dropout(P) in training, O = P V, heads side by side in the output
+ * [T, D] (D = heads * dh). Grouped-query attention (kvHeads < heads, Llama's
+ * num_key_value_heads) shares key/value head g = floor(h / (heads / kvHeads)) between query
+ * heads; kvHeads = heads is plain multi-head attention. Two layouts of the inputs:
+ *
+ *   packed    inputs [qkv, mask?]: one [T, D + 2 Dkv] value, columns q | k | v
+ *             (nn.MultiheadAttention's in_proj, GPT-2's c_attn)
+ *   separate  inputs [q, k, v, mask?]: q [T, D], k and v [T, Dkv] (BERT's query/key/value,
+ *             Llama's q_proj/k_proj/v_proj)
+ *
+ * with Dkv = kvHeads * dh; the optional last input is the graph's attention mask [T]
+ * (0 = padding key).
  * https://pytorch.org/docs/stable/generated/torch.nn.MultiheadAttention.html
  */
 export interface AttentionOp extends OpBase {
   readonly kind: "attention";
+  readonly layout: "packed" | "separate";
   /** T: tokens per sample. */
   readonly tokens: number;
-  /** D: embed_dim (the output's width; the input's is 3D). */
+  /** D: heads * dh, the queries' and the output's width. */
   readonly dim: number;
   readonly heads: number;
+  /** Key/value heads (divides heads); heads for plain multi-head attention. */
+  readonly kvHeads: number;
   /** Keys after the query are hidden (the upper-triangular mask). */
   readonly causal: boolean;
   /** Saved P [rows, heads * T * T]: the attention weights, read by the backward (which overwrites them with dS). */
@@ -79,6 +91,34 @@ export interface AttentionOp extends OpBase {
   readonly dropped: number;
   /** Mixed into the step's seed, as DropoutOp's. */
   readonly salt: number;
+}
+
+/**
+ * Rotary position embedding, Llama's rotate_half form, over x [T, heads * headDim] (the queries
+ * or keys of every head): with half = headDim / 2, for token t, head h and i < half,
+ *
+ *   y[i]        = x[i] cos(t f_i) - x[i + half] sin(t f_i)
+ *   y[i + half] = x[i + half] cos(t f_i) + x[i] sin(t f_i),      f_i = 1 / theta^(2i / headDim)
+ *
+ * (transformers' LlamaRotaryEmbedding and apply_rotary_pos_emb: inv_freq in float32, positions
+ * 0..T-1, emb = cat(freqs, freqs)). The backward is the same rotation with sin negated.
+ * https://github.com/huggingface/transformers/blob/main/src/transformers/models/llama/modeling_llama.py
+ */
+export interface RopeOp extends OpBase {
+  readonly kind: "rope";
+  readonly tokens: number;
+  readonly heads: number;
+  readonly headDim: number;
+  /** rope_theta (10000 by default). */
+  readonly theta: number;
+  /** Saved table (fixed, 2 * tokens * headDim / 2 elements: cos [T, half] then sin [T, half]), written by the forward. */
+  readonly table: number;
+}
+
+/** y = a * b elementwise (the SwiGLU MLP's gate: down_proj(silu(gate_proj(x)) * up_proj(x))). */
+export interface MulOp extends OpBase {
+  readonly kind: "mul";
+  readonly n: number;
 }
 
 /**
@@ -231,7 +271,7 @@ export interface AvgPoolOp extends OpBase, WindowGeometry {
 /** Every op. */
 export type Op =
   | LinearOp | ActivationOp | DropoutOp | AddOp | AttentionOp | LayerNormOp | BatchNormOp
-  | EmbeddingOp | AddPositionOp | TokenPoolOp | ConvOp | MaxPoolOp | AvgPoolOp;
+  | EmbeddingOp | AddPositionOp | TokenPoolOp | ConvOp | MaxPoolOp | AvgPoolOp | RopeOp | MulOp;
 export type OpKind = Op["kind"];
 export type OpOf<K extends OpKind> = Extract<Op, { kind: K }>;
 

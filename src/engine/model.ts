@@ -6,6 +6,7 @@
  * State layout: [trainable parameters | buffers | frozen parameters], so the optimizer and the
  * gradient norm cover [0, trainableCount), and the last-finite snapshot [0, trainable + buffers).
  */
+import { transpose } from "./huggingface/checkpoint.js";
 import type { Arena, Region } from "./arena.js";
 import type { NamedTensor } from "./backend.js";
 import type { CompiledModel, StateTensor } from "./graph/types.js";
@@ -79,10 +80,11 @@ export function allocateModel(compiled: CompiledModel, arena: Arena, maxRows: nu
   };
 }
 
-/** The graph's inputs for one batch: x [rows, input size] and the mask [rows, T] (0: none). */
+/** The graph's inputs for one batch: x [rows, input size], the mask and the token_type_ids [rows, T] (0: none). */
 export interface ModelInputs {
   x: Ptr;
   mask: Ptr;
+  tokenTypes?: Ptr;
 }
 
 /**
@@ -162,6 +164,7 @@ export class Model {
   forward(inputs: ModelInputs, rows: number, training: boolean, seed = 0): Ptr {
     this.valuePtr[this.compiled.input.value] = inputs.x;
     if (this.compiled.mask !== null) this.valuePtr[this.compiled.mask] = inputs.mask;
+    if (this.compiled.tokenTypes !== null) this.valuePtr[this.compiled.tokenTypes] = inputs.tokenTypes ?? 0;
     const c = this.context;
     c.training = training;
     c.seed = seed;
@@ -214,7 +217,8 @@ export function readState(compiled: CompiledModel, block: Float32Array): NamedTe
   return compiled.state.map((t) => ({
     name: t.name,
     shape: [...t.shape],
-    data: block.slice(t.offset, t.offset + t.size),
+    // a transposed tensor (GPT-2's Conv1D) goes back to the state_dict's [in, out]
+    data: t.transposed ? transpose(block.subarray(t.offset, t.offset + t.size), t.shape[1]!, t.shape[0]!) : block.slice(t.offset, t.offset + t.size),
     ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}),
   }));
 }

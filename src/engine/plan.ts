@@ -160,6 +160,7 @@ export function estimateMemoryBytes(request: FineTuneRequest, model: CompiledMod
   const trainable = model.trainableCount;
   const snapshot = trainable + model.bufferCount;
   const masks = data.mask ? 1 : 0;
+  const types = model.tokenTypes !== null ? 1 : 0;
   const elements = [
     data.trainRows * data.features, // dataset x
     data.trainRows * data.targets, // dataset y
@@ -171,6 +172,8 @@ export function estimateMemoryBytes(request: FineTuneRequest, model: CompiledMod
     maxRows * data.features, // batch x
     maxRows * data.targets, // batch y
     masks * maxRows * data.features, // batch mask
+    types * (data.trainRows + data.validationRows) * data.features, // token_type_ids of both tables
+    types * maxRows * data.features, // batch token_type_ids
     maxRows, // batch indices (i32)
     model.stateCount, // parameters and buffers
     ...modelAllocations(model, maxRows), // gradients, activations, saved, gradient slots, workspace

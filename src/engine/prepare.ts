@@ -14,6 +14,11 @@ import { decodeBase64 } from "../formats/base64.js";
 import { checkTargets, checkTokenIds, tableFromInline, type Table } from "../formats/dataset.js";
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
 import { compileModel } from "./graph/compile.js";
+import { readCheckpoint } from "./huggingface/checkpoint.js";
+import { resolveArchitecture, type HfTask, type ResolvedArchitecture } from "./huggingface/index.js";
+import { numLabels } from "./huggingface/define.js";
+import { causalLmTargets, IGNORE_INDEX } from "./huggingface/labels.js";
+import { defaultInit } from "./init.js";
 import type { CompiledModel } from "./graph/types.js";
 import { showShape } from "./layers/define.js";
 import { checkLossSpec } from "./losses.js";
@@ -32,6 +37,18 @@ export interface OutputLayout {
   classes: number;
 }
 
+/** What a run of a Hugging Face model reports besides the weights (FineTuneResult.huggingface). */
+export interface HuggingFaceRun {
+  architecture: string;
+  task: HfTask;
+  /** config.json as given: returned unchanged, so that the output folder is complete. */
+  config: Record<string, unknown>;
+  /** Task-head tensors the checkpoint lacked, initialised as transformers' _init_weights. */
+  initialized: string[];
+  /** Checkpoint keys of other heads (BERT's pre-training `cls.*`), not used. */
+  dropped: string[];
+}
+
 /**
  * Everything a run needs, validated: the parsed request, the compiled model, initial state, data.
  */
@@ -44,6 +61,8 @@ export interface PreparedRun {
   train: Table;
   validation: Table | null;
   plan: RunPlan;
+  /** A Hugging Face model: its architecture and task, and what reading its checkpoint did; null for layer lists. */
+  huggingface: HuggingFaceRun | null;
 }
 
 /**
@@ -69,6 +88,8 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   });
   if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
   const request = parsed.data;
+  const huggingface = request.model.huggingface ? resolveArchitecture(request.model.huggingface) : null;
+  if (huggingface) applyTaskLoss(request, huggingface, isObject(input.training) && input.training.loss !== undefined);
 
   let train = tables.train ?? inlineTable(data?.train, "data.train");
   if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
@@ -80,8 +101,18 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     checkSameColumns(train, validation);
   }
 
+  // ---- a causal LM's targets: the next token (labels shifted inside the model, as transformers)
+  if (huggingface?.task === "causal-lm") {
+    train = causalLmTargets(train, "data.train");
+    if (validation) validation = causalLmTargets(validation, "data.validation");
+  }
+
   // ---- the model, compiled for the data's shape
-  const model = compileModel(request.model, request.trainable, { features: train.features, tokens: train.ids ?? false, mask: !!train.mask });
+  let model = compileModel(request.model, request.trainable, { features: train.features, tokens: train.ids ?? false, mask: !!train.mask });
+  if (model.tokenTypes !== null) {
+    checkTokenTypes(train, model.tokenTypeCount, "data.train");
+    if (validation) checkTokenTypes(validation, model.tokenTypeCount, "data.validation");
+  }
   const output = outputLayout(model, request);
   checkLossSpec(request.training.loss, output.classes);
   checkModelSize(model);
@@ -111,11 +142,71 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   }
   // weights are read only once the plan is known to fit; without weights, the run initialises
   // them itself (from training.seed), so nothing of the model's size is allocated here
-  const initialState =
-    rawWeights === undefined || rawWeights === null
-      ? null
-      : loadWeights(model, typeof rawWeights === "string" ? decodeBase64(rawWeights, "weights") : rawWeights);
-  return { request, model, output, initialState, train, validation, plan };
+  const bytes = rawWeights === undefined || rawWeights === null ? null : typeof rawWeights === "string" ? decodeBase64(rawWeights, "weights") : rawWeights;
+  let initialState: Map<string, Float32Array> | null = null;
+  const initialized: string[] = [];
+  const dropped: string[] = [];
+  if (bytes && model.checkpoint) {
+    const read = readCheckpoint(parseSafetensors(bytes, { field: "weights" }), model.state, model.checkpoint);
+    initialState = read.values;
+    if (read.initialized.length > 0) {
+      // the task head the file lacks starts as transformers' _init_weights starts it
+      const init = defaultInit(model, request.training.seed);
+      for (const name of read.initialized) initialState.set(name, init.get(name)!);
+    }
+    if (read.prefixless) {
+      // the result is named as the file was (a base-model file for an *LMHeadModel)
+      const prefix = model.checkpoint.basePrefix;
+      const rename = (n: string) => (n.startsWith(prefix) ? n.slice(prefix.length) : n);
+      initialState = new Map([...initialState].map(([n, v]) => [rename(n), v]));
+      model = { ...model, state: model.state.map((t) => ({ ...t, name: rename(t.name) })) };
+    }
+    initialized.push(...read.initialized);
+    dropped.push(...read.dropped);
+  } else if (bytes) {
+    initialState = loadWeights(model, bytes);
+  }
+  const hf: HuggingFaceRun | null = huggingface
+    ? { architecture: huggingface.def.name, task: huggingface.task, config: request.model.huggingface!.config, initialized, dropped }
+    : null;
+  return { request, model, output, initialState, train, validation, plan, huggingface: hf };
+}
+
+/**
+ * The loss of a Hugging Face task, as transformers' heads compute it: cross-entropy over the
+ * vocabulary (causal LM, the only loss it takes) or the labels; mean squared error for a
+ * single-label regression head (num_labels 1). An explicit `training.loss` stands for
+ * sequence classification.
+ */
+function applyTaskLoss(request: Request, arch: ResolvedArchitecture, given: boolean): void {
+  const crossEntropy = { type: "cross_entropy" as const, weight: null, ignore_index: IGNORE_INDEX, label_smoothing: 0 };
+  if (arch.task === "causal-lm") {
+    if (given && request.training.loss.type !== "cross_entropy") {
+      throw new UnprocessableError("invalid_model", [{ path: "training.loss.type", message: `a causal LM trains with cross_entropy, not ${request.training.loss.type}` }]);
+    }
+    if (!given) request.training.loss = crossEntropy;
+    return;
+  }
+  if (!given) {
+    const config = arch.config as { id2label?: Record<string, string>; num_labels?: number };
+    request.training.loss = numLabels(config) === 1 ? { type: "mse" } : crossEntropy;
+  }
+}
+
+/**
+ * token_type_ids must index type_vocab_size rows (a model that does not read them, DistilBERT,
+ * ignores them, as its tokenizer leaves them out).
+ */
+function checkTokenTypes(table: Table, types: number, field: string): void {
+  if (!table.tokenTypes) return;
+  const T = table.features;
+  const bad = table.tokenTypes.findIndex((v) => !Number.isInteger(v) || v < 0 || v >= types);
+  if (bad >= 0) {
+    const r = Math.floor(bad / T);
+    throw new UnprocessableError("invalid_dataset", [
+      { path: `${field}.token_type_ids[${r}]`, message: `has ${table.tokenTypes[bad]} at position ${bad % T}; token types must be integers below type_vocab_size ${types}` },
+    ]);
+  }
 }
 
 /** The most memory a run may plan: WebAssembly's 32-bit memories stop at 4 GiB; keep a margin. */
@@ -138,7 +229,7 @@ function outputLayout(model: CompiledModel, request: Request): OutputLayout {
   const shape = model.output.shape;
   if (shape.length === 1) return { positions: 1, classes: shape[0]! };
   if (shape.length === 2) return { positions: shape[0]!, classes: shape[1]! };
-  const last = request.model.layers.length - 1;
+  const last = (request.model.layers?.length ?? 1) - 1;
   throw new UnprocessableError("shape_mismatch", [
     {
       path: `model.layers[${last}]`,
@@ -248,6 +339,7 @@ function splitTable(table: Table, split: number, seed: number): [Table, Table] {
       x: pick(table.x, table.features),
       y: pick(table.y, table.targets),
       ...(table.mask ? { mask: pick(table.mask, table.features) } : {}),
+      ...(table.tokenTypes ? { tokenTypes: pick(table.tokenTypes, table.features) } : {}),
     };
   };
   return [take(order.subarray(0, trainRows)), take(order.subarray(trainRows))];

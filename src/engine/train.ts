@@ -201,7 +201,11 @@ export async function runLoop(
 
     // the starting weights' validation metrics: what fine-tuning is compared against
     const before = validationTable ? await backend.evaluate() : null;
-    const initial = before ? { val_loss: before.valLoss, ...(before.valAccuracy !== undefined ? { val_accuracy: before.valAccuracy } : {}) } : undefined;
+    // a causal LM reports perplexity, exp(mean next-token cross-entropy)
+    const perplexity = (loss: number) => (prepared.huggingface?.task === "causal-lm" ? { val_perplexity: Math.exp(loss) } : {});
+    const initial = before
+      ? { val_loss: before.valLoss, ...(before.valAccuracy !== undefined ? { val_accuracy: before.valAccuracy } : {}), ...perplexity(before.valLoss) }
+      : undefined;
 
     epochs: for (let epoch = 1; epoch <= t.epochs; epoch++) {
       if (t.shuffle) shuffleInPlace(shuffleRng, order);
@@ -248,6 +252,7 @@ export async function runLoop(
       if (evaluation) {
         metrics.val_loss = evaluation.valLoss;
         if (evaluation.valAccuracy !== undefined) metrics.val_accuracy = evaluation.valAccuracy;
+        Object.assign(metrics, perplexity(evaluation.valLoss));
       }
       history.push(metrics);
       const reported = options.onProgress?.({ type: "epoch", ...metrics });
@@ -305,6 +310,7 @@ export async function runLoop(
         placement: options.placement ?? "local",
       },
       engine: { kernel: backend.kernel, threads: backend.threads, runtime: runtime.runtime },
+      ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
       ...(error ? { error } : {}),
     };
     return { result, weights };

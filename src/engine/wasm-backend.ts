@@ -19,6 +19,7 @@ interface TableRegions {
   x: Region;
   y: Region;
   mask: Region | null;
+  types: Region | null;
 }
 
 /**
@@ -49,12 +50,14 @@ export async function createWasmBackend(
   const F = trainTable.features;
   const TG = trainTable.targets;
   const outSize = output.positions * output.classes;
-  const data = loadTable(arena, trainTable);
-  const valData = validationTable ? loadTable(arena, validationTable) : null;
+  const types = compiled.tokenTypes !== null;
+  const data = loadTable(arena, trainTable, types);
+  const valData = validationTable ? loadTable(arena, validationTable, types) : null;
   const valLogits = validationTable ? arena.alloc(validationTable.rows * outSize) : null; // [V, out]
   const batchX = arena.alloc(plan.maxRows * F); // [B, F]
   const batchY = arena.alloc(plan.maxRows * TG); // [B, T]
   const batchMask = trainTable.mask ? arena.alloc(plan.maxRows * F) : null; // [B, F]
+  const batchTypes = data.types ? arena.alloc(plan.maxRows * F) : null; // [B, F]
   const batchIndex = arena.alloc(plan.maxRows); // [B] i32
 
   const model = new Model(compiled, kernels, memory, allocateModel(compiled, arena, plan.maxRows));
@@ -92,21 +95,25 @@ export async function createWasmBackend(
       let xPtr: number;
       let yPtr: number;
       let maskPtr = 0;
+      let typesPtr = 0;
       if (batch.order) {
         arena.i32(batchIndex).set(batch.order.subarray(start, start + rows));
         kernels.gather_rows(batchX.ptr, data.x.ptr, batchIndex.ptr, rows, F);
         kernels.gather_rows(batchY.ptr, data.y.ptr, batchIndex.ptr, rows, TG);
         if (batchMask) kernels.gather_rows(batchMask.ptr, data.mask!.ptr, batchIndex.ptr, rows, F);
+        if (batchTypes) kernels.gather_rows(batchTypes.ptr, data.types!.ptr, batchIndex.ptr, rows, F);
         xPtr = batchX.ptr;
         yPtr = batchY.ptr;
         maskPtr = batchMask?.ptr ?? 0;
+        typesPtr = batchTypes?.ptr ?? 0;
       } else {
         xPtr = data.x.ptr + start * F * 4;
         yPtr = data.y.ptr + start * TG * 4;
         maskPtr = data.mask ? data.mask.ptr + start * F * 4 : 0;
+        typesPtr = data.types ? data.types.ptr + start * F * 4 : 0;
       }
       // ---- forward, loss (fused with dL/dlogits)
-      const logits = network.forward({ x: xPtr, mask: maskPtr }, rows, true, seed);
+      const logits = network.forward({ x: xPtr, mask: maskPtr, tokenTypes: typesPtr }, rows, true, seed);
       const batchLoss = loss.compute(model.logitsGrad.ptr, logits, yPtr, rows * output.positions);
       if (!Number.isFinite(batchLoss)) return fault("diverged", `the loss became ${batchLoss}`);
       // ---- zero_grad, backward
@@ -167,7 +174,8 @@ function evaluate(
   const F = table.features;
   for (let start = 0; start < table.rows; start += model.maxRows) {
     const rows = Math.min(model.maxRows, table.rows - start);
-    const chunk = model.forward({ x: data.x.ptr + start * F * 4, mask: data.mask ? data.mask.ptr + start * F * 4 : 0 }, rows, false);
+    const at = start * F * 4;
+    const chunk = model.forward({ x: data.x.ptr + at, mask: data.mask ? data.mask.ptr + at : 0, tokenTypes: data.types ? data.types.ptr + at : 0 }, rows, false);
     k.copy(logits.ptr + start * out * 4, chunk, rows * out);
   }
   const lossRows = table.rows * positions;
@@ -176,8 +184,11 @@ function evaluate(
   return { valLoss, valAccuracy };
 }
 
-/** Copies a table into the arena: x [rows, features], y [rows, targets], the mask [rows, features]. */
-function loadTable(arena: Arena, table: Table): TableRegions {
+/**
+ * Copies a table into the arena: x [rows, features], y [rows, targets], the mask and, when the
+ * model reads them (`types`), the token_type_ids [rows, features] (zeros where the data has none).
+ */
+function loadTable(arena: Arena, table: Table, types: boolean): TableRegions {
   const x = arena.alloc(table.rows * table.features);
   arena.f32(x).set(table.x);
   const y = arena.alloc(table.rows * table.targets);
@@ -187,5 +198,11 @@ function loadTable(arena: Arena, table: Table): TableRegions {
     mask = arena.alloc(table.rows * table.features);
     arena.f32(mask).set(table.mask);
   }
-  return { x, y, mask };
+  let tokenTypes: Region | null = null;
+  if (types) {
+    tokenTypes = arena.alloc(table.rows * table.features);
+    if (table.tokenTypes) arena.f32(tokenTypes).set(table.tokenTypes);
+    else arena.f32(tokenTypes).fill(0);
+  }
+  return { x, y, mask, types: tokenTypes };
 }

@@ -37,6 +37,8 @@ export interface Table {
   ids?: boolean;
   /** The attention mask of token rows, [rows, features]: 1 = token, 0 = padding. */
   mask?: Float32Array | null;
+  /** The token_type_ids of token rows, [rows, features] (BERT's segments: 0 for text, 1 for text_pair). */
+  tokenTypes?: Float32Array | null;
   /**
    * Token rows read from a CSV or JSONL part: the line each row came from, so that checks made
    * once the model is known (an id outside the vocabulary) point at the line.
@@ -329,7 +331,8 @@ export function tokenTableFromInline(dataset: Record<string, unknown>, field: st
   if (hasMask && (mask as unknown[]).length !== rows) {
     issues.add({ path: `${field}.attention_mask`, message: `has ${(mask as unknown[]).length} rows, but input_ids has ${rows}` });
   }
-  const targetShape = inlineTargetShape(y, rows, "input_ids", field, issues);
+  // a causal LM's rows need no y (its labels are the ids): the table then has no targets
+  const targetShape = y === undefined ? { scalar: false, targets: 0 } : inlineTargetShape(y, rows, "input_ids", field, issues);
 
   let fillable = 0;
   for (let r = 0; r < rows; r++) if (Array.isArray(ids[r]) && (ids[r] as unknown[]).length === T) fillable++;
@@ -367,7 +370,7 @@ export function tokenTableFromInline(dataset: Record<string, unknown>, field: st
     }
     if (!bad && !rowHasToken(builder.mask, at / T, T)) issues.add({ path: maskPath, message: NO_TOKEN_MESSAGE });
   }
-  copyInlineTargets(y as unknown[], rows, targetShape, builder, field, issues);
+  if (y !== undefined) copyInlineTargets(y as unknown[], rows, targetShape, builder, field, issues);
   issues.throwIfAny();
   return builder.finish(targetShape.scalar, true);
 }

@@ -18,7 +18,7 @@ import { mixSeed } from "../engine/rng.js";
 import { wasmDirectory } from "./kernel-module.js";
 
 /** Control block (Int32 slots in shared memory). */
-export const CTL = { GEN: 0, CMD: 1, DONE: 2, ERROR: 3, X: 4, ROWS: 5, SEED: 6, TRAINING: 7, MASK: 8, SHARDS: 9 } as const;
+export const CTL = { GEN: 0, CMD: 1, DONE: 2, ERROR: 3, X: 4, ROWS: 5, SEED: 6, TRAINING: 7, MASK: 8, TYPES: 9, SHARDS: 10 } as const;
 export const CMD = { FORWARD: 1, BACKWARD: 2, END_RUN: 9 } as const;
 
 /** What a helper thread needs for one run (plain data: it is posted). */
@@ -161,6 +161,7 @@ export class ThreadPool implements Parallelism {
         split(c, rows);
         c[CTL.X] = inputs.x;
         c[CTL.MASK] = inputs.mask;
+        c[CTL.TYPES] = inputs.tokenTypes ?? 0;
         c[CTL.ROWS] = rows;
         c[CTL.SEED] = seed | 0;
         c[CTL.TRAINING] = training ? 1 : 0;

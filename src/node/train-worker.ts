@@ -27,7 +27,11 @@ function run(message: RunMessage): void {
       const start = ctl[CTL.SHARDS + 2 * index]!;
       const rows = ctl[CTL.SHARDS + 2 * index + 1]!;
       if (cmd === CMD.FORWARD && rows > 0) {
-        const inputs = { x: ctl[CTL.X]! + start * inp * 4, mask: maskWidth ? ctl[CTL.MASK]! + start * maskWidth * 4 : 0 };
+        const inputs = {
+          x: ctl[CTL.X]! + start * inp * 4,
+          mask: maskWidth ? ctl[CTL.MASK]! + start * maskWidth * 4 : 0,
+          tokenTypes: compiled.tokenTypes !== null ? ctl[CTL.TYPES]! + start * inp * 4 : 0,
+        };
         const logits = model.forward(inputs, rows, ctl[CTL.TRAINING] === 1, shardSeed(ctl[CTL.SEED]! >>> 0, index));
         kernels.copy(message.logits + start * out * 4, logits, rows * out);
       } else if (cmd === CMD.BACKWARD) {

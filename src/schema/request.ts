@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { Layer, type LayerSpec } from "../engine/layers/index.js";
 import { int, nonNegative, positive, size, unit } from "./fields.js";
+import { HuggingFaceModel } from "../engine/huggingface/index.js";
 
 export { Layer, type LayerSpec };
 
@@ -17,13 +18,28 @@ export { Layer, type LayerSpec };
 
 /**
  * The model: an nn.Sequential of layers (every type is declared once, in src/engine/layers),
- * and optionally the per-sample shape that each flat row of `x` is read as (C order).
+ * and optionally the per-sample shape that each flat row of `x` is read as (C order); or a
+ * Hugging Face architecture from its config.json (src/engine/huggingface).
  */
-export const Model = z.strictObject({
-  /** Per-sample input shape, e.g. [1, 28, 28] (channels first) or [T, D]; default: one row of features. */
-  input: z.strictObject({ shape: z.array(size()).min(1).max(4) }).optional(),
-  layers: z.array(Layer).min(1).max(256),
-});
+export const Model = z
+  .strictObject({
+    /** Per-sample input shape, e.g. [1, 28, 28] (channels first) or [T, D]; default: one row of features. */
+    input: z.strictObject({ shape: z.array(size()).min(1).max(4) }).optional(),
+    layers: z.array(Layer).min(1).max(256).optional(),
+    /** A Hugging Face architecture: config.json as on the Hub (instead of `layers`). */
+    huggingface: HuggingFaceModel.optional(),
+  })
+  .superRefine((m, ctx) => {
+    if (m.layers === undefined && m.huggingface === undefined) {
+      ctx.addIssue({ code: "custom", path: ["layers"], message: "give the model as `layers` (an nn.Sequential) or as `huggingface: {config, task}`" });
+    }
+    if (m.layers !== undefined && m.huggingface !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["huggingface"], message: "give either `layers` or `huggingface`, not both" });
+    }
+    if (m.huggingface !== undefined && m.input !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["input"], message: "a Hugging Face model reads token ids: `input` does not apply" });
+    }
+  });
 
 // ---------------------------------------------------------------- loss
 

@@ -12,12 +12,14 @@ export const EpochMetrics = z.object({
   val_loss: z.number().optional(),
   /** Fraction of validation rows classified correctly (classification losses only). */
   val_accuracy: z.number().optional(),
+  /** exp(val_loss): the validation perplexity of a causal language model. */
+  val_perplexity: z.number().optional(),
   lr: z.number(),
 });
 
 export const Metrics = z.object({
   /** Validation metrics of the starting weights, before the first step (runs with validation data). */
-  initial: z.object({ val_loss: z.number(), val_accuracy: z.number().optional() }).optional(),
+  initial: z.object({ val_loss: z.number(), val_accuracy: z.number().optional(), val_perplexity: z.number().optional() }).optional(),
   history: z.array(EpochMetrics),
   /** The epoch with the best monitored metric (early_stopping.monitor, else val_loss, else train_loss). */
   best_epoch: z.number().int().nullable(),
@@ -64,6 +66,21 @@ export const FineTuneResult = z.object({
   engine: EngineInfo,
   /** Base64 safetensors with state_dict names, in output.dtype. On `diverged`: the last finite weights. */
   weights: z.string(),
+  /**
+   * Hugging Face models: config.json as given (so that config.json and the weights make a
+   * complete model folder), and what reading the checkpoint did.
+   */
+  huggingface: z
+    .object({
+      architecture: z.string(),
+      task: z.enum(["sequence-classification", "causal-lm"]),
+      config: z.record(z.string(), z.unknown()),
+      /** Task-head tensors the checkpoint lacked, initialised as transformers' _init_weights does. */
+      initialized: z.array(z.string()),
+      /** Checkpoint keys of other heads (BERT's pre-training `cls.*`), not used. */
+      dropped: z.array(z.string()),
+    })
+    .optional(),
   error: RunError.optional(),
 });
 

@@ -70,7 +70,7 @@ describe("threads", () => {
     expect(pooled.weights).toBe(alone.weights);
     // a layer norm keeps rows apart: the same model with it uses both threads
     const layerNorm = structuredClone(request);
-    layerNorm.model.layers[1] = { type: "layer_norm", normalized_shape: 32 };
+    layerNorm.model.layers![1] = { type: "layer_norm", normalized_shape: 32 };
     expect((await train(layerNorm, { parallel: pool })).engine.threads).toBe(2);
   });
 

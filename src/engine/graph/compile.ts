@@ -13,14 +13,16 @@ import { UnprocessableError, type FieldIssue } from "../../errors.js";
 import type { LayerBuilder } from "../layers/define.js";
 import { numel, showShape } from "../layers/define.js";
 import { layerDef, type LayerSpec } from "../layers/index.js";
+import { resolveArchitecture, type HuggingFaceModel } from "../huggingface/index.js";
 import { OPS } from "../ops/index.js";
 import type { Op } from "../ops/types.js";
-import type { BackwardStep, BatchRowsRequirement, CompiledModel, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
+import type { BackwardStep, BatchRowsRequirement, CheckpointRules, CompiledModel, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
 
-/** The request's `model`, as far as the compiler reads it. */
+/** The request's `model`, as far as the compiler reads it: a layer list, or a Hugging Face architecture. */
 export interface ModelDescription {
-  layers: readonly LayerSpec[];
+  layers?: readonly LayerSpec[] | undefined;
   input?: { shape: readonly number[] } | undefined;
+  huggingface?: HuggingFaceModel | undefined;
 }
 
 /** The data's shape: features per row (token ids per row for token data) and whether a mask comes with it. */
@@ -68,19 +70,36 @@ export function compileModel(model: ModelDescription, trainable: readonly string
   // ---- 1. shape inference and lowering
   const root = new Builder(graph, "model", "", mask, mask === null ? 0 : data.features);
   let y = x;
-  const siblings = new Set<string>();
-  model.layers.forEach((spec, index) => {
-    try {
-      y = root.child(spec, y, index, `model.layers[${index}]`, siblings);
-    } catch (e) {
-      // a layer that cannot take the data's rows as they are: say so at the data too
-      if (e instanceof UnprocessableError && y.value === x.value && !model.input) {
-        const rows = tokens ? "data.train.input_ids" : "data.train.x";
-        e.errors.push({ path: rows, message: `rows have ${data.features} ${tokens ? "token ids" : "features"}, which ${e.errors[0]?.path ?? "the first layer"} does not take (give model.input.shape to read each row as a shaped sample)` });
-      }
-      throw e;
+  let checkpoint: CheckpointRules | null = null;
+  if (model.huggingface) {
+    const arch = resolveArchitecture(model.huggingface);
+    if (!tokens) {
+      throw new UnprocessableError("invalid_dataset", [{ path: "data.train", message: `${arch.def.name} reads token ids: give input_ids (or text rows with a tokenizer), not x` }]);
     }
-  });
+    const T = data.features, limit = arch.def.maxPositions(arch.config);
+    if (arch.def.positionsBound && T > limit) {
+      throw new UnprocessableError("shape_mismatch", [
+        { path: "data.train.input_ids", message: `rows have ${T} tokens but the model has ${limit} positions (config max_position_embeddings / n_positions): truncate the rows (data.tokenization.truncation)` },
+      ]);
+    }
+    y = arch.def.build(arch.config, new Builder(graph, "model.huggingface.config", "", mask, root.maskTokens), x);
+    checkpoint = arch.def.checkpoint;
+  } else {
+    const layers = model.layers ?? [];
+    const siblings = new Set<string>();
+    layers.forEach((spec, index) => {
+      try {
+        y = root.child(spec, y, index, `model.layers[${index}]`, siblings);
+      } catch (e) {
+        // a layer that cannot take the data's rows as they are: say so at the data too
+        if (e instanceof UnprocessableError && y.value === x.value && !model.input) {
+          const rows = tokens ? "data.train.input_ids" : "data.train.x";
+          e.errors.push({ path: rows, message: `rows have ${data.features} ${tokens ? "token ids" : "features"}, which ${e.errors[0]?.path ?? "the first layer"} does not take (give model.input.shape to read each row as a shaped sample)` });
+        }
+        throw e;
+      }
+    });
+  }
   if (graph.state.every((t) => t.kind !== "parameter")) {
     throw new UnprocessableError("invalid_model", [{ path: "model.layers", message: "the model has no parameters to train" }]);
   }
@@ -142,6 +161,9 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     outputGradSlot: schedule.outputSlot,
     input: { value: x.value, shape, ids: tokens },
     mask,
+    tokenTypes: graph.tokenTypes?.value ?? null,
+    tokenTypeCount: graph.tokenTypes?.types ?? 0,
+    checkpoint,
     vocabulary: graph.vocabulary,
     output: { value: y.value, shape: y.shape },
     stateCount: offset,
@@ -186,10 +208,15 @@ class GraphState {
     return { value: this.values.length - 1, shape: [...shape] };
   }
 
-  tensor(name: string, shape: readonly number[], kind: StateTensor["kind"], dtype: StateTensor["dtype"]): number {
+  /** The token_type_ids input, created by the first layer that reads it. */
+  tokenTypes: { value: number; types: number } | null = null;
+
+  tensor(name: string, shape: readonly number[], kind: StateTensor["kind"], dtype: StateTensor["dtype"], transposed = false): number {
     if (this.names.has(name)) throw new Error(`layer registry: "${name}" declared twice`);
     this.names.add(name);
-    this.state.push({ name, shape: [...shape], size: numel(shape), kind, trainable: kind === "parameter", dtype, offset: 0 });
+    this.state.push({
+      name, shape: [...shape], size: numel(shape), kind, trainable: kind === "parameter", dtype, offset: 0, ...(transposed ? { transposed: true } : {}),
+    });
     return this.state.length - 1;
   }
 }
@@ -208,8 +235,20 @@ class Builder implements LayerBuilder {
     return this.name ? `${this.name}.${local}` : local;
   }
 
-  parameter(local: string, shape: readonly number[]): number {
-    return this.graph.tensor(this.qualified(local), shape, "parameter", "float");
+  parameter(local: string, shape: readonly number[], options: { transposed?: boolean } = {}): number {
+    if (options.transposed && shape.length !== 2) throw new Error(`layer registry: only a matrix is stored transposed (${local})`);
+    return this.graph.tensor(this.qualified(local), shape, "parameter", "float", options.transposed);
+  }
+
+  tokenTypes(types: number): TensorRef {
+    const seen = this.graph.tokenTypes;
+    if (seen) {
+      seen.types = Math.min(seen.types, types);
+      return { value: seen.value, shape: [this.graph.values[seen.value]!.size], ids: true };
+    }
+    const input = this.graph.input(this.graph.values[0]!.size);
+    this.graph.tokenTypes = { value: input.value, types };
+    return { ...input, ids: true };
   }
 
   buffer(local: string, shape: readonly number[], dtype: "float" | "I64" = "float"): number {

@@ -51,6 +51,11 @@ export interface StateTensor {
   readonly dtype: "float" | "I64";
   /** Offset within the state block, in elements (set by the compiler). */
   offset: number;
+  /**
+   * Stored transposed: `shape` is the state_dict's [in, out] (GPT-2's Conv1D) while the state
+   * block holds [out, in] for the linear op; weights are transposed when read and written.
+   */
+  readonly transposed?: boolean;
 }
 
 /** An activation value: [rows, size] f32, one per op output (plus the graph's inputs). */
@@ -100,6 +105,12 @@ export interface CompiledModel {
   /** The graph's inputs: x (features or token ids) and the attention mask (null: none). */
   readonly input: { readonly value: number; readonly shape: Shape; readonly ids: boolean };
   readonly mask: number | null;
+  /** The token_type_ids input ([rows, T], 0 where the data has none), or null when no layer reads it (BERT does). */
+  readonly tokenTypes: number | null;
+  /** The ids token_type_ids must stay below (type_vocab_size); 0 without the input. */
+  readonly tokenTypeCount: number;
+  /** How a Hub checkpoint's keys map onto the state (Hugging Face architectures); null for layer lists. */
+  readonly checkpoint: CheckpointRules | null;
   /**
    * What the token ids index: the smallest num_embeddings of the layers that read them, and
    * where that layer is (for messages); null for feature data. Ids must be below `size`.
@@ -119,6 +130,28 @@ export interface CompiledModel {
   readonly couplesRows: boolean;
   /** Layers that need batches of at least `rows` samples (layers/define.ts requireBatchRows). */
   readonly batchRows: readonly BatchRowsRequirement[];
+}
+
+/**
+ * How a Hub checkpoint is read (transformers' from_pretrained rules, narrowed): the base model's
+ * prefix may be absent from the file (a GPT2Model file for GPT2LMHeadModel), some keys are
+ * non-persistent buffers of older versions (ignored), some belong to other heads of the same
+ * backbone (dropped and reported), and the task head may be missing (initialised, reported).
+ *
+ * @example
+ * ```ts
+ * const rules: CheckpointRules = { basePrefix: "bert.", ignore: ["\\.position_ids$"], drop: ["^cls\\."], newHead: ["classifier."] };
+ * ```
+ */
+export interface CheckpointRules {
+  /** transformers' base_model_prefix with its dot ("bert.", "transformer.", "model."). */
+  readonly basePrefix: string;
+  /** Regular expressions of keys skipped silently (buffers that older files carry). */
+  readonly ignore: readonly string[];
+  /** Regular expressions of keys of other heads: skipped and listed in the result. */
+  readonly drop: readonly string[];
+  /** State name prefixes of the task head: initialised when the file lacks them, and listed. */
+  readonly newHead: readonly string[];
 }
 
 /**

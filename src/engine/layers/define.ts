@@ -23,8 +23,12 @@ export interface LayerBuilder {
   readonly mask: number | null;
   /** Tokens per row of the attention mask (T); 0 without one. */
   readonly maskTokens: number;
-  /** Declares parameter `<name>.<local>` of `shape` (state_dict order = call order); returns its index. */
-  parameter(local: string, shape: readonly number[]): number;
+  /**
+   * Declares parameter `<name>.<local>` of `shape` (state_dict order = call order); returns its
+   * index. `transposed`: the state_dict holds the matrix as [in, out] (GPT-2's Conv1D) and the
+   * state block as [out, in], as a linear op reads it.
+   */
+  parameter(local: string, shape: readonly number[], options?: { transposed?: boolean }): number;
   /** Declares a buffer (running statistics); I64 buffers are stored as I64 in safetensors. */
   buffer(local: string, shape: readonly number[], dtype?: "float" | "I64"): number;
   /** Appends a default-init step; call these in the order PyTorch's constructors run. */
@@ -38,6 +42,11 @@ export interface LayerBuilder {
    * embedding's num_embeddings): prepareRun refuses rows with larger ids, naming the row.
    */
   readsIds(vocabulary: number): void;
+  /**
+   * The data's token_type_ids ([T] per sample, ids below `types`; zeros when the data has none):
+   * a graph input created on first use (BERT's segment embedding reads it).
+   */
+  tokenTypes(types: number): TensorRef;
   /** Appends an op to the graph. */
   op(op: Op): void;
   /**

@@ -98,6 +98,12 @@ export async function createWebGpuBackend(
       const batchX = storage("batch.x", maxRows * F);
       const batchY = storage("batch.y", maxRows * TG);
       const batchMask = dataMask ? storage("batch.attention_mask", maxRows * F) : null;
+      // token_type_ids when the model reads them (BERT), zeros where the data has none
+      const typesOf = (table: typeof trainTable) => table.tokenTypes ?? new Float32Array(table.rows * F);
+      const reads = compiled.tokenTypes !== null;
+      const dataTypes = reads ? storage("train.token_type_ids", trainTable.rows * F, typesOf(trainTable)) : null;
+      const valTypes = reads && validationTable ? storage("validation.token_type_ids", V * F, typesOf(validationTable)) : null;
+      const batchTypes = reads ? storage("batch.token_type_ids", maxRows * F) : null;
       const batchIdx = storage("batch indices", maxRows);
 
       const initial = new Float32Array(compiled.stateCount);
@@ -223,7 +229,7 @@ export async function createWebGpuBackend(
 
       // ---- forward and backward of the model: the compiled ops (model.ts Model.forward / Model.backward)
       const context: GpuOpContext = {
-        value: (id) => values[id] ?? (id === compiled.input.value ? batchX : batchMask!),
+        value: (id) => values[id] ?? (id === compiled.input.value ? batchX : id === compiled.tokenTypes ? batchTypes! : batchMask!),
         state: params,
         grads,
         offset: (i) => compiled.state[i]!.offset,
@@ -347,6 +353,7 @@ export async function createWebGpuBackend(
             specs.push({ kernel: "gather", buffers: [batchX, dataX, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) });
             specs.push({ kernel: "gather", buffers: [batchY, dataY, batchIdx], params: [rows * TG, TG, 0, 0], x: gridGroups(rows * TG) });
             if (batchMask) specs.push({ kernel: "gather", buffers: [batchMask, dataMask!, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) });
+            if (batchTypes) specs.push({ kernel: "gather", buffers: [batchTypes, dataTypes!, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) });
           }
           specs.push(...forwardSpecs(rows, true));
           specs.push(...lossSpecs(logitsOf(), batchY, rows * output.positions, true));
@@ -410,6 +417,7 @@ export async function createWebGpuBackend(
           enc.copyBufferToBuffer(dataX, start * F * 4, batchX, 0, rows * F * 4);
           enc.copyBufferToBuffer(dataY, start * TG * 4, batchY, 0, rows * TG * 4);
           if (batchMask) enc.copyBufferToBuffer(dataMask!, start * F * 4, batchMask, 0, rows * F * 4);
+          if (batchTypes) enc.copyBufferToBuffer(dataTypes!, start * F * 4, batchTypes, 0, rows * F * 4);
         }
         const pass = enc.beginComputePass();
         trainProgram(rows, shuffled).encode(pass);
@@ -453,6 +461,7 @@ export async function createWebGpuBackend(
               const rows = Math.min(maxRows, V - start);
               enc.copyBufferToBuffer(valX, start * F * 4, batchX, 0, rows * F * 4);
               if (valMask) enc.copyBufferToBuffer(valMask, start * F * 4, batchMask!, 0, rows * F * 4);
+              if (valTypes) enc.copyBufferToBuffer(valTypes, start * F * 4, batchTypes!, 0, rows * F * 4);
               const pass = enc.beginComputePass();
               evalForwardProgram(rows).encode(pass);
               pass.end();

@@ -1,0 +1,46 @@
+/**
+ * Causal-LM labels as transformers computes its loss: labels are the input ids with padding set
+ * to -100 (or the rows' own `y`), shifted inside the model, so the logits at position t are
+ * scored against labels[t + 1] and the last position against nothing:
+ *
+ *   shift_logits = logits[:, :-1];  shift_labels = labels[:, 1:]
+ *   loss = cross_entropy(shift_logits, shift_labels, ignore_index=-100)   (mean over kept tokens)
+ *
+ * Here the shift moves into the targets (y[t] = labels[t + 1], y[T - 1] = -100), so the per-token
+ * cross-entropy over every position is that same mean.
+ * https://github.com/huggingface/transformers/blob/main/src/transformers/loss/loss_utils.py
+ */
+import { UnprocessableError } from "../../errors.js";
+import type { Table } from "../../formats/dataset.js";
+
+/** The label cross-entropy ignores. */
+export const IGNORE_INDEX = -100;
+
+/**
+ * Next-token targets for a causal LM: from the ids and the mask (rows without `y`), or from `y`
+ * rows of labels as long as the ids.
+ *
+ * @example
+ * ```ts
+ * const t = causalLmTargets(table, "data.train"); // t.targets === t.features; y[r, T-1] === -100
+ * ```
+ */
+export function causalLmTargets(table: Table, field: string): Table {
+  const T = table.features;
+  let labels: Float32Array;
+  if (table.targets === 0) {
+    labels = Float32Array.from(table.x, (id, i) => (table.mask && table.mask[i] === 0 ? IGNORE_INDEX : id));
+  } else if (table.targets === T && !table.targetsWereScalar) {
+    labels = table.y;
+  } else {
+    throw new UnprocessableError("invalid_dataset", [
+      { path: `${field}.y`, message: `a causal LM's y rows are labels as long as input_ids (${T} per row, -100 to ignore a token), or leave y out to train on the ids themselves; the rows have ${table.targets}` },
+    ]);
+  }
+  const y = new Float32Array(table.rows * T);
+  for (let r = 0; r < table.rows; r++) {
+    for (let t = 0; t < T - 1; t++) y[r * T + t] = labels[r * T + t + 1]!;
+    y[r * T + T - 1] = IGNORE_INDEX;
+  }
+  return { ...table, targets: T, y, targetsWereScalar: false };
+}

@@ -1,6 +1,7 @@
 /**
  * Reads a POST /v1/fine-tunes body: JSON, or multipart/form-data with a `request` JSON part,
- * a `weights` safetensors part and `train` / `validation` CSV or JSONL parts (SPEC section 3).
+ * a `weights` safetensors part, `train` / `validation` CSV or JSONL parts (SPEC section 3) and,
+ * for a Hugging Face model, its `config` (config.json) part (SPEC section 8).
  * The result is what train() takes: the request (weights as bytes) and pre-parsed tables.
  */
 import { PayloadTooLargeError, RequestValidationError, UnsupportedMediaTypeError } from "../errors.js";
@@ -13,7 +14,7 @@ export interface CreateBody {
   tables: { train?: Table; validation?: Table };
 }
 
-const PARTS = new Set(["request", "weights", "train", "validation"]);
+const PARTS = new Set(["request", "weights", "config", "train", "validation"]);
 
 /**
  * Parses the body by its content type; 415 for anything but JSON and multipart.
@@ -50,7 +51,7 @@ async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody
   }
   for (const name of form.keys()) {
     if (!PARTS.has(name)) {
-      throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, train and validation" }]);
+      throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, config, tokenizer, train and validation" }]);
     }
   }
   const requestPart = form.get("request");
@@ -68,6 +69,8 @@ async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody
     }
     request.weights = typeof weightsPart === "string" ? weightsPart : new Uint8Array(await weightsPart.arrayBuffer());
   }
+  const configPart = form.get("config");
+  if (configPart !== null) attachConfig(request, parseJsonObject(typeof configPart === "string" ? configPart : await configPart.text(), "config"));
   const target = (data.target ?? "y") as string | string[];
   const tables: CreateBody["tables"] = {};
   for (const name of ["train", "validation"] as const) {
@@ -82,6 +85,23 @@ async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody
   }
   request.data = data as TrainRequest["data"];
   return { request, tables };
+}
+
+/**
+ * A `config` part (a Hub config.json) becomes model.huggingface.config; the request may give
+ * the task (`model: {huggingface: {task}}`) or leave `model` out.
+ */
+function attachConfig(request: TrainRequest, config: Record<string, unknown>): void {
+  const model = (request.model ?? {}) as Record<string, unknown>;
+  if (typeof model !== "object" || Array.isArray(model)) return; // the schema names it
+  if (model.layers !== undefined) {
+    throw new RequestValidationError([{ path: "config", message: "is a Hugging Face config.json, but the request's model gives layers: send one of them" }]);
+  }
+  const hf = (model.huggingface ?? {}) as Record<string, unknown>;
+  if (hf.config !== undefined) {
+    throw new RequestValidationError([{ path: "model.huggingface.config", message: "given both as the config part and in the request JSON; send one" }]);
+  }
+  request.model = { ...model, huggingface: { ...hf, config } } as TrainRequest["model"];
 }
 
 /** CSV or JSONL, from the part's content type, else its file name, else its first character. */

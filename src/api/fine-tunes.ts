@@ -212,7 +212,7 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
 
 /** The plan as the job reports it. */
 function planOf(plan: RunPlan, placement: Plan["placement"]): Plan {
-  return { params: plan.params, trainable_params: plan.trainable_params, flops: plan.flops, memory_bytes: plan.memory_bytes, steps: plan.steps, placement };
+  return { params: plan.params, trainable_params: plan.trainable_params, flops: plan.flops, memory_bytes: plan.memory_bytes, steps: plan.steps, placement, groups: plan.groups };
 }
 
 /**

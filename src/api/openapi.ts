@@ -86,7 +86,8 @@ export function openApiDocument(serverUrl: string, version: string) {
                   required: ["request"],
                   properties: {
                     request: { type: "string", description: "The request JSON, without weights and without data.train / data.validation when those are parts." },
-                    weights: { type: "string", format: "binary", description: "safetensors with state_dict names" },
+                    weights: { type: "string", format: "binary", description: "safetensors with state_dict names (a Hub model.safetensors as it is, for model.huggingface)" },
+                    config: { type: "string", format: "binary", description: "A Hugging Face config.json: becomes model.huggingface.config" },
                     train: { type: "string", format: "binary", description: "CSV (header row; target column data.target, default y) or JSONL ({\"x\":[...],\"y\":...} per line)" },
                     validation: { type: "string", format: "binary", description: "as train" },
                   },

@@ -109,10 +109,22 @@ export function planRun(request: FineTuneRequest, model: CompiledModel, output: 
     t.epochs * (rowsPerEpoch * (model.forwardFlopsPerRow + model.backwardFlopsPerRow) + data.validationRows * model.forwardFlopsPerRow) +
     data.validationRows * model.forwardFlopsPerRow + // the starting weights' validation (metrics.initial)
     steps * 12 * model.trainableCount;
+  const perTrainable = 2 + optimizerStatePerParam(t.optimizer) + (t.early_stopping ? 1 : 0); // grad, last finite, state, best
+  const groups = model.groups.map((g) => ({
+    name: g.name,
+    params: g.params,
+    trainable_params: g.trainableParams,
+    flops:
+      t.epochs * (rowsPerEpoch * (g.forwardFlopsPerRow + g.backwardFlopsPerRow) + data.validationRows * g.forwardFlopsPerRow) +
+      data.validationRows * g.forwardFlopsPerRow +
+      steps * 12 * g.trainableParams,
+    memory_bytes: 4 * (g.params + perTrainable * g.trainableParams + maxRows * g.activationsPerRow + g.fixedElements),
+  }));
   return {
     params: model.paramCount,
     trainable_params: model.trainableCount,
     flops,
+    groups,
     memory_bytes: estimateMemoryBytes(request, model, output, data, maxRows),
     steps,
     stepsPerEpoch: perEpoch,

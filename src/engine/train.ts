@@ -306,6 +306,7 @@ export async function runLoop(
         trainable_params: plan.trainable_params,
         flops: plan.flops,
         memory_bytes: plan.memory_bytes,
+        groups: plan.groups,
         steps: plan.steps,
         placement: options.placement ?? "local",
       },

@@ -9,6 +9,7 @@ import { prepareRun, type PreparedRun } from "../engine/train.js";
 import { parseSafetensors, readTensorF32, writeSafetensors, type WritableTensor } from "../formats/safetensors.js";
 import type { Table } from "../formats/dataset.js";
 import { UnprocessableError } from "../errors.js";
+import { transpose } from "../engine/huggingface/checkpoint.js";
 
 const MARKER = "edgetune-run-input/1";
 
@@ -26,16 +27,24 @@ export function encodeRunInput(prepared: PreparedRun): Uint8Array {
   // without given weights the runner initialises from training.seed (bit-identical), so none are stored
   const state = prepared.initialState;
   const tensors: WritableTensor[] = state
-    ? prepared.model.state.map((t) => ({ name: t.name, shape: [...t.shape], data: state.get(t.name)!, ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}) }))
+    ? prepared.model.state.map((t) => {
+        const data = state.get(t.name)!;
+        // stored as the state_dict holds it (GPT-2's Conv1D [in, out]): the runner reads it as a checkpoint again
+        return { name: t.name, shape: [...t.shape], data: t.transposed ? transpose(data, t.shape[1]!, t.shape[0]!) : data, ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}) };
+      })
     : [];
+  const causal = prepared.huggingface?.task === "causal-lm";
   const table = (name: string, t: Table): WritableTensor[] => [
     { name: `@${name}.${t.ids ? "input_ids" : "x"}`, shape: [t.rows, t.features], data: t.x },
-    { name: `@${name}.y`, shape: [t.rows, t.targets], data: t.y },
+    { name: `@${name}.y`, shape: [t.rows, t.targets], data: causal ? unshiftLabels(t) : t.y },
     ...(t.mask ? [{ name: `@${name}.attention_mask`, shape: [t.rows, t.features], data: t.mask }] : []),
+    ...(t.tokenTypes ? [{ name: `@${name}.token_type_ids`, shape: [t.rows, t.features], data: t.tokenTypes }] : []),
   ];
   tensors.push(...table("train", prepared.train));
   if (prepared.validation) tensors.push(...table("validation", prepared.validation));
-  return writeSafetensors(tensors, { metadata: { format: MARKER, request: JSON.stringify(stored) } });
+  const metadata: Record<string, string> = { format: MARKER, request: JSON.stringify(stored) };
+  if (prepared.huggingface) metadata.huggingface = JSON.stringify({ initialized: prepared.huggingface.initialized, dropped: prepared.huggingface.dropped });
+  return writeSafetensors(tensors, { metadata });
 }
 
 /**
@@ -66,6 +75,7 @@ export function decodeRunInput(bytes: Uint8Array): PreparedRun {
     const y = file.tensors.get(`@${name}.y`);
     if (!x || !y) return undefined;
     const mask = file.tensors.has(`@${name}.attention_mask`) ? readTensorF32(file, `@${name}.attention_mask`, "input") : null;
+    const tokenTypes = file.tensors.has(`@${name}.token_type_ids`) ? readTensorF32(file, `@${name}.token_type_ids`, "input") : null;
     return {
       rows: x.shape[0]!,
       features: x.shape[1]!,
@@ -75,12 +85,30 @@ export function decodeRunInput(bytes: Uint8Array): PreparedRun {
       targetsWereScalar: y.shape[1] === 1,
       ...(ids ? { ids } : {}),
       ...(mask ? { mask } : {}),
+      ...(tokenTypes ? { tokenTypes } : {}),
     };
   };
   const train = table("train");
   const validation = table("validation");
-  return prepareRun(
+  const prepared = prepareRun(
     { ...(request as object), weights: params.length > 0 ? writeSafetensors(params) : null } as Parameters<typeof prepareRun>[0],
     { ...(train ? { train } : {}), ...(validation ? { validation } : {}) },
   );
+  // what reading the user's checkpoint did at submission (the stored state is complete)
+  if (prepared.huggingface && typeof file.metadata.huggingface === "string") Object.assign(prepared.huggingface, JSON.parse(file.metadata.huggingface));
+  return prepared;
+}
+
+/**
+ * A causal LM's next-token targets back to the labels they were shifted from (labels[0] is
+ * never scored: -100), so that prepareRun's shift gives the same targets again.
+ */
+function unshiftLabels(t: Table): Float32Array {
+  const T = t.features;
+  const labels = new Float32Array(t.rows * T);
+  for (let r = 0; r < t.rows; r++) {
+    labels[r * T] = -100;
+    for (let i = 1; i < T; i++) labels[r * T + i] = t.y[r * T + i - 1]!;
+  }
+  return labels;
 }

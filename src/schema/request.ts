@@ -252,7 +252,10 @@ export const FeatureDataset = z.strictObject({
 export const TokenDataset = z.strictObject({
   input_ids: z.array(z.array(int().min(0).max(2 ** 24 - 1)).max(1 << 20)).min(1),
   attention_mask: z.array(z.array(int().min(0).max(1)).max(1 << 20)).min(1).optional(),
-  y: z.array(target).min(1),
+  /** BERT's segment ids (0 for the text, 1 for the pair), as long as input_ids; zeros when left out. */
+  token_type_ids: z.array(z.array(int().min(0).max(2 ** 24 - 1)).max(1 << 20)).min(1).optional(),
+  /** Per sample or per token; a causal LM (model.huggingface) takes none: its labels are the ids. */
+  y: z.array(target).min(1).optional(),
 });
 
 /** An inline dataset: feature rows or token rows. */

@@ -39,6 +39,15 @@ export const Plan = z.object({
   steps: z.number().int(),
   /** Where it ran: the Worker, a GPU node, or in-process through the library. */
   placement: z.enum(["edge", "gpu-node", "local"]),
+  /**
+   * The same per layer group: each top-level layer, or a Hugging Face model's blocks
+   * ("bert.embeddings", "bert.encoder.layer.0", ..., "classifier"). memory_bytes counts the
+   * group's parameters with their gradients and optimizer state, and its activations at the run's
+   * batch size; the shared gradient slots, workspace and data are in the total only.
+   */
+  groups: z
+    .array(z.object({ name: z.string(), params: z.number().int(), trainable_params: z.number().int(), flops: z.number(), memory_bytes: z.number().int() }))
+    .optional(),
 });
 
 export const EngineInfo = z.object({

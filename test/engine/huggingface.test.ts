@@ -128,6 +128,19 @@ describe("Hub names and shapes from config.json", () => {
   });
 });
 
+describe("the plan per layer group", () => {
+  it("a Hub model's blocks, whose parameters and FLOPs add up to the plan's", () => {
+    const { plan } = prepareRun(hfRequest({ ...BERT, num_hidden_layers: 2 }));
+    expect(plan.groups.map((g) => g.name)).toEqual(["bert.embeddings", "bert.encoder.layer.0", "bert.encoder.layer.1", "bert.pooler", "classifier"]);
+    expect(plan.groups.reduce((s, g) => s + g.params, 0)).toBe(plan.params);
+    const flops = plan.groups.reduce((s, g) => s + g.flops, 0);
+    expect(flops / plan.flops).toBeCloseTo(1, 10);
+    const [layer0, layer1] = [plan.groups[1]!, plan.groups[2]!];
+    expect(layer1).toEqual({ ...layer0, name: "bert.encoder.layer.1" });
+    expect(plan.groups.every((g) => g.memory_bytes > 4 * g.params)).toBe(true);
+  });
+});
+
 describe("refusals name the field", () => {
   it("an unsupported architecture lists the supported ones", async () => {
     const e = await rejection(hfRequest({ ...BERT, architectures: ["T5ForConditionalGeneration"] }));

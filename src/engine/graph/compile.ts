@@ -16,7 +16,7 @@ import { layerDef, type LayerSpec } from "../layers/index.js";
 import { resolveArchitecture, type HuggingFaceModel } from "../huggingface/index.js";
 import { OPS } from "../ops/index.js";
 import type { Op } from "../ops/types.js";
-import type { BackwardStep, BatchRowsRequirement, CheckpointRules, CompiledModel, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
+import type { BackwardStep, BatchRowsRequirement, CheckpointRules, CompiledModel, LayerGroup, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
 
 /** The request's `model`, as far as the compiler reads it: a layer list, or a Hugging Face architecture. */
 export interface ModelDescription {
@@ -88,6 +88,7 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     const layers = model.layers ?? [];
     const siblings = new Set<string>();
     layers.forEach((spec, index) => {
+      graph.group = spec.name ?? String(index);
       try {
         y = root.child(spec, y, index, `model.layers[${index}]`, siblings);
       } catch (e) {
@@ -142,20 +143,44 @@ export function compileModel(model: ModelDescription, trainable: readonly string
   let forwardFlops = 0;
   let backwardFlops = 0;
   let couplesRows = false;
-  for (const op of graph.ops) {
+  const groups = new Map<string, { params: number; trainableParams: number; forwardFlopsPerRow: number; backwardFlopsPerRow: number; activationsPerRow: number; fixedElements: number }>();
+  const groupOf = (name: string) => {
+    let g = groups.get(name);
+    if (!g) groups.set(name, (g = { params: 0, trainableParams: 0, forwardFlopsPerRow: 0, backwardFlopsPerRow: 0, activationsPerRow: 0, fixedElements: 0 }));
+    return g;
+  };
+  graph.state.forEach((t, i) => {
+    const g = groupOf(graph.stateGroup[i]!);
+    if (t.kind === "parameter") g.params += t.size;
+    if (t.trainable) g.trainableParams += t.size;
+  });
+  const scheduled = new Set(schedule.steps.map((s) => s.op));
+  graph.ops.forEach((op, i) => {
     const def = OPS[op.kind] as (typeof OPS)[Op["kind"]] & { flops(op: Op): { forward: number; backward: number } };
     const flops = def.flops(op);
+    const g = groupOf(op.group);
     forwardFlops += flops.forward;
-    if (schedule.steps.some((s) => graph.ops[s.op] === op)) backwardFlops += flops.backward;
+    g.forwardFlopsPerRow += flops.forward;
+    if (scheduled.has(i)) {
+      backwardFlops += flops.backward;
+      g.backwardFlopsPerRow += flops.backward;
+    }
+    for (const v of op.outputs) g.activationsPerRow += graph.values[v]!.size;
     couplesRows ||= def.couplesRows === true;
-  }
+  });
+  graph.saved.forEach((sv, i) => {
+    const g = groupOf(graph.savedGroup[i]!);
+    g.activationsPerRow += sv.perRow;
+    g.fixedElements += sv.fixed;
+  });
+  const layerGroups: LayerGroup[] = [...groups].map(([name, g]) => ({ name, ...g }));
 
   return {
     state: graph.state,
     init: graph.initSteps,
     values: graph.values,
     saved: graph.saved,
-    ops: graph.ops.map(({ params: _params, ...op }) => op as Op),
+    ops: graph.ops.map(({ params: _params, group: _group, ...op }) => op as Op),
     backward: schedule.steps,
     gradSlots: schedule.slots,
     outputGradSlot: schedule.outputSlot,
@@ -174,6 +199,7 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     backwardFlopsPerRow: backwardFlops,
     couplesRows,
     batchRows: graph.batchRows,
+    groups: layerGroups,
   };
 }
 
@@ -184,7 +210,7 @@ function prefixes(name: string): string[] {
 }
 
 /** An op while the graph is built: with the parameters it trains (for requiresGrad). */
-type PendingOp = Op & { params: readonly number[] };
+type PendingOp = Op & { params: readonly number[]; group: string };
 
 /** Everything the builders append to. */
 class GraphState {
@@ -208,12 +234,17 @@ class GraphState {
     return { value: this.values.length - 1, shape: [...shape] };
   }
 
+  /** The layer group state and ops are declared in, and each one's group. */
+  group = "";
+  readonly stateGroup: string[] = [];
+  readonly savedGroup: string[] = [];
   /** The token_type_ids input, created by the first layer that reads it. */
   tokenTypes: { value: number; types: number } | null = null;
 
   tensor(name: string, shape: readonly number[], kind: StateTensor["kind"], dtype: StateTensor["dtype"], transposed = false): number {
     if (this.names.has(name)) throw new Error(`layer registry: "${name}" declared twice`);
     this.names.add(name);
+    this.stateGroup.push(this.group);
     this.state.push({
       name, shape: [...shape], size: numel(shape), kind, trainable: kind === "parameter", dtype, offset: 0, ...(transposed ? { transposed: true } : {}),
     });
@@ -263,7 +294,12 @@ class Builder implements LayerBuilder {
     return this.graph.value(shape);
   }
 
+  group(name: string): void {
+    this.graph.group = name;
+  }
+
   saved(perRow: number, fixed = 0): number {
+    this.graph.savedGroup.push(this.graph.group);
     this.graph.saved.push({ perRow, fixed });
     return this.graph.saved.length - 1;
   }
@@ -280,7 +316,7 @@ class Builder implements LayerBuilder {
       .filter(([key, v]) => PARAM_FIELDS.has(key) && typeof v === "number" && v >= 0)
       .map(([, v]) => v as number)
       .filter((i) => this.graph.state[i]!.kind === "parameter");
-    this.graph.ops.push({ ...op, params });
+    this.graph.ops.push({ ...op, params, group: this.graph.group });
   }
 
   requireBatchRows(rows: number, why: string, evaluation = false): void {

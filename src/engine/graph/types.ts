@@ -130,6 +130,29 @@ export interface CompiledModel {
   readonly couplesRows: boolean;
   /** Layers that need batches of at least `rows` samples (layers/define.ts requireBatchRows). */
   readonly batchRows: readonly BatchRowsRequirement[];
+  /** Parameters, FLOPs and activations per layer group (top-level layers; a Hub model's blocks), in model order. */
+  readonly groups: readonly LayerGroup[];
+}
+
+/**
+ * One layer group of the plan: a top-level layer ("fc1", "0") or a Hub model's block
+ * ("bert.embeddings", "transformer.h.0", "lm_head").
+ *
+ * @example
+ * ```ts
+ * const g: LayerGroup = { name: "transformer.h.0", params: 7080, trainableParams: 7080, forwardFlopsPerRow: 1.2e5, backwardFlopsPerRow: 2.4e5, activationsPerRow: 900, fixedElements: 0 };
+ * ```
+ */
+export interface LayerGroup {
+  readonly name: string;
+  readonly params: number;
+  readonly trainableParams: number;
+  readonly forwardFlopsPerRow: number;
+  readonly backwardFlopsPerRow: number;
+  /** Elements per sample of the activations its ops write and the buffers they save. */
+  readonly activationsPerRow: number;
+  /** Elements of its saved buffers independent of the batch. */
+  readonly fixedElements: number;
 }
 
 /**

@@ -67,6 +67,7 @@ export const bertForSequenceClassification = defineArchitecture<BertConfig>({
     const bert = b.module("bert");
 
     // ---- embeddings
+    b.group("bert.embeddings");
     const e = bert.module("embeddings");
     const word = hfEmbeddingParameter(e.module("word_embeddings"), c.vocab_size, H, pad, std);
     const position = hfEmbeddingParameter(e.module("position_embeddings"), c.max_position_embeddings, H, null, std);
@@ -79,6 +80,7 @@ export const bertForSequenceClassification = defineArchitecture<BertConfig>({
     // ---- encoder
     const activation = HF_ACTIVATIONS[c.hidden_act]!;
     for (let i = 0; i < c.num_hidden_layers; i++) {
+      b.group(`bert.encoder.layer.${i}`);
       const layer = bert.module(`encoder.layer.${i}`);
       const self = layer.module("attention.self");
       const query = hfLinear(self.module("query"), H, H, { bias: true, std });
@@ -99,9 +101,11 @@ export const bertForSequenceClassification = defineArchitecture<BertConfig>({
     }
 
     // ---- pooler and classifier
+    b.group("bert.pooler");
     const pooler = hfLinear(bert.module("pooler.dense"), H, H, { bias: true, std });
-    const classifier = hfLinear(b.module("classifier"), H, numLabels(c), { bias: true, std });
     const pooled = act(b, linear(b, firstToken(b, h), pooler), "tanh");
+    b.group("classifier");
+    const classifier = hfLinear(b.module("classifier"), H, numLabels(c), { bias: true, std });
     return linear(b, dropout(b, pooled, c.classifier_dropout ?? c.hidden_dropout_prob), classifier);
   },
 });

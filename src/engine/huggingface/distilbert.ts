@@ -65,6 +65,7 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
     b.readsIds(c.vocab_size);
     const root = b.module("distilbert");
 
+    b.group("distilbert.embeddings");
     const e = root.module("embeddings");
     const word = hfEmbeddingParameter(e.module("word_embeddings"), c.vocab_size, D, pad, std);
     const position = hfEmbeddingParameter(e.module("position_embeddings"), c.max_position_embeddings, D, null, std);
@@ -73,6 +74,7 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
 
     const activation = HF_ACTIVATIONS[c.activation]!;
     for (let i = 0; i < c.n_layers; i++) {
+      b.group(`distilbert.transformer.layer.${i}`);
       const layer = root.module(`transformer.layer.${i}`);
       const attention = layer.module("attention");
       const q = hfLinear(attention.module("q_lin"), D, D, { bias: true, std });
@@ -92,9 +94,11 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
       h = norm(b, add(b, f, a), outLn, EPS);
     }
 
+    b.group("pre_classifier");
     const pre = hfLinear(b.module("pre_classifier"), D, D, { bias: true, std });
-    const classifier = hfLinear(b.module("classifier"), D, numLabels(c), { bias: true, std });
     const pooled = act(b, linear(b, firstToken(b, h), pre), "relu");
+    b.group("classifier");
+    const classifier = hfLinear(b.module("classifier"), D, numLabels(c), { bias: true, std });
     return linear(b, dropout(b, pooled, c.seq_classif_dropout), classifier);
   },
 });

@@ -66,6 +66,7 @@ export const gpt2LMHeadModel = defineArchitecture<Gpt2Config>({
     // GPT2PreTrainedModel._init_weights: c_proj weights ~ N(0, initializer_range / sqrt(2 n_layer))
     const projStd = std / Math.sqrt(2 * c.n_layer);
     b.readsIds(c.vocab_size);
+    b.group("transformer.embeddings");
     const t = b.module("transformer");
     const wte = hfEmbeddingParameter(t.module("wte"), c.vocab_size, E, null, std);
     const wpe = hfEmbeddingParameter(t.module("wpe"), c.n_positions, E, null, std);
@@ -73,6 +74,7 @@ export const gpt2LMHeadModel = defineArchitecture<Gpt2Config>({
 
     const activation = HF_ACTIVATIONS[c.activation_function]!;
     for (let i = 0; i < c.n_layer; i++) {
+      b.group(`transformer.h.${i}`);
       const block = t.module(`h.${i}`);
       const ln1 = hfNorm(block.module("ln_1"), E, true);
       const cAttn = hfLinear(block.module("attn.c_attn"), E, 3 * E, { bias: true, std, conv1d: true });
@@ -87,8 +89,11 @@ export const gpt2LMHeadModel = defineArchitecture<Gpt2Config>({
       const f = linear(b, act(b, linear(b, norm(b, h, ln2, c.layer_norm_epsilon), cFc), activation), mlpProj);
       h = add(b, h, dropout(b, f, c.resid_pdrop));
     }
+    b.group("transformer.ln_f");
     const lnF = hfNorm(t.module("ln_f"), E, true);
+    const normed = norm(b, h, lnF, c.layer_norm_epsilon);
+    b.group("lm_head");
     const head = c.tie_word_embeddings ? wte : hfLinear(b.module("lm_head"), E, c.vocab_size, { bias: false, std }).weight;
-    return linear(b, norm(b, h, lnF, c.layer_norm_epsilon), { weight: head, bias: -1, in: E, out: c.vocab_size });
+    return linear(b, normed, { weight: head, bias: -1, in: E, out: c.vocab_size });
   },
 });

@@ -71,12 +71,14 @@ export const llamaForCausalLM = defineArchitecture<LlamaConfig>({
     const pad = c.pad_token_id !== null && c.pad_token_id < c.vocab_size ? c.pad_token_id : null;
     const rmsEps = c.rms_norm_eps;
     b.readsIds(c.vocab_size);
+    b.group("model.embed_tokens");
     const m = b.module("model");
     const embedTokens = hfEmbeddingParameter(m.module("embed_tokens"), c.vocab_size, H, pad, std);
     let h: TensorRef = embed(b, ids, embedTokens, H, pad);
 
     const activation = HF_ACTIVATIONS[c.hidden_act]!;
     for (let i = 0; i < c.num_hidden_layers; i++) {
+      b.group(`model.layers.${i}`);
       const layer = m.module(`layers.${i}`);
       const attn = layer.module("self_attn");
       const bias = c.attention_bias, mlpBias = c.mlp_bias;
@@ -98,8 +100,11 @@ export const llamaForCausalLM = defineArchitecture<LlamaConfig>({
       const n2 = norm(b, h, postLn, rmsEps);
       h = add(b, h, linear(b, mul(b, act(b, linear(b, n2, gate), activation), linear(b, n2, up)), down));
     }
+    b.group("model.norm");
     const finalNorm = hfNorm(m.module("norm"), H, false);
+    const normed = norm(b, h, finalNorm, rmsEps);
+    b.group("lm_head");
     const head = c.tie_word_embeddings ? embedTokens : hfLinear(b.module("lm_head"), H, c.vocab_size, { bias: false, std }).weight;
-    return linear(b, norm(b, h, finalNorm, rmsEps), { weight: head, bias: -1, in: H, out: c.vocab_size });
+    return linear(b, normed, { weight: head, bias: -1, in: H, out: c.vocab_size });
   },
 });

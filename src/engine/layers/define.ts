@@ -47,6 +47,11 @@ export interface LayerBuilder {
    * a graph input created on first use (BERT's segment embedding reads it).
    */
   tokenTypes(types: number): TensorRef;
+  /**
+   * Starts a layer group: the state and ops declared from here on are reported together in the
+   * plan ("bert.encoder.layer.3"). The compiler starts one per top-level layer itself.
+   */
+  group(name: string): void;
   /** Appends an op to the graph. */
   op(op: Op): void;
   /**

@@ -6,8 +6,8 @@
  * failure such as an unwritable --out; 2 usage error; 3 API error (the problem's detail and
  * field paths are printed); 4 connection error (no response, timeout); 130 interrupted.
  */
-import { readFile, writeFile } from "node:fs/promises";
-import { basename, extname } from "node:path";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { basename, extname, join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import {
   APIConnectionError,
@@ -37,6 +37,7 @@ const GLOBAL_HELP = `edgetune: fine-tune models on an edgetune server
 
 Usage:
   edgetune fine-tune --model model.json --train train.csv [--weights w.safetensors] [options]
+  edgetune fine-tune --hf ./model-dir --train data.csv [options]
   edgetune jobs list [--limit N] [--all]
   edgetune jobs get <id>
   edgetune jobs cancel <id>
@@ -60,6 +61,9 @@ Usage:
 
 Inputs:
   --model FILE           model JSON: {"layers": [...]}, or a request JSON (its "model" is used)
+  --hf DIR               a Hugging Face model folder: config.json, model.safetensors (if there)
+                         and tokenizer.json (if there, data may be text); --out is then a folder
+                         that gets the tuned model.safetensors with config.json and tokenizer.json
   --request FILE         a whole request JSON to start from; the options below override it
   --weights FILE         initial weights (safetensors, PyTorch state_dict names);
                          without them the model starts from PyTorch's default init
@@ -77,7 +81,8 @@ Training (PyTorch names and defaults):
 Running:
   --mode auto|sync|async       auto (default): the server decides; async jobs show a progress bar
   --placement auto|edge|gpu-node
-  --out FILE                   where to write the fine-tuned weights (default tuned.safetensors)
+  --out FILE                   where to write the fine-tuned weights (default tuned.safetensors;
+                               with --hf a folder, default <DIR>-tuned)
   --detach                     for async jobs: print the job id and exit without waiting
 
 Example:
@@ -103,6 +108,7 @@ const options = {
   help: { type: "boolean", short: "h" },
   // fine-tune
   model: { type: "string" },
+  hf: { type: "string" },
   request: { type: "string" },
   weights: { type: "string" },
   train: { type: "string" },
@@ -135,7 +141,7 @@ type Values = { [K in keyof typeof options]?: (typeof options)[K]["type"] extend
 
 const GLOBAL = ["url", "api-key", "json", "help"];
 const FINE_TUNE_OPTIONS = [
-  "model", "request", "weights", "train", "validation", "validation-split", "target", "epochs", "batch-size", "lr", "optimizer",
+  "model", "hf", "request", "weights", "train", "validation", "validation-split", "target", "epochs", "batch-size", "lr", "optimizer",
   "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "mode", "placement", "out", "detach",
 ];
 const JOB_OPTIONS: Record<string, string[]> = { list: ["limit", "all", "cursor"], get: [], cancel: [], events: ["last-event-id"], weights: ["out"] };
@@ -266,6 +272,13 @@ async function readText(path: string, what: string): Promise<string> {
   return (await readBytes(path, what)).toString("utf8");
 }
 
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}
+
 async function readBytes(path: string, what: string): Promise<Buffer> {
   try {
     return await readFile(path);
@@ -305,11 +318,20 @@ async function buildParams(values: Values): Promise<{ params: FineTuneCreatePara
   const request: Record<string, unknown> = { ...base };
   if (values.model) {
     const file = await readJson(values.model, "model");
-    const model = "layers" in file ? file : "model" in file ? file.model : null;
+    const model = "layers" in file || "huggingface" in file ? file : "model" in file ? file.model : null;
     if (!model || typeof model !== "object") throw new UsageError(`model ${values.model} needs "layers" (or a "model" with layers)`);
     request.model = model;
   }
-  if (request.model === undefined) throw new UsageError("fine-tune needs --model (or --request with a model)");
+  if (values.hf) {
+    if (values.model) throw new UsageError("--hf and --model both give the model: use one");
+    const dir = values.hf;
+    const config = await readJson(join(dir, "config.json"), "config");
+    const current = (request.model as { huggingface?: Record<string, unknown> } | undefined)?.huggingface ?? {};
+    request.model = { huggingface: { ...current, config } };
+    if (!values.weights && (await exists(join(dir, "model.safetensors")))) request.weights = new Uint8Array(await readBytes(join(dir, "model.safetensors"), "weights"));
+    if (await exists(join(dir, "tokenizer.json"))) request.tokenizer = await readJson(join(dir, "tokenizer.json"), "tokenizer");
+  }
+  if (request.model === undefined) throw new UsageError("fine-tune needs --model or --hf (or --request with a model)");
 
   const data: Record<string, unknown> = { ...((request.data as Record<string, unknown> | undefined) ?? {}) };
   if (values.train) data.train = await dataFile(values.train, "training data");
@@ -366,7 +388,13 @@ async function buildParams(values: Values): Promise<{ params: FineTuneCreatePara
 
 async function fineTune(client: Edgetune, values: Values, io: CliIO, json: boolean): Promise<number> {
   const { params, epochs } = await buildParams(values);
-  const out = values.out ?? "tuned.safetensors";
+  // --hf: the output is a model folder (weights, config.json, tokenizer.json), as from_pretrained reads it
+  const folder = values.hf ? (values.out ?? `${values.hf.replace(/[\\/]+$/, "")}-tuned`) : null;
+  const out = folder ? join(folder, "model.safetensors") : (values.out ?? "tuned.safetensors");
+  const save = async (path: string, bytes: Uint8Array) => {
+    if (folder) await writeFolder(folder, values.hf!, bytes);
+    else await saveFile(path, bytes);
+  };
   const created = await client.fineTunes.create(params);
 
   if (!isJob(created)) {
@@ -416,7 +444,20 @@ async function follow(client: Edgetune, id: string, io: CliIO, onEvent: (e: Fine
   }
 }
 
-async function save(path: string, bytes: Uint8Array): Promise<void> {
+/** The tuned Hugging Face folder: model.safetensors, and config.json and tokenizer.json as given. */
+async function writeFolder(folder: string, source: string, weights: Uint8Array): Promise<void> {
+  try {
+    await mkdir(folder, { recursive: true });
+  } catch (err) {
+    throw new Error(`cannot create ${folder}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  await saveFile(join(folder, "model.safetensors"), weights);
+  for (const name of ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"]) {
+    if (await exists(join(source, name))) await saveFile(join(folder, name), await readFile(join(source, name)));
+  }
+}
+
+async function saveFile(path: string, bytes: Uint8Array): Promise<void> {
   try {
     await writeFile(path, bytes);
   } catch (err) {
@@ -506,7 +547,7 @@ function describeEvent(e: FineTuneEvent): string {
 
 async function downloadWeights(client: Edgetune, id: string, out: string, io: CliIO, json: boolean): Promise<number> {
   const bytes = await client.fineTunes.weights(id);
-  await save(out, bytes);
+  await saveFile(out, bytes);
   if (json) io.stdout.write(JSON.stringify({ id, weights_file: out, bytes: bytes.byteLength }) + "\n");
   else io.stdout.write(`${out} (${bytes.byteLength.toLocaleString("en-US")} bytes)\n`);
   return EXIT.ok;

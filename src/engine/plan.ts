@@ -23,7 +23,8 @@ export interface DataShape {
 }
 
 /** The full plan: the public fields of `Plan` plus what the engine needs to run. */
-export interface RunPlan extends Omit<Plan, "placement"> {
+export interface RunPlan extends Omit<Plan, "placement" | "groups"> {
+  groups: NonNullable<Plan["groups"]>;
   stepsPerEpoch: number;
   /** Rows per batch buffer: min(batch_size, train rows). */
   maxRows: number;

@@ -47,6 +47,16 @@ export interface Kernels {
   attention_softmax(probs: Ptr, scores: Ptr, mask: Ptr, rows: number, cols: number, causal: Flag): void;
   /** dscores = scale * P * (dP - rowsum(dP * P)) (may alias dprobs or probs) */
   attention_softmax_backward(dscores: Ptr, dprobs: Ptr, probs: Ptr, scale: number, rows: number, cols: number): void;
+  /**
+   * RoPE's angle table of positions 0..T-1 (transformers' float32 recipe): cos[T, half] and
+   * sin[T, half] of t / f32(theta^(i / half))
+   */
+  rope_table(cos: Ptr, sin: Ptr, T: number, half: number, theta: number): void;
+  /**
+   * out[t, h, :] = inp[t, h, :] rotated rotate_half-wise by the angles of row t of the table
+   * (sign -1: the opposite angle, the backward); out may be inp
+   */
+  rope(out: Ptr, inp: Ptr, cos: Ptr, sin: Ptr, sign: number, nTokens: number, heads: number, headDim: number): void;
 
   /** dbias[cols] += sum_r dout[r, cols] */
   bias_grad(dbias: Ptr, dout: Ptr, rows: number, cols: number): void;
@@ -194,7 +204,7 @@ export interface Kernels {
 /** The names of every kernel, for checks that an instance is complete. */
 export const KERNEL_NAMES = [
   "matmul_nt", "matmul_nn", "matmul_tn", "matmul_strided", "transpose", "bias_grad",
-  "transpose_strided", "attention_softmax", "attention_softmax_backward",
+  "transpose_strided", "attention_softmax", "attention_softmax_backward", "rope_table", "rope",
   "activation_forward", "activation_backward",
   "dropout_forward", "mul", "add", "scale", "fill", "copy", "axpy", "gather_rows", "all_finite",
   "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "cross_entropy_loss",

@@ -5,6 +5,7 @@
  * run on these twins (kernel "js-reference") to separate engine bugs from kernel bugs.
  */
 import type { ConvGeometry, Kernels, Ptr } from "./kernels.js";
+import { ropeTable } from "./ops/rope.js";
 
 const f = Math.fround;
 
@@ -350,6 +351,31 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
         let r = f(f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!));
         for (let j = body; j < cols; j++) r = f(r + f(m[g + j]! * m[p + j]!));
         for (let j = 0; j < cols; j++) m[d + j] = f(f(m[p + j]! * f(m[g + j]! - r)) * sc);
+      }
+    },
+    rope_table(cos, sin, T, half, theta) {
+      // ops/rope.ts ropeTable: e = f32(i / half), inv = f32(1 / f32(theta^e)), a = f32(t * inv),
+      // cos and sin of a in f64, rounded to f32
+      const table = ropeTable(T, half, theta);
+      const m = F();
+      m.set(table.subarray(0, T * half), at(cos));
+      m.set(table.subarray(T * half), at(sin));
+    },
+    rope(out, inp, cos, sin, sign, nTokens, heads, headDim) {
+      // y1 = x1 c - x2 s, y2 = x2 c + x1 s with s = sign * sin, each product rounded, then the sum
+      const m = F();
+      const half = headDim >> 1;
+      const sg = f(sign);
+      for (let t = 0; t < nTokens; t++) {
+        for (let h = 0; h < heads; h++) {
+          const x = at(inp) + (t * heads + h) * headDim, y = at(out) + (t * heads + h) * headDim;
+          for (let i = 0; i < half; i++) {
+            const c = m[at(cos) + t * half + i]!, s = f(m[at(sin) + t * half + i]! * sg);
+            const x1 = m[x + i]!, x2 = m[x + i + half]!;
+            m[y + i] = f(f(x1 * c) - f(x2 * s));
+            m[y + i + half] = f(f(x2 * c) + f(x1 * s));
+          }
+        }
       }
     },
     bias_grad(dbias, dout, rows, cols) {

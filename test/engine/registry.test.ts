@@ -3,7 +3,9 @@
  * op kind is enough to be held to them):
  *
  *  - every layer type is trained against PyTorch in some parity fixture (test/parity/fixtures);
- *  - every op kind is emitted by some fixture's model and has WebGPU dispatches (GPU_OPS);
+ *  - every op kind is emitted by some fixture's model, or (until one emits it) is checked whole
+ *    against a float64 formula in test/kernels/gradcheck.test.ts (OP_GRADCHECKS), and has
+ *    WebGPU dispatches (GPU_OPS);
  *  - every layer type's gradients agree with central differences of the whole model's loss,
  *    on the model of its first fixture: the backward pass of each op, as the graph composes it.
  *
@@ -23,6 +25,7 @@ import { prepareRun, type PreparedRun } from "../../src/engine/prepare.js";
 import { GPU_OPS } from "../../src/engine/webgpu/ops.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { loadNodeRuntime } from "../../src/node/index.js";
+import { OP_GRADCHECKS } from "../kernels/op-gradchecks.js";
 import { GROUPS, type ParityCase } from "../parity/compare.js";
 
 const cases = GROUPS.flatMap((group) =>
@@ -57,10 +60,14 @@ describe("the layer registry's coverage", () => {
     expect(missing, "layer types without a parity case (add one to test/parity/generate.py)").toEqual([]);
   });
 
-  it("every op kind is emitted by some fixture's model, and every one has WebGPU dispatches", () => {
+  it("every op kind is emitted by some fixture's model (or checked whole at op level), and every one has WebGPU dispatches", () => {
     const emitted = new Set<OpKind>();
     for (const { c } of cases) for (const op of prepare(c).model.ops) emitted.add(op.kind);
-    expect([...emitted].sort(), "op kinds no fixture exercises").toEqual(Object.keys(OPS).sort());
+    const opLevel = new Set<OpKind>(OP_GRADCHECKS);
+    const unexercised = (Object.keys(OPS) as OpKind[]).filter((k) => !emitted.has(k) && !opLevel.has(k));
+    expect(unexercised, "op kinds no fixture exercises and no op-level gradcheck covers").toEqual([]);
+    const onlyOpLevel = (Object.keys(OPS) as OpKind[]).filter((k) => !emitted.has(k));
+    if (onlyOpLevel.length) console.log(`[registry] op kinds covered by op-level gradchecks only, no parity fixture yet: ${onlyOpLevel.join(", ")}`);
     const withoutWgsl = (Object.keys(GPU_OPS) as OpKind[]).filter((k) => GPU_OPS[k] === null);
     expect(withoutWgsl, "op kinds without WGSL (GPU_OPS entry null)").toEqual([]);
   });

@@ -118,6 +118,9 @@ function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels)
     transpose_strided: (k) => k.transpose_strided(scratch, b, N, K, N, 0.5),
     attention_softmax: (k) => k.attention_softmax(out, a, pos, M, K, 1),
     attention_softmax_backward: (k) => k.attention_softmax_backward(out, a, pos2, 0.5, M, K),
+    // a table of 5 positions x 7 angles into col and scratch; x [4 tokens, 2 heads, 8] rotated by its first rows
+    rope_table: (k) => k.rope_table(col, scratch, 5, 7, 10000),
+    rope: (k) => k.rope(y, x, col, scratch, -1, 4, 2, 8),
     bias_grad: (k) => k.bias_grad(bias, out, M, N),
     activation_forward: (k) => k.activation_forward(y, x, 2, 0, n),
     activation_backward: (k) => k.activation_backward(z, w, x, y, 2, 0, n),

@@ -24,6 +24,8 @@
  *  - GEMM, bias_grad, sum_squares: |diff| <= 1e-5 * (|init| + sum of |terms|).
  *  - transpose_strided, attention_softmax and attention_softmax_backward: bit-exact (the twin
  *    sums a row in the kernel's lane order and evaluates its polynomial exp step for step).
+ *  - rope_table and rope: bit-exact (f64 pow, cos and sin rounded once; each product rounded,
+ *    then the sum, with no fused multiply-add in either build).
  *  - normalisation (layer_norm, batch_norm): 0 ulps. The kernels' reductions are f32 in one
  *    documented lane order, which the twins repeat, and neither build fuses a*b+c there.
  *  - cross_entropy gradient: 1e-6 of each element's term scale; loss values: 1e-6 relative;
@@ -886,6 +888,63 @@ const CASES: Record<Tested, Case> = {
       P.both((k) => k.attention_softmax_backward(probs, dprobs, probs, 0.5, 4, cols));
       P.exact("attention_softmax_backward", "dscores over probs", probs, 4 * cols);
     }, (cols) => `over probs cols=${cols}`);
+  },
+  rope_table: (P) => {
+    // bit-exact (both evaluate pow, cos and sin in f64 and round once to f32; the inputs are
+    // exact small integers), and within a few f32 roundings of the angle of the float64 formula
+    // cos(t / theta^(i / half)): |error| <= 4e-6 (1 + t) covers the rounding of inv_freq and of
+    // t * inv_freq (a wrong exponent, like i / headDim, is off by far more)
+    for (const theta of [10000, 500000]) {
+      for (const T of LENGTHS) {
+        each(P, LENGTHS, (half) => {
+          const cos = P.output(T * half), sin = P.output(T * half);
+          P.both((k) => k.rope_table(cos, sin, T, half, theta));
+          P.exact("rope_table", "cos", cos, T * half);
+          P.exact("rope_table", "sin", sin, T * half);
+          const c = P.readW(cos, T * half), s = P.readW(sin, T * half);
+          for (let t = 0; t < T; t++) {
+            for (let i = 0; i < half; i++) {
+              const a = t / theta ** (i / half);
+              const tol = 4e-6 * (1 + t);
+              if (!(Math.abs(c[t * half + i]! - Math.cos(a)) <= tol && Math.abs(s[t * half + i]! - Math.sin(a)) <= tol)) {
+                P.fail(`t=${t} i=${i}: cos ${c[t * half + i]} sin ${s[t * half + i]}, float64 ${Math.cos(a)} ${Math.sin(a)}`);
+              }
+            }
+          }
+        }, (half) => `T=${T} half=${half} theta=${theta}`);
+      }
+    }
+  },
+  rope: (P, rng) => {
+    // bit-exact (each product rounded, then the sum, on both sides; no madd in either build):
+    // half = headDim / 2 over the house lengths (the f32x4 body and the scalar tail), tokens
+    // over the house lengths, 1 or 3 heads, sign 1 (forward) and -1 (backward), in place on
+    // odd lengths; and each pair keeps its norm (a rotation) within a few ulps
+    for (const sign of [1, -1]) {
+      for (const heads of [1, 3]) {
+        for (const T of LENGTHS) {
+          each(P, LENGTHS, (half) => {
+            const D = 2 * half, n = T * heads * D;
+            const angles = rng.f32(T * half, -40, 40);
+            const cv = angles.map(Math.cos), sv = angles.map(Math.sin);
+            const xv = withSpecials(rng.f32(n, -3, 3));
+            const inPlace = (T + half) % 2 === 1;
+            const inp = inPlace ? P.output(n, xv) : P.input(xv, "inp");
+            const out = inPlace ? inp : P.output(n);
+            const cos = P.input(cv, "cos"), sin = P.input(sv, "sin");
+            P.both((k) => k.rope(out, inp, cos, sin, sign, T, heads, D));
+            P.exact("rope", "out", out, n);
+            const y = P.readW(out, n);
+            for (let e = 0; e < n; e++) {
+              const i = e % D;
+              if (i >= half) continue;
+              const before = Math.hypot(xv[e]!, xv[e + half]!), after = Math.hypot(y[e]!, y[e + half]!);
+              if (!(Math.abs(after - before) <= 1e-6 * before + 1e-30)) P.fail(`pair ${e}: |x| ${before} -> ${after}`);
+            }
+          }, (half) => `sign=${sign} heads=${heads} T=${T} half=${half}`);
+        }
+      }
+    }
   },
   bias_grad: (P, rng) => {
     for (const rows of [0, 1, 3, 8]) {

@@ -13,7 +13,11 @@
  *  - attention's softmax: 4 ulps (the same polynomial exp and order of sums; the GPU may contract
  *    its multiply-adds into fma); its score gradient: 1e-5 of
  *    scale * P (sum |dO V| + sum_k |dP_k| P_k); the whole op (forward and backward, with key
- *    padding, causal, dropout): 1e-5 of each tensor's largest magnitude.
+ *    padding, causal, dropout, packed or separate q, k, v, grouped-query): 1e-5 of each
+ *    tensor's largest magnitude.
+ *  - rope: 1e-6 of |x1 cos| + |x2 sin| (one product minus or plus another; the GPU may fuse);
+ *    the rope op's uploaded angle table bit-exact (the CPU computes rope_table's recipe); the mul
+ *    op bit-exact.
  *  - convolutions (forward, dW, dx against the WASM op's im2col + GEMM): the same as GEMM, the scale
  *    being the op run on absolute values; the bias gradient bit-exact (the same additions);
  *    max pooling bit-exact (values, argmax indices, gradients); average pooling 2 ulps
@@ -36,8 +40,10 @@ import { gemmSpec } from "../../src/engine/webgpu/backend.js";
 import { GPU_OPS, bgemmSpec, type GpuOp, type GpuOpContext } from "../../src/engine/webgpu/ops.js";
 import { attentionOp } from "../../src/engine/ops/attention.js";
 import { convOp } from "../../src/engine/ops/conv.js";
+import { mulOp } from "../../src/engine/ops/elementwise.js";
 import { avgPoolOp, maxPoolOp } from "../../src/engine/ops/pool.js";
-import type { AttentionOp, AvgPoolOp, ConvOp, KernelOpContext, MaxPoolOp } from "../../src/engine/ops/types.js";
+import { ropeOp } from "../../src/engine/ops/rope.js";
+import type { AttentionOp, AvgPoolOp, ConvOp, KernelOpContext, MaxPoolOp, MulOp, RopeOp } from "../../src/engine/ops/types.js";
 import { loadNodeRuntime } from "../../src/node/index.js";
 import { LENGTHS, Rng, Stats, ulpDistance } from "../kernels/harness.js";
 import { SKIP_REASON, adapterDescription, device } from "./device.js";
@@ -313,92 +319,215 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
   it("attn_dscores: the scores' gradient over P (vs matmul_strided + attention_softmax_backward)", async () => {
     const rng = new Rng(16);
     for (const dropout of [false, true]) {
-      for (const T of LENGTHS.filter((t) => t > 0)) {
-        const S = 2, H = 2, dh = 3, D = H * dh, W = 3 * D;
-        const scale = Math.fround(1 / Math.sqrt(dh));
-        const w = await wasm();
-        const probs = rng.f32(S * H * T * T, 0, 1).map((v, i) => (i % 7 === 3 ? 0 : v));
-        const dout = rng.f32(S * T * D), qkv = rng.f32(S * T * W);
-        const dmask = Float32Array.from({ length: S * H * T * T }, () => (rng.next() < 0.3 ? 0 : Math.fround(1 / 0.7)));
-        const pp = w.put(probs.slice()), dp = w.put(new Float32Array(T * T)), vT = w.put(new Float32Array(dh * T));
-        const [op, qp, mp] = [w.put(dout), w.put(qkv), w.put(dmask)];
-        const magnitude = new Float64Array(probs.length);
-        for (let z = 0; z < S * H; z++) {
-          const s = Math.floor(z / H), h = z % H;
-          w.k.transpose_strided(vT, qp + 4 * (s * T * W + 2 * D + h * dh), dh, T, W, 1);
-          w.k.matmul_strided(dp, op + 4 * (s * T * D + h * dh), vT, T, T, dh, D, 1, T, T, 0);
-          if (dropout) w.k.mul(dp, dp, mp + 4 * z * T * T, T * T);
-          w.k.attention_softmax_backward(pp + 4 * z * T * T, dp, pp + 4 * z * T * T, scale, T, T);
-          for (let i = 0; i < T; i++) {
-            const abs = (j: number) => {
-              let t = 0;
-              for (let d = 0; d < dh; d++) t += Math.abs(dout[(s * T + i) * D + h * dh + d]! * qkv[(s * T + j) * W + 2 * D + h * dh + d]!);
-              return dropout ? t * dmask[(z * T + i) * T + j]! : t;
-            };
-            let row = 0;
-            for (let k = 0; k < T; k++) row += abs(k) * probs[(z * T + i) * T + k]!;
-            for (let j = 0; j < T; j++) magnitude[(z * T + i) * T + j] = scale * probs[(z * T + i) * T + j]! * (abs(j) + row) + 1e-30;
+      // group 2: 4 query heads over 2 key/value heads (V_j of head floor(h / 2))
+      for (const group of [1, 2]) {
+        for (const T of LENGTHS.filter((t) => t > 0)) {
+          const S = 2, H = 2 * group, G = H / group, dh = 3, D = H * dh, Dkv = G * dh, W = D + 2 * Dkv, vOff = D + Dkv;
+          const scale = Math.fround(1 / Math.sqrt(dh));
+          const w = await wasm();
+          const probs = rng.f32(S * H * T * T, 0, 1).map((v, i) => (i % 7 === 3 ? 0 : v));
+          const dout = rng.f32(S * T * D), qkv = rng.f32(S * T * W);
+          const dmask = Float32Array.from({ length: S * H * T * T }, () => (rng.next() < 0.3 ? 0 : Math.fround(1 / 0.7)));
+          const pp = w.put(probs.slice()), dp = w.put(new Float32Array(T * T)), vT = w.put(new Float32Array(dh * T));
+          const [op, qp, mp] = [w.put(dout), w.put(qkv), w.put(dmask)];
+          const magnitude = new Float64Array(probs.length);
+          for (let z = 0; z < S * H; z++) {
+            const s = Math.floor(z / H), h = z % H, v = vOff + Math.floor(h / group) * dh;
+            w.k.transpose_strided(vT, qp + 4 * (s * T * W + v), dh, T, W, 1);
+            w.k.matmul_strided(dp, op + 4 * (s * T * D + h * dh), vT, T, T, dh, D, 1, T, T, 0);
+            if (dropout) w.k.mul(dp, dp, mp + 4 * z * T * T, T * T);
+            w.k.attention_softmax_backward(pp + 4 * z * T * T, dp, pp + 4 * z * T * T, scale, T, T);
+            for (let i = 0; i < T; i++) {
+              const abs = (j: number) => {
+                let t = 0;
+                for (let d = 0; d < dh; d++) t += Math.abs(dout[(s * T + i) * D + h * dh + d]! * qkv[(s * T + j) * W + v + d]!);
+                return dropout ? t * dmask[(z * T + i) * T + j]! : t;
+              };
+              let row = 0;
+              for (let k = 0; k < T; k++) row += abs(k) * probs[(z * T + i) * T + k]!;
+              for (let j = 0; j < T; j++) magnitude[(z * T + i) * T + j] = scale * probs[(z * T + i) * T + j]! * (abs(j) + row) + 1e-30;
+            }
           }
+          const got = await gpu({ probs, dout, qkv, dmask }, (B): DispatchSpec[] => [
+            {
+              kernel: "attn_dscores", constants: { DROPOUT: dropout }, buffers: [B.probs!, B.dout!, B.qkv!, B.dmask!],
+              params: [S * H * T, T, D, H, dh, f(scale), vOff, W, group, 0, 0, 0], x: gridGroups(S * H * T),
+            },
+          ]);
+          scaled(`attn_dscores${dropout ? " dropout" : ""}${group > 1 ? " grouped" : ""}`, got.probs!, w.get(pp, probs.length), magnitude, 1e-5);
         }
-        const got = await gpu({ probs, dout, qkv, dmask }, (B): DispatchSpec[] => [
-          {
-            kernel: "attn_dscores", constants: { DROPOUT: dropout }, buffers: [B.probs!, B.dout!, B.qkv!, B.dmask!],
-            params: [S * H * T, T, D, H, dh, f(scale), 0, 0], x: gridGroups(S * H * T),
-          },
-        ]);
-        scaled(`attn_dscores${dropout ? " dropout" : ""}`, got.probs!, w.get(pp, probs.length), magnitude, 1e-5);
       }
     }
   });
 
-  it("the attention op: forward and backward on WebGPU (GPU_OPS.attention) vs the WASM op", async () => {
+  it("the attention op: forward and backward on WebGPU (GPU_OPS.attention) vs the WASM op, both layouts, grouped-query", async () => {
     const rng = new Rng(17);
-    // [rows, T, D, heads, causal, masked, p]
-    const CASES: [number, number, number, number, boolean, boolean, number][] = [
-      [3, 5, 6, 2, false, false, 0], [3, 6, 8, 4, true, true, 0], [2, 65, 8, 2, true, false, 0], [4, 7, 6, 3, false, true, 0.25], [2, 4, 4, 1, true, true, 0.5],
+    // [rows, T, D, heads, kvHeads, layout, causal, masked, p]
+    const CASES: [number, number, number, number, number, "packed" | "separate", boolean, boolean, number][] = [
+      [3, 5, 6, 2, 2, "packed", false, false, 0], [3, 6, 8, 4, 4, "packed", true, true, 0], [2, 65, 8, 2, 2, "packed", true, false, 0],
+      [4, 7, 6, 3, 3, "packed", false, true, 0.25], [2, 4, 4, 1, 1, "packed", true, true, 0.5],
+      [3, 5, 8, 4, 2, "packed", true, true, 0], [2, 6, 6, 2, 2, "separate", false, true, 0],
+      [3, 7, 12, 6, 2, "separate", true, true, 0.25], [2, 65, 8, 4, 1, "separate", true, false, 0],
     ];
-    for (const [rows, T, D, heads, causal, masked, p] of CASES) {
+    for (const [rows, T, D, heads, kvHeads, layout, causal, masked, p] of CASES) {
       const dropping = p > 0;
+      const Dkv = (kvHeads * D) / heads;
+      // the inputs' values: packed qkv [T, D + 2 Dkv], or q [T, D], k and v [T, Dkv]; then the mask, then out
+      const widths = layout === "packed" ? [D + 2 * Dkv] : [D, Dkv, Dkv];
+      const data = widths.map((width) => rng.f32(rows * T * width, -2, 2));
+      const m = data.length, outId = m + 1;
       const op: AttentionOp = {
-        kind: "attention", layout: "packed", kvHeads: heads, inputs: masked ? [0, 1] : [0], outputs: [2], tokens: T, dim: D, heads, causal,
+        kind: "attention", layout, kvHeads, inputs: [...data.keys(), ...(masked ? [m] : [])], outputs: [outId], tokens: T, dim: D, heads, causal,
         probs: 0, p, dropMask: dropping ? 1 : -1, dropped: dropping ? 2 : -1, salt: 5,
       };
       const weights = rows * heads * T * T;
-      const qkv = rng.f32(rows * T * 3 * D, -2, 2), dout = rng.f32(rows * T * D);
+      const dout = rng.f32(rows * T * D);
       const mask = Float32Array.from({ length: rows * T }, (_, i) => (i < T ? (i === 0 ? 0 : 1) : rng.next() < 0.3 ? 0 : 1));
       const seed = 1234;
       // WASM
       const w = await wasm();
-      const values = [w.put(qkv), w.put(mask), w.put(new Float32Array(rows * T * D))];
+      const values = [...data.map((d) => w.put(d)), w.put(mask), w.put(new Float32Array(rows * T * D))];
       const saved = [w.put(new Float32Array(weights)), w.put(new Float32Array(weights)), w.put(new Float32Array(weights))];
-      const dqkvW = w.put(new Float32Array(qkv.length));
+      const dW = data.map((d) => w.put(new Float32Array(d.length)));
       const ctx: KernelOpContext = {
         k: w.k, value: (id) => values[id]!, state: () => 0, grad: () => 0, saved: (id) => (id < 0 ? 0 : saved[id]!),
         workspace: w.put(new Float32Array(attentionOp.workspace!(op, rows))), training: true, seed,
       };
       attentionOp.kernel.forward(ctx, op, rows);
-      const outW = w.get(values[2]!, rows * T * D);
-      attentionOp.kernel.backward(ctx, op, rows, [w.put(dout)], [dqkvW, 0]);
-      const dqkvExpected = w.get(dqkvW, qkv.length);
+      const outW = w.get(values[outId]!, rows * T * D);
+      attentionOp.kernel.backward(ctx, op, rows, [w.put(dout)], [...dW, 0]);
+      const dExpected = dW.map((ptr, i) => w.get(ptr, data[i]!.length));
       // WebGPU
       const gpuOp = GPU_OPS.attention!;
+      const arrays: Record<string, Float32Array> = { mask, out: new Float32Array(rows * T * D), probs: new Float32Array(weights), dropMask: new Float32Array(weights), dropped: new Float32Array(weights), dout };
+      data.forEach((d, i) => ((arrays[`x${i}`] = d), (arrays[`dx${i}`] = new Float32Array(d.length))));
       const got = await gpu(
-        { qkv, mask, out: new Float32Array(rows * T * D), probs: new Float32Array(weights), dropMask: new Float32Array(weights), dropped: new Float32Array(weights), dout, dqkv: new Float32Array(qkv.length) },
+        arrays,
         (B, step): DispatchSpec[] => {
           const c: GpuOpContext = {
-            value: (id) => [B.qkv!, B.mask!, B.out!][id]!, state: B.qkv!, grads: B.qkv!, offset: () => 0, trainable: () => false,
-            saved: (id) => [B.probs!, B.dropMask!, B.dropped!][id]!, step, none: B.mask!,
+            value: (id) => (id < m ? B[`x${id}`]! : id === m ? B.mask! : B.out!), state: B.x0!, grads: B.x0!, offset: () => 0, trainable: () => false,
+            saved: (id) => [B.probs!, B.dropMask!, B.dropped!][id]!, step, none: B.mask!, upload: () => expect.fail("attention uploads nothing"),
           };
-          return [...gpuOp.forward(c, op, rows, true), ...gpuOp.backward(c, op, rows, [B.dout!], [B.dqkv!, null])];
+          return [...gpuOp.forward(c, op, rows, true), ...gpuOp.backward(c, op, rows, [B.dout!], [...data.map((_, i) => B[`dx${i}`]!), null])];
         },
         { seed },
       );
-      const label = `attention op T=${T} D=${D} heads=${heads}${causal ? " causal" : ""}${masked ? " masked" : ""}${dropping ? ` dropout ${p}` : ""}`;
+      const label = `attention op ${layout} T=${T} D=${D} heads=${heads}${kvHeads < heads ? ` kvHeads=${kvHeads}` : ""}${causal ? " causal" : ""}${masked ? " masked" : ""}${dropping ? ` dropout ${p}` : ""}`;
       const flat = (n: number, v: number) => new Float64Array(n).fill(v + 1e-30);
-      const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const maxAbs = (a: Float32Array) => a.reduce((mx, v) => Math.max(mx, Math.abs(v)), 0);
       if (dropping) exact(`${label}: dropout mask`, got.dropMask!, w.get(saved[1]!, weights));
       scaled(`${label}: out`, got.out!, outW, flat(outW.length, maxAbs(outW)), 1e-5);
-      scaled(`${label}: dqkv`, got.dqkv!, dqkvExpected, flat(qkv.length, maxAbs(dqkvExpected)), 1e-5);
+      dExpected.forEach((e, i) => scaled(`${label}: d${layout === "packed" ? "qkv" : "qkv"[i]}`, got[`dx${i}`]!, e, flat(e.length, maxAbs(e)), 1e-5));
+    }
+  });
+
+  it("bgemm over grouped heads (a key/value head read by several query heads) and summed heads (their gradients added)", async () => {
+    const rng = new Rng(18);
+    // [samples, kvHeads, group, M, N, K]: C of key/value head g = sum over r < group of A_{g group + r} B_{g group + r}
+    // (dK, dV); and C of query head h = A_h B_{floor(h / group)} (S = Q K^T, O = P V)
+    for (const [S, G, group, M, N, K] of [[2, 2, 2, 5, 3, 4], [1, 1, 3, 4, 4, 65], [2, 3, 2, 1, 6, 3]] as const) {
+      const H = G * group;
+      const w = await wasm();
+      const a = rng.f32(S * H * M * K), b = rng.f32(S * H * K * N), bkv = rng.f32(S * G * K * N);
+      const summed = w.put(new Float32Array(S * G * M * N)), grouped = w.put(new Float32Array(S * H * M * N));
+      const [ap, bp, bkvp] = [w.put(a), w.put(b), w.put(bkv)];
+      for (let s = 0; s < S; s++) {
+        for (let h = 0; h < H; h++) {
+          const g = Math.floor(h / group);
+          w.k.matmul_strided(summed + 4 * (s * G + g) * M * N, ap + 4 * (s * H + h) * M * K, bp + 4 * (s * H + h) * K * N, M, N, K, K, 1, N, N, h % group === 0 ? 0 : 1);
+          w.k.matmul_strided(grouped + 4 * (s * H + h) * M * N, ap + 4 * (s * H + h) * M * K, bkvp + 4 * (s * G + g) * K * N, M, N, K, K, 1, N, N, 0);
+        }
+      }
+      const got = await gpu({ summed: new Float32Array(S * G * M * N), grouped: new Float32Array(S * H * M * N), a, b, bkv }, (B): DispatchSpec[] => [
+        bgemmSpec(M, N, K, S * G, G, 1, { buffer: B.a!, off: 0, rs: K, cs: 1, sample: H * M * K, head: M * K },
+          { buffer: B.b!, off: 0, rs: N, cs: 1, sample: H * K * N, head: K * N }, { buffer: B.summed!, off: 0, rs: N, cs: 1, sample: G * M * N, head: M * N }, false, group),
+        bgemmSpec(M, N, K, S * H, H, 1, { buffer: B.a!, off: 0, rs: K, cs: 1, sample: H * M * K, head: M * K },
+          { buffer: B.bkv!, off: 0, rs: N, cs: 1, sample: G * K * N, head: K * N, group }, { buffer: B.grouped!, off: 0, rs: N, cs: 1, sample: H * M * N, head: M * N }),
+      ]);
+      const termScale = (n: number, sumOf: (o: number) => number) => Float64Array.from({ length: n }, (_, o) => sumOf(o) + 1e-30);
+      scaled("bgemm summed heads", got.summed!, w.get(summed, S * G * M * N), termScale(S * G * M * N, (o) => {
+        const z = Math.floor(o / (M * N)), i = Math.floor((o % (M * N)) / N), j = o % N, s = Math.floor(z / G), g = z % G;
+        let t = 0;
+        for (let r = 0; r < group; r++) for (let k = 0; k < K; k++) t += Math.abs(a[((s * H + g * group + r) * M + i) * K + k]! * b[((s * H + g * group + r) * K + k) * N + j]!);
+        return t;
+      }), 1e-5);
+      scaled("bgemm grouped heads", got.grouped!, w.get(grouped, S * H * M * N), termScale(S * H * M * N, (o) => {
+        const z = Math.floor(o / (M * N)), i = Math.floor((o % (M * N)) / N), j = o % N, s = Math.floor(z / H), h = z % H;
+        let t = 0;
+        for (let k = 0; k < K; k++) t += Math.abs(a[((s * H + h) * M + i) * K + k]! * bkv[((s * G + Math.floor(h / group)) * K + k) * N + j]!);
+        return t;
+      }), 1e-5);
+    }
+  });
+
+  it("rope: the rotation (sign 1) and its backward (sign -1) at the house lengths (vs the WASM kernel)", async () => {
+    const rng = new Rng(19);
+    for (const sign of [1, -1]) {
+      for (const [rows, heads] of [[1, 1], [2, 3]] as const) {
+        for (const T of LENGTHS.filter((t) => t > 0)) {
+          for (const half of LENGTHS.filter((h) => h > 0)) {
+            const D = 2 * half, n = T * heads * D;
+            const w = await wasm();
+            const x = values(rng, rows * n, -3, 3);
+            const angles = rng.f32(T * half, -40, 40);
+            const table = Float32Array.from([...angles.map(Math.cos), ...angles.map(Math.sin)]);
+            const xp = w.put(x), tp = w.put(table), yp = w.put(new Float32Array(rows * n));
+            for (let b = 0; b < rows; b++) w.k.rope(yp + 4 * b * n, xp + 4 * b * n, tp, tp + 4 * T * half, sign, T, heads, D);
+            const expected = w.get(yp, rows * n);
+            const got = await gpu({ y: new Float32Array(rows * n), x, table }, (B): DispatchSpec[] => [
+              { kernel: "rope", buffers: [B.y!, B.x!, B.table!], params: [rows * T * heads * half, T, heads, half, f(sign), 0, 0, 0], x: gridGroups(rows * T * heads * half) },
+            ]);
+            // each output is one product minus or plus another: 1e-6 of |x1 c| + |x2 s| covers a fused multiply-add
+            const scale = Float64Array.from(expected, (_, e) => {
+              const i = e % D, row = Math.floor(e / D), t = Math.floor(row / heads) % T, k = i % half;
+              const [x1, x2] = i < half ? [x[e]!, x[e + half]!] : [x[e - half]!, x[e]!];
+              return Math.abs(x1 * table[t * half + k]!) + Math.abs(x2 * table[(T + t) * half + k]!) + 1e-30;
+            });
+            scaled("rope", got.y!, expected, scale, 1e-6);
+          }
+        }
+      }
+    }
+  });
+
+  it("the rope and mul ops: forward and backward on WebGPU (GPU_OPS) vs the WASM ops, the angle table uploaded", async () => {
+    const rng = new Rng(20);
+    for (const [rows, T, heads, headDim, theta] of [[2, 5, 2, 6, 10000], [3, 65, 1, 16, 500000], [1, 7, 4, 10, 10000]] as const) {
+      const op: RopeOp = { kind: "rope", inputs: [0], outputs: [1], tokens: T, heads, headDim, theta, table: 0 };
+      const n = rows * T * heads * headDim;
+      const x = rng.f32(n, -2, 2), dy = rng.f32(n);
+      const w = await wasm();
+      const ptr = { x: w.put(x), y: w.put(new Float32Array(n)), table: w.put(new Float32Array(T * headDim)), dy: w.put(dy), dx: w.put(new Float32Array(n)) };
+      const c = wasmOp(w, [ptr.x, ptr.y], [], [], [ptr.table], 0);
+      ropeOp.kernel.forward(c, op, rows);
+      ropeOp.kernel.backward(c, op, rows, [ptr.dy], [ptr.dx]);
+      const got = await gpu({ x, y: new Float32Array(n), table: new Float32Array(T * headDim), dy, dx: new Float32Array(n) }, (B, step) => {
+        const ctx = { ...gpuOp(B, step, []), saved: () => B.table! };
+        return [...GPU_OPS.rope!.forward(ctx, op, rows, true), ...GPU_OPS.rope!.backward(ctx, op, rows, [B.dy!], [B.dx!])];
+      });
+      const label = `rope op T=${T} heads=${heads} headDim=${headDim} theta=${theta}`;
+      // the table is the kernel's, bit for bit (computed on the CPU as rope_table computes it)
+      exact(`${label}: table`, got.table!, w.get(ptr.table, T * headDim));
+      const flat = (a: Float32Array) => new Float64Array(a.length).fill(a.reduce((mx, v) => Math.max(mx, Math.abs(v)), 0) + 1e-30);
+      const yW = w.get(ptr.y, n), dxW = w.get(ptr.dx, n);
+      scaled(`${label}: y`, got.y!, yW, flat(yW), 1e-6);
+      scaled(`${label}: dx`, got.dx!, dxW, flat(dxW), 1e-6);
+    }
+    for (const n of EL) {
+      const op: MulOp = { kind: "mul", inputs: [0, 1], outputs: [2], n };
+      const a = values(rng, 2 * n), b = values(rng, 2 * n), dy = rng.f32(2 * n);
+      const w = await wasm();
+      const ptr = { a: w.put(a), b: w.put(b), y: w.put(new Float32Array(2 * n)), dy: w.put(dy), da: w.put(new Float32Array(2 * n)), db: w.put(new Float32Array(2 * n)) };
+      const c = wasmOp(w, [ptr.a, ptr.b, ptr.y], [], [], [], 0);
+      mulOp.kernel.forward(c, op, 2);
+      mulOp.kernel.backward(c, op, 2, [ptr.dy], [ptr.da, ptr.db]);
+      const got = await gpu({ a, b, y: new Float32Array(2 * n), dy, da: new Float32Array(2 * n), db: new Float32Array(2 * n) }, (B, step) => {
+        const ctx = { ...gpuOp(B, step, []), value: (id: number) => [B.a!, B.b!, B.y!][id]! };
+        return [...GPU_OPS.mul!.forward(ctx, op, 2, true), ...GPU_OPS.mul!.backward(ctx, op, 2, [B.dy!], [B.da!, B.db!])];
+      });
+      exact("mul op y", got.y!, w.get(ptr.y, 2 * n));
+      exact("mul op da", got.da!, w.get(ptr.da, 2 * n));
+      exact("mul op db", got.db!, w.get(ptr.db, 2 * n));
     }
   });
 
@@ -702,6 +831,7 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
     saved: () => B.saved!,
     step,
     none: B.x!,
+    upload: (buffer, data) => device!.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength),
   });
 
   const CONVS: (Omit<ConvOp, "kind" | "inputs" | "outputs" | "weight" | "bias" | "W" | "OW"> & { label: string })[] = [

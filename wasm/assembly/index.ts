@@ -4,6 +4,7 @@
 export { matmul_nt, matmul_nn, matmul_tn, matmul_strided, transpose } from "./gemm";
 export { activation_forward, activation_backward } from "./activations";
 export { transpose_strided, attention_softmax, attention_softmax_backward } from "./attention";
+export { rope_table, rope } from "./rope";
 export {
   bias_grad,
   dropout_forward, mul, add,

@@ -1,18 +1,23 @@
 /**
- * The attention op on the kernel core: nn.MultiheadAttention's core between its in-projection
- * (qkv [T, 3D], a linear op) and its out-projection (a linear op), per sample b and head h,
- * with dh = D / heads, c = 1 / sqrt(dh) and Q_h, K_h, V_h the head's strided views of qkv
- * (row stride 3D):
+ * The attention op on the kernel core: multi-head (or grouped-query) self-attention between the
+ * projections, per sample b and query head h, with dh = D / heads, c = 1 / sqrt(dh), g = the
+ * key/value head of h (floor(h / (heads / kvHeads))) and Q_h, K_g, V_g the heads' strided views
+ * of the inputs (packed: columns of qkv [T, D + 2 Dkv], row stride D + 2 Dkv; separate: q [T, D],
+ * k and v [T, Dkv], Dkv = kvHeads * dh):
  *
- *   forward   Qs^T = c Q_h^T, K_h^T packed                 transpose_strided (workspace)
- *             S = Qs K_h^T                                 matmul_strided into P's saved block
+ *   forward   Qs^T = c Q_h^T, K_g^T packed                 transpose_strided (workspace)
+ *             S = Qs K_g^T                                 matmul_strided into P's saved block
  *             P = softmax(S + key padding + causal masks)  attention_softmax (in place)
  *             Pd = dropout(P)        (training, p > 0)     dropout_forward over the whole batch
- *             O_h = Pd V_h                                 matmul_strided into the head's columns
- *   backward  dV_h = Pd^T dO_h                             matmul_strided
- *             dP = (dO_h V_h^T) * dropout mask             transpose_strided + matmul_strided (+ mul)
+ *             O_h = Pd V_g                                 matmul_strided into the head's columns
+ *   backward  dV_g (+)= Pd^T dO_h                          matmul_strided
+ *             dP = (dO_h V_g^T) * dropout mask             transpose_strided + matmul_strided (+ mul)
  *             dS = c P (dP - rowsum(dP P))                 attention_softmax_backward (over P: P is spent)
- *             dQ_h = dS K_h,  dK_h = dS^T Q_h              matmul_strided (dS^T Qs = (c dS)^T Q)
+ *             dQ_h = dS K_g,  dK_g (+)= dS^T Q_h           matmul_strided (dS^T Qs = (c dS)^T Q)
+ *
+ * A key/value head shared by several query heads (grouped-query attention) gets the sum of their
+ * gradients: the first query head of the group writes dK_g and dV_g, the others accumulate, in
+ * head order (transformers' repeat_kv, whose backward sums over the repeats).
  *
  * This is torch 1.13's multi_head_attention_forward: q_scaled = q / sqrt(E) before the product,
  * masks added as -inf, softmax(dim=-1), dropout on the weights, bmm with v (c multiplies here
@@ -20,15 +25,71 @@
  * or causal with its first key padded) is NaN in PyTorch; here its weights are 0, so its output
  * is 0 (before out_proj's bias) and no gradient flows through it.
  * https://pytorch.org/docs/stable/generated/torch.nn.MultiheadAttention.html
+ * https://github.com/huggingface/transformers/blob/main/src/transformers/models/llama/modeling_llama.py (repeat_kv)
  */
 import type { Ptr } from "../kernels.js";
 import type { AttentionOp, KernelOpContext, OpDef } from "./types.js";
 
-/** The per-op geometry: head width, qkv row stride, bytes of one head's T x T block. */
-function shape(op: AttentionOp) {
-  const T = op.tokens, D = op.dim, H = op.heads;
-  const dh = D / H;
-  return { T, D, H, dh, W: 3 * D, block: T * T, scale: Math.fround(1 / Math.sqrt(dh)) };
+/** Where one of Q, K, V lives: the input (and dx) slot, the column of its head 0, the row stride. */
+export interface AttentionOperand {
+  readonly input: number;
+  readonly col: number;
+  readonly ld: number;
+}
+
+/** The geometry of an attention op, shared by the kernel core and the WebGPU dispatches. */
+export interface AttentionGeometry {
+  readonly T: number;
+  readonly D: number;
+  readonly H: number;
+  /** Key/value heads, and query heads per key/value head (H / G). */
+  readonly G: number;
+  readonly group: number;
+  readonly dh: number;
+  readonly Dkv: number;
+  /** Elements of one head's T x T block of weights. */
+  readonly block: number;
+  /** 1 / sqrt(dh), as f32. */
+  readonly scale: number;
+  readonly q: AttentionOperand;
+  readonly k: AttentionOperand;
+  readonly v: AttentionOperand;
+  /** The attention mask's input index, or -1. */
+  readonly mask: number;
+}
+
+/**
+ * The per-op geometry: head widths, grouping, and where Q, K and V are in the inputs (packed:
+ * columns 0, D and D + Dkv of qkv, row stride D + 2 Dkv; separate: inputs 0, 1, 2 with row
+ * strides D, Dkv, Dkv).
+ *
+ * @example
+ * ```ts
+ * const g = attentionGeometry({ kind: "attention", layout: "packed", inputs: [0], outputs: [1], tokens: 5, dim: 8, heads: 4, kvHeads: 2, causal: true, probs: 0, p: 0, dropMask: -1, dropped: -1, salt: 0 });
+ * g.k; // { input: 0, col: 8, ld: 16 }: K starts at column D of rows of D + 2 Dkv
+ * ```
+ */
+export function attentionGeometry(op: AttentionOp): AttentionGeometry {
+  const T = op.tokens, D = op.dim, H = op.heads, G = op.kvHeads;
+  const dh = D / H, Dkv = G * dh;
+  const common = { T, D, H, G, group: H / G, dh, Dkv, block: T * T, scale: Math.fround(1 / Math.sqrt(dh)) };
+  if (op.layout === "packed") {
+    const W = D + 2 * Dkv;
+    return {
+      ...common,
+      q: { input: 0, col: 0, ld: W },
+      k: { input: 0, col: D, ld: W },
+      v: { input: 0, col: D + Dkv, ld: W },
+      mask: op.inputs.length > 1 ? 1 : -1,
+    };
+  }
+  return {
+    ...common,
+    q: { input: 0, col: 0, ld: D },
+    k: { input: 1, col: 0, ld: Dkv },
+    v: { input: 2, col: 0, ld: Dkv },
+    mask: op.inputs.length > 3 ? 3 : -1,
+  };
 }
 
 /** Whether the forward ran dropout on the weights (and the backward must follow it). */
@@ -41,27 +102,31 @@ const dropping = (c: KernelOpContext, op: AttentionOp) => c.training && op.dropM
  * ```ts
  * // run one op by hand over a KernelOpContext (the gradient check does this)
  * attentionOp.kernel.forward(c, op, rows); // out [rows, T, D], P saved
- * attentionOp.kernel.backward(c, op, rows, [dOut], [dQkv, 0]); // dQkv [rows, T, 3D] written
+ * attentionOp.kernel.backward(c, op, rows, [dOut], [dQkv, 0]); // packed: dQkv [rows, T, D + 2 Dkv] written
+ * attentionOp.kernel.backward(c, sep, rows, [dOut], [dQ, dK, dV, 0]); // separate: each written
  * ```
  */
 export const attentionOp: OpDef<AttentionOp> = {
+  // per query head whatever the layout and grouping: QK^T and PV are 2 T^2 dh each, so 4 T^2 D
+  // in all; softmax ~5 per weight; backward: four products of the same size
   flops: (op) => {
-    const { T, D, H } = shape(op);
-    // QK^T and PV: 2 T^2 dh each per head; softmax ~5 per weight; backward: four products
+    const { T, D, H } = attentionGeometry(op);
     return { forward: 4 * T * T * D + 5 * H * T * T, backward: 8 * T * T * D + 4 * H * T * T };
   },
   // forward: Qs^T and K^T [dh, T]; backward: V^T [dh, T] and dP [T, T]
   workspace: (op) => {
-    const { T, dh } = shape(op);
+    const { T, dh } = attentionGeometry(op);
     return Math.max(2 * dh * T, dh * T + T * T);
   },
   kernel: {
     forward(c, op, rows) {
       const k = c.k;
-      const { T, D, H, dh, W, block, scale } = shape(op);
-      const qkv = c.value(op.inputs[0]!); // [rows, T, 3D]
+      const g = attentionGeometry(op);
+      const { T, D, H, dh, group, block, scale } = g;
+      const at = (o: AttentionOperand) => c.value(op.inputs[o.input]!) + 4 * o.col;
+      const q0 = at(g.q), k0 = at(g.k), v0 = at(g.v);
       const out = c.value(op.outputs[0]!); // [rows, T, D]
-      const mask = op.inputs.length > 1 ? c.value(op.inputs[1]!) : 0; // [rows, T]
+      const mask = g.mask >= 0 ? c.value(op.inputs[g.mask]!) : 0; // [rows, T]
       const probs = c.saved(op.probs); // [rows, H, T, T]
       const qT = c.workspace; // [dh, T]
       const kT = qT + 4 * dh * T; // [dh, T]
@@ -69,13 +134,15 @@ export const attentionOp: OpDef<AttentionOp> = {
       for (let b = 0; b < rows; b++) {
         const maskRow = mask ? mask + 4 * b * T : 0;
         for (let h = 0; h < H; h++) {
-          const q = qkv + 4 * (b * T * W + h * dh);
+          const kv = Math.floor(h / group);
+          const q = q0 + 4 * (b * T * g.q.ld + h * dh);
           const P = probs + 4 * (b * H + h) * block;
-          k.transpose_strided(qT, q, dh, T, W, scale);
-          k.transpose_strided(kT, q + 4 * D, dh, T, W, 1);
+          k.transpose_strided(qT, q, dh, T, g.q.ld, scale);
+          // K_g^T once per key/value head: its query heads are consecutive
+          if (h % group === 0) k.transpose_strided(kT, k0 + 4 * (b * T * g.k.ld + kv * dh), dh, T, g.k.ld, 1);
           k.matmul_strided(P, qT, kT, T, T, dh, 1, T, T, T, 0);
           k.attention_softmax(P, P, maskRow, T, T, op.causal ? 1 : 0);
-          if (!drop) k.matmul_strided(out + 4 * (b * T * D + h * dh), P, q + 8 * D, T, dh, T, T, 1, W, D, 0);
+          if (!drop) k.matmul_strided(out + 4 * (b * T * D + h * dh), P, v0 + 4 * (b * T * g.v.ld + kv * dh), T, dh, T, T, 1, g.v.ld, D, 0);
         }
       }
       if (!drop) return;
@@ -84,17 +151,20 @@ export const attentionOp: OpDef<AttentionOp> = {
       k.dropout_forward(dropped, c.saved(op.dropMask), probs, op.p, (c.seed + Math.imul(op.salt, 0x9e3779b9)) >>> 0, n);
       for (let b = 0; b < rows; b++) {
         for (let h = 0; h < H; h++) {
-          const v = qkv + 4 * (b * T * W + 2 * D + h * dh);
-          k.matmul_strided(out + 4 * (b * T * D + h * dh), dropped + 4 * (b * H + h) * block, v, T, dh, T, T, 1, W, D, 0);
+          const v = v0 + 4 * (b * T * g.v.ld + Math.floor(h / group) * dh);
+          k.matmul_strided(out + 4 * (b * T * D + h * dh), dropped + 4 * (b * H + h) * block, v, T, dh, T, T, 1, g.v.ld, D, 0);
         }
       }
     },
     backward(c, op, rows, dy, dx) {
-      const dqkv = dx[0];
-      if (!dqkv) return;
+      const g = attentionGeometry(op);
+      const grad = (o: AttentionOperand): Ptr => (dx[o.input] ? dx[o.input]! + 4 * o.col : 0);
+      const dq0 = grad(g.q), dk0 = grad(g.k), dv0 = grad(g.v);
+      if (!dq0 && !dk0 && !dv0) return;
       const k = c.k;
-      const { T, D, H, dh, W, block, scale } = shape(op);
-      const qkv = c.value(op.inputs[0]!);
+      const { T, D, H, dh, group, block, scale } = g;
+      const at = (o: AttentionOperand) => c.value(op.inputs[o.input]!) + 4 * o.col;
+      const q0 = at(g.q), k0 = at(g.k), v0 = at(g.v);
       const dO: Ptr = dy[0]!; // [rows, T, D]
       const probs = c.saved(op.probs);
       const drop = dropping(c, op);
@@ -104,22 +174,27 @@ export const attentionOp: OpDef<AttentionOp> = {
       const dP = vT + 4 * dh * T; // [T, T]
       for (let b = 0; b < rows; b++) {
         for (let h = 0; h < H; h++) {
-          const q = qkv + 4 * (b * T * W + h * dh);
-          const dq = dqkv + 4 * (b * T * W + h * dh);
+          const kv = Math.floor(h / group);
+          // the first query head of a group writes dK_g and dV_g, the others add to them
+          const first = h % group === 0;
+          const acc = first ? 0 : 1;
+          const q = q0 + 4 * (b * T * g.q.ld + h * dh);
+          const kh = k0 + 4 * (b * T * g.k.ld + kv * dh);
           const dOh = dO + 4 * (b * T * D + h * dh);
-          const at = 4 * (b * H + h) * block;
-          const P = probs + at;
-          // dV_h = Pd^T dO_h (A = Pd read transposed)
-          k.matmul_strided(dq + 8 * D, weights + at, dOh, T, dh, T, 1, T, D, W, 0);
-          // dP = dO_h V_h^T (times the dropout mask)
-          k.transpose_strided(vT, q + 8 * D, dh, T, W, 1);
+          const off = 4 * (b * H + h) * block;
+          const P = probs + off;
+          // dV_g (+)= Pd^T dO_h (A = Pd read transposed)
+          if (dv0) k.matmul_strided(dv0 + 4 * (b * T * g.v.ld + kv * dh), weights + off, dOh, T, dh, T, 1, T, D, g.v.ld, acc);
+          if (!dq0 && !dk0) continue;
+          // dP = dO_h V_g^T (times the dropout mask); V_g^T once per key/value head
+          if (first) k.transpose_strided(vT, v0 + 4 * (b * T * g.v.ld + kv * dh), dh, T, g.v.ld, 1);
           k.matmul_strided(dP, dOh, vT, T, T, dh, D, 1, T, T, 0);
-          if (drop) k.mul(dP, dP, dropMask + at, block);
+          if (drop) k.mul(dP, dP, dropMask + off, block);
           // dS (scaled by c), written over P
           k.attention_softmax_backward(P, dP, P, scale, T, T);
-          // dQ_h = dS K_h; dK_h = dS^T Q_h
-          k.matmul_strided(dq, P, q + 4 * D, T, dh, T, T, 1, W, W, 0);
-          k.matmul_strided(dq + 4 * D, P, q, T, dh, T, 1, T, W, W, 0);
+          // dQ_h = dS K_g; dK_g (+)= dS^T Q_h
+          if (dq0) k.matmul_strided(dq0 + 4 * (b * T * g.q.ld + h * dh), P, kh, T, dh, T, T, 1, g.k.ld, g.q.ld, 0);
+          if (dk0) k.matmul_strided(dk0 + 4 * (b * T * g.k.ld + kv * dh), P, q, T, dh, T, 1, T, g.q.ld, g.k.ld, acc);
         }
       }
     },

@@ -1,7 +1,8 @@
 /**
- * Elementwise ops on the kernel core: activations, dropout, and the residual sum.
+ * Elementwise ops on the kernel core: activations, dropout, the residual sum and the product
+ * (the SwiGLU gate).
  */
-import type { ActivationOp, AddOp, DropoutOp, OpDef } from "./types.js";
+import type { ActivationOp, AddOp, DropoutOp, MulOp, OpDef } from "./types.js";
 
 /** y = f(x); dx = dy * f'(.) (the kernel reads x or y, whichever f' needs). */
 export const activationOp: OpDef<ActivationOp> = {
@@ -43,6 +44,29 @@ export const addOp: OpDef<AddOp> = {
     },
     backward(c, op, rows, dy, dx) {
       for (const d of dx) if (d) c.k.copy(d, dy[0]!, rows * op.n);
+    },
+  },
+};
+
+/**
+ * y = a * b; da = dy * b, db = dy * a (torch.mul's derivatives). When one value is both inputs
+ * (x * x) the two gradients go to separate slots and the compiler sums them: 2 x dy.
+ *
+ * @example
+ * ```ts
+ * mulOp.kernel.backward(c, { kind: "mul", inputs: [gate, up], outputs: [h], n: 64 }, rows, [dH], [dGate, dUp]);
+ * ```
+ */
+export const mulOp: OpDef<MulOp> = {
+  flops: (op) => ({ forward: op.n, backward: 2 * op.n }),
+  kernel: {
+    forward(c, op, rows) {
+      c.k.mul(c.value(op.outputs[0]!), c.value(op.inputs[0]!), c.value(op.inputs[1]!), rows * op.n);
+    },
+    backward(c, op, rows, dy, dx) {
+      const n = rows * op.n;
+      if (dx[0]) c.k.mul(dx[0], dy[0]!, c.value(op.inputs[1]!), n);
+      if (dx[1]) c.k.mul(dx[1], dy[0]!, c.value(op.inputs[0]!), n);
     },
   },
 };

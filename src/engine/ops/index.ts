@@ -4,10 +4,11 @@
  */
 import { attentionOp } from "./attention.js";
 import { convOp } from "./conv.js";
-import { activationOp, addOp, dropoutOp } from "./elementwise.js";
+import { activationOp, addOp, dropoutOp, mulOp } from "./elementwise.js";
 import { linearOp } from "./linear.js";
 import { batchNormOp, layerNormOp } from "./norm.js";
 import { avgPoolOp, maxPoolOp } from "./pool.js";
+import { ropeOp } from "./rope.js";
 import { addPositionOp, embeddingOp, tokenPoolOp } from "./tokens.js";
 import type { OpDef, OpKind, OpOf } from "./types.js";
 
@@ -25,6 +26,8 @@ export const OPS: { readonly [K in OpKind]: OpDef<OpOf<K>> } = {
   conv: convOp,
   max_pool: maxPoolOp,
   avg_pool: avgPoolOp,
+  rope: ropeOp,
+  mul: mulOp,
 };
 
 /** The definition of an op kind, typed for a generic op. */

@@ -237,6 +237,7 @@ export async function createWebGpuBackend(
         saved: (id) => saved[id]!,
         step: stepBuf,
         none: dummy("unused binding"),
+        upload: (buffer, data) => queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength),
       };
       const gpuOp = (op: Op) => GPU_OPS[op.kind] as GpuOp<Op>;
       const forwardSpecs = (rows: number, training: boolean): DispatchSpec[] =>

@@ -8,6 +8,8 @@
  * An op kind whose entry is null has no WGSL yet: a run that contains it cannot use this
  * backend (kernel "auto" falls back to WASM; kernel "webgpu" is refused with the op's name).
  */
+import { attentionGeometry, type AttentionOperand } from "../ops/attention.js";
+import { ropeTable } from "../ops/rope.js";
 import type { AttentionOp, OpKind, OpOf } from "../ops/types.js";
 import { gridGroups, type DispatchSpec } from "./context.js";
 
@@ -27,6 +29,11 @@ export interface GpuOpContext {
   readonly step: GPUBuffer;
   /** A 16-byte placeholder for an unused binding. */
   readonly none: GPUBuffer;
+  /**
+   * Writes constant data at the start of a buffer, ahead of every dispatch of the run (RoPE's
+   * angle table: the op computes it on the CPU while it builds its dispatches).
+   */
+  upload(buffer: GPUBuffer, data: Float32Array): void;
 }
 
 /** An op kind on WebGPU. */
@@ -161,9 +168,45 @@ const add: GpuOp<OpOf<"add">> = {
   },
 };
 
+/** y = a * b; da = dy * b, db = dy * a (ops/elementwise.ts mulOp). */
+const mul: GpuOp<OpOf<"mul">> = {
+  forward(c, op, rows) {
+    const n = rows * op.n;
+    return [{ kernel: "mul", buffers: [c.value(op.outputs[0]!), c.value(op.inputs[0]!), c.value(op.inputs[1]!)], params: [n, 0, 0, 0], x: gridGroups(n) }];
+  },
+  backward(c, op, rows, dy, dx) {
+    const n = rows * op.n;
+    const specs: DispatchSpec[] = [];
+    if (dx[0]) specs.push({ kernel: "mul", buffers: [dx[0], dy[0]!, c.value(op.inputs[1]!)], params: [n, 0, 0, 0], x: gridGroups(n) });
+    if (dx[1]) specs.push({ kernel: "mul", buffers: [dx[1], dy[0]!, c.value(op.inputs[0]!)], params: [n, 0, 0, 0], x: gridGroups(n) });
+    return specs;
+  },
+};
+
+/**
+ * RoPE (ops/rope.ts): the angle table computed on the CPU as rope_table computes it and
+ * uploaded into the saved table; one dispatch forward (sign 1) and one backward (sign -1).
+ */
+const rope: GpuOp<OpOf<"rope">> = {
+  forward(c, op, rows) {
+    const half = op.headDim >> 1;
+    const table = c.saved(op.table);
+    c.upload(table, ropeTable(op.tokens, half, op.theta));
+    const n = rows * op.tokens * op.heads * half;
+    return [{ kernel: "rope", buffers: [c.value(op.outputs[0]!), c.value(op.inputs[0]!), table], params: [n, op.tokens, op.heads, half, f(1), 0, 0, 0], x: gridGroups(n) }];
+  },
+  backward(c, op, rows, dy, dx) {
+    if (!dx[0]) return [];
+    const half = op.headDim >> 1;
+    const n = rows * op.tokens * op.heads * half;
+    return [{ kernel: "rope", buffers: [dx[0], dy[0]!, c.saved(op.table)], params: [n, op.tokens, op.heads, half, f(-1), 0, 0, 0], x: gridGroups(n) }];
+  },
+};
+
 /**
  * A strided view of a batched operand of bgemm: X(r, c) at off + s * sample + h * head + r * rs + c * cs
- * for sample s and head h (element offsets into `buffer`).
+ * for sample s and head h (element offsets into `buffer`); with `group` g > 1 the view of source
+ * head hs is head floor(hs / g) (a key/value head shared by g query heads).
  *
  * @example
  * ```ts
@@ -178,11 +221,13 @@ export interface StridedView {
   cs: number;
   sample: number;
   head: number;
+  group?: number;
 }
 
 /**
  * The dispatch of the batched strided GEMM (wgsl.ts BGEMM): for `count` = samples * heads
- * (z = sample * heads + head), C(i,j) (+)= sum_k (alpha A(i,k)) B(k,j); C's columns are contiguous.
+ * (z = sample * heads + head h), C(i,j) (+)= sum over the `sum` source heads hs = h * sum + r
+ * of sum_k (alpha A(i,k)) B(k,j); C's columns are contiguous.
  *
  * @example
  * ```ts
@@ -193,52 +238,50 @@ export interface StridedView {
  */
 export function bgemmSpec(
   M: number, N: number, K: number, count: number, heads: number, alpha: number,
-  a: StridedView, b: StridedView, c: StridedView, accumulate = false,
+  a: StridedView, b: StridedView, c: StridedView, accumulate = false, sum = 1,
 ): DispatchSpec {
   return {
     kernel: "bgemm",
     constants: { INIT: accumulate ? 1 : 0 },
     buffers: [c.buffer, a.buffer, b.buffer],
     params: [
-      M, N, K, count, heads, f(alpha), 0, 0,
+      M, N, K, count, heads, f(alpha), sum, 0,
       a.off, a.rs, a.cs, a.sample, a.head,
       b.off, b.rs, b.cs, b.sample, b.head,
-      c.off, c.rs, c.sample, c.head, 0, 0,
+      c.off, c.rs, c.sample, c.head, a.group ?? 1, b.group ?? 1,
     ],
     x: Math.max(1, Math.min(Math.ceil((M * N) / 64), 4096)),
     y: Math.max(1, Math.min(count, 65535)),
   };
 }
 
-/** The geometry of an attention op (as ops/attention.ts). */
-function attentionShape(op: AttentionOp) {
-  const T = op.tokens, D = op.dim, H = op.heads;
-  const dh = D / H;
-  return { T, D, H, dh, W: 3 * D, block: T * T, scale: fr(1 / Math.sqrt(dh)) };
-}
-
 /**
- * Self-attention (ops/attention.ts), every sample and head in one dispatch per step:
- * forward S = (Q/sqrt(dh)) K^T (bgemm, alpha = 1/sqrt(dh)), P = masked softmax (attn_softmax, in
- * place), dropout of P in training, O = P V (bgemm); backward dV = Pd^T dO (bgemm), dS over P
- * (attn_dscores), dQ = dS K, dK = dS^T Q (bgemm).
+ * Self-attention (ops/attention.ts), every sample and head in one dispatch per step, either
+ * layout, grouped-query included (attentionGeometry): forward S = (Q/sqrt(dh)) K^T (bgemm,
+ * alpha = 1/sqrt(dh)), P = masked softmax (attn_softmax, in place), dropout of P in training,
+ * O = P V (bgemm); backward dV (bgemm over key/value heads, summing their query heads), dS over
+ * P (attn_dscores), dQ = dS K, dK = dS^T Q (bgemm, dK summed as dV).
  */
 const attention: GpuOp<AttentionOp> = {
   forward(c, op, rows, training) {
-    const { T, D, H, dh, W, block, scale } = attentionShape(op);
+    const g = attentionGeometry(op);
+    const { T, D, H, dh, group, block, scale } = g;
     const count = rows * H;
-    const qkv = c.value(op.inputs[0]!);
     const probs = c.saved(op.probs);
-    const q = { buffer: qkv, off: 0, rs: W, cs: 1, sample: T * W, head: dh };
-    const kT = { buffer: qkv, off: D, rs: 1, cs: W, sample: T * W, head: dh };
-    const v = { buffer: qkv, off: 2 * D, rs: W, cs: 1, sample: T * W, head: dh };
+    const operand = (o: AttentionOperand, group: number, transposed = false): StridedView => {
+      const buffer = c.value(op.inputs[o.input]!);
+      return transposed
+        ? { buffer, off: o.col, rs: 1, cs: o.ld, sample: T * o.ld, head: dh, group }
+        : { buffer, off: o.col, rs: o.ld, cs: 1, sample: T * o.ld, head: dh, group };
+    };
     const weightsOf = (buffer: GPUBuffer) => ({ buffer, off: 0, rs: T, cs: 1, sample: H * block, head: block });
+    const masked = g.mask >= 0;
     const specs: DispatchSpec[] = [
-      bgemmSpec(T, T, dh, count, H, scale, q, kT, weightsOf(probs)),
+      bgemmSpec(T, T, dh, count, H, scale, operand(g.q, 1), operand(g.k, group, true), weightsOf(probs)),
       {
         kernel: "attn_softmax",
-        constants: { HAS_MASK: op.inputs.length > 1, CAUSAL: op.causal },
-        buffers: [probs, op.inputs.length > 1 ? c.value(op.inputs[1]!) : c.none],
+        constants: { HAS_MASK: masked, CAUSAL: op.causal },
+        buffers: [probs, masked ? c.value(op.inputs[g.mask]!) : c.none],
         params: [count * T, T, H, 0],
         x: gridGroups(count * T),
       },
@@ -257,35 +300,37 @@ const attention: GpuOp<AttentionOp> = {
       });
     }
     const out = { buffer: c.value(op.outputs[0]!), off: 0, rs: D, cs: 1, sample: T * D, head: dh };
-    specs.push(bgemmSpec(T, dh, T, count, H, 1, weightsOf(weights), v, out));
+    specs.push(bgemmSpec(T, dh, T, count, H, 1, weightsOf(weights), operand(g.v, group), out));
     return specs;
   },
   backward(c, op, rows, dy, dx) {
-    const dqkv = dx[0];
-    if (!dqkv) return [];
-    const { T, D, H, dh, W, block, scale } = attentionShape(op);
-    const count = rows * H;
-    const qkv = c.value(op.inputs[0]!);
+    const g = attentionGeometry(op);
+    const dq = dx[g.q.input] ?? null, dk = dx[g.k.input] ?? null, dv = dx[g.v.input] ?? null;
+    if (!dq && !dk && !dv) return [];
+    const { T, D, H, G, dh, group, block, scale } = g;
     const probs = c.saved(op.probs);
     const dropping = op.dropMask >= 0; // a backward follows a training forward
     const weights = dropping ? c.saved(op.dropped) : probs;
-    const view = (buffer: GPUBuffer, off: number, rs: number, cs: number, sample: number, head: number) => ({ buffer, off, rs, cs, sample, head });
+    const view = (buffer: GPUBuffer, off: number, rs: number, cs: number, sample: number, head: number, grp = 1): StridedView => ({ buffer, off, rs, cs, sample, head, group: grp });
     const transposed = (buffer: GPUBuffer) => view(buffer, 0, 1, T, H * block, block);
+    const rowsOf = (buffer: GPUBuffer, o: AttentionOperand, grp = 1) => view(buffer, o.col, o.ld, 1, T * o.ld, dh, grp);
+    const input = (o: AttentionOperand) => c.value(op.inputs[o.input]!);
     const dO = view(dy[0]!, 0, D, 1, T * D, dh);
-    return [
-      // dV_h = Pd^T dO_h (before dS overwrites P)
-      bgemmSpec(T, dh, T, count, H, 1, transposed(weights), dO, view(dqkv, 2 * D, W, 1, T * W, dh)),
-      {
-        kernel: "attn_dscores",
-        constants: { DROPOUT: dropping },
-        buffers: [probs, dy[0]!, qkv, dropping ? c.saved(op.dropMask) : c.none],
-        params: [count * T, T, D, H, dh, f(scale), 0, 0],
-        x: gridGroups(count * T),
-      },
-      // dQ_h = dS K_h; dK_h = dS^T Q_h
-      bgemmSpec(T, dh, T, count, H, 1, view(probs, 0, T, 1, H * block, block), view(qkv, D, W, 1, T * W, dh), view(dqkv, 0, W, 1, T * W, dh)),
-      bgemmSpec(T, dh, T, count, H, 1, transposed(probs), view(qkv, 0, W, 1, T * W, dh), view(dqkv, D, W, 1, T * W, dh)),
-    ];
+    const specs: DispatchSpec[] = [];
+    // dV_g = sum over its query heads of Pd^T dO_h (before dS overwrites P)
+    if (dv) specs.push(bgemmSpec(T, dh, T, rows * G, G, 1, transposed(weights), dO, rowsOf(dv, g.v), false, group));
+    if (!dq && !dk) return specs;
+    specs.push({
+      kernel: "attn_dscores",
+      constants: { DROPOUT: dropping },
+      buffers: [probs, dy[0]!, input(g.v), dropping ? c.saved(op.dropMask) : c.none],
+      params: [rows * H * T, T, D, H, dh, f(scale), g.v.col, g.v.ld, group, 0, 0, 0],
+      x: gridGroups(rows * H * T),
+    });
+    // dQ_h = dS K_g; dK_g = sum over its query heads of dS^T Q_h
+    if (dq) specs.push(bgemmSpec(T, dh, T, rows * H, H, 1, view(probs, 0, T, 1, H * block, block), rowsOf(input(g.k), g.k, group), rowsOf(dq, g.q)));
+    if (dk) specs.push(bgemmSpec(T, dh, T, rows * G, G, 1, transposed(probs), rowsOf(input(g.q), g.q), rowsOf(dk, g.k), false, group));
+    return specs;
   },
 };
 
@@ -544,6 +589,8 @@ export const GPU_OPS: { readonly [K in OpKind]: GpuOp<OpOf<K>> | null } = {
   conv,
   max_pool: maxPool,
   avg_pool: avgPool,
+  rope,
+  mul,
 };
 
 /** The op kinds of a model that have no WebGPU implementation yet. */

@@ -282,19 +282,23 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 /**
  * The batched GEMM over strided views of attention (the twin of matmul_strided, called per
- * sample and head there): for z < count (z = sample * heads + head),
- *   C(i,j) (+)= sum_k (alpha A(i,k)) B(k,j),  i < M, j < N, k in order,
- * with X(r,c) at off + sample * xSample + head * xHead + r * xrs + c * xcs (C: column stride 1).
- * alpha scales A's elements before the product (q / sqrt(dh), as the WASM op packs Q^T).
- * One invocation per output (x: grid-stride over M*N; y: grid-stride over z); INIT 1 accumulates.
+ * sample and head there): for z < count (z = sample * heads + head h),
+ *   C(i,j) (+)= sum_{r < sum} sum_k (alpha A_r(i,k)) B_r(k,j),  i < M, j < N, r then k in order,
+ * where A_r and B_r belong to the source head hs = h * sum + r (sum = 1: hs = h; grouped-query
+ * attention's dK and dV sum the query heads of a key/value head, as the WASM op accumulates them
+ * one query head after another), X(r,c) at off + sample * xSample + floor(hs / xGroup) * xHead
+ * + r * xrs + c * xcs (xGroup > 1: query heads reading their shared key/value head), and C
+ * at cOff + sample * cSample + h * cHead + i * crs + j. alpha scales A's elements before the
+ * product (q / sqrt(dh), as the WASM op packs Q^T). One invocation per output (x: grid-stride
+ * over M*N; y: grid-stride over z); INIT 1 accumulates.
  */
 const BGEMM = /* wgsl */ `
 override INIT: u32 = 0u;
 struct P {
-  M: u32, N: u32, K: u32, count: u32, heads: u32, alpha: f32, pad0: u32, pad1: u32,
+  M: u32, N: u32, K: u32, count: u32, heads: u32, alpha: f32, sum: u32, pad0: u32,
   aOff: u32, ars: u32, acs: u32, aSample: u32, aHead: u32,
   bOff: u32, brs: u32, bcs: u32, bSample: u32, bHead: u32,
-  cOff: u32, crs: u32, cSample: u32, cHead: u32, pad2: u32, pad3: u32,
+  cOff: u32, crs: u32, cSample: u32, cHead: u32, aGroup: u32, bGroup: u32,
 }
 @group(0) @binding(0) var<storage, read_write> C: array<f32>;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
@@ -306,16 +310,19 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wg: ve
   for (var z = wg.y; z < p.count; z += nwg.y) {
     let s = z / p.heads;
     let h = z - s * p.heads;
-    let a0 = p.aOff + s * p.aSample + h * p.aHead;
-    let b0 = p.bOff + s * p.bSample + h * p.bHead;
     let c0 = p.cOff + s * p.cSample + h * p.cHead;
     for (var o = gid.x; o < total; o += nwg.x * 64u) {
       let i = o / p.N;
       let j = o - i * p.N;
       var acc = 0.0;
       if (INIT == 1u) { acc = C[c0 + i * p.crs + j]; }
-      for (var k = 0u; k < p.K; k++) {
-        acc = acc + (p.alpha * A[a0 + i * p.ars + k * p.acs]) * B[b0 + k * p.brs + j * p.bcs];
+      for (var r = 0u; r < p.sum; r++) {
+        let hs = h * p.sum + r;
+        let a0 = p.aOff + s * p.aSample + (hs / p.aGroup) * p.aHead;
+        let b0 = p.bOff + s * p.bSample + (hs / p.bGroup) * p.bHead;
+        for (var k = 0u; k < p.K; k++) {
+          acc = acc + (p.alpha * A[a0 + i * p.ars + k * p.acs]) * B[b0 + k * p.brs + j * p.bcs];
+        }
       }
       C[c0 + i * p.crs + j] = acc;
     }
@@ -396,22 +403,24 @@ ${GRID}`;
  * The scores' gradient of attention, in place over P, one invocation per row (sample s, head
  * h, query i; n = samples * heads * T rows): dP_ij = (dO_i . V_j) (times the dropout mask
  * when DROPOUT), r = sum_j dP_ij P_ij (four lanes then the tail, as the WASM kernel), then
- * P_ij <- scale * P_ij (dP_ij - r). The WASM op computes dP with matmul_strided and this with
- * attention_softmax_backward; here dP is recomputed on the second pass instead of stored.
+ * P_ij <- scale * P_ij (dP_ij - r). V_j is row j of the key/value head floor(h / group) of the
+ * value buffer: element (s, j, d) at vOff + (s T + j) vLd + floor(h / group) dh + d (packed:
+ * columns D + Dkv.. of qkv; separate: v). The WASM op computes dP with matmul_strided and this
+ * with attention_softmax_backward; here dP is recomputed on the second pass instead of stored.
  */
 const ATTN_DSCORES = /* wgsl */ `
 override DROPOUT: bool = false;
-struct P { n: u32, T: u32, D: u32, heads: u32, dh: u32, scale: f32, pad0: u32, pad1: u32 }
+struct P { n: u32, T: u32, D: u32, heads: u32, dh: u32, scale: f32, vOff: u32, vLd: u32, group: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, read_write> probs: array<f32>;
 @group(0) @binding(1) var<storage, read> dout: array<f32>;
-@group(0) @binding(2) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> vals: array<f32>;
 @group(0) @binding(3) var<storage, read> dmask: array<f32>;
 @group(0) @binding(16) var<uniform> p: P;
 fn dp(r: u32, s: u32, h: u32, i: u32, j: u32) -> f32 {
   let o = (s * p.T + i) * p.D + h * p.dh;
-  let v = (s * p.T + j) * 3u * p.D + 2u * p.D + h * p.dh;
+  let v = p.vOff + (s * p.T + j) * p.vLd + (h / p.group) * p.dh;
   var acc = 0.0;
-  for (var d = 0u; d < p.dh; d++) { acc = acc + dout[o + d] * qkv[v + d]; }
+  for (var d = 0u; d < p.dh; d++) { acc = acc + dout[o + d] * vals[v + d]; }
   if (DROPOUT) { acc = acc * dmask[r * p.T + j]; }
   return acc;
 }
@@ -431,6 +440,32 @@ fn body(r: u32) {
     let pj = probs[base + j];
     probs[base + j] = pj * (dp(r, s, h, i, j) - rs) * p.scale;
   }
+}
+${GRID}`;
+
+/**
+ * RoPE (wasm/assembly/rope.ts rope), one invocation per rotated pair: e = ((sample T + t) heads
+ * + h) half + i over n = rows * T * heads * half, table = cos [T, half] then sin [T, half] (the
+ * op uploads it, computed on the CPU as rope_table does: WGSL's cos and sin are inaccurate for
+ * large arguments); sign -1 is the backward. out = x1 c - x2 s, x2 c + x1 s (the GPU may fuse).
+ */
+const ROPE = /* wgsl */ `
+struct P { n: u32, T: u32, heads: u32, half: u32, sign: f32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> table: array<f32>;
+@group(0) @binding(16) var<uniform> p: P;
+fn body(e: u32) {
+  let row = e / p.half;
+  let i = e - row * p.half;
+  let t = (row / p.heads) % p.T;
+  let x = row * 2u * p.half + i;
+  let c = table[t * p.half + i];
+  let s = table[(p.T + t) * p.half + i] * p.sign;
+  let x1 = inp[x];
+  let x2 = inp[x + p.half];
+  dst[x] = x1 * c - x2 * s;
+  dst[x + p.half] = x2 * c + x1 * s;
 }
 ${GRID}`;
 
@@ -1877,6 +1912,7 @@ export const KERNELS = {
   bgemm: BGEMM,
   attn_softmax: ATTN_SOFTMAX,
   attn_dscores: ATTN_DSCORES,
+  rope: ROPE,
   bias_grad: BIAS_GRAD,
   act_forward: ACT_FORWARD,
   act_backward: ACT_BACKWARD,

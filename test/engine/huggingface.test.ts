@@ -10,6 +10,7 @@ import { tokenData } from "../helpers.js";
 import { train } from "../../src/node/index.js";
 import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { defaultInit } from "../../src/engine/init.js";
+import { decide, DEFAULT_EDGE_BUDGET } from "../../src/api/budget.js";
 import { transpose } from "../../src/engine/huggingface/checkpoint.js";
 import { causalLmTargets } from "../../src/engine/huggingface/labels.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
@@ -138,6 +139,23 @@ describe("the plan per layer group", () => {
     const [layer0, layer1] = [plan.groups[1]!, plan.groups[2]!];
     expect(layer1).toEqual({ ...layer0, name: "bert.encoder.layer.1" });
     expect(plan.groups.every((g) => g.memory_bytes > 4 * g.params)).toBe(true);
+  });
+});
+
+describe("placement follows the plan", () => {
+  // bert-tiny (google/bert_uncased_L-2_H-128_A-2): 4.4M parameters, 3.9M of them word embeddings
+  const bertTiny = { architectures: ["BertForSequenceClassification"], hidden_size: 128, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 512 };
+  const request = (trainable?: string[]) => {
+    const { input_ids, attention_mask, y } = tokenData(512, 64, 30522, 2);
+    return { model: { huggingface: { config: bertTiny } }, data: { train: { input_ids, attention_mask, y } }, training: { epochs: 2, batch_size: 16, optimizer: { type: "adamw", lr: 5e-5 } }, ...(trainable ? { trainable } : {}) } as TrainRequest;
+  };
+
+  it("bert-tiny with frozen embeddings fits the Worker; trained whole, it goes to a GPU node", () => {
+    const frozen = prepareRun(request(["bert.encoder", "bert.pooler", "classifier"]));
+    expect(frozen.plan.params).toBe(4386178);
+    expect(decide(frozen.request, frozen.plan, DEFAULT_EDGE_BUDGET)).toEqual({ run: "sync" });
+    const whole = prepareRun(request());
+    expect(decide(whole.request, whole.plan, DEFAULT_EDGE_BUDGET)).toEqual({ run: "async", placement: "gpu-node" });
   });
 });
 

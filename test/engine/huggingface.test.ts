@@ -7,7 +7,8 @@
 import { describe, expect, it } from "vitest";
 import { rejection } from "./refusals.js";
 import { tokenData } from "../helpers.js";
-import { train } from "../../src/node/index.js";
+import { loadNodeRuntime, train } from "../../src/node/index.js";
+import { graphGradcheck } from "./graph-gradcheck.js";
 import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { defaultInit } from "../../src/engine/init.js";
 import { decide, DEFAULT_EDGE_BUDGET } from "../../src/api/budget.js";
@@ -261,6 +262,21 @@ describe("causal-LM labels", () => {
     };
     expect([...causalLmTargets(table, "data.train").y]).toEqual([6, 7, -100]);
   });
+});
+
+describe("graph gradients vs central differences, per architecture", async () => {
+  const runtime = await loadNodeRuntime({ variant: "wasm-simd" });
+  for (const [name, config] of [["BERT", BERT], ["DistilBERT", DISTILBERT], ["GPT-2", GPT2], ["Llama (GQA, tied)", LLAMA], ["Llama (MQA, untied, biases)", { ...LLAMA, num_key_value_heads: 1, tie_word_embeddings: false, attention_bias: true, mlp_bias: true }]] as const) {
+    it(name, async () => {
+      const request = hfRequest(config, { training: { loss: undefined, seed: 3 } as never });
+      const data = request.data!.train as { input_ids: number[][]; token_type_ids?: number[][] };
+      if (name === "BERT") data.token_type_ids = data.input_ids.map((row) => row.map((_, t) => (t >= 3 ? 1 : 0)));
+      const { samples, bad } = await graphGradcheck(prepareRun(request), runtime);
+      console.log(`[graph gradcheck] ${name}: ${samples - bad.length}/${samples} samples agree${bad.length ? `; off: ${bad.slice(0, 3).join("; ")}` : ""}`);
+      expect(samples).toBeGreaterThan(40);
+      expect(bad.length, bad.join("\n")).toBeLessThanOrEqual(Math.floor(samples * 0.1));
+    });
+  }
 });
 
 describe("training", () => {

@@ -14,11 +14,7 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { Arena } from "../../src/engine/arena.js";
-import { instantiateKernels } from "../../src/engine/kernels.js";
 import { LAYERS, type LayerSpec } from "../../src/engine/layers/index.js";
-import { createLoss } from "../../src/engine/losses.js";
-import { allocateModel, Model } from "../../src/engine/model.js";
 import { OPS } from "../../src/engine/ops/index.js";
 import type { OpKind } from "../../src/engine/ops/types.js";
 import { prepareRun, type PreparedRun } from "../../src/engine/prepare.js";
@@ -27,6 +23,7 @@ import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { loadNodeRuntime } from "../../src/node/index.js";
 import { OP_GRADCHECKS } from "../kernels/op-gradchecks.js";
 import { GROUPS, type ParityCase } from "../parity/compare.js";
+import { graphGradcheck } from "./graph-gradcheck.js";
 
 const cases = GROUPS.flatMap((group) =>
   (JSON.parse(readFileSync(new URL(`../parity/fixtures/${group}.json`, import.meta.url), "utf8")) as { cases: ParityCase[] }).cases.map(
@@ -35,15 +32,16 @@ const cases = GROUPS.flatMap((group) =>
 );
 
 /** Every layer type in a layer list, containers' children included. */
-function layerTypes(layers: readonly LayerSpec[], into = new Set<string>()): Set<string> {
-  for (const l of layers) {
+function layerTypes(layers: readonly LayerSpec[] | undefined, into = new Set<string>()): Set<string> {
+  for (const l of layers ?? []) {
     into.add(l.type);
     if ("layers" in l) layerTypes(l.layers, into);
   }
   return into;
 }
 
-const modelOf = (c: ParityCase) => (c.request as { model: { layers: LayerSpec[] } }).model;
+/** A fixture's model: a layer list, or a Hugging Face architecture (no layers). */
+const modelOf = (c: ParityCase) => (c.request as { model: { layers?: LayerSpec[] } }).model;
 
 function prepare(c: ParityCase): PreparedRun {
   const weights = writeSafetensors(
@@ -84,53 +82,7 @@ describe("graph gradients vs central differences, one fixture model per layer ty
   for (const type of LAYERS.map((d) => d.type)) {
     const found = cases.find(({ c }) => layerTypes(modelOf(c).layers).has(type));
     it.skipIf(!found)(`${type}${found ? ` (${found.group}/${found.c.name})` : " [SKIPPED: no fixture uses it; the coverage test above fails]"}`, async () => {
-      const prepared = prepare(found!.c);
-      const { model: compiled, output, train } = prepared;
-      const rows = Math.min(8, train.rows);
-      const memory = new WebAssembly.Memory({ initial: 1 });
-      const kernels = await instantiateKernels(runtime.module, memory);
-      const arena = new Arena(memory, kernels.heap_base());
-      const model = new Model(compiled, kernels, memory, allocateModel(compiled, arena, rows));
-      model.loadState(prepared.initialState!);
-      const put = (data: Float32Array) => {
-        const r = arena.alloc(data.length);
-        arena.f32(r).set(data);
-        return r.ptr;
-      };
-      const x = put(train.x.subarray(0, rows * train.features));
-      const y = put(train.y.subarray(0, rows * train.targets));
-      const mask = train.mask ? put(train.mask.subarray(0, rows * train.features)) : 0;
-      const loss = createLoss(prepared.request.training.loss, kernels, arena, output.classes);
-      const lossRows = rows * output.positions;
-      const batchLoss = (grad: number) => loss.compute(grad, model.forward({ x, mask }, rows, true, 7), y, lossRows);
-
-      batchLoss(model.logitsGrad.ptr);
-      model.zeroGrad();
-      model.backward(rows);
-      const analytic = arena.f32(model.grads).slice();
-      const state = () => arena.f32(model.state);
-      const largest = analytic.reduce((m, g) => Math.max(m, Math.abs(g)), 0);
-      expect(largest).toBeGreaterThan(0);
-
-      const bad: string[] = [];
-      let samples = 0;
-      for (const t of compiled.state.filter((s) => s.trainable)) {
-        for (let k = 0; k < Math.min(6, t.size); k++) {
-          const i = t.offset + Math.floor(((k + 0.5) / Math.min(6, t.size)) * t.size);
-          const w = state()[i]!;
-          const h = Math.fround(3e-3 * Math.max(1, Math.abs(w)));
-          state()[i] = Math.fround(w + h);
-          const up = batchLoss(0);
-          state()[i] = Math.fround(w - h);
-          const down = batchLoss(0);
-          state()[i] = w;
-          const numeric = (up - down) / (Math.fround(w + h) - Math.fround(w - h));
-          samples++;
-          if (!(Math.abs(analytic[i]! - numeric) <= 0.02 * Math.abs(numeric) + 1e-3 * largest)) {
-            bad.push(`${t.name}[${i - t.offset}]: analytic ${analytic[i]!.toExponential(4)}, numeric ${numeric.toExponential(4)}`);
-          }
-        }
-      }
+      const { samples, bad } = await graphGradcheck(prepare(found!.c), runtime);
       console.log(`[graph gradcheck] ${type}: ${samples - bad.length}/${samples} samples agree${bad.length ? `; off: ${bad.slice(0, 3).join("; ")}` : ""}`);
       expect(bad.length, bad.join("\n")).toBeLessThanOrEqual(Math.floor(samples * 0.1));
     });

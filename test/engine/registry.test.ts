@@ -40,7 +40,11 @@ function layerTypes(layers: readonly LayerSpec[], into = new Set<string>()): Set
   return into;
 }
 
-const modelOf = (c: ParityCase) => (c.request as { model: { layers: LayerSpec[] } }).model;
+/** A case's layer list; a Hugging Face case (model.huggingface) has none. */
+const modelOf = (c: ParityCase) => {
+  const model = (c.request as { model: { layers?: LayerSpec[] } }).model;
+  return { ...model, layers: model.layers ?? [] };
+};
 
 function prepare(c: ParityCase): PreparedRun {
   const weights = writeSafetensors(

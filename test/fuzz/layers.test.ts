@@ -31,7 +31,7 @@ const requests: Record<string, Json>[] = (() => {
     layers.some((l) => (l as { type: string }).type === type || uses(((l as { layers?: Json[] }).layers ?? []) as Json[], type));
   const picked = new Map<string, ParityCase>();
   for (const d of LAYERS) {
-    const c = cases.find((k) => uses((k.request as { model: { layers: Json[] } }).model.layers, d.type));
+    const c = cases.find((k) => uses((k.request as { model: { layers?: Json[] } }).model.layers ?? [], d.type));
     if (c) picked.set(c.name, c);
   }
   return [...picked.values()].map((c) => {

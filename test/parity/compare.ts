@@ -22,12 +22,19 @@ export interface ParityCase {
     history: { epoch: number; train_loss: number; val_loss?: number; val_accuracy?: number; lr: number }[];
     steps: number;
     best_epoch: number | null;
+    /**
+     * Hugging Face cases (`request.model.huggingface`) only: the plain-PyTorch reference's logits
+     * (test/parity/huggingface.py) for the expected weights, in float32, of the validation rows or,
+     * without validation data, of the first 4 training rows; `shape` is [rows, num_labels] or
+     * [rows, T, vocab_size], `data` row-major.
+     */
+    logits?: { rows: "validation" | "train[:4]"; shape: number[]; data: number[] };
   };
 }
 
 export const ATOL = 1e-5;
 export const RTOL = 1e-4;
-export const GROUPS = ["optimizers", "losses", "schedules", "training", "graph", "attention", "norm", "tokens", "conv", "transformer"] as const;
+export const GROUPS = ["optimizers", "losses", "schedules", "training", "graph", "attention", "norm", "tokens", "conv", "transformer", "huggingface"] as const;
 
 /** Largest |a-b| / (atol + rtol |b|) over a list: <= 1 passes. */
 export function worstRatio(actual: ArrayLike<number>, expected: ArrayLike<number>): { ratio: number; index: number; abs: number } {

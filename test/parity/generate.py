@@ -28,6 +28,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import huggingface as hf  # noqa: E402  (the plain-PyTorch Hugging Face references, next to this file)
+
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 
@@ -230,6 +233,74 @@ def make_lm_data(seed, n_train=64, n_val=0, T=8, vocab=12, min_len=4, task="lm")
         masks.append([1] * length + [0] * (T - length))
         ys.append(row[1:] + [-100] * (T - length + 1))
     part = lambda a, b: OrderedDict(input_ids=ids[a:b], attention_mask=masks[a:b], y=ys[a:b])
+    data = OrderedDict(train=part(0, n_train))
+    if n_val:
+        data["validation"] = part(n_train, n_train + n_val)
+    return data
+
+
+def make_hf_cls_data(seed, n_train=64, n_val=0, T=8, vocab=30, k=3, min_len=4, pairs=False, hidden=6, noise=0.3,
+                     task="hf_cls"):
+    """Sequence classification rows as a BERT tokenizer gives them, with the ids of a tiny vocabulary:
+    0 = [PAD], 1 = [CLS], 2 = [SEP], words uniform in [3, vocab). A row is `[CLS] a [SEP]`, or with
+    `pairs` `[CLS] a [SEP] b [SEP]` with token_type_ids 0 up to the first [SEP] and 1 after it;
+    lengths uniform in [min_len, T], right-padded with 0 (token type 0, attention_mask 0). Labels
+    from a random teacher: the argmax over k of mean(E[a]) W_a (+ mean(E[b]) W_b with pairs) + noise."""
+    assert task == "hf_cls"
+    rs = np.random.RandomState(seed)
+    emb = rs.randn(vocab, hidden)
+    wa, wb = rs.randn(hidden, k), rs.randn(hidden, k)
+    ids, masks, types, ys = [], [], [], []
+    for _ in range(n_train + n_val):
+        length = int(rs.randint(min_len, T + 1))
+        if pairs:
+            la = int(rs.randint(1, length - 3))  # both segments at least one word
+            lb = length - 3 - la
+            a, b = [int(v) for v in rs.randint(3, vocab, size=la)], [int(v) for v in rs.randint(3, vocab, size=lb)]
+            row = [1] + a + [2] + b + [2]
+            tt = [0] * (la + 2) + [1] * (lb + 1)
+            score = emb[a].mean(0) @ wa + emb[b].mean(0) @ wb
+        else:
+            a = [int(v) for v in rs.randint(3, vocab, size=length - 2)]
+            row, tt = [1] + a + [2], [0] * length
+            score = emb[a].mean(0) @ wa
+        ids.append(row + [0] * (T - length))
+        masks.append([1] * length + [0] * (T - length))
+        types.append(tt + [0] * (T - length))
+        ys.append(int(np.argmax(score + noise * rs.randn(k))))
+
+    def part(lo, hi):
+        d = OrderedDict(input_ids=ids[lo:hi], attention_mask=masks[lo:hi])
+        if pairs:
+            d["token_type_ids"] = types[lo:hi]
+        d["y"] = ys[lo:hi]
+        return d
+
+    data = OrderedDict(train=part(0, n_train))
+    if n_val:
+        data["validation"] = part(n_train, n_train + n_val)
+    return data
+
+
+def make_hf_lm_data(seed, n_train=64, n_val=0, T=8, vocab=24, min_len=4, first_id=1, task="hf_lm"):
+    """Causal-LM rows without `y` (the labels are input_ids with padding set to -100): sequences of a
+    random first-order Markov chain over ids [first_id, vocab) (each id prefers a few successors),
+    lengths uniform in [min_len, T], right-padded with id 0 and attention_mask 0."""
+    assert task == "hf_lm"
+    rs = np.random.RandomState(seed)
+    logits = 2.5 * rs.randn(vocab, vocab)
+    logits[:, :first_id] = -np.inf
+    trans = np.exp(logits - logits.max(1, keepdims=True))
+    trans /= trans.sum(1, keepdims=True)
+    ids, masks = [], []
+    for _ in range(n_train + n_val):
+        length = int(rs.randint(min_len, T + 1))
+        row = [int(rs.randint(first_id, vocab))]
+        while len(row) < length:
+            row.append(int(rs.choice(vocab, p=trans[row[-1]])))
+        ids.append(row + [0] * (T - length))
+        masks.append([1] * length + [0] * (T - length))
+    part = lambda lo, hi: OrderedDict(input_ids=ids[lo:hi], attention_mask=masks[lo:hi])
     data = OrderedDict(train=part(0, n_train))
     if n_val:
         data["validation"] = part(n_train, n_train + n_val)
@@ -465,9 +536,31 @@ def build_model(layers):
     return Sequential(build_layers(layers))
 
 
+def build_request_model(model):
+    """The PyTorch model of a request's `model`: a layer list, or `huggingface: {config, task}` (the
+    plain-PyTorch reference of test/parity/huggingface.py, with Hub state_dict names)."""
+    if "huggingface" in model:
+        spec = model["huggingface"]
+        m = hf.build(spec["config"])
+        assert m.config.task == spec["task"], "task %r for %s" % (spec["task"], m.config.architecture)
+        return m
+    return build_model(model["layers"])
+
+
+def hf_task(request):
+    return request["model"].get("huggingface", {}).get("task")
+
+
 def model_inputs(request, ds, dtype):
-    """The model's input tensors for a dataset: x (reshaped to model.input.shape) or token ids, and the mask."""
+    """The model's input tensors for a dataset: x (reshaped to model.input.shape) or token ids, and the mask.
+    A Hugging Face model's x is the tuple (input_ids, token_type_ids) when the data has token_type_ids."""
     shape = request["model"].get("input", {}).get("shape")
+    if hf_task(request) is not None:
+        x = torch.tensor(ds["input_ids"], dtype=torch.long)
+        mask = torch.tensor(ds["attention_mask"], dtype=dtype) if "attention_mask" in ds else None
+        if "token_type_ids" in ds:
+            x = (x, torch.tensor(ds["token_type_ids"], dtype=torch.long))
+        return x, mask
     if "input_ids" in ds:
         x = torch.tensor(ds["input_ids"], dtype=torch.long)
         mask = torch.tensor(ds["attention_mask"], dtype=dtype) if "attention_mask" in ds else None
@@ -520,6 +613,30 @@ def make_targets(y, loss_type, dtype):
     if a.ndim == 1:
         a = a[:, None]
     return torch.tensor(a, dtype=dtype)
+
+
+def dataset_targets(request, ds, loss_type, dtype):
+    """A dataset's targets; a causal LM's data without `y` has the labels input_ids with padding set to
+    -100 (hf.causal_labels), and the model shifts them."""
+    if "y" not in ds and hf_task(request) == "causal-lm":
+        ids = torch.tensor(ds["input_ids"], dtype=torch.long)
+        mask = torch.tensor(ds["attention_mask"]) if "attention_mask" in ds else torch.ones_like(ids)
+        return hf.causal_labels(ids, mask)
+    return make_targets(ds["y"], loss_type, dtype)
+
+
+def take(x, lo, hi):
+    """Rows lo:hi of a model input (a tensor, or a tuple of tensors)."""
+    return tuple(t[lo:hi] for t in x) if isinstance(x, tuple) else x[lo:hi]
+
+
+def rows_of(x):
+    return (x[0] if isinstance(x, tuple) else x).shape[0]
+
+
+def forward(model, x, mask):
+    """model(x, mask); a tuple x = (input_ids, token_type_ids) goes in as model(input_ids, mask, token_type_ids)."""
+    return model(x[0], mask, *x[1:]) if isinstance(x, tuple) else model(x, mask)
 
 
 def make_optimizer(spec, params):
@@ -637,8 +754,9 @@ def train(request, init_state, dtype):
     lt = loss_spec["type"]
     margins = Margins()
 
-    model = build_model(request["model"]["layers"]).to(dtype)
+    model = build_request_model(request["model"]).to(dtype)
     model.load_state_dict({k: v.to(dtype) for k, v in init_state.items()})
+    causal_lm = hf_task(request) == "causal-lm"
     names = [n for n, _ in model.named_parameters()]
     train_names = resolve_trainable(names, request.get("trainable"))
     params = []
@@ -682,6 +800,8 @@ def train(request, init_state, dtype):
     base_loss = make_loss(loss_spec, dtype)
 
     def loss_fn(out, y):
+        if causal_lm:  # Hugging Face causal LM: the logit at t predicts labels[t + 1] (hf.causal_lm_loss)
+            out, y = out[:, :-1], y[:, 1:]
         # a per-token output [N, T, C] with per-token targets [N, T]: the loss runs over every token
         if out.dim() == 3:
             return base_loss(out.reshape(-1, out.shape[-1]), y.reshape(-1))
@@ -689,13 +809,13 @@ def train(request, init_state, dtype):
 
     train_set = request["data"]["train"]
     X, M = model_inputs(request, train_set, dtype)
-    Y = make_targets(train_set["y"], lt, dtype)
+    Y = dataset_targets(request, train_set, lt, dtype)
     val = request["data"].get("validation")
     if val is not None:
         Xv, Mv = model_inputs(request, val, dtype)
-        Yv = make_targets(val["y"], lt, dtype)
+        Yv = dataset_targets(request, val, lt, dtype)
 
-    n = X.shape[0]
+    n = rows_of(X)
     bs = tr["batch_size"]
     spe = n // bs if tr["drop_last"] else -(-n // bs)
     epochs = tr["epochs"]
@@ -722,11 +842,11 @@ def train(request, init_state, dtype):
         model.train()
         total, rows = 0.0, 0
         for b in range(spe):
-            xb, yb = X[b * bs:(b + 1) * bs], Y[b * bs:(b + 1) * bs]
+            xb, yb = take(X, b * bs, (b + 1) * bs), Y[b * bs:(b + 1) * bs]
             mb = None if M is None else M[b * bs:(b + 1) * bs]
             opt.zero_grad()
             tracking["on"] = True
-            out = model(xb, mb)
+            out = forward(model, xb, mb)
             tracking["on"] = False
             loss = loss_fn(out, yb)
             loss.backward()
@@ -746,18 +866,19 @@ def train(request, init_state, dtype):
                 sched.step()
             lv = loss.item()
             assert math.isfinite(lv), "non-finite loss"
-            total += lv * xb.shape[0]
-            rows += xb.shape[0]
+            total += lv * rows_of(xb)
+            rows += rows_of(xb)
         rec = OrderedDict(epoch=epoch, train_loss=total / rows)
         if val is not None:
             model.eval()
             with torch.no_grad():
-                out = model(Xv, Mv)
+                out = forward(model, Xv, Mv)
                 rec["val_loss"] = loss_fn(out, Yv).item()
+                Yv_flat = Yv
+                if causal_lm:
+                    out, Yv_flat = out[:, :-1], Yv[:, 1:]
                 if out.dim() == 3:
-                    out, Yv_flat = out.reshape(-1, out.shape[-1]), Yv.reshape(-1)
-                else:
-                    Yv_flat = Yv
+                    out, Yv_flat = out.reshape(-1, out.shape[-1]), Yv_flat.reshape(-1)
                 acc = accuracy(loss_spec, out, Yv_flat, margins)
                 if acc is not None:
                     rec["val_accuracy"] = acc
@@ -898,29 +1019,67 @@ def mlp(d_in=6, h=8, k=1, act=None, bias1=True):
     return [fc1, act or {"type": "relu"}, OrderedDict(type="linear", name="fc2", in_features=h, out_features=k)]
 
 
-def case(name, description, layers=None, data=None, training=None, trainable=None, checks=(), seed=0, input=None):
-    return dict(name=name, description=description, layers=layers or mlp(), data=data or {},
-                training=training, trainable=trainable, checks=list(checks), seed=seed, input=input)
+def case(name, description, layers=None, data=None, training=None, trainable=None, checks=(), seed=0, input=None,
+         huggingface=None):
+    """A case; `huggingface` ({config, task}) replaces `layers` with a Hugging Face reference model."""
+    return dict(name=name, description=description, layers=None if huggingface else layers or mlp(), data=data or {},
+                training=training, trainable=trainable, checks=list(checks), seed=seed, input=input,
+                huggingface=huggingface)
 
 
 def realize(c, seed):
     """The request and the initial weights of a case for a given seed."""
     d = dict(task="regression")
     d.update(c["data"])
-    makers = dict(tokens=make_token_data, lm=make_lm_data)
+    makers = dict(tokens=make_token_data, lm=make_lm_data, hf_cls=make_hf_cls_data, hf_lm=make_hf_lm_data)
     data = makers.get(d["task"], make_data)(seed + 1000, **d)
     t = dict(c["training"])
     t["seed"] = seed
     training = full_training(t)
-    model = OrderedDict(layers=c["layers"])
-    if c.get("input") is not None:
+    if c.get("huggingface") is not None:
+        model = OrderedDict(huggingface=copy.deepcopy(c["huggingface"]))
+    elif c.get("input") is not None:
         model = OrderedDict(input=OrderedDict(shape=c["input"]), layers=c["layers"])
+    else:
+        model = OrderedDict(layers=c["layers"])
     request = OrderedDict(model=model, data=data, training=training)
     if c["trainable"] is not None:
         request["trainable"] = c["trainable"]
-    torch.manual_seed(seed)
-    init_state = OrderedDict((k, v.detach().clone()) for k, v in build_model(c["layers"]).state_dict().items())
+    if c.get("huggingface") is not None:
+        # transformers' _init_weights rules after torch.manual_seed(seed) (hf.init_weights); a tied
+        # lm_head is the embedding, so it is not among the weights
+        state = hf.init_weights(hf.build(c["huggingface"]["config"]), seed).state_dict()
+    else:
+        torch.manual_seed(seed)
+        state = build_model(c["layers"]).state_dict()
+    init_state = OrderedDict((k, v.detach().clone()) for k, v in state.items())
     return request, init_state
+
+
+LOGIT_ROWS = 4
+
+
+def reference_logits(request, weights, dtype=torch.float32):
+    """A Hugging Face case's logits from the reference model with `weights` loaded strictly, in eval
+    mode: of the validation rows, or of the first LOGIT_ROWS training rows without validation data.
+    Returns (rows, logits tensor)."""
+    m = build_request_model(request["model"])
+    m.load_state_dict(OrderedDict((k, v.to(dtype)) for k, v in weights.items()), strict=True)
+    m = m.to(dtype).eval()
+    val = request["data"].get("validation")
+    if val is not None:
+        rows, ds = "validation", val
+    else:
+        rows = "train[:%d]" % LOGIT_ROWS
+        ds = OrderedDict((k, v[:LOGIT_ROWS]) for k, v in request["data"]["train"].items())
+    x, mask = model_inputs(request, ds, dtype)
+    with torch.no_grad():
+        return rows, forward(m, x, mask)
+
+
+def logits_json(request, weights):
+    rows, out = reference_logits(request, weights)
+    return OrderedDict(rows=rows, shape=list(out.shape), data=out.reshape(-1).tolist())
 
 
 def run_case(c, seeds=12):
@@ -941,6 +1100,7 @@ def run_case(c, seeds=12):
             continue
         problems, dev = check(c, request, init_state, e32, m32, e64)
         if not problems:
+            e32["float64_weights"] = e64["weights"]  # for fixture_case's logits_shadow_deviation
             warn_msgs = sorted(set(str(w.message).split("\n")[0][:160] for w in wl))
             return request, init_state, e32, m32, dev, seed, warn_msgs
         last = ["seed %d: %s" % (seed, "; ".join(problems))]
@@ -952,14 +1112,26 @@ def fixture_case(c, request, init_state, expected, margins, dev, seed):
     hist = []
     for h in expected["history"]:
         hist.append(OrderedDict((k, v) for k, v in h.items()))
-    return OrderedDict(
-        name=c["name"], description=c["description"], request=request,
-        initial_weights=state_to_json(init_state),
-        expected=OrderedDict(weights=state_to_json(expected["weights"]), history=hist,
-                             steps=expected["steps"], best_epoch=expected["best_epoch"]),
-        meta=OrderedDict(init_seed=seed, data_seed=seed + 1000, float64_deviation=float("%.3g" % dev),
-                         margins=margins.as_json(), clipped_steps=margins.clipped),
-    )
+    exp = OrderedDict(weights=state_to_json(expected["weights"]), history=hist,
+                      steps=expected["steps"], best_epoch=expected["best_epoch"])
+    meta = OrderedDict(init_seed=seed, data_seed=seed + 1000, float64_deviation=float("%.3g" % dev),
+                       margins=margins.as_json(), clipped_steps=margins.clipped)
+    if "huggingface" in request["model"]:
+        # the reference's logits for the expected weights: weights trained by the engine, loaded
+        # strictly into the reference, give these. meta records, as fractions of the tolerance, how
+        # far from them are a float64 forward of the same weights (logits_float64_deviation) and the
+        # float32 forward of the float64 run's final weights (logits_shadow_deviation: what weights
+        # trained with other rounding give)
+        exp["logits"] = logits_json(request, expected["weights"])
+        _, l32 = reference_logits(request, expected["weights"])
+        _, l64 = reference_logits(request, expected["weights"], torch.float64)
+        dev_of = lambda a: float("%.3g" % ((a.double() - l32.double()).abs() / (ATOL + RTOL * l32.double().abs())).max())
+        meta["logits_float64_deviation"] = dev_of(l64)
+        if "float64_weights" in expected:
+            shadow = OrderedDict((k, v.to(torch.float32)) for k, v in expected["float64_weights"].items())
+            meta["logits_shadow_deviation"] = dev_of(reference_logits(request, shadow)[1])
+    return OrderedDict(name=c["name"], description=c["description"], request=request,
+                       initial_weights=state_to_json(init_state), expected=exp, meta=meta)
 
 
 # --------------------------------------------------------------------------- checks used by cases
@@ -1616,6 +1788,89 @@ def transformer_cases():
     ]
 
 
+def huggingface_cases():
+    """Hugging Face Hub architectures from config.json (model.huggingface), trained through the plain-PyTorch
+    references of test/parity/huggingface.py, with Hub state_dict names: BERT and DistilBERT sequence
+    classification over padded rows (BERT also with text-pair token_type_ids), GPT-2 and Llama causal LMs
+    (labels = input_ids with padding -100, shifted inside the model; Llama with grouped-query attention
+    and a tied lm_head, and with one key/value head and an untied lm_head). Dropout probabilities 0 in
+    the configs; initializer_range 0.2 rather than 0.02 so that the tiny models' attention is far from
+    uniform. Each case also stores expected.logits: the reference's logits for the expected weights.
+    SGD with momentum where a key bias exists (BERT, DistilBERT, GPT-2's c_attn): its gradient is rounding
+    noise (see attention_cases). Llama has no key bias (and RoPE would give it a real gradient): Adam."""
+    sgd = lambda lr: {"type": "sgd", "lr": lr, "momentum": 0.9}
+    ce = {"type": "cross_entropy"}
+    hfm = lambda config, task: OrderedDict(config=config, task=task)
+    labels = lambda *names: OrderedDict((str(i), n) for i, n in enumerate(names))
+    label_ids = lambda *names: OrderedDict((n, i) for i, n in enumerate(names))
+
+    def bert(**kw):
+        c = OrderedDict(architectures=["BertForSequenceClassification"], model_type="bert", vocab_size=30,
+                        hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
+                        hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                        max_position_embeddings=16, type_vocab_size=2, initializer_range=0.2, layer_norm_eps=1e-12,
+                        pad_token_id=0)
+        c.update(kw)
+        return c
+
+    three = ("negative", "neutral", "positive")
+    distilbert = OrderedDict(architectures=["DistilBertForSequenceClassification"], model_type="distilbert",
+                             vocab_size=30, dim=16, n_layers=2, n_heads=2, hidden_dim=32, activation="gelu",
+                             dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0, max_position_embeddings=16,
+                             initializer_range=0.2, pad_token_id=0, id2label=labels(*three), label2id=label_ids(*three))
+    gpt2 = OrderedDict(architectures=["GPT2LMHeadModel"], model_type="gpt2", vocab_size=24, n_embd=16, n_layer=2,
+                       n_head=4, n_positions=16, n_inner=None, activation_function="gelu_new", resid_pdrop=0.0,
+                       embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, initializer_range=0.2,
+                       bos_token_id=23, eos_token_id=23)
+
+    def llama(**kw):
+        c = OrderedDict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=32, hidden_size=16,
+                        intermediate_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                        hidden_act="silu", max_position_embeddings=16, rms_norm_eps=1e-6, initializer_range=0.2,
+                        rope_theta=10000.0, attention_bias=False, attention_dropout=0.0, bos_token_id=1,
+                        eos_token_id=2)
+        c.update(kw)
+        return c
+
+    return [
+        case("bert_seqcls_padding", "BertForSequenceClassification (hidden 16, 2 layers, 4 heads, GELU erf, post-LN, "
+             "pooler tanh on token 0), 3 labels from id2label, [CLS] a [SEP] rows of 3 to 8 tokens padded with "
+             "attention_mask 0 (extended mask (1 - mask) * float32 min), with validation",
+             huggingface=hfm(bert(id2label=labels(*three), label2id=label_ids(*three)), "sequence-classification"),
+             data=dict(task="hf_cls", n_train=64, n_val=32, T=8, vocab=30, k=3, min_len=3),
+             training=dict(epochs=26, batch_size=16, loss=ce, optimizer=sgd(0.005)), seed=601),
+        case("bert_seqcls_pairs", "BertForSequenceClassification over text pairs [CLS] a [SEP] b [SEP] with "
+             "token_type_ids 0 then 1 (0 on padding), hidden 12 with 2 heads, num_labels absent (default 2)",
+             huggingface=hfm(bert(hidden_size=12, num_attention_heads=2, intermediate_size=24), "sequence-classification"),
+             data=dict(task="hf_cls", n_train=64, n_val=16, T=10, vocab=30, k=2, min_len=5, pairs=True),
+             training=dict(epochs=26, batch_size=16, loss=ce, optimizer=sgd(0.005)), seed=602),
+        case("distilbert_seqcls", "DistilBertForSequenceClassification (dim 16, 2 layers, 2 heads; q scaled before "
+             "q k^T, padded keys masked_fill'ed with float32 min; pre_classifier, ReLU, classifier on token 0), "
+             "3 labels, padded rows",
+             huggingface=hfm(distilbert, "sequence-classification"),
+             data=dict(task="hf_cls", n_train=64, n_val=16, T=8, vocab=30, k=3, min_len=3),
+             training=dict(epochs=26, batch_size=16, loss=ce, optimizer=sgd(0.005)), seed=603),
+        case("gpt2_causal_lm", "GPT2LMHeadModel (n_embd 16, 2 layers, 4 heads, gelu_new, Conv1D weights [in, out], "
+             "lm_head tied to wte and absent from the weights), rows of 4 to 8 tokens padded with id 0, no y: labels "
+             "= input_ids with padding -100, shifted inside the model",
+             huggingface=hfm(gpt2, "causal-lm"),
+             data=dict(task="hf_lm", n_train=64, T=8, vocab=24, min_len=4),
+             training=dict(epochs=13, batch_size=8, loss=ce, optimizer=sgd(0.01)), seed=604),
+        case("llama_gqa_tied", "LlamaForCausalLM (hidden 16, 2 layers, 4 query heads sharing 2 key/value heads, RoPE "
+             "theta 10000, RMSNorm, SwiGLU), tie_word_embeddings true (no lm_head.weight; the padding row of "
+             "embed_tokens, pad_token_id 0, gets only the lm_head's gradient), padded rows, no y",
+             huggingface=hfm(llama(pad_token_id=0, tie_word_embeddings=True), "causal-lm"),
+             data=dict(task="hf_lm", n_train=64, T=8, vocab=32, min_len=4),
+             training=dict(epochs=13, batch_size=8, loss=ce, optimizer={"type": "adam", "lr": 0.001}), seed=605),
+        case("llama_untied", "LlamaForCausalLM with one key/value head (multi-query), RoPE theta 500000, "
+             "attention_bias false, an untied lm_head.weight, no pad_token_id, rows of 4 to 10 tokens",
+             huggingface=hfm(llama(vocab_size=28, num_key_value_heads=1, rope_theta=500000.0, tie_word_embeddings=False),
+                             "causal-lm"),
+             data=dict(task="hf_lm", n_train=64, T=10, vocab=28, min_len=4),
+             training=dict(epochs=26, batch_size=16, loss=ce, optimizer=sgd(0.005)), seed=606),
+    ]
+
+
 # --------------------------------------------------------------------------- init.json
 
 def kaiming_bounds(fan_in):
@@ -1773,6 +2028,7 @@ GROUPS = OrderedDict(
     tokens=token_cases,
     conv=conv_cases,
     transformer=transformer_cases,
+    huggingface=huggingface_cases,
 )
 
 
@@ -1811,9 +2067,11 @@ def verify():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 e, _ = train(c["request"], init, torch.float32)
-            got = json.loads(json.dumps(OrderedDict(
-                weights=state_to_json(e["weights"]), history=e["history"], steps=e["steps"],
-                best_epoch=e["best_epoch"])))
+            got = OrderedDict(weights=state_to_json(e["weights"]), history=e["history"], steps=e["steps"],
+                              best_epoch=e["best_epoch"])
+            if "huggingface" in c["request"]["model"]:
+                got["logits"] = logits_json(c["request"], e["weights"])
+            got = json.loads(json.dumps(got))
             assert got == c["expected"], "replay of %s/%s differs" % (group, c["name"])
             for k, v in c["expected"]["weights"].items():
                 assert all(is_f32(a) for a in v["data"]), (c["name"], k)

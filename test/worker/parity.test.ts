@@ -20,8 +20,9 @@ import norm from "../parity/fixtures/norm.json";
 import tokens from "../parity/fixtures/tokens.json";
 import conv from "../parity/fixtures/conv.json";
 import transformer from "../parity/fixtures/transformer.json";
+import huggingface from "../parity/fixtures/huggingface.json";
 
-const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens, conv, transformer };
+const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens, conv, transformer, huggingface };
 /** As many keys as test/worker/vitest.config.ts configures (parity-key-0..5): a burst of 60 sync POSTs each. */
 const PARITY_KEYS = 6;
 const engine = createEngine({ module: relaxed, variant: "wasm-relaxed-simd", runtime: "workerd" });

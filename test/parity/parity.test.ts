@@ -9,7 +9,10 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadNodeRuntime, train } from "../../src/node/index.js";
-import { GROUPS, replay, type ParityCase } from "./compare.js";
+import { GROUPS, replay, worstRatio, type ParityCase } from "./compare.js";
+import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
+import { writeSafetensors } from "../../src/formats/safetensors.js";
+import { forwardLogits } from "../engine/graph-gradcheck.js";
 
 function load(group: string): ParityCase[] {
   const url = new URL(`./fixtures/${group}.json`, import.meta.url);
@@ -39,3 +42,26 @@ for (const kernel of ["wasm", "js-reference"] as const) {
     }
   });
 }
+
+/**
+ * The other half of "the weights load back": a Hugging Face case's expected (PyTorch-trained)
+ * weights, in Hub names, loaded strictly by the engine give the reference's logits
+ * (expected.logits, from test/parity/huggingface.py) on the same rows.
+ */
+describe("Hub weights give the reference's logits", async () => {
+  const runtime = await loadNodeRuntime({ variant: "wasm-simd" });
+  for (const c of load("huggingface").filter((c) => c.expected.logits)) {
+    it(c.name, async () => {
+      const logits = c.expected.logits!;
+      const weights = writeSafetensors(Object.entries(c.expected.weights).map(([name, t]) => ({ name, shape: t.shape, data: Float32Array.from(t.data) })));
+      const prepared = prepareRun({ ...(c.request as object), weights } as TrainRequest);
+      const table = logits.rows === "validation" ? prepared.validation! : prepared.train;
+      const rows = logits.shape[0]!;
+      const actual = await forwardLogits(prepared, runtime, table, rows);
+      const w = worstRatio(actual, logits.data);
+      console.log(`[parity logits] huggingface/${c.name}: ${logits.shape.join("x")} logits, worst ${(w.ratio * 100).toFixed(1)}% of tolerance (${w.abs.toExponential(2)})`);
+      expect(actual.length).toBe(logits.data.length);
+      expect(w.ratio).toBeLessThanOrEqual(1);
+    });
+  }
+});

@@ -20,6 +20,7 @@ export default Edgetune;
 export { APIClient, backoffMs, retryAfterMs, type ClientOptions, type Fetch, type RequestOptions } from "./core.js";
 export { FineTunes, type CreateOptions, type EventsOptions, type ListParams, type WaitOptions } from "./fine-tunes.js";
 export { EventStream } from "./events.js";
+export { huggingFace, type HuggingFaceFiles, type JsonFile } from "./huggingface.js";
 export { JobListPromise } from "./pagination.js";
 export { parseSSE, type SSEMessage } from "./sse.js";
 export {

@@ -6,9 +6,9 @@
 import { DEFAULT_EDGE_BUDGET } from "../../src/api/budget.js";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { parseSafetensors } from "../../src/formats/safetensors.js";
+import { parseSafetensors, writeSafetensors } from "../../src/formats/safetensors.js";
 import { encodeBase64 } from "../../src/formats/base64.js";
-import { ConflictError, decodeWeights, isJob, type FineTuneEvent, type Job } from "../../src/sdk/index.js";
+import { ConflictError, decodeWeights, huggingFace, isJob, type FineTuneEvent, type Job } from "../../src/sdk/index.js";
 import { seedRequest } from "../helpers.js";
 import { header, sdkSetup } from "./helpers.js";
 
@@ -89,6 +89,27 @@ describe("create", () => {
     const { client: tight } = await sdkSetup({ app: { budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 0.001 } } });
     const offloaded = await tight.fineTunes.create(small());
     expect(isJob(offloaded) && offloaded.plan.placement).toBe("gpu-node");
+  });
+});
+
+describe("a Hugging Face model folder", () => {
+  it("huggingFace() takes config.json and model.safetensors as read from disk; the result keeps Hub names and returns config.json", async () => {
+    const fixture = JSON.parse(readFileSync(new URL("../parity/fixtures/huggingface.json", import.meta.url), "utf8")) as { cases: { name: string; request: { model: { huggingface: { config: Record<string, unknown> } }; data: { train: object } }; initial_weights: Record<string, { shape: number[]; data: number[] }> }[] };
+    const gpt2 = fixture.cases.find((c) => c.name === "gpt2_causal_lm")!;
+    const config = gpt2.request.model.huggingface.config;
+    const weights = writeSafetensors(Object.entries(gpt2.initial_weights).map(([name, t]) => ({ name, shape: t.shape, data: Float32Array.from(t.data) })));
+    const { client, calls } = await sdkSetup();
+    const result = await client.fineTunes.create({
+      ...huggingFace({ config: new TextEncoder().encode(JSON.stringify(config)), weights }),
+      data: { train: gpt2.request.data.train as never },
+      training: { epochs: 1, batch_size: 8 },
+      mode: "sync",
+    });
+    expect([...(calls[0]!.init.body as FormData).keys()].sort()).toEqual(["request", "weights"]);
+    expect(result.status).toBe("succeeded");
+    expect(result.huggingface).toMatchObject({ architecture: "GPT2LMHeadModel", task: "causal-lm", config });
+    expect([...parseSafetensors(decodeWeights(result)).tensors.keys()]).toEqual(Object.keys(gpt2.initial_weights));
+    expect(() => huggingFace({ config: "{not json" })).toThrow(/config is not valid JSON/);
   });
 });
 

@@ -84,6 +84,7 @@ export const fineTunes = new Hono<AppEnv>()
         metrics: null,
         engine: null,
         error: null,
+        ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
         weights_url: null,
       };
       const { state } = createQueued(job, c.var.owner, decision.placement, `inputs/${id}.safetensors`, Date.now(), deps.lease);
@@ -205,6 +206,7 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
     plan: job.plan,
     engine: job.engine!,
     weights: encodeBase64(bytes),
+    ...(job.huggingface ? { huggingface: job.huggingface } : {}),
     ...(job.error ? { error: job.error } : {}),
   };
   return c.json(result, 200);

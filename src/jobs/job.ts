@@ -42,6 +42,7 @@ export function jobFromResult(
     metrics: result.metrics,
     engine: result.engine,
     error: result.error ?? null,
+    ...(result.huggingface ? { huggingface: result.huggingface } : {}),
     weights_url: `/v1/fine-tunes/${result.id}/weights`,
   };
 }

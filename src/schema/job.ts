@@ -3,7 +3,7 @@
  * SDK and OpenAPI.
  */
 import { z } from "zod";
-import { EngineInfo, FineTuneStatus, Metrics, Plan, RunError } from "./result.js";
+import { EngineInfo, FineTuneStatus, HuggingFaceReport, Metrics, Plan, RunError } from "./result.js";
 
 /**
  * A fine-tune job: its state, its plan, the metrics so far, and why it failed if it did.
@@ -27,6 +27,8 @@ export const Job = z.object({
   metrics: Metrics.nullable(),
   engine: EngineInfo.nullable(),
   error: RunError.nullable(),
+  /** Hugging Face models: config.json as given and what reading the checkpoint did (as in the result). */
+  huggingface: HuggingFaceReport.optional(),
   /** Where the weights can be downloaded once the job has ended with weights. */
   weights_url: z.string().nullable(),
 });

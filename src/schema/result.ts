@@ -67,6 +67,18 @@ export const RunError = z.object({
 
 export const FineTuneStatus = z.enum(["queued", "running", "succeeded", "failed", "cancelled", "diverged"]);
 
+/** What a Hugging Face model's run reports (FineTuneResult.huggingface, Job.huggingface). */
+export const HuggingFaceReport = z
+  .object({
+    architecture: z.string(),
+    task: z.enum(["sequence-classification", "causal-lm"]),
+    config: z.record(z.string(), z.unknown()),
+    /** Task-head tensors the checkpoint lacked, initialised as transformers' _init_weights does. */
+    initialized: z.array(z.string()),
+    /** Checkpoint keys of other heads (BERT's pre-training `cls.*`), not used. */
+    dropped: z.array(z.string()),
+  });
+
 export const FineTuneResult = z.object({
   id: z.string(),
   status: z.enum(["succeeded", "failed", "cancelled", "diverged"]),
@@ -79,17 +91,7 @@ export const FineTuneResult = z.object({
    * Hugging Face models: config.json as given (so that config.json and the weights make a
    * complete model folder), and what reading the checkpoint did.
    */
-  huggingface: z
-    .object({
-      architecture: z.string(),
-      task: z.enum(["sequence-classification", "causal-lm"]),
-      config: z.record(z.string(), z.unknown()),
-      /** Task-head tensors the checkpoint lacked, initialised as transformers' _init_weights does. */
-      initialized: z.array(z.string()),
-      /** Checkpoint keys of other heads (BERT's pre-training `cls.*`), not used. */
-      dropped: z.array(z.string()),
-    })
-    .optional(),
+  huggingface: HuggingFaceReport.optional(),
   error: RunError.optional(),
 });
 
@@ -100,6 +102,7 @@ export type EngineInfo = z.infer<typeof EngineInfo>;
 export type RunError = z.infer<typeof RunError>;
 export type FineTuneStatus = z.infer<typeof FineTuneStatus>;
 export type FineTuneResult = z.infer<typeof FineTuneResult>;
+export type HuggingFaceReport = z.infer<typeof HuggingFaceReport>;
 
 /** Progress events passed to `options.onProgress` (and, for jobs, sent as SSE). */
 export type ProgressEvent =

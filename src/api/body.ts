@@ -1,6 +1,7 @@
 /**
  * Reads a POST /v1/fine-tunes body: JSON, or multipart/form-data with a `request` JSON part,
- * a `weights` safetensors part and `train` / `validation` CSV or JSONL parts (SPEC section 3).
+ * a `weights` safetensors part, a `tokenizer` part (a Hugging Face tokenizer.json) and `train` /
+ * `validation` CSV or JSONL parts (SPEC sections 3 and 8).
  * The result is what train() takes: the request (weights as bytes) and pre-parsed tables.
  */
 import { PayloadTooLargeError, RequestValidationError, UnsupportedMediaTypeError } from "../errors.js";
@@ -13,7 +14,7 @@ export interface CreateBody {
   tables: { train?: Table; validation?: Table };
 }
 
-const PARTS = new Set(["request", "weights", "train", "validation"]);
+const PARTS = new Set(["request", "weights", "tokenizer", "train", "validation"]);
 
 /**
  * Parses the body by its content type; 415 for anything but JSON and multipart.
@@ -50,7 +51,7 @@ async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody
   }
   for (const name of form.keys()) {
     if (!PARTS.has(name)) {
-      throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, train and validation" }]);
+      throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, tokenizer, train and validation" }]);
     }
   }
   const requestPart = form.get("request");
@@ -67,6 +68,13 @@ async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody
       throw new RequestValidationError([{ path: "weights", message: "given both as a part and in the request JSON; send one" }]);
     }
     request.weights = typeof weightsPart === "string" ? weightsPart : new Uint8Array(await weightsPart.arrayBuffer());
+  }
+  const tokenizerPart = form.get("tokenizer");
+  if (tokenizerPart !== null) {
+    if (request.tokenizer !== undefined && request.tokenizer !== null) {
+      throw new RequestValidationError([{ path: "tokenizer", message: "given both as a part and in the request JSON; send one" }]);
+    }
+    request.tokenizer = parseJsonObject(typeof tokenizerPart === "string" ? tokenizerPart : await tokenizerPart.text(), "tokenizer");
   }
   const target = (data.target ?? "y") as string | string[];
   const tables: CreateBody["tables"] = {};

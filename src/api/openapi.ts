@@ -87,7 +87,8 @@ export function openApiDocument(serverUrl: string, version: string) {
                   properties: {
                     request: { type: "string", description: "The request JSON, without weights and without data.train / data.validation when those are parts." },
                     weights: { type: "string", format: "binary", description: "safetensors with state_dict names" },
-                    train: { type: "string", format: "binary", description: "CSV (header row; target column data.target, default y) or JSONL ({\"x\":[...],\"y\":...} per line)" },
+                    tokenizer: { type: "string", format: "binary", description: "a Hugging Face tokenizer.json, for text rows (text, text_pair)" },
+                    train: { type: "string", format: "binary", description: "CSV (header row; target column data.target, default y) or JSONL ({\"x\":[...],\"y\":...} per line); text rows: a text column (and text_pair), or {\"text\": ...} lines" },
                     validation: { type: "string", format: "binary", description: "as train" },
                   },
                 },

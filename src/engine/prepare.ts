@@ -13,6 +13,7 @@ import { RequestValidationError, UnprocessableError, type FieldIssue } from "../
 import { decodeBase64 } from "../formats/base64.js";
 import { checkTargets, checkTokenIds, tableFromInline, type Table } from "../formats/dataset.js";
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
+import { loadTokenizer, tokenizeTables } from "../formats/text.js";
 import { compileModel } from "./graph/compile.js";
 import type { CompiledModel } from "./graph/types.js";
 import { showShape } from "./layers/define.js";
@@ -73,6 +74,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   let train = tables.train ?? inlineTable(data?.train, "data.train");
   if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
   let validation = tables.validation ?? inlineTable(data?.validation, "data.validation");
+  if (train.text || validation?.text) ({ train, validation } = tokenizeText(request, input.model, train, validation));
   if (validation) {
     if (request.data.validation_split !== undefined) {
       throw new RequestValidationError([{ path: "data.validation_split", message: "give either data.validation or data.validation_split, not both" }]);
@@ -200,7 +202,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function inlineTable(value: unknown, field: string): Table | null {
   if (value === undefined || value === null) return null;
   if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets} (or {input_ids, attention_mask, y} for token rows)" }]);
-  if ("input_ids" in value) return tableFromInline(value as DatasetSpec, field); // it names its own unknown fields
+  if ("input_ids" in value || "text" in value) return tableFromInline(value as DatasetSpec, field); // it names its own unknown fields
   const unknown = Object.keys(value).filter((k) => k !== "x" && k !== "y");
   if (unknown.length > 0) throw new RequestValidationError(unknown.map((k) => ({ path: `${field}.${k}`, message: "is not a known field" })));
   return tableFromInline(value as DatasetSpec, field);
@@ -220,6 +222,11 @@ function checkSameColumns(train: Table, validation: Table): void {
   if (!!validation.mask !== !!train.mask) {
     throw new UnprocessableError("shape_mismatch", [
       { path: "data.validation.attention_mask", message: `is ${validation.mask ? "given" : "missing"} but the training data ${train.mask ? "has" : "has none"}` },
+    ]);
+  }
+  if (!!validation.tokenTypes !== !!train.tokenTypes) {
+    throw new UnprocessableError("shape_mismatch", [
+      { path: "data.validation.token_type_ids", message: `are ${validation.tokenTypes ? "given" : "missing"} but the training data ${train.tokenTypes ? "has them" : "has none"}` },
     ]);
   }
 }
@@ -248,10 +255,31 @@ function splitTable(table: Table, split: number, seed: number): [Table, Table] {
       x: pick(table.x, table.features),
       y: pick(table.y, table.targets),
       ...(table.mask ? { mask: pick(table.mask, table.features) } : {}),
+      ...(table.tokenTypes ? { tokenTypes: pick(table.tokenTypes, table.features) } : {}),
     };
   };
   return [take(order.subarray(0, trainRows)), take(order.subarray(trainRows))];
 }
 
+// ---------------------------------------------------------------- text rows (issue 12)
 
-
+/**
+ * Text rows (`text`, `text_pair`) become token rows with the request's tokenizer.json, as
+ * data.tokenization says (formats/text.ts); max_length defaults to the Hugging Face config's
+ * max_position_embeddings (n_positions for GPT-2). Train and validation are both text or both not.
+ */
+function tokenizeText(request: Request, model: unknown, train: Table, validation: Table | null): { train: Table; validation: Table | null } {
+  if (validation && !!validation.text !== !!train.text) {
+    throw new UnprocessableError("shape_mismatch", [
+      { path: "data.validation", message: `${validation.text ? "is text, but data.train is not" : "is not text, but data.train is"}: give both as text, or both as token ids` },
+    ]);
+  }
+  if (request.tokenizer === undefined || request.tokenizer === null) {
+    throw new UnprocessableError("tokenizer_required", [
+      { path: "tokenizer", message: "text rows need a tokenizer: send the model's tokenizer.json as `tokenizer` (a multipart part, or the object in the request JSON), or send token rows (input_ids)" },
+    ]);
+  }
+  const config = isObject(model) && isObject(model.huggingface) && isObject(model.huggingface.config) ? model.huggingface.config : {};
+  const positions = [config.max_position_embeddings, config.n_positions].find((v) => typeof v === "number" && Number.isInteger(v) && v > 0);
+  return tokenizeTables(loadTokenizer(request.tokenizer), { train, validation }, request.data.tokenization, (positions as number | undefined) ?? null);
+}

@@ -1,7 +1,8 @@
 /**
  * The input of an asynchronous run as one file: a safetensors whose tensors are the initial
  * state (state_dict names, buffers included) and the data (`@train.x` or `@train.input_ids`,
- * `@train.y`, `@train.attention_mask`, and the same for `@validation`; `@` cannot start a
+ * `@train.y`, `@train.attention_mask`, `@train.token_type_ids`, and the same for `@validation`;
+ * text rows are stored tokenized, so the tokenizer is not kept; `@` cannot start a
  * parameter name), with the validated request in the metadata. It is written once at submission (R2), and read by whoever runs the job, which
  * validates it again with prepareRun.
  */
@@ -21,7 +22,7 @@ const MARKER = "edgetune-run-input/1";
  * ```
  */
 export function encodeRunInput(prepared: PreparedRun): Uint8Array {
-  const { data, weights: _weights, ...request } = prepared.request;
+  const { data, weights: _weights, tokenizer: _tokenizer, ...request } = prepared.request;
   const stored = { ...request, data: { target: data.target } };
   // without given weights the runner initialises from training.seed (bit-identical), so none are stored
   const state = prepared.initialState;
@@ -32,6 +33,7 @@ export function encodeRunInput(prepared: PreparedRun): Uint8Array {
     { name: `@${name}.${t.ids ? "input_ids" : "x"}`, shape: [t.rows, t.features], data: t.x },
     { name: `@${name}.y`, shape: [t.rows, t.targets], data: t.y },
     ...(t.mask ? [{ name: `@${name}.attention_mask`, shape: [t.rows, t.features], data: t.mask }] : []),
+    ...(t.tokenTypes ? [{ name: `@${name}.token_type_ids`, shape: [t.rows, t.features], data: t.tokenTypes }] : []),
   ];
   tensors.push(...table("train", prepared.train));
   if (prepared.validation) tensors.push(...table("validation", prepared.validation));
@@ -66,6 +68,7 @@ export function decodeRunInput(bytes: Uint8Array): PreparedRun {
     const y = file.tensors.get(`@${name}.y`);
     if (!x || !y) return undefined;
     const mask = file.tensors.has(`@${name}.attention_mask`) ? readTensorF32(file, `@${name}.attention_mask`, "input") : null;
+    const tokenTypes = file.tensors.has(`@${name}.token_type_ids`) ? readTensorF32(file, `@${name}.token_type_ids`, "input") : null;
     return {
       rows: x.shape[0]!,
       features: x.shape[1]!,
@@ -75,6 +78,7 @@ export function decodeRunInput(bytes: Uint8Array): PreparedRun {
       targetsWereScalar: y.shape[1] === 1,
       ...(ids ? { ids } : {}),
       ...(mask ? { mask } : {}),
+      ...(tokenTypes ? { tokenTypes } : {}),
     };
   };
   const train = table("train");

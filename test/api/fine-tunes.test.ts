@@ -188,7 +188,7 @@ describe("errors are problem+json naming the field", () => {
   it("a label out of range -> 422 naming the row", async () => {
     const { app } = await testApp();
     const r = classifierRequest(20);
-    r.data.train!.y[4] = 9;
+    r.data.train!.y![4] = 9;
     await expectProblem(await app.request("/v1/fine-tunes", json(r)), 422, "invalid_dataset", "data.train.y[4]");
   });
   it("an unsupported content type -> 415", async () => {

@@ -42,7 +42,7 @@ const cases: [string, () => unknown, number, string, RegExp?][] = [
   ["attention over flat features", () => ({ ...seedRequest(10), model: { layers: [{ type: "multihead_attention", embed_dim: 10, num_heads: 2 }] } }), 422, "model.layers[0]", /\[T, 10\].*\[10\]/],
   ["a ragged row", () => { const r = seedRequest(10); (r.data.train as { x: number[][] }).x[3] = [1, 2]; return r; }, 422, "data.train.x[3]"],
   ["rows narrower than the model", () => ({ ...seedRequest(10), data: { train: { x: [[1, 2]], y: [1] } } }), 422, "data.train.x"],
-  ["a class label out of range", () => { const r = classifierRequest(20); r.data.train!.y[5] = 7; return r; }, 422, "data.train.y[5]", /7/],
+  ["a class label out of range", () => { const r = classifierRequest(20); r.data.train!.y![5] = 7; return r; }, 422, "data.train.y[5]", /7/],
   ["class weights of the wrong length", () => classifierRequest(20, { loss: { type: "cross_entropy", weight: [1, 2] } }), 422, "training.loss.weight"],
   ["an unknown trainable name", () => seedRequest(10, { trainable: ["fc9"] }), 422, "trainable[0]"],
   ["drop_last with fewer rows than a batch", () => seedRequest(10, { training: { batch_size: 32, drop_last: true } }), 422, "training.batch_size"],

@@ -68,7 +68,7 @@ describe("numeric faults end as diverged with the last finite weights", () => {
 
   it("a NaN loss on the first step keeps the initial weights (every target ignored)", async () => {
     const request = classifierRequest(32, { epochs: 2, shuffle: false });
-    request.data.train!.y = request.data.train!.y.map(() => -100);
+    request.data.train!.y = request.data.train!.y!.map(() => -100);
     const initial = await train({ ...request, training: { ...request.training, epochs: 1, optimizer: { type: "sgd", lr: 0 } } });
     const result = await train({ ...request, weights: decodeBase64(initial.weights) });
     expect(result.status).toBe("diverged");

@@ -27,9 +27,10 @@ describe("src/engine, src/formats and src/schema stay runtime-agnostic", () => {
       for (const forbidden of [/["']node:/, /["']cloudflare:/, /\bBuffer\b/, /\bprocess\b/, /\brequire\(/, /\bglobalThis\.(process|Buffer)\b/]) {
         expect(code).not.toMatch(forbidden);
       }
-      // Relative imports ending in .js (NodeNext ESM); the only package is zod (the shared schemas).
+      // Relative imports ending in .js (NodeNext ESM); the packages are zod (the shared schemas) and
+      // @huggingface/tokenizers (formats/text.ts: pure JS, no dependencies, no network, no Node or Workers API).
       for (const [, specifier] of code.matchAll(/from\s+["']([^"']+)["']/g)) {
-        expect(specifier).toMatch(/^(\.\.?\/.*\.js|zod)$/);
+        expect(specifier).toMatch(/^(\.\.?\/.*\.js|zod|@huggingface\/tokenizers)$/);
       }
     });
 

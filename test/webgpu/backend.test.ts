@@ -107,7 +107,7 @@ describe.skipIf(!device)(`WebGPU backend (${SKIP_REASON})`, () => {
 
   it("a weight that overflows in the update is restored: the weights before the step come back", async () => {
     const request = seedRequest(64, { training: { epochs: 1, batch_size: 64, optimizer: { type: "sgd", lr: 3e38 }, shuffle: false } });
-    request.data.train!.y = request.data.train!.y.map((v) => (v as number) + 100); // gradients >> 1: lr * g overflows
+    request.data.train!.y = request.data.train!.y!.map((v) => (v as number) + 100); // gradients >> 1: lr * g overflows
     const initial = await train({ ...request, training: { ...request.training, optimizer: { type: "sgd", lr: 0 } } }, { kernel: "wasm" });
     const withWeights = { ...request, weights: decodeBase64(initial.weights) };
     const [onGpu, onWasm] = [await train(withWeights, gpu), await train(withWeights, { kernel: "wasm" })];
@@ -144,7 +144,7 @@ describe.skipIf(!device)(`WebGPU backend (${SKIP_REASON})`, () => {
 
   it("a NaN loss on the first step keeps the initial weights (every target ignored)", async () => {
     const request = classifierRequest(32, { epochs: 2, shuffle: false });
-    request.data.train!.y = request.data.train!.y.map(() => -100);
+    request.data.train!.y = request.data.train!.y!.map(() => -100);
     const initial = await train({ ...request, training: { ...request.training, epochs: 1, optimizer: { type: "sgd", lr: 0 } } });
     const result = await train({ ...request, weights: decodeBase64(initial.weights) }, gpu);
     expect(result.status).toBe("diverged");

@@ -47,3 +47,24 @@ describe("src/engine, src/formats and src/schema stay runtime-agnostic", () => {
     });
   }
 });
+
+describe("@huggingface/tokenizers (imported by formats/text.ts) runs anywhere", () => {
+  const pkg = fileURLToPath(new URL("../../node_modules/@huggingface/tokenizers/", import.meta.url));
+  const manifest = JSON.parse(readFileSync(`${pkg}package.json`, "utf8")) as { version: string; dependencies?: object; exports: Record<string, unknown> };
+
+  it("is the pinned version, with no dependencies", () => {
+    const ours = JSON.parse(readFileSync(fileURLToPath(new URL("../../package.json", import.meta.url)), "utf8")) as { dependencies: Record<string, string> };
+    expect(ours.dependencies["@huggingface/tokenizers"]).toBe(manifest.version);
+    expect(manifest.dependencies ?? {}).toEqual({});
+  });
+
+  for (const file of ["dist/tokenizers.mjs", "dist/tokenizers.cjs"]) {
+    it(`${file} imports nothing, fetches nothing and evaluates no code`, () => {
+      const code = stripComments(readFileSync(pkg + file, "utf8"));
+      expect(code.length).toBeGreaterThan(10_000);
+      for (const forbidden of [/\bfetch\s*\(/, /\bimport\s*\(/, /^\s*import\s/m, /\brequire\(/, /\bXMLHttpRequest\b/, /\bWebSocket\b/, /\bnew Function\b/, /\beval\s*\(/, /["']node:/, /\bBuffer\b/, /\bprocess\./]) {
+        expect(code, String(forbidden)).not.toMatch(forbidden);
+      }
+    });
+  }
+});

@@ -197,6 +197,66 @@ describe("byte-level BPE and SentencePiece BPE (tiny-gpt2.json, tiny-llama.json)
   });
 });
 
+describe("post-processors, as the tokenizers crate runs them", () => {
+  it("BertProcessing (older BERT tokenizer.json files) gives what bert-base-uncased's template gives", () => {
+    const json = fixture("bert-base-uncased.json.gz");
+    const old = loadTokenizer({ ...json, post_processor: { type: "BertProcessing", sep: ["[SEP]", 102], cls: ["[CLS]", 101] } });
+    for (const [a, b] of [["Hello, world!", null], ["This is the first sentence.", "This is the second one."]] as const) {
+      expect(old.encode(a, b)).toEqual(bert.encode(a, b));
+    }
+    expect(old.specialTokens).toEqual({ single: 2, pair: 3 });
+  });
+
+  it("RobertaProcessing: <s> A </s></s> B </s>, every type id 0", () => {
+    const json = fixture("tiny-gpt2.json");
+    const tok = loadTokenizer({
+      ...json,
+      added_tokens: [...(json.added_tokens as object[]), { id: 513, content: "<s>", special: true }, { id: 514, content: "</s>", special: true }],
+      post_processor: { type: "RobertaProcessing", sep: ["</s>", 514], cls: ["<s>", 513], trim_offsets: true, add_prefix_space: false },
+    });
+    const [a, b] = [tok.encodeWithoutSpecialTokens("the"), tok.encodeWithoutSpecialTokens(" cat")];
+    expect(tok.encode("the", " cat")).toEqual({ ids: [513, ...a, 514, 514, ...b, 514], typeIds: Array(4 + a.length + b.length).fill(0) });
+    expect(tok.specialTokens).toEqual({ single: 2, pair: 4 });
+    expect(tokenizerVocabularySize(tok)).toBe(515);
+  });
+
+  it("Sequence [ByteLevel, TemplateProcessing] (Llama 3 style): the BOS of the template, special tokens of several ids", () => {
+    const json = fixture("tiny-gpt2.json");
+    const tok = loadTokenizer({
+      ...json,
+      added_tokens: [...(json.added_tokens as object[]), { id: 513, content: "<|begin_of_text|>", special: true }],
+      post_processor: {
+        type: "Sequence",
+        processors: [
+          { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true },
+          {
+            type: "TemplateProcessing",
+            single: [{ SpecialToken: { id: "<|begin_of_text|>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+            pair: [{ SpecialToken: { id: "<|begin_of_text|>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "two", type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
+            special_tokens: { "<|begin_of_text|>": { id: "<|begin_of_text|>", ids: [513], tokens: ["<|begin_of_text|>"] }, two: { id: "two", ids: [512, 513], tokens: ["<|endoftext|>", "<|begin_of_text|>"] } },
+          },
+        ],
+      },
+    });
+    const a = tok.encodeWithoutSpecialTokens("the cat");
+    expect(tok.encode("the cat").ids).toEqual([513, ...a]);
+    expect(tok.encode("the cat", "the cat")).toEqual({ ids: [513, ...a, 512, 513, ...a], typeIds: [0, ...a.map(() => 0), 1, 1, ...a.map(() => 1)] });
+    expect(tok.specialTokens).toEqual({ single: 1, pair: 3 });
+    // truncation leaves room for the BOS: max_length 3 keeps 2 tokens of the text
+    const { train } = tokenizeTables(tok, { train: textTable(["the cat is in the hat"]), validation: null }, { truncation: true, max_length: 3 }, null);
+    expect(rows(train)).toEqual([[513, ...tok.encodeWithoutSpecialTokens("the cat is in the hat").slice(0, 2)]]);
+  });
+
+  it("a Unigram model: its vocabulary is the list of pieces", () => {
+    const tok = loadTokenizer({
+      model: { type: "Unigram", unk_id: 0, vocab: [["<unk>", 0], ["▁a", -1], ["▁b", -2], ["▁ab", -0.5], ["a", -3], ["b", -3]] },
+      pre_tokenizer: { type: "Metaspace", replacement: "▁", prepend_scheme: "always", split: true },
+    });
+    expect(tokenizerVocabularySize(tok)).toBe(6);
+    expect(tok.encode("ab a").ids).toEqual([3, 1]);
+  });
+});
+
 describe("truncation (the tokenizers crate's truncate_encodings)", () => {
   it("longest_first keeps the short text whole when it can, else halves", () => {
     // the crate's own table (tokenizers/src/utils/truncation.rs, truncate_encodings_longest_first), max_length 7

@@ -201,7 +201,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /** An inline dataset ({x, y} or {input_ids, attention_mask?, y}) as a Table, or null when absent. */
 function inlineTable(value: unknown, field: string): Table | null {
   if (value === undefined || value === null) return null;
-  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets} (or {input_ids, attention_mask, y} for token rows)" }]);
+  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets} (or {input_ids, attention_mask, y} for token rows, {text, y} for text rows)" }]);
   if ("input_ids" in value || "text" in value) return tableFromInline(value as DatasetSpec, field); // it names its own unknown fields
   const unknown = Object.keys(value).filter((k) => k !== "x" && k !== "y");
   if (unknown.length > 0) throw new RequestValidationError(unknown.map((k) => ({ path: `${field}.${k}`, message: "is not a known field" })));

@@ -1,7 +1,8 @@
 /**
  * Reads a POST /v1/fine-tunes body: JSON, or multipart/form-data with a `request` JSON part,
  * a `weights` safetensors part, `train` / `validation` CSV or JSONL parts (SPEC section 3) and,
- * for a Hugging Face model, its `config` (config.json) part (SPEC section 8).
+ * for a Hugging Face model, its `config` (config.json) and `tokenizer` (tokenizer.json) parts
+ * (SPEC section 8).
  * The result is what train() takes: the request (weights as bytes) and pre-parsed tables.
  */
 import { PayloadTooLargeError, RequestValidationError, UnsupportedMediaTypeError } from "../errors.js";
@@ -14,7 +15,7 @@ export interface CreateBody {
   tables: { train?: Table; validation?: Table };
 }
 
-const PARTS = new Set(["request", "weights", "config", "train", "validation"]);
+const PARTS = new Set(["request", "weights", "config", "tokenizer", "train", "validation"]);
 
 /**
  * Parses the body by its content type; 415 for anything but JSON and multipart.
@@ -71,6 +72,13 @@ async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody
   }
   const configPart = form.get("config");
   if (configPart !== null) attachConfig(request, parseJsonObject(typeof configPart === "string" ? configPart : await configPart.text(), "config"));
+  const tokenizerPart = form.get("tokenizer");
+  if (tokenizerPart !== null) {
+    if (request.tokenizer !== undefined && request.tokenizer !== null) {
+      throw new RequestValidationError([{ path: "tokenizer", message: "given both as a part and in the request JSON; send one" }]);
+    }
+    request.tokenizer = parseJsonObject(typeof tokenizerPart === "string" ? tokenizerPart : await tokenizerPart.text(), "tokenizer");
+  }
   const target = (data.target ?? "y") as string | string[];
   const tables: CreateBody["tables"] = {};
   for (const name of ["train", "validation"] as const) {

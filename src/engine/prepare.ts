@@ -13,6 +13,7 @@ import { RequestValidationError, UnprocessableError, type FieldIssue } from "../
 import { decodeBase64 } from "../formats/base64.js";
 import { checkTargets, checkTokenIds, tableFromInline, type Table } from "../formats/dataset.js";
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
+import { loadTokenizer, tokenizeTables, tokenizerVocabularySize } from "../formats/text.js";
 import { compileModel } from "./graph/compile.js";
 import { readCheckpoint } from "./huggingface/checkpoint.js";
 import { resolveArchitecture, type HfTask, type ResolvedArchitecture } from "./huggingface/index.js";
@@ -94,6 +95,8 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   let train = tables.train ?? inlineTable(data?.train, "data.train");
   if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
   let validation = tables.validation ?? inlineTable(data?.validation, "data.validation");
+  if (train.text || validation?.text) ({ train, validation } = tokenizeText(request, huggingface, train, validation));
+  else if (huggingface && request.tokenizer) checkTokenizer(loadTokenizer(request.tokenizer), huggingface);
   if (validation) {
     if (request.data.validation_split !== undefined) {
       throw new RequestValidationError([{ path: "data.validation_split", message: "give either data.validation or data.validation_split, not both" }]);
@@ -290,8 +293,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /** An inline dataset ({x, y} or {input_ids, attention_mask?, y}) as a Table, or null when absent. */
 function inlineTable(value: unknown, field: string): Table | null {
   if (value === undefined || value === null) return null;
-  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets} (or {input_ids, attention_mask, y} for token rows)" }]);
-  if ("input_ids" in value) return tableFromInline(value as DatasetSpec, field); // it names its own unknown fields
+  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets} (or {input_ids, attention_mask, y} for token rows, {text, y} for text rows)" }]);
+  if ("input_ids" in value || "text" in value) return tableFromInline(value as DatasetSpec, field); // it names its own unknown fields
   const unknown = Object.keys(value).filter((k) => k !== "x" && k !== "y");
   if (unknown.length > 0) throw new RequestValidationError(unknown.map((k) => ({ path: `${field}.${k}`, message: "is not a known field" })));
   return tableFromInline(value as DatasetSpec, field);
@@ -311,6 +314,11 @@ function checkSameColumns(train: Table, validation: Table): void {
   if (!!validation.mask !== !!train.mask) {
     throw new UnprocessableError("shape_mismatch", [
       { path: "data.validation.attention_mask", message: `is ${validation.mask ? "given" : "missing"} but the training data ${train.mask ? "has" : "has none"}` },
+    ]);
+  }
+  if (!!validation.tokenTypes !== !!train.tokenTypes) {
+    throw new UnprocessableError("shape_mismatch", [
+      { path: "data.validation.token_type_ids", message: `are ${validation.tokenTypes ? "given" : "missing"} but the training data ${train.tokenTypes ? "has them" : "has none"}` },
     ]);
   }
 }
@@ -345,5 +353,41 @@ function splitTable(table: Table, split: number, seed: number): [Table, Table] {
   return [take(order.subarray(0, trainRows)), take(order.subarray(trainRows))];
 }
 
+// ---------------------------------------------------------------- text rows (issue 12)
 
+/**
+ * Text rows (`text`, `text_pair`) become token rows with the request's tokenizer.json, as
+ * data.tokenization says (formats/text.ts); max_length defaults to the Hugging Face config's
+ * max_position_embeddings (n_positions for GPT-2). Train and validation are both text or both not.
+ */
+function tokenizeText(request: Request, arch: ResolvedArchitecture | null, train: Table, validation: Table | null): { train: Table; validation: Table | null } {
+  if (validation && !!validation.text !== !!train.text) {
+    throw new UnprocessableError("shape_mismatch", [
+      { path: "data.validation", message: `${validation.text ? "is text, but data.train is not" : "is not text, but data.train is"}: give both as text, or both as token ids` },
+    ]);
+  }
+  if (request.tokenizer === undefined || request.tokenizer === null) {
+    throw new UnprocessableError("tokenizer_required", [
+      { path: "tokenizer", message: "text rows need a tokenizer: send the model's tokenizer.json as `tokenizer` (a multipart part, or the object in the request JSON), or send token rows (input_ids)" },
+    ]);
+  }
+  const tokenizer = loadTokenizer(request.tokenizer);
+  if (arch) checkTokenizer(tokenizer, arch);
+  // max_length defaults to the model's positions (config defaults applied: BERT's 512, GPT-2's 1024)
+  const positions = arch ? arch.def.maxPositions(arch.config) : null;
+  return tokenizeTables(tokenizer, { train, validation }, request.data.tokenization, positions);
+}
 
+/**
+ * A tokenizer that can produce ids the embedding does not have is refused; a smaller one is
+ * normal (configs round vocab_size up: GPT-2's 50257 ids in a 50304 table).
+ */
+function checkTokenizer(tokenizer: ReturnType<typeof loadTokenizer>, arch: ResolvedArchitecture): void {
+  const size = tokenizerVocabularySize(tokenizer);
+  const vocab = arch.def.vocabSize(arch.config);
+  if (size > vocab) {
+    throw new UnprocessableError("invalid_tokenizer", [
+      { path: "tokenizer", message: `has ${size} token ids but config.json's vocab_size is ${vocab}: this tokenizer does not belong to this model` },
+    ]);
+  }
+}

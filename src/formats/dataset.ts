@@ -37,8 +37,15 @@ export interface Table {
   ids?: boolean;
   /** The attention mask of token rows, [rows, features]: 1 = token, 0 = padding. */
   mask?: Float32Array | null;
-  /** The token_type_ids of token rows, [rows, features] (BERT's segments: 0 for text, 1 for text_pair). */
+  /** token_type_ids of token rows, [rows, features]: 0 = the first text, 1 = the second (text_pair). */
   tokenTypes?: Float32Array | null;
+  /**
+   * Text rows, as given (`text`): one string per row, `features` 0 until the request's tokenizer
+   * turns them into token rows (tokenizeTables in formats/text.ts).
+   */
+  text?: string[];
+  /** The second text of each row (`text_pair`), for text rows that come in pairs. */
+  textPair?: string[] | null;
   /**
    * Token rows read from a CSV or JSONL part: the line each row came from, so that checks made
    * once the model is known (an id outside the vocabulary) point at the line.
@@ -101,12 +108,13 @@ const INITIAL_ELEMENTS = 1 << 20;
 
 /**
  * Grows the float32 buffers of a table row by row (x, y, and for token rows with an attention
- * mask, mask); rows are written in place through `x`/`y`/`mask`.
+ * mask or token_type_ids, mask and types); rows are written in place through `x`/`y`/`mask`/`types`.
  */
 class TableBuilder {
   x: Float32Array;
   y: Float32Array;
   mask: Float32Array | null;
+  types: Float32Array | null;
   rows = 0;
   private capacity: number;
 
@@ -115,14 +123,16 @@ class TableBuilder {
     readonly targets: number,
     capacityHint: number,
     withMask = false,
+    withTypes = false,
   ) {
     // the hint (rows or lines counted in the input) is trusted only up to a few MB: a table grows
     // by doubling as real rows arrive, so memory follows the data, not a claimed size
-    const perRow = features * (withMask ? 2 : 1) + targets;
+    const perRow = features * (1 + (withMask ? 1 : 0) + (withTypes ? 1 : 0)) + targets;
     this.capacity = Math.max(1, Math.min(capacityHint, Math.floor(INITIAL_ELEMENTS / Math.max(1, perRow))));
     this.x = new Float32Array(this.capacity * features);
     this.y = new Float32Array(this.capacity * targets);
     this.mask = withMask ? new Float32Array(this.capacity * features) : null;
+    this.types = withTypes ? new Float32Array(this.capacity * features) : null;
   }
 
   /** Reserves the next row and returns its index. */
@@ -137,6 +147,7 @@ class TableBuilder {
       this.x = grow(this.x, this.features);
       this.y = grow(this.y, this.targets);
       if (this.mask) this.mask = grow(this.mask, this.features);
+      if (this.types) this.types = grow(this.types, this.features);
     }
     return this.rows++;
   }
@@ -154,6 +165,7 @@ class TableBuilder {
       targetsWereScalar,
       ...(ids ? { ids: true } : {}),
       ...(this.mask ? { mask: trim(this.mask, this.features) } : {}),
+      ...(this.types ? { tokenTypes: trim(this.types, this.features) } : {}),
     };
   }
 }
@@ -194,6 +206,7 @@ function describeJson(value: unknown): string {
  */
 export function tableFromInline(dataset: DatasetSpec, field: string): Table {
   if ("input_ids" in dataset) return tokenTableFromInline(dataset, field);
+  if ("text" in dataset) return textTableFromInline(dataset, field);
   const issues: IssueList = new IssueList();
   const { x, y } = dataset as { x: unknown; y: unknown };
   if (!Array.isArray(x) || x.length === 0) {
@@ -228,34 +241,34 @@ export function tableFromInline(dataset: DatasetSpec, field: string): Table {
 }
 
 /** The shape of inline targets, from y[0]: a number per row, or a list of `targets` numbers. */
-function inlineTargetShape(y: unknown, rows: number, rowsName: string, field: string, issues: IssueList): { scalar: boolean; targets: number } {
-  if (!Array.isArray(y)) issues.fatal({ path: `${field}.y`, message: "must be a list of targets" });
-  if (y.length !== rows) issues.add({ path: `${field}.y`, message: `has ${y.length} targets, but ${rowsName} has ${rows} rows` });
+function inlineTargetShape(y: unknown, rows: number, rowsName: string, field: string, issues: IssueList, yName = "y"): { scalar: boolean; targets: number } {
+  if (!Array.isArray(y)) issues.fatal({ path: `${field}.${yName}`, message: "must be a list of targets" });
+  if (y.length !== rows) issues.add({ path: `${field}.${yName}`, message: `has ${y.length} targets, but ${rowsName} has ${rows} rows` });
   const first: unknown = y[0];
   const targets = Array.isArray(first) ? first.length : 1;
-  if (y.length > 0 && targets === 0) issues.fatal({ path: `${field}.y[0]`, message: "is empty; each row needs at least one target" });
+  if (y.length > 0 && targets === 0) issues.fatal({ path: `${field}.${yName}[0]`, message: "is empty; each row needs at least one target" });
   return { scalar: !Array.isArray(first), targets };
 }
 
 /** Copies inline targets into the table (row r of y into row r of the builder). */
 function copyInlineTargets(
-  y: unknown[], rows: number, shape: { scalar: boolean; targets: number }, builder: TableBuilder, field: string, issues: IssueList,
+  y: unknown[], rows: number, shape: { scalar: boolean; targets: number }, builder: TableBuilder, field: string, issues: IssueList, yName = "y",
 ): void {
   const { targets } = shape;
   // (a row past the builder's rows belongs to a malformed table: its writes fall off the end, its issues count)
   for (let r = 0; r < Math.min(rows, y.length) && !issues.full; r++) {
     const target: unknown = y[r];
-    const path = `${field}.y[${r}]`;
+    const path = `${field}.${yName}[${r}]`;
     if (shape.scalar) {
       if (Array.isArray(target)) {
-        issues.add({ path, message: `is a list, but y[0] is a number: every target must have the same shape` });
+        issues.add({ path, message: `is a list, but ${yName}[0] is a number: every target must have the same shape` });
         continue;
       }
       const value = toFiniteF32(target);
       if (Number.isNaN(value)) issues.add({ path, message: explainBadValue(target) });
       else builder.y[r] = value;
     } else {
-      copyInlineRow(target, path, targets, "values", builder.y, r * targets, issues, "y[0]");
+      copyInlineRow(target, path, targets, "values", builder.y, r * targets, issues, `${yName}[0]`);
     }
   }
 }
@@ -294,10 +307,17 @@ function rowHasToken(mask: Float32Array, row: number, T: number): boolean {
   return false;
 }
 
+/** Why a value is not a token type id (an integer >= 0; BERT's are 0 and 1), or null. */
+function typeIdProblem(value: unknown): string | null {
+  if (typeof value === "number" && Number.isInteger(value) && value >= 0 && value < TOKEN_ID_LIMIT) return null;
+  return `is ${describeJson(value)}; token_type_ids holds integers >= 0 (0 = the first text, 1 = the second)`;
+}
+
 /**
- * Converts inline token rows `{input_ids, attention_mask?, y}` into a token Table (`ids`: x
+ * Converts inline token rows `{input_ids, attention_mask?, token_type_ids?, y}` into a token Table (`ids`: x
  * holds the ids as float32). Rows are padded to one length T; attention_mask (same shape, 1 =
- * token, 0 = padding) is optional: without it every token counts. Issues name the row:
+ * token, 0 = padding) is optional: without it every token counts; token_type_ids (same shape)
+ * is optional too (without it every token is of the first text). Issues name the row:
  * `data.train.input_ids[3]` (a ragged row), `data.train.input_ids[3][7]` (not an integer id),
  * `data.train.attention_mask[3]` (only padding). Whether an id is inside the vocabulary is
  * known only with the model: prepareRun checks it (checkTokenIds).
@@ -310,14 +330,14 @@ function rowHasToken(mask: Float32Array, row: number, T: number): boolean {
  */
 export function tokenTableFromInline(dataset: Record<string, unknown>, field: string): Table {
   const issues: IssueList = new IssueList();
-  const known = new Set(["input_ids", "attention_mask", "y"]);
+  const known = new Set(["input_ids", "attention_mask", "token_type_ids", "y"]);
   for (const key of Object.keys(dataset)) {
     if (!known.has(key)) {
-      issues.add({ path: `${field}.${key}`, message: key === "x" ? "token rows take input_ids instead of x; give one of them" : "is not a field of token data (input_ids, attention_mask, y)" });
+      issues.add({ path: `${field}.${key}`, message: key === "x" ? "token rows take input_ids instead of x; give one of them" : "is not a field of token data (input_ids, attention_mask, token_type_ids, y)" });
     }
   }
   issues.throwIfAny();
-  const { input_ids: ids, attention_mask: mask, y } = dataset as { input_ids: unknown; attention_mask?: unknown; y: unknown };
+  const { input_ids: ids, attention_mask: mask, token_type_ids: types, y } = dataset as { input_ids: unknown; attention_mask?: unknown; token_type_ids?: unknown; y: unknown };
   if (!Array.isArray(ids) || ids.length === 0) {
     issues.fatal({ path: `${field}.input_ids`, message: Array.isArray(ids) ? "has no rows; at least one is required" : "must be a list of rows of token ids" });
   }
@@ -331,12 +351,17 @@ export function tokenTableFromInline(dataset: Record<string, unknown>, field: st
   if (hasMask && (mask as unknown[]).length !== rows) {
     issues.add({ path: `${field}.attention_mask`, message: `has ${(mask as unknown[]).length} rows, but input_ids has ${rows}` });
   }
+  const hasTypes = types !== undefined && types !== null;
+  if (hasTypes && !Array.isArray(types)) issues.fatal({ path: `${field}.token_type_ids`, message: "must be a list of rows of type ids, one per row of input_ids" });
+  if (hasTypes && (types as unknown[]).length !== rows) {
+    issues.add({ path: `${field}.token_type_ids`, message: `has ${(types as unknown[]).length} rows, but input_ids has ${rows}` });
+  }
   // a causal LM's rows need no y (its labels are the ids): the table then has no targets
   const targetShape = y === undefined ? { scalar: false, targets: 0 } : inlineTargetShape(y, rows, "input_ids", field, issues);
 
   let fillable = 0;
   for (let r = 0; r < rows; r++) if (Array.isArray(ids[r]) && (ids[r] as unknown[]).length === T) fillable++;
-  const builder = new TableBuilder(T, targetShape.targets, fillable, hasMask);
+  const builder = new TableBuilder(T, targetShape.targets, fillable, hasMask, hasTypes);
   for (let r = 0; r < rows && !issues.full; r++) {
     const row: unknown = ids[r];
     const path = `${field}.input_ids[${r}]`;
@@ -353,6 +378,20 @@ export function tokenTableFromInline(dataset: Record<string, unknown>, field: st
       const problem = tokenIdProblem(row[t]);
       if (problem === null) builder.x[at + t] = row[t] as number;
       else if (!issues.add({ path: `${path}[${t}]`, message: problem })) break;
+    }
+    if (builder.types) {
+      const typesRow: unknown = (types as unknown[])[r];
+      const typesPath = `${field}.token_type_ids[${r}]`;
+      if (!Array.isArray(typesRow) || typesRow.length !== T) {
+        const got = Array.isArray(typesRow) ? `has ${typesRow.length} values` : `is ${describeJson(typesRow)}`;
+        issues.add({ path: typesPath, message: `${got}, but input_ids[${r}] has ${T} token ids: one type id per token` });
+      } else {
+        for (let t = 0; t < T; t++) {
+          const problem = typeIdProblem(typesRow[t]);
+          if (problem === null) builder.types[at + t] = typesRow[t] as number;
+          else if (!issues.add({ path: `${typesPath}[${t}]`, message: problem })) break;
+        }
+      }
     }
     if (!builder.mask) continue;
     const maskRow: unknown = (mask as unknown[])[r];
@@ -487,6 +526,10 @@ export function parseCsv(text: string, options: CsvOptions): Table {
       columnOfName.set(name, column);
     }
   });
+  if (columnOfName.has("text") && !columnOfName.has("input_ids")) {
+    issues.throwIfAny();
+    return readTextCsv(reader, names, options.target, field, issues, text);
+  }
 
   const targetNames = Array.isArray(options.target) ? options.target : [options.target];
   // Column index -> its slot: feature k is k, target t is -(t + 1).
@@ -549,7 +592,7 @@ export function parseCsv(text: string, options: CsvOptions): Table {
 
 /**
  * A CSV of token rows (a header with an `input_ids` column): `input_ids` and, optionally,
- * `attention_mask` hold a row of integers each, separated by spaces ("101 2023 102"); a list
+ * `attention_mask` and `token_type_ids` hold a row of integers each, separated by spaces ("101 2023 102"); a list
  * as pandas writes it ("[101, 2023, 102]", quoted) reads the same. The target column holds a
  * number per row, or (one target column named by a string) a row of per-token labels written
  * the same way; several target columns hold a number each. No other columns are allowed.
@@ -559,16 +602,17 @@ function readTokenCsv(
 ): Table {
   const idsColumn = names.indexOf("input_ids");
   const maskColumn = names.indexOf("attention_mask");
+  const typesColumn = names.indexOf("token_type_ids");
   const headerLine = reader.recordLine;
   names.forEach((name, column) => {
-    if (column !== idsColumn && column !== maskColumn && !targetColumns.includes(column)) {
-      issues.add({ path: field, line: headerLine, column: name, message: `a token CSV has the columns input_ids, attention_mask (optional) and the target column(s); ${JSON.stringify(name)} is none of them` });
+    if (column !== idsColumn && column !== maskColumn && column !== typesColumn && !targetColumns.includes(column)) {
+      issues.add({ path: field, line: headerLine, column: name, message: `a token CSV has the columns input_ids, attention_mask and token_type_ids (optional) and the target column(s); ${JSON.stringify(name)} is none of them` });
     }
   });
   issues.throwIfAny();
   const yName = singleTarget ?? "y";
   const rows = new TokenRowReader(field, issues, Math.min(countLines(text, reader.position), Math.ceil(text.length / 8)), yName);
-  const keys = ["input_ids", ...(maskColumn >= 0 ? ["attention_mask"] : []), yName];
+  const keys = ["input_ids", ...(maskColumn >= 0 ? ["attention_mask"] : []), ...(typesColumn >= 0 ? ["token_type_ids"] : []), yName];
   for (let record = reader.next(); record !== null && !issues.full; record = reader.next()) {
     const line = reader.recordLine;
     if (reader.recordBroken) continue; // already reported by the reader
@@ -586,7 +630,14 @@ function readTokenCsv(
         return Number.isNaN(value) ? record[column]!.trim() : value;
       });
     }
-    rows.add(line, integerListCell(record[idsColumn]!), maskColumn >= 0 ? integerListCell(record[maskColumn]!) : undefined, y, keys);
+    rows.add(
+      line,
+      integerListCell(record[idsColumn]!),
+      maskColumn >= 0 ? integerListCell(record[maskColumn]!) : undefined,
+      typesColumn >= 0 ? integerListCell(record[typesColumn]!) : undefined,
+      y,
+      keys,
+    );
   }
   return rows.finish();
 }
@@ -807,9 +858,10 @@ function explainBadCell(cell: string): string {
 
 /**
  * Token rows of a JSONL or CSV part, one record at a time: input_ids (a row of token ids),
- * attention_mask (optional; given on every row or on none) and y. The first good row fixes the
- * length T, whether a mask comes with the rows and the target shape. Issues carry the line and
- * the column ("input_ids", "attention_mask", "y"); the table records each row's line, so later
+ * attention_mask and token_type_ids (optional; each given on every row or on none) and y. The
+ * first good row fixes the length T, whether a mask and type ids come with the rows and the
+ * target shape. Issues carry the line and the column ("input_ids", "attention_mask",
+ * "token_type_ids", "y"); the table records each row's line, so later
  * checks (an id outside the vocabulary) can name it too.
  */
 class TokenRowReader {
@@ -817,6 +869,7 @@ class TokenRowReader {
   private lines = new Int32Array(0);
   private targetsWereScalar = true;
   private hasMask = false;
+  private hasTypes = false;
   /** The line that fixed the shape. */
   firstLine = 0;
 
@@ -829,11 +882,11 @@ class TokenRowReader {
   ) {}
 
   /** Adds one record (values as the file holds them: arrays of numbers, or strings already split by the CSV reader). */
-  add(line: number, ids: unknown, mask: unknown, y: unknown, keys: readonly string[]): void {
+  add(line: number, ids: unknown, mask: unknown, types: unknown, y: unknown, keys: readonly string[]): void {
     const { field, issues } = this;
     for (const key of keys) {
-      if (key !== "input_ids" && key !== "attention_mask" && key !== this.yName) {
-        issues.add({ path: field, line, column: key, message: `${JSON.stringify(key)} is not a field of token rows (input_ids, attention_mask, y)` });
+      if (key !== "input_ids" && key !== "attention_mask" && key !== "token_type_ids" && key !== this.yName) {
+        issues.add({ path: field, line, column: key, message: `${JSON.stringify(key)} is not a field of token rows (input_ids, attention_mask, token_type_ids, y)` });
         return;
       }
     }
@@ -846,6 +899,7 @@ class TokenRowReader {
       return;
     }
     const maskGiven = mask !== undefined && mask !== null;
+    const typesGiven = types !== undefined && types !== null;
     const yIsList = Array.isArray(y);
     let builder = this.builder;
     if (!builder) {
@@ -859,8 +913,9 @@ class TokenRowReader {
       }
       this.targetsWereScalar = !yIsList;
       this.hasMask = maskGiven;
+      this.hasTypes = typesGiven;
       this.firstLine = line;
-      builder = this.builder = new TableBuilder(ids.length, yIsList ? y.length : 1, this.capacityHint, maskGiven);
+      builder = this.builder = new TableBuilder(ids.length, yIsList ? y.length : 1, this.capacityHint, maskGiven, typesGiven);
     }
     const T = builder.features;
     if (ids.length !== T) {
@@ -876,6 +931,17 @@ class TokenRowReader {
     }
     if (maskGiven && (!Array.isArray(mask) || mask.length !== T)) {
       issues.add({ path: field, line, column: "attention_mask", message: `"attention_mask" ${Array.isArray(mask) ? `has ${mask.length} values` : `is ${describeJson(mask)}`}, expected ${T}: one 0/1 per token of input_ids` });
+      return;
+    }
+    if (typesGiven !== this.hasTypes) {
+      issues.add({
+        path: field, line, column: "token_type_ids",
+        message: typesGiven ? `"token_type_ids" is given, but line ${this.firstLine} has none: give it on every row or on none` : `has no "token_type_ids", but line ${this.firstLine} has them: give them on every row or on none`,
+      });
+      return;
+    }
+    if (typesGiven && (!Array.isArray(types) || types.length !== T)) {
+      issues.add({ path: field, line, column: "token_type_ids", message: `"token_type_ids" ${Array.isArray(types) ? `has ${types.length} values` : `is ${describeJson(types)}`}, expected ${T}: one type id per token of input_ids` });
       return;
     }
     if (yIsList === this.targetsWereScalar || (yIsList && y.length !== builder.targets)) {
@@ -906,6 +972,14 @@ class TokenRowReader {
       }
       if (!bad && !rowHasToken(builder.mask, row, T)) issues.add({ path: field, line, column: "attention_mask", message: `"attention_mask" ${NO_TOKEN_MESSAGE}` });
     }
+    if (builder.types) {
+      for (let t = 0; t < T; t++) {
+        const value = (types as unknown[])[t];
+        const problem = typeIdProblem(value);
+        if (problem === null) builder.types[at + t] = value as number;
+        else if (!issues.add({ path: field, line, column: "token_type_ids", message: `"token_type_ids"[${t}] ${problem}` })) return;
+      }
+    }
     if (yIsList) copyJsonlValues(y, this.yName, builder.y, row * builder.targets, field, line, issues);
     else {
       const value = toFiniteF32(y);
@@ -925,6 +999,196 @@ class TokenRowReader {
     table.lines = this.lines.slice(0, table.rows);
     return table;
   }
+}
+
+// ---------------------------------------------------------------- text rows
+
+/**
+ * Converts inline text rows `{text, text_pair?, y?}` into a text Table: the strings as they are
+ * (`text`, `textPair`), no features until the request's tokenizer turns them into token rows
+ * (tokenizeTables in formats/text.ts). The targets are `y`, or `label` as Hugging Face datasets
+ * name it: a number (or a list of numbers) per row; without them the table has no targets (a
+ * causal language model predicts the text itself). Issues name the row: `data.train.text[3]`
+ * (not a string), `data.train.text_pair` (a count that differs from text).
+ *
+ * @example
+ * ```ts
+ * const table = textTableFromInline({ text: ["a fine film", "dull"], label: [1, 0] }, "data.train");
+ * // { rows: 2, features: 0, targets: 1, text: ["a fine film", "dull"], ... }
+ * ```
+ */
+export function textTableFromInline(dataset: Record<string, unknown>, field: string): Table {
+  const issues: IssueList = new IssueList();
+  for (const key of Object.keys(dataset)) {
+    if (key === "text" || key === "text_pair" || key === "y" || key === "label") continue;
+    issues.add({
+      path: `${field}.${key}`,
+      message: key === "x" || key === "input_ids" ? `text rows take text instead of ${key}; give one of them` : "is not a field of text data (text, text_pair, y or label)",
+    });
+  }
+  if ("y" in dataset && "label" in dataset) issues.add({ path: `${field}.label`, message: "the targets are given twice, as y and as label: give one" });
+  issues.throwIfAny();
+  const strings = (name: "text" | "text_pair", rows: number | null): string[] => {
+    const value = dataset[name];
+    if (!Array.isArray(value) || value.length === 0) {
+      issues.fatal({ path: `${field}.${name}`, message: Array.isArray(value) ? "has no rows; at least one is required" : "must be a list of strings, one per row" });
+    }
+    if (rows !== null && value.length !== rows) issues.add({ path: `${field}.${name}`, message: `has ${value.length} rows, but text has ${rows}` });
+    value.forEach((s, r) => typeof s === "string" || issues.add({ path: `${field}.${name}[${r}]`, message: `is ${describeJson(s)}, not a string` }));
+    return value as string[];
+  };
+  const text = strings("text", null);
+  const rows = text.length;
+  const pair = dataset.text_pair === undefined || dataset.text_pair === null ? null : strings("text_pair", rows);
+  const yName = "y" in dataset ? "y" : "label" in dataset ? "label" : null;
+  const shape = yName ? inlineTargetShape(dataset[yName], rows, "text", field, issues, yName) : { scalar: true, targets: 0 };
+  const builder = new TableBuilder(0, shape.targets, rows);
+  for (let r = 0; r < rows; r++) builder.addRow();
+  if (yName) copyInlineTargets(dataset[yName] as unknown[], rows, shape, builder, field, issues, yName);
+  issues.throwIfAny();
+  return { ...builder.finish(shape.scalar), text, ...(pair ? { textPair: pair } : {}) };
+}
+
+/**
+ * Text rows of a JSONL or CSV part, one record at a time: `text`, `text_pair` (given on every
+ * row or on none) and the target (`y` or `label`; on every row or on none). The first good row
+ * fixes which of them come and the target's shape. Issues carry the line and the column.
+ */
+class TextRowReader {
+  private builder: TableBuilder | null = null;
+  private readonly text: string[] = [];
+  private readonly pair: string[] = [];
+  private readonly lines: number[] = [];
+  private hasPair = false;
+  private yName: string | null = null;
+  private targetsWereScalar = true;
+  /** The line that fixed the shape. */
+  firstLine = 0;
+
+  constructor(
+    private readonly field: string,
+    private readonly issues: IssueList,
+    private readonly capacityHint: number,
+  ) {}
+
+  /** Adds one record: the texts as the file holds them, and the target as {name, value} (or null). */
+  add(line: number, text: unknown, pair: unknown, target: { name: string; value: unknown } | null): void {
+    const { field, issues } = this;
+    if (typeof text !== "string") {
+      issues.add({ path: field, line, column: "text", message: text === undefined ? 'has no "text"' : `"text" is ${describeJson(text)}, not a string` });
+      return;
+    }
+    const pairGiven = pair !== undefined && pair !== null;
+    if (pairGiven && typeof pair !== "string") {
+      issues.add({ path: field, line, column: "text_pair", message: `"text_pair" is ${describeJson(pair)}, not a string` });
+      return;
+    }
+    const yIsList = target !== null && Array.isArray(target.value);
+    let builder = this.builder;
+    if (!builder) {
+      if (yIsList && (target!.value as unknown[]).length === 0) {
+        issues.add({ path: field, line, column: target!.name, message: `"${target!.name}" is empty; each row needs at least one target` });
+        return;
+      }
+      this.hasPair = pairGiven;
+      this.yName = target?.name ?? null;
+      this.targetsWereScalar = !yIsList;
+      this.firstLine = line;
+      builder = this.builder = new TableBuilder(0, target === null ? 0 : yIsList ? (target.value as unknown[]).length : 1, this.capacityHint);
+    }
+    if (pairGiven !== this.hasPair) {
+      issues.add({
+        path: field, line, column: "text_pair",
+        message: pairGiven ? `"text_pair" is given, but line ${this.firstLine} has none: give it on every row or on none` : `has no "text_pair", but line ${this.firstLine} has one: give it on every row or on none`,
+      });
+      return;
+    }
+    if ((target?.name ?? null) !== this.yName) {
+      const want = this.yName;
+      issues.add({
+        path: field, line, column: target?.name ?? want!,
+        message: want === null ? `has "${target!.name}", but line ${this.firstLine} has no target: give it on every row or on none` : target === null ? `has no "${want}", but line ${this.firstLine} has one: give it on every row or on none` : `has "${target.name}", but line ${this.firstLine} has "${want}": name the target one way`,
+      });
+      return;
+    }
+    if (target && (yIsList === this.targetsWereScalar || (yIsList && (target.value as unknown[]).length !== builder.targets))) {
+      const expected = this.targetsWereScalar ? "a number" : `a list of ${builder.targets} numbers`;
+      issues.add({ path: field, line, column: target.name, message: `"${target.name}" is ${yIsList ? `a list of ${(target.value as unknown[]).length}` : describeJson(target.value)}, expected ${expected} (as on line ${this.firstLine})` });
+      return;
+    }
+    const row = builder.addRow();
+    this.text.push(text);
+    if (pairGiven) this.pair.push(pair as string);
+    this.lines.push(line);
+    if (!target) return;
+    if (yIsList) copyJsonlValues(target.value as unknown[], target.name, builder.y, row * builder.targets, field, line, issues);
+    else {
+      const value = toFiniteF32(target.value);
+      if (Number.isNaN(value)) issues.add({ path: field, line, column: target.name, message: `"${target.name}" ${explainBadValue(target.value)}` });
+      else builder.y[row] = value;
+    }
+  }
+
+  /** The table (or the issues). */
+  finish(): Table {
+    const { field, issues } = this;
+    if (!this.builder && issues.issues.length === 0) issues.add({ path: field, message: "has no rows of text" });
+    issues.throwIfAny();
+    return {
+      ...this.builder!.finish(this.targetsWereScalar),
+      text: this.text,
+      ...(this.hasPair ? { textPair: this.pair } : {}),
+      lines: Int32Array.from(this.lines),
+    };
+  }
+}
+
+/**
+ * A CSV of text rows (a header with a `text` column): `text`, `text_pair` (optional) and the
+ * target column(s): `data.target`, or with the default `y` and no `y` column, `label` (as Hugging
+ * Face datasets name it), or none at all (a causal language model needs none). Cells are taken
+ * as written (RFC 4180 quoting keeps commas, quotes and line breaks in a text).
+ */
+function readTextCsv(reader: CsvRecordReader, names: string[], target: string | string[], field: string, issues: IssueList, text: string): Table {
+  const headerLine = reader.recordLine;
+  const column = (name: string) => names.indexOf(name);
+  let targets = Array.isArray(target) ? target : [target];
+  if (target === "y" && column("y") < 0) targets = column("label") >= 0 ? ["label"] : [];
+  for (const name of targets) {
+    if (column(name) < 0) issues.add({ path: field, line: headerLine, column: name, message: `target column ${describeValue(name, 60)} not found; the header has ${listNames(names)}` });
+  }
+  const targetColumns = targets.map(column);
+  const textColumn = column("text");
+  const pairColumn = column("text_pair");
+  names.forEach((name, c) => {
+    if (c !== textColumn && c !== pairColumn && !targetColumns.includes(c)) {
+      issues.add({ path: field, line: headerLine, column: name, message: `a text CSV has the columns text, text_pair (optional) and the target column(s) (data.target, default y, or label); ${JSON.stringify(name)} is none of them` });
+    }
+  });
+  issues.throwIfAny();
+  const rows = new TextRowReader(field, issues, Math.min(countLines(text, reader.position), Math.ceil(text.length / 2)));
+  const single = typeof target === "string";
+  for (let record = reader.next(); record !== null && !issues.full; record = reader.next()) {
+    const line = reader.recordLine;
+    if (reader.recordBroken) continue; // already reported by the reader
+    if (record.length !== names.length) {
+      issues.add({ path: field, line, message: `has ${record.length} fields, header has ${names.length}` });
+      continue;
+    }
+    let bad = false;
+    const values = targetColumns.map((c) => {
+      const value = parseNumberCell(record[c]!);
+      if (Number.isNaN(value)) {
+        bad = true;
+        issues.add({ path: field, line, column: names[c]!, message: explainBadCell(record[c]!) });
+      }
+      return value;
+    });
+    if (bad) continue;
+    const y = targets.length === 0 ? null : { name: single ? targets[0]! : "y", value: single ? values[0] : values };
+    rows.add(line, record[textColumn], pairColumn >= 0 ? record[pairColumn] : undefined, y);
+  }
+  return rows.finish();
 }
 
 // ---------------------------------------------------------------- JSONL
@@ -960,6 +1224,7 @@ export function parseJsonl(text: string, options: JsonlOptions): Table {
   let targetsWereScalar = true;
   let shapeLine = 0; // the line that fixed the shape, for messages
   let tokenRows: TokenRowReader | false | null = null; // decided by the first object: "input_ids" or "x"
+  let textRows: TextRowReader | false | null = null; // or "text"
   let position = text.charCodeAt(0) === CHAR.bom ? 1 : 0;
   for (let line = 1; position <= text.length && !issues.full; line++) {
     const newline = text.indexOf("\n", position);
@@ -981,12 +1246,29 @@ export function parseJsonl(text: string, options: JsonlOptions): Table {
     }
     const record = parsed as Record<string, unknown>;
     tokenRows ??= "input_ids" in record ? new TokenRowReader(field, issues, Math.min(countLines(text, position), Math.ceil(text.length / 16))) : false;
+    textRows ??= !tokenRows && "text" in record ? new TextRowReader(field, issues, Math.min(countLines(text, position), Math.ceil(text.length / 12))) : false;
+    if (textRows) {
+      const unknown = Object.keys(record).find((key) => key !== "text" && key !== "text_pair" && key !== "y" && key !== "label");
+      if (unknown !== undefined) {
+        issues.add({ path: field, line, column: unknown, message: `${JSON.stringify(unknown)} is not a field of text rows (text, text_pair, y or label)` });
+      } else if ("y" in record && "label" in record) {
+        issues.add({ path: field, line, column: "label", message: 'has both "y" and "label": give the target once' });
+      } else {
+        const name = "y" in record ? "y" : "label" in record ? "label" : null;
+        textRows.add(line, record.text, record.text_pair, name === null ? null : { name, value: record[name] });
+      }
+      continue;
+    }
+    if ("text" in record) {
+      issues.add({ path: field, line, column: "text", message: `has "text", but the rows are ${tokenRows ? "token" : "feature"} rows (first on line ${tokenRows ? tokenRows.firstLine : shapeLine || "1"}): every line is one kind` });
+      continue;
+    }
     if (tokenRows) {
       if ("x" in record && !("input_ids" in record)) {
         issues.add({ path: field, line, column: "x", message: `has "x", but the rows are token rows ("input_ids", first on line ${tokenRows.firstLine}): every line is one kind` });
         continue;
       }
-      tokenRows.add(line, record.input_ids, record.attention_mask, record.y, Object.keys(record));
+      tokenRows.add(line, record.input_ids, record.attention_mask, record.token_type_ids, record.y, Object.keys(record));
       continue;
     }
     if ("input_ids" in record) {
@@ -1039,8 +1321,9 @@ export function parseJsonl(text: string, options: JsonlOptions): Table {
     }
   }
   if (tokenRows) return tokenRows.finish();
+  if (textRows) return textRows.finish();
   if (!builder && issues.issues.length === 0) {
-    issues.add({ path: field, message: "has no rows; each line should be {\"x\": [...], \"y\": ...} (or {\"input_ids\": [...], \"attention_mask\": [...], \"y\": ...})" });
+    issues.add({ path: field, message: "has no rows; each line should be {\"x\": [...], \"y\": ...} (or {\"input_ids\": [...], \"attention_mask\": [...], \"y\": ...}, or {\"text\": \"...\", \"y\": ...})" });
   }
   issues.throwIfAny();
   return builder!.finish(targetsWereScalar);
@@ -1080,6 +1363,10 @@ function copyJsonlValues(
  */
 export function checkTargets(table: Table, loss: LossSpec, outputs: number, field: string, positions = 1): void {
   const issues: IssueList = new IssueList();
+  if (table.targets === 0) {
+    // text rows without y (or label): only a model that predicts its own tokens needs none
+    issues.fatal({ path: `${field}.y`, message: `is missing: the rows have no targets, and ${loss.type} needs one per row (y, or label in text data)` });
+  }
   const perToken = positions > 1 ? ` (${positions} positions x ${outputs} outputs: the model outputs one prediction per token)` : "";
   const checkWidth = (what: string): boolean => {
     if (table.targets === outputs * positions) return true;

@@ -1,7 +1,8 @@
 /**
  * The input of an asynchronous run as one file: a safetensors whose tensors are the initial
  * state (state_dict names, buffers included) and the data (`@train.x` or `@train.input_ids`,
- * `@train.y`, `@train.attention_mask`, and the same for `@validation`; `@` cannot start a
+ * `@train.y`, `@train.attention_mask`, `@train.token_type_ids`, and the same for `@validation`;
+ * text rows are stored tokenized, so the tokenizer is not kept; `@` cannot start a
  * parameter name), with the validated request in the metadata. It is written once at submission (R2), and read by whoever runs the job, which
  * validates it again with prepareRun.
  */
@@ -22,7 +23,7 @@ const MARKER = "edgetune-run-input/1";
  * ```
  */
 export function encodeRunInput(prepared: PreparedRun): Uint8Array {
-  const { data, weights: _weights, ...request } = prepared.request;
+  const { data, weights: _weights, tokenizer: _tokenizer, ...request } = prepared.request;
   const stored = { ...request, data: { target: data.target } };
   // without given weights the runner initialises from training.seed (bit-identical), so none are stored
   const state = prepared.initialState;

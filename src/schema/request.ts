@@ -246,8 +246,9 @@ export const FeatureDataset = z.strictObject({
 
 /**
  * Inline token rows: `input_ids` rows of token ids padded to one length T, an optional
- * `attention_mask` of the same shape (1 = token, 0 = padding; absent: every token counts), and
- * `y`: a target per row, or a row of T class indices (per-token targets, -100 ignored).
+ * `attention_mask` of the same shape (1 = token, 0 = padding; absent: every token counts), an
+ * optional `token_type_ids` of the same shape (0 = the first text, 1 = the second; absent: 0),
+ * and `y`: a target per row, or a row of T class indices (per-token targets, -100 ignored).
  */
 export const TokenDataset = z.strictObject({
   input_ids: z.array(z.array(int().min(0).max(2 ** 24 - 1)).max(1 << 20)).min(1),
@@ -258,8 +259,32 @@ export const TokenDataset = z.strictObject({
   y: z.array(target).min(1).optional(),
 });
 
-/** An inline dataset: feature rows or token rows. */
-export const Dataset = z.union([FeatureDataset, TokenDataset]);
+/**
+ * Inline text rows, tokenized with the request's `tokenizer` (data.tokenization): `text`, an
+ * optional `text_pair` (a second text per row: [CLS] text [SEP] text_pair [SEP] for BERT), and
+ * the targets as `y` or `label` (Hugging Face datasets' name); a causal language model needs none.
+ */
+export const TextDataset = z.strictObject({
+  text: z.array(z.string()).min(1),
+  text_pair: z.array(z.string()).min(1).optional(),
+  y: z.array(target).min(1).optional(),
+  label: z.array(target).min(1).optional(),
+});
+
+/** An inline dataset: feature rows, token rows or text rows. */
+export const Dataset = z.union([FeatureDataset, TokenDataset, TextDataset]);
+
+/**
+ * How text rows become token rows, as transformers' `tokenizer(text, text_pair, max_length=,
+ * truncation=, padding=)`: max_length counts the special tokens and defaults to the model's
+ * max_position_embeddings; without truncation a longer row is refused (422); padding "longest"
+ * pads every row of the run (train and validation) to the longest one, "max_length" to max_length.
+ */
+export const Tokenization = z.strictObject({
+  max_length: int().min(1).max(1 << 20).optional(),
+  truncation: z.boolean().default(false),
+  padding: z.enum(["longest", "max_length"]).default("longest"),
+});
 
 export const Data = z.strictObject({
   train: Dataset.optional(),
@@ -267,6 +292,8 @@ export const Data = z.strictObject({
   validation_split: z.number().gt(0).lt(1).optional(),
   /** CSV: the target column's header name (or names, for several outputs); every other column is a feature. */
   target: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).default("y"),
+  /** Text rows only: max_length, truncation and padding of the tokenizer. */
+  tokenization: Tokenization.prefault({}),
 });
 
 // ---------------------------------------------------------------- training
@@ -320,6 +347,8 @@ export const FineTuneRequest = z.strictObject({
   model: Model,
   /** Base64 safetensors with state_dict names; omitted or null: PyTorch default init from `training.seed`. */
   weights: z.string().nullable().optional(),
+  /** A Hugging Face tokenizer.json (the object as the Hub ships it): text rows are tokenized with it. */
+  tokenizer: z.record(z.string(), z.unknown()).nullable().optional(),
   data: Data,
   training: Training.prefault({}),
   /** Layer names (or parameter names such as "fc2.bias") to train; everything else is frozen. null trains all. */
@@ -342,3 +371,4 @@ export type ClosedFormScheduleSpec = z.output<typeof ClosedFormSchedule>;
 export type ClipGradNormSpec = z.output<typeof ClipGradNorm>;
 export type EarlyStoppingSpec = z.output<typeof EarlyStopping>;
 export type DatasetSpec = z.output<typeof Dataset>;
+export type TokenizationSpec = z.output<typeof Tokenization>;

@@ -201,6 +201,43 @@ describe("fine-tuning on the user's device: the browser library in headless Chro
     await close();
   });
 
+  it.skipIf(!hasChromium)("text rows with a tokenizer.json train in the page and in its worker as in Node: Tokenizers.js runs in the browser, fetching nothing (needs /usr/bin/chromium)", async () => {
+    const { page, requested, errors, close } = await open();
+    const tokenizer = JSON.parse(readFileSync(join(root, "test/fixtures/tokenizers/tiny-wordpiece.json"), "utf8")) as { model: { vocab: object } };
+    const request = {
+      model: {
+        layers: [
+          { type: "embedding", name: "emb", num_embeddings: Object.keys(tokenizer.model.vocab).length, embedding_dim: 8, padding_idx: 0 },
+          { type: "pool", mode: "mean" },
+          { type: "linear", name: "head", in_features: 8, out_features: 2 },
+        ],
+      },
+      tokenizer,
+      data: {
+        train: { text: ["Good movie!", "a great, great film", "bad film.", "it was awful", "i love this movie", "i hate it"], label: [1, 1, 0, 0, 1, 0] },
+        validation: { text: ["great movie", "awful film"], label: [1, 0] },
+        tokenization: { truncation: true, max_length: 8 },
+      },
+      training: { epochs: 4, batch_size: 2, shuffle: false, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: 0.01 } },
+    } as TrainRequest;
+    const before = requested.length;
+    const out = (await page.evaluate(`(async (request) => {
+      const lib = await import("/lib/edgetune.js");
+      const inPage = await lib.train(request, { variant: "wasm-simd" });
+      const inWorker = await lib.trainInWorker(request, { variant: "wasm-simd" });
+      return { inPage, inWorker };
+    })(${JSON.stringify(request)})`)) as { inPage: FineTuneResult; inWorker: FineTuneResult };
+    const node = await createEngine(await loadNodeRuntime({ variant: "wasm-simd" })).train(request);
+    expect(out.inPage.status).toBe("succeeded");
+    expect(out.inPage.engine.runtime).toBe("browser");
+    expect(out.inPage.metrics.history).toEqual(node.metrics.history);
+    expect(decodeBase64(out.inPage.weights)).toEqual(decodeBase64(node.weights));
+    expect(out.inWorker.weights).toBe(out.inPage.weights);
+    expect(requested.slice(before).filter((u) => !u.startsWith(`${base}/lib/`))).toEqual([]);
+    expect(errors).toEqual([]);
+    await close();
+  });
+
   /** What the playground keeps in window.__edgetune. */
   interface Hooks {
     status: string;

@@ -27,9 +27,10 @@ describe("src/engine, src/formats and src/schema stay runtime-agnostic", () => {
       for (const forbidden of [/["']node:/, /["']cloudflare:/, /\bBuffer\b/, /\bprocess\b/, /\brequire\(/, /\bglobalThis\.(process|Buffer)\b/]) {
         expect(code).not.toMatch(forbidden);
       }
-      // Relative imports ending in .js (NodeNext ESM); the only package is zod (the shared schemas).
+      // Relative imports ending in .js (NodeNext ESM); the packages are zod (the shared schemas) and
+      // @huggingface/tokenizers (formats/text.ts: pure JS, no dependencies, no network, no Node or Workers API).
       for (const [, specifier] of code.matchAll(/from\s+["']([^"']+)["']/g)) {
-        expect(specifier).toMatch(/^(\.\.?\/.*\.js|zod)$/);
+        expect(specifier).toMatch(/^(\.\.?\/.*\.js|zod|@huggingface\/tokenizers)$/);
       }
     });
 
@@ -42,6 +43,27 @@ describe("src/engine, src/formats and src/schema stay runtime-agnostic", () => {
         const doc = before.slice(before.lastIndexOf("/**"));
         const documented = before.trimEnd().endsWith("*/") && doc.includes("@example");
         expect({ name: match[1], documented }).toEqual({ name: match[1], documented: true });
+      }
+    });
+  }
+});
+
+describe("@huggingface/tokenizers (imported by formats/text.ts) runs anywhere", () => {
+  const pkg = fileURLToPath(new URL("../../node_modules/@huggingface/tokenizers/", import.meta.url));
+  const manifest = JSON.parse(readFileSync(`${pkg}package.json`, "utf8")) as { version: string; dependencies?: object; exports: Record<string, unknown> };
+
+  it("is the pinned version, with no dependencies", () => {
+    const ours = JSON.parse(readFileSync(fileURLToPath(new URL("../../package.json", import.meta.url)), "utf8")) as { dependencies: Record<string, string> };
+    expect(ours.dependencies["@huggingface/tokenizers"]).toBe(manifest.version);
+    expect(manifest.dependencies ?? {}).toEqual({});
+  });
+
+  for (const file of ["dist/tokenizers.mjs", "dist/tokenizers.cjs"]) {
+    it(`${file} imports nothing, fetches nothing and evaluates no code`, () => {
+      const code = stripComments(readFileSync(pkg + file, "utf8"));
+      expect(code.length).toBeGreaterThan(10_000);
+      for (const forbidden of [/\bfetch\s*\(/, /\bimport\s*\(/, /^\s*import\s/m, /\brequire\(/, /\bXMLHttpRequest\b/, /\bWebSocket\b/, /\bnew Function\b/, /\beval\s*\(/, /["']node:/, /\bBuffer\b/, /\bprocess\./]) {
+        expect(code, String(forbidden)).not.toMatch(forbidden);
       }
     });
   }

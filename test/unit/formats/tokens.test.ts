@@ -154,6 +154,6 @@ describe("CSV token rows", () => {
 
   it("a column that is neither ids, mask nor target is refused at the header", () => {
     const issues = issuesOf(() => parseCsv("input_ids,text,y\n1 2,hello,0\n", { target: "y", field: "data.train" }));
-    expect(issues).toEqual([{ path: "data.train", line: 1, column: "text", message: expect.stringMatching(/input_ids, attention_mask \(optional\) and the target column/) }]);
+    expect(issues).toEqual([{ path: "data.train", line: 1, column: "text", message: expect.stringMatching(/input_ids, attention_mask and token_type_ids \(optional\) and the target column/) }]);
   });
 });

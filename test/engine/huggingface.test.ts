@@ -4,6 +4,7 @@
  * task head, Conv1D's [in, out]), causal-LM labels, token types, training on WASM against the
  * TypeScript twins, and the 422s a user meets. PyTorch parity: test/parity (group huggingface).
  */
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { rejection } from "./refusals.js";
 import { tokenData } from "../helpers.js";
@@ -243,6 +244,47 @@ describe("checkpoints as they come from the Hub", () => {
     expect(result.huggingface!.dropped).toEqual(["cls.predictions.bias"]);
     expect(result.huggingface!.initialized).toEqual(["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"]);
     expect(tensorsOf(result.weights).has("classifier.weight")).toBe(true);
+  });
+});
+
+describe("text rows with the model's tokenizer.json", () => {
+  const tokenizer = (name: string) => JSON.parse(readFileSync(new URL(`../fixtures/tokenizers/${name}.json`, import.meta.url), "utf8")) as Record<string, unknown>;
+  const reviews = ["a good movie", "this film was awful", "i love it", "not great", "the movie is bad", "hello world, what a film!", "great great film", "it was not good"];
+
+  it("GPT-2 on text without y: the labels are the tokens; validation perplexity falls", async () => {
+    const config = { ...GPT2, vocab_size: 513, n_positions: 16 };
+    const result = await train({
+      model: { huggingface: { config } },
+      tokenizer: tokenizer("tiny-gpt2"),
+      data: { train: { text: [...reviews, ...reviews] }, validation: { text: reviews.slice(0, 4) } },
+      training: { epochs: 5, batch_size: 4, optimizer: { type: "adam", lr: 0.01 } },
+    } as TrainRequest);
+    expect(result.status).toBe("succeeded");
+    expect(result.metrics.history.at(-1)!.val_perplexity!).toBeLessThan(result.metrics.initial!.val_perplexity!);
+  });
+
+  it("a tokenizer with more ids than config.json's vocab_size is a 422 at tokenizer", async () => {
+    const e = await rejection({ model: { huggingface: { config: { ...GPT2, vocab_size: 300 } } }, tokenizer: tokenizer("tiny-gpt2"), data: { train: { text: reviews } } });
+    expect(e.errors[0]!.path).toBe("tokenizer");
+    expect(e.errors[0]!.message).toMatch(/513 token ids.*vocab_size is 300/);
+  });
+
+  it("BERT: text longer than max_position_embeddings is a 422 without truncation, and trains with it; pairs reach token_type_embeddings", async () => {
+    const config = { ...BERT, vocab_size: 90, max_position_embeddings: 8 };
+    const long = { model: { huggingface: { config } }, tokenizer: tokenizer("tiny-wordpiece"), data: { train: { text: reviews, y: reviews.map((_, i) => i % 3) } } };
+    const e = await rejection(long);
+    expect(e.errors[0]!.path, e.errors[0]!.message).toMatch(/^data\.train\.text\[\d+\]$/);
+    expect(e.errors[0]!.message).toMatch(/8/);
+    const truncated = await train({ ...long, data: { ...long.data, tokenization: { truncation: true } } } as TrainRequest);
+    expect(truncated.status).toBe("succeeded");
+    const pairs = await train({
+      ...long,
+      data: { train: { text: reviews.map((r) => r.split(" ")[0]!), text_pair: reviews.map((r) => r.split(" ").at(-1)!), y: reviews.map((_, i) => i % 3) } },
+      training: { epochs: 1, optimizer: { type: "sgd", lr: 0.1 } },
+    } as TrainRequest);
+    const types = tensorsOf(pairs.weights).get("bert.embeddings.token_type_embeddings.weight")!;
+    const before = tensorsOf((await train({ ...long, data: { ...long.data, tokenization: { truncation: true } }, training: { epochs: 1, optimizer: { type: "sgd", lr: 0 } } } as TrainRequest)).weights).get("bert.embeddings.token_type_embeddings.weight")!;
+    expect(types.subarray(8)).not.toEqual(before.subarray(8));
   });
 });
 

@@ -315,10 +315,10 @@ const isDataFile = (d: InlineDataset | DataFile | undefined): d is DataFile =>
 
 /**
  * The body of a create: JSON when everything is inline, else multipart with a `request` part
- * (the JSON without what travels as parts) and `weights` / `train` / `validation` parts.
+ * (the JSON without what travels as parts) and `weights` / `tokenizer` / `train` / `validation` parts.
  */
 function encodeCreateBody(params: FineTuneCreateParams): { json: FineTuneRequestInput } | { form: FormData } {
-  const { weights, data, ...rest } = params;
+  const { weights, data, tokenizer, ...rest } = params;
   const { train, validation, ...dataRest } = data ?? ({} as FineTuneCreateParams["data"]);
   if (!isBinary(weights) && !isDataFile(train) && !isDataFile(validation)) {
     return { json: params as FineTuneRequestInput };
@@ -331,6 +331,8 @@ function encodeCreateBody(params: FineTuneCreateParams): { json: FineTuneRequest
     if (value !== undefined && !isDataFile(value)) requestData[name] = value;
   }
   form.set("request", JSON.stringify(request));
+  // a tokenizer.json (megabytes for a real vocabulary) travels as its own part
+  if (tokenizer !== undefined && tokenizer !== null) form.set("tokenizer", new Blob([JSON.stringify(tokenizer)], { type: "application/json" }), "tokenizer.json");
   if (isBinary(weights)) {
     const blob = weights instanceof Blob ? weights : new Blob([weights as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" });
     form.set("weights", blob, "weights.safetensors");

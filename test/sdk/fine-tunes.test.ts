@@ -111,6 +111,19 @@ describe("a Hugging Face model folder", () => {
     expect([...parseSafetensors(decodeWeights(result)).tensors.keys()]).toEqual(Object.keys(gpt2.initial_weights));
     expect(() => huggingFace({ config: "{not json" })).toThrow(/config is not valid JSON/);
   });
+
+  it("with tokenizer.json and a CSV of text rows, the tokenizer travels as its own part", async () => {
+    const tokenizer = readFileSync(new URL("../fixtures/tokenizers/tiny-gpt2.json", import.meta.url));
+    const config = { architectures: ["GPT2LMHeadModel"], vocab_size: 513, n_embd: 8, n_layer: 1, n_head: 2, n_positions: 16, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
+    const { client, calls } = await sdkSetup();
+    const csv = ["text", "a good movie", '"hello, world"', "this film was awful", "i love it"].join("\n");
+    const result = await client.fineTunes.create({ ...huggingFace({ config: JSON.stringify(config), tokenizer }), data: { train: csv }, training: { epochs: 2, batch_size: 2 }, mode: "sync" });
+    const form = calls[0]!.init.body as FormData;
+    expect([...form.keys()].sort()).toEqual(["request", "tokenizer", "train"]);
+    expect(JSON.parse(form.get("request") as string).tokenizer).toBeUndefined();
+    expect(result.status).toBe("succeeded");
+    expect(result.huggingface!.config).toEqual(config);
+  });
 });
 
 describe("retrieve, list, weights, cancel", () => {

@@ -3,7 +3,7 @@
  * stale) against the real app served over HTTP on a free port, on the examples/seed-mlp files.
  */
 import { spawn, execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -11,7 +11,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseSafetensors } from "../../src/formats/safetensors.js";
+import { parseSafetensors, writeSafetensors } from "../../src/formats/safetensors.js";
+import { prepareRun } from "../../src/engine/prepare.js";
+import { defaultInit } from "../../src/engine/init.js";
+import { transpose } from "../../src/engine/huggingface/checkpoint.js";
 import { startServer } from "./server.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -162,6 +165,34 @@ describe("edgetune fine-tune", () => {
     expect(r.code).toBe(4);
     expect(r.stderr).toContain(`cannot reach http://127.0.0.1:${port}: connect ECONNREFUSED`);
   }, 20_000);
+});
+
+describe("edgetune fine-tune --hf", () => {
+  it("reads a Hub folder (config.json, model.safetensors, tokenizer.json), trains on text rows, writes the tuned folder with Hub names", async () => {
+    const dir = join(work, "tiny-gpt2");
+    mkdirSync(dir);
+    const config = { architectures: ["GPT2LMHeadModel"], model_type: "gpt2", vocab_size: 513, n_embd: 8, n_layer: 1, n_head: 2, n_positions: 16, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
+    const tokenizer = readFileSync(join(root, "test/fixtures/tokenizers/tiny-gpt2.json"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
+    writeFileSync(join(dir, "tokenizer.json"), tokenizer);
+    const prepared = prepareRun({ model: { huggingface: { config } }, data: { train: { input_ids: [[1, 2, 3]] } } } as never);
+    const init = defaultInit(prepared.model, 1);
+    const weights = prepared.model.state.map((t) => ({ name: t.name, shape: [...t.shape], data: t.transposed ? transpose(init.get(t.name)!, t.shape[1]!, t.shape[0]!) : init.get(t.name)! }));
+    writeFileSync(join(dir, "model.safetensors"), writeSafetensors(weights));
+    writeFileSync(join(work, "reviews.csv"), ["text", "a good movie", '"hello, world"', "this film was awful", "i love it", "not great"].join("\n"));
+
+    const r = await run(["fine-tune", "--hf", "tiny-gpt2", "--train", "reviews.csv", "--epochs", "2", "--batch-size", "2", "--mode", "sync"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^weights\s+tiny-gpt2-tuned\/model\.safetensors/m);
+    const out = join(work, "tiny-gpt2-tuned");
+    expect(readdirSync(out).sort()).toEqual(["config.json", "model.safetensors", "tokenizer.json"]);
+    expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8"))).toEqual(config);
+    expect(readFileSync(join(out, "tokenizer.json"))).toEqual(tokenizer);
+    const tuned = parseSafetensors(new Uint8Array(readFileSync(join(out, "model.safetensors")))).tensors;
+    expect([...tuned.keys()]).toEqual(weights.map((w) => w.name));
+    expect(tuned.get("transformer.h.0.attn.c_attn.weight")!.shape).toEqual([8, 24]);
+  });
 });
 
 describe("edgetune jobs", () => {

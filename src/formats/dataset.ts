@@ -532,11 +532,14 @@ export function parseCsv(text: string, options: CsvOptions): Table {
   }
 
   const targetNames = Array.isArray(options.target) ? options.target : [options.target];
+  const tokenRows = columnOfName.has("input_ids");
   // Column index -> its slot: feature k is k, target t is -(t + 1).
   const slotOfColumn = new Int32Array(names.length);
   const isTarget = new Uint8Array(names.length);
   targetNames.forEach((name, t) => {
     const column = columnOfName.get(name);
+    // token rows may come without their one target column: a causal LM's labels are its input ids
+    if (column === undefined && tokenRows && targetNames.length === 1) return;
     if (column === undefined) {
       const listed = listNames(names);
       issues.add({ path: field, line: headerLine, column: String(name), message: `target column ${describeValue(name, 60)} not found; the header has ${listed}` });
@@ -548,8 +551,8 @@ export function parseCsv(text: string, options: CsvOptions): Table {
     }
   });
   issues.throwIfAny();
-  if (columnOfName.has("input_ids")) {
-    const targetColumns = targetNames.map((name) => columnOfName.get(name)!);
+  if (tokenRows) {
+    const targetColumns = targetNames.flatMap((name) => (columnOfName.has(name) ? [columnOfName.get(name)!] : []));
     return readTokenCsv(reader, names, targetColumns, typeof options.target === "string" ? options.target : null, field, issues, text);
   }
   let features = 0;
@@ -621,7 +624,9 @@ function readTokenCsv(
       continue;
     }
     let y: unknown;
-    if (singleTarget !== null) {
+    if (targetColumns.length === 0) {
+      y = undefined; // no target column: rows without targets
+    } else if (singleTarget !== null) {
       const labels = integerListCell(record[targetColumns[0]!]!);
       y = labels.length === 1 ? labels[0] : labels;
     } else {
@@ -858,9 +863,10 @@ function explainBadCell(cell: string): string {
 
 /**
  * Token rows of a JSONL or CSV part, one record at a time: input_ids (a row of token ids),
- * attention_mask and token_type_ids (optional; each given on every row or on none) and y. The
- * first good row fixes the length T, whether a mask and type ids come with the rows and the
- * target shape. Issues carry the line and the column ("input_ids", "attention_mask",
+ * attention_mask and token_type_ids (optional; each given on every row or on none) and y
+ * (optional too, on every row or on none: a causal LM's rows need none). The first good row
+ * fixes the length T, whether a mask, type ids and targets come with the rows, and the target
+ * shape. Issues carry the line and the column ("input_ids", "attention_mask",
  * "token_type_ids", "y"); the table records each row's line, so later
  * checks (an id outside the vocabulary) can name it too.
  */
@@ -868,6 +874,7 @@ class TokenRowReader {
   private builder: TableBuilder | null = null;
   private lines = new Int32Array(0);
   private targetsWereScalar = true;
+  private hasTargets = true;
   private hasMask = false;
   private hasTypes = false;
   /** The line that fixed the shape. */
@@ -894,10 +901,8 @@ class TokenRowReader {
       issues.add({ path: field, line, column: "input_ids", message: ids === undefined ? `has no "input_ids"` : `"input_ids" is ${describeJson(ids)}, expected a list of token ids` });
       return;
     }
-    if (y === undefined) {
-      issues.add({ path: field, line, column: this.yName, message: `has no "${this.yName}"` });
-      return;
-    }
+    // a causal LM's rows need no y (its labels are the ids): rows without y make a table without targets
+    const yGiven = y !== undefined;
     const maskGiven = mask !== undefined && mask !== null;
     const typesGiven = types !== undefined && types !== null;
     const yIsList = Array.isArray(y);
@@ -911,11 +916,12 @@ class TokenRowReader {
         issues.add({ path: field, line, column: this.yName, message: `"${this.yName}" is empty; each row needs at least one target` });
         return;
       }
-      this.targetsWereScalar = !yIsList;
+      this.hasTargets = yGiven;
+      this.targetsWereScalar = yGiven && !yIsList;
       this.hasMask = maskGiven;
       this.hasTypes = typesGiven;
       this.firstLine = line;
-      builder = this.builder = new TableBuilder(ids.length, yIsList ? y.length : 1, this.capacityHint, maskGiven, typesGiven);
+      builder = this.builder = new TableBuilder(ids.length, !yGiven ? 0 : yIsList ? y.length : 1, this.capacityHint, maskGiven, typesGiven);
     }
     const T = builder.features;
     if (ids.length !== T) {
@@ -944,7 +950,16 @@ class TokenRowReader {
       issues.add({ path: field, line, column: "token_type_ids", message: `"token_type_ids" ${Array.isArray(types) ? `has ${types.length} values` : `is ${describeJson(types)}`}, expected ${T}: one type id per token of input_ids` });
       return;
     }
-    if (yIsList === this.targetsWereScalar || (yIsList && y.length !== builder.targets)) {
+    if (yGiven !== this.hasTargets) {
+      issues.add({
+        path: field, line, column: this.yName,
+        message: yGiven
+          ? `"${this.yName}" is given, but line ${this.firstLine} has none: give it on every row or on none (a causal language model's rows need none)`
+          : `has no "${this.yName}", but line ${this.firstLine} has one: give it on every row or on none`,
+      });
+      return;
+    }
+    if (yGiven && (yIsList === this.targetsWereScalar || (yIsList && y.length !== builder.targets))) {
       const expected = this.targetsWereScalar ? "a number" : `a list of ${builder.targets} numbers`;
       issues.add({ path: field, line, column: this.yName, message: `"${this.yName}" is ${yIsList ? `a list of ${y.length}` : describeJson(y)}, expected ${expected} (as on line ${this.firstLine})` });
       return;
@@ -980,6 +995,7 @@ class TokenRowReader {
         else if (!issues.add({ path: field, line, column: "token_type_ids", message: `"token_type_ids"[${t}] ${problem}` })) return;
       }
     }
+    if (!yGiven) return;
     if (yIsList) copyJsonlValues(y, this.yName, builder.y, row * builder.targets, field, line, issues);
     else {
       const value = toFiniteF32(y);

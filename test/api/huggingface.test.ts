@@ -47,6 +47,29 @@ describe("a Hub folder over multipart", () => {
     expect(viaJson.weights).toBe(result.weights);
   });
 
+  it("token rows without y as a JSONL part (a causal LM's): the same result as inline rows; a classifier's rows without y: 422 at data.train.y", async () => {
+    const t = await testApp();
+    const gpt2 = hub("gpt2_causal_lm");
+    const { input_ids, attention_mask } = gpt2.request.data.train as { input_ids: number[][]; attention_mask: number[][] };
+    const jsonl = input_ids.map((ids, i) => JSON.stringify({ input_ids: ids, attention_mask: attention_mask[i] })).join("\n");
+    const training = { ...gpt2.request.training, epochs: 2 };
+    const form = folderForm(gpt2, { training, mode: "sync" });
+    form.set("train", new Blob([jsonl], { type: "application/jsonl" }), "train.jsonl");
+    const res = await t.app.request("/v1/fine-tunes", { method: "POST", body: form });
+    expect(res.status).toBe(200);
+    const inline = folderForm(gpt2, { data: gpt2.request.data, training, mode: "sync" });
+    const viaInline = (await (await t.app.request("/v1/fine-tunes", { method: "POST", body: inline })).json()) as FineTuneResult;
+    expect(((await res.json()) as FineTuneResult).weights).toBe(viaInline.weights);
+
+    const bert = hub("bert_seqcls_padding");
+    const rows = bert.request.data.train as { input_ids: number[][]; attention_mask: number[][] };
+    const unlabelled = folderForm(bert, { training: bert.request.training, mode: "sync" });
+    unlabelled.set("train", new Blob([rows.input_ids.map((ids, i) => JSON.stringify({ input_ids: ids, attention_mask: rows.attention_mask[i] })).join("\n")]), "train.jsonl");
+    const refused = await t.app.request("/v1/fine-tunes", { method: "POST", body: unlabelled });
+    expect(refused.status).toBe(422);
+    expect(((await refused.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe("data.train.y");
+  });
+
   it("a config part next to a request with layers, or a second config: 400 naming it", async () => {
     const t = await testApp();
     const gpt2 = hub("gpt2_causal_lm");

@@ -4,7 +4,7 @@
  * changed), the weights checked, and the job still there after wrangler dev restarts.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -97,6 +97,32 @@ describe("wrangler dev, as a new user runs it", () => {
   it.skipIf(!torchAvailable)("the digits CNN's fine-tuned weights load into PyTorch and score the same there (needs /usr/bin/python3 with torch)", () => {
     const out = execFileSync("/usr/bin/python3", [join(root, "examples/digits-cnn/check.py"), join(work, "digits-tuned.safetensors")], { encoding: "utf8" });
     expect(out).toMatch(/fine-tuned by edgetune/);
+  });
+
+  it("the tiny GPT-2 example fine-tunes a Hub folder (config, weights, token rows as parts) and the held-out perplexity falls; its text rows with the tokenizer part do the same", () => {
+    const out = execFileSync(process.execPath, [join(root, "examples/tiny-gpt2/finetune.mjs"), `http://127.0.0.1:${port}`], { cwd: work, encoding: "utf8" });
+    const [, before, after, placement] = out.match(/held-out perplexity on the Apache License: ([\d.]+) pretrained -> ([\d.]+) fine-tuned \(\d+ steps on [\w-]+, ([\w-]+)/) ?? [];
+    expect(Number(before)).toBeGreaterThan(Number(after)); // metrics.initial.val_perplexity > the last epoch's
+    expect(placement).toBe("edge");
+    const folder = join(work, "tiny-gpt2-tuned");
+    const example = join(root, "examples/tiny-gpt2");
+    const shapes = (file: string) => [...parseSafetensors(new Uint8Array(readFileSync(file))).tensors].map(([name, info]) => [name, info.shape]);
+    expect(shapes(join(folder, "model.safetensors"))).toEqual(shapes(join(example, "model.safetensors")));
+    expect(JSON.parse(readFileSync(join(folder, "config.json"), "utf8"))).toEqual(JSON.parse(readFileSync(join(example, "config.json"), "utf8")));
+    expect(readFileSync(join(folder, "tokenizer.json"))).toEqual(readFileSync(join(example, "tokenizer.json")));
+
+    // --text: the same rows as a text CSV with a tokenizer part train to the same weights
+    const textDir = join(work, "text");
+    mkdirSync(textDir);
+    const viaText = execFileSync(process.execPath, [join(root, "examples/tiny-gpt2/finetune.mjs"), `http://127.0.0.1:${port}`, "--text"], { cwd: textDir, encoding: "utf8" });
+    expect(viaText).toMatch(/text rows tokenized by the server/);
+    expect(viaText.match(/([\d.]+) pretrained -> ([\d.]+) fine-tuned/)!.slice(1)).toEqual([before, after]);
+    expect(readFileSync(join(textDir, "tiny-gpt2-tuned", "model.safetensors"))).toEqual(readFileSync(join(folder, "model.safetensors")));
+  });
+
+  it.skipIf(!torchAvailable)("the tiny GPT-2's tuned folder loads strictly into the PyTorch GPT-2, whose held-out perplexity falls too (needs /usr/bin/python3 with torch)", () => {
+    const out = execFileSync("/usr/bin/python3", [join(root, "examples/tiny-gpt2/check.py"), join(work, "tiny-gpt2-tuned")], { encoding: "utf8" });
+    expect(out).toMatch(/held-out perplexity on the Apache License: [\d.]+ pretrained, [\d.]+ fine-tuned by edgetune/);
   });
 
   it("the job and its weights survive a restart of wrangler dev", async () => {

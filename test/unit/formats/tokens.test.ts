@@ -121,6 +121,16 @@ describe("JSONL token rows", () => {
     expect(issues[3]!.message).toMatch(/^"attention_mask" has no token with mask 1/);
   });
 
+  it("rows without y (a causal LM's) make a table without targets; y on some rows only is refused", () => {
+    const t = parseJsonl('{"input_ids":[4,5,0],"attention_mask":[1,1,0]}\n{"input_ids":[6,7,8],"attention_mask":[1,1,1]}\n', { field: "data.train" });
+    expect(t).toMatchObject({ rows: 2, features: 3, targets: 0, ids: true });
+    expect([...t.x]).toEqual([4, 5, 0, 6, 7, 8]);
+    const mixed = issuesOf(() => parseJsonl('{"input_ids":[1,2]}\n{"input_ids":[3,4],"y":1}\n{"input_ids":[5,6]}\n', { field: "data.train" }));
+    expect(mixed).toEqual([{ path: "data.train", line: 2, column: "y", message: expect.stringMatching(/^"y" is given, but line 1 has none: give it on every row or on none/) }]);
+    const missing = issuesOf(() => parseJsonl('{"input_ids":[1,2],"y":0}\n{"input_ids":[3,4]}\n', { field: "data.train" }));
+    expect(missing).toEqual([{ path: "data.train", line: 2, column: "y", message: 'has no "y", but line 1 has one: give it on every row or on none' }]);
+  });
+
   it("feature lines after token lines are refused (one kind per file)", () => {
     const issues = issuesOf(() => parseJsonl('{"x":[1],"y":0}\n{"input_ids":[1],"y":0}\n', { field: "data.train" }));
     expect(issues).toEqual([{ path: "data.train", line: 2, column: "input_ids", message: expect.stringMatching(/feature rows \("x", first on line 1\)/) }]);
@@ -150,6 +160,14 @@ describe("CSV token rows", () => {
     expect(issues.map((i) => [i.line, i.column])).toEqual([[3, "input_ids"], [4, "input_ids"], [5, "attention_mask"], [6, "attention_mask"], [7, "label"]]);
     expect(issues[1]!.message).toBe('"input_ids"[1] is "x", not a token id (an integer)');
     expect(issues[4]!.message).toBe('"label" is "abc", not a number');
+  });
+
+  it("without the target column (a causal LM's rows): a table without targets; a missing column of several targets is still refused", () => {
+    const t = parseCsv("input_ids,attention_mask\n1 2 0,1 1 0\n3 4 5,1 1 1\n", { target: "y", field: "data.train" });
+    expect(t).toMatchObject({ rows: 2, features: 3, targets: 0, ids: true });
+    expect([...t.x]).toEqual([1, 2, 0, 3, 4, 5]);
+    const issues = issuesOf(() => parseCsv("input_ids,a\n1 2,0\n", { target: ["a", "b"], field: "data.train" }));
+    expect(issues).toEqual([{ path: "data.train", line: 1, column: "b", message: expect.stringMatching(/^target column "b" not found/) }]);
   });
 
   it("a column that is neither ids, mask nor target is refused at the header", () => {

@@ -4,10 +4,24 @@
  */
 import type { FineTuneCreateParams, WeightsInput } from "./types.js";
 
-/** A JSON file: its bytes, its text, or the parsed object. */
+/**
+ * A JSON file: its bytes, its text, or the parsed object.
+ *
+ * @example
+ * ```ts
+ * const config: JsonFile = await readFile("model-dir/config.json");
+ * ```
+ */
 export type JsonFile = Uint8Array | ArrayBuffer | string | Record<string, unknown>;
 
-/** The files of a Hub model folder. */
+/**
+ * The files of a Hub model folder.
+ *
+ * @example
+ * ```ts
+ * const files: HuggingFaceFiles = { config: await readFile("config.json"), weights: await readFile("model.safetensors") };
+ * ```
+ */
 export interface HuggingFaceFiles {
   /** config.json */
   config: JsonFile;

@@ -15,7 +15,7 @@ export interface CreateBody {
   tables: { train?: Table; validation?: Table };
 }
 
-const PARTS = new Set(["request", "weights", "config", "tokenizer", "train", "validation"]);
+const PARTS = new Set(["request", "weights", "adapter_weights", "config", "tokenizer", "train", "validation"]);
 
 /**
  * Parses the body by its content type; 415 for anything but JSON and multipart.
@@ -52,7 +52,7 @@ async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody
   }
   for (const name of form.keys()) {
     if (!PARTS.has(name)) {
-      throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, config, tokenizer, train and validation" }]);
+      throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, adapter_weights, config, tokenizer, train and validation" }]);
     }
   }
   const requestPart = form.get("request");
@@ -69,6 +69,13 @@ async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody
       throw new RequestValidationError([{ path: "weights", message: "given both as a part and in the request JSON; send one" }]);
     }
     request.weights = typeof weightsPart === "string" ? weightsPart : new Uint8Array(await weightsPart.arrayBuffer());
+  }
+  const adapterPart = form.get("adapter_weights");
+  if (adapterPart !== null) {
+    if (request.adapter_weights !== undefined && request.adapter_weights !== null) {
+      throw new RequestValidationError([{ path: "adapter_weights", message: "given both as a part and in the request JSON; send one" }]);
+    }
+    request.adapter_weights = typeof adapterPart === "string" ? adapterPart : new Uint8Array(await adapterPart.arrayBuffer());
   }
   const configPart = form.get("config");
   if (configPart !== null) attachConfig(request, parseJsonObject(typeof configPart === "string" ? configPart : await configPart.text(), "config"));

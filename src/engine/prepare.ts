@@ -20,6 +20,7 @@ import { resolveArchitecture, type HfTask, type ResolvedArchitecture } from "./h
 import { numLabels } from "./huggingface/define.js";
 import { causalLmTargets, IGNORE_INDEX } from "./huggingface/labels.js";
 import { defaultInit } from "./init.js";
+import { readAdapterWeights, resolveLora } from "./adapters/resolve.js";
 import type { CompiledModel } from "./graph/types.js";
 import { showShape } from "./layers/define.js";
 import { checkLossSpec } from "./losses.js";
@@ -27,7 +28,10 @@ import { planRun, type RunPlan } from "./plan.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 
 /** A request as `train()` accepts it: the API's JSON, or with weights as raw safetensors bytes. */
-export type TrainRequest = Omit<FineTuneRequestInput, "weights"> & { weights?: string | Uint8Array | null };
+export type TrainRequest = Omit<FineTuneRequestInput, "weights" | "adapter_weights"> & {
+  weights?: string | Uint8Array | null;
+  adapter_weights?: string | Uint8Array | null;
+};
 
 /**
  * What the loss sees of the model's output: `positions` predictions of `classes` values per
@@ -64,6 +68,8 @@ export interface PreparedRun {
   plan: RunPlan;
   /** A Hugging Face model: its architecture and task, and what reading its checkpoint did; null for layer lists. */
   huggingface: HuggingFaceRun | null;
+  /** The model's own names of state tensors renamed after the checkpoint (a base file without its prefix); null when none were. */
+  originalNames: Map<string, string> | null;
 }
 
 /**
@@ -79,12 +85,14 @@ export interface PreparedRun {
 export function prepareRun(input: TrainRequest, tables: { train?: Table; validation?: Table } = {}): PreparedRun {
   if (!isObject(input)) throw new RequestValidationError([{ path: "(body)", message: "must be a JSON object" }]);
   const rawWeights = input.weights;
+  const rawAdapterWeights = input.adapter_weights;
   // Inline rows are validated once, by tableFromInline (row and column paths, NaN/Inf, ragged
   // rows): running zod over every number as well would double the cost of a small job.
   const data = isObject(input.data) ? input.data : undefined;
   const parsed = FineTuneRequest.safeParse({
     ...input,
     weights: rawWeights instanceof Uint8Array ? null : rawWeights,
+    adapter_weights: rawAdapterWeights instanceof Uint8Array ? null : rawAdapterWeights,
     data: data ? { ...data, train: undefined, validation: undefined } : input.data,
   });
   if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
@@ -110,8 +118,11 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     if (validation) validation = causalLmTargets(validation, "data.validation");
   }
 
-  // ---- the model, compiled for the data's shape
-  let model = compileModel(request.model, request.trainable, { features: train.features, tokens: train.ids ?? false, mask: !!train.mask });
+  // ---- the model, compiled for the data's shape (with its adapter: a first pass finds the modules)
+  const dataShape = { features: train.features, tokens: train.ids ?? false, mask: !!train.mask };
+  const lora = request.adapter ? resolveLora(request.adapter, compileModel(request.model, null, dataShape), huggingface) : null;
+  checkAdapterFields(request, rawAdapterWeights);
+  let model = compileModel(request.model, request.trainable, dataShape, lora);
   if (model.tokenTypes !== null) {
     checkTokenTypes(train, model.tokenTypeCount, "data.train");
     if (validation) checkTokenTypes(validation, model.tokenTypeCount, "data.validation");
@@ -147,10 +158,14 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   // them itself (from training.seed), so nothing of the model's size is allocated here
   const bytes = rawWeights === undefined || rawWeights === null ? null : typeof rawWeights === "string" ? decodeBase64(rawWeights, "weights") : rawWeights;
   let initialState: Map<string, Float32Array> | null = null;
+  let originalNames: Map<string, string> | null = null;
   const initialized: string[] = [];
   const dropped: string[] = [];
+  // an adapter's tensors are not the base's: they come from adapter_weights or their init
+  const adapterNames = new Set(model.lora?.modules.flatMap((m) => [model.state[m.a]!.name, model.state[m.b]!.name]) ?? []);
+  const baseModel = adapterNames.size > 0 ? { ...model, state: model.state.filter((t) => !adapterNames.has(t.name)) } : model;
   if (bytes && model.checkpoint) {
-    const read = readCheckpoint(parseSafetensors(bytes, { field: "weights" }), model.state, model.checkpoint);
+    const read = readCheckpoint(parseSafetensors(bytes, { field: "weights" }), baseModel.state, model.checkpoint);
     initialState = read.values;
     if (read.initialized.length > 0) {
       // the task head the file lacks starts as transformers' _init_weights starts it
@@ -162,17 +177,31 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
       const prefix = model.checkpoint.basePrefix;
       const rename = (n: string) => (n.startsWith(prefix) ? n.slice(prefix.length) : n);
       initialState = new Map([...initialState].map(([n, v]) => [rename(n), v]));
+      originalNames = new Map(model.state.map((t) => [rename(t.name), t.name]));
       model = { ...model, state: model.state.map((t) => ({ ...t, name: rename(t.name) })) };
     }
     initialized.push(...read.initialized);
     dropped.push(...read.dropped);
   } else if (bytes) {
-    initialState = loadWeights(model, bytes);
+    initialState = loadWeights(baseModel, bytes);
+  }
+  if (model.lora) {
+    const adapterBytes =
+      rawAdapterWeights === undefined || rawAdapterWeights === null ? null : typeof rawAdapterWeights === "string" ? decodeBase64(rawAdapterWeights, "adapter_weights") : rawAdapterWeights;
+    const continued = adapterBytes ? readAdapterWeights(parseSafetensors(adapterBytes, { field: "adapter_weights" }), model) : null;
+    if (initialState || continued) {
+      // PEFT's init of the new adapter (after the base, as get_peft_model wraps a built model)
+      const init = defaultInit(model, request.training.seed);
+      const state = initialState ?? init;
+      for (const name of adapterNames) state.set(name, init.get(name)!);
+      for (const [name, data] of continued ?? []) state.set(name, data);
+      initialState = state;
+    }
   }
   const hf: HuggingFaceRun | null = huggingface
     ? { architecture: huggingface.def.name, task: huggingface.task, config: request.model.huggingface!.config, initialized, dropped }
     : null;
-  return { request, model, output, initialState, train, validation, plan, huggingface: hf };
+  return { request, model, output, initialState, train, validation, plan, huggingface: hf, originalNames };
 }
 
 /**
@@ -210,6 +239,18 @@ function checkTokenTypes(table: Table, types: number, field: string): void {
       { path: `${field}.token_type_ids[${r}]`, message: `has ${table.tokenTypes[bad]} at position ${bad % T}; token types must be integers below type_vocab_size ${types}` },
     ]);
   }
+}
+
+/** adapter_weights and output.format other than "full" belong to adapter runs; an adapter replaces `trainable`. */
+function checkAdapterFields(request: Request, adapterWeights: unknown): void {
+  const issues: FieldIssue[] = [];
+  if (!request.adapter) {
+    if (adapterWeights !== undefined && adapterWeights !== null) issues.push({ path: "adapter_weights", message: "continues an adapter, but the request has no `adapter`" });
+    if (request.output.format !== "full") issues.push({ path: "output.format", message: `is "${request.output.format}", which is for adapter runs: give an \`adapter\`` });
+  } else if (request.trainable !== null) {
+    issues.push({ path: "trainable", message: "an adapter decides what trains (the adapter, modules_to_save, bias): give either `trainable` or `adapter`" });
+  }
+  if (issues.length > 0) throw new UnprocessableError("invalid_adapter", issues);
 }
 
 /** The most memory a run may plan: WebAssembly's 32-bit memories stop at 4 GiB; keep a margin. */

@@ -23,6 +23,7 @@ import { createReferenceKernels } from "./reference.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
+import { adapterConfig, adapterOutput } from "./adapters/output.js";
 
 export { prepareRun, type PreparedRun, type TrainRequest } from "./prepare.js";
 export { defaultInit } from "./init.js";
@@ -285,7 +286,9 @@ export async function runLoop(
     if (early?.restore_best_weights && earlyBestEpoch !== null && status === "succeeded") await backend.restoreBest();
 
     // ---- result
-    const weights = writeSafetensors(await backend.parameters(), {
+    const parameters = await backend.parameters();
+    const tensors = prepared.model.lora ? adapterOutput(parameters, { model: prepared.model, originalNames: prepared.originalNames }, request.output.format) : parameters;
+    const weights = writeSafetensors(tensors, {
       dtype: request.output.dtype,
       metadata: { format: "pt", producer: "edgetune" },
     });
@@ -312,6 +315,9 @@ export async function runLoop(
       },
       engine: { kernel: backend.kernel, threads: backend.threads, runtime: runtime.runtime },
       ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
+      ...(request.adapter && prepared.model.lora
+        ? { adapter_config: adapterConfig(request.adapter, prepared.model, prepared.huggingface?.task ?? null, modelType(prepared)) }
+        : {}),
       ...(error ? { error } : {}),
     };
     return { result, weights };
@@ -323,6 +329,12 @@ export async function runLoop(
 // ------------------------------------------------------------------ pieces of the loop
 
 
+
+/** config.json's model_type (what Workers AI reads from adapter_config.json), for Hub models. */
+function modelType(prepared: PreparedRun): string | null {
+  const type = prepared.huggingface?.config.model_type;
+  return typeof type === "string" ? type : null;
+}
 
 function monitorValue(m: EpochMetrics, monitor: "val_loss" | "train_loss" | "val_accuracy"): number {
   return m[monitor] ?? NaN;

@@ -11,6 +11,7 @@ import { parseSafetensors, readTensorF32, writeSafetensors, type WritableTensor 
 import type { Table } from "../formats/dataset.js";
 import { UnprocessableError } from "../errors.js";
 import { transpose } from "../engine/huggingface/checkpoint.js";
+import { peftKey } from "../engine/adapters/resolve.js";
 
 const MARKER = "edgetune-run-input/1";
 
@@ -23,15 +24,18 @@ const MARKER = "edgetune-run-input/1";
  * ```
  */
 export function encodeRunInput(prepared: PreparedRun): Uint8Array {
-  const { data, weights: _weights, tokenizer: _tokenizer, ...request } = prepared.request;
+  const { data, weights: _weights, adapter_weights: _adapterWeights, tokenizer: _tokenizer, ...request } = prepared.request;
   const stored = { ...request, data: { target: data.target } };
   // without given weights the runner initialises from training.seed (bit-identical), so none are stored
   const state = prepared.initialState;
+  // an adapter's tensors are stored as adapter weights (`@adapter.` + PEFT's key): the runner continues them
+  const adapter = new Set(prepared.model.lora?.modules.flatMap((m) => [m.a, m.b]) ?? []);
   const tensors: WritableTensor[] = state
-    ? prepared.model.state.map((t) => {
+    ? prepared.model.state.map((t, i) => {
         const data = state.get(t.name)!;
         // stored as the state_dict holds it (GPT-2's Conv1D [in, out]): the runner reads it as a checkpoint again
-        return { name: t.name, shape: [...t.shape], data: t.transposed ? transpose(data, t.shape[1]!, t.shape[0]!) : data, ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}) };
+        const name = adapter.has(i) ? `@adapter.${peftKey(t.name)}` : t.name;
+        return { name, shape: [...t.shape], data: t.transposed ? transpose(data, t.shape[1]!, t.shape[0]!) : data, ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}) };
       })
     : [];
   const causal = prepared.huggingface?.task === "causal-lm";
@@ -64,7 +68,12 @@ export function decodeRunInput(bytes: Uint8Array): PreparedRun {
   }
   const request = JSON.parse(file.metadata.request) as Record<string, unknown>;
   const params: WritableTensor[] = [];
+  const adapterTensors: WritableTensor[] = [];
   for (const [name, info] of file.tensors) {
+    if (name.startsWith("@adapter.")) {
+      adapterTensors.push({ name: name.slice("@adapter.".length), shape: info.shape, data: readTensorF32(file, name, "input") });
+      continue;
+    }
     if (name.startsWith("@")) continue;
     const integer = info.dtype === "I64";
     params.push({ name, shape: info.shape, data: readTensorF32(file, name, "input", { integers: integer }), ...(integer ? { dtype: "I64" as const } : {}) });
@@ -92,7 +101,11 @@ export function decodeRunInput(bytes: Uint8Array): PreparedRun {
   const train = table("train");
   const validation = table("validation");
   const prepared = prepareRun(
-    { ...(request as object), weights: params.length > 0 ? writeSafetensors(params) : null } as Parameters<typeof prepareRun>[0],
+    {
+      ...(request as object),
+      weights: params.length > 0 ? writeSafetensors(params) : null,
+      ...(adapterTensors.length > 0 ? { adapter_weights: writeSafetensors(adapterTensors) } : {}),
+    } as Parameters<typeof prepareRun>[0],
     { ...(train ? { train } : {}), ...(validation ? { validation } : {}) },
   );
   // what reading the user's checkpoint did at submission (the stored state is complete)

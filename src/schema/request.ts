@@ -11,6 +11,7 @@ import { z } from "zod";
 import { Layer, type LayerSpec } from "../engine/layers/index.js";
 import { int, nonNegative, positive, size, unit } from "./fields.js";
 import { HuggingFaceModel } from "../engine/huggingface/index.js";
+import { Adapter } from "../engine/adapters/lora.js";
 
 export { Layer, type LayerSpec };
 
@@ -353,8 +354,20 @@ export const FineTuneRequest = z.strictObject({
   training: Training.prefault({}),
   /** Layer names (or parameter names such as "fc2.bias") to train; everything else is frozen. null trains all. */
   trainable: z.array(z.string().min(1)).min(1).nullable().default(null),
+  /** A LoRA adapter (PEFT's LoraConfig): the base is frozen, the adapter trains. */
+  adapter: Adapter.nullable().optional(),
+  /** Base64 adapter_model.safetensors (PEFT's names) to continue from; null: a new adapter. */
+  adapter_weights: z.string().nullable().optional(),
   output: z
-    .strictObject({ dtype: z.enum(["float32", "float16", "bfloat16"]).default("float32") })
+    .strictObject({
+      dtype: z.enum(["float32", "float16", "bfloat16"]).default("float32"),
+      /**
+       * What `weights` holds for an adapter run: "full" (every tensor: the base's names and the
+       * adapter's `<module>.lora_A.weight`, ...), "peft" (adapter_model.safetensors, PEFT's names),
+       * or "merged" (the base's names, W0 + scaling * B @ A).
+       */
+      format: z.enum(["full", "peft", "merged"]).default("full"),
+    })
     .prefault({}),
   mode: z.enum(["auto", "sync", "async"]).default("auto"),
   placement: z.enum(["auto", "edge", "gpu-node"]).default("auto"),

@@ -92,6 +92,8 @@ export const FineTuneResult = z.object({
    * complete model folder), and what reading the checkpoint did.
    */
   huggingface: HuggingFaceReport.optional(),
+  /** Adapter runs: adapter_config.json as PEFT writes it (with `weights` in output.format "peft", the adapter folder). */
+  adapter_config: z.record(z.string(), z.unknown()).optional(),
   error: RunError.optional(),
 });
 

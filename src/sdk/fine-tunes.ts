@@ -318,15 +318,16 @@ const isDataFile = (d: InlineDataset | DataFile | undefined): d is DataFile =>
  * (the JSON without what travels as parts) and `weights` / `tokenizer` / `train` / `validation` parts.
  */
 function encodeCreateBody(params: FineTuneCreateParams): { json: FineTuneRequestInput } | { form: FormData } {
-  const { weights, data, tokenizer, ...rest } = params;
+  const { weights, adapter_weights: adapterWeights, data, tokenizer, ...rest } = params;
   const { train, validation, ...dataRest } = data ?? ({} as FineTuneCreateParams["data"]);
-  if (!isBinary(weights) && !isDataFile(train) && !isDataFile(validation)) {
+  if (!isBinary(weights) && !isBinary(adapterWeights) && !isDataFile(train) && !isDataFile(validation)) {
     return { json: params as FineTuneRequestInput };
   }
   const request: Record<string, unknown> = { ...rest, data: { ...dataRest } };
   const requestData = request.data as Record<string, unknown>;
   const form = new FormData();
   if (weights !== undefined && !isBinary(weights)) request.weights = weights;
+  if (adapterWeights !== undefined && !isBinary(adapterWeights)) request.adapter_weights = adapterWeights;
   for (const [name, value] of [["train", train], ["validation", validation]] as const) {
     if (value !== undefined && !isDataFile(value)) requestData[name] = value;
   }
@@ -336,6 +337,10 @@ function encodeCreateBody(params: FineTuneCreateParams): { json: FineTuneRequest
   if (isBinary(weights)) {
     const blob = weights instanceof Blob ? weights : new Blob([weights as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" });
     form.set("weights", blob, "weights.safetensors");
+  }
+  if (isBinary(adapterWeights)) {
+    const blob = adapterWeights instanceof Blob ? adapterWeights : new Blob([adapterWeights as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" });
+    form.set("adapter_weights", blob, "adapter_model.safetensors");
   }
   for (const [name, value] of [["train", train], ["validation", validation]] as const) {
     if (isDataFile(value)) form.set(name, ...dataPart(name, value));

@@ -57,8 +57,10 @@ export type WeightsInput = string | Uint8Array | ArrayBuffer | Blob | null;
  * };
  * ```
  */
-export type FineTuneCreateParams = Omit<FineTuneRequestInput, "weights" | "data"> & {
+export type FineTuneCreateParams = Omit<FineTuneRequestInput, "weights" | "adapter_weights" | "data"> & {
   weights?: WeightsInput;
+  /** An adapter_model.safetensors to continue (PEFT's names): bytes go as a multipart part. */
+  adapter_weights?: WeightsInput;
   data: Omit<FineTuneRequestInput["data"], "train" | "validation"> & {
     train?: InlineDataset | DataFile;
     validation?: InlineDataset | DataFile;

@@ -632,7 +632,7 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
     }
   });
 
-  it("add and accumulate (residual sums, and a value's gradient from several readers)", async () => {
+  it("add and accumulate (residual sums, LoRA's scaled sums, and a value's gradient from several readers)", async () => {
     const rng = new Rng(23);
     for (const n of EL) {
       const w = await wasm();
@@ -640,11 +640,17 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
       const sum = w.put(new Float32Array(n)), acc = w.put(into.slice());
       w.k.add(sum, w.put(a), w.put(b), n);
       w.k.axpy(acc, w.put(b), 1, n);
-      const got = await gpu({ sum: new Float32Array(n), a, b, acc: into.slice() }, (B): DispatchSpec[] => [
-        { kernel: "add", buffers: [B.sum!, B.a!, B.b!], params: [n, 0, 0, 0], x: gridGroups(n) },
+      // a LoRA sum, a + s b with the product rounded first (ops/elementwise.ts addOp: copy, scale, add)
+      const scaled = w.put(b);
+      w.k.scale(scaled, 0.75, n);
+      w.k.add(scaled, w.put(a), scaled, n);
+      const got = await gpu({ sum: new Float32Array(n), scaled: new Float32Array(n), a, b, acc: into.slice() }, (B): DispatchSpec[] => [
+        { kernel: "add", buffers: [B.sum!, B.a!, B.b!], params: [n, { f: 1 }, 0, 0], x: gridGroups(n) },
+        { kernel: "add", buffers: [B.scaled!, B.a!, B.b!], params: [n, { f: 0.75 }, 0, 0], x: gridGroups(n) },
         { kernel: "accumulate", buffers: [B.acc!, B.b!], params: [n, 0, 0, 0], x: gridGroups(n) },
       ]);
       exact("add", got.sum!, w.get(sum, n));
+      exact("add", got.scaled!, w.get(scaled, n));
       exact("accumulate", got.acc!, w.get(acc, n));
     }
   });

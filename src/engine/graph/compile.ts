@@ -16,6 +16,7 @@ import { layerDef, type LayerSpec } from "../layers/index.js";
 import { resolveArchitecture, type HuggingFaceModel } from "../huggingface/index.js";
 import { OPS } from "../ops/index.js";
 import type { Op } from "../ops/types.js";
+import { loraInit, loraScaling, moduleMatches, type LoraAdapter, type LoraModule } from "../adapters/lora.js";
 import type { BackwardStep, BatchRowsRequirement, CheckpointRules, CompiledModel, LayerGroup, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
 
 /** The request's `model`, as far as the compiler reads it: a layer list, or a Hugging Face architecture. */
@@ -23,6 +24,15 @@ export interface ModelDescription {
   layers?: readonly LayerSpec[] | undefined;
   input?: { shape: readonly number[] } | undefined;
   huggingface?: HuggingFaceModel | undefined;
+}
+
+/** The adapter of a run, with its targets resolved (prepareRun: resolveLora). */
+export interface LoraBuild {
+  readonly spec: LoraAdapter;
+  /** target_modules as resolved: a list (suffix match) or a regular expression. */
+  readonly targets: readonly string[] | string;
+  /** modules_to_save as resolved (PEFT adds a sequence classifier's head). */
+  readonly modulesToSave: readonly string[];
 }
 
 /** The data's shape: features per row (token ids per row for token data) and whether a mask comes with it. */
@@ -43,8 +53,9 @@ export interface DataDescription {
  * compiled.state.map((t) => t.name); // ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
  * ```
  */
-export function compileModel(model: ModelDescription, trainable: readonly string[] | null, data: DataDescription): CompiledModel {
+export function compileModel(model: ModelDescription, trainable: readonly string[] | null, data: DataDescription, lora: LoraBuild | null = null): CompiledModel {
   const graph = new GraphState();
+  graph.lora = lora;
   const tokens = data.tokens ?? false;
   // ---- the inputs: x (features or token ids) and the attention mask
   let shape: Shape = [data.features];
@@ -107,7 +118,22 @@ export function compileModel(model: ModelDescription, trainable: readonly string
 
   // ---- 2. trainable
   const params = graph.state.filter((t) => t.kind === "parameter");
-  if (trainable !== null) {
+  if (lora) {
+    // PEFT: the adapter trains, modules_to_save train in full (a suffix of the module's name, as
+    // _set_trainable's endswith), and the biases `bias` names; the rest is frozen
+    for (const step of graph.loraInit) graph.initSteps.push(step);
+    const adapter = new Set(graph.loraModules.flatMap((m) => [m.a, m.b]));
+    const targeted = new Set(graph.loraModules.map((m) => m.module));
+    graph.state.forEach((p, i) => {
+      if (p.kind !== "parameter") return;
+      const module = p.name.slice(0, p.name.lastIndexOf("."));
+      const isBias = p.name.endsWith(".bias");
+      (p as { trainable: boolean }).trainable =
+        adapter.has(i) ||
+        lora.modulesToSave.some((m) => module.endsWith(m)) ||
+        (isBias && (lora.spec.bias === "all" || (lora.spec.bias === "lora_only" && targeted.has(module))));
+    });
+  } else if (trainable !== null) {
     const issues: FieldIssue[] = [];
     const selected = new Set<StateTensor>();
     trainable.forEach((entry, i) => {
@@ -186,6 +212,7 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     outputGradSlot: schedule.outputSlot,
     input: { value: x.value, shape, ids: tokens },
     mask,
+    lora: lora ? { modules: graph.loraModules, modulesToSave: lora.modulesToSave, targets: lora.targets } : null,
     tokenTypes: graph.tokenTypes?.value ?? null,
     tokenTypeCount: graph.tokenTypes?.types ?? 0,
     checkpoint,
@@ -238,6 +265,14 @@ class GraphState {
   group = "";
   readonly stateGroup: string[] = [];
   readonly savedGroup: string[] = [];
+  /** The adapter being built in, its modules and their deferred init (PEFT wraps a built model). */
+  lora: LoraBuild | null = null;
+  readonly loraModules: LoraModule[] = [];
+  readonly loraInit: { tensor: number; recipe: InitRecipe }[] = [];
+  /** Weights an embedding op reads: a linear op over one is a tied output head, not a Linear. */
+  readonly embeddingWeights = new Set<number>();
+  /** Linear and embedding modules seen (for the message when target_modules matches none). */
+  readonly adaptable: string[] = [];
   /** The token_type_ids input, created by the first layer that reads it. */
   tokenTypes: { value: number; types: number } | null = null;
 
@@ -312,6 +347,66 @@ class Builder implements LayerBuilder {
   }
 
   op(op: Op): void {
+    if ((op.kind === "linear" || op.kind === "embedding") && this.loraRewrite(op)) return;
+    this.push(op);
+  }
+
+  /**
+   * A linear or embedding op of a targeted module becomes base op + LoRA ops (adapters/lora.ts):
+   * the base writes a fresh value and the LoRA sum writes the op's output. False: not a target.
+   */
+  private loraRewrite(op: Extract<Op, { kind: "linear" | "embedding" }>): boolean {
+    const g = this.graph;
+    const weight = g.state[op.weight]!;
+    if (!weight.name.endsWith(".weight")) return false; // nn.MultiheadAttention's in_proj_weight: not a Linear module
+    if (op.kind === "linear" && g.embeddingWeights.has(op.weight)) return false; // a tied output head
+    const module = weight.name.slice(0, -".weight".length);
+    if (!g.adaptable.includes(module)) g.adaptable.push(module);
+    const lora = g.lora;
+    if (!lora || !moduleMatches(module, lora.targets)) return false;
+    const { r, lora_dropout: p } = lora.spec;
+    const scaling = loraScaling(lora.spec);
+    const y0 = g.value([g.values[op.outputs[0]!]!.size]);
+    this.push({ ...op, outputs: [y0.value] });
+    let a: number, b: number, z: number;
+    if (op.kind === "linear") {
+      const inF = op.in, outF = op.out, T = op.tokens;
+      if (r > Math.min(inF, outF)) this.failAt("adapter.r", `is ${r}, larger than ${module} (${inF} -> ${outF}): the rank of a LoRA update is at most min(in, out)`);
+      a = g.tensor(`${module}.lora_A.weight`, [r, inF], "parameter", "float");
+      b = g.tensor(`${module}.lora_B.weight`, [outF, r], "parameter", "float");
+      let x = op.inputs[0]!;
+      if (p > 0) {
+        const dropped = g.value([T * inF]).value;
+        this.push({ kind: "dropout", inputs: [x], outputs: [dropped], p, n: T * inF, mask: this.saved(T * inF), salt: dropped });
+        x = dropped;
+      }
+      const h = g.value([T * r]).value;
+      this.push({ kind: "linear", inputs: [x], outputs: [h], weight: a, bias: -1, in: inF, out: r, tokens: T });
+      z = g.value([T * outF]).value;
+      this.push({ kind: "linear", inputs: [h], outputs: [z], weight: b, bias: -1, in: r, out: outF, tokens: T });
+      const init = loraInit("linear", inF);
+      g.loraInit.push({ tensor: a, recipe: init.a }, { tensor: b, recipe: init.b });
+    } else {
+      const num = weight.shape[0]!, dim = op.dim, T = op.tokens;
+      if (r > Math.min(num, dim)) this.failAt("adapter.r", `is ${r}, larger than ${module} (${num} x ${dim})`);
+      // lora_embedding_A is [r, num] in PEFT's file; held as [num, r], the table an embedding op reads
+      a = g.tensor(`${module}.lora_embedding_A`, [r, num], "parameter", "float", true);
+      b = g.tensor(`${module}.lora_embedding_B`, [dim, r], "parameter", "float");
+      const h = g.value([T * r]).value;
+      this.push({ kind: "embedding", inputs: [op.inputs[0]!], outputs: [h], weight: a, tokens: T, dim: r, paddingIdx: op.paddingIdx });
+      z = g.value([T * dim]).value;
+      this.push({ kind: "linear", inputs: [h], outputs: [z], weight: b, bias: -1, in: r, out: dim, tokens: T });
+      const init = loraInit("embedding", num);
+      g.loraInit.push({ tensor: a, recipe: init.a }, { tensor: b, recipe: init.b });
+    }
+    const n = g.values[op.outputs[0]!]!.size;
+    this.push({ kind: "add", inputs: [y0.value, z], outputs: [op.outputs[0]!], n, scale: scaling });
+    g.loraModules.push({ module, kind: op.kind, base: op.weight, a, b, scaling });
+    return true;
+  }
+
+  private push(op: Op): void {
+    if (op.kind === "embedding") this.graph.embeddingWeights.add(op.weight);
     const params = Object.entries(op)
       .filter(([key, v]) => PARAM_FIELDS.has(key) && typeof v === "number" && v >= 0)
       .map(([, v]) => v as number)

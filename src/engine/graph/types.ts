@@ -8,6 +8,7 @@
  *   backends: model.ts (WASM / TS twins) and webgpu/ops.ts run ops[] forward, backward[] in reverse
  */
 import type { Op } from "../ops/types.js";
+import type { LoraModule } from "../adapters/lora.js";
 
 /** A per-sample shape: the batch dimension is implicit and leading ([C, H, W], [T, D], [F]). */
 export type Shape = readonly number[];
@@ -105,6 +106,8 @@ export interface CompiledModel {
   /** The graph's inputs: x (features or token ids) and the attention mask (null: none). */
   readonly input: { readonly value: number; readonly shape: Shape; readonly ids: boolean };
   readonly mask: number | null;
+  /** A LoRA adapter's modules (adapters/lora.ts), or null without one. */
+  readonly lora: { readonly modules: readonly LoraModule[]; readonly modulesToSave: readonly string[]; readonly targets: readonly string[] | string } | null;
   /** The token_type_ids input ([rows, T], 0 where the data has none), or null when no layer reads it (BERT does). */
   readonly tokenTypes: number | null;
   /** The ids token_type_ids must stay below (type_vocab_size); 0 without the input. */

@@ -57,6 +57,7 @@ export const bertForSequenceClassification = defineArchitecture<BertConfig>({
   },
   vocabSize: (c) => c.vocab_size,
   maxPositions: (c) => c.max_position_embeddings,
+  loraTargets: ["query", "value"],
   positionsBound: true,
   build(c, b, ids) {
     const H = c.hidden_size, heads = c.num_attention_heads, std = c.initializer_range;

@@ -34,6 +34,8 @@ export interface ArchitectureDef<C = unknown> {
   vocabSize(config: C): number;
   /** The longest sequence the model takes (learned positions), or its nominal context (RoPE). */
   maxPositions(config: C): number;
+  /** PEFT's default LoRA target_modules for the model type (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). */
+  readonly loraTargets: readonly string[];
   /** Whether positions beyond maxPositions are an error (learned position tables end there). */
   readonly positionsBound: boolean;
   /** Declares the state (Hub names, _init_weights) and emits the ops over ids [T]; returns the logits. */

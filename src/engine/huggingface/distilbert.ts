@@ -57,6 +57,7 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
   },
   vocabSize: (c) => c.vocab_size,
   maxPositions: (c) => c.max_position_embeddings,
+  loraTargets: ["q_lin", "v_lin"],
   positionsBound: true,
   build(c, b, ids) {
     const D = c.dim, heads = c.n_heads, std = c.initializer_range;

@@ -58,6 +58,7 @@ export const gpt2LMHeadModel = defineArchitecture<Gpt2Config>({
   },
   vocabSize: (c) => c.vocab_size,
   maxPositions: (c) => c.n_positions,
+  loraTargets: ["c_attn"],
   positionsBound: true,
   build(c, b, ids) {
     const E = c.n_embd, heads = c.n_head, std = c.initializer_range;

@@ -60,6 +60,7 @@ export const llamaForCausalLM = defineArchitecture<LlamaConfig>({
   },
   vocabSize: (c) => c.vocab_size,
   maxPositions: (c) => c.max_position_embeddings,
+  loraTargets: ["q_proj", "v_proj"],
   positionsBound: false,
   build(c, b, ids) {
     const H = c.hidden_size, heads = c.num_attention_heads, std = c.initializer_range;

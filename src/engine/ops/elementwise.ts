@@ -35,15 +35,26 @@ export const dropoutOp: OpDef<DropoutOp> = {
   },
 };
 
-/** y = a + b; da = dy, db = dy. */
+/** y = a + s b; da = dy, db = s dy (s = 1: a plain sum). */
 export const addOp: OpDef<AddOp> = {
-  flops: (op) => ({ forward: op.n, backward: 0 }),
+  flops: (op) => ({ forward: op.scale === undefined ? op.n : 2 * op.n, backward: op.scale === undefined ? 0 : op.n }),
   kernel: {
     forward(c, op, rows) {
-      c.k.add(c.value(op.outputs[0]!), c.value(op.inputs[0]!), c.value(op.inputs[1]!), rows * op.n);
+      const n = rows * op.n;
+      const y = c.value(op.outputs[0]!);
+      if (op.scale === undefined) return c.k.add(y, c.value(op.inputs[0]!), c.value(op.inputs[1]!), n);
+      // torch: result + lora_out * scaling, the product rounded first
+      c.k.copy(y, c.value(op.inputs[1]!), n);
+      c.k.scale(y, op.scale, n);
+      c.k.add(y, c.value(op.inputs[0]!), y, n);
     },
     backward(c, op, rows, dy, dx) {
-      for (const d of dx) if (d) c.k.copy(d, dy[0]!, rows * op.n);
+      const n = rows * op.n;
+      if (dx[0]) c.k.copy(dx[0], dy[0]!, n);
+      if (dx[1]) {
+        c.k.copy(dx[1], dy[0]!, n);
+        if (op.scale !== undefined) c.k.scale(dx[1], op.scale, n);
+      }
     },
   },
 };

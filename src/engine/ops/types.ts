@@ -48,10 +48,15 @@ export interface DropoutOp extends OpBase {
   readonly salt: number;
 }
 
-/** y = a + b (residual connections). */
+/**
+ * y = a + s * b (residual connections: s = 1; a LoRA layer's `base(x) + lora_B(lora_A(x)) *
+ * scaling`: s = scaling, rounded as torch rounds it, the product first).
+ */
 export interface AddOp extends OpBase {
   readonly kind: "add";
   readonly n: number;
+  /** s, the multiplier of inputs[1]; 1 when absent. */
+  readonly scale?: number;
 }
 
 /**

@@ -160,11 +160,13 @@ const dropout: GpuOp<OpOf<"dropout">> = {
 const add: GpuOp<OpOf<"add">> = {
   forward(c, op, rows) {
     const n = rows * op.n;
-    return [{ kernel: "add", buffers: [c.value(op.outputs[0]!), c.value(op.inputs[0]!), c.value(op.inputs[1]!)], params: [n, 0, 0, 0], x: gridGroups(n) }];
+    return [{ kernel: "add", buffers: [c.value(op.outputs[0]!), c.value(op.inputs[0]!), c.value(op.inputs[1]!)], params: [n, f(op.scale ?? 1), 0, 0], x: gridGroups(n) }];
   },
   backward(_c, op, rows, dy, dx) {
     const n = rows * op.n;
-    return dx.filter((d): d is GPUBuffer => d !== null).map((d) => ({ kernel: "copy" as const, buffers: [d, dy[0]!], params: [n, 0, 0, 0], x: gridGroups(n) }));
+    const specs: DispatchSpec[] = dx.filter((d): d is GPUBuffer => d !== null).map((d) => ({ kernel: "copy" as const, buffers: [d, dy[0]!], params: [n, 0, 0, 0], x: gridGroups(n) }));
+    if (dx[1] && op.scale !== undefined) specs.push({ kernel: "scale", buffers: [dx[1]], params: [n, f(op.scale), 0, 0], x: gridGroups(n) });
+    return specs;
   },
 };
 

@@ -624,14 +624,14 @@ struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
 fn body(i: u32) { dst[i] = a[i] * b[i]; }
 ${GRID}`;
 
-/** out = a + b (residual connections). */
+/** out = a + s b (residual connections: s = 1, exact; a LoRA sum: s = scaling). */
 const ADD = /* wgsl */ `
-struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+struct P { n: u32, s: f32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(16) var<uniform> p: P;
-fn body(i: u32) { dst[i] = a[i] + b[i]; }
+fn body(i: u32) { dst[i] = a[i] + b[i] * p.s; }
 ${GRID}`;
 
 /** dst += x (a value's gradient summed over the ops that read it). */

@@ -207,6 +207,8 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
     engine: job.engine!,
     weights: encodeBase64(bytes),
     ...(job.huggingface ? { huggingface: job.huggingface } : {}),
+    ...(job.adapter_config ? { adapter_config: job.adapter_config } : {}),
+    ...(job.warnings ? { warnings: job.warnings } : {}),
     ...(job.error ? { error: job.error } : {}),
   };
   return c.json(result, 200);

@@ -318,6 +318,9 @@ export async function runLoop(
       ...(request.adapter && prepared.model.lora
         ? { adapter_config: adapterConfig(request.adapter, prepared.model, prepared.huggingface?.task ?? null, modelType(prepared)) }
         : {}),
+      ...(request.adapter && request.adapter.r > WORKERS_AI_MAX_LORA_RANK
+        ? { warnings: [`adapter.r is ${request.adapter.r}: Workers AI serves LoRA adapters of rank up to ${WORKERS_AI_MAX_LORA_RANK}, so it will not take this one`] }
+        : {}),
       ...(error ? { error } : {}),
     };
     return { result, weights };
@@ -329,6 +332,9 @@ export async function runLoop(
 // ------------------------------------------------------------------ pieces of the loop
 
 
+
+/** The largest LoRA rank Workers AI serves (developers.cloudflare.com/workers-ai/fine-tunes/loras). */
+const WORKERS_AI_MAX_LORA_RANK = 32;
 
 /** config.json's model_type (what Workers AI reads from adapter_config.json), for Hub models. */
 function modelType(prepared: PreparedRun): string | null {

@@ -43,6 +43,8 @@ export function jobFromResult(
     engine: result.engine,
     error: result.error ?? null,
     ...(result.huggingface ? { huggingface: result.huggingface } : {}),
+    ...(result.adapter_config ? { adapter_config: result.adapter_config } : {}),
+    ...(result.warnings ? { warnings: result.warnings } : {}),
     weights_url: `/v1/fine-tunes/${result.id}/weights`,
   };
 }

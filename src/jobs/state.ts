@@ -188,6 +188,8 @@ export function complete(
     engine: result.engine,
     plan: { ...state.job.plan, placement: result.plan.placement },
     error: result.error ?? null,
+    ...(result.adapter_config ? { adapter_config: result.adapter_config } : {}),
+    ...(result.warnings ? { warnings: result.warnings } : {}),
     weights_url: weightsKey ? `/v1/fine-tunes/${state.job.id}/weights` : null,
   });
   return { state: next, effects: { alarmAt: null }, accepted: true };

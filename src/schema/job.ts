@@ -29,6 +29,10 @@ export const Job = z.object({
   error: RunError.nullable(),
   /** Hugging Face models: config.json as given and what reading the checkpoint did (as in the result). */
   huggingface: HuggingFaceReport.optional(),
+  /** Adapter runs, once finished: adapter_config.json as PEFT writes it (as in the result). */
+  adapter_config: z.record(z.string(), z.unknown()).optional(),
+  /** As the result's warnings. */
+  warnings: z.array(z.string()).optional(),
   /** Where the weights can be downloaded once the job has ended with weights. */
   weights_url: z.string().nullable(),
 });

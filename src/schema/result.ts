@@ -94,6 +94,8 @@ export const FineTuneResult = z.object({
   huggingface: HuggingFaceReport.optional(),
   /** Adapter runs: adapter_config.json as PEFT writes it (with `weights` in output.format "peft", the adapter folder). */
   adapter_config: z.record(z.string(), z.unknown()).optional(),
+  /** What did not stop the run but matters where the weights go next (a LoRA rank Workers AI will not serve). */
+  warnings: z.array(z.string()).optional(),
   error: RunError.optional(),
 });
 

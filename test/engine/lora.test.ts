@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { rejection } from "./refusals.js";
 import { forwardLogits } from "./graph-gradcheck.js";
-import { seedRequest } from "../helpers.js";
+import { regressionData, seedRequest } from "../helpers.js";
 import { loadNodeRuntime, train } from "../../src/node/index.js";
 import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
@@ -157,9 +157,26 @@ describe("continuing an adapter", () => {
     const first = await train({ ...hub("gpt2_causal_lm", { r: 2 }), output: { format: "peft" } } as TrainRequest);
     const request = { ...hub("gpt2_causal_lm", { r: 2 }), adapter_weights: first.weights, output: { format: "peft" } } as TrainRequest;
     const sync = await train(request);
-    const replayed = await runPrepared(runtime, decodeRunInput(encodeRunInput(prepareRun(request))));
+    // the runtime train() picks (the relaxed-SIMD build under --experimental-wasm-relaxed-simd): the same bits
+    const replayed = await runPrepared(await loadNodeRuntime(), decodeRunInput(encodeRunInput(prepareRun(request))));
     expect(replayed.weights).toBe(sync.weights);
     expect(replayed.adapter_config).toEqual(sync.adapter_config);
+  });
+});
+
+describe("Workers AI", () => {
+  it("adapter_config carries the base's model_type; a rank above 32 gets a warning", async () => {
+    const llama = await train({ ...hub("llama_gqa_tied", { r: 2 }), training: { epochs: 1 }, output: { format: "peft" } } as TrainRequest);
+    expect(llama.adapter_config).toMatchObject({ model_type: "llama", task_type: "CAUSAL_LM", target_modules: ["q_proj", "v_proj"] });
+    expect(llama.warnings).toBeUndefined();
+    const wide = await train({
+      model: { layers: [{ type: "linear", name: "fc1", in_features: 40, out_features: 40 }, { type: "relu" }, { type: "linear", name: "fc2", in_features: 40, out_features: 1 }] },
+      data: { train: regressionData(32, 40) },
+      adapter: { type: "lora", r: 33, target_modules: ["fc1"] },
+      training: { epochs: 1 },
+    } as TrainRequest);
+    expect(wide.status).toBe("succeeded");
+    expect(wide.warnings![0]).toMatch(/r is 33.*rank up to 32/);
   });
 });
 

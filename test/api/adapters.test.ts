@@ -1,0 +1,54 @@
+/**
+ * LoRA adapters over HTTP (app.request()): an `adapter_weights` multipart part, and an
+ * asynchronous adapter job whose finished resource carries adapter_config and whose weights are
+ * in the requested format.
+ */
+import { describe, expect, it } from "vitest";
+import { runClaimedJob } from "../../src/jobs/runner.js";
+import { parseSafetensors } from "../../src/formats/safetensors.js";
+import type { FineTuneResult } from "../../src/schema/result.js";
+import { seedRequest } from "../helpers.js";
+import { testApp } from "./app.js";
+
+const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+const adapted = (extra: Record<string, unknown> = {}) => ({
+  ...seedRequest(64, { training: { epochs: 2, batch_size: 16, optimizer: { type: "adam", lr: 0.01 } } }),
+  adapter: { type: "lora", r: 4, target_modules: ["fc1"] },
+  output: { format: "peft" },
+  ...extra,
+});
+
+describe("adapters over HTTP", () => {
+  it("an async adapter job: the job carries adapter_config, its weights are PEFT's adapter file, as the sync run's", async () => {
+    const t = await testApp();
+    const res = await t.app.request("/v1/fine-tunes", json({ ...adapted(), mode: "async" }));
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const claim = (await t.store.takeEdgeJob("consumer"))!;
+    expect(await runClaimedJob(t.store.channel, claim, t.runtime, { placement: "edge" })).toBe("completed");
+    const job = (await (await t.app.request(`/v1/fine-tunes/${id}`)).json()) as { status: string; adapter_config: Record<string, unknown> };
+    expect(job.status).toBe("succeeded");
+    expect(job.adapter_config).toMatchObject({ peft_type: "LORA", r: 4, target_modules: ["fc1"] });
+    const bytes = new Uint8Array(await (await t.app.request(`/v1/fine-tunes/${id}/weights`)).arrayBuffer());
+    expect([...parseSafetensors(bytes).tensors.keys()]).toEqual(["base_model.model.fc1.lora_A.weight", "base_model.model.fc1.lora_B.weight"]);
+    const sync = (await (await t.app.request("/v1/fine-tunes", json({ ...adapted(), mode: "sync" }))).json()) as FineTuneResult;
+    expect(Buffer.from(bytes).toString("base64")).toBe(sync.weights);
+  });
+
+  it("adapter_weights as a multipart part continue the adapter; in both the part and the JSON it is a 400", async () => {
+    const t = await testApp();
+    const first = (await (await t.app.request("/v1/fine-tunes", json({ ...adapted(), mode: "sync" }))).json()) as FineTuneResult;
+    const form = new FormData();
+    const { training: _t, ...rest } = adapted();
+    form.set("request", JSON.stringify({ ...rest, training: { epochs: 1, optimizer: { type: "sgd", lr: 0 } }, mode: "sync" }));
+    form.set("adapter_weights", new Blob([Buffer.from(first.weights, "base64")]), "adapter_model.safetensors");
+    const again = (await (await t.app.request("/v1/fine-tunes", { method: "POST", body: form })).json()) as FineTuneResult;
+    expect(again.weights).toBe(first.weights);
+    const both = new FormData();
+    both.set("request", JSON.stringify({ ...adapted(), adapter_weights: first.weights }));
+    both.set("adapter_weights", new Blob([Buffer.from(first.weights, "base64")]), "adapter_model.safetensors");
+    const res = await t.app.request("/v1/fine-tunes", { method: "POST", body: both });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe("adapter_weights");
+  });
+});

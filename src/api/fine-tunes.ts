@@ -4,6 +4,7 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { EdgetuneError, RequestValidationError } from "../errors.js";
+import { convertWeights } from "../engine/adapters/output.js";
 import { encodeBase64 } from "../formats/base64.js";
 import { newId, prepareRun, runPreparedRaw } from "../engine/train.js";
 import { eventsOfFinishedJob, isFinal, jobFromResult } from "../jobs/job.js";
@@ -105,7 +106,7 @@ export const fineTunes = new Hono<AppEnv>()
     }
     const { result, weights } = run;
     c.header("Location", `/v1/fine-tunes/${id}`);
-    return c.json({ ...result, weights: encodeBase64(weights) }, 200);
+    return c.json({ ...result, weights: encodeBase64(convertWeights(weights)) }, 200);
   })
 
   /** GET /v1/fine-tunes: the caller's jobs, newest first. */
@@ -136,14 +137,27 @@ export const fineTunes = new Hono<AppEnv>()
         problem(409, "weights_not_ready", `Fine-tune ${job.id} is ${job.status}; weights exist once it has ended with weights.`),
       );
     }
-    const weights = await c.var.deps.store.getWeights(job.id);
-    if (!weights) return problemResponse(problem(404, "not_found", `Fine-tune ${job.id} has no stored weights.`));
+    const stored = await c.var.deps.store.getWeights(job.id);
+    if (!stored) return problemResponse(problem(404, "not_found", `Fine-tune ${job.id} has no stored weights.`));
+    // an adapter run's file is converted to ?format (default: its request's output.format)
+    const format = c.req.query("format");
+    const weights = job.adapter_config || format !== undefined ? convertWeights(await bytesOf(stored), format) : stored;
     return new Response(weights as BodyInit, {
       headers: {
         "content-type": "application/octet-stream",
         "content-disposition": `attachment; filename="${job.id}.safetensors"`,
       },
     });
+  })
+
+  /** GET /v1/fine-tunes/{id}/adapter_config.json: an adapter run's adapter_config.json (with adapter_model.safetensors, ?format=peft, PEFT's folder). */
+  .get("/:id/adapter_config.json", async (c) => {
+    const { job } = await ownJob(c, c.req.param("id"));
+    if (!job.adapter_config) {
+      if (!isFinal(job.status)) return problemResponse(problem(409, "weights_not_ready", `Fine-tune ${job.id} is ${job.status}; its adapter_config.json exists once it has ended with weights.`));
+      return problemResponse(problem(404, "not_found", `Fine-tune ${job.id} trained no adapter.`));
+    }
+    return c.json(job.adapter_config);
   })
 
   /** GET /v1/fine-tunes/{id}/events: Server-Sent Events, replayed from the start or after Last-Event-ID, then live. */
@@ -198,7 +212,7 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
   c.header("Idempotent-Replayed", "true");
   if (job.mode === "async") return c.json(job, 202);
   const weights = await c.var.deps.store.getWeights(id);
-  const bytes = weights instanceof Uint8Array ? weights : weights ? new Uint8Array(await new Response(weights).arrayBuffer()) : new Uint8Array(0);
+  const bytes = weights ? convertWeights(await bytesOf(weights)) : new Uint8Array(0);
   const result: FineTuneResult = {
     id: job.id,
     status: job.status as FineTuneResult["status"],
@@ -212,6 +226,11 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
     ...(job.error ? { error: job.error } : {}),
   };
   return c.json(result, 200);
+}
+
+/** A stored object's bytes (R2 gives a stream). */
+async function bytesOf(stored: Uint8Array | ReadableStream | Blob | ArrayBuffer): Promise<Uint8Array> {
+  return stored instanceof Uint8Array ? stored : new Uint8Array(await new Response(stored as BodyInit).arrayBuffer());
 }
 
 /** The plan as the job reports it. */

@@ -132,9 +132,29 @@ export function openApiDocument(serverUrl: string, version: string) {
         get: {
           operationId: "downloadFineTuneWeights",
           summary: "Download the fine-tuned weights (safetensors)",
-          parameters: [idParam],
+          parameters: [
+            idParam,
+            {
+              name: "format",
+              in: "query",
+              required: false,
+              description: "Adapter runs: full, peft (adapter_model.safetensors) or merged; default: the request's output.format",
+              schema: { type: "string", enum: ["full", "peft", "merged"] },
+            },
+          ],
           responses: {
             "200": { description: "safetensors bytes", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
+            ...problemResponses(401, 404, 409, 422),
+          },
+        },
+      },
+      "/v1/fine-tunes/{id}/adapter_config.json": {
+        get: {
+          operationId: "downloadAdapterConfig",
+          summary: "An adapter run's adapter_config.json, as PEFT writes it",
+          parameters: [idParam],
+          responses: {
+            "200": { description: "adapter_config.json", content: { "application/json": { schema: { type: "object" } } } },
             ...problemResponses(401, 404, 409),
           },
         },

@@ -23,7 +23,7 @@ import { createReferenceKernels } from "./reference.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
-import { adapterConfig, adapterOutput } from "./adapters/output.js";
+import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, loraLayout } from "./adapters/output.js";
 
 export { prepareRun, type PreparedRun, type TrainRequest } from "./prepare.js";
 export { defaultInit } from "./init.js";
@@ -107,10 +107,13 @@ export async function runPrepared(
   started = now(),
 ): Promise<FineTuneResult> {
   const { result, weights } = await runPreparedRaw(runtime, prepared, options, started);
-  return { ...result, weights: encodeBase64(weights) };
+  return { ...result, weights: encodeBase64(convertWeights(weights)) };
 }
 
-/** A finished run with its weights as safetensors bytes (what storage wants). */
+/**
+ * A finished run with its weights as safetensors bytes (what storage wants): for an adapter
+ * run, its full state with the layout convertWeights() turns into output.format.
+ */
 export interface RawRunResult {
   result: Omit<FineTuneResult, "weights">;
   weights: Uint8Array;
@@ -286,11 +289,12 @@ export async function runLoop(
     if (early?.restore_best_weights && earlyBestEpoch !== null && status === "succeeded") await backend.restoreBest();
 
     // ---- result
-    const parameters = await backend.parameters();
-    const tensors = prepared.model.lora ? adapterOutput(parameters, { model: prepared.model, originalNames: prepared.originalNames }, request.output.format) : parameters;
-    const weights = writeSafetensors(tensors, {
+    // an adapter run's file is its full state, with the layout that converts it to peft or merged
+    // on the way out (runPrepared, and the API's downloads: convertWeights)
+    const lora = prepared.model.lora ? loraLayout(prepared.model, prepared.originalNames, request.output.format) : null;
+    const weights = writeSafetensors(await backend.parameters(), {
       dtype: request.output.dtype,
-      metadata: { format: "pt", producer: "edgetune" },
+      metadata: { format: "pt", producer: "edgetune", ...(lora ? { [ADAPTER_METADATA_KEY]: JSON.stringify(lora) } : {}) },
     });
     const duration = now() - started;
     const result: RawRunResult["result"] = {

@@ -51,4 +51,27 @@ describe("adapters over HTTP", () => {
     expect(res.status).toBe(400);
     expect(((await res.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe("adapter_weights");
   });
+
+  it("downloads convert: ?format=full | peft | merged, adapter_config.json beside them; a format for a plain run is a 422", async () => {
+    const t = await testApp();
+    const res = await t.app.request("/v1/fine-tunes", json({ ...adapted(), mode: "sync" }));
+    const result = (await res.json()) as FineTuneResult;
+    const id = result.id;
+    const get = async (query: string) => parseSafetensors(new Uint8Array(await (await t.app.request(`/v1/fine-tunes/${id}/weights${query}`)).arrayBuffer()));
+    const byDefault = await get("");
+    expect([...byDefault.tensors.keys()]).toEqual(["base_model.model.fc1.lora_A.weight", "base_model.model.fc1.lora_B.weight"]);
+    expect(byDefault.metadata).toEqual({ format: "pt", producer: "edgetune" });
+    expect([...(await get("?format=full")).tensors.keys()]).toEqual(["fc1.weight", "fc1.bias", "fc1.lora_A.weight", "fc1.lora_B.weight", "fc2.weight", "fc2.bias"]);
+    expect([...(await get("?format=merged")).tensors.keys()]).toEqual(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
+    const config = await t.app.request(`/v1/fine-tunes/${id}/adapter_config.json`);
+    expect(config.status).toBe(200);
+    expect(await config.json()).toEqual(result.adapter_config);
+    const bad = await t.app.request(`/v1/fine-tunes/${id}/weights?format=onnx`);
+    expect(bad.status).toBe(422);
+    const plain = (await (await t.app.request("/v1/fine-tunes", json({ ...seedRequest(64, { training: { epochs: 1 } }), mode: "sync" }))).json()) as FineTuneResult;
+    const wrong = await t.app.request(`/v1/fine-tunes/${plain.id}/weights?format=peft`);
+    expect(wrong.status).toBe(422);
+    expect(((await wrong.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe("format");
+    expect((await t.app.request(`/v1/fine-tunes/${plain.id}/adapter_config.json`)).status).toBe(404);
+  });
 });

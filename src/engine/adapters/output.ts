@@ -10,49 +10,84 @@
  *
  * https://github.com/huggingface/peft/blob/main/src/peft/utils/save_and_load.py
  */
+import { UnprocessableError } from "../../errors.js";
+import { parseSafetensors, readTensorF32, writeSafetensors } from "../../formats/safetensors.js";
 import type { NamedTensor } from "../backend.js";
 import type { CompiledModel } from "../graph/types.js";
 import type { HfTask } from "../huggingface/define.js";
 import type { LoraAdapter } from "./lora.js";
 import { PEFT_PREFIX } from "./resolve.js";
 
-/** The run an adapter output is made from. */
-export interface AdapterRun {
-  model: CompiledModel;
-  /** State names as the model names them, when the base file's prefix was left out (GPT-2 without "transformer."). */
-  originalNames: ReadonlyMap<string, string> | null;
+/**
+ * Where an adapter run's tensors are, by name: what converting its full output needs. It travels
+ * in the full file's metadata (ADAPTER_METADATA_KEY), so a stored file converts on download.
+ */
+export interface LoraLayout {
+  /** The format the request asked for: what a download gives by default. */
+  readonly format: "full" | "peft" | "merged";
+  readonly modules: readonly {
+    readonly base: string;
+    readonly a: string;
+    readonly b: string;
+    readonly kind: "linear" | "embedding";
+    readonly scaling: number;
+    /** The base weight is [in, out] in the file (GPT-2's Conv1D). */
+    readonly transposedBase: boolean;
+  }[];
+  /** The trained tensors (adapter, modules_to_save, biases): PEFT's file. */
+  readonly trained: readonly string[];
+  /** The model's own name of a tensor renamed after its checkpoint (a base file without its prefix). */
+  readonly original: Readonly<Record<string, string>>;
 }
 
+/** The safetensors metadata key of a full adapter output's LoraLayout (JSON). */
+export const ADAPTER_METADATA_KEY = "edgetune.lora";
+
 /**
- * The tensors of an adapter run in the requested format.
+ * The layout of a compiled adapter model.
  *
  * @example
  * ```ts
- * const tensors = adapterOutput(await backend.parameters(), { model, originalNames: null }, "peft");
+ * const layout = loraLayout(prepared.model, prepared.originalNames, request.output.format);
  * ```
  */
-export function adapterOutput(tensors: readonly NamedTensor[], run: AdapterRun, format: "full" | "peft" | "merged"): NamedTensor[] {
-  const { model } = run;
-  const lora = model.lora!;
+export function loraLayout(model: CompiledModel, originalNames: ReadonlyMap<string, string> | null, format: LoraLayout["format"]): LoraLayout {
+  const name = (i: number) => model.state[i]!.name;
+  return {
+    format,
+    modules: model.lora!.modules.map((m) => ({
+      base: name(m.base), a: name(m.a), b: name(m.b), kind: m.kind, scaling: m.scaling, transposedBase: model.state[m.base]!.transposed === true,
+    })),
+    trained: model.state.filter((t) => t.trainable).map((t) => t.name),
+    original: Object.fromEntries(originalNames ?? []),
+  };
+}
+
+/**
+ * The tensors of an adapter run in a format (from the full output).
+ *
+ * @example
+ * ```ts
+ * const peft = adapterOutput(await backend.parameters(), loraLayout(model, null, "peft"), "peft");
+ * ```
+ */
+export function adapterOutput(tensors: readonly NamedTensor[], layout: LoraLayout, format: "full" | "peft" | "merged"): NamedTensor[] {
   if (format === "full") return [...tensors];
   const byName = new Map(tensors.map((t) => [t.name, t]));
-  const nameOf = (index: number) => model.state[index]!.name;
-  const adapterNames = new Set(lora.modules.flatMap((m) => [nameOf(m.a), nameOf(m.b)]));
+  const adapterNames = new Set(layout.modules.flatMap((m) => [m.a, m.b]));
   if (format === "peft") {
-    const original = (name: string) => run.originalNames?.get(name) ?? name;
-    const trained = model.state.filter((t) => t.trainable).map((t) => t.name);
-    return trained.map((name) => ({ ...byName.get(name)!, name: PEFT_PREFIX + original(name) }));
+    return layout.trained.map((name) => ({ ...byName.get(name)!, name: PEFT_PREFIX + (layout.original[name] ?? name) }));
   }
   // merged
   const merged = new Map<string, Float32Array>();
-  for (const m of lora.modules) {
-    const base = byName.get(nameOf(m.base))!;
-    const A = byName.get(nameOf(m.a))!; // [r, in] (embedding: [r, num])
-    const B = byName.get(nameOf(m.b))!; // [out, r] (embedding: [dim, r])
+  for (const m of layout.modules) {
+    const base = byName.get(m.base)!;
+    const A = byName.get(m.a)!; // [r, in] (embedding: [r, num])
+    const B = byName.get(m.b)!; // [out, r] (embedding: [dim, r])
     const r = A.shape[0]!, cols = A.shape[1]!, rowsB = B.shape[0]!;
     // delta[i, j] = scaling * sum_k B[i, k] A[k, j]: [out, in] (embedding: [dim, num])
     const w = Float32Array.from(base.data);
-    const transposed = m.kind === "embedding" || model.state[m.base]!.transposed === true;
+    const transposed = m.kind === "embedding" || m.transposedBase;
     for (let i = 0; i < rowsB; i++) {
       for (let j = 0; j < cols; j++) {
         let sum = 0;
@@ -64,6 +99,41 @@ export function adapterOutput(tensors: readonly NamedTensor[], run: AdapterRun, 
     merged.set(base.name, w);
   }
   return tensors.filter((t) => !adapterNames.has(t.name)).map((t) => (merged.has(t.name) ? { ...t, data: merged.get(t.name)! } : t));
+}
+
+/**
+ * A stored weights file as a download: an adapter run's full file in `format` (default: the
+ * one its request asked for); any other file as it is. A format for a file without an adapter
+ * is a 422 at `format`.
+ *
+ * @example
+ * ```ts
+ * const bytes = convertWeights(stored, c.req.query("format"));
+ * ```
+ */
+export function convertWeights(bytes: Uint8Array, format?: string): Uint8Array {
+  const file = parseSafetensors(bytes, { field: "weights" });
+  const json = file.metadata?.[ADAPTER_METADATA_KEY];
+  if (json === undefined) {
+    if (format !== undefined && format !== "full") {
+      throw new UnprocessableError("invalid_adapter", [{ path: "format", message: `is "${format}", which is for adapter runs; this fine-tune trained no adapter` }]);
+    }
+    return bytes;
+  }
+  const layout = JSON.parse(json) as LoraLayout;
+  const target = format ?? layout.format;
+  if (target !== "full" && target !== "peft" && target !== "merged") {
+    throw new UnprocessableError("invalid_adapter", [{ path: "format", message: `is "${target}"; use full, peft or merged` }]);
+  }
+  const dtypes = new Map([...file.tensors].map(([name, info]) => [name, info.dtype]));
+  const tensors: NamedTensor[] = [...file.tensors].map(([name, info]) => ({
+    name, shape: [...info.shape], data: readTensorF32(file, name, "weights", { integers: info.dtype === "I64" }), ...(info.dtype === "I64" ? { dtype: "I64" as const } : {}),
+  }));
+  const floatType = [...dtypes.values()].find((d) => d !== "I64");
+  const dtype = floatType === "F16" ? "float16" : floatType === "BF16" ? "bfloat16" : "float32";
+  const metadata: Record<string, string> = { format: "pt", producer: "edgetune" };
+  if (target === "full") metadata[ADAPTER_METADATA_KEY] = json;
+  return writeSafetensors(adapterOutput(tensors, layout, target), { dtype, metadata });
 }
 
 /**

@@ -209,15 +209,33 @@ export class FineTunes {
 
   /**
    * The fine-tuned weights: safetensors bytes with PyTorch `state_dict` names. A job that has
-   * not ended answers `ConflictError` (`weights_not_ready`).
+   * not ended answers `ConflictError` (`weights_not_ready`). An adapter run's weights come in
+   * `format` (default: its request's `output.format`).
    *
    * @example
    * ```ts
    * await writeFile("tuned.safetensors", await client.fineTunes.weights(id));
+   * await writeFile("adapter_model.safetensors", await client.fineTunes.weights(id, { format: "peft" }));
    * ```
    */
-  async weights(id: string, options?: RequestOptions): Promise<Uint8Array> {
-    return this.client.requestBytes({ method: "GET", path: `${jobPath(id)}/weights`, retryable: true, accept: "application/octet-stream" }, options);
+  async weights(id: string, options?: RequestOptions & { format?: "full" | "peft" | "merged" }): Promise<Uint8Array> {
+    const { format, ...rest } = options ?? {};
+    return this.client.requestBytes(
+      { method: "GET", path: `${jobPath(id)}/weights`, query: { format }, retryable: true, accept: "application/octet-stream" },
+      rest,
+    );
+  }
+
+  /**
+   * An adapter run's adapter_config.json (PEFT's), to save beside its `weights(id, { format: "peft" })`.
+   *
+   * @example
+   * ```ts
+   * await writeFile("adapter_config.json", JSON.stringify(await client.fineTunes.adapterConfig(id), null, 2));
+   * ```
+   */
+  async adapterConfig(id: string, options?: RequestOptions): Promise<Record<string, unknown>> {
+    return (await this.client.requestJSON<Record<string, unknown>>({ method: "GET", path: `${jobPath(id)}/adapter_config.json`, retryable: true }, options)).data;
   }
 
   /**

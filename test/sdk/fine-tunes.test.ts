@@ -126,6 +126,17 @@ describe("a Hugging Face model folder", () => {
   });
 });
 
+describe("an adapter run", () => {
+  it("weights(id, { format }) and adapterConfig(id) give PEFT's folder", async () => {
+    const { client } = await sdkSetup();
+    const result = await client.fineTunes.create({ ...small(2), adapter: { type: "lora", r: 2, target_modules: ["fc1"] }, mode: "sync" });
+    const peft = parseSafetensors(await client.fineTunes.weights(result.id, { format: "peft" }));
+    expect([...peft.tensors.keys()]).toEqual(["base_model.model.fc1.lora_A.weight", "base_model.model.fc1.lora_B.weight"]);
+    expect([...parseSafetensors(await client.fineTunes.weights(result.id)).tensors.keys()]).toContain("fc1.lora_A.weight");
+    expect(await client.fineTunes.adapterConfig(result.id)).toEqual(result.adapter_config);
+  });
+});
+
 describe("retrieve, list, weights, cancel", () => {
   it("retrieve answers the job", async () => {
     const { client } = await sdkSetup();

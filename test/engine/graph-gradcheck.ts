@@ -9,6 +9,7 @@ import { defaultInit } from "../../src/engine/init.js";
 import { createLoss } from "../../src/engine/losses.js";
 import { allocateModel, Model } from "../../src/engine/model.js";
 import type { PreparedRun } from "../../src/engine/prepare.js";
+import type { Table } from "../../src/formats/dataset.js";
 import type { loadNodeRuntime } from "../../src/node/index.js";
 
 type Runtime = Awaited<ReturnType<typeof loadNodeRuntime>>;
@@ -23,20 +24,8 @@ type Runtime = Awaited<ReturnType<typeof loadNodeRuntime>>;
 export async function graphGradcheck(prepared: PreparedRun, runtime: Runtime): Promise<{ samples: number; bad: string[] }> {
   const { model: compiled, output, train } = prepared;
   const rows = Math.min(8, train.rows);
-  const memory = new WebAssembly.Memory({ initial: 1 });
-  const kernels = await instantiateKernels(runtime.module, memory);
-  const arena = new Arena(memory, kernels.heap_base());
-  const model = new Model(compiled, kernels, memory, allocateModel(compiled, arena, rows));
-  model.loadState(prepared.initialState ?? defaultInit(compiled, prepared.request.training.seed));
-  const put = (data: Float32Array) => {
-    const r = arena.alloc(data.length);
-    arena.f32(r).set(data);
-    return r.ptr;
-  };
-  const x = put(train.x.subarray(0, rows * train.features));
+  const { kernels, arena, model, put, x, mask, tokenTypes } = await modelWithRows(prepared, runtime, train, rows);
   const y = put(train.y.subarray(0, rows * train.targets));
-  const mask = train.mask ? put(train.mask.subarray(0, rows * train.features)) : 0;
-  const tokenTypes = compiled.tokenTypes !== null ? put(train.tokenTypes ? train.tokenTypes.subarray(0, rows * train.features) : new Float32Array(rows * train.features)) : 0;
   const loss = createLoss(prepared.request.training.loss, kernels, arena, output.classes);
   const lossRows = rows * output.positions;
   const batchLoss = (grad: number) => loss.compute(grad, model.forward({ x, mask, tokenTypes }, rows, true, 7), y, lossRows);
@@ -76,7 +65,16 @@ export async function graphGradcheck(prepared: PreparedRun, runtime: Runtime): P
  * run's initial state (its `weights`): [rows, outputs].
  */
 export async function forwardLogits(prepared: PreparedRun, runtime: Runtime, table = prepared.validation ?? prepared.train, rows = table.rows): Promise<Float32Array> {
-  const { model: compiled } = prepared;
+  const { memory, model, x, mask, tokenTypes } = await modelWithRows(prepared, runtime, table, rows);
+  const compiled = prepared.model;
+  const out = compiled.values[compiled.output.value]!.size;
+  const logits = model.forward({ x, mask, tokenTypes }, rows, false);
+  return new Float32Array(memory.buffer, logits, rows * out).slice();
+}
+
+/** A model in its own memory with the prepared run's state (or its init), and the first `rows` rows of a table's inputs. */
+async function modelWithRows(prepared: PreparedRun, runtime: Runtime, table: Table, rows: number) {
+  const compiled = prepared.model;
   const memory = new WebAssembly.Memory({ initial: 1 });
   const kernels = await instantiateKernels(runtime.module, memory);
   const arena = new Arena(memory, kernels.heap_base());
@@ -91,7 +89,5 @@ export async function forwardLogits(prepared: PreparedRun, runtime: Runtime, tab
   const x = put(table.x.subarray(0, rows * F));
   const mask = table.mask ? put(table.mask.subarray(0, rows * F)) : 0;
   const tokenTypes = compiled.tokenTypes !== null ? put(table.tokenTypes ? table.tokenTypes.subarray(0, rows * F) : new Float32Array(rows * F)) : 0;
-  const out = compiled.values[compiled.output.value]!.size;
-  const logits = model.forward({ x, mask, tokenTypes }, rows, false);
-  return new Float32Array(memory.buffer, logits, rows * out).slice();
+  return { memory, kernels, arena, model, put, x, mask, tokenTypes };
 }

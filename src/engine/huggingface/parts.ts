@@ -13,11 +13,12 @@
  * https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py
  */
 import { activation, type ActivationName } from "../layers/activations.js";
-import { numel, showShape, type LayerBuilder } from "../layers/define.js";
+import { numel, type LayerBuilder } from "../layers/define.js";
 import { dropoutOp } from "../layers/dropout.js";
 import type { LinearParameters } from "../layers/linear.js";
 import { linearApply } from "../layers/linear.js";
 import { layerNormApply, type LayerNormParameters } from "../layers/norm.js";
+import { attentionCore } from "../layers/attention.js";
 import type { TensorRef } from "../graph/types.js";
 
 /**
@@ -153,18 +154,8 @@ export function act(b: LayerBuilder, x: TensorRef, name: ActivationName): Tensor
   return activation(b, x, name);
 }
 
-/** The attention core's arguments. */
-export interface AttentionOptions {
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  causal: boolean;
-  dropout: number;
-}
-
 /**
- * softmax(Q K^T / sqrt(head_dim) + extended mask) V over q [T, heads*hd] and k, v [T, kvHeads*hd]
- * (separate), or one packed [T, (heads + 2 kvHeads) hd] value (GPT-2's c_attn output). The
+ * softmax(Q K^T / sqrt(head_dim) + extended mask) V (layers/attention.ts attentionCore). The
  * extended attention mask adds float32's minimum where the data's attention_mask is 0: the same
  * softmax as -inf unless every key of a query is hidden.
  *
@@ -173,33 +164,7 @@ export interface AttentionOptions {
  * const o = attend(b, [q, k, v], { heads: 12, kvHeads: 12, headDim: 64, causal: false, dropout: 0.1 });
  * ```
  */
-export function attend(b: LayerBuilder, qkv: readonly TensorRef[], o: AttentionOptions): TensorRef {
-  const T = qkv[0]!.shape[0]!;
-  if (b.mask !== null && T !== b.maskTokens) b.fail("", `attends over ${T} tokens (${showShape(qkv[0]!.shape)}) but the attention mask has ${b.maskTokens} per row`);
-  const D = o.heads * o.headDim;
-  const y = b.value([T, D]);
-  const weights = o.heads * T * T;
-  const dropping = o.dropout > 0;
-  const inputs = qkv.map((t) => t.value);
-  if (b.mask !== null) inputs.push(b.mask);
-  b.op({
-    kind: "attention",
-    layout: qkv.length === 1 ? "packed" : "separate",
-    inputs,
-    outputs: [y.value],
-    tokens: T,
-    dim: D,
-    heads: o.heads,
-    kvHeads: o.kvHeads,
-    causal: o.causal,
-    probs: b.saved(weights),
-    p: o.dropout,
-    dropMask: dropping ? b.saved(weights) : -1,
-    dropped: dropping ? b.saved(weights) : -1,
-    salt: y.value,
-  });
-  return y;
-}
+export const attend = attentionCore;
 
 /**
  * Rotary position embedding (rotate_half form) over x [T, heads * headDim].

@@ -116,25 +116,59 @@ export function selfAttentionApply(b: LayerBuilder, x: TensorRef, p: SelfAttenti
     b.fail("", `attends over ${T} tokens (input ${showShape(x.shape)}) but the attention mask has ${b.maskTokens} per row: the key-padding mask must cover the same tokens`);
   }
   const qkv = linearApply(b, x, { weight: p.inProjWeight, bias: p.inProjBias, in: E, out: 3 * E });
-  const attended = b.value([T, E]);
-  const weights = H * T * T;
+  const attended = attentionCore(b, [qkv], { heads: H, kvHeads: H, headDim: E / H, causal: o.causal, dropout: o.dropout });
+  return linearApply(b, attended, p.outProj);
+}
+
+/** The attention core's arguments (attentionCore). */
+export interface AttentionCoreOptions {
+  heads: number;
+  /** Key/value heads (grouped-query attention); `heads` for multi-head attention. */
+  kvHeads: number;
+  headDim: number;
+  causal: boolean;
+  /** Dropout on the attention weights, in training. */
+  dropout: number;
+}
+
+/**
+ * Emits the attention op between projections: softmax(Q K^T / sqrt(head_dim) + masks) V over
+ * one packed [T, (heads + 2 kvHeads) head_dim] value (nn.MultiheadAttention's in_proj, GPT-2's
+ * c_attn) or separate q [T, heads head_dim] and k, v [T, kvHeads head_dim] (BERT, Llama), with
+ * the graph's key-padding mask when the data has one; returns [T, heads head_dim].
+ *
+ * @example
+ * ```ts
+ * const o = attentionCore(b, [q, k, v], { heads: 12, kvHeads: 12, headDim: 64, causal: false, dropout: 0.1 });
+ * ```
+ */
+export function attentionCore(b: LayerBuilder, qkv: readonly TensorRef[], o: AttentionCoreOptions): TensorRef {
+  const T = qkv[0]!.shape[0]!;
+  if (b.mask !== null && T !== b.maskTokens) {
+    b.fail("", `attends over ${T} tokens (${showShape(qkv[0]!.shape)}) but the attention mask has ${b.maskTokens} per row: the key-padding mask must cover the same tokens`);
+  }
+  const D = o.heads * o.headDim;
+  const y = b.value([T, D]);
+  const weights = o.heads * T * T;
   const dropping = o.dropout > 0;
+  // the graph's mask value is [rows, T] when the data has one: T tokens in, T tokens here
+  const inputs = qkv.map((t) => t.value);
+  if (b.mask !== null) inputs.push(b.mask);
   b.op({
     kind: "attention",
-    layout: "packed",
-    // the graph's mask value is [rows, T] when the data has one: T tokens in, T tokens here
-    inputs: b.mask === null ? [qkv.value] : [qkv.value, b.mask],
-    outputs: [attended.value],
+    layout: qkv.length === 1 ? "packed" : "separate",
+    inputs,
+    outputs: [y.value],
     tokens: T,
-    dim: E,
-    heads: H,
-    kvHeads: H,
+    dim: D,
+    heads: o.heads,
+    kvHeads: o.kvHeads,
     causal: o.causal,
     probs: b.saved(weights),
     p: o.dropout,
     dropMask: dropping ? b.saved(weights) : -1,
     dropped: dropping ? b.saved(weights) : -1,
-    salt: attended.value,
+    salt: y.value,
   });
-  return linearApply(b, attended, p.outProj);
+  return y;
 }

@@ -928,28 +928,23 @@ class TokenRowReader {
       issues.add({ path: field, line, column: "input_ids", message: `"input_ids" has ${ids.length} token ids, expected ${T} (as on line ${this.firstLine}): pad every row to one length and mark the padding with attention_mask 0` });
       return;
     }
-    if (maskGiven !== this.hasMask) {
-      issues.add({
-        path: field, line, column: "attention_mask",
-        message: maskGiven ? `"attention_mask" is given, but line ${this.firstLine} has none: give it on every row or on none` : `has no "attention_mask", but line ${this.firstLine} has one: give it on every row or on none`,
-      });
-      return;
-    }
-    if (maskGiven && (!Array.isArray(mask) || mask.length !== T)) {
-      issues.add({ path: field, line, column: "attention_mask", message: `"attention_mask" ${Array.isArray(mask) ? `has ${mask.length} values` : `is ${describeJson(mask)}`}, expected ${T}: one 0/1 per token of input_ids` });
-      return;
-    }
-    if (typesGiven !== this.hasTypes) {
-      issues.add({
-        path: field, line, column: "token_type_ids",
-        message: typesGiven ? `"token_type_ids" is given, but line ${this.firstLine} has none: give it on every row or on none` : `has no "token_type_ids", but line ${this.firstLine} has them: give them on every row or on none`,
-      });
-      return;
-    }
-    if (typesGiven && (!Array.isArray(types) || types.length !== T)) {
-      issues.add({ path: field, line, column: "token_type_ids", message: `"token_type_ids" ${Array.isArray(types) ? `has ${types.length} values` : `is ${describeJson(types)}`}, expected ${T}: one type id per token of input_ids` });
-      return;
-    }
+    // a per-token column beside input_ids: on every row or on none, T values each
+    const perToken = (column: string, given: boolean, firstHas: boolean, value: unknown, what: string): boolean => {
+      if (given !== firstHas) {
+        issues.add({
+          path: field, line, column,
+          message: given ? `"${column}" is given, but line ${this.firstLine} has none: give it on every row or on none` : `has no "${column}", but line ${this.firstLine} has one: give it on every row or on none`,
+        });
+        return false;
+      }
+      if (given && (!Array.isArray(value) || value.length !== T)) {
+        issues.add({ path: field, line, column, message: `"${column}" ${Array.isArray(value) ? `has ${value.length} values` : `is ${describeJson(value)}`}, expected ${T}: ${what} per token of input_ids` });
+        return false;
+      }
+      return true;
+    };
+    if (!perToken("attention_mask", maskGiven, this.hasMask, mask, "one 0/1")) return;
+    if (!perToken("token_type_ids", typesGiven, this.hasTypes, types, "one type id")) return;
     if (yGiven !== this.hasTargets) {
       issues.add({
         path: field, line, column: this.yName,

@@ -72,3 +72,71 @@ export async function replay(c: ParityCase, train: (request: TrainRequest) => Pr
   }
   return { result, worst, report };
 }
+
+/**
+ * LoRA adapter cases (fixtures/lora.json, issue 13), generated with test/parity/lora.py (PEFT v0.20.0's
+ * LoRA in plain PyTorch). Not in GROUPS: `parity.test.ts` replays GROUPS through `replay`, which the
+ * adapter cases do not fit (they expect an adapter state and a merged model, not `weights`), and the
+ * engine does not take `adapter` yet. A LoRA parity test iterates LORA_GROUPS with `replayLora`.
+ */
+export const LORA_GROUPS = ["lora"] as const;
+
+export interface LoraParityCase {
+  name: string;
+  description: string;
+  /** An API request body without `weights`, `adapter_weights` and `output`; with `adapter`. */
+  request: Record<string, unknown>;
+  initial_weights: Record<string, Tensor>;
+  /** The starting adapter, in adapter_model.safetensors names (base_model.model.<module>.lora_A.weight, ...). */
+  initial_adapter_weights?: Record<string, Tensor>;
+  expected: {
+    /** `output.format: "peft"`: adapter_model.safetensors' tensors after training, PEFT names. */
+    adapter: Record<string, Tensor>;
+    /** `result.adapter_config`: adapter_config.json as PEFT's save_pretrained writes it (target_modules sorted; compare it as a set). */
+    adapter_config: Record<string, unknown>;
+    /** `output.format: "merged"`: the base model's state_dict with W0 + s B A merged in, base names. */
+    merged: Record<string, Tensor>;
+    history: { epoch: number; train_loss: number; val_loss?: number; val_accuracy?: number; lr: number }[];
+    steps: number;
+    best_epoch: number | null;
+  };
+  meta: Record<string, unknown>;
+}
+
+/**
+ * Runs one LoRA case with `output.format` `peft` or `merged` and reports the worst error over the
+ * expected tensors (adapter or merged) and the history; `missing` / `extra` list tensor names that
+ * differ from the expected set (they must be empty).
+ */
+export async function replayLora(
+  c: LoraParityCase,
+  train: (request: TrainRequest) => Promise<FineTuneResult>,
+  format: "peft" | "merged",
+) {
+  const file = (m: Record<string, Tensor>) =>
+    writeSafetensors(Object.entries(m).map(([name, t]) => ({ name, shape: t.shape, data: Float32Array.from(t.data) })));
+  const request: Record<string, unknown> = { ...c.request, weights: file(c.initial_weights), output: { format } };
+  if (c.initial_adapter_weights) request.adapter_weights = file(c.initial_adapter_weights);
+  const result = await train(request as unknown as TrainRequest);
+  const parsed = parseSafetensors(decodeBase64(result.weights));
+  const expected = format === "peft" ? c.expected.adapter : c.expected.merged;
+  const missing = Object.keys(expected).filter((name) => !parsed.tensors.has(name));
+  const extra = [...parsed.tensors.keys()].filter((name) => !(name in expected));
+  const report: string[] = [];
+  let worst = 0;
+  for (const [name, t] of Object.entries(expected)) {
+    if (!parsed.tensors.has(name)) continue;
+    const w = worstRatio(readTensorF32(parsed, name, "weights"), t.data);
+    worst = Math.max(worst, w.ratio);
+    report.push(`${name} ${w.abs.toExponential(2)} (${(w.ratio * 100).toFixed(1)}%)`);
+  }
+  for (const key of ["train_loss", "val_loss", "val_accuracy", "lr"] as const) {
+    const want = c.expected.history.map((h) => h[key]);
+    if (want.every((v) => v === undefined)) continue;
+    const actual = result.metrics.history.map((h) => h[key] ?? NaN);
+    const w = worstRatio(actual, want as number[]);
+    worst = Math.max(worst, w.ratio);
+    report.push(`${key} ${w.abs.toExponential(2)} (${(w.ratio * 100).toFixed(1)}%)`);
+  }
+  return { result, worst, report, missing, extra, metadata: parsed.metadata };
+}

@@ -30,6 +30,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import huggingface as hf  # noqa: E402  (the plain-PyTorch Hugging Face references, next to this file)
+import lora  # noqa: E402  (the plain-PyTorch reference of PEFT's LoRA, next to this file)
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -747,8 +748,11 @@ def is_better_es(cur, best, mode, min_delta):
     return cur < best - min_delta if mode == "min" else cur > best + min_delta
 
 
-def train(request, init_state, dtype):
-    """Run the edgetune training-loop semantics with PyTorch. Returns (expected, margins)."""
+def train(request, init_state, dtype, adapter_state=None):
+    """Run the edgetune training-loop semantics with PyTorch. Returns (expected, margins).
+    With `request.adapter` (LoRA), the base model gets PEFT's adapter layers (lora.py), loaded from
+    `adapter_state` (PEFT's adapter_model.safetensors names); only the adapter's trainable parameters
+    train, and `expected` has `adapter`, `adapter_config` and `merged` instead of `weights`."""
     tr = request["training"]
     loss_spec, opt_spec, sched_spec = tr["loss"], tr["optimizer"], tr["schedule"]
     lt = loss_spec["type"]
@@ -756,9 +760,17 @@ def train(request, init_state, dtype):
 
     model = build_request_model(request["model"]).to(dtype)
     model.load_state_dict({k: v.to(dtype) for k, v in init_state.items()})
+    adapter = request.get("adapter")
+    if adapter is not None:
+        with torch.random.fork_rng(devices=[]):  # the fresh adapter's draws are overwritten by adapter_state
+            model = lora.get_lora_model(model, adapter, hf_task(request)).to(dtype)
+        lora.load_adapter_state(model, OrderedDict((k, v.to(dtype)) for k, v in adapter_state.items()))
     causal_lm = hf_task(request) == "causal-lm"
     names = [n for n, _ in model.named_parameters()]
-    train_names = resolve_trainable(names, request.get("trainable"))
+    if adapter is not None:
+        train_names = [n for n, p in model.named_parameters() if p.requires_grad]
+    else:
+        train_names = resolve_trainable(names, request.get("trainable"))
     params = []
     for n, p in model.named_parameters():
         if n in train_names:
@@ -925,11 +937,19 @@ def train(request, init_state, dtype):
         if others:
             margins.decision = min(margins.decision, min(rel_margin(m, v) for v in others))
 
-    sd = model.state_dict()
-    for k, v in sd.items():
-        assert torch.isfinite(v).all(), "non-finite weight " + k
-    expected = OrderedDict(weights=sd, history=history, steps=steps, best_epoch=best_epoch)
+    if adapter is not None:
+        expected = OrderedDict(adapter=lora.peft_state_dict(model), adapter_config=lora.adapter_config(model),
+                               merged=lora.merged_state_dict(model), history=history, steps=steps, best_epoch=best_epoch)
+    else:
+        expected = OrderedDict(weights=model.state_dict(), history=history, steps=steps, best_epoch=best_epoch)
+    for part in STATE_PARTS:
+        for k, v in expected.get(part, {}).items():
+            assert torch.isfinite(v).all(), "non-finite weight %s %s" % (part, k)
     return expected, margins
+
+
+# the tensor dicts of a run's result: `weights`, or for an adapter run the PEFT adapter state and the merged model
+STATE_PARTS = ("weights", "adapter", "merged")
 
 
 def track_loss_kinks(spec, out, y, margins):
@@ -975,11 +995,12 @@ def compare(e32, e64):
     if e32["steps"] != e64["steps"] or e32["best_epoch"] != e64["best_epoch"] or len(e32["history"]) != len(e64["history"]):
         return math.inf
     worst = 0.0
-    for k, v in e32["weights"].items():
-        a = v.double().reshape(-1)
-        b = e64["weights"][k].reshape(-1)
-        d = ((a - b).abs() / (ATOL + RTOL * a.abs())).max().item() if a.numel() else 0.0
-        worst = max(worst, d)
+    for part in STATE_PARTS:
+        for k, v in e32.get(part, {}).items():
+            a = v.double().reshape(-1)
+            b = e64[part][k].reshape(-1)
+            d = ((a - b).abs() / (ATOL + RTOL * a.abs())).max().item() if a.numel() else 0.0
+            worst = max(worst, d)
     for h32, h64 in zip(e32["history"], e64["history"]):
         for k, v in h32.items():
             if k == "epoch":
@@ -990,7 +1011,7 @@ def compare(e32, e64):
     return worst
 
 
-def check(case, request, init_state, e32, m32, e64):
+def check(case, request, init_state, e32, m32, e64, adapter_state=None):
     problems = []
     if e32["steps"] < MIN_STEPS:
         problems.append("only %d steps" % e32["steps"])
@@ -1004,7 +1025,10 @@ def check(case, request, init_state, e32, m32, e64):
     if m32.decision < DECISION_MARGIN:
         problems.append("decision margin %.3g" % m32.decision)
     for fn in case.get("checks", []):
-        msg = fn(request, init_state, e32, m32)
+        if getattr(fn, "wants_adapter", False):
+            msg = fn(request, init_state, e32, m32, adapter_state)
+        else:
+            msg = fn(request, init_state, e32, m32)
         if msg:
             problems.append(msg)
     return problems, dev
@@ -1020,15 +1044,18 @@ def mlp(d_in=6, h=8, k=1, act=None, bias1=True):
 
 
 def case(name, description, layers=None, data=None, training=None, trainable=None, checks=(), seed=0, input=None,
-         huggingface=None):
-    """A case; `huggingface` ({config, task}) replaces `layers` with a Hugging Face reference model."""
+         huggingface=None, adapter=None, adapter_given=None):
+    """A case; `huggingface` ({config, task}) replaces `layers` with a Hugging Face reference model.
+    `adapter`: a LoRA adapter spec (request.adapter); `adapter_given` ({b_std, saved_std}): start from a
+    given adapter (non-zero lora_B, perturbed modules_to_save copies) instead of a fresh one."""
     return dict(name=name, description=description, layers=None if huggingface else layers or mlp(), data=data or {},
                 training=training, trainable=trainable, checks=list(checks), seed=seed, input=input,
-                huggingface=huggingface)
+                huggingface=huggingface, adapter=adapter, adapter_given=adapter_given)
 
 
 def realize(c, seed):
-    """The request and the initial weights of a case for a given seed."""
+    """The request, the initial weights and the initial adapter state (None without an adapter) of a case
+    for a given seed."""
     d = dict(task="regression")
     d.update(c["data"])
     makers = dict(tokens=make_token_data, lm=make_lm_data, hf_cls=make_hf_cls_data, hf_lm=make_hf_lm_data)
@@ -1053,7 +1080,48 @@ def realize(c, seed):
         torch.manual_seed(seed)
         state = build_model(c["layers"]).state_dict()
     init_state = OrderedDict((k, v.detach().clone()) for k, v in state.items())
-    return request, init_state
+    adapter_state = None
+    if c.get("adapter") is not None:
+        request["adapter"] = full_adapter(c["adapter"])
+        request, adapter_state = realize_adapter(c, request, init_state, seed)
+    return request, init_state, adapter_state
+
+
+ADAPTER_DEFAULTS = OrderedDict(type="lora", r=8, lora_alpha=8, lora_dropout=0.0, target_modules=None, use_rslora=False,
+                               modules_to_save=None, bias="none")
+
+
+def full_adapter(spec):
+    """request.adapter with every field explicit (LoraConfig's defaults, as the schema's)."""
+    out = OrderedDict((k, copy.deepcopy(spec.get(k, v))) for k, v in ADAPTER_DEFAULTS.items())
+    assert set(spec) <= set(out), "unknown adapter fields: %r" % (set(spec) - set(out))
+    return out
+
+
+def realize_adapter(c, request, init_state, seed):
+    """The initial adapter state, in adapter_model.safetensors names: PEFT's fresh adapter after
+    torch.manual_seed(training.seed) (lora_A kaiming_uniform_, lora_B zeros, lora_embedding_A zeros,
+    lora_embedding_B normal_, modules_to_save copies of the base modules), or with `adapter_given` a
+    given adapter: lora_B ~ N(0, b_std) and modules_to_save copies + N(0, saved_std), drawn from
+    numpy's RandomState(seed + 2000) and rounded to float32."""
+    with torch.random.fork_rng(devices=[]):
+        base = build_request_model(request["model"])
+        base.load_state_dict(init_state)
+        pm = lora.get_lora_model(base, request["adapter"], hf_task(request), seed=seed)
+    state = lora.peft_state_dict(pm)
+    given = c.get("adapter_given")
+    if given is not None:
+        rs = np.random.RandomState(seed + 2000)
+        for k, v in state.items():
+            if k.endswith(".lora_B.weight"):
+                noise, keep = given["b_std"], 0.0
+            elif ".lora_" not in k and ".base_layer." not in k:  # a modules_to_save copy
+                noise, keep = given["saved_std"], 1.0
+            else:
+                continue
+            new = keep * v.double() + noise * torch.tensor(rs.randn(*v.shape))
+            state[k] = new.to(torch.float32)
+    return request, OrderedDict((k, v.detach().clone()) for k, v in state.items())
 
 
 LOGIT_ROWS = 4
@@ -1086,36 +1154,54 @@ def run_case(c, seeds=12):
     last = None
     for attempt in range(seeds):
         seed = c["seed"] + 101 * attempt
-        request, init_state = realize(c, seed)
+        request, init_state, adapter_state = realize(c, seed)
         try:
             with warnings.catch_warnings(record=True) as wl:
                 warnings.simplefilter("always")
-                e32, m32 = train(request, init_state, torch.float32)
+                e32, m32 = train(request, init_state, torch.float32, adapter_state)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                e64, _ = train(request, init_state, torch.float64)
+                e64, _ = train(request, init_state, torch.float64, adapter_state)
         except AssertionError as err:
             last = ["seed %d: %s" % (seed, err)]
             print("  retry %s: %s" % (c["name"], last[0]), file=sys.stderr)
             continue
-        problems, dev = check(c, request, init_state, e32, m32, e64)
+        problems, dev = check(c, request, init_state, e32, m32, e64, adapter_state)
         if not problems:
-            e32["float64_weights"] = e64["weights"]  # for fixture_case's logits_shadow_deviation
+            if "weights" in e64:
+                e32["float64_weights"] = e64["weights"]  # for fixture_case's logits_shadow_deviation
             warn_msgs = sorted(set(str(w.message).split("\n")[0][:160] for w in wl))
-            return request, init_state, e32, m32, dev, seed, warn_msgs
+            return request, init_state, adapter_state, e32, m32, dev, seed, warn_msgs
         last = ["seed %d: %s" % (seed, "; ".join(problems))]
         print("  retry %s: %s" % (c["name"], last[0]), file=sys.stderr)
     raise SystemExit("case %s: no well-conditioned seed found (%s)" % (c["name"], last))
 
 
-def fixture_case(c, request, init_state, expected, margins, dev, seed):
+def fixture_case(c, request, init_state, expected, margins, dev, seed, adapter_state=None):
     hist = []
     for h in expected["history"]:
         hist.append(OrderedDict((k, v) for k, v in h.items()))
-    exp = OrderedDict(weights=state_to_json(expected["weights"]), history=hist,
-                      steps=expected["steps"], best_epoch=expected["best_epoch"])
     meta = OrderedDict(init_seed=seed, data_seed=seed + 1000, float64_deviation=float("%.3g" % dev),
                        margins=margins.as_json(), clipped_steps=margins.clipped)
+    if adapter_state is not None:
+        exp = OrderedDict(adapter=state_to_json(expected["adapter"]), adapter_config=expected["adapter_config"],
+                          merged=state_to_json(expected["merged"]), history=hist, steps=expected["steps"],
+                          best_epoch=expected["best_epoch"])
+        # what the adapter did: the modules it adapted (in module order), its scaling, whether the initial
+        # adapter is PEFT's fresh one after torch.manual_seed(training.seed) or a given one
+        with torch.random.fork_rng(devices=[]):
+            pm = lora.get_lora_model(build_request_model(request["model"]), request["adapter"], hf_task(request))
+        layers = [m for m in pm.modules() if isinstance(m, lora.LORA_LAYERS)]
+        meta["adapter_init"] = "given" if c.get("adapter_given") else "peft: torch.manual_seed(training.seed), get_peft_model"
+        meta["targeted_modules"] = pm.peft_config["targeted"]
+        meta["modules_to_save"] = pm.peft_config["saved_modules"]
+        meta["scaling"] = layers[0].scaling
+        meta["trainable_parameters"] = sum(p.numel() for p in pm.parameters() if p.requires_grad)
+        return OrderedDict(name=c["name"], description=c["description"], request=request,
+                           initial_weights=state_to_json(init_state),
+                           initial_adapter_weights=state_to_json(adapter_state), expected=exp, meta=meta)
+    exp = OrderedDict(weights=state_to_json(expected["weights"]), history=hist,
+                      steps=expected["steps"], best_epoch=expected["best_epoch"])
     if "huggingface" in request["model"]:
         # the reference's logits for the expected weights: weights trained by the engine, loaded
         # strictly into the reference, give these. meta records, as fractions of the tolerance, how
@@ -1871,6 +1957,111 @@ def huggingface_cases():
     ]
 
 
+def lora_checks(req, init, e, m, adapter_init):
+    """An adapter run trains exactly what PEFT trains: every tensor of the adapter state moved, and in the
+    merged model every base tensor that is not an adapted weight, a saved bias or a modules_to_save copy
+    is bit-identical to the initial one."""
+    for k, v in adapter_init.items():
+        if torch.equal(v, e["adapter"][k]):
+            return "adapter tensor %s did not change" % k
+    may_change = set()
+    for k in e["adapter"]:
+        name = k[len("base_model.model."):]
+        if ".lora_" in name:  # the adapted layer's weight
+            may_change.add(name.split(".lora_")[0] + ".weight")
+        elif name.endswith(".base_layer.bias"):
+            may_change.add(name[: -len(".base_layer.bias")] + ".bias")
+        else:  # a modules_to_save copy or a bias under its base name
+            may_change.add(name)
+    for k, v in init.items():
+        if k in may_change:
+            if torch.equal(v, e["merged"][k]):
+                return "merged %s equals the base" % k
+        elif not torch.equal(v, e["merged"][k]):
+            return "frozen base tensor %s changed" % k
+
+
+lora_checks.wants_adapter = True
+
+
+def lora_cases():
+    """LoRA adapters (request.adapter) with PEFT's semantics and names, trained through lora.py (the
+    plain-PyTorch reference of PEFT v0.20.0's LoRA) on the Hugging Face references and on a layers
+    model. Each case stores initial_adapter_weights (PEFT names: the fresh adapter of
+    get_peft_model after torch.manual_seed(training.seed), or a given one), and expects the adapter
+    state (adapter_model.safetensors names), adapter_config.json and the merged model (base names)."""
+    ce = {"type": "cross_entropy"}
+    adam = lambda lr: {"type": "adam", "lr": lr}
+    hfm = lambda config, task: OrderedDict(config=config, task=task)
+    labels = lambda *names: OrderedDict((str(i), n) for i, n in enumerate(names))
+    label_ids = lambda *names: OrderedDict((n, i) for i, n in enumerate(names))
+    three = ("negative", "neutral", "positive")
+    bert = OrderedDict(architectures=["BertForSequenceClassification"], model_type="bert", vocab_size=30, hidden_size=16,
+                       num_hidden_layers=2, num_attention_heads=4, intermediate_size=32, hidden_act="gelu",
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=16,
+                       type_vocab_size=2, initializer_range=0.2, layer_norm_eps=1e-12, pad_token_id=0,
+                       id2label=labels(*three), label2id=label_ids(*three))
+    gpt2 = OrderedDict(architectures=["GPT2LMHeadModel"], model_type="gpt2", vocab_size=24, n_embd=16, n_layer=2,
+                       n_head=4, n_positions=16, n_inner=None, activation_function="gelu_new", resid_pdrop=0.0,
+                       embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, initializer_range=0.2,
+                       bos_token_id=23, eos_token_id=23)
+
+    def llama(**kw):
+        c = OrderedDict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=32, hidden_size=16,
+                        intermediate_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                        hidden_act="silu", max_position_embeddings=16, rms_norm_eps=1e-6, initializer_range=0.2,
+                        rope_theta=10000.0, attention_bias=False, attention_dropout=0.0, bos_token_id=1,
+                        eos_token_id=2)
+        c.update(kw)
+        return c
+
+    cls_data = dict(task="hf_cls", n_train=64, n_val=32, T=8, vocab=30, k=3, min_len=3)
+    return [
+        case("lora_bert_query_value", "BertForSequenceClassification (hidden 16, 2 layers, 3 labels) with LoRA r 4, "
+             "lora_alpha 8 (scaling 2) on query and value, modules_to_save [classifier] (adapter_config: "
+             "[classifier, classifier, score], as PeftModelForSequenceClassification extends it), continuing a given "
+             "adapter: lora_B non-zero, the classifier's copy already moved from the base's",
+             huggingface=hfm(bert, "sequence-classification"), data=cls_data,
+             adapter=dict(r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"]),
+             adapter_given=dict(b_std=0.2, saved_std=0.1),
+             training=dict(epochs=26, batch_size=16, loss=ce, optimizer=adam(0.003)), checks=[lora_checks], seed=715),
+        case("lora_llama_rslora", "LlamaForCausalLM (GQA 4/2 heads, tied lm_head, pad_token_id 0) with rsLoRA: r 4, "
+             "lora_alpha 16, use_rslora (scaling 16 / sqrt(4) = 8) on q_proj, v_proj, o_proj (v_proj [16 -> 8]: "
+             "lora_B [8, 4]); adapter_config carries model_type llama (Workers AI)",
+             huggingface=hfm(llama(pad_token_id=0, tie_word_embeddings=True), "causal-lm"),
+             data=dict(task="hf_lm", n_train=64, T=8, vocab=32, min_len=4),
+             adapter=dict(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"], use_rslora=True),
+             training=dict(epochs=13, batch_size=8, loss=ce, optimizer=adam(0.002)), checks=[lora_checks], seed=702),
+        case("lora_gpt2_c_attn", "GPT2LMHeadModel with LoRA r 4, lora_alpha 8 on c_attn, a Conv1D (weight [in 16, "
+             "out 48]): lora_A [4, 16], lora_B [48, 4], fan_in_fan_out true in adapter_config, merged c_attn.weight "
+             "= W0 + (2 B A)^T; biases frozen (bias none)",
+             huggingface=hfm(gpt2, "causal-lm"), data=dict(task="hf_lm", n_train=64, T=8, vocab=24, min_len=4),
+             adapter=dict(r=4, lora_alpha=8, target_modules=["c_attn"]),
+             training=dict(epochs=13, batch_size=8, loss=ce, optimizer=adam(0.005)), checks=[lora_checks], seed=703),
+        case("lora_mlp", "a model.layers MLP (fc1 6 -> 8, ReLU, fc2 8 -> 1) with LoRA r 3, lora_alpha 6 on fc1 and "
+             "bias lora_only: fc1's bias trains and is saved as base_model.model.fc1.base_layer.bias, fc2 stays "
+             "frozen; task_type null, auto_mapping torch.nn.Sequential",
+             layers=mlp(), data=dict(n_train=64, n_val=16),
+             adapter=dict(r=3, lora_alpha=6, target_modules=["fc1"], bias="lora_only"),
+             training=dict(epochs=13, batch_size=8, loss={"type": "mse"}, optimizer=adam(0.01)), checks=[lora_checks],
+             seed=704),
+        case("lora_all_linear", "target_modules \"all-linear\" on an untied LlamaForCausalLM (one key/value head): "
+             "the 7 linear layers of each decoder layer, not lm_head (the output embeddings); saved as the sorted "
+             "list of the 14 module names; r 2, lora_alpha 4",
+             huggingface=hfm(llama(vocab_size=28, num_key_value_heads=1, tie_word_embeddings=False), "causal-lm"),
+             data=dict(task="hf_lm", n_train=64, T=8, vocab=28, min_len=4),
+             adapter=dict(r=2, lora_alpha=4, target_modules="all-linear"),
+             training=dict(epochs=13, batch_size=8, loss=ce, optimizer=adam(0.005)), checks=[lora_checks], seed=705),
+        case("lora_bert_embedding", "LoRA on BERT's word_embeddings (nn.Embedding, padding_idx 0) and query, r 4, "
+             "lora_alpha 4: lora_embedding_A [4, 30] (zeros at init, no gradient into column 0), lora_embedding_B "
+             "[16, 4] (normal_), merged word_embeddings = W0 + (B A)^T; the classifier trains in full (SEQ_CLS, "
+             "modules_to_save null -> [classifier, score])",
+             huggingface=hfm(bert, "sequence-classification"), data=cls_data,
+             adapter=dict(r=4, lora_alpha=4, target_modules=["word_embeddings", "query"]),
+             training=dict(epochs=26, batch_size=16, loss=ce, optimizer=adam(0.003)), checks=[lora_checks], seed=722),
+    ]
+
+
 # --------------------------------------------------------------------------- init.json
 
 def kaiming_bounds(fan_in):
@@ -2029,6 +2220,7 @@ GROUPS = OrderedDict(
     conv=conv_cases,
     transformer=transformer_cases,
     huggingface=huggingface_cases,
+    lora=lora_cases,
 )
 
 
@@ -2064,17 +2256,29 @@ def verify():
                 init[k] = torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"])
             for ds in c["request"]["data"].values():
                 assert all(is_f32(a) for row in ds.get("x", ds.get("input_ids", [])) for a in row)
+            adapter_init = None
+            if "initial_adapter_weights" in c:
+                adapter_init = OrderedDict()
+                for k, v in c["initial_adapter_weights"].items():
+                    assert all(is_f32(a) for a in v["data"]), (c["name"], k)
+                    adapter_init[k] = torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                e, _ = train(c["request"], init, torch.float32)
-            got = OrderedDict(weights=state_to_json(e["weights"]), history=e["history"], steps=e["steps"],
-                              best_epoch=e["best_epoch"])
-            if "huggingface" in c["request"]["model"]:
+                e, _ = train(c["request"], init, torch.float32, adapter_init)
+            if adapter_init is not None:
+                got = OrderedDict(adapter=state_to_json(e["adapter"]), adapter_config=e["adapter_config"],
+                                  merged=state_to_json(e["merged"]), history=e["history"], steps=e["steps"],
+                                  best_epoch=e["best_epoch"])
+            else:
+                got = OrderedDict(weights=state_to_json(e["weights"]), history=e["history"], steps=e["steps"],
+                                  best_epoch=e["best_epoch"])
+            if "huggingface" in c["request"]["model"] and adapter_init is None:
                 got["logits"] = logits_json(c["request"], e["weights"])
             got = json.loads(json.dumps(got))
             assert got == c["expected"], "replay of %s/%s differs" % (group, c["name"])
-            for k, v in c["expected"]["weights"].items():
-                assert all(is_f32(a) for a in v["data"]), (c["name"], k)
+            for part in STATE_PARTS:
+                for k, v in c["expected"].get(part, {}).items():
+                    assert all(is_f32(a) for a in v["data"]), (c["name"], part, k)
             assert c["expected"]["steps"] >= MIN_STEPS
             n += 1
     print("verified %d cases: replayed from JSON, bit-identical, all weights float32-exact" % n)
@@ -2099,7 +2303,7 @@ def main():
         for c in cases:
             if only is not None and c["name"] not in only:
                 continue
-            request, init_state, e, m, dev, seed, wl = run_case(c)
+            request, init_state, adapter_state, e, m, dev, seed, wl = run_case(c)
             all_warnings.update(wl)
             assert e["steps"] >= MIN_STEPS
             h = e["history"][-1]
@@ -2107,7 +2311,7 @@ def main():
                   % (group, c["name"], seed, e["steps"], len(e["history"]), h["train_loss"],
                      (" val_loss %.6g" % h["val_loss"]) if "val_loss" in h else "", dev,
                      m.as_json()["kink"]))
-            out.append(fixture_case(c, request, init_state, e, m, dev, seed))
+            out.append(fixture_case(c, request, init_state, e, m, dev, seed, adapter_state))
         if only is None:
             write_json(os.path.join(FIXTURES, group + ".json"),
                        OrderedDict(generator=GENERATOR, torch_version=torch.__version__, cases=out))

@@ -189,14 +189,15 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     const adapterBytes =
       rawAdapterWeights === undefined || rawAdapterWeights === null ? null : typeof rawAdapterWeights === "string" ? decodeBase64(rawAdapterWeights, "adapter_weights") : rawAdapterWeights;
     const continued = adapterBytes ? readAdapterWeights(parseSafetensors(adapterBytes, { field: "adapter_weights" }), model) : null;
-    if (initialState || continued) {
-      // PEFT's init of the new adapter (after the base, as get_peft_model wraps a built model)
-      const init = defaultInit(model, request.training.seed);
-      const state = initialState ?? init;
-      for (const name of adapterNames) state.set(name, init.get(name)!);
-      for (const [name, data] of continued ?? []) state.set(name, data);
-      initialState = state;
-    }
+    // the new adapter draws from its own generator, as `torch.manual_seed(seed); get_peft_model(model,
+    // config)` does over a loaded base; the base (without weights) from the same seed, as before
+    const adapterTensors = new Set(model.lora.modules.flatMap((m) => [m.a, m.b]));
+    const seed = request.training.seed;
+    const adapterInit = defaultInit({ ...model, init: model.init.filter((s) => adapterTensors.has(s.tensor)) }, seed);
+    const state = initialState ?? defaultInit({ ...model, init: model.init.filter((s) => !adapterTensors.has(s.tensor)) }, seed);
+    for (const name of adapterNames) state.set(name, adapterInit.get(name)!);
+    for (const [name, data] of continued ?? []) state.set(name, data);
+    initialState = state;
   }
   const hf: HuggingFaceRun | null = huggingface
     ? { architecture: huggingface.def.name, task: huggingface.task, config: request.model.huggingface!.config, initialized, dropped }

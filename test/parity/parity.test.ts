@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadNodeRuntime, train } from "../../src/node/index.js";
-import { GROUPS, replay, worstRatio, type ParityCase } from "./compare.js";
+import { GROUPS, LORA_GROUPS, replay, replayLora, worstRatio, type LoraParityCase, type ParityCase } from "./compare.js";
 import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { forwardLogits } from "../engine/graph-gradcheck.js";
@@ -62,6 +62,56 @@ describe("Hub weights give the reference's logits", async () => {
       console.log(`[parity logits] huggingface/${c.name}: ${logits.shape.join("x")} logits, worst ${(w.ratio * 100).toFixed(1)}% of tolerance (${w.abs.toExponential(2)})`);
       expect(actual.length).toBe(logits.data.length);
       expect(w.ratio).toBeLessThanOrEqual(1);
+    });
+  }
+});
+
+/**
+ * LoRA (fixtures/lora.json, from test/parity/lora.py: PEFT v0.20.0's LoRA in plain PyTorch): each
+ * case trained once per output format, `peft` (adapter_model.safetensors: the same keys, values
+ * within tolerance, metadata {"format": "pt"}, adapter_config.json as PEFT writes it) and
+ * `merged` (the base's names, W0 + scaling * B @ A).
+ */
+for (const kernel of ["wasm", "js-reference"] as const) {
+  describe(`PyTorch parity, LoRA (${kernel === "wasm" ? variant : kernel})`, () => {
+    for (const group of LORA_GROUPS) {
+      for (const c of load(group) as unknown as LoraParityCase[]) {
+        for (const format of ["peft", "merged"] as const) {
+          it(`${c.name} (${format}): ${c.description}`, async () => {
+            const { result, worst, report, missing, extra, metadata } = await replayLora(c, (request) => train(request, { kernel }), format);
+            console.log(`[parity lora ${kernel}] ${c.name} ${format}: worst ${(worst * 100).toFixed(1)}% of tolerance | ${report.join(", ")}`);
+            expect(result.status).toBe("succeeded");
+            expect(missing).toEqual([]);
+            expect(extra).toEqual([]);
+            expect(result.metrics.steps).toBe(c.expected.steps);
+            expect(worst).toBeLessThanOrEqual(1);
+            if (format === "peft") {
+              expect(metadata).toEqual({ format: "pt" });
+              const { target_modules: want, ...config } = c.expected.adapter_config;
+              const { target_modules: got, ...ours } = result.adapter_config!;
+              expect(ours).toEqual(config);
+              expect(typeof got === "string" ? got : [...(got as string[])].sort()).toEqual(typeof want === "string" ? want : [...(want as string[])].sort());
+            }
+          });
+        }
+      }
+    }
+  });
+}
+
+/**
+ * A new adapter's init: the cases' starting adapters are PEFT's own (`torch.manual_seed(seed);
+ * get_peft_model`); left out, the engine draws them from training.seed the same way.
+ */
+describe("PyTorch parity, LoRA init (kaiming_uniform_ and zeros from training.seed)", () => {
+  // lora_bert_query_value continues a trained adapter (its B is not zero): not an init
+  const cases = (load("lora") as unknown as LoraParityCase[]).filter((c) => c.initial_adapter_weights && c.name !== "lora_bert_query_value");
+  for (const c of cases) {
+    it(c.name, async () => {
+      const { initial_adapter_weights: _given, ...fresh } = c;
+      const given = await replayLora(c, (request) => train(request), "peft");
+      const drawn = await replayLora(fresh as LoraParityCase, (request) => train(request), "peft");
+      expect(drawn.result.weights).toBe(given.result.weights);
     });
   }
 });

@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { train } from "../../src/node/index.js";
-import { GROUPS, replay, type ParityCase } from "../parity/compare.js";
+import { GROUPS, LORA_GROUPS, replay, replayLora, type LoraParityCase, type ParityCase } from "../parity/compare.js";
 import { SKIP_REASON, adapterDescription, device, software } from "./device.js";
 
 function load(group: string): ParityCase[] {
@@ -27,6 +27,23 @@ describe.skipIf(!device)(`PyTorch parity (webgpu${device ? `, ${adapterDescripti
   it("runs on the adapter the run asked for", () => {
     if (process.env.EDGETUNE_WEBGPU_REQUIRE_HARDWARE === "1") expect(software, adapterDescription).toBe(false);
   });
+  for (const group of LORA_GROUPS) {
+    describe(group, () => {
+      for (const c of load(group) as unknown as LoraParityCase[]) {
+        for (const format of ["peft", "merged"] as const) {
+          it(`${c.name} (${format}): ${c.description}`, async () => {
+            const { result, worst, report, missing, extra } = await replayLora(c, (request) => train(request, { kernel: "webgpu", gpu: device }), format);
+            console.log(`[parity webgpu] ${group}/${c.name} ${format}: worst ${(worst * 100).toFixed(1)}% of tolerance | ${report.join(", ")}`);
+            const seen = worstPerGroup.get(group);
+            if (!seen || worst > seen.worst) worstPerGroup.set(group, { worst, name: `${c.name} ${format}` });
+            expect(result.engine.kernel).toBe("webgpu");
+            expect([missing, extra]).toEqual([[], []]);
+            expect(worst).toBeLessThanOrEqual(1);
+          });
+        }
+      }
+    });
+  }
   for (const group of GROUPS) {
     describe(group, () => {
       for (const c of load(group)) {

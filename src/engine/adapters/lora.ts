@@ -36,7 +36,7 @@ export const LoraAdapter = z
      * Modules that get an adapter: a list (a module's full name, or a name it ends with after a
      * dot), one string (a regular expression the full name must match whole), or "all-linear";
      * null: PEFT's default for the Hugging Face architecture (BERT: query, value; GPT-2: c_attn;
-     * Llama: q_proj, v_proj; DistilBERT: q_lin, v_lin).
+     * Llama: q_proj, v_proj; DistilBERT has none: give them).
      */
     target_modules: z.union([z.array(z.string().min(1)).min(1), z.string().min(1)]).nullable().default(null),
     use_rslora: z.boolean().default(false),
@@ -97,9 +97,31 @@ export interface LoraModule {
   readonly scaling: number;
 }
 
-/** The init of A and B (PEFT's reset_lora_parameters with init_lora_weights=True). */
-export function loraInit(kind: "linear" | "embedding", fanIn: number): { a: InitRecipe; b: InitRecipe } {
-  return kind === "linear"
-    ? { a: { kind: "kaiming_uniform", fanIn }, b: { kind: "fill", value: 0 } }
-    : { a: { kind: "fill", value: 0 }, b: { kind: "normal", mean: 0, std: 1 } };
+/**
+ * The init of A and B as PEFT draws it, in order (one generator for every adapted module, in
+ * module order): update_layer builds lora_A = nn.Linear(in, r) and lora_B = nn.Linear(r, out)
+ * (each constructor draws its kaiming_uniform_), then reset_lora_parameters redraws A and zeroes
+ * B. An embedding's update_layer draws randn for A and B, then A is zeroed and B redrawn normal_.
+ *
+ * @example
+ * ```ts
+ * loraInit("linear", 768, 8); // [A kaiming, B kaiming (fan_in r), A kaiming, B zeros]
+ * ```
+ */
+export function loraInit(kind: "linear" | "embedding", fanIn: number, r: number): { tensor: "a" | "b"; recipe: InitRecipe }[] {
+  if (kind === "linear") {
+    return [
+      { tensor: "a", recipe: { kind: "kaiming_uniform", fanIn } },
+      { tensor: "b", recipe: { kind: "kaiming_uniform", fanIn: r } },
+      { tensor: "a", recipe: { kind: "kaiming_uniform", fanIn } },
+      { tensor: "b", recipe: { kind: "fill", value: 0 } },
+    ];
+  }
+  const normal: InitRecipe = { kind: "normal", mean: 0, std: 1 };
+  return [
+    { tensor: "a", recipe: normal },
+    { tensor: "b", recipe: normal },
+    { tensor: "a", recipe: { kind: "fill", value: 0 } },
+    { tensor: "b", recipe: normal },
+  ];
 }

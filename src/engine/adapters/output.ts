@@ -76,7 +76,14 @@ export function adapterOutput(tensors: readonly NamedTensor[], layout: LoraLayou
   const byName = new Map(tensors.map((t) => [t.name, t]));
   const adapterNames = new Set(layout.modules.flatMap((m) => [m.a, m.b]));
   if (format === "peft") {
-    return layout.trained.map((name) => ({ ...byName.get(name)!, name: PEFT_PREFIX + (layout.original[name] ?? name) }));
+    // PEFT wraps an adapted module's base: its bias is saved as <module>.base_layer.bias
+    const adapted = new Set(layout.modules.map((m) => m.base.slice(0, -".weight".length)));
+    const peftName = (name: string) => {
+      const own = layout.original[name] ?? name;
+      const module = name.slice(0, name.lastIndexOf("."));
+      return PEFT_PREFIX + (adapted.has(module) && name.endsWith(".bias") ? `${own.slice(0, -".bias".length)}.base_layer.bias` : own);
+    };
+    return layout.trained.map((name) => ({ ...byName.get(name)!, name: peftName(name) }));
   }
   // merged
   const merged = new Map<string, Float32Array>();
@@ -131,43 +138,72 @@ export function convertWeights(bytes: Uint8Array, format?: string): Uint8Array {
   }));
   const floatType = [...dtypes.values()].find((d) => d !== "I64");
   const dtype = floatType === "F16" ? "float16" : floatType === "BF16" ? "bfloat16" : "float32";
-  const metadata: Record<string, string> = { format: "pt", producer: "edgetune" };
+  // PEFT's adapter_model.safetensors carries {"format": "pt"} and nothing else
+  const metadata: Record<string, string> = target === "peft" ? { format: "pt" } : { format: "pt", producer: "edgetune" };
   if (target === "full") metadata[ADAPTER_METADATA_KEY] = json;
   return writeSafetensors(adapterOutput(tensors, layout, target), { dtype, metadata });
 }
 
+/** The config.json model types whose adapters Workers AI serves: their adapter_config carries model_type. */
+const WORKERS_AI_MODEL_TYPES = new Set(["llama", "mistral", "gemma", "gemma2", "gemma3"]);
+
 /**
- * adapter_config.json as PEFT writes it for this adapter.
+ * adapter_config.json as PEFT 0.20.0's save_pretrained writes it (LoraConfig's fields, keys
+ * sorted), plus `model_type` for a base Workers AI serves. PEFT writes target_modules from a
+ * set: here they are sorted; "all-linear" is written as the modules it chose.
  *
  * @example
  * ```ts
- * adapterConfig(request.adapter, model, "causal-lm", "llama"); // { peft_type: "LORA", task_type: "CAUSAL_LM", r: 8, ... }
+ * adapterConfig(request.adapter, model, "causal-lm", "llama"); // { ..., peft_type: "LORA", r: 8, task_type: "CAUSAL_LM", ... }
  * ```
  */
 export function adapterConfig(spec: LoraAdapter, model: CompiledModel, task: HfTask | null, modelType: string | null): Record<string, unknown> {
   const lora = model.lora!;
   const fanInFanOut = lora.modules.some((m) => model.state[m.base]!.transposed === true && m.kind === "linear");
   const targets = typeof lora.targets === "string" ? lora.targets : [...new Set(lora.targets)].sort();
-  return {
-    peft_type: "LORA",
-    task_type: task === "causal-lm" ? "CAUSAL_LM" : task === "sequence-classification" ? "SEQ_CLS" : null,
-    base_model_name_or_path: null,
-    revision: null,
-    inference_mode: true,
-    r: spec.r,
-    lora_alpha: spec.lora_alpha,
-    lora_dropout: spec.lora_dropout,
-    target_modules: targets,
-    bias: spec.bias,
-    use_rslora: spec.use_rslora,
-    use_dora: false,
-    fan_in_fan_out: fanInFanOut,
-    modules_to_save: lora.modulesToSave.length > 0 ? [...lora.modulesToSave] : null,
-    init_lora_weights: true,
-    layers_to_transform: null,
-    layers_pattern: null,
-    rank_pattern: {},
+  const config: Record<string, unknown> = {
+    alora_invocation_tokens: null,
     alpha_pattern: {},
-    ...(modelType ? { model_type: modelType } : {}),
+    arrow_config: null,
+    // a base that is not a transformers model (a model.layers nn.Sequential) is recorded by class
+    auto_mapping: task === null ? { base_model_class: "Sequential", parent_library: "torch.nn.modules.container" } : null,
+    base_model_name_or_path: null,
+    bias: spec.bias,
+    corda_config: null,
+    ensure_weight_tying: false,
+    eva_config: null,
+    exclude_modules: null,
+    fan_in_fan_out: fanInFanOut,
+    inference_mode: true,
+    init_lora_weights: true,
+    layer_replication: null,
+    layers_pattern: null,
+    layers_to_transform: null,
+    loftq_config: {},
+    lora_alpha: spec.lora_alpha,
+    lora_bias: false,
+    lora_dropout: spec.lora_dropout,
+    lora_ga_config: null,
+    megatron_config: null,
+    megatron_core: "megatron.core",
+    modules_to_save: lora.modulesToSave.length > 0 ? [...lora.modulesToSave] : null,
+    monteclora_config: null,
+    peft_type: "LORA",
+    peft_version: "0.20.0",
+    qalora_group_size: 16,
+    r: spec.r,
+    rank_pattern: {},
+    revision: null,
+    target_modules: targets,
+    target_parameters: null,
+    task_type: task === "causal-lm" ? "CAUSAL_LM" : task === "sequence-classification" ? "SEQ_CLS" : null,
+    trainable_token_indices: null,
+    use_bdlora: null,
+    use_dora: false,
+    use_qalora: false,
+    use_rslora: spec.use_rslora,
+    velora_config: null,
   };
+  if (modelType && WORKERS_AI_MODEL_TYPES.has(modelType)) config.model_type = modelType;
+  return Object.fromEntries(Object.entries(config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }

@@ -63,9 +63,12 @@ export function resolveLora(spec: LoraAdapter, plain: CompiledModel, arch: Resol
   const { linear, embedding, head } = adaptableModules(plain);
   let targets: readonly string[] | string;
   if (spec.target_modules === null) {
-    if (!arch) {
+    if (!arch || arch.def.loraTargets.length === 0) {
       throw new UnprocessableError("invalid_adapter", [
-        { path: "adapter.target_modules", message: `is required for a model.layers model: name the layers to adapt (its Linear and Embedding layers: ${[...linear, ...embedding].join(", ")})` },
+        {
+          path: "adapter.target_modules",
+          message: `is required for ${arch ? `${arch.def.name} (PEFT has no default for it)` : "a model.layers model"}: name the modules to adapt (its Linear and Embedding modules: ${[...linear, ...embedding].join(", ")})`,
+        },
       ]);
     }
     targets = arch.def.loraTargets;
@@ -84,8 +87,8 @@ export function resolveLora(spec: LoraAdapter, plain: CompiledModel, arch: Resol
       },
     ]);
   }
-  const modulesToSave = [...(spec.modules_to_save ?? [])];
-  if (arch?.task === "sequence-classification") for (const h of SEQ_CLS_HEADS) if (!modulesToSave.includes(h)) modulesToSave.push(h);
+  // PeftModelForSequenceClassification appends its head names, even when already listed
+  const modulesToSave = [...(spec.modules_to_save ?? []), ...(arch?.task === "sequence-classification" ? SEQ_CLS_HEADS : [])];
   return { spec, targets, modulesToSave };
 }
 
@@ -116,7 +119,10 @@ export function readAdapterWeights(file: SafetensorsFile, model: CompiledModel):
   const issues: FieldIssue[] = [];
   const out = new Map<string, Float32Array>();
   for (const key of file.tensors.keys()) {
-    const name = (key.startsWith(PEFT_PREFIX) ? key.slice(PEFT_PREFIX.length) : key).replace(".modules_to_save.", ".").replace(/\.default(?=\.|$)/, "");
+    const name = (key.startsWith(PEFT_PREFIX) ? key.slice(PEFT_PREFIX.length) : key)
+      .replace(".modules_to_save.", ".")
+      .replace(".base_layer.", ".")
+      .replace(/\.default(?=\.|$)/, "");
     const t = byName.get(name);
     if (!t || !t.trainable) {
       issues.push({ path: `adapter_weights[${JSON.stringify(key)}]`, message: "is not a tensor of this adapter (check adapter.target_modules, r and modules_to_save against adapter_config.json)" });

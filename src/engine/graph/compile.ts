@@ -384,8 +384,7 @@ class Builder implements LayerBuilder {
       this.push({ kind: "linear", inputs: [x], outputs: [h], weight: a, bias: -1, in: inF, out: r, tokens: T });
       z = g.value([T * outF]).value;
       this.push({ kind: "linear", inputs: [h], outputs: [z], weight: b, bias: -1, in: r, out: outF, tokens: T });
-      const init = loraInit("linear", inF);
-      g.loraInit.push({ tensor: a, recipe: init.a }, { tensor: b, recipe: init.b });
+      for (const step of loraInit("linear", inF, r)) g.loraInit.push({ tensor: step.tensor === "a" ? a : b, recipe: step.recipe });
     } else {
       const num = weight.shape[0]!, dim = op.dim, T = op.tokens;
       if (r > Math.min(num, dim)) this.failAt("adapter.r", `is ${r}, larger than ${module} (${num} x ${dim})`);
@@ -396,8 +395,7 @@ class Builder implements LayerBuilder {
       this.push({ kind: "embedding", inputs: [op.inputs[0]!], outputs: [h], weight: a, tokens: T, dim: r, paddingIdx: op.paddingIdx });
       z = g.value([T * dim]).value;
       this.push({ kind: "linear", inputs: [h], outputs: [z], weight: b, bias: -1, in: r, out: dim, tokens: T });
-      const init = loraInit("embedding", num);
-      g.loraInit.push({ tensor: a, recipe: init.a }, { tensor: b, recipe: init.b });
+      for (const step of loraInit("embedding", num, r)) g.loraInit.push({ tensor: step.tensor === "a" ? a : b, recipe: step.recipe });
     }
     const n = g.values[op.outputs[0]!]!.size;
     this.push({ kind: "add", inputs: [y0.value, z], outputs: [op.outputs[0]!], n, scale: scaling });

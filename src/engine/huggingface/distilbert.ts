@@ -57,7 +57,7 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
   },
   vocabSize: (c) => c.vocab_size,
   maxPositions: (c) => c.max_position_embeddings,
-  loraTargets: ["q_lin", "v_lin"],
+  loraTargets: [], // PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING has no distilbert entry
   positionsBound: true,
   build(c, b, ids) {
     const D = c.dim, heads = c.n_heads, std = c.initializer_range;

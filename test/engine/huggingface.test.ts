@@ -233,6 +233,14 @@ describe("checkpoints as they come from the Hub", () => {
     expect(result.huggingface).toMatchObject({ architecture: "GPT2LMHeadModel", task: "causal-lm", config: GPT2, initialized: [], dropped: [] });
   });
 
+  it("an older BERT file's LayerNorm gamma and beta load as weight and bias (transformers' _fix_key)", async () => {
+    const bytes = checkpoint(BERT, (ts) => ts.map((t) => ({ ...t, name: t.name.replace(/LayerNorm\.weight$/, "LayerNorm.gamma").replace(/LayerNorm\.bias$/, "LayerNorm.beta") })));
+    const result = await train({ ...hfRequest(BERT), weights: bytes, training: { epochs: 1, optimizer: { type: "sgd", lr: 0 } } });
+    const out = tensorsOf(result.weights);
+    expect(out.has("bert.embeddings.LayerNorm.weight")).toBe(true);
+    expect(out.get("bert.encoder.layer.0.output.LayerNorm.bias")).toEqual(tensorsOf(bytes).get("bert.encoder.layer.0.output.LayerNorm.beta"));
+  });
+
   it("a BERT pre-training checkpoint: cls.* dropped, the classifier and pooler initialised, both reported", async () => {
     const bytes = checkpoint(BERT, (ts) => [
       ...ts.filter((t) => !t.name.startsWith("classifier.") && !t.name.startsWith("bert.pooler.")),

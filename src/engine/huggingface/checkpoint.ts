@@ -10,6 +10,7 @@
  *     reported; a missing task head (classifier, pooler) is initialised and reported
  *   - any other unknown or missing key is a 422 listing the keys
  *   - GPT-2's Conv1D weights are [in, out] in the file and transposed into the state
+ *   - LayerNorm's `gamma` / `beta` (older BERT files) are `weight` / `bias`, as _fix_key renames them
  */
 import { UnprocessableError, type FieldIssue } from "../../errors.js";
 import { readTensorF32, type SafetensorsFile } from "../../formats/safetensors.js";
@@ -54,7 +55,11 @@ export function readCheckpoint(file: SafetensorsFile, state: readonly StateTenso
       dropped.push(key);
       continue;
     }
-    const name = prefixless && names.has(prefix + key) ? prefix + key : key;
+    let name = prefixless && names.has(prefix + key) ? prefix + key : key;
+    // older BERT files (bert-base-uncased) name LayerNorm's parameters gamma and beta;
+    // transformers renames them on load (PreTrainedModel._fix_key), and so does this
+    const legacy = name.replace(/\.gamma$/, ".weight").replace(/\.beta$/, ".bias");
+    if (!names.has(name) && names.has(legacy)) name = legacy;
     const t = names.get(name);
     if (!t) {
       issues.push({ path: `weights[${JSON.stringify(key)}]`, message: "is not a tensor of this architecture (check config.json against the checkpoint)" });

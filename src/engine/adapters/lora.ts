@@ -47,7 +47,14 @@ export const LoraAdapter = z
   .meta({ id: "LoraAdapter", description: "A LoRA adapter with PEFT's names, init and scaling." });
 export type LoraAdapter = z.output<typeof LoraAdapter>;
 
-/** The adapter a request trains. */
+/**
+ * The adapter a request trains.
+ *
+ * @example
+ * ```ts
+ * Adapter.parse({ type: "lora", r: 8, target_modules: ["q_proj", "v_proj"] });
+ * ```
+ */
 export const Adapter = z.discriminatedUnion("type", [LoraAdapter]);
 export type AdapterSpec = z.output<typeof Adapter>;
 
@@ -85,7 +92,14 @@ export function moduleMatches(name: string, targets: readonly string[] | string)
   return targets.some((t) => name === t || name.endsWith(`.${t}`));
 }
 
-/** One module that got an adapter: what merging and PEFT's file need. */
+/**
+ * One module that got an adapter: what merging and PEFT's file need.
+ *
+ * @example
+ * ```ts
+ * const { module, a, b, scaling } = compiled.lora!.modules[0]!;
+ * ```
+ */
 export interface LoraModule {
   /** The module's name in the base model ("bert.encoder.layer.0.attention.self.query"). */
   readonly module: string;

@@ -21,6 +21,11 @@ import { PEFT_PREFIX } from "./resolve.js";
 /**
  * Where an adapter run's tensors are, by name: what converting its full output needs. It travels
  * in the full file's metadata (ADAPTER_METADATA_KEY), so a stored file converts on download.
+  *
+ * @example
+ * ```ts
+ * const layout = JSON.parse(file.metadata![ADAPTER_METADATA_KEY]!) as LoraLayout;
+ * ```
  */
 export interface LoraLayout {
   /** The format the request asked for: what a download gives by default. */
@@ -40,7 +45,14 @@ export interface LoraLayout {
   readonly original: Readonly<Record<string, string>>;
 }
 
-/** The safetensors metadata key of a full adapter output's LoraLayout (JSON). */
+/**
+ * The safetensors metadata key of a full adapter output's LoraLayout (JSON).
+ *
+ * @example
+ * ```ts
+ * parseSafetensors(bytes).metadata?.[ADAPTER_METADATA_KEY]; // the LoraLayout of an adapter run, as JSON
+ * ```
+ */
 export const ADAPTER_METADATA_KEY = "edgetune.lora";
 
 /**

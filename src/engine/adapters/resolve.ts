@@ -12,7 +12,14 @@ import type { ResolvedArchitecture } from "../huggingface/index.js";
 import { transpose } from "../huggingface/checkpoint.js";
 import { moduleMatches, type LoraAdapter } from "./lora.js";
 
-/** PEFT's prefix of every key of adapter_model.safetensors (PeftModel.base_model.model). */
+/**
+ * PEFT's prefix of every key of adapter_model.safetensors (PeftModel.base_model.model).
+ *
+ * @example
+ * ```ts
+ * PEFT_PREFIX + "fc1.lora_A.weight"; // "base_model.model.fc1.lora_A.weight"
+ * ```
+ */
 export const PEFT_PREFIX = "base_model.model.";
 
 /** A sequence classifier's head, which PEFT trains in full (PeftModelForSequenceClassification). */

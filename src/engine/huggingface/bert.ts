@@ -14,7 +14,14 @@ import type { TensorRef } from "../graph/types.js";
 import { add, addPositions, act, attend, dropout, embed, firstToken, hfEmbeddingParameter, hfLinear, hfNorm, linear, norm } from "./parts.js";
 import { cfg, defineArchitecture, HF_ACTIVATIONS, hfActivation, labelFields, numLabels, tokenId } from "./define.js";
 
-/** BertConfig's fields and defaults (configuration_bert.py). */
+/**
+ * BertConfig's fields and defaults (configuration_bert.py).
+ *
+ * @example
+ * ```ts
+ * BertConfig.parse({ hidden_size: 128 }).num_hidden_layers; // 12
+ * ```
+ */
 export const BertConfig = z.looseObject({
   vocab_size: cfg.count().default(30522),
   hidden_size: cfg.count().default(768),

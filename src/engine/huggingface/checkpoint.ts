@@ -16,7 +16,14 @@ import { UnprocessableError, type FieldIssue } from "../../errors.js";
 import { readTensorF32, type SafetensorsFile } from "../../formats/safetensors.js";
 import type { CheckpointRules, StateTensor } from "../graph/types.js";
 
-/** What reading a checkpoint found. */
+/**
+ * What reading a checkpoint found.
+ *
+ * @example
+ * ```ts
+ * const { values, dropped } = readCheckpoint(file, state, rules);
+ * ```
+ */
 export interface CheckpointRead {
   /** Tensors by state name, in the state block's layout (transposed where the state says). */
   values: Map<string, Float32Array>;

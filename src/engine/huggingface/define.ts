@@ -11,7 +11,14 @@ import type { LayerBuilder } from "../layers/define.js";
 import type { ActivationName } from "../layers/activations.js";
 import type { CheckpointRules, TensorRef } from "../graph/types.js";
 
-/** The tasks, as transformers' pipelines name them. */
+/**
+ * The tasks, as transformers' pipelines name them.
+ *
+ * @example
+ * ```ts
+ * HF_TASKS.includes("causal-lm"); // true
+ * ```
+ */
 export const HF_TASKS = ["sequence-classification", "causal-lm"] as const;
 export type HfTask = (typeof HF_TASKS)[number];
 
@@ -42,7 +49,14 @@ export interface ArchitectureDef<C = unknown> {
   build(config: C, b: LayerBuilder, ids: TensorRef): TensorRef;
 }
 
-/** Declares an architecture (an identity, for inference of the config type). */
+/**
+ * Declares an architecture (an identity, for inference of the config type).
+ *
+ * @example
+ * ```ts
+ * export const gpt2 = defineArchitecture<Gpt2Config>({ name: "GPT2LMHeadModel", task: "causal-lm", config: Gpt2Config, ... });
+ * ```
+ */
 export function defineArchitecture<C>(def: ArchitectureDef<C>): ArchitectureDef<C> {
   return def;
 }
@@ -64,6 +78,11 @@ export const cfg = { count, probability, eps: () => z.number().positive().max(1)
  * transformers' ACT2FN names -> edgetune's activations (layers/activations.ts):
  * "gelu" is the erf form; "gelu_new", "gelu_pytorch_tanh" and "gelu_fast" are the tanh form.
  * https://github.com/huggingface/transformers/blob/main/src/transformers/activations.py
+  *
+ * @example
+ * ```ts
+ * HF_ACTIVATIONS.gelu_new; // "gelu_tanh"
+ * ```
  */
 export const HF_ACTIVATIONS: Record<string, ActivationName> = {
   gelu: "gelu",
@@ -106,11 +125,25 @@ export function numLabels(config: { id2label?: Record<string, string> | undefine
   return config.num_labels ?? 2;
 }
 
-/** id2label and num_labels, as every *ForSequenceClassification config carries them. */
+/**
+ * id2label and num_labels, as every *ForSequenceClassification config carries them.
+ *
+ * @example
+ * ```ts
+ * const Config = z.looseObject({ hidden_size: cfg.count(), ...labelFields });
+ * ```
+ */
 export const labelFields = {
   id2label: z.record(z.string(), z.string()).optional(),
   num_labels: count().optional(),
 };
 
-/** A token id field (pad_token_id) with its config class's default. */
+/**
+ * A token id field (pad_token_id) with its config class's default.
+ *
+ * @example
+ * ```ts
+ * pad_token_id: tokenId(0), // BertConfig's default
+ * ```
+ */
 export const tokenId = (fallback: number | null) => z.number().int().min(0).nullable().default(fallback);

@@ -14,7 +14,14 @@ import type { TensorRef } from "../graph/types.js";
 import { add, addPositions, act, attend, dropout, embed, firstToken, hfEmbeddingParameter, hfLinear, hfNorm, linear, norm } from "./parts.js";
 import { cfg, defineArchitecture, HF_ACTIVATIONS, hfActivation, labelFields, numLabels, tokenId } from "./define.js";
 
-/** DistilBertConfig's fields and defaults (configuration_distilbert.py). */
+/**
+ * DistilBertConfig's fields and defaults (configuration_distilbert.py).
+ *
+ * @example
+ * ```ts
+ * DistilBertConfig.parse({}).dim; // 768
+ * ```
+ */
 export const DistilBertConfig = z.looseObject({
   vocab_size: cfg.count().default(30522),
   max_position_embeddings: cfg.count().default(512),

@@ -16,7 +16,14 @@ import type { TensorRef } from "../graph/types.js";
 import { add, addPositions, act, attend, dropout, embed, hfEmbeddingParameter, hfLinear, hfNorm, linear, norm } from "./parts.js";
 import { cfg, defineArchitecture, HF_ACTIVATIONS, hfActivation } from "./define.js";
 
-/** GPT2Config's fields and defaults (configuration_gpt2.py). */
+/**
+ * GPT2Config's fields and defaults (configuration_gpt2.py).
+ *
+ * @example
+ * ```ts
+ * Gpt2Config.parse({}).activation_function; // "gelu_new"
+ * ```
+ */
 export const Gpt2Config = z.looseObject({
   vocab_size: cfg.count().default(50257),
   n_positions: cfg.count().default(1024),

@@ -15,7 +15,14 @@ import { HF_TASKS, type ArchitectureDef, type HfTask } from "./define.js";
 
 export { HF_TASKS, type ArchitectureDef, type HfTask };
 
-/** Every supported architecture, by config.architectures[0]. */
+/**
+ * Every supported architecture, by config.architectures[0].
+ *
+ * @example
+ * ```ts
+ * ARCHITECTURES.map((a) => a.name); // ["BertForSequenceClassification", ...]
+ * ```
+ */
 export const ARCHITECTURES: readonly ArchitectureDef<never>[] = [
   bertForSequenceClassification, distilBertForSequenceClassification, gpt2LMHeadModel, llamaForCausalLM,
 ] as unknown as readonly ArchitectureDef<never>[];
@@ -38,7 +45,14 @@ export const HuggingFaceModel = z
   .meta({ id: "HuggingFaceModel", description: "A Hugging Face architecture built from its config.json, with the Hub's state_dict names." });
 export type HuggingFaceModel = z.infer<typeof HuggingFaceModel>;
 
-/** An architecture with its parsed config. */
+/**
+ * An architecture with its parsed config.
+ *
+ * @example
+ * ```ts
+ * const { def, config, task } = resolveArchitecture(request.model.huggingface);
+ * ```
+ */
 export interface ResolvedArchitecture {
   def: ArchitectureDef<unknown>;
   config: unknown;

@@ -13,7 +13,14 @@
 import { UnprocessableError } from "../../errors.js";
 import type { Table } from "../../formats/dataset.js";
 
-/** The label cross-entropy ignores. */
+/**
+ * The label cross-entropy ignores.
+ *
+ * @example
+ * ```ts
+ * labels[t] = mask[t] === 0 ? IGNORE_INDEX : ids[t];
+ * ```
+ */
 export const IGNORE_INDEX = -100;
 
 /**

@@ -16,7 +16,14 @@ import type { TensorRef } from "../graph/types.js";
 import { add, act, attend, embed, hfEmbeddingParameter, hfLinear, hfNorm, linear, mul, norm, rope } from "./parts.js";
 import { cfg, defineArchitecture, HF_ACTIVATIONS, hfActivation, tokenId } from "./define.js";
 
-/** LlamaConfig's fields and defaults (configuration_llama.py). */
+/**
+ * LlamaConfig's fields and defaults (configuration_llama.py).
+ *
+ * @example
+ * ```ts
+ * LlamaConfig.parse({ num_attention_heads: 4 }).num_key_value_heads; // null: as many as the attention heads
+ * ```
+ */
 export const LlamaConfig = z.looseObject({
   vocab_size: cfg.count().default(32000),
   hidden_size: cfg.count().default(4096),

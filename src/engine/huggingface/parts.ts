@@ -139,17 +139,38 @@ export function hfNorm(b: LayerBuilder, dim: number, center: boolean): LayerNorm
   return { normalized: [dim], weight, bias, center };
 }
 
-/** Applies a norm declared by hfNorm. */
+/**
+ * Applies a norm declared by hfNorm.
+ *
+ * @example
+ * ```ts
+ * const h = norm(b, x, hfNorm(b.module("ln_f"), 768, true), 1e-5);
+ * ```
+ */
 export function norm(b: LayerBuilder, x: TensorRef, p: LayerNormParameters, eps: number): TensorRef {
   return layerNormApply(b, x, p, eps);
 }
 
-/** Applies a linear map declared by hfLinear. */
+/**
+ * Applies a linear map declared by hfLinear.
+ *
+ * @example
+ * ```ts
+ * const q = linear(b, h, hfLinear(b.module("query"), 768, 768, { bias: true, std: 0.02 }));
+ * ```
+ */
 export function linear(b: LayerBuilder, x: TensorRef, p: LinearParameters): TensorRef {
   return linearApply(b, x, p);
 }
 
-/** Applies an activation by its edgetune name. */
+/**
+ * Applies an activation by its edgetune name.
+ *
+ * @example
+ * ```ts
+ * const g = act(b, h, "gelu");
+ * ```
+ */
 export function act(b: LayerBuilder, x: TensorRef, name: ActivationName): TensorRef {
   return activation(b, x, name);
 }

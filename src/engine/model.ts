@@ -51,11 +51,17 @@ export function workspaceElements(compiled: CompiledModel, rows: number): number
 export function modelAllocations(compiled: CompiledModel, maxRows: number): number[] {
   return [
     compiled.trainableCount,
-    ...compiled.values.filter((v) => !v.input).map((v) => maxRows * v.size),
+    ...compiled.bufferSizes.map((size) => maxRows * size),
     ...compiled.saved.map((s) => maxRows * s.perRow + s.fixed),
     ...compiled.gradSlots.map((size) => maxRows * size),
     workspaceElements(compiled, maxRows),
   ];
+}
+
+/** One region per activation buffer, each value mapped to its buffer's (null for the graph's inputs). */
+function valueRegions(compiled: CompiledModel, arena: Arena, maxRows: number): (Region | null)[] {
+  const buffers = compiled.bufferSizes.map((size) => arena.alloc(maxRows * size));
+  return compiled.valueBuffers.map((b, v) => (b < 0 ? null : { ptr: buffers[b]!.ptr, length: maxRows * compiled.values[v]!.size }));
 }
 
 /**
@@ -73,7 +79,7 @@ export function allocateModel(compiled: CompiledModel, arena: Arena, maxRows: nu
     maxRows,
     state: state ?? arena.alloc(compiled.stateCount),
     grads: arena.alloc(compiled.trainableCount),
-    values: compiled.values.map((v) => (v.input ? null : arena.alloc(maxRows * v.size))),
+    values: valueRegions(compiled, arena, maxRows),
     saved: compiled.saved.map((s) => arena.alloc(maxRows * s.perRow + s.fixed)),
     gradSlots: compiled.gradSlots.map((size) => arena.alloc(maxRows * size)),
     workspace: arena.alloc(workspaceElements(compiled, maxRows)),

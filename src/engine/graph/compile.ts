@@ -15,7 +15,7 @@ import { numel, showShape } from "../layers/define.js";
 import { layerDef, type LayerSpec } from "../layers/index.js";
 import { resolveArchitecture, type HuggingFaceModel } from "../huggingface/index.js";
 import { OPS } from "../ops/index.js";
-import type { Op } from "../ops/types.js";
+import type { BackwardNeeds, Op } from "../ops/types.js";
 import { loraInit, loraScaling, moduleMatches, type LoraAdapter, type LoraModule } from "../adapters/lora.js";
 import type { BackwardStep, BatchRowsRequirement, CheckpointRules, CompiledModel, LayerGroup, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
 
@@ -165,6 +165,7 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     for (const v of op.outputs) graph.values[v]!.requiresGrad = needs;
   }
   const schedule = scheduleBackward(graph.ops, graph.values, y.value);
+  const buffers = planValueBuffers(graph.ops, graph.values, schedule.steps, y.value, (i) => graph.state[i]!.trainable);
 
   let forwardFlops = 0;
   let backwardFlops = 0;
@@ -209,6 +210,8 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     ops: graph.ops.map(({ params: _params, group: _group, ...op }) => op as Op),
     backward: schedule.steps,
     gradSlots: schedule.slots,
+    valueBuffers: buffers.valueBuffer,
+    bufferSizes: buffers.sizes,
     outputGradSlot: schedule.outputSlot,
     input: { value: x.value, shape, ids: tokens },
     mask,
@@ -458,6 +461,56 @@ class Builder implements LayerBuilder {
 
 /** Op fields that hold state tensor indices (a parameter there trains with the op). */
 const PARAM_FIELDS = new Set(["weight", "bias"]);
+
+/**
+ * Activation buffers, shared where lifetimes allow: a value the backward pass reads (the ops'
+ * backwardReads, given which gradients the schedule computes), and the output, keeps a buffer
+ * of its own; every other value lives from the op that writes it to the last op that reads it in
+ * the forward pass, and its buffer then goes to a later value of the same size (the outputs of an
+ * op are placed before its inputs are released, so no op writes over what it reads). A frozen
+ * linear layer's input, for one, is not needed once the forward has passed it.
+ */
+function planValueBuffers(
+  ops: readonly PendingOp[], values: readonly ValueInfo[], steps: readonly BackwardStep[], output: number, trains: (state: number) => boolean,
+): { valueBuffer: number[]; sizes: number[] } {
+  const pinned = new Set<number>([output]);
+  const stepOf = new Map(steps.map((s) => [s.op, s]));
+  ops.forEach((op, i) => {
+    const step = stepOf.get(i);
+    if (!step) return; // no backward: it reads nothing
+    const def = OPS[op.kind] as { backwardReads?: (op: Op, needs: BackwardNeeds) => readonly number[] };
+    const reads = def.backwardReads
+      ? def.backwardReads(op, { param: (index) => index >= 0 && trains(index), input: (k) => (step.dx[k] ?? -1) >= 0 })
+      : [...op.inputs, ...op.outputs];
+    for (const v of reads) pinned.add(v);
+  });
+  const lastRead = new Map<number, number>();
+  ops.forEach((op, i) => {
+    for (const v of op.inputs) lastRead.set(v, i);
+  });
+  const valueBuffer = values.map(() => -1);
+  const sizes: number[] = [];
+  const free = new Map<number, number[]>();
+  const place = (v: number) => {
+    const size = values[v]!.size;
+    const reuse = pinned.has(v) ? undefined : free.get(size)?.pop();
+    if (reuse !== undefined) return (valueBuffer[v] = reuse);
+    sizes.push(size);
+    valueBuffer[v] = sizes.length - 1;
+  };
+  ops.forEach((op, i) => {
+    for (const v of op.outputs) place(v);
+    for (const v of new Set(op.inputs)) {
+      if (values[v]!.input || pinned.has(v) || lastRead.get(v) !== i) continue;
+      const size = values[v]!.size;
+      let list = free.get(size);
+      if (!list) free.set(size, (list = []));
+      list.push(valueBuffer[v]!);
+    }
+  });
+  // a value no op reads (none but the output, which is pinned) keeps its buffer; inputs have none
+  return { valueBuffer, sizes };
+}
 
 /**
  * The backward schedule: ops in reverse, each reading its outputs' gradient slots and writing

@@ -133,6 +133,13 @@ export interface CompiledModel {
   readonly couplesRows: boolean;
   /** Layers that need batches of at least `rows` samples (layers/define.ts requireBatchRows). */
   readonly batchRows: readonly BatchRowsRequirement[];
+  /**
+   * The kernel core's activation buffers: value id -> buffer index (-1 for the graph's inputs),
+   * and each buffer's elements per sample. Values that are not live together share a buffer
+   * (graph/compile.ts planValueBuffers); the WebGPU backend keeps one buffer per value.
+   */
+  readonly valueBuffers: readonly number[];
+  readonly bufferSizes: readonly number[];
   /** Parameters, FLOPs and activations per layer group (top-level layers; a Hub model's blocks), in model order. */
   readonly groups: readonly LayerGroup[];
 }

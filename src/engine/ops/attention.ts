@@ -107,6 +107,8 @@ const dropping = (c: KernelOpContext, op: AttentionOp) => c.training && op.dropM
  * ```
  */
 export const attentionOp: OpDef<AttentionOp> = {
+  // q, k, v (and the mask) with the saved weights; not the output
+  backwardReads: (op) => op.inputs,
   // per query head whatever the layout and grouping: QK^T and PV are 2 T^2 dh each, so 4 T^2 D
   // in all; softmax ~5 per weight; backward: four products of the same size
   flops: (op) => {

@@ -19,6 +19,8 @@ export const activationOp: OpDef<ActivationOp> = {
 
 /** Training: y = x * mask, mask = 1/(1-p) or 0 from a hash of (step seed, salt, i); evaluation: y = x. */
 export const dropoutOp: OpDef<DropoutOp> = {
+  // the mask is saved: no activation is read
+  backwardReads: () => [],
   flops: (op) => ({ forward: op.n, backward: op.n }),
   kernel: {
     forward(c, op, rows) {
@@ -37,6 +39,7 @@ export const dropoutOp: OpDef<DropoutOp> = {
 
 /** y = a + s b; da = dy, db = s dy (s = 1: a plain sum). */
 export const addOp: OpDef<AddOp> = {
+  backwardReads: () => [],
   flops: (op) => ({ forward: op.scale === undefined ? op.n : 2 * op.n, backward: op.scale === undefined ? 0 : op.n }),
   kernel: {
     forward(c, op, rows) {
@@ -69,6 +72,8 @@ export const addOp: OpDef<AddOp> = {
  * ```
  */
 export const mulOp: OpDef<MulOp> = {
+  // da = dy b, db = dy a
+  backwardReads: (op, needs) => [...(needs.input(0) ? [op.inputs[1]!] : []), ...(needs.input(1) ? [op.inputs[0]!] : [])],
   flops: (op) => ({ forward: op.n, backward: 2 * op.n }),
   kernel: {
     forward(c, op, rows) {

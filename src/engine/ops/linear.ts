@@ -16,6 +16,8 @@ export const linearOp: OpDef<LinearOp> = {
     return { forward, backward: 2 * forward };
   },
   workspace: (op) => op.in * op.out,
+  // dx = dy W and db = sum dy need no activation; dW = dy^T x needs the input
+  backwardReads: (op, needs) => (needs.param(op.weight) ? [op.inputs[0]!] : []),
   kernel: {
     forward(c, op, rows) {
       c.k.matmul_nt(c.value(op.outputs[0]!), c.value(op.inputs[0]!), c.state(op.weight), c.state(op.bias), c.workspace, rows * op.tokens, op.out, op.in);

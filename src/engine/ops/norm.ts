@@ -19,6 +19,8 @@ import type { BatchNormOp, LayerNormOp, OpDef } from "./types.js";
  * ```
  */
 export const layerNormOp: OpDef<LayerNormOp> = {
+  // x with the saved mean and rstd; not y
+  backwardReads: (op) => [op.inputs[0]!],
   flops: (op) => ({ forward: 8 * op.tokens * op.size, backward: 14 * op.tokens * op.size }),
   kernel: {
     forward(c, op, rows) {

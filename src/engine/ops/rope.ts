@@ -52,6 +52,8 @@ export function ropeTable(T: number, half: number, theta: number): Float32Array 
  * ```
  */
 export const ropeOp: OpDef<RopeOp> = {
+  // the backward rotates dy back with the saved table
+  backwardReads: () => [],
   // per element of x: two products and a sum; the table: two transcendental calls per angle
   flops: (op) => {
     const n = op.tokens * op.heads * op.headDim;

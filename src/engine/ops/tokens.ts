@@ -21,6 +21,7 @@ import type { AddPositionOp, EmbeddingOp, OpDef, TokenPoolOp } from "./types.js"
  * ```
  */
 export const embeddingOp: OpDef<EmbeddingOp> = {
+  backwardReads: (op, needs) => (needs.param(op.weight) ? [op.inputs[0]!] : []),
   flops: (op) => ({ forward: op.tokens * op.dim, backward: op.tokens * op.dim }),
   kernel: {
     forward(c, op, rows) {
@@ -42,6 +43,7 @@ export const embeddingOp: OpDef<EmbeddingOp> = {
  * ```
  */
 export const addPositionOp: OpDef<AddPositionOp> = {
+  backwardReads: () => [],
   flops: (op) => ({ forward: op.n, backward: op.n }),
   kernel: {
     forward(c, op, rows) {
@@ -64,6 +66,8 @@ export const addPositionOp: OpDef<AddPositionOp> = {
  * ```
  */
 export const tokenPoolOp: OpDef<TokenPoolOp> = {
+  // max reads its saved argmax, the others only the mask (a graph input)
+  backwardReads: (op) => op.inputs.slice(1),
   flops: (op) => ({ forward: op.tokens * op.dim, backward: op.tokens * op.dim }),
   kernel: {
     forward(c, op, rows) {

@@ -280,6 +280,14 @@ export type Op =
 export type OpKind = Op["kind"];
 export type OpOf<K extends OpKind> = Extract<Op, { kind: K }>;
 
+/** Which gradients an op's backward computes (for OpDef.backwardReads). */
+export interface BackwardNeeds {
+  /** Whether the parameter (a state index) trains: its gradient is computed. */
+  param(index: number): boolean;
+  /** Whether inputs[k]'s gradient is computed. */
+  input(k: number): boolean;
+}
+
 /** What one op asks of the kernel core while it runs (pointers into the arena). */
 export interface KernelOpContext {
   readonly k: import("../kernels.js").Kernels;
@@ -319,6 +327,12 @@ export interface OpDef<O extends Op> {
   workspace?(op: O, rows: number): number;
   /** Whether the op mixes the rows of a batch (the batch cannot be split across threads). */
   couplesRows?: boolean;
+  /**
+   * The values (ids) the kernel-core backward reads, given which gradients it computes: those
+   * must outlive the forward pass; every other value's buffer is reused once the forward has
+   * read it (graph/compile.ts planValueBuffers). Default: every input and output.
+   */
+  backwardReads?(op: O, needs: BackwardNeeds): readonly number[];
   kernel: {
     forward(c: KernelOpContext, op: O, rows: number): void;
     /**

@@ -1,0 +1,62 @@
+/**
+ * Activation buffers shared by values that are not live together (graph/compile.ts
+ * planValueBuffers): training gives the same bits as with a buffer per value, across layer
+ * lists, Hub models and LoRA runs, and the plan's memory falls where the backward pass needs
+ * fewer activations (a frozen base's inputs).
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { loadNodeRuntime } from "../../src/node/index.js";
+import { prepareRun, runPrepared, type PreparedRun, type TrainRequest } from "../../src/engine/train.js";
+import { writeSafetensors } from "../../src/formats/safetensors.js";
+import { GROUPS, type ParityCase } from "../parity/compare.js";
+import { tokenData } from "../helpers.js";
+
+const load = (group: string) => (JSON.parse(readFileSync(new URL(`../parity/fixtures/${group}.json`, import.meta.url), "utf8")) as { cases: ParityCase[] }).cases;
+const withWeights = (c: ParityCase, extra: object = {}): TrainRequest => ({
+  ...(c.request as object),
+  weights: writeSafetensors(Object.entries(c.initial_weights).map(([name, t]) => ({ name, shape: t.shape, data: Float32Array.from(t.data) }))),
+  ...extra,
+}) as TrainRequest;
+
+/** The same run with one buffer per value (what the planner replaced). */
+function unshared(prepared: PreparedRun): PreparedRun {
+  const own = prepared.model.values.map((v, i) => (v.input ? -1 : i));
+  const sizes = prepared.model.values.map((v) => (v.input ? 0 : v.size));
+  return { ...prepared, model: { ...prepared.model, valueBuffers: own, bufferSizes: sizes } };
+}
+
+describe("shared activation buffers", async () => {
+  const runtime = await loadNodeRuntime({ variant: "wasm-simd" });
+  // every parity fixture (each op kind, each layer type), and adapter runs (frozen bases)
+  const cases = [
+    ...GROUPS.flatMap((g) => load(g).map((c) => [`${g}/${c.name}`, withWeights(c)] as const)),
+    ["gpt2 with a LoRA adapter", withWeights(load("huggingface").find((c) => c.name === "gpt2_causal_lm")!, { adapter: { type: "lora", r: 2, target_modules: "all-linear" } })] as const,
+    ["bert with a LoRA adapter", withWeights(load("huggingface").find((c) => c.name === "bert_seqcls_pairs")!, { adapter: { type: "lora", r: 2 } })] as const,
+  ];
+  for (const [name, request] of cases) {
+    it(`${name}: the same bits as a buffer per value, in fewer buffers`, async () => {
+      const prepared = prepareRun(request);
+      const shared = await runPrepared(runtime, prepared);
+      const alone = await runPrepared(runtime, unshared(prepareRun(request)));
+      expect(shared.weights).toBe(alone.weights);
+      expect(shared.metrics.history).toEqual(alone.metrics.history);
+      const values = prepared.model.values.filter((v) => !v.input).length;
+      expect(prepared.model.bufferSizes.length).toBeLessThanOrEqual(values);
+    });
+  }
+
+  it("a LoRA run on a MiniLM-shaped BERT plans less memory than before the buffers were shared", () => {
+    const config = { architectures: ["BertForSequenceClassification"], hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 12, intermediate_size: 1536, vocab_size: 30522, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+    const { input_ids, attention_mask, y } = tokenData(64, 128, 30522, 2);
+    const request = { model: { huggingface: { config } }, data: { train: { input_ids, attention_mask, y } }, training: { epochs: 1, batch_size: 8, optimizer: { type: "adamw", lr: 1e-4 } } };
+    const lora = prepareRun({ ...request, adapter: { type: "lora", r: 8 } } as TrainRequest);
+    const full = prepareRun(request as TrainRequest);
+    const mib = (p: PreparedRun) => p.plan.memory_bytes / 2 ** 20;
+    const values = (p: PreparedRun) => p.model.values.filter((v) => !v.input).reduce((s, v) => s + v.size, 0);
+    const buffers = (p: PreparedRun) => p.model.bufferSizes.reduce((s, n) => s + n, 0);
+    console.log(`[buffers] MiniLM-shaped BERT, batch 8 x 128 tokens: LoRA r=8 ${mib(lora).toFixed(1)} MiB (activations ${((8 * 4 * buffers(lora)) / 2 ** 20).toFixed(1)} of ${((8 * 4 * values(lora)) / 2 ** 20).toFixed(1)} MiB unshared); full ${mib(full).toFixed(1)} MiB (activations ${((8 * 4 * buffers(full)) / 2 ** 20).toFixed(1)} of ${((8 * 4 * values(full)) / 2 ** 20).toFixed(1)})`);
+    expect(buffers(lora)).toBeLessThan(0.8 * values(lora));
+    expect(buffers(full)).toBeLessThan(values(full));
+  });
+});

@@ -2,10 +2,16 @@
  * Elementwise ops on the kernel core: activations, dropout, the residual sum and the product
  * (the SwiGLU gate).
  */
+import { ACTIVATIONS } from "../layers/activations.js";
 import type { ActivationOp, AddOp, DropoutOp, MulOp, OpDef } from "./types.js";
 
 /** y = f(x); dx = dy * f'(.) (the kernel reads x or y, whichever f' needs). */
+/** The activations whose backward reads their output rather than their input. */
+const READS_OUTPUT = new Set<number>([ACTIVATIONS.relu.code, ACTIVATIONS.tanh.code, ACTIVATIONS.sigmoid.code]);
+
 export const activationOp: OpDef<ActivationOp> = {
+  // relu, tanh and sigmoid differentiate from y, the others from x (activation_backward's switch)
+  backwardReads: (op) => [READS_OUTPUT.has(op.fn) ? op.outputs[0]! : op.inputs[0]!],
   flops: (op) => ({ forward: 4 * op.n, backward: 4 * op.n }),
   kernel: {
     forward(c, op, rows) {

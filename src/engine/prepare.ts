@@ -123,6 +123,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   const lora = request.adapter ? resolveLora(request.adapter, compileModel(request.model, null, dataShape), huggingface) : null;
   checkAdapterFields(request, rawAdapterWeights);
   let model = compileModel(request.model, request.trainable, dataShape, lora);
+  checkBaseDtype(model);
   if (model.tokenTypes !== null) {
     checkTokenTypes(train, model.tokenTypeCount, "data.train");
     if (validation) checkTokenTypes(validation, model.tokenTypeCount, "data.validation");
@@ -252,6 +253,17 @@ function checkAdapterFields(request: Request, adapterWeights: unknown): void {
     issues.push({ path: "trainable", message: "an adapter decides what trains (the adapter, modules_to_save, bias): give either `trainable` or `adapter`" });
   }
   if (issues.length > 0) throw new UnprocessableError("invalid_adapter", issues);
+}
+
+/** A 16-bit base_dtype applies to frozen parameters: a run that trains every parameter has none. */
+function checkBaseDtype(model: CompiledModel): void {
+  if (model.baseDtype === "float32" || model.stateCount > model.trainableCount + model.bufferCount) return;
+  throw new UnprocessableError("invalid_model", [
+    {
+      path: "model.base_dtype",
+      message: `is "${model.baseDtype}", which holds the frozen parameters, but every parameter trains: give an \`adapter\` or \`trainable\` to freeze the base, or leave base_dtype at "float32"`,
+    },
+  ]);
 }
 
 /** The most memory a run may plan: WebAssembly's 32-bit memories stop at 4 GiB; keep a margin. */

@@ -147,6 +147,34 @@ describe("the plan's memory", () => {
   });
 });
 
+describe("a base too large for float32", () => {
+  it("540M frozen parameters: refused in float32, planned in float16 (2 bytes each, one Linear widened at a time)", () => {
+    const D = 8192;
+    const request = {
+      model: {
+        layers: [
+          ...Array.from({ length: 8 }, (_, i) => ({ type: "linear", name: `frozen${i}`, in_features: i === 0 ? 4 : D, out_features: D, bias: false })),
+          { type: "linear", name: "head", in_features: D, out_features: 1 },
+        ],
+      },
+      data: { train: { x: [[1, 2, 3, 4], [4, 3, 2, 1]], y: [0, 1] } },
+      trainable: ["head"],
+      training: { epochs: 1, batch_size: 2 },
+    } as unknown as TrainRequest;
+    let refused: unknown = null;
+    try {
+      prepareRun(request);
+    } catch (e) {
+      refused = e;
+    }
+    expect(refused).toMatchObject({ status: 422, errors: [{ path: "model.layers" }] });
+    const { plan, model } = prepareRun(withBase(request, "float16"));
+    expect(model.paramCount).toBeGreaterThan(7 * D * D);
+    expect(widenElements(model)).toBe(D * D);
+    expect(plan.memory_bytes).toBeLessThan(2 * model.paramCount + 4 * 2 * D * D + 64 * 2 ** 20); // the base, the scratch and matmul_nt's W^T, a little more
+  });
+});
+
 describe("refusals", () => {
   it("a 16-bit base_dtype where every parameter trains is a 422 at model.base_dtype", async () => {
     const e = await rejection(withBase(seedRequest(32), "float16"));

@@ -77,6 +77,7 @@ Training (PyTorch names and defaults):
   --loss mse|l1|huber|smooth_l1|cross_entropy|bce_with_logits|hinge|multi_margin
   --schedule NAME  --seed N  --shuffle / --no-shuffle  --trainable LAYER[,LAYER]
   --dtype float32|float16|bfloat16   the dtype of the returned weights
+  --base-dtype float32|float16|bfloat16   how frozen parameters are held (model.base_dtype)
 
 Running:
   --mode auto|sync|async       auto (default): the server decides; async jobs show a progress bar
@@ -126,6 +127,7 @@ const options = {
   "no-shuffle": { type: "boolean" },
   trainable: { type: "string" },
   dtype: { type: "string" },
+  "base-dtype": { type: "string" },
   mode: { type: "string" },
   placement: { type: "string" },
   out: { type: "string" },
@@ -142,7 +144,7 @@ type Values = { [K in keyof typeof options]?: (typeof options)[K]["type"] extend
 const GLOBAL = ["url", "api-key", "json", "help"];
 const FINE_TUNE_OPTIONS = [
   "model", "hf", "request", "weights", "train", "validation", "validation-split", "target", "epochs", "batch-size", "lr", "optimizer",
-  "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "mode", "placement", "out", "detach",
+  "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "base-dtype", "mode", "placement", "out", "detach",
 ];
 const JOB_OPTIONS: Record<string, string[]> = { list: ["limit", "all", "cursor"], get: [], cancel: [], events: ["last-event-id"], weights: ["out"] };
 
@@ -376,6 +378,8 @@ async function buildParams(values: Values): Promise<{ params: FineTuneCreatePara
   if (values.trainable) request.trainable = values.trainable.split(",").map((s) => s.trim()).filter(Boolean);
   const dtype = oneOf(values, "dtype", ["float32", "float16", "bfloat16"] as const);
   if (dtype) request.output = { ...((request.output as object | undefined) ?? {}), dtype };
+  const baseDtype = oneOf(values, "base-dtype", ["float32", "float16", "bfloat16"] as const);
+  if (baseDtype) request.model = { ...(request.model as object), base_dtype: baseDtype };
   const mode = oneOf(values, "mode", ["auto", "sync", "async"] as const);
   if (mode) request.mode = mode;
   const placement = oneOf(values, "placement", ["auto", "edge", "gpu-node"] as const);

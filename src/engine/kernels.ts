@@ -114,6 +114,12 @@ export interface Kernels {
 
   /** out[t, :] = weight[ids[t], :] for t < n; ids f32 integers below the vocabulary */
   embedding_forward(out: Ptr, weight: Ptr, ids: Ptr, n: number, dim: number): void;
+  /** out[t, :] = f32(weight[ids[t], :]) over a 16-bit table (u16 bits; bf16 1: bfloat16, 0: float16) */
+  embedding_forward_half(out: Ptr, weight: Ptr, ids: Ptr, n: number, dim: number, bf16: Flag): void;
+  /** out[i] = f32(inp[i]) for n float16 values (u16 bits at inp, 2-byte aligned) */
+  widen_f16(out: Ptr, inp: Ptr, n: number): void;
+  /** out[i] = f32(inp[i]) for n bfloat16 values (u16 bits at inp, 2-byte aligned) */
+  widen_bf16(out: Ptr, inp: Ptr, n: number): void;
   /** dweight[ids[t], :] += dout[t, :] in token order, skipping padding_idx (-1: none) */
   embedding_backward(dweight: Ptr, dout: Ptr, ids: Ptr, n: number, dim: number, padding_idx: number): void;
   /** out[r, c] = inp[r, c] + b[c] */
@@ -212,7 +218,7 @@ export const KERNEL_NAMES = [
   "sgd_step", "adam_step", "rmsprop_step", "adagrad_step",
   "layer_norm_forward", "layer_norm_backward",
   "batch_norm_stats", "batch_norm_update", "batch_norm_forward", "batch_norm_backward",
-  "embedding_forward", "embedding_backward", "add_broadcast", "token_pool_forward", "token_pool_backward",
+  "embedding_forward", "embedding_forward_half", "widen_f16", "widen_bf16", "embedding_backward", "add_broadcast", "token_pool_forward", "token_pool_backward",
   "conv_im2col", "conv_im2col_t", "conv_col2im", "conv_bias_forward", "conv_bias_backward",
   "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
   "adaptive_avg_pool_forward", "adaptive_avg_pool_backward",

@@ -5,7 +5,12 @@
  *
  * State layout: [trainable parameters | buffers | frozen parameters], so the optimizer and the
  * gradient norm cover [0, trainableCount), and the last-finite snapshot [0, trainable + buffers).
+ * With `model.base_dtype` float16 or bfloat16 the frozen range holds 2-byte values: an op that
+ * reads one gets it widened into the layout's `widen` scratch first (`state(i)`), so every other
+ * kernel reads float32 as before; a frozen embedding table is read row by row
+ * (embedding_forward_half) and never widened whole.
  */
+import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "../formats/dtype.js";
 import { transpose } from "./huggingface/checkpoint.js";
 import type { Arena, Region } from "./arena.js";
 import type { NamedTensor } from "./backend.js";
@@ -32,6 +37,98 @@ export interface ModelLayout {
   gradSlots: Region[];
   /** scratch shared by every op */
   workspace: Region;
+  /** f32 scratch the 16-bit frozen tensors an op reads are widened into ([widenElements]) */
+  widen: Region;
+}
+
+/**
+ * How the kernel core holds a state tensor: 0 float32, 1 float16, 2 bfloat16 (the frozen
+ * parameters of a model compiled with a 16-bit `base_dtype`).
+ *
+ * @example
+ * ```ts
+ * stateDtype(compiled, compiled.state[0]!); // 0 for a trainable tensor
+ * ```
+ */
+export function stateDtype(compiled: CompiledModel, t: StateTensor): 0 | 1 | 2 {
+  if (t.kind !== "parameter" || t.trainable || compiled.baseDtype === "float32") return 0;
+  return compiled.baseDtype === "float16" ? 1 : 2;
+}
+
+/**
+ * A state tensor's values as the run holds them: `values` itself, or for a 16-bit frozen
+ * tensor a copy rounded to its dtype (to nearest even, as torch's .to(torch.float16)). The
+ * WebGPU backend keeps such tensors in float32 storage, holding these rounded values, so both
+ * backends train on the same numbers.
+ *
+ * @example
+ * ```ts
+ * heldValues(compiled, t, Float32Array.of(0.1)); // Float32Array [0.0999755859375] for a float16 frozen t
+ * ```
+ */
+export function heldValues(compiled: CompiledModel, t: StateTensor, values: Float32Array): Float32Array {
+  const d = stateDtype(compiled, t);
+  if (d === 0) return values;
+  const bits = new Uint16Array(values.length);
+  const out = new Float32Array(values.length);
+  if (d === 1) decodeF16((encodeF16(values, bits), bits), out);
+  else decodeBf16((encodeBf16(values, bits), bits), out);
+  return out;
+}
+
+/**
+ * 4-byte elements of the kernel core's state block: the float32 trainable parameters and
+ * buffers, then the frozen parameters at 4 or 2 bytes each.
+ *
+ * @example
+ * ```ts
+ * stateElements(compiled); // compiled.stateCount with a float32 base
+ * ```
+ */
+export function stateElements(compiled: CompiledModel): number {
+  const start = compiled.trainableCount + compiled.bufferCount;
+  const frozen = compiled.stateCount - start;
+  return compiled.baseDtype === "float32" ? compiled.stateCount : start + Math.ceil(frozen / 2);
+}
+
+/**
+ * Byte offset of a state tensor within the kernel core's state block (a 16-bit frozen tensor:
+ * 2 bytes per element of the frozen range).
+ *
+ * @example
+ * ```ts
+ * const ptr = layout.state.ptr + stateByteOffset(compiled, compiled.state[3]!);
+ * ```
+ */
+export function stateByteOffset(compiled: CompiledModel, t: StateTensor): number {
+  if (stateDtype(compiled, t) === 0) return t.offset * 4;
+  const start = compiled.trainableCount + compiled.bufferCount;
+  return start * 4 + (t.offset - start) * 2;
+}
+
+/**
+ * f32 elements of the widening scratch: the most any op reads of 16-bit frozen tensors at
+ * once (a linear op's weight and bias); 0 with a float32 base. The embedding op reads its
+ * table row by row and needs none.
+ *
+ * @example
+ * ```ts
+ * widenElements(compiled); // 384 * 1536 + 1536 for a BERT-small base in float16 (its largest frozen Linear)
+ * ```
+ */
+export function widenElements(compiled: CompiledModel): number {
+  if (compiled.baseDtype === "float32") return 0;
+  let most = 0;
+  for (const op of compiled.ops) {
+    if (op.kind === "embedding") continue;
+    const fields = op as { weight?: number; bias?: number };
+    let n = 0;
+    for (const i of new Set([fields.weight ?? -1, fields.bias ?? -1])) {
+      if (i >= 0 && stateDtype(compiled, compiled.state[i]!) !== 0) n += compiled.state[i]!.size;
+    }
+    most = Math.max(most, n);
+  }
+  return most;
 }
 
 /** Workspace elements the ops of a model need for `rows` samples. */
@@ -55,6 +152,7 @@ export function modelAllocations(compiled: CompiledModel, maxRows: number): numb
     ...compiled.saved.map((s) => maxRows * s.perRow + s.fixed),
     ...compiled.gradSlots.map((size) => maxRows * size),
     workspaceElements(compiled, maxRows),
+    widenElements(compiled),
   ];
 }
 
@@ -77,12 +175,13 @@ function valueRegions(compiled: CompiledModel, arena: Arena, maxRows: number): (
 export function allocateModel(compiled: CompiledModel, arena: Arena, maxRows: number, state?: Region): ModelLayout {
   return {
     maxRows,
-    state: state ?? arena.alloc(compiled.stateCount),
+    state: state ?? arena.alloc(stateElements(compiled)),
     grads: arena.alloc(compiled.trainableCount),
     values: valueRegions(compiled, arena, maxRows),
     saved: compiled.saved.map((s) => arena.alloc(maxRows * s.perRow + s.fixed)),
     gradSlots: compiled.gradSlots.map((size) => arena.alloc(maxRows * size)),
     workspace: arena.alloc(workspaceElements(compiled, maxRows)),
+    widen: arena.alloc(widenElements(compiled)),
   };
 }
 
@@ -117,6 +216,8 @@ export class Model {
   /** value id -> pointer (the inputs' entries are set by each forward) */
   private readonly valuePtr: Ptr[];
   private readonly context: KernelOpContext & { training: boolean; seed: number };
+  /** tensors widened for the running op: their indices and scratch pointers, and the next free byte */
+  private readonly widened = { count: 0, index: [] as number[], ptr: [] as Ptr[], top: 0 };
   /** the backward schedule with its slots resolved to pointers */
   private readonly steps: { op: Op; dy: Ptr[]; dx: Ptr[]; accumulate: { into: Ptr; from: Ptr; size: number }[] }[];
 
@@ -129,14 +230,32 @@ export class Model {
     this.state = layout.state;
     this.grads = layout.grads;
     this.valuePtr = layout.values.map((r) => r?.ptr ?? 0);
-    const statePtr = compiled.state.map((t) => layout.state.ptr + t.offset * 4);
+    const statePtr = compiled.state.map((t) => layout.state.ptr + stateByteOffset(compiled, t));
+    const dtype = compiled.state.map((t) => stateDtype(compiled, t));
     const gradPtr = compiled.state.map((t) => (t.trainable ? layout.grads.ptr + t.offset * 4 : 0));
     const savedPtr = layout.saved.map((r) => r.ptr);
     const values = this.valuePtr;
+    // the 16-bit tensors widened for the running op (reset before each op): index -> f32 copy
+    const widened = this.widened;
+    const widenEnd = layout.widen.ptr + layout.widen.length * 4;
+    const widen = (i: number): Ptr => {
+      for (let w = 0; w < widened.count; w++) if (widened.index[w] === i) return widened.ptr[w]!;
+      const t = compiled.state[i]!;
+      const ptr = widened.top;
+      if (ptr + t.size * 4 > widenEnd) throw new Error(`model: the widening scratch cannot hold ${t.name} (widenElements undercounts)`);
+      if (dtype[i] === 1) kernels.widen_f16(ptr, statePtr[i]!, t.size);
+      else kernels.widen_bf16(ptr, statePtr[i]!, t.size);
+      widened.index[widened.count] = i;
+      widened.ptr[widened.count++] = ptr;
+      widened.top = ptr + t.size * 4;
+      return ptr;
+    };
     this.context = {
       k: kernels,
       value: (id) => values[id]!,
-      state: (i) => (i < 0 ? 0 : statePtr[i]!),
+      state: (i) => (i < 0 ? 0 : dtype[i] ? widen(i) : statePtr[i]!),
+      stored: (i) => (i < 0 ? 0 : statePtr[i]!),
+      dtype: (i) => (i < 0 ? 0 : dtype[i]!),
       grad: (i) => (i < 0 ? 0 : gradPtr[i]!),
       saved: (id) => (id < 0 ? 0 : savedPtr[id]!),
       workspace: layout.workspace.ptr,
@@ -174,7 +293,10 @@ export class Model {
     const c = this.context;
     c.training = training;
     c.seed = seed;
-    for (const op of this.compiled.ops) (OPS[op.kind].kernel.forward as (c: KernelOpContext, op: Op, rows: number) => void)(c, op, rows);
+    for (const op of this.compiled.ops) {
+      this.resetWiden();
+      (OPS[op.kind].kernel.forward as (c: KernelOpContext, op: Op, rows: number) => void)(c, op, rows);
+    }
     return this.valuePtr[this.compiled.output.value]!;
   }
 
@@ -185,9 +307,16 @@ export class Model {
   backward(rows: number): void {
     const c = this.context;
     for (const s of this.steps) {
+      this.resetWiden();
       (OPS[s.op.kind].kernel.backward as (c: KernelOpContext, op: Op, rows: number, dy: Ptr[], dx: Ptr[]) => void)(c, s.op, rows, s.dy, s.dx);
       for (const a of s.accumulate) this.k.axpy(a.into, a.from, 1, rows * a.size);
     }
+  }
+
+  /** Frees the widening scratch for the next op. */
+  private resetWiden(): void {
+    this.widened.count = 0;
+    this.widened.top = this.layout.widen.ptr;
   }
 
   /** grads = 0 */
@@ -195,19 +324,39 @@ export class Model {
     this.k.fill(this.grads.ptr, 0, this.grads.length);
   }
 
-  /** Byte offset of a state tensor. */
+  /** Byte offset of a state tensor in the memory. */
   statePtr(t: StateTensor): Ptr {
-    return this.state.ptr + t.offset * 4;
+    return this.state.ptr + stateByteOffset(this.compiled, t);
   }
 
-  /** Copies state values in from state_dict tensors (already shape-checked). */
+  /**
+   * Copies state values in from state_dict tensors (already shape-checked); a 16-bit frozen
+   * tensor is rounded to its dtype here (to nearest even, as torch's .to(torch.float16)).
+   */
   loadState(values: ReadonlyMap<string, Float32Array>): void {
-    for (const t of this.compiled.state) new Float32Array(this.memory.buffer, this.statePtr(t), t.size).set(values.get(t.name)!);
+    for (const t of this.compiled.state) {
+      const v = values.get(t.name)!;
+      const d = stateDtype(this.compiled, t);
+      if (d === 0) new Float32Array(this.memory.buffer, this.statePtr(t), t.size).set(v);
+      else (d === 1 ? encodeF16 : encodeBf16)(v, new Uint16Array(this.memory.buffer, this.statePtr(t), t.size));
+    }
   }
 
-  /** The current parameters and buffers, state_dict order (copies). */
+  /** The current parameters and buffers, state_dict order (copies; 16-bit tensors as their f32 values). */
   readState(): NamedTensor[] {
-    return readState(this.compiled, new Float32Array(this.memory.buffer, this.state.ptr, this.compiled.stateCount));
+    if (this.compiled.baseDtype === "float32") return readState(this.compiled, new Float32Array(this.memory.buffer, this.state.ptr, this.compiled.stateCount));
+    return this.compiled.state.map((t) => {
+      const d = stateDtype(this.compiled, t);
+      let data: Float32Array;
+      if (d === 0) data = new Float32Array(this.memory.buffer, this.statePtr(t), t.size).slice();
+      else (d === 1 ? decodeF16 : decodeBf16)(new Uint16Array(this.memory.buffer, this.statePtr(t), t.size), (data = new Float32Array(t.size)));
+      return {
+        name: t.name,
+        shape: [...t.shape],
+        data: t.transposed ? transpose(data, t.shape[1]!, t.shape[0]!) : data,
+        ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}),
+      };
+    });
   }
 }
 

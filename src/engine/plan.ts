@@ -7,7 +7,7 @@ import type { FineTuneRequest } from "../schema/request.js";
 import type { Plan } from "../schema/result.js";
 import { UnprocessableError, type FieldIssue } from "../errors.js";
 import type { CompiledModel } from "./graph/types.js";
-import { modelAllocations } from "./model.js";
+import { modelAllocations, stateElements } from "./model.js";
 import type { OutputLayout } from "./prepare.js";
 import { optimizerStatePerParam, hasMomentum } from "./optimizers.js";
 import { scheduleInterval } from "./schedules.js";
@@ -111,6 +111,7 @@ export function planRun(request: FineTuneRequest, model: CompiledModel, output: 
     data.validationRows * model.forwardFlopsPerRow + // the starting weights' validation (metrics.initial)
     steps * 12 * model.trainableCount;
   const perTrainable = 2 + optimizerStatePerParam(t.optimizer) + (t.early_stopping ? 1 : 0); // grad, last finite, state, best
+  const frozenBytes = model.baseDtype === "float32" ? 4 : 2; // model.base_dtype
   const groups = model.groups.map((g) => ({
     name: g.name,
     params: g.params,
@@ -119,7 +120,7 @@ export function planRun(request: FineTuneRequest, model: CompiledModel, output: 
       t.epochs * (rowsPerEpoch * (g.forwardFlopsPerRow + g.backwardFlopsPerRow) + data.validationRows * g.forwardFlopsPerRow) +
       data.validationRows * g.forwardFlopsPerRow +
       steps * 12 * g.trainableParams,
-    memory_bytes: 4 * (g.params + perTrainable * g.trainableParams + maxRows * g.activationsPerRow + g.fixedElements),
+    memory_bytes: 4 * (g.trainableParams + perTrainable * g.trainableParams + maxRows * g.activationsPerRow + g.fixedElements) + frozenBytes * (g.params - g.trainableParams),
   }));
   return {
     params: model.paramCount,
@@ -188,8 +189,8 @@ export function estimateMemoryBytes(request: FineTuneRequest, model: CompiledMod
     types * (data.trainRows + data.validationRows) * data.features, // token_type_ids of both tables
     types * maxRows * data.features, // batch token_type_ids
     maxRows, // batch indices (i32)
-    model.stateCount, // parameters and buffers
-    ...modelAllocations(model, maxRows), // gradients, activations, saved, gradient slots, workspace
+    stateElements(model), // parameters and buffers (frozen parameters at 2 bytes with a 16-bit base_dtype)
+    ...modelAllocations(model, maxRows), // gradients, activations, saved, gradient slots, workspace, widening scratch
     snapshot, // last finite state (divergence)
     t.early_stopping ? snapshot : 0, // best state
     trainable * optimizerStatePerParam(t.optimizer),

@@ -25,6 +25,7 @@ import type { CompiledModel } from "./graph/types.js";
 import { showShape } from "./layers/define.js";
 import { checkLossSpec } from "./losses.js";
 import { planRun, type RunPlan } from "./plan.js";
+import { stateElements } from "./model.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 
 /** A request as `train()` accepts it: the API's JSON, or with weights as raw safetensors bytes. */
@@ -123,6 +124,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   const lora = request.adapter ? resolveLora(request.adapter, compileModel(request.model, null, dataShape), huggingface) : null;
   checkAdapterFields(request, rawAdapterWeights);
   let model = compileModel(request.model, request.trainable, dataShape, lora);
+  checkBaseDtype(model);
   if (model.tokenTypes !== null) {
     checkTokenTypes(train, model.tokenTypeCount, "data.train");
     if (validation) checkTokenTypes(validation, model.tokenTypeCount, "data.validation");
@@ -254,12 +256,28 @@ function checkAdapterFields(request: Request, adapterWeights: unknown): void {
   if (issues.length > 0) throw new UnprocessableError("invalid_adapter", issues);
 }
 
+/** A 16-bit base_dtype applies to frozen parameters: a run that trains every parameter has none. */
+function checkBaseDtype(model: CompiledModel): void {
+  if (model.baseDtype === "float32" || model.stateCount > model.trainableCount + model.bufferCount) return;
+  throw new UnprocessableError("invalid_model", [
+    {
+      path: "model.base_dtype",
+      message: `is "${model.baseDtype}", which holds the frozen parameters, but every parameter trains: give an \`adapter\` or \`trainable\` to freeze the base, or leave base_dtype at "float32"`,
+    },
+  ]);
+}
+
 /** The most memory a run may plan: WebAssembly's 32-bit memories stop at 4 GiB; keep a margin. */
 const MAX_MEMORY_BYTES = 3.5 * 2 ** 30;
 
-/** Refuses models whose parameters alone cannot fit, before anything is allocated for them. */
+/**
+ * Refuses models whose parameters alone cannot fit, before anything is allocated for them
+ * (three float32 copies of each; with a 16-bit base_dtype, the state block as held plus two
+ * copies of what trains and of the buffers).
+ */
 function checkModelSize(model: CompiledModel): void {
-  if (model.stateCount * 4 * 3 > MAX_MEMORY_BYTES) {
+  const bytes = model.baseDtype === "float32" ? model.stateCount * 4 * 3 : stateElements(model) * 4 + (model.trainableCount + model.bufferCount) * 4 * 2;
+  if (bytes > MAX_MEMORY_BYTES) {
     throw new UnprocessableError("too_large", [
       { path: "model.layers", message: `${model.paramCount.toLocaleString("en-US")} parameters do not fit in a WebAssembly memory (at most about ${Math.floor(MAX_MEMORY_BYTES / 12).toLocaleString("en-US")} with their gradients and optimizer state)` },
     ]);

@@ -231,6 +231,27 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
   const at = (p: Ptr) => p >>> 2;
 
   /**
+   * out[i] = the value of the 16-bit float at inp + 2i (dtype 1: float16, sign * 2^(e-15) * (1 +
+   * m/1024), subnormal m * 2^-24; 2: bfloat16, the upper half of an f32). A NaN keeps its payload
+   * (written as bits: a NaN through a Float32Array may lose it).
+   */
+  function widen(out: Ptr, inp: Ptr, n: number, dtype: 1 | 2): void {
+    const h = new Uint16Array(memory.buffer, inp, n);
+    const bits = new Uint32Array(memory.buffer, out, n);
+    const values = new Float32Array(memory.buffer, out, n);
+    for (let i = 0; i < n; i++) {
+      const x = h[i]!;
+      if (dtype === 2) {
+        bits[i] = (x << 16) >>> 0;
+        continue;
+      }
+      const sign = x >> 15, e = (x >> 10) & 31, m = x & 1023;
+      if (e === 31) bits[i] = ((sign << 31) | 0x7f800000 | (m << 13)) >>> 0;
+      else values[i] = (sign ? -1 : 1) * (e === 0 ? m * 2 ** -24 : 2 ** (e - 15) * (1 + m / 1024));
+    }
+  }
+
+  /**
    * out[M,N] = init + sum_k A(i,k) B(k,j) with A(i,k) at a + i*ars + k*acs, B(k,j) at b + k*ldb + j
    * and out(i,j) at out + i*ldo + j (elements; ldb = ldo = N by default).
    */
@@ -639,6 +660,18 @@ export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 10
         const id = Math.trunc(m[at(ids) + t]!);
         m.copyWithin(at(out) + t * dim, at(weight) + id * dim, at(weight) + (id + 1) * dim);
       }
+    },
+    embedding_forward_half(out, weight, ids, n, dim, bf16) {
+      for (let t = 0; t < n; t++) {
+        const id = Math.trunc(F()[at(ids) + t]!);
+        widen(out + t * dim * 4, weight + id * dim * 2, dim, bf16 ? 2 : 1);
+      }
+    },
+    widen_f16(out, inp, n) {
+      widen(out, inp, n, 1);
+    },
+    widen_bf16(out, inp, n) {
+      widen(out, inp, n, 2);
     },
     embedding_backward(dweight, dout, ids, n, dim, paddingIdx) {
       const m = F();

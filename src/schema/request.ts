@@ -29,6 +29,12 @@ export const Model = z
     layers: z.array(Layer).min(1).max(256).optional(),
     /** A Hugging Face architecture: config.json as on the Hub (instead of `layers`). */
     huggingface: HuggingFaceModel.optional(),
+    /**
+     * How the kernel core holds the FROZEN parameters (an adapter run's base, the layers
+     * `trainable` leaves out): rounded once, to nearest even as torch's .to(dtype), and kept in
+     * 2 bytes each; trainable parameters and buffers stay float32. docs/adapters.md.
+     */
+    base_dtype: z.enum(["float32", "float16", "bfloat16"]).default("float32"),
   })
   .superRefine((m, ctx) => {
     if (m.layers === undefined && m.huggingface === undefined) {

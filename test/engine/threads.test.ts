@@ -9,6 +9,9 @@ import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { ThreadPool, train } from "../../src/node/index.js";
 import { GROUPS, replay, type ParityCase } from "../parity/compare.js";
 import { classifierRequest, seedRequest } from "../helpers.js";
+import { decodeBase64 } from "../../src/formats/base64.js";
+import { decodeF16, encodeF16 } from "../../src/formats/dtype.js";
+import { parseSafetensors, readTensorF32, writeSafetensors } from "../../src/formats/safetensors.js";
 
 let pool: ThreadPool;
 beforeAll(async () => {
@@ -50,6 +53,24 @@ describe("threads", () => {
     const [a, b] = [await train(request, { parallel: pool }), await train(request, { parallel: pool })];
     expect(a.engine.threads).toBe(2);
     expect(a.weights).toBe(b.weights);
+  });
+
+  it("a float16 base on 2 threads: each thread widens into its own scratch, as the float32 run of the rounded base", async () => {
+    const request = seedRequest(300, { trainable: ["fc2"], training: { epochs: 2, batch_size: 64, seed: 3 } } as Partial<TrainRequest>);
+    const given = parseSafetensors(decodeBase64((await train({ ...request, training: { epochs: 1, seed: 3, optimizer: { type: "sgd", lr: 0 } } } as TrainRequest)).weights));
+    const weights = writeSafetensors([...given.tensors].map(([name, info]) => {
+      const data = readTensorF32(given, name);
+      if (!name.startsWith("fc1.")) return { name, shape: [...info.shape], data };
+      const bits = new Uint16Array(data.length);
+      encodeF16(data, bits);
+      decodeF16(bits, data);
+      return { name, shape: [...info.shape], data };
+    }));
+    const half = await train({ ...request, model: { ...request.model, base_dtype: "float16" } } as TrainRequest, { parallel: pool });
+    const reference = await train({ ...request, weights } as TrainRequest, { parallel: pool });
+    expect(half.engine.threads).toBe(2);
+    expect(half.metrics.history).toEqual(reference.metrics.history);
+    expect(half.weights).toBe(reference.weights);
   });
 
   it("a batch-norm model trains on one thread with a pool (its statistics mix the rows), as without one", async () => {

@@ -140,6 +140,8 @@ function runKernels(k: Kernels, memory: WebAssembly.Memory, base: number, prior:
     k,
     value: (id) => values[id]!,
     state: (i) => (i < 0 ? 0 : state[i]!),
+    stored: (i) => (i < 0 ? 0 : state[i]!),
+    dtype: () => 0,
     grad: (i) => (i < 0 ? 0 : grads[i]!),
     saved: (id) => (id < 0 ? 0 : saved[id]!),
     workspace,

@@ -462,7 +462,7 @@ function runAttention(lab: Lab, c: AttentionCase, qkv: Float32Array, G: Float32A
   const context: KernelOpContext = {
     k: lab.k,
     value: (id) => values[id]!,
-    state: () => 0,
+    state: () => 0, stored: () => 0, dtype: () => 0,
     grad: () => 0,
     saved: (id) => (id < 0 ? 0 : saved[id]!),
     workspace: lab.alloc(attentionOp.workspace!(op, rows)),
@@ -655,6 +655,8 @@ function opContext(lab: Lab, values: Ptr[], state: Ptr[], grads: Ptr[], saved: P
     k: lab.k,
     value: (id) => values[id]!,
     state: (i) => (i < 0 ? 0 : state[i]!),
+    stored: (i) => (i < 0 ? 0 : state[i]!),
+    dtype: () => 0,
     grad: (i) => (i < 0 ? 0 : grads[i]!),
     saved: (id) => (id < 0 ? 0 : saved[id]!),
     workspace: lab.alloc(Math.max(1, workspace)),

@@ -244,6 +244,18 @@ export class Pair {
     return ptr;
   }
 
+  /** A 16-bit input (float16 / bfloat16 bits), packed two to an f32 slot; checked unchanged like `input`. */
+  inputU16(data: ArrayLike<number>, label = "input"): Ptr {
+    const words = Math.ceil(data.length / 2);
+    const ptr = this.alloc(words);
+    for (const mem of [this.memW, this.memR]) {
+      new Uint32Array(mem.buffer, ptr, words).fill(0);
+      new Uint16Array(mem.buffer, ptr, data.length).set(data);
+    }
+    this.inputs.push({ ptr, bits: new Uint32Array(this.memW.buffer, ptr, words).slice(), label });
+    return ptr;
+  }
+
   /** An i32 input (gather_rows indices). */
   inputI32(data: ArrayLike<number>, label = "indices"): Ptr {
     const ptr = this.alloc(data.length);

@@ -147,6 +147,10 @@ function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels)
     adagrad_step: (k) => k.adagrad_step(x, w, pos, n, 0.01, 1e-10, 0, 0),
     embedding_forward: (k) => k.embedding_forward(rows, src, labels, n, 4),
     embedding_backward: (k) => k.embedding_backward(src, rows, labels, n, 4, 2),
+    // src's bytes read as 16-bit values: a [5, 4] table of halves, and 2n halves
+    embedding_forward_half: (k) => k.embedding_forward_half(rows, src, labels, n, 4, 0),
+    widen_f16: (k) => k.widen_f16(y, x, n),
+    widen_bf16: (k) => k.widen_bf16(y, x, n),
     add_broadcast: (k) => k.add_broadcast(y, x, w, 5, 13),
     token_pool_forward: (k) => k.token_pool_forward(out, scratch, a, binary, 1, 3, 3, 7),
     token_pool_backward: (k) => k.token_pool_backward(a, out, scratch, binary, 1, 3, 3, 7),

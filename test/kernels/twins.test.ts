@@ -12,6 +12,8 @@
  *  - bit-exact: relu, leaky_relu (f32 slope), tanh/sigmoid backward, dropout (mask and out), mul,
  *    scale, fill, copy, axpy (plain SIMD build), gather_rows, transpose, every optimizer state,
  *    the token kernels (embedding lookup and scatter-add, add_broadcast, token pooling),
+ *    the 16-bit widening (widen_f16, widen_bf16, embedding_forward_half; also against the
+ *    safetensors decoders over all 65536 patterns),
  *    the gradients of mse/l1/huber/smooth_l1/hinge/multi_margin, max_abs, all_finite, the
  *    convolution's im2col / im2col_t / col2im / bias kernels and every pooling kernel (max
  *    pooling with NaN, -inf, +inf and ties in its windows, its f32x4 lanes and scalar edges). Both
@@ -36,6 +38,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { KERNEL_NAMES, type ConvGeometry, type Kernels } from "../../src/engine/kernels.js";
 import { ACTIVATIONS, type ActivationName } from "../../src/engine/layers/activations.js";
+import { bf16BitsToF32, f16BitsToF32Bits } from "../../src/formats/dtype.js";
 import { LENGTHS, Pair, Rng, Stats, f32Bits, loadVariant, moduleOf, type Variant } from "./harness.js";
 
 type KernelName = (typeof KERNEL_NAMES)[number];
@@ -463,6 +466,70 @@ const embeddingForward: Case = (P, rng) => {
       P.both((k) => k.embedding_forward(out, weight, ids, n, dim));
       P.exact("embedding_forward", "out", out, n * dim);
     }, (dim) => `tokens=${n} dim=${dim}`);
+  }
+};
+
+/**
+ * Random 16-bit patterns (every class: zeros, subnormals, normals, Inf, NaN with payloads) with
+ * a few fixed ones at the start: +-0, the smallest and largest subnormal and normal of each
+ * format, +-Inf, NaNs.
+ */
+function halfBits(rng: Rng, n: number, dtype: "f16" | "bf16"): Uint16Array {
+  const specials = dtype === "f16"
+    ? [0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xfd23, 0x3c00, 0xbc00]
+    : [0x0000, 0x8000, 0x0001, 0x007f, 0x0080, 0x7f7f, 0x7f80, 0xff80, 0x7fc0, 0x7f81, 0xffa3, 0x3f80, 0xbf80];
+  const a = Uint16Array.from({ length: n }, () => rng.int(65536));
+  for (let i = 0; i < Math.min(n, specials.length); i++) a[i] = specials[(i * 5) % specials.length]!;
+  return a;
+}
+
+function widenCase(name: "widen_f16" | "widen_bf16"): Case {
+  return (P, rng) => {
+    each(P, EL, (n) => {
+      const inp = P.inputU16(halfBits(rng, n, name === "widen_f16" ? "f16" : "bf16"), "inp");
+      const out = P.output(n);
+      P.both((k) => k[name](out, inp, n));
+      P.exact(name, "out", out, n);
+    });
+    // a table that starts 2 bytes into a word (a tensor at an odd u16 offset of the frozen block)
+    each(P, LENGTHS, (n) => {
+      const inp = P.inputU16(halfBits(rng, n + 1, name === "widen_f16" ? "f16" : "bf16"), "inp");
+      const out = P.output(n);
+      P.both((k) => k[name](out, inp + 2, n));
+      P.exact(name, "out (odd offset)", out, n);
+    }, (n) => `odd offset n=${n}`);
+    // every 16-bit pattern against the format's own decoder (src/formats/dtype.ts, which reads
+    // safetensors F16 / BF16): the value torch's .float() gives; a NaN stays a NaN
+    P.run("all 65536 patterns", () => {
+      const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+      const inp = P.inputU16(all, "inp");
+      const out = P.output(65536);
+      P.both((k) => k[name](out, inp, 65536));
+      P.exact(name, "out", out, 65536);
+      const got = P.bitsW(out, 65536);
+      let bad = 0;
+      for (let h = 0; h < 65536; h++) {
+        const want = name === "widen_f16" ? f16BitsToF32Bits(h) : f32Bits(bf16BitsToF32(h));
+        const nan = (want & 0x7fffffff) > 0x7f800000;
+        if (nan ? (got[h]! & 0x7fffffff) <= 0x7f800000 : got[h] !== want) {
+          if (bad++ < 3) P.fail(`${name}(0x${h.toString(16)}) = 0x${got[h]!.toString(16)}, want 0x${want.toString(16)}`);
+        }
+      }
+    });
+  };
+}
+
+const embeddingForwardHalf: Case = (P, rng) => {
+  for (const bf16 of [0, 1]) {
+    for (const n of [0, 1, 9]) {
+      each(P, LENGTHS, (dim) => {
+        const weight = P.inputU16(halfBits(rng, VOCAB * dim, bf16 ? "bf16" : "f16"), "weight");
+        const ids = P.input(tokenIds(rng, n, VOCAB), "ids");
+        const out = P.output(n * dim);
+        P.both((k) => k.embedding_forward_half(out, weight, ids, n, dim, bf16));
+        P.exact("embedding_forward_half", "out", out, n * dim);
+      }, (dim) => `bf16=${bf16} tokens=${n} dim=${dim}`);
+    }
   }
 };
 
@@ -1087,6 +1154,9 @@ const CASES: Record<Tested, Case> = {
   rmsprop_step: rmsprop,
   adagrad_step: adagrad,
   embedding_forward: embeddingForward,
+  embedding_forward_half: embeddingForwardHalf,
+  widen_f16: widenCase("widen_f16"),
+  widen_bf16: widenCase("widen_bf16"),
   embedding_backward: embeddingBackward,
   add_broadcast: addBroadcast,
   token_pool_forward: tokenPoolCase("forward"),

@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseSafetensors, writeSafetensors } from "../../src/formats/safetensors.js";
+import { parseSafetensors, readTensorF32, writeSafetensors } from "../../src/formats/safetensors.js";
+import { decodeF16, encodeF16 } from "../../src/formats/dtype.js";
 import { prepareRun } from "../../src/engine/prepare.js";
 import { defaultInit } from "../../src/engine/init.js";
 import { transpose } from "../../src/engine/huggingface/checkpoint.js";
@@ -87,6 +88,27 @@ describe("edgetune fine-tune", () => {
     // the loss fell
     const losses = lines.slice(1, 6).map((l) => Number(l.trim().split(/\s+/)[1]));
     expect(losses[4]!).toBeLessThan(losses[0]!);
+  });
+
+  it("--trainable with --base-dtype float16: the frozen layer comes back rounded to float16, the trained one does not", async () => {
+    const r = await run(["fine-tune", ...seedArgs, "--epochs", "2", "--trainable", "fc2", "--base-dtype", "float16", "--mode", "sync", "--out", "half.safetensors"]);
+    expect(r.code, r.stderr).toBe(0);
+    const file = parseSafetensors(new Uint8Array(readFileSync(join(work, "half.safetensors"))));
+    const given = parseSafetensors(new Uint8Array(readFileSync(seed("weights.safetensors"))));
+    const f16 = (x: Float32Array) => {
+      const bits = new Uint16Array(x.length), out = new Float32Array(x.length);
+      encodeF16(x, bits);
+      decodeF16(bits, out);
+      return out;
+    };
+    const fc1 = readTensorF32(file, "fc1.weight"), fc1Given = readTensorF32(given, "fc1.weight");
+    expect(fc1).toEqual(f16(fc1Given));
+    expect(fc1).not.toEqual(fc1Given);
+    const fc2 = readTensorF32(file, "fc2.weight");
+    expect(fc2).not.toEqual(f16(fc2)); // trained in float32
+    const bad = await run(["fine-tune", ...seedArgs, "--base-dtype", "half"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--base-dtype must be one of float32, float16, bfloat16/);
   });
 
   it("async: a progress line per epoch on stderr, the summary table on stdout, the weights file (default name)", async () => {

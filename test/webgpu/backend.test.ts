@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { decodeBase64 } from "../../src/formats/base64.js";
-import { parseSafetensors, readTensorF32 } from "../../src/formats/safetensors.js";
+import { parseSafetensors, readTensorF32, writeSafetensors } from "../../src/formats/safetensors.js";
 import { loadNodeRuntime, train } from "../../src/node/index.js";
 import type { TrainRequest } from "../../src/engine/train.js";
 import { WEBGPU_MIN_FLOPS_PER_STEP, useWebGpu } from "../../src/engine/webgpu/select.js";
@@ -66,6 +66,23 @@ describe.skipIf(!device)(`WebGPU backend (${SKIP_REASON})`, () => {
     expect(a.status).toBe("succeeded");
     expect(a.weights).toBe(b.weights);
     expect(a.metrics.history).toEqual(b.metrics.history);
+  });
+
+  it("model.base_dtype: frozen tensors stay float32 on the GPU with the rounded values; the run matches the WASM run", async () => {
+    const { readFileSync } = await import("node:fs");
+    const cases = (JSON.parse(readFileSync(new URL("../parity/fixtures/huggingface.json", import.meta.url), "utf8")) as { cases: { name: string; request: TrainRequest; initial_weights: Record<string, { shape: number[]; data: number[] }> }[] }).cases;
+    const c = cases.find((x) => x.name === "bert_seqcls_padding")!;
+    const weights = writeSafetensors(Object.entries(c.initial_weights).map(([name, t]) => ({ name, shape: t.shape, data: Float32Array.from(t.data) })));
+    const request = {
+      model: { ...c.request.model, base_dtype: "float16" }, data: c.request.data, weights,
+      adapter: { type: "lora", r: 2 }, training: { epochs: 2, batch_size: 8, optimizer: { type: "adam", lr: 0.01 }, seed: 2 },
+    } as TrainRequest;
+    const [onGpu, onWasm] = [await train(request, gpu), await train(request, { kernel: "wasm" })];
+    expect(onGpu.engine.kernel).toBe("webgpu");
+    expect(worstAgainst(onGpu, onWasm)).toBeLessThanOrEqual(1);
+    const frozen = prepareRun(request).model.state.filter((t) => t.kind === "parameter" && !t.trainable).map((t) => t.name);
+    const [g, w] = [weightsOf(onGpu), weightsOf(onWasm)];
+    for (const name of frozen) expect(g[name], name).toEqual(w[name]); // the rounded base, untouched by training
   });
 
   it("draws the same dropout masks as the WASM backend (and matches it within the parity tolerance)", async () => {

@@ -390,7 +390,7 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
       const saved = [w.put(new Float32Array(weights)), w.put(new Float32Array(weights)), w.put(new Float32Array(weights))];
       const dW = data.map((d) => w.put(new Float32Array(d.length)));
       const ctx: KernelOpContext = {
-        k: w.k, value: (id) => values[id]!, state: () => 0, grad: () => 0, saved: (id) => (id < 0 ? 0 : saved[id]!),
+        k: w.k, value: (id) => values[id]!, state: () => 0, stored: () => 0, dtype: () => 0, grad: () => 0, saved: (id) => (id < 0 ? 0 : saved[id]!),
         workspace: w.put(new Float32Array(attentionOp.workspace!(op, rows))), training: true, seed,
       };
       attentionOp.kernel.forward(ctx, op, rows);
@@ -821,6 +821,8 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
     k: w.k,
     value: (id) => values[id]!,
     state: (i) => (i < 0 ? 0 : state[i]!),
+    stored: (i) => (i < 0 ? 0 : state[i]!),
+    dtype: () => 0,
     grad: (i) => (i < 0 ? 0 : grads[i]!),
     saved: (id) => saved[id]!,
     workspace: w.put(new Float32Array(Math.max(4, workspace))),

@@ -23,6 +23,7 @@ export {
 export {
   embedding_forward, embedding_backward, add_broadcast, token_pool_forward, token_pool_backward,
 } from "./tokens";
+export { widen_f16, widen_bf16, embedding_forward_half } from "./halves";
 export { conv_im2col, conv_im2col_t, conv_col2im, conv_bias_forward, conv_bias_backward } from "./conv";
 export {
   max_pool_forward, max_pool_backward, avg_pool_forward, avg_pool_backward,

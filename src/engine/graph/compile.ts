@@ -17,13 +17,15 @@ import { resolveArchitecture, type HuggingFaceModel } from "../huggingface/index
 import { OPS } from "../ops/index.js";
 import type { BackwardNeeds, Op } from "../ops/types.js";
 import { loraInit, loraScaling, moduleMatches, type LoraAdapter, type LoraModule } from "../adapters/lora.js";
-import type { BackwardStep, BatchRowsRequirement, CheckpointRules, CompiledModel, LayerGroup, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
+import type { BaseDtype, BackwardStep, BatchRowsRequirement, CheckpointRules, CompiledModel, LayerGroup, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
 
 /** The request's `model`, as far as the compiler reads it: a layer list, or a Hugging Face architecture. */
 export interface ModelDescription {
   layers?: readonly LayerSpec[] | undefined;
   input?: { shape: readonly number[] } | undefined;
   huggingface?: HuggingFaceModel | undefined;
+  /** How frozen parameters are held (float32 by default). */
+  base_dtype?: BaseDtype | undefined;
 }
 
 /** The adapter of a run, with its targets resolved (prepareRun: resolveLora). */
@@ -221,6 +223,7 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     checkpoint,
     vocabulary: graph.vocabulary,
     output: { value: y.value, shape: y.shape },
+    baseDtype: model.base_dtype ?? "float32",
     stateCount: offset,
     trainableCount,
     bufferCount,

@@ -10,6 +10,16 @@
 import type { Op } from "../ops/types.js";
 import type { LoraModule } from "../adapters/lora.js";
 
+/**
+ * The dtype frozen parameters are held in (request `model.base_dtype`).
+ *
+ * @example
+ * ```ts
+ * const dtype: BaseDtype = "bfloat16";
+ * ```
+ */
+export type BaseDtype = "float32" | "float16" | "bfloat16";
+
 /** A per-sample shape: the batch dimension is implicit and leading ([C, H, W], [T, D], [F]). */
 export type Shape = readonly number[];
 
@@ -121,6 +131,12 @@ export interface CompiledModel {
   readonly vocabulary: { readonly size: number; readonly path: string } | null;
   /** The model's output (the logits). */
   readonly output: { readonly value: number; readonly shape: Shape };
+  /**
+   * How the kernel core holds the frozen parameters (request `model.base_dtype`): float32, or
+   * 16-bit values (2 bytes each) in the state block's frozen range (model.ts stateByteOffset).
+   * `offset` and `stateCount` always count float32 elements (the WebGPU backend's layout).
+   */
+  readonly baseDtype: BaseDtype;
   /** Elements of the state block; its layout is [trainable parameters | buffers | frozen parameters]. */
   readonly stateCount: number;
   readonly trainableCount: number;

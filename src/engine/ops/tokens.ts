@@ -25,7 +25,10 @@ export const embeddingOp: OpDef<EmbeddingOp> = {
   flops: (op) => ({ forward: op.tokens * op.dim, backward: op.tokens * op.dim }),
   kernel: {
     forward(c, op, rows) {
-      c.k.embedding_forward(c.value(op.outputs[0]!), c.state(op.weight), c.value(op.inputs[0]!), rows * op.tokens, op.dim);
+      // a 16-bit frozen table: only the rows the tokens pick are widened
+      const dtype = c.dtype(op.weight);
+      if (dtype) c.k.embedding_forward_half(c.value(op.outputs[0]!), c.stored(op.weight), c.value(op.inputs[0]!), rows * op.tokens, op.dim, dtype === 2 ? 1 : 0);
+      else c.k.embedding_forward(c.value(op.outputs[0]!), c.state(op.weight), c.value(op.inputs[0]!), rows * op.tokens, op.dim);
     },
     backward(c, op, rows, dy) {
       const dW = c.grad(op.weight);

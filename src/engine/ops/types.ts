@@ -293,8 +293,15 @@ export interface KernelOpContext {
   readonly k: import("../kernels.js").Kernels;
   /** A value's [rows, size] buffer. */
   value(id: number): Ptr;
-  /** A state tensor (parameter or buffer); 0 for index -1. */
+  /**
+   * A state tensor (parameter or buffer) as f32; 0 for index -1. A 16-bit frozen tensor
+   * (`model.base_dtype`) is widened into scratch that lasts until the op returns.
+   */
   state(index: number): Ptr;
+  /** Where a state tensor is held, as it is held (16-bit values for a 16-bit frozen tensor); 0 for index -1. */
+  stored(index: number): Ptr;
+  /** How a state tensor is held: 0 float32, 1 float16, 2 bfloat16 (model.ts stateDtype). */
+  dtype(index: number): 0 | 1 | 2;
   /** A trainable parameter's gradient (accumulate into it); 0 when frozen or index -1. */
   grad(index: number): Ptr;
   /** A saved buffer; 0 for id -1. */

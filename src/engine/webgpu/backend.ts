@@ -19,7 +19,7 @@
  * where f32-only WGSL differs. Runtime-agnostic: the GPUDevice is injected.
  */
 import type { BatchRef, Evaluation, NamedTensor, StepOutcome, TrainingBackend } from "../backend.js";
-import { readState } from "../model.js";
+import { heldValues, readState } from "../model.js";
 import type { Op } from "../ops/types.js";
 import type { PreparedRun } from "../prepare.js";
 import { optimizerSteps } from "../optimizers.js";
@@ -107,7 +107,8 @@ export async function createWebGpuBackend(
       const batchIdx = storage("batch indices", maxRows);
 
       const initial = new Float32Array(compiled.stateCount);
-      for (const p of compiled.state) initial.set(initialState.get(p.name)!, p.offset);
+      // frozen parameters stay float32 on the GPU, holding the values model.base_dtype rounds them to
+      for (const p of compiled.state) initial.set(heldValues(compiled, p, initialState.get(p.name)!), p.offset);
       const params = storage("state", compiled.stateCount, initial);
       const grads = storage("grads", T);
       const last = storage("last finite params", T);

@@ -1874,6 +1874,47 @@ def transformer_cases():
     ]
 
 
+def hf_model(config, task):
+    """request.model.huggingface."""
+    return OrderedDict(config=config, task=task)
+
+
+def hf_labels(*names):
+    """config.json's id2label and label2id for these class names."""
+    return dict(id2label=OrderedDict((str(i), n) for i, n in enumerate(names)),
+                label2id=OrderedDict((n, i) for i, n in enumerate(names)))
+
+
+def hf_bert(**kw):
+    """A tiny BertForSequenceClassification config.json (dropout 0, initializer_range 0.2)."""
+    c = OrderedDict(architectures=["BertForSequenceClassification"], model_type="bert", vocab_size=30,
+                    hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
+                    hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                    max_position_embeddings=16, type_vocab_size=2, initializer_range=0.2, layer_norm_eps=1e-12,
+                    pad_token_id=0)
+    c.update(kw)
+    return c
+
+
+def hf_gpt2():
+    """A tiny GPT2LMHeadModel config.json."""
+    return OrderedDict(architectures=["GPT2LMHeadModel"], model_type="gpt2", vocab_size=24, n_embd=16, n_layer=2,
+                       n_head=4, n_positions=16, n_inner=None, activation_function="gelu_new", resid_pdrop=0.0,
+                       embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, initializer_range=0.2,
+                       bos_token_id=23, eos_token_id=23)
+
+
+def hf_llama(**kw):
+    """A tiny LlamaForCausalLM config.json (4 query heads sharing 2 key/value heads)."""
+    c = OrderedDict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=32, hidden_size=16,
+                    intermediate_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                    hidden_act="silu", max_position_embeddings=16, rms_norm_eps=1e-6, initializer_range=0.2,
+                    rope_theta=10000.0, attention_bias=False, attention_dropout=0.0, bos_token_id=1,
+                    eos_token_id=2)
+    c.update(kw)
+    return c
+
+
 def huggingface_cases():
     """Hugging Face Hub architectures from config.json (model.huggingface), trained through the plain-PyTorch
     references of test/parity/huggingface.py, with Hub state_dict names: BERT and DistilBERT sequence
@@ -1886,37 +1927,14 @@ def huggingface_cases():
     noise (see attention_cases). Llama has no key bias (and RoPE would give it a real gradient): Adam."""
     sgd = lambda lr: {"type": "sgd", "lr": lr, "momentum": 0.9}
     ce = {"type": "cross_entropy"}
-    hfm = lambda config, task: OrderedDict(config=config, task=task)
-    labels = lambda *names: OrderedDict((str(i), n) for i, n in enumerate(names))
-    label_ids = lambda *names: OrderedDict((n, i) for i, n in enumerate(names))
-
-    def bert(**kw):
-        c = OrderedDict(architectures=["BertForSequenceClassification"], model_type="bert", vocab_size=30,
-                        hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-                        hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                        max_position_embeddings=16, type_vocab_size=2, initializer_range=0.2, layer_norm_eps=1e-12,
-                        pad_token_id=0)
-        c.update(kw)
-        return c
-
+    hfm, bert, llama, gpt2 = hf_model, hf_bert, hf_llama, hf_gpt2()
+    labels = lambda *names: hf_labels(*names)["id2label"]
+    label_ids = lambda *names: hf_labels(*names)["label2id"]
     three = ("negative", "neutral", "positive")
     distilbert = OrderedDict(architectures=["DistilBertForSequenceClassification"], model_type="distilbert",
                              vocab_size=30, dim=16, n_layers=2, n_heads=2, hidden_dim=32, activation="gelu",
                              dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0, max_position_embeddings=16,
                              initializer_range=0.2, pad_token_id=0, id2label=labels(*three), label2id=label_ids(*three))
-    gpt2 = OrderedDict(architectures=["GPT2LMHeadModel"], model_type="gpt2", vocab_size=24, n_embd=16, n_layer=2,
-                       n_head=4, n_positions=16, n_inner=None, activation_function="gelu_new", resid_pdrop=0.0,
-                       embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, initializer_range=0.2,
-                       bos_token_id=23, eos_token_id=23)
-
-    def llama(**kw):
-        c = OrderedDict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=32, hidden_size=16,
-                        intermediate_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                        hidden_act="silu", max_position_embeddings=16, rms_norm_eps=1e-6, initializer_range=0.2,
-                        rope_theta=10000.0, attention_bias=False, attention_dropout=0.0, bos_token_id=1,
-                        eos_token_id=2)
-        c.update(kw)
-        return c
 
     return [
         case("bert_seqcls_padding", "BertForSequenceClassification (hidden 16, 2 layers, 4 heads, GELU erf, post-LN, "
@@ -1992,28 +2010,9 @@ def lora_cases():
     state (adapter_model.safetensors names), adapter_config.json and the merged model (base names)."""
     ce = {"type": "cross_entropy"}
     adam = lambda lr: {"type": "adam", "lr": lr}
-    hfm = lambda config, task: OrderedDict(config=config, task=task)
-    labels = lambda *names: OrderedDict((str(i), n) for i, n in enumerate(names))
-    label_ids = lambda *names: OrderedDict((n, i) for i, n in enumerate(names))
+    hfm, llama, gpt2 = hf_model, hf_llama, hf_gpt2()
     three = ("negative", "neutral", "positive")
-    bert = OrderedDict(architectures=["BertForSequenceClassification"], model_type="bert", vocab_size=30, hidden_size=16,
-                       num_hidden_layers=2, num_attention_heads=4, intermediate_size=32, hidden_act="gelu",
-                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=16,
-                       type_vocab_size=2, initializer_range=0.2, layer_norm_eps=1e-12, pad_token_id=0,
-                       id2label=labels(*three), label2id=label_ids(*three))
-    gpt2 = OrderedDict(architectures=["GPT2LMHeadModel"], model_type="gpt2", vocab_size=24, n_embd=16, n_layer=2,
-                       n_head=4, n_positions=16, n_inner=None, activation_function="gelu_new", resid_pdrop=0.0,
-                       embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, initializer_range=0.2,
-                       bos_token_id=23, eos_token_id=23)
-
-    def llama(**kw):
-        c = OrderedDict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=32, hidden_size=16,
-                        intermediate_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                        hidden_act="silu", max_position_embeddings=16, rms_norm_eps=1e-6, initializer_range=0.2,
-                        rope_theta=10000.0, attention_bias=False, attention_dropout=0.0, bos_token_id=1,
-                        eos_token_id=2)
-        c.update(kw)
-        return c
+    bert = hf_bert(**hf_labels(*three))
 
     cls_data = dict(task="hf_cls", n_train=64, n_val=32, T=8, vocab=30, k=3, min_len=3)
     return [

@@ -12,7 +12,7 @@ import type { JobRecord, JobStore } from "../jobs/store.js";
 import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
 import type { RunPlan } from "../engine/plan.js";
-import type { Job, JobList } from "../schema/job.js";
+import { jobSummary, type Job, type JobList } from "../schema/job.js";
 import type { FineTuneResult, Plan } from "../schema/result.js";
 import { zodIssues } from "../schema/issues.js";
 import { readCreateBody } from "./body.js";
@@ -117,7 +117,7 @@ export const fineTunes = new Hono<AppEnv>()
     const page = await c.var.deps.store.list(c.var.owner, { limit, cursor: cursor === undefined ? undefined : cursorIn(cursor) });
     const body: JobList = {
       object: "list",
-      data: page.records.map((r) => r.job),
+      data: page.records.map((r) => jobSummary(r.job)),
       next_cursor: page.nextCursor === null ? null : cursorOut(page.nextCursor),
     };
     return c.json(body);

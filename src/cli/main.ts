@@ -22,6 +22,7 @@ import {
   type FineTuneCreateParams,
   type FineTuneEvent,
   type Job,
+  type JobSummary,
 } from "../sdk/index.js";
 import { ProgressBar, num, summary, table, type Out } from "./format.js";
 
@@ -474,7 +475,7 @@ async function saveFile(path: string, bytes: Uint8Array): Promise<void> {
 async function listJobs(client: Edgetune, values: Values, io: CliIO, json: boolean): Promise<number> {
   const limit = number(values, "limit", "int", (n) => n >= 1 && n <= 100);
   const list = client.fineTunes.list({ ...(limit !== undefined ? { limit } : {}), ...(values.cursor ? { cursor: values.cursor } : {}) });
-  let jobs: Job[];
+  let jobs: JobSummary[];
   let next: string | null = null;
   if (values.all) {
     jobs = [];
@@ -493,8 +494,8 @@ async function listJobs(client: Edgetune, values: Values, io: CliIO, json: boole
     return EXIT.ok;
   }
   const rows = jobs.map((j) => {
-    const last = j.metrics?.history.at(-1);
-    return [j.id, j.status, j.mode, j.plan.placement, j.created_at.replace("T", " ").replace(/\.\d+Z$/, "Z"), String(j.metrics?.history.length ?? 0), num(last?.train_loss)];
+    const last = j.metrics?.last;
+    return [j.id, j.status, j.mode, j.plan.placement, j.created_at.replace("T", " ").replace(/\.\d+Z$/, "Z"), String(j.metrics?.epochs ?? 0), num(last?.train_loss)];
   });
   io.stdout.write(table(["id", "status", "mode", "placement", "created", "epochs", "train_loss"], rows, [0, 1, 2, 3, 4]));
   if (next) io.stdout.write(`More: edgetune jobs list --cursor ${next}${limit ? ` --limit ${limit}` : ""}\n`);

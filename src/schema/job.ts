@@ -3,7 +3,7 @@
  * SDK and OpenAPI.
  */
 import { z } from "zod";
-import { EngineInfo, FineTuneStatus, HuggingFaceReport, Metrics, Plan, RunError } from "./result.js";
+import { EngineInfo, EpochMetrics, FineTuneStatus, HuggingFaceReport, Metrics, Plan, RunError } from "./result.js";
 
 /**
  * A fine-tune job: its state, its plan, the metrics so far, and why it failed if it did.
@@ -39,7 +39,57 @@ export const Job = z.object({
 export type Job = z.infer<typeof Job>;
 
 /**
- * GET /v1/fine-tunes: newest first; pass `next_cursor` as `cursor` for the next page.
+ * A job as a list shows it: its metrics without the per-epoch history (the number of epochs and
+ * the last one instead), and without config.json and adapter_config.json, so that an item's size
+ * does not grow with the run; GET /v1/fine-tunes/{id} has the whole job.
+ *
+ * @example
+ * ```json
+ * { "id": "ft_...", "status": "succeeded", "metrics": { "epochs": 30000, "last": { "epoch": 30000, "train_loss": 0.01, "lr": 0.001 }, "best_epoch": 29990, "steps": 30000, ... }, ... }
+ * ```
+ */
+export const JobSummary = Job.omit({ adapter_config: true, huggingface: true, metrics: true }).extend({
+  metrics: Metrics.omit({ history: true })
+    .extend({
+      /** Epochs in the history. */
+      epochs: z.number().int(),
+      /** The last epoch's metrics, or null before the first ends. */
+      last: EpochMetrics.nullable(),
+    })
+    .nullable(),
+  huggingface: HuggingFaceReport.omit({ config: true }).optional(),
+});
+export type JobSummary = z.infer<typeof JobSummary>;
+
+/**
+ * The list item of a job (JobSummary).
+ *
+ * @example
+ * ```ts
+ * const item = jobSummary(record.job);
+ * ```
+ */
+export function jobSummary(job: Job): JobSummary {
+  const { adapter_config: _adapter, huggingface, metrics, ...rest } = job;
+  const summary: JobSummary = {
+    ...rest,
+    metrics: metrics ? { ...omitHistory(metrics), epochs: metrics.history.length, last: metrics.history.at(-1) ?? null } : null,
+  };
+  if (huggingface) {
+    const { config: _config, ...report } = huggingface;
+    summary.huggingface = report;
+  }
+  return summary;
+}
+
+function omitHistory<T extends { history: unknown }>(metrics: T): Omit<T, "history"> {
+  const { history: _history, ...rest } = metrics;
+  return rest;
+}
+
+/**
+ * GET /v1/fine-tunes: newest first; pass `next_cursor` as `cursor` for the next page. Items are
+ * JobSummary: bounded whatever the run's length.
  *
  * @example
  * ```json
@@ -48,7 +98,7 @@ export type Job = z.infer<typeof Job>;
  */
 export const JobList = z.object({
   object: z.literal("list"),
-  data: z.array(Job),
+  data: z.array(JobSummary),
   next_cursor: z.string().nullable(),
 });
 export type JobList = z.infer<typeof JobList>;

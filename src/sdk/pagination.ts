@@ -2,7 +2,7 @@
  * Cursor pagination: `list()` answers a thenable that is also an async iterator over every job
  * of every page.
  */
-import type { Job, JobList } from "../schema/job.js";
+import type { JobList, JobSummary } from "../schema/job.js";
 
 /**
  * The answer of `client.fineTunes.list()`: `await` it for one page, or `for await` over it for
@@ -15,7 +15,7 @@ import type { Job, JobList } from "../schema/job.js";
  * for await (const page of client.fineTunes.list().pages()) console.log(page.data.length);
  * ```
  */
-export class JobListPromise implements Promise<JobList>, AsyncIterable<Job> {
+export class JobListPromise implements Promise<JobList>, AsyncIterable<JobSummary> {
   readonly [Symbol.toStringTag] = "JobListPromise";
   private first: Promise<JobList> | null = null;
 
@@ -51,7 +51,7 @@ export class JobListPromise implements Promise<JobList>, AsyncIterable<Job> {
     }
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<Job> {
+  async *[Symbol.asyncIterator](): AsyncGenerator<JobSummary> {
     for await (const page of this.pages()) yield* page.data;
   }
 }

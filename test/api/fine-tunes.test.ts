@@ -245,6 +245,22 @@ describe("auth", () => {
 });
 
 describe("listing, events, cancel", () => {
+  it("list items leave out the history (the epochs and the last one instead): their size does not grow with the run", async () => {
+    const { app } = await testApp();
+    const run = async (epochs: number) => ((await (await app.request("/v1/fine-tunes", json(seedRequest(16, { training: { epochs, batch_size: 16 } })))).json()) as { id: string }).id;
+    const short = await run(2);
+    const long = await run(400);
+    const page = (await (await app.request("/v1/fine-tunes")).json()) as { data: { id: string; metrics: Record<string, unknown> & { last: { epoch: number } } }[] };
+    const item = (id: string) => page.data.find((j) => j.id === id)!;
+    expect(item(long).metrics).toMatchObject({ epochs: 400, last: { epoch: 400 } });
+    expect(item(short).metrics).toMatchObject({ epochs: 2, last: { epoch: 2 } });
+    expect("history" in item(long).metrics).toBe(false);
+    // the same fields whatever the length: only the figures differ
+    expect(Math.abs(JSON.stringify(item(long)).length - JSON.stringify(item(short)).length)).toBeLessThan(64);
+    const whole = (await (await app.request(`/v1/fine-tunes/${long}`)).json()) as { metrics: { history: unknown[] } };
+    expect(whole.metrics.history).toHaveLength(400);
+  });
+
   it("lists newest first with a cursor", async () => {
     const { app } = await testApp();
     const ids: string[] = [];

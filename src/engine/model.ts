@@ -149,11 +149,17 @@ export function modelAllocations(compiled: CompiledModel, maxRows: number): numb
   return [
     compiled.trainableCount,
     ...compiled.bufferSizes.map((size) => maxRows * size),
-    ...compiled.saved.map((s) => maxRows * s.perRow + s.fixed),
+    ...compiled.saved.filter((_, i) => compiled.savedBuffers[i] === i).map((s) => maxRows * s.perRow + s.fixed),
     ...compiled.gradSlots.map((size) => maxRows * size),
     workspaceElements(compiled, maxRows),
     widenElements(compiled),
   ];
+}
+
+/** One region per saved allocation; a saved id that shares another's (checkpointing) maps to its region. */
+function savedRegions(compiled: CompiledModel, arena: Arena, maxRows: number): Region[] {
+  const own = compiled.saved.map((s, i) => (compiled.savedBuffers[i] === i ? arena.alloc(maxRows * s.perRow + s.fixed) : null));
+  return compiled.savedBuffers.map((owner) => own[owner]!);
 }
 
 /** One region per activation buffer, each value mapped to its buffer's (null for the graph's inputs). */
@@ -178,7 +184,7 @@ export function allocateModel(compiled: CompiledModel, arena: Arena, maxRows: nu
     state: state ?? arena.alloc(stateElements(compiled)),
     grads: arena.alloc(compiled.trainableCount),
     values: valueRegions(compiled, arena, maxRows),
-    saved: compiled.saved.map((s) => arena.alloc(maxRows * s.perRow + s.fixed)),
+    saved: savedRegions(compiled, arena, maxRows),
     gradSlots: compiled.gradSlots.map((size) => arena.alloc(maxRows * size)),
     workspace: arena.alloc(workspaceElements(compiled, maxRows)),
     widen: arena.alloc(widenElements(compiled)),
@@ -219,7 +225,7 @@ export class Model {
   /** tensors widened for the running op: their indices and scratch pointers, and the next free byte */
   private readonly widened = { count: 0, index: [] as number[], ptr: [] as Ptr[], top: 0 };
   /** the backward schedule with its slots resolved to pointers */
-  private readonly steps: { op: Op; dy: Ptr[]; dx: Ptr[]; accumulate: { into: Ptr; from: Ptr; size: number }[] }[];
+  private readonly steps: { op: Op; index: number; dy: Ptr[]; dx: Ptr[]; accumulate: { into: Ptr; from: Ptr; size: number }[] }[];
 
   constructor(compiled: CompiledModel, kernels: Kernels, memory: WebAssembly.Memory, layout: ModelLayout) {
     this.compiled = compiled;
@@ -265,6 +271,7 @@ export class Model {
     const slot = (s: number) => (s < 0 ? 0 : layout.gradSlots[s]!.ptr);
     this.steps = compiled.backward.map((s) => ({
       op: compiled.ops[s.op]!,
+      index: s.op,
       dy: s.dy.map(slot),
       dx: s.dx.map(slot),
       accumulate: s.accumulate.map((a) => ({ into: slot(a.into), from: slot(a.from), size: a.size })),
@@ -306,7 +313,21 @@ export class Model {
    */
   backward(rows: number): void {
     const c = this.context;
+    const segments = this.compiled.checkpoints;
+    let segment = segments ? segments.length - 1 : -1; // the last segment's activations are still there
     for (const s of this.steps) {
+      if (segments) {
+        // entering an earlier segment: run its forward again (same seed: the same dropout masks)
+        while (segment > 0 && s.index < segments[segment]!.start) {
+          segment--;
+          const { start, end } = segments[segment]!;
+          for (let i = start; i < end; i++) {
+            const op = this.compiled.ops[i]!;
+            this.resetWiden();
+            (OPS[op.kind].kernel.forward as (c: KernelOpContext, op: Op, rows: number) => void)(c, op, rows);
+          }
+        }
+      }
       this.resetWiden();
       (OPS[s.op.kind].kernel.backward as (c: KernelOpContext, op: Op, rows: number, dy: Ptr[], dx: Ptr[]) => void)(c, s.op, rows, s.dy, s.dx);
       for (const a of s.accumulate) this.k.axpy(a.into, a.from, 1, rows * a.size);

@@ -107,7 +107,7 @@ export function planRun(request: FineTuneRequest, model: CompiledModel, output: 
   const rowsPerEpoch = t.drop_last ? perEpoch * t.batch_size : data.trainRows;
   const steps = t.epochs * perEpoch;
   const flops =
-    t.epochs * (rowsPerEpoch * (model.forwardFlopsPerRow + model.backwardFlopsPerRow) + data.validationRows * model.forwardFlopsPerRow) +
+    t.epochs * (rowsPerEpoch * (model.forwardFlopsPerRow + model.recomputeFlopsPerRow + model.backwardFlopsPerRow) + data.validationRows * model.forwardFlopsPerRow) +
     data.validationRows * model.forwardFlopsPerRow + // the starting weights' validation (metrics.initial)
     steps * 12 * model.trainableCount;
   const perTrainable = 2 + optimizerStatePerParam(t.optimizer) + (t.early_stopping ? 1 : 0); // grad, last finite, state, best

@@ -123,7 +123,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   const dataShape = { features: train.features, tokens: train.ids ?? false, mask: !!train.mask };
   const lora = request.adapter ? resolveLora(request.adapter, compileModel(request.model, null, dataShape), huggingface) : null;
   checkAdapterFields(request, rawAdapterWeights);
-  let model = compileModel(request.model, request.trainable, dataShape, lora);
+  let model = compileModel(request.model, request.trainable, dataShape, lora, request.training.gradient_checkpointing);
   checkBaseDtype(model);
   if (model.tokenTypes !== null) {
     checkTokenTypes(train, model.tokenTypeCount, "data.train");

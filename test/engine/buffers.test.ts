@@ -59,4 +59,38 @@ describe("shared activation buffers", async () => {
     expect(buffers(lora)).toBeLessThan(0.8 * values(lora));
     expect(buffers(full)).toBeLessThan(values(full));
   });
+
+  it("gradient checkpointing: every fixture without BatchNorm trains to the same bits", async () => {
+    const unsupported: string[] = [];
+    for (const [name, request] of cases) {
+      const plain = prepareRun(request);
+      if (plain.model.ops.some((op) => op.kind === "batch_norm")) {
+        unsupported.push(name);
+        continue;
+      }
+      const ckpt = prepareRun({ ...request, training: { ...(request.training as object), gradient_checkpointing: true } } as TrainRequest);
+      const [a, b] = [await runPrepared(runtime, plain), await runPrepared(runtime, ckpt)];
+      expect(b.weights, name).toBe(a.weights);
+      expect(b.metrics.history, name).toEqual(a.metrics.history);
+    }
+    expect(unsupported.length).toBeGreaterThan(0); // the BatchNorm fixtures: refused, below
+  });
+
+  it("gradient checkpointing with BatchNorm is a 422 naming the field", () => {
+    const bn = load("norm").find((c) => JSON.stringify(c.request).includes("batch_norm"))!;
+    expect(() => prepareRun({ ...withWeights(bn), training: { ...(bn.request as { training: object }).training, gradient_checkpointing: true } } as TrainRequest)).toThrow(/gradient_checkpointing/);
+  });
+
+  it("a MiniLM-shaped LoRA run with checkpointing and a float16 base", () => {
+    const config = { architectures: ["BertForSequenceClassification"], hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 12, intermediate_size: 1536, vocab_size: 30522, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+    const { input_ids, attention_mask, y } = tokenData(64, 128, 30522, 2);
+    const request = (checkpointing: boolean) => ({
+      model: { huggingface: { config }, base_dtype: "float16" }, adapter: { type: "lora", r: 8 },
+      data: { train: { input_ids, attention_mask, y } }, training: { epochs: 1, batch_size: 8, optimizer: { type: "adamw", lr: 1e-4 }, gradient_checkpointing: checkpointing },
+    }) as TrainRequest;
+    const [without, with_] = [prepareRun(request(false)), prepareRun(request(true))];
+    console.log(`[buffers] MiniLM-shaped BERT, LoRA r=8, float16 base, batch 8 x 128: ${(without.plan.memory_bytes / 2 ** 20).toFixed(1)} MiB, with gradient checkpointing ${(with_.plan.memory_bytes / 2 ** 20).toFixed(1)} MiB (${(with_.plan.flops / without.plan.flops).toFixed(2)}x the FLOPs)`);
+    expect(with_.plan.memory_bytes).toBeLessThan(without.plan.memory_bytes);
+    expect(with_.plan.flops).toBeGreaterThan(without.plan.flops);
+  });
 });

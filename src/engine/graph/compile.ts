@@ -55,7 +55,9 @@ export interface DataDescription {
  * compiled.state.map((t) => t.name); // ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
  * ```
  */
-export function compileModel(model: ModelDescription, trainable: readonly string[] | null, data: DataDescription, lora: LoraBuild | null = null): CompiledModel {
+export function compileModel(
+  model: ModelDescription, trainable: readonly string[] | null, data: DataDescription, lora: LoraBuild | null = null, checkpointing = false,
+): CompiledModel {
   const graph = new GraphState();
   graph.lora = lora;
   const tokens = data.tokens ?? false;
@@ -167,7 +169,11 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     for (const v of op.outputs) graph.values[v]!.requiresGrad = needs;
   }
   const schedule = scheduleBackward(graph.ops, graph.values, y.value);
-  const buffers = planValueBuffers(graph.ops, graph.values, schedule.steps, y.value, (i) => graph.state[i]!.trainable);
+  const segments = checkpointing ? checkpointSegments(graph.ops) : null;
+  const savedBuffers = segments ? planCheckpointedSaved(graph.ops, graph.saved, segments) : graph.saved.map((_, i) => i);
+  const buffers = segments
+    ? planCheckpointedBuffers(graph.ops, graph.values, segments, y.value)
+    : planValueBuffers(graph.ops, graph.values, schedule.steps, y.value, (i) => graph.state[i]!.trainable);
 
   let forwardFlops = 0;
   let backwardFlops = 0;
@@ -214,6 +220,11 @@ export function compileModel(model: ModelDescription, trainable: readonly string
     gradSlots: schedule.slots,
     valueBuffers: buffers.valueBuffer,
     bufferSizes: buffers.sizes,
+    checkpoints: segments,
+    savedBuffers,
+    recomputeFlopsPerRow: segments
+      ? segments.slice(0, -1).reduce((sum, s) => sum + graph.ops.slice(s.start, s.end).reduce((f, op) => f + (OPS[op.kind] as { flops(op: Op): { forward: number } }).flops(op).forward, 0), 0)
+      : 0,
     outputGradSlot: schedule.outputSlot,
     input: { value: x.value, shape, ids: tokens },
     mask,
@@ -513,6 +524,105 @@ function planValueBuffers(
   });
   // a value no op reads (none but the output, which is pinned) keeps its buffer; inputs have none
   return { valueBuffer, sizes };
+}
+
+/**
+ * Gradient checkpointing's segments: runs of consecutive ops of one layer group (a Hub block, a
+ * top-level layer). A model whose statistics mix the rows of a batch (BatchNorm) cannot be
+ * recomputed without updating its running statistics twice: refused.
+ */
+function checkpointSegments(ops: readonly PendingOp[]): { start: number; end: number }[] {
+  if (ops.some((op) => op.kind === "batch_norm")) {
+    throw new UnprocessableError("invalid_plan", [
+      { path: "training.gradient_checkpointing", message: "recomputing a BatchNorm layer would update its running statistics twice: train this model without checkpointing" },
+    ]);
+  }
+  const segments: { start: number; end: number }[] = [];
+  ops.forEach((op, i) => {
+    const last = segments.at(-1);
+    if (last && ops[last.start]!.group === op.group) last.end = i + 1;
+    else segments.push({ start: i, end: i + 1 });
+  });
+  return segments;
+}
+
+/**
+ * Activation buffers under gradient checkpointing: a value another segment reads (a segment's
+ * input or output) and the model's output keep their own buffers; a value produced and read
+ * within one segment lives only while that segment runs (its forward, and in the backward pass
+ * its recomputed forward followed by its backward), so the k-th such value of a size in every
+ * segment shares the k-th buffer of that size.
+ */
+function planCheckpointedBuffers(
+  ops: readonly PendingOp[], values: readonly ValueInfo[], segments: readonly { start: number; end: number }[], output: number,
+): { valueBuffer: number[]; sizes: number[] } {
+  const segmentOf = new Array<number>(ops.length);
+  segments.forEach((s, k) => {
+    for (let i = s.start; i < s.end; i++) segmentOf[i] = k;
+  });
+  const producer = new Map<number, number>();
+  ops.forEach((op, i) => op.outputs.forEach((v) => producer.set(v, segmentOf[i]!)));
+  const crosses = new Set<number>([output]);
+  ops.forEach((op, i) => {
+    for (const v of op.inputs) if (producer.has(v) && producer.get(v) !== segmentOf[i]) crosses.add(v);
+  });
+  const valueBuffer = values.map(() => -1);
+  const sizes: number[] = [];
+  const bySize = new Map<number, number[]>(); // size -> shared buffers, in rank order
+  segments.forEach((s) => {
+    const rank = new Map<number, number>();
+    for (let i = s.start; i < s.end; i++) {
+      for (const v of ops[i]!.outputs) {
+        const size = values[v]!.size;
+        if (crosses.has(v)) {
+          sizes.push(size);
+          valueBuffer[v] = sizes.length - 1;
+          continue;
+        }
+        const k = rank.get(size) ?? 0;
+        rank.set(size, k + 1);
+        let list = bySize.get(size);
+        if (!list) bySize.set(size, (list = []));
+        if (list.length <= k) {
+          sizes.push(size);
+          list.push(sizes.length - 1);
+        }
+        valueBuffer[v] = list[k]!;
+      }
+    }
+  });
+  return { valueBuffer, sizes };
+}
+
+/** Op fields that hold saved-buffer ids (ops/types.ts). */
+const SAVED_FIELDS = ["probs", "dropMask", "dropped", "mask", "mean", "rstd", "stats", "argmax", "indices", "table"];
+
+/**
+ * Saved buffers under gradient checkpointing: an op's saved buffers (attention weights, masks,
+ * norm statistics) are written by its segment's forward and read by its backward, which the
+ * recomputed forward precedes, so the k-th saved buffer of a size in every segment shares one
+ * allocation. Returns saved id -> the id whose allocation it uses (itself when not shared).
+ */
+function planCheckpointedSaved(ops: readonly PendingOp[], saved: readonly SavedInfo[], segments: readonly { start: number; end: number }[]): number[] {
+  const owner = saved.map((_, i) => i);
+  const first = new Map<string, number[]>(); // "perRow:fixed" -> the allocations, in rank order
+  for (const s of segments) {
+    const rank = new Map<string, number>();
+    for (let i = s.start; i < s.end; i++) {
+      const op = ops[i] as unknown as Record<string, unknown>;
+      const ids = SAVED_FIELDS.map((f) => op[f]).filter((v): v is number => typeof v === "number" && v >= 0);
+      for (const id of ids) {
+        const key = `${saved[id]!.perRow}:${saved[id]!.fixed}`;
+        const k = rank.get(key) ?? 0;
+        rank.set(key, k + 1);
+        let list = first.get(key);
+        if (!list) first.set(key, (list = []));
+        if (list.length <= k) list.push(id);
+        owner[id] = list[k]!;
+      }
+    }
+  }
+  return owner;
 }
 
 /**

@@ -156,6 +156,18 @@ export interface CompiledModel {
    */
   readonly valueBuffers: readonly number[];
   readonly bufferSizes: readonly number[];
+  /**
+   * Gradient checkpointing (training.gradient_checkpointing): the segments (op ranges) whose
+   * forward the backward pass runs again before their backward; null without.
+   */
+  readonly checkpoints: readonly { readonly start: number; readonly end: number }[] | null;
+  /**
+   * Saved id -> the saved id whose allocation it uses: itself, or under gradient checkpointing
+   * the same-sized buffer of an earlier segment (segments never need theirs at the same time).
+   */
+  readonly savedBuffers: readonly number[];
+  /** FLOPs per sample of the forward passes checkpointing repeats (every segment but the last). */
+  readonly recomputeFlopsPerRow: number;
   /** Parameters, FLOPs and activations per layer group (top-level layers; a Hub model's blocks), in model order. */
   readonly groups: readonly LayerGroup[];
 }

@@ -1,6 +1,6 @@
 // `npm run bench`: SPEC section 6, side by side on this machine in one run.
 //   npm run bench                         every workload (about a minute on 2 cores)
-//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, cnn, encoder, gemm, edge, memory
+//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, cnn, encoder, gemm, edge, memory, lora
 //   npm run bench -- --no-build           skip `npm run build` (dist/ and build/wasm must exist)
 // Each measurement runs in its own child process, one after another (never two at once):
 // edgetune (bench/edgetune.mjs), tfjs-backend-wasm (bench/tfjs.mjs), PyTorch through
@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backgroundCpu, CNN, ENCODER, haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
 
-const ALL = ["gemm", "tiny", "mlp", "cnn", "encoder", "edge", "memory"];
+const ALL = ["gemm", "tiny", "mlp", "cnn", "encoder", "edge", "memory", "lora"];
 const argv = process.argv.slice(2);
 const onlyArg = argv.find((a) => a.startsWith("--only"));
 let only = ALL;
@@ -163,6 +163,10 @@ if (only.includes("memory")) {
   measured.memory = { measured_at: now(), edgetune: node("memory (1M params)", "edgetune.mjs", ["memory"], ["--expose-gc"]) };
 }
 
+if (only.includes("lora")) {
+  measured.lora = { measured_at: now(), wrangler: node("lora: MiniLM-shaped BERT, LoRA r=8, in workerd", "lora.mjs", ["--rows", "32"]) };
+}
+
 machine.background_cpu_percent_after = await backgroundCpu(1000);
 if (machine.background_cpu_percent_after > 10) say(`bench: warning: other processes used ${machine.background_cpu_percent_after}% of the CPU right after the run`);
 
@@ -282,6 +286,21 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     const bound = m.error ? null : Math.max(m.heap_total_after_mb, m.heap_peak_mb) + m.wasm_memory_mb;
     row("memory: 1.01M params, 10,000 x 100, 1 epoch", m.error ? "n/a" : `${fmt(bound, 1)} MB (V8 heap committed ${fmt(m.heap_total_after_mb, 1)} + WASM ${fmt(m.wasm_memory_mb, 1)}); JS heap peak sampled ${fmt(m.heap_peak_mb, 1)}`,
       m.error ? "-" : `whole Node process: RSS peak +${fmt(m.rss_peak_delta_mb, 0)} MB`, "-", "< 128 MB", m.error ? null : bound < 128);
+  }
+}
+
+{
+  const l = workloads.lora?.wrangler;
+  if (l) {
+    const peak = l.workerd_peak_rss_bytes;
+    row(
+      "lora: MiniLM-shaped BERT, LoRA r=8, batch 8 x 128, workerd",
+      l.error ? "n/a" : `${fmt(l.samples_per_second, 2)} samples/s; WASM ${fmt(l.plan_memory_bytes / 2 ** 20, 1)} MiB (float16 base, checkpointing)`,
+      l.error ? "-" : `workerd peak RSS ${fmt(peak / 2 ** 20, 0)} MiB (${fmt(l.workerd_ready_rss_bytes / 2 ** 20, 0)} MiB idle)`,
+      "-",
+      "< 128 MB in the isolate",
+      l.error ? null : peak - l.workerd_ready_rss_bytes < 128 * 2 ** 20,
+    );
   }
 }
 

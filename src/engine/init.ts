@@ -9,7 +9,10 @@ import type { CompiledModel, InitRecipe } from "./graph/types.js";
 import { MT19937, fillNormal, fillUniform } from "./rng.js";
 
 /**
- * The initial state of a model without given weights: every parameter and buffer by name.
+ * The initial state of a model without given weights: every parameter and buffer by name; with
+ * `keep`, only those tensors (state indices), the others' draws still taken from the generator
+ * (into one scratch) so that the kept ones get the same values: a checkpoint's missing task head,
+ * a new adapter, without a copy of the whole model.
  *
  * @example
  * ```ts
@@ -17,13 +20,21 @@ import { MT19937, fillNormal, fillUniform } from "./rng.js";
  * values.get("fc1.weight"); // Float32Array [out * in]
  * ```
  */
-export function defaultInit(compiled: CompiledModel, seed: number): Map<string, Float32Array> {
+export function defaultInit(compiled: CompiledModel, seed: number, keep?: ReadonlySet<number>): Map<string, Float32Array> {
   const rng = new MT19937(seed);
   const values = new Map<string, Float32Array>();
-  for (const t of compiled.state) values.set(t.name, new Float32Array(t.size));
+  compiled.state.forEach((t, i) => {
+    if (!keep || keep.has(i)) values.set(t.name, new Float32Array(t.size));
+  });
+  let scratch = new Float32Array(0);
   for (const step of compiled.init) {
     const t = compiled.state[step.tensor]!;
-    apply(rng, values.get(t.name)!, step.recipe);
+    let out = values.get(t.name);
+    if (!out) {
+      if (scratch.length < t.size) scratch = new Float32Array(t.size);
+      out = scratch.subarray(0, t.size);
+    }
+    apply(rng, out, step.recipe);
   }
   return values;
 }

@@ -171,7 +171,8 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     initialState = read.values;
     if (read.initialized.length > 0) {
       // the task head the file lacks starts as transformers' _init_weights starts it
-      const init = defaultInit(model, request.training.seed);
+      const head = new Set(read.initialized.map((name) => model.state.findIndex((t) => t.name === name)));
+      const init = defaultInit(model, request.training.seed, head);
       for (const name of read.initialized) initialState.set(name, init.get(name)!);
     }
     if (read.prefixless) {
@@ -195,7 +196,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     // config)` does over a loaded base; the base (without weights) from the same seed, as before
     const adapterTensors = new Set(model.lora.modules.flatMap((m) => [m.a, m.b]));
     const seed = request.training.seed;
-    const adapterInit = defaultInit({ ...model, init: model.init.filter((s) => adapterTensors.has(s.tensor)) }, seed);
+    const adapterInit = defaultInit({ ...model, init: model.init.filter((s) => adapterTensors.has(s.tensor)) }, seed, adapterTensors);
     const state = initialState ?? defaultInit({ ...model, init: model.init.filter((s) => !adapterTensors.has(s.tensor)) }, seed);
     for (const name of adapterNames) state.set(name, adapterInit.get(name)!);
     for (const [name, data] of continued ?? []) state.set(name, data);

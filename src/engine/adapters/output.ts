@@ -145,7 +145,9 @@ export function convertWeights(bytes: Uint8Array, format?: string): Uint8Array {
     throw new UnprocessableError("invalid_adapter", [{ path: "format", message: `is "${target}"; use full, peft or merged` }]);
   }
   const dtypes = new Map([...file.tensors].map(([name, info]) => [name, info.dtype]));
-  const tensors: NamedTensor[] = [...file.tensors].map(([name, info]) => ({
+  // peft needs only the trained tensors: the frozen base is not read (nor copied) at all
+  const wanted = target === "peft" ? new Set(layout.trained) : null;
+  const tensors: NamedTensor[] = [...file.tensors].filter(([name]) => !wanted || wanted.has(name)).map(([name, info]) => ({
     name, shape: [...info.shape], data: readTensorF32(file, name, "weights", { integers: info.dtype === "I64" }), ...(info.dtype === "I64" ? { dtype: "I64" as const } : {}),
   }));
   const floatType = [...dtypes.values()].find((d) => d !== "I64");

@@ -3,7 +3,7 @@
  *
  *   h = LayerNorm(word_embeddings(ids) + token_type_embeddings(types) + position_embeddings(0..T-1)); dropout
  *   per layer (post-norm):
- *     a = LayerNorm(h + dropout(attention.output.dense(attend(query(h), key(h), value(h), mask))))
+ *     a = LayerNorm(h + dropout(attention.output.dense(attentionCore(query(h), key(h), value(h), mask))))
  *     h = LayerNorm(a + dropout(output.dense(act(intermediate.dense(a)))))
  *   logits = classifier(dropout(tanh(pooler.dense(h[0]))))
  *
@@ -11,7 +11,12 @@
  */
 import { z } from "zod";
 import type { TensorRef } from "../graph/types.js";
-import { add, addPositions, act, attend, dropout, embed, firstToken, hfEmbeddingParameter, hfLinear, hfNorm, linear, norm } from "./parts.js";
+import { addPositions, dropout, embed, firstToken, hfEmbeddingParameter, hfLinear, hfNorm } from "./parts.js";
+import { activation } from "../layers/activations.js";
+import { attentionCore } from "../layers/attention.js";
+import { residualSum } from "../layers/containers.js";
+import { linearApply } from "../layers/linear.js";
+import { layerNormApply } from "../layers/norm.js";
 import { cfg, defineArchitecture, HF_ACTIVATIONS, hfActivation, labelFields, numLabels, tokenId } from "./define.js";
 
 /**
@@ -82,11 +87,11 @@ export const bertForSequenceClassification = defineArchitecture<BertConfig>({
     const tokenType = hfEmbeddingParameter(e.module("token_type_embeddings"), c.type_vocab_size, H, null, std);
     const embLn = hfNorm(e.module("LayerNorm"), H, true);
     const types = b.tokenTypes(c.type_vocab_size);
-    let h: TensorRef = add(b, embed(b, ids, word, H, pad), embed(b, types, tokenType, H, null));
-    h = dropout(b, norm(b, addPositions(b, h, position), embLn, c.layer_norm_eps), c.hidden_dropout_prob);
+    let h: TensorRef = residualSum(b, embed(b, ids, word, H, pad), embed(b, types, tokenType, H, null));
+    h = dropout(b, layerNormApply(b, addPositions(b, h, position), embLn, c.layer_norm_eps), c.hidden_dropout_prob);
 
     // ---- encoder
-    const activation = HF_ACTIVATIONS[c.hidden_act]!;
+    const hiddenAct = HF_ACTIVATIONS[c.hidden_act]!;
     for (let i = 0; i < c.num_hidden_layers; i++) {
       b.group(`bert.encoder.layer.${i}`);
       const layer = bert.module(`encoder.layer.${i}`);
@@ -100,20 +105,20 @@ export const bertForSequenceClassification = defineArchitecture<BertConfig>({
       const out = hfLinear(layer.module("output.dense"), c.intermediate_size, H, { bias: true, std });
       const outLn = hfNorm(layer.module("output.LayerNorm"), H, true);
 
-      const context = attend(self, [linear(b, h, query), linear(b, h, key), linear(b, h, value)], {
+      const context = attentionCore(self, [linearApply(b, h, query), linearApply(b, h, key), linearApply(b, h, value)], {
         heads, kvHeads: heads, headDim: hd, causal: false, dropout: c.attention_probs_dropout_prob,
       });
-      const a = norm(b, add(b, h, dropout(b, linear(b, context, attnOut), c.hidden_dropout_prob)), attnLn, c.layer_norm_eps);
-      const f = dropout(b, linear(b, act(b, linear(b, a, inter), activation), out), c.hidden_dropout_prob);
-      h = norm(b, add(b, a, f), outLn, c.layer_norm_eps);
+      const a = layerNormApply(b, residualSum(b, h, dropout(b, linearApply(b, context, attnOut), c.hidden_dropout_prob)), attnLn, c.layer_norm_eps);
+      const f = dropout(b, linearApply(b, activation(b, linearApply(b, a, inter), hiddenAct), out), c.hidden_dropout_prob);
+      h = layerNormApply(b, residualSum(b, a, f), outLn, c.layer_norm_eps);
     }
 
     // ---- pooler and classifier
     b.group("bert.pooler");
     const pooler = hfLinear(bert.module("pooler.dense"), H, H, { bias: true, std });
-    const pooled = act(b, linear(b, firstToken(b, h), pooler), "tanh");
+    const pooled = activation(b, linearApply(b, firstToken(b, h), pooler), "tanh");
     b.group("classifier");
     const classifier = hfLinear(b.module("classifier"), H, numLabels(c), { bias: true, std });
-    return linear(b, dropout(b, pooled, c.classifier_dropout ?? c.hidden_dropout_prob), classifier);
+    return linearApply(b, dropout(b, pooled, c.classifier_dropout ?? c.hidden_dropout_prob), classifier);
   },
 });

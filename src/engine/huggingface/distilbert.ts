@@ -3,7 +3,7 @@
  *
  *   h = LayerNorm(word_embeddings(ids) + position_embeddings(0..T-1)); dropout      (eps 1e-12)
  *   per layer (post-norm):
- *     a = sa_layer_norm(h + out_lin(attend(q_lin(h), k_lin(h), v_lin(h), mask)))
+ *     a = sa_layer_norm(h + out_lin(attentionCore(q_lin(h), k_lin(h), v_lin(h), mask)))
  *     h = output_layer_norm(a + dropout(ffn.lin2(act(ffn.lin1(a)))))
  *   logits = classifier(dropout(relu(pre_classifier(h[0]))))      (seq_classif_dropout)
  *
@@ -11,7 +11,12 @@
  */
 import { z } from "zod";
 import type { TensorRef } from "../graph/types.js";
-import { add, addPositions, act, attend, dropout, embed, firstToken, hfEmbeddingParameter, hfLinear, hfNorm, linear, norm } from "./parts.js";
+import { addPositions, dropout, embed, firstToken, hfEmbeddingParameter, hfLinear, hfNorm } from "./parts.js";
+import { activation } from "../layers/activations.js";
+import { attentionCore } from "../layers/attention.js";
+import { residualSum } from "../layers/containers.js";
+import { linearApply } from "../layers/linear.js";
+import { layerNormApply } from "../layers/norm.js";
 import { cfg, defineArchitecture, HF_ACTIVATIONS, hfActivation, labelFields, numLabels, tokenId } from "./define.js";
 
 /**
@@ -78,9 +83,9 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
     const word = hfEmbeddingParameter(e.module("word_embeddings"), c.vocab_size, D, pad, std);
     const position = hfEmbeddingParameter(e.module("position_embeddings"), c.max_position_embeddings, D, null, std);
     const embLn = hfNorm(e.module("LayerNorm"), D, true);
-    let h: TensorRef = dropout(b, norm(b, addPositions(b, embed(b, ids, word, D, pad), position), embLn, EPS), c.dropout);
+    let h: TensorRef = dropout(b, layerNormApply(b, addPositions(b, embed(b, ids, word, D, pad), position), embLn, EPS), c.dropout);
 
-    const activation = HF_ACTIVATIONS[c.activation]!;
+    const hiddenAct = HF_ACTIVATIONS[c.activation]!;
     for (let i = 0; i < c.n_layers; i++) {
       b.group(`distilbert.transformer.layer.${i}`);
       const layer = root.module(`transformer.layer.${i}`);
@@ -94,19 +99,19 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
       const lin2 = hfLinear(layer.module("ffn.lin2"), c.hidden_dim, D, { bias: true, std });
       const outLn = hfNorm(layer.module("output_layer_norm"), D, true);
 
-      const context = attend(attention, [linear(b, h, q), linear(b, h, k), linear(b, h, v)], {
+      const context = attentionCore(attention, [linearApply(b, h, q), linearApply(b, h, k), linearApply(b, h, v)], {
         heads, kvHeads: heads, headDim: D / heads, causal: false, dropout: c.attention_dropout,
       });
-      const a = norm(b, add(b, linear(b, context, out), h), saLn, EPS);
-      const f = dropout(b, linear(b, act(b, linear(b, a, lin1), activation), lin2), c.dropout);
-      h = norm(b, add(b, f, a), outLn, EPS);
+      const a = layerNormApply(b, residualSum(b, linearApply(b, context, out), h), saLn, EPS);
+      const f = dropout(b, linearApply(b, activation(b, linearApply(b, a, lin1), hiddenAct), lin2), c.dropout);
+      h = layerNormApply(b, residualSum(b, f, a), outLn, EPS);
     }
 
     b.group("pre_classifier");
     const pre = hfLinear(b.module("pre_classifier"), D, D, { bias: true, std });
-    const pooled = act(b, linear(b, firstToken(b, h), pre), "relu");
+    const pooled = activation(b, linearApply(b, firstToken(b, h), pre), "relu");
     b.group("classifier");
     const classifier = hfLinear(b.module("classifier"), D, numLabels(c), { bias: true, std });
-    return linear(b, dropout(b, pooled, c.seq_classif_dropout), classifier);
+    return linearApply(b, dropout(b, pooled, c.seq_classif_dropout), classifier);
   },
 });

@@ -13,7 +13,12 @@
  */
 import { z } from "zod";
 import type { TensorRef } from "../graph/types.js";
-import { add, addPositions, act, attend, dropout, embed, hfEmbeddingParameter, hfLinear, hfNorm, linear, norm } from "./parts.js";
+import { addPositions, dropout, embed, hfEmbeddingParameter, hfLinear, hfNorm } from "./parts.js";
+import { activation } from "../layers/activations.js";
+import { attentionCore } from "../layers/attention.js";
+import { residualSum } from "../layers/containers.js";
+import { linearApply } from "../layers/linear.js";
+import { layerNormApply } from "../layers/norm.js";
 import { cfg, defineArchitecture, HF_ACTIVATIONS, hfActivation } from "./define.js";
 
 /**
@@ -80,7 +85,7 @@ export const gpt2LMHeadModel = defineArchitecture<Gpt2Config>({
     const wpe = hfEmbeddingParameter(t.module("wpe"), c.n_positions, E, null, std);
     let h: TensorRef = dropout(b, addPositions(b, embed(b, ids, wte, E, null), wpe), c.embd_pdrop);
 
-    const activation = HF_ACTIVATIONS[c.activation_function]!;
+    const hiddenAct = HF_ACTIVATIONS[c.activation_function]!;
     for (let i = 0; i < c.n_layer; i++) {
       b.group(`transformer.h.${i}`);
       const block = t.module(`h.${i}`);
@@ -91,17 +96,17 @@ export const gpt2LMHeadModel = defineArchitecture<Gpt2Config>({
       const cFc = hfLinear(block.module("mlp.c_fc"), E, inner, { bias: true, std, conv1d: true });
       const mlpProj = hfLinear(block.module("mlp.c_proj"), inner, E, { bias: true, std: projStd, conv1d: true });
 
-      const qkv = linear(b, norm(b, h, ln1, c.layer_norm_epsilon), cAttn);
-      const context = attend(block.module("attn"), [qkv], { heads, kvHeads: heads, headDim: E / heads, causal: true, dropout: c.attn_pdrop });
-      h = add(b, h, dropout(b, linear(b, context, attnProj), c.resid_pdrop));
-      const f = linear(b, act(b, linear(b, norm(b, h, ln2, c.layer_norm_epsilon), cFc), activation), mlpProj);
-      h = add(b, h, dropout(b, f, c.resid_pdrop));
+      const qkv = linearApply(b, layerNormApply(b, h, ln1, c.layer_norm_epsilon), cAttn);
+      const context = attentionCore(block.module("attn"), [qkv], { heads, kvHeads: heads, headDim: E / heads, causal: true, dropout: c.attn_pdrop });
+      h = residualSum(b, h, dropout(b, linearApply(b, context, attnProj), c.resid_pdrop));
+      const f = linearApply(b, activation(b, linearApply(b, layerNormApply(b, h, ln2, c.layer_norm_epsilon), cFc), hiddenAct), mlpProj);
+      h = residualSum(b, h, dropout(b, f, c.resid_pdrop));
     }
     b.group("transformer.ln_f");
     const lnF = hfNorm(t.module("ln_f"), E, true);
-    const normed = norm(b, h, lnF, c.layer_norm_epsilon);
+    const normed = layerNormApply(b, h, lnF, c.layer_norm_epsilon);
     b.group("lm_head");
     const head = c.tie_word_embeddings ? wte : hfLinear(b.module("lm_head"), E, c.vocab_size, { bias: false, std }).weight;
-    return linear(b, normed, { weight: head, bias: -1, in: E, out: c.vocab_size });
+    return linearApply(b, normed, { weight: head, bias: -1, in: E, out: c.vocab_size });
   },
 });

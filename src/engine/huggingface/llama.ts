@@ -13,7 +13,12 @@
  */
 import { z } from "zod";
 import type { TensorRef } from "../graph/types.js";
-import { add, act, attend, embed, hfEmbeddingParameter, hfLinear, hfNorm, linear, mul, norm, rope } from "./parts.js";
+import { embed, hfEmbeddingParameter, hfLinear, hfNorm, mul, rope } from "./parts.js";
+import { activation } from "../layers/activations.js";
+import { attentionCore } from "../layers/attention.js";
+import { residualSum } from "../layers/containers.js";
+import { linearApply } from "../layers/linear.js";
+import { layerNormApply } from "../layers/norm.js";
 import { cfg, defineArchitecture, HF_ACTIVATIONS, hfActivation, tokenId } from "./define.js";
 
 /**
@@ -84,7 +89,7 @@ export const llamaForCausalLM = defineArchitecture<LlamaConfig>({
     const embedTokens = hfEmbeddingParameter(m.module("embed_tokens"), c.vocab_size, H, pad, std);
     let h: TensorRef = embed(b, ids, embedTokens, H, pad);
 
-    const activation = HF_ACTIVATIONS[c.hidden_act]!;
+    const hiddenAct = HF_ACTIVATIONS[c.hidden_act]!;
     for (let i = 0; i < c.num_hidden_layers; i++) {
       b.group(`model.layers.${i}`);
       const layer = m.module(`layers.${i}`);
@@ -100,19 +105,19 @@ export const llamaForCausalLM = defineArchitecture<LlamaConfig>({
       const inLn = hfNorm(layer.module("input_layernorm"), H, false);
       const postLn = hfNorm(layer.module("post_attention_layernorm"), H, false);
 
-      const n = norm(b, h, inLn, rmsEps);
-      const q = rope(b, linear(b, n, qProj), { heads, headDim: hd, theta: c.rope_theta });
-      const k = rope(b, linear(b, n, kProj), { heads: kvHeads, headDim: hd, theta: c.rope_theta });
-      const context = attend(attn, [q, k, linear(b, n, vProj)], { heads, kvHeads, headDim: hd, causal: true, dropout: c.attention_dropout });
-      h = add(b, h, linear(b, context, oProj));
-      const n2 = norm(b, h, postLn, rmsEps);
-      h = add(b, h, linear(b, mul(b, act(b, linear(b, n2, gate), activation), linear(b, n2, up)), down));
+      const n = layerNormApply(b, h, inLn, rmsEps);
+      const q = rope(b, linearApply(b, n, qProj), { heads, headDim: hd, theta: c.rope_theta });
+      const k = rope(b, linearApply(b, n, kProj), { heads: kvHeads, headDim: hd, theta: c.rope_theta });
+      const context = attentionCore(attn, [q, k, linearApply(b, n, vProj)], { heads, kvHeads, headDim: hd, causal: true, dropout: c.attention_dropout });
+      h = residualSum(b, h, linearApply(b, context, oProj));
+      const n2 = layerNormApply(b, h, postLn, rmsEps);
+      h = residualSum(b, h, linearApply(b, mul(b, activation(b, linearApply(b, n2, gate), hiddenAct), linearApply(b, n2, up)), down));
     }
     b.group("model.norm");
     const finalNorm = hfNorm(m.module("norm"), H, false);
-    const normed = norm(b, h, finalNorm, rmsEps);
+    const normed = layerNormApply(b, h, finalNorm, rmsEps);
     b.group("lm_head");
     const head = c.tie_word_embeddings ? embedTokens : hfLinear(b.module("lm_head"), H, c.vocab_size, { bias: false, std }).weight;
-    return linear(b, normed, { weight: head, bias: -1, in: H, out: c.vocab_size });
+    return linearApply(b, normed, { weight: head, bias: -1, in: H, out: c.vocab_size });
   },
 });

@@ -12,13 +12,10 @@
  * checkpoint, and a missing task head is the only part that is ever initialised here.
  * https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py
  */
-import { activation, type ActivationName } from "../layers/activations.js";
 import { numel, type LayerBuilder } from "../layers/define.js";
 import { dropoutOp } from "../layers/dropout.js";
 import type { LinearParameters } from "../layers/linear.js";
-import { linearApply } from "../layers/linear.js";
-import { layerNormApply, type LayerNormParameters } from "../layers/norm.js";
-import { attentionCore } from "../layers/attention.js";
+import type { LayerNormParameters } from "../layers/norm.js";
 import type { TensorRef } from "../graph/types.js";
 
 /**
@@ -83,20 +80,6 @@ export function addPositions(b: LayerBuilder, x: TensorRef, weight: number): Ten
 }
 
 /**
- * a + b (residual connections, BERT's word + token-type embeddings).
- *
- * @example
- * ```ts
- * const h = add(b, x, attended);
- * ```
- */
-export function add(b: LayerBuilder, x: TensorRef, y: TensorRef): TensorRef {
-  const out = b.value(x.shape);
-  b.op({ kind: "add", inputs: [x.value, y.value], outputs: [out.value], n: numel(x.shape) });
-  return out;
-}
-
-/**
  * a * b elementwise (the SwiGLU gate).
  *
  * @example
@@ -138,54 +121,6 @@ export function hfNorm(b: LayerBuilder, dim: number, center: boolean): LayerNorm
   if (bias >= 0) b.init(bias, { kind: "fill", value: 0 });
   return { normalized: [dim], weight, bias, center };
 }
-
-/**
- * Applies a norm declared by hfNorm.
- *
- * @example
- * ```ts
- * const h = norm(b, x, hfNorm(b.module("ln_f"), 768, true), 1e-5);
- * ```
- */
-export function norm(b: LayerBuilder, x: TensorRef, p: LayerNormParameters, eps: number): TensorRef {
-  return layerNormApply(b, x, p, eps);
-}
-
-/**
- * Applies a linear map declared by hfLinear.
- *
- * @example
- * ```ts
- * const q = linear(b, h, hfLinear(b.module("query"), 768, 768, { bias: true, std: 0.02 }));
- * ```
- */
-export function linear(b: LayerBuilder, x: TensorRef, p: LinearParameters): TensorRef {
-  return linearApply(b, x, p);
-}
-
-/**
- * Applies an activation by its edgetune name.
- *
- * @example
- * ```ts
- * const g = act(b, h, "gelu");
- * ```
- */
-export function act(b: LayerBuilder, x: TensorRef, name: ActivationName): TensorRef {
-  return activation(b, x, name);
-}
-
-/**
- * softmax(Q K^T / sqrt(head_dim) + extended mask) V (layers/attention.ts attentionCore). The
- * extended attention mask adds float32's minimum where the data's attention_mask is 0: the same
- * softmax as -inf unless every key of a query is hidden.
- *
- * @example
- * ```ts
- * const o = attend(b, [q, k, v], { heads: 12, kvHeads: 12, headDim: 64, causal: false, dropout: 0.1 });
- * ```
- */
-export const attend = attentionCore;
 
 /**
  * Rotary position embedding (rotate_half form) over x [T, heads * headDim].

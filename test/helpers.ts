@@ -1,5 +1,5 @@
 /** Shared fixtures for tests: small seeded datasets and requests. */
-import type { TrainRequest } from "../src/engine/train.js";
+import type { ExactTrainRequest as TrainRequest } from "../src/engine/train.js";
 
 /** A deterministic uniform(-1, 1) generator (LCG) for test data. */
 export function lcg(seed: number): () => number {

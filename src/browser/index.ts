@@ -1,4 +1,4 @@
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * edgetune in the browser: fine-tune on the user's device, so private data never leaves it.
  *
@@ -68,13 +68,13 @@ export interface BrowserRuntimeOptions {
    * trailing slash; relative URLs resolve against the page). Default: the directory this
    * module was loaded from, which is where `npm run build:browser` puts them (`/lib/`).
    */
-  wasmBaseUrl?: string | URL;
+  wasmBaseUrl?: string | URL | undefined;
   /**
    * Which build to run. Default: "wasm-relaxed-simd" when `WebAssembly.validate` accepts relaxed
    * SIMD, else "wasm-simd". Forcing "wasm-simd" gives weights bit-identical to Node's default
    * build (Node 20 runs simd.wasm unless started with --experimental-wasm-relaxed-simd).
    */
-  variant?: WasmVariant;
+  variant?: WasmVariant | undefined;
 }
 
 /**
@@ -96,9 +96,9 @@ export interface BrowserTrainOptions
    * runs WASM, or, when a `gpu` is given, lets the engine choose (WebGPU for large steps,
    * `gpuMinFlopsPerStep`).
    */
-  kernel?: "auto" | "wasm" | "webgpu";
+  kernel?: "auto" | "wasm" | "webgpu" | undefined;
   /** A GPUDevice to train on (from `requestGpuDevice()` or your own `navigator.gpu` code). */
-  gpu?: GPUDevice | null;
+  gpu?: GPUDevice | null | undefined;
 }
 
 /**
@@ -234,7 +234,7 @@ export interface WorkerTrainOptions extends Omit<BrowserTrainOptions, "gpu" | "d
    * The module worker script. Default: `edgetune-worker.js` beside this module (`/lib/`). A
    * GPUDevice cannot be sent to a worker; with kernel "webgpu" the worker requests its own.
    */
-  workerUrl?: string | URL;
+  workerUrl?: string | URL | undefined;
 }
 
 /**

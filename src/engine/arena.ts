@@ -9,6 +9,7 @@
  * never hands out long-lived views: `f32(ptr, n)` derives a fresh view over the current
  * buffer each time it is called. Callers keep pointers, not views.
  */
+import type { WasmMemory } from "./wasm-types.js";
 import { WASM_PAGE, type Ptr } from "./kernels.js";
 
 /** A range of the arena: its byte offset and its length in elements. */
@@ -30,11 +31,11 @@ const ALIGN = 16;
  * ```
  */
 export class Arena {
-  readonly memory: WebAssembly.Memory;
+  readonly memory: WasmMemory;
   readonly base: number;
   private top: number;
 
-  constructor(memory: WebAssembly.Memory, base: number) {
+  constructor(memory: WasmMemory, base: number) {
     this.memory = memory;
     this.base = alignUp(Math.max(base, ALIGN), ALIGN);
     this.top = this.base;

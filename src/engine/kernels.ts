@@ -8,6 +8,7 @@
  *
  * Runtime-agnostic: the compiled WebAssembly.Module is injected by the runtime entry.
  */
+import type { WasmMemory, WasmModule } from "./wasm-types.js";
 
 /** A byte offset into the arena's memory. */
 export type Ptr = number;
@@ -241,7 +242,7 @@ export const WASM_PAGE = 65536;
  * kernels.activation_forward(outPtr, inPtr, 0, 0, n); // relu
  * ```
  */
-export async function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<Kernels> {
+export async function instantiateKernels(module: WasmModule, memory: WasmMemory): Promise<Kernels> {
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
   const exports = instance.exports as unknown as Kernels;
   for (const name of KERNEL_NAMES) {
@@ -254,13 +255,13 @@ export async function instantiateKernels(module: WebAssembly.Module, memory: Web
 
 /** A kernel instance with the memory it owns. */
 export interface KernelInstance {
-  memory: WebAssembly.Memory;
+  memory: WasmMemory;
   kernels: Kernels;
 }
 
 /** Instances whose memory grew past this are dropped after a run instead of kept for reuse. */
 const KEEP_MEMORY_BYTES = 32 * 1024 * 1024;
-const idle = new WeakMap<WebAssembly.Module, KernelInstance[]>();
+const idle = new WeakMap<WasmModule, KernelInstance[]>();
 
 /**
  * Takes an idle kernel instance for `module`, or instantiates one. Reusing instances matters
@@ -274,7 +275,7 @@ const idle = new WeakMap<WebAssembly.Module, KernelInstance[]>();
  * try { run(instance.kernels, instance.memory); } finally { releaseKernels(module, instance); }
  * ```
  */
-export async function acquireKernels(module: WebAssembly.Module): Promise<KernelInstance> {
+export async function acquireKernels(module: WasmModule): Promise<KernelInstance> {
   const pool = idle.get(module);
   const reused = pool?.pop();
   if (reused) return reused;
@@ -283,7 +284,7 @@ export async function acquireKernels(module: WebAssembly.Module): Promise<Kernel
 }
 
 /** Returns an instance to the pool (unless its memory grew large: then it is left to the GC). */
-export function releaseKernels(module: WebAssembly.Module, instance: KernelInstance): void {
+export function releaseKernels(module: WasmModule, instance: KernelInstance): void {
   if (instance.memory.buffer.byteLength > KEEP_MEMORY_BYTES) return;
   let pool = idle.get(module);
   if (!pool) idle.set(module, (pool = []));

@@ -10,6 +10,7 @@
  * kernel reads float32 as before; a frozen embedding table is read row by row
  * (embedding_forward_half) and never widened whole.
  */
+import type { WasmMemory } from "./wasm-types.js";
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "../formats/dtype.js";
 import { transpose } from "./huggingface/checkpoint.js";
 import type { Arena, Region } from "./arena.js";
@@ -217,7 +218,7 @@ export class Model {
   /** [trainableCount] gradients of the trainable parameters */
   readonly grads: Region;
   readonly maxRows: number;
-  private readonly memory: WebAssembly.Memory;
+  private readonly memory: WasmMemory;
   private readonly k: Kernels;
   /** value id -> pointer (the inputs' entries are set by each forward) */
   private readonly valuePtr: Ptr[];
@@ -227,7 +228,7 @@ export class Model {
   /** the backward schedule with its slots resolved to pointers */
   private readonly steps: { op: Op; index: number; dy: Ptr[]; dx: Ptr[]; accumulate: { into: Ptr; from: Ptr; size: number }[] }[];
 
-  constructor(compiled: CompiledModel, kernels: Kernels, memory: WebAssembly.Memory, layout: ModelLayout) {
+  constructor(compiled: CompiledModel, kernels: Kernels, memory: WasmMemory, layout: ModelLayout) {
     this.compiled = compiled;
     this.k = kernels;
     this.memory = memory;

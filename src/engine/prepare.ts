@@ -7,6 +7,7 @@
  * The result, a PreparedRun, is what every backend and the training loop consume; nothing here
  * knows where the run will execute.
  */
+import type { AsWritten } from "../schema/as-written.js";
 import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
 import { zodIssues } from "../schema/issues.js";
 import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
@@ -28,11 +29,17 @@ import { planRun, type RunPlan } from "./plan.js";
 import { stateElements } from "./model.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 
-/** A request as `train()` accepts it: the API's JSON, or with weights as raw safetensors bytes. */
-export type TrainRequest = Omit<FineTuneRequestInput, "weights" | "adapter_weights"> & {
+/** A request in the schema's exact input types: the API's JSON, or with weights as raw safetensors bytes. */
+export type ExactTrainRequest = Omit<FineTuneRequestInput, "weights" | "adapter_weights"> & {
   weights?: string | Uint8Array | null;
   adapter_weights?: string | Uint8Array | null;
 };
+
+/**
+ * A request as `train()` accepts it: `ExactTrainRequest` as an app may write it (readonly
+ * arrays, a JSON import's widened literals; see AsWritten). It is validated when the run is prepared.
+ */
+export type TrainRequest = AsWritten<ExactTrainRequest>;
 
 /**
  * What the loss sees of the model's output: `positions` predictions of `classes` values per

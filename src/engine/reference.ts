@@ -4,6 +4,7 @@
  * Tests run each WASM kernel and its twin on identical inputs and compare; the engine can also
  * run on these twins (kernel "js-reference") to separate engine bugs from kernel bugs.
  */
+import type { WasmMemory } from "./wasm-types.js";
 import type { ConvGeometry, Kernels, Ptr } from "./kernels.js";
 import { ropeTable } from "./ops/rope.js";
 
@@ -225,7 +226,7 @@ function adaptiveWindows(planes: number, H: number, W: number, OH: number, OW: n
  * ref.mse_loss(gradPtr, predPtr, targetPtr, n);
  * ```
  */
-export function createReferenceKernels(memory: WebAssembly.Memory, heapBase = 1024): Kernels {
+export function createReferenceKernels(memory: WasmMemory, heapBase = 1024): Kernels {
   const F = (): Float32Array => new Float32Array(memory.buffer);
   const I = (): Int32Array => new Int32Array(memory.buffer);
   const at = (p: Ptr) => p >>> 2;

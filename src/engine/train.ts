@@ -9,6 +9,8 @@
  *   backends:   wasm-backend.ts (the kernel core, optionally on threads) and webgpu/ (a
  *               GPUDevice given in options.gpu); the loop does not know where the numbers live.
  */
+import type { WasmModule } from "./wasm-types.js";
+import type { WebGpuDevice } from "./webgpu/device.js";
 import type { EngineInfo, EpochMetrics, FineTuneResult, Plan, ProgressEvent, RunError } from "../schema/result.js";
 import { encodeBase64 } from "../formats/base64.js";
 import type { Table } from "../formats/dataset.js";
@@ -25,13 +27,13 @@ import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
 import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, loraLayout } from "./adapters/output.js";
 
-export { prepareRun, type PreparedRun, type TrainRequest } from "./prepare.js";
+export { prepareRun, type ExactTrainRequest, type PreparedRun, type TrainRequest } from "./prepare.js";
 export { defaultInit } from "./init.js";
 
 /** What the runtime entry injects: the compiled kernel core and where it runs. */
 export interface EngineRuntime {
   /** The compiled kernel module (build/wasm/simd.wasm or relaxed-simd.wasm). */
-  module: WebAssembly.Module;
+  module: WasmModule;
   /** Which build `module` is. */
   variant: Exclude<KernelVariant, "js-reference">;
   runtime: EngineInfo["runtime"];
@@ -39,36 +41,36 @@ export interface EngineRuntime {
 
 export interface TrainOptions {
   /** Worker threads (Node only; the in-Worker engine always uses 1). */
-  threads?: number;
+  threads?: number | undefined;
   /**
    * "wasm" runs the WASM kernel core; "webgpu" the WebGPU kernels on `gpu` (required);
    * "auto" (default) WebGPU when `gpu` is given and the steps are large enough
    * (`gpuMinFlopsPerStep`), else WASM; "js-reference" runs the TypeScript twins (slow, for tests).
    */
-  kernel?: "auto" | "wasm" | "webgpu" | "js-reference";
+  kernel?: "auto" | "wasm" | "webgpu" | "js-reference" | undefined;
   /** A WebGPU device for the "webgpu" kernel (Node: requestWebGpuDevice(); browsers: navigator.gpu). */
-  gpu?: GPUDevice | null;
+  gpu?: WebGpuDevice | null | undefined;
   /** With kernel "auto" and a `gpu`: the FLOPs per step from which WebGPU is used (default WEBGPU_MIN_FLOPS_PER_STEP, 1e9). */
-  gpuMinFlopsPerStep?: number;
+  gpuMinFlopsPerStep?: number | undefined;
   /** Cancels the run between steps; the result then has status "cancelled". */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /**
    * Called after every epoch, and after every step when `stepEvents` is true. When it returns a
    * promise for an epoch event, the next epoch starts once it settles: a job runner reports the
    * epoch and learns of a cancellation before training on (so a cancel stops within one epoch).
    */
-  onProgress?: (event: ProgressEvent) => void | Promise<void>;
-  stepEvents?: boolean;
+  onProgress?: ((event: ProgressEvent) => void | Promise<void>) | undefined;
+  stepEvents?: boolean | undefined;
   /** The result's id (default: a new "ft_..." id). */
-  id?: string;
+  id?: string | undefined;
   /** Reported in result.plan.placement (default "local"). */
-  placement?: Plan["placement"];
+  placement?: Plan["placement"] | undefined;
   /** Data already parsed from CSV/JSONL file parts; used instead of request.data.train / validation. */
-  tables?: { train?: Table; validation?: Table };
+  tables?: { train?: Table; validation?: Table } | undefined;
   /** Data-parallel threads (Node); used when the job is large enough to gain from them. */
-  parallel?: Parallelism;
+  parallel?: Parallelism | undefined;
   /** Filled in by the run: bytes of WebAssembly memory used (to check the plan's estimate). */
-  diagnostics?: { memoryBytes?: number; arenaBytes?: number };
+  diagnostics?: { memoryBytes?: number; arenaBytes?: number } | undefined;
 }
 
 /**
@@ -138,7 +140,7 @@ export async function runPreparedRaw(
     const { createWebGpuBackend } = await import("./webgpu/backend.js");
     const initial = prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed);
     // "auto" falls back to WASM when the device cannot hold the run; "webgpu" reports why
-    const backend = await createWebGpuBackend(options.gpu!, prepared, initial).catch((e: unknown) => {
+    const backend = await createWebGpuBackend(options.gpu as unknown as GPUDevice, prepared, initial).catch((e: unknown) => {
       if (options.kernel === "webgpu") throw e;
       return null;
     });

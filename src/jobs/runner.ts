@@ -1,10 +1,10 @@
-/// <reference types="@webgpu/types" />
 /**
  * Runs a claimed job: read its input, train with progress reported after every epoch (which
  * also renews the lease and carries cancellation back), keep the lease alive with heartbeats,
  * store the weights, complete. The same function runs in the Worker's queue consumer (channel =
  * the store) and on GPU nodes (channel = the /v1/nodes HTTP API).
  */
+import type { WebGpuDevice } from "../engine/webgpu/device.js";
 import { EdgetuneError } from "../errors.js";
 import { runPreparedRaw, type EngineRuntime } from "../engine/train.js";
 import { useWebGpu } from "../engine/webgpu/select.js";
@@ -34,7 +34,7 @@ export async function runClaimedJob(
     log?: (line: string) => void;
     parallel?: Parallelism;
     /** A WebGPU device (GPU nodes): jobs with large enough steps train on it (see engine/webgpu/select.ts). */
-    gpu?: GPUDevice | null;
+    gpu?: WebGpuDevice | null;
     gpuMinFlopsPerStep?: number;
   },
 ): Promise<RunReport> {

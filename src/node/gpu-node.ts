@@ -6,6 +6,7 @@
  * weights and completes, then asks for the next. If it dies, its lease lapses and the edge
  * gives the job to another node. See docs/gpu-node.md.
  */
+import type { WebGpuDevice } from "../engine/webgpu/device.js";
 import { availableParallelism, hostname } from "node:os";
 import { DEV_NODE_TOKEN } from "../api/auth.js";
 import { NodeClient } from "../jobs/node-client.js";
@@ -30,13 +31,13 @@ export interface GpuNodeOptions {
    * WebGPU: "auto" (default) trains jobs with large enough steps on a hardware adapter when one
    * is present; "off" never; "software" also accepts a software adapter (SwiftShader: tests only).
    */
-  webgpu?: "auto" | "off" | "software";
+  webgpu?: "auto" | "off" | "software" | undefined;
   /** FLOPs per step from which a job goes to the GPU (default WEBGPU_MIN_FLOPS_PER_STEP). */
-  gpuMinFlopsPerStep?: number;
+  gpuMinFlopsPerStep?: number | undefined;
   /** Serve GET /healthz on this port (127.0.0.1): the node's kernels and the job in hand. */
-  healthPort?: number;
-  signal?: AbortSignal;
-  log?: (line: string) => void;
+  healthPort?: number | undefined;
+  signal?: AbortSignal | undefined;
+  log?: ((line: string) => void) | undefined;
 }
 
 /**
@@ -140,8 +141,8 @@ async function serveHealth(port: number, state: () => object, log: (line: string
  * The node's WebGPU device, or none (then every job trains on threaded WASM). Logs which; a
  * lost device (driver reset) sends later jobs to WASM.
  */
-async function openGpu(options: GpuNodeOptions, log: (line: string) => void): Promise<{ device: GPUDevice | null }> {
-  const state: { device: GPUDevice | null } = { device: null };
+async function openGpu(options: GpuNodeOptions, log: (line: string) => void): Promise<{ device: WebGpuDevice | null }> {
+  const state: { device: WebGpuDevice | null } = { device: null };
   if (options.webgpu === "off") {
     log("WebGPU: off (EDGETUNE_WEBGPU=0); jobs train on WASM");
     return state;
@@ -151,7 +152,7 @@ async function openGpu(options: GpuNodeOptions, log: (line: string) => void): Pr
     log(`WebGPU: not used (${found.description}); jobs train on WASM`);
     return state;
   }
-  const device = found.device;
+  const device = found.device as unknown as GPUDevice; // WebGpuDevice names a subset; it is a GPUDevice
   state.device = device;
   const min = options.gpuMinFlopsPerStep ?? WEBGPU_MIN_FLOPS_PER_STEP;
   log(

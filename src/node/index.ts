@@ -1,4 +1,3 @@
-/// <reference types="@webgpu/types" />
 /**
  * edgetune for Node: `train()` with the kernel core loaded from the package's build/wasm.
  *
@@ -13,6 +12,7 @@
  * console.log(result.metrics.history.at(-1)?.train_loss);
  * ```
  */
+import type { WebGpuDevice } from "../engine/webgpu/device.js";
 import { train as trainWith, type TrainOptions, type TrainRequest } from "../engine/train.js";
 import type { FineTuneResult } from "../schema/result.js";
 import { loadNodeRuntime } from "./kernel-module.js";
@@ -24,6 +24,7 @@ export { loadNodeRuntime } from "./kernel-module.js";
 export { ThreadPool } from "./threads.js";
 export { findWebGpuDevice, requestWebGpuDevice, type WebGpuDeviceOptions, type WebGpuDeviceResult } from "./webgpu.js";
 export { WEBGPU_MIN_FLOPS_PER_STEP } from "../engine/webgpu/select.js";
+export type { WebGpuDevice } from "../engine/webgpu/device.js";
 
 const pools = new Map<number, Promise<ThreadPool>>();
 
@@ -34,13 +35,13 @@ export function threadPool(threads: number): Promise<ThreadPool> {
   return pool;
 }
 
-let processGpu: Promise<GPUDevice> | null = null;
+let processGpu: Promise<WebGpuDevice> | null = null;
 
 /**
  * The process's WebGPU device for `kernel: "webgpu"` without `gpu`: a hardware adapter, or a
  * software one (SwiftShader) when EDGETUNE_WEBGPU=software, as for GPU nodes. Opened once.
  */
-function defaultGpu(): Promise<GPUDevice> {
+function defaultGpu(): Promise<WebGpuDevice> {
   processGpu ??= findWebGpuDevice({ allowSoftware: process.env.EDGETUNE_WEBGPU === "software" }).then((found) => {
     if (found.device) return found.device;
     processGpu = null; // a later call may find one (a driver installed meanwhile)

@@ -6,6 +6,7 @@
  * Chromium's SwiftShader (a CPU implementation) via VK_ICD_FILENAMES or VK_ADD_DRIVER_FILES.
  * Software adapters are refused unless asked for: they are for correctness, never for speed.
  */
+import type { WebGpuDevice } from "../engine/webgpu/device.js";
 import { existsSync } from "node:fs";
 
 /** Where Debian's chromium package puts SwiftShader's Vulkan ICD. */
@@ -13,27 +14,35 @@ export const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
 export interface WebGpuDeviceOptions {
   /** Accept a software adapter (SwiftShader, llvmpipe...): for tests only. Default false. */
-  allowSoftware?: boolean;
+  allowSoftware?: boolean | undefined;
   /** Dawn toggles for `create()` (default on Linux: ["backend=vulkan"]). */
-  dawnOptions?: string[];
+  dawnOptions?: string[] | undefined;
 }
 
 /** What was found: the device, or null and why not. */
 export interface WebGpuDeviceResult {
-  device: GPUDevice | null;
+  device: WebGpuDevice | null;
   /** The adapter, e.g. "nvidia / hopper (NVIDIA H100 ...)", or what went wrong. */
   description: string;
   software: boolean;
 }
 
+/** What isSoftwareAdapter reads of a GPUAdapter's info. */
+interface AdapterInfo {
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly device: string;
+  readonly description: string;
+}
+
 let gpuInstance: GPU | null = null;
 
 /** Whether an adapter is a software (CPU) implementation. */
-export function isSoftwareAdapter(adapter: GPUAdapter): boolean {
+export function isSoftwareAdapter(adapter: { readonly info: AdapterInfo }): boolean {
   const info = adapter.info;
   const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
   return (
-    (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+    (info as AdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
     /swiftshader|llvmpipe|lavapipe|softpipe|warp|software/.test(text)
   );
 }
@@ -95,6 +104,6 @@ export async function findWebGpuDevice(options: WebGpuDeviceOptions = {}): Promi
  * const test = await requestWebGpuDevice({ allowSoftware: true }); // SwiftShader will do
  * ```
  */
-export async function requestWebGpuDevice(options: WebGpuDeviceOptions = {}): Promise<GPUDevice | null> {
+export async function requestWebGpuDevice(options: WebGpuDeviceOptions = {}): Promise<WebGpuDevice | null> {
   return (await findWebGpuDevice(options)).device;
 }

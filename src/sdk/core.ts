@@ -28,17 +28,17 @@ export type Fetch = (url: string, init?: RequestInit) => Promise<Response>;
  */
 export interface ClientOptions {
   /** The API's origin (and path prefix, if any). Default: `EDGETUNE_URL` where `process.env` exists, else http://localhost:8787. */
-  baseURL?: string;
+  baseURL?: string | undefined;
   /** Sent as `Authorization: Bearer <apiKey>`. Default: `EDGETUNE_API_KEY` where `process.env` exists; none for an open API. */
-  apiKey?: string | null;
+  apiKey?: string | null | undefined;
   /** The fetch to call (default: the global one). */
-  fetch?: Fetch;
+  fetch?: Fetch | undefined;
   /** Retries after a retryable failure (connection error, timeout, 408, 429, 409 request_in_progress, 5xx other than 501). Default 2. */
-  maxRetries?: number;
+  maxRetries?: number | undefined;
   /** Milliseconds each attempt may take before it is aborted (for event streams: until the response starts). Default 10 minutes. */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Headers sent with every request. */
-  defaultHeaders?: Record<string, string>;
+  defaultHeaders?: Record<string, string> | undefined;
 }
 
 /**
@@ -51,11 +51,11 @@ export interface ClientOptions {
  */
 export interface RequestOptions {
   /** Aborts the call (and any retry wait); the call rejects with `APIUserAbortError`. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Overrides the client's timeout for this call (ms, per attempt). */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Overrides the client's maxRetries for this call. */
-  maxRetries?: number;
+  maxRetries?: number | undefined;
   /** Extra headers; `null` removes a default one. */
   headers?: Record<string, string | null | undefined>;
 }
@@ -73,13 +73,13 @@ export interface APIRequest {
   path: string;
   query?: Record<string, string | number | undefined>;
   /** A JSON body (sent as application/json). */
-  json?: unknown;
+  json?: unknown | undefined;
   /** A FormData body (multipart; fetch sets the boundary). */
-  form?: FormData;
+  form?: FormData | undefined;
   /** Whether failures may be retried: true for idempotent calls and for creates carrying an Idempotency-Key. */
   retryable: boolean;
   headers?: Record<string, string | null | undefined>;
-  accept?: string;
+  accept?: string | undefined;
 }
 
 /**

@@ -24,7 +24,7 @@ export interface CreateOptions extends RequestOptions {
    * across that call's retries; a create is retried only when it carries one. `null` sends none
    * and disables retries for this call.
    */
-  idempotencyKey?: string | null;
+  idempotencyKey?: string | null | undefined;
 }
 
 /**
@@ -37,9 +37,9 @@ export interface CreateOptions extends RequestOptions {
  */
 export interface ListParams {
   /** Jobs per page, 1 to 100 (server default 20). */
-  limit?: number;
+  limit?: number | undefined;
   /** `next_cursor` of the previous page. */
-  cursor?: string;
+  cursor?: string | undefined;
 }
 
 /**
@@ -52,7 +52,7 @@ export interface ListParams {
  */
 export interface EventsOptions extends RequestOptions {
   /** Resume after this event id (the stream replays from the start without it). */
-  lastEventId?: number;
+  lastEventId?: number | undefined;
 }
 
 /**
@@ -65,12 +65,12 @@ export interface EventsOptions extends RequestOptions {
  */
 export interface WaitOptions {
   /** Milliseconds between polls when the event stream is unavailable. Default 1000. */
-  pollInterval?: number;
+  pollInterval?: number | undefined;
   /** Give up (APITimeoutError) after this many ms. Default: wait as long as it takes. */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Called with every event: from the stream, or synthesised (`id` 0) while polling. */
-  onEvent?: (event: FineTuneEvent) => void | Promise<void>;
-  signal?: AbortSignal;
+  onEvent?: ((event: FineTuneEvent) => void | Promise<void>) | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -325,10 +325,10 @@ function newIdempotencyKey(): string {
   return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}${Math.random().toString(16).slice(2)}`;
 }
 
-const isBinary = (w: WeightsInput | undefined): w is Uint8Array | ArrayBuffer | Blob =>
+const isBinary = (w: unknown): w is Uint8Array | ArrayBuffer | Blob =>
   w instanceof Uint8Array || w instanceof ArrayBuffer || (typeof Blob !== "undefined" && w instanceof Blob);
 
-const isDataFile = (d: InlineDataset | DataFile | undefined): d is DataFile =>
+const isDataFile = (d: unknown): d is DataFile =>
   typeof d === "string" || d instanceof Uint8Array || (typeof Blob !== "undefined" && d instanceof Blob);
 
 /**

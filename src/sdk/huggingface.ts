@@ -26,11 +26,11 @@ export interface HuggingFaceFiles {
   /** config.json */
   config: JsonFile;
   /** model.safetensors (the Hub's names; optional only for a model initialised from scratch) */
-  weights?: WeightsInput;
+  weights?: WeightsInput | undefined;
   /** tokenizer.json, for text data */
-  tokenizer?: JsonFile;
+  tokenizer?: JsonFile | undefined;
   /** The task, when it should be checked against the architecture ("sequence-classification", "causal-lm"). */
-  task?: "sequence-classification" | "causal-lm";
+  task?: "sequence-classification" | "causal-lm" | undefined;
 }
 
 /**

@@ -19,7 +19,7 @@ export interface SSEMessage {
   /** The last `id:` seen on the stream so far (it persists across messages, as in EventSource). */
   id: string | undefined;
   /** A `retry:` reconnection delay in ms, when this message carried one. */
-  retry?: number;
+  retry?: number | undefined;
 }
 
 /**

@@ -3,10 +3,11 @@
  * types from src/schema, imported as types only so the SDK carries no runtime dependency.
  */
 import type { FineTuneRequestInput } from "../schema/request.js";
+import type { AsWritten } from "../schema/as-written.js";
 import type { EpochMetrics, FineTuneResult, FineTuneStatus } from "../schema/result.js";
 import type { Job, JobList, JobSummary, Problem } from "../schema/job.js";
 
-export type { FineTuneRequestInput, FineTuneResult, FineTuneStatus, EpochMetrics, Job, JobList, JobSummary, Problem };
+export type { AsWritten, FineTuneRequestInput, FineTuneResult, FineTuneStatus, EpochMetrics, Job, JobList, JobSummary, Problem };
 export type { Plan, Metrics, EngineInfo, RunError } from "../schema/result.js";
 
 /**
@@ -57,15 +58,17 @@ export type WeightsInput = string | Uint8Array | ArrayBuffer | Blob | null;
  * };
  * ```
  */
-export type FineTuneCreateParams = Omit<FineTuneRequestInput, "weights" | "adapter_weights" | "data"> & {
-  weights?: WeightsInput;
-  /** An adapter_model.safetensors to continue (PEFT's names): bytes go as a multipart part. */
-  adapter_weights?: WeightsInput;
-  data: Omit<FineTuneRequestInput["data"], "train" | "validation"> & {
-    train?: InlineDataset | DataFile;
-    validation?: InlineDataset | DataFile;
-  };
-};
+export type FineTuneCreateParams = AsWritten<
+  Omit<FineTuneRequestInput, "weights" | "adapter_weights" | "data"> & {
+    weights?: WeightsInput | undefined;
+    /** An adapter_model.safetensors to continue (PEFT's names): bytes go as a multipart part. */
+    adapter_weights?: WeightsInput | undefined;
+    data: Omit<FineTuneRequestInput["data"], "train" | "validation"> & {
+      train?: InlineDataset | DataFile | undefined;
+      validation?: InlineDataset | DataFile | undefined;
+    };
+  }
+>;
 
 /**
  * What `create()` resolves with: the result (200, the run happened in the request) or the
@@ -89,7 +92,7 @@ export type CreateResponse = FineTuneResult | Job;
  */
 export interface StatusEventData {
   status: FineTuneStatus;
-  attempt?: number;
+  attempt?: number | undefined;
 }
 
 /**
@@ -105,7 +108,7 @@ export interface StepEventData {
   epoch: number;
   loss: number;
   lr: number;
-  attempt?: number;
+  attempt?: number | undefined;
 }
 
 /**

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { rejection } from "./refusals.js";
 import { seedRequest } from "../helpers.js";
 import { train } from "../../src/node/index.js";
-import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
+import { prepareRun, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
 import { stateElements, widenElements } from "../../src/engine/model.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "../../src/formats/dtype.js";
@@ -102,7 +102,7 @@ describe("a 16-bit base is the float32 run of the rounded base", () => {
   }
 
   it("on the TypeScript twins too (kernel js-reference), and with `trainable` freezing a layer list's fc1", async () => {
-    const request = seedRequest(96, { trainable: ["fc2"], training: { epochs: 3, batch_size: 16, optimizer: { type: "adam", lr: 0.01 } } } as Partial<TrainRequest>);
+    const request = seedRequest(96, { trainable: ["fc2"], training: { epochs: 3, batch_size: 16, optimizer: { type: "adam", lr: 0.01 } } } as Partial<ExactTrainRequest>);
     const given = tensorsOf(await train({ ...request, training: { ...request.training, epochs: 1, optimizer: { type: "sgd", lr: 0 } } } as TrainRequest));
     const roundedBase = writeSafetensors([...given].map(([name, data]) => ({ name, shape: name === "fc1.weight" ? [10, 10] : name === "fc2.weight" ? [1, 10] : [data.length], data: name.startsWith("fc1.") ? rounded(data, "float16") : data })));
     for (const kernel of ["wasm", "js-reference"] as const) {

@@ -10,7 +10,7 @@ import { rejection } from "./refusals.js";
 import { forwardLogits } from "./graph-gradcheck.js";
 import { regressionData, seedRequest } from "../helpers.js";
 import { loadNodeRuntime, train } from "../../src/node/index.js";
-import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
+import { prepareRun, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors, readTensorF32, writeSafetensors } from "../../src/formats/safetensors.js";
 
@@ -50,7 +50,7 @@ function listOf(weights: string | Uint8Array): Tensor[] {
 
 /** The seed MLP (fc1 10->10, fc2 10->1) with an adapter on fc1. */
 function mlp(adapter: Record<string, unknown> = { target_modules: ["fc1"], r: 4, lora_alpha: 8 }, overrides: Partial<TrainRequest> = {}): TrainRequest {
-  return seedRequest(128, { adapter: { type: "lora", ...adapter }, training: { epochs: 4, batch_size: 16, optimizer: { type: "adam", lr: 0.01 } }, ...overrides } as Partial<TrainRequest>);
+  return seedRequest(128, { adapter: { type: "lora", ...adapter }, training: { epochs: 4, batch_size: 16, optimizer: { type: "adam", lr: 0.01 } }, ...overrides } as Partial<ExactTrainRequest>);
 }
 
 const runtime = await loadNodeRuntime({ variant: "wasm-simd" });
@@ -94,7 +94,7 @@ describe("the graph with an adapter", () => {
 describe("outputs", () => {
   it("B starts at zero: with lr 0 the adapted MLP's loss is the base's, and merged weights are the base's", async () => {
     const base = await train(seedRequest(128, { training: { epochs: 1, batch_size: 16, optimizer: { type: "sgd", lr: 0 } } }));
-    const adapted = await train(mlp(undefined, { training: { epochs: 1, batch_size: 16, optimizer: { type: "sgd", lr: 0 } }, output: { format: "merged" } } as Partial<TrainRequest>));
+    const adapted = await train(mlp(undefined, { training: { epochs: 1, batch_size: 16, optimizer: { type: "sgd", lr: 0 } }, output: { format: "merged" } } as Partial<ExactTrainRequest>));
     expect(adapted.metrics.history[0]!.train_loss).toBe(base.metrics.history[0]!.train_loss);
     expect(tensorsOf(adapted.weights)).toEqual(tensorsOf(base.weights));
   });
@@ -206,7 +206,7 @@ describe("refusals name the field", () => {
   });
 
   it("adapter fields without an adapter, and trainable with one", async () => {
-    const plain = seedRequest(64, { output: { format: "peft" } } as Partial<TrainRequest>);
+    const plain = seedRequest(64, { output: { format: "peft" } } as Partial<ExactTrainRequest>);
     expect((await rejection(plain)).errors[0]!.path).toBe("output.format");
     expect((await rejection({ ...mlp(), trainable: ["fc2"] })).errors[0]!.path).toBe("trainable");
   });

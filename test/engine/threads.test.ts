@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
+import { prepareRun, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
 import { ThreadPool, train } from "../../src/node/index.js";
 import { GROUPS, replay, type ParityCase } from "../parity/compare.js";
 import { classifierRequest, seedRequest } from "../helpers.js";
@@ -56,7 +56,7 @@ describe("threads", () => {
   });
 
   it("a float16 base on 2 threads: each thread widens into its own scratch, as the float32 run of the rounded base", async () => {
-    const request = seedRequest(300, { trainable: ["fc2"], training: { epochs: 2, batch_size: 64, seed: 3 } } as Partial<TrainRequest>);
+    const request = seedRequest(300, { trainable: ["fc2"], training: { epochs: 2, batch_size: 64, seed: 3 } } as Partial<ExactTrainRequest>);
     const given = parseSafetensors(decodeBase64((await train({ ...request, training: { epochs: 1, seed: 3, optimizer: { type: "sgd", lr: 0 } } } as TrainRequest)).weights));
     const weights = writeSafetensors([...given.tensors].map(([name, info]) => {
       const data = readTensorF32(given, name);

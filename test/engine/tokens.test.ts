@@ -133,7 +133,7 @@ describe("per-token targets", () => {
 
   it("a per-token label out of range names the row and the token", async () => {
     const request = tagger();
-    (request.data.train as { y: number[][] }).y[3]![1] = 9;
+    (request.data.train as unknown as { y: number[][] }).y[3]![1] = 9;
     const e = await rejection(request);
     expect(e.errors[0]).toMatchObject({ path: "data.train.y[3][1]", message: "row 3: label 9 is out of range for 4 classes (0..3) (or ignore_index -100)" });
   });

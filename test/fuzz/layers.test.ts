@@ -85,7 +85,7 @@ describe("fuzz: any layer field, mutated, is accepted or refused with a typed 40
         else layer.type = m.type;
         let prepared: ReturnType<typeof prepareRun>;
         try {
-          prepared = prepareRun(request as TrainRequest);
+          prepared = prepareRun(request as unknown as TrainRequest);
         } catch (error) {
           const typed = expectTyped(error, [RequestValidationError, UnprocessableError]);
           expect([400, 422]).toContain(typed.status);
@@ -94,7 +94,7 @@ describe("fuzz: any layer field, mutated, is accepted or refused with a typed 40
         accepted++;
         // weights were not sent: the run initialises them; a small model trains one epoch
         if (prepared.plan.flops > 5e7) return;
-        const result = await train(request as TrainRequest);
+        const result = await train(request as unknown as TrainRequest);
         expect(["succeeded", "diverged"]).toContain(result.status);
         const file = parseSafetensors(decodeBase64(result.weights));
         for (const name of file.tensors.keys()) {

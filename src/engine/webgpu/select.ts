@@ -1,4 +1,3 @@
-/// <reference types="@webgpu/types" />
 /**
  * When a run goes to the WebGPU backend: always with `kernel: "webgpu"` (a device is then
  * required), and with `kernel: "auto"` when a device is given, the run fits its buffer limits
@@ -8,6 +7,7 @@
  * loop can decide without loading them.
  */
 import type { PreparedRun } from "../prepare.js";
+import type { WebGpuDevice } from "./device.js";
 
 /**
  * The default crossover for `kernel: "auto"`: 1 GFLOP per optimizer step (forward, backward
@@ -49,7 +49,7 @@ export function largestBufferBytes(prepared: PreparedRun): number {
  * if (!fitsDevice(device, prepared)) console.log("too large for this GPU: WASM it is");
  * ```
  */
-export function fitsDevice(device: GPUDevice, prepared: PreparedRun): boolean {
+export function fitsDevice(device: WebGpuDevice, prepared: PreparedRun): boolean {
   const bytes = largestBufferBytes(prepared);
   return bytes <= device.limits.maxStorageBufferBindingSize && bytes <= device.limits.maxBufferSize;
 }
@@ -66,7 +66,7 @@ export function fitsDevice(device: GPUDevice, prepared: PreparedRun): boolean {
  */
 export function useWebGpu(
   prepared: PreparedRun,
-  options: { kernel?: string; gpu?: GPUDevice | null; gpuMinFlopsPerStep?: number },
+  options: { kernel?: string; gpu?: WebGpuDevice | null | undefined; gpuMinFlopsPerStep?: number },
 ): boolean {
   if (options.kernel === "webgpu") {
     if (!options.gpu) {

@@ -6,6 +6,7 @@
  * failure such as an unwritable --out; 2 usage error; 3 API error (the problem's detail and
  * field paths are printed); 4 connection error (no response, timeout); 130 interrupted.
  */
+import { readFileSync } from "node:fs";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { basename, extname, join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
@@ -100,7 +101,7 @@ const JOBS_HELP = `edgetune jobs: your fine-tunes
   edgetune jobs events <id> [--last-event-id N]         follow the job's events until it ends
   edgetune jobs weights <id> [--out FILE]               download the weights (default <id>.safetensors)
 
-Add --json for machine output (events as JSON lines).
+Add --json for machine output (events as JSON lines). --version (-v) prints the version.
 `;
 
 const options = {
@@ -108,6 +109,7 @@ const options = {
   "api-key": { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "v" },
   // fine-tune
   model: { type: "string" },
   hf: { type: "string" },
@@ -142,7 +144,7 @@ const options = {
 
 type Values = { [K in keyof typeof options]?: (typeof options)[K]["type"] extends "boolean" ? boolean : string };
 
-const GLOBAL = ["url", "api-key", "json", "help"];
+const GLOBAL = ["url", "api-key", "json", "help", "version"];
 const FINE_TUNE_OPTIONS = [
   "model", "hf", "request", "weights", "train", "validation", "validation-split", "target", "epochs", "batch-size", "lr", "optimizer",
   "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "base-dtype", "mode", "placement", "out", "detach",
@@ -172,9 +174,13 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   try {
     ({ values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as { values: Values; positionals: string[] });
   } catch (err) {
-    return usage(io, (err as Error).message);
+    return usage(io, parseErrorMessage(err));
   }
   const [command, sub, ...rest] = positionals;
+  if (values.version || command === "version") {
+    io.stdout.write(`edgetune ${packageVersion()}\n`);
+    return EXIT.ok;
+  }
   if (values.help || command === "help") {
     io.stdout.write(command === "fine-tune" ? FINE_TUNE_HELP : command === "jobs" ? JOBS_HELP : GLOBAL_HELP);
     return EXIT.ok;
@@ -210,6 +216,61 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     throw new UsageError(`unknown command "${command}"`);
   } catch (err) {
     return report(err, io, json, baseURL);
+  }
+}
+
+/**
+ * node:util parseArgs's errors in the CLI's words: the option's name, what it needs, the
+ * nearest known option for a typo, and none of parseArgs's advice about "--" and positionals
+ * (which reads as if the user had meant a positional argument).
+ */
+export function parseErrorMessage(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  const message = e.message ?? String(err);
+  const option = /'(-{1,2}[^' <]+)/.exec(message)?.[1];
+  if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option) {
+    const near = nearestOption(option.replace(/^-+/, ""));
+    return `unknown option ${option}${near ? ` (did you mean --${near}?)` : ""}`;
+  }
+  if (e.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option) {
+    if (/does not take an argument/.test(message)) return `${option} is a switch and takes no value`;
+    if (/ambiguous/.test(message)) return `the value after ${option} starts with "-": write it as ${option}=<value> (e.g. ${option}=-1)`;
+    return `${option} needs a value`;
+  }
+  return message.split(". To specify")[0]!;
+}
+
+/** The known option closest to `name` (edit distance at most 2), for "did you mean". */
+function nearestOption(name: string): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const known of Object.keys(options)) {
+    const d = editDistance(name, known);
+    if (d < bestDistance) [best, bestDistance] = [known, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+/** The installed package's version: the nearest package.json named "edgetune" above this module (src/cli or dist/src/cli). */
+function packageVersion(): string {
+  for (let dir = new URL(".", import.meta.url); ; dir = new URL("..", dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "edgetune" && pkg.version) return pkg.version;
+    } catch {
+      // no package.json here: look further up
+    }
+    if (dir.pathname === "/") return "unknown";
   }
 }
 

@@ -173,9 +173,30 @@ describe("edgetune fine-tune", () => {
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr).toMatch(/edgetune|Usage/);
     }
+    // parseArgs's own wording never reaches the user: each message names the option and what it needs
+    const typo = await run(["fine-tune", "--epoch", "3"]);
+    expect(typo.stderr).toBe('edgetune: unknown option --epoch (did you mean --epochs?)\nRun "edgetune --help" for usage.\n');
+    const missing = await run(["fine-tune", "--epochs"]);
+    expect(missing.stderr).toMatch(/^edgetune: --epochs needs a value\n/);
+    const dash = await run(["fine-tune", "--lr", "-0.1"]);
+    expect(dash.stderr).toMatch(/^edgetune: the value after --lr starts with "-": write it as --lr=<value>/);
+    const flag = await run(["jobs", "list", "--json=yes"]);
+    expect(flag.stderr).toMatch(/^edgetune: --json is a switch and takes no value\n/);
+    for (const r of [typo, missing, dash, flag]) {
+      expect(r.code).toBe(2);
+      expect(r.stderr).not.toMatch(/positional argument|ERR_PARSE_ARGS/);
+    }
     const help = await run(["fine-tune", "--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/--batch-size/);
+  });
+
+  it("--version prints the package's version", async () => {
+    const version = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")).version as string;
+    for (const args of [["--version"], ["-v"], ["version"]]) {
+      const r = await run(args);
+      expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 0, stdout: `edgetune ${version}\n` });
+    }
   });
 
   it("a server that cannot be reached exits 4", async () => {

@@ -178,7 +178,9 @@ export function drawChart(canvas: HTMLCanvasElement, points: readonly ChartPoint
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
   const maxXTicks = Math.max(2, Math.min(10, Math.floor(pw / 40), xmax - xmin));
-  for (const t of linearTicks(xmin, xmax, maxXTicks).filter(Number.isInteger)) {
+  const xTicks = linearTicks(xmin, xmax, maxXTicks).filter(Number.isInteger);
+  if (xTicks[0] !== xmin && (xTicks.length === 0 || X(xTicks[0]!) - X(xmin) >= 24)) xTicks.unshift(xmin); // the first epoch, when its label fits
+  for (const t of xTicks) {
     const x = X(t);
     ctx.beginPath();
     ctx.moveTo(x + 0.5, top);

@@ -69,6 +69,12 @@ export function attributionColour(value: number, maxAbs: number): string {
   return `rgb(${mix(0)}, ${mix(1)}, ${mix(2)})`;
 }
 
+/** Colours a cell or token by its attribution, with white text on the strongest colours so it stays readable. */
+function paint(node: HTMLElement, value: number, maxAbs: number): void {
+  node.style.backgroundColor = attributionColour(value, maxAbs);
+  if (maxAbs > 0 && Math.abs(value) / maxAbs > 0.6) node.style.color = "#fff";
+}
+
 /** Rows and features shown at most (the rest are counted in a note). */
 export const MAX_ROWS = 20;
 export const MAX_BARS = 24;
@@ -129,7 +135,7 @@ export function renderExplanations(container: HTMLElement, e: Explanations, opti
       const tokens = e.tokens?.[r] ?? names;
       values.forEach((v, i) => {
         const token = el("span", "token", tokens[i] ?? `#${i}`);
-        token.style.backgroundColor = attributionColour(v, maxAbs);
+        paint(token, v, maxAbs);
         token.title = `${tokens[i] ?? `#${i}`}: ${fmt(v)}`;
         line.append(token);
       });
@@ -148,7 +154,7 @@ export function renderExplanations(container: HTMLElement, e: Explanations, opti
       tr.append(el("th", undefined, String(r)));
       values.forEach((v) => {
         const td = el("td", undefined, fmt(v));
-        td.style.backgroundColor = attributionColour(v, maxAbs);
+        paint(td, v, maxAbs);
         tr.append(td);
       });
       table.tBodies[0]!.append(tr);

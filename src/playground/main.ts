@@ -461,6 +461,8 @@ ui.start.addEventListener("click", () => {
   run = r;
   ui.start.disabled = true;
   ui.cancel.disabled = false;
+  // in one column (a phone) the chart sits below the form: bring it into view
+  if (!matchMedia("(min-width: 60rem)").matches) ui.status.scrollIntoView({ block: "start", behavior: "smooth" });
   void (r.device ? trainOnDevice(r, built) : trainOnServer(r, built));
 });
 

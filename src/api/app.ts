@@ -44,13 +44,14 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     await next();
   });
   // nosniff, frame and referrer policies, HSTS...; /docs keeps its inline script under a strict CSP;
-  // 'wasm-unsafe-eval' lets the playground compile the kernel core (/lib/*.wasm) to train on the device
-  app.use(
-    secureHeaders({
-      contentSecurityPolicy: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'", "'wasm-unsafe-eval'"], styleSrc: ["'self'", "'unsafe-inline'"], frameAncestors: ["'none'"] },
-      crossOriginResourcePolicy: "cross-origin",
-    }),
-  );
+  // the playground (GET /) has no inline script or style at all: its CSP allows only its own
+  // origin's files, and 'wasm-unsafe-eval' to compile the kernel core (/lib/*.wasm) for on-device runs
+  const pageHeaders = secureHeaders({ contentSecurityPolicy: PLAYGROUND_CSP, crossOriginResourcePolicy: "cross-origin" });
+  const otherHeaders = secureHeaders({
+    contentSecurityPolicy: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'", "'wasm-unsafe-eval'"], styleSrc: ["'self'", "'unsafe-inline'"], frameAncestors: ["'none'"] },
+    crossOriginResourcePolicy: "cross-origin",
+  });
+  app.use((c, next) => (c.req.path === "/" ? pageHeaders(c, next) : otherHeaders(c, next)));
   app.use("/v1/fine-tunes/*", (c, next) => corsFor(c.var.deps.corsOrigins)(c, next));
 
   const routes = app
@@ -69,6 +70,24 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     .route("/v1/nodes", nodes);
   return routes;
 }
+
+/**
+ * The playground's Content Security Policy: scripts, styles, the Web Worker, fetches and images
+ * from its own origin only; 'wasm-unsafe-eval' for WebAssembly.compile of /lib/*.wasm; blob: for
+ * the weights' download link; no inline script or style, no plugins, no framing.
+ */
+const PLAYGROUND_CSP = {
+  defaultSrc: ["'self'"],
+  scriptSrc: ["'self'", "'wasm-unsafe-eval'"],
+  styleSrc: ["'self'"],
+  workerSrc: ["'self'"],
+  connectSrc: ["'self'"],
+  imgSrc: ["'self'", "data:", "blob:"],
+  objectSrc: ["'none'"],
+  baseUri: ["'none'"],
+  formAction: ["'none'"],
+  frameAncestors: ["'none'"],
+};
 
 const corsCache = new Map<string, ReturnType<typeof cors>>();
 /** CORS for the allowed origins (none: no CORS headers, so browsers on other origins are refused). */

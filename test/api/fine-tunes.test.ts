@@ -322,11 +322,19 @@ describe("rate limits, CORS and security headers", () => {
 
   it("every response carries the security headers", async () => {
     const { app } = await testApp();
-    for (const path of ["/healthz", "/docs", "/v1/fine-tunes/nope"]) {
+    for (const path of ["/", "/healthz", "/docs", "/v1/fine-tunes/nope"]) {
       const res = await app.request(path);
       expect(res.headers.get("x-content-type-options")).toBe("nosniff");
       expect(res.headers.get("content-security-policy")).toMatch(/frame-ancestors 'none'/);
     }
+    // the playground's shell has no inline script or style: its CSP allows none
+    const page = await app.request("/");
+    expect(await page.text()).toMatch(/<script type="module" src="\/playground\/app\.js"><\/script>/);
+    const csp = page.headers.get("content-security-policy")!;
+    expect(csp).toContain("script-src 'self' 'wasm-unsafe-eval'");
+    expect(csp).toContain("style-src 'self'");
+    expect(csp).not.toContain("unsafe-inline");
+    expect((await app.request("/docs")).headers.get("content-security-policy")).toContain("'unsafe-inline'");
   });
 });
 

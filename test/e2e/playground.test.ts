@@ -1,10 +1,14 @@
 /**
  * The playground page (GET /) in a real headless Chromium, driven with playwright-core, against
  * a real `wrangler dev`: a fine-tune started from the page runs as an async edge job in the
- * Worker's queue consumer, the chart gets every epoch from SSE, and the downloaded weights are
- * valid safetensors. Needs Debian's chromium at /usr/bin/chromium (.ci/run installs it).
+ * Worker's queue consumer, the chart gets every epoch from SSE (the SDK's event stream), and the
+ * downloaded weights are valid safetensors. The layout at 1280 and 390 px wide (no horizontal
+ * overflow, no console error, no 404, the favicon), the form's reset between loads, the
+ * restore-best toggle and the explanations panel are checked too; screenshots go to
+ * $TMPDIR/edgetune-playground-screenshots (printed). Needs Debian's chromium at /usr/bin/chromium
+ * (.ci/run installs it).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -25,14 +29,16 @@ interface Hooks {
   lastJob: { id: string; status: string; metrics: { history: { epoch: number; train_loss: number; val_loss?: number }[] } | null } | null;
   weightsUrl: string | null;
   weightsBytes: number;
-  transport: "eventsource" | "fetch" | null;
+  transport: "fetch" | "worker" | "main-thread" | null;
   error: string | null;
+  explanations: boolean;
 }
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-playground-"));
 const persist = join(work, "state");
 // SSE polls every 50 ms; RATE_LIMIT off so that the page's requests are never throttled
 const VARS = { SSE_POLL_MS: "50", RATE_LIMIT_PER_MINUTE: "0" };
+const SCREENSHOTS = join(tmpdir(), "edgetune-playground-screenshots");
 
 describe("the playground page in headless Chromium", () => {
   let port = 0;
@@ -55,9 +61,9 @@ describe("the playground page in headless Chromium", () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  /** A fresh page on the playground that records every URL it asks for. */
-  async function openPlayground() {
-    const opened = await openRecordedPage(browser!, `${base}/`);
+  /** A fresh page on the playground that records every URL it asks for, its errors and failed responses. */
+  async function openPlayground(viewport?: { width: number; height: number }) {
+    const opened = await openRecordedPage(browser!, `${base}/`, viewport ? { viewport } : {});
     expect(opened.response!.headers()["content-type"]).toMatch(/text\/html/);
     return opened;
   }
@@ -93,7 +99,7 @@ describe("the playground page in headless Chromium", () => {
 
     expect(h.error).toBeNull();
     expect(h.status).toBe("succeeded");
-    expect(h.transport).toBe("eventsource");
+    expect(h.transport).toBe("fetch");
     const job = (await (await api(`/v1/fine-tunes/${h.jobId}`)).json()) as NonNullable<Hooks["lastJob"]> & { plan: { placement: string }; mode: string };
     expect(job).toMatchObject({ status: "succeeded", mode: "async", plan: { placement: "edge" } });
     const history = job.metrics!.history;
@@ -196,10 +202,176 @@ describe("the playground page in headless Chromium", () => {
     await close();
   });
 
+  /** Every field of the form, as the inputs hold it. */
+  const formValues = (page: Page) =>
+    page.evaluate(() => {
+      const ids = ["loss", "loss-params", "optimizer", "lr", "optimizer-params", "schedule", "schedule-params", "batch", "epochs", "val-split", "seed", "patience", "monitor", "training-extra", "request-extra", "target"];
+      const out: Record<string, string | boolean> = {};
+      for (const id of ids) out[id] = (document.getElementById(id) as HTMLInputElement).value;
+      out["restore-best"] = (document.getElementById("restore-best") as HTMLInputElement).checked;
+      return out;
+    });
+
+  it.skipIf(!hasChromium)("the form resets on every load: request.json sets every field from the file or the defaults, not the demo's cosine schedule or the user's edits (needs /usr/bin/chromium)", async () => {
+    const { page, errors, consoleErrors, failed, close } = await openPlayground();
+    const seed = join(root, "examples/seed-mlp");
+    expect(await formValues(page)).toMatchObject({ schedule: "cosine", lr: "0.01", epochs: "30", loss: "cross_entropy" }); // the moons demo
+    // the user edits fields the file does not mention
+    await page.fill("#seed", "5");
+    await page.check("#restore-best");
+    await page.fill("#patience", "4");
+    await page.locator("summary", { hasText: "More options" }).click();
+    await page.fill("#optimizer-params", '{"weight_decay": 0.1}');
+    await page.selectOption("#demo", "upload");
+    await page.setInputFiles("#csv", join(seed, "train.csv"));
+    await page.setInputFiles("#model-file", join(seed, "request.json"));
+    await page.waitForFunction(() => document.getElementById("data-summary")!.textContent!.includes("1000 rows"));
+    await page.waitForFunction(() => (document.getElementById("model") as HTMLTextAreaElement).value.includes('"fc2"'));
+    const fromFile = {
+      loss: "mse", "loss-params": "{}", optimizer: "adam", lr: "0.001", "optimizer-params": "{}", schedule: "constant", "schedule-params": "{}",
+      batch: "32", epochs: "20", "val-split": "0.1", seed: "0", patience: "", monitor: "auto", "training-extra": "{}", "request-extra": "{}", target: "y", "restore-best": false,
+    };
+    expect(await formValues(page)).toEqual(fromFile);
+    // Start with an empty field: the form names it and focuses it, and nothing is sent
+    await page.fill("#epochs", "");
+    await page.click("#start");
+    await page.waitForSelector('#status[data-final="true"]');
+    expect(await page.textContent("#status")).toContain("Epochs must be a number");
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("epochs");
+    // back to a demo: the demo's values; back to the upload: the file's again
+    await page.selectOption("#demo", "moons");
+    expect(await formValues(page)).toMatchObject({ schedule: "cosine", "schedule-params": '{"eta_min":0}', lr: "0.01", seed: "0", "restore-best": false, "val-split": "0.2" });
+    await page.selectOption("#demo", "upload");
+    expect(await formValues(page)).toEqual(fromFile);
+    // another request.json replaces the first one's values entirely
+    await page.setInputFiles("#model-file", join(root, "examples/digits-cnn/request.json"));
+    await page.waitForFunction(() => (document.getElementById("model") as HTMLTextAreaElement).value.includes("conv2d"));
+    expect(await formValues(page)).toEqual({ ...fromFile, loss: "cross_entropy", lr: "0.003", epochs: "10", "val-split": "0" });
+    expect(errors).toEqual([]);
+    expect(consoleErrors).toEqual([]);
+    expect(failed).toEqual([]);
+    await close();
+  });
+
+  /** The explanations a result of issue 18 carries, for the moons rows (2 features) or as tokens. */
+  const syntheticExplanations = (tokens: boolean) => ({
+    method: "integrated_gradients",
+    target: 1,
+    feature_names: tokens ? ["[CLS]", "a", "great", "film", "[SEP]"] : ["x0", "x1"],
+    attributions: tokens
+      ? [[0.01, 0.05, 0.9, 0.2, -0.02], [0.0, -0.3, -0.8, 0.1, 0.02]]
+      : Array.from({ length: 6 }, (_, r) => [((r % 3) - 1) * 0.4, 0.8 - r * 0.25]),
+    feature_importance: tokens ? [0.005, 0.175, 0.85, 0.15, 0.02] : [0.27, 0.51],
+    convergence_delta: [0.001, -0.002],
+    ...(tokens ? { tokens: [["[CLS]", "a", "great", "film", "[SEP]"], ["[CLS]", "not", "good", "at", "[SEP]"]] } : {}),
+  });
+
+  /**
+   * Serves the job's event stream as the Worker sends it, with `explanations` added to the final
+   * `done` event's job (the server does not compute them yet: issue 18).
+   */
+  async function injectExplanations(page: Page, explanations: object) {
+    await page.route(/\/v1\/fine-tunes\/ft_[0-9a-f]+\/events/, async (route) => {
+      const response = await route.fetch(); // the stream ends after the final event
+      const body = (await response.text()).replace(/event: done\ndata: (.*)\n/, (_, data: string) => `event: done\ndata: ${JSON.stringify({ ...JSON.parse(data), explanations })}\n`);
+      expect(body).toContain('"explanations"');
+      await route.fulfill({ response, body });
+    });
+  }
+
+  for (const [width, height] of [[390, 844], [1280, 900]] as const) {
+    it.skipIf(!hasChromium)(`at ${width} px: no horizontal overflow, no console error or 404, the favicon, restore-best reaching the request, the chart on a log axis, the explanations panel; screenshots (needs /usr/bin/chromium)`, async () => {
+      mkdirSync(SCREENSHOTS, { recursive: true });
+      const { page, errors, consoleErrors, failed, requested, response, close } = await openPlayground({ width, height });
+      const overflow = () => page.evaluate(() => ({ scroll: document.scrollingElement!.scrollWidth, inner: window.innerWidth }));
+      /** The whole page, and the same in parts of 1000 px (a tall page scaled to fit a screen is unreadable). */
+      const shot = async (name: string) => {
+        const path = join(SCREENSHOTS, `${width}-${name}.png`);
+        await page.screenshot({ path, fullPage: true });
+        const total = await page.evaluate(() => document.scrollingElement!.scrollHeight);
+        for (let y = 0, part = 1; y < total; y += 1000, part++) {
+          await page.screenshot({ path: join(SCREENSHOTS, `${width}-${name}-part${part}.png`), fullPage: true, clip: { x: 0, y, width, height: Math.min(1000, total - y) } });
+        }
+        console.log(`[e2e] playground screenshot: ${path} (and ${width}-${name}-part*.png)`);
+      };
+      // the page's CSP: its own origin only, no inline script or style
+      const csp = response!.headers()["content-security-policy"]!;
+      expect(csp).toContain("script-src 'self' 'wasm-unsafe-eval'");
+      expect(csp).not.toContain("unsafe-inline");
+      // the favicon: the SVG the page links, and /favicon.ico for browsers that ask for it anyway
+      expect(await page.getAttribute('link[rel="icon"]', "href")).toBe("/favicon.svg");
+      for (const [path, type] of [["/favicon.svg", /^image\/svg\+xml/], ["/favicon.ico", /^image\/(x-icon|vnd\.microsoft\.icon)/]] as const) {
+        const res = await fetch(`${base}${path}`);
+        expect(res.status, path).toBe(200);
+        expect(res.headers.get("content-type"), path).toMatch(type);
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        expect(bytes, path).toEqual(new Uint8Array(readFileSync(join(root, "build/public", path.slice(1)))));
+      }
+      const ico = new Uint8Array(readFileSync(join(root, "build/public/favicon.ico")));
+      expect([...ico.subarray(0, 6)]).toEqual([0, 0, 1, 0, 1, 0]); // an ICO with one image
+      let o = await overflow();
+      expect(o.scroll).toBeLessThanOrEqual(o.inner);
+      await shot("empty");
+
+      // two moons, 12 epochs, keeping the best epoch's weights
+      await injectExplanations(page, syntheticExplanations(width >= 1000));
+      await page.selectOption("#demo", "moons");
+      await page.fill("#epochs", "12");
+      await page.check("#restore-best");
+      const posted = page.waitForRequest((r) => r.method() === "POST" && r.url() === `${base}/v1/fine-tunes`);
+      const h = await runToEnd(page);
+      const sent = (await posted).postDataJSON() as { training: { early_stopping?: unknown; schedule: unknown; epochs: number } };
+      expect(sent.training.early_stopping).toEqual({ monitor: "val_loss", patience: 12, restore_best_weights: true });
+      expect(sent.training.schedule).toEqual({ type: "cosine", eta_min: 0 });
+      expect(h.error).toBeNull();
+      expect(h.status).toBe("succeeded");
+      expect(h.epochsPlotted).toBe(12);
+      const job = (await (await api(`/v1/fine-tunes/${h.jobId}`)).json()) as { metrics: { best_epoch: number; history: unknown[] } };
+      expect(job.metrics.history).toHaveLength(12); // patience = epochs: it never stops early
+      expect(await page.textContent("#summary")).toContain(`epoch ${job.metrics.best_epoch} (the best, restored)`);
+
+      // the explanations panel
+      expect(h.explanations).toBe(true);
+      expect(await page.isVisible("#explanations")).toBe(true);
+      const bars = await page.$$eval("#explanations .bar-row", (rows) => rows.map((r) => [r.querySelector(".bar-name")!.textContent, (r.querySelector(".bar") as HTMLElement).style.width]));
+      if (width >= 1000) {
+        expect(bars[0]).toEqual(["great", "100%"]);
+        expect(await page.locator("#explanations .token-row").count()).toBe(2);
+        expect(await page.locator("#explanations .token").count()).toBe(10);
+        expect(await page.getAttribute("#explanations .token-row:nth-child(2) .token:nth-child(3)", "title")).toBe("good: -0.8");
+      } else {
+        expect(bars.map(([name]) => name)).toEqual(["x1", "x0"]);
+        expect(bars.map(([, w]) => Number.parseFloat(w!))).toEqual([100, expect.closeTo((0.27 / 0.51) * 100, 3)]);
+        expect(await page.locator("#explanations table.heat tbody tr").count()).toBe(6);
+        expect(await page.locator("#explanations table.heat thead th").allTextContents()).toEqual(["row", "x0", "x1"]);
+      }
+
+      // the chart on a log axis
+      await page.check("#logy");
+      const chart = page.locator("#chart");
+      await chart.scrollIntoViewIfNeeded();
+      await chart.screenshot({ path: join(SCREENSHOTS, `${width}-chart-log.png`) });
+      console.log(`[e2e] playground screenshot: ${join(SCREENSHOTS, `${width}-chart-log.png`)}`);
+      o = await overflow();
+      expect(o.scroll).toBeLessThanOrEqual(o.inner);
+      await page.locator("summary", { hasText: "More options" }).click();
+      await page.locator("summary", { hasText: "Request sent" }).click();
+      o = await overflow();
+      expect(o.scroll).toBeLessThanOrEqual(o.inner);
+      await shot("after-run");
+
+      expect(requested.filter((u) => !u.startsWith(`${base}/`) && !u.startsWith("blob:"))).toEqual([]);
+      expect(errors).toEqual([]);
+      expect(consoleErrors).toEqual([]);
+      expect(failed).toEqual([]);
+      await close();
+    });
+  }
+
   it.skipIf(!hasChromium)("with API keys configured: 401 shown until a key is typed, then the events stream over fetch with the key (needs /usr/bin/chromium)", async () => {
     await stop(dev);
     dev = await startWranglerDev(port, persist, { ...VARS, EDGETUNE_API_KEYS: API_KEY });
-    const { page, errors, close } = await openPlayground();
+    const { page, errors, failed, close } = await openPlayground();
     await page.selectOption("#demo", "xor");
     await page.fill("#epochs", "40");
 
@@ -220,6 +392,7 @@ describe("the playground page in headless Chromium", () => {
     const tensors = parseSafetensors(await download(page)).tensors;
     expect([...tensors.keys()]).toEqual(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
     expect(errors).toEqual([]);
+    expect(failed).toEqual([`401 POST ${base}/v1/fine-tunes`]); // the create before the key was typed, not retried
     await close();
   });
 });

@@ -111,17 +111,26 @@ export async function launchChromium(options: { webgpu?: boolean } = {}) {
 }
 
 /**
- * A fresh browser context on `url` that records every URL the page asks for and every page
- * error; fails unless the page answers 200.
+ * A fresh browser context on `url` (1280 x 900 unless `viewport` says otherwise) that records
+ * every URL the page asks for, every page error, every console error and every response of
+ * status 400 or more; fails unless the page answers 200.
  */
-export async function openRecordedPage(browser: import("playwright-core").Browser, url: string) {
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+export async function openRecordedPage(browser: import("playwright-core").Browser, url: string, options: { viewport?: { width: number; height: number } } = {}) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: options.viewport ?? { width: 1280, height: 900 } });
   const page = await context.newPage();
   const requested: string[] = [];
   const errors: string[] = [];
+  const consoleErrors: string[] = [];
+  const failed: string[] = [];
   page.on("request", (r) => requested.push(r.url()));
   page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "error") consoleErrors.push(`${m.text()} (${m.location().url})`);
+  });
+  page.on("response", (r) => {
+    if (r.status() >= 400) failed.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
   const response = await page.goto(url);
   if (response?.status() !== 200) throw new Error(`${url} answered ${response?.status()}`);
-  return { page, requested, errors, response, close: () => context.close() };
+  return { page, requested, errors, consoleErrors, failed, response, close: () => context.close() };
 }

@@ -12,7 +12,8 @@ import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type Fine
 import { zodIssues } from "../schema/issues.js";
 import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
 import { decodeBase64 } from "../formats/base64.js";
-import { checkTargets, checkTokenIds, tableFromInline, type Table } from "../formats/dataset.js";
+import { tableFromInline, type Table } from "../formats/dataset.js";
+import { checkTargets, checkTokenIds } from "./targets.js";
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
 import { loadTokenizer, tokenizeTables, tokenizerVocabularySize } from "../formats/text.js";
 import { compileModel } from "./graph/compile.js";

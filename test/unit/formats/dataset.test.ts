@@ -1,5 +1,6 @@
+import { checkTargets } from "../../../src/engine/targets.js";
 import { describe, it, expect } from "vitest";
-import { checkTargets, parseCsv, parseJsonl, tableFromInline, MAX_ISSUES, type Table } from "../../../src/formats/dataset.js";
+import { parseCsv, parseJsonl, tableFromInline, MAX_ISSUES, type Table } from "../../../src/formats/dataset.js";
 import { DatasetError, type FieldIssue } from "../../../src/errors.js";
 import type { DatasetSpec, LossSpec } from "../../../src/schema/request.js";
 

@@ -2,8 +2,9 @@
  * Text rows (`text`, `text_pair`, `y` or `label`) in inline JSON, CSV and JSONL, held as strings
  * until the tokenizer runs; and token_type_ids as a column of token rows.
  */
+import { checkTargets } from "../../../src/engine/targets.js";
 import { describe, expect, it } from "vitest";
-import { checkTargets, parseCsv, parseJsonl, tableFromInline, type Table } from "../../../src/formats/dataset.js";
+import { parseCsv, parseJsonl, tableFromInline, type Table } from "../../../src/formats/dataset.js";
 import { DatasetError, type FieldIssue } from "../../../src/errors.js";
 import type { DatasetSpec } from "../../../src/schema/request.js";
 

@@ -2,8 +2,9 @@
  * Token rows in every format: inline JSON ({input_ids, attention_mask?, y}), JSONL lines and
  * CSV columns, with the issues naming the row (inline) or the line and column (file parts).
  */
+import { checkTokenIds } from "../../../src/engine/targets.js";
 import { describe, expect, it } from "vitest";
-import { checkTokenIds, parseCsv, parseJsonl, tableFromInline } from "../../../src/formats/dataset.js";
+import { parseCsv, parseJsonl, tableFromInline } from "../../../src/formats/dataset.js";
 import { DatasetError, type FieldIssue } from "../../../src/errors.js";
 import type { DatasetSpec } from "../../../src/schema/request.js";
 

@@ -3,10 +3,15 @@
  * Node process) injects its dependencies per request.
  *
  *   /healthz, /openapi.json, /docs      open
+ *   /openapi.nodes.json                 open: the node protocol's own document (kept out of /docs)
  *   /v1/fine-tunes/...                  bearer key (EDGETUNE_API_KEYS)
  *   /v1/nodes/...                       node token (EDGETUNE_NODE_TOKENS): the GPU-node pull protocol
+ *
+ * Every API route is defined once with `createRoute` (see openapi.ts for the pattern of a new
+ * one): its validation and its entry in the OpenAPI documents come from that definition.
  */
-import { Hono, type Context } from "hono";
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { cors } from "hono/cors";
 import { secureHeaders } from "hono/secure-headers";
 import { apiKeyAuth, nodeTokenAuth } from "./auth.js";
@@ -14,7 +19,7 @@ import type { AppDeps, AppEnv } from "./deps.js";
 import { docsPage } from "./docs.js";
 import { fineTunes } from "./fine-tunes.js";
 import { nodes } from "./nodes.js";
-import { openApiDocument } from "./openapi.js";
+import { jsonResponse, newRoutes, openApiDocument, TAGS } from "./openapi.js";
 import { playgroundPage } from "./playground.js";
 import { problem, problemResponse, toProblem } from "./problem.js";
 import { rateLimit } from "./rate-limit.js";
@@ -30,7 +35,7 @@ import { rateLimit } from "./rate-limit.js";
  * ```
  */
 export function createApp<Bindings extends object = object>(deps: (c: Context<AppEnv & { Bindings: Bindings }>) => AppDeps) {
-  const app = new Hono<AppEnv & { Bindings: Bindings }>();
+  const app = newRoutes<AppEnv & { Bindings: Bindings }>();
 
   app.onError((err, c) => {
     const body = toProblem(err);
@@ -54,11 +59,13 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
   app.use("/v1/fine-tunes/*", (c, next) => corsFor(c.var.deps.corsOrigins)(c, next));
 
   const routes = app
-    .get("/healthz", (c) => {
+    .openapi(healthRoute, (c) => {
       const { runtime, version } = c.var.deps;
-      return c.json({ status: "ok", version, kernel: runtime.variant, runtime: runtime.runtime });
+      return c.json({ status: "ok" as const, version, kernel: runtime.variant, runtime: runtime.runtime }, 200);
     })
-    .get("/openapi.json", (c) => c.json(openApiDocument(new URL(c.req.url).origin, c.var.deps.version)))
+    // the documents and pages themselves are not in the documents (test/api/openapi.test.ts lists them)
+    .get("/openapi.json", (c) => c.json(openApiDocument(app, "public", new URL(c.req.url).origin, c.var.deps.version)))
+    .get("/openapi.nodes.json", (c) => c.json(openApiDocument(app, "nodes", new URL(c.req.url).origin, c.var.deps.version)))
     .get("/docs", (c) => c.html(docsPage()))
     .get("/", (c) => c.html(playgroundPage()))
     // "/v1/fine-tunes/*" also matches "/v1/fine-tunes" itself
@@ -69,6 +76,26 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     .route("/v1/nodes", nodes);
   return routes;
 }
+
+const healthRoute = createRoute({
+  method: "get",
+  path: "/healthz",
+  tags: [TAGS.service],
+  security: [],
+  operationId: "health",
+  summary: "Liveness, build and kernel variant",
+  responses: {
+    200: jsonResponse(
+      "OK",
+      z.object({
+        status: z.literal("ok"),
+        version: z.string(),
+        kernel: z.string().openapi({ description: "The kernel build: wasm-relaxed-simd in the Worker" }),
+        runtime: z.string(),
+      }),
+    ),
+  },
+});
 
 const corsCache = new Map<string, ReturnType<typeof cors>>();
 /** CORS for the allowed origins (none: no CORS headers, so browsers on other origins are refused). */

@@ -3,7 +3,9 @@
  * here, from typed engine/format errors, Hono's HTTP exceptions, bad JSON, or bugs (500,
  * without a stack trace).
  */
+import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { EdgetuneError, type FieldIssue } from "../errors.js";
 import type { Problem } from "../schema/job.js";
 
@@ -33,7 +35,7 @@ export const PROBLEM_JSON = "application/problem+json";
  * problem(404, "not_found", "No fine-tune with id ft_123");
  * ```
  */
-export function problem(status: number, code: string, detail: string, errors?: FieldIssue[]): Problem {
+export function problem<S extends number>(status: S, code: string, detail: string, errors?: FieldIssue[]): Problem & { status: S } {
   return {
     type: `/docs#problem-${code}`,
     title: TITLES[status] ?? "Error",
@@ -57,6 +59,20 @@ export function problemResponse(body: Problem, headers: Record<string, string> =
     status: body.status,
     headers: { "content-type": PROBLEM_JSON, ...headers },
   });
+}
+
+/**
+ * A problem+json response through the route's context, typed by its status: what a handler of
+ * a route defined with `createRoute` returns (the route declares the status with
+ * `problemResponses`); the same bytes and headers as `problemResponse`.
+ *
+ * @example
+ * ```ts
+ * return problemJson(c, problem(409, "already_finished", `Fine-tune ${id} has already ended.`));
+ * ```
+ */
+export function problemJson<S extends ContentfulStatusCode>(c: Context, body: Problem & { status: S }, headers: Record<string, string> = {}) {
+  return c.json(body, body.status, { ...headers, "content-type": PROBLEM_JSON });
 }
 
 /**

@@ -6,10 +6,12 @@
 //   build/public/lib/sdk.js               src/sdk/index.ts: the API client for browser apps (fetch only) + .map
 //   build/public/lib/simd.wasm            copies of build/wasm (npm run build:wasm): the kernel core
 //   build/public/lib/relaxed-simd.wasm
+//   build/public/docs/assets/scalar-api-reference.js   the /docs reference UI: @scalar/api-reference's
+//                                         standalone bundle, copied from node_modules (nothing from a CDN)
 // Run after build:wasm. esbuild is a devDependency; its platform binary comes as an optional
 // dependency package, so nothing is downloaded at install time.
 import { build } from "esbuild";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -76,8 +78,17 @@ for (const file of ["simd.wasm", "relaxed-simd.wasm"]) {
   if (!existsSync(from)) throw new Error(`${relative(root, from)} is missing: run \`npm run build:wasm\` first`);
   copyFileSync(from, join(out, file));
 }
+// the reference UI of /docs (src/api/docs.ts): Scalar's one-file browser bundle, without its
+// source map comment (the map stays out of the assets: 20 MB, and nothing asks for it)
+const docsAssets = join(root, "build", "public", "docs", "assets");
+rmSync(docsAssets, { recursive: true, force: true });
+mkdirSync(docsAssets, { recursive: true });
+const scalar = join(root, "node_modules", "@scalar", "api-reference", "dist", "browser", "standalone.js");
+if (!existsSync(scalar)) throw new Error(`${relative(root, scalar)} is missing: run \`npm install\``);
+writeFileSync(join(docsAssets, "scalar-api-reference.js"), readFileSync(scalar, "utf8").replace(/\n\/\/# sourceMappingURL=\S+\s*$/, "\n"));
+
 // Workers Static Assets' header rules (not served itself): the files are public, never sniffed
-writeFileSync(join(root, "build", "public", "_headers"), "/lib/*\n  X-Content-Type-Options: nosniff\n");
+writeFileSync(join(root, "build", "public", "_headers"), "/lib/*\n  X-Content-Type-Options: nosniff\n/docs/assets/*\n  X-Content-Type-Options: nosniff\n");
 
 for (const file of readdirSync(out).filter((f) => !f.endsWith(".map")).sort()) {
   console.log(`${relative(root, join(out, file))}  ${(statSync(join(out, file)).size / 1024).toFixed(1)} KiB`);

@@ -48,11 +48,18 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     c.set("deps", deps(c));
     await next();
   });
-  // nosniff, frame and referrer policies, HSTS...; /docs keeps its inline script under a strict CSP;
+  // nosniff, frame and referrer policies, HSTS...; everything from this origin only: /docs loads its
+  // reference UI from /docs/assets/ (inline styles, data: icons) and starts it with an inline script;
   // 'wasm-unsafe-eval' lets the playground compile the kernel core (/lib/*.wasm) to train on the device
   app.use(
     secureHeaders({
-      contentSecurityPolicy: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'", "'wasm-unsafe-eval'"], styleSrc: ["'self'", "'unsafe-inline'"], frameAncestors: ["'none'"] },
+      contentSecurityPolicy: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'", "'unsafe-inline'", "'wasm-unsafe-eval'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", "data:"],
+        frameAncestors: ["'none'"],
+      },
       crossOriginResourcePolicy: "cross-origin",
     }),
   );

@@ -65,7 +65,12 @@ export const NODE_TOKEN = [{ nodeToken: [] }];
  * exist is a 404 like any other unknown id (see ownJob).
  */
 export const IdParams = z.object({
-  id: z.string().openapi({ param: { name: "id", in: "path" }, pattern: "^ft_[0-9a-f]{32}$", example: "ft_0123456789abcdef0123456789abcdef" }),
+  id: z.string().openapi({
+    param: { name: "id", in: "path" },
+    description: "The fine-tune's id: ft_ and 32 hex digits",
+    pattern: "^ft_[0-9a-f]{32}$",
+    example: "ft_0123456789abcdef0123456789abcdef",
+  }),
 });
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {

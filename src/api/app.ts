@@ -10,7 +10,7 @@
  * Every API route is defined once with `createRoute` (see openapi.ts for the pattern of a new
  * one): its validation and its entry in the OpenAPI documents come from that definition.
  */
-import { createRoute, z } from "@hono/zod-openapi";
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { cors } from "hono/cors";
 import { secureHeaders } from "hono/secure-headers";
@@ -34,7 +34,7 @@ import { rateLimit } from "./rate-limit.js";
  * const res = await app.request("/healthz");
  * ```
  */
-export function createApp<Bindings extends object = object>(deps: (c: Context<AppEnv & { Bindings: Bindings }>) => AppDeps) {
+export function createApp<Bindings extends object = object>(deps: (c: Context<AppEnv & { Bindings: Bindings }>) => AppDeps): OpenAPIHono<AppEnv & { Bindings: Bindings }> {
   const app = newRoutes<AppEnv & { Bindings: Bindings }>();
 
   app.onError((err, c) => {
@@ -65,7 +65,7 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
   );
   app.use("/v1/fine-tunes/*", (c, next) => corsFor(c.var.deps.corsOrigins)(c, next));
 
-  const routes = app
+  app
     .openapi(healthRoute, (c) => {
       const { runtime, version } = c.var.deps;
       return c.json({ status: "ok" as const, version, kernel: runtime.variant, runtime: runtime.runtime }, 200);
@@ -81,7 +81,7 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     .use("/v1/nodes/*", nodeTokenAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.nodeTokens))
     .route("/v1/fine-tunes", fineTunes)
     .route("/v1/nodes", nodes);
-  return routes;
+  return app;
 }
 
 const healthRoute = createRoute({
@@ -122,5 +122,8 @@ function corsFor(origins: string[]) {
   return handler;
 }
 
-/** The app's type, for typed clients (`hc<AppType>`). */
+/**
+ * The app's type. Its routes' request and response types are not part of it (their inferred
+ * type is beyond what declaration files can hold); typed clients use the SDK (src/sdk).
+ */
 export type AppType = ReturnType<typeof createApp>;

@@ -18,7 +18,7 @@ import { readCreateBody } from "./body.js";
 import { decide } from "./budget.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
-import { problem, problemJson, problemResponse } from "./problem.js";
+import { problem, problemResponse } from "./problem.js";
 import { resumeAfter, sseText, SSE_HEADERS } from "./sse.js";
 
 const JOB_ID = /^ft_[0-9a-f]{32}$/;
@@ -265,11 +265,11 @@ fineTunes
   .openapi(weightsRoute, async (c) => {
     const { job } = await ownJob(c, c.req.valid("param").id);
     if (!isFinal(job.status) || job.status === "failed") {
-      return problemJson(c, problem(409, "weights_not_ready", `Fine-tune ${job.id} is ${job.status}; weights exist once it has ended with weights.`),
+      return problemResponse(problem(409, "weights_not_ready", `Fine-tune ${job.id} is ${job.status}; weights exist once it has ended with weights.`),
       );
     }
     const stored = await c.var.deps.store.getWeights(job.id);
-    if (!stored) return problemJson(c, problem(404, "not_found", `Fine-tune ${job.id} has no stored weights.`));
+    if (!stored) return problemResponse(problem(404, "not_found", `Fine-tune ${job.id} has no stored weights.`));
     // an adapter run's file is converted to ?format (default: its request's output.format)
     const format = c.req.query("format");
     const weights = job.adapter_config || format !== undefined ? convertWeights(await bytesOf(stored), format) : stored;
@@ -285,8 +285,8 @@ fineTunes
   .openapi(adapterConfigRoute, async (c) => {
     const { job } = await ownJob(c, c.req.valid("param").id);
     if (!job.adapter_config) {
-      if (!isFinal(job.status)) return problemJson(c, problem(409, "weights_not_ready", `Fine-tune ${job.id} is ${job.status}; its adapter_config.json exists once it has ended with weights.`));
-      return problemJson(c, problem(404, "not_found", `Fine-tune ${job.id} trained no adapter.`));
+      if (!isFinal(job.status)) return problemResponse(problem(409, "weights_not_ready", `Fine-tune ${job.id} is ${job.status}; its adapter_config.json exists once it has ended with weights.`));
+      return problemResponse(problem(404, "not_found", `Fine-tune ${job.id} trained no adapter.`));
     }
     return c.json(job.adapter_config as Record<string, unknown>, 200);
   })
@@ -306,7 +306,7 @@ fineTunes
     const { job } = await ownJob(c, c.req.valid("param").id);
     if (job.status === "cancelled") return c.json(job, 200); // a retried cancel
     if (isFinal(job.status)) {
-      return problemJson(c, problem(409, "already_finished", `Fine-tune ${job.id} has already ended (${job.status}).`));
+      return problemResponse(problem(409, "already_finished", `Fine-tune ${job.id} has already ended (${job.status}).`));
     }
     return c.json((await c.var.deps.store.cancel(job.id)) ?? job, 200);
   });

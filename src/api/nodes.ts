@@ -5,16 +5,15 @@
  * with 409, so a node that was presumed dead cannot overwrite the work of its successor.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
 import { PayloadTooLargeError, RequestValidationError } from "../errors.js";
 import { parseSafetensors } from "../formats/safetensors.js";
 import { weightsKeyOf } from "../jobs/store.js";
 import type { ClaimResponse } from "../schema/node.js";
 import { BINARY, jsonResponse, newRoutes, NODE_TOKEN, openapiReadingBody, problemResponses, readJsonBody, Schemas, TAGS } from "./openapi.js";
-import { problem, problemJson } from "./problem.js";
+import { problem, problemResponse } from "./problem.js";
 
-const leaseLost = (c: Context, id: string) =>
-  problemJson(c, problem(409, "lease_lost", `This node no longer holds the lease of ${id}; abandon the attempt.`));
+const leaseLost = (id: string) =>
+  problemResponse(problem(409, "lease_lost", `This node no longer holds the lease of ${id}; abandon the attempt.`));
 
 // One definition per route (see openapi.ts). The JSON bodies are read by the handlers
 // (readJsonBody, with the route's schema): a node's body is JSON whatever its Content-Type.
@@ -112,7 +111,7 @@ openapiReadingBody(nodes, claimRoute, async (c) => {
 nodes.openapi(inputRoute, async (c) => {
   const { id } = c.req.valid("param");
   const bytes = await c.var.deps.store.channel.readInput(id, c.req.valid("query").lease_id ?? "");
-  if (bytes === null) return leaseLost(c, id);
+  if (bytes === null) return leaseLost(id);
   return new Response(bytes as BodyInit, { headers: { "content-type": "application/octet-stream" } });
 });
 
@@ -121,7 +120,7 @@ openapiReadingBody(nodes, progressRoute, async (c) => {
   const id = c.req.param("id")!;
   const { lease_id, epochs, engine } = await readJsonBody(c, progressRoute);
   const status = await c.var.deps.store.channel.progress(id, lease_id, epochs, engine);
-  return status.ok ? c.json(status) : leaseLost(c, id);
+  return status.ok ? c.json(status) : leaseLost(id);
 });
 
 /** POST /v1/nodes/jobs/{id}/heartbeat: renews the lease; says whether to stop. */
@@ -129,7 +128,7 @@ openapiReadingBody(nodes, heartbeatRoute, async (c) => {
   const id = c.req.param("id")!;
   const { lease_id } = await readJsonBody(c, heartbeatRoute);
   const status = await c.var.deps.store.channel.heartbeat(id, lease_id);
-  return status.ok ? c.json(status) : leaseLost(c, id);
+  return status.ok ? c.json(status) : leaseLost(id);
 });
 
 /** PUT /v1/nodes/jobs/{id}/weights?lease_id=...: the fine-tuned safetensors (checked), stored under the lease. */
@@ -141,7 +140,7 @@ nodes.openapi(weightsRoute, async (c) => {
   if (bytes.byteLength > c.var.deps.maxBodyBytes) throw new PayloadTooLargeError("(body)", `weights over ${c.var.deps.maxBodyBytes} bytes`);
   parseSafetensors(bytes, { field: "(body)" }); // a node must upload a valid file
   const key = await c.var.deps.store.channel.saveWeights(id, c.req.valid("query").lease_id ?? "", bytes);
-  return key === null ? leaseLost(c, id) : c.json({ weights_key: key }, 200);
+  return key === null ? leaseLost(id) : c.json({ weights_key: key }, 200);
 });
 
 /** POST /v1/nodes/jobs/{id}/complete: the final result; a repeat or a stale lease is answered, not applied. */

@@ -3,7 +3,7 @@
  * here, from typed engine/format errors, Hono's HTTP exceptions, bad JSON, or bugs (500,
  * without a stack trace).
  */
-import type { Context } from "hono";
+import type { TypedResponse } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { EdgetuneError, type FieldIssue } from "../errors.js";
@@ -54,26 +54,18 @@ export function problem<S extends number>(status: S, code: string, detail: strin
  * return problemResponse(problem(401, "unauthorized", "Missing bearer token"), { "WWW-Authenticate": "Bearer" });
  * ```
  */
-export function problemResponse(body: Problem, headers: Record<string, string> = {}): Response {
+export function problemResponse<S extends number>(body: Problem & { status: S }, headers: Record<string, string> = {}): ProblemResponse<S> {
   return new Response(JSON.stringify(body), {
     status: body.status,
     headers: { "content-type": PROBLEM_JSON, ...headers },
-  });
+  }) as ProblemResponse<S>;
 }
 
 /**
- * A problem+json response through the route's context, typed by its status: what a handler of
- * a route defined with `createRoute` returns (the route declares the status with
- * `problemResponses`); the same bytes and headers as `problemResponse`.
- *
- * @example
- * ```ts
- * return problemJson(c, problem(409, "already_finished", `Fine-tune ${id} has already ended.`));
- * ```
+ * A problem+json Response typed with its status, so that the handler of a route defined with
+ * `createRoute` may return it for a status the route declares (with `problemResponses`).
  */
-export function problemJson<S extends ContentfulStatusCode>(c: Context, body: Problem & { status: S }, headers: Record<string, string> = {}) {
-  return c.json(body, body.status, { ...headers, "content-type": PROBLEM_JSON });
-}
+export type ProblemResponse<S extends number> = Response & TypedResponse<Problem & { status: S }, S extends ContentfulStatusCode ? S : ContentfulStatusCode, "json">;
 
 /**
  * Maps anything thrown while handling a request to a problem. Unknown errors become a 500

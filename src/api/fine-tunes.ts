@@ -28,8 +28,15 @@ const ListQuery = z.strictObject({
   cursor: z.string().max(200).optional().openapi({ description: "next_cursor of the previous page" }),
 });
 
-/** The caller's job, or a 404 (also for another key's job: its existence is not revealed). */
-async function ownJob(c: { var: AppEnv["Variables"] }, id: string): Promise<JobRecord> {
+/**
+ * The caller's job, or a 404 (also for another key's job: its existence is not revealed).
+ *
+ * @example
+ * ```ts
+ * const { job } = await ownJob(c, c.req.valid("param").id);
+ * ```
+ */
+export async function ownJob(c: { var: AppEnv["Variables"] }, id: string): Promise<JobRecord> {
   const record = JOB_ID.test(id) ? await c.var.deps.store.get(id) : null;
   if (!record || record.owner !== c.var.owner) {
     throw new EdgetuneError(404, "not_found", `No fine-tune with id ${id}.`, [{ path: "id", message: "not found" }]);

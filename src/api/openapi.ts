@@ -4,16 +4,16 @@
  * validates its parameters with the route's zod schemas and generates the document from the same
  * definition (OpenAPI 3.1, whose dialect is JSON Schema draft 2020-12).
  *
- * Adding a route (e.g. `GET /v1/fine-tunes/{id}/metrics` in its own module):
+ * Adding a route (e.g. `GET /v1/fine-tunes/{id}/metrics` in its own module; docs/api.md has it whole):
  *
  * ```ts
  * const metricsRoute = createRoute({
  *   method: "get", path: "/{id}/metrics", tags: [TAGS.fineTunes], security: BEARER,
- *   operationId: "getFineTuneMetrics", summary: "The job's metrics",
+ *   operationId: "getFineTuneMetrics", summary: "The metrics of a fine-tune",
  *   request: { params: IdParams },
- *   responses: { 200: jsonResponse("The metrics", Metrics), ...problemResponses(401, 404) },
+ *   responses: { 200: jsonResponse("The metrics", Metrics.nullable()), ...problemResponses(401, 404, 429) },
  * });
- * export const metrics = newRoutes().openapi(metricsRoute, async (c) => c.json(await metricsOf(c.req.valid("param").id), 200));
+ * export const metrics = newRoutes().openapi(metricsRoute, async (c) => c.json((await ownJob(c, c.req.valid("param").id)).job.metrics, 200));
  * // app.ts: .route("/v1/fine-tunes", metrics)   (auth, rate limits and CORS come from the prefix)
  * ```
  *

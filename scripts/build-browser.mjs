@@ -9,10 +9,12 @@
 //   build/public/playground/app.js        src/playground/main.ts: the playground page's script (GET / is its HTML shell) + .map
 //   build/public/playground/app.css       src/playground/style.css
 //   build/public/favicon.svg, favicon.ico the icon (the .ico rasterised here from the same drawing)
+//   build/public/docs/assets/scalar-api-reference.js   the /docs reference UI: @scalar/api-reference's
+//                                         standalone bundle, copied from node_modules (nothing from a CDN)
 // Run after build:wasm. esbuild is a devDependency; its platform binary comes as an optional
 // dependency package, so nothing is downloaded at install time.
 import { build } from "esbuild";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -89,10 +91,19 @@ for (const file of ["simd.wasm", "relaxed-simd.wasm"]) {
   if (!existsSync(from)) throw new Error(`${relative(root, from)} is missing: run \`npm run build:wasm\` first`);
   copyFileSync(from, join(out, file));
 }
+// the reference UI of /docs (src/api/docs.ts): Scalar's one-file browser bundle, without its
+// source map comment (the map stays out of the assets: 20 MB, and nothing asks for it)
+const docsAssets = join(root, "build", "public", "docs", "assets");
+rmSync(docsAssets, { recursive: true, force: true });
+mkdirSync(docsAssets, { recursive: true });
+const scalar = join(root, "node_modules", "@scalar", "api-reference", "dist", "browser", "standalone.js");
+if (!existsSync(scalar)) throw new Error(`${relative(root, scalar)} is missing: run \`npm install\``);
+writeFileSync(join(docsAssets, "scalar-api-reference.js"), readFileSync(scalar, "utf8").replace(/\n\/\/# sourceMappingURL=\S+\s*$/, "\n"));
+
 // Workers Static Assets' header rules (not served itself): the files are public, never sniffed
 writeFileSync(
   join(root, "build", "public", "_headers"),
-  ["/lib/*", "/playground/*", "/favicon.*"].map((path) => `${path}\n  X-Content-Type-Options: nosniff\n`).join(""),
+  ["/lib/*", "/playground/*", "/favicon.*", "/docs/assets/*"].map((path) => `${path}\n  X-Content-Type-Options: nosniff\n`).join(""),
 );
 
 for (const dir of [out, playgroundOut]) {

@@ -3,10 +3,15 @@
  * Node process) injects its dependencies per request.
  *
  *   /healthz, /openapi.json, /docs      open
+ *   /openapi.nodes.json                 open: the node protocol's own document (kept out of /docs)
  *   /v1/fine-tunes/...                  bearer key (EDGETUNE_API_KEYS)
  *   /v1/nodes/...                       node token (EDGETUNE_NODE_TOKENS): the GPU-node pull protocol
+ *
+ * Every API route is defined once with `createRoute` (see openapi.ts for the pattern of a new
+ * one): its validation and its entry in the OpenAPI documents come from that definition.
  */
-import { Hono, type Context } from "hono";
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { cors } from "hono/cors";
 import { secureHeaders } from "hono/secure-headers";
 import { apiKeyAuth, nodeTokenAuth } from "./auth.js";
@@ -14,7 +19,7 @@ import type { AppDeps, AppEnv } from "./deps.js";
 import { docsPage } from "./docs.js";
 import { fineTunes } from "./fine-tunes.js";
 import { nodes } from "./nodes.js";
-import { openApiDocument } from "./openapi.js";
+import { jsonResponse, newRoutes, openApiDocument, TAGS } from "./openapi.js";
 import { playgroundPage } from "./playground.js";
 import { problem, problemResponse, toProblem } from "./problem.js";
 import { rateLimit } from "./rate-limit.js";
@@ -29,8 +34,8 @@ import { rateLimit } from "./rate-limit.js";
  * const res = await app.request("/healthz");
  * ```
  */
-export function createApp<Bindings extends object = object>(deps: (c: Context<AppEnv & { Bindings: Bindings }>) => AppDeps) {
-  const app = new Hono<AppEnv & { Bindings: Bindings }>();
+export function createApp<Bindings extends object = object>(deps: (c: Context<AppEnv & { Bindings: Bindings }>) => AppDeps): OpenAPIHono<AppEnv & { Bindings: Bindings }> {
+  const app = newRoutes<AppEnv & { Bindings: Bindings }>();
 
   app.onError((err, c) => {
     const body = toProblem(err);
@@ -43,23 +48,26 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     c.set("deps", deps(c));
     await next();
   });
-  // nosniff, frame and referrer policies, HSTS...; /docs keeps its inline script under a strict CSP;
+  // nosniff, frame and referrer policies, HSTS...; /docs loads its reference UI from /docs/assets/
+  // (inline styles, data: icons) and starts it with an inline script;
   // the playground (GET /) has no inline script or style at all: its CSP allows only its own
   // origin's files, and 'wasm-unsafe-eval' to compile the kernel core (/lib/*.wasm) for on-device runs
   const pageHeaders = secureHeaders({ contentSecurityPolicy: PLAYGROUND_CSP, crossOriginResourcePolicy: "cross-origin" });
   const otherHeaders = secureHeaders({
-    contentSecurityPolicy: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'", "'wasm-unsafe-eval'"], styleSrc: ["'self'", "'unsafe-inline'"], frameAncestors: ["'none'"] },
+    contentSecurityPolicy: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'", "'wasm-unsafe-eval'"], styleSrc: ["'self'", "'unsafe-inline'"], imgSrc: ["'self'", "data:"], frameAncestors: ["'none'"] },
     crossOriginResourcePolicy: "cross-origin",
   });
   app.use((c, next) => (c.req.path === "/" ? pageHeaders(c, next) : otherHeaders(c, next)));
   app.use("/v1/fine-tunes/*", (c, next) => corsFor(c.var.deps.corsOrigins)(c, next));
 
-  const routes = app
-    .get("/healthz", (c) => {
+  app
+    .openapi(healthRoute, (c) => {
       const { runtime, version } = c.var.deps;
-      return c.json({ status: "ok", version, kernel: runtime.variant, runtime: runtime.runtime });
+      return c.json({ status: "ok" as const, version, kernel: runtime.variant, runtime: runtime.runtime }, 200);
     })
-    .get("/openapi.json", (c) => c.json(openApiDocument(new URL(c.req.url).origin, c.var.deps.version)))
+    // the documents and pages themselves are not in the documents (test/api/openapi.test.ts lists them)
+    .get("/openapi.json", (c) => c.json(openApiDocument(app, "public", new URL(c.req.url).origin, c.var.deps.version)))
+    .get("/openapi.nodes.json", (c) => c.json(openApiDocument(app, "nodes", new URL(c.req.url).origin, c.var.deps.version)))
     .get("/docs", (c) => c.html(docsPage()))
     .get("/", (c) => c.html(playgroundPage()))
     // "/v1/fine-tunes/*" also matches "/v1/fine-tunes" itself
@@ -68,7 +76,7 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     .use("/v1/nodes/*", nodeTokenAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.nodeTokens))
     .route("/v1/fine-tunes", fineTunes)
     .route("/v1/nodes", nodes);
-  return routes;
+  return app;
 }
 
 /**
@@ -88,6 +96,25 @@ const PLAYGROUND_CSP = {
   formAction: ["'none'"],
   frameAncestors: ["'none'"],
 };
+const healthRoute = createRoute({
+  method: "get",
+  path: "/healthz",
+  tags: [TAGS.service],
+  security: [],
+  operationId: "health",
+  summary: "Liveness, build and kernel variant",
+  responses: {
+    200: jsonResponse(
+      "OK",
+      z.object({
+        status: z.literal("ok"),
+        version: z.string(),
+        kernel: z.string().openapi({ description: "The kernel build: wasm-relaxed-simd in the Worker" }),
+        runtime: z.string(),
+      }),
+    ),
+  },
+});
 
 const corsCache = new Map<string, ReturnType<typeof cors>>();
 /** CORS for the allowed origins (none: no CORS headers, so browsers on other origins are refused). */
@@ -107,5 +134,8 @@ function corsFor(origins: string[]) {
   return handler;
 }
 
-/** The app's type, for typed clients (`hc<AppType>`). */
+/**
+ * The app's type. Its routes' request and response types are not part of it (their inferred
+ * type is beyond what declaration files can hold); typed clients use the SDK (src/sdk).
+ */
 export type AppType = ReturnType<typeof createApp>;

@@ -1,7 +1,7 @@
 /**
- * GET /docs: a self-contained interactive page over /openapi.json (no CDN, nothing fetched
- * from elsewhere): every operation with its parameters and schemas, a "try it" form, and the
- * problem codes the API answers with (the `type` of each problem points here).
+ * GET /docs: the API reference (Scalar, served offline from this deployment's own assets) over
+ * /openapi.json, and the problem codes the API answers with (the `type` of each problem points
+ * here).
  */
 
 /** Problem codes and what they mean, listed on the docs page. */
@@ -30,8 +30,14 @@ export const PROBLEM_CODES: Record<string, string> = {
   internal_error: "500: a bug; it was logged.",
 };
 
+/** Where the reference UI's bundle is served (Workers Static Assets, copied by `npm run build:browser`). */
+export const REFERENCE_UI_SCRIPT = "/docs/assets/scalar-api-reference.js";
+
 /**
- * The docs page HTML.
+ * The docs page HTML: Scalar's API reference over /openapi.json (the public API; the node
+ * protocol has its own document, /openapi.nodes.json), from a bundle this deployment serves
+ * itself, with no fonts, telemetry or proxy from elsewhere; then the problem codes, each with
+ * the anchor that a problem's `type` links to.
  *
  * @example
  * ```ts
@@ -42,77 +48,33 @@ export function docsPage(): string {
   const codes = Object.entries(PROBLEM_CODES)
     .map(([code, text]) => `<li id="problem-${code}"><code>${code}</code> ${escapeHtml(text)}</li>`)
     .join("");
+  const config = {
+    url: "/openapi.json",
+    withDefaultFonts: false,
+    telemetry: false,
+    showDeveloperTools: "never",
+    agent: { disabled: true },
+    hideClientButton: false,
+    defaultOpenAllTags: true,
+    metaData: { title: "edgetune API" },
+  };
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>edgetune API</title>
+<link rel="icon" href="data:,">
 <style>
-body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d2430}
-code,pre,textarea{font:13px ui-monospace,monospace}pre{background:#f4f6f8;padding:.75rem;overflow:auto;max-height:24rem}
-details{border:1px solid #d8dee4;border-radius:6px;margin:.5rem 0;padding:.5rem .75rem}summary{cursor:pointer}
-.m{display:inline-block;min-width:3.5rem;font-weight:600}.get{color:#0b6e4f}.post{color:#8a4b08}
-textarea{width:100%;min-height:8rem}input{font:inherit;width:100%}label{display:block;margin:.5rem 0 .2rem}
-button{font:inherit;padding:.3rem .9rem;margin-top:.5rem}
+#problem-codes{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem 2rem;color:#1d2430}
+#problem-codes code{font:13px ui-monospace,monospace}#problem-codes li:target{background:#fff3c4}
 </style></head><body>
-<h1>edgetune API</h1>
-<p>Fine-tune small models with PyTorch semantics. The machine-readable contract is <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).
-Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>. Errors are <code>application/problem+json</code>.</p>
-<h2>Try it</h2>
-<label>API key <input id="key" placeholder="(none when the API is open)"></label>
-<label>Request <input id="path" value="POST /v1/fine-tunes"></label>
-<label>JSON body</label><textarea id="body">${escapeHtml(EXAMPLE)}</textarea>
-<button id="send">Send</button><pre id="out"></pre>
-<h2>Operations</h2><div id="ops">Loading /openapi.json…</div>
-<h2>Problem codes</h2><ul>${codes}</ul>
-<script>
-const $ = (id) => document.getElementById(id);
-$("send").onclick = async () => {
-  const [method, path] = $("path").value.trim().split(/\\s+/);
-  const headers = { "content-type": "application/json" };
-  if ($("key").value) headers.authorization = "Bearer " + $("key").value;
-  $("out").textContent = "…";
-  try {
-    const res = await fetch(path, { method, headers, body: method === "GET" ? undefined : $("body").value });
-    const text = await res.text();
-    let shown = text; try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch {}
-    $("out").textContent = res.status + " " + res.statusText + "\\n" + shown;
-  } catch (e) { $("out").textContent = String(e); }
-};
-fetch("/openapi.json").then((r) => r.json()).then((doc) => {
-  const ops = [];
-  for (const [path, item] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(item)) {
-    const el = document.createElement("details");
-    const s = document.createElement("summary");
-    s.innerHTML = '<span class="m ' + method + '">' + method.toUpperCase() + "</span> <code></code> ";
-    s.querySelector("code").textContent = path;
-    s.append(op.summary || "");
-    const pre = document.createElement("pre");
-    pre.textContent = JSON.stringify({ description: op.description, parameters: op.parameters, requestBody: op.requestBody, responses: op.responses }, null, 2);
-    el.append(s, pre);
-    ops.push(el);
-  }
-  for (const [name, schema] of Object.entries(doc.components.schemas)) {
-    const el = document.createElement("details");
-    const s = document.createElement("summary");
-    s.textContent = "schema " + name;
-    const pre = document.createElement("pre");
-    pre.textContent = JSON.stringify(schema, null, 2);
-    el.append(s, pre);
-    ops.push(el);
-  }
-  $("ops").replaceChildren(...ops);
-});
-</script></body></html>`;
+<noscript>The API reference needs JavaScript; the contract is <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</noscript>
+<div id="reference"></div>
+<section id="problem-codes"><h2>Problem codes</h2>
+<p>Errors are <code>application/problem+json</code> (RFC 9457); <code>code</code> is one of these, and <code>errors[].path</code> names each field at fault.</p>
+<ul>${codes}</ul></section>
+<script src="${REFERENCE_UI_SCRIPT}"></script>
+<script>Scalar.createApiReference("#reference", ${JSON.stringify(config)});</script>
+</body></html>`;
 }
-
-const EXAMPLE = JSON.stringify(
-  {
-    model: { layers: [{ type: "linear", name: "fc1", in_features: 2, out_features: 4 }, { type: "relu" }, { type: "linear", name: "fc2", in_features: 4, out_features: 1 }] },
-    data: { train: { x: [[0, 0], [0, 1], [1, 0], [1, 1]], y: [0, 1, 1, 0] } },
-    training: { epochs: 200, batch_size: 4, optimizer: { type: "adam", lr: 0.05 }, loss: { type: "mse" } },
-  },
-  null,
-  2,
-);
 
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);

@@ -1,8 +1,8 @@
 /**
  * /v1/fine-tunes: create (sync runs in the Worker), retrieve, list, weights, events, cancel.
  */
-import { Hono, type Context } from "hono";
-import { z } from "zod";
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { EdgetuneError, RequestValidationError } from "../errors.js";
 import { convertWeights } from "../engine/adapters/output.js";
 import { encodeBase64 } from "../formats/base64.js";
@@ -14,10 +14,10 @@ import { encodeRunInput } from "../jobs/run-input.js";
 import type { RunPlan } from "../engine/plan.js";
 import { jobSummary, type Job, type JobList } from "../schema/job.js";
 import type { FineTuneResult, Plan } from "../schema/result.js";
-import { zodIssues } from "../schema/issues.js";
 import { readCreateBody } from "./body.js";
 import { decide } from "./budget.js";
 import type { AppEnv } from "./deps.js";
+import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
 import { resumeAfter, sseText, SSE_HEADERS } from "./sse.js";
 
@@ -25,11 +25,18 @@ const JOB_ID = /^ft_[0-9a-f]{32}$/;
 
 const ListQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(200).optional(),
+  cursor: z.string().max(200).optional().openapi({ description: "next_cursor of the previous page" }),
 });
 
-/** The caller's job, or a 404 (also for another key's job: its existence is not revealed). */
-async function ownJob(c: { var: AppEnv["Variables"] }, id: string): Promise<JobRecord> {
+/**
+ * The caller's job, or a 404 (also for another key's job: its existence is not revealed).
+ *
+ * @example
+ * ```ts
+ * const { job } = await ownJob(c, c.req.valid("param").id);
+ * ```
+ */
+export async function ownJob(c: { var: AppEnv["Variables"] }, id: string): Promise<JobRecord> {
   const record = JOB_ID.test(id) ? await c.var.deps.store.get(id) : null;
   if (!record || record.owner !== c.var.owner) {
     throw new EdgetuneError(404, "not_found", `No fine-tune with id ${id}.`, [{ path: "id", message: "not found" }]);
@@ -46,6 +53,138 @@ const cursorIn = (cursor: string) => {
   }
 };
 
+// One definition per route: method, path, parameters, body and responses. The handlers below
+// take them; the document (/openapi.json) is generated from them. See openapi.ts for the pattern.
+
+const LOCATION = { Location: { description: "The job: /v1/fine-tunes/{id}", schema: { type: "string" as const } } };
+
+const createRouteDef = createRoute({
+  method: "post",
+  path: "/",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "createFineTune",
+  summary: "Create a fine-tune",
+  description:
+    'mode "sync" trains now and answers 200 with the result; "async" answers 202 with the queued job (it runs in the Worker\'s queue consumer, or on a GPU node with placement "gpu-node"); "auto" (default) runs sync when the plan fits the in-Worker budget and offloads to a GPU node otherwise.',
+  request: {
+    headers: z.object({
+      "idempotency-key": z.string().optional().openapi({ description: "1 to 255 visible ASCII characters: a retried create with the same key and body answers the first one's result." }),
+    }),
+    body: {
+      required: true,
+      content: {
+        "application/json": { schema: Schemas.FineTuneRequest },
+        "multipart/form-data": {
+          schema: {
+            type: "object",
+            required: ["request"],
+            properties: {
+              request: { type: "string", description: "The request JSON, without weights and without data.train / data.validation when those are parts." },
+              weights: { type: "string", format: "binary", description: "safetensors with state_dict names (a Hub model.safetensors as it is, for model.huggingface)" },
+              adapter_weights: { type: "string", format: "binary", description: "an adapter_model.safetensors (PEFT's names) to continue a LoRA adapter" },
+              config: { type: "string", format: "binary", description: "A Hugging Face config.json: becomes model.huggingface.config" },
+              tokenizer: { type: "string", format: "binary", description: "a Hugging Face tokenizer.json, for text rows (text, text_pair)" },
+              train: {
+                type: "string",
+                format: "binary",
+                description: 'CSV (header row; target column data.target, default y) or JSONL ({"x":[...],"y":...} per line); text rows: a text column (and text_pair), or {"text": ...} lines',
+              },
+              validation: { type: "string", format: "binary", description: "as train" },
+            },
+          },
+        },
+      },
+    },
+  },
+  responses: {
+    200: jsonResponse("The finished run (sync). Location points at the stored job.", Schemas.FineTuneResult, LOCATION),
+    202: jsonResponse("Accepted (async): the queued job; follow it at Location, its events, or poll it.", Schemas.Job, LOCATION),
+    ...problemResponses(400, 401, 413, 415, 422, 429),
+  },
+});
+
+const listRoute = createRoute({
+  method: "get",
+  path: "/",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "listFineTunes",
+  summary: "List your fine-tunes, newest first",
+  request: { query: ListQuery },
+  responses: { 200: jsonResponse("A page of jobs", Schemas.JobList), ...problemResponses(400, 401, 429) },
+});
+
+const retrieveRoute = createRoute({
+  method: "get",
+  path: "/{id}",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "retrieveFineTune",
+  summary: "Retrieve a fine-tune",
+  request: { params: IdParams },
+  responses: { 200: jsonResponse("The job", Schemas.Job), ...problemResponses(401, 404, 429) },
+});
+
+const weightsRoute = createRoute({
+  method: "get",
+  path: "/{id}/weights",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "downloadFineTuneWeights",
+  summary: "Download the fine-tuned weights (safetensors)",
+  request: {
+    params: IdParams,
+    query: z.object({
+      // refused by the conversion (422 naming `format`), so documented here rather than validated
+      format: z
+        .string()
+        .optional()
+        .openapi({ enum: ["full", "peft", "merged"], description: "Adapter runs: full, peft (adapter_model.safetensors) or merged; default: the request's output.format" }),
+    }),
+  },
+  responses: { 200: { description: "safetensors bytes", content: BINARY }, ...problemResponses(401, 404, 409, 422, 429) },
+});
+
+const adapterConfigRoute = createRoute({
+  method: "get",
+  path: "/{id}/adapter_config.json",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "downloadAdapterConfig",
+  summary: "An adapter run's adapter_config.json, as PEFT writes it",
+  request: { params: IdParams },
+  responses: { 200: jsonResponse("adapter_config.json", z.record(z.string(), z.unknown())), ...problemResponses(401, 404, 409, 429) },
+});
+
+const eventsRoute = createRoute({
+  method: "get",
+  path: "/{id}/events",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "streamFineTuneEvents",
+  summary: "Server-Sent Events: status, epoch, then done or error",
+  description: "A new connection replays the job's events from the start, or after Last-Event-ID (header) / last_event_id (query), then follows live events.",
+  request: {
+    params: IdParams,
+    // checked by resumeAfter (400 naming the field), so documented here rather than validated
+    headers: z.object({ "last-event-id": z.string().optional().openapi({ description: "Resume after this event id" }) }),
+    query: z.object({ last_event_id: z.string().optional().openapi({ description: "As Last-Event-ID, for clients that cannot set headers" }) }),
+  },
+  responses: { 200: { description: "An event stream", content: { "text/event-stream": { schema: z.string() } } }, ...problemResponses(400, 401, 404, 429) },
+});
+
+const cancelRoute = createRoute({
+  method: "post",
+  path: "/{id}/cancel",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "cancelFineTune",
+  summary: "Cancel a queued or running fine-tune",
+  request: { params: IdParams },
+  responses: { 200: jsonResponse("The job", Schemas.Job), ...problemResponses(401, 404, 409, 429) },
+});
+
 /**
  * The fine-tunes resource, mounted at /v1/fine-tunes.
  *
@@ -54,87 +193,86 @@ const cursorIn = (cursor: string) => {
  * app.route("/v1/fine-tunes", fineTunes);
  * ```
  */
-export const fineTunes = new Hono<AppEnv>()
-  /** POST /v1/fine-tunes: validate, plan, run in the Worker when it fits (sync), store, answer the result. */
-  .post("/", async (c) => {
-    const { deps } = c.var;
-    const createdAt = new Date().toISOString();
-    const idempotencyKey = idempotencyKeyOf(c.req.header("idempotency-key"));
-    const { request, tables } = await readCreateBody(c.req.raw, deps.maxBodyBytes);
-    const prepared = prepareRun(request, tables);
-    const decision = decide(prepared.request, prepared.plan, deps.budget);
-    const id = newId();
-    const input = decision.run === "async" || idempotencyKey ? encodeRunInput(prepared) : null;
-    if (idempotencyKey) {
-      // a retried create gets the first one's answer instead of a second job
-      const fingerprint = await sha256Hex(input!);
-      const first = await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint);
-      if (first) return replay(c, first.id, first.fingerprint === fingerprint);
-    }
-    if (decision.run === "async") {
-      // accepted = stored and dispatched: from here the job reaches a final state whatever happens
-      const job: Job = {
-        id,
-        object: "fine_tune",
-        status: "queued",
-        mode: "async",
-        created_at: createdAt,
-        started_at: null,
-        finished_at: null,
-        plan: planOf(prepared.plan, decision.placement),
-        metrics: null,
-        engine: null,
-        error: null,
-        ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
-        weights_url: null,
-      };
-      const { state } = createQueued(job, c.var.owner, decision.placement, `inputs/${id}.safetensors`, Date.now(), deps.lease);
-      await deps.store.submit(state, input!);
-      c.header("Location", `/v1/fine-tunes/${id}`);
-      return c.json(state.job, 202);
-    }
-    const startedAt = new Date().toISOString();
-    let run;
-    try {
-      run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
-      const job = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
-      await deps.store.putWeights(id, run.weights);
-      await deps.store.put({ job, owner: c.var.owner });
-    } catch (e) {
-      if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
-      throw e;
-    }
-    const { result, weights } = run;
-    c.header("Location", `/v1/fine-tunes/${id}`);
-    return c.json({ ...result, weights: encodeBase64(convertWeights(weights)) }, 200);
-  })
+export const fineTunes = newRoutes();
 
+/** POST /v1/fine-tunes: validate, plan, run in the Worker when it fits (sync), store, answer the result. */
+openapiReadingBody(fineTunes, createRouteDef, async (c) => {
+  const { deps } = c.var;
+  const createdAt = new Date().toISOString();
+  const idempotencyKey = idempotencyKeyOf(c.req.header("idempotency-key"));
+  const { request, tables } = await readCreateBody(c.req.raw, deps.maxBodyBytes);
+  const prepared = prepareRun(request, tables);
+  const decision = decide(prepared.request, prepared.plan, deps.budget);
+  const id = newId();
+  const input = decision.run === "async" || idempotencyKey ? encodeRunInput(prepared) : null;
+  if (idempotencyKey) {
+    // a retried create gets the first one's answer instead of a second job
+    const fingerprint = await sha256Hex(input!);
+    const first = await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint);
+    if (first) return replay(c, first.id, first.fingerprint === fingerprint);
+  }
+  if (decision.run === "async") {
+    // accepted = stored and dispatched: from here the job reaches a final state whatever happens
+    const job: Job = {
+      id,
+      object: "fine_tune",
+      status: "queued",
+      mode: "async",
+      created_at: createdAt,
+      started_at: null,
+      finished_at: null,
+      plan: planOf(prepared.plan, decision.placement),
+      metrics: null,
+      engine: null,
+      error: null,
+      ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
+      weights_url: null,
+    };
+    const { state } = createQueued(job, c.var.owner, decision.placement, `inputs/${id}.safetensors`, Date.now(), deps.lease);
+    await deps.store.submit(state, input!);
+    c.header("Location", `/v1/fine-tunes/${id}`);
+    return c.json(state.job, 202);
+  }
+  const startedAt = new Date().toISOString();
+  let run;
+  try {
+    run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
+    const job = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
+    await deps.store.putWeights(id, run.weights);
+    await deps.store.put({ job, owner: c.var.owner });
+  } catch (e) {
+    if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
+    throw e;
+  }
+  const { result, weights } = run;
+  c.header("Location", `/v1/fine-tunes/${id}`);
+  return c.json({ ...result, weights: encodeBase64(convertWeights(weights)) }, 200);
+});
+
+fineTunes
   /** GET /v1/fine-tunes: the caller's jobs, newest first. */
-  .get("/", async (c) => {
-    const parsed = ListQuery.safeParse(c.req.query());
-    if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
-    const { limit, cursor } = parsed.data;
+  .openapi(listRoute, async (c) => {
+    const { limit, cursor } = c.req.valid("query");
     const page = await c.var.deps.store.list(c.var.owner, { limit, cursor: cursor === undefined ? undefined : cursorIn(cursor) });
     const body: JobList = {
       object: "list",
       data: page.records.map((r) => jobSummary(r.job)),
       next_cursor: page.nextCursor === null ? null : cursorOut(page.nextCursor),
     };
-    return c.json(body);
+    return c.json(body, 200);
   })
 
   /** GET /v1/fine-tunes/{id}: the job. */
-  .get("/:id", async (c) => {
-    const { job } = await ownJob(c, c.req.param("id"));
-    return c.json(job);
+  .openapi(retrieveRoute, async (c) => {
+    const { job } = await ownJob(c, c.req.valid("param").id);
+    return c.json(job, 200);
   })
 
   /** GET /v1/fine-tunes/{id}/weights: the fine-tuned safetensors file. */
-  .get("/:id/weights", async (c) => {
-    const { job } = await ownJob(c, c.req.param("id"));
+  .openapi(weightsRoute, async (c) => {
+    const { job } = await ownJob(c, c.req.valid("param").id);
     if (!isFinal(job.status) || job.status === "failed") {
-      return problemResponse(
-        problem(409, "weights_not_ready", `Fine-tune ${job.id} is ${job.status}; weights exist once it has ended with weights.`),
+      return problemResponse(problem(409, "weights_not_ready", `Fine-tune ${job.id} is ${job.status}; weights exist once it has ended with weights.`),
       );
     }
     const stored = await c.var.deps.store.getWeights(job.id);
@@ -151,18 +289,18 @@ export const fineTunes = new Hono<AppEnv>()
   })
 
   /** GET /v1/fine-tunes/{id}/adapter_config.json: an adapter run's adapter_config.json (with adapter_model.safetensors, ?format=peft, PEFT's folder). */
-  .get("/:id/adapter_config.json", async (c) => {
-    const { job } = await ownJob(c, c.req.param("id"));
+  .openapi(adapterConfigRoute, async (c) => {
+    const { job } = await ownJob(c, c.req.valid("param").id);
     if (!job.adapter_config) {
       if (!isFinal(job.status)) return problemResponse(problem(409, "weights_not_ready", `Fine-tune ${job.id} is ${job.status}; its adapter_config.json exists once it has ended with weights.`));
       return problemResponse(problem(404, "not_found", `Fine-tune ${job.id} trained no adapter.`));
     }
-    return c.json(job.adapter_config);
+    return c.json(job.adapter_config as Record<string, unknown>, 200);
   })
 
   /** GET /v1/fine-tunes/{id}/events: Server-Sent Events, replayed from the start or after Last-Event-ID, then live. */
-  .get("/:id/events", async (c) => {
-    const { job } = await ownJob(c, c.req.param("id"));
+  .openapi(eventsRoute, async (c) => {
+    const { job } = await ownJob(c, c.req.valid("param").id);
     const after = resumeAfter(c.req.header("last-event-id"), c.req.query("last_event_id"));
     if (job.mode === "sync") {
       return new Response(sseText(eventsOfFinishedJob(job).filter((e) => e.id > after)), { headers: SSE_HEADERS });
@@ -171,13 +309,13 @@ export const fineTunes = new Hono<AppEnv>()
   })
 
   /** POST /v1/fine-tunes/{id}/cancel: a queued job ends at once; a running one stops within an epoch. */
-  .post("/:id/cancel", async (c) => {
-    const { job } = await ownJob(c, c.req.param("id"));
-    if (job.status === "cancelled") return c.json(job); // a retried cancel
+  .openapi(cancelRoute, async (c) => {
+    const { job } = await ownJob(c, c.req.valid("param").id);
+    if (job.status === "cancelled") return c.json(job, 200); // a retried cancel
     if (isFinal(job.status)) {
       return problemResponse(problem(409, "already_finished", `Fine-tune ${job.id} has already ended (${job.status}).`));
     }
-    return c.json((await c.var.deps.store.cancel(job.id)) ?? job);
+    return c.json((await c.var.deps.store.cancel(job.id)) ?? job, 200);
   });
 
 /** An Idempotency-Key header, checked: 1-255 visible ASCII characters. */

@@ -4,30 +4,84 @@
  * uploads the weights under its lease and completes. Every call after a lost lease is refused
  * with 409, so a node that was presumed dead cannot overwrite the work of its successor.
  */
-import { Hono } from "hono";
-import type { z } from "zod";
+import { createRoute, z } from "@hono/zod-openapi";
 import { PayloadTooLargeError, RequestValidationError } from "../errors.js";
 import { parseSafetensors } from "../formats/safetensors.js";
 import { weightsKeyOf } from "../jobs/store.js";
-import { zodIssues } from "../schema/issues.js";
-import { ClaimRequest, CompleteRequest, HeartbeatRequest, ProgressRequest, type ClaimResponse } from "../schema/node.js";
-import type { AppEnv } from "./deps.js";
+import type { ClaimResponse } from "../schema/node.js";
+import { BINARY, jsonResponse, newRoutes, NODE_TOKEN, openapiReadingBody, problemResponses, readJsonBody, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
-
-async function body<T extends z.ZodType>(req: Request, schema: T): Promise<z.output<T>> {
-  let value: unknown;
-  try {
-    value = await req.json();
-  } catch {
-    throw new RequestValidationError([{ path: "(body)", message: "is not valid JSON" }]);
-  }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
-  return parsed.data;
-}
 
 const leaseLost = (id: string) =>
   problemResponse(problem(409, "lease_lost", `This node no longer holds the lease of ${id}; abandon the attempt.`));
+
+// One definition per route (see openapi.ts). The JSON bodies are read by the handlers
+// (readJsonBody, with the route's schema): a node's body is JSON whatever its Content-Type.
+
+const JobParams = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, description: "The job's id" }) });
+// a missing or stale lease is a 409 lease_lost, like any lease the node no longer holds
+const LeaseQuery = z.object({ lease_id: z.string().optional().openapi({ description: "The lease_id of the claim" }) });
+const common = { tags: [TAGS.nodes], security: NODE_TOKEN };
+
+const claimRoute = createRoute({
+  ...common,
+  method: "post",
+  path: "/claim",
+  operationId: "claimJob",
+  summary: "Claim the next offloaded job (long poll with wait_ms)",
+  request: { body: { required: true, content: { "application/json": { schema: Schemas.ClaimRequest } } } },
+  responses: { 200: jsonResponse("A job and its lease", Schemas.ClaimResponse), 204: { description: "No job is waiting" }, ...problemResponses(400, 401) },
+});
+
+const inputRoute = createRoute({
+  ...common,
+  method: "get",
+  path: "/jobs/{id}/input",
+  operationId: "readJobInput",
+  summary: "The run input (safetensors with the request, initial weights and data)",
+  request: { params: JobParams, query: LeaseQuery },
+  responses: { 200: { description: "bytes", content: BINARY }, ...problemResponses(401, 409) },
+});
+
+const progressRoute = createRoute({
+  ...common,
+  method: "post",
+  path: "/jobs/{id}/progress",
+  operationId: "reportProgress",
+  summary: "Finished epochs; renews the lease; says whether to stop",
+  request: { params: JobParams, body: { required: true, content: { "application/json": { schema: Schemas.ProgressRequest } } } },
+  responses: { 200: jsonResponse("Lease status", Schemas.LeaseStatus), ...problemResponses(400, 401, 409) },
+});
+
+const heartbeatRoute = createRoute({
+  ...common,
+  method: "post",
+  path: "/jobs/{id}/heartbeat",
+  operationId: "heartbeat",
+  summary: "Renew the lease",
+  request: { params: JobParams, body: { required: true, content: { "application/json": { schema: Schemas.HeartbeatRequest } } } },
+  responses: { 200: jsonResponse("Lease status", Schemas.LeaseStatus), ...problemResponses(400, 401, 409) },
+});
+
+const weightsRoute = createRoute({
+  ...common,
+  method: "put",
+  path: "/jobs/{id}/weights",
+  operationId: "uploadWeights",
+  summary: "Upload the fine-tuned safetensors under the lease",
+  request: { params: JobParams, query: LeaseQuery, body: { required: true, content: BINARY } },
+  responses: { 200: jsonResponse("Stored", z.object({ weights_key: z.string() })), ...problemResponses(401, 409, 413, 422) },
+});
+
+const completeRoute = createRoute({
+  ...common,
+  method: "post",
+  path: "/jobs/{id}/complete",
+  operationId: "completeJob",
+  summary: "Finish the job (idempotent: a repeat or a stale lease is not applied)",
+  request: { params: JobParams, body: { required: true, content: { "application/json": { schema: Schemas.CompleteRequest } } } },
+  responses: { 200: jsonResponse("Whether it was applied", z.object({ accepted: z.boolean() })), ...problemResponses(400, 401) },
+});
 
 /**
  * The GPU-node resource, mounted at /v1/nodes behind node-token auth.
@@ -37,65 +91,66 @@ const leaseLost = (id: string) =>
  * app.use("/v1/nodes/*", nodeTokenAuth((c) => c.var.deps.nodeTokens)).route("/v1/nodes", nodes);
  * ```
  */
-export const nodes = new Hono<AppEnv>()
-  /** POST /v1/nodes/claim: the next job waiting for a GPU node, with a lease; 204 when none. */
-  .post("/claim", async (c) => {
-    const { node, wait_ms } = await body(c.req.raw, ClaimRequest);
-    const deadline = Date.now() + wait_ms;
-    let claim = await c.var.deps.store.claimNext(node);
-    while (!claim && Date.now() < deadline && !c.req.raw.signal.aborted) {
-      await new Promise((r) => setTimeout(r, Math.min(250, c.var.deps.pollMs)));
-      claim = await c.var.deps.store.claimNext(node);
-    }
-    if (!claim) return c.body(null, 204);
-    const response: ClaimResponse = { job: claim.job, lease_id: claim.leaseId, lease_ms: claim.leaseMs, attempt: claim.attempt };
-    return c.json(response);
-  })
+export const nodes = newRoutes();
 
-  /** GET /v1/nodes/jobs/{id}/input?lease_id=...: the run input (safetensors). */
-  .get("/jobs/:id/input", async (c) => {
-    const id = c.req.param("id");
-    const bytes = await c.var.deps.store.channel.readInput(id, c.req.query("lease_id") ?? "");
-    if (bytes === null) return leaseLost(id);
-    return new Response(bytes as BodyInit, { headers: { "content-type": "application/octet-stream" } });
-  })
+/** POST /v1/nodes/claim: the next job waiting for a GPU node, with a lease; 204 when none. */
+openapiReadingBody(nodes, claimRoute, async (c) => {
+  const { node, wait_ms } = await readJsonBody(c, claimRoute);
+  const deadline = Date.now() + wait_ms;
+  let claim = await c.var.deps.store.claimNext(node);
+  while (!claim && Date.now() < deadline && !c.req.raw.signal.aborted) {
+    await new Promise((r) => setTimeout(r, Math.min(250, c.var.deps.pollMs)));
+    claim = await c.var.deps.store.claimNext(node);
+  }
+  if (!claim) return c.body(null, 204);
+  const response: ClaimResponse = { job: claim.job, lease_id: claim.leaseId, lease_ms: claim.leaseMs, attempt: claim.attempt };
+  return c.json(response);
+});
 
-  /** POST /v1/nodes/jobs/{id}/progress: finished epochs; renews the lease; says whether to stop. */
-  .post("/jobs/:id/progress", async (c) => {
-    const id = c.req.param("id");
-    const { lease_id, epochs, engine } = await body(c.req.raw, ProgressRequest);
-    const status = await c.var.deps.store.channel.progress(id, lease_id, epochs, engine);
-    return status.ok ? c.json(status) : leaseLost(id);
-  })
+/** GET /v1/nodes/jobs/{id}/input?lease_id=...: the run input (safetensors). */
+nodes.openapi(inputRoute, async (c) => {
+  const { id } = c.req.valid("param");
+  const bytes = await c.var.deps.store.channel.readInput(id, c.req.valid("query").lease_id ?? "");
+  if (bytes === null) return leaseLost(id);
+  return new Response(bytes as BodyInit, { headers: { "content-type": "application/octet-stream" } });
+});
 
-  /** POST /v1/nodes/jobs/{id}/heartbeat: renews the lease; says whether to stop. */
-  .post("/jobs/:id/heartbeat", async (c) => {
-    const id = c.req.param("id");
-    const { lease_id } = await body(c.req.raw, HeartbeatRequest);
-    const status = await c.var.deps.store.channel.heartbeat(id, lease_id);
-    return status.ok ? c.json(status) : leaseLost(id);
-  })
+/** POST /v1/nodes/jobs/{id}/progress: finished epochs; renews the lease; says whether to stop. */
+openapiReadingBody(nodes, progressRoute, async (c) => {
+  const id = c.req.param("id")!;
+  const { lease_id, epochs, engine } = await readJsonBody(c, progressRoute);
+  const status = await c.var.deps.store.channel.progress(id, lease_id, epochs, engine);
+  return status.ok ? c.json(status) : leaseLost(id);
+});
 
-  /** PUT /v1/nodes/jobs/{id}/weights?lease_id=...: the fine-tuned safetensors (checked), stored under the lease. */
-  .put("/jobs/:id/weights", async (c) => {
-    const id = c.req.param("id");
-    const length = Number(c.req.header("content-length") ?? "0");
-    if (length > c.var.deps.maxBodyBytes) throw new PayloadTooLargeError("(body)", `weights over ${c.var.deps.maxBodyBytes} bytes`);
-    const bytes = new Uint8Array(await c.req.arrayBuffer());
-    if (bytes.byteLength > c.var.deps.maxBodyBytes) throw new PayloadTooLargeError("(body)", `weights over ${c.var.deps.maxBodyBytes} bytes`);
-    parseSafetensors(bytes, { field: "(body)" }); // a node must upload a valid file
-    const key = await c.var.deps.store.channel.saveWeights(id, c.req.query("lease_id") ?? "", bytes);
-    return key === null ? leaseLost(id) : c.json({ weights_key: key });
-  })
+/** POST /v1/nodes/jobs/{id}/heartbeat: renews the lease; says whether to stop. */
+openapiReadingBody(nodes, heartbeatRoute, async (c) => {
+  const id = c.req.param("id")!;
+  const { lease_id } = await readJsonBody(c, heartbeatRoute);
+  const status = await c.var.deps.store.channel.heartbeat(id, lease_id);
+  return status.ok ? c.json(status) : leaseLost(id);
+});
 
-  /** POST /v1/nodes/jobs/{id}/complete: the final result; a repeat or a stale lease is answered, not applied. */
-  .post("/jobs/:id/complete", async (c) => {
-    const id = c.req.param("id");
-    const { lease_id, outcome, weights_key } = await body(c.req.raw, CompleteRequest);
-    // the weights must be this lease's own upload, never another job's file
-    if (weights_key !== null && weights_key !== weightsKeyOf(id, lease_id)) {
-      throw new RequestValidationError([{ path: "weights_key", message: "is not the key returned by this lease's weights upload" }]);
-    }
-    const { accepted } = await c.var.deps.store.channel.complete(id, lease_id, outcome, weights_key);
-    return c.json({ accepted });
-  });
+/** PUT /v1/nodes/jobs/{id}/weights?lease_id=...: the fine-tuned safetensors (checked), stored under the lease. */
+nodes.openapi(weightsRoute, async (c) => {
+  const { id } = c.req.valid("param");
+  const length = Number(c.req.header("content-length") ?? "0");
+  if (length > c.var.deps.maxBodyBytes) throw new PayloadTooLargeError("(body)", `weights over ${c.var.deps.maxBodyBytes} bytes`);
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  if (bytes.byteLength > c.var.deps.maxBodyBytes) throw new PayloadTooLargeError("(body)", `weights over ${c.var.deps.maxBodyBytes} bytes`);
+  parseSafetensors(bytes, { field: "(body)" }); // a node must upload a valid file
+  const key = await c.var.deps.store.channel.saveWeights(id, c.req.valid("query").lease_id ?? "", bytes);
+  return key === null ? leaseLost(id) : c.json({ weights_key: key }, 200);
+});
+
+/** POST /v1/nodes/jobs/{id}/complete: the final result; a repeat or a stale lease is answered, not applied. */
+openapiReadingBody(nodes, completeRoute, async (c) => {
+  const id = c.req.param("id")!;
+  const { lease_id, outcome, weights_key } = await readJsonBody(c, completeRoute);
+  // the weights must be this lease's own upload, never another job's file
+  if (weights_key !== null && weights_key !== weightsKeyOf(id, lease_id)) {
+    throw new RequestValidationError([{ path: "weights_key", message: "is not the key returned by this lease's weights upload" }]);
+  }
+  const { accepted } = await c.var.deps.store.channel.complete(id, lease_id, outcome, weights_key);
+  return c.json({ accepted });
+});

@@ -1,42 +1,78 @@
 /**
- * The OpenAPI 3.1 document, generated from the same zod schemas that validate requests
- * (zod 4's JSON Schema output is draft 2020-12, the dialect of OpenAPI 3.1).
+ * The OpenAPI side of the routes. Each route is defined once with `createRoute` (method, path,
+ * parameters, body, responses) beside its handler in fine-tunes.ts / nodes.ts; @hono/zod-openapi
+ * validates its parameters with the route's zod schemas and generates the document from the same
+ * definition (OpenAPI 3.1, whose dialect is JSON Schema draft 2020-12).
+ *
+ * Adding a route (e.g. `GET /v1/fine-tunes/{id}/metrics` in its own module; docs/api.md has it whole):
+ *
+ * ```ts
+ * const metricsRoute = createRoute({
+ *   method: "get", path: "/{id}/metrics", tags: [TAGS.fineTunes], security: BEARER,
+ *   operationId: "getFineTuneMetrics", summary: "The metrics of a fine-tune",
+ *   request: { params: IdParams },
+ *   responses: { 200: jsonResponse("The metrics", Metrics.nullable()), ...problemResponses(401, 404, 429) },
+ * });
+ * export const metrics = newRoutes().openapi(metricsRoute, async (c) => c.json((await ownJob(c, c.req.valid("param").id)).job.metrics, 200));
+ * // app.ts: .route("/v1/fine-tunes", metrics)   (auth, rate limits and CORS come from the prefix)
+ * ```
+ *
+ * A body the handler must read itself (multipart, size limits, JSON whatever its Content-Type)
+ * goes through `openapiReadingBody` instead of `.openapi`, and `readJsonBody` validates it
+ * with the route's own schema. test/api/openapi.test.ts fails when a route the app answers is
+ * missing from the documents, or the documents list one it does not answer.
  */
-import { z } from "zod";
+import { OpenAPIHono, z, type RouteConfig } from "@hono/zod-openapi";
+import type { Context, Env, Handler } from "hono";
+import { RequestValidationError } from "../errors.js";
+import { zodIssues } from "../schema/issues.js";
 import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
 import { Job, JobList, Problem } from "../schema/job.js";
 import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest } from "../schema/node.js";
-
-type JsonSchema = Record<string, unknown>;
+import type { AppEnv } from "./deps.js";
 
 /**
- * The components of the document: each zod schema as JSON Schema. Schemas that zod emits as
- * `$defs` (the recursive layer union) become components of their own, and their references
- * point there: in OpenAPI "#/..." resolves against the whole document, not the schema.
+ * The tags of the documents. The public reference (/openapi.json, /docs) has the first two; the
+ * GPU-node protocol is internal to a deployment and has its own document, /openapi.nodes.json.
  */
-function schemaComponents(entries: Record<string, [z.ZodType, "input" | "output"]>): Record<string, JsonSchema> {
-  const out: Record<string, JsonSchema> = {};
-  const relink = (node: unknown): JsonSchema => JSON.parse(JSON.stringify(node).replaceAll('"#/$defs/', '"#/components/schemas/')) as JsonSchema;
-  for (const [name, [schema, io]] of Object.entries(entries)) {
-    const { $schema: _dialect, $defs, ...rest } = z.toJSONSchema(schema, { io, target: "draft-2020-12", unrepresentable: "any" }) as JsonSchema;
-    for (const [defName, def] of Object.entries(($defs ?? {}) as Record<string, unknown>)) {
-      const linked = relink(def);
-      if (out[defName] !== undefined && JSON.stringify(out[defName]) !== JSON.stringify(linked)) {
-        throw new Error(`openapi: two different schemas are both named ${defName}`);
-      }
-      out[defName] = linked;
-    }
-    out[name] = relink(rest);
-  }
-  return out;
-}
+export const TAGS = { fineTunes: "Fine-tunes", service: "Service", nodes: "Node protocol" } as const;
 
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const problemResponses = (...statuses: number[]) =>
-  Object.fromEntries(
-    statuses.map((s) => [String(s), { description: PROBLEM_DESCRIPTIONS[s] ?? "Error", content: { "application/problem+json": { schema: ref("Problem") } } }]),
-  );
+/**
+ * The schemas of src/schema (shared with the SDK, which never imports the router) under the
+ * names of their components: `.meta({ id })` returns a named copy, so src/schema stays as it is.
+ */
+export const Schemas = {
+  FineTuneRequest: FineTuneRequest.meta({ id: "FineTuneRequest" }),
+  FineTuneResult: FineTuneResult.meta({ id: "FineTuneResult" }),
+  Job: Job.meta({ id: "Job" }),
+  JobList: JobList.meta({ id: "JobList" }),
+  Problem: Problem.meta({ id: "Problem" }),
+  ClaimRequest: ClaimRequest.meta({ id: "ClaimRequest" }),
+  ClaimResponse: ClaimResponse.meta({ id: "ClaimResponse" }),
+  ProgressRequest: ProgressRequest.meta({ id: "ProgressRequest" }),
+  HeartbeatRequest: HeartbeatRequest.meta({ id: "HeartbeatRequest" }),
+  LeaseStatus: LeaseStatus.meta({ id: "LeaseStatus" }),
+  CompleteRequest: CompleteRequest.meta({ id: "CompleteRequest" }),
+};
+
+/** Security of the public routes (an API key) and of the node protocol (a node token). */
+export const BEARER = [{ bearer: [] }];
+export const NODE_TOKEN = [{ nodeToken: [] }];
+
+/**
+ * `{id}` of a fine-tune. Documented with its pattern but not refused by it: an id that cannot
+ * exist is a 404 like any other unknown id (see ownJob).
+ */
+export const IdParams = z.object({
+  id: z.string().openapi({
+    param: { name: "id", in: "path" },
+    description: "The fine-tune's id: ft_ and 32 hex digits",
+    pattern: "^ft_[0-9a-f]{32}$",
+    example: "ft_0123456789abcdef0123456789abcdef",
+  }),
+});
+
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   400: "The request does not match the schema; `errors[].path` names each field.",
   401: "No API key, or an unknown one.",
@@ -45,226 +81,185 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   413: "The body is larger than the limit.",
   415: "The body's content type is not JSON or multipart.",
   422: "Well-formed but cannot be trained as asked (shapes, labels, budget).",
+  429: "Over the key's rate limit; retry after Retry-After seconds.",
 };
-const idParam = { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^ft_[0-9a-f]{32}$" } };
-const bearer = [{ bearer: [] }];
 
 /**
- * Builds the OpenAPI document for a server URL.
+ * Problem+json responses (RFC 9457) for these statuses, for a route's `responses`.
  *
  * @example
  * ```ts
- * const doc = openApiDocument("http://localhost:8787", "0.1.0");
+ * responses: { 200: jsonResponse("The job", Schemas.Job), ...problemResponses(401, 404) }
+ * ```
+ */
+export function problemResponses<const S extends number[]>(...statuses: S) {
+  return Object.fromEntries(
+    statuses.map((s) => [s, { description: PROBLEM_DESCRIPTIONS[s] ?? "Error", content: { "application/problem+json": { schema: Schemas.Problem } } }]),
+  ) as { [K in S[number]]: { description: string; content: { "application/problem+json": { schema: typeof Schemas.Problem } } } };
+}
+
+/**
+ * A JSON response of a zod schema.
+ *
+ * @example
+ * ```ts
+ * responses: { 200: jsonResponse("The job", Schemas.Job) }
+ * ```
+ */
+export function jsonResponse<T extends z.ZodType>(description: string, schema: T, headers?: Record<string, { description: string; schema: { type: "string" } }>) {
+  return { description, content: { "application/json": { schema } }, ...(headers ? { headers } : {}) };
+}
+
+/** A safetensors (binary) body or response. */
+export const BINARY = { "application/octet-stream": { schema: { type: "string" as const, format: "binary" } } };
+
+/**
+ * Turns a failed validation of the library into the one problem+json envelope: 400
+ * invalid_request, each field named at its path (the same issues as every other validation).
+ *
+ * @example
+ * ```ts
+ * new OpenAPIHono<AppEnv>({ defaultHook: problemOnInvalid });
+ * ```
+ */
+export function problemOnInvalid(result: { success: true } | { success: false; error: z.ZodError }): void {
+  if (!result.success) throw new RequestValidationError(zodIssues(result.error));
+}
+
+/**
+ * A router for a group of routes: validation failures become problems.
+ *
+ * @example
+ * ```ts
+ * export const metrics = newRoutes().openapi(metricsRoute, handler);
+ * ```
+ */
+export function newRoutes<E extends Env = AppEnv>() {
+  return new OpenAPIHono<E>({ defaultHook: problemOnInvalid as never });
+}
+
+/**
+ * Adds a route whose body the handler reads itself: the document shows the body as declared,
+ * while the library (which would refuse a body by its Content-Type and read it whole, without a
+ * limit) validates only the parameters.
+ *
+ * @example
+ * ```ts
+ * openapiReadingBody(nodes, claimRoute, async (c) => c.json(await claim(await readJsonBody(c, claimRoute))));
+ * ```
+ */
+export function openapiReadingBody<E extends Env, R extends RouteConfig>(app: OpenAPIHono<E>, route: R, handler: Handler<E>): void {
+  app.openAPIRegistry.registerPath(route);
+  const { body: _documentedOnly, ...parameters } = route.request ?? {};
+  app.openapi({ ...route, hide: true, request: parameters } as RouteConfig, handler as never);
+}
+
+type JsonBodyOf<R extends RouteConfig> = R extends { request: { body: { content: { "application/json": { schema: infer S extends z.ZodType } } } } } ? z.output<S> : never;
+
+/**
+ * The JSON body of a request, validated with the schema its route declares. Read as JSON
+ * whatever the Content-Type says; not JSON: 400 at `(body)`; not the schema: 400 naming fields.
+ *
+ * @example
+ * ```ts
+ * const { node, wait_ms } = await readJsonBody(c, claimRoute);
+ * ```
+ */
+export async function readJsonBody<R extends RouteConfig>(c: Context, route: R): Promise<JsonBodyOf<R>> {
+  const content = route.request?.body?.content as Record<string, { schema?: unknown }> | undefined;
+  const schema = (content?.["application/json"]?.schema ?? null) as z.ZodType | null;
+  if (schema === null || typeof (schema as { safeParse?: unknown }).safeParse !== "function") {
+    throw new Error(`${route.method.toUpperCase()} ${route.path} declares no zod application/json body`);
+  }
+  let value: unknown;
+  try {
+    value = await c.req.raw.json();
+  } catch {
+    throw new RequestValidationError([{ path: "(body)", message: "is not valid JSON" }]);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
+  return parsed.data as JsonBodyOf<R>;
+}
+
+type OpenApiDocument = ReturnType<OpenAPIHono["getOpenAPI31Document"]>;
+type Operation = { tags?: string[] };
+
+const DESCRIPTION =
+  "Serverless edge fine-tuning with PyTorch semantics. POST a model, weights (safetensors) and data; get the fine-tuned weights and metrics. " +
+  "Authenticate with `Authorization: Bearer <key>`. Errors are RFC 9457 `application/problem+json`; their `type` links to the problem codes on /docs.";
+
+const fullDocuments = new WeakMap<object, Map<string, OpenApiDocument>>();
+
+/**
+ * The document of `app` for a server URL: `"public"` (every route but the node protocol: what
+ * /openapi.json serves and /docs shows) or `"nodes"` (the GPU-node protocol alone:
+ * /openapi.nodes.json). Components neither references are left out.
+ *
+ * @example
+ * ```ts
+ * const doc = openApiDocument(app, "public", "http://localhost:8787", "0.1.0");
  * doc.paths["/v1/fine-tunes"].post.operationId; // "createFineTune"
  * ```
  */
-export function openApiDocument(serverUrl: string, version: string) {
-  return {
-    openapi: "3.1.0",
-    info: {
-      title: "edgetune",
-      version,
-      description:
-        "Serverless edge fine-tuning with PyTorch semantics. POST a model, weights (safetensors) and data; get the fine-tuned weights and metrics. Errors are RFC 9457 problem+json.",
-    },
-    servers: [{ url: serverUrl }],
-    security: bearer,
-    paths: {
-      "/v1/fine-tunes": {
-        post: {
-          operationId: "createFineTune",
-          summary: "Create a fine-tune",
-          description:
-            'mode "sync" trains now and answers 200 with the result; "async" answers 202 with the queued job (it runs in the Worker\'s queue consumer, or on a GPU node with placement "gpu-node"); "auto" (default) runs sync when the plan fits the in-Worker budget and offloads to a GPU node otherwise.',
-          requestBody: {
-            required: true,
-            content: {
-              "application/json": { schema: ref("FineTuneRequest") },
-              "multipart/form-data": {
-                schema: {
-                  type: "object",
-                  required: ["request"],
-                  properties: {
-                    request: { type: "string", description: "The request JSON, without weights and without data.train / data.validation when those are parts." },
-                    weights: { type: "string", format: "binary", description: "safetensors with state_dict names (a Hub model.safetensors as it is, for model.huggingface)" },
-                    config: { type: "string", format: "binary", description: "A Hugging Face config.json: becomes model.huggingface.config" },
-                    tokenizer: { type: "string", format: "binary", description: "a Hugging Face tokenizer.json, for text rows (text, text_pair)" },
-                    train: { type: "string", format: "binary", description: "CSV (header row; target column data.target, default y) or JSONL ({\"x\":[...],\"y\":...} per line); text rows: a text column (and text_pair), or {\"text\": ...} lines" },
-                    validation: { type: "string", format: "binary", description: "as train" },
-                  },
-                },
-              },
-            },
-          },
-          responses: {
-            "200": {
-              description: "The finished run (sync). Location points at the stored job.",
-              headers: { Location: { schema: { type: "string" } } },
-              content: { "application/json": { schema: ref("FineTuneResult") } },
-            },
-            "202": {
-              description: "Accepted (async): the queued job; follow it at Location, its events, or poll it.",
-              headers: { Location: { schema: { type: "string" } } },
-              content: { "application/json": { schema: ref("Job") } },
-            },
-            ...problemResponses(400, 401, 413, 415, 422),
-          },
-        },
-        get: {
-          operationId: "listFineTunes",
-          summary: "List your fine-tunes, newest first",
-          parameters: [
-            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
-            { name: "cursor", in: "query", schema: { type: "string" }, description: "next_cursor of the previous page" },
-          ],
-          responses: { "200": { description: "A page of jobs", content: { "application/json": { schema: ref("JobList") } } }, ...problemResponses(400, 401) },
-        },
-      },
-      "/v1/fine-tunes/{id}": {
-        get: {
-          operationId: "retrieveFineTune",
-          summary: "Retrieve a fine-tune",
-          parameters: [idParam],
-          responses: { "200": { description: "The job", content: { "application/json": { schema: ref("Job") } } }, ...problemResponses(401, 404) },
-        },
-      },
-      "/v1/fine-tunes/{id}/weights": {
-        get: {
-          operationId: "downloadFineTuneWeights",
-          summary: "Download the fine-tuned weights (safetensors)",
-          parameters: [
-            idParam,
-            {
-              name: "format",
-              in: "query",
-              required: false,
-              description: "Adapter runs: full, peft (adapter_model.safetensors) or merged; default: the request's output.format",
-              schema: { type: "string", enum: ["full", "peft", "merged"] },
-            },
-          ],
-          responses: {
-            "200": { description: "safetensors bytes", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
-            ...problemResponses(401, 404, 409, 422),
-          },
-        },
-      },
-      "/v1/fine-tunes/{id}/adapter_config.json": {
-        get: {
-          operationId: "downloadAdapterConfig",
-          summary: "An adapter run's adapter_config.json, as PEFT writes it",
-          parameters: [idParam],
-          responses: {
-            "200": { description: "adapter_config.json", content: { "application/json": { schema: { type: "object" } } } },
-            ...problemResponses(401, 404, 409),
-          },
-        },
-      },
-      "/v1/fine-tunes/{id}/events": {
-        get: {
-          operationId: "streamFineTuneEvents",
-          summary: "Server-Sent Events: status, epoch, then done or error",
-          description: "A new connection replays the job's events from the start, or after Last-Event-ID (header) / last_event_id (query).",
-          parameters: [idParam, { name: "Last-Event-ID", in: "header", schema: { type: "string" } }],
-          responses: { "200": { description: "text/event-stream", content: { "text/event-stream": { schema: { type: "string" } } } }, ...problemResponses(401, 404) },
-        },
-      },
-      "/v1/fine-tunes/{id}/cancel": {
-        post: {
-          operationId: "cancelFineTune",
-          summary: "Cancel a queued or running fine-tune",
-          parameters: [idParam],
-          responses: { "200": { description: "The job", content: { "application/json": { schema: ref("Job") } } }, ...problemResponses(401, 404, 409) },
-        },
-      },
-      "/v1/nodes/claim": {
-        post: {
-          operationId: "claimJob",
-          summary: "GPU nodes: claim the next offloaded job (long poll with wait_ms)",
-          security: [{ nodeToken: [] }],
-          requestBody: { required: true, content: { "application/json": { schema: ref("ClaimRequest") } } },
-          responses: {
-            "200": { description: "A job and its lease", content: { "application/json": { schema: ref("ClaimResponse") } } },
-            "204": { description: "No job is waiting" },
-            ...problemResponses(400, 401),
-          },
-        },
-      },
-      "/v1/nodes/jobs/{id}/input": {
-        get: {
-          operationId: "readJobInput",
-          summary: "GPU nodes: the run input (safetensors with the request, initial weights and data)",
-          security: [{ nodeToken: [] }],
-          parameters: [idParam, { name: "lease_id", in: "query", required: true, schema: { type: "string" } }],
-          responses: { "200": { description: "bytes", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } }, ...problemResponses(401, 409) },
-        },
-      },
-      "/v1/nodes/jobs/{id}/progress": {
-        post: {
-          operationId: "reportProgress",
-          summary: "GPU nodes: finished epochs; renews the lease; says whether to stop",
-          security: [{ nodeToken: [] }],
-          parameters: [idParam],
-          requestBody: { required: true, content: { "application/json": { schema: ref("ProgressRequest") } } },
-          responses: { "200": { description: "Lease status", content: { "application/json": { schema: ref("LeaseStatus") } } }, ...problemResponses(400, 401, 409) },
-        },
-      },
-      "/v1/nodes/jobs/{id}/heartbeat": {
-        post: {
-          operationId: "heartbeat",
-          summary: "GPU nodes: renew the lease",
-          security: [{ nodeToken: [] }],
-          parameters: [idParam],
-          requestBody: { required: true, content: { "application/json": { schema: ref("HeartbeatRequest") } } },
-          responses: { "200": { description: "Lease status", content: { "application/json": { schema: ref("LeaseStatus") } } }, ...problemResponses(400, 401, 409) },
-        },
-      },
-      "/v1/nodes/jobs/{id}/weights": {
-        put: {
-          operationId: "uploadWeights",
-          summary: "GPU nodes: upload the fine-tuned safetensors under the lease",
-          security: [{ nodeToken: [] }],
-          parameters: [idParam, { name: "lease_id", in: "query", required: true, schema: { type: "string" } }],
-          requestBody: { required: true, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
-          responses: { "200": { description: "Stored", content: { "application/json": { schema: { type: "object", properties: { weights_key: { type: "string" } } } } } }, ...problemResponses(401, 409) },
-        },
-      },
-      "/v1/nodes/jobs/{id}/complete": {
-        post: {
-          operationId: "completeJob",
-          summary: "GPU nodes: finish the job (idempotent: a repeat or a stale lease is not applied)",
-          security: [{ nodeToken: [] }],
-          parameters: [idParam],
-          requestBody: { required: true, content: { "application/json": { schema: ref("CompleteRequest") } } },
-          responses: { "200": { description: "Whether it was applied", content: { "application/json": { schema: { type: "object", properties: { accepted: { type: "boolean" } } } } } }, ...problemResponses(400, 401) },
-        },
-      },
-      "/healthz": {
-        get: {
-          operationId: "health",
-          summary: "Liveness, build and kernel variant",
-          security: [],
-          responses: { "200": { description: "OK", content: { "application/json": { schema: { type: "object" } } } } },
-        },
-      },
-    },
-    components: {
+export function openApiDocument(app: OpenAPIHono<any, any, any>, which: "public" | "nodes", serverUrl: string, version: string): OpenApiDocument {
+  let byVersion = fullDocuments.get(app);
+  if (!byVersion) fullDocuments.set(app, (byVersion = new Map()));
+  let full = byVersion.get(version);
+  if (!full) {
+    // generated once per app (the schemas do not change while it runs)
+    full = app.getOpenAPI31Document({
+      openapi: "3.1.0",
+      info: { title: "edgetune", version, description: DESCRIPTION },
+      tags: [
+        { name: TAGS.fineTunes, description: "Create, follow, cancel fine-tunes and download their weights." },
+        { name: TAGS.service, description: "Liveness and build." },
+        { name: TAGS.nodes, description: "The pull protocol of GPU nodes (docs/gpu-node.md): internal to a deployment, with node tokens." },
+      ],
+    });
+    full.components = {
+      ...full.components,
       securitySchemes: {
         bearer: { type: "http", scheme: "bearer", description: "A key from EDGETUNE_API_KEYS" },
         nodeToken: { type: "http", scheme: "bearer", description: "A GPU-node token from EDGETUNE_NODE_TOKENS" },
       },
-      schemas: schemaComponents({
-        FineTuneRequest: [FineTuneRequest, "input"],
-        FineTuneResult: [FineTuneResult, "output"],
-        Job: [Job, "output"],
-        JobList: [JobList, "output"],
-        Problem: [Problem, "output"],
-        ClaimRequest: [ClaimRequest, "input"],
-        ClaimResponse: [ClaimResponse, "output"],
-        ProgressRequest: [ProgressRequest, "input"],
-        HeartbeatRequest: [HeartbeatRequest, "input"],
-        LeaseStatus: [LeaseStatus, "output"],
-        CompleteRequest: [CompleteRequest, "input"],
-      }),
-    },
+    };
+    byVersion.set(version, full);
+  }
+  const isNodes = (op: Operation) => (op.tags ?? []).includes(TAGS.nodes);
+  const paths: Record<string, Record<string, Operation>> = {};
+  for (const [path, item] of Object.entries(full.paths ?? {}) as [string, Record<string, Operation>][]) {
+    const kept = Object.fromEntries(Object.entries(item).filter(([, op]) => isNodes(op) === (which === "nodes")));
+    if (Object.keys(kept).length > 0) paths[path] = kept;
+  }
+  const schemas = reachableSchemas(paths, (full.components?.schemas ?? {}) as Record<string, unknown>);
+  const securitySchemes = Object.fromEntries(
+    Object.entries(full.components?.securitySchemes ?? {}).filter(([name]) => name === (which === "nodes" ? "nodeToken" : "bearer")),
+  );
+  return {
+    ...full,
+    info: which === "nodes" ? { ...full.info, title: "edgetune GPU-node protocol" } : full.info,
+    servers: [{ url: serverUrl }],
+    security: which === "nodes" ? NODE_TOKEN : BEARER,
+    tags: (full.tags ?? []).filter((t) => (t.name === TAGS.nodes) === (which === "nodes")),
+    paths: paths as OpenApiDocument["paths"],
+    components: { ...full.components, schemas: schemas as never, securitySchemes: securitySchemes as never },
   };
+}
+
+/** The component schemas that `root` references, directly or through other components. */
+function reachableSchemas(root: unknown, schemas: Record<string, unknown>): Record<string, unknown> {
+  const seen = new Set<string>();
+  const pending = [root];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    for (const match of JSON.stringify(node).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)) {
+      const name = match[1]!;
+      if (!seen.has(name) && schemas[name] !== undefined) {
+        seen.add(name);
+        pending.push(schemas[name]);
+      }
+    }
+  }
+  return Object.fromEntries(Object.entries(schemas).filter(([name]) => seen.has(name)));
 }

@@ -3,7 +3,9 @@
  * here, from typed engine/format errors, Hono's HTTP exceptions, bad JSON, or bugs (500,
  * without a stack trace).
  */
+import type { TypedResponse } from "hono";
 import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { EdgetuneError, type FieldIssue } from "../errors.js";
 import type { Problem } from "../schema/job.js";
 
@@ -33,7 +35,7 @@ export const PROBLEM_JSON = "application/problem+json";
  * problem(404, "not_found", "No fine-tune with id ft_123");
  * ```
  */
-export function problem(status: number, code: string, detail: string, errors?: FieldIssue[]): Problem {
+export function problem<S extends number>(status: S, code: string, detail: string, errors?: FieldIssue[]): Problem & { status: S } {
   return {
     type: `/docs#problem-${code}`,
     title: TITLES[status] ?? "Error",
@@ -52,12 +54,18 @@ export function problem(status: number, code: string, detail: string, errors?: F
  * return problemResponse(problem(401, "unauthorized", "Missing bearer token"), { "WWW-Authenticate": "Bearer" });
  * ```
  */
-export function problemResponse(body: Problem, headers: Record<string, string> = {}): Response {
+export function problemResponse<S extends number>(body: Problem & { status: S }, headers: Record<string, string> = {}): ProblemResponse<S> {
   return new Response(JSON.stringify(body), {
     status: body.status,
     headers: { "content-type": PROBLEM_JSON, ...headers },
-  });
+  }) as ProblemResponse<S>;
 }
+
+/**
+ * A problem+json Response typed with its status, so that the handler of a route defined with
+ * `createRoute` may return it for a status the route declares (with `problemResponses`).
+ */
+export type ProblemResponse<S extends number> = Response & TypedResponse<Problem & { status: S }, S extends ContentfulStatusCode ? S : ContentfulStatusCode, "json">;
 
 /**
  * Maps anything thrown while handling a request to a problem. Unknown errors become a 500

@@ -61,18 +61,23 @@ describe("open routes", () => {
       expect(target, `${ref} resolves`).toBeDefined();
     }
     expect(doc.components.schemas.FineTuneRequest.properties.model.properties.layers.items.$ref).toBe("#/components/schemas/Layer");
-    const types = doc.components.schemas.Layer.oneOf.map((s: any) => s.properties.type.const);
+    // a literal is `{enum: [value]}` in @hono/zod-openapi's generator (`{const: value}` in zod's own)
+    const typeOf = (s: any) => s.properties.type.const ?? s.properties.type.enum?.[0];
+    const types = doc.components.schemas.Layer.oneOf.map(typeOf);
     expect(types).toEqual(expect.arrayContaining(["linear", "sequential", "residual", "flatten", "silu"]));
-    const residual = doc.components.schemas.Layer.oneOf.find((s: any) => s.properties.type.const === "residual");
+    const residual = doc.components.schemas.Layer.oneOf.find((s: any) => typeOf(s) === "residual");
     expect(residual.properties.layers.items.$ref).toBe("#/components/schemas/Layer");
   });
 
-  it("GET /docs is a self-contained page listing the problem codes", async () => {
+  it("GET /docs is the reference UI from this deployment's own assets over /openapi.json, and lists the problem codes", async () => {
     const { app } = await testApp();
     const html = await (await app.request("/docs")).text();
     expect(html).toContain("<title>edgetune API</title>");
     expect(html).toContain('id="problem-weights_mismatch"');
-    expect(html).not.toMatch(/<script[^>]+src=/); // nothing from a CDN
+    const sources = [...html.matchAll(/<script[^>]+src="([^"]*)"/g)].map((m) => m[1]);
+    expect(sources).toEqual(["/docs/assets/scalar-api-reference.js"]); // nothing from a CDN
+    expect(html).toContain('"url":"/openapi.json"');
+    expect(html).not.toMatch(/https?:\/\//); // no other origin (fonts, proxy, telemetry)
   });
 });
 

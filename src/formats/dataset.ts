@@ -58,7 +58,17 @@ export const MAX_ISSUES = 20;
 
 // ---------------------------------------------------------------- shared helpers
 
-/** Collects issues up to MAX_ISSUES; `full` tells the parser to stop once more were seen. */
+/**
+ * Collects a dataset's issues up to MAX_ISSUES; `full` tells the parser to stop once more were
+ * seen, and throwIfAny ends the check with one DatasetError naming every row and column.
+ *
+ * @example
+ * ```ts
+ * const issues = new IssueList();
+ * issues.add({ path: "data.train.y[3]", message: "row 3: label 7 is out of range" });
+ * issues.throwIfAny(); // throws DatasetError with that issue
+ * ```
+ */
 export class IssueList {
   readonly issues: FieldIssue[] = [];
   /** True once an issue beyond MAX_ISSUES was seen (and dropped). */

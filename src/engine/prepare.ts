@@ -15,6 +15,7 @@ import { checkTargets, checkTokenIds, tableFromInline, type Table } from "../for
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
 import { loadTokenizer, tokenizeTables, tokenizerVocabularySize } from "../formats/text.js";
 import { compileModel } from "./graph/compile.js";
+import { checkExplain } from "./explain/index.js";
 import { readCheckpoint } from "./huggingface/checkpoint.js";
 import { resolveArchitecture, type HfTask, type ResolvedArchitecture } from "./huggingface/index.js";
 import { numLabels } from "./huggingface/define.js";
@@ -137,6 +138,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     if (validation) checkTokenIds(validation, model.vocabulary, "data.validation");
   }
   checkTargets(train, request.training.loss, output.classes, "data.train", output.positions);
+  if (request.explain) checkExplain(request.explain, model, output, train);
   if (validation) checkTargets(validation, request.training.loss, output.classes, "data.validation", output.positions);
   else if (request.data.validation_split !== undefined) {
     [train, validation] = splitTable(train, request.data.validation_split, request.training.seed);

@@ -24,6 +24,9 @@ import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
 import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, loraLayout } from "./adapters/output.js";
+import type { NamedTensor } from "./backend.js";
+import { explainRun } from "./explain/index.js";
+import type { Explanations } from "../schema/explain.js";
 
 export { prepareRun, type PreparedRun, type TrainRequest } from "./prepare.js";
 export { defaultInit } from "./init.js";
@@ -142,7 +145,18 @@ export async function runPreparedRaw(
       if (options.kernel === "webgpu") throw e;
       return null;
     });
-    if (backend) return runLoop(backend, runtime, prepared, options, started);
+    if (backend) {
+      // the explanation runs on the WASM kernel core (the WebGPU backend has no input gradients)
+      const explainWith = async (parameters: NamedTensor[]) => {
+        const instance = await acquireKernels(runtime.module);
+        try {
+          return explainRun(instance, prepared, parameters, prepared.request.explain!);
+        } finally {
+          releaseKernels(runtime.module, instance);
+        }
+      };
+      return runLoop(backend, runtime, prepared, options, started, explainWith);
+    }
   }
   const useReference = options.kernel === "js-reference";
   const parallel =
@@ -159,7 +173,17 @@ export async function runPreparedRaw(
       parallel: shared ? parallel : null,
       diagnostics: options.diagnostics,
     });
-    return await runLoop(backend, runtime, prepared, options, started);
+    // the explanation takes over the instance's memory once training is done (shards: a fresh one)
+    const explainWith = async (parameters: NamedTensor[]) => {
+      if (!shared) return explainRun(instance, prepared, parameters, prepared.request.explain!);
+      const own = await acquireKernels(runtime.module);
+      try {
+        return explainRun(own, prepared, parameters, prepared.request.explain!);
+      } finally {
+        releaseKernels(runtime.module, own);
+      }
+    };
+    return await runLoop(backend, runtime, prepared, options, started, explainWith);
   } finally {
     if (shared) parallel!.release(shared);
     else if (!useReference) releaseKernels(runtime.module, instance);
@@ -181,6 +205,7 @@ export async function runLoop(
   prepared: PreparedRun,
   options: TrainOptions,
   started: number,
+  explainWith?: (parameters: NamedTensor[]) => Explanations | Promise<Explanations>,
 ): Promise<RawRunResult> {
   const { request, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
@@ -292,7 +317,8 @@ export async function runLoop(
     // an adapter run's file is its full state, with the layout that converts it to peft or merged
     // on the way out (runPrepared, and the API's downloads: convertWeights)
     const lora = prepared.model.lora ? loraLayout(prepared.model, prepared.originalNames, request.output.format) : null;
-    const weights = writeSafetensors(await backend.parameters(), {
+    const parameters = await backend.parameters();
+    const weights = writeSafetensors(parameters, {
       dtype: request.output.dtype,
       metadata: { format: "pt", producer: "edgetune", ...(lora ? { [ADAPTER_METADATA_KEY]: JSON.stringify(lora) } : {}) },
     });
@@ -327,6 +353,8 @@ export async function runLoop(
         : {}),
       ...(error ? { error } : {}),
     };
+    // request.explain: attributions of the final (or restored-best) weights of a run that succeeded
+    if (explainWith && request.explain && status === "succeeded") result.explanations = await explainWith(parameters);
     return { result, weights };
   } finally {
     backend.close();

@@ -191,7 +191,7 @@ export function compileModel(
   const savedBuffers = segments ? planCheckpointedSaved(graph.ops, graph.saved, segments) : graph.saved.map((_, i) => i);
   const buffers = segments
     ? planCheckpointedBuffers(graph.ops, graph.values, segments, y.value)
-    : planValueBuffers(graph.ops, graph.values, schedule.steps, y.value, (i) => graph.state[i]!.trainable);
+    : planValueBuffers(graph.ops, graph.values, schedule.steps, y.value, (i) => graph.state[i]!.trainable, gradientTarget?.value);
 
   let forwardFlops = 0;
   let backwardFlops = 0;
@@ -523,8 +523,10 @@ const PARAM_FIELDS = new Set(["weight", "bias"]);
  */
 function planValueBuffers(
   ops: readonly PendingOp[], values: readonly ValueInfo[], steps: readonly BackwardStep[], output: number, trains: (state: number) => boolean,
+  keep?: number,
 ): { valueBuffer: number[]; sizes: number[] } {
-  const pinned = new Set<number>([output]);
+  // the output, and an input-gradient model's token embedding output (read back after the forward)
+  const pinned = new Set<number>([output, ...(keep === undefined ? [] : [keep])]);
   const stepOf = new Map(steps.map((s) => [s.op, s]));
   ops.forEach((op, i) => {
     const step = stepOf.get(i);

@@ -15,7 +15,7 @@ import { checkTargets, checkTokenIds, tableFromInline, type Table } from "../for
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
 import { loadTokenizer, tokenizeTables, tokenizerVocabularySize } from "../formats/text.js";
 import { compileModel } from "./graph/compile.js";
-import { checkExplain } from "./explain/index.js";
+import { checkExplain, DEFAULT_EXPLAIN_ROWS, explainFlops } from "./explain/index.js";
 import { readCheckpoint } from "./huggingface/checkpoint.js";
 import { resolveArchitecture, type HfTask, type ResolvedArchitecture } from "./huggingface/index.js";
 import { numLabels } from "./huggingface/define.js";
@@ -150,6 +150,11 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     targets: train.targets,
     mask: !!train.mask,
   });
+  if (request.explain) {
+    // the explanation runs after training, where the job runs: its cost is part of the run's
+    const rows = request.explain.rows?.length ?? Math.min(DEFAULT_EXPLAIN_ROWS, (validation ?? train).rows);
+    plan.flops += explainFlops(request.explain, model, rows, train.rows);
+  }
   if (plan.memory_bytes > MAX_MEMORY_BYTES) {
     throw new UnprocessableError("too_large", [
       {

@@ -40,7 +40,8 @@ export interface ExplainRows extends RowContext {
 /**
  * Checks an `explain` object against the compiled model and the data before anything runs:
  * one prediction per row, the target among the outputs, rows (and baseline, background) as
- * wide as the data's rows, token ids inside the vocabulary. Throws a 422 naming the field.
+ * wide as the data's rows, token ids inside the vocabulary. Throws a 422 naming the field
+ * (under `field`; "" for paths relative to the explain route's body).
  *
  * @example
  * ```ts
@@ -49,14 +50,16 @@ export interface ExplainRows extends RowContext {
  */
 export function checkExplain(spec: ExplainSpec, model: CompiledModel, output: OutputLayout, train: Table, field = "explain"): void {
   const issues: FieldIssue[] = [];
+  // field "" (the explain route's body): paths relative to the body
+  const at = (sub: string) => (field ? `${field}.${sub}` : sub);
   if (output.positions !== 1) {
     throw new UnprocessableError("invalid_explain", [
-      { path: field, message: `the model makes ${output.positions} predictions per row ([tokens, classes] outputs); explanations need one prediction per row` },
+      { path: field || "(body)", message: `the model makes ${output.positions} predictions per row ([tokens, classes] outputs); explanations need one prediction per row` },
     ]);
   }
   const outputs = output.classes;
   if (typeof spec.target === "number" && spec.target >= outputs) {
-    issues.push({ path: `${field}.target`, message: `is ${spec.target}, but the model has ${outputs} output${outputs === 1 ? "" : "s"} (targets 0..${outputs - 1})` });
+    issues.push({ path: at(`target`), message: `is ${spec.target}, but the model has ${outputs} output${outputs === 1 ? "" : "s"} (targets 0..${outputs - 1})` });
   }
   const columns = train.features;
   const kind = train.ids ? "token ids" : "features";
@@ -70,15 +73,15 @@ export function checkExplain(spec: ExplainSpec, model: CompiledModel, output: Ou
       if (bad >= 0) issues.push({ path: `${path}[${bad}]`, message: `is ${row[bad]}; token ids must be integers below ${model.vocabulary.size} (${model.vocabulary.path})` });
     }
   };
-  spec.rows?.forEach((row, i) => checkRow(row, `${field}.rows[${i}]`));
+  spec.rows?.forEach((row, i) => checkRow(row, at(`rows[${i}]`)));
   if (spec.attention_mask) {
-    if (!train.ids) issues.push({ path: `${field}.attention_mask`, message: "is for token rows; this model reads features" });
-    else if (!spec.rows) issues.push({ path: `${field}.attention_mask`, message: "comes with explain.rows (the default rows bring their own mask)" });
-    else if (spec.attention_mask.length !== spec.rows.length) issues.push({ path: `${field}.attention_mask`, message: `has ${spec.attention_mask.length} rows, explain.rows has ${spec.rows.length}` });
-    else spec.attention_mask.forEach((m, i) => m.length !== columns && issues.push({ path: `${field}.attention_mask[${i}]`, message: `has ${m.length} entries, the rows have ${columns}` }));
+    if (!train.ids) issues.push({ path: at(`attention_mask`), message: "is for token rows; this model reads features" });
+    else if (!spec.rows) issues.push({ path: at(`attention_mask`), message: "comes with explain.rows (the default rows bring their own mask)" });
+    else if (spec.attention_mask.length !== spec.rows.length) issues.push({ path: at(`attention_mask`), message: `has ${spec.attention_mask.length} rows, explain.rows has ${spec.rows.length}` });
+    else spec.attention_mask.forEach((m, i) => m.length !== columns && issues.push({ path: at(`attention_mask[${i}]`), message: `has ${m.length} entries, the rows have ${columns}` }));
   }
-  if (spec.method === "integrated_gradients" && Array.isArray(spec.baseline)) checkRow(spec.baseline, `${field}.baseline`);
-  if (spec.method === "kernel_shap" && Array.isArray(spec.background)) spec.background.forEach((row, i) => checkRow(row, `${field}.background[${i}]`));
+  if (spec.method === "integrated_gradients" && Array.isArray(spec.baseline)) checkRow(spec.baseline, at(`baseline`));
+  if (spec.method === "kernel_shap" && Array.isArray(spec.background)) spec.background.forEach((row, i) => checkRow(row, at(`background[${i}]`)));
   if (issues.length > 0) throw new UnprocessableError("invalid_explain", issues);
 }
 

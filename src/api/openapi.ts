@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
+import { ExplainSpec, Explanations } from "../schema/explain.js";
 import { Job, JobList, Problem } from "../schema/job.js";
 import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest } from "../schema/node.js";
 
@@ -176,6 +177,20 @@ export function openApiDocument(serverUrl: string, version: string) {
           responses: { "200": { description: "The job", content: { "application/json": { schema: ref("Job") } } }, ...problemResponses(401, 404, 409) },
         },
       },
+      "/v1/fine-tunes/{id}/explain": {
+        post: {
+          operationId: "explainFineTune",
+          summary: "Explain a succeeded fine-tune: integrated gradients or KernelSHAP attributions (docs/explain.md)",
+          description:
+            "Runs in the Worker on the stored fine-tuned weights, model and data when its estimated CPU time fits the in-Worker budget; a larger one is a 422 over_budget (give `explain` in the create request instead, which runs with the job). A job that did not succeed is a 422 job_not_succeeded.",
+          parameters: [idParam],
+          requestBody: { required: true, content: { "application/json": { schema: ref("ExplainSpec") } } },
+          responses: {
+            "200": { description: "The explanations", content: { "application/json": { schema: ref("Explanations") } } },
+            ...problemResponses(400, 401, 404, 409, 413, 415, 422),
+          },
+        },
+      },
       "/v1/nodes/claim": {
         post: {
           operationId: "claimJob",
@@ -258,6 +273,8 @@ export function openApiDocument(serverUrl: string, version: string) {
         Job: [Job, "output"],
         JobList: [JobList, "output"],
         Problem: [Problem, "output"],
+        ExplainSpec: [ExplainSpec, "input"],
+        Explanations: [Explanations, "output"],
         ClaimRequest: [ClaimRequest, "input"],
         ClaimResponse: [ClaimResponse, "output"],
         ProgressRequest: [ProgressRequest, "input"],

@@ -57,9 +57,9 @@ for (const [m, raw] of cases) {
   const params = [...defaultInit(prepared.model, 0)].map(([name, data]) => ({ name, shape: [...prepared.model.state.find((t) => t.name === name).shape], data }));
   const rows = explainRows(spec, prepared.train).count;
   const flops = explainFlops(spec, compileForExplanation(prepared), rows, prepared.train.rows);
-  explainRun(instance, prepared, params, { ...spec, rows: spec.rows ?? undefined }); // warm-up
+  await explainRun(instance, prepared, params, spec); // warm-up
   const t0 = performance.now();
-  explainRun(instance, prepared, params, spec);
+  await explainRun(instance, prepared, params, spec);
   const ms = performance.now() - t0;
   const what = `${spec.method}${spec.method === "integrated_gradients" ? `, ${spec.steps} steps` : `, ${spec.samples} samples, ${Array.isArray(spec.background) ? spec.background.length : Math.min(100, prepared.train.rows)} background rows`}`;
   console.log(`| ${m.name} | ${what} | ${flops.toExponential(2)} | ${ms.toFixed(0)} ms | ${(flops / ms / 1e6).toFixed(2)} |`);

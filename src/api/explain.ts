@@ -69,7 +69,7 @@ export const explainRoutes = new Hono<AppEnv>().post("/:id/explain", async (c) =
   }
   const instance = await acquireKernels(deps.runtime.module);
   try {
-    return c.json(explainRun(instance, prepared, readParameters(await bytesOf(weights)), spec));
+    return c.json(await explainRun(instance, prepared, readParameters(await bytesOf(weights)), spec));
   } finally {
     releaseKernels(deps.runtime.module, instance);
   }

@@ -150,7 +150,7 @@ export async function runPreparedRaw(
       const explainWith = async (parameters: NamedTensor[]) => {
         const instance = await acquireKernels(runtime.module);
         try {
-          return explainRun(instance, prepared, parameters, prepared.request.explain!);
+          return await explainRun(instance, prepared, parameters, prepared.request.explain!);
         } finally {
           releaseKernels(runtime.module, instance);
         }
@@ -178,7 +178,7 @@ export async function runPreparedRaw(
       if (!shared) return explainRun(instance, prepared, parameters, prepared.request.explain!);
       const own = await acquireKernels(runtime.module);
       try {
-        return explainRun(own, prepared, parameters, prepared.request.explain!);
+        return await explainRun(own, prepared, parameters, prepared.request.explain!);
       } finally {
         releaseKernels(runtime.module, own);
       }

@@ -39,9 +39,9 @@ for (const kernel of [runtime.variant, "js-reference"] as const) {
   describe(`explanations vs the PyTorch references (${kernel})`, async () => {
     const instance = kernel === "js-reference" ? referenceInstance() : await acquireKernels(runtime.module);
     for (const c of cases) {
-      it(`${c.name}: ${c.description}`, () => {
+      it(`${c.name}: ${c.description}`, async () => {
         const prepared = prepareRun(c.request);
-        const e = explainRun(instance, prepared, params(c.weights), prepared.request.explain!);
+        const e = await explainRun(instance, prepared, params(c.weights), prepared.request.explain!);
         const worst = worstRatio(e.attributions.flat(), c.expected.attributions.flat());
         let report = `attributions worst ${(worst.ratio * 100).toFixed(1)}% of tolerance (|err| ${worst.abs.toExponential(2)})`;
         expect(e.attributions.length).toBe(c.expected.attributions.length);
@@ -56,10 +56,10 @@ for (const kernel of [runtime.variant, "js-reference"] as const) {
       });
     }
 
-    it("convergence: |delta| <= 1% of |f(x) - f(baseline)| at 128 steps (gausslegendre) on the MLP and the encoder", () => {
+    it("convergence: |delta| <= 1% of |f(x) - f(baseline)| at 128 steps (gausslegendre) on the MLP and the encoder", async () => {
       for (const c of cases.filter((c) => (c.request.explain as { steps?: number }).steps === 128)) {
         const prepared = prepareRun(c.request);
-        const e = explainRun(instance, prepared, params(c.weights), prepared.request.explain!);
+        const e = await explainRun(instance, prepared, params(c.weights), prepared.request.explain!);
         e.convergence_delta!.forEach((d, r) => {
           const change = c.expected.output_change![r]!;
           expect(Math.abs(d)).toBeLessThanOrEqual(0.01 * Math.abs(change) + 1e-6);
@@ -79,28 +79,28 @@ describe("a linear model", async () => {
   const request: TrainRequest = { model: { layers: [{ type: "linear", name: "fc", in_features: F, out_features: 1 }] }, data: { train: { x, y: x.map(() => 0) } } };
   const weights = [{ name: "fc.weight", shape: [1, F], data: Float32Array.from(w) }, { name: "fc.bias", shape: [1], data: Float32Array.of(b) }];
 
-  it("integrated gradients from a zero baseline are x * w exactly (in float32)", () => {
+  it("integrated gradients from a zero baseline are x * w exactly (in float32)", async () => {
     const prepared = prepareRun(request);
-    const e = explainRun(instance, prepared, weights, ExplainSpec.parse({ method: "integrated_gradients", rows: x.slice(0, 5), target: 0 }));
+    const e = await explainRun(instance, prepared, weights, ExplainSpec.parse({ method: "integrated_gradients", rows: x.slice(0, 5), target: 0 }));
     e.attributions.forEach((a, r) => expect(a).toEqual(w.map((wi, j) => Math.fround(x[r]![j]! * wi))));
     expect(e.feature_names).toEqual(["x0", "x1", "x2", "x3"]);
     expect(e.feature_importance).toHaveLength(F);
   });
 
-  it("KernelSHAP with the train background is w * (x - mean(background)), enumerated and sampled", () => {
+  it("KernelSHAP with the train background is w * (x - mean(background)), enumerated and sampled", async () => {
     const prepared = prepareRun(request);
     const mean = w.map((_, j) => x.reduce((s, row) => s + row[j]!, 0) / x.length);
-    const e = explainRun(instance, prepared, weights, ExplainSpec.parse({ method: "kernel_shap" }));
+    const e = await explainRun(instance, prepared, weights, ExplainSpec.parse({ method: "kernel_shap" }));
     expect(e.attributions).toHaveLength(30); // no validation rows: the first 100 (all) training rows
     e.attributions.forEach((a, r) => a.forEach((v, j) => expect(v).toBeCloseTo(w[j]! * (x[r]![j]! - mean[j]!), 5)));
   });
 
-  it("sampled KernelSHAP (12 features, 200 of 4094 coalitions) is still exact on an additive model", () => {
+  it("sampled KernelSHAP (12 features, 200 of 4094 coalitions) is still exact on an additive model", async () => {
     const F12 = 12;
     const x12 = Array.from({ length: 20 }, () => Array.from({ length: F12 }, () => Math.fround(rand())));
     const w12 = Array.from({ length: F12 }, (_, j) => (j % 3) - 1 + j / 10);
     const prepared = prepareRun({ model: { layers: [{ type: "linear", name: "fc", in_features: F12, out_features: 1 }] }, data: { train: { x: x12, y: x12.map(() => 0) } } });
-    const e = explainRun(instance, prepared, [{ name: "fc.weight", shape: [1, F12], data: Float32Array.from(w12) }, { name: "fc.bias", shape: [1], data: Float32Array.of(0) }],
+    const e = await explainRun(instance, prepared, [{ name: "fc.weight", shape: [1, F12], data: Float32Array.from(w12) }, { name: "fc.bias", shape: [1], data: Float32Array.of(0) }],
       ExplainSpec.parse({ method: "kernel_shap", samples: 200, rows: x12.slice(0, 3), seed: 7 }));
     const mean = w12.map((_, j) => x12.reduce((s, row) => s + row[j]!, 0) / x12.length);
     e.attributions.forEach((a, r) => a.forEach((v, j) => expect(v).toBeCloseTo(w12[j]! * (x12[r]![j]! - mean[j]!), 4)));
@@ -108,7 +108,7 @@ describe("a linear model", async () => {
 });
 
 describe("integration points and coalitions", () => {
-  it("legendreGauss(3) is +-sqrt(3/5), 0 with weights 5/9, 8/9, 5/9; n points integrate x^(2n-1) + x^(2n-2) exactly", () => {
+  it("legendreGauss(3) is +-sqrt(3/5), 0 with weights 5/9, 8/9, 5/9; n points integrate x^(2n-1) + x^(2n-2) exactly", async () => {
     const { nodes, weights } = legendreGauss(3);
     [-Math.sqrt(0.6), 0, Math.sqrt(0.6)].forEach((v, i) => expect(nodes[i]).toBeCloseTo(v, 15));
     [5 / 9, 8 / 9, 5 / 9].forEach((v, i) => expect(weights[i]).toBeCloseTo(v, 14));
@@ -119,13 +119,13 @@ describe("integration points and coalitions", () => {
     }
   });
 
-  it("riemann_trapezoid is Captum's: linspace(0, 1, n), 1/n halved at the ends", () => {
+  it("riemann_trapezoid is Captum's: linspace(0, 1, n), 1/n halved at the ends", async () => {
     const p = integrationPoints("riemann_trapezoid", 5);
     expect([...p.alphas]).toEqual([0, 0.25, 0.5, 0.75, 1]);
     expect([...p.weights]).toEqual([0.1, 0.2, 0.2, 0.2, 0.1]);
   });
 
-  it("with every coalition, the constrained least squares give the exact Shapley values of any game", () => {
+  it("with every coalition, the constrained least squares give the exact Shapley values of any game", async () => {
     const M = 6;
     const rand = lcg(5);
     const table = Array.from({ length: 2 ** M }, rand);
@@ -142,7 +142,7 @@ describe("integration points and coalitions", () => {
     phi.forEach((p, j) => expect(p).toBeCloseTo(exact[j]!, 10));
   });
 
-  it("sampling keeps the budget, pairs complements and is seeded", () => {
+  it("sampling keeps the budget, pairs complements and is seeded", async () => {
     const a = shapCoalitions(12, 300, new MT19937(1));
     const b = shapCoalitions(12, 300, new MT19937(1));
     expect(a.count).toBe(300);

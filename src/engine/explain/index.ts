@@ -31,6 +31,22 @@ export const TRAIN_BACKGROUND_ROWS = 100;
 /** Rows one forward/backward pass of the explanation model takes. */
 const EXPLAIN_BATCH_ROWS = 64;
 
+/**
+ * What explain() needs of a model: its outputs, the differentiated points (x, or the token
+ * embedding's output) of data rows, and at given points the outputs and the gradient of one
+ * output per row. ExplainNetwork (WASM, network.ts) and the WebGPU backend's network implement it.
+ */
+export interface ExplainModel {
+  readonly columns: number;
+  readonly pointSize: number;
+  readonly outputsPerRow: number;
+  readonly tokens: boolean;
+  outputs(x: Float32Array, n: number, context: RowContext): Float32Array | Promise<Float32Array>;
+  points(x: Float32Array, n: number, context: RowContext): Float32Array | Promise<Float32Array>;
+  at(points: Float32Array, n: number, ids: Float32Array | null, context: RowContext, targets: Int32Array | null):
+    { outputs: Float32Array; grads: Float32Array | null } | Promise<{ outputs: Float32Array; grads: Float32Array | null }>;
+}
+
 /** Rows under explanation: x (features or token ids) [count, columns] with their context. */
 export interface ExplainRows extends RowContext {
   x: Float32Array;
@@ -116,6 +132,12 @@ export function explainRows(spec: ExplainSpec, fallback: Table): ExplainRows {
 /**
  * The run's model compiled for input gradients: the same layers, adapter and names, every
  * parameter frozen and held in float32 (the fine-tuned values as they are).
+ *
+ * @example
+ * ```ts
+ * const compiled = compileForExplanation(prepared);
+ * compiled.inputGrad; // { value, producer, slot }
+ * ```
  */
 export function compileForExplanation(prepared: PreparedRun): CompiledModel {
   const { request, model, train } = prepared;
@@ -139,13 +161,24 @@ export function compileForExplanation(prepared: PreparedRun): CompiledModel {
  * const explanations = explainRun(instance, prepared, await backend.parameters(), request.explain);
  * ```
  */
-export function explainRun(instance: KernelInstance, prepared: PreparedRun, parameters: readonly NamedTensor[], spec: ExplainSpec): Explanations {
+export async function explainRun(instance: KernelInstance, prepared: PreparedRun, parameters: readonly NamedTensor[], spec: ExplainSpec): Promise<Explanations> {
   const compiled = compileForExplanation(prepared);
-  // parameters carry the result's names (a prefixless checkpoint's); the compiled model its own
-  const weights = new Map(parameters.map((t) => [prepared.originalNames?.get(t.name) ?? t.name, transposeBack(compiled, t)]));
-  const net = new ExplainNetwork(instance, compiled, weights, EXPLAIN_BATCH_ROWS);
+  const net = new ExplainNetwork(instance, compiled, explainWeights(prepared, compiled, parameters), EXPLAIN_BATCH_ROWS);
   const rows = explainRows(spec, prepared.validation ?? prepared.train);
   return explain(net, spec, rows, prepared.train);
+}
+
+/**
+ * The weights of an explanation model by its own names: parameters carry the result's names (a
+ * prefixless checkpoint's renamed ones) and transposed tensors in the state_dict's layout.
+ *
+ * @example
+ * ```ts
+ * const weights = explainWeights(prepared, compileForExplanation(prepared), await backend.parameters());
+ * ```
+ */
+export function explainWeights(prepared: PreparedRun, compiled: CompiledModel, parameters: readonly NamedTensor[]): Map<string, Float32Array> {
+  return new Map(parameters.map((t) => [prepared.originalNames?.get(t.name) ?? t.name, transposeBack(compiled, t)]));
 }
 
 /** readState() gives a transposed tensor (GPT-2's Conv1D) back in the state_dict's [in, out]; loadState wants the block's [out, in]. */
@@ -167,11 +200,11 @@ function transposeBack(compiled: CompiledModel, t: NamedTensor): Float32Array {
  * e.attributions[0]; // one number per feature of the first row
  * ```
  */
-export function explain(net: ExplainNetwork, spec: ExplainSpec, rows: ExplainRows, train: Table): Explanations {
+export async function explain(net: ExplainModel, spec: ExplainSpec, rows: ExplainRows, train: Table): Promise<Explanations> {
   const O = net.outputsPerRow;
-  const fx = net.outputs(rows.x, rows.count, rows);
+  const fx = await net.outputs(rows.x, rows.count, rows);
   const targets = Int32Array.from({ length: rows.count }, (_, r) => (spec.target === "predicted" ? argmax(fx.subarray(r * O, (r + 1) * O)) : spec.target));
-  const result = spec.method === "integrated_gradients" ? integratedGradients(net, spec, rows, targets, train) : kernelShap(net, spec, rows, targets, fx, train);
+  const result = spec.method === "integrated_gradients" ? await integratedGradients(net, spec, rows, targets, train) : await kernelShap(net, spec, rows, targets, fx, train);
   const F = net.columns;
   const importance = new Array<number>(F).fill(0);
   for (const a of result.attributions) for (let j = 0; j < F; j++) importance[j]! += Math.abs(a[j]!);
@@ -200,24 +233,24 @@ function featureNames(train: Table, columns: number): string[] {
  * embedding output (LayerIntegratedGradients on the embedding) and a token's attribution the sum
  * over its embedding dimension.
  */
-function integratedGradients(
-  net: ExplainNetwork, spec: Extract<ExplainSpec, { method: "integrated_gradients" }>, rows: ExplainRows, targets: Int32Array, train: Table,
-): { attributions: number[][]; delta: number[] } {
+async function integratedGradients(
+  net: ExplainModel, spec: Extract<ExplainSpec, { method: "integrated_gradients" }>, rows: ExplainRows, targets: Int32Array, train: Table,
+): Promise<{ attributions: number[][]; delta: number[] }> {
   const P = net.pointSize;
   const C = net.columns;
   const O = net.outputsPerRow;
   const { alphas, weights } = integrationPoints(spec.integration, spec.steps);
   const n = alphas.length;
-  const points = net.points(rows.x, rows.count, rows);
+  const points = await net.points(rows.x, rows.count, rows);
   const baseline = new Float32Array(P);
   if (spec.baseline === "mean") {
     // the training rows' mean (of their embeddings for token rows)
-    const trainPoints = net.points(train.x, train.rows, { mask: train.mask ?? null, types: train.tokenTypes ?? null });
+    const trainPoints = await net.points(train.x, train.rows, { mask: train.mask ?? null, types: train.tokenTypes ?? null });
     const sum = new Float64Array(P);
     for (let r = 0; r < train.rows; r++) for (let j = 0; j < P; j++) sum[j] = sum[j]! + trainPoints[r * P + j]!;
     for (let j = 0; j < P; j++) baseline[j] = sum[j]! / train.rows;
   } else if (Array.isArray(spec.baseline)) {
-    baseline.set(net.points(Float32Array.from(spec.baseline), 1, { mask: null, types: null }));
+    baseline.set(await net.points(Float32Array.from(spec.baseline), 1, { mask: null, types: null }));
   }
   const attributions: number[][] = [];
   const delta: number[] = [];
@@ -235,7 +268,7 @@ function integratedGradients(
       if (context.types) context.types.set(rows.types!.subarray(r * C, (r + 1) * C), k * C);
     }
     target.fill(targets[r]!);
-    const { grads } = net.at(path, n, ids, context, target);
+    const { grads } = await net.at(path, n, ids, context, target);
     const total = new Float64Array(P);
     for (let k = 0; k < n; k++) for (let j = 0; j < P; j++) total[j] = total[j]! + weights[k]! * grads![k * P + j]!;
     const attribution = Array.from(total, (g, j) => g * (x[j]! - baseline[j]!));
@@ -245,7 +278,7 @@ function integratedGradients(
     ends.set(baseline, P);
     const endIds = ids ? Float32Array.from([...rows.x.subarray(r * C, (r + 1) * C), ...rows.x.subarray(r * C, (r + 1) * C)]) : null;
     const endContext: RowContext = { mask: context.mask ? context.mask.slice(0, 2 * C) : null, types: context.types ? context.types.slice(0, 2 * C) : null };
-    const { outputs } = net.at(ends, 2, endIds, endContext, null);
+    const { outputs } = await net.at(ends, 2, endIds, endContext, null);
     const change = outputs[targets[r]!]! - outputs[O + targets[r]!]!;
     // reported as float32 values, the precision of the model's own numbers
     const perFeature = net.tokens ? sumPerToken(attribution, C, P / C) : attribution;
@@ -269,9 +302,9 @@ function sumPerToken(values: readonly number[], tokens: number, dim: number): nu
  * explained row's mask) comes from x when in S, from b otherwise. Features equal to x in every
  * background row get 0 and are left out of the regression, as shap's varying groups.
  */
-function kernelShap(
-  net: ExplainNetwork, spec: Extract<ExplainSpec, { method: "kernel_shap" }>, rows: ExplainRows, targets: Int32Array, fx: Float32Array, train: Table,
-): { attributions: number[][]; delta: null } {
+async function kernelShap(
+  net: ExplainModel, spec: Extract<ExplainSpec, { method: "kernel_shap" }>, rows: ExplainRows, targets: Int32Array, fx: Float32Array, train: Table,
+): Promise<{ attributions: number[][]; delta: null }> {
   const C = net.columns;
   const O = net.outputsPerRow;
   const background = backgroundRows(spec, train);
@@ -285,12 +318,14 @@ function kernelShap(
       types: rows.types ? repeat(rows.types.subarray(r * C, (r + 1) * C), n) : null,
     });
     // E[f(background)] with this row's mask and token types
-    const nullOut = net.outputs(background, B, rowContext(B));
+    const nullOut = await net.outputs(background, B, rowContext(B));
     let fnull = 0;
     for (let b = 0; b < B; b++) fnull += nullOut[b * O + t]! / B;
     const varying: number[] = [];
     for (let j = 0; j < C; j++) {
-      for (let b = 0; b < B; b++) if (!isClose(background[b * C + j]!, x[j]!)) (varying.push(j), (b = B));
+      let differs = false;
+      for (let b = 0; b < B && !differs; b++) differs = !isClose(background[b * C + j]!, x[j]!);
+      if (differs) varying.push(j);
     }
     const phi = new Array<number>(C).fill(0);
     const M = varying.length;
@@ -311,7 +346,7 @@ function kernelShap(
             for (let m = 0; m < M; m++) if (mask[m]) mixed[at + varying[m]!] = x[varying[m]!]!;
           }
         }
-        const out = net.outputs(mixed, cn * B, { mask: context.mask?.subarray(0, cn * B * C) ?? null, types: context.types?.subarray(0, cn * B * C) ?? null });
+        const out = await net.outputs(mixed, cn * B, { mask: context.mask?.subarray(0, cn * B * C) ?? null, types: context.types?.subarray(0, cn * B * C) ?? null });
         for (let c = 0; c < cn; c++) {
           let s = 0;
           for (let b = 0; b < B; b++) s += out[(c * B + b) * O + t]!;
@@ -326,7 +361,14 @@ function kernelShap(
   return { attributions, delta: null };
 }
 
-/** KernelSHAP's background: the given rows, or a seeded sample of at most TRAIN_BACKGROUND_ROWS training rows. */
+/**
+ * KernelSHAP's background: the given rows, or a seeded sample of at most TRAIN_BACKGROUND_ROWS training rows.
+ *
+ * @example
+ * ```ts
+ * backgroundRows(spec, prepared.train).length / prepared.train.features; // min(100, training rows)
+ * ```
+ */
 export function backgroundRows(spec: Extract<ExplainSpec, { method: "kernel_shap" }>, train: Table): Float32Array {
   if (Array.isArray(spec.background)) return Float32Array.from(spec.background.flat());
   const C = train.features;

@@ -25,7 +25,7 @@ import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
 import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, loraLayout } from "./adapters/output.js";
 import type { NamedTensor } from "./backend.js";
-import { explainRun } from "./explain/index.js";
+import { compileForExplanation, explain, EXPLAIN_BATCH_ROWS, explainRows, explainRun, explainWeights } from "./explain/index.js";
 import type { Explanations } from "../schema/explain.js";
 
 export { prepareRun, type PreparedRun, type TrainRequest } from "./prepare.js";
@@ -146,8 +146,20 @@ export async function runPreparedRaw(
       return null;
     });
     if (backend) {
-      // the explanation runs on the WASM kernel core (the WebGPU backend has no input gradients)
+      // the explanation runs on the device with the WGSL kernels (webgpu/explain.ts); a model
+      // those cannot explain (ops without WGSL, an embedding feeding other ops) on the WASM core
       const explainWith = async (parameters: NamedTensor[]) => {
+        const spec = prepared.request.explain!;
+        const compiled = compileForExplanation(prepared);
+        const { createWebGpuExplainModel } = await import("./webgpu/explain.js");
+        const net = await createWebGpuExplainModel(options.gpu!, compiled, explainWeights(prepared, compiled, parameters), EXPLAIN_BATCH_ROWS).catch(() => null);
+        if (net) {
+          try {
+            return await explain(net, spec, explainRows(spec, prepared.validation ?? prepared.train), prepared.train);
+          } finally {
+            net.close();
+          }
+        }
         const instance = await acquireKernels(runtime.module);
         try {
           return await explainRun(instance, prepared, parameters, prepared.request.explain!);

@@ -29,7 +29,7 @@ export const DEFAULT_EXPLAIN_ROWS = 100;
 /** Background rows KernelSHAP samples from the training rows ("train"). */
 export const TRAIN_BACKGROUND_ROWS = 100;
 /** Rows one forward/backward pass of the explanation model takes. */
-const EXPLAIN_BATCH_ROWS = 64;
+export const EXPLAIN_BATCH_ROWS = 64;
 
 /**
  * What explain() needs of a model: its outputs, the differentiated points (x, or the token

@@ -203,3 +203,36 @@ describe("train() with explain", () => {
     expect(e.feature_importance).toHaveLength(3);
   });
 });
+
+describe("an adapter on the token embedding", async () => {
+  const instance = await acquireKernels(runtime.module);
+  it("attributes to the embedding plus its LoRA update: the same as the merged embedding", async () => {
+    const encoder = cases.find((c) => c.name === "encoder_gausslegendre_zeros")!;
+    const base = params(encoder.weights);
+    const [num, dim] = base.find((t) => t.name === "emb.weight")!.shape as [number, number];
+    const r = 2;
+    const scaling = 4 / r;
+    const rand = lcg(17);
+    const A = Float32Array.from({ length: r * num }, () => Math.fround(rand() * 0.5)); // PEFT's lora_embedding_A [r, num]
+    const B = Float32Array.from({ length: dim * r }, () => Math.fround(rand() * 0.5)); // lora_embedding_B [dim, r]
+    const adapted = { ...encoder.request, adapter: { type: "lora", r, lora_alpha: 4, target_modules: ["emb"] } } as TrainRequest;
+    const lora = await explainRun(instance, prepareRun(adapted), [...base, { name: "emb.lora_embedding_A", shape: [r, num], data: A }, { name: "emb.lora_embedding_B", shape: [dim, r], data: B }], prepareRun(adapted).request.explain!);
+    // merged: W0 + scaling * (B @ A)^T, [num, dim]
+    const merged = base.map((t) => {
+      if (t.name !== "emb.weight") return t;
+      const data = t.data.slice();
+      for (let n = 0; n < num; n++) for (let d = 0; d < dim; d++) {
+        let s = 0;
+        for (let k = 0; k < r; k++) s += B[d * r + k]! * A[k * num + n]!;
+        data[n * dim + d] = Math.fround(data[n * dim + d]! + Math.fround(scaling * s));
+      }
+      return { ...t, data };
+    });
+    const plain = await explainRun(instance, prepareRun(encoder.request), merged, prepareRun(encoder.request).request.explain!);
+    const worst = worstRatio(lora.attributions.flat(), plain.attributions.flat());
+    expect(worst.ratio).toBeLessThanOrEqual(1);
+    // and the update matters: without it the attributions are others
+    const without = await explainRun(instance, prepareRun(encoder.request), base, prepareRun(encoder.request).request.explain!);
+    expect(worstRatio(lora.attributions.flat(), without.attributions.flat()).ratio).toBeGreaterThan(10);
+  });
+});

@@ -236,3 +236,29 @@ describe("an adapter on the token embedding", async () => {
     expect(worstRatio(lora.attributions.flat(), without.attributions.flat()).ratio).toBeGreaterThan(10);
   });
 });
+
+describe("Hugging Face models", async () => {
+  const instance = await acquireKernels(runtime.module);
+  const hf = (JSON.parse(readFileSync(new URL("../parity/fixtures/huggingface.json", import.meta.url), "utf8")) as {
+    cases: { name: string; request: TrainRequest; expected: { weights: ExplainCase["weights"] } }[];
+  }).cases;
+  // DistilBERT's head is pre_classifier -> ReLU -> classifier: the kinks along the path slow the
+  // quadrature down (algebraic, not exponential, convergence), so it needs more steps for 1%
+  for (const [name, steps] of [["bert_seqcls_pairs", 128], ["distilbert_seqcls", 512]] as const) {
+    it(`${name}: integrated gradients on the word embeddings converge (|delta| <= 1% of |f(x) - f(0)| at ${steps} steps)`, async () => {
+      const c = hf.find((c) => c.name === name)!;
+      const prepared = prepareRun({ ...c.request, explain: { method: "integrated_gradients", steps } } as TrainRequest);
+      const e = await explainRun(instance, prepared, params(c.expected.weights), prepared.request.explain!);
+      expect(e.feature_names[0]).toBe("token0");
+      e.attributions.forEach((a, r) => {
+        const change = a.reduce((s, v) => s + v, 0) - e.convergence_delta![r]!;
+        expect(Math.abs(e.convergence_delta![r]!)).toBeLessThanOrEqual(0.01 * Math.abs(change) + 1e-6);
+      });
+    });
+  }
+
+  it("a causal LM (one prediction per token) is refused with a 422", () => {
+    const c = hf.find((c) => c.name === "gpt2_causal_lm")!;
+    expect(() => prepareRun({ ...c.request, explain: { method: "integrated_gradients" } } as TrainRequest)).toThrow(/one prediction per row/);
+  });
+});

@@ -56,6 +56,17 @@ export const explainRoutes = new Hono<AppEnv>().post("/:id/explain", async (c) =
   const rows = explainRows(spec, prepared.validation ?? prepared.train).count;
   const flops = explainFlops(spec, compiled, rows, prepared.train.rows);
   const cpuMs = flops / deps.budget.flopsPerMs;
+  // the run's planned memory bounds the explanation's (the same model, without gradients and optimizer state)
+  if (prepared.plan.memory_bytes > deps.budget.maxMemoryBytes) {
+    throw new UnprocessableError("over_budget", [
+      {
+        path: "id",
+        message:
+          `fine-tune ${id}'s model needs about ${(prepared.plan.memory_bytes / 2 ** 20).toFixed(1)} MiB, more than the in-Worker budget of ` +
+          `${(deps.budget.maxMemoryBytes / 2 ** 20).toFixed(1)} MiB: give \`explain\` in the fine-tune request, where it runs with the job (on a GPU node)`,
+      },
+    ]);
+  }
   if (cpuMs > deps.budget.maxCpuMs) {
     throw new UnprocessableError("over_budget", [
       {

@@ -9,6 +9,8 @@ import { Job } from "../../src/schema/job.js";
 import { DEFAULT_EDGE_BUDGET } from "../../src/api/budget.js";
 import { seedRequest } from "../helpers.js";
 import { testApp } from "./app.js";
+import { createApp } from "../../src/api/app.js";
+import { DEFAULT_LEASE_POLICY } from "../../src/jobs/state.js";
 
 const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
@@ -97,5 +99,17 @@ describe("POST /v1/fine-tunes/{id}/explain", () => {
     const body = await expectProblem(await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "kernel_shap" })), 422, "over_budget", "samples");
     expect(body.detail).toContain("give `explain` in the fine-tune request");
     expect((await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "kernel_shap", samples: 16, rows: [[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]] }))).status).toBe(200);
+  });
+
+  it("a job whose model is over the in-Worker memory budget is a 422 over_budget on id", async () => {
+    const { app, store, runtime } = await testApp();
+    const { id } = (await (await app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
+    // the same store behind a Worker with 1 KiB of memory
+    const tight = createApp(() => ({
+      runtime, store, apiKeys: [], budget: { ...DEFAULT_EDGE_BUDGET, maxMemoryBytes: 1024 }, maxBodyBytes: 1 << 20, version: "test",
+      lease: DEFAULT_LEASE_POLICY, nodeTokens: [], pollMs: 10, rateLimiter: null, corsOrigins: [],
+    }));
+    const body = await expectProblem(await tight.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4 })), 422, "over_budget", "id");
+    expect(body.detail).toContain("MiB");
   });
 });

@@ -113,3 +113,19 @@ describe("POST /v1/fine-tunes/{id}/explain", () => {
     expect(body.detail).toContain("MiB");
   });
 });
+
+describe("OpenAPI", () => {
+  it("documents the route, the explain object in the request and explanations in the result and the job", async () => {
+    const { app } = await testApp();
+    const doc = (await (await app.request("http://x.test/openapi.json")).json()) as Record<string, any>;
+    const op = doc.paths["/v1/fine-tunes/{id}/explain"].post;
+    expect(op.operationId).toBe("explainFineTune");
+    expect(op.requestBody.content["application/json"].schema.$ref).toBe("#/components/schemas/ExplainSpec");
+    expect(op.responses["200"].content["application/json"].schema.$ref).toBe("#/components/schemas/Explanations");
+    expect(op.responses["422"].content["application/problem+json"].schema.$ref).toBe("#/components/schemas/Problem");
+    expect(JSON.stringify(doc.components.schemas.ExplainSpec)).toContain('"kernel_shap"');
+    expect(JSON.stringify(doc.components.schemas.FineTuneRequest.properties.explain)).toContain('"integrated_gradients"');
+    expect(doc.components.schemas.FineTuneResult.properties.explanations).toBeDefined();
+    expect(doc.components.schemas.Job.properties.explanations).toBeDefined();
+  });
+});

@@ -9,7 +9,7 @@ import { UnprocessableError } from "../../src/errors.js";
 import { acquireKernels, type KernelInstance } from "../../src/engine/kernels.js";
 import { createReferenceKernels } from "../../src/engine/reference.js";
 import { prepareRun, type TrainRequest } from "../../src/engine/prepare.js";
-import { exactShapley, explainRun, integrationPoints, legendreGauss, shapCoalitions, solveShap } from "../../src/engine/explain/index.js";
+import { compileForExplanation, exactShapley, ExplainNetwork, explainRun, explainWeights, integrationPoints, legendreGauss, shapCoalitions, solveShap } from "../../src/engine/explain/index.js";
 import { MT19937 } from "../../src/engine/rng.js";
 import { loadNodeRuntime, train } from "../../src/node/index.js";
 import { ExplainSpec } from "../../src/schema/explain.js";
@@ -260,5 +260,32 @@ describe("Hugging Face models", async () => {
   it("a causal LM (one prediction per token) is refused with a 422", () => {
     const c = hf.find((c) => c.name === "gpt2_causal_lm")!;
     expect(() => prepareRun({ ...c.request, explain: { method: "integrated_gradients" } } as TrainRequest)).toThrow(/one prediction per row/);
+  });
+});
+
+describe("KernelSHAP on token rows", async () => {
+  const instance = await acquireKernels(runtime.module);
+  it("with every coalition of 6 token positions it is the exact Shapley value of v(S) = mean_b f(ids_S, b_rest) under the row's mask", async () => {
+    const c = cases.find((c) => c.name === "encoder_gausslegendre_zeros")!;
+    const background = [[3, 5, 7, 9, 11, 13], [2, 2, 2, 2, 2, 2], [15, 14, 1, 0, 0, 0]];
+    const row = [7, 11, 15, 1, 6, 0];
+    const mask = [1, 1, 1, 1, 1, 0];
+    const request = { ...c.request, explain: { method: "kernel_shap", rows: [row], attention_mask: [mask], background, target: 2 } } as TrainRequest;
+    const prepared = prepareRun(request);
+    const e = await explainRun(instance, prepared, params(c.weights), prepared.request.explain!);
+    // the value function, evaluated directly with the same network
+    const compiled = compileForExplanation(prepared);
+    const net = new ExplainNetwork(instance, compiled, explainWeights(prepared, compiled, params(c.weights)), 64);
+    const v = (S: number) => {
+      const mixed = new Float32Array(background.length * 6);
+      background.forEach((b, i) => b.forEach((id, t) => (mixed[i * 6 + t] = S & (1 << t) ? row[t]! : id)));
+      const out = net.outputs(mixed, background.length, { mask: Float32Array.from(background.flatMap(() => mask)), types: null });
+      return background.reduce((s, _, i) => s + out[i * 3 + 2]!, 0) / background.length;
+    };
+    const exact = exactShapley(6, v);
+    const worst = worstRatio(e.attributions[0]!, [...exact]);
+    console.log(`[explain ${runtime.variant}] kernel_shap on token rows vs exact Shapley: worst ${(worst.ratio * 100).toFixed(1)}% of tolerance`);
+    expect(worst.ratio).toBeLessThanOrEqual(1);
+    expect(e.feature_names).toEqual(["token0", "token1", "token2", "token3", "token4", "token5"]);
   });
 });

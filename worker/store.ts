@@ -12,6 +12,7 @@ import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateL
 import * as machine from "../src/jobs/state.js";
 import {
   weightsKeyOf,
+  inputKeyOf,
   IDEMPOTENCY_TTL_MS,
   listingKey,
   type IdempotencyRecord,
@@ -261,6 +262,15 @@ export class CloudflareJobStore implements JobStore {
   async getWeights(id: string): Promise<ReadableStream<Uint8Array> | null> {
     const key = await this.job(id).weightsKey();
     const object = key ? await this.env.BLOBS.get(key) : null;
+    return object ? (object.body as ReadableStream<Uint8Array>) : null;
+  }
+
+  async putInput(id: string, bytes: Uint8Array): Promise<void> {
+    await this.env.BLOBS.put(inputKeyOf(id), bytes);
+  }
+
+  async getInput(id: string): Promise<ReadableStream<Uint8Array> | null> {
+    const object = await this.env.BLOBS.get(inputKeyOf(id));
     return object ? (object.body as ReadableStream<Uint8Array>) : null;
   }
 

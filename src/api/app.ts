@@ -17,6 +17,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { apiKeyAuth, nodeTokenAuth } from "./auth.js";
 import type { AppDeps, AppEnv } from "./deps.js";
 import { docsPage } from "./docs.js";
+import { explainRoutes } from "./explain.js";
 import { fineTunes } from "./fine-tunes.js";
 import { nodes } from "./nodes.js";
 import { jsonResponse, newRoutes, openApiDocument, TAGS } from "./openapi.js";
@@ -75,6 +76,7 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     .use("/v1/fine-tunes/*", rateLimit<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.rateLimiter))
     .use("/v1/nodes/*", nodeTokenAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.nodeTokens))
     .route("/v1/fine-tunes", fineTunes)
+    .route("/v1/fine-tunes", explainRoutes)
     .route("/v1/nodes", nodes);
   return app;
 }

@@ -175,3 +175,20 @@ async function limitedBytes(req: Request, maxBytes: number): Promise<Uint8Array>
   }
   return out;
 }
+
+/**
+ * Reads a JSON object body (the explain route's) under the size limit: 415 for another content
+ * type, 400 for JSON that is not an object, 413 past `maxBytes`.
+ *
+ * @example
+ * ```ts
+ * const body = await readJsonBody(c.req.raw, deps.maxBodyBytes);
+ * ```
+ */
+export async function readJsonBody(req: Request, maxBytes: number): Promise<Record<string, unknown>> {
+  const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json" && !type.endsWith("+json")) {
+    throw new UnsupportedMediaTypeError("content-type", `Content-Type ${type || "(none)"} is not supported: send application/json.`);
+  }
+  return parseJsonObject(await limitedText(req, maxBytes), "(body)");
+}

@@ -8,7 +8,7 @@ import { convertWeights } from "../engine/adapters/output.js";
 import { encodeBase64 } from "../formats/base64.js";
 import { newId, prepareRun, runPreparedRaw } from "../engine/train.js";
 import { eventsOfFinishedJob, isFinal, jobFromResult } from "../jobs/job.js";
-import type { JobRecord, JobStore } from "../jobs/store.js";
+import { inputKeyOf, type JobRecord, type JobStore } from "../jobs/store.js";
 import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
 import type { RunPlan } from "../engine/plan.js";
@@ -228,7 +228,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
       ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
       weights_url: null,
     };
-    const { state } = createQueued(job, c.var.owner, decision.placement, `inputs/${id}.safetensors`, Date.now(), deps.lease);
+    const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease);
     await deps.store.submit(state, input!);
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json(state.job, 202);
@@ -239,6 +239,8 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
     const job = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
     await deps.store.putWeights(id, run.weights);
+    // the model and data, for POST /v1/fine-tunes/{id}/explain later
+    await deps.store.putInput(id, input ?? encodeRunInput(prepared));
     await deps.store.put({ job, owner: c.var.owner });
   } catch (e) {
     if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
@@ -361,6 +363,7 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
     ...(job.huggingface ? { huggingface: job.huggingface } : {}),
     ...(job.adapter_config ? { adapter_config: job.adapter_config } : {}),
     ...(job.warnings ? { warnings: job.warnings } : {}),
+    ...(job.explanations ? { explanations: job.explanations } : {}),
     ...(job.error ? { error: job.error } : {}),
   };
   return c.json(result, 200);

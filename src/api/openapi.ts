@@ -28,6 +28,7 @@ import { RequestValidationError } from "../errors.js";
 import { zodIssues } from "../schema/issues.js";
 import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
+import { ExplainSpec, Explanations } from "../schema/explain.js";
 import { Job, JobList, Problem } from "../schema/job.js";
 import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest } from "../schema/node.js";
 import type { AppEnv } from "./deps.js";
@@ -54,6 +55,8 @@ export const Schemas = {
   HeartbeatRequest: HeartbeatRequest.meta({ id: "HeartbeatRequest" }),
   LeaseStatus: LeaseStatus.meta({ id: "LeaseStatus" }),
   CompleteRequest: CompleteRequest.meta({ id: "CompleteRequest" }),
+  ExplainSpec: ExplainSpec.meta({ id: "ExplainSpec" }),
+  Explanations: Explanations.meta({ id: "Explanations" }),
 };
 
 /** Security of the public routes (an API key) and of the node protocol (a node token). */

@@ -21,6 +21,7 @@ import {
   decodeWeights,
   isJob,
   type FineTuneCreateParams,
+  type ExplainSpecInput,
   type FineTuneEvent,
   type Job,
   type JobSummary,
@@ -45,6 +46,7 @@ Usage:
   edgetune jobs cancel <id>
   edgetune jobs events <id> [--last-event-id N]
   edgetune jobs weights <id> [--out FILE]
+  edgetune explain <id> [--method integrated_gradients|kernel_shap] [options]
 
 Global options:
   --url URL        the API (env EDGETUNE_URL, default ${DEFAULT_URL})
@@ -104,6 +106,22 @@ const JOBS_HELP = `edgetune jobs: your fine-tunes
 Add --json for machine output (events as JSON lines). --version (-v) prints the version.
 `;
 
+const EXPLAIN_HELP = `edgetune explain: attributions of a fine-tune that succeeded (docs/explain.md)
+
+Usage:
+  edgetune explain <id> [--method integrated_gradients|kernel_shap] [options]
+
+  --method M             integrated_gradients (default) or kernel_shap
+  --spec FILE            a whole explain JSON object to start from; the options below override it
+  --rows FILE            rows to explain: a JSON array of rows (default: up to 100 validation rows)
+  --target N|predicted   the output explained (default predicted: each row's argmax)
+  integrated_gradients:  --steps N (default 50)  --baseline zeros|mean (default zeros)
+                         --integration gausslegendre|riemann_trapezoid
+  kernel_shap:           --samples N (default 2048)  --seed N
+
+Prints the features by mean |attribution|; --json prints the whole result.explanations object.
+`;
+
 const options = {
   url: { type: "string" },
   "api-key": { type: "string" },
@@ -140,6 +158,14 @@ const options = {
   all: { type: "boolean" },
   cursor: { type: "string" },
   "last-event-id": { type: "string" },
+  // explain
+  method: { type: "string" },
+  spec: { type: "string" },
+  rows: { type: "string" },
+  steps: { type: "string" },
+  samples: { type: "string" },
+  baseline: { type: "string" },
+  integration: { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
 type Values = { [K in keyof typeof options]?: (typeof options)[K]["type"] extends "boolean" ? boolean : string };
@@ -149,6 +175,7 @@ const FINE_TUNE_OPTIONS = [
   "model", "hf", "request", "weights", "train", "validation", "validation-split", "target", "epochs", "batch-size", "lr", "optimizer",
   "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "base-dtype", "mode", "placement", "out", "detach",
 ];
+const EXPLAIN_OPTIONS = ["method", "spec", "rows", "target", "steps", "samples", "baseline", "integration", "seed"];
 const JOB_OPTIONS: Record<string, string[]> = { list: ["limit", "all", "cursor"], get: [], cancel: [], events: ["last-event-id"], weights: ["out"] };
 
 /** Where the CLI reads its environment and writes its output (injectable for tests). */
@@ -182,7 +209,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     return EXIT.ok;
   }
   if (values.help || command === "help") {
-    io.stdout.write(command === "fine-tune" ? FINE_TUNE_HELP : command === "jobs" ? JOBS_HELP : GLOBAL_HELP);
+    io.stdout.write(command === "fine-tune" ? FINE_TUNE_HELP : command === "jobs" ? JOBS_HELP : command === "explain" ? EXPLAIN_HELP : GLOBAL_HELP);
     return EXIT.ok;
   }
   const baseURL = values.url ?? io.env.EDGETUNE_URL ?? DEFAULT_URL;
@@ -208,6 +235,11 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       if (sub === "cancel") return await cancelJob(client, id, io, json);
       if (sub === "events") return await followEvents(client, id, values, io, json);
       return await downloadWeights(client, id, values.out ?? `${id}.safetensors`, io, json);
+    }
+    if (command === "explain") {
+      if (sub === undefined || rest.length > 0) throw new UsageError("explain takes one job id");
+      allowOnly(values, EXPLAIN_OPTIONS, "explain");
+      return await explainJob(client, sub, values, io, json);
     }
     if (command === undefined) {
       io.stderr.write(GLOBAL_HELP);
@@ -569,6 +601,62 @@ async function getJob(client: Edgetune, id: string, io: CliIO, json: boolean): P
   else {
     io.stdout.write(summary(job));
     if (job.weights_url) io.stdout.write(`${"weights".padEnd(10)} edgetune jobs weights ${job.id}\n`);
+  }
+  return EXIT.ok;
+}
+
+/** The explain object from --spec and the options over it. */
+async function explainSpec(values: Values): Promise<ExplainSpecInput> {
+  const spec: Record<string, unknown> = values.spec ? await readJson(values.spec, "explain spec") : {};
+  spec.method = oneOf(values, "method", ["integrated_gradients", "kernel_shap"] as const) ?? spec.method ?? "integrated_gradients";
+  if (values.rows) {
+    const text = await readText(values.rows, "rows");
+    let rows: unknown;
+    try {
+      rows = JSON.parse(text);
+    } catch (err) {
+      throw new UsageError(`rows ${values.rows} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(rows)) throw new UsageError(`rows ${values.rows} must hold a JSON array of rows`);
+    spec.rows = rows;
+  }
+  if (values.target !== undefined) spec.target = values.target === "predicted" ? "predicted" : number(values, "target", "int", (n) => n >= 0);
+  const ig = spec.method === "integrated_gradients";
+  const only = (name: keyof Values, applies: boolean) => {
+    if (values[name] !== undefined && !applies) throw new UsageError(`--${name} does not apply to ${spec.method as string}`);
+  };
+  only("steps", ig), only("baseline", ig), only("integration", ig), only("samples", !ig), only("seed", !ig);
+  const steps = number(values, "steps", "int", (n) => n >= 2);
+  if (steps !== undefined) spec.steps = steps;
+  const baseline = oneOf(values, "baseline", ["zeros", "mean"] as const);
+  if (baseline !== undefined) spec.baseline = baseline;
+  const integration = oneOf(values, "integration", ["gausslegendre", "riemann_trapezoid"] as const);
+  if (integration !== undefined) spec.integration = integration;
+  const samples = number(values, "samples", "int", (n) => n >= 2);
+  if (samples !== undefined) spec.samples = samples;
+  const seed = number(values, "seed", "int", (n) => n >= 0);
+  if (seed !== undefined) spec.seed = seed;
+  return spec as ExplainSpecInput;
+}
+
+async function explainJob(client: Edgetune, id: string, values: Values, io: CliIO, json: boolean): Promise<number> {
+  const e = await client.fineTunes.explain(id, await explainSpec(values));
+  if (json) {
+    io.stdout.write(JSON.stringify(e, null, 2) + "\n");
+    return EXIT.ok;
+  }
+  const most = Math.max(...e.feature_importance, 0);
+  const width = Math.max(7, ...e.feature_names.map((n) => n.length));
+  const order = e.feature_names.map((_, j) => j).sort((a, b) => e.feature_importance[b]! - e.feature_importance[a]!);
+  io.stdout.write(`${e.method}, target ${e.target}, ${e.attributions.length} rows: mean |attribution| per feature\n`);
+  for (const j of order) {
+    const v = e.feature_importance[j]!;
+    const bar = "#".repeat(most > 0 ? Math.round((v / most) * 40) : 0);
+    io.stdout.write(`${e.feature_names[j]!.padEnd(width)}  ${v.toPrecision(4).padStart(11)}  ${bar}\n`);
+  }
+  if (e.convergence_delta) {
+    const worst = Math.max(...e.convergence_delta.map(Math.abs));
+    io.stdout.write(`largest |convergence delta|: ${worst.toPrecision(3)} (more --steps make it smaller)\n`);
   }
   return EXIT.ok;
 }

@@ -197,6 +197,11 @@ export interface ModelInputs {
   x: Ptr;
   mask: Ptr;
   tokenTypes?: Ptr;
+  /**
+   * An input-gradient model over token ids: the values its token embedding's output is replaced
+   * with, [rows, T * D] (integrated gradients interpolate there); 0 or absent: none.
+   */
+  inject?: Ptr;
 }
 
 /**
@@ -301,11 +306,30 @@ export class Model {
     const c = this.context;
     c.training = training;
     c.seed = seed;
-    for (const op of this.compiled.ops) {
+    const inject = inputs.inject ? this.compiled.inputGrad : undefined;
+    const ops = this.compiled.ops;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
       this.resetWiden();
       (OPS[op.kind].kernel.forward as (c: KernelOpContext, op: Op, rows: number) => void)(c, op, rows);
+      // an input-gradient model over token ids: the embedding output is replaced by the given values
+      if (inject && i === inject.producer) this.k.copy(this.valuePtr[inject.value]!, inputs.inject!, rows * this.compiled.values[inject.value]!.size);
     }
     return this.valuePtr[this.compiled.output.value]!;
+  }
+
+  /** Where a value's rows are after a forward pass ([rows, size] from the returned pointer). */
+  valueAt(value: number): Ptr {
+    return this.valuePtr[value]!;
+  }
+
+  /**
+   * A model compiled for input gradients (compileModel's `inputGradient`): the buffer that holds
+   * dL/d(input) after backward(), [maxRows, input size]; null when the output does not depend on it.
+   */
+  get inputGrad(): Region | null {
+    const g = this.compiled.inputGrad;
+    return g && g.slot >= 0 ? this.layout.gradSlots[g.slot]! : null;
   }
 
   /**

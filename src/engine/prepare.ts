@@ -17,6 +17,7 @@ import { checkTargets, checkTokenIds } from "./targets.js";
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
 import { loadTokenizer, tokenizeTables, tokenizerVocabularySize } from "../formats/text.js";
 import { compileModel } from "./graph/compile.js";
+import { checkExplain, DEFAULT_EXPLAIN_ROWS, explainFlops } from "./explain/index.js";
 import { readCheckpoint } from "./huggingface/checkpoint.js";
 import { resolveArchitecture, type HfTask, type ResolvedArchitecture } from "./huggingface/index.js";
 import { numLabels } from "./huggingface/define.js";
@@ -145,6 +146,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     if (validation) checkTokenIds(validation, model.vocabulary, "data.validation");
   }
   checkTargets(train, request.training.loss, output.classes, "data.train", output.positions);
+  if (request.explain) checkExplain(request.explain, model, output, train);
   if (validation) checkTargets(validation, request.training.loss, output.classes, "data.validation", output.positions);
   else if (request.data.validation_split !== undefined) {
     [train, validation] = splitTable(train, request.data.validation_split, request.training.seed);
@@ -156,6 +158,11 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     targets: train.targets,
     mask: !!train.mask,
   });
+  if (request.explain) {
+    // the explanation runs after training, where the job runs: its cost is part of the run's
+    const rows = request.explain.rows?.length ?? Math.min(DEFAULT_EXPLAIN_ROWS, (validation ?? train).rows);
+    plan.flops += explainFlops(request.explain, model, rows, train.rows);
+  }
   if (plan.memory_bytes > MAX_MEMORY_BYTES) {
     throw new UnprocessableError("too_large", [
       {

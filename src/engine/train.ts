@@ -26,6 +26,9 @@ import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
 import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, loraLayout } from "./adapters/output.js";
+import type { NamedTensor } from "./backend.js";
+import { compileForExplanation, explain, EXPLAIN_BATCH_ROWS, explainRows, explainRun, explainWeights } from "./explain/index.js";
+import type { Explanations } from "../schema/explain.js";
 
 export { prepareRun, type ExactTrainRequest, type PreparedRun, type TrainRequest } from "./prepare.js";
 export { defaultInit } from "./init.js";
@@ -144,7 +147,30 @@ export async function runPreparedRaw(
       if (options.kernel === "webgpu") throw e;
       return null;
     });
-    if (backend) return runLoop(backend, runtime, prepared, options, started);
+    if (backend) {
+      // the explanation runs on the device with the WGSL kernels (webgpu/explain.ts); a model
+      // those cannot explain (ops without WGSL, an embedding feeding other ops) on the WASM core
+      const explainWith = async (parameters: NamedTensor[]) => {
+        const spec = prepared.request.explain!;
+        const compiled = compileForExplanation(prepared);
+        const { createWebGpuExplainModel } = await import("./webgpu/explain.js");
+        const net = await createWebGpuExplainModel(options.gpu as unknown as GPUDevice, compiled, explainWeights(prepared, compiled, parameters), EXPLAIN_BATCH_ROWS).catch(() => null);
+        if (net) {
+          try {
+            return await explain(net, spec, explainRows(spec, prepared.validation ?? prepared.train), prepared.train);
+          } finally {
+            net.close();
+          }
+        }
+        const instance = await acquireKernels(runtime.module);
+        try {
+          return await explainRun(instance, prepared, parameters, prepared.request.explain!);
+        } finally {
+          releaseKernels(runtime.module, instance);
+        }
+      };
+      return runLoop(backend, runtime, prepared, options, started, explainWith);
+    }
   }
   const useReference = options.kernel === "js-reference";
   const parallel =
@@ -161,7 +187,17 @@ export async function runPreparedRaw(
       parallel: shared ? parallel : null,
       diagnostics: options.diagnostics,
     });
-    return await runLoop(backend, runtime, prepared, options, started);
+    // the explanation takes over the instance's memory once training is done (shards: a fresh one)
+    const explainWith = async (parameters: NamedTensor[]) => {
+      if (!shared) return explainRun(instance, prepared, parameters, prepared.request.explain!);
+      const own = await acquireKernels(runtime.module);
+      try {
+        return await explainRun(own, prepared, parameters, prepared.request.explain!);
+      } finally {
+        releaseKernels(runtime.module, own);
+      }
+    };
+    return await runLoop(backend, runtime, prepared, options, started, explainWith);
   } finally {
     if (shared) parallel!.release(shared);
     else if (!useReference) releaseKernels(runtime.module, instance);
@@ -183,6 +219,7 @@ export async function runLoop(
   prepared: PreparedRun,
   options: TrainOptions,
   started: number,
+  explainWith?: (parameters: NamedTensor[]) => Explanations | Promise<Explanations>,
 ): Promise<RawRunResult> {
   const { request, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
@@ -294,7 +331,8 @@ export async function runLoop(
     // an adapter run's file is its full state, with the layout that converts it to peft or merged
     // on the way out (runPrepared, and the API's downloads: convertWeights)
     const lora = prepared.model.lora ? loraLayout(prepared.model, prepared.originalNames, request.output.format) : null;
-    const weights = writeSafetensors(await backend.parameters(), {
+    const parameters = await backend.parameters();
+    const weights = writeSafetensors(parameters, {
       dtype: request.output.dtype,
       metadata: { format: "pt", producer: "edgetune", ...(lora ? { [ADAPTER_METADATA_KEY]: JSON.stringify(lora) } : {}) },
     });
@@ -329,6 +367,8 @@ export async function runLoop(
         : {}),
       ...(error ? { error } : {}),
     };
+    // request.explain: attributions of the final (or restored-best) weights of a run that succeeded
+    if (explainWith && request.explain && status === "succeeded") result.explanations = await explainWith(parameters);
     return { result, weights };
   } finally {
     backend.close();

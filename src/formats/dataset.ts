@@ -51,6 +51,8 @@ export interface Table {
    * once the model is known (an id outside the vocabulary) point at the line.
    */
   lines?: Int32Array;
+  /** The feature columns' header names, in order (a CSV of feature rows); absent for inline rows. */
+  featureNames?: string[];
 }
 
 /** Issues reported before parsing stops. */
@@ -570,7 +572,8 @@ export function parseCsv(text: string, options: CsvOptions): Table {
     issues.add({ path: field, line: headerLine, message: "has a header row but no data rows" });
   }
   issues.throwIfAny();
-  return builder.finish(!Array.isArray(options.target));
+  const featureNames = names.filter((_, column) => !isTarget[column]);
+  return { ...builder.finish(!Array.isArray(options.target)), featureNames };
 }
 
 /**

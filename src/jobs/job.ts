@@ -45,6 +45,7 @@ export function jobFromResult(
     ...(result.huggingface ? { huggingface: result.huggingface } : {}),
     ...(result.adapter_config ? { adapter_config: result.adapter_config } : {}),
     ...(result.warnings ? { warnings: result.warnings } : {}),
+    ...(result.explanations ? { explanations: result.explanations } : {}),
     weights_url: `/v1/fine-tunes/${result.id}/weights`,
   };
 }

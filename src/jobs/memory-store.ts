@@ -4,7 +4,7 @@
  * processes and tests; nothing survives the process.
  */
 import type { Job } from "../schema/job.js";
-import { IDEMPOTENCY_TTL_MS, listingKey, weightsKeyOf, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
+import { IDEMPOTENCY_TTL_MS, inputKeyOf, listingKey, weightsKeyOf, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
 import * as machine from "./state.js";
 import { isFinal } from "./job.js";
 
@@ -73,6 +73,14 @@ export class MemoryJobStore implements JobStore {
     const state = this.states.get(id);
     const key = state ? state.weightsKey : `weights/${id}.safetensors`;
     return key ? (this.blobs.get(key) ?? null) : null;
+  }
+
+  async putInput(id: string, bytes: Uint8Array): Promise<void> {
+    this.blobs.set(inputKeyOf(id), bytes.slice());
+  }
+
+  async getInput(id: string): Promise<Uint8Array | null> {
+    return this.blobs.get(this.states.get(id)?.inputKey ?? inputKeyOf(id)) ?? null;
   }
 
   // ---------------------------------------------------------------- async jobs

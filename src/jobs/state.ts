@@ -190,6 +190,7 @@ export function complete(
     error: result.error ?? null,
     ...(result.adapter_config ? { adapter_config: result.adapter_config } : {}),
     ...(result.warnings ? { warnings: result.warnings } : {}),
+    ...(result.explanations ? { explanations: result.explanations } : {}),
     weights_url: weightsKey ? `/v1/fine-tunes/${state.job.id}/weights` : null,
   });
   return { state: next, effects: { alarmAt: null }, accepted: true };

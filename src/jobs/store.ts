@@ -73,6 +73,13 @@ export interface JobStore {
   putWeights(id: string, bytes: Uint8Array): Promise<void>;
   /** The weights file, or null when the job has none. */
   getWeights(id: string): Promise<ReadableStream<Uint8Array> | Uint8Array | null>;
+  /**
+   * Stores a sync job's run input (jobs/run-input.ts) at inputKeyOf(id), where an async job's
+   * already is: POST /v1/fine-tunes/{id}/explain reads the model and data from it.
+   */
+  putInput(id: string, bytes: Uint8Array): Promise<void>;
+  /** A job's run input (sync or async), or null when none was stored. */
+  getInput(id: string): Promise<ReadableStream<Uint8Array> | Uint8Array | null>;
 
   // ---- asynchronous jobs
 
@@ -102,6 +109,18 @@ export interface IdempotencyRecord {
   /** SHA-256 (hex) of the request as trained: a key reused for another request is refused. */
   fingerprint: string;
   at: number;
+}
+
+/**
+ * Where a job's run input is stored (async jobs since submission, sync jobs since issue 18).
+ *
+ * @example
+ * ```ts
+ * inputKeyOf("ft_1"); // "inputs/ft_1.safetensors"
+ * ```
+ */
+export function inputKeyOf(id: string): string {
+  return `inputs/${id}.safetensors`;
 }
 
 /** How long an Idempotency-Key is remembered: 24 hours. */

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { EngineInfo, EpochMetrics, FineTuneStatus, HuggingFaceReport, Metrics, Plan, RunError } from "./result.js";
+import { Explanations } from "./explain.js";
 
 /**
  * A fine-tune job: its state, its plan, the metrics so far, and why it failed if it did.
@@ -33,6 +34,8 @@ export const Job = z.object({
   adapter_config: z.record(z.string(), z.unknown()).optional(),
   /** As the result's warnings. */
   warnings: z.array(z.string()).optional(),
+  /** The request's `explain`, once the job has succeeded (as in the result). */
+  explanations: Explanations.optional(),
   /** Where the weights can be downloaded once the job has ended with weights. */
   weights_url: z.string().nullable(),
 });
@@ -48,7 +51,7 @@ export type Job = z.infer<typeof Job>;
  * { "id": "ft_...", "status": "succeeded", "metrics": { "epochs": 30000, "last": { "epoch": 30000, "train_loss": 0.01, "lr": 0.001 }, "best_epoch": 29990, "steps": 30000, ... }, ... }
  * ```
  */
-export const JobSummary = Job.omit({ adapter_config: true, huggingface: true, metrics: true }).extend({
+export const JobSummary = Job.omit({ adapter_config: true, huggingface: true, metrics: true, explanations: true }).extend({
   metrics: Metrics.omit({ history: true })
     .extend({
       /** Epochs in the history. */
@@ -70,7 +73,7 @@ export type JobSummary = z.infer<typeof JobSummary>;
  * ```
  */
 export function jobSummary(job: Job): JobSummary {
-  const { adapter_config: _adapter, huggingface, metrics, ...rest } = job;
+  const { adapter_config: _adapter, huggingface, metrics, explanations: _explanations, ...rest } = job;
   const summary: JobSummary = {
     ...rest,
     metrics: metrics ? { ...omitHistory(metrics), epochs: metrics.history.length, last: metrics.history.at(-1) ?? null } : null,

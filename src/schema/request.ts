@@ -12,6 +12,7 @@ import { Layer, type LayerSpec } from "../engine/layers/index.js";
 import { int, nonNegative, positive, size, unit } from "./fields.js";
 import { HuggingFaceModel } from "../engine/huggingface/index.js";
 import { Adapter } from "../engine/adapters/lora.js";
+import { ExplainSpec } from "./explain.js";
 
 export { Layer, type LayerSpec };
 
@@ -381,6 +382,8 @@ export const FineTuneRequest = z.strictObject({
       format: z.enum(["full", "peft", "merged"]).default("full"),
     })
     .prefault({}),
+  /** Explanations of the fine-tuned model, computed after training (docs/explain.md). */
+  explain: ExplainSpec.nullable().optional(),
   mode: z.enum(["auto", "sync", "async"]).default("auto"),
   placement: z.enum(["auto", "edge", "gpu-node"]).default("auto"),
 });

@@ -3,6 +3,7 @@
  * for a sync run. Shared by the engine, the API, the SDK and OpenAPI.
  */
 import { z } from "zod";
+import { Explanations } from "./explain.js";
 
 /** One epoch of the training history. `lr` is the learning rate of the epoch's last optimizer step. */
 export const EpochMetrics = z.object({
@@ -96,6 +97,8 @@ export const FineTuneResult = z.object({
   adapter_config: z.record(z.string(), z.unknown()).optional(),
   /** What did not stop the run but matters where the weights go next (a LoRA rank Workers AI will not serve). */
   warnings: z.array(z.string()).optional(),
+  /** Attributions of the fine-tuned model (request `explain`; docs/explain.md). */
+  explanations: Explanations.optional(),
   error: RunError.optional(),
 });
 

@@ -4,6 +4,7 @@
 import type { FineTuneRequestInput } from "../schema/request.js";
 import type { FineTuneResult } from "../schema/result.js";
 import type { Job, JobList } from "../schema/job.js";
+import type { ExplainSpecInput, Explanations } from "../schema/explain.js";
 import { APIClient, sleep, type RequestOptions } from "./core.js";
 import { APIConnectionError, APITimeoutError, APIUserAbortError, InternalServerError } from "./errors.js";
 import { EventStream } from "./events.js";
@@ -173,6 +174,23 @@ export class FineTunes {
    */
   async cancel(id: string, options?: RequestOptions): Promise<Job> {
     const { data } = await this.client.requestJSON<Job>({ method: "POST", path: `${jobPath(id)}/cancel`, retryable: true }, options);
+    return data;
+  }
+
+  /**
+   * Explains a fine-tune that succeeded: integrated gradients or KernelSHAP attributions of its
+   * fine-tuned weights (docs/explain.md), computed at the edge. Bad input, a job that did not
+   * succeed, or an explanation over the in-Worker budget answers `UnprocessableEntityError`.
+   * Retried like any other idempotent call: an explanation changes nothing.
+   *
+   * @example
+   * ```ts
+   * const e = await client.fineTunes.explain(id, { method: "integrated_gradients", steps: 128, target: "predicted" });
+   * e.feature_names.forEach((name, j) => console.log(name, e.feature_importance[j]));
+   * ```
+   */
+  async explain(id: string, body: ExplainSpecInput, options?: RequestOptions): Promise<Explanations> {
+    const { data } = await this.client.requestJSON<Explanations>({ method: "POST", path: `${jobPath(id)}/explain`, json: body, retryable: true }, options);
     return data;
   }
 

@@ -9,6 +9,7 @@ import type { Job, JobList, JobSummary, Problem } from "../schema/job.js";
 
 export type { AsWritten, FineTuneRequestInput, FineTuneResult, FineTuneStatus, EpochMetrics, Job, JobList, JobSummary, Problem };
 export type { Plan, Metrics, EngineInfo, RunError } from "../schema/result.js";
+export type { ExplainSpecInput, Explanations } from "../schema/explain.js";
 
 /**
  * An inline dataset: `x` rows of numbers, `y` one target per row.

@@ -313,3 +313,32 @@ describe("examples/sdk-roundtrip", () => {
     expect(stdout).toMatch(/the fine-tuned weights load into PyTorch and the loss fell/);
   }, 60_000);
 });
+
+describe("edgetune explain", () => {
+  it("prints the features by importance (CSV header names), --json the whole object; bad options are usage errors", async () => {
+    const created = await run(["fine-tune", ...seedArgs, "--epochs", "2", "--mode", "sync", "--json", "--out", "e.safetensors"]);
+    const id = JSON.parse(created.stdout).id as string;
+    const r = await run(["explain", id, "--steps", "16", "--baseline", "mean"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^integrated_gradients, target predicted, \d+ rows: mean \|attribution\| per feature$/);
+    const names = lines.slice(1, 11).map((l) => l.trim().split(/\s+/)[0]);
+    expect([...names].sort()).toEqual(["x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9"]);
+    const values = lines.slice(1, 11).map((l) => Number(l.trim().split(/\s+/)[1]));
+    expect(values).toEqual([...values].sort((a, b) => b - a));
+    expect(lines.at(-1)).toMatch(/^largest \|convergence delta\|/);
+
+    writeFileSync(join(work, "rows.json"), JSON.stringify([[0, 0, 0, 0, 0, 0, 0, 0, 0, 1]]));
+    const shap = JSON.parse((await run(["explain", id, "--method", "kernel_shap", "--rows", "rows.json", "--samples", "64", "--target", "0", "--json"])).stdout);
+    expect(shap).toMatchObject({ method: "kernel_shap", target: 0 });
+    expect(shap.attributions).toHaveLength(1);
+
+    const bad = await run(["explain", id, "--method", "kernel_shap", "--steps", "8"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--steps does not apply to kernel_shap/);
+    const wide = await run(["explain", id, "--target", "3"]);
+    expect(wide.code).toBe(3);
+    expect(wide.stderr).toMatch(/422/);
+  });
+});

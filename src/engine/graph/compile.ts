@@ -46,6 +46,18 @@ export interface DataDescription {
   mask?: boolean;
 }
 
+/** How a model is compiled besides its description (explain/: a model for input gradients). */
+export interface CompileOptions {
+  /**
+   * Compile for gradients w.r.t. the input instead of the parameters: every parameter is frozen
+   * (no parameter gradient is computed) and the backward pass ends with dL/d(input) in
+   * `inputGrad.slot`. The input is x for feature rows, and the output of the embedding that
+   * reads the token ids (with its LoRA update, if any) for token rows: the embedding layer
+   * output Captum's LayerIntegratedGradients attributes to.
+   */
+  inputGradient?: boolean;
+}
+
 /**
  * Compiles a model for data of a given shape.
  *
@@ -57,6 +69,7 @@ export interface DataDescription {
  */
 export function compileModel(
   model: ModelDescription, trainable: readonly string[] | null, data: DataDescription, lora: LoraBuild | null = null, checkpointing = false,
+  options: CompileOptions = {},
 ): CompiledModel {
   const graph = new GraphState();
   graph.lora = lora;
@@ -137,7 +150,7 @@ export function compileModel(
         lora.modulesToSave.some((m) => module.endsWith(m)) ||
         (isBias && (lora.spec.bias === "all" || (lora.spec.bias === "lora_only" && targeted.has(module))));
     });
-  } else if (trainable !== null) {
+  } else if (trainable !== null && !options.inputGradient) {
     const issues: FieldIssue[] = [];
     const selected = new Set<StateTensor>();
     trainable.forEach((entry, i) => {
@@ -155,6 +168,10 @@ export function compileModel(
     for (const p of params) (p as { trainable: boolean }).trainable = selected.has(p);
   }
 
+  // an input-gradient model trains nothing: the backward pass computes only what reaches the input
+  if (options.inputGradient) for (const p of params) (p as { trainable: boolean }).trainable = false;
+  const gradientTarget = options.inputGradient ? inputGradientValue(graph, x) : null;
+
   // ---- 3. state layout: trainable parameters, buffers, frozen parameters
   let offset = 0;
   for (const t of graph.state) if (t.trainable) (t.offset = offset), (offset += t.size);
@@ -164,16 +181,17 @@ export function compileModel(
   for (const t of graph.state) if (t.kind === "parameter" && !t.trainable) (t.offset = offset), (offset += t.size);
 
   // ---- 4. gradients: which values need one, and the backward schedule
+  if (gradientTarget !== null) graph.values[gradientTarget.value]!.requiresGrad = true;
   for (const op of graph.ops) {
     const needs = op.params.some((p) => graph.state[p]!.trainable) || op.inputs.some((v) => graph.values[v]!.requiresGrad);
-    for (const v of op.outputs) graph.values[v]!.requiresGrad = needs;
+    for (const v of op.outputs) graph.values[v]!.requiresGrad = needs || v === gradientTarget?.value;
   }
-  const schedule = scheduleBackward(graph.ops, graph.values, y.value);
+  const schedule = scheduleBackward(graph.ops, graph.values, y.value, gradientTarget?.value ?? null);
   const segments = checkpointing ? checkpointSegments(graph.ops) : null;
   const savedBuffers = segments ? planCheckpointedSaved(graph.ops, graph.saved, segments) : graph.saved.map((_, i) => i);
   const buffers = segments
     ? planCheckpointedBuffers(graph.ops, graph.values, segments, y.value)
-    : planValueBuffers(graph.ops, graph.values, schedule.steps, y.value, (i) => graph.state[i]!.trainable);
+    : planValueBuffers(graph.ops, graph.values, schedule.steps, y.value, (i) => graph.state[i]!.trainable, gradientTarget?.value);
 
   let forwardFlops = 0;
   let backwardFlops = 0;
@@ -244,7 +262,26 @@ export function compileModel(
     couplesRows,
     batchRows: graph.batchRows,
     groups: layerGroups,
+    ...(gradientTarget ? { inputGrad: { value: gradientTarget.value, producer: gradientTarget.producer, slot: schedule.targetSlot } } : {}),
   };
+}
+
+/**
+ * The value an input-gradient model differentiates with respect to: x for feature rows; for
+ * token rows the output of the first embedding op over the ids, or the LoRA sum that replaces
+ * it (base + scaling * B(A[ids])), with the index of the op that writes it.
+ */
+function inputGradientValue(graph: GraphState, x: TensorRef): { value: number; producer: number } {
+  if (!x.ids) return { value: x.value, producer: -1 };
+  const first = graph.ops.findIndex((op) => op.kind === "embedding" && op.inputs[0] === x.value);
+  if (first < 0) throw new UnprocessableError("invalid_model", [{ path: "explain", message: "the model reads token ids without an embedding layer: there is no embedding output to attribute to" }]);
+  const base = graph.ops[first]!;
+  const lora = graph.loraModules.find((m) => m.kind === "embedding" && m.base === (base as { weight: number }).weight);
+  if (lora) {
+    const sum = graph.ops.findIndex((op) => op.kind === "add" && op.inputs[0] === base.outputs[0]);
+    if (sum >= 0) return { value: graph.ops[sum]!.outputs[0]!, producer: sum };
+  }
+  return { value: base.outputs[0]!, producer: first };
 }
 
 /** "a.b.c" -> ["a", "a.b"] */
@@ -486,8 +523,10 @@ const PARAM_FIELDS = new Set(["weight", "bias"]);
  */
 function planValueBuffers(
   ops: readonly PendingOp[], values: readonly ValueInfo[], steps: readonly BackwardStep[], output: number, trains: (state: number) => boolean,
+  keep?: number,
 ): { valueBuffer: number[]; sizes: number[] } {
-  const pinned = new Set<number>([output]);
+  // the output, and an input-gradient model's token embedding output (read back after the forward)
+  const pinned = new Set<number>([output, ...(keep === undefined ? [] : [keep])]);
   const stepOf = new Map(steps.map((s) => [s.op, s]));
   ops.forEach((op, i) => {
     const step = stepOf.get(i);
@@ -631,7 +670,7 @@ function planCheckpointedSaved(ops: readonly PendingOp[], saved: readonly SavedI
  * reader). A value read by several ops (a residual's input) gets its first gradient in its own
  * slot and the others in temporary slots summed into it.
  */
-function scheduleBackward(ops: readonly PendingOp[], values: readonly ValueInfo[], output: number) {
+function scheduleBackward(ops: readonly PendingOp[], values: readonly ValueInfo[], output: number, stopAt: number | null = null) {
   const slots: number[] = [];
   const free = new Map<number, number[]>();
   const alloc = (size: number): number => {
@@ -652,6 +691,9 @@ function scheduleBackward(ops: readonly PendingOp[], values: readonly ValueInfo[
   const steps: BackwardStep[] = [];
   for (let i = ops.length - 1; i >= 0; i--) {
     const op = ops[i]!;
+    // an input-gradient model stops at its target: the op that writes it (and anything before it
+    // that only feeds it) gets no backward, and the target's slot keeps dL/d(target)
+    if (stopAt !== null && op.outputs.includes(stopAt)) continue;
     const dy = op.outputs.map((v) => gradOf.get(v) ?? -1);
     if (!op.outputs.some((v) => values[v]!.requiresGrad) || dy.every((s) => s < 0)) continue;
     const accumulate: { into: number; from: number; size: number }[] = [];
@@ -669,5 +711,5 @@ function scheduleBackward(ops: readonly PendingOp[], values: readonly ValueInfo[
     for (const s of dy) release(s);
     for (const a of accumulate) release(a.from);
   }
-  return { steps, slots, outputSlot };
+  return { steps, slots, outputSlot, targetSlot: stopAt === null ? -1 : (gradOf.get(stopAt) ?? -1) };
 }

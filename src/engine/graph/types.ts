@@ -168,6 +168,13 @@ export interface CompiledModel {
   readonly savedBuffers: readonly number[];
   /** FLOPs per sample of the forward passes checkpointing repeats (every segment but the last). */
   readonly recomputeFlopsPerRow: number;
+  /**
+   * A model compiled for input gradients (compileModel's `inputGradient`, explain/): the value
+   * differentiated against (x, or the token embedding's output), the op that writes it (-1: x,
+   * a graph input), and the gradient slot that holds dL/d(value) after the backward pass (-1:
+   * the output does not depend on it).
+   */
+  readonly inputGrad?: { readonly value: number; readonly producer: number; readonly slot: number };
   /** Parameters, FLOPs and activations per layer group (top-level layers; a Hub model's blocks), in model order. */
   readonly groups: readonly LayerGroup[];
 }

@@ -7,12 +7,12 @@ import { EdgetuneError, RequestValidationError } from "../errors.js";
 import { convertWeights } from "../engine/adapters/output.js";
 import { encodeBase64 } from "../formats/base64.js";
 import { newId, prepareRun, runPreparedRaw } from "../engine/train.js";
-import { eventsOfFinishedJob, isFinal, jobFromResult } from "../jobs/job.js";
+import { eventsOfFinishedJob, isFinal, jobFromResult, type JobEvent } from "../jobs/job.js";
 import type { JobRecord, JobStore } from "../jobs/store.js";
 import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
 import type { RunPlan } from "../engine/plan.js";
-import { jobSummary, type Job, type JobList } from "../schema/job.js";
+import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/job.js";
 import type { FineTuneResult, Plan } from "../schema/result.js";
 import { zodIssues } from "../schema/issues.js";
 import { readCreateBody } from "./body.js";
@@ -36,6 +36,17 @@ async function ownJob(c: { var: AppEnv["Variables"] }, id: string): Promise<JobR
   }
   return record;
 }
+
+const MetricsQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(20).optional(),
+});
+
+/** A metrics cursor is the offset of the next entry; opaque to clients. */
+const historyOffsetIn = (cursor: string) => {
+  if (!/^\d{1,15}$/.test(cursor)) throw new RequestValidationError([{ path: "cursor", message: "is not a cursor returned by this API" }]);
+  return Number(cursor);
+};
 
 const cursorOut = (key: string) => encodeBase64(new TextEncoder().encode(key)).replace(/=+$/, "").replaceAll("+", "-").replaceAll("/", "_");
 const cursorIn = (cursor: string) => {
@@ -99,7 +110,8 @@ export const fineTunes = new Hono<AppEnv>()
       run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
       const job = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
       await deps.store.putWeights(id, run.weights);
-      await deps.store.put({ job, owner: c.var.owner });
+      // the record keeps the last epochs; the whole history is stored apart (bounded records)
+      await deps.store.put({ job, owner: c.var.owner }, run.result.metrics.history);
     } catch (e) {
       if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
       throw e;
@@ -127,6 +139,19 @@ export const fineTunes = new Hono<AppEnv>()
   .get("/:id", async (c) => {
     const { job } = await ownJob(c, c.req.param("id"));
     return c.json(job);
+  })
+
+  /** GET /v1/fine-tunes/{id}/metrics: the per-epoch history, a page at a time, oldest first. */
+  .get("/:id/metrics", async (c) => {
+    const { job } = await ownJob(c, c.req.param("id"));
+    const parsed = MetricsQuery.safeParse(c.req.query());
+    if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
+    const { limit, cursor } = parsed.data;
+    const offset = cursor === undefined ? 0 : historyOffsetIn(cursor);
+    const page = (await c.var.deps.store.history(job.id, offset, limit)) ?? { entries: [], total: 0 };
+    const end = offset + page.entries.length;
+    const body: MetricsPage = { object: "list", data: page.entries, next_cursor: end < page.total ? String(end) : null };
+    return c.json(body);
   })
 
   /** GET /v1/fine-tunes/{id}/weights: the fine-tuned safetensors file. */
@@ -165,7 +190,9 @@ export const fineTunes = new Hono<AppEnv>()
     const { job } = await ownJob(c, c.req.param("id"));
     const after = resumeAfter(c.req.header("last-event-id"), c.req.query("last_event_id"));
     if (job.mode === "sync") {
-      return new Response(sseText(eventsOfFinishedJob(job).filter((e) => e.id > after)), { headers: SSE_HEADERS });
+      const store = c.var.deps.store;
+      const pages = eventsOfFinishedJob(job, after, async (offset, limit) => (await store.history(job.id, offset, limit))?.entries ?? []);
+      return new Response(streamOf(pages), { headers: SSE_HEADERS });
     }
     return new Response(followEvents(c.var.deps.store, job.id, after, c.var.deps.pollMs, c.req.raw.signal), { headers: SSE_HEADERS });
   })
@@ -236,6 +263,21 @@ async function bytesOf(stored: Uint8Array | ReadableStream | Blob | ArrayBuffer)
 /** The plan as the job reports it. */
 function planOf(plan: RunPlan, placement: Plan["placement"]): Plan {
   return { params: plan.params, trainable_params: plan.trainable_params, flops: plan.flops, memory_bytes: plan.memory_bytes, steps: plan.steps, placement, groups: plan.groups };
+}
+
+/** An SSE body of event batches. */
+function streamOf(batches: AsyncGenerator<JobEvent[]>): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await batches.next();
+      if (done) return controller.close();
+      controller.enqueue(encoder.encode(sseText(value)));
+    },
+    async cancel() {
+      await batches.return(undefined);
+    },
+  });
 }
 
 /**

@@ -2,6 +2,7 @@
  * Terminal output of the CLI: tables, the job summary, and the progress bar.
  */
 import type { EpochMetrics, Job } from "../sdk/index.js";
+import type { Metrics } from "../schema/result.js";
 import type { FineTuneEvent } from "../sdk/index.js";
 
 /** A writable text stream (process.stdout / process.stderr). */
@@ -69,7 +70,7 @@ export function historyTable(history: EpochMetrics[]): string {
 }
 
 /** What the summary shows: a sync result or a job. */
-export type RunView = Pick<Job, "id" | "status" | "plan" | "metrics" | "engine" | "error"> & { mode?: Job["mode"] };
+export type RunView = Pick<Job, "id" | "status" | "plan" | "engine" | "error"> & { metrics: Metrics | null; mode?: Job["mode"] };
 
 /**
  * The summary of a run: its history table, then status, id, steps, placement and the weights file.

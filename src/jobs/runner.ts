@@ -9,9 +9,19 @@ import { EdgetuneError } from "../errors.js";
 import { runPreparedRaw, type EngineRuntime } from "../engine/train.js";
 import { useWebGpu } from "../engine/webgpu/select.js";
 import type { Parallelism } from "../engine/parallel.js";
-import type { ProgressEvent } from "../schema/result.js";
+import type { EpochMetrics, ProgressEvent } from "../schema/result.js";
 import { decodeRunInput } from "./run-input.js";
 import type { Claim, WorkerChannel } from "./store.js";
+
+/**
+ * Progress reports are coalesced: one when REPORT_INTERVAL_MS have passed since the last (the
+ * first epoch's at once), so that a run of short epochs costs a few writes a second instead of
+ * one per epoch (issue 16, item 3). Epochs not yet reported when the run ends go with its
+ * completion. REPORT_MAX_EPOCHS also sends one: deployed Workers advance Date.now() only
+ * after I/O, so a run with no I/O between reports would otherwise never see the interval pass.
+ */
+export const REPORT_INTERVAL_MS = 250;
+export const REPORT_MAX_EPOCHS = 256;
 
 /** How a run on a worker ended. */
 export type RunReport = "completed" | "lease_lost" | "failed";
@@ -66,11 +76,20 @@ export async function runClaimedJob(
     const engine = onGpu
       ? { kernel: "webgpu" as const, threads: 1, runtime: runtime.runtime }
       : { kernel: runtime.variant, threads: options.parallel?.threads ?? 1, runtime: runtime.runtime };
-    // each epoch is reported before the next starts: the answer renews the lease and carries a cancel
+    // a report is awaited before training goes on: its answer renews the lease and carries a
+    // cancel, so a cancelled run stops within an epoch or REPORT_INTERVAL_MS, whichever is longer
+    let unreported: EpochMetrics[] = [];
+    let reportedAt = -Infinity;
     const onProgress = (event: ProgressEvent): Promise<void> | undefined => {
       if (event.type !== "epoch") return undefined;
       const { type: _type, ...metrics } = event;
-      return channel.progress(job.id, leaseId, [metrics], engine).then(onLease, (e) => log(`progress report failed: ${String(e)}`));
+      unreported.push(metrics);
+      const now = Date.now();
+      if (now - reportedAt < REPORT_INTERVAL_MS && unreported.length < REPORT_MAX_EPOCHS) return undefined;
+      reportedAt = now;
+      const epochs = unreported;
+      unreported = [];
+      return channel.progress(job.id, leaseId, epochs, engine).then(onLease, (e) => log(`progress report failed: ${String(e)}`));
     };
     log(`job ${job.id}: training (attempt ${claim.attempt}) on ${engine.kernel}${engine.threads > 1 ? ` x${engine.threads} threads` : ""}`);
     const { result, weights } = await runPreparedRaw(runtime, prepared, {

@@ -97,14 +97,14 @@ describe("asynchronous GPU-node jobs", () => {
     expect(await job(id)).toMatchObject({ status: "failed", error: { code: "worker_lost" } });
   });
 
-  it("cancelling a queued job ends it at once; a running one stops at its next report", async () => {
+  it("cancelling a queued job ends it at once; a running one stops at its next report (reports are coalesced: a few a second)", async () => {
     const { node, submit, job, app, runtime } = await setup();
     const queued = await submit(gpuRequest(2));
     const res = await app.request(`/v1/fine-tunes/${queued}/cancel`, { method: "POST" });
     expect(((await res.json()) as { status: string }).status).toBe("cancelled");
     expect(await node.claim("node-a")).toBeNull();
 
-    const id = await submit(gpuRequest(500));
+    const id = await submit(gpuRequest(20_000));
     const claim = (await node.claim("node-a"))!;
     const run = runClaimedJob(node, claim, runtime, { placement: "gpu-node" });
     await new Promise((r) => setTimeout(r, 30));
@@ -112,7 +112,7 @@ describe("asynchronous GPU-node jobs", () => {
     expect(await run).toBe("completed");
     const done = await job(id);
     expect(done.status).toBe("cancelled");
-    expect(done.metrics.history.length).toBeLessThan(500);
+    expect(done.metrics.epochs).toBeLessThan(20_000);
     expect((await app.request(`/v1/fine-tunes/${id}/weights`)).status).toBe(200);
   });
 

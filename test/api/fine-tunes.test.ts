@@ -257,8 +257,23 @@ describe("listing, events, cancel", () => {
     expect("history" in item(long).metrics).toBe(false);
     // the same fields whatever the length: only the figures differ
     expect(Math.abs(JSON.stringify(item(long)).length - JSON.stringify(item(short)).length)).toBeLessThan(64);
-    const whole = (await (await app.request(`/v1/fine-tunes/${long}`)).json()) as { metrics: { history: unknown[] } };
-    expect(whole.metrics.history).toHaveLength(400);
+    // the job keeps the last 100 epochs; GET .../metrics pages them all
+    const whole = (await (await app.request(`/v1/fine-tunes/${long}`)).json()) as { metrics: { history: { epoch: number }[]; epochs: number; history_truncated: boolean } };
+    expect(whole.metrics).toMatchObject({ epochs: 400, history_truncated: true });
+    expect(whole.metrics.history.map((h) => h.epoch)).toEqual(Array.from({ length: 100 }, (_, i) => 301 + i));
+    const epochs: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor === null ? "?limit=150" : `?limit=150&cursor=${cursor}`;
+      const page = (await (await app.request(`/v1/fine-tunes/${long}/metrics${query}`)).json()) as { data: { epoch: number }[]; next_cursor: string | null };
+      epochs.push(...page.data.map((h) => h.epoch));
+      cursor = page.next_cursor;
+    } while (cursor !== null);
+    expect(epochs).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+    // a sync job's events: running, one epoch per entry of the whole history, status, done
+    const events = (await (await app.request(`/v1/fine-tunes/${long}/events`)).text()).match(/^event: \w+$/gm)!;
+    expect(events.filter((e) => e === "event: epoch")).toHaveLength(400);
+    expect(events.at(-1)).toBe("event: done");
   });
 
   it("lists newest first with a cursor", async () => {

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
-import { Job, JobList, Problem } from "../schema/job.js";
+import { Job, JobList, MetricsPage, Problem } from "../schema/job.js";
 import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest } from "../schema/node.js";
 
 type JsonSchema = Record<string, unknown>;
@@ -126,6 +126,20 @@ export function openApiDocument(serverUrl: string, version: string) {
           summary: "Retrieve a fine-tune",
           parameters: [idParam],
           responses: { "200": { description: "The job", content: { "application/json": { schema: ref("Job") } } }, ...problemResponses(401, 404) },
+        },
+      },
+      "/v1/fine-tunes/{id}/metrics": {
+        get: {
+          operationId: "listFineTuneMetrics",
+          summary: "The per-epoch history, a page at a time, oldest first",
+          description:
+            "The job's metrics.history holds only its last 100 epochs (metrics.history_truncated says when there were more); this pages all of them (the current attempt's while the job runs). next_cursor is null at the end of the history so far.",
+          parameters: [
+            idParam,
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 1000, default: 100 } },
+            { name: "cursor", in: "query", schema: { type: "string" }, description: "next_cursor of the previous page" },
+          ],
+          responses: { "200": { description: "A page of epochs", content: { "application/json": { schema: ref("MetricsPage") } } }, ...problemResponses(400, 401, 404) },
         },
       },
       "/v1/fine-tunes/{id}/weights": {
@@ -257,6 +271,7 @@ export function openApiDocument(serverUrl: string, version: string) {
         FineTuneResult: [FineTuneResult, "output"],
         Job: [Job, "output"],
         JobList: [JobList, "output"],
+        MetricsPage: [MetricsPage, "output"],
         Problem: [Problem, "output"],
         ClaimRequest: [ClaimRequest, "input"],
         ClaimResponse: [ClaimResponse, "output"],

@@ -240,10 +240,13 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
   if (job.mode === "async") return c.json(job, 202);
   const weights = await c.var.deps.store.getWeights(id);
   const bytes = weights ? convertWeights(await bytesOf(weights)) : new Uint8Array(0);
+  // the first answer had the whole history; the record keeps its last epochs, the store the rest
+  const { epochs, history_truncated, ...metrics } = job.metrics!;
+  if (history_truncated) metrics.history = (await c.var.deps.store.history(id, 0, epochs))?.entries ?? metrics.history;
   const result: FineTuneResult = {
     id: job.id,
     status: job.status as FineTuneResult["status"],
-    metrics: job.metrics!,
+    metrics,
     plan: job.plan,
     engine: job.engine!,
     weights: encodeBase64(bytes),

@@ -361,6 +361,14 @@ describe("Idempotency-Key", () => {
     expect(list.data).toHaveLength(1);
   });
 
+  it("a retried sync create of a long run answers its whole history (the record keeps the last epochs)", async () => {
+    const { app } = await testApp();
+    const body = seedRequest(4, { training: { epochs: 150, batch_size: 4 } });
+    const first = (await (await app.request("/v1/fine-tunes", withKey(body, "retry-long"))).json()) as { metrics: unknown };
+    const again = (await (await app.request("/v1/fine-tunes", withKey(body, "retry-long"))).json()) as { metrics: unknown };
+    expect(again.metrics).toEqual(first.metrics);
+  });
+
   it("a retried async create answers 202 with the same job", async () => {
     const { app } = await testApp();
     const body = { ...smallRequest(), mode: "async" };

@@ -345,6 +345,10 @@ export class CloudflareJobStore implements JobStore {
     await this.env.BLOBS.put(`weights/${id}.safetensors`, bytes);
   }
 
+  async deleteWeights(id: string): Promise<void> {
+    await this.env.BLOBS.delete(`weights/${id}.safetensors`);
+  }
+
   async getWeights(id: string): Promise<ReadableStream<Uint8Array> | null> {
     const key = await this.job(id).weightsKey();
     const object = key ? await this.env.BLOBS.get(key) : null;

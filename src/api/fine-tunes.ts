@@ -110,8 +110,13 @@ export const fineTunes = new Hono<AppEnv>()
       run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
       const job = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
       await deps.store.putWeights(id, run.weights);
-      // the record keeps the last epochs; the whole history is stored apart (bounded records)
-      await deps.store.put({ job, owner: c.var.owner }, run.result.metrics.history);
+      try {
+        // the record keeps the last epochs; the whole history is stored apart (bounded records)
+        await deps.store.put({ job, owner: c.var.owner }, run.result.metrics.history);
+      } catch (e) {
+        await deps.store.deleteWeights(id).catch(() => undefined); // no weights without a job
+        throw e;
+      }
     } catch (e) {
       if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
       throw e;

@@ -87,6 +87,10 @@ export class MemoryJobStore implements JobStore {
     this.blobs.set(`weights/${id}.safetensors`, bytes.slice());
   }
 
+  async deleteWeights(id: string): Promise<void> {
+    this.blobs.delete(`weights/${id}.safetensors`);
+  }
+
   async getWeights(id: string): Promise<Uint8Array | null> {
     const state = this.states.get(id);
     const key = state ? state.weightsKey : `weights/${id}.safetensors`;

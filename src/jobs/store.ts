@@ -80,6 +80,8 @@ export interface JobStore {
   /** The owner's jobs, newest first; `cursor` is a previous page's nextCursor. */
   list(owner: string, options: { limit: number; cursor?: string | undefined }): Promise<JobPage>;
   putWeights(id: string, bytes: Uint8Array): Promise<void>;
+  /** Removes a sync job's weights whose record could not be stored (no orphan files). */
+  deleteWeights(id: string): Promise<void>;
   /** The weights file, or null when the job has none. */
   getWeights(id: string): Promise<ReadableStream<Uint8Array> | Uint8Array | null>;
 

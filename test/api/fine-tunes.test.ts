@@ -345,6 +345,22 @@ describe("rate limits, CORS and security headers", () => {
   });
 });
 
+describe("a sync job whose record cannot be stored", () => {
+  it("leaves no weights behind (no orphan files without a job)", async () => {
+    const { app, store } = await testApp();
+    let storedId = "";
+    store.put = async (record) => {
+      storedId = record.job.id;
+      throw new Error("the store refused the record");
+    };
+    const res = await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "sync" }));
+    expect(res.status).toBe(500);
+    expect(res.headers.get("content-type")).toBe("application/problem+json");
+    expect(storedId).toMatch(/^ft_/);
+    expect(await store.getWeights(storedId)).toBeNull();
+  });
+});
+
 describe("Idempotency-Key", () => {
   const withKey = (body: unknown, key: string) => json(body, { "idempotency-key": key });
 

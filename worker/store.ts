@@ -79,6 +79,7 @@ export class FineTuneJob extends DurableObject<Env> {
       this.appendHistory(log.history);
     });
     await this.ctx.storage.put("state", state);
+    for (const wake of [...this.waiters]) wake();
   }
 
   private historyTotal(): number {
@@ -176,14 +177,33 @@ export class FineTuneJob extends DurableObject<Env> {
     return state ? { status: state.job.status, placement: state.placement } : null;
   }
 
-  async events(after: number, limit: number): Promise<{ events: JobEvent[]; final: boolean } | null> {
-    const state = await this.state();
-    if (!state) return null;
-    this.tables();
-    const rows = this.sql.exec<{ id: number; event: JobEvent["event"]; data: string }>("SELECT id, event, data FROM events WHERE id > ? ORDER BY id LIMIT ?", after, limit);
-    const events = rows.toArray().map((r) => ({ id: r.id, event: r.event, data: JSON.parse(r.data) as unknown }));
-    return { events, final: isFinal(state.job.status) };
+  /** Events after `after`; with none yet, waits up to `waitMs` for the next save (SSE wake-ups). */
+  async events(after: number, limit: number, waitMs = 0): Promise<{ events: JobEvent[]; final: boolean } | null> {
+    const read = async () => {
+      const state = await this.state();
+      if (!state) return null;
+      this.tables();
+      const rows = this.sql.exec<{ id: number; event: JobEvent["event"]; data: string }>("SELECT id, event, data FROM events WHERE id > ? ORDER BY id LIMIT ?", after, limit);
+      const events = rows.toArray().map((r) => ({ id: r.id, event: r.event, data: JSON.parse(r.data) as unknown }));
+      return { events, final: isFinal(state.job.status) };
+    };
+    const page = await read();
+    if (!page || page.events.length > 0 || page.final || waitMs <= 0) return page;
+    // awaiting a timer lets the object serve other calls meanwhile (progress reports among them)
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      this.waiters.add(done);
+    });
+    return read();
   }
+
+  /** Calls of `events` waiting for the next save. */
+  private readonly waiters = new Set<() => void>();
 
   async cancel(): Promise<Job | null> {
     await this.transition((s, now) => machine.requestCancel(s, now));
@@ -362,8 +382,8 @@ export class CloudflareJobStore implements JobStore {
     await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
   }
 
-  async events(id: string, after: number, limit = EVENTS_PAGE) {
-    return this.job(id).events(after, limit);
+  async events(id: string, after: number, limit = EVENTS_PAGE, waitMs = 0) {
+    return this.job(id).events(after, limit, waitMs);
   }
 
   async history(id: string, offset: number, limit: number): Promise<HistoryPage | null> {

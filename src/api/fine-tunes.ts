@@ -8,7 +8,7 @@ import { convertWeights } from "../engine/adapters/output.js";
 import { encodeBase64 } from "../formats/base64.js";
 import { newId, prepareRun, runPreparedRaw } from "../engine/train.js";
 import { eventsOfFinishedJob, isFinal, jobFromResult, type JobEvent } from "../jobs/job.js";
-import type { JobRecord, JobStore } from "../jobs/store.js";
+import { EVENTS_PAGE, type JobRecord, type JobStore } from "../jobs/store.js";
 import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
 import type { RunPlan } from "../engine/plan.js";
@@ -289,8 +289,10 @@ function streamOf(batches: AsyncGenerator<JobEvent[]>): ReadableStream<Uint8Arra
 }
 
 /**
- * An SSE body that replays the job's events after `after`, then polls for new ones until the
- * final event has been sent (or the client goes away). Comments keep idle connections open.
+ * An SSE body that replays the job's events after `after` (a page at a time), then follows new
+ * ones until the final event has been sent (or the client goes away): each read waits up to
+ * `pollMs` for the job's next write, so epochs arrive as they are stored. Comments keep idle
+ * connections open.
  */
 function followEvents(store: JobStore, id: string, after: number, pollMs: number, clientGone: AbortSignal): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
@@ -300,7 +302,8 @@ function followEvents(store: JobStore, id: string, after: number, pollMs: number
     async pull(controller) {
       for (;;) {
         if (clientGone.aborted) return controller.close();
-        const page = await store.events(id, last);
+        // waits up to pollMs for the job's next write: epochs arrive as they are stored
+        const page = await store.events(id, last, EVENTS_PAGE, pollMs);
         if (page === null) return controller.close();
         if (page.events.length > 0) {
           last = page.events.at(-1)!.id;
@@ -316,7 +319,6 @@ function followEvents(store: JobStore, id: string, after: number, pollMs: number
           controller.enqueue(encoder.encode(": keep-alive\n\n"));
           return;
         }
-        await new Promise((r) => setTimeout(r, pollMs));
       }
     },
   });

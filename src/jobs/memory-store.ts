@@ -106,12 +106,35 @@ export class MemoryJobStore implements JobStore {
     this.dispatch(state.job.id);
   }
 
-  async events(id: string, after: number, limit = EVENTS_PAGE) {
-    const state = this.states.get(id);
-    if (!state) return null;
-    // ids are dense and 1-based: event n is at index n - 1
-    const log = this.eventLogs.get(id) ?? [];
-    return { events: structuredClone(log.slice(Math.max(0, after), Math.max(0, after) + limit)), final: isFinal(state.job.status) };
+  async events(id: string, after: number, limit = EVENTS_PAGE, waitMs = 0) {
+    const read = () => {
+      const state = this.states.get(id);
+      if (!state) return null;
+      // ids are dense and 1-based: event n is at index n - 1
+      const log = this.eventLogs.get(id) ?? [];
+      return { events: structuredClone(log.slice(Math.max(0, after), Math.max(0, after) + limit)), final: isFinal(state.job.status) };
+    };
+    const page = read();
+    if (!page || page.events.length > 0 || page.final || waitMs <= 0) return page;
+    await this.nextWrite(id, waitMs);
+    return read();
+  }
+
+  private readonly writeWaiters = new Map<string, Set<() => void>>();
+
+  /** Resolves at the job's next write, or after `ms`. */
+  private nextWrite(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = this.writeWaiters.get(id) ?? new Set<() => void>();
+      this.writeWaiters.set(id, waiters);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waiters.add(done);
+    });
   }
 
   async cancel(id: string): Promise<Job | null> {
@@ -186,6 +209,7 @@ export class MemoryJobStore implements JobStore {
     for (const h of structuredClone(log.history)) history.push(h);
     this.histories.set(id, history);
     this.states.set(id, state);
+    for (const wake of [...(this.writeWaiters.get(id) ?? [])]) wake();
   }
 
   private holds(id: string, leaseId: string): boolean {

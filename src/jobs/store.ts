@@ -91,9 +91,11 @@ export interface JobStore {
   submit(state: JobState, input: Uint8Array): Promise<void>;
   /**
    * An async job's events after `after` (0 = all), at most `limit` (default EVENTS_PAGE), and
-   * whether the job has ended. null: no such async job.
+   * whether the job has ended. When there are none yet and the job has not ended, waits up to
+   * `waitMs` (default 0) for the job's next write, so that a stream hears of an epoch when it is
+   * stored rather than at its next poll. null: no such async job.
    */
-  events(id: string, after: number, limit?: number): Promise<{ events: JobEvent[]; final: boolean } | null>;
+  events(id: string, after: number, limit?: number, waitMs?: number): Promise<{ events: JobEvent[]; final: boolean } | null>;
   /** Cancels a queued job, or asks its worker to stop. Returns the job as it now stands. */
   cancel(id: string): Promise<Job | null>;
   /** A GPU node asks for the next job waiting for one; null when none is waiting. */

@@ -53,6 +53,18 @@ describe("asynchronous GPU-node jobs", () => {
     expect(resumed.map((e) => e.id)).toEqual([7, 8]);
   });
 
+  it("a reader waiting for events is woken by the job's next write, not at the end of its wait", async () => {
+    const { node, submit, store } = await setup();
+    const id = await submit(gpuRequest(2));
+    const claim = (await node.claim("node-a"))!;
+    const before = (await store.events(id, 0))!.events.length;
+    // a wait far past the test's timeout: only the write can end it
+    const waiting = store.events(id, before, 100, 10 * 60_000);
+    await node.progress(id, claim.leaseId, [{ epoch: 1, train_loss: 0.5, lr: 0.001 }]);
+    const page = await waiting;
+    expect(page!.events.map((e) => e.event)).toEqual(["epoch"]);
+  });
+
   it("a second completion and a stale lease change nothing", async () => {
     const { node, submit, job, runtime } = await setup();
     const id = await submit(gpuRequest(2));

@@ -588,9 +588,11 @@ async function finish(r, job) {
   var rows = [["status", job.status], ["job", job.id], ["placement", r.device ? "this device (" + job.engine.runtime + ")" : job.plan.placement],
     ["parameters", job.plan.params + " (" + job.plan.trainable_params + " trainable)"]];
   if (m) {
-    rows.push(["epochs", h.length + (h.length < ET.plannedEpochs ? " of " + ET.plannedEpochs + (job.status === "succeeded" ? " (early stopping)" : "") : "")]);
-    if (h.length) rows.push(["train_loss", fmt(h[0].train_loss) + " → " + fmt(h[h.length - 1].train_loss)]);
-    if (h.length && h[h.length - 1].val_loss !== undefined) rows.push(["val_loss", fmt(h[0].val_loss) + " → " + fmt(h[h.length - 1].val_loss)]);
+    // a job keeps its last 100 epochs (metrics.epochs counts them all); a local run has them all
+    var total = m.epochs !== undefined ? m.epochs : h.length, from = m.history_truncated && h.length ? "epoch " + h[0].epoch + ": " : "";
+    rows.push(["epochs", total + (total < ET.plannedEpochs ? " of " + ET.plannedEpochs + (job.status === "succeeded" ? " (early stopping)" : "") : "")]);
+    if (h.length) rows.push(["train_loss", from + fmt(h[0].train_loss) + " → " + fmt(h[h.length - 1].train_loss)]);
+    if (h.length && h[h.length - 1].val_loss !== undefined) rows.push(["val_loss", from + fmt(h[0].val_loss) + " → " + fmt(h[h.length - 1].val_loss)]);
     if (h.length && h[h.length - 1].val_accuracy !== undefined) rows.push(["val_accuracy", (100 * h[h.length - 1].val_accuracy).toFixed(1) + "%"]);
     rows.push(["best epoch", m.best_epoch], ["optimizer steps", m.steps], ["samples/s", Math.round(m.samples_per_second)], ["duration", (m.duration_ms / 1000).toFixed(2) + " s"]);
   }

@@ -7,7 +7,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Job } from "../src/schema/job.js";
 import type { EpochMetrics } from "../src/schema/result.js";
-import { isFinal, type JobEvent } from "../src/jobs/job.js";
+import { boundedMetrics, isFinal, type JobEvent } from "../src/jobs/job.js";
 import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
 import {
@@ -66,7 +66,21 @@ export class FineTuneJob extends DurableObject<Env> {
   }
 
   private async state(): Promise<machine.JobState | undefined> {
-    return this.ctx.storage.get<machine.JobState>("state");
+    const stored = await this.ctx.storage.get<machine.JobState | machine.LegacyJobState>("state");
+    if (stored === undefined || "unsaved" in stored) return stored;
+    // stored before the logs were kept apart: moved to the tables once
+    const state = machine.fromStored(stored);
+    await this.save(state);
+    return machine.drain(state).state;
+  }
+
+  /** A sync record; one stored with its whole history inside is split once (bounded record, history rows). */
+  private async record(): Promise<JobRecord | undefined> {
+    const record = await this.ctx.storage.get<JobRecord>("record");
+    if (record === undefined || record.job.metrics === null || record.job.metrics.epochs !== undefined) return record;
+    const bounded: JobRecord = { ...record, job: { ...record.job, metrics: boundedMetrics(record.job.metrics) } };
+    await this.put(bounded, record.job.metrics.history);
+    return bounded;
   }
 
   /** Stores a state: what its transitions appended goes to the tables, the rest to "state". */
@@ -124,7 +138,7 @@ export class FineTuneJob extends DurableObject<Env> {
 
   /** Up to `limit` history entries from position `offset`, and how many are stored. */
   async history(offset: number, limit: number): Promise<HistoryPage | null> {
-    if ((await this.state()) === undefined && (await this.ctx.storage.get("record")) === undefined) return null;
+    if ((await this.state()) === undefined && (await this.record()) === undefined) return null;
     this.tables();
     const rows = this.sql
       .exec<{ start: number; entries: string }>(
@@ -154,7 +168,7 @@ export class FineTuneJob extends DurableObject<Env> {
   async get(): Promise<JobRecord | null> {
     const state = await this.state();
     if (state) return { job: state.job, owner: state.owner };
-    return (await this.ctx.storage.get<JobRecord>("record")) ?? null;
+    return (await this.record()) ?? null;
   }
 
   /** The R2 key of the job's weights, if it has any. */

@@ -78,6 +78,30 @@ export function drain(state: JobState): { state: JobState; log: JobLog } {
   return { state: { ...state, unsaved: emptyLog() }, log: state.unsaved };
 }
 
+/** A state as stored before the logs were kept apart: the whole event log and history inside. */
+export type LegacyJobState = Omit<JobState, "eventCount" | "unsaved"> & { events: JobEvent[] };
+
+/**
+ * A stored state in today's shape: one stored before the logs were kept apart comes back with
+ * its events and history as unsaved appends (the store saves it once, and it is bounded after).
+ *
+ * @example
+ * ```ts
+ * const state = fromStored(await storage.get("state"));
+ * ```
+ */
+export function fromStored(stored: JobState | LegacyJobState): JobState {
+  if ("unsaved" in stored) return stored;
+  const { events, ...rest } = stored;
+  const metrics = rest.job.metrics;
+  return {
+    ...rest,
+    job: { ...rest.job, metrics: metrics ? boundedMetrics(metrics) : null },
+    eventCount: events.length,
+    unsaved: { events, history: metrics?.history ?? [], resetHistory: true },
+  };
+}
+
 /** What a transition asks the caller to do besides storing the new state. */
 export interface Effects {
   /** Put the job (back) on the dispatch queue. */

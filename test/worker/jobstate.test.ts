@@ -97,4 +97,34 @@ describe("job state that scales with epochs", () => {
     const list = (await (await get("/v1/fine-tunes?limit=100")).json()) as { data: { id: string; metrics: { epochs: number } }[] };
     expect(list.data.find((j) => j.id === id)!.metrics.epochs).toBe(3000);
   });
+
+  it("jobs stored before the logs were kept apart are moved to the tables when first read", async () => {
+    const epochs = Array.from({ length: 150 }, (_, i) => ({ epoch: i + 1, train_loss: 1 / (i + 1), lr: 0.001 }));
+    const id = (n: number) => `ft_${String(n).padStart(32, "0")}`;
+    const job = (jobId: string, mode: "sync" | "async") => ({
+      id: jobId, object: "fine_tune", status: "succeeded", mode, created_at: "2026-11-30T00:00:00.000Z", started_at: "2026-11-30T00:00:00.000Z",
+      finished_at: "2026-11-30T00:00:01.000Z", plan: { params: 1, trainable_params: 1, flops: 1, memory_bytes: 1, steps: 150, placement: "edge" },
+      metrics: { history: epochs, best_epoch: 150, steps: 150, samples_per_second: 1, duration_ms: 1 }, engine: null, error: null, weights_url: null,
+    });
+    // the owner of the worker-test-key: its SHA-256, as auth stores it
+    const owner = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode("worker-test-key"))), (b) => b.toString(16).padStart(2, "0")).join("");
+    const syncId = id(1);
+    await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(syncId)), async (_i, state) => {
+      await state.storage.put("record", { job: job(syncId, "sync"), owner });
+    });
+    const asyncId = id(2);
+    const events = [{ id: 1, event: "status", data: { status: "queued", attempt: 0 } }, ...epochs.map((e, i) => ({ id: i + 2, event: "epoch", data: { ...e, attempt: 1 } })), { id: 152, event: "done", data: {} }];
+    await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(asyncId)), async (_i, state) => {
+      await state.storage.put("state", { job: job(asyncId, "async"), owner, placement: "edge", inputKey: "x", events, attempt: 1, lease: null, cancelRequested: false, weightsKey: null });
+    });
+    for (const jobId of [syncId, asyncId]) {
+      const got = (await (await get(`/v1/fine-tunes/${jobId}`)).json()) as { metrics: { history: unknown[]; epochs: number; history_truncated: boolean } };
+      expect(got.metrics).toMatchObject({ epochs: 150, history_truncated: true });
+      expect(got.metrics.history).toHaveLength(100);
+      const page = (await (await get(`/v1/fine-tunes/${jobId}/metrics?limit=1000`)).json()) as Page;
+      expect(page.data.map((h) => h.epoch)).toEqual(epochs.map((e) => e.epoch));
+    }
+    const replayed = parseSse(await (await get(`/v1/fine-tunes/${asyncId}/events`)).text());
+    expect(replayed.map((e) => e.id)).toEqual(events.map((e) => e.id));
+  });
 });

@@ -59,12 +59,6 @@ export class MemoryJobStore implements JobStore {
     return { entries: structuredClone(all.slice(offset, offset + limit)), total: all.length };
   }
 
-  /** Bytes of the stored state or record of a job, as JSON (tests: the record stays bounded). */
-  storedBytes(id: string): number {
-    const stored = this.states.get(id) ?? this.records.get(id);
-    return stored ? JSON.stringify(stored).length : 0;
-  }
-
   async get(id: string): Promise<JobRecord | null> {
     const state = this.states.get(id);
     if (state) return structuredClone({ job: state.job, owner: state.owner });

@@ -7,13 +7,15 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Job } from "../src/schema/job.js";
 import type { EpochMetrics } from "../src/schema/result.js";
-import { isFinal, type JobEvent } from "../src/jobs/job.js";
+import { boundedMetrics, isFinal, type JobEvent } from "../src/jobs/job.js";
 import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
 import {
   weightsKeyOf,
   inputKeyOf,
+  EVENTS_PAGE,
   IDEMPOTENCY_TTL_MS,
+  type HistoryPage,
   listingKey,
   type IdempotencyRecord,
   type Claim,
@@ -40,10 +42,73 @@ export function leasePolicy(env: Env): machine.LeasePolicy {
   };
 }
 
-/** One job: a finished sync record, or an async job's state machine with its alarm. */
+/** History entries per SQLite row: rows stay far below the 2 MB value limit (SQLITE_TOOBIG). */
+const HISTORY_ROW = 500;
+
+/**
+ * One job: a finished sync record, or an async job's state machine with its alarm. The record
+ * or state (bounded: the job keeps its last epochs) is one storage value; the event log and the
+ * per-epoch history are SQLite tables appended to, never rewritten, so an epoch costs O(1) bytes
+ * of writes however long the run (issue 20, finding 1).
+ */
 export class FineTuneJob extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+  }
+
+  /** Creates the tables on first use (an id that is only looked up stores nothing). */
+  private tables(): void {
+    this.sql.exec("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL)");
+    // `start`: the position of the row's first entry; a row holds `count` consecutive entries
+    this.sql.exec("CREATE TABLE IF NOT EXISTS history (start INTEGER PRIMARY KEY, count INTEGER NOT NULL, entries TEXT NOT NULL)");
+  }
+
   private async state(): Promise<machine.JobState | undefined> {
-    return this.ctx.storage.get<machine.JobState>("state");
+    const stored = await this.ctx.storage.get<machine.JobState | machine.LegacyJobState>("state");
+    if (stored === undefined || "unsaved" in stored) return stored;
+    // stored before the logs were kept apart: moved to the tables once
+    const state = machine.fromStored(stored);
+    await this.save(state);
+    return machine.drain(state).state;
+  }
+
+  /** A sync record; one stored with its whole history inside is split once (bounded record, history rows). */
+  private async record(): Promise<JobRecord | undefined> {
+    const record = await this.ctx.storage.get<JobRecord>("record");
+    if (record === undefined || record.job.metrics === null || record.job.metrics.epochs !== undefined) return record;
+    const bounded: JobRecord = { ...record, job: { ...record.job, metrics: boundedMetrics(record.job.metrics) } };
+    await this.put(bounded, record.job.metrics.history);
+    return bounded;
+  }
+
+  /** Stores a state: what its transitions appended goes to the tables, the rest to "state". */
+  private async save(unsaved: machine.JobState): Promise<void> {
+    const { state, log } = machine.drain(unsaved);
+    this.tables();
+    this.ctx.storage.transactionSync(() => {
+      for (const e of log.events) this.sql.exec("INSERT OR REPLACE INTO events (id, event, data) VALUES (?, ?, ?)", e.id, e.event, JSON.stringify(e.data));
+      if (log.resetHistory) this.sql.exec("DELETE FROM history");
+      this.appendHistory(log.history);
+    });
+    await this.ctx.storage.put("state", state);
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  private historyTotal(): number {
+    const last = this.sql.exec<{ end: number }>("SELECT start + count AS end FROM history ORDER BY start DESC LIMIT 1").toArray()[0];
+    return last ? last.end : 0;
+  }
+
+  private appendHistory(entries: readonly EpochMetrics[]): void {
+    let start = this.historyTotal();
+    for (let i = 0; i < entries.length; i += HISTORY_ROW) {
+      const row = entries.slice(i, i + HISTORY_ROW);
+      this.sql.exec("INSERT INTO history (start, count, entries) VALUES (?, ?, ?)", start, row.length, JSON.stringify(row));
+      start += row.length;
+    }
   }
 
   /** Applies a transition, stores it, and carries out its effects (queue send, alarm). */
@@ -53,27 +118,58 @@ export class FineTuneJob extends DurableObject<Env> {
     const current = await this.state();
     if (!current) return null;
     const r = fn(current, Date.now(), leasePolicy(this.env));
-    if (r.state !== current) await this.ctx.storage.put("state", r.state);
+    if (r.state !== current) await this.save(r.state);
     await this.apply(r.state, r.effects);
     const { state: _s, effects: _e, ...rest } = r;
     return rest;
   }
 
+  /**
+   * Carries out a transition's effects. A GPU-node job goes straight to the dispatcher (nodes
+   * claim from it): it never waits behind the queue consumer, which may be training an edge job
+   * (issue 20, finding 2). Edge jobs go through the Queue to a consumer invocation of their own.
+   */
   private async apply(state: machine.JobState, effects: machine.Effects): Promise<void> {
     if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
     else if (effects.alarmAt !== undefined) await this.ctx.storage.setAlarm(effects.alarmAt);
-    if (effects.enqueue) await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
+    if (!effects.enqueue) return;
+    if (state.placement === "gpu-node") await this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME)).push(state.job.id);
+    else await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
+  }
+
+  /** Up to `limit` history entries from position `offset`, and how many are stored. */
+  async history(offset: number, limit: number): Promise<HistoryPage | null> {
+    if ((await this.state()) === undefined && (await this.record()) === undefined) return null;
+    this.tables();
+    const rows = this.sql
+      .exec<{ start: number; entries: string }>(
+        "SELECT start, entries FROM history WHERE start >= (SELECT COALESCE(MAX(start), 0) FROM history WHERE start <= ?) ORDER BY start LIMIT ?",
+        offset,
+        limit,
+      )
+      .toArray();
+    const entries: EpochMetrics[] = [];
+    for (const row of rows) {
+      const all = JSON.parse(row.entries) as EpochMetrics[];
+      for (let i = Math.max(0, offset - row.start); i < all.length && entries.length < limit; i++) entries.push(all[i]!);
+    }
+    return { entries, total: this.historyTotal() };
   }
 
   // ---- sync records
-  async put(record: JobRecord): Promise<void> {
+  async put(record: JobRecord, history: readonly EpochMetrics[]): Promise<void> {
+    this.tables();
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("DELETE FROM history");
+      this.appendHistory(history);
+    });
     await this.ctx.storage.put("record", record);
   }
 
   async get(): Promise<JobRecord | null> {
     const state = await this.state();
     if (state) return { job: state.job, owner: state.owner };
-    return (await this.ctx.storage.get<JobRecord>("record")) ?? null;
+    return (await this.record()) ?? null;
   }
 
   /** The R2 key of the job's weights, if it has any. */
@@ -87,7 +183,7 @@ export class FineTuneJob extends DurableObject<Env> {
   // ---- async jobs
   async create(state: machine.JobState, effects: machine.Effects): Promise<void> {
     if (await this.state()) return; // a retried submit
-    await this.ctx.storage.put("state", state);
+    await this.save(state);
     await this.apply(state, effects);
   }
 
@@ -96,11 +192,33 @@ export class FineTuneJob extends DurableObject<Env> {
     return state ? { status: state.job.status, placement: state.placement } : null;
   }
 
-  async events(after: number): Promise<{ events: JobEvent[]; final: boolean } | null> {
-    const state = await this.state();
-    if (!state) return null;
-    return { events: state.events.filter((e) => e.id > after), final: isFinal(state.job.status) };
+  /** Events after `after`; with none yet, waits up to `waitMs` for the next save (SSE wake-ups). */
+  async events(after: number, limit: number, waitMs = 0): Promise<{ events: JobEvent[]; final: boolean } | null> {
+    const read = async () => {
+      const state = await this.state();
+      if (!state) return null;
+      this.tables();
+      const rows = this.sql.exec<{ id: number; event: JobEvent["event"]; data: string }>("SELECT id, event, data FROM events WHERE id > ? ORDER BY id LIMIT ?", after, limit);
+      const events = rows.toArray().map((r) => ({ id: r.id, event: r.event, data: JSON.parse(r.data) as unknown }));
+      return { events, final: isFinal(state.job.status) };
+    };
+    const page = await read();
+    if (!page || page.events.length > 0 || page.final || waitMs <= 0) return page;
+    // awaiting a timer lets the object serve other calls meanwhile (progress reports among them)
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      this.waiters.add(done);
+    });
+    return read();
   }
+
+  /** Calls of `events` waiting for the next save. */
+  private readonly waiters = new Set<() => void>();
 
   async cancel(): Promise<Job | null> {
     await this.transition((s, now) => machine.requestCancel(s, now));
@@ -179,6 +297,9 @@ export class JobIndex extends DurableObject<Env> {
   }
 }
 
+/** The name of the one JobDispatcher object. */
+const DISPATCHER_NAME = "gpu-nodes";
+
 /** Jobs waiting for a GPU node, oldest first; each id at most once. */
 export class JobDispatcher extends DurableObject<Env> {
   async push(id: string): Promise<void> {
@@ -237,11 +358,11 @@ export class CloudflareJobStore implements JobStore {
   }
 
   private dispatcher() {
-    return this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName("gpu-nodes"));
+    return this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME));
   }
 
-  async put(record: JobRecord): Promise<void> {
-    await this.job(record.job.id).put(record);
+  async put(record: JobRecord, history: readonly EpochMetrics[]): Promise<void> {
+    await this.job(record.job.id).put(record, history);
     await this.index(record.owner).add(listingKey(record.job.created_at, record.job.id), record.job.id);
   }
 
@@ -257,6 +378,10 @@ export class CloudflareJobStore implements JobStore {
 
   async putWeights(id: string, bytes: Uint8Array): Promise<void> {
     await this.env.BLOBS.put(`weights/${id}.safetensors`, bytes);
+  }
+
+  async deleteWeights(id: string): Promise<void> {
+    await this.env.BLOBS.delete(`weights/${id}.safetensors`);
   }
 
   async getWeights(id: string): Promise<ReadableStream<Uint8Array> | null> {
@@ -281,8 +406,12 @@ export class CloudflareJobStore implements JobStore {
     await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
   }
 
-  async events(id: string, after: number) {
-    return this.job(id).events(after);
+  async events(id: string, after: number, limit = EVENTS_PAGE, waitMs = 0) {
+    return this.job(id).events(after, limit, waitMs);
+  }
+
+  async history(id: string, offset: number, limit: number): Promise<HistoryPage | null> {
+    return this.job(id).history(offset, limit);
   }
 
   async reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null> {

@@ -7,12 +7,12 @@ import { EdgetuneError, RequestValidationError } from "../errors.js";
 import { convertWeights } from "../engine/adapters/output.js";
 import { encodeBase64 } from "../formats/base64.js";
 import { newId, prepareRun, runPreparedRaw } from "../engine/train.js";
-import { eventsOfFinishedJob, isFinal, jobFromResult } from "../jobs/job.js";
-import { inputKeyOf, type JobRecord, type JobStore } from "../jobs/store.js";
+import { eventsOfFinishedJob, isFinal, jobFromResult, type JobEvent } from "../jobs/job.js";
+import { EVENTS_PAGE, inputKeyOf, type JobRecord, type JobStore } from "../jobs/store.js";
 import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
 import type { RunPlan } from "../engine/plan.js";
-import { jobSummary, type Job, type JobList } from "../schema/job.js";
+import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/job.js";
 import type { FineTuneResult, Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
 import { decide } from "./budget.js";
@@ -43,6 +43,17 @@ export async function ownJob(c: { var: AppEnv["Variables"] }, id: string): Promi
   }
   return record;
 }
+
+const MetricsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(100).openapi({ description: "Epochs per page, 1 to 1000" }),
+  cursor: z.string().max(20).optional().openapi({ description: "next_cursor of the previous page" }),
+});
+
+/** A metrics cursor is the offset of the next entry; opaque to clients. */
+const historyOffsetIn = (cursor: string) => {
+  if (!/^\d{1,15}$/.test(cursor)) throw new RequestValidationError([{ path: "cursor", message: "is not a cursor returned by this API" }]);
+  return Number(cursor);
+};
 
 const cursorOut = (key: string) => encodeBase64(new TextEncoder().encode(key)).replace(/=+$/, "").replaceAll("+", "-").replaceAll("/", "_");
 const cursorIn = (cursor: string) => {
@@ -174,6 +185,18 @@ const eventsRoute = createRoute({
   responses: { 200: { description: "An event stream", content: { "text/event-stream": { schema: z.string() } } }, ...problemResponses(400, 401, 404, 429) },
 });
 
+const metricsRoute = createRoute({
+  method: "get",
+  path: "/{id}/metrics",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "listFineTuneMetrics",
+  summary: "The per-epoch history, a page at a time, oldest first",
+  description: "A job keeps its last 100 epochs in metrics.history; this pages through all of them (docs/api.md, Long runs).",
+  request: { params: IdParams, query: MetricsQuery },
+  responses: { 200: jsonResponse("A page of epoch metrics", Schemas.MetricsPage), ...problemResponses(400, 401, 404, 429) },
+});
+
 const cancelRoute = createRoute({
   method: "post",
   path: "/{id}/cancel",
@@ -241,7 +264,13 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     await deps.store.putWeights(id, run.weights);
     // the model and data, for POST /v1/fine-tunes/{id}/explain later
     await deps.store.putInput(id, input ?? encodeRunInput(prepared));
-    await deps.store.put({ job, owner: c.var.owner });
+    try {
+      // the record keeps the last epochs; the whole history is stored apart (bounded records)
+      await deps.store.put({ job, owner: c.var.owner }, run.result.metrics.history);
+    } catch (e) {
+      await deps.store.deleteWeights(id).catch(() => undefined); // no weights without a job
+      throw e;
+    }
   } catch (e) {
     if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
     throw e;
@@ -268,6 +297,17 @@ fineTunes
   .openapi(retrieveRoute, async (c) => {
     const { job } = await ownJob(c, c.req.valid("param").id);
     return c.json(job, 200);
+  })
+
+  /** GET /v1/fine-tunes/{id}/metrics: the per-epoch history, a page at a time, oldest first. */
+  .openapi(metricsRoute, async (c) => {
+    const { job } = await ownJob(c, c.req.valid("param").id);
+    const { limit, cursor } = c.req.valid("query");
+    const offset = cursor === undefined ? 0 : historyOffsetIn(cursor);
+    const page = (await c.var.deps.store.history(job.id, offset, limit)) ?? { entries: [], total: 0 };
+    const end = offset + page.entries.length;
+    const body: MetricsPage = { object: "list", data: page.entries, next_cursor: end < page.total ? String(end) : null };
+    return c.json(body, 200);
   })
 
   /** GET /v1/fine-tunes/{id}/weights: the fine-tuned safetensors file. */
@@ -305,7 +345,9 @@ fineTunes
     const { job } = await ownJob(c, c.req.valid("param").id);
     const after = resumeAfter(c.req.header("last-event-id"), c.req.query("last_event_id"));
     if (job.mode === "sync") {
-      return new Response(sseText(eventsOfFinishedJob(job).filter((e) => e.id > after)), { headers: SSE_HEADERS });
+      const store = c.var.deps.store;
+      const pages = eventsOfFinishedJob(job, after, async (offset, limit) => (await store.history(job.id, offset, limit))?.entries ?? []);
+      return new Response(streamOf(pages), { headers: SSE_HEADERS });
     }
     return new Response(followEvents(c.var.deps.store, job.id, after, c.var.deps.pollMs, c.req.raw.signal), { headers: SSE_HEADERS });
   })
@@ -353,10 +395,13 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
   if (job.mode === "async") return c.json(job, 202);
   const weights = await c.var.deps.store.getWeights(id);
   const bytes = weights ? convertWeights(await bytesOf(weights)) : new Uint8Array(0);
+  // the first answer had the whole history; the record keeps its last epochs, the store the rest
+  const { epochs, history_truncated, ...metrics } = job.metrics!;
+  if (history_truncated) metrics.history = (await c.var.deps.store.history(id, 0, epochs))?.entries ?? metrics.history;
   const result: FineTuneResult = {
     id: job.id,
     status: job.status as FineTuneResult["status"],
-    metrics: job.metrics!,
+    metrics,
     plan: job.plan,
     engine: job.engine!,
     weights: encodeBase64(bytes),
@@ -379,9 +424,26 @@ function planOf(plan: RunPlan, placement: Plan["placement"]): Plan {
   return { params: plan.params, trainable_params: plan.trainable_params, flops: plan.flops, memory_bytes: plan.memory_bytes, steps: plan.steps, placement, groups: plan.groups };
 }
 
+/** An SSE body of event batches. */
+function streamOf(batches: AsyncGenerator<JobEvent[]>): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await batches.next();
+      if (done) return controller.close();
+      controller.enqueue(encoder.encode(sseText(value)));
+    },
+    async cancel() {
+      await batches.return(undefined);
+    },
+  });
+}
+
 /**
- * An SSE body that replays the job's events after `after`, then polls for new ones until the
- * final event has been sent (or the client goes away). Comments keep idle connections open.
+ * An SSE body that replays the job's events after `after` (a page at a time), then follows new
+ * ones until the final event has been sent (or the client goes away): each read waits up to
+ * `pollMs` for the job's next write, so epochs arrive as they are stored. Comments keep idle
+ * connections open.
  */
 function followEvents(store: JobStore, id: string, after: number, pollMs: number, clientGone: AbortSignal): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
@@ -391,7 +453,8 @@ function followEvents(store: JobStore, id: string, after: number, pollMs: number
     async pull(controller) {
       for (;;) {
         if (clientGone.aborted) return controller.close();
-        const page = await store.events(id, last);
+        // waits up to pollMs for the job's next write: epochs arrive as they are stored
+        const page = await store.events(id, last, EVENTS_PAGE, pollMs);
         if (page === null) return controller.close();
         if (page.events.length > 0) {
           last = page.events.at(-1)!.id;
@@ -407,7 +470,6 @@ function followEvents(store: JobStore, id: string, after: number, pollMs: number
           controller.enqueue(encoder.encode(": keep-alive\n\n"));
           return;
         }
-        await new Promise((r) => setTimeout(r, pollMs));
       }
     },
   });

@@ -29,7 +29,7 @@ import { zodIssues } from "../schema/issues.js";
 import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
 import { ExplainSpec, Explanations } from "../schema/explain.js";
-import { Job, JobList, Problem } from "../schema/job.js";
+import { Job, JobList, MetricsPage, Problem } from "../schema/job.js";
 import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest } from "../schema/node.js";
 import type { AppEnv } from "./deps.js";
 
@@ -57,6 +57,7 @@ export const Schemas = {
   CompleteRequest: CompleteRequest.meta({ id: "CompleteRequest" }),
   ExplainSpec: ExplainSpec.meta({ id: "ExplainSpec" }),
   Explanations: Explanations.meta({ id: "Explanations" }),
+  MetricsPage: MetricsPage.meta({ id: "MetricsPage" }),
 };
 
 /** Security of the public routes (an API key) and of the node protocol (a node token). */

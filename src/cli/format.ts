@@ -2,6 +2,8 @@
  * Terminal output of the CLI: tables, the job summary, and the progress bar.
  */
 import type { EpochMetrics, Job } from "../sdk/index.js";
+import type { Metrics } from "../schema/result.js";
+import type { JobMetrics } from "../schema/job.js";
 import type { FineTuneEvent } from "../sdk/index.js";
 
 /** A writable text stream (process.stdout / process.stderr). */
@@ -69,7 +71,7 @@ export function historyTable(history: EpochMetrics[]): string {
 }
 
 /** What the summary shows: a sync result or a job. */
-export type RunView = Pick<Job, "id" | "status" | "plan" | "metrics" | "engine" | "error"> & { mode?: Job["mode"] };
+export type RunView = Pick<Job, "id" | "status" | "plan" | "engine" | "error"> & { metrics: Metrics | JobMetrics | null; mode?: Job["mode"] };
 
 /**
  * The summary of a run: its history table, then status, id, steps, placement and the weights file.
@@ -82,6 +84,10 @@ export type RunView = Pick<Job, "id" | "status" | "plan" | "metrics" | "engine" 
 export function summary(run: RunView, weights?: { file: string; bytes: number } | null): string {
   const lines: string[] = [];
   if (run.metrics) lines.push(historyTable(run.metrics.history));
+  // a job keeps its last epochs; `jobs get` says so rather than showing them as the whole run
+  if (run.metrics && "history_truncated" in run.metrics && run.metrics.history_truncated) {
+    lines.push(`(the last ${run.metrics.history.length} of ${run.metrics.epochs} epochs; GET /v1/fine-tunes/${run.id}/metrics has them all)`);
+  }
   const field = (name: string, value: string) => lines.push(`${name.padEnd(10)} ${value}`);
   const best = run.metrics?.best_epoch;
   field("status", `${run.status}${best !== null && best !== undefined ? ` (best epoch ${best})` : ""}`);

@@ -1,8 +1,8 @@
 /**
  * Building job resources and their event streams from runs.
  */
-import type { Job } from "../schema/job.js";
-import type { FineTuneResult } from "../schema/result.js";
+import { JOB_HISTORY_TAIL, type Job, type JobMetrics } from "../schema/job.js";
+import type { EpochMetrics, FineTuneResult, Metrics } from "../schema/result.js";
 
 /**
  * One job event as stored: sequence number (the SSE id), event name, JSON payload.
@@ -39,7 +39,7 @@ export function jobFromResult(
     started_at: times.startedAt,
     finished_at: times.finishedAt,
     plan: result.plan,
-    metrics: result.metrics,
+    metrics: boundedMetrics(result.metrics),
     engine: result.engine,
     error: result.error ?? null,
     ...(result.huggingface ? { huggingface: result.huggingface } : {}),
@@ -48,6 +48,20 @@ export function jobFromResult(
     ...(result.explanations ? { explanations: result.explanations } : {}),
     weights_url: `/v1/fine-tunes/${result.id}/weights`,
   };
+}
+
+/**
+ * A job's metrics from a run's (or a job's) metrics: the last JOB_HISTORY_TAIL epochs of the
+ * history, with the count of all of them (`epochs`, default: the history's length).
+ *
+ * @example
+ * ```ts
+ * boundedMetrics(result.metrics).history.length <= JOB_HISTORY_TAIL; // true
+ * ```
+ */
+export function boundedMetrics(metrics: Metrics & { epochs?: number }, epochs = metrics.epochs ?? metrics.history.length): JobMetrics {
+  const history = metrics.history.length > JOB_HISTORY_TAIL ? metrics.history.slice(-JOB_HISTORY_TAIL) : metrics.history;
+  return { ...metrics, history, epochs, history_truncated: epochs > history.length };
 }
 
 /** Whether a job has reached one of its final states. */
@@ -68,18 +82,37 @@ export function finalEvent(job: Job): Pick<JobEvent, "event" | "data"> {
 }
 
 /**
- * The event history of a job that ran synchronously: running, one `epoch` per history entry,
- * then the final event.
+ * The events of a job that ran synchronously, with ids from `first`: `status` running (id 1),
+ * one `epoch` per history entry (entry i has id i + 2), `status`, then the final event. `page`
+ * reads `limit` history entries from an offset, so that a long history is sent page by page.
  *
  * @example
  * ```ts
- * eventsOfFinishedJob(job).map((e) => e.event); // ["status", "epoch", ..., "done"]
+ * for await (const batch of eventsOfFinishedJob(job, 0, (offset, limit) => history.slice(offset, offset + limit)))
+ *   console.log(batch.map((e) => e.event)); // ["status", "epoch", ...], ..., [..., "status", "done"]
  * ```
  */
-export function eventsOfFinishedJob(job: Job): JobEvent[] {
-  const events: Omit<JobEvent, "id">[] = [{ event: "status", data: { status: "running" } }];
-  for (const h of job.metrics?.history ?? []) events.push({ event: "epoch", data: h });
-  events.push({ event: "status", data: { status: job.status } });
-  events.push(finalEvent(job));
-  return events.map((e, i) => ({ id: i + 1, ...e }));
+export async function* eventsOfFinishedJob(
+  job: Job,
+  after: number,
+  page: (offset: number, limit: number) => Promise<readonly EpochMetrics[]> | readonly EpochMetrics[],
+  pageSize = 1000,
+): AsyncGenerator<JobEvent[]> {
+  const epochs = job.metrics?.epochs ?? 0;
+  let next = Math.max(1, after + 1);
+  if (next === 1) {
+    yield [{ id: 1, event: "status", data: { status: "running" } }];
+    next = 2;
+  }
+  while (next <= epochs + 1) {
+    const entries = await page(next - 2, Math.min(pageSize, epochs + 2 - next));
+    if (entries.length === 0) break;
+    yield entries.map((data, i) => ({ id: next + i, event: "epoch", data }));
+    next += entries.length;
+  }
+  const tail: JobEvent[] = [
+    { id: epochs + 2, event: "status", data: { status: job.status } },
+    { id: epochs + 3, ...finalEvent(job) },
+  ];
+  yield tail.filter((e) => e.id >= next);
 }

@@ -4,7 +4,9 @@
  * processes and tests; nothing survives the process.
  */
 import type { Job } from "../schema/job.js";
-import { IDEMPOTENCY_TTL_MS, inputKeyOf, listingKey, weightsKeyOf, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
+import type { EpochMetrics } from "../schema/result.js";
+import type { JobEvent } from "./job.js";
+import { EVENTS_PAGE, IDEMPOTENCY_TTL_MS, inputKeyOf, listingKey, weightsKeyOf, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
 import * as machine from "./state.js";
 import { isFinal } from "./job.js";
 
@@ -18,6 +20,9 @@ import { isFinal } from "./job.js";
 export class MemoryJobStore implements JobStore {
   private readonly records = new Map<string, JobRecord>();
   private readonly states = new Map<string, machine.JobState>();
+  /** Append-only logs, apart from the (bounded) records and states, as in the Durable Objects. */
+  private readonly eventLogs = new Map<string, JobEvent[]>();
+  private readonly histories = new Map<string, EpochMetrics[]>();
   private readonly alarms = new Map<string, number>();
   private readonly blobs = new Map<string, Uint8Array>();
   /** Ids waiting for a GPU node, oldest first. */
@@ -43,8 +48,15 @@ export class MemoryJobStore implements JobStore {
 
   // ---------------------------------------------------------------- sync jobs
 
-  async put(record: JobRecord): Promise<void> {
+  async put(record: JobRecord, history: readonly EpochMetrics[]): Promise<void> {
     this.records.set(record.job.id, structuredClone(record));
+    this.histories.set(record.job.id, structuredClone([...history]));
+  }
+
+  async history(id: string, offset: number, limit: number) {
+    if (!this.states.has(id) && !this.records.has(id)) return null;
+    const all = this.histories.get(id) ?? [];
+    return { entries: structuredClone(all.slice(offset, offset + limit)), total: all.length };
   }
 
   async get(id: string): Promise<JobRecord | null> {
@@ -69,6 +81,10 @@ export class MemoryJobStore implements JobStore {
     this.blobs.set(`weights/${id}.safetensors`, bytes.slice());
   }
 
+  async deleteWeights(id: string): Promise<void> {
+    this.blobs.delete(`weights/${id}.safetensors`);
+  }
+
   async getWeights(id: string): Promise<Uint8Array | null> {
     const state = this.states.get(id);
     const key = state ? state.weightsKey : `weights/${id}.safetensors`;
@@ -87,15 +103,40 @@ export class MemoryJobStore implements JobStore {
 
   async submit(state: machine.JobState, input: Uint8Array): Promise<void> {
     this.blobs.set(state.inputKey, input.slice());
-    this.states.set(state.job.id, state);
+    this.save(state);
     this.alarms.set(state.job.id, Date.now() + this.policy.leaseMs);
     this.dispatch(state.job.id);
   }
 
-  async events(id: string, after: number) {
-    const state = this.states.get(id);
-    if (!state) return null;
-    return { events: state.events.filter((e) => e.id > after), final: isFinal(state.job.status) };
+  async events(id: string, after: number, limit = EVENTS_PAGE, waitMs = 0) {
+    const read = () => {
+      const state = this.states.get(id);
+      if (!state) return null;
+      // ids are dense and 1-based: event n is at index n - 1
+      const log = this.eventLogs.get(id) ?? [];
+      return { events: structuredClone(log.slice(Math.max(0, after), Math.max(0, after) + limit)), final: isFinal(state.job.status) };
+    };
+    const page = read();
+    if (!page || page.events.length > 0 || page.final || waitMs <= 0) return page;
+    await this.nextWrite(id, waitMs);
+    return read();
+  }
+
+  private readonly writeWaiters = new Map<string, Set<() => void>>();
+
+  /** Resolves at the job's next write, or after `ms`. */
+  private nextWrite(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = this.writeWaiters.get(id) ?? new Set<() => void>();
+      this.writeWaiters.set(id, waiters);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waiters.add(done);
+    });
   }
 
   async cancel(id: string): Promise<Job | null> {
@@ -159,6 +200,20 @@ export class MemoryJobStore implements JobStore {
     return { job: structuredClone(state.job), leaseId: r.lease.id, leaseMs: this.policy.leaseMs, attempt: state.attempt };
   }
 
+  /** Stores a state: its appended events and history go to the logs, the rest (bounded) is kept. */
+  private save(unsaved: machine.JobState): void {
+    const { state, log } = machine.drain(unsaved);
+    const id = state.job.id;
+    const events = this.eventLogs.get(id) ?? [];
+    for (const e of structuredClone(log.events)) events.push(e);
+    this.eventLogs.set(id, events);
+    const history = log.resetHistory ? [] : (this.histories.get(id) ?? []);
+    for (const h of structuredClone(log.history)) history.push(h);
+    this.histories.set(id, history);
+    this.states.set(id, state);
+    for (const wake of [...(this.writeWaiters.get(id) ?? [])]) wake();
+  }
+
   private holds(id: string, leaseId: string): boolean {
     const s = this.states.get(id);
     return s !== undefined && machine.holdsLease(s, leaseId);
@@ -177,7 +232,7 @@ export class MemoryJobStore implements JobStore {
     const state = this.states.get(id);
     if (!state) return null;
     const r = fn(state, Date.now());
-    this.states.set(id, r.state);
+    if (r.state !== state) this.save(r.state);
     if (r.effects.alarmAt === null) this.alarms.delete(id);
     else if (r.effects.alarmAt !== undefined) this.alarms.set(id, r.effects.alarmAt);
     if (r.effects.enqueue) this.dispatch(id);

@@ -10,10 +10,16 @@
  * must do, so the Durable Object (worker/job-object.ts) and the in-process store run the same
  * rules, and the rules are tested without a runtime. Completing twice, claiming a job that is
  * not queued, or a node with a stale lease are all answered, never applied twice.
+ *
+ * The state stays bounded however long the run: the event log and the per-epoch history are
+ * not in it. A transition puts what it appends in `unsaved` (new events, new history entries),
+ * and the store writes those out append-only (`drain`), so that one epoch costs O(1) bytes of
+ * storage instead of rewriting everything so far (issue 20, finding 1). The job keeps the last
+ * HISTORY_TAIL epochs in `metrics.history` for GET; GET /v1/fine-tunes/{id}/metrics pages the rest.
  */
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics, FineTuneResult } from "../schema/result.js";
-import { finalEvent, isFinal, type JobEvent } from "./job.js";
+import { boundedMetrics, finalEvent, isFinal, type JobEvent } from "./job.js";
 
 /** Lease timing and retry policy. */
 export interface LeasePolicy {
@@ -32,14 +38,68 @@ export interface JobState {
   placement: "edge" | "gpu-node";
   /** Storage key of the run input (request, initial weights, data). */
   inputKey: string;
-  /** Append-only event log (the SSE stream); ids are 1-based and dense. */
-  events: JobEvent[];
+  /** Events issued so far: ids are 1-based and dense, so the next one is eventCount + 1. */
+  eventCount: number;
+  /** What transitions appended since the store last drained the state (see `drain`). */
+  unsaved: JobLog;
   /** Claims so far (1 while the first worker runs). */
   attempt: number;
   lease: { id: string; worker: string; expiresAt: number } | null;
   cancelRequested: boolean;
   /** Storage key of the final weights, once completed with weights. */
   weightsKey: string | null;
+}
+
+/**
+ * Appends to a job's logs: events (the SSE stream) and history entries of the current attempt.
+ * `resetHistory`: a new attempt began, so the stored history is dropped before `history` is
+ * appended.
+ */
+export interface JobLog {
+  events: JobEvent[];
+  history: EpochMetrics[];
+  resetHistory: boolean;
+}
+
+const emptyLog = (): JobLog => ({ events: [], history: [], resetHistory: false });
+
+/**
+ * Splits what a transition appended from the state to keep: the store stores `state` (bounded)
+ * and appends `log` to the job's event and history logs.
+ *
+ * @example
+ * ```ts
+ * const { state, log } = drain(progress(s, leaseId, epochs, Date.now(), policy).state);
+ * await appendToLogs(log);
+ * await save(state);
+ * ```
+ */
+export function drain(state: JobState): { state: JobState; log: JobLog } {
+  return { state: { ...state, unsaved: emptyLog() }, log: state.unsaved };
+}
+
+/** A state as stored before the logs were kept apart: the whole event log and history inside. */
+export type LegacyJobState = Omit<JobState, "eventCount" | "unsaved"> & { events: JobEvent[] };
+
+/**
+ * A stored state in today's shape: one stored before the logs were kept apart comes back with
+ * its events and history as unsaved appends (the store saves it once, and it is bounded after).
+ *
+ * @example
+ * ```ts
+ * const state = fromStored(await storage.get("state"));
+ * ```
+ */
+export function fromStored(stored: JobState | LegacyJobState): JobState {
+  if ("unsaved" in stored) return stored;
+  const { events, ...rest } = stored;
+  const metrics = rest.job.metrics;
+  return {
+    ...rest,
+    job: { ...rest.job, metrics: metrics ? boundedMetrics(metrics) : null },
+    eventCount: events.length,
+    unsaved: { events, history: metrics?.history ?? [], resetHistory: true },
+  };
 }
 
 /** What a transition asks the caller to do besides storing the new state. */
@@ -53,7 +113,28 @@ export interface Effects {
 type Outcome<T = object> = { state: JobState; effects: Effects } & T;
 
 function emit(state: JobState, event: JobEvent["event"], data: unknown): JobState {
-  return { ...state, events: [...state.events, { id: state.events.length + 1, event, data }] };
+  const id = state.eventCount + 1;
+  return { ...state, eventCount: id, unsaved: { ...state.unsaved, events: [...state.unsaved.events, { id, event, data }] } };
+}
+
+/** Appends history entries (already filtered to the new ones) and one `epoch` event each. */
+function record(state: JobState, entries: readonly EpochMetrics[]): JobState {
+  if (entries.length === 0) return state;
+  const events = entries.map((e, i): JobEvent => ({ id: state.eventCount + 1 + i, event: "epoch", data: { ...e, attempt: state.attempt } }));
+  const unsaved = { ...state.unsaved, events: [...state.unsaved.events, ...events], history: [...state.unsaved.history, ...entries] };
+  return { ...state, eventCount: state.eventCount + entries.length, unsaved };
+}
+
+/** The entries of `epochs` after the last recorded epoch (a retried report repeats some). */
+function newEntries(state: JobState, epochs: readonly EpochMetrics[]): EpochMetrics[] {
+  let last = state.job.metrics?.history.at(-1)?.epoch ?? 0;
+  const fresh: EpochMetrics[] = [];
+  for (const e of epochs) {
+    if (e.epoch <= last) continue;
+    fresh.push(e);
+    last = e.epoch;
+  }
+  return fresh;
 }
 
 function setStatus(state: JobState, status: Job["status"], at: string, extra: Partial<Job> = {}): JobState {
@@ -79,7 +160,8 @@ export function createQueued(job: Job, owner: string, placement: JobState["place
     owner,
     placement,
     inputKey,
-    events: [],
+    eventCount: 0,
+    unsaved: emptyLog(),
     attempt: 0,
     lease: null,
     cancelRequested: false,
@@ -102,7 +184,7 @@ export function claim(state: JobState, worker: string, now: number, policy: Leas
   const lease = { id: leaseId, worker, expiresAt: now + policy.leaseMs };
   let next: JobState = { ...state, attempt: state.attempt + 1, lease };
   // a new attempt starts its history afresh: exactly one history entry per epoch
-  next = { ...next, job: { ...next.job, metrics: null, engine: null } };
+  next = { ...next, job: { ...next.job, metrics: null, engine: null }, unsaved: { ...next.unsaved, history: [], resetHistory: true } };
   next = setStatus(next, "running", new Date(now).toISOString());
   return { state: next, effects: { alarmAt: lease.expiresAt }, lease };
 }
@@ -146,14 +228,10 @@ export function progress(
 ): Outcome<{ ok: boolean; cancel: boolean }> {
   const beat = heartbeat(state, leaseId, now, policy);
   if (!beat.ok) return beat;
-  let next = beat.state;
-  const history = [...(next.job.metrics?.history ?? [])];
-  for (const e of epochs) {
-    if (history.length > 0 && e.epoch <= history.at(-1)!.epoch) continue; // a retried report
-    history.push(e);
-    next = emit(next, "epoch", { ...e, attempt: next.attempt });
-  }
-  const metrics = { ...(next.job.metrics ?? { best_epoch: null, steps: 0, samples_per_second: 0, duration_ms: 0 }), history };
+  const fresh = newEntries(beat.state, epochs);
+  let next = record(beat.state, fresh);
+  const before = next.job.metrics ?? { history: [], epochs: 0, best_epoch: null, steps: 0, samples_per_second: 0, duration_ms: 0 };
+  const metrics = boundedMetrics({ ...before, history: [...before.history, ...fresh] }, (before.epochs ?? before.history.length) + fresh.length);
   next = { ...next, job: { ...next.job, metrics, ...(engine ? { engine } : {}) } };
   return { ...beat, state: next };
 }
@@ -182,9 +260,10 @@ export function complete(
     next = setStatus(next, "failed", at, { error: { code: "failed", message: result.failure } });
     return { state: next, effects: { alarmAt: null }, accepted: true };
   }
-  next = { ...next, weightsKey };
+  // epochs the worker ran but had not reported yet (reports are coalesced): logged now
+  next = record({ ...next, weightsKey }, newEntries(next, result.metrics.history));
   next = setStatus(next, result.status, at, {
-    metrics: result.metrics,
+    metrics: boundedMetrics(result.metrics),
     engine: result.engine,
     plan: { ...state.job.plan, placement: result.plan.placement },
     error: result.error ?? null,

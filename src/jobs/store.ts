@@ -65,12 +65,23 @@ export interface WorkerChannel {
  * ```
  */
 export interface JobStore {
-  /** Creates or replaces a job record (and adds it to its owner's listing). */
-  put(record: JobRecord): Promise<void>;
+  /**
+   * Creates or replaces a finished (sync) job's record and adds it to its owner's listing.
+   * `history` is the run's whole per-epoch history, stored apart from the record (whose
+   * metrics keep only the last JOB_HISTORY_TAIL epochs), so that the record stays bounded.
+   */
+  put(record: JobRecord, history: readonly EpochMetrics[]): Promise<void>;
   get(id: string): Promise<JobRecord | null>;
+  /**
+   * Up to `limit` entries of a job's per-epoch history from position `offset` (0-based, oldest
+   * first; the current attempt's while it runs), and how many are stored; null: no such job.
+   */
+  history(id: string, offset: number, limit: number): Promise<HistoryPage | null>;
   /** The owner's jobs, newest first; `cursor` is a previous page's nextCursor. */
   list(owner: string, options: { limit: number; cursor?: string | undefined }): Promise<JobPage>;
   putWeights(id: string, bytes: Uint8Array): Promise<void>;
+  /** Removes a sync job's weights whose record could not be stored (no orphan files). */
+  deleteWeights(id: string): Promise<void>;
   /** The weights file, or null when the job has none. */
   getWeights(id: string): Promise<ReadableStream<Uint8Array> | Uint8Array | null>;
   /**
@@ -85,8 +96,13 @@ export interface JobStore {
 
   /** Stores the run input, creates the queued job and dispatches it. */
   submit(state: JobState, input: Uint8Array): Promise<void>;
-  /** Events after `after` (0 = all), and whether the job has ended. null: no such job. */
-  events(id: string, after: number): Promise<{ events: JobEvent[]; final: boolean } | null>;
+  /**
+   * An async job's events after `after` (0 = all), at most `limit` (default EVENTS_PAGE), and
+   * whether the job has ended. When there are none yet and the job has not ended, waits up to
+   * `waitMs` (default 0) for the job's next write, so that a stream hears of an epoch when it is
+   * stored rather than at its next poll. null: no such async job.
+   */
+  events(id: string, after: number, limit?: number, waitMs?: number): Promise<{ events: JobEvent[]; final: boolean } | null>;
   /** Cancels a queued job, or asks its worker to stop. Returns the job as it now stands. */
   cancel(id: string): Promise<Job | null>;
   /** A GPU node asks for the next job waiting for one; null when none is waiting. */
@@ -102,6 +118,15 @@ export interface JobStore {
   /** Frees a reservation whose request failed before creating job `id`. */
   releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void>;
 }
+
+/** One page of a job's history: `entries` from the asked offset, of `total` stored so far. */
+export interface HistoryPage {
+  entries: EpochMetrics[];
+  total: number;
+}
+
+/** Events per `events()` page: bounded reads whatever the job's length. */
+export const EVENTS_PAGE = 1000;
 
 /** What an Idempotency-Key was first used for. */
 export interface IdempotencyRecord {

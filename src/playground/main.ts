@@ -603,12 +603,16 @@ function finish(r: Run, job: Job | Omit<FineTuneResult, "weights">, weights: Uin
     ["parameters", `${job.plan.params} (${job.plan.trainable_params} trainable)`],
   ];
   if (m) {
-    const early = h.length < hooks.plannedEpochs && job.status === "succeeded" ? " (early stopping)" : "";
-    rows.push(["epochs", `${h.length}${h.length < hooks.plannedEpochs ? ` of ${hooks.plannedEpochs}${early}` : ""}`]);
+    // a stored job keeps its last 100 epochs (metrics.epochs counts them all); a local run has them all
+    const total = "epochs" in m && typeof m.epochs === "number" ? m.epochs : h.length;
+    const truncated = "history_truncated" in m && m.history_truncated === true;
+    const early = total < hooks.plannedEpochs && job.status === "succeeded" ? " (early stopping)" : "";
+    rows.push(["epochs", `${total}${total < hooks.plannedEpochs ? ` of ${hooks.plannedEpochs}${early}` : ""}`]);
     const first = h[0];
     const last = h[h.length - 1];
-    if (first && last) rows.push(["train_loss", `${fmt(first.train_loss)} → ${fmt(last.train_loss)}`]);
-    if (first && last?.val_loss !== undefined) rows.push(["val_loss", `${fmt(first.val_loss)} → ${fmt(last.val_loss)}`]);
+    const from = truncated && first ? `epoch ${first.epoch}: ` : "";
+    if (first && last) rows.push(["train_loss", `${from}${fmt(first.train_loss)} → ${fmt(last.train_loss)}`]);
+    if (first && last?.val_loss !== undefined) rows.push(["val_loss", `${from}${fmt(first.val_loss)} → ${fmt(last.val_loss)}`]);
     if (last?.val_accuracy !== undefined) rows.push(["val_accuracy", `${(100 * last.val_accuracy).toFixed(1)}%`]);
     rows.push(["best epoch", m.best_epoch]);
     if (weights) rows.push(["weights from", r.restoreBest && job.status === "succeeded" && m.best_epoch !== null ? `epoch ${m.best_epoch} (the best, restored)` : `epoch ${last?.epoch ?? "-"} (the last)`]);

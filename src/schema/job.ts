@@ -6,6 +6,29 @@ import { z } from "zod";
 import { EngineInfo, EpochMetrics, FineTuneStatus, HuggingFaceReport, Metrics, Plan, RunError } from "./result.js";
 import { Explanations } from "./explain.js";
 
+/** How many epochs a job keeps in `metrics.history`: the last ones; GET .../metrics has them all. */
+export const JOB_HISTORY_TAIL = 100;
+
+/**
+ * A job's metrics: as the result's, except that `history` holds only the last JOB_HISTORY_TAIL
+ * epochs, so that a job record (and GET /v1/fine-tunes/{id}) stays bounded however many epochs
+ * the run has. `epochs` counts them all; when `history_truncated` is true, the earlier ones are
+ * at GET /v1/fine-tunes/{id}/metrics (cursor-paginated).
+ *
+ * @example
+ * ```json
+ * { "history": [ { "epoch": 19901, "train_loss": 0.01, "lr": 0.001 }, "..." ], "epochs": 20000, "history_truncated": true,
+ *   "best_epoch": 19990, "steps": 20000, "samples_per_second": 9000, "duration_ms": 2200 }
+ * ```
+ */
+export const JobMetrics = Metrics.extend({
+  /** Epochs in the whole history (of the current attempt, while it runs). */
+  epochs: z.number().int(),
+  /** true: `history` is the last JOB_HISTORY_TAIL of `epochs` entries. */
+  history_truncated: z.boolean(),
+});
+export type JobMetrics = z.infer<typeof JobMetrics>;
+
 /**
  * A fine-tune job: its state, its plan, the metrics so far, and why it failed if it did.
  * The weights are not inline: GET /v1/fine-tunes/{id}/weights.
@@ -25,7 +48,7 @@ export const Job = z.object({
   started_at: z.string().nullable(),
   finished_at: z.string().nullable(),
   plan: Plan,
-  metrics: Metrics.nullable(),
+  metrics: JobMetrics.nullable(),
   engine: EngineInfo.nullable(),
   error: RunError.nullable(),
   /** Hugging Face models: config.json as given and what reading the checkpoint did (as in the result). */
@@ -76,7 +99,7 @@ export function jobSummary(job: Job): JobSummary {
   const { adapter_config: _adapter, huggingface, metrics, explanations: _explanations, ...rest } = job;
   const summary: JobSummary = {
     ...rest,
-    metrics: metrics ? { ...omitHistory(metrics), epochs: metrics.history.length, last: metrics.history.at(-1) ?? null } : null,
+    metrics: metrics ? { ...omitTail(metrics), epochs: metrics.epochs, last: metrics.history.at(-1) ?? null } : null,
   };
   if (huggingface) {
     const { config: _config, ...report } = huggingface;
@@ -85,10 +108,27 @@ export function jobSummary(job: Job): JobSummary {
   return summary;
 }
 
-function omitHistory<T extends { history: unknown }>(metrics: T): Omit<T, "history"> {
-  const { history: _history, ...rest } = metrics;
+function omitTail(metrics: JobMetrics): Omit<JobMetrics, "history" | "epochs" | "history_truncated"> {
+  const { history: _history, epochs: _epochs, history_truncated: _truncated, ...rest } = metrics;
   return rest;
 }
+
+/**
+ * GET /v1/fine-tunes/{id}/metrics: one page of the job's per-epoch history, oldest first (of the
+ * current attempt while it runs); pass `next_cursor` as `cursor` for the next page, null at the end
+ * so far.
+ *
+ * @example
+ * ```json
+ * { "object": "list", "data": [ { "epoch": 1, "train_loss": 0.9, "lr": 0.001 } ], "next_cursor": "100" }
+ * ```
+ */
+export const MetricsPage = z.object({
+  object: z.literal("list"),
+  data: z.array(EpochMetrics),
+  next_cursor: z.string().nullable(),
+});
+export type MetricsPage = z.infer<typeof MetricsPage>;
 
 /**
  * GET /v1/fine-tunes: newest first; pass `next_cursor` as `cursor` for the next page. Items are

@@ -3,12 +3,12 @@
  */
 import type { FineTuneRequestInput } from "../schema/request.js";
 import type { FineTuneResult } from "../schema/result.js";
-import type { Job, JobList } from "../schema/job.js";
+import type { Job, JobList, MetricsPage } from "../schema/job.js";
 import type { ExplainSpecInput, Explanations } from "../schema/explain.js";
 import { APIClient, sleep, type RequestOptions } from "./core.js";
 import { APIConnectionError, APITimeoutError, APIUserAbortError, InternalServerError } from "./errors.js";
 import { EventStream } from "./events.js";
-import { JobListPromise } from "./pagination.js";
+import { JobListPromise, MetricsPagePromise } from "./pagination.js";
 import { isFinalStatus, type CreateResponse, type DataFile, type FineTuneCreateParams, type FineTuneEvent, type InlineDataset, type WeightsInput } from "./types.js";
 
 /**
@@ -37,7 +37,7 @@ export interface CreateOptions extends RequestOptions {
  * ```
  */
 export interface ListParams {
-  /** Jobs per page, 1 to 100 (server default 20). */
+  /** Items per page: jobs 1 to 100 (server default 20); epochs of `metrics()` 1 to 1000 (default 100). */
   limit?: number | undefined;
   /** `next_cursor` of the previous page. */
   cursor?: string | undefined;
@@ -160,6 +160,30 @@ export class FineTunes {
       return data;
     };
     return new JobListPromise(fetchPage, params.cursor);
+  }
+
+  /**
+   * A job's whole per-epoch history, oldest first (the job keeps only its last 100 epochs in
+   * `metrics.history`; `metrics.history_truncated` says when there are more). `await` it for one
+   * page; `for await` over it for every epoch; `.pages()` iterates pages.
+   *
+   * @example
+   * ```ts
+   * const job = await client.fineTunes.retrieve(id);
+   * if (job.metrics?.history_truncated) {
+   *   for await (const epoch of client.fineTunes.metrics(id, { limit: 1000 })) console.log(epoch.epoch, epoch.train_loss);
+   * }
+   * ```
+   */
+  metrics(id: string, params: ListParams = {}, options?: RequestOptions): MetricsPagePromise {
+    const fetchPage = async (cursor: string | undefined) => {
+      const { data } = await this.client.requestJSON<MetricsPage>(
+        { method: "GET", path: `${jobPath(id)}/metrics`, query: { limit: params.limit, cursor }, retryable: true },
+        options,
+      );
+      return data;
+    };
+    return new MetricsPagePromise(fetchPage, params.cursor);
   }
 
   /**

@@ -21,7 +21,7 @@ export { APIClient, backoffMs, retryAfterMs, type ClientOptions, type Fetch, typ
 export { FineTunes, type CreateOptions, type EventsOptions, type ListParams, type WaitOptions } from "./fine-tunes.js";
 export { EventStream } from "./events.js";
 export { huggingFace, type HuggingFaceFiles, type JsonFile } from "./huggingface.js";
-export { JobListPromise } from "./pagination.js";
+export { JobListPromise, MetricsPagePromise, PagePromise } from "./pagination.js";
 export { parseSSE, type SSEMessage } from "./sse.js";
 export {
   EdgetuneAPIError,

@@ -5,9 +5,9 @@
 import type { FineTuneRequestInput } from "../schema/request.js";
 import type { AsWritten } from "../schema/as-written.js";
 import type { EpochMetrics, FineTuneResult, FineTuneStatus } from "../schema/result.js";
-import type { Job, JobList, JobSummary, Problem } from "../schema/job.js";
+import type { Job, JobList, JobMetrics, JobSummary, MetricsPage, Problem } from "../schema/job.js";
 
-export type { AsWritten, FineTuneRequestInput, FineTuneResult, FineTuneStatus, EpochMetrics, Job, JobList, JobSummary, Problem };
+export type { AsWritten, FineTuneRequestInput, FineTuneResult, FineTuneStatus, EpochMetrics, Job, JobList, JobMetrics, JobSummary, MetricsPage, Problem };
 export type { Plan, Metrics, EngineInfo, RunError } from "../schema/result.js";
 export type { ExplainSpecInput, Explanations } from "../schema/explain.js";
 

@@ -262,8 +262,23 @@ describe("listing, events, cancel", () => {
     expect("history" in item(long).metrics).toBe(false);
     // the same fields whatever the length: only the figures differ
     expect(Math.abs(JSON.stringify(item(long)).length - JSON.stringify(item(short)).length)).toBeLessThan(64);
-    const whole = (await (await app.request(`/v1/fine-tunes/${long}`)).json()) as { metrics: { history: unknown[] } };
-    expect(whole.metrics.history).toHaveLength(400);
+    // the job keeps the last 100 epochs; GET .../metrics pages them all
+    const whole = (await (await app.request(`/v1/fine-tunes/${long}`)).json()) as { metrics: { history: { epoch: number }[]; epochs: number; history_truncated: boolean } };
+    expect(whole.metrics).toMatchObject({ epochs: 400, history_truncated: true });
+    expect(whole.metrics.history.map((h) => h.epoch)).toEqual(Array.from({ length: 100 }, (_, i) => 301 + i));
+    const epochs: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor === null ? "?limit=150" : `?limit=150&cursor=${cursor}`;
+      const page = (await (await app.request(`/v1/fine-tunes/${long}/metrics${query}`)).json()) as { data: { epoch: number }[]; next_cursor: string | null };
+      epochs.push(...page.data.map((h) => h.epoch));
+      cursor = page.next_cursor;
+    } while (cursor !== null);
+    expect(epochs).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+    // a sync job's events: running, one epoch per entry of the whole history, status, done
+    const events = (await (await app.request(`/v1/fine-tunes/${long}/events`)).text()).match(/^event: \w+$/gm)!;
+    expect(events.filter((e) => e === "event: epoch")).toHaveLength(400);
+    expect(events.at(-1)).toBe("event: done");
   });
 
   it("lists newest first with a cursor", async () => {
@@ -343,6 +358,22 @@ describe("rate limits, CORS and security headers", () => {
   });
 });
 
+describe("a sync job whose record cannot be stored", () => {
+  it("leaves no weights behind (no orphan files without a job)", async () => {
+    const { app, store } = await testApp();
+    let storedId = "";
+    store.put = async (record) => {
+      storedId = record.job.id;
+      throw new Error("the store refused the record");
+    };
+    const res = await app.request("/v1/fine-tunes", json({ ...smallRequest(), mode: "sync" }));
+    expect(res.status).toBe(500);
+    expect(res.headers.get("content-type")).toBe("application/problem+json");
+    expect(storedId).toMatch(/^ft_/);
+    expect(await store.getWeights(storedId)).toBeNull();
+  });
+});
+
 describe("Idempotency-Key", () => {
   const withKey = (body: unknown, key: string) => json(body, { "idempotency-key": key });
 
@@ -357,6 +388,14 @@ describe("Idempotency-Key", () => {
     expect(b.weights).toBe(a.weights);
     const list = (await (await app.request("/v1/fine-tunes")).json()) as { data: unknown[] };
     expect(list.data).toHaveLength(1);
+  });
+
+  it("a retried sync create of a long run answers its whole history (the record keeps the last epochs)", async () => {
+    const { app } = await testApp();
+    const body = seedRequest(4, { training: { epochs: 150, batch_size: 4 } });
+    const first = (await (await app.request("/v1/fine-tunes", withKey(body, "retry-long"))).json()) as { metrics: unknown };
+    const again = (await (await app.request("/v1/fine-tunes", withKey(body, "retry-long"))).json()) as { metrics: unknown };
+    expect(again.metrics).toEqual(first.metrics);
   });
 
   it("a retried async create answers 202 with the same job", async () => {

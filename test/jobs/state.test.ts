@@ -17,7 +17,7 @@ describe("job state machine", () => {
   it("create: queued, one status event, dispatch and an alarm", () => {
     const r = m.createQueued(job, "owner", "gpu-node", "inputs/x", 5, policy);
     expect(r.state.job.status).toBe("queued");
-    expect(r.state.events.map((e) => e.event)).toEqual(["status"]);
+    expect(r.state.unsaved.events.map((e) => e.event)).toEqual(["status"]);
     expect(r.effects).toEqual({ enqueue: true, alarmAt: 1005 });
   });
 
@@ -44,7 +44,7 @@ describe("job state machine", () => {
     const done = m.complete(running, "L1", outcome, "weights/k", 50);
     expect(done.accepted).toBe(true);
     expect(done.state.job.status).toBe("succeeded");
-    expect(done.state.events.at(-1)!.event).toBe("done");
+    expect(done.state.unsaved.events.at(-1)!.event).toBe("done");
     expect(done.effects.alarmAt).toBeNull();
     const twice = m.complete(done.state, "L1", { failure: "again" }, null, 60);
     expect(twice.accepted).toBe(false);
@@ -87,6 +87,44 @@ describe("job state machine", () => {
     const running = m.claim(queued(), "n1", 0, policy, "L1").state;
     const p = m.progress(running, "L1", [{ epoch: 1, train_loss: 1, lr: 0.1 }], 1, policy).state;
     const done = m.complete(p, "L1", outcome, "k", 2).state;
-    expect(done.events.map((e) => e.id)).toEqual([1, 2, 3, 4, 5]);
+    expect(done.unsaved.events.map((e) => e.id)).toEqual([1, 2, 3, 4, 5]);
+    // drained in between, the ids carry on
+    const drained = m.drain(m.progress(running, "L1", [{ epoch: 1, train_loss: 1, lr: 0.1 }], 1, policy).state);
+    expect(drained.log.events.map((e) => e.id)).toEqual([1, 2, 3]);
+    expect(m.complete(drained.state, "L1", outcome, "k", 2).state.unsaved.events.map((e) => e.id)).toEqual([4, 5]);
+  });
+
+  it("the stored state stays bounded however many epochs: history and events go to the logs (issue 20, finding 1)", () => {
+    let s = m.drain(m.claim(queued(), "n1", 0, policy, "L1").state).state;
+    const sizes: number[] = [];
+    const logged: number[] = [];
+    for (let epoch = 1; epoch <= 2000; epoch++) {
+      const { state, log } = m.drain(m.progress(s, "L1", [{ epoch, train_loss: 0.5, lr: 0.1 }], epoch, policy).state);
+      s = state;
+      logged.push(...log.history.map((h) => h.epoch));
+      if (epoch === 1500 || epoch === 2000) sizes.push(JSON.stringify(s).length);
+    }
+    expect(sizes[1]).toBeLessThanOrEqual(sizes[0]! + 20); // O(1) per epoch: no growth with the run
+    expect(logged).toEqual(Array.from({ length: 2000 }, (_, i) => i + 1));
+    expect(s.eventCount).toBe(2 + 2000);
+    expect(s.job.metrics).toMatchObject({ epochs: 2000, history_truncated: true });
+    expect(s.job.metrics!.history.map((h) => h.epoch)).toEqual(Array.from({ length: 100 }, (_, i) => 1901 + i));
+  });
+
+  it("complete logs the epochs the worker ran but had not reported (coalesced reports), once", () => {
+    const running = m.drain(m.claim(queued(), "n1", 0, policy, "L1").state).state;
+    const reported = m.drain(m.progress(running, "L1", [{ epoch: 1, train_loss: 1, lr: 0.1 }], 1, policy).state).state;
+    const history = [1, 2, 3].map((epoch) => ({ epoch, train_loss: 1 / epoch, lr: 0.1 }));
+    const { state, log } = m.drain(m.complete(reported, "L1", { ...outcome, metrics: { ...outcome.metrics, history } }, "k", 2).state);
+    expect(log.history.map((h) => h.epoch)).toEqual([2, 3]);
+    expect(log.events.map((e) => e.event)).toEqual(["epoch", "epoch", "status", "done"]);
+    expect(state.job.metrics).toMatchObject({ epochs: 3, history_truncated: false });
+  });
+
+  it("a new attempt resets the stored history", () => {
+    const s = m.drain(m.progress(m.claim(queued(), "n1", 0, policy, "L1").state, "L1", [{ epoch: 1, train_loss: 1, lr: 0.1 }], 1, policy).state).state;
+    const again = m.claim(m.onAlarm(s, 5000, policy).state, "n2", 5001, policy, "L2").state;
+    expect(again.unsaved.resetHistory).toBe(true);
+    expect(again.unsaved.history).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 /** The CLI's terminal output: numbers, tables, the summary, and the progress bar on a terminal and in logs. */
 import { describe, expect, it } from "vitest";
-import { ProgressBar, historyTable, num, table } from "../../src/cli/format.js";
+import { ProgressBar, historyTable, num, summary, table } from "../../src/cli/format.js";
 import type { FineTuneEvent } from "../../src/sdk/index.js";
 
 const sink = (isTTY: boolean) => {
@@ -20,6 +20,15 @@ describe("CLI output", () => {
     const long = historyTable(Array.from({ length: 40 }, (_, i) => ({ epoch: i + 1, train_loss: 1 / (i + 1), lr: 0.1 })));
     expect(long.split("\n").filter(Boolean)).toHaveLength(1 + 5 + 1 + 10);
     expect(long).toContain("...");
+  });
+
+  it("the summary of a job whose history was truncated says it shows the last epochs", () => {
+    const history = Array.from({ length: 100 }, (_, i) => ({ epoch: 401 + i, train_loss: 0.1, lr: 0.1 }));
+    const plan = { params: 1, trainable_params: 1, flops: 1, memory_bytes: 1, steps: 500, placement: "edge" as const };
+    const metrics = { history, epochs: 500, history_truncated: true, best_epoch: 500, steps: 500, samples_per_second: 1, duration_ms: 1 };
+    const text = summary({ id: "ft_1", status: "succeeded", plan, engine: null, error: null, metrics });
+    expect(text).toContain("(the last 100 of 500 epochs; GET /v1/fine-tunes/ft_1/metrics has them all)");
+    expect(summary({ id: "ft_1", status: "succeeded", plan, engine: null, error: null, metrics: { ...metrics, history_truncated: false } })).not.toContain("the last");
   });
 
   it("on a terminal the bar redraws one line with epoch/total and the losses", () => {

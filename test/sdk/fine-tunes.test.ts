@@ -172,6 +172,22 @@ describe("retrieve, list, weights, cancel", () => {
     expect(calls.length - start).toBe(1);
   });
 
+  it("metrics: the job keeps its last 100 epochs; for await walks the whole history a page at a time", async () => {
+    const { client, calls } = await sdkSetup();
+    const result = await client.fineTunes.create({ ...seedRequest(4, { training: { epochs: 250, batch_size: 4 } }), mode: "sync" });
+    const job = await client.fineTunes.retrieve(result.id);
+    expect(job.metrics).toMatchObject({ epochs: 250, history_truncated: true });
+    expect(job.metrics!.history).toHaveLength(100);
+    const first = await client.fineTunes.metrics(result.id, { limit: 100 });
+    expect(first.data.map((h) => h.epoch)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    const before = calls.length;
+    const epochs: number[] = [];
+    for await (const h of client.fineTunes.metrics(result.id, { limit: 100 })) epochs.push(h.epoch);
+    expect(epochs).toEqual(Array.from({ length: 250 }, (_, i) => i + 1));
+    expect(calls.length - before).toBe(3);
+    expect(epochs).toEqual(result.metrics.history.map((h) => h.epoch));
+  });
+
   it("cancel ends a queued job; cancelling again answers the job; a finished job is a ConflictError", async () => {
     const { client, runNext } = await sdkSetup();
     const job = await client.fineTunes.create({ ...small(), mode: "async" });

@@ -17,7 +17,12 @@ const stopAll = (code) => {
   process.exitCode = code;
 };
 
-const edge = spawn(process.execPath, [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", ...args], { cwd: root, stdio: "inherit" });
+// EDGETUNE_DEV=true marks the run as local development: without keys the API is open and GPU
+// nodes may use the public development token. A deployed Worker never has it (docs/security.md).
+const edge = spawn(process.execPath, [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--var", "EDGETUNE_DEV:true", ...args], {
+  cwd: root,
+  stdio: "inherit",
+});
 children.push(edge);
 edge.on("exit", (code) => stopAll(code ?? 0));
 

@@ -36,7 +36,7 @@ export class NodeClient implements WorkerChannel {
     this.doFetch = options.fetch ?? ((input, init) => fetch(input, init));
   }
 
-  private async call(method: string, path: string, body?: unknown, raw?: Uint8Array): Promise<Response> {
+  private async call(method: string, path: string, body?: unknown, raw?: Uint8Array, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.options.token}` };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (raw !== undefined) headers["content-type"] = "application/octet-stream";
@@ -44,6 +44,7 @@ export class NodeClient implements WorkerChannel {
       method,
       headers,
       ...(body !== undefined ? { body: JSON.stringify(body) } : raw !== undefined ? { body: raw as BodyInit } : {}),
+      ...(signal ? { signal } : {}),
     });
     if (res.status >= 400 && res.status !== 409) {
       throw new NodeProtocolError(`${method} ${path}: ${res.status} ${await res.text()}`);
@@ -51,9 +52,12 @@ export class NodeClient implements WorkerChannel {
     return res;
   }
 
-  /** Asks for the next job waiting for a GPU node, waiting up to `waitMs`; null when none came. */
-  async claim(node: string, waitMs = 0): Promise<Claim | null> {
-    const res = await this.call("POST", "/v1/nodes/claim", { node, wait_ms: waitMs });
+  /**
+   * Asks for the next job waiting for a GPU node, waiting up to `waitMs`; null when none came.
+   * `signal` aborts the long poll (a node told to stop claims nothing more): the promise rejects.
+   */
+  async claim(node: string, waitMs = 0, signal?: AbortSignal): Promise<Claim | null> {
+    const res = await this.call("POST", "/v1/nodes/claim", { node, wait_ms: waitMs }, undefined, signal);
     if (res.status === 204) return null;
     const c = (await res.json()) as ClaimResponse;
     return { job: c.job as Job, leaseId: c.lease_id, leaseMs: c.lease_ms, attempt: c.attempt };

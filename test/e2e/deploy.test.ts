@@ -14,7 +14,7 @@ import { root } from "./processes.js";
 const work = mkdtempSync(join(tmpdir(), "edgetune-deploy-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" };
+const env: NodeJS.ProcessEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" };
 for (const name of ["CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID", "EDGETUNE_API_KEYS", "EDGETUNE_NODE_TOKENS"]) delete env[name];
 
 describe("wrangler deploy --dry-run", () => {

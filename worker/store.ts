@@ -136,6 +136,11 @@ export class FineTuneJob extends DurableObject<Env> {
     await this.transition((s, now) => machine.fail(s, reason, now));
   }
 
+  /** No GPU node is polling: the job and its events say so (once). */
+  async waitingForNode(): Promise<void> {
+    await this.transition((s) => machine.waitingForNode(s));
+  }
+
   /** Lapsed leases go back to the queue; queued jobs are re-dispatched in case a message was lost. */
   override async alarm(): Promise<void> {
     await this.transition((s, now, policy) => machine.onAlarm(s, now, policy));
@@ -180,6 +185,17 @@ export class JobIndex extends DurableObject<Env> {
 
 /** Jobs waiting for a GPU node, oldest first; each id at most once. */
 export class JobDispatcher extends DurableObject<Env> {
+  /**
+   * When a node last polled (claimNext). In memory only: polling nodes keep the object awake, and
+   * an object evicted for want of calls has had no node polling anyway.
+   */
+  private lastPollAt: number | null = null;
+
+  /** Whether a GPU node has polled for work within `ms`. */
+  async nodePolledWithin(ms: number): Promise<boolean> {
+    return this.lastPollAt !== null && Date.now() - this.lastPollAt <= ms;
+  }
+
   async push(id: string): Promise<void> {
     if (await this.ctx.storage.get(`id:${id}`)) return;
     const seq = ((await this.ctx.storage.get<number>("seq")) ?? 0) + 1;
@@ -187,6 +203,7 @@ export class JobDispatcher extends DurableObject<Env> {
   }
 
   async pop(): Promise<string | null> {
+    this.lastPollAt = Date.now();
     const first = await this.ctx.storage.list<string>({ prefix: "w:", limit: 1 });
     const [key, id] = [...first][0] ?? [];
     if (key === undefined || id === undefined) return null;
@@ -301,7 +318,11 @@ export class CloudflareJobStore implements JobStore {
     const info = await this.job(id).dispatchInfo();
     if (!info || info.status !== "queued") return "done";
     if (info.placement === "gpu-node") {
-      await this.dispatcher().push(id);
+      const dispatcher = this.dispatcher();
+      await dispatcher.push(id);
+      // queued jobs come back here every lease period (their alarm re-sends them), so a job whose
+      // nodes went away is told so within a lease or two
+      if (!(await dispatcher.nodePolledWithin(leasePolicy(this.env).leaseMs))) await this.job(id).waitingForNode();
       return "gpu-node";
     }
     return "edge";

@@ -22,6 +22,8 @@ export class MemoryJobStore implements JobStore {
   private readonly blobs = new Map<string, Uint8Array>();
   /** Ids waiting for a GPU node, oldest first. */
   private readonly waiting: string[] = [];
+  /** When a GPU node last asked for work (claimNext), for `waiting_for_node`. */
+  private lastPollAt: number | null = null;
   /** Ids of queued edge jobs for an in-process consumer (`takeEdgeJob`). */
   private readonly edgeQueue: string[] = [];
   readonly channel: WorkerChannel;
@@ -97,6 +99,7 @@ export class MemoryJobStore implements JobStore {
   }
 
   async claimNext(worker: string): Promise<Claim | null> {
+    this.lastPollAt = Date.now();
     while (this.waiting.length > 0) {
       const id = this.waiting.shift()!;
       const claim = this.claim(id, worker);
@@ -160,6 +163,9 @@ export class MemoryJobStore implements JobStore {
     const state = this.states.get(id)!;
     const queue = state.placement === "gpu-node" ? this.waiting : this.edgeQueue;
     if (!queue.includes(id)) queue.push(id);
+    if (state.placement === "gpu-node" && (this.lastPollAt === null || Date.now() - this.lastPollAt > this.policy.leaseMs)) {
+      this.transition(id, (s) => machine.waitingForNode(s));
+    }
   }
 
   private transition<T extends { state: machine.JobState; effects: machine.Effects }>(

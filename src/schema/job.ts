@@ -33,6 +33,8 @@ export const Job = z.object({
   adapter_config: z.record(z.string(), z.unknown()).optional(),
   /** As the result's warnings. */
   warnings: z.array(z.string()).optional(),
+  /** Why a queued job is not running yet: e.g. no GPU node is polling for work (gone once one claims it). */
+  hint: z.string().optional(),
   /** Where the weights can be downloaded once the job has ended with weights. */
   weights_url: z.string().nullable(),
 });

@@ -246,11 +246,27 @@ function followEvents(store: JobStore, id: string, after: number, pollMs: number
   const encoder = new TextEncoder();
   let last = after;
   let idle = 0;
+  let cancelled = false;
+  // a client that goes away cancels the stream: reads still in flight then fail ("Network
+  // connection lost"), which is the end of the stream, not an error to log
+  const gone = () => cancelled || clientGone.aborted;
   return new ReadableStream<Uint8Array>({
+    cancel() {
+      cancelled = true;
+    },
     async pull(controller) {
+      // a cancelled stream is already closed: closing it again would throw
+      const end = () => (cancelled ? undefined : controller.close());
       for (;;) {
-        if (clientGone.aborted) return controller.close();
-        const page = await store.events(id, last);
+        if (gone()) return end();
+        let page;
+        try {
+          page = await store.events(id, last);
+        } catch (e) {
+          if (gone()) return end();
+          throw e;
+        }
+        if (gone()) return end();
         if (page === null) return controller.close();
         if (page.events.length > 0) {
           last = page.events.at(-1)!.id;

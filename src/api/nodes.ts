@@ -10,7 +10,7 @@ import { PayloadTooLargeError, RequestValidationError } from "../errors.js";
 import { parseSafetensors } from "../formats/safetensors.js";
 import { weightsKeyOf } from "../jobs/store.js";
 import { zodIssues } from "../schema/issues.js";
-import { ClaimRequest, CompleteRequest, HeartbeatRequest, ProgressRequest, type ClaimResponse } from "../schema/node.js";
+import { ClaimRequest, CompleteRequest, HeartbeatRequest, ProgressRequest, StopRequest, type ClaimResponse } from "../schema/node.js";
 import type { AppEnv } from "./deps.js";
 import { problem, problemResponse } from "./problem.js";
 
@@ -48,8 +48,21 @@ export const nodes = new Hono<AppEnv>()
       claim = await c.var.deps.store.claimNext(node);
     }
     if (!claim) return c.body(null, 204);
+    if (c.req.raw.signal.aborted) {
+      // the node went away (told to stop) while this claim was made: hand the job back at once
+      // rather than leave it to its lease (needs the enable_request_signal compatibility flag)
+      await c.var.deps.store.channel.release(claim.job.id, claim.leaseId);
+      return c.body(null, 204);
+    }
     const response: ClaimResponse = { job: claim.job, lease_id: claim.leaseId, lease_ms: claim.leaseMs, attempt: claim.attempt };
     return c.json(response);
+  })
+
+  /** POST /v1/nodes/stop: the node is shutting down; nothing more is claimed for it (its long poll in flight included). */
+  .post("/stop", async (c) => {
+    const { node } = await body(c.req.raw, StopRequest);
+    await c.var.deps.store.stopClaims(node);
+    return c.json({ stopped: true });
   })
 
   /** GET /v1/nodes/jobs/{id}/input?lease_id=...: the run input (safetensors). */
@@ -86,6 +99,13 @@ export const nodes = new Hono<AppEnv>()
     parseSafetensors(bytes, { field: "(body)" }); // a node must upload a valid file
     const key = await c.var.deps.store.channel.saveWeights(id, c.req.query("lease_id") ?? "", bytes);
     return key === null ? leaseLost(id) : c.json({ weights_key: key });
+  })
+
+  /** POST /v1/nodes/jobs/{id}/release: hands a claimed job back untrained (a node that is stopping). */
+  .post("/jobs/:id/release", async (c) => {
+    const id = c.req.param("id");
+    const { lease_id } = await body(c.req.raw, HeartbeatRequest);
+    return c.json(await c.var.deps.store.channel.release(id, lease_id));
   })
 
   /** POST /v1/nodes/jobs/{id}/complete: the final result; a repeat or a stale lease is answered, not applied. */

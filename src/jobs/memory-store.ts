@@ -22,6 +22,8 @@ export class MemoryJobStore implements JobStore {
   private readonly blobs = new Map<string, Uint8Array>();
   /** Ids waiting for a GPU node, oldest first. */
   private readonly waiting: string[] = [];
+  /** Nodes that are shutting down (stopClaims). */
+  private readonly stopped = new Set<string>();
   /** When a GPU node last asked for work (claimNext), for `waiting_for_node`. */
   private lastPollAt: number | null = null;
   /** Ids of queued edge jobs for an in-process consumer (`takeEdgeJob`). */
@@ -40,6 +42,7 @@ export class MemoryJobStore implements JobStore {
         return key;
       },
       complete: async (id, leaseId, outcome, weightsKey) => this.apply(id, (s, now) => machine.complete(s, leaseId, outcome, weightsKey, now)),
+      release: async (id, leaseId) => this.apply(id, (s, now) => machine.release(s, leaseId, now, this.policy)),
     };
   }
 
@@ -98,7 +101,12 @@ export class MemoryJobStore implements JobStore {
     return this.states.get(id)!.job;
   }
 
+  async stopClaims(worker: string): Promise<void> {
+    this.stopped.add(worker);
+  }
+
   async claimNext(worker: string): Promise<Claim | null> {
+    if (this.stopped.has(worker)) return null;
     this.lastPollAt = Date.now();
     while (this.waiting.length > 0) {
       const id = this.waiting.shift()!;

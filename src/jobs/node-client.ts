@@ -83,6 +83,16 @@ export class NodeClient implements WorkerChannel {
     return res.status === 409 ? null : ((await res.json()) as { weights_key: string }).weights_key;
   }
 
+  /** Tells the edge this node is shutting down: no claim is made for it any more, a long poll in flight included. */
+  async stop(node: string): Promise<void> {
+    await this.call("POST", "/v1/nodes/stop", { node });
+  }
+
+  async release(id: string, leaseId: string): Promise<{ accepted: boolean }> {
+    const res = await this.call("POST", `/v1/nodes/jobs/${id}/release`, { lease_id: leaseId });
+    return res.status === 409 ? { accepted: false } : ((await res.json()) as { accepted: boolean });
+  }
+
   async complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }> {
     const res = await this.call("POST", `/v1/nodes/jobs/${id}/complete`, { lease_id: leaseId, outcome, weights_key: weightsKey });
     return (await res.json()) as { accepted: boolean };

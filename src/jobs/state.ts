@@ -197,6 +197,26 @@ export function complete(
 }
 
 /**
+ * The lease holder hands the job back untrained (a node told to stop that got a claim anyway):
+ * it is queued again as if that claim had not happened (the attempt is not counted), or ends
+ * cancelled if that was asked. A stale lease changes nothing.
+ *
+ * @example
+ * ```ts
+ * const r = release(state, leaseId, Date.now(), policy);
+ * r.accepted; // true: queued again (r.effects.enqueue)
+ * ```
+ */
+export function release(state: JobState, leaseId: string, now: number, policy: LeasePolicy): Outcome<{ accepted: boolean }> {
+  if (!holdsLease(state, leaseId)) return { state, effects: {}, accepted: false };
+  const at = new Date(now).toISOString();
+  const attempt = state.attempt - 1;
+  const back: JobState = { ...state, lease: null, attempt, job: { ...state.job, ...(attempt === 0 ? { started_at: null } : {}) } };
+  if (state.cancelRequested) return { state: setStatus(back, "cancelled", at), effects: { alarmAt: null }, accepted: true };
+  return { state: setStatus(back, "queued", at), effects: { enqueue: true, alarmAt: now + policy.leaseMs }, accepted: true };
+}
+
+/**
  * The owner asks to cancel: a queued job ends at once; a running one is flagged, and its
  * worker stops at its next report (within an epoch).
  *

@@ -108,6 +108,12 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
         await sleep(options.pollMs, options.signal);
         continue;
       }
+      if (options.signal?.aborted) {
+        // told to stop while this claim came back: hand the job to another node now, untrained
+        const { accepted } = await client.release(claim.job.id, claim.leaseId);
+        log(`stopping: handed ${claim.job.id} back${accepted ? "" : " (its lease had already moved on)"}`);
+        break;
+      }
       log(`claimed ${claim.job.id} (attempt ${claim.attempt}, lease ${claim.leaseMs} ms)`);
       health.job = claim.job.id;
       await runClaimedJob(client, claim, runtime, {
@@ -126,6 +132,11 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
       log(`cannot reach the edge (${e instanceof Error ? e.message : String(e)}); retrying in ${wait} ms`);
       await sleep(wait, options.signal);
     }
+  }
+  if (options.signal?.aborted) {
+    // the edge may not see the aborted long poll end at once (a proxy in between): make sure it
+    // claims nothing more for this node
+    await client.stop(options.nodeId).catch((e) => log(`could not tell the edge this node stops (${e instanceof Error ? e.message : String(e)}); a job claimed meanwhile returns to the queue after its lease`));
   }
   await parallel?.close();
   gpu.device?.destroy();

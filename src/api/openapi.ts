@@ -6,7 +6,7 @@ import { z } from "zod";
 import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
 import { Job, JobList, Problem } from "../schema/job.js";
-import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest } from "../schema/node.js";
+import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest, StopRequest } from "../schema/node.js";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -45,6 +45,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   413: "The body is larger than the limit.",
   415: "The body's content type is not JSON or multipart.",
   422: "Well-formed but cannot be trained as asked (shapes, labels, budget).",
+  503: "Not configured: a deployment without EDGETUNE_API_KEYS (api_keys_not_configured) or EDGETUNE_NODE_TOKENS (node_tokens_not_configured).",
 };
 const idParam = { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^ft_[0-9a-f]{32}$" } };
 const bearer = [{ bearer: [] }];
@@ -185,8 +186,27 @@ export function openApiDocument(serverUrl: string, version: string) {
           responses: {
             "200": { description: "A job and its lease", content: { "application/json": { schema: ref("ClaimResponse") } } },
             "204": { description: "No job is waiting" },
-            ...problemResponses(400, 401),
+            ...problemResponses(400, 401, 503),
           },
+        },
+      },
+      "/v1/nodes/stop": {
+        post: {
+          operationId: "stopNode",
+          summary: "GPU nodes: the node is shutting down; nothing more is claimed for it, a long poll in flight included",
+          security: [{ nodeToken: [] }],
+          requestBody: { required: true, content: { "application/json": { schema: ref("StopRequest") } } },
+          responses: { "200": { description: "Stopped", content: { "application/json": { schema: { type: "object", properties: { stopped: { type: "boolean" } } } } } }, ...problemResponses(400, 401, 503) },
+        },
+      },
+      "/v1/nodes/jobs/{id}/release": {
+        post: {
+          operationId: "releaseJob",
+          summary: "GPU nodes: hand a claimed job back untrained (queued again; the attempt is not counted)",
+          security: [{ nodeToken: [] }],
+          parameters: [idParam],
+          requestBody: { required: true, content: { "application/json": { schema: ref("HeartbeatRequest") } } },
+          responses: { "200": { description: "Whether it was applied", content: { "application/json": { schema: { type: "object", properties: { accepted: { type: "boolean" } } } } } }, ...problemResponses(400, 401) },
         },
       },
       "/v1/nodes/jobs/{id}/input": {
@@ -262,6 +282,7 @@ export function openApiDocument(serverUrl: string, version: string) {
         ClaimResponse: [ClaimResponse, "output"],
         ProgressRequest: [ProgressRequest, "input"],
         HeartbeatRequest: [HeartbeatRequest, "input"],
+        StopRequest: [StopRequest, "input"],
         LeaseStatus: [LeaseStatus, "output"],
         CompleteRequest: [CompleteRequest, "input"],
       }),

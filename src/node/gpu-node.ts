@@ -87,6 +87,9 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
   const client = new NodeClient({ baseUrl: options.url, token: options.token });
   const gpu = await openGpu(options, log);
   log(`pulling jobs from ${options.url} (kernels: ${runtime.variant}, threads: ${options.threads}${gpu.device ? ", webgpu" : ""})`);
+  if (options.token === DEV_NODE_TOKEN && !/^https?:\/\/(localhost|127\.|\[::1\])/.test(options.url)) {
+    log("EDGETUNE_NODE_TOKEN is not set: the development token works only against a local `npm run dev`; a deployed Worker refuses it");
+  }
   // what GET /healthz reports: the kernels this node trains with, and the job in hand
   const health = {
     status: "ok",

@@ -8,7 +8,7 @@ import { env as startupEnv } from "cloudflare:workers";
 // with PyTorch test/worker/parity.test.ts checks inside workerd
 import relaxedKernels from "../build/wasm/relaxed-simd.wasm";
 import { createApp } from "../src/api/app.js";
-import { DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
+import { acceptedNodeTokens, DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
 import { DEFAULT_EDGE_BUDGET } from "../src/api/budget.js";
 import type { EngineRuntime } from "../src/engine/train.js";
 import { runClaimedJob } from "../src/jobs/runner.js";
@@ -16,10 +16,25 @@ import { CloudflareJobStore, DurableRateLimiter, leasePolicy, type DispatchMessa
 
 export { FineTuneJob, JobIndex, JobDispatcher, RateLimitBucket } from "./store.js";
 
-// wrangler dev prints these at start-up
-warnIfOpen(parseApiKeys(startupEnv.EDGETUNE_API_KEYS));
+/**
+ * Local development is marked explicitly (EDGETUNE_DEV=true: `npm run dev`, `npm run dev:edge`,
+ * .dev.vars); anything else, a deployed Worker or a bare `wrangler dev`, is treated as production:
+ * no public development node token, and no open API unless EDGETUNE_ALLOW_OPEN=true.
+ */
+const isLocalDev = (env: Env) => env.EDGETUNE_DEV === "true";
+const allowsOpen = (env: Env) => isLocalDev(env) || env.EDGETUNE_ALLOW_OPEN === "true";
+
+// wrangler dev (and `wrangler tail`) print these at start-up
+if (parseApiKeys(startupEnv.EDGETUNE_API_KEYS).length === 0) {
+  if (allowsOpen(startupEnv)) warnIfOpen([]);
+  else console.warn("edgetune: EDGETUNE_API_KEYS is not set, so /v1/fine-tunes answers 503 until it is (or EDGETUNE_ALLOW_OPEN=true).");
+}
 if (parseApiKeys(startupEnv.EDGETUNE_NODE_TOKENS).length === 0) {
-  console.warn(`edgetune: EDGETUNE_NODE_TOKENS is not set; GPU nodes authenticate with the development token "${DEV_NODE_TOKEN}".`);
+  console.warn(
+    isLocalDev(startupEnv)
+      ? `edgetune: EDGETUNE_NODE_TOKENS is not set; GPU nodes authenticate with the development token "${DEV_NODE_TOKEN}" (EDGETUNE_DEV=true).`
+      : "edgetune: EDGETUNE_NODE_TOKENS is not set, so /v1/nodes answers 503 and no GPU node can claim jobs.",
+  );
 }
 
 const runtime: EngineRuntime = { module: relaxedKernels, variant: "wasm-relaxed-simd", runtime: "workerd" };
@@ -30,15 +45,12 @@ const number = (value: string | undefined, fallback: number) => {
   return value !== undefined && Number.isFinite(n) && n > 0 ? n : fallback;
 };
 
-const nodeTokens = (env: Env) => {
-  const tokens = parseApiKeys(env.EDGETUNE_NODE_TOKENS);
-  return tokens.length > 0 ? tokens : [DEV_NODE_TOKEN];
-};
 
 const app = createApp<Env>((c) => ({
   runtime,
   store: new CloudflareJobStore(c.env),
   apiKeys: parseApiKeys(c.env.EDGETUNE_API_KEYS),
+  allowOpen: allowsOpen(c.env),
   budget: {
     maxCpuMs: number(c.env.EDGE_MAX_CPU_MS, DEFAULT_EDGE_BUDGET.maxCpuMs),
     maxMemoryBytes: number(c.env.EDGE_MAX_MEMORY_BYTES, DEFAULT_EDGE_BUDGET.maxMemoryBytes),
@@ -48,7 +60,7 @@ const app = createApp<Env>((c) => ({
   maxBodyBytes: number(c.env.MAX_BODY_BYTES, 64 * 1024 * 1024),
   version: VERSION,
   lease: leasePolicy(c.env),
-  nodeTokens: nodeTokens(c.env),
+  nodeTokens: acceptedNodeTokens(c.env.EDGETUNE_NODE_TOKENS, isLocalDev(c.env)),
   pollMs: number(c.env.SSE_POLL_MS, 500),
   rateLimiter:
     c.env.RATE_LIMIT_PER_MINUTE === "0"

@@ -251,8 +251,17 @@ export class FineTuneJob extends DurableObject<Env> {
     return (await this.transition((s, now) => machine.complete(s, leaseId, outcome, weightsKey, now))) ?? { accepted: false };
   }
 
+  async release(leaseId: string): Promise<{ accepted: boolean }> {
+    return (await this.transition((s, now, policy) => machine.release(s, leaseId, now, policy))) ?? { accepted: false };
+  }
+
   async fail(reason: string): Promise<void> {
     await this.transition((s, now) => machine.fail(s, reason, now));
+  }
+
+  /** No GPU node is polling: the job and its events say so (once). */
+  async waitingForNode(): Promise<void> {
+    await this.transition((s) => machine.waitingForNode(s));
   }
 
   /** Lapsed leases go back to the queue; queued jobs are re-dispatched in case a message was lost. */
@@ -300,15 +309,40 @@ export class JobIndex extends DurableObject<Env> {
 /** The name of the one JobDispatcher object. */
 const DISPATCHER_NAME = "gpu-nodes";
 
+/** How long a stopped node's claims are refused: longer than the longest long poll (25 s). */
+const STOPPED_NODE_MS = 60_000;
+
 /** Jobs waiting for a GPU node, oldest first; each id at most once. */
 export class JobDispatcher extends DurableObject<Env> {
+  /**
+   * When a node last polled (claimNext). In memory only: polling nodes keep the object awake, and
+   * an object evicted for want of calls has had no node polling anyway.
+   */
+  private lastPollAt: number | null = null;
+
+  /** Whether a GPU node has polled for work within `ms`. */
+  async nodePolledWithin(ms: number): Promise<boolean> {
+    return this.lastPollAt !== null && Date.now() - this.lastPollAt <= ms;
+  }
+
+  /** Nodes shutting down, until when their claims are refused (in memory: their own long polls keep this object awake). */
+  private readonly stopped = new Map<string, number>();
+
+  async stop(worker: string): Promise<void> {
+    const now = Date.now();
+    for (const [node, until] of this.stopped) if (until < now) this.stopped.delete(node);
+    this.stopped.set(worker, now + STOPPED_NODE_MS);
+  }
+
   async push(id: string): Promise<void> {
     if (await this.ctx.storage.get(`id:${id}`)) return;
     const seq = ((await this.ctx.storage.get<number>("seq")) ?? 0) + 1;
     await this.ctx.storage.put({ seq, [`id:${id}`]: seq, [`w:${String(seq).padStart(12, "0")}`]: id });
   }
 
-  async pop(): Promise<string | null> {
+  async pop(worker?: string): Promise<string | null> {
+    if (worker !== undefined && (this.stopped.get(worker) ?? 0) > Date.now()) return null;
+    this.lastPollAt = Date.now();
     const first = await this.ctx.storage.list<string>({ prefix: "w:", limit: 1 });
     const [key, id] = [...first][0] ?? [];
     if (key === undefined || id === undefined) return null;
@@ -346,6 +380,7 @@ export class CloudflareJobStore implements JobStore {
         return key;
       },
       complete: (id, leaseId, outcome, weightsKey) => this.job(id).complete(leaseId, outcome, weightsKey),
+      release: (id, leaseId) => this.job(id).release(leaseId),
     };
   }
 
@@ -428,11 +463,15 @@ export class CloudflareJobStore implements JobStore {
 
   async claimNext(worker: string): Promise<Claim | null> {
     for (;;) {
-      const id = await this.dispatcher().pop();
+      const id = await this.dispatcher().pop(worker);
       if (id === null) return null;
       const claim = await this.job(id).claim(worker); // null: cancelled or taken meanwhile
       if (claim) return claim;
     }
+  }
+
+  async stopClaims(worker: string): Promise<void> {
+    await this.dispatcher().stop(worker);
   }
 
   /** Routes a dispatch message: GPU jobs wait for a node; edge jobs are claimed by the caller. */
@@ -440,7 +479,11 @@ export class CloudflareJobStore implements JobStore {
     const info = await this.job(id).dispatchInfo();
     if (!info || info.status !== "queued") return "done";
     if (info.placement === "gpu-node") {
-      await this.dispatcher().push(id);
+      const dispatcher = this.dispatcher();
+      await dispatcher.push(id);
+      // queued jobs come back here every lease period (their alarm re-sends them), so a job whose
+      // nodes went away is told so within a lease or two
+      if (!(await dispatcher.nodePolledWithin(leasePolicy(this.env).leaseMs))) await this.job(id).waitingForNode();
       return "gpu-node";
     }
     return "edge";

@@ -72,7 +72,7 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     .get("/docs", (c) => c.html(docsPage()))
     .get("/", (c) => c.html(playgroundPage()))
     // "/v1/fine-tunes/*" also matches "/v1/fine-tunes" itself
-    .use("/v1/fine-tunes/*", apiKeyAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.apiKeys))
+    .use("/v1/fine-tunes/*", apiKeyAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.apiKeys, (c) => c.var.deps.allowOpen ?? true))
     .use("/v1/fine-tunes/*", rateLimit<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.rateLimiter))
     .use("/v1/nodes/*", nodeTokenAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.nodeTokens))
     .route("/v1/fine-tunes", fineTunes)

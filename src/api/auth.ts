@@ -4,7 +4,9 @@
  * constant time, and every configured key is compared on every
  * request, so timing reveals neither a key's prefix nor its length. The digest of the
  * presented key is the job owner: each job belongs to the key that created it.
- * With no key configured the API is open (owner ""), and a warning is logged once.
+ * With no key configured the API is open (owner "") only where the entry allows it (local
+ * development, or EDGETUNE_ALLOW_OPEN=true on the Worker), with a warning logged once;
+ * elsewhere every request is a 503 saying how to configure keys (docs/security.md).
  */
 import type { MiddlewareHandler } from "hono";
 import { problem, problemResponse } from "./problem.js";
@@ -87,17 +89,37 @@ const unauthorized = (detail: string) =>
   problemResponse(problem(401, "unauthorized", detail), { "WWW-Authenticate": 'Bearer realm="edgetune"' });
 
 /**
+ * The answer of an API with no key configured where an open API is not allowed: a 503 that says
+ * how to configure keys, rather than serving everyone.
+ */
+export const apiKeysNotConfigured = () =>
+  problemResponse(
+    problem(
+      503,
+      "api_keys_not_configured",
+      "This deployment has no API keys, so it refuses every request. Set EDGETUNE_API_KEYS (comma-separated keys: " +
+        "`npx wrangler secret put EDGETUNE_API_KEYS`), or set the var EDGETUNE_ALLOW_OPEN=true to serve an open API on purpose.",
+    ),
+  );
+
+/**
  * Middleware: 401 problem+json unless the request carries a configured key; sets `owner`.
+ * With no key configured, the API is open when `allowOpen(c)` says so (local development,
+ * EDGETUNE_ALLOW_OPEN=true), else every request is a 503 (apiKeysNotConfigured).
  *
  * @example
  * ```ts
- * app.use("/v1/*", apiKeyAuth((c) => c.var.deps.apiKeys));
+ * app.use("/v1/*", apiKeyAuth((c) => c.var.deps.apiKeys, (c) => c.var.deps.allowOpen ?? true));
  * ```
  */
-export function apiKeyAuth<E extends { Variables: { owner: string } }>(keys: (c: Parameters<MiddlewareHandler<E>>[0]) => string[]): MiddlewareHandler<E> {
+export function apiKeyAuth<E extends { Variables: { owner: string } }>(
+  keys: (c: Parameters<MiddlewareHandler<E>>[0]) => string[],
+  allowOpen: (c: Parameters<MiddlewareHandler<E>>[0]) => boolean = () => true,
+): MiddlewareHandler<E> {
   return async (c, next) => {
     const configured = keys(c);
     if (configured.length === 0) {
+      if (!allowOpen(c)) return apiKeysNotConfigured();
       warnIfOpen(configured);
       c.set("owner", "");
       return next();
@@ -111,11 +133,32 @@ export function apiKeyAuth<E extends { Variables: { owner: string } }>(keys: (c:
   };
 }
 
-/** The node token GPU nodes use when EDGETUNE_NODE_TOKENS is not set (development only). */
+/**
+ * The node token GPU nodes use when EDGETUNE_NODE_TOKENS is not set. It is public, so the
+ * Worker accepts it only in local development (EDGETUNE_DEV=true, set by `npm run dev`).
+ */
 export const DEV_NODE_TOKEN = "edgetune-dev-node-token";
 
 /**
- * Middleware for the GPU-node API: 401 unless the request carries a node token.
+ * The node tokens an entry accepts: the configured ones; with none configured, the public
+ * development token in local development only, and none at all elsewhere.
+ *
+ * @example
+ * ```ts
+ * acceptedNodeTokens(undefined, true); // ["edgetune-dev-node-token"]
+ * acceptedNodeTokens(undefined, false); // []: /v1/nodes answers 503 until EDGETUNE_NODE_TOKENS is set
+ * acceptedNodeTokens("t1,t2", true); // ["t1", "t2"]
+ * ```
+ */
+export function acceptedNodeTokens(configured: string | undefined, localDev: boolean): string[] {
+  const tokens = parseApiKeys(configured);
+  if (tokens.length > 0) return tokens;
+  return localDev ? [DEV_NODE_TOKEN] : [];
+}
+
+/**
+ * Middleware for the GPU-node API: 401 unless the request carries a node token; 503 when no
+ * token is accepted at all (a deployment without EDGETUNE_NODE_TOKENS).
  *
  * @example
  * ```ts
@@ -124,7 +167,18 @@ export const DEV_NODE_TOKEN = "edgetune-dev-node-token";
  */
 export function nodeTokenAuth<E extends object>(tokens: (c: Parameters<MiddlewareHandler<E>>[0]) => string[]): MiddlewareHandler<E> {
   return async (c, next) => {
-    const ok = (await verifyBearer(c.req.header("authorization"), tokens(c))) !== null;
+    const accepted = tokens(c);
+    if (accepted.length === 0) {
+      return problemResponse(
+        problem(
+          503,
+          "node_tokens_not_configured",
+          "This deployment accepts no GPU-node token. Set EDGETUNE_NODE_TOKENS (comma-separated: " +
+            "`npx wrangler secret put EDGETUNE_NODE_TOKENS`) and give nodes one of them as EDGETUNE_NODE_TOKEN.",
+        ),
+      );
+    }
+    const ok = (await verifyBearer(c.req.header("authorization"), accepted)) !== null;
     if (!ok) return unauthorized("GPU nodes authenticate with `Authorization: Bearer <node token>` (EDGETUNE_NODE_TOKENS).");
     return next();
   };

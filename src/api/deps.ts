@@ -11,8 +11,13 @@ import type { RateLimiter } from "./rate-limit.js";
 export interface AppDeps {
   runtime: EngineRuntime;
   store: JobStore;
-  /** Configured API keys (EDGETUNE_API_KEYS); empty = open API. */
+  /** Configured API keys (EDGETUNE_API_KEYS); empty = open API where allowOpen, else 503. */
   apiKeys: string[];
+  /**
+   * Whether an API without keys serves everyone (default true: the Node server and tests). The
+   * Worker allows it only in local development or with EDGETUNE_ALLOW_OPEN=true.
+   */
+  allowOpen?: boolean;
   budget: EdgeBudget;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes: number;

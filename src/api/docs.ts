@@ -8,6 +8,8 @@
 export const PROBLEM_CODES: Record<string, string> = {
   invalid_request: "400: the body does not match the schema; errors[].path names each field.",
   unauthorized: "401: no API key, or one that is not configured.",
+  api_keys_not_configured: "503: a deployment without EDGETUNE_API_KEYS refuses every request; set the secret (or EDGETUNE_ALLOW_OPEN=true for an open API on purpose).",
+  node_tokens_not_configured: "503 (GPU nodes): a deployment without EDGETUNE_NODE_TOKENS accepts no node; set the secret.",
   not_found: "404: no such fine-tune, or it belongs to another key.",
   weights_not_ready: "409: the job has not ended with weights yet.",
   already_finished: "409: the job has already ended.",

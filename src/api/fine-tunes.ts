@@ -449,12 +449,28 @@ function followEvents(store: JobStore, id: string, after: number, pollMs: number
   const encoder = new TextEncoder();
   let last = after;
   let idle = 0;
+  let cancelled = false;
+  // a client that goes away cancels the stream: reads still in flight then fail ("Network
+  // connection lost"), which is the end of the stream, not an error to log
+  const gone = () => cancelled || clientGone.aborted;
   return new ReadableStream<Uint8Array>({
+    cancel() {
+      cancelled = true;
+    },
     async pull(controller) {
+      // a cancelled stream is already closed: closing it again would throw
+      const end = () => (cancelled ? undefined : controller.close());
       for (;;) {
-        if (clientGone.aborted) return controller.close();
-        // waits up to pollMs for the job's next write: epochs arrive as they are stored
-        const page = await store.events(id, last, EVENTS_PAGE, pollMs);
+        if (gone()) return end();
+        let page;
+        try {
+          // waits up to pollMs for the job's next write: epochs arrive as they are stored
+          page = await store.events(id, last, EVENTS_PAGE, pollMs);
+        } catch (e) {
+          if (gone()) return end();
+          throw e;
+        }
+        if (gone()) return end();
         if (page === null) return controller.close();
         if (page.events.length > 0) {
           last = page.events.at(-1)!.id;

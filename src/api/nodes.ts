@@ -73,6 +73,26 @@ const weightsRoute = createRoute({
   responses: { 200: jsonResponse("Stored", z.object({ weights_key: z.string() })), ...problemResponses(401, 409, 413, 422) },
 });
 
+const stopRoute = createRoute({
+  ...common,
+  method: "post",
+  path: "/stop",
+  operationId: "stopNode",
+  summary: "The node is shutting down: claim nothing more for it (its long poll in flight included)",
+  request: { body: { required: true, content: { "application/json": { schema: Schemas.StopRequest } } } },
+  responses: { 200: jsonResponse("Stopped", z.object({ stopped: z.literal(true) })), ...problemResponses(400, 401) },
+});
+
+const releaseRoute = createRoute({
+  ...common,
+  method: "post",
+  path: "/jobs/{id}/release",
+  operationId: "releaseJob",
+  summary: "Hand a claimed job back untrained (a node that is stopping); the attempt is not counted",
+  request: { params: JobParams, body: { required: true, content: { "application/json": { schema: Schemas.HeartbeatRequest } } } },
+  responses: { 200: jsonResponse("Whether it was applied", z.object({ accepted: z.boolean() })), ...problemResponses(400, 401) },
+});
+
 const completeRoute = createRoute({
   ...common,
   method: "post",
@@ -103,8 +123,21 @@ openapiReadingBody(nodes, claimRoute, async (c) => {
     claim = await c.var.deps.store.claimNext(node);
   }
   if (!claim) return c.body(null, 204);
+  if (c.req.raw.signal.aborted) {
+    // the node went away (told to stop) while this claim was made: hand the job back at once
+    // rather than leave it to its lease (needs the enable_request_signal compatibility flag)
+    await c.var.deps.store.channel.release(claim.job.id, claim.leaseId);
+    return c.body(null, 204);
+  }
   const response: ClaimResponse = { job: claim.job, lease_id: claim.leaseId, lease_ms: claim.leaseMs, attempt: claim.attempt };
   return c.json(response);
+});
+
+/** POST /v1/nodes/stop: the node is shutting down; nothing more is claimed for it (its long poll in flight included). */
+openapiReadingBody(nodes, stopRoute, async (c) => {
+  const { node } = await readJsonBody(c, stopRoute);
+  await c.var.deps.store.stopClaims(node);
+  return c.json({ stopped: true });
 });
 
 /** GET /v1/nodes/jobs/{id}/input?lease_id=...: the run input (safetensors). */
@@ -141,6 +174,13 @@ nodes.openapi(weightsRoute, async (c) => {
   parseSafetensors(bytes, { field: "(body)" }); // a node must upload a valid file
   const key = await c.var.deps.store.channel.saveWeights(id, c.req.valid("query").lease_id ?? "", bytes);
   return key === null ? leaseLost(id) : c.json({ weights_key: key }, 200);
+});
+
+/** POST /v1/nodes/jobs/{id}/release: hands a claimed job back untrained (a node that is stopping). */
+openapiReadingBody(nodes, releaseRoute, async (c) => {
+  const id = c.req.param("id")!;
+  const { lease_id } = await readJsonBody(c, releaseRoute);
+  return c.json(await c.var.deps.store.channel.release(id, lease_id));
 });
 
 /** POST /v1/nodes/jobs/{id}/complete: the final result; a repeat or a stale lease is answered, not applied. */

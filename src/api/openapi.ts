@@ -30,7 +30,7 @@ import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
 import { ExplainSpec, Explanations } from "../schema/explain.js";
 import { Job, JobList, MetricsPage, Problem } from "../schema/job.js";
-import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest } from "../schema/node.js";
+import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest, StopRequest } from "../schema/node.js";
 import type { AppEnv } from "./deps.js";
 
 /**
@@ -55,6 +55,7 @@ export const Schemas = {
   HeartbeatRequest: HeartbeatRequest.meta({ id: "HeartbeatRequest" }),
   LeaseStatus: LeaseStatus.meta({ id: "LeaseStatus" }),
   CompleteRequest: CompleteRequest.meta({ id: "CompleteRequest" }),
+  StopRequest: StopRequest.meta({ id: "StopRequest" }),
   ExplainSpec: ExplainSpec.meta({ id: "ExplainSpec" }),
   Explanations: Explanations.meta({ id: "Explanations" }),
   MetricsPage: MetricsPage.meta({ id: "MetricsPage" }),
@@ -86,6 +87,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   415: "The body's content type is not JSON or multipart.",
   422: "Well-formed but cannot be trained as asked (shapes, labels, budget).",
   429: "Over the key's rate limit; retry after Retry-After seconds.",
+  503: "Not configured: a deployment without EDGETUNE_API_KEYS (api_keys_not_configured) or EDGETUNE_NODE_TOKENS (node_tokens_not_configured).",
 };
 
 /**

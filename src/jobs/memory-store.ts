@@ -27,6 +27,10 @@ export class MemoryJobStore implements JobStore {
   private readonly blobs = new Map<string, Uint8Array>();
   /** Ids waiting for a GPU node, oldest first. */
   private readonly waiting: string[] = [];
+  /** Nodes that are shutting down (stopClaims). */
+  private readonly stopped = new Set<string>();
+  /** When a GPU node last asked for work (claimNext), for `waiting_for_node`. */
+  private lastPollAt: number | null = null;
   /** Ids of queued edge jobs for an in-process consumer (`takeEdgeJob`). */
   private readonly edgeQueue: string[] = [];
   readonly channel: WorkerChannel;
@@ -43,6 +47,7 @@ export class MemoryJobStore implements JobStore {
         return key;
       },
       complete: async (id, leaseId, outcome, weightsKey) => this.apply(id, (s, now) => machine.complete(s, leaseId, outcome, weightsKey, now)),
+      release: async (id, leaseId) => this.apply(id, (s, now) => machine.release(s, leaseId, now, this.policy)),
     };
   }
 
@@ -145,7 +150,13 @@ export class MemoryJobStore implements JobStore {
     return this.states.get(id)!.job;
   }
 
+  async stopClaims(worker: string): Promise<void> {
+    this.stopped.add(worker);
+  }
+
   async claimNext(worker: string): Promise<Claim | null> {
+    if (this.stopped.has(worker)) return null;
+    this.lastPollAt = Date.now();
     while (this.waiting.length > 0) {
       const id = this.waiting.shift()!;
       const claim = this.claim(id, worker);
@@ -223,6 +234,9 @@ export class MemoryJobStore implements JobStore {
     const state = this.states.get(id)!;
     const queue = state.placement === "gpu-node" ? this.waiting : this.edgeQueue;
     if (!queue.includes(id)) queue.push(id);
+    if (state.placement === "gpu-node" && (this.lastPollAt === null || Date.now() - this.lastPollAt > this.policy.leaseMs)) {
+      this.transition(id, (s) => machine.waitingForNode(s));
+    }
   }
 
   private transition<T extends { state: machine.JobState; effects: machine.Effects }>(

@@ -36,7 +36,7 @@ export class NodeClient implements WorkerChannel {
     this.doFetch = options.fetch ?? ((input, init) => fetch(input, init));
   }
 
-  private async call(method: string, path: string, body?: unknown, raw?: Uint8Array): Promise<Response> {
+  private async call(method: string, path: string, body?: unknown, raw?: Uint8Array, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.options.token}` };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (raw !== undefined) headers["content-type"] = "application/octet-stream";
@@ -44,6 +44,7 @@ export class NodeClient implements WorkerChannel {
       method,
       headers,
       ...(body !== undefined ? { body: JSON.stringify(body) } : raw !== undefined ? { body: raw as BodyInit } : {}),
+      ...(signal ? { signal } : {}),
     });
     if (res.status >= 400 && res.status !== 409) {
       throw new NodeProtocolError(`${method} ${path}: ${res.status} ${await res.text()}`);
@@ -51,9 +52,12 @@ export class NodeClient implements WorkerChannel {
     return res;
   }
 
-  /** Asks for the next job waiting for a GPU node, waiting up to `waitMs`; null when none came. */
-  async claim(node: string, waitMs = 0): Promise<Claim | null> {
-    const res = await this.call("POST", "/v1/nodes/claim", { node, wait_ms: waitMs });
+  /**
+   * Asks for the next job waiting for a GPU node, waiting up to `waitMs`; null when none came.
+   * `signal` aborts the long poll (a node told to stop claims nothing more): the promise rejects.
+   */
+  async claim(node: string, waitMs = 0, signal?: AbortSignal): Promise<Claim | null> {
+    const res = await this.call("POST", "/v1/nodes/claim", { node, wait_ms: waitMs }, undefined, signal);
     if (res.status === 204) return null;
     const c = (await res.json()) as ClaimResponse;
     return { job: c.job as Job, leaseId: c.lease_id, leaseMs: c.lease_ms, attempt: c.attempt };
@@ -77,6 +81,16 @@ export class NodeClient implements WorkerChannel {
   async saveWeights(id: string, leaseId: string, bytes: Uint8Array): Promise<string | null> {
     const res = await this.call("PUT", `/v1/nodes/jobs/${id}/weights?lease_id=${encodeURIComponent(leaseId)}`, undefined, bytes);
     return res.status === 409 ? null : ((await res.json()) as { weights_key: string }).weights_key;
+  }
+
+  /** Tells the edge this node is shutting down: no claim is made for it any more, a long poll in flight included. */
+  async stop(node: string): Promise<void> {
+    await this.call("POST", "/v1/nodes/stop", { node });
+  }
+
+  async release(id: string, leaseId: string): Promise<{ accepted: boolean }> {
+    const res = await this.call("POST", `/v1/nodes/jobs/${id}/release`, { lease_id: leaseId });
+    return res.status === 409 ? { accepted: false } : ((await res.json()) as { accepted: boolean });
   }
 
   async complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }> {

@@ -183,8 +183,9 @@ export function claim(state: JobState, worker: string, now: number, policy: Leas
   if (state.job.status !== "queued") return { state, effects: {}, lease: null };
   const lease = { id: leaseId, worker, expiresAt: now + policy.leaseMs };
   let next: JobState = { ...state, attempt: state.attempt + 1, lease };
-  // a new attempt starts its history afresh: exactly one history entry per epoch
-  next = { ...next, job: { ...next.job, metrics: null, engine: null }, unsaved: { ...next.unsaved, history: [], resetHistory: true } };
+  // a new attempt starts its history afresh: exactly one history entry per epoch; a node has come
+  const { hint: _waiting, ...job } = next.job;
+  next = { ...next, job: { ...job, metrics: null, engine: null }, unsaved: { ...next.unsaved, history: [], resetHistory: true } };
   next = setStatus(next, "running", new Date(now).toISOString());
   return { state: next, effects: { alarmAt: lease.expiresAt }, lease };
 }
@@ -276,6 +277,26 @@ export function complete(
 }
 
 /**
+ * The lease holder hands the job back untrained (a node told to stop that got a claim anyway):
+ * it is queued again as if that claim had not happened (the attempt is not counted), or ends
+ * cancelled if that was asked. A stale lease changes nothing.
+ *
+ * @example
+ * ```ts
+ * const r = release(state, leaseId, Date.now(), policy);
+ * r.accepted; // true: queued again (r.effects.enqueue)
+ * ```
+ */
+export function release(state: JobState, leaseId: string, now: number, policy: LeasePolicy): Outcome<{ accepted: boolean }> {
+  if (!holdsLease(state, leaseId)) return { state, effects: {}, accepted: false };
+  const at = new Date(now).toISOString();
+  const attempt = state.attempt - 1;
+  const back: JobState = { ...state, lease: null, attempt, job: { ...state.job, ...(attempt === 0 ? { started_at: null } : {}) } };
+  if (state.cancelRequested) return { state: setStatus(back, "cancelled", at), effects: { alarmAt: null }, accepted: true };
+  return { state: setStatus(back, "queued", at), effects: { enqueue: true, alarmAt: now + policy.leaseMs }, accepted: true };
+}
+
+/**
  * The owner asks to cancel: a queued job ends at once; a running one is flagged, and its
  * worker stops at its next report (within an epoch).
  *
@@ -317,6 +338,31 @@ export function onAlarm(state: JobState, now: number, policy: LeasePolicy): Outc
   }
   const requeued = setStatus(lost, "queued", at);
   return { state: requeued, effects: { enqueue: true, alarmAt: now + policy.leaseMs } };
+}
+
+/** The job's hint while it waits with no GPU node polling for work. */
+export const WAITING_FOR_NODE_HINT =
+  "No GPU node is polling for jobs, so this job waits in the queue. Start one with `npm run gpu-node` (EDGETUNE_URL, EDGETUNE_NODE_TOKEN; see docs/gpu-node.md).";
+
+/**
+ * The dispatcher saw no GPU node poll within a lease period while this job waits for one: the
+ * job gets a hint and its stream a `status` event `{status: "queued", waiting_for_node: true}`,
+ * once; the hint goes when a node claims it.
+ *
+ * @example
+ * ```ts
+ * const r = waitingForNode(state);
+ * r.state.job.hint; // WAITING_FOR_NODE_HINT, when it was queued for a GPU node
+ * ```
+ */
+export function waitingForNode(state: JobState): Outcome<{ changed: boolean }> {
+  if (state.job.status !== "queued" || state.placement !== "gpu-node" || state.job.hint !== undefined) return { state, effects: {}, changed: false };
+  const next = { ...state, job: { ...state.job, hint: WAITING_FOR_NODE_HINT } };
+  return {
+    state: emit(next, "status", { status: "queued", attempt: state.attempt, waiting_for_node: true, hint: WAITING_FOR_NODE_HINT }),
+    effects: {},
+    changed: true,
+  };
 }
 
 /**

@@ -52,6 +52,8 @@ export interface WorkerChannel {
   /** Stores the weights under this lease; null when the lease is no longer held. */
   saveWeights(id: string, leaseId: string, bytes: Uint8Array): Promise<string | null>;
   complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }>;
+  /** Hands a claimed job back untrained (queued again, the attempt not counted); false when the lease is no longer held. */
+  release(id: string, leaseId: string): Promise<{ accepted: boolean }>;
 }
 
 /**
@@ -105,8 +107,10 @@ export interface JobStore {
   events(id: string, after: number, limit?: number, waitMs?: number): Promise<{ events: JobEvent[]; final: boolean } | null>;
   /** Cancels a queued job, or asks its worker to stop. Returns the job as it now stands. */
   cancel(id: string): Promise<Job | null>;
-  /** A GPU node asks for the next job waiting for one; null when none is waiting. */
+  /** A GPU node asks for the next job waiting for one; null when none is waiting (or the node has stopped). */
   claimNext(worker: string): Promise<Claim | null>;
+  /** The node is shutting down: claimNext makes no claim for it any more (for a while: ids are per process). */
+  stopClaims(worker: string): Promise<void>;
   /** The worker side of a claimed job. */
   readonly channel: WorkerChannel;
 

@@ -36,14 +36,18 @@ export interface GpuNodeOptions {
   gpuMinFlopsPerStep?: number | undefined;
   /** Serve GET /healthz on this port (127.0.0.1): the node's kernels and the job in hand. */
   healthPort?: number | undefined;
+  /** Stops the node: no claim after it fires (a long poll in flight is aborted); the job in hand finishes. */
   signal?: AbortSignal | undefined;
+  /** "debug" also logs every claim poll; "info" (default) logs claims, jobs and trouble only. */
+  logLevel?: "debug" | "info" | undefined;
   log?: ((line: string) => void) | undefined;
 }
 
 /**
  * Options from the environment: EDGETUNE_URL, EDGETUNE_NODE_TOKEN, EDGETUNE_NODE_ID, EDGETUNE_POLL_MS,
  * EDGETUNE_CLAIM_WAIT_MS, EDGETUNE_THREADS, EDGETUNE_WEBGPU (0 or off: never; software: accept
- * SwiftShader), EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP, EDGETUNE_HEALTH_PORT.
+ * SwiftShader), EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP, EDGETUNE_HEALTH_PORT, EDGETUNE_LOG_LEVEL (debug: log
+ * every claim poll).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): GpuNodeOptions {
   return {
@@ -56,6 +60,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): GpuNodeOpt
     webgpu: env.EDGETUNE_WEBGPU === "0" || env.EDGETUNE_WEBGPU === "off" ? "off" : env.EDGETUNE_WEBGPU === "software" ? "software" : "auto",
     ...(env.EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP ? { gpuMinFlopsPerStep: Number(env.EDGETUNE_WEBGPU_MIN_FLOPS_PER_STEP) } : {}),
     ...(env.EDGETUNE_HEALTH_PORT ? { healthPort: Number(env.EDGETUNE_HEALTH_PORT) } : {}),
+    logLevel: env.EDGETUNE_LOG_LEVEL === "debug" ? "debug" : "info",
   };
 }
 
@@ -76,11 +81,16 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  */
 export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
   const log = options.log ?? ((line: string) => console.log(`[gpu-node ${options.nodeId}] ${line}`));
+  // a node polls for work all the time: those lines only at debug level
+  const debug = options.logLevel === "debug" ? (line: string) => log(`debug: ${line}`) : () => {};
   const runtime = await loadNodeRuntime();
   const parallel = options.threads > 1 ? await ThreadPool.create(options.threads) : undefined;
   const client = new NodeClient({ baseUrl: options.url, token: options.token });
   const gpu = await openGpu(options, log);
   log(`pulling jobs from ${options.url} (kernels: ${runtime.variant}, threads: ${options.threads}${gpu.device ? ", webgpu" : ""})`);
+  if (options.token === DEV_NODE_TOKEN && !/^https?:\/\/(localhost|127\.|\[::1\])/.test(options.url)) {
+    log("EDGETUNE_NODE_TOKEN is not set: the development token works only against a local `npm run dev`; a deployed Worker refuses it");
+  }
   // what GET /healthz reports: the kernels this node trains with, and the job in hand
   const health = {
     status: "ok",
@@ -94,11 +104,19 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
   let failures = 0;
   while (!options.signal?.aborted) {
     try {
-      const claim = await client.claim(options.nodeId, options.waitMs);
+      debug(`claiming (long poll up to ${options.waitMs} ms)`);
+      const claim = await client.claim(options.nodeId, options.waitMs, options.signal);
       failures = 0;
       if (!claim) {
+        debug("no job waiting");
         await sleep(options.pollMs, options.signal);
         continue;
+      }
+      if (options.signal?.aborted) {
+        // told to stop while this claim came back: hand the job to another node now, untrained
+        const { accepted } = await client.release(claim.job.id, claim.leaseId);
+        log(`stopping: handed ${claim.job.id} back${accepted ? "" : " (its lease had already moved on)"}`);
+        break;
       }
       log(`claimed ${claim.job.id} (attempt ${claim.attempt}, lease ${claim.leaseMs} ms)`);
       health.job = claim.job.id;
@@ -111,12 +129,18 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
       health.job = null;
       health.jobs_run += 1;
     } catch (e) {
+      if (options.signal?.aborted) break; // the long poll was aborted: stop claiming
       // the edge is down or restarting: back off and try again
       failures += 1;
       const wait = Math.min(10_000, options.pollMs * 2 ** Math.min(failures, 5));
       log(`cannot reach the edge (${e instanceof Error ? e.message : String(e)}); retrying in ${wait} ms`);
       await sleep(wait, options.signal);
     }
+  }
+  if (options.signal?.aborted) {
+    // the edge may not see the aborted long poll end at once (a proxy in between): make sure it
+    // claims nothing more for this node
+    await client.stop(options.nodeId).catch((e) => log(`could not tell the edge this node stops (${e instanceof Error ? e.message : String(e)}); a job claimed meanwhile returns to the queue after its lease`));
   }
   await parallel?.close();
   gpu.device?.destroy();

@@ -59,6 +59,8 @@ export const Job = z.object({
   warnings: z.array(z.string()).optional(),
   /** The request's `explain`, once the job has succeeded (as in the result). */
   explanations: Explanations.optional(),
+  /** Why a queued job is not running yet: e.g. no GPU node is polling for work (gone once one claims it). */
+  hint: z.string().optional(),
   /** Where the weights can be downloaded once the job has ended with weights. */
   weights_url: z.string().nullable(),
 });

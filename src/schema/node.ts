@@ -20,6 +20,17 @@ export const ClaimRequest = z.strictObject({
   wait_ms: z.number().int().min(0).max(25_000).default(0),
 });
 
+/**
+ * POST /v1/nodes/stop: the node is shutting down; no claim is made for it from now on, not even
+ * by a long poll of its that the edge has not yet seen end.
+ *
+ * @example
+ * ```json
+ * { "node": "gpu-node-7f3a" }
+ * ```
+ */
+export const StopRequest = z.strictObject({ node: z.string().min(1).max(128) });
+
 /** 200 from /v1/nodes/claim: the job and the lease to report under. (204: nothing waiting.) */
 export const ClaimResponse = z.object({
   job: Job,

@@ -84,16 +84,21 @@ export type FineTuneCreateParams = AsWritten<
 export type CreateResponse = FineTuneResult | Job;
 
 /**
- * A `status` event: the job changed state (`attempt` counts runs after lost workers).
+ * A `status` event: the job changed state (`attempt` counts runs after lost workers), or a
+ * queued GPU job has no node polling for work (`waiting_for_node`, with the job's `hint`).
  *
  * @example
  * ```ts
  * const data: StatusEventData = { status: "running", attempt: 1 };
+ * const waiting: StatusEventData = { status: "queued", attempt: 0, waiting_for_node: true, hint: "No GPU node is polling ..." };
  * ```
  */
 export interface StatusEventData {
   status: FineTuneStatus;
   attempt?: number | undefined;
+  /** true: no GPU node has polled for work for a lease period; start one (docs/gpu-node.md). */
+  waiting_for_node?: boolean | undefined;
+  hint?: string | undefined;
 }
 
 /**

@@ -47,10 +47,12 @@ describe("asynchronous GPU-node jobs", () => {
     expect((await weights.arrayBuffer()).byteLength).toBeGreaterThan(500);
 
     const events = sseEvents(await (await app.request(`/v1/fine-tunes/${id}/events`)).text());
-    expect(events.map((e) => e.event)).toEqual(["status", "status", "epoch", "epoch", "epoch", "epoch", "status", "done"]);
-    expect(events.map((e) => e.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    const resumed = sseEvents(await (await app.request(`/v1/fine-tunes/${id}/events`, { headers: { "last-event-id": "6" } })).text());
-    expect(resumed.map((e) => e.id)).toEqual([7, 8]);
+    // queued; no node had polled yet, so waiting_for_node; running; the epochs; succeeded
+    expect(events.map((e) => e.event)).toEqual(["status", "status", "status", "epoch", "epoch", "epoch", "epoch", "status", "done"]);
+    expect(events[1]!.data).toMatchObject({ status: "queued", waiting_for_node: true });
+    expect(events.map((e) => e.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const resumed = sseEvents(await (await app.request(`/v1/fine-tunes/${id}/events`, { headers: { "last-event-id": "7" } })).text());
+    expect(resumed.map((e) => e.id)).toEqual([8, 9]);
   });
 
   it("a reader waiting for events is woken by the job's next write, not at the end of its wait", async () => {

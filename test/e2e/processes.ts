@@ -35,9 +35,14 @@ function start(args: string[], env: Record<string, string> = {}): Proc {
   return { child, output: () => output };
 }
 
-/** Starts `wrangler dev` (state persisted under `persist`) and resolves once /healthz answers. */
-export async function startWranglerDev(port: number, persist: string, vars: Record<string, string> = {}): Promise<Proc> {
-  const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+/**
+ * Starts `wrangler dev` (state persisted under `persist`) and resolves once /healthz answers.
+ * It runs as local development (EDGETUNE_DEV=true, as `npm run dev` does) unless `production`:
+ * then it has only wrangler.toml's vars and `vars`, as a deployed Worker would.
+ */
+export async function startWranglerDev(port: number, persist: string, vars: Record<string, string> = {}, options: { production?: boolean } = {}): Promise<Proc> {
+  const all = options.production ? vars : { EDGETUNE_DEV: "true", ...vars };
+  const varArgs = Object.entries(all).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
   const proc = start([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...varArgs]);
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {

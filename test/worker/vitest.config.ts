@@ -15,7 +15,9 @@ export default defineConfig({
   plugins: [
     cloudflareTest({
       wrangler: { configPath: fileURLToPath(new URL("../../wrangler.toml", import.meta.url)) },
-      miniflare: { bindings: { EDGETUNE_API_KEYS: ["worker-test-key", "rate-test-key", ...Array.from({ length: PARITY_KEYS }, (_, i) => `parity-key-${i}`)].join(",") } },
+      // local development (EDGETUNE_DEV, as `npm run dev`); test/worker/security.test.ts calls the
+      // Worker with production-like vars instead
+      miniflare: { bindings: { EDGETUNE_DEV: "true", EDGETUNE_API_KEYS: ["worker-test-key", "rate-test-key", ...Array.from({ length: PARITY_KEYS }, (_, i) => `parity-key-${i}`)].join(",") } },
     }),
   ],
   test: {

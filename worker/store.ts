@@ -133,8 +133,15 @@ export class FineTuneJob extends DurableObject<Env> {
     if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
     else if (effects.alarmAt !== undefined) await this.ctx.storage.setAlarm(effects.alarmAt);
     if (!effects.enqueue) return;
-    if (state.placement === "gpu-node") await this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME)).push(state.job.id);
-    else await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
+    if (state.placement !== "gpu-node") {
+      await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
+      return;
+    }
+    const dispatcher = this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME));
+    await dispatcher.push(state.job.id);
+    // a queued job is dispatched again by its alarm every lease period, so one whose nodes went
+    // away (or never came) is told so within a lease or two: waiting_for_node, with a hint
+    if (state.job.status === "queued" && !(await dispatcher.nodePolledWithin(leasePolicy(this.env).leaseMs))) await this.waitingForNode();
   }
 
   /** Up to `limit` history entries from position `offset`, and how many are stored. */

@@ -36,7 +36,9 @@ const torchAvailable = (() => {
 function scratchFor(file: string): string {
   const dir = join(work, file.replaceAll("/", "_"));
   mkdirSync(join(dir, "node_modules/.bin"), { recursive: true });
-  for (const name of ["examples", "dist", "build", "package.json"]) symlinkSync(join(root, name), join(dir, name));
+  // what a checkout has: a block may run wrangler (wrangler.toml, worker/, src/) or the built package
+  for (const name of ["examples", "dist", "build", "package.json", "wrangler.toml", "worker", "src", "tsconfig.json"]) symlinkSync(join(root, name), join(dir, name));
+  for (const bin of ["wrangler"]) symlinkSync(join(root, "node_modules/.bin", bin), join(dir, "node_modules/.bin", bin));
   symlinkSync(root, join(dir, "node_modules/edgetune"), "dir");
   writeFileSync(join(dir, "node_modules/.bin/edgetune"), `#!/bin/sh\nexec "${process.execPath}" "${join(root, "dist/src/cli/index.js")}" "$@"\n`, { mode: 0o755 });
   return dir;

@@ -55,6 +55,7 @@ const app = createApp<Env>((c) => ({
     maxCpuMs: number(c.env.EDGE_MAX_CPU_MS, DEFAULT_EDGE_BUDGET.maxCpuMs),
     maxMemoryBytes: number(c.env.EDGE_MAX_MEMORY_BYTES, DEFAULT_EDGE_BUDGET.maxMemoryBytes),
     flopsPerMs: number(c.env.EDGE_FLOPS_PER_MS, DEFAULT_EDGE_BUDGET.flopsPerMs),
+    bytesPerMs: number(c.env.EDGE_BYTES_PER_MS, DEFAULT_EDGE_BUDGET.bytesPerMs!),
     stepOverheadMs: number(c.env.EDGE_STEP_OVERHEAD_MS, DEFAULT_EDGE_BUDGET.stepOverheadMs),
   },
   maxBodyBytes: number(c.env.MAX_BODY_BYTES, 64 * 1024 * 1024),

@@ -68,6 +68,8 @@ const app = createApp<Env>((c) => ({
       ? null
       : new DurableRateLimiter(c.env, { burst: number(c.env.RATE_LIMIT_BURST, 60), perMinute: number(c.env.RATE_LIMIT_PER_MINUTE, 600) }),
   corsOrigins: parseApiKeys(c.env.CORS_ORIGINS),
+  // Cloudflare sets CF-Connecting-IP on a deployed Worker; under `wrangler dev` a client can send any
+  clientAddressHeader: isLocalDev(c.env) ? null : "cf-connecting-ip",
 }));
 
 /**

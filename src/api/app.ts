@@ -67,13 +67,15 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
       return c.json({ status: "ok" as const, version, kernel: runtime.variant, runtime: runtime.runtime }, 200);
     })
     // the documents and pages themselves are not in the documents (test/api/openapi.test.ts lists them)
-    .get("/openapi.json", (c) => c.json(openApiDocument(app, "public", new URL(c.req.url).origin, c.var.deps.version)))
-    .get("/openapi.nodes.json", (c) => c.json(openApiDocument(app, "nodes", new URL(c.req.url).origin, c.var.deps.version)))
+    // servers: "/", the origin that served the document: never the request's Host header, which a
+    // client chooses (a cached or proxied document would send its readers elsewhere; issue 21)
+    .get("/openapi.json", (c) => c.json(openApiDocument(app, "public", "/", c.var.deps.version)))
+    .get("/openapi.nodes.json", (c) => c.json(openApiDocument(app, "nodes", "/", c.var.deps.version)))
     .get("/docs", (c) => c.html(docsPage()))
     .get("/", (c) => c.html(playgroundPage()))
     // "/v1/fine-tunes/*" also matches "/v1/fine-tunes" itself
     .use("/v1/fine-tunes/*", apiKeyAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.apiKeys, (c) => c.var.deps.allowOpen ?? true))
-    .use("/v1/fine-tunes/*", rateLimit<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.rateLimiter))
+    .use("/v1/fine-tunes/*", rateLimit<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.rateLimiter, (c) => c.var.deps.clientAddressHeader ?? null))
     .use("/v1/nodes/*", nodeTokenAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.nodeTokens))
     .route("/v1/fine-tunes", fineTunes)
     .route("/v1/fine-tunes", explainRoutes)

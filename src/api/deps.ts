@@ -31,6 +31,13 @@ export interface AppDeps {
   pollMs: number;
   /** Per-key request limits for /v1/fine-tunes (null: unlimited). */
   rateLimiter: RateLimiter | null;
+  /**
+   * The header that carries the client's address, for the rate limits of an open API:
+   * "cf-connecting-ip" where Cloudflare sets it (a deployed Worker, where a client's own value is
+   * replaced); absent where any client could send it (wrangler dev, Node): anonymous callers
+   * then share one bucket.
+   */
+  clientAddressHeader?: string | null;
   /** Origins allowed to call the API from a browser (CORS); ["*"] for any, [] for none. */
   corsOrigins: string[];
 }

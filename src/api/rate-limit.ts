@@ -65,6 +65,27 @@ export class MemoryRateLimiter implements RateLimiter {
   }
 }
 
+/** Buckets shared by anonymous callers: the most rate-limit objects a burst of addresses can create. */
+export const ANONYMOUS_BUCKETS = 256;
+
+/**
+ * The bucket of an anonymous caller (an open API): its address hashed (FNV-1a) into one of
+ * ANONYMOUS_BUCKETS, so that a burst from many addresses creates at most that many limiter
+ * objects; callers without a trusted address share bucket "ip:local".
+ *
+ * @example
+ * ```ts
+ * anonymousBucket("203.0.113.7"); // "ip:<0..255>"
+ * anonymousBucket(undefined);     // "ip:local"
+ * ```
+ */
+export function anonymousBucket(address: string | undefined): string {
+  if (!address) return "ip:local";
+  let h = 0x811c9dc5;
+  for (let i = 0; i < address.length; i++) h = Math.imul(h ^ address.charCodeAt(i), 0x01000193) >>> 0;
+  return `ip:${h % ANONYMOUS_BUCKETS}`;
+}
+
 /**
  * Middleware: one token per request from the owner's bucket; 429 problem+json with Retry-After
  * when it is empty. Runs after authentication (it needs `owner`).
@@ -76,12 +97,14 @@ export class MemoryRateLimiter implements RateLimiter {
  */
 export function rateLimit<E extends { Variables: { owner: string } }>(
   limiter: (c: Parameters<MiddlewareHandler<E>>[0]) => RateLimiter | null,
+  addressHeader: (c: Parameters<MiddlewareHandler<E>>[0]) => string | null = () => null,
 ): MiddlewareHandler<E> {
   return async (c, next) => {
     const l = limiter(c);
     if (!l) return next();
-    // an open API limits by client address (CF-Connecting-IP on Cloudflare)
-    const owner = c.var.owner || `ip:${c.req.header("cf-connecting-ip") ?? "local"}`;
+    // an open API limits by client address, read only from a header the platform sets
+    const header = addressHeader(c);
+    const owner = c.var.owner || anonymousBucket(header === null ? undefined : c.req.header(header));
     const decision = await l.take(owner);
     if (!decision.ok) {
       return problemResponse(

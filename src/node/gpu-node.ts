@@ -64,11 +64,25 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): GpuNodeOpt
   };
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+/**
+ * Waits `ms`, or less if `signal` aborts. The abort listener is removed when the time is up: an
+ * idle node sleeps every poll interval, and a listener left behind each time piles up on the
+ * node's one signal (MaxListenersExceededWarning after 11 polls; issue 21, finding 6).
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
 
 /**
  * Runs the node until `signal` aborts.

@@ -9,7 +9,7 @@ import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 export const NODE_TOKEN = "test-node-token";
 
 export async function testApp(
-  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[] } = {},
+  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; clientAddressHeader?: string | null } = {},
 ) {
   const runtime = await loadNodeRuntime();
   const lease = options.lease ?? DEFAULT_LEASE_POLICY;
@@ -27,6 +27,7 @@ export async function testApp(
     pollMs: 10,
     rateLimiter,
     corsOrigins: options.corsOrigins ?? [],
+    clientAddressHeader: options.clientAddressHeader ?? null,
   }));
   return { app, store, runtime };
 }

@@ -2,6 +2,7 @@
  * The HTTP API in Node through app.request(): every route, mode and error class.
  * (The same app runs inside workerd in test/worker/.)
  */
+import { ANONYMOUS_BUCKETS, anonymousBucket } from "../../src/api/rate-limit.js";
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { encodeBase64, decodeBase64 } from "../../src/formats/base64.js";
@@ -39,9 +40,10 @@ describe("open routes", () => {
 
   it("GET /openapi.json is OpenAPI 3.1 generated from the schemas", async () => {
     const { app } = await testApp({ apiKeys: ["k1"] });
-    const doc = (await (await app.request("http://x.test/openapi.json")).json()) as Record<string, any>;
+    const doc = (await (await app.request("http://x.test/openapi.json", { headers: { host: "evil.example" } })).json()) as Record<string, any>;
     expect(doc.openapi).toBe("3.1.0");
-    expect(doc.servers[0].url).toBe("http://x.test");
+    expect(doc.servers).toEqual([{ url: "/" }]); // relative to the document: no Host header in it
+    expect(JSON.stringify(doc)).not.toMatch(/evil\.example|x\.test/);
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/fine-tunes", "/v1/fine-tunes/{id}", "/v1/fine-tunes/{id}/weights"]));
     const request = doc.components.schemas.FineTuneRequest;
     expect(request.required).toEqual(["model", "data"]);
@@ -325,6 +327,26 @@ describe("rate limits, CORS and security headers", () => {
     expect(body.detail).toMatch(/retry in \d+ s/);
     expect((await get("k2")).status).toBe(200); // another key is not affected
     expect((await app.request("/healthz")).status).toBe(200); // open routes are not limited
+  });
+
+  it("an open API: a client cannot choose its bucket with CF-Connecting-IP where the platform does not set it", async () => {
+    const { app } = await testApp({ rateLimit: { burst: 3, perMinute: 6 } }); // clientAddressHeader null: wrangler dev, Node
+    const get = (ip: string) => app.request("/v1/fine-tunes", { headers: { "cf-connecting-ip": ip } });
+    for (let i = 0; i < 3; i++) expect((await get(`198.51.100.${i}`)).status).toBe(200);
+    await expectProblem(await get("198.51.100.99"), 429, "rate_limited"); // a new "address" is the same caller
+  });
+
+  it("an open API behind Cloudflare: buckets by CF-Connecting-IP, at most ANONYMOUS_BUCKETS of them", async () => {
+    const { app } = await testApp({ rateLimit: { burst: 2, perMinute: 6 }, clientAddressHeader: "cf-connecting-ip" });
+    const get = (ip: string) => app.request("/v1/fine-tunes", { headers: { "cf-connecting-ip": ip } });
+    for (let i = 0; i < 2; i++) expect((await get("203.0.113.7")).status).toBe(200);
+    await expectProblem(await get("203.0.113.7"), 429, "rate_limited");
+    const other = ["203.0.113.8", "203.0.113.9", "198.51.100.1"].find((ip) => anonymousBucket(ip) !== anonymousBucket("203.0.113.7"))!;
+    expect((await get(other)).status).toBe(200); // another address, another bucket
+    // a burst from 10,000 addresses creates at most 256 limiter objects
+    const buckets = new Set(Array.from({ length: 10_000 }, (_, i) => anonymousBucket(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`)));
+    expect(buckets.size).toBeLessThanOrEqual(ANONYMOUS_BUCKETS);
+    expect(buckets.size).toBeGreaterThan(200); // and spreads them
   });
 
   it("CORS: an allowed origin gets the headers and a preflight answer; others get none", async () => {

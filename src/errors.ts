@@ -18,7 +18,7 @@ export interface FieldIssue {
 }
 
 /** HTTP statuses a caller-caused error may carry. */
-export type ClientErrorStatus = 400 | 404 | 409 | 413 | 415 | 422 | 429;
+export type ClientErrorStatus = 400 | 404 | 408 | 409 | 413 | 415 | 422 | 429;
 
 /**
  * Base class of every error edgetune raises on purpose.

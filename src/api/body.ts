@@ -5,7 +5,7 @@
  * (SPEC section 8).
  * The result is what train() takes: the request (weights as bytes) and pre-parsed tables.
  */
-import { PayloadTooLargeError, RequestValidationError, UnsupportedMediaTypeError } from "../errors.js";
+import { EdgetuneError, PayloadTooLargeError, RequestValidationError, UnsupportedMediaTypeError } from "../errors.js";
 import { parseCsv, parseJsonl, type Table } from "../formats/dataset.js";
 import type { TrainRequest } from "../engine/train.js";
 
@@ -25,25 +25,25 @@ const PARTS = new Set(["request", "weights", "adapter_weights", "config", "token
  * const { request, tables } = await readCreateBody(c.req.raw, 64 << 20);
  * ```
  */
-export async function readCreateBody(req: Request, maxBytes: number): Promise<CreateBody> {
+export async function readCreateBody(req: Request, maxBytes: number, timeoutMs = BODY_READ_TIMEOUT_MS): Promise<CreateBody> {
   const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   const length = Number(req.headers.get("content-length") ?? "NaN");
   if (Number.isFinite(length) && length > maxBytes) {
     throw new PayloadTooLargeError("(body)", `The body is ${length} bytes; the limit is ${maxBytes} bytes.`);
   }
   if (type === "application/json" || type.endsWith("+json")) {
-    return { request: parseJsonObject(await limitedText(req, maxBytes), "(body)") as TrainRequest, tables: {} };
+    return { request: parseJsonObject(await limitedText(req, maxBytes, timeoutMs), "(body)") as TrainRequest, tables: {} };
   }
-  if (type === "multipart/form-data") return readMultipart(req, maxBytes);
+  if (type === "multipart/form-data") return readMultipart(req, maxBytes, timeoutMs);
   throw new UnsupportedMediaTypeError(
     "content-type",
     `Content-Type ${type || "(none)"} is not supported: send application/json, or multipart/form-data with request, weights, train and validation parts.`,
   );
 }
 
-async function readMultipart(req: Request, maxBytes: number): Promise<CreateBody> {
+async function readMultipart(req: Request, maxBytes: number, timeoutMs: number): Promise<CreateBody> {
   // read the bytes under the limit first (Content-Length may be absent), then parse them
-  const bytes = await limitedBytes(req, maxBytes);
+  const bytes = await limitedBytes(req, maxBytes, timeoutMs);
   let form: FormData;
   try {
     form = await new Response(bytes as BodyInit, { headers: { "content-type": req.headers.get("content-type")! } }).formData();
@@ -147,25 +147,44 @@ function parseJsonObject(text: string, path: string): Record<string, unknown> {
 }
 
 /** Reads a text body, refusing (413) once more than maxBytes arrive, whatever Content-Length said. */
-async function limitedText(req: Request, maxBytes: number): Promise<string> {
-  const bytes = await limitedBytes(req, maxBytes);
+/**
+ * How long a request body may take to arrive, whole: a client that trickles its upload (or
+ * stops sending) holds a connection and a request's memory until then, then gets a 408
+ * (issue 21, finding 6: 200 trickled uploads were held for 90 s, never closed).
+ */
+export const BODY_READ_TIMEOUT_MS = 30_000;
+
+async function limitedText(req: Request, maxBytes: number, timeoutMs = BODY_READ_TIMEOUT_MS): Promise<string> {
+  const bytes = await limitedBytes(req, maxBytes, timeoutMs);
   return new TextDecoder().decode(bytes);
 }
 
-async function limitedBytes(req: Request, maxBytes: number): Promise<Uint8Array> {
+async function limitedBytes(req: Request, maxBytes: number, timeoutMs = BODY_READ_TIMEOUT_MS): Promise<Uint8Array> {
   if (!req.body) return new Uint8Array(0);
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel();
-      throw new PayloadTooLargeError("(body)", `The body is larger than the limit of ${maxBytes} bytes.`);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+  try {
+    for (;;) {
+      const read = await Promise.race([reader.read(), deadline]);
+      if (read === "timeout") {
+        void reader.cancel().catch(() => undefined);
+        throw new EdgetuneError(408, "body_timeout", `The body did not arrive within ${timeoutMs / 1000} s; send it at once, or a smaller one.`, [
+          { path: "(body)", message: `not received within ${timeoutMs / 1000} s` },
+        ]);
+      }
+      if (read.done) break;
+      total += read.value.byteLength;
+      if (total > maxBytes) {
+        await reader.cancel();
+        throw new PayloadTooLargeError("(body)", `The body is larger than the limit of ${maxBytes} bytes.`);
+      }
+      chunks.push(read.value);
     }
-    chunks.push(value);
+  } finally {
+    clearTimeout(timer);
   }
   const out = new Uint8Array(total);
   let offset = 0;

@@ -1,4 +1,5 @@
 /** Shared fixtures for tests: small seeded datasets and requests. */
+import { execFileSync } from "node:child_process";
 import type { ExactTrainRequest as TrainRequest } from "../src/engine/train.js";
 
 /** A deterministic uniform(-1, 1) generator (LCG) for test data. */
@@ -92,3 +93,13 @@ export function tokenClassifier(mode = "mean", overrides: Partial<TrainRequest> 
     ...overrides,
   } as TrainRequest;
 }
+
+/** Whether /usr/bin/python3 has PyTorch (Debian's python3-torch): the tests that need it say so when it has not. */
+export const torchAvailable = (() => {
+  try {
+    execFileSync("/usr/bin/python3", ["-c", "import torch"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();

@@ -20,17 +20,10 @@ import { transformSync } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blocksOf, docFiles, root, type DocBlock } from "../docs/blocks.js";
 import { freePort, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
+import { torchAvailable } from "../helpers.js";
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-docs-"));
 
-const torchAvailable = (() => {
-  try {
-    execFileSync("/usr/bin/python3", ["-c", "import torch"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 /** A scratch directory for one document: links to the repository's files, edgetune "installed". */
 function scratchFor(file: string): string {

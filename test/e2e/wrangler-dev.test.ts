@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors } from "../../src/formats/safetensors.js";
 import { freePort, root, startWranglerDev, stop, type Proc } from "./processes.js";
+import { torchAvailable } from "../helpers.js";
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-e2e-"));
 const persist = join(work, "state");
@@ -29,14 +30,6 @@ function readmeCurl(): string {
   return command.join("\n");
 }
 
-const torchAvailable = (() => {
-  try {
-    execFileSync("/usr/bin/python3", ["-c", "import torch"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 describe("wrangler dev, as a new user runs it", () => {
   let port = 0;

@@ -18,6 +18,7 @@ import { GROUPS, LORA_GROUPS, replay, replayLora, worstRatio, type LoraParityCas
 import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { forwardLogits } from "../engine/graph-gradcheck.js";
+import { torchAvailable } from "../helpers.js";
 
 function load(group: string): ParityCase[] {
   const url = new URL(`./fixtures/${group}.json`, import.meta.url);
@@ -128,14 +129,6 @@ describe("PyTorch parity, LoRA init (kaiming_uniform_ and zeros from training.se
  * logits on the same rows. Needs /usr/bin/python3 with torch (Debian's python3-torch); skipped,
  * saying so, without it.
  */
-const torchAvailable = (() => {
-  try {
-    execFileSync("/usr/bin/python3", ["-c", "import torch"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 describe.skipIf(!torchAvailable)("weights trained here load strictly into the PyTorch reference and give the same logits (needs /usr/bin/python3 with torch)", async () => {
   const runtime = await loadNodeRuntime({ variant: "wasm-simd" });
   for (const c of load("huggingface")) {

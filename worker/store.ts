@@ -5,6 +5,7 @@
  * Queue for dispatch.
  */
 import { DurableObject } from "cloudflare:workers";
+import type { FieldIssue } from "../src/errors.js";
 import type { Job } from "../src/schema/job.js";
 import type { EpochMetrics } from "../src/schema/result.js";
 import { boundedMetrics, isFinal, type JobEvent } from "../src/jobs/job.js";
@@ -12,6 +13,7 @@ import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateL
 import * as machine from "../src/jobs/state.js";
 import {
   weightsKeyOf,
+  weightsNotUploaded,
   inputKeyOf,
   EVENTS_PAGE,
   IDEMPOTENCY_TTL_MS,
@@ -247,7 +249,7 @@ export class FineTuneJob extends DurableObject<Env> {
     return (await this.transition((s, now, policy) => machine.heartbeat(s, leaseId, now, policy))) ?? { ok: false, cancel: false };
   }
 
-  async complete(leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }> {
+  async complete(leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean; invalid?: FieldIssue }> {
     return (await this.transition((s, now) => machine.complete(s, leaseId, outcome, weightsKey, now))) ?? { accepted: false };
   }
 
@@ -379,7 +381,10 @@ export class CloudflareJobStore implements JobStore {
         await this.env.BLOBS.put(key, bytes);
         return key;
       },
-      complete: (id, leaseId, outcome, weightsKey) => this.job(id).complete(leaseId, outcome, weightsKey),
+      complete: async (id, leaseId, outcome, weightsKey) => {
+        if (weightsKey !== null && (await this.env.BLOBS.head(weightsKey)) === null) throw weightsNotUploaded();
+        return this.job(id).complete(leaseId, outcome, weightsKey);
+      },
       release: (id, leaseId) => this.job(id).release(leaseId),
     };
   }

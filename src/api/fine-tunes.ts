@@ -251,7 +251,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
       ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
       weights_url: null,
     };
-    const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease);
+    const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease, prepared.request.training.epochs);
     await deps.store.submit(state, input!);
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json(state.job, 202);

@@ -6,7 +6,7 @@
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics } from "../schema/result.js";
 import type { JobEvent } from "./job.js";
-import { EVENTS_PAGE, IDEMPOTENCY_TTL_MS, inputKeyOf, listingKey, weightsKeyOf, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
+import { EVENTS_PAGE, IDEMPOTENCY_TTL_MS, inputKeyOf, listingKey, weightsKeyOf, weightsNotUploaded, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
 import * as machine from "./state.js";
 import { isFinal } from "./job.js";
 
@@ -46,7 +46,10 @@ export class MemoryJobStore implements JobStore {
         this.blobs.set(key, bytes.slice());
         return key;
       },
-      complete: async (id, leaseId, outcome, weightsKey) => this.apply(id, (s, now) => machine.complete(s, leaseId, outcome, weightsKey, now)),
+      complete: async (id, leaseId, outcome, weightsKey) => {
+        if (weightsKey !== null && !this.blobs.has(weightsKey)) throw weightsNotUploaded();
+        return this.apply(id, (s, now) => machine.complete(s, leaseId, outcome, weightsKey, now));
+      },
       release: async (id, leaseId) => this.apply(id, (s, now) => machine.release(s, leaseId, now, this.policy)),
     };
   }

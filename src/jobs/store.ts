@@ -3,6 +3,7 @@
  * Object per job, a Durable Object index per API key and R2 for weights (worker/store.ts);
  * Node processes and tests use the in-process MemoryJobStore.
  */
+import { UnprocessableError, type FieldIssue } from "../errors.js";
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics, FineTuneResult } from "../schema/result.js";
 import type { JobEvent } from "./job.js";
@@ -35,6 +36,8 @@ export interface LeaseStatus {
   ok: boolean;
   /** true: the owner cancelled; stop and complete with the run's cancelled result. */
   cancel: boolean;
+  /** Epochs that were not taken (out of sequence, past the run's epochs), and why: a 422 to the node. */
+  invalid?: FieldIssue;
 }
 
 /** How a run ended, as its worker reports it (the weights are stored separately). */
@@ -51,7 +54,11 @@ export interface WorkerChannel {
   heartbeat(id: string, leaseId: string): Promise<LeaseStatus>;
   /** Stores the weights under this lease; null when the lease is no longer held. */
   saveWeights(id: string, leaseId: string, bytes: Uint8Array): Promise<string | null>;
-  complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }>;
+  /**
+   * Ends the job with the worker's outcome. `invalid`: its history was not taken (a 422); throws
+   * UnprocessableError at `weights_key` when no weights were stored under that key.
+   */
+  complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean; invalid?: FieldIssue }>;
   /** Hands a claimed job back untrained (queued again, the attempt not counted); false when the lease is no longer held. */
   release(id: string, leaseId: string): Promise<{ accepted: boolean }>;
 }
@@ -121,6 +128,19 @@ export interface JobStore {
   reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null>;
   /** Frees a reservation whose request failed before creating job `id`. */
   releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void>;
+}
+
+/**
+ * The refusal of a completion that names weights never stored (their upload was refused, or
+ * never made): the job keeps running under its lease.
+ *
+ * @example
+ * ```ts
+ * if (weightsKey !== null && !(await exists(weightsKey))) throw weightsNotUploaded();
+ * ```
+ */
+export function weightsNotUploaded(): UnprocessableError {
+  return new UnprocessableError("weights_not_uploaded", [{ path: "weights_key", message: "names no stored weights: upload them (PUT .../weights) and complete with the key it answers" }]);
 }
 
 /** One page of a job's history: `entries` from the asked offset, of `total` stored so far. */

@@ -16,7 +16,7 @@ import {
   weightsNotUploaded,
   inputKeyOf,
   EVENTS_PAGE,
-  IDEMPOTENCY_TTL_MS,
+  reservationHolds,
   type HistoryPage,
   listingKey,
   type IdempotencyRecord,
@@ -274,14 +274,23 @@ export class FineTuneJob extends DurableObject<Env> {
 
 /** One owner's job ids (keyed so that listing in key order is newest first) and Idempotency-Keys. */
 export class JobIndex extends DurableObject<Env> {
-  /** Atomic: a Durable Object handles one call at a time, so two racing creates get one winner. */
-  async reserve(key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null> {
-    const slot = `idem:${key}`;
-    const existing = await this.ctx.storage.get<IdempotencyRecord>(slot);
-    const now = Date.now();
-    if (existing && now - existing.at < IDEMPOTENCY_TTL_MS) return existing;
-    await this.ctx.storage.put(slot, { id, fingerprint, at: now });
-    return null;
+  /**
+   * Atomic, so that two racing creates get one winner: blockConcurrencyWhile holds every other
+   * call while this one runs, including while it asks a job's object whether a lapsed
+   * reservation's job was stored (input gates alone would let calls in during that RPC). A
+   * reservation whose request died before storing its job frees the key after `pendingMs`
+   * (reservationHolds).
+   */
+  async reserve(key: string, id: string, fingerprint: string, pendingMs: number): Promise<IdempotencyRecord | null> {
+    return this.ctx.blockConcurrencyWhile(async () => {
+      const slot = `idem:${key}`;
+      const existing = await this.ctx.storage.get<IdempotencyRecord>(slot);
+      const now = Date.now();
+      const stored = async (jobId: string) => (await this.env.JOBS.get(this.env.JOBS.idFromName(jobId)).get()) !== null;
+      if (await reservationHolds(existing, now, stored)) return existing!;
+      await this.ctx.storage.put(slot, { id, fingerprint, at: now, pendingUntil: now + pendingMs } satisfies IdempotencyRecord);
+      return null;
+    });
   }
 
   async release(key: string, id: string): Promise<void> {
@@ -454,8 +463,8 @@ export class CloudflareJobStore implements JobStore {
     return this.job(id).history(offset, limit);
   }
 
-  async reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null> {
-    return this.index(owner).reserve(key, id, fingerprint);
+  async reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string, pendingMs: number): Promise<IdempotencyRecord | null> {
+    return this.index(owner).reserve(key, id, fingerprint, pendingMs);
   }
 
   async releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void> {

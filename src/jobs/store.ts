@@ -122,10 +122,12 @@ export interface JobStore {
   readonly channel: WorkerChannel;
 
   /**
-   * Reserves the owner's Idempotency-Key for job `id`; returns null when it was free (or
-   * expired), else what it was reserved for. Reservations last IDEMPOTENCY_TTL_MS.
+   * Reserves the owner's Idempotency-Key for job `id`; returns null when it was free, else what
+   * it was reserved for. Reservations last IDEMPOTENCY_TTL_MS, but one whose job was never
+   * stored lasts only `pendingMs` (the request's own budget): past that, the request that made
+   * it has died (a crashed or killed server), and the key is free again (issue 20, finding 4).
    */
-  reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null>;
+  reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string, pendingMs: number): Promise<IdempotencyRecord | null>;
   /** Frees a reservation whose request failed before creating job `id`. */
   releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void>;
 }
@@ -158,6 +160,12 @@ export interface IdempotencyRecord {
   /** SHA-256 (hex) of the request as trained: a key reused for another request is refused. */
   fingerprint: string;
   at: number;
+  /**
+   * Until when the request that reserved the key may still be running (ms since epoch): past
+   * it, a key whose job was never stored is free again. Absent in records stored before it was
+   * kept: those are held for IDEMPOTENCY_TTL_MS.
+   */
+  pendingUntil?: number;
 }
 
 /**
@@ -174,6 +182,23 @@ export function inputKeyOf(id: string): string {
 
 /** How long an Idempotency-Key is remembered: 24 hours. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Whether a stored reservation still holds its Idempotency-Key at `now`: for IDEMPOTENCY_TTL_MS
+ * once its job is stored, but only until `pendingUntil` while it is not. A request that died
+ * (SIGKILL, a crashed isolate) never stores its job nor releases the key; without this its
+ * retries would answer 409 "still running" for a day (issue 20, finding 4).
+ *
+ * @example
+ * ```ts
+ * if (await reservationHolds(existing, Date.now(), async (id) => (await store.get(id)) !== null)) return existing;
+ * ```
+ */
+export async function reservationHolds(existing: IdempotencyRecord | undefined, now: number, jobStored: (id: string) => Promise<boolean>): Promise<boolean> {
+  if (existing === undefined || now - existing.at >= IDEMPOTENCY_TTL_MS) return false;
+  if (existing.pendingUntil === undefined || now < existing.pendingUntil) return true;
+  return jobStored(existing.id);
+}
 
 /**
  * A listing key that sorts newest first: the creation time inverted, then the id.

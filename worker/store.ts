@@ -129,14 +129,25 @@ export class FineTuneJob extends DurableObject<Env> {
   /**
    * Carries out a transition's effects. A GPU-node job goes straight to the dispatcher (nodes
    * claim from it): it never waits behind the queue consumer, which may be training an edge job
-   * (issue 20, finding 2). Edge jobs go through the Queue to a consumer invocation of their own.
+   * (issue 20, finding 2); when no node has polled within a lease period, it says so
+   * (waiting_for_node). Edge jobs go through the Queue to a consumer invocation of their own.
    */
   private async apply(state: machine.JobState, effects: machine.Effects): Promise<void> {
     if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
     else if (effects.alarmAt !== undefined) await this.ctx.storage.setAlarm(effects.alarmAt);
     if (!effects.enqueue) return;
-    if (state.placement === "gpu-node") await this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME)).push(state.job.id);
-    else await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
+    if (state.placement !== "gpu-node") {
+      await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
+      return;
+    }
+    const dispatcher = this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME));
+    await dispatcher.push(state.job.id);
+    if (state.job.status === "queued" && state.job.hint === undefined && !(await dispatcher.nodePolledWithin(leasePolicy(this.env).leaseMs))) {
+      // from storage: `state` may still carry appends that its transition has already saved
+      const current = await this.state();
+      const waiting = current ? machine.waitingForNode(current) : null;
+      if (waiting?.changed) await this.save(waiting.state);
+    }
   }
 
   /** Up to `limit` history entries from position `offset`, and how many are stored. */
@@ -495,8 +506,7 @@ export class CloudflareJobStore implements JobStore {
     if (info.placement === "gpu-node") {
       const dispatcher = this.dispatcher();
       await dispatcher.push(id);
-      // queued jobs come back here every lease period (their alarm re-sends them), so a job whose
-      // nodes went away is told so within a lease or two
+      // a GPU job's message sent before such jobs went straight to the dispatcher (FineTuneJob.apply)
       if (!(await dispatcher.nodePolledWithin(leasePolicy(this.env).leaseMs))) await this.job(id).waitingForNode();
       return "gpu-node";
     }

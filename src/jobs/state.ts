@@ -358,8 +358,11 @@ export function requestCancel(state: JobState, now: number): Outcome<{ changed: 
 
 /**
  * The timer: a running job whose lease lapsed goes back to the queue (or fails after
- * maxAttempts, or ends cancelled if that was asked); a queued job is re-dispatched, since a
- * queue message may have been lost (a restarted dev server, a dead consumer).
+ * maxAttempts, or ends cancelled if that was asked). A queued edge job is re-sent every lease
+ * period, since a Queue message may have been lost (a restarted dev server, a dead consumer). A
+ * queued GPU-node job is dispatched once more (the dispatcher keeps each id once, so this only
+ * repairs a push that never happened) and then has no timer: it waits in the dispatcher's
+ * durable list, costing nothing until a node asks for work (issue 20, finding 5).
  *
  * @example
  * ```ts
@@ -369,7 +372,7 @@ export function requestCancel(state: JobState, now: number): Outcome<{ changed: 
  */
 export function onAlarm(state: JobState, now: number, policy: LeasePolicy): Outcome {
   const at = new Date(now).toISOString();
-  if (state.job.status === "queued") return { state, effects: { enqueue: true, alarmAt: now + policy.leaseMs } };
+  if (state.job.status === "queued") return { state, effects: { enqueue: true, alarmAt: state.placement === "gpu-node" ? null : now + policy.leaseMs } };
   if (state.job.status !== "running" || state.lease === null) return { state, effects: { alarmAt: null } };
   if (state.lease.expiresAt > now) return { state, effects: { alarmAt: state.lease.expiresAt } };
   const lost = { ...state, lease: null };

@@ -92,8 +92,10 @@ describe("job state machine", () => {
     expect(r2.state.job).toMatchObject({ status: "failed", error: { code: "worker_lost" } });
   });
 
-  it("alarm: a queued job is re-dispatched (a lost message)", () => {
-    expect(m.onAlarm(queued(), 5000, policy).effects).toEqual({ enqueue: true, alarmAt: 6000 });
+  it("alarm: a queued edge job is re-sent every lease (a lost Queue message); a queued GPU-node job once, then no timer (issue 20, finding 5)", () => {
+    const edge = m.createQueued(job, "owner", "edge", "inputs/x", 0, policy).state;
+    expect(m.onAlarm(edge, 5000, policy).effects).toEqual({ enqueue: true, alarmAt: 6000 });
+    expect(m.onAlarm(queued(), 5000, policy).effects).toEqual({ enqueue: true, alarmAt: null });
   });
 
   it("cancel: queued ends at once; running is flagged and told; a dead worker ends it cancelled", () => {

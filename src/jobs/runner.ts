@@ -102,7 +102,11 @@ export async function runClaimedJob(
           answeredAt = now;
           onLease(status);
         },
-        (e) => log(`progress report failed: ${String(e)}`),
+        (e) => {
+          // sent again with the next report: the edge takes epochs only in sequence (a gap is a 422)
+          unreported = [...epochs, ...unreported];
+          log(`progress report failed: ${String(e)}`);
+        },
       );
     };
     log(`job ${job.id}: training (attempt ${claim.attempt}) on ${engine.kernel}${engine.threads > 1 ? ` x${engine.threads} threads` : ""}`);

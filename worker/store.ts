@@ -5,6 +5,7 @@
  * Queue for dispatch.
  */
 import { DurableObject } from "cloudflare:workers";
+import type { FieldIssue } from "../src/errors.js";
 import type { Job } from "../src/schema/job.js";
 import type { EpochMetrics } from "../src/schema/result.js";
 import { boundedMetrics, isFinal, type JobEvent } from "../src/jobs/job.js";
@@ -12,9 +13,10 @@ import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateL
 import * as machine from "../src/jobs/state.js";
 import {
   weightsKeyOf,
+  weightsNotUploaded,
   inputKeyOf,
   EVENTS_PAGE,
-  IDEMPOTENCY_TTL_MS,
+  reservationHolds,
   type HistoryPage,
   listingKey,
   type IdempotencyRecord,
@@ -127,7 +129,8 @@ export class FineTuneJob extends DurableObject<Env> {
   /**
    * Carries out a transition's effects. A GPU-node job goes straight to the dispatcher (nodes
    * claim from it): it never waits behind the queue consumer, which may be training an edge job
-   * (issue 20, finding 2). Edge jobs go through the Queue to a consumer invocation of their own.
+   * (issue 20, finding 2); when no node has polled within a lease period, it says so
+   * (waiting_for_node). Edge jobs go through the Queue to a consumer invocation of their own.
    */
   private async apply(state: machine.JobState, effects: machine.Effects): Promise<void> {
     if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
@@ -139,9 +142,13 @@ export class FineTuneJob extends DurableObject<Env> {
     }
     const dispatcher = this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME));
     await dispatcher.push(state.job.id);
-    // a queued job is dispatched again by its alarm every lease period, so one whose nodes went
-    // away (or never came) is told so within a lease or two: waiting_for_node, with a hint
-    if (state.job.status === "queued" && !(await dispatcher.nodePolledWithin(leasePolicy(this.env).leaseMs))) await this.waitingForNode();
+    // a queued job is told so when no node has polled within a lease: waiting_for_node, with a hint
+    if (state.job.status === "queued" && state.job.hint === undefined && !(await dispatcher.nodePolledWithin(leasePolicy(this.env).leaseMs))) {
+      // from storage: `state` may still carry appends that its transition has already saved
+      const current = await this.state();
+      const waiting = current ? machine.waitingForNode(current) : null;
+      if (waiting?.changed) await this.save(waiting.state);
+    }
   }
 
   /** Up to `limit` history entries from position `offset`, and how many are stored. */
@@ -254,7 +261,7 @@ export class FineTuneJob extends DurableObject<Env> {
     return (await this.transition((s, now, policy) => machine.heartbeat(s, leaseId, now, policy))) ?? { ok: false, cancel: false };
   }
 
-  async complete(leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }> {
+  async complete(leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean; invalid?: FieldIssue }> {
     return (await this.transition((s, now) => machine.complete(s, leaseId, outcome, weightsKey, now))) ?? { accepted: false };
   }
 
@@ -279,14 +286,23 @@ export class FineTuneJob extends DurableObject<Env> {
 
 /** One owner's job ids (keyed so that listing in key order is newest first) and Idempotency-Keys. */
 export class JobIndex extends DurableObject<Env> {
-  /** Atomic: a Durable Object handles one call at a time, so two racing creates get one winner. */
-  async reserve(key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null> {
-    const slot = `idem:${key}`;
-    const existing = await this.ctx.storage.get<IdempotencyRecord>(slot);
-    const now = Date.now();
-    if (existing && now - existing.at < IDEMPOTENCY_TTL_MS) return existing;
-    await this.ctx.storage.put(slot, { id, fingerprint, at: now });
-    return null;
+  /**
+   * Atomic, so that two racing creates get one winner: blockConcurrencyWhile holds every other
+   * call while this one runs, including while it asks a job's object whether a lapsed
+   * reservation's job was stored (input gates alone would let calls in during that RPC). A
+   * reservation whose request died before storing its job frees the key after `pendingMs`
+   * (reservationHolds).
+   */
+  async reserve(key: string, id: string, fingerprint: string, pendingMs: number): Promise<IdempotencyRecord | null> {
+    return this.ctx.blockConcurrencyWhile(async () => {
+      const slot = `idem:${key}`;
+      const existing = await this.ctx.storage.get<IdempotencyRecord>(slot);
+      const now = Date.now();
+      const stored = async (jobId: string) => (await this.env.JOBS.get(this.env.JOBS.idFromName(jobId)).get()) !== null;
+      if (await reservationHolds(existing, now, stored)) return existing!;
+      await this.ctx.storage.put(slot, { id, fingerprint, at: now, pendingUntil: now + pendingMs } satisfies IdempotencyRecord);
+      return null;
+    });
   }
 
   async release(key: string, id: string): Promise<void> {
@@ -386,7 +402,10 @@ export class CloudflareJobStore implements JobStore {
         await this.env.BLOBS.put(key, bytes);
         return key;
       },
-      complete: (id, leaseId, outcome, weightsKey) => this.job(id).complete(leaseId, outcome, weightsKey),
+      complete: async (id, leaseId, outcome, weightsKey) => {
+        if (weightsKey !== null && (await this.env.BLOBS.head(weightsKey)) === null) throw weightsNotUploaded();
+        return this.job(id).complete(leaseId, outcome, weightsKey);
+      },
       release: (id, leaseId) => this.job(id).release(leaseId),
     };
   }
@@ -456,8 +475,8 @@ export class CloudflareJobStore implements JobStore {
     return this.job(id).history(offset, limit);
   }
 
-  async reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null> {
-    return this.index(owner).reserve(key, id, fingerprint);
+  async reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string, pendingMs: number): Promise<IdempotencyRecord | null> {
+    return this.index(owner).reserve(key, id, fingerprint, pendingMs);
   }
 
   async releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void> {
@@ -488,8 +507,7 @@ export class CloudflareJobStore implements JobStore {
     if (info.placement === "gpu-node") {
       const dispatcher = this.dispatcher();
       await dispatcher.push(id);
-      // queued jobs come back here every lease period (their alarm re-sends them), so a job whose
-      // nodes went away is told so within a lease or two
+      // a GPU job's message sent before such jobs went straight to the dispatcher (FineTuneJob.apply)
       if (!(await dispatcher.nodePolledWithin(leasePolicy(this.env).leaseMs))) await this.job(id).waitingForNode();
       return "gpu-node";
     }

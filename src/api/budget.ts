@@ -98,6 +98,21 @@ function optimizerStates(o: OptimizerSpec): number {
   }
 }
 
+/**
+ * The longest a create request is expected to run, in ms: twice its CPU budget (wall time adds
+ * waiting for the CPU and storage) plus 5 s to read the body and store the result. An
+ * Idempotency-Key reserved by a request that has run longer, with no job stored, is taken to
+ * belong to a request that died, and is free again (issue 20, finding 4).
+ *
+ * @example
+ * ```ts
+ * requestBudgetMs(DEFAULT_EDGE_BUDGET); // 25_000
+ * ```
+ */
+export function requestBudgetMs(budget: EdgeBudget): number {
+  return 2 * budget.maxCpuMs + 5_000;
+}
+
 /** How a create request will be served. */
 export type Decision = { run: "sync" } | { run: "async"; placement: "edge" | "gpu-node" };
 

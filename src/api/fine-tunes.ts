@@ -15,7 +15,7 @@ import type { RunPlan } from "../engine/plan.js";
 import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/job.js";
 import type { FineTuneResult, Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
-import { decide } from "./budget.js";
+import { decide, requestBudgetMs } from "./budget.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
@@ -231,7 +231,8 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   if (idempotencyKey) {
     // a retried create gets the first one's answer instead of a second job
     const fingerprint = await sha256Hex(input!);
-    const first = await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint);
+    // a request that dies (a killed server) frees its key once its budget has run out
+    const first = await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint, requestBudgetMs(deps.budget));
     if (first) return replay(c, first.id, first.fingerprint === fingerprint);
   }
   if (decision.run === "async") {
@@ -251,7 +252,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
       ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
       weights_url: null,
     };
-    const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease);
+    const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease, prepared.request.training.epochs);
     await deps.store.submit(state, input!);
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json(state.job, 202);

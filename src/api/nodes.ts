@@ -5,11 +5,15 @@
  * with 409, so a node that was presumed dead cannot overwrite the work of its successor.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { PayloadTooLargeError, RequestValidationError } from "../errors.js";
-import { parseSafetensors } from "../formats/safetensors.js";
+import type { RouteConfig } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { RequestValidationError, UnprocessableError } from "../errors.js";
+import { checkWeights, expectedWeights } from "../jobs/output-check.js";
+import { decodeRunInput } from "../jobs/run-input.js";
 import { weightsKeyOf } from "../jobs/store.js";
-import type { ClaimResponse } from "../schema/node.js";
-import { BINARY, jsonResponse, newRoutes, NODE_TOKEN, openapiReadingBody, problemResponses, readJsonBody, Schemas, TAGS } from "./openapi.js";
+import { NODE_JSON_BODY_MAX_BYTES, type ClaimResponse } from "../schema/node.js";
+import { limitedBytes } from "./body.js";
+import { BINARY, jsonResponse, newRoutes, NODE_TOKEN, openapiReadingBody, problemResponses, readJsonBody as readAnyJsonBody, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
 
 const leaseLost = (id: string) =>
@@ -17,6 +21,11 @@ const leaseLost = (id: string) =>
 
 // One definition per route (see openapi.ts). The JSON bodies are read by the handlers
 // (readJsonBody, with the route's schema): a node's body is JSON whatever its Content-Type.
+// Every body is bounded (413 past the limit, counted as it arrives): a node is trusted with its
+// token, not with the edge's memory (docs/security.md, "GPU nodes").
+
+/** A node's JSON body, validated with its route's schema; 413 past NODE_JSON_BODY_MAX_BYTES. */
+const readJsonBody = <R extends RouteConfig>(c: Context, route: R) => readAnyJsonBody(c, route, { maxBytes: NODE_JSON_BODY_MAX_BYTES });
 
 const JobParams = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" }, description: "The job's id" }) });
 // a missing or stale lease is a 409 lease_lost, like any lease the node no longer holds
@@ -48,9 +57,9 @@ const progressRoute = createRoute({
   method: "post",
   path: "/jobs/{id}/progress",
   operationId: "reportProgress",
-  summary: "Finished epochs; renews the lease; says whether to stop",
+  summary: "Finished epochs, in sequence; renews the lease; says whether to stop",
   request: { params: JobParams, body: { required: true, content: { "application/json": { schema: Schemas.ProgressRequest } } } },
-  responses: { 200: jsonResponse("Lease status", Schemas.LeaseStatus), ...problemResponses(400, 401, 409) },
+  responses: { 200: jsonResponse("Lease status", Schemas.LeaseStatus), ...problemResponses(400, 401, 409, 413, 422) },
 });
 
 const heartbeatRoute = createRoute({
@@ -100,7 +109,7 @@ const completeRoute = createRoute({
   operationId: "completeJob",
   summary: "Finish the job (idempotent: a repeat or a stale lease is not applied)",
   request: { params: JobParams, body: { required: true, content: { "application/json": { schema: Schemas.CompleteRequest } } } },
-  responses: { 200: jsonResponse("Whether it was applied", z.object({ accepted: z.boolean() })), ...problemResponses(400, 401) },
+  responses: { 200: jsonResponse("Whether it was applied", z.object({ accepted: z.boolean() })), ...problemResponses(400, 401, 413, 422) },
 });
 
 /**
@@ -153,7 +162,9 @@ openapiReadingBody(nodes, progressRoute, async (c) => {
   const id = c.req.param("id")!;
   const { lease_id, epochs, engine } = await readJsonBody(c, progressRoute);
   const status = await c.var.deps.store.channel.progress(id, lease_id, epochs, engine);
-  return status.ok ? c.json(status) : leaseLost(id);
+  if (!status.ok) return leaseLost(id);
+  if (status.invalid) throw new UnprocessableError("invalid_progress", [status.invalid]);
+  return c.json({ ok: status.ok, cancel: status.cancel });
 });
 
 /** POST /v1/nodes/jobs/{id}/heartbeat: renews the lease; says whether to stop. */
@@ -161,18 +172,22 @@ openapiReadingBody(nodes, heartbeatRoute, async (c) => {
   const id = c.req.param("id")!;
   const { lease_id } = await readJsonBody(c, heartbeatRoute);
   const status = await c.var.deps.store.channel.heartbeat(id, lease_id);
-  return status.ok ? c.json(status) : leaseLost(id);
+  return status.ok ? c.json({ ok: status.ok, cancel: status.cancel }) : leaseLost(id);
 });
 
-/** PUT /v1/nodes/jobs/{id}/weights?lease_id=...: the fine-tuned safetensors (checked), stored under the lease. */
+/**
+ * PUT /v1/nodes/jobs/{id}/weights?lease_id=...: the fine-tuned safetensors, stored under the
+ * lease once checked against the file the job's run writes (names, shapes, dtype, finite values:
+ * jobs/output-check.ts), so that a node cannot have the owner download anything else.
+ */
 nodes.openapi(weightsRoute, async (c) => {
   const { id } = c.req.valid("param");
-  const length = Number(c.req.header("content-length") ?? "0");
-  if (length > c.var.deps.maxBodyBytes) throw new PayloadTooLargeError("(body)", `weights over ${c.var.deps.maxBodyBytes} bytes`);
-  const bytes = new Uint8Array(await c.req.arrayBuffer());
-  if (bytes.byteLength > c.var.deps.maxBodyBytes) throw new PayloadTooLargeError("(body)", `weights over ${c.var.deps.maxBodyBytes} bytes`);
-  parseSafetensors(bytes, { field: "(body)" }); // a node must upload a valid file
-  const key = await c.var.deps.store.channel.saveWeights(id, c.req.valid("query").lease_id ?? "", bytes);
+  const leaseId = c.req.valid("query").lease_id ?? "";
+  const bytes = await limitedBytes(c.req.raw, c.var.deps.maxBodyBytes);
+  const input = await c.var.deps.store.channel.readInput(id, leaseId);
+  if (input === null) return leaseLost(id);
+  checkWeights(bytes, expectedWeights(decodeRunInput(input)), "(body)");
+  const key = await c.var.deps.store.channel.saveWeights(id, leaseId, bytes);
   return key === null ? leaseLost(id) : c.json({ weights_key: key }, 200);
 });
 
@@ -191,6 +206,7 @@ openapiReadingBody(nodes, completeRoute, async (c) => {
   if (weights_key !== null && weights_key !== weightsKeyOf(id, lease_id)) {
     throw new RequestValidationError([{ path: "weights_key", message: "is not the key returned by this lease's weights upload" }]);
   }
-  const { accepted } = await c.var.deps.store.channel.complete(id, lease_id, outcome, weights_key);
+  const { accepted, invalid } = await c.var.deps.store.channel.complete(id, lease_id, outcome, weights_key);
+  if (invalid) throw new UnprocessableError("invalid_outcome", [invalid]);
   return c.json({ accepted });
 });

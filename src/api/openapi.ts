@@ -31,6 +31,7 @@ import { FineTuneResult } from "../schema/result.js";
 import { ExplainSpec, Explanations } from "../schema/explain.js";
 import { Job, JobList, MetricsPage, Problem } from "../schema/job.js";
 import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest, StopRequest } from "../schema/node.js";
+import { limitedBytes } from "./body.js";
 import type { AppEnv } from "./deps.js";
 
 /**
@@ -164,22 +165,24 @@ type JsonBodyOf<R extends RouteConfig> = R extends { request: { body: { content:
 
 /**
  * The JSON body of a request, validated with the schema its route declares. Read as JSON
- * whatever the Content-Type says; not JSON: 400 at `(body)`; not the schema: 400 naming fields.
+ * whatever the Content-Type says; not JSON: 400 at `(body)`; not the schema: 400 naming fields;
+ * with `maxBytes`, a body larger than that is a 413 (counted as it arrives).
  *
  * @example
  * ```ts
  * const { node, wait_ms } = await readJsonBody(c, claimRoute);
  * ```
  */
-export async function readJsonBody<R extends RouteConfig>(c: Context, route: R): Promise<JsonBodyOf<R>> {
+export async function readJsonBody<R extends RouteConfig>(c: Context, route: R, options: { maxBytes?: number } = {}): Promise<JsonBodyOf<R>> {
   const content = route.request?.body?.content as Record<string, { schema?: unknown }> | undefined;
   const schema = (content?.["application/json"]?.schema ?? null) as z.ZodType | null;
   if (schema === null || typeof (schema as { safeParse?: unknown }).safeParse !== "function") {
     throw new Error(`${route.method.toUpperCase()} ${route.path} declares no zod application/json body`);
   }
+  const text = options.maxBytes === undefined ? await c.req.raw.text() : new TextDecoder().decode(await limitedBytes(c.req.raw, options.maxBytes));
   let value: unknown;
   try {
-    value = await c.req.raw.json();
+    value = JSON.parse(text);
   } catch {
     throw new RequestValidationError([{ path: "(body)", message: "is not valid JSON" }]);
   }

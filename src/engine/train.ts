@@ -25,7 +25,7 @@ import { createReferenceKernels } from "./reference.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
-import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, loraLayout } from "./adapters/output.js";
+import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, fitOutputRange, loraLayout } from "./adapters/output.js";
 import type { NamedTensor } from "./backend.js";
 import { compileForExplanation, explain, EXPLAIN_BATCH_ROWS, explainRows, explainRun, explainWeights } from "./explain/index.js";
 import type { Explanations } from "../schema/explain.js";
@@ -330,9 +330,12 @@ export async function runLoop(
     // ---- result
     // an adapter run's file is its full state, with the layout that converts it to peft or merged
     // on the way out (runPrepared, and the API's downloads: convertWeights)
-    const lora = prepared.model.lora ? loraLayout(prepared.model, prepared.originalNames, request.output.format) : null;
+    const lora = prepared.model.lora
+      ? { ...loraLayout(prepared.model, prepared.originalNames, request.output.format), ...(request.output.overflow === "clamp" ? { overflow: "clamp" as const } : {}) }
+      : null;
     const parameters = await backend.parameters();
-    const weights = writeSafetensors(parameters, {
+    // half-precision output: a weight beyond the format's range is a 422 naming it, or clamped
+    const weights = writeSafetensors(fitOutputRange(parameters, request.output.dtype, request.output.overflow), {
       dtype: request.output.dtype,
       metadata: { format: "pt", producer: "edgetune", ...(lora ? { [ADAPTER_METADATA_KEY]: JSON.stringify(lora) } : {}) },
     });

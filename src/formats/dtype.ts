@@ -247,3 +247,62 @@ function checkSameLength(srcLength: number, outLength: number): void {
     throw new RangeError(`output has ${outLength} elements, source has ${srcLength}`);
   }
 }
+
+/**
+ * The largest finite value of each half-precision format: float16's 65504 and bfloat16's
+ * (2 - 2^-7) * 2^127 (bits 0x7f7f). A float32 beyond them rounds to Inf (IEEE 754 round to
+ * nearest: float16 from 65520 up, bfloat16 from the midpoint 0x7f7f8000 up).
+ *
+ * @example
+ * ```ts
+ * HALF_MAX.float16; // 65504
+ * ```
+ */
+export const HALF_MAX = { float16: 65504, bfloat16: (2 - 2 ** -7) * 2 ** 127 } as const;
+
+/** float32 magnitude bits from which a value rounds to Inf in each format (see f32BitsToF16Bits, f32BitsToBf16Bits). */
+const OVERFLOW_BITS = { float16: 0x477ff000, bfloat16: 0x7f7f8000 } as const;
+
+/**
+ * The index of the first finite value of `data` that `dtype` cannot hold (it would be stored
+ * as +Inf or -Inf), or -1. NaN and Inf are not counted: they are not finite to begin with.
+ *
+ * @example
+ * ```ts
+ * firstHalfOverflow(new Float32Array([1, 70000]), "float16"); // 1
+ * ```
+ */
+export function firstHalfOverflow(data: Float32Array, dtype: "float16" | "bfloat16"): number {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const limit = OVERFLOW_BITS[dtype];
+  for (let i = 0; i < bits.length; i++) {
+    const magnitude = bits[i]! & 0x7fffffff;
+    if (magnitude >= limit && magnitude < 0x7f800000) return i;
+  }
+  return -1;
+}
+
+/**
+ * Clamps, in place, every finite value of `data` beyond `dtype`'s range to its largest finite
+ * value of the same sign (what `output.overflow: "clamp"` asks for); NaN and Inf stay. Returns
+ * how many were clamped.
+ *
+ * @example
+ * ```ts
+ * const data = new Float32Array([70000, -1e6, 2]);
+ * clampToHalfRange(data, "float16"); // 2; data is [65504, -65504, 2]
+ * ```
+ */
+export function clampToHalfRange(data: Float32Array, dtype: "float16" | "bfloat16"): number {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const limit = OVERFLOW_BITS[dtype];
+  const max = HALF_MAX[dtype];
+  let clamped = 0;
+  for (let i = 0; i < bits.length; i++) {
+    const magnitude = bits[i]! & 0x7fffffff;
+    if (magnitude < limit || magnitude >= 0x7f800000) continue;
+    data[i] = bits[i]! >>> 31 ? -max : max;
+    clamped++;
+  }
+  return clamped;
+}

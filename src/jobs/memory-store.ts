@@ -6,7 +6,7 @@
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics } from "../schema/result.js";
 import type { JobEvent } from "./job.js";
-import { EVENTS_PAGE, IDEMPOTENCY_TTL_MS, inputKeyOf, listingKey, weightsKeyOf, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
+import { EVENTS_PAGE, inputKeyOf, reservationHolds, listingKey, weightsKeyOf, weightsNotUploaded, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
 import * as machine from "./state.js";
 import { isFinal } from "./job.js";
 
@@ -46,7 +46,10 @@ export class MemoryJobStore implements JobStore {
         this.blobs.set(key, bytes.slice());
         return key;
       },
-      complete: async (id, leaseId, outcome, weightsKey) => this.apply(id, (s, now) => machine.complete(s, leaseId, outcome, weightsKey, now)),
+      complete: async (id, leaseId, outcome, weightsKey) => {
+        if (weightsKey !== null && !this.blobs.has(weightsKey)) throw weightsNotUploaded();
+        return this.apply(id, (s, now) => machine.complete(s, leaseId, outcome, weightsKey, now));
+      },
       release: async (id, leaseId) => this.apply(id, (s, now) => machine.release(s, leaseId, now, this.policy)),
     };
   }
@@ -176,12 +179,12 @@ export class MemoryJobStore implements JobStore {
 
   private readonly idempotency = new Map<string, IdempotencyRecord>();
 
-  async reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null> {
+  async reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string, pendingMs: number): Promise<IdempotencyRecord | null> {
     const slot = `${owner}:${key}`;
     const existing = this.idempotency.get(slot);
     const now = Date.now();
-    if (existing && now - existing.at < IDEMPOTENCY_TTL_MS) return existing;
-    this.idempotency.set(slot, { id, fingerprint, at: now });
+    if (await reservationHolds(existing, now, async (jobId) => this.records.has(jobId) || this.states.has(jobId))) return existing!;
+    this.idempotency.set(slot, { id, fingerprint, at: now, pendingUntil: now + pendingMs });
     return null;
   }
 

@@ -102,18 +102,32 @@ export async function runClaimedJob(
           answeredAt = now;
           onLease(status);
         },
-        (e) => log(`progress report failed: ${String(e)}`),
+        (e) => {
+          // sent again with the next report: the edge takes epochs only in sequence (a gap is a 422)
+          unreported = [...epochs, ...unreported];
+          log(`progress report failed: ${String(e)}`);
+        },
       );
     };
     log(`job ${job.id}: training (attempt ${claim.attempt}) on ${engine.kernel}${engine.threads > 1 ? ` x${engine.threads} threads` : ""}`);
-    const { result, weights } = await runPreparedRaw(runtime, prepared, {
-      id: job.id,
-      placement: options.placement,
-      signal: controller.signal,
-      onProgress,
-      ...(options.parallel ? { parallel: options.parallel } : {}),
-      ...(onGpu ? { gpu: options.gpu, gpuMinFlopsPerStep: options.gpuMinFlopsPerStep } : {}),
-    });
+    let run;
+    try {
+      run = await runPreparedRaw(runtime, prepared, {
+        id: job.id,
+        placement: options.placement,
+        signal: controller.signal,
+        onProgress,
+        ...(options.parallel ? { parallel: options.parallel } : {}),
+        ...(onGpu ? { gpu: options.gpu, gpuMinFlopsPerStep: options.gpuMinFlopsPerStep } : {}),
+      });
+    } catch (e) {
+      // a refusal of the run itself (a half-precision output out of range, issue 20 finding 7)
+      // ends the job with its reason: another attempt would meet it again
+      if (!(e instanceof EdgetuneError) || leaseLost) throw e;
+      await channel.complete(job.id, leaseId, { failure: e.message }, null);
+      return "failed";
+    }
+    const { result, weights } = run;
     if (leaseLost) {
       log(`job ${job.id}: lease lost; abandoning this attempt`);
       return "lease_lost";

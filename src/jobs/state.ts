@@ -17,6 +17,7 @@
  * storage instead of rewriting everything so far (issue 20, finding 1). The job keeps the last
  * HISTORY_TAIL epochs in `metrics.history` for GET; GET /v1/fine-tunes/{id}/metrics pages the rest.
  */
+import type { FieldIssue } from "../errors.js";
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics, FineTuneResult } from "../schema/result.js";
 import { boundedMetrics, finalEvent, isFinal, type JobEvent } from "./job.js";
@@ -48,6 +49,11 @@ export interface JobState {
   cancelRequested: boolean;
   /** Storage key of the final weights, once completed with weights. */
   weightsKey: string | null;
+  /**
+   * The run's training.epochs: no worker may report an epoch past it. Absent in states stored
+   * before it was kept (then nothing bounds them but the sequence).
+   */
+  epochs?: number;
 }
 
 /**
@@ -150,11 +156,19 @@ function setStatus(state: JobState, status: Job["status"], at: string, extra: Pa
  *
  * @example
  * ```ts
- * const { state, effects } = createQueued(job, owner, "gpu-node", `inputs/${job.id}`, Date.now(), policy);
+ * const { state, effects } = createQueued(job, owner, "gpu-node", `inputs/${job.id}`, Date.now(), policy, 20);
  * // effects.enqueue === true
  * ```
  */
-export function createQueued(job: Job, owner: string, placement: JobState["placement"], inputKey: string, now: number, policy: LeasePolicy): Outcome {
+export function createQueued(
+  job: Job,
+  owner: string,
+  placement: JobState["placement"],
+  inputKey: string,
+  now: number,
+  policy: LeasePolicy,
+  epochs?: number,
+): Outcome {
   const state: JobState = {
     job: { ...job, status: "queued" },
     owner,
@@ -166,6 +180,7 @@ export function createQueued(job: Job, owner: string, placement: JobState["place
     lease: null,
     cancelRequested: false,
     weightsKey: null,
+    ...(epochs === undefined ? {} : { epochs }),
   };
   return { state: emit(state, "status", { status: "queued", attempt: 0 }), effects: { enqueue: true, alarmAt: now + policy.leaseMs } };
 }
@@ -211,8 +226,26 @@ export function heartbeat(state: JobState, leaseId: string, now: number, policy:
 }
 
 /**
+ * Why a worker's epochs cannot be taken, or null: each history entry is one epoch, so the first
+ * epoch not yet recorded must follow the last recorded one, and none may pass the run's epochs.
+ * `epochs` is in sequence already (the node schema checks it); `path` names the list.
+ */
+function sequenceIssue(state: JobState, epochs: readonly EpochMetrics[], path: string): FieldIssue | null {
+  const last = state.job.metrics?.history.at(-1)?.epoch ?? 0;
+  const first = epochs.findIndex((e) => e.epoch > last);
+  if (first < 0) return null;
+  if (epochs[first]!.epoch !== last + 1) {
+    return { path: `${path}[${first}].epoch`, message: `is ${epochs[first]!.epoch}, but the last epoch reported is ${last}: epochs must be in sequence` };
+  }
+  const past = state.epochs === undefined ? -1 : epochs.findIndex((e) => e.epoch > state.epochs!);
+  if (past >= 0) return { path: `${path}[${past}].epoch`, message: `is ${epochs[past]!.epoch}, past the run's ${state.epochs} epochs` };
+  return null;
+}
+
+/**
  * The lease holder reports progress: epoch metrics (each epoch once per attempt) and the
- * engine it runs on. Also renews the lease.
+ * engine it runs on. Also renews the lease. Epochs out of sequence or past the run's are not
+ * taken (`invalid` says why; the lease is renewed all the same).
  *
  * @example
  * ```ts
@@ -226,9 +259,11 @@ export function progress(
   now: number,
   policy: LeasePolicy,
   engine?: Job["engine"],
-): Outcome<{ ok: boolean; cancel: boolean }> {
+): Outcome<{ ok: boolean; cancel: boolean; invalid?: FieldIssue }> {
   const beat = heartbeat(state, leaseId, now, policy);
   if (!beat.ok) return beat;
+  const invalid = sequenceIssue(beat.state, epochs, "epochs");
+  if (invalid) return { ...beat, invalid };
   const fresh = newEntries(beat.state, epochs);
   let next = record(beat.state, fresh);
   const before = next.job.metrics ?? { history: [], epochs: 0, best_epoch: null, steps: 0, samples_per_second: 0, duration_ms: 0 };
@@ -239,7 +274,9 @@ export function progress(
 
 /**
  * The lease holder finishes: the run's result (weights already stored at `weightsKey`), or a
- * failure. A second completion, or one from a stale lease, changes nothing.
+ * failure. A second completion, or one from a stale lease, changes nothing. A job whose owner
+ * asked to cancel ends `cancelled` whatever the worker says it did (issue 20, finding 3); a
+ * history out of sequence or past the run's epochs is not taken (`invalid`).
  *
  * @example
  * ```ts
@@ -253,7 +290,7 @@ export function complete(
   result: Omit<FineTuneResult, "weights" | "id"> | { failure: string },
   weightsKey: string | null,
   now: number,
-): Outcome<{ accepted: boolean }> {
+): Outcome<{ accepted: boolean; invalid?: FieldIssue }> {
   if (!holdsLease(state, leaseId)) return { state, effects: {}, accepted: false };
   const at = new Date(now).toISOString();
   let next: JobState = { ...state, lease: null };
@@ -261,13 +298,18 @@ export function complete(
     next = setStatus(next, "failed", at, { error: { code: "failed", message: result.failure } });
     return { state: next, effects: { alarmAt: null }, accepted: true };
   }
+  const invalid = sequenceIssue(state, result.metrics.history, "outcome.metrics.history");
+  if (invalid) return { state, effects: {}, accepted: false, invalid };
+  const cancelled = state.cancelRequested && result.status !== "cancelled" && result.status !== "failed";
+  const status = cancelled ? "cancelled" : result.status;
+  const error = cancelled ? { code: "cancelled", message: `cancelled by the caller; the worker finished the run (${result.status}) before it stopped` } : (result.error ?? null);
   // epochs the worker ran but had not reported yet (reports are coalesced): logged now
   next = record({ ...next, weightsKey }, newEntries(next, result.metrics.history));
-  next = setStatus(next, result.status, at, {
+  next = setStatus(next, status, at, {
     metrics: boundedMetrics(result.metrics),
     engine: result.engine,
     plan: { ...state.job.plan, placement: result.plan.placement },
-    error: result.error ?? null,
+    error,
     ...(result.adapter_config ? { adapter_config: result.adapter_config } : {}),
     ...(result.warnings ? { warnings: result.warnings } : {}),
     ...(result.explanations ? { explanations: result.explanations } : {}),
@@ -316,8 +358,11 @@ export function requestCancel(state: JobState, now: number): Outcome<{ changed: 
 
 /**
  * The timer: a running job whose lease lapsed goes back to the queue (or fails after
- * maxAttempts, or ends cancelled if that was asked); a queued job is re-dispatched, since a
- * queue message may have been lost (a restarted dev server, a dead consumer).
+ * maxAttempts, or ends cancelled if that was asked). A queued edge job is re-sent every lease
+ * period, since a Queue message may have been lost (a restarted dev server, a dead consumer). A
+ * queued GPU-node job is dispatched once more (the dispatcher keeps each id once, so this only
+ * repairs a push that never happened) and then has no timer: it waits in the dispatcher's
+ * durable list, costing nothing until a node asks for work (issue 20, finding 5).
  *
  * @example
  * ```ts
@@ -327,7 +372,7 @@ export function requestCancel(state: JobState, now: number): Outcome<{ changed: 
  */
 export function onAlarm(state: JobState, now: number, policy: LeasePolicy): Outcome {
   const at = new Date(now).toISOString();
-  if (state.job.status === "queued") return { state, effects: { enqueue: true, alarmAt: now + policy.leaseMs } };
+  if (state.job.status === "queued") return { state, effects: { enqueue: true, alarmAt: state.placement === "gpu-node" ? null : now + policy.leaseMs } };
   if (state.job.status !== "running" || state.lease === null) return { state, effects: { alarmAt: null } };
   if (state.lease.expiresAt > now) return { state, effects: { alarmAt: state.lease.expiresAt } };
   const lost = { ...state, lease: null };

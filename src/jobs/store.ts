@@ -3,6 +3,7 @@
  * Object per job, a Durable Object index per API key and R2 for weights (worker/store.ts);
  * Node processes and tests use the in-process MemoryJobStore.
  */
+import { UnprocessableError, type FieldIssue } from "../errors.js";
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics, FineTuneResult } from "../schema/result.js";
 import type { JobEvent } from "./job.js";
@@ -35,6 +36,8 @@ export interface LeaseStatus {
   ok: boolean;
   /** true: the owner cancelled; stop and complete with the run's cancelled result. */
   cancel: boolean;
+  /** Epochs that were not taken (out of sequence, past the run's epochs), and why: a 422 to the node. */
+  invalid?: FieldIssue;
 }
 
 /** How a run ended, as its worker reports it (the weights are stored separately). */
@@ -51,7 +54,11 @@ export interface WorkerChannel {
   heartbeat(id: string, leaseId: string): Promise<LeaseStatus>;
   /** Stores the weights under this lease; null when the lease is no longer held. */
   saveWeights(id: string, leaseId: string, bytes: Uint8Array): Promise<string | null>;
-  complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }>;
+  /**
+   * Ends the job with the worker's outcome. `invalid`: its history was not taken (a 422); throws
+   * UnprocessableError at `weights_key` when no weights were stored under that key.
+   */
+  complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean; invalid?: FieldIssue }>;
   /** Hands a claimed job back untrained (queued again, the attempt not counted); false when the lease is no longer held. */
   release(id: string, leaseId: string): Promise<{ accepted: boolean }>;
 }
@@ -115,12 +122,27 @@ export interface JobStore {
   readonly channel: WorkerChannel;
 
   /**
-   * Reserves the owner's Idempotency-Key for job `id`; returns null when it was free (or
-   * expired), else what it was reserved for. Reservations last IDEMPOTENCY_TTL_MS.
+   * Reserves the owner's Idempotency-Key for job `id`; returns null when it was free, else what
+   * it was reserved for. Reservations last IDEMPOTENCY_TTL_MS, but one whose job was never
+   * stored lasts only `pendingMs` (the request's own budget): past that, the request that made
+   * it has died (a crashed or killed server), and the key is free again (issue 20, finding 4).
    */
-  reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string): Promise<IdempotencyRecord | null>;
+  reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string, pendingMs: number): Promise<IdempotencyRecord | null>;
   /** Frees a reservation whose request failed before creating job `id`. */
   releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void>;
+}
+
+/**
+ * The refusal of a completion that names weights never stored (their upload was refused, or
+ * never made): the job keeps running under its lease.
+ *
+ * @example
+ * ```ts
+ * if (weightsKey !== null && !(await exists(weightsKey))) throw weightsNotUploaded();
+ * ```
+ */
+export function weightsNotUploaded(): UnprocessableError {
+  return new UnprocessableError("weights_not_uploaded", [{ path: "weights_key", message: "names no stored weights: upload them (PUT .../weights) and complete with the key it answers" }]);
 }
 
 /** One page of a job's history: `entries` from the asked offset, of `total` stored so far. */
@@ -138,6 +160,12 @@ export interface IdempotencyRecord {
   /** SHA-256 (hex) of the request as trained: a key reused for another request is refused. */
   fingerprint: string;
   at: number;
+  /**
+   * Until when the request that reserved the key may still be running (ms since epoch): past
+   * it, a key whose job was never stored is free again. Absent in records stored before it was
+   * kept: those are held for IDEMPOTENCY_TTL_MS.
+   */
+  pendingUntil?: number;
 }
 
 /**
@@ -154,6 +182,23 @@ export function inputKeyOf(id: string): string {
 
 /** How long an Idempotency-Key is remembered: 24 hours. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Whether a stored reservation still holds its Idempotency-Key at `now`: for IDEMPOTENCY_TTL_MS
+ * once its job is stored, but only until `pendingUntil` while it is not. A request that died
+ * (SIGKILL, a crashed isolate) never stores its job nor releases the key; without this its
+ * retries would answer 409 "still running" for a day (issue 20, finding 4).
+ *
+ * @example
+ * ```ts
+ * if (await reservationHolds(existing, Date.now(), async (id) => (await store.get(id)) !== null)) return existing;
+ * ```
+ */
+export async function reservationHolds(existing: IdempotencyRecord | undefined, now: number, jobStored: (id: string) => Promise<boolean>): Promise<boolean> {
+  if (existing === undefined || now - existing.at >= IDEMPOTENCY_TTL_MS) return false;
+  if (existing.pendingUntil === undefined || now < existing.pendingUntil) return true;
+  return jobStored(existing.id);
+}
 
 /**
  * A listing key that sorts newest first: the creation time inverted, then the id.

@@ -380,6 +380,12 @@ export const FineTuneRequest = z.strictObject({
        * or "merged" (the base's names, W0 + scaling * B @ A).
        */
       format: z.enum(["full", "peft", "merged"]).default("full"),
+      /**
+       * float16/bfloat16 output of a weight beyond the format's range (float16: 65504): "error"
+       * refuses the result with a 422 naming the tensor; "clamp" stores the largest finite value
+       * of that sign instead of the Inf that rounding gives (issue 20, finding 7).
+       */
+      overflow: z.enum(["error", "clamp"]).default("error"),
     })
     .prefault({}),
   /** Explanations of the fine-tuned model, computed after training (docs/explain.md). */

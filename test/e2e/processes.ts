@@ -23,11 +23,13 @@ export interface Proc {
   output: () => string;
 }
 
-function start(args: string[], env: Record<string, string> = {}): Proc {
+function start(args: string[], env: Record<string, string> = {}, options: { group?: boolean } = {}): Proc {
   const child = spawn(process.execPath, args, {
     cwd: root,
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    // its own process group, so that killGroup reaches workerd (wrangler's child) as well
+    detached: options.group === true,
   });
   let output = "";
   child.stdout!.on("data", (d) => (output += d));
@@ -40,10 +42,15 @@ function start(args: string[], env: Record<string, string> = {}): Proc {
  * It runs as local development (EDGETUNE_DEV=true, as `npm run dev` does) unless `production`:
  * then it has only wrangler.toml's vars and `vars`, as a deployed Worker would.
  */
-export async function startWranglerDev(port: number, persist: string, vars: Record<string, string> = {}, options: { production?: boolean } = {}): Promise<Proc> {
+export async function startWranglerDev(
+  port: number,
+  persist: string,
+  vars: Record<string, string> = {},
+  options: { production?: boolean; /** its own process group, for killGroup */ group?: boolean } = {},
+): Promise<Proc> {
   const all = options.production ? vars : { EDGETUNE_DEV: "true", ...vars };
   const varArgs = Object.entries(all).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-  const proc = start([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...varArgs]);
+  const proc = start([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...varArgs], {}, { group: options.group === true });
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (proc.child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${proc.output()}`);
@@ -75,6 +82,18 @@ export async function stop(proc: Proc | undefined, signal: NodeJS.Signals = "SIG
   proc.child.kill(signal);
   await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
   if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill("SIGKILL");
+}
+
+/**
+ * Sends `signal` to the whole process group of a process started with `group: true` (wrangler
+ * dev and the workerd it runs: a SIGKILL of wrangler alone would leave workerd serving), and
+ * waits until the leader has exited.
+ */
+export async function killGroup(proc: Proc, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  const exited = new Promise((r) => proc.child.once("exit", r));
+  process.kill(-proc.child.pid!, signal);
+  await exited;
 }
 
 /** Polls until `check` returns a value (not undefined), or fails after `ms`. */

@@ -51,6 +51,34 @@ describe("job state machine", () => {
     expect(twice.state).toBe(done.state);
   });
 
+  it("complete: a cancel-requested job ends cancelled whatever the worker reports (issue 20, finding 3)", () => {
+    const running = m.claim(queued(), "n1", 0, policy, "L1").state;
+    const flagged = m.requestCancel(running, 10).state;
+    const done = m.complete(flagged, "L1", outcome, "weights/k", 50);
+    expect(done.accepted).toBe(true);
+    expect(done.state.job.status).toBe("cancelled");
+    expect(done.state.job.error).toMatchObject({ code: "cancelled" });
+    expect(done.state.unsaved.events.at(-1)!.event).not.toBe("done");
+    // a failure stays a failure
+    expect(m.complete(flagged, "L1", { failure: "out of memory" }, null, 50).state.job.status).toBe("failed");
+  });
+
+  it("progress and complete: epochs must follow the last one reported and stay within the run's epochs (issue 20, finding 3)", () => {
+    const e = (epoch: number) => ({ epoch, train_loss: 1, lr: 0.1 });
+    const running = m.claim(m.createQueued(job, "owner", "gpu-node", "inputs/x", 0, policy, 3).state, "n1", 0, policy, "L1").state;
+    const gap = m.progress(running, "L1", [e(2)], 100, policy);
+    expect(gap.invalid).toEqual({ path: "epochs[0].epoch", message: expect.stringMatching(/last epoch reported is 0/) });
+    expect(gap.state.job.metrics).toBeNull();
+    expect(gap.state.lease!.expiresAt).toBe(1100); // renewed all the same
+    const one = m.progress(running, "L1", [e(1)], 100, policy).state;
+    const past = m.progress(one, "L1", [e(1), e(2), e(3), e(4)], 200, policy);
+    expect(past.invalid).toEqual({ path: "epochs[3].epoch", message: expect.stringMatching(/past the run's 3 epochs/) });
+    expect(past.state.job.metrics!.history.map((h) => h.epoch)).toEqual([1]);
+    const tooLong = m.complete(one, "L1", { ...outcome, metrics: { ...outcome.metrics, history: [e(1), e(2), e(3), e(4)] } }, "weights/k", 300);
+    expect(tooLong).toMatchObject({ accepted: false, invalid: { path: "outcome.metrics.history[3].epoch" } });
+    expect(tooLong.state).toBe(one);
+  });
+
   it("alarm: a lapsed lease requeues (new attempt), then fails after maxAttempts", () => {
     let s = m.claim(queued(), "n1", 0, policy, "L1").state;
     expect(m.onAlarm(s, 999, policy).state).toBe(s); // not lapsed yet
@@ -64,8 +92,10 @@ describe("job state machine", () => {
     expect(r2.state.job).toMatchObject({ status: "failed", error: { code: "worker_lost" } });
   });
 
-  it("alarm: a queued job is re-dispatched (a lost message)", () => {
-    expect(m.onAlarm(queued(), 5000, policy).effects).toEqual({ enqueue: true, alarmAt: 6000 });
+  it("alarm: a queued edge job is re-sent every lease (a lost Queue message); a queued GPU-node job once, then no timer (issue 20, finding 5)", () => {
+    const edge = m.createQueued(job, "owner", "edge", "inputs/x", 0, policy).state;
+    expect(m.onAlarm(edge, 5000, policy).effects).toEqual({ enqueue: true, alarmAt: 6000 });
+    expect(m.onAlarm(queued(), 5000, policy).effects).toEqual({ enqueue: true, alarmAt: null });
   });
 
   it("cancel: queued ends at once; running is flagged and told; a dead worker ends it cancelled", () => {

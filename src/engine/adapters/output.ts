@@ -11,6 +11,7 @@
  * https://github.com/huggingface/peft/blob/main/src/peft/utils/save_and_load.py
  */
 import { UnprocessableError } from "../../errors.js";
+import { clampToHalfRange, firstHalfOverflow, HALF_MAX } from "../../formats/dtype.js";
 import { parseSafetensors, readTensorF32, writeSafetensors } from "../../formats/safetensors.js";
 import type { NamedTensor } from "../backend.js";
 import type { CompiledModel } from "../graph/types.js";
@@ -43,6 +44,8 @@ export interface LoraLayout {
   readonly trained: readonly string[];
   /** The model's own name of a tensor renamed after its checkpoint (a base file without its prefix). */
   readonly original: Readonly<Record<string, string>>;
+  /** The request's output.overflow, for a merged download in half precision (absent: "error"). */
+  readonly overflow?: "error" | "clamp";
 }
 
 /**
@@ -155,7 +158,9 @@ export function convertWeights(bytes: Uint8Array, format?: string): Uint8Array {
   // PEFT's adapter_model.safetensors carries {"format": "pt"} and nothing else
   const metadata: Record<string, string> = target === "peft" ? { format: "pt" } : { format: "pt", producer: "edgetune" };
   if (target === "full") metadata[ADAPTER_METADATA_KEY] = json;
-  return writeSafetensors(adapterOutput(tensors, layout, target), { dtype, metadata });
+  // a merged weight W0 + s * B @ A can leave the half range that its parts were in
+  const out = dtype === "float32" ? adapterOutput(tensors, layout, target) : fitOutputRange(adapterOutput(tensors, layout, target), dtype, layout.overflow ?? "error", "format");
+  return writeSafetensors(out, { dtype, metadata });
 }
 
 /** The config.json model types whose adapters Workers AI serves: their adapter_config carries model_type. */
@@ -220,4 +225,45 @@ export function adapterConfig(spec: LoraAdapter, model: CompiledModel, task: HfT
   };
   if (modelType && WORKERS_AI_MODEL_TYPES.has(modelType)) config.model_type = modelType;
   return Object.fromEntries(Object.entries(config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/**
+ * Fits a run's output tensors to a half-precision output dtype before they are written, where
+ * rounding a weight beyond the format's range (float16: 65504) would store +Inf or -Inf
+ * (issue 20, finding 7): `overflow` "error" throws UnprocessableError `output_overflow` (422) at
+ * `path` naming the first such tensor and value; "clamp" returns copies of those tensors with
+ * each such value at the format's largest finite value of its sign. float32 output, integer
+ * buffers and tensors within range are returned as they are (never modified).
+ *
+ * @example
+ * ```ts
+ * const fitted = fitOutputRange(parameters, request.output.dtype, request.output.overflow);
+ * writeSafetensors(fitted, { dtype: request.output.dtype });
+ * ```
+ */
+export function fitOutputRange<T extends { name: string; data: Float32Array; dtype?: "I64" }>(
+  tensors: readonly T[],
+  dtype: "float32" | "float16" | "bfloat16",
+  overflow: "error" | "clamp",
+  path = "output.dtype",
+): T[] {
+  if (dtype === "float32") return [...tensors];
+  return tensors.map((t) => {
+    if (t.dtype === "I64") return t;
+    const at = firstHalfOverflow(t.data, dtype);
+    if (at < 0) return t;
+    if (overflow === "error") {
+      throw new UnprocessableError("output_overflow", [
+        {
+          path,
+          message:
+            `is ${dtype}, but tensor ${JSON.stringify(t.name)} holds ${t.data[at]} (at index ${at}), beyond ${dtype}'s largest finite value ` +
+            `${HALF_MAX[dtype]}: it would be stored as ${t.data[at]! > 0 ? "+" : "-"}Inf. Ask for output.overflow "clamp" to store the largest finite value instead, or for float32`,
+        },
+      ]);
+    }
+    const data = t.data.slice();
+    clampToHalfRange(data, dtype);
+    return { ...t, data };
+  });
 }

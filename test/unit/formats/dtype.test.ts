@@ -1,6 +1,9 @@
 import { describe, it, expect } from "vitest";
 import {
   bf16BitsToF32,
+  clampToHalfRange,
+  firstHalfOverflow,
+  HALF_MAX,
   decodeBf16,
   decodeF16,
   encodeBf16,
@@ -209,5 +212,32 @@ describe("bfloat16", () => {
     expect(back[1]).toBe(bf16BitsToF32(0x3dcd));
     expect(Number.isNaN(back[2])).toBe(true);
     expect(back[3]).toBe(-Infinity);
+  });
+});
+
+describe("half-precision range (issue 20, finding 7)", () => {
+  it("firstHalfOverflow finds the first finite value that rounds to Inf; NaN and Inf are not overflow", () => {
+    expect(firstHalfOverflow(new Float32Array([]), "float16")).toBe(-1);
+    expect(firstHalfOverflow(new Float32Array([NaN, Infinity, -Infinity, 65504, 65519.996, -65519]), "float16")).toBe(-1);
+    expect(firstHalfOverflow(new Float32Array([1, -65520]), "float16")).toBe(1);
+    // the same boundary as the encoder's: everything it maps to Inf, and nothing else
+    for (const v of [65504, 65519, 65519.99, 65520, 65536, 1e6, HALF_MAX.bfloat16, 3.3961e38, 3.4e38]) {
+      for (const dtype of ["float16", "bfloat16"] as const) {
+        const inf = dtype === "float16" ? (f32ToF16Bits(v) & 0x7fff) === 0x7c00 : (f32ToBf16Bits(v) & 0x7fff) === 0x7f80;
+        expect(firstHalfOverflow(new Float32Array([v]), dtype), `${v} ${dtype}`).toBe(inf ? 0 : -1);
+      }
+    }
+  });
+
+  it("clampToHalfRange puts overflowing values at the largest finite value of their sign, in place", () => {
+    const data = new Float32Array([70000, -1e6, 2, NaN, Infinity, 65504]);
+    expect(clampToHalfRange(data, "float16")).toBe(2);
+    expect([...data.slice(0, 3)]).toEqual([65504, -65504, 2]);
+    expect(Number.isNaN(data[3])).toBe(true);
+    expect(data[4]).toBe(Infinity);
+    expect(f32ToF16Bits(data[0]!)).toBe(0x7bff);
+    const b = new Float32Array([3.4e38, -3.4e38]);
+    expect(clampToHalfRange(b, "bfloat16")).toBe(2);
+    expect([f32ToBf16Bits(b[0]!), f32ToBf16Bits(b[1]!)]).toEqual([0x7f7f, 0xff7f]);
   });
 });

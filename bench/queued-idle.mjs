@@ -1,0 +1,116 @@
+// What queued GPU-node jobs cost while no node polls (issue 20, finding 5): a real `wrangler dev`
+// gets JOBS GPU-node jobs and no node; over SECONDS this samples workerd's RSS and CPU time
+// (/proc, every workerd process under wrangler) and the latency of GET /v1/fine-tunes?limit=20.
+// LEASE_SECONDS is short (default 5) so that a periodic re-dispatch, once per lease per job,
+// shows within the window. `--root DIR` runs another checkout's Worker (its own wrangler.toml
+// and sources), to compare before and after.
+//   node bench/queued-idle.mjs [--jobs 500] [--seconds 60] [--lease 5] [--root DIR]
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort, root as here, stats } from "./lib.mjs";
+
+const rest = process.argv.slice(2);
+const arg = (name, fallback) => {
+  const i = rest.indexOf(`--${name}`);
+  return i >= 0 ? rest[i + 1] : fallback;
+};
+const JOBS = Number(arg("jobs", 500));
+const SECONDS = Number(arg("seconds", 60));
+const LEASE = arg("lease", "5");
+const ROOT = arg("root", here);
+
+const work = mkdtempSync(join(tmpdir(), "edgetune-bench-idle-"));
+const port = await freePort();
+const base = `http://127.0.0.1:${port}`;
+const child = spawn(
+  process.execPath,
+  [join(here, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", join(work, "state"), "--var", "EDGETUNE_DEV:true", "--var", `LEASE_SECONDS:${LEASE}`, "--var", "RATE_LIMIT_PER_MINUTE:0"],
+  { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: ["ignore", "pipe", "pipe"], detached: true },
+);
+let output = "";
+child.stdout.on("data", (d) => (output += d));
+child.stderr.on("data", (d) => (output += d));
+const stop = () => {
+  try {
+    process.kill(-child.pid, "SIGKILL");
+  } catch {
+    // gone
+  }
+  rmSync(work, { recursive: true, force: true });
+};
+process.once("exit", stop);
+
+for (let deadline = Date.now() + 90_000; ; ) {
+  if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output.slice(-2000)}`);
+  try {
+    if ((await fetch(`${base}/healthz`)).ok) break;
+  } catch {
+    // not yet
+  }
+  await new Promise((r) => setTimeout(r, 250));
+}
+
+/** workerd processes in wrangler's process group. */
+function workerdPids() {
+  const lines = execFileSync("ps", ["-o", "pid=,pgid=,comm=", "-A"], { encoding: "utf8" }).trim().split("\n");
+  return lines.map((l) => l.trim().split(/\s+/)).filter(([, pgid, comm]) => Number(pgid) === child.pid && comm.startsWith("workerd")).map(([pid]) => Number(pid));
+}
+const TICK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
+function sample() {
+  let rss = 0;
+  let cpu = 0;
+  for (const pid of workerdPids()) {
+    rss += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024;
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    cpu += (Number(fields[11]) + Number(fields[12])) / TICK; // utime + stime, s
+  }
+  return { rss, cpu, at: Date.now() };
+}
+
+const job = {
+  mode: "async",
+  placement: "gpu-node",
+  model: { layers: [{ type: "linear", in_features: 4, out_features: 3 }] },
+  data: { train: { x: [[0, 1, 2, 3], [1, 2, 3, 4]], y: [0, 1] } },
+  training: { epochs: 1, batch_size: 2, loss: { type: "cross_entropy" } },
+};
+const body = JSON.stringify(job);
+for (let i = 0; i < JOBS; i += 10) {
+  await Promise.all(
+    Array.from({ length: Math.min(10, JOBS - i) }, async () => {
+      const res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      if (res.status !== 202) throw new Error(`create answered ${res.status}: ${await res.text()}`);
+    }),
+  );
+}
+const list = async () => {
+  const t = performance.now();
+  const res = await fetch(`${base}/v1/fine-tunes?limit=20`);
+  await res.arrayBuffer();
+  return performance.now() - t;
+};
+const start = sample();
+const early = [];
+const late = [];
+const end = Date.now() + SECONDS * 1000;
+while (Date.now() < end) {
+  const ms = await list();
+  if (Date.now() - start.at < 15_000) early.push(ms);
+  if (end - Date.now() < 15_000) late.push(ms);
+  await new Promise((r) => setTimeout(r, 500));
+}
+const last = sample();
+const mb = (b) => (b / 2 ** 20).toFixed(1);
+const result = {
+  root: ROOT,
+  jobs: JOBS,
+  seconds: SECONDS,
+  lease_seconds: Number(LEASE),
+  workerd_rss_mb: { start: mb(start.rss), end: mb(last.rss), growth: mb(last.rss - start.rss) },
+  workerd_cpu_percent_of_a_core: ((100 * (last.cpu - start.cpu)) / ((last.at - start.at) / 1000)).toFixed(1),
+  list_p50_ms: { first_15s: Number(stats(early).p50.toFixed(1)), last_15s: Number(stats(late).p50.toFixed(1)) },
+};
+console.log(JSON.stringify(result, null, 2));
+process.exit(0);

@@ -43,8 +43,9 @@ export const DEFAULT_EDGE_BUDGET: EdgeBudget = {
  * estimateCpuMs({ flops: 2e9, steps: 640 }, DEFAULT_EDGE_BUDGET); // 100 + 19.2 ms
  * ```
  */
-export function estimateCpuMs(plan: Pick<RunPlan, "flops" | "steps">, budget: EdgeBudget): number {
-  return plan.flops / budget.flopsPerMs + plan.steps * budget.stepOverheadMs;
+export function estimateCpuMs(plan: Pick<RunPlan, "flops" | "steps" | "lr_finder_steps">, budget: EdgeBudget): number {
+  // the learning-rate range test's steps (lr "auto") run in the job too; their FLOPs are in flops
+  return plan.flops / budget.flopsPerMs + (plan.steps + (plan.lr_finder_steps ?? 0)) * budget.stepOverheadMs;
 }
 
 /** How a create request will be served. */

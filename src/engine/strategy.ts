@@ -33,7 +33,7 @@ export const LR_FINDER = {
 
 /**
  * The learning rate of range-test step `i` (0-based): fastai's SchedExp at pos = i / num_it,
- * start * (end / start) ** pos. Step 0 runs at 1e-7; step 99 at 10 ** -0.92 (pos 0.99).
+ * start * (end / start) ** pos. Step 0 runs at 1e-7, step 50 at 1e-3, step 99 at 10 ** 0.92 (pos 0.99).
  *
  * @example
  * ```ts
@@ -136,8 +136,9 @@ export async function lrRangeTest(backend: TrainingBackend, prepared: PreparedRu
     const pending = backend.step({ order: t.shuffle ? order : null, start, rows: Math.min(t.batch_size, rows - start) }, mixSeed(seed, i + 1));
     const outcome = pending instanceof Promise ? await pending : pending;
     if ("fault" in outcome) break;
-    // AvgSmoothLoss: torch.lerp(loss, val, beta), debiased by 1 - beta^count
-    average = LR_FINDER.beta * average + (1 - LR_FINDER.beta) * outcome.loss;
+    // AvgSmoothLoss: torch.lerp(loss, val, beta) (weight >= 0.5: end - (end - start) * (1 - weight)),
+    // debiased by 1 - beta^count
+    average = average - (average - outcome.loss) * (1 - LR_FINDER.beta);
     const smooth = average / (1 - LR_FINDER.beta ** (i + 1));
     lrs.push(lr);
     losses.push(smooth);

@@ -167,7 +167,7 @@ describe('a run with lr "auto"', () => {
 });
 
 /** A table of given targets (values only matter to chooseLoss). */
-const targets = (y: number[], perRow = 1): Table => ({ rows: y.length / perRow, features: 1, targets: perRow, x: new Float32Array(y.length / perRow), y: Float32Array.from(y) });
+const targets = (y: number[], perRow = 1): Table => ({ rows: y.length / perRow, features: 1, targets: perRow, x: new Float32Array(y.length / perRow), y: Float32Array.from(y), targetsWereScalar: perRow === 1 });
 
 describe('loss "auto": from the targets and the output width', () => {
   it("integer classes and more than one output: cross_entropy", () => {

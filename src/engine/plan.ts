@@ -32,7 +32,14 @@ export interface RunPlan extends Omit<Plan, "placement" | "groups"> {
   totalSchedulerSteps: number;
 }
 
-/** What the run does besides its epochs. */
+/**
+ * What the run does besides its epochs.
+ *
+ * @example
+ * ```ts
+ * planRun(request, model, output, data, { lrFinderSteps: 100 }).lr_finder_steps; // 100
+ * ```
+ */
 export interface PlanOptions {
   /**
    * Steps of the learning-rate range test before training (lr "auto": LR_FINDER.steps, an upper

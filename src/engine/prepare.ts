@@ -89,7 +89,14 @@ export interface PreparedRun {
   lrFinder?: { lr: boolean; maxLr: boolean } | null;
 }
 
-/** How prepareRun chooses what the request leaves to it. */
+/**
+ * How prepareRun chooses what the request leaves to it.
+ *
+ * @example
+ * ```ts
+ * prepareRun(request, tables, { memoryBudgetBytes: 96 * 2 ** 20 }).plan.batch_size; // "auto" fitted to the Worker
+ * ```
+ */
 export interface PrepareOptions {
   /**
    * The memory budget "batch_size": "auto" fits the plan to (the placement's: the in-Worker

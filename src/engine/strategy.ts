@@ -19,6 +19,11 @@ import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 /**
  * The range test's settings, fastai's `lr_find` defaults: start_lr 1e-7, end_lr 10, num_it 100,
  * stop_div (a smoothed loss above 4x its minimum), AvgSmoothLoss beta 0.98.
+ *
+ * @example
+ * ```ts
+ * planRun(request, model, output, data, { lrFinderSteps: LR_FINDER.steps }); // the plan counts 100 steps
+ * ```
  */
 export const LR_FINDER = {
   startLr: 1e-7,
@@ -45,13 +50,27 @@ export function rangeTestLr(i: number): number {
   return LR_FINDER.startLr * (LR_FINDER.endLr / LR_FINDER.startLr) ** (i / LR_FINDER.steps);
 }
 
-/** What a range test recorded: each step's learning rate and smoothed loss. */
+/**
+ * What a range test recorded: each step's learning rate and smoothed loss.
+ *
+ * @example
+ * ```ts
+ * const curve: RangeTestCurve = { lrs: [1e-7, 1.2e-7], losses: [2.31, 2.31] };
+ * ```
+ */
 export interface RangeTestCurve {
   lrs: number[];
   losses: number[];
 }
 
-/** The range test's report (metrics.lr_finder). */
+/**
+ * The range test's report (metrics.lr_finder).
+ *
+ * @example
+ * ```ts
+ * const report: LrFinderReport = { ...curve, ...suggestLearningRate(curve) };
+ * ```
+ */
 export interface LrFinderReport extends RangeTestCurve {
   /** The suggested learning rate: what the run then trained with. */
   lr: number;
@@ -179,7 +198,14 @@ export function chooseLoss(table: Table, output: OutputLayout): LossSpec {
   return { type: "mse" };
 }
 
-/** The most rows per batch "auto" chooses unless the budget forces fewer. */
+/**
+ * The most rows per batch "auto" chooses unless the budget forces fewer.
+ *
+ * @example
+ * ```ts
+ * batchSizeCandidates(10_000)[0] === AUTO_BATCH_SIZE_CAP; // true
+ * ```
+ */
 export const AUTO_BATCH_SIZE_CAP = 256;
 
 /**

@@ -63,7 +63,7 @@ export function decide(request: FineTuneRequest, plan: RunPlan, budget: EdgeBudg
   const cpuMs = estimateCpuMs(plan, budget);
   const fits = cpuMs <= budget.maxCpuMs && plan.memory_bytes <= budget.maxMemoryBytes;
   const why = () =>
-    `this job needs about ${(cpuMs / 1000).toFixed(1)} s of CPU (${plan.flops.toExponential(2)} FLOPs, ${plan.steps} steps) and ` +
+    `this job needs about ${(cpuMs / 1000).toFixed(1)} s of CPU (${plan.flops.toExponential(2)} FLOPs, ${plan.steps} steps${plan.lr_finder_steps ? ` and up to ${plan.lr_finder_steps} of the lr "auto" range test` : ""}) and ` +
     `${(plan.memory_bytes / 2 ** 20).toFixed(1)} MiB; the in-Worker budget is ${(budget.maxCpuMs / 1000).toFixed(1)} s and ` +
     `${(budget.maxMemoryBytes / 2 ** 20).toFixed(1)} MiB`;
   if (request.mode === "sync") {

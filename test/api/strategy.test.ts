@@ -74,7 +74,9 @@ describe('POST /v1/fine-tunes with "auto"', () => {
     expect((await app.request("/v1/fine-tunes", json({ ...classifierRequest(120, { epochs: 3, batch_size: 16 }), mode: "sync" }))).status).toBe(200);
     const refused = await app.request("/v1/fine-tunes", json({ ...autoRequest(), mode: "sync" }));
     expect(refused.status).toBe(422);
-    expect(await refused.json()).toMatchObject({ code: "over_budget", errors: [{ path: "mode" }] });
+    const problem = (await refused.json()) as { code: string; errors: { path: string; message: string }[] };
+    expect(problem).toMatchObject({ code: "over_budget", errors: [{ path: "mode" }] });
+    expect(problem.errors[0]!.message).toContain("24 steps and up to 100 of the lr \"auto\" range test");
     const offloaded = await app.request("/v1/fine-tunes", json(autoRequest()));
     expect(offloaded.status).toBe(202);
     expect(await offloaded.json()).toMatchObject({ mode: "async", plan: { placement: "gpu-node" } });

@@ -74,11 +74,12 @@ export function stepTrafficBytes(plan: Pick<RunPlan, "params" | "trainable_param
  * estimateCpuMs({ flops: 2e9, steps: 640 }, DEFAULT_EDGE_BUDGET, 134e6); // 640 x 26.8 + 19.2 ms: memory-bound
  * ```
  */
-export function estimateCpuMs(plan: Pick<RunPlan, "flops" | "steps">, budget: EdgeBudget, trafficBytesPerStep = 0): number {
-  const steps = Math.max(1, plan.steps);
+export function estimateCpuMs(plan: Pick<RunPlan, "flops" | "steps" | "lr_finder_steps">, budget: EdgeBudget, trafficBytesPerStep = 0): number {
+  // the learning-rate range test's steps (lr "auto") run in the job too; their FLOPs are in flops
+  const steps = plan.steps + (plan.lr_finder_steps ?? 0);
   const computeMs = plan.flops / budget.flopsPerMs;
-  const memoryMs = (steps * trafficBytesPerStep) / (budget.bytesPerMs ?? DEFAULT_EDGE_BUDGET.bytesPerMs!);
-  return Math.max(computeMs, memoryMs) + plan.steps * budget.stepOverheadMs;
+  const memoryMs = (Math.max(1, steps) * trafficBytesPerStep) / (budget.bytesPerMs ?? DEFAULT_EDGE_BUDGET.bytesPerMs!);
+  return Math.max(computeMs, memoryMs) + steps * budget.stepOverheadMs;
 }
 
 /** The optimizer's state tensors per parameter (torch.optim's state_dict: momentum_buffer, exp_avg, ...). */
@@ -129,7 +130,7 @@ export function decide(request: FineTuneRequest, plan: RunPlan, budget: EdgeBudg
   const cpuMs = estimateCpuMs(plan, budget, traffic);
   const fits = cpuMs <= budget.maxCpuMs && plan.memory_bytes <= budget.maxMemoryBytes;
   const why = () =>
-    `this job needs about ${(cpuMs / 1000).toFixed(1)} s of CPU (${plan.flops.toExponential(2)} FLOPs, ${plan.steps} steps) and ` +
+    `this job needs about ${(cpuMs / 1000).toFixed(1)} s of CPU (${plan.flops.toExponential(2)} FLOPs, ${plan.steps} steps${plan.lr_finder_steps ? ` and up to ${plan.lr_finder_steps} of the lr "auto" range test` : ""}) and ` +
     `${(plan.memory_bytes / 2 ** 20).toFixed(1)} MiB; the in-Worker budget is ${(budget.maxCpuMs / 1000).toFixed(1)} s and ` +
     `${(budget.maxMemoryBytes / 2 ** 20).toFixed(1)} MiB`;
   if (request.mode === "sync") {

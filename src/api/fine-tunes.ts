@@ -224,7 +224,9 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   const createdAt = new Date().toISOString();
   const idempotencyKey = idempotencyKeyOf(c.req.header("idempotency-key"));
   const { request, tables } = await readCreateBody(c.req.raw, deps.maxBodyBytes);
-  const prepared = prepareRun(request, tables);
+  // "batch_size": "auto" fits the in-Worker memory budget unless the job asks for a GPU node
+  const memoryBudgetBytes = isGpuNodeRequest(request) ? undefined : deps.budget.maxMemoryBytes;
+  const prepared = prepareRun(request, tables, { memoryBudgetBytes });
   const decision = decide(prepared.request, prepared.plan, deps.budget);
   const id = newId();
   const input = decision.run === "async" || idempotencyKey ? encodeRunInput(prepared) : null;
@@ -422,7 +424,18 @@ async function bytesOf(stored: Uint8Array | ReadableStream | Blob | ArrayBuffer)
 
 /** The plan as the job reports it. */
 function planOf(plan: RunPlan, placement: Plan["placement"]): Plan {
-  return { params: plan.params, trainable_params: plan.trainable_params, flops: plan.flops, memory_bytes: plan.memory_bytes, steps: plan.steps, placement, groups: plan.groups };
+  return {
+    params: plan.params,
+    trainable_params: plan.trainable_params,
+    flops: plan.flops,
+    memory_bytes: plan.memory_bytes,
+    steps: plan.steps,
+    ...(plan.batch_size !== undefined ? { batch_size: plan.batch_size } : {}),
+    ...(plan.loss !== undefined ? { loss: plan.loss } : {}),
+    ...(plan.lr_finder_steps !== undefined ? { lr_finder_steps: plan.lr_finder_steps } : {}),
+    placement,
+    groups: plan.groups,
+  };
 }
 
 /** An SSE body of event batches. */
@@ -492,3 +505,8 @@ function followEvents(store: JobStore, id: string, after: number, pollMs: number
   });
 }
 
+
+/** placement "gpu-node" as the body asks (before validation: it decides the budget prepareRun fits "auto" to). */
+function isGpuNodeRequest(request: unknown): boolean {
+  return typeof request === "object" && request !== null && (request as { placement?: unknown }).placement === "gpu-node";
+}

@@ -52,11 +52,11 @@ ${option("moons", "Two moons: 2-D classification, 300 points")}${option("xor", "
 </section>
 <section><h2>Training</h2>
 <div class="row">
-<div><label for="loss">Loss</label><select id="loss">${options(["mse", "l1", "huber", "smooth_l1", "cross_entropy", "bce_with_logits", "hinge", "multi_margin"])}</select></div>
+<div><label for="loss">Loss</label><select id="loss">${options(["mse", "l1", "huber", "smooth_l1", "cross_entropy", "bce_with_logits", "hinge", "multi_margin", "auto"])}</select></div>
 <div><label for="optimizer">Optimizer</label><select id="optimizer">${options(["adam", "adamw", "sgd", "rmsprop", "adagrad"])}</select></div>
-<div><label for="lr">Learning rate</label><input id="lr" type="number" step="any" min="0" value="0.001"></div>
+<div><label for="lr">Learning rate</label><input id="lr" type="text" inputmode="decimal" list="lr-choices" value="0.001" spellcheck="false"><datalist id="lr-choices"><option value="auto"><option value="0.001"><option value="0.01"></datalist></div>
 <div><label for="schedule">Schedule</label><select id="schedule">${options(["constant", "step", "multistep", "exponential", "cosine", "linear", "onecycle", "plateau"])}${option("sequential", "warm-up then cosine")}</select></div>
-<div><label for="batch">Batch size</label><input id="batch" type="number" min="1" step="1" value="32"></div>
+<div><label for="batch">Batch size</label><input id="batch" type="text" inputmode="numeric" list="batch-choices" value="32" spellcheck="false"><datalist id="batch-choices"><option value="auto"><option value="32"><option value="128"></datalist></div>
 <div><label for="epochs">Epochs</label><input id="epochs" type="number" min="1" step="1" value="20"></div>
 <div><label for="val-split">Validation split</label><input id="val-split" type="number" min="0" max="0.9" step="0.05" value="0"></div>
 <div><label for="seed">Seed</label><input id="seed" type="number" min="0" step="1" value="0"></div>
@@ -67,7 +67,7 @@ ${option("moons", "Two moons: 2-D classification, 300 points")}${option("xor", "
 <div><label for="patience">Early-stopping patience</label><input id="patience" type="number" min="0" step="1" placeholder="none: every epoch"></div>
 <div><label for="monitor">Best by</label><select id="monitor">${option("auto")}${options(["val_loss", "train_loss", "val_accuracy"])}</select></div>
 </div>
-<p class="hint">Best by auto: val_loss when there is validation data, else train_loss.</p>
+<p class="hint">Best by auto: val_loss when there is validation data, else train_loss. Learning rate "auto": a range test picks it before training; batch size "auto": the largest power of two (at most 256) that fits (docs/strategy.md).</p>
 <details><summary>More options (JSON)</summary>
 <label for="loss-params">Loss options</label><input id="loss-params" type="text" value="{}" spellcheck="false">
 <label for="optimizer-params">Optimizer options (betas, weight_decay, momentum, …)</label><input id="optimizer-params" type="text" value="{}" spellcheck="false">
@@ -96,6 +96,7 @@ ${option("moons", "Two moons: 2-D classification, 300 points")}${option("xor", "
 </section>
 <section id="result" hidden><h2>Result</h2>
 <dl id="summary"></dl>
+<canvas id="lr-finder" hidden aria-label="the learning-rate range test: smoothed loss against the learning rate" role="img"></canvas>
 <a id="download" hidden>Download weights</a>
 <pre id="tensors" hidden></pre>
 </section>

@@ -96,6 +96,11 @@ export function summary(run: RunView, weights?: { file: string; bytes: number } 
     const where = [run.error.step !== undefined ? `step ${run.error.step}` : "", run.error.epoch !== undefined ? `epoch ${run.error.epoch}` : ""].filter(Boolean).join(", ");
     field("error", `${run.error.code}${where ? ` at ${where}` : ""}: ${run.error.message}`);
   }
+  if (run.metrics?.lr_finder) {
+    const f = run.metrics.lr_finder;
+    field("lr", `${num(f.lr)} (lr "auto": range test, ${f.method}, ${f.lrs.length} steps)`);
+  }
+  if (run.plan.batch_size !== undefined) field("batch", `${run.plan.batch_size} rows${run.plan.loss !== undefined ? ` · loss ${run.plan.loss}` : ""}`);
   if (run.metrics) {
     const m = run.metrics;
     field("steps", `${m.steps} in ${Math.round(m.duration_ms)} ms (${Math.round(m.samples_per_second).toLocaleString("en-US")} samples/s)`);

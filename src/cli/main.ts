@@ -77,8 +77,10 @@ Inputs:
   --target NAME[,NAME]   the CSV target column(s) (default y)
 
 Training (PyTorch names and defaults):
-  --epochs N  --batch-size N  --lr X  --optimizer sgd|adam|adamw|rmsprop|adagrad
-  --loss mse|l1|huber|smooth_l1|cross_entropy|bce_with_logits|hinge|multi_margin
+  --epochs N  --batch-size N|auto  --lr X|auto  --optimizer sgd|adam|adamw|rmsprop|adagrad
+  --loss auto|mse|l1|huber|smooth_l1|cross_entropy|bce_with_logits|hinge|multi_margin
+                         auto: a learning-rate range test, the largest batch that fits,
+                         the loss from the targets (docs/strategy.md)
   --schedule NAME  --seed N  --shuffle / --no-shuffle  --trainable LAYER[,LAYER]
   --dtype float32|float16|bfloat16   the dtype of the returned weights
   --base-dtype float32|float16|bfloat16   how frozen parameters are held (model.base_dtype)
@@ -401,6 +403,16 @@ function number(values: Values, name: keyof Values, kind: "int" | "float", check
   return n;
 }
 
+/** A number option that also takes "auto" (docs/strategy.md): its usage error says so. */
+function orAuto(read: () => number | undefined): number | undefined {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof UsageError) throw new UsageError(e.message.replace(/ must be (an integer|a number)/, ' must be $1 or "auto"'));
+    throw e;
+  }
+}
+
 function oneOf<T extends string>(values: Values, name: keyof Values, allowed: readonly T[]): T | undefined {
   const raw = values[name];
   if (raw === undefined) return undefined;
@@ -444,14 +456,14 @@ async function buildParams(values: Values): Promise<{ params: FineTuneCreatePara
   const training: Record<string, unknown> = { ...((request.training as Record<string, unknown> | undefined) ?? {}) };
   const epochs = number(values, "epochs", "int", (n) => n >= 1);
   if (epochs !== undefined) training.epochs = epochs;
-  const batch = number(values, "batch-size", "int", (n) => n >= 1);
+  const batch = values["batch-size"] === "auto" ? "auto" : orAuto(() => number(values, "batch-size", "int", (n) => n >= 1));
   if (batch !== undefined) training.batch_size = batch;
   const seed = number(values, "seed", "int", (n) => n >= 0);
   if (seed !== undefined) training.seed = seed;
   if (values.shuffle && values["no-shuffle"]) throw new UsageError("--shuffle and --no-shuffle contradict each other");
   if (values.shuffle) training.shuffle = true;
   if (values["no-shuffle"]) training.shuffle = false;
-  const lr = number(values, "lr", "float");
+  const lr = values.lr === "auto" ? "auto" : orAuto(() => number(values, "lr", "float"));
   const optimizerType = values.optimizer;
   if (optimizerType !== undefined || lr !== undefined) {
     const current = (training.optimizer as Record<string, unknown> | undefined) ?? { type: "adam" };

@@ -32,6 +32,24 @@ export interface RunPlan extends Omit<Plan, "placement" | "groups"> {
   totalSchedulerSteps: number;
 }
 
+/**
+ * What the run does besides its epochs.
+ *
+ * @example
+ * ```ts
+ * planRun(request, model, output, data, { lrFinderSteps: 100 }).lr_finder_steps; // 100
+ * ```
+ */
+export interface PlanOptions {
+  /**
+   * Steps of the learning-rate range test before training (lr "auto": LR_FINDER.steps, an upper
+   * bound; docs/strategy.md): their FLOPs are in the plan's, so a job is not admitted in the
+   * Worker when the test takes it over the budget. Its memory is the run's (the test's copy of
+   * the model is released before training allocates again).
+   */
+  lrFinderSteps?: number | undefined;
+}
+
 /** Optimizer steps per epoch, as a DataLoader with this batch_size and drop_last yields batches. */
 export function stepsPerEpoch(rows: number, batchSize: number, dropLast: boolean): number {
   return dropLast ? Math.floor(rows / batchSize) : Math.ceil(rows / batchSize);
@@ -48,7 +66,7 @@ export function stepsPerEpoch(rows: number, batchSize: number, dropLast: boolean
  * plan.steps; // 640 for 20 epochs of batch 32
  * ```
  */
-export function planRun(request: FineTuneRequest, model: CompiledModel, output: OutputLayout, data: DataShape): RunPlan {
+export function planRun(request: FineTuneRequest, model: CompiledModel, output: OutputLayout, data: DataShape, options: PlanOptions = {}): RunPlan {
   const t = request.training;
   const issues: FieldIssue[] = [];
   const perEpoch = stepsPerEpoch(data.trainRows, t.batch_size, t.drop_last);
@@ -110,6 +128,9 @@ export function planRun(request: FineTuneRequest, model: CompiledModel, output: 
     t.epochs * (rowsPerEpoch * (model.forwardFlopsPerRow + model.recomputeFlopsPerRow + model.backwardFlopsPerRow) + data.validationRows * model.forwardFlopsPerRow) +
     data.validationRows * model.forwardFlopsPerRow + // the starting weights' validation (metrics.initial)
     steps * 12 * model.trainableCount;
+  // the range test: full batches of training steps (forward, backward, update), no validation
+  const lrFinderSteps = options.lrFinderSteps ?? 0;
+  const lrFinderFlops = lrFinderSteps * (maxRows * (model.forwardFlopsPerRow + model.recomputeFlopsPerRow + model.backwardFlopsPerRow) + 12 * model.trainableCount);
   const perTrainable = 2 + optimizerStatePerParam(t.optimizer) + (t.early_stopping ? 1 : 0); // grad, last finite, state, best
   const frozenBytes = model.baseDtype === "float32" ? 4 : 2; // model.base_dtype
   const groups = model.groups.map((g) => ({
@@ -125,10 +146,13 @@ export function planRun(request: FineTuneRequest, model: CompiledModel, output: 
   return {
     params: model.paramCount,
     trainable_params: model.trainableCount,
-    flops,
+    flops: flops + lrFinderFlops,
     groups,
     memory_bytes: estimateMemoryBytes(request, model, output, data, maxRows),
     steps,
+    batch_size: t.batch_size,
+    loss: t.loss.type,
+    ...(lrFinderSteps > 0 ? { lr_finder_steps: lrFinderSteps } : {}),
     stepsPerEpoch: perEpoch,
     maxRows,
     interval,

@@ -8,7 +8,7 @@
  * knows where the run will execute.
  */
 import type { AsWritten } from "../schema/as-written.js";
-import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
+import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request, type ParsedFineTuneRequest } from "../schema/request.js";
 import { zodIssues } from "../schema/issues.js";
 import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
 import { decodeBase64 } from "../formats/base64.js";
@@ -30,6 +30,7 @@ import { checkLossSpec } from "./losses.js";
 import { planRun, type RunPlan } from "./plan.js";
 import { stateElements } from "./model.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
+import { batchSizeCandidates, chooseLoss, LR_FINDER } from "./strategy.js";
 
 /** A request in the schema's exact input types: the API's JSON, or with weights as raw safetensors bytes. */
 export type ExactTrainRequest = Omit<FineTuneRequestInput, "weights" | "adapter_weights"> & {
@@ -80,6 +81,29 @@ export interface PreparedRun {
   huggingface: HuggingFaceRun | null;
   /** The model's own names of state tensors renamed after the checkpoint (a base file without its prefix); null when none were. */
   originalNames: Map<string, string> | null;
+  /**
+   * Which learning rates the run's range test chooses (docs/strategy.md): the optimizer's lr
+   * and/or onecycle's max_lr, given as "auto". Until then the request holds the test's start
+   * rate as lr and no max_lr. Absent or null: none.
+   */
+  lrFinder?: { lr: boolean; maxLr: boolean } | null;
+}
+
+/**
+ * How prepareRun chooses what the request leaves to it.
+ *
+ * @example
+ * ```ts
+ * prepareRun(request, tables, { memoryBudgetBytes: 96 * 2 ** 20 }).plan.batch_size; // "auto" fitted to the Worker
+ * ```
+ */
+export interface PrepareOptions {
+  /**
+   * The memory budget "batch_size": "auto" fits the plan to (the placement's: the in-Worker
+   * budget at the edge); when no batch size fits it, the largest that fits WebAssembly memory.
+   * Default: WebAssembly memory (3.5 GiB).
+   */
+  memoryBudgetBytes?: number | undefined;
 }
 
 /**
@@ -92,7 +116,7 @@ export interface PreparedRun {
  * prepared.plan.flops; // decide where to run it
  * ```
  */
-export function prepareRun(input: TrainRequest, tables: { train?: Table; validation?: Table } = {}): PreparedRun {
+export function prepareRun(input: TrainRequest, tables: { train?: Table; validation?: Table } = {}, options: PrepareOptions = {}): PreparedRun {
   if (!isObject(input)) throw new RequestValidationError([{ path: "(body)", message: "must be a JSON object" }]);
   const rawWeights = input.weights;
   const rawAdapterWeights = input.adapter_weights;
@@ -106,9 +130,9 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     data: data ? { ...data, train: undefined, validation: undefined } : input.data,
   });
   if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
-  const request = parsed.data;
+  const { request, lrFinder, autoBatchSize } = openChoices(parsed.data);
   const huggingface = request.model.huggingface ? resolveArchitecture(request.model.huggingface) : null;
-  if (huggingface) applyTaskLoss(request, huggingface, isObject(input.training) && input.training.loss !== undefined);
+  if (huggingface) applyTaskLoss(request, huggingface, isObject(input.training) && isObject(input.training.loss) && input.training.loss.type !== "auto");
 
   let train = tables.train ?? inlineTable(data?.train, "data.train");
   if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
@@ -139,6 +163,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     if (validation) checkTokenTypes(validation, model.tokenTypeCount, "data.validation");
   }
   const output = outputLayout(model, request);
+  if (autoLoss(request)) request.training.loss = chooseLoss(train, output);
   checkLossSpec(request.training.loss, output.classes);
   checkModelSize(model);
   if (model.vocabulary) {
@@ -151,13 +176,17 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   else if (request.data.validation_split !== undefined) {
     [train, validation] = splitTable(train, request.data.validation_split, request.training.seed);
   }
-  const plan = planRun(request, model, output, {
+  const planData = {
     trainRows: train.rows,
     validationRows: validation?.rows ?? 0,
     features: train.features,
     targets: train.targets,
     mask: !!train.mask,
-  });
+  };
+  const planOptions = { lrFinderSteps: lrFinder ? LR_FINDER.steps : 0 };
+  const plan = autoBatchSize
+    ? planAutoBatchSize(request, model, output, planData, planOptions, options.memoryBudgetBytes ?? MAX_MEMORY_BYTES)
+    : planRun(request, model, output, planData, planOptions);
   if (request.explain) {
     // the explanation runs after training, where the job runs: its cost is part of the run's
     const rows = request.explain.rows?.length ?? Math.min(DEFAULT_EXPLAIN_ROWS, (validation ?? train).rows);
@@ -220,7 +249,72 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   const hf: HuggingFaceRun | null = huggingface
     ? { architecture: huggingface.def.name, task: huggingface.task, config: request.model.huggingface!.config, initialized, dropped }
     : null;
-  return { request, model, output, initialState, train, validation, plan, huggingface: hf, originalNames };
+  return { request, model, output, initialState, train, validation, plan, huggingface: hf, originalNames, lrFinder };
+}
+
+/**
+ * The parsed request with its "auto" choices set aside (docs/strategy.md): lr "auto" becomes the
+ * range test's start rate and onecycle's max_lr "auto" is left out until the run's range test
+ * chooses them (lrFinder); batch_size "auto" and loss "auto" stay to be chosen once the data
+ * and the model are known (autoBatchSize, autoLoss).
+ */
+function openChoices(parsed: ParsedFineTuneRequest): { request: Request; lrFinder: PreparedRun["lrFinder"]; autoBatchSize: boolean } {
+  const t = parsed.training;
+  const lr = t.optimizer.lr === "auto";
+  if (lr) t.optimizer.lr = LR_FINDER.startLr;
+  const maxLr = t.schedule.type === "onecycle" && t.schedule.max_lr === "auto";
+  if (maxLr && t.schedule.type === "onecycle") delete t.schedule.max_lr;
+  const autoBatchSize = t.batch_size === "auto";
+  if (autoBatchSize) t.batch_size = 1; // chosen by planAutoBatchSize
+  // what is left of "auto" is the loss, which autoLoss() finds and chooseLoss() replaces
+  return { request: parsed as unknown as Request, lrFinder: lr || maxLr ? { lr, maxLr } : null, autoBatchSize };
+}
+
+/** Whether the loss is still "auto" (openChoices leaves it for chooseLoss). */
+function autoLoss(request: Request): boolean {
+  return (request.training.loss as { type: string }).type === "auto";
+}
+
+/**
+ * "batch_size": "auto": the first of batchSizeCandidates() (powers of two up to the rows, at most
+ * 256) whose plan is valid (no batch too small for BatchNorm) and fits `budget`; when none fits
+ * it, the largest that fits WebAssembly memory. The choice is written into the request
+ * (a stored job input keeps it) and reported as plan.batch_size.
+ */
+function planAutoBatchSize(
+  request: Request,
+  model: CompiledModel,
+  output: OutputLayout,
+  data: Parameters<typeof planRun>[3],
+  planOptions: Parameters<typeof planRun>[4],
+  budget: number,
+): RunPlan {
+  let fallback: { batch: number; plan: RunPlan } | null = null;
+  let firstError: unknown = null;
+  for (const batch of batchSizeCandidates(data.trainRows)) {
+    request.training.batch_size = batch;
+    let plan: RunPlan;
+    try {
+      plan = planRun(request, model, output, data, planOptions);
+    } catch (e) {
+      // a batch size that leaves a batch too small for a layer: try the next
+      if (e instanceof UnprocessableError && e.errors.every((i) => i.path === "training.batch_size")) {
+        firstError ??= e;
+        continue;
+      }
+      throw e;
+    }
+    if (plan.memory_bytes <= budget) return plan;
+    if (!fallback && plan.memory_bytes <= MAX_MEMORY_BYTES) fallback = { batch, plan };
+  }
+  if (fallback) {
+    request.training.batch_size = fallback.batch;
+    return fallback.plan;
+  }
+  if (firstError) throw firstError;
+  // not even one row fits: the memory check after planning says how much it needs
+  request.training.batch_size = 1;
+  return planRun(request, model, output, data, planOptions);
 }
 
 /**

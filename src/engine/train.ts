@@ -29,6 +29,7 @@ import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, fitOutputRange, lo
 import type { NamedTensor } from "./backend.js";
 import { compileForExplanation, explain, EXPLAIN_BATCH_ROWS, explainRows, explainRun, explainWeights } from "./explain/index.js";
 import type { Explanations } from "../schema/explain.js";
+import { lrRangeTest, suggestLearningRate, type LrFinderReport } from "./strategy.js";
 
 export { prepareRun, type ExactTrainRequest, type PreparedRun, type TrainRequest } from "./prepare.js";
 export { defaultInit } from "./init.js";
@@ -139,6 +140,56 @@ export async function runPreparedRaw(
   options: TrainOptions = {},
   started = now(),
 ): Promise<RawRunResult> {
+  if (!prepared.lrFinder) return runWithBackend(runtime, prepared, options, started, null);
+  // lr "auto": the range test on a copy of the starting weights, then the run from the originals
+  const report = await findLearningRate(runtime, prepared, options);
+  const t = prepared.request.training;
+  const training = {
+    ...t,
+    optimizer: prepared.lrFinder.lr ? { ...t.optimizer, lr: report.lr } : t.optimizer,
+    schedule: prepared.lrFinder.maxLr && t.schedule.type === "onecycle" ? { ...t.schedule, max_lr: report.lr } : t.schedule,
+  };
+  return runWithBackend(runtime, { ...prepared, request: { ...prepared.request, training }, lrFinder: null }, options, started, report);
+}
+
+/**
+ * The learning-rate range test of a run (strategy.ts, docs/strategy.md) on a backend of its own,
+ * made from the run's starting weights as the run's is (WebGPU when the run uses it, else the
+ * WASM core on one thread, so that the suggestion does not depend on the threads), and released
+ * before the run allocates its own.
+ */
+async function findLearningRate(runtime: EngineRuntime, prepared: PreparedRun, options: TrainOptions): Promise<LrFinderReport> {
+  const initial = prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed);
+  let backend: TrainingBackend | null = null;
+  if (useWebGpu(prepared, options)) {
+    const { createWebGpuBackend } = await import("./webgpu/backend.js");
+    backend = await createWebGpuBackend(options.gpu as unknown as GPUDevice, prepared, initial).catch((e: unknown) => {
+      if (options.kernel === "webgpu") throw e;
+      return null;
+    });
+  }
+  const useReference = options.kernel === "js-reference";
+  let instance: KernelInstance | null = null;
+  if (!backend) {
+    instance = useReference ? referenceInstance() : await acquireKernels(runtime.module);
+    backend = await createWasmBackend(instance, prepared, initial, { variant: useReference ? "js-reference" : runtime.variant, parallel: null });
+  }
+  try {
+    const curve = await lrRangeTest(backend, prepared, options.signal);
+    return { ...suggestLearningRate(curve), ...curve };
+  } finally {
+    backend.close();
+    if (instance && !useReference) releaseKernels(runtime.module, instance);
+  }
+}
+
+async function runWithBackend(
+  runtime: EngineRuntime,
+  prepared: PreparedRun,
+  options: TrainOptions,
+  started: number,
+  lrFinder: LrFinderReport | null,
+): Promise<RawRunResult> {
   if (useWebGpu(prepared, options)) {
     const { createWebGpuBackend } = await import("./webgpu/backend.js");
     const initial = prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed);
@@ -169,7 +220,7 @@ export async function runPreparedRaw(
           releaseKernels(runtime.module, instance);
         }
       };
-      return runLoop(backend, runtime, prepared, options, started, explainWith);
+      return runLoop(backend, runtime, prepared, options, started, explainWith, lrFinder);
     }
   }
   const useReference = options.kernel === "js-reference";
@@ -197,7 +248,7 @@ export async function runPreparedRaw(
         releaseKernels(runtime.module, own);
       }
     };
-    return await runLoop(backend, runtime, prepared, options, started, explainWith);
+    return await runLoop(backend, runtime, prepared, options, started, explainWith, lrFinder);
   } finally {
     if (shared) parallel!.release(shared);
     else if (!useReference) releaseKernels(runtime.module, instance);
@@ -220,6 +271,7 @@ export async function runLoop(
   options: TrainOptions,
   started: number,
   explainWith?: (parameters: NamedTensor[]) => Explanations | Promise<Explanations>,
+  lrFinder: LrFinderReport | null = null,
 ): Promise<RawRunResult> {
   const { request, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
@@ -350,6 +402,7 @@ export async function runLoop(
         steps: step - (status === "diverged" ? 1 : 0),
         samples_per_second: duration > 0 ? (samples / duration) * 1000 : 0,
         duration_ms: duration,
+        ...(lrFinder ? { lr_finder: { lr: lrFinder.lr, lrs: lrFinder.lrs, losses: lrFinder.losses, method: lrFinder.method } } : {}),
       },
       plan: {
         params: plan.params,
@@ -358,6 +411,9 @@ export async function runLoop(
         memory_bytes: plan.memory_bytes,
         groups: plan.groups,
         steps: plan.steps,
+        ...(plan.batch_size !== undefined ? { batch_size: plan.batch_size } : {}),
+        ...(plan.loss !== undefined ? { loss: plan.loss } : {}),
+        ...(plan.lr_finder_steps !== undefined ? { lr_finder_steps: plan.lr_finder_steps } : {}),
         placement: options.placement ?? "local",
       },
       engine: { kernel: backend.kernel, threads: backend.threads, runtime: runtime.runtime },

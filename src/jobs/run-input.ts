@@ -25,7 +25,7 @@ const MARKER = "edgetune-run-input/1";
  */
 export function encodeRunInput(prepared: PreparedRun): Uint8Array {
   const { data, weights: _weights, adapter_weights: _adapterWeights, tokenizer: _tokenizer, ...request } = prepared.request;
-  const stored = { ...request, data: { target: data.target } };
+  const stored = { ...request, data: { target: data.target }, training: openLearningRates(prepared) };
   // without given weights the runner initialises from training.seed (bit-identical), so none are stored
   const state = prepared.initialState;
   // an adapter's tensors are stored as adapter weights (`@adapter.` + PEFT's key): the runner continues them
@@ -125,4 +125,19 @@ function unshiftLabels(t: Table): Float32Array {
     for (let i = 1; i < T; i++) labels[r * T + i] = t.y[r * T + i - 1]!;
   }
   return labels;
+}
+
+/**
+ * The training settings as stored: lr and max_lr "auto" again where the run's range test
+ * chooses them (prepareRun keeps a placeholder until then), so that the runner tests again.
+ */
+function openLearningRates(prepared: PreparedRun): Record<string, unknown> {
+  const t = prepared.request.training;
+  const finder = prepared.lrFinder;
+  if (!finder) return t;
+  return {
+    ...t,
+    optimizer: finder.lr ? { ...t.optimizer, lr: "auto" } : t.optimizer,
+    schedule: finder.maxLr ? { ...t.schedule, max_lr: "auto" } : t.schedule,
+  };
 }

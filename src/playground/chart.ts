@@ -243,3 +243,84 @@ export function drawChart(canvas: HTMLCanvasElement, points: readonly ChartPoint
   }
   return logY;
 }
+
+/** The range test of lr "auto" (metrics.lr_finder): each step's rate and smoothed loss, and the suggestion. */
+export interface LrFinderCurve {
+  lr: number;
+  lrs: readonly number[];
+  losses: readonly number[];
+  method: string;
+}
+
+/**
+ * Draws the learning-rate range test (docs/strategy.md): the smoothed loss against the rate on a
+ * log axis, the suggested rate marked. The point marked is the recorded rate nearest the
+ * suggestion (for "minimum" the suggestion is a tenth of a recorded rate and may lie left of them all).
+ *
+ * @example
+ * ```ts
+ * drawLrFinder(canvas, job.metrics.lr_finder);
+ * ```
+ */
+export function drawLrFinder(canvas: HTMLCanvasElement, curve: LrFinderCurve): void {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 600;
+  const h = canvas.clientHeight || 240;
+  canvas.width = Math.round(w * dpr);
+  canvas.height = Math.round(h * dpr);
+  const ctx = canvas.getContext("2d");
+  if (!ctx) return;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, w, h);
+  const xs = curve.lrs.map(Math.log10);
+  const points = xs.length > 0;
+  const xlo = points ? Math.min(...xs, Math.log10(curve.lr)) : -7;
+  const xhi = points ? Math.max(...xs) : 1;
+  const ylo = points ? Math.min(...curve.losses) : 0;
+  const yhi = points ? Math.max(...curve.losses) : 1;
+  const pad = (yhi - ylo) * 0.06 || 0.1;
+  const yTicks = linearTicks(ylo - pad, yhi + pad, 4).map((t) => ({ at: t, label: formatNumber(t) }));
+  ctx.font = "11px system-ui,sans-serif";
+  const L = chartLayout(w, h, yTicks.map((t) => t.label), (s) => ctx.measureText(s).width);
+  const X = (v: number) => L.left + ((v - xlo) / (xhi - xlo || 1)) * L.plotWidth;
+  const Y = (v: number) => L.top + L.plotHeight - ((v - (ylo - pad)) / (yhi - ylo + 2 * pad)) * L.plotHeight;
+  ctx.strokeStyle = "#e5e8ec";
+  ctx.fillStyle = "#4b5563";
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (const t of yTicks) {
+    ctx.beginPath();
+    ctx.moveTo(L.left, Y(t.at) + 0.5);
+    ctx.lineTo(L.left + L.plotWidth, Y(t.at) + 0.5);
+    ctx.stroke();
+    ctx.fillText(t.label, L.left - L.tickGap, Y(t.at));
+  }
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  for (const t of logTicks(xlo, xhi)) ctx.fillText(t.label, X(t.at), L.top + L.plotHeight + 5);
+  ctx.fillText("learning rate (log scale)", L.left + L.plotWidth / 2, L.top + L.plotHeight + 21);
+  ctx.save();
+  ctx.translate(L.titleX, L.top + L.plotHeight / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textBaseline = "middle";
+  ctx.fillText("smoothed loss", 0, 0);
+  ctx.restore();
+  if (!points) return;
+  ctx.strokeStyle = SERIES_COLOURS.train;
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  xs.forEach((x, i) => (i ? ctx.lineTo(X(x), Y(curve.losses[i]!)) : ctx.moveTo(X(x), Y(curve.losses[i]!))));
+  ctx.stroke();
+  let at = 0;
+  xs.forEach((x, i) => {
+    if (Math.abs(x - Math.log10(curve.lr)) < Math.abs(xs[at]! - Math.log10(curve.lr))) at = i;
+  });
+  ctx.fillStyle = SERIES_COLOURS.val;
+  ctx.beginPath();
+  ctx.arc(X(Math.log10(curve.lr)), Y(curve.losses[at]!), 4, 0, 2 * Math.PI);
+  ctx.fill();
+  ctx.textAlign = "left";
+  ctx.textBaseline = "bottom";
+  ctx.fillText(`${curve.method}: ${formatNumber(curve.lr)}`, X(Math.log10(curve.lr)) + 6, Y(curve.losses[at]!) - 4);
+}

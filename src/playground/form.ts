@@ -276,10 +276,11 @@ export function requestFromForm(fields: FormFields, options: { hasValidationFile
   const training: PlaygroundRequest["training"] = {
     ...trainingExtra,
     epochs,
-    batch_size: num(fields.batch, "batch", "Batch size", (v) => Number.isInteger(v) && v >= 1),
+    // "auto": the largest power of two that fits (docs/strategy.md)
+    batch_size: isAuto(fields.batch) ? "auto" : num(fields.batch, "batch", "Batch size", (v) => Number.isInteger(v) && v >= 1),
     seed: num(fields.seed, "seed", "Seed", (v) => Number.isInteger(v) && v >= 0),
     loss: { ...parseJsonObject(fields.lossParams, "loss-params", "The loss options"), type: fields.loss },
-    optimizer: { ...parseJsonObject(fields.optimizerParams, "optimizer-params", "The optimizer options"), type: fields.optimizer, lr: num(fields.lr, "lr", "The learning rate", (v) => v >= 0) },
+    optimizer: { ...parseJsonObject(fields.optimizerParams, "optimizer-params", "The optimizer options"), type: fields.optimizer, lr: isAuto(fields.lr) ? "auto" : num(fields.lr, "lr", "The learning rate", (v) => v >= 0) },
     schedule: { ...parseJsonObject(fields.scheduleParams, "schedule-params", "The schedule options"), type: fields.schedule },
   };
   const patience = fields.patience.trim() === "" ? null : num(fields.patience, "patience", "Patience", (v) => Number.isInteger(v) && v >= 0);
@@ -313,15 +314,18 @@ export interface PlaygroundRequest {
   data: JsonObject & { validation_split?: number; target?: string | string[]; train?: unknown; validation?: unknown };
   training: JsonObject & {
     epochs: number;
-    batch_size: number;
+    batch_size: number | "auto";
     seed: number;
     loss: JsonObject & { type: string };
-    optimizer: JsonObject & { type: string; lr: number };
+    optimizer: JsonObject & { type: string; lr: number | "auto" };
     schedule: JsonObject & { type: string };
     early_stopping?: JsonObject & { monitor: string; patience: number; restore_best_weights: boolean };
   };
   [field: string]: unknown;
 }
+
+/** A field left to edgetune: "auto" as typed (any case, spaces around). */
+const isAuto = (value: string): boolean => value.trim().toLowerCase() === "auto";
 
 function parseJson(text: string, field: string, what: string): unknown {
   try {

@@ -15,7 +15,7 @@ import type { FineTuneCreateParams, FineTuneEvent, Job } from "../sdk/types.js";
 import type { FineTuneResult, ProgressEvent } from "../schema/result.js";
 import type { TrainRequest } from "../engine/prepare.js";
 import { apiClient, describeError, loadLibrary } from "./api.js";
-import { drawChart, type ChartPoint } from "./chart.js";
+import { drawChart, drawLrFinder, type ChartPoint } from "./chart.js";
 import { lookAtCsv } from "./csv.js";
 import { DEMOS, isDemo } from "./demos.js";
 import { isExplanations, renderExplanations } from "./explanations.js";
@@ -70,6 +70,7 @@ const ui = {
   requestPreview: byId("request-preview", HTMLElement),
   status: byId("status", HTMLElement),
   chart: byId("chart", HTMLCanvasElement),
+  lrFinder: byId("lr-finder", HTMLCanvasElement),
   logY: input("logy"),
   result: byId("result", HTMLElement),
   summary: byId("summary", HTMLElement),
@@ -615,6 +616,7 @@ function finish(r: Run, job: Job | Omit<FineTuneResult, "weights">, weights: Uin
     if (first && last?.val_loss !== undefined) rows.push(["val_loss", `${from}${fmt(first.val_loss)} → ${fmt(last.val_loss)}`]);
     if (last?.val_accuracy !== undefined) rows.push(["val_accuracy", `${(100 * last.val_accuracy).toFixed(1)}%`]);
     rows.push(["best epoch", m.best_epoch]);
+    if (m.lr_finder) rows.push(["learning rate", `${fmt(m.lr_finder.lr)} (auto: range test, ${m.lr_finder.method}, ${m.lr_finder.lrs.length} steps)`]);
     if (weights) rows.push(["weights from", r.restoreBest && job.status === "succeeded" && m.best_epoch !== null ? `epoch ${m.best_epoch} (the best, restored)` : `epoch ${last?.epoch ?? "-"} (the last)`]);
     rows.push(["optimizer steps", m.steps], ["samples/s", Math.round(m.samples_per_second)], ["duration", `${(m.duration_ms / 1000).toFixed(2)} s`]);
   }
@@ -630,6 +632,9 @@ function finish(r: Run, job: Job | Omit<FineTuneResult, "weights">, weights: Uin
     }),
   );
   ui.result.hidden = false;
+  // lr "auto": the range test's curve, with the suggestion marked
+  ui.lrFinder.hidden = !m?.lr_finder;
+  if (m?.lr_finder) drawLrFinder(ui.lrFinder, m.lr_finder);
   if (weights) showWeights(job.id, weights, r.device);
 
   const explanations = (job as { explanations?: unknown }).explanations;

@@ -77,7 +77,8 @@ export type Job = z.infer<typeof Job>;
  * ```
  */
 export const JobSummary = Job.omit({ adapter_config: true, huggingface: true, metrics: true, explanations: true }).extend({
-  metrics: Metrics.omit({ history: true })
+  // the range test's curve is the job's to show (GET /v1/fine-tunes/{id}), not the list's
+  metrics: Metrics.omit({ history: true, lr_finder: true })
     .extend({
       /** Epochs in the history. */
       epochs: z.number().int(),
@@ -110,8 +111,8 @@ export function jobSummary(job: Job): JobSummary {
   return summary;
 }
 
-function omitTail(metrics: JobMetrics): Omit<JobMetrics, "history" | "epochs" | "history_truncated"> {
-  const { history: _history, epochs: _epochs, history_truncated: _truncated, ...rest } = metrics;
+function omitTail(metrics: JobMetrics): Omit<JobMetrics, "history" | "epochs" | "history_truncated" | "lr_finder"> {
+  const { history: _history, epochs: _epochs, history_truncated: _truncated, lr_finder: _lrFinder, ...rest } = metrics;
   return rest;
 }
 

@@ -76,6 +76,12 @@ export const Loss = z.discriminatedUnion("type", [
   }),
   /** Binary SVM hinge, mean(max(0, 1 - t*x)) with t in {-1, +1}; labels 0/1 or -1/+1 */
   z.strictObject({ type: z.literal("hinge") }),
+  /**
+   * Chosen from the targets and the output width when the run is prepared (docs/strategy.md):
+   * integer classes and width > 1: cross_entropy; 0/1 and width 1: bce_with_logits; else mse.
+   * The choice is reported as plan.loss.
+   */
+  z.strictObject({ type: z.literal("auto") }),
   /** torch.nn.MultiMarginLoss(p=1, margin=1.0, weight=None) */
   z.strictObject({
     type: z.literal("multi_margin"),
@@ -87,7 +93,11 @@ export const Loss = z.discriminatedUnion("type", [
 
 // ---------------------------------------------------------------- optimizer
 
-const lr = (value: number) => nonNegative().default(value);
+/**
+ * A learning rate, or "auto": a learning-rate range test on a copy of the weights chooses it
+ * before training (docs/strategy.md; metrics.lr_finder reports it).
+ */
+const lr = (value: number) => z.union([nonNegative(), z.literal("auto")]).default(value);
 const betas = z
   .tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)])
   .default([0.9, 0.999]);
@@ -180,10 +190,13 @@ const LinearSchedule = z.strictObject({
   end_factor: z.number().min(0).max(1).default(1),
   total_iters: int().min(0).default(5),
 });
-/** torch OneCycleLR; max_lr defaults to the optimizer's lr, total_steps to the run's scheduler steps */
+/**
+ * torch OneCycleLR; max_lr defaults to the optimizer's lr, total_steps to the run's scheduler
+ * steps; max_lr "auto" is the learning-rate range test's suggestion (docs/strategy.md)
+ */
 const OneCycleSchedule = z.strictObject({
   type: z.literal("onecycle"),
-  max_lr: positive().optional(),
+  max_lr: z.union([positive(), z.literal("auto")]).optional(),
   total_steps: int().min(1).optional(),
   pct_start: unit().default(0.3),
   anneal_strategy: z.enum(["cos", "linear"]).default("cos"),
@@ -325,7 +338,11 @@ export const EarlyStopping = z.strictObject({
 
 export const Training = z.strictObject({
   epochs: int().min(1).max(100_000).default(20),
-  batch_size: int().min(1).max(1 << 20).default(32),
+  /**
+   * Rows per optimizer step, or "auto": the largest power of two up to the training rows (at
+   * most 256) whose plan fits the placement's memory budget (docs/strategy.md; plan.batch_size).
+   */
+  batch_size: z.union([int().min(1).max(1 << 20), z.literal("auto")]).default(32),
   shuffle: z.boolean().default(true),
   drop_last: z.boolean().default(false),
   /**
@@ -396,11 +413,28 @@ export const FineTuneRequest = z.strictObject({
 
 /** The request as a caller writes it (defaults optional). */
 export type FineTuneRequestInput = z.input<typeof FineTuneRequest>;
-/** The request after validation, every default filled in. */
-export type FineTuneRequest = z.output<typeof FineTuneRequest>;
-export type LossSpec = z.output<typeof Loss>;
-export type OptimizerSpec = z.output<typeof Optimizer>;
-export type ScheduleSpec = z.output<typeof Schedule>;
+/** The request as the schema parses it: every default filled in, "auto" choices still open. */
+export type ParsedFineTuneRequest = z.output<typeof FineTuneRequest>;
+/** A loss as parsed, "auto" included. */
+export type ParsedLossSpec = z.output<typeof Loss>;
+/** A loss the engine computes (prepareRun has chosen for "auto"). */
+export type LossSpec = Exclude<ParsedLossSpec, { type: "auto" }>;
+/** An optimizer whose lr is a number (prepareRun puts a placeholder for "auto"; the run the range test's suggestion). */
+export type OptimizerSpec = z.output<typeof Optimizer> extends infer O ? (O extends { lr: unknown } ? Omit<O, "lr"> & { lr: number } : never) : never;
+/** A schedule whose onecycle max_lr, if given, is a number. */
+export type ScheduleSpec = z.output<typeof Schedule> extends infer S ? (S extends { type: "onecycle" } ? Omit<S, "max_lr"> & { max_lr?: number | undefined } : S) : never;
+/**
+ * The request after validation and the automatic choices (docs/strategy.md): what the engine
+ * reads. prepareRun resolves batch_size and loss "auto", and keeps lr "auto" for the run's range test.
+ */
+export type FineTuneRequest = Omit<ParsedFineTuneRequest, "training"> & {
+  training: Omit<ParsedFineTuneRequest["training"], "batch_size" | "loss" | "optimizer" | "schedule"> & {
+    batch_size: number;
+    loss: LossSpec;
+    optimizer: OptimizerSpec;
+    schedule: ScheduleSpec;
+  };
+};
 export type ClosedFormScheduleSpec = z.output<typeof ClosedFormSchedule>;
 export type ClipGradNormSpec = z.output<typeof ClipGradNorm>;
 export type EarlyStoppingSpec = z.output<typeof EarlyStopping>;

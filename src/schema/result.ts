@@ -28,6 +28,14 @@ export const Metrics = z.object({
   steps: z.number().int(),
   samples_per_second: z.number(),
   duration_ms: z.number(),
+  /**
+   * lr "auto" (or onecycle max_lr "auto"): the learning-rate range test (docs/strategy.md):
+   * each step's rate and smoothed loss, the suggested rate the run trained with, and the rule
+   * that chose it ("steep", "minimum", or "start" when no step finished).
+   */
+  lr_finder: z
+    .object({ lr: z.number(), lrs: z.array(z.number()), losses: z.array(z.number()), method: z.enum(["steep", "minimum", "start"]) })
+    .optional(),
 });
 
 export const Plan = z.object({
@@ -37,7 +45,14 @@ export const Plan = z.object({
   flops: z.number(),
   /** Bytes of WebAssembly memory the run needs (parameters, optimizer state, activations, data). */
   memory_bytes: z.number().int(),
+  /** Optimizer steps of training (the range test's are lr_finder_steps). */
   steps: z.number().int(),
+  /** Rows per batch: the request's, or what "batch_size": "auto" chose (docs/strategy.md). */
+  batch_size: z.number().int().optional(),
+  /** The loss type: the request's, or what "loss": {"type": "auto"} chose (docs/strategy.md). */
+  loss: z.string().optional(),
+  /** With lr "auto": the most steps the learning-rate range test takes before training (counted in flops). */
+  lr_finder_steps: z.number().int().optional(),
   /** Where it ran: the Worker, a GPU node, or in-process through the library. */
   placement: z.enum(["edge", "gpu-node", "local"]),
   /**

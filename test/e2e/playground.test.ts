@@ -202,6 +202,38 @@ describe("the playground page in headless Chromium", () => {
     await close();
   });
 
+  it.skipIf(!hasChromium)('lr and batch size "auto" from the form: the range test runs, the summary names the rate and the page plots the curve (needs /usr/bin/chromium)', async () => {
+    const { page, errors, close } = await openPlayground();
+    const dir = join(root, "examples/digits-mlp-auto-lr");
+    await page.selectOption("#demo", "upload");
+    await page.setInputFiles("#csv", join(dir, "train.csv"));
+    await page.setInputFiles("#model-file", join(dir, "request.json"));
+    await page.waitForFunction(() => document.getElementById("data-summary")!.textContent!.includes("rows"));
+    expect(await page.inputValue("#lr")).toBe("auto");
+    expect(await page.inputValue("#loss")).toBe("auto");
+    await page.fill("#batch", "auto");
+    await page.fill("#epochs", "2");
+    const h = await runToEnd(page);
+    expect(h.error).toBeNull();
+    expect(h.status).toBe("succeeded");
+    const job = h.lastJob as unknown as { metrics: { lr_finder: { lr: number; method: string } }; plan: { batch_size: number; loss: string } };
+    expect(job.metrics.lr_finder.method).toBe("steep");
+    expect(job.plan).toMatchObject({ batch_size: 256, loss: "cross_entropy" });
+    expect(await page.textContent("#summary")).toContain("(auto: range test, steep, 100 steps)");
+    expect(await page.isVisible("#lr-finder")).toBe(true);
+    // the curve is drawn: the canvas is not blank
+    const inked = await page.evaluate(() => {
+      const c = document.getElementById("lr-finder") as HTMLCanvasElement;
+      const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i]! < 128 && d[i + 2]! > 150) n++; // the blue series
+      return n;
+    });
+    expect(inked).toBeGreaterThan(100);
+    expect(errors).toEqual([]);
+    await close();
+  });
+
   /** Every field of the form, as the inputs hold it. */
   const formValues = (page: Page) =>
     page.evaluate(() => {

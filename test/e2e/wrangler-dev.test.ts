@@ -92,6 +92,24 @@ describe("wrangler dev, as a new user runs it", () => {
     expect(out).toMatch(/fine-tuned by edgetune/);
   });
 
+  it('the digits MLP example: lr "auto" from default init reaches >= 0.88 held-out accuracy in 8 epochs (docs/strategy.md)', () => {
+    const out = execFileSync(process.execPath, [join(root, "examples/digits-mlp-auto-lr/finetune.mjs")], {
+      cwd: work,
+      env: { ...process.env, EDGETUNE_URL: `http://127.0.0.1:${port}` },
+      encoding: "utf8",
+    });
+    expect(out).toMatch(/^lr "auto": [\d.e-]+ \(steep, a range test of 100 steps\); loss "auto": cross_entropy$/m);
+    expect(out.split("\n").filter((l) => l.startsWith("epoch "))).toHaveLength(8);
+    const [, accuracy] = out.match(/held-out accuracy after 8 epochs: ([\d.]+)/) ?? [];
+    expect(Number(accuracy)).toBeGreaterThanOrEqual(0.88);
+    expect(readFileSync(join(work, "lr-finder.svg"), "utf8")).toMatch(/^<svg[\s\S]*<polyline[\s\S]*steep: /);
+  });
+
+  it.skipIf(!torchAvailable)("the digits MLP's weights load into PyTorch and score >= 0.88 there too (needs /usr/bin/python3 with torch)", () => {
+    const out = execFileSync("/usr/bin/python3", [join(root, "examples/digits-mlp-auto-lr/check.py"), join(work, "digits-mlp.safetensors")], { encoding: "utf8" });
+    expect(out).toMatch(/PyTorch, held-out accuracy: 0\.(8[89]|9)\d*/);
+  });
+
   it("the tiny GPT-2 example fine-tunes a Hub folder (config, weights, token rows as parts) and the held-out perplexity falls; its text rows with the tokenizer part do the same", () => {
     const out = execFileSync(process.execPath, [join(root, "examples/tiny-gpt2/finetune.mjs"), `http://127.0.0.1:${port}`], { cwd: work, encoding: "utf8" });
     const [, before, after, placement] = out.match(/held-out perplexity on the Apache License: ([\d.]+) pretrained -> ([\d.]+) fine-tuned \(\d+ steps on [\w-]+, ([\w-]+)/) ?? [];

@@ -90,6 +90,22 @@ describe("edgetune fine-tune", () => {
     expect(losses[4]!).toBeLessThan(losses[0]!);
   });
 
+  it('--lr auto --batch-size auto --loss auto: the summary names the rate the range test chose, the batch size and the loss', async () => {
+    const r = await run(["fine-tune", ...seedArgs, "--epochs", "3", "--lr", "auto", "--batch-size", "auto", "--loss", "auto", "--mode", "sync", "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout) as { plan: Record<string, unknown>; metrics: { lr_finder: { lr: number; method: string } } };
+    expect(result.plan).toMatchObject({ batch_size: 256, loss: "mse", lr_finder_steps: 100 });
+    expect(result.metrics.lr_finder.method).toMatch(/^(steep|minimum)$/);
+    const text = await run(["fine-tune", ...seedArgs, "--epochs", "3", "--lr", "auto", "--batch-size", "auto", "--mode", "sync", "--out", "auto.safetensors"]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^lr\s+[\d.e-]+ \(lr "auto": range test, (steep|minimum), \d+ steps\)$/m);
+    expect(text.stdout).toMatch(/^batch\s+256 rows · loss mse$/m);
+    const bad = await run(["fine-tune", ...seedArgs, "--lr", "fast"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--lr must be a number or "auto", got "fast"/);
+  });
+
   it("--trainable with --base-dtype float16: the frozen layer comes back rounded to float16, the trained one does not", async () => {
     const r = await run(["fine-tune", ...seedArgs, "--epochs", "2", "--trainable", "fc2", "--base-dtype", "float16", "--mode", "sync", "--out", "half.safetensors"]);
     expect(r.code, r.stderr).toBe(0);

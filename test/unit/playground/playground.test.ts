@@ -129,6 +129,20 @@ describe("the playground's form state", () => {
     expect(bad({})).toBe("no error");
   });
 
+  it('"auto" for the learning rate and the batch size (docs/strategy.md): sent as "auto", read back from a request.json', () => {
+    const request = requestFromForm({ ...formFromDemo("xor"), lr: " Auto ", batch: "auto" }, { hasValidationFile: false });
+    expect(request.training.optimizer.lr).toBe("auto");
+    expect(request.training.batch_size).toBe("auto");
+    expect(requestFromForm({ ...formFromDemo("xor"), lr: "0.5", batch: "8" }, { hasValidationFile: false }).training).toMatchObject({ batch_size: 8, optimizer: { lr: 0.5 } });
+    const bad = (patch: Partial<typeof DEFAULT_FIELDS>) => () => requestFromForm({ ...formFromDemo("xor"), ...patch }, { hasValidationFile: false });
+    expect(bad({ lr: "automatic" })).toThrow(expect.objectContaining({ field: "lr" }));
+    expect(bad({ batch: "autos" })).toThrow(expect.objectContaining({ field: "batch" }));
+    const autoLr = JSON.parse(readFileSync(fileURLToPath(new URL("../../../examples/digits-mlp-auto-lr/request.json", import.meta.url)), "utf8")) as unknown;
+    const fields = formFromRequestDocument(autoLr);
+    expect(fields).toMatchObject({ lr: "auto", batch: "32", loss: "auto", epochs: "8" });
+    expect(requestFromForm(fields, { hasValidationFile: true }).training).toMatchObject({ optimizer: { type: "adam", lr: "auto" }, loss: { type: "auto" } });
+  });
+
   it("schedule presets, and the model one layer a line", () => {
     expect(JSON.parse(schedulePreset("sequential", 40))).toEqual({
       schedulers: [{ type: "linear", start_factor: 0.1, total_iters: 5 }, { type: "cosine", T_max: 35 }],

@@ -10,6 +10,7 @@ import relaxedKernels from "../build/wasm/relaxed-simd.wasm";
 import { createApp } from "../src/api/app.js";
 import { acceptedNodeTokens, DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
 import { DEFAULT_EDGE_BUDGET } from "../src/api/budget.js";
+import { DEFAULT_MAX_ACTIVE_JOBS } from "../src/jobs/store.js";
 import type { EngineRuntime } from "../src/engine/train.js";
 import { runClaimedJob } from "../src/jobs/runner.js";
 import { CloudflareJobStore, DurableRateLimiter, leasePolicy, type DispatchMessage } from "./store.js";
@@ -67,6 +68,11 @@ const app = createApp<Env>((c) => ({
       ? null
       : new DurableRateLimiter(c.env, { burst: number(c.env.RATE_LIMIT_BURST, 60), perMinute: number(c.env.RATE_LIMIT_PER_MINUTE, 600) }),
   corsOrigins: parseApiKeys(c.env.CORS_ORIGINS),
+  quotas: {
+    maxActiveJobs: number(c.env.MAX_ACTIVE_JOBS_PER_KEY, DEFAULT_MAX_ACTIVE_JOBS),
+    // unset or "0": no storage limit
+    maxStoredBytes: number(c.env.MAX_STORED_BYTES_PER_KEY, 0) || null,
+  },
 }));
 
 /**

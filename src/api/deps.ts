@@ -3,7 +3,7 @@
  * or a Node process): the kernel module, storage, keys, budgets.
  */
 import type { EngineRuntime } from "../engine/train.js";
-import type { JobStore } from "../jobs/store.js";
+import type { JobStore, QuotaLimits } from "../jobs/store.js";
 import type { LeasePolicy } from "../jobs/state.js";
 import type { EdgeBudget } from "./budget.js";
 import type { RateLimiter } from "./rate-limit.js";
@@ -31,6 +31,8 @@ export interface AppDeps {
   pollMs: number;
   /** Per-key request limits for /v1/fine-tunes (null: unlimited). */
   rateLimiter: RateLimiter | null;
+  /** Per-key quotas (MAX_ACTIVE_JOBS_PER_KEY, MAX_STORED_BYTES_PER_KEY); default DEFAULT_QUOTAS (8 active jobs, bytes unlimited). */
+  quotas?: QuotaLimits;
   /** Origins allowed to call the API from a browser (CORS); ["*"] for any, [] for none. */
   corsOrigins: string[];
 }

@@ -4,16 +4,17 @@ import { DEFAULT_EDGE_BUDGET, type EdgeBudget } from "../../src/api/budget.js";
 import { MemoryJobStore } from "../../src/jobs/memory-store.js";
 import { DEFAULT_LEASE_POLICY, type LeasePolicy } from "../../src/jobs/state.js";
 import { MemoryRateLimiter, type RateLimitPolicy } from "../../src/api/rate-limit.js";
+import type { QuotaLimits } from "../../src/jobs/store.js";
 import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 
 export const NODE_TOKEN = "test-node-token";
 
 export async function testApp(
-  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[] } = {},
+  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; quotas?: QuotaLimits; jobTtlMs?: number } = {},
 ) {
   const runtime = await loadNodeRuntime();
   const lease = options.lease ?? DEFAULT_LEASE_POLICY;
-  const store = new MemoryJobStore(lease);
+  const store = new MemoryJobStore(lease, options.jobTtlMs === undefined ? {} : { jobTtlMs: options.jobTtlMs });
   const rateLimiter = options.rateLimit ? new MemoryRateLimiter(options.rateLimit) : null;
   const app = createApp(() => ({
     runtime,
@@ -27,6 +28,7 @@ export async function testApp(
     pollMs: 10,
     rateLimiter,
     corsOrigins: options.corsOrigins ?? [],
+    ...(options.quotas ? { quotas: options.quotas } : {}),
   }));
   return { app, store, runtime };
 }

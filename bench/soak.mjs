@@ -3,7 +3,8 @@
 // issue 20). Each round creates --batch jobs (a quarter async on the edge, the rest sync), waits
 // until they have ended and then until the expiry (JOB_TTL_SECONDS=--ttl) has deleted them all.
 // What is stored is read from wrangler's local state: R2 objects, and Durable Objects' rows.
-//   node bench/soak.mjs [--jobs 1000] [--batch 50] [--ttl 1] [--no-build]
+//   node bench/soak.mjs [--jobs 1000] [--batch 50] [--ttl 1] [--idle 30] [--no-build]
+// (--idle: seconds to wait at the end before measuring workerd's RSS once more)
 // Prints one line a round and a JSON summary; writes bench/results/soak.json.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -19,6 +20,7 @@ const arg = (name, fallback) => {
 const JOBS = Number(arg("jobs", 1000));
 const BATCH = Number(arg("batch", 50));
 const TTL_S = Number(arg("ttl", 1));
+const IDLE_S = Number(arg("idle", 30));
 const KEY = "soak-key";
 const say = (s) => process.stderr.write(`${s}\n`);
 
@@ -200,6 +202,10 @@ try {
     rounds.push(row);
     say(`soak: ${JSON.stringify(row)}`);
   }
+  // does memory come back once nothing runs? (idle Durable Objects are evicted after a while)
+  say(`soak: idle ${IDLE_S} s`);
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+  const idleRss = Math.round(workerdRss() / 2 ** 20);
   const first = rounds[0];
   const last = rounds.at(-1);
   const summary = {
@@ -210,7 +216,7 @@ try {
     after: stored(),
     // flat: after every round's expiry, what is stored is what was stored after the first's
     storage_flat: rounds.every((r) => r.expired.r2_objects === first.expired.r2_objects && r.expired.r2_blob_files === first.expired.r2_blob_files && r.expired.do_rows === first.expired.do_rows),
-    workerd_rss_mib: { first: first.workerd_rss_mib, last: last.workerd_rss_mib, max: Math.max(...rounds.map((r) => r.workerd_rss_mib)) },
+    workerd_rss_mib: { first: first.workerd_rss_mib, last: last.workerd_rss_mib, max: Math.max(...rounds.map((r) => r.workerd_rss_mib)), after_idle: idleRss, idle_s: IDLE_S },
     disk_bytes: { first: first.expired.disk_bytes, last: last.expired.disk_bytes },
     rounds,
   };

@@ -327,6 +327,8 @@ export class FineTuneJob extends DurableObject<Env> {
       }
     }
     await this.env.JOB_INDEX.get(this.env.JOB_INDEX.idFromName(`owner:${owner}`)).forget(listingKey(job.created_at, job.id), job.id);
+    // a GPU job cancelled while it waited is still on the dispatcher's list until a node polls
+    if (job.plan.placement === "gpu-node") await this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME)).drop(job.id);
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     return true;
@@ -460,6 +462,12 @@ export class JobDispatcher extends DurableObject<Env> {
     if (await this.ctx.storage.get(`id:${id}`)) return;
     const seq = ((await this.ctx.storage.get<number>("seq")) ?? 0) + 1;
     await this.ctx.storage.put({ seq, [`id:${id}`]: seq, [`w:${String(seq).padStart(12, "0")}`]: id });
+  }
+
+  /** Takes a job off the waiting list (it expired or was deleted before a node took it). */
+  async drop(id: string): Promise<void> {
+    const seq = await this.ctx.storage.get<number>(`id:${id}`);
+    if (seq !== undefined) await this.ctx.storage.delete([`id:${id}`, `w:${String(seq).padStart(12, "0")}`]);
   }
 
   async pop(worker?: string): Promise<string | null> {

@@ -146,6 +146,9 @@ describe("expiry in workerd (JOB_TTL_SECONDS for tests; JOB_TTL_DAYS deployed)",
       }
       expect(((await (await call("/v1/fine-tunes")).json()) as { data: unknown[] }).data).toHaveLength(0);
       expect(await index.usage()).toEqual({ activeJobs: 0, storedBytes: 0 });
+      // the cancelled GPU job is off the dispatcher's waiting list too
+      const dispatcher = env.DISPATCHER.get(env.DISPATCHER.idFromName("gpu-nodes"));
+      expect(await runInDurableObject(dispatcher, async (_i, state) => (await state.storage.get(`id:${ids[2]}`)) ?? null)).toBeNull();
       sizes.push({ blobs: await blobCount(), indexKeys: await indexKeys() });
     }
     // flat: what is stored after every cycle is what was stored after the first

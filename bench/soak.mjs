@@ -124,15 +124,33 @@ function sqliteRows(dir) {
   const files = existsSync(dir) ? readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith(".sqlite")).map((f) => join(dir, f)) : [];
   if (files.length === 0) return {};
   const script = [
-    "import sqlite3, sys, json",
+    "import sqlite3, sys, json, time",
+    "def count(f, uri):",
+    "    c = sqlite3.connect(uri, uri=True)",
+    "    try:",
+    "        return [(n, c.execute('select count(*) from \"' + n + '\"').fetchone()[0]) for (n,) in c.execute(\"select name from sqlite_master where type = 'table'\")]",
+    "    finally:",
+    "        c.close()",
     "rows = {}",
     "for f in sys.argv[1:]:",
-    "    c = sqlite3.connect('file:' + f + '?mode=ro', uri=True)",
-    "    for (n,) in c.execute(\"select name from sqlite_master where type = 'table'\"):",
-    "        if n != '__miniflare_do_name': rows[n] = rows.get(n, 0) + c.execute('select count(*) from \"' + n + '\"').fetchone()[0]",
+    // read-only first; a database in the middle of a write-ahead-log checkpoint can refuse a
+    // read-only reader for a moment, so retry, then read it as an ordinary reader
+    "    for attempt in range(6):",
+    "        try:",
+    "            found = count(f, 'file:' + f + ('?mode=ro' if attempt < 5 else ''))",
+    "            break",
+    "        except sqlite3.OperationalError:",
+    "            if attempt == 5: raise",
+    "            time.sleep(0.1)",
+    "    for n, k in found:",
+    "        if n != '__miniflare_do_name': rows[n] = rows.get(n, 0) + k",
     "print(json.dumps(rows))",
   ].join("\n");
-  return JSON.parse(execFileSync("/usr/bin/python3", ["-c", script, ...files], { encoding: "utf8" }));
+  try {
+    return JSON.parse(execFileSync("/usr/bin/python3", ["-c", script, ...files], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }));
+  } catch (e) {
+    throw new Error(`soak: reading the local SQLite files failed: ${String(e.stderr ?? e).trim().split("\n").at(-1)}`);
+  }
 }
 
 /**

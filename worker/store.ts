@@ -35,9 +35,13 @@ import {
   type WorkerChannel,
 } from "../src/jobs/store.js";
 
-/** The queue message: only the id; everything else is in the job's Durable Object and R2. */
+/**
+ * The queue message: only the id; everything else is in the job's Durable Object and R2.
+ * `webhook`: deliver the ended job's webhook rather than run it.
+ */
 export interface DispatchMessage {
   id: string;
+  webhook?: true;
 }
 
 /** Lease policy from the Worker's vars (LEASE_SECONDS, MAX_ATTEMPTS). */
@@ -138,7 +142,7 @@ export class FineTuneJob extends DurableObject<Env> {
     if (!current) return null;
     const r = fn(current, Date.now(), leasePolicy(this.env));
     if (r.state !== current) await this.save(r.state);
-    await this.apply(r.state, r.effects);
+    await this.apply(r.state, r.effects, current);
     const { state: _s, effects: _e, ...rest } = r;
     return rest;
   }
@@ -148,7 +152,11 @@ export class FineTuneJob extends DurableObject<Env> {
    * claim from it): it never waits behind the queue consumer, which may be training an edge job
    * (issue 20, finding 2). Edge jobs go through the Queue to a consumer invocation of their own.
    */
-  private async apply(state: machine.JobState, effects: machine.Effects): Promise<void> {
+  private async apply(state: machine.JobState, effects: machine.Effects, before?: machine.JobState): Promise<void> {
+    // the job has just ended: its webhook goes out through the Queue (retried with backoff there)
+    if (before && !isFinal(before.job.status) && isFinal(state.job.status) && state.job.webhook) {
+      await this.env.JOB_QUEUE.send({ id: state.job.id, webhook: true } satisfies DispatchMessage);
+    }
     // an ended job needs no lease timer: its alarm becomes its expiry
     if (effects.alarmAt === null && isFinal(state.job.status)) await this.ctx.storage.setAlarm(expiresAt(state.job, await this.ttlMs())!);
     else if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
@@ -184,8 +192,10 @@ export class FineTuneJob extends DurableObject<Env> {
       this.sql.exec("DELETE FROM history");
       this.appendHistory(history);
     });
+    const first = (await this.ctx.storage.get("record")) === undefined;
     await this.ctx.storage.put({ record, ttlMs });
     await this.ctx.storage.setAlarm(expiresAt(record.job, ttlMs) ?? Date.now() + ttlMs);
+    if (first && record.job.webhook) await this.env.JOB_QUEUE.send({ id: record.job.id, webhook: true } satisfies DispatchMessage);
   }
 
   async get(): Promise<JobRecord | null> {

@@ -33,6 +33,11 @@ export interface AppDeps {
   rateLimiter: RateLimiter | null;
   /** Per-key quotas (MAX_ACTIVE_JOBS_PER_KEY, MAX_STORED_BYTES_PER_KEY); default DEFAULT_QUOTAS (8 active jobs, bytes unlimited). */
   quotas?: QuotaLimits;
+  /**
+   * Webhook signing: the key of EDGETUNE_WEBHOOK_SECRET, and whether http://localhost URLs are
+   * allowed (local development). null or absent: a request with a webhook is refused (503).
+   */
+  webhooks?: { key: Uint8Array; allowLocal: boolean } | null;
   /** Origins allowed to call the API from a browser (CORS); ["*"] for any, [] for none. */
   corsOrigins: string[];
 }

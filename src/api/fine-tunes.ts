@@ -11,6 +11,7 @@ import { eventsOfFinishedJob, isFinal, jobFromResult, type JobEvent } from "../j
 import { chargedBytes, DEFAULT_QUOTAS, EVENTS_PAGE, inputKeyOf, type Admission, type JobRecord, type JobStore } from "../jobs/store.js";
 import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
+import { webhookUrlProblem } from "../jobs/webhook.js";
 import type { RunPlan } from "../engine/plan.js";
 import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/job.js";
 import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result.js";
@@ -156,7 +157,7 @@ const createRouteDef = createRoute({
   responses: {
     200: jsonResponse("The finished run (sync). Location points at the stored job.", Schemas.FineTuneResult, LOCATION),
     202: jsonResponse("Accepted (async): the queued job; follow it at Location, its events, or poll it.", Schemas.Job, LOCATION),
-    ...problemResponses(400, 401, 413, 415, 422, 429),
+    ...problemResponses(400, 401, 413, 415, 422, 429, 503),
   },
 });
 
@@ -283,6 +284,16 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   const idempotencyKey = idempotencyKeyOf(c.req.header("idempotency-key"));
   const { request, tables } = await readCreateBody(c.req.raw, deps.maxBodyBytes);
   const prepared = prepareRun(request, tables);
+  const webhook = prepared.request.webhook ?? null;
+  if (webhook) {
+    if (!deps.webhooks) {
+      return problemResponse(
+        problem(503, "webhooks_not_configured", "This deployment sends no webhooks: set the secret EDGETUNE_WEBHOOK_SECRET (whsec_ and at least 24 base64 bytes; `wrangler secret put EDGETUNE_WEBHOOK_SECRET`)."),
+      );
+    }
+    const why = webhookUrlProblem(webhook.url, { allowLocal: deps.webhooks.allowLocal });
+    if (why) throw new RequestValidationError([{ path: "webhook.url", message: why }]);
+  }
   const decision = decide(prepared.request, prepared.plan, deps.budget);
   const id = newId();
   // every job stores its input: async jobs run from it, and explain reads it later
@@ -329,6 +340,7 @@ async function createAdmitted(
       engine: null,
       error: null,
       ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
+      ...(prepared.request.webhook ? { webhook: { url: prepared.request.webhook.url } } : {}),
       weights_url: null,
     };
     const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease);
@@ -340,7 +352,8 @@ async function createAdmitted(
   let run;
   try {
     run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
-    const job = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
+    const finished = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
+    const job: Job = prepared.request.webhook ? { ...finished, webhook: { url: prepared.request.webhook.url } } : finished;
     await deps.store.putWeights(id, run.weights);
     // the model and data, for POST /v1/fine-tunes/{id}/explain later
     await deps.store.putInput(id, input);

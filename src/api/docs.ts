@@ -13,6 +13,7 @@ export const PROBLEM_CODES: Record<string, string> = {
   not_found: "404: no such fine-tune, or it belongs to another key.",
   weights_not_ready: "409: the job has not ended with weights yet.",
   already_finished: "409: the job has already ended.",
+  webhooks_not_configured: "503: a request with a webhook, on a deployment without EDGETUNE_WEBHOOK_SECRET; set the secret (whsec_ and at least 24 base64 bytes).",
   job_active: "409: the job is queued or running, so it cannot be deleted; cancel it first.",
   too_many_active_jobs: "429: the key has MAX_ACTIVE_JOBS_PER_KEY jobs queued or running; retry after Retry-After, once one has ended.",
   storage_quota_exceeded: "429: the job would take the key's stored inputs and weights past MAX_STORED_BYTES_PER_KEY; delete ended jobs or wait for them to expire.",

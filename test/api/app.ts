@@ -10,7 +10,7 @@ import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 export const NODE_TOKEN = "test-node-token";
 
 export async function testApp(
-  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; quotas?: QuotaLimits; jobTtlMs?: number } = {},
+  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; quotas?: QuotaLimits; jobTtlMs?: number; webhooks?: { key: Uint8Array; allowLocal: boolean } } = {},
 ) {
   const runtime = await loadNodeRuntime();
   const lease = options.lease ?? DEFAULT_LEASE_POLICY;
@@ -29,6 +29,7 @@ export async function testApp(
     rateLimiter,
     corsOrigins: options.corsOrigins ?? [],
     ...(options.quotas ? { quotas: options.quotas } : {}),
+    ...(options.webhooks ? { webhooks: options.webhooks } : {}),
   }));
   return { app, store, runtime };
 }

@@ -150,6 +150,28 @@ describe("GET /v1/fine-tunes?status=", () => {
   });
 });
 
+describe("webhook on a create", () => {
+  const body = (url: string) => json({ ...seedRequest(8), mode: "sync", webhook: { url } });
+  it("without a webhook secret the create answers 503 webhooks_not_configured (nothing would deliver it)", async () => {
+    const t = await testApp({ apiKeys: [KEY] });
+    const res = await t.app.request("/v1/fine-tunes", body("https://example.com/hook"));
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { code: string }).code).toBe("webhooks_not_configured");
+    expect(t.store.storedCounts().jobs).toBe(0);
+  });
+
+  it("with one, a private URL is a 400 naming webhook.url, and a public one is kept on the job", async () => {
+    const t = await testApp({ apiKeys: [KEY], webhooks: { key: new Uint8Array(32), allowLocal: false } });
+    const bad = await t.app.request("/v1/fine-tunes", body("https://169.254.169.254/latest/meta-data"));
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe("webhook.url");
+    const ok = await t.app.request("/v1/fine-tunes", body("https://example.com/hook"));
+    expect(ok.status).toBe(200);
+    const job = (await (await get(t, `/v1/fine-tunes/${await idOf(ok)}`)).json()) as { webhook: { url: string } };
+    expect(job.webhook).toEqual({ url: "https://example.com/hook" });
+  });
+});
+
 /** The owner of a key, as the API stores it (SHA-256 of the key, hex). */
 async function ownerOf(key: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));

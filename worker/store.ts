@@ -162,8 +162,13 @@ export class FineTuneJob extends DurableObject<Env> {
     else if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
     else if (effects.alarmAt !== undefined) await this.ctx.storage.setAlarm(effects.alarmAt);
     if (!effects.enqueue) return;
-    if (state.placement === "gpu-node") await this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME)).push(state.job.id);
-    else await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
+    if (state.placement === "gpu-node") {
+      const dispatcher = this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME));
+      await dispatcher.push(state.job.id);
+      // the job is (re)dispatched at once and every lease period by its alarm, so a job whose
+      // nodes are gone is told so within a lease (as MemoryJobStore's dispatch does)
+      if (!(await dispatcher.nodePolledWithin(leasePolicy(this.env).leaseMs))) await this.waitingForNode();
+    } else await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
   }
 
   /** Up to `limit` history entries from position `offset`, and how many are stored. */

@@ -10,8 +10,10 @@ import relaxedKernels from "../build/wasm/relaxed-simd.wasm";
 import { createApp } from "../src/api/app.js";
 import { acceptedNodeTokens, DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
 import { DEFAULT_EDGE_BUDGET } from "../src/api/budget.js";
+import { DEFAULT_MAX_ACTIVE_JOBS } from "../src/jobs/store.js";
 import type { EngineRuntime } from "../src/engine/train.js";
 import { runClaimedJob } from "../src/jobs/runner.js";
+import { deliverWebhook, webhookKey } from "../src/jobs/webhook.js";
 import { CloudflareJobStore, DurableRateLimiter, leasePolicy, type DispatchMessage } from "./store.js";
 
 export { FineTuneJob, JobIndex, JobDispatcher, RateLimitBucket } from "./store.js";
@@ -70,7 +72,38 @@ const app = createApp<Env>((c) => ({
   corsOrigins: parseApiKeys(c.env.CORS_ORIGINS),
   // Cloudflare sets CF-Connecting-IP on a deployed Worker; under `wrangler dev` a client can send any
   clientAddressHeader: isLocalDev(c.env) ? null : "cf-connecting-ip",
+  webhooks: webhooksOf(c.env),
+  quotas: {
+    maxActiveJobs: number(c.env.MAX_ACTIVE_JOBS_PER_KEY, DEFAULT_MAX_ACTIVE_JOBS),
+    // unset or "0": no storage limit
+    maxStoredBytes: number(c.env.MAX_STORED_BYTES_PER_KEY, 0) || null,
+  },
 }));
+
+/** Webhook signing from EDGETUNE_WEBHOOK_SECRET (null: not configured); localhost URLs only in local development. */
+function webhooksOf(env: Env): { key: Uint8Array; allowLocal: boolean } | null {
+  const key = webhookKey((env as { EDGETUNE_WEBHOOK_SECRET?: string }).EDGETUNE_WEBHOOK_SECRET);
+  return key ? { key, allowLocal: isLocalDev(env) } : null;
+}
+
+/**
+ * A failed delivery is retried after WEBHOOK_RETRY_SECONDS (default 30) times 2^(attempt - 1),
+ * at most an hour: 30 s, 1 min, 2 min with the queue's max_retries = 3.
+ */
+function webhookRetryDelay(env: Env, attempts: number): number {
+  return Math.min(3600, number(env.WEBHOOK_RETRY_SECONDS, 30) * 2 ** Math.max(0, attempts - 1));
+}
+
+/** Delivers an ended job's webhook; false when it should be retried. */
+async function sendWebhook(store: CloudflareJobStore, env: Env, id: string): Promise<boolean> {
+  const record = await store.get(id);
+  const webhooks = webhooksOf(env);
+  // expired or deleted meanwhile, or the secret was removed: nothing to send
+  if (!record?.job.webhook || !webhooks) return true;
+  const { ok, status } = await deliverWebhook(record.job.webhook.url, webhooks.key, record.job);
+  if (!ok) console.warn(`edgetune: webhook of ${id} answered ${status ?? "no response"}; retrying`);
+  return ok;
+}
 
 /**
  * The dispatch queue: a GPU job is handed to the dispatcher for nodes to claim; an edge job
@@ -81,6 +114,15 @@ async function queue(batch: MessageBatch<DispatchMessage>, env: Env, _ctx: Execu
   const store = new CloudflareJobStore(env);
   for (const message of batch.messages) {
     const { id } = message.body;
+    if (message.body.webhook) {
+      if (batch.queue.endsWith("-dlq")) console.warn(`edgetune: the webhook of ${id} was not delivered after ${message.attempts} attempts; giving up`);
+      else if (!(await sendWebhook(store, env, id))) {
+        message.retry({ delaySeconds: webhookRetryDelay(env, message.attempts) });
+        continue;
+      }
+      message.ack();
+      continue;
+    }
     if (batch.queue.endsWith("-dlq")) {
       await store.job(id).fail(`the job could not be dispatched after ${message.attempts} deliveries`);
       message.ack();

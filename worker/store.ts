@@ -12,6 +12,14 @@ import { boundedMetrics, isFinal, type JobEvent } from "../src/jobs/job.js";
 import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
 import {
+  blobPrefixesOf,
+  DEFAULT_JOB_TTL_MS,
+  expiresAt,
+  LIST_SCAN,
+  type Admission,
+  type ListOptions,
+  type QuotaLimits,
+  type Usage,
   weightsKeyOf,
   weightsNotUploaded,
   inputKeyOf,
@@ -29,9 +37,13 @@ import {
   type WorkerChannel,
 } from "../src/jobs/store.js";
 
-/** The queue message: only the id; everything else is in the job's Durable Object and R2. */
+/**
+ * The queue message: only the id; everything else is in the job's Durable Object and R2.
+ * `webhook`: deliver the ended job's webhook rather than run it.
+ */
 export interface DispatchMessage {
   id: string;
+  webhook?: true;
 }
 
 /** Lease policy from the Worker's vars (LEASE_SECONDS, MAX_ATTEMPTS). */
@@ -42,6 +54,17 @@ export function leasePolicy(env: Env): machine.LeasePolicy {
     leaseMs: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : machine.DEFAULT_LEASE_POLICY.leaseMs,
     maxAttempts: Number.isInteger(attempts) && attempts > 0 ? attempts : machine.DEFAULT_LEASE_POLICY.maxAttempts,
   };
+}
+
+/**
+ * How long an ended job is kept: JOB_TTL_SECONDS when set (for tests: expiry within a test run),
+ * else JOB_TTL_DAYS (default 30).
+ */
+export function jobTtlMs(env: Env): number {
+  const seconds = Number((env as { JOB_TTL_SECONDS?: string }).JOB_TTL_SECONDS);
+  if (Number.isFinite(seconds) && seconds > 0) return seconds * 1000;
+  const days = Number(env.JOB_TTL_DAYS);
+  return Number.isFinite(days) && days > 0 ? days * 24 * 60 * 60 * 1000 : DEFAULT_JOB_TTL_MS;
 }
 
 /** History entries per SQLite row: rows stay far below the 2 MB value limit (SQLITE_TOOBIG). */
@@ -82,7 +105,7 @@ export class FineTuneJob extends DurableObject<Env> {
     const record = await this.ctx.storage.get<JobRecord>("record");
     if (record === undefined || record.job.metrics === null || record.job.metrics.epochs !== undefined) return record;
     const bounded: JobRecord = { ...record, job: { ...record.job, metrics: boundedMetrics(record.job.metrics) } };
-    await this.put(bounded, record.job.metrics.history);
+    await this.put(bounded, record.job.metrics.history, await this.ttlMs());
     return bounded;
   }
 
@@ -121,7 +144,7 @@ export class FineTuneJob extends DurableObject<Env> {
     if (!current) return null;
     const r = fn(current, Date.now(), leasePolicy(this.env));
     if (r.state !== current) await this.save(r.state);
-    await this.apply(r.state, r.effects);
+    await this.apply(r.state, r.effects, current);
     const { state: _s, effects: _e, ...rest } = r;
     return rest;
   }
@@ -132,8 +155,14 @@ export class FineTuneJob extends DurableObject<Env> {
    * (issue 20, finding 2); when no node has polled within a lease period, it says so
    * (waiting_for_node). Edge jobs go through the Queue to a consumer invocation of their own.
    */
-  private async apply(state: machine.JobState, effects: machine.Effects): Promise<void> {
-    if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
+  private async apply(state: machine.JobState, effects: machine.Effects, before?: machine.JobState): Promise<void> {
+    // the job has just ended: its webhook goes out through the Queue (retried with backoff there)
+    if (before && !isFinal(before.job.status) && isFinal(state.job.status) && state.job.webhook) {
+      await this.env.JOB_QUEUE.send({ id: state.job.id, webhook: true } satisfies DispatchMessage);
+    }
+    // an ended job needs no lease timer: its alarm becomes its expiry
+    if (effects.alarmAt === null && isFinal(state.job.status)) await this.ctx.storage.setAlarm(expiresAt(state.job, await this.ttlMs())!);
+    else if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
     else if (effects.alarmAt !== undefined) await this.ctx.storage.setAlarm(effects.alarmAt);
     if (!effects.enqueue) return;
     if (state.placement !== "gpu-node") {
@@ -171,13 +200,16 @@ export class FineTuneJob extends DurableObject<Env> {
   }
 
   // ---- sync records
-  async put(record: JobRecord, history: readonly EpochMetrics[]): Promise<void> {
+  async put(record: JobRecord, history: readonly EpochMetrics[], ttlMs: number): Promise<void> {
     this.tables();
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("DELETE FROM history");
       this.appendHistory(history);
     });
-    await this.ctx.storage.put("record", record);
+    const first = (await this.ctx.storage.get("record")) === undefined;
+    await this.ctx.storage.put({ record, ttlMs });
+    await this.ctx.storage.setAlarm(expiresAt(record.job, ttlMs) ?? Date.now() + ttlMs);
+    if (first && record.job.webhook) await this.env.JOB_QUEUE.send({ id: record.job.id, webhook: true } satisfies DispatchMessage);
   }
 
   async get(): Promise<JobRecord | null> {
@@ -195,8 +227,9 @@ export class FineTuneJob extends DurableObject<Env> {
   }
 
   // ---- async jobs
-  async create(state: machine.JobState, effects: machine.Effects): Promise<void> {
+  async create(state: machine.JobState, effects: machine.Effects, ttlMs: number): Promise<void> {
     if (await this.state()) return; // a retried submit
+    await this.ctx.storage.put("ttlMs", ttlMs);
     await this.save(state);
     await this.apply(state, effects);
   }
@@ -278,13 +311,63 @@ export class FineTuneJob extends DurableObject<Env> {
     await this.transition((s) => machine.waitingForNode(s));
   }
 
-  /** Lapsed leases go back to the queue; queued jobs are re-dispatched in case a message was lost. */
+  /** The job's time to live once ended, as set when it was created (the Worker's at the time for older jobs). */
+  private async ttlMs(): Promise<number> {
+    return (await this.ctx.storage.get<number>("ttlMs")) ?? jobTtlMs(this.env);
+  }
+
+  /**
+   * Lapsed leases go back to the queue; queued jobs are re-dispatched in case a message was lost;
+   * an ended job past its time to live is deleted. A throw here is retried by the runtime, and
+   * `remove` can be repeated, so a half-done expiry is finished by the retry.
+   */
   override async alarm(): Promise<void> {
-    await this.transition((s, now, policy) => machine.onAlarm(s, now, policy));
+    const record = await this.get();
+    if (!record) return;
+    if (!isFinal(record.job.status)) {
+      await this.transition((s, now, policy) => machine.onAlarm(s, now, policy));
+      return;
+    }
+    const at = expiresAt(record.job, await this.ttlMs())!;
+    if (at > Date.now()) await this.ctx.storage.setAlarm(at);
+    else await this.remove();
+  }
+
+  /**
+   * Deletes the ended job: its blobs in R2 (input, weights of every attempt, checkpoints), its
+   * listing entry and charged bytes, then all of its own storage (the object then holds nothing).
+   * false when there is no such job or it has not ended.
+   */
+  async remove(): Promise<boolean> {
+    const record = await this.get();
+    if (!record || !isFinal(record.job.status)) return false;
+    const { job, owner } = record;
+    for (const prefix of blobPrefixesOf(job.id)) {
+      for (let cursor: string | undefined; ; ) {
+        const listed = await this.env.BLOBS.list({ prefix, ...(cursor === undefined ? {} : { cursor }) });
+        if (listed.objects.length > 0) await this.env.BLOBS.delete(listed.objects.map((o) => o.key));
+        if (!listed.truncated) break;
+        cursor = listed.cursor;
+      }
+    }
+    await this.env.JOB_INDEX.get(this.env.JOB_INDEX.idFromName(`owner:${owner}`)).forget(listingKey(job.created_at, job.id), job.id);
+    // a GPU job cancelled while it waited is still on the dispatcher's list until a node polls
+    if (job.plan.placement === "gpu-node") await this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME)).drop(job.id);
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    return true;
   }
 }
 
-/** One owner's job ids (keyed so that listing in key order is newest first) and Idempotency-Keys. */
+/** How long an admitted job that does not exist yet counts as active (its create is still storing it). */
+const ADMISSION_GRACE_MS = 10 * 60 * 1000;
+
+/**
+ * One owner's job ids (keyed so that listing in key order is newest first), Idempotency-Keys and
+ * quotas. Keys: `job:{listing key}` the id; `idem:{key}` an IdempotencyRecord and
+ * `idemjob:{id}` its key (forgotten with the job); `active:{id}` when an async job was admitted;
+ * `bytes:{id}` its charged bytes, and `bytes` their sum.
+ */
 export class JobIndex extends DurableObject<Env> {
   /**
    * Atomic, so that two racing creates get one winner: blockConcurrencyWhile holds every other
@@ -300,32 +383,84 @@ export class JobIndex extends DurableObject<Env> {
       const now = Date.now();
       const stored = async (jobId: string) => (await this.env.JOBS.get(this.env.JOBS.idFromName(jobId)).get()) !== null;
       if (await reservationHolds(existing, now, stored)) return existing!;
-      await this.ctx.storage.put(slot, { id, fingerprint, at: now, pendingUntil: now + pendingMs } satisfies IdempotencyRecord);
+      // idemjob: the job's own key, so that the job's expiry frees it (retention)
+      await this.ctx.storage.put({ [slot]: { id, fingerprint, at: now, pendingUntil: now + pendingMs } satisfies IdempotencyRecord, [`idemjob:${id}`]: key });
       return null;
     });
   }
 
   async release(key: string, id: string): Promise<void> {
     const slot = `idem:${key}`;
-    if ((await this.ctx.storage.get<IdempotencyRecord>(slot))?.id === id) await this.ctx.storage.delete(slot);
+    if ((await this.ctx.storage.get<IdempotencyRecord>(slot))?.id === id) await this.ctx.storage.delete([slot, `idemjob:${id}`]);
+  }
+
+  /**
+   * Drops the `active:` entries of jobs that have ended (asking each job's object), and returns
+   * the usage. Other calls may run while a job answers; that only ever drops entries.
+   */
+  private async refresh(): Promise<Usage> {
+    const active = await this.ctx.storage.list<number>({ prefix: "active:" });
+    for (const [key, admittedAt] of active) {
+      const id = key.slice("active:".length);
+      const info = await this.env.JOBS.get(this.env.JOBS.idFromName(id)).dispatchInfo();
+      const ended = info === null ? Date.now() - admittedAt > ADMISSION_GRACE_MS : isFinal(info.status);
+      if (ended) await this.ctx.storage.delete(key);
+    }
+    return this.counted();
+  }
+
+  /** Usage as counted, with storage reads only (no other call runs meanwhile). */
+  private async counted(): Promise<Usage> {
+    const active = await this.ctx.storage.list({ prefix: "active:" });
+    return { activeJobs: active.size, storedBytes: (await this.ctx.storage.get<number>("bytes")) ?? 0 };
+  }
+
+  async usage(): Promise<Usage> {
+    return this.refresh();
+  }
+
+  async admit(id: string, job: { active: boolean; bytes: number }, limits: QuotaLimits): Promise<Admission> {
+    if (job.active && (await this.counted()).activeJobs >= limits.maxActiveJobs) await this.refresh();
+    // from here only storage calls: the check and the count are one step for racing creates
+    const usage = await this.counted();
+    if (job.active && usage.activeJobs >= limits.maxActiveJobs) return { ok: false, code: "too_many_active_jobs", ...usage };
+    if (limits.maxStoredBytes !== null && usage.storedBytes + job.bytes > limits.maxStoredBytes) return { ok: false, code: "storage_quota_exceeded", ...usage };
+    await this.ctx.storage.put({
+      ...(job.active ? { [`active:${id}`]: Date.now() } : {}),
+      [`bytes:${id}`]: job.bytes,
+      bytes: usage.storedBytes + job.bytes,
+    });
+    return { ok: true };
+  }
+
+  /** Uncounts job `id` (its create failed, or it expired). */
+  async cancelAdmission(id: string): Promise<void> {
+    const bytes = await this.ctx.storage.get<number>(`bytes:${id}`);
+    await this.ctx.storage.delete([`active:${id}`, `bytes:${id}`]);
+    if (bytes !== undefined) await this.ctx.storage.put("bytes", Math.max(0, ((await this.ctx.storage.get<number>("bytes")) ?? 0) - bytes));
+  }
+
+  /** Forgets an expired or deleted job: its listing entry, its quota counts and its Idempotency-Key. */
+  async forget(key: string, id: string): Promise<void> {
+    await this.cancelAdmission(id);
+    const idem = await this.ctx.storage.get<string>(`idemjob:${id}`);
+    if (idem !== undefined) await this.release(idem, id);
+    await this.ctx.storage.delete([`job:${key}`, `idemjob:${id}`]);
   }
 
   async add(key: string, id: string): Promise<void> {
     await this.ctx.storage.put(`job:${key}`, id);
   }
 
-  async page(limit: number, after?: string): Promise<{ ids: string[]; nextCursor: string | null }> {
-    const entries = await this.ctx.storage.list<string>({
+  /** Up to `limit` jobs after listing key `after`, as (listing key, id), and whether more follow. */
+  async page(limit: number, after?: string): Promise<{ entries: { key: string; id: string }[]; more: boolean }> {
+    const listed = await this.ctx.storage.list<string>({
       prefix: "job:",
       ...(after === undefined ? {} : { startAfter: `job:${after}` }),
       limit: limit + 1,
     });
-    const keys = [...entries.keys()];
-    const page = keys.slice(0, limit);
-    return {
-      ids: page.map((k) => entries.get(k)!),
-      nextCursor: keys.length > limit ? page.at(-1)!.slice("job:".length) : null,
-    };
+    const entries = [...listed].map(([key, id]) => ({ key: key.slice("job:".length), id }));
+    return { entries: entries.slice(0, limit), more: entries.length > limit };
   }
 }
 
@@ -361,6 +496,12 @@ export class JobDispatcher extends DurableObject<Env> {
     if (await this.ctx.storage.get(`id:${id}`)) return;
     const seq = ((await this.ctx.storage.get<number>("seq")) ?? 0) + 1;
     await this.ctx.storage.put({ seq, [`id:${id}`]: seq, [`w:${String(seq).padStart(12, "0")}`]: id });
+  }
+
+  /** Takes a job off the waiting list (it expired or was deleted before a node took it). */
+  async drop(id: string): Promise<void> {
+    const seq = await this.ctx.storage.get<number>(`id:${id}`);
+    if (seq !== undefined) await this.ctx.storage.delete([`id:${id}`, `w:${String(seq).padStart(12, "0")}`]);
   }
 
   async pop(worker?: string): Promise<string | null> {
@@ -423,7 +564,7 @@ export class CloudflareJobStore implements JobStore {
   }
 
   async put(record: JobRecord, history: readonly EpochMetrics[]): Promise<void> {
-    await this.job(record.job.id).put(record, history);
+    await this.job(record.job.id).put(record, history, jobTtlMs(this.env));
     await this.index(record.owner).add(listingKey(record.job.created_at, record.job.id), record.job.id);
   }
 
@@ -431,10 +572,26 @@ export class CloudflareJobStore implements JobStore {
     return this.job(id).get();
   }
 
-  async list(owner: string, options: { limit: number; cursor?: string | undefined }): Promise<JobPage> {
-    const { ids, nextCursor } = await this.index(owner).page(options.limit, options.cursor);
-    const records = await Promise.all(ids.map((id) => this.get(id)));
-    return { records: records.filter((r): r is JobRecord => r !== null), nextCursor };
+  async list(owner: string, options: ListOptions): Promise<JobPage> {
+    const { status, limit } = options;
+    const records: JobRecord[] = [];
+    let cursor = options.cursor;
+    // a filtered page reads on, a batch at a time, until it is full, the listing ends, or
+    // LIST_SCAN jobs were looked at; the cursor is the last job looked at
+    for (let scanned = 0; scanned < LIST_SCAN; ) {
+      const batch = status === undefined ? limit : Math.min(Math.max(limit, 50), LIST_SCAN - scanned);
+      const { entries, more } = await this.index(owner).page(batch, cursor);
+      const found = await Promise.all(entries.map((e) => this.get(e.id)));
+      for (let i = 0; i < entries.length; i++) {
+        const record = found[i];
+        scanned++;
+        cursor = entries[i]!.key;
+        if (record && (status === undefined || status.includes(record.job.status))) records.push(record);
+        if (records.length === limit) return { records, nextCursor: i < entries.length - 1 || more ? cursor : null };
+      }
+      if (!more) return { records, nextCursor: null };
+    }
+    return { records, nextCursor: cursor ?? null };
   }
 
   async putWeights(id: string, bytes: Uint8Array): Promise<void> {
@@ -463,7 +620,7 @@ export class CloudflareJobStore implements JobStore {
   async submit(state: machine.JobState, input: Uint8Array): Promise<void> {
     // input first: a job that exists always has its input
     await this.env.BLOBS.put(state.inputKey, input);
-    await this.job(state.job.id).create(state, { enqueue: true, alarmAt: Date.now() + leasePolicy(this.env).leaseMs });
+    await this.job(state.job.id).create(state, { enqueue: true, alarmAt: Date.now() + leasePolicy(this.env).leaseMs }, jobTtlMs(this.env));
     await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
   }
 
@@ -485,6 +642,22 @@ export class CloudflareJobStore implements JobStore {
 
   async cancel(id: string): Promise<Job | null> {
     return this.job(id).cancel();
+  }
+
+  async admit(owner: string, id: string, job: { active: boolean; bytes: number }, limits: QuotaLimits): Promise<Admission> {
+    return this.index(owner).admit(id, job, limits);
+  }
+
+  async cancelAdmission(owner: string, id: string): Promise<void> {
+    await this.index(owner).cancelAdmission(id);
+  }
+
+  async usage(owner: string): Promise<Usage> {
+    return this.index(owner).usage();
+  }
+
+  async delete(id: string): Promise<boolean> {
+    return this.job(id).remove();
   }
 
   async claimNext(worker: string): Promise<Claim | null> {

@@ -129,7 +129,7 @@ function corsFor(origins: string[]) {
     handler = cors({
       origin: origins.includes("*") ? "*" : (origin) => (origins.includes(origin) ? origin : null),
       allowHeaders: ["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
-      allowMethods: ["GET", "POST", "OPTIONS"],
+      allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
       exposeHeaders: ["Location", "Retry-After", "RateLimit-Remaining"],
       maxAge: 600,
     });

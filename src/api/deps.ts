@@ -3,7 +3,7 @@
  * or a Node process): the kernel module, storage, keys, budgets.
  */
 import type { EngineRuntime } from "../engine/train.js";
-import type { JobStore } from "../jobs/store.js";
+import type { JobStore, QuotaLimits } from "../jobs/store.js";
 import type { LeasePolicy } from "../jobs/state.js";
 import type { EdgeBudget } from "./budget.js";
 import type { RateLimiter } from "./rate-limit.js";
@@ -38,6 +38,13 @@ export interface AppDeps {
    * then share one bucket.
    */
   clientAddressHeader?: string | null;
+  /** Per-key quotas (MAX_ACTIVE_JOBS_PER_KEY, MAX_STORED_BYTES_PER_KEY); default DEFAULT_QUOTAS (8 active jobs, bytes unlimited). */
+  quotas?: QuotaLimits;
+  /**
+   * Webhook signing: the key of EDGETUNE_WEBHOOK_SECRET, and whether http://localhost URLs are
+   * allowed (local development). null or absent: a request with a webhook is refused (503).
+   */
+  webhooks?: { key: Uint8Array; allowLocal: boolean } | null;
   /** Origins allowed to call the API from a browser (CORS); ["*"] for any, [] for none. */
   corsOrigins: string[];
 }

@@ -8,12 +8,13 @@ import { convertWeights } from "../engine/adapters/output.js";
 import { encodeBase64 } from "../formats/base64.js";
 import { newId, prepareRun, runPreparedRaw } from "../engine/train.js";
 import { eventsOfFinishedJob, isFinal, jobFromResult, type JobEvent } from "../jobs/job.js";
-import { EVENTS_PAGE, inputKeyOf, type JobRecord, type JobStore } from "../jobs/store.js";
+import { chargedBytes, DEFAULT_QUOTAS, EVENTS_PAGE, inputKeyOf, type Admission, type JobRecord, type JobStore } from "../jobs/store.js";
 import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
+import { webhookUrlProblem } from "../jobs/webhook.js";
 import type { RunPlan } from "../engine/plan.js";
 import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/job.js";
-import type { FineTuneResult, Plan } from "../schema/result.js";
+import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
 import { decide, requestBudgetMs } from "./budget.js";
 import type { AppEnv } from "./deps.js";
@@ -23,10 +24,55 @@ import { resumeAfter, sseText, SSE_HEADERS } from "./sse.js";
 
 const JOB_ID = /^ft_[0-9a-f]{32}$/;
 
+const STATUSES = FineTuneStatus.options;
+
 const ListQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().max(200).optional().openapi({ description: "next_cursor of the previous page" }),
+  status: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({
+      description: `Only jobs in these states, comma-separated (${STATUSES.join(", ")}), e.g. queued,running. A filtered page may hold fewer than limit jobs while next_cursor is not null.`,
+      example: "queued,running",
+    }),
 });
+
+/** The list's `status` filter: comma-separated states, each one of FineTuneStatus. */
+function statusFilterOf(value: string | undefined): FineTuneStatus[] | undefined {
+  if (value === undefined) return undefined;
+  const states = value.split(",").map((s) => s.trim());
+  const unknown = states.filter((s) => !(STATUSES as readonly string[]).includes(s));
+  if (unknown.length > 0 || states.length === 0) {
+    throw new RequestValidationError([{ path: "status", message: `must be comma-separated states among ${STATUSES.join(", ")}; got ${JSON.stringify(unknown[0] ?? value)}` }]);
+  }
+  return [...new Set(states)] as FineTuneStatus[];
+}
+
+/** Seconds a client refused for too many active jobs waits before trying again. */
+export const ACTIVE_JOBS_RETRY_AFTER_S = 30;
+
+/** The 429 of a create that a quota refuses. */
+function quotaProblem(refusal: Exclude<Admission, { ok: true }>, limits: typeof DEFAULT_QUOTAS) {
+  if (refusal.code === "too_many_active_jobs") {
+    return problemResponse(
+      problem(
+        429,
+        "too_many_active_jobs",
+        `This key has ${refusal.activeJobs} queued or running jobs, the most it may have (MAX_ACTIVE_JOBS_PER_KEY=${limits.maxActiveJobs}). Retry when one has ended, or cancel one.`,
+      ),
+      { "Retry-After": String(ACTIVE_JOBS_RETRY_AFTER_S) },
+    );
+  }
+  return problemResponse(
+    problem(
+      429,
+      "storage_quota_exceeded",
+      `This key stores ${refusal.storedBytes} bytes of inputs and weights; this job would pass its limit (MAX_STORED_BYTES_PER_KEY=${limits.maxStoredBytes}). Delete ended jobs (DELETE /v1/fine-tunes/{id}) or wait for them to expire.`,
+    ),
+  );
+}
 
 /**
  * The caller's job, or a 404 (also for another key's job: its existence is not revealed).
@@ -111,7 +157,7 @@ const createRouteDef = createRoute({
   responses: {
     200: jsonResponse("The finished run (sync). Location points at the stored job.", Schemas.FineTuneResult, LOCATION),
     202: jsonResponse("Accepted (async): the queued job; follow it at Location, its events, or poll it.", Schemas.Job, LOCATION),
-    ...problemResponses(400, 401, 413, 415, 422, 429),
+    ...problemResponses(400, 401, 413, 415, 422, 429, 503),
   },
 });
 
@@ -122,6 +168,7 @@ const listRoute = createRoute({
   security: BEARER,
   operationId: "listFineTunes",
   summary: "List your fine-tunes, newest first",
+  description: "`status` filters by state (comma-separated). Jobs are deleted JOB_TTL_DAYS (default 30) after they end.",
   request: { query: ListQuery },
   responses: { 200: jsonResponse("A page of jobs", Schemas.JobList), ...problemResponses(400, 401, 429) },
 });
@@ -197,6 +244,18 @@ const metricsRoute = createRoute({
   responses: { 200: jsonResponse("A page of epoch metrics", Schemas.MetricsPage), ...problemResponses(400, 401, 404, 429) },
 });
 
+const deleteRoute = createRoute({
+  method: "delete",
+  path: "/{id}",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "deleteFineTune",
+  summary: "Delete an ended fine-tune now",
+  description: "Deletes the job, its events and history, its input, weights and checkpoints, as its expiry (JOB_TTL_DAYS after it ended) would; its bytes stop counting against MAX_STORED_BYTES_PER_KEY. A queued or running job is refused: cancel it first.",
+  request: { params: IdParams },
+  responses: { 204: { description: "Deleted" }, ...problemResponses(401, 404, 409, 429) },
+});
+
 const cancelRoute = createRoute({
   method: "post",
   path: "/{id}/cancel",
@@ -227,16 +286,48 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   // "batch_size": "auto" fits the in-Worker memory budget unless the job asks for a GPU node
   const memoryBudgetBytes = isGpuNodeRequest(request) ? undefined : deps.budget.maxMemoryBytes;
   const prepared = prepareRun(request, tables, { memoryBudgetBytes });
+  const webhook = prepared.request.webhook ?? null;
+  if (webhook) {
+    if (!deps.webhooks) {
+      return problemResponse(
+        problem(503, "webhooks_not_configured", "This deployment sends no webhooks: set the secret EDGETUNE_WEBHOOK_SECRET (whsec_ and at least 24 base64 bytes; `wrangler secret put EDGETUNE_WEBHOOK_SECRET`)."),
+      );
+    }
+    const why = webhookUrlProblem(webhook.url, { allowLocal: deps.webhooks.allowLocal });
+    if (why) throw new RequestValidationError([{ path: "webhook.url", message: why }]);
+  }
   const decision = decide(prepared.request, prepared.plan, deps.budget);
   const id = newId();
-  const input = decision.run === "async" || idempotencyKey ? encodeRunInput(prepared) : null;
+  // every job stores its input: async jobs run from it, and explain reads it later
+  const input = encodeRunInput(prepared);
   if (idempotencyKey) {
     // a retried create gets the first one's answer instead of a second job
-    const fingerprint = await sha256Hex(input!);
+    const fingerprint = await sha256Hex(input);
     // a request that dies (a killed server) frees its key once its budget has run out
     const first = await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint, requestBudgetMs(deps.budget));
     if (first) return replay(c, first.id, first.fingerprint === fingerprint);
   }
+  const limits = deps.quotas ?? DEFAULT_QUOTAS;
+  const admission = await deps.store.admit(c.var.owner, id, { active: decision.run === "async", bytes: chargedBytes(input.byteLength, prepared.plan.params) }, limits);
+  if (!admission.ok) {
+    if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
+    return quotaProblem(admission, limits);
+  }
+  try {
+    return await createAdmitted(c, { id, createdAt, input, prepared, decision, idempotencyKey });
+  } catch (e) {
+    await deps.store.cancelAdmission(c.var.owner, id);
+    throw e;
+  }
+});
+
+/** Creates an admitted job: queues it (async), or trains it and stores the result (sync). */
+async function createAdmitted(
+  c: Context<AppEnv>,
+  args: { id: string; createdAt: string; input: Uint8Array; prepared: ReturnType<typeof prepareRun>; decision: ReturnType<typeof decide>; idempotencyKey: string | null },
+) {
+  const { deps } = c.var;
+  const { id, createdAt, input, prepared, decision, idempotencyKey } = args;
   if (decision.run === "async") {
     // accepted = stored and dispatched: from here the job reaches a final state whatever happens
     const job: Job = {
@@ -252,10 +343,11 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
       engine: null,
       error: null,
       ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
+      ...(prepared.request.webhook ? { webhook: { url: prepared.request.webhook.url } } : {}),
       weights_url: null,
     };
     const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease, prepared.request.training.epochs);
-    await deps.store.submit(state, input!);
+    await deps.store.submit(state, input);
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json(state.job, 202);
   }
@@ -263,10 +355,11 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   let run;
   try {
     run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
-    const job = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
+    const finished = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
+    const job: Job = prepared.request.webhook ? { ...finished, webhook: { url: prepared.request.webhook.url } } : finished;
     await deps.store.putWeights(id, run.weights);
     // the model and data, for POST /v1/fine-tunes/{id}/explain later
-    await deps.store.putInput(id, input ?? encodeRunInput(prepared));
+    await deps.store.putInput(id, input);
     try {
       // the record keeps the last epochs; the whole history is stored apart (bounded records)
       await deps.store.put({ job, owner: c.var.owner }, run.result.metrics.history);
@@ -281,13 +374,13 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   const { result, weights } = run;
   c.header("Location", `/v1/fine-tunes/${id}`);
   return c.json({ ...result, weights: encodeBase64(convertWeights(weights)) }, 200);
-});
+}
 
 fineTunes
   /** GET /v1/fine-tunes: the caller's jobs, newest first. */
   .openapi(listRoute, async (c) => {
-    const { limit, cursor } = c.req.valid("query");
-    const page = await c.var.deps.store.list(c.var.owner, { limit, cursor: cursor === undefined ? undefined : cursorIn(cursor) });
+    const { limit, cursor, status } = c.req.valid("query");
+    const page = await c.var.deps.store.list(c.var.owner, { limit, cursor: cursor === undefined ? undefined : cursorIn(cursor), status: statusFilterOf(status) });
     const body: JobList = {
       object: "list",
       data: page.records.map((r) => jobSummary(r.job)),
@@ -353,6 +446,15 @@ fineTunes
       return new Response(streamOf(pages), { headers: SSE_HEADERS });
     }
     return new Response(followEvents(c.var.deps.store, job.id, after, c.var.deps.pollMs, c.req.raw.signal), { headers: SSE_HEADERS });
+  })
+
+  /** DELETE /v1/fine-tunes/{id}: an ended job and everything stored for it. */
+  .openapi(deleteRoute, async (c) => {
+    const { job } = await ownJob(c, c.req.valid("param").id);
+    if (!isFinal(job.status) || !(await c.var.deps.store.delete(job.id))) {
+      return problemResponse(problem(409, "job_active", `Fine-tune ${job.id} is ${job.status}; cancel it, then delete it once it has ended.`));
+    }
+    return c.body(null, 204);
   })
 
   /** POST /v1/fine-tunes/{id}/cancel: a queued job ends at once; a running one stops within an epoch. */

@@ -41,9 +41,10 @@ const GLOBAL_HELP = `edgetune: fine-tune models on an edgetune server
 Usage:
   edgetune fine-tune --model model.json --train train.csv [--weights w.safetensors] [options]
   edgetune fine-tune --hf ./model-dir --train data.csv [options]
-  edgetune jobs list [--limit N] [--all]
+  edgetune jobs list [--limit N] [--all] [--status S[,S]]
   edgetune jobs get <id>
   edgetune jobs cancel <id>
+  edgetune jobs delete <id>
   edgetune jobs events <id> [--last-event-id N]
   edgetune jobs weights <id> [--out FILE]
   edgetune explain <id> [--method integrated_gradients|kernel_shap] [options]
@@ -100,8 +101,10 @@ Example:
 const JOBS_HELP = `edgetune jobs: your fine-tunes
 
   edgetune jobs list [--limit N] [--all] [--cursor C]   newest first
+         [--status queued,running]                      only jobs in these states
   edgetune jobs get <id>                                status, plan and the history table
   edgetune jobs cancel <id>                             cancel a queued or running job
+  edgetune jobs delete <id>                             delete an ended job and its files now
   edgetune jobs events <id> [--last-event-id N]         follow the job's events until it ends
   edgetune jobs weights <id> [--out FILE]               download the weights (default <id>.safetensors)
 
@@ -159,6 +162,7 @@ const options = {
   limit: { type: "string" },
   all: { type: "boolean" },
   cursor: { type: "string" },
+  status: { type: "string" },
   "last-event-id": { type: "string" },
   // explain
   method: { type: "string" },
@@ -178,7 +182,7 @@ const FINE_TUNE_OPTIONS = [
   "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "base-dtype", "mode", "placement", "out", "detach",
 ];
 const EXPLAIN_OPTIONS = ["method", "spec", "rows", "target", "steps", "samples", "baseline", "integration", "seed"];
-const JOB_OPTIONS: Record<string, string[]> = { list: ["limit", "all", "cursor"], get: [], cancel: [], events: ["last-event-id"], weights: ["out"] };
+const JOB_OPTIONS: Record<string, string[]> = { list: ["limit", "all", "cursor", "status"], get: [], cancel: [], delete: [], events: ["last-event-id"], weights: ["out"] };
 
 /** Where the CLI reads its environment and writes its output (injectable for tests). */
 export interface CliIO {
@@ -225,7 +229,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       return await fineTune(client, values, io, json);
     }
     if (command === "jobs") {
-      if (sub === undefined || !(sub in JOB_OPTIONS)) throw new UsageError(sub === undefined ? "jobs needs a subcommand: list, get, cancel, events or weights" : `unknown jobs subcommand "${sub}"`);
+      if (sub === undefined || !(sub in JOB_OPTIONS)) throw new UsageError(sub === undefined ? "jobs needs a subcommand: list, get, cancel, delete, events or weights" : `unknown jobs subcommand "${sub}"`);
       allowOnly(values, JOB_OPTIONS[sub]!, `jobs ${sub}`);
       if (sub === "list") {
         if (rest.length > 0) throw new UsageError(`jobs list takes no positional arguments (got "${rest[0]}")`);
@@ -235,6 +239,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       const id = rest[0]!;
       if (sub === "get") return await getJob(client, id, io, json);
       if (sub === "cancel") return await cancelJob(client, id, io, json);
+      if (sub === "delete") return await deleteJob(client, id, io, json);
       if (sub === "events") return await followEvents(client, id, values, io, json);
       return await downloadWeights(client, id, values.out ?? `${id}.safetensors`, io, json);
     }
@@ -579,7 +584,8 @@ async function saveFile(path: string, bytes: Uint8Array): Promise<void> {
 
 async function listJobs(client: Edgetune, values: Values, io: CliIO, json: boolean): Promise<number> {
   const limit = number(values, "limit", "int", (n) => n >= 1 && n <= 100);
-  const list = client.fineTunes.list({ ...(limit !== undefined ? { limit } : {}), ...(values.cursor ? { cursor: values.cursor } : {}) });
+  const status = values.status?.split(",") as JobSummary["status"][] | undefined; // the API names a bad state
+  const list = client.fineTunes.list({ ...(limit !== undefined ? { limit } : {}), ...(values.cursor ? { cursor: values.cursor } : {}), ...(status ? { status } : {}) });
   let jobs: JobSummary[];
   let next: string | null = null;
   if (values.all) {
@@ -595,7 +601,7 @@ async function listJobs(client: Edgetune, values: Values, io: CliIO, json: boole
     return EXIT.ok;
   }
   if (jobs.length === 0) {
-    io.stdout.write("No fine-tunes yet.\n");
+    io.stdout.write(status ? `No fine-tunes ${status.join(" or ")}.\n` : "No fine-tunes yet.\n");
     return EXIT.ok;
   }
   const rows = jobs.map((j) => {
@@ -603,7 +609,7 @@ async function listJobs(client: Edgetune, values: Values, io: CliIO, json: boole
     return [j.id, j.status, j.mode, j.plan.placement, j.created_at.replace("T", " ").replace(/\.\d+Z$/, "Z"), String(j.metrics?.epochs ?? 0), num(last?.train_loss)];
   });
   io.stdout.write(table(["id", "status", "mode", "placement", "created", "epochs", "train_loss"], rows, [0, 1, 2, 3, 4]));
-  if (next) io.stdout.write(`More: edgetune jobs list --cursor ${next}${limit ? ` --limit ${limit}` : ""}\n`);
+  if (next) io.stdout.write(`More: edgetune jobs list --cursor ${next}${limit ? ` --limit ${limit}` : ""}${status ? ` --status ${status.join(",")}` : ""}\n`);
   return EXIT.ok;
 }
 
@@ -677,6 +683,12 @@ async function cancelJob(client: Edgetune, id: string, io: CliIO, json: boolean)
   const job = await client.fineTunes.cancel(id);
   if (json) io.stdout.write(JSON.stringify(job, null, 2) + "\n");
   else io.stdout.write(job.status === "cancelled" ? `${job.id} cancelled\n` : `${job.id} ${job.status}: cancel requested; it stops within an epoch\n`);
+  return EXIT.ok;
+}
+
+async function deleteJob(client: Edgetune, id: string, io: CliIO, json: boolean): Promise<number> {
+  await client.fineTunes.delete(id);
+  io.stdout.write(json ? JSON.stringify({ id, deleted: true }) + "\n" : `${id} deleted\n`);
   return EXIT.ok;
 }
 

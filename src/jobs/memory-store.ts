@@ -6,14 +6,35 @@
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics } from "../schema/result.js";
 import type { JobEvent } from "./job.js";
-import { EVENTS_PAGE, inputKeyOf, reservationHolds, listingKey, weightsKeyOf, weightsNotUploaded, type Claim, type IdempotencyRecord, type JobPage, type JobRecord, type JobStore, type WorkerChannel } from "./store.js";
+import {
+  blobPrefixesOf,
+  DEFAULT_JOB_TTL_MS,
+  EVENTS_PAGE,
+  expiresAt,
+  IDEMPOTENCY_TTL_MS,
+  inputKeyOf,
+  listingKey,
+  reservationHolds,
+  weightsKeyOf,
+  weightsNotUploaded,
+  type Admission,
+  type Claim,
+  type IdempotencyRecord,
+  type JobPage,
+  type JobRecord,
+  type JobStore,
+  type ListOptions,
+  type QuotaLimits,
+  type Usage,
+  type WorkerChannel,
+} from "./store.js";
 import * as machine from "./state.js";
 import { isFinal } from "./job.js";
 
 /**
  * @example
  * ```ts
- * const store = new MemoryJobStore({ leaseMs: 1000, maxAttempts: 3 });
+ * const store = new MemoryJobStore({ leaseMs: 1000, maxAttempts: 3 }, { jobTtlMs: 60_000 });
  * const app = createApp(() => ({ ...deps, store }));
  * ```
  */
@@ -35,7 +56,14 @@ export class MemoryJobStore implements JobStore {
   private readonly edgeQueue: string[] = [];
   readonly channel: WorkerChannel;
 
-  constructor(private readonly policy: machine.LeasePolicy = machine.DEFAULT_LEASE_POLICY) {
+  /** How long an ended job is kept (JOB_TTL_DAYS): `tick()` expires it after that. */
+  private readonly jobTtlMs: number;
+
+  constructor(
+    private readonly policy: machine.LeasePolicy = machine.DEFAULT_LEASE_POLICY,
+    options: { jobTtlMs?: number } = {},
+  ) {
+    this.jobTtlMs = options.jobTtlMs ?? DEFAULT_JOB_TTL_MS;
     this.channel = {
       readInput: async (id, leaseId) => (this.holds(id, leaseId) ? (this.blobs.get(this.states.get(id)!.inputKey) ?? null) : null),
       progress: async (id, leaseId, epochs, engine) => this.apply(id, (s, now) => machine.progress(s, leaseId, epochs, now, this.policy, engine)),
@@ -74,10 +102,10 @@ export class MemoryJobStore implements JobStore {
     return r ? structuredClone(r) : null;
   }
 
-  async list(owner: string, options: { limit: number; cursor?: string | undefined }): Promise<JobPage> {
+  async list(owner: string, options: ListOptions): Promise<JobPage> {
     const all = [...this.records.keys(), ...this.states.keys()];
     const keyed = (await Promise.all(all.map((id) => this.get(id))))
-      .filter((r): r is JobRecord => r !== null && r.owner === owner)
+      .filter((r): r is JobRecord => r !== null && r.owner === owner && (options.status === undefined || options.status.includes(r.job.status)))
       .map((r) => ({ key: listingKey(r.job.created_at, r.job.id), r }))
       .sort((a, b) => (a.key < b.key ? -1 : 1))
       .filter((e) => options.cursor === undefined || e.key > options.cursor);
@@ -192,7 +220,7 @@ export class MemoryJobStore implements JobStore {
     if (this.idempotency.get(`${owner}:${key}`)?.id === id) this.idempotency.delete(`${owner}:${key}`);
   }
 
-  /** Fires due timers (lapsed leases, lost dispatches), as Durable Object alarms do. */
+  /** Fires due timers (lapsed leases, lost dispatches, expiries), as Durable Object alarms do. */
   async tick(now = Date.now()): Promise<void> {
     for (const [id, at] of [...this.alarms]) {
       if (at <= now) {
@@ -200,6 +228,81 @@ export class MemoryJobStore implements JobStore {
         this.transition(id, (s) => machine.onAlarm(s, now, this.policy));
       }
     }
+    for (const id of [...this.records.keys(), ...this.states.keys()]) {
+      const job = this.states.get(id)?.job ?? this.records.get(id)?.job;
+      const at = job && isFinal(job.status) ? expiresAt(job, this.jobTtlMs) : null;
+      if (at !== null && at <= now) this.remove(id);
+    }
+  }
+
+  // ---------------------------------------------------------------- quotas and retention
+
+  /** Per owner: the jobs admitted (async ones active until they end) and their charged bytes. */
+  private readonly admitted = new Map<string, Map<string, { active: boolean; bytes: number }>>();
+
+  async admit(owner: string, id: string, job: { active: boolean; bytes: number }, limits: QuotaLimits): Promise<Admission> {
+    const usage = await this.usage(owner);
+    if (job.active && usage.activeJobs >= limits.maxActiveJobs) return { ok: false, code: "too_many_active_jobs", ...usage };
+    if (limits.maxStoredBytes !== null && usage.storedBytes + job.bytes > limits.maxStoredBytes) return { ok: false, code: "storage_quota_exceeded", ...usage };
+    const mine = this.admitted.get(owner) ?? new Map<string, { active: boolean; bytes: number }>();
+    mine.set(id, { ...job });
+    this.admitted.set(owner, mine);
+    return { ok: true };
+  }
+
+  async cancelAdmission(owner: string, id: string): Promise<void> {
+    this.admitted.get(owner)?.delete(id);
+  }
+
+  async usage(owner: string): Promise<Usage> {
+    let activeJobs = 0;
+    let storedBytes = 0;
+    for (const [id, { active, bytes }] of this.admitted.get(owner) ?? []) {
+      storedBytes += bytes;
+      const status = this.states.get(id)?.job.status;
+      if (active && (status === undefined || !isFinal(status))) activeJobs++;
+    }
+    return { activeJobs, storedBytes };
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const job = this.states.get(id)?.job ?? this.records.get(id)?.job;
+    if (!job || !isFinal(job.status)) return false;
+    this.remove(id);
+    return true;
+  }
+
+  /** What is stored, for tests that storage stays flat: records, logs, blobs, admissions, idempotency keys. */
+  storedCounts(): { jobs: number; blobs: number; blobBytes: number; logs: number; admitted: number; idempotencyKeys: number } {
+    let blobBytes = 0;
+    for (const b of this.blobs.values()) blobBytes += b.byteLength;
+    let admitted = 0;
+    for (const m of this.admitted.values()) admitted += m.size;
+    return {
+      jobs: this.records.size + this.states.size,
+      blobs: this.blobs.size,
+      blobBytes,
+      logs: this.eventLogs.size + this.histories.size,
+      admitted,
+      idempotencyKeys: this.idempotency.size,
+    };
+  }
+
+  /** Removes everything of a job: record or state, logs, timers, blobs, admission, idempotency keys. */
+  private remove(id: string): void {
+    const owner = this.states.get(id)?.owner ?? this.records.get(id)?.owner;
+    this.records.delete(id);
+    this.states.delete(id);
+    this.eventLogs.delete(id);
+    this.histories.delete(id);
+    this.alarms.delete(id);
+    const prefixes = blobPrefixesOf(id);
+    for (const key of [...this.blobs.keys()]) if (prefixes.some((p) => key.startsWith(p))) this.blobs.delete(key);
+    if (owner !== undefined) {
+      this.admitted.get(owner)?.delete(id);
+      if (this.admitted.get(owner)?.size === 0) this.admitted.delete(owner);
+    }
+    for (const [slot, record] of [...this.idempotency]) if (record.id === id) this.idempotency.delete(slot);
   }
 
   /** The lease of a running job (for tests that play a worker that dies). */

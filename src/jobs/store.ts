@@ -86,8 +86,12 @@ export interface JobStore {
    * first; the current attempt's while it runs), and how many are stored; null: no such job.
    */
   history(id: string, offset: number, limit: number): Promise<HistoryPage | null>;
-  /** The owner's jobs, newest first; `cursor` is a previous page's nextCursor. */
-  list(owner: string, options: { limit: number; cursor?: string | undefined }): Promise<JobPage>;
+  /**
+   * The owner's jobs, newest first; `cursor` is a previous page's nextCursor. With `status`, only
+   * jobs in one of those states; such a page may hold fewer than `limit` jobs (a page looks at
+   * most LIST_SCAN jobs) while nextCursor is not null.
+   */
+  list(owner: string, options: ListOptions): Promise<JobPage>;
   putWeights(id: string, bytes: Uint8Array): Promise<void>;
   /** Removes a sync job's weights whose record could not be stored (no orphan files). */
   deleteWeights(id: string): Promise<void>;
@@ -130,6 +134,100 @@ export interface JobStore {
   reserveIdempotencyKey(owner: string, key: string, id: string, fingerprint: string, pendingMs: number): Promise<IdempotencyRecord | null>;
   /** Frees a reservation whose request failed before creating job `id`. */
   releaseIdempotencyKey(owner: string, key: string, id: string): Promise<void>;
+
+  // ---- quotas and retention
+
+  /**
+   * Admits job `id` under the owner's quotas, atomically (two racing creates cannot both take
+   * the last slot): an async job counts as active until it ends, and every job counts `bytes`
+   * (its input plus its weights) until it expires or is deleted. Refused: nothing is counted.
+   */
+  admit(owner: string, id: string, job: { active: boolean; bytes: number }, limits: QuotaLimits): Promise<Admission>;
+  /** Uncounts job `id`, whose create failed after `admit`. */
+  cancelAdmission(owner: string, id: string): Promise<void>;
+  /** What the owner has: active jobs (queued or running) and stored bytes. */
+  usage(owner: string): Promise<Usage>;
+  /**
+   * Deletes an ended job now, as its expiry would: the record, its logs, its input, weights and
+   * checkpoints, its listing entry and its bytes. false: no such job, or it has not ended.
+   */
+  delete(id: string): Promise<boolean>;
+}
+
+/** Per-key limits (Worker vars MAX_ACTIVE_JOBS_PER_KEY and MAX_STORED_BYTES_PER_KEY). */
+export interface QuotaLimits {
+  /** Queued plus running async jobs per key. */
+  maxActiveJobs: number;
+  /** Stored bytes (inputs and weights) per key; null: unlimited. */
+  maxStoredBytes: number | null;
+}
+
+/** Queued plus running jobs per key when MAX_ACTIVE_JOBS_PER_KEY is not set. */
+export const DEFAULT_MAX_ACTIVE_JOBS = 8;
+
+/** How long an ended job is kept when JOB_TTL_DAYS is not set: 30 days. */
+export const DEFAULT_JOB_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+
+/** The quotas when none are configured. */
+export const DEFAULT_QUOTAS: QuotaLimits = { maxActiveJobs: DEFAULT_MAX_ACTIVE_JOBS, maxStoredBytes: null };
+
+/** One key's usage. */
+export interface Usage {
+  activeJobs: number;
+  storedBytes: number;
+}
+
+/** The answer of `admit`: admitted, or which quota refused it and the usage that did. */
+export type Admission = { ok: true } | ({ ok: false; code: "too_many_active_jobs" | "storage_quota_exceeded" } & Usage);
+
+/** The options of `list`. */
+export interface ListOptions {
+  limit: number;
+  cursor?: string | undefined;
+  /** Only jobs in one of these states (all when absent). */
+  status?: readonly Job["status"][] | undefined;
+}
+
+/** Jobs a filtered listing page looks at, at most: a page costs bounded reads however rare the status. */
+export const LIST_SCAN = 500;
+
+/**
+ * A job's expiry: `ttlMs` after it ended (jobs that have not ended never expire).
+ *
+ * @example
+ * ```ts
+ * expiresAt({ finished_at: "2026-12-01T00:00:00.000Z" }, 1000); // Date.parse(...) + 1000
+ * ```
+ */
+export function expiresAt(job: Pick<Job, "finished_at">, ttlMs: number): number | null {
+  return job.finished_at === null ? null : Date.parse(job.finished_at) + ttlMs;
+}
+
+/**
+ * The bytes a job is charged for: its stored input plus its weights as float32 (4 bytes a
+ * parameter; the safetensors header is not counted).
+ *
+ * @example
+ * ```ts
+ * chargedBytes(1000, 10); // 1040
+ * ```
+ */
+export function chargedBytes(inputBytes: number, params: number): number {
+  return inputBytes + 4 * params;
+}
+
+/**
+ * Every R2 prefix a job stores under: its input, its weights (sync: weights/{id}.safetensors;
+ * async: weights/{id}/{lease}.safetensors) and its checkpoints. Ids have a fixed length, so a
+ * prefix matches no other job's keys.
+ *
+ * @example
+ * ```ts
+ * blobPrefixesOf("ft_1"); // ["inputs/ft_1", "weights/ft_1", "checkpoints/ft_1/"]
+ * ```
+ */
+export function blobPrefixesOf(id: string): string[] {
+  return [`inputs/${id}`, `weights/${id}`, `checkpoints/${id}/`];
 }
 
 /**

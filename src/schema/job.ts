@@ -61,6 +61,8 @@ export const Job = z.object({
   explanations: Explanations.optional(),
   /** Why a queued job is not running yet: e.g. no GPU node is polling for work (gone once one claims it). */
   hint: z.string().optional(),
+  /** Where the job's final event is POSTed (the request's `webhook`). */
+  webhook: z.object({ url: z.string() }).optional(),
   /** Where the weights can be downloaded once the job has ended with weights. */
   weights_url: z.string().nullable(),
 });

@@ -409,6 +409,11 @@ export const FineTuneRequest = z.strictObject({
   explain: ExplainSpec.nullable().optional(),
   mode: z.enum(["auto", "sync", "async"]).default("auto"),
   placement: z.enum(["auto", "edge", "gpu-node"]).default("auto"),
+  /**
+   * Where to POST the job's final event (Standard Webhooks, signed with EDGETUNE_WEBHOOK_SECRET):
+   * https to a public host; http://localhost too in local development.
+   */
+  webhook: z.strictObject({ url: z.string().min(1).max(2048) }).nullable().optional(),
 });
 
 /** The request as a caller writes it (defaults optional). */

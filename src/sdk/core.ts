@@ -69,7 +69,7 @@ export interface RequestOptions {
  * ```
  */
 export interface APIRequest {
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "DELETE";
   path: string;
   query?: Record<string, string | number | undefined>;
   /** A JSON body (sent as application/json). */

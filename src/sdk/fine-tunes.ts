@@ -44,6 +44,19 @@ export interface ListParams {
 }
 
 /**
+ * Parameters of `list()`: a page, and the states to list (all when absent).
+ *
+ * @example
+ * ```ts
+ * const params: ListJobsParams = { status: ["queued", "running"], limit: 100 };
+ * ```
+ */
+export interface ListJobsParams extends ListParams {
+  /** Only jobs in this state, or in one of these states. */
+  status?: Job["status"] | readonly Job["status"][] | undefined;
+}
+
+/**
  * Options of `events()`.
  *
  * @example
@@ -148,13 +161,14 @@ export class FineTunes {
    * @example
    * ```ts
    * const { data, next_cursor } = await client.fineTunes.list({ limit: 10 });
-   * for await (const job of client.fineTunes.list()) if (job.status === "running") console.log(job.id);
+   * for await (const job of client.fineTunes.list({ status: "running" })) console.log(job.id);
    * ```
    */
-  list(params: ListParams = {}, options?: RequestOptions): JobListPromise {
+  list(params: ListJobsParams = {}, options?: RequestOptions): JobListPromise {
+    const status = params.status === undefined ? undefined : typeof params.status === "string" ? params.status : params.status.join(",");
     const fetchPage = async (cursor: string | undefined) => {
       const { data } = await this.client.requestJSON<JobList>(
-        { method: "GET", path: "/v1/fine-tunes", query: { limit: params.limit, cursor }, retryable: true },
+        { method: "GET", path: "/v1/fine-tunes", query: { limit: params.limit, cursor, status }, retryable: true },
         options,
       );
       return data;
@@ -199,6 +213,20 @@ export class FineTunes {
   async cancel(id: string, options?: RequestOptions): Promise<Job> {
     const { data } = await this.client.requestJSON<Job>({ method: "POST", path: `${jobPath(id)}/cancel`, retryable: true }, options);
     return data;
+  }
+
+  /**
+   * Deletes an ended job now, with its events, history, input, weights and checkpoints (as its
+   * expiry would, JOB_TTL_DAYS after it ended); its bytes stop counting against the key's storage
+   * quota. A queued or running job answers `ConflictError` (`job_active`): cancel it first.
+   *
+   * @example
+   * ```ts
+   * for await (const job of client.fineTunes.list({ status: ["failed", "cancelled"] })) await client.fineTunes.delete(job.id);
+   * ```
+   */
+  async delete(id: string, options?: RequestOptions): Promise<void> {
+    await this.client.requestBytes({ method: "DELETE", path: jobPath(id), retryable: true }, options);
   }
 
   /**

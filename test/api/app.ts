@@ -4,16 +4,17 @@ import { DEFAULT_EDGE_BUDGET, type EdgeBudget } from "../../src/api/budget.js";
 import { MemoryJobStore } from "../../src/jobs/memory-store.js";
 import { DEFAULT_LEASE_POLICY, type LeasePolicy } from "../../src/jobs/state.js";
 import { MemoryRateLimiter, type RateLimitPolicy } from "../../src/api/rate-limit.js";
+import type { QuotaLimits } from "../../src/jobs/store.js";
 import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 
 export const NODE_TOKEN = "test-node-token";
 
 export async function testApp(
-  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; clientAddressHeader?: string | null } = {},
+  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; clientAddressHeader?: string | null; quotas?: QuotaLimits; jobTtlMs?: number; webhooks?: { key: Uint8Array; allowLocal: boolean } } = {},
 ) {
   const runtime = await loadNodeRuntime();
   const lease = options.lease ?? DEFAULT_LEASE_POLICY;
-  const store = new MemoryJobStore(lease);
+  const store = new MemoryJobStore(lease, options.jobTtlMs === undefined ? {} : { jobTtlMs: options.jobTtlMs });
   const rateLimiter = options.rateLimit ? new MemoryRateLimiter(options.rateLimit) : null;
   const app = createApp(() => ({
     runtime,
@@ -28,6 +29,8 @@ export async function testApp(
     rateLimiter,
     corsOrigins: options.corsOrigins ?? [],
     clientAddressHeader: options.clientAddressHeader ?? null,
+    ...(options.quotas ? { quotas: options.quotas } : {}),
+    ...(options.webhooks ? { webhooks: options.webhooks } : {}),
   }));
   return { app, store, runtime };
 }

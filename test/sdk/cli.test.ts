@@ -300,6 +300,17 @@ describe("edgetune jobs", () => {
     const events = await run(["jobs", "events", id]);
     expect(events.code).toBe(1);
     expect(events.stdout.trim().split("\n").at(-1)).toMatch(/error\s+cancelled/);
+
+    // --status lists only jobs in those states; delete removes the ended job
+    const cancelled = JSON.parse((await run(["jobs", "list", "--status", "cancelled", "--all", "--json"])).stdout) as { data: { id: string; status: string }[] };
+    expect(cancelled.data.map((j) => j.id)).toContain(id);
+    expect(new Set(cancelled.data.map((j) => j.status))).toEqual(new Set(["cancelled"]));
+    const badStatus = await run(["jobs", "list", "--status", "done"]);
+    expect(badStatus.code).toBe(3);
+    expect(badStatus.stderr).toMatch(/status/);
+    const deleted = await run(["jobs", "delete", id]);
+    expect([deleted.code, deleted.stdout]).toEqual([0, `${id} deleted\n`]);
+    expect((await run(["jobs", "get", id])).stderr).toMatch(/404 Not found/);
   });
 });
 

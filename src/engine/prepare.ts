@@ -10,6 +10,7 @@
 import type { AsWritten } from "../schema/as-written.js";
 import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request } from "../schema/request.js";
 import { zodIssues } from "../schema/issues.js";
+import { checkPrivacy, resolvePrivacy, type PrivacySettings } from "./privacy/index.js";
 import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
 import { decodeBase64 } from "../formats/base64.js";
 import { tableFromInline, type Table } from "../formats/dataset.js";
@@ -80,6 +81,8 @@ export interface PreparedRun {
   huggingface: HuggingFaceRun | null;
   /** The model's own names of state tensors renamed after the checkpoint (a base file without its prefix); null when none were. */
   originalNames: Map<string, string> | null;
+  /** A private run's DP-SGD settings (request `privacy`, σ resolved), or null. */
+  privacy?: PrivacySettings | null;
 }
 
 /**
@@ -147,6 +150,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   }
   checkTargets(train, request.training.loss, output.classes, "data.train", output.positions);
   if (request.explain) checkExplain(request.explain, model, output, train);
+  checkPrivacy(request, model);
   if (validation) checkTargets(validation, request.training.loss, output.classes, "data.validation", output.positions);
   else if (request.data.validation_split !== undefined) {
     [train, validation] = splitTable(train, request.data.validation_split, request.training.seed);
@@ -162,6 +166,17 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     // the explanation runs after training, where the job runs: its cost is part of the run's
     const rows = request.explain.rows?.length ?? Math.min(DEFAULT_EXPLAIN_ROWS, (validation ?? train).rows);
     plan.flops += explainFlops(request.explain, model, rows, train.rows);
+  }
+  let privacy: PrivacySettings | null = null;
+  if (request.privacy) {
+    // the clipped sum of a private step is kept beside the gradients
+    plan.memory_bytes += 4 * model.trainableCount;
+    try {
+      privacy = resolvePrivacy(request.privacy, request.training.batch_size, train.rows, plan.steps);
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new UnprocessableError("invalid_privacy", [{ path: "privacy.target_epsilon", message: `${e.message} (${plan.steps} steps at sample rate ${Math.min(1, request.training.batch_size / train.rows)})` }]);
+    }
   }
   if (plan.memory_bytes > MAX_MEMORY_BYTES) {
     throw new UnprocessableError("too_large", [
@@ -220,7 +235,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   const hf: HuggingFaceRun | null = huggingface
     ? { architecture: huggingface.def.name, task: huggingface.task, config: request.model.huggingface!.config, initialized, dropped }
     : null;
-  return { request, model, output, initialState, train, validation, plan, huggingface: hf, originalNames };
+  return { request, model, output, initialState, train, validation, plan, huggingface: hf, originalNames, privacy };
 }
 
 /**

@@ -23,6 +23,7 @@ import { createWasmBackend } from "./wasm-backend.js";
 import { prepareRun, type PreparedRun, type TrainRequest } from "./prepare.js";
 import { createReferenceKernels } from "./reference.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
+import { poissonBatch, privacyReport, uniformSource } from "./privacy/index.js";
 import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
 import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, loraLayout } from "./adapters/output.js";
@@ -139,7 +140,11 @@ export async function runPreparedRaw(
   options: TrainOptions = {},
   started = now(),
 ): Promise<RawRunResult> {
-  if (useWebGpu(prepared, options)) {
+  if (prepared.privacy && options.kernel === "webgpu") {
+    // not a silent fallback: the caller asked for the device
+    throw new Error('kernel "webgpu" does not run private (request `privacy`) training yet: use kernel "wasm" or "auto" (which runs it on the WASM core)');
+  }
+  if (!prepared.privacy && useWebGpu(prepared, options)) {
     const { createWebGpuBackend } = await import("./webgpu/backend.js");
     const initial = prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed);
     // "auto" falls back to WASM when the device cannot hold the run; "webgpu" reports why
@@ -174,7 +179,7 @@ export async function runPreparedRaw(
   }
   const useReference = options.kernel === "js-reference";
   const parallel =
-    !useReference && options.parallel && options.parallel.threads > 1 && !prepared.model.couplesRows &&
+    !useReference && !prepared.privacy && options.parallel && options.parallel.threads > 1 && !prepared.model.couplesRows &&
     options.parallel.worthIt(prepared.plan.flops / Math.max(1, prepared.plan.steps))
       ? options.parallel
       : null;
@@ -241,6 +246,9 @@ export async function runLoop(
     let status = "succeeded" as FineTuneResult["status"];
     let error: RunError | undefined;
     let lastYield = now();
+    // a private run with Poisson sampling: each step's rows drawn afresh (privacy/index.ts)
+    const privacy = prepared.privacy ?? null;
+    const poisson = privacy?.poisson ? { order: new Int32Array(trainTable.rows), source: uniformSource(privacy.secure, mixSeed(t.seed, 0x504f_4953)) } : null; // "POIS"
 
     // the starting weights' validation metrics: what fine-tuning is compared against
     const before = validationTable ? await backend.evaluate() : null;
@@ -261,11 +269,17 @@ export async function runLoop(
           error = { code: "cancelled", message: "cancelled by the caller", step, epoch };
           break epochs;
         }
-        const start = b * t.batch_size;
-        const rows = Math.min(t.batch_size, trainTable.rows - start);
+        let start = b * t.batch_size;
+        let rows = Math.min(t.batch_size, trainTable.rows - start);
+        let batchOrder = t.shuffle ? order : null;
+        if (poisson) {
+          start = 0;
+          rows = poissonBatch(poisson.source, trainTable.rows, privacy!.sampleRate, poisson.order);
+          batchOrder = poisson.order;
+        }
         step += 1;
         lastLr = backend.group.lr;
-        const pending = backend.step({ order: t.shuffle ? order : null, start, rows }, mixSeed(t.seed, step));
+        const pending = backend.step({ order: batchOrder, start, rows }, mixSeed(t.seed, step));
         const outcome = pending instanceof Promise ? await pending : pending;
         if ("fault" in outcome) {
           status = "diverged";
@@ -290,7 +304,8 @@ export async function runLoop(
       }
 
       // ---- end of epoch: validation, metrics, schedule, early stopping
-      const metrics: EpochMetrics = { epoch, train_loss: lossSum / lossRows, lr: lastLr };
+      const metrics: EpochMetrics = { epoch, train_loss: lossRows > 0 ? lossSum / lossRows : 0, lr: lastLr };
+      if (privacy) metrics.epsilon = privacyReport(privacy, step).epsilon;
       const evaluation = validationTable ? await backend.evaluate() : null;
       if (evaluation) {
         metrics.val_loss = evaluation.valLoss;
@@ -347,6 +362,7 @@ export async function runLoop(
         steps: step - (status === "diverged" ? 1 : 0),
         samples_per_second: duration > 0 ? (samples / duration) * 1000 : 0,
         duration_ms: duration,
+        ...(privacy ? { privacy: privacyReport(privacy, step - (status === "diverged" ? 1 : 0)) } : {}),
       },
       plan: {
         params: plan.params,

@@ -67,25 +67,9 @@ const LOG_SQRT_PI = 0.5 * Math.log(Math.PI);
  */
 export function logErfc(x: number): number {
   if (Number.isNaN(x)) return NaN;
-  if (x >= 2) {
-    // modified Lentz for the continued fraction x + a1/(x + a2/(x + ...)), a_k = k/2
-    const tiny = 1e-300;
-    let f = x;
-    let c = x;
-    let d = 0;
-    for (let k = 1; k < 10_000; k++) {
-      const a = k / 2;
-      d = x + a * d;
-      d = d === 0 ? tiny : d;
-      c = x + a / c;
-      c = c === 0 ? tiny : c;
-      d = 1 / d;
-      const delta = c * d;
-      f *= delta;
-      if (Math.abs(delta - 1) < 1e-16) break;
-    }
-    return -x * x - LOG_SQRT_PI - Math.log(f);
-  }
+  if (x >= 2) return logErfcTail(x);
+  // erfc(x) = 2 - erfc(-x): for x <= -2 the tail is below 0.005, so no cancellation
+  if (x <= -2) return Math.LN2 + Math.log1p(-0.5 * Math.exp(logErfcTail(-x)));
   const ax = Math.abs(x);
   let term = ax;
   let sum = ax;
@@ -96,6 +80,26 @@ export function logErfc(x: number): number {
   }
   const erf = (2 / Math.sqrt(Math.PI)) * Math.exp(-ax * ax) * sum;
   return x >= 0 ? Math.log1p(-erf) : Math.log1p(erf);
+}
+
+/** log(erfc(x)) for x >= 2 from the continued fraction (modified Lentz), a_k = k/2. */
+function logErfcTail(x: number): number {
+  const tiny = 1e-300;
+  let f = x;
+  let c = x;
+  let d = 0;
+  for (let k = 1; k < 10_000; k++) {
+    const a = k / 2;
+    d = x + a * d;
+    d = d === 0 ? tiny : d;
+    c = x + a / c;
+    c = c === 0 ? tiny : c;
+    d = 1 / d;
+    const delta = c * d;
+    f *= delta;
+    if (Math.abs(delta - 1) < 1e-16) break;
+  }
+  return -x * x - LOG_SQRT_PI - Math.log(f);
 }
 
 /** log(A_α) for an integer order (`_compute_log_a_for_int_alpha`). */
@@ -131,6 +135,8 @@ function logAFractional(q: number, sigma: number, alpha: number): number {
       logA1 = logSub(logA1, logS1);
     }
     if (Math.max(logS0, logS1) < -30) break;
+    // Opacus's loop has no bound; a NaN term would never end it
+    if (Number.isNaN(logS0) || Number.isNaN(logS1) || i > 1_000_000) throw new RangeError(`privacy accountant: the series for order ${alpha} does not converge (q ${q}, σ ${sigma})`);
   }
   return logAdd(logA0, logA1);
 }

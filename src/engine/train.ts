@@ -140,11 +140,8 @@ export async function runPreparedRaw(
   options: TrainOptions = {},
   started = now(),
 ): Promise<RawRunResult> {
-  if (prepared.privacy && options.kernel === "webgpu") {
-    // not a silent fallback: the caller asked for the device
-    throw new Error('kernel "webgpu" does not run private (request `privacy`) training yet: use kernel "wasm" or "auto" (which runs it on the WASM core)');
-  }
-  if (!prepared.privacy && useWebGpu(prepared, options)) {
+  // a private run (request `privacy`) is not on WebGPU yet: useWebGpu refuses kernel "webgpu" and answers false for "auto"
+  if (useWebGpu(prepared, options)) {
     const { createWebGpuBackend } = await import("./webgpu/backend.js");
     const initial = prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed);
     // "auto" falls back to WASM when the device cannot hold the run; "webgpu" reports why

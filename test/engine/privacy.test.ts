@@ -207,8 +207,11 @@ describe("DP-SGD refusals", () => {
     expect(prepareRun(request).privacy).not.toBeNull();
   });
 
-  it("does not run on WebGPU yet: kernel \"webgpu\" says so", async () => {
-    await expect(train({ ...base(), privacy: { type: "dp-sgd", max_grad_norm: 1, noise_multiplier: 1 } }, { kernel: "webgpu", gpu: {} as never })).rejects.toThrow(/does not run private/);
+  it("does not run on WebGPU yet: kernel \"webgpu\" says so, \"auto\" with a device runs it on WASM", async () => {
+    await expect(train(base(), { kernel: "webgpu", gpu: {} as never })).rejects.toThrow(/does not run private/);
+    const result = await train(base(), { kernel: "auto", gpu: {} as never, gpuMinFlopsPerStep: 0 });
+    expect(result.status).toBe("succeeded");
+    expect(result.engine.kernel).toBe(variant);
   });
 });
 

@@ -34,7 +34,7 @@ export interface ParityCase {
 
 export const ATOL = 1e-5;
 export const RTOL = 1e-4;
-export const GROUPS = ["optimizers", "losses", "schedules", "training", "graph", "attention", "norm", "tokens", "conv", "transformer", "huggingface"] as const;
+export const GROUPS = ["optimizers", "losses", "schedules", "training", "graph", "attention", "norm", "tokens", "conv", "transformer", "huggingface", "privacy"] as const;
 
 /** Largest |a-b| / (atol + rtol |b|) over a list: <= 1 passes. */
 export function worstRatio(actual: ArrayLike<number>, expected: ArrayLike<number>): { ratio: number; index: number; abs: number } {

@@ -21,8 +21,9 @@ import tokens from "../parity/fixtures/tokens.json";
 import conv from "../parity/fixtures/conv.json";
 import transformer from "../parity/fixtures/transformer.json";
 import huggingface from "../parity/fixtures/huggingface.json";
+import privacy from "../parity/fixtures/privacy.json";
 
-const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens, conv, transformer, huggingface };
+const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens, conv, transformer, huggingface, privacy };
 /** As many keys as test/worker/vitest.config.ts configures (parity-key-0..5): a burst of 60 sync POSTs each. */
 const PARITY_KEYS = 6;
 const engine = createEngine({ module: relaxed, variant: "wasm-relaxed-simd", runtime: "workerd" });

@@ -215,3 +215,21 @@ describe("DP-SGD refusals", () => {
   });
 });
 
+
+describe("examples/dp-digits", () => {
+  it("compare.mjs reports the held-out accuracy without privacy and with DP-SGD at ε ≈ 3", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const root = new URL("../../", import.meta.url);
+    // runs on dist/ (npm test builds it first)
+    const out = execFileSync(process.execPath, [new URL("examples/dp-digits/compare.mjs", root).pathname], { encoding: "utf8", cwd: root.pathname });
+    const plain = Number(/^non-private\s+held-out accuracy (\S+)/m.exec(out)![1]);
+    const [, accuracy, epsilon] = /^DP-SGD\s+held-out accuracy (\S+)\s+ε = (\S+) at δ = 0\.001/m.exec(out)!;
+    const pretrained = Number(/^pretrained\s+held-out accuracy (\S+)/m.exec(out)![1]);
+    expect(plain).toBeGreaterThan(0.9);
+    expect(Number(epsilon)).toBeLessThanOrEqual(3);
+    expect(Number(epsilon)).toBeGreaterThan(2.99);
+    // private fine-tuning still helps the new user, and costs accuracy against the non-private run
+    expect(Number(accuracy)).toBeGreaterThan(pretrained + 0.3);
+    expect(Number(accuracy)).toBeLessThan(plain);
+  });
+});

@@ -169,8 +169,11 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   }
   let privacy: PrivacySettings | null = null;
   if (request.privacy) {
-    // the clipped sum of a private step is kept beside the gradients
+    // the clipped sum of a private step is kept beside the gradients, and each row goes through
+    // the forward and backward passes twice (the ghost norms, then the clipped sum): the cost
+    // the in-Worker budget and the placement see
     plan.memory_bytes += 4 * model.trainableCount;
+    plan.flops += request.training.epochs * train.rows * (model.forwardFlopsPerRow + model.backwardFlopsPerRow);
     try {
       privacy = resolvePrivacy(request.privacy, request.training.batch_size, train.rows, plan.steps);
     } catch (e) {

@@ -233,3 +233,15 @@ describe("examples/dp-digits", () => {
     expect(Number(accuracy)).toBeLessThan(plain);
   });
 });
+
+describe("DP-SGD plan", () => {
+  it("counts the second forward and backward pass of every row in plan.flops, and the clipped sum in memory_bytes", () => {
+    const plain = prepareRun(classifierRequest(120));
+    const request = classifierRequest(120);
+    request.privacy = { type: "dp-sgd", max_grad_norm: 1, noise_multiplier: 1 };
+    const dp = prepareRun(request);
+    const m = dp.model;
+    expect(dp.plan.flops - plain.plan.flops).toBe(10 * 120 * (m.forwardFlopsPerRow + m.backwardFlopsPerRow));
+    expect(dp.plan.memory_bytes - plain.plan.memory_bytes).toBe(4 * m.trainableCount);
+  });
+});

@@ -108,8 +108,14 @@ describe("DP-SGD runs", () => {
   it("samples Poisson batches (empty ones included: still steps) and reports ε per epoch and in metrics.privacy", async () => {
     const request = classifierRequest(100, { epochs: 3, batch_size: 2, seed: 5 });
     request.privacy = { type: "dp-sgd", max_grad_norm: 1, noise_multiplier: 1.1 };
-    const result = await train(request, { kernel: "wasm" });
+    const stepLosses: number[] = [];
+    const result = await train(request, { kernel: "wasm", stepEvents: true, onProgress: (e) => void (e.type === "step" && stepLosses.push(e.loss)) });
     expect(FineTuneResult.safeParse(result).success).toBe(true);
+    // an empty batch reports loss 0 (a cross-entropy over rows never does); 150 steps at P(empty) 13%: some
+    expect(stepLosses).toHaveLength(150);
+    const empty = stepLosses.filter((l) => l === 0).length;
+    expect(empty).toBeGreaterThan(5);
+    expect(empty).toBeLessThan(45);
     expect(result.status).toBe("succeeded");
     // q = 2/100: 50 steps per epoch whatever the batches drew (P(empty) = 0.98^100 ≈ 13%)
     expect(result.metrics.steps).toBe(150);

@@ -23,7 +23,14 @@ export const RDP_ORDERS: readonly number[] = Object.freeze([
   ...Array.from({ length: 52 }, (_, i) => 12 + i),
 ]);
 
-/** opacus/accountants/utils.py MAX_SIGMA: the search gives up above this noise multiplier. */
+/**
+ * opacus/accountants/utils.py MAX_SIGMA: the search gives up above this noise multiplier.
+ *
+ * @example
+ * ```ts
+ * noiseMultiplierFor({ targetEpsilon: 1e-9, delta: 1e-5, sampleRate: 0.4, steps: 30 }); // throws: σ would pass MAX_NOISE_MULTIPLIER
+ * ```
+ */
 export const MAX_NOISE_MULTIPLIER = 1e6;
 
 /** log(exp(x) + exp(y)) without overflow (`_log_add`). */

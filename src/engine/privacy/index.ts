@@ -37,7 +37,15 @@ export interface PrivacySettings {
   secure: boolean;
 }
 
-/** The op kinds whose per-sample gradient norms privacy/ghost.ts computes (parameters or not). */
+/**
+ * The op kinds a private run may have: those whose per-sample gradient norms privacy/ghost.ts
+ * computes, and those without parameters (nothing to compute).
+ *
+ * @example
+ * ```ts
+ * PRIVATE_OP_KINDS.has("batch_norm"); // false: refused
+ * ```
+ */
 export const PRIVATE_OP_KINDS: ReadonlySet<Op["kind"]> = new Set<Op["kind"]>([
   "linear", "activation", "dropout", "add", "mul", "layer_norm", "embedding", "add_position", "token_pool", "max_pool", "avg_pool", "conv", "attention", "rope",
 ]);
@@ -96,7 +104,14 @@ function findBatchNorm(layers: readonly LayerSpec[], path: string, issues: Field
   });
 }
 
-/** The state indices an op reads as parameters (weight, bias). */
+/**
+ * The state indices an op reads as parameters (weight, bias).
+ *
+ * @example
+ * ```ts
+ * opParameters({ kind: "linear", weight: 0, bias: 1, ... }); // [0, 1]
+ * ```
+ */
 export function opParameters(op: Op): number[] {
   const fields = op as { weight?: number; bias?: number };
   return [fields.weight ?? -1, fields.bias ?? -1].filter((i) => i >= 0);

@@ -140,7 +140,6 @@ export async function runPreparedRaw(
   options: TrainOptions = {},
   started = now(),
 ): Promise<RawRunResult> {
-  // a private run (request `privacy`) is not on WebGPU yet: useWebGpu refuses kernel "webgpu" and answers false for "auto"
   if (useWebGpu(prepared, options)) {
     const { createWebGpuBackend } = await import("./webgpu/backend.js");
     const initial = prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed);

@@ -213,9 +213,8 @@ describe("DP-SGD refusals", () => {
     expect(prepareRun(request).privacy).not.toBeNull();
   });
 
-  it("does not run on WebGPU yet: kernel \"webgpu\" says so, \"auto\" with a device runs it on WASM", async () => {
-    await expect(train(base(), { kernel: "webgpu", gpu: {} as never })).rejects.toThrow(/does not run private/);
-    const result = await train(base(), { kernel: "auto", gpu: {} as never, gpuMinFlopsPerStep: 0 });
+  it("kernel \"auto\" without a device runs a private request on the WASM core", async () => {
+    const result = await train(base(), { kernel: "auto" });
     expect(result.status).toBe("succeeded");
     expect(result.engine.kernel).toBe(variant);
   });

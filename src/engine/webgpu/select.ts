@@ -56,7 +56,7 @@ export function fitsDevice(device: WebGpuDevice, prepared: PreparedRun): boolean
 
 /**
  * Whether a run should train on the WebGPU backend; throws when `kernel: "webgpu"` is asked
- * for without a device, or for a private run (request `privacy`), which "auto" keeps on WASM.
+ * for without a device.
  *
  * @example
  * ```ts
@@ -68,11 +68,6 @@ export function useWebGpu(
   prepared: PreparedRun,
   options: { kernel?: string; gpu?: WebGpuDevice | null | undefined; gpuMinFlopsPerStep?: number },
 ): boolean {
-  if (prepared.privacy) {
-    // not a silent fallback when the caller asked for the device; "auto" runs it on the WASM core
-    if (options.kernel === "webgpu") throw new Error('kernel "webgpu" does not run private (request `privacy`) training yet: use kernel "wasm" or "auto" (which runs it on the WASM core)');
-    return false;
-  }
   if (options.kernel === "webgpu") {
     if (!options.gpu) {
       throw new Error('kernel "webgpu" needs a GPUDevice in options.gpu (on Node: requestWebGpuDevice() from edgetune)');

@@ -72,7 +72,7 @@ ${option("moons", "Two moons: 2-D classification, 300 points")}${option("xor", "
 <label for="loss-params">Loss options</label><input id="loss-params" type="text" value="{}" spellcheck="false">
 <label for="optimizer-params">Optimizer options (betas, weight_decay, momentum, …)</label><input id="optimizer-params" type="text" value="{}" spellcheck="false">
 <label for="training-extra">Other training options (shuffle, clip_grad_norm, …)</label><input id="training-extra" type="text" value="{}" spellcheck="false">
-<label for="request-extra">Other request fields (trainable, adapter, output, …)</label><input id="request-extra" type="text" value="{}" spellcheck="false">
+<label for="request-extra">Other request fields (trainable, adapter, privacy, output, …)</label><input id="request-extra" type="text" value="{}" spellcheck="false">
 </details>
 </section>
 <section><h2>Run</h2>
@@ -102,7 +102,7 @@ ${option("moons", "Two moons: 2-D classification, 300 points")}${option("xor", "
 </section>
 <section id="explanations" hidden><h2>Explanations</h2><div id="explanations-body"></div></section>
 <section><h2>Epochs</h2>
-<div id="history-wrap"><table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th><th>val_accuracy</th><th>lr</th><th>attempt</th></tr></thead>
+<div id="history-wrap"><table><thead><tr><th>epoch</th><th>train_loss</th><th>val_loss</th><th>val_accuracy</th><th>lr</th><th title="privacy spent by the end of the epoch (request privacy)">ε</th><th>attempt</th></tr></thead>
 <tbody id="history"></tbody></table></div>
 </section>
 <section><h2>Events</h2><pre id="log"></pre></section>

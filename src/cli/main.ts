@@ -84,6 +84,12 @@ Training (PyTorch names and defaults):
                          the loss from the targets (docs/strategy.md)
   --schedule NAME  --seed N  --shuffle / --no-shuffle  --trainable LAYER[,LAYER]
   --dtype float32|float16|bfloat16   the dtype of the returned weights
+
+Differential privacy (DP-SGD, docs/privacy.md):
+  --max-grad-norm C       clip each sample's gradient to norm C (privacy.max_grad_norm)
+  --target-epsilon E      the ε to spend over the run (σ is found for it)
+  --noise-multiplier S    or σ itself
+  --delta D               δ (default 1/N rounded down to a power of ten)
   --base-dtype float32|float16|bfloat16   how frozen parameters are held (model.base_dtype)
 
 Running:
@@ -154,6 +160,10 @@ const options = {
   trainable: { type: "string" },
   dtype: { type: "string" },
   "base-dtype": { type: "string" },
+  "max-grad-norm": { type: "string" },
+  "target-epsilon": { type: "string" },
+  "noise-multiplier": { type: "string" },
+  delta: { type: "string" },
   mode: { type: "string" },
   placement: { type: "string" },
   out: { type: "string" },
@@ -180,6 +190,7 @@ const GLOBAL = ["url", "api-key", "json", "help", "version"];
 const FINE_TUNE_OPTIONS = [
   "model", "hf", "request", "weights", "train", "validation", "validation-split", "target", "epochs", "batch-size", "lr", "optimizer",
   "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "base-dtype", "mode", "placement", "out", "detach",
+  "max-grad-norm", "target-epsilon", "noise-multiplier", "delta",
 ];
 const EXPLAIN_OPTIONS = ["method", "spec", "rows", "target", "steps", "samples", "baseline", "integration", "seed"];
 const JOB_OPTIONS: Record<string, string[]> = { list: ["limit", "all", "cursor", "status"], get: [], cancel: [], delete: [], events: ["last-event-id"], weights: ["out"] };
@@ -485,6 +496,27 @@ async function buildParams(values: Values): Promise<{ params: FineTuneCreatePara
     training.schedule = current?.type === values.schedule ? current : { type: values.schedule };
   }
   request.training = training;
+
+  // privacy: the flags override the request's `privacy`; ε and σ replace each other
+  const maxGradNorm = number(values, "max-grad-norm", "float", (n) => n > 0);
+  const targetEpsilon = number(values, "target-epsilon", "float", (n) => n > 0);
+  const noiseMultiplier = number(values, "noise-multiplier", "float", (n) => n >= 0);
+  const delta = number(values, "delta", "float", (n) => n > 0 && n < 1);
+  if (targetEpsilon !== undefined && noiseMultiplier !== undefined) throw new UsageError("--target-epsilon and --noise-multiplier both set the noise: use one");
+  if ([maxGradNorm, targetEpsilon, noiseMultiplier, delta].some((v) => v !== undefined)) {
+    const privacy: Record<string, unknown> = { type: "dp-sgd", ...((request.privacy as Record<string, unknown> | null | undefined) ?? {}) };
+    if (maxGradNorm !== undefined) privacy.max_grad_norm = maxGradNorm;
+    if (targetEpsilon !== undefined) {
+      privacy.target_epsilon = targetEpsilon;
+      delete privacy.noise_multiplier;
+    }
+    if (noiseMultiplier !== undefined) {
+      privacy.noise_multiplier = noiseMultiplier;
+      delete privacy.target_epsilon;
+    }
+    if (delta !== undefined) privacy.delta = delta;
+    request.privacy = privacy;
+  }
 
   if (values.trainable) request.trainable = values.trainable.split(",").map((s) => s.trim()).filter(Boolean);
   const dtype = oneOf(values, "dtype", ["float32", "float16", "bfloat16"] as const);

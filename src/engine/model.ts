@@ -334,9 +334,11 @@ export class Model {
 
   /**
    * Backward pass of the last forward: reads dL/dlogits from `logitsGrad`, accumulates (+=)
-   * parameter gradients into `grads`. Call zeroGrad() first.
+   * parameter gradients into `grads`. Call zeroGrad() first. `beforeOp` sees each op right
+   * before its backward, with the gradients of its outputs complete (privacy/ghost.ts reads the
+   * per-sample gradient norms there).
    */
-  backward(rows: number): void {
+  backward(rows: number, beforeOp?: (op: Op, c: KernelOpContext, dy: readonly Ptr[]) => void): void {
     const c = this.context;
     const segments = this.compiled.checkpoints;
     let segment = segments ? segments.length - 1 : -1; // the last segment's activations are still there
@@ -354,6 +356,7 @@ export class Model {
         }
       }
       this.resetWiden();
+      beforeOp?.(s.op, c, s.dy);
       (OPS[s.op.kind].kernel.backward as (c: KernelOpContext, op: Op, rows: number, dy: Ptr[], dx: Ptr[]) => void)(c, s.op, rows, s.dy, s.dx);
       for (const a of s.accumulate) this.k.axpy(a.into, a.from, 1, rows * a.size);
     }

@@ -10,6 +10,7 @@
 import type { AsWritten } from "../schema/as-written.js";
 import { FineTuneRequest, type DatasetSpec, type FineTuneRequestInput, type FineTuneRequest as Request, type ParsedFineTuneRequest } from "../schema/request.js";
 import { zodIssues } from "../schema/issues.js";
+import { checkPrivacy, resolvePrivacy, type PrivacySettings } from "./privacy/index.js";
 import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
 import { decodeBase64 } from "../formats/base64.js";
 import { tableFromInline, type Table } from "../formats/dataset.js";
@@ -87,6 +88,8 @@ export interface PreparedRun {
    * rate as lr and no max_lr. Absent or null: none.
    */
   lrFinder?: { lr: boolean; maxLr: boolean } | null;
+  /** A private run's DP-SGD settings (request `privacy`, σ resolved), or null. */
+  privacy?: PrivacySettings | null;
 }
 
 /**
@@ -172,6 +175,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   }
   checkTargets(train, request.training.loss, output.classes, "data.train", output.positions);
   if (request.explain) checkExplain(request.explain, model, output, train);
+  checkPrivacy(request, model);
   if (validation) checkTargets(validation, request.training.loss, output.classes, "data.validation", output.positions);
   else if (request.data.validation_split !== undefined) {
     [train, validation] = splitTable(train, request.data.validation_split, request.training.seed);
@@ -191,6 +195,29 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     // the explanation runs after training, where the job runs: its cost is part of the run's
     const rows = request.explain.rows?.length ?? Math.min(DEFAULT_EXPLAIN_ROWS, (validation ?? train).rows);
     plan.flops += explainFlops(request.explain, model, rows, train.rows);
+  }
+  let privacy: PrivacySettings | null = null;
+  if (request.privacy && lrFinder) {
+    // the range test trains on the data without clipping or noise, and its losses are reported
+    throw new UnprocessableError("invalid_privacy", [
+      {
+        path: lrFinder.lr ? "training.optimizer.lr" : "training.schedule.max_lr",
+        message: '"auto" runs a learning-rate range test on the private data without clipping or noise, which the privacy budget does not account for; give the rate',
+      },
+    ]);
+  }
+  if (request.privacy) {
+    // the clipped sum of a private step is kept beside the gradients, and each row goes through
+    // the forward and backward passes twice (the ghost norms, then the clipped sum): the cost
+    // the in-Worker budget and the placement see
+    plan.memory_bytes += 4 * model.trainableCount;
+    plan.flops += request.training.epochs * train.rows * (model.forwardFlopsPerRow + model.backwardFlopsPerRow);
+    try {
+      privacy = resolvePrivacy(request.privacy, request.training.batch_size, train.rows, plan.steps);
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new UnprocessableError("invalid_privacy", [{ path: "privacy.target_epsilon", message: `${e.message} (${plan.steps} steps at sample rate ${Math.min(1, request.training.batch_size / train.rows)})` }]);
+    }
   }
   if (plan.memory_bytes > MAX_MEMORY_BYTES) {
     throw new UnprocessableError("too_large", [
@@ -249,7 +276,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   const hf: HuggingFaceRun | null = huggingface
     ? { architecture: huggingface.def.name, task: huggingface.task, config: request.model.huggingface!.config, initialized, dropped }
     : null;
-  return { request, model, output, initialState, train, validation, plan, huggingface: hf, originalNames, lrFinder };
+  return { request, model, output, initialState, train, validation, plan, huggingface: hf, originalNames, lrFinder, privacy };
 }
 
 /**

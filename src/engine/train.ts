@@ -23,6 +23,7 @@ import { createWasmBackend } from "./wasm-backend.js";
 import { prepareRun, type PreparedRun, type TrainRequest } from "./prepare.js";
 import { createReferenceKernels } from "./reference.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
+import { poissonBatch, privacyReport, uniformSource } from "./privacy/index.js";
 import { createScheduler } from "./schedules.js";
 import { useWebGpu } from "./webgpu/select.js";
 import { ADAPTER_METADATA_KEY, adapterConfig, convertWeights, fitOutputRange, loraLayout } from "./adapters/output.js";
@@ -225,7 +226,7 @@ async function runWithBackend(
   }
   const useReference = options.kernel === "js-reference";
   const parallel =
-    !useReference && options.parallel && options.parallel.threads > 1 && !prepared.model.couplesRows &&
+    !useReference && !prepared.privacy && options.parallel && options.parallel.threads > 1 && !prepared.model.couplesRows &&
     options.parallel.worthIt(prepared.plan.flops / Math.max(1, prepared.plan.steps))
       ? options.parallel
       : null;
@@ -293,6 +294,9 @@ export async function runLoop(
     let status = "succeeded" as FineTuneResult["status"];
     let error: RunError | undefined;
     let lastYield = now();
+    // a private run with Poisson sampling: each step's rows drawn afresh (privacy/index.ts)
+    const privacy = prepared.privacy ?? null;
+    const poisson = privacy?.poisson ? { order: new Int32Array(trainTable.rows), source: uniformSource(privacy.secure, mixSeed(t.seed, 0x504f_4953)) } : null; // "POIS"
 
     // the starting weights' validation metrics: what fine-tuning is compared against
     const before = validationTable ? await backend.evaluate() : null;
@@ -313,11 +317,17 @@ export async function runLoop(
           error = { code: "cancelled", message: "cancelled by the caller", step, epoch };
           break epochs;
         }
-        const start = b * t.batch_size;
-        const rows = Math.min(t.batch_size, trainTable.rows - start);
+        let start = b * t.batch_size;
+        let rows = Math.min(t.batch_size, trainTable.rows - start);
+        let batchOrder = t.shuffle ? order : null;
+        if (poisson) {
+          start = 0;
+          rows = poissonBatch(poisson.source, trainTable.rows, privacy!.sampleRate, poisson.order);
+          batchOrder = poisson.order;
+        }
         step += 1;
         lastLr = backend.group.lr;
-        const pending = backend.step({ order: t.shuffle ? order : null, start, rows }, mixSeed(t.seed, step));
+        const pending = backend.step({ order: batchOrder, start, rows }, mixSeed(t.seed, step));
         const outcome = pending instanceof Promise ? await pending : pending;
         if ("fault" in outcome) {
           status = "diverged";
@@ -342,7 +352,8 @@ export async function runLoop(
       }
 
       // ---- end of epoch: validation, metrics, schedule, early stopping
-      const metrics: EpochMetrics = { epoch, train_loss: lossSum / lossRows, lr: lastLr };
+      const metrics: EpochMetrics = { epoch, train_loss: lossRows > 0 ? lossSum / lossRows : 0, lr: lastLr };
+      if (privacy) metrics.epsilon = privacyReport(privacy, step).epsilon;
       const evaluation = validationTable ? await backend.evaluate() : null;
       if (evaluation) {
         metrics.val_loss = evaluation.valLoss;
@@ -403,6 +414,7 @@ export async function runLoop(
         samples_per_second: duration > 0 ? (samples / duration) * 1000 : 0,
         duration_ms: duration,
         ...(lrFinder ? { lr_finder: { lr: lrFinder.lr, lrs: lrFinder.lrs, losses: lrFinder.losses, method: lrFinder.method } } : {}),
+        ...(privacy ? { privacy: privacyReport(privacy, step - (status === "diverged" ? 1 : 0)) } : {}),
       },
       plan: {
         params: plan.params,

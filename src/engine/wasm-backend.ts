@@ -13,6 +13,9 @@ import { createOptimizer } from "./optimizers.js";
 import type { Network, Parallelism } from "./parallel.js";
 import type { PreparedRun } from "./prepare.js";
 import { clipCoefficient, clipSpec } from "./step.js";
+import { addGaussianNoise, clipFactor, uniformSource, type PrivacySettings } from "./privacy/index.js";
+import { addSampleNormsSquared } from "./privacy/ghost.js";
+import { mixSeed } from "./rng.js";
 
 /** A table in the arena: x [N, F], y [N, T], the mask [N, F] of token rows. */
 interface TableRegions {
@@ -83,12 +86,83 @@ export async function createWasmBackend(
     return { fault: { code, what } };
   };
 
+  const privateStep = prepared.privacy ? createPrivateStep(prepared.privacy) : null;
+
+  /**
+   * One DP-SGD step (privacy/index.ts), over chunks of at most maxRows rows (a Poisson batch can
+   * be larger than batch_size): per chunk, a forward and a backward that reads each row's
+   * gradient norm (privacy/ghost.ts), then the forward again and a backward of the loss
+   * gradient with row i scaled by c_i·rows, whose parameter gradients are Σ_i c_i·g_i; the sums
+   * add up in `clipped`. Then the noise, the division by int(N·q), the optimizer.
+   */
+  function createPrivateStep(settings: PrivacySettings) {
+    const clipped = arena.alloc(trainableN);
+    const norms = new Float64Array(plan.maxRows);
+    const factors = new Float64Array(plan.maxRows);
+    const view = { f32: (ptr: number, length: number) => new Float32Array(memory.buffer, ptr, length) };
+    return (batch: BatchRef, seed: number): StepOutcome => {
+      kernels.copy(lastFinite.ptr, model.state.ptr, snapshotN);
+      kernels.fill(clipped.ptr, 0, trainableN);
+      let lossSum = 0;
+      for (let from = 0; from < batch.rows; from += model.maxRows) {
+        const rows = Math.min(model.maxRows, batch.rows - from);
+        const at = loadBatch({ order: batch.order, start: batch.start + from, rows });
+        const n = rows * output.positions;
+        // ---- per-sample gradient norms: g_i = rows · (row i's part of ∇ mean loss), as Opacus's "mean" reduction
+        const logits = model.forward(at, rows, true, seed);
+        const chunkLoss = loss.compute(model.logitsGrad.ptr, logits, at.y, n);
+        if (!Number.isFinite(chunkLoss)) return fault("diverged", `the loss became ${chunkLoss}`);
+        lossSum += chunkLoss * rows;
+        norms.fill(0, 0, rows);
+        model.zeroGrad();
+        model.backward(rows, (op, c, dy) => addSampleNormsSquared(op, c, view, rows, dy, norms));
+        for (let i = 0; i < rows; i++) factors[i] = clipFactor(settings.maxGradNorm, rows * Math.sqrt(norms[i]!)) * rows;
+        // ---- Σ_i c_i g_i: the same forward (same seed: same dropout masks), the loss gradient scaled per row
+        const again = model.forward(at, rows, true, seed);
+        loss.compute(model.logitsGrad.ptr, again, at.y, n);
+        for (let i = 0; i < rows; i++) kernels.scale(model.logitsGrad.ptr + i * outSize * 4, Math.fround(factors[i]!), outSize);
+        model.zeroGrad();
+        model.backward(rows);
+        kernels.axpy(clipped.ptr, model.grads.ptr, 1, trainableN);
+      }
+      // ---- noise N(0, (σC)²) per coordinate, then the average over the expected batch size
+      kernels.copy(model.grads.ptr, clipped.ptr, trainableN);
+      const grads = new Float32Array(memory.buffer, model.grads.ptr, trainableN);
+      addGaussianNoise(grads, settings.noiseMultiplier * settings.maxGradNorm, uniformSource(settings.secure, mixSeed(seed, 0x4e4f_4953))); // "NOIS"
+      kernels.scale(model.grads.ptr, Math.fround(1 / settings.expectedBatchSize), trainableN);
+      if (!kernels.all_finite(model.grads.ptr, trainableN)) return fault("diverged", "a gradient became non-finite");
+      optimizer.step();
+      if (!kernels.all_finite(model.state.ptr, trainableN)) return fault("diverged", "a weight became non-finite");
+      return { loss: batch.rows > 0 ? lossSum / batch.rows : 0 };
+    };
+  }
+
+  /** Pointers to a batch's rows: a view into the dataset (in order) or gathered by `order`. */
+  function loadBatch(batch: BatchRef): { x: number; y: number; mask: number; tokenTypes: number } {
+    const { rows, start } = batch;
+    if (batch.order) {
+      arena.i32(batchIndex).set(batch.order.subarray(start, start + rows));
+      kernels.gather_rows(batchX.ptr, data.x.ptr, batchIndex.ptr, rows, F);
+      kernels.gather_rows(batchY.ptr, data.y.ptr, batchIndex.ptr, rows, TG);
+      if (batchMask) kernels.gather_rows(batchMask.ptr, data.mask!.ptr, batchIndex.ptr, rows, F);
+      if (batchTypes) kernels.gather_rows(batchTypes.ptr, data.types!.ptr, batchIndex.ptr, rows, F);
+      return { x: batchX.ptr, y: batchY.ptr, mask: batchMask?.ptr ?? 0, tokenTypes: batchTypes?.ptr ?? 0 };
+    }
+    return {
+      x: data.x.ptr + start * F * 4,
+      y: data.y.ptr + start * TG * 4,
+      mask: data.mask ? data.mask.ptr + start * F * 4 : 0,
+      tokenTypes: data.types ? data.types.ptr + start * F * 4 : 0,
+    };
+  }
+
   return {
     group: optimizer.group,
     kernel: options.variant,
     threads: distributed ? options.parallel!.threads : 1,
 
     step(batch: BatchRef, seed: number): StepOutcome {
+      if (privateStep) return privateStep(batch, seed);
       const { rows, start } = batch;
       kernels.copy(lastFinite.ptr, model.state.ptr, snapshotN);
       // ---- batch: rows in order (a view into the dataset) or gathered by the shuffled order

@@ -295,7 +295,15 @@ interface EpochData {
   val_loss?: number | undefined;
   val_accuracy?: number | undefined;
   lr?: number | undefined;
+  /** A private run's ε by the end of the epoch (null: unbounded, σ = 0). */
+  epsilon?: number | null | undefined;
   attempt?: number | undefined;
+}
+
+/** ε as the table shows it: blank for a run without privacy, ∞ for an unbounded one (σ = 0). */
+function epsilonText(epsilon: number | null | undefined): string {
+  if (epsilon === undefined) return "";
+  return epsilon === null ? "∞" : epsilon.toFixed(3);
 }
 
 function plotEpoch(e: EpochData): void {
@@ -319,7 +327,7 @@ function plotEpoch(e: EpochData): void {
     rowsByEpoch.set(e.epoch, row);
     newRows.push(row);
   }
-  const cells = [e.epoch, fmt(e.train_loss), fmt(e.val_loss), e.val_accuracy === undefined ? "" : `${(100 * e.val_accuracy).toFixed(1)}%`, fmt(e.lr), e.attempt ?? ""];
+  const cells = [e.epoch, fmt(e.train_loss), fmt(e.val_loss), e.val_accuracy === undefined ? "" : `${(100 * e.val_accuracy).toFixed(1)}%`, fmt(e.lr), epsilonText(e.epsilon), e.attempt ?? ""];
   row.replaceChildren(
     ...cells.map((v) => {
       const td = document.createElement("td");
@@ -619,6 +627,10 @@ function finish(r: Run, job: Job | Omit<FineTuneResult, "weights">, weights: Uin
     if (m.lr_finder) rows.push(["learning rate", `${fmt(m.lr_finder.lr)} (auto: range test, ${m.lr_finder.method}, ${m.lr_finder.lrs.length} steps)`]);
     if (weights) rows.push(["weights from", r.restoreBest && job.status === "succeeded" && m.best_epoch !== null ? `epoch ${m.best_epoch} (the best, restored)` : `epoch ${last?.epoch ?? "-"} (the last)`]);
     rows.push(["optimizer steps", m.steps], ["samples/s", Math.round(m.samples_per_second)], ["duration", `${(m.duration_ms / 1000).toFixed(2)} s`]);
+    if (m.privacy) {
+      const p = m.privacy;
+      rows.push(["privacy", `ε = ${epsilonText(p.epsilon)} at δ = ${p.delta} (DP-SGD, σ = ${fmt(p.noise_multiplier)}, q = ${fmt(p.sample_rate)}, ${p.steps} steps, ${p.accountant})`]);
+    }
   }
   if (job.engine) rows.push(["engine", `${job.engine.kernel} on ${job.engine.runtime}, ${job.engine.threads} thread(s)`]);
   if (job.error) rows.push(["error", `${job.error.code}: ${job.error.message}`]);

@@ -359,6 +359,35 @@ export const Training = z.strictObject({
   early_stopping: EarlyStopping.nullable().default(null),
 });
 
+// ---------------------------------------------------------------- privacy
+
+/**
+ * Differentially private training: DP-SGD as Opacus runs it (loss_reduction "mean", flat
+ * clipping), with the RDP accountant. docs/privacy.md says what it protects and what it does not.
+ */
+export const Privacy = z
+  .strictObject({
+    type: z.literal("dp-sgd"),
+    /** C: each sample's gradient (all trainable parameters together) is scaled to an L2 norm of at most C. */
+    max_grad_norm: positive(),
+    /** σ: the noise's standard deviation is σ·C per coordinate. Give this or `target_epsilon`. */
+    noise_multiplier: nonNegative().optional(),
+    /** The ε to spend over the run: σ is found by Opacus's get_noise_multiplier search (tolerance 0.01). */
+    target_epsilon: positive().optional(),
+    /** δ of the (ε, δ) guarantee; default 1/N rounded down to a power of ten (N: training rows). */
+    delta: z.number().gt(0).lt(1).optional(),
+    /** Each row joins each batch independently with probability batch_size / N (what the accountant assumes). */
+    poisson_sampling: z.boolean().default(true),
+    accountant: z.literal("rdp").default("rdp"),
+    /** The noise comes from crypto.getRandomValues instead of the seeded generator (not reproducible). */
+    secure_mode: z.boolean().default(false),
+  })
+  .superRefine((p, ctx) => {
+    if ((p.noise_multiplier === undefined) === (p.target_epsilon === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["noise_multiplier"], message: "give either noise_multiplier or target_epsilon (exactly one)" });
+    }
+  });
+
 // ---------------------------------------------------------------- request
 
 /**
@@ -407,6 +436,8 @@ export const FineTuneRequest = z.strictObject({
     .prefault({}),
   /** Explanations of the fine-tuned model, computed after training (docs/explain.md). */
   explain: ExplainSpec.nullable().optional(),
+  /** Differentially private training (DP-SGD with an RDP accountant; docs/privacy.md). */
+  privacy: Privacy.nullable().optional(),
   mode: z.enum(["auto", "sync", "async"]).default("auto"),
   placement: z.enum(["auto", "edge", "gpu-node"]).default("auto"),
   /**
@@ -445,3 +476,4 @@ export type ClipGradNormSpec = z.output<typeof ClipGradNorm>;
 export type EarlyStoppingSpec = z.output<typeof EarlyStopping>;
 export type DatasetSpec = z.output<typeof Dataset>;
 export type TokenizationSpec = z.output<typeof Tokenization>;
+export type PrivacySpec = z.output<typeof Privacy>;

@@ -16,6 +16,20 @@ export const EpochMetrics = z.object({
   /** exp(val_loss): the validation perplexity of a causal language model. */
   val_perplexity: z.number().optional(),
   lr: z.number(),
+  /** Private runs (request `privacy`): ε spent by the end of this epoch (RDP accountant, at the run's δ); null: unbounded (σ = 0). */
+  epsilon: z.number().nullable().optional(),
+});
+
+/** What a private run spent (request `privacy`): Opacus's RDP accountant over the steps taken. */
+export const PrivacyReport = z.object({
+  /** null: no finite bound (noise_multiplier 0 gives ε = ∞). */
+  epsilon: z.number().nullable(),
+  delta: z.number(),
+  noise_multiplier: z.number(),
+  /** q = batch_size / N: each row's chance of joining a batch. */
+  sample_rate: z.number(),
+  steps: z.number().int(),
+  accountant: z.literal("rdp"),
 });
 
 export const Metrics = z.object({
@@ -36,6 +50,8 @@ export const Metrics = z.object({
   lr_finder: z
     .object({ lr: z.number(), lrs: z.array(z.number()), losses: z.array(z.number()), method: z.enum(["steep", "minimum", "start"]) })
     .optional(),
+  /** Private runs (request `privacy`): the privacy spent. */
+  privacy: PrivacyReport.optional(),
 });
 
 export const Plan = z.object({
@@ -118,6 +134,7 @@ export const FineTuneResult = z.object({
 });
 
 export type EpochMetrics = z.infer<typeof EpochMetrics>;
+export type PrivacyReport = z.infer<typeof PrivacyReport>;
 export type Metrics = z.infer<typeof Metrics>;
 export type Plan = z.infer<typeof Plan>;
 export type EngineInfo = z.infer<typeof EngineInfo>;

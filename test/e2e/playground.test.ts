@@ -91,6 +91,23 @@ describe("the playground page in headless Chromium", () => {
     return res;
   };
 
+  it.skipIf(!hasChromium)("a private run (privacy in the other request fields): the history table shows ε per epoch, the summary the privacy spent", async () => {
+    const { page, close } = await openPlayground();
+    await page.selectOption("#demo", "moons");
+    await page.fill("#epochs", "4");
+    await page.click("summary:has-text('More options')");
+    await page.fill("#request-extra", JSON.stringify({ privacy: { type: "dp-sgd", max_grad_norm: 1, noise_multiplier: 1.1 } }));
+    const h = await runToEnd(page);
+    expect(h.error).toBeNull();
+    expect(h.status).toBe("succeeded");
+    const job = (await (await api(`/v1/fine-tunes/${h.jobId}`)).json()) as { metrics: { history: { epsilon: number }[]; privacy: { epsilon: number } } };
+    const shown = await page.locator("#history tr td:nth-child(6)").allTextContents();
+    expect(shown).toEqual(job.metrics.history.map((e) => e.epsilon.toFixed(3)));
+    expect(Number(shown[3])).toBeGreaterThan(Number(shown[0]));
+    expect(await page.locator("#summary").textContent()).toContain(`ε = ${job.metrics.privacy.epsilon.toFixed(3)}`);
+    await close();
+  });
+
   it.skipIf(!hasChromium)("two moons: the chart gets every epoch from SSE, the loss falls, the weights download as safetensors (needs /usr/bin/chromium)", async () => {
     const { page, requested, errors, close } = await openPlayground();
     await page.selectOption("#demo", "moons");

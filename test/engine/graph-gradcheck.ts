@@ -73,7 +73,7 @@ export async function forwardLogits(prepared: PreparedRun, runtime: Runtime, tab
 }
 
 /** A model in its own memory with the prepared run's state (or its init), and the first `rows` rows of a table's inputs. */
-async function modelWithRows(prepared: PreparedRun, runtime: Runtime, table: Table, rows: number) {
+export async function modelWithRows(prepared: PreparedRun, runtime: Runtime, table: Table, rows: number) {
   const compiled = prepared.model;
   const memory = new WebAssembly.Memory({ initial: 1 });
   const kernels = await instantiateKernels(runtime.module, memory);

@@ -35,6 +35,14 @@ export interface ParityCase {
 export const ATOL = 1e-5;
 export const RTOL = 1e-4;
 export const GROUPS = ["optimizers", "losses", "schedules", "training", "graph", "attention", "norm", "tokens", "conv", "transformer", "huggingface"] as const;
+/**
+ * DP-SGD cases (fixtures/privacy.json, test/parity/privacy.py; request `privacy`, issue 14), in the
+ * same format. Not in GROUPS: a private run is on one thread, which the GROUPS loop of
+ * test/engine/threads.test.ts expects otherwise; test/engine/privacy.test.ts replays them on WASM
+ * and the TypeScript twins, test/webgpu/privacy.test.ts on WebGPU, test/worker/parity.test.ts in
+ * workerd.
+ */
+export const PRIVACY_GROUPS = ["privacy"] as const;
 
 /** Largest |a-b| / (atol + rtol |b|) over a list: <= 1 passes. */
 export function worstRatio(actual: ArrayLike<number>, expected: ArrayLike<number>): { ratio: number; index: number; abs: number } {

@@ -151,6 +151,25 @@ describe("edgetune fine-tune", () => {
     expect(body.metrics.history).toHaveLength(2);
   });
 
+  it("--max-grad-norm with --target-epsilon trains privately: σ found for ε, ε per epoch and in metrics.privacy", async () => {
+    const r = await run(["fine-tune", ...seedArgs, "--epochs", "3", "--max-grad-norm", "1", "--target-epsilon", "3", "--json", "--out", "dp.safetensors"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const body = JSON.parse(r.stdout);
+    expect(body.status).toBe("succeeded");
+    expect(body.metrics.privacy).toMatchObject({ accountant: "rdp", steps: body.metrics.steps });
+    expect(body.metrics.privacy.noise_multiplier).toBeGreaterThan(0);
+    expect(body.metrics.privacy.epsilon).toBeLessThanOrEqual(3);
+    expect(body.metrics.privacy.epsilon).toBeGreaterThan(2.99);
+    const eps = body.metrics.history.map((h: { epsilon: number }) => h.epsilon);
+    expect(eps).toHaveLength(3);
+    expect(eps[0]).toBeLessThan(eps[1]);
+    expect(eps[2]).toBe(body.metrics.privacy.epsilon);
+    const both = await run(["fine-tune", ...seedArgs, "--target-epsilon", "3", "--noise-multiplier", "1"]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/--target-epsilon and --noise-multiplier/);
+  });
+
   it("a run that diverges exits 1 and still writes the last finite weights", async () => {
     const r = await run(["fine-tune", ...seedArgs, "--epochs", "3", "--optimizer", "sgd", "--lr", "1e6", "--out", "d.safetensors"]);
     expect(r.code).toBe(1);

@@ -9,7 +9,7 @@ import { encodeBase64 } from "../../src/formats/base64.js";
 import type { FineTuneResult } from "../../src/schema/result.js";
 import relaxed from "../../build/wasm/relaxed-simd.wasm";
 import { createEngine } from "../../src/engine/train.js";
-import { GROUPS, replay, type ParityCase } from "../parity/compare.js";
+import { GROUPS, PRIVACY_GROUPS, replay, type ParityCase } from "../parity/compare.js";
 import optimizers from "../parity/fixtures/optimizers.json";
 import losses from "../parity/fixtures/losses.json";
 import schedules from "../parity/fixtures/schedules.json";
@@ -21,8 +21,9 @@ import tokens from "../parity/fixtures/tokens.json";
 import conv from "../parity/fixtures/conv.json";
 import transformer from "../parity/fixtures/transformer.json";
 import huggingface from "../parity/fixtures/huggingface.json";
+import privacy from "../parity/fixtures/privacy.json";
 
-const fixtures: Record<(typeof GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens, conv, transformer, huggingface };
+const fixtures: Record<(typeof GROUPS)[number] | (typeof PRIVACY_GROUPS)[number], { cases: unknown[] }> = { optimizers, losses, schedules, training, graph, attention, norm, tokens, conv, transformer, huggingface, privacy };
 /** As many keys as test/worker/vitest.config.ts configures (parity-key-0..5): a burst of 60 sync POSTs each. */
 const PARITY_KEYS = 6;
 const engine = createEngine({ module: relaxed, variant: "wasm-relaxed-simd", runtime: "workerd" });
@@ -30,7 +31,7 @@ const engine = createEngine({ module: relaxed, variant: "wasm-relaxed-simd", run
 describe("PyTorch parity in workerd (wasm-relaxed-simd)", () => {
   // several keys, so that every sync POST stays within its key's rate-limit burst
   let posts = 0;
-  for (const group of GROUPS) {
+  for (const group of [...GROUPS, ...PRIVACY_GROUPS]) {
     for (const c of fixtures[group].cases as ParityCase[]) {
       it(`${group}/${c.name}`, async () => {
         const { result, worst } = await replay(c, (request) => engine.train(request));

@@ -28,6 +28,10 @@ import { clipSpec } from "../step.js";
 import { BufferSet, MAP_READ, Program, USAGE, checked, gridGroups, type DispatchSpec } from "./context.js";
 import { GPU_OPS, unsupportedOnGpu, type GpuOp, type GpuOpContext } from "./ops.js";
 import { FAULT, LOSS, NORM, STATUS, STATUS_BYTES, STEP_BYTES } from "./wgsl.js";
+import { addGaussianNoise, clipFactor, opParameters, uniformSource, type PrivacySettings } from "../privacy/index.js";
+import { addSampleNormsSquared } from "../privacy/ghost.js";
+import type { KernelOpContext } from "../ops/types.js";
+import { mixSeed } from "../rng.js";
 
 export { gemmSpec, SMALL_GEMM_MACS } from "./ops.js";
 
@@ -437,6 +441,176 @@ export async function createWebGpuBackend(
         return { loss: batchLoss };
       };
 
+      // ---- DP-SGD (request `privacy`, privacy/index.ts): the forward, the loss and both backward
+      // passes run on the device; each row's gradient norm (privacy/ghost.ts, from the op inputs
+      // and output gradients copied out right before each parametrised op's backward), the clip
+      // factors, the noise and the average over int(N·q) on the CPU, as the WASM backend does
+      const privacy = prepared.privacy ?? null;
+      const privateStep = privacy ? createPrivateStep(privacy) : null;
+
+      function createPrivateStep(settings: PrivacySettings) {
+        const clipped = storage("clipped gradient sum", T);
+        /** The backward steps whose op has trainable parameters, with what their norms read: [buffer, elements per row]. */
+        const normSteps = compiled.backward.flatMap((step, k) => {
+          const op = compiled.ops[step.op]!;
+          if (!opParameters(op).some((i) => compiled.state[i]!.trainable)) return [];
+          const reads: { key: string; buffer: GPUBuffer; perRow: number }[] = [{ key: "dy", buffer: gradSlots[step.dy[0]!]!, perRow: compiled.values[op.outputs[0]!]!.size }];
+          if (op.kind !== "add_position") reads.push({ key: "x", buffer: context.value(op.inputs[0]!), perRow: compiled.values[op.inputs[0]!]!.size });
+          if (op.kind === "layer_norm") {
+            if (op.center) reads.push({ key: "mean", buffer: saved[op.mean]!, perRow: compiled.saved[op.mean]!.perRow });
+            reads.push({ key: "rstd", buffer: saved[op.rstd]!, perRow: compiled.saved[op.rstd]!.perRow });
+          }
+          return [{ k, op, reads }];
+        });
+        const readElements = maxRows * (outSize + normSteps.reduce((a, n) => a + n.reads.reduce((b, r) => b + r.perRow, 0), 0));
+        const staging = buffers.raw("privacy readback", STATUS_BYTES + readElements * 4, USAGE.MAP_READ | USAGE.COPY_DST);
+        const sumReadback = buffers.raw("clipped sum readback", T * 4, USAGE.MAP_READ | USAGE.COPY_DST);
+        const cache = new Map<string, Program>();
+        const cached = (key: string, specs: () => DispatchSpec[]) => {
+          let p = cache.get(key);
+          if (!p) cache.set(key, (p = program(specs())));
+          return p;
+        };
+        const gathers = (rows: number): DispatchSpec[] => [
+          { kernel: "gather", buffers: [batchX, dataX, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) },
+          { kernel: "gather", buffers: [batchY, dataY, batchIdx], params: [rows * TG, TG, 0, 0], x: gridGroups(rows * TG) },
+          ...(batchMask ? [{ kernel: "gather" as const, buffers: [batchMask, dataMask!, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) }] : []),
+          ...(batchTypes ? [{ kernel: "gather" as const, buffers: [batchTypes, dataTypes!, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) }] : []),
+        ];
+        const stepSpecs = (k: number, rows: number): DispatchSpec[] => {
+          const step = compiled.backward[k]!;
+          const op = compiled.ops[step.op]!;
+          const specs = gpuOp(op).backward(context, op, rows, step.dy.map((slot) => gradSlots[slot]!), step.dx.map((slot) => (slot < 0 ? null : gradSlots[slot]!)));
+          for (const a of step.accumulate) {
+            const n = rows * a.size;
+            specs.push({ kernel: "accumulate", buffers: [gradSlots[a.into]!, gradSlots[a.from]!], params: [n, 0, 0, 0], x: gridGroups(n) });
+          }
+          return specs;
+        };
+        const encode = (enc: GPUCommandEncoder, p: Program) => {
+          const pass = enc.beginComputePass();
+          p.encode(pass);
+          pass.end();
+        };
+        const chunk = async (order: Int32Array | null, start: number, rows: number, seed: number): Promise<{ loss: number } | StepOutcome> => {
+          const shuffled = order !== null;
+          if (order) queue.writeBuffer(batchIdx, 0, order as Int32Array<ArrayBuffer>, start, rows);
+          stepView.setUint32(0, seed >>> 0, true);
+          queue.writeBuffer(stepBuf, 0, stepBytes);
+          // ---- forward, loss, and the backward with each parametrised op's reads copied out
+          const enc = device.createCommandEncoder();
+          enc.clearBuffer(status);
+          if (!shuffled) {
+            enc.copyBufferToBuffer(dataX, start * F * 4, batchX, 0, rows * F * 4);
+            enc.copyBufferToBuffer(dataY, start * TG * 4, batchY, 0, rows * TG * 4);
+            if (batchMask) enc.copyBufferToBuffer(dataMask!, start * F * 4, batchMask, 0, rows * F * 4);
+            if (batchTypes) enc.copyBufferToBuffer(dataTypes!, start * F * 4, batchTypes, 0, rows * F * 4);
+          }
+          encode(enc, cached(`forward-loss:${rows}:${shuffled}`, () => [...(shuffled ? gathers(rows) : []), ...forwardSpecs(rows, true), ...lossSpecs(logitsOf(), batchY, rows * output.positions, true)]));
+          let at = STATUS_BYTES;
+          const copy = (buffer: GPUBuffer, elements: number) => {
+            const where = at;
+            enc.copyBufferToBuffer(buffer, 0, staging, where, elements * 4);
+            at += elements * 4;
+            return where;
+          };
+          const dlogitsAt = copy(logitsGrad, rows * outSize);
+          const readsAt = new Map<number, Map<string, number>>();
+          for (let k = 0; k < compiled.backward.length; k++) {
+            const norm = normSteps.find((n) => n.k === k);
+            if (norm) readsAt.set(k, new Map(norm.reads.map((r) => [r.key, copy(r.buffer, rows * r.perRow)])));
+            encode(enc, cached(`backward:${k}:${rows}`, () => stepSpecs(k, rows)));
+          }
+          enc.copyBufferToBuffer(status, 0, staging, 0, STATUS_BYTES);
+          queue.submit([enc.finish()]);
+          await staging.mapAsync(MAP_READ, 0, at);
+          const bytes = staging.getMappedRange(0, at).slice(0);
+          staging.unmap();
+          const u32 = new Uint32Array(bytes, 0, STATUS_BYTES / 4);
+          const chunkLoss = new Float32Array(bytes, 0, STATUS_BYTES / 4)[STATUS.loss]!;
+          if (u32[STATUS.fault]! & FAULT.loss) return fault("diverged", `the loss became ${chunkLoss}`);
+          // ---- the norms on the CPU, from the copies (ghost.ts reads them through fake pointers)
+          const norms = new Float64Array(rows);
+          for (const n of normSteps) {
+            const arrays = new Map<number, Float32Array>();
+            const pointer = new Map<string, number>();
+            for (const r of n.reads) {
+              const ptr = 16 * (arrays.size + 1);
+              arrays.set(ptr, new Float32Array(bytes, readsAt.get(n.k)!.get(r.key)!, rows * r.perRow));
+              pointer.set(r.key, ptr);
+            }
+            const op = n.op;
+            const c = {
+              value: (id: number) => (id === op.inputs[0] ? pointer.get("x") ?? 0 : 0),
+              grad: (i: number) => (i >= 0 && compiled.state[i]!.trainable ? 1 : 0),
+              saved: (id: number) => (op.kind === "layer_norm" && id === op.mean ? pointer.get("mean") ?? 0 : op.kind === "layer_norm" && id === op.rstd ? pointer.get("rstd")! : 0),
+            } as unknown as KernelOpContext;
+            addSampleNormsSquared(op, c, { f32: (ptr, length) => arrays.get(ptr)!.subarray(0, length) }, rows, [pointer.get("dy")!], norms);
+          }
+          // ---- the loss gradient with row i scaled by c_i·rows, then the same forward and the backward
+          const dlogits = new Float32Array(bytes, dlogitsAt, rows * outSize).slice();
+          for (let i = 0; i < rows; i++) {
+            const factor = Math.fround(clipFactor(settings.maxGradNorm, rows * Math.sqrt(norms[i]!)) * rows);
+            for (let j = i * outSize; j < (i + 1) * outSize; j++) dlogits[j] = Math.fround(dlogits[j]! * factor);
+          }
+          const again = device.createCommandEncoder();
+          encode(again, cached(`forward:${rows}`, () => forwardSpecs(rows, true)));
+          queue.submit([again.finish()]);
+          queue.writeBuffer(logitsGrad, 0, dlogits);
+          const sum = device.createCommandEncoder();
+          sum.clearBuffer(grads);
+          encode(sum, cached(`backward:${rows}`, () => [...backwardSpecs(rows), { kernel: "accumulate", buffers: [clipped, grads], params: [T, 0, 0, 0], x: gridGroups(T) }]));
+          queue.submit([sum.finish()]);
+          return { loss: chunkLoss };
+        };
+
+        return async (batch: BatchRef, seed: number): Promise<StepOutcome> => {
+          writeScalars();
+          stepView.setUint32(0, seed >>> 0, true);
+          queue.writeBuffer(stepBuf, 0, stepBytes); // an empty batch still updates with these scalars
+          const first = device.createCommandEncoder();
+          first.clearBuffer(clipped);
+          if (lastBuffers) first.copyBufferToBuffer(params, T * 4, lastBuffers, 0, bufferCount * 4);
+          queue.submit([first.finish()]);
+          let lossSum = 0;
+          for (let from = 0; from < batch.rows; from += maxRows) {
+            const rows = Math.min(maxRows, batch.rows - from);
+            const outcome = await chunk(batch.order, batch.start + from, rows, seed);
+            if ("fault" in outcome) return outcome;
+            lossSum += outcome.loss * rows;
+          }
+          // ---- noise N(0, (σC)²) per coordinate and the average over int(N·q), on the CPU
+          const enc = device.createCommandEncoder();
+          enc.copyBufferToBuffer(clipped, 0, sumReadback, 0, T * 4);
+          queue.submit([enc.finish()]);
+          await sumReadback.mapAsync(MAP_READ, 0, T * 4);
+          const g = new Float32Array(sumReadback.getMappedRange(0, T * 4).slice(0));
+          sumReadback.unmap();
+          addGaussianNoise(g, settings.noiseMultiplier * settings.maxGradNorm, uniformSource(settings.secure, mixSeed(seed, 0x4e4f_4953))); // "NOIS", as the WASM backend
+          const scale = Math.fround(1 / settings.expectedBatchSize);
+          for (let i = 0; i < T; i++) g[i] = Math.fround(g[i]! * scale);
+          queue.writeBuffer(grads, 0, g);
+          // ---- the update, with the same checks as a plain step
+          const update = device.createCommandEncoder();
+          update.clearBuffer(status);
+          encode(update, cached("update", () => {
+            const specs: DispatchSpec[] = [
+              { kernel: "all_finite", buffers: [grads, status], params: [T, FAULT.grad, 0, 0], x: gridGroups(T) },
+              optimizerSpec,
+              { kernel: "all_finite", buffers: [params, status], params: [T, FAULT.weight, 0, 0], x: gridGroups(T) },
+              { kernel: "restore", buffers: [params, last, status], params: [T, FAULT.weight, 0, 0], x: gridGroups(T) },
+            ];
+            if (lastBuffers) specs.push({ kernel: "restore", buffers: [params, lastBuffers, status], params: [bufferCount, FAULT.grad | FAULT.weight, T, 0], x: gridGroups(bufferCount) });
+            return specs;
+          }));
+          const { u32 } = await readStatus(update);
+          const bits = u32[STATUS.fault]!;
+          if (bits & FAULT.grad) return fault("diverged", "a gradient became non-finite");
+          if (bits & FAULT.weight) return fault("diverged", "a weight became non-finite");
+          return { loss: batch.rows > 0 ? lossSum / batch.rows : 0 };
+        };
+      }
+
       const copyParams = (from: GPUBuffer, to: GPUBuffer) => {
         const enc = device.createCommandEncoder();
         enc.copyBufferToBuffer(from, 0, to, 0, compiled.stateCount * 4);
@@ -449,9 +623,10 @@ export async function createWebGpuBackend(
         threads: 1,
 
         step(batch: BatchRef, seed: number): Promise<StepOutcome> {
-          if (!firstStep) return runStep(batch, seed);
+          const run = privateStep ?? runStep;
+          if (!firstStep) return run(batch, seed);
           firstStep = false;
-          return checked(device, "training step", () => runStep(batch, seed));
+          return checked(device, "training step", () => run(batch, seed));
         },
 
         async evaluate(): Promise<Evaluation | null> {

@@ -13,6 +13,8 @@
  */
 import { describeValue, listNames } from "./describe.js";
 import { DatasetError, type FieldIssue } from "../errors.js";
+import { decodeBase64 } from "./base64.js";
+import { tableFromSafetensors } from "./dataset-safetensors.js";
 import type { DatasetSpec } from "../schema/request.js";
 
 /**
@@ -205,8 +207,9 @@ function describeJson(value: unknown): string {
 // ---------------------------------------------------------------- inline JSON
 
 /**
- * Converts an inline dataset into a Table: feature rows `{x: number[][], y}`, or token rows
- * `{input_ids: number[][], attention_mask?: number[][], y}` (see tokenTableFromInline), with
+ * Converts an inline dataset into a Table: feature rows `{x: number[][], y}`, token rows
+ * `{input_ids: number[][], attention_mask?: number[][], y}` (see tokenTableFromInline), text rows,
+ * or a base64 safetensors file `{safetensors}` (see tableFromSafetensors); rows come with
  * `y` one target per row (`number | number[]`). `field` is where it sits in the request, e.g.
  * "data.train"; issue paths extend it (`data.train.x[12]`, `data.train.y[5]`, `data.train.x[12][3]`).
  *
@@ -217,6 +220,7 @@ function describeJson(value: unknown): string {
  * ```
  */
 export function tableFromInline(dataset: DatasetSpec, field: string): Table {
+  if ("safetensors" in dataset) return tableFromBase64Safetensors(dataset, field);
   if ("input_ids" in dataset) return tokenTableFromInline(dataset, field);
   if ("text" in dataset) return textTableFromInline(dataset, field);
   const issues: IssueList = new IssueList();
@@ -250,6 +254,18 @@ export function tableFromInline(dataset: DatasetSpec, field: string): Table {
   copyInlineTargets(y as unknown[], rows, targetShape, builder, field, issues);
   issues.throwIfAny();
   return builder.finish(targetShape.scalar);
+}
+
+/** `{safetensors: "<base64>"}`: a binary dataset in the request JSON (formats/dataset-safetensors.ts). */
+function tableFromBase64Safetensors(dataset: Record<string, unknown>, field: string): Table {
+  const issues = new IssueList();
+  for (const key of Object.keys(dataset)) {
+    if (key !== "safetensors") issues.add({ path: `${field}.${key}`, message: "is not a field of a binary dataset: give the whole dataset inside the safetensors file" });
+  }
+  if (typeof dataset.safetensors !== "string") issues.add({ path: `${field}.safetensors`, message: `is ${describeJson(dataset.safetensors)}, expected a base64 string of a safetensors file` });
+  issues.throwIfAny();
+  const headerField = `${field}.safetensors`;
+  return tableFromSafetensors(decodeBase64(dataset.safetensors as string, headerField), field, { headerField });
 }
 
 /** The shape of inline targets, from y[0]: a number per row, or a list of `targets` numbers. */
@@ -311,7 +327,15 @@ function maskValueProblem(value: unknown): string | null {
   return value === 0 || value === 1 ? null : `is ${describeJson(value)}; attention_mask holds 1 (a token) or 0 (padding)`;
 }
 
-const NO_TOKEN_MESSAGE = "has no token with mask 1: every row needs at least one (a row of padding only has nothing to pool or predict)";
+/**
+ * The issue of a token row whose attention mask has no 1 (shared by every reader of token rows).
+ *
+ * @example
+ * ```ts
+ * issues.add({ path: "data.train.attention_mask[3]", message: NO_TOKEN_MESSAGE });
+ * ```
+ */
+export const NO_TOKEN_MESSAGE = "has no token with mask 1: every row needs at least one (a row of padding only has nothing to pool or predict)";
 
 /** Whether row `row` of a [rows, T] mask has at least one 1. */
 function rowHasToken(mask: Float32Array, row: number, T: number): boolean {

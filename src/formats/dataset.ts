@@ -138,11 +138,15 @@ class TableBuilder {
     capacityHint: number,
     withMask = false,
     withTypes = false,
+    /** The hint counts rows that are already in memory, each `features` wide (inline JSON rows). */
+    exact = false,
   ) {
-    // the hint (rows or lines counted in the input) is trusted only up to a few MB: a table grows
-    // by doubling as real rows arrive, so memory follows the data, not a claimed size
+    // a hint read from text (lines counted) is trusted only up to a few MB: a table grows by
+    // doubling as real rows arrive, so memory follows the data, not a claimed size. Rows already
+    // in memory as JS arrays of the right width are the data: the table is sized once for them,
+    // with no regrowth and no trimming copy (the inline JSON path writes each number once).
     const perRow = features * (1 + (withMask ? 1 : 0) + (withTypes ? 1 : 0)) + targets;
-    this.capacity = Math.max(1, Math.min(capacityHint, Math.floor(INITIAL_ELEMENTS / Math.max(1, perRow))));
+    this.capacity = Math.max(1, exact ? capacityHint : Math.min(capacityHint, Math.floor(INITIAL_ELEMENTS / Math.max(1, perRow))));
     this.x = new Float32Array(this.capacity * features);
     this.y = new Float32Array(this.capacity * targets);
     this.mask = withMask ? new Float32Array(this.capacity * features) : null;
@@ -240,16 +244,16 @@ export function tableFromInline(dataset: DatasetSpec, field: string): Table {
   // scalars must not make the table allocate rows x width
   let fillable = 0;
   for (let r = 0; r < rows; r++) if (Array.isArray(x[r]) && (x[r] as unknown[]).length === features) fillable++;
-  const builder = new TableBuilder(features, targetShape.targets, fillable);
+  const builder = new TableBuilder(features, targetShape.targets, fillable, false, false, true);
   for (let r = 0; r < rows && !issues.full; r++) {
     const value: unknown = x[r];
     if (!Array.isArray(value) || value.length !== features) {
       // reported without reserving a row: a malformed row costs no memory
-      copyInlineRow(value, `${field}.x[${r}]`, features, "values", builder.x, 0, issues);
+      copyInlineRow(value, `${field}.x`, r, features, "values", builder.x, 0, issues);
       continue;
     }
     const row = builder.addRow();
-    copyInlineRow(value, `${field}.x[${r}]`, features, "values", builder.x, row * features, issues);
+    copyInlineRow(value, `${field}.x`, r, features, "values", builder.x, row * features, issues);
   }
   copyInlineTargets(y as unknown[], rows, targetShape, builder, field, issues);
   issues.throwIfAny();
@@ -296,7 +300,7 @@ function copyInlineTargets(
       if (Number.isNaN(value)) issues.add({ path, message: explainBadValue(target) });
       else builder.y[r] = value;
     } else {
-      copyInlineRow(target, path, targets, "values", builder.y, r * targets, issues, `${yName}[0]`);
+      copyInlineRow(target, `${field}.${yName}`, r, targets, "values", builder.y, r * targets, issues, `${yName}[0]`);
     }
   }
 }
@@ -397,7 +401,7 @@ export function tokenTableFromInline(dataset: Record<string, unknown>, field: st
 
   let fillable = 0;
   for (let r = 0; r < rows; r++) if (Array.isArray(ids[r]) && (ids[r] as unknown[]).length === T) fillable++;
-  const builder = new TableBuilder(T, targetShape.targets, fillable, hasMask, hasTypes);
+  const builder = new TableBuilder(T, targetShape.targets, fillable, hasMask, hasTypes, true);
   for (let r = 0; r < rows && !issues.full; r++) {
     const row: unknown = ids[r];
     const path = `${field}.input_ids[${r}]`;
@@ -452,7 +456,8 @@ export function tokenTableFromInline(dataset: Record<string, unknown>, field: st
 
 function copyInlineRow(
   row: unknown,
-  path: string,
+  list: string,
+  index: number,
   expected: number,
   noun: string,
   out: Float32Array,
@@ -460,21 +465,26 @@ function copyInlineRow(
   issues: IssueList,
   firstName = "x[0]",
 ): void {
+  // the path is built only for an issue: this loop runs once per number of the dataset
   if (!Array.isArray(row)) {
-    issues.add({ path, message: `is ${describeJson(row)}, expected a list of ${expected} numbers like ${firstName}` });
+    issues.add({ path: `${list}[${index}]`, message: `is ${describeJson(row)}, expected a list of ${expected} numbers like ${firstName}` });
     return;
   }
   if (row.length !== expected) {
-    issues.add({ path, message: `has ${row.length} ${noun}, expected ${expected} (as ${firstName})` });
+    issues.add({ path: `${list}[${index}]`, message: `has ${row.length} ${noun}, expected ${expected} (as ${firstName})` });
     return;
   }
   for (let c = 0; c < expected; c++) {
-    const value = toFiniteF32(row[c]);
-    if (Number.isNaN(value)) {
-      if (!issues.add({ path: `${path}[${c}]`, message: explainBadValue(row[c]) })) return;
-    } else {
-      out[offset + c] = value;
+    const value: unknown = row[c];
+    if (typeof value === "number") {
+      // finite in float32 (NaN - NaN and Infinity - Infinity are NaN; 1e39 rounds to Infinity)
+      const rounded = Math.fround(value);
+      if (rounded - rounded === 0) {
+        out[offset + c] = rounded;
+        continue;
+      }
     }
+    if (!issues.add({ path: `${list}[${index}][${c}]`, message: explainBadValue(value) })) return;
   }
 }
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { encodeBase64 } from "../../src/formats/base64.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { regressionData, seedRequest } from "../helpers.js";
+import { runClaimedJob } from "../../src/jobs/runner.js";
 import { testApp } from "./app.js";
 
 const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
@@ -108,6 +109,23 @@ describe("binary datasets over HTTP", () => {
     const labels = writeSafetensors([{ name: "x", shape: [1, 10], data: new Float32Array(10) }, { name: "labels", shape: [1], data: new Float32Array(1) }]);
     const wrong = await problem(await app.request("/v1/fine-tunes", json({ ...request(), data: { train: { safetensors: encodeBase64(labels) } } })), 422, "invalid_dataset");
     expect(wrong.errors.map((e) => e.path)).toEqual(['data.train.safetensors["labels"]']);
+  });
+
+  it("an async job from a safetensors part is stored and run to the sync result", async () => {
+    const expected = await inlineResult();
+    const { app, store, runtime } = await testApp();
+    const { data: _data, ...rest } = request();
+    const form = new FormData();
+    form.set("request", JSON.stringify({ ...rest, mode: "async", data: {} }));
+    form.set("train", new Blob([train.bytes as BlobPart]), "train.safetensors");
+    form.set("validation", new Blob([validation.bytes as BlobPart]), "validation.safetensors");
+    const res = await app.request("/v1/fine-tunes", { method: "POST", body: form });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const claim = (await store.takeEdgeJob("consumer"))!;
+    expect(await runClaimedJob(store.channel, claim, runtime, { placement: "edge" })).toBe("completed");
+    const weights = new Uint8Array(await (await app.request(`/v1/fine-tunes/${id}/weights`)).arrayBuffer());
+    expect(encodeBase64(weights)).toBe(expected.weights);
   });
 
   it("/openapi.json documents the JSON form", async () => {

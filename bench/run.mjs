@@ -394,7 +394,7 @@ function profileMarkdown() {
     const fwdFlops = 2 * (MLP.features * MLP.hidden + MLP.hidden * MLP.classes) * MLP.rows;
     const nt = p.kernels.matmul_nt, tn = p.kernels.matmul_tn;
     const shapes = w.gemm?.simd?.mlp_shapes;
-    out.push(`- **mlp** (one epoch, instrumented: ${ms(p.total_ms)}): validation of the inline JSON (schema, then every one of ${fmt(MLP.rows * MLP.features)} numbers checked into a float32 table) ` +
+    out.push(`- **mlp** (one epoch, instrumented: ${ms(p.total_ms)}): validation of the inline JSON (the request's schema, and each of the ${fmt(MLP.rows * MLP.features)} numbers checked as it is written into the float32 table) ` +
       `${ms(p.prepare_ms)} (${fmt((100 * p.prepare_ms) / p.total_ms, 0)}%); kernels ${kernels}; everything else ${ms(p.run_ms - p.kernel_ms)}. ` +
       (nt && tn ? `In the loop the forward GEMMs (matmul_nt) run at ${fmt(fwdFlops / (nt.ms * 1e6), 1)} GFLOP/s and the weight-gradient GEMMs (matmul_tn) at ${fmt(fwdFlops / (tn.ms * 1e6), 1)} GFLOP/s` +
         (shapes ? `; the same fc1 shapes in isolation (warm caches) reach ${fmt(shapes["fc1 forward matmul_nt 64x256x784"].gflops, 1)} (matmul_nt, of which the per-step W^T packing is ` +

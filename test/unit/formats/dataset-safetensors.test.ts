@@ -107,6 +107,20 @@ describe("tableFromSafetensors: feature rows", () => {
     expect(tableFromSafetensors(ok, "data.train")).toMatchObject({ rows: 2, features: 4 });
   });
 
+  it.each([1, 3, 4, 5, 63, 64, 65])("the finiteness check finds one bad value anywhere in %i values (the 4-way sums and their tail)", (length) => {
+    const y = { name: "y", dtype: "F32" as const, shape: [length], values: new Float32Array(length) };
+    const good = Float32Array.from({ length }, (_, i) => i - length / 2);
+    expect(tableFromSafetensors(file([{ name: "x", dtype: "F32", shape: [length, 1], values: good }, y]), "data.train").rows).toBe(length);
+    for (const at of new Set([0, length - 1, Math.floor(length / 2)])) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const values = good.slice();
+        values[at] = bad;
+        const error = datasetError(() => tableFromSafetensors(file([{ name: "x", dtype: "F32", shape: [length, 1], values }, y]), "data.train"));
+        expect(paths(error)).toEqual([`data.train.x[${at}][0]`]);
+      }
+    }
+  });
+
   it("issues are capped at MAX_ISSUES however many values are bad", () => {
     const bytes = file([
       { name: "x", dtype: "F32", shape: [1000, 100], values: new Float32Array(100_000).fill(NaN) },

@@ -384,7 +384,7 @@ function inlineTable(value: unknown, field: string): Table | null {
   if (value instanceof Uint8Array) return tableFromSafetensors(value, field);
   if (ArrayBuffer.isView(value)) {
     // a Float32Array of every number, say: one issue, not one per element
-    throw new RequestValidationError([{ path: field, message: `is a ${value.constructor.name}: give rows as {x: rows, y: targets}, or the dataset as a safetensors file's bytes (a Uint8Array)` }]);
+    throw new RequestValidationError([{ path: field, message: `is a ${Object.prototype.toString.call(value).slice(8, -1)}: give rows as {x: rows, y: targets}, or the dataset as a safetensors file's bytes (a Uint8Array)` }]);
   }
   if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets} (or {input_ids, attention_mask, y} for token rows, {text, y} for text rows, {safetensors: base64} for a binary dataset)" }]);
   if ("input_ids" in value || "text" in value || "safetensors" in value) return tableFromInline(value as DatasetSpec, field); // it names its own unknown fields

@@ -7,7 +7,7 @@ import {
   CNN, ENCODER, MEMORY, MLP, TINY, cnnRequest, encoderRequest, randomTokens, dist, memoryRequest, mlpRequest, nowMs, randomClassification, root, seedMlp, stats, tinyRequest,
 } from "./lib.mjs";
 
-const { train, loadNodeRuntime, prepareRun, runPrepared, tableFromInline } = await import(dist("src/node/index.js"));
+const { train, loadNodeRuntime, prepareRun, runPrepared, tableFromInline, writeSafetensors } = await import(dist("src/node/index.js"));
 const { instantiateKernels } = await import(dist("src/engine/kernels.js"));
 const { Arena } = await import(dist("src/engine/arena.js"));
 const { convOp } = await import(dist("src/engine/ops/conv.js"));
@@ -139,6 +139,35 @@ async function mlp() {
     const { times, last } = await timeCalls(() => train(request, { threads: 2 }), repeats);
     const s = stats(times);
     result.threads2 = { call_ms: s, samples_per_s: (samples / s.median) * 1000, engine_threads: last.engine?.threads };
+  }
+  // issue 17: one epoch as one whole train() call, the dataset as JSON (the request object; and
+  // its text, parsed in the call) and as a safetensors file (x F32 [4096, 784], y I64 [4096])
+  {
+    const oneEpoch = mlpRequest(data, 1);
+    const text = JSON.stringify(oneEpoch);
+    const bytes = writeSafetensors([
+      { name: "x", shape: [MLP.rows, MLP.features], data: Float32Array.from(data.x.flat()) },
+      { name: "y", shape: [MLP.rows], data: Float32Array.from(data.y), dtype: "I64" },
+    ]);
+    const binary = { ...oneEpoch, data: { train: bytes } };
+    const call = async (label, fn) => {
+      const { times, last } = await timeCalls(fn, repeats);
+      const s = stats(times);
+      return { call_ms: s, samples_per_s: (MLP.rows / s.median) * 1000, final_loss: last.metrics.history.at(-1).train_loss, engine_threads: last.engine?.threads };
+    };
+    result.one_epoch = {
+      json: await call("json", () => train(oneEpoch)),
+      json_text: await call("json text", () => train(JSON.parse(text))),
+      binary: await call("binary", () => train(binary)),
+      binary_threads2: await call("binary, 2 threads", () => train(binary, { threads: 2 })),
+      json_text_bytes: text.length,
+      binary_bytes: bytes.length,
+    };
+    const t1 = nowMs();
+    prepareRun(oneEpoch);
+    const t2 = nowMs();
+    prepareRun(binary);
+    result.one_epoch.prepare_ms = { json: t2 - t1, binary: nowMs() - t2 };
   }
   const t0 = nowMs();
   prepareRun(request);

@@ -232,6 +232,19 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     row("mlp 784-256-10, 2 threads", `${fmt(e2)} samples/s (threads: 2; engine ran ${engineThreads ?? "?"})`,
       p2 ? `PyTorch 2t ${fmt(p2)} samples/s (${p2config})${p2unstable ? `; UNSTABLE: runs spread ${fmt(p2run.min, 0)}-${fmt(p2run.max, 0)} ms, cores contended` : ""}` : "PyTorch n/a",
       r2 ? `${fmt(r2, 2)}x` : "n/a", ">= 0.5x PyTorch 2t", r2 === null || p2unstable ? null : r2 >= 0.5);
+    // issue 17: one epoch as one whole train() call, JSON vs a binary (safetensors) dataset, against PyTorch 1 thread
+    const one = w.edgetune?.one_epoch;
+    if (one) {
+      const base = p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : "PyTorch n/a";
+      const epochRow = (label, m, target, min) => {
+        const r = ratio(m?.samples_per_s, p1);
+        row(label, `${fmt(m?.samples_per_s)} samples/s (call ${fmt(m?.call_ms?.median, 0)} ms)`, base, r ? `${fmt(r, 2)}x` : "n/a", target, r === null || min === null ? null : r >= min);
+      };
+      epochRow("mlp 1 epoch, whole call, JSON request object", one.json, ">= 0.5x PyTorch 1t", 0.5);
+      epochRow(`mlp 1 epoch, whole call, JSON text (${fmt(one.json_text_bytes / 2 ** 20, 0)} MiB, parsed in the call)`, one.json_text, "(info)", null);
+      epochRow(`mlp 1 epoch, whole call, safetensors dataset (${fmt(one.binary_bytes / 2 ** 20, 0)} MiB)`, one.binary, ">= 0.8x PyTorch 1t", 0.8);
+      epochRow(`mlp 1 epoch, safetensors dataset, 2 threads (engine ran ${one.binary_threads2?.engine_threads ?? "?"})`, one.binary_threads2, ">= 1.2x PyTorch 1t", 1.2);
+    }
   }
 }
 {
@@ -381,7 +394,7 @@ function profileMarkdown() {
     const fwdFlops = 2 * (MLP.features * MLP.hidden + MLP.hidden * MLP.classes) * MLP.rows;
     const nt = p.kernels.matmul_nt, tn = p.kernels.matmul_tn;
     const shapes = w.gemm?.simd?.mlp_shapes;
-    out.push(`- **mlp** (one epoch, instrumented: ${ms(p.total_ms)}): validation of the inline JSON (schema, then every one of ${fmt(MLP.rows * MLP.features)} numbers checked into a float32 table) ` +
+    out.push(`- **mlp** (one epoch, instrumented: ${ms(p.total_ms)}): validation of the inline JSON (the request's schema, and each of the ${fmt(MLP.rows * MLP.features)} numbers checked as it is written into the float32 table) ` +
       `${ms(p.prepare_ms)} (${fmt((100 * p.prepare_ms) / p.total_ms, 0)}%); kernels ${kernels}; everything else ${ms(p.run_ms - p.kernel_ms)}. ` +
       (nt && tn ? `In the loop the forward GEMMs (matmul_nt) run at ${fmt(fwdFlops / (nt.ms * 1e6), 1)} GFLOP/s and the weight-gradient GEMMs (matmul_tn) at ${fmt(fwdFlops / (tn.ms * 1e6), 1)} GFLOP/s` +
         (shapes ? `; the same fc1 shapes in isolation (warm caches) reach ${fmt(shapes["fc1 forward matmul_nt 64x256x784"].gflops, 1)} (matmul_nt, of which the per-step W^T packing is ` +
@@ -390,6 +403,8 @@ function profileMarkdown() {
           (fwdFlops / (nt.ms * 1e6) < 0.85 * shapes["fc1 forward matmul_nt 64x256x784"].gflops
             ? `; the in-loop shortfall, when it is not noise from other processes, is most likely cache traffic: each step also streams the 0.8 MB fc1 weight, its gradient and Adam's m and v (3.2 MB together) through a ${machine.caches_per_core?.L2 ?? "?"} L2`
             : `, so in the loop the GEMMs run at the kernel's own speed for these shapes`) : "") + ". " : "") +
+      (e?.one_epoch ? `One epoch as one call: the request's checks (prepareRun) take ${ms(e.one_epoch.prepare_ms.json)} with the 3.2M numbers as JSON rows and ${ms(e.one_epoch.prepare_ms.binary)} as a safetensors dataset; ` +
+        `JSON.parse of the ${fmt(e.one_epoch.json_text_bytes / 2 ** 20, 0)} MiB request text adds ${ms(e.one_epoch.json_text.call_ms.median - e.one_epoch.json.call_ms.median, 0)}. ` : "") +
       (e?.tables ? `With the data already parsed (a CSV upload, TrainOptions.tables) the same calls reach ${fmt(e.tables.samples_per_s)} samples/s instead of ${fmt(e.inline.samples_per_s)}. ` : "") +
       (w.mlp.pytorch_1t?.profile_top ? `PyTorch (1 thread, one epoch under the autograd profiler): ${w.mlp.pytorch_1t.profile_top.slice(0, 4).map((o) => `${o.op} ${ms(o.self_ms)}`).join(", ")}.` : ""));
   }

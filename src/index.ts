@@ -18,3 +18,4 @@ export * from "./errors.js";
 export { encodeBase64, decodeBase64 } from "./formats/base64.js";
 export { parseSafetensors, readTensorF32, writeSafetensors, type SafetensorsFile, type TensorInfo } from "./formats/safetensors.js";
 export { parseCsv, parseJsonl, tableFromInline, type Table } from "./formats/dataset.js";
+export { looksLikeSafetensors, tableFromSafetensors, type SafetensorsTableOptions } from "./formats/dataset-safetensors.js";

@@ -2,6 +2,9 @@
 import { execFileSync } from "node:child_process";
 import type { ExactTrainRequest as TrainRequest } from "../src/engine/train.js";
 
+/** A request whose training data are inline feature rows (what seedRequest and classifierRequest build). */
+export type RowsRequest = TrainRequest & { data: { train: { x: number[][]; y: (number | number[])[] } } };
+
 /** A deterministic uniform(-1, 1) generator (LCG) for test data. */
 export function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -28,7 +31,7 @@ export function classificationData(rows: number, features = 4, seed = 7) {
 }
 
 /** The SPEC seed example: Linear(10,10)-ReLU-Linear(10,1), MSE, Adam 1e-3, batch 32. */
-export function seedRequest(rows = 1000, overrides: Partial<TrainRequest> = {}): TrainRequest {
+export function seedRequest(rows = 1000, overrides: Partial<TrainRequest> = {}): RowsRequest {
   return {
     model: {
       layers: [
@@ -40,11 +43,11 @@ export function seedRequest(rows = 1000, overrides: Partial<TrainRequest> = {}):
     data: { train: regressionData(rows) },
     training: { epochs: 20, batch_size: 32, optimizer: { type: "adam", lr: 1e-3 }, loss: { type: "mse" } },
     ...overrides,
-  };
+  } as RowsRequest;
 }
 
 /** A 4-16-3 classifier request with cross-entropy. */
-export function classifierRequest(rows = 120, training: TrainRequest["training"] = {}): TrainRequest {
+export function classifierRequest(rows = 120, training: TrainRequest["training"] = {}): RowsRequest {
   return {
     model: {
       layers: [

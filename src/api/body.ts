@@ -1,12 +1,14 @@
 /**
  * Reads a POST /v1/fine-tunes body: JSON, or multipart/form-data with a `request` JSON part,
- * a `weights` safetensors part, `train` / `validation` CSV or JSONL parts (SPEC section 3) and,
+ * a `weights` safetensors part, `train` / `validation` CSV, JSONL or safetensors parts (SPEC
+ * section 3; a safetensors dataset is named *.safetensors or sent as application/octet-stream) and,
  * for a Hugging Face model, its `config` (config.json) and `tokenizer` (tokenizer.json) parts
  * (SPEC section 8).
  * The result is what train() takes: the request (weights as bytes) and pre-parsed tables.
  */
 import { EdgetuneError, PayloadTooLargeError, RequestValidationError, UnsupportedMediaTypeError } from "../errors.js";
 import { parseCsv, parseJsonl, type Table } from "../formats/dataset.js";
+import { looksLikeSafetensors, tableFromSafetensors } from "../formats/dataset-safetensors.js";
 import type { TrainRequest } from "../engine/train.js";
 
 /** A create request as read from the wire. */
@@ -94,9 +96,21 @@ async function readMultipart(req: Request, maxBytes: number, timeoutMs: number):
     if (data[name] !== undefined) {
       throw new RequestValidationError([{ path: `data.${name}`, message: `given both as a part and in the request JSON; send one` }]);
     }
+    const field = `data.${name}`;
+    if (typeof part !== "string" && mayBeSafetensors(part)) {
+      // read as bytes: a safetensors dataset becomes the table without a text pass
+      const bytes = new Uint8Array(await part.arrayBuffer());
+      if (isSafetensorsName(part) || looksLikeSafetensors(bytes)) {
+        tables[name] = tableFromSafetensors(bytes, field);
+        continue;
+      }
+      const text = new TextDecoder().decode(bytes);
+      tables[name] = dataFormat(part, name, text) === "csv" ? parseCsv(text, { target, field }) : parseJsonl(text, { field });
+      continue;
+    }
     const text = typeof part === "string" ? part : await part.text();
     const format = dataFormat(part, name, text);
-    tables[name] = format === "csv" ? parseCsv(text, { target, field: `data.${name}` }) : parseJsonl(text, { field: `data.${name}` });
+    tables[name] = format === "csv" ? parseCsv(text, { target, field }) : parseJsonl(text, { field });
   }
   request.data = data as TrainRequest["data"];
   return { request, tables };
@@ -117,6 +131,16 @@ function attachConfig(request: TrainRequest, config: Record<string, unknown>): v
     throw new RequestValidationError([{ path: "model.huggingface.config", message: "given both as the config part and in the request JSON; send one" }]);
   }
   request.model = { ...model, huggingface: { ...hf, config } } as TrainRequest["model"];
+}
+
+/** A part that may hold a safetensors dataset: named *.safetensors, or typed application/octet-stream or not at all. */
+function mayBeSafetensors(part: File): boolean {
+  const type = (part.type ?? "").split(";")[0]!.trim().toLowerCase();
+  return isSafetensorsName(part) || type === "application/octet-stream" || type === "";
+}
+
+function isSafetensorsName(part: File): boolean {
+  return (part.name ?? "").toLowerCase().endsWith(".safetensors");
 }
 
 /** CSV or JSONL, from the part's content type, else its file name, else its first character. */

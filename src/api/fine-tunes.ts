@@ -145,7 +145,7 @@ const createRouteDef = createRoute({
               train: {
                 type: "string",
                 format: "binary",
-                description: 'CSV (header row; target column data.target, default y) or JSONL ({"x":[...],"y":...} per line); text rows: a text column (and text_pair), or {"text": ...} lines',
+                description: 'CSV (header row; target column data.target, default y) or JSONL ({"x":[...],"y":...} per line); text rows: a text column (and text_pair), or {"text": ...} lines; or a safetensors dataset (a *.safetensors name or application/octet-stream): tensors x (F32 [N, ...]) or input_ids (I64/I32 [N, T]) with optional attention_mask and token_type_ids, and y (F32/I64/I32, [N] or [N, K])',
               },
               validation: { type: "string", format: "binary", description: "as train" },
             },

@@ -72,8 +72,9 @@ Inputs:
   --request FILE         a whole request JSON to start from; the options below override it
   --weights FILE         initial weights (safetensors, PyTorch state_dict names);
                          without them the model starts from PyTorch's default init
-  --train FILE           training data: CSV with a header row, or JSONL ({"x":[...],"y":...})
-  --validation FILE      validation data (CSV or JSONL)
+  --train FILE           training data: CSV with a header row, JSONL ({"x":[...],"y":...}),
+                         or a .safetensors dataset (tensors x or input_ids, and y)
+  --validation FILE      validation data (CSV, JSONL or .safetensors)
   --validation-split F   hold out this fraction of the training rows instead
   --target NAME[,NAME]   the CSV target column(s) (default y)
 

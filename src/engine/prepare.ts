@@ -14,6 +14,7 @@ import { checkPrivacy, resolvePrivacy, type PrivacySettings } from "./privacy/in
 import { RequestValidationError, UnprocessableError, type FieldIssue } from "../errors.js";
 import { decodeBase64 } from "../formats/base64.js";
 import { tableFromInline, type Table } from "../formats/dataset.js";
+import { tableFromSafetensors } from "../formats/dataset-safetensors.js";
 import { checkTargets, checkTokenIds } from "./targets.js";
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
 import { loadTokenizer, tokenizeTables, tokenizerVocabularySize } from "../formats/text.js";
@@ -33,10 +34,18 @@ import { stateElements } from "./model.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { batchSizeCandidates, chooseLoss, LR_FINDER } from "./strategy.js";
 
-/** A request in the schema's exact input types: the API's JSON, or with weights as raw safetensors bytes. */
-export type ExactTrainRequest = Omit<FineTuneRequestInput, "weights" | "adapter_weights"> & {
+/**
+ * A request in the schema's exact input types: the API's JSON, or with weights as raw safetensors
+ * bytes, and `data.train` / `data.validation` as a safetensors dataset's bytes (a Uint8Array, read
+ * in place during the call: formats/dataset-safetensors.ts).
+ */
+export type ExactTrainRequest = Omit<FineTuneRequestInput, "weights" | "adapter_weights" | "data"> & {
   weights?: string | Uint8Array | null;
   adapter_weights?: string | Uint8Array | null;
+  data: Omit<FineTuneRequestInput["data"], "train" | "validation"> & {
+    train?: FineTuneRequestInput["data"]["train"] | Uint8Array;
+    validation?: FineTuneRequestInput["data"]["validation"] | Uint8Array;
+  };
 };
 
 /**
@@ -487,11 +496,19 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** An inline dataset ({x, y} or {input_ids, attention_mask?, y}) as a Table, or null when absent. */
+/**
+ * An inline dataset ({x, y}, {input_ids, attention_mask?, y}, {text, y}, {safetensors}) or a
+ * safetensors dataset's bytes as a Table, or null when absent.
+ */
 function inlineTable(value: unknown, field: string): Table | null {
   if (value === undefined || value === null) return null;
-  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets} (or {input_ids, attention_mask, y} for token rows, {text, y} for text rows)" }]);
-  if ("input_ids" in value || "text" in value) return tableFromInline(value as DatasetSpec, field); // it names its own unknown fields
+  if (value instanceof Uint8Array) return tableFromSafetensors(value, field);
+  if (ArrayBuffer.isView(value)) {
+    // a Float32Array of every number, say: one issue, not one per element
+    throw new RequestValidationError([{ path: field, message: `is a ${Object.prototype.toString.call(value).slice(8, -1)}: give rows as {x: rows, y: targets}, or the dataset as a safetensors file's bytes (a Uint8Array)` }]);
+  }
+  if (!isObject(value)) throw new RequestValidationError([{ path: field, message: "must be an object {x: rows, y: targets} (or {input_ids, attention_mask, y} for token rows, {text, y} for text rows, {safetensors: base64} for a binary dataset)" }]);
+  if ("input_ids" in value || "text" in value || "safetensors" in value) return tableFromInline(value as DatasetSpec, field); // it names its own unknown fields
   const unknown = Object.keys(value).filter((k) => k !== "x" && k !== "y");
   if (unknown.length > 0) throw new RequestValidationError(unknown.map((k) => ({ path: `${field}.${k}`, message: "is not a known field" })));
   return tableFromInline(value as DatasetSpec, field);

@@ -13,6 +13,8 @@
  */
 import { describeValue, listNames } from "./describe.js";
 import { DatasetError, type FieldIssue } from "../errors.js";
+import { decodeBase64 } from "./base64.js";
+import { tableFromSafetensors } from "./dataset-safetensors.js";
 import type { DatasetSpec } from "../schema/request.js";
 
 /**
@@ -136,11 +138,15 @@ class TableBuilder {
     capacityHint: number,
     withMask = false,
     withTypes = false,
+    /** The hint counts rows that are already in memory, each `features` wide (inline JSON rows). */
+    exact = false,
   ) {
-    // the hint (rows or lines counted in the input) is trusted only up to a few MB: a table grows
-    // by doubling as real rows arrive, so memory follows the data, not a claimed size
+    // a hint read from text (lines counted) is trusted only up to a few MB: a table grows by
+    // doubling as real rows arrive, so memory follows the data, not a claimed size. Rows already
+    // in memory as JS arrays of the right width are the data: the table is sized once for them,
+    // with no regrowth and no trimming copy (the inline JSON path writes each number once).
     const perRow = features * (1 + (withMask ? 1 : 0) + (withTypes ? 1 : 0)) + targets;
-    this.capacity = Math.max(1, Math.min(capacityHint, Math.floor(INITIAL_ELEMENTS / Math.max(1, perRow))));
+    this.capacity = Math.max(1, exact ? capacityHint : Math.min(capacityHint, Math.floor(INITIAL_ELEMENTS / Math.max(1, perRow))));
     this.x = new Float32Array(this.capacity * features);
     this.y = new Float32Array(this.capacity * targets);
     this.mask = withMask ? new Float32Array(this.capacity * features) : null;
@@ -205,8 +211,9 @@ function describeJson(value: unknown): string {
 // ---------------------------------------------------------------- inline JSON
 
 /**
- * Converts an inline dataset into a Table: feature rows `{x: number[][], y}`, or token rows
- * `{input_ids: number[][], attention_mask?: number[][], y}` (see tokenTableFromInline), with
+ * Converts an inline dataset into a Table: feature rows `{x: number[][], y}`, token rows
+ * `{input_ids: number[][], attention_mask?: number[][], y}` (see tokenTableFromInline), text rows,
+ * or a base64 safetensors file `{safetensors}` (see tableFromSafetensors); rows come with
  * `y` one target per row (`number | number[]`). `field` is where it sits in the request, e.g.
  * "data.train"; issue paths extend it (`data.train.x[12]`, `data.train.y[5]`, `data.train.x[12][3]`).
  *
@@ -217,6 +224,7 @@ function describeJson(value: unknown): string {
  * ```
  */
 export function tableFromInline(dataset: DatasetSpec, field: string): Table {
+  if ("safetensors" in dataset) return tableFromBase64Safetensors(dataset, field);
   if ("input_ids" in dataset) return tokenTableFromInline(dataset, field);
   if ("text" in dataset) return textTableFromInline(dataset, field);
   const issues: IssueList = new IssueList();
@@ -236,20 +244,32 @@ export function tableFromInline(dataset: DatasetSpec, field: string): Table {
   // scalars must not make the table allocate rows x width
   let fillable = 0;
   for (let r = 0; r < rows; r++) if (Array.isArray(x[r]) && (x[r] as unknown[]).length === features) fillable++;
-  const builder = new TableBuilder(features, targetShape.targets, fillable);
+  const builder = new TableBuilder(features, targetShape.targets, fillable, false, false, true);
   for (let r = 0; r < rows && !issues.full; r++) {
     const value: unknown = x[r];
     if (!Array.isArray(value) || value.length !== features) {
       // reported without reserving a row: a malformed row costs no memory
-      copyInlineRow(value, `${field}.x[${r}]`, features, "values", builder.x, 0, issues);
+      copyInlineRow(value, `${field}.x`, r, features, "values", builder.x, 0, issues);
       continue;
     }
     const row = builder.addRow();
-    copyInlineRow(value, `${field}.x[${r}]`, features, "values", builder.x, row * features, issues);
+    copyInlineRow(value, `${field}.x`, r, features, "values", builder.x, row * features, issues);
   }
   copyInlineTargets(y as unknown[], rows, targetShape, builder, field, issues);
   issues.throwIfAny();
   return builder.finish(targetShape.scalar);
+}
+
+/** `{safetensors: "<base64>"}`: a binary dataset in the request JSON (formats/dataset-safetensors.ts). */
+function tableFromBase64Safetensors(dataset: Record<string, unknown>, field: string): Table {
+  const issues = new IssueList();
+  for (const key of Object.keys(dataset)) {
+    if (key !== "safetensors") issues.add({ path: `${field}.${key}`, message: "is not a field of a binary dataset: give the whole dataset inside the safetensors file" });
+  }
+  if (typeof dataset.safetensors !== "string") issues.add({ path: `${field}.safetensors`, message: `is ${describeJson(dataset.safetensors)}, expected a base64 string of a safetensors file` });
+  issues.throwIfAny();
+  const headerField = `${field}.safetensors`;
+  return tableFromSafetensors(decodeBase64(dataset.safetensors as string, headerField), field, { headerField });
 }
 
 /** The shape of inline targets, from y[0]: a number per row, or a list of `targets` numbers. */
@@ -280,7 +300,7 @@ function copyInlineTargets(
       if (Number.isNaN(value)) issues.add({ path, message: explainBadValue(target) });
       else builder.y[r] = value;
     } else {
-      copyInlineRow(target, path, targets, "values", builder.y, r * targets, issues, `${yName}[0]`);
+      copyInlineRow(target, `${field}.${yName}`, r, targets, "values", builder.y, r * targets, issues, `${yName}[0]`);
     }
   }
 }
@@ -311,7 +331,15 @@ function maskValueProblem(value: unknown): string | null {
   return value === 0 || value === 1 ? null : `is ${describeJson(value)}; attention_mask holds 1 (a token) or 0 (padding)`;
 }
 
-const NO_TOKEN_MESSAGE = "has no token with mask 1: every row needs at least one (a row of padding only has nothing to pool or predict)";
+/**
+ * The issue of a token row whose attention mask has no 1 (shared by every reader of token rows).
+ *
+ * @example
+ * ```ts
+ * issues.add({ path: "data.train.attention_mask[3]", message: NO_TOKEN_MESSAGE });
+ * ```
+ */
+export const NO_TOKEN_MESSAGE = "has no token with mask 1: every row needs at least one (a row of padding only has nothing to pool or predict)";
 
 /** Whether row `row` of a [rows, T] mask has at least one 1. */
 function rowHasToken(mask: Float32Array, row: number, T: number): boolean {
@@ -373,7 +401,7 @@ export function tokenTableFromInline(dataset: Record<string, unknown>, field: st
 
   let fillable = 0;
   for (let r = 0; r < rows; r++) if (Array.isArray(ids[r]) && (ids[r] as unknown[]).length === T) fillable++;
-  const builder = new TableBuilder(T, targetShape.targets, fillable, hasMask, hasTypes);
+  const builder = new TableBuilder(T, targetShape.targets, fillable, hasMask, hasTypes, true);
   for (let r = 0; r < rows && !issues.full; r++) {
     const row: unknown = ids[r];
     const path = `${field}.input_ids[${r}]`;
@@ -428,7 +456,8 @@ export function tokenTableFromInline(dataset: Record<string, unknown>, field: st
 
 function copyInlineRow(
   row: unknown,
-  path: string,
+  list: string,
+  index: number,
   expected: number,
   noun: string,
   out: Float32Array,
@@ -436,21 +465,26 @@ function copyInlineRow(
   issues: IssueList,
   firstName = "x[0]",
 ): void {
+  // the path is built only for an issue: this loop runs once per number of the dataset
   if (!Array.isArray(row)) {
-    issues.add({ path, message: `is ${describeJson(row)}, expected a list of ${expected} numbers like ${firstName}` });
+    issues.add({ path: `${list}[${index}]`, message: `is ${describeJson(row)}, expected a list of ${expected} numbers like ${firstName}` });
     return;
   }
   if (row.length !== expected) {
-    issues.add({ path, message: `has ${row.length} ${noun}, expected ${expected} (as ${firstName})` });
+    issues.add({ path: `${list}[${index}]`, message: `has ${row.length} ${noun}, expected ${expected} (as ${firstName})` });
     return;
   }
   for (let c = 0; c < expected; c++) {
-    const value = toFiniteF32(row[c]);
-    if (Number.isNaN(value)) {
-      if (!issues.add({ path: `${path}[${c}]`, message: explainBadValue(row[c]) })) return;
-    } else {
-      out[offset + c] = value;
+    const value: unknown = row[c];
+    if (typeof value === "number") {
+      // finite in float32 (NaN - NaN and Infinity - Infinity are NaN; 1e39 rounds to Infinity)
+      const rounded = Math.fround(value);
+      if (rounded - rounded === 0) {
+        out[offset + c] = rounded;
+        continue;
+      }
     }
+    if (!issues.add({ path: `${list}[${index}][${c}]`, message: explainBadValue(value) })) return;
   }
 }
 

@@ -11,6 +11,7 @@
  * describeValue("abc");        // '"abc"'
  * describeValue([[[1]]]);      // "a list"
  * describeValue({ a: 1 });     // "an object"
+ * describeValue(new Float32Array(3)); // "a Float32Array (a typed array, not a list)"
  * describeValue(undefined);    // "missing"
  * ```
  */
@@ -18,6 +19,8 @@ export function describeValue(value: unknown, max = 40): string {
   if (value === undefined) return "missing";
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
+  // (train() callers pass typed arrays; JSON never holds one)
+  if (ArrayBuffer.isView(value)) return `a ${Object.prototype.toString.call(value).slice(8, -1)} (a typed array, not a list)`;
   if (typeof value === "object") return "an object";
   const text = typeof value === "string" ? JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value) : String(value);
   return text.length > max + 8 ? `${text.slice(0, max + 5)}...` : text;

@@ -52,6 +52,8 @@ function defaultGpu(): Promise<WebGpuDevice> {
 
 /**
  * Fine-tunes a model in this process (WASM SIMD kernels) and resolves with the result.
+ * `data.train` / `data.validation` may be inline rows or a safetensors dataset's bytes (a
+ * Uint8Array with tensors `x` or `input_ids`, and `y`: docs/api.md, "Binary datasets").
  * `threads: n` trains data-parallel on n threads when the job is large enough to gain from it.
  * `kernel: "webgpu"` trains on `options.gpu`, or on this process's own device when none is
  * given (found on first use). Bad input rejects with an EdgetuneError (status 400/422 and the

@@ -34,10 +34,30 @@ export function formatPath(path: readonly PropertyKey[], root = ""): string {
  * ```
  */
 export function zodIssues(error: z.ZodError, root = ""): FieldIssue[] {
-  return error.issues.flatMap((issue): FieldIssue[] => {
-    if (issue.code === "unrecognized_keys") {
-      return issue.keys.map((key) => ({ path: formatPath([...issue.path, key], root), message: "is not a known field" }));
+  const out: FieldIssue[] = [];
+  let total = 0;
+  for (const issue of error.issues) {
+    const keys = issue.code === "unrecognized_keys" ? issue.keys : [null];
+    for (const key of keys) {
+      // a list of a million wrong values is a million zod issues: the report keeps the first
+      // MAX_REPORTED_ISSUES (as the dataset readers do) and says how many there were
+      if (++total > MAX_REPORTED_ISSUES) continue;
+      out.push(key === null ? { path: formatPath(issue.path, root), message: issue.message } : { path: formatPath([...issue.path, key], root), message: "is not a known field" });
     }
-    return [{ path: formatPath(issue.path, root), message: issue.message }];
-  });
+  }
+  if (total > MAX_REPORTED_ISSUES) {
+    const last = out[out.length - 1]!;
+    out[out.length - 1] = { ...last, message: `${last.message} (and ${total - MAX_REPORTED_ISSUES} more issues: showing the first ${MAX_REPORTED_ISSUES})` };
+  }
+  return out;
 }
+
+/**
+ * Issues one report lists at most (the dataset readers stop at the same count).
+ *
+ * @example
+ * ```ts
+ * zodIssues(error).length <= MAX_REPORTED_ISSUES; // true
+ * ```
+ */
+export const MAX_REPORTED_ISSUES = 20;

@@ -292,8 +292,18 @@ export const TextDataset = z.strictObject({
   label: z.array(target).min(1).optional(),
 });
 
-/** An inline dataset: feature rows, token rows or text rows. */
-export const Dataset = z.union([FeatureDataset, TokenDataset, TextDataset]);
+/**
+ * A binary dataset in JSON: a safetensors file as base64 (docs/api.md, "Binary datasets"), with
+ * tensors `x` (F32 [N, ...]) or `input_ids` (I64/I32 [N, T]) with optional `attention_mask` and
+ * `token_type_ids`, and `y` (F32, I64 or I32, [N] or [N, K]). The same file can be a multipart part
+ * or, for `train()`, a Uint8Array.
+ */
+export const SafetensorsDataset = z.strictObject({
+  safetensors: z.string().min(1),
+});
+
+/** A dataset in the request JSON: feature rows, token rows, text rows, or a base64 safetensors file. */
+export const Dataset = z.union([FeatureDataset, TokenDataset, TextDataset, SafetensorsDataset]);
 
 /**
  * How text rows become token rows, as transformers' `tokenizer(text, text_pair, max_length=,

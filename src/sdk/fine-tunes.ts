@@ -9,6 +9,7 @@ import { APIClient, sleep, type RequestOptions } from "./core.js";
 import { APIConnectionError, APITimeoutError, APIUserAbortError, InternalServerError } from "./errors.js";
 import { EventStream } from "./events.js";
 import { JobListPromise, MetricsPagePromise } from "./pagination.js";
+import { looksLikeSafetensors } from "../formats/safetensors-sniff.js";
 import { isFinalStatus, type CreateResponse, type DataFile, type FineTuneCreateParams, type FineTuneEvent, type InlineDataset, type WeightsInput } from "./types.js";
 
 /**
@@ -436,7 +437,7 @@ function encodeCreateBody(params: FineTuneCreateParams): { json: FineTuneRequest
   return { form };
 }
 
-/** A data file as a form part with a file name that tells its format. */
+/** A data file as a form part with a file name that tells its format (.csv, .jsonl, .safetensors). */
 function dataPart(name: string, value: DataFile): [Blob, string] {
   if (typeof Blob !== "undefined" && value instanceof Blob) {
     const fileName = (value as { name?: unknown }).name;
@@ -444,6 +445,10 @@ function dataPart(name: string, value: DataFile): [Blob, string] {
     const type = value.type.split(";")[0]!.trim().toLowerCase();
     const ext = type.includes("csv") ? "csv" : type.includes("json") ? "jsonl" : "";
     return [value, ext ? `${name}.${ext}` : name]; // no hint: the server looks at the first character
+  }
+  if (value instanceof Uint8Array && looksLikeSafetensors(value)) {
+    // a safetensors dataset: sent as it is, never decoded as text
+    return [new Blob([value as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" }), `${name}.safetensors`];
   }
   const text = typeof value === "string" ? value : new TextDecoder().decode(value as Uint8Array);
   const jsonl = text.trimStart().startsWith("{");

@@ -22,9 +22,11 @@ export type { ExplainSpecInput, Explanations } from "../schema/explain.js";
 export type InlineDataset = NonNullable<FineTuneRequestInput["data"]["train"]>;
 
 /**
- * A data file: CSV (header row; the target column is `data.target`, default `y`) or JSONL
- * (`{"x":[...],"y":...}` per line), as text, bytes, or a Blob/File. The format follows a
- * Blob's type or a File's name, else the first character (`{` is JSONL).
+ * A data file: CSV (header row; the target column is `data.target`, default `y`), JSONL
+ * (`{"x":[...],"y":...}` per line) or a safetensors dataset (tensors `x` or `input_ids`, and `y`:
+ * docs/api.md), as text, bytes, or a Blob/File. The format follows a Blob's type or a File's name
+ * (`.safetensors`), else the content: bytes that start like safetensors are sent as such, text
+ * by its first character (`{` is JSONL).
  *
  * @example
  * ```ts

@@ -20,6 +20,15 @@ export async function fromJson(): Promise<string> {
   return (await train(body)).status;
 }
 
+export async function binary(): Promise<string> {
+  // a safetensors dataset: a Buffer (a Uint8Array) to train(), base64 in the JSON, bytes to the SDK
+  const dataset = await readFile("train.safetensors");
+  const local = await train({ model, data: { train: dataset, validation: { safetensors: dataset.toString("base64") } } });
+  const client = new Edgetune({ baseURL: "http://localhost:8787" });
+  const created = await client.fineTunes.create({ model, data: { train: new Uint8Array(dataset) }, mode: "sync" });
+  return `${local.status} ${isJob(created) ? created.status : created.status}`;
+}
+
 export async function remote(): Promise<string> {
   // process.env values are `string | undefined`: accepted under exactOptionalPropertyTypes
   const client = new Edgetune({ baseURL: "http://localhost:8787", apiKey: process.env.EDGETUNE_API_KEY });

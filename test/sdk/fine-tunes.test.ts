@@ -59,6 +59,26 @@ describe("create", () => {
     expect(result.metrics.history.every((h) => typeof h.val_loss === "number")).toBe(true);
   });
 
+  it("a Uint8Array safetensors dataset goes as an application/octet-stream .safetensors part and trains as the inline rows", async () => {
+    const { client, calls } = await sdkSetup();
+    const { data, ...rest } = small();
+    const rows = data.train;
+    const dataset = writeSafetensors([
+      { name: "x", shape: [rows.x.length, 10], data: Float32Array.from(rows.x.flat()) },
+      { name: "y", shape: [rows.y.length], data: Float32Array.from(rows.y as number[]) },
+    ]);
+    const binary = await client.fineTunes.create({ ...rest, data: { train: dataset }, mode: "sync" });
+    const form = calls[0]!.init.body as FormData;
+    expect([...form.keys()].sort()).toEqual(["request", "train"]);
+    const part = form.get("train") as File;
+    expect({ name: part.name, type: part.type }).toEqual({ name: "train.safetensors", type: "application/octet-stream" });
+    expect(new Uint8Array(await part.arrayBuffer())).toEqual(dataset);
+    expect(JSON.parse(form.get("request") as string).data).toEqual({});
+    const inline = await client.fineTunes.create({ ...rest, data, mode: "sync" });
+    expect(header(calls[1]!, "content-type")).toBe("application/json");
+    expect(binary.weights).toBe(inline.weights);
+  });
+
   it("Blob and File data parts, base64 weights and inline validation mix in one multipart body", async () => {
     const { client, calls } = await sdkSetup();
     const { data } = small();

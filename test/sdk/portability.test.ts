@@ -27,8 +27,9 @@ describe("src/sdk is portable and documented", () => {
       for (const m of code.matchAll(/^(import|export)\s+(type\s+)?[^;]*?from\s+["']([^"']+)["']/gm)) {
         const [, , typeOnly, specifier] = m;
         expect(specifier).toMatch(/^\.\.?\/.*\.js$/);
-        // runtime imports stay inside the SDK, plus the dependency-free base64 codec; the schemas are types only
-        if (!typeOnly && specifier!.startsWith("../")) expect(specifier).toBe("../formats/base64.js");
+        // runtime imports stay inside the SDK, plus the dependency-free base64 codec and safetensors
+        // sniffer; the schemas are types only
+        if (!typeOnly && specifier!.startsWith("../")) expect(["../formats/base64.js", "../formats/safetensors-sniff.js"]).toContain(specifier);
       }
     });
 

@@ -6,6 +6,8 @@ import { SELF, env, createExecutionContext, createMessageBatch, getQueueResult }
 import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
 import { seedRequest } from "../helpers.js";
+import { writeSafetensors } from "../../src/formats/safetensors.js";
+import { encodeBase64 } from "../../src/formats/base64.js";
 
 const auth = { authorization: "Bearer worker-test-key" };
 const post = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
@@ -33,6 +35,28 @@ describe("the Worker in workerd", () => {
     const downloaded = new Uint8Array(await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${result.id}/weights`, { headers: auth })).arrayBuffer());
     expect(downloaded).toEqual(stored);
     expect(btoa(String.fromCharCode(...stored))).toBe(result.weights);
+  });
+
+  it("a safetensors dataset as a multipart part and as base64 JSON trains in workerd as the inline rows", async () => {
+    const request = seedRequest(64, { training: { epochs: 2, batch_size: 16 } });
+    const { x, y } = request.data.train;
+    const dataset = writeSafetensors([
+      { name: "x", shape: [x.length, 10], data: Float32Array.from(x.flat()) },
+      { name: "y", shape: [y.length], data: Float32Array.from(y as number[]) },
+    ]);
+    const weightsOf = async (res: Response) => {
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { weights: string }).weights;
+    };
+    const inline = await weightsOf(await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(request)));
+    const { data: _data, ...rest } = request;
+    const form = new FormData();
+    form.set("request", JSON.stringify({ ...rest, data: {} }));
+    form.set("train", new Blob([dataset as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" }), "train.safetensors");
+    const part = await weightsOf(await SELF.fetch("http://edgetune.test/v1/fine-tunes", { method: "POST", headers: auth, body: form }));
+    const base64 = await weightsOf(await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...rest, data: { train: { safetensors: encodeBase64(dataset) } } })));
+    expect(part).toBe(inline);
+    expect(base64).toBe(inline);
   });
 
   it("lists the key's jobs from its Durable Object index", async () => {

@@ -332,3 +332,49 @@ describe("checkTargets", () => {
     expect(issuesOf(check(table([1, 0]), loss, 2)).issues[0]!.path).toBe("data.train.y");
   });
 });
+
+describe("the JSON path (issue 17, item 2): numbers checked as they are written, reports capped", () => {
+  it("a large table is written exactly, every value as Math.fround of the input", () => {
+    // more rows than the builder reserves for text input (1 MiB of float32): inline rows are sized once
+    const rows = 1500, features = 784;
+    const x = Array.from({ length: rows }, (_, r) => Array.from({ length: features }, (_, c) => (r * features + c) / 7));
+    const table = tableFromInline({ x, y: x.map((_, r) => r % 10) }, "data.train");
+    expect(table).toMatchObject({ rows, features, targets: 1 });
+    expect(table.x.length).toBe(rows * features);
+    expect(table.x[rows * features - 1]).toBe(Math.fround((rows * features - 1) / 7));
+    expect(table.y[rows - 1]).toBe((rows - 1) % 10);
+  });
+
+  it("rows given as typed arrays are reported once per row, up to MAX_ISSUES, not once per number", () => {
+    const x: unknown[] = Array.from({ length: 5000 }, () => new Float32Array(784));
+    x[0] = new Array(784).fill(0);
+    const { issues, error } = issuesOf(inline(x, new Array(5000).fill(0)));
+    expect(issues).toHaveLength(MAX_ISSUES);
+    expect(issues[0]).toEqual({ path: "data.train.x[1]", message: "is a Float32Array (a typed array, not a list), expected a list of 784 numbers like x[0]" });
+    expect(error.message).toMatch(/showing the first 20 issues/);
+  });
+
+  it("a bad value past a good prefix names its row and column", () => {
+    const x = [[1, 2, 3], [4, "5", 6], [7, 8, 1e39]];
+    expect(issuesOf(inline(x, [0, 1, 2])).issues).toEqual([
+      { path: "data.train.x[1][1]", message: 'is "5", not a number' },
+      { path: "data.train.x[2][2]", message: "is 1e+39, which overflows float32 (largest finite value about 3.4e38)" },
+    ]);
+  });
+
+  it("zod's report of a request field is capped too: 100,000 wrong values are 20 issues", async () => {
+    const { prepareRun } = await import("../../../src/engine/prepare.js");
+    const { RequestValidationError } = await import("../../../src/errors.js");
+    let caught: unknown;
+    try {
+      prepareRun({ model: { layers: [{ type: "linear", in_features: 1, out_features: 1 }] }, trainable: new Array(100_000).fill(5) as never, data: { train: { x: [[1]], y: [1] } } });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(RequestValidationError);
+    const errors = (caught as InstanceType<typeof RequestValidationError>).errors;
+    expect(errors).toHaveLength(20);
+    expect(errors[0]!.path).toBe("trainable[0]");
+    expect(errors[19]!.message).toMatch(/\(and 99980 more issues: showing the first 20\)$/);
+  });
+});

@@ -9,7 +9,7 @@
 import { EdgetuneError, PayloadTooLargeError, RequestValidationError, UnsupportedMediaTypeError } from "../errors.js";
 import { parseCsv, parseJsonl, type Table } from "../formats/dataset.js";
 import { looksLikeSafetensors, tableFromSafetensors } from "../formats/dataset-safetensors.js";
-import type { TrainRequest } from "../engine/train.js";
+import type { TrainRequest } from "../engine/prepare.js";
 
 /** A create request as read from the wire. */
 export interface CreateBody {

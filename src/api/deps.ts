@@ -2,7 +2,7 @@
  * What the API needs from its runtime, injected per request by the entry (worker/index.ts,
  * or a Node process): the kernel module, storage, keys, budgets.
  */
-import type { EngineRuntime } from "../engine/train.js";
+import type { EngineRuntime } from "../engine/run-types.js";
 import type { JobStore, QuotaLimits } from "../jobs/store.js";
 import type { LeasePolicy } from "../jobs/state.js";
 import type { EdgeBudget } from "./budget.js";

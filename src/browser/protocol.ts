@@ -2,7 +2,7 @@
  * The messages between a page (`trainInWorker` in ./index.ts) and the training Web Worker
  * (./worker.ts, built as edgetune-worker.js). Everything crosses by structured clone.
  */
-import type { TrainRequest } from "../engine/train.js";
+import type { TrainRequest } from "../engine/prepare.js";
 import type { FieldIssue } from "../errors.js";
 import type { FineTuneResult, ProgressEvent } from "../schema/result.js";
 import type { BrowserRuntimeOptions, BrowserTrainOptions } from "./index.js";

@@ -6,7 +6,7 @@
  * parameter name), with the validated request in the metadata. It is written once at submission (R2), and read by whoever runs the job, which
  * validates it again with prepareRun.
  */
-import { prepareRun, type PreparedRun } from "../engine/train.js";
+import { prepareRun, type PreparedRun } from "../engine/prepare.js";
 import { parseSafetensors, readTensorF32, writeSafetensors, type WritableTensor } from "../formats/safetensors.js";
 import type { Table } from "../formats/dataset.js";
 import { UnprocessableError } from "../errors.js";

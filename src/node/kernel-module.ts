@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { EngineRuntime } from "../engine/train.js";
+import type { EngineRuntime } from "../engine/run-types.js";
 
 let cached: Promise<EngineRuntime> | null = null;
 

@@ -48,6 +48,31 @@ describe("src/engine, src/formats and src/schema stay runtime-agnostic", () => {
   }
 });
 
+describe("the engine's layering (issue 19): the orchestrator is imported by the entries, never by the engine", () => {
+  const engineFiles = (dir: string): { name: string; text: string }[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? engineFiles(`${dir}${e.name}/`) : e.name.endsWith(".ts") ? [{ name: `${dir}${e.name}`, text: readFileSync(`${dir}${e.name}`, "utf8") }] : [],
+    );
+  const root = fileURLToPath(new URL("../../src/engine/", import.meta.url));
+  it("only what runs a request imports train.ts: the entries, the API's create and the job runner", () => {
+    const src = fileURLToPath(new URL("../../src/", import.meta.url));
+    const importers = engineFiles(src)
+      .filter((f) => /from\s+["'](\.\/|\.\.\/)+(engine\/)?train\.js["']/.test(stripComments(f.text)))
+      .map((f) => f.name.slice(src.length))
+      .sort();
+    // backends, the loop, preparation, formats and the types' users (deps, kernel-module, body,
+    // protocol) name run-types.ts or prepare.ts instead
+    expect(importers).toEqual(["api/fine-tunes.ts", "browser/index.ts", "index.ts", "jobs/runner.ts", "node/index.ts"]);
+  });
+  it("the loop and the run types import neither the orchestrator nor preparation's side effects", () => {
+    for (const name of ["loop.ts", "run-types.ts"]) {
+      const code = stripComments(readFileSync(`${root}${name}`, "utf8"));
+      expect(code).not.toMatch(/from\s+["']\.\/train\.js["']/);
+    }
+    expect(stripComments(readFileSync(`${root}run-types.ts`, "utf8"))).not.toMatch(/^import (?!type)/m); // types only
+  });
+});
+
 describe("@huggingface/tokenizers (imported by formats/text.ts) runs anywhere", () => {
   const pkg = fileURLToPath(new URL("../../node_modules/@huggingface/tokenizers/", import.meta.url));
   const manifest = JSON.parse(readFileSync(`${pkg}package.json`, "utf8")) as { version: string; dependencies?: object; exports: Record<string, unknown> };

@@ -1,0 +1,254 @@
+/**
+ * The training loop over a backend (runLoop): epochs of { backend.step: forward, loss,
+ * zero_grad, backward, clip, update; schedule } -> validation, events, early stopping ->
+ * the result. It does not know where the numbers live (wasm-backend.ts, webgpu/backend.ts):
+ * the orchestrator (train.ts) chooses the backend, and the explanation's, and hands them here.
+ */
+import type { EpochMetrics, FineTuneResult, RunError } from "../schema/result.js";
+import { writeSafetensors } from "../formats/safetensors.js";
+import type { TrainingBackend } from "./backend.js";
+import type { PreparedRun } from "./prepare.js";
+import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
+import { poissonBatch, privacyReport, uniformSource } from "./privacy/index.js";
+import { createScheduler } from "./schedules.js";
+import { ADAPTER_METADATA_KEY, adapterConfig, fitOutputRange, loraLayout } from "./adapters/output.js";
+import type { NamedTensor } from "./backend.js";
+import type { Explanations } from "../schema/explain.js";
+import type { LrFinderReport } from "./strategy.js";
+import type { EngineRuntime, RawRunResult, TrainOptions } from "./run-types.js";
+
+/**
+ * The training loop over a backend: epochs of batches in order or shuffled (or Poisson-sampled,
+ * for a private run), the schedule, the per-epoch metrics and events, early stopping,
+ * cancellation, and the result. The backend is closed when it returns.
+ *
+ * @example
+ * ```ts
+ * const backend = await createWasmBackend(instance, prepared, initial, { variant: "wasm-simd", parallel: null });
+ * const { result, weights } = await runLoop(backend, runtime, prepared, {}, now());
+ * ```
+ */
+export async function runLoop(
+  backend: TrainingBackend,
+  runtime: Pick<EngineRuntime, "runtime">,
+  prepared: PreparedRun,
+  options: TrainOptions,
+  started: number,
+  explainWith?: (parameters: NamedTensor[]) => Explanations | Promise<Explanations>,
+  lrFinder: LrFinderReport | null = null,
+): Promise<RawRunResult> {
+  const { request, plan, train: trainTable, validation: validationTable } = prepared;
+  const t = request.training;
+  try {
+    const scheduler = createScheduler(t.schedule, backend.group, {
+      interval: plan.interval,
+      totalSchedulerSteps: plan.totalSchedulerSteps,
+    });
+    const history: EpochMetrics[] = [];
+    const order = Int32Array.from({ length: trainTable.rows }, (_, i) => i);
+    const shuffleRng = new MT19937(mixSeed(t.seed, 0x5348_5546)); // "SHUF"
+    const early = t.early_stopping;
+    const earlyMode = early ? (early.mode === "auto" ? (early.monitor === "val_accuracy" ? "max" : "min") : early.mode) : "min";
+    let earlyBest = earlyMode === "min" ? Infinity : -Infinity;
+    let earlyBestEpoch: number | null = null;
+    let wait = 0;
+    let step = 0;
+    let samples = 0;
+    let status = "succeeded" as FineTuneResult["status"];
+    let error: RunError | undefined;
+    let lastYield = now();
+    // a private run with Poisson sampling: each step's rows drawn afresh (privacy/index.ts)
+    const privacy = prepared.privacy ?? null;
+    const poisson = privacy?.poisson ? { order: new Int32Array(trainTable.rows), source: uniformSource(privacy.secure, mixSeed(t.seed, 0x504f_4953)) } : null; // "POIS"
+
+    // the starting weights' validation metrics: what fine-tuning is compared against
+    const before = validationTable ? await backend.evaluate() : null;
+    // a causal LM reports perplexity, exp(mean next-token cross-entropy)
+    const perplexity = (loss: number) => (prepared.huggingface?.task === "causal-lm" ? { val_perplexity: Math.exp(loss) } : {});
+    const initial = before
+      ? { val_loss: before.valLoss, ...(before.valAccuracy !== undefined ? { val_accuracy: before.valAccuracy } : {}), ...perplexity(before.valLoss) }
+      : undefined;
+
+    epochs: for (let epoch = 1; epoch <= t.epochs; epoch++) {
+      if (t.shuffle) shuffleInPlace(shuffleRng, order);
+      let lossSum = 0;
+      let lossRows = 0;
+      let lastLr = backend.group.lr;
+      for (let b = 0; b < plan.stepsPerEpoch; b++) {
+        if (options.signal?.aborted) {
+          status = "cancelled";
+          error = { code: "cancelled", message: "cancelled by the caller", step, epoch };
+          break epochs;
+        }
+        let start = b * t.batch_size;
+        let rows = Math.min(t.batch_size, trainTable.rows - start);
+        let batchOrder = t.shuffle ? order : null;
+        if (poisson) {
+          start = 0;
+          rows = poissonBatch(poisson.source, trainTable.rows, privacy!.sampleRate, poisson.order);
+          batchOrder = poisson.order;
+        }
+        step += 1;
+        lastLr = backend.group.lr;
+        const pending = backend.step({ order: batchOrder, start, rows }, mixSeed(t.seed, step));
+        const outcome = pending instanceof Promise ? await pending : pending;
+        if ("fault" in outcome) {
+          status = "diverged";
+          error = {
+            code: outcome.fault.code,
+            message: `${outcome.fault.what} at step ${step} (epoch ${epoch}); weights are those before this step`,
+            step,
+            epoch,
+          };
+          break epochs;
+        }
+        if (plan.interval === "step") scheduler?.step();
+        lossSum += outcome.loss * rows;
+        lossRows += rows;
+        samples += rows;
+        if (options.stepEvents) options.onProgress?.({ type: "step", step, epoch, loss: outcome.loss, lr: lastLr });
+        if (options.signal && now() - lastYield > 50) {
+          // let the event loop deliver an abort
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          lastYield = now();
+        }
+      }
+
+      // ---- end of epoch: validation, metrics, schedule, early stopping
+      const metrics: EpochMetrics = { epoch, train_loss: lossRows > 0 ? lossSum / lossRows : 0, lr: lastLr };
+      if (privacy) metrics.epsilon = privacyReport(privacy, step).epsilon;
+      const evaluation = validationTable ? await backend.evaluate() : null;
+      if (evaluation) {
+        metrics.val_loss = evaluation.valLoss;
+        if (evaluation.valAccuracy !== undefined) metrics.val_accuracy = evaluation.valAccuracy;
+        Object.assign(metrics, perplexity(evaluation.valLoss));
+      }
+      history.push(metrics);
+      const reported = options.onProgress?.({ type: "epoch", ...metrics });
+      if (reported instanceof Promise) await reported.catch(() => undefined);
+
+      if (plan.interval === "epoch" && scheduler) {
+        if (t.schedule.type === "plateau") scheduler.step(monitorValue(metrics, t.schedule.monitor ?? (evaluation ? "val_loss" : "train_loss")));
+        else scheduler.step();
+      }
+
+      if (early) {
+        const current = monitorValue(metrics, early.monitor);
+        const improved = earlyMode === "min" ? current < earlyBest - early.min_delta : current > earlyBest + early.min_delta;
+        if (improved) {
+          earlyBest = current;
+          earlyBestEpoch = epoch;
+          wait = 0;
+          await backend.saveBest();
+        } else {
+          wait += 1;
+          if (wait >= early.patience) break;
+        }
+      }
+      if (options.signal && now() - lastYield > 50) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        lastYield = now();
+      }
+    }
+
+    if (early?.restore_best_weights && earlyBestEpoch !== null && status === "succeeded") await backend.restoreBest();
+
+    // ---- result
+    // an adapter run's file is its full state, with the layout that converts it to peft or merged
+    // on the way out (runPrepared, and the API's downloads: convertWeights)
+    const lora = prepared.model.lora
+      ? { ...loraLayout(prepared.model, prepared.originalNames, request.output.format), ...(request.output.overflow === "clamp" ? { overflow: "clamp" as const } : {}) }
+      : null;
+    const parameters = await backend.parameters();
+    // half-precision output: a weight beyond the format's range is a 422 naming it, or clamped
+    const weights = writeSafetensors(fitOutputRange(parameters, request.output.dtype, request.output.overflow), {
+      dtype: request.output.dtype,
+      metadata: { format: "pt", producer: "edgetune", ...(lora ? { [ADAPTER_METADATA_KEY]: JSON.stringify(lora) } : {}) },
+    });
+    const duration = now() - started;
+    const result: RawRunResult["result"] = {
+      id: options.id ?? newId(),
+      status,
+      metrics: {
+        ...(initial ? { initial } : {}),
+        history,
+        best_epoch: early ? earlyBestEpoch : bestEpoch(history),
+        steps: step - (status === "diverged" ? 1 : 0),
+        samples_per_second: duration > 0 ? (samples / duration) * 1000 : 0,
+        duration_ms: duration,
+        ...(lrFinder ? { lr_finder: { lr: lrFinder.lr, lrs: lrFinder.lrs, losses: lrFinder.losses, method: lrFinder.method } } : {}),
+        ...(privacy ? { privacy: privacyReport(privacy, step - (status === "diverged" ? 1 : 0)) } : {}),
+      },
+      plan: {
+        params: plan.params,
+        trainable_params: plan.trainable_params,
+        flops: plan.flops,
+        memory_bytes: plan.memory_bytes,
+        groups: plan.groups,
+        steps: plan.steps,
+        ...(plan.batch_size !== undefined ? { batch_size: plan.batch_size } : {}),
+        ...(plan.loss !== undefined ? { loss: plan.loss } : {}),
+        ...(plan.lr_finder_steps !== undefined ? { lr_finder_steps: plan.lr_finder_steps } : {}),
+        placement: options.placement ?? "local",
+      },
+      engine: { kernel: backend.kernel, threads: backend.threads, runtime: runtime.runtime },
+      ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
+      ...(request.adapter && prepared.model.lora
+        ? { adapter_config: adapterConfig(request.adapter, prepared.model, prepared.huggingface?.task ?? null, modelType(prepared)) }
+        : {}),
+      ...(request.adapter && request.adapter.r > WORKERS_AI_MAX_LORA_RANK
+        ? { warnings: [`adapter.r is ${request.adapter.r}: Workers AI serves LoRA adapters of rank up to ${WORKERS_AI_MAX_LORA_RANK}, so it will not take this one`] }
+        : {}),
+      ...(error ? { error } : {}),
+    };
+    // request.explain: attributions of the final (or restored-best) weights of a run that succeeded
+    if (explainWith && request.explain && status === "succeeded") result.explanations = await explainWith(parameters);
+    return { result, weights };
+  } finally {
+    backend.close();
+  }
+}
+
+// ------------------------------------------------------------------ pieces of the loop
+
+
+
+/** The largest LoRA rank Workers AI serves (developers.cloudflare.com/workers-ai/fine-tunes/loras). */
+const WORKERS_AI_MAX_LORA_RANK = 32;
+
+/** config.json's model_type (what Workers AI reads from adapter_config.json), for Hub models. */
+function modelType(prepared: PreparedRun): string | null {
+  const type = prepared.huggingface?.config.model_type;
+  return typeof type === "string" ? type : null;
+}
+
+function monitorValue(m: EpochMetrics, monitor: "val_loss" | "train_loss" | "val_accuracy"): number {
+  return m[monitor] ?? NaN;
+}
+
+/** The first epoch with the lowest val_loss (or train_loss without validation). */
+function bestEpoch(history: EpochMetrics[]): number | null {
+  let best: EpochMetrics | null = null;
+  for (const h of history) {
+    const v = h.val_loss ?? h.train_loss;
+    if (best === null || v < (best.val_loss ?? best.train_loss)) best = h;
+  }
+  return best?.epoch ?? null;
+}
+
+/**
+ * A new fine-tune id: "ft_" and 32 hex digits.
+ *
+ * @example
+ * ```ts
+ * newId(); // "ft_4f0c9d2e..."
+ * ```
+ */
+export function newId(): string {
+  return `ft_${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+/** A monotonic clock in ms (performance.now), for durations and the loop's yields. */
+export function now(): number {
+  return performance.now();
+}

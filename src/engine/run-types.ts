@@ -1,0 +1,85 @@
+/**
+ * The engine's run types: what a runtime entry injects (EngineRuntime), what a caller may ask
+ * of a run (TrainOptions) and what a run returns before its weights are encoded (RawRunResult).
+ * They live apart from the orchestrator (train.ts) so that runtime entries, the API and the
+ * loop can name them without importing it.
+ */
+import type { WasmModule } from "./wasm-types.js";
+import type { WebGpuDevice } from "./webgpu/device.js";
+import type { EngineInfo, FineTuneResult, Plan, ProgressEvent } from "../schema/result.js";
+import type { Table } from "../formats/dataset.js";
+import type { KernelVariant } from "./kernels.js";
+import type { Parallelism } from "./parallel.js";
+
+/**
+ * What the runtime entry injects: the compiled kernel core and where it runs.
+ *
+ * @example
+ * ```ts
+ * const runtime: EngineRuntime = { module: await WebAssembly.compile(bytes), variant: "wasm-simd", runtime: "node" };
+ * ```
+ */
+export interface EngineRuntime {
+  /** The compiled kernel module (build/wasm/simd.wasm or relaxed-simd.wasm). */
+  module: WasmModule;
+  /** Which build `module` is. */
+  variant: Exclude<KernelVariant, "js-reference">;
+  runtime: EngineInfo["runtime"];
+}
+
+/**
+ * What a caller may ask of a run beyond its request: threads, kernel and device, cancellation,
+ * progress, pre-parsed tables.
+ *
+ * @example
+ * ```ts
+ * const options: TrainOptions = { kernel: "wasm", signal: AbortSignal.timeout(60_000), onProgress: (e) => console.log(e) };
+ * ```
+ */
+export interface TrainOptions {
+  /** Worker threads (Node only; the in-Worker engine always uses 1). */
+  threads?: number | undefined;
+  /**
+   * "wasm" runs the WASM kernel core; "webgpu" the WebGPU kernels on `gpu` (required);
+   * "auto" (default) WebGPU when `gpu` is given and the steps are large enough
+   * (`gpuMinFlopsPerStep`), else WASM; "js-reference" runs the TypeScript twins (slow, for tests).
+   */
+  kernel?: "auto" | "wasm" | "webgpu" | "js-reference" | undefined;
+  /** A WebGPU device for the "webgpu" kernel (Node: requestWebGpuDevice(); browsers: navigator.gpu). */
+  gpu?: WebGpuDevice | null | undefined;
+  /** With kernel "auto" and a `gpu`: the FLOPs per step from which WebGPU is used (default WEBGPU_MIN_FLOPS_PER_STEP, 1e9). */
+  gpuMinFlopsPerStep?: number | undefined;
+  /** Cancels the run between steps; the result then has status "cancelled". */
+  signal?: AbortSignal | undefined;
+  /**
+   * Called after every epoch, and after every step when `stepEvents` is true. When it returns a
+   * promise for an epoch event, the next epoch starts once it settles: a job runner reports the
+   * epoch and learns of a cancellation before training on (so a cancel stops within one epoch).
+   */
+  onProgress?: ((event: ProgressEvent) => void | Promise<void>) | undefined;
+  stepEvents?: boolean | undefined;
+  /** The result's id (default: a new "ft_..." id). */
+  id?: string | undefined;
+  /** Reported in result.plan.placement (default "local"). */
+  placement?: Plan["placement"] | undefined;
+  /** Data already parsed from CSV/JSONL file parts; used instead of request.data.train / validation. */
+  tables?: { train?: Table; validation?: Table } | undefined;
+  /** Data-parallel threads (Node); used when the job is large enough to gain from them. */
+  parallel?: Parallelism | undefined;
+  /** Filled in by the run: bytes of WebAssembly memory used (to check the plan's estimate). */
+  diagnostics?: { memoryBytes?: number; arenaBytes?: number } | undefined;
+}
+
+/**
+ * A finished run with its weights as safetensors bytes (what storage wants): for an adapter
+ * run, its full state with the layout convertWeights() turns into output.format.
+ *
+ * @example
+ * ```ts
+ * const { result, weights }: RawRunResult = await runPreparedRaw(runtime, prepared);
+ * ```
+ */
+export interface RawRunResult {
+  result: Omit<FineTuneResult, "weights">;
+  weights: Uint8Array;
+}

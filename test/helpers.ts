@@ -1,5 +1,4 @@
 /** Shared fixtures for tests: small seeded datasets and requests. */
-import { execFileSync } from "node:child_process";
 import type { ExactTrainRequest as TrainRequest } from "../src/engine/train.js";
 
 /** A request whose training data are inline feature rows (what seedRequest and classifierRequest build). */
@@ -96,13 +95,3 @@ export function tokenClassifier(mode = "mean", overrides: Partial<TrainRequest> 
     ...overrides,
   } as TrainRequest;
 }
-
-/** Whether /usr/bin/python3 has PyTorch (Debian's python3-torch): the tests that need it say so when it has not. */
-export const torchAvailable = (() => {
-  try {
-    execFileSync("/usr/bin/python3", ["-c", "import torch"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();

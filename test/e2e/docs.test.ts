@@ -20,7 +20,7 @@ import { transformSync } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blocksOf, docFiles, root, type DocBlock } from "../docs/blocks.js";
 import { freePort, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
-import { torchAvailable } from "../helpers.js";
+import { torchAvailable } from "../torch.js";
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-docs-"));
 

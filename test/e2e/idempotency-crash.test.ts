@@ -20,7 +20,7 @@ const work = mkdtempSync(join(tmpdir(), "edgetune-idem-crash-e2e-"));
 const persist = join(work, "state");
 // the default 10 s CPU budget (a dead request's reservation lapses 25 s after it began), with a
 // cost model that calls every job tiny, so that this one, which trains for seconds, runs sync
-const VARS = { EDGE_MAX_CPU_MS: "10000", EDGE_FLOPS_PER_MS: "1e15", EDGE_STEP_OVERHEAD_MS: "0" };
+const VARS = { EDGE_MAX_CPU_MS: "10000", EDGE_FLOPS_PER_MS: "1e15", EDGE_BYTES_PER_MS: "1e15", EDGE_STEP_OVERHEAD_MS: "0" };
 
 /** 64 -> 256 -> 10 on 2,000 rows for 1,000 epochs: well over the 2 s this test waits to know it trains. */
 function slowSyncJob() {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors } from "../../src/formats/safetensors.js";
 import { freePort, root, startWranglerDev, stop, type Proc } from "./processes.js";
-import { torchAvailable } from "../helpers.js";
+import { torchAvailable } from "../torch.js";
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-e2e-"));
 const persist = join(work, "state");

@@ -18,7 +18,7 @@ import { GROUPS, LORA_GROUPS, replay, replayLora, worstRatio, type LoraParityCas
 import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { forwardLogits } from "../engine/graph-gradcheck.js";
-import { torchAvailable } from "../helpers.js";
+import { torchAvailable } from "../torch.js";
 
 function load(group: string): ParityCase[] {
   const url = new URL(`./fixtures/${group}.json`, import.meta.url);

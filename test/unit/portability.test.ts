@@ -73,6 +73,13 @@ describe("the engine's layering (issue 19): the orchestrator is imported by the 
   });
 });
 
+describe("test helpers shared with the Worker tests", () => {
+  it("test/helpers.ts imports no node: module (test/worker/* load it inside workerd, which crashed at start-up on node:child_process)", () => {
+    const text = stripComments(readFileSync(fileURLToPath(new URL("../helpers.ts", import.meta.url)), "utf8"));
+    expect(text).not.toMatch(/from\s+["']node:/);
+  });
+});
+
 describe("@huggingface/tokenizers (imported by formats/text.ts) runs anywhere", () => {
   const pkg = fileURLToPath(new URL("../../node_modules/@huggingface/tokenizers/", import.meta.url));
   const manifest = JSON.parse(readFileSync(`${pkg}package.json`, "utf8")) as { version: string; dependencies?: object; exports: Record<string, unknown> };

@@ -9,7 +9,7 @@ import { seedRequest } from "../helpers.js";
 
 const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
 
-type Vars = Partial<Record<"MAX_ACTIVE_JOBS_PER_KEY" | "MAX_STORED_BYTES_PER_KEY" | "JOB_TTL_SECONDS" | "JOB_TTL_DAYS", string>>;
+type Vars = Partial<Record<"MAX_ACTIVE_JOBS_PER_KEY" | "MAX_STORED_BYTES_PER_KEY" | "JOB_TTL_SECONDS" | "JOB_TTL_DAYS" | "RATE_LIMIT_PER_MINUTE", string>>;
 
 /** The test env with its own key, `key`, and `vars`. */
 const envWith = (key: string, vars: Vars = {}) => ({ ...env, EDGETUNE_API_KEYS: key, ...vars }) as Env;
@@ -117,7 +117,8 @@ describe("quotas in workerd", () => {
 describe("expiry in workerd (JOB_TTL_SECONDS for tests; JOB_TTL_DAYS deployed)", () => {
   it("an ended job's alarm deletes its record, logs, input, weights and listing; storage stays flat over many create/expire cycles", async () => {
     const key = "expiry-key";
-    const { call, create } = client(key, { JOB_TTL_SECONDS: "0.05" });
+    // the polls below are many requests for one key: not what this test is about
+    const { call, create } = client(key, { JOB_TTL_SECONDS: "0.05", RATE_LIMIT_PER_MINUTE: "0" });
     const index = await ownerIndex(key);
     const indexKeys = () => runInDurableObject(index, async (_i, state) => [...(await state.storage.list()).keys()].sort());
     const blobCount = async () => (await env.BLOBS.list()).objects.length;

@@ -163,29 +163,10 @@ export async function createWasmBackend(
 
     step(batch: BatchRef, seed: number): StepOutcome {
       if (privateStep) return privateStep(batch, seed);
-      const { rows, start } = batch;
+      const { rows } = batch;
       kernels.copy(lastFinite.ptr, model.state.ptr, snapshotN);
       // ---- batch: rows in order (a view into the dataset) or gathered by the shuffled order
-      let xPtr: number;
-      let yPtr: number;
-      let maskPtr = 0;
-      let typesPtr = 0;
-      if (batch.order) {
-        arena.i32(batchIndex).set(batch.order.subarray(start, start + rows));
-        kernels.gather_rows(batchX.ptr, data.x.ptr, batchIndex.ptr, rows, F);
-        kernels.gather_rows(batchY.ptr, data.y.ptr, batchIndex.ptr, rows, TG);
-        if (batchMask) kernels.gather_rows(batchMask.ptr, data.mask!.ptr, batchIndex.ptr, rows, F);
-        if (batchTypes) kernels.gather_rows(batchTypes.ptr, data.types!.ptr, batchIndex.ptr, rows, F);
-        xPtr = batchX.ptr;
-        yPtr = batchY.ptr;
-        maskPtr = batchMask?.ptr ?? 0;
-        typesPtr = batchTypes?.ptr ?? 0;
-      } else {
-        xPtr = data.x.ptr + start * F * 4;
-        yPtr = data.y.ptr + start * TG * 4;
-        maskPtr = data.mask ? data.mask.ptr + start * F * 4 : 0;
-        typesPtr = data.types ? data.types.ptr + start * F * 4 : 0;
-      }
+      const { x: xPtr, y: yPtr, mask: maskPtr, tokenTypes: typesPtr } = loadBatch(batch);
       // ---- forward, loss (fused with dL/dlogits)
       const logits = network.forward({ x: xPtr, mask: maskPtr, tokenTypes: typesPtr }, rows, true, seed);
       const batchLoss = loss.compute(model.logitsGrad.ptr, logits, yPtr, rows * output.positions);

@@ -247,16 +247,18 @@ export async function createWebGpuBackend(
       const gpuOp = (op: Op) => GPU_OPS[op.kind] as GpuOp<Op>;
       const forwardSpecs = (rows: number, training: boolean): DispatchSpec[] =>
         compiled.ops.flatMap((op) => gpuOp(op).forward(context, op, rows, training));
-      const backwardSpecs = (rows: number): DispatchSpec[] =>
-        compiled.backward.flatMap((step) => {
-          const op = compiled.ops[step.op]!;
-          const specs = gpuOp(op).backward(context, op, rows, step.dy.map((slot) => gradSlots[slot]!), step.dx.map((slot) => (slot < 0 ? null : gradSlots[slot]!)));
-          for (const a of step.accumulate) {
-            const n = rows * a.size;
-            specs.push({ kernel: "accumulate", buffers: [gradSlots[a.into]!, gradSlots[a.from]!], params: [n, 0, 0, 0], x: gridGroups(n) });
-          }
-          return specs;
-        });
+      /** The dispatches of backward step `k` over `rows`: the op's kernels, then its gradient sums. */
+      const backwardStepSpecs = (k: number, rows: number): DispatchSpec[] => {
+        const step = compiled.backward[k]!;
+        const op = compiled.ops[step.op]!;
+        const specs = gpuOp(op).backward(context, op, rows, step.dy.map((slot) => gradSlots[slot]!), step.dx.map((slot) => (slot < 0 ? null : gradSlots[slot]!)));
+        for (const a of step.accumulate) {
+          const n = rows * a.size;
+          specs.push({ kernel: "accumulate", buffers: [gradSlots[a.into]!, gradSlots[a.from]!], params: [n, 0, 0, 0], x: gridGroups(n) });
+        }
+        return specs;
+      };
+      const backwardSpecs = (rows: number): DispatchSpec[] => compiled.backward.flatMap((_, k) => backwardStepSpecs(k, rows));
 
       // ---- clip_grad_norm_
       const clip = clipSpec(t.clip_grad_norm);
@@ -477,16 +479,6 @@ export async function createWebGpuBackend(
           ...(batchMask ? [{ kernel: "gather" as const, buffers: [batchMask, dataMask!, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) }] : []),
           ...(batchTypes ? [{ kernel: "gather" as const, buffers: [batchTypes, dataTypes!, batchIdx], params: [rows * F, F, 0, 0], x: gridGroups(rows * F) }] : []),
         ];
-        const stepSpecs = (k: number, rows: number): DispatchSpec[] => {
-          const step = compiled.backward[k]!;
-          const op = compiled.ops[step.op]!;
-          const specs = gpuOp(op).backward(context, op, rows, step.dy.map((slot) => gradSlots[slot]!), step.dx.map((slot) => (slot < 0 ? null : gradSlots[slot]!)));
-          for (const a of step.accumulate) {
-            const n = rows * a.size;
-            specs.push({ kernel: "accumulate", buffers: [gradSlots[a.into]!, gradSlots[a.from]!], params: [n, 0, 0, 0], x: gridGroups(n) });
-          }
-          return specs;
-        };
         const encode = (enc: GPUCommandEncoder, p: Program) => {
           const pass = enc.beginComputePass();
           p.encode(pass);
@@ -519,7 +511,7 @@ export async function createWebGpuBackend(
           for (let k = 0; k < compiled.backward.length; k++) {
             const norm = normSteps.find((n) => n.k === k);
             if (norm) readsAt.set(k, new Map(norm.reads.map((r) => [r.key, copy(r.buffer, rows * r.perRow)])));
-            encode(enc, cached(`backward:${k}:${rows}`, () => stepSpecs(k, rows)));
+            encode(enc, cached(`backward:${k}:${rows}`, () => backwardStepSpecs(k, rows)));
           }
           enc.copyBufferToBuffer(status, 0, staging, 0, STATUS_BYTES);
           queue.submit([enc.finish()]);

@@ -12,6 +12,7 @@ import { checkExplain, compileForExplanation, explainFlops, explainRun, explainR
 import type { NamedTensor } from "../engine/backend.js";
 import { parseSafetensors, readTensorF32 } from "../formats/safetensors.js";
 import { decodeRunInput } from "../jobs/run-input.js";
+import { storedBytes } from "../jobs/store.js";
 import { ExplainSpec } from "../schema/explain.js";
 import { zodIssues } from "../schema/issues.js";
 import { readJsonBody } from "./body.js";
@@ -68,7 +69,7 @@ openapiReadingBody(explainRoutes, explainRoute, async (c) => {
   if (!input || !weights) {
     throw new EdgetuneError(409, "explain_unavailable", `Fine-tune ${id} has no stored ${input ? "weights" : "model and data"} to explain (jobs created before explanations existed keep none).`);
   }
-  const prepared = decodeRunInput(await bytesOf(input));
+  const prepared = decodeRunInput(await storedBytes(input));
   checkExplain(spec, prepared.model, prepared.output, prepared.train, "");
   // the explanation's cost against the in-Worker budget, before any of it runs
   const compiled = compileForExplanation(prepared);
@@ -99,7 +100,7 @@ openapiReadingBody(explainRoutes, explainRoute, async (c) => {
   }
   const instance = await acquireKernels(deps.runtime.module);
   try {
-    return c.json(await explainRun(instance, prepared, readParameters(await bytesOf(weights)), spec));
+    return c.json(await explainRun(instance, prepared, readParameters(await storedBytes(weights)), spec));
   } finally {
     releaseKernels(deps.runtime.module, instance);
   }
@@ -109,9 +110,4 @@ openapiReadingBody(explainRoutes, explainRoute, async (c) => {
 function readParameters(bytes: Uint8Array): NamedTensor[] {
   const file = parseSafetensors(bytes, { field: "weights" });
   return [...file.tensors].map(([name, info]) => ({ name, shape: [...info.shape], data: readTensorF32(file, name, "weights", { integers: info.dtype === "I64" }) }));
-}
-
-/** A stored object's bytes (R2 gives a stream). */
-async function bytesOf(stored: Uint8Array | ReadableStream | Blob | ArrayBuffer): Promise<Uint8Array> {
-  return stored instanceof Uint8Array ? stored : new Uint8Array(await new Response(stored as BodyInit).arrayBuffer());
 }

@@ -8,7 +8,7 @@ import { convertWeights } from "../engine/adapters/output.js";
 import { encodeBase64 } from "../formats/base64.js";
 import { newId, prepareRun, runPreparedRaw } from "../engine/train.js";
 import { eventsOfFinishedJob, isFinal, jobFromResult, type JobEvent } from "../jobs/job.js";
-import { chargedBytes, DEFAULT_QUOTAS, EVENTS_PAGE, inputKeyOf, type Admission, type JobRecord, type JobStore } from "../jobs/store.js";
+import { chargedBytes, DEFAULT_QUOTAS, EVENTS_PAGE, inputKeyOf, storedBytes, type Admission, type JobRecord, type JobStore } from "../jobs/store.js";
 import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
 import { webhookUrlProblem } from "../jobs/webhook.js";
@@ -417,7 +417,7 @@ fineTunes
     if (!stored) return problemResponse(problem(404, "not_found", `Fine-tune ${job.id} has no stored weights.`));
     // an adapter run's file is converted to ?format (default: its request's output.format)
     const format = c.req.query("format");
-    const weights = job.adapter_config || format !== undefined ? convertWeights(await bytesOf(stored), format) : stored;
+    const weights = job.adapter_config || format !== undefined ? convertWeights(await storedBytes(stored), format) : stored;
     return new Response(weights as BodyInit, {
       headers: {
         "content-type": "application/octet-stream",
@@ -499,7 +499,7 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
   c.header("Idempotent-Replayed", "true");
   if (job.mode === "async") return c.json(job, 202);
   const weights = await c.var.deps.store.getWeights(id);
-  const bytes = weights ? convertWeights(await bytesOf(weights)) : new Uint8Array(0);
+  const bytes = weights ? convertWeights(await storedBytes(weights)) : new Uint8Array(0);
   // the first answer had the whole history; the record keeps its last epochs, the store the rest
   const { epochs, history_truncated, ...metrics } = job.metrics!;
   if (history_truncated) metrics.history = (await c.var.deps.store.history(id, 0, epochs))?.entries ?? metrics.history;
@@ -517,11 +517,6 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
     ...(job.error ? { error: job.error } : {}),
   };
   return c.json(result, 200);
-}
-
-/** A stored object's bytes (R2 gives a stream). */
-async function bytesOf(stored: Uint8Array | ReadableStream | Blob | ArrayBuffer): Promise<Uint8Array> {
-  return stored instanceof Uint8Array ? stored : new Uint8Array(await new Response(stored as BodyInit).arrayBuffer());
 }
 
 /** The plan as the job reports it. */

@@ -323,3 +323,16 @@ export function listingKey(createdAt: string, id: string): string {
 export function weightsKeyOf(id: string, leaseId: string): string {
   return `weights/${id}/${leaseId}.safetensors`;
 }
+
+/**
+ * A stored object's bytes: what getWeights / getInput return (R2 gives a stream, the in-memory
+ * store the bytes themselves).
+ *
+ * @example
+ * ```ts
+ * const bytes = await storedBytes((await store.getWeights(id))!);
+ * ```
+ */
+export async function storedBytes(stored: Uint8Array | ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return stored instanceof Uint8Array ? stored : new Uint8Array(await new Response(stored).arrayBuffer());
+}

@@ -10,6 +10,7 @@ import type { WebGpuDevice } from "../engine/webgpu/device.js";
 import { availableParallelism, hostname } from "node:os";
 import { DEV_NODE_TOKEN } from "../api/auth.js";
 import { NodeClient } from "../jobs/node-client.js";
+import { sleep as sdkSleep } from "../sdk/core.js";
 import { runClaimedJob } from "../jobs/runner.js";
 import { loadNodeRuntime } from "./kernel-module.js";
 import { ThreadPool } from "./threads.js";
@@ -65,24 +66,11 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): GpuNodeOpt
 }
 
 /**
- * Waits `ms`, or less if `signal` aborts. The abort listener is removed when the time is up: an
- * idle node sleeps every poll interval, and a listener left behind each time piles up on the
- * node's one signal (MaxListenersExceededWarning after 11 polls; issue 21, finding 6).
+ * Waits `ms`, or less if `signal` aborts (the node is stopping: that ends the wait, not the
+ * node). The SDK's sleep, which removes its abort listener when the time is up: an idle node
+ * sleeps every poll interval on its one signal (issue 21, finding 6).
  */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (signal?.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
+export const sleep = (ms: number, signal?: AbortSignal): Promise<void> => sdkSleep(ms, signal).catch(() => undefined);
 
 /**
  * Runs the node until `signal` aborts.

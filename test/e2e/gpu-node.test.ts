@@ -9,43 +9,12 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { NodeClient } from "../../src/jobs/node-client.js";
 import { DEV_NODE_TOKEN } from "../../src/api/auth.js";
-import { classificationData, lcg } from "../helpers.js";
-import { eventually, freePort, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
+import { edgeApi, eventually, freePort, slowGpuJob, smallGpuJob, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-gpu-e2e-"));
 const persist = join(work, "state");
 // a large in-Worker budget: the edge job of the dispatch test trains for many seconds
 const VARS = { LEASE_SECONDS: "2", SSE_POLL_MS: "100", EDGE_MAX_CPU_MS: "3600000" };
-
-/** A job that trains for a few seconds: 64 -> 256 -> 10 classifier on 2,000 rows. */
-function slowJob(epochs: number) {
-  const rand = lcg(99);
-  const x = Array.from({ length: 2000 }, () => Array.from({ length: 64 }, () => Math.round(rand() * 256) / 256));
-  const y = x.map((r) => (r[0]! > 0 ? 1 : 0) + (r[1]! > 0 ? 2 : 0) + (r[2]! > 0 ? 4 : 0));
-  return {
-    mode: "async",
-    placement: "gpu-node",
-    model: {
-      layers: [
-        { type: "linear", name: "fc1", in_features: 64, out_features: 256 },
-        { type: "relu" },
-        { type: "linear", name: "fc2", in_features: 256, out_features: 10 },
-      ],
-    },
-    data: { train: { x, y } },
-    training: { epochs, batch_size: 32, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: 1e-3 } },
-  };
-}
-
-function smallJob() {
-  return {
-    mode: "async",
-    placement: "gpu-node",
-    model: { layers: [{ type: "linear", in_features: 4, out_features: 8 }, { type: "relu" }, { type: "linear", in_features: 8, out_features: 3 }] },
-    data: { train: classificationData(64) },
-    training: { epochs: 3, batch_size: 16, loss: { type: "cross_entropy" } },
-  };
-}
 
 describe("GPU-node offload with real processes", () => {
   let port = 0;
@@ -53,13 +22,7 @@ describe("GPU-node offload with real processes", () => {
   let edge: Proc | undefined;
   const nodes: Proc[] = [];
 
-  const submit = async (body: unknown) => {
-    const res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-    expect(res.status).toBe(202);
-    expect(res.headers.get("location")).toMatch(/^\/v1\/fine-tunes\/ft_/);
-    return ((await res.json()) as { id: string }).id;
-  };
-  const job = async (id: string) => (await (await fetch(`${base}/v1/fine-tunes/${id}`)).json()) as Record<string, any>;
+  const { submit, job } = edgeApi(() => base);
   const finished = (id: string, ms = 60_000) =>
     eventually(`${id} to finish`, ms, async () => {
       const j = await job(id);
@@ -97,7 +60,7 @@ describe("GPU-node offload with real processes", () => {
         }
       });
     expect(await health(0)).toMatchObject({ node: "node-1", kernels: { wasm: expect.stringMatching(/^wasm-/) } });
-    const id = await submit(slowJob(4));
+    const id = await submit(slowGpuJob(4));
     const res = await fetch(`${base}/v1/fine-tunes/${id}/events`);
     expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
     const text = await res.text(); // the stream ends after the final event
@@ -114,7 +77,7 @@ describe("GPU-node offload with real processes", () => {
 
   it("SIGKILL the node mid-job, start another: the job succeeds with one history entry per epoch", async () => {
     const first = node("node-doomed");
-    const id = await submit(slowJob(12));
+    const id = await submit(slowGpuJob(12));
     await eventually("two epochs on the first node", 60_000, async () => ((await job(id)).metrics?.history.length >= 2 ? true : undefined));
     const killedAt = Date.now();
     await stop(first, "SIGKILL");
@@ -129,7 +92,7 @@ describe("GPU-node offload with real processes", () => {
 
   it("a second completion from the same node is ignored", async () => {
     const client = new NodeClient({ baseUrl: base, token: DEV_NODE_TOKEN });
-    const id = await submit(smallJob());
+    const id = await submit(smallGpuJob());
     const claim = await eventually("a claim", 20_000, async () => (await client.claim("manual-node", 1000)) ?? undefined);
     expect(claim.job.id).toBe(id);
     const outcome = { failure: "first completion" };
@@ -141,7 +104,7 @@ describe("GPU-node offload with real processes", () => {
 
   it("cancelling a running job stops it at its next progress report (within an epoch, or REPORT_INTERVAL_MS when epochs are shorter)", async () => {
     node("node-2");
-    const id = await submit(slowJob(200));
+    const id = await submit(slowGpuJob(200));
     await eventually("the job to start", 60_000, async () => ((await job(id)).metrics?.history.length >= 1 ? true : undefined));
     const res = await fetch(`${base}/v1/fine-tunes/${id}/cancel`, { method: "POST" });
     expect(res.status).toBe(200);
@@ -153,10 +116,10 @@ describe("GPU-node offload with real processes", () => {
   });
 
   it("a GPU-node job submitted while a long edge job trains is claimed and finishes before it (issue 20, finding 2)", async () => {
-    const edgeId = await submit({ ...slowJob(5000), placement: "edge" });
+    const edgeId = await submit({ ...slowGpuJob(5000), placement: "edge" });
     await eventually("the edge job to train", 60_000, async () => ((await job(edgeId)).metrics?.epochs >= 1 ? true : undefined));
     node("node-beside-edge");
-    const gpuId = await submit(smallJob());
+    const gpuId = await submit(smallGpuJob());
     const gpuDone = await finished(gpuId, 60_000);
     expect(gpuDone).toMatchObject({ status: "succeeded", plan: { placement: "gpu-node" } });
     // the edge job was still training all along: the GPU job did not wait for it
@@ -168,7 +131,7 @@ describe("GPU-node offload with real processes", () => {
   });
 
   it("jobs queued while wrangler dev restarts still complete", async () => {
-    const ids = [await submit(smallJob()), await submit(smallJob())];
+    const ids = [await submit(smallGpuJob()), await submit(smallGpuJob())];
     await stop(edge);
     edge = await startWranglerDev(port, persist, VARS);
     node("node-after-restart");

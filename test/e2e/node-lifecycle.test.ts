@@ -8,35 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { classificationData, lcg } from "../helpers.js";
-import { eventually, freePort, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
+import { edgeApi, eventually, freePort, slowGpuJob, smallGpuJob, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-node-lifecycle-"));
 const VARS = { LEASE_SECONDS: "2", SSE_POLL_MS: "100" };
-
-function smallJob() {
-  return {
-    mode: "async",
-    placement: "gpu-node",
-    model: { layers: [{ type: "linear", in_features: 4, out_features: 8 }, { type: "relu" }, { type: "linear", in_features: 8, out_features: 3 }] },
-    data: { train: classificationData(64) },
-    training: { epochs: 3, batch_size: 16, loss: { type: "cross_entropy" } },
-  };
-}
-
-/** A job that trains for a few seconds (as in gpu-node.test.ts). */
-function slowJob(epochs: number) {
-  const rand = lcg(7);
-  const x = Array.from({ length: 2000 }, () => Array.from({ length: 64 }, () => Math.round(rand() * 256) / 256));
-  const y = x.map((r) => (r[0]! > 0 ? 1 : 0) + (r[1]! > 0 ? 2 : 0) + (r[2]! > 0 ? 4 : 0));
-  return {
-    mode: "async",
-    placement: "gpu-node",
-    model: { layers: [{ type: "linear", in_features: 64, out_features: 256 }, { type: "relu" }, { type: "linear", in_features: 256, out_features: 10 }] },
-    data: { train: { x, y } },
-    training: { epochs, batch_size: 32, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: 1e-3 } },
-  };
-}
 
 /** Resolves with the exit code once the process has exited by itself (null if a signal killed it). */
 const exited = (proc: Proc) =>
@@ -50,12 +25,7 @@ describe("GPU node lifecycle with real processes", () => {
   let edge: Proc | undefined;
   const nodes: Proc[] = [];
 
-  const submit = async (body: unknown) => {
-    const res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-    expect(res.status).toBe(202);
-    return ((await res.json()) as { id: string }).id;
-  };
-  const job = async (id: string) => (await (await fetch(`${base}/v1/fine-tunes/${id}`)).json()) as Record<string, any>;
+  const { submit, job } = edgeApi(() => base);
   const events = async (id: string) => {
     const ac = new AbortController();
     const res = await fetch(`${base}/v1/fine-tunes/${id}/events`, { signal: ac.signal });
@@ -93,7 +63,7 @@ describe("GPU node lifecycle with real processes", () => {
   });
 
   it("a GPU job queued with no node polling says waiting_for_node (event and hint); a node then runs it and the hint goes", async () => {
-    const id = await submit(smallJob());
+    const id = await submit(smallGpuJob());
     const waiting = await eventually("the waiting_for_node event", 20_000, async () => {
       const e = (await events(id)).find((e) => e.event === "status" && e.data.waiting_for_node === true);
       return e ?? undefined;
@@ -120,7 +90,7 @@ describe("GPU node lifecycle with real processes", () => {
     const proc = node("node-term-idle", { EDGETUNE_CLAIM_WAIT_MS: "25000", EDGETUNE_LOG_LEVEL: "debug" });
     await eventually("the node's first long poll", 30_000, async () => (/debug: claiming/.test(proc.output()) ? true : undefined));
     proc.child.kill("SIGTERM");
-    const id = await submit(smallJob());
+    const id = await submit(smallGpuJob());
     expect(await exited(proc), proc.output()).toBe(0);
     expect(proc.output()).toMatch(/stopped/);
     // not claimed, not even to be handed back: the long poll had ended before the job came
@@ -134,9 +104,9 @@ describe("GPU node lifecycle with real processes", () => {
 
   it("SIGTERM mid-job: the node finishes the job in hand, claims no other, and exits", async () => {
     const proc = node("node-term-busy");
-    const first = await submit(slowJob(6));
+    const first = await submit(slowGpuJob(6, 7));
     await eventually("the first epoch on the node", 60_000, async () => ((await job(first)).metrics?.history.length >= 1 ? true : undefined));
-    const second = await submit(smallJob());
+    const second = await submit(smallGpuJob());
     const claimsBefore = proc.output().match(/claimed ft_/g)?.length ?? 0;
     proc.child.kill("SIGTERM");
     expect(await exited(proc), proc.output()).toBe(0);
@@ -150,7 +120,7 @@ describe("GPU node lifecycle with real processes", () => {
   });
 
   it("SSE clients that go away leave no error in the Worker's log", async () => {
-    const id = await submit(smallJob()); // no node: it stays queued, so its stream stays open
+    const id = await submit(smallGpuJob()); // no node: it stays queued, so its stream stays open
     const before = edge!.output().length;
     for (let i = 0; i < 3; i++) expect((await events(id)).length).toBeGreaterThan(0);
     // more streams, cut at different moments while the Worker polls storage for new events

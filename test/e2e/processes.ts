@@ -3,6 +3,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { expect } from "vitest";
+import { classificationData, lcg } from "../helpers.js";
 
 export const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -157,4 +159,52 @@ export async function openRecordedPage(browser: import("playwright-core").Browse
   const response = await page.goto(url);
   if (response?.status() !== 200) throw new Error(`${url} answered ${response?.status()}`);
   return { page, requested, errors, consoleErrors, failed, response, close: () => context.close() };
+}
+
+// ---------------------------------------------------------------- GPU-node jobs and the API, for the node tests
+
+/** A small async GPU-node job: 64 rows, 3 classes, 3 epochs. */
+export function smallGpuJob() {
+  return {
+    mode: "async",
+    placement: "gpu-node",
+    model: { layers: [{ type: "linear", in_features: 4, out_features: 8 }, { type: "relu" }, { type: "linear", in_features: 8, out_features: 3 }] },
+    data: { train: classificationData(64) },
+    training: { epochs: 3, batch_size: 16, loss: { type: "cross_entropy" } },
+  };
+}
+
+/** An async GPU-node job that trains for a few seconds: 64-256-10 on 2,000 seeded rows. */
+export function slowGpuJob(epochs: number, seed = 99) {
+  const rand = lcg(seed);
+  const x = Array.from({ length: 2000 }, () => Array.from({ length: 64 }, () => Math.round(rand() * 256) / 256));
+  const y = x.map((r) => (r[0]! > 0 ? 1 : 0) + (r[1]! > 0 ? 2 : 0) + (r[2]! > 0 ? 4 : 0));
+  return {
+    mode: "async",
+    placement: "gpu-node",
+    model: {
+      layers: [
+        { type: "linear", name: "fc1", in_features: 64, out_features: 256 },
+        { type: "relu" },
+        { type: "linear", name: "fc2", in_features: 256, out_features: 10 },
+      ],
+    },
+    data: { train: { x, y } },
+    training: { epochs, batch_size: 32, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: 1e-3 } },
+  };
+}
+
+/** The edge's API at `base()` (read on each call: the port is known in beforeAll): an async create (202) and a job GET. */
+export function edgeApi(base: () => string) {
+  return {
+    async submit(body: unknown): Promise<string> {
+      const res = await fetch(`${base()}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      expect(res.status).toBe(202);
+      expect(res.headers.get("location")).toMatch(/^\/v1\/fine-tunes\/ft_/);
+      return ((await res.json()) as { id: string }).id;
+    },
+    async job(id: string): Promise<Record<string, any>> {
+      return (await (await fetch(`${base()}/v1/fine-tunes/${id}`)).json()) as Record<string, any>;
+    },
+  };
 }

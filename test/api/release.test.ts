@@ -8,16 +8,10 @@ import * as m from "../../src/jobs/state.js";
 import { NodeClient } from "../../src/jobs/node-client.js";
 import { runClaimedJob } from "../../src/jobs/runner.js";
 import type { Job } from "../../src/schema/job.js";
+import { job, policy } from "../jobs/fixtures.js";
 import { seedRequest } from "../helpers.js";
 import { NODE_TOKEN, testApp } from "./app.js";
 
-const policy: m.LeasePolicy = { leaseMs: 1000, maxAttempts: 2 };
-const job: Job = {
-  id: "ft_0123456789abcdef0123456789abcdef", object: "fine_tune", status: "queued", mode: "async",
-  created_at: "2026-11-29T00:00:00.000Z", started_at: null, finished_at: null,
-  plan: { params: 1, trainable_params: 1, flops: 1, memory_bytes: 1, steps: 1, placement: "gpu-node" },
-  metrics: null, engine: null, error: null, weights_url: null,
-};
 const running = () => m.claim(m.createQueued(job, "o", "gpu-node", "inputs/x", 0, policy).state, "n1", 10, policy, "L1").state;
 
 describe("release (state machine)", () => {

@@ -1,15 +1,8 @@
 /** The job state machine, transition by transition (no runtime). */
 import { describe, expect, it } from "vitest";
 import * as m from "../../src/jobs/state.js";
-import type { Job } from "../../src/schema/job.js";
+import { job, policy } from "./fixtures.js";
 
-const policy: m.LeasePolicy = { leaseMs: 1000, maxAttempts: 2 };
-const job: Job = {
-  id: "ft_0123456789abcdef0123456789abcdef", object: "fine_tune", status: "queued", mode: "async",
-  created_at: "2026-11-29T00:00:00.000Z", started_at: null, finished_at: null,
-  plan: { params: 1, trainable_params: 1, flops: 1, memory_bytes: 1, steps: 1, placement: "gpu-node" },
-  metrics: null, engine: null, error: null, weights_url: null,
-};
 const queued = () => m.createQueued(job, "owner", "gpu-node", "inputs/x", 0, policy).state;
 const outcome = { status: "succeeded" as const, metrics: { history: [], best_epoch: null, steps: 1, samples_per_second: 1, duration_ms: 1 }, plan: job.plan, engine: { kernel: "wasm-simd" as const, threads: 1, runtime: "node" as const } };
 

@@ -26,7 +26,7 @@ import { optimizerSteps } from "../optimizers.js";
 import type { ParamGroup } from "../schedules.js";
 import { clipSpec } from "../step.js";
 import { BufferSet, MAP_READ, Program, USAGE, checked, gridGroups, type DispatchSpec } from "./context.js";
-import { GPU_OPS, unsupportedOnGpu, type GpuOp, type GpuOpContext } from "./ops.js";
+import { backwardStepSpecs, GPU_OPS, unsupportedOnGpu, type GpuOp, type GpuOpContext } from "./ops.js";
 import { FAULT, LOSS, NORM, STATUS, STATUS_BYTES, STEP_BYTES } from "./wgsl.js";
 import { addGaussianNoise, clipFactor, opParameters, uniformSource, type PrivacySettings } from "../privacy/index.js";
 import { addSampleNormsSquared } from "../privacy/ghost.js";
@@ -248,17 +248,11 @@ export async function createWebGpuBackend(
       const forwardSpecs = (rows: number, training: boolean): DispatchSpec[] =>
         compiled.ops.flatMap((op) => gpuOp(op).forward(context, op, rows, training));
       /** The dispatches of backward step `k` over `rows`: the op's kernels, then its gradient sums. */
-      const backwardStepSpecs = (k: number, rows: number): DispatchSpec[] => {
+      const backwardStep = (k: number, rows: number): DispatchSpec[] => {
         const step = compiled.backward[k]!;
-        const op = compiled.ops[step.op]!;
-        const specs = gpuOp(op).backward(context, op, rows, step.dy.map((slot) => gradSlots[slot]!), step.dx.map((slot) => (slot < 0 ? null : gradSlots[slot]!)));
-        for (const a of step.accumulate) {
-          const n = rows * a.size;
-          specs.push({ kernel: "accumulate", buffers: [gradSlots[a.into]!, gradSlots[a.from]!], params: [n, 0, 0, 0], x: gridGroups(n) });
-        }
-        return specs;
+        return backwardStepSpecs(context, compiled.ops[step.op]!, step, rows, gradSlots);
       };
-      const backwardSpecs = (rows: number): DispatchSpec[] => compiled.backward.flatMap((_, k) => backwardStepSpecs(k, rows));
+      const backwardSpecs = (rows: number): DispatchSpec[] => compiled.backward.flatMap((_, k) => backwardStep(k, rows));
 
       // ---- clip_grad_norm_
       const clip = clipSpec(t.clip_grad_norm);
@@ -511,7 +505,7 @@ export async function createWebGpuBackend(
           for (let k = 0; k < compiled.backward.length; k++) {
             const norm = normSteps.find((n) => n.k === k);
             if (norm) readsAt.set(k, new Map(norm.reads.map((r) => [r.key, copy(r.buffer, rows * r.perRow)])));
-            encode(enc, cached(`backward:${k}:${rows}`, () => backwardStepSpecs(k, rows)));
+            encode(enc, cached(`backward:${k}:${rows}`, () => backwardStep(k, rows)));
           }
           enc.copyBufferToBuffer(status, 0, staging, 0, STATUS_BYTES);
           queue.submit([enc.finish()]);

@@ -14,8 +14,8 @@
 import type { ExplainModel, RowContext } from "../explain/index.js";
 import type { CompiledModel } from "../graph/types.js";
 import type { Op } from "../ops/types.js";
-import { BufferSet, MAP_READ, Program, USAGE, checked, gridGroups, type DispatchSpec } from "./context.js";
-import { GPU_OPS, unsupportedOnGpu, type GpuOp, type GpuOpContext } from "./ops.js";
+import { BufferSet, MAP_READ, Program, USAGE, checked, type DispatchSpec } from "./context.js";
+import { backwardStepSpecs, GPU_OPS, unsupportedOnGpu, type GpuOp, type GpuOpContext } from "./ops.js";
 
 /** A WebGPU explanation network with the buffers it holds. */
 export interface WebGpuExplainModel extends ExplainModel {
@@ -84,15 +84,7 @@ export async function createWebGpuExplainModel(
         program(`forward ${rows} ${from} ${to}`, () => compiled.ops.slice(from, to).flatMap((op) => gpuOp(op).forward(context, op, rows, false)));
       const backward = (rows: number) =>
         program(`backward ${rows}`, () =>
-          compiled.backward.flatMap((s) => {
-            const op = compiled.ops[s.op]!;
-            const out = gpuOp(op).backward(context, op, rows, s.dy.map((slot) => gradSlots[slot]!), s.dx.map((slot) => (slot < 0 ? null : gradSlots[slot]!)));
-            for (const a of s.accumulate) {
-              const n = rows * a.size;
-              out.push({ kernel: "accumulate", buffers: [gradSlots[a.into]!, gradSlots[a.from]!], params: [n, 0, 0, 0], x: gridGroups(n) });
-            }
-            return out;
-          }),
+          compiled.backward.flatMap((s) => backwardStepSpecs(context, compiled.ops[s.op]!, s, rows, gradSlots)),
         );
       const write = (buffer: GPUBuffer, data: Float32Array) => device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
       const loadRows = (ids: Float32Array, context: RowContext, start: number, rows: number) => {

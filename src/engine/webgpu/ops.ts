@@ -10,7 +10,8 @@
  */
 import { attentionGeometry, type AttentionOperand } from "../ops/attention.js";
 import { ropeTable } from "../ops/rope.js";
-import type { AttentionOp, OpKind, OpOf } from "../ops/types.js";
+import type { AttentionOp, Op, OpKind, OpOf } from "../ops/types.js";
+import type { BackwardStep } from "../graph/types.js";
 import { gridGroups, type DispatchSpec } from "./context.js";
 
 /** Where an op's buffers are, for building its dispatches. */
@@ -598,4 +599,24 @@ export const GPU_OPS: { readonly [K in OpKind]: GpuOp<OpOf<K>> | null } = {
 /** The op kinds of a model that have no WebGPU implementation yet. */
 export function unsupportedOnGpu(kinds: Iterable<OpKind>): OpKind[] {
   return [...new Set(kinds)].filter((k) => GPU_OPS[k] === null);
+}
+
+/**
+ * The dispatches of one backward step of a compiled model over `rows`: its op's WGSL backward,
+ * then the sums of the gradient slots it accumulates into (CompiledModel.backward). Shared by
+ * the training backend and the explanation model.
+ *
+ * @example
+ * ```ts
+ * const specs = compiled.backward.flatMap((step) => backwardStepSpecs(context, compiled.ops[step.op]!, step, rows, gradSlots));
+ * ```
+ */
+export function backwardStepSpecs(context: GpuOpContext, op: Op, step: BackwardStep, rows: number, gradSlots: readonly GPUBuffer[]): DispatchSpec[] {
+  const gpu = GPU_OPS[op.kind] as GpuOp<Op>;
+  const specs = gpu.backward(context, op, rows, step.dy.map((slot) => gradSlots[slot]!), step.dx.map((slot) => (slot < 0 ? null : gradSlots[slot]!)));
+  for (const a of step.accumulate) {
+    const n = rows * a.size;
+    specs.push({ kernel: "accumulate", buffers: [gradSlots[a.into]!, gradSlots[a.from]!], params: [n, 0, 0, 0], x: gridGroups(n) });
+  }
+  return specs;
 }

@@ -299,7 +299,9 @@ export async function reservationHolds(existing: IdempotencyRecord | undefined, 
 }
 
 /**
- * A listing key that sorts newest first: the creation time inverted, then the id.
+ * A listing key that sorts newest first: the creation time inverted, then the id's hex digits
+ * inverted (ids sort in creation order, see newId), so jobs made in the same millisecond list
+ * newest first too.
  *
  * @example
  * ```ts
@@ -308,7 +310,9 @@ export async function reservationHolds(existing: IdempotencyRecord | undefined, 
  */
 export function listingKey(createdAt: string, id: string): string {
   const inverted = 9_999_999_999_999 - Date.parse(createdAt);
-  return `${String(inverted).padStart(13, "0")}:${id}`;
+  const digits = id.slice(id.indexOf("_") + 1); // "ft_" stays out of the inversion
+  const invertedId = digits.replace(/[0-9a-f]/g, (d) => (15 - parseInt(d, 16)).toString(16));
+  return `${String(inverted).padStart(13, "0")}:${invertedId}`;
 }
 
 /**

@@ -165,10 +165,12 @@ openapiReadingBody(explainRoutes, explainRoute, async (c) => {
   }
 });
 
-/** The caller's explanation task of fine-tune `id`, or a 404. */
+/** The caller's explanation task of fine-tune `id`, or a 404 (also once the fine-tune is deleted: the task's input went with it). */
 async function ownTask(c: Context<AppEnv>, id: string, eid: string): Promise<Job> {
-  const record = JOB_ID.test(id) && EXPLANATION_ID.test(eid) ? await c.var.deps.store.get(explanationTaskId(id, eid)) : null;
-  if (!record || record.owner !== c.var.owner) {
+  const { store } = c.var.deps;
+  const valid = JOB_ID.test(id) && EXPLANATION_ID.test(eid);
+  const [fineTune, record] = valid ? await Promise.all([store.get(id), store.get(explanationTaskId(id, eid))]) : [null, null];
+  if (!fineTune || !record || record.owner !== c.var.owner) {
     throw new EdgetuneError(404, "not_found", `No explanation ${eid} of fine-tune ${id}.`, [{ path: "eid", message: "not found" }]);
   }
   return record.job;

@@ -200,6 +200,10 @@ describe("explanations on a GPU node (202)", () => {
     await expectProblem(await app.request(`/v1/fine-tunes/ft_${"1".repeat(32)}/explanations/${eid}`), 404, "not_found", "eid");
     await expectProblem(await app.request(`/v1/fine-tunes/${id}:${eid}`), 404, "not_found");
     await expectProblem(await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", placement: "moon" })), 400, "invalid_request", "placement");
+    // the fine-tune deleted: its explanations answer 404 (their input went with it)
+    expect((await app.request(`/v1/fine-tunes/${id}/explanations/${eid}`)).status).toBe(200);
+    expect((await app.request(`/v1/fine-tunes/${id}`, { method: "DELETE" })).status).toBe(204);
+    await expectProblem(await app.request(`/v1/fine-tunes/${id}/explanations/${eid}`), 404, "not_found", "eid");
   });
 
   it("a node's upload is checked against the task: wrong rows, widths, non-finite values, method and target are 422s", async () => {

@@ -14,7 +14,7 @@ import type { Network, Parallelism } from "./parallel.js";
 import type { PreparedRun } from "./prepare.js";
 import { clipCoefficient, clipSpec } from "./step.js";
 import { addGaussianNoise, clipFactor, uniformSource, type PrivacySettings } from "./privacy/index.js";
-import { addSampleNormsSquared } from "./privacy/ghost.js";
+import { SampleNorms, tiedParameters } from "./privacy/ghost.js";
 import { mixSeed } from "./rng.js";
 
 /** A table in the arena: x [N, F], y [N, T], the mask [N, F] of token rows. */
@@ -100,6 +100,8 @@ export async function createWasmBackend(
     const norms = new Float64Array(plan.maxRows);
     const factors = new Float64Array(plan.maxRows);
     const view = { f32: (ptr: number, length: number) => new Float32Array(memory.buffer, ptr, length) };
+    // a tied parameter's per-sample gradient sums its uses before the norm (ghost.ts)
+    const sampleNorms = new SampleNorms(tiedParameters(compiled));
     return (batch: BatchRef, seed: number): StepOutcome => {
       kernels.copy(lastFinite.ptr, model.state.ptr, snapshotN);
       kernels.fill(clipped.ptr, 0, trainableN);
@@ -115,7 +117,8 @@ export async function createWasmBackend(
         lossSum += chunkLoss * rows;
         norms.fill(0, 0, rows);
         model.zeroGrad();
-        model.backward(rows, (op, c, dy) => addSampleNormsSquared(op, c, view, rows, dy, norms));
+        model.backward(rows, (op, c, dy) => sampleNorms.add(op, c, view, rows, dy, norms));
+        sampleNorms.finish(rows, norms);
         for (let i = 0; i < rows; i++) factors[i] = clipFactor(settings.maxGradNorm, rows * Math.sqrt(norms[i]!)) * rows;
         // ---- Σ_i c_i g_i: the same forward (same seed: same dropout masks), the loss gradient scaled per row
         const again = model.forward(at, rows, true, seed);

@@ -617,10 +617,11 @@ export class CloudflareJobStore implements JobStore {
     return object ? (object.body as ReadableStream<Uint8Array>) : null;
   }
 
-  async submit(state: machine.JobState, input: Uint8Array): Promise<void> {
+  async submit(state: machine.JobState, input: Uint8Array, options: { listed?: boolean } = {}): Promise<void> {
     // input first: a job that exists always has its input
     await this.env.BLOBS.put(state.inputKey, input);
     await this.job(state.job.id).create(state, { enqueue: true, alarmAt: Date.now() + leasePolicy(this.env).leaseMs }, jobTtlMs(this.env));
+    if (options.listed === false) return;
     await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
   }
 

@@ -18,6 +18,7 @@ import { apiKeyAuth, nodeTokenAuth } from "./auth.js";
 import type { AppDeps, AppEnv } from "./deps.js";
 import { docsPage } from "./docs.js";
 import { explainRoutes } from "./explain.js";
+import { nodeExplanations } from "./node-explanations.js";
 import { fineTunes } from "./fine-tunes.js";
 import { nodes } from "./nodes.js";
 import { jsonResponse, newRoutes, openApiDocument, TAGS } from "./openapi.js";
@@ -79,7 +80,8 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     .use("/v1/nodes/*", nodeTokenAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.nodeTokens))
     .route("/v1/fine-tunes", fineTunes)
     .route("/v1/fine-tunes", explainRoutes)
-    .route("/v1/nodes", nodes);
+    .route("/v1/nodes", nodes)
+    .route("/v1/nodes", nodeExplanations);
   return app;
 }
 

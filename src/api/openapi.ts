@@ -28,7 +28,8 @@ import { RequestValidationError } from "../errors.js";
 import { zodIssues } from "../schema/issues.js";
 import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
-import { ExplainSpec, Explanations } from "../schema/explain.js";
+import { ExplainRequest, ExplainSpec, Explanations } from "../schema/explain.js";
+import { Explanation, ExplanationUpload } from "../schema/explanation.js";
 import { Job, JobList, MetricsPage, Problem } from "../schema/job.js";
 import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest, StopRequest } from "../schema/node.js";
 import { limitedBytes } from "./body.js";
@@ -59,6 +60,9 @@ export const Schemas = {
   StopRequest: StopRequest.meta({ id: "StopRequest" }),
   ExplainSpec: ExplainSpec.meta({ id: "ExplainSpec" }),
   Explanations: Explanations.meta({ id: "Explanations" }),
+  ExplainRequest: ExplainRequest.meta({ id: "ExplainRequest" }),
+  Explanation: Explanation.meta({ id: "Explanation" }),
+  ExplanationUpload: ExplanationUpload.meta({ id: "ExplanationUpload" }),
   MetricsPage: MetricsPage.meta({ id: "MetricsPage" }),
 };
 

@@ -21,7 +21,7 @@ import {
   decodeWeights,
   isJob,
   type FineTuneCreateParams,
-  type ExplainSpecInput,
+  type ExplainRequestInput,
   type FineTuneEvent,
   type Job,
   type JobSummary,
@@ -130,6 +130,8 @@ Usage:
   integrated_gradients:  --steps N (default 50)  --baseline zeros|mean (default zeros)
                          --integration gausslegendre|riemann_trapezoid
   kernel_shap:           --samples N (default 2048)  --seed N
+  --placement P          auto (default: in the Worker when it fits its budget, else on a GPU node),
+                         edge (only in the Worker), or gpu-node; a GPU node's result is waited for
 
 Prints the features by mean |attribution|; --json prints the whole result.explanations object.
 `;
@@ -193,7 +195,7 @@ const FINE_TUNE_OPTIONS = [
   "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "base-dtype", "mode", "placement", "out", "detach",
   "max-grad-norm", "target-epsilon", "noise-multiplier", "delta",
 ];
-const EXPLAIN_OPTIONS = ["method", "spec", "rows", "target", "steps", "samples", "baseline", "integration", "seed"];
+const EXPLAIN_OPTIONS = ["method", "spec", "rows", "target", "steps", "samples", "baseline", "integration", "seed", "placement"];
 const JOB_OPTIONS: Record<string, string[]> = { list: ["limit", "all", "cursor", "status"], get: [], cancel: [], delete: [], events: ["last-event-id"], weights: ["out"] };
 
 /** Where the CLI reads its environment and writes its output (injectable for tests). */
@@ -657,7 +659,7 @@ async function getJob(client: Edgetune, id: string, io: CliIO, json: boolean): P
 }
 
 /** The explain object from --spec and the options over it. */
-async function explainSpec(values: Values): Promise<ExplainSpecInput> {
+async function explainSpec(values: Values): Promise<ExplainRequestInput> {
   const spec: Record<string, unknown> = values.spec ? await readJson(values.spec, "explain spec") : {};
   spec.method = oneOf(values, "method", ["integrated_gradients", "kernel_shap"] as const) ?? spec.method ?? "integrated_gradients";
   if (values.rows) {
@@ -687,11 +689,15 @@ async function explainSpec(values: Values): Promise<ExplainSpecInput> {
   if (samples !== undefined) spec.samples = samples;
   const seed = number(values, "seed", "int", (n) => n >= 0);
   if (seed !== undefined) spec.seed = seed;
-  return spec as ExplainSpecInput;
+  const placement = oneOf(values, "placement", ["auto", "edge", "gpu-node"] as const);
+  if (placement !== undefined) spec.placement = placement;
+  return spec as ExplainRequestInput;
 }
 
 async function explainJob(client: Edgetune, id: string, values: Values, io: CliIO, json: boolean): Promise<number> {
-  const e = await client.fineTunes.explain(id, await explainSpec(values));
+  const e = await client.fineTunes.explain(id, await explainSpec(values), {
+    onQueued: (task) => void io.stderr.write(`${task.id}: queued for a GPU node (over the in-Worker budget, or --placement gpu-node); waiting for its result\n`),
+  });
   if (json) {
     io.stdout.write(JSON.stringify(e, null, 2) + "\n");
     return EXIT.ok;

@@ -19,6 +19,12 @@ export interface Network {
   /** Gradients of the last forward from dL/dlogits in model.logitsGrad, summed into model.grads. */
   backward(rows: number): void;
   zeroGrad(): void;
+  /**
+   * DP-SGD's first backward pass (privacy/ghost.ts): from dL/dlogits in model.logitsGrad, adds
+   * each row's squared per-sample gradient norm to `norms[0..rows)`, every thread its own rows.
+   * The parameter gradients it leaves are not used. Absent: the caller runs it on one thread.
+   */
+  backwardSampleNorms?(rows: number, norms: Float64Array): void;
 }
 
 /**

@@ -172,7 +172,7 @@ async function runWithBackend(
   }
   const useReference = options.kernel === "js-reference";
   const parallel =
-    !useReference && !prepared.privacy && options.parallel && options.parallel.threads > 1 && !prepared.model.couplesRows &&
+    !useReference && options.parallel && options.parallel.threads > 1 && !prepared.model.couplesRows &&
     options.parallel.worthIt(prepared.plan.flops / Math.max(1, prepared.plan.steps))
       ? options.parallel
       : null;

@@ -14,7 +14,7 @@ import type { Network, Parallelism } from "./parallel.js";
 import type { PreparedRun } from "./prepare.js";
 import { clipCoefficient, clipSpec } from "./step.js";
 import { addGaussianNoise, clipFactor, uniformSource, type PrivacySettings } from "./privacy/index.js";
-import { addSampleNormsSquared } from "./privacy/ghost.js";
+import { SampleNorms, tiedParameters } from "./privacy/ghost.js";
 import { mixSeed } from "./rng.js";
 
 /** A table in the arena: x [N, F], y [N, T], the mask [N, F] of token rows. */
@@ -100,6 +100,10 @@ export async function createWasmBackend(
     const norms = new Float64Array(plan.maxRows);
     const factors = new Float64Array(plan.maxRows);
     const view = { f32: (ptr: number, length: number) => new Float32Array(memory.buffer, ptr, length) };
+    // a tied parameter's per-sample gradient sums its uses before the norm (ghost.ts)
+    const sampleNorms = new SampleNorms(tiedParameters(compiled));
+    // threads (Node) compute their shards' norms themselves; without them, this thread does
+    const privateNetwork: Network = distributed ?? model;
     return (batch: BatchRef, seed: number): StepOutcome => {
       kernels.copy(lastFinite.ptr, model.state.ptr, snapshotN);
       kernels.fill(clipped.ptr, 0, trainableN);
@@ -109,20 +113,25 @@ export async function createWasmBackend(
         const at = loadBatch({ order: batch.order, start: batch.start + from, rows });
         const n = rows * output.positions;
         // ---- per-sample gradient norms: g_i = rows · (row i's part of ∇ mean loss), as Opacus's "mean" reduction
-        const logits = model.forward(at, rows, true, seed);
+        // (on threads, each its shard's rows: the norms and the clip factors are per row)
+        const logits = privateNetwork.forward(at, rows, true, seed);
         const chunkLoss = loss.compute(model.logitsGrad.ptr, logits, at.y, n);
         if (!Number.isFinite(chunkLoss)) return fault("diverged", `the loss became ${chunkLoss}`);
         lossSum += chunkLoss * rows;
         norms.fill(0, 0, rows);
-        model.zeroGrad();
-        model.backward(rows, (op, c, dy) => addSampleNormsSquared(op, c, view, rows, dy, norms));
+        if (privateNetwork.backwardSampleNorms) privateNetwork.backwardSampleNorms(rows, norms);
+        else {
+          model.zeroGrad();
+          model.backward(rows, (op, c, dy) => sampleNorms.add(op, c, view, rows, dy, norms));
+          sampleNorms.finish(rows, norms);
+        }
         for (let i = 0; i < rows; i++) factors[i] = clipFactor(settings.maxGradNorm, rows * Math.sqrt(norms[i]!)) * rows;
         // ---- Σ_i c_i g_i: the same forward (same seed: same dropout masks), the loss gradient scaled per row
-        const again = model.forward(at, rows, true, seed);
+        const again = privateNetwork.forward(at, rows, true, seed);
         loss.compute(model.logitsGrad.ptr, again, at.y, n);
         for (let i = 0; i < rows; i++) kernels.scale(model.logitsGrad.ptr + i * outSize * 4, Math.fround(factors[i]!), outSize);
-        model.zeroGrad();
-        model.backward(rows);
+        privateNetwork.zeroGrad();
+        privateNetwork.backward(rows);
         kernels.axpy(clipped.ptr, model.grads.ptr, 1, trainableN);
       }
       // ---- noise N(0, (σC)²) per coordinate, then the average over the expected batch size

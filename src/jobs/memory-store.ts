@@ -103,7 +103,7 @@ export class MemoryJobStore implements JobStore {
   }
 
   async list(owner: string, options: ListOptions): Promise<JobPage> {
-    const all = [...this.records.keys(), ...this.states.keys()];
+    const all = [...this.records.keys(), ...this.states.keys()].filter((id) => !this.unlisted.has(id));
     const keyed = (await Promise.all(all.map((id) => this.get(id))))
       .filter((r): r is JobRecord => r !== null && r.owner === owner && (options.status === undefined || options.status.includes(r.job.status)))
       .map((r) => ({ key: listingKey(r.job.created_at, r.job.id), r }))
@@ -137,7 +137,11 @@ export class MemoryJobStore implements JobStore {
 
   // ---------------------------------------------------------------- async jobs
 
-  async submit(state: machine.JobState, input: Uint8Array): Promise<void> {
+  /** Jobs submitted with `listed: false` (explanation tasks): never in a listing. */
+  private readonly unlisted = new Set<string>();
+
+  async submit(state: machine.JobState, input: Uint8Array, options: { listed?: boolean } = {}): Promise<void> {
+    if (options.listed === false) this.unlisted.add(state.job.id);
     this.blobs.set(state.inputKey, input.slice());
     this.save(state);
     this.alarms.set(state.job.id, Date.now() + this.policy.leaseMs);
@@ -293,6 +297,7 @@ export class MemoryJobStore implements JobStore {
     const owner = this.states.get(id)?.owner ?? this.records.get(id)?.owner;
     this.records.delete(id);
     this.states.delete(id);
+    this.unlisted.delete(id);
     this.eventLogs.delete(id);
     this.histories.delete(id);
     this.alarms.delete(id);

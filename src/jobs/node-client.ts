@@ -5,6 +5,7 @@
 import type { EpochMetrics } from "../schema/result.js";
 import type { Job } from "../schema/job.js";
 import type { ClaimResponse } from "../schema/node.js";
+import type { ExplanationUpload } from "../schema/explanation.js";
 import type { Claim, LeaseStatus, RunOutcome, WorkerChannel } from "./store.js";
 
 export interface NodeClientOptions {
@@ -90,6 +91,12 @@ export class NodeClient implements WorkerChannel {
 
   async release(id: string, leaseId: string): Promise<{ accepted: boolean }> {
     const res = await this.call("POST", `/v1/nodes/jobs/${id}/release`, { lease_id: leaseId });
+    return res.status === 409 ? { accepted: false } : ((await res.json()) as { accepted: boolean });
+  }
+
+  /** Finishes an explanation task with its explanations (POST .../explanation); false when not applied. */
+  async submitExplanation(id: string, leaseId: string, body: Omit<ExplanationUpload, "lease_id">): Promise<{ accepted: boolean }> {
+    const res = await this.call("POST", `/v1/nodes/jobs/${id}/explanation`, { lease_id: leaseId, ...body });
     return res.status === 409 ? { accepted: false } : ((await res.json()) as { accepted: boolean });
   }
 

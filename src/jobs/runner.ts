@@ -79,7 +79,7 @@ export async function runClaimedJob(
     const onGpu = useWebGpu(prepared, options);
     const engine = onGpu
       ? { kernel: "webgpu" as const, threads: 1, runtime: runtime.runtime }
-      : { kernel: runtime.variant, threads: prepared.privacy ? 1 : (options.parallel?.threads ?? 1), runtime: runtime.runtime };
+      : { kernel: runtime.variant, threads: options.parallel?.threads ?? 1, runtime: runtime.runtime };
     // a report is awaited before training goes on: its answer renews the lease and carries a
     // cancel, so a cancelled run stops within an epoch or REPORT_INTERVAL_MS, whichever is longer
     let unreported: EpochMetrics[] = [];

@@ -107,8 +107,11 @@ export interface JobStore {
 
   // ---- asynchronous jobs
 
-  /** Stores the run input, creates the queued job and dispatches it. */
-  submit(state: JobState, input: Uint8Array): Promise<void>;
+  /**
+   * Stores the run input, creates the queued job and dispatches it. `listed: false` keeps it out
+   * of the owner's listing (an explanation task, jobs/explain-task.ts).
+   */
+  submit(state: JobState, input: Uint8Array, options?: { listed?: boolean }): Promise<void>;
   /**
    * An async job's events after `after` (0 = all), at most `limit` (default EVENTS_PAGE), and
    * whether the job has ended. When there are none yet and the job has not ended, waits up to

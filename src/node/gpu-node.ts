@@ -12,6 +12,8 @@ import { DEV_NODE_TOKEN } from "../api/auth.js";
 import { NodeClient } from "../jobs/node-client.js";
 import { sleep as sdkSleep } from "../sdk/core.js";
 import { runClaimedJob } from "../jobs/runner.js";
+import { runClaimedExplanation } from "../jobs/explain-runner.js";
+import { explanationTaskOf } from "../jobs/explain-task.js";
 import { loadNodeRuntime } from "./kernel-module.js";
 import { ThreadPool } from "./threads.js";
 import { findWebGpuDevice } from "./webgpu.js";
@@ -122,12 +124,15 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
       }
       log(`claimed ${claim.job.id} (attempt ${claim.attempt}, lease ${claim.leaseMs} ms)`);
       health.job = claim.job.id;
-      await runClaimedJob(client, claim, runtime, {
-        placement: "gpu-node",
-        log,
-        ...(parallel ? { parallel } : {}),
-        ...(gpu.device ? { gpu: gpu.device, gpuMinFlopsPerStep: options.gpuMinFlopsPerStep } : {}),
-      });
+      // an explanation task (POST /v1/fine-tunes/{id}/explain past the in-Worker budget) or a training job
+      if (explanationTaskOf(claim.job.id)) await runClaimedExplanation(client, claim, runtime, { log, gpu: gpu.device });
+      else
+        await runClaimedJob(client, claim, runtime, {
+          placement: "gpu-node",
+          log,
+          ...(parallel ? { parallel } : {}),
+          ...(gpu.device ? { gpu: gpu.device, gpuMinFlopsPerStep: options.gpuMinFlopsPerStep } : {}),
+        });
       health.job = null;
       health.jobs_run += 1;
     } catch (e) {

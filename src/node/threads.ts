@@ -15,11 +15,13 @@ import { instantiateKernels, type KernelInstance, type Ptr } from "../engine/ker
 import { allocateModel, type Model, type ModelLayout } from "../engine/model.js";
 import type { Network, Parallelism } from "../engine/parallel.js";
 import { mixSeed } from "../engine/rng.js";
+import { SampleNorms, tiedParameters } from "../engine/privacy/ghost.js";
 import { wasmDirectory } from "./kernel-module.js";
 
 /** Control block (Int32 slots in shared memory). */
-export const CTL = { GEN: 0, CMD: 1, DONE: 2, ERROR: 3, X: 4, ROWS: 5, SEED: 6, TRAINING: 7, MASK: 8, TYPES: 9, SHARDS: 10 } as const;
-export const CMD = { FORWARD: 1, BACKWARD: 2, END_RUN: 9 } as const;
+export const CTL = { GEN: 0, CMD: 1, DONE: 2, ERROR: 3, X: 4, ROWS: 5, SEED: 6, TRAINING: 7, MASK: 8, TYPES: 9, NORMS: 10, SHARDS: 11 } as const;
+/** BACKWARD_NORMS: DP-SGD's first backward pass, each shard's per-sample gradient norms into the shared norms block. */
+export const CMD = { FORWARD: 1, BACKWARD: 2, BACKWARD_NORMS: 3, END_RUN: 9 } as const;
 
 /** What a helper thread needs for one run (plain data: it is posted). */
 export interface RunMessage {
@@ -111,6 +113,8 @@ export class ThreadPool implements Parallelism {
     const k = instance.kernels;
     const ctlRegion = arena.alloc(CTL.SHARDS + 2 * T);
     const shardMax = Math.ceil(model.maxRows / T);
+    // per-sample squared norms of a private step (float64, one per batch row; the arena aligns to 16 bytes)
+    const normsRegion = arena.alloc(2 * model.maxRows);
     const layouts = this.workers.map(() => allocateModel(model.compiled, arena, shardMax, model.state));
     // a fresh (zeroed) control block: every helper starts waiting for generation 1
     const ctl = () => new Int32Array(instance.memory.buffer, ctlRegion.ptr, ctlRegion.length);
@@ -127,6 +131,8 @@ export class ThreadPool implements Parallelism {
           }),
       ),
     );
+
+    const sampleNorms = new SampleNorms(tiedParameters(model.compiled));
 
     /** Splits `rows` into T contiguous shards; writes the starts and sizes into the control block. */
     const split = (c: Int32Array, rows: number) => {
@@ -190,6 +196,31 @@ export class ThreadPool implements Parallelism {
       },
       zeroGrad() {
         model.zeroGrad();
+      },
+      backwardSampleNorms(rows, norms) {
+        const c = ctl();
+        const out = model.compiled.values[model.compiled.output.value]!.size;
+        const slot = model.compiled.outputGradSlot;
+        layouts.forEach((layout, i) => {
+          const start = c[CTL.SHARDS + 2 * (i + 1)]!;
+          const n = c[CTL.SHARDS + 2 * (i + 1) + 1]!;
+          if (n > 0) k.copy(layout.gradSlots[slot]!.ptr, model.logitsGrad.ptr + start * out * 4, n * out);
+        });
+        c[CTL.NORMS] = normsRegion.ptr;
+        new Float64Array(instance.memory.buffer, normsRegion.ptr, rows).fill(0);
+        dispatch(c, CMD.BACKWARD_NORMS);
+        const n0 = c[CTL.SHARDS + 1]!;
+        const shared = () => new Float64Array(instance.memory.buffer, normsRegion.ptr, rows);
+        if (n0 > 0) {
+          const view = { f32: (ptr: number, length: number) => new Float32Array(instance.memory.buffer, ptr, length) };
+          const mine = shared().subarray(0, n0);
+          model.zeroGrad();
+          model.backward(n0, (op, context, dy) => sampleNorms.add(op, context, view, n0, dy, mine));
+          sampleNorms.finish(n0, mine);
+        }
+        join(c);
+        const all = shared();
+        for (let i = 0; i < rows; i++) norms[i]! += all[i]!;
       },
       close() {
         const c = ctl();

@@ -6,6 +6,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { instantiateKernels, type Kernels } from "../engine/kernels.js";
 import { Model } from "../engine/model.js";
 import { CMD, CTL, shardSeed, type RunMessage } from "./threads.js";
+import { SampleNorms, tiedParameters } from "../engine/privacy/ghost.js";
 
 const index = (workerData as { index: number }).index;
 let memory: WebAssembly.Memory;
@@ -17,6 +18,9 @@ function run(message: RunMessage): void {
   const out = compiled.values[compiled.output.value]!.size;
   const inp = compiled.values[compiled.input.value]!.size;
   const maskWidth = compiled.mask === null ? 0 : compiled.values[compiled.mask]!.size;
+  // DP-SGD: per-sample gradient norms of this thread's rows (privacy/ghost.ts)
+  const sampleNorms = new SampleNorms(tiedParameters(compiled));
+  const view = { f32: (ptr: number, length: number) => new Float32Array(memory.buffer, ptr, length) };
   let generation = 0; // the control block is fresh: the first command is generation 1
   for (;;) {
     const ctl = new Int32Array(memory.buffer, message.ctl, CTL.SHARDS + 2 * message.threads);
@@ -34,6 +38,13 @@ function run(message: RunMessage): void {
         };
         const logits = model.forward(inputs, rows, ctl[CTL.TRAINING] === 1, shardSeed(ctl[CTL.SEED]! >>> 0, index));
         kernels.copy(message.logits + start * out * 4, logits, rows * out);
+      } else if (cmd === CMD.BACKWARD_NORMS) {
+        model.zeroGrad();
+        if (rows > 0) {
+          const norms = new Float64Array(memory.buffer, ctl[CTL.NORMS]! + start * 8, rows);
+          model.backward(rows, (op, c, dy) => sampleNorms.add(op, c, view, rows, dy, norms));
+          sampleNorms.finish(rows, norms);
+        }
       } else if (cmd === CMD.BACKWARD) {
         // dL/dlogits of this shard was copied into model.logitsGrad by the main thread
         model.zeroGrad();

@@ -85,3 +85,26 @@ export const Explanations = z.object({
 export type ExplainSpecInput = z.input<typeof ExplainSpec>;
 export type ExplainSpec = z.output<typeof ExplainSpec>;
 export type Explanations = z.infer<typeof Explanations>;
+
+/**
+ * Where POST /v1/fine-tunes/{id}/explain computes an explanation: "auto" in the Worker when it
+ * fits the in-Worker budget, else on a GPU node (202); "edge" only in the Worker (a 422
+ * `over_budget` past the budget); "gpu-node" always on a GPU node (202).
+ */
+export const ExplainPlacement = z.enum(["auto", "edge", "gpu-node"]);
+
+/**
+ * The body of POST /v1/fine-tunes/{id}/explain: the `explain` object plus where it runs.
+ *
+ * @example
+ * ```ts
+ * const body = ExplainRequest.parse({ method: "kernel_shap", samples: 4096, placement: "gpu-node" });
+ * ```
+ */
+export const ExplainRequest = z.discriminatedUnion("method", [
+  IntegratedGradientsSpec.extend({ placement: ExplainPlacement.default("auto") }),
+  KernelShapSpec.extend({ placement: ExplainPlacement.default("auto") }),
+]);
+
+export type ExplainRequestInput = z.input<typeof ExplainRequest>;
+export type ExplainRequest = z.output<typeof ExplainRequest>;

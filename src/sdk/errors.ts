@@ -4,6 +4,7 @@
  * headers, plus connection, timeout and abort errors. Every one extends `EdgetuneAPIError`.
  */
 import type { Problem } from "../schema/job.js";
+import type { Explanation } from "../schema/explanation.js";
 
 /**
  * One offending field of a problem: `path` names it the way the request wrote it
@@ -283,5 +284,21 @@ export class APIUserAbortError extends EdgetuneAPIError {
   declare readonly status: undefined;
   constructor(message = "Request was aborted.", cause?: unknown) {
     super(message, { cause });
+  }
+}
+
+/**
+ * An explanation that ran on a GPU node ended without a result (failed, or cancelled); the
+ * explanation resource, with its `error`, is `explanation`.
+ *
+ * @example
+ * ```ts
+ * try { await client.fineTunes.explain(id, spec); } catch (err) { if (err instanceof ExplanationFailedError) console.log(err.explanation.error?.message); }
+ * ```
+ */
+export class ExplanationFailedError extends Error {
+  constructor(readonly explanation: Explanation) {
+    super(`Explanation ${explanation.id} of ${explanation.fine_tune} ${explanation.status}${explanation.error ? `: ${explanation.error.message}` : ""}`);
+    this.name = "ExplanationFailedError";
   }
 }

@@ -4,9 +4,10 @@
 import type { FineTuneRequestInput } from "../schema/request.js";
 import type { FineTuneResult } from "../schema/result.js";
 import type { Job, JobList, MetricsPage } from "../schema/job.js";
-import type { ExplainSpecInput, Explanations } from "../schema/explain.js";
+import type { ExplainRequestInput, Explanations } from "../schema/explain.js";
+import type { Explanation } from "../schema/explanation.js";
 import { APIClient, sleep, type RequestOptions } from "./core.js";
-import { APIConnectionError, APITimeoutError, APIUserAbortError, InternalServerError } from "./errors.js";
+import { APIConnectionError, APITimeoutError, APIUserAbortError, ExplanationFailedError, InternalServerError } from "./errors.js";
 import { EventStream } from "./events.js";
 import { JobListPromise, MetricsPagePromise } from "./pagination.js";
 import { looksLikeSafetensors } from "../formats/safetensors-sniff.js";
@@ -86,6 +87,29 @@ export interface WaitOptions {
   /** Called with every event: from the stream, or synthesised (`id` 0) while polling. */
   onEvent?: ((event: FineTuneEvent) => void | Promise<void>) | undefined;
   signal?: AbortSignal | undefined;
+}
+
+/**
+ * Options of `explain()`: the per-call options, and how to wait for an explanation that runs
+ * on a GPU node.
+ *
+ * @example
+ * ```ts
+ * await client.fineTunes.explain(id, spec, { pollInterval: 500, waitTimeout: 10 * 60_000, onQueued: (e) => console.log("on a GPU node:", e.id) });
+ * ```
+ */
+export interface ExplainOptions extends RequestOptions {
+  /** Milliseconds between polls of an explanation on a GPU node. Default 1000. */
+  pollInterval?: number | undefined;
+  /** Give up waiting for the node (APITimeoutError) after this many ms. Default: as long as it takes. */
+  waitTimeout?: number | undefined;
+  /** Called once when the explanation was queued for a GPU node (a 202). */
+  onQueued?: ((explanation: Explanation) => void | Promise<void>) | undefined;
+}
+
+/** Whether POST .../explain answered the queued explanation (202) rather than the explanations. */
+function isExplanationTask(answer: Explanations | Explanation): answer is Explanation {
+  return (answer as Explanation).object === "explanation";
 }
 
 /**
@@ -232,9 +256,12 @@ export class FineTunes {
 
   /**
    * Explains a fine-tune that succeeded: integrated gradients or KernelSHAP attributions of its
-   * fine-tuned weights (docs/explain.md), computed at the edge. Bad input, a job that did not
-   * succeed, or an explanation over the in-Worker budget answers `UnprocessableEntityError`.
-   * Retried like any other idempotent call: an explanation changes nothing.
+   * fine-tuned weights (docs/explain.md). The edge computes it in the Worker when it fits the
+   * in-Worker budget, else on a GPU node (`placement` chooses): then this waits for the node's
+   * result (polling every `pollInterval` ms, up to `waitTimeout`) and resolves with it all the
+   * same; a task that failed rejects with `ExplanationFailedError`. Bad input, or a job that did
+   * not succeed, answers `UnprocessableEntityError`. Retried like any other idempotent call (a
+   * retried POST past the budget may queue a second task; the first result is used).
    *
    * @example
    * ```ts
@@ -242,9 +269,63 @@ export class FineTunes {
    * e.feature_names.forEach((name, j) => console.log(name, e.feature_importance[j]));
    * ```
    */
-  async explain(id: string, body: ExplainSpecInput, options?: RequestOptions): Promise<Explanations> {
-    const { data } = await this.client.requestJSON<Explanations>({ method: "POST", path: `${jobPath(id)}/explain`, json: body, retryable: true }, options);
+  async explain(id: string, body: ExplainRequestInput, options: ExplainOptions = {}): Promise<Explanations> {
+    const { pollInterval, waitTimeout, onQueued, ...request } = options;
+    const answer = await this.createExplanation(id, body, request);
+    if (!isExplanationTask(answer)) return answer;
+    await onQueued?.(answer);
+    return this.waitForExplanation(id, answer.id, { pollInterval, timeout: waitTimeout, signal: request.signal });
+  }
+
+  /**
+   * POST /v1/fine-tunes/{id}/explain as the API answers it: the explanations (200, computed in
+   * the Worker), or the explanation queued for a GPU node (202, `object: "explanation"`).
+   *
+   * @example
+   * ```ts
+   * const answer = await client.fineTunes.createExplanation(id, { method: "kernel_shap", placement: "gpu-node" });
+   * if ("object" in answer) console.log("queued as", answer.id);
+   * ```
+   */
+  async createExplanation(id: string, body: ExplainRequestInput, options?: RequestOptions): Promise<Explanations | Explanation> {
+    const { data } = await this.client.requestJSON<Explanations | Explanation>({ method: "POST", path: `${jobPath(id)}/explain`, json: body, retryable: true }, options);
     return data;
+  }
+
+  /**
+   * An explanation running on a GPU node: its status, and `result` once it has succeeded.
+   *
+   * @example
+   * ```ts
+   * const e = await client.fineTunes.retrieveExplanation(id, eid);
+   * if (e.status === "succeeded") console.log(e.result!.feature_importance);
+   * ```
+   */
+  async retrieveExplanation(id: string, explanationId: string, options?: RequestOptions): Promise<Explanation> {
+    const path = `${jobPath(id)}/explanations/${encodeURIComponent(explanationId)}`;
+    const { data } = await this.client.requestJSON<Explanation>({ method: "GET", path, retryable: true }, options);
+    return data;
+  }
+
+  /**
+   * Polls an explanation on a GPU node until it has ended: its explanations, or
+   * `ExplanationFailedError` (APITimeoutError past `timeout`).
+   *
+   * @example
+   * ```ts
+   * const e = await client.fineTunes.waitForExplanation(id, eid, { pollInterval: 500 });
+   * ```
+   */
+  async waitForExplanation(id: string, explanationId: string, options: { pollInterval?: number | undefined; timeout?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<Explanations> {
+    const { pollInterval = 1000, timeout, signal } = options;
+    const deadline = timeout === undefined ? Infinity : Date.now() + timeout;
+    for (;;) {
+      const e = await this.retrieveExplanation(id, explanationId, { signal });
+      if (e.status === "succeeded" && e.result) return e.result;
+      if (e.status === "failed" || e.status === "cancelled") throw new ExplanationFailedError(e);
+      if (Date.now() + pollInterval > deadline) throw new APITimeoutError(`Explanation ${explanationId} did not finish within ${timeout} ms.`);
+      await sleep(pollInterval, signal);
+    }
   }
 
   /**

@@ -18,7 +18,7 @@ import { Edgetune } from "./client.js";
 export { Edgetune };
 export default Edgetune;
 export { APIClient, backoffMs, retryAfterMs, type ClientOptions, type Fetch, type RequestOptions } from "./core.js";
-export { FineTunes, type CreateOptions, type EventsOptions, type ListJobsParams, type ListParams, type WaitOptions } from "./fine-tunes.js";
+export { FineTunes, type CreateOptions, type EventsOptions, type ExplainOptions, type ListJobsParams, type ListParams, type WaitOptions } from "./fine-tunes.js";
 export { EventStream } from "./events.js";
 export { huggingFace, type HuggingFaceFiles, type JsonFile } from "./huggingface.js";
 export { JobListPromise, MetricsPagePromise, PagePromise } from "./pagination.js";
@@ -37,6 +37,7 @@ export {
   APIConnectionError,
   APITimeoutError,
   APIUserAbortError,
+  ExplanationFailedError,
   type FieldIssue,
 } from "./errors.js";
 export * from "./types.js";

@@ -9,7 +9,8 @@ import type { Job, JobList, JobMetrics, JobSummary, MetricsPage, Problem } from 
 
 export type { AsWritten, FineTuneRequestInput, FineTuneResult, FineTuneStatus, EpochMetrics, Job, JobList, JobMetrics, JobSummary, MetricsPage, Problem };
 export type { Plan, Metrics, EngineInfo, RunError } from "../schema/result.js";
-export type { ExplainSpecInput, Explanations } from "../schema/explain.js";
+export type { ExplainSpecInput, ExplainRequestInput, Explanations } from "../schema/explain.js";
+export type { Explanation } from "../schema/explanation.js";
 
 /**
  * An inline dataset: `x` rows of numbers, `y` one target per row.

@@ -11,6 +11,11 @@ import { seedRequest } from "../helpers.js";
 import { testApp } from "./app.js";
 import { createApp } from "../../src/api/app.js";
 import { DEFAULT_LEASE_POLICY } from "../../src/jobs/state.js";
+import { NodeClient } from "../../src/jobs/node-client.js";
+import { runClaimedExplanation } from "../../src/jobs/explain-runner.js";
+import { decodeExplanationTask, explanationIssues, explanationTaskOf } from "../../src/jobs/explain-task.js";
+import { Explanation } from "../../src/schema/explanation.js";
+import { NODE_TOKEN } from "./app.js";
 
 const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
@@ -90,18 +95,18 @@ describe("POST /v1/fine-tunes/{id}/explain", () => {
     await expectProblem(await app.request(`/v1/fine-tunes/ft_${"0".repeat(32)}/explain`, json({ method: "integrated_gradients" })), 404, "not_found");
   });
 
-  it("an explanation over the in-Worker budget is a 422 over_budget that says what to do", async () => {
+  it("placement edge: an explanation over the in-Worker budget is a 422 over_budget that says what to do", async () => {
     // 5 ms of CPU: the run fits (about 0.2 ms), KernelSHAP of 16 rows x 1022 coalitions x 48 background rows does not
     const { app } = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 } });
     const res = await app.request("/v1/fine-tunes", json(small()));
     expect(res.status).toBe(200);
     const { id } = (await res.json()) as { id: string };
-    const body = await expectProblem(await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "kernel_shap" })), 422, "over_budget", "samples");
-    expect(body.detail).toContain("give `explain` in the fine-tune request");
+    const body = await expectProblem(await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "kernel_shap", placement: "edge" })), 422, "over_budget", "samples");
+    expect(body.detail).toContain('leave `placement` "auto"');
     expect((await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "kernel_shap", samples: 16, rows: [[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]] }))).status).toBe(200);
   });
 
-  it("a job whose model is over the in-Worker memory budget is a 422 over_budget on id", async () => {
+  it("placement edge: a job whose model is over the in-Worker memory budget is a 422 over_budget on placement", async () => {
     const { app, store, runtime } = await testApp();
     const { id } = (await (await app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
     // the same store behind a Worker with 1 KiB of memory
@@ -109,7 +114,7 @@ describe("POST /v1/fine-tunes/{id}/explain", () => {
       runtime, store, apiKeys: [], budget: { ...DEFAULT_EDGE_BUDGET, maxMemoryBytes: 1024 }, maxBodyBytes: 1 << 20, version: "test",
       lease: DEFAULT_LEASE_POLICY, nodeTokens: [], pollMs: 10, rateLimiter: null, corsOrigins: [],
     }));
-    const body = await expectProblem(await tight.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4 })), 422, "over_budget", "id");
+    const body = await expectProblem(await tight.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "edge" })), 422, "over_budget", "placement");
     expect(body.detail).toContain("MiB");
   });
 });
@@ -120,12 +125,140 @@ describe("OpenAPI", () => {
     const doc = (await (await app.request("http://x.test/openapi.json")).json()) as Record<string, any>;
     const op = doc.paths["/v1/fine-tunes/{id}/explain"].post;
     expect(op.operationId).toBe("explainFineTune");
-    expect(op.requestBody.content["application/json"].schema.$ref).toBe("#/components/schemas/ExplainSpec");
+    expect(op.requestBody.content["application/json"].schema.$ref).toBe("#/components/schemas/ExplainRequest");
     expect(op.responses["200"].content["application/json"].schema.$ref).toBe("#/components/schemas/Explanations");
+    expect(op.responses["202"].content["application/json"].schema.$ref).toBe("#/components/schemas/Explanation");
+    expect(doc.paths["/v1/fine-tunes/{id}/explanations/{eid}"].get.operationId).toBe("retrieveExplanation");
+    expect(doc.paths["/v1/fine-tunes/{id}/explanations/{eid}/events"].get.operationId).toBe("streamExplanationEvents");
     expect(op.responses["422"].content["application/problem+json"].schema.$ref).toBe("#/components/schemas/Problem");
-    expect(JSON.stringify(doc.components.schemas.ExplainSpec)).toContain('"kernel_shap"');
+    expect(JSON.stringify(doc.components.schemas.ExplainRequest)).toContain('"kernel_shap"');
     expect(JSON.stringify(doc.components.schemas.FineTuneRequest.properties.explain)).toContain('"integrated_gradients"');
     expect(doc.components.schemas.FineTuneResult.properties.explanations).toBeDefined();
     expect(doc.components.schemas.Job.properties.explanations).toBeDefined();
+  });
+});
+
+describe("explanations on a GPU node (202)", () => {
+  const nodeAuth = { authorization: `Bearer ${NODE_TOKEN}`, "content-type": "application/json" };
+
+  /** A succeeded fine-tune behind a Worker whose CPU budget (5 ms) the default KernelSHAP exceeds. */
+  async function overBudget() {
+    const t = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 } });
+    const { id } = (await (await t.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
+    const node = new NodeClient({ baseUrl: "http://edge.test", token: NODE_TOKEN, fetch: async (url, init) => t.app.request(url, init) });
+    return { ...t, id, node };
+  }
+
+  it("over the budget: 202 with the queued explanation, a node computes it, GET returns the in-Worker numbers", async () => {
+    const { app, store, runtime, id, node } = await overBudget();
+    const spec = { method: "kernel_shap", target: 0 };
+    const res = await app.request(`/v1/fine-tunes/${id}/explain`, json(spec));
+    expect(res.status).toBe(202);
+    const queued = Explanation.parse(await res.json());
+    expect(queued).toMatchObject({ object: "explanation", fine_tune: id, status: "queued", placement: "gpu-node", result: null });
+    expect(res.headers.get("location")).toBe(`/v1/fine-tunes/${id}/explanations/${queued.id}`);
+    // the task is not a fine-tune: not listed, not retrievable as one
+    const list = (await (await app.request("/v1/fine-tunes")).json()) as { data: { id: string }[] };
+    expect(list.data.map((j) => j.id)).toEqual([id]);
+
+    const claim = (await node.claim("node-1"))!;
+    expect(explanationTaskOf(claim.job.id)).toEqual({ fineTuneId: id, explanationId: queued.id });
+    expect(Explanation.parse(await (await app.request(res.headers.get("location")!)).json()).status).toBe("running");
+    expect(await runClaimedExplanation(node, claim, runtime)).toBe("completed");
+
+    const done = Explanation.parse(await (await app.request(res.headers.get("location")!)).json());
+    expect(done.status).toBe("succeeded");
+    expect(done.engine).toMatchObject({ kernel: runtime.variant, runtime: "node" });
+    // the same explanation in the Worker, with a budget that fits it
+    const roomy = createApp(() => ({
+      runtime, store, apiKeys: [], budget: DEFAULT_EDGE_BUDGET, maxBodyBytes: 1 << 20, version: "test",
+      lease: DEFAULT_LEASE_POLICY, nodeTokens: [], pollMs: 10, rateLimiter: null, corsOrigins: [],
+    }));
+    const inWorker = await roomy.request(`/v1/fine-tunes/${id}/explain`, json({ ...spec, placement: "edge" }));
+    expect(inWorker.status).toBe(200);
+    const expected = Explanations.parse(await inWorker.json());
+    expect(done.result!.attributions).toHaveLength(16);
+    let worst = 0;
+    expected.attributions.forEach((row, i) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - done.result!.attributions[i]![j]!)))));
+    console.log(`node vs Worker KernelSHAP: largest difference ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThanOrEqual(1e-5);
+    expect(done.result!.feature_names).toEqual(expected.feature_names);
+
+    // its events: status, then done with the explanation
+    const text = await (await app.request(`/v1/fine-tunes/${id}/explanations/${queued.id}/events`)).text();
+    expect(text).toMatch(/event: status[\s\S]*event: done/);
+    const last = JSON.parse(text.trim().split("\n").filter((l) => l.startsWith("data: ")).at(-1)!.slice(6));
+    expect(Explanation.parse(last)).toMatchObject({ id: queued.id, status: "succeeded" });
+  });
+
+  it("placement gpu-node goes to a node whatever the budget; unknown or foreign ids are 404", async () => {
+    const { app, id } = await overBudget();
+    const res = await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "gpu-node" }));
+    expect(res.status).toBe(202);
+    const { id: eid } = Explanation.parse(await res.json());
+    await expectProblem(await app.request(`/v1/fine-tunes/${id}/explanations/ex_${"0".repeat(32)}`), 404, "not_found", "eid");
+    await expectProblem(await app.request(`/v1/fine-tunes/ft_${"1".repeat(32)}/explanations/${eid}`), 404, "not_found", "eid");
+    await expectProblem(await app.request(`/v1/fine-tunes/${id}:${eid}`), 404, "not_found");
+    await expectProblem(await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", placement: "moon" })), 400, "invalid_request", "placement");
+    // the fine-tune deleted: its explanations answer 404 (their input went with it)
+    expect((await app.request(`/v1/fine-tunes/${id}/explanations/${eid}`)).status).toBe(200);
+    expect((await app.request(`/v1/fine-tunes/${id}`, { method: "DELETE" })).status).toBe(204);
+    await expectProblem(await app.request(`/v1/fine-tunes/${id}/explanations/${eid}`), 404, "not_found", "eid");
+  });
+
+  it("a node's upload is checked against the task: wrong rows, widths, non-finite values, method and target are 422s", async () => {
+    const { app, id, node } = await overBudget();
+    expect((await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, target: 0, placement: "gpu-node" }))).status).toBe(202);
+    const claim = (await node.claim("node-1"))!;
+    const { header } = decodeExplanationTask((await node.readInput(claim.job.id, claim.leaseId))!);
+    const good = {
+      method: "integrated_gradients" as const,
+      target: 0,
+      feature_names: header.expected.feature_names,
+      attributions: Array.from({ length: 16 }, () => new Array(10).fill(0.5)),
+      feature_importance: new Array(10).fill(0.5),
+      convergence_delta: new Array(16).fill(0),
+    };
+    expect(explanationIssues(header, good)).toEqual([]);
+    const upload = (explanations: unknown, lease = claim.leaseId) =>
+      app.request(`/v1/nodes/jobs/${claim.job.id}/explanation`, { method: "POST", headers: nodeAuth, body: JSON.stringify({ lease_id: lease, explanations, engine: { kernel: "wasm-simd", threads: 1, runtime: "node" }, duration_ms: 1 }) });
+    await expectProblem(await upload({ ...good, attributions: good.attributions.slice(1) }), 422, "invalid_explanation", "explanations.attributions");
+    await expectProblem(await upload({ ...good, attributions: [[1, 2, 3], ...good.attributions.slice(1)] }), 422, "invalid_explanation", "explanations.attributions[0]");
+    // JSON has no NaN: 1e999 parses to Infinity
+    const infinite = JSON.stringify({ lease_id: claim.leaseId, explanations: good, engine: { kernel: "wasm-simd", threads: 1, runtime: "node" }, duration_ms: 1 }).replace('"attributions":[[0.5', '"attributions":[[1e999');
+    const inf = await app.request(`/v1/nodes/jobs/${claim.job.id}/explanation`, { method: "POST", headers: nodeAuth, body: infinite });
+    expect([400, 422]).toContain(inf.status);
+    expect(JSON.stringify(await inf.json())).toContain("explanations.attributions[0][0]");
+    await expectProblem(await upload({ ...good, method: "kernel_shap", convergence_delta: undefined }), 422, "invalid_explanation", "explanations.method");
+    await expectProblem(await upload({ ...good, target: 1 }), 422, "invalid_explanation", "explanations.target");
+    await expectProblem(await upload({ ...good, convergence_delta: undefined }), 422, "invalid_explanation", "explanations.convergence_delta");
+    expect((await upload(good, "stale-lease")).status).toBe(409);
+    // none of those was taken: the task still runs, and the good one ends it
+    expect(await (await upload(good)).json()).toEqual({ accepted: true });
+    expect((await upload(good)).status).toBe(409); // a repeat: the lease ended with the task
+    // a fine-tune's own job is not an explanation task
+    await expectProblem(
+      await app.request(`/v1/nodes/jobs/${id}/explanation`, { method: "POST", headers: nodeAuth, body: JSON.stringify({ lease_id: "x", explanations: good, engine: { kernel: "wasm-simd", threads: 1, runtime: "node" }, duration_ms: 1 }) }),
+      422,
+      "not_an_explanation",
+      "id",
+    );
+  });
+
+  it("a node that dies loses its lease: the task is queued again and another node finishes it", async () => {
+    const t = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 } });
+    const { id } = (await (await t.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
+    const node = new NodeClient({ baseUrl: "http://edge.test", token: NODE_TOKEN, fetch: async (url, init) => t.app.request(url, init) });
+    const res = await t.app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "gpu-node" }));
+    const location = res.headers.get("location")!;
+    const first = (await node.claim("dead-node"))!;
+    await t.store.tick(Date.now() + DEFAULT_LEASE_POLICY.leaseMs + 1); // the lease alarm, past the lease
+    expect(Explanation.parse(await (await t.app.request(location)).json()).status).toBe("queued");
+    const second = (await node.claim("live-node"))!;
+    expect(second.job.id).toBe(first.job.id);
+    expect(second.attempt).toBe(2);
+    expect(await runClaimedExplanation(node, first, t.runtime)).toBe("lease_lost");
+    expect(await runClaimedExplanation(node, second, t.runtime)).toBe("completed");
+    expect(Explanation.parse(await (await t.app.request(location)).json()).status).toBe("succeeded");
   });
 });

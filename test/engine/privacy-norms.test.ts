@@ -9,7 +9,8 @@
 import { describe, expect, it } from "vitest";
 import { createLoss } from "../../src/engine/losses.js";
 import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
-import { addSampleNormsSquared } from "../../src/engine/privacy/ghost.js";
+import { addSampleNormsSquared, SampleNorms, tiedParameters } from "../../src/engine/privacy/ghost.js";
+import type { KernelOpContext, Op } from "../../src/engine/ops/types.js";
 import { loadNodeRuntime } from "../../src/node/index.js";
 import { classificationData, lcg, regressionData, tokenData } from "../helpers.js";
 import { modelWithRows } from "./graph-gradcheck.js";
@@ -142,5 +143,79 @@ describe("ghost per-sample gradient norms equal the per-row gradients' norms", (
       training: { loss: { type: "cross_entropy" } },
       privacy: { type: "dp-sgd", max_grad_norm: 1, noise_multiplier: 1 },
     } as TrainRequest));
+  });
+});
+
+describe("SampleNorms: a tied parameter's per-sample norm sums its uses before squaring", () => {
+  /**
+   * Uses of one weight W [V, D] with random factors: linears (y = x·Wᵀ over T positions, dW_i =
+   * Σ_t dy_t x_tᵀ) and embeddings (dW_i[id_t] += dy_t, not at padding). The per-sample gradients
+   * are formed outright, summed over the uses, and squared; SampleNorms must give that.
+   */
+  function check(uses: ("linear" | "embedding")[], padding = -1) {
+    const rand = lcg(uses.length * 31 + (padding + 2)); // uniform in (-1, 1)
+    const [V, D, rows] = [7, 5, 3];
+    const buffers = new Map<number, Float32Array>();
+    const put = (a: Float32Array) => {
+      const ptr = 16 * (buffers.size + 1);
+      buffers.set(ptr, a);
+      return ptr;
+    };
+    const view = { f32: (ptr: number, length: number) => buffers.get(ptr)!.subarray(0, length) };
+    const expected = Array.from({ length: rows }, () => new Float64Array(V * D));
+    const norms = new SampleNorms(new Set([0]));
+    const out = new Float64Array(rows);
+    uses.forEach((kind, u) => {
+      const T = 2 + u; // uses of different lengths
+      if (kind === "linear") {
+        const x = Float32Array.from({ length: rows * T * D }, () => rand() - 0.5);
+        const dy = Float32Array.from({ length: rows * T * V }, () => rand() - 0.5);
+        const xPtr = put(x);
+        const op = { kind: "linear", weight: 0, bias: -1, in: D, out: V, tokens: T, inputs: [1] } as unknown as Op;
+        const c = { value: () => xPtr, grad: (i: number) => (i === 0 ? 1 : 0) } as unknown as KernelOpContext;
+        norms.add(op, c, view, rows, [put(dy)], out);
+        for (let i = 0; i < rows; i++)
+          for (let t = 0; t < T; t++)
+            for (let o = 0; o < V; o++) for (let j = 0; j < D; j++) expected[i]![o * D + j]! += dy[(i * T + t) * V + o]! * x[(i * T + t) * D + j]!;
+      } else {
+        const ids = Float32Array.from({ length: rows * T }, () => Math.floor(((rand() + 1) / 2) * 3)); // few ids: repeats, the padding among them
+        const dy = Float32Array.from({ length: rows * T * D }, () => rand() - 0.5);
+        const idsPtr = put(ids);
+        const op = { kind: "embedding", weight: 0, tokens: T, dim: D, paddingIdx: padding, inputs: [1] } as unknown as Op;
+        const c = { value: () => idsPtr, grad: (i: number) => (i === 0 ? 1 : 0) } as unknown as KernelOpContext;
+        norms.add(op, c, view, rows, [put(dy)], out);
+        for (let i = 0; i < rows; i++)
+          for (let t = 0; t < T; t++) {
+            const id = ids[i * T + t]!;
+            if (id === padding) continue;
+            for (let j = 0; j < D; j++) expected[i]![id * D + j]! += dy[(i * T + t) * D + j]!;
+          }
+      }
+    });
+    expect(out.every((v) => v === 0)).toBe(true); // nothing before the pass is over
+    norms.finish(rows, out);
+    for (let i = 0; i < rows; i++) {
+      const exact = expected[i]!.reduce((s, g) => s + g * g, 0);
+      expect(Math.abs(out[i]! - exact)).toBeLessThanOrEqual(1e-9 * exact);
+    }
+  }
+
+  it("linear + embedding (a tied lm_head), with and without padding", () => {
+    check(["linear", "embedding"]);
+    check(["embedding", "linear"], 0);
+  });
+  it("two linears, two embeddings, and three uses", () => {
+    check(["linear", "linear"]);
+    check(["embedding", "embedding"], 1);
+    check(["embedding", "linear", "linear"], 2);
+  });
+  it("tiedParameters finds a GPT-2's wte and nothing in an untied model", () => {
+    const gpt2 = prepareRun({
+      model: { huggingface: { task: "causal-lm", config: { model_type: "gpt2", architectures: ["GPT2LMHeadModel"], vocab_size: 16, n_positions: 8, n_embd: 8, n_layer: 1, n_head: 2 } } },
+      data: { train: { input_ids: [[1, 2, 3, 4]] } },
+    } as unknown as TrainRequest);
+    expect([...tiedParameters(gpt2.model)].map((i) => gpt2.model.state[i]!.name)).toEqual(["transformer.wte.weight"]);
+    const frozen = prepareRun({ ...({ model: gpt2.request.model, data: { train: { input_ids: [[1, 2, 3, 4]] } } } as unknown as TrainRequest), trainable: ["transformer.h"] } as TrainRequest);
+    expect(tiedParameters(frozen.model).size).toBe(0);
   });
 });

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prepareRun, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
 import { ThreadPool, train } from "../../src/node/index.js";
-import { GROUPS, replay, type ParityCase } from "../parity/compare.js";
+import { GROUPS, PRIVACY_GROUPS, replay, type ParityCase } from "../parity/compare.js";
 import { classifierRequest, seedRequest } from "../helpers.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { decodeF16, encodeF16 } from "../../src/formats/dtype.js";
@@ -35,6 +35,36 @@ describe("PyTorch parity on 2 threads", () => {
       });
     }
   }
+});
+
+describe("DP-SGD on 2 threads: each thread the per-sample norms of its shard (PyTorch per-sample-loop parity)", () => {
+  for (const group of PRIVACY_GROUPS) {
+    const cases = (JSON.parse(readFileSync(new URL(`../parity/fixtures/${group}.json`, import.meta.url), "utf8")) as { cases: ParityCase[] }).cases;
+    for (const c of cases) {
+      it(`${group}/${c.name}`, async () => {
+        const { result, worst } = await replay(c, (request) => train(request, { parallel: pool }));
+        expect(result.engine.threads).toBe(2);
+        expect(result.metrics.steps).toBe(c.expected.steps);
+        console.log(`[privacy parity, 2 threads] ${c.name}: worst ${(worst * 100).toFixed(1)}% of tolerance`);
+        expect(worst).toBeLessThanOrEqual(1);
+      });
+    }
+  }
+
+  it("a noisy Poisson run on 2 threads: the noise and the batches of one thread, so the same weights up to rounding", async () => {
+    const request = { ...classifierRequest(96, { epochs: 3, batch_size: 16, seed: 11 }), privacy: { type: "dp-sgd", max_grad_norm: 0.5, noise_multiplier: 1.1 } } as TrainRequest;
+    const [one, two] = [await train(request), await train(request, { parallel: pool })];
+    expect(two.engine.threads).toBe(2);
+    expect(two.metrics.privacy).toEqual(one.metrics.privacy);
+    const a = parseSafetensors(decodeBase64(one.weights));
+    const b = parseSafetensors(decodeBase64(two.weights));
+    let worst = 0;
+    for (const name of a.tensors.keys()) {
+      const [x, y] = [readTensorF32(a, name), readTensorF32(b, name)];
+      for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+    }
+    expect(worst).toBeLessThan(1e-4);
+  });
 });
 
 describe("threads", () => {

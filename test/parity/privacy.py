@@ -37,6 +37,7 @@ def dp_train(request, init_state, dtype):
     params = [prm for _, prm in model.named_parameters()]
     opt = g.make_optimizer(tr["optimizer"], params)
     loss_fn = g.make_loss(tr["loss"], dtype)
+    causal = g.hf_task(request) == "causal-lm"
     ds = request["data"]["train"]
     x, mask = g.model_inputs(request, ds, dtype)
     y = g.dataset_targets(request, ds, tr["loss"]["type"], dtype)
@@ -61,7 +62,10 @@ def dp_train(request, init_state, dtype):
                 xi = g.take(x, i, i + 1)
                 mi = None if mask is None else mask[i:i + 1]
                 out = g.forward(model, xi, mi)
-                loss = loss_fn(out, y[i:i + 1])
+                yi = y[i:i + 1]
+                if causal:  # the logit at t predicts labels[t + 1] (hf.causal_lm_loss), over every token
+                    out, yi = out[:, :-1].reshape(-1, out.shape[-1]), yi[:, 1:].reshape(-1)
+                loss = loss_fn(out, yi)
                 loss.backward()
                 batch_loss += float(loss.item())
                 grads = [prm.grad.detach().clone() if prm.grad is not None else torch.zeros_like(prm) for prm in params]
@@ -84,8 +88,8 @@ def dp_train(request, init_state, dtype):
     return expected, clipped / max(1, total)
 
 
-def dp_case(name, description, layers, data, training, seed, privacy, input=None):
-    c = g.case(name, description, layers=layers, data=data, training=training, seed=seed, input=input)
+def dp_case(name, description, layers, data, training, seed, privacy, input=None, huggingface=None):
+    c = g.case(name, description, layers=layers, data=data, training=training, seed=seed, input=input, huggingface=huggingface)
     request, init_state, _ = g.realize(c, seed)
     request["privacy"] = OrderedDict(type="dp-sgd", max_grad_norm=privacy, noise_multiplier=0.0, delta=1e-5,
                                      poisson_sampling=False, accountant="rdp", secure_mode=False)
@@ -138,6 +142,15 @@ def cases():
                 data=dict(task="tokens", n_train=64, T=T, vocab=16, k=3),
                 training=dict(epochs=13, batch_size=8, loss={"type": "cross_entropy"}, optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9}),
                 seed=904, privacy=0.5),
+        # a tied parameter: GPT-2's lm_head is wte itself, so each sample's wte gradient is the sum of the
+        # embedding's and the lm_head's, and its norm has their cross term (autograd sums them here)
+        dp_case("gpt2_tied", "GPT2LMHeadModel (n_embd 16, 2 layers, 4 heads) with lm_head tied to wte, trainable: "
+                "per-sample norms of wte sum both uses; full-length rows of 8 tokens (no padding), causal-LM "
+                "cross-entropy over every token, SGD",
+                layers=None, huggingface=g.hf_model(g.hf_gpt2(), "causal-lm"),
+                data=dict(task="hf_lm", n_train=32, T=8, vocab=24, min_len=8),
+                training=dict(epochs=25, batch_size=8, loss={"type": "cross_entropy"}, optimizer={"type": "sgd", "lr": 0.05}),
+                seed=905, privacy=4.5),
     ]
 
 

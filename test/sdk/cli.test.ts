@@ -17,6 +17,8 @@ import { prepareRun } from "../../src/engine/prepare.js";
 import { defaultInit } from "../../src/engine/init.js";
 import { transpose } from "../../src/engine/huggingface/checkpoint.js";
 import { startServer } from "./server.js";
+import { runGpuNode } from "../../src/node/gpu-node.js";
+import { NODE_TOKEN } from "../api/app.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const cli = join(root, "dist/src/cli/index.js");
@@ -386,5 +388,21 @@ describe("edgetune explain", () => {
     const wide = await run(["explain", id, "--target", "3"]);
     expect(wide.code).toBe(3);
     expect(wide.stderr).toMatch(/422/);
+
+    // on a GPU node (a real node loop, in-process): the CLI waits and prints the same numbers
+    const edge = JSON.parse((await run(["explain", id, "--steps", "16", "--target", "0", "--json"])).stdout);
+    const stop = new AbortController();
+    const nodeLog: string[] = [];
+    const node = runGpuNode({ url: server.url, token: NODE_TOKEN, nodeId: "cli-node", pollMs: 10, waitMs: 0, threads: 1, webgpu: "off", signal: stop.signal, log: (l) => nodeLog.push(l) });
+    try {
+      const onNode = await run(["explain", id, "--steps", "16", "--target", "0", "--placement", "gpu-node", "--json"]);
+      expect(onNode.code).toBe(0);
+      expect(onNode.stderr).toMatch(/^ex_[0-9a-f]{32}: queued for a GPU node/);
+      expect(JSON.parse(onNode.stdout)).toEqual(edge);
+      expect(nodeLog.some((l) => /explanation ft_[0-9a-f]{32}:ex_[0-9a-f]{32}: uploaded/.test(l))).toBe(true);
+    } finally {
+      stop.abort();
+      await node;
+    }
   });
 });

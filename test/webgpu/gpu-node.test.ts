@@ -10,6 +10,8 @@ import { optionsFromEnv, runGpuNode } from "../../src/node/gpu-node.js";
 import { seedRequest } from "../helpers.js";
 import { NODE_TOKEN, testApp } from "../api/app.js";
 import { SKIP_REASON, device, software } from "./device.js";
+import { runClaimedExplanation } from "../../src/jobs/explain-runner.js";
+import { worstRatio } from "../parity/compare.js";
 
 const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
@@ -74,5 +76,36 @@ describe.skipIf(!device)(`GPU nodes on WebGPU (${SKIP_REASON})`, () => {
     const soft = await nodeLog("software");
     expect(soft[0]).toMatch(/^WebGPU: .*swiftshader.*software adapter: for testing, never for speed/i);
     expect(soft[1]).toMatch(/webgpu\)$/);
+  });
+});
+
+describe.skipIf(!device)(`explanation tasks on a GPU node's WebGPU device (${SKIP_REASON})`, () => {
+  it("a node with a device explains on it (engine webgpu), with the numbers the Worker's WASM gives", async () => {
+    const t = await testApp();
+    const node = new NodeClient({ baseUrl: "http://edge.test", token: NODE_TOKEN, fetch: async (url, init) => t.app.request(url, init) });
+    const { id } = (await (await t.app.request("/v1/fine-tunes", json(seedRequest(64, { training: { epochs: 2 } })))).json()) as { id: string };
+    const spec = { method: "integrated_gradients", steps: 32, target: 0 };
+    const inWorker = (await (await t.app.request(`/v1/fine-tunes/${id}/explain`, json(spec))).json()) as { attributions: number[][] };
+    const res = await t.app.request(`/v1/fine-tunes/${id}/explain`, json({ ...spec, placement: "gpu-node" }));
+    expect(res.status).toBe(202);
+    // the device does the work: its queue gets the explanation's dispatches
+    let submits = 0;
+    const submit = device!.queue.submit.bind(device!.queue);
+    device!.queue.submit = (buffers) => {
+      submits++;
+      return submit(buffers);
+    };
+    try {
+      expect(await runClaimedExplanation(node, (await node.claim("gpu-node-a"))!, t.runtime, { gpu: device })).toBe("completed");
+    } finally {
+      device!.queue.submit = submit;
+    }
+    expect(submits).toBeGreaterThan(0);
+    const done = (await (await t.app.request(res.headers.get("location")!)).json()) as { status: string; engine: { kernel: string }; result: { attributions: number[][] } };
+    expect(done.status).toBe("succeeded");
+    expect(done.engine.kernel).toBe("webgpu");
+    const worst = worstRatio(done.result.attributions.flat(), inWorker.attributions.flat());
+    console.log(`explanation task on WebGPU${software ? " (SwiftShader)" : ""} vs WASM: largest |difference| ${worst.abs.toExponential(2)}`);
+    expect(worst.ratio).toBeLessThanOrEqual(1);
   });
 });

@@ -6,6 +6,7 @@
 import { SELF, env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { seedRequest } from "../helpers.js";
+import { DEV_NODE_TOKEN } from "../../src/api/auth.js";
 
 const auth = { authorization: "Bearer worker-test-key" };
 const post = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
@@ -28,5 +29,55 @@ describe("explanations in workerd", () => {
     expect(bad.status).toBe(422);
     expect(bad.headers.get("content-type")).toBe("application/problem+json");
     expect(((await bad.json()) as { errors: { path: string }[] }).errors.map((e) => e.path)).toContain("rows[0]");
+  });
+
+  it("on a GPU node: 202, a node claims the task from the dispatcher, its upload is checked, GET returns the result", async () => {
+    const spec = { method: "integrated_gradients", steps: 16, target: 0 };
+    const created = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(seedRequest(32, { training: { epochs: 1 } })));
+    const { id } = (await created.json()) as { id: string };
+    const inWorker = await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}/explain`, post(spec));
+    expect(inWorker.status).toBe(200);
+    const expected = (await inWorker.json()) as { attributions: number[][] };
+
+    const res = await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}/explain`, post({ ...spec, placement: "gpu-node" }));
+    expect(res.status).toBe(202);
+    const queued = (await res.json()) as { id: string; status: string; fine_tune: string };
+    expect(queued).toMatchObject({ status: "queued", fine_tune: id });
+    const location = `http://edgetune.test${res.headers.get("location")}`;
+    expect(location).toBe(`http://edgetune.test/v1/fine-tunes/${id}/explanations/${queued.id}`);
+    // not a fine-tune of the listing
+    const list = (await (await SELF.fetch("http://edgetune.test/v1/fine-tunes", { headers: auth })).json()) as { data: { id: string }[] };
+    expect(list.data.some((j) => j.id.includes(":"))).toBe(false);
+
+    const node = { authorization: `Bearer ${DEV_NODE_TOKEN}`, "content-type": "application/json" };
+    const claimed = await SELF.fetch("http://edgetune.test/v1/nodes/claim", { method: "POST", headers: node, body: JSON.stringify({ node: "workerd-node" }) });
+    expect(claimed.status).toBe(200);
+    const claim = (await claimed.json()) as { job: { id: string }; lease_id: string };
+    expect(claim.job.id).toBe(`${id}:${queued.id}`);
+    const input = await SELF.fetch(`http://edgetune.test/v1/nodes/jobs/${claim.job.id}/input?lease_id=${claim.lease_id}`, { headers: node });
+    expect(input.status).toBe(200);
+    expect(new TextDecoder().decode((await input.arrayBuffer()).slice(0, 23))).toBe("edgetune-explain-task/1");
+    expect(((await (await SELF.fetch(location, { headers: auth })).json()) as { status: string }).status).toBe("running");
+
+    const upload = (explanations: unknown) =>
+      SELF.fetch(`http://edgetune.test/v1/nodes/jobs/${claim.job.id}/explanation`, {
+        method: "POST",
+        headers: node,
+        body: JSON.stringify({ lease_id: claim.lease_id, explanations, engine: { kernel: "wasm-simd", threads: 1, runtime: "node" }, duration_ms: 3 }),
+      });
+    const short = await upload({ ...expected, attributions: expected.attributions.slice(1) });
+    expect(short.status).toBe(422);
+    expect(((await short.json()) as { code: string; errors: { path: string }[] })).toMatchObject({ code: "invalid_explanation", errors: [{ path: "explanations.attributions" }] });
+    const narrow = await upload({ ...expected, attributions: [[1], ...expected.attributions.slice(1)] });
+    expect(((await narrow.json()) as { errors: { path: string }[] }).errors.map((e) => e.path)).toContain("explanations.attributions[0]");
+    const good = await upload(expected);
+    expect(await good.json()).toEqual({ accepted: true });
+
+    const done = (await (await SELF.fetch(location, { headers: auth })).json()) as { status: string; result: unknown; engine: unknown };
+    expect(done.status).toBe("succeeded");
+    expect(done.result).toEqual(expected);
+    expect(done.engine).toEqual({ kernel: "wasm-simd", threads: 1, runtime: "node" });
+    const events = await (await SELF.fetch(`${location}/events`, { headers: auth })).text();
+    expect(events).toMatch(/event: status[\s\S]*event: done/);
   });
 });

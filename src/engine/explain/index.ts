@@ -219,8 +219,15 @@ export async function explain(net: ExplainModel, spec: ExplainSpec, rows: Explai
   };
 }
 
-/** The CSV header's feature names; x0.. for inline feature rows; token0.. for token rows. */
-function featureNames(train: Table, columns: number): string[] {
+/**
+ * The CSV header's feature names; x0.. for inline feature rows; token0.. for token rows.
+ *
+ * @example
+ * ```ts
+ * featureNames(prepared.train, prepared.train.features); // ["age", "income", ...] or ["x0", "x1", ...]
+ * ```
+ */
+export function featureNames(train: Table, columns: number): string[] {
   if (!train.ids && train.featureNames && train.featureNames.length === columns) return [...train.featureNames];
   return Array.from({ length: columns }, (_, i) => `${train.ids ? "token" : "x"}${i}`);
 }

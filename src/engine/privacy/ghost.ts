@@ -18,8 +18,22 @@
  * Ops without parameters (activations, dropout, attention, pooling, rope, ...) add nothing. A
  * LoRA adapter's A and B are linear ops, so they are covered. The squared norms are of the
  * gradient of the batch loss; the caller scales them to per-sample losses.
+ *
+ * A tied parameter (one that several ops read: a Hugging Face model's lm_head tied to the token
+ * embedding) has one per-sample gradient, the sum of its uses' g_i = Σ_u g_i^u, so its squared
+ * norm is not the sum of the uses' squared norms: ‖Σ_u g^u‖² = Σ_u Σ_v ⟨g^u, g^v⟩, cross terms
+ * included (Opacus sums a tied parameter's per-sample gradients over its modules before the norm,
+ * opacus/grad_sample/grad_sample_module.py, `create_or_accumulate_grad_sample`). SampleNorms
+ * keeps each use's factors (its dy and input) until the backward pass is over, then adds the
+ * inner products, each in the same factored form:
+ *
+ *   linear u, linear v       ⟨g^u_i, g^v_i⟩ = Σ_{t,s} (dy^u_t·dy^v_s)(x^u_t·x^v_s)
+ *   embedding u, embedding v ⟨g^u_i, g^v_i⟩ = Σ_{t,s: id^u_t = id^v_s, neither padding} dy^u_t·dy^v_s
+ *   linear u [V, D], embedding v [V, D]
+ *                            ⟨g^u_i, g^v_i⟩ = Σ_{s: id_s not padding} Σ_t dy^u_t[id_s] (x^u_t·dy^v_s)
  */
 import type { Ptr } from "../kernels.js";
+import type { CompiledModel } from "../graph/types.js";
 import type { ConvOp, EmbeddingOp, KernelOpContext, LayerNormOp, LinearOp, Op } from "../ops/types.js";
 
 /** Float32 views of the kernel core's memory (rebuilt when the memory grows). */
@@ -74,8 +88,8 @@ function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, n: number
   return s;
 }
 
-function linear(op: LinearOp, c: KernelOpContext, view: MemoryView, rows: number, dyPtr: Ptr, out: Float64Array): void {
-  const weight = c.grad(op.weight) !== 0;
+function linear(op: LinearOp, c: KernelOpContext, view: MemoryView, rows: number, dyPtr: Ptr, out: Float64Array, skipWeight = false): void {
+  const weight = !skipWeight && c.grad(op.weight) !== 0;
   const bias = op.bias >= 0 && c.grad(op.bias) !== 0;
   if (!weight && !bias) return;
   const T = op.tokens;
@@ -233,4 +247,115 @@ function conv(op: ConvOp, c: KernelOpContext, view: MemoryView, rows: number, dy
     }
     out[i]! += s;
   }
+}
+
+/** One use of a tied parameter in a backward pass: the factors of its per-sample gradients, copied. */
+type TiedUse =
+  | { kind: "linear"; T: number; out: number; in: number; dy: Float32Array; x: Float32Array }
+  | { kind: "embedding"; T: number; D: number; ids: Float32Array; dy: Float32Array; padding: number };
+
+/** The op kinds whose per-sample gradients of a tied parameter SampleNorms combines. */
+export const TIED_OP_KINDS: ReadonlySet<Op["kind"]> = new Set<Op["kind"]>(["linear", "embedding"]);
+
+/**
+ * The trainable parameters that more than one op reads (tied weights), by state index.
+ *
+ * @example
+ * ```ts
+ * tiedParameters(compiled); // Set { 0 } for a GPT-2 whose lm_head is wte
+ * ```
+ */
+export function tiedParameters(model: Pick<CompiledModel, "ops" | "state">): Set<number> {
+  const users = new Map<number, number>();
+  for (const op of model.ops) {
+    if (!TIED_OP_KINDS.has(op.kind)) continue;
+    const weight = (op as LinearOp | EmbeddingOp).weight;
+    if (weight >= 0 && model.state[weight]?.trainable) users.set(weight, (users.get(weight) ?? 0) + 1);
+  }
+  return new Set([...users].filter(([, n]) => n > 1).map(([i]) => i));
+}
+
+/**
+ * Per-sample squared gradient norms over a backward pass, tied parameters included: `add` before
+ * each op's backward (as addSampleNormsSquared), `finish` once the pass is over (the tied
+ * parameters' terms). Without tied parameters it is addSampleNormsSquared and nothing more.
+ *
+ * @example
+ * ```ts
+ * const sampleNorms = new SampleNorms(tiedParameters(compiled));
+ * model.backward(rows, (op, c, dy) => sampleNorms.add(op, c, view, rows, dy, norms));
+ * sampleNorms.finish(rows, norms);
+ * ```
+ */
+export class SampleNorms {
+  private readonly uses = new Map<number, TiedUse[]>();
+
+  constructor(private readonly tied: ReadonlySet<number>) {}
+
+  add(op: Op, c: KernelOpContext, view: MemoryView, rows: number, dy: readonly Ptr[], out: Float64Array): void {
+    if (rows > 0 && (op.kind === "linear" || op.kind === "embedding") && this.tied.has(op.weight) && c.grad(op.weight) !== 0) {
+      const uses = this.uses.get(op.weight) ?? [];
+      this.uses.set(op.weight, uses);
+      const T = op.tokens;
+      if (op.kind === "linear") {
+        uses.push({ kind: "linear", T, out: op.out, in: op.in, dy: view.f32(dy[0]!, rows * T * op.out).slice(), x: view.f32(c.value(op.inputs[0]!), rows * T * op.in).slice() });
+        linear(op, c, view, rows, dy[0]!, out, true); // the bias, untied, as usual
+      } else {
+        uses.push({ kind: "embedding", T, D: op.dim, ids: view.f32(c.value(op.inputs[0]!), rows * T).slice(), dy: view.f32(dy[0]!, rows * T * op.dim).slice(), padding: op.paddingIdx });
+      }
+      return;
+    }
+    addSampleNormsSquared(op, c, view, rows, dy, out);
+  }
+
+  /** Adds each tied parameter's ‖Σ_u g^u_i‖² to out[i], and forgets the pass's uses. */
+  finish(rows: number, out: Float64Array): void {
+    for (const uses of this.uses.values()) {
+      for (let i = 0; i < rows; i++) {
+        let s = 0;
+        for (let u = 0; u < uses.length; u++) {
+          for (let v = u; v < uses.length; v++) s += (u === v ? 1 : 2) * tiedInner(uses[u]!, uses[v]!, i);
+        }
+        out[i]! += s;
+      }
+    }
+    this.uses.clear();
+  }
+}
+
+/** ⟨g^a_i, g^b_i⟩ of two uses of one tied parameter, for row i (the formulas of the header). */
+function tiedInner(a: TiedUse, b: TiedUse, i: number): number {
+  if (a.kind === "embedding" && b.kind === "linear") return tiedInner(b, a, i);
+  let s = 0;
+  if (a.kind === "linear" && b.kind === "linear") {
+    for (let t = 0; t < a.T; t++) {
+      for (let u = 0; u < b.T; u++) {
+        s += dot(a.dy, (i * a.T + t) * a.out, b.dy, (i * b.T + u) * b.out, a.out) * dot(a.x, (i * a.T + t) * a.in, b.x, (i * b.T + u) * b.in, a.in);
+      }
+    }
+    return s;
+  }
+  if (a.kind === "embedding" && b.kind === "embedding") {
+    for (let t = 0; t < a.T; t++) {
+      const id = Math.trunc(a.ids[i * a.T + t]!);
+      if (id === a.padding) continue;
+      for (let u = 0; u < b.T; u++) {
+        if (Math.trunc(b.ids[i * b.T + u]!) !== id || id === b.padding) continue;
+        s += dot(a.dy, (i * a.T + t) * a.D, b.dy, (i * b.T + u) * b.D, a.D);
+      }
+    }
+    return s;
+  }
+  // a linear [V, D] and an embedding [V, D] of one weight
+  const lin = a as Extract<TiedUse, { kind: "linear" }>;
+  const emb = b as Extract<TiedUse, { kind: "embedding" }>;
+  for (let u = 0; u < emb.T; u++) {
+    const id = Math.trunc(emb.ids[i * emb.T + u]!);
+    if (id === emb.padding) continue;
+    for (let t = 0; t < lin.T; t++) {
+      const d = lin.dy[(i * lin.T + t) * lin.out + id]!;
+      if (d !== 0) s += d * dot(lin.x, (i * lin.T + t) * lin.in, emb.dy, (i * emb.T + u) * emb.D, lin.in);
+    }
+  }
+  return s;
 }

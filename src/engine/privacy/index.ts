@@ -19,6 +19,7 @@ import type { CompiledModel } from "../graph/types.js";
 import type { Op } from "../ops/types.js";
 import { MT19937 } from "../rng.js";
 import { defaultDelta, noiseMultiplierFor, privacySpent, type PrivacyStretch } from "./accountant.js";
+import { TIED_OP_KINDS } from "./ghost.js";
 
 export { defaultDelta, noiseMultiplierFor, privacySpent, rdpEpsilon, RDP_ORDERS } from "./accountant.js";
 
@@ -70,16 +71,20 @@ export function checkPrivacy(request: FineTuneRequest, model: CompiledModel): vo
   if (issues.length === 0 && model.ops.some((op) => op.kind === "batch_norm")) {
     issues.push({ path: "model", message: "has a batch norm layer: BatchNorm mixes the samples of a batch, so per-sample gradients do not exist and DP-SGD cannot train it (Opacus's ModuleValidator refuses it too)" });
   }
-  const users = new Map<number, number>();
+  // tied parameters: their per-sample gradients are summed over their uses when those are linear
+  // and embedding ops (privacy/ghost.ts, SampleNorms); a parameter shared by other ops is refused
+  const users = new Map<number, Op["kind"][]>();
   for (const op of model.ops) {
     const params = opParameters(op).filter((i) => model.state[i]!.trainable);
     if (!PRIVATE_OP_KINDS.has(op.kind) && op.kind !== "batch_norm") {
       issues.push({ path: "privacy", message: `the model has a ${op.kind} op${params.length ? ` (${layerOf(model, params[0]!)})` : ""}, which has no per-sample gradients yet` });
     }
-    for (const i of params) users.set(i, (users.get(i) ?? 0) + 1);
+    for (const i of params) users.set(i, [...(users.get(i) ?? []), op.kind]);
   }
-  for (const [i, n] of users) {
-    if (n > 1) issues.push({ path: "privacy", message: `${model.state[i]!.name} is shared by ${n} ops (tied weights): per-sample gradient norms of tied parameters are not supported yet; freeze it with \`trainable\`` });
+  for (const [i, kinds] of users) {
+    if (kinds.length > 1 && !kinds.every((k) => TIED_OP_KINDS.has(k))) {
+      issues.push({ path: "privacy", message: `${model.state[i]!.name} is shared by ${kinds.length} ops (${kinds.join(", ")}): per-sample gradients of a tied parameter are summed over linear and embedding uses only; freeze it with \`trainable\`` });
+    }
   }
   const t = request.training;
   if (t.clip_grad_norm !== null) issues.push({ path: "training.clip_grad_norm", message: "does not apply to a private run: privacy.max_grad_norm clips each sample's gradient" });

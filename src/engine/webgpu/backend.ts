@@ -29,7 +29,7 @@ import { BufferSet, MAP_READ, Program, USAGE, checked, gridGroups, type Dispatch
 import { backwardStepSpecs, GPU_OPS, unsupportedOnGpu, type GpuOp, type GpuOpContext } from "./ops.js";
 import { FAULT, LOSS, NORM, STATUS, STATUS_BYTES, STEP_BYTES } from "./wgsl.js";
 import { addGaussianNoise, clipFactor, opParameters, uniformSource, type PrivacySettings } from "../privacy/index.js";
-import { addSampleNormsSquared } from "../privacy/ghost.js";
+import { SampleNorms, tiedParameters } from "../privacy/ghost.js";
 import type { KernelOpContext } from "../ops/types.js";
 import { mixSeed } from "../rng.js";
 
@@ -517,6 +517,7 @@ export async function createWebGpuBackend(
           if (u32[STATUS.fault]! & FAULT.loss) return fault("diverged", `the loss became ${chunkLoss}`);
           // ---- the norms on the CPU, from the copies (ghost.ts reads them through fake pointers)
           const norms = new Float64Array(rows);
+          const sampleNorms = new SampleNorms(tiedParameters(compiled));
           for (const n of normSteps) {
             const arrays = new Map<number, Float32Array>();
             const pointer = new Map<string, number>();
@@ -531,8 +532,9 @@ export async function createWebGpuBackend(
               grad: (i: number) => (i >= 0 && compiled.state[i]!.trainable ? 1 : 0),
               saved: (id: number) => (op.kind === "layer_norm" && id === op.mean ? pointer.get("mean") ?? 0 : op.kind === "layer_norm" && id === op.rstd ? pointer.get("rstd")! : 0),
             } as unknown as KernelOpContext;
-            addSampleNormsSquared(op, c, { f32: (ptr, length) => arrays.get(ptr)!.subarray(0, length) }, rows, [pointer.get("dy")!], norms);
+            sampleNorms.add(op, c, { f32: (ptr, length) => arrays.get(ptr)!.subarray(0, length) }, rows, [pointer.get("dy")!], norms);
           }
+          sampleNorms.finish(rows, norms);
           // ---- the loss gradient with row i scaled by c_i·rows, then the same forward and the backward
           const dlogits = new Float32Array(bytes, dlogitsAt, rows * outSize).slice();
           for (let i = 0; i < rows; i++) {

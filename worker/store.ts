@@ -345,7 +345,7 @@ export class FineTuneJob extends DurableObject<Env> {
     let weightsKey: string | null = null;
     if (finish) {
       const object = await this.env.BLOBS.get(finish.weightsKey);
-      best = (await this.trial(finish.best).get())?.job ?? null;
+      best = ((await this.trial(finish.best).get()) as JobRecord | null)?.job ?? null;
       if (object && best) {
         weightsKey = search.searchWeightsKeyOf(current.job.id);
         await this.env.BLOBS.put(weightsKey, await object.arrayBuffer());
@@ -360,7 +360,7 @@ export class FineTuneJob extends DurableObject<Env> {
     if (!state?.search || isFinal(state.job.status)) return;
     for (const t of state.job.trials ?? []) {
       if (t.status !== "queued" && t.status !== "running") continue;
-      const record = await this.trial(t.id).get();
+      const record = (await this.trial(t.id).get()) as JobRecord | null;
       if (record === null) await this.startTrials([t.id]);
       else await this.trialChanged(record.job, await this.trial(t.id).weightsKey());
     }

@@ -47,20 +47,18 @@ describe("a search over GPU nodes with real processes", () => {
       data: { ...request.data, validation_split: 0.2 },
       search: { space: { "training.optimizer.lr": { log_uniform: [1e-4, 3e-2] } }, trials: 4, parallel: 2, seed: 15 },
     });
+    // one node first: the trial it claims is the one to kill it in, once it has trained an epoch
     const doomed = node("node-doomed");
-    node("node-steady");
-    // the doomed node has trained an epoch of a trial: kill it there
     const victim = await eventually("an epoch of a trial on node-doomed", 90_000, async () => {
       const parent = await job(id);
       for (const t of parent.trials as { id: string; status: string }[]) {
-        if (t.status !== "running") continue;
-        const trial = await job(t.id);
-        if (trial.engine?.node === "node-doomed" && trial.metrics?.history.length >= 1) return t.id;
+        if (t.status === "running" && (await job(t.id)).metrics?.history.length >= 1) return t.id;
       }
       return undefined;
     });
     const killedAt = Date.now();
     await stop(doomed, "SIGKILL");
+    node("node-steady");
     node("node-rescue");
 
     const parent = await eventually("the search to end", 240_000, async () => {

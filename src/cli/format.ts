@@ -201,3 +201,21 @@ export class ProgressBar {
     this.stale = false;
   }
 }
+
+/**
+ * A search job's trials as a table: id, status, epoch, metric, the searched values, and `*`
+ * at the best trial (docs/strategy.md, "Searches").
+ *
+ * @example
+ * ```ts
+ * process.stdout.write(trialsTable(await client.fineTunes.retrieve(searchId)));
+ * ```
+ */
+export function trialsTable(job: Pick<Job, "trials" | "best_trial" | "search">): string {
+  const trials = job.trials ?? [];
+  const paths = [...new Set(trials.flatMap((t) => Object.keys(t.params)))];
+  const metric = job.search?.metric ?? "metric";
+  const value = (v: unknown) => (typeof v === "number" ? num(v) : JSON.stringify(v));
+  const rows = trials.map((t) => [t.id === job.best_trial ? "*" : "", t.id, t.status, t.epoch === null ? "" : String(t.epoch), t.metric === null ? "" : num(t.metric), ...paths.map((p) => (p in t.params ? value(t.params[p]) : ""))]);
+  return `\ntrials (${metric}; * best)\n` + table(["", "id", "status", "epoch", metric, ...paths], rows, [0, 1, 2]);
+}

@@ -332,6 +332,8 @@ export class FineTuneJob extends DurableObject<Env> {
     const r = search.trialChanged(current, trial, weightsKey, Date.now());
     if (!r.changed) return;
     await this.save(r.state);
+    // successive halving stopped a trial: cancelled as any job (it stops within an epoch)
+    for (const id of r.stop) await this.trial(id).cancel();
     if (r.start.length > 0) await this.startTrials(r.start);
     if (r.finish !== undefined) await this.finishSearch();
   }

@@ -29,7 +29,7 @@ interface PlannedTrial {
 
 /**
  * The parsed `search` of a request, or null when it has none; a 400 naming `search.<field>` when
- * it does not match the schema, a 422 for what the service refuses (ASHA, a sync search).
+ * it does not match the schema, a 422 for a sync search.
  *
  * @example
  * ```ts
@@ -41,9 +41,6 @@ export function searchOf(request: TrainRequest): SearchSpec | null {
   if (raw === undefined || raw === null) return null;
   const parsed = SearchSpec.safeParse(raw);
   if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error, "search"));
-  if (parsed.data.early_termination) {
-    throw new UnprocessableError("not_implemented", [{ path: "search.early_termination", message: "successive halving (ASHA) is not implemented yet: leave it out (every trial runs all its epochs)" }]);
-  }
   if (request.mode === "sync") {
     throw new UnprocessableError("sync_search", [{ path: "mode", message: 'a search is always an async job (its trials are jobs of their own): send mode "async" or "auto"' }]);
   }
@@ -161,7 +158,8 @@ export async function createSearchJob(
       trials: trials.map((t) => ({ id: t.id, params: t.params, status: "pending", metric: null, epoch: null })),
       best_trial: null,
     };
-    const run = { metric: spec.metric, mode: searchMode(spec), parallel: slots, slots: trials.map((t) => t.slot) };
+    const asha = spec.early_termination ? { grace: spec.early_termination.grace_epochs, factor: spec.early_termination.reduction_factor, rungs: {} } : undefined;
+    const run = { metric: spec.metric, mode: searchMode(spec), parallel: slots, slots: trials.map((t) => t.slot), ...(asha ? { asha } : {}) };
     const { state, start } = createSearch(job, c.var.owner, run, inputKeyOf(id), Date.now());
     await deps.store.submitSearch(state, start, new Map(trials.map((t) => [t.id, t.input])));
     c.header("Location", `/v1/fine-tunes/${id}`);

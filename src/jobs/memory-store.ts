@@ -216,6 +216,8 @@ export class MemoryJobStore implements JobStore {
     const r = search.trialChanged(parent, trial.job, trial.weightsKey, Date.now());
     if (!r.changed) return;
     this.save(r.state);
+    // successive halving stopped a trial: cancelled as any job (the transition runs now, synchronously)
+    for (const id of r.stop) void this.apply(id, (s, now) => machine.requestCancel(s, now));
     this.startTrials(parentId, r.start);
     if (r.finish === undefined) return;
     const best = r.finish ? (this.states.get(r.finish.best)?.job ?? null) : null;

@@ -32,6 +32,73 @@ export interface SearchRun {
   mode: "min" | "max";
   parallel: number;
   slots: TrialSlot[];
+  /** Successive halving: its rungs' recorded metrics, by rung epoch then trial id. */
+  asha?: { grace: number; factor: number; rungs: Record<string, Record<string, number>> };
+}
+
+/**
+ * The rungs of a trial of `epochs` epochs: grace · factor^k for k = 0, 1, ... below its last
+ * epoch (a trial at its last epoch has finished; Ray Tune's milestones min_t · rf^k, max_t not stopped at).
+ *
+ * @example
+ * ```ts
+ * rungsOf(1, 3, 20); // [1, 3, 9]
+ * ```
+ */
+export function rungsOf(grace: number, factor: number, epochs: number): number[] {
+  const rungs: number[] = [];
+  for (let r = grace; r < epochs; r *= factor) rungs.push(r);
+  return rungs;
+}
+
+/**
+ * numpy.percentile's default (linear) interpolation: the q-th percentile of `values`.
+ *
+ * @example
+ * ```ts
+ * percentile([1, 2, 3, 4], 50); // 2.5
+ * ```
+ */
+export function percentile(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const position = (q / 100) * (sorted.length - 1);
+  const lo = Math.floor(position);
+  const hi = Math.ceil(position);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (position - lo);
+}
+
+/**
+ * ASHA's decisions for a trial that has reported epochs up to its last (Li et al. 2018,
+ * "A System for Massively Parallel Hyperparameter Tuning", algorithm 2 as Ray Tune's
+ * AsyncHyperBandScheduler runs it, `_Bracket.on_result`): at each rung the trial has reached and
+ * not been recorded at, in order, the cutoff is the (1 − 1/factor)·100th percentile of the
+ * rewards recorded there before it (reward: the metric, negated for mode min), none when none
+ * were; a reward below the cutoff stops the trial (`canStop`: it is still running). The trial's
+ * reward is recorded either way.
+ * Returns the updated rungs, and the rung it was stopped at, if any.
+ */
+function ashaStep(
+  asha: NonNullable<SearchRun["asha"]>,
+  mode: SearchRun["mode"],
+  trialId: string,
+  epochs: number,
+  values: ReadonlyMap<number, number>,
+  canStop: boolean,
+): { rungs: NonNullable<SearchRun["asha"]>["rungs"]; stoppedAt: number | null } {
+  let rungs = asha.rungs;
+  const last = Math.max(0, ...values.keys());
+  for (const rung of rungsOf(asha.grace, asha.factor, epochs)) {
+    if (rung > last) break;
+    const recorded = rungs[rung] ?? {};
+    const metric = values.get(rung);
+    if (trialId in recorded || metric === undefined) continue;
+    const reward = mode === "max" ? metric : -metric;
+    const before = Object.values(recorded);
+    const cutoff = before.length === 0 ? null : percentile(before, (1 - 1 / asha.factor) * 100);
+    rungs = { ...rungs, [rung]: { ...recorded, [trialId]: reward } };
+    if (canStop && cutoff !== null && reward < cutoff) return { rungs, stoppedAt: rung };
+  }
+  return { rungs, stoppedAt: null };
 }
 
 /** Where a search job keeps its copy of the best trial's weights (under its own prefix: it outlives the trial's deletion). */
@@ -115,7 +182,8 @@ export function createSearch(job: Job, owner: string, run: SearchRun, inputKey: 
 
 /**
  * The parent learns of a trial's change (its status, its epochs): the trial's entry is updated
- * and a `trial` event emitted; when it has ended, the next pending trials start (`start`); when
+ * and a `trial` event emitted; successive halving may stop it (`stop`: the store cancels it);
+ * when it has ended, the next pending trials start (`start`); when
  * every trial has ended, `finish` names the best trial and where its weights are (the store
  * copies them, then calls finishSearch). A search that has ended only records the change.
  *
@@ -131,25 +199,42 @@ export function trialChanged(
   trial: Job,
   weightsKey: string | null,
   now: number,
-): { state: JobState; start: string[]; finish: { best: string; weightsKey: string } | null | undefined; changed: boolean } {
-  const run = state.search;
+): { state: JobState; start: string[]; stop: string[]; finish: { best: string; weightsKey: string } | null | undefined; changed: boolean } {
+  const unchanged = { state, start: [], stop: [], finish: undefined, changed: false };
+  const run0 = state.search;
   const index = state.job.trials?.findIndex((t) => t.id === trial.id) ?? -1;
-  if (!run || index < 0) return { state, start: [], finish: undefined, changed: false };
+  if (!run0 || index < 0) return unchanged;
+  let run = run0;
   const slot = run.slots[index]!;
   const before = state.job.trials![index]!;
   // a trial's entry only moves forward: a pending trial is created by the parent, never reported before
-  if (ended(before.status) || before.status === "pending") return { state, start: [], finish: undefined, changed: false };
+  if (ended(before.status) || before.status === "pending") return unchanged;
   const { metric, epoch } = trialMetric(trial.metrics, run.metric, slot.restoresBest);
   const entry: Trial = { ...before, status: trial.status, metric, epoch };
-  if (entry.status === before.status && entry.epoch === before.epoch && entry.metric === before.metric) return { state, start: [], finish: undefined, changed: false };
+  if (entry.status === before.status && entry.epoch === before.epoch && entry.metric === before.metric) return unchanged;
+  const stop: string[] = [];
+  // a trial that reports its rungs only with its completion (short epochs are reported together) is recorded, not stopped
+  if (run.asha && (trial.status === "running" || trial.status === "succeeded") && before.stopped_at_rung === undefined && !isFinal(state.job.status)) {
+    const values = new Map<number, number>();
+    for (const h of trial.metrics?.history ?? []) {
+      const v = h[run.metric];
+      if (typeof v === "number" && Number.isFinite(v)) values.set(h.epoch, v);
+    }
+    const step = ashaStep(run.asha, run.mode, trial.id, slot.epochs, values, trial.status === "running");
+    run = { ...run, asha: { ...run.asha, rungs: step.rungs } };
+    if (step.stoppedAt !== null) {
+      entry.stopped_at_rung = step.stoppedAt;
+      stop.push(trial.id);
+    }
+  }
   const trials = state.job.trials!.map((t, i) => (i === index ? entry : t));
   const slots = ended(entry.status) ? run.slots.map((s, i) => (i === index ? { ...s, weightsKey } : s)) : run.slots;
   const best = bestTrial(trials, run.mode);
   let next: JobState = { ...state, search: { ...run, slots }, job: { ...state.job, trials, best_trial: best?.id ?? null } };
-  if (isFinal(state.job.status)) return { state: next, start: [], finish: undefined, changed: true };
+  if (isFinal(state.job.status)) return { state: next, start: [], stop: [], finish: undefined, changed: true };
   next = emit(next, "trial", entry);
   const filled = fill(next);
-  return { state: filled.state, start: filled.start, finish: finishOf(filled.state), changed: true };
+  return { state: filled.state, start: filled.start, stop, finish: finishOf(filled.state), changed: true };
 }
 
 /**

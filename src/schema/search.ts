@@ -62,8 +62,16 @@ export const SearchSpec = z.strictObject({
   seed: int().min(0).max(2 ** 32 - 1).default(0),
   /** Points of a uniform or log_uniform field in a grid search. */
   grid_points: int().min(2).max(MAX_TRIALS).default(3),
-  /** Successive halving (ASHA): not implemented yet; a request that gives it is refused with a 422. */
-  early_termination: z.strictObject({ type: z.literal("asha"), grace_epochs: int().min(1), reduction_factor: int().min(2) }).nullable().optional(),
+  /**
+   * Asynchronous successive halving (ASHA, Li et al. 2018, as Ray Tune's AsyncHyperBandScheduler):
+   * at each rung (grace_epochs · reduction_factor^k epochs, below the trial's last epoch), a trial
+   * whose metric is worse than the (1 − 1/reduction_factor) quantile of the trials recorded at that
+   * rung before it is stopped (docs/strategy.md, "Searches").
+   */
+  early_termination: z
+    .strictObject({ type: z.literal("asha"), grace_epochs: int().min(1).max(100_000).default(1), reduction_factor: int().min(2).max(100).default(3) })
+    .nullable()
+    .optional(),
 });
 export type SearchSpecInput = z.input<typeof SearchSpec>;
 export type SearchSpec = z.output<typeof SearchSpec>;
@@ -87,5 +95,7 @@ export const Trial = z.object({
   status: z.enum(["pending", "queued", "running", "succeeded", "failed", "cancelled", "diverged"]),
   metric: z.number().nullable(),
   epoch: z.number().int().nullable(),
+  /** Successive halving stopped it at this rung (an epoch): it ends cancelled and is not ranked. */
+  stopped_at_rung: z.number().int().optional(),
 });
 export type Trial = z.infer<typeof Trial>;

@@ -115,7 +115,7 @@ describe("searches over the in-process store", () => {
     expect((await app.request(`/v1/fine-tunes/${id}/weights`)).status).toBe(404);
   });
 
-  it("refusals: an unknown path or a value out of range is a 422 at search.space.<path>; sync, ASHA and a val_ metric without validation data are 422s", async () => {
+  it("refusals: an unknown path or a value out of range is a 422 at search.space.<path>; sync and a val_ metric without validation data are 422s", async () => {
     const { app } = await setup();
     const problem = async (body: unknown) => {
       const res = await app.request("/v1/fine-tunes", json(body));
@@ -134,15 +134,48 @@ describe("searches over the in-process store", () => {
     const sync = await problem(searchRequest({ space: SPACE, trials: 2 }, { mode: "sync" }));
     expect(sync.status).toBe(422);
     expect(sync.body.errors[0]!.path).toBe("mode");
-    const asha = await problem(searchRequest({ space: SPACE, trials: 2, early_termination: { type: "asha", grace_epochs: 1, reduction_factor: 2 } }));
-    expect(asha.status).toBe(422);
-    expect(asha.body.errors[0]!.path).toBe("search.early_termination");
     const noValidation = await problem({ ...searchRequest({ space: SPACE, trials: 2 }), data: { train: regressionData(64) } });
     expect(noValidation.status).toBe(422);
     expect(noValidation.body.errors[0]!.path).toBe("search.metric");
     const schema = await problem(searchRequest({ space: SPACE, trials: 0 }));
     expect(schema.status).toBe(400);
     expect(schema.body.errors[0]!.path).toBe("search.trials");
+  });
+
+  it("ASHA: a trial worse at a rung than the cutoff of those recorded there before it is stopped (cancelled, never ranked); the rest run all their epochs", async () => {
+    const { app, get, drain } = await setup();
+    const rates = [1e-2, 1e-6, 3e-3, 1e-7];
+    const body = searchRequest({ space: { "training.optimizer.lr": { choice: rates } }, algorithm: "grid", parallel: 1, early_termination: { type: "asha", grace_epochs: 1, reduction_factor: 2 } });
+    body.training = { ...body.training, epochs: 4 };
+    const res = await app.request("/v1/fine-tunes", json(body));
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await drain(id, 1);
+    const parent = await get(`/v1/fine-tunes/${id}`);
+    expect(parent.status).toBe("succeeded");
+    const children = await Promise.all(parent.trials.map((t: { id: string }) => get(`/v1/fine-tunes/${t.id}`)));
+    // the rule, replayed over the children's histories in the order they ran (parallel 1): rungs 1 and 2 of 4 epochs
+    const recorded: Record<number, number[]> = { 1: [], 2: [] };
+    const expected = children.map((c) => {
+      for (const rung of [1, 2]) {
+        const loss = c.metrics.history.find((h: { epoch: number }) => h.epoch === rung)?.val_loss as number;
+        const before = [...recorded[rung]!].sort((a, b) => a - b);
+        recorded[rung]!.push(-loss);
+        if (before.length === 0) continue;
+        const pos = 0.5 * (before.length - 1);
+        const cutoff = before[Math.floor(pos)]! + (before[Math.ceil(pos)]! - before[Math.floor(pos)]!) * (pos - Math.floor(pos));
+        if (-loss < cutoff) return rung;
+      }
+      return undefined;
+    });
+    expect(parent.trials.map((t: { stopped_at_rung?: number }) => t.stopped_at_rung)).toEqual(expected);
+    expect(expected.filter((r) => r !== undefined).length).toBeGreaterThan(0);
+    for (const [i, c] of children.entries()) {
+      expect(c.status).toBe(expected[i] === undefined ? "succeeded" : "cancelled");
+      if (expected[i] === undefined) expect(c.metrics.history).toHaveLength(4);
+    }
+    const finals = children.map((c, i) => (expected[i] === undefined ? (c.metrics.history.at(-1).val_loss as number) : Infinity));
+    expect(parent.best_trial).toBe(children[finals.indexOf(Math.min(...finals))]!.id);
   });
 
   it("quotas: a search holds min(parallel, trials) active jobs; more than MAX_ACTIVE_JOBS_PER_KEY is a 422 at search.parallel, more than is free a 429", async () => {

@@ -50,7 +50,7 @@ describe("searches from the SDK and the CLI", () => {
     expect(isJob(created)).toBe(true);
     if (!isJob(created)) return;
     const events: FineTuneEvent[] = [];
-    const done = await client.fineTunes.waitForCompletion(created.id, { onEvent: (e) => events.push(e) });
+    const done = await client.fineTunes.waitForCompletion(created.id, { onEvent: (e) => void events.push(e) });
     expect(done.status).toBe("succeeded");
     const trials = await client.fineTunes.trials(created.id);
     expect(trials.map((t) => t.params["training.optimizer.lr"])).toEqual([0.001, 0.01, 0.1]);

@@ -61,6 +61,26 @@ describe("searches in workerd", () => {
     expect(listed.filter((j) => j.parent === id).map((j) => j.id).sort()).toEqual(children.map((c) => c.id).sort());
   });
 
+  it("ASHA in the Durable Objects: the parent stops a trial at a rung (it ends cancelled, unranked) and the search still ends with the best of the rest", async () => {
+    const body = searchRequest("edge", {
+      space: { "training.optimizer.lr": { choice: [1e-2, 1e-7, 3e-3] } },
+      algorithm: "grid",
+      parallel: 1,
+      early_termination: { type: "asha", grace_epochs: 1, reduction_factor: 2 },
+    });
+    body.training = { ...body.training, epochs: 4 };
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(body));
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const parent = await waitFor("the search to end", () => get(`/v1/fine-tunes/${id}`), (job) => job.status !== "running");
+    expect(parent.status).toBe("succeeded");
+    // 1e-7 barely moves: worse than 1e-2 after its first epoch, so stopped at rung 1
+    expect(parent.trials[1].stopped_at_rung).toBe(1);
+    expect((await get(`/v1/fine-tunes/${parent.trials[1].id}`)).status).toBe("cancelled");
+    expect(parent.trials[0].status).toBe("succeeded");
+    expect([parent.trials[0].id, parent.trials[2].id]).toContain(parent.best_trial);
+  });
+
   it("cancelling a search of GPU-node trials cancels the waiting trials and starts none of the pending ones", async () => {
     const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(searchRequest("gpu-node", { space: { "training.batch_size": { choice: [8, 16, 32] } }, algorithm: "grid", parallel: 2 })));
     expect(res.status).toBe(202);

@@ -151,8 +151,13 @@ export class FineTuneJob extends DurableObject<Env> {
     const r = fn(current, Date.now(), leasePolicy(this.env));
     if (r.state !== current) await this.save(r.state);
     await this.apply(r.state, r.effects, current);
-    if (r.state.job.parent !== undefined && trialMoved(current.job, r.state.job)) await this.tellParent(r.state);
     const { state: _s, effects: _e, ...rest } = r;
+    if (r.state.job.parent !== undefined && trialMoved(current.job, r.state.job)) {
+      await this.tellParent(r.state);
+      // the parent may have stopped this trial (successive halving): its worker hears it in this answer
+      const after = "cancel" in rest && rest.cancel === false ? await this.state() : undefined;
+      if (after?.cancelRequested) Object.assign(rest, { cancel: true });
+    }
     return rest;
   }
 

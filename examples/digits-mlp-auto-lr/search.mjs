@@ -7,6 +7,8 @@
 //
 // The search is an async job; each trial is a job of its own (`parent`: the search's id) that
 // the Queue runs on the edge. The search's weights are the best trial's, byte for byte.
+// With --asha: 12 trials under successive halving (grace 1 epoch, reduction factor 3: rungs at
+// epochs 1 and 3), so the trials that start badly are stopped early.
 // Writes digits-mlp-search.safetensors.
 import { readFile, writeFile } from "node:fs/promises";
 import { Edgetune } from "../../dist/src/sdk/index.js"; // in an app: import { Edgetune } from "edgetune/sdk"
@@ -15,6 +17,7 @@ const here = (file) => new URL(file, import.meta.url);
 const client = new Edgetune({ baseURL: process.env.EDGETUNE_URL ?? "http://localhost:8787" });
 const request = JSON.parse(await readFile(here("request.json"), "utf8"));
 
+const asha = process.argv.includes("--asha");
 const startedAt = Date.now();
 const search = await client.fineTunes.create({
   ...request,
@@ -22,9 +25,10 @@ const search = await client.fineTunes.create({
   mode: "async",
   search: {
     space: { "training.optimizer.lr": { log_uniform: [1e-4, 1] }, "training.batch_size": { choice: [16, 32, 64] } },
-    trials: 6,
+    trials: asha ? 12 : 6,
     parallel: 2,
     seed: 0,
+    ...(asha ? { early_termination: { type: "asha", grace_epochs: 1, reduction_factor: 3 } } : {}),
   },
 });
 console.log(`search ${search.id}: ${search.trials.length} trials, ${search.search.parallel} at once`);
@@ -34,14 +38,17 @@ const done = await client.fineTunes.waitForCompletion(search.id, {
   },
 });
 console.log(`${done.status} in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
-console.log("best  lr        batch  val_loss  val_accuracy");
+console.log("best  lr        batch  epochs  val_loss  val_accuracy  stopped at");
+let epochs = 0;
 for (const t of await client.fineTunes.trials(search.id)) {
   const trial = await client.fineTunes.retrieve(t.id);
   const last = trial.metrics.history.at(-1);
+  epochs += trial.metrics.epochs;
   console.log(
-    `${t.best ? "  *  " : "     "} ${t.params["training.optimizer.lr"].toExponential(2)}  ${String(t.params["training.batch_size"]).padStart(5)}  ${last.val_loss.toFixed(4)}    ${last.val_accuracy.toFixed(3)}`,
+    `${t.best ? "  *  " : "     "} ${t.params["training.optimizer.lr"].toExponential(2)}  ${String(t.params["training.batch_size"]).padStart(5)}  ${String(trial.metrics.epochs).padStart(6)}  ${last.val_loss.toFixed(4)}    ${last.val_accuracy.toFixed(3)}${t.stopped_at_rung ? `         rung ${t.stopped_at_rung}` : ""}`,
   );
 }
+console.log(`epochs trained: ${epochs} of ${search.trials.length * request.training.epochs}`);
 const weights = await client.fineTunes.weights(search.id);
 const best = await client.fineTunes.weights(done.best_trial);
 console.log(`the search's weights are the best trial's: ${Buffer.from(weights).equals(Buffer.from(best))}`);

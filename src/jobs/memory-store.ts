@@ -414,6 +414,8 @@ export class MemoryJobStore implements JobStore {
     const r = this.transition(id, fn);
     if (!r) return { ok: false, cancel: false, accepted: false, changed: false } as unknown as Omit<T, "state" | "effects">;
     const { state: _s, effects: _e, ...rest } = r;
+    // a trial's parent may have stopped it meanwhile (successive halving): its worker hears it in this answer
+    if ("cancel" in rest && rest.cancel === false && r.state.job.parent !== undefined && this.states.get(id)?.cancelRequested) Object.assign(rest, { cancel: true });
     return rest;
   }
 }

@@ -76,7 +76,9 @@ describe("searches in workerd", () => {
     expect(parent.status).toBe("succeeded");
     // 1e-7 barely moves: worse than 1e-2 after its first epoch, so stopped at rung 1
     expect(parent.trials[1].stopped_at_rung).toBe(1);
-    expect((await get(`/v1/fine-tunes/${parent.trials[1].id}`)).status).toBe("cancelled");
+    const stopped = await get(`/v1/fine-tunes/${parent.trials[1].id}`);
+    expect(stopped.status).toBe("cancelled");
+    expect(stopped.metrics.epochs).toBe(1); // the answer to its first report stopped it
     expect(parent.trials[0].status).toBe("succeeded");
     expect([parent.trials[0].id, parent.trials[2].id]).toContain(parent.best_trial);
   });

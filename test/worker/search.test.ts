@@ -5,6 +5,7 @@
  */
 import { SELF, env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import worker from "../../worker/index.js";
 import { regressionData, seedRequest } from "../helpers.js";
 
 const auth = { authorization: "Bearer worker-test-key" };
@@ -95,5 +96,26 @@ describe("searches in workerd", () => {
     const parent = await get(`/v1/fine-tunes/${created.id}`);
     expect(parent.trials.map((t: { status: string }) => t.status)).toEqual(["cancelled", "cancelled", "cancelled"]);
     expect((await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${created.trials[2]!.id}`, { headers: auth })).status).toBe(404);
+  });
+
+  it("quotas: a search holds min(parallel, trials) of MAX_ACTIVE_JOBS_PER_KEY until it ends; its cancel frees them all", async () => {
+    const key = "search-quota-key";
+    const vars = { ...env, EDGETUNE_API_KEYS: key, MAX_ACTIVE_JOBS_PER_KEY: "3" } as Env;
+    const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
+    const call = (path: string, body?: unknown) =>
+      worker.fetch(new Request(`http://edgetune.test${path}`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) }), vars, ctx);
+    const one = { ...seedRequest(16, { training: { epochs: 1, batch_size: 8 } }), mode: "async", placement: "gpu-node" };
+    const wide = await call("/v1/fine-tunes", searchRequest("gpu-node", { space: { "training.batch_size": { choice: [8, 16] } }, algorithm: "grid", parallel: 4 }));
+    expect(wide.status).toBe(202); // 2 trials: it holds 2 slots, not 4
+    const { id } = (await wide.json()) as { id: string };
+    expect((await call("/v1/fine-tunes", one)).status).toBe(202);
+    const refused = await call("/v1/fine-tunes", one);
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { code: string }).code).toBe("too_many_active_jobs");
+    const tooWide = await call("/v1/fine-tunes", searchRequest("gpu-node", { space: { "training.batch_size": { choice: [8, 16, 32, 64] } }, algorithm: "grid", parallel: 4 }));
+    expect(tooWide.status).toBe(422);
+    expect((await call(`/v1/fine-tunes/${id}/cancel`)).status).toBe(200);
+    expect((await call("/v1/fine-tunes", one)).status).toBe(202);
+    expect((await call("/v1/fine-tunes", one)).status).toBe(202);
   });
 });

@@ -100,6 +100,39 @@ describe("searches over the in-process store", () => {
     expect(parent.best_trial).toBe(children[losses.indexOf(Math.min(...losses))]!.id);
   });
 
+  it("multipart: the trials share the CSV parts, each trial's input holds the data (every trial trains on all rows)", async () => {
+    const { app, get, drain } = await setup();
+    const rows = regressionData(40);
+    const csv = (x: number[][], y: number[]) => ["a,b,c,d,e,f,g,h,i,j,y", ...x.map((r, i) => [...r, y[i]].join(","))].join("\n");
+    const val = regressionData(12, 10, 5);
+    const form = new FormData();
+    const { data: _data, ...request } = searchRequest({ space: { "training.batch_size": { choice: [4, 40] } }, algorithm: "grid", parallel: 2 });
+    form.set("request", JSON.stringify({ ...request, data: {} }));
+    form.set("train", new File([csv(rows.x, rows.y)], "train.csv", { type: "text/csv" }));
+    form.set("validation", new File([csv(val.x, val.y)], "validation.csv", { type: "text/csv" }));
+    const res = await app.request("/v1/fine-tunes", { method: "POST", body: form });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await drain(id, 2);
+    const parent = await get(`/v1/fine-tunes/${id}`);
+    expect(parent.status).toBe("succeeded");
+    const children = await Promise.all(parent.trials.map((t: { id: string }) => get(`/v1/fine-tunes/${t.id}`)));
+    expect(children.map((c) => c.metrics.steps)).toEqual([3 * 10, 3 * 1]); // 40 rows: 10 batches of 4, 1 of 40, for 3 epochs
+  });
+
+  it("Idempotency-Key: a retried search create answers the first search job; no second tree of jobs", async () => {
+    const { app, get } = await setup();
+    const body = searchRequest({ space: SPACE, trials: 2, parallel: 2 });
+    const first = await app.request("/v1/fine-tunes", json(body, { "idempotency-key": "search-1" }));
+    const again = await app.request("/v1/fine-tunes", json(body, { "idempotency-key": "search-1" }));
+    expect([first.status, again.status]).toEqual([202, 202]);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await again.json()) as { id: string }).id).toBe(((await first.json()) as { id: string }).id);
+    expect((await get("/v1/fine-tunes?limit=10")).data).toHaveLength(3);
+    const other = await app.request("/v1/fine-tunes", json({ ...body, search: { ...body.search, seed: 1 } }, { "idempotency-key": "search-1" }));
+    expect(other.status).toBe(422);
+  });
+
   it("cancelling the search cancels its queued trials and never starts the pending ones", async () => {
     const { app, get, store } = await setup();
     const res = await app.request("/v1/fine-tunes", json(searchRequest({ space: SPACE, trials: 3, parallel: 2 })));

@@ -115,7 +115,14 @@ export function trialParams(spec: Pick<SearchSpec, "space" | "trials" | "algorit
   return grid;
 }
 
-/** A dotted path's segments: "model.layers[0].out_features" → ["model", "layers", 0, "out_features"]. */
+/**
+ * A dotted path's segments, or null when it is not one.
+ *
+ * @example
+ * ```ts
+ * pathSegments("model.layers[0].out_features"); // ["model", "layers", 0, "out_features"]
+ * ```
+ */
 export function pathSegments(path: string): (string | number)[] | null {
   const segments: (string | number)[] = [];
   const re = /([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]/gy;

@@ -101,7 +101,15 @@ function ashaStep(
   return { rungs, stoppedAt: null };
 }
 
-/** Where a search job keeps its copy of the best trial's weights (under its own prefix: it outlives the trial's deletion). */
+/**
+ * Where a search job keeps its copy of the best trial's weights (under its own prefix: it
+ * outlives the trial's deletion).
+ *
+ * @example
+ * ```ts
+ * searchWeightsKeyOf("ft_1"); // "weights/ft_1/best.safetensors"
+ * ```
+ */
 export function searchWeightsKeyOf(id: string): string {
   return `weights/${id}/best.safetensors`;
 }
@@ -128,7 +136,14 @@ const ended = (status: Trial["status"]) => status !== "pending" && isFinal(statu
 
 const better = (mode: SearchRun["mode"], a: number, b: number) => (mode === "min" ? a < b : a > b);
 
-/** The succeeded trial with the best metric (the first of equals), or null. */
+/**
+ * The succeeded trial with the best metric (the first of equals), or null.
+ *
+ * @example
+ * ```ts
+ * bestTrial(job.trials, "min")?.id;
+ * ```
+ */
 export function bestTrial(trials: readonly Trial[], mode: SearchRun["mode"]): Trial | null {
   let best: Trial | null = null;
   for (const t of trials) if (t.status === "succeeded" && t.metric !== null && (best === null || better(mode, t.metric, best.metric!))) best = t;
@@ -240,6 +255,11 @@ export function trialChanged(
 /**
  * Whether the search is ready to end: undefined while a trial has not ended; else the best
  * trial and its weights' key, or null when no trial succeeded with a metric.
+ *
+ * @example
+ * ```ts
+ * if (finishOf(state) !== undefined) await copyBestWeightsAndFinish();
+ * ```
  */
 export function finishOf(state: JobState): { best: string; weightsKey: string } | null | undefined {
   if (isFinal(state.job.status) || !state.job.trials!.every((t) => ended(t.status))) return undefined;

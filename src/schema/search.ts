@@ -76,7 +76,14 @@ export const SearchSpec = z.strictObject({
 export type SearchSpecInput = z.input<typeof SearchSpec>;
 export type SearchSpec = z.output<typeof SearchSpec>;
 
-/** The value a trial gave one searched field. */
+/**
+ * The value a trial gave one searched field.
+ *
+ * @example
+ * ```json
+ * 0.003
+ * ```
+ */
 export const TrialParamValue = z.union([z.number(), z.string(), z.boolean(), z.null()]);
 
 /**

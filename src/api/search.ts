@@ -5,7 +5,8 @@
  */
 import type { Context } from "hono";
 import { EdgetuneError, RequestValidationError, UnprocessableError } from "../errors.js";
-import { newId, prepareRun } from "../engine/train.js";
+import { newId } from "../engine/loop.js";
+import { prepareRun } from "../engine/prepare.js";
 import type { TrainRequest } from "../engine/prepare.js";
 import { checkSpace, searchIssues, searchMode, trialParams, withParams, type TrialParams } from "../engine/search.js";
 import { encodeRunInput } from "../jobs/run-input.js";

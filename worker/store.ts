@@ -356,6 +356,9 @@ export class FineTuneJob extends DurableObject<Env> {
       if (object && best) {
         weightsKey = search.searchWeightsKeyOf(current.job.id);
         await this.env.BLOBS.put(weightsKey, await object.arrayBuffer());
+        // and its input, so that POST /v1/fine-tunes/{search}/explain explains the weights it serves
+        const input = await this.env.BLOBS.get(inputKeyOf(finish.best));
+        if (input) await this.env.BLOBS.put(current.inputKey, await input.arrayBuffer());
       }
     }
     await this.transition((s, now) => ({ ...search.finishSearch(s, best, weightsKey, now), effects: { alarmAt: null } }));

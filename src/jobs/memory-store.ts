@@ -223,7 +223,12 @@ export class MemoryJobStore implements JobStore {
     const best = r.finish ? (this.states.get(r.finish.best)?.job ?? null) : null;
     const bytes = r.finish ? this.blobs.get(r.finish.weightsKey) : undefined;
     const key = best && bytes ? search.searchWeightsKeyOf(parentId) : null;
-    if (key) this.blobs.set(key, bytes!.slice());
+    if (key) {
+      this.blobs.set(key, bytes!.slice());
+      // and its input, so that explain on the search explains the weights it serves
+      const input = this.blobs.get(inputKeyOf(r.finish!.best));
+      if (input) this.blobs.set(parent.inputKey, input.slice());
+    }
     this.transition(parentId, (s, now) => ({ ...search.finishSearch(s, best, key, now), effects: { alarmAt: null } }));
   }
 

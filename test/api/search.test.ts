@@ -72,6 +72,12 @@ describe("searches over the in-process store", () => {
     expect(await bytes(created.id)).toEqual(await bytes(best.id));
     expect(await bytes(created.id)).not.toEqual(await bytes(children.find((c) => c.id !== best.id)!.id));
 
+    // the search explains the weights it serves: the best trial's model and data
+    const explained = await app.request(`/v1/fine-tunes/${created.id}/explain`, json({ method: "integrated_gradients", rows: [[0, 0, 0, 0, 0, 0, 0, 0, 0, 1]], steps: 8 }));
+    const direct = await app.request(`/v1/fine-tunes/${best.id}/explain`, json({ method: "integrated_gradients", rows: [[0, 0, 0, 0, 0, 0, 0, 0, 0, 1]], steps: 8 }));
+    expect(explained.status).toBe(200);
+    expect(await explained.json()).toEqual(await direct.json());
+
     const list = await get("/v1/fine-tunes?limit=10");
     expect(list.data).toHaveLength(5);
     expect(list.data.filter((j: { parent?: string }) => j.parent === created.id)).toHaveLength(4);

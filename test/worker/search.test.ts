@@ -58,6 +58,9 @@ describe("searches in workerd", () => {
     expect(mine.byteLength).toBeGreaterThan(100);
     expect(mine).toEqual(await bytes(best.id));
     expect(await env.BLOBS.head(`weights/${id}/best.safetensors`)).not.toBeNull();
+    // and the best trial's input, for explain on the search
+    const input = async (jobId: string) => new Uint8Array(await (await env.BLOBS.get(`inputs/${jobId}.safetensors`))!.arrayBuffer());
+    expect(await input(id)).toEqual(await input(best.id));
     const listed = (await get("/v1/fine-tunes?limit=100")).data as { id: string; parent?: string }[];
     expect(listed.filter((j) => j.parent === id).map((j) => j.id).sort()).toEqual(children.map((c) => c.id).sort());
   });

@@ -3,7 +3,7 @@
  * own, the Queue's consumer trains them, each trial reports to its parent, and the parent keeps
  * the best trial's weights (an R2 copy, byte for byte). Cancelling the parent cancels its trials.
  */
-import { SELF, env } from "cloudflare:test";
+import { SELF, env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
 import { regressionData, seedRequest } from "../helpers.js";
@@ -120,5 +120,22 @@ describe("searches in workerd", () => {
     expect((await call(`/v1/fine-tunes/${id}/cancel`)).status).toBe(200);
     expect((await call("/v1/fine-tunes", one)).status).toBe(202);
     expect((await call("/v1/fine-tunes", one)).status).toBe(202);
+  });
+
+  it("the parent's alarm repairs a lost report: a trial that ended unheard is recorded, and the next trial starts", async () => {
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(searchRequest("gpu-node", { space: { "training.batch_size": { choice: [8, 16] } }, algorithm: "grid", parallel: 1 })));
+    const created = (await res.json()) as { id: string; trials: { id: string }[] };
+    const [first, second] = created.trials.map((t) => t.id) as [string, string];
+    // the first trial ends without its report reaching the parent (a lost RPC): written in its own storage only
+    await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(first)), async (_instance, state) => {
+      const stored = (await state.storage.get<{ job: { status: string; finished_at: string | null } }>("state"))!;
+      await state.storage.put("state", { ...stored, job: { ...stored.job, status: "failed", finished_at: new Date().toISOString() } });
+    });
+    expect((await get(`/v1/fine-tunes/${created.id}`)).trials.map((t: { status: string }) => t.status)).toEqual(["queued", "pending"]);
+    expect(await runDurableObjectAlarm(env.JOBS.get(env.JOBS.idFromName(created.id)))).toBe(true);
+    const parent = await get(`/v1/fine-tunes/${created.id}`);
+    expect(parent.trials.map((t: { status: string }) => t.status)).toEqual(["failed", "queued"]);
+    expect((await get(`/v1/fine-tunes/${second}`)).status).toBe("queued");
+    expect(await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${created.id}/cancel`, { method: "POST", headers: auth })).json()).toMatchObject({ status: "cancelled" });
   });
 });

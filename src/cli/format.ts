@@ -148,6 +148,12 @@ export class ProgressBar {
       this.status = event.data.status;
       if (this.out.isTTY) this.draw();
       else this.out.write(`status ${this.status}\n`);
+    } else if (event.event === "trial") {
+      // a search: a line per trial that ends (its epochs are its own job's)
+      const t = event.data;
+      if (t.status !== "pending" && t.status !== "queued" && t.status !== "running") {
+        this.note(`trial ${t.id} ${t.status}${t.epoch !== null ? ` at epoch ${t.epoch}` : ""}${t.metric !== null ? `  metric ${num(t.metric)}` : ""}${t.stopped_at_rung !== undefined ? `  (stopped at rung ${t.stopped_at_rung})` : ""}`);
+      }
     } else if (event.event === "epoch") {
       this.epoch = event.data.epoch;
       this.last = event.data;

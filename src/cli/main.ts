@@ -569,7 +569,8 @@ async function fineTune(client: Edgetune, values: Values, io: CliIO, json: boole
     return EXIT.ok;
   }
 
-  if (!json) io.stderr.write(`${created.id} queued for ${created.plan.placement === "gpu-node" ? "a GPU node" : "the edge"} (${created.plan.steps.toLocaleString("en-US")} steps)\n`);
+  if (!json && created.trials) io.stderr.write(`${created.id}: a search of ${created.trials.length} trials, ${created.search?.parallel ?? 1} at once\n`);
+  else if (!json) io.stderr.write(`${created.id} queued for ${created.plan.placement === "gpu-node" ? "a GPU node" : "the edge"} (${created.plan.steps.toLocaleString("en-US")} steps)\n`);
   const bar = new ProgressBar(io.stderr, epochs);
   const job = await follow(client, created.id, io, (e) => bar.update(e)).finally(() => bar.done());
   let weights: { file: string; bytes: number } | null = null;

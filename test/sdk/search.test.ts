@@ -88,5 +88,7 @@ describe("searches from the SDK and the CLI", () => {
     expect(rows.filter((l) => l.startsWith("*"))).toHaveLength(1);
     for (const row of rows) expect(row).toMatch(/succeeded\s+2\s+\d/);
     expect(statSync(out).size).toBeGreaterThan(400);
+    expect(r.stderr).toMatch(/^ft_[0-9a-f]{32}: a search of 10 trials, 1 at once\n/);
+    expect(r.stderr.match(/^trial ft_[0-9a-f]{32} succeeded at epoch 2 {2}metric \d/gm)).toHaveLength(10);
   });
 });

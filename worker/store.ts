@@ -11,6 +11,7 @@ import type { EpochMetrics } from "../src/schema/result.js";
 import { boundedMetrics, isFinal, type JobEvent } from "../src/jobs/job.js";
 import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
+import * as search from "../src/jobs/search.js";
 import {
   blobPrefixesOf,
   DEFAULT_JOB_TTL_MS,
@@ -65,6 +66,11 @@ export function jobTtlMs(env: Env): number {
   if (Number.isFinite(seconds) && seconds > 0) return seconds * 1000;
   const days = Number(env.JOB_TTL_DAYS);
   return Number.isFinite(days) && days > 0 ? days * 24 * 60 * 60 * 1000 : DEFAULT_JOB_TTL_MS;
+}
+
+/** Whether a trial's change is one its parent records: its status, or a new epoch. */
+function trialMoved(before: Job, after: Job): boolean {
+  return before.status !== after.status || before.metrics?.history.at(-1)?.epoch !== after.metrics?.history.at(-1)?.epoch;
 }
 
 /** History entries per SQLite row: rows stay far below the 2 MB value limit (SQLITE_TOOBIG). */
@@ -146,6 +152,12 @@ export class FineTuneJob extends DurableObject<Env> {
     if (r.state !== current) await this.save(r.state);
     await this.apply(r.state, r.effects, current);
     const { state: _s, effects: _e, ...rest } = r;
+    if (r.state.job.parent !== undefined && trialMoved(current.job, r.state.job)) {
+      await this.tellParent(r.state);
+      // the parent may have stopped this trial (successive halving): its worker hears it in this answer
+      const after = "cancel" in rest && rest.cancel === false ? await this.state() : undefined;
+      if (after?.cancelRequested) Object.assign(rest, { cancel: true });
+    }
     return rest;
   }
 
@@ -268,8 +280,103 @@ export class FineTuneJob extends DurableObject<Env> {
   private readonly waiters = new Set<() => void>();
 
   async cancel(): Promise<Job | null> {
-    await this.transition((s, now) => machine.requestCancel(s, now));
+    if ((await this.state())?.search) {
+      const r = await this.transition((s, now) => ({ ...search.cancelSearch(s, now), effects: { alarmAt: null } }));
+      // the search has ended (saved): each trial it cancels reports back, and is only recorded
+      for (const id of r?.cancel ?? []) await this.trial(id).cancel();
+    } else {
+      await this.transition((s, now) => machine.requestCancel(s, now));
+    }
     return (await this.state())?.job ?? null;
+  }
+
+  // ---- search jobs (src/jobs/search.ts): the parent creates its trials and hears from them
+
+  private trial(id: string) {
+    return this.env.JOBS.get(this.env.JOBS.idFromName(id));
+  }
+
+  /** Stores a new search job and creates its first trials (their inputs are in R2 already). */
+  async createSearch(state: machine.JobState, start: string[], ttlMs: number): Promise<void> {
+    if (await this.state()) return; // a retried submit
+    await this.ctx.storage.put("ttlMs", ttlMs);
+    await this.save(state);
+    // the alarm checks the trials every lease period, in case a trial's report was lost
+    await this.ctx.storage.setAlarm(Date.now() + leasePolicy(this.env).leaseMs);
+    await this.startTrials(start);
+  }
+
+  /** Creates trial jobs the parent has marked queued (a retried create changes nothing). */
+  private async startTrials(ids: readonly string[]): Promise<void> {
+    const parent = await this.state();
+    if (!parent?.search) return;
+    const ttlMs = await this.ttlMs();
+    for (const id of ids) {
+      const slot = parent.search.slots.find((s) => s.id === id);
+      if (!slot) continue;
+      const job = search.trialJob(parent, slot, new Date().toISOString());
+      const { state, effects } = machine.createQueued(job, parent.owner, slot.placement, inputKeyOf(id), Date.now(), leasePolicy(this.env), slot.epochs);
+      await this.trial(id).create(state, effects, ttlMs);
+      await this.env.JOB_INDEX.get(this.env.JOB_INDEX.idFromName(`owner:${parent.owner}`)).add(listingKey(job.created_at, id), id);
+    }
+  }
+
+  /** A trial reports its change to its parent; a failed report is repaired by the parent's alarm. */
+  private async tellParent(state: machine.JobState): Promise<void> {
+    try {
+      await this.env.JOBS.get(this.env.JOBS.idFromName(state.job.parent!)).trialChanged(state.job, state.weightsKey);
+    } catch (e) {
+      console.warn(`edgetune: trial ${state.job.id} could not report to its search ${state.job.parent}: ${String(e)}`);
+    }
+  }
+
+  /** The parent hears of a trial's change: records it, starts the next trials, ends the search after the last. */
+  async trialChanged(trial: Job, weightsKey: string | null): Promise<void> {
+    const current = await this.state();
+    if (!current?.search) return;
+    const r = search.trialChanged(current, trial, weightsKey, Date.now());
+    if (!r.changed) return;
+    await this.save(r.state);
+    // successive halving stopped a trial: cancelled as any job (it stops within an epoch)
+    for (const id of r.stop) await this.trial(id).cancel();
+    if (r.start.length > 0) await this.startTrials(r.start);
+    if (r.finish !== undefined) await this.finishSearch();
+  }
+
+  /** Every trial has ended: the best trial's weights are copied to the search's own key, then the search ends. */
+  private async finishSearch(): Promise<void> {
+    const current = await this.state();
+    const finish = current ? search.finishOf(current) : undefined;
+    if (!current || finish === undefined) return;
+    let best: Job | null = null;
+    let weightsKey: string | null = null;
+    if (finish) {
+      const object = await this.env.BLOBS.get(finish.weightsKey);
+      best = ((await this.trial(finish.best).get()) as JobRecord | null)?.job ?? null;
+      if (object && best) {
+        weightsKey = search.searchWeightsKeyOf(current.job.id);
+        await this.env.BLOBS.put(weightsKey, await object.arrayBuffer());
+        // and its input, so that POST /v1/fine-tunes/{search}/explain explains the weights it serves
+        const input = await this.env.BLOBS.get(inputKeyOf(finish.best));
+        if (input) await this.env.BLOBS.put(current.inputKey, await input.arrayBuffer());
+      }
+    }
+    await this.transition((s, now) => ({ ...search.finishSearch(s, best, weightsKey, now), effects: { alarmAt: null } }));
+  }
+
+  /** The parent's alarm: asks each trial it has not heard the end of how it stands (creating one whose create was lost). */
+  private async reconcileSearch(): Promise<void> {
+    const state = await this.state();
+    if (!state?.search || isFinal(state.job.status)) return;
+    for (const t of state.job.trials ?? []) {
+      if (t.status !== "queued" && t.status !== "running") continue;
+      const record = (await this.trial(t.id).get()) as JobRecord | null;
+      if (record === null) await this.startTrials([t.id]);
+      else await this.trialChanged(record.job, await this.trial(t.id).weightsKey());
+    }
+    await this.finishSearch();
+    const after = await this.state();
+    if (after && !isFinal(after.job.status)) await this.ctx.storage.setAlarm(Date.now() + leasePolicy(this.env).leaseMs);
   }
 
   async claim(worker: string): Promise<Claim | null> {
@@ -324,6 +431,10 @@ export class FineTuneJob extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     const record = await this.get();
     if (!record) return;
+    if (!isFinal(record.job.status) && record.job.trials !== undefined) {
+      await this.reconcileSearch();
+      return;
+    }
     if (!isFinal(record.job.status)) {
       await this.transition((s, now, policy) => machine.onAlarm(s, now, policy));
       return;
@@ -401,7 +512,8 @@ export class JobIndex extends DurableObject<Env> {
   private async refresh(): Promise<Usage> {
     const active = await this.ctx.storage.list<number>({ prefix: "active:" });
     for (const [key, admittedAt] of active) {
-      const id = key.slice("active:".length);
+      // a search holds `parallel` slots: active:{id}, active:{id}#2, ...
+      const id = key.slice("active:".length).split("#")[0]!;
       const info = await this.env.JOBS.get(this.env.JOBS.idFromName(id)).dispatchInfo();
       const ended = info === null ? Date.now() - admittedAt > ADMISSION_GRACE_MS : isFinal(info.status);
       if (ended) await this.ctx.storage.delete(key);
@@ -419,14 +531,16 @@ export class JobIndex extends DurableObject<Env> {
     return this.refresh();
   }
 
-  async admit(id: string, job: { active: boolean; bytes: number }, limits: QuotaLimits): Promise<Admission> {
-    if (job.active && (await this.counted()).activeJobs >= limits.maxActiveJobs) await this.refresh();
+  async admit(id: string, job: { active: boolean; bytes: number; slots?: number }, limits: QuotaLimits): Promise<Admission> {
+    const slots = job.active ? (job.slots ?? 1) : 0;
+    if (job.active && (await this.counted()).activeJobs + slots > limits.maxActiveJobs) await this.refresh();
     // from here only storage calls: the check and the count are one step for racing creates
     const usage = await this.counted();
-    if (job.active && usage.activeJobs >= limits.maxActiveJobs) return { ok: false, code: "too_many_active_jobs", ...usage };
+    if (job.active && usage.activeJobs + slots > limits.maxActiveJobs) return { ok: false, code: "too_many_active_jobs", ...usage };
     if (limits.maxStoredBytes !== null && usage.storedBytes + job.bytes > limits.maxStoredBytes) return { ok: false, code: "storage_quota_exceeded", ...usage };
+    const now = Date.now();
     await this.ctx.storage.put({
-      ...(job.active ? { [`active:${id}`]: Date.now() } : {}),
+      ...Object.fromEntries(Array.from({ length: slots }, (_, i) => [i === 0 ? `active:${id}` : `active:${id}#${i + 1}`, now])),
       [`bytes:${id}`]: job.bytes,
       bytes: usage.storedBytes + job.bytes,
     });
@@ -436,7 +550,8 @@ export class JobIndex extends DurableObject<Env> {
   /** Uncounts job `id` (its create failed, or it expired). */
   async cancelAdmission(id: string): Promise<void> {
     const bytes = await this.ctx.storage.get<number>(`bytes:${id}`);
-    await this.ctx.storage.delete([`active:${id}`, `bytes:${id}`]);
+    const extraSlots = [...(await this.ctx.storage.list({ prefix: `active:${id}#` })).keys()];
+    await this.ctx.storage.delete([`active:${id}`, `bytes:${id}`, ...extraSlots]);
     if (bytes !== undefined) await this.ctx.storage.put("bytes", Math.max(0, ((await this.ctx.storage.get<number>("bytes")) ?? 0) - bytes));
   }
 
@@ -625,6 +740,13 @@ export class CloudflareJobStore implements JobStore {
     await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
   }
 
+  async submitSearch(state: machine.JobState, start: string[], inputs: ReadonlyMap<string, Uint8Array>): Promise<void> {
+    // inputs first: a trial that exists always has its input
+    for (const [id, bytes] of inputs) await this.env.BLOBS.put(inputKeyOf(id), bytes);
+    await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
+    await this.job(state.job.id).createSearch(state, start, jobTtlMs(this.env));
+  }
+
   async events(id: string, after: number, limit = EVENTS_PAGE, waitMs = 0) {
     return this.job(id).events(after, limit, waitMs);
   }
@@ -645,7 +767,7 @@ export class CloudflareJobStore implements JobStore {
     return this.job(id).cancel();
   }
 
-  async admit(owner: string, id: string, job: { active: boolean; bytes: number }, limits: QuotaLimits): Promise<Admission> {
+  async admit(owner: string, id: string, job: { active: boolean; bytes: number; slots?: number }, limits: QuotaLimits): Promise<Admission> {
     return this.index(owner).admit(id, job, limits);
   }
 

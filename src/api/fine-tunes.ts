@@ -16,6 +16,7 @@ import type { RunPlan } from "../engine/plan.js";
 import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/job.js";
 import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
+import { createSearchJob, searchOf } from "./search.js";
 import { decide, requestBudgetMs } from "./budget.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
@@ -54,7 +55,7 @@ function statusFilterOf(value: string | undefined): FineTuneStatus[] | undefined
 export const ACTIVE_JOBS_RETRY_AFTER_S = 30;
 
 /** The 429 of a create that a quota refuses. */
-function quotaProblem(refusal: Exclude<Admission, { ok: true }>, limits: typeof DEFAULT_QUOTAS) {
+export function quotaProblem(refusal: Exclude<Admission, { ok: true }>, limits: typeof DEFAULT_QUOTAS) {
   if (refusal.code === "too_many_active_jobs") {
     return problemResponse(
       problem(
@@ -295,6 +296,21 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     }
     const why = webhookUrlProblem(webhook.url, { allowLocal: deps.webhooks.allowLocal });
     if (why) throw new RequestValidationError([{ path: "webhook.url", message: why }]);
+  }
+  const search = searchOf(request);
+  if (search) {
+    // a retried create answers the first search job (the base request's input covers `search`)
+    const fingerprint = idempotencyKey ? await sha256Hex(encodeRunInput(prepared)) : "";
+    return createSearchJob(c, { request, tables }, search, memoryBudgetBytes, {
+      refuse: quotaProblem,
+      reserve: async (id) => {
+        const first = idempotencyKey ? await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint, requestBudgetMs(deps.budget)) : null;
+        return first ? replay(c, first.id, first.fingerprint === fingerprint) : null;
+      },
+      release: async (id) => {
+        if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
+      },
+    });
   }
   const decision = decide(prepared.request, prepared.plan, deps.budget);
   const id = newId();

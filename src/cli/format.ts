@@ -148,6 +148,12 @@ export class ProgressBar {
       this.status = event.data.status;
       if (this.out.isTTY) this.draw();
       else this.out.write(`status ${this.status}\n`);
+    } else if (event.event === "trial") {
+      // a search: a line per trial that ends (its epochs are its own job's)
+      const t = event.data;
+      if (t.status !== "pending" && t.status !== "queued" && t.status !== "running") {
+        this.note(`trial ${t.id} ${t.status}${t.epoch !== null ? ` at epoch ${t.epoch}` : ""}${t.metric !== null ? `  metric ${num(t.metric)}` : ""}${t.stopped_at_rung !== undefined ? `  (stopped at rung ${t.stopped_at_rung})` : ""}`);
+      }
     } else if (event.event === "epoch") {
       this.epoch = event.data.epoch;
       this.last = event.data;
@@ -200,4 +206,22 @@ export class ProgressBar {
     this.drawnAt = Date.now();
     this.stale = false;
   }
+}
+
+/**
+ * A search job's trials as a table: id, status, epoch, metric, the searched values, and `*`
+ * at the best trial (docs/strategy.md, "Searches").
+ *
+ * @example
+ * ```ts
+ * process.stdout.write(trialsTable(await client.fineTunes.retrieve(searchId)));
+ * ```
+ */
+export function trialsTable(job: Pick<Job, "trials" | "best_trial" | "search">): string {
+  const trials = job.trials ?? [];
+  const paths = [...new Set(trials.flatMap((t) => Object.keys(t.params)))];
+  const metric = job.search?.metric ?? "metric";
+  const value = (v: unknown) => (typeof v === "number" ? num(v) : JSON.stringify(v));
+  const rows = trials.map((t) => [t.id === job.best_trial ? "*" : "", t.id, t.status, t.epoch === null ? "" : String(t.epoch), t.metric === null ? "" : num(t.metric), ...paths.map((p) => (p in t.params ? value(t.params[p]) : ""))]);
+  return `\ntrials (${metric}; * best)\n` + table(["", "id", "status", "epoch", metric, ...paths], rows, [0, 1, 2]);
 }

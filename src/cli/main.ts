@@ -26,7 +26,7 @@ import {
   type Job,
   type JobSummary,
 } from "../sdk/index.js";
-import { ProgressBar, num, summary, table, type Out } from "./format.js";
+import { ProgressBar, num, summary, table, trialsTable, type Out } from "./format.js";
 
 /** The CLI's exit codes. */
 export const EXIT = { ok: 0, notSucceeded: 1, usage: 2, api: 3, connection: 4, interrupted: 130 } as const;
@@ -85,6 +85,9 @@ Training (PyTorch names and defaults):
                          the loss from the targets (docs/strategy.md)
   --schedule NAME  --seed N  --shuffle / --no-shuffle  --trainable LAYER[,LAYER]
   --dtype float32|float16|bfloat16   the dtype of the returned weights
+  --search FILE          a hyperparameter search: a JSON search object ({"space": ..., "trials": 4,
+                         "parallel": 2, ...}) or just its space ({"training.optimizer.lr":
+                         {"log_uniform": [1e-4, 1e-1]}}); always async, prints a trials table
 
 Differential privacy (DP-SGD, docs/privacy.md):
   --max-grad-norm C       clip each sample's gradient to norm C (privacy.max_grad_norm)
@@ -153,6 +156,7 @@ const options = {
   target: { type: "string" },
   epochs: { type: "string" },
   "batch-size": { type: "string" },
+  search: { type: "string" },
   lr: { type: "string" },
   optimizer: { type: "string" },
   loss: { type: "string" },
@@ -192,7 +196,7 @@ type Values = { [K in keyof typeof options]?: (typeof options)[K]["type"] extend
 const GLOBAL = ["url", "api-key", "json", "help", "version"];
 const FINE_TUNE_OPTIONS = [
   "model", "hf", "request", "weights", "train", "validation", "validation-split", "target", "epochs", "batch-size", "lr", "optimizer",
-  "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "base-dtype", "mode", "placement", "out", "detach",
+  "loss", "schedule", "seed", "shuffle", "no-shuffle", "trainable", "dtype", "base-dtype", "mode", "placement", "out", "detach", "search",
   "max-grad-norm", "target-epsilon", "noise-multiplier", "delta",
 ];
 const EXPLAIN_OPTIONS = ["method", "spec", "rows", "target", "steps", "samples", "baseline", "integration", "seed", "placement"];
@@ -531,6 +535,11 @@ async function buildParams(values: Values): Promise<{ params: FineTuneCreatePara
   const placement = oneOf(values, "placement", ["auto", "edge", "gpu-node"] as const);
   if (placement) request.placement = placement;
   if (values.weights) request.weights = new Uint8Array(await readBytes(values.weights, "weights"));
+  if (values.search) {
+    // a whole search object, or only its space (dotted paths to distributions)
+    const search = await readJson(values.search, "search");
+    request.search = "space" in search ? search : { space: search };
+  }
 
   const total = typeof training.epochs === "number" ? training.epochs : 20;
   return { params: request as FineTuneCreateParams, epochs: total };
@@ -562,7 +571,8 @@ async function fineTune(client: Edgetune, values: Values, io: CliIO, json: boole
     return EXIT.ok;
   }
 
-  if (!json) io.stderr.write(`${created.id} queued for ${created.plan.placement === "gpu-node" ? "a GPU node" : "the edge"} (${created.plan.steps.toLocaleString("en-US")} steps)\n`);
+  if (!json && created.trials) io.stderr.write(`${created.id}: a search of ${created.trials.length} trials, ${created.search?.parallel ?? 1} at once\n`);
+  else if (!json) io.stderr.write(`${created.id} queued for ${created.plan.placement === "gpu-node" ? "a GPU node" : "the edge"} (${created.plan.steps.toLocaleString("en-US")} steps)\n`);
   const bar = new ProgressBar(io.stderr, epochs);
   const job = await follow(client, created.id, io, (e) => bar.update(e)).finally(() => bar.done());
   let weights: { file: string; bytes: number } | null = null;
@@ -576,7 +586,7 @@ async function fineTune(client: Edgetune, values: Values, io: CliIO, json: boole
     }
   }
   if (json) io.stdout.write(JSON.stringify({ ...job, weights_file: weights?.file ?? null }, null, 2) + "\n");
-  else io.stdout.write(summary(job, weights));
+  else io.stdout.write(summary(job, weights) + (job.trials ? trialsTable(job) : ""));
   return job.status === "succeeded" ? EXIT.ok : EXIT.notSucceeded;
 }
 
@@ -653,6 +663,7 @@ async function getJob(client: Edgetune, id: string, io: CliIO, json: boolean): P
   if (json) io.stdout.write(JSON.stringify(job, null, 2) + "\n");
   else {
     io.stdout.write(summary(job));
+    if (job.trials) io.stdout.write(trialsTable(job));
     if (job.weights_url) io.stdout.write(`${"weights".padEnd(10)} edgetune jobs weights ${job.id}\n`);
   }
   return EXIT.ok;
@@ -756,6 +767,8 @@ function describeEvent(e: FineTuneEvent): string {
       return [`epoch ${e.data.epoch}`, `train_loss ${num(e.data.train_loss)}`, ...(e.data.val_loss !== undefined ? [`val_loss ${num(e.data.val_loss)}`] : []), ...(e.data.val_accuracy !== undefined ? [`val_accuracy ${num(e.data.val_accuracy)}`] : []), `lr ${num(e.data.lr)}`].join("  ");
     case "step":
       return `step ${e.data.step}  epoch ${e.data.epoch}  loss ${num(e.data.loss)}  lr ${num(e.data.lr)}`;
+    case "trial":
+      return `trial ${e.data.id}  ${e.data.status}${e.data.epoch !== null ? `  epoch ${e.data.epoch}` : ""}${e.data.metric !== null ? `  metric ${num(e.data.metric)}` : ""}`;
     case "done":
     case "error":
       return `${e.data.status}${e.data.error ? `: ${e.data.error.code}: ${e.data.error.message}` : ""}`;

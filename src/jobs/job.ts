@@ -14,7 +14,8 @@ import type { EpochMetrics, FineTuneResult, Metrics } from "../schema/result.js"
  */
 export interface JobEvent {
   id: number;
-  event: "status" | "epoch" | "step" | "done" | "error";
+  /** `trial`: a search job's trial changed (status, or an epoch with its metric). */
+  event: "status" | "epoch" | "step" | "done" | "error" | "trial";
   data: unknown;
 }
 

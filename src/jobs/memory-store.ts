@@ -29,6 +29,7 @@ import {
   type WorkerChannel,
 } from "./store.js";
 import * as machine from "./state.js";
+import * as search from "./search.js";
 import { isFinal } from "./job.js";
 
 /**
@@ -181,8 +182,58 @@ export class MemoryJobStore implements JobStore {
 
   async cancel(id: string): Promise<Job | null> {
     if (!this.states.has(id)) return null;
-    await this.apply(id, (s, now) => machine.requestCancel(s, now));
+    if (this.states.get(id)!.search) {
+      const r = this.transition(id, (s, now) => ({ ...search.cancelSearch(s, now), effects: { alarmAt: null } }));
+      for (const trial of r?.cancel ?? []) await this.cancel(trial);
+    } else {
+      await this.apply(id, (s, now) => machine.requestCancel(s, now));
+    }
     return this.states.get(id)!.job;
+  }
+
+  // ---------------------------------------------------------------- search jobs (src/jobs/search.ts)
+
+  async submitSearch(state: machine.JobState, start: string[], inputs: ReadonlyMap<string, Uint8Array>): Promise<void> {
+    for (const [id, bytes] of inputs) this.blobs.set(inputKeyOf(id), bytes.slice());
+    this.save(state);
+    this.startTrials(state.job.id, start);
+  }
+
+  /** Creates trial jobs the parent has marked queued. */
+  private startTrials(parentId: string, ids: readonly string[]): void {
+    const parent = this.states.get(parentId)!;
+    for (const id of ids) {
+      const slot = parent.search!.slots.find((s) => s.id === id)!;
+      const job = search.trialJob(parent, slot, new Date().toISOString());
+      const { state } = machine.createQueued(job, parent.owner, slot.placement, inputKeyOf(id), Date.now(), this.policy, slot.epochs);
+      this.save(state);
+      this.alarms.set(id, Date.now() + this.policy.leaseMs);
+      this.dispatch(id);
+    }
+  }
+
+  /** A trial changed: its parent records it, starts the next trials, and ends after the last. */
+  private trialChanged(trial: machine.JobState): void {
+    const parentId = trial.job.parent!;
+    const parent = this.states.get(parentId);
+    if (!parent?.search) return;
+    const r = search.trialChanged(parent, trial.job, trial.weightsKey, Date.now());
+    if (!r.changed) return;
+    this.save(r.state);
+    // successive halving stopped a trial: cancelled as any job (the transition runs now, synchronously)
+    for (const id of r.stop) void this.apply(id, (s, now) => machine.requestCancel(s, now));
+    this.startTrials(parentId, r.start);
+    if (r.finish === undefined) return;
+    const best = r.finish ? (this.states.get(r.finish.best)?.job ?? null) : null;
+    const bytes = r.finish ? this.blobs.get(r.finish.weightsKey) : undefined;
+    const key = best && bytes ? search.searchWeightsKeyOf(parentId) : null;
+    if (key) {
+      this.blobs.set(key, bytes!.slice());
+      // and its input, so that explain on the search explains the weights it serves
+      const input = this.blobs.get(inputKeyOf(r.finish!.best));
+      if (input) this.blobs.set(parent.inputKey, input.slice());
+    }
+    this.transition(parentId, (s, now) => ({ ...search.finishSearch(s, best, key, now), effects: { alarmAt: null } }));
   }
 
   async stopClaims(worker: string): Promise<void> {
@@ -242,13 +293,13 @@ export class MemoryJobStore implements JobStore {
   // ---------------------------------------------------------------- quotas and retention
 
   /** Per owner: the jobs admitted (async ones active until they end) and their charged bytes. */
-  private readonly admitted = new Map<string, Map<string, { active: boolean; bytes: number }>>();
+  private readonly admitted = new Map<string, Map<string, { active: boolean; bytes: number; slots?: number }>>();
 
-  async admit(owner: string, id: string, job: { active: boolean; bytes: number }, limits: QuotaLimits): Promise<Admission> {
+  async admit(owner: string, id: string, job: { active: boolean; bytes: number; slots?: number }, limits: QuotaLimits): Promise<Admission> {
     const usage = await this.usage(owner);
-    if (job.active && usage.activeJobs >= limits.maxActiveJobs) return { ok: false, code: "too_many_active_jobs", ...usage };
+    if (job.active && usage.activeJobs + (job.slots ?? 1) > limits.maxActiveJobs) return { ok: false, code: "too_many_active_jobs", ...usage };
     if (limits.maxStoredBytes !== null && usage.storedBytes + job.bytes > limits.maxStoredBytes) return { ok: false, code: "storage_quota_exceeded", ...usage };
-    const mine = this.admitted.get(owner) ?? new Map<string, { active: boolean; bytes: number }>();
+    const mine = this.admitted.get(owner) ?? new Map<string, { active: boolean; bytes: number; slots?: number }>();
     mine.set(id, { ...job });
     this.admitted.set(owner, mine);
     return { ok: true };
@@ -261,10 +312,10 @@ export class MemoryJobStore implements JobStore {
   async usage(owner: string): Promise<Usage> {
     let activeJobs = 0;
     let storedBytes = 0;
-    for (const [id, { active, bytes }] of this.admitted.get(owner) ?? []) {
+    for (const [id, { active, bytes, slots }] of this.admitted.get(owner) ?? []) {
       storedBytes += bytes;
       const status = this.states.get(id)?.job.status;
-      if (active && (status === undefined || !isFinal(status))) activeJobs++;
+      if (active && (status === undefined || !isFinal(status))) activeJobs += slots ?? 1;
     }
     return { activeJobs, storedBytes };
   }
@@ -361,6 +412,8 @@ export class MemoryJobStore implements JobStore {
     if (r.effects.alarmAt === null) this.alarms.delete(id);
     else if (r.effects.alarmAt !== undefined) this.alarms.set(id, r.effects.alarmAt);
     if (r.effects.enqueue) this.dispatch(id);
+    const moved = r.state.job.status !== state.job.status || r.state.job.metrics?.history.at(-1)?.epoch !== state.job.metrics?.history.at(-1)?.epoch;
+    if (r.state.job.parent !== undefined && moved) this.trialChanged(this.states.get(id)!);
     return r;
   }
 
@@ -371,6 +424,8 @@ export class MemoryJobStore implements JobStore {
     const r = this.transition(id, fn);
     if (!r) return { ok: false, cancel: false, accepted: false, changed: false } as unknown as Omit<T, "state" | "effects">;
     const { state: _s, effects: _e, ...rest } = r;
+    // a trial's parent may have stopped it meanwhile (successive halving): its worker hears it in this answer
+    if ("cancel" in rest && rest.cancel === false && r.state.job.parent !== undefined && this.states.get(id)?.cancelRequested) Object.assign(rest, { cancel: true });
     return rest;
   }
 }

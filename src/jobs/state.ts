@@ -21,6 +21,7 @@ import type { FieldIssue } from "../errors.js";
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics, FineTuneResult } from "../schema/result.js";
 import { boundedMetrics, finalEvent, isFinal, type JobEvent } from "./job.js";
+import type { SearchRun } from "./search.js";
 
 /** Lease timing and retry policy. */
 export interface LeasePolicy {
@@ -54,6 +55,8 @@ export interface JobState {
    * before it was kept (then nothing bounds them but the sequence).
    */
   epochs?: number;
+  /** A search job: what it needs to start and rank its trials (src/jobs/search.ts). */
+  search?: SearchRun;
 }
 
 /**
@@ -118,7 +121,8 @@ export interface Effects {
 
 type Outcome<T = object> = { state: JobState; effects: Effects } & T;
 
-function emit(state: JobState, event: JobEvent["event"], data: unknown): JobState {
+/** Appends one event to the job's stream (ids dense from 1). */
+export function emit(state: JobState, event: JobEvent["event"], data: unknown): JobState {
   const id = state.eventCount + 1;
   return { ...state, eventCount: id, unsaved: { ...state.unsaved, events: [...state.unsaved.events, { id, event, data }] } };
 }
@@ -143,7 +147,8 @@ function newEntries(state: JobState, epochs: readonly EpochMetrics[]): EpochMetr
   return fresh;
 }
 
-function setStatus(state: JobState, status: Job["status"], at: string, extra: Partial<Job> = {}): JobState {
+/** Moves the job to `status` (its `status` event, and at a final state the final event), with `extra` fields. */
+export function setStatus(state: JobState, status: Job["status"], at: string, extra: Partial<Job> = {}): JobState {
   const job: Job = { ...state.job, ...extra, status };
   if (status === "running" && job.started_at === null) job.started_at = at;
   if (isFinal(status)) job.finished_at = at;

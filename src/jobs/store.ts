@@ -113,6 +113,11 @@ export interface JobStore {
    */
   submit(state: JobState, input: Uint8Array, options?: { listed?: boolean }): Promise<void>;
   /**
+   * Stores each trial's run input (at inputKeyOf(trial id)), creates the search job and the
+   * trials it starts now (`start`); the search starts the rest as trials end (src/jobs/search.ts).
+   */
+  submitSearch(state: JobState, start: string[], inputs: ReadonlyMap<string, Uint8Array>): Promise<void>;
+  /**
    * An async job's events after `after` (0 = all), at most `limit` (default EVENTS_PAGE), and
    * whether the job has ended. When there are none yet and the job has not ended, waits up to
    * `waitMs` (default 0) for the job's next write, so that a stream hears of an epoch when it is
@@ -145,7 +150,7 @@ export interface JobStore {
    * the last slot): an async job counts as active until it ends, and every job counts `bytes`
    * (its input plus its weights) until it expires or is deleted. Refused: nothing is counted.
    */
-  admit(owner: string, id: string, job: { active: boolean; bytes: number }, limits: QuotaLimits): Promise<Admission>;
+  admit(owner: string, id: string, job: { active: boolean; bytes: number; /** active slots it holds (a search: its `parallel`); default 1 */ slots?: number }, limits: QuotaLimits): Promise<Admission>;
   /** Uncounts job `id`, whose create failed after `admit`. */
   cancelAdmission(owner: string, id: string): Promise<void>;
   /** What the owner has: active jobs (queued or running) and stored bytes. */

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { EngineInfo, EpochMetrics, FineTuneStatus, HuggingFaceReport, Metrics, Plan, RunError } from "./result.js";
 import { Explanations } from "./explain.js";
+import { SearchSpec, Trial } from "./search.js";
 
 /** How many epochs a job keeps in `metrics.history`: the last ones; GET .../metrics has them all. */
 export const JOB_HISTORY_TAIL = 100;
@@ -65,6 +66,14 @@ export const Job = z.object({
   webhook: z.object({ url: z.string() }).optional(),
   /** Where the weights can be downloaded once the job has ended with weights. */
   weights_url: z.string().nullable(),
+  /** A search's trial: the id of its search job (docs/strategy.md, "Searches"). */
+  parent: z.string().optional(),
+  /** A search job: its request's `search`, as parsed. */
+  search: SearchSpec.optional(),
+  /** A search job: its trials, in order; a trial is `pending` until a slot is free for it. */
+  trials: z.array(Trial).optional(),
+  /** A search job: the id of the trial with the best metric so far (its weights are the job's once it has ended); null before one has a metric. */
+  best_trial: z.string().nullable().optional(),
 });
 export type Job = z.infer<typeof Job>;
 

@@ -13,6 +13,7 @@ import { int, nonNegative, positive, size, unit } from "./fields.js";
 import { HuggingFaceModel } from "../engine/huggingface/index.js";
 import { Adapter } from "../engine/adapters/lora.js";
 import { ExplainSpec } from "./explain.js";
+import { SearchSpec } from "./search.js";
 
 export { Layer, type LayerSpec };
 
@@ -455,6 +456,8 @@ export const FineTuneRequest = z.strictObject({
    * https to a public host; http://localhost too in local development.
    */
   webhook: z.strictObject({ url: z.string().min(1).max(2048) }).nullable().optional(),
+  /** A hyperparameter search: trials of this request as child jobs, the best one kept (docs/strategy.md, "Searches"). */
+  search: SearchSpec.nullable().optional(),
 });
 
 /** The request as a caller writes it (defaults optional). */

@@ -7,7 +7,7 @@ import { backoffMs, sleep, type OpenStream } from "./core.js";
 import { parseSSE } from "./sse.js";
 import type { FineTuneEvent } from "./types.js";
 
-const EVENT_NAMES = new Set(["status", "epoch", "step", "done", "error"]);
+const EVENT_NAMES = new Set(["status", "epoch", "step", "done", "error", "trial"]);
 
 /**
  * The answer of `client.fineTunes.events(id)`: iterate it once with `for await`. It ends after

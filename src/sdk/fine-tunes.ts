@@ -4,6 +4,7 @@
 import type { FineTuneRequestInput } from "../schema/request.js";
 import type { FineTuneResult } from "../schema/result.js";
 import type { Job, JobList, MetricsPage } from "../schema/job.js";
+import type { Trial } from "../schema/search.js";
 import type { ExplainRequestInput, Explanations } from "../schema/explain.js";
 import type { Explanation } from "../schema/explanation.js";
 import { APIClient, sleep, type RequestOptions } from "./core.js";
@@ -177,6 +178,20 @@ export class FineTunes {
   async retrieve(id: string, options?: RequestOptions): Promise<Job> {
     const { data } = await this.client.requestJSON<Job>({ method: "GET", path: jobPath(id), retryable: true }, options);
     return data;
+  }
+
+  /**
+   * A search job's trials (docs/strategy.md, "Searches"), in order, each with `best` marking
+   * the one whose weights the search keeps; an empty list for a job that is no search.
+   *
+   * @example
+   * ```ts
+   * for (const t of await client.fineTunes.trials(search.id)) console.log(t.id, t.status, t.params, t.metric, t.best);
+   * ```
+   */
+  async trials(id: string, options?: RequestOptions): Promise<(Trial & { best: boolean })[]> {
+    const job = await this.retrieve(id, options);
+    return (job.trials ?? []).map((t) => ({ ...t, best: t.id === job.best_trial }));
   }
 
   /**

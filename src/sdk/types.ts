@@ -6,7 +6,9 @@ import type { FineTuneRequestInput } from "../schema/request.js";
 import type { AsWritten } from "../schema/as-written.js";
 import type { EpochMetrics, FineTuneResult, FineTuneStatus } from "../schema/result.js";
 import type { Job, JobList, JobMetrics, JobSummary, MetricsPage, Problem } from "../schema/job.js";
+import type { SearchSpecInput, Trial } from "../schema/search.js";
 
+export type { SearchSpecInput, Trial };
 export type { AsWritten, FineTuneRequestInput, FineTuneResult, FineTuneStatus, EpochMetrics, Job, JobList, JobMetrics, JobSummary, MetricsPage, Problem };
 export type { Plan, Metrics, EngineInfo, RunError } from "../schema/result.js";
 export type { ExplainSpecInput, ExplainRequestInput, Explanations } from "../schema/explain.js";
@@ -139,7 +141,9 @@ export type FineTuneEvent =
   | { id: number; event: "epoch"; data: EpochMetrics & { attempt?: number } }
   | { id: number; event: "step"; data: StepEventData }
   | { id: number; event: "done"; data: Job }
-  | { id: number; event: "error"; data: Job };
+  | { id: number; event: "error"; data: Job }
+  /** A search job's trial changed: its status, or an epoch with its metric (docs/strategy.md, "Searches"). */
+  | { id: number; event: "trial"; data: Trial };
 
 /**
  * Whether `create()` answered a queued job (202) rather than a finished result (200).

@@ -60,6 +60,7 @@ const app = createApp<Env>((c) => ({
     bytesPerMs: number(c.env.EDGE_BYTES_PER_MS, DEFAULT_EDGE_BUDGET.bytesPerMs!),
     stepOverheadMs: number(c.env.EDGE_STEP_OVERHEAD_MS, DEFAULT_EDGE_BUDGET.stepOverheadMs),
     paramOverheadMs: number(c.env.EDGE_PARAM_OVERHEAD_MS, DEFAULT_EDGE_BUDGET.paramOverheadMs!),
+    epochOverheadMs: number(c.env.EDGE_EPOCH_OVERHEAD_MS, DEFAULT_EDGE_BUDGET.epochOverheadMs!),
   },
   maxBodyBytes: number(c.env.MAX_BODY_BYTES, 16 * 1024 * 1024),
   maxUploadBytes: number(c.env.MAX_UPLOAD_BYTES, 64 * 1024 * 1024),

@@ -2,7 +2,8 @@
  * Where a job runs. wrangler dev and workerd do not enforce the Workers CPU and memory limits,
  * so the plan does: a job runs in the Worker only if its estimated CPU time and its memory fit
  * the configured in-Worker budget (EDGE_MAX_CPU_MS, EDGE_MAX_MEMORY_BYTES; the cost model's
- * rates EDGE_FLOPS_PER_MS, EDGE_BYTES_PER_MS, EDGE_STEP_OVERHEAD_MS and EDGE_PARAM_OVERHEAD_MS).
+ * rates EDGE_FLOPS_PER_MS, EDGE_BYTES_PER_MS, EDGE_STEP_OVERHEAD_MS, EDGE_EPOCH_OVERHEAD_MS and
+ * EDGE_PARAM_OVERHEAD_MS).
  * A sync run also stops itself before the step that would take it past EDGE_MAX_CPU_MS
  * (syncStepBudget, engine/deadline.ts).
  */
@@ -37,6 +38,12 @@ export interface EdgeBudget {
    */
   paramOverheadMs?: number;
   /**
+   * CPU per epoch beyond its steps (the epoch's metrics and history), in ms: what bounds a run of
+   * very many one-step epochs (1 row x 100,000 epochs took 180-230 ms in process, about 2 us an epoch with its step).
+   * Optional; DEFAULT_EDGE_BUDGET's when absent.
+   */
+  epochOverheadMs?: number;
+  /**
    * Trainable weights up to this many bytes stay in the CPU's caches: they stream at twice
    * bytesPerMs and batched steps do not re-read them. Optional; DEFAULT_EDGE_BUDGET's when absent.
    */
@@ -66,6 +73,7 @@ export const DEFAULT_EDGE_BUDGET: EdgeBudget = {
   bytesPerMs: 1e7,
   stepOverheadMs: 0.001,
   paramOverheadMs: 6e-5,
+  epochOverheadMs: 0.001,
   cacheBytes: 2 * 1024 * 1024,
   restreamBytesPerMs: 1.5e7,
 };
@@ -94,6 +102,8 @@ export type CostedPlan = Pick<RunPlan, "flops" | "steps" | "lr_finder_steps"> & 
   params?: number | undefined;
   trainable_params?: number | undefined;
   batch_size?: number | undefined;
+  /** Steps per epoch (RunPlan's stepsPerEpoch): the epochs are steps / stepsPerEpoch. */
+  stepsPerEpoch?: number | undefined;
 };
 
 /**
@@ -101,8 +111,9 @@ export type CostedPlan = Pick<RunPlan, "flops" | "steps" | "lr_finder_steps"> & 
  * the sustained FLOP rate and its weight traffic (stepTrafficBytes) at the sustained byte rate
  * (a roofline: a step is bound by one or the other; weights that fit cacheBytes stream twice as
  * fast), plus, for weights larger than the caches, their re-reading by batched GEMMs (3 passes
- * for every 4 rows past the first 4, at restreamBytesPerMs), plus a fixed cost per step, plus a
- * cost per parameter once a run (initialisation, snapshots, the safetensors output).
+ * for every 4 rows past the first 4, at restreamBytesPerMs), plus a fixed cost per step and per
+ * epoch (when the plan gives stepsPerEpoch), plus a cost per parameter once a run
+ * (initialisation, snapshots, the safetensors output).
  *
  * @example
  * ```ts
@@ -122,7 +133,9 @@ export function estimateCpuMs(plan: CostedPlan, budget: EdgeBudget, trafficBytes
   const blocksPastFirst = Math.ceil((plan.batch_size ?? 1) / 4) - 1;
   const restreamMs = cached ? 0 : (steps * weightBytes * 3 * blocksPastFirst) / (budget.restreamBytesPerMs ?? d.restreamBytesPerMs!);
   const runMs = (plan.params ?? 0) * (budget.paramOverheadMs ?? d.paramOverheadMs!);
-  return Math.max(computeMs, memoryMs) + restreamMs + steps * budget.stepOverheadMs + runMs;
+  const epochs = plan.stepsPerEpoch ? plan.steps / plan.stepsPerEpoch : 0;
+  const epochMs = epochs * (budget.epochOverheadMs ?? d.epochOverheadMs!);
+  return Math.max(computeMs, memoryMs) + restreamMs + steps * budget.stepOverheadMs + epochMs + runMs;
 }
 
 /**
@@ -138,6 +151,7 @@ export function syncStepBudget(request: FineTuneRequest, plan: RunPlan, budget: 
   const traffic = plan.params === undefined ? 0 : stepTrafficBytes(plan, request.training.optimizer, request.model.base_dtype);
   const steps = Math.max(1, plan.steps + (plan.lr_finder_steps ?? 0));
   const perRun = (plan.params ?? 0) * (budget.paramOverheadMs ?? DEFAULT_EDGE_BUDGET.paramOverheadMs!);
+  // the per-epoch cost is spread over the steps
   return { maxMs: budget.maxCpuMs, stepMs: (estimateCpuMs(costed(plan), budget, traffic) - perRun) / steps };
 }
 

@@ -119,7 +119,7 @@ describe("a sync run stops itself at its budget (issue 21)", () => {
   it("answers 200 with status cancelled, code over_budget, fewer steps than planned and the weights so far; the stored job says the same", async () => {
     const { testApp } = await import("./app.js");
     // a cost model that calls the job free, so it is admitted, and 1 ms of budget: the wall clock stops it
-    const { app } = await testApp({ budget: { maxCpuMs: 1, maxMemoryBytes: 96 << 20, flopsPerMs: 1e15, bytesPerMs: 1e15, stepOverheadMs: 0, paramOverheadMs: 0 } });
+    const { app } = await testApp({ budget: { maxCpuMs: 1, maxMemoryBytes: 96 << 20, flopsPerMs: 1e15, bytesPerMs: 1e15, stepOverheadMs: 0, paramOverheadMs: 0, epochOverheadMs: 0 } });
     const res = await app.request("/v1/fine-tunes", {
       method: "POST",
       headers: { "content-type": "application/json" },

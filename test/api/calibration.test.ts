@@ -12,6 +12,7 @@ import type { OptimizerSpec } from "../../src/schema/request.js";
 interface CalibrationPoint {
   width: number;
   batch_size: number;
+  rows: number;
   optimizer: "sgd" | "adam";
   plan: { params: number; trainable_params: number; flops: number; steps: number };
   measured_ms: number;
@@ -23,7 +24,7 @@ const calibration = JSON.parse(readFileSync(new URL("../../bench/calibration.jso
 const wranglerToml = readFileSync(new URL("../../wrangler.toml", import.meta.url), "utf8");
 
 const estimate = (p: CalibrationPoint) =>
-  estimateCpuMs({ ...p.plan, batch_size: p.batch_size }, DEFAULT_EDGE_BUDGET, stepTrafficBytes(p.plan, { type: p.optimizer, momentum: 0, amsgrad: false } as unknown as OptimizerSpec, "float32"));
+  estimateCpuMs({ ...p.plan, batch_size: p.batch_size, stepsPerEpoch: p.rows / p.batch_size }, DEFAULT_EDGE_BUDGET, stepTrafficBytes(p.plan, { type: p.optimizer, momentum: 0, amsgrad: false } as unknown as OptimizerSpec, "float32"));
 
 describe("the cost model's calibration grid (bench/calibration.json)", () => {
   it("covers batch sizes 1-256 and widths 16-4096 with SGD and Adam", () => {
@@ -51,6 +52,21 @@ describe("the cost model's calibration grid (bench/calibration.json)", () => {
     expect(vars.EDGE_BYTES_PER_MS).toBe(DEFAULT_EDGE_BUDGET.bytesPerMs);
     expect(vars.EDGE_STEP_OVERHEAD_MS).toBe(DEFAULT_EDGE_BUDGET.stepOverheadMs);
     expect(vars.EDGE_PARAM_OVERHEAD_MS).toBe(DEFAULT_EDGE_BUDGET.paramOverheadMs);
+    expect(vars.EDGE_EPOCH_OVERHEAD_MS).toBe(DEFAULT_EDGE_BUDGET.epochOverheadMs);
     expect(vars.EDGE_MAX_CPU_MS).toBe(DEFAULT_EDGE_BUDGET.maxCpuMs);
   });
+});
+
+describe("the per-epoch cost (bench/calibration.json epoch_points: very many one-step epochs)", () => {
+  const points = (calibration as unknown as { epoch_points: (CalibrationPoint & { epochs: number })[] }).epoch_points;
+  it("has the 1-row, 100,000-epoch run", () => {
+    expect(points.some((p) => p.rows === 1 && p.epochs === 100_000)).toBe(true);
+  });
+  for (const p of points) {
+    it(`${p.rows} rows x ${p.epochs} epochs: the estimate is within 1.5x of the measured ${p.measured_ms} ms`, () => {
+      const ratio = estimate(p) / p.measured_ms;
+      expect(ratio).toBeGreaterThanOrEqual(1 / 1.5);
+      expect(ratio).toBeLessThanOrEqual(1.5);
+    });
+  }
 });

@@ -1,6 +1,8 @@
 // `npm run bench`: SPEC section 6, side by side on this machine in one run.
 //   npm run bench                         every workload (about a minute on 2 cores)
-//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, cnn, encoder, gemm, edge, async, memory, lora
+//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, cnn, encoder, gemm, edge, async, memory, lora, calibration
+//                                         (calibration: the cost model's grid on wrangler dev, about 10 minutes;
+//                                         it rewrites bench/calibration.json, which test/api/calibration.test.ts checks)
 //   npm run bench -- --no-build           skip `npm run build` (dist/ and build/wasm must exist)
 // Each measurement runs in its own child process, one after another (never two at once):
 // edgetune (bench/edgetune.mjs), tfjs-backend-wasm (bench/tfjs.mjs), PyTorch through
@@ -11,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { backgroundCpu, CNN, ENCODER, haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
 
-const ALL = ["gemm", "tiny", "mlp", "cnn", "encoder", "edge", "async", "memory", "lora"];
+const ALL = ["gemm", "tiny", "mlp", "cnn", "encoder", "edge", "async", "memory", "lora", "calibration"];
 const argv = process.argv.slice(2);
 const onlyArg = argv.find((a) => a.startsWith("--only"));
 let only = ALL;
@@ -165,6 +167,12 @@ if (only.includes("async")) {
 
 if (only.includes("memory")) {
   measured.memory = { measured_at: now(), edgetune: node("memory (1M params)", "edgetune.mjs", ["memory"], ["--expose-gc"]) };
+}
+
+if (only.includes("calibration")) {
+  const r = runChild("calibration: the cost model's grid, sync runs on wrangler dev", process.execPath, ["--experimental-wasm-relaxed-simd", join(root, "bench", "calibration.mjs")], { timeout: 1_800_000 });
+  if (r.error) failures.push(`calibration: ${r.error}`);
+  measured.calibration = { measured_at: now(), ...r };
 }
 
 if (only.includes("lora")) {

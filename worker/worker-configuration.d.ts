@@ -14,7 +14,10 @@ declare namespace Cloudflare {
 		EDGE_FLOPS_PER_MS: string;
 		EDGE_BYTES_PER_MS: string;
 		EDGE_STEP_OVERHEAD_MS: string;
+		EDGE_PARAM_OVERHEAD_MS: string;
+		EDGE_EPOCH_OVERHEAD_MS: string;
 		MAX_BODY_BYTES: string;
+		MAX_UPLOAD_BYTES: string;
 		LEASE_SECONDS: string;
 		MAX_ATTEMPTS: string;
 		SSE_POLL_MS: string;

@@ -15,7 +15,21 @@ import type { TrainRequest } from "../engine/prepare.js";
 export interface CreateBody {
   request: TrainRequest;
   tables: { train?: Table; validation?: Table };
+  /** Bytes of the body as it arrived: what parsing it costs the isolate (budget.ts, parsedRequestBytes). */
+  bodyBytes: number;
+  kind: "json" | "multipart";
 }
+
+/**
+ * The deepest JSON a create body may nest: the request's own schema needs 6 levels
+ * (data.train.x rows), a Hugging Face config or tokenizer.json a few more. Deeper JSON is refused
+ * by a scan over the bytes before any of it is parsed (JSON.parse recurses per level).
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** The hint on a 413 for a create body: how to send more data than JSON allows. */
+const LARGE_DATA_HINT =
+  " JSON numbers cost the isolate about 3.5 bytes of memory per byte of body; send large datasets as binary safetensors tables (a `train` part of multipart/form-data, 4 bytes a value: docs/api.md#binary-datasets-safetensors), or train them on a GPU node (mode \"async\", placement \"gpu-node\").";
 
 const PARTS = new Set(["request", "weights", "adapter_weights", "config", "tokenizer", "train", "validation"]);
 
@@ -31,12 +45,20 @@ export async function readCreateBody(req: Request, maxBytes: number, timeoutMs =
   const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   const length = Number(req.headers.get("content-length") ?? "NaN");
   if (Number.isFinite(length) && length > maxBytes) {
-    throw new PayloadTooLargeError("(body)", `The body is ${length} bytes; the limit is ${maxBytes} bytes.`);
+    throw new PayloadTooLargeError("(body)", `The body is ${length} bytes; the limit is ${maxBytes} bytes (MAX_BODY_BYTES).${LARGE_DATA_HINT}`);
   }
-  if (type === "application/json" || type.endsWith("+json")) {
-    return { request: parseJsonObject(await limitedText(req, maxBytes, timeoutMs), "(body)") as TrainRequest, tables: {} };
+  try {
+    if (type === "application/json" || type.endsWith("+json")) {
+      const bytes = await limitedBytes(req, maxBytes, timeoutMs);
+      return { request: parseJsonObject(new TextDecoder().decode(bytes), "(body)") as TrainRequest, tables: {}, bodyBytes: bytes.byteLength, kind: "json" };
+    }
+    if (type === "multipart/form-data") return await readMultipart(req, maxBytes, timeoutMs);
+  } catch (e) {
+    if (e instanceof PayloadTooLargeError && !e.message.includes(LARGE_DATA_HINT)) {
+      throw new PayloadTooLargeError("(body)", `The body is larger than the limit of ${maxBytes} bytes (MAX_BODY_BYTES).${LARGE_DATA_HINT}`);
+    }
+    throw e;
   }
-  if (type === "multipart/form-data") return readMultipart(req, maxBytes, timeoutMs);
   throw new UnsupportedMediaTypeError(
     "content-type",
     `Content-Type ${type || "(none)"} is not supported: send application/json, or multipart/form-data with request, weights, train and validation parts.`,
@@ -46,6 +68,7 @@ export async function readCreateBody(req: Request, maxBytes: number, timeoutMs =
 async function readMultipart(req: Request, maxBytes: number, timeoutMs: number): Promise<CreateBody> {
   // read the bytes under the limit first (Content-Length may be absent), then parse them
   const bytes = await limitedBytes(req, maxBytes, timeoutMs);
+  const bodyBytes = bytes.byteLength;
   let form: FormData;
   try {
     form = await new Response(bytes as BodyInit, { headers: { "content-type": req.headers.get("content-type")! } }).formData();
@@ -113,7 +136,7 @@ async function readMultipart(req: Request, maxBytes: number, timeoutMs: number):
     tables[name] = format === "csv" ? parseCsv(text, { target, field }) : parseJsonl(text, { field });
   }
   request.data = data as TrainRequest["data"];
-  return { request, tables };
+  return { request, tables, bodyBytes, kind: "multipart" };
 }
 
 /**
@@ -157,7 +180,35 @@ function dataFormat(part: string | File, name: string, text: string): "csv" | "j
   throw new UnsupportedMediaTypeError(name, `part ${name} has content type ${type}; send text/csv or application/jsonl`);
 }
 
+/**
+ * Refuses JSON nested deeper than MAX_JSON_DEPTH (400 naming `path`) with one pass over the
+ * text, before it is parsed: brackets inside strings do not count.
+ *
+ * @example
+ * ```ts
+ * checkJsonDepth("[".repeat(100_000), "(body)"); // throws RequestValidationError
+ * ```
+ */
+export function checkJsonDepth(text: string, path: string, maxDepth = MAX_JSON_DEPTH): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const b = text.charCodeAt(i);
+    if (inString) {
+      if (b === 0x5c) i++; // a backslash escapes the next byte
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) {
+      inString = true;
+    } else if (b === 0x5b || b === 0x7b) {
+      if (++depth > maxDepth) throw new RequestValidationError([{ path, message: `nests JSON deeper than ${maxDepth} levels; no request needs that many` }]);
+    } else if (b === 0x5d || b === 0x7d) {
+      depth--;
+    }
+  }
+}
+
 function parseJsonObject(text: string, path: string): Record<string, unknown> {
+  checkJsonDepth(text, path);
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -19,8 +19,13 @@ export interface AppDeps {
    */
   allowOpen?: boolean;
   budget: EdgeBudget;
-  /** Largest request body accepted, in bytes. */
+  /**
+   * Largest request body accepted, in bytes: the create and explain bodies, parsed in the isolate
+   * (MAX_BODY_BYTES, 16 MiB in the Worker: 3.5x that parsed fits the 128 MB isolate).
+   */
   maxBodyBytes: number;
+  /** Largest weights upload of a GPU node, in bytes (kept as bytes, never parsed): MAX_UPLOAD_BYTES; maxBodyBytes when absent. */
+  maxUploadBytes?: number;
   /** The build, reported by /healthz. */
   version: string;
   /** Lease length and retries of asynchronous jobs. */

@@ -28,7 +28,7 @@ export const PROBLEM_CODES: Record<string, string> = {
   invalid_tokenization: "422: data.tokenization cannot be applied: max_length over the model's positions, or missing where truncation or padding needs it.",
   loss_mismatch: "422: class weights or pos_weight do not match the model's outputs.",
   invalid_plan: "422: the schedule, batch size or early stopping cannot run on this data.",
-  over_budget: "422: a sync job exceeds the in-Worker budget; use mode async.",
+  over_budget: "422: a sync job exceeds the in-Worker budget (CPU, or memory with its parsed body); use mode async. As error.code of a 200 sync result with status cancelled: the run stopped itself before a step that would pass the budget, with the weights so far.",
   sync_on_gpu_node: "422: sync jobs run in the Worker, not on GPU nodes.",
   output_overflow: "422: a float16/bfloat16 output weight is beyond the format's range (it would be Inf); errors[].message names the tensor. Ask for output.overflow \"clamp\", or float32.",
   invalid_weights: "422 (GPU nodes): the uploaded weights are not the file this job's run writes (names, shapes, dtype, finite values); errors[].message names the tensor.",

@@ -17,7 +17,7 @@ import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/
 import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
 import { createSearchJob, searchOf } from "./search.js";
-import { decide, requestBudgetMs } from "./budget.js";
+import { decide, parsedRequestBytes, requestBudgetMs, syncStepBudget } from "./budget.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
@@ -283,9 +283,11 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   const { deps } = c.var;
   const createdAt = new Date().toISOString();
   const idempotencyKey = idempotencyKeyOf(c.req.header("idempotency-key"));
-  const { request, tables } = await readCreateBody(c.req.raw, deps.maxBodyBytes);
+  const { request, tables, bodyBytes, kind } = await readCreateBody(c.req.raw, deps.maxBodyBytes);
+  // the parsed body shares the isolate with the run's memory (issue 21, memory-aware admission)
+  const requestBytes = parsedRequestBytes(bodyBytes, kind);
   // "batch_size": "auto" fits the in-Worker memory budget unless the job asks for a GPU node
-  const memoryBudgetBytes = isGpuNodeRequest(request) ? undefined : deps.budget.maxMemoryBytes;
+  const memoryBudgetBytes = isGpuNodeRequest(request) ? undefined : Math.max(0, deps.budget.maxMemoryBytes - requestBytes);
   const prepared = prepareRun(request, tables, { memoryBudgetBytes });
   const webhook = prepared.request.webhook ?? null;
   if (webhook) {
@@ -312,7 +314,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
       },
     });
   }
-  const decision = decide(prepared.request, prepared.plan, deps.budget);
+  const decision = decide(prepared.request, prepared.plan, deps.budget, requestBytes);
   const id = newId();
   // every job stores its input: async jobs run from it, and explain reads it later
   const input = encodeRunInput(prepared);
@@ -370,7 +372,8 @@ async function createAdmitted(
   const startedAt = new Date().toISOString();
   let run;
   try {
-    run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
+    // it stops itself at the budget (over_budget) rather than overrun it
+    run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge", budget: syncStepBudget(prepared.request, prepared.plan, deps.budget) });
     const finished = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
     const job: Job = prepared.request.webhook ? { ...finished, webhook: { url: prepared.request.webhook.url } } : finished;
     await deps.store.putWeights(id, run.weights);

@@ -183,7 +183,7 @@ openapiReadingBody(nodes, heartbeatRoute, async (c) => {
 nodes.openapi(weightsRoute, async (c) => {
   const { id } = c.req.valid("param");
   const leaseId = c.req.valid("query").lease_id ?? "";
-  const bytes = await limitedBytes(c.req.raw, c.var.deps.maxBodyBytes);
+  const bytes = await limitedBytes(c.req.raw, c.var.deps.maxUploadBytes ?? c.var.deps.maxBodyBytes);
   const input = await c.var.deps.store.channel.readInput(id, leaseId);
   if (input === null) return leaseLost(id);
   checkWeights(bytes, expectedWeights(decodeRunInput(input)), "(body)");

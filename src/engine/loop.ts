@@ -16,6 +16,7 @@ import type { NamedTensor } from "./backend.js";
 import type { Explanations } from "../schema/explain.js";
 import type { LrFinderReport } from "./strategy.js";
 import type { EngineRuntime, RawRunResult, TrainOptions } from "./run-types.js";
+import { wouldOverrun } from "./deadline.js";
 
 /**
  * The training loop over a backend: epochs of batches in order or shuffled (or Poisson-sampled,
@@ -57,6 +58,7 @@ export async function runLoop(
     let status = "succeeded" as FineTuneResult["status"];
     let error: RunError | undefined;
     let lastYield = now();
+    let lastStepMs = 0;
     // a private run with Poisson sampling: each step's rows drawn afresh (privacy/index.ts)
     const privacy = prepared.privacy ?? null;
     const poisson = privacy?.poisson ? { order: new Int32Array(trainTable.rows), source: uniformSource(privacy.secure, mixSeed(t.seed, 0x504f_4953)) } : null; // "POIS"
@@ -80,6 +82,12 @@ export async function runLoop(
           error = { code: "cancelled", message: "cancelled by the caller", step, epoch };
           break epochs;
         }
+        if (options.budget && wouldOverrun(options.budget, now() - started, step, lastStepMs)) {
+          status = "cancelled";
+          error = { code: "over_budget", message: overBudgetMessage(options.budget, step), step, epoch };
+          break epochs;
+        }
+        const stepStarted = now();
         let start = b * t.batch_size;
         let rows = Math.min(t.batch_size, trainTable.rows - start);
         let batchOrder = t.shuffle ? order : null;
@@ -92,6 +100,7 @@ export async function runLoop(
         lastLr = backend.group.lr;
         const pending = backend.step({ order: batchOrder, start, rows }, mixSeed(t.seed, step));
         const outcome = pending instanceof Promise ? await pending : pending;
+        lastStepMs = now() - stepStarted;
         if ("fault" in outcome) {
           status = "diverged";
           error = {
@@ -210,6 +219,10 @@ export async function runLoop(
 }
 
 // ------------------------------------------------------------------ pieces of the loop
+
+function overBudgetMessage(budget: NonNullable<TrainOptions["budget"]>, stepsRun: number): string {
+  return `stopped before step ${stepsRun + 1}, which would take the run past its budget of ${(budget.maxMs / 1000).toFixed(1)} s; weights are those after step ${stepsRun}. Send it with mode "async" to run it all.`;
+}
 
 
 

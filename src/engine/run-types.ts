@@ -4,6 +4,7 @@
  * They live apart from the orchestrator (train.ts) so that runtime entries, the API and the
  * loop can name them without importing it.
  */
+import type { StepBudget } from "./deadline.js";
 import type { WasmModule } from "./wasm-types.js";
 import type { WebGpuDevice } from "./webgpu/device.js";
 import type { EngineInfo, FineTuneResult, Plan, ProgressEvent } from "../schema/result.js";
@@ -51,6 +52,11 @@ export interface TrainOptions {
   gpuMinFlopsPerStep?: number | undefined;
   /** Cancels the run between steps; the result then has status "cancelled". */
   signal?: AbortSignal | undefined;
+  /**
+   * Stops the run before a step that would take it past this budget (deadline.ts): the result
+   * then has status "cancelled", error.code "over_budget" and the weights from before that step.
+   */
+  budget?: StepBudget | undefined;
   /**
    * Called after every epoch, and after every step when `stepEvents` is true. When it returns a
    * promise for an epoch event, the next epoch starts once it settles: a job runner reports the

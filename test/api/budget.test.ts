@@ -52,10 +52,14 @@ describe("decide()", () => {
 
 describe("the CPU estimate", () => {
   it("adds FLOPs at the sustained rate and a cost per step", () => {
-    expect(estimateCpuMs({ flops: 2e9, steps: 640 }, DEFAULT_EDGE_BUDGET)).toBeCloseTo(100 + 19.2, 6);
+    expect(estimateCpuMs({ flops: 2e9, steps: 640 }, DEFAULT_EDGE_BUDGET)).toBeCloseTo(2e9 / DEFAULT_EDGE_BUDGET.flopsPerMs + 640 * DEFAULT_EDGE_BUDGET.stepOverheadMs, 6);
+  });
+  it("adds a cost per parameter once a run", () => {
+    const b = { ...DEFAULT_EDGE_BUDGET, paramOverheadMs: 1e-3 };
+    expect(estimateCpuMs({ flops: 2e9, steps: 640, params: 1000 }, b) - estimateCpuMs({ flops: 2e9, steps: 640 }, b)).toBeCloseTo(1, 9);
   });
   it("a tiny job with very many steps is bounded by its step cost", () => {
-    const b = { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 1000 };
+    const b = { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 100 };
     expect(() => decide(req("sync", "auto"), { flops: 1e6, memory_bytes: 1, steps: 100_000 } as RunPlan, b)).toThrow(UnprocessableError);
     expect(decide(req("sync", "auto"), { flops: 1e6, memory_bytes: 1, steps: 1000 } as RunPlan, b)).toEqual({ run: "sync" });
   });
@@ -82,7 +86,7 @@ describe("memory-bound steps (issue 21, finding 1)", () => {
   });
 
   it("a job whose FLOPs fit the budget but whose weight traffic does not runs on a GPU node, not in the Worker", () => {
-    const prepared = linear(16, 24); // 384 steps
+    const prepared = linear(16, 48); // 768 steps
     const byFlopsMs = prepared.plan.flops / DEFAULT_EDGE_BUDGET.flopsPerMs + prepared.plan.steps * DEFAULT_EDGE_BUDGET.stepOverheadMs;
     expect(byFlopsMs).toBeLessThan(DEFAULT_EDGE_BUDGET.maxCpuMs); // admitted as sync before this fix
     expect(decide(prepared.request, prepared.plan, DEFAULT_EDGE_BUDGET)).toEqual({ run: "async", placement: "gpu-node" });
@@ -108,5 +112,27 @@ describe("memory-bound steps (issue 21, finding 1)", () => {
     const traffic = stepTrafficBytes(prepared.plan, prepared.request.training.optimizer, "float32");
     const withTraffic = estimateCpuMs(prepared.plan, DEFAULT_EDGE_BUDGET, traffic);
     expect(Math.abs(withTraffic / estimateCpuMs(prepared.plan, DEFAULT_EDGE_BUDGET) - 1)).toBeLessThan(0.01);
+  });
+});
+
+describe("a sync run stops itself at its budget (issue 21)", () => {
+  it("answers 200 with status cancelled, code over_budget, fewer steps than planned and the weights so far; the stored job says the same", async () => {
+    const { testApp } = await import("./app.js");
+    // a cost model that calls the job free, so it is admitted, and 1 ms of budget: the wall clock stops it
+    const { app } = await testApp({ budget: { maxCpuMs: 1, maxMemoryBytes: 96 << 20, flopsPerMs: 1e15, bytesPerMs: 1e15, stepOverheadMs: 0, paramOverheadMs: 0, epochOverheadMs: 0 } });
+    const res = await app.request("/v1/fine-tunes", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...seedRequest(256, { training: { epochs: 1000, batch_size: 8, optimizer: { type: "sgd", lr: 0.01 }, loss: { type: "mse" } } }), mode: "sync" }),
+    });
+    expect(res.status).toBe(200);
+    const result = (await res.json()) as { id: string; status: string; error: { code: string; message: string }; metrics: { steps: number }; plan: { steps: number }; weights: string };
+    expect(result.status).toBe("cancelled");
+    expect(result.error.code).toBe("over_budget");
+    expect(result.error.message).toMatch(/budget of 0\.0 s/);
+    expect(result.metrics.steps).toBeLessThan(result.plan.steps);
+    expect(result.weights.length).toBeGreaterThan(0);
+    const job = (await (await app.request(`/v1/fine-tunes/${result.id}`)).json()) as { status: string; error: { code: string } };
+    expect(job).toMatchObject({ status: "cancelled", error: { code: "over_budget" } });
   });
 });

@@ -8,7 +8,7 @@
 import { describe, expect, it } from "vitest";
 import { NodeClient } from "../../src/jobs/node-client.js";
 import { runClaimedJob } from "../../src/jobs/runner.js";
-import { DEFAULT_EDGE_BUDGET, estimateCpuMs } from "../../src/api/budget.js";
+import { DEFAULT_EDGE_BUDGET, estimateCpuMs, parsedRequestBytes } from "../../src/api/budget.js";
 import { prepareRun } from "../../src/engine/prepare.js";
 import { train } from "../../src/node/index.js";
 import { classificationData, classifierRequest } from "../helpers.js";
@@ -57,8 +57,10 @@ describe('POST /v1/fine-tunes with "auto"', () => {
   it('batch_size "auto" fits the in-Worker memory budget; with placement "gpu-node", WebAssembly memory', async () => {
     const request = classifierRequest(1000, { epochs: 1, batch_size: "auto" });
     const at = (b: number) => prepareRun(classifierRequest(1000, { epochs: 1, batch_size: b })).plan.memory_bytes;
-    const { app } = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxMemoryBytes: (at(32) + at(64)) / 2 } });
-    const edge = await app.request("/v1/fine-tunes", json({ ...request, mode: "sync" }));
+    // the parsed body shares the budget with the run (issue 21): add it, so the run's part is between the two
+    const body = { ...request, mode: "sync" };
+    const { app } = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxMemoryBytes: (at(32) + at(64)) / 2 + parsedRequestBytes(JSON.stringify(body).length, "json") } });
+    const edge = await app.request("/v1/fine-tunes", json(body));
     expect(edge.status).toBe(200);
     expect(((await edge.json()) as Record<string, any>).plan.batch_size).toBe(32);
     const gpu = await app.request("/v1/fine-tunes", json({ ...request, mode: "async", placement: "gpu-node" }));

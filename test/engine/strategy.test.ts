@@ -157,7 +157,13 @@ describe('a run with lr "auto"', () => {
     const m = prepareRun(base()).model;
     expect(auto.flops - fixed.flops).toBe(100 * (16 * (m.forwardFlopsPerRow + m.recomputeFlopsPerRow + m.backwardFlopsPerRow) + 12 * m.trainableCount));
     expect(auto.memory_bytes).toBe(fixed.memory_bytes); // the test's copy is released before the run allocates
-    expect(estimateCpuMs(auto, DEFAULT_EDGE_BUDGET)).toBeCloseTo(auto.flops / DEFAULT_EDGE_BUDGET.flopsPerMs + (auto.steps + 100) * DEFAULT_EDGE_BUDGET.stepOverheadMs, 9);
+    expect(estimateCpuMs(auto, DEFAULT_EDGE_BUDGET)).toBeCloseTo(
+      auto.flops / DEFAULT_EDGE_BUDGET.flopsPerMs +
+        (auto.steps + 100) * DEFAULT_EDGE_BUDGET.stepOverheadMs +
+        (auto.steps / auto.stepsPerEpoch) * DEFAULT_EDGE_BUDGET.epochOverheadMs! +
+        auto.params * DEFAULT_EDGE_BUDGET.paramOverheadMs!,
+      9,
+    );
     // a budget the run fits without the test but not with it: not sync
     const budget = { ...DEFAULT_EDGE_BUDGET, maxCpuMs: (estimateCpuMs(fixed, DEFAULT_EDGE_BUDGET) + estimateCpuMs(auto, DEFAULT_EDGE_BUDGET)) / 2 };
     const prepared = prepareRun(base());

@@ -303,7 +303,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   if (search) {
     // a retried create answers the first search job (the base request's input covers `search`)
     const fingerprint = idempotencyKey ? await sha256Hex(encodeRunInput(prepared)) : "";
-    return createSearchJob(c, { request, tables }, search, memoryBudgetBytes, {
+    return createSearchJob(c, { request, tables, bodyBytes, kind }, search, memoryBudgetBytes, {
       refuse: quotaProblem,
       reserve: async (id) => {
         const first = idempotencyKey ? await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint, requestBudgetMs(deps.budget)) : null;

@@ -1,6 +1,6 @@
 // `npm run bench`: SPEC section 6, side by side on this machine in one run.
 //   npm run bench                         every workload (about a minute on 2 cores)
-//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, cnn, encoder, gemm, edge, async, memory, lora
+//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, cnn, encoder, bert-tiny, gemm, edge, async, memory, lora
 //   npm run bench -- --no-build           skip `npm run build` (dist/ and build/wasm must exist)
 // Each measurement runs in its own child process, one after another (never two at once):
 // edgetune (bench/edgetune.mjs), tfjs-backend-wasm (bench/tfjs.mjs), PyTorch through
@@ -9,9 +9,9 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backgroundCpu, CNN, ENCODER, haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
+import { backgroundCpu, BERT_TINY, CNN, ENCODER, haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
 
-const ALL = ["gemm", "tiny", "mlp", "cnn", "encoder", "edge", "async", "memory", "lora"];
+const ALL = ["gemm", "tiny", "mlp", "cnn", "encoder", "bert-tiny", "edge", "async", "memory", "lora"];
 const argv = process.argv.slice(2);
 const onlyArg = argv.find((a) => a.startsWith("--only"));
 let only = ALL;
@@ -150,6 +150,16 @@ if (only.includes("encoder")) {
   };
 }
 
+if (only.includes("bert-tiny")) {
+  const epochs = String(BERT_TINY.epochs);
+  measured["bert-tiny"] = {
+    measured_at: now(),
+    edgetune: node("bert-tiny edgetune", "edgetune.mjs", ["bert-tiny", "--epochs", epochs, "--repeats", "3"]),
+    pytorch_1t: torch("bert-tiny PyTorch 1 thread", ["bert-tiny", "--threads", "1", "--epochs", epochs, "--repeats", "3", "--profile"], torchEnv(1)),
+    profile: node("bert-tiny profile (instrumented)", "edgetune.mjs", ["profile", "--of", "bert-tiny"]),
+  };
+}
+
 if (only.includes("edge")) {
   measured.edge = {
     measured_at: now(),
@@ -265,6 +275,17 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     const p1 = w.pytorch_1t?.samples_per_s;
     const r1 = ratio(e, p1);
     row("encoder 2 layers x 64 tokens (d 64, 4 heads) vs PyTorch 1t", `${fmt(e)} samples/s`,
+      p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a",
+      r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
+  }
+}
+{
+  const w = workloads["bert-tiny"];
+  if (w) {
+    const e = w.edgetune?.inline?.samples_per_s;
+    const p1 = w.pytorch_1t?.samples_per_s;
+    const r1 = ratio(e, p1);
+    row("bert-tiny (BertForSequenceClassification, 2 layers, hidden 128, 2 heads) vs PyTorch 1t", `${fmt(e)} samples/s`,
       p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a",
       r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
   }
@@ -423,6 +444,13 @@ function profileMarkdown() {
     const p = w.encoder.profile && !w.encoder.profile.error ? w.encoder.profile : null;
     out.push(`- **encoder** (${fmt(e.inline.samples_per_s)} samples/s from inline JSON): ` +
       (p ? `one epoch instrumented (${ms(p.total_ms)}): validation ${ms(p.prepare_ms)}; kernels ${Object.entries(p.kernels).slice(0, 6).map(([n, k]) => `${n} ${ms(k.ms)}`).join(", ")}.` : ""));
+  }
+  if (w["bert-tiny"]?.edgetune && !w["bert-tiny"].edgetune.error) {
+    const b = w["bert-tiny"];
+    const p = b.profile && !b.profile.error ? b.profile : null;
+    out.push(`- **bert-tiny** (${fmt(b.edgetune.inline.samples_per_s)} samples/s from inline JSON): ` +
+      (p ? `one epoch instrumented (${ms(p.total_ms)}): validation ${ms(p.prepare_ms)}; kernels ${Object.entries(p.kernels).slice(0, 6).map(([n, k]) => `${n} ${ms(k.ms)}`).join(", ")}. ` : "") +
+      (b.pytorch_1t?.profile_top ? `PyTorch (1 thread, one epoch under the autograd profiler): ${b.pytorch_1t.profile_top.slice(0, 4).map((o) => `${o.op} ${ms(o.self_ms)}`).join(", ")}.` : ""));
   }
   if (w.gemm?.simd && !w.gemm.simd.error) {
     const g = w.gemm.simd;

@@ -145,6 +145,8 @@ if (only.includes("encoder")) {
   measured.encoder = {
     measured_at: now(),
     edgetune: node("encoder edgetune", "edgetune.mjs", ["encoder", "--epochs", epochs, "--repeats", "3"]),
+    // the Worker's build (workerd's V8 has relaxed SIMD; Node 20 needs the flag): info, not the target's figure
+    edgetune_relaxed: node("encoder edgetune (relaxed-simd)", "edgetune.mjs", ["encoder", "--epochs", epochs, "--repeats", "3"], ["--experimental-wasm-relaxed-simd"]),
     pytorch_1t: torch("encoder PyTorch 1 thread", ["encoder", "--threads", "1", "--epochs", epochs, "--repeats", "3"], torchEnv(1)),
     profile: node("encoder profile (instrumented)", "edgetune.mjs", ["profile", "--of", "encoder"]),
   };
@@ -155,6 +157,7 @@ if (only.includes("bert-tiny")) {
   measured["bert-tiny"] = {
     measured_at: now(),
     edgetune: node("bert-tiny edgetune", "edgetune.mjs", ["bert-tiny", "--epochs", epochs, "--repeats", "3"]),
+    edgetune_relaxed: node("bert-tiny edgetune (relaxed-simd)", "edgetune.mjs", ["bert-tiny", "--epochs", epochs, "--repeats", "3"], ["--experimental-wasm-relaxed-simd"]),
     pytorch_1t: torch("bert-tiny PyTorch 1 thread", ["bert-tiny", "--threads", "1", "--epochs", epochs, "--repeats", "3", "--profile"], torchEnv(1)),
     profile: node("bert-tiny profile (instrumented)", "edgetune.mjs", ["profile", "--of", "bert-tiny"]),
   };
@@ -268,6 +271,14 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
       r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
   }
 }
+/** An info row: the same workload on the relaxed-SIMD build (the Worker's), against the same PyTorch figure. */
+function relaxedRow(name, w, p1) {
+  const e = w.edgetune_relaxed?.inline?.samples_per_s;
+  if (!e) return;
+  const r = ratio(e, p1);
+  row(`${name} on the relaxed-SIMD build (the Worker's) vs PyTorch 1t`, `${fmt(e)} samples/s`,
+    p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : "PyTorch n/a", r ? `${fmt(r, 2)}x` : "n/a", "(info: Node 20 needs --experimental-wasm-relaxed-simd)", null);
+}
 {
   const w = workloads.encoder;
   if (w) {
@@ -277,6 +288,7 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     row("encoder 2 layers x 64 tokens (d 64, 4 heads) vs PyTorch 1t", `${fmt(e)} samples/s`,
       p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a",
       r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
+    relaxedRow("encoder", w, p1);
   }
 }
 {
@@ -288,6 +300,7 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     row("bert-tiny (BertForSequenceClassification, 2 layers, hidden 128, 2 heads) vs PyTorch 1t", `${fmt(e)} samples/s`,
       p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a",
       r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
+    relaxedRow("bert-tiny", w, p1);
   }
 }
 {

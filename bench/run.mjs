@@ -271,6 +271,17 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
       r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
   }
 }
+/**
+ * The calls' CPU time beside their wall time: on a shared machine other processes stretch wall
+ * time (and not evenly between the two sides), while each process's own CPU time stays put.
+ */
+function cpuNote(w) {
+  const e = w.edgetune?.inline?.cpu_ms, p = w.pytorch_1t?.run_ms?.cpu_ms, r = w.edgetune_relaxed?.inline?.cpu_ms;
+  if (!e || !p) return "";
+  return `; CPU time per call ${fmt(e)} ms against PyTorch's ${fmt(p)} ms, ${fmt(p / e, 2)}x` +
+    (r ? ` (relaxed-SIMD build ${fmt(r)} ms, ${fmt(p / r, 2)}x)` : "");
+}
+
 /** An info row: the same workload on the relaxed-SIMD build (the Worker's), against the same PyTorch figure. */
 function relaxedRow(name, w, p1) {
   const e = w.edgetune_relaxed?.inline?.samples_per_s;
@@ -455,13 +466,13 @@ function profileMarkdown() {
   if (w.encoder?.edgetune && !w.encoder.edgetune.error) {
     const e = w.encoder.edgetune;
     const p = w.encoder.profile && !w.encoder.profile.error ? w.encoder.profile : null;
-    out.push(`- **encoder** (${fmt(e.inline.samples_per_s)} samples/s from inline JSON): ` +
+    out.push(`- **encoder** (${fmt(e.inline.samples_per_s)} samples/s from inline JSON${cpuNote(w.encoder)}): ` +
       (p ? `one epoch instrumented (${ms(p.total_ms)}): validation ${ms(p.prepare_ms)}; kernels ${Object.entries(p.kernels).slice(0, 6).map(([n, k]) => `${n} ${ms(k.ms)}`).join(", ")}.` : ""));
   }
   if (w["bert-tiny"]?.edgetune && !w["bert-tiny"].edgetune.error) {
     const b = w["bert-tiny"];
     const p = b.profile && !b.profile.error ? b.profile : null;
-    out.push(`- **bert-tiny** (${fmt(b.edgetune.inline.samples_per_s)} samples/s from inline JSON): ` +
+    out.push(`- **bert-tiny** (${fmt(b.edgetune.inline.samples_per_s)} samples/s from inline JSON${cpuNote(b)}): ` +
       (p ? `one epoch instrumented (${ms(p.total_ms)}): validation ${ms(p.prepare_ms)}; kernels ${Object.entries(p.kernels).slice(0, 6).map(([n, k]) => `${n} ${ms(k.ms)}`).join(", ")}. ` : "") +
       (b.pytorch_1t?.profile_top ? `PyTorch (1 thread, one epoch under the autograd profiler): ${b.pytorch_1t.profile_top.slice(0, 4).map((o) => `${o.op} ${ms(o.self_ms)}`).join(", ")}.` : ""));
   }

@@ -82,14 +82,19 @@ def run_epochs(model, loss_fn, opt, batches, epochs):
 
 
 def timed(run, repeats):
-    """The median time of `repeats` calls of run() (after the caller's warm-up), and its summary in ms."""
-    times = []
+    """The median time of `repeats` calls of run() (after the caller's warm-up), and its summary in ms,
+    with the median CPU time of the process per call (cpu_ms: all its threads; what other processes
+    on a shared machine do not inflate)."""
+    times, cpu = [], []
     for _ in range(repeats):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     med = statistics.median(times)
-    return med, {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)}
+    return med, {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times),
+                 "cpu_ms": statistics.median(cpu) * 1e3}
 
 
 def profile_epoch(model, loss_fn, opt, batches):

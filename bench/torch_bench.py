@@ -5,6 +5,7 @@
     /usr/bin/python3 bench/torch_bench.py tiny --threads 1
     /usr/bin/python3 bench/torch_bench.py mlp --threads 2 --epochs 3
     /usr/bin/python3 bench/torch_bench.py cnn --threads 1 --epochs 2
+    /usr/bin/python3 bench/torch_bench.py bert-tiny --threads 1 --epochs 1 --profile
 
 Prints one JSON line. Thread counts: torch.set_num_threads(n) for ATen/OpenMP; the caller also
 sets OMP_NUM_THREADS and OPENBLAS_NUM_THREADS to n, because Debian's torch calls BLAS through

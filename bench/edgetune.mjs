@@ -1,10 +1,10 @@
 // edgetune side of `npm run bench`: one workload per process, one JSON line on stdout.
-//   node bench/edgetune.mjs tiny|mlp|cnn|encoder|gemm|instantiate|memory|profile [--repeats N]
+//   node bench/edgetune.mjs tiny|mlp|cnn|encoder|bert-tiny|gemm|instantiate|memory|profile [--repeats N]
 // Imports the built package (dist/, build/wasm); run `npm run build` first (bench/run.mjs does).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  CNN, ENCODER, MEMORY, MLP, TINY, cnnRequest, encoderRequest, randomTokens, dist, memoryRequest, mlpRequest, nowMs, randomClassification, root, seedMlp, stats, tinyRequest,
+  BERT_TINY, bertTinyRequest, CNN, ENCODER, MEMORY, MLP, TINY, cnnRequest, encoderRequest, randomTokens, dist, memoryRequest, mlpRequest, nowMs, randomClassification, root, seedMlp, stats, tinyRequest,
 } from "./lib.mjs";
 
 const { train, loadNodeRuntime, prepareRun, runPrepared, tableFromInline, writeSafetensors } = await import(dist("src/node/index.js"));
@@ -22,13 +22,17 @@ const out = (o) => console.log(JSON.stringify(o));
 async function timeCalls(fn, repeats) {
   await fn(); // warm-up call
   const times = [];
+  const cpu = []; // this process's CPU time per call (all its threads): what other processes on a shared machine do not inflate
   let last;
   for (let i = 0; i < repeats; i++) {
+    const c0 = process.cpuUsage();
     const t0 = nowMs();
     last = await fn();
     times.push(nowMs() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
   }
-  return { times, last };
+  return { times, cpu, last };
 }
 
 // ------------------------------------------------------------------ tiny
@@ -201,11 +205,28 @@ async function encoder() {
   const E = ENCODER;
   const request = encoderRequest(randomTokens(E.rows, E.tokens, E.vocab, E.classes, 5), epochs);
   const samples = E.rows * epochs;
-  const { times, last } = await timeCalls(() => train(request), repeats);
+  const { times, cpu, last } = await timeCalls(() => train(request), repeats);
   const s = stats(times);
   out({
     workload: "encoder", variant: runtime.variant, epochs, samples,
-    inline: { call_ms: s, samples_per_s: (samples / s.median) * 1000, status: last.status, steps: last.metrics.steps,
+    inline: { call_ms: s, cpu_ms: stats(cpu).median, samples_per_s: (samples / s.median) * 1000, status: last.status, steps: last.metrics.steps,
+      final_loss: last.metrics.history.at(-1).train_loss, kernel: last.engine?.kernel },
+  });
+}
+
+// ------------------------------------------------------------------ bert-tiny
+async function bertTiny() {
+  const repeats = Number(arg("repeats", 3));
+  const epochs = Number(arg("epochs", BERT_TINY.epochs));
+  const runtime = await loadNodeRuntime();
+  const B = BERT_TINY;
+  const request = bertTinyRequest(randomTokens(B.rows, B.tokens, B.vocab, B.classes, 7), epochs);
+  const samples = B.rows * epochs;
+  const { times, cpu, last } = await timeCalls(() => train(request), repeats);
+  const s = stats(times);
+  out({
+    workload: "bert-tiny", variant: runtime.variant, epochs, samples,
+    inline: { call_ms: s, cpu_ms: stats(cpu).median, samples_per_s: (samples / s.median) * 1000, status: last.status, steps: last.metrics.steps,
       final_loss: last.metrics.history.at(-1).train_loss, kernel: last.engine?.kernel },
   });
 }
@@ -510,6 +531,7 @@ async function profile() {
   const request = which === "tiny" ? tinyRequest(seedMlp())
     : which === "cnn" ? cnnRequest(randomClassification(CNN.rows, CNN.side * CNN.side, CNN.classes, 4), 1)
     : which === "encoder" ? encoderRequest(randomTokens(ENCODER.rows, ENCODER.tokens, ENCODER.vocab, ENCODER.classes, 5), 1)
+    : which === "bert-tiny" ? bertTinyRequest(randomTokens(BERT_TINY.rows, BERT_TINY.tokens, BERT_TINY.vocab, BERT_TINY.classes, 7), 1)
     : mlpRequest(randomClassification(MLP.rows, MLP.features, MLP.classes, 1), 1);
   await train(request); // warm-up
   totals.clear(); calls = 0;
@@ -526,7 +548,7 @@ async function profile() {
   });
 }
 
-const workloads = { tiny, mlp, cnn, encoder, gemm, instantiate, memory, profile };
+const workloads = { tiny, mlp, cnn, encoder, "bert-tiny": bertTiny, gemm, instantiate, memory, profile };
 if (!workloads[workload]) {
   console.error(`usage: node bench/edgetune.mjs ${Object.keys(workloads).join("|")}`);
   process.exit(2);

@@ -119,6 +119,33 @@ export function encoderRequest(data, epochs) {
   };
 }
 
+/**
+ * bert-tiny (issue 17's target): a BertForSequenceClassification config shaped like
+ * google/bert_uncased_L-2_H-128_A-2 (2 layers, hidden 128, 2 heads, 512 intermediate) with a
+ * 2,000-token vocabulary and 64 positions, dropout 0; 256 rows of 64 tokens, batch 16, AdamW.
+ */
+export const BERT_TINY = { rows: 256, tokens: 64, vocab: 2000, hidden: 128, heads: 2, intermediate: 512, layers: 2, classes: 2, batch: 16, lr: 1e-4, weightDecay: 0.01, epochs: 1 };
+
+/** The Hugging Face config.json of the bert-tiny bench (torch_bench.py builds the same model). */
+export function bertTinyConfig() {
+  const B = BERT_TINY;
+  return {
+    architectures: ["BertForSequenceClassification"], model_type: "bert", vocab_size: B.vocab, hidden_size: B.hidden,
+    num_hidden_layers: B.layers, num_attention_heads: B.heads, intermediate_size: B.intermediate, hidden_act: "gelu",
+    hidden_dropout_prob: 0, attention_probs_dropout_prob: 0, max_position_embeddings: B.tokens, type_vocab_size: 2,
+    layer_norm_eps: 1e-12, pad_token_id: 0, num_labels: B.classes,
+  };
+}
+
+export function bertTinyRequest(data, epochs) {
+  const B = BERT_TINY;
+  return {
+    model: { huggingface: { config: bertTinyConfig() } },
+    data: { train: data },
+    training: { epochs, batch_size: B.batch, shuffle: false, optimizer: { type: "adamw", lr: B.lr, weight_decay: B.weightDecay } },
+  };
+}
+
 /** memory: ~1M parameters (100-1000-900-10), 10,000 x 100 rows, 1 epoch. */
 export const MEMORY = { rows: 10000, features: 100, widths: [1000, 900], classes: 10, batch: 32, epochs: 1 };
 MEMORY.params = (() => {

@@ -1,6 +1,6 @@
 // `npm run bench`: SPEC section 6, side by side on this machine in one run.
 //   npm run bench                         every workload (about a minute on 2 cores)
-//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, cnn, encoder, gemm, edge, async, memory, lora, calibration
+//   npm run bench -- --only tiny,gemm     some of them: tiny, mlp, cnn, encoder, bert-tiny, gemm, edge, async, memory, lora, calibration
 //                                         (calibration: the cost model's grid on wrangler dev, about 10 minutes;
 //                                         it rewrites bench/calibration.json, which test/api/calibration.test.ts checks)
 //   npm run bench -- --no-build           skip `npm run build` (dist/ and build/wasm must exist)
@@ -11,9 +11,9 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backgroundCpu, CNN, ENCODER, haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
+import { backgroundCpu, BERT_TINY, CNN, ENCODER, haveDist, lastJson, machineInfo, MLP, root } from "./lib.mjs";
 
-const ALL = ["gemm", "tiny", "mlp", "cnn", "encoder", "edge", "async", "memory", "lora", "calibration"];
+const ALL = ["gemm", "tiny", "mlp", "cnn", "encoder", "bert-tiny", "edge", "async", "memory", "lora", "calibration"];
 const argv = process.argv.slice(2);
 const onlyArg = argv.find((a) => a.startsWith("--only"));
 let only = ALL;
@@ -147,8 +147,21 @@ if (only.includes("encoder")) {
   measured.encoder = {
     measured_at: now(),
     edgetune: node("encoder edgetune", "edgetune.mjs", ["encoder", "--epochs", epochs, "--repeats", "3"]),
+    // the Worker's build (workerd's V8 has relaxed SIMD; Node 20 needs the flag): info, not the target's figure
+    edgetune_relaxed: node("encoder edgetune (relaxed-simd)", "edgetune.mjs", ["encoder", "--epochs", epochs, "--repeats", "3"], ["--experimental-wasm-relaxed-simd"]),
     pytorch_1t: torch("encoder PyTorch 1 thread", ["encoder", "--threads", "1", "--epochs", epochs, "--repeats", "3"], torchEnv(1)),
     profile: node("encoder profile (instrumented)", "edgetune.mjs", ["profile", "--of", "encoder"]),
+  };
+}
+
+if (only.includes("bert-tiny")) {
+  const epochs = String(BERT_TINY.epochs);
+  measured["bert-tiny"] = {
+    measured_at: now(),
+    edgetune: node("bert-tiny edgetune", "edgetune.mjs", ["bert-tiny", "--epochs", epochs, "--repeats", "3"]),
+    edgetune_relaxed: node("bert-tiny edgetune (relaxed-simd)", "edgetune.mjs", ["bert-tiny", "--epochs", epochs, "--repeats", "3"], ["--experimental-wasm-relaxed-simd"]),
+    pytorch_1t: torch("bert-tiny PyTorch 1 thread", ["bert-tiny", "--threads", "1", "--epochs", epochs, "--repeats", "3", "--profile"], torchEnv(1)),
+    profile: node("bert-tiny profile (instrumented)", "edgetune.mjs", ["profile", "--of", "bert-tiny"]),
   };
 }
 
@@ -266,6 +279,25 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
       r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
   }
 }
+/**
+ * The calls' CPU time beside their wall time: on a shared machine other processes stretch wall
+ * time (and not evenly between the two sides), while each process's own CPU time stays put.
+ */
+function cpuNote(w) {
+  const e = w.edgetune?.inline?.cpu_ms, p = w.pytorch_1t?.run_ms?.cpu_ms, r = w.edgetune_relaxed?.inline?.cpu_ms;
+  if (!e || !p) return "";
+  return `; CPU time per call ${fmt(e)} ms against PyTorch's ${fmt(p)} ms, ${fmt(p / e, 2)}x` +
+    (r ? ` (relaxed-SIMD build ${fmt(r)} ms, ${fmt(p / r, 2)}x)` : "");
+}
+
+/** An info row: the same workload on the relaxed-SIMD build (the Worker's), against the same PyTorch figure. */
+function relaxedRow(name, w, p1) {
+  const e = w.edgetune_relaxed?.inline?.samples_per_s;
+  if (!e) return;
+  const r = ratio(e, p1);
+  row(`${name} on the relaxed-SIMD build (the Worker's) vs PyTorch 1t`, `${fmt(e)} samples/s`,
+    p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : "PyTorch n/a", r ? `${fmt(r, 2)}x` : "n/a", "(info: Node 20 needs --experimental-wasm-relaxed-simd)", null);
+}
 {
   const w = workloads.encoder;
   if (w) {
@@ -275,6 +307,19 @@ const unavailable = (x, what) => (x?.error ? `${what} unavailable (${x.error.sli
     row("encoder 2 layers x 64 tokens (d 64, 4 heads) vs PyTorch 1t", `${fmt(e)} samples/s`,
       p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a",
       r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
+    relaxedRow("encoder", w, p1);
+  }
+}
+{
+  const w = workloads["bert-tiny"];
+  if (w) {
+    const e = w.edgetune?.inline?.samples_per_s;
+    const p1 = w.pytorch_1t?.samples_per_s;
+    const r1 = ratio(e, p1);
+    row("bert-tiny (BertForSequenceClassification, 2 layers, hidden 128, 2 heads) vs PyTorch 1t", `${fmt(e)} samples/s`,
+      p1 ? `PyTorch 1t ${fmt(p1)} samples/s` : unavailable(w.pytorch_1t, "PyTorch") ?? "PyTorch n/a",
+      r1 ? `${fmt(r1, 2)}x` : "n/a", ">= 0.5x PyTorch 1t", r1 === null ? null : r1 >= 0.5);
+    relaxedRow("bert-tiny", w, p1);
   }
 }
 {
@@ -429,8 +474,15 @@ function profileMarkdown() {
   if (w.encoder?.edgetune && !w.encoder.edgetune.error) {
     const e = w.encoder.edgetune;
     const p = w.encoder.profile && !w.encoder.profile.error ? w.encoder.profile : null;
-    out.push(`- **encoder** (${fmt(e.inline.samples_per_s)} samples/s from inline JSON): ` +
+    out.push(`- **encoder** (${fmt(e.inline.samples_per_s)} samples/s from inline JSON${cpuNote(w.encoder)}): ` +
       (p ? `one epoch instrumented (${ms(p.total_ms)}): validation ${ms(p.prepare_ms)}; kernels ${Object.entries(p.kernels).slice(0, 6).map(([n, k]) => `${n} ${ms(k.ms)}`).join(", ")}.` : ""));
+  }
+  if (w["bert-tiny"]?.edgetune && !w["bert-tiny"].edgetune.error) {
+    const b = w["bert-tiny"];
+    const p = b.profile && !b.profile.error ? b.profile : null;
+    out.push(`- **bert-tiny** (${fmt(b.edgetune.inline.samples_per_s)} samples/s from inline JSON${cpuNote(b)}): ` +
+      (p ? `one epoch instrumented (${ms(p.total_ms)}): validation ${ms(p.prepare_ms)}; kernels ${Object.entries(p.kernels).slice(0, 6).map(([n, k]) => `${n} ${ms(k.ms)}`).join(", ")}. ` : "") +
+      (b.pytorch_1t?.profile_top ? `PyTorch (1 thread, one epoch under the autograd profiler): ${b.pytorch_1t.profile_top.slice(0, 4).map((o) => `${o.op} ${ms(o.self_ms)}`).join(", ")}.` : ""));
   }
   if (w.gemm?.simd && !w.gemm.simd.error) {
     const g = w.gemm.simd;

@@ -5,6 +5,7 @@
     /usr/bin/python3 bench/torch_bench.py tiny --threads 1
     /usr/bin/python3 bench/torch_bench.py mlp --threads 2 --epochs 3
     /usr/bin/python3 bench/torch_bench.py cnn --threads 1 --epochs 2
+    /usr/bin/python3 bench/torch_bench.py bert-tiny --threads 1 --epochs 1 --profile
 
 Prints one JSON line. Thread counts: torch.set_num_threads(n) for ATen/OpenMP; the caller also
 sets OMP_NUM_THREADS and OPENBLAS_NUM_THREADS to n, because Debian's torch calls BLAS through
@@ -82,14 +83,19 @@ def run_epochs(model, loss_fn, opt, batches, epochs):
 
 
 def timed(run, repeats):
-    """The median time of `repeats` calls of run() (after the caller's warm-up), and its summary in ms."""
-    times = []
+    """The median time of `repeats` calls of run() (after the caller's warm-up), and its summary in ms,
+    with the median CPU time of the process per call (cpu_ms: all its threads; what other processes
+    on a shared machine do not inflate)."""
+    times, cpu = [], []
     for _ in range(repeats):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     med = statistics.median(times)
-    return med, {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times)}
+    return med, {"median": med * 1e3, "min": min(times) * 1e3, "max": max(times) * 1e3, "n": len(times),
+                 "cpu_ms": statistics.median(cpu) * 1e3}
 
 
 def profile_epoch(model, loss_fn, opt, batches):
@@ -197,9 +203,51 @@ def encoder(torch, args):
     return {"epochs": args.epochs, "samples": samples, "run_ms": run_ms, "samples_per_s": samples / med}
 
 
+def bert_tiny(torch, args):
+    """The bert-tiny bench of bench/lib.mjs (BERT_TINY): BertForSequenceClassification (2 layers,
+    hidden 128, 2 heads, 512 intermediate, vocabulary 2,000, 64 positions, dropout 0) from
+    test/parity/huggingface.py (transformers' eager maths and module tree; transformers itself is
+    not installed), initialised as transformers does; AdamW 1e-4 (weight decay 0.01), batch 16,
+    256 rows of 64 tokens (48 to 64 real, right padding)."""
+    sys.path.insert(0, os.path.join(ROOT, "test", "parity"))
+    import huggingface as hf
+    rows, T, vocab, batch, classes = 256, 64, 2000, 16, 2
+    config = {"architectures": ["BertForSequenceClassification"], "model_type": "bert", "vocab_size": vocab,
+              "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512,
+              "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+              "max_position_embeddings": T, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+              "num_labels": classes}
+    torch.manual_seed(7)
+    lengths = torch.randint(48, T + 1, (rows,))
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(1, vocab, (rows, T)) * mask
+    y = torch.randint(0, classes, (rows,))
+    model = hf.init_weights(hf.build(config), 7)
+
+    class Call(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, batch):
+            x, m = batch
+            return self.m(x, attention_mask=m)
+
+    wrapped = Call()
+    batches = [((ids[i:i + batch], mask[i:i + batch]), y[i:i + batch]) for i in range(0, rows, batch)]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    run_epochs(wrapped, loss_fn, opt, batches, 1)  # warm-up epoch
+    med, run_ms = timed(lambda: run_epochs(wrapped, loss_fn, opt, batches, args.epochs), args.repeats)
+    samples = rows * args.epochs
+    prof_top = profile_epoch(wrapped, loss_fn, opt, batches) if args.profile else None
+    return {"epochs": args.epochs, "samples": samples, "run_ms": run_ms, "samples_per_s": samples / med,
+            "params": sum(p.numel() for p in model.parameters()), "profile_top": prof_top}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("workload", choices=["info", "tiny", "mlp", "cnn", "encoder"])
+    p.add_argument("workload", choices=["info", "tiny", "mlp", "cnn", "encoder", "bert-tiny"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--epochs", type=int, default=3)
@@ -228,6 +276,8 @@ def main():
         out.update(cnn(torch, args))
     elif args.workload == "encoder":
         out.update(encoder(torch, args))
+    elif args.workload == "bert-tiny":
+        out.update(bert_tiny(torch, args))
     out["workload"] = args.workload
     print(json.dumps(out))
 

@@ -10,12 +10,15 @@ import { ropeTable } from "./ops/rope.js";
 
 const f = Math.fround;
 
-/** erf(x), Abramowitz & Stegun 7.1.26, as torch's vectorised CPU erf (and the WASM kernel). */
+/**
+ * erf(x), Abramowitz & Stegun 7.1.26, as torch's vectorised CPU erf (and the WASM kernel's erf4,
+ * wasm/assembly/activations.ts, whose e^(-x^2) is the Cephes expf below).
+ */
 function erf32(x: number): number {
   const ax = Math.abs(x);
   const t = f(1 / f(f(0.3275911 * ax) + 1));
   const r = f(f(f(f(f(f(f(f(f(1.061405429 * t) - 1.453152027) * t) + 1.421413741) * t) - 0.284496736) * t) + 0.254829592));
-  const y = f(1 - f(f(r * t) * f(Math.exp(f(-x * x)))));
+  const y = f(1 - f(f(r * t) * expf(f(-x * x))));
   return x < 0 ? -y : y;
 }
 
@@ -25,7 +28,7 @@ const bitsBox = new Float32Array(1);
 const bitsView = new Uint32Array(bitsBox.buffer);
 
 /**
- * e^x as attention_softmax's exp4 (wasm/assembly/attention.ts, Cephes expf), step for step in
+ * e^x as the kernels' exp4 (wasm/assembly/simd.ts, Cephes expf: attention_softmax, GELU), step for step in
  * f32: n = nearest(x log2 e) by adding and subtracting 1.5 * 2^23, r = x - n ln 2 (two parts),
  * e^r = 1 + r + r^2 P(r), times 2^n from the shifted sum's bits; 0 below -87.33654.
  */
@@ -70,7 +73,7 @@ const ACTIVATION_TWINS: Record<number, { forward(x: number, slope: number): numb
     forward: (x) => f(f(x * 0.5) * f(1 + erf32(f(x * Math.SQRT1_2)))),
     backward(g, x) {
       const cdf = f(0.5 * f(1 + erf32(f(x * Math.SQRT1_2))));
-      const pdf = f(f(1 / Math.sqrt(2 * Math.PI)) * f(Math.exp(f(f(-0.5 * x) * x))));
+      const pdf = f(f(1 / Math.sqrt(2 * Math.PI)) * expf(f(f(-0.5 * x) * x)));
       return f(g * f(cdf + f(x * pdf)));
     },
   },

@@ -36,10 +36,19 @@ export class MT19937 {
 
   private twist(): void {
     const s = this.state;
-    for (let j = 0; j < N; j++) {
-      const y = (s[j]! & UPPER) | (s[(j + 1) % N]! & LOWER);
-      s[j] = s[(j + M) % N]! ^ (y >>> 1) ^ (y & 1 ? MATRIX_A : 0);
+    // the same recurrence as one loop over j with (j + 1) % N and (j + M) % N, split where the
+    // indices wrap so that the loops carry no modulo (init draws millions of these)
+    let j = 0;
+    for (; j < N - M; j++) {
+      const y = (s[j]! & UPPER) | (s[j + 1]! & LOWER);
+      s[j] = s[j + M]! ^ (y >>> 1) ^ (y & 1 ? MATRIX_A : 0);
     }
+    for (; j < N - 1; j++) {
+      const y = (s[j]! & UPPER) | (s[j + 1]! & LOWER);
+      s[j] = s[j + M - N]! ^ (y >>> 1) ^ (y & 1 ? MATRIX_A : 0);
+    }
+    const y = (s[N - 1]! & UPPER) | (s[0]! & LOWER);
+    s[N - 1] = s[M - 1]! ^ (y >>> 1) ^ (y & 1 ? MATRIX_A : 0);
     this.index = 0;
   }
 
@@ -201,8 +210,12 @@ const DP3 = fr(-3.77489497744594108e-8);
 const SIN_P = [-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1].map(fr);
 const COS_P = [2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2].map(fr);
 
-/** avx_mathfun sincos256_ps for theta >= 0: [sin, cos]. */
-function sincos256f(theta: number): [number, number] {
+/** sincos256f's results (module scratch: a tuple per call would be garbage per normal pair). */
+let sinOut = 0;
+let cosOut = 0;
+
+/** avx_mathfun sincos256_ps for theta >= 0: sets sinOut and cosOut. */
+function sincos256f(theta: number): void {
   let x = theta;
   let j = Math.trunc(fr(x * FOPI));
   j = (j + 1) & ~1;
@@ -223,7 +236,8 @@ function sincos256f(theta: number): [number, number] {
   const sinPoly = (j & 2) === 0;
   const sin = sinPoly ? s : c;
   const cos = sinPoly ? c : s;
-  return [(j & 4) !== 0 ? -sin : sin, (~(j - 2) & 4) !== 0 ? -cos : cos];
+  sinOut = (j & 4) !== 0 ? -sin : sin;
+  cosOut = (~(j - 2) & 4) !== 0 ? -cos : cos;
 }
 
 const TWO_PI_F32 = fr(2 * Math.PI);
@@ -235,9 +249,9 @@ function normalFill16(out: Float32Array, base: number, mean: number, std: number
   for (let j = 0; j < 8; j++) {
     const u1 = fr(1 - out[base + j]!);
     const radius = fr(Math.sqrt(fr(-2 * log256f(u1))));
-    const [sin, cos] = sincos256f(fr(TWO_PI_F32 * out[base + j + 8]!));
-    out[base + j] = fmaf(fr(radius * cos), sd, m);
-    out[base + j + 8] = fmaf(fr(radius * sin), sd, m);
+    sincos256f(fr(TWO_PI_F32 * out[base + j + 8]!));
+    out[base + j] = fmaf(fr(radius * cosOut), sd, m);
+    out[base + j + 8] = fmaf(fr(radius * sinOut), sd, m);
   }
 }
 

@@ -23,7 +23,8 @@
  *  - transcendental activations (f32 constants and Mathf.exp/tanh vs f64 constants and V8's
  *    Math.exp/tanh): 2 ulps, or 5e-7 absolute near a root of the result.
  *  - bce_with_logits gradient: 2 ulps (libm exp/log1p on both sides).
- *  - GEMM, bias_grad, sum_squares: |diff| <= 1e-5 * (|init| + sum of |terms|).
+ *  - GEMM, bias_grad, sum_squares: |diff| <= 1e-5 * (|init| + sum of |terms|); GEMM over
+ *    shapes that cross its cache blocks: bit-exact in the plain SIMD build.
  *  - transpose_strided, attention_softmax and attention_softmax_backward: bit-exact (the twin
  *    sums a row in the kernel's lane order and evaluates its polynomial exp step for step).
  *  - rope_table and rope: bit-exact (f64 pow, cos and sin rounded once; each product rounded,
@@ -94,7 +95,7 @@ function gemmScale(
 }
 
 function gemmCase(kind: "nt" | "nt_bias" | "nn0" | "nn1" | "tn0" | "tn1"): Case {
-  return (P, rng) => {
+  return (P, rng, v) => {
     const fam = `gemm matmul_${kind}`;
     for (const M of DIMS) {
       for (const N of DIMS) {
@@ -121,6 +122,28 @@ function gemmCase(kind: "nt" | "nt_bias" | "nn0" | "nn1" | "tn0" | "tn1"): Case 
           });
         }
       }
+    }
+    // shapes that cross gemm.ts's cache blocks (GEMM_KC = 128 along K, GEMM_NC = 64 along N):
+    // each output still sums its k in order from its start, so the plain build matches the
+    // twin bit for bit (the fused build within the scaled tolerance)
+    for (const [M, N, K] of [[5, 130, 257], [9, 64, 128], [4, 65, 129], [3, 200, 300], [8, 128, 384]] as const) {
+      P.run(`blocks M=${M} N=${N} K=${K}`, () => {
+        const outInit = rng.f32(M * N);
+        const out = P.output(M * N, outInit);
+        const acc = kind.endsWith("1") ? 1 : 0;
+        const tn = kind.startsWith("tn");
+        const nt = kind === "nt" || kind === "nt_bias";
+        const a = rng.f32(M * K), b = rng.f32(K * N), biasV = rng.f32(N);
+        const pa = P.input(a, "a"), pb = P.input(b, "b");
+        const pbias = kind === "nt_bias" ? P.input(biasV, "bias") : 0;
+        const scratch = P.alloc(K * N);
+        P.both((k) => (nt ? k.matmul_nt(out, pa, pb, pbias, scratch, M, N, K)
+          : tn ? k.matmul_tn(out, pa, pb, M, N, K, acc) : k.matmul_nn(out, pa, pb, M, N, K, acc)));
+        const scale = nt ? gemmScale(null, kind === "nt_bias" ? biasV : null, a, K, 1, b, 1, K, M, N, K)
+          : gemmScale(acc ? outInit : null, null, a, tn ? 1 : K, tn ? M : 1, b, N, 1, M, N, K);
+        if (v.fused) P.scaled(`${fam} (blocks)`, "out", out, M * N, scale, 1e-5);
+        else P.exact(`${fam} (blocks)`, "out", out, M * N);
+      });
     }
   };
 }

@@ -2,7 +2,7 @@
 // activation's code from src/engine/layers/activations.ts (ACTIVATIONS), so a new activation is
 // a case here, its twin in src/engine/reference.ts, its WGSL case and its registry entry.
 // Backward passes WRITE dinp (an activation's input gradient has one producer).
-import { F32 } from "./simd";
+import { exp4, F32 } from "./simd";
 
 // the codes of src/engine/layers/activations.ts
 const RELU: i32 = 0;
@@ -102,17 +102,23 @@ function leaky_relu_backward(dinp: usize, dout: usize, inp: usize, slope: f32, n
 }
 
 /**
- * erf(x), Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): the formula PyTorch's vectorised
- * CPU path (Vectorized<float>::erf, used by GELU) evaluates, so GELU matches it closely.
+ * erf(x) in four lanes, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): the formula PyTorch's
+ * vectorised CPU path (Vectorized<float>::erf, used by GELU) evaluates, so GELU matches it
+ * closely. t = 1 / (1 + p|x|), erf(|x|) = 1 - t P(t) e^(-x^2), with e^(-x^2) from exp4 (Cephes
+ * expf, simd.ts; 0 once x^2 > 87.3, where erf is 1 in f32 anyway), sign(x) restored by a select.
+ * Plain multiplies, adds and a correctly rounded divide: both builds give the same bits.
+ * https://pytorch.org/docs/stable/generated/torch.special.erf.html
  */
 // @ts-ignore: decorator
 @inline
-function erf32(x: f32): f32 {
-  const ax = abs(x);
-  const t: f32 = 1.0 / (0.3275911 * ax + 1.0);
-  const r: f32 = (((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592;
-  const y: f32 = 1.0 - r * t * Mathf.exp(-x * x);
-  return x < 0 ? -y : y;
+function erf4(x: v128): v128 {
+  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.mul(f32x4.splat(0.3275911), f32x4.abs(x)), f32x4.splat(1)));
+  let r = f32x4.sub(f32x4.mul(f32x4.splat(1.061405429), t), f32x4.splat(1.453152027));
+  r = f32x4.add(f32x4.mul(r, t), f32x4.splat(1.421413741));
+  r = f32x4.sub(f32x4.mul(r, t), f32x4.splat(0.284496736));
+  r = f32x4.add(f32x4.mul(r, t), f32x4.splat(0.254829592));
+  const y = f32x4.sub(f32x4.splat(1), f32x4.mul(f32x4.mul(r, t), exp4(f32x4.mul(f32x4.neg(x), x))));
+  return v128.bitselect(f32x4.neg(y), y, f32x4.lt(x, f32x4.splat(0)));
 }
 
 const SQRT1_2: f32 = 0.7071067811865476;
@@ -122,21 +128,39 @@ const INV_SQRT_2PI: f32 = 0.3989422804014327;
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 const GELU_KAPPA: f32 = 0.044715;
 
+/** GELU (erf) of four lanes: (x / 2) (1 + erf(x / sqrt 2)). */
+// @ts-ignore: decorator
+@inline
+function gelu4(x: v128): v128 {
+  return f32x4.mul(f32x4.mul(x, f32x4.splat(0.5)), f32x4.add(f32x4.splat(1), erf4(f32x4.mul(x, f32x4.splat(SQRT1_2)))));
+}
+
+/** GELU's derivative times dout, four lanes: dout (Phi(x) + x phi(x)), phi(x) = e^(-x^2/2) / sqrt(2 pi). */
+// @ts-ignore: decorator
+@inline
+function gelu_grad4(g: v128, x: v128): v128 {
+  const cdf = f32x4.mul(f32x4.splat(0.5), f32x4.add(f32x4.splat(1), erf4(f32x4.mul(x, f32x4.splat(SQRT1_2)))));
+  const pdf = f32x4.mul(f32x4.splat(INV_SQRT_2PI), exp4(f32x4.mul(f32x4.mul(f32x4.splat(-0.5), x), x)));
+  return f32x4.mul(g, f32x4.add(cdf, f32x4.mul(x, pdf)));
+}
+
 // https://pytorch.org/docs/stable/generated/torch.nn.GELU.html : x * Phi(x), Phi(x) = 0.5 (1 + erf(x / sqrt 2))
+// The f32x4 body, then the scalar tail through lane 0 of the same function (same bits).
 function gelu_forward(out: usize, inp: usize, n: i32): void {
-  for (let i: usize = 0; i < <usize>n; i++) {
-    const x = load<f32>(inp + i * F32);
-    store<f32>(out + i * F32, x * 0.5 * (1.0 + erf32(x * SQRT1_2)));
-  }
+  const N = <usize>n;
+  let i: usize = 0;
+  for (; i + 4 <= N; i += 4) v128.store(out + i * F32, gelu4(v128.load(inp + i * F32)));
+  for (; i < N; i++) store<f32>(out + i * F32, f32x4.extract_lane(gelu4(f32x4.splat(load<f32>(inp + i * F32))), 0));
 }
 
 /** dinp = dout * (Phi(x) + x * phi(x)) */
 function gelu_backward(dinp: usize, dout: usize, inp: usize, n: i32): void {
-  for (let i: usize = 0; i < <usize>n; i++) {
-    const x = load<f32>(inp + i * F32);
-    const cdf: f32 = 0.5 * (1.0 + erf32(x * SQRT1_2));
-    const pdf: f32 = INV_SQRT_2PI * Mathf.exp(-0.5 * x * x);
-    store<f32>(dinp + i * F32, load<f32>(dout + i * F32) * (cdf + x * pdf));
+  const N = <usize>n;
+  let i: usize = 0;
+  for (; i + 4 <= N; i += 4) v128.store(dinp + i * F32, gelu_grad4(v128.load(dout + i * F32), v128.load(inp + i * F32)));
+  for (; i < N; i++) {
+    const g = f32x4.splat(load<f32>(dout + i * F32));
+    store<f32>(dinp + i * F32, f32x4.extract_lane(gelu_grad4(g, f32x4.splat(load<f32>(inp + i * F32))), 0));
   }
 }
 

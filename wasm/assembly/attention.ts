@@ -14,7 +14,7 @@
 // https://pytorch.org/docs/stable/generated/torch.nn.MultiheadAttention.html
 //
 // Every pointer is a byte offset into linear memory; every size counts f32 elements.
-import { F32, hmax, storeTransposed4x4 } from "./simd";
+import { exp4, F32, hmax, storeTransposed4x4 } from "./simd";
 
 /**
  * out[r*cols + c] = alpha * inp[c*ld + r] for r < rows, c < cols: the transpose of a strided
@@ -41,42 +41,6 @@ export function transpose_strided(out: usize, inp: usize, rows: i32, cols: i32, 
   for (let c = C4; c < C; c++) {
     for (let r: usize = 0; r < R; r++) store<f32>(out + (r * C + c) * F32, alpha * load<f32>(inp + (c * L + r) * F32));
   }
-}
-
-// e^x, four lanes at a time (Cephes expf): e^x = 2^n e^r with n = nearest(x log2 e) and
-// r = x - n ln 2 (ln 2 in two parts, so r is exact), e^r = 1 + r + r^2 P(r) with Cephes' degree-5
-// P; within 2 ulps of e^x for x in [-87.3, 88.7]. n is rounded half to even by adding and
-// subtracting 1.5 * 2^23, whose sum also holds n in its low mantissa bits: (bits + 127) << 23 is
-// 2^n. x < -87.33654 (e^x below the smallest normal) gives 0 (torch gives a subnormal there:
-// below 1.2e-38, invisible next to a softmax sum >= 1); a NaN x stays NaN.
-// Plain multiplies and adds (no madd), so both builds and the TypeScript twin agree bit for bit.
-const EXP_LO: f32 = -87.33654;
-const EXP_ROUND: f32 = 12582912.0; // 1.5 * 2^23
-const LOG2E: f32 = 1.44269504088896341;
-const LN2_HI: f32 = 0.693359375;
-const LN2_LO: f32 = -2.12194440e-4;
-const EXP_P0: f32 = 1.9875691500e-4;
-const EXP_P1: f32 = 1.3981999507e-3;
-const EXP_P2: f32 = 8.3334519073e-3;
-const EXP_P3: f32 = 4.1665795894e-2;
-const EXP_P4: f32 = 1.6666665459e-1;
-const EXP_P5: f32 = 5.0000001201e-1;
-
-// @ts-ignore: decorator
-@inline
-function exp4(x: v128): v128 {
-  const shifted = f32x4.add(f32x4.mul(x, f32x4.splat(LOG2E)), f32x4.splat(EXP_ROUND));
-  const n = f32x4.sub(shifted, f32x4.splat(EXP_ROUND));
-  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI))), f32x4.mul(n, f32x4.splat(LN2_LO)));
-  let y = f32x4.add(f32x4.mul(f32x4.splat(EXP_P0), r), f32x4.splat(EXP_P1));
-  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P2));
-  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P3));
-  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P4));
-  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P5));
-  y = f32x4.add(f32x4.add(f32x4.mul(y, f32x4.mul(r, r)), r), f32x4.splat(1));
-  const scale = i32x4.shl(i32x4.add(shifted, i32x4.splat(127)), 23);
-  // below the normal range (n + 127 < 1 would wrap): 0
-  return v128.andnot(f32x4.mul(y, scale), f32x4.lt(x, f32x4.splat(EXP_LO)));
 }
 
 /**

@@ -33,11 +33,41 @@ function initScalar(mode: i32, out: usize, bias: usize, col: usize): f32 {
   return 0;
 }
 
+// Cache blocking: the shared dimension runs in chunks of GEMM_KC and the columns in chunks of
+// GEMM_NC, so the block of B that every 4-row panel of A streams through (GEMM_KC x GEMM_NC
+// floats, 32 KiB) stays in L1 across the panels, instead of the whole of B coming from L2 or
+// beyond for each panel (a weight gradient's B is the batch's activations, [tokens, in]: 512 KiB
+// for bert-tiny). Each output element still sums its k in order, from the same start: a chunk
+// after the first resumes from the value the previous chunk stored (an exact f32 round trip),
+// so the result is the unblocked loop's, bit for bit, in both builds.
+const GEMM_KC: i32 = 128;
+const GEMM_NC: i32 = 64;
+
 /**
  * out[M,N] = init + A·B, where A(i,k) sits at a + (i*ars + k*acs)*4, B(k,j) at b + (k*ldb + j)*4
- * (rows of B contiguous along N) and out(i,j) at out + (i*ldo + j)*4.
+ * (rows of B contiguous along N) and out(i,j) at out + (i*ldo + j)*4: gemmBlock over
+ * GEMM_KC x GEMM_NC blocks of B, the first k chunk from `mode`, the later ones from out.
  */
 function gemmCore(
+  out: usize, a: usize, ars: usize, acs: usize, b: usize, ldb: usize, ldo: usize, bias: usize,
+  M: i32, N: i32, K: i32, mode: i32,
+): void {
+  let k0: i32 = 0;
+  do {
+    const kc = min(GEMM_KC, K - k0);
+    const chunkMode = k0 == 0 ? mode : INIT_OUT;
+    const ak = a + <usize>k0 * acs * F32;
+    const bk = b + <usize>k0 * ldb * F32;
+    for (let j0: i32 = 0; j0 < N; j0 += GEMM_NC) {
+      const cj = <usize>j0 * F32;
+      gemmBlock(out + cj, ak, ars, acs, bk + cj, ldb, ldo, bias != 0 ? bias + cj : 0, M, min(GEMM_NC, N - j0), kc, chunkMode);
+    }
+    k0 += GEMM_KC;
+  } while (k0 < K);
+}
+
+/** gemmCore's register-blocked kernel over one block: 4x8 tiles, then 4x4, then scalar edges. */
+function gemmBlock(
   out: usize, a: usize, ars: usize, acs: usize, b: usize, ldb: usize, ldo: usize, bias: usize,
   M: i32, N: i32, K: i32, mode: i32,
 ): void {

@@ -418,18 +418,21 @@ function isIntegerDtype(dtype: SafetensorsDtype): dtype is keyof typeof INTEGER_
 
 /**
  * One tensor to write: a row-major float32 array and its shape; `dtype: "I64"` stores it as
- * 64-bit integers (its values must be integers), whatever the file's float dtype.
+ * 64-bit integers (its values must be integers), and `"F16"`/`"BF16"` as that half type
+ * (rounded as `.half()`/`.bfloat16()`), whatever the file's float dtype: a run input keeps a
+ * frozen 16-bit base at 2 bytes a value.
  *
  * @example
  * ```ts
  * const tensor: WritableTensor = { name: "fc2.bias", shape: [1], data: new Float32Array([0.5]) };
+ * const frozen: WritableTensor = { name: "fc1.weight", shape: [1, 2], data: new Float32Array([0.5, -1]), dtype: "F16" };
  * ```
  */
 export interface WritableTensor {
   name: string;
   shape: number[];
   data: Float32Array;
-  dtype?: "I64";
+  dtype?: "I64" | "F16" | "BF16";
 }
 
 /**

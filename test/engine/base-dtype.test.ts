@@ -8,8 +8,9 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { rejection } from "./refusals.js";
 import { seedRequest } from "../helpers.js";
-import { train } from "../../src/node/index.js";
-import { prepareRun, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
+import { loadNodeRuntime, train } from "../../src/node/index.js";
+import { decodeRunInput, encodeRunInput } from "../../src/jobs/run-input.js";
+import { prepareRun, runPrepared, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
 import { stateElements, widenElements } from "../../src/engine/model.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "../../src/formats/dtype.js";
@@ -112,6 +113,33 @@ describe("a 16-bit base is the float32 run of the rounded base", () => {
       expect(tensorsOf(half), kernel).toEqual(tensorsOf(reference));
     }
   });
+});
+
+describe("the stored run input of a 16-bit base", () => {
+  for (const c of CASES) {
+    it(`${c.label}: frozen tensors stored in the base dtype, and the input trains to the same bits`, async () => {
+      const request = withBase(hub(c.name, c.adapter), c.dtype);
+      const prepared = prepareRun(request);
+      const input = encodeRunInput(prepared);
+      const file = parseSafetensors(input);
+      const frozen = frozenOf(request);
+      const half = c.dtype === "float16" ? "F16" : "BF16";
+      for (const t of prepared.model.state) {
+        const stored = file.tensors.get(t.name) ?? [...file.tensors].find(([n]) => n.startsWith("@adapter.") && n.endsWith(t.name.split(".").slice(-2).join(".")))?.[1];
+        if (frozen.has(t.name)) expect(file.tensors.get(t.name)?.dtype, t.name).toBe(half);
+        else if (stored) expect(stored.dtype, t.name).not.toBe(half);
+      }
+      // every frozen float32 value became 2 bytes: the file is smaller by 2 bytes a frozen parameter
+      // (less the header's longer dtype names, at most a few bytes a tensor)
+      const frozenCount = prepared.model.state.filter((t) => frozen.has(t.name)).reduce((s, t) => s + t.size, 0);
+      const asFloat32 = encodeRunInput({ ...prepared, model: { ...prepared.model, baseDtype: "float32" } });
+      expect(asFloat32.byteLength - input.byteLength).toBeGreaterThanOrEqual(2 * frozenCount - 8 * prepared.model.state.length);
+      const runtime = await loadNodeRuntime();
+      const [direct, stored] = [await runPrepared(runtime, prepared), await runPrepared(runtime, decodeRunInput(input))];
+      expect(stored.metrics.history).toEqual(direct.metrics.history);
+      expect(stored.weights).toBe(direct.weights);
+    });
+  }
 });
 
 describe("the plan's memory", () => {

@@ -419,8 +419,9 @@ function isIntegerDtype(dtype: SafetensorsDtype): dtype is keyof typeof INTEGER_
 /**
  * One tensor to write: a row-major float32 array and its shape; `dtype: "I64"` stores it as
  * 64-bit integers (its values must be integers), and `"F16"`/`"BF16"` as that half type
- * (rounded as `.half()`/`.bfloat16()`), whatever the file's float dtype: a run input keeps a
- * frozen 16-bit base at 2 bytes a value.
+ * (rounded as `.half()`/`.bfloat16()`, or given as the raw half bits in a Uint16Array), whatever
+ * the file's float dtype: a run input or an adapter run's stored file keeps a frozen 16-bit base at
+ * 2 bytes a value.
  *
  * @example
  * ```ts
@@ -431,7 +432,8 @@ function isIntegerDtype(dtype: SafetensorsDtype): dtype is keyof typeof INTEGER_
 export interface WritableTensor {
   name: string;
   shape: number[];
-  data: Float32Array;
+  /** The values; a Uint16Array is the tensor's raw half bits, written as they are (dtype F16 or BF16). */
+  data: Float32Array | Uint16Array;
   dtype?: "I64" | "F16" | "BF16";
 }
 
@@ -490,7 +492,10 @@ export function writeSafetensors(tensors: WritableTensor[], options: WriteSafete
       throw new RangeError(`tensor ${JSON.stringify(tensor.name)} has ${tensor.data.length} values, shape ${JSON.stringify(tensor.shape)} needs ${count}`);
     }
     const dtype = tensor.dtype ?? floatDtype;
-    if (dtype === "I64" && tensor.data.some((v) => !Number.isInteger(v))) {
+    if (tensor.data instanceof Uint16Array && dtype !== "F16" && dtype !== "BF16") {
+      throw new RangeError(`tensor ${JSON.stringify(tensor.name)} is given as half bits (a Uint16Array) but stored as ${dtype}`);
+    }
+    if (dtype === "I64" && (tensor.data as Float32Array).some((v) => !Number.isInteger(v))) {
       throw new RangeError(`tensor ${JSON.stringify(tensor.name)} is stored as I64 but holds a value that is not an integer`);
     }
     const end = offset + count * DTYPE_SIZES[dtype];
@@ -517,8 +522,16 @@ export function writeSafetensors(tensors: WritableTensor[], options: WriteSafete
   return out;
 }
 
-function encodeTensor(data: Float32Array, dtype: "F32" | "F16" | "BF16" | "I64"): Uint8Array {
+function encodeTensor(data: Float32Array | Uint16Array, dtype: "F32" | "F16" | "BF16" | "I64"): Uint8Array {
   let bytes: Uint8Array;
+  if (data instanceof Uint16Array) {
+    // raw half bits: a view, copied once into the file (byte-swapped on a big-endian host)
+    bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (LITTLE_ENDIAN_HOST) return bytes;
+    bytes = bytes.slice();
+    swapBytesInPlace(bytes, 2);
+    return bytes;
+  }
   if (dtype === "I64") {
     bytes = new Uint8Array(data.length * 8);
     const view = new DataView(bytes.buffer);

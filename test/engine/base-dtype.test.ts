@@ -10,7 +10,8 @@ import { rejection } from "./refusals.js";
 import { seedRequest } from "../helpers.js";
 import { loadNodeRuntime, train } from "../../src/node/index.js";
 import { decodeRunInput, encodeRunInput } from "../../src/jobs/run-input.js";
-import { prepareRun, runPrepared, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
+import { convertWeights } from "../../src/engine/adapters/output.js";
+import { prepareRun, runPrepared, runPreparedRaw, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
 import { stateElements, widenElements } from "../../src/engine/model.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "../../src/formats/dtype.js";
@@ -138,6 +139,23 @@ describe("the stored run input of a 16-bit base", () => {
       const [direct, stored] = [await runPrepared(runtime, prepared), await runPrepared(runtime, decodeRunInput(input))];
       expect(stored.metrics.history).toEqual(direct.metrics.history);
       expect(stored.weights).toBe(direct.weights);
+    });
+
+    it(`${c.label}: the stored weights file keeps the frozen base in the base dtype; downloads are float32 as before`, async () => {
+      const request = withBase(hub(c.name, c.adapter), c.dtype);
+      const prepared = prepareRun(request);
+      const frozen = frozenOf(request);
+      const { weights } = await runPreparedRaw(await loadNodeRuntime(), prepared);
+      const file = parseSafetensors(weights);
+      const half = c.dtype === "float16" ? "F16" : "BF16";
+      for (const [name, info] of file.tensors) expect(info.dtype, name).toBe(frozen.has(name) ? half : "F32");
+      for (const format of ["full", "merged", "peft"] as const) {
+        const out = parseSafetensors(convertWeights(weights, format));
+        for (const [name, info] of out.tensors) expect(info.dtype, `${format} ${name}`).toBe("F32");
+      }
+      // what the client gets is the float32 file of the same values
+      const full = parseSafetensors(convertWeights(weights, "full"));
+      for (const name of frozen) expect(readTensorF32(full, name), name).toEqual(readTensorF32(file, name));
     });
   }
 });

@@ -16,6 +16,7 @@ import { transpose } from "./huggingface/checkpoint.js";
 import type { Arena, Region } from "./arena.js";
 import type { NamedTensor } from "./backend.js";
 import type { WritableTensor } from "../formats/safetensors.js";
+import { StateValues } from "./state-values.js";
 import type { CompiledModel, StateTensor } from "./graph/types.js";
 import type { Kernels, Ptr } from "./kernels.js";
 import { OPS } from "./ops/index.js";
@@ -403,8 +404,15 @@ export class Model {
    */
   loadState(values: ReadonlyMap<string, Float32Array>): void {
     for (const t of this.compiled.state) {
-      const v = values.get(t.name)!;
       const d = stateDtype(this.compiled, t);
+      // half bits of the tensor's own dtype (a 16-bit checkpoint): copied as they are, which is
+      // what rounding their float32 values would give, without widening them first
+      const half = values instanceof StateValues ? values.half(t.name) : undefined;
+      if (d !== 0 && half?.dtype === d) {
+        new Uint16Array(this.memory.buffer, this.statePtr(t), t.size).set(half.bits);
+        continue;
+      }
+      const v = values.get(t.name)!;
       if (d === 0) new Float32Array(this.memory.buffer, this.statePtr(t), t.size).set(v);
       else (d === 1 ? encodeF16 : encodeBf16)(v, new Uint16Array(this.memory.buffer, this.statePtr(t), t.size));
     }

@@ -403,6 +403,31 @@ export function readTensorF32(file: SafetensorsFile, name: string, field = "weig
   }
 }
 
+/**
+ * A 16-bit float tensor (F16 or BF16) as its raw bits, without widening: a view into the file
+ * when its data is 2-byte aligned on a little-endian host (no copy; it keeps the file's bytes
+ * alive), else an aligned copy in host byte order. A run holding a frozen 16-bit base keeps the
+ * checkpoint's bits so, instead of a float32 copy twice their size.
+ *
+ * @example
+ * ```ts
+ * const bits = readTensorHalfBits(file, "bert.embeddings.word_embeddings.weight"); // Uint16Array
+ * ```
+ */
+export function readTensorHalfBits(file: SafetensorsFile, name: string, field = "weights"): Uint16Array {
+  const info = file.tensors.get(name);
+  if (!info) throw new SafetensorsError("invalid_entry", `tensor ${JSON.stringify(name)} is not in the file`, name, field);
+  if (info.dtype !== "F16" && info.dtype !== "BF16") {
+    throw new SafetensorsError("unsupported_dtype", `dtype ${info.dtype} is not a 16-bit float type (F16 or BF16)`, name, field);
+  }
+  const raw = file.bytes.subarray(file.dataStart + info.begin, file.dataStart + info.end);
+  if (LITTLE_ENDIAN_HOST && raw.byteOffset % 2 === 0) return new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2);
+  const halves = new Uint16Array(raw.length / 2);
+  new Uint8Array(halves.buffer).set(raw);
+  if (!LITTLE_ENDIAN_HOST) swapBytesInPlace(new Uint8Array(halves.buffer), 2);
+  return halves;
+}
+
 /** Little-endian element readers of the integer dtypes. */
 const INTEGER_READERS = {
   I64: (v: DataView, i: number) => Number(v.getBigInt64(i * 8, true)),

@@ -11,6 +11,7 @@ import { seedRequest } from "../helpers.js";
 import { loadNodeRuntime, train } from "../../src/node/index.js";
 import { decodeRunInput, encodeRunInput } from "../../src/jobs/run-input.js";
 import { convertWeights } from "../../src/engine/adapters/output.js";
+import type { StateValues } from "../../src/engine/state-values.js";
 import { prepareRun, runPrepared, runPreparedRaw, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
 import { stateElements, widenElements } from "../../src/engine/model.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
@@ -158,6 +159,42 @@ describe("the stored run input of a 16-bit base", () => {
       for (const name of frozen) expect(readTensorF32(full, name), name).toEqual(readTensorF32(file, name));
     });
   }
+});
+
+describe("a 16-bit checkpoint under a base of its dtype", () => {
+  for (const c of CASES) {
+    it(`${c.label}: frozen tensors kept as the file's bits (not widened); the same bits as the float32 file of those values`, async () => {
+      const hubCase = hubCases.find((x) => x.name === c.name)!;
+      const tensors = Object.entries(hubCase.initial_weights).map(([n, t]) => ({ name: n, shape: t.shape, data: rounded(Float32Array.from(t.data), c.dtype) }));
+      const asHalf = withBase({ ...hub(c.name, c.adapter), weights: writeSafetensors(tensors, { dtype: c.dtype }) } as TrainRequest, c.dtype);
+      const asFloat = withBase({ ...hub(c.name, c.adapter), weights: writeSafetensors(tensors) } as TrainRequest, c.dtype);
+      const prepared = prepareRun(asHalf);
+      const state = prepared.initialState as StateValues;
+      const frozen = frozenOf(asHalf);
+      const held = [...frozen].filter((n) => state.half(n) !== undefined);
+      // every frozen tensor but a transposed one (GPT-2's Conv1D) is held as bits
+      const transposed = new Set(prepared.model.state.filter((t) => t.transposed).map((t) => t.name));
+      expect(held.length).toBeGreaterThan(5);
+      for (const n of frozen) if (!transposed.has(n)) expect(state.half(n), n).toBeDefined();
+      for (const n of held) expect(state.get(n), n).toEqual(prepareRun(asFloat).initialState!.get(n));
+      const runtime = await loadNodeRuntime();
+      const [a, b] = [await runPrepared(runtime, prepared), await runPrepared(runtime, prepareRun(asFloat))];
+      expect(a.metrics.history).toEqual(b.metrics.history);
+      expect(a.weights).toBe(b.weights);
+      // the stored run input writes the held bits as they are
+      expect(decodeRunInput(encodeRunInput(prepared)).initialState!.get(held[0]!)).toEqual(state.get(held[0]!));
+    });
+  }
+
+  it("a non-finite value in a held 16-bit tensor is a 422 naming the tensor and element", async () => {
+    const hubCase = hubCases.find((x) => x.name === "bert_seqcls_padding")!;
+    const tensors = Object.entries(hubCase.initial_weights).map(([n, t]) => ({ name: n, shape: t.shape, data: Float32Array.from(t.data) }));
+    const target = tensors.find((t) => t.name.endsWith("attention.self.key.weight"))!;
+    target.data[3] = Infinity;
+    const e = await rejection(withBase({ ...hub("bert_seqcls_padding", { r: 2 }), weights: writeSafetensors(tensors, { dtype: "float16" }) } as TrainRequest, "float16"));
+    expect(e.status).toBe(422);
+    expect(e.errors).toContainEqual({ path: `weights[${JSON.stringify(target.name)}]`, message: "element 3 is Infinity: weights must be finite" });
+  });
 });
 
 describe("the plan's memory", () => {

@@ -7,7 +7,14 @@
  */
 import { decodeBf16, decodeF16 } from "../formats/dtype.js";
 
-/** A tensor held as half bits: 1 float16, 2 bfloat16 (model.ts stateDtype's codes). */
+/**
+ * A tensor held as half bits: 1 float16, 2 bfloat16 (model.ts stateDtype's codes).
+ *
+ * @example
+ * ```ts
+ * const held: HalfTensor = { dtype: 1, bits: new Uint16Array([0x3c00]) }; // float16 1.0
+ * ```
+ */
 export interface HalfTensor {
   dtype: 1 | 2;
   bits: Uint16Array;

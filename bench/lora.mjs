@@ -61,7 +61,7 @@ const planned = prepareRun({ ...request, weights }).plan;
 const work = mkdtempSync(join(tmpdir(), "edgetune-bench-"));
 const port = await freePort();
 const dev = await startWranglerDev(port, join(work, "state"), {
-  EDGETUNE_API_KEYS: KEY, EDGE_MAX_CPU_MS: "600000", EDGE_MAX_MEMORY_BYTES: String(128 * MIB), MAX_BODY_BYTES: String(128 * MIB),
+  EDGETUNE_API_KEYS: KEY, EDGE_MAX_CPU_MS: "600000", EDGE_MAX_MEMORY_BYTES: String(512 * MIB), MAX_BODY_BYTES: String(128 * MIB),
 });
 async function stop() {
   await stopProcess(dev);

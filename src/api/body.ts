@@ -252,6 +252,11 @@ export async function limitedBytes(req: Request, maxBytes: number, timeoutMs = B
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
+  // a declared length is read straight into one buffer of that size: the body is held once, not
+  // as chunks and then their concatenation (a 45 MB weights upload: 45 MB less at the peak); a
+  // body that runs past what it declared goes on in chunks after what was read
+  const declared = Number(req.headers.get("content-length") ?? "");
+  let whole: Uint8Array | null = Number.isSafeInteger(declared) && declared > 0 ? new Uint8Array(declared) : null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
   try {
@@ -264,16 +269,22 @@ export async function limitedBytes(req: Request, maxBytes: number, timeoutMs = B
         ]);
       }
       if (read.done) break;
-      total += read.value.byteLength;
-      if (total > maxBytes) {
+      if (total + read.value.byteLength > maxBytes) {
         await reader.cancel();
         throw new PayloadTooLargeError("(body)", `The body is larger than the limit of ${maxBytes} bytes.`);
       }
-      chunks.push(read.value);
+      if (whole && total + read.value.byteLength <= whole.length) whole.set(read.value, total);
+      else {
+        if (whole) chunks.push(whole.subarray(0, total));
+        whole = null;
+        chunks.push(read.value);
+      }
+      total += read.value.byteLength;
     }
   } finally {
     if (timer !== undefined) clearTimeout(timer);
   }
+  if (whole) return total === whole.length ? whole : whole.subarray(0, total);
   const out = new Uint8Array(total);
   let offset = 0;
   for (const c of chunks) {

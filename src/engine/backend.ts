@@ -11,6 +11,7 @@
  */
 import type { EngineInfo } from "../schema/result.js";
 import type { ParamGroup } from "./schedules.js";
+import type { WritableTensor } from "../formats/safetensors.js";
 
 /** Rows of one batch: positions [start, start + rows) of the epoch's order (null: rows in order). */
 export interface BatchRef {
@@ -69,6 +70,12 @@ export interface TrainingBackend {
   restoreBest(): MaybePromise<void>;
   /** The current weights, state_dict order. */
   parameters(): MaybePromise<NamedTensor[]>;
+  /**
+   * The current weights as the run's stored file holds them (model.ts storedHalfDtype): a
+   * 16-bit frozen tensor as its raw bits, straight from where the run holds it, to be written at
+   * once. Absent: the loop converts parameters().
+   */
+  storedParameters?(outputDtype: "float32" | "float16" | "bfloat16"): MaybePromise<WritableTensor[]>;
   /** Releases what the run holds (threads, device buffers). */
   close(): void;
 }

@@ -5,7 +5,8 @@
  * the orchestrator (train.ts) chooses the backend, and the explanation's, and hands them here.
  */
 import type { EpochMetrics, FineTuneResult, RunError } from "../schema/result.js";
-import { writeSafetensors } from "../formats/safetensors.js";
+import { writeSafetensors, type WritableTensor } from "../formats/safetensors.js";
+import { storedHalfDtype } from "./model.js";
 import type { TrainingBackend } from "./backend.js";
 import type { PreparedRun } from "./prepare.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
@@ -168,12 +169,23 @@ export async function runLoop(
     const lora = prepared.model.lora
       ? { ...loraLayout(prepared.model, prepared.originalNames, request.output.format), ...(request.output.overflow === "clamp" ? { overflow: "clamp" as const } : {}) }
       : null;
-    const parameters = await backend.parameters();
+    // an adapter run over a 16-bit base stores its frozen tensors in that dtype (storedHalfDtype),
+    // read straight from the kernel core's memory when the backend can: no float32 copy of the base
+    const halfFrozen = prepared.model.lora !== null && request.output.dtype === "float32" && prepared.model.baseDtype !== "float32";
+    const parameters = !halfFrozen || request.explain || !backend.storedParameters ? await backend.parameters() : null;
     // half-precision output: a weight beyond the format's range is a 422 naming it, or clamped
-    const weights = writeSafetensors(fitOutputRange(parameters, request.output.dtype, request.output.overflow), {
+    const stored: WritableTensor[] = parameters
+      ? fitOutputRange(parameters, request.output.dtype, request.output.overflow).map((t) => {
+          const state = halfFrozen ? prepared.model.state.find((s) => s.name === t.name) : undefined;
+          const half = state ? storedHalfDtype(prepared.model, state, request.output.dtype) : null;
+          return half ? { ...t, dtype: half } : t;
+        })
+      : await backend.storedParameters!(request.output.dtype);
+    const weights = writeSafetensors(stored, {
       dtype: request.output.dtype,
       metadata: { format: "pt", producer: "edgetune", ...(lora ? { [ADAPTER_METADATA_KEY]: JSON.stringify(lora) } : {}) },
     });
+    stored.length = 0; // the views over the kernel core's memory, not kept
     const duration = now() - started;
     const result: RawRunResult["result"] = {
       id: options.id ?? newId(),
@@ -211,7 +223,7 @@ export async function runLoop(
       ...(error ? { error } : {}),
     };
     // request.explain: attributions of the final (or restored-best) weights of a run that succeeded
-    if (explainWith && request.explain && status === "succeeded") result.explanations = await explainWith(parameters);
+    if (explainWith && request.explain && status === "succeeded") result.explanations = await explainWith(parameters ?? (await backend.parameters()));
     return { result, weights };
   } finally {
     backend.close();

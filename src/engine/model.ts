@@ -15,6 +15,8 @@ import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "../formats/dtype.j
 import { transpose } from "./huggingface/checkpoint.js";
 import type { Arena, Region } from "./arena.js";
 import type { NamedTensor } from "./backend.js";
+import type { WritableTensor } from "../formats/safetensors.js";
+import { StateValues } from "./state-values.js";
 import type { CompiledModel, StateTensor } from "./graph/types.js";
 import type { Kernels, Ptr } from "./kernels.js";
 import { OPS } from "./ops/index.js";
@@ -54,6 +56,24 @@ export interface ModelLayout {
 export function stateDtype(compiled: CompiledModel, t: StateTensor): 0 | 1 | 2 {
   if (t.kind !== "parameter" || t.trainable || compiled.baseDtype === "float32") return 0;
   return compiled.baseDtype === "float16" ? 1 : 2;
+}
+
+/**
+ * The dtype an adapter run's stored weights file holds a state tensor in when it differs from
+ * the file's (output.dtype): a frozen tensor of a 16-bit `base_dtype` stays in that dtype in a
+ * float32 file, since the run holds exactly those values (docs/adapters.md, Memory). The file
+ * only ever leaves through convertWeights, which writes every tensor in the trained tensors'
+ * dtype, so what a client downloads does not change. null: the file's own dtype.
+ *
+ * @example
+ * ```ts
+ * storedHalfDtype(compiled, compiled.state.at(-1)!, "float32"); // "F16" for a frozen tensor of a float16 base
+ * ```
+ */
+export function storedHalfDtype(compiled: CompiledModel, t: StateTensor, outputDtype: "float32" | "float16" | "bfloat16"): "F16" | "BF16" | null {
+  if (!compiled.lora || outputDtype !== "float32") return null;
+  const d = stateDtype(compiled, t);
+  return d === 1 ? "F16" : d === 2 ? "BF16" : null;
 }
 
 /**
@@ -384,11 +404,44 @@ export class Model {
    */
   loadState(values: ReadonlyMap<string, Float32Array>): void {
     for (const t of this.compiled.state) {
-      const v = values.get(t.name)!;
       const d = stateDtype(this.compiled, t);
+      // half bits of the tensor's own dtype (a 16-bit checkpoint): copied as they are, which is
+      // what rounding their float32 values would give, without widening them first
+      const half = values instanceof StateValues ? values.half(t.name) : undefined;
+      if (d !== 0 && half?.dtype === d) {
+        new Uint16Array(this.memory.buffer, this.statePtr(t), t.size).set(half.bits);
+        continue;
+      }
+      const v = values.get(t.name)!;
       if (d === 0) new Float32Array(this.memory.buffer, this.statePtr(t), t.size).set(v);
       else (d === 1 ? encodeF16 : encodeBf16)(v, new Uint16Array(this.memory.buffer, this.statePtr(t), t.size));
     }
+  }
+
+  /**
+   * The current parameters and buffers as an adapter run's stored file holds them
+   * (storedHalfDtype): a 16-bit frozen tensor as its raw bits, a view over the kernel core's
+   * memory (valid until the memory grows: write the file at once), instead of a float32 copy
+   * twice its size; a transposed one (GPT-2's Conv1D) widened, transposed and stored as half
+   * again (exact: it holds half values). The rest as readState.
+   */
+  readStoredState(outputDtype: "float32" | "float16" | "bfloat16"): WritableTensor[] {
+    const full = new Map<string, NamedTensor>();
+    const plain = this.compiled.state.filter((t) => storedHalfDtype(this.compiled, t, outputDtype) === null);
+    if (plain.length === this.compiled.state.length) return this.readState();
+    for (const t of plain) {
+      const data = new Float32Array(this.memory.buffer, this.statePtr(t), t.size).slice();
+      full.set(t.name, { name: t.name, shape: [...t.shape], data: t.transposed ? transpose(data, t.shape[1]!, t.shape[0]!) : data, ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}) });
+    }
+    return this.compiled.state.map((t) => {
+      const dtype = storedHalfDtype(this.compiled, t, outputDtype);
+      if (dtype === null) return full.get(t.name)!;
+      const bits = new Uint16Array(this.memory.buffer, this.statePtr(t), t.size);
+      if (!t.transposed) return { name: t.name, shape: [...t.shape], data: bits, dtype };
+      const wide = new Float32Array(t.size);
+      (dtype === "F16" ? decodeF16 : decodeBf16)(bits, wide);
+      return { name: t.name, shape: [...t.shape], data: transpose(wide, t.shape[1]!, t.shape[0]!), dtype };
+    });
   }
 
   /** The current parameters and buffers, state_dict order (copies; 16-bit tensors as their f32 values). */

@@ -30,7 +30,7 @@ import type { CompiledModel } from "./graph/types.js";
 import { showShape } from "./layers/define.js";
 import { checkLossSpec } from "./losses.js";
 import { planRun, type RunPlan } from "./plan.js";
-import { stateElements } from "./model.js";
+import { stateDtype, stateElements } from "./model.js";
 import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { batchSizeCandidates, chooseLoss, LR_FINDER } from "./strategy.js";
 
@@ -247,7 +247,9 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   const adapterNames = new Set(model.lora?.modules.flatMap((m) => [model.state[m.a]!.name, model.state[m.b]!.name]) ?? []);
   const baseModel = adapterNames.size > 0 ? { ...model, state: model.state.filter((t) => !adapterNames.has(t.name)) } : model;
   if (bytes && model.checkpoint) {
-    const read = readCheckpoint(parseSafetensors(bytes, { field: "weights" }), baseModel.state, model.checkpoint);
+    // a 16-bit base's frozen tensors stay as the file's bits when it holds them in that dtype
+    const compiled = model;
+    const read = readCheckpoint(parseSafetensors(bytes, { field: "weights" }), baseModel.state, model.checkpoint, { holdHalf: (t) => stateDtype(compiled, t) });
     initialState = read.values;
     if (read.initialized.length > 0) {
       // the task head the file lacks starts as transformers' _init_weights starts it
@@ -259,7 +261,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
       // the result is named as the file was (a base-model file for an *LMHeadModel)
       const prefix = model.checkpoint.basePrefix;
       const rename = (n: string) => (n.startsWith(prefix) ? n.slice(prefix.length) : n);
-      initialState = new Map([...initialState].map(([n, v]) => [rename(n), v]));
+      initialState = read.values.renamed(rename);
       originalNames = new Map(model.state.map((t) => [rename(t.name), t.name]));
       model = { ...model, state: model.state.map((t) => ({ ...t, name: rename(t.name) })) };
     }

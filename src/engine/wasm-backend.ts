@@ -216,6 +216,10 @@ export async function createWasmBackend(
       return model.readState();
     },
 
+    storedParameters(outputDtype) {
+      return model.readStoredState(outputDtype);
+    },
+
     close() {
       distributed?.close();
     },

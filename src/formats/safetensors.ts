@@ -403,6 +403,31 @@ export function readTensorF32(file: SafetensorsFile, name: string, field = "weig
   }
 }
 
+/**
+ * A 16-bit float tensor (F16 or BF16) as its raw bits, without widening: a view into the file
+ * when its data is 2-byte aligned on a little-endian host (no copy; it keeps the file's bytes
+ * alive), else an aligned copy in host byte order. A run holding a frozen 16-bit base keeps the
+ * checkpoint's bits so, instead of a float32 copy twice their size.
+ *
+ * @example
+ * ```ts
+ * const bits = readTensorHalfBits(file, "bert.embeddings.word_embeddings.weight"); // Uint16Array
+ * ```
+ */
+export function readTensorHalfBits(file: SafetensorsFile, name: string, field = "weights"): Uint16Array {
+  const info = file.tensors.get(name);
+  if (!info) throw new SafetensorsError("invalid_entry", `tensor ${JSON.stringify(name)} is not in the file`, name, field);
+  if (info.dtype !== "F16" && info.dtype !== "BF16") {
+    throw new SafetensorsError("unsupported_dtype", `dtype ${info.dtype} is not a 16-bit float type (F16 or BF16)`, name, field);
+  }
+  const raw = file.bytes.subarray(file.dataStart + info.begin, file.dataStart + info.end);
+  if (LITTLE_ENDIAN_HOST && raw.byteOffset % 2 === 0) return new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2);
+  const halves = new Uint16Array(raw.length / 2);
+  new Uint8Array(halves.buffer).set(raw);
+  if (!LITTLE_ENDIAN_HOST) swapBytesInPlace(new Uint8Array(halves.buffer), 2);
+  return halves;
+}
+
 /** Little-endian element readers of the integer dtypes. */
 const INTEGER_READERS = {
   I64: (v: DataView, i: number) => Number(v.getBigInt64(i * 8, true)),
@@ -418,18 +443,23 @@ function isIntegerDtype(dtype: SafetensorsDtype): dtype is keyof typeof INTEGER_
 
 /**
  * One tensor to write: a row-major float32 array and its shape; `dtype: "I64"` stores it as
- * 64-bit integers (its values must be integers), whatever the file's float dtype.
+ * 64-bit integers (its values must be integers), and `"F16"`/`"BF16"` as that half type
+ * (rounded as `.half()`/`.bfloat16()`, or given as the raw half bits in a Uint16Array), whatever
+ * the file's float dtype: a run input or an adapter run's stored file keeps a frozen 16-bit base at
+ * 2 bytes a value.
  *
  * @example
  * ```ts
  * const tensor: WritableTensor = { name: "fc2.bias", shape: [1], data: new Float32Array([0.5]) };
+ * const frozen: WritableTensor = { name: "fc1.weight", shape: [1, 2], data: new Float32Array([0.5, -1]), dtype: "F16" };
  * ```
  */
 export interface WritableTensor {
   name: string;
   shape: number[];
-  data: Float32Array;
-  dtype?: "I64";
+  /** The values; a Uint16Array is the tensor's raw half bits, written as they are (dtype F16 or BF16). */
+  data: Float32Array | Uint16Array;
+  dtype?: "I64" | "F16" | "BF16";
 }
 
 /**
@@ -487,7 +517,10 @@ export function writeSafetensors(tensors: WritableTensor[], options: WriteSafete
       throw new RangeError(`tensor ${JSON.stringify(tensor.name)} has ${tensor.data.length} values, shape ${JSON.stringify(tensor.shape)} needs ${count}`);
     }
     const dtype = tensor.dtype ?? floatDtype;
-    if (dtype === "I64" && tensor.data.some((v) => !Number.isInteger(v))) {
+    if (tensor.data instanceof Uint16Array && dtype !== "F16" && dtype !== "BF16") {
+      throw new RangeError(`tensor ${JSON.stringify(tensor.name)} is given as half bits (a Uint16Array) but stored as ${dtype}`);
+    }
+    if (dtype === "I64" && (tensor.data as Float32Array).some((v) => !Number.isInteger(v))) {
       throw new RangeError(`tensor ${JSON.stringify(tensor.name)} is stored as I64 but holds a value that is not an integer`);
     }
     const end = offset + count * DTYPE_SIZES[dtype];
@@ -514,8 +547,16 @@ export function writeSafetensors(tensors: WritableTensor[], options: WriteSafete
   return out;
 }
 
-function encodeTensor(data: Float32Array, dtype: "F32" | "F16" | "BF16" | "I64"): Uint8Array {
+function encodeTensor(data: Float32Array | Uint16Array, dtype: "F32" | "F16" | "BF16" | "I64"): Uint8Array {
   let bytes: Uint8Array;
+  if (data instanceof Uint16Array) {
+    // raw half bits: a view, copied once into the file (byte-swapped on a big-endian host)
+    bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (LITTLE_ENDIAN_HOST) return bytes;
+    bytes = bytes.slice();
+    swapBytesInPlace(bytes, 2);
+    return bytes;
+  }
   if (dtype === "I64") {
     bytes = new Uint8Array(data.length * 8);
     const view = new DataView(bytes.buffer);

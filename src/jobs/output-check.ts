@@ -9,6 +9,7 @@
  * Runtime-agnostic: typed arrays only.
  */
 import { UnprocessableError, type FieldIssue } from "../errors.js";
+import { storedHalfDtype } from "../engine/model.js";
 import { parseSafetensors, readTensorF32, type SafetensorsDtype } from "../formats/safetensors.js";
 import type { PreparedRun } from "../engine/prepare.js";
 
@@ -31,7 +32,9 @@ export interface ExpectedTensor {
  */
 export function expectedWeights(prepared: PreparedRun): ExpectedTensor[] {
   const float = STORED[prepared.request.output.dtype];
-  return prepared.model.state.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype === "I64" ? "I64" : float }));
+  return prepared.model.state.map((t) => ({
+    name: t.name, shape: t.shape, dtype: t.dtype === "I64" ? "I64" : (storedHalfDtype(prepared.model, t, prepared.request.output.dtype) ?? float),
+  }));
 }
 
 /** Issues beyond this many are not listed: one bad file is enough to refuse. */

@@ -12,6 +12,8 @@ import type { Table } from "../formats/dataset.js";
 import { UnprocessableError } from "../errors.js";
 import { transpose } from "../engine/huggingface/checkpoint.js";
 import { peftKey } from "../engine/adapters/resolve.js";
+import { stateDtype } from "../engine/model.js";
+import { StateValues } from "../engine/state-values.js";
 
 const MARKER = "edgetune-run-input/1";
 
@@ -32,10 +34,17 @@ export function encodeRunInput(prepared: PreparedRun): Uint8Array {
   const adapter = new Set(prepared.model.lora?.modules.flatMap((m) => [m.a, m.b]) ?? []);
   const tensors: WritableTensor[] = state
     ? prepared.model.state.map((t, i) => {
-        const data = state.get(t.name)!;
         // stored as the state_dict holds it (GPT-2's Conv1D [in, out]): the runner reads it as a checkpoint again
         const name = adapter.has(i) ? `@adapter.${peftKey(t.name)}` : t.name;
-        return { name, shape: [...t.shape], data: t.transposed ? transpose(data, t.shape[1]!, t.shape[0]!) : data, ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}) };
+        // a frozen tensor of a 16-bit base_dtype in that dtype: the run holds it rounded so (the
+        // same rounding), and the stored input is half the size of a float32 copy; bits the
+        // checkpoint gave in that dtype are written as they are (never widened)
+        const half = stateDtype(prepared.model, t);
+        const bits = state instanceof StateValues ? state.half(t.name) : undefined;
+        if (half !== 0 && bits?.dtype === half && !t.transposed) return { name, shape: [...t.shape], data: bits.bits, dtype: half === 1 ? ("F16" as const) : ("BF16" as const) };
+        const data = state.get(t.name)!;
+        const dtype = t.dtype === "I64" ? ("I64" as const) : half === 1 ? ("F16" as const) : half === 2 ? ("BF16" as const) : null;
+        return { name, shape: [...t.shape], data: t.transposed ? transpose(data, t.shape[1]!, t.shape[0]!) : data, ...(dtype ? { dtype } : {}) };
       })
     : [];
   const causal = prepared.huggingface?.task === "causal-lm";

@@ -8,8 +8,11 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { rejection } from "./refusals.js";
 import { seedRequest } from "../helpers.js";
-import { train } from "../../src/node/index.js";
-import { prepareRun, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
+import { loadNodeRuntime, train } from "../../src/node/index.js";
+import { decodeRunInput, encodeRunInput } from "../../src/jobs/run-input.js";
+import { convertWeights } from "../../src/engine/adapters/output.js";
+import type { StateValues } from "../../src/engine/state-values.js";
+import { prepareRun, runPrepared, runPreparedRaw, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
 import { stateElements, widenElements } from "../../src/engine/model.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "../../src/formats/dtype.js";
@@ -111,6 +114,86 @@ describe("a 16-bit base is the float32 run of the rounded base", () => {
       expect(half.metrics.history, kernel).toEqual(reference.metrics.history);
       expect(tensorsOf(half), kernel).toEqual(tensorsOf(reference));
     }
+  });
+});
+
+describe("the stored run input of a 16-bit base", () => {
+  for (const c of CASES) {
+    it(`${c.label}: frozen tensors stored in the base dtype, and the input trains to the same bits`, async () => {
+      const request = withBase(hub(c.name, c.adapter), c.dtype);
+      const prepared = prepareRun(request);
+      const input = encodeRunInput(prepared);
+      const file = parseSafetensors(input);
+      const frozen = frozenOf(request);
+      const half = c.dtype === "float16" ? "F16" : "BF16";
+      for (const t of prepared.model.state) {
+        const stored = file.tensors.get(t.name) ?? [...file.tensors].find(([n]) => n.startsWith("@adapter.") && n.endsWith(t.name.split(".").slice(-2).join(".")))?.[1];
+        if (frozen.has(t.name)) expect(file.tensors.get(t.name)?.dtype, t.name).toBe(half);
+        else if (stored) expect(stored.dtype, t.name).not.toBe(half);
+      }
+      // every frozen float32 value became 2 bytes: the file is smaller by 2 bytes a frozen parameter
+      // (less the header's longer dtype names, at most a few bytes a tensor)
+      const frozenCount = prepared.model.state.filter((t) => frozen.has(t.name)).reduce((s, t) => s + t.size, 0);
+      const asFloat32 = encodeRunInput({ ...prepared, model: { ...prepared.model, baseDtype: "float32" } });
+      expect(asFloat32.byteLength - input.byteLength).toBeGreaterThanOrEqual(2 * frozenCount - 8 * prepared.model.state.length);
+      const runtime = await loadNodeRuntime();
+      const [direct, stored] = [await runPrepared(runtime, prepared), await runPrepared(runtime, decodeRunInput(input))];
+      expect(stored.metrics.history).toEqual(direct.metrics.history);
+      expect(stored.weights).toBe(direct.weights);
+    });
+
+    it(`${c.label}: the stored weights file keeps the frozen base in the base dtype; downloads are float32 as before`, async () => {
+      const request = withBase(hub(c.name, c.adapter), c.dtype);
+      const prepared = prepareRun(request);
+      const frozen = frozenOf(request);
+      const { weights } = await runPreparedRaw(await loadNodeRuntime(), prepared);
+      const file = parseSafetensors(weights);
+      const half = c.dtype === "float16" ? "F16" : "BF16";
+      for (const [name, info] of file.tensors) expect(info.dtype, name).toBe(frozen.has(name) ? half : "F32");
+      for (const format of ["full", "merged", "peft"] as const) {
+        const out = parseSafetensors(convertWeights(weights, format));
+        for (const [name, info] of out.tensors) expect(info.dtype, `${format} ${name}`).toBe("F32");
+      }
+      // what the client gets is the float32 file of the same values
+      const full = parseSafetensors(convertWeights(weights, "full"));
+      for (const name of frozen) expect(readTensorF32(full, name), name).toEqual(readTensorF32(file, name));
+    });
+  }
+});
+
+describe("a 16-bit checkpoint under a base of its dtype", () => {
+  for (const c of CASES) {
+    it(`${c.label}: frozen tensors kept as the file's bits (not widened); the same bits as the float32 file of those values`, async () => {
+      const hubCase = hubCases.find((x) => x.name === c.name)!;
+      const tensors = Object.entries(hubCase.initial_weights).map(([n, t]) => ({ name: n, shape: t.shape, data: rounded(Float32Array.from(t.data), c.dtype) }));
+      const asHalf = withBase({ ...hub(c.name, c.adapter), weights: writeSafetensors(tensors, { dtype: c.dtype }) } as TrainRequest, c.dtype);
+      const asFloat = withBase({ ...hub(c.name, c.adapter), weights: writeSafetensors(tensors) } as TrainRequest, c.dtype);
+      const prepared = prepareRun(asHalf);
+      const state = prepared.initialState as StateValues;
+      const frozen = frozenOf(asHalf);
+      const held = [...frozen].filter((n) => state.half(n) !== undefined);
+      // every frozen tensor but a transposed one (GPT-2's Conv1D) is held as bits
+      const transposed = new Set(prepared.model.state.filter((t) => t.transposed).map((t) => t.name));
+      expect(held.length).toBeGreaterThan(5);
+      for (const n of frozen) if (!transposed.has(n)) expect(state.half(n), n).toBeDefined();
+      for (const n of held) expect(state.get(n), n).toEqual(prepareRun(asFloat).initialState!.get(n));
+      const runtime = await loadNodeRuntime();
+      const [a, b] = [await runPrepared(runtime, prepared), await runPrepared(runtime, prepareRun(asFloat))];
+      expect(a.metrics.history).toEqual(b.metrics.history);
+      expect(a.weights).toBe(b.weights);
+      // the stored run input writes the held bits as they are
+      expect(decodeRunInput(encodeRunInput(prepared)).initialState!.get(held[0]!)).toEqual(state.get(held[0]!));
+    });
+  }
+
+  it("a non-finite value in a held 16-bit tensor is a 422 naming the tensor and element", async () => {
+    const hubCase = hubCases.find((x) => x.name === "bert_seqcls_padding")!;
+    const tensors = Object.entries(hubCase.initial_weights).map(([n, t]) => ({ name: n, shape: t.shape, data: Float32Array.from(t.data) }));
+    const target = tensors.find((t) => t.name.endsWith("attention.self.key.weight"))!;
+    target.data[3] = Infinity;
+    const e = await rejection(withBase({ ...hub("bert_seqcls_padding", { r: 2 }), weights: writeSafetensors(tensors, { dtype: "float16" }) } as TrainRequest, "float16"));
+    expect(e.status).toBe(422);
+    expect(e.errors).toContainEqual({ path: `weights[${JSON.stringify(target.name)}]`, message: "element 3 is Infinity: weights must be finite" });
   });
 });
 

@@ -153,7 +153,9 @@ export function convertWeights(bytes: Uint8Array, format?: string): Uint8Array {
   const tensors: NamedTensor[] = [...file.tensors].filter(([name]) => !wanted || wanted.has(name)).map(([name, info]) => ({
     name, shape: [...info.shape], data: readTensorF32(file, name, "weights", { integers: info.dtype === "I64" }), ...(info.dtype === "I64" ? { dtype: "I64" as const } : {}),
   }));
-  const floatType = [...dtypes.values()].find((d) => d !== "I64");
+  // the file's dtype is its trained tensors' (output.dtype): a frozen 16-bit base may be stored
+  // in its own dtype inside a float32 file (model.ts storedHalfDtype)
+  const floatType = layout.trained.map((name) => dtypes.get(name)).find((d) => d !== undefined && d !== "I64") ?? [...dtypes.values()].find((d) => d !== "I64");
   const dtype = floatType === "F16" ? "float16" : floatType === "BF16" ? "bfloat16" : "float32";
   // PEFT's adapter_model.safetensors carries {"format": "pt"} and nothing else
   const metadata: Record<string, string> = target === "peft" ? { format: "pt" } : { format: "pt", producer: "edgetune" };

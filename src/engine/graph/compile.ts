@@ -190,8 +190,8 @@ export function compileModel(
   const segments = checkpointing ? checkpointSegments(graph.ops) : null;
   const savedBuffers = segments ? planCheckpointedSaved(graph.ops, graph.saved, segments) : graph.saved.map((_, i) => i);
   const buffers = segments
-    ? planCheckpointedBuffers(graph.ops, graph.values, segments, y.value)
-    : planValueBuffers(graph.ops, graph.values, schedule.steps, y.value, (i) => graph.state[i]!.trainable, gradientTarget?.value);
+    ? planCheckpointedBuffers(graph.ops, graph.values, segments, [y.value, ...(gradientTarget ? [gradientTarget.value] : [])], backwardPinned(graph.ops, schedule.steps, y.value, (i) => graph.state[i]!.trainable, gradientTarget?.value))
+    : planValueBuffers(graph.ops, graph.values, y.value, backwardPinned(graph.ops, schedule.steps, y.value, (i) => graph.state[i]!.trainable, gradientTarget?.value));
 
   let forwardFlops = 0;
   let backwardFlops = 0;
@@ -514,18 +514,12 @@ class Builder implements LayerBuilder {
 const PARAM_FIELDS = new Set(["weight", "bias"]);
 
 /**
- * Activation buffers, shared where lifetimes allow: a value the backward pass reads (the ops'
- * backwardReads, given which gradients the schedule computes), and the output, keeps a buffer
- * of its own; every other value lives from the op that writes it to the last op that reads it in
- * the forward pass, and its buffer then goes to a later value of the same size (the outputs of an
- * op are placed before its inputs are released, so no op writes over what it reads). A frozen
- * linear layer's input, for one, is not needed once the forward has passed it.
+ * The values that must keep their contents until the backward pass: what each scheduled op's
+ * backward reads (its backwardReads, given which gradients the schedule computes), the output,
+ * and an input-gradient model's token embedding output (read back after the forward). A frozen
+ * linear layer's input, for one, is not among them: its backward forms dx = dy·W only.
  */
-function planValueBuffers(
-  ops: readonly PendingOp[], values: readonly ValueInfo[], steps: readonly BackwardStep[], output: number, trains: (state: number) => boolean,
-  keep?: number,
-): { valueBuffer: number[]; sizes: number[] } {
-  // the output, and an input-gradient model's token embedding output (read back after the forward)
+function backwardPinned(ops: readonly PendingOp[], steps: readonly BackwardStep[], output: number, trains: (state: number) => boolean, keep?: number): Set<number> {
   const pinned = new Set<number>([output, ...(keep === undefined ? [] : [keep])]);
   const stepOf = new Map(steps.map((s) => [s.op, s]));
   ops.forEach((op, i) => {
@@ -537,6 +531,18 @@ function planValueBuffers(
       : [...op.inputs, ...op.outputs];
     for (const v of reads) pinned.add(v);
   });
+  return pinned;
+}
+
+/**
+ * Activation buffers, shared where lifetimes allow: a value the backward pass reads (the ops'
+ * backwardReads, given which gradients the schedule computes), and the output, keeps a buffer
+ * of its own; every other value lives from the op that writes it to the last op that reads it in
+ * the forward pass, and its buffer then goes to a later value of the same size (the outputs of an
+ * op are placed before its inputs are released, so no op writes over what it reads). A frozen
+ * linear layer's input, for one, is not needed once the forward has passed it.
+ */
+function planValueBuffers(ops: readonly PendingOp[], values: readonly ValueInfo[], output: number, pinned: ReadonlySet<number>): { valueBuffer: number[]; sizes: number[] } {
   const lastRead = new Map<number, number>();
   ops.forEach((op, i) => {
     for (const v of op.inputs) lastRead.set(v, i);
@@ -587,13 +593,19 @@ function checkpointSegments(ops: readonly PendingOp[]): { start: number; end: nu
 
 /**
  * Activation buffers under gradient checkpointing: a value another segment reads (a segment's
- * input or output) and the model's output keep their own buffers; a value produced and read
- * within one segment lives only while that segment runs (its forward, and in the backward pass
- * its recomputed forward followed by its backward), so the k-th such value of a size in every
- * segment shares the k-th buffer of that size.
+ * input or output), the model's output and an input-gradient model's target keep their own
+ * buffers; a value produced and read within one segment lives only while that segment runs (its
+ * forward, and in the backward pass its recomputed forward followed by its backward), so every
+ * segment draws such values from one
+ * shared pool. Within a segment the pool is shared by lifetime, as planValueBuffers does for a
+ * whole model: a value the segment's backward reads (`pinned`) holds its buffer to the segment's
+ * end; any other value gives it back after its last forward reader (outputs are placed before
+ * inputs are released, so no op writes over what it reads). The recomputed forward writes the
+ * same buffers in the same order, so the backward finds its values where the first forward
+ * left them.
  */
 function planCheckpointedBuffers(
-  ops: readonly PendingOp[], values: readonly ValueInfo[], segments: readonly { start: number; end: number }[], output: number,
+  ops: readonly PendingOp[], values: readonly ValueInfo[], segments: readonly { start: number; end: number }[], kept: readonly number[], pinned: ReadonlySet<number>,
 ): { valueBuffer: number[]; sizes: number[] } {
   const segmentOf = new Array<number>(ops.length);
   segments.forEach((s, k) => {
@@ -601,32 +613,46 @@ function planCheckpointedBuffers(
   });
   const producer = new Map<number, number>();
   ops.forEach((op, i) => op.outputs.forEach((v) => producer.set(v, segmentOf[i]!)));
-  const crosses = new Set<number>([output]);
+  // the output and an input-gradient model's target are read after the passes: their own buffers too
+  const crosses = new Set<number>(kept);
   ops.forEach((op, i) => {
     for (const v of op.inputs) if (producer.has(v) && producer.get(v) !== segmentOf[i]) crosses.add(v);
   });
+  const lastRead = new Map<number, number>();
+  ops.forEach((op, i) => {
+    for (const v of op.inputs) lastRead.set(v, i);
+  });
   const valueBuffer = values.map(() => -1);
   const sizes: number[] = [];
-  const bySize = new Map<number, number[]>(); // size -> shared buffers, in rank order
+  const pool = new Map<number, number[]>(); // size -> the segments' shared buffers
   segments.forEach((s) => {
-    const rank = new Map<number, number>();
+    const free = new Map([...pool].map(([size, list]) => [size, [...list].reverse()]));
     for (let i = s.start; i < s.end; i++) {
-      for (const v of ops[i]!.outputs) {
+      const op = ops[i]!;
+      for (const v of op.outputs) {
         const size = values[v]!.size;
         if (crosses.has(v)) {
           sizes.push(size);
           valueBuffer[v] = sizes.length - 1;
           continue;
         }
-        const k = rank.get(size) ?? 0;
-        rank.set(size, k + 1);
-        let list = bySize.get(size);
-        if (!list) bySize.set(size, (list = []));
-        if (list.length <= k) {
-          sizes.push(size);
-          list.push(sizes.length - 1);
+        const reuse = free.get(size)?.pop();
+        if (reuse !== undefined) {
+          valueBuffer[v] = reuse;
+          continue;
         }
-        valueBuffer[v] = list[k]!;
+        sizes.push(size);
+        valueBuffer[v] = sizes.length - 1;
+        let list = pool.get(size);
+        if (!list) pool.set(size, (list = []));
+        list.push(valueBuffer[v]!);
+      }
+      for (const v of new Set(op.inputs)) {
+        if (values[v]!.input || crosses.has(v) || pinned.has(v) || lastRead.get(v) !== i) continue;
+        const size = values[v]!.size;
+        let list = free.get(size);
+        if (!list) free.set(size, (list = []));
+        list.push(valueBuffer[v]!);
       }
     }
   });

@@ -13,7 +13,9 @@
  *   - LayerNorm's `gamma` / `beta` (older BERT files) are `weight` / `bias`, as _fix_key renames them
  */
 import { UnprocessableError, type FieldIssue } from "../../errors.js";
-import { readTensorF32, type SafetensorsFile } from "../../formats/safetensors.js";
+import { readTensorF32, readTensorHalfBits, type SafetensorsFile } from "../../formats/safetensors.js";
+import { decodeBf16, decodeF16 } from "../../formats/dtype.js";
+import { StateValues } from "../state-values.js";
 import type { CheckpointRules, StateTensor } from "../graph/types.js";
 
 /**
@@ -26,7 +28,7 @@ import type { CheckpointRules, StateTensor } from "../graph/types.js";
  */
 export interface CheckpointRead {
   /** Tensors by state name, in the state block's layout (transposed where the state says). */
-  values: Map<string, Float32Array>;
+  values: StateValues;
   /** The file's keys lack the base prefix: the result is named that way too. */
   prefixless: boolean;
   /** File keys of other heads, skipped. */
@@ -44,7 +46,9 @@ export interface CheckpointRead {
  * read.initialized; // ["classifier.weight", "classifier.bias"] for a bert-base-uncased file
  * ```
  */
-export function readCheckpoint(file: SafetensorsFile, state: readonly StateTensor[], rules: CheckpointRules): CheckpointRead {
+export function readCheckpoint(
+  file: SafetensorsFile, state: readonly StateTensor[], rules: CheckpointRules, options: { holdHalf?: (t: StateTensor) => 0 | 1 | 2 } = {},
+): CheckpointRead {
   const names = new Map(state.map((t) => [t.name, t]));
   const ignore = rules.ignore.map((r) => new RegExp(r));
   const drop = rules.drop.map((r) => new RegExp(r));
@@ -54,7 +58,7 @@ export function readCheckpoint(file: SafetensorsFile, state: readonly StateTenso
   const prefixless = prefix !== "" && !keys.some((k) => k.startsWith(prefix)) && keys.some((k) => names.has(prefix + k));
   const issues: FieldIssue[] = [];
   const dropped: string[] = [];
-  const values = new Map<string, Float32Array>();
+  const values = new StateValues();
   const tiedHead = !names.has("lm_head.weight");
   for (const key of keys) {
     if (ignore.some((r) => r.test(key)) || (tiedHead && key === "lm_head.weight")) continue;
@@ -75,6 +79,22 @@ export function readCheckpoint(file: SafetensorsFile, state: readonly StateTenso
     const info = file.tensors.get(key)!;
     if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
       issues.push({ path: `weights[${JSON.stringify(key)}]`, message: `has shape [${info.shape.join(", ")}] but config.json gives [${t.shape.join(", ")}]` });
+      continue;
+    }
+    // a frozen tensor the run holds in the file's own 16-bit dtype: its bits, not widened (a view
+    // into the file; options.holdHalf says which), checked finite by their exponent
+    const half = t.transposed ? 0 : (options.holdHalf?.(t) ?? 0);
+    if (half !== 0 && info.dtype === (half === 1 ? "F16" : "BF16")) {
+      const bits = readTensorHalfBits(file, key, "weights");
+      const exponent = half === 1 ? 0x7c00 : 0x7f80;
+      const bad = bits.findIndex((b) => (b & exponent) === exponent);
+      if (bad >= 0) {
+        const one = new Float32Array(1);
+        (half === 1 ? decodeF16 : decodeBf16)(bits.subarray(bad, bad + 1), one);
+        issues.push({ path: `weights[${JSON.stringify(key)}]`, message: `element ${bad} is ${one[0]}: weights must be finite` });
+        continue;
+      }
+      values.setHalf(name, half, bits);
       continue;
     }
     const data = readTensorF32(file, key, "weights");

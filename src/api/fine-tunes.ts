@@ -21,6 +21,7 @@ import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
 import { resumeAfter, sseText, SSE_HEADERS } from "./sse.js";
+import { resolveFromCheckpoint, storeCheckpoints } from "./checkpoints.js";
 
 const JOB_ID = /^ft_[0-9a-f]{32}$/;
 
@@ -297,6 +298,8 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     if (why) throw new RequestValidationError([{ path: "webhook.url", message: why }]);
   }
   const decision = decide(prepared.request, prepared.plan, deps.budget);
+  // from_checkpoint: the caller's own job's checkpoint of the same model (404 / 422 otherwise)
+  const fromCheckpoint = await resolveFromCheckpoint(c.var, prepared);
   const id = newId();
   // every job stores its input: async jobs run from it, and explain reads it later
   const input = encodeRunInput(prepared);
@@ -314,7 +317,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     return quotaProblem(admission, limits);
   }
   try {
-    return await createAdmitted(c, { id, createdAt, input, prepared, decision, idempotencyKey });
+    return await createAdmitted(c, { id, createdAt, input, prepared, decision, idempotencyKey, fromCheckpoint });
   } catch (e) {
     await deps.store.cancelAdmission(c.var.owner, id);
     throw e;
@@ -324,10 +327,14 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
 /** Creates an admitted job: queues it (async), or trains it and stores the result (sync). */
 async function createAdmitted(
   c: Context<AppEnv>,
-  args: { id: string; createdAt: string; input: Uint8Array; prepared: ReturnType<typeof prepareRun>; decision: ReturnType<typeof decide>; idempotencyKey: string | null },
+  args: {
+    id: string; createdAt: string; input: Uint8Array; prepared: ReturnType<typeof prepareRun>; decision: ReturnType<typeof decide>; idempotencyKey: string | null;
+    fromCheckpoint: Uint8Array | null;
+  },
 ) {
   const { deps } = c.var;
-  const { id, createdAt, input, prepared, decision, idempotencyKey } = args;
+  const { id, createdAt, input, prepared, decision, idempotencyKey, fromCheckpoint } = args;
+  const keepCheckpoints = prepared.request.training.checkpoints?.keep ?? 1;
   if (decision.run === "async") {
     // accepted = stored and dispatched: from here the job reaches a final state whatever happens
     const job: Job = {
@@ -347,6 +354,8 @@ async function createAdmitted(
       weights_url: null,
     };
     const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease, prepared.request.training.epochs);
+    // from_checkpoint: the job starts with that checkpoint as its own, which every run of it continues from
+    if (fromCheckpoint) await deps.store.putCheckpoint(id, fromCheckpoint, keepCheckpoints);
     await deps.store.submit(state, input);
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json(state.job, 202);
@@ -354,7 +363,12 @@ async function createAdmitted(
   const startedAt = new Date().toISOString();
   let run;
   try {
-    run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
+    run = await runPreparedRaw(deps.runtime, prepared, {
+      id,
+      placement: "edge",
+      onCheckpoint: storeCheckpoints(deps.store, id, prepared),
+      ...(fromCheckpoint ? { resumeFrom: fromCheckpoint } : {}),
+    });
     const finished = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
     const job: Job = prepared.request.webhook ? { ...finished, webhook: { url: prepared.request.webhook.url } } : finished;
     await deps.store.putWeights(id, run.weights);

@@ -30,6 +30,7 @@ import { FineTuneRequest } from "../schema/request.js";
 import { FineTuneResult } from "../schema/result.js";
 import { ExplainSpec, Explanations } from "../schema/explain.js";
 import { Job, JobList, MetricsPage, Problem } from "../schema/job.js";
+import { CheckpointList } from "../schema/checkpoint.js";
 import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest, StopRequest } from "../schema/node.js";
 import { limitedBytes } from "./body.js";
 import type { AppEnv } from "./deps.js";
@@ -60,6 +61,7 @@ export const Schemas = {
   ExplainSpec: ExplainSpec.meta({ id: "ExplainSpec" }),
   Explanations: Explanations.meta({ id: "Explanations" }),
   MetricsPage: MetricsPage.meta({ id: "MetricsPage" }),
+  CheckpointList: CheckpointList.meta({ id: "CheckpointList" }),
 };
 
 /** Security of the public routes (an API key) and of the node protocol (a node token). */

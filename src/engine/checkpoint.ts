@@ -195,3 +195,20 @@ function readI64(file: SafetensorsFile, name: string): Float32Array {
   for (let i = 0; i < out.length; i++) out[i] = Number(view.getBigInt64(i * 8, true));
   return out;
 }
+
+/**
+ * What a checkpoint file says of itself without its tensors being read: its epoch, step, the
+ * epoch's metrics and the history so far (what a store lists, and what a resumed job records).
+ * A file that is not a checkpoint is a 422 naming `field`.
+ *
+ * @example
+ * ```ts
+ * const { epoch, step, metrics } = checkpointSummary(bytes);
+ * ```
+ */
+export function checkpointSummary(bytes: Uint8Array, field = "checkpoint"): { epoch: number; step: number; metrics: EpochMetrics; history: EpochMetrics[] } {
+  const json = parseSafetensors(bytes, { field }).metadata?.[CHECKPOINT_METADATA_KEY];
+  if (!json) throw new UnprocessableError("invalid_checkpoint", [{ path: field, message: "is not an edgetune checkpoint (no edgetune.checkpoint metadata)" }]);
+  const state = JSON.parse(json) as TrainingState;
+  return { epoch: state.epoch, step: state.step, metrics: state.history.at(-1)!, history: state.history };
+}

@@ -15,6 +15,7 @@ import type { EngineRuntime } from "../../src/engine/run-types.js";
 import { readTrainingCheckpoint } from "../../src/engine/checkpoint.js";
 import { parseSafetensors } from "../../src/formats/safetensors.js";
 import { seedRequest } from "../helpers.js";
+import { ConflictError, Edgetune, NotFoundError } from "../../src/sdk/index.js";
 
 const auth = { authorization: "Bearer worker-test-key" };
 const post = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
@@ -130,5 +131,22 @@ describe("checkpoints in workerd", () => {
     expect(done.metrics.history.map((h: { epoch: number }) => h.epoch)).toEqual([1, 2, 3, 4]);
     expect(await weights(id)).toEqual(await weights(straight));
     expect((await call(`/v1/fine-tunes/${id}/pause`, post({}))).status).toBe(409);
+  });
+
+  it("the SDK: checkpoints.list and .weights, pause, resume and their refusals", async () => {
+    const client = new Edgetune({ baseURL: "http://edgetune.test", apiKey: "worker-test-key", maxRetries: 0, fetch: (url, init) => SELF.fetch(url, init) });
+    const sync = await create(request(3, 2));
+    expect((await client.fineTunes.checkpoints.list(sync)).map((c) => c.epoch)).toEqual([2, 3]);
+    const bytes = await client.fineTunes.checkpoints.weights(sync, 3);
+    expect([...parseSafetensors(bytes).tensors.keys()]).toContain("fc1.weight");
+    await expect(client.fineTunes.checkpoints.weights(sync, 1)).rejects.toBeInstanceOf(NotFoundError);
+    await expect(client.fineTunes.pause(sync)).rejects.toBeInstanceOf(ConflictError);
+
+    const id = await create({ ...request(3), mode: "async", placement: "gpu-node" }, 202);
+    expect((await client.fineTunes.pause(id)).status).toBe("paused");
+    expect((await client.fineTunes.waitForCompletion(id, { timeout: 10_000 })).status).toBe("paused");
+    expect((await client.fineTunes.resume(id)).status).toBe("queued");
+    await expect(client.fineTunes.resume(id)).rejects.toBeInstanceOf(ConflictError);
+    expect((await client.fineTunes.cancel(id)).status).toBe("cancelled");
   });
 });

@@ -107,7 +107,7 @@ checkpointRoutes
     const { job } = await ownJob(c, c.req.valid("param").id);
     if (job.status === "paused") return c.json(job, 200); // a retried pause
     if (job.mode !== "async" || (job.status !== "queued" && job.status !== "running")) {
-      return problemResponse(problem(409, "not_pausable", `Fine-tune ${job.id} is a ${job.mode} job that is ${job.status}; only queued or running async jobs can be paused.`));
+      return problemResponse(problem(409, "not_pausable", `Fine-tune ${job.id} is ${job.mode === "async" ? "an async" : "a sync"} job that is ${job.status}; only queued or running async jobs can be paused.`));
     }
     return c.json((await c.var.deps.store.pause(job.id)) ?? job, 200);
   })

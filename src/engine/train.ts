@@ -143,9 +143,7 @@ async function runWithBackend(
   // request's, as the uninterrupted run did)
   const resume = options.resumeFrom ? readTrainingCheckpoint(options.resumeFrom) : null;
   const prepared = resume ? { ...original, initialState: resumeState(resume, original.model.state) } : original;
-  // checkpoints are taken on the WASM core (the WebGPU backend does not save its optimizer state)
-  const checkpointing = resume !== null || prepared.request.training.checkpoints !== null;
-  if ((!checkpointing || options.kernel === "webgpu") && useWebGpu(prepared, options)) {
+  if (useWebGpu(prepared, options)) {
     const { createWebGpuBackend } = await import("./webgpu/backend.js");
     const initial = prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed);
     // "auto" falls back to WASM when the device cannot hold the run; "webgpu" reports why

@@ -226,7 +226,8 @@ export async function createWasmBackend(
         arena.f32(s.region).set(saved.data);
       }
       Object.assign(optimizer.position, state.position);
-      if (best && state.best) arena.f32(best).set(state.best);
+      // a WebGPU checkpoint's snapshot is the whole state block: its first snapshotN floats are this one
+      if (best && state.best) arena.f32(best).set(state.best.subarray(0, snapshotN));
     },
   };
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { train } from "../../src/node/index.js";
+import { afterAll } from "vitest";
+import { ThreadPool, train } from "../../src/node/index.js";
 import type { CheckpointEvent } from "../../src/engine/run-types.js";
 import { BEST_TENSOR, OPTIMIZER_PREFIX, checkpointWeights, readTrainingCheckpoint } from "../../src/engine/checkpoint.js";
 import { parseSafetensors } from "../../src/formats/safetensors.js";
@@ -136,6 +137,24 @@ describe("the checkpoint file", () => {
     expect(saved.map((c) => c.epoch)).toEqual([3]);
     expect(paused.metrics.history).toHaveLength(3);
     const resumed = await train(request, { resumeFrom: saved[0]!.bytes });
+    expect(resumed.weights).toBe(straight.weights);
+    expect(resumed.metrics.history).toEqual(straight.metrics.history);
+  });
+});
+
+describe("checkpoints on 2 threads", () => {
+  let pool: ThreadPool | null = null;
+  afterAll(async () => {
+    await pool?.close();
+  });
+
+  it("a resume on the same number of threads ends with the uninterrupted run's weights", async () => {
+    pool = await ThreadPool.create(2, { minFlopsPerStep: 0 }); // every run uses the threads
+    const request = resumableRequest(cases[0]![1]);
+    const { result: straight, saved } = await checkpointsOf(request, { parallel: pool });
+    expect(straight.engine.threads).toBe(2);
+    const resumed = await train(request, { parallel: pool, resumeFrom: saved[3]!.bytes });
+    expect(resumed.engine.threads).toBe(2);
     expect(resumed.weights).toBe(straight.weights);
     expect(resumed.metrics.history).toEqual(straight.metrics.history);
   });

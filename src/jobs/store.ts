@@ -76,7 +76,14 @@ export interface WorkerChannel {
   resumeFrom(id: string, leaseId: string): Promise<Uint8Array | null>;
 }
 
-/** One stored checkpoint, as GET /v1/fine-tunes/{id}/checkpoints lists it. */
+/**
+ * One stored checkpoint, as GET /v1/fine-tunes/{id}/checkpoints lists it (schema/checkpoint.ts).
+ *
+ * @example
+ * ```ts
+ * const info: CheckpointInfo = { epoch: 4, step: 128, metrics: { epoch: 4, train_loss: 0.12, lr: 0.001 }, created_at: new Date().toISOString() };
+ * ```
+ */
 export interface CheckpointInfo {
   epoch: number;
   step: number;

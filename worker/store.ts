@@ -606,6 +606,11 @@ export class CloudflareJobStore implements JobStore {
     return infos.sort((a, b) => a.epoch - b.epoch);
   }
 
+  async deleteCheckpoints(id: string): Promise<void> {
+    const keys = (await this.listCheckpoints(id)).map((c) => checkpointKeyOf(id, c.epoch));
+    if (keys.length > 0) await this.env.BLOBS.delete(keys);
+  }
+
   async getCheckpoint(id: string, epoch: number): Promise<ReadableStream<Uint8Array> | null> {
     const object = await this.env.BLOBS.get(checkpointKeyOf(id, epoch));
     return object ? (object.body as ReadableStream<Uint8Array>) : null;

@@ -320,6 +320,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     return await createAdmitted(c, { id, createdAt, input, prepared, decision, idempotencyKey, fromCheckpoint });
   } catch (e) {
     await deps.store.cancelAdmission(c.var.owner, id);
+    await deps.store.deleteCheckpoints(id).catch(() => undefined); // no checkpoints without a job
     throw e;
   }
 });

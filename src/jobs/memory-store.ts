@@ -126,6 +126,13 @@ export class MemoryJobStore implements JobStore {
       .sort((a, b) => a.epoch - b.epoch);
   }
 
+  async deleteCheckpoints(id: string): Promise<void> {
+    for (const c of await this.listCheckpoints(id)) {
+      this.blobs.delete(checkpointKeyOf(id, c.epoch));
+      this.checkpointInfos.delete(checkpointKeyOf(id, c.epoch));
+    }
+  }
+
   async getCheckpoint(id: string, epoch: number): Promise<Uint8Array | null> {
     return this.blobs.get(checkpointKeyOf(id, epoch)) ?? null;
   }

@@ -152,6 +152,8 @@ export interface JobStore {
   putCheckpoint(id: string, bytes: Uint8Array, keep: number): Promise<CheckpointInfo>;
   /** The job's stored checkpoints, oldest first. */
   listCheckpoints(id: string): Promise<CheckpointInfo[]>;
+  /** Deletes every checkpoint of job `id` (a create that failed after its run stored some). */
+  deleteCheckpoints(id: string): Promise<void>;
   /** One checkpoint file, or null when there is none of that epoch. */
   getCheckpoint(id: string, epoch: number): Promise<ReadableStream<Uint8Array> | Uint8Array | null>;
   /** The owner pauses a queued or running async job (state.ts requestPause); the job as it now stands. */

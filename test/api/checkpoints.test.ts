@@ -8,7 +8,8 @@ import { describe, expect, it } from "vitest";
 import { NodeClient } from "../../src/jobs/node-client.js";
 import { runClaimedJob } from "../../src/jobs/runner.js";
 import type { WorkerChannel } from "../../src/jobs/store.js";
-import { parseSafetensors } from "../../src/formats/safetensors.js";
+import { parseSafetensors, writeSafetensors } from "../../src/formats/safetensors.js";
+import { encodeBase64 } from "../../src/formats/base64.js";
 import { seedRequest } from "../helpers.js";
 import { NODE_TOKEN, testApp } from "./app.js";
 
@@ -49,6 +50,25 @@ describe("checkpoints of a sync job", () => {
     expect((await app.request(`/v1/fine-tunes/${id}/checkpoints/2/weights`, get())).status).toBe(404); // deleted: keep 2
     expect((await app.request(`/v1/fine-tunes/${id}/checkpoints/x/weights`, get())).status).toBe(404);
     expect((await app.request(`/v1/fine-tunes/${id}/checkpoints`, get(OTHER_KEY))).status).toBe(404);
+  });
+});
+
+describe("a create that fails after its run stored checkpoints", () => {
+  it("leaves none behind (a float16 output out of range is refused at the end of the run)", async () => {
+    const { create, store } = await setup();
+    const weights = writeSafetensors([
+      { name: "fc.weight", shape: [1, 10], data: new Float32Array(10).fill(0.1) },
+      { name: "fc.bias", shape: [1], data: new Float32Array([1e6]) }, // past float16's 65504
+    ]);
+    const before = store.storedCounts().blobs;
+    const res = await create({
+      ...seedRequest(32, { training: { epochs: 3, optimizer: { type: "sgd", lr: 1e-9 }, checkpoints: { every: 1, keep: 3 } } }),
+      model: { layers: [{ type: "linear", name: "fc", in_features: 10, out_features: 1 }] },
+      weights: encodeBase64(weights),
+      output: { dtype: "float16" },
+    });
+    expect(res.status).toBe(422);
+    expect(store.storedCounts().blobs).toBe(before);
   });
 });
 

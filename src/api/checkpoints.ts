@@ -13,6 +13,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { EdgetuneError, UnprocessableError } from "../errors.js";
 import { checkpointWeights, modelFingerprint, readTrainingCheckpoint } from "../engine/checkpoint.js";
 import type { PreparedRun } from "../engine/prepare.js";
+import { optimizerStatePerParam } from "../engine/optimizers.js";
 import { isFinal } from "../jobs/job.js";
 import { storedBytes, type JobStore } from "../jobs/store.js";
 import type { CheckpointList } from "../schema/checkpoint.js";
@@ -166,4 +167,21 @@ export function storeCheckpoints(store: JobStore, id: string, prepared: Prepared
   return async ({ bytes }: { bytes: Uint8Array }) => {
     await store.putCheckpoint(id, bytes, keep);
   };
+}
+
+/**
+ * The bytes a job's checkpoints are charged against MAX_STORED_BYTES_PER_KEY: `keep` files of
+ * float32 weights (4 bytes a parameter), the optimizer's state (per trainable parameter) and, with
+ * early stopping, the best weights; a from_checkpoint job keeps at least the one it starts from.
+ *
+ * @example
+ * ```ts
+ * const bytes = chargedBytes(input.byteLength, plan.params) + checkpointBytes(prepared);
+ * ```
+ */
+export function checkpointBytes(prepared: PreparedRun): number {
+  const t = prepared.request.training;
+  const files = t.checkpoints?.keep ?? (prepared.request.from_checkpoint ? 1 : 0);
+  const { params, trainable_params: trainable } = prepared.plan;
+  return files * 4 * (params + optimizerStatePerParam(t.optimizer) * trainable + (t.early_stopping ? params : 0));
 }

@@ -21,7 +21,7 @@ import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
 import { resumeAfter, sseText, SSE_HEADERS } from "./sse.js";
-import { resolveFromCheckpoint, storeCheckpoints } from "./checkpoints.js";
+import { checkpointBytes, resolveFromCheckpoint, storeCheckpoints } from "./checkpoints.js";
 
 const JOB_ID = /^ft_[0-9a-f]{32}$/;
 
@@ -311,7 +311,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     if (first) return replay(c, first.id, first.fingerprint === fingerprint);
   }
   const limits = deps.quotas ?? DEFAULT_QUOTAS;
-  const admission = await deps.store.admit(c.var.owner, id, { active: decision.run === "async", bytes: chargedBytes(input.byteLength, prepared.plan.params) }, limits);
+  const admission = await deps.store.admit(c.var.owner, id, { active: decision.run === "async", bytes: chargedBytes(input.byteLength, prepared.plan.params) + checkpointBytes(prepared) }, limits);
   if (!admission.ok) {
     if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
     return quotaProblem(admission, limits);

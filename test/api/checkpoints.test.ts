@@ -72,6 +72,22 @@ describe("a create that fails after its run stored checkpoints", () => {
   });
 });
 
+describe("the storage quota", () => {
+  it("charges a job's checkpoints: keep x (weights + optimizer state) as float32", async () => {
+    const { create, store } = await setup();
+    const owner = [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(KEY)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const without = checkpointedRequest(2);
+    const before = (await store.usage(owner)).storedBytes;
+    expect((await create({ ...without, training: { ...without.training, checkpoints: null } })).status).toBe(200);
+    const plain = (await store.usage(owner)).storedBytes - before;
+    expect((await create(checkpointedRequest(2, 1, 3))).status).toBe(200);
+    const withCheckpoints = (await store.usage(owner)).storedBytes - before - plain;
+    // 121 parameters, AdamW's exp_avg and exp_avg_sq: 3 files x 4 x (121 + 2 x 121) bytes, and the request's few more bytes
+    expect(withCheckpoints - plain).toBeGreaterThanOrEqual(3 * 4 * 363);
+    expect(withCheckpoints - plain).toBeLessThan(3 * 4 * 363 + 100);
+  });
+});
+
 describe("from_checkpoint", () => {
   it("continues a job from its checkpoint and ends bit-identical to the uninterrupted run (sync)", async () => {
     const { create, weights } = await setup();

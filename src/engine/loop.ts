@@ -97,7 +97,7 @@ export async function runLoop(
       }
       if (scheduler) {
         if (plan.interval === "step") for (let i = 0; i < r.scheduler.steps; i++) scheduler.step();
-        else for (const metrics of r.history) stepEpochScheduler(metrics, validationTable !== null);
+        else for (const metrics of r.history) stepEpochScheduler(metrics, Boolean(validationTable));
       }
       if (t.shuffle) for (let i = 0; i < r.rng.shuffles; i++) shuffleInPlace(shuffleRng, order);
       if (poisson) for (let i = 0; i < r.rng.poisson_batches; i++) poissonBatch(poisson.source, trainTable.rows, privacy!.sampleRate, poisson.order);

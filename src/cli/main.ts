@@ -49,7 +49,7 @@ Usage:
   edgetune jobs checkpoints <id>
   edgetune jobs delete <id>
   edgetune jobs events <id> [--last-event-id N]
-  edgetune jobs weights <id> [--epoch N] [--out FILE]
+  edgetune jobs weights <id> [--checkpoint EPOCH] [--out FILE]
   edgetune explain <id> [--method integrated_gradients|kernel_shap] [options]
 
 Global options:
@@ -120,7 +120,7 @@ const JOBS_HELP = `edgetune jobs: your fine-tunes
   edgetune jobs delete <id>                             delete an ended job and its files now
   edgetune jobs events <id> [--last-event-id N]         follow the job's events until it ends
   edgetune jobs weights <id> [--out FILE]               download the weights (default <id>.safetensors)
-         [--epoch N]                                    a checkpoint's weights instead (default <id>-epoch-N.safetensors)
+         [--checkpoint EPOCH]                           that checkpoint's weights instead (default <id>-epoch-EPOCH.safetensors)
 
 Add --json for machine output (events as JSON lines). --version (-v) prints the version.
 `;
@@ -182,7 +182,7 @@ const options = {
   cursor: { type: "string" },
   status: { type: "string" },
   "last-event-id": { type: "string" },
-  epoch: { type: "string" },
+  checkpoint: { type: "string" },
   // explain
   method: { type: "string" },
   spec: { type: "string" },
@@ -203,7 +203,7 @@ const FINE_TUNE_OPTIONS = [
 ];
 const EXPLAIN_OPTIONS = ["method", "spec", "rows", "target", "steps", "samples", "baseline", "integration", "seed"];
 const JOB_OPTIONS: Record<string, string[]> = {
-  list: ["limit", "all", "cursor", "status"], get: [], cancel: [], delete: [], events: ["last-event-id"], weights: ["out", "epoch"],
+  list: ["limit", "all", "cursor", "status"], get: [], cancel: [], delete: [], events: ["last-event-id"], weights: ["out", "checkpoint"],
   pause: [], resume: [], checkpoints: [],
 };
 
@@ -266,7 +266,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       if (sub === "events") return await followEvents(client, id, values, io, json);
       if (sub === "pause" || sub === "resume") return await pauseOrResume(client, sub, id, io, json);
       if (sub === "checkpoints") return await listCheckpoints(client, id, io, json);
-      const epoch = number(values, "epoch", "int", (n) => n >= 1);
+      const epoch = number(values, "checkpoint", "int", (n) => n >= 1);
       if (epoch !== undefined) return await downloadCheckpointWeights(client, id, epoch, values.out ?? `${id}-epoch-${epoch}.safetensors`, io, json);
       return await downloadWeights(client, id, values.out ?? `${id}.safetensors`, io, json);
     }

@@ -405,11 +405,11 @@ describe("edgetune jobs: checkpoints, pause and resume", () => {
     const listed = JSON.parse((await run(["jobs", "checkpoints", id, "--json"])).stdout) as { data: { epoch: number }[] };
     expect(listed.data.map((c) => c.epoch)).toEqual([2, 3]);
 
-    const weights = await run(["jobs", "weights", id, "--epoch", "3"]);
+    const weights = await run(["jobs", "weights", id, "--checkpoint", "3"]);
     expect(weights.code).toBe(0);
     expect(weights.stdout).toMatch(new RegExp(`^${id}-epoch-3.safetensors \\(`));
     expect([...parseSafetensors(new Uint8Array(readFileSync(join(work, `${id}-epoch-3.safetensors`)))).tensors.keys()]).toEqual(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
-    expect((await run(["jobs", "weights", id, "--epoch", "1"])).stderr).toMatch(/404 Not found/);
+    expect((await run(["jobs", "weights", id, "--checkpoint", "1"])).stderr).toMatch(/404 Not found/);
     expect((await run(["jobs", "pause", id])).stderr).toMatch(/409 Conflict \(not_pausable\)/);
 
     const detached = await run(["fine-tune", ...args, "--mode", "async", "--placement", "gpu-node", "--detach"]);

@@ -12,8 +12,11 @@ import { boundedMetrics, isFinal, type JobEvent } from "../src/jobs/job.js";
 import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
 import * as search from "../src/jobs/search.js";
+import { checkpointSummary } from "../src/engine/checkpoint.js";
 import {
   blobPrefixesOf,
+  checkpointKeyOf,
+  type CheckpointInfo,
   DEFAULT_JOB_TTL_MS,
   expiresAt,
   LIST_SCAN,
@@ -409,6 +412,21 @@ export class FineTuneJob extends DurableObject<Env> {
     return (await this.transition((s, now, policy) => machine.release(s, leaseId, now, policy))) ?? { accepted: false };
   }
 
+  async pause(): Promise<Job | null> {
+    await this.transition((s, now) => machine.requestPause(s, now));
+    return (await this.state())?.job ?? null;
+  }
+
+  async resume(): Promise<Job | null> {
+    await this.transition((s, now, policy) => machine.resumePaused(s, now, policy));
+    return (await this.state())?.job ?? null;
+  }
+
+  /** The lease holder continues from the checkpoint of `epoch`, whose history becomes the attempt's first epochs. */
+  async resumedFrom(leaseId: string, epoch: number, history: EpochMetrics[]): Promise<LeaseStatus> {
+    return (await this.transition((s, now, policy) => machine.resumedFrom(s, leaseId, epoch, history, now, policy))) ?? { ok: false, cancel: false };
+  }
+
   async fail(reason: string): Promise<void> {
     await this.transition((s, now) => machine.fail(s, reason, now));
   }
@@ -663,7 +681,62 @@ export class CloudflareJobStore implements JobStore {
         return this.job(id).complete(leaseId, outcome, weightsKey);
       },
       release: (id, leaseId) => this.job(id).release(leaseId),
+      saveCheckpoint: async (id, leaseId, bytes, keep) => {
+        if ((await this.job(id).inputFor(leaseId)) === null) return false;
+        await this.putCheckpoint(id, bytes, keep);
+        return true;
+      },
+      resumeFrom: async (id, leaseId) => {
+        if ((await this.job(id).inputFor(leaseId)) === null) return null;
+        const last = (await this.listCheckpoints(id)).at(-1);
+        const object = last ? await this.env.BLOBS.get(checkpointKeyOf(id, last.epoch)) : null;
+        if (!object) return null;
+        const bytes = new Uint8Array(await object.arrayBuffer());
+        const { epoch, history } = checkpointSummary(bytes);
+        const status = await this.job(id).resumedFrom(leaseId, epoch, history);
+        return status.ok && !status.invalid ? bytes : null;
+      },
     };
+  }
+
+  /** Stores a checkpoint with its listing entry as R2 custom metadata, then deletes all but the newest `keep`. */
+  async putCheckpoint(id: string, bytes: Uint8Array, keep: number): Promise<CheckpointInfo> {
+    const { epoch, step, metrics } = checkpointSummary(bytes);
+    const info: CheckpointInfo = { epoch, step, metrics, created_at: new Date().toISOString() };
+    await this.env.BLOBS.put(checkpointKeyOf(id, epoch), bytes, { customMetadata: { checkpoint: JSON.stringify(info) } });
+    const all = await this.listCheckpoints(id);
+    const old = all.slice(0, Math.max(0, all.length - keep)).map((c) => checkpointKeyOf(id, c.epoch));
+    if (old.length > 0) await this.env.BLOBS.delete(old);
+    return info;
+  }
+
+  async listCheckpoints(id: string): Promise<CheckpointInfo[]> {
+    const infos: CheckpointInfo[] = [];
+    for (let cursor: string | undefined; ; ) {
+      const listed = await this.env.BLOBS.list({ prefix: `checkpoints/${id}/`, include: ["customMetadata"], ...(cursor === undefined ? {} : { cursor }) });
+      for (const o of listed.objects) if (o.customMetadata?.checkpoint) infos.push(JSON.parse(o.customMetadata.checkpoint) as CheckpointInfo);
+      if (!listed.truncated) break;
+      cursor = listed.cursor;
+    }
+    return infos.sort((a, b) => a.epoch - b.epoch);
+  }
+
+  async deleteCheckpoints(id: string): Promise<void> {
+    const keys = (await this.listCheckpoints(id)).map((c) => checkpointKeyOf(id, c.epoch));
+    if (keys.length > 0) await this.env.BLOBS.delete(keys);
+  }
+
+  async getCheckpoint(id: string, epoch: number): Promise<ReadableStream<Uint8Array> | null> {
+    const object = await this.env.BLOBS.get(checkpointKeyOf(id, epoch));
+    return object ? (object.body as ReadableStream<Uint8Array>) : null;
+  }
+
+  async pause(id: string): Promise<Job | null> {
+    return this.job(id).pause();
+  }
+
+  async resume(id: string): Promise<Job | null> {
+    return this.job(id).resume();
   }
 
   job(id: string) {

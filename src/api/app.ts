@@ -17,6 +17,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { apiKeyAuth, nodeTokenAuth } from "./auth.js";
 import type { AppDeps, AppEnv } from "./deps.js";
 import { docsPage } from "./docs.js";
+import { checkpointRoutes } from "./checkpoints.js";
 import { explainRoutes } from "./explain.js";
 import { nodeExplanations } from "./node-explanations.js";
 import { fineTunes } from "./fine-tunes.js";
@@ -80,6 +81,7 @@ export function createApp<Bindings extends object = object>(deps: (c: Context<Ap
     .use("/v1/nodes/*", nodeTokenAuth<AppEnv & { Bindings: Bindings }>((c) => c.var.deps.nodeTokens))
     .route("/v1/fine-tunes", fineTunes)
     .route("/v1/fine-tunes", explainRoutes)
+    .route("/v1/fine-tunes", checkpointRoutes)
     .route("/v1/nodes", nodes)
     .route("/v1/nodes", nodeExplanations);
   return app;

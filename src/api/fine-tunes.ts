@@ -22,6 +22,7 @@ import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
 import { resumeAfter, sseText, SSE_HEADERS } from "./sse.js";
+import { checkpointBytes, resolveFromCheckpoint, storeCheckpoints } from "./checkpoints.js";
 
 const JOB_ID = /^ft_[0-9a-f]{32}$/;
 
@@ -315,6 +316,8 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     });
   }
   const decision = decide(prepared.request, prepared.plan, deps.budget, requestBytes);
+  // from_checkpoint: the caller's own job's checkpoint of the same model (404 / 422 otherwise)
+  const fromCheckpoint = await resolveFromCheckpoint(c.var, prepared);
   const id = newId();
   // every job stores its input: async jobs run from it, and explain reads it later
   const input = encodeRunInput(prepared);
@@ -326,15 +329,16 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     if (first) return replay(c, first.id, first.fingerprint === fingerprint);
   }
   const limits = deps.quotas ?? DEFAULT_QUOTAS;
-  const admission = await deps.store.admit(c.var.owner, id, { active: decision.run === "async", bytes: chargedBytes(input.byteLength, prepared.plan.params) }, limits);
+  const admission = await deps.store.admit(c.var.owner, id, { active: decision.run === "async", bytes: chargedBytes(input.byteLength, prepared.plan.params) + checkpointBytes(prepared) }, limits);
   if (!admission.ok) {
     if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
     return quotaProblem(admission, limits);
   }
   try {
-    return await createAdmitted(c, { id, createdAt, input, prepared, decision, idempotencyKey });
+    return await createAdmitted(c, { id, createdAt, input, prepared, decision, idempotencyKey, fromCheckpoint });
   } catch (e) {
     await deps.store.cancelAdmission(c.var.owner, id);
+    await deps.store.deleteCheckpoints(id).catch(() => undefined); // no checkpoints without a job
     throw e;
   }
 });
@@ -342,10 +346,14 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
 /** Creates an admitted job: queues it (async), or trains it and stores the result (sync). */
 async function createAdmitted(
   c: Context<AppEnv>,
-  args: { id: string; createdAt: string; input: Uint8Array; prepared: ReturnType<typeof prepareRun>; decision: ReturnType<typeof decide>; idempotencyKey: string | null },
+  args: {
+    id: string; createdAt: string; input: Uint8Array; prepared: ReturnType<typeof prepareRun>; decision: ReturnType<typeof decide>; idempotencyKey: string | null;
+    fromCheckpoint: Uint8Array | null;
+  },
 ) {
   const { deps } = c.var;
-  const { id, createdAt, input, prepared, decision, idempotencyKey } = args;
+  const { id, createdAt, input, prepared, decision, idempotencyKey, fromCheckpoint } = args;
+  const keepCheckpoints = prepared.request.training.checkpoints?.keep ?? 1;
   if (decision.run === "async") {
     // accepted = stored and dispatched: from here the job reaches a final state whatever happens
     const job: Job = {
@@ -365,6 +373,8 @@ async function createAdmitted(
       weights_url: null,
     };
     const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease, prepared.request.training.epochs);
+    // from_checkpoint: the job starts with that checkpoint as its own, which every run of it continues from
+    if (fromCheckpoint) await deps.store.putCheckpoint(id, fromCheckpoint, keepCheckpoints);
     await deps.store.submit(state, input);
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json(state.job, 202);
@@ -373,7 +383,13 @@ async function createAdmitted(
   let run;
   try {
     // it stops itself at the budget (over_budget) rather than overrun it
-    run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge", budget: syncStepBudget(prepared.request, prepared.plan, deps.budget) });
+    run = await runPreparedRaw(deps.runtime, prepared, {
+      id,
+      placement: "edge",
+      budget: syncStepBudget(prepared.request, prepared.plan, deps.budget),
+      onCheckpoint: storeCheckpoints(deps.store, id, prepared),
+      ...(fromCheckpoint ? { resumeFrom: fromCheckpoint } : {}),
+    });
     const finished = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
     const job: Job = prepared.request.webhook ? { ...finished, webhook: { url: prepared.request.webhook.url } } : finished;
     await deps.store.putWeights(id, run.weights);

@@ -11,6 +11,7 @@ import { RequestValidationError, UnprocessableError } from "../errors.js";
 import { checkWeights, expectedWeights } from "../jobs/output-check.js";
 import { decodeRunInput } from "../jobs/run-input.js";
 import { weightsKeyOf } from "../jobs/store.js";
+import { modelFingerprint, readTrainingCheckpoint } from "../engine/checkpoint.js";
 import { NODE_JSON_BODY_MAX_BYTES, type ClaimResponse } from "../schema/node.js";
 import { limitedBytes } from "./body.js";
 import { BINARY, jsonResponse, newRoutes, NODE_TOKEN, openapiReadingBody, problemResponses, readJsonBody as readAnyJsonBody, Schemas, TAGS } from "./openapi.js";
@@ -80,6 +81,28 @@ const weightsRoute = createRoute({
   summary: "Upload the fine-tuned safetensors under the lease",
   request: { params: JobParams, query: LeaseQuery, body: { required: true, content: BINARY } },
   responses: { 200: jsonResponse("Stored", z.object({ weights_key: z.string() })), ...problemResponses(401, 409, 413, 422) },
+});
+
+const KeepQuery = LeaseQuery.extend({ keep: z.coerce.number().int().min(1).max(100).default(3).openapi({ description: "training.checkpoints.keep: the newest checkpoints kept" }) });
+
+const saveCheckpointRoute = createRoute({
+  ...common,
+  method: "put",
+  path: "/jobs/{id}/checkpoint",
+  operationId: "uploadCheckpoint",
+  summary: "Upload a checkpoint (engine/checkpoint.ts) under the lease; the job keeps the newest `keep`",
+  request: { params: JobParams, query: KeepQuery, body: { required: true, content: BINARY } },
+  responses: { 200: jsonResponse("Stored", z.object({ epoch: z.number().int() })), ...problemResponses(401, 409, 413, 422) },
+});
+
+const resumeCheckpointRoute = createRoute({
+  ...common,
+  method: "get",
+  path: "/jobs/{id}/checkpoint",
+  operationId: "readResumeCheckpoint",
+  summary: "The job's newest checkpoint to continue from (its history becomes the attempt's first epochs); 204 when it has none",
+  request: { params: JobParams, query: LeaseQuery },
+  responses: { 200: { description: "bytes", content: BINARY }, 204: { description: "No checkpoint: start from epoch 1" }, ...problemResponses(401, 409) },
 });
 
 const stopRoute = createRoute({
@@ -164,7 +187,7 @@ openapiReadingBody(nodes, progressRoute, async (c) => {
   const status = await c.var.deps.store.channel.progress(id, lease_id, epochs, engine);
   if (!status.ok) return leaseLost(id);
   if (status.invalid) throw new UnprocessableError("invalid_progress", [status.invalid]);
-  return c.json({ ok: status.ok, cancel: status.cancel });
+  return c.json({ ok: status.ok, cancel: status.cancel, ...(status.pause ? { pause: true } : {}) });
 });
 
 /** POST /v1/nodes/jobs/{id}/heartbeat: renews the lease; says whether to stop. */
@@ -172,7 +195,7 @@ openapiReadingBody(nodes, heartbeatRoute, async (c) => {
   const id = c.req.param("id")!;
   const { lease_id } = await readJsonBody(c, heartbeatRoute);
   const status = await c.var.deps.store.channel.heartbeat(id, lease_id);
-  return status.ok ? c.json({ ok: status.ok, cancel: status.cancel }) : leaseLost(id);
+  return status.ok ? c.json({ ok: status.ok, cancel: status.cancel, ...(status.pause ? { pause: true } : {}) }) : leaseLost(id);
 });
 
 /**
@@ -209,4 +232,30 @@ openapiReadingBody(nodes, completeRoute, async (c) => {
   const { accepted, invalid } = await c.var.deps.store.channel.complete(id, lease_id, outcome, weights_key);
   if (invalid) throw new UnprocessableError("invalid_outcome", [invalid]);
   return c.json({ accepted });
+});
+
+/**
+ * PUT /v1/nodes/jobs/{id}/checkpoint?lease_id=...&keep=...: a checkpoint, stored under the lease
+ * once it reads as a checkpoint of the job's model (a node cannot store anything else there).
+ */
+nodes.openapi(saveCheckpointRoute, async (c) => {
+  const { id } = c.req.valid("param");
+  const { lease_id: leaseId = "", keep } = c.req.valid("query");
+  const bytes = await limitedBytes(c.req.raw, c.var.deps.maxBodyBytes);
+  const input = await c.var.deps.store.channel.readInput(id, leaseId);
+  if (input === null) return leaseLost(id);
+  const checkpoint = readTrainingCheckpoint(bytes, "(body)");
+  if (checkpoint.state.model !== modelFingerprint(decodeRunInput(input).model.state)) {
+    throw new UnprocessableError("checkpoint_mismatch", [{ path: "(body)", message: "is a checkpoint of another model than this job's" }]);
+  }
+  return (await c.var.deps.store.channel.saveCheckpoint(id, leaseId, bytes, keep)) ? c.json({ epoch: checkpoint.state.epoch }, 200) : leaseLost(id);
+});
+
+/** GET /v1/nodes/jobs/{id}/checkpoint?lease_id=...: the newest checkpoint to continue from; 204 when none. */
+nodes.openapi(resumeCheckpointRoute, async (c) => {
+  const { id } = c.req.valid("param");
+  const leaseId = c.req.valid("query").lease_id ?? "";
+  const bytes = await c.var.deps.store.channel.resumeFrom(id, leaseId);
+  if (bytes !== null) return new Response(bytes as BodyInit, { headers: { "content-type": "application/octet-stream" } });
+  return (await c.var.deps.store.channel.heartbeat(id, leaseId)).ok ? c.body(null, 204) : leaseLost(id);
 });

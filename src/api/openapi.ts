@@ -31,6 +31,7 @@ import { FineTuneResult } from "../schema/result.js";
 import { ExplainRequest, ExplainSpec, Explanations } from "../schema/explain.js";
 import { Explanation, ExplanationUpload } from "../schema/explanation.js";
 import { Job, JobList, MetricsPage, Problem } from "../schema/job.js";
+import { CheckpointList } from "../schema/checkpoint.js";
 import { ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, LeaseStatus, ProgressRequest, StopRequest } from "../schema/node.js";
 import { limitedBytes } from "./body.js";
 import type { AppEnv } from "./deps.js";
@@ -64,6 +65,7 @@ export const Schemas = {
   Explanation: Explanation.meta({ id: "Explanation" }),
   ExplanationUpload: ExplanationUpload.meta({ id: "ExplanationUpload" }),
   MetricsPage: MetricsPage.meta({ id: "MetricsPage" }),
+  CheckpointList: CheckpointList.meta({ id: "CheckpointList" }),
 };
 
 /** Security of the public routes (an API key) and of the node protocol (a node token). */

@@ -44,9 +44,12 @@ Usage:
   edgetune jobs list [--limit N] [--all] [--status S[,S]]
   edgetune jobs get <id>
   edgetune jobs cancel <id>
+  edgetune jobs pause <id>
+  edgetune jobs resume <id>
+  edgetune jobs checkpoints <id>
   edgetune jobs delete <id>
   edgetune jobs events <id> [--last-event-id N]
-  edgetune jobs weights <id> [--out FILE]
+  edgetune jobs weights <id> [--checkpoint EPOCH] [--out FILE]
   edgetune explain <id> [--method integrated_gradients|kernel_shap] [options]
 
 Global options:
@@ -114,9 +117,13 @@ const JOBS_HELP = `edgetune jobs: your fine-tunes
          [--status queued,running]                      only jobs in these states
   edgetune jobs get <id>                                status, plan and the history table
   edgetune jobs cancel <id>                             cancel a queued or running job
+  edgetune jobs pause <id>                              pause an async job (it checkpoints at its epoch's end)
+  edgetune jobs resume <id>                             resume a paused job from its last checkpoint
+  edgetune jobs checkpoints <id>                        the job's stored checkpoints
   edgetune jobs delete <id>                             delete an ended job and its files now
   edgetune jobs events <id> [--last-event-id N]         follow the job's events until it ends
   edgetune jobs weights <id> [--out FILE]               download the weights (default <id>.safetensors)
+         [--checkpoint EPOCH]                           that checkpoint's weights instead (default <id>-epoch-EPOCH.safetensors)
 
 Add --json for machine output (events as JSON lines). --version (-v) prints the version.
 `;
@@ -181,6 +188,7 @@ const options = {
   cursor: { type: "string" },
   status: { type: "string" },
   "last-event-id": { type: "string" },
+  checkpoint: { type: "string" },
   // explain
   method: { type: "string" },
   spec: { type: "string" },
@@ -200,7 +208,10 @@ const FINE_TUNE_OPTIONS = [
   "max-grad-norm", "target-epsilon", "noise-multiplier", "delta",
 ];
 const EXPLAIN_OPTIONS = ["method", "spec", "rows", "target", "steps", "samples", "baseline", "integration", "seed", "placement"];
-const JOB_OPTIONS: Record<string, string[]> = { list: ["limit", "all", "cursor", "status"], get: [], cancel: [], delete: [], events: ["last-event-id"], weights: ["out"] };
+const JOB_OPTIONS: Record<string, string[]> = {
+  list: ["limit", "all", "cursor", "status"], get: [], cancel: [], delete: [], events: ["last-event-id"], weights: ["out", "checkpoint"],
+  pause: [], resume: [], checkpoints: [],
+};
 
 /** Where the CLI reads its environment and writes its output (injectable for tests). */
 export interface CliIO {
@@ -247,7 +258,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       return await fineTune(client, values, io, json);
     }
     if (command === "jobs") {
-      if (sub === undefined || !(sub in JOB_OPTIONS)) throw new UsageError(sub === undefined ? "jobs needs a subcommand: list, get, cancel, delete, events or weights" : `unknown jobs subcommand "${sub}"`);
+      if (sub === undefined || !(sub in JOB_OPTIONS)) throw new UsageError(sub === undefined ? "jobs needs a subcommand: list, get, cancel, pause, resume, checkpoints, delete, events or weights" : `unknown jobs subcommand "${sub}"`);
       allowOnly(values, JOB_OPTIONS[sub]!, `jobs ${sub}`);
       if (sub === "list") {
         if (rest.length > 0) throw new UsageError(`jobs list takes no positional arguments (got "${rest[0]}")`);
@@ -259,6 +270,10 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       if (sub === "cancel") return await cancelJob(client, id, io, json);
       if (sub === "delete") return await deleteJob(client, id, io, json);
       if (sub === "events") return await followEvents(client, id, values, io, json);
+      if (sub === "pause" || sub === "resume") return await pauseOrResume(client, sub, id, io, json);
+      if (sub === "checkpoints") return await listCheckpoints(client, id, io, json);
+      const epoch = number(values, "checkpoint", "int", (n) => n >= 1);
+      if (epoch !== undefined) return await downloadCheckpointWeights(client, id, epoch, values.out ?? `${id}-epoch-${epoch}.safetensors`, io, json);
       return await downloadWeights(client, id, values.out ?? `${id}.safetensors`, io, json);
     }
     if (command === "explain") {
@@ -736,6 +751,36 @@ async function cancelJob(client: Edgetune, id: string, io: CliIO, json: boolean)
   return EXIT.ok;
 }
 
+async function pauseOrResume(client: Edgetune, action: "pause" | "resume", id: string, io: CliIO, json: boolean): Promise<number> {
+  const job = action === "pause" ? await client.fineTunes.pause(id) : await client.fineTunes.resume(id);
+  if (json) io.stdout.write(JSON.stringify(job, null, 2) + "\n");
+  else if (action === "resume") io.stdout.write(`${job.id} ${job.status}: it continues from its last checkpoint\n`);
+  else io.stdout.write(job.status === "paused" ? `${job.id} paused; resume it with: edgetune jobs resume ${job.id}\n` : `${job.id} ${job.status}: pause requested; it checkpoints and stops at the end of its epoch\n`);
+  return EXIT.ok;
+}
+
+async function listCheckpoints(client: Edgetune, id: string, io: CliIO, json: boolean): Promise<number> {
+  const checkpoints = await client.fineTunes.checkpoints.list(id);
+  if (json) {
+    io.stdout.write(JSON.stringify({ object: "list", data: checkpoints }, null, 2) + "\n");
+    return EXIT.ok;
+  }
+  io.stdout.write(["epoch".padStart(6), "step".padStart(8), "train_loss".padStart(12), "val_loss".padStart(12), "  created"].join("") + "\n");
+  for (const c of checkpoints) {
+    io.stdout.write([String(c.epoch).padStart(6), String(c.step).padStart(8), num(c.metrics.train_loss).padStart(12), (c.metrics.val_loss === undefined ? "-" : num(c.metrics.val_loss)).padStart(12), `  ${c.created_at}`].join("") + "\n");
+  }
+  if (checkpoints.length === 0) io.stdout.write(`(none: give training.checkpoints {every, keep} to save some)\n`);
+  return EXIT.ok;
+}
+
+async function downloadCheckpointWeights(client: Edgetune, id: string, epoch: number, out: string, io: CliIO, json: boolean): Promise<number> {
+  const bytes = await client.fineTunes.checkpoints.weights(id, epoch);
+  await saveFile(out, bytes);
+  if (json) io.stdout.write(JSON.stringify({ id, epoch, weights_file: out, bytes: bytes.byteLength }) + "\n");
+  else io.stdout.write(`${out} (${bytes.byteLength.toLocaleString("en-US")} bytes)\n`);
+  return EXIT.ok;
+}
+
 async function deleteJob(client: Edgetune, id: string, io: CliIO, json: boolean): Promise<number> {
   await client.fineTunes.delete(id);
   io.stdout.write(json ? JSON.stringify({ id, deleted: true }) + "\n" : `${id} deleted\n`);
@@ -762,7 +807,7 @@ async function followEvents(client: Edgetune, id: string, values: Values, io: Cl
 function describeEvent(e: FineTuneEvent): string {
   switch (e.event) {
     case "status":
-      return `${e.data.status}${e.data.attempt ? ` (attempt ${e.data.attempt})` : ""}`;
+      return `${e.data.status}${e.data.attempt ? ` (attempt ${e.data.attempt}${e.data.resumed_from_epoch ? `, from the checkpoint of epoch ${e.data.resumed_from_epoch}` : ""})` : ""}`;
     case "epoch":
       return [`epoch ${e.data.epoch}`, `train_loss ${num(e.data.train_loss)}`, ...(e.data.val_loss !== undefined ? [`val_loss ${num(e.data.val_loss)}`] : []), ...(e.data.val_accuracy !== undefined ? [`val_accuracy ${num(e.data.val_accuracy)}`] : []), `lr ${num(e.data.lr)}`].join("  ");
     case "step":

@@ -78,4 +78,28 @@ export interface TrainingBackend {
   storedParameters?(outputDtype: "float32" | "float16" | "bfloat16"): MaybePromise<WritableTensor[]>;
   /** Releases what the run holds (threads, device buffers). */
   close(): void;
+  /**
+   * The optimizer's state and the early-stopping snapshot, for a checkpoint (checkpoint.ts);
+   * absent on a backend that cannot checkpoint (the run then refuses `training.checkpoints`).
+   */
+  saveTrainingState?(): MaybePromise<BackendTrainingState>;
+  /** Puts a checkpoint's optimizer state and early-stopping snapshot back (weights come as the initial state). */
+  loadTrainingState?(state: BackendTrainingState): MaybePromise<void>;
+}
+
+/**
+ * What a backend holds beyond the weights: the optimizer's tensors (torch's names: exp_avg,
+ * exp_avg_sq, momentum_buffer, ...; flat over the trainable parameters), its step count and
+ * flags, and the early-stopping snapshot (the best epoch's state block, raw).
+ *
+ * @example
+ * ```ts
+ * const saved = await backend.saveTrainingState!();
+ * saved.optimizer.map((t) => t.name); // ["exp_avg", "exp_avg_sq"]
+ * ```
+ */
+export interface BackendTrainingState {
+  optimizer: { name: string; data: Float32Array }[];
+  position: { t: number; initialised: boolean };
+  best: Float32Array | null;
 }

@@ -18,6 +18,8 @@ import type { Explanations } from "../schema/explain.js";
 import type { LrFinderReport } from "./strategy.js";
 import type { EngineRuntime, RawRunResult, TrainOptions } from "./run-types.js";
 import { wouldOverrun } from "./deadline.js";
+import { modelFingerprint, writeTrainingCheckpoint, type TrainingCheckpoint, type TrainingState } from "./checkpoint.js";
+import { UnprocessableError } from "../errors.js";
 
 /**
  * The training loop over a backend: epochs of batches in order or shuffled (or Poisson-sampled,
@@ -38,10 +40,14 @@ export async function runLoop(
   started: number,
   explainWith?: (parameters: NamedTensor[]) => Explanations | Promise<Explanations>,
   lrFinder: LrFinderReport | null = null,
+  resume: TrainingCheckpoint | null = null,
 ): Promise<RawRunResult> {
   const { request, plan, train: trainTable, validation: validationTable } = prepared;
   const t = request.training;
   try {
+    if ((t.checkpoints || resume) && !backend.saveTrainingState) {
+      throw new UnprocessableError("unsupported", [{ path: resume ? "from_checkpoint" : "training.checkpoints", message: `the ${backend.kernel} backend cannot checkpoint; use kernel "wasm"` }]);
+    }
     const scheduler = createScheduler(t.schedule, backend.group, {
       interval: plan.interval,
       totalSchedulerSteps: plan.totalSchedulerSteps,
@@ -64,16 +70,73 @@ export async function runLoop(
     const privacy = prepared.privacy ?? null;
     const poisson = privacy?.poisson ? { order: new Int32Array(trainTable.rows), source: uniformSource(privacy.secure, mixSeed(t.seed, 0x504f_4953)) } : null; // "POIS"
 
-    // the starting weights' validation metrics: what fine-tuning is compared against
-    const before = validationTable ? await backend.evaluate() : null;
     // a causal LM reports perplexity, exp(mean next-token cross-entropy)
     const perplexity = (loss: number) => (prepared.huggingface?.task === "causal-lm" ? { val_perplexity: Math.exp(loss) } : {});
-    const initial = before
-      ? { val_loss: before.valLoss, ...(before.valAccuracy !== undefined ? { val_accuracy: before.valAccuracy } : {}), ...perplexity(before.valLoss) }
-      : undefined;
+    // the starting weights' validation metrics: what fine-tuning is compared against (a resumed
+    // run's are the checkpoint's: its starting weights are not the run's)
+    const before = validationTable && !resume ? await backend.evaluate() : null;
+    const initial = resume
+      ? (resume.state.initial ?? undefined)
+      : before
+        ? { val_loss: before.valLoss, ...(before.valAccuracy !== undefined ? { val_accuracy: before.valAccuracy } : {}), ...perplexity(before.valLoss) }
+        : undefined;
 
-    epochs: for (let epoch = 1; epoch <= t.epochs; epoch++) {
-      if (t.shuffle) shuffleInPlace(shuffleRng, order);
+    // ---- a resumed run: counters, optimizer and early-stopping state from the checkpoint; the
+    // schedule and the seeded streams re-derived and advanced as far as it says (checkpoint.ts)
+    let firstEpoch = 1;
+    let stoppedEarly = false;
+    if (resume) {
+      const r = resume.state;
+      await backend.loadTrainingState!(resume.backend);
+      firstEpoch = r.epoch + 1;
+      step = r.step;
+      samples = r.samples;
+      history.push(...r.history);
+      if (r.early_stopping) {
+        earlyBest = r.early_stopping.best ?? earlyBest;
+        earlyBestEpoch = r.early_stopping.best_epoch;
+        wait = r.early_stopping.wait;
+        stoppedEarly = r.early_stopping.stopped;
+      }
+      if (scheduler) {
+        if (plan.interval === "step") for (let i = 0; i < r.scheduler.steps; i++) scheduler.step();
+        else for (const metrics of r.history) stepEpochScheduler(metrics, Boolean(validationTable));
+      }
+      if (t.shuffle) for (let i = 0; i < r.rng.shuffles; i++) shuffleInPlace(shuffleRng, order);
+      if (poisson) for (let i = 0; i < r.rng.poisson_batches; i++) poissonBatch(poisson.source, trainTable.rows, privacy!.sampleRate, poisson.order);
+    }
+    const stepsBefore = step; // a resumed run's budget counts only the steps this call runs
+    let schedulerSteps = resume?.state.scheduler.steps ?? 0;
+    let shuffles = resume?.state.rng.shuffles ?? 0;
+    let poissonBatches = resume?.state.rng.poisson_batches ?? 0;
+    function stepEpochScheduler(metrics: EpochMetrics, validated: boolean): void {
+      if (t.schedule.type === "plateau") scheduler!.step(monitorValue(metrics, t.schedule.monitor ?? (validated ? "val_loss" : "train_loss")));
+      else scheduler!.step();
+    }
+    const checkpoint = async (epoch: number, metrics: EpochMetrics, stopped: boolean) => {
+      const state: TrainingState = {
+        version: 1,
+        epoch,
+        step,
+        samples,
+        optimizer: { t: 0, initialised: false }, // the backend's, written by writeTrainingCheckpoint
+        scheduler: { interval: plan.interval === "step" ? "step" : "epoch", steps: schedulerSteps },
+        rng: { shuffles, poisson_batches: poissonBatches },
+        early_stopping: early ? { best: Number.isFinite(earlyBest) ? earlyBest : null, best_epoch: earlyBestEpoch, wait, stopped } : null,
+        initial: initial ?? null,
+        history: [...history],
+        model: modelFingerprint(prepared.model.state),
+      };
+      const bytes = writeTrainingCheckpoint({ state, weights: await backend.parameters(), backend: await backend.saveTrainingState!() });
+      const delivered = options.onCheckpoint?.({ epoch, step, metrics, bytes });
+      if (delivered instanceof Promise) await delivered;
+    };
+
+    epochs: for (let epoch = firstEpoch; epoch <= t.epochs && !stoppedEarly; epoch++) {
+      if (t.shuffle) {
+        shuffleInPlace(shuffleRng, order);
+        shuffles += 1;
+      }
       let lossSum = 0;
       let lossRows = 0;
       let lastLr = backend.group.lr;
@@ -83,7 +146,7 @@ export async function runLoop(
           error = { code: "cancelled", message: "cancelled by the caller", step, epoch };
           break epochs;
         }
-        if (options.budget && wouldOverrun(options.budget, now() - started, step, lastStepMs)) {
+        if (options.budget && wouldOverrun(options.budget, now() - started, step - stepsBefore, lastStepMs)) {
           status = "cancelled";
           error = { code: "over_budget", message: overBudgetMessage(options.budget, step), step, epoch };
           break epochs;
@@ -95,6 +158,7 @@ export async function runLoop(
         if (poisson) {
           start = 0;
           rows = poissonBatch(poisson.source, trainTable.rows, privacy!.sampleRate, poisson.order);
+          poissonBatches += 1;
           batchOrder = poisson.order;
         }
         step += 1;
@@ -112,7 +176,10 @@ export async function runLoop(
           };
           break epochs;
         }
-        if (plan.interval === "step") scheduler?.step();
+        if (plan.interval === "step" && scheduler) {
+          scheduler.step();
+          schedulerSteps += 1;
+        }
         lossSum += outcome.loss * rows;
         lossRows += rows;
         samples += rows;
@@ -138,10 +205,11 @@ export async function runLoop(
       if (reported instanceof Promise) await reported.catch(() => undefined);
 
       if (plan.interval === "epoch" && scheduler) {
-        if (t.schedule.type === "plateau") scheduler.step(monitorValue(metrics, t.schedule.monitor ?? (evaluation ? "val_loss" : "train_loss")));
-        else scheduler.step();
+        stepEpochScheduler(metrics, evaluation !== null);
+        schedulerSteps += 1;
       }
 
+      let stopping = false;
       if (early) {
         const current = monitorValue(metrics, early.monitor);
         const improved = earlyMode === "min" ? current < earlyBest - early.min_delta : current > earlyBest + early.min_delta;
@@ -152,9 +220,18 @@ export async function runLoop(
           await backend.saveBest();
         } else {
           wait += 1;
-          if (wait >= early.patience) break;
+          if (wait >= early.patience) stopping = true;
         }
       }
+      // ---- checkpoint: every `every` epochs, and before a pause
+      const pausing = !stopping && epoch < t.epochs && options.pauseRequested?.() === true;
+      const canCheckpoint = backend.saveTrainingState !== undefined;
+      if (canCheckpoint && ((t.checkpoints && epoch % t.checkpoints.every === 0) || pausing)) await checkpoint(epoch, metrics, stopping);
+      if (pausing) {
+        status = "paused";
+        break;
+      }
+      if (stopping) break;
       if (options.signal && now() - lastYield > 50) {
         await new Promise((resolve) => setTimeout(resolve, 0));
         lastYield = now();

@@ -40,6 +40,23 @@ export interface OptimizerSteps {
   readonly group: ParamGroup;
   /** The scalars of the next optimizer.step() (counts the step). */
   next(): OptimizerScalars;
+  /** The step count and SGD's "momentum buffer exists" flag: what a checkpoint keeps besides the state tensors. */
+  readonly position: OptimizerPosition;
+}
+
+/**
+ * What torch keeps per parameter besides tensors: `state['step']` (Adam, Adagrad) and whether
+ * SGD's momentum_buffer exists yet. Mutable: a resumed run writes the checkpoint's values here.
+ *
+ * @example
+ * ```ts
+ * const steps = optimizerSteps(spec);
+ * Object.assign(steps.position, { t: 120, initialised: true }); // resume after 120 steps
+ * ```
+ */
+export interface OptimizerPosition {
+  t: number;
+  initialised: boolean;
 }
 
 /**
@@ -56,13 +73,15 @@ export function optimizerSteps(spec: OptimizerSpec): OptimizerSteps {
   switch (spec.type) {
     case "sgd": {
       const group: ParamGroup = { lr: spec.lr, momentum: spec.momentum };
-      let initialised = false;
+      const position: OptimizerPosition = { t: 0, initialised: false };
       return {
         group,
+        position,
         next() {
+          position.t += 1;
           // torch creates momentum_buffer = clone(d_p) on the first step with momentum != 0
-          const first = group.momentum !== 0 && !initialised;
-          if (group.momentum !== 0) initialised = true;
+          const first = group.momentum !== 0 && !position.initialised;
+          if (group.momentum !== 0) position.initialised = true;
           return {
             type: "sgd", lr: group.lr, momentum: group.momentum, dampening1m: 1 - spec.dampening, weightDecay: spec.weight_decay,
             nesterov: flag(spec.nesterov), maximize: flag(spec.maximize), first: flag(first),
@@ -74,11 +93,12 @@ export function optimizerSteps(spec: OptimizerSpec): OptimizerSteps {
     case "adamw": {
       const group: ParamGroup = { lr: spec.lr, momentum: spec.betas[0] };
       const beta2 = spec.betas[1];
-      let t = 0;
+      const position: OptimizerPosition = { t: 0, initialised: false };
       return {
         group,
+        position,
         next() {
-          t += 1;
+          const t = ++position.t;
           const beta1 = group.momentum;
           const biasCorrection1 = 1 - beta1 ** t;
           const biasCorrection2 = 1 - beta2 ** t;
@@ -93,21 +113,27 @@ export function optimizerSteps(spec: OptimizerSpec): OptimizerSteps {
     }
     case "rmsprop": {
       const group: ParamGroup = { lr: spec.lr, momentum: spec.momentum };
+      const position: OptimizerPosition = { t: 0, initialised: false };
       return {
         group,
-        next: () => ({
-          type: "rmsprop", lr: group.lr, alpha: spec.alpha, alpha1m: 1 - spec.alpha, eps: spec.eps, weightDecay: spec.weight_decay,
-          momentum: group.momentum, centered: flag(spec.centered), maximize: flag(spec.maximize),
-        }),
+        position,
+        next() {
+          position.t += 1;
+          return {
+            type: "rmsprop", lr: group.lr, alpha: spec.alpha, alpha1m: 1 - spec.alpha, eps: spec.eps, weightDecay: spec.weight_decay,
+            momentum: group.momentum, centered: flag(spec.centered), maximize: flag(spec.maximize),
+          };
+        },
       };
     }
     case "adagrad": {
       const group: ParamGroup = { lr: spec.lr, momentum: 0 };
-      let t = 0;
+      const position: OptimizerPosition = { t: 0, initialised: false };
       return {
         group,
+        position,
         next() {
-          t += 1;
+          const t = ++position.t;
           return { type: "adagrad", clr: group.lr / (1 + (t - 1) * spec.lr_decay), eps: spec.eps, weightDecay: spec.weight_decay, maximize: flag(spec.maximize) };
         },
       };
@@ -121,6 +147,10 @@ export interface Optimizer {
   readonly group: ParamGroup;
   /** optimizer.step() */
   step(): void;
+  /** Its state tensors, torch's names in torch's order (a checkpoint saves and restores them). */
+  readonly state: { name: string; region: Region }[];
+  /** Its step count and flags (optimizerSteps). */
+  readonly position: OptimizerPosition;
 }
 
 /**
@@ -138,9 +168,11 @@ export function createOptimizer(spec: OptimizerSpec, k: Kernels, arena: Arena, p
   // state, in torch's order: SGD momentum_buffer; Adam exp_avg, exp_avg_sq (max_exp_avg_sq);
   // RMSprop square_avg (grad_avg) momentum_buffer; Adagrad sum
   let step: (s: OptimizerScalars) => void;
+  let state: { name: string; region: Region }[];
   switch (spec.type) {
     case "sgd": {
       const buf = arena.alloc(n);
+      state = [{ name: "momentum_buffer", region: buf }];
       step = (s) => {
         if (s.type !== "sgd") return;
         k.sgd_step(params, grads, buf.ptr, n, s.lr, s.momentum, s.dampening1m, s.weightDecay, s.nesterov, s.maximize, s.first);
@@ -151,6 +183,7 @@ export function createOptimizer(spec: OptimizerSpec, k: Kernels, arena: Arena, p
     case "adamw": {
       const [m, v] = [arena.alloc(n), arena.alloc(n)];
       const vmax: Region | null = spec.amsgrad ? arena.alloc(n) : null;
+      state = [{ name: "exp_avg", region: m }, { name: "exp_avg_sq", region: v }, ...(vmax ? [{ name: "max_exp_avg_sq", region: vmax }] : [])];
       step = (s) => {
         if (s.type !== "adam") return;
         k.adam_step(params, grads, m.ptr, v.ptr, vmax?.ptr ?? 0, n, s.stepSize, s.beta1, s.beta1m, s.beta2, s.beta2m,
@@ -162,6 +195,7 @@ export function createOptimizer(spec: OptimizerSpec, k: Kernels, arena: Arena, p
       const squareAvg = arena.alloc(n);
       const gradAvg = spec.centered ? arena.alloc(n) : null;
       const buf = arena.alloc(n);
+      state = [{ name: "square_avg", region: squareAvg }, ...(gradAvg ? [{ name: "grad_avg", region: gradAvg }] : []), { name: "momentum_buffer", region: buf }];
       step = (s) => {
         if (s.type !== "rmsprop") return;
         k.rmsprop_step(params, grads, squareAvg.ptr, gradAvg?.ptr ?? 0, buf.ptr, n, s.lr, s.alpha, s.alpha1m, s.eps, s.weightDecay,
@@ -172,6 +206,7 @@ export function createOptimizer(spec: OptimizerSpec, k: Kernels, arena: Arena, p
     case "adagrad": {
       const sum = arena.alloc(n);
       k.fill(sum.ptr, spec.initial_accumulator_value, n);
+      state = [{ name: "sum", region: sum }];
       step = (s) => {
         if (s.type !== "adagrad") return;
         k.adagrad_step(params, grads, sum.ptr, n, s.clr, s.eps, s.weightDecay, s.maximize);
@@ -179,7 +214,7 @@ export function createOptimizer(spec: OptimizerSpec, k: Kernels, arena: Arena, p
       break;
     }
   }
-  return { group: steps.group, step: () => step(steps.next()) };
+  return { group: steps.group, step: () => step(steps.next()), state, position: steps.position };
 }
 
 /** Whether OneCycleLR can cycle this optimizer's momentum (torch: 'momentum' or 'betas' in defaults). */

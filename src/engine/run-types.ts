@@ -7,7 +7,7 @@
 import type { StepBudget } from "./deadline.js";
 import type { WasmModule } from "./wasm-types.js";
 import type { WebGpuDevice } from "./webgpu/device.js";
-import type { EngineInfo, FineTuneResult, Plan, ProgressEvent } from "../schema/result.js";
+import type { EngineInfo, EpochMetrics, FineTuneResult, Plan, ProgressEvent } from "../schema/result.js";
 import type { Table } from "../formats/dataset.js";
 import type { KernelVariant } from "./kernels.js";
 import type { Parallelism } from "./parallel.js";
@@ -72,8 +72,32 @@ export interface TrainOptions {
   tables?: { train?: Table; validation?: Table } | undefined;
   /** Data-parallel threads (Node); used when the job is large enough to gain from them. */
   parallel?: Parallelism | undefined;
+  /**
+   * A checkpoint (checkpoint.ts, from `onCheckpoint` of an earlier run of the same request) to
+   * continue from: the run starts after its epoch and ends bit-identical to a run that never stopped.
+   */
+  resumeFrom?: Uint8Array | undefined;
+  /** Receives each checkpoint: every `training.checkpoints.every` epochs, and on a pause. */
+  onCheckpoint?: ((checkpoint: CheckpointEvent) => void | Promise<void>) | undefined;
+  /** Asked at each epoch's end: true checkpoints the run and ends it with status "paused". */
+  pauseRequested?: (() => boolean) | undefined;
   /** Filled in by the run: bytes of WebAssembly memory used (to check the plan's estimate). */
   diagnostics?: { memoryBytes?: number; arenaBytes?: number } | undefined;
+}
+
+/**
+ * A checkpoint as the run hands it out: its position, the epoch's metrics and the file (checkpoint.ts).
+ *
+ * @example
+ * ```ts
+ * const options: TrainOptions = { onCheckpoint: ({ epoch, bytes }) => void bucket.put(`checkpoints/${id}/${epoch}.safetensors`, bytes) };
+ * ```
+ */
+export interface CheckpointEvent {
+  epoch: number;
+  step: number;
+  metrics: EpochMetrics;
+  bytes: Uint8Array;
 }
 
 /**

@@ -26,11 +26,13 @@ import { compileForExplanation, explain, EXPLAIN_BATCH_ROWS, explainRows, explai
 import { lrRangeTest, suggestLearningRate, type LrFinderReport } from "./strategy.js";
 import { now, runLoop } from "./loop.js";
 import type { EngineRuntime, RawRunResult, TrainOptions } from "./run-types.js";
+import { readTrainingCheckpoint, resumeState } from "./checkpoint.js";
 
 export { prepareRun, type ExactTrainRequest, type PreparedRun, type TrainRequest } from "./prepare.js";
 export { defaultInit } from "./init.js";
 export { newId, runLoop } from "./loop.js";
-export type { EngineRuntime, RawRunResult, TrainOptions } from "./run-types.js";
+export type { CheckpointEvent, EngineRuntime, RawRunResult, TrainOptions } from "./run-types.js";
+export { checkpointWeights, readTrainingCheckpoint, type TrainingState } from "./checkpoint.js";
 
 /**
  * Creates the engine for a runtime: `train(request, options)` bound to an injected kernel module.
@@ -132,11 +134,15 @@ async function findLearningRate(runtime: EngineRuntime, prepared: PreparedRun, o
 
 async function runWithBackend(
   runtime: EngineRuntime,
-  prepared: PreparedRun,
+  original: PreparedRun,
   options: TrainOptions,
   started: number,
   lrFinder: LrFinderReport | null,
 ): Promise<RawRunResult> {
+  // a resumed run starts from the checkpoint's weights (lr "auto"'s range test, above, from the
+  // request's, as the uninterrupted run did)
+  const resume = options.resumeFrom ? readTrainingCheckpoint(options.resumeFrom) : null;
+  const prepared = resume ? { ...original, initialState: resumeState(resume, original.model.state) } : original;
   if (useWebGpu(prepared, options)) {
     const { createWebGpuBackend } = await import("./webgpu/backend.js");
     const initial = prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed);
@@ -167,7 +173,7 @@ async function runWithBackend(
           releaseKernels(runtime.module, instance);
         }
       };
-      return runLoop(backend, runtime, prepared, options, started, explainWith, lrFinder);
+      return runLoop(backend, runtime, prepared, options, started, explainWith, lrFinder, resume);
     }
   }
   const useReference = options.kernel === "js-reference";
@@ -195,7 +201,7 @@ async function runWithBackend(
         releaseKernels(runtime.module, own);
       }
     };
-    return await runLoop(backend, runtime, prepared, options, started, explainWith, lrFinder);
+    return await runLoop(backend, runtime, prepared, options, started, explainWith, lrFinder, resume);
   } finally {
     if (shared) parallel!.release(shared);
     else if (!useReference) releaseKernels(runtime.module, instance);

@@ -5,7 +5,7 @@
  */
 import type { Table } from "../formats/dataset.js";
 import { Arena, type Region } from "./arena.js";
-import type { BatchRef, Evaluation, StepOutcome, TrainingBackend } from "./backend.js";
+import type { BackendTrainingState, BatchRef, Evaluation, StepOutcome, TrainingBackend } from "./backend.js";
 import type { KernelInstance, KernelVariant, Kernels } from "./kernels.js";
 import { createLoss, type Loss } from "./losses.js";
 import { allocateModel, Model } from "./model.js";
@@ -222,6 +222,25 @@ export async function createWasmBackend(
 
     close() {
       distributed?.close();
+    },
+
+    saveTrainingState(): BackendTrainingState {
+      return {
+        optimizer: optimizer.state.map((s) => ({ name: s.name, data: arena.f32(s.region).slice() })),
+        position: { ...optimizer.position },
+        best: best ? arena.f32(best).slice() : null,
+      };
+    },
+
+    loadTrainingState(state: BackendTrainingState) {
+      for (const s of optimizer.state) {
+        const saved = state.optimizer.find((o) => o.name === s.name);
+        if (!saved || saved.data.length !== s.region.length) throw new Error(`checkpoint: optimizer state ${s.name} is missing or has the wrong size`);
+        arena.f32(s.region).set(saved.data);
+      }
+      Object.assign(optimizer.position, state.position);
+      // a WebGPU checkpoint's snapshot is the whole state block: its first snapshotN floats are this one
+      if (best && state.best) arena.f32(best).set(state.best.subarray(0, snapshotN));
     },
   };
 }

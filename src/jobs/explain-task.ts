@@ -195,7 +195,7 @@ export function explanationResource(job: Job): Explanation {
     id: ids.explanationId,
     object: "explanation",
     fine_tune: ids.fineTuneId,
-    status: job.status === "diverged" ? "failed" : job.status,
+    status: job.status === "diverged" ? "failed" : job.status === "paused" ? "queued" : job.status, // tasks have no pause route; a paused one waits as queued
     placement: "gpu-node",
     created_at: job.created_at,
     started_at: job.started_at,

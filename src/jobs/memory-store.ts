@@ -6,8 +6,11 @@
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics } from "../schema/result.js";
 import type { JobEvent } from "./job.js";
+import { checkpointSummary } from "../engine/checkpoint.js";
 import {
   blobPrefixesOf,
+  checkpointKeyOf,
+  type CheckpointInfo,
   DEFAULT_JOB_TTL_MS,
   EVENTS_PAGE,
   expiresAt,
@@ -80,7 +83,71 @@ export class MemoryJobStore implements JobStore {
         return this.apply(id, (s, now) => machine.complete(s, leaseId, outcome, weightsKey, now));
       },
       release: async (id, leaseId) => this.apply(id, (s, now) => machine.release(s, leaseId, now, this.policy)),
+      saveCheckpoint: async (id, leaseId, bytes, keep) => {
+        if (!this.holds(id, leaseId)) return false;
+        await this.putCheckpoint(id, bytes, keep);
+        return true;
+      },
+      resumeFrom: async (id, leaseId) => {
+        if (!this.holds(id, leaseId)) return null;
+        const last = (await this.listCheckpoints(id)).at(-1);
+        if (!last) return null;
+        const bytes = this.blobs.get(checkpointKeyOf(id, last.epoch))!;
+        const { epoch, history } = checkpointSummary(bytes);
+        const r = await this.apply(id, (s, now) => machine.resumedFrom(s, leaseId, epoch, history, now, this.policy));
+        return r.ok && !r.invalid ? bytes.slice() : null;
+      },
     };
+  }
+
+  // ---------------------------------------------------------------- checkpoints
+
+  /** Each stored checkpoint's listing entry, by blob key (the blob itself is in `blobs`). */
+  private readonly checkpointInfos = new Map<string, CheckpointInfo>();
+
+  async putCheckpoint(id: string, bytes: Uint8Array, keep: number): Promise<CheckpointInfo> {
+    const { epoch, step, metrics } = checkpointSummary(bytes);
+    const info: CheckpointInfo = { epoch, step, metrics, created_at: new Date().toISOString() };
+    const key = checkpointKeyOf(id, epoch);
+    this.blobs.set(key, bytes.slice());
+    this.checkpointInfos.set(key, info);
+    const all = await this.listCheckpoints(id);
+    for (const old of all.slice(0, Math.max(0, all.length - keep))) {
+      this.blobs.delete(checkpointKeyOf(id, old.epoch));
+      this.checkpointInfos.delete(checkpointKeyOf(id, old.epoch));
+    }
+    return structuredClone(info);
+  }
+
+  async listCheckpoints(id: string): Promise<CheckpointInfo[]> {
+    const prefix = `checkpoints/${id}/`;
+    return [...this.checkpointInfos]
+      .filter(([key]) => key.startsWith(prefix) && this.blobs.has(key))
+      .map(([, info]) => structuredClone(info))
+      .sort((a, b) => a.epoch - b.epoch);
+  }
+
+  async deleteCheckpoints(id: string): Promise<void> {
+    for (const c of await this.listCheckpoints(id)) {
+      this.blobs.delete(checkpointKeyOf(id, c.epoch));
+      this.checkpointInfos.delete(checkpointKeyOf(id, c.epoch));
+    }
+  }
+
+  async getCheckpoint(id: string, epoch: number): Promise<Uint8Array | null> {
+    return this.blobs.get(checkpointKeyOf(id, epoch)) ?? null;
+  }
+
+  async pause(id: string): Promise<Job | null> {
+    if (!this.states.has(id)) return null;
+    await this.apply(id, (s, now) => machine.requestPause(s, now));
+    return structuredClone(this.states.get(id)!.job);
+  }
+
+  async resume(id: string): Promise<Job | null> {
+    if (!this.states.has(id)) return null;
+    await this.apply(id, (s, now) => machine.resumePaused(s, now, this.policy));
+    return structuredClone(this.states.get(id)!.job);
   }
 
   // ---------------------------------------------------------------- sync jobs
@@ -354,6 +421,7 @@ export class MemoryJobStore implements JobStore {
     this.alarms.delete(id);
     const prefixes = blobPrefixesOf(id);
     for (const key of [...this.blobs.keys()]) if (prefixes.some((p) => key.startsWith(p))) this.blobs.delete(key);
+    for (const key of [...this.checkpointInfos.keys()]) if (prefixes.some((p) => key.startsWith(p))) this.checkpointInfos.delete(key);
     if (owner !== undefined) {
       this.admitted.get(owner)?.delete(id);
       if (this.admitted.get(owner)?.size === 0) this.admitted.delete(owner);

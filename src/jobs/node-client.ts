@@ -100,6 +100,16 @@ export class NodeClient implements WorkerChannel {
     return res.status === 409 ? { accepted: false } : ((await res.json()) as { accepted: boolean });
   }
 
+  async saveCheckpoint(id: string, leaseId: string, bytes: Uint8Array, keep: number): Promise<boolean> {
+    const res = await this.call("PUT", `/v1/nodes/jobs/${id}/checkpoint?lease_id=${encodeURIComponent(leaseId)}&keep=${keep}`, undefined, bytes);
+    return res.status !== 409;
+  }
+
+  async resumeFrom(id: string, leaseId: string): Promise<Uint8Array | null> {
+    const res = await this.call("GET", `/v1/nodes/jobs/${id}/checkpoint?lease_id=${encodeURIComponent(leaseId)}`);
+    return res.status === 200 ? new Uint8Array(await res.arrayBuffer()) : null;
+  }
+
   async complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean }> {
     const res = await this.call("POST", `/v1/nodes/jobs/${id}/complete`, { lease_id: leaseId, outcome, weights_key: weightsKey });
     return (await res.json()) as { accepted: boolean };

@@ -6,7 +6,8 @@
  */
 import type { WebGpuDevice } from "../engine/webgpu/device.js";
 import { EdgetuneError } from "../errors.js";
-import { runPreparedRaw, type EngineRuntime } from "../engine/train.js";
+import { runPreparedRaw, type CheckpointEvent, type EngineRuntime } from "../engine/train.js";
+import { checkpointSummary } from "../engine/checkpoint.js";
 import { useWebGpu } from "../engine/webgpu/select.js";
 import type { Parallelism } from "../engine/parallel.js";
 import type { EpochMetrics, ProgressEvent } from "../schema/result.js";
@@ -56,8 +57,10 @@ export async function runClaimedJob(
   const log = options.log ?? (() => {});
   const controller = new AbortController();
   let leaseLost = false;
-  const onLease = (status: { ok: boolean; cancel: boolean }) => {
+  let pauseAsked = false;
+  const onLease = (status: { ok: boolean; cancel: boolean; pause?: boolean }) => {
     if (!status.ok) leaseLost = true;
+    if (status.pause) pauseAsked = true;
     if (!status.ok || status.cancel) controller.abort();
   };
   // heartbeats keep the lease while an epoch takes longer than a third of it
@@ -109,10 +112,23 @@ export async function runClaimedJob(
         },
       );
     };
-    log(`job ${job.id}: training (attempt ${claim.attempt}) on ${engine.kernel}${engine.threads > 1 ? ` x${engine.threads} threads` : ""}`);
+    // a retry, a resumed pause or from_checkpoint continues from the job's newest checkpoint
+    // (whose history the edge has recorded as this attempt's first epochs)
+    const resumeFrom = await channel.resumeFrom(job.id, leaseId);
+    const keep = prepared.request.training.checkpoints?.keep ?? 1;
+    const onCheckpoint = async (checkpoint: CheckpointEvent) => {
+      if (!(await channel.saveCheckpoint(job.id, leaseId, checkpoint.bytes, keep))) onLease({ ok: false, cancel: false });
+    };
+    log(
+      `job ${job.id}: training (attempt ${claim.attempt}) on ${engine.kernel}${engine.threads > 1 ? ` x${engine.threads} threads` : ""}` +
+        (resumeFrom ? `, from the checkpoint of epoch ${checkpointSummary(resumeFrom).epoch}` : ""),
+    );
     let run;
     try {
       run = await runPreparedRaw(runtime, prepared, {
+        ...(resumeFrom ? { resumeFrom } : {}),
+        onCheckpoint,
+        pauseRequested: () => pauseAsked,
         id: job.id,
         placement: options.placement,
         signal: controller.signal,
@@ -132,8 +148,9 @@ export async function runClaimedJob(
       log(`job ${job.id}: lease lost; abandoning this attempt`);
       return "lease_lost";
     }
-    const weightsKey = await channel.saveWeights(job.id, leaseId, weights);
-    if (weightsKey === null) return "lease_lost";
+    // a paused run's state is its checkpoint: it has no weights of its own
+    const weightsKey = result.status === "paused" ? null : await channel.saveWeights(job.id, leaseId, weights);
+    if (weightsKey === null && result.status !== "paused") return "lease_lost";
     const { id: _id, ...outcome } = result;
     const { accepted } = await channel.complete(job.id, leaseId, outcome, weightsKey);
     log(`job ${job.id}: ${result.status}${accepted ? "" : " (completion ignored: the job had moved on)"}`);

@@ -5,6 +5,8 @@
  *     ^                 |  \--lease lapses (node died)--> queued (attempt + 1) or failed
  *     |                 \--cancel requested--> cancelled (the worker stops within an epoch)
  *     \--cancel--> cancelled
+ *   running --pause requested--> (the worker checkpoints at its epoch's end) --> paused
+ *   queued --pause--> paused --resume--> queued (the next claim continues from the last checkpoint)
  *
  * Every transition is a function from (state, input, now) to a new state plus what the caller
  * must do, so the Durable Object (worker/job-object.ts) and the in-process store run the same
@@ -50,6 +52,10 @@ export interface JobState {
   cancelRequested: boolean;
   /** Storage key of the final weights, once completed with weights. */
   weightsKey: string | null;
+  /** The owner asked to pause: the worker checkpoints at its epoch's end and completes as paused. */
+  pauseRequested?: boolean;
+  /** The attempt count when the job was last resumed: maxAttempts counts the attempts since. */
+  attemptsBeforeResume?: number;
   /**
    * The run's training.epochs: no worker may report an epoch past it. Absent in states stored
    * before it was kept (then nothing bounds them but the sequence).
@@ -224,10 +230,10 @@ export function holdsLease(state: JobState, leaseId: string): boolean {
  * if (!r.ok) abandon(); else if (r.cancel) abort();
  * ```
  */
-export function heartbeat(state: JobState, leaseId: string, now: number, policy: LeasePolicy): Outcome<{ ok: boolean; cancel: boolean }> {
+export function heartbeat(state: JobState, leaseId: string, now: number, policy: LeasePolicy): Outcome<{ ok: boolean; cancel: boolean; pause?: boolean }> {
   if (!holdsLease(state, leaseId)) return { state, effects: {}, ok: false, cancel: false };
   const lease = { ...state.lease!, expiresAt: now + policy.leaseMs };
-  return { state: { ...state, lease }, effects: { alarmAt: lease.expiresAt }, ok: true, cancel: state.cancelRequested };
+  return { state: { ...state, lease }, effects: { alarmAt: lease.expiresAt }, ok: true, cancel: state.cancelRequested, ...(state.pauseRequested ? { pause: true } : {}) };
 }
 
 /**
@@ -264,7 +270,7 @@ export function progress(
   now: number,
   policy: LeasePolicy,
   engine?: Job["engine"],
-): Outcome<{ ok: boolean; cancel: boolean; invalid?: FieldIssue }> {
+): Outcome<{ ok: boolean; cancel: boolean; pause?: boolean; invalid?: FieldIssue }> {
   const beat = heartbeat(state, leaseId, now, policy);
   if (!beat.ok) return beat;
   const invalid = sequenceIssue(beat.state, epochs, "epochs");
@@ -307,6 +313,12 @@ export function complete(
   if (invalid) return { state, effects: {}, accepted: false, invalid };
   const cancelled = state.cancelRequested && result.status !== "cancelled" && result.status !== "failed";
   const status = cancelled ? "cancelled" : result.status;
+  if (status === "paused") {
+    // checkpointed and stopped on request: no weights of its own, nothing final; resume queues it again
+    next = record({ ...next, pauseRequested: false }, newEntries(next, result.metrics.history));
+    next = setStatus(next, "paused", at, { metrics: boundedMetrics(result.metrics), engine: result.engine, error: null });
+    return { state: next, effects: { alarmAt: null }, accepted: true };
+  }
   const error = cancelled ? { code: "cancelled", message: `cancelled by the caller; the worker finished the run (${result.status}) before it stopped` } : (result.error ?? null);
   // epochs the worker ran but had not reported yet (reports are coalesced): logged now
   next = record({ ...next, weightsKey }, newEntries(next, result.metrics.history));
@@ -355,7 +367,7 @@ export function release(state: JobState, leaseId: string, now: number, policy: L
  */
 export function requestCancel(state: JobState, now: number): Outcome<{ changed: boolean }> {
   if (isFinal(state.job.status)) return { state, effects: {}, changed: false };
-  if (state.job.status === "queued") {
+  if (state.job.status === "queued" || state.job.status === "paused") {
     return { state: setStatus(state, "cancelled", new Date(now).toISOString()), effects: { alarmAt: null }, changed: true };
   }
   return { state: { ...state, cancelRequested: true }, effects: {}, changed: !state.cancelRequested };
@@ -382,7 +394,7 @@ export function onAlarm(state: JobState, now: number, policy: LeasePolicy): Outc
   if (state.lease.expiresAt > now) return { state, effects: { alarmAt: state.lease.expiresAt } };
   const lost = { ...state, lease: null };
   if (state.cancelRequested) return { state: setStatus(lost, "cancelled", at), effects: { alarmAt: null } };
-  if (state.attempt >= policy.maxAttempts) {
+  if (state.attempt - (state.attemptsBeforeResume ?? 0) >= policy.maxAttempts) {
     const error = { code: "worker_lost", message: `the worker running this job stopped reporting ${state.attempt} times; giving up` };
     return { state: setStatus(lost, "failed", at, { error }), effects: { alarmAt: null } };
   }
@@ -427,4 +439,60 @@ export function fail(state: JobState, reason: string, now: number): Outcome<{ ch
   if (isFinal(state.job.status)) return { state, effects: {}, changed: false };
   const next = setStatus({ ...state, lease: null }, "failed", new Date(now).toISOString(), { error: { code: "failed", message: reason } });
   return { state: next, effects: { alarmAt: null }, changed: true };
+}
+
+/**
+ * The owner asks to pause: a queued job is paused at once; a running one is flagged, and its
+ * worker checkpoints at its epoch's end and completes as paused (docs/api.md, "Checkpoints,
+ * pause and resume"). Anything else changes nothing.
+ *
+ * @example
+ * ```ts
+ * const r = requestPause(state, Date.now());
+ * r.state.job.status; // "paused" if it was queued, still "running" (pauseRequested) otherwise
+ * ```
+ */
+export function requestPause(state: JobState, now: number): Outcome<{ changed: boolean }> {
+  if (state.job.status === "queued") return { state: setStatus(state, "paused", new Date(now).toISOString()), effects: { alarmAt: null }, changed: true };
+  if (state.job.status !== "running" || state.cancelRequested || state.pauseRequested) return { state, effects: {}, changed: false };
+  return { state: { ...state, pauseRequested: true }, effects: {}, changed: true };
+}
+
+/**
+ * The owner resumes a paused job: it is queued again, and the worker that claims it continues
+ * from the job's last checkpoint. Its retries count afresh from here.
+ *
+ * @example
+ * ```ts
+ * const r = resumePaused(state, Date.now(), policy);
+ * r.effects.enqueue; // true when it was paused
+ * ```
+ */
+export function resumePaused(state: JobState, now: number, policy: LeasePolicy): Outcome<{ changed: boolean }> {
+  if (state.job.status !== "paused") return { state, effects: {}, changed: false };
+  const next = setStatus({ ...state, pauseRequested: false, attemptsBeforeResume: state.attempt }, "queued", new Date(now).toISOString());
+  return { state: next, effects: { enqueue: true, alarmAt: now + policy.leaseMs }, changed: true };
+}
+
+/**
+ * The lease holder continues from the checkpoint of `epoch`: the checkpoint's history (epochs 1
+ * to `epoch`) becomes the attempt's first entries, so the history stays one entry per epoch, and
+ * the stream gets a `status` event `{status: "running", resumed_from_epoch}`.
+ *
+ * @example
+ * ```ts
+ * resumedFrom(state, leaseId, 4, checkpointHistory, Date.now(), policy);
+ * ```
+ */
+export function resumedFrom(
+  state: JobState,
+  leaseId: string,
+  epoch: number,
+  history: EpochMetrics[],
+  now: number,
+  policy: LeasePolicy,
+): Outcome<{ ok: boolean; cancel: boolean; pause?: boolean; invalid?: FieldIssue }> {
+  const r = progress(state, leaseId, history, now, policy);
+  if (!r.ok || r.invalid) return r;
+  return { ...r, state: emit(r.state, "status", { status: "running", attempt: state.attempt, resumed_from_epoch: epoch }) };
 }

@@ -38,6 +38,8 @@ export interface LeaseStatus {
   cancel: boolean;
   /** Epochs that were not taken (out of sequence, past the run's epochs), and why: a 422 to the node. */
   invalid?: FieldIssue;
+  /** true: the owner asked to pause; checkpoint at the epoch's end and complete with the run's paused result. */
+  pause?: boolean;
 }
 
 /** How a run ended, as its worker reports it (the weights are stored separately). */
@@ -61,6 +63,45 @@ export interface WorkerChannel {
   complete(id: string, leaseId: string, outcome: RunOutcome, weightsKey: string | null): Promise<{ accepted: boolean; invalid?: FieldIssue }>;
   /** Hands a claimed job back untrained (queued again, the attempt not counted); false when the lease is no longer held. */
   release(id: string, leaseId: string): Promise<{ accepted: boolean }>;
+  /**
+   * Stores a checkpoint file (engine/checkpoint.ts) under the lease at checkpointKeyOf(id, its
+   * epoch), keeping the newest `keep`; false when the lease is no longer held.
+   */
+  saveCheckpoint(id: string, leaseId: string, bytes: Uint8Array, keep: number): Promise<boolean>;
+  /**
+   * The job's newest checkpoint, for the lease holder to continue from (a retry after a lost
+   * worker, a resumed pause, from_checkpoint), with its history recorded as the attempt's first
+   * epochs (state.ts resumedFrom); null when it has none, or the lease is no longer held.
+   */
+  resumeFrom(id: string, leaseId: string): Promise<Uint8Array | null>;
+}
+
+/**
+ * One stored checkpoint, as GET /v1/fine-tunes/{id}/checkpoints lists it (schema/checkpoint.ts).
+ *
+ * @example
+ * ```ts
+ * const info: CheckpointInfo = { epoch: 4, step: 128, metrics: { epoch: 4, train_loss: 0.12, lr: 0.001 }, created_at: new Date().toISOString() };
+ * ```
+ */
+export interface CheckpointInfo {
+  epoch: number;
+  step: number;
+  metrics: EpochMetrics;
+  created_at: string;
+}
+
+/**
+ * Where a job's checkpoint of `epoch` is stored (under blobPrefixesOf's `checkpoints/{id}/`,
+ * which deletion and expiry sweep).
+ *
+ * @example
+ * ```ts
+ * checkpointKeyOf("ft_1", 3); // "checkpoints/ft_1/3.safetensors"
+ * ```
+ */
+export function checkpointKeyOf(id: string, epoch: number): string {
+  return `checkpoints/${id}/${epoch}.safetensors`;
 }
 
 /**
@@ -104,6 +145,21 @@ export interface JobStore {
   putInput(id: string, bytes: Uint8Array): Promise<void>;
   /** A job's run input (sync or async), or null when none was stored. */
   getInput(id: string): Promise<ReadableStream<Uint8Array> | Uint8Array | null>;
+
+  // ---- checkpoints (engine/checkpoint.ts; docs/api.md "Checkpoints, pause and resume")
+
+  /** Stores a checkpoint of job `id` (its epoch, step and metrics read from the file) and deletes all but the newest `keep`. */
+  putCheckpoint(id: string, bytes: Uint8Array, keep: number): Promise<CheckpointInfo>;
+  /** The job's stored checkpoints, oldest first. */
+  listCheckpoints(id: string): Promise<CheckpointInfo[]>;
+  /** Deletes every checkpoint of job `id` (a create that failed after its run stored some). */
+  deleteCheckpoints(id: string): Promise<void>;
+  /** One checkpoint file, or null when there is none of that epoch. */
+  getCheckpoint(id: string, epoch: number): Promise<ReadableStream<Uint8Array> | Uint8Array | null>;
+  /** The owner pauses a queued or running async job (state.ts requestPause); the job as it now stands. */
+  pause(id: string): Promise<Job | null>;
+  /** The owner resumes a paused job (state.ts resumePaused); the job as it now stands. */
+  resume(id: string): Promise<Job | null>;
 
   // ---- asynchronous jobs
 

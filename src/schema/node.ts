@@ -74,8 +74,11 @@ export const ProgressRequest = z
 /** POST /v1/nodes/jobs/{id}/heartbeat */
 export const HeartbeatRequest = z.strictObject({ lease_id: z.string() });
 
-/** The answer to progress and heartbeat: keep going, stop (cancelled), or abandon (lease lost). */
-export const LeaseStatus = z.object({ ok: z.boolean(), cancel: z.boolean() });
+/**
+ * The answer to progress and heartbeat: keep going, stop (cancelled), or abandon (lease lost);
+ * `pause`: checkpoint at the epoch's end and complete with the run's paused result.
+ */
+export const LeaseStatus = z.object({ ok: z.boolean(), cancel: z.boolean(), pause: z.boolean().optional() });
 
 /**
  * POST /v1/nodes/jobs/{id}/complete: the run's result without weights (uploaded first), or a

@@ -368,6 +368,11 @@ export const Training = z.strictObject({
   schedule: Schedule.prefault({ type: "constant" }),
   clip_grad_norm: ClipGradNorm.nullable().default(null),
   early_stopping: EarlyStopping.nullable().default(null),
+  /**
+   * Save a checkpoint (weights, optimizer, schedule, RNG and early-stopping state) every `every`
+   * epochs, keeping the last `keep` (docs/api.md "Checkpoints, pause and resume").
+   */
+  checkpoints: z.strictObject({ every: int().min(1).default(1), keep: int().min(1).max(100).default(3) }).nullable().default(null),
 });
 
 // ---------------------------------------------------------------- privacy
@@ -458,6 +463,11 @@ export const FineTuneRequest = z.strictObject({
   webhook: z.strictObject({ url: z.string().min(1).max(2048) }).nullable().optional(),
   /** A hyperparameter search: trials of this request as child jobs, the best one kept (docs/strategy.md, "Searches"). */
   search: SearchSpec.nullable().optional(),
+  /**
+   * Continue from a checkpoint of an earlier job of the same key (same model and request): the
+   * run starts after `epoch` and ends bit-identical to the uninterrupted run.
+   */
+  from_checkpoint: z.strictObject({ job: z.string().min(1).max(100), epoch: int().min(1) }).nullable().optional(),
 });
 
 /** The request as a caller writes it (defaults optional). */

@@ -97,7 +97,7 @@ export const RunError = z.object({
   epoch: z.number().int().optional(),
 });
 
-export const FineTuneStatus = z.enum(["queued", "running", "succeeded", "failed", "cancelled", "diverged"]);
+export const FineTuneStatus = z.enum(["queued", "running", "succeeded", "failed", "cancelled", "diverged", "paused"]);
 
 /** What a Hugging Face model's run reports (FineTuneResult.huggingface, Job.huggingface). */
 export const HuggingFaceReport = z
@@ -113,7 +113,8 @@ export const HuggingFaceReport = z
 
 export const FineTuneResult = z.object({
   id: z.string(),
-  status: z.enum(["succeeded", "failed", "cancelled", "diverged"]),
+  /** "paused": the run checkpointed and stopped on request (POST .../pause); a resume continues it. */
+  status: z.enum(["succeeded", "failed", "cancelled", "diverged", "paused"]),
   metrics: Metrics,
   plan: Plan,
   engine: EngineInfo,

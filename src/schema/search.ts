@@ -99,7 +99,7 @@ export const TrialParamValue = z.union([z.number(), z.string(), z.boolean(), z.n
 export const Trial = z.object({
   id: z.string(),
   params: z.record(z.string(), TrialParamValue),
-  status: z.enum(["pending", "queued", "running", "succeeded", "failed", "cancelled", "diverged"]),
+  status: z.enum(["pending", "queued", "running", "paused", "succeeded", "failed", "cancelled", "diverged"]),
   metric: z.number().nullable(),
   epoch: z.number().int().nullable(),
   /** Successive halving stopped it at this rung (an epoch): it ends cancelled and is not ranked. */

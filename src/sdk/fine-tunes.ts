@@ -10,6 +10,7 @@ import type { Explanation } from "../schema/explanation.js";
 import { APIClient, sleep, type RequestOptions } from "./core.js";
 import { APIConnectionError, APITimeoutError, APIUserAbortError, ExplanationFailedError, InternalServerError } from "./errors.js";
 import { EventStream } from "./events.js";
+import { FineTuneCheckpoints } from "./checkpoints.js";
 import { JobListPromise, MetricsPagePromise } from "./pagination.js";
 import { looksLikeSafetensors } from "../formats/safetensors-sniff.js";
 import { isFinalStatus, type CreateResponse, type DataFile, type FineTuneCreateParams, type FineTuneEvent, type InlineDataset, type WeightsInput } from "./types.js";
@@ -124,7 +125,12 @@ function isExplanationTask(answer: Explanations | Explanation): answer is Explan
  * ```
  */
 export class FineTunes {
-  constructor(private readonly client: APIClient) {}
+  /** The job's stored checkpoints: `list(id)`, `weights(id, epoch)`. */
+  readonly checkpoints: FineTuneCheckpoints;
+
+  constructor(private readonly client: APIClient) {
+    this.checkpoints = new FineTuneCheckpoints(client);
+  }
 
   /**
    * Creates a fine-tune. `mode: "sync"` resolves with the result (the run happened in the
@@ -252,6 +258,37 @@ export class FineTunes {
    */
   async cancel(id: string, options?: RequestOptions): Promise<Job> {
     const { data } = await this.client.requestJSON<Job>({ method: "POST", path: `${jobPath(id)}/cancel`, retryable: true }, options);
+    return data;
+  }
+
+  /**
+   * Pauses an async job: a queued one at once, a running one when its current epoch ends (it
+   * checkpoints, then its status becomes `paused`). Resolves with the job as it is now. A job
+   * that cannot be paused (sync, or ended) answers `ConflictError` (`not_pausable`).
+   *
+   * @example
+   * ```ts
+   * await client.fineTunes.pause(id);
+   * const paused = await client.fineTunes.waitForCompletion(id); // resolves once it is paused
+   * ```
+   */
+  async pause(id: string, options?: RequestOptions): Promise<Job> {
+    const { data } = await this.client.requestJSON<Job>({ method: "POST", path: `${jobPath(id)}/pause`, retryable: true }, options);
+    return data;
+  }
+
+  /**
+   * Resumes a paused job: it is queued again and continues from its last checkpoint (bit-identical
+   * to a run that never paused). Another status answers `ConflictError` (`not_paused`).
+   *
+   * @example
+   * ```ts
+   * const job = await client.fineTunes.resume(id);
+   * console.log(job.status); // "queued"
+   * ```
+   */
+  async resume(id: string, options?: RequestOptions): Promise<Job> {
+    const { data } = await this.client.requestJSON<Job>({ method: "POST", path: `${jobPath(id)}/resume`, retryable: false }, options);
     return data;
   }
 
@@ -406,7 +443,7 @@ export class FineTunes {
   }
 
   /**
-   * Waits for a job to reach a final state and resolves with the job. It follows `events()`,
+   * Waits for a job to reach a final state (or to pause) and resolves with the job. It follows `events()`,
    * passing each to `onEvent`; if the stream is unavailable (connection errors, 5xx) it polls
    * `retrieve()` every `pollInterval` ms instead, synthesising `status`/`epoch`/final events.
    * It resolves whatever the final status is: check `job.status`.
@@ -446,6 +483,9 @@ export class FineTunes {
           if (event.event === "epoch") lastEpoch = event.data.epoch;
           await onEvent?.(event);
           if (event.event === "done" || event.event === "error") return event.data;
+          // a paused job has no final event (it may be resumed): polling below reads the job (and,
+          // for a pause that a replay shows but a resume has undone, follows it to its end)
+          if (event.event === "status" && event.data.status === "paused") break;
         }
       } catch (err) {
         if (err instanceof APIUserAbortError) throw err;
@@ -465,6 +505,7 @@ export class FineTunes {
             await onEvent?.({ id: 0, event: "epoch", data: h });
           }
         }
+        if (job.status === "paused") return job;
         if (isFinalStatus(job.status)) {
           await onEvent?.({ id: 0, event: "status", data: { status: job.status } });
           await onEvent?.({ id: 0, event: job.status === "succeeded" ? "done" : "error", data: job });

@@ -20,6 +20,8 @@ export default Edgetune;
 export { APIClient, backoffMs, retryAfterMs, type ClientOptions, type Fetch, type RequestOptions } from "./core.js";
 export { FineTunes, type CreateOptions, type EventsOptions, type ExplainOptions, type ListJobsParams, type ListParams, type WaitOptions } from "./fine-tunes.js";
 export { EventStream } from "./events.js";
+export { FineTuneCheckpoints } from "./checkpoints.js";
+export type { Checkpoint, CheckpointList } from "../schema/checkpoint.js";
 export { huggingFace, type HuggingFaceFiles, type JsonFile } from "./huggingface.js";
 export { JobListPromise, MetricsPagePromise, PagePromise } from "./pagination.js";
 export { parseSSE, type SSEMessage } from "./sse.js";

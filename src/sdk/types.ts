@@ -104,6 +104,8 @@ export interface StatusEventData {
   /** true: no GPU node has polled for work for a lease period; start one (docs/gpu-node.md). */
   waiting_for_node?: boolean | undefined;
   hint?: string | undefined;
+  /** A retried or resumed attempt that continues from the job's checkpoint of this epoch. */
+  resumed_from_epoch?: number | undefined;
 }
 
 /**

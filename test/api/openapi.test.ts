@@ -60,7 +60,7 @@ describe("the OpenAPI documents and the routes", () => {
     const { nodes } = await documents();
     expect(nodes.tags.map((t) => t.name)).toEqual(["Node protocol"]);
     expect(Object.keys(nodes.paths).every((p) => p.startsWith("/v1/nodes/"))).toBe(true);
-    expect(Object.keys(nodes.paths)).toHaveLength(9); // with POST /v1/nodes/jobs/{id}/explanation (explanation tasks)
+    expect(Object.keys(nodes.paths)).toHaveLength(10); // with POST /jobs/{id}/explanation (explanation tasks) and /jobs/{id}/checkpoint (PUT and GET)
     expect(Object.keys(nodes.components.securitySchemes)).toEqual(["nodeToken"]);
     for (const ref of new Set([...JSON.stringify(nodes).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1]!))) {
       expect(nodes.components.schemas[ref], ref).toBeDefined();

@@ -406,3 +406,37 @@ describe("edgetune explain", () => {
     }
   });
 });
+
+describe("edgetune jobs: checkpoints, pause and resume", () => {
+  it("checkpoints, a checkpoint's weights, pause and resume", async () => {
+    const request = JSON.parse(readFileSync(seed("request.json"), "utf8")) as { training?: Record<string, unknown> };
+    writeFileSync(join(work, "checkpointed.json"), JSON.stringify({ ...request, training: { ...request.training, epochs: 3, checkpoints: { every: 1, keep: 2 } } }));
+    const args = ["--request", join(work, "checkpointed.json"), "--weights", seed("weights.safetensors"), "--train", seed("train.csv")];
+    const created = await run(["fine-tune", ...args, "--mode", "sync", "--json", "--out", "c.safetensors"]);
+    expect(created.code).toBe(0);
+    const id = JSON.parse(created.stdout).id as string;
+
+    const list = await run(["jobs", "checkpoints", id]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^\s+epoch\s+step\s+train_loss\s+val_loss\s+created$/m);
+    expect(list.stdout.trim().split("\n").slice(1).map((l) => Number(l.trim().split(/\s+/)[0]))).toEqual([2, 3]);
+    const listed = JSON.parse((await run(["jobs", "checkpoints", id, "--json"])).stdout) as { data: { epoch: number }[] };
+    expect(listed.data.map((c) => c.epoch)).toEqual([2, 3]);
+
+    const weights = await run(["jobs", "weights", id, "--checkpoint", "3"]);
+    expect(weights.code).toBe(0);
+    expect(weights.stdout).toMatch(new RegExp(`^${id}-epoch-3.safetensors \\(`));
+    expect([...parseSafetensors(new Uint8Array(readFileSync(join(work, `${id}-epoch-3.safetensors`)))).tensors.keys()]).toEqual(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
+    expect((await run(["jobs", "weights", id, "--checkpoint", "1"])).stderr).toMatch(/404 Not found/);
+    expect((await run(["jobs", "pause", id])).stderr).toMatch(/409 Conflict \(not_pausable\)/);
+
+    const detached = await run(["fine-tune", ...args, "--mode", "async", "--placement", "gpu-node", "--detach"]);
+    const queued = detached.stdout.match(/^(ft_[0-9a-f]{32}) queued/)![1]!;
+    const paused = await run(["jobs", "pause", queued]);
+    expect([paused.code, paused.stdout]).toEqual([0, `${queued} paused; resume it with: edgetune jobs resume ${queued}\n`]);
+    const resumed = await run(["jobs", "resume", queued]);
+    expect([resumed.code, resumed.stdout]).toEqual([0, `${queued} queued: it continues from its last checkpoint\n`]);
+    expect((await run(["jobs", "resume", queued])).stderr).toMatch(/409 Conflict \(not_paused\)/);
+    expect((await run(["jobs", "cancel", queued])).code).toBe(0);
+  });
+});

@@ -23,6 +23,7 @@ import { heldValues, readState } from "../model.js";
 import type { Op } from "../ops/types.js";
 import type { PreparedRun } from "../prepare.js";
 import { optimizerSteps } from "../optimizers.js";
+import type { BackendTrainingState } from "../backend.js";
 import type { ParamGroup } from "../schedules.js";
 import { clipSpec } from "../step.js";
 import { BufferSet, MAP_READ, Program, USAGE, checked, gridGroups, type DispatchSpec } from "./context.js";
@@ -283,9 +284,12 @@ export async function createWebGpuBackend(
       const group: ParamGroup = steps.group;
       let optimizerSpec: DispatchSpec;
       const optimizerGroups = gridGroups(T);
+      // its state tensors under torch's names, for a checkpoint (checkpoint.ts; the WASM backend's order)
+      let optimizerState: { name: string; buffer: GPUBuffer }[];
       switch (o.type) {
         case "sgd": {
           const buf = storage("sgd momentum", T);
+          optimizerState = [{ name: "momentum_buffer", buffer: buf }];
           optimizerSpec = { kernel: "sgd", buffers: [params, grads, buf, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
           break;
         }
@@ -294,6 +298,7 @@ export async function createWebGpuBackend(
           const m = storage("adam m", T);
           const v = storage("adam v", T);
           const vmax = o.amsgrad ? storage("adam vmax", T) : dummy("no vmax");
+          optimizerState = [{ name: "exp_avg", buffer: m }, { name: "exp_avg_sq", buffer: v }, ...(o.amsgrad ? [{ name: "max_exp_avg_sq", buffer: vmax }] : [])];
           optimizerSpec = { kernel: "adam", buffers: [params, grads, m, v, vmax, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
           break;
         }
@@ -301,11 +306,13 @@ export async function createWebGpuBackend(
           const squareAvg = storage("rmsprop square_avg", T);
           const gradAvg = o.centered ? storage("rmsprop grad_avg", T) : dummy("no grad_avg");
           const buf = storage("rmsprop momentum", T);
+          optimizerState = [{ name: "square_avg", buffer: squareAvg }, ...(o.centered ? [{ name: "grad_avg", buffer: gradAvg }] : []), { name: "momentum_buffer", buffer: buf }];
           optimizerSpec = { kernel: "rmsprop", buffers: [params, grads, squareAvg, gradAvg, buf, last, status], params: [T, 0, 0, 0], x: optimizerGroups };
           break;
         }
         case "adagrad": {
           const sum = storage("adagrad sum", T);
+          optimizerState = [{ name: "sum", buffer: sum }];
           if (o.initial_accumulator_value !== 0) {
             const fill = program([{ kernel: "fill", buffers: [sum], params: [T, f(o.initial_accumulator_value), 0, 0], x: gridGroups(T) }]);
             const enc = device.createCommandEncoder();
@@ -605,6 +612,20 @@ export async function createWebGpuBackend(
         queue.submit([enc.finish()]);
       };
 
+      /** A buffer's first `elements` floats, read back (for a checkpoint). */
+      const readFloats = async (from: GPUBuffer, elements: number): Promise<Float32Array> => {
+        const bytes = elements * 4;
+        const staging = buffers.raw("checkpoint readback", bytes, USAGE.MAP_READ | USAGE.COPY_DST);
+        const enc = device.createCommandEncoder();
+        enc.copyBufferToBuffer(from, 0, staging, 0, bytes);
+        queue.submit([enc.finish()]);
+        await staging.mapAsync(MAP_READ, 0, bytes);
+        const data = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+        staging.unmap();
+        staging.destroy();
+        return data;
+      };
+
       const backend: TrainingBackend = {
         group,
         kernel: "webgpu",
@@ -671,6 +692,27 @@ export async function createWebGpuBackend(
         close() {
           for (const p of programs) p.destroy();
           buffers.destroy();
+        },
+
+        async saveTrainingState(): Promise<BackendTrainingState> {
+          const optimizer = [];
+          for (const s of optimizerState) optimizer.push({ name: s.name, data: await readFloats(s.buffer, T) });
+          return { optimizer, position: { ...steps.position }, best: best ? await readFloats(best, compiled.stateCount) : null };
+        },
+
+        loadTrainingState(state: BackendTrainingState) {
+          for (const s of optimizerState) {
+            const saved = state.optimizer.find((o) => o.name === s.name);
+            if (!saved || saved.data.length !== T) throw new Error(`checkpoint: optimizer state ${s.name} is missing or has the wrong size`);
+            queue.writeBuffer(s.buffer, 0, saved.data as Float32Array<ArrayBuffer>);
+          }
+          Object.assign(steps.position, state.position);
+          if (best && state.best) {
+            // the best snapshot is a prefix of the state block (the WASM backend keeps the trainable
+            // parameters and buffers; frozen ones never change): the rest comes from the weights
+            copyParams(params, best);
+            queue.writeBuffer(best, 0, state.best.subarray(0, Math.min(state.best.length, compiled.stateCount)) as Float32Array<ArrayBuffer>);
+          }
         },
       };
       return backend;

@@ -110,6 +110,10 @@ checkpointRoutes
     if (job.mode !== "async" || (job.status !== "queued" && job.status !== "running")) {
       return problemResponse(problem(409, "not_pausable", `Fine-tune ${job.id} is ${job.mode === "async" ? "an async" : "a sync"} job that is ${job.status}; only queued or running async jobs can be paused.`));
     }
+    if (job.search) {
+      // a search trains nothing itself: its trials are jobs of their own, each pausable
+      return problemResponse(problem(409, "not_pausable", `Fine-tune ${job.id} is a search; pause its trials (GET /v1/fine-tunes/${job.id} lists them) or cancel it.`));
+    }
     return c.json((await c.var.deps.store.pause(job.id)) ?? job, 200);
   })
 

@@ -154,6 +154,19 @@ describe("searches over the in-process store", () => {
     expect((await app.request(`/v1/fine-tunes/${id}/weights`)).status).toBe(404);
   });
 
+  it("a search itself cannot be paused (409 not_pausable); its trials can, and the search shows the trial paused", async () => {
+    const { app, get } = await setup();
+    const res = await app.request("/v1/fine-tunes", json(searchRequest({ space: SPACE, trials: 3, parallel: 2 })));
+    const { id, trials } = (await res.json()) as { id: string; trials: { id: string }[] };
+    const refused = await app.request(`/v1/fine-tunes/${id}/pause`, { method: "POST" });
+    expect(refused.status).toBe(409);
+    expect(((await refused.json()) as { code: string }).code).toBe("not_pausable");
+    const paused = await app.request(`/v1/fine-tunes/${trials[0]!.id}/pause`, { method: "POST" });
+    expect(paused.status).toBe(200);
+    expect(((await paused.json()) as { status: string }).status).toBe("paused");
+    expect((await get(`/v1/fine-tunes/${id}`)).trials[0].status).toBe("paused");
+  });
+
   it("refusals: an unknown path or a value out of range is a 422 at search.space.<path>; sync and a val_ metric without validation data are 422s", async () => {
     const { app } = await setup();
     const problem = async (body: unknown) => {

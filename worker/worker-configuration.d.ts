@@ -22,6 +22,7 @@ declare namespace Cloudflare {
 		RATE_LIMIT_PER_MINUTE: string;
 		MAX_ACTIVE_JOBS_PER_KEY: string;
 		MAX_STORED_BYTES_PER_KEY: string;
+		MAX_STREAMS_PER_KEY: string;
 		JOB_TTL_DAYS: string;
 		WEBHOOK_RETRY_SECONDS: string;
 		CORS_ORIGINS: string;

@@ -17,6 +17,7 @@ import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/
 import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
 import { decide, requestBudgetMs } from "./budget.js";
+import { syncYield } from "./sync-yield.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse, type ProblemResponse } from "./problem.js";
@@ -355,7 +356,8 @@ async function createAdmitted(
   const startedAt = new Date().toISOString();
   let run;
   try {
-    run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge" });
+    // the isolate answers other requests while this one trains (issue 20, finding 8)
+    run = await runPreparedRaw(deps.runtime, prepared, { id, placement: "edge", yieldEvery: syncYield(prepared.request, prepared.plan, deps.budget) });
     const finished = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
     const job: Job = prepared.request.webhook ? { ...finished, webhook: { url: prepared.request.webhook.url } } : finished;
     await deps.store.putWeights(id, run.weights);

@@ -39,7 +39,7 @@ const tiny = (epochs = 1) => ({ mode: "sync", model: { layers: [{ type: "linear"
 describe("a sync job and its isolate in workerd", () => {
   it("while a sync job trains, /healthz and another key's tiny sync job are answered before it ends", { timeout: 120_000 }, async () => {
     let ended = false;
-    const long = call("/v1/fine-tunes", "isolate-long", longJob(), { "idempotency-key": "isolate-long-1" }).then((res) => {
+    const long = Promise.resolve(call("/v1/fine-tunes", "isolate-long", longJob(), { "idempotency-key": "isolate-long-1" })).then((res) => {
       ended = true;
       return res;
     });

@@ -53,7 +53,10 @@ for (let deadline = Date.now() + 90_000; ; ) {
   await new Promise((r) => setTimeout(r, 250));
 }
 
-const post = (key, body) => fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}` }, body: JSON.stringify(body) });
+/** How long a request may go unanswered before it counts as lost. */
+const NO_ANSWER_MS = 60_000;
+const post = (key, body) => fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}` }, body: JSON.stringify(body), signal: AbortSignal.timeout(NO_ANSWER_MS) });
+const health = () => fetch(`${base}/healthz`, { signal: AbortSignal.timeout(NO_ANSWER_MS) });
 
 /** 64 -> 256 -> 10 on 2,000 rows, batch 32: about 13 ms of the default cost model an epoch. */
 function longJob(epochs) {
@@ -81,10 +84,15 @@ async function sample(make, running, gapMs) {
   const failed = [];
   while (running()) {
     const t0 = performance.now();
-    const res = await make();
-    const text = await res.text();
-    if (res.ok) latencies.push(performance.now() - t0);
-    else failed.push(`${res.status}: ${text.slice(0, 120)}`);
+    try {
+      const res = await make();
+      const text = await res.text();
+      if (res.ok) latencies.push(performance.now() - t0);
+      else failed.push(`${res.status}: ${text.slice(0, 120)}`);
+    } catch (e) {
+      // no answer within NO_ANSWER_MS (the isolate was restarted under the request)
+      failed.push(`no answer after ${Math.round(performance.now() - t0)} ms: ${e.cause?.code ?? e.name}`);
+    }
     if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
   }
   return { latencies, failed };
@@ -101,32 +109,31 @@ await (await post(KEYS[0], longJob(2))).arrayBuffer();
 
 // idle: the same requests with nothing training, for 3 s
 let idleUntil = Date.now() + 3000;
-const [idleHealth, idleTiny] = await Promise.all([sample(() => fetch(`${base}/healthz`), () => Date.now() < idleUntil, 20), sample(() => post(KEYS[1], TINY), () => Date.now() < idleUntil, 0)]);
+const [idleHealth, idleTiny] = await Promise.all([sample(health, () => Date.now() < idleUntil, 20), sample(() => post(KEYS[1], TINY), () => Date.now() < idleUntil, 0)]);
 
 // the long job alone: what the turns cost it
 const alone0 = performance.now();
 const aloneRes = await post(KEYS[0], longJob(EPOCHS));
-await aloneRes.arrayBuffer();
+const aloneText = await aloneRes.text();
 const aloneMs = performance.now() - alone0;
+if (aloneRes.status !== 200) throw new Error(`the long job alone answered ${aloneRes.status}: ${aloneText.slice(0, 400)}`);
+const plan = JSON.parse(aloneText).plan;
 
 // during the long job
 let training = true;
 const t0 = performance.now();
-const long = post(KEYS[0], longJob(EPOCHS)).then(async (res) => {
-  const body = await res.json();
-  training = false;
-  return { status: res.status, body, ms: performance.now() - t0 };
-});
-const [busyHealth, busyTiny, job] = await Promise.all([sample(() => fetch(`${base}/healthz`), () => training, 20), sample(() => post(KEYS[1], TINY), () => training, 0), long]);
-if (job.status !== 200) throw new Error(`the long job answered ${job.status}: ${JSON.stringify(job.body).slice(0, 400)}`);
-const plan = job.body.plan;
+const long = fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${KEYS[0]}` }, body: JSON.stringify(longJob(EPOCHS)), signal: AbortSignal.timeout(300_000) })
+  .then(async (res) => ({ status: res.status, text: await res.text(), ms: performance.now() - t0 }))
+  .catch((e) => ({ status: 0, text: `no answer: ${e.cause?.code ?? e.name}`, ms: performance.now() - t0 }))
+  .finally(() => (training = false));
+const [busyHealth, busyTiny, job] = await Promise.all([sample(health, () => training, 20), sample(() => post(KEYS[1], TINY), () => training, 0), long]);
 // the default cost model's estimate (src/api/budget.ts, wrangler.toml's EDGE_* vars)
 const estimatedMs = plan.flops / 2e7 + plan.steps * 0.03;
 const summary = {
   root: ROOT,
   // the share of the machine's CPU other processes used, measured before the run (figures are noisy above a few %)
   background_cpu_percent: background,
-  long_job: { epochs: EPOCHS, steps: plan.steps, estimated_cpu_ms: Math.round(estimatedMs), wall_ms_alone: Math.round(aloneMs), wall_ms_with_others: Math.round(job.ms) },
+  long_job: { epochs: EPOCHS, steps: plan.steps, estimated_cpu_ms: Math.round(estimatedMs), wall_ms_alone: Math.round(aloneMs), wall_ms_with_others: Math.round(job.ms), ...(job.status === 200 ? {} : { with_others_failed: `${job.status}: ${job.text.slice(0, 120)}` }) },
   idle: { healthz: summarise(idleHealth), tiny_job: summarise(idleTiny) },
   during_long_job: { healthz: summarise(busyHealth), tiny_job: summarise(busyTiny) },
 };

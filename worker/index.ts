@@ -65,7 +65,7 @@ const app = createApp<Env>((c) => ({
   version: VERSION,
   lease: leasePolicy(c.env),
   nodeTokens: acceptedNodeTokens(c.env.EDGETUNE_NODE_TOKENS, isLocalDev(c.env)),
-  pollMs: number(c.env.SSE_POLL_MS, 500),
+  pollMs: number(c.env.SSE_POLL_MS, 15_000),
   rateLimiter:
     c.env.RATE_LIMIT_PER_MINUTE === "0"
       ? null

@@ -28,7 +28,10 @@ export interface AppDeps {
   lease: LeasePolicy;
   /** Tokens GPU nodes authenticate with (EDGETUNE_NODE_TOKENS). */
   nodeTokens: string[];
-  /** How often an SSE stream looks for new events, in ms. */
+  /**
+   * The longest one read of an SSE stream waits for its job's next write, in ms (the store wakes
+   * it at a write): how often an idle stream calls the store, and its keep-alive pace.
+   */
   pollMs: number;
   /** Per-key request limits for /v1/fine-tunes (null: unlimited). */
   rateLimiter: RateLimiter | null;

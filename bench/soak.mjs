@@ -66,7 +66,12 @@ function request(i, mode) {
 async function create(i) {
   const mode = i % 4 === 3 ? "async" : "sync";
   for (;;) {
-    const res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers, body: JSON.stringify(request(i, mode)) });
+    let res;
+    try {
+      res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers, body: JSON.stringify(request(i, mode)) });
+    } catch (e) {
+      throw new Error(`create ${i} got no answer (${e.cause?.message ?? e.message}); wrangler dev said:\n${dev.output().slice(-4000)}`);
+    }
     const body = await res.json();
     if (res.status === 429 && body.code === "too_many_active_jobs") {
       await new Promise((r) => setTimeout(r, 200));

@@ -4,7 +4,7 @@
 // open, this samples workerd's CPU time and RSS (/proc, every workerd process under wrangler).
 // Leases are long (LEASE_SECONDS=3600) so that no re-dispatch runs meanwhile. `--root DIR` runs
 // another checkout's Worker (its own wrangler.toml and sources), to compare before and after.
-//   node bench/sse-streams.mjs [--streams 300] [--jobs 10] [--seconds 30] [--root DIR]
+//   node bench/sse-streams.mjs [--streams 300] [--jobs 10] [--seconds 30] [--root DIR] [--poll MS]
 // Prints a JSON summary.
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -21,12 +21,14 @@ const STREAMS = Number(arg("streams", 300));
 const JOBS = Number(arg("jobs", 10));
 const SECONDS = Number(arg("seconds", 30));
 const ROOT = arg("root", here);
+// SSE_POLL_MS of the Worker (default: its wrangler.toml's)
+const POLL = arg("poll", null);
 
 const background = await backgroundCpu(2000);
 const work = mkdtempSync(join(tmpdir(), "edgetune-bench-sse-"));
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
-const vars = { EDGETUNE_DEV: "true", LEASE_SECONDS: "3600", RATE_LIMIT_PER_MINUTE: "0", MAX_ACTIVE_JOBS_PER_KEY: "1000", MAX_STREAMS_PER_KEY: String(STREAMS) };
+const vars = { EDGETUNE_DEV: "true", LEASE_SECONDS: "3600", RATE_LIMIT_PER_MINUTE: "0", MAX_ACTIVE_JOBS_PER_KEY: "1000", MAX_STREAMS_PER_KEY: String(STREAMS), ...(POLL ? { SSE_POLL_MS: POLL } : {}) };
 const child = spawn(
   process.execPath,
   [join(here, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", join(work, "state"), ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`])],
@@ -132,6 +134,7 @@ console.log(
   JSON.stringify(
     {
       root: ROOT,
+      sse_poll_ms: POLL ?? "wrangler.toml",
       background_cpu_percent: background,
       jobs: JOBS,
       streams_open: controllers.length,

@@ -3,8 +3,8 @@
 // issue 20). Each round creates --batch jobs (a quarter async on the edge, the rest sync), waits
 // until they have ended and then until the expiry (JOB_TTL_SECONDS=--ttl) has deleted them all.
 // What is stored is read from wrangler's local state: R2 objects, and Durable Objects' rows.
-//   node bench/soak.mjs [--jobs 1000] [--batch 50] [--ttl 1] [--idle 30] [--no-build]
-// (--idle: seconds to wait at the end before measuring workerd's RSS once more)
+//   node bench/soak.mjs [--jobs 1000] [--batch 50] [--ttl 1] [--idle 90] [--no-build]
+// (--idle: seconds to wait at the end, measuring workerd's RSS every 5 s)
 // Prints one line a round and a JSON summary; writes bench/results/soak.json.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -20,7 +20,7 @@ const arg = (name, fallback) => {
 const JOBS = Number(arg("jobs", 1000));
 const BATCH = Number(arg("batch", 50));
 const TTL_S = Number(arg("ttl", 1));
-const IDLE_S = Number(arg("idle", 30));
+const IDLE_S = Number(arg("idle", 90));
 const KEY = "soak-key";
 const say = (s) => process.stderr.write(`${s}\n`);
 
@@ -66,7 +66,12 @@ function request(i, mode) {
 async function create(i) {
   const mode = i % 4 === 3 ? "async" : "sync";
   for (;;) {
-    const res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers, body: JSON.stringify(request(i, mode)) });
+    let res;
+    try {
+      res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers, body: JSON.stringify(request(i, mode)) });
+    } catch (e) {
+      throw new Error(`create ${i} got no answer (${e.cause?.message ?? e.message}); wrangler dev said:\n${dev.output().slice(-4000)}`);
+    }
     const body = await res.json();
     if (res.status === 429 && body.code === "too_many_active_jobs") {
       await new Promise((r) => setTimeout(r, 200));
@@ -220,10 +225,15 @@ try {
     rounds.push(row);
     say(`soak: ${JSON.stringify(row)}`);
   }
-  // does memory come back once nothing runs? (idle Durable Objects are evicted after a while)
+  // sampled every 5 s: when memory comes back says what held it (idle objects are evicted
+  // some seconds after their last call, and V8 collects their garbage after that)
   say(`soak: idle ${IDLE_S} s`);
-  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
-  const idleRss = Math.round(workerdRss() / 2 ** 20);
+  const idleCurve = [];
+  for (let s = 0; s < IDLE_S; s += 5) {
+    await new Promise((r) => setTimeout(r, Math.min(5, IDLE_S - s) * 1000));
+    idleCurve.push({ s: Math.min(s + 5, IDLE_S), workerd_rss_mib: Math.round(workerdRss() / 2 ** 20) });
+  }
+  const idleRss = idleCurve.at(-1)?.workerd_rss_mib ?? Math.round(workerdRss() / 2 ** 20);
   const first = rounds[0];
   const last = rounds.at(-1);
   const summary = {
@@ -236,7 +246,7 @@ try {
     // (R2 objects, not blob files: miniflare removes a deleted object's blob file in the background)
     storage_flat: rounds.every((r) => r.expired.r2_objects === first.expired.r2_objects && r.expired.do_rows === first.expired.do_rows),
     r2_blob_files_max: Math.max(...rounds.map((r) => r.expired.r2_blob_files)),
-    workerd_rss_mib: { first: first.workerd_rss_mib, last: last.workerd_rss_mib, max: Math.max(...rounds.map((r) => r.workerd_rss_mib)), after_idle: idleRss, idle_s: IDLE_S },
+    workerd_rss_mib: { first: first.workerd_rss_mib, last: last.workerd_rss_mib, max: Math.max(...rounds.map((r) => r.workerd_rss_mib)), after_idle: idleRss, idle_s: IDLE_S, idle_curve: idleCurve },
     disk_bytes: { first: first.expired.disk_bytes, last: last.expired.disk_bytes },
     rounds,
   };

@@ -11,6 +11,7 @@ import { createApp } from "../src/api/app.js";
 import { acceptedNodeTokens, DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
 import { DEFAULT_EDGE_BUDGET } from "../src/api/budget.js";
 import { DEFAULT_MAX_ACTIVE_JOBS } from "../src/jobs/store.js";
+import { DEFAULT_MAX_STREAMS_PER_KEY, STREAM_LEASE_MS } from "../src/jobs/streams.js";
 import type { EngineRuntime } from "../src/engine/train.js";
 import { runClaimedJob } from "../src/jobs/runner.js";
 import { deliverWebhook, webhookKey } from "../src/jobs/webhook.js";
@@ -67,11 +68,12 @@ const app = createApp<Env>((c) => ({
   version: VERSION,
   lease: leasePolicy(c.env),
   nodeTokens: acceptedNodeTokens(c.env.EDGETUNE_NODE_TOKENS, isLocalDev(c.env)),
-  pollMs: number(c.env.SSE_POLL_MS, 500),
+  pollMs: number(c.env.SSE_POLL_MS, 15_000),
   rateLimiter:
     c.env.RATE_LIMIT_PER_MINUTE === "0"
       ? null
       : new DurableRateLimiter(c.env, { burst: number(c.env.RATE_LIMIT_BURST, 60), perMinute: number(c.env.RATE_LIMIT_PER_MINUTE, 600) }),
+  streams: { maxPerKey: number(c.env.MAX_STREAMS_PER_KEY, DEFAULT_MAX_STREAMS_PER_KEY), leaseMs: STREAM_LEASE_MS },
   corsOrigins: parseApiKeys(c.env.CORS_ORIGINS),
   // Cloudflare sets CF-Connecting-IP on a deployed Worker; under `wrangler dev` a client can send any
   clientAddressHeader: isLocalDev(c.env) ? null : "cf-connecting-ip",

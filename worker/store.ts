@@ -13,6 +13,7 @@ import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateL
 import * as machine from "../src/jobs/state.js";
 import * as search from "../src/jobs/search.js";
 import { checkpointSummary } from "../src/engine/checkpoint.js";
+import { admitStream, type StreamAdmission, type StreamLimits } from "../src/jobs/streams.js";
 import {
   blobPrefixesOf,
   checkpointKeyOf,
@@ -495,7 +496,8 @@ const ADMISSION_GRACE_MS = 10 * 60 * 1000;
  * One owner's job ids (keyed so that listing in key order is newest first), Idempotency-Keys and
  * quotas. Keys: `job:{listing key}` the id; `idem:{key}` an IdempotencyRecord and
  * `idemjob:{id}` its key (forgotten with the job); `active:{id}` when an async job was admitted;
- * `bytes:{id}` its charged bytes, and `bytes` their sum.
+ * `bytes:{id}` its charged bytes, and `bytes` their sum; `stream:{id}` an open SSE stream's
+ * lease end (MAX_STREAMS_PER_KEY).
  */
 export class JobIndex extends DurableObject<Env> {
   /**
@@ -579,6 +581,28 @@ export class JobIndex extends DurableObject<Env> {
     const idem = await this.ctx.storage.get<string>(`idemjob:${id}`);
     if (idem !== undefined) await this.release(idem, id);
     await this.ctx.storage.delete([`job:${key}`, `idemjob:${id}`]);
+  }
+
+  /**
+   * Opens an SSE stream under the key's cap (`stream:{id}` its lease end). Only storage calls
+   * between the count and the put: two racing opens cannot both take the last slot. Lapsed
+   * slots (streams whose isolate died without closing) are dropped here.
+   */
+  async openStream(streamId: string, limits: StreamLimits): Promise<StreamAdmission> {
+    const listed = await this.ctx.storage.list<number>({ prefix: "stream:" });
+    const slots = new Map([...listed].map(([key, until]) => [key.slice("stream:".length), until]));
+    const { admission, expired, leaseUntil } = admitStream(slots, streamId, Date.now(), limits);
+    if (expired.length > 0) await this.ctx.storage.delete(expired.map((id) => `stream:${id}`));
+    if (admission.ok) await this.ctx.storage.put(`stream:${streamId}`, leaseUntil);
+    return admission;
+  }
+
+  async renewStream(streamId: string, leaseMs: number): Promise<void> {
+    await this.ctx.storage.put(`stream:${streamId}`, Date.now() + leaseMs);
+  }
+
+  async closeStream(streamId: string): Promise<void> {
+    await this.ctx.storage.delete(`stream:${streamId}`);
   }
 
   async add(key: string, id: string): Promise<void> {
@@ -850,6 +874,18 @@ export class CloudflareJobStore implements JobStore {
 
   async usage(owner: string): Promise<Usage> {
     return this.index(owner).usage();
+  }
+
+  async openStream(owner: string, streamId: string, limits: StreamLimits): Promise<StreamAdmission> {
+    return this.index(owner).openStream(streamId, limits);
+  }
+
+  async renewStream(owner: string, streamId: string, leaseMs: number): Promise<void> {
+    await this.index(owner).renewStream(streamId, leaseMs);
+  }
+
+  async closeStream(owner: string, streamId: string): Promise<void> {
+    await this.index(owner).closeStream(streamId);
   }
 
   async delete(id: string): Promise<boolean> {

@@ -5,6 +5,7 @@
 import type { EngineRuntime } from "../engine/run-types.js";
 import type { JobStore, QuotaLimits } from "../jobs/store.js";
 import type { LeasePolicy } from "../jobs/state.js";
+import type { StreamLimits } from "../jobs/streams.js";
 import type { EdgeBudget } from "./budget.js";
 import type { RateLimiter } from "./rate-limit.js";
 
@@ -32,7 +33,10 @@ export interface AppDeps {
   lease: LeasePolicy;
   /** Tokens GPU nodes authenticate with (EDGETUNE_NODE_TOKENS). */
   nodeTokens: string[];
-  /** How often an SSE stream looks for new events, in ms. */
+  /**
+   * The longest one read of an SSE stream waits for its job's next write, in ms (the store wakes
+   * it at a write): how often an idle stream calls the store, and its keep-alive pace.
+   */
   pollMs: number;
   /** Per-key request limits for /v1/fine-tunes (null: unlimited). */
   rateLimiter: RateLimiter | null;
@@ -50,6 +54,11 @@ export interface AppDeps {
    * allowed (local development). null or absent: a request with a webhook is refused (503).
    */
   webhooks?: { key: Uint8Array; allowLocal: boolean } | null;
+  /**
+   * Concurrent SSE streams per key (MAX_STREAMS_PER_KEY) and the lease of a stream's slot;
+   * default DEFAULT_STREAM_LIMITS (16 streams, 60 s leases). Beyond it: 429 too_many_streams.
+   */
+  streams?: StreamLimits;
   /** Origins allowed to call the API from a browser (CORS); ["*"] for any, [] for none. */
   corsOrigins: string[];
 }

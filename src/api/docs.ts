@@ -16,6 +16,7 @@ export const PROBLEM_CODES: Record<string, string> = {
   webhooks_not_configured: "503: a request with a webhook, on a deployment without EDGETUNE_WEBHOOK_SECRET; set the secret (whsec_ and at least 24 base64 bytes).",
   job_active: "409: the job is queued or running, so it cannot be deleted; cancel it first.",
   too_many_active_jobs: "429: the key has MAX_ACTIVE_JOBS_PER_KEY jobs queued or running; retry after Retry-After, once one has ended.",
+  too_many_streams: "429: the key has MAX_STREAMS_PER_KEY event streams open; close one, or retry after Retry-After.",
   storage_quota_exceeded: "429: the job would take the key's stored inputs and weights past MAX_STORED_BYTES_PER_KEY; delete ended jobs or wait for them to expire.",
   payload_too_large: "413: the body is larger than MAX_BODY_BYTES.",
   unsupported_media_type: "415: send application/json or multipart/form-data (CSV or JSONL data parts).",

@@ -18,11 +18,13 @@ import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result
 import { readCreateBody } from "./body.js";
 import { createSearchJob, searchOf } from "./search.js";
 import { decide, parsedRequestBytes, requestBudgetMs, syncStepBudget } from "./budget.js";
+import { syncYield } from "./sync-yield.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
-import { problem, problemResponse } from "./problem.js";
-import { resumeAfter, sseText, SSE_HEADERS } from "./sse.js";
+import { problem, problemResponse, type ProblemResponse } from "./problem.js";
+import { resumeAfter, sseText, SSE_HEADERS, streamSlot } from "./sse.js";
 import { checkpointBytes, resolveFromCheckpoint, storeCheckpoints } from "./checkpoints.js";
+import { DEFAULT_STREAM_LIMITS } from "../jobs/streams.js";
 
 const JOB_ID = /^ft_[0-9a-f]{32}$/;
 
@@ -387,6 +389,8 @@ async function createAdmitted(
       id,
       placement: "edge",
       budget: syncStepBudget(prepared.request, prepared.plan, deps.budget),
+      // the isolate answers other requests while this one trains (issue 20, finding 8)
+      yieldEvery: syncYield(prepared.request, prepared.plan, deps.budget),
       onCheckpoint: storeCheckpoints(deps.store, id, prepared),
       ...(fromCheckpoint ? { resumeFrom: fromCheckpoint } : {}),
     });
@@ -475,12 +479,14 @@ fineTunes
   .openapi(eventsRoute, async (c) => {
     const { job } = await ownJob(c, c.req.valid("param").id);
     const after = resumeAfter(c.req.header("last-event-id"), c.req.query("last_event_id"));
+    const store = c.var.deps.store;
+    const opened = await openStreamSlot(c);
+    if (!opened.ok) return opened.refusal;
     if (job.mode === "sync") {
-      const store = c.var.deps.store;
       const pages = eventsOfFinishedJob(job, after, async (offset, limit) => (await store.history(job.id, offset, limit))?.entries ?? []);
-      return new Response(streamOf(pages), { headers: SSE_HEADERS });
+      return new Response(streamOf(pages, opened.slot), { headers: SSE_HEADERS });
     }
-    return new Response(followEvents(c.var.deps.store, job.id, after, c.var.deps.pollMs, c.req.raw.signal), { headers: SSE_HEADERS });
+    return new Response(followEvents(store, job.id, after, c.var.deps.pollMs, c.req.raw.signal, opened.slot), { headers: SSE_HEADERS });
   })
 
   /** DELETE /v1/fine-tunes/{id}: an ended job and everything stored for it. */
@@ -570,16 +576,51 @@ function planOf(plan: RunPlan, placement: Plan["placement"]): Plan {
   };
 }
 
-/** An SSE body of event batches. */
-function streamOf(batches: AsyncGenerator<JobEvent[]>): ReadableStream<Uint8Array> {
+type StreamSlot = ReturnType<typeof streamSlot>;
+
+/**
+ * Takes one of the owner's stream slots (MAX_STREAMS_PER_KEY), or the 429 `too_many_streams`
+ * when they are all held (issue 20, finding 6).
+ */
+async function openStreamSlot(c: Context<AppEnv>): Promise<{ ok: true; slot: StreamSlot } | { ok: false; refusal: ProblemResponse<429> }> {
+  const { store, streams = DEFAULT_STREAM_LIMITS } = c.var.deps;
+  const streamId = crypto.randomUUID();
+  const admission = await store.openStream(c.var.owner, streamId, streams);
+  if (!admission.ok) {
+    const detail = `This key has ${admission.open} event streams open, the most it may have (MAX_STREAMS_PER_KEY=${streams.maxPerKey}). Close one, or retry later.`;
+    return { ok: false, refusal: problemResponse(problem(429, "too_many_streams", detail), { "Retry-After": String(Math.ceil(admission.retryAfterMs / 1000)) }) };
+  }
+  // the slot's close may run after the response ends: waitUntil keeps the isolate for it where there is one
+  let waitUntil: ((p: Promise<unknown>) => void) | undefined;
+  try {
+    const ctx = c.executionCtx;
+    waitUntil = (p) => ctx.waitUntil(p);
+  } catch {
+    // no execution context (Node): the promise runs on anyway
+  }
+  return { ok: true, slot: streamSlot(store, c.var.owner, streamId, streams, Date.now(), waitUntil) };
+}
+
+/** An SSE body of event batches; its stream slot is given back when it ends. */
+function streamOf(batches: AsyncGenerator<JobEvent[]>, slot: StreamSlot): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const { value, done } = await batches.next();
-      if (done) return controller.close();
-      controller.enqueue(encoder.encode(sseText(value)));
+      let next;
+      try {
+        next = await batches.next();
+      } catch (e) {
+        slot.close();
+        throw e;
+      }
+      if (next.done) {
+        slot.close();
+        return controller.close();
+      }
+      controller.enqueue(encoder.encode(sseText(next.value)));
     },
     async cancel() {
+      slot.close();
       await batches.return(undefined);
     },
   });
@@ -591,7 +632,7 @@ function streamOf(batches: AsyncGenerator<JobEvent[]>): ReadableStream<Uint8Arra
  * `pollMs` for the job's next write, so epochs arrive as they are stored. Comments keep idle
  * connections open.
  */
-function followEvents(store: JobStore, id: string, after: number, pollMs: number, clientGone: AbortSignal): ReadableStream<Uint8Array> {
+function followEvents(store: JobStore, id: string, after: number, pollMs: number, clientGone: AbortSignal, slot: StreamSlot): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   let last = after;
   let idle = 0;
@@ -602,30 +643,36 @@ function followEvents(store: JobStore, id: string, after: number, pollMs: number
   return new ReadableStream<Uint8Array>({
     cancel() {
       cancelled = true;
+      slot.close();
     },
     async pull(controller) {
       // a cancelled stream is already closed: closing it again would throw
-      const end = () => (cancelled ? undefined : controller.close());
+      const end = () => {
+        slot.close();
+        if (!cancelled) controller.close();
+      };
       for (;;) {
         if (gone()) return end();
         let page;
         try {
+          await slot.renewIfDue(Date.now());
           // waits up to pollMs for the job's next write: epochs arrive as they are stored
           page = await store.events(id, last, EVENTS_PAGE, pollMs);
         } catch (e) {
           if (gone()) return end();
+          slot.close();
           throw e;
         }
         if (gone()) return end();
-        if (page === null) return controller.close();
+        if (page === null) return end();
         if (page.events.length > 0) {
           last = page.events.at(-1)!.id;
           controller.enqueue(encoder.encode(sseText(page.events)));
           const ended = page.events.some((e) => e.event === "done" || e.event === "error");
-          if (ended) controller.close();
+          if (ended) end();
           return;
         }
-        if (page.final) return controller.close();
+        if (page.final) return end();
         idle += pollMs;
         if (idle >= 15_000) {
           idle = 0;

@@ -4,6 +4,8 @@
  */
 
 import type { JobEvent } from "../jobs/job.js";
+import type { JobStore } from "../jobs/store.js";
+import { STREAM_RENEW_MS, type StreamLimits } from "../jobs/streams.js";
 
 /**
  * Formats events as an SSE text block.
@@ -38,3 +40,39 @@ export const SSE_HEADERS = {
   "cache-control": "no-cache, no-transform",
   "x-accel-buffering": "no",
 } as const;
+
+/**
+ * An open stream's slot under MAX_STREAMS_PER_KEY (JobStore.openStream): renewed while the
+ * stream runs, given back once when it ends. Both are best effort: a renewal or a close that
+ * fails (the isolate is going away) leaves the slot to lapse with its lease.
+ *
+ * @example
+ * ```ts
+ * const slot = streamSlot(store, owner, crypto.randomUUID(), DEFAULT_STREAM_LIMITS, Date.now());
+ * await slot.renewIfDue(Date.now()); // in the stream's read loop
+ * slot.close(); // when it ends
+ * ```
+ */
+export function streamSlot(
+  store: Pick<JobStore, "renewStream" | "closeStream">,
+  owner: string,
+  streamId: string,
+  limits: StreamLimits,
+  openedAt: number,
+  waitUntil: (p: Promise<unknown>) => void = () => undefined,
+): { renewIfDue(now: number): Promise<void>; close(): void } {
+  let renewedAt = openedAt;
+  let closed = false;
+  return {
+    async renewIfDue(now) {
+      if (closed || now - renewedAt < Math.min(STREAM_RENEW_MS, limits.leaseMs / 3)) return;
+      renewedAt = now;
+      await store.renewStream(owner, streamId, limits.leaseMs).catch(() => undefined);
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      waitUntil(store.closeStream(owner, streamId).catch(() => undefined));
+    },
+  };
+}

@@ -66,6 +66,21 @@ export async function runLoop(
     let error: RunError | undefined;
     let lastYield = now();
     let lastStepMs = 0;
+    let stepsSinceYield = 0;
+    const yieldMs = options.yieldEvery?.ms ?? (options.signal ? 50 : Infinity);
+    const yieldSteps = options.yieldEvery?.steps ?? Infinity;
+    const yields = yieldMs !== Infinity || yieldSteps !== Infinity;
+    const yieldDue = () => yields && (stepsSinceYield >= yieldSteps || now() - lastYield > yieldMs);
+    // a turn of the event loop: an abort is delivered, other requests of the isolate are served
+    let yieldedMs = 0;
+    const yieldTurn = async () => {
+      const turnStarted = now();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const after = now();
+      yieldedMs += after - turnStarted; // time other requests had: not this run's (its budget)
+      lastYield = after;
+      stepsSinceYield = 0;
+    };
     // a private run with Poisson sampling: each step's rows drawn afresh (privacy/index.ts)
     const privacy = prepared.privacy ?? null;
     const poisson = privacy?.poisson ? { order: new Int32Array(trainTable.rows), source: uniformSource(privacy.secure, mixSeed(t.seed, 0x504f_4953)) } : null; // "POIS"
@@ -146,7 +161,7 @@ export async function runLoop(
           error = { code: "cancelled", message: "cancelled by the caller", step, epoch };
           break epochs;
         }
-        if (options.budget && wouldOverrun(options.budget, now() - started, step - stepsBefore, lastStepMs)) {
+        if (options.budget && wouldOverrun(options.budget, now() - started - yieldedMs, step - stepsBefore, lastStepMs)) {
           status = "cancelled";
           error = { code: "over_budget", message: overBudgetMessage(options.budget, step), step, epoch };
           break epochs;
@@ -184,11 +199,8 @@ export async function runLoop(
         lossRows += rows;
         samples += rows;
         if (options.stepEvents) options.onProgress?.({ type: "step", step, epoch, loss: outcome.loss, lr: lastLr });
-        if (options.signal && now() - lastYield > 50) {
-          // let the event loop deliver an abort
-          await new Promise((resolve) => setTimeout(resolve, 0));
-          lastYield = now();
-        }
+        stepsSinceYield += 1;
+        if (yieldDue()) await yieldTurn();
       }
 
       // ---- end of epoch: validation, metrics, schedule, early stopping
@@ -232,10 +244,7 @@ export async function runLoop(
         break;
       }
       if (stopping) break;
-      if (options.signal && now() - lastYield > 50) {
-        await new Promise((resolve) => setTimeout(resolve, 0));
-        lastYield = now();
-      }
+      if (yieldDue()) await yieldTurn();
     }
 
     if (early?.restore_best_weights && earlyBestEpoch !== null && status === "succeeded") await backend.restoreBest();

@@ -58,6 +58,14 @@ export interface TrainOptions {
    */
   budget?: StepBudget | undefined;
   /**
+   * Gives the event loop a turn (a 0 ms timer) between steps once `ms` have passed on the run's
+   * clock since the last turn, or after `steps` steps (for runtimes whose clock stands still
+   * while code runs, as a deployed Worker's does): an in-Worker sync job then lets its isolate
+   * answer other requests while it trains (issue 20, finding 8). Default: every 50 ms with a
+   * `signal` (to hear an abort), else never.
+   */
+  yieldEvery?: { ms: number; steps?: number | undefined } | undefined;
+  /**
    * Called after every epoch, and after every step when `stepEvents` is true. When it returns a
    * promise for an epoch event, the next epoch starts once it settles: a job runner reports the
    * epoch and learns of a cancellation before training on (so a cancel stops within one epoch).

@@ -34,6 +34,7 @@ import {
 import * as machine from "./state.js";
 import * as search from "./search.js";
 import { isFinal } from "./job.js";
+import { admitStream, type StreamAdmission, type StreamLimits } from "./streams.js";
 
 /**
  * @example
@@ -385,6 +386,31 @@ export class MemoryJobStore implements JobStore {
       if (active && (status === undefined || !isFinal(status))) activeJobs += slots ?? 1;
     }
     return { activeJobs, storedBytes };
+  }
+
+  /** Open SSE streams per owner: stream id -> lease end (ms). */
+  private readonly streams = new Map<string, Map<string, number>>();
+
+  async openStream(owner: string, streamId: string, limits: StreamLimits): Promise<StreamAdmission> {
+    const slots = this.streams.get(owner) ?? new Map<string, number>();
+    const { admission, expired, leaseUntil } = admitStream(slots, streamId, Date.now(), limits);
+    for (const id of expired) slots.delete(id);
+    if (admission.ok) slots.set(streamId, leaseUntil);
+    if (slots.size > 0) this.streams.set(owner, slots);
+    else this.streams.delete(owner);
+    return admission;
+  }
+
+  async renewStream(owner: string, streamId: string, leaseMs: number): Promise<void> {
+    const slots = this.streams.get(owner) ?? new Map<string, number>();
+    slots.set(streamId, Date.now() + leaseMs);
+    this.streams.set(owner, slots);
+  }
+
+  async closeStream(owner: string, streamId: string): Promise<void> {
+    const slots = this.streams.get(owner);
+    slots?.delete(streamId);
+    if (slots?.size === 0) this.streams.delete(owner);
   }
 
   async delete(id: string): Promise<boolean> {

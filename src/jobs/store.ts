@@ -3,6 +3,7 @@
  * Object per job, a Durable Object index per API key and R2 for weights (worker/store.ts);
  * Node processes and tests use the in-process MemoryJobStore.
  */
+import type { StreamAdmission, StreamLimits } from "./streams.js";
 import { UnprocessableError, type FieldIssue } from "../errors.js";
 import type { Job } from "../schema/job.js";
 import type { EpochMetrics, FineTuneResult } from "../schema/result.js";
@@ -211,6 +212,16 @@ export interface JobStore {
   cancelAdmission(owner: string, id: string): Promise<void>;
   /** What the owner has: active jobs (queued or running) and stored bytes. */
   usage(owner: string): Promise<Usage>;
+  /**
+   * Opens SSE stream `streamId` under the owner's cap (MAX_STREAMS_PER_KEY, issue 20 finding 6),
+   * counted in one place per owner so that every isolate sees the same count. Its slot lasts
+   * `limits.leaseMs` unless renewed, so a stream that dies without closing frees it anyway.
+   */
+  openStream(owner: string, streamId: string, limits: StreamLimits): Promise<StreamAdmission>;
+  /** Extends an open stream's slot by `leaseMs` from now (a slot that lapsed meanwhile is taken again, uncapped). */
+  renewStream(owner: string, streamId: string, leaseMs: number): Promise<void>;
+  /** Gives a stream's slot back (it ended). */
+  closeStream(owner: string, streamId: string): Promise<void>;
   /**
    * Deletes an ended job now, as its expiry would: the record, its logs, its input, weights and
    * checkpoints, its listing entry and its bytes. false: no such job, or it has not ended.

@@ -5,12 +5,13 @@ import { MemoryJobStore } from "../../src/jobs/memory-store.js";
 import { DEFAULT_LEASE_POLICY, type LeasePolicy } from "../../src/jobs/state.js";
 import { MemoryRateLimiter, type RateLimitPolicy } from "../../src/api/rate-limit.js";
 import type { QuotaLimits } from "../../src/jobs/store.js";
+import type { StreamLimits } from "../../src/jobs/streams.js";
 import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 
 export const NODE_TOKEN = "test-node-token";
 
 export async function testApp(
-  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; clientAddressHeader?: string | null; quotas?: QuotaLimits; jobTtlMs?: number; webhooks?: { key: Uint8Array; allowLocal: boolean } } = {},
+  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; clientAddressHeader?: string | null; quotas?: QuotaLimits; streams?: StreamLimits; jobTtlMs?: number; webhooks?: { key: Uint8Array; allowLocal: boolean } } = {},
 ) {
   const runtime = await loadNodeRuntime();
   const lease = options.lease ?? DEFAULT_LEASE_POLICY;
@@ -30,6 +31,7 @@ export async function testApp(
     corsOrigins: options.corsOrigins ?? [],
     clientAddressHeader: options.clientAddressHeader ?? null,
     ...(options.quotas ? { quotas: options.quotas } : {}),
+    ...(options.streams ? { streams: options.streams } : {}),
     ...(options.webhooks ? { webhooks: options.webhooks } : {}),
   }));
   return { app, store, runtime };

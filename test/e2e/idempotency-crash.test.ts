@@ -5,9 +5,9 @@
  * runs the request again once the dead request's budget has run out (2 x EDGE_MAX_CPU_MS + 5 s,
  * src/api/budget.ts), instead of answering 409 "still running" for a day.
  *
- * A sync job holds its isolate's only thread while it trains (issue 20, finding 8), so nothing
- * else is answered meanwhile: the test knows the request is training (its key reserved, which
- * happens before training starts) when /healthz stops answering, and kills the server then.
+ * The kill must land while the request is in flight with its key reserved: the test knows it
+ * is when a second create with the same key answers 409 request_in_progress (the isolate
+ * answers other requests while a sync job trains, issue 20 finding 8), and kills the server then.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -38,6 +38,11 @@ function slowSyncJob() {
   };
 }
 
+/** A request other than slowSyncJob's, to see whether its Idempotency-Key is taken. */
+function tinyProbeJob() {
+  return { mode: "sync", model: { layers: [{ type: "linear", in_features: 2, out_features: 1 }] }, data: { train: { x: [[0, 1]], y: [1] } }, training: { epochs: 1, batch_size: 1, loss: { type: "mse" } } };
+}
+
 describe("Idempotency-Key after a crash (issue 20, finding 4)", () => {
   let edge: Proc | undefined;
   afterAll(async () => {
@@ -57,14 +62,17 @@ describe("Idempotency-Key after a crash (issue 20, finding 4)", () => {
       (res) => (answered = res),
       (e: unknown) => e, // the connection was cut by the kill
     );
-    await eventually("the first request to be training (/healthz held up)", 30_000, async () => {
-      try {
-        await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
-        expect(answered, "the first request finished before it could be killed: make it train longer").toBeNull();
-        return undefined;
-      } catch {
-        return true;
-      }
+    // the first request has reserved the key once a different request with it is refused as a
+    // reuse; it is still in flight while it has not answered. The probe waits 2 s first (the
+    // body is read and the key reserved within that; the run trains for far longer), so that it
+    // does not take the key itself
+    await new Promise((r) => setTimeout(r, 2000));
+    await eventually("the first request to be in flight with its key reserved", 30_000, async () => {
+      const probe = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": "crash-1" }, body: JSON.stringify(tinyProbeJob()) });
+      const code = ((await probe.json()) as { code?: string }).code;
+      expect(probe.status, "the probe ran before the first request reserved the key").not.toBe(200);
+      expect(answered, "the first request finished before it could be killed: make it train longer").toBeNull();
+      return code === "idempotency_key_reused" ? true : undefined;
     });
     await killGroup(edge, "SIGKILL");
     expect(await first).toBeInstanceOf(Error); // no answer ever came

@@ -40,7 +40,10 @@ describe("a search over GPU nodes with real processes", () => {
   });
 
   it("4 trials, parallel 2, a node SIGKILLed mid-trial: four succeeded child jobs, the best by val_loss, its weights byte for byte", async () => {
-    const request = slowGpuJob(6, 5);
+    // 60 epochs (about 0.6 s a trial on an idle machine; a job GET holds the last 100): long enough that the SIGKILL below lands
+    // mid-trial, not after a trial that finished between the poll and the kill
+    const EPOCHS = 60;
+    const request = slowGpuJob(EPOCHS, 5);
     const startedAt = Date.now();
     const id = await submit({
       ...request,
@@ -69,7 +72,7 @@ describe("a search over GPU nodes with real processes", () => {
     expect(parent.status).toBe("succeeded");
     const children = await Promise.all(parent.trials.map((t: { id: string }) => job(t.id)));
     expect(children.map((c) => [c.status, c.parent, c.plan.placement])).toEqual(Array(4).fill(["succeeded", id, "gpu-node"]));
-    for (const c of children) expect(c.metrics.history.map((h: { epoch: number }) => h.epoch)).toEqual([1, 2, 3, 4, 5, 6]);
+    for (const c of children) expect(c.metrics.history.map((h: { epoch: number }) => h.epoch)).toEqual(Array.from({ length: EPOCHS }, (_, i) => i + 1));
     const losses = children.map((c) => c.metrics.history.at(-1).val_loss as number);
     const best = children[losses.indexOf(Math.min(...losses))]!;
     expect(parent.best_trial).toBe(best.id);
@@ -87,7 +90,7 @@ describe("a search over GPU nodes with real processes", () => {
     const listed = ((await (await fetch(`${base}/v1/fine-tunes?limit=20`)).json()) as { data: { id: string; parent?: string }[] }).data;
     expect(listed.filter((j) => j.parent === id)).toHaveLength(4);
     console.log(
-      `[e2e] search: 4 trials x 6 epochs, parallel 2 on GPU nodes, one node SIGKILLed: ${seconds.toFixed(1)} s; ended ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; ` +
+      `[e2e] search: 4 trials x ${EPOCHS} epochs, parallel 2 on GPU nodes, one node SIGKILLed: ${seconds.toFixed(1)} s; ended ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; ` +
         `val_loss by trial ${losses.map((l) => l.toFixed(4)).join(", ")}; lr ${parent.trials.map((t: { params: Record<string, number> }) => t.params["training.optimizer.lr"]!.toExponential(2)).join(", ")}; best ${parent.trials.findIndex((t: { id: string }) => t.id === best.id) + 1}`,
     );
   });

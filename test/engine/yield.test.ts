@@ -40,7 +40,7 @@ describe("yieldEvery", () => {
 
   it("syncYield: a turn every SYNC_YIELD_MS, and every so many steps as the cost model takes that long", () => {
     const request = { training: seedRequest(8).training, model: seedRequest(8).model } as Parameters<typeof syncYield>[0];
-    const budget = { ...DEFAULT_EDGE_BUDGET, flopsPerMs: 1e6, stepOverheadMs: 0 };
+    const budget = { ...DEFAULT_EDGE_BUDGET, flopsPerMs: 1e6, stepOverheadMs: 0, epochOverheadMs: 0, paramOverheadMs: 0 };
     // 1e6 FLOPs a step at 1e6 FLOPs/ms: 1 ms a step, so SYNC_YIELD_MS steps
     expect(syncYield(request, { flops: 100e6, steps: 100, params: 10, trainable_params: 10 }, budget)).toEqual({ ms: SYNC_YIELD_MS, steps: SYNC_YIELD_MS });
     // a step longer than SYNC_YIELD_MS: a turn after every step

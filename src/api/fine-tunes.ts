@@ -7,7 +7,7 @@ import { EdgetuneError, RequestValidationError } from "../errors.js";
 import { convertWeights } from "../engine/adapters/output.js";
 import { encodeBase64 } from "../formats/base64.js";
 import { newId, prepareRun, runPreparedRaw } from "../engine/train.js";
-import { eventsOfFinishedJob, isFinal, jobFromResult, type JobEvent } from "../jobs/job.js";
+import { eventsOfFinishedJob, isFinal, jobFromResult, queuedJob, reportedPlan, type JobEvent } from "../jobs/job.js";
 import { chargedBytes, DEFAULT_QUOTAS, EVENTS_PAGE, inputKeyOf, storedBytes, type Admission, type JobRecord, type JobStore } from "../jobs/store.js";
 import { createQueued } from "../jobs/state.js";
 import { encodeRunInput } from "../jobs/run-input.js";
@@ -358,22 +358,10 @@ async function createAdmitted(
   const keepCheckpoints = prepared.request.training.checkpoints?.keep ?? 1;
   if (decision.run === "async") {
     // accepted = stored and dispatched: from here the job reaches a final state whatever happens
-    const job: Job = {
-      id,
-      object: "fine_tune",
-      status: "queued",
-      mode: "async",
-      created_at: createdAt,
-      started_at: null,
-      finished_at: null,
-      plan: planOf(prepared.plan, decision.placement),
-      metrics: null,
-      engine: null,
-      error: null,
+    const job = queuedJob(id, createdAt, reportedPlan(prepared.plan, decision.placement), {
       ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
       ...(prepared.request.webhook ? { webhook: { url: prepared.request.webhook.url } } : {}),
-      weights_url: null,
-    };
+    });
     const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease, prepared.request.training.epochs);
     // from_checkpoint: the job starts with that checkpoint as its own, which every run of it continues from
     if (fromCheckpoint) await deps.store.putCheckpoint(id, fromCheckpoint, keepCheckpoints);
@@ -558,22 +546,6 @@ async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Pro
     ...(job.error ? { error: job.error } : {}),
   };
   return c.json(result, 200);
-}
-
-/** The plan as the job reports it. */
-function planOf(plan: RunPlan, placement: Plan["placement"]): Plan {
-  return {
-    params: plan.params,
-    trainable_params: plan.trainable_params,
-    flops: plan.flops,
-    memory_bytes: plan.memory_bytes,
-    steps: plan.steps,
-    ...(plan.batch_size !== undefined ? { batch_size: plan.batch_size } : {}),
-    ...(plan.loss !== undefined ? { loss: plan.loss } : {}),
-    ...(plan.lr_finder_steps !== undefined ? { lr_finder_steps: plan.lr_finder_steps } : {}),
-    placement,
-    groups: plan.groups,
-  };
 }
 
 type StreamSlot = ReturnType<typeof streamSlot>;

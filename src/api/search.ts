@@ -9,10 +9,10 @@ import { newId } from "../engine/loop.js";
 import { prepareRun } from "../engine/prepare.js";
 import type { TrainRequest } from "../engine/prepare.js";
 import { checkSpace, searchIssues, searchMode, trialParams, withParams, type TrialParams } from "../engine/search.js";
+import { queuedJob, reportedPlan } from "../jobs/job.js";
 import { encodeRunInput } from "../jobs/run-input.js";
 import { createSearch, type TrialSlot } from "../jobs/search.js";
 import { chargedBytes, DEFAULT_QUOTAS, inputKeyOf, type Admission, type QuotaLimits } from "../jobs/store.js";
-import type { Job } from "../schema/job.js";
 import { zodIssues } from "../schema/issues.js";
 import { SearchSpec } from "../schema/search.js";
 import type { CreateBody } from "./body.js";
@@ -75,18 +75,7 @@ function planTrials(body: CreateBody, spec: SearchSpec, memoryBudgetBytes: numbe
     const slot: TrialSlot = {
       id: newId(),
       placement,
-      plan: {
-        params: plan.params,
-        trainable_params: plan.trainable_params,
-        flops: plan.flops,
-        memory_bytes: plan.memory_bytes,
-        steps: plan.steps,
-        ...(plan.batch_size !== undefined ? { batch_size: plan.batch_size } : {}),
-        ...(plan.loss !== undefined ? { loss: plan.loss } : {}),
-        ...(plan.lr_finder_steps !== undefined ? { lr_finder_steps: plan.lr_finder_steps } : {}),
-        placement,
-        groups: plan.groups,
-      },
+      plan: reportedPlan(plan, placement),
       epochs: prepared.request.training.epochs,
       restoresBest: prepared.request.training.early_stopping?.restore_best_weights === true,
       weightsKey: null,
@@ -141,24 +130,13 @@ export async function createSearchJob(
   }
   try {
     const first = trials[0]!.slot;
-    const job: Job = {
-      id,
-      object: "fine_tune",
-      status: "queued",
-      mode: "async",
-      created_at: createdAt,
-      started_at: null,
-      finished_at: null,
-      plan: first.plan,
-      metrics: null,
-      engine: null,
-      error: null,
-      ...((body.request as { webhook?: { url: string } | null }).webhook ? { webhook: { url: (body.request as { webhook: { url: string } }).webhook.url } } : {}),
-      weights_url: null,
+    const webhook = (body.request as { webhook?: { url: string } | null }).webhook;
+    const job = queuedJob(id, createdAt, first.plan, {
+      ...(webhook ? { webhook: { url: webhook.url } } : {}),
       search: spec,
       trials: trials.map((t) => ({ id: t.id, params: t.params, status: "pending", metric: null, epoch: null })),
       best_trial: null,
-    };
+    });
     const asha = spec.early_termination ? { grace: spec.early_termination.grace_epochs, factor: spec.early_termination.reduction_factor, rungs: {} } : undefined;
     const run = { metric: spec.metric, mode: searchMode(spec), parallel: slots, slots: trials.map((t) => t.slot), ...(asha ? { asha } : {}) };
     const { state, start } = createSearch(job, c.var.owner, run, inputKeyOf(id), Date.now());

@@ -2,7 +2,8 @@
  * Building job resources and their event streams from runs.
  */
 import { JOB_HISTORY_TAIL, type Job, type JobMetrics } from "../schema/job.js";
-import type { EpochMetrics, FineTuneResult, Metrics } from "../schema/result.js";
+import type { EpochMetrics, FineTuneResult, Metrics, Plan } from "../schema/result.js";
+import type { RunPlan } from "../engine/plan.js";
 
 /**
  * One job event as stored: sequence number (the SSE id), event name, JSON payload.
@@ -48,6 +49,56 @@ export function jobFromResult(
     ...(result.warnings ? { warnings: result.warnings } : {}),
     ...(result.explanations ? { explanations: result.explanations } : {}),
     weights_url: `/v1/fine-tunes/${result.id}/weights`,
+  };
+}
+
+/**
+ * A new async job resource, queued: nothing run, no weights yet. `extra` adds the fields of its
+ * kind (a search's trials, a trial's parent, a webhook, what reading a Hub checkpoint did).
+ *
+ * @example
+ * ```ts
+ * const job = queuedJob(newId(), new Date().toISOString(), reportedPlan(prepared.plan, "edge"), { parent: "ft_..." });
+ * ```
+ */
+export function queuedJob(id: string, createdAt: string, plan: Plan, extra: Partial<Job> = {}): Job {
+  return {
+    id,
+    object: "fine_tune",
+    status: "queued",
+    mode: "async",
+    created_at: createdAt,
+    started_at: null,
+    finished_at: null,
+    plan,
+    metrics: null,
+    engine: null,
+    error: null,
+    weights_url: null,
+    ...extra,
+  };
+}
+
+/**
+ * The plan as a job reports it: the run's plan with the placement chosen for it.
+ *
+ * @example
+ * ```ts
+ * reportedPlan(prepared.plan, decision.placement).placement; // "gpu-node"
+ * ```
+ */
+export function reportedPlan(plan: RunPlan, placement: Plan["placement"]): Plan {
+  return {
+    params: plan.params,
+    trainable_params: plan.trainable_params,
+    flops: plan.flops,
+    memory_bytes: plan.memory_bytes,
+    steps: plan.steps,
+    ...(plan.batch_size !== undefined ? { batch_size: plan.batch_size } : {}),
+    ...(plan.loss !== undefined ? { loss: plan.loss } : {}),
+    ...(plan.lr_finder_steps !== undefined ? { lr_finder_steps: plan.lr_finder_steps } : {}),
+    placement,
+    groups: plan.groups,
   };
 }
 

@@ -10,7 +10,7 @@
 import type { Job, JobMetrics } from "../schema/job.js";
 import type { Plan } from "../schema/result.js";
 import type { SearchSpec, Trial } from "../schema/search.js";
-import { isFinal } from "./job.js";
+import { isFinal, queuedJob } from "./job.js";
 import { emit, setStatus, type JobState } from "./state.js";
 
 /** What the parent keeps of each trial besides its public entry (job.trials). */
@@ -326,19 +326,5 @@ export function cancelSearch(state: JobState, now: number): { state: JobState; c
  * ```
  */
 export function trialJob(parent: JobState, slot: TrialSlot, createdAt: string): Job {
-  return {
-    id: slot.id,
-    object: "fine_tune",
-    status: "queued",
-    mode: "async",
-    created_at: createdAt,
-    started_at: null,
-    finished_at: null,
-    plan: slot.plan,
-    metrics: null,
-    engine: null,
-    error: null,
-    weights_url: null,
-    parent: parent.job.id,
-  };
+  return queuedJob(slot.id, createdAt, slot.plan, { parent: parent.job.id });
 }

@@ -390,3 +390,75 @@ export async function stopProcess(proc) {
   await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
   if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill("SIGKILL");
 }
+
+/**
+ * `wrangler dev` for a measurement of workerd itself: its own process group (so that its workerd
+ * processes can be found and sampled), run from `checkout` (another worktree's Worker, for
+ * before/after figures), state in a temporary folder, killed with its group and the folder
+ * removed when this process exits. Resolves once `/healthz` answers.
+ *
+ * @example
+ * const dev = await startSampledWranglerDev({ vars: { RATE_LIMIT_PER_MINUTE: "0" } });
+ * const before = dev.sample(); // { rss, cpu, at }
+ */
+export async function startSampledWranglerDev({ checkout = root, vars = {}, args = [], prefix = "edgetune-bench-" } = {}) {
+  const { spawn, execFileSync } = await import("node:child_process");
+  const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const work = mkdtempSync(join(tmpdir(), prefix));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const varArgs = Object.entries({ EDGETUNE_DEV: "true", ...vars }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  const child = spawn(
+    process.execPath,
+    [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", join(work, "state"), ...args, ...varArgs],
+    { cwd: checkout, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: ["ignore", "pipe", "pipe"], detached: true },
+  );
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const stop = () => {
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+    rmSync(work, { recursive: true, force: true });
+  };
+  process.once("exit", stop);
+  for (let deadline = Date.now() + 90_000; ; ) {
+    if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output.slice(-2000)}`);
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) break;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  /** workerd processes in wrangler's process group. */
+  const workerdPids = () =>
+    execFileSync("ps", ["-o", "pid=,pgid=,comm=", "-A"], { encoding: "utf8" })
+      .trim()
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/))
+      .filter(([, pgid, comm]) => Number(pgid) === child.pid && comm.startsWith("workerd"))
+      .map(([pid]) => Number(pid));
+  const tick = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
+  /** The workerd processes' resident bytes (each, largest first, and summed) and CPU seconds so far. */
+  const sample = () => {
+    const each = [];
+    let cpu = 0;
+    for (const pid of workerdPids()) {
+      try {
+        each.push(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024);
+        const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+        cpu += (Number(fields[11]) + Number(fields[12])) / tick; // utime + stime, s
+      } catch {
+        // gone meanwhile
+      }
+    }
+    each.sort((a, b) => b - a);
+    return { rss: each.reduce((a, b) => a + b, 0), each, cpu, at: Date.now() };
+  };
+  return { base, port, child, stop, output: () => output, workerdPids, sample };
+}

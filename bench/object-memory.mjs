@@ -8,11 +8,7 @@
 //   node bench/object-memory.mjs [--requests 2000] [--mode distinct|same|sync]
 // The inspector is spoken to with `ws`, the WebSocket client wrangler itself installs (Node 20's
 // experimental WebSocket is refused by wrangler's inspector proxy).
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { freePort, root } from "./lib.mjs";
+import { freePort, startSampledWranglerDev } from "./lib.mjs";
 
 const rest = process.argv.slice(2);
 const arg = (name, fallback) => {
@@ -23,53 +19,12 @@ const N = Number(arg("requests", 2000));
 const MODE = arg("mode", "distinct");
 const { default: WebSocket } = await import("ws");
 
-const work = mkdtempSync(join(tmpdir(), "edgetune-bench-objects-"));
-const port = await freePort();
 const inspectorPort = await freePort();
-const base = `http://127.0.0.1:${port}`;
-const vars = { EDGETUNE_DEV: "true", RATE_LIMIT_PER_MINUTE: "0", JOB_TTL_SECONDS: "1" };
-const child = spawn(
-  process.execPath,
-  [join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--inspector-port", String(inspectorPort), "--persist-to", join(work, "state"), ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`])],
-  { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: ["ignore", "pipe", "pipe"], detached: true },
-);
-let output = "";
-child.stdout.on("data", (d) => (output += d));
-child.stderr.on("data", (d) => (output += d));
-const stop = () => {
-  try {
-    process.kill(-child.pid, "SIGKILL");
-  } catch {
-    // gone
-  }
-  rmSync(work, { recursive: true, force: true });
-};
-process.once("exit", stop);
-for (let deadline = Date.now() + 90_000; ; ) {
-  if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output.slice(-2000)}`);
-  try {
-    if ((await fetch(`${base}/healthz`)).ok) break;
-  } catch {
-    // not yet
-  }
-  await new Promise((r) => setTimeout(r, 250));
-}
+const dev = await startSampledWranglerDev({ vars: { RATE_LIMIT_PER_MINUTE: "0", JOB_TTL_SECONDS: "1" }, args: ["--inspector-port", String(inspectorPort)], prefix: "edgetune-bench-objects-" });
+const { base, stop } = dev;
 
-/** RSS (MiB) of each workerd process in wrangler's process group. */
-function workerdRss() {
-  const found = [];
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      const status = readFileSync(`/proc/${pid}/status`, "utf8");
-      if (!/Name:\s+workerd/.test(status)) continue;
-      const pgid = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[2]);
-      if (pgid === child.pid) found.push(Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found.sort((a, b) => b - a);
-}
+/** RSS (MiB) of each workerd process in wrangler's process group, largest first. */
+const workerdRss = () => dev.sample().each.map((bytes) => Math.round(bytes / 2 ** 20));
 
 // the Worker's isolate over the inspector (Chrome DevTools Protocol)
 const [target] = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();

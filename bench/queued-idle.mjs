@@ -5,11 +5,7 @@
 // shows within the window. `--root DIR` runs another checkout's Worker (its own wrangler.toml
 // and sources), to compare before and after.
 //   node bench/queued-idle.mjs [--jobs 500] [--seconds 60] [--lease 5] [--root DIR]
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { freePort, root as here, stats } from "./lib.mjs";
+import { root as here, startSampledWranglerDev, stats } from "./lib.mjs";
 
 const rest = process.argv.slice(2);
 const arg = (name, fallback) => {
@@ -21,53 +17,8 @@ const SECONDS = Number(arg("seconds", 60));
 const LEASE = arg("lease", "5");
 const ROOT = arg("root", here);
 
-const work = mkdtempSync(join(tmpdir(), "edgetune-bench-idle-"));
-const port = await freePort();
-const base = `http://127.0.0.1:${port}`;
-const child = spawn(
-  process.execPath,
-  [join(here, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", join(work, "state"), "--var", "EDGETUNE_DEV:true", "--var", `LEASE_SECONDS:${LEASE}`, "--var", "RATE_LIMIT_PER_MINUTE:0"],
-  { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: ["ignore", "pipe", "pipe"], detached: true },
-);
-let output = "";
-child.stdout.on("data", (d) => (output += d));
-child.stderr.on("data", (d) => (output += d));
-const stop = () => {
-  try {
-    process.kill(-child.pid, "SIGKILL");
-  } catch {
-    // gone
-  }
-  rmSync(work, { recursive: true, force: true });
-};
-process.once("exit", stop);
-
-for (let deadline = Date.now() + 90_000; ; ) {
-  if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output.slice(-2000)}`);
-  try {
-    if ((await fetch(`${base}/healthz`)).ok) break;
-  } catch {
-    // not yet
-  }
-  await new Promise((r) => setTimeout(r, 250));
-}
-
-/** workerd processes in wrangler's process group. */
-function workerdPids() {
-  const lines = execFileSync("ps", ["-o", "pid=,pgid=,comm=", "-A"], { encoding: "utf8" }).trim().split("\n");
-  return lines.map((l) => l.trim().split(/\s+/)).filter(([, pgid, comm]) => Number(pgid) === child.pid && comm.startsWith("workerd")).map(([pid]) => Number(pid));
-}
-const TICK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
-function sample() {
-  let rss = 0;
-  let cpu = 0;
-  for (const pid of workerdPids()) {
-    rss += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024;
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-    cpu += (Number(fields[11]) + Number(fields[12])) / TICK; // utime + stime, s
-  }
-  return { rss, cpu, at: Date.now() };
-}
+const dev = await startSampledWranglerDev({ checkout: ROOT, vars: { LEASE_SECONDS: String(LEASE), RATE_LIMIT_PER_MINUTE: "0", MAX_ACTIVE_JOBS_PER_KEY: String(JOBS) }, prefix: "edgetune-bench-idle-" });
+const { base, stop, sample } = dev;
 
 const job = {
   mode: "async",

@@ -6,11 +6,8 @@
 // another checkout's Worker (its own wrangler.toml and sources), to compare before and after.
 //   node bench/sse-streams.mjs [--streams 300] [--jobs 10] [--seconds 30] [--root DIR] [--poll MS]
 // Prints a JSON summary.
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { backgroundCpu, freePort, root as here } from "./lib.mjs";
+import { readFileSync } from "node:fs";
+import { backgroundCpu, root as here, startSampledWranglerDev } from "./lib.mjs";
 
 const rest = process.argv.slice(2);
 const arg = (name, fallback) => {
@@ -25,53 +22,9 @@ const ROOT = arg("root", here);
 const POLL = arg("poll", null);
 
 const background = await backgroundCpu(2000);
-const work = mkdtempSync(join(tmpdir(), "edgetune-bench-sse-"));
-const port = await freePort();
-const base = `http://127.0.0.1:${port}`;
-const vars = { EDGETUNE_DEV: "true", LEASE_SECONDS: "3600", RATE_LIMIT_PER_MINUTE: "0", MAX_ACTIVE_JOBS_PER_KEY: "1000", MAX_STREAMS_PER_KEY: String(STREAMS), ...(POLL ? { SSE_POLL_MS: POLL } : {}) };
-const child = spawn(
-  process.execPath,
-  [join(here, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", join(work, "state"), ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`])],
-  { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: ["ignore", "pipe", "pipe"], detached: true },
-);
-let output = "";
-child.stdout.on("data", (d) => (output += d));
-child.stderr.on("data", (d) => (output += d));
-const stop = () => {
-  try {
-    process.kill(-child.pid, "SIGKILL");
-  } catch {
-    // gone
-  }
-  rmSync(work, { recursive: true, force: true });
-};
-process.once("exit", stop);
-
-for (let deadline = Date.now() + 90_000; ; ) {
-  if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output.slice(-2000)}`);
-  try {
-    if ((await fetch(`${base}/healthz`)).ok) break;
-  } catch {
-    // not yet
-  }
-  await new Promise((r) => setTimeout(r, 250));
-}
-
-function workerdPids() {
-  const lines = execFileSync("ps", ["-o", "pid=,pgid=,comm=", "-A"], { encoding: "utf8" }).trim().split("\n");
-  return lines.map((l) => l.trim().split(/\s+/)).filter(([, pgid, comm]) => Number(pgid) === child.pid && comm.startsWith("workerd")).map(([pid]) => Number(pid));
-}
-const TICK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
-function sample() {
-  let rss = 0;
-  let cpu = 0;
-  for (const pid of workerdPids()) {
-    rss += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024;
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-    cpu += (Number(fields[11]) + Number(fields[12])) / TICK; // utime + stime, s
-  }
-  return { rss, cpu, at: Date.now() };
-}
+const vars = { LEASE_SECONDS: "3600", RATE_LIMIT_PER_MINUTE: "0", MAX_ACTIVE_JOBS_PER_KEY: "1000", MAX_STREAMS_PER_KEY: String(STREAMS), ...(POLL ? { SSE_POLL_MS: POLL } : {}) };
+const dev = await startSampledWranglerDev({ checkout: ROOT, vars, prefix: "edgetune-bench-sse-" });
+const { base, stop, sample } = dev;
 
 const job = {
   mode: "async",
@@ -125,7 +78,7 @@ await Promise.all(
 );
 const open = await window();
 // which workerd holds the memory: wrangler dev runs the Worker's and its own proxy's
-const byProcess = workerdPids().map((pid) => ({ pid, rss_mib: mib(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024), threads: Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) }));
+const byProcess = dev.workerdPids().map((pid) => ({ pid, rss_mib: mib(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024), threads: Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) }));
 for (const c of controllers) c.abort();
 await new Promise((r) => setTimeout(r, 3000));
 const after = sample();

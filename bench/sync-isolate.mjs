@@ -6,11 +6,7 @@
 // checkout's Worker (its own wrangler.toml and sources), to compare before and after.
 //   node bench/sync-isolate.mjs [--epochs 600] [--root DIR]
 // Prints a JSON summary (ms).
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { backgroundCpu, freePort, root as here, rng, stats } from "./lib.mjs";
+import { backgroundCpu, root as here, rng, startSampledWranglerDev, stats } from "./lib.mjs";
 
 const rest = process.argv.slice(2);
 const arg = (name, fallback) => {
@@ -21,37 +17,8 @@ const EPOCHS = Number(arg("epochs", 600));
 const ROOT = arg("root", here);
 const KEYS = ["isolate-long-key", "isolate-tiny-key"];
 
-const work = mkdtempSync(join(tmpdir(), "edgetune-bench-isolate-"));
-const port = await freePort();
-const base = `http://127.0.0.1:${port}`;
-const vars = { EDGETUNE_DEV: "true", EDGETUNE_API_KEYS: KEYS.join(","), RATE_LIMIT_PER_MINUTE: "0" };
-const child = spawn(
-  process.execPath,
-  [join(here, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", join(work, "state"), ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`])],
-  { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, stdio: ["ignore", "pipe", "pipe"], detached: true },
-);
-let output = "";
-child.stdout.on("data", (d) => (output += d));
-child.stderr.on("data", (d) => (output += d));
-const stop = () => {
-  try {
-    process.kill(-child.pid, "SIGKILL");
-  } catch {
-    // gone
-  }
-  rmSync(work, { recursive: true, force: true });
-};
-process.once("exit", stop);
-
-for (let deadline = Date.now() + 90_000; ; ) {
-  if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output.slice(-2000)}`);
-  try {
-    if ((await fetch(`${base}/healthz`)).ok) break;
-  } catch {
-    // not yet
-  }
-  await new Promise((r) => setTimeout(r, 250));
-}
+const dev = await startSampledWranglerDev({ checkout: ROOT, vars: { EDGETUNE_API_KEYS: KEYS.join(","), RATE_LIMIT_PER_MINUTE: "0" }, prefix: "edgetune-bench-isolate-" });
+const { base, stop } = dev;
 
 /** How long a request may go unanswered before it counts as lost. */
 const NO_ANSWER_MS = 60_000;

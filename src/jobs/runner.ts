@@ -88,6 +88,7 @@ export async function runClaimedJob(
     let unreported: EpochMetrics[] = [];
     let reportedAt = -Infinity;
     let answeredAt = Date.now();
+    let answeredAtPerf = performance.now();
     let every = 1; // epochs per report, from the measured epoch duration
     const onProgress = (event: ProgressEvent): Promise<void> | undefined => {
       if (event.type !== "epoch") return undefined;
@@ -95,12 +96,18 @@ export async function runClaimedJob(
       unreported.push(metrics);
       if (unreported.length < every && Date.now() - reportedAt < REPORT_INTERVAL_MS) return undefined;
       reportedAt = Date.now();
+      // the epochs' own time, from the last answer to this report, where the clock moves while
+      // code runs (Node, wrangler dev); 0 where it stands still (a deployed Worker)
+      const trainedMs = performance.now() - answeredAtPerf;
       const epochs = unreported;
       unreported = [];
       return channel.progress(job.id, leaseId, epochs, engine).then(
         (status) => {
           const now = Date.now(); // fresh: the report was I/O
-          const msPerEpoch = Math.max(1e-3, (now - answeredAt) / epochs.length);
+          answeredAtPerf = performance.now();
+          // without the epochs' own time, answer to answer: training plus the report's round trip,
+          // which overstates short epochs and makes the reports sparser only over a few rounds
+          const msPerEpoch = Math.max(1e-3, (trainedMs > 0 ? trainedMs : now - answeredAt) / epochs.length);
           every = Math.max(1, Math.min(REPORT_MAX_EPOCHS, Math.floor(REPORT_INTERVAL_MS / msPerEpoch)));
           answeredAt = now;
           onLease(status);

@@ -234,6 +234,9 @@ async function limitedText(req: Request, maxBytes: number, timeoutMs = BODY_READ
   return new TextDecoder().decode(bytes);
 }
 
+/** How much of a body must arrive before its declared Content-Length is reserved in one buffer (limitedBytes). */
+export const BODY_RESERVE_AFTER_BYTES = 1 << 20;
+
 /**
  * Reads a body under maxBytes and the read deadline: a Content-Length over maxBytes is refused
  * (413) before reading, and so is a body once more than maxBytes arrive, whatever
@@ -250,13 +253,17 @@ export async function limitedBytes(req: Request, maxBytes: number, timeoutMs = B
   }
   if (!req.body) return new Uint8Array(0);
   const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
+  let chunks: Uint8Array[] = [];
   let total = 0;
   // a declared length is read straight into one buffer of that size: the body is held once, not
-  // as chunks and then their concatenation (a 45 MB weights upload: 45 MB less at the peak); a
-  // body that runs past what it declared goes on in chunks after what was read
+  // as chunks and then their concatenation (a 45 MB weights upload: 45 MB less at the peak). The
+  // buffer is reserved only once BODY_RESERVE_AFTER_BYTES have arrived, so that a client that
+  // declares much and sends little holds no more than it sent; a body that runs past what it
+  // declared goes on in chunks after what was read
   const declared = Number(req.headers.get("content-length") ?? "");
-  let whole: Uint8Array | null = Number.isSafeInteger(declared) && declared > 0 ? new Uint8Array(declared) : null;
+  const reserve = Number.isSafeInteger(declared) && declared > 0 ? declared : 0;
+  let whole: Uint8Array | null = null;
+  let spilled = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
   try {
@@ -273,13 +280,25 @@ export async function limitedBytes(req: Request, maxBytes: number, timeoutMs = B
         await reader.cancel();
         throw new PayloadTooLargeError("(body)", `The body is larger than the limit of ${maxBytes} bytes.`);
       }
-      if (whole && total + read.value.byteLength <= whole.length) whole.set(read.value, total);
-      else {
-        if (whole) chunks.push(whole.subarray(0, total));
+      const end = total + read.value.byteLength;
+      if (whole && end <= whole.length) whole.set(read.value, total);
+      else if (whole) {
+        chunks = [whole.subarray(0, total), read.value];
         whole = null;
+        spilled = true;
+      } else {
         chunks.push(read.value);
+        if (!spilled && reserve > 0 && end <= reserve && end >= Math.min(reserve, BODY_RESERVE_AFTER_BYTES)) {
+          whole = new Uint8Array(reserve);
+          let at = 0;
+          for (const c of chunks) {
+            whole.set(c, at);
+            at += c.byteLength;
+          }
+          chunks = [];
+        }
       }
-      total += read.value.byteLength;
+      total = end;
     }
   } finally {
     if (timer !== undefined) clearTimeout(timer);

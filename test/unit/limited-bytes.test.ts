@@ -1,10 +1,11 @@
 /**
  * limitedBytes (src/api/body.ts): a body with a Content-Length is read into one buffer of that
- * size (held once, not as chunks plus their concatenation); one that is shorter or longer than it
- * declared still comes back whole, and one over the limit is a 413 however it arrives.
+ * size (held once, not as chunks plus their concatenation), reserved only once
+ * BODY_RESERVE_AFTER_BYTES have arrived; one that is shorter or longer than it declared still
+ * comes back whole, and one over the limit is a 413 however it arrives.
  */
 import { describe, expect, it } from "vitest";
-import { limitedBytes } from "../../src/api/body.js";
+import { BODY_RESERVE_AFTER_BYTES, limitedBytes } from "../../src/api/body.js";
 
 /** A request whose body arrives in the given chunks, with an optional Content-Length. */
 function chunked(chunks: Uint8Array[], contentLength?: number): Request {
@@ -27,6 +28,20 @@ describe("limitedBytes", () => {
     const out = await limitedBytes(chunked(parts, 70), 1000);
     expect(out).toEqual(joined(...parts));
     expect(out.buffer.byteLength).toBe(70); // one allocation, the body's size
+  });
+
+  it("a large declared length is reserved once BODY_RESERVE_AFTER_BYTES have arrived, then filled in place", async () => {
+    const MiB = BODY_RESERVE_AFTER_BYTES;
+    const parts = [bytes(MiB / 2), bytes(MiB / 2, 7), bytes(MiB, 3), bytes(5, 1)];
+    const out = await limitedBytes(chunked(parts, 2 * MiB + 5), 4 * MiB);
+    expect(out.buffer.byteLength).toBe(2 * MiB + 5);
+    expect(out).toEqual(joined(...parts));
+  });
+
+  it("a client that declares much and sends little holds what it sent, not what it declared", async () => {
+    const out = await limitedBytes(chunked([bytes(10)], 10 * BODY_RESERVE_AFTER_BYTES), 64 * BODY_RESERVE_AFTER_BYTES);
+    expect(out).toEqual(bytes(10));
+    expect(out.buffer.byteLength).toBe(10);
   });
 
   it("a body shorter than it declared: what arrived", async () => {

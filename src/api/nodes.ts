@@ -241,7 +241,7 @@ openapiReadingBody(nodes, completeRoute, async (c) => {
 nodes.openapi(saveCheckpointRoute, async (c) => {
   const { id } = c.req.valid("param");
   const { lease_id: leaseId = "", keep } = c.req.valid("query");
-  const bytes = await limitedBytes(c.req.raw, c.var.deps.maxBodyBytes);
+  const bytes = await limitedBytes(c.req.raw, c.var.deps.maxUploadBytes ?? c.var.deps.maxBodyBytes);
   const input = await c.var.deps.store.channel.readInput(id, leaseId);
   if (input === null) return leaseLost(id);
   const checkpoint = readTrainingCheckpoint(bytes, "(body)");

@@ -124,7 +124,16 @@ export async function runClaimedJob(
     const resumeFrom = await channel.resumeFrom(job.id, leaseId);
     const keep = prepared.request.training.checkpoints?.keep ?? 1;
     const onCheckpoint = async (checkpoint: CheckpointEvent) => {
-      if (!(await channel.saveCheckpoint(job.id, leaseId, checkpoint.bytes, keep))) onLease({ ok: false, cancel: false });
+      let saved: boolean;
+      try {
+        saved = await channel.saveCheckpoint(job.id, leaseId, checkpoint.bytes, keep);
+      } catch (e) {
+        // a refused upload (past MAX_UPLOAD_BYTES) or a failed call: training goes on without
+        // this checkpoint; a retry then continues from an earlier one, or from the start
+        log(`job ${job.id}: checkpoint of epoch ${checkpoint.epoch} not stored: ${String(e)}`);
+        return;
+      }
+      if (!saved) onLease({ ok: false, cancel: false });
     };
     log(
       `job ${job.id}: training (attempt ${claim.attempt}) on ${engine.kernel}${engine.threads > 1 ? ` x${engine.threads} threads` : ""}` +

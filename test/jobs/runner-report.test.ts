@@ -1,4 +1,7 @@
-/** A progress report that fails is sent again with the next one (the edge takes epochs only in sequence). */
+/**
+ * A progress report that fails is sent again with the next one (the edge takes epochs only in
+ * sequence); a checkpoint upload that is refused leaves the run training without it.
+ */
 import { describe, expect, it } from "vitest";
 import { MemoryJobStore } from "../../src/jobs/memory-store.js";
 import { runClaimedJob } from "../../src/jobs/runner.js";
@@ -47,5 +50,33 @@ describe("runner progress reports", () => {
     const done = (await store.get(id))!.job;
     expect(done.status).toBe("succeeded");
     expect((await store.history(id, 0, 10))!.entries.map((e) => e.epoch)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("a checkpoint the edge refuses (413 past MAX_UPLOAD_BYTES) does not end the run: it trains on and succeeds", async () => {
+    const store = new MemoryJobStore();
+    const prepared = prepareRun({
+      model: { layers: [{ type: "linear", in_features: 4, out_features: 3 }] },
+      data: { train: classificationData(32) },
+      training: { epochs: 3, batch_size: 8, loss: { type: "cross_entropy" }, checkpoints: { every: 1, keep: 2 } },
+    } as Parameters<typeof prepareRun>[0]);
+    const id = "ft_0123456789abcdef0123456789abcde0";
+    const job: Job = {
+      id, object: "fine_tune", status: "queued", mode: "async", created_at: new Date().toISOString(), started_at: null, finished_at: null,
+      plan: { params: 15, trainable_params: 15, flops: 1, memory_bytes: 1, steps: 12, placement: "gpu-node" }, metrics: null, engine: null, error: null, weights_url: null,
+    };
+    await store.submit(createQueued(job, "", "gpu-node", `inputs/${id}.safetensors`, Date.now(), DEFAULT_LEASE_POLICY, 3).state, encodeRunInput(prepared));
+    let refused = 0;
+    const channel: WorkerChannel = {
+      ...store.channel,
+      saveCheckpoint: async () => {
+        refused++;
+        throw new Error("PUT /v1/nodes/jobs/.../checkpoint: 413 payload_too_large");
+      },
+    };
+    const claim = (await store.claimNext("n1"))!;
+    expect(await runClaimedJob(channel, claim, await loadNodeRuntime(), { placement: "gpu-node" })).toBe("completed");
+    expect(refused).toBe(3);
+    expect((await store.get(id))!.job.status).toBe("succeeded");
+    expect(await store.listCheckpoints(id)).toEqual([]);
   });
 });

@@ -41,12 +41,24 @@ export class NodeClient implements WorkerChannel {
     const headers: Record<string, string> = { authorization: `Bearer ${this.options.token}` };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (raw !== undefined) headers["content-type"] = "application/octet-stream";
-    const res = await this.doFetch(`${this.base}${path}`, {
-      method,
-      headers,
-      ...(body !== undefined ? { body: JSON.stringify(body) } : raw !== undefined ? { body: raw as BodyInit } : {}),
-      ...(signal ? { signal } : {}),
-    });
+    // `signal` aborts the request until its answer's headers arrive, not the reading of its body:
+    // a claim answered as the node stops is read whole and handed back, never left half read (an
+    // aborted body read could stay pending with nothing left to run, and the node exit with 13)
+    const untilHeaders = new AbortController();
+    const onAbort = () => untilHeaders.abort(signal?.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+    let res: Response;
+    try {
+      res = await this.doFetch(`${this.base}${path}`, {
+        method,
+        headers,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : raw !== undefined ? { body: raw as BodyInit } : {}),
+        ...(signal ? { signal: untilHeaders.signal } : {}),
+      });
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
     if (res.status >= 400 && res.status !== 409) {
       throw new NodeProtocolError(`${method} ${path}: ${res.status} ${await res.text()}`);
     }

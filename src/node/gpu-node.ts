@@ -109,7 +109,10 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
   while (!options.signal?.aborted) {
     try {
       debug(`claiming (long poll up to ${options.waitMs} ms)`);
-      const claim = await client.claim(options.nodeId, options.waitMs, options.signal);
+      const claim = await untilAborted(client.claim(options.nodeId, options.waitMs, options.signal), options.signal, (late) => {
+        // a claim answered after the node began to stop: hand it straight back
+        if (late) void client.release(late.job.id, late.leaseId).catch(() => undefined);
+      });
       failures = 0;
       if (!claim) {
         debug("no job waiting");
@@ -153,6 +156,41 @@ export async function runGpuNode(options: GpuNodeOptions): Promise<void> {
   gpu.device?.destroy();
   server?.close();
   log("stopped");
+}
+
+/**
+ * `work`, or a rejection as soon as `signal` aborts, whatever state `work` is in: the node's
+ * loop never waits on a request that an abort left unsettled (Node's fetch can leave one pending
+ * with nothing more to run, and the process would then exit with 13 instead of stopping).
+ * `late` gets what `work` gives if it settles after the abort.
+ *
+ * @example
+ * ```ts
+ * const claim = await untilAborted(client.claim(node, 25_000, signal), signal, (c) => c && client.release(c.job.id, c.leaseId));
+ * ```
+ */
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, late: (value: T) => void): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    let aborted = false;
+    const onAbort = () => {
+      aborted = true;
+      reject(signal.reason ?? new Error("aborted"));
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        if (aborted) late(value);
+        else resolve(value);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        if (!aborted) reject(e);
+      },
+    );
+  });
 }
 
 /** A loopback HTTP server answering GET /healthz with the node's state. */

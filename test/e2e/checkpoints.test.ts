@@ -4,14 +4,9 @@
  * continues from it (not from epoch 1), and ends with the weights of a run that was never
  * interrupted; a running job is paused (it checkpoints and stops) and resumed. Leases are 2 s.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { edgeApi, eventually, freePort, slowGpuJob, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
+import { describe, expect, it } from "vitest";
+import { eventually, gpuNodeTestbed, slowGpuJob, stop } from "./processes.js";
 
-const work = mkdtempSync(join(tmpdir(), "edgetune-ckpt-e2e-"));
-const persist = join(work, "state");
 const VARS = { LEASE_SECONDS: "2", SSE_POLL_MS: "100" };
 
 /** slowGpuJob with a checkpoint after every epoch (the newest `keep` kept). */
@@ -21,37 +16,11 @@ const checkpointed = (epochs: number, keep = 3) => {
 };
 
 describe("checkpoints, retries and pause with real processes", () => {
-  let port = 0;
-  let base = "";
-  let edge: Proc | undefined;
-  const nodes: Proc[] = [];
-  const { submit, job } = edgeApi(() => base);
-  const finished = (id: string, ms = 90_000) =>
-    eventually(`${id} to finish`, ms, async () => {
-      const j = await job(id);
-      return ["succeeded", "failed", "cancelled", "diverged"].includes(j.status) ? j : undefined;
-    });
-  const checkpoints = async (id: string) => ((await (await fetch(`${base}/v1/fine-tunes/${id}/checkpoints`)).json()) as { data: { epoch: number }[] }).data;
-  const weights = async (id: string) => new Uint8Array(await (await fetch(`${base}/v1/fine-tunes/${id}/weights`)).arrayBuffer());
-  // one thread: the same arithmetic on every node, so runs compare bit for bit
-  const node = (name: string) => {
-    const proc = startGpuNode(port, name, { EDGETUNE_THREADS: "1", EDGETUNE_WEBGPU: "0" });
-    nodes.push(proc);
-    return proc;
-  };
-
-  beforeAll(async () => {
-    port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    edge = await startWranglerDev(port, persist, VARS);
-  });
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map((n) => stop(n, "SIGKILL")));
-  });
-  afterAll(async () => {
-    await stop(edge);
-    rmSync(work, { recursive: true, force: true });
-  });
+  const bed = gpuNodeTestbed("edgetune-ckpt-e2e-", VARS, { EDGETUNE_THREADS: "1", EDGETUNE_WEBGPU: "0" });
+  const { submit, job, node } = bed;
+  const finished = (id: string, ms = 90_000) => bed.finished(id, ms);
+  const checkpoints = async (id: string) => ((await (await fetch(`${bed.base}/v1/fine-tunes/${id}/checkpoints`)).json()) as { data: { epoch: number }[] }).data;
+  const weights = async (id: string) => new Uint8Array(await (await fetch(`${bed.base}/v1/fine-tunes/${id}/weights`)).arrayBuffer());
 
   it("SIGKILL a node after a checkpoint: the next node continues after it, one history entry per epoch, the uninterrupted run's weights", async () => {
     const first = node("node-doomed");
@@ -67,7 +36,7 @@ describe("checkpoints, retries and pause with real processes", () => {
     const done = await finished(id);
     expect(done.status).toBe("succeeded");
     expect(done.metrics.history.map((h: { epoch: number }) => h.epoch)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
-    const events = await (await fetch(`${base}/v1/fine-tunes/${id}/events`)).text();
+    const events = await (await fetch(`${bed.base}/v1/fine-tunes/${id}/events`)).text();
     const resumed = [...events.matchAll(/"status":"running","attempt":2,"resumed_from_epoch":(\d+)/g)].map((m) => Number(m[1]));
     expect(resumed).toHaveLength(1);
     expect(resumed[0]).toBeGreaterThanOrEqual(saved.at(-1)!.epoch); // not epoch 1: at least the checkpoint seen before the kill
@@ -83,7 +52,7 @@ describe("checkpoints, retries and pause with real processes", () => {
     node("node-pause");
     const id = await submit(checkpointed(40, 1));
     await eventually("the job to train", 60_000, async () => ((await job(id)).metrics?.history.length >= 1 ? true : undefined));
-    const asked = await fetch(`${base}/v1/fine-tunes/${id}/pause`, { method: "POST" });
+    const asked = await fetch(`${bed.base}/v1/fine-tunes/${id}/pause`, { method: "POST" });
     expect(asked.status).toBe(200);
     const paused = await eventually("the job to pause", 60_000, async () => {
       const j = await job(id);
@@ -95,11 +64,11 @@ describe("checkpoints, retries and pause with real processes", () => {
     await new Promise((r) => setTimeout(r, 1000));
     expect((await job(id)).status).toBe("paused"); // nothing claims a paused job
 
-    const resumed = await fetch(`${base}/v1/fine-tunes/${id}/resume`, { method: "POST" });
+    const resumed = await fetch(`${bed.base}/v1/fine-tunes/${id}/resume`, { method: "POST" });
     expect(((await resumed.json()) as { status: string }).status).toBe("queued");
     const done = await finished(id);
     expect(done.status).toBe("succeeded");
     expect(done.metrics.history.map((h: { epoch: number }) => h.epoch)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
-    expect(await (await fetch(`${base}/v1/fine-tunes/${id}/events`)).text()).toContain(`"resumed_from_epoch":${at}`);
+    expect(await (await fetch(`${bed.base}/v1/fine-tunes/${id}/events`)).text()).toContain(`"resumed_from_epoch":${at}`);
   });
 });

@@ -3,49 +3,17 @@
  * Objects, R2) and GPU node processes that pull work over HTTP. Leases are 2 s here
  * (`--var LEASE_SECONDS:2`) so that a dead node is noticed quickly.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { NodeClient } from "../../src/jobs/node-client.js";
 import { DEV_NODE_TOKEN } from "../../src/api/auth.js";
-import { edgeApi, eventually, freePort, slowGpuJob, smallGpuJob, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
+import { eventually, freePort, gpuNodeTestbed, slowGpuJob, smallGpuJob, stop } from "./processes.js";
 
-const work = mkdtempSync(join(tmpdir(), "edgetune-gpu-e2e-"));
-const persist = join(work, "state");
 // a large in-Worker budget: the edge job of the dispatch test trains for many seconds
 const VARS = { LEASE_SECONDS: "2", SSE_POLL_MS: "100", EDGE_MAX_CPU_MS: "3600000" };
 
 describe("GPU-node offload with real processes", () => {
-  let port = 0;
-  let base = "";
-  let edge: Proc | undefined;
-  const nodes: Proc[] = [];
-
-  const { submit, job } = edgeApi(() => base);
-  const finished = (id: string, ms = 60_000) =>
-    eventually(`${id} to finish`, ms, async () => {
-      const j = await job(id);
-      return ["succeeded", "failed", "cancelled", "diverged"].includes(j.status) ? j : undefined;
-    });
-  const node = (name: string, env: Record<string, string> = {}) => {
-    const proc = startGpuNode(port, name, env);
-    nodes.push(proc);
-    return proc;
-  };
-
-  beforeAll(async () => {
-    port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    edge = await startWranglerDev(port, persist, VARS);
-  });
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map((n) => stop(n, "SIGKILL")));
-  });
-  afterAll(async () => {
-    await stop(edge);
-    rmSync(work, { recursive: true, force: true });
-  });
+  const bed = gpuNodeTestbed("edgetune-gpu-e2e-", VARS);
+  const { submit, job, node, finished } = bed;
 
   it("an async job runs on a GPU node: 202, SSE for every epoch, succeeded, weights; the node's /healthz", async () => {
     const healthPort = await freePort();
@@ -61,7 +29,7 @@ describe("GPU-node offload with real processes", () => {
       });
     expect(await health(0)).toMatchObject({ node: "node-1", kernels: { wasm: expect.stringMatching(/^wasm-/) } });
     const id = await submit(slowGpuJob(4));
-    const res = await fetch(`${base}/v1/fine-tunes/${id}/events`);
+    const res = await fetch(`${bed.base}/v1/fine-tunes/${id}/events`);
     expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
     const text = await res.text(); // the stream ends after the final event
     const events = [...text.matchAll(/^event: (\w+)\ndata: (.*)$/gm)].map((m) => ({ event: m[1]!, data: JSON.parse(m[2]!) }));
@@ -69,7 +37,7 @@ describe("GPU-node offload with real processes", () => {
     expect(events.at(-1)!.event).toBe("done");
     const done = await job(id);
     expect(done).toMatchObject({ status: "succeeded", plan: { placement: "gpu-node" }, engine: { runtime: "node" } });
-    const weights = await fetch(`${base}/v1/fine-tunes/${id}/weights`);
+    const weights = await fetch(`${bed.base}/v1/fine-tunes/${id}/weights`);
     expect(weights.status).toBe(200);
     expect((await weights.arrayBuffer()).byteLength).toBeGreaterThan(64 * 256 * 4);
     expect((await health(1)).node).toBe("node-1");
@@ -85,13 +53,13 @@ describe("GPU-node offload with real processes", () => {
     const done = await finished(id);
     expect(done.status).toBe("succeeded");
     expect(done.metrics.history.map((h: { epoch: number }) => h.epoch)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
-    const events = await (await fetch(`${base}/v1/fine-tunes/${id}/events`)).text();
+    const events = await (await fetch(`${bed.base}/v1/fine-tunes/${id}/events`)).text();
     expect(events).toMatch(/"status":"running","attempt":2/);
     console.log(`[e2e] lease recovery: job finished ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the node was killed (lease 2 s)`);
   });
 
   it("a second completion from the same node is ignored", async () => {
-    const client = new NodeClient({ baseUrl: base, token: DEV_NODE_TOKEN });
+    const client = new NodeClient({ baseUrl: bed.base, token: DEV_NODE_TOKEN });
     const id = await submit(smallGpuJob());
     const claim = await eventually("a claim", 20_000, async () => (await client.claim("manual-node", 1000)) ?? undefined);
     expect(claim.job.id).toBe(id);
@@ -106,7 +74,7 @@ describe("GPU-node offload with real processes", () => {
     node("node-2");
     const id = await submit(slowGpuJob(200));
     await eventually("the job to start", 60_000, async () => ((await job(id)).metrics?.history.length >= 1 ? true : undefined));
-    const res = await fetch(`${base}/v1/fine-tunes/${id}/cancel`, { method: "POST" });
+    const res = await fetch(`${bed.base}/v1/fine-tunes/${id}/cancel`, { method: "POST" });
     expect(res.status).toBe(200);
     const epochsAtCancel = ((await res.json()) as { metrics: { epochs: number } }).metrics.epochs;
     const done = await finished(id);
@@ -126,14 +94,13 @@ describe("GPU-node offload with real processes", () => {
     const edgeJob = await job(edgeId);
     expect(edgeJob.status).toBe("running");
     console.log(`[e2e] dispatch beside an edge job: GPU job done while the edge job was at epoch ${edgeJob.metrics.epochs} of 5000`);
-    expect((await fetch(`${base}/v1/fine-tunes/${edgeId}/cancel`, { method: "POST" })).status).toBe(200);
+    expect((await fetch(`${bed.base}/v1/fine-tunes/${edgeId}/cancel`, { method: "POST" })).status).toBe(200);
     expect((await finished(edgeId)).status).toBe("cancelled");
   });
 
   it("jobs queued while wrangler dev restarts still complete", async () => {
     const ids = [await submit(smallGpuJob()), await submit(smallGpuJob())];
-    await stop(edge);
-    edge = await startWranglerDev(port, persist, VARS);
+    await bed.restartEdge();
     node("node-after-restart");
     for (const id of ids) expect((await finished(id)).status).toBe("succeeded");
   });

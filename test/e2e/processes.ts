@@ -1,9 +1,11 @@
 /** Real processes for end-to-end tests: wrangler dev and GPU nodes, on free ports, killed afterwards. */
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { expect } from "vitest";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { classificationData, lcg } from "../helpers.js";
 
 export const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -205,6 +207,60 @@ export function edgeApi(base: () => string) {
     },
     async job(id: string): Promise<Record<string, any>> {
       return (await (await fetch(`${base()}/v1/fine-tunes/${id}`)).json()) as Record<string, any>;
+    },
+  };
+}
+
+/**
+ * The set-up shared by the GPU-node e2e files, registered on the enclosing `describe`: one
+ * `wrangler dev` with `vars` (state in a temporary folder, removed afterwards), GPU nodes
+ * started by `node()` (with `nodeEnv`) and SIGKILLed after each test, and the edge's API.
+ *
+ * @example
+ * const bed = gpuNodeTestbed("edgetune-x-e2e-", { LEASE_SECONDS: "2" });
+ * it("runs", async () => { bed.node("n1"); await bed.finished(await bed.submit(smallGpuJob())); });
+ */
+export function gpuNodeTestbed(prefix: string, vars: Record<string, string>, nodeEnv: Record<string, string> = {}) {
+  const work = mkdtempSync(join(tmpdir(), prefix));
+  const persist = join(work, "state");
+  const nodes: Proc[] = [];
+  const at = { port: 0, base: "", edge: undefined as Proc | undefined };
+  const api = edgeApi(() => at.base);
+  beforeAll(async () => {
+    at.port = await freePort();
+    at.base = `http://127.0.0.1:${at.port}`;
+    at.edge = await startWranglerDev(at.port, persist, vars);
+  });
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((n) => stop(n, "SIGKILL")));
+  });
+  afterAll(async () => {
+    await stop(at.edge);
+    rmSync(work, { recursive: true, force: true });
+  });
+  return {
+    ...api,
+    /** The edge's URL (set once wrangler dev is up, in beforeAll). */
+    get base(): string {
+      return at.base;
+    },
+    /** A GPU node process polling this edge, stopped (SIGKILL) after the test. */
+    node(name: string, env: Record<string, string> = {}): Proc {
+      const proc = startGpuNode(at.port, name, { ...nodeEnv, ...env });
+      nodes.push(proc);
+      return proc;
+    },
+    /** The job once it has reached a final state. */
+    finished(id: string, ms = 60_000) {
+      return eventually(`${id} to finish`, ms, async () => {
+        const j = await api.job(id);
+        return ["succeeded", "failed", "cancelled", "diverged"].includes(j.status) ? j : undefined;
+      });
+    },
+    /** Stops wrangler dev and starts it again on the same port and state. */
+    async restartEdge(): Promise<void> {
+      await stop(at.edge);
+      at.edge = await startWranglerDev(at.port, persist, vars);
     },
   };
 }

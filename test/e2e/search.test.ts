@@ -4,40 +4,14 @@
  * SIGKILLed mid-trial; its trial's lease lapses (2 s here) and another node finishes it. The
  * search still ends with four succeeded trials, the best one by val_loss, and its weights.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { edgeApi, eventually, freePort, slowGpuJob, startGpuNode, startWranglerDev, stop, type Proc } from "./processes.js";
+import { describe, expect, it } from "vitest";
+import { eventually, gpuNodeTestbed, slowGpuJob, stop } from "./processes.js";
 
-const work = mkdtempSync(join(tmpdir(), "edgetune-search-e2e-"));
-const persist = join(work, "state");
 const VARS = { LEASE_SECONDS: "2", SSE_POLL_MS: "100" };
 
 describe("a search over GPU nodes with real processes", () => {
-  let port = 0;
-  let base = "";
-  let edge: Proc | undefined;
-  const nodes: Proc[] = [];
-  const { submit, job } = edgeApi(() => base);
-  const node = (name: string) => {
-    const proc = startGpuNode(port, name);
-    nodes.push(proc);
-    return proc;
-  };
-
-  beforeAll(async () => {
-    port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    edge = await startWranglerDev(port, persist, VARS);
-  });
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map((n) => stop(n, "SIGKILL")));
-  });
-  afterAll(async () => {
-    await stop(edge);
-    rmSync(work, { recursive: true, force: true });
-  });
+  const bed = gpuNodeTestbed("edgetune-search-e2e-", VARS);
+  const { submit, job, node } = bed;
 
   it("4 trials, parallel 2, a node SIGKILLed mid-trial: four succeeded child jobs, the best by val_loss, its weights byte for byte", async () => {
     // 60 epochs (about 0.6 s a trial on an idle machine; a job GET holds the last 100): long enough that the SIGKILL below lands
@@ -77,17 +51,17 @@ describe("a search over GPU nodes with real processes", () => {
     const best = children[losses.indexOf(Math.min(...losses))]!;
     expect(parent.best_trial).toBe(best.id);
     expect(parent.trials.map((t: { metric: number }) => t.metric)).toEqual(losses);
-    const bytes = async (jobId: string) => new Uint8Array(await (await fetch(`${base}/v1/fine-tunes/${jobId}/weights`)).arrayBuffer());
+    const bytes = async (jobId: string) => new Uint8Array(await (await fetch(`${bed.base}/v1/fine-tunes/${jobId}/weights`)).arrayBuffer());
     const mine = await bytes(id);
     expect(mine.byteLength).toBeGreaterThan(64 * 256 * 4);
     expect(Buffer.from(mine).equals(Buffer.from(await bytes(best.id)))).toBe(true);
     // the killed node's trial was claimed again: its stream has a second attempt
-    expect(await (await fetch(`${base}/v1/fine-tunes/${victim}/events`)).text()).toMatch(/"status":"running","attempt":2/);
+    expect(await (await fetch(`${bed.base}/v1/fine-tunes/${victim}/events`)).text()).toMatch(/"status":"running","attempt":2/);
     // the search's stream: trial events, then done
-    const events = await (await fetch(`${base}/v1/fine-tunes/${id}/events`)).text();
+    const events = await (await fetch(`${bed.base}/v1/fine-tunes/${id}/events`)).text();
     expect(events.match(/^event: trial$/gm)?.length).toBeGreaterThanOrEqual(8);
     expect(events.trimEnd().split("\n\n").at(-1)).toMatch(/^id: \d+\nevent: done\n/);
-    const listed = ((await (await fetch(`${base}/v1/fine-tunes?limit=20`)).json()) as { data: { id: string; parent?: string }[] }).data;
+    const listed = ((await (await fetch(`${bed.base}/v1/fine-tunes?limit=20`)).json()) as { data: { id: string; parent?: string }[] }).data;
     expect(listed.filter((j) => j.parent === id)).toHaveLength(4);
     console.log(
       `[e2e] search: 4 trials x ${EPOCHS} epochs, parallel 2 on GPU nodes, one node SIGKILLed: ${seconds.toFixed(1)} s; ended ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; ` +

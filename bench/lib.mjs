@@ -462,3 +462,12 @@ export async function startSampledWranglerDev({ checkout = root, vars = {}, args
   };
   return { base, port, child, stop, output: () => output, workerdPids, sample };
 }
+
+/** A one-epoch GPU-node job on two rows: with no node polling it stays queued (what the idle and stream benches hold open). */
+export const QUEUED_GPU_JOB = {
+  mode: "async",
+  placement: "gpu-node",
+  model: { layers: [{ type: "linear", in_features: 4, out_features: 3 }] },
+  data: { train: { x: [[0, 1, 2, 3], [1, 2, 3, 4]], y: [0, 1] } },
+  training: { epochs: 1, batch_size: 2, loss: { type: "cross_entropy" } },
+};

@@ -5,7 +5,7 @@
 // shows within the window. `--root DIR` runs another checkout's Worker (its own wrangler.toml
 // and sources), to compare before and after.
 //   node bench/queued-idle.mjs [--jobs 500] [--seconds 60] [--lease 5] [--root DIR]
-import { root as here, startSampledWranglerDev, stats } from "./lib.mjs";
+import { root as here, QUEUED_GPU_JOB, startSampledWranglerDev, stats } from "./lib.mjs";
 
 const rest = process.argv.slice(2);
 const arg = (name, fallback) => {
@@ -20,13 +20,7 @@ const ROOT = arg("root", here);
 const dev = await startSampledWranglerDev({ checkout: ROOT, vars: { LEASE_SECONDS: String(LEASE), RATE_LIMIT_PER_MINUTE: "0", MAX_ACTIVE_JOBS_PER_KEY: String(JOBS) }, prefix: "edgetune-bench-idle-" });
 const { base, stop, sample } = dev;
 
-const job = {
-  mode: "async",
-  placement: "gpu-node",
-  model: { layers: [{ type: "linear", in_features: 4, out_features: 3 }] },
-  data: { train: { x: [[0, 1, 2, 3], [1, 2, 3, 4]], y: [0, 1] } },
-  training: { epochs: 1, batch_size: 2, loss: { type: "cross_entropy" } },
-};
+const job = QUEUED_GPU_JOB;
 const body = JSON.stringify(job);
 for (let i = 0; i < JOBS; i += 10) {
   await Promise.all(

@@ -7,7 +7,7 @@
 //   node bench/sse-streams.mjs [--streams 300] [--jobs 10] [--seconds 30] [--root DIR] [--poll MS]
 // Prints a JSON summary.
 import { readFileSync } from "node:fs";
-import { backgroundCpu, root as here, startSampledWranglerDev } from "./lib.mjs";
+import { backgroundCpu, root as here, QUEUED_GPU_JOB, startSampledWranglerDev } from "./lib.mjs";
 
 const rest = process.argv.slice(2);
 const arg = (name, fallback) => {
@@ -26,13 +26,7 @@ const vars = { LEASE_SECONDS: "3600", RATE_LIMIT_PER_MINUTE: "0", MAX_ACTIVE_JOB
 const dev = await startSampledWranglerDev({ checkout: ROOT, vars, prefix: "edgetune-bench-sse-" });
 const { base, stop, sample } = dev;
 
-const job = {
-  mode: "async",
-  placement: "gpu-node",
-  model: { layers: [{ type: "linear", in_features: 4, out_features: 3 }] },
-  data: { train: { x: [[0, 1, 2, 3], [1, 2, 3, 4]], y: [0, 1] } },
-  training: { epochs: 1, batch_size: 2, loss: { type: "cross_entropy" } },
-};
+const job = QUEUED_GPU_JOB;
 const ids = [];
 for (let i = 0; i < JOBS; i++) {
   const res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(job) });

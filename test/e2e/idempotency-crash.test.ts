@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { lcg } from "../helpers.js";
+import { slowSyncJob } from "../helpers.js";
 import { eventually, freePort, killGroup, startWranglerDev, stop, type Proc } from "./processes.js";
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-idem-crash-e2e-"));
@@ -21,22 +21,6 @@ const persist = join(work, "state");
 // the default 10 s CPU budget (a dead request's reservation lapses 25 s after it began), with a
 // cost model that calls every job tiny, so that this one, which trains for seconds, runs sync
 const VARS = { EDGE_MAX_CPU_MS: "10000", EDGE_FLOPS_PER_MS: "1e15", EDGE_BYTES_PER_MS: "1e15", EDGE_STEP_OVERHEAD_MS: "0" };
-
-/**
- * 64 -> 256 -> 10 on 2,000 rows for 600 epochs: well over the 2 s this test waits to know it
- * trains, and well under the 10 s at which a sync run stops itself (over_budget), even on a busy machine.
- */
-function slowSyncJob() {
-  const rand = lcg(5);
-  const x = Array.from({ length: 2000 }, () => Array.from({ length: 64 }, () => Math.round(rand() * 256) / 256));
-  const y = x.map((r) => (r[0]! > 0.5 ? 1 : 0) + (r[1]! > 0.5 ? 2 : 0));
-  return {
-    mode: "sync",
-    model: { layers: [{ type: "linear", in_features: 64, out_features: 256 }, { type: "relu" }, { type: "linear", in_features: 256, out_features: 10 }] },
-    data: { train: { x, y } },
-    training: { epochs: 600, batch_size: 32, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: 1e-3 } },
-  };
-}
 
 /** A request other than slowSyncJob's, to see whether its Idempotency-Key is taken. */
 function tinyProbeJob() {
@@ -54,7 +38,9 @@ describe("Idempotency-Key after a crash (issue 20, finding 4)", () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
     edge = await startWranglerDev(port, persist, VARS, { group: true });
-    const body = JSON.stringify(slowSyncJob());
+    // 600 epochs: well over the 2 s this test waits to know it trains, and well under the 10 s at
+    // which a sync run stops itself (over_budget), even on a busy machine
+    const body = JSON.stringify(slowSyncJob(600));
     const create = () => fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": "crash-1" }, body });
 
     let answered: Response | null = null;

@@ -6,7 +6,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
-import { lcg } from "../helpers.js";
+import { slowSyncJob } from "../helpers.js";
 
 const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
 // a cost model that calls every job tiny, so that this one, which trains for seconds, runs sync
@@ -21,19 +21,6 @@ const call = (path: string, key?: string, body?: unknown, headers: Record<string
     ctx,
   );
 
-/** 64 -> 256 -> 10 on 2,000 rows for 1,000 epochs: seconds of training. */
-function longJob() {
-  const rand = lcg(5);
-  const x = Array.from({ length: 2000 }, () => Array.from({ length: 64 }, () => Math.round(rand() * 256) / 256));
-  const y = x.map((r) => (r[0]! > 0.5 ? 1 : 0) + (r[1]! > 0.5 ? 2 : 0));
-  return {
-    mode: "sync",
-    model: { layers: [{ type: "linear", in_features: 64, out_features: 256 }, { type: "relu" }, { type: "linear", in_features: 256, out_features: 10 }] },
-    data: { train: { x, y } },
-    training: { epochs: 1000, batch_size: 32, loss: { type: "cross_entropy" }, optimizer: { type: "adam", lr: 1e-3 } },
-  };
-}
-
 async function ownerIndex(key: string) {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
   const owner = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -45,7 +32,7 @@ const tiny = (epochs = 1) => ({ mode: "sync", model: { layers: [{ type: "linear"
 describe("a sync job and its isolate in workerd", () => {
   it("while a sync job trains, /healthz and another key's tiny sync job are answered before it ends", { timeout: 120_000 }, async () => {
     let ended = false;
-    const long = Promise.resolve(call("/v1/fine-tunes", "isolate-long", longJob())).then((res) => {
+    const long = Promise.resolve(call("/v1/fine-tunes", "isolate-long", slowSyncJob(1000))).then((res) => {
       ended = true;
       return res;
     });

@@ -117,8 +117,10 @@ describe("quotas in workerd", () => {
 describe("expiry in workerd (JOB_TTL_SECONDS for tests; JOB_TTL_DAYS deployed)", () => {
   it("an ended job's alarm deletes its record, logs, input, weights and listing; storage stays flat over many create/expire cycles", async () => {
     const key = "expiry-key";
-    // the polls below are many requests for one key: not what this test is about
-    const { call, create } = client(key, { JOB_TTL_SECONDS: "0.05", RATE_LIMIT_PER_MINUTE: "0" });
+    // the polls below are many requests for one key: not what this test is about. The time to
+    // live is long enough that an ended job's weights are still there when the test looks at them
+    // (at 50 ms its alarm could delete them between the poll that saw it succeed and the look)
+    const { call, create } = client(key, { JOB_TTL_SECONDS: "1", RATE_LIMIT_PER_MINUTE: "0" });
     const index = await ownerIndex(key);
     const indexKeys = () => runInDurableObject(index, async (_i, state) => [...(await state.storage.list()).keys()].sort());
     const blobCount = async () => (await env.BLOBS.list()).objects.length;

@@ -5,7 +5,13 @@
  * time and the model's memory fit the in-Worker budget (api/budget.ts), else on a GPU node
  * (202): an explanation task of the job machinery (jobs/explain-task.ts) that a node claims,
  * computes and uploads (api/node-explanations.ts). GET /v1/fine-tunes/{id}/explanations/{eid}
- * polls it, and .../events streams its status.
+ * polls it, .../events streams its status and .../cancel stops it.
+ *
+ * A queued explanation is a job of its key: it counts against MAX_ACTIVE_JOBS_PER_KEY while it
+ * is queued or running, and its stored task (model, data and weights) against
+ * MAX_STORED_BYTES_PER_KEY until it expires. An Idempotency-Key makes a retried POST answer the
+ * first one's explanation instead of queueing a second; an explanation computed in the Worker
+ * (200) is not recorded under the key (a retry computes the same numbers again).
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
@@ -13,8 +19,9 @@ import { EdgetuneError, RequestValidationError, UnprocessableError } from "../er
 import { acquireKernels, releaseKernels } from "../engine/kernels.js";
 import { checkExplain, compileForExplanation, explainFlops, explainRun, explainRows, featureNames } from "../engine/explain/index.js";
 import { decodeRunInput } from "../jobs/run-input.js";
-import { EVENTS_PAGE, storedBytes, type JobStore } from "../jobs/store.js";
-import type { JobEvent } from "../jobs/job.js";
+import { DEFAULT_QUOTAS, EVENTS_PAGE, storedBytes, type JobStore } from "../jobs/store.js";
+import { isFinal, type JobEvent } from "../jobs/job.js";
+
 import {
   encodeExplanationTask,
   EXPLANATION_ID,
@@ -28,6 +35,9 @@ import { ExplainRequest } from "../schema/explain.js";
 import type { Job } from "../schema/job.js";
 import { zodIssues } from "../schema/issues.js";
 import { readJsonBody } from "./body.js";
+import { requestBudgetMs } from "./budget.js";
+import { idempotencyKeyOf, quotaProblem, sha256Hex } from "./fine-tunes.js";
+import { problem, problemResponse } from "./problem.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { resumeAfter, sseText, SSE_HEADERS } from "./sse.js";
@@ -57,7 +67,16 @@ const explainRoute = createRoute({
     "Integrated gradients or KernelSHAP attributions of a stored fine-tune that succeeded, on its final weights (docs/explain.md). " +
     "Runs in the Worker (200) when it fits the in-Worker budget, else on a GPU node (202 with the explanation to poll at Location). " +
     "`placement` \"edge\" refuses to leave the Worker (422 `over_budget`); \"gpu-node\" always goes to a node.",
-  request: { params: IdParams, body: { required: true, content: { "application/json": { schema: Schemas.ExplainRequest } } } },
+  request: {
+    params: IdParams,
+    headers: z.object({
+      "idempotency-key": z
+        .string()
+        .optional()
+        .openapi({ description: "Makes a retried POST that queues an explanation (202) answer the first one's explanation instead of queueing another; 1-255 visible ASCII characters" }),
+    }),
+    body: { required: true, content: { "application/json": { schema: Schemas.ExplainRequest } } },
+  },
   responses: {
     200: jsonResponse("The explanations, computed in the Worker", Schemas.Explanations),
     202: jsonResponse("Queued for a GPU node: poll it at Location (or stream its events) until it has ended", Schemas.Explanation, EXPLANATION_LOCATION),
@@ -78,6 +97,17 @@ const explanationRoute = createRoute({
   summary: "An explanation running on a GPU node: its status, and its result once succeeded",
   request: { params: ExplanationParams },
   responses: { 200: jsonResponse("The explanation", Schemas.Explanation), ...problemResponses(401, 404, 429) },
+});
+
+const cancelExplanationRoute = createRoute({
+  method: "post",
+  path: "/{id}/explanations/{eid}/cancel",
+  tags: [TAGS.fineTunes],
+  security: BEARER,
+  operationId: "cancelExplanation",
+  summary: "Cancel an explanation that is queued or running on a GPU node",
+  request: { params: ExplanationParams },
+  responses: { 200: jsonResponse("The explanation, cancelled", Schemas.Explanation), ...problemResponses(401, 404, 409, 429) },
 });
 
 const explanationEventsRoute = createRoute({
@@ -110,6 +140,7 @@ openapiReadingBody(explainRoutes, explainRoute, async (c) => {
   const parsed = ExplainRequest.safeParse(await readJsonBody(c.req.raw, deps.maxBodyBytes));
   if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
   const { placement, ...spec } = parsed.data;
+  const idempotencyKey = idempotencyKeyOf(c.req.header("idempotency-key"));
 
   const input = await deps.store.getInput(id);
   const weights = await deps.store.getWeights(id);
@@ -132,7 +163,25 @@ openapiReadingBody(explainRoutes, explainRoute, async (c) => {
     const explanationId = newExplanationId();
     const { state } = newExplanationTask({ fineTune: job, owner: record.owner, explanationId, createdAt: new Date().toISOString(), now: Date.now(), policy: deps.lease });
     const header = { fine_tune: id, spec, expected: { rows, feature_names: featureNames(prepared.train, prepared.train.features) } };
-    await deps.store.submit(state, encodeExplanationTask(header, inputBytes, weightsBytes), { listed: false });
+    const task = encodeExplanationTask(header, inputBytes, weightsBytes);
+    if (idempotencyKey) {
+      // the same fine-tune and the same explain object (as parsed, defaults filled) is the same request
+      const fingerprint = await sha256Hex(new TextEncoder().encode(JSON.stringify({ explain: id, placement, spec })));
+      const first = await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, state.job.id, fingerprint, requestBudgetMs(deps.budget));
+      if (first) return replayExplanation(c, id, first.id, first.fingerprint === fingerprint);
+    }
+    const limits = deps.quotas ?? DEFAULT_QUOTAS;
+    const admission = await deps.store.admit(c.var.owner, state.job.id, { active: true, bytes: task.byteLength }, limits);
+    if (!admission.ok) {
+      if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, state.job.id);
+      return quotaProblem(admission, limits);
+    }
+    try {
+      await deps.store.submit(state, task, { listed: false });
+    } catch (e) {
+      await deps.store.cancelAdmission(c.var.owner, state.job.id);
+      throw e;
+    }
     const location = `/v1/fine-tunes/${id}/explanations/${explanationId}`;
     return c.json(explanationResource(state.job), 202, { Location: location });
   }
@@ -165,6 +214,23 @@ openapiReadingBody(explainRoutes, explainRoute, async (c) => {
   }
 });
 
+/** The answer of the explain POST that first used an Idempotency-Key: its queued explanation, as it stands now. */
+async function replayExplanation(c: Context<AppEnv>, fineTuneId: string, taskId: string, sameRequest: boolean): Promise<Response> {
+  if (!sameRequest) {
+    return problemResponse(
+      problem(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request; use a new key.", [
+        { path: "Idempotency-Key", message: "already used for a different request" },
+      ]),
+    );
+  }
+  const record = await c.var.deps.store.get(taskId);
+  if (!record) {
+    return problemResponse(problem(409, "request_in_progress", "A request with this Idempotency-Key is still running; retry shortly."), { "Retry-After": "1" });
+  }
+  const resource = explanationResource(record.job);
+  return c.json(resource, 202, { Location: `/v1/fine-tunes/${fineTuneId}/explanations/${resource.id}`, "Idempotent-Replayed": "true" });
+}
+
 /** The caller's explanation task of fine-tune `id`, or a 404 (also once the fine-tune is deleted: the task's input went with it). */
 async function ownTask(c: Context<AppEnv>, id: string, eid: string): Promise<Job> {
   const { store } = c.var.deps;
@@ -180,6 +246,17 @@ async function ownTask(c: Context<AppEnv>, id: string, eid: string): Promise<Job
 explainRoutes.openapi(explanationRoute, async (c) => {
   const { id, eid } = c.req.valid("param");
   return c.json(explanationResource(await ownTask(c, id, eid)), 200);
+});
+
+/** POST /v1/fine-tunes/{id}/explanations/{eid}/cancel: a queued task ends at once; a running one is flagged and ends `cancelled` whatever its node reports. */
+explainRoutes.openapi(cancelExplanationRoute, async (c) => {
+  const { id, eid } = c.req.valid("param");
+  const job = await ownTask(c, id, eid);
+  if (job.status === "cancelled") return c.json(explanationResource(job), 200); // a retried cancel
+  if (isFinal(job.status)) {
+    return problemResponse(problem(409, "already_finished", `Explanation ${eid} has already ended (${job.status}).`)) as never;
+  }
+  return c.json(explanationResource((await c.var.deps.store.cancel(job.id)) ?? job), 200);
 });
 
 /** GET /v1/fine-tunes/{id}/explanations/{eid}/events: `status` events, then `done` or `error` carrying the explanation. */

@@ -497,7 +497,7 @@ fineTunes
   });
 
 /** An Idempotency-Key header, checked: 1-255 visible ASCII characters. */
-function idempotencyKeyOf(header: string | undefined): string | null {
+export function idempotencyKeyOf(header: string | undefined): string | null {
   if (header === undefined) return null;
   if (!/^[\x21-\x7e]{1,255}$/.test(header)) {
     throw new RequestValidationError([{ path: "Idempotency-Key", message: "must be 1 to 255 visible ASCII characters" }]);
@@ -505,7 +505,7 @@ function idempotencyKeyOf(header: string | undefined): string | null {
   return header;
 }
 
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }

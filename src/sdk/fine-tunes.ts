@@ -101,6 +101,11 @@ export interface WaitOptions {
  * ```
  */
 export interface ExplainOptions extends RequestOptions {
+  /**
+   * Sent as `Idempotency-Key`: a retried POST that queued an explanation on a GPU node answers
+   * that explanation instead of queueing another. Generated per call by default; `null` sends none.
+   */
+  idempotencyKey?: string | null | undefined;
   /** Milliseconds between polls of an explanation on a GPU node. Default 1000. */
   pollInterval?: number | undefined;
   /** Give up waiting for the node (APITimeoutError) after this many ms. Default: as long as it takes. */
@@ -312,8 +317,8 @@ export class FineTunes {
    * in-Worker budget, else on a GPU node (`placement` chooses): then this waits for the node's
    * result (polling every `pollInterval` ms, up to `waitTimeout`) and resolves with it all the
    * same; a task that failed rejects with `ExplanationFailedError`. Bad input, or a job that did
-   * not succeed, answers `UnprocessableEntityError`. Retried like any other idempotent call (a
-   * retried POST past the budget may queue a second task; the first result is used).
+   * not succeed, answers `UnprocessableEntityError`. Retried like any other idempotent call: the
+   * POST carries an Idempotency-Key, so a retry past the budget answers the first queued task.
    *
    * @example
    * ```ts
@@ -339,8 +344,27 @@ export class FineTunes {
    * if ("object" in answer) console.log("queued as", answer.id);
    * ```
    */
-  async createExplanation(id: string, body: ExplainRequestInput, options?: RequestOptions): Promise<Explanations | Explanation> {
-    const { data } = await this.client.requestJSON<Explanations | Explanation>({ method: "POST", path: `${jobPath(id)}/explain`, json: body, retryable: true }, options);
+  async createExplanation(id: string, body: ExplainRequestInput, options: RequestOptions & { idempotencyKey?: string | null | undefined } = {}): Promise<Explanations | Explanation> {
+    const { idempotencyKey, ...rest } = options;
+    const key = idempotencyKey === undefined ? newIdempotencyKey() : idempotencyKey;
+    const headers = key === null ? {} : { "idempotency-key": key };
+    const { data } = await this.client.requestJSON<Explanations | Explanation>({ method: "POST", path: `${jobPath(id)}/explain`, json: body, retryable: true, headers }, rest);
+    return data;
+  }
+
+  /**
+   * Cancels an explanation queued or running on a GPU node; resolves with it as it is now. An
+   * ended one answers `ConflictError` (`already_finished`).
+   *
+   * @example
+   * ```ts
+   * const e = await client.fineTunes.cancelExplanation(id, eid);
+   * console.log(e.status); // "cancelled"
+   * ```
+   */
+  async cancelExplanation(id: string, explanationId: string, options?: RequestOptions): Promise<Explanation> {
+    const path = `${jobPath(id)}/explanations/${encodeURIComponent(explanationId)}/cancel`;
+    const { data } = await this.client.requestJSON<Explanation>({ method: "POST", path, retryable: true }, options);
     return data;
   }
 

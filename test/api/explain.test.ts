@@ -261,4 +261,68 @@ describe("explanations on a GPU node (202)", () => {
     expect(await runClaimedExplanation(node, second, t.runtime)).toBe("completed");
     expect(Explanation.parse(await (await t.app.request(location)).json()).status).toBe("succeeded");
   });
+
+  it("a queued explanation is a job of its key: MAX_ACTIVE_JOBS_PER_KEY counts it, cancel frees its slot, an ended one cannot be cancelled", async () => {
+    const t = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 }, quotas: { maxActiveJobs: 1, maxStoredBytes: null } });
+    const { id } = (await (await t.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
+    const spec = { method: "integrated_gradients", steps: 4, placement: "gpu-node" };
+    const first = await t.app.request(`/v1/fine-tunes/${id}/explain`, json(spec));
+    expect(first.status).toBe(202);
+    const queued = Explanation.parse(await first.json());
+    const refused = await t.app.request(`/v1/fine-tunes/${id}/explain`, json(spec));
+    await expectProblem(refused, 429, "too_many_active_jobs");
+    expect(refused.headers.get("retry-after")).toBe("30");
+    // an async fine-tune of the same key waits for the same slot
+    await expectProblem(await t.app.request("/v1/fine-tunes", json({ ...small(), mode: "async" })), 429, "too_many_active_jobs");
+
+    const cancel = `/v1/fine-tunes/${id}/explanations/${queued.id}/cancel`;
+    const cancelled = await t.app.request(cancel, { method: "POST" });
+    expect(cancelled.status).toBe(200);
+    expect(Explanation.parse(await cancelled.json())).toMatchObject({ id: queued.id, status: "cancelled", result: null });
+    // a retried cancel answers the same; a node finds nothing to claim
+    expect(Explanation.parse(await (await t.app.request(cancel, { method: "POST" })).json()).status).toBe("cancelled");
+    const node = new NodeClient({ baseUrl: "http://edge.test", token: NODE_TOKEN, fetch: async (url, init) => t.app.request(url, init) });
+    expect(await node.claim("node-1")).toBeNull();
+
+    // the slot is free again: the next explanation runs, and once it has ended it cannot be cancelled
+    const next = await t.app.request(`/v1/fine-tunes/${id}/explain`, json(spec));
+    expect(next.status).toBe(202);
+    const { id: eid } = Explanation.parse(await next.json());
+    expect(await runClaimedExplanation(node, (await node.claim("node-1"))!, t.runtime)).toBe("completed");
+    await expectProblem(await t.app.request(`/v1/fine-tunes/${id}/explanations/${eid}/cancel`, { method: "POST" }), 409, "already_finished");
+    await expectProblem(await t.app.request(`/v1/fine-tunes/${id}/explanations/ex_${"0".repeat(32)}/cancel`, { method: "POST" }), 404, "not_found", "eid");
+  });
+
+  it("MAX_STORED_BYTES_PER_KEY counts a queued explanation's stored task", async () => {
+    const probe = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 } });
+    const { id: probeId } = (await (await probe.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
+    const used = (await probe.store.usage("")).storedBytes;
+    expect(used).toBeGreaterThan(0);
+    // room for the fine-tune and a little more, not for its explanation task (its model, data and weights again)
+    const t = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 }, quotas: { maxActiveJobs: 8, maxStoredBytes: used + 64 } });
+    const { id } = (await (await t.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
+    expect(probeId).not.toBe(id);
+    await expectProblem(await t.app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "gpu-node" })), 429, "storage_quota_exceeded");
+    // computed in the Worker, nothing is stored: not refused
+    expect((await t.app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "edge" }))).status).toBe(200);
+  });
+
+  it("Idempotency-Key: a retried POST answers the first one's queued explanation; the key with another request is a 422", async () => {
+    const { app, id, node } = await overBudget();
+    const post = (body: unknown, key: string) => app.request(`/v1/fine-tunes/${id}/explain`, { ...json(body), headers: { "content-type": "application/json", "idempotency-key": key } });
+    const spec = { method: "integrated_gradients", steps: 4, placement: "gpu-node" };
+    const first = await post(spec, "explain-1");
+    expect(first.status).toBe(202);
+    const queued = Explanation.parse(await first.json());
+    const again = await post(spec, "explain-1");
+    expect(again.status).toBe(202);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(again.headers.get("location")).toBe(first.headers.get("location"));
+    expect(Explanation.parse(await again.json()).id).toBe(queued.id);
+    await expectProblem(await post({ ...spec, steps: 8 }, "explain-1"), 422, "idempotency_key_reused", "Idempotency-Key");
+    await expectProblem(await post(spec, "bad key with spaces"), 400, "invalid_request", "Idempotency-Key");
+    // one task was queued, not two
+    expect(await node.claim("node-1")).not.toBeNull();
+    expect(await node.claim("node-2")).toBeNull();
+  });
 });

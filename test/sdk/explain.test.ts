@@ -52,4 +52,24 @@ describe("client.fineTunes.explain", () => {
     expect(failed).toBeInstanceOf(ExplanationFailedError);
     expect((failed as ExplanationFailedError).explanation.error?.message).toBe("the node ran out of memory");
   });
+
+  it("createExplanation sends an Idempotency-Key (a given one replays the first task); cancelExplanation cancels, and a retried cancel answers the same", async () => {
+    const { client, calls } = await sdkSetup();
+    const result = await client.fineTunes.create({ ...seedRequest(64, { training: { epochs: 2 } }), mode: "sync" });
+    const spec = { method: "integrated_gradients" as const, steps: 4, target: 0, placement: "gpu-node" as const };
+    const first = (await client.fineTunes.createExplanation(result.id, spec)) as Explanation;
+    expect(header(calls.at(-1)!, "idempotency-key")).toMatch(/\S+/);
+    const keyed = (await client.fineTunes.createExplanation(result.id, spec, { idempotencyKey: "explain-once" })) as Explanation;
+    const replayed = (await client.fineTunes.createExplanation(result.id, spec, { idempotencyKey: "explain-once" })) as Explanation;
+    expect(replayed.id).toBe(keyed.id);
+    expect(keyed.id).not.toBe(first.id);
+    await client.fineTunes.createExplanation(result.id, spec, { idempotencyKey: null });
+    expect(header(calls.at(-1)!, "idempotency-key")).toBeNull();
+
+    const cancelled = await client.fineTunes.cancelExplanation(result.id, first.id);
+    expect(cancelled).toMatchObject({ id: first.id, status: "cancelled" });
+    expect(calls.at(-1)!.url).toBe(`http://edge.test/v1/fine-tunes/${result.id}/explanations/${first.id}/cancel`);
+    expect((await client.fineTunes.cancelExplanation(result.id, first.id)).status).toBe("cancelled");
+    expect((await client.fineTunes.retrieveExplanation(result.id, keyed.id)).status).toBe("queued");
+  });
 });

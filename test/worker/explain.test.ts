@@ -80,4 +80,23 @@ describe("explanations in workerd", () => {
     const events = await (await SELF.fetch(`${location}/events`, { headers: auth })).text();
     expect(events).toMatch(/event: status[\s\S]*event: done/);
   });
+
+  it("a queued explanation counts as an active job of its key until it is cancelled; cancel answers it cancelled", async () => {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode("worker-test-key")));
+    const index = env.JOB_INDEX.get(env.JOB_INDEX.idFromName(`owner:${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}`));
+    const created = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(seedRequest(32, { training: { epochs: 1 } })));
+    const { id } = (await created.json()) as { id: string };
+    const before = await index.usage();
+    const res = await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}/explain`, post({ method: "integrated_gradients", steps: 4, target: 0, placement: "gpu-node" }));
+    expect(res.status).toBe(202);
+    const { id: eid } = (await res.json()) as { id: string };
+    const queued = await index.usage();
+    expect(queued.activeJobs).toBe(before.activeJobs + 1);
+    expect(queued.storedBytes).toBeGreaterThan(before.storedBytes);
+
+    const cancel = await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}/explanations/${eid}/cancel`, { method: "POST", headers: auth });
+    expect(cancel.status).toBe(200);
+    expect(((await cancel.json()) as { status: string }).status).toBe("cancelled");
+    expect((await index.usage()).activeJobs).toBe(before.activeJobs);
+  });
 });

@@ -36,7 +36,7 @@ import type { Job } from "../schema/job.js";
 import { zodIssues } from "../schema/issues.js";
 import { readJsonBody } from "./body.js";
 import { requestBudgetMs } from "./budget.js";
-import { idempotencyKeyOf, quotaProblem, sha256Hex } from "./fine-tunes.js";
+import { idempotencyKeyOf, idempotencyKeyReused, idempotentRequestInProgress, quotaProblem, sha256Hex } from "./fine-tunes.js";
 import { problem, problemResponse } from "./problem.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
@@ -216,17 +216,9 @@ openapiReadingBody(explainRoutes, explainRoute, async (c) => {
 
 /** The answer of the explain POST that first used an Idempotency-Key: its queued explanation, as it stands now. */
 async function replayExplanation(c: Context<AppEnv>, fineTuneId: string, taskId: string, sameRequest: boolean): Promise<Response> {
-  if (!sameRequest) {
-    return problemResponse(
-      problem(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request; use a new key.", [
-        { path: "Idempotency-Key", message: "already used for a different request" },
-      ]),
-    );
-  }
+  if (!sameRequest) return idempotencyKeyReused();
   const record = await c.var.deps.store.get(taskId);
-  if (!record) {
-    return problemResponse(problem(409, "request_in_progress", "A request with this Idempotency-Key is still running; retry shortly."), { "Retry-After": "1" });
-  }
+  if (!record) return idempotentRequestInProgress();
   const resource = explanationResource(record.job);
   return c.json(resource, 202, { Location: `/v1/fine-tunes/${fineTuneId}/explanations/${resource.id}`, "Idempotent-Replayed": "true" });
 }

@@ -510,19 +510,23 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The 422 of an Idempotency-Key first used for a different request. */
+export function idempotencyKeyReused(): Response {
+  return problemResponse(
+    problem(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request; use a new key.", [{ path: "Idempotency-Key", message: "already used for a different request" }]),
+  );
+}
+
+/** The 409 of a retry that arrives while the first request with its Idempotency-Key is still running. */
+export function idempotentRequestInProgress(): Response {
+  return problemResponse(problem(409, "request_in_progress", "A request with this Idempotency-Key is still running; retry shortly."), { "Retry-After": "1" });
+}
+
 /** The answer of the create that first used an Idempotency-Key. */
 async function replay(c: Context<AppEnv>, id: string, sameRequest: boolean): Promise<Response> {
-  if (!sameRequest) {
-    return problemResponse(
-      problem(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request; use a new key.", [
-        { path: "Idempotency-Key", message: "already used for a different request" },
-      ]),
-    );
-  }
+  if (!sameRequest) return idempotencyKeyReused();
   const record = await c.var.deps.store.get(id);
-  if (!record) {
-    return problemResponse(problem(409, "request_in_progress", "A request with this Idempotency-Key is still running; retry shortly."), { "Retry-After": "1" });
-  }
+  if (!record) return idempotentRequestInProgress();
   const { job } = record;
   c.header("Location", `/v1/fine-tunes/${id}`);
   c.header("Idempotent-Replayed", "true");

@@ -9,8 +9,10 @@ import worker from "../../worker/index.js";
 import { slowSyncJob } from "../helpers.js";
 
 const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
-// a cost model that calls every job tiny, so that this one, which trains for seconds, runs sync
-const e = { ...env, EDGETUNE_API_KEYS: "isolate-long,isolate-tiny", EDGE_FLOPS_PER_MS: "1e15", EDGE_BYTES_PER_MS: "1e15", EDGE_STEP_OVERHEAD_MS: "0", RATE_LIMIT_PER_MINUTE: "0" } as Env;
+// a cost model that calls every job tiny, so that this one, which trains for seconds, runs sync;
+// and a CPU budget of 10 minutes, so that on a loaded machine it does not stop itself at 10 s
+// (over_budget) before its 1,000 epochs: this test is about the turns, not the budget
+const e = { ...env, EDGETUNE_API_KEYS: "isolate-long,isolate-tiny", EDGE_MAX_CPU_MS: "600000", EDGE_FLOPS_PER_MS: "1e15", EDGE_BYTES_PER_MS: "1e15", EDGE_STEP_OVERHEAD_MS: "0", RATE_LIMIT_PER_MINUTE: "0" } as Env;
 const call = (path: string, key?: string, body?: unknown, headers: Record<string, string> = {}) =>
   worker.fetch(
     new Request(`http://edgetune.test${path}`, {

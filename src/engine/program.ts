@@ -74,11 +74,27 @@ function f32Word(x: number): number {
   return bits.getInt32(0, true);
 }
 
-/** Writes one argument list (the kinds of kernel `id`) into `out` at `at`. */
-export function encodeArgs(id: number, args: ArrayLike<number>, out: Int32Array | number[], at: number): void {
-  const kinds = KINDS[id]!;
-  if (args.length !== kinds.length) throw new Error(`program: ${FUSED_KERNELS[id]![0]} takes ${kinds.length} arguments, got ${args.length}`);
-  for (let k = 0; k < kinds.length; k++) out[at + k] = kinds.charCodeAt(k) === 102 /* f */ ? f32Word(args[k]!) : args[k]! | 0;
+/** Per kernel: 1 where an argument is an f32, 0 where it is an i32 or a pointer. */
+const FLOAT_ARGS: readonly Uint8Array[] = KINDS.map((kinds) => Uint8Array.from(kinds, (c) => (c === "f" ? 1 : 0)));
+
+/**
+ * Writes one argument list (the kinds of kernel `id`) at word `at`: i32 and pointers through
+ * `i32`, f32 arguments through `f32`, a Float32Array over the same words (a store rounds to
+ * nearest, as a call rounds a number to an f32 parameter).
+ *
+ * @example
+ * ```ts
+ * const words = new Int32Array(18);
+ * encodeArgs(fusedKernelId("adam_step"), args, words, new Float32Array(words.buffer), 0);
+ * ```
+ */
+export function encodeArgs(id: number, args: ArrayLike<number>, i32: Int32Array, f32: Float32Array, at: number): void {
+  const floats = FLOAT_ARGS[id]!;
+  if (args.length !== floats.length) throw new Error(`program: ${FUSED_KERNELS[id]![0]} takes ${floats.length} arguments, got ${args.length}`);
+  for (let k = 0; k < floats.length; k++) {
+    if (floats[k]) f32[at + k] = args[k]!;
+    else i32[at + k] = args[k]!;
+  }
 }
 
 /** The kernel id of a name, or -1 when programs cannot call it. */
@@ -114,9 +130,9 @@ export class ProgramWriter {
       this.unsupported.add(name);
       return;
     }
-    const at = this.words.length;
-    this.words.push(OP.CALL, id, args.length);
-    encodeArgs(id, args, this.words, at + 3);
+    const encoded = new Int32Array(args.length);
+    encodeArgs(id, args, encoded, new Float32Array(encoded.buffer), 0);
+    this.words.push(OP.CALL, id, args.length, ...encoded);
   }
 
   /** GATHER: rows [b*batch, b*batch + rows) of `order` from src into dst, rows of `cols`. */
@@ -178,7 +194,7 @@ export class ProgramWriter {
 export function runProgramReference(kernels: Kernels, memory: WasmMemory, ctl: Ptr): number {
   const word = (p: Ptr) => new Int32Array(memory.buffer, p, 1)[0]!;
   const at = (k: number) => word(ctl + 4 * k);
-  const [full, fullWords, tail, tailWords, tailBatch, b0, count] = [at(0), at(1), at(2), at(3), at(4), at(5), at(6)];
+  const [full, fullWords, tail, tailWords, tailBatch, b0, count, inOrder] = [at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(9) !== 0];
   const setWord = (k: number, v: number) => (new Int32Array(memory.buffer, ctl, CONTROL_WORDS)[k] = v);
   setWord(7, 0);
   setWord(8, 0);
@@ -211,7 +227,8 @@ export function runProgramReference(kernels: Kernels, memory: WasmMemory, ctl: P
         last = call(w(1), (w(3) >>> 0) + 4 * s * w(2));
         pc += 16;
       } else if (op === OP.GATHER) {
-        kernels.gather_rows(w(1) >>> 0, w(2) >>> 0, (w(3) >>> 0) + 4 * b * w(4), w(5), w(6));
+        if (inOrder) kernels.copy(w(1) >>> 0, (w(2) >>> 0) + 4 * b * w(4) * w(6), w(5) * w(6));
+        else kernels.gather_rows(w(1) >>> 0, w(2) >>> 0, (w(3) >>> 0) + 4 * b * w(4), w(5), w(6));
         pc += 28;
       } else if (op === OP.LOSS) {
         new Float64Array(memory.buffer, (w(1) >>> 0) + 8 * s, 1)[0] = last;

@@ -237,11 +237,12 @@ export async function createWasmBackend(
     arena.i32(ctl).set([full.ptr, full.length, tail.ptr, tail.length, tailBatch, 0, 0]);
     // optimizer.step()'s kernel call, its arguments written into row `row.s` of the table
     const row = { s: 0 };
-    let tableView = arena.i32(table);
+    let tableI32 = arena.i32(table);
+    let tableF32 = arena.f32(table);
     const rowRecorder = {
       [optimizer.kernel]: (...args: number[]) => {
-        if (tableView.buffer !== memory.buffer) tableView = arena.i32(table); // the memory grew: a fresh view
-        encodeArgs(kernelId, args, tableView, row.s * nargs);
+        if (tableI32.buffer !== memory.buffer) (tableI32 = arena.i32(table)), (tableF32 = arena.f32(table)); // the memory grew: fresh views
+        encodeArgs(kernelId, args, tableI32, tableF32, row.s * nargs);
       },
     } as unknown as Kernels;
     let inOrder = false;
@@ -256,6 +257,7 @@ export async function createWasmBackend(
           for (let i = 0; i < N; i++) view[i] = i;
           inOrder = true;
         }
+        arena.i32(ctl)[9] = inOrder ? 1 : 0;
       },
       prepare(s) {
         row.s = s;

@@ -1358,7 +1358,7 @@ function runProgram(P: Pair, rng: Rng): void {
         const rows = new Int32Array(nargs * steps);
         for (let s = 0; s < steps; s++) {
           const t = s + 1;
-          encodeArgs(id, [params, grads, m, v, 0, n, 0.01 / (1 - 0.9 ** t), 0.9, 0.1, 0.999, 0.001, Math.sqrt(1 - 0.999 ** t), 1e-8, 0, 1, 0, 0, 0], rows, s * nargs);
+          encodeArgs(id, [params, grads, m, v, 0, n, 0.01 / (1 - 0.9 ** t), 0.9, 0.1, 0.999, 0.001, Math.sqrt(1 - 0.999 ** t), 1e-8, 0, 1, 0, 0, 0], rows, new Float32Array(rows.buffer), s * nargs);
         }
         for (const mem of [P.memW, P.memR]) new Int32Array(mem.buffer, table, rows.length).set(rows);
         const body = (r: number) => {

@@ -12,8 +12,9 @@
 //   5 CLIP     grads n norm err lo hi   clip_grad_norm_ (norm 2: L2, 0: inf), max_norm an f64 (lo, hi words)
 //   6 CALLROW  id nargs table        kernel `id` with the args of row s of `table` (the optimizer's per-step scalars)
 // Control block (i32 words at ctl): 0 full body, 1 its words, 2 tail body, 3 its words, 4 the batch
-// that takes the tail body (-1: none), 5 the first batch b0, 6 steps to run; written: 7 steps done,
-// 8 fault code (0: none), 10-11 an f64 (the total norm of a non-finite clip).
+// that takes the tail body (-1: none), 5 the first batch b0, 6 steps to run, 9 1 when the order is
+// 0, 1, 2, ... (GATHER copies a batch's rows at once); written: 7 steps done, 8 fault code (0:
+// none), 10-11 an f64 (the total norm of a non-finite clip).
 import { matmul_nt, matmul_nn, matmul_tn } from "./gemm";
 import { activation_forward, activation_backward } from "./activations";
 import { bias_grad, mul, add, scale, fill, copy, axpy, gather_rows, all_finite } from "./elementwise";
@@ -87,7 +88,7 @@ function call_kernel(id: i32, a: usize): f64 {
  */
 export function run_program(ctl: usize): i32 {
   const full = P(ctl, 0), fullWords = I(ctl, 1), tail = P(ctl, 2), tailWords = I(ctl, 3);
-  const tailBatch = I(ctl, 4), b0 = I(ctl, 5), count = I(ctl, 6);
+  const tailBatch = I(ctl, 4), b0 = I(ctl, 5), count = I(ctl, 6), inOrder = I(ctl, 9) != 0;
   store<i32>(ctl + 28, 0);
   store<i32>(ctl + 32, 0);
   for (let s = 0; s < count; s++) {
@@ -107,7 +108,10 @@ export function run_program(ctl: usize): i32 {
         last = call_kernel(I(pc, 1), P(pc, 3) + ((<usize>s * nargs) << 2));
         pc += 16;
       } else if (op == OP_GATHER) {
-        gather_rows(P(pc, 1), P(pc, 2), P(pc, 3) + ((<usize>b * <usize>I(pc, 4)) << 2), I(pc, 5), I(pc, 6));
+        const first = <usize>b * <usize>I(pc, 4);
+        // rows in order: one contiguous copy (the same values gather_rows would copy row by row)
+        if (inOrder) memory.copy(P(pc, 1), P(pc, 2) + ((first * <usize>I(pc, 6)) << 2), (<usize>I(pc, 5) * <usize>I(pc, 6)) << 2);
+        else gather_rows(P(pc, 1), P(pc, 2), P(pc, 3) + (first << 2), I(pc, 5), I(pc, 6));
         pc += 28;
       } else if (op == OP_LOSS) {
         store<f64>(P(pc, 1) + (<usize>s << 3), last);

@@ -15,7 +15,7 @@
  * `runProgramReference` is the plain TypeScript twin of `run_program`: the same program over
  * any Kernels (the reference kernels use it as their `run_program`).
  */
-import type { Kernels, Ptr } from "./kernels.js";
+import { KERNEL_NAMES, type Kernels, type Ptr } from "./kernels.js";
 import type { WasmMemory } from "./wasm-types.js";
 
 /** Instructions (wasm/assembly/program.ts has the same numbers). */
@@ -60,6 +60,10 @@ export const FUSED_KERNELS = [
 
 /** A kernel a program can call. */
 export type FusedKernel = (typeof FUSED_KERNELS)[number][0];
+
+/** Scratch for one argument list while a body is written (the longest kernel takes 18). */
+const SCRATCH_I32 = new Int32Array(32);
+const SCRATCH_F32 = new Float32Array(SCRATCH_I32.buffer);
 
 const KERNEL_ID = new Map<string, number>(FUSED_KERNELS.map(([name], id) => [name, id]));
 const KINDS: readonly string[] = FUSED_KERNELS.map(([, kinds]) => kinds);
@@ -130,9 +134,9 @@ export class ProgramWriter {
       this.unsupported.add(name);
       return;
     }
-    const encoded = new Int32Array(args.length);
-    encodeArgs(id, args, encoded, new Float32Array(encoded.buffer), 0);
-    this.words.push(OP.CALL, id, args.length, ...encoded);
+    encodeArgs(id, args, SCRATCH_I32, SCRATCH_F32, 0);
+    this.words.push(OP.CALL, id, args.length);
+    for (let k = 0; k < args.length; k++) this.words.push(SCRATCH_I32[k]!);
   }
 
   /** GATHER: rows [b*batch, b*batch + rows) of `order` from src into dst, rows of `cols`. */
@@ -168,17 +172,16 @@ export class ProgramWriter {
 
   /** A Kernels whose calls are written into this body instead of run (value-returning kernels answer 0, all_finite 1). */
   recorder(): Kernels {
-    const record = {} as Record<string, (...args: number[]) => number>;
-    return new Proxy(record, {
-      get: (_, name: string) => {
-        if (name === "all_finite") return () => 1;
-        if (name === "heap_base") return () => 0;
-        return (...args: number[]) => {
-          this.call(name, args);
-          return 0;
-        };
-      },
-    }) as unknown as Kernels;
+    const record: Record<string, (...args: number[]) => number> = {};
+    for (const name of KERNEL_NAMES) {
+      record[name] = (...args: number[]) => {
+        this.call(name, args);
+        return 0;
+      };
+    }
+    record.all_finite = () => 1;
+    record.heap_base = () => 0;
+    return record as unknown as Kernels;
   }
 }
 

@@ -18,10 +18,24 @@
 import { KERNEL_NAMES, type Kernels, type Ptr } from "./kernels.js";
 import type { WasmMemory } from "./wasm-types.js";
 
-/** Instructions (wasm/assembly/program.ts has the same numbers). */
+/**
+ * Instructions (wasm/assembly/program.ts has the same numbers).
+ *
+ * @example
+ * ```ts
+ * words.push(OP.CHECK, grads, n, FAULT.GRADIENT); // what ProgramWriter.check writes
+ * ```
+ */
 export const OP = { CALL: 1, GATHER: 2, LOSS: 3, CHECK: 4, CLIP: 5, CALLROW: 6 } as const;
 
-/** Why a program stopped at a step (0: it did not). */
+/**
+ * Why a program stopped at a step (0: it did not), control block word 8.
+ *
+ * @example
+ * ```ts
+ * if (new Int32Array(memory.buffer, ctl, CONTROL_WORDS)[8] === FAULT.LOSS) stop("the loss became NaN");
+ * ```
+ */
 export const FAULT = { LOSS: 1, GRADIENT: 2, NORM: 3, WEIGHT: 4 } as const;
 
 /**
@@ -68,7 +82,16 @@ const SCRATCH_F32 = new Float32Array(SCRATCH_I32.buffer);
 const KERNEL_ID = new Map<string, number>(FUSED_KERNELS.map(([name], id) => [name, id]));
 const KINDS: readonly string[] = FUSED_KERNELS.map(([, kinds]) => kinds);
 
-/** Control block words (run_program's `ctl`): 16 i32, 16-byte aligned. */
+/**
+ * Control block words (run_program's `ctl`): 16 i32, 16-byte aligned. 0-6 are written by the
+ * caller (bodies, tail batch, first batch, steps), 9 the in-order flag; 7-8 and 10-11 by the run.
+ *
+ * @example
+ * ```ts
+ * const ctl = arena.alloc(CONTROL_WORDS);
+ * arena.i32(ctl).set([full.ptr, full.length, tail.ptr, tail.length, -1, 0, 32]);
+ * ```
+ */
 export const CONTROL_WORDS = 16;
 
 const bits = new DataView(new ArrayBuffer(8));
@@ -101,12 +124,27 @@ export function encodeArgs(id: number, args: ArrayLike<number>, i32: Int32Array,
   }
 }
 
-/** The kernel id of a name, or -1 when programs cannot call it. */
+/**
+ * The kernel id of a name, or -1 when programs cannot call it.
+ *
+ * @example
+ * ```ts
+ * fusedKernelId("adam_step"); // 22
+ * fusedKernelId("dropout_forward"); // -1
+ * ```
+ */
 export function fusedKernelId(name: string): number {
   return KERNEL_ID.get(name) ?? -1;
 }
 
-/** Arguments a kernel takes. */
+/**
+ * Arguments a kernel takes.
+ *
+ * @example
+ * ```ts
+ * fusedArgCount(fusedKernelId("adam_step")); // 18
+ * ```
+ */
 export function fusedArgCount(id: number): number {
   return KINDS[id]!.length;
 }

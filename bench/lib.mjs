@@ -14,7 +14,7 @@ export function stats(values) {
   const mid = s.length >> 1;
   const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
   const pct = (p) => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-  return { n: s.length, median, min: s[0], max: s[s.length - 1], p50: pct(50), p90: pct(90), p99: pct(99) };
+  return { n: s.length, median, min: s[0], max: s[s.length - 1], p10: pct(10), p50: pct(50), p90: pct(90), p99: pct(99) };
 }
 
 export const nowMs = () => performance.now();

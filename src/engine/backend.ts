@@ -47,6 +47,32 @@ export interface NamedTensor {
 type MaybePromise<T> = T | Promise<T>;
 
 /**
+ * A backend's fused steps (program.ts): a chunk of an epoch's steps run as one call into the
+ * kernel core, with the same floats as that many step() calls. The loop sets the epoch's order,
+ * records each step's optimizer scalars as the schedule sets lr (prepare), then runs the chunk.
+ *
+ * @example
+ * ```ts
+ * fused.setOrder(null);
+ * for (let s = 0; s < 20; s++) fused.prepare(s);
+ * const { done, losses, fault } = fused.run(0, 20);
+ * ```
+ */
+export interface FusedSteps {
+  /** The most steps one run() takes. */
+  readonly maxSteps: number;
+  /** The epoch's order of rows (null: in order), at each epoch's start. */
+  setOrder(order: Int32Array | null): void;
+  /** Counts optimizer step s of the next run (0-based in it) with the param group as it is now. */
+  prepare(s: number): void;
+  /**
+   * Runs batches [first, first + count) of the epoch (count prepared steps): losses[s] of the
+   * `done` steps; a fault stops it at step `done`, whose weights are put back as step() does.
+   */
+  run(first: number, count: number): { done: number; losses: Float64Array; fault: StepFault | null };
+}
+
+/**
  * What the training loop drives.
  *
  * @example
@@ -60,6 +86,11 @@ export interface TrainingBackend {
   readonly group: ParamGroup;
   readonly kernel: EngineInfo["kernel"];
   readonly threads: number;
+  /**
+   * The fused path (program.ts), when this run's model, loss, optimizer and options are what
+   * the program covers; absent or null: the loop calls step() per batch.
+   */
+  readonly fused?: FusedSteps | null;
   /** One optimizer step on a batch; `seed` seeds its dropout masks. */
   step(batch: BatchRef, seed: number): MaybePromise<StepOutcome>;
   /** Validation loss and accuracy (eval mode), or null without validation data. */

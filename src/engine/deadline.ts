@@ -35,3 +35,21 @@ export function wouldOverrun(budget: StepBudget, elapsedMs: number, stepsRun: nu
   const next = Math.max(lastStepMs, budget.stepMs);
   return spent + next > budget.maxMs;
 }
+
+/**
+ * How many of the next `most` steps can run, checked at once before running them together (a
+ * fused chunk, program.ts): step j of them would start at elapsedMs + j steps of the larger of
+ * the last step's time and the estimate, after stepsRun + j steps, and must pass wouldOverrun
+ * as it would one step at a time.
+ *
+ * @example
+ * ```ts
+ * stepsWithinBudget({ maxMs: 100, stepMs: 10 }, 0, 5, 0, 20); // 5: steps 6 to 10 end by 100 ms
+ * ```
+ */
+export function stepsWithinBudget(budget: StepBudget, elapsedMs: number, stepsRun: number, lastStepMs: number, most: number): number {
+  const per = Math.max(lastStepMs, budget.stepMs);
+  let k = 0;
+  while (k < most && !wouldOverrun(budget, elapsedMs + k * per, stepsRun + k, lastStepMs)) k++;
+  return k;
+}

@@ -204,6 +204,13 @@ export interface Kernels {
   /** dx = 0, then dy / kh / kw added to each window's taps */
   adaptive_avg_pool_backward(dx: Ptr, dy: Ptr, planes: number, H: number, W: number, OH: number, OW: number): void;
 
+  /**
+   * Runs a fused program's steps (program.ts, wasm/assembly/program.ts): the control block at
+   * `ctl` names the program bodies, the batches and the step count; returns the steps done
+   * (fewer when one faulted: its code is in the block).
+   */
+  run_program(ctl: Ptr): number;
+
   /** First byte the arena may hand out. */
   heap_base(): number;
 }
@@ -223,7 +230,7 @@ export const KERNEL_NAMES = [
   "conv_im2col", "conv_im2col_t", "conv_col2im", "conv_bias_forward", "conv_bias_backward",
   "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
   "adaptive_avg_pool_forward", "adaptive_avg_pool_backward",
-  "sum_squares", "sum_abs_pow", "max_abs", "heap_base",
+  "sum_squares", "sum_abs_pow", "max_abs", "run_program", "heap_base",
 ] as const satisfies readonly (keyof Kernels)[];
 
 /** Which build of the kernel core is running. */

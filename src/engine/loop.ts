@@ -17,7 +17,7 @@ import type { NamedTensor } from "./backend.js";
 import type { Explanations } from "../schema/explain.js";
 import type { LrFinderReport } from "./strategy.js";
 import type { EngineRuntime, RawRunResult, TrainOptions } from "./run-types.js";
-import { wouldOverrun } from "./deadline.js";
+import { stepsWithinBudget, wouldOverrun } from "./deadline.js";
 import { modelFingerprint, writeTrainingCheckpoint, type TrainingCheckpoint, type TrainingState } from "./checkpoint.js";
 import { UnprocessableError } from "../errors.js";
 
@@ -84,6 +84,9 @@ export async function runLoop(
     // a private run with Poisson sampling: each step's rows drawn afresh (privacy/index.ts)
     const privacy = prepared.privacy ?? null;
     const poisson = privacy?.poisson ? { order: new Int32Array(trainTable.rows), source: uniformSource(privacy.secure, mixSeed(t.seed, 0x504f_4953)) } : null; // "POIS"
+    // the backend's fused steps (program.ts), for batches of the epoch's order (not Poisson's)
+    const fused = poisson ? null : (backend.fused ?? null);
+    const chunkLrs = new Float64Array(fused ? fused.maxSteps : 0);
 
     // a causal LM reports perplexity, exp(mean next-token cross-entropy)
     const perplexity = (loss: number) => (prepared.huggingface?.task === "causal-lm" ? { val_perplexity: Math.exp(loss) } : {});
@@ -155,7 +158,62 @@ export async function runLoop(
       let lossSum = 0;
       let lossRows = 0;
       let lastLr = backend.group.lr;
-      for (let b = 0; b < plan.stepsPerEpoch; b++) {
+      // ---- the fused path (program.ts): chunks of the epoch's steps, one kernel-core call each;
+      // between chunks, the same checks as between steps below (cancellation, budget, yields)
+      if (fused) {
+        fused.setOrder(t.shuffle ? order : null);
+        for (let b = 0; b < plan.stepsPerEpoch; ) {
+          if (options.signal?.aborted) {
+            status = "cancelled";
+            error = { code: "cancelled", message: "cancelled by the caller", step, epoch };
+            break epochs;
+          }
+          let count = Math.min(plan.stepsPerEpoch - b, fused.maxSteps);
+          if (yields) {
+            if (yieldSteps !== Infinity) count = Math.min(count, Math.max(1, yieldSteps - stepsSinceYield));
+            if (yieldMs !== Infinity) count = Math.min(count, lastStepMs > 0 ? Math.max(1, Math.floor(yieldMs / lastStepMs)) : FIRST_FUSED_CHUNK);
+          }
+          if (options.budget) {
+            count = stepsWithinBudget(options.budget, now() - started - yieldedMs, step - stepsBefore, lastStepMs, count);
+            if (count === 0) {
+              status = "cancelled";
+              error = { code: "over_budget", message: overBudgetMessage(options.budget, step), step, epoch };
+              break epochs;
+            }
+          }
+          // each step's optimizer scalars with the lr the schedule gives it
+          for (let s = 0; s < count; s++) {
+            chunkLrs[s] = backend.group.lr;
+            fused.prepare(s);
+            if (plan.interval === "step" && scheduler) {
+              scheduler.step();
+              schedulerSteps += 1;
+            }
+          }
+          const chunkStarted = now();
+          const ran = fused.run(b, count);
+          lastStepMs = (now() - chunkStarted) / Math.max(1, ran.done + (ran.fault ? 1 : 0));
+          for (let s = 0; s < ran.done; s++) {
+            const rows = Math.min(t.batch_size, trainTable.rows - (b + s) * t.batch_size);
+            step += 1;
+            lastLr = chunkLrs[s]!;
+            const stepLoss = ran.losses[s]!;
+            lossSum += stepLoss * rows;
+            lossRows += rows;
+            samples += rows;
+            if (options.stepEvents) options.onProgress?.({ type: "step", step, epoch, loss: stepLoss, lr: lastLr });
+          }
+          if (ran.fault) {
+            step += 1;
+            status = "diverged";
+            error = { code: ran.fault.code, message: `${ran.fault.what} at step ${step} (epoch ${epoch}); weights are those before this step`, step, epoch };
+            break epochs;
+          }
+          b += count;
+          stepsSinceYield += count;
+          if (yieldDue()) await yieldTurn();
+        }
+      } else for (let b = 0; b < plan.stepsPerEpoch; b++) {
         if (options.signal?.aborted) {
           status = "cancelled";
           error = { code: "cancelled", message: "cancelled by the caller", step, epoch };
@@ -323,6 +381,9 @@ function overBudgetMessage(budget: NonNullable<TrainOptions["budget"]>, stepsRun
 }
 
 
+
+/** Steps of the first fused chunk of a run that yields on a clock, before a step's time is known. */
+const FIRST_FUSED_CHUNK = 8;
 
 /** The largest LoRA rank Workers AI serves (developers.cloudflare.com/workers-ai/fine-tunes/loras). */
 const WORKERS_AI_MAX_LORA_RANK = 32;

@@ -9,8 +9,11 @@ import type { Arena } from "./arena.js";
 import type { Kernels, Ptr } from "./kernels.js";
 
 export interface Loss {
-  /** Mean loss over `rows` rows of logits [rows, outputs]; writes dL/dlogits into grad unless grad is 0. */
-  compute(grad: Ptr, logits: Ptr, target: Ptr, rows: number): number;
+  /**
+   * Mean loss over `rows` rows of logits [rows, outputs]; writes dL/dlogits into grad unless grad
+   * is 0. `on`: the kernels to call instead of the loss's own (a program recorder, program.ts).
+   */
+  compute(grad: Ptr, logits: Ptr, target: Ptr, rows: number, on?: Kernels): number;
   /** Fraction of correct predictions (classification losses), or undefined. */
   accuracy(logits: Float32Array, target: Float32Array, rows: number): number | undefined;
   /** Elements of the target per row. */
@@ -69,18 +72,18 @@ export function createLoss(spec: LossSpec, k: Kernels, arena: Arena, outputs: nu
   const perElement = { targetWidth: outputs, accuracy: () => undefined };
   switch (spec.type) {
     case "mse":
-      return { ...perElement, compute: (g, x, y, rows) => k.mse_loss(g, x, y, rows * outputs) };
+      return { ...perElement, compute: (g, x, y, rows, on = k) => on.mse_loss(g, x, y, rows * outputs) };
     case "l1":
-      return { ...perElement, compute: (g, x, y, rows) => k.l1_loss(g, x, y, rows * outputs) };
+      return { ...perElement, compute: (g, x, y, rows, on = k) => on.l1_loss(g, x, y, rows * outputs) };
     case "huber":
-      return { ...perElement, compute: (g, x, y, rows) => k.huber_loss(g, x, y, spec.delta, rows * outputs) };
+      return { ...perElement, compute: (g, x, y, rows, on = k) => on.huber_loss(g, x, y, spec.delta, rows * outputs) };
     case "smooth_l1":
-      return { ...perElement, compute: (g, x, y, rows) => k.smooth_l1_loss(g, x, y, spec.beta, rows * outputs) };
+      return { ...perElement, compute: (g, x, y, rows, on = k) => on.smooth_l1_loss(g, x, y, spec.beta, rows * outputs) };
     case "cross_entropy": {
       const weight = vector(spec.weight);
       return {
         targetWidth: 1,
-        compute: (g, x, y, rows) => k.cross_entropy_loss(g, x, y, weight, rows, outputs, spec.ignore_index, spec.label_smoothing),
+        compute: (g, x, y, rows, on = k) => on.cross_entropy_loss(g, x, y, weight, rows, outputs, spec.ignore_index, spec.label_smoothing),
         accuracy: (x, y, rows) => argmaxAccuracy(x, y, rows, outputs, spec.ignore_index),
       };
     }
@@ -88,7 +91,7 @@ export function createLoss(spec: LossSpec, k: Kernels, arena: Arena, outputs: nu
       const weight = vector(spec.weight);
       return {
         targetWidth: 1,
-        compute: (g, x, y, rows) => k.multi_margin_loss(g, x, y, weight, rows, outputs, spec.p, spec.margin),
+        compute: (g, x, y, rows, on = k) => on.multi_margin_loss(g, x, y, weight, rows, outputs, spec.p, spec.margin),
         accuracy: (x, y, rows) => argmaxAccuracy(x, y, rows, outputs, null),
       };
     }
@@ -96,14 +99,14 @@ export function createLoss(spec: LossSpec, k: Kernels, arena: Arena, outputs: nu
       const posWeight = vector(spec.pos_weight === null ? null : typeof spec.pos_weight === "number" ? [spec.pos_weight] : spec.pos_weight);
       return {
         targetWidth: outputs,
-        compute: (g, x, y, rows) => k.bce_with_logits_loss(g, x, y, posWeight, rows, outputs),
+        compute: (g, x, y, rows, on = k) => on.bce_with_logits_loss(g, x, y, posWeight, rows, outputs),
         accuracy: (x, y, rows) => signAccuracy(x, y, rows * outputs, (t) => t > 0.5),
       };
     }
     case "hinge":
       return {
         targetWidth: outputs,
-        compute: (g, x, y, rows) => k.hinge_loss(g, x, y, rows * outputs),
+        compute: (g, x, y, rows, on = k) => on.hinge_loss(g, x, y, rows * outputs),
         accuracy: (x, y, rows) => signAccuracy(x, y, rows * outputs, (t) => t === 1),
       };
   }

@@ -147,6 +147,13 @@ export interface Optimizer {
   readonly group: ParamGroup;
   /** optimizer.step() */
   step(): void;
+  /**
+   * optimizer.step() with its update kernel called on `kernels` instead: a program recorder
+   * (program.ts) keeps the call's arguments, this step's scalars, for the fused step to run.
+   */
+  stepOn(kernels: Kernels): void;
+  /** The update kernel's name (adam_step, ...). */
+  readonly kernel: "sgd_step" | "adam_step" | "rmsprop_step" | "adagrad_step";
   /** Its state tensors, torch's names in torch's order (a checkpoint saves and restores them). */
   readonly state: { name: string; region: Region }[];
   /** Its step count and flags (optimizerSteps). */
@@ -163,17 +170,19 @@ export interface Optimizer {
  * opt.step();
  * ```
  */
-export function createOptimizer(spec: OptimizerSpec, k: Kernels, arena: Arena, params: number, grads: number, n: number): Optimizer {
+export function createOptimizer(spec: OptimizerSpec, kernels: Kernels, arena: Arena, params: number, grads: number, n: number): Optimizer {
   const steps = optimizerSteps(spec);
   // state, in torch's order: SGD momentum_buffer; Adam exp_avg, exp_avg_sq (max_exp_avg_sq);
   // RMSprop square_avg (grad_avg) momentum_buffer; Adagrad sum
-  let step: (s: OptimizerScalars) => void;
+  let step: (s: OptimizerScalars, k: Kernels) => void;
+  let kernel: Optimizer["kernel"];
   let state: { name: string; region: Region }[];
   switch (spec.type) {
     case "sgd": {
       const buf = arena.alloc(n);
       state = [{ name: "momentum_buffer", region: buf }];
-      step = (s) => {
+      kernel = "sgd_step";
+      step = (s, k) => {
         if (s.type !== "sgd") return;
         k.sgd_step(params, grads, buf.ptr, n, s.lr, s.momentum, s.dampening1m, s.weightDecay, s.nesterov, s.maximize, s.first);
       };
@@ -184,7 +193,8 @@ export function createOptimizer(spec: OptimizerSpec, k: Kernels, arena: Arena, p
       const [m, v] = [arena.alloc(n), arena.alloc(n)];
       const vmax: Region | null = spec.amsgrad ? arena.alloc(n) : null;
       state = [{ name: "exp_avg", region: m }, { name: "exp_avg_sq", region: v }, ...(vmax ? [{ name: "max_exp_avg_sq", region: vmax }] : [])];
-      step = (s) => {
+      kernel = "adam_step";
+      step = (s, k) => {
         if (s.type !== "adam") return;
         k.adam_step(params, grads, m.ptr, v.ptr, vmax?.ptr ?? 0, n, s.stepSize, s.beta1, s.beta1m, s.beta2, s.beta2m,
           s.biasCorrection2Sqrt, s.eps, s.weightDecay, s.decayFactor, s.amsgrad, s.maximize, s.decoupled);
@@ -196,7 +206,8 @@ export function createOptimizer(spec: OptimizerSpec, k: Kernels, arena: Arena, p
       const gradAvg = spec.centered ? arena.alloc(n) : null;
       const buf = arena.alloc(n);
       state = [{ name: "square_avg", region: squareAvg }, ...(gradAvg ? [{ name: "grad_avg", region: gradAvg }] : []), { name: "momentum_buffer", region: buf }];
-      step = (s) => {
+      kernel = "rmsprop_step";
+      step = (s, k) => {
         if (s.type !== "rmsprop") return;
         k.rmsprop_step(params, grads, squareAvg.ptr, gradAvg?.ptr ?? 0, buf.ptr, n, s.lr, s.alpha, s.alpha1m, s.eps, s.weightDecay,
           s.momentum, s.centered, s.maximize);
@@ -205,16 +216,17 @@ export function createOptimizer(spec: OptimizerSpec, k: Kernels, arena: Arena, p
     }
     case "adagrad": {
       const sum = arena.alloc(n);
-      k.fill(sum.ptr, spec.initial_accumulator_value, n);
+      kernels.fill(sum.ptr, spec.initial_accumulator_value, n);
       state = [{ name: "sum", region: sum }];
-      step = (s) => {
+      kernel = "adagrad_step";
+      step = (s, k) => {
         if (s.type !== "adagrad") return;
         k.adagrad_step(params, grads, sum.ptr, n, s.clr, s.eps, s.weightDecay, s.maximize);
       };
       break;
     }
   }
-  return { group: steps.group, step: () => step(steps.next()), state, position: steps.position };
+  return { group: steps.group, step: () => step(steps.next(), kernels), stepOn: (on) => step(steps.next(), on), kernel, state, position: steps.position };
 }
 
 /** Whether OneCycleLR can cycle this optimizer's momentum (torch: 'momentum' or 'betas' in defaults). */

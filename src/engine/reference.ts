@@ -7,6 +7,7 @@
 import type { WasmMemory } from "./wasm-types.js";
 import type { ConvGeometry, Kernels, Ptr } from "./kernels.js";
 import { ropeTable } from "./ops/rope.js";
+import { runProgramReference } from "./program.js";
 
 const f = Math.fround;
 
@@ -996,6 +997,9 @@ export function createReferenceKernels(memory: WasmMemory, heapBase = 1024): Ker
           }
         }
       });
+    },
+    run_program(ctl) {
+      return runProgramReference(kernels, memory, ctl);
     },
     heap_base: () => heapBase,
   };

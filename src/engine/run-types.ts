@@ -89,6 +89,12 @@ export interface TrainOptions {
   onCheckpoint?: ((checkpoint: CheckpointEvent) => void | Promise<void>) | undefined;
   /** Asked at each epoch's end: true checkpoints the run and ends it with status "paused". */
   pauseRequested?: (() => boolean) | undefined;
+  /**
+   * Run an epoch's steps as fused kernel-core calls when the run allows it (default true;
+   * docs/engine.md, "The fused step"); false: one step() per batch, driven from JS. Both give the
+   * same floats.
+   */
+  fused?: boolean | undefined;
   /** Filled in by the run: bytes of WebAssembly memory used (to check the plan's estimate). */
   diagnostics?: { memoryBytes?: number; arenaBytes?: number } | undefined;
 }

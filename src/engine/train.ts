@@ -121,7 +121,7 @@ async function findLearningRate(runtime: EngineRuntime, prepared: PreparedRun, o
   let instance: KernelInstance | null = null;
   if (!backend) {
     instance = useReference ? referenceInstance() : await acquireKernels(runtime.module);
-    backend = await createWasmBackend(instance, prepared, initial, { variant: useReference ? "js-reference" : runtime.variant, parallel: null });
+    backend = await createWasmBackend(instance, prepared, initial, { variant: useReference ? "js-reference" : runtime.variant, parallel: null, fused: false });
   }
   try {
     const curve = await lrRangeTest(backend, prepared, options.signal);
@@ -190,6 +190,7 @@ async function runWithBackend(
       variant: useReference ? "js-reference" : runtime.variant,
       parallel: shared ? parallel : null,
       diagnostics: options.diagnostics,
+      fused: options.fused !== false,
     });
     // the explanation takes over the instance's memory once training is done (shards: a fresh one)
     const explainWith = async (parameters: NamedTensor[]) => {

@@ -5,7 +5,7 @@
  */
 import type { Table } from "../formats/dataset.js";
 import { Arena, type Region } from "./arena.js";
-import type { BackendTrainingState, BatchRef, Evaluation, StepOutcome, TrainingBackend } from "./backend.js";
+import type { BackendTrainingState, BatchRef, Evaluation, FusedSteps, StepFault, StepOutcome, TrainingBackend } from "./backend.js";
 import type { KernelInstance, KernelVariant, Kernels } from "./kernels.js";
 import { createLoss, type Loss } from "./losses.js";
 import { allocateModel, Model } from "./model.js";
@@ -16,6 +16,18 @@ import { clipCoefficient, clipSpec } from "./step.js";
 import { addGaussianNoise, clipFactor, uniformSource, type PrivacySettings } from "./privacy/index.js";
 import { SampleNorms, tiedParameters } from "./privacy/ghost.js";
 import { mixSeed } from "./rng.js";
+import { CONTROL_WORDS, FAULT, ProgramWriter, encodeArgs, fusedArgCount, fusedKernelId } from "./program.js";
+import type { OpKind } from "./ops/types.js";
+
+/**
+ * The op kinds a fused program runs (program.ts): their kernel calls depend only on the batch's
+ * row count. Dropout's masks depend on the step's seed (its training forward calls
+ * dropout_forward, which programs do not, so a model with active dropout is traced as unsupported).
+ */
+const FUSABLE_OPS: ReadonlySet<OpKind> = new Set<OpKind>(["linear", "activation", "add", "mul", "layer_norm", "dropout"]);
+
+/** The most steps one fused call runs (its per-step tables are sized for it). */
+const MAX_FUSED_STEPS = 4096;
 
 /** A table in the arena: x [N, F], y [N, T], the mask [N, F] of token rows. */
 interface TableRegions {
@@ -42,6 +54,8 @@ export async function createWasmBackend(
     variant: KernelVariant;
     parallel?: Parallelism | null;
     diagnostics?: { memoryBytes?: number; arenaBytes?: number } | undefined;
+    /** Build the fused steps when the run allows them (default true; false: step() only). */
+    fused?: boolean | undefined;
   },
 ): Promise<TrainingBackend> {
   const { request, model: compiled, output, plan, train: trainTable, validation: validationTable } = prepared;
@@ -165,9 +179,117 @@ export async function createWasmBackend(
     };
   }
 
+  /**
+   * The fused steps of this run (program.ts), or null when the program does not cover it: a
+   * private run, threads, the TypeScript twins, an op outside FUSABLE_OPS, a kernel the
+   * program cannot call (active dropout, 16-bit frozen weights), a p-norm clip.
+   */
+  function buildFused(): FusedSteps | null {
+    if (options.fused === false || prepared.privacy || distributed || !options.variant.startsWith("wasm")) return null;
+    if (!compiled.ops.every((op) => FUSABLE_OPS.has(op.kind))) return null;
+    if (clip && clip.norm_type !== 2 && clip.norm_type !== "inf") return null;
+    const N = trainTable.rows, B = t.batch_size, perEpoch = plan.stepsPerEpoch;
+    if (perEpoch <= 0 || N <= 0) return null;
+    const maxSteps = Math.min(perEpoch, MAX_FUSED_STEPS);
+    const kernelId = fusedKernelId(optimizer.kernel);
+    const nargs = fusedArgCount(kernelId);
+    const mark = arena.mark();
+    const order = arena.alloc(N); // i32: the epoch's order of rows
+    const losses = arena.alloc(2 * maxSteps); // f64 per step
+    const table = arena.alloc(nargs * maxSteps); // the optimizer call's arguments per step
+    const ctl = arena.alloc(CONTROL_WORDS);
+    // one step's calls for a batch of `rows`, as step() makes them
+    const trace = (rows: number): ProgramWriter => {
+      const body = new ProgramWriter();
+      const rec = body.recorder();
+      const traced = new Model(compiled, rec, memory, model.layout);
+      rec.copy(lastFinite.ptr, model.state.ptr, snapshotN);
+      // the batch's rows gathered by the epoch's order (in order: the same values step() reads in place)
+      body.gather(batchX.ptr, data.x.ptr, order.ptr, B, rows, F);
+      body.gather(batchY.ptr, data.y.ptr, order.ptr, B, rows, TG);
+      if (batchMask) body.gather(batchMask.ptr, data.mask!.ptr, order.ptr, B, rows, F);
+      if (batchTypes) body.gather(batchTypes.ptr, data.types!.ptr, order.ptr, B, rows, F);
+      const logits = traced.forward({ x: batchX.ptr, mask: batchMask?.ptr ?? 0, tokenTypes: batchTypes?.ptr ?? 0 }, rows, true, 0);
+      loss.compute(model.logitsGrad.ptr, logits, batchY.ptr, rows * output.positions, rec);
+      body.loss(losses.ptr);
+      traced.zeroGrad();
+      traced.backward(rows);
+      body.check(model.grads.ptr, trainableN, FAULT.GRADIENT);
+      if (clip) body.clip(model.grads.ptr, model.grads.length, clip.norm_type === "inf", clip.error_if_nonfinite, clip.max_norm);
+      body.callRow(optimizer.kernel, table.ptr);
+      body.check(model.state.ptr, trainableN, FAULT.WEIGHT);
+      return body;
+    };
+    const fullRows = Math.min(B, N);
+    const lastRows = Math.min(B, N - (perEpoch - 1) * B);
+    const tailBatch = lastRows !== fullRows ? perEpoch - 1 : -1;
+    const bodies = [trace(fullRows), ...(tailBatch >= 0 ? [trace(lastRows)] : [])];
+    if (bodies.some((body) => body.unsupported.size > 0)) {
+      arena.release(mark);
+      return null;
+    }
+    const regions = bodies.map((body) => {
+      const region = arena.alloc(body.words.length);
+      arena.i32(region).set(body.words);
+      return region;
+    });
+    const full = regions[0]!, tail = regions[1] ?? full;
+    arena.i32(ctl).set([full.ptr, full.length, tail.ptr, tail.length, tailBatch, 0, 0]);
+    // optimizer.step()'s kernel call, its arguments written into row `row.s` of the table
+    const row = { s: 0 };
+    let tableI32 = arena.i32(table);
+    let tableF32 = arena.f32(table);
+    const rowRecorder = {
+      [optimizer.kernel]: (...args: number[]) => {
+        if (tableI32.buffer !== memory.buffer) (tableI32 = arena.i32(table)), (tableF32 = arena.f32(table)); // the memory grew: fresh views
+        encodeArgs(kernelId, args, tableI32, tableF32, row.s * nargs);
+      },
+    } as unknown as Kernels;
+    let inOrder = false;
+    return {
+      maxSteps,
+      setOrder(rowsOrder) {
+        if (rowsOrder) {
+          arena.i32(order).set(rowsOrder);
+          inOrder = false;
+        } else if (!inOrder) {
+          const view = arena.i32(order);
+          for (let i = 0; i < N; i++) view[i] = i;
+          inOrder = true;
+        }
+        arena.i32(ctl)[9] = inOrder ? 1 : 0;
+      },
+      prepare(s) {
+        row.s = s;
+        optimizer.stepOn(rowRecorder);
+      },
+      run(first, count) {
+        if (count > maxSteps) throw new RangeError(`fused steps: ${count} steps in one call, at most ${maxSteps}`);
+        const control = arena.i32(ctl);
+        control[5] = first;
+        control[6] = count;
+        const done = kernels.run_program(ctl.ptr);
+        const code = arena.i32(ctl)[8]!;
+        const stepLosses = new Float64Array(memory.buffer, losses.ptr, maxSteps);
+        if (code === 0) return { done, losses: stepLosses, fault: null };
+        let outcome: StepOutcome;
+        if (code === FAULT.LOSS) outcome = fault("diverged", `the loss became ${stepLosses[done]}`);
+        else if (code === FAULT.GRADIENT) outcome = fault("diverged", "a gradient became non-finite");
+        else if (code === FAULT.NORM) {
+          const total = new Float64Array(memory.buffer, ctl.ptr + 40, 1)[0];
+          outcome = fault("non_finite_norm", `the total gradient norm (order ${clip!.norm_type}) is ${total} and clip_grad_norm.error_if_nonfinite is set`);
+        } else if (code === FAULT.WEIGHT) outcome = fault("diverged", "a weight became non-finite");
+        else throw new Error(`fused steps: the program stopped with code ${code}`);
+        return { done, losses: stepLosses, fault: (outcome as { fault: StepFault }).fault };
+      },
+    };
+  }
+  const fused = buildFused();
+
   return {
     group: optimizer.group,
     kernel: options.variant,
+    fused,
     threads: distributed ? options.parallel!.threads : 1,
 
     step(batch: BatchRef, seed: number): StepOutcome {

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { Arena } from "../../src/engine/arena.js";
 import { KERNEL_NAMES, instantiateKernels, type Kernels } from "../../src/engine/kernels.js";
 import { Rng, loadVariant, moduleOf } from "./harness.js";
+import { CONTROL_WORDS, FAULT, ProgramWriter } from "../../src/engine/program.js";
 
 type KernelName = (typeof KERNEL_NAMES)[number];
 
@@ -100,8 +101,23 @@ function layout(memory: WebAssembly.Memory, base: number) {
     x: buf(n), y: buf(n), z: buf(n), w: buf(n), pos: buf(n, 0, 1), pos2: buf(n, 0, 1), pos3: buf(n, 0, 1),
     a: buf(M * K), b: buf(K * N), bias: buf(N), out: buf(M * N), scratch: buf(K * N),
     src: buf(5 * n), idx: idx.ptr, rows: buf(n * 4), labels: classes(n, 4), cw: buf(4, 0.5, 2), binary: classes(n, 2),
-    col: buf(9 * n), pooled: arena.alloc(n).ptr,
+    col: buf(9 * n), pooled: arena.alloc(n).ptr, program: program(arena),
   };
+}
+
+/** A fused program of one step (program.ts): y = relu(x), its mse against z; its control block's pointer. */
+function program(arena: Arena): number {
+  const [x, y, z, g, losses] = [arena.alloc(n), arena.alloc(n), arena.alloc(n), arena.alloc(n), arena.alloc(2)];
+  const w = new ProgramWriter();
+  w.call("activation_forward", [y.ptr, x.ptr, 0, 0, n]);
+  w.call("mse_loss", [g.ptr, y.ptr, z.ptr, n]);
+  w.loss(losses.ptr);
+  w.check(g.ptr, n, FAULT.GRADIENT);
+  const code = arena.alloc(w.words.length);
+  arena.i32(code).set(w.words);
+  const ctl = arena.alloc(CONTROL_WORDS);
+  arena.i32(ctl).set([code.ptr, w.words.length, code.ptr, w.words.length, -1, 0, 1]);
+  return ctl.ptr;
 }
 
 function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels) => unknown> {
@@ -157,6 +173,7 @@ function callsFor(L: ReturnType<typeof layout>): Record<KernelName, (k: Kernels)
     sum_squares: (k) => k.sum_squares(x, n),
     sum_abs_pow: (k) => k.sum_abs_pow(x, 3, n),
     max_abs: (k) => k.max_abs(x, n),
+    run_program: (k) => k.run_program(L.program),
     // x as [5 rows, 13] (layer norm) and as [N 5, C 13, L 1] or [N 1, C 5, L 13] (batch norm)
     layer_norm_forward: (k) => k.layer_norm_forward(y, pos, pos2, x, w, z, 5, 13, 1e-5, 1),
     layer_norm_backward: (k) => k.layer_norm_backward(z, pos3, bias, w, x, w, pos, pos2, 5, 13, 1),

@@ -40,6 +40,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { KERNEL_NAMES, type ConvGeometry, type Kernels } from "../../src/engine/kernels.js";
 import { ACTIVATIONS, type ActivationName } from "../../src/engine/layers/activations.js";
 import { bf16BitsToF32, f16BitsToF32Bits } from "../../src/formats/dtype.js";
+import { CONTROL_WORDS, FAULT, ProgramWriter, encodeArgs, fusedArgCount, fusedKernelId } from "../../src/engine/program.js";
 import { LENGTHS, Pair, Rng, Stats, f32Bits, loadVariant, moduleOf, type Variant } from "./harness.js";
 
 type KernelName = (typeof KERNEL_NAMES)[number];
@@ -1297,6 +1298,7 @@ const CASES: Record<Tested, Case> = {
   batch_norm_update: batchNormUpdate,
   batch_norm_forward: batchNormForward,
   batch_norm_backward: batchNormBackward,
+  run_program: runProgram,
   max_abs: (P, rng) => {
     each(P, EL, (n) => {
       const xv = rng.f32(n, -3, 3);
@@ -1331,6 +1333,74 @@ const CASES: Record<Tested, Case> = {
     }
   },
 };
+
+/**
+ * run_program (the fused step, src/engine/program.ts) against its TypeScript twin: a linear
+ * regression y = x W^T + b trained with MSE, clip_grad_norm_ and Adam for the batches of an
+ * epoch of R rows in batches of 2 (the last one shorter), gathered by a permutation; then the
+ * same with a NaN target in the second batch, which stops both at that step with code 1.
+ */
+function runProgram(P: Pair, rng: Rng): void {
+  for (const R of [1, 2, 5, 8]) {
+    for (const nanAt of [-1, 2]) {
+      P.run(`R=${R} nan target at ${nanAt}`, () => {
+        const F = 5, B = 2, n = F + 1, steps = Math.ceil(R / B);
+        const yv = rng.f32(R);
+        if (nanAt >= 0 && nanAt < R) yv[nanAt] = NaN;
+        const x = P.input(rng.f32(R * F), "x"), y = P.input(yv, "y");
+        const order = P.inputI32(Array.from({ length: R }, (_, i) => (i * 3 + 1) % R), "order");
+        const params = P.output(n, rng.f32(n)), grads = P.output(n), snapshot = P.output(n);
+        const m = P.output(n, new Float32Array(n)), v = P.output(n, new Float32Array(n));
+        const bx = P.output(B * F), by = P.output(B), out = P.output(B), dOut = P.output(B), scratch = P.output(F);
+        const losses = P.output(2 * steps);
+        const id = fusedKernelId("adam_step"), nargs = fusedArgCount(id);
+        const table = P.alloc(nargs * steps);
+        const rows = new Int32Array(nargs * steps);
+        for (let s = 0; s < steps; s++) {
+          const t = s + 1;
+          encodeArgs(id, [params, grads, m, v, 0, n, 0.01 / (1 - 0.9 ** t), 0.9, 0.1, 0.999, 0.001, Math.sqrt(1 - 0.999 ** t), 1e-8, 0, 1, 0, 0, 0], rows, new Float32Array(rows.buffer), s * nargs);
+        }
+        for (const mem of [P.memW, P.memR]) new Int32Array(mem.buffer, table, rows.length).set(rows);
+        const body = (r: number) => {
+          const w = new ProgramWriter();
+          w.call("copy", [snapshot, params, n]);
+          w.gather(bx, x, order, B, r, F);
+          w.gather(by, y, order, B, r, 1);
+          w.call("matmul_nt", [out, bx, params, params + 4 * F, scratch, r, 1, F]);
+          w.call("mse_loss", [dOut, out, by, r]);
+          w.loss(losses);
+          w.call("fill", [grads, 0, n]);
+          w.call("matmul_tn", [grads, dOut, bx, 1, F, r, 1]);
+          w.call("bias_grad", [grads + 4 * F, dOut, r, 1]);
+          w.check(grads, n, FAULT.GRADIENT);
+          w.clip(grads, n, false, false, 0.5);
+          w.callRow("adam_step", table);
+          w.check(params, n, FAULT.WEIGHT);
+          return w.words;
+        };
+        const lastRows = R - (steps - 1) * B;
+        const full = body(Math.min(B, R)), tail = body(lastRows);
+        const code = P.alloc(full.length + tail.length);
+        const ctl = P.alloc(CONTROL_WORDS);
+        for (const mem of [P.memW, P.memR]) {
+          new Int32Array(mem.buffer, code, full.length + tail.length).set([...full, ...tail]);
+          new Int32Array(mem.buffer, ctl, CONTROL_WORDS).set([code, full.length, code + 4 * full.length, tail.length, lastRows !== B ? steps - 1 : -1, 0, steps]);
+        }
+        const [dw, dr] = P.both((k) => k.run_program(ctl));
+        const expected = nanAt >= 0 && nanAt < R ? Math.floor([...Array(R).keys()].findIndex((i) => (i * 3 + 1) % R === nanAt) / B) : steps;
+        if (dw !== expected || dr !== expected) P.fail(`run_program: steps done wasm ${dw} ref ${dr}, expected ${expected}`);
+        const [cw, cr] = [new Int32Array(P.memW.buffer, ctl, CONTROL_WORDS), new Int32Array(P.memR.buffer, ctl, CONTROL_WORDS)];
+        if (cw[7] !== cr[7] || cw[8] !== cr[8] || cw[8] !== (expected < steps ? FAULT.LOSS : 0)) P.fail(`run_program: control block wasm ${cw[7]}/${cw[8]} ref ${cr[7]}/${cr[8]}`);
+        P.ulps("run_program", "params", params, n, 8, 1e-6);
+        P.ulps("run_program", "exp_avg_sq", v, n, 8, 1e-9);
+        const lw = new Float64Array(P.memW.buffer, losses, steps), lr = new Float64Array(P.memR.buffer, losses, steps);
+        for (let s = 0; s < Math.min(expected + 1, steps); s++) {
+          if (Number.isNaN(lw[s]!) !== Number.isNaN(lr[s]!) || Math.abs(lw[s]! - lr[s]!) > 1e-6 * Math.abs(lr[s]!) + 1e-12) P.fail(`run_program: loss of step ${s}: wasm ${lw[s]} ref ${lr[s]}`);
+        }
+      });
+    }
+  }
+}
 
 function seedOf(name: string): number {
   let h = 2166136261;

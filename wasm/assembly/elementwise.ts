@@ -112,11 +112,25 @@ export function axpy(out: usize, x: usize, alpha: f32, n: i32): void {
 /** out[r, :] = src[indices[r], :] for r < rows; indices are i32. Builds a batch from the dataset. */
 export function gather_rows(out: usize, src: usize, indices: usize, rows: i32, cols: i32): void {
   const rowBytes = <usize>cols * F32;
+  if (rowBytes > GATHER_COPY_BYTES) {
+    for (let r: usize = 0; r < <usize>rows; r++) {
+      const idx = <usize>load<i32>(indices + r * 4);
+      memory.copy(out + r * rowBytes, src + idx * rowBytes, rowBytes);
+    }
+    return;
+  }
+  // short rows (a tiny model's 10 features): v128 moves, then 4-byte moves (bits as they are),
+  // which cost less than a memory.copy call per row
   for (let r: usize = 0; r < <usize>rows; r++) {
-    const idx = <usize>load<i32>(indices + r * 4);
-    memory.copy(out + r * rowBytes, src + idx * rowBytes, rowBytes);
+    const s = src + <usize>load<i32>(indices + r * 4) * rowBytes, d = out + r * rowBytes;
+    let o: usize = 0;
+    for (; o + 16 <= rowBytes; o += 16) v128.store(d + o, v128.load(s + o));
+    for (; o < rowBytes; o += 4) store<u32>(d + o, load<u32>(s + o));
   }
 }
+
+/** Rows longer than this (bytes) are gathered with memory.copy. */
+const GATHER_COPY_BYTES: usize = 256;
 
 /** 1 when every x[i] is finite, else 0. x*0 is 0 for finite x and NaN for NaN or +-Inf. */
 export function all_finite(x: usize, n: i32): i32 {

@@ -76,12 +76,18 @@ function gemmBlock(
   const aRow = ars * F32; // bytes between rows of A
   const aCol = acs * F32; // bytes between consecutive k of A
   let i: i32 = 0;
+  // the last N % 4 columns (the tail) run in the same k loop as the last vector tile (folded),
+  // so that a narrow output (a tiny model's 10 columns) is one pass over k per panel, not three
+  const T = N & 3;
+  const NV = N - T;
+  const lastW: i32 = T == 0 ? 0 : (NV & 7) == 4 ? 4 : NV >= 8 ? 8 : 0;
+  const vEnd = NV - lastW; // vector tiles below this column run on their own
   // ---- 4-row panels
   for (; i + 4 <= M; i += 4) {
     const pa = a + <usize>i * aRow;
     const po = out + <usize>i * n * F32;
     let j: i32 = 0;
-    for (; j + 8 <= N; j += 8) {
+    for (; j + 8 <= vEnd; j += 8) {
       const cj = <usize>j;
       const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
       let c00 = initVec(mode, o0, bias, cj), c01 = initVec(mode, o0 + 16, bias, cj + 4);
@@ -108,7 +114,7 @@ function gemmBlock(
       v128.store(o2, c20); v128.store(o2, c21, 16);
       v128.store(o3, c30); v128.store(o3, c31, 16);
     }
-    for (; j + 4 <= N; j += 4) {
+    for (; j + 4 <= vEnd; j += 4) {
       const cj = <usize>j;
       const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
       let c0 = initVec(mode, o0, bias, cj), c1 = initVec(mode, o1, bias, cj);
@@ -126,32 +132,14 @@ function gemmBlock(
       }
       v128.store(o0, c0); v128.store(o1, c1); v128.store(o2, c2); v128.store(o3, c3);
     }
-    // scalar tail: the last N % 4 columns of the panel
-    for (; j < N; j++) {
-      const cj = <usize>j;
-      const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
-      let s0 = initScalar(mode, o0, bias, cj), s1 = initScalar(mode, o1, bias, cj);
-      let s2 = initScalar(mode, o2, bias, cj), s3 = initScalar(mode, o3, bias, cj);
-      let pb = b + cj * F32;
-      let pk = pa;
-      for (let k: i32 = 0; k < K; k++) {
-        const bv = load<f32>(pb);
-        s0 += load<f32>(pk) * bv;
-        s1 += load<f32>(pk + aRow) * bv;
-        s2 += load<f32>(pk + 2 * aRow) * bv;
-        s3 += load<f32>(pk + 3 * aRow) * bv;
-        pb += bRow;
-        pk += aCol;
-      }
-      store<f32>(o0, s0); store<f32>(o1, s1); store<f32>(o2, s2); store<f32>(o3, s3);
-    }
+    if (T > 0) panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, lastW, T, K, mode);
   }
   // ---- remaining M % 4 rows, one at a time
   for (; i < M; i++) {
     const pa = a + <usize>i * aRow;
     const po = out + <usize>i * n * F32;
     let j: i32 = 0;
-    for (; j + 8 <= N; j += 8) {
+    for (; j + 8 <= vEnd; j += 8) {
       const cj = <usize>j;
       const o0 = po + cj * F32;
       let c0 = initVec(mode, o0, bias, cj), c1 = initVec(mode, o0 + 16, bias, cj + 4);
@@ -166,7 +154,7 @@ function gemmBlock(
       }
       v128.store(o0, c0); v128.store(o0, c1, 16);
     }
-    for (; j + 4 <= N; j += 4) {
+    for (; j + 4 <= vEnd; j += 4) {
       const cj = <usize>j;
       const o0 = po + cj * F32;
       let c0 = initVec(mode, o0, bias, cj);
@@ -179,20 +167,119 @@ function gemmBlock(
       }
       v128.store(o0, c0);
     }
-    for (; j < N; j++) {
-      const cj = <usize>j;
-      const o0 = po + cj * F32;
-      let s = initScalar(mode, o0, bias, cj);
-      let pb = b + cj * F32;
-      let pk = pa;
-      for (let k: i32 = 0; k < K; k++) {
-        s += load<f32>(pk) * load<f32>(pb);
-        pb += bRow;
-        pk += aCol;
-      }
-      store<f32>(o0, s);
-    }
+    if (T > 0) rowTail(po, pa, b, bRow, aCol, bias, j, lastW, T, K, mode);
   }
+}
+
+/**
+ * A 4-row panel's last vector tile (W = 8, 4 or 0 columns from column j) and its N % 4 tail
+ * columns (T = 1..3) in one k loop. Each output keeps its own operations: the tile's columns
+ * madd (fused in the relaxed build), the tail's a separate multiply and add, each summing its k
+ * in order from its start, as the tile and scalar loops did apart; the tail runs on 4-row
+ * vectors of one column (lanes = rows).
+ */
+// @ts-ignore: decorator
+@inline
+function panelTail(
+  po: usize, pa: usize, b: usize, n: usize, bRow: usize, aRow: usize, aCol: usize, bias: usize,
+  j: i32, W: i32, T: i32, K: i32, mode: i32,
+): void {
+  const cj = <usize>j, ct = cj + <usize>W;
+  const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
+  const zero = f32x4.splat(0);
+  let c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero, c31 = zero;
+  if (W > 0) {
+    c00 = initVec(mode, o0, bias, cj); c10 = initVec(mode, o1, bias, cj);
+    c20 = initVec(mode, o2, bias, cj); c30 = initVec(mode, o3, bias, cj);
+  }
+  if (W > 4) {
+    c01 = initVec(mode, o0 + 16, bias, cj + 4); c11 = initVec(mode, o1 + 16, bias, cj + 4);
+    c21 = initVec(mode, o2 + 16, bias, cj + 4); c31 = initVec(mode, o3 + 16, bias, cj + 4);
+  }
+  const q0 = o0 + <usize>W * F32, q1 = o1 + <usize>W * F32, q2 = o2 + <usize>W * F32, q3 = o3 + <usize>W * F32;
+  let t0 = tailInit(mode, q0, q1, q2, q3, bias, ct);
+  let t1 = T > 1 ? tailInit(mode, q0 + 4, q1 + 4, q2 + 4, q3 + 4, bias, ct + 1) : zero;
+  let t2 = T > 2 ? tailInit(mode, q0 + 8, q1 + 8, q2 + 8, q3 + 8, bias, ct + 2) : zero;
+  let pb = b + cj * F32;
+  const tb = <usize>W * F32;
+  let pk = pa;
+  for (let k: i32 = 0; k < K; k++) {
+    const s0 = load<f32>(pk), s1 = load<f32>(pk + aRow), s2 = load<f32>(pk + 2 * aRow), s3 = load<f32>(pk + 3 * aRow);
+    if (W > 0) {
+      const b0 = v128.load(pb);
+      const a0 = f32x4.splat(s0), a1 = f32x4.splat(s1), a2 = f32x4.splat(s2), a3 = f32x4.splat(s3);
+      c00 = madd(a0, b0, c00); c10 = madd(a1, b0, c10); c20 = madd(a2, b0, c20); c30 = madd(a3, b0, c30);
+      if (W > 4) {
+        const b1 = v128.load(pb, 16);
+        c01 = madd(a0, b1, c01); c11 = madd(a1, b1, c11); c21 = madd(a2, b1, c21); c31 = madd(a3, b1, c31);
+      }
+    }
+    const av = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(s0), 1, s1), 2, s2), 3, s3);
+    t0 = f32x4.add(t0, f32x4.mul(av, f32x4.splat(load<f32>(pb + tb))));
+    if (T > 1) t1 = f32x4.add(t1, f32x4.mul(av, f32x4.splat(load<f32>(pb + tb + 4))));
+    if (T > 2) t2 = f32x4.add(t2, f32x4.mul(av, f32x4.splat(load<f32>(pb + tb + 8))));
+    pb += bRow;
+    pk += aCol;
+  }
+  if (W > 0) { v128.store(o0, c00); v128.store(o1, c10); v128.store(o2, c20); v128.store(o3, c30); }
+  if (W > 4) { v128.store(o0, c01, 16); v128.store(o1, c11, 16); v128.store(o2, c21, 16); v128.store(o3, c31, 16); }
+  tailStore(t0, q0, q1, q2, q3);
+  if (T > 1) tailStore(t1, q0 + 4, q1 + 4, q2 + 4, q3 + 4);
+  if (T > 2) tailStore(t2, q0 + 8, q1 + 8, q2 + 8, q3 + 8);
+}
+
+/** One row's last vector tile (W columns from j) and its T tail columns (scalars) in one k loop, each output as before. */
+// @ts-ignore: decorator
+@inline
+function rowTail(po: usize, pa: usize, b: usize, bRow: usize, aCol: usize, bias: usize, j: i32, W: i32, T: i32, K: i32, mode: i32): void {
+  const cj = <usize>j, ct = cj + <usize>W;
+  const o0 = po + cj * F32, q = po + ct * F32;
+  const zero = f32x4.splat(0);
+  let c0 = W > 0 ? initVec(mode, o0, bias, cj) : zero;
+  let c1 = W > 4 ? initVec(mode, o0 + 16, bias, cj + 4) : zero;
+  let s0 = initScalar(mode, q, bias, ct);
+  let s1: f32 = T > 1 ? initScalar(mode, q + 4, bias, ct + 1) : 0;
+  let s2: f32 = T > 2 ? initScalar(mode, q + 8, bias, ct + 2) : 0;
+  let pb = b + cj * F32;
+  const tb = <usize>W * F32;
+  let pk = pa;
+  for (let k: i32 = 0; k < K; k++) {
+    const x = load<f32>(pk);
+    if (W > 0) {
+      const av = f32x4.splat(x);
+      c0 = madd(av, v128.load(pb), c0);
+      if (W > 4) c1 = madd(av, v128.load(pb, 16), c1);
+    }
+    s0 += x * load<f32>(pb + tb);
+    if (T > 1) s1 += x * load<f32>(pb + tb + 4);
+    if (T > 2) s2 += x * load<f32>(pb + tb + 8);
+    pb += bRow;
+    pk += aCol;
+  }
+  if (W > 0) v128.store(o0, c0);
+  if (W > 4) v128.store(o0, c1, 16);
+  store<f32>(q, s0);
+  if (T > 1) store<f32>(q + 4, s1);
+  if (T > 2) store<f32>(q + 8, s2);
+}
+
+/** The start of a tail column for 4 rows (lanes = rows): zero, the bias, or out's four values. */
+// @ts-ignore: decorator
+@inline
+function tailInit(mode: i32, q0: usize, q1: usize, q2: usize, q3: usize, bias: usize, col: usize): v128 {
+  if (mode == INIT_OUT) {
+    return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(load<f32>(q0)), 1, load<f32>(q1)), 2, load<f32>(q2)), 3, load<f32>(q3));
+  }
+  if (mode == INIT_BIAS) return f32x4.splat(load<f32>(bias + col * F32));
+  return f32x4.splat(0);
+}
+
+/** Writes a tail column's 4 rows back. */
+// @ts-ignore: decorator
+@inline
+function tailStore(t: v128, q0: usize, q1: usize, q2: usize, q3: usize): void {
+  store<f32>(q0, f32x4.extract_lane(t, 0)); store<f32>(q1, f32x4.extract_lane(t, 1));
+  store<f32>(q2, f32x4.extract_lane(t, 2)); store<f32>(q3, f32x4.extract_lane(t, 3));
 }
 
 /**

@@ -29,6 +29,7 @@ export {
   max_pool_forward, max_pool_backward, avg_pool_forward, avg_pool_backward,
   adaptive_avg_pool_forward, adaptive_avg_pool_backward,
 } from "./pool";
+export { run_program } from "./program";
 
 /** First byte the arena may use: everything below belongs to the module's static data. */
 export function heap_base(): usize {

@@ -98,7 +98,7 @@ export async function readMultipartStream(
   };
   // "\r\n--boundary": what ends a part's content (RFC 2046: the CRLF belongs to the delimiter)
   const delimiter = new TextEncoder().encode(`\r\n--${boundary}`);
-  let carry = new Uint8Array(0);
+  let carry: Uint8Array = new Uint8Array(0);
   let ended = false;
   /** The unread bytes: what was carried, then the next chunk (null at the end of the body). */
   const more = async (): Promise<boolean> => {

@@ -18,6 +18,11 @@ export interface CreateBody {
   tables: { train?: Table; validation?: Table };
   /** Bytes of the body as it arrived: what parsing it costs the isolate (budget.ts, parsedRequestBytes). */
   bodyBytes: number;
+  /**
+   * Bytes of the body written into CreateBodyOptions.weightsBuffer (a staged weights part), not
+   * held in the JavaScript heap; 0 when none was.
+   */
+  stagedBytes: number;
   kind: "json" | "multipart";
 }
 
@@ -51,7 +56,7 @@ export async function readCreateBody(req: Request, maxBytes: number, timeoutMs =
   try {
     if (type === "application/json" || type.endsWith("+json")) {
       const bytes = await limitedBytes(req, maxBytes, timeoutMs);
-      return { request: parseJsonObject(new TextDecoder().decode(bytes), "(body)") as TrainRequest, tables: {}, bodyBytes: bytes.byteLength, kind: "json" };
+      return { request: parseJsonObject(new TextDecoder().decode(bytes), "(body)") as TrainRequest, tables: {}, bodyBytes: bytes.byteLength, stagedBytes: 0, kind: "json" };
     }
     if (type === "multipart/form-data") return await readMultipart(req, maxBytes, timeoutMs, options);
   } catch (e) {
@@ -92,6 +97,8 @@ interface FilePart {
   name: string;
   type: string;
   bytes: Uint8Array;
+  /** written into CreateBodyOptions.weightsBuffer */
+  staged?: boolean;
 }
 
 /** Headers longer than this are not staged (the part is held whole, and parseSafetensors judges it). */
@@ -107,8 +114,8 @@ async function readMultipart(req: Request, maxBytes: number, timeoutMs: number, 
         throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, adapter_weights, config, tokenizer, train and validation" }]);
       }
       if (form.has(name)) throw new RequestValidationError([{ path: name, message: "sent twice: send each part once" }]);
-      const done = (bytes: Uint8Array) => {
-        form.set(name, filename === null ? new TextDecoder().decode(bytes) : { name: filename, type: headers.contentType ?? "", bytes });
+      const done = (bytes: Uint8Array, staged = false) => {
+        form.set(name, filename === null ? new TextDecoder().decode(bytes) : { name: filename, type: headers.contentType ?? "", bytes, staged });
       };
       if (name === "weights" && filename !== null && options.weightsBuffer) return stagedSafetensorsSink(options.weightsBuffer, done);
       return collectingSink(done);
@@ -169,7 +176,9 @@ async function readMultipart(req: Request, maxBytes: number, timeoutMs: number, 
     tables[name] = dataFormat(part, name, partText) === "csv" ? parseCsv(partText, { target, field }) : parseJsonl(partText, { field });
   }
   request.data = data as TrainRequest["data"];
-  return { request, tables, bodyBytes, kind: "multipart" };
+  const weights = form.get("weights");
+  const stagedBytes = typeof weights === "object" && weights.staged ? weights.bytes.byteLength : 0;
+  return { request, tables, bodyBytes, stagedBytes, kind: "multipart" };
 }
 
 /** A sink that holds a part's bytes in the heap, then hands them over whole. */
@@ -200,7 +209,7 @@ function joinChunks(chunks: Uint8Array[]): Uint8Array {
  * other. A header that cannot be read so, or a part longer than its header describes, is held
  * in the heap instead (and parseSafetensors then reports what is wrong with it).
  */
-function stagedSafetensorsSink(allocate: NonNullable<CreateBodyOptions["weightsBuffer"]>, done: (bytes: Uint8Array) => void): MultipartSink {
+function stagedSafetensorsSink(allocate: NonNullable<CreateBodyOptions["weightsBuffer"]>, done: (bytes: Uint8Array, staged?: boolean) => void): MultipartSink {
   let head: Uint8Array[] = [];
   let headBytes = 0;
   let target: Uint8Array | null = null;
@@ -242,7 +251,7 @@ function stagedSafetensorsSink(allocate: NonNullable<CreateBodyOptions["weightsB
     },
     end() {
       if (heap) return done(joinChunks(heap));
-      if (target) return done(target.subarray(0, written));
+      if (target) return done(target.subarray(0, written), true);
       done(joinChunks(head));
     },
   };

@@ -17,7 +17,7 @@ import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/
 import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
 import { acquireKernels, type KernelInstance } from "../engine/kernels.js";
-import { stageInKernelMemory } from "../engine/staging.js";
+import { stageInKernelMemory, stagedBeyondPlan } from "../engine/staging.js";
 import { createSearchJob, searchOf } from "./search.js";
 import { decide, parsedRequestBytes, requestBudgetMs, syncStepBudget } from "./budget.js";
 import { syncYield } from "./sync-yield.js";
@@ -291,11 +291,12 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   // a weights file part goes straight into a kernel instance's memory, which the run then uses
   // (engine/staging.ts): the isolate never holds the checkpoint in its JavaScript heap
   let staged: KernelInstance | undefined;
-  const { request, tables, bodyBytes, kind } = await readCreateBody(c.req.raw, deps.maxBodyBytes, undefined, {
+  const { request, tables, bodyBytes, stagedBytes, kind } = await readCreateBody(c.req.raw, deps.maxBodyBytes, undefined, {
     weightsBuffer: async (bytes, dataStart) => stageInKernelMemory((staged ??= await acquireKernels(deps.runtime.module)), bytes, dataStart),
   });
   // the parsed body shares the isolate with the run's memory (issue 21, memory-aware admission)
-  const requestBytes = parsedRequestBytes(bodyBytes, kind);
+  // (a staged weights part is not in the heap: it becomes the run's state block, which the plan counts)
+  const requestBytes = parsedRequestBytes(bodyBytes - stagedBytes, kind);
   // "batch_size": "auto" fits the in-Worker memory budget unless the job asks for a GPU node
   const memoryBudgetBytes = isGpuNodeRequest(request) ? undefined : Math.max(0, deps.budget.maxMemoryBytes - requestBytes);
   const prepared = prepareRun(request, tables, { memoryBudgetBytes });
@@ -313,7 +314,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   if (search) {
     // a retried create answers the first search job (the base request's input covers `search`)
     const fingerprint = idempotencyKey ? await sha256Hex(encodeRunInput(prepared)) : "";
-    return createSearchJob(c, { request, tables, bodyBytes, kind }, search, memoryBudgetBytes, {
+    return createSearchJob(c, { request, tables, bodyBytes, stagedBytes, kind }, search, memoryBudgetBytes, {
       refuse: quotaProblem,
       reserve: async (id) => {
         const first = idempotencyKey ? await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint, requestBudgetMs(deps.budget)) : null;
@@ -324,7 +325,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
       },
     });
   }
-  const decision = decide(prepared.request, prepared.plan, deps.budget, requestBytes);
+  const decision = decide(prepared.request, prepared.plan, deps.budget, requestBytes + stagedBeyondPlan(stagedBytes, prepared));
   // from_checkpoint: the caller's own job's checkpoint of the same model (404 / 422 otherwise)
   const fromCheckpoint = await resolveFromCheckpoint(c.var, prepared);
   const id = newId();

@@ -14,6 +14,8 @@ import type { KernelInstance } from "./kernels.js";
 import { WASM_PAGE } from "./kernels.js";
 import type { WasmMemory } from "./wasm-types.js";
 import { StateValues } from "./state-values.js";
+import { stateElements } from "./model.js";
+import type { PreparedRun } from "./prepare.js";
 
 const ALIGN = 16;
 const alignUp = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
@@ -68,4 +70,20 @@ export function relocateStagedState(values: ReadonlyMap<string, Float32Array>, m
   new Uint8Array(memory.buffer).copyWithin(dest, lo, hi);
   for (const s of staged) values.setHalf(s.name, s.dtype, new Uint16Array(memory.buffer, dest + (s.offset - lo), s.length));
   return hi - lo;
+}
+
+/**
+ * Bytes a staged checkpoint adds to a run's memory beyond its plan: none when the memory above
+ * the state block (activations, gradients, optimizer state) holds the staged bytes, which are
+ * moved there until the state block is loaded (relocateStagedState), else the difference.
+ *
+ * @example
+ * ```ts
+ * const extra = stagedBeyondPlan(45_000_000, prepared); // 0 for the MiniLM LoRA row at batch 8
+ * ```
+ */
+export function stagedBeyondPlan(stagedBytes: number, prepared: Pick<PreparedRun, "model" | "plan">): number {
+  if (stagedBytes === 0) return 0;
+  const above = prepared.plan.memory_bytes - stateElements(prepared.model) * 4;
+  return Math.max(0, stagedBytes + 2 * ALIGN - above);
 }

@@ -96,7 +96,7 @@ describe("a float16 base as a multipart weights part (staged in the kernel core'
   const form = (weights: Uint8Array, body: Record<string, unknown> = request()) => {
     const f = new FormData();
     // the weights part first: it is staged before the request part is read
-    f.set("weights", new Blob([weights]), "model.safetensors");
+    f.set("weights", new Blob([weights as Uint8Array<ArrayBuffer>]), "model.safetensors");
     f.set("request", JSON.stringify(body));
     return { method: "POST", body: f };
   };

@@ -10,7 +10,14 @@
  */
 import { RequestValidationError } from "../errors.js";
 
-/** A part's headers, as its Content-Disposition and Content-Type give them. */
+/**
+ * A part's headers, as its Content-Disposition and Content-Type give them.
+ *
+ * @example
+ * ```ts
+ * const headers: MultipartPartHeaders = { name: "weights", filename: "model.safetensors", contentType: "application/octet-stream" };
+ * ```
+ */
 export interface MultipartPartHeaders {
   /** The form field's name (Content-Disposition `name`). */
   name: string;
@@ -36,12 +43,26 @@ export interface MultipartSink {
   end(): void | Promise<void>;
 }
 
-/** Something read like a ReadableStream's default reader. */
+/**
+ * Something read like a ReadableStream's default reader.
+ *
+ * @example
+ * ```ts
+ * const reader: ChunkReader = request.body!.getReader();
+ * ```
+ */
 export interface ChunkReader {
   read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>;
 }
 
-/** Options of {@link readMultipartStream}. */
+/**
+ * Options of {@link readMultipartStream}.
+ *
+ * @example
+ * ```ts
+ * const options: MultipartReadOptions = { maxHeaderBytes: 8192, field: "(body)" };
+ * ```
+ */
 export interface MultipartReadOptions {
   /** The most bytes one part's header block may have (default 16 KiB): more is a 400. */
   maxHeaderBytes?: number;

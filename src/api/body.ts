@@ -276,7 +276,7 @@ function safetensorsSize(head: Uint8Array[], headBytes: number): { bytes: number
   }
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(first.subarray(8, dataStart)));
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(first.subarray(8, dataStart)));
   } catch {
     return null;
   }

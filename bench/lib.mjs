@@ -361,10 +361,10 @@ export async function startProcess(args, env = {}) {
 }
 
 /** `wrangler dev` on 127.0.0.1:`port`, state under `persist`, `--var` for each of `vars`. */
-export function startWranglerDev(port, persist, vars = {}) {
+export function startWranglerDev(port, persist, vars = {}, extraArgs = []) {
   // a local run (EDGETUNE_DEV=true): the open API and the development node token, as `npm run dev`
   const varArgs = Object.entries({ EDGETUNE_DEV: "true", ...vars }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-  return startProcess([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...varArgs]);
+  return startProcess([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...varArgs, ...extraArgs]);
 }
 
 /** Resolves once `${url}/healthz` answers 200; throws with the process's output if it exits or takes 90 s. */

@@ -3,13 +3,16 @@
 // workerd through a real `wrangler dev` as a sync POST (placement edge): the base is float16 in
 // WASM memory (model.base_dtype) and activations are recomputed per block
 // (training.gradient_checkpointing). The Worker's budget is raised for the run (EDGE_MAX_CPU_MS,
-// EDGE_MAX_MEMORY_BYTES = 128 MiB) so that the plan, not the default 96 MiB, decides; wrangler dev
+// EDGE_MAX_MEMORY_BYTES = 512 MiB) so that the plan, not the default 96 MiB, decides; wrangler dev
 // does not enforce Workers' limits, so the memory figures are measured: the plan's WASM bytes,
-// and workerd's peak resident set (VmHWM, the whole process: runtime, JS heap and WASM).
+// workerd's peak resident set (VmHWM, the whole process: runtime, JS heap and WASM, and
+// miniflare's local storage services), and the isolate's JS heap and ArrayBuffers through the
+// inspector (isolateSampler).
 //   node bench/lora.mjs [--rows N]
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import WebSocket from "ws";
 import { freePort, root, startWranglerDev, stopProcess, waitReady } from "./lib.mjs";
 
 const rest = process.argv.slice(2);
@@ -60,9 +63,10 @@ const planned = prepareRun({ ...request, weights }).plan;
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-bench-"));
 const port = await freePort();
+const inspectorPort = await freePort();
 const dev = await startWranglerDev(port, join(work, "state"), {
   EDGETUNE_API_KEYS: KEY, EDGE_MAX_CPU_MS: "600000", EDGE_MAX_MEMORY_BYTES: String(512 * MIB), MAX_BODY_BYTES: String(128 * MIB),
-});
+}, ["--inspector-port", String(inspectorPort)]);
 async function stop() {
   await stopProcess(dev);
   rmSync(work, { recursive: true, force: true });
@@ -90,6 +94,55 @@ function workerdPeaks() {
   return peaks;
 }
 
+/**
+ * The isolate's own memory through the DevTools protocol (wrangler dev's inspector):
+ * Runtime.getHeapUsage asked every 100 ms while the POST runs, then once more after
+ * HeapProfiler.collectGarbage. usedSize is the JS heap; backingStorageSize the ArrayBuffers'
+ * backing stores (V8 accounts the WebAssembly memory apart: it is not in either). workerd
+ * answers inspector messages only while the isolate is idle, so in practice every answer comes
+ * after the request: these are the live bytes after it, not its peak. LORA_TRACE=1 prints each.
+ */
+async function isolateSampler() {
+  const list = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
+  const ws = new WebSocket(list[0].webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => (ws.once("open", resolve), ws.once("error", reject)));
+  const peak = { used: 0, backing: 0, total: 0, sum: 0, samples: 0, afterGc: null };
+  let gcDone = false;
+  ws.on("message", (data) => {
+    const r = JSON.parse(String(data)).result;
+    if (!r || typeof r.usedSize !== "number") return;
+    if (gcDone) {
+      peak.afterGc = { used: r.usedSize, backing: r.backingStorageSize ?? 0 };
+      return;
+    }
+    peak.samples++;
+    peak.used = Math.max(peak.used, r.usedSize);
+    peak.total = Math.max(peak.total, r.totalSize);
+    peak.backing = Math.max(peak.backing, r.backingStorageSize ?? 0);
+    peak.sum = Math.max(peak.sum, r.usedSize + (r.backingStorageSize ?? 0));
+    if (process.env.LORA_TRACE) console.error(`${(performance.now() / 1000).toFixed(1)} s heap ${(r.usedSize / MIB).toFixed(1)} MiB, backing stores ${((r.backingStorageSize ?? 0) / MIB).toFixed(1)} MiB`);
+  });
+  let n = 1;
+  const ask = () => ws.send(JSON.stringify({ id: n++, method: "Runtime.getHeapUsage" }));
+  ask();
+  const timer = setInterval(ask, 100);
+  return {
+    async stop() {
+      clearInterval(timer);
+      ask();
+      await new Promise((r) => setTimeout(r, 500));
+      // what stays live once the isolate has collected its garbage
+      ws.send(JSON.stringify({ id: n++, method: "HeapProfiler.collectGarbage" }));
+      await new Promise((r) => setTimeout(r, 1000));
+      gcDone = true;
+      ask();
+      await new Promise((r) => setTimeout(r, 500));
+      ws.close();
+      return peak;
+    },
+  };
+}
+
 try {
   const before = workerdPeaks();
   await waitReady(dev, `http://127.0.0.1:${port}`, "wrangler dev");
@@ -97,11 +150,13 @@ try {
   const form = new FormData();
   form.set("request", JSON.stringify(request));
   form.set("weights", new Blob([weights]), "model.safetensors");
+  const sampler = await isolateSampler();
   const t0 = performance.now();
   const res = await fetch(`http://127.0.0.1:${port}/v1/fine-tunes`, { method: "POST", headers: { authorization: `Bearer ${KEY}` }, body: form });
   const json = await res.json();
   const ms = performance.now() - t0;
   if (res.status !== 200 || json.status !== "succeeded") throw new Error(`POST answered ${res.status}: ${JSON.stringify(json).slice(0, 600)}\n${dev.output().slice(-2000)}`);
+  const isolate = await sampler.stop();
   const after = workerdPeaks();
   const started = [...after].filter(([pid]) => !before.has(pid));
   const [pid, peak] = started.sort((a, b) => b[1] - a[1])[0] ?? [null, null];
@@ -109,7 +164,8 @@ try {
     workload: "lora", rows: ROWS, tokens: T, batch: 8, params: json.plan.params, trainable_params: json.plan.trainable_params,
     plan_memory_bytes: json.plan.memory_bytes, planned_memory_bytes: planned.memory_bytes, placement: json.plan.placement, kernel: json.engine.kernel,
     runtime: json.engine.runtime, samples_per_second: json.metrics.samples_per_second, server_ms: json.metrics.duration_ms, client_ms: ms,
-    weights_bytes: weights.length, workerd_pid: pid, workerd_peak_rss_bytes: peak, workerd_ready_rss_bytes: pid ? ready.get(pid) ?? null : null,
+    weights_bytes: weights.length, isolate_js_heap_peak_bytes: isolate.used, isolate_backing_store_peak_bytes: isolate.backing,
+    isolate_peak_bytes: isolate.sum, isolate_after_gc: isolate.afterGc, isolate_heap_total_peak_bytes: isolate.total, isolate_samples: isolate.samples, workerd_pid: pid, workerd_peak_rss_bytes: peak, workerd_ready_rss_bytes: pid ? ready.get(pid) ?? null : null,
   }));
 } finally {
   await stop();

@@ -404,7 +404,10 @@ function relaxedRow(name, w, p1) {
     row(
       "lora: MiniLM-shaped BERT, LoRA r=8, batch 8 x 128, workerd",
       l.error ? "n/a" : `${fmt(l.samples_per_second, 2)} samples/s; WASM ${fmt(l.plan_memory_bytes / 2 ** 20, 1)} MiB (float16 base, checkpointing)`,
-      l.error ? "-" : `workerd peak RSS ${fmt(peak / 2 ** 20, 0)} MiB (${fmt(l.workerd_ready_rss_bytes / 2 ** 20, 0)} MiB idle)`,
+      l.error
+        ? "-"
+        : `workerd peak RSS ${fmt(peak / 2 ** 20, 0)} MiB (${fmt(l.workerd_ready_rss_bytes / 2 ** 20, 0)} MiB idle)` +
+          (l.isolate_after_gc ? `; isolate after the POST, collected: JS heap ${fmt(l.isolate_after_gc.used / 2 ** 20, 1)} MiB, ArrayBuffers ${fmt(l.isolate_after_gc.backing / 2 ** 20, 1)} MiB` : ""),
       "-",
       "< 128 MB in the isolate",
       l.error ? null : peak - l.workerd_ready_rss_bytes < 128 * 2 ** 20,

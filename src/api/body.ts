@@ -10,6 +10,7 @@ import { EdgetuneError, PayloadTooLargeError, RequestValidationError, Unsupporte
 import { parseCsv, parseJsonl, type Table } from "../formats/dataset.js";
 import { looksLikeSafetensors, tableFromSafetensors } from "../formats/dataset-safetensors.js";
 import type { TrainRequest } from "../engine/prepare.js";
+import { multipartBoundary, readMultipartStream, type ChunkReader, type MultipartSink } from "../formats/multipart.js";
 
 /** A create request as read from the wire. */
 export interface CreateBody {
@@ -17,6 +18,11 @@ export interface CreateBody {
   tables: { train?: Table; validation?: Table };
   /** Bytes of the body as it arrived: what parsing it costs the isolate (budget.ts, parsedRequestBytes). */
   bodyBytes: number;
+  /**
+   * Bytes of the body written into CreateBodyOptions.weightsBuffer (a staged weights part), not
+   * held in the JavaScript heap; 0 when none was.
+   */
+  stagedBytes: number;
   kind: "json" | "multipart";
 }
 
@@ -41,7 +47,7 @@ const PARTS = new Set(["request", "weights", "adapter_weights", "config", "token
  * const { request, tables } = await readCreateBody(c.req.raw, 64 << 20);
  * ```
  */
-export async function readCreateBody(req: Request, maxBytes: number, timeoutMs = BODY_READ_TIMEOUT_MS): Promise<CreateBody> {
+export async function readCreateBody(req: Request, maxBytes: number, timeoutMs = BODY_READ_TIMEOUT_MS, options: CreateBodyOptions = {}): Promise<CreateBody> {
   const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   const length = Number(req.headers.get("content-length") ?? "NaN");
   if (Number.isFinite(length) && length > maxBytes) {
@@ -50,9 +56,9 @@ export async function readCreateBody(req: Request, maxBytes: number, timeoutMs =
   try {
     if (type === "application/json" || type.endsWith("+json")) {
       const bytes = await limitedBytes(req, maxBytes, timeoutMs);
-      return { request: parseJsonObject(new TextDecoder().decode(bytes), "(body)") as TrainRequest, tables: {}, bodyBytes: bytes.byteLength, kind: "json" };
+      return { request: parseJsonObject(new TextDecoder().decode(bytes), "(body)") as TrainRequest, tables: {}, bodyBytes: bytes.byteLength, stagedBytes: 0, kind: "json" };
     }
-    if (type === "multipart/form-data") return await readMultipart(req, maxBytes, timeoutMs);
+    if (type === "multipart/form-data") return await readMultipart(req, maxBytes, timeoutMs, options);
   } catch (e) {
     if (e instanceof PayloadTooLargeError && !e.message.includes(LARGE_DATA_HINT)) {
       throw new PayloadTooLargeError("(body)", `The body is larger than the limit of ${maxBytes} bytes (MAX_BODY_BYTES).${LARGE_DATA_HINT}`);
@@ -65,78 +71,263 @@ export async function readCreateBody(req: Request, maxBytes: number, timeoutMs =
   );
 }
 
-async function readMultipart(req: Request, maxBytes: number, timeoutMs: number): Promise<CreateBody> {
-  // read the bytes under the limit first (Content-Length may be absent), then parse them
-  const bytes = await limitedBytes(req, maxBytes, timeoutMs);
-  const bodyBytes = bytes.byteLength;
-  let form: FormData;
+/**
+ * Options of {@link readCreateBody}.
+ *
+ * @example
+ * ```ts
+ * const body = await readCreateBody(c.req.raw, 64 << 20, BODY_READ_TIMEOUT_MS, { weightsBuffer: (bytes) => new Uint8Array(bytes) });
+ * ```
+ */
+export interface CreateBodyOptions {
+  /**
+   * Where a multipart `weights` file part goes: called once the part's safetensors header has
+   * arrived, with the whole file's length in bytes (8 + header + the data its offsets
+   * describe) and where its data starts; the part's bytes are written into the buffer it returns
+   * as they arrive (the API hands a view of the kernel core's memory, so that the JavaScript heap
+   * never holds the checkpoint: docs/adapters.md, Memory). Absent, or a part whose header cannot
+   * be read: the part is held in the heap and validated as before.
+   */
+  weightsBuffer?: (bytes: number, dataStart: number) => Uint8Array | Promise<Uint8Array>;
+}
+
+/** A multipart part as read: a field's text, or a file's name, type and bytes. */
+type FormValue = string | FilePart;
+interface FilePart {
+  name: string;
+  type: string;
+  bytes: Uint8Array;
+  /** written into CreateBodyOptions.weightsBuffer */
+  staged?: boolean;
+}
+
+/** Headers longer than this are not staged (the part is held whole, and parseSafetensors judges it). */
+const STAGED_HEADER_MAX_BYTES = 16 << 20;
+
+async function readMultipart(req: Request, maxBytes: number, timeoutMs: number, options: CreateBodyOptions): Promise<CreateBody> {
+  const input = limitedReader(req, maxBytes, timeoutMs);
+  const form = new Map<string, FormValue>();
   try {
-    form = await new Response(bytes as BodyInit, { headers: { "content-type": req.headers.get("content-type")! } }).formData();
-  } catch {
-    throw new RequestValidationError([{ path: "(body)", message: "is not valid multipart/form-data" }]);
+    await readMultipartStream(input.reader, multipartBoundary(req.headers.get("content-type") ?? ""), (headers) => {
+      const { name, filename } = headers;
+      if (!PARTS.has(name)) {
+        throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, adapter_weights, config, tokenizer, train and validation" }]);
+      }
+      if (form.has(name)) throw new RequestValidationError([{ path: name, message: "sent twice: send each part once" }]);
+      const done = (bytes: Uint8Array, staged = false) => {
+        form.set(name, filename === null ? new TextDecoder().decode(bytes) : { name: filename, type: headers.contentType ?? "", bytes, staged });
+      };
+      if (name === "weights" && filename !== null && options.weightsBuffer) return stagedSafetensorsSink(options.weightsBuffer, done);
+      return collectingSink(done);
+    });
+  } finally {
+    input.close();
   }
-  for (const name of form.keys()) {
-    if (!PARTS.has(name)) {
-      throw new RequestValidationError([{ path: name === "" ? "(unnamed part)" : name, message: "unknown part: send request, weights, adapter_weights, config, tokenizer, train and validation" }]);
-    }
-  }
+  const bodyBytes = input.bytes();
+  const text = (v: FormValue) => (typeof v === "string" ? v : new TextDecoder().decode(v.bytes));
   const requestPart = form.get("request");
-  if (requestPart === null) {
+  if (requestPart === undefined) {
     throw new RequestValidationError([{ path: "request", message: "the multipart body needs a `request` part with the JSON request" }]);
   }
-  const request = parseJsonObject(typeof requestPart === "string" ? requestPart : await requestPart.text(), "request") as TrainRequest & {
+  const request = parseJsonObject(text(requestPart), "request") as TrainRequest & {
     data?: Record<string, unknown>;
   };
   const data = (request.data ?? {}) as Record<string, unknown>;
   const weightsPart = form.get("weights");
-  if (weightsPart !== null) {
+  if (weightsPart !== undefined) {
     if (request.weights !== undefined && request.weights !== null) {
       throw new RequestValidationError([{ path: "weights", message: "given both as a part and in the request JSON; send one" }]);
     }
-    request.weights = typeof weightsPart === "string" ? weightsPart : new Uint8Array(await weightsPart.arrayBuffer());
+    request.weights = typeof weightsPart === "string" ? weightsPart : weightsPart.bytes;
   }
   const adapterPart = form.get("adapter_weights");
-  if (adapterPart !== null) {
+  if (adapterPart !== undefined) {
     if (request.adapter_weights !== undefined && request.adapter_weights !== null) {
       throw new RequestValidationError([{ path: "adapter_weights", message: "given both as a part and in the request JSON; send one" }]);
     }
-    request.adapter_weights = typeof adapterPart === "string" ? adapterPart : new Uint8Array(await adapterPart.arrayBuffer());
+    request.adapter_weights = typeof adapterPart === "string" ? adapterPart : adapterPart.bytes;
   }
   const configPart = form.get("config");
-  if (configPart !== null) attachConfig(request, parseJsonObject(typeof configPart === "string" ? configPart : await configPart.text(), "config"));
+  if (configPart !== undefined) attachConfig(request, parseJsonObject(text(configPart), "config"));
   const tokenizerPart = form.get("tokenizer");
-  if (tokenizerPart !== null) {
+  if (tokenizerPart !== undefined) {
     if (request.tokenizer !== undefined && request.tokenizer !== null) {
       throw new RequestValidationError([{ path: "tokenizer", message: "given both as a part and in the request JSON; send one" }]);
     }
-    request.tokenizer = parseJsonObject(typeof tokenizerPart === "string" ? tokenizerPart : await tokenizerPart.text(), "tokenizer");
+    request.tokenizer = parseJsonObject(text(tokenizerPart), "tokenizer");
   }
   const target = (data.target ?? "y") as string | string[];
   const tables: CreateBody["tables"] = {};
   for (const name of ["train", "validation"] as const) {
     const part = form.get(name);
-    if (part === null) continue;
+    if (part === undefined) continue;
     if (data[name] !== undefined) {
       throw new RequestValidationError([{ path: `data.${name}`, message: `given both as a part and in the request JSON; send one` }]);
     }
     const field = `data.${name}`;
     if (typeof part !== "string" && mayBeSafetensors(part)) {
       // read as bytes: a safetensors dataset becomes the table without a text pass
-      const bytes = new Uint8Array(await part.arrayBuffer());
-      if (isSafetensorsName(part) || looksLikeSafetensors(bytes)) {
-        tables[name] = tableFromSafetensors(bytes, field);
+      if (isSafetensorsName(part) || looksLikeSafetensors(part.bytes)) {
+        tables[name] = tableFromSafetensors(part.bytes, field);
         continue;
       }
-      const text = new TextDecoder().decode(bytes);
-      tables[name] = dataFormat(part, name, text) === "csv" ? parseCsv(text, { target, field }) : parseJsonl(text, { field });
-      continue;
     }
-    const text = typeof part === "string" ? part : await part.text();
-    const format = dataFormat(part, name, text);
-    tables[name] = format === "csv" ? parseCsv(text, { target, field }) : parseJsonl(text, { field });
+    const partText = text(part);
+    tables[name] = dataFormat(part, name, partText) === "csv" ? parseCsv(partText, { target, field }) : parseJsonl(partText, { field });
   }
   request.data = data as TrainRequest["data"];
-  return { request, tables, bodyBytes, kind: "multipart" };
+  const weights = form.get("weights");
+  const stagedBytes = typeof weights === "object" && weights.staged ? weights.bytes.byteLength : 0;
+  return { request, tables, bodyBytes, stagedBytes, kind: "multipart" };
+}
+
+/** A sink that holds a part's bytes in the heap, then hands them over whole. */
+function collectingSink(done: (bytes: Uint8Array) => void): MultipartSink {
+  const chunks: Uint8Array[] = [];
+  return {
+    write: (chunk) => void chunks.push(chunk.slice()),
+    end: () => done(joinChunks(chunks)),
+  };
+}
+
+function joinChunks(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/**
+ * A sink for a safetensors file part that holds only its header in the heap: once the 8-byte
+ * length and the header have arrived, the file's length is known from the header's
+ * data_offsets and the bytes go into the buffer `allocate` returns, as they arrive. The header is
+ * read only for its sizes: parseSafetensors validates the file afterwards as it would any
+ * other. A header that cannot be read so, or a part longer than its header describes, is held
+ * in the heap instead (and parseSafetensors then reports what is wrong with it).
+ */
+function stagedSafetensorsSink(allocate: NonNullable<CreateBodyOptions["weightsBuffer"]>, done: (bytes: Uint8Array, staged?: boolean) => void): MultipartSink {
+  let head: Uint8Array[] = [];
+  let headBytes = 0;
+  let target: Uint8Array | null = null;
+  let written = 0;
+  let heap: Uint8Array[] | null = null; // the fallback: held in the heap
+  const intoHeap = (chunk: Uint8Array) => void heap!.push(chunk.slice());
+  return {
+    async write(chunk) {
+      if (heap) return intoHeap(chunk);
+      if (target) {
+        if (written + chunk.byteLength > target.byteLength) {
+          // longer than its header says: the heap holds it, and the parser names the fault
+          heap = [target.slice(0, written)];
+          target = null;
+          return intoHeap(chunk);
+        }
+        target.set(chunk, written);
+        written += chunk.byteLength;
+        return;
+      }
+      head.push(chunk.slice());
+      headBytes += chunk.byteLength;
+      const size = safetensorsSize(head, headBytes);
+      if (size === "more") return;
+      if (size === null) {
+        heap = head;
+        return;
+      }
+      target = await allocate(size.bytes, size.dataStart);
+      const bytes = joinChunks(head);
+      head = [];
+      if (bytes.byteLength > target.byteLength) {
+        heap = [bytes];
+        target = null;
+        return;
+      }
+      target.set(bytes, 0);
+      written = bytes.byteLength;
+    },
+    end() {
+      if (heap) return done(joinChunks(heap));
+      if (target) return done(target.subarray(0, written), true);
+      done(joinChunks(head));
+    },
+  };
+}
+
+/**
+ * A safetensors file's length from its first bytes: "more" until the header has arrived, null
+ * when the header cannot give it (too long, not JSON, entries without offsets).
+ */
+function safetensorsSize(head: Uint8Array[], headBytes: number): { bytes: number; dataStart: number } | "more" | null {
+  if (headBytes < 8) return "more";
+  const first = joinChunks(head);
+  const view = new DataView(first.buffer, first.byteOffset, first.byteLength);
+  const headerLength = view.getUint32(0, true);
+  if (view.getUint32(4, true) !== 0 || headerLength > STAGED_HEADER_MAX_BYTES) return null;
+  const dataStart = 8 + headerLength;
+  if (headBytes < dataStart) {
+    // keep one chunk, not a list of them, while the header arrives
+    head.length = 0;
+    head.push(first);
+    return "more";
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(first.subarray(8, dataStart)));
+  } catch {
+    return null;
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) return null;
+  let end = 0;
+  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+    if (name === "__metadata__") continue;
+    const offsets = (entry as { data_offsets?: unknown } | null)?.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !Number.isSafeInteger(offsets[1]) || (offsets[1] as number) < 0) return null;
+    end = Math.max(end, offsets[1] as number);
+  }
+  return { bytes: dataStart + end, dataStart };
+}
+
+/**
+ * The body as chunks, under maxBytes and the read deadline (as limitedBytes): a 413 once more
+ * than maxBytes arrive, a 408 when it is not whole within `timeoutMs`.
+ */
+function limitedReader(req: Request, maxBytes: number, timeoutMs: number): { reader: ChunkReader; bytes: () => number; close: () => void } {
+  const body = req.body?.getReader() ?? null;
+  let total = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+  const reader: ChunkReader = {
+    async read() {
+      if (!body) return { done: true };
+      const read = await Promise.race([body.read(), deadline]);
+      if (read === "timeout") {
+        void body.cancel().catch(() => undefined);
+        throw new EdgetuneError(408, "body_timeout", `The body did not arrive within ${timeoutMs / 1000} s; send it at once, or a smaller one.`, [
+          { path: "(body)", message: `not received within ${timeoutMs / 1000} s` },
+        ]);
+      }
+      if (read.done) return { done: true };
+      total += read.value.byteLength;
+      if (total > maxBytes) {
+        void body.cancel().catch(() => undefined);
+        throw new PayloadTooLargeError("(body)", `The body is larger than the limit of ${maxBytes} bytes.`);
+      }
+      return { done: false, value: read.value };
+    },
+  };
+  return {
+    reader,
+    bytes: () => total,
+    close: () => {
+      if (timer !== undefined) clearTimeout(timer);
+      // the epilogue (or the rest of a refused body) is not read
+      void body?.cancel().catch(() => undefined);
+    },
+  };
 }
 
 /**
@@ -157,17 +348,17 @@ function attachConfig(request: TrainRequest, config: Record<string, unknown>): v
 }
 
 /** A part that may hold a safetensors dataset: named *.safetensors, or typed application/octet-stream or not at all. */
-function mayBeSafetensors(part: File): boolean {
+function mayBeSafetensors(part: FilePart): boolean {
   const type = (part.type ?? "").split(";")[0]!.trim().toLowerCase();
   return isSafetensorsName(part) || type === "application/octet-stream" || type === "";
 }
 
-function isSafetensorsName(part: File): boolean {
+function isSafetensorsName(part: FilePart): boolean {
   return (part.name ?? "").toLowerCase().endsWith(".safetensors");
 }
 
 /** CSV or JSONL, from the part's content type, else its file name, else its first character. */
-function dataFormat(part: string | File, name: string, text: string): "csv" | "jsonl" {
+function dataFormat(part: FormValue, name: string, text: string): "csv" | "jsonl" {
   const type = typeof part === "string" ? "" : (part.type ?? "").split(";")[0]!.trim().toLowerCase();
   const file = typeof part === "string" ? "" : (part.name ?? "").toLowerCase();
   if (type === "text/csv" || type === "application/csv") return "csv";

@@ -166,7 +166,7 @@ openapiReadingBody(explainRoutes, explainRoute, async (c) => {
     const task = encodeExplanationTask(header, inputBytes, weightsBytes);
     if (idempotencyKey) {
       // the same fine-tune and the same explain object (as parsed, defaults filled) is the same request
-      const fingerprint = await sha256Hex(new TextEncoder().encode(JSON.stringify({ explain: id, placement, spec })));
+      const fingerprint = await sha256Hex(JSON.stringify({ explain: id, placement, spec }));
       const first = await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, state.job.id, fingerprint, requestBudgetMs(deps.budget));
       if (first) return replayExplanation(c, id, first.id, first.fingerprint === fingerprint);
     }

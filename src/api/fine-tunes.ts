@@ -16,6 +16,8 @@ import type { RunPlan } from "../engine/plan.js";
 import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/job.js";
 import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
+import { acquireKernels, type KernelInstance } from "../engine/kernels.js";
+import { stageInKernelMemory, stagedBeyondPlan } from "../engine/staging.js";
 import { createSearchJob, searchOf } from "./search.js";
 import { decide, parsedRequestBytes, requestBudgetMs, syncStepBudget } from "./budget.js";
 import { syncYield } from "./sync-yield.js";
@@ -286,9 +288,15 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   const { deps } = c.var;
   const createdAt = new Date().toISOString();
   const idempotencyKey = idempotencyKeyOf(c.req.header("idempotency-key"));
-  const { request, tables, bodyBytes, kind } = await readCreateBody(c.req.raw, deps.maxBodyBytes);
+  // a weights file part goes straight into a kernel instance's memory, which the run then uses
+  // (engine/staging.ts): the isolate never holds the checkpoint in its JavaScript heap
+  let staged: KernelInstance | undefined;
+  const { request, tables, bodyBytes, stagedBytes, kind } = await readCreateBody(c.req.raw, deps.maxBodyBytes, undefined, {
+    weightsBuffer: async (bytes, dataStart) => stageInKernelMemory((staged ??= await acquireKernels(deps.runtime.module)), bytes, dataStart),
+  });
   // the parsed body shares the isolate with the run's memory (issue 21, memory-aware admission)
-  const requestBytes = parsedRequestBytes(bodyBytes, kind);
+  // (a staged weights part is not in the heap: it becomes the run's state block, which the plan counts)
+  const requestBytes = parsedRequestBytes(bodyBytes - stagedBytes, kind);
   // "batch_size": "auto" fits the in-Worker memory budget unless the job asks for a GPU node
   const memoryBudgetBytes = isGpuNodeRequest(request) ? undefined : Math.max(0, deps.budget.maxMemoryBytes - requestBytes);
   const prepared = prepareRun(request, tables, { memoryBudgetBytes });
@@ -306,7 +314,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   if (search) {
     // a retried create answers the first search job (the base request's input covers `search`)
     const fingerprint = idempotencyKey ? await sha256Hex(encodeRunInput(prepared)) : "";
-    return createSearchJob(c, { request, tables, bodyBytes, kind }, search, memoryBudgetBytes, {
+    return createSearchJob(c, { request, tables, bodyBytes, stagedBytes, kind }, search, memoryBudgetBytes, {
       refuse: quotaProblem,
       reserve: async (id) => {
         const first = idempotencyKey ? await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint, requestBudgetMs(deps.budget)) : null;
@@ -317,15 +325,17 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
       },
     });
   }
-  const decision = decide(prepared.request, prepared.plan, deps.budget, requestBytes);
+  const decision = decide(prepared.request, prepared.plan, deps.budget, requestBytes + stagedBeyondPlan(stagedBytes, prepared));
   // from_checkpoint: the caller's own job's checkpoint of the same model (404 / 422 otherwise)
   const fromCheckpoint = await resolveFromCheckpoint(c.var, prepared);
   const id = newId();
-  // every job stores its input: async jobs run from it, and explain reads it later
-  const input = encodeRunInput(prepared);
+  // every job stores its input: async jobs run from it, and explain reads it later (a sync
+  // job's without the starting state: explanations read the trained weights, stored apart)
+  const input = encodeRunInput(prepared, { state: decision.run === "async" });
   if (idempotencyKey) {
-    // a retried create gets the first one's answer instead of a second job
-    const fingerprint = await sha256Hex(input);
+    // a retried create gets the first one's answer instead of a second job (a sync input
+    // leaves out the checkpoints: their bytes are hashed where they are)
+    const fingerprint = decision.run === "async" ? await sha256Hex(input) : await sha256Hex(input, request.weights, request.adapter_weights);
     // a request that dies (a killed server) frees its key once its budget has run out
     const first = await deps.store.reserveIdempotencyKey(c.var.owner, idempotencyKey, id, fingerprint, requestBudgetMs(deps.budget));
     if (first) return replay(c, first.id, first.fingerprint === fingerprint);
@@ -337,7 +347,7 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
     return quotaProblem(admission, limits);
   }
   try {
-    return await createAdmitted(c, { id, createdAt, input, prepared, decision, idempotencyKey, fromCheckpoint });
+    return await createAdmitted(c, { id, createdAt, input, prepared, decision, idempotencyKey, fromCheckpoint, staged });
   } catch (e) {
     await deps.store.cancelAdmission(c.var.owner, id);
     await deps.store.deleteCheckpoints(id).catch(() => undefined); // no checkpoints without a job
@@ -350,11 +360,11 @@ async function createAdmitted(
   c: Context<AppEnv>,
   args: {
     id: string; createdAt: string; input: Uint8Array; prepared: ReturnType<typeof prepareRun>; decision: ReturnType<typeof decide>; idempotencyKey: string | null;
-    fromCheckpoint: Uint8Array | null;
+    fromCheckpoint: Uint8Array | null; staged: KernelInstance | undefined;
   },
 ) {
   const { deps } = c.var;
-  const { id, createdAt, input, prepared, decision, idempotencyKey, fromCheckpoint } = args;
+  const { id, createdAt, input, prepared, decision, idempotencyKey, fromCheckpoint, staged } = args;
   const keepCheckpoints = prepared.request.training.checkpoints?.keep ?? 1;
   if (decision.run === "async") {
     // accepted = stored and dispatched: from here the job reaches a final state whatever happens
@@ -381,6 +391,9 @@ async function createAdmitted(
       yieldEvery: syncYield(prepared.request, prepared.plan, deps.budget),
       onCheckpoint: storeCheckpoints(deps.store, id, prepared),
       ...(fromCheckpoint ? { resumeFrom: fromCheckpoint } : {}),
+      // the staged checkpoint's instance; the weights file is written into its memory after training
+      ...(staged ? { instance: staged } : {}),
+      weightsInKernelMemory: true,
     });
     const finished = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
     const job: Job = prepared.request.webhook ? { ...finished, webhook: { url: prepared.request.webhook.url } } : finished;
@@ -505,9 +518,15 @@ export function idempotencyKeyOf(header: string | undefined): string | null {
   return header;
 }
 
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+/** SHA-256 of each given value in hex, joined by ":" (a string is hashed as its UTF-8). */
+export async function sha256Hex(...values: (Uint8Array | string | null | undefined)[]): Promise<string> {
+  const out: string[] = [];
+  for (const v of values) {
+    const bytes = typeof v === "string" ? new TextEncoder().encode(v) : (v ?? new Uint8Array(0));
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
+    out.push(Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""));
+  }
+  return out.join(":");
 }
 
 /** The 422 of an Idempotency-Key first used for a different request. */

@@ -107,6 +107,12 @@ export interface TrainingBackend {
    * once. Absent: the loop converts parameters().
    */
   storedParameters?(outputDtype: "float32" | "float16" | "bfloat16"): MaybePromise<WritableTensor[]>;
+  /**
+   * After training: a buffer of `bytes` in memory the run no longer needs (the WASM backend's
+   * activations, gradients and optimizer state, above its state block), or null when that
+   * memory is smaller. The result's weights file is written there (TrainOptions.weightsInKernelMemory).
+   */
+  spareBuffer?(bytes: number): Uint8Array | null;
   /** Releases what the run holds (threads, device buffers). */
   close(): void;
   /**

@@ -267,7 +267,7 @@ export interface KernelInstance {
 }
 
 /** Instances whose memory grew past this are dropped after a run instead of kept for reuse. */
-const KEEP_MEMORY_BYTES = 32 * 1024 * 1024;
+export const KEEP_MEMORY_BYTES = 32 * 1024 * 1024;
 const idle = new WeakMap<WasmModule, KernelInstance[]>();
 
 /**

@@ -325,7 +325,11 @@ export async function runLoop(
           return half ? { ...t, dtype: half } : t;
         })
       : await backend.storedParameters!(request.output.dtype);
+    // weightsInKernelMemory: the file goes into the memory that training no longer needs (the
+    // tensors it is written from are copies, or views of the state block below it)
+    const into = options.weightsInKernelMemory && !request.explain && backend.spareBuffer ? backend.spareBuffer : undefined;
     const weights = writeSafetensors(stored, {
+      ...(into ? { into } : {}),
       dtype: request.output.dtype,
       metadata: { format: "pt", producer: "edgetune", ...(lora ? { [ADAPTER_METADATA_KEY]: JSON.stringify(lora) } : {}) },
     });

@@ -403,19 +403,7 @@ export class Model {
    * tensor is rounded to its dtype here (to nearest even, as torch's .to(torch.float16)).
    */
   loadState(values: ReadonlyMap<string, Float32Array>): void {
-    for (const t of this.compiled.state) {
-      const d = stateDtype(this.compiled, t);
-      // half bits of the tensor's own dtype (a 16-bit checkpoint): copied as they are, which is
-      // what rounding their float32 values would give, without widening them first
-      const half = values instanceof StateValues ? values.half(t.name) : undefined;
-      if (d !== 0 && half?.dtype === d) {
-        new Uint16Array(this.memory.buffer, this.statePtr(t), t.size).set(half.bits);
-        continue;
-      }
-      const v = values.get(t.name)!;
-      if (d === 0) new Float32Array(this.memory.buffer, this.statePtr(t), t.size).set(v);
-      else (d === 1 ? encodeF16 : encodeBf16)(v, new Uint16Array(this.memory.buffer, this.statePtr(t), t.size));
-    }
+    loadStateBlock(this.compiled, this.memory, this.state.ptr, values);
   }
 
   /**
@@ -459,6 +447,34 @@ export class Model {
         ...(t.dtype === "I64" ? { dtype: "I64" as const } : {}),
       };
     });
+  }
+}
+
+/**
+ * Copies state values into a state block at `statePtr` (Model.loadState, and a run that loads
+ * its state block before it allocates the rest: staging.ts); a 16-bit frozen tensor is rounded
+ * to its dtype here (to nearest even, as torch's .to(torch.float16)).
+ *
+ * @example
+ * ```ts
+ * const state = arena.alloc(stateElements(compiled));
+ * loadStateBlock(compiled, memory, state.ptr, initialState);
+ * ```
+ */
+export function loadStateBlock(compiled: CompiledModel, memory: WasmMemory, statePtr: Ptr, values: ReadonlyMap<string, Float32Array>): void {
+  for (const t of compiled.state) {
+    const d = stateDtype(compiled, t);
+    const at = statePtr + stateByteOffset(compiled, t);
+    // half bits of the tensor's own dtype (a 16-bit checkpoint): copied as they are, which is
+    // what rounding their float32 values would give, without widening them first
+    const half = values instanceof StateValues ? values.half(t.name) : undefined;
+    if (d !== 0 && half?.dtype === d) {
+      new Uint16Array(memory.buffer, at, t.size).set(half.bits);
+      continue;
+    }
+    const v = values.get(t.name)!;
+    if (d === 0) new Float32Array(memory.buffer, at, t.size).set(v);
+    else (d === 1 ? encodeF16 : encodeBf16)(v, new Uint16Array(memory.buffer, at, t.size));
   }
 }
 

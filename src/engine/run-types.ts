@@ -9,7 +9,7 @@ import type { WasmModule } from "./wasm-types.js";
 import type { WebGpuDevice } from "./webgpu/device.js";
 import type { EngineInfo, EpochMetrics, FineTuneResult, Plan, ProgressEvent } from "../schema/result.js";
 import type { Table } from "../formats/dataset.js";
-import type { KernelVariant } from "./kernels.js";
+import type { KernelInstance, KernelVariant } from "./kernels.js";
 import type { Parallelism } from "./parallel.js";
 
 /**
@@ -97,6 +97,19 @@ export interface TrainOptions {
   fused?: boolean | undefined;
   /** Filled in by the run: bytes of WebAssembly memory used (to check the plan's estimate). */
   diagnostics?: { memoryBytes?: number; arenaBytes?: number } | undefined;
+  /**
+   * The kernel instance to run on (WASM core, one thread): the one whose memory holds the
+   * staged checkpoint (staging.ts, stageInKernelMemory), so that the run loads its state from
+   * there and the checkpoint is never copied into the JavaScript heap. Unused by other backends.
+   */
+  instance?: KernelInstance | undefined;
+  /**
+   * Writes the result's weights file into the run's kernel memory after training, when the
+   * memory freed by training holds it (the activations, gradients and optimizer state): the
+   * result's `weights` is then a view of that memory, which is never given to another run, so
+   * it stays valid while held. Store it and let it go: the memory lives as long as the view.
+   */
+  weightsInKernelMemory?: boolean | undefined;
 }
 
 /**

@@ -42,6 +42,11 @@ export class StateValues extends Map<string, Float32Array> {
     return this;
   }
 
+  /** The tensors held as half bits, by name. */
+  halfEntries(): IterableIterator<[string, HalfTensor]> {
+    return this.halves.entries();
+  }
+
   /** A tensor held as half bits, or undefined (absent, or held as float32). */
   half(name: string): HalfTensor | undefined {
     return this.halves.get(name);

@@ -184,7 +184,9 @@ async function runWithBackend(
       : null;
   // ---- memory: a kernel instance (reused across runs) and one arena over it, grown once to the plan
   const shared = parallel ? await parallel.acquire() : null;
-  const instance: KernelInstance = shared ?? (useReference ? referenceInstance() : await acquireKernels(runtime.module));
+  // options.instance: the one whose memory holds the staged checkpoint (staging.ts)
+  const instance: KernelInstance = shared ?? (useReference ? referenceInstance() : (options.instance ?? (await acquireKernels(runtime.module))));
+  let weightsInMemory = false;
   try {
     const backend = await createWasmBackend(instance, prepared, prepared.initialState ?? defaultInit(prepared.model, prepared.request.training.seed), {
       variant: useReference ? "js-reference" : runtime.variant,
@@ -202,10 +204,13 @@ async function runWithBackend(
         releaseKernels(runtime.module, own);
       }
     };
-    return await runLoop(backend, runtime, prepared, options, started, explainWith, lrFinder, resume);
+    const raw = await runLoop(backend, runtime, prepared, options, started, explainWith, lrFinder, resume);
+    weightsInMemory = raw.weights.buffer === instance.memory.buffer;
+    return raw;
   } finally {
     if (shared) parallel!.release(shared);
-    else if (!useReference) releaseKernels(runtime.module, instance);
+    // an instance whose memory holds the result's weights is never given to another run
+    else if (!useReference && !weightsInMemory) releaseKernels(runtime.module, instance);
   }
 }
 

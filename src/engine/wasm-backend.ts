@@ -6,9 +6,10 @@
 import type { Table } from "../formats/dataset.js";
 import { Arena, type Region } from "./arena.js";
 import type { BackendTrainingState, BatchRef, Evaluation, FusedSteps, StepFault, StepOutcome, TrainingBackend } from "./backend.js";
-import type { KernelInstance, KernelVariant, Kernels } from "./kernels.js";
+import { KEEP_MEMORY_BYTES, type KernelInstance, type KernelVariant, type Kernels } from "./kernels.js";
 import { createLoss, type Loss } from "./losses.js";
-import { allocateModel, Model } from "./model.js";
+import { allocateModel, loadStateBlock, Model, stateElements } from "./model.js";
+import { relocateStagedState } from "./staging.js";
 import { createOptimizer } from "./optimizers.js";
 import type { Network, Parallelism } from "./parallel.js";
 import type { PreparedRun } from "./prepare.js";
@@ -62,7 +63,13 @@ export async function createWasmBackend(
   const t = request.training;
   const { memory, kernels } = instance;
   const arena = new Arena(memory, kernels.heap_base());
+  // the state block first: a checkpoint staged in this memory (staging.ts) is moved above it,
+  // to where the activations go, loaded from there, and then overwritten by what follows
+  const stateN = stateElements(compiled);
+  relocateStagedState(initialState, memory, plan.memory_bytes, arena.base + stateN * 4);
   arena.reserve(plan.memory_bytes);
+  const stateBlock = arena.alloc(stateN);
+  loadStateBlock(compiled, memory, stateBlock.ptr, initialState);
 
   const F = trainTable.features;
   const TG = trainTable.targets;
@@ -77,8 +84,7 @@ export async function createWasmBackend(
   const batchTypes = data.types ? arena.alloc(plan.maxRows * F) : null; // [B, F]
   const batchIndex = arena.alloc(plan.maxRows); // [B] i32
 
-  const model = new Model(compiled, kernels, memory, allocateModel(compiled, arena, plan.maxRows));
-  model.loadState(initialState);
+  const model = new Model(compiled, kernels, memory, allocateModel(compiled, arena, plan.maxRows, stateBlock));
   const trainableN = compiled.trainableCount;
   // the trainable parameters and the buffers (running statistics): what a step changes
   const snapshotN = trainableN + compiled.bufferCount;
@@ -340,6 +346,15 @@ export async function createWasmBackend(
 
     storedParameters(outputDtype) {
       return model.readStoredState(outputDtype);
+    },
+
+    spareBuffer(bytes: number): Uint8Array | null {
+      // everything after the state block (allocated first): data, activations, gradients, optimizer state
+      const start = Math.ceil((stateBlock.ptr + stateN * 4) / 16) * 16;
+      // only in a memory too large to be kept for another run (KEEP_MEMORY_BYTES): a small one
+      // goes back to the pool, which is worth more than the copy of a small file
+      if (distributed || memory.buffer.byteLength <= KEEP_MEMORY_BYTES || start + bytes > memory.buffer.byteLength) return null;
+      return new Uint8Array(memory.buffer, start, bytes);
     },
 
     close() {

@@ -474,6 +474,12 @@ export interface WriteSafetensorsOptions {
   /** Stored dtype (default float32); float16/bfloat16 round like PyTorch's `.half()`/`.bfloat16()`. */
   dtype?: "float32" | "float16" | "bfloat16";
   metadata?: Record<string, string>;
+  /**
+   * Where the file is written: called with its length, returns a buffer of that length (a
+   * view of the kernel core's memory, say), or null for a new one. The tensors' data must not
+   * overlap it.
+   */
+  into?: (bytes: number) => Uint8Array | null;
 }
 
 const STORED_DTYPE = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
@@ -532,9 +538,11 @@ export function writeSafetensors(tensors: WritableTensor[], options: WriteSafete
   const headerJson = new TextEncoder().encode(`{${headerParts.join(",")}}`);
   const paddedLength = Math.ceil(headerJson.length / 8) * 8;
   const dataStart = 8 + paddedLength;
-  const out = new Uint8Array(dataStart + offset);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, paddedLength, true); // high word stays 0: headers are far below 4 GiB
+  const out = options.into?.(dataStart + offset) ?? new Uint8Array(dataStart + offset);
+  if (out.byteLength !== dataStart + offset) throw new RangeError(`writeSafetensors: the buffer given has ${out.byteLength} bytes, the file ${dataStart + offset}`);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  view.setUint32(0, paddedLength, true);
+  view.setUint32(4, 0, true); // the high word (headers are far below 4 GiB), written: `into` may give used memory
   out.set(headerJson, 8);
   out.fill(0x20, 8 + headerJson.length, dataStart);
 

@@ -18,18 +18,21 @@ import { StateValues } from "../engine/state-values.js";
 const MARKER = "edgetune-run-input/1";
 
 /**
- * Encodes a prepared run (after validation_split) for storage.
+ * Encodes a prepared run (after validation_split) for storage; `state: false` leaves out the
+ * starting state (the runner then starts from training.seed's initialisation).
  *
  * @example
  * ```ts
  * await bucket.put(`inputs/${id}.safetensors`, encodeRunInput(prepared));
  * ```
  */
-export function encodeRunInput(prepared: PreparedRun): Uint8Array {
+export function encodeRunInput(prepared: PreparedRun, options: { state?: boolean } = {}): Uint8Array {
   const { data, weights: _weights, adapter_weights: _adapterWeights, tokenizer: _tokenizer, ...request } = prepared.request;
   const stored = { ...request, data: { target: data.target }, training: openLearningRates(prepared) };
   // without given weights the runner initialises from training.seed (bit-identical), so none are stored
-  const state = prepared.initialState;
+  // state: false (a sync run's input, kept for explanations, which read the trained weights
+  // from the stored weights file): the model and data only, not a second copy of the checkpoint
+  const state = options.state === false ? null : prepared.initialState;
   // an adapter's tensors are stored as adapter weights (`@adapter.` + PEFT's key): the runner continues them
   const adapter = new Set(prepared.model.lora?.modules.flatMap((m) => [m.a, m.b]) ?? []);
   const tensors: WritableTensor[] = state

@@ -59,6 +59,47 @@ describe("the Worker in workerd", () => {
     expect(base64).toBe(inline);
   });
 
+  it("a float16 base as a multipart weights part is staged in kernel memory; the weights file goes to R2 from there", async () => {
+    // fc1 2400 x 2400 frozen in float16 (11.5 MB; its widening scratch 23 MB), fc2 trains: a
+    // kernel memory over 32 MiB, so the result's file is written into the memory training freed
+    // and put to R2 from that view (and the base64 JSON of the same request fits MAX_BODY_BYTES)
+    const F = 2400;
+    const weights = writeSafetensors(
+      [
+        { name: "0.weight", shape: [F, F], data: Float32Array.from({ length: F * F }, (_, i) => Math.sin(i) / 64) },
+        { name: "0.bias", shape: [F], data: new Float32Array(F) },
+        { name: "2.weight", shape: [1, F], data: Float32Array.from({ length: F }, (_, i) => Math.cos(i) / 64) },
+        { name: "2.bias", shape: [1], data: new Float32Array(1) },
+      ],
+      { dtype: "float16" },
+    );
+    const request = {
+      model: { layers: [{ type: "linear", in_features: F, out_features: F }, { type: "relu" }, { type: "linear", in_features: F, out_features: 1 }], base_dtype: "float16" },
+      trainable: ["2"],
+      data: { train: { x: Array.from({ length: 4 }, (_, i) => Array.from({ length: F }, (_, j) => Math.sin(i + j) / 8)), y: [0.5, -0.5, 1, 0] } },
+      training: { epochs: 2, batch_size: 2, optimizer: { type: "sgd", lr: 0.01 }, seed: 3 },
+      mode: "sync",
+    };
+    const form = new FormData();
+    form.set("weights", new Blob([weights as Uint8Array<ArrayBuffer>]), "model.safetensors");
+    form.set("request", JSON.stringify(request));
+    const staged = await SELF.fetch("http://edgetune.test/v1/fine-tunes", { method: "POST", headers: auth, body: form });
+    expect(staged.status).toBe(200);
+    const result = (await staged.json()) as { id: string; status: string; weights: string; metrics: { history: unknown[] } };
+    expect(result.status).toBe("succeeded");
+    // the reference: the same checkpoint as a base64 text field (not a file: held in the heap, not staged)
+    const asText = new FormData();
+    asText.set("weights", encodeBase64(weights));
+    asText.set("request", JSON.stringify(request));
+    const inlineRes = await SELF.fetch("http://edgetune.test/v1/fine-tunes", { method: "POST", headers: auth, body: asText });
+    const inline = (await inlineRes.json()) as typeof result;
+    expect(inlineRes.status, JSON.stringify(inline).slice(0, 400)).toBe(200);
+    expect(result.metrics.history).toEqual(inline.metrics.history);
+    expect(result.weights === inline.weights).toBe(true);
+    const stored = new Uint8Array(await (await env.BLOBS.get(`weights/${result.id}.safetensors`))!.arrayBuffer());
+    expect(encodeBase64(stored) === result.weights).toBe(true);
+  });
+
   it("lists the key's jobs from its Durable Object index", async () => {
     const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(seedRequest(32, { training: { epochs: 1 } })));
     const { id } = (await res.json()) as { id: string };

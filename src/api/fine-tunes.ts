@@ -384,16 +384,10 @@ async function createAdmitted(
     });
     const finished = jobFromResult(run.result, { mode: "sync", createdAt, startedAt, finishedAt: new Date().toISOString() });
     const job: Job = prepared.request.webhook ? { ...finished, webhook: { url: prepared.request.webhook.url } } : finished;
-    await deps.store.putWeights(id, run.weights);
-    // the model and data, for POST /v1/fine-tunes/{id}/explain later
-    await deps.store.putInput(id, input);
-    try {
-      // the record keeps the last epochs; the whole history is stored apart (bounded records)
-      await deps.store.put({ job, owner: c.var.owner }, run.result.metrics.history);
-    } catch (e) {
-      await deps.store.deleteWeights(id).catch(() => undefined); // no weights without a job
-      throw e;
-    }
+    // one write before the answer: the record (its last epochs; the whole history apart), the
+    // weights and the run input (the model and data, for POST /v1/fine-tunes/{id}/explain later),
+    // so that a GET right after the answer finds all of them (docs/api.md, "When a sync job is stored")
+    await deps.store.put({ job, owner: c.var.owner }, run.result.metrics.history, { weights: run.weights, input });
   } catch (e) {
     if (idempotencyKey) await deps.store.releaseIdempotencyKey(c.var.owner, idempotencyKey, id);
     throw e;

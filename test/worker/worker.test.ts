@@ -248,4 +248,21 @@ describe("Idempotency-Key in workerd", () => {
     expect(res.headers.get("idempotent-replayed")).toBe("true");
     expect(((await res.json()) as { id: string }).id).toBe(a.id);
   });
+
+  it("a retried sync create replays the stored answer: the same id, history and weights (held by the job's object)", async () => {
+    const body = { ...seedRequest(64, { training: { epochs: 3 } }), mode: "sync" };
+    const init = () => ({ method: "POST", headers: { "content-type": "application/json", "idempotency-key": "wk-sync-1", ...auth }, body: JSON.stringify(body) });
+    const first = await SELF.fetch("http://edgetune.test/v1/fine-tunes", init());
+    expect(first.status).toBe(200);
+    const a = (await first.json()) as { id: string; weights: string; metrics: { history: unknown[] } };
+    // at once, with no wait after the first answer
+    const again = await SELF.fetch("http://edgetune.test/v1/fine-tunes", init());
+    expect(again.status).toBe(200);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    const b = (await again.json()) as typeof a;
+    expect(b.id).toBe(a.id);
+    expect(b.weights).toBe(a.weights);
+    expect(b.weights.length).toBeGreaterThan(0);
+    expect(b.metrics.history).toEqual(a.metrics.history);
+  });
 });

@@ -280,6 +280,9 @@ export class FineTuneJob extends DurableObject<Env> {
     if (first && record.job.webhook) await this.env.JOB_QUEUE.send({ id: record.job.id, webhook: true } satisfies DispatchMessage);
   }
 
+  /** Does nothing: a call that starts the object (CloudflareJobStore.warm) and stores nothing, so an id never used leaves nothing behind. */
+  async warm(): Promise<void> {}
+
   async get(): Promise<JobRecord | null> {
     const state = await this.state();
     if (state) return { job: state.job, owner: state.owner };
@@ -876,6 +879,10 @@ export class CloudflareJobStore implements JobStore {
 
   async get(id: string): Promise<JobRecord | null> {
     return this.job(id).get();
+  }
+
+  async warm(id: string): Promise<void> {
+    await this.job(id).warm();
   }
 
   async list(owner: string, options: ListOptions): Promise<JobPage> {

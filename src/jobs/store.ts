@@ -125,6 +125,12 @@ export interface JobStore {
   put(record: JobRecord, history: readonly EpochMetrics[], blobs?: { weights?: Uint8Array; input?: Uint8Array }): Promise<void>;
   get(id: string): Promise<JobRecord | null>;
   /**
+   * Optional: starts what storing job `id` will take (on Cloudflare, its Durable Object), writing
+   * nothing, so that a later put() finds it started. A sync create calls it after its answer for
+   * the id the next one will use (src/api/fine-tunes.ts, warmNextId).
+   */
+  warm?(id: string): Promise<void>;
+  /**
    * Up to `limit` entries of a job's per-epoch history from position `offset` (0-based, oldest
    * first; the current attempt's while it runs), and how many are stored; null: no such job.
    */

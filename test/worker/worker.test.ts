@@ -5,7 +5,7 @@
 import { SELF, env, createExecutionContext, createMessageBatch, getQueueResult, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
-import { INLINE_BLOB_BYTES } from "../../worker/store.js";
+import { CloudflareJobStore, INLINE_BLOB_BYTES } from "../../worker/store.js";
 import { seedRequest } from "../helpers.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { encodeBase64 } from "../../src/formats/base64.js";
@@ -42,6 +42,31 @@ describe("the Worker in workerd", () => {
     expect(held).toEqual(["blob:input", "blob:weights", "record", "ttlMs"]);
     expect(await env.BLOBS.head(`weights/${result.id}.safetensors`)).toBeNull();
     expect(await env.BLOBS.head(`inputs/${result.id}.safetensors`)).toBeNull();
+  });
+
+  it("a sync answer makes the next sync job's id and starts its object, which stores nothing until that job is stored there", async () => {
+    const idTime = (id: string) => parseInt(id.slice(3, 15), 16);
+    const create = async () => {
+      const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(32, { training: { epochs: 1 } }), mode: "sync" }));
+      expect(res.status).toBe(200);
+      const { id } = (await res.json()) as { id: string };
+      const job = (await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}`, { headers: auth })).json()) as { created_at: string };
+      return { id, createdAt: Date.parse(job.created_at) };
+    };
+    await create();
+    await new Promise((r) => setTimeout(r, 50));
+    // the id was made when the create before answered, at least 50 ms before this job's creation
+    const next = await create();
+    expect(next.createdAt - idTime(next.id)).toBeGreaterThanOrEqual(40);
+    // an async create makes its id then and there
+    const queued = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(32, { training: { epochs: 1 } }), mode: "async", placement: "gpu-node" }));
+    const job = (await queued.json()) as { id: string; created_at: string };
+    expect(Date.parse(job.created_at) - idTime(job.id)).toBeLessThan(40);
+    await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${job.id}/cancel`, { method: "POST", headers: auth });
+    // a warmed object stores nothing: an id no create takes leaves nothing behind
+    const unused = "ft_00000000000000000000000000000abc";
+    await new CloudflareJobStore(env).warm(unused);
+    expect(await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(unused)), async (_i, state) => (await state.storage.list()).size)).toBe(0);
   });
 
   it("weights and an input past INLINE_BLOB_BYTES go to R2 before the job is stored; GET and explain read them there", async () => {

@@ -503,7 +503,7 @@ function profileMarkdown() {
     const f = e.floor_ms;
     out.push(`- **edge**: a sync POST of the tiny request (${fmt(e.body_bytes / 1024, 0)} KiB of JSON) takes ${ms(e.latency_ms.p50)} at p50, of which the Worker reports ${ms(e.server_train_ms.p50, 0)} of training (workerd's clock is coarse). ` +
       (f ? `The floor under it, through the same \`wrangler dev\`: a plain Hono Worker (bench/edge-floor) answers a GET in ${ms(f.get.p50)}, a POST of the same body read as text in ${ms(f.post_text.p50)} and parsed as JSON in ${ms(f.post_json.p50)}; this Worker's own /healthz (its middleware, no storage) ${ms(e.healthz_ms.p50)}. ` : "") +
-      `The rest is the request's validation and planning, training, the rate limit's and the quota's Durable Object calls and the one storage write of the job (the paragraph below the table has the phases). First request after start-up: ${ms(e.first_ms)}.`);
+      `The rest is the request's validation and planning, training, the rate limit's and the quota's Durable Object calls and the one storage write of the job (the paragraph on the edge row, after the table, has the phases). First request after start-up: ${ms(e.first_ms)}.`);
   }
   if (w.memory?.edgetune && !w.memory.edgetune.error) {
     const m = w.memory.edgetune;

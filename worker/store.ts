@@ -1,7 +1,8 @@
 /**
  * The JobStore on Cloudflare: a Durable Object per job (its record, or the state machine of an
  * asynchronous job with its lease and alarm), a Durable Object per API key (its listing), one
- * dispatcher Durable Object (jobs waiting for a GPU node), R2 for inputs and weights, and the
+ * dispatcher Durable Object (jobs waiting for a GPU node), R2 for inputs and weights (a sync
+ * job's small ones are held by its Durable Object: INLINE_BLOB_BYTES), and the
  * Queue for dispatch.
  */
 import { DurableObject } from "cloudflare:workers";
@@ -81,12 +82,24 @@ function trialMoved(before: Job, after: Job): boolean {
  * A sync job's weights or run input up to this size is stored in its Durable Object, in the same
  * write as its record, rather than in R2: one storage call before the create answers instead of
  * three (docs/api.md, "When a sync job is stored"). Far below the SQLite backend's 2 MB value limit.
+ *
+ * @example
+ * ```ts
+ * const where = weights.byteLength <= INLINE_BLOB_BYTES ? "the job's object" : "R2";
+ * ```
  */
 export const INLINE_BLOB_BYTES = 1 << 20;
 const INLINE_WEIGHTS = "blob:weights";
 const INLINE_INPUT = "blob:input";
 
-/** A sync job's blobs that its Durable Object holds itself. */
+/**
+ * A sync job's blobs that its Durable Object holds itself.
+ *
+ * @example
+ * ```ts
+ * await store.job(id).put(record, history, ttlMs, { weights, input } satisfies InlineBlobs);
+ * ```
+ */
 export interface InlineBlobs {
   weights?: Uint8Array;
   input?: Uint8Array;

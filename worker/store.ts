@@ -887,7 +887,14 @@ export class CloudflareJobStore implements JobStore {
       if (inR2.length > 0) await this.env.BLOBS.delete(inR2).catch(() => undefined);
       throw stored.reason;
     }
-    if (listed.status === "rejected") await this.index(record.owner).add(listing, id); // once more: the job is stored
+    if (listed.status === "rejected") {
+      try {
+        await this.index(record.owner).add(listing, id); // once more: the job is stored
+      } catch (e) {
+        await this.job(id).remove().catch(() => undefined); // none of it kept, as the expiry would remove it
+        throw e;
+      }
+    }
   }
 
   async get(id: string): Promise<JobRecord | null> {

@@ -360,11 +360,16 @@ export async function startProcess(args, env = {}) {
   return { child, output: () => output };
 }
 
-/** `wrangler dev` on 127.0.0.1:`port`, state under `persist`, `--var` for each of `vars`. */
-export function startWranglerDev(port, persist, vars = {}, extraArgs = []) {
+/**
+ * `wrangler dev` on 127.0.0.1:`port`, state under `persist`, `--var` for each of `vars`, then
+ * `args` (e.g. `--config` of another Worker). Its inspector listens on a free port: the default,
+ * 9229, is taken by any other `wrangler dev` on the machine, and a second one then fails to start.
+ */
+export async function startWranglerDev(port, persist, vars = {}, args = []) {
   // a local run (EDGETUNE_DEV=true): the open API and the development node token, as `npm run dev`
   const varArgs = Object.entries({ EDGETUNE_DEV: "true", ...vars }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-  return startProcess([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...varArgs, ...extraArgs]);
+  const inspector = args.includes("--inspector-port") ? [] : ["--inspector-port", String(await freePort())];
+  return startProcess([join(root, "node_modules/wrangler/bin/wrangler.js"), "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persist, ...inspector, ...varArgs, ...args]);
 }
 
 /** Resolves once `${url}/healthz` answers 200; throws with the process's output if it exits or takes 90 s. */

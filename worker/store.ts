@@ -1,7 +1,8 @@
 /**
  * The JobStore on Cloudflare: a Durable Object per job (its record, or the state machine of an
  * asynchronous job with its lease and alarm), a Durable Object per API key (its listing), one
- * dispatcher Durable Object (jobs waiting for a GPU node), R2 for inputs and weights, and the
+ * dispatcher Durable Object (jobs waiting for a GPU node), R2 for inputs and weights (a sync
+ * job's small ones are held by its Durable Object: INLINE_BLOB_BYTES), and the
  * Queue for dispatch.
  */
 import { DurableObject } from "cloudflare:workers";
@@ -75,6 +76,33 @@ export function jobTtlMs(env: Env): number {
 /** Whether a trial's change is one its parent records: its status, or a new epoch. */
 function trialMoved(before: Job, after: Job): boolean {
   return before.status !== after.status || before.metrics?.history.at(-1)?.epoch !== after.metrics?.history.at(-1)?.epoch;
+}
+
+/**
+ * A sync job's weights or run input up to this size is stored in its Durable Object, in the same
+ * write as its record, rather than in R2: one storage call before the create answers instead of
+ * three (docs/api.md, "When a sync job is stored"). Far below the SQLite backend's 2 MB value limit.
+ *
+ * @example
+ * ```ts
+ * const where = weights.byteLength <= INLINE_BLOB_BYTES ? "the job's object" : "R2";
+ * ```
+ */
+export const INLINE_BLOB_BYTES = 1 << 20;
+const INLINE_WEIGHTS = "blob:weights";
+const INLINE_INPUT = "blob:input";
+
+/**
+ * A sync job's blobs that its Durable Object holds itself.
+ *
+ * @example
+ * ```ts
+ * await store.job(id).put(record, history, ttlMs, { weights, input } satisfies InlineBlobs);
+ * ```
+ */
+export interface InlineBlobs {
+  weights?: Uint8Array;
+  input?: Uint8Array;
 }
 
 /** History entries per SQLite row: rows stay far below the 2 MB value limit (SQLITE_TOOBIG). */
@@ -245,17 +273,28 @@ export class FineTuneJob extends DurableObject<Env> {
   }
 
   // ---- sync records
-  async put(record: JobRecord, history: readonly EpochMetrics[], ttlMs: number): Promise<void> {
+  /**
+   * Stores a finished sync job: its record, its whole history and, when they are small enough
+   * (INLINE_BLOB_BYTES), its weights and run input, all in this one call (one durable write
+   * before the create answers; larger blobs are in R2 already).
+   */
+  async put(record: JobRecord, history: readonly EpochMetrics[], ttlMs: number, inline: InlineBlobs = {}): Promise<void> {
     this.tables();
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("DELETE FROM history");
       this.appendHistory(history);
     });
     const first = (await this.ctx.storage.get("record")) === undefined;
-    await this.ctx.storage.put({ record, ttlMs });
+    const blobs: Record<string, Uint8Array> = {};
+    if (inline.weights) blobs[INLINE_WEIGHTS] = inline.weights;
+    if (inline.input) blobs[INLINE_INPUT] = inline.input;
+    await this.ctx.storage.put({ record, ttlMs, ...blobs });
     await this.ctx.storage.setAlarm(expiresAt(record.job, ttlMs) ?? Date.now() + ttlMs);
     if (first && record.job.webhook) await this.env.JOB_QUEUE.send({ id: record.job.id, webhook: true } satisfies DispatchMessage);
   }
+
+  /** Does nothing: a call that starts the object (CloudflareJobStore.warm) and stores nothing, so an id never used leaves nothing behind. */
+  async warm(): Promise<void> {}
 
   async get(): Promise<JobRecord | null> {
     const state = await this.state();
@@ -263,7 +302,25 @@ export class FineTuneJob extends DurableObject<Env> {
     return (await this.record()) ?? null;
   }
 
-  /** The R2 key of the job's weights, if it has any. */
+  /**
+   * Where the job's weights are: held here (a sync job's, up to INLINE_BLOB_BYTES), or their R2
+   * key; null when it has none.
+   */
+  async weights(): Promise<{ inline: Uint8Array } | { key: string } | null> {
+    const state = await this.state();
+    if (state) return state.weightsKey === null ? null : { key: state.weightsKey };
+    const held = await this.ctx.storage.get<Uint8Array>(INLINE_WEIGHTS);
+    if (held) return { inline: held };
+    const key = await this.weightsKey();
+    return key === null ? null : { key };
+  }
+
+  /** A sync job's run input when it is held here (up to INLINE_BLOB_BYTES); null: it is in R2 at inputKeyOf(id), if anywhere. */
+  async inlineInput(): Promise<Uint8Array | null> {
+    return (await this.ctx.storage.get<Uint8Array>(INLINE_INPUT)) ?? null;
+  }
+
+  /** The R2 key of the job's weights, if it has any (an async job's; a sync job's larger than INLINE_BLOB_BYTES). */
   async weightsKey(): Promise<string | null> {
     const state = await this.state();
     if (state) return state.weightsKey;
@@ -804,13 +861,48 @@ export class CloudflareJobStore implements JobStore {
     return this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(DISPATCHER_NAME));
   }
 
-  async put(record: JobRecord, history: readonly EpochMetrics[]): Promise<void> {
-    await this.job(record.job.id).put(record, history, jobTtlMs(this.env));
-    await this.index(record.owner).add(listingKey(record.job.created_at, record.job.id), record.job.id);
+  async put(record: JobRecord, history: readonly EpochMetrics[], blobs: { weights?: Uint8Array; input?: Uint8Array } = {}): Promise<void> {
+    const { id, created_at } = record.job;
+    const inline: InlineBlobs = {};
+    const inR2: string[] = [];
+    const large: Promise<unknown>[] = [];
+    for (const [name, bytes] of Object.entries(blobs)) {
+      if (!bytes) continue;
+      if (bytes.byteLength <= INLINE_BLOB_BYTES) inline[name as keyof InlineBlobs] = bytes;
+      else {
+        const key = name === "weights" ? `weights/${id}.safetensors` : inputKeyOf(id);
+        inR2.push(key);
+        large.push(this.env.BLOBS.put(key, bytes));
+      }
+    }
+    // blobs too large for the record's write first: a job that exists always has its blobs
+    await Promise.all(large);
+    // the record and the listing entry at once: two objects, one round trip (a listing entry
+    // whose job is not stored lists nothing: list() skips it)
+    const listing = listingKey(created_at, id);
+    const [stored, listed] = await Promise.allSettled([this.job(id).put(record, history, jobTtlMs(this.env), inline), this.index(record.owner).add(listing, id)]);
+    if (stored.status === "rejected") {
+      // no listing entry, no files without a job
+      if (listed.status === "fulfilled") await this.index(record.owner).forget(listing, id).catch(() => undefined);
+      if (inR2.length > 0) await this.env.BLOBS.delete(inR2).catch(() => undefined);
+      throw stored.reason;
+    }
+    if (listed.status === "rejected") {
+      try {
+        await this.index(record.owner).add(listing, id); // once more: the job is stored
+      } catch (e) {
+        await this.job(id).remove().catch(() => undefined); // none of it kept, as the expiry would remove it
+        throw e;
+      }
+    }
   }
 
   async get(id: string): Promise<JobRecord | null> {
     return this.job(id).get();
+  }
+
+  async warm(id: string): Promise<void> {
+    await this.job(id).warm();
   }
 
   async list(owner: string, options: ListOptions): Promise<JobPage> {
@@ -843,9 +935,11 @@ export class CloudflareJobStore implements JobStore {
     await this.env.BLOBS.delete(`weights/${id}.safetensors`);
   }
 
-  async getWeights(id: string): Promise<ReadableStream<Uint8Array> | null> {
-    const key = await this.job(id).weightsKey();
-    const object = key ? await this.env.BLOBS.get(key) : null;
+  async getWeights(id: string): Promise<ReadableStream<Uint8Array> | Uint8Array | null> {
+    const where = await this.job(id).weights();
+    if (where === null) return null;
+    if ("inline" in where) return where.inline;
+    const object = await this.env.BLOBS.get(where.key);
     return object ? (object.body as ReadableStream<Uint8Array>) : null;
   }
 
@@ -853,7 +947,9 @@ export class CloudflareJobStore implements JobStore {
     await this.env.BLOBS.put(inputKeyOf(id), bytes);
   }
 
-  async getInput(id: string): Promise<ReadableStream<Uint8Array> | null> {
+  async getInput(id: string): Promise<ReadableStream<Uint8Array> | Uint8Array | null> {
+    const held = await this.job(id).inlineInput();
+    if (held) return held;
     const object = await this.env.BLOBS.get(inputKeyOf(id));
     return object ? (object.body as ReadableStream<Uint8Array>) : null;
   }

@@ -153,7 +153,9 @@ export class MemoryJobStore implements JobStore {
 
   // ---------------------------------------------------------------- sync jobs
 
-  async put(record: JobRecord, history: readonly EpochMetrics[]): Promise<void> {
+  async put(record: JobRecord, history: readonly EpochMetrics[], blobs: { weights?: Uint8Array; input?: Uint8Array } = {}): Promise<void> {
+    if (blobs.weights) this.blobs.set(`weights/${record.job.id}.safetensors`, blobs.weights.slice());
+    if (blobs.input) this.blobs.set(inputKeyOf(record.job.id), blobs.input.slice());
     this.records.set(record.job.id, structuredClone(record));
     this.histories.set(record.job.id, structuredClone([...history]));
   }

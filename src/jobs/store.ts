@@ -110,8 +110,7 @@ export function checkpointKeyOf(id: string, epoch: number): string {
  *
  * @example
  * ```ts
- * await store.putWeights(job.id, bytes);
- * await store.put({ job, owner });
+ * await store.put({ job, owner }, history, { weights, input });
  * const again = await store.get(job.id);
  * ```
  */
@@ -120,9 +119,17 @@ export interface JobStore {
    * Creates or replaces a finished (sync) job's record and adds it to its owner's listing.
    * `history` is the run's whole per-epoch history, stored apart from the record (whose
    * metrics keep only the last JOB_HISTORY_TAIL epochs), so that the record stays bounded.
+   * `blobs`: its weights (getWeights) and run input (getInput), stored with it: once this
+   * resolves, the job, its history and its blobs can all be read; when it throws, none was kept.
    */
-  put(record: JobRecord, history: readonly EpochMetrics[]): Promise<void>;
+  put(record: JobRecord, history: readonly EpochMetrics[], blobs?: { weights?: Uint8Array; input?: Uint8Array }): Promise<void>;
   get(id: string): Promise<JobRecord | null>;
+  /**
+   * Optional: starts what storing job `id` will take (on Cloudflare, its Durable Object), writing
+   * nothing, so that a later put() finds it started. A sync create calls it after its answer for
+   * the id the next one will use (src/api/fine-tunes.ts, warmNextId).
+   */
+  warm?(id: string): Promise<void>;
   /**
    * Up to `limit` entries of a job's per-epoch history from position `offset` (0-based, oldest
    * first; the current attempt's while it runs), and how many are stored; null: no such job.

@@ -11,11 +11,11 @@ import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 export const NODE_TOKEN = "test-node-token";
 
 export async function testApp(
-  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; clientAddressHeader?: string | null; quotas?: QuotaLimits; streams?: StreamLimits; jobTtlMs?: number; webhooks?: { key: Uint8Array; allowLocal: boolean } } = {},
+  options: { apiKeys?: string[]; budget?: EdgeBudget; maxBodyBytes?: number; lease?: LeasePolicy; rateLimit?: RateLimitPolicy; corsOrigins?: string[]; clientAddressHeader?: string | null; quotas?: QuotaLimits; streams?: StreamLimits; jobTtlMs?: number; webhooks?: { key: Uint8Array; allowLocal: boolean }; /** another app's store, to serve the same jobs */ store?: MemoryJobStore } = {},
 ) {
   const runtime = await loadNodeRuntime();
   const lease = options.lease ?? DEFAULT_LEASE_POLICY;
-  const store = new MemoryJobStore(lease, options.jobTtlMs === undefined ? {} : { jobTtlMs: options.jobTtlMs });
+  const store = options.store ?? new MemoryJobStore(lease, options.jobTtlMs === undefined ? {} : { jobTtlMs: options.jobTtlMs });
   const rateLimiter = options.rateLimit ? new MemoryRateLimiter(options.rateLimit) : null;
   const app = createApp(() => ({
     runtime,

@@ -30,6 +30,21 @@ async function expectProblem(res: Response, status: number, code: string, path?:
 
 const small = () => seedRequest(64, { training: { epochs: 2, batch_size: 16 }, data: { train: seedRequest(64).data.train, validation_split: 0.25 } });
 
+/**
+ * An app whose CPU budget (5 ms) the default KernelSHAP exceeds, and a fine-tune of `small()`
+ * that succeeded, trained by an app with the default budget on the same store: under the 5 ms
+ * budget a loaded machine can stop the training itself (over_budget, cancelled).
+ */
+async function smallBudgetWithJob(options: Parameters<typeof testApp>[0] = {}) {
+  const t = await testApp({ ...options, budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 } });
+  const trainer = await testApp({ store: t.store });
+  const res = await trainer.app.request("/v1/fine-tunes", json(small()));
+  expect(res.status).toBe(200);
+  const { id, status } = (await res.json()) as { id: string; status: string };
+  expect(status).toBe("succeeded");
+  return { ...t, id };
+}
+
 describe("explain in the create request", () => {
   it("a sync run answers result.explanations, and the job keeps them", async () => {
     const { app } = await testApp();
@@ -97,10 +112,7 @@ describe("POST /v1/fine-tunes/{id}/explain", () => {
 
   it("placement edge: an explanation over the in-Worker budget is a 422 over_budget that says what to do", async () => {
     // 5 ms of CPU: the run fits (about 0.2 ms), KernelSHAP of 16 rows x 1022 coalitions x 48 background rows does not
-    const { app } = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 } });
-    const res = await app.request("/v1/fine-tunes", json(small()));
-    expect(res.status).toBe(200);
-    const { id } = (await res.json()) as { id: string };
+    const { app, id } = await smallBudgetWithJob();
     const body = await expectProblem(await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "kernel_shap", placement: "edge" })), 422, "over_budget", "samples");
     expect(body.detail).toContain('leave `placement` "auto"');
     expect((await app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "kernel_shap", samples: 16, rows: [[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]] }))).status).toBe(200);
@@ -143,10 +155,9 @@ describe("explanations on a GPU node (202)", () => {
 
   /** A succeeded fine-tune behind a Worker whose CPU budget (5 ms) the default KernelSHAP exceeds. */
   async function overBudget() {
-    const t = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 } });
-    const { id } = (await (await t.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
+    const t = await smallBudgetWithJob();
     const node = new NodeClient({ baseUrl: "http://edge.test", token: NODE_TOKEN, fetch: async (url, init) => t.app.request(url, init) });
-    return { ...t, id, node };
+    return { ...t, node };
   }
 
   it("over the budget: 202 with the queued explanation, a node computes it, GET returns the in-Worker numbers", async () => {
@@ -246,8 +257,8 @@ describe("explanations on a GPU node (202)", () => {
   });
 
   it("a node that dies loses its lease: the task is queued again and another node finishes it", async () => {
-    const t = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 } });
-    const { id } = (await (await t.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
+    const t = await smallBudgetWithJob();
+    const { id } = t;
     const node = new NodeClient({ baseUrl: "http://edge.test", token: NODE_TOKEN, fetch: async (url, init) => t.app.request(url, init) });
     const res = await t.app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "gpu-node" }));
     const location = res.headers.get("location")!;
@@ -263,8 +274,8 @@ describe("explanations on a GPU node (202)", () => {
   });
 
   it("a queued explanation is a job of its key: MAX_ACTIVE_JOBS_PER_KEY counts it, cancel frees its slot, an ended one cannot be cancelled", async () => {
-    const t = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 }, quotas: { maxActiveJobs: 1, maxStoredBytes: null } });
-    const { id } = (await (await t.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
+    const t = await smallBudgetWithJob({ quotas: { maxActiveJobs: 1, maxStoredBytes: null } });
+    const { id } = t;
     const spec = { method: "integrated_gradients", steps: 4, placement: "gpu-node" };
     const first = await t.app.request(`/v1/fine-tunes/${id}/explain`, json(spec));
     expect(first.status).toBe(202);
@@ -294,17 +305,15 @@ describe("explanations on a GPU node (202)", () => {
   });
 
   it("MAX_STORED_BYTES_PER_KEY counts a queued explanation's stored task", async () => {
-    const probe = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 } });
-    const { id: probeId } = (await (await probe.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
-    const used = (await probe.store.usage("")).storedBytes;
+    const t = await smallBudgetWithJob();
+    const { id } = t;
+    const used = (await t.store.usage("")).storedBytes;
     expect(used).toBeGreaterThan(0);
     // room for the fine-tune and a little more, not for its explanation task (its model, data and weights again)
-    const t = await testApp({ budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 }, quotas: { maxActiveJobs: 8, maxStoredBytes: used + 64 } });
-    const { id } = (await (await t.app.request("/v1/fine-tunes", json(small()))).json()) as { id: string };
-    expect(probeId).not.toBe(id);
-    await expectProblem(await t.app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "gpu-node" })), 429, "storage_quota_exceeded");
+    const limited = await testApp({ store: t.store, budget: { ...DEFAULT_EDGE_BUDGET, maxCpuMs: 5 }, quotas: { maxActiveJobs: 8, maxStoredBytes: used + 64 } });
+    await expectProblem(await limited.app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "gpu-node" })), 429, "storage_quota_exceeded");
     // computed in the Worker, nothing is stored: not refused
-    expect((await t.app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "edge" }))).status).toBe(200);
+    expect((await limited.app.request(`/v1/fine-tunes/${id}/explain`, json({ method: "integrated_gradients", steps: 4, placement: "edge" }))).status).toBe(200);
   });
 
   it("Idempotency-Key: a retried POST answers the first one's queued explanation; the key with another request is a 422", async () => {

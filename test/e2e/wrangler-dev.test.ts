@@ -12,6 +12,7 @@ import { decodeBase64 } from "../../src/formats/base64.js";
 import { parseSafetensors } from "../../src/formats/safetensors.js";
 import { freePort, root, startWranglerDev, stop, type Proc } from "./processes.js";
 import { torchAvailable } from "../torch.js";
+import { seedRequest } from "../helpers.js";
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-e2e-"));
 const persist = join(work, "state");
@@ -56,6 +57,25 @@ describe("wrangler dev, as a new user runs it", () => {
     expect(h.every((e) => typeof e.val_loss === "number")).toBe(true);
     const tensors = parseSafetensors(decodeBase64(result.weights)).tensors;
     expect([...tensors.keys()]).toEqual(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
+  });
+
+  it("right after the answer the job, its weights and its listing entry are stored (docs/api.md, When a sync job is stored)", async () => {
+    const base = `http://127.0.0.1:${port}`;
+    const body = JSON.stringify({ ...seedRequest(200, { training: { epochs: 3 } }), mode: "sync" });
+    for (let i = 0; i < 3; i++) {
+      const created = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      expect(created.status).toBe(200);
+      const { id, weights } = (await created.json()) as { id: string; weights: string };
+      // no wait between the answer and these reads
+      const [job, stored, listed] = await Promise.all([
+        fetch(`${base}${created.headers.get("location")}`),
+        fetch(`${base}/v1/fine-tunes/${id}/weights`),
+        fetch(`${base}/v1/fine-tunes?limit=1`),
+      ]);
+      expect(((await job.json()) as { status: string }).status).toBe("succeeded");
+      expect(new Uint8Array(await stored.arrayBuffer())).toEqual(decodeBase64(weights));
+      expect(((await listed.json()) as { data: { id: string }[] }).data.map((j) => j.id)).toEqual([id]);
+    }
   });
 
   it.skipIf(!torchAvailable)("the returned weights load into PyTorch and lower its loss (needs /usr/bin/python3 with torch)", () => {

@@ -1,9 +1,9 @@
 /**
- * Explanations inside workerd: `explain` in a sync create runs in the Worker, the run input goes
- * to R2 next to the weights, and POST /v1/fine-tunes/{id}/explain reads both back from R2 and the
- * job from its Durable Object.
+ * Explanations inside workerd: `explain` in a sync create runs in the Worker, the run input is
+ * stored with the weights (in the job's Durable Object when small, else R2), and POST
+ * /v1/fine-tunes/{id}/explain reads both back with the job.
  */
-import { SELF, env } from "cloudflare:test";
+import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { seedRequest } from "../helpers.js";
 import { DEV_NODE_TOKEN } from "../../src/api/auth.js";
@@ -12,14 +12,15 @@ const auth = { authorization: "Bearer worker-test-key" };
 const post = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
 
 describe("explanations in workerd", () => {
-  it("explain in the request, then on demand from R2: the same numbers; bad input is a 422", async () => {
+  it("explain in the request, then on demand from the stored input: the same numbers; bad input is a 422", async () => {
     const spec = { method: "integrated_gradients", steps: 32, target: 0 };
     const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(64, { training: { epochs: 2 } }), explain: spec }));
     expect(res.status).toBe(200);
     const result = (await res.json()) as { id: string; engine: { kernel: string }; explanations: { attributions: number[][]; convergence_delta: number[] } };
     expect(result.engine.kernel).toBe("wasm-relaxed-simd");
     expect(result.explanations.attributions).toHaveLength(64);
-    expect(await env.BLOBS.get(`inputs/${result.id}.safetensors`)).not.toBeNull();
+    // a small input is held by the job's object (INLINE_BLOB_BYTES), with its weights
+    expect(await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(result.id)), async (_i, state) => (await state.storage.get("blob:input")) !== undefined)).toBe(true);
 
     const again = await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${result.id}/explain`, post(spec));
     expect(again.status).toBe(200);

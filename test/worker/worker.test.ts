@@ -2,9 +2,10 @@
  * The Worker inside workerd (@cloudflare/vitest-pool-workers): the real fetch handler, the
  * kernel module imported as a compiled WebAssembly.Module, Durable Objects and R2.
  */
-import { SELF, env, createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { SELF, env, createExecutionContext, createMessageBatch, getQueueResult, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
+import { CloudflareJobStore, INLINE_BLOB_BYTES } from "../../worker/store.js";
 import { seedRequest } from "../helpers.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { encodeBase64 } from "../../src/formats/base64.js";
@@ -18,7 +19,7 @@ describe("the Worker in workerd", () => {
     expect(await res.json()).toMatchObject({ status: "ok", kernel: "wasm-relaxed-simd", runtime: "workerd" });
   });
 
-  it("runs a sync fine-tune, stores the job in a Durable Object and the weights in R2", async () => {
+  it("runs a sync fine-tune and stores it in one write: the job, its history, weights and input in its Durable Object", async () => {
     const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(seedRequest(200, { training: { epochs: 5 } })));
     expect(res.status).toBe(200);
     const result = (await res.json()) as { id: string; status: string; weights: string; engine: { runtime: string }; metrics: { history: { train_loss: number }[] } };
@@ -27,14 +28,82 @@ describe("the Worker in workerd", () => {
     const h = result.metrics.history;
     expect(h.at(-1)!.train_loss).toBeLessThan(h[0]!.train_loss);
 
+    // right after the answer: the job, its metrics and its weights (the bytes the answer carried)
     const job = (await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${result.id}`, { headers: auth })).json()) as { status: string };
     expect(job.status).toBe("succeeded");
-    const object = await env.BLOBS.get(`weights/${result.id}.safetensors`);
-    expect(object).not.toBeNull();
-    const stored = new Uint8Array(await object!.arrayBuffer());
+    const metrics = (await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${result.id}/metrics`, { headers: auth })).json()) as { data: unknown[] };
+    expect(metrics.data).toEqual(h);
+    const weights = await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${result.id}/weights`, { headers: auth });
+    expect(weights.status).toBe(200);
+    const downloaded = new Uint8Array(await weights.arrayBuffer());
+    expect(btoa(String.fromCharCode(...downloaded))).toBe(result.weights);
+    // small blobs are held by the job's object (INLINE_BLOB_BYTES), not put to R2
+    const held = await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(result.id)), async (_i, state) => [...(await state.storage.list()).keys()].sort());
+    expect(held).toEqual(["blob:input", "blob:weights", "record", "ttlMs"]);
+    expect(await env.BLOBS.head(`weights/${result.id}.safetensors`)).toBeNull();
+    expect(await env.BLOBS.head(`inputs/${result.id}.safetensors`)).toBeNull();
+  });
+
+  it("a sync answer makes the next sync job's id and starts its object, which stores nothing until that job is stored there", async () => {
+    const idTime = (id: string) => parseInt(id.slice(3, 15), 16);
+    const create = async () => {
+      const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(32, { training: { epochs: 1 } }), mode: "sync" }));
+      expect(res.status).toBe(200);
+      const { id } = (await res.json()) as { id: string };
+      const job = (await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${id}`, { headers: auth })).json()) as { created_at: string };
+      return { id, createdAt: Date.parse(job.created_at) };
+    };
+    await create();
+    await new Promise((r) => setTimeout(r, 50));
+    // the id was made when the create before answered, at least 50 ms before this job's creation
+    const next = await create();
+    expect(next.createdAt - idTime(next.id)).toBeGreaterThanOrEqual(40);
+    // an async create makes its id then and there
+    const queued = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post({ ...seedRequest(32, { training: { epochs: 1 } }), mode: "async", placement: "gpu-node" }));
+    const job = (await queued.json()) as { id: string; created_at: string };
+    expect(Date.parse(job.created_at) - idTime(job.id)).toBeLessThan(40);
+    await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${job.id}/cancel`, { method: "POST", headers: auth });
+    // a warmed object stores nothing: an id no create takes leaves nothing behind
+    const unused = "ft_00000000000000000000000000000abc";
+    await new CloudflareJobStore(env).warm(unused);
+    expect(await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(unused)), async (_i, state) => (await state.storage.list()).size)).toBe(0);
+  });
+
+  it("weights and an input past INLINE_BLOB_BYTES go to R2 before the job is stored; GET and explain read them there", async () => {
+    // 300 x 900 + 900 x 1 weights: 1.08 MB of float32; and 1,000 rows of 300 features, 1.2 MB of
+    // float32, so that the run input is past it too (a sync job's input leaves out the given weights)
+    const rows = 1000;
+    const value = (i: number) => ((i * 37) % 101) / 1010 - 0.05;
+    const given = writeSafetensors([
+      { name: "fc1.weight", shape: [900, 300], data: Float32Array.from({ length: 900 * 300 }, (_, i) => value(i)) },
+      { name: "fc1.bias", shape: [900], data: new Float32Array(900) },
+      { name: "fc2.weight", shape: [1, 900], data: Float32Array.from({ length: 900 }, (_, i) => value(i)) },
+      { name: "fc2.bias", shape: [1], data: new Float32Array(1) },
+    ]);
+    const request = {
+      mode: "sync",
+      model: { layers: [{ type: "linear", name: "fc1", in_features: 300, out_features: 900 }, { type: "relu" }, { type: "linear", name: "fc2", in_features: 900, out_features: 1 }] },
+      weights: encodeBase64(given),
+      data: { train: { x: Array.from({ length: rows }, (_, r) => Array.from({ length: 300 }, (_, c) => ((r * 7 + c * 13) % 17) / 17 - 0.5)), y: Array.from({ length: rows }, (_, r) => (r % 5) / 5) } },
+      training: { epochs: 1, batch_size: 100, loss: { type: "mse" } },
+    };
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(request));
+    expect(res.status).toBe(200);
+    const result = (await res.json()) as { id: string; weights: string };
+    const inR2 = await env.BLOBS.get(`weights/${result.id}.safetensors`);
+    expect(inR2).not.toBeNull();
+    const stored = new Uint8Array(await inR2!.arrayBuffer());
+    expect(stored.byteLength).toBeGreaterThan(INLINE_BLOB_BYTES);
+    const input = await env.BLOBS.head(`inputs/${result.id}.safetensors`);
+    expect(input!.size).toBeGreaterThan(INLINE_BLOB_BYTES);
+    const held = await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(result.id)), async (_i, state) => [...(await state.storage.list()).keys()].sort());
+    expect(held).toEqual(["record", "ttlMs"]);
     const downloaded = new Uint8Array(await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${result.id}/weights`, { headers: auth })).arrayBuffer());
     expect(downloaded).toEqual(stored);
-    expect(btoa(String.fromCharCode(...stored))).toBe(result.weights);
+    // explain reads the model and data back from the R2 input
+    const explained = await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${result.id}/explain`, post({ method: "integrated_gradients", steps: 4, target: 0, rows: [request.data.train.x[0]] }));
+    expect(explained.status).toBe(200);
+    expect(((await explained.json()) as { attributions: number[][] }).attributions[0]).toHaveLength(300);
   });
 
   it("a safetensors dataset as a multipart part and as base64 JSON trains in workerd as the inline rows", async () => {
@@ -245,5 +314,22 @@ describe("Idempotency-Key in workerd", () => {
     expect(res.status).toBe(202);
     expect(res.headers.get("idempotent-replayed")).toBe("true");
     expect(((await res.json()) as { id: string }).id).toBe(a.id);
+  });
+
+  it("a retried sync create replays the stored answer: the same id, history and weights (held by the job's object)", async () => {
+    const body = { ...seedRequest(64, { training: { epochs: 3 } }), mode: "sync" };
+    const init = () => ({ method: "POST", headers: { "content-type": "application/json", "idempotency-key": "wk-sync-1", ...auth }, body: JSON.stringify(body) });
+    const first = await SELF.fetch("http://edgetune.test/v1/fine-tunes", init());
+    expect(first.status).toBe(200);
+    const a = (await first.json()) as { id: string; weights: string; metrics: { history: unknown[] } };
+    // at once, with no wait after the first answer
+    const again = await SELF.fetch("http://edgetune.test/v1/fine-tunes", init());
+    expect(again.status).toBe(200);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    const b = (await again.json()) as typeof a;
+    expect(b.id).toBe(a.id);
+    expect(b.weights).toBe(a.weights);
+    expect(b.weights.length).toBeGreaterThan(0);
+    expect(b.metrics.history).toEqual(a.metrics.history);
   });
 });

@@ -9,10 +9,11 @@ import { env as startupEnv } from "cloudflare:workers";
 import relaxedKernels from "../build/wasm/relaxed-simd.wasm";
 import { createApp } from "../src/api/app.js";
 import { acceptedNodeTokens, DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
-import { DEFAULT_EDGE_BUDGET } from "../src/api/budget.js";
+import { DEFAULT_EDGE_BUDGET, DIRECT_START_MAX_MS } from "../src/api/budget.js";
 import { DEFAULT_MAX_ACTIVE_JOBS } from "../src/jobs/store.js";
 import { DEFAULT_MAX_STREAMS_PER_KEY, STREAM_LEASE_MS } from "../src/jobs/streams.js";
 import type { EngineRuntime } from "../src/engine/train.js";
+import type { AppDeps } from "../src/api/deps.js";
 import { runClaimedJob } from "../src/jobs/runner.js";
 import { deliverWebhook, webhookKey } from "../src/jobs/webhook.js";
 import { CloudflareJobStore, DurableRateLimiter, leasePolicy, type DispatchMessage } from "./store.js";
@@ -83,7 +84,46 @@ const app = createApp<Env>((c) => ({
     // unset or "0": no storage limit
     maxStoredBytes: number(c.env.MAX_STORED_BYTES_PER_KEY, 0) || null,
   },
+  directStart: directStartOf(c.env, (run) => {
+    try {
+      c.executionCtx.waitUntil(run);
+    } catch {
+      // called without an execution context (a unit call of fetch): the run goes on unattended
+    }
+  }),
 }));
+
+/** The lease holder's name of a job started by the request that accepted it. */
+const DIRECT_WORKER = "edge-direct";
+
+/**
+ * Async edge jobs estimated at most EDGE_DIRECT_START_MAX_MS of CPU (default DIRECT_START_MAX_MS;
+ * "0": never) start in the request that accepted them, under waitUntil (docs/api.md, "Async edge
+ * jobs start at once").
+ */
+function directStartOf(env: Env, waitUntil: (run: Promise<void>) => void): AppDeps["directStart"] {
+  const limit = (env as { EDGE_DIRECT_START_MAX_MS?: string }).EDGE_DIRECT_START_MAX_MS;
+  const maxCpuMs = limit === undefined ? DIRECT_START_MAX_MS : Number(limit);
+  if (!Number.isFinite(maxCpuMs) || maxCpuMs <= 0) return null;
+  return { maxCpuMs, start: (id, input) => waitUntil(runDirect(env, id, input)) };
+}
+
+/**
+ * Claims job `id` and trains it from `input` (its stored run input, still in memory). Claiming
+ * is the job's Durable Object's one transition from queued, so of this run and the queue
+ * consumer's that its message starts, whichever claims second finds the job running and does
+ * nothing. A run that throws or is cut off leaves its lease to lapse: the job's alarm queues it
+ * again.
+ */
+async function runDirect(env: Env, id: string, input: Uint8Array): Promise<void> {
+  const store = new CloudflareJobStore(env);
+  try {
+    const claim = await store.job(id).claim(DIRECT_WORKER);
+    if (claim) await runClaimedJob(store.channel, claim, runtime, { placement: "edge", input });
+  } catch (e) {
+    console.warn(`edgetune: job ${id}, started at once, stopped: ${String(e)}; its lease will lapse and the job be queued again`);
+  }
+}
 
 /** Webhook signing from EDGETUNE_WEBHOOK_SECRET (null: not configured); localhost URLs only in local development. */
 function webhooksOf(env: Env): { key: Uint8Array; allowLocal: boolean } | null {

@@ -417,7 +417,7 @@ export class FineTuneJob extends DurableObject<Env> {
     const r = await this.transition((s, now, policy) => machine.claim(s, worker, now, policy, leaseId));
     if (!r?.lease) return null;
     const state = (await this.state())!;
-    return { job: state.job, leaseId, leaseMs: leasePolicy(this.env).leaseMs, attempt: state.attempt };
+    return { job: state.job, leaseId, leaseMs: leasePolicy(this.env).leaseMs, attempt: state.attempt, ...(machine.firstRun(state) ? { fresh: true } : {}) };
   }
 
   /** The input key when `leaseId` holds the job, else null. */
@@ -712,6 +712,8 @@ export class JobDispatcher extends DurableObject<Env> {
  */
 export class CloudflareJobStore implements JobStore {
   readonly channel: WorkerChannel;
+  /** Weights keys this store's channel has uploaded (and awaited): complete need not look them up. */
+  private readonly uploaded = new Set<string>();
 
   constructor(private readonly env: Env) {
     this.channel = {
@@ -724,13 +726,20 @@ export class CloudflareJobStore implements JobStore {
       progress: (id, leaseId, epochs, engine) => this.job(id).progress(leaseId, epochs, engine),
       heartbeat: (id, leaseId) => this.job(id).heartbeat(leaseId),
       saveWeights: async (id, leaseId, bytes) => {
-        if ((await this.job(id).inputFor(leaseId)) === null) return null;
+        // the lease check and the upload at once: the key is the lease's own, so a lost lease's
+        // file is never the job's (deleted here, or swept with the job's blobs at its expiry)
         const key = weightsKeyOf(id, leaseId);
-        await this.env.BLOBS.put(key, bytes);
+        const [held] = await Promise.all([this.job(id).inputFor(leaseId), this.env.BLOBS.put(key, bytes)]);
+        if (held === null) {
+          await this.env.BLOBS.delete(key);
+          return null;
+        }
+        this.uploaded.add(key);
         return key;
       },
       complete: async (id, leaseId, outcome, weightsKey) => {
-        if (weightsKey !== null && (await this.env.BLOBS.head(weightsKey)) === null) throw weightsNotUploaded();
+        // weights this channel stored are known to be there; a node's upload is looked up
+        if (weightsKey !== null && !this.uploaded.has(weightsKey) && (await this.env.BLOBS.head(weightsKey)) === null) throw weightsNotUploaded();
         return this.job(id).complete(leaseId, outcome, weightsKey);
       },
       release: (id, leaseId) => this.job(id).release(leaseId),

@@ -59,6 +59,17 @@ export interface AppDeps {
    * default DEFAULT_STREAM_LIMITS (16 streams, 60 s leases). Beyond it: 429 too_many_streams.
    */
   streams?: StreamLimits;
+  /**
+   * Starts an accepted async edge job in the request that accepted it, with its run input
+   * already in memory, instead of waiting for its Queue message (issue 16 item 3; docs/api.md,
+   * "Async edge jobs start at once"): only jobs whose estimated CPU time (budget.ts jobCpuMs) is
+   * at most `maxCpuMs`. `start` returns at once; the Worker claims the job and trains it under
+   * `ctx.waitUntil`. The job is stored and its message sent before, as for any async job, so a
+   * start that fails or is cut off costs a lease period, never the job; the message that arrives
+   * later finds the job claimed and is acknowledged. Absent or null (the Node server): every job
+   * waits for its dispatch.
+   */
+  directStart?: { maxCpuMs: number; start(id: string, input: Uint8Array): void } | null;
   /** Origins allowed to call the API from a browser (CORS); ["*"] for any, [] for none. */
   corsOrigins: string[];
 }

@@ -17,7 +17,7 @@ import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/
 import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
 import { createSearchJob, searchOf } from "./search.js";
-import { decide, parsedRequestBytes, requestBudgetMs, syncStepBudget } from "./budget.js";
+import { decide, jobCpuMs, parsedRequestBytes, requestBudgetMs, syncStepBudget } from "./budget.js";
 import { syncYield } from "./sync-yield.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
@@ -362,10 +362,15 @@ async function createAdmitted(
       ...(prepared.huggingface ? { huggingface: prepared.huggingface } : {}),
       ...(prepared.request.webhook ? { webhook: { url: prepared.request.webhook.url } } : {}),
     });
-    const { state } = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease, prepared.request.training.epochs);
-    // from_checkpoint: the job starts with that checkpoint as its own, which every run of it continues from
+    const queued = createQueued(job, c.var.owner, decision.placement, inputKeyOf(id), Date.now(), deps.lease, prepared.request.training.epochs).state;
+    // from_checkpoint: the job starts with that checkpoint as its own, which every run of it
+    // continues from; without one its first run has no checkpoint to look for
+    const state = fromCheckpoint ? queued : { ...queued, startsFresh: true };
     if (fromCheckpoint) await deps.store.putCheckpoint(id, fromCheckpoint, keepCheckpoints);
     await deps.store.submit(state, input);
+    // stored and dispatched: a short edge job starts here rather than after the Queue's delivery
+    const direct = deps.directStart;
+    if (direct && decision.placement === "edge" && jobCpuMs(prepared.request, prepared.plan, deps.budget) <= direct.maxCpuMs) direct.start(id, input);
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json(state.job, 202);
   }

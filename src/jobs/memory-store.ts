@@ -464,7 +464,7 @@ export class MemoryJobStore implements JobStore {
     const r = this.transition(id, (s, now) => machine.claim(s, worker, now, this.policy, crypto.randomUUID()));
     if (!r || !r.lease) return null;
     const state = this.states.get(id)!;
-    return { job: structuredClone(state.job), leaseId: r.lease.id, leaseMs: this.policy.leaseMs, attempt: state.attempt };
+    return { job: structuredClone(state.job), leaseId: r.lease.id, leaseMs: this.policy.leaseMs, attempt: state.attempt, ...(machine.firstRun(state) ? { fresh: true } : {}) };
   }
 
   /** Stores a state: its appended events and history go to the logs, the rest (bounded) is kept. */

@@ -63,6 +63,27 @@ export interface JobState {
   epochs?: number;
   /** A search job: what it needs to start and rank its trials (src/jobs/search.ts). */
   search?: SearchRun;
+  /**
+   * Created without a checkpoint to start from (not `from_checkpoint`): until a worker has run
+   * it, no checkpoint of it exists, so its first claim need not look for one (firstRun).
+   * Absent in states stored before it was kept, and on jobs created from a checkpoint.
+   */
+  startsFresh?: boolean;
+}
+
+/**
+ * Whether the lease holder's run is the job's first, with nothing to continue from: claimed
+ * once, never paused and resumed, and created without a checkpoint (startsFresh). Its worker
+ * then skips looking for a checkpoint (one listing of R2 saved per job, issue 16 item 3); any
+ * other claim looks, as a retry or a resumed job must.
+ *
+ * @example
+ * ```ts
+ * firstRun({ ...state, attempt: 1, startsFresh: true }); // true
+ * ```
+ */
+export function firstRun(state: Pick<JobState, "attempt" | "startsFresh" | "attemptsBeforeResume">): boolean {
+  return state.attempt === 1 && state.startsFresh === true && state.attemptsBeforeResume === undefined;
 }
 
 /**

@@ -29,6 +29,11 @@ export interface Claim {
   leaseId: string;
   leaseMs: number;
   attempt: number;
+  /**
+   * The job's first run, with no checkpoint to continue from (state.ts firstRun): the runner
+   * does not look for one. Absent (GPU nodes: not sent over /v1/nodes): it looks.
+   */
+  fresh?: boolean;
 }
 
 /** The answer to a progress report or heartbeat. */

@@ -205,10 +205,15 @@ export class FineTuneJob extends DurableObject<Env> {
     if (before && !isFinal(before.job.status) && isFinal(state.job.status) && state.job.webhook) {
       await this.env.JOB_QUEUE.send({ id: state.job.id, webhook: true } satisfies DispatchMessage);
     }
-    // an ended job needs no lease timer: its alarm becomes its expiry
+    // an ended job needs no lease timer: its alarm becomes its expiry; so does a paused job's
     if (effects.alarmAt === null && isFinal(state.job.status)) await this.ctx.storage.setAlarm(expiresAt(state.job, await this.ttlMs())!);
+    else if (effects.alarmAt === null && state.job.status === "paused") await this.ctx.storage.setAlarm(machine.pausedExpiresAt(state, await this.ttlMs(), Date.now())!);
     else if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
     else if (effects.alarmAt !== undefined) await this.ctx.storage.setAlarm(effects.alarmAt);
+    // a paused job stops counting toward MAX_ACTIVE_JOBS_PER_KEY; resuming counts it again (JobIndex.reactivate)
+    if (before && before.job.status !== "paused" && state.job.status === "paused") {
+      await this.env.JOB_INDEX.get(this.env.JOB_INDEX.idFromName(`owner:${state.owner}`)).deactivate(state.job.id);
+    }
     if (!effects.enqueue) return;
     if (state.placement !== "gpu-node") {
       await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
@@ -483,6 +488,15 @@ export class FineTuneJob extends DurableObject<Env> {
       await this.reconcileSearch();
       return;
     }
+    if (record.job.status === "paused") {
+      // a paused job expires JOB_TTL_DAYS after it was paused
+      const state = (await this.state())!;
+      const at = machine.pausedExpiresAt(state, await this.ttlMs(), Date.now())!;
+      if (state.pausedAt === undefined) await this.save({ ...state, pausedAt: Date.now() }); // paused before pausedAt was kept
+      if (at > Date.now()) await this.ctx.storage.setAlarm(at);
+      else await this.remove();
+      return;
+    }
     if (!isFinal(record.job.status)) {
       await this.transition((s, now, policy) => machine.onAlarm(s, now, policy));
       return;
@@ -495,11 +509,11 @@ export class FineTuneJob extends DurableObject<Env> {
   /**
    * Deletes the ended job: its blobs in R2 (input, weights of every attempt, checkpoints), its
    * listing entry and charged bytes, then all of its own storage (the object then holds nothing).
-   * false when there is no such job or it has not ended.
+   * false when there is no such job, or it has not ended and is not paused (a paused job expires).
    */
   async remove(): Promise<boolean> {
     const record = await this.get();
-    if (!record || !isFinal(record.job.status)) return false;
+    if (!record || !(isFinal(record.job.status) || record.job.status === "paused")) return false;
     const { job, owner } = record;
     for (const prefix of blobPrefixesOf(job.id)) {
       for (let cursor: string | undefined; ; ) {
@@ -593,6 +607,34 @@ export class JobIndex extends DurableObject<Env> {
       [`bytes:${id}`]: job.bytes,
       bytes: usage.storedBytes + job.bytes,
     });
+    return { ok: true };
+  }
+
+  /** Job `id` was paused: it stops counting as active (its bytes still count). */
+  async deactivate(id: string): Promise<void> {
+    await this.ctx.storage.delete(`active:${id}`);
+  }
+
+  /**
+   * Counts paused job `id` as active again, before it is resumed, unless that would pass
+   * maxActiveJobs (then the refusal, and nothing is counted). Only storage calls between the
+   * count and the put, as in `admit`.
+   */
+  async reactivate(id: string, limits: QuotaLimits): Promise<Admission> {
+    const key = `active:${id}`;
+    const over = async () => {
+      const usage = await this.counted();
+      // one paused before paused jobs stopped counting still holds its entry
+      const own = (await this.ctx.storage.get(key)) === undefined ? 0 : 1;
+      return { usage, over: usage.activeJobs - own + 1 > limits.maxActiveJobs };
+    };
+    let check = await over();
+    if (check.over) {
+      await this.refresh();
+      check = await over();
+    }
+    if (check.over) return { ok: false, code: "too_many_active_jobs", ...check.usage };
+    await this.ctx.storage.put(key, Date.now());
     return { ok: true };
   }
 
@@ -908,6 +950,10 @@ export class CloudflareJobStore implements JobStore {
 
   async cancelAdmission(owner: string, id: string): Promise<void> {
     await this.index(owner).cancelAdmission(id);
+  }
+
+  async reactivate(owner: string, id: string, limits: QuotaLimits): Promise<Admission> {
+    return this.index(owner).reactivate(id, limits);
   }
 
   async usage(owner: string): Promise<Usage> {

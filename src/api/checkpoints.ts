@@ -15,10 +15,10 @@ import { checkpointWeights, modelFingerprint, readTrainingCheckpoint } from "../
 import type { PreparedRun } from "../engine/prepare.js";
 import { optimizerStatePerParam } from "../engine/optimizers.js";
 import { isFinal } from "../jobs/job.js";
-import { storedBytes, type JobStore } from "../jobs/store.js";
+import { DEFAULT_QUOTAS, storedBytes, type JobStore } from "../jobs/store.js";
 import type { CheckpointList } from "../schema/checkpoint.js";
 import type { AppEnv } from "./deps.js";
-import { ownJob } from "./fine-tunes.js";
+import { ownJob, quotaProblem } from "./fine-tunes.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
 
@@ -123,6 +123,13 @@ checkpointRoutes
     if (job.status !== "paused") {
       const why = isFinal(job.status) ? "has ended" : "is not paused";
       return problemResponse(problem(409, "not_paused", `Fine-tune ${job.id} ${why} (${job.status}); only a paused job can be resumed.`));
+    }
+    // a paused job does not count toward MAX_ACTIVE_JOBS_PER_KEY; resumed, it does again (a
+    // search's trial runs in one of its search's slots)
+    if (job.parent === undefined) {
+      const limits = c.var.deps.quotas ?? DEFAULT_QUOTAS;
+      const admission = await c.var.deps.store.reactivate(c.var.owner, job.id, limits);
+      if (!admission.ok) return quotaProblem(admission, limits);
     }
     return c.json((await c.var.deps.store.resume(job.id)) ?? job, 200);
   });

@@ -353,7 +353,8 @@ export class MemoryJobStore implements JobStore {
     }
     for (const id of [...this.records.keys(), ...this.states.keys()]) {
       const job = this.states.get(id)?.job ?? this.records.get(id)?.job;
-      const at = job && isFinal(job.status) ? expiresAt(job, this.jobTtlMs) : null;
+      const state = this.states.get(id);
+      const at = job && isFinal(job.status) ? expiresAt(job, this.jobTtlMs) : state ? machine.pausedExpiresAt(state, this.jobTtlMs, now) : null;
       if (at !== null && at <= now) this.remove(id);
     }
   }
@@ -377,13 +378,19 @@ export class MemoryJobStore implements JobStore {
     this.admitted.get(owner)?.delete(id);
   }
 
+  async reactivate(owner: string, id: string, limits: QuotaLimits): Promise<Admission> {
+    const usage = await this.usage(owner); // the paused job is not among them
+    return usage.activeJobs + 1 > limits.maxActiveJobs ? { ok: false, code: "too_many_active_jobs", ...usage } : { ok: true };
+  }
+
   async usage(owner: string): Promise<Usage> {
     let activeJobs = 0;
     let storedBytes = 0;
     for (const [id, { active, bytes, slots }] of this.admitted.get(owner) ?? []) {
       storedBytes += bytes;
       const status = this.states.get(id)?.job.status;
-      if (active && (status === undefined || !isFinal(status))) activeJobs += slots ?? 1;
+      // a paused job's bytes count, but it is not active until it is resumed
+      if (active && (status === undefined || (!isFinal(status) && status !== "paused"))) activeJobs += slots ?? 1;
     }
     return { activeJobs, storedBytes };
   }

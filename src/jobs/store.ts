@@ -215,7 +215,13 @@ export interface JobStore {
   admit(owner: string, id: string, job: { active: boolean; bytes: number; /** active slots it holds (a search: its `parallel`); default 1 */ slots?: number }, limits: QuotaLimits): Promise<Admission>;
   /** Uncounts job `id`, whose create failed after `admit`. */
   cancelAdmission(owner: string, id: string): Promise<void>;
-  /** What the owner has: active jobs (queued or running) and stored bytes. */
+  /**
+   * Counts paused job `id` as active again before it is resumed (a paused job does not count
+   * toward maxActiveJobs); refused, counting nothing, when the owner's other active jobs leave
+   * no room.
+   */
+  reactivate(owner: string, id: string, limits: QuotaLimits): Promise<Admission>;
+  /** What the owner has: active jobs (queued or running; not paused) and stored bytes. */
   usage(owner: string): Promise<Usage>;
   /**
    * Opens SSE stream `streamId` under the owner's cap (MAX_STREAMS_PER_KEY, issue 20 finding 6),
@@ -272,7 +278,8 @@ export interface ListOptions {
 export const LIST_SCAN = 500;
 
 /**
- * A job's expiry: `ttlMs` after it ended (jobs that have not ended never expire).
+ * A job's expiry: `ttlMs` after it ended (jobs that have not ended never expire; a paused job
+ * expires `ttlMs` after it was paused, state.ts pausedExpiresAt).
  *
  * @example
  * ```ts

@@ -14,6 +14,7 @@ import { DEFAULT_MAX_ACTIVE_JOBS } from "../src/jobs/store.js";
 import { DEFAULT_MAX_STREAMS_PER_KEY, STREAM_LEASE_MS } from "../src/jobs/streams.js";
 import type { EngineRuntime } from "../src/engine/train.js";
 import type { AppDeps } from "../src/api/deps.js";
+import type { Claim } from "../src/jobs/store.js";
 import { runClaimedJob } from "../src/jobs/runner.js";
 import { deliverWebhook, webhookKey } from "../src/jobs/webhook.js";
 import { CloudflareJobStore, DurableRateLimiter, leasePolicy, type DispatchMessage } from "./store.js";
@@ -93,9 +94,6 @@ const app = createApp<Env>((c) => ({
   }),
 }));
 
-/** The lease holder's name of a job started by the request that accepted it. */
-const DIRECT_WORKER = "edge-direct";
-
 /**
  * Async edge jobs estimated at most EDGE_DIRECT_START_MAX_MS of CPU (default DIRECT_START_MAX_MS;
  * "0": never) start in the request that accepted them, under waitUntil (docs/api.md, "Async edge
@@ -105,23 +103,20 @@ function directStartOf(env: Env, waitUntil: (run: Promise<void>) => void): AppDe
   const limit = (env as { EDGE_DIRECT_START_MAX_MS?: string }).EDGE_DIRECT_START_MAX_MS;
   const maxCpuMs = limit === undefined ? DIRECT_START_MAX_MS : Number(limit);
   if (!Number.isFinite(maxCpuMs) || maxCpuMs <= 0) return null;
-  return { maxCpuMs, start: (id, input) => waitUntil(runDirect(env, id, input)) };
+  return { maxCpuMs, start: (claim, input) => waitUntil(runDirect(env, claim, input)) };
 }
 
 /**
- * Claims job `id` and trains it from `input` (its stored run input, still in memory). Claiming
- * is the job's Durable Object's one transition from queued, so of this run and the queue
- * consumer's that its message starts, whichever claims second finds the job running and does
- * nothing. A run that throws or is cut off leaves its lease to lapse: the job's alarm queues it
- * again.
+ * Trains a job its accepting request has claimed, from `input` (its stored run input, still in
+ * memory). The claim was the job's Durable Object's one transition from queued, so the queue
+ * consumer that its message starts finds the job running (or ended) and does nothing. A run that
+ * throws or is cut off leaves its lease to lapse: the job's alarm queues it again.
  */
-async function runDirect(env: Env, id: string, input: Uint8Array): Promise<void> {
-  const store = new CloudflareJobStore(env);
+async function runDirect(env: Env, claim: Claim, input: Uint8Array): Promise<void> {
   try {
-    const claim = await store.job(id).claim(DIRECT_WORKER);
-    if (claim) await runClaimedJob(store.channel, claim, runtime, { placement: "edge", input });
+    await runClaimedJob(new CloudflareJobStore(env).channel, claim, runtime, { placement: "edge", input });
   } catch (e) {
-    console.warn(`edgetune: job ${id}, started at once, stopped: ${String(e)}; its lease will lapse and the job be queued again`);
+    console.warn(`edgetune: job ${claim.job.id}, started at once, stopped: ${String(e)}; its lease will lapse and the job be queued again`);
   }
 }
 

@@ -241,6 +241,9 @@ export function jobCpuMs(request: FineTuneRequest, plan: RunPlan, budget: EdgeBu
  */
 export const DIRECT_START_MAX_MS = 5_000;
 
+/** The worker name of a job claimed by the request that accepted it (AppDeps.directStart). */
+export const DIRECT_START_WORKER = "edge-direct";
+
 /** How a create request will be served. */
 export type Decision = { run: "sync" } | { run: "async"; placement: "edge" | "gpu-node" };
 

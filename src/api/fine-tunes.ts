@@ -17,7 +17,7 @@ import { jobSummary, type Job, type JobList, type MetricsPage } from "../schema/
 import { FineTuneStatus, type FineTuneResult, type Plan } from "../schema/result.js";
 import { readCreateBody } from "./body.js";
 import { createSearchJob, searchOf } from "./search.js";
-import { decide, jobCpuMs, parsedRequestBytes, requestBudgetMs, syncStepBudget } from "./budget.js";
+import { decide, DIRECT_START_WORKER, jobCpuMs, parsedRequestBytes, requestBudgetMs, syncStepBudget } from "./budget.js";
 import { syncYield } from "./sync-yield.js";
 import type { AppEnv } from "./deps.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, openapiReadingBody, problemResponses, Schemas, TAGS } from "./openapi.js";
@@ -367,10 +367,12 @@ async function createAdmitted(
     // continues from; without one its first run has no checkpoint to look for
     const state = fromCheckpoint ? queued : { ...queued, startsFresh: true };
     if (fromCheckpoint) await deps.store.putCheckpoint(id, fromCheckpoint, keepCheckpoints);
-    await deps.store.submit(state, input);
-    // stored and dispatched: a short edge job starts here rather than after the Queue's delivery
+    // a short edge job is claimed as it is stored and dispatched, and starts here rather than
+    // after the Queue's delivery
     const direct = deps.directStart;
-    if (direct && decision.placement === "edge" && jobCpuMs(prepared.request, prepared.plan, deps.budget) <= direct.maxCpuMs) direct.start(id, input);
+    const starts = direct && decision.placement === "edge" && jobCpuMs(prepared.request, prepared.plan, deps.budget) <= direct.maxCpuMs;
+    const claim = await deps.store.submit(state, input, starts ? { claimAs: DIRECT_START_WORKER } : {});
+    if (direct && claim) direct.start(claim, input);
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json(state.job, 202);
   }

@@ -209,12 +209,13 @@ export class MemoryJobStore implements JobStore {
   /** Jobs submitted with `listed: false` (explanation tasks): never in a listing. */
   private readonly unlisted = new Set<string>();
 
-  async submit(state: machine.JobState, input: Uint8Array, options: { listed?: boolean } = {}): Promise<void> {
+  async submit(state: machine.JobState, input: Uint8Array, options: { listed?: boolean; claimAs?: string } = {}): Promise<Claim | null> {
     if (options.listed === false) this.unlisted.add(state.job.id);
     this.blobs.set(state.inputKey, input.slice());
     this.save(state);
     this.alarms.set(state.job.id, Date.now() + this.policy.leaseMs);
     this.dispatch(state.job.id);
+    return options.claimAs === undefined ? null : this.claim(state.job.id, options.claimAs);
   }
 
   async events(id: string, after: number, limit = EVENTS_PAGE, waitMs = 0) {

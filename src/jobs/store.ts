@@ -171,9 +171,11 @@ export interface JobStore {
 
   /**
    * Stores the run input, creates the queued job and dispatches it. `listed: false` keeps it out
-   * of the owner's listing (an explanation task, jobs/explain-task.ts).
+   * of the owner's listing (an explanation task, jobs/explain-task.ts). `claimAs`: then claims it
+   * for that worker in the same step (the Worker's request that starts a short edge job itself,
+   * AppDeps.directStart), and returns the claim (null without `claimAs`, or when it was taken).
    */
-  submit(state: JobState, input: Uint8Array, options?: { listed?: boolean }): Promise<void>;
+  submit(state: JobState, input: Uint8Array, options?: { listed?: boolean; claimAs?: string }): Promise<Claim | null>;
   /**
    * Stores each trial's run input (at inputKeyOf(trial id)), creates the search job and the
    * trials it starts now (`start`); the search starts the rest as trials end (src/jobs/search.ts).

@@ -10,7 +10,7 @@ import { prepareRun } from "../../src/engine/train.js";
 import { MemoryJobStore } from "../../src/jobs/memory-store.js";
 import { runClaimedJob } from "../../src/jobs/runner.js";
 import { DEFAULT_LEASE_POLICY, firstRun } from "../../src/jobs/state.js";
-import { storedBytes, type WorkerChannel } from "../../src/jobs/store.js";
+import { storedBytes, type Claim, type WorkerChannel } from "../../src/jobs/store.js";
 import { loadNodeRuntime } from "../../src/node/kernel-module.js";
 import { seedRequest } from "../helpers.js";
 
@@ -19,7 +19,7 @@ const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "a
 
 function setup(maxCpuMs: number) {
   const store = new MemoryJobStore(DEFAULT_LEASE_POLICY);
-  const started: { id: string; input: Uint8Array; stored: ReturnType<MemoryJobStore["get"]> }[] = [];
+  const started: { claim: Claim; input: Uint8Array; stored: ReturnType<MemoryJobStore["get"]> }[] = [];
   const app = createApp(() => ({
     runtime,
     store,
@@ -35,7 +35,7 @@ function setup(maxCpuMs: number) {
     directStart: {
       maxCpuMs,
       // the job as it stands when it is handed over (the in-memory store reads it at the call)
-      start: (id, input) => started.push({ id, input, stored: store.get(id) }),
+      start: (claim, input) => started.push({ claim, input, stored: store.get(claim.job.id) }),
     },
   }));
   const create = async (body: unknown, status = 202) => {
@@ -53,12 +53,16 @@ const edgeJob = (epochs = 3, checkpoints = false) => ({
 });
 
 describe("async edge jobs started by the accepting request", () => {
-  it("an async edge job within maxCpuMs is handed over once, stored first, with its stored input", async () => {
+  it("an async edge job within maxCpuMs is stored, claimed for edge-direct and handed over once with its stored input", async () => {
     const { store, started, create } = setup(5_000);
     const id = await create(edgeJob());
-    expect(started.map((s) => s.id)).toEqual([id]);
-    expect((await started[0]!.stored)?.job.status).toBe("queued");
+    expect(started.map((s) => s.claim.job.id)).toEqual([id]);
+    expect(started[0]!.claim).toMatchObject({ attempt: 1, fresh: true });
+    expect((await started[0]!.stored)?.job.status).toBe("running");
+    expect(store.leaseOf(id)).toBe(started[0]!.claim.leaseId);
     expect(started[0]!.input).toEqual(await storedBytes((await store.getInput(id))!));
+    // nothing else can claim it now
+    expect(await store.takeEdgeJob("edge-queue-consumer")).toBeNull();
   });
 
   it("GPU-node jobs, sync runs and edge jobs estimated over maxCpuMs wait for their dispatch", async () => {
@@ -86,9 +90,9 @@ describe("async edge jobs started by the accepting request", () => {
       readInput: (...a) => (calls.push("readInput"), store.channel.readInput(...a)),
       resumeFrom: (...a) => (calls.push("resumeFrom"), store.channel.resumeFrom(...a)),
     };
-    const claim = (await store.takeEdgeJob("edge-direct"))!;
+    const { claim, input } = started[0]!;
     expect(claim).toMatchObject({ attempt: 1, fresh: true });
-    expect(await runClaimedJob(counted, claim, runtime, { placement: "edge", input: started[0]!.input })).toBe("completed");
+    expect(await runClaimedJob(counted, claim, runtime, { placement: "edge", input })).toBe("completed");
     expect(calls).toEqual([]);
     expect((await store.get(id))?.job.status).toBe("succeeded");
     expect((await store.listCheckpoints(id)).map((c) => c.epoch)).toEqual([1, 2, 3]);
@@ -102,10 +106,10 @@ describe("async edge jobs started by the accepting request", () => {
   });
 
   it("a from_checkpoint job's first claim is not fresh: it continues from that checkpoint", async () => {
-    const { store, create } = setup(5_000);
+    const { started, create } = setup(5_000);
     const first = await create({ ...edgeJob(4, true), mode: "sync" }, 200);
     await create({ ...edgeJob(4, true), from_checkpoint: { job: first, epoch: 2 } });
-    const claim = (await store.takeEdgeJob("edge-direct"))!;
+    const { claim } = started[0]!;
     expect(claim.attempt).toBe(1);
     expect(claim.fresh).toBeUndefined();
   });

@@ -114,6 +114,8 @@ function directStartOf(env: Env, waitUntil: (run: Promise<void>) => void): AppDe
  */
 async function runDirect(env: Env, claim: Claim, input: Uint8Array): Promise<void> {
   try {
+    // training holds the isolate's thread until its first report: the 202 goes out first
+    await new Promise((resolve) => setTimeout(resolve, 0));
     await runClaimedJob(new CloudflareJobStore(env).channel, claim, runtime, { placement: "edge", input });
   } catch (e) {
     console.warn(`edgetune: job ${claim.job.id}, started at once, stopped: ${String(e)}; its lease will lapse and the job be queued again`);

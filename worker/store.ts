@@ -9,6 +9,7 @@ import type { FieldIssue } from "../src/errors.js";
 import type { Job } from "../src/schema/job.js";
 import type { EpochMetrics } from "../src/schema/result.js";
 import { boundedMetrics, isFinal, type JobEvent } from "../src/jobs/job.js";
+import { JOB_HISTORY_TAIL } from "../src/schema/job.js";
 import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
 import * as search from "../src/jobs/search.js";
@@ -746,6 +747,24 @@ export class JobDispatcher extends DurableObject<Env> {
 }
 
 /**
+ * A completion without the history entries the job's object has already recorded from this
+ * lease's reports (up to epoch `recorded`), but for the last JOB_HISTORY_TAIL that the job
+ * keeps, with `metrics.epochs` the run's count: the object takes only the epochs after
+ * `recorded` (state.ts complete), so a run of 20,000 one-row epochs no longer copies all 20,000
+ * to it a second time (issue 16 item 3).
+ */
+function withoutRecordedEpochs(outcome: RunOutcome, recorded: number | undefined): RunOutcome {
+  if ("failure" in outcome || recorded === undefined) return outcome;
+  const { history } = outcome.metrics;
+  const firstNew = history.findIndex((e) => e.epoch > recorded);
+  const keepFrom = Math.min(firstNew < 0 ? history.length : firstNew, Math.max(0, history.length - JOB_HISTORY_TAIL));
+  if (keepFrom === 0) return outcome;
+  // boundedMetrics (state.ts complete) counts the run's epochs from `epochs` when it is given
+  const metrics = { ...outcome.metrics, history: history.slice(keepFrom), epochs: history.length };
+  return { ...outcome, metrics };
+}
+
+/**
  * JobStore over the Durable Objects, R2 and the Queue.
  *
  * @example
@@ -758,6 +777,8 @@ export class CloudflareJobStore implements JobStore {
   readonly channel: WorkerChannel;
   /** Weights keys this store's channel has uploaded (and awaited): complete need not look them up. */
   private readonly uploaded = new Set<string>();
+  /** Per lease, the last epoch this store's channel has seen the job's object take in a progress report. */
+  private readonly recorded = new Map<string, number>();
 
   constructor(private readonly env: Env) {
     this.channel = {
@@ -767,7 +788,11 @@ export class CloudflareJobStore implements JobStore {
         const object = await this.env.BLOBS.get(key);
         return object ? new Uint8Array(await object.arrayBuffer()) : null;
       },
-      progress: (id, leaseId, epochs, engine) => this.job(id).progress(leaseId, epochs, engine),
+      progress: async (id, leaseId, epochs, engine) => {
+        const status = await this.job(id).progress(leaseId, epochs, engine);
+        if (status.ok && !status.invalid && epochs.length > 0) this.recorded.set(leaseId, epochs.at(-1)!.epoch);
+        return status;
+      },
       heartbeat: (id, leaseId) => this.job(id).heartbeat(leaseId),
       saveWeights: async (id, leaseId, bytes) => {
         // the lease check and the upload at once: the key is the lease's own, so a lost lease's
@@ -784,7 +809,7 @@ export class CloudflareJobStore implements JobStore {
       complete: async (id, leaseId, outcome, weightsKey) => {
         // weights this channel stored are known to be there; a node's upload is looked up
         if (weightsKey !== null && !this.uploaded.has(weightsKey) && (await this.env.BLOBS.head(weightsKey)) === null) throw weightsNotUploaded();
-        return this.job(id).complete(leaseId, outcome, weightsKey);
+        return this.job(id).complete(leaseId, withoutRecordedEpochs(outcome, this.recorded.get(leaseId)), weightsKey);
       },
       release: (id, leaseId) => this.job(id).release(leaseId),
       saveCheckpoint: async (id, leaseId, bytes, keep) => {

@@ -74,9 +74,12 @@ describe("async edge jobs started by the accepting request", () => {
     await waitOnExecutionContext(ctx);
     const done = await untilEnded(id);
     expect(done.status).toBe("succeeded");
+    // its completion carried only the epochs not reported yet and the kept tail: the job counts all
+    expect(done.metrics).toMatchObject({ epochs: 20_000, history_truncated: true });
+    expect(done.metrics.history.map((e: { epoch: number }) => e.epoch)).toEqual(Array.from({ length: 100 }, (_, i) => 19_901 + i));
     const events = await eventsOf(id);
     expect(events.filter((e) => e.event === "status" && e.data.status === "running")).toHaveLength(1);
-    expect(events.filter((e) => e.event === "epoch")).toHaveLength(20_000);
+    expect(events.filter((e) => e.event === "epoch").map((e) => e.data.epoch)).toEqual(Array.from({ length: 20_000 }, (_, i) => i + 1));
     expect(events.filter((e) => e.event === "done")).toHaveLength(1);
   });
 

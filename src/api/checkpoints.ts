@@ -66,7 +66,7 @@ const pauseRoute = createRoute({
   security: BEARER,
   operationId: "pauseFineTune",
   summary: "Pause an async fine-tune: it checkpoints at the end of its epoch and stops",
-  description: "A queued job is paused at once; a running one when its current epoch ends (status stays running until then). POST .../resume continues it from that checkpoint.",
+  description: "A queued job is paused at once; a running one when its current epoch ends (status stays running until then). POST .../resume continues it from that checkpoint. A paused job does not count toward MAX_ACTIVE_JOBS_PER_KEY, and is deleted JOB_TTL_DAYS after it was paused unless resumed or cancelled.",
   request: { params: IdParams },
   responses: { 200: jsonResponse("The job", Schemas.Job), ...problemResponses(401, 404, 409, 429) },
 });
@@ -78,6 +78,7 @@ const resumeRoute = createRoute({
   security: BEARER,
   operationId: "resumeFineTune",
   summary: "Resume a paused fine-tune from its last checkpoint",
+  description: "A paused job does not count toward MAX_ACTIVE_JOBS_PER_KEY; resuming it does again: 429 too_many_active_jobs (with Retry-After) when the key has no active slot left.",
   request: { params: IdParams },
   responses: { 200: jsonResponse("The job, queued again", Schemas.Job), ...problemResponses(401, 404, 409, 429) },
 });

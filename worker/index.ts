@@ -100,7 +100,7 @@ const app = createApp<Env>((c) => ({
  * jobs start at once").
  */
 function directStartOf(env: Env, waitUntil: (run: Promise<void>) => void): AppDeps["directStart"] {
-  const limit = (env as { EDGE_DIRECT_START_MAX_MS?: string }).EDGE_DIRECT_START_MAX_MS;
+  const limit: string | undefined = env.EDGE_DIRECT_START_MAX_MS;
   const maxCpuMs = limit === undefined ? DIRECT_START_MAX_MS : Number(limit);
   if (!Number.isFinite(maxCpuMs) || maxCpuMs <= 0) return null;
   return { maxCpuMs, start: (claim, input) => waitUntil(runDirect(env, claim, input)) };

@@ -9,10 +9,12 @@ import { env as startupEnv } from "cloudflare:workers";
 import relaxedKernels from "../build/wasm/relaxed-simd.wasm";
 import { createApp } from "../src/api/app.js";
 import { acceptedNodeTokens, DEV_NODE_TOKEN, parseApiKeys, warnIfOpen } from "../src/api/auth.js";
-import { DEFAULT_EDGE_BUDGET } from "../src/api/budget.js";
+import { DEFAULT_EDGE_BUDGET, DIRECT_START_MAX_MS } from "../src/api/budget.js";
 import { DEFAULT_MAX_ACTIVE_JOBS } from "../src/jobs/store.js";
 import { DEFAULT_MAX_STREAMS_PER_KEY, STREAM_LEASE_MS } from "../src/jobs/streams.js";
 import type { EngineRuntime } from "../src/engine/train.js";
+import type { AppDeps } from "../src/api/deps.js";
+import type { Claim } from "../src/jobs/store.js";
 import { runClaimedJob } from "../src/jobs/runner.js";
 import { deliverWebhook, webhookKey } from "../src/jobs/webhook.js";
 import { CloudflareJobStore, DurableRateLimiter, leasePolicy, type DispatchMessage } from "./store.js";
@@ -83,7 +85,42 @@ const app = createApp<Env>((c) => ({
     // unset or "0": no storage limit
     maxStoredBytes: number(c.env.MAX_STORED_BYTES_PER_KEY, 0) || null,
   },
+  directStart: directStartOf(c.env, (run) => {
+    try {
+      c.executionCtx.waitUntil(run);
+    } catch {
+      // called without an execution context (a unit call of fetch): the run goes on unattended
+    }
+  }),
 }));
+
+/**
+ * Async edge jobs estimated at most EDGE_DIRECT_START_MAX_MS of CPU (default DIRECT_START_MAX_MS;
+ * "0": never) start in the request that accepted them, under waitUntil (docs/api.md, "Async edge
+ * jobs start at once").
+ */
+function directStartOf(env: Env, waitUntil: (run: Promise<void>) => void): AppDeps["directStart"] {
+  const limit: string | undefined = env.EDGE_DIRECT_START_MAX_MS;
+  const maxCpuMs = limit === undefined ? DIRECT_START_MAX_MS : Number(limit);
+  if (!Number.isFinite(maxCpuMs) || maxCpuMs <= 0) return null;
+  return { maxCpuMs, start: (claim, input) => waitUntil(runDirect(env, claim, input)) };
+}
+
+/**
+ * Trains a job its accepting request has claimed, from `input` (its stored run input, still in
+ * memory). The claim was the job's Durable Object's one transition from queued, so the queue
+ * consumer that its message starts finds the job running (or ended) and does nothing. A run that
+ * throws or is cut off leaves its lease to lapse: the job's alarm queues it again.
+ */
+async function runDirect(env: Env, claim: Claim, input: Uint8Array): Promise<void> {
+  try {
+    // training holds the isolate's thread until its first report: the 202 goes out first
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await runClaimedJob(new CloudflareJobStore(env).channel, claim, runtime, { placement: "edge", input });
+  } catch (e) {
+    console.warn(`edgetune: job ${claim.job.id}, started at once, stopped: ${String(e)}; its lease will lapse and the job be queued again`);
+  }
+}
 
 /** Webhook signing from EDGETUNE_WEBHOOK_SECRET (null: not configured); localhost URLs only in local development. */
 function webhooksOf(env: Env): { key: Uint8Array; allowLocal: boolean } | null {

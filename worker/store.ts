@@ -10,6 +10,7 @@ import type { FieldIssue } from "../src/errors.js";
 import type { Job } from "../src/schema/job.js";
 import type { EpochMetrics } from "../src/schema/result.js";
 import { boundedMetrics, isFinal, type JobEvent } from "../src/jobs/job.js";
+import { JOB_HISTORY_TAIL } from "../src/schema/job.js";
 import { takeToken, type Bucket, type RateDecision, type RateLimiter, type RateLimitPolicy } from "../src/api/rate-limit.js";
 import * as machine from "../src/jobs/state.js";
 import * as search from "../src/jobs/search.js";
@@ -233,10 +234,15 @@ export class FineTuneJob extends DurableObject<Env> {
     if (before && !isFinal(before.job.status) && isFinal(state.job.status) && state.job.webhook) {
       await this.env.JOB_QUEUE.send({ id: state.job.id, webhook: true } satisfies DispatchMessage);
     }
-    // an ended job needs no lease timer: its alarm becomes its expiry
+    // an ended job needs no lease timer: its alarm becomes its expiry; so does a paused job's
     if (effects.alarmAt === null && isFinal(state.job.status)) await this.ctx.storage.setAlarm(expiresAt(state.job, await this.ttlMs())!);
+    else if (effects.alarmAt === null && state.job.status === "paused") await this.ctx.storage.setAlarm(machine.pausedExpiresAt(state, await this.ttlMs(), Date.now())!);
     else if (effects.alarmAt === null) await this.ctx.storage.deleteAlarm();
     else if (effects.alarmAt !== undefined) await this.ctx.storage.setAlarm(effects.alarmAt);
+    // a paused job stops counting toward MAX_ACTIVE_JOBS_PER_KEY; resuming counts it again (JobIndex.reactivate)
+    if (before && before.job.status !== "paused" && state.job.status === "paused") {
+      await this.env.JOB_INDEX.get(this.env.JOB_INDEX.idFromName(`owner:${state.owner}`)).deactivate(state.job.id);
+    }
     if (!effects.enqueue) return;
     if (state.placement !== "gpu-node") {
       await this.env.JOB_QUEUE.send({ id: state.job.id } satisfies DispatchMessage);
@@ -329,11 +335,13 @@ export class FineTuneJob extends DurableObject<Env> {
   }
 
   // ---- async jobs
-  async create(state: machine.JobState, effects: machine.Effects, ttlMs: number): Promise<void> {
-    if (await this.state()) return; // a retried submit
+  /** Stores a new job and dispatches it; with `claimAs`, then claims it for that worker (one call instead of two). */
+  async create(state: machine.JobState, effects: machine.Effects, ttlMs: number, claimAs?: string): Promise<Claim | null> {
+    if (await this.state()) return null; // a retried submit
     await this.ctx.storage.put("ttlMs", ttlMs);
     await this.save(state);
     await this.apply(state, effects);
+    return claimAs === undefined ? null : this.claim(claimAs);
   }
 
   async dispatchInfo(): Promise<{ status: Job["status"]; placement: machine.JobState["placement"] } | null> {
@@ -474,7 +482,7 @@ export class FineTuneJob extends DurableObject<Env> {
     const r = await this.transition((s, now, policy) => machine.claim(s, worker, now, policy, leaseId));
     if (!r?.lease) return null;
     const state = (await this.state())!;
-    return { job: state.job, leaseId, leaseMs: leasePolicy(this.env).leaseMs, attempt: state.attempt };
+    return { job: state.job, leaseId, leaseMs: leasePolicy(this.env).leaseMs, attempt: state.attempt, ...(machine.firstRun(state) ? { fresh: true } : {}) };
   }
 
   /** The input key when `leaseId` holds the job, else null. */
@@ -540,6 +548,15 @@ export class FineTuneJob extends DurableObject<Env> {
       await this.reconcileSearch();
       return;
     }
+    if (record.job.status === "paused") {
+      // a paused job expires JOB_TTL_DAYS after it was paused
+      const state = (await this.state())!;
+      const at = machine.pausedExpiresAt(state, await this.ttlMs(), Date.now())!;
+      if (state.pausedAt === undefined) await this.save({ ...state, pausedAt: Date.now() }); // paused before pausedAt was kept
+      if (at > Date.now()) await this.ctx.storage.setAlarm(at);
+      else await this.remove();
+      return;
+    }
     if (!isFinal(record.job.status)) {
       await this.transition((s, now, policy) => machine.onAlarm(s, now, policy));
       return;
@@ -552,11 +569,11 @@ export class FineTuneJob extends DurableObject<Env> {
   /**
    * Deletes the ended job: its blobs in R2 (input, weights of every attempt, checkpoints), its
    * listing entry and charged bytes, then all of its own storage (the object then holds nothing).
-   * false when there is no such job or it has not ended.
+   * false when there is no such job, or it has not ended and is not paused (a paused job expires).
    */
   async remove(): Promise<boolean> {
     const record = await this.get();
-    if (!record || !isFinal(record.job.status)) return false;
+    if (!record || !(isFinal(record.job.status) || record.job.status === "paused")) return false;
     const { job, owner } = record;
     for (const prefix of blobPrefixesOf(job.id)) {
       for (let cursor: string | undefined; ; ) {
@@ -650,6 +667,34 @@ export class JobIndex extends DurableObject<Env> {
       [`bytes:${id}`]: job.bytes,
       bytes: usage.storedBytes + job.bytes,
     });
+    return { ok: true };
+  }
+
+  /** Job `id` was paused: it stops counting as active (its bytes still count). */
+  async deactivate(id: string): Promise<void> {
+    await this.ctx.storage.delete(`active:${id}`);
+  }
+
+  /**
+   * Counts paused job `id` as active again, before it is resumed, unless that would pass
+   * maxActiveJobs (then the refusal, and nothing is counted). Only storage calls between the
+   * count and the put, as in `admit`.
+   */
+  async reactivate(id: string, limits: QuotaLimits): Promise<Admission> {
+    const key = `active:${id}`;
+    const over = async () => {
+      const usage = await this.counted();
+      // one paused before paused jobs stopped counting still holds its entry
+      const own = (await this.ctx.storage.get(key)) === undefined ? 0 : 1;
+      return { usage, over: usage.activeJobs - own + 1 > limits.maxActiveJobs };
+    };
+    let check = await over();
+    if (check.over) {
+      await this.refresh();
+      check = await over();
+    }
+    if (check.over) return { ok: false, code: "too_many_active_jobs", ...check.usage };
+    await this.ctx.storage.put(key, Date.now());
     return { ok: true };
   }
 
@@ -759,6 +804,24 @@ export class JobDispatcher extends DurableObject<Env> {
 }
 
 /**
+ * A completion without the history entries the job's object has already recorded from this
+ * lease's reports (up to epoch `recorded`), but for the last JOB_HISTORY_TAIL that the job
+ * keeps, with `metrics.epochs` the run's count: the object takes only the epochs after
+ * `recorded` (state.ts complete), so a run of 20,000 one-row epochs no longer copies all 20,000
+ * to it a second time (issue 16 item 3).
+ */
+function withoutRecordedEpochs(outcome: RunOutcome, recorded: number | undefined): RunOutcome {
+  if ("failure" in outcome || recorded === undefined) return outcome;
+  const { history } = outcome.metrics;
+  const firstNew = history.findIndex((e) => e.epoch > recorded);
+  const keepFrom = Math.min(firstNew < 0 ? history.length : firstNew, Math.max(0, history.length - JOB_HISTORY_TAIL));
+  if (keepFrom === 0) return outcome;
+  // boundedMetrics (state.ts complete) counts the run's epochs from `epochs` when it is given
+  const metrics = { ...outcome.metrics, history: history.slice(keepFrom), epochs: history.length };
+  return { ...outcome, metrics };
+}
+
+/**
  * JobStore over the Durable Objects, R2 and the Queue.
  *
  * @example
@@ -769,6 +832,10 @@ export class JobDispatcher extends DurableObject<Env> {
  */
 export class CloudflareJobStore implements JobStore {
   readonly channel: WorkerChannel;
+  /** Weights keys this store's channel has uploaded (and awaited): complete need not look them up. */
+  private readonly uploaded = new Set<string>();
+  /** Per lease, the last epoch this store's channel has seen the job's object take in a progress report. */
+  private readonly recorded = new Map<string, number>();
 
   constructor(private readonly env: Env) {
     this.channel = {
@@ -778,17 +845,28 @@ export class CloudflareJobStore implements JobStore {
         const object = await this.env.BLOBS.get(key);
         return object ? new Uint8Array(await object.arrayBuffer()) : null;
       },
-      progress: (id, leaseId, epochs, engine) => this.job(id).progress(leaseId, epochs, engine),
+      progress: async (id, leaseId, epochs, engine) => {
+        const status = await this.job(id).progress(leaseId, epochs, engine);
+        if (status.ok && !status.invalid && epochs.length > 0) this.recorded.set(leaseId, epochs.at(-1)!.epoch);
+        return status;
+      },
       heartbeat: (id, leaseId) => this.job(id).heartbeat(leaseId),
       saveWeights: async (id, leaseId, bytes) => {
-        if ((await this.job(id).inputFor(leaseId)) === null) return null;
+        // the lease check and the upload at once: the key is the lease's own, so a lost lease's
+        // file is never the job's (deleted here, or swept with the job's blobs at its expiry)
         const key = weightsKeyOf(id, leaseId);
-        await this.env.BLOBS.put(key, bytes);
+        const [held] = await Promise.all([this.job(id).inputFor(leaseId), this.env.BLOBS.put(key, bytes)]);
+        if (held === null) {
+          await this.env.BLOBS.delete(key);
+          return null;
+        }
+        this.uploaded.add(key);
         return key;
       },
       complete: async (id, leaseId, outcome, weightsKey) => {
-        if (weightsKey !== null && (await this.env.BLOBS.head(weightsKey)) === null) throw weightsNotUploaded();
-        return this.job(id).complete(leaseId, outcome, weightsKey);
+        // weights this channel stored are known to be there; a node's upload is looked up
+        if (weightsKey !== null && !this.uploaded.has(weightsKey) && (await this.env.BLOBS.head(weightsKey)) === null) throw weightsNotUploaded();
+        return this.job(id).complete(leaseId, withoutRecordedEpochs(outcome, this.recorded.get(leaseId)), weightsKey);
       },
       release: (id, leaseId) => this.job(id).release(leaseId),
       saveCheckpoint: async (id, leaseId, bytes, keep) => {
@@ -954,12 +1032,12 @@ export class CloudflareJobStore implements JobStore {
     return object ? (object.body as ReadableStream<Uint8Array>) : null;
   }
 
-  async submit(state: machine.JobState, input: Uint8Array, options: { listed?: boolean } = {}): Promise<void> {
+  async submit(state: machine.JobState, input: Uint8Array, options: { listed?: boolean; claimAs?: string } = {}): Promise<Claim | null> {
     // input first: a job that exists always has its input
     await this.env.BLOBS.put(state.inputKey, input);
-    await this.job(state.job.id).create(state, { enqueue: true, alarmAt: Date.now() + leasePolicy(this.env).leaseMs }, jobTtlMs(this.env));
-    if (options.listed === false) return;
-    await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
+    const claim = await this.job(state.job.id).create(state, { enqueue: true, alarmAt: Date.now() + leasePolicy(this.env).leaseMs }, jobTtlMs(this.env), options.claimAs);
+    if (options.listed !== false) await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
+    return claim;
   }
 
   async submitSearch(state: machine.JobState, start: string[], inputs: ReadonlyMap<string, Uint8Array>): Promise<void> {
@@ -995,6 +1073,10 @@ export class CloudflareJobStore implements JobStore {
 
   async cancelAdmission(owner: string, id: string): Promise<void> {
     await this.index(owner).cancelAdmission(id);
+  }
+
+  async reactivate(owner: string, id: string, limits: QuotaLimits): Promise<Admission> {
+    return this.index(owner).reactivate(id, limits);
   }
 
   async usage(owner: string): Promise<Usage> {

@@ -214,6 +214,36 @@ export function parsedRequestBytes(bodyBytes: number, kind: "json" | "multipart"
   return Math.ceil(bodyBytes * (kind === "json" ? PARSED_BYTES_PER_BODY_BYTE : 2));
 }
 
+/**
+ * The CPU time a request's run is expected to take in the Worker, in ms (estimateCpuMs of its
+ * plan and its weight traffic): what decide() checks against maxCpuMs, and what bounds starting an
+ * async edge job in the request that accepted it (DIRECT_START_MAX_MS).
+ *
+ * @example
+ * ```ts
+ * jobCpuMs(prepared.request, prepared.plan, DEFAULT_EDGE_BUDGET); // about 40 for the seed MLP's 300 epochs
+ * ```
+ */
+export function jobCpuMs(request: FineTuneRequest, plan: RunPlan, budget: EdgeBudget): number {
+  const traffic = plan.params === undefined ? 0 : stepTrafficBytes(plan, request.training.optimizer, request.model.base_dtype);
+  return estimateCpuMs(costed(plan), budget, traffic);
+}
+
+/**
+ * The largest estimated CPU time (jobCpuMs) of an async edge job that the Worker starts in the
+ * request that accepted it, under `ctx.waitUntil`, instead of waiting for its Queue message
+ * (EDGE_DIRECT_START_MAX_MS; docs/api.md, "Async edge jobs start at once"). Work under
+ * waitUntil is cancelled 30 s after the response has been sent (Cloudflare, Workers limits,
+ * "Duration"; runtime-apis/context, waitUntil): 5 s is a sixth of that, room for the estimate's
+ * error (within 1.5x on the calibration grid) and for an isolate busy with other requests. A
+ * run that is cut off anyway stops reporting: its lease lapses and the job's alarm queues it
+ * again, as for any lost worker.
+ */
+export const DIRECT_START_MAX_MS = 5_000;
+
+/** The worker name of a job claimed by the request that accepted it (AppDeps.directStart). */
+export const DIRECT_START_WORKER = "edge-direct";
+
 /** How a create request will be served. */
 export type Decision = { run: "sync" } | { run: "async"; placement: "edge" | "gpu-node" };
 
@@ -228,8 +258,7 @@ export type Decision = { run: "sync" } | { run: "async"; placement: "edge" | "gp
  * ```
  */
 export function decide(request: FineTuneRequest, plan: RunPlan, budget: EdgeBudget, requestBytes = 0): Decision {
-  const traffic = plan.params === undefined ? 0 : stepTrafficBytes(plan, request.training.optimizer, request.model.base_dtype);
-  const cpuMs = estimateCpuMs(costed(plan), budget, traffic);
+  const cpuMs = jobCpuMs(request, plan, budget);
   // the isolate holds the parsed request and the run's WebAssembly memory at once
   const memoryBytes = plan.memory_bytes + requestBytes;
   const fits = cpuMs <= budget.maxCpuMs && memoryBytes <= budget.maxMemoryBytes;

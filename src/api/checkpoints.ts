@@ -15,10 +15,10 @@ import { checkpointWeights, modelFingerprint, readTrainingCheckpoint } from "../
 import type { PreparedRun } from "../engine/prepare.js";
 import { optimizerStatePerParam } from "../engine/optimizers.js";
 import { isFinal } from "../jobs/job.js";
-import { storedBytes, type JobStore } from "../jobs/store.js";
+import { DEFAULT_QUOTAS, storedBytes, type JobStore } from "../jobs/store.js";
 import type { CheckpointList } from "../schema/checkpoint.js";
 import type { AppEnv } from "./deps.js";
-import { ownJob } from "./fine-tunes.js";
+import { ownJob, quotaProblem } from "./fine-tunes.js";
 import { BEARER, BINARY, IdParams, jsonResponse, newRoutes, problemResponses, Schemas, TAGS } from "./openapi.js";
 import { problem, problemResponse } from "./problem.js";
 
@@ -66,7 +66,7 @@ const pauseRoute = createRoute({
   security: BEARER,
   operationId: "pauseFineTune",
   summary: "Pause an async fine-tune: it checkpoints at the end of its epoch and stops",
-  description: "A queued job is paused at once; a running one when its current epoch ends (status stays running until then). POST .../resume continues it from that checkpoint.",
+  description: "A queued job is paused at once; a running one when its current epoch ends (status stays running until then). POST .../resume continues it from that checkpoint. A paused job does not count toward MAX_ACTIVE_JOBS_PER_KEY, and is deleted JOB_TTL_DAYS after it was paused unless resumed or cancelled.",
   request: { params: IdParams },
   responses: { 200: jsonResponse("The job", Schemas.Job), ...problemResponses(401, 404, 409, 429) },
 });
@@ -78,6 +78,7 @@ const resumeRoute = createRoute({
   security: BEARER,
   operationId: "resumeFineTune",
   summary: "Resume a paused fine-tune from its last checkpoint",
+  description: "A paused job does not count toward MAX_ACTIVE_JOBS_PER_KEY; resuming it does again: 429 too_many_active_jobs (with Retry-After) when the key has no active slot left.",
   request: { params: IdParams },
   responses: { 200: jsonResponse("The job, queued again", Schemas.Job), ...problemResponses(401, 404, 409, 429) },
 });
@@ -123,6 +124,13 @@ checkpointRoutes
     if (job.status !== "paused") {
       const why = isFinal(job.status) ? "has ended" : "is not paused";
       return problemResponse(problem(409, "not_paused", `Fine-tune ${job.id} ${why} (${job.status}); only a paused job can be resumed.`));
+    }
+    // a paused job does not count toward MAX_ACTIVE_JOBS_PER_KEY; resumed, it does again (a
+    // search's trial runs in one of its search's slots)
+    if (job.parent === undefined) {
+      const limits = c.var.deps.quotas ?? DEFAULT_QUOTAS;
+      const admission = await c.var.deps.store.reactivate(c.var.owner, job.id, limits);
+      if (!admission.ok) return quotaProblem(admission, limits);
     }
     return c.json((await c.var.deps.store.resume(job.id)) ?? job, 200);
   });

@@ -3,7 +3,7 @@
  * or a Node process): the kernel module, storage, keys, budgets.
  */
 import type { EngineRuntime } from "../engine/run-types.js";
-import type { JobStore, QuotaLimits } from "../jobs/store.js";
+import type { Claim, JobStore, QuotaLimits } from "../jobs/store.js";
 import type { LeasePolicy } from "../jobs/state.js";
 import type { StreamLimits } from "../jobs/streams.js";
 import type { EdgeBudget } from "./budget.js";
@@ -59,6 +59,17 @@ export interface AppDeps {
    * default DEFAULT_STREAM_LIMITS (16 streams, 60 s leases). Beyond it: 429 too_many_streams.
    */
   streams?: StreamLimits;
+  /**
+   * Starts an accepted async edge job in the request that accepted it, with its run input
+   * already in memory, instead of waiting for its Queue message (issue 16 item 3; docs/api.md,
+   * "Async edge jobs start at once"): only jobs whose estimated CPU time (budget.ts jobCpuMs) is
+   * at most `maxCpuMs`. The job is stored, dispatched and claimed for DIRECT_START_WORKER as
+   * any async job is stored and dispatched (JobStore.submit with `claimAs`); `start` gets the
+   * claim, returns at once, and the Worker trains it under `ctx.waitUntil`. A start that fails
+   * or is cut off costs a lease period, never the job; the Queue message finds the job claimed
+   * and is acknowledged. Absent or null (the Node server): every job waits for its dispatch.
+   */
+  directStart?: { maxCpuMs: number; start(claim: Claim, input: Uint8Array): void } | null;
   /** Origins allowed to call the API from a browser (CORS); ["*"] for any, [] for none. */
   corsOrigins: string[];
 }

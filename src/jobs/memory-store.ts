@@ -211,12 +211,13 @@ export class MemoryJobStore implements JobStore {
   /** Jobs submitted with `listed: false` (explanation tasks): never in a listing. */
   private readonly unlisted = new Set<string>();
 
-  async submit(state: machine.JobState, input: Uint8Array, options: { listed?: boolean } = {}): Promise<void> {
+  async submit(state: machine.JobState, input: Uint8Array, options: { listed?: boolean; claimAs?: string } = {}): Promise<Claim | null> {
     if (options.listed === false) this.unlisted.add(state.job.id);
     this.blobs.set(state.inputKey, input.slice());
     this.save(state);
     this.alarms.set(state.job.id, Date.now() + this.policy.leaseMs);
     this.dispatch(state.job.id);
+    return options.claimAs === undefined ? null : this.claim(state.job.id, options.claimAs);
   }
 
   async events(id: string, after: number, limit = EVENTS_PAGE, waitMs = 0) {
@@ -355,7 +356,8 @@ export class MemoryJobStore implements JobStore {
     }
     for (const id of [...this.records.keys(), ...this.states.keys()]) {
       const job = this.states.get(id)?.job ?? this.records.get(id)?.job;
-      const at = job && isFinal(job.status) ? expiresAt(job, this.jobTtlMs) : null;
+      const state = this.states.get(id);
+      const at = job && isFinal(job.status) ? expiresAt(job, this.jobTtlMs) : state ? machine.pausedExpiresAt(state, this.jobTtlMs, now) : null;
       if (at !== null && at <= now) this.remove(id);
     }
   }
@@ -379,13 +381,19 @@ export class MemoryJobStore implements JobStore {
     this.admitted.get(owner)?.delete(id);
   }
 
+  async reactivate(owner: string, id: string, limits: QuotaLimits): Promise<Admission> {
+    const usage = await this.usage(owner); // the paused job is not among them
+    return usage.activeJobs + 1 > limits.maxActiveJobs ? { ok: false, code: "too_many_active_jobs", ...usage } : { ok: true };
+  }
+
   async usage(owner: string): Promise<Usage> {
     let activeJobs = 0;
     let storedBytes = 0;
     for (const [id, { active, bytes, slots }] of this.admitted.get(owner) ?? []) {
       storedBytes += bytes;
       const status = this.states.get(id)?.job.status;
-      if (active && (status === undefined || !isFinal(status))) activeJobs += slots ?? 1;
+      // a paused job's bytes count, but it is not active until it is resumed
+      if (active && (status === undefined || (!isFinal(status) && status !== "paused"))) activeJobs += slots ?? 1;
     }
     return { activeJobs, storedBytes };
   }
@@ -466,7 +474,7 @@ export class MemoryJobStore implements JobStore {
     const r = this.transition(id, (s, now) => machine.claim(s, worker, now, this.policy, crypto.randomUUID()));
     if (!r || !r.lease) return null;
     const state = this.states.get(id)!;
-    return { job: structuredClone(state.job), leaseId: r.lease.id, leaseMs: this.policy.leaseMs, attempt: state.attempt };
+    return { job: structuredClone(state.job), leaseId: r.lease.id, leaseMs: this.policy.leaseMs, attempt: state.attempt, ...(machine.firstRun(state) ? { fresh: true } : {}) };
   }
 
   /** Stores a state: its appended events and history go to the logs, the rest (bounded) is kept. */

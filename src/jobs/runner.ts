@@ -51,6 +51,11 @@ export async function runClaimedJob(
     /** A WebGPU device (GPU nodes): jobs with large enough steps train on it (see engine/webgpu/select.ts). */
     gpu?: WebGpuDevice | null;
     gpuMinFlopsPerStep?: number;
+    /**
+     * The job's stored run input, already in memory (the Worker's request that accepted the job
+     * and starts it at once): not read back from storage.
+     */
+    input?: Uint8Array;
   },
 ): Promise<RunReport> {
   const { job, leaseId } = claim;
@@ -69,7 +74,7 @@ export async function runClaimedJob(
   }, Math.max(250, claim.leaseMs / 3));
 
   try {
-    const bytes = await channel.readInput(job.id, leaseId);
+    const bytes = options.input ?? (await channel.readInput(job.id, leaseId));
     if (bytes === null) return "lease_lost";
     let prepared;
     try {
@@ -120,8 +125,8 @@ export async function runClaimedJob(
       );
     };
     // a retry, a resumed pause or from_checkpoint continues from the job's newest checkpoint
-    // (whose history the edge has recorded as this attempt's first epochs)
-    const resumeFrom = await channel.resumeFrom(job.id, leaseId);
+    // (whose history the edge has recorded as this attempt's first epochs); a first run has none
+    const resumeFrom = claim.fresh ? null : await channel.resumeFrom(job.id, leaseId);
     const keep = prepared.request.training.checkpoints?.keep ?? 1;
     const onCheckpoint = async (checkpoint: CheckpointEvent) => {
       let saved: boolean;

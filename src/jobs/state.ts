@@ -54,6 +54,11 @@ export interface JobState {
   weightsKey: string | null;
   /** The owner asked to pause: the worker checkpoints at its epoch's end and completes as paused. */
   pauseRequested?: boolean;
+  /**
+   * When the job was last paused (ms since epoch), while it is paused: a paused job is deleted
+   * JOB_TTL_DAYS after it (pausedExpiresAt), as an ended job is after it ended.
+   */
+  pausedAt?: number;
   /** The attempt count when the job was last resumed: maxAttempts counts the attempts since. */
   attemptsBeforeResume?: number;
   /**
@@ -63,6 +68,27 @@ export interface JobState {
   epochs?: number;
   /** A search job: what it needs to start and rank its trials (src/jobs/search.ts). */
   search?: SearchRun;
+  /**
+   * Created without a checkpoint to start from (not `from_checkpoint`): until a worker has run
+   * it, no checkpoint of it exists, so its first claim need not look for one (firstRun).
+   * Absent in states stored before it was kept, and on jobs created from a checkpoint.
+   */
+  startsFresh?: boolean;
+}
+
+/**
+ * Whether the lease holder's run is the job's first, with nothing to continue from: claimed
+ * once, never paused and resumed, and created without a checkpoint (startsFresh). Its worker
+ * then skips looking for a checkpoint (one listing of R2 saved per job, issue 16 item 3); any
+ * other claim looks, as a retry or a resumed job must.
+ *
+ * @example
+ * ```ts
+ * firstRun({ ...state, attempt: 1, startsFresh: true }); // true
+ * ```
+ */
+export function firstRun(state: Pick<JobState, "attempt" | "startsFresh" | "attemptsBeforeResume">): boolean {
+  return state.attempt === 1 && state.startsFresh === true && state.attemptsBeforeResume === undefined;
 }
 
 /**
@@ -315,7 +341,7 @@ export function complete(
   const status = cancelled ? "cancelled" : result.status;
   if (status === "paused") {
     // checkpointed and stopped on request: no weights of its own, nothing final; resume queues it again
-    next = record({ ...next, pauseRequested: false }, newEntries(next, result.metrics.history));
+    next = record({ ...next, pauseRequested: false, pausedAt: now }, newEntries(next, result.metrics.history));
     next = setStatus(next, "paused", at, { metrics: boundedMetrics(result.metrics), engine: result.engine, error: null });
     return { state: next, effects: { alarmAt: null }, accepted: true };
   }
@@ -453,9 +479,25 @@ export function fail(state: JobState, reason: string, now: number): Outcome<{ ch
  * ```
  */
 export function requestPause(state: JobState, now: number): Outcome<{ changed: boolean }> {
-  if (state.job.status === "queued") return { state: setStatus(state, "paused", new Date(now).toISOString()), effects: { alarmAt: null }, changed: true };
+  if (state.job.status === "queued") return { state: setStatus({ ...state, pausedAt: now }, "paused", new Date(now).toISOString()), effects: { alarmAt: null }, changed: true };
   if (state.job.status !== "running" || state.cancelRequested || state.pauseRequested) return { state, effects: {}, changed: false };
   return { state: { ...state, pauseRequested: true }, effects: {}, changed: true };
+}
+
+/**
+ * When a paused job is deleted: `ttlMs` (JOB_TTL_DAYS) after it was paused; null for a job that
+ * is not paused. A paused job holds a checkpoint and its input in storage, and nothing ends it on
+ * its own, so without this it would be kept forever (docs/api.md, "Quotas and retention").
+ * A state paused before pausedAt was kept counts from `now`.
+ *
+ * @example
+ * ```ts
+ * pausedExpiresAt({ ...state, job: { ...state.job, status: "paused" }, pausedAt: 1000 }, 500, 2000); // 1500
+ * ```
+ */
+export function pausedExpiresAt(state: Pick<JobState, "job" | "pausedAt">, ttlMs: number, now: number): number | null {
+  if (state.job.status !== "paused") return null;
+  return (state.pausedAt ?? now) + ttlMs;
 }
 
 /**
@@ -470,7 +512,8 @@ export function requestPause(state: JobState, now: number): Outcome<{ changed: b
  */
 export function resumePaused(state: JobState, now: number, policy: LeasePolicy): Outcome<{ changed: boolean }> {
   if (state.job.status !== "paused") return { state, effects: {}, changed: false };
-  const next = setStatus({ ...state, pauseRequested: false, attemptsBeforeResume: state.attempt }, "queued", new Date(now).toISOString());
+  const { pausedAt: _pausedAt, ...unpaused } = state;
+  const next = setStatus({ ...unpaused, pauseRequested: false, attemptsBeforeResume: state.attempt }, "queued", new Date(now).toISOString());
   return { state: next, effects: { enqueue: true, alarmAt: now + policy.leaseMs }, changed: true };
 }
 

@@ -29,6 +29,11 @@ export interface Claim {
   leaseId: string;
   leaseMs: number;
   attempt: number;
+  /**
+   * The job's first run, with no checkpoint to continue from (state.ts firstRun): the runner
+   * does not look for one. Absent (GPU nodes: not sent over /v1/nodes): it looks.
+   */
+  fresh?: boolean;
 }
 
 /** The answer to a progress report or heartbeat. */
@@ -173,9 +178,11 @@ export interface JobStore {
 
   /**
    * Stores the run input, creates the queued job and dispatches it. `listed: false` keeps it out
-   * of the owner's listing (an explanation task, jobs/explain-task.ts).
+   * of the owner's listing (an explanation task, jobs/explain-task.ts). `claimAs`: then claims it
+   * for that worker in the same step (the Worker's request that starts a short edge job itself,
+   * AppDeps.directStart), and returns the claim (null without `claimAs`, or when it was taken).
    */
-  submit(state: JobState, input: Uint8Array, options?: { listed?: boolean }): Promise<void>;
+  submit(state: JobState, input: Uint8Array, options?: { listed?: boolean; claimAs?: string }): Promise<Claim | null>;
   /**
    * Stores each trial's run input (at inputKeyOf(trial id)), creates the search job and the
    * trials it starts now (`start`); the search starts the rest as trials end (src/jobs/search.ts).
@@ -217,7 +224,13 @@ export interface JobStore {
   admit(owner: string, id: string, job: { active: boolean; bytes: number; /** active slots it holds (a search: its `parallel`); default 1 */ slots?: number }, limits: QuotaLimits): Promise<Admission>;
   /** Uncounts job `id`, whose create failed after `admit`. */
   cancelAdmission(owner: string, id: string): Promise<void>;
-  /** What the owner has: active jobs (queued or running) and stored bytes. */
+  /**
+   * Counts paused job `id` as active again before it is resumed (a paused job does not count
+   * toward maxActiveJobs); refused, counting nothing, when the owner's other active jobs leave
+   * no room.
+   */
+  reactivate(owner: string, id: string, limits: QuotaLimits): Promise<Admission>;
+  /** What the owner has: active jobs (queued or running; not paused) and stored bytes. */
   usage(owner: string): Promise<Usage>;
   /**
    * Opens SSE stream `streamId` under the owner's cap (MAX_STREAMS_PER_KEY, issue 20 finding 6),
@@ -274,7 +287,8 @@ export interface ListOptions {
 export const LIST_SCAN = 500;
 
 /**
- * A job's expiry: `ttlMs` after it ended (jobs that have not ended never expire).
+ * A job's expiry: `ttlMs` after it ended (jobs that have not ended never expire; a paused job
+ * expires `ttlMs` after it was paused, state.ts pausedExpiresAt).
  *
  * @example
  * ```ts

@@ -36,7 +36,7 @@ export interface ModelLayout {
   values: (Region | null)[];
   /** saved[s]: [maxRows * perRow + fixed] */
   saved: Region[];
-  /** gradient slots: [maxRows, size] each, reused along the backward pass */
+  /** gradient slots: [maxRows, size] each, reused along the backward pass (in activation buffers where those are free) */
   gradSlots: Region[];
   /** scratch shared by every op */
   workspace: Region;
@@ -169,9 +169,8 @@ export function workspaceElements(compiled: CompiledModel, rows: number): number
 export function modelAllocations(compiled: CompiledModel, maxRows: number): number[] {
   return [
     compiled.trainableCount,
-    ...compiled.bufferSizes.map((size) => maxRows * size),
+    ...compiled.bufferSizes.map((size) => maxRows * size), // activations and gradient slots (valueRegions)
     ...compiled.saved.filter((_, i) => compiled.savedBuffers[i] === i).map((s) => maxRows * s.perRow + s.fixed),
-    ...compiled.gradSlots.map((size) => maxRows * size),
     workspaceElements(compiled, maxRows),
     widenElements(compiled),
   ];
@@ -183,10 +182,16 @@ function savedRegions(compiled: CompiledModel, arena: Arena, maxRows: number): R
   return compiled.savedBuffers.map((owner) => own[owner]!);
 }
 
-/** One region per activation buffer, each value mapped to its buffer's (null for the graph's inputs). */
-function valueRegions(compiled: CompiledModel, arena: Arena, maxRows: number): (Region | null)[] {
+/**
+ * One region per buffer; each value mapped to its buffer's (null for the graph's inputs), and
+ * each gradient slot to its own buffer's or to an activation buffer's (graph/memory.ts).
+ */
+function valueRegions(compiled: CompiledModel, arena: Arena, maxRows: number): { values: (Region | null)[]; gradSlots: Region[] } {
   const buffers = compiled.bufferSizes.map((size) => arena.alloc(maxRows * size));
-  return compiled.valueBuffers.map((b, v) => (b < 0 ? null : { ptr: buffers[b]!.ptr, length: maxRows * compiled.values[v]!.size }));
+  return {
+    values: compiled.valueBuffers.map((b, v) => (b < 0 ? null : { ptr: buffers[b]!.ptr, length: maxRows * compiled.values[v]!.size })),
+    gradSlots: compiled.gradSlots.map((size, s) => ({ ptr: buffers[compiled.gradSlotBuffers[s]!]!.ptr, length: maxRows * size })),
+  };
 }
 
 /**
@@ -200,13 +205,16 @@ function valueRegions(compiled: CompiledModel, arena: Arena, maxRows: number): (
  * ```
  */
 export function allocateModel(compiled: CompiledModel, arena: Arena, maxRows: number, state?: Region): ModelLayout {
+  const ownState = state ?? arena.alloc(stateElements(compiled));
+  const grads = arena.alloc(compiled.trainableCount);
+  const { values, gradSlots } = valueRegions(compiled, arena, maxRows);
   return {
     maxRows,
-    state: state ?? arena.alloc(stateElements(compiled)),
-    grads: arena.alloc(compiled.trainableCount),
-    values: valueRegions(compiled, arena, maxRows),
+    state: ownState,
+    grads,
+    values,
     saved: savedRegions(compiled, arena, maxRows),
-    gradSlots: compiled.gradSlots.map((size) => arena.alloc(maxRows * size)),
+    gradSlots,
     workspace: arena.alloc(workspaceElements(compiled, maxRows)),
     widen: arena.alloc(widenElements(compiled)),
   };

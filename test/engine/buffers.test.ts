@@ -7,7 +7,8 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadNodeRuntime } from "../../src/node/index.js";
-import { prepareRun, runPrepared, type PreparedRun, type TrainRequest } from "../../src/engine/train.js";
+import { prepareRun, runPrepared, train, type PreparedRun, type TrainRequest } from "../../src/engine/train.js";
+import { DEFAULT_EDGE_BUDGET } from "../../src/api/budget.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
 import { GROUPS, type ParityCase } from "../parity/compare.js";
 import { tokenData } from "../helpers.js";
@@ -19,11 +20,12 @@ const withWeights = (c: ParityCase, extra: object = {}): TrainRequest => ({
   ...extra,
 }) as TrainRequest;
 
-/** The same run with one buffer per value (what the planner replaced). */
+/** The same run with one buffer per value and one per gradient slot (what the planner replaced). */
 function unshared(prepared: PreparedRun): PreparedRun {
   const own = prepared.model.values.map((v, i) => (v.input ? -1 : i));
-  const sizes = prepared.model.values.map((v) => (v.input ? 0 : v.size));
-  return { ...prepared, model: { ...prepared.model, valueBuffers: own, bufferSizes: sizes } };
+  const sizes = [...prepared.model.values.map((v) => (v.input ? 0 : v.size)), ...prepared.model.gradSlots];
+  const slots = prepared.model.gradSlots.map((_, s) => prepared.model.values.length + s);
+  return { ...prepared, model: { ...prepared.model, valueBuffers: own, bufferSizes: sizes, gradSlotBuffers: slots } };
 }
 
 describe("shared activation buffers", async () => {
@@ -42,7 +44,9 @@ describe("shared activation buffers", async () => {
       expect(shared.weights).toBe(alone.weights);
       expect(shared.metrics.history).toEqual(alone.metrics.history);
       const values = prepared.model.values.filter((v) => !v.input).length;
-      expect(prepared.model.bufferSizes.length).toBeLessThanOrEqual(values);
+      expect(prepared.model.bufferSizes.length).toBeLessThanOrEqual(values + prepared.model.gradSlots.length);
+      const elements = (sizes: readonly number[]) => sizes.reduce((s, n) => s + n, 0);
+      expect(elements(prepared.model.bufferSizes)).toBeLessThanOrEqual(elements(prepared.model.values.map((v) => (v.input ? 0 : v.size))) + elements(prepared.model.gradSlots));
     });
   }
 
@@ -54,8 +58,9 @@ describe("shared activation buffers", async () => {
     const full = prepareRun(request as TrainRequest);
     const mib = (p: PreparedRun) => p.plan.memory_bytes / 2 ** 20;
     const values = (p: PreparedRun) => p.model.values.filter((v) => !v.input).reduce((s, v) => s + v.size, 0);
+    // the buffers hold the gradient slots too, where activation buffers cannot (graph/memory.ts)
     const buffers = (p: PreparedRun) => p.model.bufferSizes.reduce((s, n) => s + n, 0);
-    console.log(`[buffers] MiniLM-shaped BERT, batch 8 x 128 tokens: LoRA r=8 ${mib(lora).toFixed(1)} MiB (activations ${((8 * 4 * buffers(lora)) / 2 ** 20).toFixed(1)} of ${((8 * 4 * values(lora)) / 2 ** 20).toFixed(1)} MiB unshared); full ${mib(full).toFixed(1)} MiB (activations ${((8 * 4 * buffers(full)) / 2 ** 20).toFixed(1)} of ${((8 * 4 * values(full)) / 2 ** 20).toFixed(1)})`);
+    console.log(`[buffers] MiniLM-shaped BERT, batch 8 x 128 tokens: LoRA r=8 ${mib(lora).toFixed(1)} MiB (activation and gradient buffers ${((8 * 4 * buffers(lora)) / 2 ** 20).toFixed(1)} of ${((8 * 4 * values(lora)) / 2 ** 20).toFixed(1)} MiB of activations unshared); full ${mib(full).toFixed(1)} MiB (activation and gradient buffers ${((8 * 4 * buffers(full)) / 2 ** 20).toFixed(1)} of ${((8 * 4 * values(full)) / 2 ** 20).toFixed(1)})`);
     expect(buffers(lora)).toBeLessThan(0.8 * values(lora));
     expect(buffers(full)).toBeLessThan(values(full));
   });
@@ -95,5 +100,58 @@ describe("shared activation buffers", async () => {
     // within a block, a value the block's backward does not read gives its buffer back after its
     // last forward reader (118.5 MiB when each block value kept one; docs/adapters.md, Memory)
     expect(with_.plan.memory_bytes / 2 ** 20).toBeLessThan(110);
+  });
+});
+
+describe("gradient slots in activation buffers the values do not need (graph/memory.ts)", async () => {
+  const runtime = await loadNodeRuntime({ variant: "wasm-simd" });
+  const minilm = { architectures: ["BertForSequenceClassification"], hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 12, intermediate_size: 1536, vocab_size: 30522, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+  /** Issue 13's row as bench/lora.mjs sends it: LoRA r 8, float16 base, checkpointing, batch 8 x 128, AdamW. */
+  const lora = (config: object, rows: number, T: number, vocab: number, extra: { checkpointing?: boolean; dropout?: boolean } = {}) => {
+    const { input_ids, attention_mask, y } = tokenData(rows, T, vocab, 2);
+    return {
+      model: { huggingface: { config: extra.dropout ? { ...config, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 } : config }, base_dtype: "float16" }, adapter: { type: "lora", r: 8, lora_alpha: 16 },
+      data: { train: { input_ids, attention_mask, y } },
+      training: { epochs: 1, batch_size: 8, optimizer: { type: "adamw", lr: 1e-4 }, gradient_checkpointing: extra.checkpointing ?? true },
+    } as TrainRequest;
+  };
+
+  it("issue 13's MiniLM-shaped LoRA run plans within the default edge budget (96 MiB)", () => {
+    const prepared = prepareRun(lora(minilm, 32, 128, 30522));
+    const mib = prepared.plan.memory_bytes / 2 ** 20;
+    console.log(`[buffers] issue 13's MiniLM LoRA row: ${mib.toFixed(1)} MiB planned (109.5 before the gradient slots moved into free activation buffers)`);
+    expect(prepared.plan.memory_bytes).toBeLessThanOrEqual(DEFAULT_EDGE_BUDGET.maxMemoryBytes);
+    const m = prepared.model;
+    // the FFN's two [8, 128, 1536] gradients (dL/d GELU's output, written over by dL/d its input)
+    // live in the GELU output's buffer, which nothing reads in the backward pass: no buffer of
+    // that size is added for gradients
+    const ffn = 4 * 384;
+    const valueBuffers = new Set(m.valueBuffers.filter((b) => b >= 0));
+    const ffnSlots = m.gradSlots.map((size, s) => [size, s] as const).filter(([size]) => size === 128 * ffn).map(([, s]) => m.gradSlotBuffers[s]!);
+    expect(ffnSlots.length).toBe(2);
+    expect(new Set(ffnSlots).size).toBe(1);
+    expect(valueBuffers.has(ffnSlots[0]!)).toBe(true);
+    // in all, gradient-only buffers hold at most two [8, 128, 384] (3 MiB), down from 21 MiB of slots
+    const gradientOnly = m.bufferSizes.filter((_, b) => !valueBuffers.has(b)).reduce((s, n) => s + n, 0);
+    expect(gradientOnly).toBeLessThanOrEqual(2 * 128 * 384);
+    expect(m.gradSlots.reduce((s, n) => s + n, 0)).toBeGreaterThan(6 * 128 * 384 + 2 * 128 * ffn);
+  });
+
+  it("a run's arena is what its plan counts, with and without checkpointing, with dropout", async () => {
+    const small = { ...minilm, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64, vocab_size: 100, max_position_embeddings: 64 };
+    for (const extra of [{ checkpointing: true }, { checkpointing: false }, { checkpointing: true, dropout: true }]) {
+      const request = lora(small, 20, 16, 100, extra);
+      const diagnostics: { arenaBytes?: number; memoryBytes?: number } = {};
+      const result = await train(runtime, request, { diagnostics });
+      expect(result.status, JSON.stringify(extra)).toBe("succeeded");
+      // the plan is the arena plus the module's static data (64 KiB); the memory never grew past it
+      expect(result.plan.memory_bytes, JSON.stringify(extra)).toBeGreaterThanOrEqual(diagnostics.arenaBytes!);
+      expect(result.plan.memory_bytes, JSON.stringify(extra)).toBeLessThan(diagnostics.arenaBytes! + 70_000);
+      // and the run trains to the same bits as with a buffer per value and per slot
+      const alone = await runPrepared(runtime, unshared(prepareRun(request)));
+      const shared = await runPrepared(runtime, prepareRun(request));
+      expect(shared.weights, JSON.stringify(extra)).toBe(alone.weights);
+      expect(shared.metrics.history, JSON.stringify(extra)).toEqual(alone.metrics.history);
+    }
   });
 });

@@ -17,6 +17,7 @@ import { resolveArchitecture, type HuggingFaceModel } from "../huggingface/index
 import { OPS } from "../ops/index.js";
 import type { BackwardNeeds, Op } from "../ops/types.js";
 import { loraInit, loraScaling, moduleMatches, type LoraAdapter, type LoraModule } from "../adapters/lora.js";
+import { placeGradientSlots } from "./memory.js";
 import type { BaseDtype, BackwardStep, BatchRowsRequirement, CheckpointRules, CompiledModel, LayerGroup, InitRecipe, SavedInfo, Shape, StateTensor, TensorRef, ValueInfo } from "./types.js";
 
 /** The request's `model`, as far as the compiler reads it: a layer list, or a Hugging Face architecture. */
@@ -189,9 +190,17 @@ export function compileModel(
   const schedule = scheduleBackward(graph.ops, graph.values, y.value, gradientTarget?.value ?? null);
   const segments = checkpointing ? checkpointSegments(graph.ops) : null;
   const savedBuffers = segments ? planCheckpointedSaved(graph.ops, graph.saved, segments) : graph.saved.map((_, i) => i);
+  const kept = [y.value, ...(gradientTarget ? [gradientTarget.value] : [])];
+  const stepReads = backwardReads(graph.ops, schedule.steps, (i) => graph.state[i]!.trainable);
+  const pinned = new Set([...kept, ...stepReads.flat()]);
   const buffers = segments
-    ? planCheckpointedBuffers(graph.ops, graph.values, segments, [y.value, ...(gradientTarget ? [gradientTarget.value] : [])], backwardPinned(graph.ops, schedule.steps, y.value, (i) => graph.state[i]!.trainable, gradientTarget?.value))
-    : planValueBuffers(graph.ops, graph.values, y.value, backwardPinned(graph.ops, schedule.steps, y.value, (i) => graph.state[i]!.trainable, gradientTarget?.value));
+    ? planCheckpointedBuffers(graph.ops, graph.values, segments, kept, pinned)
+    : planValueBuffers(graph.ops, graph.values, y.value, pinned);
+  // the gradient slots go into activation buffers that hold nothing while they are live (memory.ts)
+  const placed = placeGradientSlots({
+    ops: graph.ops, values: graph.values, steps: schedule.steps, stepReads, slots: schedule.slots, outputSlot: schedule.outputSlot,
+    targetSlot: schedule.targetSlot, segments, valueBuffer: buffers.valueBuffer, bufferSizes: buffers.sizes, kept,
+  });
 
   let forwardFlops = 0;
   let backwardFlops = 0;
@@ -237,7 +246,8 @@ export function compileModel(
     backward: schedule.steps,
     gradSlots: schedule.slots,
     valueBuffers: buffers.valueBuffer,
-    bufferSizes: buffers.sizes,
+    bufferSizes: placed.sizes,
+    gradSlotBuffers: placed.slotBuffers,
     checkpoints: segments,
     savedBuffers,
     recomputeFlopsPerRow: segments
@@ -514,24 +524,20 @@ class Builder implements LayerBuilder {
 const PARAM_FIELDS = new Set(["weight", "bias"]);
 
 /**
- * The values that must keep their contents until the backward pass: what each scheduled op's
- * backward reads (its backwardReads, given which gradients the schedule computes), the output,
- * and an input-gradient model's token embedding output (read back after the forward). A frozen
- * linear layer's input, for one, is not among them: its backward forms dx = dy·W only.
+ * What each scheduled op's backward reads of the activations (its backwardReads, given which
+ * gradients the schedule computes; every input and output without one), in the schedule's
+ * order. These values, the output, and an input-gradient model's token embedding output (read
+ * back after the forward) must keep their contents until the backward pass. A frozen linear
+ * layer's input, for one, is not among them: its backward forms dx = dy·W only.
  */
-function backwardPinned(ops: readonly PendingOp[], steps: readonly BackwardStep[], output: number, trains: (state: number) => boolean, keep?: number): Set<number> {
-  const pinned = new Set<number>([output, ...(keep === undefined ? [] : [keep])]);
-  const stepOf = new Map(steps.map((s) => [s.op, s]));
-  ops.forEach((op, i) => {
-    const step = stepOf.get(i);
-    if (!step) return; // no backward: it reads nothing
+function backwardReads(ops: readonly PendingOp[], steps: readonly BackwardStep[], trains: (state: number) => boolean): number[][] {
+  return steps.map((step) => {
+    const op = ops[step.op]!;
     const def = OPS[op.kind] as { backwardReads?: (op: Op, needs: BackwardNeeds) => readonly number[] };
-    const reads = def.backwardReads
-      ? def.backwardReads(op, { param: (index) => index >= 0 && trains(index), input: (k) => (step.dx[k] ?? -1) >= 0 })
+    return def.backwardReads
+      ? [...def.backwardReads(op, { param: (index) => index >= 0 && trains(index), input: (k) => (step.dx[k] ?? -1) >= 0 })]
       : [...op.inputs, ...op.outputs];
-    for (const v of reads) pinned.add(v);
   });
-  return pinned;
 }
 
 /**

@@ -150,12 +150,18 @@ export interface CompiledModel {
   /** Layers that need batches of at least `rows` samples (layers/define.ts requireBatchRows). */
   readonly batchRows: readonly BatchRowsRequirement[];
   /**
-   * The kernel core's activation buffers: value id -> buffer index (-1 for the graph's inputs),
-   * and each buffer's elements per sample. Values that are not live together share a buffer
+   * The kernel core's buffers: value id -> buffer index (-1 for the graph's inputs), and each
+   * buffer's elements per sample. Values that are not live together share a buffer
    * (graph/compile.ts planValueBuffers); the WebGPU backend keeps one buffer per value.
    */
   readonly valueBuffers: readonly number[];
   readonly bufferSizes: readonly number[];
+  /**
+   * Gradient slot -> the buffer (an index into bufferSizes) the kernel core keeps it in: an
+   * activation buffer whose values are not live while the slot is, or one the slots alone use
+   * (graph/memory.ts placeGradientSlots). The WebGPU backend keeps one buffer per slot.
+   */
+  readonly gradSlotBuffers: readonly number[];
   /**
    * Gradient checkpointing (training.gradient_checkpointing): the segments (op ranges) whose
    * forward the backward pass runs again before their backward; null without.

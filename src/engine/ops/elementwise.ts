@@ -12,6 +12,8 @@ const READS_OUTPUT = new Set<number>([ACTIVATIONS.relu.code, ACTIVATIONS.tanh.co
 export const activationOp: OpDef<ActivationOp> = {
   // relu, tanh and sigmoid differentiate from y, the others from x (activation_backward's switch)
   backwardReads: (op) => [READS_OUTPUT.has(op.fn) ? op.outputs[0]! : op.inputs[0]!],
+  // every activation_backward (and its twin) computes dinp[i] from dout[i] alone, loaded first
+  backwardInPlace: true,
   flops: (op) => ({ forward: 4 * op.n, backward: 4 * op.n }),
   kernel: {
     forward(c, op, rows) {

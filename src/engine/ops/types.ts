@@ -340,6 +340,12 @@ export interface OpDef<O extends Op> {
    * read it (graph/compile.ts planValueBuffers). Default: every input and output.
    */
   backwardReads?(op: O, needs: BackwardNeeds): readonly number[];
+  /**
+   * The kernel core's backward may write dx[0] over dy[0] (an elementwise backward that reads
+   * dy[i] before it writes dx[i], in its SIMD body and its scalar tail and in the TS twin): the
+   * memory plan may then keep both slots in one buffer (graph/memory.ts). Default false.
+   */
+  backwardInPlace?: boolean;
   kernel: {
     forward(c: KernelOpContext, op: O, rows: number): void;
     /**

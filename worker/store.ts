@@ -90,6 +90,11 @@ function trialMoved(before: Job, after: Job): boolean {
  * ```
  */
 export const INLINE_BLOB_BYTES = 1 << 20;
+
+/** Whether `bytes` spans its whole buffer (so that serialising it sends nothing more). */
+function isWholeBuffer(bytes: Uint8Array): boolean {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+}
 const INLINE_WEIGHTS = "blob:weights";
 const INLINE_INPUT = "blob:input";
 
@@ -946,7 +951,9 @@ export class CloudflareJobStore implements JobStore {
     const large: Promise<unknown>[] = [];
     for (const [name, bytes] of Object.entries(blobs)) {
       if (!bytes) continue;
-      if (bytes.byteLength <= INLINE_BLOB_BYTES) inline[name as keyof InlineBlobs] = bytes;
+      // a view is copied out: RPC serialises a typed array's whole buffer, and a sync job's
+      // weights may be a view of the kernel core's memory (tens of MiB; the RPC limit is 32 MiB)
+      if (bytes.byteLength <= INLINE_BLOB_BYTES) inline[name as keyof InlineBlobs] = isWholeBuffer(bytes) ? bytes : bytes.slice();
       else {
         const key = name === "weights" ? `weights/${id}.safetensors` : inputKeyOf(id);
         inR2.push(key);

@@ -8,7 +8,7 @@ import worker from "../../worker/index.js";
 import { CloudflareJobStore, INLINE_BLOB_BYTES } from "../../worker/store.js";
 import { seedRequest } from "../helpers.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
-import { encodeBase64 } from "../../src/formats/base64.js";
+import { decodeBase64, encodeBase64 } from "../../src/formats/base64.js";
 
 const auth = { authorization: "Bearer worker-test-key" };
 const post = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
@@ -167,6 +167,28 @@ describe("the Worker in workerd", () => {
     expect(result.weights === inline.weights).toBe(true);
     const stored = new Uint8Array(await (await env.BLOBS.get(`weights/${result.id}.safetensors`))!.arrayBuffer());
     expect(encodeBase64(stored) === result.weights).toBe(true);
+  });
+
+  it("a small weights file written into a large kernel memory is stored in the job's object as its own bytes, not the memory", async () => {
+    // 1,024 rows through a 4,096-wide hidden layer: buffers of 16 MiB, a kernel memory over 32 MiB,
+    // so the result's file (49k parameters, 197 KB) is written into the memory training freed.
+    // Serialising that view to the job's object would send the whole memory (RPC's limit is 32 MiB)
+    const H = 4096;
+    const request = {
+      mode: "sync",
+      model: { layers: [{ type: "linear", in_features: 10, out_features: H }, { type: "relu" }, { type: "linear", in_features: H, out_features: 1 }] },
+      data: { train: { x: Array.from({ length: 1024 }, (_, i) => Array.from({ length: 10 }, (_, j) => Math.sin(i + j))), y: Array.from({ length: 1024 }, (_, i) => Math.cos(i)) } },
+      training: { epochs: 1, batch_size: 1024, optimizer: { type: "sgd", lr: 0.01 }, seed: 3 },
+    };
+    const res = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(request));
+    const result = (await res.json()) as { id: string; status: string; weights: string; plan: { memory_bytes: number } };
+    expect(res.status, JSON.stringify(result).slice(0, 400)).toBe(200);
+    expect(result.plan.memory_bytes).toBeGreaterThan(32 * 2 ** 20);
+    const file = decodeBase64(result.weights);
+    expect(file.byteLength).toBeLessThan(INLINE_BLOB_BYTES);
+    expect(await env.BLOBS.head(`weights/${result.id}.safetensors`)).toBeNull(); // held by the job's object
+    const downloaded = new Uint8Array(await (await SELF.fetch(`http://edgetune.test/v1/fine-tunes/${result.id}/weights`, { headers: auth })).arrayBuffer());
+    expect(downloaded).toEqual(file);
   });
 
   it("lists the key's jobs from its Durable Object index", async () => {

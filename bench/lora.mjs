@@ -6,15 +6,18 @@
 // (EDGE_MAX_CPU_MS: a sync run of 32 rows takes longer than the default on this machine); its
 // memory budget is the default (EDGE_MAX_MEMORY_BYTES, 96 MiB), which the run's plan must fit to
 // be admitted at all. wrangler dev does not enforce Workers' limits, so the memory figures are
-// measured: the plan's WASM bytes,
-// workerd's peak resident set (VmHWM, the whole process: runtime, JS heap and WASM, and
-// miniflare's local storage services), and the isolate's JS heap and ArrayBuffers through the
-// inspector (isolateSampler).
+// measured: the isolate's own (isolateSampler: its JS heap and ArrayBuffers read through the
+// inspector during and after the POST, what it still holds after it from a heap snapshot, WASM
+// memory included; bounded during the run by the largest JS reading plus the plan's WASM bytes,
+// the figure the row checks against Workers' 128 MB), and, as information, workerd's peak
+// resident set (VmHWM, the whole process: runtime, isolate, and miniflare's local storage
+// services, which receive the 43.6 MiB weights file).
 //   node bench/lora.mjs [--rows N]
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
+import { snapshotArrayBuffers } from "./heap-snapshot.mjs";
 import { freePort, root, startWranglerDev, stopProcess, waitReady } from "./lib.mjs";
 
 const rest = process.argv.slice(2);
@@ -97,50 +100,64 @@ function workerdPeaks() {
 }
 
 /**
- * The isolate's own memory through the DevTools protocol (wrangler dev's inspector):
- * Runtime.getHeapUsage asked every 100 ms while the POST runs, then once more after
- * HeapProfiler.collectGarbage. usedSize is the JS heap; backingStorageSize the ArrayBuffers'
- * backing stores (V8 accounts the WebAssembly memory apart: it is not in either). workerd
- * answers inspector messages only while the isolate is idle, so in practice every answer comes
- * after the request: these are the live bytes after it, not its peak. LORA_TRACE=1 prints each.
+ * The isolate's own memory through the DevTools protocol (wrangler dev's inspector).
+ * Runtime.getHeapUsage is asked every 100 ms while the POST runs: usedSize is the JS heap,
+ * backingStorageSize the ArrayBuffers' backing stores, garbage not yet collected included, and
+ * never the WebAssembly memory (a Worker that holds a 100 MiB WebAssembly.Memory reads 0 there).
+ * workerd answers inspector messages only while the isolate is not running JavaScript: the run
+ * yields between its steps (syncYield), so some answers may come during the POST
+ * (`during_post`); the rest come after it. Once the POST has answered, a heap snapshot
+ * (HeapProfiler.takeHeapSnapshot, which collects the garbage first: workerd does not answer
+ * HeapProfiler.collectGarbage, and a reading after it still counts dead ArrayBuffers) gives what
+ * the isolate still holds: every live ArrayBuffer, WebAssembly memories included
+ * (heap-snapshot.mjs), and Runtime.getHeapUsage once more. LORA_TRACE=1 prints each reading.
  */
 async function isolateSampler() {
   const list = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
-  const ws = new WebSocket(list[0].webSocketDebuggerUrl);
+  const ws = new WebSocket(list[0].webSocketDebuggerUrl, { maxPayload: 2 ** 30 });
   await new Promise((resolve, reject) => (ws.once("open", resolve), ws.once("error", reject)));
-  const peak = { used: 0, backing: 0, total: 0, sum: 0, samples: 0, afterGc: null };
-  let gcDone = false;
+  const peak = { used: 0, backing: 0, sum: 0, samples: 0, duringPost: 0, duringPostSum: 0 };
+  let posting = false;
+  let n = 1;
+  const waiting = new Map();
+  const chunks = [];
   ws.on("message", (data) => {
-    const r = JSON.parse(String(data)).result;
+    const message = JSON.parse(String(data));
+    if (message.method === "HeapProfiler.addHeapSnapshotChunk") return void chunks.push(message.params.chunk);
+    if (waiting.has(message.id)) return void (waiting.get(message.id)(message.result), waiting.delete(message.id));
+    const r = message.result;
     if (!r || typeof r.usedSize !== "number") return;
-    if (gcDone) {
-      peak.afterGc = { used: r.usedSize, backing: r.backingStorageSize ?? 0 };
-      return;
-    }
+    const backing = r.backingStorageSize ?? 0;
     peak.samples++;
     peak.used = Math.max(peak.used, r.usedSize);
-    peak.total = Math.max(peak.total, r.totalSize);
-    peak.backing = Math.max(peak.backing, r.backingStorageSize ?? 0);
-    peak.sum = Math.max(peak.sum, r.usedSize + (r.backingStorageSize ?? 0));
-    if (process.env.LORA_TRACE) console.error(`${(performance.now() / 1000).toFixed(1)} s heap ${(r.usedSize / MIB).toFixed(1)} MiB, backing stores ${((r.backingStorageSize ?? 0) / MIB).toFixed(1)} MiB`);
+    peak.backing = Math.max(peak.backing, backing);
+    peak.sum = Math.max(peak.sum, r.usedSize + backing);
+    if (posting) (peak.duringPost++, (peak.duringPostSum = Math.max(peak.duringPostSum, r.usedSize + backing)));
+    if (process.env.LORA_TRACE) console.error(`${(performance.now() / 1000).toFixed(1)} s${posting ? " (POST)" : ""} heap ${(r.usedSize / MIB).toFixed(1)} MiB, backing stores ${(backing / MIB).toFixed(1)} MiB`);
   });
-  let n = 1;
+  const call = (method, params = {}) => new Promise((resolve) => {
+    const id = n++;
+    waiting.set(id, resolve);
+    ws.send(JSON.stringify({ id, method, params }));
+  });
   const ask = () => ws.send(JSON.stringify({ id: n++, method: "Runtime.getHeapUsage" }));
-  ask();
+  const before = await call("Runtime.getHeapUsage");
   const timer = setInterval(ask, 100);
   return {
+    before: { used: before.usedSize, backing: before.backingStorageSize ?? 0 },
+    posting(on) {
+      posting = on;
+    },
     async stop() {
       clearInterval(timer);
-      ask();
       await new Promise((r) => setTimeout(r, 500));
-      // what stays live once the isolate has collected its garbage
-      ws.send(JSON.stringify({ id: n++, method: "HeapProfiler.collectGarbage" }));
-      await new Promise((r) => setTimeout(r, 1000));
-      gcDone = true;
-      ask();
-      await new Promise((r) => setTimeout(r, 500));
+      await call("HeapProfiler.enable");
+      await call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+      const held = snapshotArrayBuffers(chunks.join(""), { largest: 5, minBytes: MIB });
+      chunks.length = 0;
+      const after = await call("Runtime.getHeapUsage");
       ws.close();
-      return peak;
+      return { peak, after: { used: after.usedSize, backing: after.backingStorageSize ?? 0, ...held } };
     },
   };
 }
@@ -153,12 +170,14 @@ try {
   form.set("request", JSON.stringify(request));
   form.set("weights", new Blob([weights]), "model.safetensors");
   const sampler = await isolateSampler();
+  sampler.posting(true);
   const t0 = performance.now();
   const res = await fetch(`http://127.0.0.1:${port}/v1/fine-tunes`, { method: "POST", headers: { authorization: `Bearer ${KEY}` }, body: form });
   const json = await res.json();
   const ms = performance.now() - t0;
+  sampler.posting(false);
   if (res.status !== 200 || json.status !== "succeeded") throw new Error(`POST answered ${res.status}: ${JSON.stringify(json).slice(0, 600)}\n${dev.output().slice(-2000)}`);
-  const isolate = await sampler.stop();
+  const isolate = { before: sampler.before, ...(await sampler.stop()) };
   const after = workerdPeaks();
   const started = [...after].filter(([pid]) => !before.has(pid));
   const [pid, peak] = started.sort((a, b) => b[1] - a[1])[0] ?? [null, null];
@@ -166,8 +185,20 @@ try {
     workload: "lora", rows: ROWS, tokens: T, batch: 8, params: json.plan.params, trainable_params: json.plan.trainable_params,
     plan_memory_bytes: json.plan.memory_bytes, planned_memory_bytes: planned.memory_bytes, placement: json.plan.placement, kernel: json.engine.kernel,
     runtime: json.engine.runtime, samples_per_second: json.metrics.samples_per_second, server_ms: json.metrics.duration_ms, client_ms: ms,
-    weights_bytes: weights.length, isolate_js_heap_peak_bytes: isolate.used, isolate_backing_store_peak_bytes: isolate.backing,
-    isolate_peak_bytes: isolate.sum, isolate_after_gc: isolate.afterGc, isolate_heap_total_peak_bytes: isolate.total, isolate_samples: isolate.samples, workerd_pid: pid, workerd_peak_rss_bytes: peak, workerd_ready_rss_bytes: pid ? ready.get(pid) ?? null : null,
+    weights_bytes: weights.length,
+    // the isolate (see isolateSampler): readings during and after the POST, before a collection
+    isolate_before: { js_heap_bytes: isolate.before.used, backing_store_bytes: isolate.before.backing },
+    isolate_samples: isolate.peak.samples, isolate_samples_during_post: isolate.peak.duringPost,
+    isolate_js_heap_peak_bytes: isolate.peak.used, isolate_backing_store_peak_bytes: isolate.peak.backing, isolate_sampled_peak_bytes: isolate.peak.sum,
+    // what it still holds once the garbage is collected (a heap snapshot): JS heap, ArrayBuffers, WASM memory
+    isolate_after: {
+      js_heap_bytes: isolate.after.used, backing_store_bytes: isolate.after.backing, array_buffer_bytes: isolate.after.otherBytes,
+      wasm_memory_bytes: isolate.after.wasmBytes, largest_buffers: isolate.after.largest,
+    },
+    // the isolate during the run, bounded: the largest JS reading (heap + ArrayBuffers, garbage
+    // included) plus the run's WASM memory (the plan: what its arena grows to), which no reading shows
+    isolate_peak_bound_bytes: isolate.peak.sum + json.plan.memory_bytes,
+    workerd_pid: pid, workerd_peak_rss_bytes: peak, workerd_ready_rss_bytes: pid ? ready.get(pid) ?? null : null,
   }));
 } finally {
   await stop();

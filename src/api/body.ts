@@ -291,12 +291,41 @@ function safetensorsSize(head: Uint8Array[], headBytes: number): { bytes: number
   return { bytes: dataStart + end, dataStart };
 }
 
+/** The one buffer a multipart body is read into, chunk after chunk, where the body is a byte stream. */
+const BODY_READ_BYTES = 256 * 1024;
+
+/**
+ * A reader of a byte stream that reads every chunk into one buffer (a BYOB reader), so that a
+ * large body leaves no garbage behind: a default reader's chunks are new ArrayBuffers, which
+ * stay allocated until V8 next collects, after the weights part has been copied into kernel
+ * memory (45 MiB of them in the MiniLM LoRA row, through the whole run: BENCHMARKS.md). Each
+ * chunk is valid until the next read (ChunkReader). Null when the stream is not a byte stream.
+ */
+function bufferReusingReader(body: ReadableStream<Uint8Array>): { read: () => Promise<ReadableStreamReadResult<Uint8Array>>; cancel: () => Promise<void> } | null {
+  let byob: ReadableStreamBYOBReader;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    return null; // not a byte stream
+  }
+  let buffer = new ArrayBuffer(BODY_READ_BYTES);
+  return {
+    async read() {
+      const read = await byob.read(new Uint8Array(buffer, 0, BODY_READ_BYTES));
+      // the read hands the buffer back, moved into the view it answers
+      if (read.value) buffer = read.value.buffer as ArrayBuffer;
+      return read.done ? { done: true, value: undefined } : { done: false, value: read.value };
+    },
+    cancel: () => byob.cancel(),
+  };
+}
+
 /**
  * The body as chunks, under maxBytes and the read deadline (as limitedBytes): a 413 once more
  * than maxBytes arrive, a 408 when it is not whole within `timeoutMs`.
  */
 function limitedReader(req: Request, maxBytes: number, timeoutMs: number): { reader: ChunkReader; bytes: () => number; close: () => void } {
-  const body = req.body?.getReader() ?? null;
+  const body = req.body ? (bufferReusingReader(req.body) ?? req.body.getReader()) : null;
   let total = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));

@@ -44,7 +44,9 @@ export interface MultipartSink {
 }
 
 /**
- * Something read like a ReadableStream's default reader.
+ * Something read like a ReadableStream's default reader. A chunk may be a view of a buffer the
+ * reader fills again on its next read (a BYOB reader's one buffer): whoever keeps a chunk's bytes
+ * past the next read() copies them.
  *
  * @example
  * ```ts
@@ -124,6 +126,8 @@ export async function readMultipartStream(
   /** The unread bytes: what was carried, then the next chunk (null at the end of the body). */
   const more = async (): Promise<boolean> => {
     if (ended) return false;
+    // the reader may fill the carried chunk's buffer again (ChunkReader): what is left of it is copied
+    if (carry.byteLength > 0) carry = carry.slice();
     const next = await reader.read();
     if (next.done) {
       ended = true;

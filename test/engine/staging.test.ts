@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadNodeRuntime } from "../../src/node/index.js";
-import { acquireKernels, WASM_PAGE } from "../../src/engine/kernels.js";
+import { acquireKernels, KEEP_MEMORY_BYTES, releaseKernels, WASM_PAGE } from "../../src/engine/kernels.js";
 import { stageInKernelMemory } from "../../src/engine/staging.js";
 import { stateElements } from "../../src/engine/model.js";
 import type { StateValues } from "../../src/engine/state-values.js";
@@ -115,5 +115,21 @@ describe("weightsInKernelMemory", () => {
     // the instance holding it is not handed to another run
     const next = await acquireKernels(runtime.module);
     expect(next).not.toBe(instance);
+    releaseKernels(runtime.module, next);
+  });
+
+  it("the module keeps no instance whose memory grew large: a finished run's memory is left to the GC with its request", async () => {
+    const runtime = await loadNodeRuntime();
+    const instance = await acquireKernels(runtime.module);
+    const run = await runPreparedRaw(runtime, prepareRun(request), { instance, weightsInKernelMemory: true });
+    expect(run.weights.buffer).toBe(instance.memory.buffer);
+    // a large instance given back is dropped, not pooled (a sync run on the edge gives nothing back then)
+    releaseKernels(runtime.module, instance);
+    // the pool (up to 4 idle instances) is all acquireKernels can hand out before instantiating
+    const pooled = [];
+    for (let i = 0; i < 5; i++) pooled.push(await acquireKernels(runtime.module));
+    expect(pooled).not.toContain(instance);
+    for (const p of pooled) expect(p.memory.buffer.byteLength).toBeLessThanOrEqual(KEEP_MEMORY_BYTES);
+    for (const p of pooled) releaseKernels(runtime.module, p);
   });
 });

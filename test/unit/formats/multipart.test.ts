@@ -2,16 +2,23 @@ import { describe, expect, it } from "vitest";
 import { multipartBoundary, readMultipartStream, type ChunkReader, type MultipartPartHeaders } from "../../../src/formats/multipart.js";
 import { RequestValidationError } from "../../../src/errors.js";
 
-/** A reader that hands out `bytes` cut at the given offsets. */
-function readerOf(bytes: Uint8Array, cuts: number[] = []): ChunkReader {
+/**
+ * A reader that hands out `bytes` cut at the given offsets; `reuse`: every chunk in one buffer,
+ * overwritten (with 0xee first) on each read, as a BYOB reader's one buffer is filled again.
+ */
+function readerOf(bytes: Uint8Array, cuts: number[] = [], reuse = false): ChunkReader {
   const bounds = [0, ...cuts.filter((c) => c > 0 && c < bytes.length).sort((a, b) => a - b), bytes.length];
+  const one = new Uint8Array(bytes.length);
   let i = 0;
   return {
     async read() {
       if (i >= bounds.length - 1) return { done: true };
-      const value = bytes.slice(bounds[i]!, bounds[i + 1]!);
+      const chunk = bytes.subarray(bounds[i]!, bounds[i + 1]!);
       i++;
-      return { done: false, value };
+      if (!reuse) return { done: false, value: chunk.slice() };
+      one.fill(0xee);
+      one.set(chunk, 0);
+      return { done: false, value: one.subarray(0, chunk.length) };
     },
   };
 }
@@ -21,9 +28,9 @@ interface Part extends MultipartPartHeaders {
   writes: number;
 }
 
-async function parts(bytes: Uint8Array, boundary: string, cuts: number[] = []): Promise<Part[]> {
+async function parts(bytes: Uint8Array, boundary: string, cuts: number[] = [], reuse = false): Promise<Part[]> {
   const out: Part[] = [];
-  await readMultipartStream(readerOf(bytes, cuts), boundary, (headers) => {
+  await readMultipartStream(readerOf(bytes, cuts, reuse), boundary, (headers) => {
     const chunks: Uint8Array[] = [];
     const part: Part = { ...headers, bytes: new Uint8Array(0), writes: 0 };
     return {
@@ -86,6 +93,17 @@ describe("readMultipartStream", () => {
     expect(bytewise.map((p) => [...p.bytes])).toEqual(whole.map((p) => [...p.bytes]));
     // a large part is written as it arrives, not once at its end
     expect(bytewise[1]!.writes).toBeGreaterThan(100);
+  });
+
+  it("gives the same parts when the reader fills one buffer again for every chunk (a BYOB reader)", async () => {
+    const { bytes, boundary } = await formBody();
+    const whole = await parts(bytes, boundary);
+    const shape = (ps: Part[]) => ps.map((p) => [p.name, p.filename, p.contentType, [...p.bytes]]);
+    for (const size of [1, 2, 3, 5, 7, 16, 61, 64, 100]) {
+      const cuts = Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) => i * size);
+      expect(shape(await parts(bytes, boundary, cuts, true)), `chunks of ${size}`).toEqual(shape(whole));
+    }
+    for (let cut = 1; cut < bytes.length; cut += 3) expect(shape(await parts(bytes, boundary, [cut], true)), `cut at ${cut}`).toEqual(shape(whole));
   });
 
   it("reads a preamble, transport padding, quoted names and a part without Content-Type", async () => {

@@ -340,10 +340,14 @@ export class FineTuneJob extends DurableObject<Env> {
   }
 
   // ---- async jobs
-  /** Stores a new job and dispatches it; with `claimAs`, then claims it for that worker (one call instead of two). */
-  async create(state: machine.JobState, effects: machine.Effects, ttlMs: number, claimAs?: string): Promise<Claim | null> {
+  /**
+   * Stores a new job and dispatches it; with `claimAs`, then claims it for that worker (one call
+   * instead of two). `input`: its run input when small enough to be held here (INLINE_BLOB_BYTES),
+   * stored in the same write as the job; a larger one is in R2 already.
+   */
+  async create(state: machine.JobState, effects: machine.Effects, ttlMs: number, claimAs?: string, input?: Uint8Array): Promise<Claim | null> {
     if (await this.state()) return null; // a retried submit
-    await this.ctx.storage.put("ttlMs", ttlMs);
+    await this.ctx.storage.put(input ? { ttlMs, [INLINE_INPUT]: input } : { ttlMs });
     await this.save(state);
     await this.apply(state, effects);
     return claimAs === undefined ? null : this.claim(claimAs);
@@ -494,6 +498,14 @@ export class FineTuneJob extends DurableObject<Env> {
   async inputFor(leaseId: string): Promise<string | null> {
     const state = await this.state();
     return state && machine.holdsLease(state, leaseId) ? state.inputKey : null;
+  }
+
+  /** The run input when `leaseId` holds the job: its bytes when held here, else its R2 key; null when the lease is not held. */
+  async leasedInput(leaseId: string): Promise<{ bytes: Uint8Array } | { key: string } | null> {
+    const state = await this.state();
+    if (!state || !machine.holdsLease(state, leaseId)) return null;
+    const held = await this.ctx.storage.get<Uint8Array>(INLINE_INPUT);
+    return held ? { bytes: held } : { key: state.inputKey };
   }
 
   async progress(leaseId: string, epochs: EpochMetrics[], engine?: Job["engine"]): Promise<LeaseStatus> {
@@ -845,9 +857,10 @@ export class CloudflareJobStore implements JobStore {
   constructor(private readonly env: Env) {
     this.channel = {
       readInput: async (id, leaseId) => {
-        const key = await this.job(id).inputFor(leaseId);
-        if (key === null) return null;
-        const object = await this.env.BLOBS.get(key);
+        const input = await this.job(id).leasedInput(leaseId);
+        if (input === null) return null;
+        if ("bytes" in input) return input.bytes;
+        const object = await this.env.BLOBS.get(input.key);
         return object ? new Uint8Array(await object.arrayBuffer()) : null;
       },
       progress: async (id, leaseId, epochs, engine) => {
@@ -1040,9 +1053,12 @@ export class CloudflareJobStore implements JobStore {
   }
 
   async submit(state: machine.JobState, input: Uint8Array, options: { listed?: boolean; claimAs?: string } = {}): Promise<Claim | null> {
-    // input first: a job that exists always has its input
-    await this.env.BLOBS.put(state.inputKey, input);
-    const claim = await this.job(state.job.id).create(state, { enqueue: true, alarmAt: Date.now() + leasePolicy(this.env).leaseMs }, jobTtlMs(this.env), options.claimAs);
+    // a small input is stored with the job, in its object's one write; a larger one first, to R2:
+    // a job that exists always has its input (a view is copied out: RPC sends a view's whole buffer)
+    const inline = input.byteLength <= INLINE_BLOB_BYTES;
+    if (!inline) await this.env.BLOBS.put(state.inputKey, input);
+    const held = inline ? (isWholeBuffer(input) ? input : input.slice()) : undefined;
+    const claim = await this.job(state.job.id).create(state, { enqueue: true, alarmAt: Date.now() + leasePolicy(this.env).leaseMs }, jobTtlMs(this.env), options.claimAs, held);
     if (options.listed !== false) await this.index(state.owner).add(listingKey(state.job.created_at, state.job.id), state.job.id);
     return claim;
   }

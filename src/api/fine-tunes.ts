@@ -328,7 +328,8 @@ openapiReadingBody(fineTunes, createRouteDef, async (c) => {
   const decision = decide(prepared.request, prepared.plan, deps.budget, requestBytes + stagedBeyondPlan(stagedBytes, prepared));
   // from_checkpoint: the caller's own job's checkpoint of the same model (404 / 422 otherwise)
   const fromCheckpoint = await resolveFromCheckpoint(c.var, prepared);
-  const id = (decision.run === "sync" ? takeWarmedId() : null) ?? newId();
+  // the id an earlier answer made, its object already started (warmNextId), when there is one
+  const id = takeWarmedId() ?? newId();
   // every job stores its input: async jobs run from it, and explain reads it later (a sync
   // job's without the starting state: explanations read the trained weights, stored apart)
   const input = encodeRunInput(prepared, { state: decision.run === "async" });
@@ -383,6 +384,9 @@ async function createAdmitted(
     const starts = direct && decision.placement === "edge" && jobCpuMs(prepared.request, prepared.plan, deps.budget) <= direct.maxCpuMs;
     const claim = await deps.store.submit(state, input, starts ? { claimAs: DIRECT_START_WORKER } : {});
     if (direct && claim) direct.start(claim, input);
+    // the next create's object starts after this answer, unless this job trains in this isolate
+    // now (under wrangler dev the object would start on the thread the training holds)
+    else warmNextId(c);
     c.header("Location", `/v1/fine-tunes/${id}`);
     return c.json(state.job, 202);
   }
@@ -419,9 +423,10 @@ async function createAdmitted(
 }
 
 /**
- * The id the isolate's next sync create takes, made when the last one answered, and its Durable
- * Object started meanwhile (JobStore.warm): a new object's start-up is most of the one storage
- * call a sync create makes before it answers (BENCHMARKS.md, the edge paragraph). Taken only
+ * The id the isolate's next create takes, made when the last one answered (a sync answer, or an
+ * async one whose job does not train in this isolate), and its Durable Object started meanwhile
+ * (JobStore.warm): a new object's start-up is most of the one storage call a sync create makes
+ * before it answers, and of an async create's dispatch (BENCHMARKS.md, the edge paragraph). Taken only
  * within WARMED_ID_MS of being made, so that an id's time (ids sort by it) stays that of its job.
  */
 let warmed: { id: string; at: number } | null = null;

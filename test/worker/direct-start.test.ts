@@ -90,6 +90,10 @@ describe("async edge jobs started by the accepting request", () => {
     for (let i = 0; i < 2000 && state.lease === null && state.job.status === "queued"; i++) state = await stateOf(id);
     expect(state.lease?.worker).toBe("edge-direct");
     expect(state.job.status).toBe("running");
+    // its small run input is held by its object (stored with the job in one write), not put to R2:
+    // the consumer's attempt 2 below reads it from there
+    expect(await env.BLOBS.head(`inputs/${id}.safetensors`)).toBeNull();
+    expect(await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(id)), async (_i, s) => (await s.storage.get<Uint8Array>("blob:input"))?.byteLength ?? 0)).toBeGreaterThan(0);
     // its lease lapses, as when the isolate running it is cut off, and the job's alarm queues it
     // again: one step, so that no report of the direct run renews the lease in between
     await runInDurableObject(env.JOBS.get(env.JOBS.idFromName(id)), (instance: FineTuneJob, s) =>

@@ -7,6 +7,7 @@ import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { seedRequest } from "../helpers.js";
 import { DEV_NODE_TOKEN } from "../../src/api/auth.js";
+import { ownerIndex } from "./owner-index.js";
 
 const auth = { authorization: "Bearer worker-test-key" };
 const post = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
@@ -83,8 +84,7 @@ describe("explanations in workerd", () => {
   });
 
   it("a queued explanation counts as an active job of its key until it is cancelled; cancel answers it cancelled", async () => {
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode("worker-test-key")));
-    const index = env.JOB_INDEX.get(env.JOB_INDEX.idFromName(`owner:${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}`));
+    const index = await ownerIndex("worker-test-key");
     const created = await SELF.fetch("http://edgetune.test/v1/fine-tunes", post(seedRequest(32, { training: { epochs: 1 } })));
     const { id } = (await created.json()) as { id: string };
     const before = await index.usage();

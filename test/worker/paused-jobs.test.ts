@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
 import type { JobState } from "../../src/jobs/state.js";
 import { seedRequest } from "../helpers.js";
+import { ownerIndex } from "./owner-index.js";
 
 const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
 
@@ -22,12 +23,6 @@ function client(key: string, vars: Record<string, string>) {
   };
   const post = (path: string) => call(path, { method: "POST", body: "{}" });
   return { call, create, post };
-}
-
-async function ownerIndex(key: string) {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
-  const owner = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-  return env.JOB_INDEX.get(env.JOB_INDEX.idFromName(`owner:${owner}`));
 }
 
 const jobObject = (id: string) => env.JOBS.get(env.JOBS.idFromName(id));

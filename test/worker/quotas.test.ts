@@ -6,6 +6,7 @@ import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
 import { seedRequest } from "../helpers.js";
+import { ownerIndex } from "./owner-index.js";
 
 const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
 
@@ -24,12 +25,6 @@ function client(key: string, vars: Vars = {}) {
 }
 
 const idOf = async (res: Response) => ((await res.json()) as { id: string }).id;
-
-async function ownerIndex(key: string) {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
-  const owner = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-  return env.JOB_INDEX.get(env.JOB_INDEX.idFromName(`owner:${owner}`));
-}
 
 /** Polls `done` until it holds; 60 s at most (an edge job may wait behind another test file's long one in the queue). */
 async function waitFor(what: string, done: () => Promise<boolean>): Promise<void> {

@@ -6,6 +6,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
 import { seedRequest } from "../helpers.js";
+import { ownerIndex } from "./owner-index.js";
 
 const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
 
@@ -29,12 +30,6 @@ function client(key: string, maxStreams: string) {
     return { res, reader };
   };
   return { call, queued, open };
-}
-
-async function ownerIndex(key: string) {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
-  const owner = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-  return env.JOB_INDEX.get(env.JOB_INDEX.idFromName(`owner:${owner}`));
 }
 
 async function waitFor(what: string, done: () => Promise<boolean>): Promise<void> {

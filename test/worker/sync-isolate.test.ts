@@ -7,6 +7,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.js";
 import { slowSyncJob } from "../helpers.js";
+import { ownerIndex } from "./owner-index.js";
 
 const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
 // a cost model that calls every job tiny, so that this one, which trains for seconds, runs sync;
@@ -22,12 +23,6 @@ const call = (path: string, key?: string, body?: unknown, headers: Record<string
     e,
     ctx,
   );
-
-async function ownerIndex(key: string) {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
-  const owner = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-  return env.JOB_INDEX.get(env.JOB_INDEX.idFromName(`owner:${owner}`));
-}
 
 const tiny = (epochs = 1) => ({ mode: "sync", model: { layers: [{ type: "linear", in_features: 2, out_features: 1 }] }, data: { train: { x: [[0, 1], [1, 0]], y: [1, 0] } }, training: { epochs, batch_size: 2, loss: { type: "mse" } } });
 

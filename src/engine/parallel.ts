@@ -7,6 +7,7 @@
 import type { Arena } from "./arena.js";
 import type { KernelInstance, Ptr } from "./kernels.js";
 import type { Model, ModelInputs } from "./model.js";
+import type { Optimizer } from "./optimizers.js";
 
 /**
  * The part of a model the training loop drives each step. The Model itself is one; a
@@ -25,6 +26,13 @@ export interface Network {
    * The parameter gradients it leaves are not used. Absent: the caller runs it on one thread.
    */
   backwardSampleNorms?(rows: number, norms: Float64Array): void;
+  /**
+   * optimizer.step() with its update kernel's elements shared out over the threads, each its own
+   * range of the parameters; returns whether every updated parameter is finite. The update
+   * kernels are elementwise, so this is one call's result bit for bit. Absent: the caller runs
+   * the step and the check on one thread.
+   */
+  update?(optimizer: Optimizer, n: number): boolean;
 }
 
 /**

@@ -3,25 +3,82 @@
  * shard per thread; every thread runs forward and backward of its shard with the kernel core
  * (the -threads build) over one shared WebAssembly.Memory, on the same parameters; the main
  * thread computes the loss over the whole batch (so every loss normalises exactly as on one
- * thread), sums the threads' gradients and applies the update. Steps are synchronised with
- * Atomics on a control block in the shared memory, not with messages.
+ * thread). The threads then sum the gradients and apply the update each over its own range of
+ * the parameters (both elementwise, so the result is one thread's bit for bit). Steps are
+ * synchronised with Atomics on a control block in the shared memory, not with messages; a
+ * waiting thread spins briefly before it sleeps, since a step's phases are a millisecond or less
+ * apart and waking a sleeping thread costs tens of microseconds.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { Arena } from "../engine/arena.js";
-import { instantiateKernels, type KernelInstance, type Ptr } from "../engine/kernels.js";
+import { instantiateKernels, type KernelInstance, type Kernels, type Ptr } from "../engine/kernels.js";
 import { allocateModel, type Model, type ModelLayout } from "../engine/model.js";
 import type { Network, Parallelism } from "../engine/parallel.js";
+import type { Optimizer } from "../engine/optimizers.js";
 import { mixSeed } from "../engine/rng.js";
 import { SampleNorms, tiedParameters } from "../engine/privacy/ghost.js";
 import { wasmDirectory } from "./kernel-module.js";
 
 /** Control block (Int32 slots in shared memory). */
-export const CTL = { GEN: 0, CMD: 1, DONE: 2, ERROR: 3, X: 4, ROWS: 5, SEED: 6, TRAINING: 7, MASK: 8, TYPES: 9, NORMS: 10, SHARDS: 11 } as const;
-/** BACKWARD_NORMS: DP-SGD's first backward pass, each shard's per-sample gradient norms into the shared norms block. */
-export const CMD = { FORWARD: 1, BACKWARD: 2, BACKWARD_NORMS: 3, END_RUN: 9 } as const;
+export const CTL = {
+  GEN: 0, CMD: 1, DONE: 2, ERROR: 3, X: 4, ROWS: 5, SEED: 6, TRAINING: 7, MASK: 8, TYPES: 9, NORMS: 10,
+  /** UPDATE: the update kernel's index in UPDATE_KERNELS, and the pointer of its arguments (f64) */
+  KERNEL: 11, ARGS: 12,
+  /** UPDATE: set to 1 by a thread whose updated parameters are not all finite */
+  NONFINITE: 13,
+  SHARDS: 14,
+} as const;
+/**
+ * BACKWARD_NORMS: DP-SGD's first backward pass, each shard's per-sample gradient norms into the
+ * shared norms block. REDUCE: each thread adds its range of every helper's gradients into the
+ * model's. UPDATE: each thread runs the optimizer's kernel over its range of the parameters and
+ * checks them.
+ */
+export const CMD = { FORWARD: 1, BACKWARD: 2, BACKWARD_NORMS: 3, REDUCE: 4, UPDATE: 5, END_RUN: 9 } as const;
+
+/** The optimizers' update kernels (optimizers.ts): elementwise, `n` their first i32 argument after the pointers. */
+export const UPDATE_KERNELS = ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step"] as const;
+/** Pointer arguments that lead each update kernel's argument list (program.ts's signatures). */
+export const UPDATE_POINTERS: Record<(typeof UPDATE_KERNELS)[number], number> = { sgd_step: 3, adam_step: 5, rmsprop_step: 5, adagrad_step: 3 };
+/** The most arguments an update kernel takes (adam_step); a shorter list leaves the rest unused. */
+export const UPDATE_MAX_ARGS = 18;
+
+/**
+ * Thread `t`'s range [start, end) of n elements shared out over T threads, in whole 64-byte
+ * lines so that no two threads write the same cache line.
+ */
+export function elementRange(n: number, T: number, t: number): [number, number] {
+  const chunk = Math.ceil(n / T / 16) * 16;
+  return [Math.min(n, t * chunk), Math.min(n, (t + 1) * chunk)];
+}
+
+/**
+ * Calls an update kernel on range [start, end) of its parameters: its pointers (0 = absent)
+ * advanced by `start` elements, its count set to end - start.
+ */
+export function callUpdateRange(kernels: Kernels, kernel: (typeof UPDATE_KERNELS)[number], args: ArrayLike<number>, start: number, end: number): void {
+  const pointers = UPDATE_POINTERS[kernel];
+  const call = Array.from(args);
+  for (let i = 0; i < pointers; i++) if (call[i] !== 0) call[i]! += start * 4;
+  call[pointers] = end - start;
+  (kernels[kernel] as (...a: number[]) => void)(...call);
+}
+
+/** Spins on `slot` of `ctl` while it equals `value`, for about `spinMs`, then sleeps on it (Atomics.wait) until it changes. */
+export function waitWhile(ctl: Int32Array, slot: number, value: number, spinMs = 0.2, sleepMs = Infinity): void {
+  const until = performance.now() + spinMs;
+  let polls = 0;
+  while (Atomics.load(ctl, slot) === value) {
+    // the clock is read every 64 polls: a poll is a few nanoseconds, the clock tens
+    if ((++polls & 63) === 0 && performance.now() > until) {
+      Atomics.wait(ctl, slot, value, sleepMs);
+      return;
+    }
+  }
+}
 
 /** What a helper thread needs for one run (plain data: it is posted). */
 export interface RunMessage {
@@ -32,6 +89,12 @@ export interface RunMessage {
   threads: number;
   /** The main model's logits buffer [batch, out]: helpers write their rows of it. */
   logits: Ptr;
+  /** REDUCE: the model's gradients [n] and every helper's, in helper order (the sum's order). */
+  grads: Ptr;
+  helperGrads: Ptr[];
+  gradCount: number;
+  /** UPDATE: the model's parameters [n] (checked after the update). */
+  params: Ptr;
 }
 
 /** Below this many FLOPs per step, synchronising threads costs more than it saves (measured: bench). */
@@ -112,6 +175,7 @@ export class ThreadPool implements Parallelism {
     const T = this.threads;
     const k = instance.kernels;
     const ctlRegion = arena.alloc(CTL.SHARDS + 2 * T);
+    const argsRegion = arena.alloc(2 * UPDATE_MAX_ARGS); // [UPDATE_MAX_ARGS] f64: the update kernel's arguments
     const shardMax = Math.ceil(model.maxRows / T);
     // per-sample squared norms of a private step (float64, one per batch row; the arena aligns to 16 bytes)
     const normsRegion = arena.alloc(2 * model.maxRows);
@@ -126,6 +190,8 @@ export class ThreadPool implements Parallelism {
             const message: RunMessage = {
               type: "run", compiled: model.compiled, layout: layouts[i]!, ctl: ctlRegion.ptr, threads: T,
               logits: model.logits.ptr,
+              grads: model.grads.ptr, helperGrads: layouts.map((l) => l.grads.ptr), gradCount: model.grads.length,
+              params: model.state.ptr,
             };
             w.postMessage(message);
           }),
@@ -157,9 +223,19 @@ export class ThreadPool implements Parallelism {
         const done = Atomics.load(c, CTL.DONE);
         if (Atomics.load(c, CTL.ERROR) !== 0) throw new Error("a training thread failed; see its error above");
         if (done >= T - 1) return;
-        Atomics.wait(c, CTL.DONE, done, 1000);
+        waitWhile(c, CTL.DONE, done, 0.2, 1000);
       }
     };
+    /** This thread's share of REDUCE: range 0 of every helper's gradients added into the model's, in helper order. */
+    const reduceRange = () => {
+      const [start, end] = elementRange(model.grads.length, T, 0);
+      for (const layout of layouts) k.axpy(model.grads.ptr + start * 4, layout.grads.ptr + start * 4, 1, end - start);
+    };
+    let captured: { kernel: (typeof UPDATE_KERNELS)[number]; args: number[] } | null = null;
+    // a Kernels whose update kernels record their call instead of running it (optimizer.stepOn)
+    const recorder = Object.fromEntries(
+      UPDATE_KERNELS.map((name) => [name, (...args: number[]) => { captured = { kernel: name, args }; }]),
+    ) as unknown as Kernels;
 
     return {
       forward(inputs, rows, training, seed) {
@@ -192,7 +268,27 @@ export class ThreadPool implements Parallelism {
         const n0 = c[CTL.SHARDS + 1]!;
         if (n0 > 0) model.backward(n0);
         join(c);
-        for (const layout of layouts) k.axpy(model.grads.ptr, layout.grads.ptr, 1, model.grads.length);
+        // the shards' gradients summed into the model's, each thread its own range
+        dispatch(c, CMD.REDUCE);
+        reduceRange();
+        join(c);
+      },
+      update(optimizer: Optimizer, n: number): boolean {
+        captured = null;
+        optimizer.stepOn(recorder);
+        const call = captured as { kernel: (typeof UPDATE_KERNELS)[number]; args: number[] } | null;
+        if (!call) throw new Error(`threads: the optimizer's kernel ${optimizer.kernel} is not an update kernel`);
+        const c = ctl();
+        new Float64Array(instance.memory.buffer, argsRegion.ptr, UPDATE_MAX_ARGS).set(call.args);
+        c[CTL.KERNEL] = UPDATE_KERNELS.indexOf(call.kernel);
+        c[CTL.ARGS] = argsRegion.ptr;
+        c[CTL.NONFINITE] = 0;
+        dispatch(c, CMD.UPDATE);
+        const [start, end] = elementRange(n, T, 0);
+        callUpdateRange(k, call.kernel, call.args, start, end);
+        const finite = k.all_finite(model.state.ptr + start * 4, end - start) !== 0;
+        join(c);
+        return finite && Atomics.load(c, CTL.NONFINITE) === 0;
       },
       zeroGrad() {
         model.zeroGrad();

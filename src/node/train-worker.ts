@@ -5,7 +5,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { instantiateKernels, type Kernels } from "../engine/kernels.js";
 import { Model } from "../engine/model.js";
-import { CMD, CTL, shardSeed, type RunMessage } from "./threads.js";
+import { CMD, CTL, UPDATE_KERNELS, UPDATE_MAX_ARGS, UPDATE_POINTERS, callUpdateRange, elementRange, shardSeed, waitWhile, type RunMessage } from "./threads.js";
 import { SampleNorms, tiedParameters } from "../engine/privacy/ghost.js";
 
 const index = (workerData as { index: number }).index;
@@ -24,7 +24,7 @@ function run(message: RunMessage): void {
   let generation = 0; // the control block is fresh: the first command is generation 1
   for (;;) {
     const ctl = new Int32Array(memory.buffer, message.ctl, CTL.SHARDS + 2 * message.threads);
-    Atomics.wait(ctl, CTL.GEN, generation);
+    waitWhile(ctl, CTL.GEN, generation);
     generation = Atomics.load(ctl, CTL.GEN);
     const cmd = Atomics.load(ctl, CTL.CMD);
     try {
@@ -49,6 +49,20 @@ function run(message: RunMessage): void {
         // dL/dlogits of this shard was copied into model.logitsGrad by the main thread
         model.zeroGrad();
         if (rows > 0) model.backward(rows);
+      } else if (cmd === CMD.REDUCE) {
+        // this thread's range of every helper's gradients added into the model's, in helper order
+        const [from, to] = elementRange(message.gradCount, message.threads, index);
+        for (const g of message.helperGrads) kernels.axpy(message.grads + from * 4, g + from * 4, 1, to - from);
+      } else if (cmd === CMD.UPDATE) {
+        const kernel = UPDATE_KERNELS[ctl[CTL.KERNEL]!]!;
+        // the kernel's arguments (a WASM function ignores the unused entries past its own)
+        const args = new Float64Array(memory.buffer, ctl[CTL.ARGS]!, UPDATE_MAX_ARGS);
+        const n = args[UPDATE_POINTERS[kernel]]!;
+        const [from, to] = elementRange(n, message.threads, index);
+        if (to > from) {
+          callUpdateRange(kernels, kernel, args, from, to);
+          if (kernels.all_finite(message.params + from * 4, to - from) === 0) Atomics.store(ctl, CTL.NONFINITE, 1);
+        }
       }
     } catch (e) {
       console.error(`edgetune training thread ${index}:`, e);

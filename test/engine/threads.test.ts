@@ -6,7 +6,10 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prepareRun, type ExactTrainRequest, type TrainRequest } from "../../src/engine/train.js";
-import { ThreadPool, train } from "../../src/node/index.js";
+import { ThreadPool, loadNodeRuntime, train } from "../../src/node/index.js";
+import { UPDATE_KERNELS, callUpdateRange, elementRange } from "../../src/node/threads.js";
+import { instantiateKernels } from "../../src/engine/kernels.js";
+import { Arena } from "../../src/engine/arena.js";
 import { GROUPS, PRIVACY_GROUPS, replay, type ParityCase } from "../parity/compare.js";
 import { classifierRequest, seedRequest } from "../helpers.js";
 import { decodeBase64 } from "../../src/formats/base64.js";
@@ -135,5 +138,73 @@ describe("threads", () => {
     expect([first.engine.threads, second.engine.threads].sort()).toEqual([1, 2]);
     const single = first.engine.threads === 1 ? first : second;
     expect(single.weights).toBe(alone.weights);
+  });
+
+  it("a diverging run on 2 threads ends as diverged with its last finite weights", async () => {
+    const request = seedRequest(256, { training: { epochs: 50, batch_size: 64, optimizer: { type: "sgd", lr: 1e6 }, shuffle: false } });
+    const result = await train(request, { parallel: pool });
+    expect(result.engine.threads).toBe(2);
+    expect(result.status).toBe("diverged");
+    const file = parseSafetensors(decodeBase64(result.weights));
+    for (const name of Object.keys(file.tensors)) expect(readTensorF32(file, name).every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe("the update shared out over threads", () => {
+  // each optimizer's kernel, called on the ranges of 2 or 3 threads, against one call: bit for bit
+  const calls: Record<(typeof UPDATE_KERNELS)[number], (p: number[], n: number) => number[]> = {
+    // params, grads, momentum_buffer, n, lr, momentum, 1 - dampening, weight_decay, nesterov, maximize, first
+    sgd_step: ([w, g, b], n) => [w!, g!, b!, n, 0.1, 0.9, 1, 0.01, 1, 0, 0],
+    // params, grads, m, v, vmax, n, step size, beta1, 1 - beta1, beta2, 1 - beta2, sqrt(bc2), eps, wd, decay, amsgrad, maximize, decoupled
+    adam_step: ([w, g, m, v, vmax], n) => [w!, g!, m!, v!, vmax!, n, 1e-2, 0.9, 0.1, 0.999, 0.001, 0.3, 1e-8, 0.01, 0.999, 1, 0, 1],
+    // params, grads, square_avg, grad_avg, momentum_buffer, n, lr, alpha, 1 - alpha, eps, wd, momentum, centered, maximize
+    rmsprop_step: ([w, g, s, a, b], n) => [w!, g!, s!, a!, b!, n, 1e-2, 0.99, 0.01, 1e-8, 0.01, 0.9, 1, 0],
+    // params, grads, sum, n, clr, eps, wd, maximize
+    adagrad_step: ([w, g, s], n) => [w!, g!, s!, n, 1e-2, 1e-10, 0.01, 0],
+  };
+  for (const kernel of UPDATE_KERNELS) {
+    it(`${kernel}: the ranges of 2 and 3 threads give one call's result`, async () => {
+      const memory = new WebAssembly.Memory({ initial: 64 });
+      const k = await instantiateKernels((await loadNodeRuntime()).module, memory);
+      const arena = new Arena(memory, k.heap_base());
+      for (const n of [0, 1, 17, 1000, 4099]) {
+        for (const T of [2, 3]) {
+          const regions = [0, 1, 2, 3, 4].map(() => arena.alloc(Math.max(n, 1)));
+          const twins = [0, 1, 2, 3, 4].map(() => arena.alloc(Math.max(n, 1)));
+          let seed = n + T;
+          const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+          regions.forEach((r, i) => {
+            const values = Float32Array.from({ length: r.length }, () => (i >= 2 ? Math.abs(rnd()) : rnd()));
+            arena.f32(r).set(values);
+            arena.f32(twins[i]!).set(values);
+          });
+          const whole = calls[kernel](regions.map((r) => r.ptr), n);
+          (k[kernel] as (...a: number[]) => void)(...whole);
+          const split = calls[kernel](twins.map((r) => r.ptr), n);
+          const covered: number[] = [];
+          for (let t = 0; t < T; t++) {
+            const [start, end] = elementRange(n, T, t);
+            if (end > start) callUpdateRange(k, kernel, split, start, end);
+            covered.push(end - start);
+          }
+          expect(covered.reduce((a, b) => a + b, 0)).toBe(n);
+          regions.forEach((r, i) => expect(new Uint32Array(arena.f32(twins[i]!).buffer, twins[i]!.ptr, n)).toEqual(new Uint32Array(arena.f32(r).buffer, r.ptr, n)));
+        }
+      }
+    });
+  }
+  it("ranges are whole 64-byte lines, in order, covering every element once", () => {
+    for (const n of [0, 1, 15, 16, 17, 203_530]) {
+      for (const T of [1, 2, 3, 4]) {
+        let next = 0;
+        for (let t = 0; t < T; t++) {
+          const [start, end] = elementRange(n, T, t);
+          expect(start).toBe(next);
+          if (end < n) expect(end % 16).toBe(0);
+          next = end;
+        }
+        expect(next).toBe(n);
+      }
+    }
   });
 });

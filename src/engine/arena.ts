@@ -56,6 +56,23 @@ export class Arena {
     return { ptr, length };
   }
 
+  /**
+   * Reserves a region for `values` and copies them in, without zeroing it first (the copy
+   * writes every byte: for a 13 MB dataset the zeroing was a second pass over it).
+   *
+   * @example
+   * ```ts
+   * const x = arena.allocCopy(table.x); // Region holding the dataset's x
+   * ```
+   */
+  allocCopy(values: Float32Array): Region {
+    const ptr = this.top;
+    this.top = alignUp(ptr + values.length * 4, ALIGN);
+    this.reserve(this.top);
+    new Float32Array(this.memory.buffer, ptr, values.length).set(values);
+    return { ptr, length: values.length };
+  }
+
   /** Makes sure the memory holds at least `bytes` bytes. */
   reserve(bytes: number): void {
     const have = this.memory.buffer.byteLength;

@@ -33,6 +33,12 @@ export interface Network {
    * the step and the check on one thread.
    */
   update?(optimizer: Optimizer, n: number): boolean;
+  /**
+   * After backward(): whether the summed gradients are all finite, as the threads found while
+   * summing their ranges (each range is then still in its thread's cache). Absent: the caller
+   * checks them.
+   */
+  gradientsFinite?(): boolean;
 }
 
 /**

@@ -311,7 +311,8 @@ export async function createWasmBackend(
       // ---- zero_grad, backward
       network.zeroGrad();
       network.backward(rows);
-      if (!kernels.all_finite(model.grads.ptr, trainableN)) return fault("diverged", "a gradient became non-finite");
+      const gradsFinite = network.gradientsFinite ? network.gradientsFinite() : kernels.all_finite(model.grads.ptr, trainableN) !== 0;
+      if (!gradsFinite) return fault("diverged", "a gradient became non-finite");
       // ---- clip_grad_norm_
       if (clip) {
         const total = gradNorm(kernels, model.grads, clip.norm_type);
@@ -413,10 +414,9 @@ function evaluate(
  * model reads them (`types`), the token_type_ids [rows, features] (zeros where the data has none).
  */
 function loadTable(arena: Arena, table: Table, types: boolean): TableRegions {
-  const x = arena.alloc(table.rows * table.features);
-  arena.f32(x).set(table.x);
-  const y = arena.alloc(table.rows * table.targets);
-  arena.f32(y).set(table.y);
+  if (table.x.length !== table.rows * table.features || table.y.length !== table.rows * table.targets) throw new Error("loadTable: the table's arrays do not match its shape");
+  const x = arena.allocCopy(table.x);
+  const y = arena.allocCopy(table.y);
   let mask: Region | null = null;
   if (table.mask) {
     mask = arena.alloc(table.rows * table.features);

@@ -27,7 +27,7 @@ export const CTL = {
   GEN: 0, CMD: 1, DONE: 2, ERROR: 3, X: 4, ROWS: 5, SEED: 6, TRAINING: 7, MASK: 8, TYPES: 9, NORMS: 10,
   /** UPDATE: the update kernel's index in UPDATE_KERNELS, and the pointer of its arguments (f64) */
   KERNEL: 11, ARGS: 12,
-  /** UPDATE: set to 1 by a thread whose updated parameters are not all finite */
+  /** UPDATE: set to 1 by a thread whose updated parameters are not all finite; REDUCE: whose summed gradients are not */
   NONFINITE: 13,
   SHARDS: 14,
 } as const;
@@ -227,10 +227,12 @@ export class ThreadPool implements Parallelism {
       }
     };
     /** This thread's share of REDUCE: range 0 of every helper's gradients added into the model's, in helper order. */
-    const reduceRange = () => {
+    const reduceRange = (): boolean => {
       const [start, end] = elementRange(model.grads.length, T, 0);
       for (const layout of layouts) k.axpy(model.grads.ptr + start * 4, layout.grads.ptr + start * 4, 1, end - start);
+      return k.all_finite(model.grads.ptr + start * 4, end - start) !== 0;
     };
+    let gradsFinite = true;
     let captured: { kernel: (typeof UPDATE_KERNELS)[number]; args: number[] } | null = null;
     // a Kernels whose update kernels record their call instead of running it (optimizer.stepOn)
     const recorder = Object.fromEntries(
@@ -268,11 +270,14 @@ export class ThreadPool implements Parallelism {
         const n0 = c[CTL.SHARDS + 1]!;
         if (n0 > 0) model.backward(n0);
         join(c);
-        // the shards' gradients summed into the model's, each thread its own range
+        // the shards' gradients summed into the model's, each thread its own range, and checked
+        c[CTL.NONFINITE] = 0;
         dispatch(c, CMD.REDUCE);
-        reduceRange();
+        const mine = reduceRange();
         join(c);
+        gradsFinite = mine && Atomics.load(c, CTL.NONFINITE) === 0;
       },
+      gradientsFinite: () => gradsFinite,
       update(optimizer: Optimizer, n: number): boolean {
         captured = null;
         optimizer.stepOn(recorder);

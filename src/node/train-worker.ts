@@ -53,6 +53,7 @@ function run(message: RunMessage): void {
         // this thread's range of every helper's gradients added into the model's, in helper order
         const [from, to] = elementRange(message.gradCount, message.threads, index);
         for (const g of message.helperGrads) kernels.axpy(message.grads + from * 4, g + from * 4, 1, to - from);
+        if (to > from && kernels.all_finite(message.grads + from * 4, to - from) === 0) Atomics.store(ctl, CTL.NONFINITE, 1);
       } else if (cmd === CMD.UPDATE) {
         const kernel = UPDATE_KERNELS[ctl[CTL.KERNEL]!]!;
         // the kernel's arguments (a WASM function ignores the unused entries past its own)

@@ -12,7 +12,7 @@ import { instantiateKernels } from "../../src/engine/kernels.js";
 import { Arena } from "../../src/engine/arena.js";
 import { GROUPS, PRIVACY_GROUPS, replay, type ParityCase } from "../parity/compare.js";
 import { classifierRequest, seedRequest } from "../helpers.js";
-import { decodeBase64 } from "../../src/formats/base64.js";
+import { decodeBase64, encodeBase64 } from "../../src/formats/base64.js";
 import { decodeF16, encodeF16 } from "../../src/formats/dtype.js";
 import { parseSafetensors, readTensorF32, writeSafetensors } from "../../src/formats/safetensors.js";
 
@@ -147,6 +147,26 @@ describe("threads", () => {
     expect(result.status).toBe("diverged");
     const file = parseSafetensors(decodeBase64(result.weights));
     for (const name of Object.keys(file.tensors)) expect(readTensorF32(file, name).every(Number.isFinite)).toBe(true);
+  });
+  it("a weight that becomes NaN in the helper thread's range of the update ends the run as diverged, as on one thread", async () => {
+    // units 7-9 of fc1 dead (bias -1000): their gradients are 0, and Adam with eps 0 makes 0/0.
+    // Their parameters (fc1 rows 7-9, biases, fc2 weights: elements 70-119 of 121) all lie in
+    // the second thread's range (elementRange: 64-121), so only that thread's check can see it.
+    const request = seedRequest(256, { training: { epochs: 2, batch_size: 64, optimizer: { type: "adam", lr: 1e-3, eps: 0 }, shuffle: false } } as Partial<ExactTrainRequest>);
+    const given = parseSafetensors(decodeBase64((await train({ ...request, training: { epochs: 1, optimizer: { type: "sgd", lr: 0 } } } as TrainRequest)).weights));
+    const weights = encodeBase64(writeSafetensors([...given.tensors].map(([name, info]) => {
+      const data = readTensorF32(given, name);
+      if (name === "fc1.bias") data.fill(-1000, 7);
+      return { name, shape: [...info.shape], data };
+    })));
+    expect(elementRange(121, 2, 1)).toEqual([64, 121]);
+    const [threaded, alone] = [await train({ ...request, weights } as TrainRequest, { parallel: pool }), await train({ ...request, weights } as TrainRequest)];
+    expect(threaded.engine.threads).toBe(2);
+    expect(alone.status).toBe("diverged");
+    expect(threaded.status).toBe("diverged");
+    expect(threaded.error?.message).toBe(alone.error?.message);
+    expect(threaded.error?.message).toMatch(/a weight became non-finite at step 1/);
+    expect(threaded.weights).toBe(alone.weights); // the given weights: no step was kept
   });
 });
 

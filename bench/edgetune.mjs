@@ -380,29 +380,41 @@ async function compilePeak(relaxed) {
   return readFileSync(file);
 }
 
-/** GFLOP/s of a register-only loop of independent f32x4 multiply-adds (12 accumulators). */
+/**
+ * The machine's f32x4 peak: the better of two loops, each timed best of 7 (bench/assembly/peak.ts):
+ * a register-only loop of 12 independent multiply-add chains, and the GEMM's 4x8 register tile
+ * over operands that stay in L1, with no stores. The tile is the higher on this machine: its
+ * multiplies do not wait on the accumulators, while the register loop's chains carry both.
+ */
 async function measurePeak(relaxed) {
   const bytes = await compilePeak(relaxed);
   const { instance } = await WebAssembly.instantiate(bytes, {});
-  const { peak, FLOPS_PER_ITER } = instance.exports;
-  const flopsPerIter = FLOPS_PER_ITER.value;
-  peak(1_000_000, 0.5); // tier up
-  let iters = 1_000_000;
-  for (;;) {
-    const t0 = nowMs();
-    peak(iters, 0.5);
-    if (nowMs() - t0 > 100) break;
-    iters *= 2;
-  }
-  const rates = [];
-  for (let r = 0; r < 7; r++) {
-    const t0 = nowMs();
-    peak(iters, 0.5);
-    const ms = nowMs() - t0;
-    rates.push((iters * flopsPerIter) / (ms * 1e6));
-  }
-  const s = stats(rates);
-  return { gflops: s.max, median: s.median, accumulators: 12, flops_per_iter: flopsPerIter };
+  const { peak, peak_tile, FLOPS_PER_ITER, TILE_FLOPS_PER_ITER } = instance.exports;
+  const best = (fn, flopsPerIter) => {
+    fn(1_000_000); // tier up
+    let iters = 1_000_000;
+    for (;;) {
+      const t0 = nowMs();
+      fn(iters);
+      if (nowMs() - t0 > 100) break;
+      iters *= 2;
+    }
+    const rates = [];
+    for (let r = 0; r < 7; r++) {
+      const t0 = nowMs();
+      fn(iters);
+      const ms = nowMs() - t0;
+      rates.push((iters * flopsPerIter) / (ms * 1e6));
+    }
+    return stats(rates);
+  };
+  const register = best((n) => peak(n, 0.5), FLOPS_PER_ITER.value);
+  const tile = best((n) => peak_tile(n, 1024), TILE_FLOPS_PER_ITER.value);
+  const top = tile.max >= register.max ? { form: "4x8 tile, operands in L1", s: tile } : { form: "register loop, 12 chains", s: register };
+  return {
+    gflops: top.s.max, median: top.s.median, form: top.form,
+    register_loop_gflops: register.max, tile_gflops: tile.max, accumulators: 12, flops_per_iter: FLOPS_PER_ITER.value,
+  };
 }
 
 async function gemm() {

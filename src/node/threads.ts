@@ -29,7 +29,9 @@ export const CTL = {
   KERNEL: 11, ARGS: 12,
   /** UPDATE: set to 1 by a thread whose updated parameters are not all finite; REDUCE: whose summed gradients are not */
   NONFINITE: 13,
-  SHARDS: 14,
+  /** BACKWARD: 1 when the helper's gradients are already zero (the last UPDATE zeroed them) */
+  ZEROED: 14,
+  SHARDS: 15,
 } as const;
 /**
  * BACKWARD_NORMS: DP-SGD's first backward pass, each shard's per-sample gradient norms into the
@@ -65,6 +67,14 @@ export function callUpdateRange(kernels: Kernels, kernel: (typeof UPDATE_KERNELS
   for (let i = 0; i < pointers; i++) if (call[i] !== 0) call[i]! += start * 4;
   call[pointers] = end - start;
   (kernels[kernel] as (...a: number[]) => void)(...call);
+}
+
+/** Zeroes thread t's range of the model's gradients and of every helper's (UPDATE, once the update has read them). */
+export function zeroRange(grads: Ptr, helperGrads: readonly Ptr[], n: number, T: number, t: number, kernels: Kernels): void {
+  const [start, end] = elementRange(n, T, t);
+  if (end <= start) return;
+  kernels.fill(grads + start * 4, 0, end - start);
+  for (const g of helperGrads) kernels.fill(g + start * 4, 0, end - start);
 }
 
 /** Spins on `slot` of `ctl` while it equals `value`, for about `spinMs`, then sleeps on it (Atomics.wait) until it changes. */
@@ -212,7 +222,13 @@ export class ThreadPool implements Parallelism {
         start += n;
       }
     };
+    // whether the last UPDATE left every gradient zero (each thread zeroes its range once the
+    // update has read it, while it is in that thread's cache): the next zero_grad is then done
+    let gradsZeroed = false;
     const dispatch = (c: Int32Array, cmd: number) => {
+      c[CTL.ZEROED] = cmd === CMD.BACKWARD && gradsZeroed ? 1 : 0;
+      // the commands that write gradients use up the zeroing
+      if (cmd === CMD.BACKWARD || cmd === CMD.BACKWARD_NORMS) gradsZeroed = false;
       Atomics.store(c, CTL.CMD, cmd);
       Atomics.store(c, CTL.DONE, 0);
       Atomics.add(c, CTL.GEN, 1);
@@ -233,6 +249,7 @@ export class ThreadPool implements Parallelism {
       return k.all_finite(model.grads.ptr + start * 4, end - start) !== 0;
     };
     let gradsFinite = true;
+    const helperGradPtrs = layouts.map((l) => l.grads.ptr);
     let captured: { kernel: (typeof UPDATE_KERNELS)[number]; args: number[] } | null = null;
     // a Kernels whose update kernels record their call instead of running it (optimizer.stepOn)
     const recorder = Object.fromEntries(
@@ -292,11 +309,15 @@ export class ThreadPool implements Parallelism {
         const [start, end] = elementRange(n, T, 0);
         callUpdateRange(k, call.kernel, call.args, start, end);
         const finite = k.all_finite(model.state.ptr + start * 4, end - start) !== 0;
+        zeroRange(model.grads.ptr, helperGradPtrs, n, T, 0, k);
         join(c);
+        gradsZeroed = true;
         return finite && Atomics.load(c, CTL.NONFINITE) === 0;
       },
       zeroGrad() {
-        model.zeroGrad();
+        // after an update the threads have zeroed every gradient already (dispatch() clears
+        // the flag for the helpers once BACKWARD has told them)
+        if (!gradsZeroed) model.zeroGrad();
       },
       backwardSampleNorms(rows, norms) {
         const c = ctl();

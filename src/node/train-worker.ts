@@ -5,7 +5,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { instantiateKernels, type Kernels } from "../engine/kernels.js";
 import { Model } from "../engine/model.js";
-import { CMD, CTL, UPDATE_KERNELS, UPDATE_MAX_ARGS, UPDATE_POINTERS, callUpdateRange, elementRange, shardSeed, waitWhile, type RunMessage } from "./threads.js";
+import { CMD, CTL, UPDATE_KERNELS, UPDATE_MAX_ARGS, UPDATE_POINTERS, callUpdateRange, elementRange, shardSeed, waitWhile, zeroRange, type RunMessage } from "./threads.js";
 import { SampleNorms, tiedParameters } from "../engine/privacy/ghost.js";
 
 const index = (workerData as { index: number }).index;
@@ -46,8 +46,9 @@ function run(message: RunMessage): void {
           sampleNorms.finish(rows, norms);
         }
       } else if (cmd === CMD.BACKWARD) {
-        // dL/dlogits of this shard was copied into model.logitsGrad by the main thread
-        model.zeroGrad();
+        // dL/dlogits of this shard was copied into model.logitsGrad by the main thread; the
+        // gradients are zero already when the last UPDATE zeroed them
+        if (ctl[CTL.ZEROED] !== 1) model.zeroGrad();
         if (rows > 0) model.backward(rows);
       } else if (cmd === CMD.REDUCE) {
         // this thread's range of every helper's gradients added into the model's, in helper order
@@ -64,6 +65,7 @@ function run(message: RunMessage): void {
           callUpdateRange(kernels, kernel, args, from, to);
           if (kernels.all_finite(message.params + from * 4, to - from) === 0) Atomics.store(ctl, CTL.NONFINITE, 1);
         }
+        zeroRange(message.grads, message.helperGrads, n, message.threads, index, kernels);
       }
     } catch (e) {
       console.error(`edgetune training thread ${index}:`, e);

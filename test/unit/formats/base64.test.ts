@@ -57,6 +57,65 @@ describe("encodeBase64 / decodeBase64", () => {
     expect(Buffer.from(back).equals(Buffer.from(bytes))).toBe(true);
   });
 
+  describe("against a plain reference encoder (no tables, no chunks)", () => {
+    /** RFC 4648 section 4 spelled out: 6 bits at a time from a bit accumulator, one character each. */
+    function referenceEncode(bytes: Uint8Array): string {
+      const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+      let text = "";
+      let bits = 0;
+      let count = 0;
+      for (const byte of bytes) {
+        bits = (bits << 8) | byte;
+        count += 8;
+        while (count >= 6) {
+          count -= 6;
+          text += alphabet[(bits >>> count) & 63];
+        }
+        bits &= (1 << count) - 1;
+      }
+      if (count > 0) text += alphabet[(bits << (6 - count)) & 63];
+      while (text.length % 4 !== 0) text += "=";
+      return text;
+    }
+
+    it("agrees for every length 0..70, at every alignment of the view", () => {
+      for (let length = 0; length <= 70; length++) {
+        for (let offset = 0; offset < 4; offset++) {
+          const bytes = randomBytes(length + offset, 7 * length + offset + 1).subarray(offset);
+          const text = encodeBase64(bytes);
+          expect(text, `length ${length}, offset ${offset}`).toBe(referenceEncode(bytes));
+          expect(decodeBase64(text), `length ${length}, offset ${offset}`).toEqual(bytes);
+        }
+      }
+    });
+
+    it("agrees around the chunk size (24,576 input bytes per chunk) and for 1 MB and 3 MB + 1", () => {
+      const chunk = 24_576;
+      const lengths = [chunk - 1, chunk, chunk + 1, chunk + 11, chunk + 12, 2 * chunk - 1, 2 * chunk, 2 * chunk + 2, 1 << 20, 3 * (1 << 20) + 1];
+      for (const [k, length] of lengths.entries()) {
+        const offset = k % 4; // unaligned views take the same big-endian reads
+        const bytes = randomBytes(length + offset, 500 + k).subarray(offset);
+        const text = encodeBase64(bytes);
+        expect(text.length).toBe(Math.ceil(length / 3) * 4);
+        expect(text === referenceEncode(bytes), `length ${length}`).toBe(true);
+        expect(Buffer.from(decodeBase64(text)).equals(Buffer.from(bytes)), `length ${length}`).toBe(true);
+      }
+    });
+
+    it("agrees on bytes that hit every 12-bit table entry and every tail", () => {
+      // 4096 12-bit values packed two per 3 bytes, then 0, 1 and 2 leftover bytes
+      const packed = new Uint8Array(4096 * 1.5);
+      for (let v = 0; v < 4096; v += 2) {
+        const triple = (v << 12) | (4095 - v);
+        packed.set([triple >>> 16, (triple >>> 8) & 255, triple & 255], (v / 2) * 3);
+      }
+      for (const extra of [[], [0xff], [0xfe, 0x01]]) {
+        const bytes = Uint8Array.from([...packed, ...extra]);
+        expect(encodeBase64(bytes)).toBe(referenceEncode(bytes));
+      }
+    });
+  });
+
   it("encodes a subarray view, not its whole buffer", () => {
     const backing = randomBytes(20, 9);
     const view = backing.subarray(5, 12);

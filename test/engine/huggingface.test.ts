@@ -139,7 +139,11 @@ describe("the plan per layer group", () => {
     const flops = plan.groups.reduce((s, g) => s + g.flops, 0);
     expect(flops / plan.flops).toBeCloseTo(1, 10);
     const [layer0, layer1] = [plan.groups[1]!, plan.groups[2]!];
-    expect(layer1).toEqual({ ...layer0, name: "bert.encoder.layer.1" });
+    expect(layer1.params).toBe(layer0.params);
+    // the last layer's tail (after its attention) runs on the first token's row only: the
+    // pooler reads nothing else (bert.ts), so that layer costs less than the first
+    expect(layer1.flops).toBeLessThan(0.75 * layer0.flops);
+    expect(layer1.memory_bytes).toBeLessThan(layer0.memory_bytes);
     expect(plan.groups.every((g) => g.memory_bytes > 4 * g.params)).toBe(true);
   });
 });

@@ -7,6 +7,8 @@
  *     h = output_layer_norm(a + dropout(ffn.lin2(act(ffn.lin1(a)))))
  *   logits = classifier(dropout(relu(pre_classifier(h[0]))))      (seq_classif_dropout)
  *
+ * The last layer's tail (after its attention) runs on the first token's row only, as in bert.ts.
+ *
  * https://github.com/huggingface/transformers/blob/main/src/transformers/models/distilbert/modeling_distilbert.py
  */
 import { z } from "zod";
@@ -99,9 +101,15 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
       const lin2 = hfLinear(layer.module("ffn.lin2"), c.hidden_dim, D, { bias: true, std });
       const outLn = hfNorm(layer.module("output_layer_norm"), D, true);
 
-      const context = attentionCore(attention, [linearApply(b, h, q), linearApply(b, h, k), linearApply(b, h, v)], {
+      let context = attentionCore(attention, [linearApply(b, h, q), linearApply(b, h, k), linearApply(b, h, v)], {
         heads, kvHeads: heads, headDim: D / heads, causal: false, dropout: c.attention_dropout,
       });
+      if (i === c.n_layers - 1) {
+        // the classifier reads h[0] only, and nothing after the attention mixes rows: the last
+        // layer's tail runs on the first token's row alone (the same values; bert.ts says more)
+        h = firstToken(b, h);
+        context = firstToken(b, context);
+      }
       const a = layerNormApply(b, residualSum(b, linearApply(b, context, out), h), saLn, EPS);
       const f = dropout(b, linearApply(b, activation(b, linearApply(b, a, lin1), hiddenAct), lin2), c.dropout);
       h = layerNormApply(b, residualSum(b, f, a), outLn, EPS);
@@ -109,7 +117,7 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
 
     b.group("pre_classifier");
     const pre = hfLinear(b.module("pre_classifier"), D, D, { bias: true, std });
-    const pooled = activation(b, linearApply(b, firstToken(b, h), pre), "relu");
+    const pooled = activation(b, linearApply(b, h, pre), "relu"); // h is the first token's row already
     b.group("classifier");
     const classifier = hfLinear(b.module("classifier"), D, numLabels(c), { bias: true, std });
     return linearApply(b, dropout(b, pooled, c.seq_classif_dropout), classifier);

@@ -433,6 +433,17 @@ function attentionF64(c: AttentionCase, qkv: ArrayLike<number>, keep: ArrayLike<
   return out;
 }
 
+/** The largest |a - b| over the largest |b| (0 when equal bit for bit, or both empty). */
+function worstRelative(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let worst = 0, scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return scale === 0 ? worst : worst / scale;
+}
+
 /** The column block [from, from + width) of every row of a [rows * T, W] array. */
 function columns(a: ArrayLike<number>, W: number, from: number, width: number): Float32Array {
   const n = a.length / W;
@@ -445,19 +456,23 @@ function columns(a: ArrayLike<number>, W: number, from: number, width: number): 
  * Runs the attention op's forward and backward on `lab`'s kernels; returns [out, dqkv, dropout
  * mask] with dqkv packed as the input (the separate layout's dq, dk, dv put back side by side).
  */
-function runAttention(lab: Lab, c: AttentionCase, qkv: Float32Array, G: Float32Array, seed: number) {
+function runAttention(lab: Lab, c: AttentionCase, qkv: Float32Array, G: Float32Array, seed: number, queries = c.T) {
   const { rows, T, D, heads } = c;
   const { G: kvHeads, Dkv, W } = attentionWidths(c);
   const layout = c.layout ?? "packed";
   const dropping = (c.p ?? 0) > 0;
-  const data = layout === "packed" ? [qkv] : [columns(qkv, W, 0, D), columns(qkv, W, D, Dkv), columns(qkv, W, D + Dkv, Dkv)];
+  const Tq = queries;
+  // q of the first Tq tokens of each sample (all of them unless a query subset is asked for)
+  const firstRows = (a: Float32Array, width: number) => Tq === T ? a : Float32Array.from({ length: rows * Tq * width }, (_, i) => a[(Math.floor(i / (Tq * width)) * T + Math.floor((i % (Tq * width)) / width)) * width + (i % width)]!);
+  const data = layout === "packed" ? [qkv] : [firstRows(columns(qkv, W, 0, D), D), columns(qkv, W, D, Dkv), columns(qkv, W, D + Dkv, Dkv)];
   const outId = data.length + 1;
   const op: AttentionOp = {
     kind: "attention", layout, kvHeads, inputs: [...data.keys(), ...(c.mask ? [data.length] : [])], outputs: [outId], tokens: T, dim: D, heads,
+    ...(Tq !== T ? { queries: Tq } : {}),
     causal: c.causal, probs: 0, p: c.p ?? 0, dropMask: dropping ? 1 : -1, dropped: dropping ? 2 : -1, salt: 7,
   };
-  const weights = rows * heads * T * T;
-  const values = [...data.map((d) => lab.put(d)), c.mask ? lab.put(c.mask.flat()) : 0, lab.put(new Float32Array(rows * T * D).fill(-777))];
+  const weights = rows * heads * Tq * T;
+  const values = [...data.map((d) => lab.put(d)), c.mask ? lab.put(c.mask.flat()) : 0, lab.put(new Float32Array(rows * Tq * D).fill(-777))];
   const saved = [lab.alloc(weights), lab.alloc(weights), lab.alloc(weights)];
   const context: KernelOpContext = {
     k: lab.k,
@@ -471,19 +486,21 @@ function runAttention(lab: Lab, c: AttentionCase, qkv: Float32Array, G: Float32A
   };
   attentionOp.kernel.forward(context, op, rows);
   OPS_CHECKED.add("attention");
-  const out = lab.get(values[outId]!, rows * T * D);
+  const out = lab.get(values[outId]!, rows * Tq * D);
   const keep = dropping ? lab.get(saved[1]!, weights) : null;
   const grads = data.map((d) => lab.put(new Float32Array(d.length).fill(-777))); // every element must be written
-  attentionOp.kernel.backward(context, op, rows, [lab.put(G)], [...grads, 0]);
+  attentionOp.kernel.backward(context, op, rows, [lab.put(firstRows(G, D))], [...grads, 0]);
   const got = grads.map((p, i) => lab.get(p, data[i]!.length));
   let dqkv = got[0]!;
   if (layout === "separate") {
+    // put back side by side as the packed input (a query subset's dq in its first Tq rows, 0 below)
     dqkv = new Float32Array(qkv.length);
     const widths = [D, Dkv, Dkv];
     for (let r = 0; r < rows * T; r++) {
       let col = 0;
       got.forEach((g, i) => {
-        dqkv.set(g.subarray(r * widths[i]!, (r + 1) * widths[i]!), r * W + col);
+        const at = i === 0 ? (r % T < Tq ? Math.floor(r / T) * Tq + (r % T) : -1) : r;
+        if (at >= 0) dqkv.set(g.subarray(at * widths[i]!, (at + 1) * widths[i]!), r * W + col);
         col += widths[i]!;
       });
     }
@@ -1093,6 +1110,31 @@ for (const impl of IMPLS) {
 
     describe("attention layouts: separate q, k, v run the packed op's kernel calls", () => {
       // the same kernels over the same numbers, only the strides differ: bit for bit
+      // a query subset (a sequence classifier's last layer, huggingface/bert.ts): the first Tq
+      // tokens' queries over every key give the full op's first Tq rows, and its gradients
+      // those of the full op whose output gradient is 0 below row Tq
+      for (const c of ATTENTION_CASES.filter((a) => a.layout === "separate" && !a.p)) {
+        for (const Tq of [1, 2]) {
+          it.skipIf(!!impl.skip)(`${c.label}: the first ${Tq} queries give the full op's rows${suffix}`, async () => {
+            const lab = await impl.make();
+            const rng = new Rng(c.T * 11 + c.D + Tq);
+            const { W } = attentionWidths(c);
+            const qkv = rng.f32(c.rows * c.T * W, -1.5, 1.5);
+            const G = rng.f32(c.rows * c.T * c.D, -1, 1);
+            for (let b = 0; b < c.rows; b++) G.fill(0, (b * c.T + Tq) * c.D, (b + 1) * c.T * c.D);
+            const full = runAttention(lab, c, qkv, G, 5);
+            const sub = runAttention(lab, c, qkv, G, 5, Tq);
+            const rowsOf = (a: Float32Array, width: number, n: number) =>
+              Float32Array.from({ length: c.rows * n * width }, (_, i) => a[(Math.floor(i / (n * width)) * c.T + Math.floor((i % (n * width)) / width)) * width + (i % width)]!);
+            expect(worstRelative(sub.out, rowsOf(full.out, c.D, Tq))).toBe(0);
+            // dq of the first Tq rows, and all of dk and dv (the packed columns after q)
+            const { Dkv } = attentionWidths(c);
+            const dqFull = rowsOf(columns(full.dqkv, W, 0, c.D), c.D, Tq), dqSub = rowsOf(columns(sub.dqkv, W, 0, c.D), c.D, Tq);
+            expect(worstRelative(dqSub, dqFull)).toBe(0);
+            expect(worstRelative(columns(sub.dqkv, W, c.D, 2 * Dkv), columns(full.dqkv, W, c.D, 2 * Dkv))).toBe(0);
+          });
+        }
+      }
       for (const c of ATTENTION_CASES.filter((a) => a.layout === "separate")) {
         it.skipIf(!!impl.skip)(`${c.label}: separate and packed agree bit for bit${suffix}`, async () => {
           const lab = await impl.make();

@@ -308,7 +308,7 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
             w.k.attention_softmax(pp + 4 * z * T * T, pp + 4 * z * T * T, masked ? mp + 4 * sample * T : 0, T, T, causal ? 1 : 0);
           }
           const got = await gpu({ probs: scores, mask }, (B): DispatchSpec[] => [
-            { kernel: "attn_softmax", constants: { HAS_MASK: masked, CAUSAL: causal }, buffers: [B.probs!, B.mask!], params: [S * H * T, T, H, 0], x: gridGroups(S * H * T) },
+            { kernel: "attn_softmax", constants: { HAS_MASK: masked, CAUSAL: causal }, buffers: [B.probs!, B.mask!], params: [S * H * T, T, H, T], x: gridGroups(S * H * T) },
           ]);
           close(`attn_softmax${causal ? " causal" : ""}${masked ? " masked" : ""}`, got.probs!, w.get(pp, scores.length), 4, 0);
         }
@@ -351,7 +351,7 @@ describe.skipIf(!device)(`WGSL kernels vs WASM kernels (${SKIP_REASON})`, () => 
           const got = await gpu({ probs, dout, qkv, dmask }, (B): DispatchSpec[] => [
             {
               kernel: "attn_dscores", constants: { DROPOUT: dropout }, buffers: [B.probs!, B.dout!, B.qkv!, B.dmask!],
-              params: [S * H * T, T, D, H, dh, f(scale), vOff, W, group, 0, 0, 0], x: gridGroups(S * H * T),
+              params: [S * H * T, T, D, H, dh, f(scale), vOff, W, group, T, 0, 0], x: gridGroups(S * H * T),
             },
           ]);
           scaled(`attn_dscores${dropout ? " dropout" : ""}${group > 1 ? " grouped" : ""}`, got.probs!, w.get(pp, probs.length), magnitude, 1e-5);

@@ -7,8 +7,8 @@
  *     h = LayerNorm(a + dropout(output.dense(act(intermediate.dense(a)))))
  *   logits = classifier(dropout(tanh(pooler.dense(h[0]))))
  *
- * The last layer's tail (after its attention) runs on the first token's row only: that row is
- * all the pooler reads, so the values are the same and the work about a third less.
+ * The last layer runs its queries and everything after its attention on the first token's row
+ * only: that row is all the pooler reads, so the values are the same and the work less.
  *
  * https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py
  */
@@ -108,18 +108,17 @@ export const bertForSequenceClassification = defineArchitecture<BertConfig>({
       const out = hfLinear(layer.module("output.dense"), c.intermediate_size, H, { bias: true, std });
       const outLn = hfNorm(layer.module("output.LayerNorm"), H, true);
 
-      let context = attentionCore(self, [linearApply(b, h, query), linearApply(b, h, key), linearApply(b, h, value)], {
+      // Only the first token's row of the last layer reaches the pooler (h[0]): there the query
+      // projection and the attention run for that one query over every key, and the output
+      // projection, both layer norms and the feed-forward on that row alone. The same values as
+      // over all T rows (each row's sums are computed alike; the other rows' gradients were
+      // exact zeros), for about 40% of the encoder's linear FLOPs at two layers.
+      const last = i === c.num_hidden_layers - 1;
+      const queries = last ? firstToken(b, h) : h;
+      const context = attentionCore(self, [linearApply(b, queries, query), linearApply(b, h, key), linearApply(b, h, value)], {
         heads, kvHeads: heads, headDim: hd, causal: false, dropout: c.attention_probs_dropout_prob,
       });
-      if (i === c.num_hidden_layers - 1) {
-        // Only the first token's row of the last layer reaches the pooler (h[0]), and nothing
-        // after the attention mixes rows: the output projection, both layer norms and the
-        // feed-forward run on that row alone. The same values as over all T rows (each row's
-        // sums are computed alike; the other rows' gradients were exact zeros), for about a
-        // third of the encoder's linear FLOPs at two layers.
-        h = firstToken(b, h);
-        context = firstToken(b, context);
-      }
+      if (last) h = queries;
       const a = layerNormApply(b, residualSum(b, h, dropout(b, linearApply(b, context, attnOut), c.hidden_dropout_prob)), attnLn, c.layer_norm_eps);
       const f = dropout(b, linearApply(b, activation(b, linearApply(b, a, inter), hiddenAct), out), c.hidden_dropout_prob);
       h = layerNormApply(b, residualSum(b, a, f), outLn, c.layer_norm_eps);

@@ -7,7 +7,7 @@
  *     h = output_layer_norm(a + dropout(ffn.lin2(act(ffn.lin1(a)))))
  *   logits = classifier(dropout(relu(pre_classifier(h[0]))))      (seq_classif_dropout)
  *
- * The last layer's tail (after its attention) runs on the first token's row only, as in bert.ts.
+ * The last layer's queries and tail run on the first token's row only, as in bert.ts.
  *
  * https://github.com/huggingface/transformers/blob/main/src/transformers/models/distilbert/modeling_distilbert.py
  */
@@ -101,15 +101,14 @@ export const distilBertForSequenceClassification = defineArchitecture<DistilBert
       const lin2 = hfLinear(layer.module("ffn.lin2"), c.hidden_dim, D, { bias: true, std });
       const outLn = hfNorm(layer.module("output_layer_norm"), D, true);
 
-      let context = attentionCore(attention, [linearApply(b, h, q), linearApply(b, h, k), linearApply(b, h, v)], {
+      // the classifier reads h[0] only: the last layer's query and everything after its
+      // attention run on the first token's row alone (the same values; bert.ts says more)
+      const last = i === c.n_layers - 1;
+      const queries = last ? firstToken(b, h) : h;
+      const context = attentionCore(attention, [linearApply(b, queries, q), linearApply(b, h, k), linearApply(b, h, v)], {
         heads, kvHeads: heads, headDim: D / heads, causal: false, dropout: c.attention_dropout,
       });
-      if (i === c.n_layers - 1) {
-        // the classifier reads h[0] only, and nothing after the attention mixes rows: the last
-        // layer's tail runs on the first token's row alone (the same values; bert.ts says more)
-        h = firstToken(b, h);
-        context = firstToken(b, context);
-      }
+      if (last) h = queries;
       const a = layerNormApply(b, residualSum(b, linearApply(b, context, out), h), saLn, EPS);
       const f = dropout(b, linearApply(b, activation(b, linearApply(b, a, lin1), hiddenAct), lin2), c.dropout);
       h = layerNormApply(b, residualSum(b, f, a), outLn, EPS);

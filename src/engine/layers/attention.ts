@@ -135,7 +135,9 @@ export interface AttentionCoreOptions {
  * Emits the attention op between projections: softmax(Q K^T / sqrt(head_dim) + masks) V over
  * one packed [T, (heads + 2 kvHeads) head_dim] value (nn.MultiheadAttention's in_proj, GPT-2's
  * c_attn) or separate q [T, heads head_dim] and k, v [T, kvHeads head_dim] (BERT, Llama), with
- * the graph's key-padding mask when the data has one; returns [T, heads head_dim].
+ * the graph's key-padding mask when the data has one; returns [T, heads head_dim]. A separate q
+ * may hold only the first Tq tokens' queries ([Tq, heads head_dim], or [heads head_dim] for the
+ * first token alone): the output then has q's shape.
  *
  * @example
  * ```ts
@@ -143,13 +145,19 @@ export interface AttentionCoreOptions {
  * ```
  */
 export function attentionCore(b: LayerBuilder, qkv: readonly TensorRef[], o: AttentionCoreOptions): TensorRef {
-  const T = qkv[0]!.shape[0]!;
+  // separate q, k, v: the keys' T tokens; q may hold only the first Tq of them, as [Tq, D], or
+  // as [D] for the first token alone (the output then has q's shape)
+  const keys = qkv.length === 1 ? qkv[0]! : qkv[1]!;
+  const T = keys.shape[0]!;
+  const q = qkv[0]!;
+  const Tq = qkv.length === 1 || q.shape.length > 1 ? q.shape[0]! : 1;
   if (b.mask !== null && T !== b.maskTokens) {
-    b.fail("", `attends over ${T} tokens (${showShape(qkv[0]!.shape)}) but the attention mask has ${b.maskTokens} per row: the key-padding mask must cover the same tokens`);
+    b.fail("", `attends over ${T} tokens (${showShape(keys.shape)}) but the attention mask has ${b.maskTokens} per row: the key-padding mask must cover the same tokens`);
   }
+  if (Tq > T) b.fail("", `has ${Tq} queries for ${T} keys: the queries are the first tokens`);
   const D = o.heads * o.headDim;
-  const y = b.value([T, D]);
-  const weights = o.heads * T * T;
+  const y = b.value(q.shape.length > 1 || qkv.length === 1 ? [Tq, D] : [D]);
+  const weights = o.heads * Tq * T;
   const dropping = o.dropout > 0;
   // the graph's mask value is [rows, T] when the data has one: T tokens in, T tokens here
   const inputs = qkv.map((t) => t.value);
@@ -160,6 +168,7 @@ export function attentionCore(b: LayerBuilder, qkv: readonly TensorRef[], o: Att
     inputs,
     outputs: [y.value],
     tokens: T,
+    ...(Tq !== T ? { queries: Tq } : {}),
     dim: D,
     heads: o.heads,
     kvHeads: o.kvHeads,

@@ -2,8 +2,9 @@
  * The attention op on the kernel core: multi-head (or grouped-query) self-attention between the
  * projections, per sample b and query head h, with dh = D / heads, c = 1 / sqrt(dh), g = the
  * key/value head of h (floor(h / (heads / kvHeads))) and Q_h, K_g, V_g the heads' strided views
- * of the inputs (packed: columns of qkv [T, D + 2 Dkv], row stride D + 2 Dkv; separate: q [T, D],
- * k and v [T, Dkv], Dkv = kvHeads * dh):
+ * of the inputs (packed: columns of qkv [T, D + 2 Dkv], row stride D + 2 Dkv; separate: q [Tq, D],
+ * k and v [T, Dkv], Dkv = kvHeads * dh; the queries are the first Tq tokens, Tq = T unless the op
+ * says `queries`, and S, P and O have Tq rows):
  *
  *   forward   Qs^T = c Q_h^T, K_g^T packed                 transpose_strided (workspace)
  *             S = Qs K_g^T                                 matmul_strided into P's saved block
@@ -40,6 +41,8 @@ export interface AttentionOperand {
 /** The geometry of an attention op, shared by the kernel core and the WebGPU dispatches. */
 export interface AttentionGeometry {
   readonly T: number;
+  /** Query rows per sample (the first Tq tokens; T unless the op says `queries`). */
+  readonly Tq: number;
   readonly D: number;
   readonly H: number;
   /** Key/value heads, and query heads per key/value head (H / G). */
@@ -47,7 +50,7 @@ export interface AttentionGeometry {
   readonly group: number;
   readonly dh: number;
   readonly Dkv: number;
-  /** Elements of one head's T x T block of weights. */
+  /** Elements of one head's Tq x T block of weights. */
   readonly block: number;
   /** 1 / sqrt(dh), as f32. */
   readonly scale: number;
@@ -70,10 +73,11 @@ export interface AttentionGeometry {
  * ```
  */
 export function attentionGeometry(op: AttentionOp): AttentionGeometry {
-  const T = op.tokens, D = op.dim, H = op.heads, G = op.kvHeads;
+  const T = op.tokens, D = op.dim, H = op.heads, G = op.kvHeads, Tq = op.queries ?? op.tokens;
   const dh = D / H, Dkv = G * dh;
-  const common = { T, D, H, G, group: H / G, dh, Dkv, block: T * T, scale: Math.fround(1 / Math.sqrt(dh)) };
+  const common = { T, Tq, D, H, G, group: H / G, dh, Dkv, block: Tq * T, scale: Math.fround(1 / Math.sqrt(dh)) };
   if (op.layout === "packed") {
+    if (Tq !== T) throw new Error("attention: a query subset needs the separate layout");
     const W = D + 2 * Dkv;
     return {
       ...common,
@@ -112,39 +116,39 @@ export const attentionOp: OpDef<AttentionOp> = {
   // per query head whatever the layout and grouping: QK^T and PV are 2 T^2 dh each, so 4 T^2 D
   // in all; softmax ~5 per weight; backward: four products of the same size
   flops: (op) => {
-    const { T, D, H } = attentionGeometry(op);
-    return { forward: 4 * T * T * D + 5 * H * T * T, backward: 8 * T * T * D + 4 * H * T * T };
+    const { T, Tq, D, H } = attentionGeometry(op);
+    return { forward: 4 * Tq * T * D + 5 * H * Tq * T, backward: 8 * Tq * T * D + 4 * H * Tq * T };
   },
-  // forward: Qs^T and K^T [dh, T]; backward: V^T [dh, T] and dP [T, T]
+  // forward: Qs^T [dh, Tq] and K^T [dh, T]; backward: V^T [dh, T] and dP [Tq, T]
   workspace: (op) => {
-    const { T, dh } = attentionGeometry(op);
-    return Math.max(2 * dh * T, dh * T + T * T);
+    const { T, Tq, dh } = attentionGeometry(op);
+    return Math.max(dh * Tq + dh * T, dh * T + Tq * T);
   },
   kernel: {
     forward(c, op, rows) {
       const k = c.k;
       const g = attentionGeometry(op);
-      const { T, D, H, dh, group, block, scale } = g;
+      const { T, Tq, D, H, dh, group, block, scale } = g;
       const at = (o: AttentionOperand) => c.value(op.inputs[o.input]!) + 4 * o.col;
       const q0 = at(g.q), k0 = at(g.k), v0 = at(g.v);
-      const out = c.value(op.outputs[0]!); // [rows, T, D]
+      const out = c.value(op.outputs[0]!); // [rows, Tq, D]
       const mask = g.mask >= 0 ? c.value(op.inputs[g.mask]!) : 0; // [rows, T]
-      const probs = c.saved(op.probs); // [rows, H, T, T]
-      const qT = c.workspace; // [dh, T]
-      const kT = qT + 4 * dh * T; // [dh, T]
+      const probs = c.saved(op.probs); // [rows, H, Tq, T]
+      const qT = c.workspace; // [dh, Tq]
+      const kT = qT + 4 * dh * Tq; // [dh, T]
       const drop = dropping(c, op);
       for (let b = 0; b < rows; b++) {
         const maskRow = mask ? mask + 4 * b * T : 0;
         for (let h = 0; h < H; h++) {
           const kv = Math.floor(h / group);
-          const q = q0 + 4 * (b * T * g.q.ld + h * dh);
+          const q = q0 + 4 * (b * Tq * g.q.ld + h * dh);
           const P = probs + 4 * (b * H + h) * block;
-          k.transpose_strided(qT, q, dh, T, g.q.ld, scale);
+          k.transpose_strided(qT, q, dh, Tq, g.q.ld, scale);
           // K_g^T once per key/value head: its query heads are consecutive
           if (h % group === 0) k.transpose_strided(kT, k0 + 4 * (b * T * g.k.ld + kv * dh), dh, T, g.k.ld, 1);
-          k.matmul_strided(P, qT, kT, T, T, dh, 1, T, T, T, 0);
-          k.attention_softmax(P, P, maskRow, T, T, op.causal ? 1 : 0);
-          if (!drop) k.matmul_strided(out + 4 * (b * T * D + h * dh), P, v0 + 4 * (b * T * g.v.ld + kv * dh), T, dh, T, T, 1, g.v.ld, D, 0);
+          k.matmul_strided(P, qT, kT, Tq, T, dh, 1, Tq, T, T, 0);
+          k.attention_softmax(P, P, maskRow, Tq, T, op.causal ? 1 : 0);
+          if (!drop) k.matmul_strided(out + 4 * (b * Tq * D + h * dh), P, v0 + 4 * (b * T * g.v.ld + kv * dh), Tq, dh, T, T, 1, g.v.ld, D, 0);
         }
       }
       if (!drop) return;
@@ -154,7 +158,7 @@ export const attentionOp: OpDef<AttentionOp> = {
       for (let b = 0; b < rows; b++) {
         for (let h = 0; h < H; h++) {
           const v = v0 + 4 * (b * T * g.v.ld + Math.floor(h / group) * dh);
-          k.matmul_strided(out + 4 * (b * T * D + h * dh), dropped + 4 * (b * H + h) * block, v, T, dh, T, T, 1, g.v.ld, D, 0);
+          k.matmul_strided(out + 4 * (b * Tq * D + h * dh), dropped + 4 * (b * H + h) * block, v, Tq, dh, T, T, 1, g.v.ld, D, 0);
         }
       }
     },
@@ -164,39 +168,39 @@ export const attentionOp: OpDef<AttentionOp> = {
       const dq0 = grad(g.q), dk0 = grad(g.k), dv0 = grad(g.v);
       if (!dq0 && !dk0 && !dv0) return;
       const k = c.k;
-      const { T, D, H, dh, group, block, scale } = g;
+      const { T, Tq, D, H, dh, group, block, scale } = g;
       const at = (o: AttentionOperand) => c.value(op.inputs[o.input]!) + 4 * o.col;
       const q0 = at(g.q), k0 = at(g.k), v0 = at(g.v);
-      const dO: Ptr = dy[0]!; // [rows, T, D]
+      const dO: Ptr = dy[0]!; // [rows, Tq, D]
       const probs = c.saved(op.probs);
       const drop = dropping(c, op);
       const weights = drop ? c.saved(op.dropped) : probs; // what multiplied V
       const dropMask = drop ? c.saved(op.dropMask) : 0;
       const vT = c.workspace; // [dh, T]
-      const dP = vT + 4 * dh * T; // [T, T]
+      const dP = vT + 4 * dh * T; // [Tq, T]
       for (let b = 0; b < rows; b++) {
         for (let h = 0; h < H; h++) {
           const kv = Math.floor(h / group);
           // the first query head of a group writes dK_g and dV_g, the others add to them
           const first = h % group === 0;
           const acc = first ? 0 : 1;
-          const q = q0 + 4 * (b * T * g.q.ld + h * dh);
+          const q = q0 + 4 * (b * Tq * g.q.ld + h * dh);
           const kh = k0 + 4 * (b * T * g.k.ld + kv * dh);
-          const dOh = dO + 4 * (b * T * D + h * dh);
+          const dOh = dO + 4 * (b * Tq * D + h * dh);
           const off = 4 * (b * H + h) * block;
           const P = probs + off;
           // dV_g (+)= Pd^T dO_h (A = Pd read transposed)
-          if (dv0) k.matmul_strided(dv0 + 4 * (b * T * g.v.ld + kv * dh), weights + off, dOh, T, dh, T, 1, T, D, g.v.ld, acc);
+          if (dv0) k.matmul_strided(dv0 + 4 * (b * T * g.v.ld + kv * dh), weights + off, dOh, T, dh, Tq, 1, T, D, g.v.ld, acc);
           if (!dq0 && !dk0) continue;
           // dP = dO_h V_g^T (times the dropout mask); V_g^T once per key/value head
           if (first) k.transpose_strided(vT, v0 + 4 * (b * T * g.v.ld + kv * dh), dh, T, g.v.ld, 1);
-          k.matmul_strided(dP, dOh, vT, T, T, dh, D, 1, T, T, 0);
+          k.matmul_strided(dP, dOh, vT, Tq, T, dh, D, 1, T, T, 0);
           if (drop) k.mul(dP, dP, dropMask + off, block);
           // dS (scaled by c), written over P
-          k.attention_softmax_backward(P, dP, P, scale, T, T);
+          k.attention_softmax_backward(P, dP, P, scale, Tq, T);
           // dQ_h = dS K_g; dK_g (+)= dS^T Q_h
-          if (dq0) k.matmul_strided(dq0 + 4 * (b * T * g.q.ld + h * dh), P, kh, T, dh, T, T, 1, g.k.ld, g.q.ld, 0);
-          if (dk0) k.matmul_strided(dk0 + 4 * (b * T * g.k.ld + kv * dh), P, q, T, dh, T, 1, T, g.q.ld, g.k.ld, acc);
+          if (dq0) k.matmul_strided(dq0 + 4 * (b * Tq * g.q.ld + h * dh), P, kh, Tq, dh, T, T, 1, g.k.ld, g.q.ld, 0);
+          if (dk0) k.matmul_strided(dk0 + 4 * (b * T * g.k.ld + kv * dh), P, q, T, dh, Tq, 1, T, g.q.ld, g.k.ld, acc);
         }
       }
     },

@@ -78,8 +78,14 @@ export interface AddOp extends OpBase {
 export interface AttentionOp extends OpBase {
   readonly kind: "attention";
   readonly layout: "packed" | "separate";
-  /** T: tokens per sample. */
+  /** T: tokens per sample (the keys and values). */
   readonly tokens: number;
+  /**
+   * Tq: the queries are the first Tq tokens (separate layout: q is [Tq, D], and so is the
+   * output). Absent: every token, Tq = T. A sequence classifier's last layer needs only its
+   * first token's row (huggingface/bert.ts).
+   */
+  readonly queries?: number;
   /** D: heads * dh, the queries' and the output's width. */
   readonly dim: number;
   readonly heads: number;

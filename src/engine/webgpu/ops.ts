@@ -268,25 +268,27 @@ export function bgemmSpec(
 const attention: GpuOp<AttentionOp> = {
   forward(c, op, rows, training) {
     const g = attentionGeometry(op);
-    const { T, D, H, dh, group, block, scale } = g;
+    const { T, Tq, D, H, dh, group, block, scale } = g;
     const count = rows * H;
     const probs = c.saved(op.probs);
+    // Q has Tq rows per sample, K and V T
     const operand = (o: AttentionOperand, group: number, transposed = false): StridedView => {
       const buffer = c.value(op.inputs[o.input]!);
+      const sample = (o === g.q ? Tq : T) * o.ld;
       return transposed
-        ? { buffer, off: o.col, rs: 1, cs: o.ld, sample: T * o.ld, head: dh, group }
-        : { buffer, off: o.col, rs: o.ld, cs: 1, sample: T * o.ld, head: dh, group };
+        ? { buffer, off: o.col, rs: 1, cs: o.ld, sample, head: dh, group }
+        : { buffer, off: o.col, rs: o.ld, cs: 1, sample, head: dh, group };
     };
     const weightsOf = (buffer: GPUBuffer) => ({ buffer, off: 0, rs: T, cs: 1, sample: H * block, head: block });
     const masked = g.mask >= 0;
     const specs: DispatchSpec[] = [
-      bgemmSpec(T, T, dh, count, H, scale, operand(g.q, 1), operand(g.k, group, true), weightsOf(probs)),
+      bgemmSpec(Tq, T, dh, count, H, scale, operand(g.q, 1), operand(g.k, group, true), weightsOf(probs)),
       {
         kernel: "attn_softmax",
         constants: { HAS_MASK: masked, CAUSAL: op.causal },
         buffers: [probs, masked ? c.value(op.inputs[g.mask]!) : c.none],
-        params: [count * T, T, H, 0],
-        x: gridGroups(count * T),
+        params: [count * Tq, T, H, Tq],
+        x: gridGroups(count * Tq),
       },
     ];
     let weights = probs;
@@ -302,37 +304,38 @@ const attention: GpuOp<AttentionOp> = {
         x: gridGroups(n),
       });
     }
-    const out = { buffer: c.value(op.outputs[0]!), off: 0, rs: D, cs: 1, sample: T * D, head: dh };
-    specs.push(bgemmSpec(T, dh, T, count, H, 1, weightsOf(weights), operand(g.v, group), out));
+    const out = { buffer: c.value(op.outputs[0]!), off: 0, rs: D, cs: 1, sample: Tq * D, head: dh };
+    specs.push(bgemmSpec(Tq, dh, T, count, H, 1, weightsOf(weights), operand(g.v, group), out));
     return specs;
   },
   backward(c, op, rows, dy, dx) {
     const g = attentionGeometry(op);
     const dq = dx[g.q.input] ?? null, dk = dx[g.k.input] ?? null, dv = dx[g.v.input] ?? null;
     if (!dq && !dk && !dv) return [];
-    const { T, D, H, G, dh, group, block, scale } = g;
+    const { T, Tq, D, H, G, dh, group, block, scale } = g;
     const probs = c.saved(op.probs);
     const dropping = op.dropMask >= 0; // a backward follows a training forward
     const weights = dropping ? c.saved(op.dropped) : probs;
     const view = (buffer: GPUBuffer, off: number, rs: number, cs: number, sample: number, head: number, grp = 1): StridedView => ({ buffer, off, rs, cs, sample, head, group: grp });
     const transposed = (buffer: GPUBuffer) => view(buffer, 0, 1, T, H * block, block);
-    const rowsOf = (buffer: GPUBuffer, o: AttentionOperand, grp = 1) => view(buffer, o.col, o.ld, 1, T * o.ld, dh, grp);
+    // Q (and dQ) have Tq rows per sample, K and V T
+    const rowsOf = (buffer: GPUBuffer, o: AttentionOperand, grp = 1) => view(buffer, o.col, o.ld, 1, (o === g.q ? Tq : T) * o.ld, dh, grp);
     const input = (o: AttentionOperand) => c.value(op.inputs[o.input]!);
-    const dO = view(dy[0]!, 0, D, 1, T * D, dh);
+    const dO = view(dy[0]!, 0, D, 1, Tq * D, dh);
     const specs: DispatchSpec[] = [];
     // dV_g = sum over its query heads of Pd^T dO_h (before dS overwrites P)
-    if (dv) specs.push(bgemmSpec(T, dh, T, rows * G, G, 1, transposed(weights), dO, rowsOf(dv, g.v), false, group));
+    if (dv) specs.push(bgemmSpec(T, dh, Tq, rows * G, G, 1, transposed(weights), dO, rowsOf(dv, g.v), false, group));
     if (!dq && !dk) return specs;
     specs.push({
       kernel: "attn_dscores",
       constants: { DROPOUT: dropping },
       buffers: [probs, dy[0]!, input(g.v), dropping ? c.saved(op.dropMask) : c.none],
-      params: [rows * H * T, T, D, H, dh, f(scale), g.v.col, g.v.ld, group, 0, 0, 0],
-      x: gridGroups(rows * H * T),
+      params: [rows * H * Tq, T, D, H, dh, f(scale), g.v.col, g.v.ld, group, Tq, 0, 0],
+      x: gridGroups(rows * H * Tq),
     });
     // dQ_h = dS K_g; dK_g = sum over its query heads of dS^T Q_h
-    if (dq) specs.push(bgemmSpec(T, dh, T, rows * H, H, 1, view(probs, 0, T, 1, H * block, block), rowsOf(input(g.k), g.k, group), rowsOf(dq, g.q)));
-    if (dk) specs.push(bgemmSpec(T, dh, T, rows * G, G, 1, transposed(probs), rowsOf(input(g.q), g.q), rowsOf(dk, g.k), false, group));
+    if (dq) specs.push(bgemmSpec(Tq, dh, T, rows * H, H, 1, view(probs, 0, T, 1, H * block, block), rowsOf(input(g.k), g.k, group), rowsOf(dq, g.q)));
+    if (dk) specs.push(bgemmSpec(T, dh, Tq, rows * G, G, 1, transposed(probs), rowsOf(input(g.q), g.q), rowsOf(dk, g.k), false, group));
     return specs;
   },
 };

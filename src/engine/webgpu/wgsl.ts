@@ -331,8 +331,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wg: ve
 `;
 
 /**
- * attention_softmax (wasm/assembly/attention.ts) over n = samples * heads * T rows of T scores,
- * in place, one invocation per row: softmax over the keys the query sees (mask[sample, j] != 0
+ * attention_softmax (wasm/assembly/attention.ts) over n = samples * heads * Tq rows of T scores
+ * (the queries are the first Tq tokens; Tq = T but for a query subset), in place, one invocation
+ * per row: softmax over the keys the query sees (mask[sample, j] != 0
  * when HAS_MASK; j <= i when CAUSAL), 0 for hidden keys, an all-zero row when it sees none.
  * exp is the kernel's Cephes polynomial (not the built-in, a few ulps off on some adapters), and
  * the sum runs in its four lanes then the tail, so only contraction into fma can differ.
@@ -340,7 +341,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wg: ve
 const ATTN_SOFTMAX = /* wgsl */ `
 override HAS_MASK: bool = false;
 override CAUSAL: bool = false;
-struct P { n: u32, T: u32, heads: u32, pad: u32 }
+struct P { n: u32, T: u32, heads: u32, Tq: u32 }
 @group(0) @binding(0) var<storage, read_write> probs: array<f32>;
 @group(0) @binding(1) var<storage, read> mask: array<f32>;
 @group(0) @binding(16) var<uniform> p: P;
@@ -363,9 +364,10 @@ fn expf(x: f32) -> f32 {
   return y * bitcast<f32>(u32(i32(n) + 127) << 23u);
 }
 fn body(r: u32) {
+  // row r is query i (of the first Tq tokens) of head z; its T weights start at r T
   let T = p.T;
-  let z = r / T;
-  let i = r - z * T;
+  let z = r / p.Tq;
+  let i = r - z * p.Tq;
   let s = z / p.heads;
   let base = r * T;
   var n = T;
@@ -401,7 +403,7 @@ ${GRID}`;
 
 /**
  * The scores' gradient of attention, in place over P, one invocation per row (sample s, head
- * h, query i; n = samples * heads * T rows): dP_ij = (dO_i . V_j) (times the dropout mask
+ * h, query i; n = samples * heads * Tq rows, dO with Tq rows a sample): dP_ij = (dO_i . V_j) (times the dropout mask
  * when DROPOUT), r = sum_j dP_ij P_ij (four lanes then the tail, as the WASM kernel), then
  * P_ij <- scale * P_ij (dP_ij - r). V_j is row j of the key/value head floor(h / group) of the
  * value buffer: element (s, j, d) at vOff + (s T + j) vLd + floor(h / group) dh + d (packed:
@@ -410,14 +412,14 @@ ${GRID}`;
  */
 const ATTN_DSCORES = /* wgsl */ `
 override DROPOUT: bool = false;
-struct P { n: u32, T: u32, D: u32, heads: u32, dh: u32, scale: f32, vOff: u32, vLd: u32, group: u32, pad0: u32, pad1: u32, pad2: u32 }
+struct P { n: u32, T: u32, D: u32, heads: u32, dh: u32, scale: f32, vOff: u32, vLd: u32, group: u32, Tq: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, read_write> probs: array<f32>;
 @group(0) @binding(1) var<storage, read> dout: array<f32>;
 @group(0) @binding(2) var<storage, read> vals: array<f32>;
 @group(0) @binding(3) var<storage, read> dmask: array<f32>;
 @group(0) @binding(16) var<uniform> p: P;
 fn dp(r: u32, s: u32, h: u32, i: u32, j: u32) -> f32 {
-  let o = (s * p.T + i) * p.D + h * p.dh;
+  let o = (s * p.Tq + i) * p.D + h * p.dh;
   let v = p.vOff + (s * p.T + j) * p.vLd + (h / p.group) * p.dh;
   var acc = 0.0;
   for (var d = 0u; d < p.dh; d++) { acc = acc + dout[o + d] * vals[v + d]; }
@@ -425,9 +427,10 @@ fn dp(r: u32, s: u32, h: u32, i: u32, j: u32) -> f32 {
   return acc;
 }
 fn body(r: u32) {
+  // row r is query i (of the first Tq tokens) of head h of sample s; dO has Tq rows a sample
   let T = p.T;
-  let z = r / T;
-  let i = r - z * T;
+  let z = r / p.Tq;
+  let i = r - z * p.Tq;
   let s = z / p.heads;
   let h = z - s * p.heads;
   let base = r * T;

@@ -433,6 +433,15 @@ function attentionF64(c: AttentionCase, qkv: ArrayLike<number>, keep: ArrayLike<
   return out;
 }
 
+/** The first n of every sample's T rows of width `width`, from a [rows, T, width] array. */
+function firstRowsOf(a: ArrayLike<number>, rows: number, T: number, n: number, width: number): Float32Array {
+  const out = new Float32Array(rows * n * width);
+  for (let b = 0; b < rows; b++) {
+    for (let t = 0; t < n; t++) for (let j = 0; j < width; j++) out[(b * n + t) * width + j] = a[(b * T + t) * width + j]!;
+  }
+  return out;
+}
+
 /** The largest |a - b| over the largest |b| (0 when equal bit for bit, or both empty). */
 function worstRelative(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) return Infinity;
@@ -463,7 +472,7 @@ function runAttention(lab: Lab, c: AttentionCase, qkv: Float32Array, G: Float32A
   const dropping = (c.p ?? 0) > 0;
   const Tq = queries;
   // q of the first Tq tokens of each sample (all of them unless a query subset is asked for)
-  const firstRows = (a: Float32Array, width: number) => Tq === T ? a : Float32Array.from({ length: rows * Tq * width }, (_, i) => a[(Math.floor(i / (Tq * width)) * T + Math.floor((i % (Tq * width)) / width)) * width + (i % width)]!);
+  const firstRows = (a: Float32Array, width: number) => (Tq === T ? a : firstRowsOf(a, rows, T, Tq, width));
   const data = layout === "packed" ? [qkv] : [firstRows(columns(qkv, W, 0, D), D), columns(qkv, W, D, Dkv), columns(qkv, W, D + Dkv, Dkv)];
   const outId = data.length + 1;
   const op: AttentionOp = {
@@ -1124,8 +1133,7 @@ for (const impl of IMPLS) {
             for (let b = 0; b < c.rows; b++) G.fill(0, (b * c.T + Tq) * c.D, (b + 1) * c.T * c.D);
             const full = runAttention(lab, c, qkv, G, 5);
             const sub = runAttention(lab, c, qkv, G, 5, Tq);
-            const rowsOf = (a: Float32Array, width: number, n: number) =>
-              Float32Array.from({ length: c.rows * n * width }, (_, i) => a[(Math.floor(i / (n * width)) * c.T + Math.floor((i % (n * width)) / width)) * width + (i % width)]!);
+            const rowsOf = (a: Float32Array, width: number, n: number) => firstRowsOf(a, c.rows, c.T, n, width);
             expect(worstRelative(sub.out, rowsOf(full.out, c.D, Tq))).toBe(0);
             // dq of the first Tq rows, and all of dk and dv (the packed columns after q)
             const { Dkv } = attentionWidths(c);

@@ -32,7 +32,7 @@ export interface Network {
    * kernels are elementwise, so this is one call's result bit for bit. Absent: the caller runs
    * the step and the check on one thread.
    */
-  update?(optimizer: Optimizer, n: number): boolean;
+  update?(optimizer: Optimizer): boolean;
   /**
    * After backward(): whether the summed gradients are all finite, as the threads found while
    * summing their ranges (each range is then still in its thread's cache). Absent: the caller

@@ -323,7 +323,7 @@ export async function createWasmBackend(
         kernels.scale(model.grads.ptr, clipCoefficient(clip.max_norm, total), trainableN);
       }
       // ---- update (on threads, each thread updates and checks its share of the parameters)
-      const finite = network.update ? network.update(optimizer, trainableN) : (optimizer.step(), kernels.all_finite(model.state.ptr, trainableN) !== 0);
+      const finite = network.update ? network.update(optimizer) : (optimizer.step(), kernels.all_finite(model.state.ptr, trainableN) !== 0);
       if (!finite) return fault("diverged", "a weight became non-finite");
       return { loss: batchLoss };
     },

@@ -69,6 +69,34 @@ export function callUpdateRange(kernels: Kernels, kernel: (typeof UPDATE_KERNELS
   (kernels[kernel] as (...a: number[]) => void)(...call);
 }
 
+/**
+ * Thread t's share of REDUCE: its range of every helper's gradients added into the model's, in
+ * helper order (the order one thread would sum them in); returns whether the sums are finite.
+ */
+export function reduceShare(grads: Ptr, helperGrads: readonly Ptr[], n: number, T: number, t: number, kernels: Kernels): boolean {
+  const [start, end] = elementRange(n, T, t);
+  if (end <= start) return true;
+  for (const g of helperGrads) kernels.axpy(grads + start * 4, g + start * 4, 1, end - start);
+  return kernels.all_finite(grads + start * 4, end - start) !== 0;
+}
+
+/**
+ * Thread t's share of UPDATE: the update kernel over its range of the parameters, then the
+ * gradients of that range zeroed (the model's and every helper's: the update has read them);
+ * returns whether the updated parameters are finite.
+ */
+export function updateShare(
+  kernels: Kernels, kernel: (typeof UPDATE_KERNELS)[number], args: ArrayLike<number>, params: Ptr, grads: Ptr, helperGrads: readonly Ptr[], T: number, t: number,
+): boolean {
+  const n = args[UPDATE_POINTERS[kernel]]!;
+  const [start, end] = elementRange(n, T, t);
+  if (end <= start) return true;
+  callUpdateRange(kernels, kernel, args, start, end);
+  const finite = kernels.all_finite(params + start * 4, end - start) !== 0;
+  zeroRange(grads, helperGrads, n, T, t, kernels);
+  return finite;
+}
+
 /** Zeroes thread t's range of the model's gradients and of every helper's (UPDATE, once the update has read them). */
 export function zeroRange(grads: Ptr, helperGrads: readonly Ptr[], n: number, T: number, t: number, kernels: Kernels): void {
   const [start, end] = elementRange(n, T, t);
@@ -242,12 +270,6 @@ export class ThreadPool implements Parallelism {
         waitWhile(c, CTL.DONE, done, 0.2, 1000);
       }
     };
-    /** This thread's share of REDUCE: range 0 of every helper's gradients added into the model's, in helper order. */
-    const reduceRange = (): boolean => {
-      const [start, end] = elementRange(model.grads.length, T, 0);
-      for (const layout of layouts) k.axpy(model.grads.ptr + start * 4, layout.grads.ptr + start * 4, 1, end - start);
-      return k.all_finite(model.grads.ptr + start * 4, end - start) !== 0;
-    };
     let gradsFinite = true;
     const helperGradPtrs = layouts.map((l) => l.grads.ptr);
     let captured: { kernel: (typeof UPDATE_KERNELS)[number]; args: number[] } | null = null;
@@ -290,12 +312,12 @@ export class ThreadPool implements Parallelism {
         // the shards' gradients summed into the model's, each thread its own range, and checked
         c[CTL.NONFINITE] = 0;
         dispatch(c, CMD.REDUCE);
-        const mine = reduceRange();
+        const mine = reduceShare(model.grads.ptr, helperGradPtrs, model.grads.length, T, 0, k);
         join(c);
         gradsFinite = mine && Atomics.load(c, CTL.NONFINITE) === 0;
       },
       gradientsFinite: () => gradsFinite,
-      update(optimizer: Optimizer, n: number): boolean {
+      update(optimizer: Optimizer): boolean {
         captured = null;
         optimizer.stepOn(recorder);
         const call = captured as { kernel: (typeof UPDATE_KERNELS)[number]; args: number[] } | null;
@@ -306,10 +328,7 @@ export class ThreadPool implements Parallelism {
         c[CTL.ARGS] = argsRegion.ptr;
         c[CTL.NONFINITE] = 0;
         dispatch(c, CMD.UPDATE);
-        const [start, end] = elementRange(n, T, 0);
-        callUpdateRange(k, call.kernel, call.args, start, end);
-        const finite = k.all_finite(model.state.ptr + start * 4, end - start) !== 0;
-        zeroRange(model.grads.ptr, helperGradPtrs, n, T, 0, k);
+        const finite = updateShare(k, call.kernel, call.args, model.state.ptr, model.grads.ptr, helperGradPtrs, T, 0);
         join(c);
         gradsZeroed = true;
         return finite && Atomics.load(c, CTL.NONFINITE) === 0;

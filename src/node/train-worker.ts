@@ -5,7 +5,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { instantiateKernels, type Kernels } from "../engine/kernels.js";
 import { Model } from "../engine/model.js";
-import { CMD, CTL, UPDATE_KERNELS, UPDATE_MAX_ARGS, UPDATE_POINTERS, callUpdateRange, elementRange, shardSeed, waitWhile, zeroRange, type RunMessage } from "./threads.js";
+import { CMD, CTL, UPDATE_KERNELS, UPDATE_MAX_ARGS, reduceShare, shardSeed, updateShare, waitWhile, type RunMessage } from "./threads.js";
 import { SampleNorms, tiedParameters } from "../engine/privacy/ghost.js";
 
 const index = (workerData as { index: number }).index;
@@ -51,21 +51,12 @@ function run(message: RunMessage): void {
         if (ctl[CTL.ZEROED] !== 1) model.zeroGrad();
         if (rows > 0) model.backward(rows);
       } else if (cmd === CMD.REDUCE) {
-        // this thread's range of every helper's gradients added into the model's, in helper order
-        const [from, to] = elementRange(message.gradCount, message.threads, index);
-        for (const g of message.helperGrads) kernels.axpy(message.grads + from * 4, g + from * 4, 1, to - from);
-        if (to > from && kernels.all_finite(message.grads + from * 4, to - from) === 0) Atomics.store(ctl, CTL.NONFINITE, 1);
+        if (!reduceShare(message.grads, message.helperGrads, message.gradCount, message.threads, index, kernels)) Atomics.store(ctl, CTL.NONFINITE, 1);
       } else if (cmd === CMD.UPDATE) {
         const kernel = UPDATE_KERNELS[ctl[CTL.KERNEL]!]!;
         // the kernel's arguments (a WASM function ignores the unused entries past its own)
         const args = new Float64Array(memory.buffer, ctl[CTL.ARGS]!, UPDATE_MAX_ARGS);
-        const n = args[UPDATE_POINTERS[kernel]]!;
-        const [from, to] = elementRange(n, message.threads, index);
-        if (to > from) {
-          callUpdateRange(kernels, kernel, args, from, to);
-          if (kernels.all_finite(message.params + from * 4, to - from) === 0) Atomics.store(ctl, CTL.NONFINITE, 1);
-        }
-        zeroRange(message.grads, message.helperGrads, n, message.threads, index, kernels);
+        if (!updateShare(kernels, kernel, args, message.params, message.grads, message.helperGrads, message.threads, index)) Atomics.store(ctl, CTL.NONFINITE, 1);
       }
     } catch (e) {
       console.error(`edgetune training thread ${index}:`, e);

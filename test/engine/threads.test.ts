@@ -168,6 +168,28 @@ describe("threads", () => {
     expect(threaded.error?.message).toMatch(/a weight became non-finite at step 1/);
     expect(threaded.weights).toBe(alone.weights); // the given weights: no step was kept
   });
+
+  it("a gradient that overflows in the helper thread's range of the sum ends the run as diverged, as on one thread", async () => {
+    // fc1 all zero but for units 7-9, whose bias 1e-38 makes h tiny and positive; fc2's weights
+    // 3e38: the output is finite (30) but dL/dh = 3e38 per row, so fc1's rows 7-9 of gradient
+    // (elements 70-99 of 121, all in the second thread's range) sum to Infinity
+    const request = seedRequest(256, { training: { epochs: 2, batch_size: 64, optimizer: { type: "sgd", lr: 1e-3 }, shuffle: false } } as Partial<ExactTrainRequest>);
+    const given = parseSafetensors(decodeBase64((await train({ ...request, training: { epochs: 1, optimizer: { type: "sgd", lr: 0 } } } as TrainRequest)).weights));
+    const weights = encodeBase64(writeSafetensors([...given.tensors].map(([name, info]) => {
+      const data = readTensorF32(given, name);
+      if (name === "fc1.weight") data.fill(0);
+      if (name === "fc1.bias") data.fill(0).fill(1e-38, 7);
+      if (name === "fc2.weight") data.fill(3e38);
+      if (name === "fc2.bias") data.fill(0);
+      return { name, shape: [...info.shape], data };
+    })));
+    const [threaded, alone] = [await train({ ...request, weights } as TrainRequest, { parallel: pool }), await train({ ...request, weights } as TrainRequest)];
+    expect(threaded.engine.threads).toBe(2);
+    expect(alone.error?.message).toMatch(/a gradient became non-finite at step 1/);
+    expect(threaded.status).toBe("diverged");
+    expect(threaded.error?.message).toBe(alone.error?.message);
+    expect(threaded.weights).toBe(alone.weights);
+  });
 });
 
 describe("the update shared out over threads", () => {

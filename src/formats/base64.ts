@@ -11,6 +11,7 @@
  * Runtime-agnostic: no Buffer, no atob/btoa (which work on Latin-1 strings and are slow).
  */
 import { RequestValidationError } from "../errors.js";
+import { LITTLE_ENDIAN_HOST } from "./dtype.js";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -18,8 +19,6 @@ const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 const ENCODE_TABLE = new Uint8Array(64);
 for (let i = 0; i < 64; i++) ENCODE_TABLE[i] = ALPHABET.charCodeAt(i);
 
-/** The host's byte order, as formats/safetensors.ts detects it (a Uint16Array writes in host order). */
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * The two output characters of every 12-bit value, as the one Uint16 that writes them in order

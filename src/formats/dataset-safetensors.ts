@@ -18,6 +18,7 @@
  */
 import { IssueList, NO_TOKEN_MESSAGE, TOKEN_ID_LIMIT, type Table } from "./dataset.js";
 import { DTYPE_SIZES, parseSafetensors, type SafetensorsFile, type TensorInfo } from "./safetensors.js";
+import { LITTLE_ENDIAN_HOST } from "./dtype.js";
 
 export { looksLikeSafetensors } from "./safetensors-sniff.js";
 
@@ -27,8 +28,6 @@ const DATASET_TENSORS = ["x", "input_ids", "attention_mask", "token_type_ids", "
 /** A dataset's header names a handful of tensors: 1 MiB is far more than one needs. */
 const MAX_DATASET_HEADER_BYTES = 1 << 20;
 
-/** Typed arrays use the host's byte order; safetensors is little-endian. */
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * Options of {@link tableFromSafetensors}.

@@ -15,6 +15,17 @@
  * Runtime-agnostic: typed arrays only.
  */
 
+/**
+ * Whether this host stores numbers little-endian: typed arrays use the host's byte order, while
+ * safetensors is little-endian and base64 pairs are written as Uint16s.
+ *
+ * @example
+ * ```ts
+ * LITTLE_ENDIAN_HOST; // true on x86 and ARM hosts
+ * ```
+ */
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 // One scratch word viewed as both float32 and uint32, to move between a value and its bits.
 const scratchF32 = new Float32Array(1);
 const scratchU32 = new Uint32Array(scratchF32.buffer);

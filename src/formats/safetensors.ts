@@ -11,7 +11,7 @@
  */
 import { describeValue } from "./describe.js";
 import { SafetensorsError, type SafetensorsRule } from "../errors.js";
-import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from "./dtype.js";
+import { LITTLE_ENDIAN_HOST, decodeBf16, decodeF16, encodeBf16, encodeF16 } from "./dtype.js";
 
 /** The reference implementation refuses headers above 100 MB (a DoS guard). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -98,8 +98,6 @@ export interface ParseSafetensorsOptions {
 
 const METADATA_KEY = "__metadata__";
 
-/** Typed arrays use the host's byte order; safetensors is little-endian. */
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * Parses and validates a safetensors file, enforcing every rule of the reference reader.

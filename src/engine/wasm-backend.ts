@@ -247,7 +247,7 @@ export async function createWasmBackend(
     let tableF32 = arena.f32(table);
     const rowRecorder = {
       [optimizer.kernel]: (...args: number[]) => {
-        if (tableI32.buffer !== memory.buffer) (tableI32 = arena.i32(table)), (tableF32 = arena.f32(table)); // the memory grew: fresh views
+        if (tableI32.length === 0) (tableI32 = arena.i32(table)), (tableF32 = arena.f32(table)); // the memory grew (its old buffer detached): fresh views
         encodeArgs(kernelId, args, tableI32, tableF32, row.s * nargs);
       },
     } as unknown as Kernels;

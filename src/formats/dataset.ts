@@ -290,14 +290,14 @@ function copyInlineTargets(
   // (a row past the builder's rows belongs to a malformed table: its writes fall off the end, its issues count)
   for (let r = 0; r < Math.min(rows, y.length) && !issues.full; r++) {
     const target: unknown = y[r];
-    const path = `${field}.${yName}[${r}]`;
     if (shape.scalar) {
+      // the path is built only for an issue: this loop runs once per row
       if (Array.isArray(target)) {
-        issues.add({ path, message: `is a list, but ${yName}[0] is a number: every target must have the same shape` });
+        issues.add({ path: `${field}.${yName}[${r}]`, message: `is a list, but ${yName}[0] is a number: every target must have the same shape` });
         continue;
       }
       const value = toFiniteF32(target);
-      if (Number.isNaN(value)) issues.add({ path, message: explainBadValue(target) });
+      if (Number.isNaN(value)) issues.add({ path: `${field}.${yName}[${r}]`, message: explainBadValue(target) });
       else builder.y[r] = value;
     } else {
       copyInlineRow(target, `${field}.${yName}`, r, targets, "values", builder.y, r * targets, issues, `${yName}[0]`);

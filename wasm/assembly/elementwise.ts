@@ -1,7 +1,7 @@
 // Elementwise kernels: bias gradient, dropout, residual sums, and the small vector utilities
 // the training step needs (activations are in activations.ts). Outputs first, then inputs,
 // then sizes. Parameter gradients (bias_grad) ACCUMULATE with +=.
-import { F32, madd } from "./simd";
+import { F32, loadPart, madd, storePart } from "./simd";
 
 // ------------------------------------------------------------------ linear helpers
 
@@ -18,15 +18,23 @@ export function bias_grad(dbias: usize, dout: usize, rows: i32, cols: i32): void
     }
     v128.store(dbias + j * F32, acc);
   }
-  for (; j < C; j++) {
-    let s = load<f32>(dbias + j * F32);
-    let p = dout + j * F32;
-    for (let r: i32 = 0; r < rows; r++) {
-      s += load<f32>(p);
-      p += C * F32;
-    }
-    store<f32>(dbias + j * F32, s);
+  // the last C % 4 columns as one partial vector (lanes = columns): each sums its rows in order, as a scalar loop would
+  const T = C - j;
+  if (T == 1) biasGradTail(dbias + j * F32, dout + j * F32, rows, C, 1);
+  else if (T == 2) biasGradTail(dbias + j * F32, dout + j * F32, rows, C, 2);
+  else if (T == 3) biasGradTail(dbias + j * F32, dout + j * F32, rows, C, 3);
+}
+
+// @ts-ignore: decorator
+@inline
+function biasGradTail(dbias: usize, dout: usize, rows: i32, C: usize, T: i32): void {
+  let acc = loadPart(dbias, T);
+  let p = dout;
+  for (let r: i32 = 0; r < rows; r++) {
+    acc = f32x4.add(acc, loadPart(p, T));
+    p += C * F32;
   }
+  storePart(dbias, acc, T);
 }
 
 // ------------------------------------------------------------------ dropout

@@ -34,6 +34,29 @@ export function hmax(v: v128): f32 {
 }
 
 /**
+ * The first T (1..3) floats at p in the low lanes, zeros above; nothing past them is read. A
+ * matrix's last N % 4 columns as one vector (gemm.ts, bias_grad), each lane its own column.
+ */
+// @ts-ignore: decorator
+@inline
+export function loadPart(p: usize, T: i32): v128 {
+  if (T == 1) return v128.load32_zero(p);
+  if (T == 2) return v128.load64_zero(p);
+  return v128.load32_lane(p, v128.load64_zero(p), 2, 8);
+}
+
+/** Writes the low T (1..3) lanes of v at p, nothing past them. */
+// @ts-ignore: decorator
+@inline
+export function storePart(p: usize, v: v128, T: i32): void {
+  if (T == 1) v128.store32_lane(p, v, 0);
+  else {
+    v128.store64_lane(p, v, 0);
+    if (T == 3) v128.store32_lane(p, v, 2, 8);
+  }
+}
+
+/**
  * Stores the transpose of the 4x4 block whose rows are a0..a3 at q, q + stride, q + 2*stride,
  * q + 3*stride (stride in bytes): two rounds of shuffles, no memory in between.
  */

@@ -79,6 +79,9 @@ export type FusedKernel = (typeof FUSED_KERNELS)[number][0];
 const SCRATCH_I32 = new Int32Array(32);
 const SCRATCH_F32 = new Float32Array(SCRATCH_I32.buffer);
 
+const KERNEL_NAME_SET: ReadonlySet<string> = new Set(KERNEL_NAMES);
+const ANSWER_ONE = () => 1;
+const ANSWER_ZERO = () => 0;
 const KERNEL_ID = new Map<string, number>(FUSED_KERNELS.map(([name], id) => [name, id]));
 const KINDS: readonly string[] = FUSED_KERNELS.map(([, kinds]) => kinds);
 
@@ -210,16 +213,25 @@ export class ProgramWriter {
 
   /** A Kernels whose calls are written into this body instead of run (value-returning kernels answer 0, all_finite 1). */
   recorder(): Kernels {
-    const record: Record<string, (...args: number[]) => number> = {};
-    for (const name of KERNEL_NAMES) {
-      record[name] = (...args: number[]) => {
-        this.call(name, args);
-        return 0;
-      };
-    }
-    record.all_finite = () => 1;
-    record.heap_base = () => 0;
-    return record as unknown as Kernels;
+    // a kernel's recording function is made when the trace first calls it (a step calls about
+    // fifteen of the eighty kernels, and a backend traces two bodies per run)
+    const made = new Map<string, (...args: number[]) => number>();
+    return new Proxy({} as Kernels, {
+      get: (_, name) => {
+        if (name === "heap_base") return ANSWER_ZERO;
+        if (typeof name !== "string" || !KERNEL_NAME_SET.has(name)) return undefined;
+        if (name === "all_finite") return ANSWER_ONE;
+        let record = made.get(name);
+        if (!record) {
+          record = (...args: number[]) => {
+            this.call(name, args);
+            return 0;
+          };
+          made.set(name, record);
+        }
+        return record;
+      },
+    });
   }
 }
 

@@ -469,10 +469,11 @@ class Builder implements LayerBuilder {
 
   private push(op: Op): void {
     if (op.kind === "embedding") this.graph.embeddingWeights.add(op.weight);
-    const params = Object.entries(op)
-      .filter(([key, v]) => PARAM_FIELDS.has(key) && typeof v === "number" && v >= 0)
-      .map(([, v]) => v as number)
-      .filter((i) => this.graph.state[i]!.kind === "parameter");
+    const params: number[] = [];
+    for (const key of PARAM_FIELDS) {
+      const v = (op as unknown as Record<string, unknown>)[key];
+      if (typeof v === "number" && v >= 0 && this.graph.state[v]!.kind === "parameter") params.push(v);
+    }
     this.graph.ops.push({ ...op, params, group: this.graph.group });
   }
 
@@ -521,7 +522,7 @@ class Builder implements LayerBuilder {
 }
 
 /** Op fields that hold state tensor indices (a parameter there trains with the op). */
-const PARAM_FIELDS = new Set(["weight", "bias"]);
+const PARAM_FIELDS = ["weight", "bias"] as const;
 
 /**
  * What each scheduled op's backward reads of the activations (its backwardReads, given which

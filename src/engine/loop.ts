@@ -9,7 +9,7 @@ import { writeSafetensors, type WritableTensor } from "../formats/safetensors.js
 import { storedHalfDtype } from "./model.js";
 import type { TrainingBackend } from "./backend.js";
 import type { PreparedRun } from "./prepare.js";
-import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
+import { identityOrder, MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { poissonBatch, privacyReport, uniformSource } from "./privacy/index.js";
 import { createScheduler } from "./schedules.js";
 import { ADAPTER_METADATA_KEY, adapterConfig, fitOutputRange, loraLayout } from "./adapters/output.js";
@@ -53,7 +53,7 @@ export async function runLoop(
       totalSchedulerSteps: plan.totalSchedulerSteps,
     });
     const history: EpochMetrics[] = [];
-    const order = Int32Array.from({ length: trainTable.rows }, (_, i) => i);
+    const order = identityOrder(trainTable.rows);
     const shuffleRng = new MT19937(mixSeed(t.seed, 0x5348_5546)); // "SHUF"
     const early = t.early_stopping;
     const earlyMode = early ? (early.mode === "auto" ? (early.monitor === "val_accuracy" ? "max" : "min") : early.mode) : "min";

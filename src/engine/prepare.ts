@@ -31,7 +31,7 @@ import { showShape } from "./layers/define.js";
 import { checkLossSpec } from "./losses.js";
 import { planRun, type RunPlan } from "./plan.js";
 import { stateDtype, stateElements } from "./model.js";
-import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
+import { identityOrder, MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 import { batchSizeCandidates, chooseLoss, LR_FINDER } from "./strategy.js";
 
 /**
@@ -548,7 +548,7 @@ function splitTable(table: Table, split: number, seed: number): [Table, Table] {
       { path: "data.validation_split", message: `splits ${table.rows} rows into ${trainRows} training and ${valRows} validation rows; both need at least one` },
     ]);
   }
-  const order = Int32Array.from({ length: table.rows }, (_, i) => i);
+  const order = identityOrder(table.rows);
   shuffleInPlace(new MT19937(mixSeed(seed, 0x53504c54)), order); // "SPLT"
   const take = (idx: Int32Array): Table => {
     const pick = (src: Float32Array, width: number) => {

@@ -295,11 +295,26 @@ function normalFill16(out: Float32Array, base: number, mean: number, std: number
 }
 
 /**
+ * The rows 0, 1, ..., n - 1 in order: an epoch's order before it is shuffled. (A plain loop:
+ * `Int32Array.from({ length: n }, f)` iterates an array-like generically, about 5 ns a row.)
+ *
+ * @example
+ * ```ts
+ * identityOrder(4); // Int32Array [0, 1, 2, 3]
+ * ```
+ */
+export function identityOrder(n: number): Int32Array {
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  return order;
+}
+
+/**
  * Shuffles `order` in place (Fisher-Yates, from the end).
  *
  * @example
  * ```ts
- * const order = Int32Array.from({ length: n }, (_, i) => i);
+ * const order = identityOrder(n);
  * shuffleInPlace(new MT19937(seed), order);
  * ```
  */

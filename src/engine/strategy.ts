@@ -14,7 +14,7 @@ import type { Table } from "../formats/dataset.js";
 import type { LossSpec } from "../schema/request.js";
 import type { TrainingBackend } from "./backend.js";
 import type { OutputLayout, PreparedRun } from "./prepare.js";
-import { MT19937, mixSeed, shuffleInPlace } from "./rng.js";
+import { identityOrder, MT19937, mixSeed, shuffleInPlace } from "./rng.js";
 
 /**
  * The range test's settings, fastai's `lr_find` defaults: start_lr 1e-7, end_lr 10, num_it 100,
@@ -139,7 +139,7 @@ export async function lrRangeTest(backend: TrainingBackend, prepared: PreparedRu
   const perPass = prepared.plan.stepsPerEpoch;
   const seed = mixSeed(t.seed, 0x4c_52_46_54); // "LRFT": apart from the run's shuffle and dropout
   const rng = new MT19937(seed);
-  const order = Int32Array.from({ length: rows }, (_, i) => i);
+  const order = identityOrder(rows);
   const lrs: number[] = [];
   const losses: number[] = [];
   let average = 0;

@@ -126,10 +126,11 @@ function gemmCase(kind: "nt" | "nt_bias" | "nn0" | "nn1" | "tn0" | "tn1"): Case 
     }
     // shapes that cross gemm.ts's cache blocks (GEMM_KC = 128 along K, GEMM_NC = 64 along N),
     // and narrow outputs (a partial-vector tail after 8-wide tiles, one folded into a 4-wide
-    // tile, a one-column output over k blocks of 4 and a k tail): each output still sums its k
+    // tile, a one-column output over k blocks of 4 and a k tail) with 1, 2 and 3 rows left after
+    // the 4-row panels: each output still sums its k
     // in order from its start, so the plain build matches the twin bit for bit (the fused build
     // within the scaled tolerance)
-    for (const [M, N, K] of [[5, 130, 257], [9, 64, 128], [4, 65, 129], [3, 200, 300], [8, 128, 384], [33, 10, 10], [13, 7, 33], [37, 1, 131], [10, 3, 32]] as const) {
+    for (const [M, N, K] of [[5, 130, 257], [9, 64, 128], [4, 65, 129], [3, 200, 300], [8, 128, 384], [33, 10, 10], [13, 7, 33], [37, 1, 131], [10, 3, 32], [7, 21, 20]] as const) {
       P.run(`blocks M=${M} N=${N} K=${K}`, () => {
         const outInit = rng.f32(M * N);
         const out = P.output(M * N, outInit);

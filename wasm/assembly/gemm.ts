@@ -62,7 +62,10 @@ function gemmCore(
   } while (k0 < K);
 }
 
-/** gemmCore's register-blocked kernel over one block: 4x8 tiles, then 4x4, then scalar edges. */
+/**
+ * gemmCore's register-blocked kernel over one block: panels of 4 rows (then one panel of the
+ * M % 4 rows left), each 8-wide tiles, then a 4-wide one, then the N % 4 tail columns.
+ */
 function gemmBlock(
   out: usize, a: usize, ars: usize, acs: usize, b: usize, ldb: usize, ldo: usize, bias: usize,
   M: i32, N: i32, K: i32, mode: i32,
@@ -72,6 +75,29 @@ function gemmBlock(
   const aRow = ars * F32; // bytes between rows of A
   const aCol = acs * F32; // bytes between consecutive k of A
   let i: i32 = 0;
+  for (; i + 4 <= M; i += 4) panel(out + <usize>i * n * F32, a + <usize>i * aRow, b, n, bRow, aRow, aCol, bias, N, K, mode, 4);
+  // the M % 4 rows left as one panel of 3, 2 or 1 rows, not row by row: a row's k loop is bound
+  // by its add latency (2 accumulators per 8 columns), and rows side by side share it
+  // (10x10x32, two rows left: 210 -> 150 ns)
+  const R = M - i;
+  const po = out + <usize>i * n * F32, pa = a + <usize>i * aRow;
+  if (R == 3) panel(po, pa, b, n, bRow, aRow, aCol, bias, N, K, mode, 3);
+  else if (R == 2) panel(po, pa, b, n, bRow, aRow, aCol, bias, N, K, mode, 2);
+  else if (R == 1) panel(po, pa, b, n, bRow, aRow, aCol, bias, N, K, mode, 1);
+}
+
+/**
+ * One panel of R rows (R = 1..4, a constant in each inlined copy) across all N columns: 8-wide
+ * tiles, then a 4-wide one, then the N % 4 tail. Every output sums its k in order from its
+ * start; tile columns madd (fused in the relaxed build), tail columns a separate multiply and
+ * add (the bits the scalar tail loop gave).
+ */
+// @ts-ignore: decorator
+@inline
+function panel(
+  po: usize, pa: usize, b: usize, n: usize, bRow: usize, aRow: usize, aCol: usize, bias: usize,
+  N: i32, K: i32, mode: i32, R: i32,
+): void {
   // the last N % 4 columns (the tail) run in the same k loop as a last 4-wide vector tile
   // (folded: 8 accumulators, one pass over k; 20-25% faster than two passes at 32x5x10 and
   // 64x13x64), or in a loop of their own after 8-wide tiles: folded in there, the 12
@@ -80,150 +106,136 @@ function gemmBlock(
   const NV = N - T;
   const lastW: i32 = T != 0 && (NV & 7) == 4 ? 4 : 0;
   const vEnd = NV - lastW; // vector tiles below this column run on their own
-  // ---- 4-row panels
-  for (; i + 4 <= M; i += 4) {
-    const pa = a + <usize>i * aRow;
-    const po = out + <usize>i * n * F32;
-    let j: i32 = 0;
-    for (; j + 8 <= vEnd; j += 8) {
-      const cj = <usize>j;
-      const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
-      let c00 = initVec(mode, o0, bias, cj), c01 = initVec(mode, o0 + 16, bias, cj + 4);
-      let c10 = initVec(mode, o1, bias, cj), c11 = initVec(mode, o1 + 16, bias, cj + 4);
-      let c20 = initVec(mode, o2, bias, cj), c21 = initVec(mode, o2 + 16, bias, cj + 4);
-      let c30 = initVec(mode, o3, bias, cj), c31 = initVec(mode, o3 + 16, bias, cj + 4);
-      let pb = b + cj * F32;
-      let pk = pa;
-      for (let k: i32 = 0; k < K; k++) {
-        const b0 = v128.load(pb), b1 = v128.load(pb, 16);
-        const a0 = v128.load32_splat(pk);
-        const a1 = v128.load32_splat(pk + aRow);
-        const a2 = v128.load32_splat(pk + 2 * aRow);
-        const a3 = v128.load32_splat(pk + 3 * aRow);
-        c00 = madd(a0, b0, c00); c01 = madd(a0, b1, c01);
-        c10 = madd(a1, b0, c10); c11 = madd(a1, b1, c11);
-        c20 = madd(a2, b0, c20); c21 = madd(a2, b1, c21);
-        c30 = madd(a3, b0, c30); c31 = madd(a3, b1, c31);
-        pb += bRow;
-        pk += aCol;
-      }
-      v128.store(o0, c00); v128.store(o0, c01, 16);
-      v128.store(o1, c10); v128.store(o1, c11, 16);
-      v128.store(o2, c20); v128.store(o2, c21, 16);
-      v128.store(o3, c30); v128.store(o3, c31, 16);
+  const o1 = po + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
+  const zero = f32x4.splat(0);
+  let j: i32 = 0;
+  for (; j + 8 <= vEnd; j += 8) {
+    const cj = <usize>j;
+    const q0 = po + cj * F32, q1 = o1 + cj * F32, q2 = o2 + cj * F32, q3 = o3 + cj * F32;
+    let c00 = initVec(mode, q0, bias, cj), c01 = initVec(mode, q0 + 16, bias, cj + 4);
+    let c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero, c31 = zero;
+    if (R > 1) { c10 = initVec(mode, q1, bias, cj); c11 = initVec(mode, q1 + 16, bias, cj + 4); }
+    if (R > 2) { c20 = initVec(mode, q2, bias, cj); c21 = initVec(mode, q2 + 16, bias, cj + 4); }
+    if (R > 3) { c30 = initVec(mode, q3, bias, cj); c31 = initVec(mode, q3 + 16, bias, cj + 4); }
+    let pb = b + cj * F32;
+    let pk = pa;
+    for (let k: i32 = 0; k < K; k++) {
+      const b0 = v128.load(pb), b1 = v128.load(pb, 16);
+      const a0 = v128.load32_splat(pk);
+      const a1 = R > 1 ? v128.load32_splat(pk + aRow) : zero;
+      const a2 = R > 2 ? v128.load32_splat(pk + 2 * aRow) : zero;
+      const a3 = R > 3 ? v128.load32_splat(pk + 3 * aRow) : zero;
+      c00 = madd(a0, b0, c00); c01 = madd(a0, b1, c01);
+      if (R > 1) { c10 = madd(a1, b0, c10); c11 = madd(a1, b1, c11); }
+      if (R > 2) { c20 = madd(a2, b0, c20); c21 = madd(a2, b1, c21); }
+      if (R > 3) { c30 = madd(a3, b0, c30); c31 = madd(a3, b1, c31); }
+      pb += bRow;
+      pk += aCol;
     }
-    for (; j + 4 <= vEnd; j += 4) {
-      const cj = <usize>j;
-      const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
-      let c0 = initVec(mode, o0, bias, cj), c1 = initVec(mode, o1, bias, cj);
-      let c2 = initVec(mode, o2, bias, cj), c3 = initVec(mode, o3, bias, cj);
-      let pb = b + cj * F32;
-      let pk = pa;
-      for (let k: i32 = 0; k < K; k++) {
-        const b0 = v128.load(pb);
-        c0 = madd(v128.load32_splat(pk), b0, c0);
-        c1 = madd(v128.load32_splat(pk + aRow), b0, c1);
-        c2 = madd(v128.load32_splat(pk + 2 * aRow), b0, c2);
-        c3 = madd(v128.load32_splat(pk + 3 * aRow), b0, c3);
-        pb += bRow;
-        pk += aCol;
-      }
-      v128.store(o0, c0); v128.store(o1, c1); v128.store(o2, c2); v128.store(o3, c3);
-    }
-    // W and T constants in each inlined copy: only the accumulators they use are live across the
-    // k loop, and the partial loads and stores have no branch (a runtime T cost 15-20%)
-    if (T == 1) {
-      if (lastW == 4) panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 4, 1, K, mode);
-      else if (N == 1) panelColumn(po, pa, b, n, bRow, aRow, aCol, bias, K, mode);
-      else panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 0, 1, K, mode);
-    } else if (T == 2) {
-      if (lastW == 4) panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 4, 2, K, mode);
-      else panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 0, 2, K, mode);
-    } else if (T == 3) {
-      if (lastW == 4) panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 4, 3, K, mode);
-      else panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 0, 3, K, mode);
-    }
+    v128.store(q0, c00); v128.store(q0, c01, 16);
+    if (R > 1) { v128.store(q1, c10); v128.store(q1, c11, 16); }
+    if (R > 2) { v128.store(q2, c20); v128.store(q2, c21, 16); }
+    if (R > 3) { v128.store(q3, c30); v128.store(q3, c31, 16); }
   }
-  // ---- remaining M % 4 rows, one at a time
-  for (; i < M; i++) {
-    const pa = a + <usize>i * aRow;
-    const po = out + <usize>i * n * F32;
-    let j: i32 = 0;
-    for (; j + 8 <= vEnd; j += 8) {
-      const cj = <usize>j;
-      const o0 = po + cj * F32;
-      let c0 = initVec(mode, o0, bias, cj), c1 = initVec(mode, o0 + 16, bias, cj + 4);
-      let pb = b + cj * F32;
-      let pk = pa;
-      for (let k: i32 = 0; k < K; k++) {
-        const av = v128.load32_splat(pk);
-        c0 = madd(av, v128.load(pb), c0);
-        c1 = madd(av, v128.load(pb, 16), c1);
-        pb += bRow;
-        pk += aCol;
-      }
-      v128.store(o0, c0); v128.store(o0, c1, 16);
+  for (; j + 4 <= vEnd; j += 4) {
+    const cj = <usize>j;
+    const q0 = po + cj * F32, q1 = o1 + cj * F32, q2 = o2 + cj * F32, q3 = o3 + cj * F32;
+    let c0 = initVec(mode, q0, bias, cj), c1 = zero, c2 = zero, c3 = zero;
+    if (R > 1) c1 = initVec(mode, q1, bias, cj);
+    if (R > 2) c2 = initVec(mode, q2, bias, cj);
+    if (R > 3) c3 = initVec(mode, q3, bias, cj);
+    let pb = b + cj * F32;
+    let pk = pa;
+    for (let k: i32 = 0; k < K; k++) {
+      const b0 = v128.load(pb);
+      c0 = madd(v128.load32_splat(pk), b0, c0);
+      if (R > 1) c1 = madd(v128.load32_splat(pk + aRow), b0, c1);
+      if (R > 2) c2 = madd(v128.load32_splat(pk + 2 * aRow), b0, c2);
+      if (R > 3) c3 = madd(v128.load32_splat(pk + 3 * aRow), b0, c3);
+      pb += bRow;
+      pk += aCol;
     }
-    for (; j + 4 <= vEnd; j += 4) {
-      const cj = <usize>j;
-      const o0 = po + cj * F32;
-      let c0 = initVec(mode, o0, bias, cj);
-      let pb = b + cj * F32;
-      let pk = pa;
-      for (let k: i32 = 0; k < K; k++) {
-        c0 = madd(v128.load32_splat(pk), v128.load(pb), c0);
-        pb += bRow;
-        pk += aCol;
-      }
-      v128.store(o0, c0);
-    }
-    if (lastW == 4) rowTail(po, pa, b, bRow, aCol, bias, j, 4, T, K, mode);
-    else if (T > 0) rowTail(po, pa, b, bRow, aCol, bias, j, 0, T, K, mode);
+    v128.store(q0, c0);
+    if (R > 1) v128.store(q1, c1);
+    if (R > 2) v128.store(q2, c2);
+    if (R > 3) v128.store(q3, c3);
+  }
+  // W, T and R constants in each inlined copy: only the accumulators they use are live across
+  // the k loop, and the partial loads and stores have no branch (a runtime T cost 15-20%)
+  if (T == 1) {
+    if (lastW == 4) panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 4, 1, K, mode, R);
+    else if (N == 1 && R == 4) panelColumn(po, pa, b, n, bRow, aRow, aCol, bias, K, mode);
+    else panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 0, 1, K, mode, R);
+  } else if (T == 2) {
+    if (lastW == 4) panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 4, 2, K, mode, R);
+    else panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 0, 2, K, mode, R);
+  } else if (T == 3) {
+    if (lastW == 4) panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 4, 3, K, mode, R);
+    else panelTail(po, pa, b, n, bRow, aRow, aCol, bias, j, 0, 3, K, mode, R);
   }
 }
 
 /**
- * A 4-row panel's last 4-wide vector tile (W = 4 columns from column j, or W = 0: none) and its
- * N % 4 tail columns (T = 1..3) in one k loop. The tail is one partial vector per row (lanes =
- * columns, loaded and stored T lanes wide: nothing past the matrix is read or written). Each
- * output keeps its own operations: the tile's columns madd (fused in the relaxed build), the
- * tail's a separate multiply and add, each summing its k in order from its start, as the scalar
- * loop the tail replaces did (so both builds give the bits they gave before).
+ * An R-row panel's last 4-wide vector tile (W = 4 columns from column j, or W = 0: none) and
+ * its N % 4 tail columns (T = 1..3) in one k loop. The tail is one partial vector per row
+ * (lanes = columns, loaded and stored T lanes wide: nothing past the matrix is read or
+ * written). Each output keeps its own operations: the tile's columns madd (fused in the
+ * relaxed build), the tail's a separate multiply and add, each summing its k in order from its
+ * start, as the scalar loop the tail replaces did (so both builds give the bits they gave before).
  */
 // @ts-ignore: decorator
 @inline
 function panelTail(
   po: usize, pa: usize, b: usize, n: usize, bRow: usize, aRow: usize, aCol: usize, bias: usize,
-  j: i32, W: i32, T: i32, K: i32, mode: i32,
+  j: i32, W: i32, T: i32, K: i32, mode: i32, R: i32,
 ): void {
   const cj = <usize>j, ct = cj + <usize>W;
   const o0 = po + cj * F32, o1 = o0 + n * F32, o2 = o1 + n * F32, o3 = o2 + n * F32;
   const zero = f32x4.splat(0);
   let c0 = zero, c1 = zero, c2 = zero, c3 = zero;
   if (W > 0) {
-    c0 = initVec(mode, o0, bias, cj); c1 = initVec(mode, o1, bias, cj);
-    c2 = initVec(mode, o2, bias, cj); c3 = initVec(mode, o3, bias, cj);
+    c0 = initVec(mode, o0, bias, cj);
+    if (R > 1) c1 = initVec(mode, o1, bias, cj);
+    if (R > 2) c2 = initVec(mode, o2, bias, cj);
+    if (R > 3) c3 = initVec(mode, o3, bias, cj);
   }
   const tw = <usize>W * F32;
-  let t0 = partInit(mode, o0 + tw, bias, ct, T), t1 = partInit(mode, o1 + tw, bias, ct, T);
-  let t2 = partInit(mode, o2 + tw, bias, ct, T), t3 = partInit(mode, o3 + tw, bias, ct, T);
+  let t0 = partInit(mode, o0 + tw, bias, ct, T), t1 = zero, t2 = zero, t3 = zero;
+  if (R > 1) t1 = partInit(mode, o1 + tw, bias, ct, T);
+  if (R > 2) t2 = partInit(mode, o2 + tw, bias, ct, T);
+  if (R > 3) t3 = partInit(mode, o3 + tw, bias, ct, T);
   let pb = b + cj * F32;
   let pk = pa;
   for (let k: i32 = 0; k < K; k++) {
-    const a0 = v128.load32_splat(pk), a1 = v128.load32_splat(pk + aRow);
-    const a2 = v128.load32_splat(pk + 2 * aRow), a3 = v128.load32_splat(pk + 3 * aRow);
+    const a0 = v128.load32_splat(pk);
+    const a1 = R > 1 ? v128.load32_splat(pk + aRow) : zero;
+    const a2 = R > 2 ? v128.load32_splat(pk + 2 * aRow) : zero;
+    const a3 = R > 3 ? v128.load32_splat(pk + 3 * aRow) : zero;
     if (W > 0) {
       const b0 = v128.load(pb);
-      c0 = madd(a0, b0, c0); c1 = madd(a1, b0, c1); c2 = madd(a2, b0, c2); c3 = madd(a3, b0, c3);
+      c0 = madd(a0, b0, c0);
+      if (R > 1) c1 = madd(a1, b0, c1);
+      if (R > 2) c2 = madd(a2, b0, c2);
+      if (R > 3) c3 = madd(a3, b0, c3);
     }
     const bt = loadPart(pb + tw, T);
-    t0 = f32x4.add(t0, f32x4.mul(a0, bt)); t1 = f32x4.add(t1, f32x4.mul(a1, bt));
-    t2 = f32x4.add(t2, f32x4.mul(a2, bt)); t3 = f32x4.add(t3, f32x4.mul(a3, bt));
+    t0 = f32x4.add(t0, f32x4.mul(a0, bt));
+    if (R > 1) t1 = f32x4.add(t1, f32x4.mul(a1, bt));
+    if (R > 2) t2 = f32x4.add(t2, f32x4.mul(a2, bt));
+    if (R > 3) t3 = f32x4.add(t3, f32x4.mul(a3, bt));
     pb += bRow;
     pk += aCol;
   }
-  if (W > 0) { v128.store(o0, c0); v128.store(o1, c1); v128.store(o2, c2); v128.store(o3, c3); }
-  storePart(o0 + tw, t0, T); storePart(o1 + tw, t1, T); storePart(o2 + tw, t2, T); storePart(o3 + tw, t3, T);
+  if (W > 0) {
+    v128.store(o0, c0);
+    if (R > 1) v128.store(o1, c1);
+    if (R > 2) v128.store(o2, c2);
+    if (R > 3) v128.store(o3, c3);
+  }
+  storePart(o0 + tw, t0, T);
+  if (R > 1) storePart(o1 + tw, t1, T);
+  if (R > 2) storePart(o2 + tw, t2, T);
+  if (R > 3) storePart(o3 + tw, t3, T);
 }
 
 /**
@@ -274,28 +286,6 @@ function panelColumn(po: usize, pa: usize, b: usize, n: usize, bRow: usize, aRow
     }
   }
   v128.store32_lane(po, t, 0); v128.store32_lane(q1, t, 1); v128.store32_lane(q2, t, 2); v128.store32_lane(q3, t, 3);
-}
-
-/** One row's last 4-wide vector tile (W = 4 or 0 columns from j) and its T tail columns (one partial vector) in one k loop, each output as panelTail's. */
-// @ts-ignore: decorator
-@inline
-function rowTail(po: usize, pa: usize, b: usize, bRow: usize, aCol: usize, bias: usize, j: i32, W: i32, T: i32, K: i32, mode: i32): void {
-  const cj = <usize>j, ct = cj + <usize>W;
-  const o0 = po + cj * F32;
-  const tw = <usize>W * F32;
-  let c0 = W > 0 ? initVec(mode, o0, bias, cj) : f32x4.splat(0);
-  let t = partInit(mode, o0 + tw, bias, ct, T);
-  let pb = b + cj * F32;
-  let pk = pa;
-  for (let k: i32 = 0; k < K; k++) {
-    const av = v128.load32_splat(pk);
-    if (W > 0) c0 = madd(av, v128.load(pb), c0);
-    t = f32x4.add(t, f32x4.mul(av, loadPart(pb + tw, T)));
-    pb += bRow;
-    pk += aCol;
-  }
-  if (W > 0) v128.store(o0, c0);
-  storePart(o0 + tw, t, T);
 }
 
 /** The start of T tail columns of one row (lanes = columns): zero, the bias, or out's values. */

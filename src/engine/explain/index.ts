@@ -15,7 +15,7 @@ import type { CompiledModel } from "../graph/types.js";
 import type { KernelInstance } from "../kernels.js";
 import type { OutputLayout, PreparedRun } from "../prepare.js";
 import type { NamedTensor } from "../backend.js";
-import { MT19937, mixSeed, shuffleInPlace } from "../rng.js";
+import { identityOrder, MT19937, mixSeed, shuffleInPlace } from "../rng.js";
 import { integrationPoints } from "./quadrature.js";
 import { shapCoalitions, solveShap } from "./kernel-shap.js";
 import { ExplainNetwork, type RowContext } from "./network.js";
@@ -379,7 +379,7 @@ async function kernelShap(
 export function backgroundRows(spec: Extract<ExplainSpec, { method: "kernel_shap" }>, train: Table): Float32Array {
   if (Array.isArray(spec.background)) return Float32Array.from(spec.background.flat());
   const C = train.features;
-  const order = Int32Array.from({ length: train.rows }, (_, i) => i);
+  const order = identityOrder(train.rows);
   shuffleInPlace(new MT19937(mixSeed(spec.seed, 0x424b4744)), order); // "BKGD"
   const count = Math.min(TRAIN_BACKGROUND_ROWS, train.rows);
   const out = new Float32Array(count * C);

@@ -11,7 +11,7 @@
  *   constraint sum(phi) = f(x) - E[f(background)], eliminated through the last feature, then
  *   weighted least squares: phi[:-1] = (E' W E)^-1 E' W y, phi[-1] = (f(x) - fnull) - sum(phi[:-1])
  */
-import { MT19937 } from "../rng.js";
+import { identityOrder, MT19937 } from "../rng.js";
 
 /** Coalitions of M features: masks [count, M] (1 = the feature comes from x) and their kernel weights. */
 export interface Coalitions {
@@ -72,7 +72,7 @@ export function shapCoalitions(M: number, samples: number, rng: MT19937): Coalit
     const sizes = left.slice(numFullSubsets);
     normalise(sizes);
     const used = new Map<string, number>();
-    const order = Int32Array.from({ length: M }, (_, i) => i);
+    const order = identityOrder(M);
     let draws = 4 * samplesLeft;
     while (samplesLeft > 0 && draws-- > 0) {
       const size = pick(sizes, rng.uniformF64()) + numFullSubsets + 1;

@@ -6,42 +6,15 @@
 // intermediate 512) in the three layouts, and one attention head's products (64 tokens, head
 // width 16 as the encoder bench, 64 as bert-tiny) through matmul_strided with the op's strides.
 // Also the attention softmax per 64 x 64 block. Prints one JSON line. Needs `npm run build`.
-import { dist } from "./lib.mjs";
+import { cpuMicrosPerCall as cpuUs, standaloneKernels } from "./lib.mjs";
 
-const { loadNodeRuntime } = await import(dist("src/node/index.js"));
-const { instantiateKernels } = await import(dist("src/engine/kernels.js"));
-const { Arena } = await import(dist("src/engine/arena.js"));
-
-const runtime = await loadNodeRuntime();
-const memory = new WebAssembly.Memory({ initial: 1 });
-const k = await instantiateKernels(runtime.module, memory);
-const arena = new Arena(memory, k.heap_base());
+const { runtime, k, arena } = await standaloneKernels();
 const SIZE = 1024 * 1024; // floats per operand: enough for every shape below
 const A = arena.alloc(SIZE), B = arena.alloc(SIZE), O = arena.alloc(SIZE), S = arena.alloc(SIZE);
 let seed = 7;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) - 0.5;
 arena.f32(A).forEach((_, i, a) => (a[i] = rnd()));
 arena.f32(B).forEach((_, i, a) => (a[i] = rnd()));
-
-/** Median CPU microseconds per call over 7 rounds, after a warm-up. */
-function cpuUs(fn) {
-  let reps = 4;
-  for (;;) {
-    const c = process.cpuUsage();
-    for (let i = 0; i < reps; i++) fn();
-    const d = process.cpuUsage(c);
-    if (d.user + d.system > 30_000) break;
-    reps *= 2;
-  }
-  const us = [];
-  for (let t = 0; t < 7; t++) {
-    const c = process.cpuUsage();
-    for (let i = 0; i < reps; i++) fn();
-    const d = process.cpuUsage(c);
-    us.push((d.user + d.system) / reps);
-  }
-  return us.sort((a, b) => a - b)[3];
-}
 
 const T = 1024, H = 128, I = 512;
 const shapes = {

@@ -8,6 +8,56 @@ import os from "node:os";
 export const root = dirname(dirname(fileURLToPath(import.meta.url)));
 export const dist = (p) => join(root, "dist", p);
 
+/**
+ * The kernel core of this Node's runtime (the plain SIMD build, or relaxed SIMD under
+ * --experimental-wasm-relaxed-simd) on a memory of its own, with an arena over it: for timing
+ * kernels one by one. Needs `npm run build`.
+ *
+ * @example
+ * ```js
+ * const { k, arena, runtime } = await standaloneKernels();
+ * const x = arena.alloc(1024);
+ * ```
+ */
+export async function standaloneKernels() {
+  const { loadNodeRuntime } = await import(dist("src/node/index.js"));
+  const { instantiateKernels } = await import(dist("src/engine/kernels.js"));
+  const { Arena } = await import(dist("src/engine/arena.js"));
+  const runtime = await loadNodeRuntime();
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const k = await instantiateKernels(runtime.module, memory);
+  return { runtime, memory, k, arena: new Arena(memory, k.heap_base()) };
+}
+
+/**
+ * Median CPU microseconds per call of `fn` over 7 rounds, each long enough (30 ms of CPU) for
+ * process.cpuUsage's microsecond clock, after a warm-up round that sizes them; this process's CPU
+ * time, which other processes on a shared machine do not stretch.
+ *
+ * @example
+ * ```js
+ * const us = cpuMicrosPerCall(() => k.matmul_nn(out, a, b, 64, 64, 64, 0));
+ * ```
+ */
+export function cpuMicrosPerCall(fn) {
+  let reps = 4;
+  for (;;) {
+    const c = process.cpuUsage();
+    for (let i = 0; i < reps; i++) fn();
+    const d = process.cpuUsage(c);
+    if (d.user + d.system > 30_000) break;
+    reps *= 2;
+  }
+  const us = [];
+  for (let t = 0; t < 7; t++) {
+    const c = process.cpuUsage();
+    for (let i = 0; i < reps; i++) fn();
+    const d = process.cpuUsage(c);
+    us.push((d.user + d.system) / reps);
+  }
+  return us.sort((a, b) => a - b)[3];
+}
+
 /** Median, min, max of a list of numbers. */
 export function stats(values) {
   const s = [...values].sort((a, b) => a - b);

@@ -5,16 +5,9 @@
 //   node bench/tiny-kernels.mjs                                    plain SIMD build
 //   node --experimental-wasm-relaxed-simd bench/tiny-kernels.mjs   relaxed-SIMD build (the Worker's)
 // Prints one JSON line. Needs `npm run build`. BENCHMARKS.md (the tiny paragraph) has the figures.
-import { dist, TINY } from "./lib.mjs";
+import { cpuMicrosPerCall, standaloneKernels, TINY } from "./lib.mjs";
 
-const { loadNodeRuntime } = await import(dist("src/node/index.js"));
-const { instantiateKernels } = await import(dist("src/engine/kernels.js"));
-const { Arena } = await import(dist("src/engine/arena.js"));
-
-const runtime = await loadNodeRuntime();
-const memory = new WebAssembly.Memory({ initial: 1 });
-const k = await instantiateKernels(runtime.module, memory);
-const arena = new Arena(memory, k.heap_base());
+const { runtime, k, arena } = await standaloneKernels();
 let seed = 11;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) - 0.5;
 const filled = (n) => {
@@ -23,26 +16,8 @@ const filled = (n) => {
   return region;
 };
 
-/** Median CPU nanoseconds per call over 7 rounds, after a warm-up that sizes the rounds. */
-function cpuNs(fn) {
-  let reps = 256;
-  for (;;) {
-    const c = process.cpuUsage();
-    for (let i = 0; i < reps; i++) fn();
-    const d = process.cpuUsage(c);
-    if (d.user + d.system > 30_000) break;
-    reps *= 2;
-  }
-  const ns = [];
-  for (let t = 0; t < 7; t++) {
-    const c = process.cpuUsage();
-    for (let i = 0; i < reps; i++) fn();
-    const d = process.cpuUsage(c);
-    ns.push(((d.user + d.system) * 1000) / reps);
-  }
-  ns.sort((a, b) => a - b);
-  return Math.round(ns[3] * 10) / 10;
-}
+/** Median CPU nanoseconds per call (lib.mjs cpuMicrosPerCall), to 0.1 ns. */
+const cpuNs = (fn) => Math.round(cpuMicrosPerCall(fn) * 10_000) / 10;
 
 // ---- one tiny step's calls, on its shapes (values random: the timing does not depend on them)
 const B = TINY.batch, F = TINY.features, H = TINY.hidden, O = TINY.outputs;

@@ -25,13 +25,28 @@ export type ConvGeometry = [
   DH: number, DW: number, OW: number, oh0: number, oh1: number,
 ];
 
+/**
+ * Floats of scratch matmul_nn and matmul_tn pack one block of B into (gemm.ts GEMM_KC x
+ * GEMM_NC, 128 x 64).
+ *
+ * @example
+ * ```ts
+ * const scratch = op.in * op.out >= GEMM_PACK_FLOATS ? c.workspace : 0;
+ * ```
+ */
+export const GEMM_PACK_FLOATS = 128 * 64;
+
 export interface Kernels {
   /** out[M,N] = a[M,K] · b[N,K]^T + bias[N] (bias 0: none); scratch holds K*N floats. */
   matmul_nt(out: Ptr, a: Ptr, b: Ptr, bias: Ptr, scratch: Ptr, M: number, N: number, K: number): void;
-  /** out[M,N] (+)= a[M,K] · b[K,N] */
-  matmul_nn(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, accumulate: Flag): void;
-  /** out[M,N] (+)= a[K,M]^T · b[K,N] */
-  matmul_tn(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, accumulate: Flag): void;
+  /**
+   * out[M,N] (+)= a[M,K] · b[K,N]. `scratch` (0 or absent: none) has room for GEMM_PACK_FLOATS
+   * floats: B's blocks are copied there before use, which is faster where B's rows are far
+   * apart, and gives the same result.
+   */
+  matmul_nn(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, accumulate: Flag, scratch?: Ptr): void;
+  /** out[M,N] (+)= a[K,M]^T · b[K,N]; `scratch` as matmul_nn's. */
+  matmul_tn(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, accumulate: Flag, scratch?: Ptr): void;
   /**
    * out[i*ldo + j] (+)= sum_k a[i*ars + k*acs] · b[k*ldb + j] (i < M, j < N, k < K): the GEMM over
    * strided views (a head of a projection, a transposed operand, a group of channels).

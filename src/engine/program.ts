@@ -44,8 +44,8 @@ export const FAULT = { LOSS: 1, GRADIENT: 2, NORM: 3, WEIGHT: 4 } as const;
  */
 export const FUSED_KERNELS = [
   ["matmul_nt", "pppppiii"],
-  ["matmul_nn", "pppiiii"],
-  ["matmul_tn", "pppiiii"],
+  ["matmul_nn", "pppiiiip"],
+  ["matmul_tn", "pppiiiip"],
   ["bias_grad", "ppii"],
   ["activation_forward", "ppifi"],
   ["activation_backward", "ppppifi"],

@@ -37,7 +37,7 @@
  * tolerance there (the rounding of alpha*x may be skipped); GEMM's 1e-5 covers it.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { KERNEL_NAMES, type ConvGeometry, type Kernels } from "../../src/engine/kernels.js";
+import { GEMM_PACK_FLOATS, KERNEL_NAMES, type ConvGeometry, type Kernels } from "../../src/engine/kernels.js";
 import { ACTIVATIONS, type ActivationName } from "../../src/engine/layers/activations.js";
 import { bf16BitsToF32, f16BitsToF32Bits } from "../../src/formats/dtype.js";
 import { CONTROL_WORDS, FAULT, ProgramWriter, encodeArgs, fusedArgCount, fusedKernelId } from "../../src/engine/program.js";
@@ -127,10 +127,11 @@ function gemmCase(kind: "nt" | "nt_bias" | "nn0" | "nn1" | "tn0" | "tn1"): Case 
     // shapes that cross gemm.ts's cache blocks (GEMM_KC = 128 along K, GEMM_NC = 64 along N),
     // and narrow outputs (a partial-vector tail after 8-wide tiles, one folded into a 4-wide
     // tile, a one-column output over k blocks of 4 and a k tail) with 1, 2 and 3 rows left after
-    // the 4-row panels: each output still sums its k
-    // in order from its start, so the plain build matches the twin bit for bit (the fused build
-    // within the scaled tolerance)
-    for (const [M, N, K] of [[5, 130, 257], [9, 64, 128], [4, 65, 129], [3, 200, 300], [8, 128, 384], [33, 10, 10], [13, 7, 33], [37, 1, 131], [10, 3, 32], [7, 21, 20]] as const) {
+    // the 4-row panels, and B's blocks packed into scratch (nn and tn: 64 rows or more, N a
+    // multiple of 128; the last two shapes): each output still sums its k in order from its
+    // start, so the plain build matches the twin bit for bit (the fused build within the scaled
+    // tolerance)
+    for (const [M, N, K] of [[5, 130, 257], [9, 64, 128], [4, 65, 129], [3, 200, 300], [8, 128, 384], [33, 10, 10], [13, 7, 33], [37, 1, 131], [10, 3, 32], [7, 21, 20], [64, 128, 130], [67, 256, 129]] as const) {
       P.run(`blocks M=${M} N=${N} K=${K}`, () => {
         const outInit = rng.f32(M * N);
         const out = P.output(M * N, outInit);
@@ -140,9 +141,9 @@ function gemmCase(kind: "nt" | "nt_bias" | "nn0" | "nn1" | "tn0" | "tn1"): Case 
         const a = rng.f32(M * K), b = rng.f32(K * N), biasV = rng.f32(N);
         const pa = P.input(a, "a"), pb = P.input(b, "b");
         const pbias = kind === "nt_bias" ? P.input(biasV, "bias") : 0;
-        const scratch = P.alloc(K * N);
+        const scratch = P.alloc(Math.max(K * N, GEMM_PACK_FLOATS)); // written by the WASM kernel only (not compared), fenced
         P.both((k) => (nt ? k.matmul_nt(out, pa, pb, pbias, scratch, M, N, K)
-          : tn ? k.matmul_tn(out, pa, pb, M, N, K, acc) : k.matmul_nn(out, pa, pb, M, N, K, acc)));
+          : tn ? k.matmul_tn(out, pa, pb, M, N, K, acc, scratch) : k.matmul_nn(out, pa, pb, M, N, K, acc, scratch)));
         const scale = nt ? gemmScale(null, kind === "nt_bias" ? biasV : null, a, K, 1, b, 1, K, M, N, K)
           : gemmScale(acc ? outInit : null, null, a, tn ? 1 : K, tn ? M : 1, b, N, 1, M, N, K);
         if (v.fused) P.scaled(`${fam} (blocks)`, "out", out, M * N, scale, 1e-5);
@@ -1373,7 +1374,7 @@ function runProgram(P: Pair, rng: Rng): void {
           w.call("mse_loss", [dOut, out, by, r]);
           w.loss(losses);
           w.call("fill", [grads, 0, n]);
-          w.call("matmul_tn", [grads, dOut, bx, 1, F, r, 1]);
+          w.call("matmul_tn", [grads, dOut, bx, 1, F, r, 1, 0]);
           w.call("bias_grad", [grads + 4 * F, dOut, r, 1]);
           w.check(grads, n, FAULT.GRADIENT);
           w.clip(grads, n, false, false, 0.5);

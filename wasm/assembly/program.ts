@@ -36,8 +36,8 @@ const FAULT_LOSS = 1, FAULT_NORM = 3;
 function call_kernel(id: i32, a: usize): f64 {
   switch (id) {
     case 0: matmul_nt(P(a, 0), P(a, 1), P(a, 2), P(a, 3), P(a, 4), I(a, 5), I(a, 6), I(a, 7)); return 0;
-    case 1: matmul_nn(P(a, 0), P(a, 1), P(a, 2), I(a, 3), I(a, 4), I(a, 5), I(a, 6)); return 0;
-    case 2: matmul_tn(P(a, 0), P(a, 1), P(a, 2), I(a, 3), I(a, 4), I(a, 5), I(a, 6)); return 0;
+    case 1: matmul_nn(P(a, 0), P(a, 1), P(a, 2), I(a, 3), I(a, 4), I(a, 5), I(a, 6), P(a, 7)); return 0;
+    case 2: matmul_tn(P(a, 0), P(a, 1), P(a, 2), I(a, 3), I(a, 4), I(a, 5), I(a, 6), P(a, 7)); return 0;
     case 3: bias_grad(P(a, 0), P(a, 1), I(a, 2), I(a, 3)); return 0;
     case 4: activation_forward(P(a, 0), P(a, 1), I(a, 2), F(a, 3), I(a, 4)); return 0;
     case 5: activation_backward(P(a, 0), P(a, 1), P(a, 2), P(a, 3), I(a, 4), F(a, 5), I(a, 6)); return 0;

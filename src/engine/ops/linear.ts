@@ -9,6 +9,7 @@
  * with m = rows * tokens. https://pytorch.org/docs/stable/generated/torch.nn.Linear.html
  */
 import type { LinearOp, OpDef } from "./types.js";
+import { GEMM_PACK_FLOATS } from "../kernels.js";
 
 export const linearOp: OpDef<LinearOp> = {
   flops: (op) => {
@@ -26,9 +27,11 @@ export const linearOp: OpDef<LinearOp> = {
       const m = rows * op.tokens;
       const dW = c.grad(op.weight);
       const db = c.grad(op.bias);
-      if (dW) c.k.matmul_tn(dW, dy[0]!, c.value(op.inputs[0]!), op.out, op.in, m, 1);
+      // the workspace (in * out floats) packs B's blocks where it holds one (GEMM_PACK_FLOATS)
+      const scratch = op.in * op.out >= GEMM_PACK_FLOATS ? c.workspace : 0;
+      if (dW) c.k.matmul_tn(dW, dy[0]!, c.value(op.inputs[0]!), op.out, op.in, m, 1, scratch);
       if (db) c.k.bias_grad(db, dy[0]!, m, op.out);
-      if (dx[0]) c.k.matmul_nn(dx[0], dy[0]!, c.state(op.weight), m, op.in, op.out, 0);
+      if (dx[0]) c.k.matmul_nn(dx[0], dy[0]!, c.state(op.weight), m, op.in, op.out, 0, scratch);
     },
   },
 };

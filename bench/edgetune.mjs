@@ -429,11 +429,12 @@ async function gemm() {
   arena.f32(a).forEach((_, i, arr) => (arr[i] = r()));
   arena.f32(b).forEach((_, i, arr) => (arr[i] = r()));
   const A = arena.f32(a).slice(), B = arena.f32(b).slice();
-  // out = A·B (nn: b is [K,N]); nt: b read as [N,K]; tn: a read as [K,M]
+  // out = A·B (nn: b is [K,N]); nt: b read as [N,K]; tn: a read as [K,M]. Each gets scratch, as
+  // the linear op gives its workspace (nt packs W^T there; nn and tn B's blocks, at this stride)
   const ops = {
-    matmul_nn: () => k.matmul_nn(o.ptr, a.ptr, b.ptr, M, N, K, 0),
+    matmul_nn: () => k.matmul_nn(o.ptr, a.ptr, b.ptr, M, N, K, 0, scratch.ptr),
     matmul_nt: () => k.matmul_nt(o.ptr, a.ptr, b.ptr, 0, scratch.ptr, M, N, K),
-    matmul_tn: () => k.matmul_tn(o.ptr, a.ptr, b.ptr, M, N, K, 0),
+    matmul_tn: () => k.matmul_tn(o.ptr, a.ptr, b.ptr, M, N, K, 0, scratch.ptr),
   };
   const ref = {
     matmul_nn: (i, j) => { let s = 0; for (let q = 0; q < K; q++) s += A[i * K + q] * B[q * N + j]; return s; },

@@ -3,8 +3,9 @@
 //   node bench/gemm-shapes.mjs                                    plain SIMD build
 //   node --experimental-wasm-relaxed-simd bench/gemm-shapes.mjs   relaxed-SIMD build (the Worker's)
 // Linear layers of bert-tiny (BERT_TINY in lib.mjs: 1,024 tokens per batch, hidden 128,
-// intermediate 512) in the three layouts, and one attention head's products (64 tokens, head
-// width 16 as the encoder bench, 64 as bert-tiny) through matmul_strided with the op's strides.
+// intermediate 512) in the three layouts, each given scratch as the linear op gives its
+// workspace, and one attention head's products (64 tokens, head width 16 as the encoder bench,
+// 64 as bert-tiny) through matmul_strided with the op's strides.
 // Also the attention softmax per 64 x 64 block. Prints one JSON line. Needs `npm run build`.
 import { cpuMicrosPerCall as cpuUs, standaloneKernels } from "./lib.mjs";
 
@@ -23,12 +24,12 @@ const shapes = {
   "nt 1024x512x128 (intermediate forward)": [() => k.matmul_nt(O.ptr, A.ptr, B.ptr, 0, S.ptr, T, I, H), 2 * T * I * H],
   "nt 1024x128x512 (output forward)": [() => k.matmul_nt(O.ptr, A.ptr, B.ptr, 0, S.ptr, T, H, I), 2 * T * H * I],
   // input gradient dx = dy W
-  "nn 1024x128x512 (intermediate dx)": [() => k.matmul_nn(O.ptr, A.ptr, B.ptr, T, H, I, 0), 2 * T * H * I],
-  "nn 1024x512x128 (output dx)": [() => k.matmul_nn(O.ptr, A.ptr, B.ptr, T, I, H, 0), 2 * T * I * H],
+  "nn 1024x128x512 (intermediate dx)": [() => k.matmul_nn(O.ptr, A.ptr, B.ptr, T, H, I, 0, S.ptr), 2 * T * H * I],
+  "nn 1024x512x128 (output dx)": [() => k.matmul_nn(O.ptr, A.ptr, B.ptr, T, I, H, 0, S.ptr), 2 * T * I * H],
   // weight gradient dW += dy^T x, K = the batch's 1,024 tokens
-  "tn 128x128x1024 (q/k/v/out dW)": [() => k.matmul_tn(O.ptr, A.ptr, B.ptr, H, H, T, 1), 2 * H * H * T],
-  "tn 512x128x1024 (intermediate dW)": [() => k.matmul_tn(O.ptr, A.ptr, B.ptr, I, H, T, 1), 2 * I * H * T],
-  "tn 128x512x1024 (output dW)": [() => k.matmul_tn(O.ptr, A.ptr, B.ptr, H, I, T, 1), 2 * H * I * T],
+  "tn 128x128x1024 (q/k/v/out dW)": [() => k.matmul_tn(O.ptr, A.ptr, B.ptr, H, H, T, 1, S.ptr), 2 * H * H * T],
+  "tn 512x128x1024 (intermediate dW)": [() => k.matmul_tn(O.ptr, A.ptr, B.ptr, I, H, T, 1, S.ptr), 2 * I * H * T],
+  "tn 128x512x1024 (output dW)": [() => k.matmul_tn(O.ptr, A.ptr, B.ptr, H, I, T, 1, S.ptr), 2 * H * I * T],
 };
 for (const dh of [16, 64]) {
   const tok = 64, D = 4 * dh, W = 3 * D; // packed q/k/v rows of 3D

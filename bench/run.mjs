@@ -528,7 +528,7 @@ function profileMarkdown() {
     const peakForms = g.peak.tile_gflops ? ` (the better of the GEMM's own 4x8 tile on L1-resident operands, ${fmt(g.peak.tile_gflops, 1)}, and a register-only loop of 12 mul+add chains, ${fmt(g.peak.register_loop_gflops, 1)})` : "";
     out.push(`- **gemm**: the 4x8 register tile issues 8 f32x4.mul + 8 f32x4.add per k against 2 B-vector loads and 4 broadcast loads of A (v128.load32_splat: one instruction, where f32x4.splat of a load was two); ` +
       `measured ${fmt(g.matmul_nn.gflops, 1)} / ${fmt(g.matmul_nt.gflops, 1)} / ${fmt(g.matmul_tn.gflops, 1)} GFLOP/s (nn / nt / tn) of a ${fmt(g.peak.gflops, 1)} GFLOP/s peak${peakForms}. ` +
-      `matmul_nt packs W^T one 128 x 64 block at a time; matmul_tn reads A with a stride of M. ` +
+      `matmul_nt packs W^T one 128 x 64 block at a time; matmul_nn and matmul_tn copy B's blocks into scratch (the linear op's workspace, as these rows pass it) when B's rows are a multiple of 128 floats apart, which otherwise fall into a few L1 sets; matmul_tn reads A with a stride of M. ` +
       (w.gemm.relaxed && !w.gemm.relaxed.error ? `The relaxed-SIMD build (relaxed_madd, Node needs --experimental-wasm-relaxed-simd) reaches ${["matmul_nn", "matmul_nt", "matmul_tn"].map((k) => fmt(w.gemm.relaxed[k].gflops, 1)).join(" / ")} GFLOP/s (nn / nt / tn) of a ${fmt(w.gemm.relaxed.peak.gflops, 1)} GFLOP/s fused peak (a median GEMM against a best-of-7 peak loop can read a little above it).` : ""));
   }
   if (w.edge?.wrangler && !w.edge.wrangler.error) {

@@ -41,8 +41,8 @@ export interface Kernels {
   matmul_nt(out: Ptr, a: Ptr, b: Ptr, bias: Ptr, scratch: Ptr, M: number, N: number, K: number): void;
   /**
    * out[M,N] (+)= a[M,K] · b[K,N]. `scratch` (0 or absent: none) has room for GEMM_PACK_FLOATS
-   * floats: B's blocks are copied there before use, which is faster where B's rows are far
-   * apart, and gives the same result.
+   * floats: where M >= 64 and N is a multiple of 128 (B's rows that far apart share a few L1
+   * sets), B's blocks are copied there before use; the same result either way.
    */
   matmul_nn(out: Ptr, a: Ptr, b: Ptr, M: number, N: number, K: number, accumulate: Flag, scratch?: Ptr): void;
   /** out[M,N] (+)= a[K,M]^T · b[K,N]; `scratch` as matmul_nn's. */

@@ -51,9 +51,10 @@ function gemmCore(
   // with scratch (GEMM_KC * GEMM_NC floats), each block of B is first copied into it row after
   // row, so that the panels read it contiguously. Read in place, a block has its rows ldb floats
   // apart, and where ldb is a multiple of 128 (512 bytes: a transformer's 128, 512, 768 widths)
-  // its lines fall into a few L1 sets and evict each other (tn 128x512x1024: 49-50 -> 54 GFLOP/s
-  // packed, nn 1024x512x128 53-54 -> 59). Other strides, and few panels (M < 64: a 32x64x64 lost
-  // 5-10% to the copy), read B in place. The same values in the same order: the same bits.
+  // its lines fall into a few L1 sets and evict each other (bench/gemm-shapes.mjs: tn 128x512x1024
+  // 39-43 -> 51-56 GFLOP/s packed, nn 1024x512x128 49-51 -> 58). Other strides, and few panels
+  // (M < 64: a 32x64x64 lost 5-10% to the copy), read B in place. The same values in the same
+  // order: the same bits.
   const pack = scratch != 0 && M >= GEMM_PACK_MIN_M && (ldb & 127) == 0;
   let k0: i32 = 0;
   do {

@@ -107,7 +107,7 @@ function gemmBlock(
   for (; i + 4 <= M; i += 4) panel(out + <usize>i * n * F32, a + <usize>i * aRow, b, n, bRow, aRow, aCol, bias, N, K, mode, 4);
   // the M % 4 rows left as one panel of 3, 2 or 1 rows, not row by row: a row's k loop is bound
   // by its add latency (2 accumulators per 8 columns), and rows side by side share it
-  // (10x10x32, two rows left: 210 -> 150 ns)
+  // (tn 3x64x64: 820 -> 466 ns; tn 10x10x32, two rows left: 222 -> 201 ns)
   const R = M - i;
   const po = out + <usize>i * n * F32, pa = a + <usize>i * aRow;
   if (R == 3) panel(po, pa, b, n, bRow, aRow, aCol, bias, N, K, mode, 3);

@@ -10,6 +10,8 @@ import { EdgetuneError, PayloadTooLargeError, RequestValidationError, Unsupporte
 import { parseCsv, parseJsonl, type Table } from "../formats/dataset.js";
 import { looksLikeSafetensors, tableFromSafetensors } from "../formats/dataset-safetensors.js";
 import type { TrainRequest } from "../engine/prepare.js";
+import { Data } from "../schema/request.js";
+import { zodIssues } from "../schema/issues.js";
 import { multipartBoundary, readMultipartStream, type ChunkReader, type MultipartSink } from "../formats/multipart.js";
 
 /** A create request as read from the wire. */
@@ -156,7 +158,10 @@ async function readMultipart(req: Request, maxBytes: number, timeoutMs: number, 
     }
     request.tokenizer = parseJsonObject(text(tokenizerPart), "tokenizer");
   }
-  const target = (data.target ?? "y") as string | string[];
+  // the CSV parts are read before the request is validated: their target column(s) first
+  const targetSpec = Data.shape.target.safeParse(data.target);
+  if (!targetSpec.success) throw new RequestValidationError(zodIssues(targetSpec.error, "data.target"));
+  const target = targetSpec.data;
   const tables: CreateBody["tables"] = {};
   for (const name of ["train", "validation"] as const) {
     const part = form.get(name);

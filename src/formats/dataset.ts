@@ -558,9 +558,9 @@ export function parseCsv(text: string, options: CsvOptions): Table {
     if (column === undefined && tokenRows && targetNames.length === 1) return;
     if (column === undefined) {
       const listed = listNames(names);
-      issues.add({ path: field, line: headerLine, column: String(name), message: `target column ${describeValue(name, 60)} not found; the header has ${listed}` });
+      issues.add({ path: field, line: headerLine, column: typeof name === "string" ? name : describeValue(name, 60), message: `target column ${describeValue(name, 60)} not found; the header has ${listed}` });
     } else if (isTarget[column]) {
-      issues.add({ path: field, line: headerLine, column: String(name), message: `target column ${describeValue(name, 60)} is named twice` });
+      issues.add({ path: field, line: headerLine, column: typeof name === "string" ? name : describeValue(name, 60), message: `target column ${describeValue(name, 60)} is named twice` });
     } else {
       isTarget[column] = 1;
       slotOfColumn[column] = -(t + 1);
@@ -1183,7 +1183,7 @@ function readTextCsv(reader: CsvRecordReader, names: string[], target: string | 
   let targets = Array.isArray(target) ? target : [target];
   if (target === "y" && column("y") < 0) targets = column("label") >= 0 ? ["label"] : [];
   for (const name of targets) {
-    if (column(name) < 0) issues.add({ path: field, line: headerLine, column: name, message: `target column ${describeValue(name, 60)} not found; the header has ${listNames(names)}` });
+    if (column(name) < 0) issues.add({ path: field, line: headerLine, column: typeof name === "string" ? name : describeValue(name, 60), message: `target column ${describeValue(name, 60)} not found; the header has ${listNames(names)}` });
   }
   const targetColumns = targets.map(column);
   const textColumn = column("text");

@@ -379,6 +379,17 @@ describe("memory is bounded by the input's size", () => {
     );
   });
 
+  // Fixed (found with FUZZ_SEED=2001199573, 2026-12-01): parseCsv put String(target) in its issue;
+  // an object without a string form ({"toString": null}) threw a TypeError. The API now checks a
+  // multipart data.target before the CSV is read (http.test.ts), and the reader describes what it got.
+  it("regression: a target column given as an object without a string form is a DatasetError, not a TypeError", () => {
+    for (const target of [JSON.parse('{"toString":null}'), [JSON.parse('{"valueOf":null,"toString":null}')]]) {
+      const result = checkParser(() => parseCsv("f0,y\n0,0", { target: target as string, field: "data.train" }));
+      expect(result).toBeInstanceOf(DatasetError);
+      expect((result as DatasetError).errors[0]!.column).toBe("an object");
+    }
+  });
+
   it("regression: x = [[0 × 100,000], 0 × 1,000,000] is a DatasetError, not a RangeError", () => {
     // 4e11 bytes is past the typed-array limit, so this throws at once rather than allocating
     const { run } = amplifier("inline", 100_000, 1_000_000);

@@ -364,6 +364,20 @@ describe("regressions through HTTP (bugs these fuzzers found)", () => {
     expect(await send(app, "/v1/fine-tunes", { method: "POST", body: form })).toBe(400);
   });
 
+  // Fixed (found by dataset.test.ts with FUZZ_SEED=2001199573, 2026-12-01): a multipart request's
+  // data.target reached the CSV reader before validation; an object without a string form
+  // ({"toString": null}) threw a TypeError there: a 500. data.target is now checked first.
+  it("regression: a multipart data.target that is not column names is a 400 at data.target, not a 500", async () => {
+    for (const target of [{ toString: null }, 3, [], [""], ["y", 1]]) {
+      const form = new FormData();
+      form.set("request", JSON.stringify({ model: { layers: [{ type: "linear", in_features: 1, out_features: 1 }] }, data: { target }, training: { epochs: 1 } }));
+      form.set("train", new File(["f0,y\n0,0\n1,1\n"], "train.csv", { type: "text/csv" }));
+      const res = await app.request("/v1/fine-tunes", { method: "POST", body: form });
+      expect(res.status, JSON.stringify(target)).toBe(400);
+      expect(((await res.json()) as { errors: { path: string }[] }).errors[0]!.path).toMatch(/^data\.target(\[\d+\])?$/);
+    }
+  });
+
   const post = (body: unknown) => send(app, "/v1/fine-tunes", { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
   const layer = { type: "linear", in_features: 1, out_features: 1 };
 

@@ -22,7 +22,7 @@ import { compileModel } from "./graph/compile.js";
 import { checkExplain, DEFAULT_EXPLAIN_ROWS, explainFlops } from "./explain/index.js";
 import { readCheckpoint } from "./huggingface/checkpoint.js";
 import { resolveArchitecture, type HfTask, type ResolvedArchitecture } from "./huggingface/index.js";
-import { numLabels } from "./huggingface/define.js";
+import { numLabels, type ProblemType } from "./huggingface/define.js";
 import { causalLmTargets, IGNORE_INDEX } from "./huggingface/labels.js";
 import { defaultInit } from "./init.js";
 import { readAdapterWeights, resolveLora } from "./adapters/resolve.js";
@@ -144,7 +144,6 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   if (!parsed.success) throw new RequestValidationError(zodIssues(parsed.error));
   const { request, lrFinder, autoBatchSize } = openChoices(parsed.data);
   const huggingface = request.model.huggingface ? resolveArchitecture(request.model.huggingface) : null;
-  if (huggingface) applyTaskLoss(request, huggingface, isObject(input.training) && isObject(input.training.loss) && input.training.loss.type !== "auto");
 
   let train = tables.train ?? inlineTable(data?.train, "data.train");
   if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
@@ -163,6 +162,9 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
     train = causalLmTargets(train, "data.train");
     if (validation) validation = causalLmTargets(validation, "data.validation");
   }
+
+  // ---- a Hugging Face head's loss, as its forward picks it (its labels' shape decides some)
+  if (huggingface) applyTaskLoss(request, huggingface, isObject(input.training) && isObject(input.training.loss) && input.training.loss.type !== "auto", train.targets);
 
   // ---- the model, compiled for the data's shape (with its adapter: a first pass finds the modules)
   const dataShape = { features: train.features, tokens: train.ids ?? false, mask: !!train.mask };
@@ -356,12 +358,18 @@ function planAutoBatchSize(
 }
 
 /**
- * The loss of a Hugging Face task, as transformers' heads compute it: cross-entropy over the
- * vocabulary (causal LM, the only loss it takes) or the labels; mean squared error for a
- * single-label regression head (num_labels 1). An explicit `training.loss` stands for
- * sequence classification.
+ * The loss of a Hugging Face task, as transformers' heads compute it. A causal LM takes
+ * cross-entropy over the vocabulary (the only loss it takes). A sequence classifier takes what
+ * its forward picks from `config.problem_type`: "regression" MSELoss, "single_label_classification"
+ * CrossEntropyLoss, "multi_label_classification" BCEWithLogitsLoss. Without one, forward picks
+ * regression for num_labels 1, single-label for integer (class index) labels and multi-label for
+ * float labels; JSON cannot tell 1 from 1.0, so here the labels' shape stands for their dtype:
+ * rows of num_labels values are multi-label targets, one value per row a class index
+ * (https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py,
+ * BertForSequenceClassification.forward). An explicit `training.loss` stands for sequence
+ * classification. `targets`: target values per row of the training data.
  */
-function applyTaskLoss(request: Request, arch: ResolvedArchitecture, given: boolean): void {
+function applyTaskLoss(request: Request, arch: ResolvedArchitecture, given: boolean, targets: number): void {
   const crossEntropy = { type: "cross_entropy" as const, weight: null, ignore_index: IGNORE_INDEX, label_smoothing: 0 };
   if (arch.task === "causal-lm") {
     if (given && request.training.loss.type !== "cross_entropy") {
@@ -370,10 +378,12 @@ function applyTaskLoss(request: Request, arch: ResolvedArchitecture, given: bool
     if (!given) request.training.loss = crossEntropy;
     return;
   }
-  if (!given) {
-    const config = arch.config as { id2label?: Record<string, string>; num_labels?: number };
-    request.training.loss = numLabels(config) === 1 ? { type: "mse" } : crossEntropy;
-  }
+  if (given) return;
+  const config = arch.config as { id2label?: Record<string, string>; num_labels?: number; problem_type?: ProblemType | null };
+  const labels = numLabels(config);
+  const problem = config.problem_type ?? (labels === 1 ? "regression" : targets === labels ? "multi_label_classification" : "single_label_classification");
+  request.training.loss =
+    problem === "regression" ? { type: "mse" } : problem === "multi_label_classification" ? { type: "bce_with_logits", pos_weight: null } : crossEntropy;
 }
 
 /**

@@ -165,6 +165,50 @@ describe("placement follows the plan", () => {
   });
 });
 
+describe("a sequence classifier's loss when training.loss is absent: what its forward picks", () => {
+  // transformers' *ForSequenceClassification.forward: config.problem_type, or regression for
+  // num_labels 1, single-label for class indices, multi-label for float labels (here: rows of num_labels values)
+  const rows = (width: number) => Array.from({ length: 24 }, (_, r) => (width === 1 ? r % 3 : Array.from({ length: width }, (_, j) => (r + j) % 2)));
+  const lossOf = (config: Config, width: number, loss?: object) => {
+    const request = hfRequest(config);
+    const train = (request.data as { train: Record<string, unknown> }).train;
+    train.y = rows(width);
+    if (loss) (request.training as Record<string, unknown>).loss = loss;
+    return prepareRun(request).request.training.loss;
+  };
+
+  it("class indices: cross-entropy; rows of num_labels values: BCE with logits (multi-label)", () => {
+    expect(lossOf(BERT, 1).type).toBe("cross_entropy");
+    expect(lossOf(BERT, 3)).toEqual({ type: "bce_with_logits", pos_weight: null });
+    expect(lossOf(DISTILBERT, 3).type).toBe("bce_with_logits");
+  });
+
+  it("num_labels 1: MSE (regression)", () => {
+    const { id2label: _, ...config } = BERT;
+    expect(lossOf({ ...config, num_labels: 1 }, 1).type).toBe("mse");
+  });
+
+  it("config.problem_type decides over the labels' shape, as in transformers", () => {
+    expect(lossOf({ ...BERT, problem_type: "regression" }, 3).type).toBe("mse");
+    expect(lossOf({ ...BERT, problem_type: "multi_label_classification" }, 3).type).toBe("bce_with_logits");
+    expect(lossOf({ ...DISTILBERT, problem_type: "single_label_classification" }, 1).type).toBe("cross_entropy");
+    expect(lossOf({ ...BERT, problem_type: null }, 1).type).toBe("cross_entropy");
+  });
+
+  it("an explicit training.loss stands", () => {
+    expect(lossOf({ ...BERT, problem_type: "multi_label_classification" }, 1, { type: "cross_entropy" }).type).toBe("cross_entropy");
+  });
+
+  it("single-label classification with rows of values, and a problem_type transformers does not have, are 422s naming the field", async () => {
+    const request = hfRequest({ ...BERT, problem_type: "single_label_classification" });
+    (request.data as { train: Record<string, unknown> }).train.y = rows(3);
+    expect((await rejection(request)).errors[0]!.path).toBe("data.train.y");
+    const unknown = await rejection(hfRequest({ ...BERT, problem_type: "multilabel" }));
+    expect(unknown.status).toBe(422);
+    expect(unknown.errors[0]!.path).toBe("model.huggingface.config.problem_type");
+  });
+});
+
 describe("refusals name the field", () => {
   it("an unsupported architecture lists the supported ones", async () => {
     const e = await rejection(hfRequest({ ...BERT, architectures: ["T5ForConditionalGeneration"] }));

@@ -117,7 +117,9 @@ def full_training(t):
     out["shuffle"] = False
     out["drop_last"] = t.pop("drop_last", False)
     out["seed"] = t.pop("seed")
-    out["loss"] = with_defaults(LOSS_DEFAULTS, t.pop("loss"))
+    loss = t.pop("loss", None)
+    if loss is not None:  # absent: a Hugging Face head picks its own (task_loss)
+        out["loss"] = with_defaults(LOSS_DEFAULTS, loss)
     out["optimizer"] = with_defaults(OPT_DEFAULTS, t.pop("optimizer"))
     out["schedule"] = full_schedule(t.pop("schedule", {"type": "constant"}))
     clip = t.pop("clip_grad_norm", None)
@@ -241,12 +243,14 @@ def make_lm_data(seed, n_train=64, n_val=0, T=8, vocab=12, min_len=4, task="lm")
 
 
 def make_hf_cls_data(seed, n_train=64, n_val=0, T=8, vocab=30, k=3, min_len=4, pairs=False, hidden=6, noise=0.3,
-                     task="hf_cls"):
+                     task="hf_cls", labels="class"):
     """Sequence classification rows as a BERT tokenizer gives them, with the ids of a tiny vocabulary:
     0 = [PAD], 1 = [CLS], 2 = [SEP], words uniform in [3, vocab). A row is `[CLS] a [SEP]`, or with
     `pairs` `[CLS] a [SEP] b [SEP]` with token_type_ids 0 up to the first [SEP] and 1 after it;
     lengths uniform in [min_len, T], right-padded with 0 (token type 0, attention_mask 0). Labels
-    from a random teacher: the argmax over k of mean(E[a]) W_a (+ mean(E[b]) W_b with pairs) + noise."""
+    from a random teacher: the argmax over k of mean(E[a]) W_a (+ mean(E[b]) W_b with pairs) + noise;
+    with labels="multi" the k values (score + noise > 0) as floats (multi-hot rows), with labels="value"
+    the first score + noise (one float per row: regression)."""
     assert task == "hf_cls"
     rs = np.random.RandomState(seed)
     emb = rs.randn(vocab, hidden)
@@ -268,7 +272,13 @@ def make_hf_cls_data(seed, n_train=64, n_val=0, T=8, vocab=30, k=3, min_len=4, p
         ids.append(row + [0] * (T - length))
         masks.append([1] * length + [0] * (T - length))
         types.append(tt + [0] * (T - length))
-        ys.append(int(np.argmax(score + noise * rs.randn(k))))
+        noisy = score + noise * rs.randn(k)
+        if labels == "multi":
+            ys.append([float(v > 0) for v in noisy])
+        elif labels == "value":
+            ys.append(float(noisy[0]))
+        else:
+            ys.append(int(np.argmax(noisy)))
 
     def part(lo, hi):
         d = OrderedDict(input_ids=ids[lo:hi], attention_mask=masks[lo:hi])
@@ -616,6 +626,15 @@ def make_targets(y, loss_type, dtype):
     return torch.tensor(a, dtype=dtype)
 
 
+def task_loss(request):
+    """A request without training.loss: the loss its Hugging Face sequence classifier's forward takes for
+    the training labels as transformers gets them (hf.sequence_classification_loss): torch.tensor(y), so
+    integer class indices are torch.long and rows of float values torch.float32."""
+    config = request["model"]["huggingface"]["config"]
+    spec = hf.sequence_classification_loss(config, torch.tensor(request["data"]["train"]["y"]))
+    return with_defaults(LOSS_DEFAULTS, spec)
+
+
 def dataset_targets(request, ds, loss_type, dtype):
     """A dataset's targets; a causal LM's data without `y` has the labels input_ids with padding set to
     -100 (hf.causal_labels), and the model shifts them."""
@@ -754,7 +773,7 @@ def train(request, init_state, dtype, adapter_state=None):
     `adapter_state` (PEFT's adapter_model.safetensors names); only the adapter's trainable parameters
     train, and `expected` has `adapter`, `adapter_config` and `merged` instead of `weights`."""
     tr = request["training"]
-    loss_spec, opt_spec, sched_spec = tr["loss"], tr["optimizer"], tr["schedule"]
+    loss_spec, opt_spec, sched_spec = tr.get("loss") or task_loss(request), tr["optimizer"], tr["schedule"]
     lt = loss_spec["type"]
     margins = Margins()
 
@@ -1954,6 +1973,24 @@ def huggingface_cases():
              huggingface=hfm(distilbert, "sequence-classification"),
              data=dict(task="hf_cls", n_train=64, n_val=16, T=8, vocab=30, k=3, min_len=3),
              training=dict(epochs=26, batch_size=16, loss=ce, optimizer=sgd(0.005)), seed=603),
+        # no training.loss: the loss is the one the head's forward picks (hf.sequence_classification_loss)
+        case("bert_seqcls_multilabel", "BertForSequenceClassification with config problem_type "
+             "multi_label_classification and no training.loss: BCEWithLogitsLoss over 3 labels, multi-hot rows",
+             huggingface=hfm(bert(id2label=labels(*three), label2id=label_ids(*three),
+                                  problem_type="multi_label_classification"), "sequence-classification"),
+             data=dict(task="hf_cls", n_train=64, n_val=16, T=8, vocab=30, k=3, min_len=3, labels="multi"),
+             training=dict(epochs=26, batch_size=16, optimizer=sgd(0.02)), seed=607),
+        case("distilbert_seqcls_float_labels", "DistilBertForSequenceClassification without problem_type and no "
+             "training.loss, 3 labels given as multi-hot rows of floats: forward's rule (num_labels > 1, labels "
+             "not torch.long) picks multi_label_classification, BCEWithLogitsLoss",
+             huggingface=hfm(distilbert, "sequence-classification"),
+             data=dict(task="hf_cls", n_train=64, n_val=16, T=8, vocab=30, k=3, min_len=3, labels="multi"),
+             training=dict(epochs=26, batch_size=16, optimizer=sgd(0.02)), seed=608),
+        case("bert_seqcls_regression", "BertForSequenceClassification with num_labels 1 and no training.loss: "
+             "forward's rule picks regression, MSELoss over one float per row",
+             huggingface=hfm(bert(num_labels=1), "sequence-classification"),
+             data=dict(task="hf_cls", n_train=64, n_val=16, T=8, vocab=30, k=1, min_len=3, labels="value"),
+             training=dict(epochs=26, batch_size=16, optimizer=sgd(0.005)), seed=609),
         case("gpt2_causal_lm", "GPT2LMHeadModel (n_embd 16, 2 layers, 4 heads, gelu_new, Conv1D weights [in, out], "
              "lm_head tied to wte and absent from the weights), rows of 4 to 8 tokens padded with id 0, no y: labels "
              "= input_ids with padding -100, shifted inside the model",
@@ -2287,14 +2324,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", help="comma-separated case names: run and print, write nothing")
     ap.add_argument("--verify", action="store_true", help="only replay the existing fixtures from their JSON")
+    ap.add_argument("--groups", help="comma-separated groups: write only these fixture files (and not init.json)")
     args = ap.parse_args()
     if args.verify:
         return verify()
     only = set(args.only.split(",")) if args.only else None
+    groups = set(args.groups.split(",")) if args.groups else None
+    assert groups is None or groups <= set(GROUPS), "unknown groups: %r" % (groups - set(GROUPS))
 
     os.makedirs(FIXTURES, exist_ok=True)
     all_warnings = set()
     for group, fn in GROUPS.items():
+        if groups is not None and group not in groups:
+            continue
         cases = fn()
         names = [c["name"] for c in cases]
         assert len(names) == len(set(names)), "duplicate case names in " + group
@@ -2314,7 +2356,7 @@ def main():
         if only is None:
             write_json(os.path.join(FIXTURES, group + ".json"),
                        OrderedDict(generator=GENERATOR, torch_version=torch.__version__, cases=out))
-    if only is None:
+    if only is None and groups is None:
         init = init_fixture()
         path = os.path.join(FIXTURES, "init.json")
         write_json(path, init)

@@ -79,6 +79,29 @@ def num_labels_of(config):
     return int(config.get("num_labels", 2))
 
 
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+def sequence_classification_loss(config, labels):
+    """The loss *ForSequenceClassification.forward (BertForSequenceClassification, DistilBert...) computes
+    for `labels`, as a request's training.loss: config.problem_type, or when it is None "regression" for
+    num_labels 1, "single_label_classification" for torch.long / torch.int labels and
+    "multi_label_classification" otherwise; then MSELoss, CrossEntropyLoss or BCEWithLogitsLoss.
+    PretrainedConfig raises a ValueError for any other problem_type."""
+    problem = config.get("problem_type")
+    if problem is not None and problem not in PROBLEM_TYPES:
+        raise ValueError("problem_type %r is not one of %s" % (problem, PROBLEM_TYPES))
+    if problem is None:
+        if num_labels_of(config) == 1:
+            problem = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem = "single_label_classification"
+        else:
+            problem = "multi_label_classification"
+    return {"regression": {"type": "mse"}, "single_label_classification": {"type": "cross_entropy"},
+            "multi_label_classification": {"type": "bce_with_logits"}}[problem]
+
+
 def resolve_config(config):
     """The config.json dict with the architecture's defaults filled in, as a namespace.
     Raises ValueError for an unsupported architecture or option."""

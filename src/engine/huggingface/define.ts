@@ -126,7 +126,20 @@ export function numLabels(config: { id2label?: Record<string, string> | undefine
 }
 
 /**
- * id2label and num_labels, as every *ForSequenceClassification config carries them.
+ * The values PretrainedConfig allows for `problem_type` (it raises a ValueError for others).
+ *
+ * @example
+ * ```ts
+ * PROBLEM_TYPES.includes("multi_label_classification"); // true
+ * ```
+ */
+export const PROBLEM_TYPES = ["regression", "single_label_classification", "multi_label_classification"] as const;
+
+/** A sequence classifier's `problem_type`: which loss its forward takes (prepare.ts applyTaskLoss). */
+export type ProblemType = (typeof PROBLEM_TYPES)[number];
+
+/**
+ * id2label, num_labels and problem_type, as every *ForSequenceClassification config carries them.
  *
  * @example
  * ```ts
@@ -136,6 +149,7 @@ export function numLabels(config: { id2label?: Record<string, string> | undefine
 export const labelFields = {
   id2label: z.record(z.string(), z.string()).optional(),
   num_labels: count().optional(),
+  problem_type: z.enum(PROBLEM_TYPES).nullable().optional(),
 };
 
 /**

@@ -120,6 +120,11 @@ export function checkTargets(table: Table, loss: LossSpec, outputs: number, fiel
           const problem = classRange(value, outputs);
           return problem && `${problem} (or ignore_index ${loss.ignore_index})`;
         });
+        // a mean over no labels is NaN (torch.nn.CrossEntropyLoss's too): refused here, rather
+        // than a run that diverges at its first step
+        if (table.y.length > 0 && table.y.every((value) => value === ignoreIndex)) {
+          issues.add({ path: `${field}.y`, message: `every label is ignore_index ${loss.ignore_index}: the loss would be the mean over no labels (NaN); give at least one class index` });
+        }
       }
       break;
     }

@@ -360,6 +360,18 @@ describe("causal-LM labels", () => {
     };
     expect([...causalLmTargets(table, "data.train").y]).toEqual([6, 7, -100]);
   });
+
+  it("with nothing to predict (rows of one real token, or y all -100 past the first) are a 422, not a NaN loss", async () => {
+    const oneToken = await rejection({ model: { huggingface: { config: GPT2 } }, data: { train: { input_ids: [[3, 0], [4, 0]], attention_mask: [[1, 0], [1, 0]] } }, training: { epochs: 1 } } as TrainRequest);
+    expect(oneToken.status).toBe(422);
+    expect(oneToken.errors[0]!.path).toBe("data.train.input_ids");
+    expect(oneToken.errors[0]!.message).toMatch(/at least 2 tokens/);
+    const ignored = await rejection({ model: { huggingface: { config: GPT2 } }, data: { train: { input_ids: [[3, 4, 5]], y: [[3, -100, -100]] } }, training: { epochs: 1 } } as TrainRequest);
+    expect(ignored.errors[0]!.path).toBe("data.train.y");
+    // one real next token anywhere is enough
+    const some = await train({ model: { huggingface: { config: GPT2 } }, data: { train: { input_ids: [[3, 0], [4, 5]], attention_mask: [[1, 0], [1, 1]] } }, training: { epochs: 1 } } as TrainRequest);
+    expect(some.status).toBe("succeeded");
+  });
 });
 
 describe("graph gradients vs central differences, per architecture", async () => {

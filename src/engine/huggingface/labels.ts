@@ -45,9 +45,22 @@ export function causalLmTargets(table: Table, field: string): Table {
     ]);
   }
   const y = new Float32Array(table.rows * T);
+  let predicted = 0; // next-token labels that are not ignored
   for (let r = 0; r < table.rows; r++) {
-    for (let t = 0; t < T - 1; t++) y[r * T + t] = labels[r * T + t + 1]!;
+    for (let t = 0; t < T - 1; t++) {
+      const label = labels[r * T + t + 1]!;
+      y[r * T + t] = label;
+      if (label !== IGNORE_INDEX) predicted++;
+    }
     y[r * T + T - 1] = IGNORE_INDEX;
+  }
+  if (predicted === 0) {
+    // the loss would be a mean over no tokens: NaN in transformers as here, so refused up front
+    throw new UnprocessableError("invalid_dataset", [
+      table.targets === 0
+        ? { path: `${field}.input_ids`, message: `no row has a token to predict: a causal LM learns each token from the ones before it, so a row needs at least 2 tokens with attention_mask 1` }
+        : { path: `${field}.y`, message: `every label after a row's first token is ${IGNORE_INDEX}: a causal LM predicts each label from the tokens before it, so there is nothing to learn` },
+    ]);
   }
   return { ...table, targets: T, y, targetsWereScalar: false };
 }

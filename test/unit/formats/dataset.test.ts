@@ -295,7 +295,14 @@ describe("checkTargets", () => {
       { path: "data.train.y[8]", message: "row 8: label 1.5 is not an integer class index (or ignore_index -100)" },
       { path: "data.train.y[9]", message: "row 9: label -1 is out of range for 3 classes (0..2) (or ignore_index -100)" },
     ]);
-    expect(check(table([-1]), { ...crossEntropy, ignore_index: -1 }, 3)).not.toThrow();
+    expect(check(table([-1, 2]), { ...crossEntropy, ignore_index: -1 }, 3)).not.toThrow();
+  });
+
+  it("cross_entropy: every label ignored is a 422 (the mean over no labels is NaN)", () => {
+    expect(issuesOf(check(table([-100, -100]), crossEntropy, 3)).issues).toEqual([
+      { path: "data.train.y", message: "every label is ignore_index -100: the loss would be the mean over no labels (NaN); give at least one class index" },
+    ]);
+    expect(issuesOf(check(table([-1]), { ...crossEntropy, ignore_index: -1 }, 3)).issues).toHaveLength(1);
   });
 
   it("cross_entropy: one target column", () => {

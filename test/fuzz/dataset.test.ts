@@ -230,7 +230,9 @@ describe("fuzz: token rows only ever throw DatasetError, and accepted tables are
       "dataset: token rows in every format",
       fc.property(tokenDataset, fc.constantFrom("inline", "jsonl", "csv"), (d, format) => {
         const rows = Array.isArray(d.input_ids) ? (d.input_ids as unknown[]) : [];
-        const cell = (v: unknown) => `"${(Array.isArray(v) ? v.map((x) => String(x)).join(" ") : String(v)).replace(/"/g, '""')}"`;
+        // objects as JSON: String() throws on one whose toString is not a function ({"toString": ""})
+        const asText = (x: unknown) => (typeof x === "object" && x !== null ? JSON.stringify(x) : String(x));
+        const cell = (v: unknown) => `"${(Array.isArray(v) ? v.map(asText).join(" ") : asText(v)).replace(/"/g, '""')}"`;
         const at = (a: unknown, r: number) => (Array.isArray(a) ? a[r] : undefined);
         const run = (): Table => {
           if (format === "inline") return tableFromInline(d as unknown as DatasetSpec, "data.train");

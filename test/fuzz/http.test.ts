@@ -7,11 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { encodeBase64 } from "../../src/formats/base64.js";
-import { writeSafetensors } from "../../src/formats/safetensors.js";
+import { decodeBase64, encodeBase64 } from "../../src/formats/base64.js";
+import { parseSafetensors, readTensorF32, writeSafetensors } from "../../src/formats/safetensors.js";
 import { testApp } from "../api/app.js";
 import { anyString, checkProperty, printReports, smallBudget, tokenString } from "./fuzz.js";
-import { fuzzedRequest, validRequest, type Json } from "./requests.js";
+import { fixtureRequests, fuzzedFixtureRequest, fuzzedRequest, validRequest, type Json } from "./requests.js";
 
 afterAll(() => printReports("http"));
 
@@ -189,6 +189,33 @@ describe("fuzz: POST /v1/fine-tunes never answers 5xx", () => {
       1000,
     );
     console.log(`[fuzz] http JSON statuses: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`).join(", ")}`);
+    expect(statuses.get(200) ?? 0, "some requests must train").toBeGreaterThan(0);
+  });
+
+  it("mutated parity-fixture requests (every layer kind, Hugging Face configs, adapters, privacy, explanations), trained for an epoch", async () => {
+    // 4 rows and 1 epoch: each valid one trains through the app in milliseconds
+    const fixtures = fixtureRequests(4).map((request) => ({ ...request, training: { ...(request.training as Record<string, Json>), epochs: 1 } }));
+    const statuses = new Map<number, number>();
+    await checkProperty(
+      "http: mutated fixture requests",
+      fc.asyncProperty(fc.oneof({ weight: 1, arbitrary: fc.constantFrom(...fixtures) as fc.Arbitrary<Json> }, { weight: 4, arbitrary: fuzzedFixtureRequest(fixtures) }), async (request) => {
+        const response = await app.request("/v1/fine-tunes", { method: "POST", body: JSON.stringify(request), headers: { "content-type": "application/json" } });
+        const body = response.clone();
+        await checkResponse(response, "POST /v1/fine-tunes");
+        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+        if (response.status !== 200) return;
+        // a run that trained: an outcome the contract names, and weights that are all finite
+        const result = (await body.json()) as { status: string; weights: string };
+        expect(["succeeded", "diverged", "cancelled"]).toContain(result.status);
+        const file = parseSafetensors(decodeBase64(result.weights));
+        for (const name of file.tensors.keys()) {
+          const values = readTensorF32(file, name, "weights", { integers: true });
+          expect(values.every(Number.isFinite), `${result.status}: ${name} has a non-finite value`).toBe(true);
+        }
+      }),
+      1000,
+    );
+    console.log(`[fuzz] http fixture statuses: ${[...statuses].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`).join(", ")}`);
     expect(statuses.get(200) ?? 0, "some requests must train").toBeGreaterThan(0);
   });
 

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { prepareRun, type TrainRequest } from "../../src/engine/train.js";
 import { EdgetuneError, RequestValidationError, UnprocessableError } from "../../src/errors.js";
 import { checkProperty, describeThrown, expectTyped, meterAllocations, printReports } from "./fuzz.js";
-import { fuzzedRequest, validRequest } from "./requests.js";
+import { fixtureRequests, fuzzedFixtureRequest, fuzzedRequest, validRequest } from "./requests.js";
 
 afterAll(() => printReports("request"));
 
@@ -58,6 +58,25 @@ describe("fuzz: prepareRun only ever throws typed 400/422 errors naming a field"
       4000,
     );
     console.log(`[fuzz] request outcomes: ${[...seen].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(", ")}`);
+    expect(seen.get("ok") ?? 0, "some mutated requests must still be valid").toBeGreaterThan(0);
+  });
+
+  it("mutated parity-fixture requests: every layer kind, Hugging Face configs, adapters, privacy, explanations", async () => {
+    const fixtures = fixtureRequests(2); // 2 rows: most of a mutation's targets are then the model, training and options, not the data
+    // the fixtures themselves (8 rows each) are valid, but for a few whose batches then fall short
+    const accepted = fixtures.filter((request) => !(checkPrepare(request) instanceof EdgetuneError)).length;
+    expect(accepted, `${accepted} of ${fixtures.length} fixture requests accepted`).toBeGreaterThan(fixtures.length * 0.8);
+    const seen = new Map<string, number>();
+    await checkProperty(
+      "request: mutated fixture requests",
+      fc.property(fuzzedFixtureRequest(fixtures), (request) => {
+        const result = checkPrepare(request);
+        const key = result instanceof EdgetuneError ? `${result.status} ${result.code}` : "ok";
+        seen.set(key, (seen.get(key) ?? 0) + 1);
+      }),
+      3000,
+    );
+    console.log(`[fuzz] fixture request outcomes: ${[...seen].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(", ")}`);
     expect(seen.get("ok") ?? 0, "some mutated requests must still be valid").toBeGreaterThan(0);
   });
 

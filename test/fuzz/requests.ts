@@ -4,6 +4,7 @@
  * that replace, delete or add a value anywhere in the JSON tree. Small on purpose: a valid
  * request that the app runs synchronously must train in milliseconds.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import fc from "fast-check";
 import { encodeBase64 } from "../../src/formats/base64.js";
 import { writeSafetensors } from "../../src/formats/safetensors.js";
@@ -188,6 +189,36 @@ export const fuzzedRequest: fc.Arbitrary<Json> = fc.oneof(
   { weight: 6, arbitrary: fc.tuple(validRequest, fc.array(mutation, { minLength: 1, maxLength: 3 })).map(([r, ms]) => mutate(r, ms)) },
   { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 4 }) as fc.Arbitrary<Json> },
 );
+
+/**
+ * The requests of the PyTorch parity fixtures (test/parity/fixtures): every layer kind, Hugging Face
+ * configs, LoRA adapters, DP-SGD, explanations and "auto" choices, as valid starting points the
+ * mutations take apart. Without weights (the run initialises them) and with at most `rows` rows
+ * per dataset, so that validating one stays cheap.
+ */
+export function fixtureRequests(rows = 8): Record<string, Json>[] {
+  const dir = new URL("../parity/fixtures/", import.meta.url);
+  const out: Record<string, Json>[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
+    const doc = JSON.parse(readFileSync(new URL(file, dir), "utf8")) as { cases?: { request?: Record<string, Json> }[] };
+    for (const c of doc.cases ?? []) {
+      if (!c.request) continue;
+      const request = JSON.parse(JSON.stringify(c.request)) as Record<string, Json>;
+      const data = request.data as Record<string, Json>;
+      for (const part of ["train", "validation"]) {
+        const table = data[part] as Record<string, Json> | undefined;
+        if (!table) continue;
+        for (const [key, value] of Object.entries(table)) if (Array.isArray(value)) table[key] = value.slice(0, rows);
+      }
+      out.push(request);
+    }
+  }
+  return out;
+}
+
+/** A parity fixture's request, mutated 1 to 3 times. */
+export const fuzzedFixtureRequest = (requests: Record<string, Json>[]): fc.Arbitrary<Json> =>
+  fc.tuple(fc.constantFrom(...requests), fc.array(mutation, { minLength: 1, maxLength: 3 })).map(([r, ms]) => mutate(r, ms));
 
 export type { Json };
 

@@ -558,9 +558,9 @@ export function parseCsv(text: string, options: CsvOptions): Table {
     if (column === undefined && tokenRows && targetNames.length === 1) return;
     if (column === undefined) {
       const listed = listNames(names);
-      issues.add({ path: field, line: headerLine, column: typeof name === "string" ? name : describeValue(name, 60), message: `target column ${describeValue(name, 60)} not found; the header has ${listed}` });
+      issues.add({ path: field, line: headerLine, column: targetColumnLabel(name), message: `target column ${describeValue(name, 60)} not found; the header has ${listed}` });
     } else if (isTarget[column]) {
-      issues.add({ path: field, line: headerLine, column: typeof name === "string" ? name : describeValue(name, 60), message: `target column ${describeValue(name, 60)} is named twice` });
+      issues.add({ path: field, line: headerLine, column: targetColumnLabel(name), message: `target column ${describeValue(name, 60)} is named twice` });
     } else {
       isTarget[column] = 1;
       slotOfColumn[column] = -(t + 1);
@@ -1171,6 +1171,11 @@ class TextRowReader {
   }
 }
 
+/** A target column's name as an issue's `column`: the name, or what it is when it is no string (a JS caller's). */
+function targetColumnLabel(name: unknown): string {
+  return typeof name === "string" ? name : describeValue(name, 60);
+}
+
 /**
  * A CSV of text rows (a header with a `text` column): `text`, `text_pair` (optional) and the
  * target column(s): `data.target`, or with the default `y` and no `y` column, `label` (as Hugging
@@ -1183,7 +1188,7 @@ function readTextCsv(reader: CsvRecordReader, names: string[], target: string | 
   let targets = Array.isArray(target) ? target : [target];
   if (target === "y" && column("y") < 0) targets = column("label") >= 0 ? ["label"] : [];
   for (const name of targets) {
-    if (column(name) < 0) issues.add({ path: field, line: headerLine, column: typeof name === "string" ? name : describeValue(name, 60), message: `target column ${describeValue(name, 60)} not found; the header has ${listNames(names)}` });
+    if (column(name) < 0) issues.add({ path: field, line: headerLine, column: targetColumnLabel(name), message: `target column ${describeValue(name, 60)} not found; the header has ${listNames(names)}` });
   }
   const targetColumns = targets.map(column);
   const textColumn = column("text");

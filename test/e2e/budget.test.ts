@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_EDGE_BUDGET, estimateCpuMs, stepTrafficBytes } from "../../src/api/budget.js";
 import type { OptimizerSpec } from "../../src/schema/request.js";
-import { freePort, startWranglerDev, stop, type Proc } from "./processes.js";
+import { freePort, pastWranglerProxy503, startWranglerDev, stop, type Proc } from "./processes.js";
 
 const work = mkdtempSync(join(tmpdir(), "edgetune-budget-e2e-"));
 
@@ -59,7 +59,7 @@ describe("budgets through wrangler dev (issue 21)", () => {
   it("a JSON body past MAX_BODY_BYTES is a 413 naming the body with the binary-dataset hint; the next request is answered", async () => {
     const big = JSON.stringify({ data: { train: { x: Array.from({ length: 20_000 }, () => Array.from({ length: 100 }, (_, j) => j + 0.123456)) } } });
     expect(big.length).toBeGreaterThan(16 * 1024 * 1024);
-    const res = await fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json" }, body: big });
+    const res = await pastWranglerProxy503(() => fetch(`${base}/v1/fine-tunes`, { method: "POST", headers: { "content-type": "application/json" }, body: big }));
     expect(res.status).toBe(413);
     const problem = (await res.json()) as { code: string; detail: string; errors: { path: string }[] };
     expect(problem.code).toBe("payload_too_large");

@@ -23,7 +23,7 @@ import { checkExplain, DEFAULT_EXPLAIN_ROWS, explainFlops } from "./explain/inde
 import { readCheckpoint } from "./huggingface/checkpoint.js";
 import { resolveArchitecture, type HfTask, type ResolvedArchitecture } from "./huggingface/index.js";
 import { numLabels, type ProblemType } from "./huggingface/define.js";
-import { causalLmTargets, IGNORE_INDEX } from "./huggingface/labels.js";
+import { causalLmTargets, IGNORE_INDEX, labelIds, mapLabelNames } from "./huggingface/labels.js";
 import { defaultInit } from "./init.js";
 import { readAdapterWeights, resolveLora } from "./adapters/resolve.js";
 import type { CompiledModel } from "./graph/types.js";
@@ -148,6 +148,7 @@ export function prepareRun(input: TrainRequest, tables: { train?: Table; validat
   let train = tables.train ?? inlineTable(data?.train, "data.train");
   if (!train) throw new RequestValidationError([{ path: "data.train", message: "training data is required" }]);
   let validation = tables.validation ?? inlineTable(data?.validation, "data.validation");
+  if (train.labelNames || validation?.labelNames) ({ train, validation } = classIndicesOfNames(huggingface, train, validation));
   if (train.text || validation?.text) ({ train, validation } = tokenizeText(request, huggingface, train, validation));
   else if (huggingface && request.tokenizer) checkTokenizer(loadTokenizer(request.tokenizer), huggingface);
   if (validation) {
@@ -384,6 +385,32 @@ function applyTaskLoss(request: Request, arch: ResolvedArchitecture, given: bool
   const problem = config.problem_type ?? (labels === 1 ? "regression" : targets === labels ? "multi_label_classification" : "single_label_classification");
   request.training.loss =
     problem === "regression" ? { type: "mse" } : problem === "multi_label_classification" ? { type: "bce_with_logits", pos_weight: null } : crossEntropy;
+}
+
+/**
+ * Targets given as class names (text rows' `"y": "positive"`), as class indices: a Hugging Face
+ * sequence classifier's names (config.label2id, labelIds) are the only ones a request has, and
+ * only single-label classification takes one name per row. A 422 at the targets otherwise.
+ */
+function classIndicesOfNames(arch: ResolvedArchitecture | null, train: Table, validation: Table | null): { train: Table; validation: Table | null } {
+  const [table, field] = train.labelNames ? [train, "data.train"] : [validation!, "data.validation"];
+  const { names, column } = table.labelNames!;
+  const line = table.lines?.[0];
+  const refuse = (why: string): never => {
+    const message = `holds class names (${JSON.stringify(names[0])} first): ${why}`;
+    throw new UnprocessableError("invalid_dataset", [line !== undefined ? { path: field, line, column, message } : { path: `${field}.${column}`, message }]);
+  };
+  if (arch?.task !== "sequence-classification") {
+    refuse("names are turned into class indices through a Hugging Face sequence classifier's config.label2id (model.huggingface); for this model give the class indices (0, 1, ...)");
+  }
+  const config = arch!.config as { label2id?: unknown; id2label?: Record<string, string>; num_labels?: number; problem_type?: ProblemType | null };
+  const classes = numLabels(config);
+  const problem = config.problem_type ?? (classes === 1 ? "regression" : "single_label_classification");
+  if (problem !== "single_label_classification") {
+    refuse(`one name per row is a single-label target, but the model is set up for ${problem} (${config.problem_type ? "config.problem_type" : "num_labels 1"})`);
+  }
+  const ids = labelIds(config, classes);
+  return { train: mapLabelNames(train, ids, "data.train"), validation: validation ? mapLabelNames(validation, ids, "data.validation") : null };
 }
 
 /**

@@ -55,6 +55,12 @@ export interface Table {
   lines?: Int32Array;
   /** The feature columns' header names, in order (a CSV of feature rows); absent for inline rows. */
   featureNames?: string[];
+  /**
+   * Text rows whose targets are class names (`"positive"`), one per row, under `column` (y or
+   * label); `y` holds 0 until the engine maps them to class indices through the model's
+   * config.label2id (mapLabelNames in engine/huggingface/labels.ts), the only place they mean one.
+   */
+  labelNames?: { names: string[]; column: string };
 }
 
 /** Issues reported before parsing stops. */
@@ -1072,9 +1078,29 @@ export function textTableFromInline(dataset: Record<string, unknown>, field: str
   const shape = yName ? inlineTargetShape(dataset[yName], rows, "text", field, issues, yName) : { scalar: true, targets: 0 };
   const builder = new TableBuilder(0, shape.targets, rows);
   for (let r = 0; r < rows; r++) builder.addRow();
-  if (yName) copyInlineTargets(dataset[yName] as unknown[], rows, shape, builder, field, issues, yName);
+  const targets = yName ? (dataset[yName] as unknown[]) : [];
+  const names = typeof targets[0] === "string" ? inlineLabelNames(targets, rows, `${field}.${yName}`, issues) : null;
+  if (yName && !names) copyInlineTargets(targets, rows, shape, builder, field, issues, yName);
   issues.throwIfAny();
-  return { ...builder.finish(shape.scalar), text, ...(pair ? { textPair: pair } : {}) };
+  return { ...builder.finish(shape.scalar), text, ...(pair ? { textPair: pair } : {}), ...(names ? { labelNames: { names, column: yName! } } : {}) };
+}
+
+/** Targets given as class names (the first is a string): every one must be a non-empty string. */
+function inlineLabelNames(targets: unknown[], rows: number, list: string, issues: IssueList): string[] {
+  const names: string[] = [];
+  for (let r = 0; r < Math.min(rows, targets.length) && !issues.full; r++) {
+    const issue = labelNameIssue(targets[r], targets[0] as string);
+    if (issue) issues.add({ path: `${list}[${r}]`, message: issue });
+    else names.push(targets[r] as string);
+  }
+  return names;
+}
+
+/** Why `value` is no class name, in data whose first target is the name `first`; null when it is one. */
+function labelNameIssue(value: unknown, first: string): string | null {
+  if (typeof value !== "string") return `is ${describeJson(value)}, but the first target is a class name (${JSON.stringify(first)}): give every target as a name, or every one as a class index`;
+  if (value.trim() === "") return "is an empty class name";
+  return null;
 }
 
 /**
@@ -1090,8 +1116,15 @@ class TextRowReader {
   private hasPair = false;
   private yName: string | null = null;
   private targetsWereScalar = true;
+  /** The rows' class names, when the first row's target is one (a string); else null. */
+  private names: string[] | null = null;
   /** The line that fixed the shape. */
   firstLine = 0;
+
+  /** Whether the rows' targets are class names (decided by the first row; false before it). */
+  get targetsAreNames(): boolean {
+    return this.names !== null;
+  }
 
   constructor(
     private readonly field: string,
@@ -1099,7 +1132,11 @@ class TextRowReader {
     private readonly capacityHint: number,
   ) {}
 
-  /** Adds one record: the texts as the file holds them, and the target as {name, value} (or null). */
+  /**
+   * Adds one record: the texts as the file holds them, and the target as {name, value} (or null).
+   * A string value on the first row makes the targets class names (a CSV then gives every cell
+   * as its text, "1" included).
+   */
   add(line: number, text: unknown, pair: unknown, target: { name: string; value: unknown } | null): void {
     const { field, issues } = this;
     if (typeof text !== "string") {
@@ -1121,6 +1158,7 @@ class TextRowReader {
       this.hasPair = pairGiven;
       this.yName = target?.name ?? null;
       this.targetsWereScalar = !yIsList;
+      if (typeof target?.value === "string") this.names = [];
       this.firstLine = line;
       builder = this.builder = new TableBuilder(0, target === null ? 0 : yIsList ? (target.value as unknown[]).length : 1, this.capacityHint);
     }
@@ -1139,7 +1177,14 @@ class TextRowReader {
       });
       return;
     }
-    if (target && (yIsList === this.targetsWereScalar || (yIsList && (target.value as unknown[]).length !== builder.targets))) {
+    const { names } = this;
+    if (target && names) {
+      const issue = labelNameIssue(target.value, names[0] ?? (target.value as string));
+      if (issue) {
+        issues.add({ path: field, line, column: target.name, message: `"${target.name}" ${issue.replace("the first target", `line ${this.firstLine}'s target`)}` });
+        return;
+      }
+    } else if (target && (yIsList === this.targetsWereScalar || (yIsList && (target.value as unknown[]).length !== builder.targets))) {
       const expected = this.targetsWereScalar ? "a number" : `a list of ${builder.targets} numbers`;
       issues.add({ path: field, line, column: target.name, message: `"${target.name}" is ${yIsList ? `a list of ${(target.value as unknown[]).length}` : describeJson(target.value)}, expected ${expected} (as on line ${this.firstLine})` });
       return;
@@ -1149,7 +1194,8 @@ class TextRowReader {
     if (pairGiven) this.pair.push(pair as string);
     this.lines.push(line);
     if (!target) return;
-    if (yIsList) copyJsonlValues(target.value as unknown[], target.name, builder.y, row * builder.targets, field, line, issues);
+    if (names) names.push(target.value as string);
+    else if (yIsList) copyJsonlValues(target.value as unknown[], target.name, builder.y, row * builder.targets, field, line, issues);
     else {
       const value = toFiniteF32(target.value);
       if (Number.isNaN(value)) issues.add({ path: field, line, column: target.name, message: `"${target.name}" ${explainBadValue(target.value)}` });
@@ -1167,6 +1213,7 @@ class TextRowReader {
       text: this.text,
       ...(this.hasPair ? { textPair: this.pair } : {}),
       lines: Int32Array.from(this.lines),
+      ...(this.names ? { labelNames: { names: this.names, column: this.yName! } } : {}),
     };
   }
 }
@@ -1206,6 +1253,12 @@ function readTextCsv(reader: CsvRecordReader, names: string[], target: string | 
     if (reader.recordBroken) continue; // already reported by the reader
     if (record.length !== names.length) {
       issues.add({ path: field, line, message: `has ${record.length} fields, header has ${names.length}` });
+      continue;
+    }
+    // one target column of class names (the first row's is a word, not a number): each cell as written
+    const cell = single && targets.length === 1 ? record[targetColumns[0]!]!.trim() : "";
+    if (rows.targetsAreNames || (cell !== "" && rows.firstLine === 0 && Number.isNaN(parseNumberCell(cell)))) {
+      rows.add(line, record[textColumn], pairColumn >= 0 ? record[pairColumn] : undefined, { name: targets[0]!, value: cell });
       continue;
     }
     let bad = false;

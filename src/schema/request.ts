@@ -282,15 +282,23 @@ export const TokenDataset = z.strictObject({
 });
 
 /**
+ * The targets of text rows: numbers as for other rows, or one class name per row ("positive"),
+ * which a Hugging Face sequence classifier maps to its class index through config.label2id.
+ */
+const textTargets = z.union([z.array(target).min(1), z.array(z.string().min(1)).min(1)]);
+
+/**
  * Inline text rows, tokenized with the request's `tokenizer` (data.tokenization): `text`, an
  * optional `text_pair` (a second text per row: [CLS] text [SEP] text_pair [SEP] for BERT), and
- * the targets as `y` or `label` (Hugging Face datasets' name); a causal language model needs none.
+ * the targets as `y` or `label` (Hugging Face datasets' name): numbers, or class names that a
+ * Hugging Face sequence classifier's config.label2id maps to indices; a causal language model
+ * needs none.
  */
 export const TextDataset = z.strictObject({
   text: z.array(z.string()).min(1),
   text_pair: z.array(z.string()).min(1).optional(),
-  y: z.array(target).min(1).optional(),
-  label: z.array(target).min(1).optional(),
+  y: textTargets.optional(),
+  label: textTargets.optional(),
 });
 
 /**

@@ -101,6 +101,31 @@ describe("text data over HTTP", () => {
     expect(((await res.json()) as { weights: string }).weights).toBe(inline.weights);
   });
 
+  it("class names as labels: a CSV part of names trains as the JSON body of indices for a Hugging Face classifier (config.id2label); a layer list's names are a 422 at the line", async () => {
+    const { app } = await testApp();
+    const names = ["negative", "positive"];
+    const config = {
+      architectures: ["BertForSequenceClassification"], vocab_size: 90, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16,
+      max_position_embeddings: 32, type_vocab_size: 2, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0, id2label: { "0": names[0], "1": names[1] },
+    };
+    const request = { model: { huggingface: { config } }, tokenizer: tokenizerJson, training: { epochs: 2, batch_size: 8, optimizer: { type: "adamw", lr: 0.01 } } };
+    const byIndex = await app.request("/v1/fine-tunes", json({ ...request, data: { train: { text: train.text, label: train.label } } }));
+    expect(byIndex.status, await byIndex.clone().text()).toBe(200);
+    const form = new FormData();
+    form.set("request", JSON.stringify({ ...request, data: {} }));
+    form.set("train", new Blob([["text,label", ...train.text.map((t, r) => `"${t.replaceAll('"', '""')}",${names[train.label[r]!]}`)].join("\n")], { type: "text/csv" }), "train.csv");
+    const byName = await app.request("/v1/fine-tunes", { method: "POST", body: form });
+    expect(byName.status).toBe(200);
+    expect(((await byName.json()) as { weights: string }).weights).toBe(((await byIndex.json()) as { weights: string }).weights);
+
+    const layers = new FormData();
+    const { data: _data, ...classifier } = textClassifier({}, { tokenizer: tokenizerJson });
+    layers.set("request", JSON.stringify({ ...classifier, data: {} }));
+    layers.set("train", new Blob(["text,label\ngood movie,positive\nbad film,negative\n"], { type: "text/csv" }), "train.csv");
+    const body = await problem(await app.request("/v1/fine-tunes", { method: "POST", body: layers }), 422);
+    expect(body.errors[0]).toMatchObject({ path: "data.train", line: 2, column: "label", message: expect.stringMatching(/class names \("positive" first\).*label2id/) });
+  });
+
   it("a tokenizer both as a part and in the request JSON: 400", async () => {
     const { app } = await testApp();
     const form = new FormData();

@@ -53,7 +53,7 @@ const CONFIGS: { name: string; request: () => TrainRequest }[] = [
         optimizer: { type: "adamw", lr: 1e-2, weight_decay: 0.05 }, clip_grad_norm: { max_norm: 0.3, norm_type: "inf" },
         schedule: { type: "cosine", interval: "step" },
       } as TrainRequest["training"]);
-      const data = r.data.train;
+      const data = r.data.train as { x: number[][]; y: (number | number[])[] };
       return { ...r, data: { train: { x: data.x.slice(0, 120), y: data.y.slice(0, 120) }, validation: { x: data.x.slice(120), y: data.y.slice(120) } } };
     },
   },

@@ -344,6 +344,68 @@ describe("text rows with the model's tokenizer.json", () => {
   });
 });
 
+describe("class names as targets (text rows' y), through the config's label2id", () => {
+  const tokenizer = JSON.parse(readFileSync(new URL("../fixtures/tokenizers/tiny-wordpiece.json", import.meta.url), "utf8")) as Record<string, unknown>;
+  const reviews = ["a good movie", "this film was awful", "i love it", "not great", "the movie is bad", "great great film"];
+  const config = { ...BERT, vocab_size: 90, id2label: { "0": "negative", "1": "neutral", "2": "positive" } };
+  const indices = [2, 0, 2, 1, 0, 2];
+  const names = indices.map((i) => config.id2label[String(i) as "0"]);
+  const request = (y: unknown[], over: Record<string, unknown> = {}, cfg: Record<string, unknown> = config) =>
+    ({ model: { huggingface: { config: cfg } }, tokenizer, data: { train: { text: reviews, y } }, training: { epochs: 2, batch_size: 2, optimizer: { type: "sgd", lr: 0.1 } }, ...over }) as TrainRequest;
+
+  it("names train exactly as their class indices: same targets, same loss, same weights", async () => {
+    expect([...prepareRun(request(names)).train.y]).toEqual(indices);
+    expect(prepareRun(request(names)).request.training.loss.type).toBe("cross_entropy");
+    const [byName, byIndex] = await Promise.all([train(request(names)), train(request(indices))]);
+    expect(byName.status).toBe("succeeded");
+    expect(byName.metrics.history).toEqual(byIndex.metrics.history);
+    expect(Buffer.from(byName.weights).equals(Buffer.from(byIndex.weights))).toBe(true);
+  });
+
+  it("label2id decides over id2label; a config with neither knows LABEL_0.. LABEL_{num_labels-1}, as PretrainedConfig names them", () => {
+    const label2id = { neg: 1, pos: 0 };
+    expect([...prepareRun(request(["pos", "neg", "pos", "neg", "pos", "pos"], {}, { ...config, label2id })).train.y]).toEqual([0, 1, 0, 1, 0, 0]);
+    const { id2label: _, ...bare } = config;
+    expect([...prepareRun(request(["LABEL_2", "LABEL_0", "LABEL_1", "LABEL_1", "LABEL_0", "LABEL_0"], {}, { ...bare, num_labels: 3 })).train.y]).toEqual([2, 0, 1, 1, 0, 0]);
+  });
+
+  it("a name the model does not know is a 422 at its row, listing the names it knows; so is a class index past num_labels in label2id", async () => {
+    const e = await rejection(request(["positive", "negative", "Positive", "neutral", "negative", "positive"]));
+    expect(e.status).toBe(422);
+    expect(e.errors).toHaveLength(1);
+    expect(e.errors[0]!.path).toBe("data.train.y[2]");
+    expect(e.errors[0]!.message).toMatch(/"Positive" is not a class of the model.*"negative", "neutral", "positive"/);
+    const bad = await rejection(request(names, {}, { ...config, label2id: { negative: 0, neutral: 1, positive: 3 } }));
+    expect(bad.errors[0]!.path).toBe("model.huggingface.config.label2id.positive");
+    expect(bad.errors[0]!.message).toMatch(/integer 0\.\.2/);
+  });
+
+  it("validation names map the same way, and a validation name the model does not know is a 422 at data.validation", async () => {
+    const ok = prepareRun({ ...request(indices), data: { train: { text: reviews, y: indices }, validation: { text: reviews.slice(0, 2), label: ["neutral", "positive"] } } } as TrainRequest);
+    expect([...ok.validation!.y]).toEqual([1, 2]);
+    const e = await rejection({ ...request(names), data: { train: { text: reviews, y: names }, validation: { text: reviews.slice(0, 1), y: ["great"] } } });
+    expect(e.errors[0]!.path).toBe("data.validation.y[0]");
+  });
+
+  it("names and numbers mixed, or empty, are a 422 at the row", async () => {
+    const e = await rejection(request(["positive", "negative", 2, "neutral", "", "positive"]));
+    expect(e.errors.map((i) => i.path)).toEqual(["data.train.y[2]", "data.train.y[4]"]);
+    expect(e.errors[0]!.message).toMatch(/is 2, but the first target is a class name \("positive"\)/);
+    expect(e.errors[1]!.message).toMatch(/empty class name/);
+  });
+
+  it("names for a model that has none to map them through are a 422 at y: a causal LM, a regression or multi-label head", async () => {
+    const gpt2 = await rejection({ model: { huggingface: { config: { ...GPT2, vocab_size: 513 } } }, tokenizer: JSON.parse(readFileSync(new URL("../fixtures/tokenizers/tiny-gpt2.json", import.meta.url), "utf8")), data: { train: { text: reviews, y: names } } });
+    expect(gpt2.errors[0]!.path).toBe("data.train.y");
+    expect(gpt2.errors[0]!.message).toMatch(/class names \("positive" first\).*sequence classifier's config\.label2id/);
+    for (const [cfg, why] of [[{ ...config, problem_type: "regression" }, /regression \(config\.problem_type\)/], [{ ...config, problem_type: "multi_label_classification" }, /multi_label_classification/], [{ ...BERT, vocab_size: 90, id2label: undefined, num_labels: 1 }, /regression \(num_labels 1\)/]] as const) {
+      const e = await rejection(request(names, {}, cfg));
+      expect(e.errors[0]!.path).toBe("data.train.y");
+      expect(e.errors[0]!.message).toMatch(why);
+    }
+  });
+});
+
 describe("causal-LM labels", () => {
   it("are the next token, -100 on padding and at the last position", () => {
     const table = {

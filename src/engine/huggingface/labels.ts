@@ -11,7 +11,7 @@
  * https://github.com/huggingface/transformers/blob/main/src/transformers/loss/loss_utils.py
  */
 import { UnprocessableError } from "../../errors.js";
-import type { Table } from "../../formats/dataset.js";
+import { IssueList, type Table } from "../../formats/dataset.js";
 
 /**
  * The label cross-entropy ignores.
@@ -63,4 +63,73 @@ export function causalLmTargets(table: Table, field: string): Table {
     ]);
   }
   return { ...table, targets: T, y, targetsWereScalar: false };
+}
+
+/**
+ * The class index of each class name a sequence classifier's config knows: its `label2id`, else
+ * the inverse of `id2label`, else the names PretrainedConfig gives a config with neither
+ * (LABEL_0 .. LABEL_{num_labels-1}). An index must be an integer below num_labels: a 422 at
+ * `model.huggingface.config.label2id` otherwise.
+ * https://github.com/huggingface/transformers/blob/main/src/transformers/configuration_utils.py
+ * (PretrainedConfig.__init__ and its num_labels setter)
+ *
+ * @example
+ * ```ts
+ * labelIds({ id2label: { "0": "NEGATIVE", "1": "POSITIVE" } }, 2); // Map { "NEGATIVE" => 0, "POSITIVE" => 1 }
+ * ```
+ */
+export function labelIds(config: { label2id?: unknown; id2label?: Record<string, string> }, classes: number): Map<string, number> {
+  const ids = new Map<string, number>();
+  const { label2id, id2label } = config;
+  if (label2id !== undefined && label2id !== null) {
+    const field = "model.huggingface.config.label2id";
+    if (typeof label2id !== "object" || Array.isArray(label2id)) {
+      throw new UnprocessableError("invalid_model", [{ path: field, message: "must be an object of class names to class indices" }]);
+    }
+    for (const [name, id] of Object.entries(label2id)) {
+      if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= classes) {
+        throw new UnprocessableError("invalid_model", [{ path: `${field}.${name}`, message: `is ${JSON.stringify(id)}; a class index is an integer 0..${classes - 1} (num_labels ${classes})` }]);
+      }
+      ids.set(name, id);
+    }
+    if (ids.size > 0) return ids;
+  }
+  if (id2label && Object.keys(id2label).length > 0) {
+    for (const [id, name] of Object.entries(id2label)) ids.set(name, Number(id));
+    return ids;
+  }
+  for (let i = 0; i < classes; i++) ids.set(`LABEL_${i}`, i);
+  return ids;
+}
+
+/**
+ * A table whose targets are class names (text rows with `"y": "positive"`), with each name
+ * replaced by its class index from `ids` (labelIds): a DatasetError naming each row whose name
+ * the model does not know, with the names it does. Other tables come back as they are.
+ *
+ * @example
+ * ```ts
+ * const t = mapLabelNames(table, labelIds(config, 2), "data.train"); // t.y = [1, 0, ...], no labelNames
+ * ```
+ */
+export function mapLabelNames(table: Table, ids: Map<string, number>, field: string): Table {
+  if (!table.labelNames) return table;
+  const { names, column } = table.labelNames;
+  const issues = new IssueList();
+  const y = new Float32Array(table.rows);
+  const known = [...ids.keys()];
+  const list = known.length <= 12 ? known.map((n) => JSON.stringify(n)).join(", ") : `${known.slice(0, 12).map((n) => JSON.stringify(n)).join(", ")} and ${known.length - 12} more`;
+  for (let r = 0; r < table.rows && !issues.full; r++) {
+    const id = ids.get(names[r]!);
+    if (id !== undefined) {
+      y[r] = id;
+      continue;
+    }
+    const message = `row ${r}: ${JSON.stringify(names[r])} is not a class of the model; its config's label2id knows ${list}`;
+    const line = table.lines?.[r];
+    issues.add(line !== undefined ? { path: field, line, column, message } : { path: `${field}.${column}[${r}]`, message });
+  }
+  issues.throwIfAny();
+  const { labelNames: _names, ...rest } = table;
+  return { ...rest, y };
 }

@@ -108,6 +108,44 @@ describe("JSONL text rows", () => {
   });
 });
 
+describe("class names as targets (mapped to indices by the engine, through the model's label2id)", () => {
+  it("inline: a string first target makes every target a name, kept with the table; y waits at 0", () => {
+    const t = inline({ text: ["a", "b", "c"], label: ["pos", "neg", "pos"] });
+    expect(t.labelNames).toEqual({ names: ["pos", "neg", "pos"], column: "label" });
+    expect(t).toMatchObject({ rows: 3, targets: 1, targetsWereScalar: true });
+    expect([...t.y]).toEqual([0, 0, 0]);
+    expect(inline({ text: ["a"], y: [1] }).labelNames).toBeUndefined();
+    expect(issuesOf(() => inline({ text: ["a", "b", "c"], y: ["pos", 1, " "] }))).toEqual([
+      { path: "data.train.y[1]", message: 'is 1, but the first target is a class name ("pos"): give every target as a name, or every one as a class index' },
+      { path: "data.train.y[2]", message: "is an empty class name" },
+    ]);
+    // a number first keeps them numbers, as before
+    expect(issuesOf(() => inline({ text: ["a", "b"], y: [1, "pos"] }))).toEqual([{ path: "data.train.y[1]", message: 'is "pos", not a number' }]);
+  });
+
+  it("JSONL: a string on the first row makes names; lines are kept for the engine's issues", () => {
+    const t = parseJsonl('{"text": "good", "label": "pos"}\n\n{"text": "bad", "label": "neg"}\n', { field: "data.train" });
+    expect(t.labelNames).toEqual({ names: ["pos", "neg"], column: "label" });
+    expect([...t.lines!]).toEqual([1, 3]);
+    expect(issuesOf(() => parseJsonl('{"text": "a", "y": "pos"}\n{"text": "b", "y": 0}\n', { field: "data.train" }))).toEqual([
+      { path: "data.train", line: 2, column: "y", message: `"y" is 0, but line 1's target is a class name ("pos"): give every target as a name, or every one as a class index` },
+    ]);
+  });
+
+  it("CSV: a first cell that is no number makes names, and then every cell is a name as written (\"1\" too)", () => {
+    const t = parseCsv("text,label\ngood,positive\nok, 1 \n\"bad\",\"very, negative\"\n", { target: "y", field: "data.train" });
+    expect(t.labelNames).toEqual({ names: ["positive", "1", "very, negative"], column: "label" });
+    expect(issuesOf(() => parseCsv("text,y\na,pos\nb,\n", { target: "y", field: "data.train" }))).toEqual([
+      { path: "data.train", line: 3, column: "y", message: '"y" is an empty class name' },
+    ]);
+    // a number, or an empty cell, first: numbers, as before
+    expect(issuesOf(() => parseCsv("text,y\na,1\nb,pos\n", { target: "y", field: "data.train" }))).toEqual([{ path: "data.train", line: 3, column: "y", message: 'is not a number: "pos"' }]);
+    expect(issuesOf(() => parseCsv("text,y\na,\nb,pos\n", { target: "y", field: "data.train" }))[0]).toMatchObject({ line: 2, column: "y" });
+    // several target columns are values, never names
+    expect(issuesOf(() => parseCsv("text,a,b\nx,pos,2\n", { target: ["a", "b"], field: "data.train" }))[0]).toMatchObject({ line: 2, column: "a", message: 'is not a number: "pos"' });
+  });
+});
+
 describe("token_type_ids of token rows", () => {
   const types = (t: Table) => [...t.tokenTypes!];
 

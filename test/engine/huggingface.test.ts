@@ -374,10 +374,12 @@ describe("class names as targets (text rows' y), through the config's label2id",
     expect(e.status).toBe(422);
     expect(e.errors).toHaveLength(1);
     expect(e.errors[0]!.path).toBe("data.train.y[2]");
-    expect(e.errors[0]!.message).toMatch(/"Positive" is not a class of the model.*"negative", "neutral", "positive"/);
+    expect(e.errors[0]!.message).toMatch(/"Positive" is not a class of the model; its classes are "negative", "neutral", "positive"$/);
     const bad = await rejection(request(names, {}, { ...config, label2id: { negative: 0, neutral: 1, positive: 3 } }));
     expect(bad.errors[0]!.path).toBe("model.huggingface.config.label2id.positive");
     expect(bad.errors[0]!.message).toMatch(/integer 0\.\.2/);
+    const badKey = await rejection(request(names, {}, { ...config, id2label: { "0": "negative", "1": "neutral", two: "positive" } }));
+    expect(badKey.errors[0]!.path).toBe("model.huggingface.config.id2label.two");
   });
 
   it("validation names map the same way, and a validation name the model does not know is a 422 at data.validation", async () => {

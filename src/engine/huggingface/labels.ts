@@ -69,7 +69,7 @@ export function causalLmTargets(table: Table, field: string): Table {
  * The class index of each class name a sequence classifier's config knows: its `label2id`, else
  * the inverse of `id2label`, else the names PretrainedConfig gives a config with neither
  * (LABEL_0 .. LABEL_{num_labels-1}). An index must be an integer below num_labels: a 422 at
- * `model.huggingface.config.label2id` otherwise.
+ * `model.huggingface.config.label2id.<name>` (or `id2label.<key>`) otherwise.
  * https://github.com/huggingface/transformers/blob/main/src/transformers/configuration_utils.py
  * (PretrainedConfig.__init__ and its num_labels setter)
  *
@@ -95,7 +95,13 @@ export function labelIds(config: { label2id?: unknown; id2label?: Record<string,
     if (ids.size > 0) return ids;
   }
   if (id2label && Object.keys(id2label).length > 0) {
-    for (const [id, name] of Object.entries(id2label)) ids.set(name, Number(id));
+    for (const [key, name] of Object.entries(id2label)) {
+      const id = /^\d+$/.test(key) ? Number(key) : NaN; // PretrainedConfig reads each key with int()
+      if (!(id < classes)) {
+        throw new UnprocessableError("invalid_model", [{ path: `model.huggingface.config.id2label.${key}`, message: `is keyed ${JSON.stringify(key)}; a class index is an integer 0..${classes - 1} (num_labels ${classes})` }]);
+      }
+      ids.set(name, id);
+    }
     return ids;
   }
   for (let i = 0; i < classes; i++) ids.set(`LABEL_${i}`, i);
@@ -125,7 +131,7 @@ export function mapLabelNames(table: Table, ids: Map<string, number>, field: str
       y[r] = id;
       continue;
     }
-    const message = `row ${r}: ${JSON.stringify(names[r])} is not a class of the model; its config's label2id knows ${list}`;
+    const message = `row ${r}: ${JSON.stringify(names[r])} is not a class of the model; its classes are ${list}`;
     const line = table.lines?.[r];
     issues.add(line !== undefined ? { path: field, line, column, message } : { path: `${field}.${column}[${r}]`, message });
   }

@@ -105,15 +105,29 @@ export function zeroRange(grads: Ptr, helperGrads: readonly Ptr[], n: number, T:
   for (const g of helperGrads) kernels.fill(g + start * 4, 0, end - start);
 }
 
-/** Spins on `slot` of `ctl` while it equals `value`, for about `spinMs`, then sleeps on it (Atomics.wait) until it changes. */
+/**
+ * Spins on `slot` of `ctl` while it equals `value`, for about `spinMs`, then sleeps on it
+ * (Atomics.wait) until it changes, or until `sleepMs` pass without a change.
+ *
+ * A wake-up is no change: a notify can arrive late. dispatch() adds to GEN, then notifies; a
+ * helper that saw the new GEN while spinning, ran the command and went back to waiting can be
+ * woken by that same notify if the main thread was descheduled between the two. Returning
+ * then made the helper run the command a second time (an UPDATE applied twice to its range:
+ * 2-thread parity runs off by 15-290x the tolerance in 7 of 50 runs on a loaded machine),
+ * so the value is read again after every wake-up.
+ *
+ * @example
+ * ```ts
+ * waitWhile(ctl, CTL.GEN, generation); // returns once the main thread dispatched the next command
+ * ```
+ */
 export function waitWhile(ctl: Int32Array, slot: number, value: number, spinMs = 0.2, sleepMs = Infinity): void {
   const until = performance.now() + spinMs;
   let polls = 0;
   while (Atomics.load(ctl, slot) === value) {
     // the clock is read every 64 polls: a poll is a few nanoseconds, the clock tens
     if ((++polls & 63) === 0 && performance.now() > until) {
-      Atomics.wait(ctl, slot, value, sleepMs);
-      return;
+      if (Atomics.wait(ctl, slot, value, sleepMs) === "timed-out") return;
     }
   }
 }

@@ -380,11 +380,19 @@ function applyTaskLoss(request: Request, arch: ResolvedArchitecture, given: bool
     return;
   }
   if (given) return;
-  const config = arch.config as { id2label?: Record<string, string>; num_labels?: number; problem_type?: ProblemType | null };
-  const labels = numLabels(config);
-  const problem = config.problem_type ?? (labels === 1 ? "regression" : targets === labels ? "multi_label_classification" : "single_label_classification");
+  const problem = problemType(arch, targets);
   request.training.loss =
     problem === "regression" ? { type: "mse" } : problem === "multi_label_classification" ? { type: "bce_with_logits", pos_weight: null } : crossEntropy;
+}
+
+/**
+ * A sequence classifier's problem type as its forward picks it (applyTaskLoss): config.problem_type,
+ * else regression for num_labels 1, multi-label for rows of num_labels targets, else single-label.
+ */
+function problemType(arch: ResolvedArchitecture, targets: number): ProblemType {
+  const config = arch.config as { id2label?: Record<string, string>; num_labels?: number; problem_type?: ProblemType | null };
+  const labels = numLabels(config);
+  return config.problem_type ?? (labels === 1 ? "regression" : targets === labels ? "multi_label_classification" : "single_label_classification");
 }
 
 /**
@@ -405,7 +413,7 @@ function classIndicesOfNames(arch: ResolvedArchitecture | null, train: Table, va
   }
   const config = arch!.config as { label2id?: unknown; id2label?: Record<string, string>; num_labels?: number; problem_type?: ProblemType | null };
   const classes = numLabels(config);
-  const problem = config.problem_type ?? (classes === 1 ? "regression" : "single_label_classification");
+  const problem = problemType(arch!, 1); // one name per row
   if (problem !== "single_label_classification") {
     refuse(`one name per row is a single-label target, but the model is set up for ${problem} (${config.problem_type ? "config.problem_type" : "num_labels 1"})`);
   }

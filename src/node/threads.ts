@@ -109,7 +109,7 @@ export function zeroRange(grads: Ptr, helperGrads: readonly Ptr[], n: number, T:
  * Spins on `slot` of `ctl` while it equals `value`, for about `spinMs`, then sleeps on it
  * (Atomics.wait) until it changes, or until `sleepMs` pass without a change.
  *
- * A wake-up is no change: a notify can arrive late. dispatch() adds to GEN, then notifies; a
+ * A wake-up does not mean the value changed: a notify can arrive late. dispatch() adds to GEN, then notifies; a
  * helper that saw the new GEN while spinning, ran the command and went back to waiting can be
  * woken by that same notify if the main thread was descheduled between the two. Returning
  * then made the helper run the command a second time (an UPDATE applied twice to its range:
